@@ -1,0 +1,40 @@
+# berth: build, install, demo, test, bench. Every target runs as root on Debian.
+SHELL := /bin/bash
+PREFIX ?= /usr/local
+CARGO ?= cargo
+RELEASE_DIR := target/release
+
+# Debian packages the build, the tests and the benchmarks need.
+DEB_PACKAGES := build-essential pkg-config jq busybox-static runc crun containerd docker.io \
+	iptables libseccomp-dev protobuf-compiler hyperfine strace
+
+.PHONY: deps build install demo test unit conformance bench clean
+
+deps:
+	@if ! dpkg -s $(DEB_PACKAGES) >/dev/null 2>&1; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PACKAGES); \
+	fi
+	@command -v cargo >/dev/null || { echo "cargo not found: install a Rust toolchain (rustup)"; exit 1; }
+
+build: deps
+	$(CARGO) build --release --workspace --bins
+
+install: build
+	install -D -m 0755 $(RELEASE_DIR)/berth $(DESTDIR)$(PREFIX)/bin/berth
+
+demo: install
+	./scripts/demo.sh
+
+unit: deps
+	$(CARGO) test --workspace --lib --bins
+
+conformance: build
+	BERTH=$(CURDIR)/$(RELEASE_DIR)/berth $(CARGO) test --release -p conformance -- --test-threads=2
+
+test: unit conformance
+
+bench: build
+	$(CARGO) run --release -p conformance --bin bench
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,1 @@
+//! Fixtures for driving berth through its real clients.

@@ -1,0 +1,1 @@
+//! berth: an OCI runtime whose command line is runc's.
