@@ -1,1 +1,2 @@
 //! berth: an OCI runtime whose command line is runc's.
+pub mod cgroups;
