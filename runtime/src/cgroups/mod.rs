@@ -1,0 +1,336 @@
+//! The container's cgroup: where it lives on each hierarchy, creating it,
+//! applying `linux.resources`, placing processes, listing and removing it.
+//!
+//! Both cgroup v1 (including the hybrid layout with a cgroup2 "unified"
+//! mount next to the v1 controllers) and pure cgroup v2 are handled; the
+//! layout is read once from /proc/self/mountinfo and /proc/self/cgroup.
+//! Only the cgroupfs driver exists: systemd-style paths are refused.
+
+mod bpf;
+mod convert;
+mod devices;
+mod fsutil;
+mod mountinfo;
+mod v1;
+mod v2;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use oci_spec::runtime::LinuxResources;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error(
+        "linux.cgroupsPath {0:?}: the systemd form \"slice:prefix:name\" needs the systemd cgroup driver, \
+         which berth does not have; use a cgroupfs path (absolute or relative)"
+    )]
+    SystemdPathUnsupported(String),
+    #[error("linux.cgroupsPath {path:?}: {reason}")]
+    InvalidPath { path: String, reason: String },
+    #[error("cgroup discovery: {0}")]
+    Discovery(String),
+    /// A configuration value this module rejects, named by its field.
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error("{field}: writing {value:?} to {}: {source}", path.display())]
+    Write { field: String, path: PathBuf, value: String, source: std::io::Error },
+    #[error("{}: {op}: {source}", path.display())]
+    Io { path: PathBuf, op: &'static str, source: std::io::Error },
+    #[error("container's cgroup is not empty: {count} process(es) found in {}", path.display())]
+    NotEmpty { path: PathBuf, count: usize },
+    #[error("container's cgroup {} is frozen; refusing to use it", path.display())]
+    Frozen { path: PathBuf },
+    #[error("linux.resources.devices: eBPF device filter: {op}: {source}")]
+    Bpf { op: String, source: std::io::Error },
+}
+
+impl CgroupError {
+    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        CgroupError::Invalid { field: field.into(), reason: reason.into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupVersion {
+    V1,
+    V2,
+}
+
+/// One hierarchy the container has a directory in.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HierarchyState {
+    /// "memory", "cpu,cpuacct", "systemd", "unified" on v1; "" on v2.
+    pub name: String,
+    /// v1 controllers of the hierarchy ("name=systemd" included); empty on cgroup2.
+    pub subsystems: Vec<String>,
+    pub mount_point: PathBuf,
+    /// The container's cgroup directory (absolute).
+    pub dir: PathBuf,
+}
+
+/// What `state.json` must keep to reopen the manager (kill --all, delete).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CgroupState {
+    pub version: CgroupVersion,
+    pub hierarchies: Vec<HierarchyState>,
+    /// Directories `create` made, parents before children; `destroy`
+    /// removes only these.
+    #[serde(default)]
+    pub created: Vec<PathBuf>,
+}
+
+/// For the rootfs code's `type: cgroup` mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupMount {
+    pub name: String,
+    pub host_path: PathBuf,
+}
+
+pub struct Manager {
+    version: CgroupVersion,
+    hier: Vec<HierarchyState>,
+    // create() takes &self (the caller may share the manager); the record of
+    // what it made is the only state that changes.
+    created: Mutex<Vec<PathBuf>>,
+}
+
+impl Manager {
+    /// Resolves where the container's cgroup is on this host. No fs change.
+    pub fn new(id: &str, cgroups_path: Option<&str>) -> Result<Manager, CgroupError> {
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .map_err(|e| CgroupError::Io { path: PathBuf::from(p), op: "read", source: e })
+        };
+        let mountinfo = read("/proc/self/mountinfo")?;
+        let own = read("/proc/self/cgroup")?;
+        let pure_v2 = fsutil::is_cgroup2_fs(Path::new("/sys/fs/cgroup"));
+        Self::from_sources(id, cgroups_path, &mountinfo, &own, pure_v2)
+    }
+
+    /// `new` with the host described by text, for tests and for callers that
+    /// already read these files.
+    pub fn from_sources(
+        id: &str,
+        cgroups_path: Option<&str>,
+        mountinfo: &str,
+        proc_self_cgroup: &str,
+        pure_v2: bool,
+    ) -> Result<Manager, CgroupError> {
+        let hs = mountinfo::discover(mountinfo, proc_self_cgroup, pure_v2)?;
+        let mut hier = Vec::with_capacity(hs.len());
+        for h in hs {
+            let rel = mountinfo::resolve_rel(&h.own_path, id, cgroups_path)?;
+            let dir = h.mount_point.join(rel.trim_start_matches('/'));
+            hier.push(HierarchyState { name: h.name, subsystems: h.subsystems, mount_point: h.mount_point, dir });
+        }
+        Ok(Manager {
+            version: if pure_v2 { CgroupVersion::V2 } else { CgroupVersion::V1 },
+            hier,
+            created: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn from_state(state: &CgroupState) -> Manager {
+        Manager {
+            version: state.version,
+            hier: state.hierarchies.clone(),
+            created: Mutex::new(state.created.clone()),
+        }
+    }
+
+    pub fn state(&self) -> CgroupState {
+        CgroupState { version: self.version, hierarchies: self.hier.clone(), created: self.created_list() }
+    }
+
+    pub fn is_v2(&self) -> bool {
+        self.version == CgroupVersion::V2
+    }
+
+    fn created_list(&self) -> Vec<PathBuf> {
+        match self.created.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn set_created(&self, v: Vec<PathBuf>) {
+        match self.created.lock() {
+            Ok(mut g) => *g = v,
+            Err(p) => *p.into_inner() = v,
+        }
+    }
+
+    /// The directory of the hierarchy carrying `controller` (v1), or the
+    /// single v2 directory.
+    pub(crate) fn dir_for(&self, controller: &str) -> Option<&Path> {
+        if self.is_v2() {
+            return self.hier.first().map(|h| h.dir.as_path());
+        }
+        self.hier.iter().find(|h| h.subsystems.iter().any(|s| s == controller)).map(|h| h.dir.as_path())
+    }
+
+    /// Pure check of `resources` against what this module and this host's
+    /// cgroup version implement. No fs change.
+    pub fn validate(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+        validate::validate(resources, self.is_v2())
+    }
+
+    /// Makes the container's directory in every hierarchy.
+    pub fn create(&self) -> Result<(), CgroupError> {
+        // B15 first, before anything is made, so a refusal changes nothing.
+        for h in &self.hier {
+            if h.dir.is_dir() {
+                self.check_reusable(h)?;
+            }
+        }
+        let mut created = self.created_list();
+        let result = self.create_dirs(&mut created);
+        if let Err(e) = result {
+            // Leave the host as if create were never attempted.
+            for d in created.iter().rev() {
+                let _ = fsutil::rmdir_retry(d);
+            }
+            self.set_created(Vec::new());
+            return Err(e);
+        }
+        self.set_created(created);
+        Ok(())
+    }
+
+    fn create_dirs(&self, created: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
+        for h in &self.hier {
+            let rel = h.dir.strip_prefix(&h.mount_point).map_err(|_| CgroupError::InvalidPath {
+                path: h.dir.display().to_string(),
+                reason: format!("not under the hierarchy mount {}", h.mount_point.display()),
+            })?;
+            let mut cur = h.mount_point.clone();
+            for comp in rel.components() {
+                let parent = cur.clone();
+                cur.push(comp);
+                match std::fs::create_dir(&cur) {
+                    Ok(()) => {
+                        created.push(cur.clone());
+                        if h.subsystems.iter().any(|s| s == "cpuset") {
+                            v1::cpuset_copy_down(&parent, &cur)?;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(CgroupError::Io { path: cur, op: "mkdir", source: e }),
+                }
+            }
+            if self.is_v2() {
+                v2::enable_controllers(&h.mount_point, &h.dir);
+            }
+        }
+        Ok(())
+    }
+
+    fn check_reusable(&self, h: &HierarchyState) -> Result<(), CgroupError> {
+        let count = fsutil::all_pids(&h.dir)?.len();
+        if count > 0 {
+            return Err(CgroupError::NotEmpty { path: h.dir.clone(), count });
+        }
+        let frozen = if self.is_v2() {
+            fsutil::read_trim(&h.dir.join("cgroup.freeze")).is_ok_and(|v| v == "1")
+        } else if h.subsystems.iter().any(|s| s == "freezer") {
+            fsutil::read_trim(&h.dir.join("freezer.state")).is_ok_and(|v| v != "THAWED")
+        } else {
+            false
+        };
+        if frozen {
+            return Err(CgroupError::Frozen { path: h.dir.clone() });
+        }
+        Ok(())
+    }
+
+    /// Writes `resources` into the container's cgroup. Validates first, so
+    /// a rejected configuration writes nothing.
+    pub fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+        self.validate(resources)?;
+        if self.is_v2() {
+            v2::apply(self, resources)
+        } else {
+            v1::apply(self, resources)
+        }
+    }
+
+    /// Moves `pid` into the container's cgroup on every hierarchy (on v1
+    /// including name=systemd and the hybrid unified one, as runc does).
+    pub fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
+        for h in &self.hier {
+            let p = h.dir.join("cgroup.procs");
+            fsutil::write_file(&p, &pid.to_string())
+                .map_err(|e| CgroupError::Write { field: "cgroup.procs".into(), path: p, value: pid.to_string(), source: e })?;
+        }
+        Ok(())
+    }
+
+    /// Pure v2 only: an O_PATH fd of the container's cgroup for
+    /// clone3(CLONE_INTO_CGROUP).
+    pub fn open_v2_dir(&self) -> Option<OwnedFd> {
+        if !self.is_v2() {
+            return None;
+        }
+        let h = self.hier.first()?;
+        nix::fcntl::open(
+            &h.dir,
+            nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()
+    }
+
+    /// Every process in the container's cgroup and its sub-cgroups.
+    pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
+        let dir = if self.is_v2() {
+            self.hier.first().map(|h| h.dir.as_path())
+        } else {
+            ["pids", "freezer", "memory", "devices"]
+                .iter()
+                .find_map(|c| self.dir_for(c))
+                .or_else(|| self.hier.first().map(|h| h.dir.as_path()))
+        };
+        match dir {
+            Some(d) => fsutil::all_pids(d),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Removes what `create` made, children first. Sub-cgroups the container
+    /// made inside its own cgroup go too; pre-existing directories stay.
+    pub fn destroy(&self) -> Result<(), CgroupError> {
+        let created = self.created_list();
+        let mut first_err = None;
+        for h in &self.hier {
+            if created.iter().any(|c| c == &h.dir) {
+                if let Err(e) = fsutil::remove_children(&h.dir) {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        let mut left = Vec::new();
+        for d in created.iter().rev() {
+            if let Err(e) = fsutil::rmdir_retry(d) {
+                left.push(d.clone());
+                first_err.get_or_insert(e);
+            }
+        }
+        left.reverse();
+        self.set_created(left);
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    pub fn mounts(&self) -> Vec<CgroupMount> {
+        self.hier.iter().map(|h| CgroupMount { name: h.name.clone(), host_path: h.dir.clone() }).collect()
+    }
+}
