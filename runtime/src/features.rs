@@ -60,6 +60,21 @@ pub fn default_spec(rootless: bool) -> Value {
     spec
 }
 
+/// The mount options of runc's `features` list, kept to those our option parser handles
+/// itself rather than passing on to the filesystem as data.
+fn mount_options() -> Vec<&'static str> {
+    const CANDIDATES: &[&str] = &[
+        "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "iversion", "lazytime", "loud",
+        "mand", "noatime", "nodev", "nodiratime", "noexec", "noiversion", "nolazytime", "nomand", "norelatime",
+        "nostrictatime", "nosuid", "nosymfollow", "private", "ratime", "rbind", "rdev", "rdiratime", "relatime",
+        "remount", "rexec", "rnoatime", "rnodev", "rnodiratime", "rnoexec", "rnorelatime", "rnostrictatime",
+        "rnosuid", "rnosymfollow", "ro", "rprivate", "rrelatime", "rro", "rrw", "rshared", "rslave",
+        "rstrictatime", "rsuid", "rsymfollow", "runbindable", "rw", "shared", "silent", "slave", "strictatime",
+        "suid", "symfollow", "sync", "tmpcopyup", "unbindable",
+    ];
+    CANDIDATES.iter().copied().filter(|o| crate::rootfs::options::parse(&[*o]).data.is_empty()).collect()
+}
+
 pub fn features() -> Value {
     let caps: Vec<String> = caps::runtime::thread_all_supported().iter().map(|c| c.to_string()).collect();
     let mut caps = caps;
@@ -68,7 +83,7 @@ pub fn features() -> Value {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": crate::state::OCI_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": crate::rootfs::known_mount_options(),
+        "mountOptions": mount_options(),
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
             "capabilities": caps,

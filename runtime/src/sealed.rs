@@ -53,12 +53,11 @@ pub fn reexec_sealed() -> io::Result<()> {
     let base = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
     // MFD_EXEC (6.3+) keeps the copy executable even where memfds default to noexec.
     let copy = memfd(name, base | MFD_EXEC).or_else(|_| memfd(name, base))?;
-    let mut off: libc::loff_t = 0;
+    // sendfile stays in the kernel; copy_file_range would refuse ext4 → tmpfs (EXDEV).
+    let mut off: libc::off_t = 0;
     while (off as u64) < len {
-        // SAFETY: both fds are valid; the kernel copies inside the page cache.
-        let n = unsafe {
-            libc::copy_file_range(exe.as_raw_fd(), &mut off, copy.as_raw_fd(), std::ptr::null_mut(), (len - off as u64) as usize, 0)
-        };
+        // SAFETY: both fds are valid; off is a valid offset the kernel advances.
+        let n = unsafe { libc::sendfile(copy.as_raw_fd(), exe.as_raw_fd(), &mut off, (len - off as u64) as usize) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }

@@ -331,6 +331,14 @@ impl Manager {
     }
 
     pub fn mounts(&self) -> Vec<CgroupMount> {
-        self.hier.iter().map(|h| CgroupMount { name: h.name.clone(), host_path: h.dir.clone() }).collect()
+        // v1 hierarchies go by their mount data ("cpu,cpuacct", "name=systemd"): the rootfs
+        // code mounts them by it and derives the directory name from it.
+        self.hier
+            .iter()
+            .map(|h| CgroupMount {
+                name: if h.subsystems.is_empty() { h.name.clone() } else { h.subsystems.join(",") },
+                host_path: h.dir.clone(),
+            })
+            .collect()
     }
 }

@@ -200,7 +200,7 @@ fn set_domainname(name: &str) -> std::io::Result<()> {
 
 fn write_sysctl(key: &str, value: &str) -> Res<()> {
     let rel = format!("sys/{}", key.replace('.', "/"));
-    let fd = rootfs::open_proc_beneath(Path::new(&rel), nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC)
+    let fd = rootfs::resolve::open_proc_beneath(Path::new(&rel), nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| format!("linux.sysctl[{key:?}]: {e}"))?;
     let mut f = std::fs::File::from(fd);
     f.write_all(value.as_bytes()).map_err(|e| format!("linux.sysctl[{key:?}] = {value:?}: {e}"))?;
