@@ -51,7 +51,7 @@ pub fn open_checked(t: LinuxNamespaceType, path: &Path) -> Result<OwnedFd, Strin
         return Err(format!("{}: cannot read the namespace type: {}", path.display(), std::io::Error::last_os_error()));
     }
     if kind != clone_flag(t).bits() {
-        return Err(format!("{} is not a {} namespace", path.display(), proc_name(t)));
+        return Err(format!("{} is not a namespace of type {}", path.display(), proc_name(t)));
     }
     Ok(file.into())
 }

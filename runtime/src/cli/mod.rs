@@ -231,10 +231,26 @@ pub fn main() -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            berth::log::error(&format!("{e:#}"));
+            berth::log::error(&error_line(&e));
             1
         }
     }
+}
+
+/// One line: the error and those of its causes that it does not already spell out
+/// (library errors embed their cause in their own message).
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 #[cfg(test)]
