@@ -194,9 +194,8 @@ impl Manager {
         let result = self.create_dirs(&mut created);
         if let Err(e) = result {
             // Leave the host as if create were never attempted.
-            for d in created.iter().rev() {
-                let _ = fsutil::rmdir_retry(d);
-            }
+            let order: Vec<PathBuf> = created.iter().rev().cloned().collect();
+            let _ = fsutil::rmdir_all(&order);
             self.set_created(Vec::new());
             return Err(e);
         }
@@ -315,12 +314,10 @@ impl Manager {
                 }
             }
         }
-        let mut left = Vec::new();
-        for d in created.iter().rev() {
-            if let Err(e) = fsutil::rmdir_retry(d) {
-                left.push(d.clone());
-                first_err.get_or_insert(e);
-            }
+        let order: Vec<PathBuf> = created.iter().rev().cloned().collect();
+        let (mut left, errs) = fsutil::rmdir_all(&order);
+        if let Some(e) = errs.into_iter().next() {
+            first_err.get_or_insert(e);
         }
         left.reverse();
         self.set_created(left);
