@@ -152,8 +152,8 @@ pub(crate) fn evaluate(rules: &[DeviceRule], kind: DevKind, major: u32, minor: u
         let decided = rules.iter().rev().find(|r| {
             r.access & bit != 0
                 && (r.kind == DevKind::All || r.kind == kind)
-                && r.major.map_or(true, |m| m == major)
-                && r.minor.map_or(true, |m| m == minor)
+                && r.major.is_none_or(|m| m == major)
+                && r.minor.is_none_or(|m| m == minor)
         });
         if !decided.is_some_and(|r| r.allow) {
             return false;

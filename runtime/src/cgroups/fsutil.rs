@@ -6,11 +6,9 @@ use std::time::Duration;
 
 use super::CgroupError;
 
-const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-
 pub(crate) fn is_cgroup2_fs(p: &Path) -> bool {
     match nix::sys::statfs::statfs(p) {
-        Ok(s) => s.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC,
+        Ok(s) => s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC,
         Err(_) => false,
     }
 }

@@ -194,8 +194,7 @@ impl Manager {
         let result = self.create_dirs(&mut created);
         if let Err(e) = result {
             // Leave the host as if create were never attempted.
-            let order: Vec<PathBuf> = created.iter().rev().cloned().collect();
-            let _ = fsutil::rmdir_all(&order);
+            let _ = self.remove_created(&created);
             self.set_created(Vec::new());
             return Err(e);
         }
@@ -209,19 +208,14 @@ impl Manager {
                 path: h.dir.display().to_string(),
                 reason: format!("not under the hierarchy mount {}", h.mount_point.display()),
             })?;
-            let mut cur = h.mount_point.clone();
-            for comp in rel.components() {
-                let parent = cur.clone();
-                cur.push(comp);
-                match std::fs::create_dir(&cur) {
-                    Ok(()) => {
-                        created.push(cur.clone());
-                        if h.subsystems.iter().any(|s| s == "cpuset") {
-                            v1::cpuset_copy_down(&parent, &cur)?;
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(CgroupError::Io { path: cur, op: "mkdir", source: e }),
+            // A shared parent can vanish between our EEXIST and the next
+            // mkdir when another container's destroy removes it: walk again.
+            let mut attempt = 0;
+            while let Err(e) = Self::mkdir_walk(h, rel, created) {
+                attempt += 1;
+                let vanished = matches!(&e, CgroupError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
+                if !vanished || attempt > 2 {
+                    return Err(e);
                 }
             }
             if self.is_v2() {
@@ -229,6 +223,53 @@ impl Manager {
             }
         }
         Ok(())
+    }
+
+    fn mkdir_walk(h: &HierarchyState, rel: &Path, created: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
+        let mut cur = h.mount_point.clone();
+        for comp in rel.components() {
+            let parent = cur.clone();
+            cur.push(comp);
+            match std::fs::create_dir(&cur) {
+                Ok(()) => {
+                    created.push(cur.clone());
+                    if h.subsystems.iter().any(|s| s == "cpuset") {
+                        v1::cpuset_copy_down(&parent, &cur)?;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(CgroupError::Io { path: cur, op: "mkdir", source: e }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `created`: the container's own directories with retries
+    /// (their processes may still be exiting), then the parents we made,
+    /// once each, leaving a parent that another cgroup now lives in (it is
+    /// shared, e.g. "/docker"). Returns what is left and the first error.
+    fn remove_created(&self, created: &[PathBuf]) -> (Vec<PathBuf>, Option<CgroupError>) {
+        let is_leaf = |d: &PathBuf| self.hier.iter().any(|h| &h.dir == d);
+        let leaves: Vec<PathBuf> = created.iter().filter(|d| is_leaf(d)).cloned().collect();
+        let parents: Vec<PathBuf> = created.iter().rev().filter(|d| !is_leaf(d)).cloned().collect();
+        let (mut left, errs) = fsutil::rmdir_all(&leaves);
+        let mut first = errs.into_iter().next();
+        if !left.is_empty() {
+            left.extend(parents.into_iter().rev());
+            return (left, first);
+        }
+        for p in parents.into_iter() {
+            match std::fs::remove_dir(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::ENOTEMPTY)) => {}
+                Err(e) => {
+                    left.push(p.clone());
+                    first.get_or_insert(CgroupError::Io { path: p, op: "rmdir", source: e });
+                }
+            }
+        }
+        (left, first)
     }
 
     fn check_reusable(&self, h: &HierarchyState) -> Result<(), CgroupError> {
@@ -314,12 +355,10 @@ impl Manager {
                 }
             }
         }
-        let order: Vec<PathBuf> = created.iter().rev().cloned().collect();
-        let (mut left, errs) = fsutil::rmdir_all(&order);
-        if let Some(e) = errs.into_iter().next() {
+        let (left, err) = self.remove_created(&created);
+        if let Some(e) = err {
             first_err.get_or_insert(e);
         }
-        left.reverse();
         self.set_created(left);
         match first_err {
             Some(e) => Err(e),

@@ -124,7 +124,7 @@ fn v2_missing_controller_file_names_field_and_errno() {
     let m = f.manager("c1", None);
     let e = m.apply(&res(r#"{"pids":{"limit":10}}"#)).unwrap_err().to_string();
     assert!(e.starts_with("linux.resources.pids.limit: writing \"10\" to "), "{e}");
-    assert!(e.contains("os error 2"), "{e}");
+    assert!(e.contains("ENOENT") && e.contains("\"pids\" controller"), "{e}");
 }
 
 #[test]
@@ -146,6 +146,22 @@ fn v2_create_and_destroy_remove_only_what_was_made() {
     assert!(f.root.join("parent").is_dir());
     // Nothing left to do: a second destroy is fine.
     m2.destroy().unwrap();
+}
+
+#[test]
+fn v2_shared_parent_stays_while_in_use() {
+    let f = FakeV2::new();
+    let a = f.manager("a", Some("/shared/a"));
+    let b = f.manager("b", Some("/shared/b"));
+    a.create().unwrap();
+    b.create().unwrap();
+    assert_eq!(a.state().created, vec![f.root.join("shared"), f.root.join("shared/a")]);
+    assert_eq!(b.state().created, vec![f.root.join("shared/b")]);
+    a.destroy().unwrap();
+    assert!(a.state().created.is_empty());
+    assert!(f.root.join("shared/b").is_dir());
+    b.destroy().unwrap();
+    assert!(!f.root.join("shared/b").exists());
 }
 
 #[test]

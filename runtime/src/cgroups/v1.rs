@@ -28,7 +28,7 @@ pub(crate) fn cpuset_copy_down(parent: &Path, child: &Path) -> Result<(), Cgroup
         let p = read_trim(&parent.join(f))
             .map_err(|e| CgroupError::Io { path: parent.join(f), op: "read", source: e })?;
         if !p.is_empty() {
-            set(&format!("(inherit {f})"), child, f, &p)?;
+            set(&format!("{f} (inherited from the parent cgroup)"), child, f, &p)?;
         }
     }
     Ok(())
