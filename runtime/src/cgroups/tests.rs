@@ -107,6 +107,16 @@ fn v2_apply_writes_the_files() {
 }
 
 #[test]
+fn v2_open_dir_only_on_v2() {
+    let f = FakeV2::new();
+    f.leaf("parent/c1");
+    let m = f.manager("c1", None);
+    assert!(m.open_v2_dir().is_some());
+    let gone = f.manager("nope", None);
+    assert!(gone.open_v2_dir().is_none());
+}
+
+#[test]
 fn v2_docker_defaults_touch_nothing() {
     let f = FakeV2::new();
     let leaf = f.leaf("parent/c1");
@@ -381,6 +391,29 @@ fn root_v1_lifecycle_apply_add_pids_destroy() {
     m2.destroy().unwrap();
     assert!(m2.state().created.is_empty());
     assert_eq!(guard.leftovers(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn root_v1_docker_defaults_apply() {
+    if !real_v1() {
+        return;
+    }
+    let name = unique("dock");
+    let guard = Cleanup::new(&name);
+    let m = Manager::new(&name, None).unwrap();
+    m.create().unwrap();
+    let r = format!(
+        r#"{{"devices":{},"memory":{{}},"cpu":{{"shares":0}},"blockIO":{{"weight":0}},"pids":{{"limit":-1}}}}"#,
+        docker_devices()
+    );
+    m.apply(&res(&r)).unwrap();
+    assert_eq!(read(&m.dir_for("pids").unwrap().join("pids.max")), "max");
+    m.destroy().unwrap();
+    // Under our own cgroup on each hierarchy: nothing of ours left anywhere.
+    for h in m.state().hierarchies {
+        assert!(!h.dir.exists(), "{}", h.dir.display());
+    }
+    drop(guard);
 }
 
 #[test]

@@ -100,10 +100,10 @@ pub(crate) fn apply(m: &Manager, r: &LinuxResources) -> Result<(), CgroupError> 
     }
     // Last, so that an explicit unified value wins over a converted one.
     if let Some(u) = r.unified() {
-        let mut keys: Vec<&String> = u.keys().collect();
-        keys.sort();
-        for k in keys {
-            let v = &u[k];
+        // Sorted, so that a failure is reproducible from the same config.
+        let mut kv: Vec<(&String, &String)> = u.iter().collect();
+        kv.sort();
+        for (k, v) in kv {
             set(&format!("linux.resources.unified.{k:?}"), d, k, v)?;
         }
     }
