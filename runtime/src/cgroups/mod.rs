@@ -366,6 +366,57 @@ impl Manager {
         }
     }
 
+    /// Freezes or thaws every process of the container (pause/resume, and
+    /// a race-free `kill --all`: freeze, signal, thaw). Returns once the
+    /// kernel reports the new state.
+    pub fn set_frozen(&self, frozen: bool) -> Result<(), CgroupError> {
+        let (dir, file, value) = self.freezer(frozen)?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut delay = std::time::Duration::from_micros(100);
+        loop {
+            // v1 may stay in FREEZING while a task is in an uninterruptible
+            // sleep; writing FROZEN again retries the freeze.
+            fsutil::set("freezer", &dir, file, value)?;
+            if self.is_frozen()? == frozen {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(CgroupError::Io {
+                    path: dir.join(file),
+                    op: if frozen { "freeze (timed out)" } else { "thaw (timed out)" },
+                    source: std::io::Error::from_raw_os_error(libc::ETIMEDOUT),
+                });
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the container's cgroup is (completely) frozen.
+    pub fn is_frozen(&self) -> Result<bool, CgroupError> {
+        let (dir, _, _) = self.freezer(true)?;
+        if self.is_v2() {
+            let p = dir.join("cgroup.events");
+            let t = std::fs::read_to_string(&p).map_err(|e| CgroupError::Io { path: p, op: "read", source: e })?;
+            Ok(t.lines().any(|l| l.trim() == "frozen 1"))
+        } else {
+            let p = dir.join("freezer.state");
+            let t = fsutil::read_trim(&p).map_err(|e| CgroupError::Io { path: p, op: "read", source: e })?;
+            Ok(t == "FROZEN")
+        }
+    }
+
+    fn freezer(&self, frozen: bool) -> Result<(PathBuf, &'static str, &'static str), CgroupError> {
+        if self.is_v2() {
+            let d = self.dir_for("").ok_or_else(|| CgroupError::Discovery("no cgroup2 directory".into()))?;
+            return Ok((d.to_path_buf(), "cgroup.freeze", if frozen { "1" } else { "0" }));
+        }
+        let d = self
+            .dir_for("freezer")
+            .ok_or_else(|| CgroupError::Discovery("no cgroup v1 freezer hierarchy is mounted".into()))?;
+        Ok((d.to_path_buf(), "freezer.state", if frozen { "FROZEN" } else { "THAWED" }))
+    }
+
     pub fn mounts(&self) -> Vec<CgroupMount> {
         self.hier.iter().map(|h| CgroupMount { name: h.name.clone(), host_path: h.dir.clone() }).collect()
     }

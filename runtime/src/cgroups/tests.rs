@@ -249,20 +249,21 @@ impl Cleanup {
     fn new(name: &str) -> Cleanup {
         Cleanup { name: name.to_string(), children: Vec::new() }
     }
-    /// Directories left on the host with our name, deepest first.
+    /// Directories left on the host with our name anywhere in any
+    /// hierarchy (with their sub-cgroups), deepest first.
     fn leftovers(&self) -> Vec<PathBuf> {
         let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let mut out = Vec::new();
         for m in mountinfo::parse_mountinfo(&mi) {
-            let top = m.mount_point.join(&self.name);
-            if top.exists() {
-                let mut stack = vec![top];
-                while let Some(d) = stack.pop() {
+            let mut stack = vec![(m.mount_point.clone(), false)];
+            while let Some((d, ours)) = stack.pop() {
+                let ours = ours || d.file_name().is_some_and(|n| n == self.name.as_str());
+                if ours {
                     out.push(d.clone());
-                    for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-                        if e.file_type().is_ok_and(|t| t.is_dir()) {
-                            stack.push(e.path());
-                        }
+                }
+                for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        stack.push((e.path(), ours));
                     }
                 }
             }
@@ -369,13 +370,28 @@ fn root_v1_lifecycle_apply_add_pids_destroy() {
     guard.children.push(child);
     m.add_pid(pid).unwrap();
     let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    for line in own.lines() {
-        assert!(line.ends_with(&format!("/{name}/ctr")), "{line}");
+    let managed = m.state().hierarchies;
+    let mut seen = 0;
+    for e in mountinfo::parse_proc_cgroup(&own) {
+        // Hierarchies not mounted here (another mount namespace may have
+        // mounted e.g. hugetlb as v1) are not ours to manage.
+        if managed.iter().any(|h| h.subsystems == e.controllers) {
+            assert!(e.path.ends_with(&format!("/{name}/ctr")), "{e:?}");
+            seen += 1;
+        }
     }
+    assert_eq!(seen, managed.len());
     assert_eq!(m.pids().unwrap(), vec![pid]);
     let (zero, urandom) = probe_report(guard.children.last_mut().unwrap());
     assert_eq!(zero, "zero-ok");
     assert_eq!(urandom, "urandom-denied");
+
+    // Pause and resume.
+    m.set_frozen(true).unwrap();
+    assert!(m.is_frozen().unwrap());
+    assert_eq!(read(&d("freezer").join("freezer.state")), "FROZEN");
+    m.set_frozen(false).unwrap();
+    assert!(!m.is_frozen().unwrap());
 
     // A destroy while the process lives fails and keeps the record.
     assert!(m.destroy().is_err());
@@ -413,7 +429,7 @@ fn root_v1_docker_defaults_apply() {
     for h in m.state().hierarchies {
         assert!(!h.dir.exists(), "{}", h.dir.display());
     }
-    drop(guard);
+    assert_eq!(guard.leftovers(), Vec::<PathBuf>::new());
 }
 
 #[test]
