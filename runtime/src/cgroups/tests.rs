@@ -362,8 +362,12 @@ fn root_v1_lifecycle_apply_add_pids_destroy() {
     assert!(list.contains("c 1:3 rwm") && list.contains("c 136:* rwm"), "{list}");
     assert!(!list.contains("a *:* rwm"), "{list}");
 
-    // Applying again (an `update`) with the same values is fine.
+    // Applying again (an `update`) with the same values is fine, even with
+    // a sub-cgroup (where "deny all" would be refused): the device rules
+    // are recognised as already in place.
+    std::fs::create_dir(d("devices").join("sub")).unwrap();
     m.apply(&res(&r)).unwrap();
+    std::fs::remove_dir(d("devices").join("sub")).unwrap();
 
     let child = probe();
     let pid = child.id() as i32;
