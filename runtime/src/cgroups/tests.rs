@@ -243,11 +243,13 @@ fn real_v1() -> bool {
 struct Cleanup {
     name: String,
     children: Vec<Child>,
+    /// Children made without std::process (clone3).
+    raw: Vec<i32>,
 }
 
 impl Cleanup {
     fn new(name: &str) -> Cleanup {
-        Cleanup { name: name.to_string(), children: Vec::new() }
+        Cleanup { name: name.to_string(), children: Vec::new(), raw: Vec::new() }
     }
     /// Directories left on the host with our name anywhere in any
     /// hierarchy (with their sub-cgroups), deepest first.
@@ -278,6 +280,11 @@ impl Drop for Cleanup {
         for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        for &p in &self.raw {
+            let p = nix::unistd::Pid::from_raw(p);
+            let _ = nix::sys::signal::kill(p, nix::sys::signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(p, None);
         }
         for d in self.leftovers() {
             // A frozen test cgroup must be thawed before it can go.
@@ -532,4 +539,107 @@ fn root_ebpf_device_filter_enforces_rules() {
     let (zero, urandom) = probe_report(guard.children.last_mut().unwrap());
     assert_eq!(zero, "zero-ok");
     assert_eq!(urandom, "urandom-denied");
+}
+
+/// The v2 driver on a real cgroup2 filesystem: the hybrid host's unified
+/// hierarchy, seen as if it were a pure v2 host. Controllers may be absent
+/// there, but directories, cgroup.procs, cgroup.freeze, the eBPF device
+/// filter and clone3(CLONE_INTO_CGROUP) are all real.
+#[test]
+fn root_v2_driver_on_the_real_cgroup2_mount() {
+    if !real_v1() {
+        return;
+    }
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let Some(line) = mi.lines().find(|l| l.contains(" - cgroup2 ") && l.split(' ').nth(3) == Some("/")) else {
+        eprintln!("skipped: no cgroup2 mount");
+        return;
+    };
+    let pc = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let v2line: String = pc.lines().filter(|l| l.starts_with("0::")).collect();
+    let name = unique("v2");
+    let mut guard = Cleanup::new(&name);
+    let m = Manager::from_sources("ctr", Some(&format!("/{name}/ctr")), line, &v2line, true).unwrap();
+    assert!(m.is_v2());
+    m.create().unwrap();
+    let dir = m.mounts()[0].host_path.clone();
+    assert!(dir.is_dir());
+    let r = format!(r#"{{"devices":{},"memory":{{}},"cpu":{{"shares":0}}}}"#, docker_devices());
+    m.apply(&res(&r)).unwrap();
+
+    // Placed at birth, without an attach.
+    let fd = m.open_v2_dir().unwrap();
+    let pid = clone_into_cgroup(&fd);
+    guard.raw.push(pid);
+    assert_eq!(m.pids().unwrap(), vec![pid]);
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(own.lines().any(|l| l == format!("0::/{name}/ctr")), "{own}");
+
+    // And by attach.
+    let probe = probe();
+    let ppid = probe.id() as i32;
+    guard.children.push(probe);
+    m.add_pid(ppid).unwrap();
+    let mut all = m.pids().unwrap();
+    all.sort();
+    let mut want = vec![pid, ppid];
+    want.sort();
+    assert_eq!(all, want);
+    let (zero, urandom) = probe_report(guard.children.last_mut().unwrap());
+    assert_eq!(zero, "zero-ok");
+    assert_eq!(urandom, "urandom-denied");
+
+    m.set_frozen(true).unwrap();
+    assert!(m.is_frozen().unwrap());
+    m.set_frozen(false).unwrap();
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
+    guard.raw.clear();
+    for c in &mut guard.children {
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+    guard.children.clear();
+    m.destroy().unwrap();
+    assert_eq!(guard.leftovers(), Vec::<PathBuf>::new());
+}
+
+/// A child that waits for a signal, born in the cgroup `fd`.
+fn clone_into_cgroup(fd: &std::os::fd::OwnedFd) -> i32 {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let mut args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: fd.as_raw_fd() as u64,
+        ..Default::default()
+    };
+    // SAFETY: a plain fork-like clone3; the child only calls pause/_exit,
+    // which are async-signal-safe, so the test harness's threads don't matter.
+    let r = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    if r == 0 {
+        // SAFETY: see above.
+        unsafe {
+            libc::pause();
+            libc::_exit(0);
+        }
+    }
+    assert!(r > 0, "clone3: {}", std::io::Error::last_os_error());
+    r as i32
 }
