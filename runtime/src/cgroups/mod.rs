@@ -93,6 +93,7 @@ pub struct CgroupMount {
     pub host_path: PathBuf,
 }
 
+#[derive(Debug)]
 pub struct Manager {
     version: CgroupVersion,
     hier: Vec<HierarchyState>,
@@ -190,15 +191,15 @@ impl Manager {
                 self.check_reusable(h)?;
             }
         }
-        let mut created = self.created_list();
-        let result = self.create_dirs(&mut created);
-        if let Err(e) = result {
+        let mut made = Vec::new();
+        if let Err(e) = self.create_dirs(&mut made) {
             // Leave the host as if create were never attempted.
-            let _ = self.remove_created(&created);
-            self.set_created(Vec::new());
+            let _ = self.remove_created(&made);
             return Err(e);
         }
-        self.set_created(created);
+        let mut all = self.created_list();
+        all.extend(made);
+        self.set_created(all);
         Ok(())
     }
 
