@@ -5,6 +5,20 @@
 //! mount next to the v1 controllers) and pure cgroup v2 are handled; the
 //! layout is read once from /proc/self/mountinfo and /proc/self/cgroup.
 //! Only the cgroupfs driver exists: systemd-style paths are refused.
+//!
+//! How the runtime uses it (create):
+//! 1. `Manager::new(id, linux.cgroupsPath)` then `validate(resources)`,
+//!    before anything is made, so a bad config changes nothing.
+//! 2. `create()`, then save `state()` in state.json at once: it records
+//!    which directories this container made, and only those are removed.
+//! 3. `apply(resources)`. On error, `destroy()` (nothing half-applied stays).
+//! 4. Pure v2: clone3(CLONE_INTO_CGROUP) with `open_v2_dir()`; otherwise
+//!    `add_pid(child)`, which must happen before the child unshares its
+//!    cgroup namespace (the namespace root is the cgroup it is in then).
+//!
+//! Later commands reopen it with `Manager::from_state`: `pids()` for
+//! `kill --all` and `ps`, `set_frozen` for pause/resume, `destroy()` for
+//! delete once the processes are gone (it waits briefly for dying ones).
 
 mod bpf;
 mod convert;
