@@ -8,7 +8,6 @@
 //! an ordered list on top of "deny all", including partial denies that take
 //! only some bits away from an earlier allow.
 
-use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
@@ -237,7 +236,7 @@ fn bpf_err(op: &str, dir: &Path, e: std::io::Error) -> CgroupError {
 }
 
 fn load(insns: &[Insn], dir: &Path) -> Result<OwnedFd, CgroupError> {
-    let license = CString::new("Apache").map_err(|_| CgroupError::invalid("linux.resources.devices", "license"))?;
+    let license = c"Apache";
     let mut log = vec![0u8; 0];
     for attempt in 0..2 {
         let mut attr = ProgLoadAttr {

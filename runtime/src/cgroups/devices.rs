@@ -141,6 +141,82 @@ pub(crate) fn v1_writes(rules: &[DeviceRule]) -> Vec<(&'static str, String)> {
     out
 }
 
+/// One line of a v1 `devices.list` in default-deny mode.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct V1Exception {
+    pub kind: char,
+    pub major: Option<u32>,
+    pub minor: Option<u32>,
+    pub access: u8,
+}
+
+fn parse_v1_line(line: &str) -> Option<V1Exception> {
+    let mut it = line.split_whitespace();
+    let kind = it.next()?.chars().next()?;
+    let (ma, mi) = it.next()?.split_once(':')?;
+    let n = |s: &str| if s == "*" { Some(None) } else { s.parse().ok().map(Some) };
+    let mut access = 0;
+    for c in it.next()?.chars() {
+        access |= match c {
+            'r' => ACC_READ,
+            'w' => ACC_WRITE,
+            'm' => ACC_MKNOD,
+            _ => return None,
+        };
+    }
+    Some(V1Exception { kind, major: n(ma)?, minor: n(mi)?, access })
+}
+
+/// The exception list the kernel will show after `writes` (from
+/// `v1_writes`), imitating its merge rules: an allow adds its bits to an
+/// entry with the same type and numbers, a deny takes them away. None when
+/// the result is "allow by default", whose list says only "a *:* rwm".
+pub(crate) fn v1_expected_list(writes: &[(&'static str, String)]) -> Option<Vec<V1Exception>> {
+    let mut allow_default = true;
+    let mut list: Vec<V1Exception> = Vec::new();
+    for (file, line) in writes {
+        let allow = *file == "devices.allow";
+        if line == "a" {
+            allow_default = allow;
+            list.clear();
+            continue;
+        }
+        let e = parse_v1_line(line)?;
+        // In default-deny mode the list holds allows, otherwise denies.
+        let adds = allow != allow_default;
+        match list.iter_mut().position(|x| x.kind == e.kind && x.major == e.major && x.minor == e.minor) {
+            Some(i) if adds => list[i].access |= e.access,
+            None if adds => list.push(e),
+            Some(i) => {
+                list[i].access &= !e.access;
+                if list[i].access == 0 {
+                    list.remove(i);
+                }
+            }
+            None => {}
+        }
+    }
+    if allow_default {
+        return None;
+    }
+    list.sort();
+    Some(list)
+}
+
+/// Parses `devices.list`; None when it is not a default-deny list.
+pub(crate) fn parse_v1_list(text: &str) -> Option<Vec<V1Exception>> {
+    let mut list = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let e = parse_v1_line(line)?;
+        if e.kind == 'a' {
+            return None;
+        }
+        list.push(e);
+    }
+    list.sort();
+    Some(list)
+}
+
 /// Reference evaluation of the OCI semantics, used by tests to check the
 /// eBPF program and usable by callers that want to reason about rules.
 #[cfg(test)]
@@ -152,8 +228,8 @@ pub(crate) fn evaluate(rules: &[DeviceRule], kind: DevKind, major: u32, minor: u
         let decided = rules.iter().rev().find(|r| {
             r.access & bit != 0
                 && (r.kind == DevKind::All || r.kind == kind)
-                && r.major.map_or(true, |m| m == major)
-                && r.minor.map_or(true, |m| m == minor)
+                && r.major.is_none_or(|m| m == major)
+                && r.minor.is_none_or(|m| m == minor)
         });
         if !decided.is_some_and(|r| r.allow) {
             return false;
@@ -207,6 +283,23 @@ mod tests {
                 "devices.allow b *:* m",
             ]
         );
+    }
+
+    #[test]
+    fn expected_v1_list_matches_kernel_merging() {
+        let rules = parse_rules(&docker_rules()).unwrap();
+        let want = v1_expected_list(&v1_writes(&rules)).unwrap();
+        let shown = "c 1:3 rwm\nc 1:5 rwm\nc 136:* rwm\nc 10:200 rwm\nc *:* m\nb *:* m\n";
+        assert_eq!(parse_v1_list(shown).unwrap(), want);
+        assert!(parse_v1_list("a *:* rwm\n").is_none());
+        let r = [
+            DeviceRule { allow: true, kind: DevKind::Char, major: Some(1), minor: Some(3), access: ACC_READ },
+            DeviceRule { allow: true, kind: DevKind::Char, major: Some(1), minor: Some(3), access: ACC_WRITE },
+            DeviceRule { allow: false, kind: DevKind::Char, major: Some(1), minor: Some(3), access: ACC_READ },
+        ];
+        assert_eq!(parse_v1_list("c 1:3 w").unwrap(), v1_expected_list(&v1_writes(&r)).unwrap());
+        let all = [DeviceRule { allow: true, kind: DevKind::All, major: None, minor: None, access: ACC_ALL }];
+        assert!(v1_expected_list(&v1_writes(&all)).is_none());
     }
 
     #[test]

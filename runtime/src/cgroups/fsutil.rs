@@ -6,11 +6,9 @@ use std::time::Duration;
 
 use super::CgroupError;
 
-const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-
 pub(crate) fn is_cgroup2_fs(p: &Path) -> bool {
     match nix::sys::statfs::statfs(p) {
-        Ok(s) => s.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC,
+        Ok(s) => s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC,
         Err(_) => false,
     }
 }
@@ -79,19 +77,49 @@ fn subdirs(d: &Path) -> Result<Vec<PathBuf>, CgroupError> {
 /// rmdir, waiting a little for processes that were just killed to leave
 /// (the cgroup stays busy until they are reaped). Gone already is fine.
 pub(crate) fn rmdir_retry(d: &Path) -> Result<(), CgroupError> {
+    let (_, errs) = rmdir_all(&[d.to_path_buf()]);
+    match errs.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Removes `dirs` in the given order (children before parents), retrying
+/// the busy ones together, so that N busy cgroups cost one wait rather
+/// than N. Returns the dirs that could not be removed and their errors.
+pub(crate) fn rmdir_all(dirs: &[PathBuf]) -> (Vec<PathBuf>, Vec<CgroupError>) {
+    const BUDGET: Duration = Duration::from_millis(1500);
+    let mut pending: Vec<PathBuf> = dirs.to_vec();
     let mut delay = Duration::from_millis(5);
     let mut waited = Duration::ZERO;
     loop {
-        match std::fs::remove_dir(d) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && waited < Duration::from_millis(1500) => {
-                std::thread::sleep(delay);
-                waited += delay;
-                delay = (delay * 2).min(Duration::from_millis(200));
+        let mut busy = Vec::new();
+        let mut errs = Vec::new();
+        for d in &pending {
+            match std::fs::remove_dir(d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    if e.raw_os_error() == Some(libc::EBUSY) {
+                        busy.push(d.clone());
+                    }
+                    errs.push((d.clone(), e));
+                }
             }
-            Err(e) => return Err(CgroupError::Io { path: d.to_path_buf(), op: "rmdir", source: e }),
         }
+        let only_busy = busy.len() == errs.len();
+        if errs.is_empty() || !only_busy || waited >= BUDGET {
+            let left = errs.iter().map(|(d, _)| d.clone()).collect();
+            let errs = errs
+                .into_iter()
+                .map(|(path, source)| CgroupError::Io { path, op: "rmdir", source })
+                .collect();
+            return (left, errs);
+        }
+        pending = busy;
+        std::thread::sleep(delay);
+        waited += delay;
+        delay = (delay * 2).min(Duration::from_millis(200));
     }
 }
 

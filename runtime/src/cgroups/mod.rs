@@ -5,6 +5,20 @@
 //! mount next to the v1 controllers) and pure cgroup v2 are handled; the
 //! layout is read once from /proc/self/mountinfo and /proc/self/cgroup.
 //! Only the cgroupfs driver exists: systemd-style paths are refused.
+//!
+//! How the runtime uses it (create):
+//! 1. `Manager::new(id, linux.cgroupsPath)` then `validate(resources)`,
+//!    before anything is made, so a bad config changes nothing.
+//! 2. `create()`, then save `state()` in state.json at once: it records
+//!    which directories this container made, and only those are removed.
+//! 3. `apply(resources)`. On error, `destroy()` (nothing half-applied stays).
+//! 4. Pure v2: clone3(CLONE_INTO_CGROUP) with `open_v2_dir()`; otherwise
+//!    `add_pid(child)`, which must happen before the child unshares its
+//!    cgroup namespace (the namespace root is the cgroup it is in then).
+//!
+//! Later commands reopen it with `Manager::from_state`: `pids()` for
+//! `kill --all` and `ps`, `set_frozen` for pause/resume, `destroy()` for
+//! delete once the processes are gone (it waits briefly for dying ones).
 
 mod bpf;
 mod convert;
@@ -93,6 +107,7 @@ pub struct CgroupMount {
     pub host_path: PathBuf,
 }
 
+#[derive(Debug)]
 pub struct Manager {
     version: CgroupVersion,
     hier: Vec<HierarchyState>,
@@ -190,17 +205,15 @@ impl Manager {
                 self.check_reusable(h)?;
             }
         }
-        let mut created = self.created_list();
-        let result = self.create_dirs(&mut created);
-        if let Err(e) = result {
+        let mut made = Vec::new();
+        if let Err(e) = self.create_dirs(&mut made) {
             // Leave the host as if create were never attempted.
-            for d in created.iter().rev() {
-                let _ = fsutil::rmdir_retry(d);
-            }
-            self.set_created(Vec::new());
+            let _ = self.remove_created(&made);
             return Err(e);
         }
-        self.set_created(created);
+        let mut all = self.created_list();
+        all.extend(made);
+        self.set_created(all);
         Ok(())
     }
 
@@ -210,19 +223,14 @@ impl Manager {
                 path: h.dir.display().to_string(),
                 reason: format!("not under the hierarchy mount {}", h.mount_point.display()),
             })?;
-            let mut cur = h.mount_point.clone();
-            for comp in rel.components() {
-                let parent = cur.clone();
-                cur.push(comp);
-                match std::fs::create_dir(&cur) {
-                    Ok(()) => {
-                        created.push(cur.clone());
-                        if h.subsystems.iter().any(|s| s == "cpuset") {
-                            v1::cpuset_copy_down(&parent, &cur)?;
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(CgroupError::Io { path: cur, op: "mkdir", source: e }),
+            // A shared parent can vanish between our EEXIST and the next
+            // mkdir when another container's destroy removes it: walk again.
+            let mut attempt = 0;
+            while let Err(e) = Self::mkdir_walk(h, rel, created) {
+                attempt += 1;
+                let vanished = matches!(&e, CgroupError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
+                if !vanished || attempt > 2 {
+                    return Err(e);
                 }
             }
             if self.is_v2() {
@@ -230,6 +238,53 @@ impl Manager {
             }
         }
         Ok(())
+    }
+
+    fn mkdir_walk(h: &HierarchyState, rel: &Path, created: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
+        let mut cur = h.mount_point.clone();
+        for comp in rel.components() {
+            let parent = cur.clone();
+            cur.push(comp);
+            match std::fs::create_dir(&cur) {
+                Ok(()) => {
+                    created.push(cur.clone());
+                    if h.subsystems.iter().any(|s| s == "cpuset") {
+                        v1::cpuset_copy_down(&parent, &cur)?;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(CgroupError::Io { path: cur, op: "mkdir", source: e }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `created`: the container's own directories with retries
+    /// (their processes may still be exiting), then the parents we made,
+    /// once each, leaving a parent that another cgroup now lives in (it is
+    /// shared, e.g. "/docker"). Returns what is left and the first error.
+    fn remove_created(&self, created: &[PathBuf]) -> (Vec<PathBuf>, Option<CgroupError>) {
+        let is_leaf = |d: &PathBuf| self.hier.iter().any(|h| &h.dir == d);
+        let leaves: Vec<PathBuf> = created.iter().filter(|d| is_leaf(d)).cloned().collect();
+        let parents: Vec<PathBuf> = created.iter().rev().filter(|d| !is_leaf(d)).cloned().collect();
+        let (mut left, errs) = fsutil::rmdir_all(&leaves);
+        let mut first = errs.into_iter().next();
+        if !left.is_empty() {
+            left.extend(parents.into_iter().rev());
+            return (left, first);
+        }
+        for p in parents.into_iter() {
+            match std::fs::remove_dir(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::ENOTEMPTY)) => {}
+                Err(e) => {
+                    left.push(p.clone());
+                    first.get_or_insert(CgroupError::Io { path: p, op: "rmdir", source: e });
+                }
+            }
+        }
+        (left, first)
     }
 
     fn check_reusable(&self, h: &HierarchyState) -> Result<(), CgroupError> {
@@ -315,19 +370,66 @@ impl Manager {
                 }
             }
         }
-        let mut left = Vec::new();
-        for d in created.iter().rev() {
-            if let Err(e) = fsutil::rmdir_retry(d) {
-                left.push(d.clone());
-                first_err.get_or_insert(e);
-            }
+        let (left, err) = self.remove_created(&created);
+        if let Some(e) = err {
+            first_err.get_or_insert(e);
         }
-        left.reverse();
         self.set_created(left);
         match first_err {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Freezes or thaws every process of the container (pause/resume, and
+    /// a race-free `kill --all`: freeze, signal, thaw). Returns once the
+    /// kernel reports the new state.
+    pub fn set_frozen(&self, frozen: bool) -> Result<(), CgroupError> {
+        let (dir, file, value) = self.freezer(frozen)?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut delay = std::time::Duration::from_micros(100);
+        loop {
+            // v1 may stay in FREEZING while a task is in an uninterruptible
+            // sleep; writing FROZEN again retries the freeze.
+            fsutil::set("freezer", &dir, file, value)?;
+            if self.is_frozen()? == frozen {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(CgroupError::Io {
+                    path: dir.join(file),
+                    op: if frozen { "freeze (timed out)" } else { "thaw (timed out)" },
+                    source: std::io::Error::from_raw_os_error(libc::ETIMEDOUT),
+                });
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the container's cgroup is (completely) frozen.
+    pub fn is_frozen(&self) -> Result<bool, CgroupError> {
+        let (dir, _, _) = self.freezer(true)?;
+        if self.is_v2() {
+            let p = dir.join("cgroup.events");
+            let t = std::fs::read_to_string(&p).map_err(|e| CgroupError::Io { path: p, op: "read", source: e })?;
+            Ok(t.lines().any(|l| l.trim() == "frozen 1"))
+        } else {
+            let p = dir.join("freezer.state");
+            let t = fsutil::read_trim(&p).map_err(|e| CgroupError::Io { path: p, op: "read", source: e })?;
+            Ok(t == "FROZEN")
+        }
+    }
+
+    fn freezer(&self, frozen: bool) -> Result<(PathBuf, &'static str, &'static str), CgroupError> {
+        if self.is_v2() {
+            let d = self.dir_for("").ok_or_else(|| CgroupError::Discovery("no cgroup2 directory".into()))?;
+            return Ok((d.to_path_buf(), "cgroup.freeze", if frozen { "1" } else { "0" }));
+        }
+        let d = self
+            .dir_for("freezer")
+            .ok_or_else(|| CgroupError::Discovery("no cgroup v1 freezer hierarchy is mounted".into()))?;
+        Ok((d.to_path_buf(), "freezer.state", if frozen { "FROZEN" } else { "THAWED" }))
     }
 
     pub fn mounts(&self) -> Vec<CgroupMount> {

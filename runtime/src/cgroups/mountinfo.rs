@@ -135,7 +135,8 @@ fn pick_mount<'a>(
     mounts
         .iter()
         .copied()
-        .find(|m| m.root == "/")
+        .find(|m| m.root == "/" && m.mount_point.starts_with("/sys/fs/cgroup"))
+        .or_else(|| mounts.iter().copied().find(|m| m.root == "/"))
         .or_else(|| {
             mounts
                 .iter()

@@ -28,7 +28,7 @@ pub(crate) fn cpuset_copy_down(parent: &Path, child: &Path) -> Result<(), Cgroup
         let p = read_trim(&parent.join(f))
             .map_err(|e| CgroupError::Io { path: parent.join(f), op: "read", source: e })?;
         if !p.is_empty() {
-            set(&format!("(inherit {f})"), child, f, &p)?;
+            set(&format!("{f} (inherited from the parent cgroup)"), child, f, &p)?;
         }
     }
     Ok(())
@@ -47,11 +47,7 @@ pub(crate) fn apply(m: &Manager, r: &LinuxResources) -> Result<(), CgroupError> 
         set("linux.resources.pids.limit", dir, "pids.max", &convert::pids_max(p.limit()))?;
     }
     if let Some(list) = r.devices().as_ref().filter(|l| !l.is_empty()) {
-        let rules = devices::parse_rules(list)?;
-        let dir = need(m, "devices", "devices")?;
-        for (file, line) in devices::v1_writes(&rules) {
-            set("linux.resources.devices", dir, file, &line)?;
-        }
+        devices_v1(m, list)?;
     }
     if let Some(b) = r.block_io() {
         blkio(m, b)?;
@@ -92,6 +88,28 @@ pub(crate) fn apply(m: &Manager, r: &LinuxResources) -> Result<(), CgroupError> 
         }
     }
     // `unified` on v1 was refused by validate (B16).
+    Ok(())
+}
+
+fn devices_v1(m: &Manager, list: &[oci_spec::runtime::LinuxDeviceCgroup]) -> Result<(), CgroupError> {
+    let rules = devices::parse_rules(list)?;
+    let dir = need(m, "devices", "devices")?;
+    let writes = devices::v1_writes(&rules);
+    // Re-applying the same rules (an update of other resources) must not
+    // pass through "deny all" under a running container, and the kernel
+    // refuses "deny all" once the cgroup has children: skip when the
+    // kernel already shows exactly the result.
+    let current = read_trim(&dir.join("devices.list")).ok();
+    if let (Some(want), Some(cur)) =
+        (devices::v1_expected_list(&writes), current.as_deref().and_then(devices::parse_v1_list))
+    {
+        if want == cur {
+            return Ok(());
+        }
+    }
+    for (file, line) in writes {
+        set("linux.resources.devices", dir, file, &line)?;
+    }
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 
-use super::fsutil::{read_trim, set, write_file};
+use super::fsutil::{self, read_trim, write_file};
 use super::{bpf, convert, devices, v1, CgroupError, Manager};
 
 /// Enables in every ancestor of `leaf` the controllers its parent offers,
@@ -36,6 +36,25 @@ pub(crate) fn enable_controllers(mount_point: &Path, leaf: &Path) {
         }
         cur.push(comp);
     }
+}
+
+/// Like fsutil::set, but a missing file (ENOENT) is explained: on v2 it
+/// nearly always means the controller is not enabled for this cgroup.
+fn set(field: &str, d: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
+    fsutil::set(field, d, file, value).map_err(|e| match e {
+        CgroupError::Write { field, path, value, source } if source.kind() == std::io::ErrorKind::NotFound => {
+            let ctrl = file.split('.').next().unwrap_or(file);
+            CgroupError::invalid(
+                field,
+                format!(
+                    "writing {value:?} to {}: ENOENT: the \"{ctrl}\" controller is not enabled for this cgroup \
+                     (see cgroup.subtree_control of its parent; a parent holding processes cannot delegate)",
+                    path.display()
+                ),
+            )
+        }
+        e => e,
+    })
 }
 
 fn dir(m: &Manager) -> Result<&Path, CgroupError> {
@@ -81,10 +100,10 @@ pub(crate) fn apply(m: &Manager, r: &LinuxResources) -> Result<(), CgroupError> 
     }
     // Last, so that an explicit unified value wins over a converted one.
     if let Some(u) = r.unified() {
-        let mut keys: Vec<&String> = u.keys().collect();
-        keys.sort();
-        for k in keys {
-            let v = &u[k];
+        // Sorted, so that a failure is reproducible from the same config.
+        let mut kv: Vec<(&String, &String)> = u.iter().collect();
+        kv.sort();
+        for (k, v) in kv {
             set(&format!("linux.resources.unified.{k:?}"), d, k, v)?;
         }
     }
