@@ -144,7 +144,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Usage("linux: missing".into()))?;
     let cgroups_path = linux.cgroups_path().as_ref().map(|p| p.to_string_lossy().into_owned());
     let cgroup = Manager::new(&opts.id, cgroups_path.as_deref())?;
-    let resources = linux.resources().clone().unwrap_or_default();
+    let resources = spec::cgroup_resources(&spec);
     cgroup.validate(&resources)?;
     let plan = namespaces::plan(&spec);
     let annotations: HashMap<String, String> = spec.annotations().clone().unwrap_or_default();

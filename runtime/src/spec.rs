@@ -333,6 +333,49 @@ fn validate_mount_extensions(spec: &Spec) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// The cgroup resources to apply: the spec's, with runc's default device rules and an
+/// allow rule for each `linux.devices` entry appended after the spec's own rules, so the
+/// devices every container gets stay usable under a deny-all (as runc does).
+pub fn cgroup_resources(spec: &Spec) -> oci_spec::runtime::LinuxResources {
+    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType as T};
+    let linux = spec.linux().as_ref();
+    let mut res = linux.and_then(|l| l.resources().clone()).unwrap_or_default();
+    let rule = |typ: T, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(true);
+        r.set_typ(Some(typ));
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some(access.to_string()));
+        r
+    };
+    let mut rules = res.devices().clone().unwrap_or_default();
+    rules.extend([
+        rule(T::C, None, None, "m"),
+        rule(T::B, None, None, "m"),
+        rule(T::C, Some(1), Some(3), "rwm"),   // /dev/null
+        rule(T::C, Some(1), Some(8), "rwm"),   // /dev/random
+        rule(T::C, Some(1), Some(7), "rwm"),   // /dev/full
+        rule(T::C, Some(5), Some(0), "rwm"),   // /dev/tty
+        rule(T::C, Some(1), Some(5), "rwm"),   // /dev/zero
+        rule(T::C, Some(1), Some(9), "rwm"),   // /dev/urandom
+        rule(T::C, Some(136), None, "rwm"),    // /dev/pts/*
+        rule(T::C, Some(5), Some(2), "rwm"),   // /dev/ptmx
+        rule(T::C, Some(10), Some(200), "rwm"), // /dev/net/tun
+    ]);
+    for dev in linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]) {
+        let typ = match dev.typ() {
+            T::U => T::C,
+            t => t,
+        };
+        if matches!(typ, T::B | T::C) {
+            rules.push(rule(typ, Some(dev.major()), Some(dev.minor()), "rwm"));
+        }
+    }
+    res.set_devices(Some(rules));
+    res
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
