@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PREFIX ?= /usr/local
 CARGO ?= cargo
-RELEASE_DIR := target/release
+RELEASE_DIR := target/x86_64-unknown-linux-gnu/release
 
 # Debian packages the build, the tests and the benchmarks need.
 DEB_PACKAGES := build-essential pkg-config jq busybox-static runc crun containerd docker.io \

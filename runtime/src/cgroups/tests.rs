@@ -341,7 +341,7 @@ fn root_v1_lifecycle_apply_add_pids_destroy() {
     m.create().unwrap();
     let mounts = m.mounts();
     assert!(mounts.iter().any(|c| c.name == "memory"));
-    assert!(mounts.iter().any(|c| c.name == "systemd"));
+    assert!(mounts.iter().any(|c| c.name == "name=systemd"));
     for c in &mounts {
         assert!(c.host_path.is_dir(), "{}", c.host_path.display());
         assert!(c.host_path.ends_with(format!("{name}/ctr")));
