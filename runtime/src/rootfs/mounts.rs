@@ -163,6 +163,11 @@ fn other(ctx: &Ctx, field: &str, m: &Mount, typ: &str, dest: &Path, opts: &Mount
     check_not_in_proc(target.as_fd(), dest, typ, field)?;
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
     let mut flags = opts.flags;
+    if dest == Path::new("/dev") {
+        // Devices and nested mounts go in later; finalize() makes /dev
+        // read-only at the end when the options ask for it (as runc).
+        flags.remove(MsFlags::MS_RDONLY);
+    }
     if opts.nosymfollow {
         flags |= MsFlags::from_bits_retain(MS_NOSYMFOLLOW);
     }

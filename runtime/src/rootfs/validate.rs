@@ -164,9 +164,10 @@ pub fn validate(spec: &Spec, _bundle: &Path) -> Result<(), RootfsError> {
     Ok(())
 }
 
-/// With `--no-pivot` the rootfs is moved over `/`; a private root
-/// propagation would then hide the move from nothing and leak host mounts,
-/// which runc refuses too.
+/// With `--no-pivot` the host's old root stays underneath the container's;
+/// runc refuses a private propagation there (it would stop the host's
+/// unmounts from reaching the container's copies), and so do we. The CLI
+/// calls this when `--no-pivot` is given.
 pub fn validate_no_pivot(spec: &Spec) -> Result<(), RootfsError> {
     let p = spec.linux().as_ref().and_then(|l| l.rootfs_propagation().clone()).unwrap_or_default();
     if p == "private" || p == "rprivate" {

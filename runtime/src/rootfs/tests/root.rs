@@ -1,0 +1,565 @@
+//! Root tests: prepare/enter/finalize on a busybox rootfs, in a forked child
+//! with a private mount namespace. Host state is checked from the parent.
+
+use std::fs;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::stat::{major, makedev, minor, Mode};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult};
+use oci_spec::runtime::Spec;
+
+use super::super::*;
+use super::spec;
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+fn unique(tag: &str) -> String {
+    format!("berth-{tag}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst))
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    top: PathBuf,
+    bundle: PathBuf,
+    rootfs: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::Builder::new().prefix("berth-rootfs-test").tempdir().expect("tempdir");
+    let top = dir.path().canonicalize().expect("canon");
+    let bundle = top.join("bundle");
+    let rootfs = bundle.join("rootfs");
+    for d in ["bin", "proc", "sys", "dev", "etc", "tmp", "mnt"] {
+        fs::create_dir_all(rootfs.join(d)).expect("mkdir");
+    }
+    fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("copy busybox");
+    for l in ["sh", "cat", "ls"] {
+        symlink("busybox", rootfs.join("bin").join(l)).expect("symlink");
+    }
+    fs::write(rootfs.join("etc/hostname"), "container\n").expect("hostname");
+    Fixture { _dir: dir, top, bundle, rootfs }
+}
+
+/// Run `f` in a forked child inside a new mount namespace; its error string
+/// (or panic) comes back through a pipe.
+fn in_child(f: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+    let (r, w) = nix::unistd::pipe().map_err(|e| e.to_string())?;
+    // SAFETY: the child only runs the closure and then _exits; it never
+    // returns into the test harness.
+    match unsafe { fork() }.map_err(|e| e.to_string())? {
+        ForkResult::Child => {
+            drop(r);
+            let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare: {e}"))?;
+                mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
+                    .map_err(|e| format!("rslave: {e}"))?;
+                f()
+            }));
+            let (code, msg) = match res {
+                Ok(Ok(())) => (0, String::new()),
+                Ok(Err(m)) => (1, m),
+                Err(_) => (2, "child panicked".to_string()),
+            };
+            let _ = nix::unistd::write(&w, msg.as_bytes());
+            // SAFETY: _exit skips the harness's atexit/unwinding in the child.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            drop(w);
+            let mut msg = String::new();
+            let _ = fs::File::from(r).read_to_string(&mut msg);
+            match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, 0)) => Ok(()),
+                Ok(st) => Err(format!("{msg} ({st:?})")),
+                Err(e) => Err(format!("waitpid: {e}")),
+            }
+        }
+    }
+}
+
+fn assert_no_host_mounts(fx: &Fixture) {
+    let mi = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let top = fx.top.to_string_lossy();
+    assert!(!mi.contains(top.as_ref()), "host mountinfo mentions {top}:\n{mi}");
+}
+
+fn cfg<'a>(fx: &'a Fixture, spec: &'a Spec) -> RootfsConfig<'a> {
+    RootfsConfig { spec, rootfs: &fx.rootfs, bundle: &fx.bundle, cgroup_mounts: vec![], cgroupns: false }
+}
+
+const STD_MOUNTS: &str = r#"
+  {"destination":"/proc","type":"proc","source":"proc"},
+  {"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","strictatime","mode=755","size=65536k"]},
+  {"destination":"/dev/pts","type":"devpts","source":"devpts","options":["nosuid","noexec","newinstance","ptmxmode=0666","mode=0620","gid=5"]},
+  {"destination":"/dev/shm","type":"tmpfs","source":"shm","options":["nosuid","noexec","nodev","mode=1777","size=65536k"]},
+  {"destination":"/dev/mqueue","type":"mqueue","source":"mqueue","options":["nosuid","noexec","nodev"]},
+  {"destination":"/sys","type":"sysfs","source":"sysfs","options":["nosuid","noexec","nodev","ro"]}"#;
+
+fn make_spec(root_ro: bool, mounts: &str, linux: &str) -> Spec {
+    spec(&format!(
+        r#"{{"ociVersion":"1.3.0","root":{{"path":"rootfs","readonly":{root_ro}}},"mounts":[{mounts}],"linux":{linux}}}"#
+    ))
+}
+
+fn err_of<T>(r: Result<T, RootfsError>) -> Result<String, String> {
+    match r {
+        Ok(_) => Err("expected an error, got success".into()),
+        Err(e) => Ok(e.to_string()),
+    }
+}
+
+fn s<E: std::fmt::Display>(ctx: &str) -> impl Fn(E) -> String + '_ {
+    move |e| format!("{ctx}: {e}")
+}
+
+fn errno_of(r: std::io::Result<impl Sized>) -> Option<i32> {
+    r.err().and_then(|e| e.raw_os_error())
+}
+
+fn check(cond: bool, what: &str) -> Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(format!("check failed: {what}"))
+    }
+}
+
+fn mountinfo_line(mp: &str) -> Option<String> {
+    let mi = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mi.lines().filter(|l| l.split(' ').nth(4) == Some(mp)).last().map(str::to_string)
+}
+
+#[test]
+fn root_rootfs_full_cycle_mounts_devices_masks_readonly_paths() {
+    if !is_root() {
+        return;
+    }
+    let fx = fixture();
+    let sp = make_spec(
+        false,
+        STD_MOUNTS,
+        r#"{"maskedPaths":["/proc/version","/sys/firmware","/proc/does-not-exist"],
+            "readonlyPaths":["/proc/sys","/proc/sysrq-trigger"]}"#,
+    );
+    validate(&sp, &fx.bundle).expect("validate");
+    let r = in_child(|| {
+        let root = prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
+        root.enter(false).map_err(s("enter"))?;
+        finalize(&sp).map_err(s("finalize"))?;
+        check(std::env::current_dir().map_err(s("cwd"))? == Path::new("/"), "cwd is /")?;
+        check(Path::new("/bin/busybox").exists(), "busybox visible")?;
+        let md = fs::metadata("/dev/null").map_err(s("stat /dev/null"))?;
+        check(md.file_type().is_char_device() && md.rdev() == makedev(1, 3), "/dev/null is 1:3")?;
+        check(md.permissions().mode() & 0o777 == 0o666, "/dev/null mode 0666")?;
+        for (n, maj, min) in [("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
+            let md = fs::metadata(format!("/dev/{n}")).map_err(s(n))?;
+            check(major(md.rdev()) == maj && minor(md.rdev()) == min, n)?;
+        }
+        check(fs::read_link("/dev/ptmx").map_err(s("ptmx"))? == Path::new("pts/ptmx"), "/dev/ptmx -> pts/ptmx")?;
+        check(fs::read_link("/dev/fd").map_err(s("fd"))? == Path::new("/proc/self/fd"), "/dev/fd link")?;
+        check(fs::read_link("/dev/stderr").map_err(s("stderr"))? == Path::new("/proc/self/fd/2"), "/dev/stderr link")?;
+        fs::OpenOptions::new().read(true).write(true).open("/dev/ptmx").map_err(s("open ptmx"))?;
+        // masked file reads empty, masked dir is an empty read-only tmpfs
+        check(fs::read("/proc/version").map_err(s("read version"))?.is_empty(), "/proc/version masked")?;
+        check(fs::read_dir("/sys/firmware").map_err(s("ls firmware"))?.next().is_none(), "/sys/firmware empty")?;
+        check(errno_of(fs::write("/sys/firmware/x", "x")) == Some(libc::EROFS), "/sys/firmware read-only")?;
+        // readonly paths
+        let w = fs::OpenOptions::new().write(true).open("/proc/sys/kernel/hostname");
+        check(errno_of(w) == Some(libc::EROFS), "/proc/sys read-only")?;
+        check(mountinfo_line("/sys").is_some_and(|l| l.contains(" ro,")), "/sys ro")?;
+        check(mountinfo_line("/").is_some(), "/ is a mount")?;
+        // the rest of the rootfs stays writable
+        fs::write("/tmp/probe", "ok").map_err(s("write /tmp"))?;
+        let mi = fs::read_to_string("/proc/self/mountinfo").map_err(s("mountinfo"))?;
+        check(!mi.lines().any(|l| l.split(' ').nth(4) == Some("/proc/self/mountinfo")), "sanity")?;
+        Ok(())
+    });
+    assert_no_host_mounts(&fx);
+    r.expect("child");
+}
+
+#[test]
+fn root_rootfs_readonly_root_after_finalize() {
+    if !is_root() {
+        return;
+    }
+    let fx = fixture();
+    let sp = make_spec(true, STD_MOUNTS, "{}");
+    let r = in_child(|| {
+        prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?.enter(false).map_err(s("enter"))?;
+        finalize(&sp).map_err(s("finalize"))?;
+        check(errno_of(fs::write("/tmp/x", "x")) == Some(libc::EROFS), "/ read-only")?;
+        fs::write("/dev/shm/x", "x").map_err(s("/dev/shm stays writable"))?;
+        Ok(())
+    });
+    assert_no_host_mounts(&fx);
+    r.expect("child");
+}
+
+#[test]
+fn root_rootfs_dev_readonly_when_dev_mount_has_ro() {
+    if !is_root() {
+        return;
+    }
+    let fx = fixture();
+    let mounts = STD_MOUNTS.replace(r#""strictatime","mode=755""#, r#""strictatime","ro","mode=755""#);
+    let sp = make_spec(false, &mounts, "{}");
+    let r = in_child(|| {
+        prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?.enter(false).map_err(s("enter"))?;
+        finalize(&sp).map_err(s("finalize"))?;
+        check(mountinfo_line("/dev").is_some_and(|l| l.contains(" ro,")), "/dev ro")?;
+        check(Path::new("/dev/null").exists(), "devices created before the remount")?;
+        Ok(())
+    });
+    assert_no_host_mounts(&fx);
+    r.expect("child");
+}
+
+#[test]
+fn root_rootfs_no_pivot_moves_and_chroots() {
+    if !is_root() {
+        return;
+    }
+    let fx = fixture();
+    let sp = make_spec(false, STD_MOUNTS, "{}");
+    let r = in_child(|| {
+        prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?.enter(true).map_err(s("enter"))?;
+        finalize(&sp).map_err(s("finalize"))?;
+        check(Path::new("/bin/busybox").exists(), "busybox at /bin")?;
+        check(fs::read_to_string("/etc/hostname").map_err(s("hostname"))? == "container\n", "container /etc")?;
+        check(Path::new("/proc/self").exists(), "/proc mounted")?;
+        Ok(())
+    });
+    assert_no_host_mounts(&fx);
+    r.expect("child");
+}
+
+#[test]
+fn root_rootfs_bind_mounts_file_and_dir_with_flags() {
+    if !is_root() {
+        return;
+    }
+    let fx = fixture();
+    fs::write(fx.bundle.join("hostfile"), "hello").expect("hostfile");
+    fs::create_dir(fx.bundle.join("hostdir")).expect("hostdir");
+    fs::write(fx.bundle.join("hostdir/inner"), "in").expect("inner");
+    let mounts = format!(
+        r#"{STD_MOUNTS},
+        {{"destination":"/etc/greeting","source":"hostfile","options":["bind","ro"]}},
+        {{"destination":"mnt/data","type":"bind","source":"{}","options":["rbind","rw","nosuid","rprivate"]}}"#,
+        fx.bundle.join("hostdir").display()
+    );
+    let sp = make_spec(false, &mounts, "{}");
+    validate(&sp, &fx.bundle).expect("validate");
+    let r = in_child(|| {
+        prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?.enter(false).map_err(s("enter"))?;
+        finalize(&sp).map_err(s("finalize"))?;
+        check(fs::read_to_string("/etc/greeting").map_err(s("read"))? == "hello", "file bind content")?;
+        check(errno_of(fs::OpenOptions::new().write(true).open("/etc/greeting")) == Some(libc::EROFS), "ro bind")?;
+        check(fs::read_to_string("/mnt/data/inner").map_err(s("inner"))? == "in", "dir bind content")?;
+        fs::write("/mnt/data/new", "n").map_err(s("rw bind"))?;
+        let l = mountinfo_line("/mnt/data").ok_or("no /mnt/data mount")?;
+        check(l.contains("nosuid") && !l.contains("shared:"), "nosuid, private")?;
+        Ok(())
+    });
+    assert_no_host_mounts(&fx);
+    r.expect("child");
+    assert_eq!(fs::read_to_string(fx.bundle.join("hostdir/new")).expect("new"), "n");
+    assert!(fx.rootfs.join("etc/greeting").metadata().expect("created").is_file());
+}
+
+fn canary_dir() -> PathBuf {
+    let p = Path::new("/tmp").join(unique("canary"));
+    fs::create_dir(&p).expect("canary");
+    p
+}
+
+fn assert_canary_empty(p: &Path) {
+    let n = fs::read_dir(p).expect("canary").count();
+    assert_eq!(n, 0, "host canary {} was written", p.display());
+    fs::remove_dir(p).expect("rm canary");
+}
+
+#[test]
+fn root_rootfs_dev_symlink_out_of_root_stays_inside() {
+    if !is_root() {
+        return;
+    }
+    for relative in [false, true] {
+        let fx = fixture();
+        let canary = canary_dir();
+        let name = canary.file_name().expect("name").to_string_lossy().into_owned();
+        fs::remove_dir(fx.rootfs.join("dev")).expect("rm dev");
+        let target = if relative { format!("../../../../../../tmp/{name}") } else { format!("/tmp/{name}") };
+        symlink(&target, fx.rootfs.join("dev")).expect("dev link");
+        let sp = make_spec(
+            false,
+            r#"{"destination":"/proc","type":"proc","source":"proc"}"#,
+            r#"{"devices":[{"path":"/dev/net/tun","type":"c","major":10,"minor":200,"fileMode":384}]}"#,
+        );
+        validate(&sp, &fx.bundle).expect("validate");
+        let r = in_child(|| {
+            prepare(&cfg(&fx, &sp)).map(drop).map_err(s("prepare"))
+        });
+        assert_no_host_mounts(&fx);
+        r.expect("child");
+        assert_canary_empty(&canary);
+        let inside = fx.rootfs.join("tmp").join(&name);
+        let null = fs::metadata(inside.join("null")).expect("null inside root");
+        assert_eq!(null.rdev(), makedev(1, 3));
+        let tun = fs::metadata(inside.join("net/tun")).expect("tun inside root");
+        assert_eq!((tun.rdev(), tun.permissions().mode() & 0o7777), (makedev(10, 200), 0o600));
+    }
+}
+
+#[test]
+fn root_rootfs_mount_destinations_through_symlinks_stay_inside() {
+    if !is_root() {
+        return;
+    }
+    let fx = fixture();
+    let canary = canary_dir();
+    let name = canary.file_name().expect("name").to_string_lossy().into_owned();
+    let ghost = format!("/{}", unique("nonexistent"));
+    symlink("/real/conf", fx.rootfs.join("conf")).expect("conf");
+    symlink(format!("../../../../tmp/{name}"), fx.rootfs.join("up")).expect("up");
+    symlink(format!("{ghost}/x"), fx.rootfs.join("dangling")).expect("dangling");
+    fs::write(fx.bundle.join("f"), "f").expect("f");
+    let mounts = r#"
+        {"destination":"/conf/stack","type":"tmpfs","source":"tmpfs"},
+        {"destination":"/up/a/b","type":"tmpfs","source":"tmpfs"},
+        {"destination":"/dangling/c","type":"tmpfs","source":"tmpfs"},
+        {"destination":"/up/../../../file","source":"f","options":["bind"]}"#;
+    let sp = make_spec(false, mounts, "{}");
+    let r = in_child(|| {
+        prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
+        let l = mountinfo_line(&format!("{}/real/conf/stack", fx.rootfs.display()));
+        check(l.is_some_and(|l| l.contains("tmpfs")), "tmpfs at rootfs/real/conf/stack")?;
+        Ok(())
+    });
+    assert_no_host_mounts(&fx);
+    r.expect("child");
+    assert_canary_empty(&canary);
+    assert!(!Path::new(&ghost).exists(), "{ghost} created on the host");
+    assert!(fx.rootfs.join("real/conf/stack").is_dir());
+    assert!(fx.rootfs.join("tmp").join(&name).join("a/b").is_dir());
+    assert!(fx.rootfs.join(ghost.trim_start_matches('/')).join("x/c").is_dir());
+    assert!(fx.rootfs.join("file").is_file());
+}
+
+#[test]
+fn root_rootfs_proc_or_sys_symlink_is_rejected() {
+    if !is_root() {
+        return;
+    }
+    for (dir, target) in [("proc", "/tmp"), ("proc", "../../proc"), ("sys", "/tmp")] {
+        let fx = fixture();
+        fs::remove_dir(fx.rootfs.join(dir)).expect("rm");
+        symlink(target, fx.rootfs.join(dir)).expect("link");
+        let sp = make_spec(false, STD_MOUNTS, "{}");
+        let r = in_child(|| {
+            let e = err_of(prepare(&cfg(&fx, &sp)))?;
+            check(e.contains("must be mounted on ordinary directory") && e.contains(dir), &e)
+        });
+        assert_no_host_mounts(&fx);
+        r.expect("child");
+    }
+}
+
+#[test]
+fn root_rootfs_mount_into_proc_through_symlink_is_rejected() {
+    if !is_root() {
+        return;
+    }
+    let fx = fixture();
+    symlink("/proc", fx.rootfs.join("pp")).expect("pp");
+    let mounts = r#"{"destination":"/proc","type":"proc","source":"proc"},
+        {"destination":"/pp/sys","type":"tmpfs","source":"tmpfs"}"#;
+    let sp = make_spec(false, mounts, "{}");
+    validate(&sp, &fx.bundle).expect("lexically fine");
+    let r = in_child(|| {
+        let e = err_of(prepare(&cfg(&fx, &sp)))?;
+        check(e.contains("mounts[1]") && e.contains("inside /proc"), &e)
+    });
+    assert_no_host_mounts(&fx);
+    r.expect("child");
+}
+
+#[test]
+fn root_rootfs_masked_paths_refuse_fake_dev_null() {
+    if !is_root() {
+        return;
+    }
+    let hostfile = Path::new("/tmp").join(unique("hostnull"));
+    fs::write(&hostfile, "host secret").expect("hostfile");
+    for variant in ["regular", "symlink-host", "fifo"] {
+        let fx = fixture();
+        let null = fx.rootfs.join("dev/null");
+        match variant {
+            "regular" => fs::write(&null, "").expect("file"),
+            "symlink-host" => symlink(&hostfile, &null).expect("link"),
+            _ => nix::unistd::mkfifo(&null, Mode::from_bits_truncate(0o666)).expect("fifo"),
+        }
+        // No /dev tmpfs: the image's /dev is used as is.
+        let sp = make_spec(
+            false,
+            r#"{"destination":"/proc","type":"proc","source":"proc"}"#,
+            r#"{"maskedPaths":["/etc/hostname"]}"#,
+        );
+        let r = in_child(|| {
+            prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?.enter(false).map_err(s("enter"))?;
+            let e = err_of(finalize(&sp))?;
+            check(e.contains("invalid /dev/null"), &e)?;
+            check(fs::read_to_string("/etc/hostname").map_err(s("hostname"))? == "container\n", "not masked")
+        });
+        assert_no_host_mounts(&fx);
+        r.unwrap_or_else(|e| panic!("{variant}: {e}"));
+    }
+    assert_eq!(fs::read_to_string(&hostfile).expect("read"), "host secret");
+    fs::remove_file(&hostfile).expect("rm");
+}
+
+#[test]
+fn root_rootfs_console_replaces_symlink_with_file_inside_root() {
+    if !is_root() {
+        return;
+    }
+    let hostfile = Path::new("/tmp").join(unique("hostconsole"));
+    fs::write(&hostfile, "host").expect("hostfile");
+    let fx = fixture();
+    symlink(&hostfile, fx.rootfs.join("dev/console")).expect("console link");
+    let mounts = r#"{"destination":"/proc","type":"proc","source":"proc"},
+      {"destination":"/dev/pts","type":"devpts","source":"devpts","options":["nosuid","noexec","newinstance","ptmxmode=0666","mode=0620"]}"#;
+    let sp = make_spec(false, mounts, "{}");
+    let r = in_child(|| {
+        let root = prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
+        let ptmx = root.open_ptmx().map_err(s("open_ptmx"))?;
+        let zero: libc::c_int = 0;
+        // SAFETY: TIOCSPTLCK reads an int; TIOCGPTPEER returns a new fd.
+        let peer = unsafe {
+            if libc::ioctl(ptmx.as_raw_fd(), libc::TIOCSPTLCK, &zero) < 0 {
+                return Err(format!("unlockpt: {}", Errno::last()));
+            }
+            libc::ioctl(ptmx.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC)
+        };
+        if peer < 0 {
+            return Err(format!("TIOCGPTPEER: {}", Errno::last()));
+        }
+        // SAFETY: peer is a fresh fd we own.
+        let peer = unsafe { std::os::fd::OwnedFd::from_raw_fd(peer) };
+        root.mount_console(peer.as_fd()).map_err(s("mount_console"))?;
+        let md = fs::symlink_metadata(fx.rootfs.join("dev/console")).map_err(s("stat console"))?;
+        check(md.file_type().is_char_device() && major(md.rdev()) == 136, "console is a pts")?;
+        root.enter(false).map_err(s("enter"))?;
+        let md = fs::metadata("/dev/console").map_err(s("stat console inside"))?;
+        check(md.file_type().is_char_device() && major(md.rdev()) == 136, "console inside is a pts")
+    });
+    assert_no_host_mounts(&fx);
+    r.expect("child");
+    assert_eq!(fs::read_to_string(&hostfile).expect("read"), "host");
+    assert!(fs::symlink_metadata(fx.rootfs.join("dev/console")).expect("console").is_file());
+    fs::remove_file(&hostfile).expect("rm");
+}
+
+use std::os::fd::{AsFd, FromRawFd};
+
+#[test]
+fn root_rootfs_open_ptmx_refuses_non_ptmx() {
+    if !is_root() {
+        return;
+    }
+    let fx = fixture();
+    // /dev from the image, no devpts: /dev/ptmx -> pts/ptmx dangles.
+    let sp = make_spec(false, r#"{"destination":"/proc","type":"proc","source":"proc"}"#, "{}");
+    let r = in_child(|| {
+        let root = prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
+        fs::create_dir_all(fx.rootfs.join("dev/pts")).map_err(s("mkdir pts"))?;
+        nix::unistd::mkfifo(&fx.rootfs.join("dev/pts/ptmx"), Mode::from_bits_truncate(0o666)).map_err(s("fifo"))?;
+        let e = err_of(root.open_ptmx())?;
+        check(e.contains("not the devpts ptmx"), &e)
+    });
+    assert_no_host_mounts(&fx);
+    r.expect("child");
+}
+
+#[test]
+fn root_rootfs_device_mismatch_with_existing_file_errors() {
+    if !is_root() {
+        return;
+    }
+    let fx = fixture();
+    fs::write(fx.rootfs.join("dev/foo"), "").expect("foo");
+    let sp = make_spec(
+        false,
+        r#"{"destination":"/proc","type":"proc","source":"proc"}"#,
+        r#"{"devices":[{"path":"/dev/foo","type":"c","major":1,"minor":3}]}"#,
+    );
+    let r = in_child(|| {
+        let e = err_of(prepare(&cfg(&fx, &sp)))?;
+        check(e.contains("linux.devices[0]") && e.contains("already exists"), &e)
+    });
+    assert_no_host_mounts(&fx);
+    r.expect("child");
+}
+
+#[test]
+fn root_rootfs_cgroup_v1_mount_is_read_only() {
+    if !is_root() || !Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists() {
+        return;
+    }
+    let fx = fixture();
+    let mounts = format!(
+        r#"{STD_MOUNTS},
+        {{"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup","options":["nosuid","noexec","nodev","relatime"]}}"#
+    );
+    let sp = make_spec(false, &mounts, "{}");
+    let mut c = cfg(&fx, &sp);
+    c.cgroup_mounts = vec![
+        CgroupMount { name: "memory".into(), host_path: "/sys/fs/cgroup/memory".into() },
+        CgroupMount { name: "cpu,cpuacct".into(), host_path: "/sys/fs/cgroup/cpu".into() },
+        CgroupMount { name: "name=systemd".into(), host_path: "/sys/fs/cgroup/systemd".into() },
+        CgroupMount { name: "unified".into(), host_path: "/sys/fs/cgroup/unified".into() },
+    ];
+    let r = in_child(|| {
+        prepare(&c).map_err(s("prepare"))?.enter(false).map_err(s("enter"))?;
+        finalize(&sp).map_err(s("finalize"))?;
+        check(Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists(), "memory hierarchy")?;
+        check(fs::read_link("/sys/fs/cgroup/cpu").map_err(s("cpu link"))? == Path::new("cpu,cpuacct"), "cpu link")?;
+        check(Path::new("/sys/fs/cgroup/systemd").is_dir(), "systemd dir")?;
+        check(Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists(), "unified")?;
+        check(errno_of(fs::create_dir("/sys/fs/cgroup/memory/x")) == Some(libc::EROFS), "memory ro")?;
+        check(errno_of(fs::create_dir("/sys/fs/cgroup/x")) == Some(libc::EROFS), "tmpfs ro")?;
+        let mi = fs::read_to_string("/proc/self/mountinfo").map_err(s("mi"))?;
+        for l in mi.lines().filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with("/sys/fs/cgroup"))) {
+            check(l.split(' ').nth(5).is_some_and(|o| o.starts_with("ro")), l)?;
+        }
+        Ok(())
+    });
+    assert_no_host_mounts(&fx);
+    r.expect("child");
+}
+
+#[test]
+fn root_rootfs_open_proc_beneath_reads_sysctl() {
+    let fd = super::super::resolve::open_proc_beneath(Path::new("sys/kernel/ostype"), OFlag::O_RDONLY).expect("open");
+    let mut s = String::new();
+    fs::File::from(fd).read_to_string(&mut s).expect("read");
+    assert_eq!(s, "Linux\n");
+    assert_eq!(
+        super::super::resolve::open_proc_beneath(Path::new("self/root/etc/passwd"), OFlag::O_RDONLY).err(),
+        Some(Errno::ELOOP)
+    );
+}
