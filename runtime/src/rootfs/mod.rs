@@ -91,6 +91,8 @@ pub struct RootfsConfig<'a> {
 #[derive(Debug)]
 pub struct Rootfs {
     root: OwnedFd,
+    /// The rootfs path, only for --no-pivot's mountinfo filtering.
+    path: PathBuf,
     /// `linux.rootfsPropagation` if given, re-applied to `/` after the pivot.
     propagation: Option<MsFlags>,
 }
@@ -125,7 +127,7 @@ pub fn prepare(cfg: &RootfsConfig) -> Result<Rootfs, RootfsError> {
     if !dev_is_bind {
         devices::setup_dev(root.as_fd(), cfg.spec)?;
     }
-    Ok(Rootfs { root, propagation })
+    Ok(Rootfs { root, path: cfg.rootfs.to_path_buf(), propagation })
 }
 
 impl Rootfs {
@@ -152,7 +154,7 @@ impl Rootfs {
     /// MS_MOVE + chroot. Consumes the root fd, so no fd to a host path is held
     /// afterwards.
     pub fn enter(self, no_pivot: bool) -> Result<(), RootfsError> {
-        pivot::enter(self.root, no_pivot, self.propagation)
+        pivot::enter(self.root, &self.path, no_pivot, self.propagation)
     }
 }
 

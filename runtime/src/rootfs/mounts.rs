@@ -52,10 +52,9 @@ pub(crate) fn dest_file(root: BorrowedFd, dest: &Path) -> nix::Result<OwnedFd> {
             Walked::Missing { parent, name } => {
                 let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC;
                 match openat(&parent, Path::new(&name), flags, Mode::from_bits_truncate(0o644)) {
-                    Ok(f) => {
-                        drop(f);
-                        return resolve::open_beneath(parent.as_fd(), &name, OFlag::O_PATH);
-                    }
+                    // The fd of the file we just created: no second lookup
+                    // a racer could redirect.
+                    Ok(f) => return Ok(f),
                     Err(Errno::EEXIST) if tries < 8 => tries += 1,
                     Err(e) => return Err(e),
                 }

@@ -4,6 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chdir, chroot, fchdir, pivot_root};
 
@@ -27,23 +28,61 @@ pub(crate) fn prepare_root(rootfs: &Path, propagation: Option<MsFlags>) -> Resul
     Ok(())
 }
 
-/// Make the mount that contains `rootfs` private if it is shared. Reads
-/// mountinfo, which only happens for non-default propagation settings.
-fn parent_mount_private(rootfs: &Path) -> Result<(), RootfsError> {
-    let f = std::fs::File::open("/proc/self/mountinfo")
-        .map_err(|e| RootfsError::sys("root.path", "read mountinfo", nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
-    let mut best: Option<(PathBuf, bool)> = None;
+/// Mount points of this namespace with their "is shared" bit, in mountinfo
+/// order (parents before children).
+fn mount_points() -> Result<Vec<(PathBuf, bool)>, RootfsError> {
+    let f = std::fs::File::open("/proc/self/mountinfo").map_err(|e| {
+        RootfsError::sys("root.path", "read mountinfo", Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+    })?;
+    let mut out = Vec::new();
     for line in BufReader::new(f).lines().map_while(Result::ok) {
-        let mut fields = line.split(' ');
-        let Some(mp) = fields.nth(4) else { continue };
-        let mp = PathBuf::from(unescape(mp));
+        let Some(mp) = line.split(' ').nth(4) else { continue };
         let shared = line.split(" - ").next().unwrap_or("").split(' ').skip(6).any(|f| f.starts_with("shared:"));
+        out.push((PathBuf::from(unescape(mp)), shared));
+    }
+    Ok(out)
+}
+
+/// Make the mount that contains `rootfs` private if it is shared (runc's
+/// rootfsParentMountPrivate). Reads mountinfo, which only happens for
+/// non-default propagation settings.
+fn parent_mount_private(rootfs: &Path) -> Result<(), RootfsError> {
+    let mut best: Option<(PathBuf, bool)> = None;
+    for (mp, shared) in mount_points()? {
         if rootfs.starts_with(&mp) && best.as_ref().is_none_or(|(b, _)| mp.as_os_str().len() >= b.as_os_str().len()) {
             best = Some((mp, shared));
         }
     }
     if let Some((mp, true)) = best {
         mount(NONE, &mp, NONE, MsFlags::MS_PRIVATE, NONE).map_err(sys_err("root.path", "make parent mount private"))?;
+    }
+    Ok(())
+}
+
+/// Without pivot_root the host's mounts stay below the chroot; detach every
+/// one that is neither the rootfs, inside it, nor on the path to it (runc's
+/// msMoveRoot), so nothing of the host is reachable by escaping the chroot.
+fn detach_host_mounts(rootfs: &Path) -> Result<(), RootfsError> {
+    for (mp, _) in mount_points()?.into_iter().rev() {
+        if rootfs.starts_with(&mp) || mp.starts_with(rootfs) {
+            continue;
+        }
+        // Make sure the unmount does not propagate anywhere.
+        match mount(NONE, &mp, NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE) {
+            Ok(()) => {}
+            // Already gone with a detached parent.
+            Err(Errno::ENOENT | Errno::EINVAL) => continue,
+            Err(e) => return Err(RootfsError::sys("root.path", format!("make {} slave", mp.display()), e)),
+        }
+        match umount2(&mp, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(Errno::EINVAL | Errno::ENOENT) => {}
+            Err(Errno::EPERM) => {
+                // Locked mounts (user namespace): hide them instead.
+                mount(Some("tmpfs"), &mp, Some("tmpfs"), MsFlags::empty(), NONE)
+                    .map_err(sys_err("root.path", "cover host mount"))?;
+            }
+            Err(e) => return Err(RootfsError::sys("root.path", format!("detach {}", mp.display()), e)),
+        }
     }
     Ok(())
 }
@@ -66,7 +105,15 @@ fn unescape(s: &str) -> String {
 }
 
 /// Switch to the new root held by `root` (an fd of the rootfs bind mount).
-pub(crate) fn enter(root: OwnedFd, no_pivot: bool, propagation: Option<MsFlags>) -> Result<(), RootfsError> {
+pub(crate) fn enter(
+    root: OwnedFd,
+    rootfs: &Path,
+    no_pivot: bool,
+    propagation: Option<MsFlags>,
+) -> Result<(), RootfsError> {
+    if no_pivot {
+        detach_host_mounts(rootfs)?;
+    }
     fchdir(&root).map_err(sys_err("root.path", "chdir into rootfs"))?;
     drop(root);
     if no_pivot {

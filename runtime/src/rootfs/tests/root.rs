@@ -139,7 +139,7 @@ fn check(cond: bool, what: &str) -> Result<(), String> {
 
 fn mountinfo_line(mp: &str) -> Option<String> {
     let mi = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    mi.lines().filter(|l| l.split(' ').nth(4) == Some(mp)).last().map(str::to_string)
+    mi.lines().filter(|l| l.split(' ').nth(4) == Some(mp)).next_back().map(str::to_string)
 }
 
 #[test]
@@ -562,4 +562,50 @@ fn root_rootfs_open_proc_beneath_reads_sysctl() {
         super::super::resolve::open_proc_beneath(Path::new("self/root/etc/passwd"), OFlag::O_RDONLY).err(),
         Some(Errno::ELOOP)
     );
+}
+
+#[test]
+fn root_rootfs_rshared_propagation_still_pivots() {
+    if !is_root() {
+        return;
+    }
+    let fx = fixture();
+    let sp = make_spec(false, STD_MOUNTS, r#"{"rootfsPropagation":"rshared"}"#);
+    let r = in_child(|| {
+        prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?.enter(false).map_err(s("enter"))?;
+        finalize(&sp).map_err(s("finalize"))?;
+        let l = mountinfo_line("/").ok_or("no / line")?;
+        check(l.contains("shared:"), &l)
+    });
+    assert_no_host_mounts(&fx);
+    r.expect("child");
+}
+
+#[test]
+fn root_rootfs_recursive_bind_attrs_apply_to_submounts() {
+    if !is_root() {
+        return;
+    }
+    let fx = fixture();
+    let src = fx.bundle.join("tree");
+    fs::create_dir_all(src.join("sub")).expect("tree");
+    let mounts = format!(
+        r#"{STD_MOUNTS},
+        {{"destination":"/mnt/tree","source":"{src}","options":["rbind","rro","rnosuid"]}}"#,
+        src = src.display()
+    );
+    let sp = make_spec(false, &mounts, "{}");
+    let r = in_child(|| {
+        // A submount inside the bind source, only in this namespace.
+        mount(Some("tmpfs"), &src.join("sub"), Some("tmpfs"), MsFlags::empty(), None::<&str>).map_err(s("sub"))?;
+        prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?.enter(false).map_err(s("enter"))?;
+        for mp in ["/mnt/tree", "/mnt/tree/sub"] {
+            let l = mountinfo_line(mp).ok_or(format!("no {mp}"))?;
+            let opts = l.split(' ').nth(5).unwrap_or("");
+            check(opts.starts_with("ro") && opts.contains("nosuid"), &l)?;
+        }
+        check(errno_of(fs::write("/mnt/tree/sub/x", "x")) == Some(libc::EROFS), "sub read-only")
+    });
+    assert_no_host_mounts(&fx);
+    r.expect("child");
 }
