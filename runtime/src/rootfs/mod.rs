@@ -107,6 +107,12 @@ pub fn prepare(cfg: &RootfsConfig) -> Result<Rootfs, RootfsError> {
             RootfsError::invalid("linux.rootfsPropagation", format!("rootfsPropagation={p} is not supported"))
         })?),
     };
+    // Mount targets are named through /proc/self/fd/N: make sure that /proc
+    // is a real procfs before trusting it to name our fds.
+    let proc = resolve::open_dir(Path::new("/proc")).map_err(sys_err("/proc", "open host /proc"))?;
+    resolve::verify_procfs_root(proc.as_fd())
+        .map_err(|_| RootfsError::invalid("/proc", "the runtime's /proc is not a procfs root"))?;
+    drop(proc);
     pivot::prepare_root(cfg.rootfs, propagation)?;
     let root = resolve::open_dir(cfg.rootfs)
         .map_err(|e| RootfsError::sys("root.path", format!("open {}", cfg.rootfs.display()), e))?;

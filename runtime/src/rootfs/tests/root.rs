@@ -609,3 +609,63 @@ fn root_rootfs_recursive_bind_attrs_apply_to_submounts() {
     assert_no_host_mounts(&fx);
     r.expect("child");
 }
+
+fn cgroup2_mount_check(cgroupns: bool) {
+    if !is_root() || !Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
+        return;
+    }
+    let fx = fixture();
+    let mounts = format!(
+        r#"{STD_MOUNTS},
+        {{"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup","options":["nosuid","noexec","nodev"]}}"#
+    );
+    let sp = make_spec(false, &mounts, "{}");
+    let mut c = cfg(&fx, &sp);
+    c.cgroupns = cgroupns;
+    c.cgroup_mounts = vec![CgroupMount { name: String::new(), host_path: "/sys/fs/cgroup/unified".into() }];
+    let r = in_child(|| {
+        prepare(&c).map_err(s("prepare"))?.enter(false).map_err(s("enter"))?;
+        check(Path::new("/sys/fs/cgroup/cgroup.procs").exists(), "cgroup2 at /sys/fs/cgroup")?;
+        check(errno_of(fs::create_dir("/sys/fs/cgroup/x")) == Some(libc::EROFS), "cgroup2 ro")?;
+        let l = mountinfo_line("/sys/fs/cgroup").ok_or("no cgroup line")?;
+        check(l.contains(" - cgroup2 ") && l.split(' ').nth(5).is_some_and(|o| o.starts_with("ro")), &l)
+    });
+    assert_no_host_mounts(&fx);
+    r.expect("child");
+}
+
+#[test]
+fn root_rootfs_cgroup_v2_bind_without_cgroupns_is_read_only() {
+    cgroup2_mount_check(false);
+}
+
+#[test]
+fn root_rootfs_cgroup_v2_fresh_mount_with_cgroupns_is_read_only() {
+    cgroup2_mount_check(true);
+}
+
+#[test]
+fn root_rootfs_bind_through_final_symlink_creates_target_inside() {
+    if !is_root() {
+        return;
+    }
+    let fx = fixture();
+    // Like Debian's /etc/resolv.conf -> ../run/systemd/resolve/stub-resolv.conf
+    symlink("../run/systemd/resolve/stub-resolv.conf", fx.rootfs.join("etc/resolv.conf")).expect("link");
+    fs::write(fx.bundle.join("resolv.conf"), "nameserver 10.0.0.1\n").expect("resolv");
+    let mounts = format!(
+        r#"{STD_MOUNTS},
+        {{"destination":"/etc/resolv.conf","source":"resolv.conf","options":["rbind","rprivate"]}},
+        {{"destination":"tmp/relative","type":"tmpfs","source":"tmpfs"}}"#
+    );
+    let sp = make_spec(false, &mounts, "{}");
+    let r = in_child(|| {
+        prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?.enter(false).map_err(s("enter"))?;
+        let got = fs::read_to_string("/etc/resolv.conf").map_err(s("read"))?;
+        check(got == "nameserver 10.0.0.1\n", &got)?;
+        check(mountinfo_line("/tmp/relative").is_some(), "relative destination mounted under /")
+    });
+    assert_no_host_mounts(&fx);
+    r.expect("child");
+    assert!(fx.rootfs.join("run/systemd/resolve/stub-resolv.conf").is_file());
+}
