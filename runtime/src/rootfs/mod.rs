@@ -101,6 +101,9 @@ pub struct Rootfs {
 /// namespace, with the host's /proc still visible (mounts target
 /// `/proc/self/fd/N` of fds resolved inside the rootfs).
 pub fn prepare(cfg: &RootfsConfig) -> Result<Rootfs, RootfsError> {
+    if !cfg.rootfs.is_absolute() {
+        return Err(RootfsError::invalid("root.path", format!("{} is not absolute", cfg.rootfs.display())));
+    }
     let propagation = match cfg.spec.linux().as_ref().and_then(|l| l.rootfs_propagation().as_deref()) {
         None | Some("") => None,
         Some(p) => Some(options::root_propagation(p).ok_or_else(|| {
@@ -165,8 +168,9 @@ impl Rootfs {
 }
 
 /// After [`Rootfs::enter`]: readonlyPaths, maskedPaths, /dev read-only if its
-/// mount asked for `ro`, and `root.readonly`. Needs the container's /proc only
-/// for nothing: every step works on fds opened inside the new root.
+/// mount asked for `ro`, and `root.readonly`, in runc's order. Every step
+/// works on fds opened inside the new root with the new mount API, so it does
+/// not depend on the container's /proc being mounted.
 pub fn finalize(spec: &Spec) -> Result<(), RootfsError> {
     let root = resolve::open_dir(Path::new("/")).map_err(sys_err("root", "open /"))?;
     if let Some(linux) = spec.linux() {

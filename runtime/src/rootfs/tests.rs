@@ -131,5 +131,56 @@ fn rootfs_clean_container_path_never_climbs_above_root() {
     assert_eq!(c(Path::new("")), Path::new("/"));
 }
 
+/// walk_in_root must land on the same inode as the kernel's RESOLVE_IN_ROOT
+/// for every path over a tree of absolute, relative, `..`-heavy and looping
+/// links (the differential check of SECURITY.md §4 item 3, on a fixed tree).
+#[test]
+fn rootfs_walk_in_root_agrees_with_openat2_in_root() {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::symlink;
+
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::{fstat, Mode};
+
+    use super::resolve::{open_dir, open_in_root, walk_in_root, Walked};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = dir.path();
+    std::fs::create_dir_all(r.join("a/b/c")).expect("dirs");
+    std::fs::create_dir_all(r.join("etc")).expect("etc");
+    std::fs::write(r.join("a/b/c/file"), "x").expect("file");
+    std::fs::write(r.join("etc/passwd"), "inner").expect("passwd");
+    symlink("/a/b", r.join("abs")).expect("abs");
+    symlink("../../../../../../..", r.join("a/up")).expect("up");
+    symlink("b/c/../c/./", r.join("a/rel")).expect("rel");
+    symlink("loop2", r.join("loop1")).expect("loop1");
+    symlink("loop1", r.join("loop2")).expect("loop2");
+    symlink("/", r.join("a/b/toroot")).expect("toroot");
+    symlink("../../etc/passwd", r.join("a/b/pw")).expect("pw");
+    symlink("/etc/passwd", r.join("a/b/c/abspw")).expect("abspw");
+    symlink("/a/up/a/rel/file", r.join("chain")).expect("chain");
+
+    let root = open_dir(r).expect("root");
+    let id = |fd: &std::os::fd::OwnedFd| fstat(fd).map(|s| (s.st_dev, s.st_ino)).expect("fstat");
+    let paths = [
+        "/", "a", "/a/b/c/file", "abs/c/file", "a/up", "a/up/etc/passwd", "/a/rel/file", "../../a/b",
+        "a/b/toroot/a/b/c", "a/b/pw", "a/b/c/abspw", "chain", "a/b/c/../../../etc/passwd", "/a/up/../../abs",
+        "loop1", "missing", "a/missing", "a/b/c/file/x", "abs/../../../etc",
+    ];
+    for p in paths {
+        let want = open_in_root(root.as_fd(), Path::new(p), OFlag::O_PATH, Mode::empty()).map(|f| id(&f));
+        let got = walk_in_root(root.as_fd(), Path::new(p), None).map(|w| match w {
+            Walked::Found { fd, .. } | Walked::Dir(fd) => Some(id(&fd)),
+            Walked::Missing { .. } => None,
+        });
+        match (want, got) {
+            (Ok(w), Ok(Some(g))) => assert_eq!(w, g, "{p}"),
+            (Err(nix::errno::Errno::ENOENT), Ok(None) | Err(nix::errno::Errno::ENOENT)) => {}
+            (Err(w), Err(g)) => assert_eq!(w, g, "{p}"),
+            (w, g) => panic!("{p}: openat2 {w:?} vs walk {:?}", g.map(|x| x.is_some())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod root;

@@ -139,7 +139,7 @@ fn check(cond: bool, what: &str) -> Result<(), String> {
 
 fn mountinfo_line(mp: &str) -> Option<String> {
     let mi = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    mi.lines().filter(|l| l.split(' ').nth(4) == Some(mp)).next_back().map(str::to_string)
+    mi.lines().rfind(|l| l.split(' ').nth(4) == Some(mp)).map(str::to_string)
 }
 
 #[test]
@@ -668,4 +668,67 @@ fn root_rootfs_bind_through_final_symlink_creates_target_inside() {
     assert_no_host_mounts(&fx);
     r.expect("child");
     assert!(fx.rootfs.join("run/systemd/resolve/stub-resolv.conf").is_file());
+}
+
+/// CVE-2021-30465 shape: while the destination's directory keeps being
+/// swapped with a symlink out of the root, every mount still lands inside
+/// the rootfs and nothing is created on the host.
+#[test]
+fn root_rootfs_destination_symlink_swap_race_stays_inside() {
+    if !is_root() {
+        return;
+    }
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    let fx = fixture();
+    let canary = canary_dir();
+    let vol = fx.rootfs.join("vol");
+    fs::create_dir_all(vol.join("dir")).expect("dir");
+    symlink(&canary, vol.join("link")).expect("link");
+    let mounts = r#"{"destination":"/vol/dir/x","type":"tmpfs","source":"tmpfs"},
+        {"destination":"/vol/dir/x/y","type":"tmpfs","source":"tmpfs"}"#;
+    let sp = make_spec(false, mounts, "{}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let stop = stop.clone();
+        let vol = vol.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = nix::fcntl::renameat2(
+                    nix::fcntl::AT_FDCWD,
+                    &vol.join("dir"),
+                    nix::fcntl::AT_FDCWD,
+                    &vol.join("link"),
+                    nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+                );
+            }
+        })
+    };
+    let rootfs = fx.rootfs.to_string_lossy().into_owned();
+    let mut failures = Vec::new();
+    for _ in 0..100 {
+        let r = in_child(|| {
+            let points = |mi: &str| -> Vec<String> {
+                mi.lines().filter_map(|l| l.split(' ').nth(4).map(str::to_string)).collect()
+            };
+            let before = points(&fs::read_to_string("/proc/self/mountinfo").map_err(s("mi"))?);
+            // A clean error is acceptable; an escape is not.
+            let _ = prepare(&cfg(&fx, &sp));
+            let after = points(&fs::read_to_string("/proc/self/mountinfo").map_err(s("mi"))?);
+            for p in after.iter().filter(|p| !before.contains(p)) {
+                check(p.starts_with(&rootfs), &format!("mount outside the rootfs: {p}"))?;
+            }
+            Ok(())
+        });
+        if let Err(e) = r {
+            failures.push(e);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = swapper.join();
+    assert_no_host_mounts(&fx);
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_canary_empty(&canary);
 }
