@@ -129,6 +129,8 @@ fn bind(ctx: &Ctx, field: &str, m: &Mount, dest: &Path, opts: &MountOptions) -> 
     let src = nix::fcntl::open(&source, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| RootfsError::sys(field, format!("open bind source {}", source.display()), e))?;
     let src_is_dir = is_dir(src.as_fd()).map_err(super::sys_err(field, "stat bind source"))?;
+    let src_is_proc = fstatfs(&src).map(|s| s.filesystem_type() == PROC_SUPER_MAGIC).unwrap_or(false);
+    proc_mount_allowed(dest, "bind", true, Some(src_is_proc)).map_err(|r| RootfsError::invalid(field, r))?;
     let target = if src_is_dir { dest_dir(ctx.root, dest) } else { dest_file(ctx.root, dest) }
         .map_err(super::sys_err(field, "create mount point"))?;
 
@@ -199,11 +201,11 @@ pub(crate) fn mount_entry(ctx: &Ctx, i: usize, m: &Mount) -> Result<Outcome, Roo
     let typ = mount_type(m).ok_or_else(|| RootfsError::invalid(format!("mounts[{i}].type"), "missing"))?;
     let opts = options::parse(m.options().as_deref().unwrap_or(&[]));
     let dest = clean_container_path(m.destination());
-    proc_mount_allowed(&dest, &typ).map_err(|r| RootfsError::invalid(&field, r))?;
+    let bind = is_bind(&typ, &opts);
+    proc_mount_allowed(&dest, &typ, bind, None).map_err(|r| RootfsError::invalid(&field, r))?;
     if dest == Path::new("/proc") || dest == Path::new("/sys") {
         check_ordinary_dir(ctx.root, &dest, &field)?;
     }
-    let bind = is_bind(&typ, &opts);
     if bind {
         self::bind(ctx, &field, m, &dest, &opts)?;
     } else if typ == "cgroup" || typ == "cgroup2" {

@@ -73,12 +73,24 @@ fn rootfs_validate_rejects_bind_with_fs_data() {
 
 #[test]
 fn rootfs_validate_rejects_non_proc_on_proc() {
-    let e = validate_err(&spec_with_mounts(r#"[{"destination":"/proc","type":"bind","source":"/tmp","options":["bind"]}]"#));
+    let e = validate_err(&spec_with_mounts(r#"[{"destination":"/proc","type":"tmpfs","source":"tmpfs"}]"#));
     assert!(e.contains("not of type proc"), "{e}");
     let e = validate_err(&spec_with_mounts(r#"[{"destination":"/proc/self/attr","type":"tmpfs","source":"t"}]"#));
     assert!(e.contains("inside /proc"), "{e}");
     let e = validate_err(&spec_with_mounts(r#"[{"destination":"/x/../proc/sys","type":"tmpfs","source":"t"}]"#));
     assert!(e.contains("inside /proc"), "{e}");
+    let e = validate_err(&spec_with_mounts(r#"[{"destination":"/proc/sys","type":"proc","source":"proc"}]"#));
+    assert!(e.contains("inside /proc"), "{e}");
+}
+
+#[test]
+fn rootfs_validate_allows_lxcfs_files_and_defers_proc_binds() {
+    let s = spec_with_mounts(
+        r#"[{"destination":"/proc","source":"/proc","options":["rbind"]},
+            {"destination":"/proc/meminfo","source":"/var/lib/lxcfs/proc/meminfo","options":["bind"]},
+            {"destination":"/proc/sys/kernel/ns_last_pid","source":"/x","options":["bind"]}]"#,
+    );
+    assert!(validate(&s, Path::new("/b")).is_ok());
 }
 
 #[test]

@@ -20,10 +20,9 @@ pub(crate) const PROC_ALLOWLIST: &[&str] = &[
     "/proc/uptime",
     "/proc/loadavg",
     "/proc/slabinfo",
-    "/proc/pressure/cpu",
-    "/proc/pressure/io",
-    "/proc/pressure/memory",
+    "/proc/net/dev",
     "/proc/sys/kernel/ns_last_pid",
+    "/proc/sys/crypto/fips_enabled",
 ];
 
 /// The filesystem type of a mount: its `type`, or "bind" when only the
@@ -46,16 +45,16 @@ pub(crate) fn mount_field(i: usize, m: &Mount) -> String {
     format!("mounts[{i}].destination {:?}", m.destination())
 }
 
-/// Whether a non-procfs mount may go to `dest` (already cleaned).
-pub(crate) fn proc_mount_allowed(dest: &Path, typ: &str) -> Result<(), String> {
+/// Whether a mount of `typ` may go to `dest` (already cleaned). On /proc
+/// itself only a fresh procfs or a bind of a procfs is allowed; whether a
+/// bind's source is procfs is known only when it is opened
+/// (`bind_src_is_proc` is None during pure validation).
+pub(crate) fn proc_mount_allowed(dest: &Path, typ: &str, bind: bool, bind_src_is_proc: Option<bool>) -> Result<(), String> {
     if dest == Path::new("/proc") {
-        return if typ == "proc" {
-            Ok(())
-        } else {
-            Err("cannot be mounted because it is not of type proc".into())
-        };
+        let ok = typ == "proc" || (bind && bind_src_is_proc != Some(false));
+        return if ok { Ok(()) } else { Err("cannot be mounted because it is not of type proc".into()) };
     }
-    if !dest.starts_with("/proc") || typ == "proc" || PROC_ALLOWLIST.iter().any(|p| dest == Path::new(p)) {
+    if !dest.starts_with("/proc") || PROC_ALLOWLIST.iter().any(|p| dest == Path::new(p)) {
         return Ok(());
     }
     Err("cannot be mounted because it is inside /proc".into())
@@ -105,7 +104,7 @@ fn validate_mount(i: usize, m: &Mount) -> Result<(), RootfsError> {
         ));
     }
     let clean = clean_container_path(dest);
-    proc_mount_allowed(&clean, &typ).map_err(|r| RootfsError::invalid(field, r))?;
+    proc_mount_allowed(&clean, &typ, is_bind(&typ, &opts), None).map_err(|r| RootfsError::invalid(field, r))?;
     Ok(())
 }
 

@@ -732,3 +732,23 @@ fn root_rootfs_destination_symlink_swap_race_stays_inside() {
     assert!(failures.is_empty(), "{failures:?}");
     assert_canary_empty(&canary);
 }
+
+#[test]
+fn root_rootfs_bind_on_proc_must_be_procfs() {
+    if !is_root() {
+        return;
+    }
+    let fx = fixture();
+    fs::create_dir(fx.bundle.join("fakeproc")).expect("fakeproc");
+    let bad = make_spec(false, r#"{"destination":"/proc","source":"fakeproc","options":["rbind"]}"#, "{}");
+    let good = make_spec(false, r#"{"destination":"/proc","source":"/proc","options":["rbind"]}"#, "{}");
+    validate(&bad, &fx.bundle).expect("deferred to prepare");
+    let r = in_child(|| {
+        let e = err_of(prepare(&cfg(&fx, &bad)))?;
+        check(e.contains("not of type proc"), &e)
+    });
+    r.expect("child bad");
+    let r = in_child(|| prepare(&cfg(&fx, &good)).map(drop).map_err(s("prepare")));
+    assert_no_host_mounts(&fx);
+    r.expect("child good");
+}
