@@ -5,6 +5,21 @@
 //! Call order (from the container init, inside its new mount namespace):
 //! [`validate`] (parent) → [`prepare`] → createContainer hooks, console →
 //! [`Rootfs::enter`] → [`finalize`].
+//!
+//! Contract with the caller:
+//! - [`prepare`] needs the runtime's (host) /proc mounted at /proc: it names
+//!   the fds it resolved inside the rootfs as `/proc/self/fd/N` for mount(2),
+//!   and checks first that /proc is a procfs root.
+//! - The only fd held between the calls is the O_PATH, O_CLOEXEC fd of the
+//!   rootfs inside [`Rootfs`]; [`Rootfs::enter`] consumes and closes it, so
+//!   after it returns no fd of ours points at a host path.
+//! - [`finalize`] uses only fds opened inside the new root and the new mount
+//!   API (open_tree, move_mount, mount_setattr, fsopen); it does not need the
+//!   container's /proc.
+//! - Mount flags differ from runc in one way: a bind mount keeps the source
+//!   mount's nosuid/nodev/noexec/ro unless an option clears them (`suid`,
+//!   `dev`, `exec`, `rw`); runc's remount drops flags it was not given.
+//! - A `cgroup` mount is read-only unless its options say `rw` explicitly.
 
 mod cgroup;
 mod console;

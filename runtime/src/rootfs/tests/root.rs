@@ -553,7 +553,7 @@ fn root_rootfs_cgroup_v1_mount_is_read_only() {
 }
 
 #[test]
-fn root_rootfs_open_proc_beneath_reads_sysctl() {
+fn rootfs_open_proc_beneath_reads_sysctl_and_refuses_magic_links() {
     let fd = super::super::resolve::open_proc_beneath(Path::new("sys/kernel/ostype"), OFlag::O_RDONLY).expect("open");
     let mut s = String::new();
     fs::File::from(fd).read_to_string(&mut s).expect("read");
@@ -751,4 +751,39 @@ fn root_rootfs_bind_on_proc_must_be_procfs() {
     let r = in_child(|| prepare(&cfg(&fx, &good)).map(drop).map_err(s("prepare")));
     assert_no_host_mounts(&fx);
     r.expect("child good");
+}
+
+/// Not a check: prints how long prepare+enter+finalize take for the
+/// standard config (run with `--ignored --nocapture`).
+#[test]
+#[ignore]
+fn root_rootfs_timing_of_standard_config() {
+    if !is_root() {
+        return;
+    }
+    let fx = fixture();
+    let sp = make_spec(
+        true,
+        STD_MOUNTS,
+        r#"{"maskedPaths":["/proc/acpi","/proc/kcore","/proc/keys","/proc/timer_list","/sys/firmware"],
+            "readonlyPaths":["/proc/bus","/proc/fs","/proc/irq","/proc/sys","/proc/sysrq-trigger"]}"#,
+    );
+    let out = fx.top.join("timing");
+    for _ in 0..5 {
+        let r = in_child(|| {
+            let t = std::time::Instant::now();
+            let root = prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
+            let t1 = t.elapsed();
+            let out_fd = nix::fcntl::open(&out, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_APPEND, Mode::from_bits_truncate(0o644))
+                .map_err(s("open out"))?;
+            root.enter(false).map_err(s("enter"))?;
+            finalize(&sp).map_err(s("finalize"))?;
+            let t2 = t.elapsed();
+            nix::unistd::write(&out_fd, format!("prepare {t1:?} total {t2:?}\n").as_bytes()).map_err(s("write"))?;
+            Ok(())
+        });
+        r.expect("child");
+    }
+    eprintln!("{}", fs::read_to_string(&out).expect("timing"));
+    assert_no_host_mounts(&fx);
 }
