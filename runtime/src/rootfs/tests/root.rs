@@ -787,3 +787,69 @@ fn root_rootfs_timing_of_standard_config() {
     eprintln!("{}", fs::read_to_string(&out).expect("timing"));
     assert_no_host_mounts(&fx);
 }
+
+/// Enter a user namespace mapping only our own root, so mknod is refused
+/// (EPERM) as in a rootless or userns container.
+fn enter_own_userns() -> Result<(), String> {
+    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).map_err(s("unshare user"))?;
+    fs::write("/proc/self/setgroups", "deny").map_err(s("setgroups"))?;
+    fs::write("/proc/self/uid_map", "0 0 1").map_err(s("uid_map"))?;
+    fs::write("/proc/self/gid_map", "0 0 1").map_err(s("gid_map"))?;
+    Ok(())
+}
+
+#[test]
+fn root_rootfs_devices_fall_back_to_bind_when_mknod_is_refused() {
+    if !is_root() {
+        return;
+    }
+    let fx = fixture();
+    let mounts = r#"{"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","mode=755"]},
+      {"destination":"/dev/pts","type":"devpts","source":"devpts","options":["nosuid","noexec","newinstance","ptmxmode=0666","mode=0620"]}"#;
+    let sp = make_spec(false, mounts, r#"{"devices":[{"path":"/dev/fuse","type":"c","major":10,"minor":229}]}"#);
+    let r = in_child(|| {
+        enter_own_userns()?;
+        let root = prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
+        let null_mp = format!("{}/dev/null", fx.rootfs.display());
+        check(mountinfo_line(&null_mp).is_some(), "/dev/null is a bind mount")?;
+        root.enter(false).map_err(s("enter"))?;
+        finalize(&sp).map_err(s("finalize"))?;
+        let md = fs::metadata("/dev/null").map_err(s("stat null"))?;
+        check(md.file_type().is_char_device() && md.rdev() == makedev(1, 3), "/dev/null bound from host")?;
+        if Path::new("/dev/fuse").exists() {
+            let md = fs::metadata("/dev/fuse").map_err(s("stat fuse"))?;
+            check(md.rdev() == makedev(10, 229), "/dev/fuse bound from host")?;
+        }
+        fs::OpenOptions::new().write(true).open("/dev/null").map_err(s("write /dev/null"))?;
+        Ok(())
+    });
+    assert_no_host_mounts(&fx);
+    r.expect("child");
+}
+
+#[test]
+fn root_rootfs_bind_keeps_locked_flags_of_source_in_userns() {
+    if !is_root() {
+        return;
+    }
+    let fx = fixture();
+    let src = fx.bundle.join("locked");
+    fs::create_dir(&src).expect("src");
+    let mounts = format!(
+        r#"{{"destination":"/mnt/locked","source":"{}","options":["bind","suid","dev","rw"]}}"#,
+        src.display()
+    );
+    let sp = make_spec(false, &mounts, "{}");
+    let r = in_child(|| {
+        let fl = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_RDONLY;
+        mount(Some("tmpfs"), &src, Some("tmpfs"), fl, None::<&str>).map_err(s("tmpfs"))?;
+        // The flags of a mount inherited into a less privileged namespace are locked.
+        enter_own_userns()?;
+        prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
+        let l = mountinfo_line(&format!("{}/mnt/locked", fx.rootfs.display())).ok_or("no mount")?;
+        let opts = l.split(' ').nth(5).unwrap_or("");
+        check(opts.starts_with("ro") && opts.contains("nosuid") && opts.contains("nodev"), &l)
+    });
+    assert_no_host_mounts(&fx);
+    r.expect("child");
+}
