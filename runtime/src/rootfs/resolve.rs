@@ -17,6 +17,8 @@ use nix::sys::statfs::{fstatfs, PROC_SUPER_MAGIC};
 
 /// Linux's own limit on symlinks followed during one lookup.
 const MAX_SYMLINKS: usize = 40;
+/// Components visited in one walk, links and retries included.
+const MAX_STEPS: usize = 4096;
 
 /// The path as components relative to `/`, with `.` dropped. `..` is kept:
 /// its meaning depends on the symlinks before it, resolved during the walk.
@@ -110,7 +112,14 @@ pub fn walk_in_root(root: BorrowedFd, path: &Path, mkdir: Option<Mode>) -> nix::
     let mut stack: Vec<OwnedFd> = vec![open_one(root, OsStr::new("."), OFlag::O_PATH | OFlag::O_DIRECTORY)?];
     let mut rest = relative_components(path);
     let mut links = 0usize;
+    // Bounds the mkdir/re-walk retries a racing process could otherwise
+    // keep going forever.
+    let mut steps = 0usize;
     while let Some(comp) = rest.pop_front() {
+        steps += 1;
+        if steps > MAX_STEPS {
+            return Err(Errno::ELOOP);
+        }
         if comp == ".." {
             if stack.len() > 1 {
                 stack.pop();
