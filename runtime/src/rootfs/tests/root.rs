@@ -853,3 +853,46 @@ fn root_rootfs_bind_keeps_locked_flags_of_source_in_userns() {
     assert_no_host_mounts(&fx);
     r.expect("child");
 }
+
+/// CVE-2025-52565 variants: /dev/console a dangling link, /dev/pts a link out
+/// of the root. The console is still a pts inside the root; the host
+/// canary stays empty.
+#[test]
+fn root_rootfs_console_with_dangling_console_and_pts_symlink() {
+    if !is_root() {
+        return;
+    }
+    let fx = fixture();
+    let canary = canary_dir();
+    let ghost = format!("/{}", unique("ghost-console"));
+    symlink(&ghost, fx.rootfs.join("dev/console")).expect("console link");
+    symlink(&canary, fx.rootfs.join("dev/pts")).expect("pts link");
+    let mounts = r#"{"destination":"/proc","type":"proc","source":"proc"},
+      {"destination":"/dev/pts","type":"devpts","source":"devpts","options":["nosuid","noexec","newinstance","ptmxmode=0666","mode=0620"]}"#;
+    let sp = make_spec(false, mounts, "{}");
+    let r = in_child(|| {
+        let root = prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
+        let ptmx = root.open_ptmx().map_err(s("open_ptmx"))?;
+        let zero: libc::c_int = 0;
+        // SAFETY: TIOCSPTLCK reads an int; TIOCGPTPEER returns a new fd.
+        let peer = unsafe {
+            if libc::ioctl(ptmx.as_raw_fd(), libc::TIOCSPTLCK, &zero) < 0 {
+                return Err(format!("unlockpt: {}", Errno::last()));
+            }
+            libc::ioctl(ptmx.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC)
+        };
+        if peer < 0 {
+            return Err(format!("TIOCGPTPEER: {}", Errno::last()));
+        }
+        // SAFETY: peer is a fresh fd we own.
+        let peer = unsafe { std::os::fd::OwnedFd::from_raw_fd(peer) };
+        root.mount_console(peer.as_fd()).map_err(s("mount_console"))?;
+        root.enter(false).map_err(s("enter"))?;
+        let md = fs::metadata("/dev/console").map_err(s("stat console"))?;
+        check(md.file_type().is_char_device() && major(md.rdev()) == 136, "console is a pts")
+    });
+    assert_no_host_mounts(&fx);
+    r.expect("child");
+    assert_canary_empty(&canary);
+    assert!(!Path::new(&ghost).exists(), "{ghost} created on the host");
+}
