@@ -121,11 +121,8 @@ fn apply_propagation(mnt: BorrowedFd, props: &[MsFlags]) -> nix::Result<()> {
     Ok(())
 }
 
-fn bind(ctx: &Ctx, field: &str, m: &Mount, dest: &Path, opts: &MountOptions) -> Result<(), RootfsError> {
-    let Some(source) = m.source() else {
-        return Err(RootfsError::invalid(field, "a bind mount needs a source"));
-    };
-    let source = if source.is_absolute() { source.clone() } else { ctx.bundle.join(source) };
+fn bind(ctx: &Ctx, field: &str, source: &Path, dest: &Path, opts: &MountOptions) -> Result<(), RootfsError> {
+    let source = if source.is_absolute() { source.to_path_buf() } else { ctx.bundle.join(source) };
     let src = nix::fcntl::open(&source, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| RootfsError::sys(field, format!("open bind source {}", source.display()), e))?;
     let src_is_dir = is_dir(src.as_fd()).map_err(super::sys_err(field, "stat bind source"))?;
@@ -207,11 +204,24 @@ pub(crate) fn mount_entry(ctx: &Ctx, i: usize, m: &Mount) -> Result<Outcome, Roo
         check_ordinary_dir(ctx.root, &dest, &field)?;
     }
     if bind {
-        self::bind(ctx, &field, m, &dest, &opts)?;
+        let Some(source) = m.source() else {
+            return Err(RootfsError::invalid(format!("mounts[{i}].source"), "a bind mount needs a source"));
+        };
+        self::bind(ctx, &field, source, &dest, &opts)?;
     } else if typ == "cgroup" || typ == "cgroup2" {
         cgroup::mount_cgroup(ctx, &field, &dest, &opts)?;
     } else {
-        other(ctx, &field, m, &typ, &dest, &opts)?;
+        match other(ctx, &field, m, &typ, &dest, &opts) {
+            // Without a network namespace of its own (e.g. in a user
+            // namespace) the kernel refuses a fresh sysfs; like runc, bind
+            // the runtime's /sys instead, with the same flags.
+            Err(RootfsError::Sys { errno: Errno::EPERM | Errno::EBUSY, .. }) if typ == "sysfs" => {
+                let mut o = opts.clone();
+                o.flags.insert(MsFlags::MS_BIND | MsFlags::MS_REC);
+                self::bind(ctx, &field, Path::new("/sys"), &dest, &o)?;
+            }
+            r => r?,
+        }
     }
     Ok(Outcome { dest, bind })
 }

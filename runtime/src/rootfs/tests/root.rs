@@ -896,3 +896,28 @@ fn root_rootfs_console_with_dangling_console_and_pts_symlink() {
     assert_canary_empty(&canary);
     assert!(!Path::new(&ghost).exists(), "{ghost} created on the host");
 }
+
+#[test]
+fn root_rootfs_sysfs_falls_back_to_read_only_bind_in_userns() {
+    if !is_root() {
+        return;
+    }
+    let fx = fixture();
+    let sp = make_spec(
+        false,
+        r#"{"destination":"/sys","type":"sysfs","source":"sysfs","options":["nosuid","noexec","nodev","ro"]}"#,
+        "{}",
+    );
+    let r = in_child(|| {
+        enter_own_userns()?;
+        prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
+        let l = mountinfo_line(&format!("{}/sys", fx.rootfs.display())).ok_or("no /sys mount")?;
+        check(l.contains(" - sysfs ") && l.split(' ').nth(5).is_some_and(|o| o.starts_with("ro")), &l)?;
+        check(fx.rootfs.join("sys/kernel").is_dir(), "sysfs content")?;
+        // Submounts came along: it is the host's /sys, recursively bound.
+        let sub = mountinfo_line(&format!("{}/sys/fs/cgroup", fx.rootfs.display()));
+        check(sub.is_some(), "recursive bind of the runtime's /sys")
+    });
+    assert_no_host_mounts(&fx);
+    r.expect("child");
+}
