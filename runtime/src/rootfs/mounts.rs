@@ -218,6 +218,11 @@ pub(crate) fn mount_entry(ctx: &Ctx, i: usize, m: &Mount) -> Result<Outcome, Roo
             Err(RootfsError::Sys { errno: Errno::EPERM | Errno::EBUSY, .. }) if typ == "sysfs" => {
                 let mut o = opts.clone();
                 o.flags.insert(MsFlags::MS_BIND | MsFlags::MS_REC);
+                if o.readonly() {
+                    // The bind brings the runtime's submounts (cgroupfs…)
+                    // along: a read-only /sys must be read-only all the way.
+                    o.rec_set |= sys::MOUNT_ATTR_RDONLY;
+                }
                 self::bind(ctx, &field, Path::new("/sys"), &dest, &o)?;
             }
             r => r?,
