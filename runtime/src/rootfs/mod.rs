@@ -23,6 +23,7 @@
 
 mod cgroup;
 mod console;
+mod copyup;
 mod devices;
 mod masks;
 mod mounts;

@@ -8,7 +8,7 @@ use nix::errno::Errno;
 use nix::fcntl::{openat, OFlag};
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::{fstat, Mode};
-use nix::sys::statfs::{fstatfs, PROC_SUPER_MAGIC};
+use nix::sys::statfs::{fstatfs, PROC_SUPER_MAGIC, TMPFS_MAGIC};
 use nix::sys::statvfs::{fstatvfs, FsFlags};
 use oci_spec::runtime::Mount;
 
@@ -16,7 +16,7 @@ use super::options::{self, MountOptions, MS_NOSYMFOLLOW};
 use super::resolve::{self, clean_container_path, Walked};
 use super::sys::{self, MountAttr};
 use super::validate::{is_bind, mount_field, mount_type, proc_mount_allowed, PROC_ALLOWLIST};
-use super::{cgroup, CgroupMount, RootfsError};
+use super::{cgroup, copyup, CgroupMount, RootfsError};
 
 pub(crate) struct Ctx<'a> {
     pub root: BorrowedFd<'a>,
@@ -161,7 +161,8 @@ fn other(ctx: &Ctx, field: &str, m: &Mount, typ: &str, dest: &Path, opts: &Mount
     check_not_in_proc(target.as_fd(), dest, typ, field)?;
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
     let mut flags = opts.flags;
-    if dest == Path::new("/dev") {
+    let copyup = opts.tmpcopyup && typ == "tmpfs";
+    if dest == Path::new("/dev") || copyup {
         // Devices and nested mounts go in later; finalize() makes /dev
         // read-only at the end when the options ask for it (as runc).
         flags.remove(MsFlags::MS_RDONLY);
@@ -178,6 +179,19 @@ fn other(ctx: &Ctx, field: &str, m: &Mount, typ: &str, dest: &Path, opts: &Mount
         (!data.is_empty()).then_some(data.as_str()),
     )
     .map_err(|e| RootfsError::sys(field, format!("mount {typ}"), e))?;
+    if copyup {
+        let mnt = resolve::open_in_root(ctx.root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())
+            .map_err(super::sys_err(field, "reopen tmpfs"))?;
+        if fstatfs(&mnt).map(|s| s.filesystem_type() != TMPFS_MAGIC).unwrap_or(true) {
+            return Err(RootfsError::invalid(field, "tmpfs moved away while it was being set up"));
+        }
+        // `target` still names the covered directory: its old content.
+        copyup::copy_up(target.as_fd(), mnt.as_fd()).map_err(super::sys_err(field, "tmpcopyup"))?;
+        if opts.readonly() {
+            let attr = MountAttr { attr_set: sys::MOUNT_ATTR_RDONLY, ..Default::default() };
+            sys::mount_setattr_fd(mnt.as_fd(), false, &attr).map_err(super::sys_err(field, "remount read-only"))?;
+        }
+    }
     if opts.rec_set != 0 || opts.rec_clr != 0 || !opts.propagation.is_empty() {
         // The fd we mounted onto names the covered directory; look the path
         // up again (inside the root) to reach the new mount.

@@ -28,6 +28,8 @@ pub struct MountOptions {
     pub rec_clr: u64,
     /// `idmap` / `ridmap` seen.
     pub idmap: bool,
+    /// `tmpcopyup`: fill a tmpfs with the destination's previous content.
+    pub tmpcopyup: bool,
     /// Filesystem-specific options, joined with ',' for mount(2).
     pub data: Vec<String>,
 }
@@ -42,6 +44,7 @@ impl Default for MountOptions {
             rec_set: 0,
             rec_clr: 0,
             idmap: false,
+            tmpcopyup: false,
             data: Vec::new(),
         }
     }
@@ -165,8 +168,7 @@ pub fn parse<S: AsRef<str>>(opts: &[S]) -> MountOptions {
         } else if opt == "idmap" || opt == "ridmap" {
             o.idmap = true;
         } else if opt == "tmpcopyup" {
-            // runc extension for tmpfs; berth does not copy up, and the option
-            // must not reach the kernel as data.
+            o.tmpcopyup = true;
         } else {
             o.data.push(opt.to_string());
         }
@@ -276,7 +278,7 @@ mod tests {
     #[test]
     fn rootfs_options_idmap_and_tmpcopyup_not_data() {
         let o = parse(&["idmap", "tmpcopyup", "nosymfollow"]);
-        assert!(o.idmap && o.nosymfollow && o.data.is_empty());
+        assert!(o.idmap && o.tmpcopyup && o.nosymfollow && o.data.is_empty());
     }
 
     #[test]

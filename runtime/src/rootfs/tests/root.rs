@@ -921,3 +921,39 @@ fn root_rootfs_sysfs_falls_back_to_read_only_bind_in_userns() {
     assert_no_host_mounts(&fx);
     r.expect("child");
 }
+
+#[test]
+fn root_rootfs_tmpcopyup_fills_tmpfs_with_image_content() {
+    if !is_root() {
+        return;
+    }
+    let fx = fixture();
+    let run = fx.rootfs.join("run");
+    fs::create_dir_all(run.join("sub")).expect("run");
+    fs::write(run.join("a"), "aaa").expect("a");
+    fs::set_permissions(run.join("a"), fs::Permissions::from_mode(0o640)).expect("chmod");
+    fs::write(run.join("sub/b"), "bbb").expect("b");
+    symlink("/etc/hostname", run.join("link")).expect("link");
+    nix::unistd::mkfifo(&run.join("fifo"), Mode::from_bits_truncate(0o600)).expect("fifo");
+    let mounts = format!(
+        r#"{STD_MOUNTS},
+        {{"destination":"/run","type":"tmpfs","source":"tmpfs","options":["nosuid","tmpcopyup","mode=755","ro"]}}"#
+    );
+    let sp = make_spec(false, &mounts, "{}");
+    validate(&sp, &fx.bundle).expect("validate");
+    let r = in_child(|| {
+        prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?.enter(false).map_err(s("enter"))?;
+        let l = mountinfo_line("/run").ok_or("no /run")?;
+        check(l.contains(" - tmpfs ") && l.split(' ').nth(5).is_some_and(|o| o.starts_with("ro")), &l)?;
+        check(fs::read_to_string("/run/a").map_err(s("a"))? == "aaa", "a copied")?;
+        let md = fs::metadata("/run/a").map_err(s("stat a"))?;
+        check(md.permissions().mode() & 0o7777 == 0o640, "a mode kept")?;
+        check(fs::read_to_string("/run/sub/b").map_err(s("b"))? == "bbb", "sub/b copied")?;
+        check(fs::read_link("/run/link").map_err(s("link"))? == Path::new("/etc/hostname"), "link copied as link")?;
+        check(fs::symlink_metadata("/run/fifo").map_err(s("fifo"))?.file_type().is_fifo(), "fifo copied")?;
+        check(errno_of(fs::write("/run/new", "x")) == Some(libc::EROFS), "ro after copy")
+    });
+    assert_no_host_mounts(&fx);
+    r.expect("child");
+    assert!(!fx.rootfs.join("run/new").exists());
+}
