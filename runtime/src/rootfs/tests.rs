@@ -16,11 +16,15 @@ fn spec(json: &str) -> Spec {
 }
 
 fn spec_with_mounts(mounts: &str) -> Spec {
-    spec(&format!(r#"{{"ociVersion":"1.3.0","root":{{"path":"rootfs"}},"mounts":{mounts}}}"#))
+    spec(&format!(
+        r#"{{"ociVersion":"1.3.0","root":{{"path":"rootfs"}},"mounts":{mounts}}}"#
+    ))
 }
 
 fn spec_with_linux(linux: &str) -> Spec {
-    spec(&format!(r#"{{"ociVersion":"1.3.0","root":{{"path":"rootfs"}},"linux":{linux}}}"#))
+    spec(&format!(
+        r#"{{"ociVersion":"1.3.0","root":{{"path":"rootfs"}},"linux":{linux}}}"#
+    ))
 }
 
 fn validate_err(s: &Spec) -> String {
@@ -44,18 +48,28 @@ fn rootfs_validate_accepts_default_like_config() {
 #[test]
 fn rootfs_validate_rejects_empty_destination() {
     let e = validate_err(&spec_with_mounts(r#"[{"destination":"","type":"tmpfs"}]"#));
-    assert!(e.contains("mounts[0].destination") && e.contains("empty"), "{e}");
+    assert!(
+        e.contains("mounts[0].destination") && e.contains("empty"),
+        "{e}"
+    );
 }
 
 #[test]
 fn rootfs_validate_rejects_nul_in_destination() {
-    let e = validate_err(&spec_with_mounts(r#"[{"destination":"/a\u0000b","type":"tmpfs"}]"#));
-    assert!(e.contains("mounts[0].destination") && e.contains("null byte"), "{e}");
+    let e = validate_err(&spec_with_mounts(
+        r#"[{"destination":"/a\u0000b","type":"tmpfs"}]"#,
+    ));
+    assert!(
+        e.contains("mounts[0].destination") && e.contains("null byte"),
+        "{e}"
+    );
 }
 
 #[test]
 fn rootfs_validate_rejects_missing_type_without_bind() {
-    let e = validate_err(&spec_with_mounts(r#"[{"destination":"/x","source":"/y","options":["ro"]}]"#));
+    let e = validate_err(&spec_with_mounts(
+        r#"[{"destination":"/x","source":"/y","options":["ro"]}]"#,
+    ));
     assert!(e.contains("mounts[0].type"), "{e}");
 }
 
@@ -67,19 +81,32 @@ fn rootfs_validate_infers_bind_from_options() {
 
 #[test]
 fn rootfs_validate_rejects_bind_with_fs_data() {
-    let e = validate_err(&spec_with_mounts(r#"[{"destination":"/x","source":"/y","options":["bind","size=10k"]}]"#));
-    assert!(e.contains("mounts[0].options") && e.contains("filesystem-specific"), "{e}");
+    let e = validate_err(&spec_with_mounts(
+        r#"[{"destination":"/x","source":"/y","options":["bind","size=10k"]}]"#,
+    ));
+    assert!(
+        e.contains("mounts[0].options") && e.contains("filesystem-specific"),
+        "{e}"
+    );
 }
 
 #[test]
 fn rootfs_validate_rejects_non_proc_on_proc() {
-    let e = validate_err(&spec_with_mounts(r#"[{"destination":"/proc","type":"tmpfs","source":"tmpfs"}]"#));
+    let e = validate_err(&spec_with_mounts(
+        r#"[{"destination":"/proc","type":"tmpfs","source":"tmpfs"}]"#,
+    ));
     assert!(e.contains("not of type proc"), "{e}");
-    let e = validate_err(&spec_with_mounts(r#"[{"destination":"/proc/self/attr","type":"tmpfs","source":"t"}]"#));
+    let e = validate_err(&spec_with_mounts(
+        r#"[{"destination":"/proc/self/attr","type":"tmpfs","source":"t"}]"#,
+    ));
     assert!(e.contains("inside /proc"), "{e}");
-    let e = validate_err(&spec_with_mounts(r#"[{"destination":"/x/../proc/sys","type":"tmpfs","source":"t"}]"#));
+    let e = validate_err(&spec_with_mounts(
+        r#"[{"destination":"/x/../proc/sys","type":"tmpfs","source":"t"}]"#,
+    ));
     assert!(e.contains("inside /proc"), "{e}");
-    let e = validate_err(&spec_with_mounts(r#"[{"destination":"/proc/sys","type":"proc","source":"proc"}]"#));
+    let e = validate_err(&spec_with_mounts(
+        r#"[{"destination":"/proc/sys","type":"proc","source":"proc"}]"#,
+    ));
     assert!(e.contains("inside /proc"), "{e}");
 }
 
@@ -95,35 +122,48 @@ fn rootfs_validate_allows_lxcfs_files_and_defers_proc_binds() {
 
 #[test]
 fn rootfs_validate_rejects_idmap() {
-    let e = validate_err(&spec_with_mounts(r#"[{"destination":"/x","source":"/y","options":["bind","idmap"]}]"#));
+    let e = validate_err(&spec_with_mounts(
+        r#"[{"destination":"/x","source":"/y","options":["bind","idmap"]}]"#,
+    ));
     assert!(e.contains("not supported"), "{e}");
 }
 
 #[test]
 fn rootfs_validate_rejects_unknown_root_propagation() {
     let e = validate_err(&spec_with_linux(r#"{"rootfsPropagation":"bogus"}"#));
-    assert!(e.contains("rootfsPropagation=bogus is not supported"), "{e}");
+    assert!(
+        e.contains("rootfsPropagation=bogus is not supported"),
+        "{e}"
+    );
 }
 
 #[test]
 fn rootfs_validate_no_pivot_rejects_private_propagation() {
     let s = spec_with_linux(r#"{"rootfsPropagation":"rprivate"}"#);
     assert!(validate(&s, Path::new("/b")).is_ok());
-    let e = validate_no_pivot(&s).map(|_| ()).err().map(|e| e.to_string()).unwrap_or_default();
+    let e = validate_no_pivot(&s)
+        .map(|_| ())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(e.contains("not safe without pivot_root"), "{e}");
     assert!(validate_no_pivot(&spec_with_linux(r#"{"rootfsPropagation":"rslave"}"#)).is_ok());
 }
 
 #[test]
 fn rootfs_validate_rejects_device_type_a() {
-    let e = validate_err(&spec_with_linux(r#"{"devices":[{"path":"/dev/x","type":"a","major":1,"minor":3}]}"#));
+    let e = validate_err(&spec_with_linux(
+        r#"{"devices":[{"path":"/dev/x","type":"a","major":1,"minor":3}]}"#,
+    ));
     assert!(e.contains("linux.devices[0].type"), "{e}");
 }
 
 #[test]
 fn rootfs_validate_rejects_bad_device_paths() {
     for p in ["dev/x", "/dev/../etc/x", "/etc/x", "/dev"] {
-        let e = validate_err(&spec_with_linux(&format!(r#"{{"devices":[{{"path":"{p}","type":"c","major":1,"minor":3}}]}}"#)));
+        let e = validate_err(&spec_with_linux(&format!(
+            r#"{{"devices":[{{"path":"{p}","type":"c","major":1,"minor":3}}]}}"#
+        )));
         assert!(e.contains("linux.devices[0].path"), "{p}: {e}");
     }
 }
@@ -175,12 +215,29 @@ fn rootfs_walk_in_root_agrees_with_openat2_in_root() {
     let root = open_dir(r).expect("root");
     let id = |fd: &std::os::fd::OwnedFd| fstat(fd).map(|s| (s.st_dev, s.st_ino)).expect("fstat");
     let paths = [
-        "/", "a", "/a/b/c/file", "abs/c/file", "a/up", "a/up/etc/passwd", "/a/rel/file", "../../a/b",
-        "a/b/toroot/a/b/c", "a/b/pw", "a/b/c/abspw", "chain", "a/b/c/../../../etc/passwd", "/a/up/../../abs",
-        "loop1", "missing", "a/missing", "a/b/c/file/x", "abs/../../../etc",
+        "/",
+        "a",
+        "/a/b/c/file",
+        "abs/c/file",
+        "a/up",
+        "a/up/etc/passwd",
+        "/a/rel/file",
+        "../../a/b",
+        "a/b/toroot/a/b/c",
+        "a/b/pw",
+        "a/b/c/abspw",
+        "chain",
+        "a/b/c/../../../etc/passwd",
+        "/a/up/../../abs",
+        "loop1",
+        "missing",
+        "a/missing",
+        "a/b/c/file/x",
+        "abs/../../../etc",
     ];
     for p in paths {
-        let want = open_in_root(root.as_fd(), Path::new(p), OFlag::O_PATH, Mode::empty()).map(|f| id(&f));
+        let want =
+            open_in_root(root.as_fd(), Path::new(p), OFlag::O_PATH, Mode::empty()).map(|f| id(&f));
         let got = walk_in_root(root.as_fd(), Path::new(p), None).map(|w| match w {
             Walked::Found { fd, .. } | Walked::Dir(fd) => Some(id(&fd)),
             Walked::Missing { .. } => None,

@@ -23,7 +23,11 @@ use super::spec;
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 fn unique(tag: &str) -> String {
-    format!("berth-{tag}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "berth-{tag}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 fn is_root() -> bool {
@@ -38,7 +42,10 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let dir = tempfile::Builder::new().prefix("berth-rootfs-test").tempdir().expect("tempdir");
+    let dir = tempfile::Builder::new()
+        .prefix("berth-rootfs-test")
+        .tempdir()
+        .expect("tempdir");
     let top = dir.path().canonicalize().expect("canon");
     let bundle = top.join("bundle");
     let rootfs = bundle.join("rootfs");
@@ -50,7 +57,12 @@ fn fixture() -> Fixture {
         symlink("busybox", rootfs.join("bin").join(l)).expect("symlink");
     }
     fs::write(rootfs.join("etc/hostname"), "container\n").expect("hostname");
-    Fixture { _dir: dir, top, bundle, rootfs }
+    Fixture {
+        _dir: dir,
+        top,
+        bundle,
+        rootfs,
+    }
 }
 
 /// Run `f` in a forked child inside a new mount namespace; its error string
@@ -64,8 +76,14 @@ fn in_child(f: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
             drop(r);
             let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare: {e}"))?;
-                mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
-                    .map_err(|e| format!("rslave: {e}"))?;
+                mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    MsFlags::MS_REC | MsFlags::MS_SLAVE,
+                    None::<&str>,
+                )
+                .map_err(|e| format!("rslave: {e}"))?;
                 f()
             }));
             let (code, msg) = match res {
@@ -93,11 +111,20 @@ fn in_child(f: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
 fn assert_no_host_mounts(fx: &Fixture) {
     let mi = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     let top = fx.top.to_string_lossy();
-    assert!(!mi.contains(top.as_ref()), "host mountinfo mentions {top}:\n{mi}");
+    assert!(
+        !mi.contains(top.as_ref()),
+        "host mountinfo mentions {top}:\n{mi}"
+    );
 }
 
 fn cfg<'a>(fx: &'a Fixture, spec: &'a Spec) -> RootfsConfig<'a> {
-    RootfsConfig { spec, rootfs: &fx.rootfs, bundle: &fx.bundle, cgroup_mounts: vec![], cgroupns: false }
+    RootfsConfig {
+        spec,
+        rootfs: &fx.rootfs,
+        bundle: &fx.bundle,
+        cgroup_mounts: vec![],
+        cgroupns: false,
+    }
 }
 
 const STD_MOUNTS: &str = r#"
@@ -139,7 +166,9 @@ fn check(cond: bool, what: &str) -> Result<(), String> {
 
 fn mountinfo_line(mp: &str) -> Option<String> {
     let mi = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    mi.lines().rfind(|l| l.split(' ').nth(4) == Some(mp)).map(str::to_string)
+    mi.lines()
+        .rfind(|l| l.split(' ').nth(4) == Some(mp))
+        .map(str::to_string)
 }
 
 #[test]
@@ -159,32 +188,83 @@ fn root_rootfs_full_cycle_mounts_devices_masks_readonly_paths() {
         let root = prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
         root.enter(false).map_err(s("enter"))?;
         finalize(&sp).map_err(s("finalize"))?;
-        check(std::env::current_dir().map_err(s("cwd"))? == Path::new("/"), "cwd is /")?;
+        check(
+            std::env::current_dir().map_err(s("cwd"))? == Path::new("/"),
+            "cwd is /",
+        )?;
         check(Path::new("/bin/busybox").exists(), "busybox visible")?;
         let md = fs::metadata("/dev/null").map_err(s("stat /dev/null"))?;
-        check(md.file_type().is_char_device() && md.rdev() == makedev(1, 3), "/dev/null is 1:3")?;
-        check(md.permissions().mode() & 0o777 == 0o666, "/dev/null mode 0666")?;
-        for (n, maj, min) in [("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
+        check(
+            md.file_type().is_char_device() && md.rdev() == makedev(1, 3),
+            "/dev/null is 1:3",
+        )?;
+        check(
+            md.permissions().mode() & 0o777 == 0o666,
+            "/dev/null mode 0666",
+        )?;
+        for (n, maj, min) in [
+            ("zero", 1, 5),
+            ("full", 1, 7),
+            ("random", 1, 8),
+            ("urandom", 1, 9),
+            ("tty", 5, 0),
+        ] {
             let md = fs::metadata(format!("/dev/{n}")).map_err(s(n))?;
             check(major(md.rdev()) == maj && minor(md.rdev()) == min, n)?;
         }
-        check(fs::read_link("/dev/ptmx").map_err(s("ptmx"))? == Path::new("pts/ptmx"), "/dev/ptmx -> pts/ptmx")?;
-        check(fs::read_link("/dev/fd").map_err(s("fd"))? == Path::new("/proc/self/fd"), "/dev/fd link")?;
-        check(fs::read_link("/dev/stderr").map_err(s("stderr"))? == Path::new("/proc/self/fd/2"), "/dev/stderr link")?;
-        fs::OpenOptions::new().read(true).write(true).open("/dev/ptmx").map_err(s("open ptmx"))?;
+        check(
+            fs::read_link("/dev/ptmx").map_err(s("ptmx"))? == Path::new("pts/ptmx"),
+            "/dev/ptmx -> pts/ptmx",
+        )?;
+        check(
+            fs::read_link("/dev/fd").map_err(s("fd"))? == Path::new("/proc/self/fd"),
+            "/dev/fd link",
+        )?;
+        check(
+            fs::read_link("/dev/stderr").map_err(s("stderr"))? == Path::new("/proc/self/fd/2"),
+            "/dev/stderr link",
+        )?;
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/ptmx")
+            .map_err(s("open ptmx"))?;
         // masked file reads empty, masked dir is an empty read-only tmpfs
-        check(fs::read("/proc/version").map_err(s("read version"))?.is_empty(), "/proc/version masked")?;
-        check(fs::read_dir("/sys/firmware").map_err(s("ls firmware"))?.next().is_none(), "/sys/firmware empty")?;
-        check(errno_of(fs::write("/sys/firmware/x", "x")) == Some(libc::EROFS), "/sys/firmware read-only")?;
+        check(
+            fs::read("/proc/version")
+                .map_err(s("read version"))?
+                .is_empty(),
+            "/proc/version masked",
+        )?;
+        check(
+            fs::read_dir("/sys/firmware")
+                .map_err(s("ls firmware"))?
+                .next()
+                .is_none(),
+            "/sys/firmware empty",
+        )?;
+        check(
+            errno_of(fs::write("/sys/firmware/x", "x")) == Some(libc::EROFS),
+            "/sys/firmware read-only",
+        )?;
         // readonly paths
-        let w = fs::OpenOptions::new().write(true).open("/proc/sys/kernel/hostname");
+        let w = fs::OpenOptions::new()
+            .write(true)
+            .open("/proc/sys/kernel/hostname");
         check(errno_of(w) == Some(libc::EROFS), "/proc/sys read-only")?;
-        check(mountinfo_line("/sys").is_some_and(|l| l.contains(" ro,")), "/sys ro")?;
+        check(
+            mountinfo_line("/sys").is_some_and(|l| l.contains(" ro,")),
+            "/sys ro",
+        )?;
         check(mountinfo_line("/").is_some(), "/ is a mount")?;
         // the rest of the rootfs stays writable
         fs::write("/tmp/probe", "ok").map_err(s("write /tmp"))?;
         let mi = fs::read_to_string("/proc/self/mountinfo").map_err(s("mountinfo"))?;
-        check(!mi.lines().any(|l| l.split(' ').nth(4) == Some("/proc/self/mountinfo")), "sanity")?;
+        check(
+            !mi.lines()
+                .any(|l| l.split(' ').nth(4) == Some("/proc/self/mountinfo")),
+            "sanity",
+        )?;
         Ok(())
     });
     assert_no_host_mounts(&fx);
@@ -199,9 +279,15 @@ fn root_rootfs_readonly_root_after_finalize() {
     let fx = fixture();
     let sp = make_spec(true, STD_MOUNTS, "{}");
     let r = in_child(|| {
-        prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?.enter(false).map_err(s("enter"))?;
+        prepare(&cfg(&fx, &sp))
+            .map_err(s("prepare"))?
+            .enter(false)
+            .map_err(s("enter"))?;
         finalize(&sp).map_err(s("finalize"))?;
-        check(errno_of(fs::write("/tmp/x", "x")) == Some(libc::EROFS), "/ read-only")?;
+        check(
+            errno_of(fs::write("/tmp/x", "x")) == Some(libc::EROFS),
+            "/ read-only",
+        )?;
         fs::write("/dev/shm/x", "x").map_err(s("/dev/shm stays writable"))?;
         Ok(())
     });
@@ -215,13 +301,25 @@ fn root_rootfs_dev_readonly_when_dev_mount_has_ro() {
         return;
     }
     let fx = fixture();
-    let mounts = STD_MOUNTS.replace(r#""strictatime","mode=755""#, r#""strictatime","ro","mode=755""#);
+    let mounts = STD_MOUNTS.replace(
+        r#""strictatime","mode=755""#,
+        r#""strictatime","ro","mode=755""#,
+    );
     let sp = make_spec(false, &mounts, "{}");
     let r = in_child(|| {
-        prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?.enter(false).map_err(s("enter"))?;
+        prepare(&cfg(&fx, &sp))
+            .map_err(s("prepare"))?
+            .enter(false)
+            .map_err(s("enter"))?;
         finalize(&sp).map_err(s("finalize"))?;
-        check(mountinfo_line("/dev").is_some_and(|l| l.contains(" ro,")), "/dev ro")?;
-        check(Path::new("/dev/null").exists(), "devices created before the remount")?;
+        check(
+            mountinfo_line("/dev").is_some_and(|l| l.contains(" ro,")),
+            "/dev ro",
+        )?;
+        check(
+            Path::new("/dev/null").exists(),
+            "devices created before the remount",
+        )?;
         Ok(())
     });
     assert_no_host_mounts(&fx);
@@ -236,10 +334,16 @@ fn root_rootfs_no_pivot_moves_and_chroots() {
     let fx = fixture();
     let sp = make_spec(false, STD_MOUNTS, "{}");
     let r = in_child(|| {
-        prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?.enter(true).map_err(s("enter"))?;
+        prepare(&cfg(&fx, &sp))
+            .map_err(s("prepare"))?
+            .enter(true)
+            .map_err(s("enter"))?;
         finalize(&sp).map_err(s("finalize"))?;
         check(Path::new("/bin/busybox").exists(), "busybox at /bin")?;
-        check(fs::read_to_string("/etc/hostname").map_err(s("hostname"))? == "container\n", "container /etc")?;
+        check(
+            fs::read_to_string("/etc/hostname").map_err(s("hostname"))? == "container\n",
+            "container /etc",
+        )?;
         check(Path::new("/proc/self").exists(), "/proc mounted")?;
         Ok(())
     });
@@ -265,20 +369,43 @@ fn root_rootfs_bind_mounts_file_and_dir_with_flags() {
     let sp = make_spec(false, &mounts, "{}");
     validate(&sp, &fx.bundle).expect("validate");
     let r = in_child(|| {
-        prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?.enter(false).map_err(s("enter"))?;
+        prepare(&cfg(&fx, &sp))
+            .map_err(s("prepare"))?
+            .enter(false)
+            .map_err(s("enter"))?;
         finalize(&sp).map_err(s("finalize"))?;
-        check(fs::read_to_string("/etc/greeting").map_err(s("read"))? == "hello", "file bind content")?;
-        check(errno_of(fs::OpenOptions::new().write(true).open("/etc/greeting")) == Some(libc::EROFS), "ro bind")?;
-        check(fs::read_to_string("/mnt/data/inner").map_err(s("inner"))? == "in", "dir bind content")?;
+        check(
+            fs::read_to_string("/etc/greeting").map_err(s("read"))? == "hello",
+            "file bind content",
+        )?;
+        check(
+            errno_of(fs::OpenOptions::new().write(true).open("/etc/greeting")) == Some(libc::EROFS),
+            "ro bind",
+        )?;
+        check(
+            fs::read_to_string("/mnt/data/inner").map_err(s("inner"))? == "in",
+            "dir bind content",
+        )?;
         fs::write("/mnt/data/new", "n").map_err(s("rw bind"))?;
         let l = mountinfo_line("/mnt/data").ok_or("no /mnt/data mount")?;
-        check(l.contains("nosuid") && !l.contains("shared:"), "nosuid, private")?;
+        check(
+            l.contains("nosuid") && !l.contains("shared:"),
+            "nosuid, private",
+        )?;
         Ok(())
     });
     assert_no_host_mounts(&fx);
     r.expect("child");
-    assert_eq!(fs::read_to_string(fx.bundle.join("hostdir/new")).expect("new"), "n");
-    assert!(fx.rootfs.join("etc/greeting").metadata().expect("created").is_file());
+    assert_eq!(
+        fs::read_to_string(fx.bundle.join("hostdir/new")).expect("new"),
+        "n"
+    );
+    assert!(fx
+        .rootfs
+        .join("etc/greeting")
+        .metadata()
+        .expect("created")
+        .is_file());
 }
 
 fn canary_dir() -> PathBuf {
@@ -301,9 +428,17 @@ fn root_rootfs_dev_symlink_out_of_root_stays_inside() {
     for relative in [false, true] {
         let fx = fixture();
         let canary = canary_dir();
-        let name = canary.file_name().expect("name").to_string_lossy().into_owned();
+        let name = canary
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
         fs::remove_dir(fx.rootfs.join("dev")).expect("rm dev");
-        let target = if relative { format!("../../../../../../tmp/{name}") } else { format!("/tmp/{name}") };
+        let target = if relative {
+            format!("../../../../../../tmp/{name}")
+        } else {
+            format!("/tmp/{name}")
+        };
         symlink(&target, fx.rootfs.join("dev")).expect("dev link");
         let sp = make_spec(
             false,
@@ -311,9 +446,7 @@ fn root_rootfs_dev_symlink_out_of_root_stays_inside() {
             r#"{"devices":[{"path":"/dev/net/tun","type":"c","major":10,"minor":200,"fileMode":384}]}"#,
         );
         validate(&sp, &fx.bundle).expect("validate");
-        let r = in_child(|| {
-            prepare(&cfg(&fx, &sp)).map(drop).map_err(s("prepare"))
-        });
+        let r = in_child(|| prepare(&cfg(&fx, &sp)).map(drop).map_err(s("prepare")));
         assert_no_host_mounts(&fx);
         r.expect("child");
         assert_canary_empty(&canary);
@@ -321,7 +454,10 @@ fn root_rootfs_dev_symlink_out_of_root_stays_inside() {
         let null = fs::metadata(inside.join("null")).expect("null inside root");
         assert_eq!(null.rdev(), makedev(1, 3));
         let tun = fs::metadata(inside.join("net/tun")).expect("tun inside root");
-        assert_eq!((tun.rdev(), tun.permissions().mode() & 0o7777), (makedev(10, 200), 0o600));
+        assert_eq!(
+            (tun.rdev(), tun.permissions().mode() & 0o7777),
+            (makedev(10, 200), 0o600)
+        );
     }
 }
 
@@ -332,7 +468,11 @@ fn root_rootfs_mount_destinations_through_symlinks_stay_inside() {
     }
     let fx = fixture();
     let canary = canary_dir();
-    let name = canary.file_name().expect("name").to_string_lossy().into_owned();
+    let name = canary
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
     let ghost = format!("/{}", unique("nonexistent"));
     symlink("/real/conf", fx.rootfs.join("conf")).expect("conf");
     symlink(format!("../../../../tmp/{name}"), fx.rootfs.join("up")).expect("up");
@@ -347,7 +487,10 @@ fn root_rootfs_mount_destinations_through_symlinks_stay_inside() {
     let r = in_child(|| {
         prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
         let l = mountinfo_line(&format!("{}/real/conf/stack", fx.rootfs.display()));
-        check(l.is_some_and(|l| l.contains("tmpfs")), "tmpfs at rootfs/real/conf/stack")?;
+        check(
+            l.is_some_and(|l| l.contains("tmpfs")),
+            "tmpfs at rootfs/real/conf/stack",
+        )?;
         Ok(())
     });
     assert_no_host_mounts(&fx);
@@ -356,7 +499,11 @@ fn root_rootfs_mount_destinations_through_symlinks_stay_inside() {
     assert!(!Path::new(&ghost).exists(), "{ghost} created on the host");
     assert!(fx.rootfs.join("real/conf/stack").is_dir());
     assert!(fx.rootfs.join("tmp").join(&name).join("a/b").is_dir());
-    assert!(fx.rootfs.join(ghost.trim_start_matches('/')).join("x/c").is_dir());
+    assert!(fx
+        .rootfs
+        .join(ghost.trim_start_matches('/'))
+        .join("x/c")
+        .is_dir());
     assert!(fx.rootfs.join("file").is_file());
 }
 
@@ -372,7 +519,10 @@ fn root_rootfs_proc_or_sys_symlink_is_rejected() {
         let sp = make_spec(false, STD_MOUNTS, "{}");
         let r = in_child(|| {
             let e = err_of(prepare(&cfg(&fx, &sp)))?;
-            check(e.contains("must be mounted on ordinary directory") && e.contains(dir), &e)
+            check(
+                e.contains("must be mounted on ordinary directory") && e.contains(dir),
+                &e,
+            )
         });
         assert_no_host_mounts(&fx);
         r.expect("child");
@@ -420,10 +570,16 @@ fn root_rootfs_masked_paths_refuse_fake_dev_null() {
             r#"{"maskedPaths":["/etc/hostname"]}"#,
         );
         let r = in_child(|| {
-            prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?.enter(false).map_err(s("enter"))?;
+            prepare(&cfg(&fx, &sp))
+                .map_err(s("prepare"))?
+                .enter(false)
+                .map_err(s("enter"))?;
             let e = err_of(finalize(&sp))?;
             check(e.contains("invalid /dev/null"), &e)?;
-            check(fs::read_to_string("/etc/hostname").map_err(s("hostname"))? == "container\n", "not masked")
+            check(
+                fs::read_to_string("/etc/hostname").map_err(s("hostname"))? == "container\n",
+                "not masked",
+            )
         });
         assert_no_host_mounts(&fx);
         r.unwrap_or_else(|e| panic!("{variant}: {e}"));
@@ -453,24 +609,37 @@ fn root_rootfs_console_replaces_symlink_with_file_inside_root() {
             if libc::ioctl(ptmx.as_raw_fd(), libc::TIOCSPTLCK, &zero) < 0 {
                 return Err(format!("unlockpt: {}", Errno::last()));
             }
-            libc::ioctl(ptmx.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC)
+            libc::ioctl(
+                ptmx.as_raw_fd(),
+                libc::TIOCGPTPEER,
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            )
         };
         if peer < 0 {
             return Err(format!("TIOCGPTPEER: {}", Errno::last()));
         }
         // SAFETY: peer is a fresh fd we own.
         let peer = unsafe { std::os::fd::OwnedFd::from_raw_fd(peer) };
-        root.mount_console(peer.as_fd()).map_err(s("mount_console"))?;
+        root.mount_console(peer.as_fd())
+            .map_err(s("mount_console"))?;
         let md = fs::symlink_metadata(fx.rootfs.join("dev/console")).map_err(s("stat console"))?;
-        check(md.file_type().is_char_device() && major(md.rdev()) == 136, "console is a pts")?;
+        check(
+            md.file_type().is_char_device() && major(md.rdev()) == 136,
+            "console is a pts",
+        )?;
         root.enter(false).map_err(s("enter"))?;
         let md = fs::metadata("/dev/console").map_err(s("stat console inside"))?;
-        check(md.file_type().is_char_device() && major(md.rdev()) == 136, "console inside is a pts")
+        check(
+            md.file_type().is_char_device() && major(md.rdev()) == 136,
+            "console inside is a pts",
+        )
     });
     assert_no_host_mounts(&fx);
     r.expect("child");
     assert_eq!(fs::read_to_string(&hostfile).expect("read"), "host");
-    assert!(fs::symlink_metadata(fx.rootfs.join("dev/console")).expect("console").is_file());
+    assert!(fs::symlink_metadata(fx.rootfs.join("dev/console"))
+        .expect("console")
+        .is_file());
     fs::remove_file(&hostfile).expect("rm");
 }
 
@@ -483,11 +652,19 @@ fn root_rootfs_open_ptmx_refuses_non_ptmx() {
     }
     let fx = fixture();
     // /dev from the image, no devpts: /dev/ptmx -> pts/ptmx dangles.
-    let sp = make_spec(false, r#"{"destination":"/proc","type":"proc","source":"proc"}"#, "{}");
+    let sp = make_spec(
+        false,
+        r#"{"destination":"/proc","type":"proc","source":"proc"}"#,
+        "{}",
+    );
     let r = in_child(|| {
         let root = prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
         fs::create_dir_all(fx.rootfs.join("dev/pts")).map_err(s("mkdir pts"))?;
-        nix::unistd::mkfifo(&fx.rootfs.join("dev/pts/ptmx"), Mode::from_bits_truncate(0o666)).map_err(s("fifo"))?;
+        nix::unistd::mkfifo(
+            &fx.rootfs.join("dev/pts/ptmx"),
+            Mode::from_bits_truncate(0o666),
+        )
+        .map_err(s("fifo"))?;
         let e = err_of(root.open_ptmx())?;
         check(e.contains("not the devpts ptmx"), &e)
     });
@@ -509,7 +686,10 @@ fn root_rootfs_device_mismatch_with_existing_file_errors() {
     );
     let r = in_child(|| {
         let e = err_of(prepare(&cfg(&fx, &sp)))?;
-        check(e.contains("linux.devices[0]") && e.contains("already exists"), &e)
+        check(
+            e.contains("linux.devices[0]") && e.contains("already exists"),
+            &e,
+        )
     });
     assert_no_host_mounts(&fx);
     r.expect("child");
@@ -528,22 +708,56 @@ fn root_rootfs_cgroup_v1_mount_is_read_only() {
     let sp = make_spec(false, &mounts, "{}");
     let mut c = cfg(&fx, &sp);
     c.cgroup_mounts = vec![
-        CgroupMount { name: "memory".into(), host_path: "/sys/fs/cgroup/memory".into() },
-        CgroupMount { name: "cpu,cpuacct".into(), host_path: "/sys/fs/cgroup/cpu".into() },
-        CgroupMount { name: "name=systemd".into(), host_path: "/sys/fs/cgroup/systemd".into() },
-        CgroupMount { name: "unified".into(), host_path: "/sys/fs/cgroup/unified".into() },
+        CgroupMount {
+            name: "memory".into(),
+            host_path: "/sys/fs/cgroup/memory".into(),
+        },
+        CgroupMount {
+            name: "cpu,cpuacct".into(),
+            host_path: "/sys/fs/cgroup/cpu".into(),
+        },
+        CgroupMount {
+            name: "name=systemd".into(),
+            host_path: "/sys/fs/cgroup/systemd".into(),
+        },
+        CgroupMount {
+            name: "unified".into(),
+            host_path: "/sys/fs/cgroup/unified".into(),
+        },
     ];
     let r = in_child(|| {
-        prepare(&c).map_err(s("prepare"))?.enter(false).map_err(s("enter"))?;
+        prepare(&c)
+            .map_err(s("prepare"))?
+            .enter(false)
+            .map_err(s("enter"))?;
         finalize(&sp).map_err(s("finalize"))?;
-        check(Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists(), "memory hierarchy")?;
-        check(fs::read_link("/sys/fs/cgroup/cpu").map_err(s("cpu link"))? == Path::new("cpu,cpuacct"), "cpu link")?;
+        check(
+            Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists(),
+            "memory hierarchy",
+        )?;
+        check(
+            fs::read_link("/sys/fs/cgroup/cpu").map_err(s("cpu link"))? == Path::new("cpu,cpuacct"),
+            "cpu link",
+        )?;
         check(Path::new("/sys/fs/cgroup/systemd").is_dir(), "systemd dir")?;
-        check(Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists(), "unified")?;
-        check(errno_of(fs::create_dir("/sys/fs/cgroup/memory/x")) == Some(libc::EROFS), "memory ro")?;
-        check(errno_of(fs::create_dir("/sys/fs/cgroup/x")) == Some(libc::EROFS), "tmpfs ro")?;
+        check(
+            Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists(),
+            "unified",
+        )?;
+        check(
+            errno_of(fs::create_dir("/sys/fs/cgroup/memory/x")) == Some(libc::EROFS),
+            "memory ro",
+        )?;
+        check(
+            errno_of(fs::create_dir("/sys/fs/cgroup/x")) == Some(libc::EROFS),
+            "tmpfs ro",
+        )?;
         let mi = fs::read_to_string("/proc/self/mountinfo").map_err(s("mi"))?;
-        for l in mi.lines().filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with("/sys/fs/cgroup"))) {
+        for l in mi.lines().filter(|l| {
+            l.split(' ')
+                .nth(4)
+                .is_some_and(|m| m.starts_with("/sys/fs/cgroup"))
+        }) {
             check(l.split(' ').nth(5).is_some_and(|o| o.starts_with("ro")), l)?;
         }
         Ok(())
@@ -554,12 +768,18 @@ fn root_rootfs_cgroup_v1_mount_is_read_only() {
 
 #[test]
 fn rootfs_open_proc_beneath_reads_sysctl_and_refuses_magic_links() {
-    let fd = super::super::resolve::open_proc_beneath(Path::new("sys/kernel/ostype"), OFlag::O_RDONLY).expect("open");
+    let fd =
+        super::super::resolve::open_proc_beneath(Path::new("sys/kernel/ostype"), OFlag::O_RDONLY)
+            .expect("open");
     let mut s = String::new();
     fs::File::from(fd).read_to_string(&mut s).expect("read");
     assert_eq!(s, "Linux\n");
     assert_eq!(
-        super::super::resolve::open_proc_beneath(Path::new("self/root/etc/passwd"), OFlag::O_RDONLY).err(),
+        super::super::resolve::open_proc_beneath(
+            Path::new("self/root/etc/passwd"),
+            OFlag::O_RDONLY
+        )
+        .err(),
         Some(Errno::ELOOP)
     );
 }
@@ -572,7 +792,10 @@ fn root_rootfs_rshared_propagation_still_pivots() {
     let fx = fixture();
     let sp = make_spec(false, STD_MOUNTS, r#"{"rootfsPropagation":"rshared"}"#);
     let r = in_child(|| {
-        prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?.enter(false).map_err(s("enter"))?;
+        prepare(&cfg(&fx, &sp))
+            .map_err(s("prepare"))?
+            .enter(false)
+            .map_err(s("enter"))?;
         finalize(&sp).map_err(s("finalize"))?;
         let l = mountinfo_line("/").ok_or("no / line")?;
         check(l.contains("shared:"), &l)
@@ -597,14 +820,27 @@ fn root_rootfs_recursive_bind_attrs_apply_to_submounts() {
     let sp = make_spec(false, &mounts, "{}");
     let r = in_child(|| {
         // A submount inside the bind source, only in this namespace.
-        mount(Some("tmpfs"), &src.join("sub"), Some("tmpfs"), MsFlags::empty(), None::<&str>).map_err(s("sub"))?;
-        prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?.enter(false).map_err(s("enter"))?;
+        mount(
+            Some("tmpfs"),
+            &src.join("sub"),
+            Some("tmpfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(s("sub"))?;
+        prepare(&cfg(&fx, &sp))
+            .map_err(s("prepare"))?
+            .enter(false)
+            .map_err(s("enter"))?;
         for mp in ["/mnt/tree", "/mnt/tree/sub"] {
             let l = mountinfo_line(mp).ok_or(format!("no {mp}"))?;
             let opts = l.split(' ').nth(5).unwrap_or("");
             check(opts.starts_with("ro") && opts.contains("nosuid"), &l)?;
         }
-        check(errno_of(fs::write("/mnt/tree/sub/x", "x")) == Some(libc::EROFS), "sub read-only")
+        check(
+            errno_of(fs::write("/mnt/tree/sub/x", "x")) == Some(libc::EROFS),
+            "sub read-only",
+        )
     });
     assert_no_host_mounts(&fx);
     r.expect("child");
@@ -622,13 +858,28 @@ fn cgroup2_mount_check(cgroupns: bool) {
     let sp = make_spec(false, &mounts, "{}");
     let mut c = cfg(&fx, &sp);
     c.cgroupns = cgroupns;
-    c.cgroup_mounts = vec![CgroupMount { name: String::new(), host_path: "/sys/fs/cgroup/unified".into() }];
+    c.cgroup_mounts = vec![CgroupMount {
+        name: String::new(),
+        host_path: "/sys/fs/cgroup/unified".into(),
+    }];
     let r = in_child(|| {
-        prepare(&c).map_err(s("prepare"))?.enter(false).map_err(s("enter"))?;
-        check(Path::new("/sys/fs/cgroup/cgroup.procs").exists(), "cgroup2 at /sys/fs/cgroup")?;
-        check(errno_of(fs::create_dir("/sys/fs/cgroup/x")) == Some(libc::EROFS), "cgroup2 ro")?;
+        prepare(&c)
+            .map_err(s("prepare"))?
+            .enter(false)
+            .map_err(s("enter"))?;
+        check(
+            Path::new("/sys/fs/cgroup/cgroup.procs").exists(),
+            "cgroup2 at /sys/fs/cgroup",
+        )?;
+        check(
+            errno_of(fs::create_dir("/sys/fs/cgroup/x")) == Some(libc::EROFS),
+            "cgroup2 ro",
+        )?;
         let l = mountinfo_line("/sys/fs/cgroup").ok_or("no cgroup line")?;
-        check(l.contains(" - cgroup2 ") && l.split(' ').nth(5).is_some_and(|o| o.starts_with("ro")), &l)
+        check(
+            l.contains(" - cgroup2 ") && l.split(' ').nth(5).is_some_and(|o| o.starts_with("ro")),
+            &l,
+        )
     });
     assert_no_host_mounts(&fx);
     r.expect("child");
@@ -651,7 +902,11 @@ fn root_rootfs_bind_through_final_symlink_creates_target_inside() {
     }
     let fx = fixture();
     // Like Debian's /etc/resolv.conf -> ../run/systemd/resolve/stub-resolv.conf
-    symlink("../run/systemd/resolve/stub-resolv.conf", fx.rootfs.join("etc/resolv.conf")).expect("link");
+    symlink(
+        "../run/systemd/resolve/stub-resolv.conf",
+        fx.rootfs.join("etc/resolv.conf"),
+    )
+    .expect("link");
     fs::write(fx.bundle.join("resolv.conf"), "nameserver 10.0.0.1\n").expect("resolv");
     let mounts = format!(
         r#"{STD_MOUNTS},
@@ -660,14 +915,23 @@ fn root_rootfs_bind_through_final_symlink_creates_target_inside() {
     );
     let sp = make_spec(false, &mounts, "{}");
     let r = in_child(|| {
-        prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?.enter(false).map_err(s("enter"))?;
+        prepare(&cfg(&fx, &sp))
+            .map_err(s("prepare"))?
+            .enter(false)
+            .map_err(s("enter"))?;
         let got = fs::read_to_string("/etc/resolv.conf").map_err(s("read"))?;
         check(got == "nameserver 10.0.0.1\n", &got)?;
-        check(mountinfo_line("/tmp/relative").is_some(), "relative destination mounted under /")
+        check(
+            mountinfo_line("/tmp/relative").is_some(),
+            "relative destination mounted under /",
+        )
     });
     assert_no_host_mounts(&fx);
     r.expect("child");
-    assert!(fx.rootfs.join("run/systemd/resolve/stub-resolv.conf").is_file());
+    assert!(fx
+        .rootfs
+        .join("run/systemd/resolve/stub-resolv.conf")
+        .is_file());
 }
 
 /// CVE-2021-30465 shape: while the destination's directory keeps being
@@ -711,14 +975,19 @@ fn root_rootfs_destination_symlink_swap_race_stays_inside() {
     for _ in 0..100 {
         let r = in_child(|| {
             let points = |mi: &str| -> Vec<String> {
-                mi.lines().filter_map(|l| l.split(' ').nth(4).map(str::to_string)).collect()
+                mi.lines()
+                    .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+                    .collect()
             };
             let before = points(&fs::read_to_string("/proc/self/mountinfo").map_err(s("mi"))?);
             // A clean error is acceptable; an escape is not.
             let _ = prepare(&cfg(&fx, &sp));
             let after = points(&fs::read_to_string("/proc/self/mountinfo").map_err(s("mi"))?);
             for p in after.iter().filter(|p| !before.contains(p)) {
-                check(p.starts_with(&rootfs), &format!("mount outside the rootfs: {p}"))?;
+                check(
+                    p.starts_with(&rootfs),
+                    &format!("mount outside the rootfs: {p}"),
+                )?;
             }
             Ok(())
         });
@@ -740,8 +1009,16 @@ fn root_rootfs_bind_on_proc_must_be_procfs() {
     }
     let fx = fixture();
     fs::create_dir(fx.bundle.join("fakeproc")).expect("fakeproc");
-    let bad = make_spec(false, r#"{"destination":"/proc","source":"fakeproc","options":["rbind"]}"#, "{}");
-    let good = make_spec(false, r#"{"destination":"/proc","source":"/proc","options":["rbind"]}"#, "{}");
+    let bad = make_spec(
+        false,
+        r#"{"destination":"/proc","source":"fakeproc","options":["rbind"]}"#,
+        "{}",
+    );
+    let good = make_spec(
+        false,
+        r#"{"destination":"/proc","source":"/proc","options":["rbind"]}"#,
+        "{}",
+    );
     validate(&bad, &fx.bundle).expect("deferred to prepare");
     let r = in_child(|| {
         let e = err_of(prepare(&cfg(&fx, &bad)))?;
@@ -774,12 +1051,17 @@ fn root_rootfs_timing_of_standard_config() {
             let t = std::time::Instant::now();
             let root = prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
             let t1 = t.elapsed();
-            let out_fd = nix::fcntl::open(&out, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_APPEND, Mode::from_bits_truncate(0o644))
-                .map_err(s("open out"))?;
+            let out_fd = nix::fcntl::open(
+                &out,
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_APPEND,
+                Mode::from_bits_truncate(0o644),
+            )
+            .map_err(s("open out"))?;
             root.enter(false).map_err(s("enter"))?;
             finalize(&sp).map_err(s("finalize"))?;
             let t2 = t.elapsed();
-            nix::unistd::write(&out_fd, format!("prepare {t1:?} total {t2:?}\n").as_bytes()).map_err(s("write"))?;
+            nix::unistd::write(&out_fd, format!("prepare {t1:?} total {t2:?}\n").as_bytes())
+                .map_err(s("write"))?;
             Ok(())
         });
         r.expect("child");
@@ -806,21 +1088,34 @@ fn root_rootfs_devices_fall_back_to_bind_when_mknod_is_refused() {
     let fx = fixture();
     let mounts = r#"{"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","mode=755"]},
       {"destination":"/dev/pts","type":"devpts","source":"devpts","options":["nosuid","noexec","newinstance","ptmxmode=0666","mode=0620"]}"#;
-    let sp = make_spec(false, mounts, r#"{"devices":[{"path":"/dev/fuse","type":"c","major":10,"minor":229}]}"#);
+    let sp = make_spec(
+        false,
+        mounts,
+        r#"{"devices":[{"path":"/dev/fuse","type":"c","major":10,"minor":229}]}"#,
+    );
     let r = in_child(|| {
         enter_own_userns()?;
         let root = prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
         let null_mp = format!("{}/dev/null", fx.rootfs.display());
-        check(mountinfo_line(&null_mp).is_some(), "/dev/null is a bind mount")?;
+        check(
+            mountinfo_line(&null_mp).is_some(),
+            "/dev/null is a bind mount",
+        )?;
         root.enter(false).map_err(s("enter"))?;
         finalize(&sp).map_err(s("finalize"))?;
         let md = fs::metadata("/dev/null").map_err(s("stat null"))?;
-        check(md.file_type().is_char_device() && md.rdev() == makedev(1, 3), "/dev/null bound from host")?;
+        check(
+            md.file_type().is_char_device() && md.rdev() == makedev(1, 3),
+            "/dev/null bound from host",
+        )?;
         if Path::new("/dev/fuse").exists() {
             let md = fs::metadata("/dev/fuse").map_err(s("stat fuse"))?;
             check(md.rdev() == makedev(10, 229), "/dev/fuse bound from host")?;
         }
-        fs::OpenOptions::new().write(true).open("/dev/null").map_err(s("write /dev/null"))?;
+        fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .map_err(s("write /dev/null"))?;
         Ok(())
     });
     assert_no_host_mounts(&fx);
@@ -848,7 +1143,10 @@ fn root_rootfs_bind_keeps_locked_flags_of_source_in_userns() {
         prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
         let l = mountinfo_line(&format!("{}/mnt/locked", fx.rootfs.display())).ok_or("no mount")?;
         let opts = l.split(' ').nth(5).unwrap_or("");
-        check(opts.starts_with("ro") && opts.contains("nosuid") && opts.contains("nodev"), &l)
+        check(
+            opts.starts_with("ro") && opts.contains("nosuid") && opts.contains("nodev"),
+            &l,
+        )
     });
     assert_no_host_mounts(&fx);
     r.expect("child");
@@ -879,17 +1177,25 @@ fn root_rootfs_console_with_dangling_console_and_pts_symlink() {
             if libc::ioctl(ptmx.as_raw_fd(), libc::TIOCSPTLCK, &zero) < 0 {
                 return Err(format!("unlockpt: {}", Errno::last()));
             }
-            libc::ioctl(ptmx.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC)
+            libc::ioctl(
+                ptmx.as_raw_fd(),
+                libc::TIOCGPTPEER,
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            )
         };
         if peer < 0 {
             return Err(format!("TIOCGPTPEER: {}", Errno::last()));
         }
         // SAFETY: peer is a fresh fd we own.
         let peer = unsafe { std::os::fd::OwnedFd::from_raw_fd(peer) };
-        root.mount_console(peer.as_fd()).map_err(s("mount_console"))?;
+        root.mount_console(peer.as_fd())
+            .map_err(s("mount_console"))?;
         root.enter(false).map_err(s("enter"))?;
         let md = fs::metadata("/dev/console").map_err(s("stat console"))?;
-        check(md.file_type().is_char_device() && major(md.rdev()) == 136, "console is a pts")
+        check(
+            md.file_type().is_char_device() && major(md.rdev()) == 136,
+            "console is a pts",
+        )
     });
     assert_no_host_mounts(&fx);
     r.expect("child");
@@ -912,11 +1218,18 @@ fn root_rootfs_sysfs_falls_back_to_read_only_bind_in_userns() {
         enter_own_userns()?;
         prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
         let l = mountinfo_line(&format!("{}/sys", fx.rootfs.display())).ok_or("no /sys mount")?;
-        check(l.contains(" - sysfs ") && l.split(' ').nth(5).is_some_and(|o| o.starts_with("ro")), &l)?;
+        check(
+            l.contains(" - sysfs ") && l.split(' ').nth(5).is_some_and(|o| o.starts_with("ro")),
+            &l,
+        )?;
         check(fx.rootfs.join("sys/kernel").is_dir(), "sysfs content")?;
         // Submounts came along: it is the host's /sys, recursively bound.
         let sub = mountinfo_line(&format!("{}/sys/fs/cgroup", fx.rootfs.display()));
-        check(sub.as_ref().is_some_and(|l| l.split(' ').nth(5).is_some_and(|o| o.starts_with("ro"))), "submounts read-only")
+        check(
+            sub.as_ref()
+                .is_some_and(|l| l.split(' ').nth(5).is_some_and(|o| o.starts_with("ro"))),
+            "submounts read-only",
+        )
     });
     assert_no_host_mounts(&fx);
     r.expect("child");
@@ -942,16 +1255,40 @@ fn root_rootfs_tmpcopyup_fills_tmpfs_with_image_content() {
     let sp = make_spec(false, &mounts, "{}");
     validate(&sp, &fx.bundle).expect("validate");
     let r = in_child(|| {
-        prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?.enter(false).map_err(s("enter"))?;
+        prepare(&cfg(&fx, &sp))
+            .map_err(s("prepare"))?
+            .enter(false)
+            .map_err(s("enter"))?;
         let l = mountinfo_line("/run").ok_or("no /run")?;
-        check(l.contains(" - tmpfs ") && l.split(' ').nth(5).is_some_and(|o| o.starts_with("ro")), &l)?;
-        check(fs::read_to_string("/run/a").map_err(s("a"))? == "aaa", "a copied")?;
+        check(
+            l.contains(" - tmpfs ") && l.split(' ').nth(5).is_some_and(|o| o.starts_with("ro")),
+            &l,
+        )?;
+        check(
+            fs::read_to_string("/run/a").map_err(s("a"))? == "aaa",
+            "a copied",
+        )?;
         let md = fs::metadata("/run/a").map_err(s("stat a"))?;
         check(md.permissions().mode() & 0o7777 == 0o640, "a mode kept")?;
-        check(fs::read_to_string("/run/sub/b").map_err(s("b"))? == "bbb", "sub/b copied")?;
-        check(fs::read_link("/run/link").map_err(s("link"))? == Path::new("/etc/hostname"), "link copied as link")?;
-        check(fs::symlink_metadata("/run/fifo").map_err(s("fifo"))?.file_type().is_fifo(), "fifo copied")?;
-        check(errno_of(fs::write("/run/new", "x")) == Some(libc::EROFS), "ro after copy")
+        check(
+            fs::read_to_string("/run/sub/b").map_err(s("b"))? == "bbb",
+            "sub/b copied",
+        )?;
+        check(
+            fs::read_link("/run/link").map_err(s("link"))? == Path::new("/etc/hostname"),
+            "link copied as link",
+        )?;
+        check(
+            fs::symlink_metadata("/run/fifo")
+                .map_err(s("fifo"))?
+                .file_type()
+                .is_fifo(),
+            "fifo copied",
+        )?;
+        check(
+            errno_of(fs::write("/run/new", "x")) == Some(libc::EROFS),
+            "ro after copy",
+        )
     });
     assert_no_host_mounts(&fx);
     r.expect("child");
