@@ -20,6 +20,9 @@
 //!   mount's nosuid/nodev/noexec/ro unless an option clears them (`suid`,
 //!   `dev`, `exec`, `rw`); runc's remount drops flags it was not given.
 //! - A `cgroup` mount is read-only unless its options say `rw` explicitly.
+//! - Not implemented: id-mapped mounts (`idmap`/`ridmap`, mount
+//!   `uidMappings`/`gidMappings`: refused by [`validate`]) and
+//!   `linux.mountLabel` (SELinux `context=`; ignored).
 
 mod cgroup;
 mod console;
