@@ -253,3 +253,117 @@ fn rootfs_walk_in_root_agrees_with_openat2_in_root() {
 
 #[cfg(test)]
 mod root;
+
+/// Randomised form of the differential check: random trees of dirs, files
+/// and links (absolute, relative, `..`, loops, dangling), random paths; the
+/// fd walker and RESOLVE_IN_ROOT must agree on every one.
+#[test]
+fn rootfs_walk_in_root_agrees_with_openat2_on_random_trees() {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::symlink;
+
+    use nix::errno::Errno;
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::{fstat, Mode};
+
+    use super::resolve::{open_dir, open_in_root, walk_in_root, Walked};
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
+            v[(self.next() % v.len() as u64) as usize]
+        }
+    }
+    const NAMES: &[&str] = &["a", "b", "c", "d", "e"];
+    const PARTS: &[&str] = &["a", "b", "c", "d", "e", "..", ".", "x"];
+
+    let mut agreed_found = 0;
+    let mut agreed_err = 0;
+    for seed in [
+        0x9e3779b97f4a7c15u64,
+        0xdeadbeefcafef00d,
+        0x1234567,
+        42,
+        7777777,
+    ] {
+        let mut rng = Rng(seed);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = dir.path().to_path_buf();
+        let mut rel = |rng: &mut Rng, n: u64| -> String {
+            let k = 1 + rng.next() % n;
+            (0..k)
+                .map(|_| rng.pick(PARTS))
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        // Build: a few levels of entries, each a dir, file or link.
+        let mut dirs = vec![r.clone()];
+        for _ in 0..60 {
+            let parent = dirs[(rng.next() % dirs.len() as u64) as usize].clone();
+            let p = parent.join(rng.pick(NAMES));
+            if p.symlink_metadata().is_ok() {
+                continue;
+            }
+            match rng.next() % 4 {
+                0 | 1 => {
+                    std::fs::create_dir(&p).expect("mkdir");
+                    dirs.push(p);
+                }
+                2 => std::fs::write(&p, "f").expect("file"),
+                _ => {
+                    let t = rel(&mut rng, 4);
+                    let t = if rng.next() % 2 == 0 {
+                        format!("/{t}")
+                    } else {
+                        t
+                    };
+                    symlink(t, &p).expect("symlink");
+                }
+            }
+        }
+        let root = open_dir(&r).expect("root");
+        let id =
+            |fd: &std::os::fd::OwnedFd| fstat(fd).map(|s| (s.st_dev, s.st_ino)).expect("fstat");
+        for _ in 0..400 {
+            let p = rel(&mut rng, 6);
+            let p = if rng.next() % 2 == 0 {
+                format!("/{p}")
+            } else {
+                p
+            };
+            let path = Path::new(&p);
+            let want =
+                open_in_root(root.as_fd(), path, OFlag::O_PATH, Mode::empty()).map(|f| id(&f));
+            let got = walk_in_root(root.as_fd(), path, None).map(|w| match w {
+                Walked::Found { fd, .. } | Walked::Dir(fd) => Some(id(&fd)),
+                Walked::Missing { .. } => None,
+            });
+            match (want, got) {
+                (Ok(w), Ok(Some(g))) => {
+                    assert_eq!(w, g, "seed {seed:#x} path {p}");
+                    agreed_found += 1;
+                }
+                (Err(Errno::ENOENT), Ok(None) | Err(Errno::ENOENT)) => agreed_err += 1,
+                (Err(w), Err(g)) => {
+                    assert_eq!(w, g, "seed {seed:#x} path {p}");
+                    agreed_err += 1;
+                }
+                (w, g) => panic!(
+                    "seed {seed:#x} path {p}: openat2 {w:?} vs walk {:?}",
+                    g.map(|x| x.is_some())
+                ),
+            }
+        }
+    }
+    // The trees must exercise both outcomes for the comparison to mean anything.
+    assert!(
+        agreed_found > 200 && agreed_err > 200,
+        "found {agreed_found}, errors {agreed_err}"
+    );
+}
