@@ -295,7 +295,7 @@ fn rootfs_walk_in_root_agrees_with_openat2_on_random_trees() {
         let mut rng = Rng(seed);
         let dir = tempfile::tempdir().expect("tempdir");
         let r = dir.path().to_path_buf();
-        let mut rel = |rng: &mut Rng, n: u64| -> String {
+        let rel = |rng: &mut Rng, n: u64| -> String {
             let k = 1 + rng.next() % n;
             (0..k)
                 .map(|_| rng.pick(PARTS))
@@ -318,7 +318,7 @@ fn rootfs_walk_in_root_agrees_with_openat2_on_random_trees() {
                 2 => std::fs::write(&p, "f").expect("file"),
                 _ => {
                     let t = rel(&mut rng, 4);
-                    let t = if rng.next() % 2 == 0 {
+                    let t = if rng.next().is_multiple_of(2) {
                         format!("/{t}")
                     } else {
                         t
@@ -332,7 +332,7 @@ fn rootfs_walk_in_root_agrees_with_openat2_on_random_trees() {
             |fd: &std::os::fd::OwnedFd| fstat(fd).map(|s| (s.st_dev, s.st_ino)).expect("fstat");
         for _ in 0..400 {
             let p = rel(&mut rng, 6);
-            let p = if rng.next() % 2 == 0 {
+            let p = if rng.next().is_multiple_of(2) {
                 format!("/{p}")
             } else {
                 p
