@@ -5,9 +5,28 @@
 //! Call order (from the container init, inside its new mount namespace):
 //! [`validate`] (parent) → [`prepare`] → createContainer hooks, console →
 //! [`Rootfs::enter`] → [`finalize`].
+//!
+//! Contract with the caller:
+//! - [`prepare`] needs the runtime's (host) /proc mounted at /proc: it names
+//!   the fds it resolved inside the rootfs as `/proc/self/fd/N` for mount(2),
+//!   and checks first that /proc is a procfs root.
+//! - The only fd held between the calls is the O_PATH, O_CLOEXEC fd of the
+//!   rootfs inside [`Rootfs`]; [`Rootfs::enter`] consumes and closes it, so
+//!   after it returns no fd of ours points at a host path.
+//! - [`finalize`] uses only fds opened inside the new root and the new mount
+//!   API (open_tree, move_mount, mount_setattr, fsopen); it does not need the
+//!   container's /proc.
+//! - Mount flags differ from runc in one way: a bind mount keeps the source
+//!   mount's nosuid/nodev/noexec/ro unless an option clears them (`suid`,
+//!   `dev`, `exec`, `rw`); runc's remount drops flags it was not given.
+//! - A `cgroup` mount is read-only unless its options say `rw` explicitly.
+//! - Not implemented: id-mapped mounts (`idmap`/`ridmap`, mount
+//!   `uidMappings`/`gidMappings`: refused by [`validate`]) and
+//!   `linux.mountLabel` (SELinux `context=`; ignored).
 
 mod cgroup;
 mod console;
+mod copyup;
 mod devices;
 mod masks;
 mod mounts;
@@ -49,10 +68,17 @@ pub enum RootfsError {
 
 impl RootfsError {
     pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        RootfsError::Invalid { field: field.into(), reason: reason.into() }
+        RootfsError::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
     pub(crate) fn sys(field: impl Into<String>, op: impl Into<String>, errno: Errno) -> Self {
-        RootfsError::Sys { field: field.into(), op: op.into(), errno }
+        RootfsError::Sys {
+            field: field.into(),
+            op: op.into(),
+            errno,
+        }
     }
 }
 
@@ -91,6 +117,8 @@ pub struct RootfsConfig<'a> {
 #[derive(Debug)]
 pub struct Rootfs {
     root: OwnedFd,
+    /// The rootfs path, only for --no-pivot's mountinfo filtering.
+    path: PathBuf,
     /// `linux.rootfsPropagation` if given, re-applied to `/` after the pivot.
     propagation: Option<MsFlags>,
 }
@@ -99,12 +127,33 @@ pub struct Rootfs {
 /// namespace, with the host's /proc still visible (mounts target
 /// `/proc/self/fd/N` of fds resolved inside the rootfs).
 pub fn prepare(cfg: &RootfsConfig) -> Result<Rootfs, RootfsError> {
-    let propagation = match cfg.spec.linux().as_ref().and_then(|l| l.rootfs_propagation().as_deref()) {
+    if !cfg.rootfs.is_absolute() {
+        return Err(RootfsError::invalid(
+            "root.path",
+            format!("{} is not absolute", cfg.rootfs.display()),
+        ));
+    }
+    let propagation = match cfg
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+    {
         None | Some("") => None,
         Some(p) => Some(options::root_propagation(p).ok_or_else(|| {
-            RootfsError::invalid("linux.rootfsPropagation", format!("rootfsPropagation={p} is not supported"))
+            RootfsError::invalid(
+                "linux.rootfsPropagation",
+                format!("rootfsPropagation={p} is not supported"),
+            )
         })?),
     };
+    // Mount targets are named through /proc/self/fd/N: make sure that /proc
+    // is a real procfs before trusting it to name our fds.
+    let proc =
+        resolve::open_dir(Path::new("/proc")).map_err(sys_err("/proc", "open host /proc"))?;
+    resolve::verify_procfs_root(proc.as_fd())
+        .map_err(|_| RootfsError::invalid("/proc", "the runtime's /proc is not a procfs root"))?;
+    drop(proc);
     pivot::prepare_root(cfg.rootfs, propagation)?;
     let root = resolve::open_dir(cfg.rootfs)
         .map_err(|e| RootfsError::sys("root.path", format!("open {}", cfg.rootfs.display()), e))?;
@@ -125,7 +174,11 @@ pub fn prepare(cfg: &RootfsConfig) -> Result<Rootfs, RootfsError> {
     if !dev_is_bind {
         devices::setup_dev(root.as_fd(), cfg.spec)?;
     }
-    Ok(Rootfs { root, propagation })
+    Ok(Rootfs {
+        root,
+        path: cfg.rootfs.to_path_buf(),
+        propagation,
+    })
 }
 
 impl Rootfs {
@@ -152,18 +205,23 @@ impl Rootfs {
     /// MS_MOVE + chroot. Consumes the root fd, so no fd to a host path is held
     /// afterwards.
     pub fn enter(self, no_pivot: bool) -> Result<(), RootfsError> {
-        pivot::enter(self.root, no_pivot, self.propagation)
+        pivot::enter(self.root, &self.path, no_pivot, self.propagation)
     }
 }
 
 /// After [`Rootfs::enter`]: readonlyPaths, maskedPaths, /dev read-only if its
-/// mount asked for `ro`, and `root.readonly`. Needs the container's /proc only
-/// for nothing: every step works on fds opened inside the new root.
+/// mount asked for `ro`, and `root.readonly`, in runc's order. Every step
+/// works on fds opened inside the new root with the new mount API, so it does
+/// not depend on the container's /proc being mounted.
 pub fn finalize(spec: &Spec) -> Result<(), RootfsError> {
     let root = resolve::open_dir(Path::new("/")).map_err(sys_err("root", "open /"))?;
     if let Some(linux) = spec.linux() {
         for (i, p) in linux.readonly_paths().iter().flatten().enumerate() {
-            masks::readonly_path(root.as_fd(), &format!("linux.readonlyPaths[{i}]"), Path::new(p))?;
+            masks::readonly_path(
+                root.as_fd(),
+                &format!("linux.readonlyPaths[{i}]"),
+                Path::new(p),
+            )?;
         }
         let masked = linux.masked_paths().as_deref().unwrap_or(&[]);
         if !masked.is_empty() {
@@ -175,12 +233,24 @@ pub fn finalize(spec: &Spec) -> Result<(), RootfsError> {
             && options::parse(m.options().as_deref().unwrap_or(&[])).readonly()
     });
     if dev_ro {
-        let dev = resolve::open_in_root(root.as_fd(), Path::new("/dev"), OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())
-            .map_err(sys_err("mounts \"/dev\"", "open /dev"))?;
-        masks::set_readonly(dev.as_fd(), false).map_err(sys_err("mounts \"/dev\"", "remount read-only"))?;
+        let dev = resolve::open_in_root(
+            root.as_fd(),
+            Path::new("/dev"),
+            OFlag::O_PATH | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .map_err(sys_err("mounts \"/dev\"", "open /dev"))?;
+        masks::set_readonly(dev.as_fd(), false)
+            .map_err(sys_err("mounts \"/dev\"", "remount read-only"))?;
     }
-    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
-        masks::set_readonly(root.as_fd(), false).map_err(sys_err("root.readonly", "remount / read-only"))?;
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        masks::set_readonly(root.as_fd(), false)
+            .map_err(sys_err("root.readonly", "remount / read-only"))?;
     }
     Ok(())
 }

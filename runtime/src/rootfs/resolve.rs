@@ -17,6 +17,8 @@ use nix::sys::statfs::{fstatfs, PROC_SUPER_MAGIC};
 
 /// Linux's own limit on symlinks followed during one lookup.
 const MAX_SYMLINKS: usize = 40;
+/// Components visited in one walk, links and retries included.
+const MAX_STEPS: usize = 4096;
 
 /// The path as components relative to `/`, with `.` dropped. `..` is kept:
 /// its meaning depends on the symlinks before it, resolved during the walk.
@@ -75,7 +77,12 @@ fn openat2_retry(dir: BorrowedFd, path: &Path, how: OpenHow) -> nix::Result<Owne
 
 /// Open `path` inside `root`: absolute symlinks and `..` are clamped to `root`
 /// (openat2 RESOLVE_IN_ROOT), magic links are refused.
-pub fn open_in_root(root: BorrowedFd, path: &Path, flags: OFlag, mode: Mode) -> nix::Result<OwnedFd> {
+pub fn open_in_root(
+    root: BorrowedFd,
+    path: &Path,
+    flags: OFlag,
+    mode: Mode,
+) -> nix::Result<OwnedFd> {
     let how = OpenHow::new()
         .flags(flags | OFlag::O_CLOEXEC)
         .mode(mode)
@@ -94,7 +101,11 @@ fn open_one(dir: BorrowedFd, name: &OsStr, flags: OFlag) -> nix::Result<OwnedFd>
 /// Where a walk inside the root ended.
 pub enum Walked {
     /// The final component exists and is not a symlink: its O_PATH fd.
-    Found { parent: OwnedFd, name: OsString, fd: OwnedFd },
+    Found {
+        parent: OwnedFd,
+        name: OsString,
+        fd: OwnedFd,
+    },
     /// The final component does not exist (or is a dangling link target's
     /// last name); its would-be parent dir fd and name.
     Missing { parent: OwnedFd, name: OsString },
@@ -107,10 +118,21 @@ pub enum Walked {
 /// but one component at a time, so intermediate directories can be created
 /// (with `mkdir`) by fd, including those a dangling link points at.
 pub fn walk_in_root(root: BorrowedFd, path: &Path, mkdir: Option<Mode>) -> nix::Result<Walked> {
-    let mut stack: Vec<OwnedFd> = vec![open_one(root, OsStr::new("."), OFlag::O_PATH | OFlag::O_DIRECTORY)?];
+    let mut stack: Vec<OwnedFd> = vec![open_one(
+        root,
+        OsStr::new("."),
+        OFlag::O_PATH | OFlag::O_DIRECTORY,
+    )?];
     let mut rest = relative_components(path);
     let mut links = 0usize;
+    // Bounds the mkdir/re-walk retries a racing process could otherwise
+    // keep going forever.
+    let mut steps = 0usize;
     while let Some(comp) = rest.pop_front() {
+        steps += 1;
+        if steps > MAX_STEPS {
+            return Err(Errno::ELOOP);
+        }
         if comp == ".." {
             if stack.len() > 1 {
                 stack.pop();
@@ -142,7 +164,11 @@ pub fn walk_in_root(root: BorrowedFd, path: &Path, mkdir: Option<Mode>) -> nix::
                 }
                 if last {
                     let parent = stack.pop().ok_or(Errno::EINVAL)?;
-                    return Ok(Walked::Found { parent, name: comp, fd });
+                    return Ok(Walked::Found {
+                        parent,
+                        name: comp,
+                        fd,
+                    });
                 }
                 if kind != SFlag::S_IFDIR {
                     return Err(Errno::ENOTDIR);
@@ -154,7 +180,9 @@ pub fn walk_in_root(root: BorrowedFd, path: &Path, mkdir: Option<Mode>) -> nix::
                     let parent = stack.pop().ok_or(Errno::EINVAL)?;
                     return Ok(Walked::Missing { parent, name: comp });
                 }
-                let Some(mode) = mkdir else { return Err(Errno::ENOENT) };
+                let Some(mode) = mkdir else {
+                    return Err(Errno::ENOENT);
+                };
                 match mkdirat(cur, Path::new(&comp), mode) {
                     Ok(()) | Err(Errno::EEXIST) => {}
                     Err(e) => return Err(e),
@@ -212,11 +240,11 @@ pub fn open_proc_beneath(path: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
         Mode::empty(),
     )?;
     verify_procfs_root(proc_root.as_fd())?;
-    let how = OpenHow::new()
-        .flags(flags | OFlag::O_CLOEXEC)
-        .resolve(
-            ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS | ResolveFlag::RESOLVE_NO_XDEV,
-        );
+    let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC).resolve(
+        ResolveFlag::RESOLVE_BENEATH
+            | ResolveFlag::RESOLVE_NO_MAGICLINKS
+            | ResolveFlag::RESOLVE_NO_XDEV,
+    );
     let rel = path.strip_prefix("/proc").unwrap_or(path);
     openat2_retry(proc_root.as_fd(), &in_root_relative(rel), how)
 }
@@ -240,7 +268,11 @@ pub fn has_nul(p: &Path) -> bool {
 
 /// O_PATH fd of a directory named by a trusted (host-side or already-rooted) path.
 pub fn open_dir(path: &Path) -> nix::Result<OwnedFd> {
-    nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+    nix::fcntl::open(
+        path,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
 }
 
 /// Open one name in `dir`, never following a link (a link yields ELOOP,

@@ -56,9 +56,7 @@ pub fn open_tree_fd(fd: BorrowedFd, recursive: bool) -> nix::Result<OwnedFd> {
         flags |= AT_RECURSIVE;
     }
     // SAFETY: the path is a valid NUL-terminated empty string and fd is a live descriptor.
-    let ret = unsafe {
-        libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), EMPTY.as_ptr(), flags)
-    };
+    let ret = unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), EMPTY.as_ptr(), flags) };
     owned(ret)
 }
 
@@ -132,7 +130,14 @@ pub fn fs_create(fstype: &str, opts: &[(&str, &str)], attr_flags: u64) -> nix::R
     };
     Errno::result(ret)?;
     // SAFETY: fsfd is a configured filesystem context.
-    owned(unsafe { libc::syscall(libc::SYS_fsmount, fsfd.as_raw_fd(), FSMOUNT_CLOEXEC, attr_flags) })
+    owned(unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fsfd.as_raw_fd(),
+            FSMOUNT_CLOEXEC,
+            attr_flags,
+        )
+    })
 }
 
 /// The magic-link path that names an fd we hold; used as a mount(2) target so
