@@ -154,8 +154,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     let listener = crate::process::start::listen(&dir, START_SOCKET).map_err(|e| Error::io("creating the start socket", e))?;
 
     cgroup.create()?;
-    let cgroup_mounts: Vec<rootfs::CgroupMount> =
-        cgroup.mounts().into_iter().map(|m| rootfs::CgroupMount { name: m.name, host_path: m.host_path }).collect();
+    let cgroup_mounts = cgroup.mounts();
     guard.cgroup = Some(cgroup);
     let cgroup = guard.cgroup.as_ref().ok_or_else(|| Error::Usage("cgroup".into()))?;
     cgroup.apply(&resources)?;

@@ -100,7 +100,12 @@ pub struct CgroupState {
     pub created: Vec<PathBuf>,
 }
 
-/// For the rootfs code's `type: cgroup` mount.
+/// One hierarchy to show under a `type: "cgroup"` mount.
+///
+/// v1: one entry per hierarchy, `name` being its mount data ("memory", "cpu,cpuacct",
+/// "name=systemd"; the directory under the mount drops the "name=") or "unified" for the
+/// hybrid cgroup2. v2: a single entry with an empty `name`. `host_path` is the container's
+/// own cgroup directory in that hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CgroupMount {
     pub name: String,

@@ -87,17 +87,8 @@ pub(crate) fn sys_err<'a>(field: &'a str, op: &'a str) -> impl FnOnce(Errno) -> 
     move |e| RootfsError::sys(field, op, e)
 }
 
-/// One cgroup hierarchy to expose at a `type: "cgroup"` mount.
-///
-/// v1: one entry per hierarchy; `name` is the directory under the mount
-/// ("memory", "cpu,cpuacct", "name=systemd" → "systemd", "unified" for the
-/// hybrid cgroup2). v2: a single entry with an empty `name`.
-/// `host_path` is the container's own cgroup directory for that hierarchy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CgroupMount {
-    pub name: String,
-    pub host_path: PathBuf,
-}
+/// One cgroup hierarchy to show under a `type: "cgroup"` mount (from the cgroups manager).
+pub use crate::cgroups::CgroupMount;
 
 /// What [`prepare`] needs.
 pub struct RootfsConfig<'a> {
