@@ -207,8 +207,8 @@ pub fn main() -> i32 {
         return 2;
     };
     if matches!(command, Command::Create(_) | Command::Run { .. }) {
-        if let Err(e) = berth::sealed::reexec_sealed() {
-            berth::log::error(&format!("re-executing from a sealed copy of berth: {e}"));
+        if let Err(e) = berth::sealed::reexec_protected() {
+            berth::log::error(&format!("re-executing from a read-only view of berth: {e}"));
             return 1;
         }
     }

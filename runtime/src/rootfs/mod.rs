@@ -33,7 +33,7 @@ mod mounts;
 pub mod options;
 mod pivot;
 pub mod resolve;
-mod sys;
+pub(crate) mod sys;
 mod validate;
 
 #[cfg(test)]
