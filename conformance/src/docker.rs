@@ -1,0 +1,1 @@
+//! Private dockerd fixture (filled in below).
