@@ -18,7 +18,8 @@ pub struct Case {
     pub dir: PathBuf,
     pub bundle: Bundle,
     pub rt: Runtime,
-    /// Where the detached container's stdout and stderr go (see `create`).
+    /// Where the detached container's stdout goes (see `create`); its
+    /// stderr lands in the runtime's captured stderr, so scripts use `2>&1`.
     pub stdio: PathBuf,
     snapshot: LeakSnapshot,
     extra_ids: Vec<String>,

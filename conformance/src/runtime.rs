@@ -111,8 +111,8 @@ impl Invocation {
         self
     }
 
-    /// Sends stdout and stderr of the runtime (and of any container that
-    /// inherits them) to this file instead of capturing them. Needed for
+    /// Sends stdout of the runtime (and of any container that inherits it) to
+    /// this file instead of capturing it; stderr stays captured. Needed for
     /// `create`: a detached init keeps its stdio open after the runtime exits,
     /// so a pipe would never reach EOF.
     pub fn stdio_to(mut self, path: &Path) -> Self {
@@ -149,22 +149,23 @@ impl Invocation {
             cmd.current_dir(d);
         }
         // Files, not pipes: see `stdio_to`. The capture files are anonymous.
-        let (mut out_f, mut err_f) = match &self.stdout_file {
+        // stderr is always captured so the runtime's own errors are visible.
+        let mut err_f = Some(tempfile::tempfile().expect("cannot create capture file"));
+        cmd.stderr(err_f.as_ref().unwrap().try_clone().expect("dup"));
+        let mut out_f = match &self.stdout_file {
             Some(p) => {
                 let f = File::options()
                     .create(true)
                     .append(true)
                     .open(p)
                     .unwrap_or_else(|e| panic!("cannot open {}: {e}", p.display()));
-                let g = f.try_clone().expect("cannot dup stdio file");
-                cmd.stdout(f).stderr(g);
-                (None, None)
+                cmd.stdout(f);
+                None
             }
             None => {
                 let o = tempfile::tempfile().expect("cannot create capture file");
-                let e = tempfile::tempfile().expect("cannot create capture file");
-                cmd.stdout(o.try_clone().expect("dup")).stderr(e.try_clone().expect("dup"));
-                (Some(o), Some(e))
+                cmd.stdout(o.try_clone().expect("dup"));
+                Some(o)
             }
         };
         let mut stdin_file = None;
@@ -190,8 +191,16 @@ impl Invocation {
             // before fork; the fds are left open on purpose (no O_CLOEXEC).
             unsafe {
                 cmd.pre_exec(move || {
-                    for p in &paths {
-                        libc::open(p.as_ptr(), libc::O_RDONLY);
+                    // Consecutive numbers from 3, so `--preserve-fds N` can name
+                    // them. This may close std's exec-error pipe: spawn errors
+                    // then surface as a failed run instead.
+                    for (i, p) in paths.iter().enumerate() {
+                        let fd = libc::open(p.as_ptr(), libc::O_RDONLY);
+                        let want = 3 + i as i32;
+                        if fd >= 0 && fd != want {
+                            libc::dup2(fd, want);
+                            libc::close(fd);
+                        }
                     }
                     Ok(())
                 });
