@@ -42,7 +42,7 @@ fn listen(c: &Case) -> (UnixListener, String) {
 fn terminal_master_arrives_over_console_socket() {
     let mut c = Case::new("console_tty");
     c.config()["process"]["terminal"] = true.into();
-    c.bundle.set_sh("tty; stat -c '%F %t' /proc/self/fd/0; echo done");
+    c.bundle.set_sh("tty; stat -L -c '%F %t' /proc/self/fd/0; echo done");
     let (l, sock) = listen(&c);
     let t = std::thread::spawn(move || recv_fd(&l));
     c.create_with(&["--console-socket", &sock]).expect_ok("create with a console socket");
