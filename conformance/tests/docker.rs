@@ -132,3 +132,13 @@ fn docker_passes_runc_flags_the_runtime_must_accept() {
         assert!(argv.contains(needle), "shim never passed {needle:?}:\n{argv}");
     }
 }
+
+#[test]
+fn docker_run_tty_uses_console_socket() {
+    let d = dockerd();
+    let out = ok(&d.run(&["-t"], &["sh", "-c", "tty; stty size >/dev/null && echo sized"]));
+    let out = out.replace('\r', "");
+    assert!(out.starts_with("/dev/pts/"), "{out:?}");
+    assert!(out.contains("sized"), "{out:?}");
+    assert!(d.runtime_argv().contains("--console-socket"), "shim did not pass --console-socket for -t");
+}
