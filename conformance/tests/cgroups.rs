@@ -44,7 +44,16 @@ fn default_cgroups_path_is_named_after_the_id() {
 #[test]
 fn cgroups_path_is_used() {
     let mut c = Case::new("cg_path");
-    let path = format!("/berth-conf/{}", c.id);
+    // A nested path whose parent the runtime creates but (like runc) need not
+    // remove; the test removes it before the leak check, which then proves
+    // the runtime removed the leaf in every hierarchy.
+    let parent = format!("{}-parent", c.id);
+    let path = format!("/{parent}/{}", c.id);
+    c.on_cleanup(move || {
+        for d in cgroup_dirs_containing(&parent) {
+            let _ = fs::remove_dir(d);
+        }
+    });
     c.config()["linux"]["cgroupsPath"] = path.clone().into();
     c.create().expect_ok("create");
     let pid = init_pid(&c);
@@ -52,8 +61,6 @@ fn cgroups_path_is_used() {
         assert_eq!(cgroup_of(pid, ctl), path, "{ctl}");
     }
     c.rt.delete_force(&c.id).expect_ok("delete");
-    // The parent is shared between tests and not named after the id; the
-    // leaf is the runtime's to remove.
     for ctl in ["memory", "pids", "cpu"] {
         assert!(!PathBuf::from(format!("/sys/fs/cgroup/{ctl}{path}")).exists(), "{ctl} leaf left behind");
     }
