@@ -55,7 +55,7 @@ fn bind_mount_of_a_file() {
 }
 
 #[test]
-fn rbind_includes_submounts_and_bind_does_not() {
+fn tmpfs_over_a_bind_mount_stays_in_the_container() {
     let mut c = Case::new("mnt_rbind");
     // The sub-mount lives only in the container: a tmpfs on /a/sub, then /a
     // re-bound at /r (rbind) and /b (bind).

@@ -1,7 +1,7 @@
 //! Escape regressions (SECURITY.md §1a) for what issue 2 builds. Host
 //! canaries live under the test's own dir; every test also runs the leak check.
 
-use conformance::util::{pid_alive, sha256_file};
+use conformance::util::sha256_file;
 use conformance::{Case, Rootfs};
 use serde_json::json;
 use std::fs;
@@ -170,7 +170,7 @@ fn cve_2025_31133_fake_dev_null_file_is_not_used_for_masking() {
 }
 
 #[test]
-fn cve_2025_31133_dev_null_symlink_to_proc_sysrq_is_refused() {
+fn cve_2025_31133_dev_null_symlink_to_core_pattern_is_not_used_for_masking() {
     let mut c = Case::new("sec_devnull_link");
     rootfs_without_dev_tmpfs(&mut c);
     let core = fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
@@ -195,7 +195,7 @@ fn cve_2025_31133_missing_dev_null_does_not_silently_unmask() {
 // CVE-2026-41579: /dev as a symlink out of the rootfs ------------------------
 
 #[test]
-fn cve_2026_41579_dev_symlink_absolute_does_not_populate_host() {
+fn cve_2026_41579_dev_symlink_does_not_populate_host() {
     for (n, rel) in [("abs", false), ("rel", true)] {
         let mut c = Case::new(&format!("sec_dev_link_{n}"));
         let canary = c.canary("hostcanary");
@@ -343,5 +343,4 @@ fn fixture_rootfs_has_users_and_applets() {
     let r: &Rootfs = &c.bundle.rootfs;
     assert!(fs::read_to_string(r.host_path("/etc/passwd")).unwrap().contains(":1000:"));
     assert!(r.host_path("/bin/sh").exists());
-    assert!(!pid_alive(0));
 }
