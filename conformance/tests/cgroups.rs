@@ -147,3 +147,20 @@ fn devices_cgroup_denies_unlisted_devices() {
     let out = c.sh_ok("head -c1 /dev/loopx 2>&1; echo; head -c 1 /dev/zero | wc -c");
     assert!(out.contains("Operation not permitted") || out.contains("No such device"), "{out}");
 }
+
+#[test]
+fn zero_valued_resources_as_docker_sends_them_are_accepted() {
+    // dockerd 20.10 always sends these zero/false values (captured from a
+    // real `docker run`); treating them as "unsupported" would break Docker.
+    let mut c = Case::new("cg_docker_zeroes");
+    c.config()["linux"]["resources"] = json!({
+        "devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}],
+        "memory": {"disableOOMKiller": false},
+        "cpu": {"shares": 0},
+        "blockIO": {"weight": 0}
+    });
+    c.config()["process"]["user"]["additionalGids"] = json!([0]);
+    c.config()["linux"]["sysctl"] = json!({"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647"});
+    let out = c.sh_ok("cat /proc/sys/net/ipv4/ip_unprivileged_port_start");
+    assert_eq!(out.trim(), "0");
+}

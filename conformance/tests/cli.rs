@@ -216,3 +216,18 @@ fn list_on_fresh_root_is_not_an_error() {
     out.expect_ok("list with a root that does not exist yet");
     assert_eq!(out.stdout.trim(), "");
 }
+
+#[test]
+fn root_flag_holds_the_state_and_is_private() {
+    let mut c = Case::new("root_flag");
+    c.bundle.set_args(&["sleep", "1000"]);
+    c.create().expect_ok("create");
+    let entry = c.rt.root.join(&c.id);
+    assert!(entry.exists(), "no state under --root {}", c.rt.root.display());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(&c.rt.root).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode & 0o077, 0, "--root must not be group/world accessible (CVE-2024-25621 class): {mode:o}");
+    // Another root does not see the container.
+    let other = Runtime::new(&c.dir.join("other-root"));
+    assert!(!other.list(&["-q"]).stdout.contains(&c.id));
+}
