@@ -136,11 +136,16 @@ fn failing_create_runtime_hook_fails_create_and_leaves_nothing() {
 #[test]
 fn hook_timeout_kills_hook_and_fails_create() {
     let mut c = Case::new("hook_timeout");
-    c.config()["hooks"] = json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "exec sleep 1000"], "timeout": 1}]});
+    let pidfile = c.dir.join("hook.pid");
+    c.config()["hooks"] = json!({"createRuntime": [{
+        "path": "/bin/sh",
+        "args": ["sh", "-c", format!("echo $$ > {}; exec sleep 1000", pidfile.display())],
+        "timeout": 1
+    }]});
     c.expect_create_fails(&["timeout", "timed out", "hook", "createRuntime"]);
-    // The hung hook must not outlive the failure.
-    let left = conformance::leak::processes_mentioning(&["sleep 1000"]);
-    assert!(left.iter().all(|(_, cmd)| !cmd.contains("sh -c exec sleep 1000")), "hook still running: {left:?}");
+    // The hung hook must not outlive the failed create.
+    let pid: i32 = fs::read_to_string(&pidfile).expect("hook ran").trim().parse().unwrap();
+    assert!(!conformance::util::pid_alive(pid), "timed-out hook {pid} still running");
 }
 
 #[test]
