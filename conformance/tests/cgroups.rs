@@ -11,7 +11,8 @@ use std::time::Duration;
 
 /// The v1 cgroup path of `pid` for `controller`, from /proc/<pid>/cgroup.
 fn cgroup_of(pid: i64, controller: &str) -> String {
-    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read /proc/pid/cgroup");
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/cgroup (has the container exited?): {e}"));
     text.lines()
         .find_map(|l| {
             let mut it = l.splitn(3, ':');
@@ -129,7 +130,10 @@ fn kill_all_signals_every_process_in_the_cgroup() {
     c.bundle.set_sh("sleep 1001 & sleep 1002 & echo ready; wait");
     c.create().expect_ok("create");
     c.start().expect_ok("start");
-    let p = cgroup_of(init_pid(&c), "pids");
+    poll_until("container ready", Duration::from_secs(20), || c.output().contains("ready").then_some(()));
+    let st = c.state();
+    assert_eq!(st["status"], "running", "container died early; its stdout: {:?}", c.output());
+    let p = cgroup_of(st["pid"].as_i64().unwrap(), "pids");
     let procs = || knob("pids", &p, "cgroup.procs").lines().count();
     poll_until("3 processes in the cgroup", Duration::from_secs(20), || (procs() >= 3).then_some(()));
     c.rt.exec(&["kill", "--all", &c.id, "KILL"]).expect_ok("kill --all");
