@@ -2,7 +2,7 @@
 //! canaries live under the test's own dir; every test also runs the leak check.
 
 use conformance::util::sha256_file;
-use conformance::{Case, Rootfs};
+use conformance::Case;
 use serde_json::json;
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -333,14 +333,4 @@ fn cve_2023_25809_cgroup_mounts_are_read_only() {
             assert!(out.contains(&format!("/sys/fs/cgroup/{d} RO")), "cgroupns={cgroupns}: {d} not EROFS: {out}");
         }
     }
-}
-
-// Sanity of the fixture itself: the busybox rootfs has what the tests need.
-
-#[test]
-fn fixture_rootfs_has_users_and_applets() {
-    let c = Case::new("sec_fixture");
-    let r: &Rootfs = &c.bundle.rootfs;
-    assert!(fs::read_to_string(r.host_path("/etc/passwd")).unwrap().contains(":1000:"));
-    assert!(r.host_path("/bin/sh").exists());
 }
