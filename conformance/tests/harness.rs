@@ -2,6 +2,7 @@
 
 use conformance::{Case, LeakSnapshot};
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 #[test]
@@ -17,8 +18,10 @@ fn leak_check_sees_cgroups_processes_state_and_mounts() {
     fs::create_dir_all(&mnt).unwrap();
     let (rc, out) = conformance::sh(&format!("mount -t tmpfs tmpfs {}", mnt.display()));
     assert_eq!(rc, 0, "{out}");
-    let mut child = Command::new("/bin/busybox")
-        .args(["sleep", "1000", &c.id])
+    // coreutils sleep ignores argv[0], which carries the id into the cmdline.
+    let mut child = Command::new("/bin/sleep")
+        .arg0(&c.id)
+        .arg("1000")
         .stdin(Stdio::null())
         .spawn()
         .expect("spawn a fake container process");
