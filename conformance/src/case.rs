@@ -37,7 +37,13 @@ impl Case {
         }
         fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         let snapshot = LeakSnapshot::take();
-        let bundle = Bundle::new(&dir.join("bundle"));
+        let mut bundle = Bundle::new(&dir.join("bundle"));
+        // Marks every process of this test's containers, so the leak check
+        // finds them even if they escaped their cgroup and renamed themselves.
+        bundle.config["process"]["env"]
+            .as_array_mut()
+            .expect("default env is an array")
+            .push(serde_json::Value::String(format!("BERTH_TEST_ID={id}")));
         let rt = Runtime::new(&dir.join("root"));
         let stdio = dir.join("ctr.out");
         Case {
