@@ -33,8 +33,9 @@ conformance: build
 
 test: unit conformance
 
+# Interleaved berth/runc/crun timings; BENCH_N=<iterations> (default 100).
 bench: build
-	$(CARGO) run --release -p conformance --bin bench
+	BERTH=$(CURDIR)/$(RELEASE_DIR)/berth $(CARGO) run --release -p conformance --bin bench
 
 clean:
 	$(CARGO) clean
