@@ -252,9 +252,9 @@ fn cve_2025_52881_bind_over_proc_sys_with_sysctl_is_refused() {
     c.bundle.add_mount(json!({"destination": "/proc/sys/kernel", "type": "bind", "source": canary, "options": ["rbind", "rw"]}));
     c.config()["linux"]["sysctl"] = json!({"kernel.msgmax": "4242"});
     let out = c.create();
-    out.expect_fail("a bind mount over /proc/sys with linux.sysctl");
-    // The sysctl write must not have landed in the host directory.
+    // First the escape itself: the sysctl write must not land in the host dir.
     c.assert_canary_untouched(&canary);
+    out.expect_fail("a bind mount over /proc/sys with linux.sysctl");
     c.assert_no_leaks("after the refused /proc/sys bind");
 }
 
