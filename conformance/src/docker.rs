@@ -116,7 +116,7 @@ impl Dockerd {
         let tar = self.dir.join("rootfs.tar");
         let st = Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").status().expect("run tar");
         assert!(st.success(), "tar of the busybox rootfs failed");
-        self.docker_args(&["import", tar.to_str().unwrap(), IMAGE]).expect_ok("docker import");
+        self.docker_args(&["import", tar.to_str().expect("tar path is UTF-8"), IMAGE]).expect_ok("docker import");
     }
 
     /// `docker -H <sock> <args>`

@@ -150,8 +150,9 @@ impl Invocation {
         }
         // Files, not pipes: see `stdio_to`. The capture files are anonymous.
         // stderr is always captured so the runtime's own errors are visible.
-        let mut err_f = Some(tempfile::tempfile().expect("cannot create capture file"));
-        cmd.stderr(err_f.as_ref().unwrap().try_clone().expect("dup"));
+        let err_capture = tempfile::tempfile().expect("cannot create capture file");
+        cmd.stderr(err_capture.try_clone().expect("cannot dup stderr capture"));
+        let mut err_f = Some(err_capture);
         let mut out_f = match &self.stdout_file {
             Some(p) => {
                 let f = File::options()

@@ -63,6 +63,14 @@ fn b3_root_path_nonexistent() {
     c.expect_create_fails(&["root", "no-such-rootfs"]);
 }
 
+#[test]
+fn b3_rootfs_that_is_a_symlink_is_refused() {
+    let mut c = Case::new("b3_root_symlink");
+    std::os::unix::fs::symlink(c.bundle.dir.join("rootfs"), c.bundle.dir.join("rootlink")).unwrap();
+    c.config()["root"]["path"] = "rootlink".into();
+    c.expect_create_fails(&["root", "rootlink", "symlink"]);
+}
+
 // B4: process.
 
 #[test]
@@ -109,6 +117,15 @@ fn b5_mount_destination_with_dotdot_stays_inside_rootfs() {
         assert!(c.bundle.rootfs.host_path(&format!("{}/sub", canary.display())).is_dir());
     }
     c.assert_canary_untouched(&canary);
+}
+
+#[test]
+fn b5_relative_mount_destination_is_taken_from_root() {
+    // Deprecated but legal (config.md): "tmp/rel" means "/tmp/rel".
+    let mut c = Case::new("b5_relative_dest");
+    c.bundle.add_mount(json!({"destination": "tmp/rel", "type": "tmpfs", "source": "tmpfs"}));
+    let out = c.sh_ok("grep -c ' /tmp/rel tmpfs' /proc/mounts");
+    assert_eq!(out.trim(), "1");
 }
 
 // B6: /proc.
@@ -346,6 +363,21 @@ fn b24_create_with_unknown_flag_leaves_nothing() {
     c.write();
     let out = c.rt.cmd().args(["create", "--no-such-flag", "--bundle"]).arg(&c.bundle.dir).arg(&c.id).run();
     c.expect_clean_failure(&out, &["no-such-flag", "flag"]);
+}
+
+#[test]
+fn b24_preserve_fds_huge_is_refused_or_harmless() {
+    let mut c = Case::new("b24_preserve_huge");
+    c.bundle.set_sh("ls /proc/1/fd | wc -l");
+    c.write();
+    let out = c.rt.cmd().args(["run", "--preserve-fds", "1000000", "--bundle"]).arg(&c.bundle.dir).arg(&c.id).run();
+    // Either a clean error, or the container runs with just what exists.
+    if out.ok() {
+        assert!(out.stdout.trim().parse::<u32>().unwrap_or(9999) < 64, "{out}");
+    } else {
+        assert_eq!(out.stderr_lines().len(), 1, "{out}");
+        c.assert_no_leaks("after a refused --preserve-fds");
+    }
 }
 
 #[test]

@@ -114,3 +114,12 @@ fn console_socket_that_does_not_exist_is_an_error() {
     let out = c.create_with(&["--console-socket", sock.to_str().unwrap()]);
     c.expect_clean_failure(&out, &["console", "nobody-listens.sock", "socket"]);
 }
+
+#[test]
+fn console_socket_path_over_108_bytes_is_an_error() {
+    let mut c = Case::new("console_longpath");
+    c.config()["process"]["terminal"] = true.into();
+    let long = c.dir.join("d".repeat(120)).join("console.sock");
+    let out = c.create_with(&["--console-socket", long.to_str().unwrap()]);
+    c.expect_clean_failure(&out, &["console", "socket", "too long"]);
+}

@@ -243,6 +243,21 @@ fn cve_2023_27561_sys_as_symlink_is_refused() {
     c.assert_no_leaks("after the refused /sys symlink");
 }
 
+// CVE-2025-52881: /proc writes redirected by mounts over /proc ----------------
+
+#[test]
+fn cve_2025_52881_bind_over_proc_sys_with_sysctl_is_refused() {
+    let mut c = Case::new("sec_proc_sys_bind");
+    let canary = c.canary("fake-proc-sys-kernel");
+    c.bundle.add_mount(json!({"destination": "/proc/sys/kernel", "type": "bind", "source": canary, "options": ["rbind", "rw"]}));
+    c.config()["linux"]["sysctl"] = json!({"kernel.msgmax": "4242"});
+    let out = c.create();
+    // First the escape itself: the sysctl write must not land in the host dir.
+    c.assert_canary_untouched(&canary);
+    out.expect_fail("a bind mount over /proc/sys with linux.sysctl");
+    c.assert_no_leaks("after the refused /proc/sys bind");
+}
+
 // CVE-2025-52565: /dev/console --------------------------------------------
 
 #[test]
