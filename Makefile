@@ -29,7 +29,7 @@ unit: deps
 	$(CARGO) test --workspace --lib --bins
 
 conformance: build
-	BERTH=$(CURDIR)/$(RELEASE_DIR)/berth $(CARGO) test --release -p conformance -- --test-threads=2
+	BERTH=$(CURDIR)/$(RELEASE_DIR)/berth $(CARGO) test --release --no-fail-fast -p conformance -- --test-threads=2
 
 test: unit conformance
 

@@ -82,12 +82,19 @@ fn reap(pidfd: &OwnedFd) -> Option<i32> {
     }
 }
 
+/// Signals every process in the cgroup. The cgroup is frozen meanwhile (as runc does), so
+/// a process that forks cannot escape between reading the pid list and signalling it.
 fn kill_cgroup(cg: &Manager, sig: i32) {
+    let was_frozen = cg.is_frozen().unwrap_or(false);
+    let froze = !was_frozen && cg.set_frozen(true).is_ok();
     if let Ok(pids) = cg.pids() {
         for pid in pids {
             // SAFETY: kill(2) with integer arguments.
             unsafe { libc::kill(pid, sig) };
         }
+    }
+    if froze {
+        let _ = cg.set_frozen(false);
     }
 }
 
@@ -149,6 +156,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     let plan = namespaces::plan(&spec);
     let annotations: HashMap<String, String> = spec.annotations().clone().unwrap_or_default();
 
+    log::debug(&format!("create {}: bundle {}, rootfs {}", opts.id, bundle.display(), validated.rootfs.display()));
     let dir = store.create_dir(&opts.id)?;
     let mut guard = Guard { store, id: &opts.id, dir: true, cgroup: None, child: None };
     let listener = crate::process::start::listen(&dir, START_SOCKET).map_err(|e| Error::io("creating the start socket", e))?;
@@ -236,6 +244,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
         shared_pidns: !plan.clone_flags.contains(nix::sched::CloneFlags::CLONE_NEWPID),
     };
     store.save(&record)?;
+    log::debug(&format!("create {}: init {pid} is waiting for start", opts.id));
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, pid)?;
     }
@@ -274,6 +283,7 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     if !reply.is_empty() {
         return Err(Error::Init { id: id.into(), msg: reply });
     }
+    log::debug(&format!("start {id}: init {} runs the process", rec.pid));
     let state = hook_state(id, Status::Running, rec.pid, &rec.bundle, &rec.annotations);
     if let Err(e) = hooks::run_all(rec.hooks.as_ref(), Kind::Poststart, state.as_bytes()) {
         log::warn(&e.to_string());
@@ -292,6 +302,7 @@ pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
     if status == Status::Stopped {
         return Err(Error::WrongState { id: id.into(), status, msg: "container not running" });
     }
+    log::debug(&format!("kill {id}: signal {sig}{}", if all { " to every process" } else { "" }));
     if all {
         kill_cgroup(&manager_of(&rec)?, sig);
     }
@@ -323,6 +334,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         }
         _ => {}
     }
+    log::debug(&format!("delete {id}: status {status}, init {}", rec.pid));
     let cg = manager_of(&rec)?;
     if status != Status::Stopped {
         if let Ok(pidfd) = sys::pidfd_open(rec.pid) {

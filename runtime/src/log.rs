@@ -21,7 +21,12 @@ struct Config {
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
 
+/// Sets up logging. The log file is created now, as runc does, so a caller that
+/// passes --log always finds it.
 pub fn init(file: Option<PathBuf>, format: Format, debug: bool) {
+    if let Some(path) = &file {
+        let _ = OpenOptions::new().create(true).append(true).open(path);
+    }
     let _ = CONFIG.set(Config { file, format, debug });
 }
 

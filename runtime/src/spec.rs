@@ -333,9 +333,10 @@ fn validate_mount_extensions(spec: &Spec) -> Result<(), SpecError> {
     Ok(())
 }
 
-/// The cgroup resources to apply: the spec's, with runc's default device rules and an
-/// allow rule for each `linux.devices` entry appended after the spec's own rules, so the
-/// devices every container gets stay usable under a deny-all (as runc does).
+/// The cgroup resources to apply: the spec's, with runc's default device rules appended
+/// after the spec's own, so the devices every container gets stay usable under a deny-all
+/// (as runc does). `linux.devices` entries get no rule of their own: a config that creates
+/// a node but does not allow it in `linux.resources.devices` keeps it unusable, as with runc.
 pub fn cgroup_resources(spec: &Spec) -> oci_spec::runtime::LinuxResources {
     use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType as T};
     let linux = spec.linux().as_ref();
@@ -363,15 +364,6 @@ pub fn cgroup_resources(spec: &Spec) -> oci_spec::runtime::LinuxResources {
         rule(T::C, Some(5), Some(2), "rwm"),   // /dev/ptmx
         rule(T::C, Some(10), Some(200), "rwm"), // /dev/net/tun
     ]);
-    for dev in linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]) {
-        let typ = match dev.typ() {
-            T::U => T::C,
-            t => t,
-        };
-        if matches!(typ, T::B | T::C) {
-            rules.push(rule(typ, Some(dev.major()), Some(dev.minor()), "rwm"));
-        }
-    }
     res.set_devices(Some(rules));
     res
 }

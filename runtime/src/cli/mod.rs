@@ -187,9 +187,17 @@ pub fn main() -> i32 {
     reserve_fds(preserve.min(1 << 16));
     let cli = match Cli::try_parse_from(normalize(std::env::args())) {
         Ok(c) => c,
-        Err(e) => {
+        Err(e) if !e.use_stderr() => {
+            // --help and friends.
             let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
+            return 0;
+        }
+        Err(e) => {
+            // One line, like every other berth error: clap's first line without its prefix.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid command line");
+            eprintln!("berth: {}", first.trim_start_matches("error: "));
+            return 1;
         }
     };
     let format = if cli.log_format == "json" { berth::log::Format::Json } else { berth::log::Format::Text };
