@@ -38,6 +38,6 @@ fn run() -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let cfg = berth_snapshotter::server::Config { root: args.root, socket: args.socket };
-    rt.block_on(berth_snapshotter::server::run(cfg));
+    rt.block_on(berth_snapshotter::server::run(cfg))?;
     Ok(())
 }
