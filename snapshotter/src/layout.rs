@@ -102,6 +102,8 @@ impl Layout {
     }
 
     pub fn remove(&self, id: u64) -> Result<()> {
+        remove_tree(&self.work(id))?;
+        crate::crashpoint::hit(crate::crashpoint::REMOVE_MID_DELETE);
         remove_tree(&self.dir(id))
     }
 }

@@ -3,6 +3,8 @@
 //! [`server::run`].
 
 pub mod cleanup;
+pub mod client;
+pub mod crashpoint;
 pub mod error;
 pub mod filters;
 pub mod layout;

@@ -15,6 +15,8 @@ use crate::proto::snapshots::snapshots_server::SnapshotsServer;
 use crate::service::Service;
 use crate::snapshotter::Snapshotter;
 
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub root: PathBuf,
@@ -87,17 +89,30 @@ pub async fn run(cfg: Config) -> Result<()> {
         .map_err(|e| Error::io("installing SIGTERM handler for", &cfg.socket, e))?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(|e| Error::io("installing SIGINT handler for", &cfg.socket, e))?;
-    let shutdown = async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        tracing::info!("shutting down");
-    };
-    let served = tonic::transport::Server::builder()
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
         .add_service(SnapshotsServer::new(Service::new(snap)))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+            let _ = stop_rx.await;
+        });
+    tokio::pin!(server);
+    let served = tokio::select! {
+        r = &mut server => r,
+        _ = async { tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} } } => {
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(());
+            // In-flight requests get to finish, but a client that merely
+            // keeps its connection open (containerd always does) would hold
+            // a graceful shutdown forever.
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::info!("clients still connected after the grace period; exiting");
+                    Ok(())
+                }
+            }
+        }
+    };
     let _ = std::fs::remove_file(&cfg.socket);
     served.map_err(|e| Error::Other(format!("gRPC server: {e}")))
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
+use crate::crashpoint;
 use crate::error::{Error, Result};
 use crate::filters::Filters;
 use crate::layout::{disk_usage, Layout};
@@ -60,7 +61,11 @@ impl Snapshotter {
         }
         let parent_id = if parent.is_empty() { None } else { Some(self.store.get(parent)?.id) };
         let tmp = self.layout.create_temp(kind == Kind::Active, parent_id)?;
-        let result = self.store.create(key, parent, kind, labels, |id| self.layout.install(&tmp, id));
+        let result = self.store.create(key, parent, kind, labels, |id| {
+            self.layout.install(&tmp, id)?;
+            crashpoint::hit(crashpoint::PREPARE_INSTALLED);
+            Ok(())
+        });
         match result {
             Ok((rec, parents)) => Ok(mounts::for_snapshot(&self.layout, &rec, &parents, &self.overlay)),
             Err(e) => {
@@ -91,6 +96,7 @@ impl Snapshotter {
     pub fn remove(&self, key: &str) -> Result<()> {
         let _g = self.lock();
         let rec = self.store.remove(key)?;
+        crashpoint::hit(crashpoint::REMOVE_AFTER_TXN_COMMIT);
         // After the commit: a crash here leaves an orphan for Cleanup.
         if let Err(e) = self.layout.remove(rec.id) {
             tracing::warn!(key, id = rec.id, error = %e, "snapshot removed; its directory is left for cleanup");

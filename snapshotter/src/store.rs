@@ -211,6 +211,7 @@ impl Store {
                 c.insert((rec.parent.as_str(), name), ())?;
             }
         }
+        crate::crashpoint::hit(crate::crashpoint::COMMIT_BEFORE_TXN_COMMIT);
         tx.commit()?;
         Ok(rec)
     }
