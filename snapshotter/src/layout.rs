@@ -109,7 +109,9 @@ impl Layout {
 }
 
 pub fn remove_tree(p: &Path) -> Result<()> {
-    match fs::remove_dir_all(p) {
+    let is_dir = fs::symlink_metadata(p).map(|m| m.is_dir()).unwrap_or(true);
+    let r = if is_dir { fs::remove_dir_all(p) } else { fs::remove_file(p) };
+    match r {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io("removing", p, e)),
