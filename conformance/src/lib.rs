@@ -1,1 +1,4 @@
 //! Fixtures for driving berth through its real clients.
+
+pub mod containerd;
+pub mod image;

@@ -1,0 +1,125 @@
+//! berth-snapshotter as containerd 1.6 uses it: a proxy snapshot plugin
+//! that `ctr images import --snapshotter berth` unpacks into and that
+//! `ctr run --snapshotter berth` runs containers on (with the default runc
+//! runtime). Each test has its own containerd and snapshotter.
+
+use conformance::containerd::{Containerd, SnapshotterProcess};
+use conformance::image::{busybox_layer, write_oci_archive, Layer};
+
+const NS: &str = "berth-test";
+
+struct Setup {
+    snap: SnapshotterProcess,
+    ctd: Containerd,
+    work: tempfile::TempDir,
+}
+
+fn setup() -> Setup {
+    let snap = SnapshotterProcess::start().expect("start berth-snapshotter");
+    let ctd = Containerd::start(&[("berth", &snap.socket)]).expect("start containerd");
+    let work = tempfile::Builder::new().prefix("berth-img-").tempdir().expect("tempdir");
+    Setup { snap, ctd, work }
+}
+
+impl Setup {
+    fn import(&self, name: &str, layers: &[Layer]) {
+        let archive = self.work.path().join("image.tar");
+        write_oci_archive(&archive, name, layers, &["/bin/sh"]).expect("build image");
+        let out = self
+            .ctd
+            .ctr(NS, &["images", "import", "--snapshotter", "berth", &archive.to_string_lossy()])
+            .unwrap_or_else(|e| panic!("import: {e}\ncontainerd log:\n{}", self.ctd.log()));
+        assert!(out.contains(name.trim_start_matches("docker.io/")) || out.contains("unpacking"), "{out}");
+    }
+
+    fn run(&self, image: &str, id: &str, script: &str) -> String {
+        self.ctd
+            .ctr(NS, &["run", "--snapshotter", "berth", "--rm", image, id, "/bin/sh", "-c", script])
+            .unwrap_or_else(|e| panic!("run: {e}\ncontainerd log:\n{}", self.ctd.log()))
+    }
+
+    fn committed_snapshots(&self) -> usize {
+        let out = self.ctd.ctr(NS, &["snapshots", "--snapshotter", "berth", "ls"]).expect("snapshots ls");
+        out.lines().skip(1).filter(|l| l.contains("Committed")).count()
+    }
+
+    fn remove_image_and_check_empty(&self, image: &str) {
+        self.ctd.ctr(NS, &["images", "rm", "--sync", image]).expect("images rm");
+        let left = self.ctd.ctr(NS, &["snapshots", "--snapshotter", "berth", "ls"]).expect("snapshots ls");
+        assert_eq!(left.lines().skip(1).count(), 0, "snapshots left in containerd: {left}");
+        assert!(self.snap.layer_dirs().is_empty(), "layer directories left: {:?}", self.snap.layer_dirs());
+    }
+}
+
+#[test]
+fn containerd_imports_and_runs_an_image_with_whiteouts_on_berth() {
+    let s = setup();
+    let image = "docker.io/berth/whiteouts:latest";
+    let layers = vec![
+        busybox_layer().expect("busybox layer"),
+        Layer::default()
+            .dir("data", 0o755)
+            .file("data/a.txt", "a2\n", 0o644)
+            .file("data/gone.txt", "gone\n", 0o644)
+            .dir("olddir", 0o755)
+            .file("olddir/f1", "1", 0o644)
+            .dir("olddir/sub", 0o700)
+            .file("olddir/sub/f2", "2", 0o644)
+            .file("etc/layer2", "2\n", 0o600),
+        Layer::default()
+            .file("data/a.txt", "a3\n", 0o644)
+            .whiteout("data/gone.txt")
+            .whiteout("etc/layer2")
+            .opaque("olddir")
+            .file("olddir/new.txt", "new\n", 0o640),
+        Layer::default().file("data/b.txt", "b4\n", 0o644).symlink("data/link", "a.txt"),
+    ];
+    s.import(image, &layers);
+    assert_eq!(s.committed_snapshots(), 4, "one committed snapshot per layer");
+
+    let out = s.run(
+        image,
+        "whiteouts",
+        "cat /data/a.txt /data/link /data/b.txt; ls -A /data; echo --; ls -A /olddir; echo --; \
+         stat -c '%a %U' /olddir/new.txt /tmp; test -e /etc/layer2 || echo no-layer2; \
+         echo w > /data/written && cat /data/written; /bin/busybox true && echo ok",
+    );
+    assert_eq!(
+        out,
+        "a3\na3\nb4\na.txt\nb.txt\nlink\n--\nnew.txt\n--\n640 root\n1777 root\nno-layer2\nw\nok\n",
+        "what the container sees"
+    );
+    // containerd removes a deleted container's snapshot from the backend
+    // at its next garbage collection, so the image's 4 layers and maybe
+    // the container's are here now; all must go with the image.
+    assert!(s.snap.layer_dirs().len() >= 4, "{:?}", s.snap.layer_dirs());
+    s.remove_image_and_check_empty(image);
+}
+
+fn many_layers(n: usize) -> Vec<Layer> {
+    let mut layers = vec![busybox_layer().expect("busybox layer").dir("layers", 0o755)];
+    for i in 1..n {
+        layers.push(Layer::default().file(&format!("layers/{i}"), "", 0o644).file("layers/top", format!("{i}\n"), 0o644));
+    }
+    layers
+}
+
+fn run_on_layers(n: usize) {
+    let s = setup();
+    let image = format!("docker.io/berth/layers{n}:latest");
+    s.import(&image, &many_layers(n));
+    assert_eq!(s.committed_snapshots(), n);
+    let out = s.run(&image, &format!("layers{n}"), "cat /layers/top; ls /layers | wc -l");
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), [format!("{}", n - 1), format!("{n}")]);
+    s.remove_image_and_check_empty(&image);
+}
+
+#[test]
+fn containerd_runs_a_container_on_128_layers() {
+    run_on_layers(128);
+}
+
+#[test]
+fn containerd_runs_a_container_on_500_layers() {
+    run_on_layers(500);
+}
