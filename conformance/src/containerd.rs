@@ -20,7 +20,11 @@ pub enum FixtureError {
     #[error("{0}")]
     NotReady(String),
     #[error("`{cmd}` failed ({status}): {stderr}")]
-    Command { cmd: String, status: String, stderr: String },
+    Command {
+        cmd: String,
+        status: String,
+        stderr: String,
+    },
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> FixtureError {
@@ -30,7 +34,9 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> FixtureError
 
 /// Detaches every mount at or below `dir`, deepest first.
 pub fn unmount_under(dir: &Path) {
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else { return };
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
     let prefix = dir.to_string_lossy().into_owned();
     let mut targets: Vec<String> = info
         .lines()
@@ -90,7 +96,10 @@ pub struct SnapshotterProcess {
 
 impl SnapshotterProcess {
     pub fn start() -> Result<Self, FixtureError> {
-        let dir = tempfile::Builder::new().prefix("berth-snap-").tempdir().map_err(io("tempdir"))?;
+        let dir = tempfile::Builder::new()
+            .prefix("berth-snap-")
+            .tempdir()
+            .map_err(io("tempdir"))?;
         let root = dir.path().join("root");
         let socket = dir.path().join("snapshotter.sock");
         let bin = snapshotter_binary();
@@ -103,19 +112,31 @@ impl SnapshotterProcess {
             .arg("warn")
             .stdin(Stdio::null())
             .spawn()
-            .map_err(io(format!("starting {} (cargo build -p berth-snapshotter)", bin.display())))?;
+            .map_err(io(format!(
+                "starting {} (cargo build -p berth-snapshotter)",
+                bin.display()
+            )))?;
         for _ in 0..1000 {
             if socket.exists() {
-                return Ok(SnapshotterProcess { dir, root, socket, child: Some(child) });
+                return Ok(SnapshotterProcess {
+                    dir,
+                    root,
+                    socket,
+                    child: Some(child),
+                });
             }
             if let Ok(Some(st)) = child.try_wait() {
-                return Err(FixtureError::NotReady(format!("berth-snapshotter exited: {st}")));
+                return Err(FixtureError::NotReady(format!(
+                    "berth-snapshotter exited: {st}"
+                )));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
         let _ = child.kill();
         let _ = child.wait();
-        Err(FixtureError::NotReady("berth-snapshotter socket did not appear".into()))
+        Err(FixtureError::NotReady(
+            "berth-snapshotter socket did not appear".into(),
+        ))
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -125,7 +146,11 @@ impl SnapshotterProcess {
     /// Entries left in `<root>/snapshots`.
     pub fn layer_dirs(&self) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(self.root.join("snapshots"))
-            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v
@@ -151,7 +176,10 @@ impl Containerd {
     /// Starts containerd with `proxies` as `[proxy_plugins.<name>]` snapshot
     /// plugins, and waits until `ctr version` answers.
     pub fn start(proxies: &[(&str, &Path)]) -> Result<Self, FixtureError> {
-        let dir = tempfile::Builder::new().prefix("berth-ctd-").tempdir().map_err(io("tempdir"))?;
+        let dir = tempfile::Builder::new()
+            .prefix("berth-ctd-")
+            .tempdir()
+            .map_err(io("tempdir"))?;
         let d = dir.path();
         let address = d.join("containerd.sock");
         let mut cfg = format!(
@@ -181,7 +209,11 @@ impl Containerd {
             .stderr(log)
             .spawn()
             .map_err(io("starting containerd"))?;
-        let mut c = Containerd { dir, address, child: Some(child) };
+        let mut c = Containerd {
+            dir,
+            address,
+            child: Some(child),
+        };
         for _ in 0..500 {
             if c.address.exists() {
                 if let Ok(o) = c.ctr_raw("default", &["version"]) {
@@ -191,11 +223,17 @@ impl Containerd {
                 }
             }
             if let Some(Ok(Some(st))) = c.child.as_mut().map(|ch| ch.try_wait()) {
-                return Err(FixtureError::NotReady(format!("containerd exited: {st}; log: {}", c.log())));
+                return Err(FixtureError::NotReady(format!(
+                    "containerd exited: {st}; log: {}",
+                    c.log()
+                )));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err(FixtureError::NotReady(format!("containerd did not answer; log: {}", c.log())))
+        Err(FixtureError::NotReady(format!(
+            "containerd did not answer; log: {}",
+            c.log()
+        )))
     }
 
     pub fn log(&self) -> String {

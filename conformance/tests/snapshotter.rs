@@ -17,7 +17,10 @@ struct Setup {
 fn setup() -> Setup {
     let snap = SnapshotterProcess::start().expect("start berth-snapshotter");
     let ctd = Containerd::start(&[("berth", &snap.socket)]).expect("start containerd");
-    let work = tempfile::Builder::new().prefix("berth-img-").tempdir().expect("tempdir");
+    let work = tempfile::Builder::new()
+        .prefix("berth-img-")
+        .tempdir()
+        .expect("tempdir");
     Setup { snap, ctd, work }
 }
 
@@ -27,27 +30,71 @@ impl Setup {
         write_oci_archive(&archive, name, layers, &["/bin/sh"]).expect("build image");
         let out = self
             .ctd
-            .ctr(NS, &["images", "import", "--snapshotter", "berth", &archive.to_string_lossy()])
+            .ctr(
+                NS,
+                &[
+                    "images",
+                    "import",
+                    "--snapshotter",
+                    "berth",
+                    &archive.to_string_lossy(),
+                ],
+            )
             .unwrap_or_else(|e| panic!("import: {e}\ncontainerd log:\n{}", self.ctd.log()));
-        assert!(out.contains(name.trim_start_matches("docker.io/")) || out.contains("unpacking"), "{out}");
+        assert!(
+            out.contains(name.trim_start_matches("docker.io/")) || out.contains("unpacking"),
+            "{out}"
+        );
     }
 
     fn run(&self, image: &str, id: &str, script: &str) -> String {
         self.ctd
-            .ctr(NS, &["run", "--snapshotter", "berth", "--rm", image, id, "/bin/sh", "-c", script])
+            .ctr(
+                NS,
+                &[
+                    "run",
+                    "--snapshotter",
+                    "berth",
+                    "--rm",
+                    image,
+                    id,
+                    "/bin/sh",
+                    "-c",
+                    script,
+                ],
+            )
             .unwrap_or_else(|e| panic!("run: {e}\ncontainerd log:\n{}", self.ctd.log()))
     }
 
     fn committed_snapshots(&self) -> usize {
-        let out = self.ctd.ctr(NS, &["snapshots", "--snapshotter", "berth", "ls"]).expect("snapshots ls");
-        out.lines().skip(1).filter(|l| l.contains("Committed")).count()
+        let out = self
+            .ctd
+            .ctr(NS, &["snapshots", "--snapshotter", "berth", "ls"])
+            .expect("snapshots ls");
+        out.lines()
+            .skip(1)
+            .filter(|l| l.contains("Committed"))
+            .count()
     }
 
     fn remove_image_and_check_empty(&self, image: &str) {
-        self.ctd.ctr(NS, &["images", "rm", "--sync", image]).expect("images rm");
-        let left = self.ctd.ctr(NS, &["snapshots", "--snapshotter", "berth", "ls"]).expect("snapshots ls");
-        assert_eq!(left.lines().skip(1).count(), 0, "snapshots left in containerd: {left}");
-        assert!(self.snap.layer_dirs().is_empty(), "layer directories left: {:?}", self.snap.layer_dirs());
+        self.ctd
+            .ctr(NS, &["images", "rm", "--sync", image])
+            .expect("images rm");
+        let left = self
+            .ctd
+            .ctr(NS, &["snapshots", "--snapshotter", "berth", "ls"])
+            .expect("snapshots ls");
+        assert_eq!(
+            left.lines().skip(1).count(),
+            0,
+            "snapshots left in containerd: {left}"
+        );
+        assert!(
+            self.snap.layer_dirs().is_empty(),
+            "layer directories left: {:?}",
+            self.snap.layer_dirs()
+        );
     }
 }
 
@@ -72,10 +119,16 @@ fn containerd_imports_and_runs_an_image_with_whiteouts_on_berth() {
             .whiteout("etc/layer2")
             .opaque("olddir")
             .file("olddir/new.txt", "new\n", 0o640),
-        Layer::default().file("data/b.txt", "b4\n", 0o644).symlink("data/link", "a.txt"),
+        Layer::default()
+            .file("data/b.txt", "b4\n", 0o644)
+            .symlink("data/link", "a.txt"),
     ];
     s.import(image, &layers);
-    assert_eq!(s.committed_snapshots(), 4, "one committed snapshot per layer");
+    assert_eq!(
+        s.committed_snapshots(),
+        4,
+        "one committed snapshot per layer"
+    );
 
     let out = s.run(
         image,
@@ -99,7 +152,11 @@ fn containerd_imports_and_runs_an_image_with_whiteouts_on_berth() {
 fn many_layers(n: usize) -> Vec<Layer> {
     let mut layers = vec![busybox_layer().expect("busybox layer").dir("layers", 0o755)];
     for i in 1..n {
-        layers.push(Layer::default().file(&format!("layers/{i}"), "", 0o644).file("layers/top", format!("{i}\n"), 0o644));
+        layers.push(
+            Layer::default()
+                .file(&format!("layers/{i}"), "", 0o644)
+                .file("layers/top", format!("{i}\n"), 0o644),
+        );
     }
     layers
 }
@@ -109,8 +166,15 @@ fn run_on_layers(n: usize) {
     let image = format!("docker.io/berth/layers{n}:latest");
     s.import(&image, &many_layers(n));
     assert_eq!(s.committed_snapshots(), n);
-    let out = s.run(&image, &format!("layers{n}"), "cat /layers/top; ls /layers | wc -l");
-    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), [format!("{}", n - 1), format!("{n}")]);
+    let out = s.run(
+        &image,
+        &format!("layers{n}"),
+        "cat /layers/top; ls /layers | wc -l",
+    );
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        [format!("{}", n - 1), format!("{n}")]
+    );
     s.remove_image_and_check_empty(&image);
 }
 

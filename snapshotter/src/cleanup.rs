@@ -17,7 +17,10 @@ pub fn remove_orphans(layout: &Layout, live: &HashSet<u64>) -> Result<usize> {
     for ent in rd {
         let ent = ent.map_err(|e| Error::io("reading", dir, e))?;
         let name = ent.file_name();
-        let keep = name.to_str().and_then(|n| n.parse::<u64>().ok()).is_some_and(|id| live.contains(&id));
+        let keep = name
+            .to_str()
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|id| live.contains(&id));
         if !keep {
             let p = ent.path();
             tracing::info!(path = %p.display(), "removing orphaned snapshot directory");

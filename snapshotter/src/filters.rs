@@ -112,7 +112,11 @@ impl<'a> Lexer<'a> {
 }
 
 fn parse_one(src: &str) -> Result<Vec<Selector>> {
-    let mut lx = Lexer { s: src.as_bytes(), i: 0, src };
+    let mut lx = Lexer {
+        s: src.as_bytes(),
+        i: 0,
+        src,
+    };
     let mut sels = Vec::new();
     loop {
         let mut path = vec![lx.field()?];
@@ -160,7 +164,11 @@ impl Filters {
     }
 
     pub fn matches(&self, name: &str, rec: &Record) -> bool {
-        self.0.is_empty() || self.0.iter().any(|sels| sels.iter().all(|s| s.matches(name, rec)))
+        self.0.is_empty()
+            || self
+                .0
+                .iter()
+                .any(|sels| sels.iter().all(|s| s.matches(name, rec)))
     }
 }
 
@@ -171,7 +179,10 @@ impl Selector {
             ("name", 1) => Some(name),
             ("parent", 1) => Some(rec.parent.as_str()),
             ("kind", 1) => Some(rec.kind.as_filter_str()),
-            ("labels", n) if n >= 2 => rec.labels.get(&self.path[1..].join(".")).map(String::as_str),
+            ("labels", n) if n >= 2 => rec
+                .labels
+                .get(&self.path[1..].join("."))
+                .map(String::as_str),
             _ => None,
         }
     }
@@ -197,7 +208,10 @@ mod tests {
             id: 1,
             kind,
             parent: parent.into(),
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             created: 0,
             updated: 0,
             size: 0,
@@ -207,7 +221,11 @@ mod tests {
 
     #[test]
     fn selectors_and_or() {
-        let r = rec(Kind::Committed, "p", &[("containerd.io/snapshot/x", "1"), ("a", "b")]);
+        let r = rec(
+            Kind::Committed,
+            "p",
+            &[("containerd.io/snapshot/x", "1"), ("a", "b")],
+        );
         let m = |f: &[&str]| Filters::parse(f).expect("parse").matches("n", &r);
         assert!(m(&[]));
         assert!(m(&["kind==committed"]));
@@ -226,7 +244,10 @@ mod tests {
     #[test]
     fn bad_filters_are_invalid_argument() {
         for f in ["==x", "name==", "name~=(", "labels.\"x", "a b"] {
-            assert!(matches!(Filters::parse(&[f]), Err(Error::InvalidArgument(_))), "{f}");
+            assert!(
+                matches!(Filters::parse(&[f]), Err(Error::InvalidArgument(_))),
+                "{f}"
+            );
         }
     }
 }

@@ -29,7 +29,10 @@ impl Layout {
             .mode(0o700)
             .create(&snapshots)
             .map_err(|e| Error::io("creating", &snapshots, e))?;
-        Ok(Layout { root: root.to_path_buf(), snapshots })
+        Ok(Layout {
+            root: root.to_path_buf(),
+            snapshots,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -110,7 +113,11 @@ impl Layout {
 
 pub fn remove_tree(p: &Path) -> Result<()> {
     let is_dir = fs::symlink_metadata(p).map(|m| m.is_dir()).unwrap_or(true);
-    let r = if is_dir { fs::remove_dir_all(p) } else { fs::remove_file(p) };
+    let r = if is_dir {
+        fs::remove_dir_all(p)
+    } else {
+        fs::remove_file(p)
+    };
     match r {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

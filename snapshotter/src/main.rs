@@ -11,7 +11,11 @@ struct Args {
     #[arg(long, default_value = "/var/lib/berth-snapshotter")]
     root: PathBuf,
     /// Unix socket to serve containerd's Snapshots API on.
-    #[arg(long, alias = "address", default_value = "/run/berth-snapshotter/snapshotter.sock")]
+    #[arg(
+        long,
+        alias = "address",
+        default_value = "/run/berth-snapshotter/snapshotter.sock"
+    )]
     socket: PathBuf,
     /// error, warn, info, debug or trace.
     #[arg(long, default_value = "info")]
@@ -37,7 +41,10 @@ fn run() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let cfg = berth_snapshotter::server::Config { root: args.root, socket: args.socket };
+    let cfg = berth_snapshotter::server::Config {
+        root: args.root,
+        socket: args.socket,
+    };
     rt.block_on(berth_snapshotter::server::run(cfg))?;
     Ok(())
 }

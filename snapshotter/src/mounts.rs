@@ -56,7 +56,12 @@ fn path_str(p: PathBuf) -> String {
 /// Mounts for a snapshot, given its ancestors' ids nearest first. Paths are
 /// absolute; with many layers containerd's mounter shortens `lowerdir` by
 /// moving to their common directory (`<root>/snapshots/`) first.
-pub fn for_snapshot(layout: &Layout, rec: &Record, parents: &[u64], o: &OverlayOptions) -> Vec<Mount> {
+pub fn for_snapshot(
+    layout: &Layout,
+    rec: &Record,
+    parents: &[u64],
+    o: &OverlayOptions,
+) -> Vec<Mount> {
     let bind = |source: PathBuf, ro: bool| Mount {
         r#type: "bind".into(),
         source: path_str(source),
@@ -75,7 +80,12 @@ pub fn for_snapshot(layout: &Layout, rec: &Record, parents: &[u64], o: &OverlayO
             let mut opts = Vec::new();
             o.push(&mut opts);
             opts.push(lower());
-            vec![Mount { r#type: "overlay".into(), source: "overlay".into(), target: String::new(), options: opts }]
+            vec![Mount {
+                r#type: "overlay".into(),
+                source: "overlay".into(),
+                target: String::new(),
+                options: opts,
+            }]
         }
         (Kind::Active, _) => {
             let mut opts = Vec::new();
@@ -83,7 +93,12 @@ pub fn for_snapshot(layout: &Layout, rec: &Record, parents: &[u64], o: &OverlayO
             opts.push(format!("workdir={}", path_str(layout.work(rec.id))));
             opts.push(format!("upperdir={}", path_str(layout.fs(rec.id))));
             opts.push(lower());
-            vec![Mount { r#type: "overlay".into(), source: "overlay".into(), target: String::new(), options: opts }]
+            vec![Mount {
+                r#type: "overlay".into(),
+                source: "overlay".into(),
+                target: String::new(),
+                options: opts,
+            }]
         }
     }
 }
@@ -125,11 +140,19 @@ pub fn compact_lowerdir(data: &[String]) -> Option<(PathBuf, Vec<String>)> {
     }
     let min = dirs.iter().min()?;
     let max = dirs.iter().max()?;
-    let common_len = min.bytes().zip(max.bytes()).take_while(|(a, b)| a == b).count();
+    let common_len = min
+        .bytes()
+        .zip(max.bytes())
+        .take_while(|(a, b)| a == b)
+        .count();
     let prefix = &min[..common_len];
     let common = Path::new(prefix);
     // A byte prefix may end inside a name ("snapshots/1" for ids 12 and 13).
-    let common = if prefix.ends_with('/') { common.to_path_buf() } else { common.parent()?.to_path_buf() };
+    let common = if prefix.ends_with('/') {
+        common.to_path_buf()
+    } else {
+        common.parent()?.to_path_buf()
+    };
     let base = format!("{}/", common.to_string_lossy().trim_end_matches('/'));
     if base == "/" {
         return None;
@@ -155,12 +178,16 @@ pub fn mount(m: &Mount, target: &Path) -> Result<()> {
                 .status()
                 .map_err(|e| Error::io("running mount(8) for", target, e))?;
             if !status.success() {
-                return Err(Error::Other(format!("mount(8) of overlay on {} failed: {status}", target.display())));
+                return Err(Error::Other(format!(
+                    "mount(8) of overlay on {} failed: {status}",
+                    target.display()
+                )));
             }
             return Ok(());
         }
     }
-    let cstr = |s: &str| CString::new(s).map_err(|_| Error::InvalidArgument(format!("NUL in {s:?}")));
+    let cstr =
+        |s: &str| CString::new(s).map_err(|_| Error::InvalidArgument(format!("NUL in {s:?}")));
     let src = cstr(&m.source)?;
     let tgt = cstr(&target.to_string_lossy())?;
     let fstype = cstr(&m.r#type)?;
@@ -168,10 +195,20 @@ pub fn mount(m: &Mount, target: &Path) -> Result<()> {
     let ro_bind = flags & libc::MS_BIND != 0 && flags & libc::MS_RDONLY != 0;
     // SAFETY: all pointers come from live CStrings that outlive the call.
     let rc = unsafe {
-        libc::mount(src.as_ptr(), tgt.as_ptr(), fstype.as_ptr(), flags, data_c.as_ptr().cast())
+        libc::mount(
+            src.as_ptr(),
+            tgt.as_ptr(),
+            fstype.as_ptr(),
+            flags,
+            data_c.as_ptr().cast(),
+        )
     };
     if rc != 0 {
-        return Err(Error::io("mounting", target, std::io::Error::last_os_error()));
+        return Err(Error::io(
+            "mounting",
+            target,
+            std::io::Error::last_os_error(),
+        ));
     }
     if ro_bind {
         // A bind mount ignores MS_RDONLY until it is remounted.
@@ -207,7 +244,11 @@ pub fn unmount(target: &Path) -> Result<()> {
     // SAFETY: tgt is a valid C string for the duration of the call.
     let rc = unsafe { libc::umount2(tgt.as_ptr(), libc::MNT_DETACH) };
     if rc != 0 {
-        return Err(Error::io("unmounting", target, std::io::Error::last_os_error()));
+        return Err(Error::io(
+            "unmounting",
+            target,
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
@@ -219,14 +260,20 @@ pub fn probe_overlay(root: &Path, o: &OverlayOptions) -> Result<()> {
     let _ = crate::layout::remove_tree(&dir);
     let result = (|| {
         for d in ["lower", "upper", "work", "merged"] {
-            std::fs::create_dir_all(dir.join(d)).map_err(|e| Error::io("creating", dir.join(d), e))?;
+            std::fs::create_dir_all(dir.join(d))
+                .map_err(|e| Error::io("creating", dir.join(d), e))?;
         }
         let mut opts = Vec::new();
         o.push(&mut opts);
         opts.push(format!("lowerdir={}", dir.join("lower").display()));
         opts.push(format!("upperdir={}", dir.join("upper").display()));
         opts.push(format!("workdir={}", dir.join("work").display()));
-        let m = Mount { r#type: "overlay".into(), source: "overlay".into(), target: String::new(), options: opts };
+        let m = Mount {
+            r#type: "overlay".into(),
+            source: "overlay".into(),
+            target: String::new(),
+            options: opts,
+        };
         let merged = dir.join("merged");
         mount(&m, &merged).map_err(|e| {
             Error::Other(format!(
@@ -237,7 +284,12 @@ pub fn probe_overlay(root: &Path, o: &OverlayOptions) -> Result<()> {
         })?;
         let w = std::fs::write(merged.join("probe"), b"x");
         let _ = unmount(&merged);
-        w.map_err(|e| Error::Other(format!("writing through a probe overlay on {}: {e}", root.display())))
+        w.map_err(|e| {
+            Error::Other(format!(
+                "writing through a probe overlay on {}: {e}",
+                root.display()
+            ))
+        })
     })();
     let _ = crate::layout::remove_tree(&dir);
     result

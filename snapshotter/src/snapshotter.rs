@@ -29,7 +29,12 @@ impl Snapshotter {
         let overlay = OverlayOptions::detect();
         mounts::probe_overlay(root, &overlay)?;
         let store = Store::open(&root.join("metadata.redb"))?;
-        let s = Snapshotter { layout, store, overlay, dirs: Mutex::new(()) };
+        let s = Snapshotter {
+            layout,
+            store,
+            overlay,
+            dirs: Mutex::new(()),
+        };
         let n = s.cleanup()?;
         if n > 0 {
             tracing::info!(removed = n, "start-up cleanup removed orphaned directories");
@@ -59,7 +64,11 @@ impl Snapshotter {
         if self.store.get(key).is_ok() {
             return Err(Error::AlreadyExists(format!("snapshot {key:?}")));
         }
-        let parent_id = if parent.is_empty() { None } else { Some(self.store.get(parent)?.id) };
+        let parent_id = if parent.is_empty() {
+            None
+        } else {
+            Some(self.store.get(parent)?.id)
+        };
         let tmp = self.layout.create_temp(kind == Kind::Active, parent_id)?;
         let result = self.store.create(key, parent, kind, labels, |id| {
             self.layout.install(&tmp, id)?;
@@ -67,7 +76,12 @@ impl Snapshotter {
             Ok(())
         });
         match result {
-            Ok((rec, parents)) => Ok(mounts::for_snapshot(&self.layout, &rec, &parents, &self.overlay)),
+            Ok((rec, parents)) => Ok(mounts::for_snapshot(
+                &self.layout,
+                &rec,
+                &parents,
+                &self.overlay,
+            )),
             Err(e) => {
                 let _ = crate::layout::remove_tree(&tmp);
                 Err(e)
@@ -78,15 +92,24 @@ impl Snapshotter {
     pub fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
         let (rec, parents) = self.store.get_with_parents(key)?;
         if rec.kind == Kind::Committed {
-            return Err(Error::FailedPrecondition(format!("snapshot {key:?} is not active or view")));
+            return Err(Error::FailedPrecondition(format!(
+                "snapshot {key:?} is not active or view"
+            )));
         }
-        Ok(mounts::for_snapshot(&self.layout, &rec, &parents, &self.overlay))
+        Ok(mounts::for_snapshot(
+            &self.layout,
+            &rec,
+            &parents,
+            &self.overlay,
+        ))
     }
 
     pub fn commit(&self, name: &str, key: &str, labels: BTreeMap<String, String>) -> Result<()> {
         let rec = self.store.get(key)?;
         if rec.kind != Kind::Active {
-            return Err(Error::FailedPrecondition(format!("snapshot {key:?} is not active")));
+            return Err(Error::FailedPrecondition(format!(
+                "snapshot {key:?} is not active"
+            )));
         }
         let usage = disk_usage(&self.layout.fs(rec.id))?;
         self.store.commit(name, key, labels, rec.id, usage)?;
@@ -108,7 +131,12 @@ impl Snapshotter {
         self.store.get(key)
     }
 
-    pub fn update(&self, key: &str, labels: &BTreeMap<String, String>, paths: &[String]) -> Result<Record> {
+    pub fn update(
+        &self,
+        key: &str,
+        labels: &BTreeMap<String, String>,
+        paths: &[String],
+    ) -> Result<Record> {
         if key.is_empty() {
             return Err(Error::InvalidArgument("snapshot name is empty".into()));
         }
@@ -125,7 +153,12 @@ impl Snapshotter {
 
     pub fn list(&self, filters: &[String]) -> Result<Vec<(String, Record)>> {
         let f = Filters::parse(filters)?;
-        Ok(self.store.list()?.into_iter().filter(|(n, r)| f.matches(n, r)).collect())
+        Ok(self
+            .store
+            .list()?
+            .into_iter()
+            .filter(|(n, r)| f.matches(n, r))
+            .collect())
     }
 
     pub fn cleanup(&self) -> Result<usize> {

@@ -82,7 +82,9 @@ impl Store {
     pub fn get(&self, key: &str) -> Result<Record> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(SNAPSHOTS)?;
-        let v = t.get(key)?.ok_or_else(|| Error::NotFound(format!("snapshot {key:?}")))?;
+        let v = t
+            .get(key)?
+            .ok_or_else(|| Error::NotFound(format!("snapshot {key:?}")))?;
         decode(v.value())
     }
 
@@ -91,7 +93,9 @@ impl Store {
     pub fn get_with_parents(&self, key: &str) -> Result<(Record, Vec<u64>)> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(SNAPSHOTS)?;
-        let v = t.get(key)?.ok_or_else(|| Error::NotFound(format!("snapshot {key:?}")))?;
+        let v = t
+            .get(key)?
+            .ok_or_else(|| Error::NotFound(format!("snapshot {key:?}")))?;
         let rec = decode(v.value())?;
         let ids = parent_ids(&t, &rec.parent)?;
         Ok((rec, ids))
@@ -183,7 +187,9 @@ impl Store {
                 decode(v.value())?
             };
             if old.kind != Kind::Active {
-                return Err(Error::FailedPrecondition(format!("snapshot {key:?} is not active")));
+                return Err(Error::FailedPrecondition(format!(
+                    "snapshot {key:?} is not active"
+                )));
             }
             if old.id != expected_id {
                 return Err(Error::FailedPrecondition(format!(
@@ -223,13 +229,17 @@ impl Store {
         {
             let mut t = tx.open_table(SNAPSHOTS)?;
             rec = {
-                let v = t.get(key)?.ok_or_else(|| Error::NotFound(format!("snapshot {key:?}")))?;
+                let v = t
+                    .get(key)?
+                    .ok_or_else(|| Error::NotFound(format!("snapshot {key:?}")))?;
                 decode(v.value())?
             };
             let mut c = tx.open_table(CHILDREN)?;
-            let has_child = c.range::<(&str, &str)>((key, "")..)?.next().transpose()?.is_some_and(
-                |(k, _)| k.value().0 == key,
-            );
+            let has_child = c
+                .range::<(&str, &str)>((key, "")..)?
+                .next()
+                .transpose()?
+                .is_some_and(|(k, _)| k.value().0 == key);
             if has_child {
                 return Err(Error::FailedPrecondition(format!(
                     "cannot remove snapshot {key:?} with child"
@@ -271,7 +281,9 @@ impl Store {
         {
             let mut t = tx.open_table(SNAPSHOTS)?;
             let mut r = {
-                let v = t.get(key)?.ok_or_else(|| Error::NotFound(format!("snapshot {key:?}")))?;
+                let v = t
+                    .get(key)?
+                    .ok_or_else(|| Error::NotFound(format!("snapshot {key:?}")))?;
                 decode(v.value())?
             };
             if set_all {
@@ -311,7 +323,10 @@ impl Store {
     }
 }
 
-fn parent_ids<T: ReadableTable<&'static str, &'static [u8]>>(t: &T, first: &str) -> Result<Vec<u64>> {
+fn parent_ids<T: ReadableTable<&'static str, &'static [u8]>>(
+    t: &T,
+    first: &str,
+) -> Result<Vec<u64>> {
     let mut ids = Vec::new();
     let mut cur = first.to_string();
     while !cur.is_empty() {

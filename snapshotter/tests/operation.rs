@@ -26,13 +26,19 @@ async fn second_instance_on_same_root_is_refused() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("already using root"), "{err}");
-    assert!(err.contains(&d.pid().to_string()), "names the holder's pid: {err}");
+    assert!(
+        err.contains(&d.pid().to_string()),
+        "names the holder's pid: {err}"
+    );
     assert!(!d.tmp.path().join("second.sock").exists());
 }
 
 #[test]
 fn root_on_a_filesystem_without_upper_support_is_refused() {
-    let tmp = tempfile::Builder::new().prefix("berth-snap-badfs-").tempdir().expect("tempdir");
+    let tmp = tempfile::Builder::new()
+        .prefix("berth-snap-badfs-")
+        .tempdir()
+        .expect("tempdir");
     for d in ["l", "u", "w", "m"] {
         fs::create_dir(tmp.path().join(d)).expect("mkdir");
     }
@@ -59,7 +65,10 @@ fn root_on_a_filesystem_without_upper_support_is_refused() {
     drop(guard);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot host overlayfs upper directories"), "{err}");
+    assert!(
+        err.contains("cannot host overlayfs upper directories"),
+        "{err}"
+    );
     assert!(!tmp.path().join("s.sock").exists());
 }
 
@@ -87,11 +96,22 @@ async fn cleanup_removes_orphans_and_keeps_live_layers() {
 async fn assert_consistent(d: &mut Daemon) {
     let all = d.list(&[]).await.expect("list");
     let n_dirs = d.dirs().len();
-    assert_eq!(n_dirs, all.len(), "one directory per snapshot: dirs {:?}, records {:?}", d.dirs(), all.keys());
+    assert_eq!(
+        n_dirs,
+        all.len(),
+        "one directory per snapshot: dirs {:?}, records {:?}",
+        d.dirs(),
+        all.keys()
+    );
     for (name, info) in &all {
         if !info.parent.is_empty() {
-            let p = all.get(&info.parent).unwrap_or_else(|| panic!("{name}: parent {} missing", info.parent));
-            assert_eq!(p.kind, berth_snapshotter::proto::snapshots::Kind::Committed as i32);
+            let p = all
+                .get(&info.parent)
+                .unwrap_or_else(|| panic!("{name}: parent {} missing", info.parent));
+            assert_eq!(
+                p.kind,
+                berth_snapshotter::proto::snapshots::Kind::Committed as i32
+            );
         }
         if info.kind != berth_snapshotter::proto::snapshots::Kind::Committed as i32 {
             let ms = d.mounts(name).await.expect("mounts");
@@ -99,7 +119,10 @@ async fn assert_consistent(d: &mut Daemon) {
                 for o in m.options.iter().chain(std::iter::once(&m.source)) {
                     for part in o.trim_start_matches(|c: char| c != '/').split(':') {
                         if part.starts_with('/') {
-                            assert!(std::path::Path::new(part).exists(), "{name}: {part} missing");
+                            assert!(
+                                std::path::Path::new(part).exists(),
+                                "{name}: {part} missing"
+                            );
                         }
                     }
                 }
@@ -117,10 +140,19 @@ async fn kill9_during_prepare_leaves_no_record_and_no_directory() {
     let mut d = Daemon::start_with(crash_env(crashpoint::PREPARE_INSTALLED)).await;
     assert!(d.prepare("p", "").await.is_err());
     assert_eq!(d.wait_crashed().code(), None, "killed by a signal");
-    assert_eq!(d.dirs().len(), 1, "the layer was in place when it died: {:?}", d.dirs());
+    assert_eq!(
+        d.dirs().len(),
+        1,
+        "the layer was in place when it died: {:?}",
+        d.dirs()
+    );
     d.restart(Vec::new()).await;
     assert_eq!(code(d.stat("p").await), Code::NotFound);
-    assert!(d.dirs().is_empty(), "start-up cleanup removed the orphan: {:?}", d.dirs());
+    assert!(
+        d.dirs().is_empty(),
+        "start-up cleanup removed the orphan: {:?}",
+        d.dirs()
+    );
     d.prepare("p", "").await.expect("the key is free again");
     assert_consistent(&mut d).await;
 }
@@ -137,7 +169,10 @@ async fn kill9_during_commit_keeps_the_active_snapshot() {
     assert_eq!(d.wait_crashed().code(), None);
     d.restart(Vec::new()).await;
     assert_eq!(code(d.stat("c").await), Code::NotFound);
-    assert_eq!(d.stat("p").await.expect("still active").kind, berth_snapshotter::proto::snapshots::Kind::Active as i32);
+    assert_eq!(
+        d.stat("p").await.expect("still active").kind,
+        berth_snapshotter::proto::snapshots::Kind::Active as i32
+    );
     assert_consistent(&mut d).await;
     d.commit("c", "p").await.expect("commit after restart");
     let ms = d.view("v", "c").await.expect("view");
@@ -157,7 +192,11 @@ async fn kill9_during_remove(point: &str) {
     assert!(d.remove("c").await.is_err());
     assert_eq!(d.wait_crashed().code(), None);
     d.restart(Vec::new()).await;
-    assert_eq!(code(d.stat("c").await), Code::NotFound, "the removal had committed");
+    assert_eq!(
+        code(d.stat("c").await),
+        Code::NotFound,
+        "the removal had committed"
+    );
     assert_consistent(&mut d).await;
     assert_eq!(d.dirs().len(), 1);
 }
@@ -182,20 +221,32 @@ async fn kill9_under_load_leaves_database_and_directories_in_agreement() {
         let done = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
         let done2 = done.clone();
         let worker = tokio::spawn(async move {
-            let Ok(mut c) = berth_snapshotter::client::connect(&socket).await else { return };
+            let Ok(mut c) = berth_snapshotter::client::connect(&socket).await else {
+                return;
+            };
             use berth_snapshotter::proto::snapshots as pb;
             for i in 0u32.. {
                 let key = format!("r{round}-{i}");
-                let p = pb::PrepareSnapshotRequest { key: format!("{key}-a"), ..Default::default() };
+                let p = pb::PrepareSnapshotRequest {
+                    key: format!("{key}-a"),
+                    ..Default::default()
+                };
                 if c.prepare(p).await.is_err() {
                     return;
                 }
-                let cm = pb::CommitSnapshotRequest { name: key.clone(), key: format!("{key}-a"), ..Default::default() };
+                let cm = pb::CommitSnapshotRequest {
+                    name: key.clone(),
+                    key: format!("{key}-a"),
+                    ..Default::default()
+                };
                 if c.commit(cm).await.is_err() {
                     return;
                 }
                 if i % 2 == 0 {
-                    let r = pb::RemoveSnapshotRequest { key, ..Default::default() };
+                    let r = pb::RemoveSnapshotRequest {
+                        key,
+                        ..Default::default()
+                    };
                     if c.remove(r).await.is_err() {
                         return;
                     }
