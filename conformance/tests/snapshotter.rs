@@ -24,6 +24,32 @@ fn setup() -> Setup {
     Setup { snap, ctd, work }
 }
 
+/// Stops both daemons and checks they left no process and no mount.
+fn teardown_and_check_leaks(s: Setup) {
+    let dirs = [
+        s.snap.dir.path().to_path_buf(),
+        s.ctd.dir.path().to_path_buf(),
+        s.work.path().to_path_buf(),
+    ];
+    let pids = [s.snap.pid(), s.ctd.pid()];
+    drop(s);
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    for d in &dirs {
+        assert!(
+            !info.contains(&*d.to_string_lossy()),
+            "mounts left under {}",
+            d.display()
+        );
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+    for pid in pids.into_iter().flatten() {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "process {pid} still running"
+        );
+    }
+}
+
 impl Setup {
     fn import(&self, name: &str, layers: &[Layer]) {
         let archive = self.work.path().join("image.tar");
@@ -147,6 +173,7 @@ fn containerd_imports_and_runs_an_image_with_whiteouts_on_berth() {
     // the container's are here now; all must go with the image.
     assert!(s.snap.layer_dirs().len() >= 4, "{:?}", s.snap.layer_dirs());
     s.remove_image_and_check_empty(image);
+    teardown_and_check_leaks(s);
 }
 
 fn many_layers(n: usize) -> Vec<Layer> {
@@ -176,6 +203,7 @@ fn run_on_layers(n: usize) {
         [format!("{}", n - 1), format!("{n}")]
     );
     s.remove_image_and_check_empty(&image);
+    teardown_and_check_leaks(s);
 }
 
 #[test]
@@ -186,4 +214,75 @@ fn containerd_runs_a_container_on_128_layers() {
 #[test]
 fn containerd_runs_a_container_on_500_layers() {
     run_on_layers(500);
+}
+
+/// ctr's snapshot commands, which go through containerd's metadata layer
+/// to the proxy: prepare, commit, view, mounts, info, label, usage, rm.
+#[test]
+fn ctr_snapshot_commands_work_through_containerd() {
+    let s = setup();
+    let ctr = |args: &[&str]| {
+        let mut a = vec!["snapshots", "--snapshotter", "berth"];
+        a.extend_from_slice(args);
+        s.ctd
+            .ctr(NS, &a)
+            .unwrap_or_else(|e| panic!("{e}\ncontainerd log:\n{}", s.ctd.log()))
+    };
+    ctr(&["prepare", "k1"]);
+    let target = s.work.path().join("k1");
+    std::fs::create_dir(&target).expect("mkdir");
+    let mount_cmd = ctr(&["mounts", &target.to_string_lossy(), "k1"]);
+    assert!(mount_cmd.contains("mount -t bind"), "{mount_cmd}");
+    ctr(&["commit", "c1", "k1"]);
+    ctr(&["prepare", "k2", "c1"]);
+    let mount_cmd = ctr(&["mounts", &target.to_string_lossy(), "k2"]);
+    assert!(
+        mount_cmd.contains("mount -t overlay") && mount_cmd.contains("upperdir="),
+        "{mount_cmd}"
+    );
+    ctr(&["commit", "c2", "k2"]);
+    ctr(&["view", "v1", "c2"]);
+    let info = ctr(&["info", "c2"]);
+    assert!(
+        info.contains("\"Parent\": \"c1\"") && info.contains("\"Kind\": \"Committed\""),
+        "{info}"
+    );
+    ctr(&["label", "c2", "team=berth"]);
+    assert!(ctr(&["info", "c2"]).contains("\"team\": \"berth\""));
+    let usage = ctr(&["usage"]);
+    assert!(usage.lines().any(|l| l.starts_with("c2")), "{usage}");
+    let ls = ctr(&["ls"]);
+    assert_eq!(ls.lines().count(), 4, "header + c1, c2, v1: {ls}");
+    assert!(
+        s.ctd
+            .ctr(NS, &["snapshots", "--snapshotter", "berth", "rm", "c1"])
+            .is_err(),
+        "c1 has a child"
+    );
+    ctr(&["rm", "v1", "c2", "c1"]);
+    // containerd forgets at once and removes from the backend at its next
+    // garbage collection; an image removal with --sync runs one.
+    let archive = s.work.path().join("tiny.tar");
+    let image = "docker.io/berth/tiny:latest";
+    write_oci_archive(
+        &archive,
+        image,
+        &[busybox_layer().expect("layer")],
+        &["/bin/sh"],
+    )
+    .expect("image");
+    s.ctd
+        .ctr(
+            NS,
+            &[
+                "images",
+                "import",
+                "--snapshotter",
+                "berth",
+                &archive.to_string_lossy(),
+            ],
+        )
+        .expect("import");
+    s.remove_image_and_check_empty(image);
+    teardown_and_check_leaks(s);
 }
