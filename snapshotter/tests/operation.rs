@@ -269,3 +269,80 @@ async fn kill9_under_load_leaves_database_and_directories_in_agreement() {
     let names: BTreeSet<String> = d.list(&[]).await.expect("list").into_keys().collect();
     assert!(!names.is_empty());
 }
+
+/// Inside a user namespace overlayfs cannot write trusted.* xattrs, so the
+/// mounts must carry `userxattr`; whiteouts then still work.
+#[tokio::test]
+async fn in_a_user_namespace_overlay_mounts_use_userxattr() {
+    let tmp = tempfile::Builder::new()
+        .prefix("berth-snap-userns-")
+        .tempdir()
+        .expect("tempdir");
+    let root = tmp.path().join("root");
+    let socket = tmp.path().join("s.sock");
+    let mut child = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount"])
+        .arg(bin())
+        .arg("--root")
+        .arg(&root)
+        .arg("--socket")
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn under unshare");
+    struct Reap(std::process::Child, std::path::PathBuf);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            unmount_under(&self.1);
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut c = connect(&mut child, &socket).await;
+    let _reap = Reap(child, tmp.path().to_path_buf());
+    use berth_snapshotter::proto::snapshots as pb;
+    let prep = |key: &str, parent: &str| pb::PrepareSnapshotRequest {
+        key: key.into(),
+        parent: parent.into(),
+        ..Default::default()
+    };
+    let ms = c
+        .prepare(prep("a", ""))
+        .await
+        .expect("prepare")
+        .into_inner()
+        .mounts;
+    {
+        let m = Mounted::new(&ms, &tmp.path().join("a"));
+        fs::write(m.0.join("gone"), "x").expect("write");
+    }
+    let cm = pb::CommitSnapshotRequest {
+        name: "c".into(),
+        key: "a".into(),
+        ..Default::default()
+    };
+    c.commit(cm).await.expect("commit");
+    let ms = c
+        .prepare(prep("b", "c"))
+        .await
+        .expect("prepare")
+        .into_inner()
+        .mounts;
+    assert!(
+        ms[0].options.iter().any(|o| o == "userxattr"),
+        "{:?}",
+        ms[0].options
+    );
+    let m = Mounted::new(&ms, &tmp.path().join("b"));
+    fs::remove_file(m.0.join("gone")).expect("delete a lower file");
+    assert!(!m.0.join("gone").exists());
+    let upper = ms[0]
+        .options
+        .iter()
+        .find_map(|o| o.strip_prefix("upperdir="))
+        .expect("upperdir");
+    assert!(
+        is_whiteout(&std::path::Path::new(upper).join("gone")),
+        "whiteout recorded in the upper dir"
+    );
+}
