@@ -30,3 +30,28 @@ pub fn remove_orphans(layout: &Layout, live: &HashSet<u64>) -> Result<usize> {
     }
     Ok(removed)
 }
+
+/// Unmounts and removes idmapped views of snapshots that no longer exist.
+pub fn release_orphan_idmaps(layout: &Layout, live: &HashSet<u64>) -> Result<usize> {
+    let base = layout.idmapped_base();
+    let rd = match std::fs::read_dir(&base) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io("reading", &base, e)),
+    };
+    let mut removed = 0;
+    for ent in rd {
+        let ent = ent.map_err(|e| Error::io("reading", &base, e))?;
+        let keep = ent
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|id| live.contains(&id));
+        if !keep {
+            tracing::info!(path = %ent.path().display(), "releasing orphaned idmapped views");
+            crate::idmap::release(&ent.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}

@@ -51,6 +51,15 @@ impl Layout {
         self.dir(id).join("fs")
     }
 
+    /// Idmapped views of an idmapped snapshot's lower layers.
+    pub fn idmapped(&self, id: u64) -> PathBuf {
+        self.root.join("idmapped").join(id.to_string())
+    }
+
+    pub fn idmapped_base(&self) -> PathBuf {
+        self.root.join("idmapped")
+    }
+
     pub fn work(&self, id: u64) -> PathBuf {
         self.dir(id).join("work")
     }
@@ -58,7 +67,12 @@ impl Layout {
     /// Builds a new layer directory under a temporary name. A child layer's
     /// root takes the owner of its parent's root, as containerd's overlayfs
     /// snapshotter does, so an image unpacked as a non-root owner keeps it.
-    pub fn create_temp(&self, with_work: bool, parent: Option<u64>) -> Result<PathBuf> {
+    pub fn create_temp(
+        &self,
+        with_work: bool,
+        parent: Option<u64>,
+        map: Option<&crate::idmap::IdMap>,
+    ) -> Result<PathBuf> {
         let seq = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
         let tmp = self
             .snapshots
@@ -78,10 +92,19 @@ impl Layout {
             if with_work {
                 mk(&tmp.join("work"), 0o711)?;
             }
+            let (mut uid, mut gid) = (0, 0);
             if let Some(pid) = parent {
                 let pfs = self.fs(pid);
                 let md = fs::metadata(&pfs).map_err(|e| Error::io("stat", &pfs, e))?;
-                std::os::unix::fs::lchown(&fsdir, Some(md.uid()), Some(md.gid()))
+                (uid, gid) = (md.uid(), md.gid());
+            }
+            // An idmapped snapshot's upper layer is written by the
+            // container's root, i.e. the mapped host ids.
+            if let Some(m) = map {
+                (uid, gid) = m.to_host(uid, gid);
+            }
+            if parent.is_some() || map.is_some() {
+                std::os::unix::fs::lchown(&fsdir, Some(uid), Some(gid))
                     .map_err(|e| Error::io("chown", &fsdir, e))?;
             }
             Ok(())

@@ -7,6 +7,7 @@ pub mod client;
 pub mod crashpoint;
 pub mod error;
 pub mod filters;
+pub mod idmap;
 pub mod layout;
 pub mod mounts;
 pub mod server;

@@ -53,13 +53,14 @@ fn path_str(p: PathBuf) -> String {
     p.to_string_lossy().into_owned()
 }
 
-/// Mounts for a snapshot, given its ancestors' ids nearest first. Paths are
-/// absolute; with many layers containerd's mounter shortens `lowerdir` by
-/// moving to their common directory (`<root>/snapshots/`) first.
+/// Mounts for a snapshot, given its lower layers' directories nearest
+/// first. Paths are absolute; with many layers containerd's mounter shortens
+/// `lowerdir` by moving to their common directory (`<root>/snapshots/`)
+/// first.
 pub fn for_snapshot(
     layout: &Layout,
     rec: &Record,
-    parents: &[u64],
+    parents: &[PathBuf],
     o: &OverlayOptions,
 ) -> Vec<Mount> {
     let bind = |source: PathBuf, ro: bool| Mount {
@@ -69,13 +70,13 @@ pub fn for_snapshot(
         options: vec![if ro { "ro" } else { "rw" }.into(), "rbind".into()],
     };
     let lower = || {
-        let dirs: Vec<String> = parents.iter().map(|id| path_str(layout.fs(*id))).collect();
+        let dirs: Vec<String> = parents.iter().map(|p| path_str(p.clone())).collect();
         format!("lowerdir={}", dirs.join(":"))
     };
     match (rec.kind, parents.len()) {
         (Kind::View, 0) | (Kind::Committed, 0) => vec![bind(layout.fs(rec.id), true)],
         (Kind::Active, 0) => vec![bind(layout.fs(rec.id), false)],
-        (Kind::View, 1) | (Kind::Committed, 1) => vec![bind(layout.fs(parents[0]), true)],
+        (Kind::View, 1) | (Kind::Committed, 1) => vec![bind(parents[0].clone(), true)],
         (Kind::View, _) | (Kind::Committed, _) => {
             let mut opts = Vec::new();
             o.push(&mut opts);

@@ -1,12 +1,13 @@
 //! The snapshotter's operations, independent of the transport.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::crashpoint;
 use crate::error::{Error, Result};
 use crate::filters::Filters;
+use crate::idmap::{self, IdMap};
 use crate::layout::{disk_usage, Layout};
 use crate::mounts::{self, OverlayOptions};
 use crate::proto::Mount;
@@ -16,6 +17,9 @@ pub struct Snapshotter {
     layout: Layout,
     store: Store,
     overlay: OverlayOptions,
+    /// Whether idmapped views work here; without them a snapshot that asks
+    /// for an id mapping is refused rather than silently left unmapped.
+    idmap_supported: bool,
     /// Serialises operations that create or delete directories, so Cleanup
     /// never sees a directory that is about to be recorded.
     dirs: Mutex<()>,
@@ -29,10 +33,13 @@ impl Snapshotter {
         let overlay = OverlayOptions::detect();
         mounts::probe_overlay(root, &overlay)?;
         let store = Store::open(&root.join("metadata.redb"))?;
+        let idmap_supported = idmap::probe(root);
+        tracing::info!(idmap_supported, "capabilities");
         let s = Snapshotter {
             layout,
             store,
             overlay,
+            idmap_supported,
             dirs: Mutex::new(()),
         };
         let n = s.cleanup()?;
@@ -40,6 +47,10 @@ impl Snapshotter {
             tracing::info!(removed = n, "start-up cleanup removed orphaned directories");
         }
         Ok(s)
+    }
+
+    pub fn idmap_supported(&self) -> bool {
+        self.idmap_supported
     }
 
     pub fn layout(&self) -> &Layout {
@@ -64,28 +75,62 @@ impl Snapshotter {
         if self.store.get(key).is_ok() {
             return Err(Error::AlreadyExists(format!("snapshot {key:?}")));
         }
-        let parent_id = if parent.is_empty() {
-            None
+        let map = IdMap::from_labels(&labels)?;
+        if map.is_some() && !self.idmap_supported {
+            return Err(Error::FailedPrecondition(
+                "id-mapped snapshots need idmapped mounts, which this kernel or filesystem lacks"
+                    .into(),
+            ));
+        }
+        let chain: Vec<u64> = if parent.is_empty() {
+            Vec::new()
         } else {
-            Some(self.store.get(parent)?.id)
+            let (p, rest) = self.store.get_with_parents(parent)?;
+            std::iter::once(p.id).chain(rest).collect()
         };
-        let tmp = self.layout.create_temp(kind == Kind::Active, parent_id)?;
+        let tmp =
+            self.layout
+                .create_temp(kind == Kind::Active, chain.first().copied(), map.as_ref())?;
         let result = self.store.create(key, parent, kind, labels, |id| {
             self.layout.install(&tmp, id)?;
+            // Idmapped views are made before the record commits, like the
+            // layer directory; a crash leaves them to Cleanup.
+            if let (Some(map), false) = (&map, chain.is_empty()) {
+                let dirs: Vec<_> = chain.iter().map(|p| self.layout.fs(*p)).collect();
+                if let Err(e) = idmap::ensure(&self.layout.idmapped(id), &dirs, map) {
+                    let _ = idmap::release(&self.layout.idmapped(id));
+                    return Err(e);
+                }
+            }
             crashpoint::hit(crashpoint::PREPARE_INSTALLED);
             Ok(())
         });
         match result {
-            Ok((rec, parents)) => Ok(mounts::for_snapshot(
-                &self.layout,
-                &rec,
-                &parents,
-                &self.overlay,
-            )),
+            Ok((rec, parents)) => {
+                let lowers = self.lowers(&rec, &parents)?;
+                Ok(mounts::for_snapshot(
+                    &self.layout,
+                    &rec,
+                    &lowers,
+                    &self.overlay,
+                ))
+            }
             Err(e) => {
                 let _ = crate::layout::remove_tree(&tmp);
                 Err(e)
             }
+        }
+    }
+
+    /// Lower layer directories, nearest first: the layers themselves, or
+    /// their idmapped views for a snapshot that asked for an id mapping.
+    fn lowers(&self, rec: &Record, parents: &[u64]) -> Result<Vec<PathBuf>> {
+        let dirs: Vec<PathBuf> = parents.iter().map(|id| self.layout.fs(*id)).collect();
+        match IdMap::from_labels(&rec.labels)? {
+            Some(map) if !dirs.is_empty() => {
+                idmap::ensure(&self.layout.idmapped(rec.id), &dirs, &map)
+            }
+            _ => Ok(dirs),
         }
     }
 
@@ -96,10 +141,11 @@ impl Snapshotter {
                 "snapshot {key:?} is not active or view"
             )));
         }
+        let lowers = self.lowers(&rec, &parents)?;
         Ok(mounts::for_snapshot(
             &self.layout,
             &rec,
-            &parents,
+            &lowers,
             &self.overlay,
         ))
     }
@@ -121,6 +167,9 @@ impl Snapshotter {
         let rec = self.store.remove(key)?;
         crashpoint::hit(crashpoint::REMOVE_AFTER_TXN_COMMIT);
         // After the commit: a crash here leaves an orphan for Cleanup.
+        if let Err(e) = idmap::release(&self.layout.idmapped(rec.id)) {
+            tracing::warn!(key, id = rec.id, error = %e, "idmapped views left for cleanup");
+        }
         if let Err(e) = self.layout.remove(rec.id) {
             tracing::warn!(key, id = rec.id, error = %e, "snapshot removed; its directory is left for cleanup");
         }
@@ -164,6 +213,7 @@ impl Snapshotter {
     pub fn cleanup(&self) -> Result<usize> {
         let _g = self.lock();
         let live = self.store.ids()?;
-        crate::cleanup::remove_orphans(&self.layout, &live)
+        let n = crate::cleanup::release_orphan_idmaps(&self.layout, &live)?;
+        Ok(n + crate::cleanup::remove_orphans(&self.layout, &live)?)
     }
 }
