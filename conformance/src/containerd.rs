@@ -72,19 +72,19 @@ fn stop_child(child: &mut Child, grace: Duration) {
 }
 
 /// Where the berth-snapshotter binary is: `$BERTH_SNAPSHOTTER`, else the
-/// workspace's release or debug build.
+/// newer of the workspace's release and debug builds.
 pub fn snapshotter_binary() -> PathBuf {
     if let Ok(p) = std::env::var("BERTH_SNAPSHOTTER") {
         return PathBuf::from(p);
     }
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
-    for profile in ["release", "debug"] {
-        let p = target.join(profile).join("berth-snapshotter");
-        if p.exists() {
-            return p;
-        }
-    }
-    target.join("debug/berth-snapshotter")
+    ["release", "debug"]
+        .iter()
+        .map(|profile| target.join(profile).join("berth-snapshotter"))
+        .filter_map(|p| Some((fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| target.join("debug/berth-snapshotter"))
 }
 
 pub struct SnapshotterProcess {

@@ -286,3 +286,53 @@ fn ctr_snapshot_commands_work_through_containerd() {
     s.remove_image_and_check_empty(image);
     teardown_and_check_leaks(s);
 }
+
+/// `ctr run --remap-labels --uidmap … --gidmap …`: the container runs in a
+/// user namespace and, through berth's idmapped layers, its root owns the
+/// image's root-owned files (without remapping, /root (0700) would belong
+/// to nobody and the rootfs would not even be writable for runc's mkdirs).
+#[test]
+fn containerd_runs_a_user_namespaced_container_on_idmapped_layers() {
+    let s = setup();
+    let image = "docker.io/berth/userns:latest";
+    s.import(
+        image,
+        &[busybox_layer()
+            .expect("busybox layer")
+            .file("etc/hello", "hi\n", 0o600)],
+    );
+    let out = s
+        .ctd
+        .ctr(
+            NS,
+            &[
+                "run",
+                "--snapshotter",
+                "berth",
+                "--rm",
+                "--remap-labels",
+                "--uidmap",
+                "0:100000:65536",
+                "--gidmap",
+                "0:100000:65536",
+                image,
+                "userns",
+                "/bin/sh",
+                "-c",
+                "cat /proc/self/uid_map; stat -c '%u:%g %a' /root /bin/busybox; \
+                 cat /etc/hello; echo w > /root/x && cat /root/x",
+            ],
+        )
+        .unwrap_or_else(|e| panic!("run: {e}\ncontainerd log:\n{}", s.ctd.log()));
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>().join(" "),
+        "0 100000 65536 0:0 700 0:0 755 hi w",
+        "{out}"
+    );
+    s.remove_image_and_check_empty(image);
+    let views = std::fs::read_dir(s.snap.root.join("idmapped"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(views, 0, "idmapped views released");
+    teardown_and_check_leaks(s);
+}
