@@ -346,3 +346,54 @@ async fn in_a_user_namespace_overlay_mounts_use_userxattr() {
         "whiteout recorded in the upper dir"
     );
 }
+
+/// Mounts racing Remove from several connections: every Mounts answer is
+/// either the mounts or NotFound, and once Remove returns the layer is gone.
+#[tokio::test]
+async fn mounts_racing_remove_see_the_snapshot_or_not_found() {
+    let mut d = Daemon::start().await;
+    d.prepare("base-a", "").await.expect("prepare");
+    d.commit("base", "base-a").await.expect("commit");
+    for round in 0..20 {
+        let key = format!("victim-{round}");
+        d.prepare(&key, "base").await.expect("prepare");
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let socket = d.socket.clone();
+            let key = key.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut c = berth_snapshotter::client::connect(&socket)
+                    .await
+                    .expect("connect");
+                let mut codes = Vec::new();
+                for _ in 0..10 {
+                    let r = berth_snapshotter::proto::snapshots::MountsRequest {
+                        key: key.clone(),
+                        ..Default::default()
+                    };
+                    codes.push(match c.mounts(r).await {
+                        Ok(m) => {
+                            assert_eq!(m.into_inner().mounts[0].r#type, "overlay");
+                            Code::Ok
+                        }
+                        Err(s) => s.code(),
+                    });
+                }
+                codes
+            }));
+        }
+        d.remove(&key).await.expect("remove");
+        assert_eq!(code(d.mounts(&key).await), Code::NotFound);
+        for t in tasks {
+            for c in t.await.expect("task") {
+                assert!(c == Code::Ok || c == Code::NotFound, "{c:?}");
+            }
+        }
+        assert_eq!(
+            d.dirs().len(),
+            1,
+            "only the base layer is left: {:?}",
+            d.dirs()
+        );
+    }
+}
