@@ -165,6 +165,17 @@ fn main() -> Result<()> {
                 chain(&mut c, SNAPSHOTTERS[idx], r, &target, &mut per_layer[idx]).await?;
             }
         }
+        // The same chain straight to berth-snapshotter, without containerd
+        // (and its metadata store and proxy hop) in between: where the time goes.
+        let mut direct = berth_snapshotter::client::connect(&snap.socket).await?;
+        let mut d = Vec::new();
+        for r in 0..rounds {
+            chain(&mut direct, "berth-direct", r, &target, &mut d).await?;
+        }
+        println!(
+            "  (berth-snapshotter alone, no containerd: prepare+mount+commit per layer {:.2} ms)",
+            median(&mut d).as_secs_f64() * 1e3
+        );
         anyhow::Ok(per_layer)
     })?;
     let mut per_layer = per_layer;
