@@ -242,6 +242,34 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_input_never_panics() {
+        let r = rec(Kind::View, "", &[("é", "ü")]);
+        let pieces = [
+            "é", "==", "!=", "~=", ",", ".", "\"", "`", "/", "\\", " ", "labels", "name", "(", "ü",
+            "x",
+        ];
+        // Every sequence of up to four pieces: a small exhaustive fuzz.
+        let mut inputs = vec![String::new()];
+        for _ in 0..4 {
+            let mut next = Vec::new();
+            for i in &inputs {
+                for p in pieces {
+                    next.push(format!("{i}{p}"));
+                }
+            }
+            inputs.extend(next);
+        }
+        for f in inputs {
+            if let Ok(parsed) = Filters::parse(&[f.as_str()]) {
+                let _ = parsed.matches("é", &r);
+            }
+        }
+        assert!(Filters::parse(&[r#"labels."é"==ü"#])
+            .expect("parse")
+            .matches("n", &r));
+    }
+
+    #[test]
     fn bad_filters_are_invalid_argument() {
         for f in ["==x", "name==", "name~=(", "labels.\"x", "a b"] {
             assert!(
