@@ -270,10 +270,52 @@ impl Containerd {
     }
 }
 
+impl Containerd {
+    /// Force-deletes every task left running (a test that failed midway),
+    /// so their shims exit and their rootfs mounts go.
+    fn delete_leftover_tasks(&self) {
+        let Ok(nss) = self.ctr("default", &["namespaces", "ls", "-q"]) else {
+            return;
+        };
+        for ns in nss.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let Ok(tasks) = self.ctr(ns, &["tasks", "ls", "-q"]) else {
+                continue;
+            };
+            for t in tasks.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                let _ = self.ctr_raw(ns, &["tasks", "delete", "--force", t]);
+            }
+        }
+    }
+}
+
+/// PIDs of processes whose command line mentions `dir` (shims started by
+/// our containerd carry its socket path), other than ourselves.
+fn processes_mentioning(dir: &Path) -> Vec<i32> {
+    let needle = dir.to_string_lossy().into_owned();
+    let me = std::process::id() as i32;
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
 impl Drop for Containerd {
     fn drop(&mut self) {
+        self.delete_leftover_tasks();
         if let Some(mut c) = self.child.take() {
             stop_child(&mut c, Duration::from_secs(10));
+        }
+        for pid in processes_mentioning(self.dir.path()) {
+            // SAFETY: kill(2) on a specific pid we found to be one of our
+            // containerd's shims.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         unmount_under(self.dir.path());
     }

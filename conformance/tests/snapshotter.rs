@@ -8,9 +8,11 @@ use conformance::image::{busybox_layer, write_oci_archive, Layer};
 
 const NS: &str = "berth-test";
 
+// Fields drop in declaration order: containerd (and its shims) before the
+// snapshotter whose layers they mount.
 struct Setup {
-    snap: SnapshotterProcess,
     ctd: Containerd,
+    snap: SnapshotterProcess,
     work: tempfile::TempDir,
 }
 
@@ -335,4 +337,47 @@ fn containerd_runs_a_user_namespaced_container_on_idmapped_layers() {
         .unwrap_or(0);
     assert_eq!(views, 0, "idmapped views released");
     teardown_and_check_leaks(s);
+}
+
+/// A test that dies with a container still running must not leak it: the
+/// fixture force-deletes tasks, stops containerd, kills its shims by PID
+/// and unmounts what is left.
+#[test]
+fn fixture_cleans_up_a_container_left_running() {
+    let s = setup();
+    let image = "docker.io/berth/left:latest";
+    s.import(image, &[busybox_layer().expect("busybox layer")]);
+    s.ctd
+        .ctr(
+            NS,
+            &[
+                "run",
+                "--snapshotter",
+                "berth",
+                "-d",
+                image,
+                "left",
+                "/bin/sleep",
+                "1000",
+            ],
+        )
+        .unwrap_or_else(|e| panic!("run -d: {e}\ncontainerd log:\n{}", s.ctd.log()));
+    let tasks = s.ctd.ctr(NS, &["tasks", "ls"]).expect("tasks ls");
+    assert!(tasks.contains("RUNNING"), "{tasks}");
+    let dir = s.ctd.dir.path().to_path_buf();
+    teardown_and_check_leaks(s);
+    let left: Vec<_> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&*dir.to_string_lossy()))
+                .unwrap_or(false)
+        })
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "processes of the test's containerd left: {left:?}"
+    );
 }
