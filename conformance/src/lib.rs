@@ -7,7 +7,9 @@
 
 pub mod bundle;
 pub mod case;
+pub mod containerd;
 pub mod docker;
+pub mod image;
 pub mod leak;
 pub mod rootfs;
 pub mod runtime;

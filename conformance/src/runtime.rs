@@ -14,13 +14,9 @@ use std::time::{Duration, Instant};
 /// Generous: the machine is shared with compilers.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The runtime binary: $BERTH, or the workspace's release build.
+/// The runtime binary: $BERTH, or the workspace's newest build.
 pub fn runtime_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("BERTH") {
-        return PathBuf::from(p);
-    }
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    ws.join("target/release/berth")
+    crate::util::workspace_binary("berth", "BERTH")
 }
 
 /// What one invocation did.

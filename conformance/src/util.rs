@@ -78,3 +78,19 @@ pub fn kill_pid(pid: i32, sig: i32) {
         libc::kill(pid, sig);
     }
 }
+
+/// A workspace binary: `$<env>` if set, else the newer of the release and debug builds
+/// (the workspace builds for an explicit target, see .cargo/config.toml).
+pub fn workspace_binary(name: &str, env: &str) -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os(env) {
+        return std::path::PathBuf::from(p);
+    }
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/x86_64-unknown-linux-gnu");
+    ["release", "debug"]
+        .iter()
+        .map(|profile| target.join(profile).join(name))
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| target.join("release").join(name))
+}

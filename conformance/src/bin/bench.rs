@@ -4,7 +4,7 @@
 //! Scenarios on a busybox bundle running /bin/true: `run`; create + start +
 //! wait + delete; `list` with no containers; `--version`; and the peak RSS of
 //! `create` (ru_maxrss from wait4). N iterations: `BENCH_N` (default 100).
-//! Binaries: `BERTH` (default target/release/berth), `RUNC`, `CRUN` (default
+//! Binaries: `BERTH` (default: the workspace's newest build), `RUNC`, `CRUN` (default
 //! from PATH). A runtime that is missing or fails is reported and skipped.
 
 use conformance::Bundle;
@@ -122,9 +122,8 @@ fn main() {
     bundle.set_args(&["/bin/true"]);
     bundle.write();
 
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let candidates: [(&'static str, Option<PathBuf>); 3] = [
-        ("berth", Some(std::env::var_os("BERTH").map(PathBuf::from).unwrap_or_else(|| ws.join("target/release/berth")))),
+        ("berth", Some(conformance::util::workspace_binary("berth", "BERTH"))),
         ("runc", std::env::var_os("RUNC").map(PathBuf::from).or_else(|| which("runc"))),
         ("crun", std::env::var_os("CRUN").map(PathBuf::from).or_else(|| which("crun"))),
     ];
