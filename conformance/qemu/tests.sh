@@ -1,0 +1,210 @@
+# Guest tests of berth on pure cgroup v2; sourced by /init (busybox sh).
+#
+# Every test prints exactly one line:
+#     BERTH-RESULT <name> PASS|FAIL <detail>
+# and the host's tests/cgroup_v2.rs asserts one #[test] per name.
+#
+# The bundles under /bundles/<name> are written by the host
+# (conformance/src/qemu.rs, fn guest_bundles) from `berth spec`; each uses
+# the shared read-only busybox root /rootfs and linux.cgroupsPath
+# /berth-test/<name>. What each container runs is repeated above the test
+# that uses it, with the limits the test expects.
+
+STATE=/run/berth-state
+PARENT=/sys/fs/cgroup/berth-test
+
+# Bounded, so a hung berth costs one test, not the whole guest run.
+berth() { timeout 60 /bin/berth --root "$STATE" "$@"; }
+
+# create + start NAME, the container's stdio and berth's errors going to
+# /tmp/NAME.log: a command substitution would wait for the container too,
+# since its init inherits the pipe.
+create_start() {
+	berth create -b "/bundles/$1" "$1" >"/tmp/$1.log" 2>&1 && berth start "$1" >>"/tmp/$1.log" 2>&1
+}
+
+# verdict NAME PROBLEMS DETAIL: PASS when PROBLEMS is empty.
+verdict() {
+	if [ -z "$2" ]; then s=PASS; else s=FAIL; fi
+	echo "BERTH-RESULT $1 $s $(echo "$2 $3" | tr '\n\r' '  ')"
+}
+
+# The init pid from `berth state` (JSON on one or many lines).
+state_pid() { berth state "$1" | tr -d ' \n' | sed -n 's/.*"pid":\([0-9]*\).*/\1/p'; }
+state_status() { berth state "$1" | tr -d ' \n' | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p'; }
+
+# Polls (bounded, no timing asserted) until the container's status is $2.
+wait_status() {
+	i=0
+	while [ "$(state_status "$1")" != "$2" ] && [ $i -lt 200 ]; do
+		sleep 0.05
+		i=$((i + 1))
+	done
+	[ "$(state_status "$1")" = "$2" ]
+}
+
+# Polls until the cgroup $1 holds exactly $2 processes.
+wait_procs() {
+	i=0
+	while [ "$(wc -l <"$1/cgroup.procs")" != "$2" ] && [ $i -lt 200 ]; do
+		sleep 0.05
+		i=$((i + 1))
+	done
+	[ "$(wc -l <"$1/cgroup.procs")" = "$2" ]
+}
+
+# basic: sh -c 'cat /proc/self/cgroup; echo hello-v2; exit 7' with a cgroup namespace.
+test_run_exit_code_output_and_cgroupns_root() {
+	out=$(berth run -b /bundles/basic basic 2>&1)
+	rc=$?
+	p=""
+	[ "$rc" = 7 ] || p="$p exit=$rc(want-7)"
+	echo "$out" | grep -qx 'hello-v2' || p="$p no-output"
+	echo "$out" | grep -qx '0::/' || p="$p cgroup-not-0::/"
+	[ -e "$PARENT/basic" ] && p="$p cgroup-left"
+	verdict run_exit_code_output_and_cgroupns_root "$p" "rc=$rc out=[$out]"
+}
+
+# placed: sleep 1000.
+test_cgroups_path_placement_at_clone_and_delete() {
+	p=""
+	berth create -b /bundles/placed placed >/tmp/placed.log 2>&1 || p="$p create-failed"
+	pid=$(state_pid placed)
+	# Before start: the init is still berth's, so its cgroup was set at clone.
+	created_cg=$(cat /proc/"$pid"/cgroup 2>&1)
+	[ "$created_cg" = "0::/berth-test/placed" ] || p="$p cgroup-at-create=[$created_cg]"
+	grep -qx "$pid" "$PARENT/placed/cgroup.procs" || p="$p pid-not-in-cgroup.procs"
+	berth start placed >>/tmp/placed.log 2>&1 || p="$p start-failed"
+	started_cg=$(cat /proc/"$pid"/cgroup 2>&1)
+	[ "$started_cg" = "0::/berth-test/placed" ] || p="$p cgroup-after-start=[$started_cg]"
+	berth kill placed KILL || p="$p kill-failed"
+	wait_status placed stopped || p="$p not-stopped"
+	berth delete placed || p="$p delete-failed"
+	[ -e "$PARENT/placed" ] && p="$p cgroup-left-after-delete"
+	verdict cgroups_path_placement_at_clone_and_delete "$p" "pid=$pid log=[$(cat /tmp/placed.log)]"
+}
+
+# limits: sleep 1000; memory.limit 64 MiB, cpu shares 1024 quota 50000
+# period 100000, pids.limit 20.
+test_resources_written_to_v2_files() {
+	p=""
+	d="$PARENT/limits"
+	create_start limits || p="$p create-start-failed"
+	got="memory.max=$(cat $d/memory.max) cpu.max=$(cat $d/cpu.max) cpu.weight=$(cat $d/cpu.weight) pids.max=$(cat $d/pids.max)"
+	want="memory.max=67108864 cpu.max=50000 100000 cpu.weight=39 pids.max=20"
+	[ "$got" = "$want" ] || p="$p got=[$got] want=[$want]"
+	berth kill limits KILL
+	wait_status limits stopped || p="$p not-stopped"
+	berth delete limits || p="$p delete-failed"
+	[ -e "$d" ] && p="$p cgroup-left"
+	verdict resources_written_to_v2_files "$p" "$got log=[$(cat /tmp/limits.log)]"
+}
+
+# devdeny: default deny-all (+ runc's default allows, added by berth), CAP_MKNOD:
+#   echo x >/dev/null && echo null-ok
+#   mknod /dev/sda b 8 0 && echo mknod-ok
+#   head -c1 /dev/sda; echo read-rc=$?
+#   mknod /dev/kmsg c 1 11 && echo x >/dev/kmsg; echo kmsg-rc=$?
+test_ebpf_device_filter_denies_unlisted_devices() {
+	out=$(berth run -b /bundles/devdeny devdeny 2>&1)
+	rc=$?
+	p=""
+	echo "$out" | grep -qx 'null-ok' || p="$p dev-null-unusable"
+	echo "$out" | grep -qx 'mknod-ok' || p="$p mknod-denied"
+	echo "$out" | grep -q '/dev/sda: Operation not permitted' || p="$p sda-read-not-EPERM"
+	echo "$out" | grep -qx 'read-rc=1' || p="$p sda-read-succeeded"
+	echo "$out" | grep -q '/dev/kmsg: Operation not permitted' || p="$p kmsg-write-not-EPERM"
+	verdict ebpf_device_filter_denies_unlisted_devices "$p" "rc=$rc out=[$out]"
+}
+
+# devallow: linux.devices holds /dev/kmsg (c 1:11); echo berth-devallow-ok >/dev/kmsg.
+test_ebpf_device_filter_allows_listed_device() {
+	out=$(berth run -b /bundles/devallow devallow 2>&1)
+	rc=$?
+	p=""
+	[ "$rc" = 0 ] || p="$p exit=$rc"
+	dmesg | grep -q 'berth-devallow-ok' || p="$p message-not-in-kernel-log"
+	verdict ebpf_device_filter_allows_listed_device "$p" "rc=$rc out=[$out]"
+}
+
+# pids: pids.limit 5; sh (1 process) starts `sleep 100 &` 20 times, printing
+# "forked N" after each; the shell gives up at the first failed fork.
+test_pids_max_enforced() {
+	out=$(berth run -b /bundles/pids pids 2>&1)
+	rc=$?
+	n=$(echo "$out" | grep -c '^forked ')
+	p=""
+	# The shell is the 1st of 5 allowed processes: 4 sleeps fit.
+	[ "$n" = 4 ] || p="$p forks=$n(want-4)"
+	echo "$out" | grep -q "can't fork" || p="$p no-fork-failure"
+	verdict pids_max_enforced "$p" "forks=$n rc=$rc out=[$out]"
+}
+
+# oom: memory.limit 16 MiB; `tail /dev/zero` buffers an endless line.
+test_memory_max_oom_kills() {
+	out=$(berth run -b /bundles/oom oom 2>&1)
+	rc=$?
+	p=""
+	[ "$rc" = 137 ] || p="$p exit=$rc(want-137)"
+	kl=$(dmesg | grep 'oom-kill:' | grep 'oom_memcg=/berth-test/oom' | tail -n1)
+	[ -n "$kl" ] || p="$p no-memcg-oom-kill-in-kernel-log"
+	verdict memory_max_oom_kills "$p" "rc=$rc kernel=[$kl] out=[$out]"
+}
+
+# killall: sh -c 'sleep 1000 & sleep 1000 & wait'.
+test_kill_all_signals_every_process() {
+	p=""
+	d="$PARENT/killall"
+	create_start killall || p="$p create-start-failed"
+	wait_procs "$d" 3 || p="$p not-3-procs=[$(cat $d/cgroup.procs | tr '\n' ,)]"
+	berth kill --all killall KILL || p="$p kill-all-failed"
+	wait_procs "$d" 0 || p="$p survivors=[$(cat $d/cgroup.procs | tr '\n' ,)]"
+	wait_status killall stopped || p="$p not-stopped"
+	berth delete killall || p="$p delete-failed"
+	[ -e "$d" ] && p="$p cgroup-left"
+	verdict kill_all_signals_every_process "$p" "log=[$(cat /tmp/killall.log)]"
+}
+
+# force: sleep 1000.
+test_delete_force_removes_running_container() {
+	p=""
+	create_start force || p="$p create-start-failed"
+	[ "$(state_status force)" = running ] || p="$p not-running"
+	berth delete --force force || p="$p delete-force-failed"
+	[ -e "$PARENT/force" ] && p="$p cgroup-left"
+	[ -e "$STATE/force" ] && p="$p state-dir-left"
+	verdict delete_force_removes_running_container "$p" "log=[$(cat /tmp/force.log)]"
+}
+
+# After everything: nothing left under the parent cgroup or the state root,
+# and no container process alive.
+test_no_leaks() {
+	p=""
+	left=$(find "$PARENT" -mindepth 1 -type d 2>/dev/null | tr '\n' ' ')
+	[ -z "$left" ] || p="$p cgroups=[$left]"
+	states=$(ls -A "$STATE" 2>/dev/null | tr '\n' ' ')
+	[ -z "$states" ] || p="$p state-dirs=[$states]"
+	procs=$(ps -o pid,args | grep -E 'sleep|tail' | grep -v grep | tr '\n' ' ')
+	[ -z "$procs" ] || p="$p processes=[$procs]"
+	rmdir "$PARENT" 2>/dev/null
+	verdict no_leaks "$p" ""
+}
+
+run_all_tests() {
+	# The parent exists before the first container so every test sees the
+	# same layout; berth enables the controllers down to each leaf.
+	mkdir -p "$PARENT" "$STATE"
+	for t in run_exit_code_output_and_cgroupns_root \
+		cgroups_path_placement_at_clone_and_delete \
+		resources_written_to_v2_files \
+		ebpf_device_filter_denies_unlisted_devices \
+		ebpf_device_filter_allows_listed_device \
+		pids_max_enforced \
+		memory_max_oom_kills \
+		kill_all_signals_every_process \
+		delete_force_removes_running_container \
+		no_leaks; do
+		echo "BERTH-START $t uptime=$(cut -d' ' -f1 /proc/uptime)"
+		"test_$t"
+	done
+}
