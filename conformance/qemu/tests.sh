@@ -100,6 +100,41 @@ test_resources_written_to_v2_files() {
 	verdict resources_written_to_v2_files "$p" "$got log=[$(cat /tmp/limits.log)]"
 }
 
+# limits2: sleep 1000; memory limit 64 MiB swap 128 MiB reservation 32 MiB,
+# cpu quota 20000 period 100000 burst 10000 cpus "0" mems "0", pids.limit 20,
+# hugepageLimits 2MB 4 MiB, unified memory.high=50331648 pids.max=7 (unified
+# is written last, so it wins over pids.limit).
+test_more_resources_written_to_v2_files() {
+	p=""
+	d="$PARENT/limits2"
+	create_start limits2 || p="$p create-start-failed"
+	got=""
+	for f in memory.max memory.swap.max memory.low memory.high cpu.max cpu.max.burst \
+		cpuset.cpus cpuset.mems hugetlb.2MB.max pids.max; do
+		got="$got $f=$(cat $d/$f 2>&1)"
+	done
+	want=" memory.max=67108864 memory.swap.max=67108864 memory.low=33554432 memory.high=50331648"
+	want="$want cpu.max=20000 100000 cpu.max.burst=10000 cpuset.cpus=0 cpuset.mems=0"
+	want="$want hugetlb.2MB.max=4194304 pids.max=7"
+	[ "$got" = "$want" ] || p="$p got=[$got] want=[$want]"
+	berth delete --force limits2 || p="$p delete-failed"
+	[ -e "$d" ] && p="$p cgroup-left"
+	verdict more_resources_written_to_v2_files "$p" "$got log=[$(cat /tmp/limits2.log)]"
+}
+
+# cgmount: pids.limit 9; prints its /sys/fs/cgroup/pids.max, how many
+# "berth-test" entries it sees there, whether the mount is a read-only cgroup2.
+test_cgroup_mount_shows_own_cgroup() {
+	out=$(berth run -b /bundles/cgmount cgmount 2>&1)
+	rc=$?
+	p=""
+	[ "$rc" = 0 ] || p="$p exit=$rc"
+	echo "$out" | grep -qx 'pids.max=9' || p="$p not-own-pids.max"
+	echo "$out" | grep -qx 'parent-visible=0' || p="$p host-hierarchy-visible"
+	echo "$out" | grep -qx 'cgroup2-ro=1' || p="$p not-a-ro-cgroup2-mount"
+	verdict cgroup_mount_shows_own_cgroup "$p" "rc=$rc out=[$out]"
+}
+
 # devdeny: default deny-all (+ runc's default allows, added by berth), CAP_MKNOD:
 #   echo x >/dev/null && echo null-ok
 #   mknod /dev/sda b 8 0 && echo mknod-ok
@@ -176,6 +211,32 @@ test_delete_force_removes_running_container() {
 	verdict delete_force_removes_running_container "$p" "log=[$(cat /tmp/force.log)]"
 }
 
+# nested: makes /sys/fs/cgroup/sub (rw cgroup mount), moves a `sleep` into
+# it and execs another sleep.
+test_delete_force_removes_nested_cgroups() {
+	p=""
+	d="$PARENT/nested"
+	create_start nested || p="$p create-start-failed"
+	wait_procs "$d/sub" 1 || p="$p sub-cgroup-not-populated"
+	berth delete --force nested || p="$p delete-force-failed"
+	[ -e "$d" ] && p="$p cgroup-left=[$(find $d | tr '\n' ' ')]"
+	[ -e "$STATE/nested" ] && p="$p state-dir-left"
+	verdict delete_force_removes_nested_cgroups "$p" "log=[$(cat /tmp/nested.log)]"
+}
+
+# defaultpath: sleep 1000, no linux.cgroupsPath: the cgroup is berth's own
+# (the root here) + the id.
+test_default_cgroup_path_is_own_cgroup_plus_id() {
+	p=""
+	create_start defaultpath || p="$p create-start-failed"
+	pid=$(state_pid defaultpath)
+	cg=$(cat /proc/"$pid"/cgroup 2>&1)
+	[ "$cg" = "0::/defaultpath" ] || p="$p cgroup=[$cg]"
+	berth delete --force defaultpath || p="$p delete-failed"
+	[ -e /sys/fs/cgroup/defaultpath ] && p="$p cgroup-left"
+	verdict default_cgroup_path_is_own_cgroup_plus_id "$p" "log=[$(cat /tmp/defaultpath.log)]"
+}
+
 # After everything: nothing left under the parent cgroup or the state root,
 # and no container process alive.
 test_no_leaks() {
@@ -197,12 +258,16 @@ run_all_tests() {
 	for t in run_exit_code_output_and_cgroupns_root \
 		cgroups_path_placement_at_clone_and_delete \
 		resources_written_to_v2_files \
+		more_resources_written_to_v2_files \
+		cgroup_mount_shows_own_cgroup \
 		ebpf_device_filter_denies_unlisted_devices \
 		ebpf_device_filter_allows_listed_device \
 		pids_max_enforced \
 		memory_max_oom_kills \
 		kill_all_signals_every_process \
 		delete_force_removes_running_container \
+		delete_force_removes_nested_cgroups \
+		default_cgroup_path_is_own_cgroup_plus_id \
 		no_leaks; do
 		echo "BERTH-START $t uptime=$(cut -d' ' -f1 /proc/uptime)"
 		"test_$t"

@@ -276,8 +276,47 @@ pub fn guest_bundles(base: &Value) -> Result<Vec<(&'static str, Value)>> {
     add("oom", json!(["tail", "/dev/zero"]), &|c| {
         c["linux"]["resources"]["memory"] = json!({"limit": 16 * 1024 * 1024});
     })?;
+    add("limits2", json!(["sleep", "1000"]), &|c| {
+        let r = &mut c["linux"]["resources"];
+        r["memory"] = json!({"limit": 64 * 1024 * 1024, "swap": 128 * 1024 * 1024, "reservation": 32 * 1024 * 1024});
+        r["cpu"] = json!({"quota": 20000, "period": 100000, "burst": 10000, "cpus": "0", "mems": "0"});
+        r["pids"] = json!({"limit": 20});
+        r["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 4 * 1024 * 1024}]);
+        r["unified"] = json!({"memory.high": "50331648", "pids.max": "7"});
+    })?;
+    add(
+        "cgmount",
+        sh("echo pids.max=$(cat /sys/fs/cgroup/pids.max)
+            echo parent-visible=$(ls /sys/fs/cgroup | grep -c berth-test)
+            echo cgroup2-ro=$(grep -c '^[^ ]* /sys/fs/cgroup cgroup2 ro,' /proc/self/mounts)"),
+        &|c| c["linux"]["resources"]["pids"] = json!({"limit": 9}),
+    )?;
     add("killall", sh("sleep 1000 & sleep 1000 & wait"), &none)?;
+    // A container that makes its own sub-cgroup, as systemd or a nested
+    // runtime would.
+    add(
+        "nested",
+        sh("mkdir /sys/fs/cgroup/sub
+            sh -c 'echo $$ >/sys/fs/cgroup/sub/cgroup.procs && exec sleep 1000' &
+            exec sleep 1000"),
+        &|c| {
+            if let Some(mounts) = c["mounts"].as_array_mut() {
+                for m in mounts.iter_mut().filter(|m| m["type"] == "cgroup") {
+                    if let Some(opts) = m["options"].as_array_mut() {
+                        // berth keeps cgroup mounts read-only unless told "rw".
+                        opts.retain(|o| o != "ro");
+                        opts.push(json!("rw"));
+                    }
+                }
+            }
+        },
+    )?;
     add("force", json!(["sleep", "1000"]), &none)?;
+    add("defaultpath", json!(["sleep", "1000"]), &|c| {
+        if let Some(l) = c["linux"].as_object_mut() {
+            l.remove("cgroupsPath");
+        }
+    })?;
     Ok(out)
 }
 

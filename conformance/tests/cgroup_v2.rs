@@ -99,3 +99,23 @@ fn delete_force_removes_running_container() {
 fn no_leaks() {
     assert_guest_pass("no_leaks");
 }
+
+#[test]
+fn more_resources_written_to_v2_files() {
+    assert_guest_pass("more_resources_written_to_v2_files");
+}
+
+#[test]
+fn cgroup_mount_shows_own_cgroup() {
+    assert_guest_pass("cgroup_mount_shows_own_cgroup");
+}
+
+#[test]
+fn delete_force_removes_nested_cgroups() {
+    assert_guest_pass("delete_force_removes_nested_cgroups");
+}
+
+#[test]
+fn default_cgroup_path_is_own_cgroup_plus_id() {
+    assert_guest_pass("default_cgroup_path_is_own_cgroup_plus_id");
+}
