@@ -162,6 +162,21 @@ test_ebpf_device_filter_allows_listed_device() {
 	verdict ebpf_device_filter_allows_listed_device "$p" "rc=$rc out=[$out]"
 }
 
+# devorder: devices [allow a *:* rwm, deny c *:11 w] (+ runc's defaults), CAP_MKNOD:
+#   mknod /dev/sda b 8 0; head -c1 /dev/sda; echo sda-rc=$?
+#   mknod /dev/kmsg c 1 11 && echo x >/dev/kmsg; echo kmsg-rc=$?
+#   echo x >/dev/null && echo null-ok
+test_ebpf_device_filter_last_matching_rule_wins() {
+	out=$(berth run -b /bundles/devorder devorder 2>&1)
+	rc=$?
+	p=""
+	# Allowed by the filter, the open reaches the block layer: no such disk.
+	echo "$out" | grep -q '/dev/sda: No such device or address' || p="$p sda-not-ENXIO"
+	echo "$out" | grep -q '/dev/kmsg: Operation not permitted' || p="$p kmsg-write-not-EPERM"
+	echo "$out" | grep -qx 'null-ok' || p="$p dev-null-unusable"
+	verdict ebpf_device_filter_last_matching_rule_wins "$p" "rc=$rc out=[$out]"
+}
+
 # pids: pids.limit 5; sh (1 process) starts `sleep 100 &` 20 times, printing
 # "forked N" after each; the shell gives up at the first failed fork.
 test_pids_max_enforced() {
@@ -224,6 +239,49 @@ test_delete_force_removes_nested_cgroups() {
 	verdict delete_force_removes_nested_cgroups "$p" "log=[$(cat /tmp/nested.log)]"
 }
 
+# nopidns: no pid namespace; sh -c 'sleep 1000 >/dev/null 2>&1 & echo started'.
+# The init's death does not take the sleep with it: run must kill it to
+# remove the cgroup.
+test_run_without_pid_namespace_kills_leftovers() {
+	berth run -b /bundles/nopidns nopidns >/tmp/nopidns.log 2>&1
+	rc=$?
+	p=""
+	[ "$rc" = 0 ] || p="$p exit=$rc"
+	grep -qx started /tmp/nopidns.log || p="$p no-output"
+	[ -e "$PARENT/nopidns" ] && p="$p cgroup-left=[$(cat $PARENT/nopidns/cgroup.procs | tr '\n' ,)]"
+	left=$(ps -o pid,args | grep 'sleep 1000' | grep -v grep)
+	[ -n "$left" ] && p="$p leftover=[$left]"
+	# Whatever happened, leave nothing for the next tests.
+	berth delete --force nopidns >/dev/null 2>&1
+	echo "$left" | while read -r pid _; do [ -n "$pid" ] && kill -9 "$pid"; done
+	verdict run_without_pid_namespace_kills_leftovers "$p" "rc=$rc log=[$(cat /tmp/nopidns.log)]"
+}
+
+# busychild: true, cgroupsPath /berth-test/busy/child with a memory limit;
+# occupied: true, cgroupsPath /berth-test/busy. The guest keeps a sleep in
+# /berth-test/busy, so the kernel will not delegate controllers below it
+# (no internal processes) and berth must not reuse it.
+test_refusals_leave_the_host_unchanged() {
+	p=""
+	busy="$PARENT/busy"
+	mkdir "$busy"
+	sleep 1000 &
+	sleeper=$!
+	echo "$sleeper" >"$busy/cgroup.procs"
+	berth run -b /bundles/busychild busychild >/tmp/busychild.log 2>&1 && p="$p busychild-ran"
+	grep -q 'controller is not enabled' /tmp/busychild.log || p="$p unclear-error"
+	[ -e "$busy/child" ] && p="$p child-cgroup-left"
+	[ -e "$STATE/busychild" ] && p="$p busychild-state-left"
+	berth run -b /bundles/occupied occupied >/tmp/occupied.log 2>&1 && p="$p occupied-ran"
+	grep -q 'not empty' /tmp/occupied.log || p="$p occupied-error-unclear"
+	grep -qx "$sleeper" "$busy/cgroup.procs" || p="$p sleeper-moved"
+	[ -e "$STATE/occupied" ] && p="$p occupied-state-left"
+	kill -9 "$sleeper"
+	wait "$sleeper" 2>/dev/null
+	rmdir "$busy" || p="$p busy-not-removable"
+	verdict refusals_leave_the_host_unchanged "$p" "busychild=[$(cat /tmp/busychild.log)] occupied=[$(cat /tmp/occupied.log)]"
+}
+
 # defaultpath: sleep 1000, no linux.cgroupsPath: the cgroup is berth's own
 # (the root here) + the id.
 test_default_cgroup_path_is_own_cgroup_plus_id() {
@@ -262,12 +320,15 @@ run_all_tests() {
 		cgroup_mount_shows_own_cgroup \
 		ebpf_device_filter_denies_unlisted_devices \
 		ebpf_device_filter_allows_listed_device \
+		ebpf_device_filter_last_matching_rule_wins \
 		pids_max_enforced \
 		memory_max_oom_kills \
 		kill_all_signals_every_process \
 		delete_force_removes_running_container \
 		delete_force_removes_nested_cgroups \
 		default_cgroup_path_is_own_cgroup_plus_id \
+		run_without_pid_namespace_kills_leftovers \
+		refusals_leave_the_host_unchanged \
 		no_leaks; do
 		echo "BERTH-START $t uptime=$(cut -d' ' -f1 /proc/uptime)"
 		"test_$t"

@@ -110,6 +110,12 @@ impl GuestConfig {
             Some(k) => PathBuf::from(k),
             None => newest_kernel(Path::new("/boot"))?,
         };
+        if !kernel.is_file() {
+            return err(format!(
+                "kernel {}: no such file: install Debian's linux-image-amd64 (`make deps`)",
+                kernel.display()
+            ));
+        }
         let qemu = find_in_path(QEMU).ok_or_else(|| {
             QemuError(format!("{QEMU} not found in PATH: install Debian's qemu-system-x86 (`make deps`)"))
         })?;
@@ -270,6 +276,19 @@ pub fn guest_bundles(base: &Value) -> Result<Vec<(&'static str, Value)>> {
         c["linux"]["devices"] =
             json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o600, "uid": 0, "gid": 0}]);
     })?;
+    // Allow everything, then deny writes to any char device of minor 11
+    // (a wildcard major); runc's default allows come after both.
+    add(
+        "devorder",
+        sh("mknod /dev/sda b 8 0; head -c1 /dev/sda; echo sda-rc=$?
+            mknod /dev/kmsg c 1 11 && echo x >/dev/kmsg; echo kmsg-rc=$?
+            echo x >/dev/null && echo null-ok"),
+        &|c| {
+            add_cap(c, "CAP_MKNOD");
+            c["linux"]["resources"]["devices"] =
+                json!([{"allow": true, "access": "rwm"}, {"allow": false, "type": "c", "minor": 11, "access": "w"}]);
+        },
+    )?;
     add("pids", sh("n=0; while [ $n -lt 20 ]; do sleep 100 & n=$((n + 1)); echo forked $n; done"), &|c| {
         c["linux"]["resources"]["pids"] = json!({"limit": 5});
     })?;
@@ -312,6 +331,16 @@ pub fn guest_bundles(base: &Value) -> Result<Vec<(&'static str, Value)>> {
         },
     )?;
     add("force", json!(["sleep", "1000"]), &none)?;
+    add("nopidns", sh("sleep 1000 >/dev/null 2>&1 & echo started"), &|c| {
+        if let Some(ns) = c["linux"]["namespaces"].as_array_mut() {
+            ns.retain(|n| n["type"] != "pid");
+        }
+    })?;
+    add("busychild", json!(["true"]), &|c| {
+        c["linux"]["cgroupsPath"] = json!("/berth-test/busy/child");
+        c["linux"]["resources"]["memory"] = json!({"limit": 32 * 1024 * 1024});
+    })?;
+    add("occupied", json!(["true"]), &|c| c["linux"]["cgroupsPath"] = json!("/berth-test/busy"))?;
     add("defaultpath", json!(["sleep", "1000"]), &|c| {
         if let Some(l) = c["linux"].as_object_mut() {
             l.remove("cgroupsPath");

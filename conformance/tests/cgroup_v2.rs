@@ -119,3 +119,18 @@ fn delete_force_removes_nested_cgroups() {
 fn default_cgroup_path_is_own_cgroup_plus_id() {
     assert_guest_pass("default_cgroup_path_is_own_cgroup_plus_id");
 }
+
+#[test]
+fn ebpf_device_filter_last_matching_rule_wins() {
+    assert_guest_pass("ebpf_device_filter_last_matching_rule_wins");
+}
+
+#[test]
+fn run_without_pid_namespace_kills_leftovers() {
+    assert_guest_pass("run_without_pid_namespace_kills_leftovers");
+}
+
+#[test]
+fn refusals_leave_the_host_unchanged() {
+    assert_guest_pass("refusals_leave_the_host_unchanged");
+}
