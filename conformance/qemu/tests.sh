@@ -177,6 +177,22 @@ test_ebpf_device_filter_last_matching_rule_wins() {
 	verdict ebpf_device_filter_last_matching_rule_wins "$p" "rc=$rc out=[$out]"
 }
 
+# devblock: deny-all + "b 8:0 r" (+ runc's defaults), CAP_MKNOD:
+#   mknod /dev/sda b 8 0; mknod /dev/sdb b 8 16
+#   head -c1 /dev/sda; echo sda-read-rc=$?
+#   echo x >/dev/sda; echo sda-write-rc=$?
+#   head -c1 /dev/sdb; echo sdb-read-rc=$?
+test_ebpf_device_filter_matches_type_numbers_and_access() {
+	out=$(berth run -b /bundles/devblock devblock 2>&1)
+	rc=$?
+	p=""
+	# Allowed: the open reaches the block layer, which has no such disk.
+	echo "$out" | grep -q 'head: /dev/sda: No such device or address' || p="$p sda-read-not-ENXIO"
+	echo "$out" | grep -q "can't create /dev/sda: Operation not permitted" || p="$p sda-write-not-EPERM"
+	echo "$out" | grep -q 'head: /dev/sdb: Operation not permitted' || p="$p sdb-read-not-EPERM"
+	verdict ebpf_device_filter_matches_type_numbers_and_access "$p" "rc=$rc out=[$out]"
+}
+
 # pids: pids.limit 5; sh (1 process) starts `sleep 100 &` 20 times, printing
 # "forked N" after each; the shell gives up at the first failed fork.
 test_pids_max_enforced() {
@@ -321,6 +337,7 @@ run_all_tests() {
 		ebpf_device_filter_denies_unlisted_devices \
 		ebpf_device_filter_allows_listed_device \
 		ebpf_device_filter_last_matching_rule_wins \
+		ebpf_device_filter_matches_type_numbers_and_access \
 		pids_max_enforced \
 		memory_max_oom_kills \
 		kill_all_signals_every_process \

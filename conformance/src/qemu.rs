@@ -289,6 +289,21 @@ pub fn guest_bundles(base: &Value) -> Result<Vec<(&'static str, Value)>> {
                 json!([{"allow": true, "access": "rwm"}, {"allow": false, "type": "c", "minor": 11, "access": "w"}]);
         },
     )?;
+    // One block device, read only: the rule's type, numbers and access bit
+    // must all match.
+    add(
+        "devblock",
+        sh("mknod /dev/sda b 8 0; mknod /dev/sdb b 8 16
+            head -c1 /dev/sda; echo sda-read-rc=$?
+            echo x >/dev/sda; echo sda-write-rc=$?
+            head -c1 /dev/sdb; echo sdb-read-rc=$?"),
+        &|c| {
+            add_cap(c, "CAP_MKNOD");
+            if let Some(list) = c["linux"]["resources"]["devices"].as_array_mut() {
+                list.push(json!({"allow": true, "type": "b", "major": 8, "minor": 0, "access": "r"}));
+            }
+        },
+    )?;
     add("pids", sh("n=0; while [ $n -lt 20 ]; do sleep 100 & n=$((n + 1)); echo forked $n; done"), &|c| {
         c["linux"]["resources"]["pids"] = json!({"limit": 5});
     })?;

@@ -134,3 +134,8 @@ fn run_without_pid_namespace_kills_leftovers() {
 fn refusals_leave_the_host_unchanged() {
     assert_guest_pass("refusals_leave_the_host_unchanged");
 }
+
+#[test]
+fn ebpf_device_filter_matches_type_numbers_and_access() {
+    assert_guest_pass("ebpf_device_filter_matches_type_numbers_and_access");
+}
