@@ -101,7 +101,7 @@ test_resources_written_to_v2_files() {
 }
 
 # limits2: sleep 1000; memory limit 64 MiB swap 128 MiB reservation 32 MiB,
-# cpu quota 20000 period 100000 burst 10000 cpus "0" mems "0", pids.limit 20,
+# cpu quota 20000 period 100000 burst 10000 idle 1 cpus "0" mems "0", pids.limit 20,
 # hugepageLimits 2MB 4 MiB, unified memory.high=50331648 pids.max=7 (unified
 # is written last, so it wins over pids.limit).
 test_more_resources_written_to_v2_files() {
@@ -109,17 +109,57 @@ test_more_resources_written_to_v2_files() {
 	d="$PARENT/limits2"
 	create_start limits2 || p="$p create-start-failed"
 	got=""
-	for f in memory.max memory.swap.max memory.low memory.high cpu.max cpu.max.burst \
+	for f in memory.max memory.swap.max memory.low memory.high cpu.max cpu.max.burst cpu.idle \
 		cpuset.cpus cpuset.mems hugetlb.2MB.max pids.max; do
 		got="$got $f=$(cat $d/$f 2>&1)"
 	done
 	want=" memory.max=67108864 memory.swap.max=67108864 memory.low=33554432 memory.high=50331648"
-	want="$want cpu.max=20000 100000 cpu.max.burst=10000 cpuset.cpus=0 cpuset.mems=0"
+	want="$want cpu.max=20000 100000 cpu.max.burst=10000 cpu.idle=1 cpuset.cpus=0 cpuset.mems=0"
 	want="$want hugetlb.2MB.max=4194304 pids.max=7"
 	[ "$got" = "$want" ] || p="$p got=[$got] want=[$want]"
 	berth delete --force limits2 || p="$p delete-failed"
 	[ -e "$d" ] && p="$p cgroup-left"
 	verdict more_resources_written_to_v2_files "$p" "$got log=[$(cat /tmp/limits2.log)]"
+}
+
+# edges: sleep 1000; memory limit -1 swap -1, cpu shares 262144 (the top of
+# the v1 scale) quota -1 period 100000, pids.limit -1, blockIO weight 500.
+test_resource_edge_values_on_v2() {
+	p=""
+	d="$PARENT/edges"
+	create_start edges || p="$p create-start-failed"
+	got=""
+	for f in memory.max memory.swap.max cpu.weight cpu.max pids.max io.weight; do
+		got="$got $f=$(cat $d/$f 2>&1 | tr '\n' ' ' | sed 's/ $//')"
+	done
+	want=" memory.max=max memory.swap.max=max cpu.weight=10000 cpu.max=max 100000"
+	want="$want pids.max=max io.weight=default 4950"
+	[ "$got" = "$want" ] || p="$p got=[$got] want=[$want]"
+	berth delete --force edges || p="$p delete-failed"
+	[ -e "$d" ] && p="$p cgroup-left"
+	verdict resource_edge_values_on_v2 "$p" "$got log=[$(cat /tmp/edges.log)]"
+}
+
+# shared1, shared2: sleep 1000 in /berth-shared/shared1 and .../shared2;
+# nobody made /berth-shared before, so shared1's create makes it. Deleting
+# shared1 must leave it to shared2. Like runc, berth then leaves it behind
+# when shared2 goes (only its creator removes a parent); the detail says
+# whether it was, and the test removes it for the leak check.
+test_parent_cgroup_outlives_first_delete() {
+	p=""
+	top=/sys/fs/cgroup/berth-shared
+	create_start shared1 || p="$p create-start-1-failed"
+	create_start shared2 || p="$p create-start-2-failed"
+	berth delete --force shared1 || p="$p delete-1-failed"
+	[ -d "$top/shared2" ] || p="$p parent-removed-under-shared2"
+	[ "$(state_status shared2)" = running ] || p="$p shared2-not-running"
+	berth delete --force shared2 || p="$p delete-2-failed"
+	left=$(find "$top" -mindepth 1 -type d 2>/dev/null | tr '\n' ' ')
+	[ -z "$left" ] || p="$p children-left=[$left]"
+	parent=removed
+	[ -e "$top" ] && parent=left-behind
+	rmdir "$top" 2>/dev/null
+	verdict parent_cgroup_outlives_first_delete "$p" "parent=$parent log=[$(cat /tmp/shared1.log /tmp/shared2.log)]"
 }
 
 # cgmount: pids.limit 9; prints its /sys/fs/cgroup/pids.max, how many
@@ -333,6 +373,8 @@ run_all_tests() {
 		cgroups_path_placement_at_clone_and_delete \
 		resources_written_to_v2_files \
 		more_resources_written_to_v2_files \
+		resource_edge_values_on_v2 \
+		parent_cgroup_outlives_first_delete \
 		cgroup_mount_shows_own_cgroup \
 		ebpf_device_filter_denies_unlisted_devices \
 		ebpf_device_filter_allows_listed_device \

@@ -313,11 +313,27 @@ pub fn guest_bundles(base: &Value) -> Result<Vec<(&'static str, Value)>> {
     add("limits2", json!(["sleep", "1000"]), &|c| {
         let r = &mut c["linux"]["resources"];
         r["memory"] = json!({"limit": 64 * 1024 * 1024, "swap": 128 * 1024 * 1024, "reservation": 32 * 1024 * 1024});
-        r["cpu"] = json!({"quota": 20000, "period": 100000, "burst": 10000, "cpus": "0", "mems": "0"});
+        r["cpu"] = json!({"quota": 20000, "period": 100000, "burst": 10000, "idle": 1, "cpus": "0", "mems": "0"});
         r["pids"] = json!({"limit": 20});
         r["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 4 * 1024 * 1024}]);
         r["unified"] = json!({"memory.high": "50331648", "pids.max": "7"});
     })?;
+    // The ends of each scale and runc's "no limit" spellings.
+    add("edges", json!(["sleep", "1000"]), &|c| {
+        let r = &mut c["linux"]["resources"];
+        r["memory"] = json!({"limit": -1, "swap": -1});
+        // No cpu.idle here: an idle group's weight reads 0 (the kernel
+        // gives it the idle weight), so it is checked in limits2.
+        r["cpu"] = json!({"shares": 262144, "quota": -1, "period": 100000});
+        r["pids"] = json!({"limit": -1});
+        r["blockIO"] = json!({"weight": 500});
+    })?;
+    // Two containers under a parent berth creates (as "/docker" would be).
+    for name in ["shared1", "shared2"] {
+        add(name, json!(["sleep", "1000"]), &|c| {
+            c["linux"]["cgroupsPath"] = json!(format!("/berth-shared/{}", c["hostname"].as_str().unwrap_or("")));
+        })?;
+    }
     add(
         "cgmount",
         sh("echo pids.max=$(cat /sys/fs/cgroup/pids.max)

@@ -139,3 +139,13 @@ fn refusals_leave_the_host_unchanged() {
 fn ebpf_device_filter_matches_type_numbers_and_access() {
     assert_guest_pass("ebpf_device_filter_matches_type_numbers_and_access");
 }
+
+#[test]
+fn resource_edge_values_on_v2() {
+    assert_guest_pass("resource_edge_values_on_v2");
+}
+
+#[test]
+fn parent_cgroup_outlives_first_delete() {
+    assert_guest_pass("parent_cgroup_outlives_first_delete");
+}
