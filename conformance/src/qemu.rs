@@ -201,7 +201,7 @@ impl Newc {
 
     // Header+name and data are each padded to 4 bytes.
     fn pad(&mut self) {
-        while self.buf.len() % 4 != 0 {
+        while !self.buf.len().is_multiple_of(4) {
             self.buf.push(0);
         }
     }
@@ -478,6 +478,10 @@ pub fn run_guest(cfg: &GuestConfig) -> Result<GuestRun> {
     let work = tempfile::tempdir().map_err(|e| QemuError(format!("tempdir: {e}")))?;
     let initrd = work.path().join("initramfs.cpio");
     let console_path = work.path().join("console.log");
+    // A file, not a pipe: nobody reads qemu's stderr while it runs.
+    let stderr_path = work.path().join("qemu.stderr");
+    let stderr_file =
+        std::fs::File::create(&stderr_path).map_err(|e| QemuError(format!("{}: {e}", stderr_path.display())))?;
     std::fs::write(&initrd, &initramfs).map_err(|e| QemuError(format!("{}: {e}", initrd.display())))?;
 
     let start = Instant::now();
@@ -495,7 +499,7 @@ pub fn run_guest(cfg: &GuestConfig) -> Result<GuestRun> {
         .args(["-append", KERNEL_CMDLINE])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(stderr_file)
         .spawn()
         .map_err(|e| QemuError(format!("{}: {e}", cfg.qemu.display())))?;
     let mut child = QemuChild(child);
@@ -513,13 +517,8 @@ pub fn run_guest(cfg: &GuestConfig) -> Result<GuestRun> {
         }
     };
     let elapsed = start.elapsed();
-    let mut qemu_stderr = String::new();
-    if status.is_some() {
-        if let Some(mut s) = child.0.stderr.take() {
-            let _ = std::io::Read::read_to_string(&mut s, &mut qemu_stderr);
-        }
-    }
     drop(child);
+    let qemu_stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
 
     let raw = std::fs::read(&console_path).unwrap_or_default();
     let console = String::from_utf8_lossy(&raw).replace('\r', "");
