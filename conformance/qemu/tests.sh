@@ -233,6 +233,27 @@ test_ebpf_device_filter_matches_type_numbers_and_access() {
 	verdict ebpf_device_filter_matches_type_numbers_and_access "$p" "rc=$rc out=[$out]"
 }
 
+# outer: sleep 1000 in /berth-test/outer (default device rules).
+# inner: in /berth-test/outer/inner, lists /dev/kmsg in linux.devices:
+#   echo x >/dev/null && echo null-ok; echo x >/dev/kmsg; echo kmsg-rc=$?
+# Both filters are attached with BPF_F_ALLOW_MULTI, so the kernel runs both
+# and the outer one still denies kmsg.
+test_ebpf_device_filter_of_parent_still_applies_to_nested_container() {
+	p=""
+	create_start outer || p="$p outer-create-start-failed"
+	out=$(berth run -b /bundles/inner inner 2>&1)
+	rc=$?
+	# Enabling controllers in a cgroup that holds processes can turn it into
+	# a thread root, after which no domain child can hold a process.
+	outer_state="subtree_control=[$(cat $PARENT/outer/cgroup.subtree_control)] type=$(cat $PARENT/outer/cgroup.type)"
+	echo "$out" | grep -qx 'null-ok' || p="$p dev-null-unusable"
+	echo "$out" | grep -q '/dev/kmsg: Operation not permitted' || p="$p kmsg-not-EPERM"
+	[ -e "$PARENT/outer/inner" ] && p="$p inner-cgroup-left"
+	berth delete --force outer || p="$p outer-delete-failed"
+	[ -e "$PARENT/outer" ] && p="$p outer-cgroup-left"
+	verdict ebpf_device_filter_of_parent_still_applies_to_nested_container "$p" "rc=$rc $outer_state out=[$out] log=[$(cat /tmp/outer.log)]"
+}
+
 # pids: pids.limit 5; sh (1 process) starts `sleep 100 &` 20 times, printing
 # "forked N" after each; the shell gives up at the first failed fork.
 test_pids_max_enforced() {
@@ -380,6 +401,7 @@ run_all_tests() {
 		ebpf_device_filter_allows_listed_device \
 		ebpf_device_filter_last_matching_rule_wins \
 		ebpf_device_filter_matches_type_numbers_and_access \
+		ebpf_device_filter_of_parent_still_applies_to_nested_container \
 		pids_max_enforced \
 		memory_max_oom_kills \
 		kill_all_signals_every_process \

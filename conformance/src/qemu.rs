@@ -304,6 +304,14 @@ pub fn guest_bundles(base: &Value) -> Result<Vec<(&'static str, Value)>> {
             }
         },
     )?;
+    // A container inside another one's cgroup (a nested runtime's layout):
+    // the inner one lists /dev/kmsg, the outer one does not.
+    add("outer", json!(["sleep", "1000"]), &|c| c["linux"]["cgroupsPath"] = json!("/berth-test/outer"))?;
+    add("inner", sh("echo x >/dev/null && echo null-ok; echo x >/dev/kmsg; echo kmsg-rc=$?"), &|c| {
+        c["linux"]["cgroupsPath"] = json!("/berth-test/outer/inner");
+        c["linux"]["devices"] =
+            json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o600, "uid": 0, "gid": 0}]);
+    })?;
     add("pids", sh("n=0; while [ $n -lt 20 ]; do sleep 100 & n=$((n + 1)); echo forked $n; done"), &|c| {
         c["linux"]["resources"]["pids"] = json!({"limit": 5});
     })?;

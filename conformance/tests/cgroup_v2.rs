@@ -149,3 +149,8 @@ fn resource_edge_values_on_v2() {
 fn parent_cgroup_outlives_first_delete() {
     assert_guest_pass("parent_cgroup_outlives_first_delete");
 }
+
+#[test]
+fn ebpf_device_filter_of_parent_still_applies_to_nested_container() {
+    assert_guest_pass("ebpf_device_filter_of_parent_still_applies_to_nested_container");
+}
