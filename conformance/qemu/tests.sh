@@ -348,6 +348,9 @@ test_refusals_leave_the_host_unchanged() {
 	berth run -b /bundles/busychild busychild >/tmp/busychild.log 2>&1 && p="$p busychild-ran"
 	grep -q 'controller is not enabled' /tmp/busychild.log || p="$p unclear-error"
 	[ -e "$busy/child" ] && p="$p child-cgroup-left"
+	# Threaded controllers enabled here would make busy a thread root.
+	sc=$(cat "$busy/cgroup.subtree_control")
+	[ -z "$sc" ] && [ "$(cat $busy/cgroup.type)" = domain ] || p="$p busy-changed=[$sc $(cat $busy/cgroup.type)]"
 	[ -e "$STATE/busychild" ] && p="$p busychild-state-left"
 	berth run -b /bundles/occupied occupied >/tmp/occupied.log 2>&1 && p="$p occupied-ran"
 	grep -q 'not empty' /tmp/occupied.log || p="$p occupied-error-unclear"
