@@ -6,7 +6,7 @@ RELEASE_DIR := target/x86_64-unknown-linux-gnu/release
 
 # Debian packages the build, the tests and the benchmarks need.
 DEB_PACKAGES := build-essential pkg-config jq busybox-static runc crun containerd docker.io \
-	iptables libseccomp-dev protobuf-compiler hyperfine strace
+	iptables libseccomp-dev protobuf-compiler hyperfine strace qemu-system-x86 linux-image-amd64
 
 .PHONY: deps build install demo test unit conformance bench clean
 

@@ -11,6 +11,7 @@ pub mod containerd;
 pub mod docker;
 pub mod image;
 pub mod leak;
+pub mod qemu;
 pub mod rootfs;
 pub mod runtime;
 pub mod util;

@@ -10,7 +10,7 @@ use super::{bpf, convert, devices, v1, CgroupError, Manager};
 
 /// Enables in every ancestor of `leaf` the controllers its parent offers,
 /// so the leaf gets their files. Best effort like runc: an ancestor that
-/// holds processes refuses (no internal processes), and then the missing
+/// holds processes is skipped (no internal processes), and then the missing
 /// files are reported by `apply` for the field that needs them.
 pub(crate) fn enable_controllers(mount_point: &Path, leaf: &Path) {
     let Ok(rel) = leaf.strip_prefix(mount_point) else {
@@ -19,6 +19,15 @@ pub(crate) fn enable_controllers(mount_point: &Path, leaf: &Path) {
     let mut cur = mount_point.to_path_buf();
     let comps: Vec<_> = rel.components().collect();
     for comp in comps {
+        // Such a cgroup refuses the domain controllers (EBUSY) but accepts
+        // the threaded ones (cpu, cpuset, pids) one by one, and with those
+        // enabled while it holds processes it becomes a thread root: no
+        // domain cgroup below it can take a process any more, and clone3
+        // into the container's cgroup fails with EOPNOTSUPP.
+        if holds_processes_below_root(&cur) {
+            cur.push(comp);
+            continue;
+        }
         let avail = read_trim(&cur.join("cgroup.controllers")).unwrap_or_default();
         let enabled = read_trim(&cur.join("cgroup.subtree_control")).unwrap_or_default();
         let missing: Vec<String> = avail
@@ -36,6 +45,12 @@ pub(crate) fn enable_controllers(mount_point: &Path, leaf: &Path) {
         }
         cur.push(comp);
     }
+}
+
+/// A non-root cgroup (only the root lacks cgroup.type) with processes of
+/// its own. The root is exempt from the no-internal-process rule.
+fn holds_processes_below_root(d: &Path) -> bool {
+    d.join("cgroup.type").exists() && read_trim(&d.join("cgroup.procs")).is_ok_and(|p| !p.is_empty())
 }
 
 /// Like fsutil::set, but a missing file (ENOENT) is explained: on v2 it
@@ -227,5 +242,34 @@ mod tests {
         assert_eq!(cpu_max(-1, 100000).as_deref(), Some("max 100000"));
         assert_eq!(cpu_max(20000, 0).as_deref(), Some("20000"));
         assert_eq!(cpu_max(-1, 0).as_deref(), Some("max"));
+    }
+
+    /// Builds a fake cgroup dir: its controllers, an empty subtree_control,
+    /// and (below the root) cgroup.type and the given cgroup.procs.
+    fn fake_cgroup(d: &Path, root: bool, procs: &str) {
+        std::fs::create_dir_all(d).expect("mkdir");
+        std::fs::write(d.join("cgroup.controllers"), "cpu memory pids\n").expect("controllers");
+        std::fs::write(d.join("cgroup.subtree_control"), "").expect("subtree_control");
+        if !root {
+            std::fs::write(d.join("cgroup.type"), "domain\n").expect("type");
+            std::fs::write(d.join("cgroup.procs"), procs).expect("procs");
+        }
+    }
+
+    #[test]
+    fn a_parent_holding_processes_is_left_alone() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let root = t.path();
+        fake_cgroup(root, true, "");
+        fake_cgroup(&root.join("outer"), false, "42\n");
+        fake_cgroup(&root.join("outer/inner"), false, "");
+        enable_controllers(root, &root.join("outer/inner"));
+        let sc = |p: &str| std::fs::read_to_string(root.join(p).join("cgroup.subtree_control")).expect("read");
+        assert_eq!(sc(""), "+cpu +memory +pids");
+        assert_eq!(sc("outer"), "", "a populated non-root cgroup must not get controllers");
+
+        fake_cgroup(&root.join("empty"), false, "");
+        enable_controllers(root, &root.join("empty/leaf"));
+        assert_eq!(sc("empty"), "+cpu +memory +pids");
     }
 }

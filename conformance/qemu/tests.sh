@@ -1,0 +1,420 @@
+# Guest tests of berth on pure cgroup v2; sourced by /init (busybox sh).
+#
+# Every test prints exactly one line:
+#     BERTH-RESULT <name> PASS|FAIL <detail>
+# and the host's tests/cgroup_v2.rs asserts one #[test] per name.
+#
+# The bundles under /bundles/<name> are written by the host
+# (conformance/src/qemu.rs, fn guest_bundles) from `berth spec`; each uses
+# the shared read-only busybox root /rootfs and linux.cgroupsPath
+# /berth-test/<name>. What each container runs is repeated above the test
+# that uses it, with the limits the test expects.
+
+STATE=/run/berth-state
+PARENT=/sys/fs/cgroup/berth-test
+
+# Bounded, so a hung berth costs one test, not the whole guest run.
+berth() { timeout 60 /bin/berth --root "$STATE" "$@"; }
+
+# create + start NAME, the container's stdio and berth's errors going to
+# /tmp/NAME.log: a command substitution would wait for the container too,
+# since its init inherits the pipe.
+create_start() {
+	berth create -b "/bundles/$1" "$1" >"/tmp/$1.log" 2>&1 && berth start "$1" >>"/tmp/$1.log" 2>&1
+}
+
+# verdict NAME PROBLEMS DETAIL: PASS when PROBLEMS is empty.
+verdict() {
+	if [ -z "$2" ]; then s=PASS; else s=FAIL; fi
+	echo "BERTH-RESULT $1 $s $(echo "$2 $3" | tr '\n\r' '  ')"
+}
+
+# The init pid from `berth state` (JSON on one or many lines).
+state_pid() { berth state "$1" | tr -d ' \n' | sed -n 's/.*"pid":\([0-9]*\).*/\1/p'; }
+state_status() { berth state "$1" | tr -d ' \n' | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p'; }
+
+# Polls (bounded, no timing asserted) until the container's status is $2.
+wait_status() {
+	i=0
+	while [ "$(state_status "$1")" != "$2" ] && [ $i -lt 200 ]; do
+		sleep 0.05
+		i=$((i + 1))
+	done
+	[ "$(state_status "$1")" = "$2" ]
+}
+
+# Polls until the cgroup $1 holds exactly $2 processes.
+wait_procs() {
+	i=0
+	while [ "$(wc -l <"$1/cgroup.procs")" != "$2" ] && [ $i -lt 200 ]; do
+		sleep 0.05
+		i=$((i + 1))
+	done
+	[ "$(wc -l <"$1/cgroup.procs")" = "$2" ]
+}
+
+# basic: sh -c 'cat /proc/self/cgroup; echo hello-v2; exit 7' with a cgroup namespace.
+test_run_exit_code_output_and_cgroupns_root() {
+	out=$(berth run -b /bundles/basic basic 2>&1)
+	rc=$?
+	p=""
+	[ "$rc" = 7 ] || p="$p exit=$rc(want-7)"
+	echo "$out" | grep -qx 'hello-v2' || p="$p no-output"
+	echo "$out" | grep -qx '0::/' || p="$p cgroup-not-0::/"
+	[ -e "$PARENT/basic" ] && p="$p cgroup-left"
+	verdict run_exit_code_output_and_cgroupns_root "$p" "rc=$rc out=[$out]"
+}
+
+# placed: sleep 1000.
+test_cgroups_path_placement_at_clone_and_delete() {
+	p=""
+	berth create -b /bundles/placed placed >/tmp/placed.log 2>&1 || p="$p create-failed"
+	pid=$(state_pid placed)
+	# Before start: the init is still berth's, so its cgroup was set at clone.
+	created_cg=$(cat /proc/"$pid"/cgroup 2>&1)
+	[ "$created_cg" = "0::/berth-test/placed" ] || p="$p cgroup-at-create=[$created_cg]"
+	grep -qx "$pid" "$PARENT/placed/cgroup.procs" || p="$p pid-not-in-cgroup.procs"
+	berth start placed >>/tmp/placed.log 2>&1 || p="$p start-failed"
+	started_cg=$(cat /proc/"$pid"/cgroup 2>&1)
+	[ "$started_cg" = "0::/berth-test/placed" ] || p="$p cgroup-after-start=[$started_cg]"
+	berth kill placed KILL || p="$p kill-failed"
+	wait_status placed stopped || p="$p not-stopped"
+	berth delete placed || p="$p delete-failed"
+	[ -e "$PARENT/placed" ] && p="$p cgroup-left-after-delete"
+	verdict cgroups_path_placement_at_clone_and_delete "$p" "pid=$pid log=[$(cat /tmp/placed.log)]"
+}
+
+# limits: sleep 1000; memory.limit 64 MiB, cpu shares 1024 quota 50000
+# period 100000, pids.limit 20.
+test_resources_written_to_v2_files() {
+	p=""
+	d="$PARENT/limits"
+	create_start limits || p="$p create-start-failed"
+	got="memory.max=$(cat $d/memory.max) cpu.max=$(cat $d/cpu.max) cpu.weight=$(cat $d/cpu.weight) pids.max=$(cat $d/pids.max)"
+	want="memory.max=67108864 cpu.max=50000 100000 cpu.weight=39 pids.max=20"
+	[ "$got" = "$want" ] || p="$p got=[$got] want=[$want]"
+	berth kill limits KILL
+	wait_status limits stopped || p="$p not-stopped"
+	berth delete limits || p="$p delete-failed"
+	[ -e "$d" ] && p="$p cgroup-left"
+	verdict resources_written_to_v2_files "$p" "$got log=[$(cat /tmp/limits.log)]"
+}
+
+# limits2: sleep 1000; memory limit 64 MiB swap 128 MiB reservation 32 MiB,
+# cpu quota 20000 period 100000 burst 10000 idle 1 cpus "0" mems "0", pids.limit 20,
+# hugepageLimits 2MB 4 MiB, unified memory.high=50331648 pids.max=7 (unified
+# is written last, so it wins over pids.limit).
+test_more_resources_written_to_v2_files() {
+	p=""
+	d="$PARENT/limits2"
+	create_start limits2 || p="$p create-start-failed"
+	got=""
+	for f in memory.max memory.swap.max memory.low memory.high cpu.max cpu.max.burst cpu.idle \
+		cpuset.cpus cpuset.mems hugetlb.2MB.max pids.max; do
+		got="$got $f=$(cat $d/$f 2>&1)"
+	done
+	want=" memory.max=67108864 memory.swap.max=67108864 memory.low=33554432 memory.high=50331648"
+	want="$want cpu.max=20000 100000 cpu.max.burst=10000 cpu.idle=1 cpuset.cpus=0 cpuset.mems=0"
+	want="$want hugetlb.2MB.max=4194304 pids.max=7"
+	[ "$got" = "$want" ] || p="$p got=[$got] want=[$want]"
+	berth delete --force limits2 || p="$p delete-failed"
+	[ -e "$d" ] && p="$p cgroup-left"
+	verdict more_resources_written_to_v2_files "$p" "$got log=[$(cat /tmp/limits2.log)]"
+}
+
+# edges: sleep 1000; memory limit -1 swap -1, cpu shares 262144 (the top of
+# the v1 scale) quota -1 period 100000, pids.limit -1, blockIO weight 500.
+test_resource_edge_values_on_v2() {
+	p=""
+	d="$PARENT/edges"
+	create_start edges || p="$p create-start-failed"
+	got=""
+	for f in memory.max memory.swap.max cpu.weight cpu.max pids.max io.weight; do
+		got="$got $f=$(cat $d/$f 2>&1 | tr '\n' ' ' | sed 's/ $//')"
+	done
+	want=" memory.max=max memory.swap.max=max cpu.weight=10000 cpu.max=max 100000"
+	want="$want pids.max=max io.weight=default 4950"
+	[ "$got" = "$want" ] || p="$p got=[$got] want=[$want]"
+	berth delete --force edges || p="$p delete-failed"
+	[ -e "$d" ] && p="$p cgroup-left"
+	verdict resource_edge_values_on_v2 "$p" "$got log=[$(cat /tmp/edges.log)]"
+}
+
+# shared1, shared2: sleep 1000 in /berth-shared/shared1 and .../shared2;
+# nobody made /berth-shared before, so shared1's create makes it. Deleting
+# shared1 must leave it to shared2. Like runc, berth then leaves it behind
+# when shared2 goes (only its creator removes a parent); the detail says
+# whether it was, and the test removes it for the leak check.
+test_parent_cgroup_outlives_first_delete() {
+	p=""
+	top=/sys/fs/cgroup/berth-shared
+	create_start shared1 || p="$p create-start-1-failed"
+	create_start shared2 || p="$p create-start-2-failed"
+	berth delete --force shared1 || p="$p delete-1-failed"
+	[ -d "$top/shared2" ] || p="$p parent-removed-under-shared2"
+	[ "$(state_status shared2)" = running ] || p="$p shared2-not-running"
+	berth delete --force shared2 || p="$p delete-2-failed"
+	left=$(find "$top" -mindepth 1 -type d 2>/dev/null | tr '\n' ' ')
+	[ -z "$left" ] || p="$p children-left=[$left]"
+	parent=removed
+	[ -e "$top" ] && parent=left-behind
+	rmdir "$top" 2>/dev/null
+	verdict parent_cgroup_outlives_first_delete "$p" "parent=$parent log=[$(cat /tmp/shared1.log /tmp/shared2.log)]"
+}
+
+# cgmount: pids.limit 9; prints its /sys/fs/cgroup/pids.max, how many
+# "berth-test" entries it sees there, whether the mount is a read-only cgroup2.
+test_cgroup_mount_shows_own_cgroup() {
+	out=$(berth run -b /bundles/cgmount cgmount 2>&1)
+	rc=$?
+	p=""
+	[ "$rc" = 0 ] || p="$p exit=$rc"
+	echo "$out" | grep -qx 'pids.max=9' || p="$p not-own-pids.max"
+	echo "$out" | grep -qx 'parent-visible=0' || p="$p host-hierarchy-visible"
+	echo "$out" | grep -qx 'cgroup2-ro=1' || p="$p not-a-ro-cgroup2-mount"
+	verdict cgroup_mount_shows_own_cgroup "$p" "rc=$rc out=[$out]"
+}
+
+# devdeny: default deny-all (+ runc's default allows, added by berth), CAP_MKNOD:
+#   echo x >/dev/null && echo null-ok
+#   mknod /dev/sda b 8 0 && echo mknod-ok
+#   head -c1 /dev/sda; echo read-rc=$?
+#   mknod /dev/kmsg c 1 11 && echo x >/dev/kmsg; echo kmsg-rc=$?
+test_ebpf_device_filter_denies_unlisted_devices() {
+	out=$(berth run -b /bundles/devdeny devdeny 2>&1)
+	rc=$?
+	p=""
+	echo "$out" | grep -qx 'null-ok' || p="$p dev-null-unusable"
+	echo "$out" | grep -qx 'mknod-ok' || p="$p mknod-denied"
+	echo "$out" | grep -q '/dev/sda: Operation not permitted' || p="$p sda-read-not-EPERM"
+	echo "$out" | grep -qx 'read-rc=1' || p="$p sda-read-succeeded"
+	echo "$out" | grep -q '/dev/kmsg: Operation not permitted' || p="$p kmsg-write-not-EPERM"
+	verdict ebpf_device_filter_denies_unlisted_devices "$p" "rc=$rc out=[$out]"
+}
+
+# devallow: linux.devices holds /dev/kmsg (c 1:11); echo berth-devallow-ok >/dev/kmsg.
+test_ebpf_device_filter_allows_listed_device() {
+	out=$(berth run -b /bundles/devallow devallow 2>&1)
+	rc=$?
+	p=""
+	[ "$rc" = 0 ] || p="$p exit=$rc"
+	dmesg | grep -q 'berth-devallow-ok' || p="$p message-not-in-kernel-log"
+	verdict ebpf_device_filter_allows_listed_device "$p" "rc=$rc out=[$out]"
+}
+
+# devorder: devices [allow a *:* rwm, deny c *:11 w] (+ runc's defaults), CAP_MKNOD:
+#   mknod /dev/sda b 8 0; head -c1 /dev/sda; echo sda-rc=$?
+#   mknod /dev/kmsg c 1 11 && echo x >/dev/kmsg; echo kmsg-rc=$?
+#   echo x >/dev/null && echo null-ok
+test_ebpf_device_filter_last_matching_rule_wins() {
+	out=$(berth run -b /bundles/devorder devorder 2>&1)
+	rc=$?
+	p=""
+	# Allowed by the filter, the open reaches the block layer: no such disk.
+	echo "$out" | grep -q '/dev/sda: No such device or address' || p="$p sda-not-ENXIO"
+	echo "$out" | grep -q '/dev/kmsg: Operation not permitted' || p="$p kmsg-write-not-EPERM"
+	echo "$out" | grep -qx 'null-ok' || p="$p dev-null-unusable"
+	verdict ebpf_device_filter_last_matching_rule_wins "$p" "rc=$rc out=[$out]"
+}
+
+# devblock: deny-all + "b 8:0 r" (+ runc's defaults), CAP_MKNOD:
+#   mknod /dev/sda b 8 0; mknod /dev/sdb b 8 16
+#   head -c1 /dev/sda; echo sda-read-rc=$?
+#   echo x >/dev/sda; echo sda-write-rc=$?
+#   head -c1 /dev/sdb; echo sdb-read-rc=$?
+test_ebpf_device_filter_matches_type_numbers_and_access() {
+	out=$(berth run -b /bundles/devblock devblock 2>&1)
+	rc=$?
+	p=""
+	# Allowed: the open reaches the block layer, which has no such disk.
+	echo "$out" | grep -q 'head: /dev/sda: No such device or address' || p="$p sda-read-not-ENXIO"
+	echo "$out" | grep -q "can't create /dev/sda: Operation not permitted" || p="$p sda-write-not-EPERM"
+	echo "$out" | grep -q 'head: /dev/sdb: Operation not permitted' || p="$p sdb-read-not-EPERM"
+	verdict ebpf_device_filter_matches_type_numbers_and_access "$p" "rc=$rc out=[$out]"
+}
+
+# outer: sleep 1000 in /berth-test/outer (default device rules).
+# inner: in /berth-test/outer/inner, lists /dev/kmsg in linux.devices:
+#   echo x >/dev/null && echo null-ok; echo x >/dev/kmsg; echo kmsg-rc=$?
+# Both filters are attached with BPF_F_ALLOW_MULTI, so the kernel runs both
+# and the outer one still denies kmsg.
+test_ebpf_device_filter_of_parent_still_applies_to_nested_container() {
+	p=""
+	create_start outer || p="$p outer-create-start-failed"
+	out=$(berth run -b /bundles/inner inner 2>&1)
+	rc=$?
+	# Enabling controllers in a cgroup that holds processes can turn it into
+	# a thread root, after which no domain child can hold a process.
+	outer_state="subtree_control=[$(cat $PARENT/outer/cgroup.subtree_control)] type=$(cat $PARENT/outer/cgroup.type)"
+	echo "$out" | grep -qx 'null-ok' || p="$p dev-null-unusable"
+	echo "$out" | grep -q '/dev/kmsg: Operation not permitted' || p="$p kmsg-not-EPERM"
+	[ -e "$PARENT/outer/inner" ] && p="$p inner-cgroup-left"
+	berth delete --force outer || p="$p outer-delete-failed"
+	[ -e "$PARENT/outer" ] && p="$p outer-cgroup-left"
+	verdict ebpf_device_filter_of_parent_still_applies_to_nested_container "$p" "rc=$rc $outer_state out=[$out] log=[$(cat /tmp/outer.log)]"
+}
+
+# pids: pids.limit 5; sh (1 process) starts `sleep 100 &` 20 times, printing
+# "forked N" after each; the shell gives up at the first failed fork.
+test_pids_max_enforced() {
+	out=$(berth run -b /bundles/pids pids 2>&1)
+	rc=$?
+	n=$(echo "$out" | grep -c '^forked ')
+	p=""
+	# The shell is the 1st of 5 allowed processes: 4 sleeps fit.
+	[ "$n" = 4 ] || p="$p forks=$n(want-4)"
+	echo "$out" | grep -q "can't fork" || p="$p no-fork-failure"
+	verdict pids_max_enforced "$p" "forks=$n rc=$rc out=[$out]"
+}
+
+# oom: memory.limit 16 MiB; `tail /dev/zero` buffers an endless line.
+test_memory_max_oom_kills() {
+	out=$(berth run -b /bundles/oom oom 2>&1)
+	rc=$?
+	p=""
+	[ "$rc" = 137 ] || p="$p exit=$rc(want-137)"
+	kl=$(dmesg | grep 'oom-kill:' | grep 'oom_memcg=/berth-test/oom' | tail -n1)
+	[ -n "$kl" ] || p="$p no-memcg-oom-kill-in-kernel-log"
+	verdict memory_max_oom_kills "$p" "rc=$rc kernel=[$kl] out=[$out]"
+}
+
+# killall: sh -c 'sleep 1000 & sleep 1000 & wait'.
+test_kill_all_signals_every_process() {
+	p=""
+	d="$PARENT/killall"
+	create_start killall || p="$p create-start-failed"
+	wait_procs "$d" 3 || p="$p not-3-procs=[$(cat $d/cgroup.procs | tr '\n' ,)]"
+	berth kill --all killall KILL || p="$p kill-all-failed"
+	wait_procs "$d" 0 || p="$p survivors=[$(cat $d/cgroup.procs | tr '\n' ,)]"
+	wait_status killall stopped || p="$p not-stopped"
+	berth delete killall || p="$p delete-failed"
+	[ -e "$d" ] && p="$p cgroup-left"
+	verdict kill_all_signals_every_process "$p" "log=[$(cat /tmp/killall.log)]"
+}
+
+# force: sleep 1000.
+test_delete_force_removes_running_container() {
+	p=""
+	create_start force || p="$p create-start-failed"
+	[ "$(state_status force)" = running ] || p="$p not-running"
+	berth delete --force force || p="$p delete-force-failed"
+	[ -e "$PARENT/force" ] && p="$p cgroup-left"
+	[ -e "$STATE/force" ] && p="$p state-dir-left"
+	verdict delete_force_removes_running_container "$p" "log=[$(cat /tmp/force.log)]"
+}
+
+# nested: makes /sys/fs/cgroup/sub (rw cgroup mount), moves a `sleep` into
+# it and execs another sleep.
+test_delete_force_removes_nested_cgroups() {
+	p=""
+	d="$PARENT/nested"
+	create_start nested || p="$p create-start-failed"
+	wait_procs "$d/sub" 1 || p="$p sub-cgroup-not-populated"
+	berth delete --force nested || p="$p delete-force-failed"
+	[ -e "$d" ] && p="$p cgroup-left=[$(find $d | tr '\n' ' ')]"
+	[ -e "$STATE/nested" ] && p="$p state-dir-left"
+	verdict delete_force_removes_nested_cgroups "$p" "log=[$(cat /tmp/nested.log)]"
+}
+
+# nopidns: no pid namespace; sh -c 'sleep 1000 >/dev/null 2>&1 & echo started'.
+# The init's death does not take the sleep with it: run must kill it to
+# remove the cgroup.
+test_run_without_pid_namespace_kills_leftovers() {
+	berth run -b /bundles/nopidns nopidns >/tmp/nopidns.log 2>&1
+	rc=$?
+	p=""
+	[ "$rc" = 0 ] || p="$p exit=$rc"
+	grep -qx started /tmp/nopidns.log || p="$p no-output"
+	[ -e "$PARENT/nopidns" ] && p="$p cgroup-left=[$(cat $PARENT/nopidns/cgroup.procs | tr '\n' ,)]"
+	left=$(ps -o pid,args | grep 'sleep 1000' | grep -v grep)
+	[ -n "$left" ] && p="$p leftover=[$left]"
+	# Whatever happened, leave nothing for the next tests.
+	berth delete --force nopidns >/dev/null 2>&1
+	echo "$left" | while read -r pid _; do [ -n "$pid" ] && kill -9 "$pid"; done
+	verdict run_without_pid_namespace_kills_leftovers "$p" "rc=$rc log=[$(cat /tmp/nopidns.log)]"
+}
+
+# busychild: true, cgroupsPath /berth-test/busy/child with a memory limit;
+# occupied: true, cgroupsPath /berth-test/busy. The guest keeps a sleep in
+# /berth-test/busy, so the kernel will not delegate controllers below it
+# (no internal processes) and berth must not reuse it.
+test_refusals_leave_the_host_unchanged() {
+	p=""
+	busy="$PARENT/busy"
+	mkdir "$busy"
+	sleep 1000 &
+	sleeper=$!
+	echo "$sleeper" >"$busy/cgroup.procs"
+	berth run -b /bundles/busychild busychild >/tmp/busychild.log 2>&1 && p="$p busychild-ran"
+	grep -q 'controller is not enabled' /tmp/busychild.log || p="$p unclear-error"
+	[ -e "$busy/child" ] && p="$p child-cgroup-left"
+	# Threaded controllers enabled here would make busy a thread root.
+	sc=$(cat "$busy/cgroup.subtree_control")
+	[ -z "$sc" ] && [ "$(cat $busy/cgroup.type)" = domain ] || p="$p busy-changed=[$sc $(cat $busy/cgroup.type)]"
+	[ -e "$STATE/busychild" ] && p="$p busychild-state-left"
+	berth run -b /bundles/occupied occupied >/tmp/occupied.log 2>&1 && p="$p occupied-ran"
+	grep -q 'not empty' /tmp/occupied.log || p="$p occupied-error-unclear"
+	grep -qx "$sleeper" "$busy/cgroup.procs" || p="$p sleeper-moved"
+	[ -e "$STATE/occupied" ] && p="$p occupied-state-left"
+	kill -9 "$sleeper"
+	wait "$sleeper" 2>/dev/null
+	rmdir "$busy" || p="$p busy-not-removable"
+	verdict refusals_leave_the_host_unchanged "$p" "busychild=[$(cat /tmp/busychild.log)] occupied=[$(cat /tmp/occupied.log)]"
+}
+
+# defaultpath: sleep 1000, no linux.cgroupsPath: the cgroup is berth's own
+# (the root here) + the id.
+test_default_cgroup_path_is_own_cgroup_plus_id() {
+	p=""
+	create_start defaultpath || p="$p create-start-failed"
+	pid=$(state_pid defaultpath)
+	cg=$(cat /proc/"$pid"/cgroup 2>&1)
+	[ "$cg" = "0::/defaultpath" ] || p="$p cgroup=[$cg]"
+	berth delete --force defaultpath || p="$p delete-failed"
+	[ -e /sys/fs/cgroup/defaultpath ] && p="$p cgroup-left"
+	verdict default_cgroup_path_is_own_cgroup_plus_id "$p" "log=[$(cat /tmp/defaultpath.log)]"
+}
+
+# After everything: nothing left under the parent cgroup or the state root,
+# and no container process alive.
+test_no_leaks() {
+	p=""
+	left=$(find "$PARENT" -mindepth 1 -type d 2>/dev/null | tr '\n' ' ')
+	[ -z "$left" ] || p="$p cgroups=[$left]"
+	states=$(ls -A "$STATE" 2>/dev/null | tr '\n' ' ')
+	[ -z "$states" ] || p="$p state-dirs=[$states]"
+	procs=$(ps -o pid,args | grep -E 'sleep|tail' | grep -v grep | tr '\n' ' ')
+	[ -z "$procs" ] || p="$p processes=[$procs]"
+	rmdir "$PARENT" 2>/dev/null
+	verdict no_leaks "$p" ""
+}
+
+run_all_tests() {
+	# The parent exists before the first container so every test sees the
+	# same layout; berth enables the controllers down to each leaf.
+	mkdir -p "$PARENT" "$STATE"
+	for t in run_exit_code_output_and_cgroupns_root \
+		cgroups_path_placement_at_clone_and_delete \
+		resources_written_to_v2_files \
+		more_resources_written_to_v2_files \
+		resource_edge_values_on_v2 \
+		parent_cgroup_outlives_first_delete \
+		cgroup_mount_shows_own_cgroup \
+		ebpf_device_filter_denies_unlisted_devices \
+		ebpf_device_filter_allows_listed_device \
+		ebpf_device_filter_last_matching_rule_wins \
+		ebpf_device_filter_matches_type_numbers_and_access \
+		ebpf_device_filter_of_parent_still_applies_to_nested_container \
+		pids_max_enforced \
+		memory_max_oom_kills \
+		kill_all_signals_every_process \
+		delete_force_removes_running_container \
+		delete_force_removes_nested_cgroups \
+		default_cgroup_path_is_own_cgroup_plus_id \
+		run_without_pid_namespace_kills_leftovers \
+		refusals_leave_the_host_unchanged \
+		no_leaks; do
+		echo "BERTH-START $t uptime=$(cut -d' ' -f1 /proc/uptime)"
+		"test_$t"
+	done
+}
