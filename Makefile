@@ -38,6 +38,7 @@ test: unit conformance
 
 # Interleaved berth/runc/crun timings; BENCH_N=<iterations> (default 100).
 bench: build
+	./scripts/bench-host.sh
 	BERTH=$(CURDIR)/$(RELEASE_DIR)/berth $(CARGO) run --release -p conformance --bin bench
 	BERTH_SNAPSHOTTER=$(CURDIR)/$(RELEASE_DIR)/berth-snapshotter $(CARGO) run --release -p conformance --bin bench-snapshotter
 
