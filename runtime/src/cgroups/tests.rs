@@ -607,39 +607,17 @@ fn root_v2_driver_on_the_real_cgroup2_mount() {
 
 /// A child that waits for a signal, born in the cgroup `fd`.
 fn clone_into_cgroup(fd: &std::os::fd::OwnedFd) -> i32 {
-    use std::os::fd::AsRawFd;
-    #[repr(C)]
-    #[derive(Default)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-        set_tid: u64,
-        set_tid_size: u64,
-        cgroup: u64,
-    }
-    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-    let mut args = CloneArgs {
-        flags: CLONE_INTO_CGROUP,
-        exit_signal: libc::SIGCHLD as u64,
-        cgroup: fd.as_raw_fd() as u64,
-        ..Default::default()
-    };
-    // SAFETY: a plain fork-like clone3; the child only calls pause/_exit,
-    // which are async-signal-safe, so the test harness's threads don't matter.
-    let r = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
-    if r == 0 {
-        // SAFETY: see above.
-        unsafe {
-            libc::pause();
-            libc::_exit(0);
+    use std::os::fd::AsFd;
+    // The child only calls pause/_exit, which are async-signal-safe, so the test harness's
+    // other threads don't matter.
+    match crate::sys::clone3_fork(0, Some(fd.as_fd())).expect("clone3") {
+        crate::sys::Forked::Child => {
+            // SAFETY: see above.
+            unsafe {
+                libc::pause();
+                libc::_exit(0);
+            }
         }
+        crate::sys::Forked::Parent { pid, .. } => pid,
     }
-    assert!(r > 0, "clone3: {}", std::io::Error::last_os_error());
-    r as i32
 }
