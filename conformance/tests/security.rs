@@ -103,6 +103,34 @@ fn cve_2019_5736_created_init_is_not_the_host_binary() {
     assert!(w.is_err(), "init's exe is writable");
 }
 
+#[test]
+fn cve_2019_5736_runtime_image_stays_unwritable_after_the_init_exits() {
+    // The attack itself: hold the init's exe open (O_PATH, as a container process can
+    // through /proc/<pid>/exe), wait until nothing executes it (no more ETXTBSY), then
+    // reopen it for writing through /proc/self/fd.
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let c = Case::new("sec_exe_after_exit");
+    let before = sha256_file(&c.rt.bin);
+    c.create().expect_ok("create");
+    let pid = c.state()["pid"].as_i64().unwrap();
+    let held = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(format!("/proc/{pid}/exe"))
+        .expect("O_PATH open of the init's exe");
+    c.rt.delete_force(&c.id).expect_ok("delete --force");
+    let reopened = fs::OpenOptions::new().write(true).open(format!("/proc/self/fd/{}", held.as_raw_fd()));
+    match reopened {
+        Ok(_) => panic!("the runtime image the init ran from is writable after the init exited"),
+        Err(e) => assert!(
+            matches!(e.raw_os_error(), Some(libc::EROFS) | Some(libc::EPERM) | Some(libc::ETXTBSY)),
+            "unexpected error reopening the image for writing: {e}"
+        ),
+    }
+    assert_eq!(sha256_file(&c.rt.bin), before, "the runtime binary was modified");
+}
+
 // CVE-2024-45310 / CVE-2021-30465 (non-race form) --------------------------
 
 #[test]
