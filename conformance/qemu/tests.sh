@@ -192,7 +192,8 @@ test_ebpf_device_filter_denies_unlisted_devices() {
 	verdict ebpf_device_filter_denies_unlisted_devices "$p" "rc=$rc out=[$out]"
 }
 
-# devallow: linux.devices holds /dev/kmsg (c 1:11); echo berth-devallow-ok >/dev/kmsg.
+# devallow: linux.devices holds /dev/kmsg (c 1:11) and linux.resources.devices allows it;
+#   echo berth-devallow-ok >/dev/kmsg.
 test_ebpf_device_filter_allows_listed_device() {
 	out=$(berth run -b /bundles/devallow devallow 2>&1)
 	rc=$?

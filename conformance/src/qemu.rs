@@ -272,10 +272,16 @@ pub fn guest_bundles(base: &Value) -> Result<Vec<(&'static str, Value)>> {
             mknod /dev/kmsg c 1 11 && echo x >/dev/kmsg; echo kmsg-rc=$?"),
         &|c| add_cap(c, "CAP_MKNOD"),
     )?;
-    add("devallow", sh("echo berth-devallow-ok >/dev/kmsg"), &|c| {
+    // A node from linux.devices is usable only where linux.resources.devices allows it
+    // (as with runc and crun; Docker adds both for --device).
+    let allow_kmsg = |c: &mut Value| {
         c["linux"]["devices"] =
             json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o600, "uid": 0, "gid": 0}]);
-    })?;
+        if let Some(list) = c["linux"]["resources"]["devices"].as_array_mut() {
+            list.push(json!({"allow": true, "type": "c", "major": 1, "minor": 11, "access": "rw"}));
+        }
+    };
+    add("devallow", sh("echo berth-devallow-ok >/dev/kmsg"), &allow_kmsg)?;
     // Allow everything, then deny writes to any char device of minor 11
     // (a wildcard major); runc's default allows come after both.
     add(
@@ -305,12 +311,11 @@ pub fn guest_bundles(base: &Value) -> Result<Vec<(&'static str, Value)>> {
         },
     )?;
     // A container inside another one's cgroup (a nested runtime's layout):
-    // the inner one lists /dev/kmsg, the outer one does not.
+    // the inner one lists and allows /dev/kmsg, the outer one does not.
     add("outer", json!(["sleep", "1000"]), &|c| c["linux"]["cgroupsPath"] = json!("/berth-test/outer"))?;
     add("inner", sh("echo x >/dev/null && echo null-ok; echo x >/dev/kmsg; echo kmsg-rc=$?"), &|c| {
         c["linux"]["cgroupsPath"] = json!("/berth-test/outer/inner");
-        c["linux"]["devices"] =
-            json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o600, "uid": 0, "gid": 0}]);
+        allow_kmsg(c);
     })?;
     add("pids", sh("n=0; while [ $n -lt 20 ]; do sleep 100 & n=$((n + 1)); echo forked $n; done"), &|c| {
         c["linux"]["resources"]["pids"] = json!({"limit": 5});

@@ -302,14 +302,19 @@ pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
     if status == Status::Stopped {
         return Err(Error::WrongState { id: id.into(), status, msg: "container not running" });
     }
+    // The pidfd pins the process: check it is still our init before signalling anything.
+    let pidfd = sys::pidfd_open(rec.pid).map_err(|e| Error::io(format!("container \"{id}\": pidfd_open"), e))?;
+    if !sys::process_alive(rec.pid, rec.init_start_time) {
+        return Err(Error::WrongState { id: id.into(), status: Status::Stopped, msg: "container not running" });
+    }
     log::debug(&format!("kill {id}: signal {sig}{}", if all { " to every process" } else { "" }));
     if all {
         kill_cgroup(&manager_of(&rec)?, sig);
-    }
-    let pidfd = sys::pidfd_open(rec.pid).map_err(|e| Error::io(format!("container \"{id}\": pidfd_open"), e))?;
-    // The pidfd pins the process: check it is still our init before signalling.
-    if !sys::process_alive(rec.pid, rec.init_start_time) {
-        return Err(Error::WrongState { id: id.into(), status: Status::Stopped, msg: "container not running" });
+        // The init was in the cgroup, so it has the signal already and may be gone.
+        return match sys::pidfd_send_signal(pidfd.as_fd(), sig) {
+            Err(e) if e.raw_os_error() != Some(libc::ESRCH) => Err(Error::io(format!("container \"{id}\": kill"), e)),
+            _ => Ok(()),
+        };
     }
     sys::pidfd_send_signal(pidfd.as_fd(), sig).map_err(|e| Error::io(format!("container \"{id}\": kill"), e))
 }
