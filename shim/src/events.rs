@@ -1,0 +1,105 @@
+//! Publishing task events to containerd over ttrpc `Events.Forward`. One worker thread for the
+//! whole shim keeps the events in order and retries while containerd is away (restart), so an
+//! exit that happens while containerd is down is still delivered once it is back.
+
+use std::{
+    sync::{
+        mpsc::{channel, Receiver, Sender},
+        Mutex,
+    },
+    time::Duration,
+};
+
+use containerd_shim_protos::{
+    protobuf::{well_known_types::any::Any, MessageDyn},
+    shim::{event::Envelope, events::ForwardRequest},
+    shim_sync::{Client, EventsClient},
+    ttrpc::context,
+};
+
+use crate::error::{io, Result};
+
+/// How often one event is attempted before it is dropped; with the linear back-off below this
+/// covers a containerd restart of about a minute.
+const ATTEMPTS: u64 = 10;
+
+struct Queued {
+    topic: &'static str,
+    event: Any,
+    timestamp: protobuf::well_known_types::timestamp::Timestamp,
+}
+
+pub struct Publisher {
+    tx: Mutex<Sender<Queued>>,
+}
+
+impl Publisher {
+    pub fn start(ttrpc_address: String, namespace: String) -> Result<Publisher> {
+        let (tx, rx) = channel();
+        std::thread::Builder::new()
+            .name("events".into())
+            .spawn(move || worker(rx, &ttrpc_address, &namespace))
+            .map_err(io("spawn events thread"))?;
+        Ok(Publisher { tx: Mutex::new(tx) })
+    }
+
+    pub fn publish(&self, topic: &'static str, event: Box<dyn MessageDyn>) {
+        let event = match containerd_shim::util::convert_to_any(event) {
+            Ok(a) => a,
+            Err(e) => {
+                log::error!("encode event {topic}: {e}");
+                return;
+            }
+        };
+        let queued = Queued {
+            topic,
+            event,
+            timestamp: crate::process::now(),
+        };
+        if let Ok(tx) = self.tx.lock() {
+            if tx.send(queued).is_err() {
+                log::error!("events worker is gone; dropped {topic}");
+            }
+        }
+    }
+}
+
+fn connect(address: &str) -> Option<EventsClient> {
+    let fd = containerd_shim::util::connect(address).ok()?;
+    Client::new(fd).ok().map(EventsClient::new)
+}
+
+fn worker(rx: Receiver<Queued>, address: &str, namespace: &str) {
+    let mut client: Option<EventsClient> = None;
+    for q in rx {
+        let mut envelope = Envelope::new();
+        envelope.set_topic(q.topic.to_string());
+        envelope.set_namespace(namespace.to_string());
+        envelope.timestamp = protobuf::MessageField::some(q.timestamp);
+        envelope.event = protobuf::MessageField::some(q.event);
+        let mut req = ForwardRequest::new();
+        req.envelope = protobuf::MessageField::some(envelope);
+        for attempt in 1..=ATTEMPTS {
+            if client.is_none() {
+                client = connect(address);
+            }
+            let sent = client.as_ref().map(|c| {
+                c.forward(context::with_timeout(5_000_000_000), &req)
+            });
+            match sent {
+                Some(Ok(_)) => break,
+                other => {
+                    if let Some(Err(e)) = other {
+                        log::warn!("publish {} attempt {attempt}: {e}", q.topic);
+                    }
+                    client = None;
+                    if attempt == ATTEMPTS {
+                        log::error!("dropped event {} after {ATTEMPTS} attempts", q.topic);
+                    } else {
+                        std::thread::sleep(Duration::from_secs(attempt));
+                    }
+                }
+            }
+        }
+    }
+}
