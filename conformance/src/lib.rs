@@ -1,1 +1,2 @@
 //! Fixtures for driving berth through its real clients.
+pub mod shim_fixture;
