@@ -17,16 +17,17 @@ pub const SHIM_RUNTIME: &str = "io.containerd.berth.v2";
 pub const SHIM_BINARY: &str = "containerd-shim-berth-v2";
 
 /// The directory holding the built shim: `BERTH_SHIM_DIR`, else the target profile directory
-/// this test binary was built into (target/<profile>/deps/<test> → target/<profile>).
+/// this binary was built into (target/<profile>[/deps]/<exe> → target/<profile>).
 pub fn shim_dir() -> PathBuf {
     if let Ok(d) = std::env::var("BERTH_SHIM_DIR") {
         return PathBuf::from(d);
     }
     let exe = std::env::current_exe().expect("current exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .expect("target dir")
+    let mut dir = exe.parent().map(Path::to_path_buf).expect("exe dir");
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
 }
 
 /// The runtime binary the shim runs: `BERTH_RUNTIME`, else runc (berth's CLI is runc's).
