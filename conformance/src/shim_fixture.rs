@@ -354,3 +354,18 @@ pub fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T
         sleep(Duration::from_millis(50));
     }
 }
+
+/// How many of a process's fds are pipes or FIFOs (what a leaking shim would leave in
+/// containerd: the shim log FIFO, stdio FIFOs).
+pub fn pipe_fds(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| fs::read_link(e.path()).ok())
+        .filter(|l| {
+            let s = l.to_string_lossy();
+            s.starts_with("pipe:") || s.contains("fifo") || s.ends_with("/log")
+        })
+        .count()
+}

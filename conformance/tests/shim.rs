@@ -11,7 +11,7 @@ use std::{
 };
 
 use conformance::shim_fixture::{
-    children_states, container_cgroups, runtime_binary, shim_pids, shim_socket_path, wait_for,
+    children_states, container_cgroups, pipe_fds, runtime_binary, shim_pids, shim_socket_path, wait_for,
     Containerd, IMAGE, SHIM_RUNTIME,
 };
 
@@ -131,6 +131,7 @@ fn assert_no_leaks(cd: &Containerd, ns: &str, ids: &[&str]) {
 fn shim_runs_busybox_output_and_exit_codes() {
     let cd = Containerd::start();
     let ev = Events::start(&cd, "run");
+    let pipes = pipe_fds(cd.pid());
     let (code, out, err) = run_attached(&cd, "default", "out", &[], &["echo", "hello from berth"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "hello from berth");
@@ -147,6 +148,9 @@ fn shim_runs_busybox_output_and_exit_codes() {
         assert_eq!(ev.count("/tasks/exit", &format!("\"exit_status\":{status}")).min(1), usize::from(status != 0), "{id}");
     }
     assert_no_leaks(&cd, "default", &["out", "exit1", "exit255"]);
+    wait_for("containerd's pipes back at baseline", 10, || {
+        (pipe_fds(cd.pid()) <= pipes).then_some(())
+    });
 }
 
 #[test]

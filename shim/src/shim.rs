@@ -48,6 +48,8 @@ use crate::{
 pub const RUNTIME_ID: &str = "io.containerd.berth.v2";
 /// Annotation by which the CRI plugin groups a pod's containers into one shim.
 const SANDBOX_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
+const TASK_V2: &str = "/containerd.task.v2.Task/";
+const TASK_V3: &str = "/containerd.task.v3.Task/";
 /// The listening socket made by `start`, inherited by the daemon (its fd number).
 const LISTEN_FD_ENV: &str = "BERTH_SHIM_LISTEN_FD";
 
@@ -270,6 +272,12 @@ fn serve(flags: &Flags) -> Result<()> {
         }),
     )?);
     let task: Arc<dyn containerd_shim_protos::Task + Send + Sync> = service.clone();
+    // Task API v3 (containerd 2.x) has the v2 messages under a new service name: the same
+    // handlers are registered under both, and the client picks by the name it calls.
+    let v3: std::collections::HashMap<_, _> = create_task(task.clone())
+        .into_iter()
+        .map(|(k, v)| (k.replacen(TASK_V2, TASK_V3, 1), v))
+        .collect();
     // One connection (containerd's) needs few workers; Wait calls each hold one while blocked
     // and the server adds workers up to the max on demand.
     let mut server = Server::new()
@@ -277,7 +285,8 @@ fn serve(flags: &Flags) -> Result<()> {
         .set_thread_count_min(1)
         .set_thread_count_max(64)
         .add_listener(listener.into_raw_fd())?
-        .register_service(create_task(task));
+        .register_service(create_task(task))
+        .register_service(v3);
     server.start()?;
     log::info!("shim serving on {}", flags.socket);
 
