@@ -11,7 +11,7 @@ use std::{
 };
 
 use conformance::shim_fixture::{
-    children_states, container_cgroups, pipe_fds, runtime_binary, shim_pids, shim_socket_path, wait_for,
+    children_states, container_cgroups, pipe_fds, shim_pids, shim_socket_path, wait_for,
     Containerd, IMAGE, SHIM_RUNTIME,
 };
 
@@ -97,9 +97,15 @@ impl Events {
     }
 
     fn wait_count(&self, topic: &str, needle: &str, n: usize) {
-        wait_for(&format!("{n} × {topic} {needle}"), 30, || {
-            (self.count(topic, needle) >= n).then_some(())
-        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.count(topic, needle) < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {n} × {topic} {needle} in:\n{}",
+                self.lines().join("\n")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 }
 
@@ -186,9 +192,11 @@ fn shim_kill_gives_137_and_exec_sigterm_gives_143() {
 fn shim_exec_with_and_without_tty_using_binary_name() {
     let cd = Containerd::start();
     let ev = Events::start(&cd, "exec");
-    // BinaryName through runtime options (runtimeoptions config_path, what ctr can send).
+    // BinaryName through runtime options (runtimeoptions config_path, what ctr can send); it
+    // overrides BERTH_RUNTIME. runc by default until `berth exec` exists: BERTH_EXEC_RUNTIME.
+    let binary = std::env::var("BERTH_EXEC_RUNTIME").unwrap_or_else(|_| "/usr/sbin/runc".into());
     let cfg = cd.dir.join("berth-runtime.toml");
-    fs::write(&cfg, format!("BinaryName = \"{}\"\n", runtime_binary())).expect("runtime config");
+    fs::write(&cfg, format!("BinaryName = \"{binary}\"\n")).expect("runtime config");
     let cfg = cfg.to_string_lossy().into_owned();
     run_detached(&cd, "default", "ex", &["--runtime-config-path", &cfg], &["sleep", "1000"]);
     wait_status(&cd, "default", "ex", "RUNNING");

@@ -22,6 +22,10 @@ use crate::error::{io, Result};
 /// How often one event is attempted before it is dropped; with the linear back-off below this
 /// covers a containerd restart of about a minute.
 const ATTEMPTS: u64 = 10;
+/// While the shim is exiting, an event gets few attempts: containerd asked for the shutdown,
+/// so it is up, and the shim must not hang on its way out.
+const ATTEMPTS_CLOSING: u64 = 2;
+static CLOSING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 struct Queued {
     topic: &'static str,
@@ -30,17 +34,34 @@ struct Queued {
 }
 
 pub struct Publisher {
-    tx: Mutex<Sender<Queued>>,
+    tx: Mutex<Option<Sender<Queued>>>,
+    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Publisher {
     pub fn start(ttrpc_address: String, namespace: String) -> Result<Publisher> {
         let (tx, rx) = channel();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("events".into())
             .spawn(move || worker(rx, &ttrpc_address, &namespace))
             .map_err(io("spawn events thread"))?;
-        Ok(Publisher { tx: Mutex::new(tx) })
+        Ok(Publisher {
+            tx: Mutex::new(Some(tx)),
+            worker: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Sends what is queued and stops the worker: the last events of a shim (exit, delete)
+    /// are queued just before containerd asks it to shut down, and must not die with it.
+    pub fn flush_and_stop(&self) {
+        CLOSING.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        let handle = self.worker.lock().ok().and_then(|mut w| w.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
     }
 
     pub fn publish(&self, topic: &'static str, event: Box<dyn MessageDyn>) {
@@ -57,7 +78,7 @@ impl Publisher {
             timestamp: crate::process::now(),
         };
         if let Ok(tx) = self.tx.lock() {
-            if tx.send(queued).is_err() {
+            if tx.as_ref().map(|t| t.send(queued)).is_none_or(|r| r.is_err()) {
                 log::error!("events worker is gone; dropped {topic}");
             }
         }
@@ -80,6 +101,11 @@ fn worker(rx: Receiver<Queued>, address: &str, namespace: &str) {
         let mut req = ForwardRequest::new();
         req.envelope = protobuf::MessageField::some(envelope);
         for attempt in 1..=ATTEMPTS {
+            let closing = CLOSING.load(std::sync::atomic::Ordering::SeqCst);
+            if closing && attempt > ATTEMPTS_CLOSING {
+                log::error!("dropped event {} while exiting", q.topic);
+                break;
+            }
             if client.is_none() {
                 client = connect(address);
             }

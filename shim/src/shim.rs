@@ -265,7 +265,7 @@ fn serve(flags: &Flags) -> Result<()> {
     let events = Arc::new(Publisher::start(ttrpc_address, flags.namespace.clone())?);
     let service = Arc::new(Service::new(
         flags.namespace.clone(),
-        events,
+        Arc::clone(&events),
         Box::new(|| {
             EXIT_REQUESTED.store(true, Ordering::SeqCst);
             let _ = nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGUSR1);
@@ -299,6 +299,7 @@ fn serve(flags: &Flags) -> Result<()> {
         }
     }
     let _ = fs::remove_file(socket_path(&flags.socket));
+    events.flush_and_stop();
     log::info!("shim exiting");
     // Not joining the server: a blocked Wait in another connection must not keep us alive.
     std::process::exit(0);
