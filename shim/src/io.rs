@@ -308,9 +308,10 @@ mod tests {
         };
         let (pio, mut child) = open_direct(&paths).unwrap();
         let mut w = child.stdout.take().unwrap();
+        // containerd's reader; the shim's keeper is not a writer, so EOF follows the data.
+        let mut r = open_input(p.to_str().unwrap()).unwrap();
         w.write_all(b"hi").unwrap();
         drop(w);
-        let mut r = File::open(&p).unwrap();
         let mut s = String::new();
         r.read_to_string(&mut s).unwrap();
         assert_eq!(s, "hi");
