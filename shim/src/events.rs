@@ -11,13 +11,48 @@ use std::{
 };
 
 use containerd_shim_protos::{
-    protobuf::{well_known_types::any::Any, MessageDyn},
+    protobuf::{well_known_types::any::Any, Message},
     shim::{event::Envelope, events::ForwardRequest},
     shim_sync::{Client, EventsClient},
     ttrpc::context,
 };
 
 use crate::error::{io, Result};
+
+/// A message with its protobuf type URL, spelled out rather than looked up: protobuf's
+/// reflection builds descriptor pools on first use, a few hundred KiB of heap in every shim.
+pub trait Named: Message {
+    const TYPE_URL: &'static str;
+}
+
+macro_rules! named {
+    ($($t:ty => $url:literal),* $(,)?) => {
+        $(impl Named for $t { const TYPE_URL: &'static str = $url; })*
+    };
+}
+
+use containerd_shim_protos::{cgroups::metrics::Metrics, events::task::*, shim::oci::ProcessDetails};
+named! {
+    TaskCreate => "containerd.events.TaskCreate",
+    TaskStart => "containerd.events.TaskStart",
+    TaskDelete => "containerd.events.TaskDelete",
+    TaskExit => "containerd.events.TaskExit",
+    TaskOOM => "containerd.events.TaskOOM",
+    TaskExecAdded => "containerd.events.TaskExecAdded",
+    TaskExecStarted => "containerd.events.TaskExecStarted",
+    TaskPaused => "containerd.events.TaskPaused",
+    TaskResumed => "containerd.events.TaskResumed",
+    Metrics => "io.containerd.cgroups.v1.Metrics",
+    ProcessDetails => "containerd.runc.v1.ProcessDetails",
+}
+
+pub fn to_any<M: Named>(m: &M) -> Result<Any> {
+    Ok(Any {
+        type_url: M::TYPE_URL.to_string(),
+        value: m.write_to_bytes()?,
+        ..Default::default()
+    })
+}
 
 /// How often one event is attempted before it is dropped; with the linear back-off below this
 /// covers a containerd restart of about a minute.
@@ -64,8 +99,8 @@ impl Publisher {
         }
     }
 
-    pub fn publish(&self, topic: &'static str, event: Box<dyn MessageDyn>) {
-        let event = match containerd_shim::util::convert_to_any(event) {
+    pub fn publish<M: Named>(&self, topic: &'static str, event: Box<M>) {
+        let event = match to_any(&*event) {
             Ok(a) => a,
             Err(e) => {
                 log::error!("encode event {topic}: {e}");

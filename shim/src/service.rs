@@ -35,7 +35,7 @@ use containerd_shim_protos::{
 
 use crate::{
     error::{io, Error, Result},
-    events::Publisher,
+    events::{to_any, Publisher},
     io::{open_direct, resize, start_console_copy, ConsoleSocket, StdioPaths},
     oom::OomWatcher,
     process::{validate_id, Process, State},
@@ -683,9 +683,7 @@ impl Service {
                     exec_id: exec_id.clone(),
                     ..Default::default()
                 };
-                info.info = MessageField::some(containerd_shim::util::convert_to_any(Box::new(
-                    details,
-                ))?);
+                info.info = MessageField::some(to_any(&details)?);
             }
             processes.push(info);
         }
@@ -718,7 +716,7 @@ impl Service {
         };
         let metrics = collect_v1(&CgroupPaths::of_pid(pid)?);
         Ok(StatsResponse {
-            stats: MessageField::some(containerd_shim::util::convert_to_any(Box::new(metrics))?),
+            stats: MessageField::some(to_any(&metrics)?),
             ..Default::default()
         })
     }

@@ -233,6 +233,10 @@ static EXIT_REQUESTED: AtomicBool = AtomicBool::new(false);
 /// threads (the mask is set before any thread exists) and taken here with sigwait, so there is
 /// no signal handler and no extra thread for it.
 fn serve(flags: &Flags) -> Result<()> {
+    // One malloc arena: glibc otherwise gives each of the shim's threads its own, and their
+    // touched pages are most of an idle shim's private memory. Requests are few and small.
+    // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     let mut set = SigSet::empty();
     for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGUSR1] {
         set.add(s);
