@@ -431,3 +431,54 @@ fn shim_failed_create_leaves_nothing() {
     let _ = cd.ctr(&["containers", "rm", "bad"]);
     assert_no_leaks(&cd, "default", &["bad"]);
 }
+
+fn fd_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+fn thread_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn shim_fds_and_threads_return_to_baseline_after_execs() {
+    let cd = Containerd::start();
+    run_detached(&cd, "default", "fd", &[], &["sleep", "1000"]);
+    wait_status(&cd, "default", "fd", "RUNNING");
+    let shim = shim_pids(&cd.address)[0];
+    let tty_exec = |n: usize| {
+        let cmd = format!("ctr -a {} tasks exec --tty --exec-id t{n} fd sh -c 'echo x'", cd.address);
+        let out = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("script");
+        assert!(out.status.success(), "tty exec {n}");
+    };
+    let exec = |n: usize| {
+        let out = cd.ctr(&["tasks", "exec", "--exec-id", &format!("p{n}"), "fd", "sh", "-c", "echo x"]);
+        assert!(out.status.success(), "exec {n}");
+    };
+    // Warm-up: the first exec starts the shim's lazily created pieces (thread pool growth).
+    exec(0);
+    tty_exec(0);
+    let _ = cd.ctr(&["tasks", "metrics", "fd"]);
+    let fds = fd_count(shim);
+    let threads = thread_count(shim);
+    for n in 1..=30 {
+        exec(n);
+        if n % 3 == 0 {
+            tty_exec(n);
+        }
+        let _ = cd.ctr(&["tasks", "metrics", "fd"]);
+        let _ = cd.ctr(&["tasks", "kill", "-s", "0", "fd"]);
+        let failed = cd.ctr(&["tasks", "exec", "--exec-id", &format!("missing{n}"), "fd", "/does/not/exist"]);
+        assert!(!failed.status.success());
+    }
+    wait_for("shim fds back at baseline", 10, || (fd_count(shim) == fds).then_some(()));
+    wait_for("shim threads back at baseline", 10, || (thread_count(shim) <= threads).then_some(()));
+    assert!(cd.ctr(&["tasks", "kill", "-s", "KILL", "fd"]).status.success());
+    wait_status(&cd, "default", "fd", "STOPPED");
+    remove(&cd, "default", "fd");
+    assert_no_leaks(&cd, "default", &["fd"]);
+}
