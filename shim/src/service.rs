@@ -341,6 +341,17 @@ impl Service {
                 ..Default::default()
             }),
         );
+        // An init that died between the runtime's create and its registration (killed from
+        // outside) still gets its one TaskExit, after the TaskCreate.
+        {
+            let mut t = self.tasks();
+            if let Ok(c) = t.container(&req.id) {
+                if c.init.state == State::Stopped {
+                    let ev = c.exit_event(&c.init);
+                    self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, Box::new(ev));
+                }
+            }
+        }
         Ok(CreateTaskResponse {
             pid,
             ..Default::default()

@@ -103,6 +103,26 @@ fn memory_of(cd: &Containerd, runtime: &str, n: usize) -> (f64, f64, f64, f64) {
     (tot.0 as f64 / k, tot.1 as f64 / k, tot.2 as f64 / k, tot.3 as f64 / k)
 }
 
+/// One pod of `n` containers sharing one shim (the sandbox-id annotation): the shim's cost
+/// per container.
+fn memory_of_pod(cd: &Containerd, n: usize) -> (f64, f64, f64, f64) {
+    let ids: Vec<String> = (0..n).map(|i| format!("pod-{i}")).collect();
+    for id in &ids {
+        ok(cd, &["run", "-d", "--runtime", SHIM_RUNTIME, "--annotation",
+                 "io.kubernetes.cri.sandbox-id=pod-0", IMAGE, id, "sleep", "1000"]);
+    }
+    let pids = shim_pids(&cd.address);
+    assert_eq!(pids.len(), 1, "one shim for the pod");
+    let m = memory(pids[0]);
+    for id in ids.iter().rev() {
+        ok(cd, &["tasks", "kill", "-s", "KILL", id]);
+        ok(cd, &["tasks", "rm", "-f", id]);
+        ok(cd, &["containers", "rm", id]);
+    }
+    let k = n as f64;
+    (m.0 as f64 / k, m.1 as f64 / k, m.2 as f64 / k, m.3 as f64)
+}
+
 fn main() {
     let iterations: usize = std::env::args()
         .nth(1)
@@ -131,4 +151,8 @@ fn main() {
             rss, pss, private, threads
         );
     }
+    let (rss, pss, private, threads) = memory_of_pod(&cd, 10);
+    println!(
+        "  berth shim, one pod of 10 containers (one shim): per container RSS {rss:.0} KiB, PSS {pss:.0} KiB, private {private:.0} KiB; shim threads {threads:.0}"
+    );
 }
