@@ -282,12 +282,13 @@ fn serve(flags: &Flags) -> Result<()> {
         .into_iter()
         .map(|(k, v)| (k.replacen(TASK_V2, TASK_V3, 1), v))
         .collect();
-    // One connection (containerd's) needs few workers; Wait calls each hold one while blocked
-    // and the server adds workers up to the max on demand.
+    // One connection (containerd's) needs few workers. ttrpc counts only *idle* workers:
+    // it adds one whenever fewer than `min` are idle (a blocked Wait holds its worker), and
+    // idle workers above `max` exit, so the pool shrinks back after a burst.
     let mut server = Server::new()
         .set_thread_count_default(2)
         .set_thread_count_min(1)
-        .set_thread_count_max(64)
+        .set_thread_count_max(3)
         .add_listener(listener.into_raw_fd())?
         .register_service(create_task(task))
         .register_service(v3);
