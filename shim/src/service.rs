@@ -637,7 +637,7 @@ impl Service {
             return Ok(Empty::new());
         }
         let runtime = self.runtime_for(&req.id)?;
-        runtime.kill(&req.id, req.signal, req.all)?;
+        runtime.kill(&req.id, req.signal, req.all).map_err(kill_error)?;
         Ok(Empty::new())
     }
 
@@ -804,6 +804,18 @@ impl Service {
     }
 }
 
+/// A kill that finds nothing to signal is "not found" to containerd (it then treats the
+/// process as gone), whatever words the runtime used; as runc's shim's checkKillError.
+fn kill_error(e: Error) -> Error {
+    let msg = e.to_string().to_lowercase();
+    let gone = ["not running", "not found", "does not exist", "already finished", "no such process"];
+    if gone.iter().any(|g| msg.contains(g)) {
+        Error::NotFound(format!("process already finished: {e}"))
+    } else {
+        e
+    }
+}
+
 fn read_pid(path: &Path) -> Result<u32> {
     let text = fs::read_to_string(path).map_err(io(format!("read {}", path.display())))?;
     text.trim()
@@ -878,5 +890,22 @@ impl Task for Service {
     }
     fn shutdown(&self, _: &TtrpcContext, _: ShutdownRequest) -> ttrpc::Result<Empty> {
         reply("shutdown", self.do_shutdown())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kill_of_a_gone_container_is_not_found() {
+        let e = Error::Runtime {
+            binary: "berth".into(),
+            command: "kill",
+            message: "container \"x\" is stopped: container not running".into(),
+        };
+        assert!(matches!(kill_error(e), Error::NotFound(_)));
+        let e = Error::Runtime { binary: "b".into(), command: "kill", message: "permission denied".into() };
+        assert!(matches!(kill_error(e), Error::Runtime { .. }));
     }
 }
