@@ -484,3 +484,35 @@ fn shim_fds_and_threads_return_to_baseline_after_execs() {
     remove(&cd, "default", "fd");
     assert_no_leaks(&cd, "default", &["fd"]);
 }
+
+#[test]
+fn shim_passes_stdin_and_its_eof() {
+    let cd = Containerd::start();
+    run_detached(&cd, "default", "in", &[], &["sleep", "1000"]);
+    wait_status(&cd, "default", "in", "RUNNING");
+    for (args, id) in [
+        (vec!["run", "--rm", "--runtime", SHIM_RUNTIME, IMAGE, "cat1", "cat"], "run"),
+        (vec!["tasks", "exec", "--exec-id", "cat2", "in", "cat"], "exec"),
+    ] {
+        let mut child = std::process::Command::new("ctr")
+            .args(["-a", &cd.address])
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ctr");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(b"line one\nline two\n").expect("write stdin");
+        }
+        let out = child.wait_with_output().expect("ctr");
+        assert_eq!(out.status.code(), Some(0), "{id}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "line one\nline two\n", "{id}");
+    }
+    assert!(cd.ctr(&["tasks", "kill", "-s", "KILL", "in"]).status.success());
+    wait_status(&cd, "default", "in", "STOPPED");
+    remove(&cd, "default", "in");
+    assert_no_leaks(&cd, "default", &["in", "cat1"]);
+}
