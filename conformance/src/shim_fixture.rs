@@ -41,7 +41,12 @@ fn sha256_hex(data: &[u8]) -> String {
         .stdout(Stdio::piped())
         .spawn()
         .expect("sha256sum");
-    child.stdin.take().expect("stdin").write_all(data).expect("write");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(data)
+        .expect("write");
     let out = child.wait_with_output().expect("sha256sum output");
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
@@ -192,7 +197,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             }
             sleep(Duration::from_millis(50));
         }
-        panic!("containerd did not come up; see {}", self.dir.join("containerd.log").display());
+        panic!(
+            "containerd did not come up; see {}",
+            self.dir.join("containerd.log").display()
+        );
     }
 
     pub fn pid(&self) -> u32 {
@@ -203,7 +211,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     pub fn use_namespace(&mut self, ns: &str) {
         let image = self.image.to_string_lossy().into_owned();
         let out = self.ctr_in(ns, &["images", "import", &image]);
-        assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         self.namespaces.push(ns.to_string());
     }
 
@@ -294,8 +306,12 @@ pub fn shim_pids(address: &str) -> Vec<u32> {
     let mut pids = Vec::new();
     if let Ok(rd) = fs::read_dir("/proc") {
         for e in rd.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-            let Ok(cmd) = fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(cmd) = fs::read(format!("/proc/{pid}/cmdline")) else {
+                continue;
+            };
             let args: Vec<String> = cmd
                 .split(|b| *b == 0)
                 .map(|a| String::from_utf8_lossy(a).into_owned())
@@ -314,9 +330,15 @@ pub fn children_states(pid: u32) -> Vec<(u32, char)> {
     let mut out = Vec::new();
     if let Ok(rd) = fs::read_dir("/proc") {
         for e in rd.flatten() {
-            let Ok(child) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-            let Ok(stat) = fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
-            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { continue };
+            let Ok(child) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(format!("/proc/{child}/stat")) else {
+                continue;
+            };
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+                continue;
+            };
             let mut f = rest.split(' ');
             let state = f.next().and_then(|s| s.chars().next()).unwrap_or('?');
             let ppid: u32 = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);

@@ -31,7 +31,9 @@ macro_rules! named {
     };
 }
 
-use containerd_shim_protos::{cgroups::metrics::Metrics, events::task::*, shim::oci::ProcessDetails};
+use containerd_shim_protos::{
+    cgroups::metrics::Metrics, events::task::*, shim::oci::ProcessDetails,
+};
 named! {
     TaskCreate => "containerd.events.TaskCreate",
     TaskStart => "containerd.events.TaskStart",
@@ -99,8 +101,8 @@ impl Publisher {
         }
     }
 
-    pub fn publish<M: Named>(&self, topic: &'static str, event: Box<M>) {
-        let event = match to_any(&*event) {
+    pub fn publish<M: Named>(&self, topic: &'static str, event: M) {
+        let event = match to_any(&event) {
             Ok(a) => a,
             Err(e) => {
                 log::error!("encode event {topic}: {e}");
@@ -113,7 +115,11 @@ impl Publisher {
             timestamp: crate::process::now(),
         };
         if let Ok(tx) = self.tx.lock() {
-            if tx.as_ref().map(|t| t.send(queued)).is_none_or(|r| r.is_err()) {
+            if tx
+                .as_ref()
+                .map(|t| t.send(queued))
+                .is_none_or(|r| r.is_err())
+            {
                 log::error!("events worker is gone; dropped {topic}");
             }
         }
@@ -144,9 +150,9 @@ fn worker(rx: Receiver<Queued>, address: &str, namespace: &str) {
             if client.is_none() {
                 client = connect(address);
             }
-            let sent = client.as_ref().map(|c| {
-                c.forward(context::with_timeout(5_000_000_000), &req)
-            });
+            let sent = client
+                .as_ref()
+                .map(|c| c.forward(context::with_timeout(5_000_000_000), &req));
             match sent {
                 Some(Ok(_)) => break,
                 other => {

@@ -12,8 +12,8 @@ use std::{
         },
     },
     path::{Path, PathBuf},
-    sync::Arc,
     sync::atomic::{AtomicU64, Ordering},
+    sync::Arc,
 };
 
 use nix::{
@@ -57,14 +57,18 @@ fn strip_scheme(path: &str) -> Result<Option<&str>> {
         return Ok(Some(p));
     }
     if path.contains("://") {
-        return Err(Error::Unimplemented(format!("stdio uri {path:?} is not supported")));
+        return Err(Error::Unimplemented(format!(
+            "stdio uri {path:?} is not supported"
+        )));
     }
     Ok(Some(path))
 }
 
 fn is_fifo(path: &str) -> bool {
     use std::os::unix::fs::FileTypeExt;
-    std::fs::metadata(path).map(|m| m.file_type().is_fifo()).unwrap_or(false)
+    std::fs::metadata(path)
+        .map(|m| m.file_type().is_fifo())
+        .unwrap_or(false)
 }
 
 /// Opens an output path for writing without blocking on a FIFO with no reader yet: a read
@@ -292,7 +296,10 @@ mod tests {
 
     #[test]
     fn unsupported_stdio_schemes_are_rejected() {
-        assert!(matches!(strip_scheme("binary:///x"), Err(Error::Unimplemented(_))));
+        assert!(matches!(
+            strip_scheme("binary:///x"),
+            Err(Error::Unimplemented(_))
+        ));
         assert_eq!(strip_scheme("").unwrap(), None);
         assert_eq!(strip_scheme("/a/b").unwrap(), Some("/a/b"));
     }

@@ -134,7 +134,9 @@ fn run(epoll: &Epoll, watches: &Mutex<HashMap<u64, Watch>>, on_oom: &OnOom) {
         if let Ok(mut w) = watches.lock() {
             for ev in &events[..n] {
                 let token = ev.data();
-                let Some(watch) = w.get_mut(&token) else { continue };
+                let Some(watch) = w.get_mut(&token) else {
+                    continue;
+                };
                 let mut buf = [0u8; 8];
                 let _ = (&watch.eventfd).read(&mut buf);
                 // The eventfd also fires when the cgroup is removed (as containerd's v1

@@ -100,7 +100,9 @@ impl RuntimeConfig {
                 continue;
             }
             let Some((key, value)) = line.split_once('=') else {
-                return Err(Error::InvalidArgument(format!("runtime config: bad line {line:?}")));
+                return Err(Error::InvalidArgument(format!(
+                    "runtime config: bad line {line:?}"
+                )));
             };
             let value = value.trim();
             let string = value.trim_matches('"').to_string();
@@ -223,7 +225,12 @@ impl Runtime {
         stdio: ChildStdio,
     ) -> Result<()> {
         let mut a = self.args("create");
-        a.extend(["--bundle".into(), bundle.into(), "--pid-file".into(), pid_file.into()]);
+        a.extend([
+            "--bundle".into(),
+            bundle.into(),
+            "--pid-file".into(),
+            pid_file.into(),
+        ]);
         if let Some(s) = console_socket {
             a.extend(["--console-socket".into(), s.into()]);
         }
@@ -465,7 +472,16 @@ mod tests {
             .collect();
         assert_eq!(
             a,
-            ["--root", "/r/ns", "--log", "/bundle/log.json", "--log-format", "json", "--systemd-cgroup", "create"]
+            [
+                "--root",
+                "/r/ns",
+                "--log",
+                "/bundle/log.json",
+                "--log-format",
+                "json",
+                "--systemd-cgroup",
+                "create"
+            ]
         );
     }
 }

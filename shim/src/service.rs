@@ -16,11 +16,11 @@ use std::{
 use containerd_shim::mount::{mount_rootfs, umount_recursive};
 use containerd_shim_protos::{
     api::{
-        CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
-        DeleteRequest, DeleteResponse, Empty, ExecProcessRequest, KillRequest, PauseRequest,
-        PidsRequest, PidsResponse, ProcessInfo, ResizePtyRequest, ResumeRequest, ShutdownRequest,
-        StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse,
-        UpdateTaskRequest, WaitRequest, WaitResponse, CheckpointTaskRequest,
+        CheckpointTaskRequest, CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest,
+        CreateTaskResponse, DeleteRequest, DeleteResponse, Empty, ExecProcessRequest, KillRequest,
+        PauseRequest, PidsRequest, PidsResponse, ProcessInfo, ResizePtyRequest, ResumeRequest,
+        ShutdownRequest, StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest,
+        StatsResponse, UpdateTaskRequest, WaitRequest, WaitResponse,
     },
     events::task::{
         TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM,
@@ -141,10 +141,10 @@ impl Service {
         let oom = OomWatcher::new(Box::new(move |id: &str| {
             ev.publish(
                 topics::TASK_OOM_EVENT_TOPIC,
-                Box::new(TaskOOM {
+                TaskOOM {
                     container_id: id.to_string(),
                     ..Default::default()
-                }),
+                },
             );
         }))?;
         Ok(Service {
@@ -211,8 +211,7 @@ impl Service {
                     if let Some(exec_id) = event {
                         if let Ok(p) = c.process(&exec_id) {
                             let ev = c.exit_event(p);
-                            self.events
-                                .publish(topics::TASK_EXIT_EVENT_TOPIC, Box::new(ev));
+                            self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, ev);
                         }
                     }
                 }
@@ -236,7 +235,10 @@ impl Service {
         validate_id("container", &req.id, MAX_CONTAINER_ID)?;
         let _l = self.lifecycle();
         if self.tasks().containers.contains_key(&req.id) {
-            return Err(Error::AlreadyExists(format!("container {} already exists", req.id)));
+            return Err(Error::AlreadyExists(format!(
+                "container {} already exists",
+                req.id
+            )));
         }
         let bundle = PathBuf::from(&req.bundle);
         let cfg = RuntimeConfig::from_options(req.options.as_ref())?;
@@ -263,7 +265,13 @@ impl Service {
         let result = || -> Result<(u32, crate::io::ProcessIo)> {
             let (pio, console) = if req.terminal {
                 let socket = ConsoleSocket::new()?;
-                runtime.create(&req.id, &bundle, &pid_file, Some(socket.path()), Default::default())?;
+                runtime.create(
+                    &req.id,
+                    &bundle,
+                    &pid_file,
+                    Some(socket.path()),
+                    Default::default(),
+                )?;
                 (None, Some(socket))
             } else {
                 let (pio, child) = open_direct(&stdio)?;
@@ -326,7 +334,7 @@ impl Service {
         }
         self.events.publish(
             topics::TASK_CREATE_EVENT_TOPIC,
-            Box::new(TaskCreate {
+            TaskCreate {
                 container_id: req.id.clone(),
                 bundle: req.bundle.clone(),
                 rootfs: req.rootfs.clone(),
@@ -339,7 +347,7 @@ impl Service {
                 }),
                 pid,
                 ..Default::default()
-            }),
+            },
         );
         // An init that died between the runtime's create and its registration (killed from
         // outside) still gets its one TaskExit, after the TaskCreate.
@@ -348,7 +356,7 @@ impl Service {
             if let Ok(c) = t.container(&req.id) {
                 if c.init.state == State::Stopped {
                     let ev = c.exit_event(&c.init);
-                    self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, Box::new(ev));
+                    self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, ev);
                 }
             }
         }
@@ -374,7 +382,9 @@ impl Service {
             let mut t = self.tasks();
             let c = t.container(id)?;
             if c.init.state != State::Created {
-                return Err(Error::FailedPrecondition(format!("container {id} is not created")));
+                return Err(Error::FailedPrecondition(format!(
+                    "container {id} is not created"
+                )));
             }
             c.init.starting = true;
             runtime_id = c.id.clone();
@@ -388,7 +398,7 @@ impl Service {
             if c.init.exit_deferred {
                 c.init.exit_deferred = false;
                 let ev = c.exit_event(&c.init);
-                self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, Box::new(ev));
+                self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, ev);
             }
             return Err(e);
         }
@@ -397,16 +407,16 @@ impl Service {
         }
         self.events.publish(
             topics::TASK_START_EVENT_TOPIC,
-            Box::new(TaskStart {
+            TaskStart {
                 container_id: id.to_string(),
                 pid,
                 ..Default::default()
-            }),
+            },
         );
         if c.init.exit_deferred {
             c.init.exit_deferred = false;
             let ev = c.exit_event(&c.init);
-            self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, Box::new(ev));
+            self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, ev);
         }
         Ok(StartResponse {
             pid,
@@ -419,12 +429,16 @@ impl Service {
             let mut t = self.tasks();
             let c = t.container(id)?;
             if c.init.state == State::Stopped {
-                return Err(Error::FailedPrecondition(format!("container {id} is stopped")));
+                return Err(Error::FailedPrecondition(format!(
+                    "container {id} is stopped"
+                )));
             }
             let bundle = c.bundle.clone();
             let p = c.process_mut(exec_id)?;
             if p.state != State::Created {
-                return Err(Error::FailedPrecondition(format!("exec {exec_id} already started")));
+                return Err(Error::FailedPrecondition(format!(
+                    "exec {exec_id} already started"
+                )));
             }
             p.starting = true;
             (bundle, std::mem::take(&mut p.spec), p.stdio.clone())
@@ -437,7 +451,13 @@ impl Service {
             fs::write(&spec_file, &spec).map_err(io("write exec process spec"))?;
             if stdio.terminal {
                 let socket = ConsoleSocket::new()?;
-                runtime.exec(id, &spec_file, &pid_file, Some(socket.path()), Default::default())?;
+                runtime.exec(
+                    id,
+                    &spec_file,
+                    &pid_file,
+                    Some(socket.path()),
+                    Default::default(),
+                )?;
                 let pid = read_pid(&pid_file)?;
                 Ok((pid, start_console_copy(socket.receive_master()?, &stdio)?))
             } else {
@@ -476,17 +496,17 @@ impl Service {
         }
         self.events.publish(
             topics::TASK_EXEC_STARTED_EVENT_TOPIC,
-            Box::new(TaskExecStarted {
+            TaskExecStarted {
                 container_id: id.to_string(),
                 exec_id: exec_id.to_string(),
                 pid,
                 ..Default::default()
-            }),
+            },
         );
         let p = c.process(exec_id)?;
         if p.state == State::Stopped {
             let ev = c.exit_event(p);
-            self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, Box::new(ev));
+            self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, ev);
             self.exited.notify_all();
         }
         Ok(StartResponse {
@@ -557,13 +577,13 @@ impl Service {
         self.exited.notify_all();
         self.events.publish(
             topics::TASK_DELETE_EVENT_TOPIC,
-            Box::new(TaskDelete {
+            TaskDelete {
                 container_id: c.id.clone(),
                 pid: c.init.pid,
                 exit_status: c.init.exit_status,
                 exited_at: c.init.exited_at_field(),
                 ..Default::default()
-            }),
+            },
         );
         Ok(DeleteResponse {
             pid: c.init.pid,
@@ -578,10 +598,16 @@ impl Service {
         let mut t = self.tasks();
         let c = t.container(&req.id)?;
         if c.init.state == State::Stopped {
-            return Err(Error::FailedPrecondition(format!("container {} is stopped", req.id)));
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is stopped",
+                req.id
+            )));
         }
         if c.execs.contains_key(&req.exec_id) {
-            return Err(Error::AlreadyExists(format!("exec {} already exists", req.exec_id)));
+            return Err(Error::AlreadyExists(format!(
+                "exec {} already exists",
+                req.exec_id
+            )));
         }
         let spec = req
             .spec
@@ -602,11 +628,11 @@ impl Service {
         c.execs.insert(req.exec_id.clone(), p);
         self.events.publish(
             topics::TASK_EXEC_ADDED_EVENT_TOPIC,
-            Box::new(TaskExecAdded {
+            TaskExecAdded {
                 container_id: req.id.clone(),
                 exec_id: req.exec_id.clone(),
                 ..Default::default()
-            }),
+            },
         );
         Ok(Empty::new())
     }
@@ -619,25 +645,36 @@ impl Service {
             if p.state == State::Stopped && !req.all {
                 return Err(Error::NotFound(format!(
                     "process {} already finished",
-                    if req.exec_id.is_empty() { &req.id } else { &req.exec_id }
+                    if req.exec_id.is_empty() {
+                        &req.id
+                    } else {
+                        &req.exec_id
+                    }
                 )));
             }
             p.pid
         };
         if !req.exec_id.is_empty() {
             let sig = nix::sys::signal::Signal::try_from(i32::try_from(req.signal).unwrap_or(-1))
-                .map_err(|_| Error::InvalidArgument(format!("invalid signal {}", req.signal)))?;
+                .map_err(|_| {
+                Error::InvalidArgument(format!("invalid signal {}", req.signal))
+            })?;
             let pid = i32::try_from(pid)
                 .map_err(|_| Error::FailedPrecondition("exec has no pid".into()))?;
             if pid <= 0 {
-                return Err(Error::FailedPrecondition(format!("exec {} not started", req.exec_id)));
+                return Err(Error::FailedPrecondition(format!(
+                    "exec {} not started",
+                    req.exec_id
+                )));
             }
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
                 .map_err(crate::error::sys("kill exec"))?;
             return Ok(Empty::new());
         }
         let runtime = self.runtime_for(&req.id)?;
-        runtime.kill(&req.id, req.signal, req.all).map_err(kill_error)?;
+        runtime
+            .kill(&req.id, req.signal, req.all)
+            .map_err(kill_error)?;
         Ok(Empty::new())
     }
 
@@ -653,18 +690,18 @@ impl Service {
         if pause {
             self.events.publish(
                 topics::TASK_PAUSED_EVENT_TOPIC,
-                Box::new(TaskPaused {
+                TaskPaused {
                     container_id: id.to_string(),
                     ..Default::default()
-                }),
+                },
             );
         } else {
             self.events.publish(
                 topics::TASK_RESUMED_EVENT_TOPIC,
-                Box::new(TaskResumed {
+                TaskResumed {
                     container_id: id.to_string(),
                     ..Default::default()
-                }),
+                },
             );
         }
         Ok(Empty::new())
@@ -721,7 +758,10 @@ impl Service {
             let mut t = self.tasks();
             let c = t.container(&req.id)?;
             if c.init.state != State::Running {
-                return Err(Error::FailedPrecondition(format!("container {} is not running", req.id)));
+                return Err(Error::FailedPrecondition(format!(
+                    "container {} is not running",
+                    req.id
+                )));
             }
             c.init.pid
         };
@@ -737,7 +777,11 @@ impl Service {
         let c = t.container(&req.id)?;
         let p = c.process(&req.exec_id)?;
         Ok(StateResponse {
-            id: if req.exec_id.is_empty() { c.id.clone() } else { p.exec_id.clone() },
+            id: if req.exec_id.is_empty() {
+                c.id.clone()
+            } else {
+                p.exec_id.clone()
+            },
             bundle: c.bundle.to_string_lossy().into_owned(),
             pid: p.pid,
             status: p.status(c.paused).into(),
@@ -808,7 +852,13 @@ impl Service {
 /// process as gone), whatever words the runtime used; as runc's shim's checkKillError.
 fn kill_error(e: Error) -> Error {
     let msg = e.to_string().to_lowercase();
-    let gone = ["not running", "not found", "does not exist", "already finished", "no such process"];
+    let gone = [
+        "not running",
+        "not found",
+        "does not exist",
+        "already finished",
+        "no such process",
+    ];
     if gone.iter().any(|g| msg.contains(g)) {
         Error::NotFound(format!("process already finished: {e}"))
     } else {
@@ -818,9 +868,9 @@ fn kill_error(e: Error) -> Error {
 
 fn read_pid(path: &Path) -> Result<u32> {
     let text = fs::read_to_string(path).map_err(io(format!("read {}", path.display())))?;
-    text.trim()
-        .parse()
-        .map_err(|_| Error::FailedPrecondition(format!("bad pid file {}: {text:?}", path.display())))
+    text.trim().parse().map_err(|_| {
+        Error::FailedPrecondition(format!("bad pid file {}: {text:?}", path.display()))
+    })
 }
 
 fn reply<T>(method: &str, r: Result<T>) -> ttrpc::Result<T> {
@@ -831,7 +881,11 @@ fn reply<T>(method: &str, r: Result<T>) -> ttrpc::Result<T> {
 }
 
 impl Task for Service {
-    fn create(&self, _: &TtrpcContext, req: CreateTaskRequest) -> ttrpc::Result<CreateTaskResponse> {
+    fn create(
+        &self,
+        _: &TtrpcContext,
+        req: CreateTaskRequest,
+    ) -> ttrpc::Result<CreateTaskResponse> {
         reply("create", self.do_create(req))
     }
     fn start(&self, _: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
@@ -875,14 +929,17 @@ impl Task for Service {
         // the shim holds no writer, so closing containerd's end is all it takes for EOF.
         let r = {
             let mut t = self.tasks();
-            t.container(&req.id).and_then(|c| c.process(&req.exec_id).map(drop))
+            t.container(&req.id)
+                .and_then(|c| c.process(&req.exec_id).map(drop))
         };
         reply("close_io", r.map(|_| Empty::new()))
     }
     fn checkpoint(&self, _: &TtrpcContext, _: CheckpointTaskRequest) -> ttrpc::Result<Empty> {
         reply(
             "checkpoint",
-            Err(Error::Unimplemented("checkpoint is not supported by berth yet".into())),
+            Err(Error::Unimplemented(
+                "checkpoint is not supported by berth yet".into(),
+            )),
         )
     }
     fn connect(&self, _: &TtrpcContext, req: ConnectRequest) -> ttrpc::Result<ConnectResponse> {
@@ -905,7 +962,11 @@ mod tests {
             message: "container \"x\" is stopped: container not running".into(),
         };
         assert!(matches!(kill_error(e), Error::NotFound(_)));
-        let e = Error::Runtime { binary: "b".into(), command: "kill", message: "permission denied".into() };
+        let e = Error::Runtime {
+            binary: "b".into(),
+            command: "kill",
+            message: "permission denied".into(),
+        };
         assert!(matches!(kill_error(e), Error::Runtime { .. }));
     }
 }

@@ -3,9 +3,9 @@
 //! daemon itself (serve the Task API, reap children).
 
 use std::{
-    os::unix::process::CommandExt,
     fs,
     io::Write,
+    os::unix::process::CommandExt,
     os::{
         fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd},
         unix::{
@@ -61,7 +61,9 @@ pub fn run() -> Result<()> {
         return Ok(());
     }
     if flags.namespace.is_empty() {
-        return Err(Error::InvalidArgument("shim namespace cannot be empty".into()));
+        return Err(Error::InvalidArgument(
+            "shim namespace cannot be empty".into(),
+        ));
     }
     match flags.action.as_str() {
         "start" => start(&flags),
@@ -145,7 +147,8 @@ fn start(flags: &Flags) -> Result<()> {
         log::warn!("oom_score_adj: {e}");
     }
     let mut out = std::io::stdout().lock();
-    out.write_all(address.as_bytes()).map_err(io("write address"))?;
+    out.write_all(address.as_bytes())
+        .map_err(io("write address"))?;
     out.flush().map_err(io("write address"))
 }
 
@@ -180,7 +183,11 @@ fn set_cloexec(fd: RawFd, on: bool) -> Result<()> {
     if flags < 0 {
         return Err(io("fcntl")(std::io::Error::last_os_error()));
     }
-    let new = if on { flags | libc::FD_CLOEXEC } else { flags & !libc::FD_CLOEXEC };
+    let new = if on {
+        flags | libc::FD_CLOEXEC
+    } else {
+        flags & !libc::FD_CLOEXEC
+    };
     // SAFETY: as above.
     if unsafe { libc::fcntl(fd, libc::F_SETFD, new) } < 0 {
         return Err(io("fcntl")(std::io::Error::last_os_error()));
@@ -211,7 +218,11 @@ fn delete(flags: &Flags) -> Result<()> {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0);
     // The dead shim could not remove its socket; a live one (the pod's) answers and stays.
-    let address = socket_address(&flags.address, &flags.namespace, &grouping(&bundle, &flags.id));
+    let address = socket_address(
+        &flags.address,
+        &flags.namespace,
+        &grouping(&bundle, &flags.id),
+    );
     let path = socket_path(&address);
     if Path::new(path).exists() && UnixStream::connect(path).is_err() {
         let _ = fs::remove_file(path);
@@ -238,7 +249,12 @@ fn serve(flags: &Flags) -> Result<()> {
     // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     let mut set = SigSet::empty();
-    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGUSR1] {
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGUSR1,
+    ] {
         set.add(s);
     }
     set.thread_block().map_err(sys("block signals"))?;
@@ -253,7 +269,10 @@ fn serve(flags: &Flags) -> Result<()> {
         let _ = e;
     }
 
-    let listener = match std::env::var(LISTEN_FD_ENV).ok().and_then(|v| v.parse::<RawFd>().ok()) {
+    let listener = match std::env::var(LISTEN_FD_ENV)
+        .ok()
+        .and_then(|v| v.parse::<RawFd>().ok())
+    {
         Some(fd) => {
             // SAFETY: start passed this fd to us and nothing else in this process owns it.
             let owned = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -314,7 +333,9 @@ fn reap_all(service: &Service) {
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(pid, code)) => dispatch(service, pid.as_raw(), code),
-            Ok(WaitStatus::Signaled(pid, sig, _)) => dispatch(service, pid.as_raw(), 128 + sig as i32),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                dispatch(service, pid.as_raw(), 128 + sig as i32)
+            }
             Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
             Ok(_) => {}
             Err(Errno::EINTR) => {}

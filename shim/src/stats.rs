@@ -32,7 +32,8 @@ impl CgroupPaths {
         let mut map = HashMap::new();
         for line in text.lines() {
             let mut parts = line.splitn(3, ':');
-            let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+            let (Some(_), Some(controllers), Some(path)) =
+                (parts.next(), parts.next(), parts.next())
             else {
                 continue;
             };
@@ -45,7 +46,11 @@ impl CgroupPaths {
                 let c = c.trim_start_matches("name=");
                 // Co-mounted controllers live under their joint directory ("cpu,cpuacct"),
                 // separately mounted ones under their own name.
-                let base = if joint.exists() { joint.clone() } else { root.join(c) };
+                let base = if joint.exists() {
+                    joint.clone()
+                } else {
+                    root.join(c)
+                };
                 map.insert(c.to_string(), base.join(rel));
             }
         }
@@ -106,7 +111,11 @@ pub fn collect_v1(paths: &CgroupPaths) -> Metrics {
     if let Some(dir) = paths.get("cpuacct") {
         let stat = read_kv(dir, "cpuacct.stat");
         let per_cpu = fs::read_to_string(dir.join("cpuacct.usage_percpu"))
-            .map(|s| s.split_whitespace().filter_map(|v| v.parse().ok()).collect())
+            .map(|s| {
+                s.split_whitespace()
+                    .filter_map(|v| v.parse().ok())
+                    .collect()
+            })
             .unwrap_or_default();
         cpu.usage = protobuf::MessageField::some(CPUUsage {
             total: read_u64(dir, "cpuacct.usage"),
@@ -191,8 +200,14 @@ mod tests {
             "4:memory:/default/c1\n3:cpu,cpuacct:/default/c1\n9:name=systemd:/x\n0::/\n",
             Path::new("/nonexistent"),
         );
-        assert_eq!(p.get("memory"), Some(Path::new("/nonexistent/memory/default/c1")));
-        assert_eq!(p.get("cpuacct"), Some(Path::new("/nonexistent/cpuacct/default/c1")));
+        assert_eq!(
+            p.get("memory"),
+            Some(Path::new("/nonexistent/memory/default/c1"))
+        );
+        assert_eq!(
+            p.get("cpuacct"),
+            Some(Path::new("/nonexistent/cpuacct/default/c1"))
+        );
         assert_eq!(p.get("systemd"), Some(Path::new("/nonexistent/systemd/x")));
         assert_eq!(p.get(""), None);
     }

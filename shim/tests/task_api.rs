@@ -3,7 +3,9 @@
 //! private containerd started through the shim. Needs root, containerd and a built shim
 //! (`cargo build -p containerd-shim-berth-v2`); skipped otherwise.
 
-use conformance::shim_fixture::{shim_pids, shim_socket_path, wait_for, Containerd, IMAGE, SHIM_RUNTIME};
+use conformance::shim_fixture::{
+    shim_pids, shim_socket_path, wait_for, Containerd, IMAGE, SHIM_RUNTIME,
+};
 use containerd_shim_protos::{
     api::{
         CheckpointTaskRequest, CloseIORequest, ConnectRequest, ConnectResponse, StateRequest,
@@ -27,15 +29,34 @@ fn update_checkpoint_connect_close_io_and_v3_over_ttrpc() {
         return;
     }
     let cd = Containerd::start();
-    let out = cd.ctr(&["run", "-d", "--runtime", SHIM_RUNTIME, IMAGE, "api", "sleep", "1000"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cd.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        SHIM_RUNTIME,
+        IMAGE,
+        "api",
+        "sleep",
+        "1000",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sock = shim_socket_path(&cd.address, "default", "api");
     let client = Client::connect(&format!("unix://{}", sock.display())).expect("connect shim");
     let task = TaskClient::new(client);
     let ctx = || context::with_timeout(10_000_000_000);
 
     let c = task
-        .connect(ctx(), &ConnectRequest { id: "api".into(), ..Default::default() })
+        .connect(
+            ctx(),
+            &ConnectRequest {
+                id: "api".into(),
+                ..Default::default()
+            },
+        )
         .expect("connect");
     assert_eq!(vec![c.shim_pid], shim_pids(&cd.address));
     assert!(c.task_pid > 0);
@@ -62,24 +83,55 @@ fn update_checkpoint_connect_close_io_and_v3_over_ttrpc() {
         ctx(),
         &UpdateTaskRequest {
             id: "api".into(),
-            resources: MessageField::some(Any { value: b"{not json".to_vec(), ..Default::default() }),
+            resources: MessageField::some(Any {
+                value: b"{not json".to_vec(),
+                ..Default::default()
+            }),
             ..Default::default()
         },
     );
-    assert!(bad.is_err(), "malformed resources are refused, not passed on");
+    assert!(
+        bad.is_err(),
+        "malformed resources are refused, not passed on"
+    );
 
-    match task.checkpoint(ctx(), &CheckpointTaskRequest { id: "api".into(), ..Default::default() }) {
+    match task.checkpoint(
+        ctx(),
+        &CheckpointTaskRequest {
+            id: "api".into(),
+            ..Default::default()
+        },
+    ) {
         Err(TtrpcError::RpcStatus(s)) => assert_eq!(s.code(), Code::UNIMPLEMENTED),
         other => panic!("checkpoint: {other:?}"),
     }
-    task.close_io(ctx(), &CloseIORequest { id: "api".into(), stdin: true, ..Default::default() })
-        .expect("close io");
-    match task.state(ctx(), &StateRequest { id: "nope".into(), ..Default::default() }) {
+    task.close_io(
+        ctx(),
+        &CloseIORequest {
+            id: "api".into(),
+            stdin: true,
+            ..Default::default()
+        },
+    )
+    .expect("close io");
+    match task.state(
+        ctx(),
+        &StateRequest {
+            id: "nope".into(),
+            ..Default::default()
+        },
+    ) {
         Err(TtrpcError::RpcStatus(s)) => assert_eq!(s.code(), Code::NOT_FOUND),
         other => panic!("state of unknown: {other:?}"),
     }
     let st = task
-        .state(ctx(), &StateRequest { id: "api".into(), ..Default::default() })
+        .state(
+            ctx(),
+            &StateRequest {
+                id: "api".into(),
+                ..Default::default()
+            },
+        )
         .expect("state");
     assert_eq!(st.status.enum_value(), Ok(Status::RUNNING));
     drop(task);
@@ -89,9 +141,12 @@ fn update_checkpoint_connect_close_io_and_v3_over_ttrpc() {
     let req = containerd_shim_protos::ttrpc::Request {
         service: "containerd.task.v3.Task".into(),
         method: "Connect".into(),
-        payload: ConnectRequest { id: "api".into(), ..Default::default() }
-            .write_to_bytes()
-            .expect("encode"),
+        payload: ConnectRequest {
+            id: "api".into(),
+            ..Default::default()
+        }
+        .write_to_bytes()
+        .expect("encode"),
         timeout_nano: 10_000_000_000,
         ..Default::default()
     };
@@ -100,13 +155,18 @@ fn update_checkpoint_connect_close_io_and_v3_over_ttrpc() {
     assert_eq!(c3.task_pid, c.task_pid);
     drop(raw);
 
-    assert!(cd.ctr(&["tasks", "kill", "-s", "KILL", "api"]).status.success());
+    assert!(cd
+        .ctr(&["tasks", "kill", "-s", "KILL", "api"])
+        .status
+        .success());
     wait_for("stopped", 30, || {
         let ls = String::from_utf8_lossy(&cd.ctr(&["tasks", "ls"]).stdout).into_owned();
         ls.contains("STOPPED").then_some(())
     });
     assert!(cd.ctr(&["tasks", "rm", "api"]).status.success());
     assert!(cd.ctr(&["containers", "rm", "api"]).status.success());
-    wait_for("shim gone", 30, || shim_pids(&cd.address).is_empty().then_some(()));
+    wait_for("shim gone", 30, || {
+        shim_pids(&cd.address).is_empty().then_some(())
+    });
     assert!(!sock.exists());
 }

@@ -22,7 +22,10 @@ fn ok(cd: &Containerd, args: &[&str]) -> R<()> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("ctr {args:?}: {}", String::from_utf8_lossy(&out.stderr)))
+        Err(format!(
+            "ctr {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
@@ -41,7 +44,19 @@ fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> R<T> {
 
 fn cycle(cd: &Containerd, runtime: &str, id: &str) -> R<Duration> {
     let t = Instant::now();
-    ok(cd, &["run", "-d", "--runtime", runtime, IMAGE, id, "sleep", "1000"])?;
+    ok(
+        cd,
+        &[
+            "run",
+            "-d",
+            "--runtime",
+            runtime,
+            IMAGE,
+            id,
+            "sleep",
+            "1000",
+        ],
+    )?;
     ok(cd, &["tasks", "kill", "-s", "KILL", id])?;
     // --force waits for the exit before deleting.
     ok(cd, &["tasks", "rm", "-f", id])?;
@@ -83,8 +98,12 @@ fn memory(pid: u32) -> (u64, u64, u64, u64) {
 fn runc_shim_pids(address: &str) -> Vec<u32> {
     let mut pids = Vec::new();
     for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmd) = fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
         let s = String::from_utf8_lossy(&cmd);
         if s.starts_with("/usr/bin/containerd-shim-runc-v2") && s.contains(address) {
             pids.push(pid);
@@ -96,7 +115,19 @@ fn runc_shim_pids(address: &str) -> Vec<u32> {
 fn memory_of(cd: &Containerd, runtime: &str, n: usize) -> R<(f64, f64, f64, f64)> {
     let ids: Vec<String> = (0..n).map(|i| format!("mem-{i}")).collect();
     for id in &ids {
-        ok(cd, &["run", "-d", "--runtime", runtime, IMAGE, id, "sleep", "1000"])?;
+        ok(
+            cd,
+            &[
+                "run",
+                "-d",
+                "--runtime",
+                runtime,
+                IMAGE,
+                id,
+                "sleep",
+                "1000",
+            ],
+        )?;
     }
     let pids = poll("shims", || {
         let p = if runtime == SHIM_RUNTIME {
@@ -117,7 +148,12 @@ fn memory_of(cd: &Containerd, runtime: &str, n: usize) -> R<(f64, f64, f64, f64)
         ok(cd, &["containers", "rm", id])?;
     }
     let k = pids.len() as f64;
-    Ok((tot.0 as f64 / k, tot.1 as f64 / k, tot.2 as f64 / k, tot.3 as f64 / k))
+    Ok((
+        tot.0 as f64 / k,
+        tot.1 as f64 / k,
+        tot.2 as f64 / k,
+        tot.3 as f64 / k,
+    ))
 }
 
 /// One pod of `n` containers sharing one shim (the sandbox-id annotation): the shim's cost
@@ -125,12 +161,28 @@ fn memory_of(cd: &Containerd, runtime: &str, n: usize) -> R<(f64, f64, f64, f64)
 fn memory_of_pod(cd: &Containerd, n: usize) -> R<(f64, f64, f64, f64)> {
     let ids: Vec<String> = (0..n).map(|i| format!("pod-{i}")).collect();
     for id in &ids {
-        ok(cd, &["run", "-d", "--runtime", SHIM_RUNTIME, "--annotation",
-                 "io.kubernetes.cri.sandbox-id=pod-0", IMAGE, id, "sleep", "1000"])?;
+        ok(
+            cd,
+            &[
+                "run",
+                "-d",
+                "--runtime",
+                SHIM_RUNTIME,
+                "--annotation",
+                "io.kubernetes.cri.sandbox-id=pod-0",
+                IMAGE,
+                id,
+                "sleep",
+                "1000",
+            ],
+        )?;
     }
     let pids = shim_pids(&cd.address);
     if pids.len() != 1 {
-        return Err(format!("expected one shim for the pod, found {}", pids.len()));
+        return Err(format!(
+            "expected one shim for the pod, found {}",
+            pids.len()
+        ));
     }
     let m = memory(pids[0]);
     for id in ids.iter().rev() {
