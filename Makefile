@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PREFIX ?= /usr/local
 CARGO ?= cargo
-RELEASE_DIR := target/release
+RELEASE_DIR := target/x86_64-unknown-linux-gnu/release
 
 # Debian packages the build, the tests and the benchmarks need.
 DEB_PACKAGES := build-essential pkg-config jq busybox-static runc crun containerd docker.io \
@@ -21,6 +21,7 @@ build: deps
 
 install: build
 	install -D -m 0755 $(RELEASE_DIR)/berth $(DESTDIR)$(PREFIX)/bin/berth
+	install -D -m 0755 $(RELEASE_DIR)/berth-snapshotter $(DESTDIR)$(PREFIX)/bin/berth-snapshotter
 
 demo: install
 	./scripts/demo.sh
@@ -29,12 +30,16 @@ unit: deps
 	$(CARGO) test --workspace --lib --bins
 
 conformance: build
-	BERTH=$(CURDIR)/$(RELEASE_DIR)/berth $(CARGO) test --release -p conformance -- --test-threads=2
+	$(CARGO) test --release --no-fail-fast -p berth-snapshotter -- --test-threads=2
+	BERTH=$(CURDIR)/$(RELEASE_DIR)/berth BERTH_SNAPSHOTTER=$(CURDIR)/$(RELEASE_DIR)/berth-snapshotter \
+		$(CARGO) test --release --no-fail-fast -p conformance -- --test-threads=2
 
 test: unit conformance
 
+# Interleaved berth/runc/crun timings; BENCH_N=<iterations> (default 100).
 bench: build
-	$(CARGO) run --release -p conformance --bin bench
+	BERTH=$(CURDIR)/$(RELEASE_DIR)/berth $(CARGO) run --release -p conformance --bin bench
+	BERTH_SNAPSHOTTER=$(CURDIR)/$(RELEASE_DIR)/berth-snapshotter $(CARGO) run --release -p conformance --bin bench-snapshotter
 
 clean:
 	$(CARGO) clean

@@ -1,2 +1,24 @@
 //! Fixtures for driving berth through its real clients.
+//!
+//! Every test builds a [`Case`]: a private temp dir, a busybox bundle, a
+//! [`Runtime`] handle with its own `--root`, a unique container id and a leak
+//! snapshot. Dropping the case force-deletes what the test created and fails
+//! the test if anything was left behind on the host.
+
+pub mod bundle;
+pub mod case;
+pub mod containerd;
+pub mod docker;
+pub mod image;
+pub mod leak;
+pub mod rootfs;
+pub mod runtime;
 pub mod shim_fixture;
+pub mod util;
+
+pub use bundle::{default_spec, Bundle};
+pub use case::Case;
+pub use leak::LeakSnapshot;
+pub use rootfs::Rootfs;
+pub use runtime::{Out, Runtime};
+pub use util::{poll_until, sh, sha256_file};

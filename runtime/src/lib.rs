@@ -1,1 +1,23 @@
 //! berth: an OCI runtime whose command line is runc's.
+//!
+//! The CLI (src/cli) parses and prints; everything else lives here, one concern a module.
+
+pub mod capabilities;
+pub mod cgroups;
+pub mod console;
+pub mod container;
+pub mod error;
+pub mod features;
+pub mod foreground;
+pub mod hooks;
+pub mod id;
+pub mod init;
+pub mod log;
+pub mod namespaces;
+pub mod process;
+pub mod rootfs;
+pub mod sealed;
+pub mod signal;
+pub mod spec;
+pub mod state;
+pub mod sys;

@@ -1,3 +1,6 @@
+//! The `berth` binary: parse runc's command line, call the library, print.
+mod cli;
+
 fn main() {
-    println!("berth {}", env!("CARGO_PKG_VERSION"));
+    std::process::exit(cli::main());
 }

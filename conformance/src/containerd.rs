@@ -1,0 +1,312 @@
+//! A private containerd 1.6 for tests: its own root, state, gRPC and ttrpc
+//! sockets, the CRI plugin disabled so it starts fast, proxy snapshotters
+//! configured; and a berth-snapshotter process for it to talk to. Both are
+//! stopped by PID on drop, and everything they mounted under their
+//! directories is unmounted before the directories are removed.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FixtureError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    NotReady(String),
+    #[error("`{cmd}` failed ({status}): {stderr}")]
+    Command {
+        cmd: String,
+        status: String,
+        stderr: String,
+    },
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> FixtureError {
+    let context = context.into();
+    move |source| FixtureError::Io { context, source }
+}
+
+/// Detaches every mount at or below `dir`, deepest first.
+pub fn unmount_under(dir: &Path) {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let prefix = dir.to_string_lossy().into_owned();
+    let mut targets: Vec<String> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&prefix))
+        .map(str::to_string)
+        .collect();
+    targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    for t in targets {
+        if let Ok(c) = std::ffi::CString::new(t) {
+            // SAFETY: c is a valid NUL-terminated path for the call's duration.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+/// Sends SIGTERM, waits up to `grace`, then SIGKILL.
+fn stop_child(child: &mut Child, grace: Duration) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Where the berth-snapshotter binary is: `$BERTH_SNAPSHOTTER`, else the newer of the
+/// workspace's release and debug builds.
+pub fn snapshotter_binary() -> PathBuf {
+    crate::util::workspace_binary("berth-snapshotter", "BERTH_SNAPSHOTTER")
+}
+
+pub struct SnapshotterProcess {
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub socket: PathBuf,
+    child: Option<Child>,
+}
+
+impl SnapshotterProcess {
+    pub fn start() -> Result<Self, FixtureError> {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-snap-")
+            .tempdir()
+            .map_err(io("tempdir"))?;
+        let root = dir.path().join("root");
+        let socket = dir.path().join("snapshotter.sock");
+        let bin = snapshotter_binary();
+        let mut child = Command::new(&bin)
+            .arg("--root")
+            .arg(&root)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--log-level")
+            .arg("warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(io(format!(
+                "starting {} (cargo build -p berth-snapshotter)",
+                bin.display()
+            )))?;
+        for _ in 0..1000 {
+            if socket.exists() {
+                return Ok(SnapshotterProcess {
+                    dir,
+                    root,
+                    socket,
+                    child: Some(child),
+                });
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                return Err(FixtureError::NotReady(format!(
+                    "berth-snapshotter exited: {st}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(FixtureError::NotReady(
+            "berth-snapshotter socket did not appear".into(),
+        ))
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Entries left in `<root>/snapshots`.
+    pub fn layer_dirs(&self) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(self.root.join("snapshots"))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for SnapshotterProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop_child(&mut c, Duration::from_secs(5));
+        }
+        unmount_under(self.dir.path());
+    }
+}
+
+pub struct Containerd {
+    pub dir: tempfile::TempDir,
+    pub address: PathBuf,
+    child: Option<Child>,
+}
+
+impl Containerd {
+    /// Starts containerd with `proxies` as `[proxy_plugins.<name>]` snapshot
+    /// plugins, and waits until `ctr version` answers.
+    pub fn start(proxies: &[(&str, &Path)]) -> Result<Self, FixtureError> {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-ctd-")
+            .tempdir()
+            .map_err(io("tempdir"))?;
+        let d = dir.path();
+        let address = d.join("containerd.sock");
+        let mut cfg = format!(
+            "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\", \"io.containerd.snapshotter.v1.aufs\", \
+             \"io.containerd.snapshotter.v1.btrfs\", \"io.containerd.snapshotter.v1.zfs\", \
+             \"io.containerd.snapshotter.v1.devmapper\"]\n\
+             [grpc]\n  address = \"{addr}\"\n[ttrpc]\n  address = \"{addr}.ttrpc\"\n",
+            root = d.join("root").display(),
+            state = d.join("state").display(),
+            addr = address.display(),
+        );
+        for (name, sock) in proxies {
+            cfg.push_str(&format!(
+                "[proxy_plugins.{name}]\n  type = \"snapshot\"\n  address = \"{}\"\n",
+                sock.display()
+            ));
+        }
+        let cfg_path = d.join("config.toml");
+        fs::write(&cfg_path, cfg).map_err(io("writing config.toml"))?;
+        let log = fs::File::create(d.join("containerd.log")).map_err(io("creating log"))?;
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(&cfg_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(io("starting containerd"))?;
+        let mut c = Containerd {
+            dir,
+            address,
+            child: Some(child),
+        };
+        for _ in 0..500 {
+            if c.address.exists() {
+                if let Ok(o) = c.ctr_raw("default", &["version"]) {
+                    if o.status.success() {
+                        return Ok(c);
+                    }
+                }
+            }
+            if let Some(Ok(Some(st))) = c.child.as_mut().map(|ch| ch.try_wait()) {
+                return Err(FixtureError::NotReady(format!(
+                    "containerd exited: {st}; log: {}",
+                    c.log()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(FixtureError::NotReady(format!(
+            "containerd did not answer; log: {}",
+            c.log()
+        )))
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+    }
+
+    pub fn ctr_raw(&self, namespace: &str, args: &[&str]) -> Result<Output, FixtureError> {
+        Command::new("ctr")
+            .arg("--address")
+            .arg(&self.address)
+            .arg("--namespace")
+            .arg(namespace)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(io("running ctr"))
+    }
+
+    /// Runs ctr and returns its stdout, or an error with its stderr.
+    pub fn ctr(&self, namespace: &str, args: &[&str]) -> Result<String, FixtureError> {
+        let o = self.ctr_raw(namespace, args)?;
+        if !o.status.success() {
+            return Err(FixtureError::Command {
+                cmd: format!("ctr -n {namespace} {}", args.join(" ")),
+                status: o.status.to_string(),
+                stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+}
+
+impl Containerd {
+    /// Force-deletes every task left running (a test that failed midway),
+    /// so their shims exit and their rootfs mounts go.
+    fn delete_leftover_tasks(&self) {
+        let Ok(nss) = self.ctr("default", &["namespaces", "ls", "-q"]) else {
+            return;
+        };
+        for ns in nss.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let Ok(tasks) = self.ctr(ns, &["tasks", "ls", "-q"]) else {
+                continue;
+            };
+            for t in tasks.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                let _ = self.ctr_raw(ns, &["tasks", "delete", "--force", t]);
+            }
+        }
+    }
+}
+
+/// PIDs of processes whose command line mentions `dir` (shims started by
+/// our containerd carry its socket path), other than ourselves.
+fn processes_mentioning(dir: &Path) -> Vec<i32> {
+    let needle = dir.to_string_lossy().into_owned();
+    let me = std::process::id() as i32;
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        self.delete_leftover_tasks();
+        if let Some(mut c) = self.child.take() {
+            stop_child(&mut c, Duration::from_secs(10));
+        }
+        for pid in processes_mentioning(self.dir.path()) {
+            // SAFETY: kill(2) on a specific pid we found to be one of our
+            // containerd's shims.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        unmount_under(self.dir.path());
+    }
+}

@@ -1,0 +1,192 @@
+//! "Nothing left behind" (SECURITY.md §2): a snapshot of the host taken before
+//! a test and compared after it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub struct LeakSnapshot {
+    mountinfo: BTreeSet<String>,
+    netns: BTreeSet<String>,
+}
+
+/// Whole lines: a mount that changed flags or propagation shows up as a
+/// removed line plus an added one.
+fn mountinfo() -> BTreeSet<String> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .expect("cannot read /proc/self/mountinfo")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn mount_point(line: &str) -> &str {
+    line.split(' ').nth(4).unwrap_or("")
+}
+
+fn pids() -> Vec<i32> {
+    fs::read_dir("/proc")
+        .expect("cannot list /proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+fn netns_holders() -> HashMap<String, Vec<i32>> {
+    let mut m: HashMap<String, Vec<i32>> = HashMap::new();
+    for pid in pids() {
+        if let Ok(t) = fs::read_link(format!("/proc/{pid}/ns/net")) {
+            m.entry(t.to_string_lossy().into_owned()).or_default().push(pid);
+        }
+    }
+    m
+}
+
+fn read_lossy(p: impl AsRef<Path>) -> String {
+    fs::read(p).map(|b| String::from_utf8_lossy(&b).replace('\0', " ")).unwrap_or_default()
+}
+
+/// Every directory under /sys/fs/cgroup/<hierarchy> whose name contains `needle`.
+pub fn cgroup_dirs_containing(needle: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, needle: &str, depth: usize, found: &mut Vec<PathBuf>) {
+        if depth > 10 {
+            return;
+        }
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            if !ft.is_dir() {
+                continue;
+            }
+            let p = e.path();
+            if e.file_name().to_string_lossy().contains(needle) {
+                found.push(p.clone());
+            }
+            walk(&p, needle, depth + 1, found);
+        }
+    }
+    let mut found = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), needle, 0, &mut found);
+    found
+}
+
+/// Processes (other than us) whose cmdline, cgroup or environment mentions any needle.
+pub fn processes_mentioning(needles: &[&str]) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    let mut v = Vec::new();
+    for pid in pids() {
+        // A zombie holds nothing but its pid; reaping it is its parent's job
+        // (here often PID 1, which reaps lazily), not the runtime's.
+        if pid == me || !crate::util::pid_alive(pid) {
+            continue;
+        }
+        let cmdline = read_lossy(format!("/proc/{pid}/cmdline"));
+        let cgroup = read_lossy(format!("/proc/{pid}/cgroup"));
+        let environ = read_lossy(format!("/proc/{pid}/environ"));
+        if needles.iter().any(|n| cmdline.contains(n) || cgroup.contains(n) || environ.contains(n)) {
+            v.push((pid, cmdline.trim().to_string()));
+        }
+    }
+    v
+}
+
+impl LeakSnapshot {
+    pub fn take() -> LeakSnapshot {
+        LeakSnapshot { mountinfo: mountinfo(), netns: netns_holders().into_keys().collect() }
+    }
+
+    /// Everything the test with container ids containing `id`, state root
+    /// `root` and private dir `dir` left on the host. Empty means clean.
+    pub fn check(&self, id: &str, root: &Path, dir: &Path) -> Vec<String> {
+        let mut problems = Vec::new();
+        // The host is shared: other engineers' tests and daemons mount and
+        // unmount under /tmp while we run. A change there is ours only if it
+        // names our id or our dir (a leaked rootfs, proc, tmpfs… of our
+        // container does); a change anywhere else (/, /run, /proc, /sys…) is
+        // always reported.
+        let dir_s = dir.to_string_lossy().into_owned();
+        let relevant = |l: &str| {
+            l.contains(id) || l.contains(&dir_s) || !Path::new(mount_point(l)).starts_with("/tmp")
+        };
+        let now = mountinfo();
+        for l in now.difference(&self.mountinfo) {
+            if relevant(l) {
+                problems.push(format!("new mount on the host: {l}"));
+            }
+        }
+        for l in self.mountinfo.difference(&now) {
+            if relevant(l) {
+                problems.push(format!("host mount changed or vanished: {l}"));
+            }
+        }
+        for d in cgroup_dirs_containing(id) {
+            problems.push(format!("cgroup left behind: {}", d.display()));
+        }
+        for (pid, cmd) in processes_mentioning(&[id, &dir_s]) {
+            problems.push(format!("process left behind: pid {pid} {cmd:?}"));
+        }
+        if let Ok(rd) = fs::read_dir(root) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().contains(id) {
+                    problems.push(format!("state left behind: {}", e.path().display()));
+                }
+            }
+        }
+        // A container's netns outlives it through an nsfs mount (the mount
+        // check) or a process. On this shared host other people's containers
+        // create namespaces too, so only holders that are ours count: their
+        // cmdline, cgroup or environment (Case puts BERTH_TEST_ID=<id> in
+        // process.env) names the id. Exiting processes get a moment.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let ours: Vec<i32> = processes_mentioning(&[id]).into_iter().map(|(p, _)| p).collect();
+            let fresh: Vec<(String, Vec<i32>)> = netns_holders()
+                .into_iter()
+                .filter(|(ns, holders)| !self.netns.contains(ns) && holders.iter().any(|p| ours.contains(p)))
+                .collect();
+            if fresh.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                for (ns, holders) in fresh {
+                    problems.push(format!("new network namespace {ns} held by pids {holders:?}"));
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        problems
+    }
+}
+
+/// Forcibly removes what a leaky runtime left, so one failure does not
+/// cascade into the next test: kills processes, lazily unmounts, rmdirs cgroups.
+pub fn scrub(id: &str, dir: &Path, baseline: &LeakSnapshot) {
+    let dir_s = dir.to_string_lossy().into_owned();
+    for (pid, _) in processes_mentioning(&[id, &dir_s]) {
+        crate::util::kill_pid(pid, libc::SIGKILL);
+    }
+    let now = mountinfo();
+    let mut extra: Vec<&str> = now
+        .difference(&baseline.mountinfo)
+        .map(|l| mount_point(l))
+        .filter(|mp| Path::new(mp).starts_with(dir))
+        .collect();
+    extra.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for mp in extra {
+        if let Ok(c) = std::ffi::CString::new(mp.replace("\\040", " ")) {
+            // SAFETY: umount2 with a valid C string.
+            unsafe {
+                libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+            }
+        }
+    }
+    let mut cgs = cgroup_dirs_containing(id);
+    cgs.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+    for cg in cgs {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while fs::remove_dir(&cg).is_err() && cg.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

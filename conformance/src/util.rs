@@ -1,0 +1,96 @@
+//! Small helpers shared by fixtures and tests.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Where every test keeps its files. Short on purpose: unix socket paths
+/// (console sockets, dockerd's exec-root) must stay under 108 bytes.
+pub fn base_dir() -> PathBuf {
+    PathBuf::from("/tmp/berth-conf")
+}
+
+/// Polls `f` until it yields `Some`, or panics naming `what` after `timeout`.
+/// This replaces sleeps: tests wait for a condition, never for a duration.
+pub fn poll_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Runs a host shell snippet with /bin/sh and returns (exit code, stdout+stderr).
+pub fn sh(script: &str) -> (i32, String) {
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run /bin/sh -c {script:?}: {e}"));
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// sha256 of a file, through coreutils so the crate needs no hashing dependency.
+pub fn sha256_file(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run sha256sum {}: {e}", path.display()));
+    assert!(out.status.success(), "sha256sum {} failed", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("sha256sum printed nothing")
+        .to_string()
+}
+
+/// True if `pid` names a live (non-zombie) process.
+pub fn pid_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            // The state letter follows the last ')' (comm may contain spaces).
+            let state = s.rsplit_once(')').map(|(_, r)| r.trim_start().chars().next());
+            !matches!(state, Some(Some('Z')) | Some(Some('X')))
+        }
+        Err(_) => false,
+    }
+}
+
+/// Inode number of a namespace link such as /proc/<pid>/ns/net ("net:[4026531840]").
+pub fn ns_inode(link: &Path) -> Option<String> {
+    let target = std::fs::read_link(link).ok()?;
+    Some(target.to_string_lossy().into_owned())
+}
+
+/// Sends `sig` to `pid`; errors (already gone) are ignored on purpose.
+pub fn kill_pid(pid: i32, sig: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// A workspace binary: `$<env>` if set, else the newer of the release and debug builds
+/// (the workspace builds for an explicit target, see .cargo/config.toml).
+pub fn workspace_binary(name: &str, env: &str) -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os(env) {
+        return std::path::PathBuf::from(p);
+    }
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/x86_64-unknown-linux-gnu");
+    ["release", "debug"]
+        .iter()
+        .map(|profile| target.join(profile).join(name))
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| target.join("release").join(name))
+}

@@ -1,0 +1,170 @@
+//! linux.cgroupsPath and linux.resources on this cgroup v1 host: the values
+//! land in /sys/fs/cgroup/<controller>/<path>, delete removes the cgroups,
+//! kill --all reaches every process.
+
+use conformance::leak::cgroup_dirs_containing;
+use conformance::{poll_until, Case};
+use serde_json::json;
+use std::fs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The v1 cgroup path of `pid` for `controller`, from /proc/<pid>/cgroup.
+fn cgroup_of(pid: i64, controller: &str) -> String {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/cgroup (has the container exited?): {e}"));
+    text.lines()
+        .find_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let (_, ctls, path) = (it.next()?, it.next()?, it.next()?);
+            ctls.split(',').any(|c| c == controller).then(|| path.to_string())
+        })
+        .unwrap_or_else(|| panic!("{controller} not in /proc/{pid}/cgroup:\n{text}"))
+}
+
+fn knob(controller: &str, path: &str, file: &str) -> String {
+    let p = PathBuf::from("/sys/fs/cgroup").join(controller).join(path.trim_start_matches('/')).join(file);
+    fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display())).trim().to_string()
+}
+
+fn init_pid(c: &Case) -> i64 {
+    c.state()["pid"].as_i64().expect("state.pid")
+}
+
+#[test]
+fn default_cgroups_path_is_named_after_the_id() {
+    let c = Case::new("cg_default_path");
+    c.create().expect_ok("create");
+    let pid = init_pid(&c);
+    for ctl in ["memory", "pids", "cpu", "devices", "freezer"] {
+        let p = cgroup_of(pid, ctl);
+        assert!(p.ends_with(&format!("/{}", c.id)), "{ctl}: {p} should end with the id");
+    }
+}
+
+#[test]
+fn cgroups_path_is_used() {
+    let mut c = Case::new("cg_path");
+    // A nested path whose parent the runtime creates but (like runc) need not
+    // remove; the test removes it before the leak check, which then proves
+    // the runtime removed the leaf in every hierarchy.
+    let parent = format!("{}-parent", c.id);
+    let path = format!("/{parent}/{}", c.id);
+    c.on_cleanup(move || {
+        for d in cgroup_dirs_containing(&parent) {
+            let _ = fs::remove_dir(d);
+        }
+    });
+    c.config()["linux"]["cgroupsPath"] = path.clone().into();
+    c.create().expect_ok("create");
+    let pid = init_pid(&c);
+    for ctl in ["memory", "pids", "cpu"] {
+        assert_eq!(cgroup_of(pid, ctl), path, "{ctl}");
+    }
+    c.rt.delete_force(&c.id).expect_ok("delete");
+    for ctl in ["memory", "pids", "cpu"] {
+        assert!(!PathBuf::from(format!("/sys/fs/cgroup/{ctl}{path}")).exists(), "{ctl} leaf left behind");
+    }
+}
+
+#[test]
+fn memory_limit_is_applied() {
+    let mut c = Case::new("cg_memory");
+    c.config()["linux"]["resources"]["memory"] = json!({"limit": 64 * 1024 * 1024, "reservation": 32 * 1024 * 1024});
+    c.create().expect_ok("create");
+    let p = cgroup_of(init_pid(&c), "memory");
+    assert_eq!(knob("memory", &p, "memory.limit_in_bytes"), (64 * 1024 * 1024).to_string());
+    assert_eq!(knob("memory", &p, "memory.soft_limit_in_bytes"), (32 * 1024 * 1024).to_string());
+}
+
+#[test]
+fn cpu_shares_quota_period_are_applied() {
+    let mut c = Case::new("cg_cpu");
+    c.config()["linux"]["resources"]["cpu"] = json!({"shares": 512, "quota": 50000, "period": 100000});
+    c.create().expect_ok("create");
+    let p = cgroup_of(init_pid(&c), "cpu");
+    assert_eq!(knob("cpu", &p, "cpu.shares"), "512");
+    assert_eq!(knob("cpu", &p, "cpu.cfs_quota_us"), "50000");
+    assert_eq!(knob("cpu", &p, "cpu.cfs_period_us"), "100000");
+}
+
+#[test]
+fn pids_limit_is_applied_and_enforced() {
+    let mut c = Case::new("cg_pids");
+    c.config()["linux"]["resources"]["pids"] = json!({"limit": 5});
+    c.create().expect_ok("create");
+    let p = cgroup_of(init_pid(&c), "pids");
+    assert_eq!(knob("pids", &p, "pids.max"), "5");
+    c.rt.delete_force(&c.id).expect_ok("delete");
+    // Enforced: the 6th process cannot be forked.
+    let out = c.run_sh("for i in 1 2 3 4 5 6 7 8; do sleep 100 & done 2>&1; echo forked");
+    assert!(out.stdout.contains("can't fork") || out.stdout.contains("Resource temporarily unavailable") || out.stderr.contains("fork"), "{out}");
+}
+
+#[test]
+fn container_sees_its_own_limit() {
+    let mut c = Case::new("cg_inside");
+    c.config()["linux"]["resources"]["memory"] = json!({"limit": 48 * 1024 * 1024});
+    let out = c.sh_ok("cat /sys/fs/cgroup/memory/memory.limit_in_bytes");
+    assert_eq!(out.trim(), (48 * 1024 * 1024).to_string());
+}
+
+#[test]
+fn delete_removes_cgroups_in_every_hierarchy() {
+    let mut c = Case::new("cg_delete");
+    c.bundle.set_args(&["sleep", "1000"]);
+    c.create().expect_ok("create");
+    c.start().expect_ok("start");
+    assert!(!cgroup_dirs_containing(&c.id).is_empty(), "container has no cgroup at all");
+    c.rt.kill(&c.id, "KILL").expect_ok("kill");
+    c.wait_status(&c.id, "stopped");
+    c.rt.delete(&c.id).expect_ok("delete");
+    assert_eq!(cgroup_dirs_containing(&c.id), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn kill_all_signals_every_process_in_the_cgroup() {
+    let mut c = Case::new("cg_kill_all");
+    // Without a pid namespace, killing init alone would orphan the sleeps.
+    c.bundle.remove_namespace("pid");
+    c.bundle.set_sh("sleep 1001 & sleep 1002 & echo ready; wait");
+    c.create().expect_ok("create");
+    c.start().expect_ok("start");
+    poll_until("container ready", Duration::from_secs(20), || c.output().contains("ready").then_some(()));
+    let st = c.state();
+    assert_eq!(st["status"], "running", "container died early; its stdout: {:?}", c.output());
+    let p = cgroup_of(st["pid"].as_i64().unwrap(), "pids");
+    let procs = || knob("pids", &p, "cgroup.procs").lines().count();
+    poll_until("3 processes in the cgroup", Duration::from_secs(20), || (procs() >= 3).then_some(()));
+    c.rt.exec(&["kill", "--all", &c.id, "KILL"]).expect_ok("kill --all");
+    poll_until("cgroup empty", Duration::from_secs(20), || (procs() == 0).then_some(()));
+    c.wait_status(&c.id, "stopped");
+    c.rt.delete(&c.id).expect_ok("delete");
+}
+
+#[test]
+fn devices_cgroup_denies_unlisted_devices() {
+    let mut c = Case::new("cg_devices");
+    c.bundle.remove_mount("/dev");
+    c.config()["linux"]["devices"] = json!([{"path": "/dev/loopx", "type": "b", "major": 7, "minor": 201, "fileMode": 0o600}]);
+    c.config()["root"]["readonly"] = false.into();
+    let out = c.sh_ok("head -c1 /dev/loopx 2>&1; echo; head -c 1 /dev/zero | wc -c");
+    assert!(out.contains("Operation not permitted") || out.contains("No such device"), "{out}");
+}
+
+#[test]
+fn zero_valued_resources_as_docker_sends_them_are_accepted() {
+    // dockerd 20.10 always sends these zero/false values (captured from a
+    // real `docker run`); treating them as "unsupported" would break Docker.
+    let mut c = Case::new("cg_docker_zeroes");
+    c.config()["linux"]["resources"] = json!({
+        "devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}],
+        "memory": {"disableOOMKiller": false},
+        "cpu": {"shares": 0},
+        "blockIO": {"weight": 0}
+    });
+    c.config()["process"]["user"]["additionalGids"] = json!([0]);
+    c.config()["linux"]["sysctl"] = json!({"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647"});
+    let out = c.sh_ok("cat /proc/sys/net/ipv4/ip_unprivileged_port_start");
+    assert_eq!(out.trim(), "0");
+}

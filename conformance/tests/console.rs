@@ -1,0 +1,125 @@
+//! `terminal: true` with `--console-socket`: the pty master comes back over
+//! SCM_RIGHTS and the container's stdio is the pty slave.
+
+use conformance::Case;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+
+/// Receives one fd sent with SCM_RIGHTS on an accepted connection.
+fn recv_fd(listener: &UnixListener) -> OwnedFd {
+    let (conn, _) = listener.accept().expect("runtime never connected to the console socket");
+    use std::os::fd::AsRawFd;
+    let mut buf = [0u8; 4096];
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let mut cmsg = [0u8; 64];
+    // SAFETY: msghdr points at buffers that outlive the call.
+    let fd = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cmsg.as_mut_ptr().cast();
+        msg.msg_controllen = cmsg.len();
+        let n = libc::recvmsg(conn.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC);
+        assert!(n >= 0, "recvmsg on console socket failed");
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        assert!(!c.is_null(), "no control message: the pty master was not sent");
+        assert_eq!((*c).cmsg_type, libc::SCM_RIGHTS);
+        *(libc::CMSG_DATA(c) as *const i32)
+    };
+    // SAFETY: the kernel just installed this fd for us.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+fn listen(c: &Case) -> (UnixListener, String) {
+    let path = c.dir.join("console.sock");
+    let l = UnixListener::bind(&path).expect("bind console socket");
+    (l, path.to_str().unwrap().to_string())
+}
+
+#[test]
+fn terminal_master_arrives_over_console_socket() {
+    let mut c = Case::new("console_tty");
+    c.config()["process"]["terminal"] = true.into();
+    c.bundle.set_sh("tty; stat -L -c '%F %t' /proc/self/fd/0; echo done");
+    let (l, sock) = listen(&c);
+    let t = std::thread::spawn(move || recv_fd(&l));
+    c.create_with(&["--console-socket", &sock]).expect_ok("create with a console socket");
+    let master = t.join().expect("console receiver");
+    c.start().expect_ok("start");
+    let mut f = File::from(master);
+    let mut all = Vec::new();
+    // Read until the slave side closes (EIO) rather than sleeping.
+    let mut buf = [0u8; 1024];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+        }
+        if String::from_utf8_lossy(&all).contains("done") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&all).replace('\r', "");
+    let l: Vec<&str> = text.lines().collect();
+    assert!(l[0].starts_with("/dev/pts/"), "tty: {text:?}");
+    assert_eq!(l[1], "character special file 88", "stdin is a pts (major 136): {text:?}");
+    c.wait_status(&c.id, "stopped");
+}
+
+#[test]
+fn dev_console_is_the_pty() {
+    let mut c = Case::new("console_dev");
+    c.config()["process"]["terminal"] = true.into();
+    c.bundle.set_sh("stat -c '%F %t' /dev/console; grep ' /dev/console ' /proc/self/mountinfo | grep -c devpts; echo done");
+    let (l, sock) = listen(&c);
+    let t = std::thread::spawn(move || recv_fd(&l));
+    c.create_with(&["--console-socket", &sock]).expect_ok("create");
+    let mut f = File::from(t.join().unwrap());
+    c.start().expect_ok("start");
+    let mut s = String::new();
+    let mut buf = [0u8; 1024];
+    while !s.contains("done") {
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => s.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    let s = s.replace('\r', "");
+    assert_eq!(s.lines().take(2).collect::<Vec<_>>(), vec!["character special file 88", "1"], "{s:?}");
+    c.wait_status(&c.id, "stopped");
+}
+
+#[test]
+fn terminal_without_console_socket_is_an_error() {
+    let mut c = Case::new("console_missing");
+    c.config()["process"]["terminal"] = true.into();
+    c.expect_create_fails(&["console", "terminal", "tty"]);
+}
+
+#[test]
+fn console_socket_without_terminal_is_an_error() {
+    let mut c = Case::new("console_unneeded");
+    let (_l, sock) = listen(&c);
+    let out = c.create_with(&["--console-socket", &sock]);
+    c.expect_clean_failure(&out, &["console", "terminal", "tty"]);
+}
+
+#[test]
+fn console_socket_that_does_not_exist_is_an_error() {
+    let mut c = Case::new("console_nosock");
+    c.config()["process"]["terminal"] = true.into();
+    let sock = c.dir.join("nobody-listens.sock");
+    let out = c.create_with(&["--console-socket", sock.to_str().unwrap()]);
+    c.expect_clean_failure(&out, &["console", "nobody-listens.sock", "socket"]);
+}
+
+#[test]
+fn console_socket_path_over_108_bytes_is_an_error() {
+    let mut c = Case::new("console_longpath");
+    c.config()["process"]["terminal"] = true.into();
+    let long = c.dir.join("d".repeat(120)).join("console.sock");
+    let out = c.create_with(&["--console-socket", long.to_str().unwrap()]);
+    c.expect_clean_failure(&out, &["console", "socket", "too long"]);
+}

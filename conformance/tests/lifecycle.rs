@@ -1,0 +1,194 @@
+//! create → start → state → kill → delete, run, list: runc's lifecycle contract.
+
+use conformance::{poll_until, Case};
+use std::fs;
+use std::time::Duration;
+
+#[test]
+fn run_exit_code_is_the_containers() {
+    let mut c = Case::new("run_exit_code");
+    let out = c.run_sh("exit 7");
+    assert_eq!(out.code, 7, "{out}");
+    let out = c.run_sh("echo hello");
+    assert_eq!(out.stdout, "hello\n", "{out}");
+    out.expect_ok("run of echo");
+}
+
+#[test]
+fn run_exit_code_of_signalled_container_is_128_plus_signal() {
+    let mut c = Case::new("run_signal_exit");
+    // As pid 1 of a pid namespace, sh could not SIGKILL itself.
+    c.bundle.remove_namespace("pid");
+    let out = c.run_sh("kill -KILL $$");
+    assert_eq!(out.code, 137, "{out}");
+}
+
+#[test]
+fn run_detach_returns_while_container_runs() {
+    let mut c = Case::new("run_detach");
+    c.bundle.set_args(&["sleep", "1000"]);
+    c.write();
+    let out = c.rt.cmd().args(["run", "--detach", "--bundle"]).arg(&c.bundle.dir).arg(&c.id).stdio_to(&c.stdio).run();
+    out.expect_ok("run --detach");
+    assert_eq!(c.state()["status"], "running");
+    c.rt.kill(&c.id, "KILL").expect_ok("kill");
+    c.wait_status(&c.id, "stopped");
+    c.rt.delete(&c.id).expect_ok("delete");
+}
+
+#[test]
+fn create_leaves_container_created_with_init_pid() {
+    let c = Case::new("create_created");
+    c.create().expect_ok("create");
+    let st = c.state();
+    assert_eq!(st["status"], "created");
+    let pid = st["pid"].as_i64().expect("state.pid is a number");
+    assert!(pid > 0 && conformance::util::pid_alive(pid as i32), "init pid {pid} should be alive");
+    // The user process must not have run yet: `args` writes a marker.
+    assert_eq!(c.output(), "");
+}
+
+#[test]
+fn start_runs_the_process_and_it_stops() {
+    let mut c = Case::new("start_runs");
+    c.bundle.set_sh("echo started");
+    let out = c.create_start_wait();
+    assert_eq!(out, "started\n");
+}
+
+#[test]
+fn start_twice_fails() {
+    let mut c = Case::new("start_twice");
+    c.bundle.set_args(&["sleep", "1000"]);
+    c.create().expect_ok("create");
+    c.start().expect_ok("start");
+    assert_eq!(c.state()["status"], "running");
+    c.start().expect_fail("second start of a running container");
+    c.rt.kill(&c.id, "KILL").expect_ok("kill");
+    c.wait_status(&c.id, "stopped");
+}
+
+#[test]
+fn state_json_has_runc_fields() {
+    let mut c = Case::new("state_fields");
+    c.config()["annotations"] = serde_json::json!({"org.example.key": "value"});
+    c.bundle.set_args(&["sleep", "1000"]);
+    c.create().expect_ok("create");
+    let st = c.state();
+    for k in ["ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner"] {
+        assert!(st.get(k).is_some(), "state lacks {k}: {st}");
+    }
+    assert_eq!(st["id"], c.id.as_str());
+    assert_eq!(st["bundle"], c.bundle.dir.to_str().unwrap());
+    assert_eq!(st["rootfs"], c.bundle.dir.join("rootfs").to_str().unwrap());
+    assert_eq!(st["annotations"]["org.example.key"], "value");
+    assert!(st["created"].as_str().unwrap_or("").contains('T'), "created is RFC 3339: {st}");
+}
+
+#[test]
+fn pid_file_holds_init_pid() {
+    let c = Case::new("pid_file");
+    let pidfile = c.dir.join("init.pid");
+    c.create_with(&["--pid-file", pidfile.to_str().unwrap()]).expect_ok("create --pid-file");
+    let text = fs::read_to_string(&pidfile).expect("pid file written");
+    let pid: i64 = text.trim().parse().expect("pid file holds a number");
+    assert_eq!(c.state()["pid"].as_i64(), Some(pid));
+}
+
+#[test]
+fn kill_by_signal_name_and_number() {
+    let mut c = Case::new("kill_signals");
+    // The trap proves which signal arrived, not merely that the process died.
+    c.bundle.set_sh("trap 'echo got USR1' USR1; trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 0.05; done");
+    c.create().expect_ok("create");
+    c.start().expect_ok("start");
+    poll_until("container ready", Duration::from_secs(20), || c.output().contains("ready").then_some(()));
+    c.rt.kill(&c.id, "USR1").expect_ok("kill USR1");
+    poll_until("USR1 delivered", Duration::from_secs(20), || c.output().contains("got USR1").then_some(()));
+    c.rt.kill(&c.id, "SIGUSR1").expect_ok("kill SIGUSR1");
+    poll_until("SIGUSR1 delivered", Duration::from_secs(20), || {
+        (c.output().matches("got USR1").count() == 2).then_some(())
+    });
+    c.rt.kill(&c.id, "15").expect_ok("kill 15");
+    c.wait_status(&c.id, "stopped");
+    assert!(c.output().contains("got TERM"), "output: {}", c.output());
+    c.rt.delete(&c.id).expect_ok("delete");
+}
+
+#[test]
+fn kill_default_signal_is_sigterm() {
+    let mut c = Case::new("kill_default");
+    c.bundle.set_sh("trap 'echo got TERM; exit 0' TERM; echo ready; while :; do sleep 0.05; done");
+    c.create().expect_ok("create");
+    c.start().expect_ok("start");
+    poll_until("container ready", Duration::from_secs(20), || c.output().contains("ready").then_some(()));
+    c.rt.exec(&["kill", &c.id]).expect_ok("kill without a signal");
+    c.wait_status(&c.id, "stopped");
+    assert!(c.output().contains("got TERM"));
+}
+
+#[test]
+fn delete_of_running_container_without_force_fails() {
+    let mut c = Case::new("delete_running");
+    c.bundle.set_args(&["sleep", "1000"]);
+    c.create().expect_ok("create");
+    c.start().expect_ok("start");
+    c.rt.delete(&c.id).expect_fail("delete of a running container");
+    assert_eq!(c.state()["status"], "running", "failed delete must not touch the container");
+}
+
+#[test]
+fn delete_force_kills_and_removes_running_container() {
+    let mut c = Case::new("delete_force");
+    c.bundle.set_args(&["sleep", "1000"]);
+    c.create().expect_ok("create");
+    c.start().expect_ok("start");
+    let pid = c.state()["pid"].as_i64().unwrap() as i32;
+    c.rt.delete_force(&c.id).expect_ok("delete --force");
+    poll_until("init gone", Duration::from_secs(10), || (!conformance::util::pid_alive(pid)).then_some(()));
+    c.rt.state(&c.id).expect_fail("state after delete");
+    c.assert_no_leaks("after delete --force");
+}
+
+#[test]
+fn delete_of_created_container_removes_it() {
+    let c = Case::new("delete_created");
+    c.create().expect_ok("create");
+    let pid = c.state()["pid"].as_i64().unwrap() as i32;
+    c.rt.delete_force(&c.id).expect_ok("delete --force of created");
+    poll_until("init gone", Duration::from_secs(10), || (!conformance::util::pid_alive(pid)).then_some(()));
+    c.assert_no_leaks("after deleting a created container");
+}
+
+#[test]
+fn list_shows_containers_and_quiet_ids() {
+    let mut c = Case::new("list");
+    c.bundle.set_args(&["sleep", "1000"]);
+    c.create().expect_ok("create");
+    let q = c.rt.list(&["-q"]);
+    q.expect_ok("list -q");
+    assert_eq!(q.stdout.lines().collect::<Vec<_>>(), vec![c.id.as_str()]);
+    let table = c.rt.list(&[]);
+    table.expect_ok("list");
+    assert!(table.stdout.lines().next().unwrap_or("").starts_with("ID"), "{table}");
+    assert!(table.stdout.contains(&c.id) && table.stdout.contains("created"), "{table}");
+    let j = c.rt.list(&["--format", "json"]);
+    j.expect_ok("list --format json");
+    let v = j.json();
+    let arr = v.as_array().expect("list json is an array");
+    assert_eq!(arr.len(), 1);
+    assert_eq!(arr[0]["id"], c.id.as_str());
+    assert_eq!(arr[0]["status"], "created");
+    assert!(arr[0]["pid"].as_i64().unwrap_or(0) > 0);
+}
+
+#[test]
+fn list_empty_root_prints_nothing_as_json() {
+    let c = Case::new("list_empty");
+    fs::create_dir_all(&c.rt.root).unwrap();
+    let j = c.rt.list(&["--format", "json"]);
+    j.expect_ok("list --format json");
+    // runc prints `null` for no containers; an empty array is as good.
+    let v = j.json();
+    assert!(v.is_null() || v.as_array().map(|a| a.is_empty()).unwrap_or(false), "{j}");
+}

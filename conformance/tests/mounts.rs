@@ -1,0 +1,203 @@
+//! config.json `mounts`, `root.readonly`, `rootfsPropagation`, `--no-pivot`.
+
+use conformance::Case;
+use serde_json::json;
+use std::fs;
+
+/// The /proc/mounts line for a mount point inside the container.
+fn mount_line<'a>(mounts: &'a str, dest: &str) -> &'a str {
+    mounts
+        .lines()
+        .filter(|l| l.split(' ').nth(1) == Some(dest))
+        .last()
+        .unwrap_or_else(|| panic!("{dest} not mounted:\n{mounts}"))
+}
+
+fn opts(line: &str) -> Vec<&str> {
+    line.split(' ').nth(3).unwrap_or("").split(',').collect()
+}
+
+#[test]
+fn bind_mount_rw_is_shared_with_host() {
+    let mut c = Case::new("mnt_bind_rw");
+    let src = c.dir.join("vol");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("in"), "from-host\n").unwrap();
+    c.bundle.add_mount(json!({"destination": "/vol", "type": "bind", "source": src, "options": ["rbind", "rw"]}));
+    let out = c.sh_ok("cat /vol/in; echo from-ctr > /vol/out");
+    assert_eq!(out, "from-host\n");
+    assert_eq!(fs::read_to_string(src.join("out")).unwrap(), "from-ctr\n");
+}
+
+#[test]
+fn bind_mount_ro_nosuid_nodev_noexec_flags_apply() {
+    let mut c = Case::new("mnt_bind_flags");
+    let src = c.dir.join("vol");
+    fs::create_dir_all(&src).unwrap();
+    c.bundle.add_mount(json!({"destination": "/vol", "type": "bind", "source": src, "options": ["bind", "ro", "nosuid", "nodev", "noexec"]}));
+    let out = c.sh_ok("cat /proc/mounts; touch /vol/x 2>&1 && echo WROTE || echo ROFS");
+    let line = mount_line(&out, "/vol");
+    let o = opts(line);
+    for f in ["ro", "nosuid", "nodev", "noexec"] {
+        assert!(o.contains(&f), "{f} missing on /vol: {line}");
+    }
+    assert!(out.trim_end().ends_with("ROFS"), "{out}");
+    assert!(!src.join("x").exists());
+}
+
+#[test]
+fn bind_mount_of_a_file() {
+    let mut c = Case::new("mnt_bind_file");
+    let src = c.dir.join("hostfile");
+    fs::write(&src, "file-content\n").unwrap();
+    c.bundle.add_mount(json!({"destination": "/etc/mounted-file", "type": "bind", "source": src, "options": ["bind", "ro"]}));
+    assert_eq!(c.sh_ok("cat /etc/mounted-file"), "file-content\n");
+}
+
+#[test]
+fn tmpfs_over_a_bind_mount_stays_in_the_container() {
+    let mut c = Case::new("mnt_rbind");
+    // The sub-mount lives only in the container: a tmpfs on /a/sub, then /a
+    // re-bound at /r (rbind) and /b (bind).
+    let src = c.dir.join("a");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    c.bundle.add_mount(json!({"destination": "/a", "type": "bind", "source": src, "options": ["rbind"]}));
+    c.bundle.add_mount(json!({"destination": "/a/sub", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
+    c.config()["root"]["readonly"] = false.into();
+    let out = c.sh_ok("echo x > /a/sub/marker; cat /proc/mounts | cut -d' ' -f2,3");
+    assert!(out.lines().any(|l| l == "/a/sub tmpfs"), "{out}");
+    assert!(!src.join("sub/marker").exists(), "tmpfs write reached the host dir");
+}
+
+#[test]
+fn tmpfs_mount_with_size_and_mode() {
+    let mut c = Case::new("mnt_tmpfs");
+    c.bundle.add_mount(json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777", "size=2m"]}));
+    let out = c.sh_ok("stat -c %a /scratch; cat /proc/mounts; echo hi > /scratch/f && cat /scratch/f");
+    assert_eq!(out.lines().next().unwrap(), "1777");
+    let line = mount_line(&out, "/scratch");
+    assert!(line.starts_with("tmpfs /scratch tmpfs"), "{line}");
+    assert!(opts(line).contains(&"size=2048k"), "{line}");
+    assert!(out.ends_with("hi\n"));
+}
+
+#[test]
+fn proc_sysfs_devpts_mqueue_cgroup_are_mounted_with_types() {
+    let mut c = Case::new("mnt_types");
+    let out = c.sh_ok("cat /proc/mounts");
+    for (dest, ty) in [("/proc", "proc"), ("/sys", "sysfs"), ("/dev", "tmpfs"), ("/dev/pts", "devpts"), ("/dev/mqueue", "mqueue"), ("/dev/shm", "tmpfs")] {
+        let line = mount_line(&out, dest);
+        assert_eq!(line.split(' ').nth(2), Some(ty), "{line}");
+    }
+    assert!(opts(mount_line(&out, "/sys")).contains(&"ro"), "sysfs must be ro");
+    assert!(out.lines().any(|l| l.split(' ').nth(1).map(|d| d.starts_with("/sys/fs/cgroup")).unwrap_or(false)), "no cgroup mount:\n{out}");
+}
+
+#[test]
+fn mount_destination_is_created_inside_rootfs() {
+    let mut c = Case::new("mnt_mkdir");
+    c.bundle.add_mount(json!({"destination": "/deep/new/dir", "type": "tmpfs", "source": "tmpfs"}));
+    let out = c.sh_ok("grep -c ' /deep/new/dir tmpfs' /proc/mounts");
+    assert_eq!(out.trim(), "1");
+    assert!(c.bundle.rootfs.host_path("/deep/new/dir").is_dir(), "mountpoint created in the rootfs");
+}
+
+#[test]
+fn root_readonly_makes_rootfs_read_only() {
+    let mut c = Case::new("mnt_root_ro");
+    let out = c.sh_ok("grep ' / ' /proc/mounts | tail -1; touch /newfile 2>&1 || echo ROFS");
+    assert!(opts(out.lines().next().unwrap()).contains(&"ro"), "{out}");
+    assert!(out.contains("ROFS"));
+    assert!(!c.bundle.rootfs.host_path("/newfile").exists());
+    c.config()["root"]["readonly"] = false.into();
+    c.sh_ok("touch /newfile");
+    assert!(c.bundle.rootfs.host_path("/newfile").exists(), "rw rootfs write must land in the bundle");
+}
+
+#[test]
+fn root_path_relative_resolves_against_bundle_not_cwd() {
+    let c = Case::new("mnt_root_relative");
+    // Run from a directory that has no rootfs: the runtime must use --bundle.
+    c.write();
+    let out = c.rt.cmd().args(["run", "--bundle"]).arg(&c.bundle.dir).arg(&c.id).cwd(std::path::Path::new("/")).run();
+    assert!(out.ok() || out.code != 0 && !out.stderr.contains("rootfs"), "{out}");
+    out.expect_ok("run from / with a relative root.path");
+}
+
+#[test]
+fn rootfs_propagation_is_applied() {
+    // "slave": runc makes the rootfs parent private before pivot_root, so no
+    // master: tag survives; what matters is that nothing propagates back to
+    // the host (the leak check) and that it is not shared.
+    for (prop, tag) in [("slave", ""), ("private", ""), ("shared", "shared:")] {
+        let mut c = Case::new(&format!("mnt_rootprop_{prop}"));
+        // This host's / is private, and a slave of a private mount is just
+        // private: give the bundle a shared mount of its own to be a slave of.
+        let d = c.bundle.dir.to_str().unwrap().to_string();
+        let (rc, o) = conformance::sh(&format!("mount --bind {d} {d} && mount --make-shared {d}"));
+        assert_eq!(rc, 0, "cannot make the bundle a shared mount: {o}");
+        c.on_cleanup(move || {
+            conformance::sh(&format!("umount -l {d}"));
+        });
+        c.config()["linux"]["rootfsPropagation"] = prop.into();
+        let out = c.sh_ok("cat /proc/self/mountinfo");
+        let root = out.lines().find(|l| l.split(' ').nth(4) == Some("/")).expect("root in mountinfo");
+        let optional: Vec<&str> = root.split(" - ").next().unwrap().split(' ').skip(6).collect();
+        if tag.is_empty() {
+            assert!(optional.iter().all(|o| !o.starts_with("shared:") && !o.starts_with("master:")), "{prop}: {root}");
+        } else {
+            assert!(optional.iter().any(|o| o.starts_with(tag)), "{prop}: {root}");
+        }
+    }
+}
+
+#[test]
+fn bind_mount_propagation_option_is_applied() {
+    let mut c = Case::new("mnt_bind_prop");
+    let src = c.dir.join("vol");
+    fs::create_dir_all(&src).unwrap();
+    c.bundle.add_mount(json!({"destination": "/vol", "type": "bind", "source": src, "options": ["rbind", "rprivate"]}));
+    c.bundle.add_mount(json!({"destination": "/vol2", "type": "bind", "source": src, "options": ["rbind", "rslave"]}));
+    let out = c.sh_ok("cat /proc/self/mountinfo");
+    let line = |d: &str| out.lines().find(|l| l.split(' ').nth(4) == Some(d)).unwrap_or_else(|| panic!("{d} missing")).to_string();
+    assert!(!line("/vol").contains("shared:") && !line("/vol").contains("master:"), "{}", line("/vol"));
+    assert!(!line("/vol2").contains("shared:"), "{}", line("/vol2"));
+}
+
+#[test]
+fn no_pivot_still_confines_to_rootfs() {
+    let mut c = Case::new("mnt_no_pivot");
+    c.bundle.set_sh("ls /; cat /etc/passwd | head -1");
+    c.write();
+    let out = c.rt.cmd().args(["run", "--no-pivot", "--bundle"]).arg(&c.bundle.dir).arg(&c.id).run();
+    out.expect_ok("run --no-pivot");
+    assert!(out.stdout.contains("busybox") || out.stdout.contains("bin"), "{out}");
+    assert!(out.stdout.contains("root:x:0:0:root:/root:/bin/sh"), "{out}");
+    assert!(!out.stdout.contains("vmlinuz") && !out.stdout.contains("boot\n"), "host / visible: {out}");
+}
+
+#[test]
+fn masked_paths_read_empty() {
+    let mut c = Case::new("mnt_masked");
+    // /proc/kcore does not exist on this kernel; /proc/keys and timer_list do.
+    let out = c.sh_ok("wc -c < /proc/keys; ls /sys/firmware | wc -l; stat -c '%t:%T' /proc/timer_list");
+    assert_eq!(out.lines().map(str::trim).collect::<Vec<_>>(), vec!["0", "0", "1:3"]);
+}
+
+#[test]
+fn readonly_paths_are_read_only() {
+    let mut c = Case::new("mnt_readonly_paths");
+    let out = c.sh_ok("cat /proc/mounts; echo 1 > /proc/sys/kernel/domainname 2>&1 || echo RO");
+    assert!(opts(mount_line(&out, "/proc/sys")).contains(&"ro"), "{out}");
+    assert!(out.trim_end().ends_with("RO"), "{out}");
+}
+
+#[test]
+fn sysctl_is_applied_in_container_only() {
+    let mut c = Case::new("mnt_sysctl");
+    let host = fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    c.config()["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.msgmax": "12345"});
+    let out = c.sh_ok("cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/msgmax");
+    assert_eq!(out, "1\n12345\n");
+    assert_eq!(fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(), host, "host sysctl changed");
+}

@@ -1,0 +1,121 @@
+//! linux.namespaces: new namespaces, joined ones (`path`), and absent ones.
+
+use conformance::util::{kill_pid, ns_inode, pid_alive};
+use conformance::{poll_until, Case};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn host_ns(kind: &str) -> String {
+    ns_inode(Path::new(&format!("/proc/self/ns/{kind}"))).expect("host ns link")
+}
+
+#[test]
+fn pid_namespace_makes_process_pid_1() {
+    let mut c = Case::new("ns_pid");
+    let out = c.sh_ok("echo $$; ls /proc | grep -c '^[0-9]'");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1", "{out}");
+    // sh plus the ls/grep pipeline; never the host's processes.
+    assert!(lines[1].parse::<u32>().unwrap() <= 4, "container sees host pids: {out}");
+}
+
+#[test]
+fn mount_namespace_is_new() {
+    let mut c = Case::new("ns_mount");
+    let out = c.sh_ok("readlink /proc/self/ns/mnt");
+    assert_ne!(out.trim(), host_ns("mnt"));
+}
+
+#[test]
+fn uts_namespace_sets_hostname_and_domainname() {
+    let mut c = Case::new("ns_uts");
+    c.config()["hostname"] = "box-one".into();
+    c.config()["domainname"] = "example.test".into();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let out = c.sh_ok("hostname; cat /proc/sys/kernel/domainname; readlink /proc/self/ns/uts");
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l[0], "box-one");
+    assert_eq!(l[1], "example.test");
+    assert_ne!(l[2], host_ns("uts"));
+    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(), host, "host hostname changed");
+}
+
+#[test]
+fn ipc_namespace_is_new() {
+    let mut c = Case::new("ns_ipc");
+    let out = c.sh_ok("readlink /proc/self/ns/ipc");
+    assert_ne!(out.trim(), host_ns("ipc"));
+}
+
+#[test]
+fn network_namespace_has_only_loopback() {
+    let mut c = Case::new("ns_net");
+    let out = c.sh_ok("readlink /proc/self/ns/net; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '");
+    let l: Vec<&str> = out.lines().collect();
+    assert_ne!(l[0], host_ns("net"));
+    assert_eq!(&l[1..], &["lo"], "{out}");
+}
+
+#[test]
+fn cgroup_namespace_hides_host_cgroup_path() {
+    let mut c = Case::new("ns_cgroup");
+    let out = c.sh_ok("readlink /proc/self/ns/cgroup; cat /proc/self/cgroup");
+    let mut l = out.lines();
+    assert_ne!(l.next().unwrap(), host_ns("cgroup"));
+    for line in l {
+        assert!(line.ends_with(":/"), "cgroup path visible inside a cgroup ns: {line}");
+    }
+}
+
+#[test]
+fn absent_namespace_is_shared_with_host() {
+    let mut c = Case::new("ns_absent");
+    c.bundle.remove_namespace("network");
+    c.bundle.remove_namespace("ipc");
+    let out = c.sh_ok("readlink /proc/self/ns/net; readlink /proc/self/ns/ipc");
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l[0], host_ns("net"));
+    assert_eq!(l[1], host_ns("ipc"));
+}
+
+/// A host process sitting in fresh namespaces of `kinds`, killed at cleanup.
+fn ns_holder(c: &mut Case, unshare_flags: &[&str]) -> i32 {
+    let child = Command::new("unshare")
+        .args(unshare_flags)
+        .args(["/bin/busybox", "sleep", "1000"])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn unshare");
+    let pid = child.id() as i32;
+    c.on_cleanup(move || {
+        kill_pid(pid, libc::SIGKILL);
+        let mut child = child;
+        let _ = child.wait();
+    });
+    // unshare execs sleep after unsharing; wait until the ns differs from ours.
+    poll_until("holder in its namespaces", Duration::from_secs(10), || {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+        exe.to_string_lossy().contains("busybox").then_some(())
+    });
+    pid
+}
+
+#[test]
+fn namespace_path_is_joined() {
+    let mut c = Case::new("ns_join");
+    let holder = ns_holder(&mut c, &["--net", "--uts", "--ipc"]);
+    for kind in ["network", "uts", "ipc"] {
+        let link = match kind { "network" => "net", k => k };
+        c.bundle.join_namespace(kind, &format!("/proc/{holder}/ns/{link}"));
+    }
+    // Joining a uts ns means the runtime must not be asked to set a hostname.
+    c.config().as_object_mut().unwrap().remove("hostname");
+    let out = c.sh_ok("readlink /proc/self/ns/net; readlink /proc/self/ns/uts; readlink /proc/self/ns/ipc");
+    let want: Vec<String> = ["net", "uts", "ipc"]
+        .iter()
+        .map(|k| ns_inode(Path::new(&format!("/proc/{holder}/ns/{k}"))).unwrap())
+        .collect();
+    assert_eq!(out.lines().collect::<Vec<_>>(), want.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(pid_alive(holder));
+}

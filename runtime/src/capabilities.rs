@@ -1,0 +1,121 @@
+//! The five capability sets of `process.capabilities`. Bounding is dropped while still
+//! root; effective, permitted and inheritable are set in one capset(2) after the uid change,
+//! so no ordering between the sets can fail halfway; ambient last, and only for caps that
+//! are permitted and inheritable. A set that is absent is empty: nothing is inherited unless
+//! asked for (CVE-2022-29162).
+
+use std::str::FromStr;
+
+use oci_spec::runtime::{Capabilities, LinuxCapabilities};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum CapError {
+    #[error("process.capabilities.{set}: {name}: {source}")]
+    Apply { set: &'static str, name: String, source: std::io::Error },
+    #[error("process.capabilities: capset: {0}")]
+    Capset(std::io::Error),
+}
+
+/// Capability numbers of a set, ignoring names this kernel does not know (they were
+/// warned about when the spec was loaded).
+fn numbers(set: Option<&Capabilities>) -> Vec<(u8, String)> {
+    let mut out = Vec::new();
+    for cap in set.into_iter().flatten() {
+        let name = serde_json::to_value(cap).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        if let Ok(c) = caps::Capability::from_str(&name) {
+            out.push((c.index(), name));
+        }
+    }
+    out
+}
+
+fn mask(set: Option<&Capabilities>) -> u64 {
+    numbers(set).iter().fold(0u64, |m, (i, _)| m | (1u64 << i))
+}
+
+fn last_cap() -> u8 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+}
+
+/// Drops from the bounding set every capability not in `bounding`. Needs CAP_SETPCAP, so
+/// it runs before the uid changes.
+pub fn apply_bounding(caps: Option<&LinuxCapabilities>) -> Result<(), CapError> {
+    let keep = mask(caps.and_then(|c| c.bounding().as_ref()));
+    for cap in 0..=last_cap() {
+        if keep & (1u64 << cap) != 0 {
+            continue;
+        }
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } < 0 {
+            let e = std::io::Error::last_os_error();
+            // EINVAL: the kernel does not know this capability.
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(CapError::Apply { set: "bounding", name: format!("cap {cap}"), source: e });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Sets effective, permitted and inheritable, then ambient. Warnings (ambient caps that are
+/// not inheritable, as runc warns) are returned for the caller to log.
+pub fn apply_sets(caps: Option<&LinuxCapabilities>) -> Result<Vec<String>, CapError> {
+    let e = mask(caps.and_then(|c| c.effective().as_ref()));
+    let p = mask(caps.and_then(|c| c.permitted().as_ref()));
+    let i = mask(caps.and_then(|c| c.inheritable().as_ref()));
+    let mut header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let data = [
+        CapData { effective: e as u32, permitted: p as u32, inheritable: i as u32 },
+        CapData { effective: (e >> 32) as u32, permitted: (p >> 32) as u32, inheritable: (i >> 32) as u32 },
+    ];
+    // SAFETY: header and a two-element data array as capset(2) v3 expects.
+    if unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) } < 0 {
+        return Err(CapError::Capset(std::io::Error::last_os_error()));
+    }
+    let mut warnings = Vec::new();
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    for (cap, name) in numbers(caps.and_then(|c| c.ambient().as_ref())) {
+        if (p & i) & (1u64 << cap) == 0 {
+            warnings.push(format!("process.capabilities.ambient: {name} is not in permitted and inheritable: not set"));
+            continue;
+        }
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, cap as libc::c_ulong, 0, 0) } < 0 {
+            return Err(CapError::Apply { set: "ambient", name, source: std::io::Error::last_os_error() });
+        }
+    }
+    Ok(warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_follow_capability_numbers() {
+        let set: Capabilities = serde_json::from_value(serde_json::json!(["CAP_CHOWN", "CAP_KILL", "CAP_SYS_ADMIN"])).unwrap();
+        assert_eq!(mask(Some(&set)), (1 << 0) | (1 << 5) | (1 << 21));
+        assert_eq!(mask(None), 0);
+    }
+}

@@ -1,0 +1,430 @@
+//! The cgroup v2 device filter: an eBPF program of type
+//! BPF_PROG_TYPE_CGROUP_DEVICE generated from the rules, loaded and attached
+//! to the container's cgroup with BPF_F_ALLOW_MULTI.
+//!
+//! The program decides each requested access bit (mknod, read, write) on its
+//! own: for a bit, rules are tried from the last to the first and the first
+//! one that matches decides; no match means deny. That is the OCI meaning of
+//! an ordered list on top of "deny all", including partial denies that take
+//! only some bits away from an earlier allow.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+use super::devices::{DevKind, DeviceRule, ACC_MKNOD, ACC_READ, ACC_WRITE};
+use super::CgroupError;
+
+/// One eBPF instruction as the kernel lays it out.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Insn {
+    pub code: u8,
+    /// dst in the low nibble, src in the high one.
+    pub regs: u8,
+    pub off: i16,
+    pub imm: i32,
+}
+
+pub(crate) const LDX_MEM_W: u8 = 0x61;
+pub(crate) const ALU32_AND_K: u8 = 0x54;
+pub(crate) const ALU32_RSH_K: u8 = 0x74;
+pub(crate) const ALU32_MOV_X: u8 = 0xbc;
+pub(crate) const ALU64_MOV_K: u8 = 0xb7;
+pub(crate) const JMP_JEQ_K: u8 = 0x15;
+pub(crate) const JMP_JNE_K: u8 = 0x55;
+pub(crate) const JMP_JA: u8 = 0x05;
+pub(crate) const JMP_EXIT: u8 = 0x95;
+
+/// bpf_cgroup_dev_ctx.access_type low half.
+const BPF_DEVCG_DEV_BLOCK: i32 = 1;
+const BPF_DEVCG_DEV_CHAR: i32 = 2;
+
+const R0: u8 = 0;
+const R1: u8 = 1;
+const R_TYPE: u8 = 2;
+const R_ACCESS: u8 = 3;
+const R_MAJOR: u8 = 4;
+const R_MINOR: u8 = 5;
+
+enum Op {
+    Insn(Insn),
+    Jump { code: u8, dst: u8, imm: i32, label: usize },
+    Label(usize),
+}
+
+/// A tiny assembler: jumps name labels, resolved to offsets at the end.
+struct Asm {
+    ops: Vec<Op>,
+    labels: usize,
+}
+
+impl Asm {
+    fn new() -> Self {
+        Asm { ops: Vec::new(), labels: 0 }
+    }
+    fn label(&mut self) -> usize {
+        self.labels += 1;
+        self.labels - 1
+    }
+    fn place(&mut self, l: usize) {
+        self.ops.push(Op::Label(l));
+    }
+    fn insn(&mut self, code: u8, dst: u8, src: u8, off: i16, imm: i32) {
+        self.ops.push(Op::Insn(Insn { code, regs: dst | (src << 4), off, imm }));
+    }
+    fn jump(&mut self, code: u8, dst: u8, imm: i32, label: usize) {
+        self.ops.push(Op::Jump { code, dst, imm, label });
+    }
+    fn ret(&mut self, v: i32) {
+        self.insn(ALU64_MOV_K, R0, 0, 0, v);
+        self.insn(JMP_EXIT, 0, 0, 0, 0);
+    }
+    fn finish(self) -> Result<Vec<Insn>, CgroupError> {
+        let mut pos = vec![0usize; self.labels];
+        let mut n = 0usize;
+        for op in &self.ops {
+            match op {
+                Op::Label(l) => pos[*l] = n,
+                _ => n += 1,
+            }
+        }
+        let mut out = Vec::with_capacity(n);
+        for op in &self.ops {
+            match op {
+                Op::Label(_) => {}
+                Op::Insn(i) => out.push(*i),
+                Op::Jump { code, dst, imm, label } => {
+                    let off = pos[*label] as i64 - (out.len() as i64 + 1);
+                    let off = i16::try_from(off).map_err(|_| {
+                        CgroupError::invalid("linux.resources.devices", "too many rules for one eBPF program")
+                    })?;
+                    out.push(Insn { code: *code, regs: *dst, off, imm: *imm });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Generates the filter program for `rules` (returns 1 = allow, 0 = deny).
+pub(crate) fn device_filter(rules: &[DeviceRule]) -> Result<Vec<Insn>, CgroupError> {
+    let mut a = Asm::new();
+    // struct bpf_cgroup_dev_ctx { u32 access_type; u32 major; u32 minor; }
+    // access_type = (access << 16) | type.
+    a.insn(LDX_MEM_W, R_TYPE, R1, 0, 0);
+    a.insn(ALU32_AND_K, R_TYPE, 0, 0, 0xffff);
+    a.insn(LDX_MEM_W, R_ACCESS, R1, 0, 0);
+    a.insn(ALU32_RSH_K, R_ACCESS, 0, 0, 16);
+    a.insn(LDX_MEM_W, R_MAJOR, R1, 4, 0);
+    a.insn(LDX_MEM_W, R_MINOR, R1, 8, 0);
+    // The kernel's BPF_DEVCG_ACC_* bits are the same as ours (mknod 1, read 2, write 4).
+    for bit in [ACC_MKNOD, ACC_READ, ACC_WRITE] {
+        let bit_ok = a.label();
+        a.insn(ALU32_MOV_X, R0, R_ACCESS, 0, 0);
+        a.insn(ALU32_AND_K, R0, 0, 0, i32::from(bit));
+        a.jump(JMP_JEQ_K, R0, 0, bit_ok);
+        let mut exhaustive = false;
+        for r in rules.iter().rev().filter(|r| r.access & bit != 0) {
+            let next = a.label();
+            match r.kind {
+                DevKind::All => {}
+                DevKind::Block => a.jump(JMP_JNE_K, R_TYPE, BPF_DEVCG_DEV_BLOCK, next),
+                DevKind::Char => a.jump(JMP_JNE_K, R_TYPE, BPF_DEVCG_DEV_CHAR, next),
+            }
+            // Device numbers are checked to fit 20 bits in devices.rs, so the
+            // sign-extended immediate equals the zero-extended register.
+            if let Some(m) = r.major {
+                a.jump(JMP_JNE_K, R_MAJOR, m as i32, next);
+            }
+            if let Some(m) = r.minor {
+                a.jump(JMP_JNE_K, R_MINOR, m as i32, next);
+            }
+            if r.allow {
+                a.jump(JMP_JA, 0, 0, bit_ok);
+            } else {
+                a.ret(0);
+            }
+            a.place(next);
+            if r.kind == DevKind::All && r.major.is_none() && r.minor.is_none() {
+                // Anything earlier is unreachable for this bit.
+                exhaustive = true;
+                break;
+            }
+        }
+        if !exhaustive {
+            a.ret(0);
+        }
+        a.place(bit_ok);
+    }
+    a.ret(1);
+    a.finish()
+}
+
+// The parts of union bpf_attr we use; the kernel accepts a shorter struct
+// as long as what it does not know about is absent.
+#[repr(C)]
+#[derive(Default)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct AttachAttr {
+    target_fd: u32,
+    attach_bpf_fd: u32,
+    attach_type: u32,
+    attach_flags: u32,
+    replace_bpf_fd: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct QueryAttr {
+    target_fd: u32,
+    attach_type: u32,
+    query_flags: u32,
+    attach_flags: u32,
+    prog_ids: u64,
+    prog_cnt: u32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct GetFdByIdAttr {
+    prog_id: u32,
+    next_id: u32,
+    open_flags: u32,
+}
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_ATTACH: libc::c_long = 8;
+const BPF_PROG_DETACH: libc::c_long = 9;
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+const BPF_PROG_QUERY: libc::c_long = 16;
+const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+const BPF_CGROUP_DEVICE: u32 = 6;
+const BPF_F_ALLOW_MULTI: u32 = 2;
+
+fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
+    // SAFETY: attr is a live, properly sized repr(C) prefix of union bpf_attr
+    // for this command; pointers inside it point to buffers that outlive the call.
+    let r = unsafe {
+        libc::syscall(libc::SYS_bpf, cmd, attr as *mut T as *mut libc::c_void, std::mem::size_of::<T>())
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn bpf_err(op: &str, dir: &Path, e: std::io::Error) -> CgroupError {
+    CgroupError::Bpf { op: format!("{op} ({})", dir.display()), source: e }
+}
+
+fn load(insns: &[Insn], dir: &Path) -> Result<OwnedFd, CgroupError> {
+    let license = c"Apache";
+    let mut log = vec![0u8; 0];
+    for attempt in 0..2 {
+        let mut attr = ProgLoadAttr {
+            prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+            insn_cnt: insns.len() as u32,
+            insns: insns.as_ptr() as u64,
+            license: license.as_ptr() as u64,
+            ..Default::default()
+        };
+        if attempt == 1 {
+            // Only on failure: the verifier log costs time.
+            log = vec![0u8; 1 << 16];
+            attr.log_level = 1;
+            attr.log_size = log.len() as u32;
+            attr.log_buf = log.as_mut_ptr() as u64;
+        }
+        match bpf(BPF_PROG_LOAD, &mut attr) {
+            // SAFETY: BPF_PROG_LOAD returns a new fd that nothing else owns.
+            Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
+            Err(e) if attempt == 1 => {
+                let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+                let text = String::from_utf8_lossy(&log[..end]);
+                let last = text.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+                return Err(bpf_err(&format!("BPF_PROG_LOAD: verifier: {last}"), dir, e));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                return Err(bpf_err("BPF_PROG_LOAD", dir, e));
+            }
+            Err(_) => {}
+        }
+    }
+    Err(bpf_err("BPF_PROG_LOAD", dir, std::io::Error::from_raw_os_error(libc::EINVAL)))
+}
+
+/// Programs already attached to the cgroup, so that an update can replace
+/// them (with ALLOW_MULTI every attached program must allow an access).
+fn attached(cg: &OwnedFd, dir: &Path) -> Result<Vec<OwnedFd>, CgroupError> {
+    let mut ids = vec![0u32; 64];
+    let mut q = QueryAttr {
+        target_fd: cg.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: ids.len() as u32,
+        ..Default::default()
+    };
+    bpf(BPF_PROG_QUERY, &mut q).map_err(|e| bpf_err("BPF_PROG_QUERY", dir, e))?;
+    let mut out = Vec::new();
+    for &id in ids.iter().take(q.prog_cnt as usize) {
+        let mut g = GetFdByIdAttr { prog_id: id, ..Default::default() };
+        match bpf(BPF_PROG_GET_FD_BY_ID, &mut g) {
+            // SAFETY: a new fd owned by nobody else.
+            Ok(fd) => out.push(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
+            // Detached and freed meanwhile: nothing to replace.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(bpf_err("BPF_PROG_GET_FD_BY_ID", dir, e)),
+        }
+    }
+    Ok(out)
+}
+
+/// Loads the filter for `rules` and makes it the only device program on the
+/// cgroup `dir` (attach new first, then detach old, so there is no window
+/// without a filter).
+pub(crate) fn apply_device_filter(dir: &Path, rules: &[DeviceRule]) -> Result<(), CgroupError> {
+    let insns = device_filter(rules)?;
+    let cg = nix::fcntl::open(
+        dir,
+        nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| CgroupError::Io { path: dir.to_path_buf(), op: "open", source: e.into() })?;
+    let old = attached(&cg, dir)?;
+    let prog = load(&insns, dir)?;
+    let mut at = AttachAttr {
+        target_fd: cg.as_raw_fd() as u32,
+        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        attach_flags: BPF_F_ALLOW_MULTI,
+        ..Default::default()
+    };
+    bpf(BPF_PROG_ATTACH, &mut at).map_err(|e| bpf_err("BPF_PROG_ATTACH", dir, e))?;
+    for o in old {
+        let mut d = AttachAttr {
+            target_fd: cg.as_raw_fd() as u32,
+            attach_bpf_fd: o.as_raw_fd() as u32,
+            attach_type: BPF_CGROUP_DEVICE,
+            ..Default::default()
+        };
+        bpf(BPF_PROG_DETACH, &mut d).map_err(|e| bpf_err("BPF_PROG_DETACH", dir, e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::super::devices::{evaluate, ACC_ALL};
+    use super::*;
+
+    /// Runs the subset of eBPF the generator emits.
+    pub(crate) fn run(prog: &[Insn], ctx: [u32; 3]) -> u64 {
+        let mut r = [0u64; 11];
+        let mut pc = 0usize;
+        let mut steps = 0;
+        loop {
+            steps += 1;
+            assert!(steps < 100_000, "loop");
+            let i = prog[pc];
+            let dst = (i.regs & 0xf) as usize;
+            let src = (i.regs >> 4) as usize;
+            let mut next = pc + 1;
+            match i.code {
+                LDX_MEM_W => {
+                    assert_eq!(src, 1);
+                    r[dst] = u64::from(ctx[(i.off / 4) as usize]);
+                }
+                ALU32_AND_K => r[dst] = (r[dst] as u32 & i.imm as u32) as u64,
+                ALU32_RSH_K => r[dst] = ((r[dst] as u32) >> i.imm) as u64,
+                ALU32_MOV_X => r[dst] = r[src] as u32 as u64,
+                ALU64_MOV_K => r[dst] = i.imm as i64 as u64,
+                JMP_JEQ_K | JMP_JNE_K => {
+                    let eq = r[dst] == i.imm as i64 as u64;
+                    if eq == (i.code == JMP_JEQ_K) {
+                        next = (pc as i64 + 1 + i64::from(i.off)) as usize;
+                    }
+                }
+                JMP_JA => next = (pc as i64 + 1 + i64::from(i.off)) as usize,
+                JMP_EXIT => return r[0],
+                c => panic!("unexpected opcode {c:#x}"),
+            }
+            pc = next;
+        }
+    }
+
+    fn ask(prog: &[Insn], kind: DevKind, major: u32, minor: u32, acc: u8) -> bool {
+        let t = match kind {
+            DevKind::Block => 1,
+            DevKind::Char => 2,
+            DevKind::All => unreachable!(),
+        };
+        run(prog, [(u32::from(acc) << 16) | t, major, minor]) == 1
+    }
+
+    /// A small deterministic generator, so the test needs no crate.
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    #[test]
+    fn program_matches_reference_semantics() {
+        let mut g = Lcg(42);
+        for _ in 0..300 {
+            let n = g.next(8) as usize;
+            let rules: Vec<DeviceRule> = (0..n)
+                .map(|_| DeviceRule {
+                    allow: g.next(3) != 0,
+                    kind: [DevKind::All, DevKind::Block, DevKind::Char][g.next(3) as usize],
+                    major: if g.next(3) == 0 { None } else { Some(g.next(3) as u32) },
+                    minor: if g.next(3) == 0 { None } else { Some(g.next(3) as u32) },
+                    access: (g.next(7) + 1) as u8,
+                })
+                .collect();
+            let prog = device_filter(&rules).unwrap();
+            for kind in [DevKind::Block, DevKind::Char] {
+                for major in 0..3 {
+                    for minor in 0..3 {
+                        for acc in 1..=ACC_ALL {
+                            assert_eq!(
+                                ask(&prog, kind, major, minor, acc),
+                                evaluate(&rules, kind, major, minor, acc),
+                                "rules {rules:?} {kind:?} {major}:{minor} {acc}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn empty_rules_deny_everything_and_allow_all_allows() {
+        let prog = device_filter(&[]).unwrap();
+        assert!(!ask(&prog, DevKind::Char, 1, 3, ACC_READ));
+        let all = DeviceRule { allow: true, kind: DevKind::All, major: None, minor: None, access: ACC_ALL };
+        let prog = device_filter(&[all]).unwrap();
+        assert!(ask(&prog, DevKind::Block, 8, 0, ACC_ALL));
+    }
+}

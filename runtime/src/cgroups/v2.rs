@@ -1,0 +1,231 @@
+//! The cgroup v2 driver: one directory, controllers enabled from the root
+//! down, devices through an eBPF program.
+
+use std::path::Path;
+
+use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
+
+use super::fsutil::{self, read_trim, write_file};
+use super::{bpf, convert, devices, v1, CgroupError, Manager};
+
+/// Enables in every ancestor of `leaf` the controllers its parent offers,
+/// so the leaf gets their files. Best effort like runc: an ancestor that
+/// holds processes refuses (no internal processes), and then the missing
+/// files are reported by `apply` for the field that needs them.
+pub(crate) fn enable_controllers(mount_point: &Path, leaf: &Path) {
+    let Ok(rel) = leaf.strip_prefix(mount_point) else {
+        return;
+    };
+    let mut cur = mount_point.to_path_buf();
+    let comps: Vec<_> = rel.components().collect();
+    for comp in comps {
+        let avail = read_trim(&cur.join("cgroup.controllers")).unwrap_or_default();
+        let enabled = read_trim(&cur.join("cgroup.subtree_control")).unwrap_or_default();
+        let missing: Vec<String> = avail
+            .split_whitespace()
+            .filter(|c| !enabled.split_whitespace().any(|e| e == *c))
+            .map(|c| format!("+{c}"))
+            .collect();
+        if !missing.is_empty() {
+            let sc = cur.join("cgroup.subtree_control");
+            if write_file(&sc, &missing.join(" ")).is_err() {
+                for c in &missing {
+                    let _ = write_file(&sc, c);
+                }
+            }
+        }
+        cur.push(comp);
+    }
+}
+
+/// Like fsutil::set, but a missing file (ENOENT) is explained: on v2 it
+/// nearly always means the controller is not enabled for this cgroup.
+fn set(field: &str, d: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
+    fsutil::set(field, d, file, value).map_err(|e| match e {
+        CgroupError::Write { field, path, value, source } if source.kind() == std::io::ErrorKind::NotFound => {
+            let ctrl = file.split('.').next().unwrap_or(file);
+            CgroupError::invalid(
+                field,
+                format!(
+                    "writing {value:?} to {}: ENOENT: the \"{ctrl}\" controller is not enabled for this cgroup \
+                     (see cgroup.subtree_control of its parent; a parent holding processes cannot delegate)",
+                    path.display()
+                ),
+            )
+        }
+        e => e,
+    })
+}
+
+fn dir(m: &Manager) -> Result<&Path, CgroupError> {
+    m.dir_for("").ok_or_else(|| CgroupError::Discovery("no cgroup2 directory".into()))
+}
+
+pub(crate) fn apply(m: &Manager, r: &LinuxResources) -> Result<(), CgroupError> {
+    let d = dir(m)?;
+    if let Some(mem) = r.memory() {
+        memory(d, mem)?;
+    }
+    if let Some(c) = r.cpu() {
+        cpu(d, c)?;
+    }
+    if let Some(p) = r.pids() {
+        set("linux.resources.pids.limit", d, "pids.max", &convert::pids_max(p.limit()))?;
+    }
+    if let Some(list) = r.devices().as_ref().filter(|l| !l.is_empty()) {
+        let rules = devices::parse_rules(list)?;
+        bpf::apply_device_filter(d, &rules)?;
+    }
+    if let Some(b) = r.block_io() {
+        io(d, b)?;
+    }
+    for (i, h) in r.hugepage_limits().iter().flatten().enumerate() {
+        let field = format!("linux.resources.hugepageLimits[{i}]");
+        let file = format!("hugetlb.{}.max", h.page_size());
+        if !d.join(&file).exists() {
+            return Err(CgroupError::invalid(
+                format!("{field}.pageSize"),
+                format!("{:?}: no {file} (not a huge page size of this host, or hugetlb not enabled)", h.page_size()),
+            ));
+        }
+        let v = if h.limit() == -1 { "max".to_string() } else { h.limit().to_string() };
+        set(&format!("{field}.limit"), d, &file, &v)?;
+    }
+    if let Some(rdma) = r.rdma() {
+        for (dev, lim) in rdma {
+            if let Some(line) = v1::rdma_line(dev, lim.hca_handles(), lim.hca_objects()) {
+                set(&format!("linux.resources.rdma.{dev}"), d, "rdma.max", &line)?;
+            }
+        }
+    }
+    // Last, so that an explicit unified value wins over a converted one.
+    if let Some(u) = r.unified() {
+        // Sorted, so that a failure is reproducible from the same config.
+        let mut kv: Vec<(&String, &String)> = u.iter().collect();
+        kv.sort();
+        for (k, v) in kv {
+            set(&format!("linux.resources.unified.{k:?}"), d, k, v)?;
+        }
+    }
+    Ok(())
+}
+
+fn memory(d: &Path, mem: &LinuxMemory) -> Result<(), CgroupError> {
+    if mem.kernel().is_some() || mem.kernel_tcp().is_some() {
+        eprintln!("berth: warning: linux.resources.memory.kernel/kernelTCP are deprecated and ignored");
+    }
+    let limit = mem.limit().unwrap_or(0);
+    let swap = mem.swap().unwrap_or(0);
+    // Swap first: memory.max may only grow once swap no longer needs the
+    // room (both are independent on v2, but this keeps runc's order).
+    if let Some(s) = convert::v2_swap_max(swap, limit) {
+        let p = d.join("memory.swap.max");
+        if p.exists() {
+            set("linux.resources.memory.swap", d, "memory.swap.max", &s)?;
+        } else if swap > 0 && swap != limit {
+            return Err(CgroupError::invalid(
+                "linux.resources.memory.swap",
+                "swap accounting is not enabled on this host (no memory.swap.max)",
+            ));
+        }
+    }
+    if let Some(v) = convert::v2_limit(limit) {
+        set("linux.resources.memory.limit", d, "memory.max", &v)?;
+    }
+    if let Some(v) = convert::v2_limit(mem.reservation().unwrap_or(0)) {
+        set("linux.resources.memory.reservation", d, "memory.low", &v)?;
+    }
+    Ok(())
+}
+
+/// cpu.max for quota/period, runc's way: quota <= 0 is "max"; None means
+/// neither is set.
+pub(crate) fn cpu_max(quota: i64, period: u64) -> Option<String> {
+    if quota == 0 && period == 0 {
+        return None;
+    }
+    let mut s = if quota > 0 { quota.to_string() } else { "max".to_string() };
+    if period != 0 {
+        s.push_str(&format!(" {period}"));
+    }
+    Some(s)
+}
+
+fn cpu(d: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
+    let w = convert::shares_to_weight(c.shares().unwrap_or(0));
+    if w != 0 {
+        set("linux.resources.cpu.shares", d, "cpu.weight", &w.to_string())?;
+    }
+    if let Some(v) = cpu_max(c.quota().unwrap_or(0), c.period().unwrap_or(0)) {
+        set("linux.resources.cpu.quota", d, "cpu.max", &v)?;
+    }
+    if let Some(b) = c.burst() {
+        set("linux.resources.cpu.burst", d, "cpu.max.burst", &b.to_string())?;
+    }
+    if let Some(i) = c.idle().filter(|i| *i != 0) {
+        set("linux.resources.cpu.idle", d, "cpu.idle", &i.to_string())?;
+    }
+    if let Some(s) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
+        set("linux.resources.cpu.cpus", d, "cpuset.cpus", s)?;
+    }
+    if let Some(s) = c.mems().as_deref().filter(|s| !s.is_empty()) {
+        set("linux.resources.cpu.mems", d, "cpuset.mems", s)?;
+    }
+    Ok(())
+}
+
+fn io(d: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
+    // BFQ takes the v1 scale directly; io.weight has its own 1..10000 one.
+    let bfq = d.join("io.bfq.weight").exists();
+    if let Some(w) = b.weight().filter(|w| *w != 0) {
+        if bfq {
+            set("linux.resources.blockIO.weight", d, "io.bfq.weight", &w.to_string())?;
+        } else {
+            let v = convert::blkio_to_io_weight(w);
+            set("linux.resources.blockIO.weight", d, "io.weight", &format!("default {v}"))?;
+        }
+    }
+    for (i, wd) in b.weight_device().iter().flatten().enumerate() {
+        if let Some(w) = wd.weight().filter(|w| *w != 0) {
+            let field = format!("linux.resources.blockIO.weightDevice[{i}]");
+            if bfq {
+                set(&field, d, "io.bfq.weight", &format!("{}:{} {w}", wd.major(), wd.minor()))?;
+            } else {
+                let v = convert::blkio_to_io_weight(w);
+                set(&field, d, "io.weight", &format!("{}:{} {v}", wd.major(), wd.minor()))?;
+            }
+        }
+    }
+    for (name, key, list) in [
+        ("throttleReadBpsDevice", "rbps", b.throttle_read_bps_device()),
+        ("throttleWriteBpsDevice", "wbps", b.throttle_write_bps_device()),
+        ("throttleReadIOPSDevice", "riops", b.throttle_read_iops_device()),
+        ("throttleWriteIOPSDevice", "wiops", b.throttle_write_iops_device()),
+    ] {
+        for (i, t) in list.iter().flatten().enumerate() {
+            // v1 treats a rate of 0 as "no limit"; on v2 that is spelled "max".
+            let rate = if t.rate() == 0 { "max".to_string() } else { t.rate().to_string() };
+            set(
+                &format!("linux.resources.blockIO.{name}[{i}]"),
+                d,
+                "io.max",
+                &format!("{}:{} {key}={rate}", t.major(), t.minor()),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_max_strings() {
+        assert_eq!(cpu_max(0, 0), None);
+        assert_eq!(cpu_max(50000, 100000).as_deref(), Some("50000 100000"));
+        assert_eq!(cpu_max(-1, 100000).as_deref(), Some("max 100000"));
+        assert_eq!(cpu_max(20000, 0).as_deref(), Some("20000"));
+        assert_eq!(cpu_max(-1, 0).as_deref(), Some("max"));
+    }
+}

@@ -1,0 +1,26 @@
+use anyhow::Context;
+use berth::container::{self, CreateOpts};
+use berth::state::Store;
+
+use super::CreateArgs;
+
+pub fn opts(args: CreateArgs) -> anyhow::Result<CreateOpts> {
+    let console = match &args.console_socket {
+        Some(p) => Some(berth::console::connect(p).with_context(|| format!("--console-socket {}", p.display()))?),
+        None => None,
+    };
+    Ok(CreateOpts {
+        id: args.id,
+        bundle: args.bundle,
+        pid_file: args.pid_file.map(|p| std::path::absolute(&p).unwrap_or(p)),
+        console,
+        no_pivot: args.no_pivot,
+        no_new_keyring: args.no_new_keyring,
+        preserve_fds: args.preserve_fds,
+    })
+}
+
+pub fn run(store: &Store, args: CreateArgs) -> anyhow::Result<i32> {
+    container::create(store, opts(args)?, false)?;
+    Ok(0)
+}

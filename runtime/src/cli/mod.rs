@@ -1,0 +1,293 @@
+//! runc's command line. Parsing and printing only: the work is in the library.
+
+mod create;
+mod delete;
+mod kill;
+mod list;
+mod run;
+mod simple;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "berth", about = "An OCI container runtime with runc's command line", disable_version_flag = true)]
+pub struct Cli {
+    /// Print the version
+    #[arg(short = 'v', long = "version")]
+    version: bool,
+    /// Enable debug logging
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Log file (default: stderr only)
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Log format: text or json
+    #[arg(long = "log-format", global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Root directory for the containers' state
+    #[arg(long, global = true, default_value = "/run/berth")]
+    root: PathBuf,
+    /// Path to criu (accepted for runc compatibility)
+    #[arg(long, global = true)]
+    criu: Option<String>,
+    /// Use the systemd cgroup driver
+    #[arg(long = "systemd-cgroup", global = true)]
+    systemd_cgroup: bool,
+    /// Rootless mode (accepted for runc compatibility: true, false or auto)
+    #[arg(long)]
+    rootless: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Args)]
+pub struct CreateArgs {
+    /// Path to the bundle directory
+    #[arg(short = 'b', long, default_value = ".")]
+    bundle: PathBuf,
+    /// Unix socket that receives the pty master when process.terminal is true
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// File to write the init's pid to
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Do not use pivot_root (for a rootfs on a ramdisk)
+    #[arg(long = "no-pivot")]
+    no_pivot: bool,
+    /// Do not create a new session keyring
+    #[arg(long = "no-new-keyring")]
+    no_new_keyring: bool,
+    /// Pass this many fds from 3 up to the container
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+    /// Container id
+    id: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a container
+    Create(CreateArgs),
+    /// Create and start a container, and wait for it unless --detach
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Detach from the container's process
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// Do not delete the container after it exits
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Start the process of a created container
+    Start { id: String },
+    /// Print the state of a container as JSON
+    State { id: String },
+    /// Send a signal to the container's init (or to all its processes)
+    Kill {
+        /// Signal every process in the container's cgroup
+        #[arg(short = 'a', long)]
+        all: bool,
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a container and what create made for it
+    Delete {
+        /// Kill the container first if it is running
+        #[arg(short = 'f', long)]
+        force: bool,
+        id: String,
+    },
+    /// List the containers under --root
+    #[command(alias = "ls")]
+    List {
+        #[arg(short = 'f', long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        /// Print ids only
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Write a default config.json into the bundle
+    Spec {
+        #[arg(short = 'b', long, default_value = ".")]
+        bundle: PathBuf,
+        /// Generate a config for a rootless container
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Print the features of this runtime as JSON (runtime-spec features.md)
+    Features,
+    /// Not implemented yet: exec, ps, pause, resume, events, update, checkpoint, restore
+    #[command(external_subcommand)]
+    Other(Vec<String>),
+}
+
+/// Long flags that urfave/cli (runc) also accepts with a single dash.
+const LONG_FLAGS: &[&str] = &[
+    "root", "log", "log-format", "debug", "criu", "systemd-cgroup", "rootless", "bundle", "console-socket",
+    "pid-file", "no-pivot", "no-new-keyring", "preserve-fds", "detach", "keep", "all", "force", "format",
+    "quiet", "version", "help",
+];
+
+fn normalize(args: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut past_flags = false;
+    for a in args {
+        if past_flags || a == "--" {
+            past_flags = true;
+            out.push(a);
+            continue;
+        }
+        if let Some(rest) = a.strip_prefix('-').filter(|r| !r.starts_with('-')) {
+            let name = rest.split('=').next().unwrap_or("");
+            if LONG_FLAGS.contains(&name) {
+                out.push(format!("-{a}"));
+                continue;
+            }
+        }
+        out.push(a);
+    }
+    out
+}
+
+/// Makes sure fds 0-2 and the --preserve-fds range are occupied before berth opens
+/// anything, so none of berth's own fds can land where the container would inherit it.
+fn reserve_fds(preserve: u32) {
+    for fd in 0..3 + preserve as i32 {
+        if !berth::sys::fd_is_open(fd) {
+            if let Ok(f) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+                let raw = std::os::fd::IntoRawFd::into_raw_fd(f);
+                if raw != fd {
+                    // SAFETY: dup2 onto a free slot, then close our temporary fd.
+                    unsafe {
+                        libc::dup2(raw, fd);
+                        libc::close(raw);
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn main() -> i32 {
+    let preserve = std::env::args()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .find(|w| w[0] == "--preserve-fds" || w[0] == "-preserve-fds")
+        .and_then(|w| w[1].parse().ok())
+        .or_else(|| {
+            std::env::args().find_map(|a| {
+                a.strip_prefix("--preserve-fds=").or_else(|| a.strip_prefix("-preserve-fds=")).and_then(|v| v.parse().ok())
+            })
+        })
+        .unwrap_or(0u32);
+    reserve_fds(preserve.min(1 << 16));
+    let cli = match Cli::try_parse_from(normalize(std::env::args())) {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            // --help and friends.
+            let _ = e.print();
+            return 0;
+        }
+        Err(e) => {
+            // One line, like every other berth error: clap's first line without its prefix.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid command line");
+            eprintln!("berth: {}", first.trim_start_matches("error: "));
+            return 1;
+        }
+    };
+    let format = if cli.log_format == "json" { berth::log::Format::Json } else { berth::log::Format::Text };
+    berth::log::init(cli.log.clone(), format, cli.debug);
+    if cli.version {
+        println!("berth version {}\nspec: {}", env!("CARGO_PKG_VERSION"), berth::state::OCI_VERSION);
+        return 0;
+    }
+    if cli.systemd_cgroup {
+        berth::log::error("--systemd-cgroup: the systemd cgroup driver is not supported yet; use the cgroupfs driver");
+        return 1;
+    }
+    let Some(command) = cli.command else {
+        let _ = <Cli as clap::CommandFactory>::command().print_help();
+        return 2;
+    };
+    if matches!(command, Command::Create(_) | Command::Run { .. }) {
+        if let Err(e) = berth::sealed::reexec_protected() {
+            berth::log::error(&format!("re-executing from a read-only view of berth: {e}"));
+            return 1;
+        }
+    }
+    let store = berth::state::Store::new(cli.root.clone());
+    let result = match command {
+        Command::Create(args) => create::run(&store, args),
+        Command::Run { create, detach, keep } => run::run(&store, create, detach, keep),
+        Command::Start { id } => berth::container::start(&store, &id).map(|()| 0).map_err(Into::into),
+        Command::State { id } => simple::state(&store, &id),
+        Command::Kill { all, id, signal } => kill::run(&store, &id, &signal, all),
+        Command::Delete { force, id } => delete::run(&store, &id, force),
+        Command::List { format, quiet } => list::run(&store, &format, quiet),
+        Command::Spec { bundle, rootless } => simple::spec(&bundle, rootless),
+        Command::Features => simple::features(),
+        Command::Other(args) => Err(anyhow::anyhow!(
+            "{:?}: this command is not supported by berth yet",
+            args.first().map(String::as_str).unwrap_or("")
+        )),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            berth::log::error(&error_line(&e));
+            1
+        }
+    }
+}
+
+/// One line: the error and those of its causes that it does not already spell out
+/// (library errors embed their cause in their own message).
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_definition_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn single_dash_long_flags_become_double() {
+        let v = normalize(["berth", "-root", "/r", "-log-format=json", "create", "-b", "x", "id"].iter().map(|s| s.to_string()));
+        assert_eq!(v, ["berth", "--root", "/r", "--log-format=json", "create", "-b", "x", "id"]);
+    }
+
+    #[test]
+    fn runc_shim_command_lines_parse() {
+        for line in [
+            "berth --root /r --log /l.json --log-format json create --bundle /b --pid-file /p --console-socket /s id",
+            "berth --root /r --log /l.json --log-format json delete --force id",
+            "berth --root /r kill --all id 9",
+            "berth --root /r kill id",
+            "berth list -q",
+            "berth run -d --bundle /b --no-pivot --no-new-keyring --preserve-fds 2 id",
+        ] {
+            let args = normalize(line.split(' ').map(str::to_string));
+            assert!(Cli::try_parse_from(args).is_ok(), "{line}");
+        }
+    }
+}

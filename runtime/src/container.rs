@@ -1,0 +1,379 @@
+//! The lifecycle, as runtime-spec's operations: create, start, kill, delete, state, list,
+//! and run (create + start + wait). A failed create leaves nothing behind: every resource
+//! it made is held by a guard that undoes it unless the create completes.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+use serde_json::json;
+
+use crate::cgroups::Manager;
+use crate::error::{Error, Result};
+use crate::hooks::{self, Kind};
+use crate::process::channel::{self, Msg};
+use crate::state::{Record, Status, Store, START_SOCKET};
+use crate::sys::{self, Forked};
+use crate::{log, namespaces, rootfs, spec};
+
+pub struct CreateOpts {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    /// A connected socket that receives the terminal's master (from --console-socket, or
+    /// `run`'s own socketpair).
+    pub console: Option<OwnedFd>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// A created container, as the creating process sees it.
+pub struct Created {
+    pub pid: i32,
+    /// A pidfd of the init, which is our child.
+    pub pidfd: OwnedFd,
+}
+
+/// Undoes a partial create when dropped, unless disarmed.
+struct Guard<'a> {
+    store: &'a Store,
+    id: &'a str,
+    dir: bool,
+    cgroup: Option<Manager>,
+    child: Option<OwnedFd>,
+}
+
+impl Guard<'_> {
+    fn disarm(mut self) {
+        self.dir = false;
+        self.cgroup = None;
+        self.child = None;
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        if let Some(pidfd) = self.child.take() {
+            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+            let _ = sys::pidfd_wait_exit(pidfd.as_fd(), 5000);
+            reap(&pidfd);
+        }
+        if let Some(cg) = self.cgroup.take() {
+            kill_cgroup(&cg, libc::SIGKILL);
+            if let Err(e) = cg.destroy() {
+                log::warn(&format!("cleaning up after a failed create: {e}"));
+            }
+        }
+        if self.dir {
+            let _ = self.store.remove(self.id);
+        }
+    }
+}
+
+/// Reaps our child behind a pidfd, returning its wait status as an exit code.
+fn reap(pidfd: &OwnedFd) -> Option<i32> {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+    match waitid(Id::PIDFd(pidfd.as_fd()), WaitPidFlag::WEXITED) {
+        Ok(WaitStatus::Exited(_, code)) => Some(code),
+        Ok(WaitStatus::Signaled(_, sig, _)) => Some(128 + sig as i32),
+        _ => None,
+    }
+}
+
+/// Signals every process in the cgroup. The cgroup is frozen meanwhile (as runc does), so
+/// a process that forks cannot escape between reading the pid list and signalling it.
+fn kill_cgroup(cg: &Manager, sig: i32) {
+    let was_frozen = cg.is_frozen().unwrap_or(false);
+    let froze = !was_frozen && cg.set_frozen(true).is_ok();
+    if let Ok(pids) = cg.pids() {
+        for pid in pids {
+            // SAFETY: kill(2) with integer arguments.
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+    if froze {
+        let _ = cg.set_frozen(false);
+    }
+}
+
+/// The state JSON handed to hooks.
+pub fn hook_state(id: &str, status: Status, pid: i32, bundle: &Path, annotations: &HashMap<String, String>) -> String {
+    json!({
+        "ociVersion": crate::state::OCI_VERSION,
+        "id": id,
+        "status": status.to_string(),
+        "pid": pid,
+        "bundle": bundle,
+        "annotations": annotations,
+    })
+    .to_string()
+}
+
+fn owner() -> String {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    if uid == 0 {
+        "root".into()
+    } else {
+        uid.to_string()
+    }
+}
+
+pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<Created> {
+    crate::id::validate(&opts.id)?;
+    let bundle = std::fs::canonicalize(&opts.bundle)
+        .map_err(|e| Error::Usage(format!("bundle {}: {e}", opts.bundle.display())))?;
+    let loaded = spec::load(&bundle)?;
+    for w in &loaded.warnings {
+        log::warn(w);
+    }
+    let spec: Spec = loaded.spec;
+    let validated = spec::validate(&spec, &bundle)?;
+    rootfs::validate(&spec, &bundle)?;
+    if opts.no_pivot {
+        rootfs::validate_no_pivot(&spec)?;
+    }
+    let process = spec.process().as_ref().ok_or_else(|| Error::Usage("process: missing".into()))?;
+    let terminal = process.terminal().unwrap_or(false);
+    match (terminal, opts.console.is_some()) {
+        (true, false) => {
+            return Err(Error::Usage(
+                "process.terminal: cannot allocate a tty if berth will detach without setting --console-socket".into(),
+            ))
+        }
+        (false, true) if !foreground_tty => {
+            return Err(Error::Usage("--console-socket: cannot use a console socket if process.terminal is false".into()))
+        }
+        _ => {}
+    }
+    let linux = spec.linux().as_ref().ok_or_else(|| Error::Usage("linux: missing".into()))?;
+    let cgroups_path = linux.cgroups_path().as_ref().map(|p| p.to_string_lossy().into_owned());
+    let cgroup = Manager::new(&opts.id, cgroups_path.as_deref())?;
+    let resources = spec::cgroup_resources(&spec);
+    cgroup.validate(&resources)?;
+    let plan = namespaces::plan(&spec);
+    let annotations: HashMap<String, String> = spec.annotations().clone().unwrap_or_default();
+
+    log::debug(&format!("create {}: bundle {}, rootfs {}", opts.id, bundle.display(), validated.rootfs.display()));
+    let dir = store.create_dir(&opts.id)?;
+    let mut guard = Guard { store, id: &opts.id, dir: true, cgroup: None, child: None };
+    let listener = crate::process::start::listen(&dir, START_SOCKET).map_err(|e| Error::io("creating the start socket", e))?;
+
+    cgroup.create()?;
+    let cgroup_mounts = cgroup.mounts();
+    guard.cgroup = Some(cgroup);
+    let cgroup = guard.cgroup.as_ref().ok_or_else(|| Error::Usage("cgroup".into()))?;
+    cgroup.apply(&resources)?;
+
+    let (parent_ch, child_ch) = channel::pair().map_err(|e| Error::io("socketpair", e))?;
+    let saved_pidns = match &plan.pid_path {
+        Some(p) => Some(namespaces::enter_pid_for_children(p).map_err(|m| Error::Usage(format!("linux.namespaces (pid): {m}")))?),
+        None => None,
+    };
+    let v2_dir = cgroup.open_v2_dir();
+    let forked = sys::clone3_fork(plan.clone_flags.bits() as u64, v2_dir.as_ref().map(|f| f.as_fd()));
+    if let Some(prev) = saved_pidns {
+        // The child exists (or not); either way this process must leave the container's pid
+        // namespace for its own hooks' sake.
+        if let Err(m) = namespaces::restore_pid_for_children(prev) {
+            log::warn(&m);
+        }
+    }
+    let (pid, pidfd) = match forked.map_err(|e| Error::io("clone3", e))? {
+        Forked::Child => {
+            drop(parent_ch);
+            crate::init::run(crate::init::InitArgs {
+                spec: &spec,
+                id: &opts.id,
+                rootfs: &validated.rootfs,
+                bundle: &bundle,
+                channel: child_ch,
+                plan: &plan,
+                console: opts.console,
+                start_listener: listener,
+                no_pivot: opts.no_pivot,
+                no_new_keyring: opts.no_new_keyring,
+                preserve_fds: opts.preserve_fds,
+                cgroup_mounts,
+            })
+        }
+        Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    drop(child_ch);
+    drop(listener);
+    drop(opts.console);
+    guard.child = Some(pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?);
+
+    if v2_dir.is_none() {
+        cgroup.add_pid(pid)?;
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
+            .map_err(|e| Error::Usage(format!("process.oomScoreAdj {adj}: {e}")))?;
+    }
+    let init_err = |msg: String| Error::Init { id: opts.id.clone(), msg };
+    let state = hook_state(&opts.id, Status::Creating, pid, &bundle, &annotations);
+    parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(format!("sync with init: {e}")))?;
+    loop {
+        match parent_ch.recv().map_err(|e| init_err(format!("sync with init: {e}")))? {
+            Some(Msg::HooksPending) => {
+                hooks::run_all(spec.hooks().as_ref(), Kind::Prestart, state.as_bytes())?;
+                hooks::run_all(spec.hooks().as_ref(), Kind::CreateRuntime, state.as_bytes())?;
+                parent_ch.send(&Msg::HooksDone).map_err(|e| init_err(format!("sync with init: {e}")))?;
+            }
+            Some(Msg::Ready) => break,
+            Some(Msg::Error(m)) => return Err(init_err(m)),
+            Some(other) => return Err(init_err(format!("unexpected message from init: {other:?}"))),
+            None => return Err(init_err("the container's init exited during set-up".into())),
+        }
+    }
+
+    let record = Record {
+        id: opts.id.clone(),
+        pid,
+        init_start_time: sys::process_start_time(pid).unwrap_or(0),
+        bundle: bundle.clone(),
+        rootfs: validated.rootfs.clone(),
+        created: crate::state::now_rfc3339(),
+        owner: owner(),
+        annotations,
+        cgroup: serde_json::to_value(cgroup.state()).map_err(|e| Error::io("encoding cgroup state", e.into()))?,
+        hooks: spec.hooks().clone(),
+        shared_pidns: !plan.clone_flags.contains(nix::sched::CloneFlags::CLONE_NEWPID),
+    };
+    store.save(&record)?;
+    log::debug(&format!("create {}: init {pid} is waiting for start", opts.id));
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, pid)?;
+    }
+    guard.disarm();
+    Ok(Created { pid, pidfd })
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    ));
+    std::fs::write(&tmp, pid.to_string())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| Error::io(format!("--pid-file {}", path.display()), e))
+}
+
+fn load_with_status(store: &Store, id: &str) -> Result<(Record, Status)> {
+    let rec = store.load(id)?;
+    let status = store.status(&rec);
+    Ok((rec, status))
+}
+
+pub fn start(store: &Store, id: &str) -> Result<()> {
+    let _lock = store.lock(id)?;
+    let (rec, status) = load_with_status(store, id)?;
+    if status != Status::Created {
+        return Err(Error::WrongState { id: id.into(), status, msg: "only a created container can be started" });
+    }
+    let state = hook_state(id, Status::Created, rec.pid, &rec.bundle, &rec.annotations);
+    let dir = store.dir(id);
+    let reply = crate::process::start::start(&dir, START_SOCKET, state.as_bytes());
+    // Whatever happened, the container is no longer "created".
+    let _ = std::fs::remove_file(dir.join(START_SOCKET));
+    let reply = reply.map_err(|e| Error::Init { id: id.into(), msg: format!("starting: {e}") })?;
+    if !reply.is_empty() {
+        return Err(Error::Init { id: id.into(), msg: reply });
+    }
+    log::debug(&format!("start {id}: init {} runs the process", rec.pid));
+    let state = hook_state(id, Status::Running, rec.pid, &rec.bundle, &rec.annotations);
+    if let Err(e) = hooks::run_all(rec.hooks.as_ref(), Kind::Poststart, state.as_bytes()) {
+        log::warn(&e.to_string());
+    }
+    Ok(())
+}
+
+fn manager_of(rec: &Record) -> Result<Manager> {
+    let st = serde_json::from_value(rec.cgroup.clone())
+        .map_err(|e| Error::io(format!("container \"{}\": cgroup state", rec.id), e.into()))?;
+    Ok(Manager::from_state(&st))
+}
+
+pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
+    let (rec, status) = load_with_status(store, id)?;
+    if status == Status::Stopped {
+        return Err(Error::WrongState { id: id.into(), status, msg: "container not running" });
+    }
+    log::debug(&format!("kill {id}: signal {sig}{}", if all { " to every process" } else { "" }));
+    if all {
+        kill_cgroup(&manager_of(&rec)?, sig);
+    }
+    let pidfd = sys::pidfd_open(rec.pid).map_err(|e| Error::io(format!("container \"{id}\": pidfd_open"), e))?;
+    // The pidfd pins the process: check it is still our init before signalling.
+    if !sys::process_alive(rec.pid, rec.init_start_time) {
+        return Err(Error::WrongState { id: id.into(), status: Status::Stopped, msg: "container not running" });
+    }
+    sys::pidfd_send_signal(pidfd.as_fd(), sig).map_err(|e| Error::io(format!("container \"{id}\": kill"), e))
+}
+
+pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
+    crate::id::validate(id)?;
+    let _lock = match store.lock(id) {
+        Ok(l) => l,
+        Err(crate::state::StateError::NotFound(_)) if force => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let rec = match store.load(id) {
+        Ok(r) => r,
+        // A directory without a state file is what an interrupted create leaves: remove it.
+        Err(crate::state::StateError::NotFound(_)) if force => return store.remove(id).map_err(Into::into),
+        Err(e) => return Err(e.into()),
+    };
+    let status = store.status(&rec);
+    match status {
+        Status::Running | Status::Paused if !force => {
+            return Err(Error::WrongState { id: id.into(), status, msg: "cannot delete a running container without --force" })
+        }
+        _ => {}
+    }
+    log::debug(&format!("delete {id}: status {status}, init {}", rec.pid));
+    let cg = manager_of(&rec)?;
+    if status != Status::Stopped {
+        if let Ok(pidfd) = sys::pidfd_open(rec.pid) {
+            if sys::process_alive(rec.pid, rec.init_start_time) {
+                let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+                let _ = sys::pidfd_wait_exit(pidfd.as_fd(), 10_000);
+            }
+        }
+    }
+    // With a shared pid namespace the init's death does not take the others with it.
+    kill_cgroup(&cg, libc::SIGKILL);
+    cg.destroy()?;
+    store.remove(id)?;
+    let state = hook_state(id, Status::Stopped, 0, &rec.bundle, &rec.annotations);
+    if let Err(e) = hooks::run_all(rec.hooks.as_ref(), Kind::Poststop, state.as_bytes()) {
+        log::warn(&e.to_string());
+    }
+    Ok(())
+}
+
+/// `state`: runtime-spec's state of one container.
+pub fn state(store: &Store, id: &str) -> Result<String> {
+    let (rec, status) = load_with_status(store, id)?;
+    serde_json::to_string_pretty(&rec.public(status)).map_err(|e| Error::io("encoding state", e.into()))
+}
+
+/// Every container under the root with its status.
+pub fn list(store: &Store) -> Result<Vec<(Record, Status)>> {
+    let mut out = Vec::new();
+    for id in store.ids()? {
+        if let Ok(pair) = load_with_status(store, &id) {
+            out.push(pair);
+        }
+    }
+    Ok(out)
+}
+
+/// Waits for the init (our child) while forwarding signals to it, and, with a terminal,
+/// copying between our stdio and the pty. Returns the container's exit code.
+pub fn wait_foreground(created: &Created, tty_master: Option<OwnedFd>) -> Result<i32> {
+    crate::foreground::wait(created.pid, &created.pidfd, tty_master).map_err(|e| Error::io("waiting for the container", e))
+}

@@ -1,0 +1,177 @@
+//! Runs the spec's lifecycle hooks: the container state as JSON on stdin, `timeout` enforced
+//! through a pidfd, stderr captured for the error message.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::Hook;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum HookError {
+    #[error("error running {kind} hook #{index} {path}: {msg}")]
+    Failed { kind: &'static str, index: usize, path: String, msg: String },
+}
+
+/// The six hook kinds, with the name used in messages.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    Prestart,
+    CreateRuntime,
+    CreateContainer,
+    StartContainer,
+    Poststart,
+    Poststop,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Prestart => "prestart",
+            Kind::CreateRuntime => "createRuntime",
+            Kind::CreateContainer => "createContainer",
+            Kind::StartContainer => "startContainer",
+            Kind::Poststart => "poststart",
+            Kind::Poststop => "poststop",
+        }
+    }
+
+    pub fn select(self, hooks: &oci_spec::runtime::Hooks) -> &[Hook] {
+        #[allow(deprecated)]
+        let list = match self {
+            Kind::Prestart => hooks.prestart(),
+            Kind::CreateRuntime => hooks.create_runtime(),
+            Kind::CreateContainer => hooks.create_container(),
+            Kind::StartContainer => hooks.start_container(),
+            Kind::Poststart => hooks.poststart(),
+            Kind::Poststop => hooks.poststop(),
+        };
+        list.as_deref().unwrap_or(&[])
+    }
+}
+
+/// Runs every hook of `kind` in order; the first failure stops the rest.
+pub fn run_all(hooks: Option<&oci_spec::runtime::Hooks>, kind: Kind, state: &[u8]) -> Result<(), HookError> {
+    let Some(hooks) = hooks else { return Ok(()) };
+    for (index, hook) in kind.select(hooks).iter().enumerate() {
+        run(hook, state).map_err(|msg| HookError::Failed {
+            kind: kind.name(),
+            index,
+            path: hook.path().display().to_string(),
+            msg,
+        })?;
+    }
+    Ok(())
+}
+
+const MAX_STDERR: usize = 4096;
+
+fn run(hook: &Hook, state: &[u8]) -> Result<(), String> {
+    let mut cmd = Command::new(hook.path());
+    if let Some(args) = hook.args() {
+        if let Some((argv0, rest)) = args.split_first() {
+            cmd.arg0(argv0).args(rest);
+        }
+    }
+    // As runc: no env in the hook means the runtime's own environment.
+    if let Some(env) = hook.env() {
+        cmd.env_clear();
+        for kv in env {
+            if let Some((k, v)) = kv.split_once('=') {
+                cmd.env(k, v);
+            }
+        }
+    }
+    cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook that does not read its stdin is fine: ignore EPIPE.
+        let _ = stdin.write_all(state);
+    }
+    let deadline = hook.timeout().filter(|t| *t > 0).map(|t| Instant::now() + Duration::from_secs(t as u64));
+    let pidfd = crate::sys::pidfd_open(child.id() as i32).map_err(|e| e.to_string())?;
+    let mut stderr = child.stderr.take();
+    let mut captured = Vec::new();
+    loop {
+        let remaining = match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!("timed out after {}s", hook.timeout().unwrap_or(0)));
+                }
+                left.as_millis().min(i32::MAX as u128) as i32
+            }
+            None => -1,
+        };
+        let mut fds = vec![libc::pollfd { fd: pidfd.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        if let Some(e) = &stderr {
+            fds.push(libc::pollfd { fd: e.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        }
+        // SAFETY: fds is a valid array of pollfd of the given length.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, remaining) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e.to_string());
+        }
+        if fds.len() > 1 && fds[1].revents != 0 {
+            let mut buf = [0u8; 1024];
+            match stderr.as_mut().map(|e| e.read(&mut buf)) {
+                Some(Ok(0)) | Some(Err(_)) | None => stderr = None,
+                Some(Ok(n)) => {
+                    let room = MAX_STDERR.saturating_sub(captured.len());
+                    captured.extend_from_slice(&buf[..n.min(room)]);
+                }
+            }
+        }
+        if fds[0].revents != 0 {
+            break;
+        }
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    if status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&captured);
+    let text = text.trim();
+    Err(if text.is_empty() { format!("{status}") } else { format!("{status}, stderr: {text}") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(json: serde_json::Value) -> Hook {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn hook_gets_state_on_stdin_and_its_args() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let h = hook(serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}; echo $0 >> {}", out.display(), out.display()), "me"]}));
+        run(&h, b"{\"id\":\"x\"}").unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "{\"id\":\"x\"}me\n");
+    }
+
+    #[test]
+    fn failing_hook_reports_status_and_stderr() {
+        let h = hook(serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", "echo boom >&2; exit 3"]}));
+        let e = run(&h, b"{}").unwrap_err();
+        assert!(e.contains("exit status: 3") && e.contains("boom"), "{e}");
+    }
+
+    #[test]
+    fn hook_past_its_timeout_is_killed() {
+        let h = hook(serde_json::json!({"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}));
+        let e = run(&h, b"{}").unwrap_err();
+        assert!(e.contains("timed out"), "{e}");
+    }
+}

@@ -1,0 +1,138 @@
+//! The last steps before the container's process runs: its working directory, the
+//! executable looked up in the container's PATH (so a missing binary fails `create`, not
+//! `start`), HOME, default signal dispositions, execve.
+
+use std::ffi::CString;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Process;
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The most of /etc/passwd we read: the image controls it (CVE-2026-47262).
+const MAX_PASSWD: u64 = 1 << 20;
+
+/// Creates the cwd if it is missing (as runc does), as root, inside the container's root.
+pub fn ensure_cwd(cwd: &Path) -> Result<(), String> {
+    if !cwd.exists() {
+        std::fs::create_dir_all(cwd).map_err(|e| format!("process.cwd {}: {e}", cwd.display()))?;
+    }
+    Ok(())
+}
+
+/// chdir into the cwd and check that it is inside the container's root: a cwd reached
+/// through a leaked fd would be "(unreachable)" (CVE-2024-21626).
+pub fn enter_cwd(cwd: &Path) -> Result<(), String> {
+    nix::unistd::chdir(cwd).map_err(|e| format!("process.cwd {}: chdir: {e}", cwd.display()))?;
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        _ => Err(format!("process.cwd {}: is outside the container's root", cwd.display())),
+    }
+}
+
+pub struct Prepared {
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+}
+
+fn cstring(s: &str, field: &str) -> Result<CString, String> {
+    CString::new(s).map_err(|_| format!("{field}: contains a NUL byte"))
+}
+
+pub fn prepare(process: &Process) -> Result<Prepared, String> {
+    let args = process.args().as_deref().unwrap_or(&[]);
+    let env: Vec<String> = process.env().clone().unwrap_or_default();
+    let path_var = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
+    let program = args.first().ok_or("process.args: must not be empty")?;
+    let resolved = lookup(program, path_var)?;
+    let mut envp = env.clone();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        envp.push(format!("HOME={}", home_of(process.user().uid())));
+    }
+    Ok(Prepared {
+        path: cstring(&resolved.to_string_lossy(), "process.args[0]")?,
+        argv: args.iter().enumerate().map(|(i, a)| cstring(a, &format!("process.args[{i}]"))).collect::<Result<_, _>>()?,
+        envp: envp.iter().enumerate().map(|(i, e)| cstring(e, &format!("process.env[{i}]"))).collect::<Result<_, _>>()?,
+    })
+}
+
+fn is_executable(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn lookup(program: &str, path_var: &str) -> Result<PathBuf, String> {
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return match std::fs::metadata(&p) {
+            Ok(m) if m.is_dir() => Err(format!("exec: {program:?}: is a directory")),
+            Ok(_) if is_executable(&p) => Ok(p),
+            Ok(_) => Err(format!("exec: {program:?}: permission denied")),
+            Err(e) => Err(format!("exec: {program:?}: {e}")),
+        };
+    }
+    path_var
+        .split(':')
+        .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(program))
+        .find(|p| is_executable(p))
+        .ok_or_else(|| format!("exec: {program:?}: executable file not found in $PATH"))
+}
+
+/// HOME from the container's /etc/passwd for `uid`, "/" otherwise (runc's rule).
+fn home_of(uid: u32) -> String {
+    let Ok(f) = std::fs::File::open("/etc/passwd") else { return "/".into() };
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return "/".into();
+    }
+    let mut text = String::new();
+    if f.take(MAX_PASSWD).read_to_string(&mut text).is_err() {
+        return "/".into();
+    }
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[5].to_string())
+        })
+        .find(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".into())
+}
+
+impl Prepared {
+    /// Replaces this process; returns only the error.
+    pub fn exec(&self) -> String {
+        reset_signals();
+        match nix::unistd::execve(&self.path, &self.argv, &self.envp) {
+            Err(e) => format!("exec {:?}: {e}", self.path),
+            Ok(never) => match never {},
+        }
+    }
+}
+
+/// The process starts with default dispositions and an empty mask, whatever the runtime
+/// set for itself (Rust ignores SIGPIPE; `run` blocks signals to forward them).
+fn reset_signals() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL is always sound.
+        let _ = unsafe { sigaction(sig, &dfl) };
+    }
+    let _ = SigSet::empty().thread_set_mask();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_searches_path_and_reports_runc_style() {
+        assert_eq!(lookup("sh", "/nonexistent:/bin").unwrap(), PathBuf::from("/bin/sh"));
+        let e = lookup("no-such-binary-xyz", "/bin").unwrap_err();
+        assert!(e.contains("executable file not found in $PATH"), "{e}");
+        assert!(lookup("/etc", "").unwrap_err().contains("is a directory"));
+    }
+}

@@ -1,0 +1,209 @@
+//! The container's init, from clone to execve. It runs in the child of `berth create`,
+//! single-threaded, and reports every failure to the parent over the channel before exiting.
+//!
+//! Order (runc's, where the spec leaves it open): wait for the parent to place us in our
+//! cgroup → join namespaces by path → new cgroup namespace → session keyring → setsid →
+//! hostname → sysctls → rootfs mounts → prestart/createRuntime hooks (parent) →
+//! createContainer hooks → terminal → pivot_root → masked/read-only paths → rlimits →
+//! capabilities bounding → uid/gid → capabilities → no_new_privs → cwd → ready → wait for
+//! start → startContainer hooks → execve.
+
+mod exec;
+mod user;
+
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use nix::sched::CloneFlags;
+use oci_spec::runtime::Spec;
+
+use crate::hooks::{self, Kind};
+use crate::namespaces::Plan;
+use crate::process::channel::{Channel, Msg};
+use crate::rootfs;
+
+pub struct InitArgs<'a> {
+    pub spec: &'a Spec,
+    pub id: &'a str,
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    pub channel: Channel,
+    pub plan: &'a Plan,
+    /// Connected --console-socket, when process.terminal is set.
+    pub console: Option<OwnedFd>,
+    pub start_listener: OwnedFd,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    pub cgroup_mounts: Vec<rootfs::CgroupMount>,
+}
+
+/// Never returns: the process either becomes the container's process or exits.
+pub fn run(args: InitArgs) -> ! {
+    // The child shares the parent's stack: a panic must never unwind into create(), whose
+    // cleanup guard would then tear down the container from inside it.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match setup(&args) {
+        Ok(prepared) => wait_and_exec(&args, prepared),
+        Err(e) => e,
+    }));
+    let err = outcome.unwrap_or_else(|_| "the container's init panicked".to_string());
+    let _ = args.channel.send(&Msg::Error(err));
+    // SAFETY: _exit skips atexit handlers and destructors that belong to the parent's copy.
+    unsafe { libc::_exit(1) }
+}
+
+type Res<T> = Result<T, String>;
+
+fn setup(a: &InitArgs) -> Res<exec::Prepared> {
+    let spec = a.spec;
+    crate::sys::set_non_dumpable().map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
+    let state = match a.channel.recv() {
+        Ok(Some(Msg::Go { state })) => state,
+        // The parent died or gave up: nothing to report to.
+        _ => unsafe_exit(1),
+    };
+    crate::namespaces::join(a.plan)?;
+    if a.plan.new_cgroupns {
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| format!("unshare cgroup namespace: {e}"))?;
+    }
+    if !a.no_new_keyring {
+        // Like runc, a kernel without keyrings (or a seccomp'd host) is not fatal.
+        let _ = crate::sys::join_session_keyring(a.id);
+    }
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(h).map_err(|e| format!("hostname {h:?}: {e}"))?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        set_domainname(d).map_err(|e| format!("domainname {d:?}: {e}"))?;
+    }
+    let linux = spec.linux().as_ref().ok_or("linux: missing")?;
+    // Written through the host's /proc before any container mount exists, so the container
+    // cannot redirect the writes (CVE-2025-52881); /proc/sys/net and the IPC sysctls follow
+    // the namespaces this process is already in.
+    if let Some(sysctl) = linux.sysctl() {
+        let mut keys: Vec<&String> = sysctl.keys().collect();
+        keys.sort();
+        for key in keys {
+            write_sysctl(key, &sysctl[key])?;
+        }
+    }
+
+    let cfg = rootfs::RootfsConfig {
+        spec,
+        rootfs: a.rootfs,
+        bundle: a.bundle,
+        cgroup_mounts: a.cgroup_mounts.clone(),
+        cgroupns: a.plan.new_cgroupns,
+    };
+    let root = rootfs::prepare(&cfg).map_err(|e| e.to_string())?;
+
+    let hooks = spec.hooks().as_ref();
+    #[allow(deprecated)]
+    let parent_hooks = hooks.is_some_and(|h| {
+        h.prestart().as_ref().is_some_and(|v| !v.is_empty()) || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+    });
+    if parent_hooks {
+        a.channel.send(&Msg::HooksPending).map_err(|e| format!("sync with parent: {e}"))?;
+        match a.channel.recv() {
+            Ok(Some(Msg::HooksDone)) => {}
+            _ => unsafe_exit(1),
+        }
+    }
+    hooks::run_all(hooks, Kind::CreateContainer, state.as_bytes()).map_err(|e| e.to_string())?;
+
+    let process = spec.process().as_ref().ok_or("process: missing")?;
+    let tty = match (&a.console, process.terminal().unwrap_or(false)) {
+        (Some(sock), true) => {
+            let master = root.open_ptmx().map_err(|e| e.to_string())?;
+            let (peer, name) = crate::console::open_peer(master.as_fd()).map_err(|e| format!("terminal: {e}"))?;
+            if let Some(size) = process.console_size() {
+                let _ = crate::console::set_size(peer.as_fd(), size.height() as u16, size.width() as u16);
+            }
+            crate::console::send_fd(sock.as_fd(), master.as_fd(), &name).map_err(|e| format!("sending the terminal to the console socket: {e}"))?;
+            root.mount_console(peer.as_fd()).map_err(|e| e.to_string())?;
+            Some(peer)
+        }
+        _ => None,
+    };
+
+    root.enter(a.no_pivot).map_err(|e| e.to_string())?;
+    rootfs::finalize(spec).map_err(|e| e.to_string())?;
+
+    if let Some(peer) = &tty {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard fds, which this process owns and replaces on purpose.
+            if unsafe { libc::dup2(peer.as_raw_fd(), fd) } < 0 {
+                return Err(format!("terminal: dup2: {}", std::io::Error::last_os_error()));
+            }
+        }
+        crate::console::set_controlling(peer.as_fd()).map_err(|e| format!("terminal: TIOCSCTTY: {e}"))?;
+    }
+    drop(tty);
+
+    exec::ensure_cwd(process.cwd())?;
+    user::set_rlimits(process)?;
+    crate::capabilities::apply_bounding(process.capabilities().as_ref()).map_err(|e| e.to_string())?;
+    user::switch_user(process)?;
+    let warnings = crate::capabilities::apply_sets(process.capabilities().as_ref()).map_err(|e| e.to_string())?;
+    for w in warnings {
+        eprintln!("berth: warning: {w}");
+    }
+    if process.no_new_privileges().unwrap_or(false) {
+        crate::sys::set_no_new_privs().map_err(|e| format!("process.noNewPrivileges: {e}"))?;
+    }
+    exec::enter_cwd(process.cwd())?;
+    let prepared = exec::prepare(process)?;
+
+    // Nothing the caller leaked reaches the container (CVE-2024-21626); --preserve-fds are
+    // passed on. main() made sure our own fds are above that range.
+    let first = 3 + a.preserve_fds;
+    crate::sys::cloexec_from(first).map_err(|e| format!("close_range: {e}"))?;
+    for fd in 3..first {
+        let _ = crate::sys::clear_cloexec(fd as RawFd);
+    }
+
+    a.channel.send(&Msg::Ready).map_err(|e| format!("sync with parent: {e}"))?;
+    Ok(prepared)
+}
+
+/// After `Ready`: the parent has gone, errors go back to `berth start` instead.
+fn wait_and_exec(a: &InitArgs, prepared: exec::Prepared) -> String {
+    let (mut conn, state) = match crate::process::start::accept(&a.start_listener) {
+        Ok(c) => c,
+        Err(_) => unsafe_exit(1),
+    };
+    let fail = |conn: &mut std::os::unix::net::UnixStream, msg: String| -> ! {
+        let _ = conn.write_all(msg.as_bytes());
+        unsafe_exit(127)
+    };
+    if let Err(e) = hooks::run_all(a.spec.hooks().as_ref(), Kind::StartContainer, &state) {
+        fail(&mut conn, e.to_string());
+    }
+    let err = prepared.exec();
+    fail(&mut conn, err)
+}
+
+fn unsafe_exit(code: i32) -> ! {
+    // SAFETY: _exit ends the process without running the parent's destructors.
+    unsafe { libc::_exit(code) }
+}
+
+fn set_domainname(name: &str) -> std::io::Result<()> {
+    // SAFETY: the pointer and length describe a valid byte buffer.
+    if unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn write_sysctl(key: &str, value: &str) -> Res<()> {
+    let rel = format!("sys/{}", key.replace('.', "/"));
+    let fd = rootfs::resolve::open_proc_beneath(Path::new(&rel), nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("linux.sysctl[{key:?}]: {e}"))?;
+    let mut f = std::fs::File::from(fd);
+    f.write_all(value.as_bytes()).map_err(|e| format!("linux.sysctl[{key:?}] = {value:?}: {e}"))?;
+    let _ = f.as_raw_fd();
+    Ok(())
+}

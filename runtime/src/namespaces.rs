@@ -1,0 +1,112 @@
+//! Namespaces: which to create with clone3, which to join by path, and checking a path
+//! really is a namespace of the expected type before anything is created (spec: MUST error).
+
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+// _IO(0xb7, 0x3) from <linux/nsfs.h>.
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+
+pub fn clone_flag(t: LinuxNamespaceType) -> CloneFlags {
+    match t {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    }
+}
+
+pub fn proc_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// Opens a namespace file and checks that it is an nsfs inode of type `t`.
+pub fn open_checked(t: LinuxNamespaceType, path: &Path) -> Result<OwnedFd, String> {
+    let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let fs = nix::sys::statfs::fstatfs(file.as_fd()).map_err(|e| format!("statfs {}: {e}", path.display()))?;
+    if fs.filesystem_type().0 as i64 != NSFS_MAGIC {
+        return Err(format!("{} is not a namespace file", path.display()));
+    }
+    // SAFETY: NS_GET_NSTYPE takes no argument and returns the CLONE_NEW* type.
+    let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE) };
+    if kind < 0 {
+        return Err(format!("{}: cannot read the namespace type: {}", path.display(), std::io::Error::last_os_error()));
+    }
+    if kind != clone_flag(t).bits() {
+        return Err(format!("{} is not a namespace of type {}", path.display(), proc_name(t)));
+    }
+    Ok(file.into())
+}
+
+pub fn check_path(t: LinuxNamespaceType, path: &Path) -> Result<(), String> {
+    open_checked(t, path).map(drop)
+}
+
+/// The namespaces of a spec split into those to create and those to join.
+pub struct Plan {
+    /// CLONE_NEW* flags for clone3 (everything new except cgroup, which is unshared by the
+    /// child once it sits in its cgroup, so that cgroup becomes its root).
+    pub clone_flags: CloneFlags,
+    pub new_cgroupns: bool,
+    /// Namespaces joined by path, in the order to join them; pid is joined by the parent.
+    pub join: Vec<(LinuxNamespaceType, PathBuf)>,
+    pub pid_path: Option<PathBuf>,
+}
+
+pub fn plan(spec: &Spec) -> Plan {
+    let mut p = Plan { clone_flags: CloneFlags::empty(), new_cgroupns: false, join: Vec::new(), pid_path: None };
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
+    for ns in namespaces {
+        match (ns.typ(), ns.path()) {
+            (LinuxNamespaceType::Pid, Some(path)) => p.pid_path = Some(path.clone()),
+            (t, Some(path)) => p.join.push((t, path.clone())),
+            (LinuxNamespaceType::Cgroup, None) => p.new_cgroupns = true,
+            (t, None) => p.clone_flags |= clone_flag(t),
+        }
+    }
+    // Join the mount namespace last: the other paths are resolved in the current one.
+    p.join.sort_by_key(|(t, _)| *t == LinuxNamespaceType::Mount);
+    p
+}
+
+/// Joins the namespaces of `plan.join` (in the child, before it sets anything up).
+pub fn join(plan: &Plan) -> Result<(), String> {
+    for (t, path) in &plan.join {
+        let fd = open_checked(*t, path)?;
+        nix::sched::setns(fd, clone_flag(*t)).map_err(|e| format!("joining {} namespace {}: {e}", proc_name(*t), path.display()))?;
+    }
+    Ok(())
+}
+
+/// Sets this process's pid_for_children to the namespace at `path` and returns a handle to
+/// the previous one, so the caller can restore it after cloning the container's init.
+pub fn enter_pid_for_children(path: &Path) -> Result<OwnedFd, String> {
+    let previous: OwnedFd = File::open("/proc/self/ns/pid_for_children")
+        .map_err(|e| format!("opening /proc/self/ns/pid_for_children: {e}"))?
+        .into();
+    let target = open_checked(LinuxNamespaceType::Pid, path)?;
+    nix::sched::setns(target, CloneFlags::CLONE_NEWPID).map_err(|e| format!("joining pid namespace {}: {e}", path.display()))?;
+    Ok(previous)
+}
+
+pub fn restore_pid_for_children(previous: OwnedFd) -> Result<(), String> {
+    nix::sched::setns(previous, CloneFlags::CLONE_NEWPID).map_err(|e| format!("restoring the pid namespace: {e}"))
+}

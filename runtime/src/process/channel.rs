@@ -1,0 +1,67 @@
+//! One typed message enum over a SOCK_SEQPACKET socketpair between `berth create` and the
+//! container's init: each message is one datagram, and EOF means the peer died.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Msg {
+    /// Parent → init: the init sits in its cgroup; go on. Carries the state JSON the init
+    /// hands to createContainer hooks (only the parent knows the init's host pid).
+    Go { state: String },
+    /// Init → parent: mounts are done; run prestart and createRuntime hooks now.
+    HooksPending,
+    /// Parent → init: hooks ran.
+    HooksDone,
+    /// Init → parent: everything is set up; the init waits for `start`.
+    Ready,
+    /// Init → parent: set-up failed.
+    Error(String),
+}
+
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+const MAX_MSG: usize = 64 * 1024;
+
+pub fn pair() -> io::Result<(Channel, Channel)> {
+    let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
+    Ok((Channel { fd: a }, Channel { fd: b }))
+}
+
+impl Channel {
+    pub fn send(&self, msg: &Msg) -> io::Result<()> {
+        let data = serde_json::to_vec(msg).map_err(io::Error::other)?;
+        loop {
+            match send(std::os::fd::AsRawFd::as_raw_fd(&self.fd), &data, MsgFlags::MSG_NOSIGNAL) {
+                Ok(_) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The next message, or None if the peer closed its end (exited).
+    pub fn recv(&self) -> io::Result<Option<Msg>> {
+        let mut buf = vec![0u8; MAX_MSG];
+        let n = loop {
+            match recv(std::os::fd::AsRawFd::as_raw_fd(&self.fd), &mut buf, MsgFlags::empty()) {
+                Ok(n) => break n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        serde_json::from_slice(&buf[..n]).map(Some).map_err(io::Error::other)
+    }
+
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}

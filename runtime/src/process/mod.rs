@@ -1,0 +1,3 @@
+//! The parent⇄init handshake and the start handshake.
+pub mod channel;
+pub mod start;

@@ -1,0 +1,343 @@
+//! One `mounts[i]` entry: resolve the destination inside the root by fd,
+//! create it, and mount onto that fd (T3; CVE-2021-30465, CVE-2024-45310).
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, OFlag};
+use nix::mount::{mount, MsFlags};
+use nix::sys::stat::{fstat, Mode};
+use nix::sys::statfs::{fstatfs, PROC_SUPER_MAGIC, TMPFS_MAGIC};
+use nix::sys::statvfs::{fstatvfs, FsFlags};
+use oci_spec::runtime::Mount;
+
+use super::options::{self, MountOptions, MS_NOSYMFOLLOW};
+use super::resolve::{self, clean_container_path, Walked};
+use super::sys::{self, MountAttr};
+use super::validate::{is_bind, mount_field, mount_type, proc_mount_allowed, PROC_ALLOWLIST};
+use super::{cgroup, copyup, CgroupMount, RootfsError};
+
+pub(crate) struct Ctx<'a> {
+    pub root: BorrowedFd<'a>,
+    pub bundle: &'a Path,
+    pub cgroup_mounts: &'a [CgroupMount],
+    pub cgroupns: bool,
+}
+
+pub(crate) struct Outcome {
+    pub dest: PathBuf,
+    pub bind: bool,
+}
+
+const DIR_MODE: u32 = 0o755;
+
+fn is_dir(fd: BorrowedFd) -> nix::Result<bool> {
+    Ok(fstat(fd)?.st_mode & libc::S_IFMT == libc::S_IFDIR)
+}
+
+/// Destination directory, created if missing, resolved inside the root.
+pub(crate) fn dest_dir(root: BorrowedFd, dest: &Path) -> nix::Result<OwnedFd> {
+    resolve::mkdir_all_in_root(root, dest, Mode::from_bits_truncate(DIR_MODE))
+}
+
+/// Destination file for a bind of a non-directory: created as an empty
+/// regular file if missing, never through a link out of the root.
+pub(crate) fn dest_file(root: BorrowedFd, dest: &Path) -> nix::Result<OwnedFd> {
+    let mut tries = 0;
+    loop {
+        match resolve::walk_in_root(root, dest, Some(Mode::from_bits_truncate(DIR_MODE)))? {
+            Walked::Found { fd, .. } => return Ok(fd),
+            Walked::Dir(fd) => return Ok(fd),
+            Walked::Missing { parent, name } => {
+                let flags = OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_RDONLY
+                    | OFlag::O_CLOEXEC;
+                match openat(
+                    &parent,
+                    Path::new(&name),
+                    flags,
+                    Mode::from_bits_truncate(0o644),
+                ) {
+                    // The fd of the file we just created: no second lookup
+                    // a racer could redirect.
+                    Ok(f) => return Ok(f),
+                    Err(Errno::EEXIST) if tries < 8 => tries += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+}
+
+/// /proc and /sys must be real directories in the rootfs (CVE-2023-27561):
+/// a link there would carry procfs (and later label writes) elsewhere.
+fn check_ordinary_dir(root: BorrowedFd, dest: &Path, field: &str) -> Result<(), RootfsError> {
+    let name = resolve::in_root_relative(dest);
+    match resolve::open_beneath(root, name.as_os_str(), OFlag::O_PATH) {
+        Ok(fd) => {
+            if !is_dir(fd.as_fd()).map_err(super::sys_err(field, "stat"))? {
+                return Err(RootfsError::invalid(
+                    field,
+                    "must be mounted on ordinary directory",
+                ));
+            }
+            Ok(())
+        }
+        Err(Errno::ENOENT) => Ok(()),
+        Err(e) => Err(RootfsError::sys(field, "open", e)),
+    }
+}
+
+/// mount_setattr flags matching a statvfs of the source: the flags the
+/// kernel may have locked on it (in a user namespace they cannot be cleared).
+fn current_attrs(src: BorrowedFd) -> u64 {
+    let Ok(st) = fstatvfs(src) else { return 0 };
+    let f = st.flags();
+    let mut a = 0;
+    if f.contains(FsFlags::ST_RDONLY) {
+        a |= sys::MOUNT_ATTR_RDONLY;
+    }
+    if f.contains(FsFlags::ST_NOSUID) {
+        a |= sys::MOUNT_ATTR_NOSUID;
+    }
+    if f.contains(FsFlags::ST_NODEV) {
+        a |= sys::MOUNT_ATTR_NODEV;
+    }
+    if f.contains(FsFlags::ST_NOEXEC) {
+        a |= sys::MOUNT_ATTR_NOEXEC;
+    }
+    a
+}
+
+/// A destination that reaches into procfs through links is judged by where
+/// it lands, not by its spelling (CVE-2019-16884).
+fn check_not_in_proc(
+    target: BorrowedFd,
+    dest: &Path,
+    typ: &str,
+    field: &str,
+) -> Result<(), RootfsError> {
+    let on_proc = fstatfs(target)
+        .map(|s| s.filesystem_type() == PROC_SUPER_MAGIC)
+        .unwrap_or(false);
+    if on_proc && typ != "proc" && !PROC_ALLOWLIST.iter().any(|p| dest == Path::new(p)) {
+        return Err(RootfsError::invalid(
+            field,
+            "cannot be mounted because it is inside /proc",
+        ));
+    }
+    Ok(())
+}
+
+fn apply_propagation(mnt: BorrowedFd, props: &[MsFlags]) -> nix::Result<()> {
+    for p in props {
+        let attr = MountAttr {
+            propagation: (*p & !MsFlags::MS_REC).bits(),
+            ..Default::default()
+        };
+        sys::mount_setattr_fd(mnt, p.contains(MsFlags::MS_REC), &attr)?;
+    }
+    Ok(())
+}
+
+fn bind(
+    ctx: &Ctx,
+    field: &str,
+    source: &Path,
+    dest: &Path,
+    opts: &MountOptions,
+) -> Result<(), RootfsError> {
+    let source = if source.is_absolute() {
+        source.to_path_buf()
+    } else {
+        ctx.bundle.join(source)
+    };
+    let src = nix::fcntl::open(&source, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map_err(
+        |e| RootfsError::sys(field, format!("open bind source {}", source.display()), e),
+    )?;
+    let src_is_dir = is_dir(src.as_fd()).map_err(super::sys_err(field, "stat bind source"))?;
+    let src_is_proc = fstatfs(&src)
+        .map(|s| s.filesystem_type() == PROC_SUPER_MAGIC)
+        .unwrap_or(false);
+    proc_mount_allowed(dest, "bind", true, Some(src_is_proc))
+        .map_err(|r| RootfsError::invalid(field, r))?;
+    let target = if src_is_dir {
+        dest_dir(ctx.root, dest)
+    } else {
+        dest_file(ctx.root, dest)
+    }
+    .map_err(super::sys_err(field, "create mount point"))?;
+
+    check_not_in_proc(target.as_fd(), dest, "bind", field)?;
+    let tree = sys::open_tree_fd(src.as_fd(), opts.is_rbind())
+        .map_err(super::sys_err(field, "open_tree"))?;
+    let (set, mut clr) = options::attrs_from_flags(opts);
+    if set != 0 || clr != 0 {
+        let attr = MountAttr {
+            attr_set: set,
+            attr_clr: clr,
+            ..Default::default()
+        };
+        if let Err(e) = sys::mount_setattr_fd(tree.as_fd(), false, &attr) {
+            if e != Errno::EPERM {
+                return Err(RootfsError::sys(field, "set mount flags", e));
+            }
+            // Like runc: keep the flags the source has (they may be locked)
+            // rather than failing on an implicit request to clear them.
+            clr &= !current_attrs(src.as_fd());
+            let attr = MountAttr {
+                attr_set: set,
+                attr_clr: clr,
+                ..Default::default()
+            };
+            sys::mount_setattr_fd(tree.as_fd(), false, &attr)
+                .map_err(super::sys_err(field, "set mount flags"))?;
+        }
+    }
+    if opts.rec_set != 0 || opts.rec_clr != 0 {
+        let attr = MountAttr {
+            attr_set: opts.rec_set,
+            attr_clr: opts.rec_clr,
+            ..Default::default()
+        };
+        sys::mount_setattr_fd(tree.as_fd(), true, &attr)
+            .map_err(super::sys_err(field, "set recursive mount flags"))?;
+    }
+    sys::move_mount_fd(tree.as_fd(), target.as_fd())
+        .map_err(super::sys_err(field, "move_mount"))?;
+    apply_propagation(tree.as_fd(), &opts.propagation)
+        .map_err(super::sys_err(field, "set propagation"))?;
+    Ok(())
+}
+
+fn other(
+    ctx: &Ctx,
+    field: &str,
+    m: &Mount,
+    typ: &str,
+    dest: &Path,
+    opts: &MountOptions,
+) -> Result<(), RootfsError> {
+    let target = dest_dir(ctx.root, dest).map_err(super::sys_err(field, "create mount point"))?;
+    check_not_in_proc(target.as_fd(), dest, typ, field)?;
+    let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
+    let mut flags = opts.flags;
+    let copyup = opts.tmpcopyup && typ == "tmpfs";
+    if dest == Path::new("/dev") || copyup {
+        // Devices and nested mounts go in later; finalize() makes /dev
+        // read-only at the end when the options ask for it (as runc).
+        flags.remove(MsFlags::MS_RDONLY);
+    }
+    if opts.nosymfollow {
+        flags |= MsFlags::from_bits_retain(MS_NOSYMFOLLOW);
+    }
+    let data = opts.data_string();
+    mount(
+        Some(&source),
+        sys::fd_path(target.as_fd()).as_str(),
+        Some(typ),
+        flags,
+        (!data.is_empty()).then_some(data.as_str()),
+    )
+    .map_err(|e| RootfsError::sys(field, format!("mount {typ}"), e))?;
+    if copyup {
+        let mnt = resolve::open_in_root(
+            ctx.root,
+            dest,
+            OFlag::O_PATH | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .map_err(super::sys_err(field, "reopen tmpfs"))?;
+        if fstatfs(&mnt)
+            .map(|s| s.filesystem_type() != TMPFS_MAGIC)
+            .unwrap_or(true)
+        {
+            return Err(RootfsError::invalid(
+                field,
+                "tmpfs moved away while it was being set up",
+            ));
+        }
+        // `target` still names the covered directory: its old content.
+        copyup::copy_up(target.as_fd(), mnt.as_fd()).map_err(super::sys_err(field, "tmpcopyup"))?;
+        if opts.readonly() {
+            let attr = MountAttr {
+                attr_set: sys::MOUNT_ATTR_RDONLY,
+                ..Default::default()
+            };
+            sys::mount_setattr_fd(mnt.as_fd(), false, &attr)
+                .map_err(super::sys_err(field, "remount read-only"))?;
+        }
+    }
+    if opts.rec_set != 0 || opts.rec_clr != 0 || !opts.propagation.is_empty() {
+        // The fd we mounted onto names the covered directory; look the path
+        // up again (inside the root) to reach the new mount.
+        let mnt = resolve::open_in_root(
+            ctx.root,
+            dest,
+            OFlag::O_PATH | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .map_err(super::sys_err(field, "reopen mount"))?;
+        if opts.rec_set != 0 || opts.rec_clr != 0 {
+            let attr = MountAttr {
+                attr_set: opts.rec_set,
+                attr_clr: opts.rec_clr,
+                ..Default::default()
+            };
+            sys::mount_setattr_fd(mnt.as_fd(), true, &attr)
+                .map_err(super::sys_err(field, "set recursive mount flags"))?;
+        }
+        apply_propagation(mnt.as_fd(), &opts.propagation)
+            .map_err(super::sys_err(field, "set propagation"))?;
+    }
+    Ok(())
+}
+
+/// Perform `mounts[i]`.
+pub(crate) fn mount_entry(ctx: &Ctx, i: usize, m: &Mount) -> Result<Outcome, RootfsError> {
+    let field = mount_field(i, m);
+    let typ = mount_type(m)
+        .ok_or_else(|| RootfsError::invalid(format!("mounts[{i}].type"), "missing"))?;
+    let opts = options::parse(m.options().as_deref().unwrap_or(&[]));
+    let dest = clean_container_path(m.destination());
+    let bind = is_bind(&typ, &opts);
+    proc_mount_allowed(&dest, &typ, bind, None).map_err(|r| RootfsError::invalid(&field, r))?;
+    if dest == Path::new("/proc") || dest == Path::new("/sys") {
+        check_ordinary_dir(ctx.root, &dest, &field)?;
+    }
+    if bind {
+        let Some(source) = m.source() else {
+            return Err(RootfsError::invalid(
+                format!("mounts[{i}].source"),
+                "a bind mount needs a source",
+            ));
+        };
+        self::bind(ctx, &field, source, &dest, &opts)?;
+    } else if typ == "cgroup" || typ == "cgroup2" {
+        cgroup::mount_cgroup(ctx, &field, &dest, &opts)?;
+    } else {
+        match other(ctx, &field, m, &typ, &dest, &opts) {
+            // Without a network namespace of its own (e.g. in a user
+            // namespace) the kernel refuses a fresh sysfs; like runc, bind
+            // the runtime's /sys instead, with the same flags.
+            Err(RootfsError::Sys {
+                errno: Errno::EPERM | Errno::EBUSY,
+                ..
+            }) if typ == "sysfs" => {
+                let mut o = opts.clone();
+                o.flags.insert(MsFlags::MS_BIND | MsFlags::MS_REC);
+                if o.readonly() {
+                    // The bind brings the runtime's submounts (cgroupfs…)
+                    // along: a read-only /sys must be read-only all the way.
+                    o.rec_set |= sys::MOUNT_ATTR_RDONLY;
+                }
+                self::bind(ctx, &field, Path::new("/sys"), &dest, &o)?;
+            }
+            r => r?,
+        }
+    }
+    Ok(Outcome { dest, bind })
+}

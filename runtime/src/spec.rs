@@ -1,0 +1,404 @@
+//! Loading and validating a bundle's config.json. Every error names the field it is about;
+//! anything berth does not implement yet is refused here, before anything is created, so a
+//! security setting is never silently ignored.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use serde_json::Value;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SpecError {
+    #[error("JSON specification file {0} not found")]
+    NotFound(PathBuf),
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{path}: invalid JSON: {source}")]
+    Json { path: PathBuf, source: serde_json::Error },
+    #[error("{path}: config cannot be null")]
+    Null { path: PathBuf },
+    #[error("{path}: {field}: {msg}")]
+    Decode { path: PathBuf, field: String, msg: String },
+    #[error("{field}: {msg}")]
+    Invalid { field: String, msg: String },
+    #[error("{field}: not supported by berth yet")]
+    Unsupported { field: String },
+}
+
+fn invalid(field: impl Into<String>, msg: impl Into<String>) -> SpecError {
+    SpecError::Invalid { field: field.into(), msg: msg.into() }
+}
+
+fn unsupported(field: impl Into<String>) -> SpecError {
+    SpecError::Unsupported { field: field.into() }
+}
+
+/// A loaded config.json with the warnings found while reading it.
+pub struct Loaded {
+    pub spec: Spec,
+    pub warnings: Vec<String>,
+}
+
+/// Reads and decodes `<bundle>/config.json`.
+pub fn load(bundle: &Path) -> Result<Loaded, SpecError> {
+    let path = bundle.join("config.json");
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(SpecError::NotFound(path)),
+        Err(e) => return Err(SpecError::Read { path, source: e }),
+    };
+    let mut value: Value =
+        serde_json::from_slice(&bytes).map_err(|e| SpecError::Json { path: path.clone(), source: e })?;
+    if value.is_null() {
+        return Err(SpecError::Null { path });
+    }
+    let warnings = drop_unknown_capabilities(&mut value);
+    let spec: Spec = serde_path_to_error::deserialize(value).map_err(|e| SpecError::Decode {
+        path: path.clone(),
+        field: e.path().to_string(),
+        msg: e.inner().to_string(),
+    })?;
+    Ok(Loaded { spec, warnings })
+}
+
+/// runtime-spec config.md: an unknown capability SHOULD be logged as a warning and MUST NOT
+/// fail the container (runc does the same). Drop them before typed decoding.
+fn drop_unknown_capabilities(value: &mut Value) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let Some(caps) = value.pointer_mut("/process/capabilities").and_then(Value::as_object_mut) else {
+        return warnings;
+    };
+    for (set, list) in caps.iter_mut() {
+        let Some(items) = list.as_array_mut() else { continue };
+        items.retain(|item| {
+            let known = serde_json::from_value::<oci_spec::runtime::Capability>(item.clone()).is_ok();
+            if !known {
+                warnings.push(format!("process.capabilities.{set}: ignoring unknown capability {item}"));
+            }
+            known
+        });
+    }
+    warnings
+}
+
+/// What validation resolved from the spec.
+#[derive(Debug)]
+pub struct Validated {
+    /// The rootfs, absolute and free of symlinks.
+    pub rootfs: PathBuf,
+}
+
+/// Checks the spec against what runtime-spec requires and what berth implements.
+pub fn validate(spec: &Spec, bundle: &Path) -> Result<Validated, SpecError> {
+    validate_version(spec.version())?;
+    let rootfs = validate_root(spec, bundle)?;
+    validate_process(spec)?;
+    validate_linux(spec)?;
+    validate_mount_extensions(spec)?;
+    Ok(Validated { rootfs })
+}
+
+fn validate_version(version: &str) -> Result<(), SpecError> {
+    let core = version.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
+    let numeric = parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if !numeric {
+        return Err(invalid("ociVersion", format!("{version:?} is not a SemVer version")));
+    }
+    if parts[0] != "1" {
+        return Err(invalid("ociVersion", format!("{version:?}: berth supports runtime-spec 1.x")));
+    }
+    Ok(())
+}
+
+fn validate_root(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {
+    let root = spec.root().as_ref().ok_or_else(|| invalid("root", "root must be specified"))?;
+    let given = root.path();
+    if given.as_os_str().is_empty() {
+        return Err(invalid("root.path", "must not be empty"));
+    }
+    // A relative root.path is relative to the bundle, not to our working directory.
+    let joined = if given.is_absolute() { given.clone() } else { bundle.join(given) };
+    let meta = fs::symlink_metadata(&joined)
+        .map_err(|e| invalid("root.path", format!("invalid rootfs {}: {e}", joined.display())))?;
+    if meta.file_type().is_symlink() {
+        return Err(invalid("root.path", format!("invalid rootfs {}: is a symlink", joined.display())));
+    }
+    if !meta.is_dir() {
+        return Err(invalid("root.path", format!("invalid rootfs {}: not a directory", joined.display())));
+    }
+    let canonical = fs::canonicalize(&joined)
+        .map_err(|e| invalid("root.path", format!("invalid rootfs {}: {e}", joined.display())))?;
+    if canonical == Path::new("/") {
+        return Err(invalid("root.path", "the host's / cannot be a container's rootfs"));
+    }
+    Ok(canonical)
+}
+
+fn validate_process(spec: &Spec) -> Result<(), SpecError> {
+    let process = spec.process().as_ref().ok_or_else(|| invalid("process", "process property must not be empty"))?;
+    match process.args() {
+        Some(args) if !args.is_empty() && !args[0].is_empty() => {}
+        _ => return Err(invalid("process.args", "args must not be empty")),
+    }
+    if process.command_line().is_some() {
+        return Err(invalid("process.commandLine", "is a Windows field"));
+    }
+    if !process.cwd().is_absolute() {
+        return Err(invalid("process.cwd", format!("{:?} must be an absolute path", process.cwd())));
+    }
+    if let Some(env) = process.env() {
+        for (i, e) in env.iter().enumerate() {
+            if !e.contains('=') || e.starts_with('=') || e.contains('\0') {
+                return Err(invalid(format!("process.env[{i}]"), format!("{e:?} is not of the form KEY=value")));
+            }
+        }
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        if !(-1000..=1000).contains(&adj) {
+            return Err(invalid("process.oomScoreAdj", format!("{adj} is outside -1000..1000")));
+        }
+    }
+    if let Some(rlimits) = process.rlimits() {
+        let mut seen = HashSet::new();
+        for (i, rl) in rlimits.iter().enumerate() {
+            if !seen.insert(format!("{:?}", rl.typ())) {
+                return Err(invalid(format!("process.rlimits[{i}].type"), format!("duplicate rlimit {:?}", rl.typ())));
+            }
+            if rl.soft() > rl.hard() {
+                return Err(invalid(
+                    format!("process.rlimits[{i}]"),
+                    format!("soft limit {} is above hard limit {}", rl.soft(), rl.hard()),
+                ));
+            }
+        }
+    }
+    if let Some(p) = process.apparmor_profile() {
+        if !p.is_empty() {
+            return Err(unsupported("process.apparmorProfile"));
+        }
+    }
+    if let Some(l) = process.selinux_label() {
+        if !l.is_empty() {
+            return Err(unsupported("process.selinuxLabel"));
+        }
+    }
+    if process.scheduler().is_some() {
+        return Err(unsupported("process.scheduler"));
+    }
+    if process.io_priority().is_some() {
+        return Err(unsupported("process.ioPriority"));
+    }
+    if process.exec_cpu_affinity().is_some() {
+        return Err(unsupported("process.execCPUAffinity"));
+    }
+    Ok(())
+}
+
+/// The namespace types a spec asks for, new or joined.
+pub fn namespace_types(spec: &Spec) -> Vec<LinuxNamespaceType> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .map(|ns| ns.iter().map(|n| n.typ()).collect())
+        .unwrap_or_default()
+}
+
+fn validate_linux(spec: &Spec) -> Result<(), SpecError> {
+    let linux = spec.linux().as_ref().ok_or_else(|| invalid("linux", "berth runs Linux containers: linux must be present"))?;
+    let namespaces = linux.namespaces().as_deref().unwrap_or(&[]);
+    let mut seen = HashSet::new();
+    for (i, ns) in namespaces.iter().enumerate() {
+        if !seen.insert(ns.typ()) {
+            return Err(invalid(format!("linux.namespaces[{i}]"), format!("duplicated namespace {}", ns.typ())));
+        }
+        match ns.typ() {
+            LinuxNamespaceType::User => return Err(unsupported(format!("linux.namespaces[{i}] (user)"))),
+            LinuxNamespaceType::Time => return Err(unsupported(format!("linux.namespaces[{i}] (time)"))),
+            _ => {}
+        }
+        if let Some(path) = ns.path() {
+            if path.as_os_str().as_encoded_bytes().contains(&b',') {
+                return Err(invalid(format!("linux.namespaces[{i}].path"), "must not contain a comma"));
+            }
+            crate::namespaces::check_path(ns.typ(), path)
+                .map_err(|msg| invalid(format!("linux.namespaces[{i}].path"), msg))?;
+        }
+    }
+    let has = |t: LinuxNamespaceType| seen.contains(&t);
+    let new_ns = |t: LinuxNamespaceType| namespaces.iter().any(|n| n.typ() == t && n.path().is_none());
+
+    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
+        return Err(invalid("hostname", "unable to set hostname without a UTS namespace"));
+    }
+    if spec.domainname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
+        return Err(invalid("domainname", "unable to set domainname without a UTS namespace"));
+    }
+    if !has(LinuxNamespaceType::Mount) {
+        if linux.masked_paths().as_ref().is_some_and(|p| !p.is_empty()) {
+            return Err(invalid("linux.maskedPaths", "masked paths need a mount namespace"));
+        }
+        if linux.readonly_paths().as_ref().is_some_and(|p| !p.is_empty()) {
+            return Err(invalid("linux.readonlyPaths", "read-only paths need a mount namespace"));
+        }
+        return Err(invalid("linux.namespaces", "berth needs a mount namespace to set up the rootfs"));
+    }
+    if let Some(sysctl) = linux.sysctl() {
+        for key in sysctl.keys() {
+            validate_sysctl(key, &new_ns, &has)?;
+        }
+    }
+    if linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()) {
+        return Err(unsupported("linux.uidMappings"));
+    }
+    if linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()) {
+        return Err(unsupported("linux.gidMappings"));
+    }
+    if linux.seccomp().is_some() {
+        return Err(unsupported("linux.seccomp"));
+    }
+    if linux.intel_rdt().is_some() {
+        return Err(unsupported("linux.intelRdt"));
+    }
+    if linux.personality().is_some() {
+        return Err(unsupported("linux.personality"));
+    }
+    if linux.memory_policy().is_some() {
+        return Err(unsupported("linux.memoryPolicy"));
+    }
+    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(unsupported("linux.netDevices"));
+    }
+    if linux.time_offsets().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(invalid("linux.timeOffsets", "time offsets need a time namespace"));
+    }
+    if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) {
+        return Err(unsupported("linux.mountLabel"));
+    }
+    Ok(())
+}
+
+/// Only namespaced sysctls may be set, and only in a namespace the container owns
+/// (runc's validator rules), or the write would change the host.
+fn validate_sysctl(
+    key: &str,
+    new_ns: &dyn Fn(LinuxNamespaceType) -> bool,
+    has: &dyn Fn(LinuxNamespaceType) -> bool,
+) -> Result<(), SpecError> {
+    let field = format!("linux.sysctl[{key:?}]");
+    if key.is_empty() || key.contains("..") || key.starts_with('/') || key.contains('\0') {
+        return Err(invalid(field, "not a sysctl name"));
+    }
+    let ipc = key.starts_with("fs.mqueue.")
+        || matches!(key, "kernel.msgmax" | "kernel.msgmnb" | "kernel.msgmni" | "kernel.sem" | "kernel.shmall"
+            | "kernel.shmmax" | "kernel.shmmni" | "kernel.shm_rmid_forced");
+    if ipc {
+        if !new_ns(LinuxNamespaceType::Ipc) && !has(LinuxNamespaceType::Ipc) {
+            return Err(invalid(field, "sysctl is in the IPC namespace, but the container has none of its own"));
+        }
+        return Ok(());
+    }
+    if key.starts_with("net.") {
+        if !has(LinuxNamespaceType::Network) {
+            return Err(invalid(field, "sysctl is in the network namespace, but the container uses the host's"));
+        }
+        return Ok(());
+    }
+    if matches!(key, "kernel.hostname" | "kernel.domainname") {
+        if !has(LinuxNamespaceType::Uts) {
+            return Err(invalid(field, "sysctl is in the UTS namespace, but the container uses the host's"));
+        }
+        return Ok(());
+    }
+    Err(invalid(field, "sysctl is not in a separate kernel namespace"))
+}
+
+fn validate_mount_extensions(spec: &Spec) -> Result<(), SpecError> {
+    for (i, m) in spec.mounts().as_deref().unwrap_or(&[]).iter().enumerate() {
+        if m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+            || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+        {
+            return Err(unsupported(format!("mounts[{i}].uidMappings/gidMappings (idmapped mounts)")));
+        }
+        if let Some(opts) = m.options() {
+            if opts.iter().any(|o| o == "idmap" || o == "ridmap") {
+                return Err(unsupported(format!("mounts[{i}].options (idmap)")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The cgroup resources to apply: the spec's, with runc's default device rules appended
+/// after the spec's own, so the devices every container gets stay usable under a deny-all
+/// (as runc does). `linux.devices` entries get no rule of their own: a config that creates
+/// a node but does not allow it in `linux.resources.devices` keeps it unusable, as with runc.
+pub fn cgroup_resources(spec: &Spec) -> oci_spec::runtime::LinuxResources {
+    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType as T};
+    let linux = spec.linux().as_ref();
+    let mut res = linux.and_then(|l| l.resources().clone()).unwrap_or_default();
+    let rule = |typ: T, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(true);
+        r.set_typ(Some(typ));
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some(access.to_string()));
+        r
+    };
+    let mut rules = res.devices().clone().unwrap_or_default();
+    rules.extend([
+        rule(T::C, None, None, "m"),
+        rule(T::B, None, None, "m"),
+        rule(T::C, Some(1), Some(3), "rwm"),   // /dev/null
+        rule(T::C, Some(1), Some(8), "rwm"),   // /dev/random
+        rule(T::C, Some(1), Some(7), "rwm"),   // /dev/full
+        rule(T::C, Some(5), Some(0), "rwm"),   // /dev/tty
+        rule(T::C, Some(1), Some(5), "rwm"),   // /dev/zero
+        rule(T::C, Some(1), Some(9), "rwm"),   // /dev/urandom
+        rule(T::C, Some(136), None, "rwm"),    // /dev/pts/*
+        rule(T::C, Some(5), Some(2), "rwm"),   // /dev/ptmx
+        rule(T::C, Some(10), Some(200), "rwm"), // /dev/net/tun
+    ]);
+    res.set_devices(Some(rules));
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_must_be_semver_1x() {
+        assert!(validate_version("1.0.2").is_ok());
+        assert!(validate_version("1.3.0-rc.1").is_ok());
+        for bad in ["", "0.1.0", "2.0.0", "banana", "1.0"] {
+            let e = validate_version(bad).unwrap_err().to_string();
+            assert!(e.starts_with("ociVersion"), "{e}");
+        }
+    }
+
+    #[test]
+    fn unknown_capabilities_are_dropped_with_a_warning() {
+        let mut v = serde_json::json!({"process": {"capabilities": {"bounding": ["CAP_KILL", "CAP_FOO"]}}});
+        let w = drop_unknown_capabilities(&mut v);
+        assert_eq!(v["process"]["capabilities"]["bounding"], serde_json::json!(["CAP_KILL"]));
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("CAP_FOO"));
+    }
+
+    #[test]
+    fn sysctl_outside_a_namespace_is_refused() {
+        let none = |_t: LinuxNamespaceType| false;
+        let all = |_t: LinuxNamespaceType| true;
+        assert!(validate_sysctl("net.ipv4.ip_forward", &all, &all).is_ok());
+        assert!(validate_sysctl("net.ipv4.ip_forward", &none, &none).is_err());
+        assert!(validate_sysctl("kernel.shmmax", &all, &all).is_ok());
+        assert!(validate_sysctl("kernel.panic", &all, &all).unwrap_err().to_string().contains("kernel.panic"));
+        assert!(validate_sysctl("../x", &all, &all).is_err());
+    }
+}

@@ -1,0 +1,265 @@
+//! The state store: `<root>/<id>/state.json`, written atomically (temp file + rename) and
+//! guarded by an flock on the container's directory for commands that change it.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use oci_spec::runtime::Hooks;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub const OCI_VERSION: &str = "1.3.0";
+const STATE_FILE: &str = "state.json";
+/// The socket the created init listens on; `start` connects to it. While it exists the
+/// container is "created".
+pub const START_SOCKET: &str = "start.sock";
+
+#[derive(Debug, Error)]
+pub enum StateError {
+    #[error("container \"{0}\" does not exist")]
+    NotFound(String),
+    #[error("container with id \"{0}\" already exists")]
+    Exists(String),
+    #[error("state root {path}: {source}")]
+    Root { path: PathBuf, source: io::Error },
+    #[error("container \"{id}\": {what}: {source}")]
+    Io { id: String, what: &'static str, source: io::Error },
+    #[error("container \"{id}\": corrupt state file: {source}")]
+    Corrupt { id: String, source: serde_json::Error },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // pad, not write_str: `list` aligns its columns with width specifiers.
+        f.pad(match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        })
+    }
+}
+
+/// What berth keeps about a container between commands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    pub id: String,
+    pub pid: i32,
+    /// Start time of the init (clock ticks since boot): tells a live init from a reused pid.
+    pub init_start_time: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    pub owner: String,
+    #[serde(default)]
+    pub annotations: HashMap<String, String>,
+    /// The cgroup manager's own record (see cgroups::CgroupState).
+    pub cgroup: serde_json::Value,
+    #[serde(default)]
+    pub hooks: Option<Hooks>,
+    /// Whether the init shares the host's (or another) pid namespace: then killing the init
+    /// does not kill the rest, and `kill`/`delete` must signal the whole cgroup.
+    #[serde(default)]
+    pub shared_pidns: bool,
+}
+
+/// The JSON `state` prints: runtime-spec's state, as runc prints it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Public<'a> {
+    pub oci_version: &'static str,
+    pub id: &'a str,
+    pub pid: i32,
+    pub status: Status,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub created: &'a str,
+    pub owner: &'a str,
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    pub annotations: &'a HashMap<String, String>,
+}
+
+/// The state root (`--root`).
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Store { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    /// Creates `<root>/<id>` (0700, like the root itself), failing if the id is taken.
+    pub fn create_dir(&self, id: &str) -> Result<PathBuf, StateError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+            .map_err(|e| StateError::Root { path: self.root.clone(), source: e })?;
+        let dir = self.dir(id);
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => Ok(dir),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(StateError::Exists(id.to_string())),
+            Err(e) => Err(StateError::Io { id: id.to_string(), what: "creating the state directory", source: e }),
+        }
+    }
+
+    /// Takes the container's lock; held until the returned guard is dropped.
+    pub fn lock(&self, id: &str) -> Result<Flock<File>, StateError> {
+        let dir = File::open(self.dir(id)).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StateError::NotFound(id.to_string()),
+            _ => StateError::Io { id: id.to_string(), what: "opening the state directory", source: e },
+        })?;
+        Flock::lock(dir, FlockArg::LockExclusive)
+            .map_err(|(_, e)| StateError::Io { id: id.to_string(), what: "locking", source: e.into() })
+    }
+
+    pub fn save(&self, rec: &Record) -> Result<(), StateError> {
+        let io_err = |what, source| StateError::Io { id: rec.id.clone(), what, source };
+        let dir = self.dir(&rec.id);
+        let tmp = dir.join(".state.json.tmp");
+        let data = serde_json::to_vec(rec).map_err(|e| io_err("encoding state", e.into()))?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| io_err("writing state", e))?;
+        f.write_all(&data).map_err(|e| io_err("writing state", e))?;
+        fs::rename(&tmp, dir.join(STATE_FILE)).map_err(|e| io_err("writing state", e))
+    }
+
+    pub fn load(&self, id: &str) -> Result<Record, StateError> {
+        crate::id::validate(id).map_err(|_| StateError::NotFound(id.to_string()))?;
+        let path = self.dir(id).join(STATE_FILE);
+        let data = fs::read(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StateError::NotFound(id.to_string()),
+            _ => StateError::Io { id: id.to_string(), what: "reading state", source: e },
+        })?;
+        serde_json::from_slice(&data).map_err(|e| StateError::Corrupt { id: id.to_string(), source: e })
+    }
+
+    /// Ids of every container under the root, sorted.
+    pub fn ids(&self) -> Result<Vec<String>, StateError> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StateError::Root { path: self.root.clone(), source: e }),
+        };
+        let mut ids: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.path().join(STATE_FILE).exists())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    pub fn remove(&self, id: &str) -> Result<(), StateError> {
+        match fs::remove_dir_all(self.dir(id)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StateError::Io { id: id.to_string(), what: "removing the state directory", source: e }),
+        }
+    }
+
+    /// The container's status, derived from the live system rather than stored, so it is
+    /// right even after the init died behind our back.
+    pub fn status(&self, rec: &Record) -> Status {
+        if !crate::sys::process_alive(rec.pid, rec.init_start_time) {
+            return Status::Stopped;
+        }
+        if self.dir(&rec.id).join(START_SOCKET).exists() {
+            return Status::Created;
+        }
+        Status::Running
+    }
+}
+
+impl Record {
+    pub fn public(&self, status: Status) -> Public<'_> {
+        Public {
+            oci_version: OCI_VERSION,
+            id: &self.id,
+            pid: if status == Status::Stopped { 0 } else { self.pid },
+            status,
+            bundle: &self.bundle,
+            rootfs: &self.rootfs,
+            created: &self.created,
+            owner: &self.owner,
+            annotations: &self.annotations,
+        }
+    }
+}
+
+/// RFC 3339 UTC time with nanoseconds, as runc's `created`.
+pub fn now_rfc3339() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format_rfc3339(now.as_secs() as i64, now.subsec_nanos())
+}
+
+pub fn format_rfc3339(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(format_rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(format_rfc3339(951_782_400, 5), "2000-02-29T00:00:00.000000005Z");
+        assert_eq!(format_rfc3339(1_795_000_000, 0), "2026-11-18T11:06:40.000000000Z");
+    }
+
+    #[test]
+    fn create_dir_refuses_an_existing_id() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::new(tmp.path().join("root"));
+        store.create_dir("a").unwrap();
+        assert!(matches!(store.create_dir("a"), Err(StateError::Exists(_))));
+    }
+}
