@@ -60,6 +60,9 @@ pub fn run() -> Result<()> {
         println!("containerd-shim-berth-v2 {}", env!("CARGO_PKG_VERSION"));
         return Ok(());
     }
+    if flags.info {
+        return info();
+    }
     if flags.namespace.is_empty() {
         return Err(Error::InvalidArgument(
             "shim namespace cannot be empty".into(),
@@ -150,6 +153,55 @@ fn start(flags: &Flags) -> Result<()> {
     out.write_all(address.as_bytes())
         .map_err(io("write address"))?;
     out.flush().map_err(io("write address"))
+}
+
+/// `-info` (containerd 1.7+; 1.6 never calls it): RuntimeInfo on stdout, with the runtime
+/// binary's `features` JSON. The task options, if any, arrive on stdin as an Any.
+fn info() -> Result<()> {
+    use containerd_shim_protos::types::introspection::{RuntimeInfo, RuntimeVersion};
+    use std::io::Read;
+    let mut input = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .map_err(io("read options"))?;
+    let options = if input.is_empty() {
+        None
+    } else {
+        Some(protobuf::well_known_types::any::Any::parse_from_bytes(
+            &input,
+        )?)
+    };
+    let cfg = RuntimeConfig::from_options(options.as_ref())?;
+    let out = Command::new(&cfg.binary)
+        .arg("features")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(io(format!("run {} features", cfg.binary)))?;
+    if !out.status.success() {
+        return Err(Error::Runtime {
+            binary: cfg.binary,
+            command: "features",
+            message: format!("exit status {}", out.status),
+        });
+    }
+    let info = RuntimeInfo {
+        name: RUNTIME_ID.to_string(),
+        version: MessageField::some(RuntimeVersion {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ..Default::default()
+        }),
+        options: MessageField::from_option(options),
+        features: MessageField::some(protobuf::well_known_types::any::Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/features/Features".into(),
+            value: out.stdout,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut stdout = std::io::stdout().lock();
+    info.write_to_writer(&mut stdout)?;
+    stdout.flush().map_err(io("write runtime info"))
 }
 
 /// A path socket (never abstract, CVE-2020-15257) with mode 0600 in a 0700 directory.

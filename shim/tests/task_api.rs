@@ -170,3 +170,30 @@ fn update_checkpoint_connect_close_io_and_v3_over_ttrpc() {
     });
     assert!(!sock.exists());
 }
+
+#[test]
+fn info_reports_the_runtime_features() {
+    let runc = "/usr/sbin/runc";
+    if !std::path::Path::new(runc).exists() {
+        eprintln!("skipped: needs {runc}");
+        return;
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_containerd-shim-berth-v2"))
+        .arg("-info")
+        .env("BERTH_RUNTIME", runc)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run shim -info");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info =
+        containerd_shim_protos::types::introspection::RuntimeInfo::parse_from_bytes(&out.stdout)
+            .expect("RuntimeInfo");
+    assert_eq!(info.name, "io.containerd.berth.v2");
+    let features: serde_json::Value =
+        serde_json::from_slice(&info.features.value).expect("features JSON");
+    assert!(features.get("ociVersionMax").is_some(), "{features}");
+}
