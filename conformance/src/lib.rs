@@ -14,6 +14,7 @@ pub mod leak;
 pub mod qemu;
 pub mod rootfs;
 pub mod runtime;
+pub mod shim_fixture;
 pub mod util;
 
 pub use bundle::{default_spec, Bundle};

@@ -1,0 +1,745 @@
+//! containerd-level tests of containerd-shim-berth-v2: a private containerd started by each
+//! test, `ctr` as the client, `--runtime io.containerd.berth.v2`. The runtime binary is
+//! `BERTH_RUNTIME` (default /usr/sbin/runc). Run as root after building the shim:
+//!   cargo build -p containerd-shim-berth-v2 && cargo test -p conformance --test shim
+
+use std::{
+    fs,
+    os::unix::fs::{FileTypeExt, PermissionsExt},
+    path::PathBuf,
+    process::{Child, Stdio},
+};
+
+use conformance::shim_fixture::{
+    children_states, container_cgroups, pipe_fds, shim_pids, shim_socket_path, wait_for,
+    Containerd, IMAGE, SHIM_RUNTIME,
+};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `ctr run --rm` attached; returns (exit code, stdout, stderr).
+fn run_attached(
+    cd: &Containerd,
+    ns: &str,
+    id: &str,
+    extra: &[&str],
+    cmd: &[&str],
+) -> (i32, String, String) {
+    let mut args = vec!["run", "--rm", "--runtime", SHIM_RUNTIME];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[IMAGE, id]);
+    args.extend_from_slice(cmd);
+    let out = cd.ctr_in(ns, &args);
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
+fn run_detached(cd: &Containerd, ns: &str, id: &str, extra: &[&str], cmd: &[&str]) {
+    let mut args = vec!["run", "-d", "--runtime", SHIM_RUNTIME];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[IMAGE, id]);
+    args.extend_from_slice(cmd);
+    let out = cd.ctr_in(ns, &args);
+    assert!(
+        out.status.success(),
+        "ctr run -d {id}: {}",
+        text(&out.stderr)
+    );
+}
+
+/// (pid, status) of a task from `ctr tasks ls`.
+fn task(cd: &Containerd, ns: &str, id: &str) -> Option<(u32, String)> {
+    let out = cd.ctr_in(ns, &["tasks", "ls"]);
+    text(&out.stdout).lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.first() == Some(&id)).then(|| (f[1].parse().unwrap_or(0), f[2].to_string()))
+    })
+}
+
+fn wait_status(cd: &Containerd, ns: &str, id: &str, status: &str) -> u32 {
+    wait_for(&format!("{id} {status}"), 30, || {
+        task(cd, ns, id)
+            .filter(|(_, s)| s == status)
+            .map(|(p, _)| p)
+    })
+}
+
+/// Removes a stopped task and its container; returns ctr's stderr (it names a non-zero exit).
+fn remove(cd: &Containerd, ns: &str, id: &str) -> String {
+    let out = cd.ctr_in(ns, &["tasks", "rm", id]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "tasks rm {id}: {err}");
+    let out = cd.ctr_in(ns, &["containers", "rm", id]);
+    assert!(
+        out.status.success(),
+        "containers rm {id}: {}",
+        text(&out.stderr)
+    );
+    err
+}
+
+struct Events {
+    child: Child,
+    file: PathBuf,
+}
+
+impl Events {
+    fn start(cd: &Containerd, name: &str) -> Events {
+        let file = cd.dir.join(format!("events-{name}.log"));
+        let f = fs::File::create(&file).expect("events file");
+        let child = cd.ctr_spawn("default", &["events"], Stdio::from(f));
+        // ctr subscribes asynchronously; a probe event proves the subscription is live.
+        wait_for("events subscription", 10, || {
+            let _ = cd.ctr(&["namespaces", "label", "default", "probe=1"]);
+            fs::read_to_string(&file)
+                .ok()
+                .filter(|s| s.contains("/namespaces/update"))
+        });
+        Events { child, file }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        fs::read_to_string(&self.file)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn count(&self, topic: &str, needle: &str) -> usize {
+        self.lines()
+            .iter()
+            .filter(|l| l.contains(&format!(" {topic} ")) && l.contains(needle))
+            .count()
+    }
+
+    fn wait_count(&self, topic: &str, needle: &str, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.count(topic, needle) < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {n} × {topic} {needle} in:\n{}",
+                self.lines().join("\n")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// After a test: no shim of ours left, no socket files, no cgroups, no rootfs mounts.
+fn assert_no_leaks(cd: &Containerd, ns: &str, ids: &[&str]) {
+    wait_for("shims to exit", 30, || {
+        shim_pids(&cd.address).is_empty().then_some(())
+    });
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for id in ids {
+        let sock = shim_socket_path(&cd.address, ns, id);
+        assert!(!sock.exists(), "socket {} left behind", sock.display());
+        let cg = container_cgroups(ns, id);
+        assert!(cg.is_empty(), "cgroups left: {cg:?}");
+        let leaked: Vec<&str> = mountinfo
+            .lines()
+            .filter(|l| l.contains(&format!("/{ns}/{id}/rootfs")))
+            .collect();
+        assert!(leaked.is_empty(), "mounts left: {leaked:?}");
+    }
+}
+
+#[test]
+fn shim_runs_busybox_output_and_exit_codes() {
+    let cd = Containerd::start();
+    let ev = Events::start(&cd, "run");
+    let pipes = pipe_fds(cd.pid());
+    let (code, out, err) = run_attached(&cd, "default", "out", &[], &["echo", "hello from berth"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "hello from berth");
+    for (id, status) in [("exit1", 1), ("exit255", 255)] {
+        let (code, _, _) = run_attached(
+            &cd,
+            "default",
+            id,
+            &[],
+            &["sh", "-c", &format!("exit {status}")],
+        );
+        assert_eq!(code, status);
+    }
+    for (id, status) in [("out", 0), ("exit1", 1), ("exit255", 255)] {
+        let needle = format!("\"container_id\":\"{id}\"");
+        ev.wait_count("/tasks/delete", &needle, 1);
+        assert_eq!(ev.count("/tasks/create", &needle), 1, "{id} create");
+        assert_eq!(ev.count("/tasks/start", &needle), 1, "{id} start");
+        assert_eq!(
+            ev.count("/tasks/exit", &needle),
+            1,
+            "{id}: exactly one exit"
+        );
+        assert_eq!(
+            ev.count("/tasks/exit", &format!("\"exit_status\":{status}"))
+                .min(1),
+            usize::from(status != 0),
+            "{id}"
+        );
+    }
+    assert_no_leaks(&cd, "default", &["out", "exit1", "exit255"]);
+    wait_for("containerd's pipes back at baseline", 10, || {
+        (pipe_fds(cd.pid()) <= pipes).then_some(())
+    });
+}
+
+#[test]
+fn shim_kill_gives_137_and_exec_sigterm_gives_143() {
+    let cd = Containerd::start();
+    let ev = Events::start(&cd, "kill");
+    run_detached(&cd, "default", "k", &[], &["sleep", "1000"]);
+    let pid = wait_status(&cd, "default", "k", "RUNNING");
+    let mut exec = cd.ctr_spawn(
+        "default",
+        &["tasks", "exec", "--exec-id", "sl", "k", "sleep", "1000"],
+        Stdio::null(),
+    );
+    wait_for("exec running", 30, || {
+        let ps = text(&cd.ctr(&["tasks", "ps", "k"]).stdout);
+        (ps.lines().count() >= 3).then_some(())
+    });
+    let out = cd.ctr(&["tasks", "kill", "--exec-id", "sl", "-s", "TERM", "k"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let st = exec.wait().expect("ctr exec");
+    assert_eq!(st.code(), Some(143), "exec killed by SIGTERM");
+    let out = cd.ctr(&["tasks", "kill", "-s", "KILL", "k"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(wait_status(&cd, "default", "k", "STOPPED"), pid);
+    let err = remove(&cd, "default", "k");
+    assert!(err.contains("137"), "ctr reports the SIGKILL status: {err}");
+    ev.wait_count("/tasks/delete", "\"container_id\":\"k\"", 1);
+    assert_eq!(ev.count("/tasks/exit", "\"id\":\"sl\""), 1);
+    assert_eq!(ev.count("/tasks/exit", "\"id\":\"sl\",\"pid\""), 1);
+    assert!(ev.lines().iter().any(|l| l.contains("/tasks/exit")
+        && l.contains("\"id\":\"sl\"")
+        && l.contains("\"exit_status\":143")));
+    assert_eq!(ev.count("/tasks/exit", "\"id\":\"k\""), 1);
+    assert!(ev.lines().iter().any(|l| l.contains("/tasks/exit")
+        && l.contains("\"id\":\"k\"")
+        && l.contains("\"exit_status\":137")));
+    assert_no_leaks(&cd, "default", &["k"]);
+}
+
+#[test]
+fn shim_exec_with_and_without_tty_using_binary_name() {
+    let cd = Containerd::start();
+    let ev = Events::start(&cd, "exec");
+    // BinaryName through runtime options (runtimeoptions config_path, what ctr can send); it
+    // overrides BERTH_RUNTIME. runc by default until `berth exec` exists: BERTH_EXEC_RUNTIME.
+    let binary = std::env::var("BERTH_EXEC_RUNTIME").unwrap_or_else(|_| "/usr/sbin/runc".into());
+    let cfg = cd.dir.join("berth-runtime.toml");
+    fs::write(&cfg, format!("BinaryName = \"{binary}\"\n")).expect("runtime config");
+    let cfg = cfg.to_string_lossy().into_owned();
+    run_detached(
+        &cd,
+        "default",
+        "ex",
+        &["--runtime-config-path", &cfg],
+        &["sleep", "1000"],
+    );
+    wait_status(&cd, "default", "ex", "RUNNING");
+    let out = cd.ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "plain",
+        "ex",
+        "sh",
+        "-c",
+        "echo exec-out; echo exec-err >&2; exit 4",
+    ]);
+    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(text(&out.stdout).trim(), "exec-out");
+    assert!(text(&out.stderr).contains("exec-err"));
+    // ctr wants a terminal for --tty: script(1) provides one.
+    let cmd = format!(
+        "ctr -a {} tasks exec --tty --exec-id tty ex sh -c 'tty; echo tty-out; exit 5'",
+        cd.address
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script");
+    let o = text(&out.stdout);
+    assert!(o.contains("/dev/pts/"), "tty output: {o:?}");
+    assert!(o.contains("tty-out"), "tty output: {o:?}");
+    assert_eq!(out.status.code(), Some(5));
+    for id in ["plain", "tty"] {
+        let needle = format!("\"exec_id\":\"{id}\"");
+        ev.wait_count("/tasks/exec-started", &needle, 1);
+        assert_eq!(ev.count("/tasks/exec-added", &needle), 1);
+    }
+    assert!(cd
+        .ctr(&["tasks", "kill", "-s", "KILL", "ex"])
+        .status
+        .success());
+    wait_status(&cd, "default", "ex", "STOPPED");
+    remove(&cd, "default", "ex");
+    assert_no_leaks(&cd, "default", &["ex"]);
+}
+
+#[test]
+fn shim_ps_pause_resume_metrics_kill_all() {
+    let cd = Containerd::start();
+    let ev = Events::start(&cd, "ps");
+    run_detached(
+        &cd,
+        "default",
+        "p",
+        &[],
+        &["sh", "-c", "sleep 1000 & sleep 1000 & wait"],
+    );
+    let pid = wait_status(&cd, "default", "p", "RUNNING");
+    let out = cd.ctr(&[
+        "tasks",
+        "exec",
+        "-d",
+        "--exec-id",
+        "bg",
+        "p",
+        "sleep",
+        "1000",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ps = wait_for("4 processes", 30, || {
+        let ps = text(&cd.ctr(&["tasks", "ps", "p"]).stdout);
+        (ps.lines().count() == 5).then_some(ps)
+    });
+    assert!(ps.lines().any(|l| l.starts_with(&pid.to_string())), "{ps}");
+    assert!(ps.contains("bg"), "exec id shown for the exec's pid: {ps}");
+
+    assert!(cd.ctr(&["tasks", "pause", "p"]).status.success());
+    assert_eq!(
+        task(&cd, "default", "p").map(|t| t.1).as_deref(),
+        Some("PAUSED")
+    );
+    assert!(cd.ctr(&["tasks", "resume", "p"]).status.success());
+    assert_eq!(
+        task(&cd, "default", "p").map(|t| t.1).as_deref(),
+        Some("RUNNING")
+    );
+    ev.wait_count("/tasks/paused", "\"container_id\":\"p\"", 1);
+    ev.wait_count("/tasks/resumed", "\"container_id\":\"p\"", 1);
+
+    let m = text(&cd.ctr(&["tasks", "metrics", "p"]).stdout);
+    for key in ["memory.usage_in_bytes", "cpuacct.usage", "pids.current"] {
+        assert!(m.contains(key), "metrics lack {key}: {m}");
+    }
+    let pids_line = m
+        .lines()
+        .find(|l| l.starts_with("pids.current"))
+        .unwrap_or_default();
+    assert!(
+        pids_line.split_whitespace().nth(1) == Some("4"),
+        "{pids_line}"
+    );
+
+    assert!(cd
+        .ctr(&["tasks", "kill", "--all", "-s", "KILL", "p"])
+        .status
+        .success());
+    wait_status(&cd, "default", "p", "STOPPED");
+    let err = remove(&cd, "default", "p");
+    assert!(err.contains("137"), "{err}");
+    assert_no_leaks(&cd, "default", &["p"]);
+}
+
+#[test]
+fn shim_reports_oom_and_137() {
+    let cd = Containerd::start();
+    let ev = Events::start(&cd, "oom");
+    let (code, _, err) = run_attached(
+        &cd,
+        "default",
+        "oom",
+        &["--memory-limit", "16777216"],
+        &["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+    );
+    assert_eq!(code, 137, "{err}");
+    ev.wait_count("/tasks/oom", "\"container_id\":\"oom\"", 1);
+    ev.wait_count("/tasks/exit", "\"exit_status\":137", 1);
+    assert_no_leaks(&cd, "default", &["oom"]);
+}
+
+#[test]
+fn shim_reaps_100_double_forked_children() {
+    let cd = Containerd::start();
+    // The container's orphans reparent to its own init (pid namespace); what reaches the shim
+    // are inits, execs and the runtime's intermediate processes, all of which must be reaped
+    // without being mistaken for the container.
+    run_detached(
+        &cd,
+        "default",
+        "z",
+        &[],
+        &[
+            "sh",
+            "-c",
+            "for i in $(seq 100); do sh -c 'sleep 0.05 &'; done; echo done > /tmp/done; sleep 1000",
+        ],
+    );
+    let pid = wait_status(&cd, "default", "z", "RUNNING");
+    let shim = shim_pids(&cd.address)[0];
+    wait_for("loop finished", 60, || {
+        fs::read_to_string(format!("/proc/{pid}/root/tmp/done")).ok()
+    });
+    wait_for("no zombies under the shim", 5, || {
+        let zombies = children_states(shim)
+            .into_iter()
+            .filter(|(_, s)| *s == 'Z')
+            .count();
+        (zombies == 0).then_some(())
+    });
+    assert_eq!(
+        task(&cd, "default", "z").map(|t| t.1).as_deref(),
+        Some("RUNNING"),
+        "orphans' exits are not the container's"
+    );
+    for i in 0..20 {
+        let out = cd.ctr(&[
+            "tasks",
+            "exec",
+            "--exec-id",
+            &format!("e{i}"),
+            "z",
+            "sh",
+            "-c",
+            "for j in 1 2 3 4 5; do sh -c 'sleep 0.05 &'; done; exit 7",
+        ]);
+        assert_eq!(out.status.code(), Some(7));
+    }
+    wait_for("no zombies under the shim after execs", 5, || {
+        let zombies = children_states(shim)
+            .into_iter()
+            .filter(|(_, s)| *s == 'Z')
+            .count();
+        (zombies == 0).then_some(())
+    });
+    assert!(cd
+        .ctr(&["tasks", "kill", "-s", "KILL", "z"])
+        .status
+        .success());
+    wait_status(&cd, "default", "z", "STOPPED");
+    remove(&cd, "default", "z");
+    assert_no_leaks(&cd, "default", &["z"]);
+}
+
+#[test]
+fn shim_survives_containerd_restart() {
+    let mut cd = Containerd::start();
+    let log = cd.dir.join("tick.log");
+    let uri = format!("file://{}", log.display());
+    run_detached(
+        &cd,
+        "default",
+        "r",
+        &["--log-uri", &uri],
+        &[
+            "sh",
+            "-c",
+            "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+        ],
+    );
+    let pid = wait_status(&cd, "default", "r", "RUNNING");
+    cd.kill9();
+    let before = fs::read_to_string(&log).unwrap_or_default().lines().count();
+    wait_for("output while containerd is down", 10, || {
+        (fs::read_to_string(&log).unwrap_or_default().lines().count() > before + 2).then_some(())
+    });
+    cd.restart_after_kill9();
+    assert_eq!(
+        task(&cd, "default", "r"),
+        Some((pid, "RUNNING".to_string()))
+    );
+    // The container exits while containerd is down: the real status is reported afterwards.
+    cd.kill9();
+    nix_kill(pid, libc::SIGKILL);
+    cd.restart_after_kill9();
+    wait_status(&cd, "default", "r", "STOPPED");
+    let err = remove(&cd, "default", "r");
+    assert!(err.contains("137"), "real exit status, not 255: {err}");
+    assert_no_leaks(&cd, "default", &["r"]);
+}
+
+fn nix_kill(pid: u32, sig: i32) {
+    // SAFETY: plain kill(2) on a pid this test owns (the container's init).
+    let r = unsafe { libc::kill(pid as i32, sig) };
+    assert_eq!(r, 0, "kill {pid}");
+}
+
+#[test]
+fn shim_kill9_is_cleaned_up_by_containerd() {
+    let cd = Containerd::start();
+    run_detached(&cd, "default", "d", &[], &["sleep", "1000"]);
+    let pid = wait_status(&cd, "default", "d", "RUNNING");
+    let shims = shim_pids(&cd.address);
+    assert_eq!(shims.len(), 1);
+    // SAFETY: kill(2) of the shim this test started through containerd.
+    unsafe { libc::kill(shims[0] as i32, libc::SIGKILL) };
+    wait_for("task gone", 30, || {
+        task(&cd, "default", "d").is_none().then_some(())
+    });
+    wait_for("container process gone", 30, || {
+        (!PathBuf::from(format!("/proc/{pid}")).exists()).then_some(())
+    });
+    let out = cd.ctr(&["containers", "rm", "d"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_no_leaks(&cd, "default", &["d"]);
+}
+
+#[test]
+fn shim_socket_path_fits_76_char_namespace_and_64_char_id() {
+    let mut cd = Containerd::start();
+    let ns = format!("n{}", "s".repeat(75));
+    let id = format!("i{}", "d".repeat(63));
+    assert_eq!((ns.len(), id.len()), (76, 64));
+    cd.use_namespace(&ns);
+    let (code, out, err) = run_attached(&cd, &ns, &id, &[], &["echo", "long"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "long");
+    assert_no_leaks(&cd, &ns, &[&id]);
+}
+
+#[test]
+fn shim_socket_is_private_and_oom_score_above_containerd() {
+    let cd = Containerd::start();
+    run_detached(&cd, "default", "s", &[], &["sleep", "1000"]);
+    wait_status(&cd, "default", "s", "RUNNING");
+    let sock = shim_socket_path(&cd.address, "default", "s");
+    let md = fs::metadata(&sock).expect("path socket exists (not abstract)");
+    assert!(md.file_type().is_socket());
+    assert_eq!(md.permissions().mode() & 0o777, 0o600);
+    let dir = fs::metadata(sock.parent().expect("dir")).expect("dir");
+    assert_eq!(
+        dir.permissions().mode() & 0o077,
+        0,
+        "socket dir not reachable by others"
+    );
+    let shim = shim_pids(&cd.address)[0];
+    let score = |p: u32| -> i32 {
+        fs::read_to_string(format!("/proc/{p}/oom_score_adj"))
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .unwrap_or(-9999)
+    };
+    assert_eq!(score(shim), (score(cd.pid()) + 1).min(1000));
+    assert!(cd
+        .ctr(&["tasks", "kill", "-s", "KILL", "s"])
+        .status
+        .success());
+    wait_status(&cd, "default", "s", "STOPPED");
+    remove(&cd, "default", "s");
+    assert_no_leaks(&cd, "default", &["s"]);
+}
+
+#[test]
+fn shim_one_per_pod_by_sandbox_annotation() {
+    let cd = Containerd::start();
+    let ann = "io.kubernetes.cri.sandbox-id=pod1";
+    run_detached(
+        &cd,
+        "default",
+        "pod1",
+        &["--annotation", ann],
+        &["sleep", "1000"],
+    );
+    run_detached(
+        &cd,
+        "default",
+        "app",
+        &["--annotation", ann],
+        &["sleep", "1000"],
+    );
+    wait_status(&cd, "default", "app", "RUNNING");
+    assert_eq!(shim_pids(&cd.address).len(), 1, "one shim for the pod");
+    assert!(cd
+        .ctr(&["tasks", "kill", "-s", "KILL", "pod1"])
+        .status
+        .success());
+    wait_status(&cd, "default", "pod1", "STOPPED");
+    remove(&cd, "default", "pod1");
+    assert_eq!(
+        task(&cd, "default", "app").map(|t| t.1).as_deref(),
+        Some("RUNNING")
+    );
+    assert_eq!(
+        shim_pids(&cd.address).len(),
+        1,
+        "shim stays while the pod has containers"
+    );
+    assert!(cd
+        .ctr(&["tasks", "kill", "-s", "KILL", "app"])
+        .status
+        .success());
+    wait_status(&cd, "default", "app", "STOPPED");
+    remove(&cd, "default", "app");
+    assert_no_leaks(&cd, "default", &["pod1", "app"]);
+}
+
+#[test]
+fn shim_failed_create_leaves_nothing() {
+    let cd = Containerd::start();
+    let (code, _, err) = run_attached(&cd, "default", "bad", &[], &["/does/not/exist"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("exist") || err.contains("no such file"),
+        "{err}"
+    );
+    assert!(
+        task(&cd, "default", "bad").is_none(),
+        "no half-created task"
+    );
+    let _ = cd.ctr(&["containers", "rm", "bad"]);
+    assert_no_leaks(&cd, "default", &["bad"]);
+}
+
+fn fd_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn thread_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn shim_fds_and_threads_return_to_baseline_after_execs() {
+    let cd = Containerd::start();
+    run_detached(&cd, "default", "fd", &[], &["sleep", "1000"]);
+    wait_status(&cd, "default", "fd", "RUNNING");
+    let shim = shim_pids(&cd.address)[0];
+    let tty_exec = |n: usize| {
+        let cmd = format!(
+            "ctr -a {} tasks exec --tty --exec-id t{n} fd sh -c 'echo x'",
+            cd.address
+        );
+        let out = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("script");
+        assert!(out.status.success(), "tty exec {n}");
+    };
+    let exec = |n: usize| {
+        let out = cd.ctr(&[
+            "tasks",
+            "exec",
+            "--exec-id",
+            &format!("p{n}"),
+            "fd",
+            "sh",
+            "-c",
+            "echo x",
+        ]);
+        assert!(out.status.success(), "exec {n}");
+    };
+    // Warm-up: the first exec starts the shim's lazily created pieces (thread pool growth).
+    exec(0);
+    tty_exec(0);
+    let _ = cd.ctr(&["tasks", "metrics", "fd"]);
+    let fds = fd_count(shim);
+    let threads = thread_count(shim);
+    for n in 1..=30 {
+        exec(n);
+        if n % 3 == 0 {
+            tty_exec(n);
+        }
+        let _ = cd.ctr(&["tasks", "metrics", "fd"]);
+        let _ = cd.ctr(&["tasks", "kill", "-s", "0", "fd"]);
+        let failed = cd.ctr(&[
+            "tasks",
+            "exec",
+            "--exec-id",
+            &format!("missing{n}"),
+            "fd",
+            "/does/not/exist",
+        ]);
+        assert!(!failed.status.success());
+    }
+    wait_for("shim fds back at baseline", 10, || {
+        (fd_count(shim) == fds).then_some(())
+    });
+    // The ttrpc worker pool may keep one more idle worker than at the baseline (its max is 3
+    // idle); what must not happen is growth with the number of execs.
+    wait_for("shim threads bounded", 10, || {
+        (thread_count(shim) <= threads + 1).then_some(())
+    });
+    assert!(cd
+        .ctr(&["tasks", "kill", "-s", "KILL", "fd"])
+        .status
+        .success());
+    wait_status(&cd, "default", "fd", "STOPPED");
+    remove(&cd, "default", "fd");
+    assert_no_leaks(&cd, "default", &["fd"]);
+}
+
+#[test]
+fn shim_passes_stdin_and_its_eof() {
+    let cd = Containerd::start();
+    run_detached(&cd, "default", "in", &[], &["sleep", "1000"]);
+    wait_status(&cd, "default", "in", "RUNNING");
+    for (args, id) in [
+        (
+            vec![
+                "run",
+                "--rm",
+                "--runtime",
+                SHIM_RUNTIME,
+                IMAGE,
+                "cat1",
+                "cat",
+            ],
+            "run",
+        ),
+        (
+            vec!["tasks", "exec", "--exec-id", "cat2", "in", "cat"],
+            "exec",
+        ),
+    ] {
+        let mut child = std::process::Command::new("ctr")
+            .args(["-a", &cd.address])
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ctr");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin
+                .write_all(b"line one\nline two\n")
+                .expect("write stdin");
+        }
+        let out = child.wait_with_output().expect("ctr");
+        assert_eq!(out.status.code(), Some(0), "{id}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "line one\nline two\n", "{id}");
+    }
+    assert!(cd
+        .ctr(&["tasks", "kill", "-s", "KILL", "in"])
+        .status
+        .success());
+    wait_status(&cd, "default", "in", "STOPPED");
+    remove(&cd, "default", "in");
+    assert_no_leaks(&cd, "default", &["in", "cat1"]);
+}

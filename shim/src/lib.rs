@@ -1,0 +1,12 @@
+//! containerd-shim-berth-v2: the containerd runtime v2 shim (task API v2) for berth or any
+//! runc-compatible runtime binary.
+
+pub mod error;
+pub mod events;
+pub mod io;
+pub mod oom;
+pub mod process;
+pub mod runtime;
+pub mod service;
+pub mod shim;
+pub mod stats;

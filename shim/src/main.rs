@@ -1,0 +1,8 @@
+fn main() {
+    if let Err(e) = containerd_shim_berth_v2::shim::run() {
+        // During `start` containerd reads stderr as part of the address; an error is the one
+        // case where printing is right, since containerd then reports it as the failure.
+        eprintln!("{}: {e:#}", containerd_shim_berth_v2::shim::RUNTIME_ID);
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,406 @@
+//! The shim binary's three modes, as containerd calls them: `start` (bootstrap a long-lived
+//! shim or reuse the pod's, print its address), `delete` (clean up after a dead shim) and the
+//! daemon itself (serve the Task API, reap children).
+
+use std::{
+    fs,
+    io::Write,
+    os::unix::process::CommandExt,
+    os::{
+        fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd},
+        unix::{
+            fs::{DirBuilderExt, PermissionsExt},
+            net::{UnixListener, UnixStream},
+        },
+    },
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+};
+
+use containerd_shim::{parse, socket_address, Flags};
+use containerd_shim_protos::{
+    api::DeleteResponse,
+    protobuf::{Message, MessageField},
+    shim_sync::create_task,
+    ttrpc::Server,
+};
+use nix::{
+    errno::Errno,
+    sys::{
+        signal::{SigSet, Signal},
+        wait::{waitpid, WaitPidFlag, WaitStatus},
+    },
+    unistd::Pid,
+};
+
+use crate::{
+    error::{io, sys, Error, Result},
+    events::Publisher,
+    process::now,
+    runtime::{Runtime, RuntimeConfig},
+    service::Service,
+};
+
+pub const RUNTIME_ID: &str = "io.containerd.berth.v2";
+/// Annotation by which the CRI plugin groups a pod's containers into one shim.
+const SANDBOX_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
+const TASK_V2: &str = "/containerd.task.v2.Task/";
+const TASK_V3: &str = "/containerd.task.v3.Task/";
+/// The listening socket made by `start`, inherited by the daemon (its fd number).
+const LISTEN_FD_ENV: &str = "BERTH_SHIM_LISTEN_FD";
+
+pub fn run() -> Result<()> {
+    let args: Vec<_> = std::env::args_os().collect();
+    let flags = parse(&args[1..])?;
+    if flags.version {
+        println!("containerd-shim-berth-v2 {}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
+    if flags.info {
+        return info();
+    }
+    if flags.namespace.is_empty() {
+        return Err(Error::InvalidArgument(
+            "shim namespace cannot be empty".into(),
+        ));
+    }
+    match flags.action.as_str() {
+        "start" => start(&flags),
+        "delete" => delete(&flags),
+        "" => serve(&flags),
+        other => Err(Error::InvalidArgument(format!("unknown action {other:?}"))),
+    }
+}
+
+fn socket_path(address: &str) -> &str {
+    address.strip_prefix("unix://").unwrap_or(address)
+}
+
+/// The id whose shim serves this container: the pod sandbox's for CRI containers.
+fn grouping(bundle: &Path, id: &str) -> String {
+    fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
+        .and_then(|v| {
+            v.get("annotations")?
+                .get(SANDBOX_ANNOTATION)?
+                .as_str()
+                .map(str::to_string)
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| id.to_string())
+}
+
+/// `start`: runs with the bundle as cwd. containerd reads stdout and stderr together as the
+/// address, so nothing else may be printed, even on the way to an error.
+fn start(flags: &Flags) -> Result<()> {
+    let cwd = std::env::current_dir().map_err(io("cwd"))?;
+    let group = grouping(&cwd, &flags.id);
+    let address = socket_address(&flags.address, &flags.namespace, &group);
+    let path = PathBuf::from(socket_path(&address));
+
+    if UnixStream::connect(&path).is_ok() {
+        // The pod's shim is already serving.
+        containerd_shim::util::write_address(&address)?;
+        print!("{address}");
+        return Ok(());
+    }
+    let listener = bind_private(&path)?;
+    let fd = listener.as_raw_fd();
+    set_cloexec(fd, false)?;
+    let exe = std::env::current_exe().map_err(io("current exe"))?;
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "-namespace",
+        &flags.namespace,
+        "-id",
+        &flags.id,
+        "-address",
+        &flags.address,
+        "-publish-binary",
+        &flags.publish_binary,
+        "-socket",
+        &address,
+    ]);
+    if flags.debug {
+        cmd.arg("-debug");
+    }
+    // Own process group: a signal to containerd's group must not reach the shim.
+    cmd.env(LISTEN_FD_ENV, fd.to_string())
+        .current_dir(&cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = fs::remove_file(&path);
+            return Err(io("spawn shim")(e));
+        }
+    };
+    drop(listener);
+    containerd_shim::util::write_address(&address)?;
+    // containerd's score + 1, so that under memory pressure the shim goes before containerd.
+    if let Err(e) = containerd_shim::cgroup::adjust_oom_score(child.id()) {
+        log::warn!("oom_score_adj: {e}");
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(address.as_bytes())
+        .map_err(io("write address"))?;
+    out.flush().map_err(io("write address"))
+}
+
+/// `-info` (containerd 1.7+; 1.6 never calls it): RuntimeInfo on stdout, with the runtime
+/// binary's `features` JSON. The task options, if any, arrive on stdin as an Any.
+fn info() -> Result<()> {
+    use containerd_shim_protos::types::introspection::{RuntimeInfo, RuntimeVersion};
+    use std::io::Read;
+    let mut input = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .map_err(io("read options"))?;
+    let options = if input.is_empty() {
+        None
+    } else {
+        Some(protobuf::well_known_types::any::Any::parse_from_bytes(
+            &input,
+        )?)
+    };
+    let cfg = RuntimeConfig::from_options(options.as_ref())?;
+    let out = Command::new(&cfg.binary)
+        .arg("features")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(io(format!("run {} features", cfg.binary)))?;
+    if !out.status.success() {
+        return Err(Error::Runtime {
+            binary: cfg.binary,
+            command: "features",
+            message: format!("exit status {}", out.status),
+        });
+    }
+    let info = RuntimeInfo {
+        name: RUNTIME_ID.to_string(),
+        version: MessageField::some(RuntimeVersion {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ..Default::default()
+        }),
+        options: MessageField::from_option(options),
+        features: MessageField::some(protobuf::well_known_types::any::Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/features/Features".into(),
+            value: out.stdout,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut stdout = std::io::stdout().lock();
+    info.write_to_writer(&mut stdout)?;
+    stdout.flush().map_err(io("write runtime info"))
+}
+
+/// A path socket (never abstract, CVE-2020-15257) with mode 0600 in a 0700 directory.
+fn bind_private(path: &Path) -> Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(format!("create {}", dir.display())))?;
+        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+    }
+    // A socket file nobody answers on is a leftover of a killed shim.
+    if path.exists() {
+        let _ = fs::remove_file(path);
+    }
+    // SAFETY: umask only swaps the process's file mode mask; start is single-threaded.
+    let old = unsafe { libc::umask(0o177) };
+    let bound = UnixListener::bind(path);
+    // SAFETY: as above, restoring the previous mask.
+    unsafe { libc::umask(old) };
+    let listener = bound.map_err(io(format!("bind {}", path.display())))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .map_err(io("chmod shim socket"))?;
+    Ok(listener)
+}
+
+fn set_cloexec(fd: RawFd, on: bool) -> Result<()> {
+    // SAFETY: F_GETFD/F_SETFD on an fd we own; no pointers involved.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(io("fcntl")(std::io::Error::last_os_error()));
+    }
+    let new = if on {
+        flags | libc::FD_CLOEXEC
+    } else {
+        flags & !libc::FD_CLOEXEC
+    };
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, new) } < 0 {
+        return Err(io("fcntl")(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// `delete`: containerd's cleanup after a shim died. Runs with the bundle as cwd; prints a
+/// DeleteResponse (SIGKILL status, as runc's shim) on stdout.
+fn delete(flags: &Flags) -> Result<()> {
+    let bundle = if flags.bundle.is_empty() {
+        std::env::current_dir().map_err(io("cwd"))?
+    } else {
+        PathBuf::from(&flags.bundle)
+    };
+    let cfg = RuntimeConfig::load(&bundle);
+    let runtime = Runtime::new(&cfg, &flags.namespace, &bundle);
+    if let Err(e) = runtime.delete(&flags.id, true) {
+        log::warn!("delete {}: {e}", flags.id);
+    }
+    if let Some(rootfs) = bundle.join("rootfs").to_str() {
+        if let Err(e) = containerd_shim::mount::umount_recursive(Some(rootfs), 0) {
+            log::warn!("unmount {rootfs}: {e}");
+        }
+    }
+    let pid = fs::read_to_string(bundle.join("init.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    // The dead shim could not remove its socket; a live one (the pod's) answers and stays.
+    let address = socket_address(
+        &flags.address,
+        &flags.namespace,
+        &grouping(&bundle, &flags.id),
+    );
+    let path = socket_path(&address);
+    if Path::new(path).exists() && UnixStream::connect(path).is_err() {
+        let _ = fs::remove_file(path);
+    }
+    let resp = DeleteResponse {
+        pid,
+        exit_status: 128 + libc::SIGKILL as u32,
+        exited_at: MessageField::some(now()),
+        ..Default::default()
+    };
+    let mut out = std::io::stdout().lock();
+    resp.write_to_writer(&mut out)?;
+    out.flush().map_err(io("write delete response"))
+}
+
+static EXIT_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// The daemon. The main thread is the reaper: every signal the shim handles is blocked in all
+/// threads (the mask is set before any thread exists) and taken here with sigwait, so there is
+/// no signal handler and no extra thread for it.
+fn serve(flags: &Flags) -> Result<()> {
+    // One malloc arena: glibc otherwise gives each of the shim's threads its own, and their
+    // touched pages are most of an idle shim's private memory. Requests are few and small.
+    // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGUSR1,
+    ] {
+        set.add(s);
+    }
+    set.thread_block().map_err(sys("block signals"))?;
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } < 0 {
+        return Err(io("set child subreaper")(std::io::Error::last_os_error()));
+    }
+    crate::runtime::enable_reaper_mode();
+    if let Err(e) = containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id)
+    {
+        // No log FIFO (run by hand): keep going without logs rather than fail.
+        let _ = e;
+    }
+
+    let listener = match std::env::var(LISTEN_FD_ENV)
+        .ok()
+        .and_then(|v| v.parse::<RawFd>().ok())
+    {
+        Some(fd) => {
+            // SAFETY: start passed this fd to us and nothing else in this process owns it.
+            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+            set_cloexec(owned.as_raw_fd(), true)?;
+            UnixListener::from(owned)
+        }
+        None => bind_private(Path::new(socket_path(&flags.socket)))?,
+    };
+    // SAFETY: no other thread exists yet that could read the environment concurrently.
+    unsafe { std::env::remove_var(LISTEN_FD_ENV) };
+
+    let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
+    let events = Arc::new(Publisher::start(ttrpc_address, flags.namespace.clone())?);
+    let service = Arc::new(Service::new(
+        flags.namespace.clone(),
+        Arc::clone(&events),
+        Box::new(|| {
+            EXIT_REQUESTED.store(true, Ordering::SeqCst);
+            let _ = nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGUSR1);
+        }),
+    )?);
+    let task: Arc<dyn containerd_shim_protos::Task + Send + Sync> = service.clone();
+    // Task API v3 (containerd 2.x) has the v2 messages under a new service name: the same
+    // handlers are registered under both, and the client picks by the name it calls.
+    let v3: std::collections::HashMap<_, _> = create_task(task.clone())
+        .into_iter()
+        .map(|(k, v)| (k.replacen(TASK_V2, TASK_V3, 1), v))
+        .collect();
+    // One connection (containerd's) needs few workers. ttrpc counts only *idle* workers:
+    // it adds one whenever fewer than `min` are idle (a blocked Wait holds its worker), and
+    // idle workers above `max` exit, so the pool shrinks back after a burst.
+    let mut server = Server::new()
+        .set_thread_count_default(2)
+        .set_thread_count_min(1)
+        .set_thread_count_max(3)
+        .add_listener(listener.into_raw_fd())?
+        .register_service(create_task(task))
+        .register_service(v3);
+    server.start()?;
+    log::info!("shim serving on {}", flags.socket);
+
+    loop {
+        let sig = set.wait().map_err(sys("sigwait"))?;
+        match sig {
+            Signal::SIGCHLD => reap_all(&service),
+            Signal::SIGUSR1 if EXIT_REQUESTED.load(Ordering::SeqCst) => break,
+            _ => {}
+        }
+    }
+    let _ = fs::remove_file(socket_path(&flags.socket));
+    events.flush_and_stop();
+    log::info!("shim exiting");
+    // Not joining the server: a blocked Wait in another connection must not keep us alive.
+    std::process::exit(0);
+}
+
+fn reap_all(service: &Service) {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => dispatch(service, pid.as_raw(), code),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                dispatch(service, pid.as_raw(), 128 + sig as i32)
+            }
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+            Ok(_) => {}
+            Err(Errno::EINTR) => {}
+            Err(e) => {
+                log::warn!("waitpid: {e}");
+                return;
+            }
+        }
+    }
+}
+
+fn dispatch(service: &Service, pid: i32, code: i32) {
+    // Runtime invocations and the rootfs mount helper wait on the library's monitor.
+    let _ = containerd_shim::monitor::monitor_notify_by_pid(pid, code);
+    service.on_exit(pid, code);
+}
