@@ -22,6 +22,7 @@ build: deps
 install: build
 	install -D -m 0755 $(RELEASE_DIR)/berth $(DESTDIR)$(PREFIX)/bin/berth
 	install -D -m 0755 $(RELEASE_DIR)/berth-snapshotter $(DESTDIR)$(PREFIX)/bin/berth-snapshotter
+	install -D -m 0755 $(RELEASE_DIR)/containerd-shim-berth-v2 $(DESTDIR)$(PREFIX)/bin/containerd-shim-berth-v2
 
 demo: install
 	./scripts/demo.sh
@@ -30,7 +31,7 @@ unit: deps
 	$(CARGO) test --workspace --lib --bins
 
 conformance: build
-	$(CARGO) test --release --no-fail-fast -p berth-snapshotter -- --test-threads=2
+	$(CARGO) test --release --no-fail-fast -p berth-snapshotter -p containerd-shim-berth-v2 -- --test-threads=2
 	BERTH=$(CURDIR)/$(RELEASE_DIR)/berth BERTH_SNAPSHOTTER=$(CURDIR)/$(RELEASE_DIR)/berth-snapshotter \
 		$(CARGO) test --release --no-fail-fast -p conformance -- --test-threads=2
 
@@ -41,6 +42,7 @@ bench: build
 	./scripts/bench-host.sh
 	BERTH=$(CURDIR)/$(RELEASE_DIR)/berth $(CARGO) run --release -p conformance --bin bench
 	BERTH_SNAPSHOTTER=$(CURDIR)/$(RELEASE_DIR)/berth-snapshotter $(CARGO) run --release -p conformance --bin bench-snapshotter
+	$(CARGO) run --release -p conformance --bin bench-shim
 
 clean:
 	$(CARGO) clean
