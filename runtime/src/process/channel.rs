@@ -47,17 +47,29 @@ impl Channel {
 
     /// The next message, or None if the peer closed its end (exited).
     pub fn recv(&self) -> io::Result<Option<Msg>> {
-        let mut buf = vec![0u8; MAX_MSG];
-        let n = loop {
-            match recv(std::os::fd::AsRawFd::as_raw_fd(&self.fd), &mut buf, MsgFlags::empty()) {
+        use std::os::fd::AsRawFd;
+        // Peek at the datagram's real length (MSG_TRUNC) so the buffer is only as large as
+        // the message: this runs in every create, in the parent and in the init.
+        let len = loop {
+            match recv(self.fd.as_raw_fd(), &mut [0u8; 0], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
                 Ok(n) => break n,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
             }
         };
-        if n == 0 {
+        if len == 0 {
+            // Drain the EOF (or the empty datagram) and report the peer gone.
+            let _ = recv(self.fd.as_raw_fd(), &mut [0u8; 1], MsgFlags::empty());
             return Ok(None);
         }
+        let mut buf = vec![0u8; len.min(MAX_MSG)];
+        let n = loop {
+            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Ok(n) => break n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
         serde_json::from_slice(&buf[..n]).map(Some).map_err(io::Error::other)
     }
 
