@@ -37,12 +37,14 @@ conformance: build
 
 test: unit conformance
 
-# Interleaved berth/runc/crun timings; BENCH_N=<iterations> (default 100).
+# Interleaved berth/runc/crun timings; BENCH_N=<iterations> (default 100). The bench
+# binaries run directly, not through `cargo run`, whose extra environment would be copied
+# into every runtime invocation.
 bench: build
 	./scripts/bench-host.sh
-	BERTH=$(CURDIR)/$(RELEASE_DIR)/berth $(CARGO) run --release -p conformance --bin bench
-	BERTH_SNAPSHOTTER=$(CURDIR)/$(RELEASE_DIR)/berth-snapshotter $(CARGO) run --release -p conformance --bin bench-snapshotter
-	$(CARGO) run --release -p conformance --bin bench-shim
+	BERTH=$(CURDIR)/$(RELEASE_DIR)/berth $(RELEASE_DIR)/bench
+	BERTH_SNAPSHOTTER=$(CURDIR)/$(RELEASE_DIR)/berth-snapshotter $(RELEASE_DIR)/bench-snapshotter
+	$(RELEASE_DIR)/bench-shim
 
 clean:
 	$(CARGO) clean
