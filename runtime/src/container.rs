@@ -165,6 +165,23 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     let cgroup_mounts = cgroup.mounts();
     guard.cgroup = Some(cgroup);
     let cgroup = guard.cgroup.as_ref().ok_or_else(|| Error::Usage("cgroup".into()))?;
+    // Recorded at once, with no init yet, so that `delete --force` can still find and
+    // remove the cgroup if this process is killed before it finishes (the guard would not
+    // run then).
+    let mut record = Record {
+        id: opts.id.clone(),
+        pid: 0,
+        init_start_time: 0,
+        bundle: bundle.clone(),
+        rootfs: validated.rootfs.clone(),
+        created: crate::state::now_rfc3339(),
+        owner: owner(),
+        annotations: annotations.clone(),
+        cgroup: serde_json::to_value(cgroup.state()).map_err(|e| Error::io("encoding cgroup state", e.into()))?,
+        hooks: spec.hooks().clone(),
+        shared_pidns: !plan.clone_flags.contains(nix::sched::CloneFlags::CLONE_NEWPID),
+    };
+    store.save(&record)?;
     cgroup.apply(&resources)?;
 
     let (parent_ch, child_ch) = channel::pair().map_err(|e| Error::io("socketpair", e))?;
@@ -230,19 +247,8 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
         }
     }
 
-    let record = Record {
-        id: opts.id.clone(),
-        pid,
-        init_start_time: sys::process_start_time(pid).unwrap_or(0),
-        bundle: bundle.clone(),
-        rootfs: validated.rootfs.clone(),
-        created: crate::state::now_rfc3339(),
-        owner: owner(),
-        annotations,
-        cgroup: serde_json::to_value(cgroup.state()).map_err(|e| Error::io("encoding cgroup state", e.into()))?,
-        hooks: spec.hooks().clone(),
-        shared_pidns: !plan.clone_flags.contains(nix::sched::CloneFlags::CLONE_NEWPID),
-    };
+    record.pid = pid;
+    record.init_start_time = sys::process_start_time(pid).unwrap_or(0);
     store.save(&record)?;
     log::debug(&format!("create {}: init {pid} is waiting for start", opts.id));
     if let Some(p) = &opts.pid_file {
@@ -299,8 +305,10 @@ fn manager_of(rec: &Record) -> Result<Manager> {
 
 pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
     let (rec, status) = load_with_status(store, id)?;
-    if status == Status::Stopped {
-        return Err(Error::WrongState { id: id.into(), status, msg: "container not running" });
+    match status {
+        Status::Stopped => return Err(Error::WrongState { id: id.into(), status, msg: "container not running" }),
+        Status::Creating => return Err(Error::WrongState { id: id.into(), status, msg: "it has no process to signal yet" }),
+        _ => {}
     }
     // The pidfd pins the process: check it is still our init before signalling anything.
     let pidfd = sys::pidfd_open(rec.pid).map_err(|e| Error::io(format!("container \"{id}\": pidfd_open"), e))?;

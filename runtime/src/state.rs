@@ -191,6 +191,10 @@ impl Store {
     /// The container's status, derived from the live system rather than stored, so it is
     /// right even after the init died behind our back.
     pub fn status(&self, rec: &Record) -> Status {
+        // No init yet: a create in progress, or one that was killed (delete --force cleans up).
+        if rec.pid == 0 {
+            return Status::Creating;
+        }
         if !crate::sys::process_alive(rec.pid, rec.init_start_time) {
             return Status::Stopped;
         }
