@@ -160,6 +160,8 @@ pub struct Containerd {
     pub dir: tempfile::TempDir,
     pub address: PathBuf,
     child: Option<Child>,
+    /// Namespaces ctr was used in: their cgroup parents are removed at the end.
+    namespaces: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 impl Containerd {
@@ -203,6 +205,7 @@ impl Containerd {
             dir,
             address,
             child: Some(child),
+            namespaces: Default::default(),
         };
         for _ in 0..500 {
             if c.address.exists() {
@@ -231,6 +234,7 @@ impl Containerd {
     }
 
     pub fn ctr_raw(&self, namespace: &str, args: &[&str]) -> Result<Output, FixtureError> {
+        self.namespaces.borrow_mut().insert(namespace.to_string());
         Command::new("ctr")
             .arg("--address")
             .arg(&self.address)
@@ -308,5 +312,8 @@ impl Drop for Containerd {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         unmount_under(self.dir.path());
+        for ns in self.namespaces.borrow().iter() {
+            crate::leak::remove_empty_cgroup_parent(ns);
+        }
     }
 }

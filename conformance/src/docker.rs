@@ -188,6 +188,8 @@ impl Dockerd {
         if std::env::var_os("BERTH_KEEP_DOCKER_ARGV").is_some() {
             let _ = fs::copy(&self.argv_log, "/tmp/berth-docker-runtime-argv.log");
         }
+        // dockerd's containers share /docker; the runtime leaves it behind when it empties.
+        crate::leak::remove_empty_cgroup_parent("docker");
         let _ = fs::remove_dir_all(&self.dir);
     }
 }

@@ -190,3 +190,21 @@ pub fn scrub(id: &str, dir: &Path, baseline: &LeakSnapshot) {
         }
     }
 }
+
+/// Removes `/<name>` from every cgroup hierarchy where it is left empty: the parent that a
+/// daemon's containers shared (containerd's namespace, dockerd's "docker"), which runtimes
+/// leave behind by design: they remove only the container's own cgroup. rmdir succeeds only
+/// on an empty cgroup, so this never touches one in use.
+pub fn remove_empty_cgroup_parent(name: &str) {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return;
+    }
+    let root = Path::new("/sys/fs/cgroup");
+    // Pure cgroup v2 keeps it at the top; v1 and hybrid in every hierarchy.
+    let _ = fs::remove_dir(root.join(name));
+    if let Ok(entries) = fs::read_dir(root) {
+        for e in entries.flatten() {
+            let _ = fs::remove_dir(e.path().join(name));
+        }
+    }
+}

@@ -290,6 +290,9 @@ impl Drop for Containerd {
             let _ = Command::new("umount").arg("-l").arg(p).status();
         }
         let _ = fs::remove_dir_all(&self.dir);
+        for ns in &self.namespaces {
+            crate::leak::remove_empty_cgroup_parent(ns);
+        }
     }
 }
 
