@@ -179,7 +179,6 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
         annotations: annotations.clone(),
         cgroup: serde_json::to_value(cgroup.state()).map_err(|e| Error::io("encoding cgroup state", e.into()))?,
         hooks: spec.hooks().clone(),
-        shared_pidns: !plan.clone_flags.contains(nix::sched::CloneFlags::CLONE_NEWPID),
     };
     store.save(&record)?;
     cgroup.apply(&resources)?;
@@ -388,5 +387,5 @@ pub fn list(store: &Store) -> Result<Vec<(Record, Status)>> {
 /// Waits for the init (our child) while forwarding signals to it, and, with a terminal,
 /// copying between our stdio and the pty. Returns the container's exit code.
 pub fn wait_foreground(created: &Created, tty_master: Option<OwnedFd>) -> Result<i32> {
-    crate::foreground::wait(created.pid, &created.pidfd, tty_master).map_err(|e| Error::io("waiting for the container", e))
+    crate::foreground::wait(&created.pidfd, tty_master).map_err(|e| Error::io("waiting for the container", e))
 }

@@ -77,7 +77,7 @@ fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-pub fn wait(pid: i32, pidfd: &OwnedFd, master: Option<OwnedFd>) -> io::Result<i32> {
+pub fn wait(pidfd: &OwnedFd, master: Option<OwnedFd>) -> io::Result<i32> {
     let mut set = SigSet::empty();
     for s in FORWARDED {
         set.add(s);
@@ -159,7 +159,6 @@ pub fn wait(pid: i32, pidfd: &OwnedFd, master: Option<OwnedFd>) -> io::Result<i3
             break;
         }
     }
-    let _ = pid;
     use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
     match waitid(Id::PIDFd(pidfd.as_fd()), WaitPidFlag::WEXITED)? {
         WaitStatus::Exited(_, code) => Ok(code),

@@ -73,10 +73,6 @@ pub struct Record {
     pub cgroup: serde_json::Value,
     #[serde(default)]
     pub hooks: Option<Hooks>,
-    /// Whether the init shares the host's (or another) pid namespace: then killing the init
-    /// does not kill the rest, and `kill`/`delete` must signal the whole cgroup.
-    #[serde(default)]
-    pub shared_pidns: bool,
 }
 
 /// The JSON `state` prints: runtime-spec's state, as runc prints it.
