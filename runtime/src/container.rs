@@ -257,7 +257,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     Ok(Created { pid, pidfd })
 }
 
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_file_name(format!(
         ".{}.tmp",
         path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
@@ -296,7 +296,7 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     Ok(())
 }
 
-fn manager_of(rec: &Record) -> Result<Manager> {
+pub(crate) fn manager_of(rec: &Record) -> Result<Manager> {
     let st = serde_json::from_value(rec.cgroup.clone())
         .map_err(|e| Error::io(format!("container \"{}\": cgroup state", rec.id), e.into()))?;
     Ok(Manager::from_state(&st))
