@@ -1,6 +1,7 @@
 //! `exec`: a process joining a running (or created) container, with runc's command line.
 //! Everything here also runs against runc (BERTH=/usr/sbin/runc).
 
+use conformance::util::status_field;
 use conformance::{sha256_file, Case, Out};
 use serde_json::json;
 use std::fs;
@@ -37,15 +38,6 @@ fn ns_links(pid: &str) -> Vec<String> {
         .filter_map(|n| fs::read_link(format!("/proc/{pid}/ns/{n}")).ok())
         .map(|l| l.to_string_lossy().into_owned())
         .collect()
-}
-
-fn status_field(status: &str, key: &str) -> String {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}:")))
-        .unwrap_or_else(|| panic!("{key} missing:\n{status}"))
-        .trim()
-        .to_string()
 }
 
 #[test]
