@@ -457,3 +457,34 @@ fn cve_2019_5736_exec_of_proc_self_exe_leaves_runtime_binary_unchanged() {
         "the runtime binary was modified"
     );
 }
+
+/// The init's freezer control file and its frozen/thawed values (v1 freezer or v2).
+fn freezer_of(pid: i64) -> (String, &'static str, &'static str) {
+    let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for l in cg.lines() {
+        let mut f = l.splitn(3, ':');
+        let (_, ctl, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+        if ctl.split(',').any(|c| c == "freezer") {
+            return (format!("/sys/fs/cgroup/freezer{path}/freezer.state"), "FROZEN", "THAWED");
+        }
+        if ctl.is_empty() && fs::metadata("/sys/fs/cgroup/cgroup.controllers").is_ok() {
+            return (format!("/sys/fs/cgroup{path}/cgroup.freeze"), "1", "0");
+        }
+    }
+    panic!("no freezer for pid {pid}:\n{cg}");
+}
+
+#[test]
+fn exec_into_a_paused_container_is_refused() {
+    let c = running("exec_paused");
+    let (file, frozen, thawed) = freezer_of(init_pid(&c));
+    fs::write(&file, frozen).expect("freeze");
+    conformance::poll_until("frozen", std::time::Duration::from_secs(10), || {
+        fs::read_to_string(&file).ok().filter(|s| s.trim() == frozen).map(|_| ())
+    });
+    let out = exec(&c, &[&c.id, "true"]);
+    fs::write(&file, thawed).expect("thaw");
+    out.expect_fail("exec into a paused container");
+    assert!(out.stderr.contains("paused"), "{out}");
+    assert_eq!(exec_ok(&c, &[&c.id, "echo", "thawed"]), "thawed\n");
+}
