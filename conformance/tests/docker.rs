@@ -188,7 +188,7 @@ fn docker_exec_it_through_a_pty() {
         .args(["-qec", &cmd, "/dev/null"])
         .timeout(Duration::from_secs(120))
         .run();
-    let text = out.stdout.replace(['\r', '\0'], "");
+    let text = out.stdout.replace(['\r', '\0'], "").replace("^@", "");
     assert!(out.ok(), "{out}");
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.first().is_some_and(|l| l.starts_with("/dev/pts/")), "{text:?}");

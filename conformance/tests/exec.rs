@@ -488,3 +488,21 @@ fn exec_into_a_paused_container_is_refused() {
     assert!(out.stderr.contains("paused"), "{out}");
     assert_eq!(exec_ok(&c, &[&c.id, "echo", "thawed"]), "thawed\n");
 }
+
+#[test]
+fn foreground_exec_tty_proxies_the_terminal() {
+    let c = running("exec_fg_tty");
+    let q = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
+    let cmd = [c.rt.bin.to_str().unwrap(), "--root", c.rt.root.to_str().unwrap(), "exec", "-t", &c.id, "sh", "-c", "tty; echo in-tty; exit 5"]
+        .iter()
+        .map(|a| q(a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    // script(1) gives berth a terminal of its own, as a person's would be.
+    let out = conformance::runtime::Invocation::new(std::path::Path::new("script")).args(["-qec", &cmd, "/dev/null"]).run();
+    let text = out.stdout.replace(['\r', '\0'], "").replace("^@", "");
+    assert_eq!(out.code, 5, "the process's exit code comes back through script: {out}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.first().is_some_and(|l| l.starts_with("/dev/pts/")), "{text:?}");
+    assert!(lines.contains(&"in-tty"), "{text:?}");
+}
