@@ -389,3 +389,17 @@ pub fn list(store: &Store) -> Result<Vec<(Record, Status)>> {
 pub fn wait_foreground(created: &Created, tty_master: Option<OwnedFd>) -> Result<i32> {
     crate::foreground::wait(&created.pidfd, tty_master).map_err(|e| Error::io("waiting for the container", e))
 }
+
+/// `update --resources`: writes new `linux.resources` into a live container's cgroup
+/// (validated first, so a refused value writes nothing). Devices are not updatable, as in
+/// runc: the device rules stay the ones create set.
+pub fn update(store: &Store, id: &str, mut resources: oci_spec::runtime::LinuxResources) -> Result<()> {
+    let (rec, status) = load_with_status(store, id)?;
+    if matches!(status, Status::Stopped | Status::Creating) {
+        return Err(Error::WrongState { id: id.into(), status, msg: "only a created, running or paused container can be updated" });
+    }
+    resources.set_devices(None);
+    manager_of(&rec)?.apply(&resources)?;
+    log::debug(&format!("update {id}: resources applied"));
+    Ok(())
+}

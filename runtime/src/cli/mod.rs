@@ -7,6 +7,7 @@ mod kill;
 mod list;
 mod run;
 mod simple;
+mod update;
 
 use std::path::PathBuf;
 
@@ -121,9 +122,16 @@ enum Command {
     },
     /// Run a process in an existing container
     Exec(exec::ExecArgs),
+    /// Change the cgroup resources of a container
+    Update {
+        /// LinuxResources JSON file, or - for stdin
+        #[arg(short = 'r', long)]
+        resources: Option<PathBuf>,
+        id: String,
+    },
     /// Print the features of this runtime as JSON (runtime-spec features.md)
     Features,
-    /// Not implemented yet: ps, pause, resume, events, update, checkpoint, restore
+    /// Not implemented yet: ps, pause, resume, events, checkpoint, restore
     #[command(external_subcommand)]
     Other(Vec<String>),
 }
@@ -133,7 +141,7 @@ const LONG_FLAGS: &[&str] = &[
     "root", "log", "log-format", "debug", "criu", "systemd-cgroup", "rootless", "bundle", "console-socket",
     "pid-file", "no-pivot", "no-new-keyring", "preserve-fds", "detach", "keep", "all", "force", "format",
     "quiet", "version", "help", "tty", "cwd", "env", "user", "additional-gids", "cap", "no-new-privs",
-    "ignore-paused", "cgroup", "apparmor", "process-label", "process", "no-subreaper",
+    "ignore-paused", "cgroup", "apparmor", "process-label", "process", "no-subreaper", "resources",
 ];
 
 /// Flags that take a value as the next argument (global ones and exec's): the argument
@@ -258,6 +266,7 @@ pub fn main() -> i32 {
         Command::List { format, quiet } => list::run(&store, &format, quiet),
         Command::Spec { bundle, rootless } => simple::spec(&bundle, rootless),
         Command::Exec(args) => exec::run(&store, args),
+        Command::Update { resources, id } => update::run(&store, &id, resources.as_deref()),
         Command::Features => simple::features(),
         Command::Other(args) => Err(anyhow::anyhow!(
             "{:?}: this command is not supported by berth yet",
