@@ -190,9 +190,10 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     };
     let v2_dir = cgroup.open_v2_dir();
     let forked = sys::clone3_fork(plan.clone_flags.bits() as u64, v2_dir.as_ref().map(|f| f.as_fd()));
-    if let Some(prev) = saved_pidns {
+    if let (Some(prev), Ok(Forked::Parent { .. }) | Err(_)) = (saved_pidns, &forked) {
         // The child exists (or not); either way this process must leave the container's pid
-        // namespace for its own hooks' sake.
+        // namespace for its own hooks' sake. The child cannot (the host's pid namespace is
+        // not below its own) and need not.
         if let Err(m) = namespaces::restore_pid_for_children(prev) {
             log::warn(&m);
         }
