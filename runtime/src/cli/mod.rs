@@ -121,7 +121,7 @@ enum Command {
         rootless: bool,
     },
     /// Run a process in an existing container
-    Exec(exec::ExecArgs),
+    Exec(Box<exec::ExecArgs>),
     /// Change the cgroup resources of a container
     Update {
         /// LinuxResources JSON file, or - for stdin
@@ -265,7 +265,7 @@ pub fn main() -> i32 {
         Command::Delete { force, id } => delete::run(&store, &id, force),
         Command::List { format, quiet } => list::run(&store, &format, quiet),
         Command::Spec { bundle, rootless } => simple::spec(&bundle, rootless),
-        Command::Exec(args) => exec::run(&store, args),
+        Command::Exec(args) => exec::run(&store, *args),
         Command::Update { resources, id } => update::run(&store, &id, resources.as_deref()),
         Command::Features => simple::features(),
         Command::Other(args) => Err(anyhow::anyhow!(
