@@ -84,6 +84,26 @@ test_cgroups_path_placement_at_clone_and_delete() {
 	verdict cgroups_path_placement_at_clone_and_delete "$p" "pid=$pid log=[$(cat /tmp/placed.log)]"
 }
 
+# placed (again, under another id): sleep 1000. exec is cloned straight into the
+# container's cgroup (CLONE_INTO_CGROUP), or into an existing sub-cgroup with --cgroup.
+test_exec_joins_the_container_cgroup_on_v2() {
+	p=""
+	berth run -d -b /bundles/placed execv2 >/tmp/execv2.log 2>&1 || p="$p run-failed"
+	out=$(berth exec execv2 cat /proc/self/cgroup 2>&1) || p="$p exec-failed"
+	[ "$out" = "0::/" ] || p="$p exec-cgroup=[$out]"
+	berth exec -d --pid-file /tmp/execv2.pid execv2 sleep 1000 >>/tmp/execv2.log 2>&1 || p="$p exec-detach-failed"
+	epid=$(cat /tmp/execv2.pid 2>/dev/null)
+	host_cg=$(cat /proc/"$epid"/cgroup 2>&1)
+	[ "$host_cg" = "0::/berth-test/placed" ] || p="$p exec-host-cgroup=[$host_cg]"
+	mkdir "$PARENT/placed/sub"
+	sub=$(berth exec --cgroup sub execv2 cat /proc/self/cgroup 2>&1) || p="$p exec-sub-failed"
+	[ "$sub" = "0::/sub" ] || p="$p exec-sub-cgroup=[$sub]"
+	berth exec --cgroup ../x execv2 true 2>/dev/null && p="$p dotdot-accepted"
+	berth delete -f execv2 || p="$p delete-failed"
+	[ -e "$PARENT/placed" ] && p="$p cgroup-left"
+	verdict exec_joins_the_container_cgroup_on_v2 "$p" "out=[$out] host=[$host_cg] sub=[$sub] log=[$(cat /tmp/execv2.log)]"
+}
+
 # limits: sleep 1000; memory.limit 64 MiB, cpu shares 1024 quota 50000
 # period 100000, pids.limit 20.
 test_resources_written_to_v2_files() {
@@ -396,6 +416,7 @@ run_all_tests() {
 	mkdir -p "$PARENT" "$STATE"
 	for t in run_exit_code_output_and_cgroupns_root \
 		cgroups_path_placement_at_clone_and_delete \
+		exec_joins_the_container_cgroup_on_v2 \
 		resources_written_to_v2_files \
 		more_resources_written_to_v2_files \
 		resource_edge_values_on_v2 \

@@ -143,6 +143,14 @@ impl Dockerd {
         self.docker(&a)
     }
 
+    /// The full command line of `docker <args>` against this daemon, for callers that run
+    /// it themselves (e.g. under a pty with `script`).
+    pub fn docker_argv(&self, args: &[&str]) -> Vec<String> {
+        let mut v = vec![self.docker_cli.to_string_lossy().into_owned(), "-H".into(), format!("unix://{}", self.sock.display())];
+        v.extend(args.iter().map(|a| a.to_string()));
+        v
+    }
+
     /// Everything the shim made the runtime do so far.
     pub fn runtime_argv(&self) -> String {
         fs::read_to_string(&self.argv_log).unwrap_or_default()

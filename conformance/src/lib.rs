@@ -7,6 +7,7 @@
 
 pub mod bundle;
 pub mod case;
+pub mod console;
 pub mod containerd;
 pub mod docker;
 pub mod image;

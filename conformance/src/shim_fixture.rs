@@ -30,9 +30,13 @@ pub fn shim_dir() -> PathBuf {
     dir
 }
 
-/// The runtime binary the shim runs: `BERTH_RUNTIME`, else runc (berth's CLI is runc's).
+/// The runtime binary the shim runs: `BERTH_RUNTIME` (e.g. /usr/sbin/runc for a differential
+/// run), else berth as the other conformance tests pick it ($BERTH or the newest build).
 pub fn runtime_binary() -> String {
-    std::env::var("BERTH_RUNTIME").unwrap_or_else(|_| "/usr/sbin/runc".to_string())
+    std::env::var("BERTH_RUNTIME")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| crate::runtime::runtime_binary().to_string_lossy().into_owned())
 }
 
 fn sha256_hex(data: &[u8]) -> String {

@@ -94,3 +94,13 @@ pub fn workspace_binary(name: &str, env: &str) -> std::path::PathBuf {
         .map(|(_, p)| p)
         .unwrap_or_else(|| target.join("release").join(name))
 }
+
+/// One field of a /proc/<pid>/status text ("CapEff", "NSpid", …), trimmed.
+pub fn status_field(status: &str, key: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("{key} missing from /proc/self/status:\n{status}"))
+        .trim()
+        .to_string()
+}

@@ -61,6 +61,11 @@ fn cgroups_path_placement_at_clone_and_delete() {
 }
 
 #[test]
+fn exec_joins_the_container_cgroup_on_v2() {
+    assert_guest_pass("exec_joins_the_container_cgroup_on_v2");
+}
+
+#[test]
 fn resources_written_to_v2_files() {
     assert_guest_pass("resources_written_to_v2_files");
 }

@@ -168,3 +168,20 @@ fn zero_valued_resources_as_docker_sends_them_are_accepted() {
     let out = c.sh_ok("cat /proc/sys/net/ipv4/ip_unprivileged_port_start");
     assert_eq!(out.trim(), "0");
 }
+
+#[test]
+fn update_resources_changes_the_live_cgroup() {
+    let mut c = Case::new("cg_update");
+    c.bundle.set_args(&["sleep", "1000"]);
+    c.create().expect_ok("create");
+    c.start().expect_ok("start");
+    let p = cgroup_of(init_pid(&c), "memory");
+    let res = c.dir.join("resources.json");
+    fs::write(&res, json!({"memory": {"limit": 32 * 1024 * 1024}, "pids": {"limit": 50}}).to_string()).unwrap();
+    c.rt.exec(&["update", "--resources", res.to_str().unwrap(), &c.id]).expect_ok("update --resources");
+    assert_eq!(knob("memory", &p, "memory.limit_in_bytes"), (32 * 1024 * 1024).to_string());
+    assert_eq!(knob("pids", &cgroup_of(init_pid(&c), "pids"), "pids.max"), "50");
+    let out = c.rt.cmd().args(["update", "-r", "-", &c.id]).stdin(b"{not json").run();
+    out.expect_fail("update with malformed JSON");
+    assert_eq!(knob("memory", &p, "memory.limit_in_bytes"), (32 * 1024 * 1024).to_string(), "nothing changed");
+}

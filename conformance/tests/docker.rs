@@ -142,3 +142,57 @@ fn docker_run_tty_uses_console_socket() {
     assert!(out.contains("sized"), "{out:?}");
     assert!(d.runtime_argv().contains("--console-socket"), "shim did not pass --console-socket for -t");
 }
+
+/// A detached `sleep` container for exec tests; removed by the caller.
+fn sleeper(d: &conformance::docker::Dockerd) -> String {
+    let out = d.docker(&["run", "-d", "--runtime", "berth", "--security-opt", "seccomp=unconfined", "--network", "none", IMAGE, "sleep", "1000"]);
+    ok(&out).trim().to_string()
+}
+
+#[test]
+fn docker_exec_output_exit_code_user_workdir_env() {
+    let d = dockerd();
+    let id = sleeper(d);
+    let out = d.docker(&["exec", &id, "sh", "-c", "echo hello; echo oops >&2; exit 3"]);
+    assert_eq!((out.code, out.stdout.as_str()), (3, "hello\n"), "{out}");
+    assert!(out.stderr.contains("oops"), "{out}");
+    assert_eq!(ok(&d.docker(&["exec", "-u", "1000:1000", &id, "sh", "-c", "id -u; id -g"])), "1000\n1000\n");
+    assert_eq!(ok(&d.docker(&["exec", "-u", "user", &id, "id", "-u"])), "1000\n");
+    assert_eq!(ok(&d.docker(&["exec", "-w", "/tmp", &id, "pwd"])), "/tmp\n");
+    assert_eq!(ok(&d.docker(&["exec", "-e", "FOO=bar baz", &id, "sh", "-c", "echo $FOO"])), "bar baz\n");
+    // The init is pid 1 of the same pid namespace.
+    assert_eq!(ok(&d.docker(&["exec", &id, "cat", "/proc/1/comm"])), "sleep\n");
+    let missing = d.docker(&["exec", &id, "/no/such/binary"]);
+    // The CLI turns any exec start failure into 126 and prints the runtime's error.
+    assert_eq!(missing.code, 126, "{missing}");
+    assert!(missing.stdout.contains("no such file or directory") || missing.stderr.contains("no such file or directory"), "{missing}");
+    let argv = d.runtime_argv();
+    assert!(argv.contains("exec --process"), "the shim drove `exec --process`:\n{argv}");
+    d.docker(&["rm", "-f", &id]).expect_ok("docker rm -f");
+    assert!(cgroup_dirs_containing(&id).is_empty(), "cgroup of {id} left behind");
+}
+
+#[test]
+fn docker_exec_it_through_a_pty() {
+    let d = dockerd();
+    let id = sleeper(d);
+    let quote = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
+    let cmd = d
+        .docker_argv(&["exec", "-it", &id, "sh", "-c", "tty; echo done"])
+        .iter()
+        .map(|a| quote(a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    // script(1) gives docker a pty of its own, as a person's terminal would.
+    let out = conformance::runtime::Invocation::new(std::path::Path::new("script"))
+        .args(["-qec", &cmd, "/dev/null"])
+        .timeout(Duration::from_secs(120))
+        .run();
+    let text = out.stdout.replace(['\r', '\0'], "").replace("^@", "");
+    assert!(out.ok(), "{out}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.first().is_some_and(|l| l.starts_with("/dev/pts/")), "{text:?}");
+    assert!(lines.iter().any(|l| *l == "done"), "{text:?}");
+    assert!(d.runtime_argv().lines().any(|l| l.contains("exec") && l.contains("--console-socket")), "exec -t used a console socket");
+    d.docker(&["rm", "-f", &id]).expect_ok("docker rm -f");
+}

@@ -119,3 +119,20 @@ fn namespace_path_is_joined() {
     assert_eq!(out.lines().collect::<Vec<_>>(), want.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(pid_alive(holder));
 }
+
+#[test]
+fn pid_namespace_path_is_joined_without_warnings() {
+    let mut c = Case::new("ns_join_pid");
+    c.bundle.set_args(&["sleep", "1000"]);
+    c.create().expect_ok("create the first container");
+    c.start().expect_ok("start");
+    let init = c.state()["pid"].as_i64().unwrap();
+    let second = c.other_id(1);
+    c.bundle.join_namespace("pid", &format!("/proc/{init}/ns/pid"));
+    c.bundle.set_sh("cat /proc/1/cmdline; echo");
+    c.write();
+    let out = c.rt.run(&second, &c.bundle.dir, &[]);
+    out.expect_ok("run in the first container's pid namespace");
+    assert_eq!(out.stdout, "sleep\u{0}1000\u{0}\n", "pid 1 is the first container's init");
+    assert_eq!(out.stderr, "", "no warning from either side of the clone");
+}

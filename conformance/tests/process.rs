@@ -1,17 +1,9 @@
 //! config.json `process`: args, env, cwd, user, umask, rlimits, capabilities,
 //! noNewPrivileges, oomScoreAdj.
 
+use conformance::util::status_field;
 use conformance::Case;
 use serde_json::json;
-
-fn status_field(status: &str, key: &str) -> String {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}:")))
-        .unwrap_or_else(|| panic!("{key} missing from /proc/self/status:\n{status}"))
-        .trim()
-        .to_string()
-}
 
 fn cap_bit(name: &str) -> u64 {
     let n = match name {

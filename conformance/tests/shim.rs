@@ -1,7 +1,8 @@
 //! containerd-level tests of containerd-shim-berth-v2: a private containerd started by each
 //! test, `ctr` as the client, `--runtime io.containerd.berth.v2`. The runtime binary is
-//! `BERTH_RUNTIME` (default /usr/sbin/runc). Run as root after building the shim:
-//!   cargo build -p containerd-shim-berth-v2 && cargo test -p conformance --test shim
+//! `BERTH_RUNTIME` (default: berth, as $BERTH or the workspace's newest build; set it to
+//! /usr/sbin/runc for a differential run). Run as root after building the binaries:
+//!   cargo build --bins && cargo test -p conformance --test shim
 
 use std::{
     fs,
@@ -209,9 +210,16 @@ fn shim_kill_gives_137_and_exec_sigterm_gives_143() {
         &["tasks", "exec", "--exec-id", "sl", "k", "sleep", "1000"],
         Stdio::null(),
     );
+    // The exec is running once the container's cgroup holds a second process (read on the
+    // host: this test is about kill, not about `ps`).
     wait_for("exec running", 30, || {
-        let ps = text(&cd.ctr(&["tasks", "ps", "k"]).stdout);
-        (ps.lines().count() >= 3).then_some(())
+        let procs = container_cgroups("default", "k")
+            .iter()
+            .filter_map(|d| fs::read_to_string(d.join("cgroup.procs")).ok())
+            .map(|t| t.lines().count())
+            .max()
+            .unwrap_or(0);
+        (procs >= 2).then_some(())
     });
     let out = cd.ctr(&["tasks", "kill", "--exec-id", "sl", "-s", "TERM", "k"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -240,8 +248,8 @@ fn shim_exec_with_and_without_tty_using_binary_name() {
     let cd = Containerd::start();
     let ev = Events::start(&cd, "exec");
     // BinaryName through runtime options (runtimeoptions config_path, what ctr can send); it
-    // overrides BERTH_RUNTIME. runc by default until `berth exec` exists: BERTH_EXEC_RUNTIME.
-    let binary = std::env::var("BERTH_EXEC_RUNTIME").unwrap_or_else(|_| "/usr/sbin/runc".into());
+    // overrides BERTH_RUNTIME; the same binary the rest of the tests use.
+    let binary = conformance::shim_fixture::runtime_binary();
     let cfg = cd.dir.join("berth-runtime.toml");
     fs::write(&cfg, format!("BinaryName = \"{binary}\"\n")).expect("runtime config");
     let cfg = cfg.to_string_lossy().into_owned();

@@ -190,9 +190,10 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     };
     let v2_dir = cgroup.open_v2_dir();
     let forked = sys::clone3_fork(plan.clone_flags.bits() as u64, v2_dir.as_ref().map(|f| f.as_fd()));
-    if let Some(prev) = saved_pidns {
+    if let (Some(prev), Ok(Forked::Parent { .. }) | Err(_)) = (saved_pidns, &forked) {
         // The child exists (or not); either way this process must leave the container's pid
-        // namespace for its own hooks' sake.
+        // namespace for its own hooks' sake. The child cannot (the host's pid namespace is
+        // not below its own) and need not.
         if let Err(m) = namespaces::restore_pid_for_children(prev) {
             log::warn(&m);
         }
@@ -257,7 +258,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     Ok(Created { pid, pidfd })
 }
 
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_file_name(format!(
         ".{}.tmp",
         path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
@@ -296,7 +297,7 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     Ok(())
 }
 
-fn manager_of(rec: &Record) -> Result<Manager> {
+pub(crate) fn manager_of(rec: &Record) -> Result<Manager> {
     let st = serde_json::from_value(rec.cgroup.clone())
         .map_err(|e| Error::io(format!("container \"{}\": cgroup state", rec.id), e.into()))?;
     Ok(Manager::from_state(&st))
@@ -388,4 +389,18 @@ pub fn list(store: &Store) -> Result<Vec<(Record, Status)>> {
 /// copying between our stdio and the pty. Returns the container's exit code.
 pub fn wait_foreground(created: &Created, tty_master: Option<OwnedFd>) -> Result<i32> {
     crate::foreground::wait(&created.pidfd, tty_master).map_err(|e| Error::io("waiting for the container", e))
+}
+
+/// `update --resources`: writes new `linux.resources` into a live container's cgroup
+/// (validated first, so a refused value writes nothing). Devices are not updatable, as in
+/// runc: the device rules stay the ones create set.
+pub fn update(store: &Store, id: &str, mut resources: oci_spec::runtime::LinuxResources) -> Result<()> {
+    let (rec, status) = load_with_status(store, id)?;
+    if matches!(status, Status::Stopped | Status::Creating) {
+        return Err(Error::WrongState { id: id.into(), status, msg: "only a created, running or paused container can be updated" });
+    }
+    resources.set_devices(None);
+    manager_of(&rec)?.apply(&resources)?;
+    log::debug(&format!("update {id}: resources applied"));
+    Ok(())
 }

@@ -7,6 +7,7 @@ pub mod cgroups;
 pub mod console;
 pub mod container;
 pub mod error;
+pub mod exec;
 pub mod features;
 pub mod foreground;
 pub mod hooks;

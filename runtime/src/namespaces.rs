@@ -110,3 +110,35 @@ pub fn enter_pid_for_children(path: &Path) -> Result<OwnedFd, String> {
 pub fn restore_pid_for_children(previous: OwnedFd) -> Result<(), String> {
     nix::sched::setns(previous, CloneFlags::CLONE_NEWPID).map_err(|e| format!("restoring the pid namespace: {e}"))
 }
+
+/// The namespaces of process `pid` that differ from ours, as CLONE_NEW* flags: what a
+/// process must join to be in the same namespaces (joining one it is already in would be
+/// refused for the user namespace).
+pub fn differing_from_self(pid: i32) -> std::io::Result<CloneFlags> {
+    use std::os::unix::fs::MetadataExt;
+    const ALL: [LinuxNamespaceType; 8] = [
+        LinuxNamespaceType::User,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Network,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Cgroup,
+        LinuxNamespaceType::Time,
+    ];
+    let mut flags = CloneFlags::empty();
+    for t in ALL {
+        let name = proc_name(t);
+        let theirs = match std::fs::metadata(format!("/proc/{pid}/ns/{name}")) {
+            Ok(m) => m,
+            // A kernel without this namespace type.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let ours = std::fs::metadata(format!("/proc/self/ns/{name}"))?;
+        if (theirs.dev(), theirs.ino()) != (ours.dev(), ours.ino()) {
+            flags |= clone_flag(t);
+        }
+    }
+    Ok(flags)
+}

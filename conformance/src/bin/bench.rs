@@ -2,8 +2,8 @@
 //! (A B C A B C …) so drift on this shared machine hits every runtime alike.
 //!
 //! Scenarios on a busybox bundle running /bin/true: `run`; create + start +
-//! wait + delete; `list` with no containers; `--version`; and the peak RSS of
-//! `create` (ru_maxrss from wait4). N iterations: `BENCH_N` (default 100).
+//! wait + delete; `exec true` into a running container; `list` with no containers;
+//! `--version`; and the peak RSS of `create` (ru_maxrss from wait4). N iterations: `BENCH_N` (default 100).
 //! Binaries: `BERTH` (default: the workspace's newest build), `RUNC`, `CRUN` (default
 //! from PATH). A runtime that is missing or fails is reported and skipped.
 
@@ -156,6 +156,22 @@ fn main() {
     let live: Vec<&Rt> = rts.iter().filter(|r| r.broken.is_none()).collect();
     println!("N = {n} per scenario, interleaved\n");
 
+    // One long-running container per runtime for `exec`.
+    let mut sleeper = Bundle::new(&work.join("bundle-exec"));
+    sleeper.set_args(&["sleep", "1000000"]);
+    sleeper.write();
+    let exec_id = |rt: &Rt| format!("bench-{}-exec", rt.name);
+    // Its own state root, so that `list` still lists nothing.
+    let exec_root = |rt: &Rt| work.join(format!("root-{}-exec", rt.name));
+    let mut exec_ok: BTreeMap<&str, bool> = BTreeMap::new();
+    for rt in &live {
+        let (_, code, _, err) = timed(&rt.bin, &[os("--root"), exec_root(rt).as_os_str(), os("run"), os("-d"), os("--bundle"), sleeper.dir.as_os_str(), os(&exec_id(rt))]);
+        if code != 0 {
+            println!("{}: cannot start the container for exec: {}", rt.name, err.trim());
+        }
+        exec_ok.insert(rt.name, code == 0);
+    }
+
     let mut s = Samples(BTreeMap::new());
     let mut failures: BTreeMap<(&str, &str), String> = BTreeMap::new();
     let pidfile = |rt: &Rt| work.join(format!("{}.pid", rt.name));
@@ -195,6 +211,11 @@ fn main() {
                 let _ = timed(&rt.bin, &[os("--root"), r, os("delete"), os("--force"), os(&id)]);
             }
             reap_strays();
+            // exec into the running container
+            if exec_ok.get(rt.name) == Some(&true) {
+                let (dt, code, _, err) = timed(&rt.bin, &[os("--root"), exec_root(rt).as_os_str(), os("exec"), os(&exec_id(rt)), os("true")]);
+                if code == 0 { s.push("exec true", rt.name, dt.as_secs_f64() * 1e3) } else { failures.entry(("exec true", rt.name)).or_insert(err); }
+            }
             // do-nothing commands
             let (dt, code, _, err) = timed(&rt.bin, &[os("--root"), r, os("list")]);
             if code == 0 { s.push("list (empty)", rt.name, dt.as_secs_f64() * 1e3) } else { failures.entry(("list (empty)", rt.name)).or_insert(err); }
@@ -203,7 +224,11 @@ fn main() {
         }
     }
 
-    let scenarios = ["run", "create+start+wait+delete", "list (empty)", "--version", "create peak RSS (KiB)"];
+    for rt in &live {
+        let _ = timed(&rt.bin, &[os("--root"), exec_root(rt).as_os_str(), os("delete"), os("--force"), os(&exec_id(rt))]);
+    }
+    reap_strays();
+    let scenarios = ["run", "create+start+wait+delete", "exec true", "list (empty)", "--version", "create peak RSS (KiB)"];
     println!("{:<26} {:<6} {:>10} {:>10} {:>5}", "scenario", "rt", "median", "p90", "n");
     for sc in scenarios {
         let unit = if sc.contains("RSS") { "" } else { " ms" };

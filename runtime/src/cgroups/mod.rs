@@ -324,8 +324,50 @@ impl Manager {
     /// Moves `pid` into the container's cgroup on every hierarchy (on v1
     /// including name=systemd and the hybrid unified one, as runc does).
     pub fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
-        for h in &self.hier {
-            let p = h.dir.join("cgroup.procs");
+        let dirs: Vec<PathBuf> = self.hier.iter().map(|h| h.dir.clone()).collect();
+        Self::add_pid_to(&dirs, pid)
+    }
+
+    /// Where a process joining the container goes, per hierarchy: the container's cgroup,
+    /// or a sub-cgroup of it (`exec --cgroup`: `path` for every hierarchy, or
+    /// `controller[,controller]:path` on v1). The sub-cgroup must exist already.
+    pub fn join_dirs(&self, sub: &[String]) -> Result<Vec<PathBuf>, CgroupError> {
+        let mut dirs: Vec<PathBuf> = self.hier.iter().map(|h| h.dir.clone()).collect();
+        for arg in sub {
+            let (controllers, rel) = match arg.split_once(':') {
+                Some((c, r)) => (c.split(',').filter(|c| !c.is_empty()).collect::<Vec<_>>(), r),
+                None => (Vec::new(), arg.as_str()),
+            };
+            let bad = |reason: &str| CgroupError::invalid(format!("--cgroup {arg:?}"), reason);
+            let rel_path = Path::new(rel.trim_start_matches('/'));
+            if rel.is_empty() || rel_path.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+                return Err(bad("the sub-cgroup must be a path below the container's cgroup, without \"..\""));
+            }
+            if self.is_v2() && !controllers.is_empty() {
+                return Err(bad("controllers can only be named on cgroup v1"));
+            }
+            let mut matched = controllers.is_empty();
+            for (h, dir) in self.hier.iter().zip(dirs.iter_mut()) {
+                if controllers.is_empty() || controllers.iter().any(|c| h.subsystems.iter().any(|s| s == c)) {
+                    matched = true;
+                    let d = h.dir.join(rel_path);
+                    if !d.is_dir() {
+                        return Err(bad(&format!("{} does not exist", d.display())));
+                    }
+                    *dir = d;
+                }
+            }
+            if !matched {
+                return Err(bad("no mounted hierarchy has these controllers"));
+            }
+        }
+        Ok(dirs)
+    }
+
+    /// Moves `pid` into the given directories (from [`Manager::join_dirs`]).
+    pub fn add_pid_to(dirs: &[PathBuf], pid: i32) -> Result<(), CgroupError> {
+        for d in dirs {
+            let p = d.join("cgroup.procs");
             fsutil::write_file(&p, &pid.to_string())
                 .map_err(|e| CgroupError::Write { field: "cgroup.procs".into(), path: p, value: pid.to_string(), source: e })?;
         }

@@ -2,10 +2,12 @@
 
 mod create;
 mod delete;
+mod exec;
 mod kill;
 mod list;
 mod run;
 mod simple;
+mod update;
 
 use std::path::PathBuf;
 
@@ -118,9 +120,18 @@ enum Command {
         #[arg(long)]
         rootless: bool,
     },
+    /// Run a process in an existing container
+    Exec(Box<exec::ExecArgs>),
+    /// Change the cgroup resources of a container
+    Update {
+        /// LinuxResources JSON file, or - for stdin
+        #[arg(short = 'r', long)]
+        resources: Option<PathBuf>,
+        id: String,
+    },
     /// Print the features of this runtime as JSON (runtime-spec features.md)
     Features,
-    /// Not implemented yet: exec, ps, pause, resume, events, update, checkpoint, restore
+    /// Not implemented yet: ps, pause, resume, events, checkpoint, restore
     #[command(external_subcommand)]
     Other(Vec<String>),
 }
@@ -129,25 +140,49 @@ enum Command {
 const LONG_FLAGS: &[&str] = &[
     "root", "log", "log-format", "debug", "criu", "systemd-cgroup", "rootless", "bundle", "console-socket",
     "pid-file", "no-pivot", "no-new-keyring", "preserve-fds", "detach", "keep", "all", "force", "format",
-    "quiet", "version", "help",
+    "quiet", "version", "help", "tty", "cwd", "env", "user", "additional-gids", "cap", "no-new-privs",
+    "ignore-paused", "cgroup", "apparmor", "process-label", "process", "no-subreaper", "resources",
+];
+
+/// Flags that take a value as the next argument (global ones and exec's): the argument
+/// after one of these is not exec's container id.
+const VALUE_FLAGS: &[&str] = &[
+    "--root", "--log", "--log-format", "--criu", "--rootless", "--console-socket", "--pid-file", "--cwd", "--env",
+    "-e", "--user", "-u", "--additional-gids", "-g", "--cap", "-c", "--preserve-fds", "--cgroup", "--apparmor",
+    "--process-label", "--process", "-p",
 ];
 
 fn normalize(args: impl Iterator<Item = String>) -> Vec<String> {
     let mut out = Vec::new();
     let mut past_flags = false;
-    for a in args {
+    // exec's command line ends at its container id: what follows is the command's own.
+    let mut in_exec = false;
+    let mut expect_value = false;
+    for (i, a) in args.enumerate() {
         if past_flags || a == "--" {
             past_flags = true;
+            out.push(a);
+            continue;
+        }
+        let value = std::mem::replace(&mut expect_value, false);
+        if i > 0 && !value && !a.starts_with('-') {
+            if in_exec {
+                past_flags = true;
+            } else if a == "exec" {
+                in_exec = true;
+            }
             out.push(a);
             continue;
         }
         if let Some(rest) = a.strip_prefix('-').filter(|r| !r.starts_with('-')) {
             let name = rest.split('=').next().unwrap_or("");
             if LONG_FLAGS.contains(&name) {
+                expect_value = !a.contains('=') && VALUE_FLAGS.contains(&format!("-{a}").as_str());
                 out.push(format!("-{a}"));
                 continue;
             }
         }
+        expect_value = !a.contains('=') && VALUE_FLAGS.contains(&a.as_str());
         out.push(a);
     }
     out
@@ -214,7 +249,7 @@ pub fn main() -> i32 {
         let _ = <Cli as clap::CommandFactory>::command().print_help();
         return 2;
     };
-    if matches!(command, Command::Create(_) | Command::Run { .. }) {
+    if matches!(command, Command::Create(_) | Command::Run { .. } | Command::Exec(_)) {
         if let Err(e) = berth::sealed::reexec_protected() {
             berth::log::error(&format!("re-executing from a read-only view of berth: {e}"));
             return 1;
@@ -230,6 +265,8 @@ pub fn main() -> i32 {
         Command::Delete { force, id } => delete::run(&store, &id, force),
         Command::List { format, quiet } => list::run(&store, &format, quiet),
         Command::Spec { bundle, rootless } => simple::spec(&bundle, rootless),
+        Command::Exec(args) => exec::run(&store, *args),
+        Command::Update { resources, id } => update::run(&store, &id, resources.as_deref()),
         Command::Features => simple::features(),
         Command::Other(args) => Err(anyhow::anyhow!(
             "{:?}: this command is not supported by berth yet",
@@ -271,6 +308,12 @@ mod tests {
     }
 
     #[test]
+    fn exec_command_arguments_are_not_rewritten() {
+        let v = normalize(["berth", "-root", "/r", "exec", "-e", "A=1", "-cwd", "/", "id", "sh", "-root", "-c"].iter().map(|s| s.to_string()));
+        assert_eq!(v, ["berth", "--root", "/r", "exec", "-e", "A=1", "--cwd", "/", "id", "sh", "-root", "-c"]);
+    }
+
+    #[test]
     fn single_dash_long_flags_become_double() {
         let v = normalize(["berth", "-root", "/r", "-log-format=json", "create", "-b", "x", "id"].iter().map(|s| s.to_string()));
         assert_eq!(v, ["berth", "--root", "/r", "--log-format=json", "create", "-b", "x", "id"]);
@@ -285,6 +328,8 @@ mod tests {
             "berth --root /r kill id",
             "berth list -q",
             "berth run -d --bundle /b --no-pivot --no-new-keyring --preserve-fds 2 id",
+            "berth --root /r --log /l --log-format json exec --process /tmp/runc-process1 --console-socket /s --detach --pid-file /p id",
+            "berth exec -t -u 1:2 -e A=1 --cwd /tmp -g 5 --cap CAP_KILL id sh -c true",
         ] {
             let args = normalize(line.split(' ').map(str::to_string));
             assert!(Cli::try_parse_from(args).is_ok(), "{line}");

@@ -69,7 +69,7 @@ fn lookup(program: &str, path_var: &str) -> Result<PathBuf, String> {
             Ok(m) if m.is_dir() => Err(format!("exec: {program:?}: is a directory")),
             Ok(_) if is_executable(&p) => Ok(p),
             Ok(_) => Err(format!("exec: {program:?}: permission denied")),
-            Err(e) => Err(format!("exec: {program:?}: {e}")),
+            Err(e) => Err(format!("exec: {program:?}: stat {program}: {}", errno_text(&e))),
         };
     }
     path_var
@@ -77,6 +77,15 @@ fn lookup(program: &str, path_var: &str) -> Result<PathBuf, String> {
         .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(program))
         .find(|p| is_executable(p))
         .ok_or_else(|| format!("exec: {program:?}: executable file not found in $PATH"))
+}
+
+/// runc's (Go's) wording of an errno, lower case: Docker maps "no such file or directory"
+/// and "permission denied" in an exec error to exit codes 127 and 126.
+fn errno_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
+        None => e.to_string(),
+    }
 }
 
 /// HOME from the container's /etc/passwd for `uid`, "/" otherwise (runc's rule).
@@ -103,7 +112,7 @@ impl Prepared {
     pub fn exec(&self) -> String {
         reset_signals();
         match nix::unistd::execve(&self.path, &self.argv, &self.envp) {
-            Err(e) => format!("exec {:?}: {e}", self.path),
+            Err(e) => format!("exec {:?}: {}", self.path, e.desc().to_lowercase()),
             Ok(never) => match never {},
         }
     }
@@ -134,5 +143,6 @@ mod tests {
         let e = lookup("no-such-binary-xyz", "/bin").unwrap_err();
         assert!(e.contains("executable file not found in $PATH"), "{e}");
         assert!(lookup("/etc", "").unwrap_err().contains("is a directory"));
+        assert!(lookup("/no/such/binary", "").unwrap_err().ends_with("stat /no/such/binary: no such file or directory"));
     }
 }

@@ -8,11 +8,12 @@
 //! capabilities bounding → uid/gid → capabilities → no_new_privs → cwd → ready → wait for
 //! start → startContainer hooks → execve.
 
-mod exec;
+pub(crate) mod exec;
+pub(crate) mod process;
 mod user;
 
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
 use nix::sched::CloneFlags;
@@ -143,26 +144,7 @@ fn setup(a: &InitArgs) -> Res<exec::Prepared> {
     drop(tty);
 
     exec::ensure_cwd(process.cwd())?;
-    user::set_rlimits(process)?;
-    crate::capabilities::apply_bounding(process.capabilities().as_ref()).map_err(|e| e.to_string())?;
-    user::switch_user(process)?;
-    let warnings = crate::capabilities::apply_sets(process.capabilities().as_ref()).map_err(|e| e.to_string())?;
-    for w in warnings {
-        eprintln!("berth: warning: {w}");
-    }
-    if process.no_new_privileges().unwrap_or(false) {
-        crate::sys::set_no_new_privs().map_err(|e| format!("process.noNewPrivileges: {e}"))?;
-    }
-    exec::enter_cwd(process.cwd())?;
-    let prepared = exec::prepare(process)?;
-
-    // Nothing the caller leaked reaches the container (CVE-2024-21626); --preserve-fds are
-    // passed on. main() made sure our own fds are above that range.
-    let first = 3 + a.preserve_fds;
-    crate::sys::cloexec_from(first).map_err(|e| format!("close_range: {e}"))?;
-    for fd in 3..first {
-        let _ = crate::sys::clear_cloexec(fd as RawFd);
-    }
+    let prepared = process::apply(process, a.preserve_fds)?;
 
     a.channel.send(&Msg::Ready).map_err(|e| format!("sync with parent: {e}"))?;
     Ok(prepared)

@@ -172,6 +172,12 @@ pub fn prepare(cfg: &RootfsConfig) -> Result<Rootfs, RootfsError> {
     })
 }
 
+/// Opens the devpts ptmx of the root at `root` (for `exec --tty`, which runs inside the
+/// container's mount namespace), verified as for the init's terminal.
+pub fn open_ptmx_in(root: std::os::fd::BorrowedFd<'_>) -> Result<OwnedFd, RootfsError> {
+    console::open_ptmx(root)
+}
+
 impl Rootfs {
     /// The O_PATH fd of the rootfs (for callers that resolve paths with
     /// [`resolve::open_in_root`] before entering, e.g. to check the cwd).

@@ -1,0 +1,573 @@
+//! `exec`: another process inside an existing container, as runc's `exec`.
+//!
+//! berth forks the process straight into the container's pid namespace (its own
+//! pid_for_children is pointed there around the fork) and cgroup (clone3 CLONE_INTO_CGROUP
+//! on v2; cgroup.procs on v1 before the child goes on). The child joins every other
+//! namespace of the init in one setns(pidfd), gets a terminal if asked, and then the same
+//! process attributes as the init (init::process::apply). berth stays the parent: it
+//! reports an execve failure, writes --pid-file, and in the foreground waits and forwards
+//! signals. The binary runs from a read-only view of itself (sealed.rs), so the process
+//! cannot reach it through /proc/<pid>/exe (CVE-2019-5736).
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Process};
+
+use crate::cgroups::Manager;
+use crate::error::{Error, Result};
+use crate::process::channel::{self, Channel, Msg};
+use crate::state::{Status, Store};
+use crate::sys::{self, Forked};
+
+/// What to run: runc's `--process process.json`, or the container's own process with the
+/// command line's changes.
+pub enum ProcessSource {
+    File(PathBuf),
+    Args(Overrides),
+}
+
+/// The changes `exec <id> <cmd>...` makes to the container's `process`.
+#[derive(Default, Debug, Clone)]
+pub struct Overrides {
+    pub args: Vec<String>,
+    pub tty: bool,
+    pub cwd: Option<String>,
+    pub env: Vec<String>,
+    /// `uid[:gid]`, numeric.
+    pub user: Option<String>,
+    pub additional_gids: Vec<u32>,
+    /// Added to the bounding, effective, permitted and ambient sets; never inheritable
+    /// (CVE-2022-29162).
+    pub caps: Vec<String>,
+    pub no_new_privs: bool,
+    pub apparmor: Option<String>,
+    pub process_label: Option<String>,
+}
+
+pub struct ExecOpts {
+    pub id: String,
+    pub source: ProcessSource,
+    /// A connected --console-socket.
+    pub console: Option<OwnedFd>,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: u32,
+    pub ignore_paused: bool,
+    /// --cgroup values: a sub-cgroup of the container's to run in.
+    pub cgroup: Vec<String>,
+}
+
+/// The running process, as berth (its parent) sees it.
+pub struct Execed {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+    /// The terminal's master when berth itself holds it (--tty in the foreground).
+    pub master: Option<OwnedFd>,
+}
+
+/// Parses `--user uid[:gid]`: decimal numbers only, so no typo can silently become uid 0
+/// (CVE-2026-30892).
+pub fn parse_user(s: &str) -> std::result::Result<(u32, Option<u32>), String> {
+    let num = |part: &str, what: &str| -> std::result::Result<u32, String> {
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "--user {s:?}: the {what} must be a decimal number (uid[:gid])"
+            ));
+        }
+        part.parse::<u32>()
+            .map_err(|_| format!("--user {s:?}: the {what} is out of range"))
+    };
+    match s.split_once(':') {
+        Some((u, g)) => Ok((num(u, "uid")?, Some(num(g, "gid")?))),
+        None => Ok((num(s, "uid")?, None)),
+    }
+}
+
+fn capability(name: &str) -> std::result::Result<Capability, String> {
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    caps::Capability::from_str(&full).map_err(|_| format!("--cap {name:?}: unknown capability"))?;
+    serde_json::from_value(serde_json::Value::String(full))
+        .map_err(|_| format!("--cap {name:?}: unknown capability"))
+}
+
+/// Sets `KEY=value` entries, a later one replacing an earlier one with the same key.
+fn merge_env(env: &mut Vec<String>, extra: &[String]) {
+    for kv in extra {
+        let key = kv.split('=').next().unwrap_or("");
+        match env.iter_mut().find(|e| e.split('=').next() == Some(key)) {
+            Some(slot) => *slot = kv.clone(),
+            None => env.push(kv.clone()),
+        }
+    }
+}
+
+/// The container's process with the command line's changes, as runc's `exec` builds it.
+pub fn build_process(base: &Process, o: &Overrides) -> std::result::Result<Process, String> {
+    let mut p = base.clone();
+    p.set_args(Some(o.args.clone()));
+    p.set_terminal(Some(o.tty));
+    p.set_console_size(None);
+    if let Some(cwd) = o.cwd.as_deref().filter(|c| !c.is_empty()) {
+        p.set_cwd(PathBuf::from(cwd));
+    }
+    let mut env = p.env().clone().unwrap_or_default();
+    merge_env(&mut env, &o.env);
+    p.set_env(Some(env));
+    let mut user = p.user().clone();
+    if let Some(u) = o.user.as_deref().filter(|u| !u.is_empty()) {
+        let (uid, gid) = parse_user(u)?;
+        user.set_uid(uid);
+        if let Some(g) = gid {
+            user.set_gid(g);
+        }
+    }
+    if !o.additional_gids.is_empty() {
+        let mut gids = user.additional_gids().clone().unwrap_or_default();
+        gids.extend(&o.additional_gids);
+        user.set_additional_gids(Some(gids));
+    }
+    p.set_user(user);
+    if !o.caps.is_empty() {
+        let mut c: LinuxCapabilities = p.capabilities().clone().unwrap_or_default();
+        let add = |set: &Option<Capabilities>, extra: &[Capability]| -> Option<Capabilities> {
+            let mut s = set.clone().unwrap_or_default();
+            s.extend(extra.iter().copied());
+            Some(s)
+        };
+        let extra: Vec<Capability> = o
+            .caps
+            .iter()
+            .map(|n| capability(n))
+            .collect::<std::result::Result<_, _>>()?;
+        c.set_bounding(add(c.bounding(), &extra));
+        c.set_effective(add(c.effective(), &extra));
+        c.set_permitted(add(c.permitted(), &extra));
+        c.set_ambient(add(c.ambient(), &extra));
+        p.set_capabilities(Some(c));
+    }
+    if o.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if let Some(a) = &o.apparmor {
+        p.set_apparmor_profile(Some(a.clone()));
+    }
+    if let Some(l) = &o.process_label {
+        p.set_selinux_label(Some(l.clone()));
+    }
+    Ok(p)
+}
+
+/// Reads runc's `--process` file: an OCI `process` object.
+pub fn load_process(path: &Path) -> Result<Process> {
+    let data = std::fs::read(path)
+        .map_err(|e| Error::Usage(format!("--process {}: {e}", path.display())))?;
+    serde_json::from_slice(&data)
+        .map_err(|e| Error::Usage(format!("--process {}: {e}", path.display())))
+}
+
+fn validate(p: &Process) -> std::result::Result<(), String> {
+    if p.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err("process.args: the command to execute must not be empty".into());
+    }
+    if !p.cwd().is_absolute() {
+        return Err(format!(
+            "process.cwd {:?}: must be an absolute path",
+            p.cwd()
+        ));
+    }
+    if p.apparmor_profile()
+        .as_deref()
+        .is_some_and(|a| !a.is_empty())
+    {
+        return Err("process.apparmorProfile (--apparmor): berth has no AppArmor support".into());
+    }
+    if p.selinux_label().as_deref().is_some_and(|l| !l.is_empty()) {
+        return Err("process.selinuxLabel (--process-label): berth has no SELinux support".into());
+    }
+    Ok(())
+}
+
+/// Kills and reaps the child unless disarmed.
+struct ChildGuard(Option<OwnedFd>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(pidfd) = self.0.take() {
+            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+            let _ = nix::sys::wait::waitid(
+                nix::sys::wait::Id::PIDFd(pidfd.as_fd()),
+                nix::sys::wait::WaitPidFlag::WEXITED,
+            );
+        }
+    }
+}
+
+pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
+    crate::id::validate(&opts.id)?;
+    let id = opts.id.as_str();
+    let rec = store.load(id)?;
+    match store.status(&rec) {
+        Status::Stopped => {
+            return Err(Error::WrongState {
+                id: id.into(),
+                status: Status::Stopped,
+                msg: "cannot exec in a stopped container",
+            })
+        }
+        Status::Creating => {
+            return Err(Error::WrongState {
+                id: id.into(),
+                status: Status::Creating,
+                msg: "it has no process to join yet",
+            })
+        }
+        _ => {}
+    }
+    let cgroup = crate::container::manager_of(&rec)?;
+    if !opts.ignore_paused && cgroup.is_frozen().unwrap_or(false) {
+        return Err(Error::WrongState {
+            id: id.into(),
+            status: Status::Paused,
+            msg: "cannot exec in a paused container (use --ignore-paused to override)",
+        });
+    }
+    let spec = crate::spec::load(&rec.bundle)?.spec;
+    let base = spec.process().clone().unwrap_or_default();
+    let mut process = match &opts.source {
+        ProcessSource::File(p) => load_process(p)?,
+        ProcessSource::Args(o) => build_process(&base, o).map_err(Error::Usage)?,
+    };
+    // Like runc: without rlimits of its own the process gets the container's.
+    if process.rlimits().as_ref().is_none_or(|r| r.is_empty()) {
+        process.set_rlimits(base.rlimits().clone());
+    }
+    validate(&process).map_err(Error::Usage)?;
+    let terminal = process.terminal().unwrap_or(false);
+    if opts.detach && terminal && opts.console.is_none() {
+        return Err(Error::Usage(
+            "--tty: cannot allocate a tty if berth will detach without setting --console-socket"
+                .into(),
+        ));
+    }
+    if opts.console.is_some() && (!opts.detach || !terminal) {
+        return Err(Error::Usage("--console-socket: cannot use a console socket if berth will not detach or allocate a tty".into()));
+    }
+
+    // The pidfd pins the init: check it is still the container's before joining it.
+    let init = sys::pidfd_open(rec.pid)
+        .map_err(|e| Error::io(format!("container \"{id}\": pidfd_open"), e))?;
+    if !sys::process_alive(rec.pid, rec.init_start_time) {
+        return Err(Error::WrongState {
+            id: id.into(),
+            status: Status::Stopped,
+            msg: "cannot exec in a stopped container",
+        });
+    }
+    let ns = crate::namespaces::differing_from_self(rec.pid).map_err(|e| {
+        Error::io(
+            format!("container \"{id}\": reading the init's namespaces"),
+            e,
+        )
+    })?;
+    let dirs = cgroup.join_dirs(&opts.cgroup)?;
+    let v2_dir = if cgroup.is_v2() {
+        let d = dirs
+            .first()
+            .ok_or_else(|| Error::Usage("no cgroup2 directory".into()))?;
+        let fd = nix::fcntl::open(
+            d,
+            nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Error::io(format!("opening cgroup {}", d.display()), e.into()))?;
+        Some(fd)
+    } else {
+        None
+    };
+    let (own_console, console) = match opts.console {
+        Some(c) => (None, Some(c)),
+        None if terminal => {
+            use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+            let (mine, theirs) = socketpair(
+                AddressFamily::Unix,
+                SockType::Stream,
+                None,
+                SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(|e| Error::io("socketpair", e.into()))?;
+            (Some(mine), Some(theirs))
+        }
+        None => (None, None),
+    };
+    let (parent_ch, child_ch) = channel::pair().map_err(|e| Error::io("socketpair", e))?;
+    let oom_score_adj = process.oom_score_adj().or(base.oom_score_adj());
+
+    let saved_pidns = if ns.contains(CloneFlags::CLONE_NEWPID) {
+        let prev: OwnedFd = std::fs::File::open("/proc/self/ns/pid_for_children")
+            .map_err(|e| Error::io("opening /proc/self/ns/pid_for_children", e))?
+            .into();
+        nix::sched::setns(&init, CloneFlags::CLONE_NEWPID).map_err(|e| {
+            Error::io(
+                format!("container \"{id}\": joining its pid namespace"),
+                e.into(),
+            )
+        })?;
+        Some(prev)
+    } else {
+        None
+    };
+    let forked = sys::clone3_fork(0, v2_dir.as_ref().map(|f| f.as_fd()));
+    if let (Some(prev), Ok(Forked::Parent { .. }) | Err(_)) = (saved_pidns, &forked) {
+        // Only the parent goes back: the child lives in the container's pid namespace,
+        // from where the host's cannot be entered.
+        if let Err(e) = nix::sched::setns(prev, CloneFlags::CLONE_NEWPID) {
+            crate::log::warn(&format!("restoring the pid namespace: {e}"));
+        }
+    }
+    let (pid, pidfd) = match forked.map_err(|e| Error::io("clone3", e))? {
+        Forked::Child => {
+            drop(parent_ch);
+            drop(v2_dir);
+            drop(own_console);
+            child(Child {
+                id,
+                channel: child_ch,
+                init,
+                join: ns - CloneFlags::CLONE_NEWPID,
+                process: &process,
+                console,
+                preserve_fds: opts.preserve_fds,
+            })
+        }
+        Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    drop(child_ch);
+    drop(console);
+    let mut guard = ChildGuard(Some(
+        pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?,
+    ));
+    if v2_dir.is_none() {
+        Manager::add_pid_to(&dirs, pid)?;
+    }
+    if let Some(adj) = oom_score_adj {
+        std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
+            .map_err(|e| Error::Usage(format!("process.oomScoreAdj {adj}: {e}")))?;
+    }
+    let fail = |msg: String| Error::Init { id: id.into(), msg };
+    parent_ch
+        .send(&Msg::Go {
+            state: String::new(),
+        })
+        .map_err(|e| fail(format!("sync with the exec'd process: {e}")))?;
+    let master = match &own_console {
+        Some(sock) => Some(
+            crate::console::recv_fd(sock.as_fd())
+                .map_err(|e| Error::io("receiving the terminal", e))?,
+        ),
+        None => None,
+    };
+    match parent_ch
+        .recv()
+        .map_err(|e| fail(format!("sync with the exec'd process: {e}")))?
+    {
+        Some(Msg::Ready) => {}
+        Some(Msg::Error(m)) => return Err(fail(m)),
+        Some(other) => {
+            return Err(fail(format!(
+                "unexpected message from the exec'd process: {other:?}"
+            )))
+        }
+        None => return Err(fail("the exec'd process exited during set-up".into())),
+    }
+    // Ready comes right before execve: EOF now means the exec happened (the channel is
+    // close-on-exec); a message means it failed.
+    match parent_ch
+        .recv()
+        .map_err(|e| fail(format!("sync with the exec'd process: {e}")))?
+    {
+        None => {}
+        Some(Msg::Error(m)) => return Err(fail(m)),
+        Some(other) => {
+            return Err(fail(format!(
+                "unexpected message from the exec'd process: {other:?}"
+            )))
+        }
+    }
+    if let Some(p) = &opts.pid_file {
+        crate::container::write_pid_file(p, pid)?;
+    }
+    crate::log::debug(&format!("exec {id}: process {pid} runs"));
+    guard.0 = None;
+    Ok(Execed { pid, pidfd, master })
+}
+
+/// Waits for the process (our child) while forwarding signals and, with a terminal held
+/// by berth, copying between it and our stdio. Returns its exit code (128+signal if killed).
+pub fn wait(execed: Execed) -> Result<i32> {
+    crate::foreground::wait(&execed.pidfd, execed.master)
+        .map_err(|e| Error::io("waiting for the exec'd process", e))
+}
+
+struct Child<'a> {
+    id: &'a str,
+    channel: Channel,
+    init: OwnedFd,
+    join: CloneFlags,
+    process: &'a Process,
+    console: Option<OwnedFd>,
+    preserve_fds: u32,
+}
+
+fn child(c: Child) -> ! {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| setup(&c)));
+    let err = match outcome {
+        Ok(Ok(prepared)) => {
+            if c.channel.send(&Msg::Ready).is_err() {
+                exit(1);
+            }
+            let e = prepared.exec();
+            let _ = c.channel.send(&Msg::Error(e));
+            exit(127)
+        }
+        Ok(Err(e)) => e,
+        Err(_) => "the exec'd process panicked".to_string(),
+    };
+    let _ = c.channel.send(&Msg::Error(err));
+    exit(1)
+}
+
+fn exit(code: i32) -> ! {
+    // SAFETY: _exit skips the destructors and atexit handlers that belong to the parent's copy.
+    unsafe { libc::_exit(code) }
+}
+
+fn setup(c: &Child) -> std::result::Result<crate::init::exec::Prepared, String> {
+    crate::sys::set_non_dumpable().map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
+    match c.channel.recv() {
+        Ok(Some(Msg::Go { .. })) => {}
+        _ => exit(1),
+    }
+    if !c.join.is_empty() {
+        nix::sched::setns(&c.init, c.join)
+            .map_err(|e| format!("joining the namespaces of the container's init: {e}"))?;
+    }
+    // The container's session keyring, found by name (as runc's exec does).
+    let _ = crate::sys::join_session_keyring(c.id);
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    if let Some(sock) = &c.console {
+        terminal(sock, c.process)?;
+    }
+    crate::init::process::apply(c.process, c.preserve_fds)
+}
+
+/// A pty from the container's devpts: master to the console socket, peer as stdio and
+/// controlling terminal.
+fn terminal(sock: &OwnedFd, process: &Process) -> std::result::Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let root = nix::fcntl::open(
+        "/",
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("terminal: opening /: {e}"))?;
+    let master = crate::rootfs::open_ptmx_in(root.as_fd()).map_err(|e| e.to_string())?;
+    let (peer, name) =
+        crate::console::open_peer(master.as_fd()).map_err(|e| format!("terminal: {e}"))?;
+    if let Some(size) = process.console_size() {
+        let _ = crate::console::set_size(peer.as_fd(), size.height() as u16, size.width() as u16);
+    }
+    crate::console::send_fd(sock.as_fd(), master.as_fd(), &name)
+        .map_err(|e| format!("sending the terminal to the console socket: {e}"))?;
+    for fd in 0..3 {
+        // SAFETY: dup2 onto the standard fds, which this process replaces on purpose.
+        if unsafe { libc::dup2(peer.as_raw_fd(), fd) } < 0 {
+            return Err(format!(
+                "terminal: dup2: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    crate::console::set_controlling(peer.as_fd()).map_err(|e| format!("terminal: TIOCSCTTY: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_values_parse_or_fail_cleanly() {
+        let ok: &[(&str, (u32, Option<u32>))] = &[
+            ("1", (1, None)),
+            ("1:2", (1, Some(2))),
+            ("0", (0, None)),
+            ("65534:65534", (65534, Some(65534))),
+            ("4294967295", (u32::MAX, None)),
+        ];
+        for (s, want) in ok {
+            assert_eq!(parse_user(s).as_ref(), Ok(want), "{s}");
+        }
+        for bad in [
+            "a",
+            "1:",
+            ":1",
+            "-1",
+            "",
+            "+1",
+            " 1",
+            "1:a",
+            "1:2:3",
+            "4294967296",
+            "0x1",
+            "root",
+        ] {
+            let e = parse_user(bad).expect_err(bad);
+            assert!(e.starts_with("--user"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn caps_from_the_command_line_never_become_inheritable() {
+        let base = Process::default();
+        let o = Overrides {
+            args: vec!["true".into()],
+            caps: vec!["CAP_SYS_ADMIN".into(), "net_raw".into()],
+            ..Default::default()
+        };
+        let p = build_process(&base, &o).unwrap();
+        let c = p.capabilities().clone().unwrap();
+        for set in [c.bounding(), c.effective(), c.permitted(), c.ambient()] {
+            let s = set.clone().unwrap();
+            assert!(s.contains(&Capability::SysAdmin) && s.contains(&Capability::NetRaw));
+        }
+        assert!(!c
+            .inheritable()
+            .clone()
+            .unwrap_or_default()
+            .contains(&Capability::SysAdmin));
+        assert!(build_process(
+            &base,
+            &Overrides {
+                caps: vec!["CAP_NOPE".into()],
+                ..Default::default()
+            }
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn env_from_the_command_line_replaces_by_key() {
+        let mut env = vec!["PATH=/bin".to_string(), "A=1".to_string()];
+        merge_env(&mut env, &["A=2".into(), "B=3".into()]);
+        assert_eq!(env, ["PATH=/bin", "A=2", "B=3"]);
+    }
+}
