@@ -93,7 +93,9 @@ fn kill_cgroup(cg: &Manager, sig: i32) {
             unsafe { libc::kill(pid, sig) };
         }
     }
-    if froze {
+    // A paused container that is SIGKILLed is thawed too: on cgroup v1 frozen tasks only
+    // act on the signal once they run again.
+    if froze || (was_frozen && sig == libc::SIGKILL) {
         let _ = cg.set_frozen(false);
     }
 }
@@ -179,6 +181,11 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
         annotations: annotations.clone(),
         cgroup: serde_json::to_value(cgroup.state()).map_err(|e| Error::io("encoding cgroup state", e.into()))?,
         hooks: spec.hooks().clone(),
+        resources: Some({
+            let mut r = resources.clone();
+            r.set_devices(None);
+            r
+        }),
     };
     store.save(&record)?;
     cgroup.apply(&resources)?;
@@ -296,10 +303,32 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     Ok(())
 }
 
-fn manager_of(rec: &Record) -> Result<Manager> {
+pub(crate) fn manager_of(rec: &Record) -> Result<Manager> {
     let st = serde_json::from_value(rec.cgroup.clone())
         .map_err(|e| Error::io(format!("container \"{}\": cgroup state", rec.id), e.into()))?;
     Ok(Manager::from_state(&st))
+}
+
+/// `pause`: freezes every process of a running container.
+pub fn pause(store: &Store, id: &str) -> Result<()> {
+    let _lock = store.lock(id)?;
+    let (rec, status) = load_with_status(store, id)?;
+    if status != Status::Running {
+        return Err(Error::WrongState { id: id.into(), status, msg: "container not running" });
+    }
+    manager_of(&rec)?.set_frozen(true)?;
+    Ok(())
+}
+
+/// `resume`: thaws a paused container.
+pub fn resume(store: &Store, id: &str) -> Result<()> {
+    let _lock = store.lock(id)?;
+    let (rec, status) = load_with_status(store, id)?;
+    if status != Status::Paused {
+        return Err(Error::WrongState { id: id.into(), status, msg: "container not paused" });
+    }
+    manager_of(&rec)?.set_frozen(false)?;
+    Ok(())
 }
 
 pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
@@ -323,7 +352,12 @@ pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
             _ => Ok(()),
         };
     }
-    sys::pidfd_send_signal(pidfd.as_fd(), sig).map_err(|e| Error::io(format!("container \"{id}\": kill"), e))
+    sys::pidfd_send_signal(pidfd.as_fd(), sig).map_err(|e| Error::io(format!("container \"{id}\": kill"), e))?;
+    if status == Status::Paused && sig == libc::SIGKILL {
+        // Frozen tasks (cgroup v1) act on SIGKILL only once thawed.
+        manager_of(&rec)?.set_frozen(false)?;
+    }
+    Ok(())
 }
 
 pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
@@ -348,6 +382,10 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     }
     log::debug(&format!("delete {id}: status {status}, init {}", rec.pid));
     let cg = manager_of(&rec)?;
+    if status == Status::Paused {
+        // SIGKILL everything and thaw, so the init can die below.
+        kill_cgroup(&cg, libc::SIGKILL);
+    }
     if status != Status::Stopped {
         if let Ok(pidfd) = sys::pidfd_open(rec.pid) {
             if sys::process_alive(rec.pid, rec.init_start_time) {

@@ -25,6 +25,8 @@ mod convert;
 mod devices;
 mod fsutil;
 mod mountinfo;
+mod oom;
+mod stats;
 mod v1;
 mod v2;
 mod validate;
@@ -37,6 +39,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use oci_spec::runtime::LinuxResources;
+
+pub use oom::OomWatch;
+pub use stats::Stats;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {

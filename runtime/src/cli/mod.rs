@@ -4,6 +4,7 @@ mod create;
 mod delete;
 mod kill;
 mod list;
+mod ops;
 mod run;
 mod simple;
 
@@ -66,6 +67,89 @@ pub struct CreateArgs {
     id: String,
 }
 
+#[derive(clap::Args)]
+pub struct UpdateArgs {
+    /// File with a LinuxResources JSON, or - for stdin (the other flags are then ignored)
+    #[arg(short = 'r', long)]
+    resources: Option<PathBuf>,
+    /// blkio weight, 10..1000
+    #[arg(long = "blkio-weight")]
+    blkio_weight: Option<String>,
+    /// CPU CFS period (µs)
+    #[arg(long = "cpu-period")]
+    cpu_period: Option<String>,
+    /// CPU CFS quota (µs per period; -1 for none)
+    #[arg(long = "cpu-quota")]
+    cpu_quota: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(long = "cpu-share", alias = "cpu-shares")]
+    cpu_share: Option<String>,
+    /// CPU CFS burst (µs)
+    #[arg(long = "cpu-burst")]
+    cpu_burst: Option<String>,
+    /// CPU realtime period (µs)
+    #[arg(long = "cpu-rt-period")]
+    cpu_rt_period: Option<String>,
+    /// CPU realtime runtime (µs)
+    #[arg(long = "cpu-rt-runtime")]
+    cpu_rt_runtime: Option<String>,
+    /// CPUs to use
+    #[arg(long = "cpuset-cpus")]
+    cpuset_cpus: Option<String>,
+    /// Memory nodes to use
+    #[arg(long = "cpuset-mems")]
+    cpuset_mems: Option<String>,
+    /// Memory limit (bytes, or with a unit: 64m, 1g)
+    #[arg(long)]
+    memory: Option<String>,
+    /// Memory reservation (soft limit)
+    #[arg(long = "memory-reservation")]
+    memory_reservation: Option<String>,
+    /// Memory plus swap limit; -1 for unlimited swap
+    #[arg(long = "memory-swap")]
+    memory_swap: Option<String>,
+    /// Obsolete, ignored with a warning
+    #[arg(long = "kernel-memory")]
+    kernel_memory: Option<String>,
+    /// Obsolete, ignored with a warning
+    #[arg(long = "kernel-memory-tcp")]
+    kernel_memory_tcp: Option<String>,
+    /// Maximum number of pids
+    #[arg(long = "pids-limit")]
+    pids_limit: Option<String>,
+    /// Intel RDT L3 cache schema (not supported)
+    #[arg(long = "l3-cache-schema")]
+    l3_cache_schema: Option<String>,
+    /// Intel RDT memory bandwidth schema (not supported)
+    #[arg(long = "mem-bw-schema")]
+    mem_bw_schema: Option<String>,
+    id: String,
+}
+
+impl UpdateArgs {
+    fn flags(&self) -> berth::update::Flags {
+        berth::update::Flags {
+            blkio_weight: self.blkio_weight.clone(),
+            cpu_period: self.cpu_period.clone(),
+            cpu_quota: self.cpu_quota.clone(),
+            cpu_share: self.cpu_share.clone(),
+            cpu_burst: self.cpu_burst.clone(),
+            cpu_rt_period: self.cpu_rt_period.clone(),
+            cpu_rt_runtime: self.cpu_rt_runtime.clone(),
+            cpuset_cpus: self.cpuset_cpus.clone(),
+            cpuset_mems: self.cpuset_mems.clone(),
+            memory: self.memory.clone(),
+            memory_reservation: self.memory_reservation.clone(),
+            memory_swap: self.memory_swap.clone(),
+            kernel_memory: self.kernel_memory.clone(),
+            kernel_memory_tcp: self.kernel_memory_tcp.clone(),
+            pids_limit: self.pids_limit.clone(),
+            l3_cache_schema: self.l3_cache_schema.clone(),
+            mem_bw_schema: self.mem_bw_schema.clone(),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create a container
@@ -120,7 +204,32 @@ enum Command {
     },
     /// Print the features of this runtime as JSON (runtime-spec features.md)
     Features,
-    /// Not implemented yet: exec, ps, pause, resume, events, update, checkpoint, restore
+    /// List the processes running in a container
+    Ps {
+        #[arg(short = 'f', long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        id: String,
+        /// Arguments for the host's ps (default -ef)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Freeze every process of a running container
+    Pause { id: String },
+    /// Thaw a paused container
+    Resume { id: String },
+    /// Print the container's resource usage and OOM events as JSON
+    Events {
+        /// Print one stats event and exit
+        #[arg(long)]
+        stats: bool,
+        /// Time between stats events
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
+    /// Change the resource limits of a running container
+    Update(UpdateArgs),
+    /// Not implemented yet: exec, checkpoint, restore
     #[command(external_subcommand)]
     Other(Vec<String>),
 }
@@ -129,7 +238,10 @@ enum Command {
 const LONG_FLAGS: &[&str] = &[
     "root", "log", "log-format", "debug", "criu", "systemd-cgroup", "rootless", "bundle", "console-socket",
     "pid-file", "no-pivot", "no-new-keyring", "preserve-fds", "detach", "keep", "all", "force", "format",
-    "quiet", "version", "help",
+    "quiet", "version", "help", "stats", "interval", "resources", "blkio-weight", "cpu-period", "cpu-quota",
+    "cpu-share", "cpu-shares", "cpu-burst", "cpu-rt-period", "cpu-rt-runtime", "cpuset-cpus", "cpuset-mems", "memory",
+    "memory-reservation", "memory-swap", "kernel-memory", "kernel-memory-tcp", "pids-limit", "l3-cache-schema",
+    "mem-bw-schema",
 ];
 
 fn normalize(args: impl Iterator<Item = String>) -> Vec<String> {
@@ -231,6 +343,11 @@ pub fn main() -> i32 {
         Command::List { format, quiet } => list::run(&store, &format, quiet),
         Command::Spec { bundle, rootless } => simple::spec(&bundle, rootless),
         Command::Features => simple::features(),
+        Command::Ps { format, id, ps_args } => ops::ps(&store, &id, &format, &ps_args),
+        Command::Pause { id } => berth::container::pause(&store, &id).map(|()| 0).map_err(Into::into),
+        Command::Resume { id } => berth::container::resume(&store, &id).map(|()| 0).map_err(Into::into),
+        Command::Events { stats, interval, id } => ops::events(&store, &id, stats, &interval),
+        Command::Update(args) => ops::update(&store, &args.id, args.resources.as_deref(), &args.flags()),
         Command::Other(args) => Err(anyhow::anyhow!(
             "{:?}: this command is not supported by berth yet",
             args.first().map(String::as_str).unwrap_or("")
