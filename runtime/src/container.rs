@@ -309,11 +309,11 @@ pub(crate) fn manager_of(rec: &Record) -> Result<Manager> {
     Ok(Manager::from_state(&st))
 }
 
-/// `pause`: freezes every process of a running container.
+/// `pause`: freezes every process of a running (or, as runc allows, created) container.
 pub fn pause(store: &Store, id: &str) -> Result<()> {
     let _lock = store.lock(id)?;
     let (rec, status) = load_with_status(store, id)?;
-    if status != Status::Running {
+    if !matches!(status, Status::Running | Status::Created) {
         return Err(Error::WrongState { id: id.into(), status, msg: "container not running" });
     }
     manager_of(&rec)?.set_frozen(true)?;

@@ -198,12 +198,13 @@ impl Store {
         if !crate::sys::process_alive(rec.pid, rec.init_start_time) {
             return Status::Stopped;
         }
-        if self.dir(&rec.id).join(START_SOCKET).exists() {
-            return Status::Created;
-        }
-        // runtime-spec has no "paused"; runc reports it while the freezer holds the cgroup.
+        // runtime-spec has no "paused"; runc reports it while the freezer holds the cgroup
+        // (a created container can be paused too).
         if rec.cgroup_manager().is_some_and(|m| m.is_frozen().unwrap_or(false)) {
             return Status::Paused;
+        }
+        if self.dir(&rec.id).join(START_SOCKET).exists() {
+            return Status::Created;
         }
         Status::Running
     }
