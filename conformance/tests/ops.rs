@@ -333,3 +333,26 @@ fn update_refuses_bad_values_and_changes_nothing() {
     out.expect_fail("update of a stopped container");
     assert!(out.stderr.contains("container not running"), "{out}");
 }
+
+#[test]
+fn update_with_check_before_update_refuses_a_limit_below_usage() {
+    let mut c = Case::new("ops_update_check");
+    c.config()["linux"]["resources"]["memory"] = json!({"limit": 64 << 20, "useHierarchy": true});
+    // Keeps a few MiB resident in a tmpfs the memory cgroup is charged for.
+    c.bundle.add_mount(json!({"destination": "/mnt", "type": "tmpfs", "source": "tmpfs", "options": ["size=16m"]}));
+    start_sh(&mut c, "head -c 8000000 /dev/zero > /mnt/fill; sleep 1000");
+    let pid = init_pid(&c);
+    assert_eq!(knob(pid, "memory", "memory.use_hierarchy"), "1");
+    poll_until("the tmpfs to be filled", Duration::from_secs(10), || {
+        (knob(pid, "memory", "memory.usage_in_bytes").parse::<u64>().unwrap_or(0) > 8_000_000).then_some(())
+    });
+    let out = c
+        .rt
+        .cmd()
+        .args(["update", "-r", "-", &c.id])
+        .stdin(br#"{"memory":{"limit":4194304,"checkBeforeUpdate":true}}"#)
+        .run();
+    out.expect_fail("a limit below the usage");
+    assert!(out.stderr.contains("memory.limit") && out.stderr.contains("current usage"), "{out}");
+    assert_eq!(knob(pid, "memory", "memory.limit_in_bytes"), (64u64 << 20).to_string());
+}

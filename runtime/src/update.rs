@@ -145,6 +145,9 @@ pub fn merge(cur: &LinuxResources, change: &LinuxResources) -> LinuxResources {
         if m.swappiness().is_some() {
             mem.set_swappiness(m.swappiness());
         }
+        if m.check_before_update().is_some() {
+            mem.set_check_before_update(m.check_before_update());
+        }
         mem.set_kernel(None);
         mem.set_kernel_tcp(None);
         out.set_memory(Some(mem));
