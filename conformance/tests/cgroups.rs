@@ -168,3 +168,34 @@ fn zero_valued_resources_as_docker_sends_them_are_accepted() {
     let out = c.sh_ok("cat /proc/sys/net/ipv4/ip_unprivileged_port_start");
     assert_eq!(out.trim(), "0");
 }
+
+/// `--systemd-cgroup` on a host without systemd: "slice:prefix:name" becomes the directory
+/// systemd would give the scope, made and removed through cgroupfs.
+#[test]
+fn systemd_cgroups_path_becomes_the_scope_directory() {
+    let mut c = Case::new("cg_systemd");
+    let slice = format!("bt{}", std::process::id());
+    c.config()["linux"]["cgroupsPath"] = format!("{slice}-a.slice:pfx:{}", c.id).into();
+    c.config()["linux"]["resources"]["pids"] = json!({"limit": 9});
+    c.rt.globals.push("--systemd-cgroup".into());
+    c.create().expect_ok("create --systemd-cgroup");
+    let want = format!("/{slice}.slice/{slice}-a.slice/pfx-{}.scope", c.id);
+    let pid = init_pid(&c);
+    for ctl in ["memory", "pids", "cpu"] {
+        assert_eq!(cgroup_of(pid, ctl), want, "{ctl}");
+    }
+    assert_eq!(knob("pids", &want, "pids.max"), "9");
+    c.rt.delete_force(&c.id).expect_ok("delete");
+    for ctl in ["memory", "pids", "cpu"] {
+        let top = PathBuf::from(format!("/sys/fs/cgroup/{ctl}/{slice}.slice"));
+        assert!(!top.exists(), "{} left behind (the slices were made for this container)", top.display());
+    }
+}
+
+#[test]
+fn systemd_form_without_the_flag_is_refused_naming_it() {
+    let mut c = Case::new("cg_systemd_noflag");
+    c.config()["linux"]["cgroupsPath"] = "system.slice:pfx:x".into();
+    let out = c.expect_create_fails(&["linux.cgroupsPath", "--systemd-cgroup"]);
+    assert_eq!(out.stderr_lines().len(), 1, "{out}");
+}

@@ -27,6 +27,8 @@ pub struct CreateOpts {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// `--systemd-cgroup`: linux.cgroupsPath is "slice:prefix:name".
+    pub systemd_cgroup: bool,
 }
 
 /// A created container, as the creating process sees it.
@@ -152,7 +154,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     }
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Usage("linux: missing".into()))?;
     let cgroups_path = linux.cgroups_path().as_ref().map(|p| p.to_string_lossy().into_owned());
-    let cgroup = Manager::new(&opts.id, cgroups_path.as_deref())?;
+    let cgroup = Manager::new(&opts.id, cgroups_path.as_deref(), opts.systemd_cgroup)?;
     let resources = spec::cgroup_resources(&spec);
     cgroup.validate(&resources)?;
     let plan = namespaces::plan(&spec);

@@ -318,10 +318,6 @@ pub fn main() -> i32 {
         println!("berth version {}\nspec: {}", env!("CARGO_PKG_VERSION"), berth::state::OCI_VERSION);
         return 0;
     }
-    if cli.systemd_cgroup {
-        berth::log::error("--systemd-cgroup: the systemd cgroup driver is not supported yet; use the cgroupfs driver");
-        return 1;
-    }
     let Some(command) = cli.command else {
         let _ = <Cli as clap::CommandFactory>::command().print_help();
         return 2;
@@ -334,8 +330,8 @@ pub fn main() -> i32 {
     }
     let store = berth::state::Store::new(cli.root.clone());
     let result = match command {
-        Command::Create(args) => create::run(&store, args),
-        Command::Run { create, detach, keep } => run::run(&store, create, detach, keep),
+        Command::Create(args) => create::run(&store, args, cli.systemd_cgroup),
+        Command::Run { create, detach, keep } => run::run(&store, create, detach, keep, cli.systemd_cgroup),
         Command::Start { id } => berth::container::start(&store, &id).map(|()| 0).map_err(Into::into),
         Command::State { id } => simple::state(&store, &id),
         Command::Kill { all, id, signal } => kill::run(&store, &id, &signal, all),
