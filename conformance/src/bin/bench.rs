@@ -3,7 +3,8 @@
 //!
 //! Scenarios on a busybox bundle running /bin/true: `run`; create + start +
 //! wait + delete; `list` with no containers; `--version`; and the peak RSS of
-//! `create` (ru_maxrss from wait4). N iterations: `BENCH_N` (default 100).
+//! `create` (ru_maxrss from wait4); `events --stats` of a running `sleep` container
+//! (runtimes without an `events` command are reported and left out). N iterations: `BENCH_N` (default 100).
 //! Binaries: `BERTH` (default: the workspace's newest build), `RUNC`, `CRUN` (default
 //! from PATH). A runtime that is missing or fails is reported and skipped.
 
@@ -156,6 +157,24 @@ fn main() {
     let live: Vec<&Rt> = rts.iter().filter(|r| r.broken.is_none()).collect();
     println!("N = {n} per scenario, interleaved\n");
 
+    // One long-running container per runtime for `events --stats`.
+    let mut sleeper = Bundle::new(&work.join("sleeper"));
+    sleeper.set_args(&["sleep", "100000"]);
+    sleeper.write();
+    let mut stats_ids: BTreeMap<&'static str, String> = BTreeMap::new();
+    for rt in &live {
+        let id = format!("bench-{}-sleeper", rt.name);
+        let r = rt.root.as_os_str();
+        let (_, code, _, err) = timed(&rt.bin, &[os("--root"), r, os("run"), os("-d"), os("--bundle"), sleeper.dir.as_os_str(), os(&id)]);
+        let (_, probe, _, perr) = timed(&rt.bin, &[os("--root"), r, os("events"), os("--stats"), os(&id)]);
+        if code == 0 && probe == 0 {
+            stats_ids.insert(rt.name, id);
+        } else {
+            println!("{}: `events --stats` not measured: {}", rt.name, if code != 0 { err } else { perr }.trim());
+            let _ = timed(&rt.bin, &[os("--root"), r, os("delete"), os("--force"), os(&id)]);
+        }
+    }
+
     let mut s = Samples(BTreeMap::new());
     let mut failures: BTreeMap<(&str, &str), String> = BTreeMap::new();
     let pidfile = |rt: &Rt| work.join(format!("{}.pid", rt.name));
@@ -198,12 +217,23 @@ fn main() {
             // do-nothing commands
             let (dt, code, _, err) = timed(&rt.bin, &[os("--root"), r, os("list")]);
             if code == 0 { s.push("list (empty)", rt.name, dt.as_secs_f64() * 1e3) } else { failures.entry(("list (empty)", rt.name)).or_insert(err); }
+            if let Some(sid) = stats_ids.get(rt.name) {
+                let (dt, code, _, err) = timed(&rt.bin, &[os("--root"), r, os("events"), os("--stats"), os(sid)]);
+                if code == 0 { s.push("events --stats", rt.name, dt.as_secs_f64() * 1e3) } else { failures.entry(("events --stats", rt.name)).or_insert(err); }
+            }
             let (dt, code, _, err) = timed(&rt.bin, &[os("--version")]);
             if code == 0 { s.push("--version", rt.name, dt.as_secs_f64() * 1e3) } else { failures.entry(("--version", rt.name)).or_insert(err); }
         }
     }
 
-    let scenarios = ["run", "create+start+wait+delete", "list (empty)", "--version", "create peak RSS (KiB)"];
+    for rt in &live {
+        if let Some(sid) = stats_ids.get(rt.name) {
+            let _ = timed(&rt.bin, &[os("--root"), rt.root.as_os_str(), os("delete"), os("--force"), os(sid)]);
+        }
+    }
+    reap_strays();
+
+    let scenarios = ["run", "create+start+wait+delete", "list (empty)", "--version", "events --stats", "create peak RSS (KiB)"];
     println!("{:<26} {:<6} {:>10} {:>10} {:>5}", "scenario", "rt", "median", "p90", "n");
     for sc in scenarios {
         let unit = if sc.contains("RSS") { "" } else { " ms" };
