@@ -356,3 +356,13 @@ fn update_with_check_before_update_refuses_a_limit_below_usage() {
     assert!(out.stderr.contains("memory.limit") && out.stderr.contains("current usage"), "{out}");
     assert_eq!(knob(pid, "memory", "memory.limit_in_bytes"), (64u64 << 20).to_string());
 }
+
+#[test]
+fn update_warns_that_kernel_memory_is_ignored() {
+    let mut c = Case::new("ops_update_kmem");
+    start_sh(&mut c, "sleep 1000");
+    let out = c.rt.exec(&["update", "--kernel-memory", "10m", "--pids-limit", "12", &c.id]);
+    out.expect_ok("update --kernel-memory");
+    assert!(out.stderr.contains("Kernel memory settings are ignored"), "{out}");
+    assert_eq!(knob(init_pid(&c), "pids", "pids.max"), "12");
+}
