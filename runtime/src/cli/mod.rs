@@ -73,55 +73,55 @@ pub struct UpdateArgs {
     #[arg(short = 'r', long)]
     resources: Option<PathBuf>,
     /// blkio weight, 10..1000
-    #[arg(long = "blkio-weight")]
+    #[arg(long = "blkio-weight", allow_hyphen_values = true)]
     blkio_weight: Option<String>,
     /// CPU CFS period (µs)
-    #[arg(long = "cpu-period")]
+    #[arg(long = "cpu-period", allow_hyphen_values = true)]
     cpu_period: Option<String>,
     /// CPU CFS quota (µs per period; -1 for none)
-    #[arg(long = "cpu-quota")]
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
     cpu_quota: Option<String>,
     /// CPU shares (relative weight)
-    #[arg(long = "cpu-share", alias = "cpu-shares")]
+    #[arg(long = "cpu-share", alias = "cpu-shares", allow_hyphen_values = true)]
     cpu_share: Option<String>,
     /// CPU CFS burst (µs)
-    #[arg(long = "cpu-burst")]
+    #[arg(long = "cpu-burst", allow_hyphen_values = true)]
     cpu_burst: Option<String>,
     /// CPU realtime period (µs)
-    #[arg(long = "cpu-rt-period")]
+    #[arg(long = "cpu-rt-period", allow_hyphen_values = true)]
     cpu_rt_period: Option<String>,
     /// CPU realtime runtime (µs)
-    #[arg(long = "cpu-rt-runtime")]
+    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
     cpu_rt_runtime: Option<String>,
     /// CPUs to use
-    #[arg(long = "cpuset-cpus")]
+    #[arg(long = "cpuset-cpus", allow_hyphen_values = true)]
     cpuset_cpus: Option<String>,
     /// Memory nodes to use
-    #[arg(long = "cpuset-mems")]
+    #[arg(long = "cpuset-mems", allow_hyphen_values = true)]
     cpuset_mems: Option<String>,
     /// Memory limit (bytes, or with a unit: 64m, 1g)
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     memory: Option<String>,
     /// Memory reservation (soft limit)
-    #[arg(long = "memory-reservation")]
+    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
     memory_reservation: Option<String>,
     /// Memory plus swap limit; -1 for unlimited swap
-    #[arg(long = "memory-swap")]
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
     memory_swap: Option<String>,
     /// Obsolete, ignored with a warning
-    #[arg(long = "kernel-memory")]
+    #[arg(long = "kernel-memory", allow_hyphen_values = true)]
     kernel_memory: Option<String>,
     /// Obsolete, ignored with a warning
-    #[arg(long = "kernel-memory-tcp")]
+    #[arg(long = "kernel-memory-tcp", allow_hyphen_values = true)]
     kernel_memory_tcp: Option<String>,
     /// Maximum number of pids
-    #[arg(long = "pids-limit")]
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
     pids_limit: Option<String>,
     /// Intel RDT L3 cache schema (not supported)
     #[arg(long = "l3-cache-schema")]
     l3_cache_schema: Option<String>,
     /// Intel RDT memory bandwidth schema (not supported)
-    #[arg(long = "mem-bw-schema")]
+    #[arg(long = "mem-bw-schema", allow_hyphen_values = true)]
     mem_bw_schema: Option<String>,
     id: String,
 }
@@ -384,6 +384,18 @@ mod tests {
     }
 
     #[test]
+    fn ps_args_after_the_id_are_kept() {
+        let args = normalize("berth ps id -o pid,comm".split(' ').map(str::to_string));
+        match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(Some(Command::Ps { id, ps_args, .. })) => {
+                assert_eq!(id, "id");
+                assert_eq!(ps_args, ["-o", "pid,comm"]);
+            }
+            _ => panic!("ps did not parse"),
+        }
+    }
+
+    #[test]
     fn single_dash_long_flags_become_double() {
         let v = normalize(["berth", "-root", "/r", "-log-format=json", "create", "-b", "x", "id"].iter().map(|s| s.to_string()));
         assert_eq!(v, ["berth", "--root", "/r", "--log-format=json", "create", "-b", "x", "id"]);
@@ -398,6 +410,16 @@ mod tests {
             "berth --root /r kill id",
             "berth list -q",
             "berth run -d --bundle /b --no-pivot --no-new-keyring --preserve-fds 2 id",
+            "berth --root /r ps --format json id",
+            "berth ps id -ef",
+            "berth ps id -o pid,comm",
+            "berth --root /r pause id",
+            "berth --root /r resume id",
+            "berth --root /r events --stats id",
+            "berth events --interval 1s id",
+            "berth --root /r update --resources - id",
+            "berth update --memory 1g --memory-swap -1 --cpu-quota -1 --pids-limit 10 id",
+            "berth --systemd-cgroup create -b /b id",
         ] {
             let args = normalize(line.split(' ').map(str::to_string));
             assert!(Cli::try_parse_from(args).is_ok(), "{line}");
