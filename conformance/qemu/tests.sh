@@ -361,6 +361,19 @@ test_kill_and_delete_of_paused_on_cgroup_v2() {
 	verdict kill_and_delete_of_paused_on_cgroup_v2 "$p" "log=[$(cat /tmp/opskill.log)]"
 }
 
+# sdpath: with --systemd-cgroup, bt-sd.slice:pfx:sdpath is /bt.slice/bt-sd.slice/pfx-sdpath.scope.
+test_systemd_cgroups_path_on_cgroup_v2() {
+	p=""
+	d=/sys/fs/cgroup/bt.slice/bt-sd.slice/pfx-sdpath.scope
+	berth --systemd-cgroup create -b /bundles/sdpath sdpath >/tmp/sdpath.log 2>&1 || p="$p create-failed"
+	pid=$(state_pid sdpath)
+	grep -q "^0::/bt.slice/bt-sd.slice/pfx-sdpath.scope$" /proc/$pid/cgroup || p="$p cgroup=[$(cat /proc/$pid/cgroup)]"
+	[ "$(cat $d/pids.max)" = 7 ] || p="$p pids.max=$(cat $d/pids.max)"
+	berth delete --force sdpath || p="$p delete-failed"
+	[ -e /sys/fs/cgroup/bt.slice ] && p="$p slices-left"
+	verdict systemd_cgroups_path_on_cgroup_v2 "$p" "log=[$(cat /tmp/sdpath.log)]"
+}
+
 # opsoom: `events` streams stats and reports the OOM kill (memory.events oom_kill), then ends.
 test_events_stream_reports_oom_on_cgroup_v2() {
 	p=""
@@ -494,6 +507,7 @@ run_all_tests() {
 		ps_pause_events_update_on_cgroup_v2 \
 		kill_and_delete_of_paused_on_cgroup_v2 \
 		events_stream_reports_oom_on_cgroup_v2 \
+		systemd_cgroups_path_on_cgroup_v2 \
 		delete_force_removes_nested_cgroups \
 		default_cgroup_path_is_own_cgroup_plus_id \
 		run_without_pid_namespace_kills_leftovers \

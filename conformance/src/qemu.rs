@@ -384,6 +384,11 @@ pub fn guest_bundles(base: &Value) -> Result<Vec<(&'static str, Value)>> {
         }
     })?;
     add("opskill", sh("sleep 1000 & wait"), &none)?;
+    // --systemd-cgroup: a systemd "slice:prefix:name" path, managed through cgroupfs.
+    add("sdpath", json!(["sleep", "1000"]), &|c| {
+        c["linux"]["cgroupsPath"] = json!("bt-sd.slice:pfx:sdpath");
+        c["linux"]["resources"]["pids"] = json!({"limit": 7});
+    })?;
     // An OOM kill a few seconds in, for `events` to report.
     add("opsoom", sh("sleep 3; tail /dev/zero; sleep 1"), &|c| {
         c["linux"]["resources"]["memory"] = json!({"limit": 16 * 1024 * 1024});

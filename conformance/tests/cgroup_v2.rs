@@ -169,3 +169,8 @@ fn kill_and_delete_of_paused_on_cgroup_v2() {
 fn events_stream_reports_oom_on_cgroup_v2() {
     assert_guest_pass("events_stream_reports_oom_on_cgroup_v2");
 }
+
+#[test]
+fn systemd_cgroups_path_on_cgroup_v2() {
+    assert_guest_pass("systemd_cgroups_path_on_cgroup_v2");
+}
