@@ -3,7 +3,6 @@
 //! on v2 an inotify watch on memory.events whose `oom_kill` count grows.
 
 use std::fs::File;
-use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
@@ -81,15 +80,13 @@ impl OomWatch {
     /// Drains the fd and returns the number of new OOM kills.
     pub fn take(&mut self) -> u64 {
         let mut buf = [0u8; 4096];
-        // SAFETY: fd is ours; File is forgotten below so the fd is not closed.
-        let mut f = std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(self.fd.as_raw_fd()) });
         match &mut self.kind {
-            Kind::V1 => match f.read(&mut buf) {
+            Kind::V1 => match nix::unistd::read(&self.fd, &mut buf) {
                 Ok(8) => u64::from_ne_bytes(buf[..8].try_into().unwrap_or([0; 8])),
                 _ => 0,
             },
             Kind::V2 { events, seen } => {
-                while f.read(&mut buf).is_ok_and(|n| n > 0) {}
+                while nix::unistd::read(&self.fd, &mut buf).is_ok_and(|n| n > 0) {}
                 let now = oom_kills(events);
                 let new = now.saturating_sub(*seen);
                 *seen = now;
