@@ -240,6 +240,9 @@ fn main() {
         for rt in &live {
             match s.stats(sc, rt.name) {
                 Some((m, p, k)) => println!("{sc:<26} {:<6} {:>7.2}{unit:<3} {:>7.2}{unit:<3} {k:>5}", rt.name, m, p),
+                None if sc == "events --stats" && !stats_ids.contains_key(rt.name) => {
+                    println!("{sc:<26} {:<6} {:>10}", rt.name, "n/a")
+                }
                 None => println!("{sc:<26} {:<6} {:>10}", rt.name, "failed"),
             }
         }
