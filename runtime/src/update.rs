@@ -129,7 +129,7 @@ pub fn merge(cur: &LinuxResources, change: &LinuxResources) -> LinuxResources {
         if m.kernel().is_some() || m.kernel_tcp().is_some() {
             crate::log::warn("Kernel memory settings are ignored and will be removed");
         }
-        let mut mem = out.memory().clone().unwrap_or_default();
+        let mut mem = (*out.memory()).unwrap_or_default();
         if m.limit().is_some() {
             mem.set_limit(m.limit());
         }
@@ -178,7 +178,7 @@ pub fn merge(cur: &LinuxResources, change: &LinuxResources) -> LinuxResources {
         out.set_block_io(Some(b));
     }
     if let Some(p) = change.pids() {
-        out.set_pids(Some(p.clone()));
+        out.set_pids(Some(*p));
     }
     if let Some(u) = change.unified() {
         let mut all = out.unified().clone().unwrap_or_default();

@@ -228,7 +228,7 @@ enum Command {
         id: String,
     },
     /// Change the resource limits of a running container
-    Update(UpdateArgs),
+    Update(Box<UpdateArgs>),
     /// Not implemented yet: exec, checkpoint, restore
     #[command(external_subcommand)]
     Other(Vec<String>),
