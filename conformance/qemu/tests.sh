@@ -313,6 +313,104 @@ test_kill_all_signals_every_process() {
 	verdict kill_all_signals_every_process "$p" "log=[$(cat /tmp/killall.log)]"
 }
 
+# ops: a counting loop plus a sleep; memory 64 MiB, pids 20.
+test_ps_pause_events_update_on_cgroup_v2() {
+	p=""
+	d="$PARENT/ops"
+	mkdir -p /tmp/opsobs
+	create_start ops || p="$p create-start-failed"
+	wait_procs "$d" 3 || p="$p not-3-procs=[$(cat $d/cgroup.procs | tr '\n' ,)]"
+	pj=$(berth ps --format json ops)
+	n=$(echo "$pj" | tr ',' '\n' | grep -c '[0-9]')
+	[ "$n" -ge 2 ] || p="$p ps-json=[$pj]"
+	berth ps ops | head -n1 | grep -q PID || p="$p ps-table-no-header"
+	berth pause ops || p="$p pause-failed"
+	[ "$(cat $d/cgroup.freeze)" = 1 ] || p="$p cgroup.freeze-not-1"
+	grep -q '^frozen 1' $d/cgroup.events || p="$p not-frozen"
+	[ "$(state_status ops)" = paused ] || p="$p status=$(state_status ops)(want-paused)"
+	c1=$(cat /tmp/opsobs/count)
+	sleep 1
+	c2=$(cat /tmp/opsobs/count)
+	[ "$c1" = "$c2" ] || p="$p counted-while-paused($c1,$c2)"
+	berth pause ops 2>/dev/null && p="$p pause-of-paused-accepted"
+	berth resume ops || p="$p resume-failed"
+	grep -q '^frozen 0' $d/cgroup.events || p="$p still-frozen"
+	[ "$(state_status ops)" = running ] || p="$p status=$(state_status ops)(want-running)"
+	berth resume ops 2>/dev/null && p="$p resume-of-running-accepted"
+	sleep 1
+	c3=$(cat /tmp/opsobs/count)
+	[ "$c3" != "$c2" ] || p="$p not-counting-after-resume"
+	ev=$(berth events --stats ops)
+	echo "$ev" | grep -q '^{"type":"stats","id":"ops","data":{"cpu":{"usage":{"total":[1-9]' || p="$p no-cpu-stats"
+	echo "$ev" | grep -q '"pids":{"current":[23],"limit":20}' || p="$p pids-stats"
+	echo "$ev" | grep -q '"memory":{[^}]*"usage":{"limit":67108864,"usage":[1-9]' || p="$p memory-stats"
+	berth update --memory 100m --pids-limit 30 --cpu-quota 20000 --cpu-period 100000 --cpu-share 512 ops || p="$p update-failed"
+	[ "$(cat $d/memory.max)" = 104857600 ] || p="$p memory.max=$(cat $d/memory.max)"
+	[ "$(cat $d/pids.max)" = 30 ] || p="$p pids.max=$(cat $d/pids.max)"
+	[ "$(cat $d/cpu.max)" = "20000 100000" ] || p="$p cpu.max=$(cat $d/cpu.max)"
+	[ "$(cat $d/cpu.weight)" = 20 ] || p="$p cpu.weight=$(cat $d/cpu.weight)"
+	echo '{"pids":{"limit":40},"memory":{"reservation":33554432}}' | berth update -r - ops || p="$p update-stdin-failed"
+	[ "$(cat $d/pids.max)" = 40 ] || p="$p pids.max=$(cat $d/pids.max)(want-40)"
+	[ "$(cat $d/memory.low)" = 33554432 ] || p="$p memory.low=$(cat $d/memory.low)"
+	[ "$(cat $d/memory.max)" = 104857600 ] || p="$p memory.max-lost=$(cat $d/memory.max)"
+	echo '{"unified":{"memory.high":"94371840"},"cpu":{"burst":5000}}' | berth update -r - ops || p="$p update-unified-failed"
+	[ "$(cat $d/memory.high)" = 94371840 ] || p="$p memory.high=$(cat $d/memory.high)"
+	[ "$(cat $d/cpu.max.burst)" = 5000 ] || p="$p cpu.max.burst=$(cat $d/cpu.max.burst)"
+	[ "$(cat $d/cpu.max)" = "20000 100000" ] || p="$p cpu.max-lost=$(cat $d/cpu.max)"
+	berth update --blkio-weight 5 ops 2>/dev/null && p="$p bad-weight-accepted"
+	berth update --memory 200m --memory-swap 100m ops 2>/dev/null && p="$p swap-below-limit-accepted"
+	[ "$(cat $d/memory.max)" = 104857600 ] || p="$p bad-update-changed-memory.max"
+	berth delete --force ops || p="$p delete-failed"
+	[ -e "$d" ] && p="$p cgroup-left"
+	verdict ps_pause_events_update_on_cgroup_v2 "$p" "ps=[$pj] counts=$c1,$c2,$c3 stats=[$(echo "$ev" | cut -c1-300)] log=[$(cat /tmp/ops.log)]"
+}
+
+# opskill: a paused container is SIGKILLed, or deleted with --force.
+test_kill_and_delete_of_paused_on_cgroup_v2() {
+	p=""
+	d="$PARENT/opskill"
+	create_start opskill || p="$p create-start-failed"
+	wait_procs "$d" 2 || p="$p not-2-procs"
+	berth pause opskill || p="$p pause-failed"
+	berth kill opskill KILL || p="$p kill-failed"
+	wait_status opskill stopped || p="$p not-stopped=$(state_status opskill)"
+	berth delete opskill || p="$p delete-failed"
+	[ -e "$d" ] && p="$p cgroup-left-after-kill"
+	create_start opskill || p="$p recreate-failed"
+	wait_procs "$d" 2 || p="$p not-2-procs-again"
+	berth pause opskill || p="$p pause2-failed"
+	berth delete --force opskill || p="$p delete-force-failed"
+	[ -e "$d" ] && p="$p cgroup-left-after-delete-force"
+	[ -e "$STATE/opskill" ] && p="$p state-left"
+	verdict kill_and_delete_of_paused_on_cgroup_v2 "$p" "log=[$(cat /tmp/opskill.log)]"
+}
+
+# sdpath: with --systemd-cgroup, bt-sd.slice:pfx:sdpath is /bt.slice/bt-sd.slice/pfx-sdpath.scope.
+test_systemd_cgroups_path_on_cgroup_v2() {
+	p=""
+	d=/sys/fs/cgroup/bt.slice/bt-sd.slice/pfx-sdpath.scope
+	berth --systemd-cgroup create -b /bundles/sdpath sdpath >/tmp/sdpath.log 2>&1 || p="$p create-failed"
+	pid=$(state_pid sdpath)
+	grep -q "^0::/bt.slice/bt-sd.slice/pfx-sdpath.scope$" /proc/$pid/cgroup || p="$p cgroup=[$(cat /proc/$pid/cgroup)]"
+	[ "$(cat $d/pids.max)" = 7 ] || p="$p pids.max=$(cat $d/pids.max)"
+	berth delete --force sdpath || p="$p delete-failed"
+	[ -e /sys/fs/cgroup/bt.slice ] && p="$p slices-left"
+	verdict systemd_cgroups_path_on_cgroup_v2 "$p" "log=[$(cat /tmp/sdpath.log)]"
+}
+
+# opsoom: `events` streams stats and reports the OOM kill (memory.events oom_kill), then ends.
+test_events_stream_reports_oom_on_cgroup_v2() {
+	p=""
+	create_start opsoom || p="$p create-start-failed"
+	berth events --interval 500ms opsoom >/tmp/opsoom.ev 2>&1
+	rc=$?
+	[ "$rc" = 0 ] || p="$p events-rc=$rc"
+	grep -q '^{"type":"oom","id":"opsoom"}$' /tmp/opsoom.ev || p="$p no-oom-event"
+	grep -q '^{"type":"stats","id":"opsoom"' /tmp/opsoom.ev || p="$p no-stats-event"
+	berth delete --force opsoom || p="$p delete-failed"
+	verdict events_stream_reports_oom_on_cgroup_v2 "$p" "events=[$(cut -c1-80 /tmp/opsoom.ev | tr '\n' '|')]"
+}
+
 # force: sleep 1000.
 test_delete_force_removes_running_container() {
 	p=""
@@ -431,6 +529,10 @@ run_all_tests() {
 		memory_max_oom_kills \
 		kill_all_signals_every_process \
 		delete_force_removes_running_container \
+		ps_pause_events_update_on_cgroup_v2 \
+		kill_and_delete_of_paused_on_cgroup_v2 \
+		events_stream_reports_oom_on_cgroup_v2 \
+		systemd_cgroups_path_on_cgroup_v2 \
 		delete_force_removes_nested_cgroups \
 		default_cgroup_path_is_own_cgroup_plus_id \
 		run_without_pid_namespace_kills_leftovers \

@@ -375,6 +375,24 @@ pub fn guest_bundles(base: &Value) -> Result<Vec<(&'static str, Value)>> {
         },
     )?;
     add("force", json!(["sleep", "1000"]), &none)?;
+    // ps/pause/resume/events/update: a counting loop writing into a host directory.
+    add("ops", sh("sleep 1000 & i=0; while true; do i=$((i + 1)); echo $i >/obs/count; sleep 0.05; done"), &|c| {
+        c["linux"]["resources"]["memory"] = json!({"limit": 64 * 1024 * 1024});
+        c["linux"]["resources"]["pids"] = json!({"limit": 20});
+        if let Some(m) = c["mounts"].as_array_mut() {
+            m.push(json!({"destination": "/obs", "type": "bind", "source": "/tmp/opsobs", "options": ["rbind", "rw"]}));
+        }
+    })?;
+    add("opskill", sh("sleep 1000 & wait"), &none)?;
+    // --systemd-cgroup: a systemd "slice:prefix:name" path, managed through cgroupfs.
+    add("sdpath", json!(["sleep", "1000"]), &|c| {
+        c["linux"]["cgroupsPath"] = json!("bt-sd.slice:pfx:sdpath");
+        c["linux"]["resources"]["pids"] = json!({"limit": 7});
+    })?;
+    // An OOM kill a few seconds in, for `events` to report.
+    add("opsoom", sh("sleep 3; tail /dev/zero; sleep 1"), &|c| {
+        c["linux"]["resources"]["memory"] = json!({"limit": 16 * 1024 * 1024});
+    })?;
     add("nopidns", sh("sleep 1000 >/dev/null 2>&1 & echo started"), &|c| {
         if let Some(ns) = c["linux"]["namespaces"].as_array_mut() {
             ns.retain(|n| n["type"] != "pid");

@@ -159,3 +159,23 @@ fn parent_cgroup_outlives_first_delete() {
 fn ebpf_device_filter_of_parent_still_applies_to_nested_container() {
     assert_guest_pass("ebpf_device_filter_of_parent_still_applies_to_nested_container");
 }
+
+#[test]
+fn ps_pause_events_update_on_cgroup_v2() {
+    assert_guest_pass("ps_pause_events_update_on_cgroup_v2");
+}
+
+#[test]
+fn kill_and_delete_of_paused_on_cgroup_v2() {
+    assert_guest_pass("kill_and_delete_of_paused_on_cgroup_v2");
+}
+
+#[test]
+fn events_stream_reports_oom_on_cgroup_v2() {
+    assert_guest_pass("events_stream_reports_oom_on_cgroup_v2");
+}
+
+#[test]
+fn systemd_cgroups_path_on_cgroup_v2() {
+    assert_guest_pass("systemd_cgroups_path_on_cgroup_v2");
+}

@@ -184,4 +184,80 @@ fn update_resources_changes_the_live_cgroup() {
     let out = c.rt.cmd().args(["update", "-r", "-", &c.id]).stdin(b"{not json").run();
     out.expect_fail("update with malformed JSON");
     assert_eq!(knob("memory", &p, "memory.limit_in_bytes"), (32 * 1024 * 1024).to_string(), "nothing changed");
+/// `--systemd-cgroup` on a host without systemd: "slice:prefix:name" becomes the directory
+/// systemd would give the scope, made and removed through cgroupfs.
+#[test]
+fn systemd_cgroups_path_becomes_the_scope_directory() {
+    let mut c = Case::new("cg_systemd");
+    let slice = format!("bt{}", std::process::id());
+    c.config()["linux"]["cgroupsPath"] = format!("{slice}-a.slice:pfx:{}", c.id).into();
+    c.config()["linux"]["resources"]["pids"] = json!({"limit": 9});
+    c.rt.globals.push("--systemd-cgroup".into());
+    c.create().expect_ok("create --systemd-cgroup");
+    let want = format!("/{slice}.slice/{slice}-a.slice/pfx-{}.scope", c.id);
+    let pid = init_pid(&c);
+    for ctl in ["memory", "pids", "cpu"] {
+        assert_eq!(cgroup_of(pid, ctl), want, "{ctl}");
+    }
+    assert_eq!(knob("pids", &want, "pids.max"), "9");
+    c.rt.delete_force(&c.id).expect_ok("delete");
+    for ctl in ["memory", "pids", "cpu"] {
+        let top = PathBuf::from(format!("/sys/fs/cgroup/{ctl}/{slice}.slice"));
+        assert!(!top.exists(), "{} left behind (the slices were made for this container)", top.display());
+    }
+}
+
+#[test]
+fn systemd_form_without_the_flag_is_refused_naming_it() {
+    let mut c = Case::new("cg_systemd_noflag");
+    c.config()["linux"]["cgroupsPath"] = "system.slice:pfx:x".into();
+    let out = c.expect_create_fails(&["linux.cgroupsPath", "--systemd-cgroup"]);
+    assert_eq!(out.stderr_lines().len(), 1, "{out}");
+}
+
+/// The rest of linux.resources on v1: swap, swappiness, OOM killer, kernelTCP, CFS burst,
+/// realtime, cpuset, blkio throttling, huge pages; each lands in its file.
+#[test]
+fn remaining_v1_resources_are_applied() {
+    let mut c = Case::new("cg_more_v1");
+    let vda = fs::read_to_string("/sys/block/vda/dev").unwrap_or_else(|_| "7:0".into());
+    let (maj, min) = vda.trim().split_once(':').expect("MAJ:MIN");
+    let (maj, min): (i64, i64) = (maj.parse().expect("major"), min.parse().expect("minor"));
+    c.config()["linux"]["resources"] = json!({
+        "memory": {"limit": 64 << 20, "swap": 128 << 20, "swappiness": 10, "disableOOMKiller": true,
+                   "kernelTCP": 32 << 20, "useHierarchy": true},
+        "cpu": {"quota": 50000, "period": 100000, "burst": 20000, "realtimePeriod": 1000000,
+                "realtimeRuntime": 10000, "cpus": "0", "mems": "0"},
+        "blockIO": {"throttleReadBpsDevice": [{"major": maj, "minor": min, "rate": 1048576}],
+                    "throttleWriteIOPSDevice": [{"major": maj, "minor": min, "rate": 100}]},
+        "hugepageLimits": [{"pageSize": "2MB", "limit": 4 << 20}]
+    });
+    c.create().expect_ok("create");
+    let pid = init_pid(&c);
+    let k = |ctl: &str, file: &str| knob(ctl, &cgroup_of(pid, ctl), file);
+    assert_eq!(k("memory", "memory.memsw.limit_in_bytes"), (128u64 << 20).to_string());
+    assert_eq!(k("memory", "memory.swappiness"), "10");
+    assert!(k("memory", "memory.oom_control").contains("oom_kill_disable 1"));
+    assert_eq!(k("memory", "memory.kmem.tcp.limit_in_bytes"), (32u64 << 20).to_string());
+    assert_eq!(k("memory", "memory.use_hierarchy"), "1");
+    assert_eq!(k("cpu", "cpu.cfs_burst_us"), "20000");
+    assert_eq!(k("cpu", "cpu.rt_period_us"), "1000000");
+    assert_eq!(k("cpu", "cpu.rt_runtime_us"), "10000");
+    assert_eq!(k("cpuset", "cpuset.cpus"), "0");
+    assert_eq!(k("cpuset", "cpuset.mems"), "0");
+    assert_eq!(k("blkio", "blkio.throttle.read_bps_device"), format!("{maj}:{min} 1048576"));
+    assert_eq!(k("blkio", "blkio.throttle.write_iops_device"), format!("{maj}:{min} 100"));
+    assert_eq!(k("hugetlb", "hugetlb.2MB.limit_in_bytes"), (4u64 << 20).to_string());
+}
+
+/// net_cls/net_prio are not mounted on this host: the field is named and nothing stays.
+#[test]
+fn network_class_id_without_a_net_cls_hierarchy_is_refused() {
+    let mut c = Case::new("cg_net_cls");
+    if std::path::Path::new("/sys/fs/cgroup/net_cls").exists() {
+        panic!("this host mounts net_cls; the test expects the VM's layout without it");
+    }
+    c.config()["linux"]["resources"]["network"] = json!({"classID": 1048577});
+    let out = c.expect_create_fails(&["linux.resources.network.classID", "net_cls"]);
+    assert_eq!(out.stderr_lines().len(), 1, "{out}");
 }

@@ -119,15 +119,22 @@ fn errors_go_to_json_log_for_containerd() {
     assert!(has_error, "no level=error line in the json log: {text}");
 }
 
+/// With --systemd-cgroup, cgroupsPath must be "slice:prefix:name" (as in runc); without
+/// one the container gets system.slice/berth-<id>.scope.
 #[test]
-fn systemd_cgroup_flag_is_clearly_not_supported() {
+fn systemd_cgroup_flag_takes_the_systemd_path_form() {
     let mut c = Case::new("systemd_cgroup");
     c.rt.globals = vec!["--systemd-cgroup".into()];
-    c.bundle.set_args(&["true"]);
-    let out = c.create();
-    out.expect_fail("create with --systemd-cgroup");
-    assert!(out.stderr.to_lowercase().contains("not supported"), "{out}");
-    c.rt.globals.clear();
+    c.bundle.set_args(&["sleep", "1000"]);
+    c.config()["linux"]["cgroupsPath"] = "/plain/path".into();
+    let out = c.expect_create_fails(&["linux.cgroupsPath", "slice:prefix:name"]);
+    assert_eq!(out.stderr_lines().len(), 1, "{out}");
+    c.config()["linux"].as_object_mut().expect("linux").remove("cgroupsPath");
+    c.create().expect_ok("create --systemd-cgroup without cgroupsPath");
+    let pid = c.state()["pid"].as_i64().expect("pid");
+    let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    let want = format!(":/system.slice/berth-{}.scope", c.id);
+    assert!(cg.lines().any(|l| l.contains(":pids:") && l.ends_with(&want)), "{cg}");
 }
 
 #[test]

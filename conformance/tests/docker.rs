@@ -168,6 +168,56 @@ fn docker_exec_output_exit_code_user_workdir_env() {
     assert!(missing.stdout.contains("no such file or directory") || missing.stderr.contains("no such file or directory"), "{missing}");
     let argv = d.runtime_argv();
     assert!(argv.contains("exec --process"), "the shim drove `exec --process`:\n{argv}");
+fn run_detached(d: &conformance::docker::Dockerd, opts: &[&str], cmd: &[&str]) -> String {
+    let mut a = vec!["run", "-d", "--runtime", "berth", "--security-opt", "seccomp=unconfined", "--network", "none"];
+    a.extend_from_slice(opts);
+    a.push(IMAGE);
+    a.extend_from_slice(cmd);
+    ok(&d.docker(&a)).trim().to_string()
+}
+
+/// The v1 cgroup directory of a Docker container for `controller`.
+fn docker_cgroup_file(id: &str, controller: &str, file: &str) -> String {
+    let dir = cgroup_dirs_containing(id)
+        .into_iter()
+        .find(|d| d.starts_with(format!("/sys/fs/cgroup/{controller}/")))
+        .unwrap_or_else(|| panic!("no {controller} cgroup for {id}"));
+    fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{}/{file}: {e}", dir.display())).trim().to_string()
+}
+
+/// docker top / pause / unpause / update / stats go through `berth ps`, `pause`, `resume`
+/// and `update --resources -`, or read the cgroup berth made.
+#[test]
+fn docker_top_pause_update_and_stats() {
+    let d = dockerd();
+    let id = run_detached(d, &["--memory", "64m"], &["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done"]);
+    let lines = || d.docker(&["logs", &id]).stdout.lines().count();
+    poll_until("the loop to print", Duration::from_secs(30), || (lines() > 2).then_some(()));
+
+    let top = ok(&d.docker(&["top", &id]));
+    assert!(top.lines().next().is_some_and(|h| h.contains("PID")), "{top}");
+    assert!(top.contains("sleep") || top.contains("while"), "{top}");
+
+    d.docker(&["pause", &id]).expect_ok("docker pause");
+    assert_eq!(inspect(&id, "{{.State.Status}}"), "paused");
+    let at_pause = lines();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(lines(), at_pause, "the container printed while paused");
+    d.docker(&["unpause", &id]).expect_ok("docker unpause");
+    assert_eq!(inspect(&id, "{{.State.Status}}"), "running");
+    poll_until("the loop to print again", Duration::from_secs(30), || (lines() > at_pause).then_some(()));
+
+    d.docker(&["update", "--memory", "100m", "--memory-swap", "200m", "--pids-limit", "50", "--cpu-shares", "512", &id])
+        .expect_ok("docker update");
+    assert_eq!(docker_cgroup_file(&id, "memory", "memory.limit_in_bytes"), (100u64 << 20).to_string());
+    assert_eq!(docker_cgroup_file(&id, "pids", "pids.max"), "50");
+    assert_eq!(docker_cgroup_file(&id, "cpu", "cpu.shares"), "512");
+    let argv = d.runtime_argv();
+    assert!(argv.lines().any(|l| l.contains("update") && l.contains("--resources")), "{argv}");
+
+    let stats = ok(&d.docker(&["stats", "--no-stream", "--format", "{{.MemUsage}}", &id]));
+    assert!(stats.contains("/ 100MiB"), "docker stats: {stats}");
+
     d.docker(&["rm", "-f", &id]).expect_ok("docker rm -f");
     assert!(cgroup_dirs_containing(&id).is_empty(), "cgroup of {id} left behind");
 }
@@ -195,4 +245,23 @@ fn docker_exec_it_through_a_pty() {
     assert!(lines.iter().any(|l| *l == "done"), "{text:?}");
     assert!(d.runtime_argv().lines().any(|l| l.contains("exec") && l.contains("--console-socket")), "exec -t used a console socket");
     d.docker(&["rm", "-f", &id]).expect_ok("docker rm -f");
+fn docker_memory_limit_oom_kills_with_137() {
+    let d = dockerd();
+    let out = d.run(&["--memory", "16m", "--memory-swap", "16m"], &["tail", "/dev/zero"]);
+    assert_eq!(out.code, 137, "{out}");
+}
+
+#[test]
+fn docker_cpus_and_pids_limit_reach_the_cgroup() {
+    let d = dockerd();
+    // busybox sh gives up (exit 2, "can't fork") once the pids limit stops a fork.
+    let out = d.run(
+        &["--cpus", "0.5", "--pids-limit", "6"],
+        &["sh", "-c", "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/pids/pids.max
+            n=0; while [ $n -lt 10 ]; do sleep 5 & n=$((n+1)); done; echo all-forked"],
+    );
+    let l: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(l, ["50000", "100000", "6"], "{out}");
+    assert!(out.stderr.contains("can't fork"), "forks beyond the limit succeeded: {out}");
+    assert_eq!(out.code, 2, "{out}");
 }

@@ -27,6 +27,8 @@ pub struct CreateOpts {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// `--systemd-cgroup`: linux.cgroupsPath is "slice:prefix:name".
+    pub systemd_cgroup: bool,
 }
 
 /// A created container, as the creating process sees it.
@@ -93,7 +95,9 @@ fn kill_cgroup(cg: &Manager, sig: i32) {
             unsafe { libc::kill(pid, sig) };
         }
     }
-    if froze {
+    // A paused container that is SIGKILLed is thawed too: on cgroup v1 frozen tasks only
+    // act on the signal once they run again.
+    if froze || (was_frozen && sig == libc::SIGKILL) {
         let _ = cg.set_frozen(false);
     }
 }
@@ -150,7 +154,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     }
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Usage("linux: missing".into()))?;
     let cgroups_path = linux.cgroups_path().as_ref().map(|p| p.to_string_lossy().into_owned());
-    let cgroup = Manager::new(&opts.id, cgroups_path.as_deref())?;
+    let cgroup = Manager::new(&opts.id, cgroups_path.as_deref(), opts.systemd_cgroup)?;
     let resources = spec::cgroup_resources(&spec);
     cgroup.validate(&resources)?;
     let plan = namespaces::plan(&spec);
@@ -179,6 +183,11 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
         annotations: annotations.clone(),
         cgroup: serde_json::to_value(cgroup.state()).map_err(|e| Error::io("encoding cgroup state", e.into()))?,
         hooks: spec.hooks().clone(),
+        resources: Some({
+            let mut r = resources.clone();
+            r.set_devices(None);
+            r
+        }),
     };
     store.save(&record)?;
     cgroup.apply(&resources)?;
@@ -303,6 +312,28 @@ pub(crate) fn manager_of(rec: &Record) -> Result<Manager> {
     Ok(Manager::from_state(&st))
 }
 
+/// `pause`: freezes every process of a running (or, as runc allows, created) container.
+pub fn pause(store: &Store, id: &str) -> Result<()> {
+    let _lock = store.lock(id)?;
+    let (rec, status) = load_with_status(store, id)?;
+    if !matches!(status, Status::Running | Status::Created) {
+        return Err(Error::WrongState { id: id.into(), status, msg: "container not running" });
+    }
+    manager_of(&rec)?.set_frozen(true)?;
+    Ok(())
+}
+
+/// `resume`: thaws a paused container.
+pub fn resume(store: &Store, id: &str) -> Result<()> {
+    let _lock = store.lock(id)?;
+    let (rec, status) = load_with_status(store, id)?;
+    if status != Status::Paused {
+        return Err(Error::WrongState { id: id.into(), status, msg: "container not paused" });
+    }
+    manager_of(&rec)?.set_frozen(false)?;
+    Ok(())
+}
+
 pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
     let (rec, status) = load_with_status(store, id)?;
     match status {
@@ -324,7 +355,12 @@ pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
             _ => Ok(()),
         };
     }
-    sys::pidfd_send_signal(pidfd.as_fd(), sig).map_err(|e| Error::io(format!("container \"{id}\": kill"), e))
+    sys::pidfd_send_signal(pidfd.as_fd(), sig).map_err(|e| Error::io(format!("container \"{id}\": kill"), e))?;
+    if status == Status::Paused && sig == libc::SIGKILL {
+        // Frozen tasks (cgroup v1) act on SIGKILL only once thawed.
+        manager_of(&rec)?.set_frozen(false)?;
+    }
+    Ok(())
 }
 
 pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
@@ -349,6 +385,10 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     }
     log::debug(&format!("delete {id}: status {status}, init {}", rec.pid));
     let cg = manager_of(&rec)?;
+    if status == Status::Paused {
+        // SIGKILL everything and thaw, so the init can die below.
+        kill_cgroup(&cg, libc::SIGKILL);
+    }
     if status != Status::Stopped {
         if let Ok(pidfd) = sys::pidfd_open(rec.pid) {
             if sys::process_alive(rec.pid, rec.init_start_time) {
@@ -389,18 +429,4 @@ pub fn list(store: &Store) -> Result<Vec<(Record, Status)>> {
 /// copying between our stdio and the pty. Returns the container's exit code.
 pub fn wait_foreground(created: &Created, tty_master: Option<OwnedFd>) -> Result<i32> {
     crate::foreground::wait(&created.pidfd, tty_master).map_err(|e| Error::io("waiting for the container", e))
-}
-
-/// `update --resources`: writes new `linux.resources` into a live container's cgroup
-/// (validated first, so a refused value writes nothing). Devices are not updatable, as in
-/// runc: the device rules stay the ones create set.
-pub fn update(store: &Store, id: &str, mut resources: oci_spec::runtime::LinuxResources) -> Result<()> {
-    let (rec, status) = load_with_status(store, id)?;
-    if matches!(status, Status::Stopped | Status::Creating) {
-        return Err(Error::WrongState { id: id.into(), status, msg: "only a created, running or paused container can be updated" });
-    }
-    resources.set_devices(None);
-    manager_of(&rec)?.apply(&resources)?;
-    log::debug(&format!("update {id}: resources applied"));
-    Ok(())
 }

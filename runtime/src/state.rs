@@ -8,7 +8,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
-use oci_spec::runtime::Hooks;
+use oci_spec::runtime::{Hooks, LinuxResources};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -73,6 +73,10 @@ pub struct Record {
     pub cgroup: serde_json::Value,
     #[serde(default)]
     pub hooks: Option<Hooks>,
+    /// linux.resources as applied (create, then every `update`), without the device rules,
+    /// so that an update changes only what it names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<LinuxResources>,
 }
 
 /// The JSON `state` prints: runtime-spec's state, as runc prints it.
@@ -194,6 +198,11 @@ impl Store {
         if !crate::sys::process_alive(rec.pid, rec.init_start_time) {
             return Status::Stopped;
         }
+        // runtime-spec has no "paused"; runc reports it while the freezer holds the cgroup
+        // (a created container can be paused too).
+        if rec.cgroup_manager().is_some_and(|m| m.is_frozen().unwrap_or(false)) {
+            return Status::Paused;
+        }
         if self.dir(&rec.id).join(START_SOCKET).exists() {
             return Status::Created;
         }
@@ -202,6 +211,12 @@ impl Store {
 }
 
 impl Record {
+    /// The container's cgroup, reopened from what create recorded.
+    pub fn cgroup_manager(&self) -> Option<crate::cgroups::Manager> {
+        let st = serde_json::from_value(self.cgroup.clone()).ok()?;
+        Some(crate::cgroups::Manager::from_state(&st))
+    }
+
     pub fn public(&self, status: Status) -> Public<'_> {
         Public {
             oci_version: OCI_VERSION,

@@ -2,8 +2,10 @@
 //! (A B C A B C …) so drift on this shared machine hits every runtime alike.
 //!
 //! Scenarios on a busybox bundle running /bin/true: `run`; create + start +
-//! wait + delete; `exec true` into a running container; `list` with no containers;
-//! `--version`; and the peak RSS of `create` (ru_maxrss from wait4). N iterations: `BENCH_N` (default 100).
+//! wait + delete; `exec true` into a running container; `events --stats` of that
+//! container (runtimes without an `events` command are reported and left out); `list`
+//! with no containers; `--version`; and the peak RSS of `create` (ru_maxrss from wait4).
+//! N iterations: `BENCH_N` (default 100).
 //! Binaries: `BERTH` (default: the workspace's newest build), `RUNC`, `CRUN` (default
 //! from PATH). A runtime that is missing or fails is reported and skipped.
 
@@ -156,7 +158,7 @@ fn main() {
     let live: Vec<&Rt> = rts.iter().filter(|r| r.broken.is_none()).collect();
     println!("N = {n} per scenario, interleaved\n");
 
-    // One long-running container per runtime for `exec`.
+    // One long-running container per runtime for `exec` and `events --stats`.
     let mut sleeper = Bundle::new(&work.join("bundle-exec"));
     sleeper.set_args(&["sleep", "1000000"]);
     sleeper.write();
@@ -164,12 +166,21 @@ fn main() {
     // Its own state root, so that `list` still lists nothing.
     let exec_root = |rt: &Rt| work.join(format!("root-{}-exec", rt.name));
     let mut exec_ok: BTreeMap<&str, bool> = BTreeMap::new();
+    let mut stats_ok: BTreeMap<&str, bool> = BTreeMap::new();
     for rt in &live {
         let (_, code, _, err) = timed(&rt.bin, &[os("--root"), exec_root(rt).as_os_str(), os("run"), os("-d"), os("--bundle"), sleeper.dir.as_os_str(), os(&exec_id(rt))]);
         if code != 0 {
             println!("{}: cannot start the container for exec: {}", rt.name, err.trim());
         }
         exec_ok.insert(rt.name, code == 0);
+        if code == 0 {
+            let (_, probe, _, perr) = timed(&rt.bin, &[os("--root"), exec_root(rt).as_os_str(), os("events"), os("--stats"), os(&exec_id(rt))]);
+            if probe == 0 {
+                stats_ok.insert(rt.name, true);
+            } else {
+                println!("{}: `events --stats` not measured: {}", rt.name, perr.trim());
+            }
+        }
     }
 
     let mut s = Samples(BTreeMap::new());
@@ -216,6 +227,10 @@ fn main() {
                 let (dt, code, _, err) = timed(&rt.bin, &[os("--root"), exec_root(rt).as_os_str(), os("exec"), os(&exec_id(rt)), os("true")]);
                 if code == 0 { s.push("exec true", rt.name, dt.as_secs_f64() * 1e3) } else { failures.entry(("exec true", rt.name)).or_insert(err); }
             }
+            if stats_ok.get(rt.name) == Some(&true) {
+                let (dt, code, _, err) = timed(&rt.bin, &[os("--root"), exec_root(rt).as_os_str(), os("events"), os("--stats"), os(&exec_id(rt))]);
+                if code == 0 { s.push("events --stats", rt.name, dt.as_secs_f64() * 1e3) } else { failures.entry(("events --stats", rt.name)).or_insert(err); }
+            }
             // do-nothing commands
             let (dt, code, _, err) = timed(&rt.bin, &[os("--root"), r, os("list")]);
             if code == 0 { s.push("list (empty)", rt.name, dt.as_secs_f64() * 1e3) } else { failures.entry(("list (empty)", rt.name)).or_insert(err); }
@@ -228,13 +243,16 @@ fn main() {
         let _ = timed(&rt.bin, &[os("--root"), exec_root(rt).as_os_str(), os("delete"), os("--force"), os(&exec_id(rt))]);
     }
     reap_strays();
-    let scenarios = ["run", "create+start+wait+delete", "exec true", "list (empty)", "--version", "create peak RSS (KiB)"];
+    let scenarios = ["run", "create+start+wait+delete", "exec true", "events --stats", "list (empty)", "--version", "create peak RSS (KiB)"];
     println!("{:<26} {:<6} {:>10} {:>10} {:>5}", "scenario", "rt", "median", "p90", "n");
     for sc in scenarios {
         let unit = if sc.contains("RSS") { "" } else { " ms" };
         for rt in &live {
             match s.stats(sc, rt.name) {
                 Some((m, p, k)) => println!("{sc:<26} {:<6} {:>7.2}{unit:<3} {:>7.2}{unit:<3} {k:>5}", rt.name, m, p),
+                None if sc == "events --stats" && !stats_ok.contains_key(rt.name) => {
+                    println!("{sc:<26} {:<6} {:>10}", rt.name, "n/a")
+                }
                 None => println!("{sc:<26} {:<6} {:>10}", rt.name, "failed"),
             }
         }

@@ -4,10 +4,11 @@
 //! Both cgroup v1 (including the hybrid layout with a cgroup2 "unified"
 //! mount next to the v1 controllers) and pure cgroup v2 are handled; the
 //! layout is read once from /proc/self/mountinfo and /proc/self/cgroup.
-//! Only the cgroupfs driver exists: systemd-style paths are refused.
+//! Only the cgroupfs driver exists; with `--systemd-cgroup` a "slice:prefix:name"
+//! path is converted to the directory systemd would use (systemd.rs).
 //!
 //! How the runtime uses it (create):
-//! 1. `Manager::new(id, linux.cgroupsPath)` then `validate(resources)`,
+//! 1. `Manager::new(id, linux.cgroupsPath, --systemd-cgroup)` then `validate(resources)`,
 //!    before anything is made, so a bad config changes nothing.
 //! 2. `create()`, then save `state()` in state.json at once: it records
 //!    which directories this container made, and only those are removed.
@@ -25,6 +26,9 @@ mod convert;
 mod devices;
 mod fsutil;
 mod mountinfo;
+mod oom;
+mod stats;
+mod systemd;
 mod v1;
 mod v2;
 mod validate;
@@ -38,11 +42,14 @@ use std::sync::Mutex;
 
 use oci_spec::runtime::LinuxResources;
 
+pub use oom::OomWatch;
+pub use stats::Stats;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
     #[error(
-        "linux.cgroupsPath {0:?}: the systemd form \"slice:prefix:name\" needs the systemd cgroup driver, \
-         which berth does not have; use a cgroupfs path (absolute or relative)"
+        "linux.cgroupsPath {0:?}: the systemd form \"slice:prefix:name\" needs --systemd-cgroup; \
+         without it use a cgroupfs path (absolute or relative)"
     )]
     SystemdPathUnsupported(String),
     #[error("linux.cgroupsPath {path:?}: {reason}")]
@@ -123,7 +130,15 @@ pub struct Manager {
 
 impl Manager {
     /// Resolves where the container's cgroup is on this host. No fs change.
-    pub fn new(id: &str, cgroups_path: Option<&str>) -> Result<Manager, CgroupError> {
+    /// With `systemd`, `cgroups_path` is systemd's "slice:prefix:name" (see systemd.rs).
+    pub fn new(id: &str, cgroups_path: Option<&str>, systemd: bool) -> Result<Manager, CgroupError> {
+        let expanded;
+        let cgroups_path = if systemd {
+            expanded = systemd::to_path(id, cgroups_path)?;
+            Some(expanded.as_str())
+        } else {
+            cgroups_path
+        };
         let read = |p: &str| {
             std::fs::read_to_string(p)
                 .map_err(|e| CgroupError::Io { path: PathBuf::from(p), op: "read", source: e })

@@ -336,7 +336,7 @@ fn root_v1_lifecycle_apply_add_pids_destroy() {
     }
     let name = unique("life");
     let mut guard = Cleanup::new(&name);
-    let m = Manager::new("ctr", Some(&format!("/{name}/ctr"))).unwrap();
+    let m = Manager::new("ctr", Some(&format!("/{name}/ctr")), false).unwrap();
     assert!(!m.is_v2());
     m.create().unwrap();
     let mounts = m.mounts();
@@ -427,7 +427,7 @@ fn root_v1_docker_defaults_apply() {
     }
     let name = unique("dock");
     let guard = Cleanup::new(&name);
-    let m = Manager::new(&name, None).unwrap();
+    let m = Manager::new(&name, None, false).unwrap();
     m.create().unwrap();
     let r = format!(
         r#"{{"devices":{},"memory":{{}},"cpu":{{"shares":0}},"blockIO":{{"weight":0}},"pids":{{"limit":-1}}}}"#,
@@ -450,7 +450,7 @@ fn root_v1_b15_non_empty_cgroup_is_refused_and_kept() {
     }
     let name = unique("b15");
     let mut guard = Cleanup::new(&name);
-    let m = Manager::new("ctr", Some(&format!("/{name}"))).unwrap();
+    let m = Manager::new("ctr", Some(&format!("/{name}")), false).unwrap();
     let mem = m.dir_for("memory").unwrap().to_path_buf();
     std::fs::create_dir(&mem).unwrap();
     let child = Command::new("sleep").arg("100").spawn().unwrap();
@@ -473,7 +473,7 @@ fn root_v1_b15_frozen_cgroup_is_refused() {
     }
     let name = unique("frz");
     let guard = Cleanup::new(&name);
-    let m = Manager::new("ctr", Some(&format!("/{name}"))).unwrap();
+    let m = Manager::new("ctr", Some(&format!("/{name}")), false).unwrap();
     let frz = m.dir_for("freezer").unwrap().to_path_buf();
     std::fs::create_dir(&frz).unwrap();
     std::fs::write(frz.join("freezer.state"), "FROZEN").unwrap();
@@ -488,7 +488,7 @@ fn root_v1_pre_existing_empty_leaf_is_reused_not_removed() {
     }
     let name = unique("keep");
     let guard = Cleanup::new(&name);
-    let m = Manager::new("ctr", Some(&format!("/{name}"))).unwrap();
+    let m = Manager::new("ctr", Some(&format!("/{name}")), false).unwrap();
     let mem = m.dir_for("memory").unwrap().to_path_buf();
     std::fs::create_dir(&mem).unwrap();
     m.create().unwrap();
@@ -504,7 +504,7 @@ fn root_v1_unified_resources_are_refused() {
     }
     let name = unique("uni");
     let _guard = Cleanup::new(&name);
-    let m = Manager::new("ctr", Some(&format!("/{name}"))).unwrap();
+    let m = Manager::new("ctr", Some(&format!("/{name}")), false).unwrap();
     let e = m.apply(&res(r#"{"unified":{"memory.max":"10M"}}"#)).unwrap_err().to_string();
     assert!(e.starts_with("linux.resources.unified:"), "{e}");
 }

@@ -125,17 +125,39 @@ pub(crate) fn rdma_line(dev: &str, handles: Option<u32>, objects: Option<u32>) -
 }
 
 fn memory(m: &Manager, mem: &LinuxMemory) -> Result<(), CgroupError> {
-    if mem.kernel().is_some() || mem.kernel_tcp().is_some() {
-        eprintln!("berth: warning: linux.resources.memory.kernel/kernelTCP are deprecated and ignored");
+    if mem.kernel().is_some() {
+        eprintln!("berth: warning: linux.resources.memory.kernel is deprecated and ignored");
     }
     let limit = mem.limit().unwrap_or(0);
     let mut swap = mem.swap().unwrap_or(0);
     let reservation = mem.reservation().unwrap_or(0);
     let oom_off = mem.disable_oom_killer() == Some(true);
-    if limit == 0 && swap == 0 && reservation == 0 && mem.swappiness().is_none() && !oom_off {
+    let tcp = mem.kernel_tcp().unwrap_or(0);
+    if limit == 0
+        && swap == 0
+        && reservation == 0
+        && tcp == 0
+        && mem.swappiness().is_none()
+        && mem.use_hierarchy().is_none()
+        && !oom_off
+    {
         return Ok(());
     }
     let dir = need(m, "memory", "memory")?;
+    if mem.check_before_update() == Some(true) && limit > 0 {
+        check_usage_below(dir, "memory.usage_in_bytes", limit)?;
+    }
+    if let Some(h) = mem.use_hierarchy() {
+        set("linux.resources.memory.useHierarchy", dir, "memory.use_hierarchy", if h { "1" } else { "0" })?;
+    }
+    if tcp != 0 {
+        // Kernels since 5.x dropped kmem accounting limits; runc ignores the field then.
+        if dir.join("memory.kmem.tcp.limit_in_bytes").exists() {
+            set("linux.resources.memory.kernelTCP", dir, "memory.kmem.tcp.limit_in_bytes", &tcp.to_string())?;
+        } else {
+            eprintln!("berth: warning: linux.resources.memory.kernelTCP: not supported by this kernel, ignored");
+        }
+    }
     let has_memsw = dir.join("memory.memsw.limit_in_bytes").exists();
     if limit == -1 && swap == 0 {
         swap = -1;
@@ -173,6 +195,19 @@ fn memory(m: &Manager, mem: &LinuxMemory) -> Result<(), CgroupError> {
     }
     if oom_off {
         set("linux.resources.memory.disableOOMKiller", dir, "memory.oom_control", "1")?;
+    }
+    Ok(())
+}
+
+/// memory.checkBeforeUpdate: refuse a limit below what the cgroup already uses (the
+/// kernel would reclaim, or OOM-kill, to get there).
+pub(crate) fn check_usage_below(dir: &Path, usage_file: &str, limit: i64) -> Result<(), CgroupError> {
+    let usage: i64 = read_trim(&dir.join(usage_file)).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    if usage > limit {
+        return Err(CgroupError::invalid(
+            "linux.resources.memory.limit",
+            format!("{limit} is below the current usage {usage} (memory.checkBeforeUpdate)"),
+        ));
     }
     Ok(())
 }

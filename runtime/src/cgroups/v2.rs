@@ -131,6 +131,9 @@ fn memory(d: &Path, mem: &LinuxMemory) -> Result<(), CgroupError> {
     }
     let limit = mem.limit().unwrap_or(0);
     let swap = mem.swap().unwrap_or(0);
+    if mem.check_before_update() == Some(true) && limit > 0 {
+        v1::check_usage_below(d, "memory.current", limit)?;
+    }
     // Swap first: memory.max may only grow once swap no longer needs the
     // room (both are independent on v2, but this keeps runc's order).
     if let Some(s) = convert::v2_swap_max(swap, limit) {

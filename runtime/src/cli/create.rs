@@ -4,7 +4,7 @@ use berth::state::Store;
 
 use super::CreateArgs;
 
-pub fn opts(args: CreateArgs) -> anyhow::Result<CreateOpts> {
+pub fn opts(args: CreateArgs, systemd_cgroup: bool) -> anyhow::Result<CreateOpts> {
     let console = match &args.console_socket {
         Some(p) => Some(berth::console::connect(p).with_context(|| format!("--console-socket {}", p.display()))?),
         None => None,
@@ -17,10 +17,11 @@ pub fn opts(args: CreateArgs) -> anyhow::Result<CreateOpts> {
         no_pivot: args.no_pivot,
         no_new_keyring: args.no_new_keyring,
         preserve_fds: args.preserve_fds,
+        systemd_cgroup,
     })
 }
 
-pub fn run(store: &Store, args: CreateArgs) -> anyhow::Result<i32> {
-    container::create(store, opts(args)?, false)?;
+pub fn run(store: &Store, args: CreateArgs, systemd_cgroup: bool) -> anyhow::Result<i32> {
+    container::create(store, opts(args, systemd_cgroup)?, false)?;
     Ok(0)
 }

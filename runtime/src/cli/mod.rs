@@ -5,9 +5,9 @@ mod delete;
 mod exec;
 mod kill;
 mod list;
+mod ops;
 mod run;
 mod simple;
-mod update;
 
 use std::path::PathBuf;
 
@@ -68,6 +68,89 @@ pub struct CreateArgs {
     id: String,
 }
 
+#[derive(clap::Args)]
+pub struct UpdateArgs {
+    /// File with a LinuxResources JSON, or - for stdin (the other flags are then ignored)
+    #[arg(short = 'r', long)]
+    resources: Option<PathBuf>,
+    /// blkio weight, 10..1000
+    #[arg(long = "blkio-weight", allow_hyphen_values = true)]
+    blkio_weight: Option<String>,
+    /// CPU CFS period (µs)
+    #[arg(long = "cpu-period", allow_hyphen_values = true)]
+    cpu_period: Option<String>,
+    /// CPU CFS quota (µs per period; -1 for none)
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    cpu_quota: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(long = "cpu-share", alias = "cpu-shares", allow_hyphen_values = true)]
+    cpu_share: Option<String>,
+    /// CPU CFS burst (µs)
+    #[arg(long = "cpu-burst", allow_hyphen_values = true)]
+    cpu_burst: Option<String>,
+    /// CPU realtime period (µs)
+    #[arg(long = "cpu-rt-period", allow_hyphen_values = true)]
+    cpu_rt_period: Option<String>,
+    /// CPU realtime runtime (µs)
+    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
+    cpu_rt_runtime: Option<String>,
+    /// CPUs to use
+    #[arg(long = "cpuset-cpus", allow_hyphen_values = true)]
+    cpuset_cpus: Option<String>,
+    /// Memory nodes to use
+    #[arg(long = "cpuset-mems", allow_hyphen_values = true)]
+    cpuset_mems: Option<String>,
+    /// Memory limit (bytes, or with a unit: 64m, 1g)
+    #[arg(long, allow_hyphen_values = true)]
+    memory: Option<String>,
+    /// Memory reservation (soft limit)
+    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
+    memory_reservation: Option<String>,
+    /// Memory plus swap limit; -1 for unlimited swap
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    /// Obsolete, ignored with a warning
+    #[arg(long = "kernel-memory", allow_hyphen_values = true)]
+    kernel_memory: Option<String>,
+    /// Obsolete, ignored with a warning
+    #[arg(long = "kernel-memory-tcp", allow_hyphen_values = true)]
+    kernel_memory_tcp: Option<String>,
+    /// Maximum number of pids
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pids_limit: Option<String>,
+    /// Intel RDT L3 cache schema (not supported)
+    #[arg(long = "l3-cache-schema")]
+    l3_cache_schema: Option<String>,
+    /// Intel RDT memory bandwidth schema (not supported)
+    #[arg(long = "mem-bw-schema", allow_hyphen_values = true)]
+    mem_bw_schema: Option<String>,
+    id: String,
+}
+
+impl UpdateArgs {
+    fn flags(&self) -> berth::update::Flags {
+        berth::update::Flags {
+            blkio_weight: self.blkio_weight.clone(),
+            cpu_period: self.cpu_period.clone(),
+            cpu_quota: self.cpu_quota.clone(),
+            cpu_share: self.cpu_share.clone(),
+            cpu_burst: self.cpu_burst.clone(),
+            cpu_rt_period: self.cpu_rt_period.clone(),
+            cpu_rt_runtime: self.cpu_rt_runtime.clone(),
+            cpuset_cpus: self.cpuset_cpus.clone(),
+            cpuset_mems: self.cpuset_mems.clone(),
+            memory: self.memory.clone(),
+            memory_reservation: self.memory_reservation.clone(),
+            memory_swap: self.memory_swap.clone(),
+            kernel_memory: self.kernel_memory.clone(),
+            kernel_memory_tcp: self.kernel_memory_tcp.clone(),
+            pids_limit: self.pids_limit.clone(),
+            l3_cache_schema: self.l3_cache_schema.clone(),
+            mem_bw_schema: self.mem_bw_schema.clone(),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create a container
@@ -122,16 +205,34 @@ enum Command {
     },
     /// Run a process in an existing container
     Exec(Box<exec::ExecArgs>),
-    /// Change the cgroup resources of a container
-    Update {
-        /// LinuxResources JSON file, or - for stdin
-        #[arg(short = 'r', long)]
-        resources: Option<PathBuf>,
-        id: String,
-    },
     /// Print the features of this runtime as JSON (runtime-spec features.md)
     Features,
-    /// Not implemented yet: ps, pause, resume, events, checkpoint, restore
+    /// List the processes running in a container
+    Ps {
+        #[arg(short = 'f', long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        id: String,
+        /// Arguments for the host's ps (default -ef)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Freeze every process of a running container
+    Pause { id: String },
+    /// Thaw a paused container
+    Resume { id: String },
+    /// Print the container's resource usage and OOM events as JSON
+    Events {
+        /// Print one stats event and exit
+        #[arg(long)]
+        stats: bool,
+        /// Time between stats events
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
+    /// Change the resource limits of a running container
+    Update(Box<UpdateArgs>),
+    /// Not implemented yet: checkpoint, restore
     #[command(external_subcommand)]
     Other(Vec<String>),
 }
@@ -142,6 +243,9 @@ const LONG_FLAGS: &[&str] = &[
     "pid-file", "no-pivot", "no-new-keyring", "preserve-fds", "detach", "keep", "all", "force", "format",
     "quiet", "version", "help", "tty", "cwd", "env", "user", "additional-gids", "cap", "no-new-privs",
     "ignore-paused", "cgroup", "apparmor", "process-label", "process", "no-subreaper", "resources",
+    "stats", "interval", "blkio-weight", "cpu-period", "cpu-quota", "cpu-share", "cpu-shares", "cpu-burst",
+    "cpu-rt-period", "cpu-rt-runtime", "cpuset-cpus", "cpuset-mems", "memory", "memory-reservation", "memory-swap",
+    "kernel-memory", "kernel-memory-tcp", "pids-limit", "l3-cache-schema", "mem-bw-schema",
 ];
 
 /// Flags that take a value as the next argument (global ones and exec's): the argument
@@ -241,10 +345,6 @@ pub fn main() -> i32 {
         println!("berth version {}\nspec: {}", env!("CARGO_PKG_VERSION"), berth::state::OCI_VERSION);
         return 0;
     }
-    if cli.systemd_cgroup {
-        berth::log::error("--systemd-cgroup: the systemd cgroup driver is not supported yet; use the cgroupfs driver");
-        return 1;
-    }
     let Some(command) = cli.command else {
         let _ = <Cli as clap::CommandFactory>::command().print_help();
         return 2;
@@ -257,8 +357,8 @@ pub fn main() -> i32 {
     }
     let store = berth::state::Store::new(cli.root.clone());
     let result = match command {
-        Command::Create(args) => create::run(&store, args),
-        Command::Run { create, detach, keep } => run::run(&store, create, detach, keep),
+        Command::Create(args) => create::run(&store, args, cli.systemd_cgroup),
+        Command::Run { create, detach, keep } => run::run(&store, create, detach, keep, cli.systemd_cgroup),
         Command::Start { id } => berth::container::start(&store, &id).map(|()| 0).map_err(Into::into),
         Command::State { id } => simple::state(&store, &id),
         Command::Kill { all, id, signal } => kill::run(&store, &id, &signal, all),
@@ -266,8 +366,12 @@ pub fn main() -> i32 {
         Command::List { format, quiet } => list::run(&store, &format, quiet),
         Command::Spec { bundle, rootless } => simple::spec(&bundle, rootless),
         Command::Exec(args) => exec::run(&store, *args),
-        Command::Update { resources, id } => update::run(&store, &id, resources.as_deref()),
         Command::Features => simple::features(),
+        Command::Ps { format, id, ps_args } => ops::ps(&store, &id, &format, &ps_args),
+        Command::Pause { id } => berth::container::pause(&store, &id).map(|()| 0).map_err(Into::into),
+        Command::Resume { id } => berth::container::resume(&store, &id).map(|()| 0).map_err(Into::into),
+        Command::Events { stats, interval, id } => ops::events(&store, &id, stats, &interval),
+        Command::Update(args) => ops::update(&store, &args.id, args.resources.as_deref(), &args.flags()),
         Command::Other(args) => Err(anyhow::anyhow!(
             "{:?}: this command is not supported by berth yet",
             args.first().map(String::as_str).unwrap_or("")
@@ -314,6 +418,18 @@ mod tests {
     }
 
     #[test]
+    fn ps_args_after_the_id_are_kept() {
+        let args = normalize("berth ps id -o pid,comm".split(' ').map(str::to_string));
+        match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(Some(Command::Ps { id, ps_args, .. })) => {
+                assert_eq!(id, "id");
+                assert_eq!(ps_args, ["-o", "pid,comm"]);
+            }
+            _ => panic!("ps did not parse"),
+        }
+    }
+
+    #[test]
     fn single_dash_long_flags_become_double() {
         let v = normalize(["berth", "-root", "/r", "-log-format=json", "create", "-b", "x", "id"].iter().map(|s| s.to_string()));
         assert_eq!(v, ["berth", "--root", "/r", "--log-format=json", "create", "-b", "x", "id"]);
@@ -330,6 +446,16 @@ mod tests {
             "berth run -d --bundle /b --no-pivot --no-new-keyring --preserve-fds 2 id",
             "berth --root /r --log /l --log-format json exec --process /tmp/runc-process1 --console-socket /s --detach --pid-file /p id",
             "berth exec -t -u 1:2 -e A=1 --cwd /tmp -g 5 --cap CAP_KILL id sh -c true",
+            "berth --root /r ps --format json id",
+            "berth ps id -ef",
+            "berth ps id -o pid,comm",
+            "berth --root /r pause id",
+            "berth --root /r resume id",
+            "berth --root /r events --stats id",
+            "berth events --interval 1s id",
+            "berth --root /r update --resources - id",
+            "berth update --memory 1g --memory-swap -1 --cpu-quota -1 --pids-limit 10 id",
+            "berth --systemd-cgroup create -b /b id",
         ] {
             let args = normalize(line.split(' ').map(str::to_string));
             assert!(Cli::try_parse_from(args).is_ok(), "{line}");

@@ -6,10 +6,10 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 use super::CreateArgs;
 
-pub fn run(store: &Store, args: CreateArgs, detach: bool, keep: bool) -> anyhow::Result<i32> {
+pub fn run(store: &Store, args: CreateArgs, detach: bool, keep: bool, systemd_cgroup: bool) -> anyhow::Result<i32> {
     let id = args.id.clone();
     let terminal_here = !detach && args.console_socket.is_none() && wants_terminal(&args.bundle);
-    let mut opts = super::create::opts(args)?;
+    let mut opts = super::create::opts(args, systemd_cgroup)?;
     // In the foreground with a terminal, berth itself receives the pty master.
     let mut own_console: Option<OwnedFd> = None;
     if terminal_here {
