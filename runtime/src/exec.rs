@@ -467,7 +467,7 @@ fn setup(c: &Child) -> std::result::Result<crate::init::exec::Prepared, String> 
     if let Some(sock) = &c.console {
         terminal(sock, c.process)?;
     }
-    crate::init::process::apply(c.process, c.preserve_fds)
+    crate::init::process::apply(c.process, c.preserve_fds, None, &c.channel)
 }
 
 /// A pty from the container's devpts: master to the console socket, peer as stdio and
