@@ -112,6 +112,18 @@ fn docker_default_seccomp_profile_blocks_unshare_and_mount() {
 }
 
 #[test]
+fn docker_exec_gets_the_default_seccomp_profile() {
+    let d = dockerd();
+    let id = sleeper(d);
+    let out = ok(&d.docker(&["exec", &id, "grep", "^Seccomp:", "/proc/self/status"]));
+    assert_eq!(out, "Seccomp:\t2\n");
+    let out = d.docker(&["exec", &id, "unshare", "-U", "true"]);
+    assert!(out.code != 0 && out.stderr.contains("Operation not permitted"), "{out}");
+    d.docker(&["rm", "-f", &id]).expect_ok("docker rm -f");
+    assert!(cgroup_dirs_containing(&id).is_empty(), "cgroup of {id} left behind");
+}
+
+#[test]
 fn docker_seccomp_unconfined_runs_without_a_filter() {
     let d = dockerd();
     let out = ok(&d.run(&["--security-opt", "seccomp=unconfined"], &["grep", "^Seccomp:", "/proc/self/status"]));
@@ -174,7 +186,7 @@ fn docker_run_tty_uses_console_socket() {
 
 /// A detached `sleep` container for exec tests; removed by the caller.
 fn sleeper(d: &conformance::docker::Dockerd) -> String {
-    let out = d.docker(&["run", "-d", "--runtime", "berth", "--security-opt", "seccomp=unconfined", "--network", "none", IMAGE, "sleep", "1000"]);
+    let out = d.docker(&["run", "-d", "--runtime", "berth", "--network", "none", IMAGE, "sleep", "1000"]);
     ok(&out).trim().to_string()
 }
 
