@@ -374,7 +374,6 @@ fn serve(listener: UnixListener, stop: &AtomicBool, tx: &mpsc::Sender<Value>, an
         }
     }
     let n = msg.bytes;
-    drop(iov);
     // The runtime may send the rest of the JSON in more writes (the spec allows it), and
     // need not close the connection at once.
     let mut data = buf[..n].to_vec();
