@@ -1,12 +1,13 @@
 //! The container's syscall filter (runtime-spec config-linux.md "Seccomp"), built with
 //! libseccomp as runc, crun and youki do.
 //!
-//! `Filter::build` compiles the profile in `berth create` before anything exists, so every
-//! mistake in it fails create naming the field and leaves nothing behind. The compiled
-//! filter reaches the container's init with the rest of the parent's memory (clone3 copies
-//! it), and the init calls `Filter::load` at runc's point. A filter with SCMP_ACT_NOTIFY
-//! rules yields the listener fd, which `send_to_listener` hands to the agent at
-//! `listenerPath` together with the container process state.
+//! `Filter::build` compiles the profile in `berth create` (and `berth exec`) before anything
+//! exists, so every mistake in it fails naming the field and leaves nothing behind. The
+//! compiled filter reaches the child with the rest of the parent's memory (clone3 copies
+//! it), and the child calls `Filter::load` at runc's point (`init::process::apply`). A
+//! filter with SCMP_ACT_NOTIFY rules yields the listener fd, which the child passes to the
+//! parent and the parent hands to the agent at `listenerPath` (`send_to_listener`) with the
+//! container process state (`process_state`).
 //!
 //! What follows runc (libcontainer/seccomp): KILL is KILL_THREAD; ERRNO and TRACE return
 //! EPERM unless `errnoRet` says otherwise; a rule whose action is the default action is
