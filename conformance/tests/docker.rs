@@ -210,7 +210,7 @@ fn docker_exec_output_exit_code_user_workdir_env() {
     let argv = d.runtime_argv();
     assert!(argv.contains("exec --process"), "the shim drove `exec --process`:\n{argv}");
 fn run_detached(d: &conformance::docker::Dockerd, opts: &[&str], cmd: &[&str]) -> String {
-    let mut a = vec!["run", "-d", "--runtime", "berth", "--security-opt", "seccomp=unconfined", "--network", "none"];
+    let mut a = vec!["run", "-d", "--runtime", "berth", "--network", "none"];
     a.extend_from_slice(opts);
     a.push(IMAGE);
     a.extend_from_slice(cmd);
