@@ -209,6 +209,10 @@ fn docker_exec_output_exit_code_user_workdir_env() {
     assert!(missing.stdout.contains("no such file or directory") || missing.stderr.contains("no such file or directory"), "{missing}");
     let argv = d.runtime_argv();
     assert!(argv.contains("exec --process"), "the shim drove `exec --process`:\n{argv}");
+    d.docker(&["rm", "-f", &id]).expect_ok("docker rm -f");
+    assert!(cgroup_dirs_containing(&id).is_empty(), "cgroup of {id} left behind");
+}
+
 fn run_detached(d: &conformance::docker::Dockerd, opts: &[&str], cmd: &[&str]) -> String {
     let mut a = vec!["run", "-d", "--runtime", "berth", "--network", "none"];
     a.extend_from_slice(opts);
@@ -286,6 +290,9 @@ fn docker_exec_it_through_a_pty() {
     assert!(lines.iter().any(|l| *l == "done"), "{text:?}");
     assert!(d.runtime_argv().lines().any(|l| l.contains("exec") && l.contains("--console-socket")), "exec -t used a console socket");
     d.docker(&["rm", "-f", &id]).expect_ok("docker rm -f");
+}
+
+#[test]
 fn docker_memory_limit_oom_kills_with_137() {
     let d = dockerd();
     let out = d.run(&["--memory", "16m", "--memory-swap", "16m"], &["tail", "/dev/zero"]);
