@@ -133,10 +133,10 @@ impl Dockerd {
             .run()
     }
 
-    /// `docker run --rm --runtime berth --security-opt seccomp=unconfined
-    /// --network none <opts> IMAGE <cmd>`.
+    /// `docker run --rm --runtime berth --network none <opts> IMAGE <cmd>` (with Docker's
+    /// default seccomp profile).
     pub fn run(&self, opts: &[&str], cmd: &[&str]) -> Out {
-        let mut a = vec!["run", "--rm", "--runtime", "berth", "--security-opt", "seccomp=unconfined", "--network", "none"];
+        let mut a = vec!["run", "--rm", "--runtime", "berth", "--network", "none"];
         a.extend_from_slice(opts);
         a.push(IMAGE);
         a.extend_from_slice(cmd);

@@ -274,13 +274,6 @@ fn b16_unified_resources_on_v1_host() {
 }
 
 #[test]
-fn unsupported_seccomp_is_an_error_naming_the_field() {
-    let mut c = Case::new("unsup_seccomp");
-    c.config()["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": []});
-    c.expect_create_fails(&["seccomp"]);
-}
-
-#[test]
 fn unsupported_user_namespace_mappings_are_an_error_naming_the_field() {
     let mut c = Case::new("unsup_userns");
     c.config()["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));

@@ -184,6 +184,8 @@ fn update_resources_changes_the_live_cgroup() {
     let out = c.rt.cmd().args(["update", "-r", "-", &c.id]).stdin(b"{not json").run();
     out.expect_fail("update with malformed JSON");
     assert_eq!(knob("memory", &p, "memory.limit_in_bytes"), (32 * 1024 * 1024).to_string(), "nothing changed");
+}
+
 /// `--systemd-cgroup` on a host without systemd: "slice:prefix:name" becomes the directory
 /// systemd would give the scope, made and removed through cgroupfs.
 #[test]

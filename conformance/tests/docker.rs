@@ -89,6 +89,47 @@ fn docker_run_bind_volume() {
     assert!(out.contains("RO"), "{out}");
 }
 
+#[test]
+fn docker_default_seccomp_profile_is_applied() {
+    let d = dockerd();
+    let out = ok(&d.run(&[], &["grep", "^Seccomp:", "/proc/self/status"]));
+    assert_eq!(out, "Seccomp:\t2\n", "Docker's default profile is not in force");
+    // Everyday commands still work under it.
+    let out = ok(&d.run(&[], &["sh", "-c", "mkdir /tmp/d && echo hi > /tmp/d/f && cat /tmp/d/f && ls /tmp/d && id -u"]));
+    assert_eq!(out, "hi\nf\n0\n");
+}
+
+#[test]
+fn docker_default_seccomp_profile_blocks_unshare_and_mount() {
+    let d = dockerd();
+    let out = d.run(&[], &["unshare", "-U", "true"]);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.stderr.contains("Operation not permitted"), "{out}");
+    // busybox mount reports EPERM as "permission denied (are you root?)".
+    let out = d.run(&[], &["sh", "-c", "mkdir -p /mnt && mount -t tmpfs none /mnt"]);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.stderr.to_lowercase().contains("permission denied"), "{out}");
+}
+
+#[test]
+fn docker_exec_gets_the_default_seccomp_profile() {
+    let d = dockerd();
+    let id = sleeper(d);
+    let out = ok(&d.docker(&["exec", &id, "grep", "^Seccomp:", "/proc/self/status"]));
+    assert_eq!(out, "Seccomp:\t2\n");
+    let out = d.docker(&["exec", &id, "unshare", "-U", "true"]);
+    assert!(out.code != 0 && out.stderr.contains("Operation not permitted"), "{out}");
+    d.docker(&["rm", "-f", &id]).expect_ok("docker rm -f");
+    assert!(cgroup_dirs_containing(&id).is_empty(), "cgroup of {id} left behind");
+}
+
+#[test]
+fn docker_seccomp_unconfined_runs_without_a_filter() {
+    let d = dockerd();
+    let out = ok(&d.run(&["--security-opt", "seccomp=unconfined"], &["grep", "^Seccomp:", "/proc/self/status"]));
+    assert_eq!(out, "Seccomp:\t0\n");
+}
+
 fn inspect(id: &str, fmt: &str) -> String {
     dockerd().docker(&["inspect", "--format", fmt, id]).stdout.trim().to_string()
 }
@@ -96,7 +137,7 @@ fn inspect(id: &str, fmt: &str) -> String {
 #[test]
 fn docker_stop_delivers_sigterm_then_container_is_removed() {
     let d = dockerd();
-    let out = d.docker(&["run", "-d", "--runtime", "berth", "--security-opt", "seccomp=unconfined", "--network", "none", IMAGE,
+    let out = d.docker(&["run", "-d", "--runtime", "berth", "--network", "none", IMAGE,
         "sh", "-c", "trap 'exit 42' TERM; echo ready; while :; do sleep 0.1; done"]);
     let id = ok(&out).trim().to_string();
     poll_until("container ready", Duration::from_secs(30), || d.docker(&["logs", &id]).stdout.contains("ready").then_some(()));
@@ -109,7 +150,7 @@ fn docker_stop_delivers_sigterm_then_container_is_removed() {
 #[test]
 fn docker_kill_sends_sigkill_and_custom_signals() {
     let d = dockerd();
-    let out = d.docker(&["run", "-d", "--runtime", "berth", "--security-opt", "seccomp=unconfined", "--network", "none", IMAGE,
+    let out = d.docker(&["run", "-d", "--runtime", "berth", "--network", "none", IMAGE,
         "sh", "-c", "trap 'echo got-usr1' USR1; echo ready; while :; do sleep 0.1; done"]);
     let id = ok(&out).trim().to_string();
     poll_until("container ready", Duration::from_secs(30), || d.docker(&["logs", &id]).stdout.contains("ready").then_some(()));
@@ -145,7 +186,7 @@ fn docker_run_tty_uses_console_socket() {
 
 /// A detached `sleep` container for exec tests; removed by the caller.
 fn sleeper(d: &conformance::docker::Dockerd) -> String {
-    let out = d.docker(&["run", "-d", "--runtime", "berth", "--security-opt", "seccomp=unconfined", "--network", "none", IMAGE, "sleep", "1000"]);
+    let out = d.docker(&["run", "-d", "--runtime", "berth", "--network", "none", IMAGE, "sleep", "1000"]);
     ok(&out).trim().to_string()
 }
 
@@ -168,8 +209,12 @@ fn docker_exec_output_exit_code_user_workdir_env() {
     assert!(missing.stdout.contains("no such file or directory") || missing.stderr.contains("no such file or directory"), "{missing}");
     let argv = d.runtime_argv();
     assert!(argv.contains("exec --process"), "the shim drove `exec --process`:\n{argv}");
+    d.docker(&["rm", "-f", &id]).expect_ok("docker rm -f");
+    assert!(cgroup_dirs_containing(&id).is_empty(), "cgroup of {id} left behind");
+}
+
 fn run_detached(d: &conformance::docker::Dockerd, opts: &[&str], cmd: &[&str]) -> String {
-    let mut a = vec!["run", "-d", "--runtime", "berth", "--security-opt", "seccomp=unconfined", "--network", "none"];
+    let mut a = vec!["run", "-d", "--runtime", "berth", "--network", "none"];
     a.extend_from_slice(opts);
     a.push(IMAGE);
     a.extend_from_slice(cmd);
@@ -245,6 +290,9 @@ fn docker_exec_it_through_a_pty() {
     assert!(lines.iter().any(|l| *l == "done"), "{text:?}");
     assert!(d.runtime_argv().lines().any(|l| l.contains("exec") && l.contains("--console-socket")), "exec -t used a console socket");
     d.docker(&["rm", "-f", &id]).expect_ok("docker rm -f");
+}
+
+#[test]
 fn docker_memory_limit_oom_kills_with_137() {
     let d = dockerd();
     let out = d.run(&["--memory", "16m", "--memory-swap", "16m"], &["tail", "/dev/zero"]);

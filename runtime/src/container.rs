@@ -157,6 +157,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     let cgroup = Manager::new(&opts.id, cgroups_path.as_deref(), opts.systemd_cgroup)?;
     let resources = spec::cgroup_resources(&spec);
     cgroup.validate(&resources)?;
+    let seccomp = linux.seccomp().as_ref().map(crate::seccomp::Filter::build).transpose()?;
     let plan = namespaces::plan(&spec);
     let annotations: HashMap<String, String> = spec.annotations().clone().unwrap_or_default();
 
@@ -223,6 +224,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
                 no_new_keyring: opts.no_new_keyring,
                 preserve_fds: opts.preserve_fds,
                 cgroup_mounts,
+                seccomp: seccomp.as_ref(),
             })
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd),
@@ -243,7 +245,15 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     let state = hook_state(&opts.id, Status::Creating, pid, &bundle, &annotations);
     parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(format!("sync with init: {e}")))?;
     loop {
-        match parent_ch.recv().map_err(|e| init_err(format!("sync with init: {e}")))? {
+        let (msg, fd) = match parent_ch.recv_with_fd().map_err(|e| init_err(format!("sync with init: {e}")))? {
+            Some((msg, fd)) => (Some(msg), fd),
+            None => (None, None),
+        };
+        match msg {
+            Some(Msg::SeccompListener) => {
+                let listener = fd.ok_or_else(|| init_err("the seccomp listener message came without its fd".into()))?;
+                send_seccomp_listener(&spec, listener.as_fd(), pid, &state)?;
+            }
             Some(Msg::HooksPending) => {
                 hooks::run_all(spec.hooks().as_ref(), Kind::Prestart, state.as_bytes())?;
                 hooks::run_all(spec.hooks().as_ref(), Kind::CreateRuntime, state.as_bytes())?;
@@ -265,6 +275,22 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     }
     guard.disarm();
     Ok(Created { pid, pidfd })
+}
+
+/// Hands the init's notify listener to the agent at `linux.seccomp.listenerPath`, with the
+/// container process state (the state as of now: creating).
+pub(crate) fn send_seccomp_listener(spec: &Spec, listener: std::os::fd::BorrowedFd<'_>, pid: i32, state: &str) -> Result<()> {
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let path = seccomp.and_then(|s| s.listener_path().as_ref()).ok_or_else(|| {
+        Error::Usage("linux.seccomp.listenerPath: must be set for SCMP_ACT_NOTIFY".into())
+    })?;
+    let state: serde_json::Value =
+        serde_json::from_str(state).map_err(|e| Error::io("encoding the container process state", e.into()))?;
+    let metadata = seccomp.and_then(|s| s.listener_metadata().as_deref());
+    let process_state = crate::seccomp::process_state(pid, metadata, state);
+    log::debug(&format!("sending the seccomp listener to {}", path.display()));
+    crate::seccomp::send_to_listener(path, listener, &process_state)?;
+    Ok(())
 }
 
 pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {

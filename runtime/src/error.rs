@@ -16,6 +16,8 @@ pub enum Error {
     Cgroup(#[from] crate::cgroups::CgroupError),
     #[error(transparent)]
     Hook(#[from] crate::hooks::HookError),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     #[error("container \"{id}\": {msg}")]
     Init { id: String, msg: String },
     #[error("container \"{id}\" is {status}: {msg}")]

@@ -240,6 +240,14 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
         });
     }
     let spec = crate::spec::load(&rec.bundle)?.spec;
+    // The container's filter binds every process in it (as with runc): compiled here, before
+    // the fork, loaded by the child in init::process::apply.
+    let seccomp = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(crate::seccomp::Filter::build)
+        .transpose()?;
     let base = spec.process().clone().unwrap_or_default();
     let mut process = match &opts.source {
         ProcessSource::File(p) => load_process(p)?,
@@ -347,6 +355,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
                 process: &process,
                 console,
                 preserve_fds: opts.preserve_fds,
+                seccomp: seccomp.as_ref(),
             })
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd),
@@ -376,18 +385,31 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
         ),
         None => None,
     };
-    match parent_ch
-        .recv()
-        .map_err(|e| fail(format!("sync with the exec'd process: {e}")))?
-    {
-        Some(Msg::Ready) => {}
-        Some(Msg::Error(m)) => return Err(fail(m)),
-        Some(other) => {
-            return Err(fail(format!(
-                "unexpected message from the exec'd process: {other:?}"
-            )))
+    loop {
+        let (msg, fd) = match parent_ch
+            .recv_with_fd()
+            .map_err(|e| fail(format!("sync with the exec'd process: {e}")))?
+        {
+            Some((m, fd)) => (Some(m), fd),
+            None => (None, None),
+        };
+        match msg {
+            Some(Msg::SeccompListener) => {
+                let listener = fd.ok_or_else(|| fail("the seccomp listener message came without its fd".into()))?;
+                // As runc: the state is the container's (running, the init's pid), the
+                // process state's pid the exec'd process's.
+                let state = crate::container::hook_state(id, Status::Running, rec.pid, &rec.bundle, &rec.annotations);
+                crate::container::send_seccomp_listener(&spec, listener.as_fd(), pid, &state)?;
+            }
+            Some(Msg::Ready) => break,
+            Some(Msg::Error(m)) => return Err(fail(m)),
+            Some(other) => {
+                return Err(fail(format!(
+                    "unexpected message from the exec'd process: {other:?}"
+                )))
+            }
+            None => return Err(fail("the exec'd process exited during set-up".into())),
         }
-        None => return Err(fail("the exec'd process exited during set-up".into())),
     }
     // Ready comes right before execve: EOF now means the exec happened (the channel is
     // close-on-exec); a message means it failed.
@@ -426,6 +448,7 @@ struct Child<'a> {
     process: &'a Process,
     console: Option<OwnedFd>,
     preserve_fds: u32,
+    seccomp: Option<&'a crate::seccomp::Filter>,
 }
 
 fn child(c: Child) -> ! {
@@ -467,7 +490,7 @@ fn setup(c: &Child) -> std::result::Result<crate::init::exec::Prepared, String> 
     if let Some(sock) = &c.console {
         terminal(sock, c.process)?;
     }
-    crate::init::process::apply(c.process, c.preserve_fds)
+    crate::init::process::apply(c.process, c.preserve_fds, c.seccomp, &c.channel)
 }
 
 /// A pty from the container's devpts: master to the console socket, peer as stdio and

@@ -88,7 +88,14 @@ pub fn features() -> Value {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
             "capabilities": caps,
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
-            "seccomp": {"enabled": false},
+            "seccomp": {
+                "enabled": true,
+                "actions": crate::seccomp::ACTIONS,
+                "operators": crate::seccomp::OPERATORS,
+                "archs": crate::seccomp::supported_arches(),
+                "knownFlags": crate::seccomp::FLAGS,
+                "supportedFlags": crate::seccomp::supported_flags()
+            },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},

@@ -20,6 +20,7 @@ pub mod process;
 pub mod ps;
 pub mod rootfs;
 pub mod sealed;
+pub mod seccomp;
 pub mod signal;
 pub mod spec;
 pub mod state;

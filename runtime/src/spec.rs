@@ -27,6 +27,8 @@ pub enum SpecError {
     Invalid { field: String, msg: String },
     #[error("{field}: not supported by berth yet")]
     Unsupported { field: String },
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
 }
 
 fn invalid(field: impl Into<String>, msg: impl Into<String>) -> SpecError {
@@ -57,6 +59,9 @@ pub fn load(bundle: &Path) -> Result<Loaded, SpecError> {
         return Err(SpecError::Null { path });
     }
     let warnings = drop_unknown_capabilities(&mut value);
+    if let Some(seccomp) = value.pointer("/linux/seccomp") {
+        crate::seccomp::check_names(seccomp)?;
+    }
     let spec: Spec = serde_path_to_error::deserialize(value).map_err(|e| SpecError::Decode {
         path: path.clone(),
         field: e.path().to_string(),
@@ -257,9 +262,6 @@ fn validate_linux(spec: &Spec) -> Result<(), SpecError> {
     }
     if linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()) {
         return Err(unsupported("linux.gidMappings"));
-    }
-    if linux.seccomp().is_some() {
-        return Err(unsupported("linux.seccomp"));
     }
     if linux.intel_rdt().is_some() {
         return Err(unsupported("linux.intelRdt"));

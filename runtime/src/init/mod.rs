@@ -5,8 +5,9 @@
 //! cgroup → join namespaces by path → new cgroup namespace → session keyring → setsid →
 //! hostname → sysctls → rootfs mounts → prestart/createRuntime hooks (parent) →
 //! createContainer hooks → terminal → pivot_root → masked/read-only paths → rlimits →
-//! capabilities bounding → uid/gid → capabilities → no_new_privs → cwd → ready → wait for
-//! start → startContainer hooks → execve.
+//! seccomp (without noNewPrivileges) → capabilities bounding → uid/gid → capabilities →
+//! no_new_privs → cwd → seccomp (with noNewPrivileges) → ready → wait for start →
+//! startContainer hooks → execve.
 
 pub(crate) mod exec;
 pub(crate) mod process;
@@ -38,6 +39,8 @@ pub struct InitArgs<'a> {
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
     pub cgroup_mounts: Vec<rootfs::CgroupMount>,
+    /// The compiled `linux.seccomp` filter, built by the parent before the clone.
+    pub seccomp: Option<&'a crate::seccomp::Filter>,
 }
 
 /// Never returns: the process either becomes the container's process or exits.
@@ -144,7 +147,7 @@ fn setup(a: &InitArgs) -> Res<exec::Prepared> {
     drop(tty);
 
     exec::ensure_cwd(process.cwd())?;
-    let prepared = process::apply(process, a.preserve_fds)?;
+    let prepared = process::apply(process, a.preserve_fds, a.seccomp, &a.channel)?;
 
     a.channel.send(&Msg::Ready).map_err(|e| format!("sync with parent: {e}"))?;
     Ok(prepared)

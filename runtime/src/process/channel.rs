@@ -1,10 +1,14 @@
 //! One typed message enum over a SOCK_SEQPACKET socketpair between `berth create` and the
-//! container's init: each message is one datagram, and EOF means the peer died.
+//! container's init: each message is one datagram, and EOF means the peer died. A message
+//! may carry one fd (SCM_RIGHTS).
 
-use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{
+    recv, recvmsg, send, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag,
+    SockType,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -16,6 +20,9 @@ pub enum Msg {
     HooksPending,
     /// Parent → init: hooks ran.
     HooksDone,
+    /// Init → parent, with the fd: the seccomp filter is loaded and notifies; hand its
+    /// listener to the agent at `linux.seccomp.listenerPath`.
+    SeccompListener,
     /// Init → parent: everything is set up; the init waits for `start`.
     Ready,
     /// Init → parent: set-up failed.
@@ -45,9 +52,29 @@ impl Channel {
         }
     }
 
-    /// The next message, or None if the peer closed its end (exited).
+    /// Sends `msg` with `fd` attached.
+    pub fn send_with_fd(&self, msg: &Msg, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let data = serde_json::to_vec(msg).map_err(io::Error::other)?;
+        let fds = [fd.as_raw_fd()];
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        let iov = [IoSlice::new(&data)];
+        loop {
+            match sendmsg::<()>(self.fd.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
+                Ok(_) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The next message, or None if the peer closed its end (exited). An fd sent along is
+    /// closed.
     pub fn recv(&self) -> io::Result<Option<Msg>> {
-        use std::os::fd::AsRawFd;
+        Ok(self.recv_with_fd()?.map(|(msg, _)| msg))
+    }
+
+    /// The next message and the fd sent with it, if any.
+    pub fn recv_with_fd(&self) -> io::Result<Option<(Msg, Option<OwnedFd>)>> {
         // Peek at the datagram's real length (MSG_TRUNC) so the buffer is only as large as
         // the message: this runs in every create, in the parent and in the init.
         let len = loop {
@@ -63,14 +90,29 @@ impl Channel {
             return Ok(None);
         }
         let mut buf = vec![0u8; len.min(MAX_MSG)];
-        let n = loop {
-            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-                Ok(n) => break n,
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let (n, fd) = loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(self.fd.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC) {
+                Ok(m) => {
+                    let mut fd = None;
+                    for c in m.cmsgs()? {
+                        if let ControlMessageOwned::ScmRights(fds) = c {
+                            for raw in fds {
+                                // SAFETY: the kernel installed these fds for us; we own them.
+                                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                                fd.get_or_insert(owned);
+                            }
+                        }
+                    }
+                    break (m.bytes, fd);
+                }
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
             }
         };
-        serde_json::from_slice(&buf[..n]).map(Some).map_err(io::Error::other)
+        let msg = serde_json::from_slice(&buf[..n]).map_err(io::Error::other)?;
+        Ok(Some((msg, fd)))
     }
 
     pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
