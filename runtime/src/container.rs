@@ -198,7 +198,14 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
         None => None,
     };
     let v2_dir = cgroup.open_v2_dir();
+    // execCPUAffinity.initial: the init starts on those CPUs, before it is in the cgroup.
+    let saved_affinity = initial_affinity(process)?;
     let forked = sys::clone3_fork(plan.clone_flags.bits() as u64, v2_dir.as_ref().map(|f| f.as_fd()));
+    if let Some(set) = &saved_affinity {
+        if matches!(forked, Ok(Forked::Parent { .. }) | Err(_)) {
+            let _ = crate::process_attrs::set_affinity(set);
+        }
+    }
     if let (Some(prev), Ok(Forked::Parent { .. }) | Err(_)) = (saved_pidns, &forked) {
         // The child exists (or not); either way this process must leave the container's pid
         // namespace for its own hooks' sake. The child cannot (the host's pid namespace is
@@ -265,6 +272,17 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     }
     guard.disarm();
     Ok(Created { pid, pidfd })
+}
+
+/// Pins this process to `execCPUAffinity.initial` (so the init is cloned onto those CPUs)
+/// and returns the affinity to restore afterwards.
+fn initial_affinity(process: &oci_spec::runtime::Process) -> Result<Option<libc::cpu_set_t>> {
+    let Some(list) = process.exec_cpu_affinity().as_ref().and_then(|a| a.initial().clone()) else { return Ok(None) };
+    let field = "process.execCPUAffinity.initial";
+    let set = crate::process_attrs::cpu_set(&list).map_err(|m| Error::Usage(format!("{field}: {m}")))?;
+    let saved = crate::process_attrs::current_affinity().map_err(|e| Error::io(field, e))?;
+    crate::process_attrs::set_affinity(&set).map_err(|e| Error::io(field, e))?;
+    Ok(Some(saved))
 }
 
 pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {

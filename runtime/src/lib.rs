@@ -17,6 +17,7 @@ pub mod init;
 pub mod log;
 pub mod namespaces;
 pub mod process;
+pub mod process_attrs;
 pub mod ps;
 pub mod rootfs;
 pub mod sealed;

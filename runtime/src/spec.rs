@@ -187,15 +187,12 @@ fn validate_process(spec: &Spec) -> Result<(), SpecError> {
             return Err(unsupported("process.selinuxLabel"));
         }
     }
-    if process.scheduler().is_some() {
-        return Err(unsupported("process.scheduler"));
+    let field_err = |(field, msg): crate::process_attrs::FieldError| invalid(field, msg);
+    if let Some(s) = process.scheduler() {
+        crate::process_attrs::validate_scheduler(s).map_err(field_err)?;
     }
-    if process.io_priority().is_some() {
-        return Err(unsupported("process.ioPriority"));
-    }
-    if process.exec_cpu_affinity().is_some() {
-        return Err(unsupported("process.execCPUAffinity"));
-    }
+    crate::process_attrs::validate_io_priority(process).map_err(field_err)?;
+    crate::process_attrs::validate_cpu_affinity(process).map_err(field_err)?;
     Ok(())
 }
 
@@ -261,14 +258,17 @@ fn validate_linux(spec: &Spec) -> Result<(), SpecError> {
     if linux.seccomp().is_some() {
         return Err(unsupported("linux.seccomp"));
     }
+    if linux.intel_rdt().is_some() && !Path::new("/sys/fs/resctrl").is_dir() {
+        return Err(invalid("linux.intelRdt", "resctrl is not available on this host"));
+    }
     if linux.intel_rdt().is_some() {
         return Err(unsupported("linux.intelRdt"));
     }
-    if linux.personality().is_some() {
-        return Err(unsupported("linux.personality"));
+    if let Some(p) = linux.personality() {
+        crate::process_attrs::validate_personality(p).map_err(|(f, m)| invalid(f, m))?;
     }
-    if linux.memory_policy().is_some() {
-        return Err(unsupported("linux.memoryPolicy"));
+    if let Some(p) = linux.memory_policy() {
+        crate::process_attrs::validate_memory_policy(p).map_err(|(f, m)| invalid(f, m))?;
     }
     if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
         return Err(unsupported("linux.netDevices"));

@@ -22,7 +22,7 @@ use oci_spec::runtime::Spec;
 use crate::hooks::{self, Kind};
 use crate::namespaces::Plan;
 use crate::process::channel::{Channel, Msg};
-use crate::rootfs;
+use crate::{process_attrs, rootfs};
 
 pub struct InitArgs<'a> {
     pub spec: &'a Spec,
@@ -144,6 +144,13 @@ fn setup(a: &InitArgs) -> Res<exec::Prepared> {
     drop(tty);
 
     exec::ensure_cwd(process.cwd())?;
+    // The container-wide attributes; the per-process ones are in process::apply.
+    if let Some(p) = linux.memory_policy() {
+        process_attrs::apply_memory_policy(p)?;
+    }
+    if let Some(p) = linux.personality() {
+        process_attrs::apply_personality(p)?;
+    }
     let prepared = process::apply(process, a.preserve_fds)?;
 
     a.channel.send(&Msg::Ready).map_err(|e| format!("sync with parent: {e}"))?;

@@ -1,5 +1,6 @@
 //! The process attributes every container process gets, in the same order whether it is
-//! the container's init (`create`) or a process joining it (`exec`): rlimits → capability
+//! the container's init (`create`) or a process joining it (`exec`): rlimits → scheduler,
+//! I/O priority, final CPU affinity → capability
 //! bounding set → uid/gid/groups → capability sets → no_new_privs → cwd (checked to be
 //! inside the container's root) → executable lookup and HOME → fds above the preserved
 //! range made close-on-exec. The caller runs inside the container's namespaces and root.
@@ -15,6 +16,13 @@ use super::user;
 /// fds from 3 up are passed on; every other fd above 2 is closed by the execve.
 pub fn apply(process: &Process, preserve_fds: u32) -> Result<Prepared, String> {
     user::set_rlimits(process)?;
+    // Before the uid switch, while we still hold CAP_SYS_NICE for real-time policies and
+    // I/O classes.
+    if let Some(s) = process.scheduler() {
+        crate::process_attrs::apply_scheduler(s)?;
+    }
+    crate::process_attrs::apply_io_priority(process)?;
+    crate::process_attrs::apply_final_affinity(process)?;
     crate::capabilities::apply_bounding(process.capabilities().as_ref())
         .map_err(|e| e.to_string())?;
     user::switch_user(process)?;
