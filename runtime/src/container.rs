@@ -193,6 +193,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     cgroup.apply(&resources)?;
 
     let (parent_ch, child_ch) = channel::pair().map_err(|e| Error::io("socketpair", e))?;
+    // When staged the first child joins the pid namespace itself.
     let saved_pidns = match &plan.pid_path {
         Some(p) => Some(namespaces::enter_pid_for_children(p).map_err(|m| Error::Usage(format!("linux.namespaces (pid): {m}")))?),
         None => None,
@@ -214,7 +215,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
             log::warn(&m);
         }
     }
-    let (pid, pidfd) = match forked.map_err(|e| Error::io("clone3", e))? {
+    let (mut pid, mut pidfd) = match forked.map_err(|e| Error::io("clone3", e))? {
         Forked::Child => {
             drop(parent_ch);
             crate::init::run(crate::init::InitArgs {
@@ -247,10 +248,28 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
             .map_err(|e| Error::Usage(format!("process.oomScoreAdj {adj}: {e}")))?;
     }
     let init_err = |msg: String| Error::Init { id: opts.id.clone(), msg };
-    let state = hook_state(&opts.id, Status::Creating, pid, &bundle, &annotations);
+    let mut state = hook_state(&opts.id, Status::Creating, pid, &bundle, &annotations);
     parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(format!("sync with init: {e}")))?;
     loop {
         match parent_ch.recv().map_err(|e| init_err(format!("sync with init: {e}")))? {
+            Some(Msg::MapsPending) if plan.new_user => {
+                let none = Vec::new();
+                let uid = linux.uid_mappings().as_ref().unwrap_or(&none);
+                let gid = linux.gid_mappings().as_ref().unwrap_or(&none);
+                crate::idmap::write(pid, uid, gid).map_err(init_err)?;
+                parent_ch.send(&Msg::MapsDone).map_err(|e| init_err(format!("sync with init: {e}")))?;
+            }
+            Some(Msg::Child { pid: init_pid }) if plan.staged => {
+                // The first child has done its part and exits; the init is our child too
+                // (CLONE_PARENT), so its pid cannot be reused before we reap it.
+                let _ = sys::pidfd_wait_exit(pidfd.as_fd(), 5000);
+                reap(&pidfd);
+                pid = init_pid;
+                pidfd = sys::pidfd_open(pid).map_err(|e| Error::io("pidfd_open of the init", e))?;
+                guard.child = Some(pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?);
+                state = hook_state(&opts.id, Status::Creating, pid, &bundle, &annotations);
+                parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(format!("sync with init: {e}")))?;
+            }
             Some(Msg::HooksPending) => {
                 hooks::run_all(spec.hooks().as_ref(), Kind::Prestart, state.as_bytes())?;
                 hooks::run_all(spec.hooks().as_ref(), Kind::CreateRuntime, state.as_bytes())?;

@@ -13,6 +13,7 @@ pub mod features;
 pub mod foreground;
 pub mod hooks;
 pub mod id;
+pub mod idmap;
 pub mod init;
 pub mod log;
 pub mod namespaces;

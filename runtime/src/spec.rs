@@ -213,11 +213,6 @@ fn validate_linux(spec: &Spec) -> Result<(), SpecError> {
         if !seen.insert(ns.typ()) {
             return Err(invalid(format!("linux.namespaces[{i}]"), format!("duplicated namespace {}", ns.typ())));
         }
-        match ns.typ() {
-            LinuxNamespaceType::User => return Err(unsupported(format!("linux.namespaces[{i}] (user)"))),
-            LinuxNamespaceType::Time => return Err(unsupported(format!("linux.namespaces[{i}] (time)"))),
-            _ => {}
-        }
         if let Some(path) = ns.path() {
             if path.as_os_str().as_encoded_bytes().contains(&b',') {
                 return Err(invalid(format!("linux.namespaces[{i}].path"), "must not contain a comma"));
@@ -249,12 +244,7 @@ fn validate_linux(spec: &Spec) -> Result<(), SpecError> {
             validate_sysctl(key, &new_ns, &has)?;
         }
     }
-    if linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()) {
-        return Err(unsupported("linux.uidMappings"));
-    }
-    if linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()) {
-        return Err(unsupported("linux.gidMappings"));
-    }
+    validate_user_namespace(linux, namespaces)?;
     if linux.seccomp().is_some() {
         return Err(unsupported("linux.seccomp"));
     }
@@ -273,11 +263,57 @@ fn validate_linux(spec: &Spec) -> Result<(), SpecError> {
     if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
         return Err(unsupported("linux.netDevices"));
     }
-    if linux.time_offsets().as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(invalid("linux.timeOffsets", "time offsets need a time namespace"));
+    if let Some(offsets) = linux.time_offsets().as_ref().filter(|d| !d.is_empty()) {
+        if !new_ns(LinuxNamespaceType::Time) {
+            return Err(invalid("linux.timeOffsets", "time offsets need a new time namespace"));
+        }
+        for (clock, o) in offsets {
+            if clock != "monotonic" && clock != "boottime" {
+                return Err(invalid(format!("linux.timeOffsets[{clock:?}]"), "only monotonic and boottime can be offset"));
+            }
+            if o.nanosecs().unwrap_or(0) >= 1_000_000_000 {
+                return Err(invalid(format!("linux.timeOffsets[{clock:?}].nanosecs"), "must be below 1000000000"));
+            }
+        }
     }
     if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) {
         return Err(unsupported("linux.mountLabel"));
+    }
+    Ok(())
+}
+
+/// A new user namespace needs both maps with root mapped; a joined one takes no maps; maps
+/// without a user namespace are refused (runc ignores them, which hides a mistake).
+fn validate_user_namespace(linux: &oci_spec::runtime::Linux, namespaces: &[oci_spec::runtime::LinuxNamespace]) -> Result<(), SpecError> {
+    let uid = linux.uid_mappings().as_deref().unwrap_or(&[]);
+    let gid = linux.gid_mappings().as_deref().unwrap_or(&[]);
+    let user = namespaces.iter().find(|n| n.typ() == LinuxNamespaceType::User);
+    match user {
+        None if !uid.is_empty() => return Err(invalid("linux.uidMappings", "mappings need a user namespace in linux.namespaces")),
+        None if !gid.is_empty() => return Err(invalid("linux.gidMappings", "mappings need a user namespace in linux.namespaces")),
+        None => return Ok(()),
+        Some(ns) if ns.path().is_some() => {
+            if !uid.is_empty() || !gid.is_empty() {
+                return Err(invalid(
+                    "linux.uidMappings",
+                    "a user namespace joined by path already has its mappings: leave uidMappings and gidMappings out",
+                ));
+            }
+            return Ok(());
+        }
+        Some(_) => {}
+    }
+    for (field, maps) in [("linux.uidMappings", uid), ("linux.gidMappings", gid)] {
+        if maps.is_empty() {
+            return Err(invalid(field, "a new user namespace needs both uidMappings and gidMappings"));
+        }
+        crate::idmap::validate(field, maps).map_err(|m| match m.split_once(": ") {
+            Some((f, msg)) => invalid(f, msg),
+            None => invalid(field, m),
+        })?;
+        if !crate::idmap::maps_id(maps, 0) {
+            return Err(invalid(field, "container id 0 (root) must be mapped"));
+        }
     }
     Ok(())
 }

@@ -10,6 +10,7 @@
 
 pub(crate) mod exec;
 pub(crate) mod process;
+mod stage;
 mod user;
 
 use std::io::Write;
@@ -64,7 +65,17 @@ fn setup(a: &InitArgs) -> Res<exec::Prepared> {
         // The parent died or gave up: nothing to report to.
         _ => unsafe_exit(1),
     };
-    crate::namespaces::join(a.plan)?;
+    let state = if a.plan.staged {
+        stage::enter(spec, a.plan, &a.channel)?;
+        // The parent knows our pid now and sends the state again, with it.
+        match a.channel.recv() {
+            Ok(Some(Msg::Go { state })) => state,
+            _ => unsafe_exit(1),
+        }
+    } else {
+        crate::namespaces::join(a.plan)?;
+        state
+    };
     if a.plan.new_cgroupns {
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| format!("unshare cgroup namespace: {e}"))?;
     }

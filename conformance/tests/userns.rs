@@ -1,0 +1,139 @@
+//! User namespaces: `linux.uidMappings`/`gidMappings` with a new user namespace, joining
+//! one by path, and the bad-input rules (B10).
+
+use conformance::Case;
+use serde_json::json;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+
+const HOST_ID: u32 = 200_000;
+
+fn chown_tree(path: &Path, id: u32) {
+    let st = Command::new("chown").args(["-R", &format!("{id}:{id}")]).arg(path).status().expect("chown");
+    assert!(st.success(), "chown -R {}", path.display());
+}
+
+/// A case whose container gets a new user namespace mapping 0..65536 to HOST_ID.., with
+/// its rootfs owned by the mapped root.
+fn userns_case(name: &str) -> Case {
+    let mut c = Case::new(name);
+    c.config()["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    c.config()["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
+    c.config()["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
+    chown_tree(&c.bundle.rootfs.path, HOST_ID);
+    c
+}
+
+#[test]
+fn container_root_is_the_mapped_host_uid() {
+    let mut c = userns_case("uns_map");
+    let out = c.sh_ok("cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g");
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(words, ["0", "200000", "65536", "0", "200000", "65536", "0", "0"], "{out}");
+
+    c.bundle.set_args(&["sleep", "100"]);
+    c.create().expect_ok("create");
+    let pid = c.state()["pid"].as_i64().unwrap();
+    c.start().expect_ok("start");
+    let meta = std::fs::metadata(format!("/proc/{pid}")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (HOST_ID, HOST_ID), "the host sees the mapped ids");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains(&format!("Uid:\t{HOST_ID}\t{HOST_ID}")), "{status}");
+}
+
+#[test]
+fn files_created_in_a_bind_mount_belong_to_the_mapped_host_uid() {
+    let mut c = userns_case("uns_bind");
+    let shared = c.dir.join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    chown_tree(&shared, HOST_ID);
+    c.bundle.add_mount(json!({"destination": "/mnt", "type": "bind", "source": shared, "options": ["rbind", "rw"]}));
+    c.sh_ok("touch /mnt/made-inside; mkdir /mnt/dir");
+    for name in ["made-inside", "dir"] {
+        let meta = std::fs::metadata(shared.join(name)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (HOST_ID, HOST_ID), "{name}");
+    }
+}
+
+#[test]
+fn proc_sys_dev_and_hostname_work_inside_a_user_namespace() {
+    let mut c = userns_case("uns_mounts");
+    let out = c.sh_ok(
+        "hostname; grep -c . /proc/self/status >/dev/null && echo proc; ls /sys/class/net; \
+         echo hi > /dev/null && head -c 4 /dev/zero | wc -c; stat -c '%u %g' /; ls -ld /dev/pts >/dev/null && echo pts",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "berth", "{out}");
+    assert!(lines.contains(&"proc"), "{out}");
+    assert!(lines.contains(&"lo"), "sysfs of the container's netns: {out}");
+    assert!(lines.contains(&"4"), "{out}");
+    assert!(lines.contains(&"0 0"), "the rootfs belongs to root inside: {out}");
+    assert!(lines.contains(&"pts"), "{out}");
+}
+
+#[test]
+fn an_existing_user_namespace_is_joined_by_path() {
+    let mut c = userns_case("uns_join");
+    c.bundle.set_args(&["sleep", "100"]);
+    c.create().expect_ok("create of the namespace holder");
+    let pid = c.state()["pid"].as_i64().unwrap();
+
+    let id2 = c.other_id(2);
+    let mut config = c.bundle.config.clone();
+    let ns = config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.retain(|n| n["type"] != "user");
+    ns.push(json!({"type": "user", "path": format!("/proc/{pid}/ns/user")}));
+    config["linux"].as_object_mut().unwrap().remove("uidMappings");
+    config["linux"].as_object_mut().unwrap().remove("gidMappings");
+    config["process"]["args"] = json!(["sh", "-c", "cat /proc/self/uid_map; id -u; readlink /proc/self/ns/user"]);
+    let saved = std::mem::replace(&mut c.bundle.config, config);
+    c.write();
+    let out = c.rt.run(&id2, &c.bundle.dir, &[]);
+    c.bundle.config = saved;
+    out.expect_ok("run joining the user namespace");
+    let holder_ns = std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+    let words: Vec<&str> = out.stdout.split_whitespace().collect();
+    assert_eq!(&words[..4], ["0", "200000", "65536", "0"], "{}", out.stdout);
+    assert_eq!(words[4], holder_ns.to_str().unwrap(), "same user namespace as the holder");
+}
+
+// B10: bad mappings fail naming the field and leave nothing behind.
+
+#[test]
+fn b10_user_namespace_without_mappings() {
+    let mut c = Case::new("b10_userns_nomaps");
+    c.config()["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    c.expect_create_fails(&["linux.uidMappings"]);
+    c.config()["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
+    c.expect_create_fails(&["linux.gidMappings"]);
+}
+
+#[test]
+fn b10_bad_mappings_are_refused_naming_the_entry() {
+    for (n, uid, needle) in [
+        ("size0", json!([{"containerID": 0, "hostID": HOST_ID, "size": 0}]), "linux.uidMappings[0].size"),
+        ("overflow", json!([{"containerID": 0, "hostID": 4294967295u32, "size": 2}]), "linux.uidMappings[0]"),
+        (
+            "overlap",
+            json!([{"containerID": 0, "hostID": HOST_ID, "size": 100}, {"containerID": 50, "hostID": 300000, "size": 10}]),
+            "linux.uidMappings[1] overlaps",
+        ),
+        ("noroot", json!([{"containerID": 1, "hostID": HOST_ID, "size": 100}]), "root"),
+    ] {
+        let mut c = Case::new(&format!("b10_{n}"));
+        c.config()["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+        c.config()["linux"]["uidMappings"] = uid;
+        c.config()["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
+        c.expect_create_fails(&[needle]);
+    }
+}
+
+#[test]
+fn b10_mappings_with_a_joined_user_namespace_are_refused() {
+    let mut c = Case::new("b10_join_maps");
+    c.config()["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user", "path": "/proc/self/ns/user"}));
+    c.config()["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
+    c.config()["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
+    c.expect_create_fails(&["uidMappings"]);
+}

@@ -1,0 +1,86 @@
+//! uid/gid mappings: validating `uidMappings`/`gidMappings` (of `linux` or of a mount) and
+//! writing them into a process's `uid_map`/`gid_map` through the host's procfs.
+
+use std::io::Write;
+use std::path::Path;
+
+use nix::fcntl::OFlag;
+use oci_spec::runtime::LinuxIdMapping;
+
+/// The kernel accepts at most this many lines in a map.
+const MAX_LINES: usize = 340;
+
+/// Checks one map: non-empty entries, no zero size, no u32 overflow, no overlap on either
+/// side (the kernel refuses overlaps with a bare EINVAL). `field` is e.g. "linux.uidMappings".
+pub fn validate(field: &str, maps: &[LinuxIdMapping]) -> Result<(), String> {
+    if maps.len() > MAX_LINES {
+        return Err(format!("{field}: {} entries, the kernel accepts at most {MAX_LINES}", maps.len()));
+    }
+    for (i, m) in maps.iter().enumerate() {
+        if m.size() == 0 {
+            return Err(format!("{field}[{i}].size: must not be 0"));
+        }
+        if m.container_id().checked_add(m.size() - 1).is_none() {
+            return Err(format!("{field}[{i}]: containerID {} + size {} overflows 32 bits", m.container_id(), m.size()));
+        }
+        if m.host_id().checked_add(m.size() - 1).is_none() {
+            return Err(format!("{field}[{i}]: hostID {} + size {} overflows 32 bits", m.host_id(), m.size()));
+        }
+        for (j, o) in maps.iter().enumerate().take(i) {
+            let overlap = |a: u32, b: u32| a <= b + (o.size() - 1) && b <= a + (m.size() - 1);
+            if overlap(m.container_id(), o.container_id()) || overlap(m.host_id(), o.host_id()) {
+                return Err(format!("{field}[{i}] overlaps {field}[{j}]"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `id` inside is covered by the map.
+pub fn maps_id(maps: &[LinuxIdMapping], id: u32) -> bool {
+    maps.iter().any(|m| id >= m.container_id() && id - m.container_id() < m.size())
+}
+
+/// The text of a uid_map/gid_map file.
+pub fn format(maps: &[LinuxIdMapping]) -> String {
+    maps.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect()
+}
+
+/// Writes `<pid>/uid_map` and `<pid>/gid_map` (one write each, as the kernel requires),
+/// opened beneath a verified host procfs.
+pub fn write(pid: i32, uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<(), String> {
+    for (file, field, maps) in [("uid_map", "linux.uidMappings", uid), ("gid_map", "linux.gidMappings", gid)] {
+        let rel = format!("{pid}/{file}");
+        let fd = crate::rootfs::resolve::open_proc_beneath(Path::new(&rel), OFlag::O_WRONLY)
+            .map_err(|e| format!("{field}: opening /proc/{rel}: {e}"))?;
+        std::fs::File::from(fd)
+            .write_all(format(maps).as_bytes())
+            .map_err(|e| format!("{field}: writing /proc/{rel}: {e}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(c: u32, h: u32, s: u32) -> LinuxIdMapping {
+        let mut x = LinuxIdMapping::default();
+        x.set_container_id(c);
+        x.set_host_id(h);
+        x.set_size(s);
+        x
+    }
+
+    #[test]
+    fn bad_maps_are_refused_naming_the_entry() {
+        assert!(validate("u", &[m(0, 100000, 65536)]).is_ok());
+        assert!(validate("u", &[m(0, 1000, 1), m(1, 100000, 10)]).is_ok());
+        assert!(validate("u", &[m(0, 1, 0)]).unwrap_err().contains("u[0].size"));
+        assert!(validate("u", &[m(0, u32::MAX, 2)]).unwrap_err().contains("hostID"));
+        assert!(validate("u", &[m(0, 1000, 10), m(5, 5000, 10)]).unwrap_err().contains("u[1] overlaps u[0]"));
+        assert!(validate("u", &[m(0, 1000, 10), m(50, 1005, 1)]).unwrap_err().contains("overlaps"));
+        assert!(maps_id(&[m(0, 1000, 10)], 9));
+        assert!(!maps_id(&[m(1, 1000, 10)], 0));
+    }
+}
