@@ -121,3 +121,36 @@ fn b17_bad_cpu_list_is_refused() {
     c.config()["process"]["execCPUAffinity"] = json!({"final": "1-0"});
     c.expect_create_fails(&["execCPUAffinity"]);
 }
+
+fn uptime_secs(text: &str) -> f64 {
+    text.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn time_namespace_offsets_shift_boottime_and_monotonic() {
+    let mut c = Case::new("s13_timens");
+    c.config()["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "time"}));
+    c.config()["linux"]["timeOffsets"] = json!({
+        "boottime": {"secs": 864000, "nanosecs": 0},
+        "monotonic": {"secs": 3600, "nanosecs": 500}
+    });
+    let before = uptime_secs(&std::fs::read_to_string("/proc/uptime").unwrap());
+    let out = c.sh_ok("cat /proc/uptime; readlink /proc/self/ns/time");
+    let after = uptime_secs(&std::fs::read_to_string("/proc/uptime").unwrap());
+    let inside = uptime_secs(&out);
+    assert!(inside >= before + 864000.0 && inside <= after + 864000.0, "inside {inside}, host {before}..{after}");
+    let host_ns = std::fs::read_link("/proc/self/ns/time").unwrap();
+    assert_ne!(out.lines().nth(1).unwrap(), host_ns.to_str().unwrap(), "a new time namespace");
+}
+
+// B18: settings that need a namespace the config does not create.
+
+#[test]
+fn b18_time_offsets_without_a_time_namespace_are_refused() {
+    let mut c = Case::new("b18_timeoffsets");
+    c.config()["linux"]["timeOffsets"] = json!({"boottime": {"secs": 1}});
+    c.expect_create_fails(&["linux.timeOffsets"]);
+    c.config()["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "time"}));
+    c.config()["linux"]["timeOffsets"] = json!({"realtime": {"secs": 1}});
+    c.expect_create_fails(&["linux.timeOffsets"]);
+}
