@@ -137,3 +137,87 @@ fn b10_mappings_with_a_joined_user_namespace_are_refused() {
     c.config()["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
     c.expect_create_fails(&["uidMappings"]);
 }
+
+// Id-mapped mounts.
+
+fn owned_dir(c: &Case, name: &str, id: u32) -> std::path::PathBuf {
+    let d = c.dir.join(name);
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(d.join("file"), "x").unwrap();
+    chown_tree(&d, id);
+    d
+}
+
+#[test]
+fn idmapped_mount_with_its_own_maps_shows_host_uid_1000_as_root() {
+    let mut c = Case::new("uns_idmap_own");
+    let d = owned_dir(&c, "owned", 1000);
+    // As runc writes them, the entries go into the mapping's user namespace as given: the
+    // inside (containerID) is the id on disk, the outside (hostID) what processes see.
+    c.bundle.add_mount(json!({
+        "destination": "/mnt", "type": "bind", "source": d, "options": ["bind", "idmap"],
+        "uidMappings": [{"containerID": 1000, "hostID": 0, "size": 1}],
+        "gidMappings": [{"containerID": 1000, "hostID": 0, "size": 1}]
+    }));
+    let out = c.sh_ok("stat -c '%u %g' /mnt /mnt/file; touch /mnt/new");
+    assert_eq!(out, "0 0\n0 0\n", "{out}");
+    let meta = std::fs::metadata(d.join("new")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (1000, 1000), "a file root makes lands as host 1000");
+}
+
+#[test]
+fn idmap_without_own_maps_uses_the_containers_user_namespace_maps() {
+    let mut c = userns_case("uns_idmap_ctr");
+    let d = owned_dir(&c, "hostroot", 0);
+    c.bundle.add_mount(json!({"destination": "/mnt", "type": "bind", "source": d, "options": ["rbind", "ridmap"]}));
+    // Host root's files appear owned by root in the container, not by nobody (65534).
+    let out = c.sh_ok("stat -c '%u %g' /mnt/file; touch /mnt/new");
+    assert_eq!(out, "0 0\n");
+    let meta = std::fs::metadata(d.join("new")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (0, 0));
+}
+
+#[test]
+fn features_report_idmap_as_enabled_on_this_kernel() {
+    let c = Case::new("uns_features");
+    let out = c.rt.cmd().arg("features").run();
+    out.expect_ok("features");
+    let f = out.json();
+    assert_eq!(f["linux"]["mountExtensions"]["idmap"]["enabled"], json!(true));
+    let ns: Vec<&str> = f["linux"]["namespaces"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(ns.contains(&"user") && ns.contains(&"time"), "{ns:?}");
+}
+
+// B7: id-mapped mount errors.
+
+#[test]
+fn b7_idmap_on_a_non_bind_mount_is_refused() {
+    let mut c = Case::new("b7_idmap_tmpfs");
+    c.bundle.add_mount(json!({
+        "destination": "/mnt", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"],
+        "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+        "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]
+    }));
+    c.expect_create_fails(&["idmap needs a bind mount"]);
+}
+
+#[test]
+fn b7_idmap_with_only_uid_mappings_is_refused() {
+    let mut c = Case::new("b7_idmap_half");
+    let d = c.dir.join("half");
+    std::fs::create_dir(&d).unwrap();
+    c.bundle.add_mount(json!({
+        "destination": "/mnt", "type": "bind", "source": d, "options": ["bind", "idmap"],
+        "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]
+    }));
+    c.expect_create_fails(&["uidMappings and gidMappings"]);
+}
+
+#[test]
+fn b7_idmap_without_any_maps_is_refused() {
+    let mut c = Case::new("b7_idmap_none");
+    let d = c.dir.join("none");
+    std::fs::create_dir(&d).unwrap();
+    c.bundle.add_mount(json!({"destination": "/mnt", "type": "bind", "source": d, "options": ["bind", "idmap"]}));
+    c.expect_create_fails(&["mounts[", "idmap"]);
+}

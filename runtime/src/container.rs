@@ -192,6 +192,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     store.save(&record)?;
     cgroup.apply(&resources)?;
 
+    let idmapped = rootfs::idmapped::prepare(&spec, &bundle)?;
     let (parent_ch, child_ch) = channel::pair().map_err(|e| Error::io("socketpair", e))?;
     // When staged the first child joins the pid namespace itself.
     let saved_pidns = match &plan.pid_path {
@@ -231,11 +232,13 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
                 no_new_keyring: opts.no_new_keyring,
                 preserve_fds: opts.preserve_fds,
                 cgroup_mounts,
+                idmapped,
             })
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     drop(child_ch);
+    drop(idmapped);
     drop(listener);
     drop(opts.console);
     guard.child = Some(pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?);

@@ -92,7 +92,7 @@ pub fn features() -> Value {
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": false}}
+            "mountExtensions": {"idmap": {"enabled": crate::rootfs::idmapped::supported()}}
         },
         "annotations": {
             "org.opencontainers.runtime-spec.features.version": crate::state::OCI_VERSION,

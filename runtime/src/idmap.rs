@@ -65,11 +65,7 @@ mod tests {
     use super::*;
 
     fn m(c: u32, h: u32, s: u32) -> LinuxIdMapping {
-        let mut x = LinuxIdMapping::default();
-        x.set_container_id(c);
-        x.set_host_id(h);
-        x.set_size(s);
-        x
+        oci_spec::runtime::LinuxIdMappingBuilder::default().container_id(c).host_id(h).size(s).build().unwrap()
     }
 
     #[test]

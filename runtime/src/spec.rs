@@ -354,16 +354,14 @@ fn validate_sysctl(
 }
 
 fn validate_mount_extensions(spec: &Spec) -> Result<(), SpecError> {
+    let container_maps = spec.linux().as_ref().is_some_and(|l| l.uid_mappings().as_ref().is_some_and(|v| !v.is_empty()));
     for (i, m) in spec.mounts().as_deref().unwrap_or(&[]).iter().enumerate() {
-        if m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
-            || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())
-        {
-            return Err(unsupported(format!("mounts[{i}].uidMappings/gidMappings (idmapped mounts)")));
-        }
-        if let Some(opts) = m.options() {
-            if opts.iter().any(|o| o == "idmap" || o == "ridmap") {
-                return Err(unsupported(format!("mounts[{i}].options (idmap)")));
-            }
+        let own = m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty());
+        if crate::rootfs::idmapped::wants(m).is_some() && !own && !container_maps {
+            return Err(invalid(
+                format!("mounts[{i}].options"),
+                "idmap without the mount's own uidMappings/gidMappings needs linux.uidMappings/gidMappings",
+            ));
         }
     }
     Ok(())

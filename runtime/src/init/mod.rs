@@ -39,6 +39,7 @@ pub struct InitArgs<'a> {
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
     pub cgroup_mounts: Vec<rootfs::CgroupMount>,
+    pub idmapped: rootfs::idmapped::Prepared,
 }
 
 /// Never returns: the process either becomes the container's process or exits.
@@ -108,6 +109,7 @@ fn setup(a: &InitArgs) -> Res<exec::Prepared> {
         bundle: a.bundle,
         cgroup_mounts: a.cgroup_mounts.clone(),
         cgroupns: a.plan.new_cgroupns,
+        idmapped: &a.idmapped,
     };
     let root = rootfs::prepare(&cfg).map_err(|e| e.to_string())?;
 
