@@ -154,3 +154,54 @@ fn b18_time_offsets_without_a_time_namespace_are_refused() {
     c.config()["linux"]["timeOffsets"] = json!({"realtime": {"secs": 1}});
     c.expect_create_fails(&["linux.timeOffsets"]);
 }
+
+fn host_link_exists(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists()
+}
+
+/// A veth pair on the host (this kernel has no dummy driver), deleted at the end of the
+/// test if still there.
+fn veth(c: &mut Case, name: &str, peer: &str) {
+    let st = std::process::Command::new("ip")
+        .args(["link", "add", name, "type", "veth", "peer", "name", peer])
+        .status()
+        .expect("ip");
+    assert!(st.success(), "ip link add {name}");
+    let n = name.to_string();
+    c.on_cleanup(move || {
+        let _ = std::process::Command::new("ip").args(["link", "del", &n]).status();
+    });
+}
+
+#[test]
+fn net_device_is_moved_in_renamed_and_gone_with_the_container() {
+    let mut c = Case::new("s13_netdev");
+    let host = format!("bv{}", std::process::id() % 100_000);
+    let peer = format!("bp{}", std::process::id() % 100_000);
+    veth(&mut c, &host, &peer);
+    c.config()["linux"]["netDevices"] = json!({ host.clone(): {"name": "ctr0"} });
+    c.bundle.set_sh("ip -o link show ctr0 && sleep 100");
+    c.create().expect_ok("create");
+    assert!(!host_link_exists(&host), "{host} left the host while the container exists");
+    c.start().expect_ok("start");
+    conformance::util::poll_until("ip output", std::time::Duration::from_secs(10), || {
+        c.output().contains("ctr0").then_some(())
+    });
+    assert!(c.output().contains("ctr0"), "{}", c.output());
+    c.rt.delete_force(&c.id).expect_ok("delete");
+    // A virtual device dies with the namespace (kernel behaviour, as with runc), and a
+    // veth takes its peer along.
+    assert!(!host_link_exists(&host) && !host_link_exists(&peer), "the veth pair is destroyed");
+}
+
+#[test]
+fn b18_net_devices_without_a_network_namespace_or_unknown_are_refused() {
+    let mut c = Case::new("b18_netdev");
+    c.config()["linux"]["netDevices"] = json!({"no-such-if0": {}});
+    c.expect_create_fails(&["linux.netDevices[\"no-such-if0\"]: no such interface"]);
+    c.config()["linux"]["netDevices"] = json!({"lo": {"name": "a/b"}});
+    c.expect_create_fails(&["linux.netDevices[\"lo\"].name"]);
+    c.bundle.remove_namespace("network");
+    c.config()["linux"]["netDevices"] = json!({"lo": {}});
+    c.expect_create_fails(&["linux.netDevices"]);
+}

@@ -251,6 +251,10 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
             .map_err(|e| Error::Usage(format!("process.oomScoreAdj {adj}: {e}")))?;
     }
     let init_err = |msg: String| Error::Init { id: opts.id.clone(), msg };
+    let net_devices = linux.net_devices().as_ref().filter(|d| !d.is_empty());
+    if let (Some(devices), false) = (net_devices, plan.staged) {
+        crate::netdev::move_all(devices, pid).map_err(Error::Usage)?;
+    }
     let mut state = hook_state(&opts.id, Status::Creating, pid, &bundle, &annotations);
     parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(format!("sync with init: {e}")))?;
     loop {
@@ -270,6 +274,9 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
                 pid = init_pid;
                 pidfd = sys::pidfd_open(pid).map_err(|e| Error::io("pidfd_open of the init", e))?;
                 guard.child = Some(pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?);
+                if let Some(devices) = net_devices {
+                    crate::netdev::move_all(devices, pid).map_err(Error::Usage)?;
+                }
                 state = hook_state(&opts.id, Status::Creating, pid, &bundle, &annotations);
                 parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(format!("sync with init: {e}")))?;
             }

@@ -17,6 +17,7 @@ pub mod idmap;
 pub mod init;
 pub mod log;
 pub mod namespaces;
+pub mod netdev;
 pub mod process;
 pub mod process_attrs;
 pub mod ps;

@@ -260,8 +260,11 @@ fn validate_linux(spec: &Spec) -> Result<(), SpecError> {
     if let Some(p) = linux.memory_policy() {
         crate::process_attrs::validate_memory_policy(p).map_err(|(f, m)| invalid(f, m))?;
     }
-    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(unsupported("linux.netDevices"));
+    if let Some(devices) = linux.net_devices().as_ref().filter(|d| !d.is_empty()) {
+        if !new_ns(LinuxNamespaceType::Network) {
+            return Err(invalid("linux.netDevices", "moving network devices needs a new network namespace"));
+        }
+        crate::netdev::validate(devices).map_err(|(f, m)| invalid(f, m))?;
     }
     if let Some(offsets) = linux.time_offsets().as_ref().filter(|d| !d.is_empty()) {
         if !new_ns(LinuxNamespaceType::Time) {
