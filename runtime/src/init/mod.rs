@@ -2,10 +2,12 @@
 //! single-threaded, and reports every failure to the parent over the channel before exiting.
 //!
 //! Order (runc's, where the spec leaves it open): wait for the parent to place us in our
-//! cgroup → join namespaces by path → new cgroup namespace → session keyring → setsid →
+//! cgroup → join namespaces by path (with a user or time namespace: `stage` first) → new
+//! cgroup namespace → session keyring → setsid →
 //! hostname → sysctls → rootfs mounts → prestart/createRuntime hooks (parent) →
 //! createContainer hooks → terminal → pivot_root → masked/read-only paths → rlimits →
-//! capabilities bounding → uid/gid → capabilities → no_new_privs → cwd → ready → wait for
+//! scheduler, I/O priority, memory policy, personality, final CPU affinity → capabilities
+//! bounding → uid/gid → capabilities → no_new_privs → cwd → ready → wait for
 //! start → startContainer hooks → execve.
 
 pub(crate) mod exec;
