@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
 use nix::fcntl::OFlag;
@@ -37,10 +37,14 @@ pub fn wants(m: &oci_spec::runtime::Mount) -> Option<bool> {
 pub fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<OwnedFd, String> {
     let forked = sys::clone3_fork(libc::CLONE_NEWUSER as u64, None).map_err(|e| format!("clone3: {e}"))?;
     let (pid, pidfd) = match forked {
-        Forked::Child => loop {
-            // SAFETY: pause(2) just waits for the SIGKILL that ends this helper.
-            unsafe { libc::pause() };
-        },
+        Forked::Child => {
+            // SAFETY: prctl with integer arguments: die with `berth create` if it dies first.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            loop {
+                // SAFETY: pause(2) just waits for the SIGKILL that ends this helper.
+                unsafe { libc::pause() };
+            }
+        }
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     let result = crate::idmap::write(pid, uid, gid)
@@ -68,8 +72,7 @@ pub fn prepare(spec: &Spec, bundle: &Path) -> Result<Prepared, RootfsError> {
         let rbind = m.options().as_deref().unwrap_or(&[]).iter().any(|o| o == "rbind") || m.typ().as_deref() == Some("rbind");
         let tree = msys::open_tree_fd(src.as_fd(), rbind).map_err(super::sys_err(&field, "open_tree"))?;
         let userns = userns_with(&uid, &gid).map_err(|m| RootfsError::invalid(&field, format!("id-mapping user namespace: {m}")))?;
-        let attr = MountAttr { attr_set: MOUNT_ATTR_IDMAP, userns_fd: std::os::fd::AsRawFd::as_raw_fd(&userns) as u64, ..Default::default() };
-        msys::mount_setattr_fd(tree.as_fd(), recursive, &attr)
+        idmap_tree(&tree, &userns, recursive)
             .map_err(|e| RootfsError::sys(format!("{field}.options"), "id-map the mount (mount_setattr MOUNT_ATTR_IDMAP)", e))?;
         out.insert(i, tree);
     }
@@ -85,6 +88,10 @@ pub fn supported() -> bool {
     let Ok(root) = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()) else { return false };
     let Ok(tree) = msys::open_tree_fd(root.as_fd(), false) else { return false };
     let Ok(userns) = userns_with(&map, &map) else { return false };
-    let attr = MountAttr { attr_set: MOUNT_ATTR_IDMAP, userns_fd: std::os::fd::AsRawFd::as_raw_fd(&userns) as u64, ..Default::default() };
-    msys::mount_setattr_fd(tree.as_fd(), false, &attr).is_ok()
+    idmap_tree(&tree, &userns, false).is_ok()
+}
+
+fn idmap_tree(tree: &OwnedFd, userns: &OwnedFd, recursive: bool) -> nix::Result<()> {
+    let attr = MountAttr { attr_set: MOUNT_ATTR_IDMAP, userns_fd: userns.as_raw_fd() as u64, ..Default::default() };
+    msys::mount_setattr_fd(tree.as_fd(), recursive, &attr)
 }
