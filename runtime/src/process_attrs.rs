@@ -309,7 +309,7 @@ pub fn validate_memory_policy(p: &LinuxMemoryPolicy) -> Result<(), FieldError> {
 }
 
 pub fn apply_memory_policy(p: &LinuxMemoryPolicy) -> Result<(), String> {
-    let mut mask = vec![0u64; MAX_NODES / 64];
+    let mut mask = [0u64; MAX_NODES / 64];
     if let Some(n) = p.nodes().as_deref().map(str::trim).filter(|n| !n.is_empty()) {
         for node in parse_list(n, MAX_NODES).map_err(|m| format!("linux.memoryPolicy.nodes: {m}"))? {
             mask[node / 64] |= 1 << (node % 64);
