@@ -221,3 +221,15 @@ fn b7_idmap_without_any_maps_is_refused() {
     c.bundle.add_mount(json!({"destination": "/mnt", "type": "bind", "source": d, "options": ["bind", "idmap"]}));
     c.expect_create_fails(&["mounts[", "idmap"]);
 }
+
+#[test]
+fn exec_joins_the_containers_user_namespace() {
+    let mut c = userns_case("uns_exec");
+    c.bundle.set_args(&["sleep", "100"]);
+    c.create().expect_ok("create");
+    c.start().expect_ok("start");
+    let out = c.rt.exec(&["exec", &c.id, "sh", "-c", "id -u; cat /proc/self/uid_map"]);
+    out.expect_ok("exec");
+    let words: Vec<&str> = out.stdout.split_whitespace().collect();
+    assert_eq!(words, ["0", "0", "200000", "65536"], "{}", out.stdout);
+}
