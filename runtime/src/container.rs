@@ -191,6 +191,9 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     };
     store.save(&record)?;
     cgroup.apply(&resources)?;
+    if let Some(root) = delegated_root(&spec, &plan) {
+        cgroup.delegate(root.0, root.1)?;
+    }
 
     let idmapped = rootfs::idmapped::prepare(&spec, &bundle)?;
     let (parent_ch, child_ch) = channel::pair().map_err(|e| Error::io("socketpair", e))?;
@@ -301,6 +304,27 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     }
     guard.disarm();
     Ok(Created { pid, pidfd })
+}
+
+/// The host uid/gid of the container's root when its cgroup is to be handed to it: a new
+/// user namespace and a new cgroup namespace, and a `cgroup` mount that is not read-only
+/// (runc's rule; it only takes effect on cgroup v2).
+fn delegated_root(spec: &Spec, plan: &namespaces::Plan) -> Option<(u32, u32)> {
+    if !plan.new_user || !plan.new_cgroupns {
+        return None;
+    }
+    let rw_cgroup_mount = spec.mounts().iter().flatten().any(|m| {
+        m.typ().as_deref() == Some("cgroup")
+            && !m.options().as_deref().unwrap_or(&[]).iter().any(|o| o == "ro")
+    });
+    if !rw_cgroup_mount {
+        return None;
+    }
+    let linux = spec.linux().as_ref()?;
+    let host_of_root = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.as_deref()?.iter().find(|m| m.container_id() == 0).map(|m| m.host_id())
+    };
+    Some((host_of_root(linux.uid_mappings())?, host_of_root(linux.gid_mappings())?))
 }
 
 /// Pins this process to `execCPUAffinity.initial` (so the init is cloned onto those CPUs)
