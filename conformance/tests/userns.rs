@@ -233,3 +233,40 @@ fn exec_joins_the_containers_user_namespace() {
     let words: Vec<&str> = out.stdout.split_whitespace().collect();
     assert_eq!(words, ["0", "0", "200000", "65536"], "{}", out.stdout);
 }
+
+#[test]
+fn without_cap_setgid_setgroups_is_denied_and_a_single_gid_is_mapped() {
+    // As runc does for callers that cannot set groups: "deny" goes to setgroups first,
+    // which the kernel requires to accept a gid map from such a writer.
+    let mut c = Case::new("uns_nosetgid");
+    c.config()["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    c.config()["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
+    c.config()["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 0, "size": 1}]);
+    chown_tree(&c.bundle.rootfs.path, HOST_ID);
+    Command::new("chgrp").args(["-R", "0"]).arg(&c.bundle.rootfs.path).status().unwrap();
+    // Only gid 0 exists inside: devpts cannot take gid=5 (runc's rootless spec drops it too).
+    for m in c.config()["mounts"].as_array_mut().unwrap() {
+        if m["type"] == "devpts" {
+            m["options"] = json!(["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]);
+        }
+    }
+    c.bundle.set_sh("cat /proc/self/setgroups /proc/self/gid_map; id -u; id -g");
+    c.write();
+    let bin = conformance::runtime::runtime_binary();
+    let out = Command::new("capsh")
+        .args(["--drop=cap_setgid", "--"])
+        .arg("-c")
+        .arg(format!(
+            "exec {} --root {} run --bundle {} {}",
+            bin.display(),
+            c.rt.root.display(),
+            c.bundle.dir.display(),
+            c.id
+        ))
+        .output()
+        .expect("capsh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let words: Vec<&str> = stdout.split_whitespace().collect();
+    assert_eq!(words, ["deny", "0", "0", "1", "0", "0"], "{stdout}");
+}

@@ -47,17 +47,24 @@ pub fn format(maps: &[LinuxIdMapping]) -> String {
 }
 
 /// Writes `<pid>/uid_map` and `<pid>/gid_map` (one write each, as the kernel requires),
-/// opened beneath a verified host procfs.
+/// opened beneath a verified host procfs. Like runc, `setgroups` is set to "deny" first
+/// only when we lack CAP_SETGID: the kernel then accepts a gid map only that way.
 pub fn write(pid: i32, uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<(), String> {
-    for (file, field, maps) in [("uid_map", "linux.uidMappings", uid), ("gid_map", "linux.gidMappings", gid)] {
-        let rel = format!("{pid}/{file}");
-        let fd = crate::rootfs::resolve::open_proc_beneath(Path::new(&rel), OFlag::O_WRONLY)
-            .map_err(|e| format!("{field}: opening /proc/{rel}: {e}"))?;
-        std::fs::File::from(fd)
-            .write_all(format(maps).as_bytes())
-            .map_err(|e| format!("{field}: writing /proc/{rel}: {e}"))?;
+    let can_setgid = caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SETGID).unwrap_or(false);
+    if !can_setgid {
+        write_proc(pid, "setgroups", "linux.gidMappings", "deny")?;
     }
-    Ok(())
+    write_proc(pid, "uid_map", "linux.uidMappings", &format(uid))?;
+    write_proc(pid, "gid_map", "linux.gidMappings", &format(gid))
+}
+
+fn write_proc(pid: i32, file: &str, field: &str, text: &str) -> Result<(), String> {
+    let rel = format!("{pid}/{file}");
+    let fd = crate::rootfs::resolve::open_proc_beneath(Path::new(&rel), OFlag::O_WRONLY)
+        .map_err(|e| format!("{field}: opening /proc/{rel}: {e}"))?;
+    std::fs::File::from(fd)
+        .write_all(text.as_bytes())
+        .map_err(|e| format!("{field}: writing /proc/{rel}: {e}"))
 }
 
 #[cfg(test)]
