@@ -270,3 +270,57 @@ fn without_cap_setgid_setgroups_is_denied_and_a_single_gid_is_mapped() {
     let words: Vec<&str> = stdout.split_whitespace().collect();
     assert_eq!(words, ["deny", "0", "0", "1", "0", "0"], "{stdout}");
 }
+
+#[test]
+fn hooks_get_the_inits_pid_and_container_hooks_run_in_the_user_namespace() {
+    let mut c = userns_case("uns_hooks");
+    let log_dir = c.dir.join("hooklog");
+    std::fs::create_dir_all(&log_dir).unwrap();
+    chown_tree(&log_dir, HOST_ID);
+    c.bundle.add_mount(json!({"destination": "/hooklog", "type": "bind", "source": log_dir, "options": ["rbind", "rw"]}));
+    let ns = |dir: &str, name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("readlink /proc/self/ns/user > {dir}/{name}")]});
+    let host_dir = log_dir.to_str().unwrap().to_string();
+    c.config()["hooks"] = json!({
+        "createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {host_dir}/state")]}],
+        "createContainer": [ns(&host_dir, "cc")],
+        "startContainer": [ns("/hooklog", "sc")]
+    });
+    c.bundle.set_args(&["sleep", "100"]);
+    c.create().expect_ok("create");
+    c.start().expect_ok("start");
+    let pid = c.state()["pid"].as_i64().unwrap();
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(log_dir.join("state")).unwrap()).unwrap();
+    assert_eq!(state["pid"].as_i64(), Some(pid), "createRuntime sees the init's pid, not the first child's");
+    let init_ns = std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+    for f in ["cc", "sc"] {
+        conformance::poll_until(f, std::time::Duration::from_secs(10), || log_dir.join(f).exists().then_some(()));
+        let text = std::fs::read_to_string(log_dir.join(f)).unwrap();
+        assert_eq!(text.trim(), init_ns.to_str().unwrap(), "{f} hook ran in the container's user namespace");
+    }
+}
+
+#[test]
+fn terminal_works_inside_a_user_namespace() {
+    use std::io::Read;
+    let mut c = userns_case("uns_tty");
+    c.config()["process"]["terminal"] = true.into();
+    c.bundle.set_sh("tty; id -u; echo done");
+    let (l, sock) = conformance::console::listen(&c.dir);
+    let t = std::thread::spawn(move || conformance::console::recv_fd(&l));
+    c.create_with(&["--console-socket", &sock]).expect_ok("create with a console socket");
+    let mut f = std::fs::File::from(t.join().expect("console receiver"));
+    c.start().expect_ok("start");
+    let mut all = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&all).contains("done") {
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&all).replace('\r', "");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("/dev/pts/"), "{text:?}");
+    assert_eq!(lines[1], "0", "{text:?}");
+    c.wait_status(&c.id, "stopped");
+}
