@@ -78,24 +78,29 @@ fn an_existing_user_namespace_is_joined_by_path() {
     c.bundle.set_args(&["sleep", "100"]);
     c.create().expect_ok("create of the namespace holder");
     let pid = c.state()["pid"].as_i64().unwrap();
-
-    let id2 = c.other_id(2);
-    let mut config = c.bundle.config.clone();
-    let ns = config["linux"]["namespaces"].as_array_mut().unwrap();
-    ns.retain(|n| n["type"] != "user");
-    ns.push(json!({"type": "user", "path": format!("/proc/{pid}/ns/user")}));
-    config["linux"].as_object_mut().unwrap().remove("uidMappings");
-    config["linux"].as_object_mut().unwrap().remove("gidMappings");
-    config["process"]["args"] = json!(["sh", "-c", "cat /proc/self/uid_map; id -u; readlink /proc/self/ns/user"]);
-    let saved = std::mem::replace(&mut c.bundle.config, config);
-    c.write();
-    let out = c.rt.run(&id2, &c.bundle.dir, &[]);
-    c.bundle.config = saved;
-    out.expect_ok("run joining the user namespace");
     let holder_ns = std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
-    let words: Vec<&str> = out.stdout.split_whitespace().collect();
-    assert_eq!(&words[..4], ["0", "200000", "65536", "0"], "{}", out.stdout);
-    assert_eq!(words[4], holder_ns.to_str().unwrap(), "same user namespace as the holder");
+
+    // Without mappings (the namespace has its own), then with exactly its mappings.
+    for (n, keep_maps) in [(2, false), (3, true)] {
+        let id = c.other_id(n);
+        let mut config = c.bundle.config.clone();
+        let ns = config["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "user");
+        ns.push(json!({"type": "user", "path": format!("/proc/{pid}/ns/user")}));
+        if !keep_maps {
+            config["linux"].as_object_mut().unwrap().remove("uidMappings");
+            config["linux"].as_object_mut().unwrap().remove("gidMappings");
+        }
+        config["process"]["args"] = json!(["sh", "-c", "cat /proc/self/uid_map; id -u; readlink /proc/self/ns/user"]);
+        let saved = std::mem::replace(&mut c.bundle.config, config);
+        c.write();
+        let out = c.rt.run(&id, &c.bundle.dir, &[]);
+        c.bundle.config = saved;
+        out.expect_ok("run joining the user namespace");
+        let words: Vec<&str> = out.stdout.split_whitespace().collect();
+        assert_eq!(&words[..4], ["0", "200000", "65536", "0"], "{}", out.stdout);
+        assert_eq!(words[4], holder_ns.to_str().unwrap(), "same user namespace as the holder");
+    }
 }
 
 // B10: bad mappings fail naming the field and leave nothing behind.
@@ -135,7 +140,7 @@ fn b10_mappings_with_a_joined_user_namespace_are_refused() {
     c.config()["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user", "path": "/proc/self/ns/user"}));
     c.config()["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
     c.config()["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
-    c.expect_create_fails(&["uidMappings"]);
+    c.expect_create_fails(&["linux.uidMappings: do not match those of the user namespace /proc/self/ns/user"]);
 }
 
 // Id-mapped mounts.

@@ -67,6 +67,92 @@ fn write_proc(pid: i32, file: &str, field: &str, text: &str) -> Result<(), Strin
         .map_err(|e| format!("{field}: writing /proc/{rel}: {e}"))
 }
 
+/// Parses a uid_map/gid_map file into sorted (inside, outside, count) triples.
+fn parse_map(text: &str) -> Vec<(u32, u32, u32)> {
+    let mut out: Vec<(u32, u32, u32)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace().map(|n| n.parse::<u32>());
+            match (w.next(), w.next(), w.next()) {
+                (Some(Ok(a)), Some(Ok(b)), Some(Ok(c))) => Some((a, b, c)),
+                _ => None,
+            }
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+fn triples(maps: &[LinuxIdMapping]) -> Vec<(u32, u32, u32)> {
+    let mut out: Vec<_> = maps.iter().map(|m| (m.container_id(), m.host_id(), m.size())).collect();
+    out.sort_unstable();
+    out
+}
+
+/// The uid and gid maps of the user namespace at `path`, as the host sees them: a
+/// short-lived child joins it and we read its map files.
+fn maps_of(path: &Path) -> Result<(String, String), String> {
+    use crate::sys::{self, Forked};
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let ns = crate::namespaces::open_checked(oci_spec::runtime::LinuxNamespaceType::User, path)?;
+    let same = |a: &std::fs::Metadata, b: &std::fs::Metadata| (a.dev(), a.ino()) == (b.dev(), b.ino());
+    if let (Ok(theirs), Ok(ours)) = (std::fs::File::from(ns.try_clone().map_err(|e| e.to_string())?).metadata(), std::fs::metadata("/proc/self/ns/user")) {
+        // The kernel refuses to "join" the namespace one is already in.
+        if same(&theirs, &ours) {
+            let read = |f: &str| std::fs::read_to_string(format!("/proc/self/{f}")).map_err(|e| format!("reading {f}: {e}"));
+            return Ok((read("uid_map")?, read("gid_map")?));
+        }
+    }
+    let (rd, wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let (pid, pidfd) = match sys::clone3_fork(0, None).map_err(|e| format!("clone3: {e}"))? {
+        Forked::Child => {
+            drop(rd);
+            // SAFETY: prctl with integer arguments: die with `berth create` if it dies first.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            if nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWUSER).is_ok() {
+                let _ = nix::unistd::write(&wr, b"1");
+            }
+            drop(wr);
+            loop {
+                // SAFETY: pause(2) just waits for the SIGKILL that ends this helper.
+                unsafe { libc::pause() };
+            }
+        }
+        Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    drop(wr);
+    let mut byte = [0u8; 1];
+    let joined = matches!(nix::unistd::read(&rd, &mut byte), Ok(1));
+    let read = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).map_err(|e| format!("reading its {f}: {e}"));
+    let result = if joined {
+        read("uid_map").and_then(|u| read("gid_map").map(|g| (u, g)))
+    } else {
+        Err(format!("cannot join the user namespace {}", path.display()))
+    };
+    let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+    let _ = nix::sys::wait::waitid(nix::sys::wait::Id::PIDFd(pidfd.as_fd()), nix::sys::wait::WaitPidFlag::WEXITED);
+    result
+}
+
+/// For a user namespace joined by path: mappings given in the config must be exactly the
+/// namespace's own (runc checks the same). Returns the field and what differs.
+pub fn check_joined(path: &Path, uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<(), (String, String)> {
+    if uid.is_empty() && gid.is_empty() {
+        return Ok(());
+    }
+    let (u, g) = maps_of(path).map_err(|m| ("linux.uidMappings".to_string(), m))?;
+    for (field, given, actual) in [("linux.uidMappings", uid, u), ("linux.gidMappings", gid, g)] {
+        if triples(given) != parse_map(&actual) {
+            return Err((
+                field.to_string(),
+                format!("do not match those of the user namespace {} ({})", path.display(), actual.split_whitespace().collect::<Vec<_>>().join(" ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -296,13 +296,8 @@ fn validate_user_namespace(linux: &oci_spec::runtime::Linux, namespaces: &[oci_s
         None if !gid.is_empty() => return Err(invalid("linux.gidMappings", "mappings need a user namespace in linux.namespaces")),
         None => return Ok(()),
         Some(ns) if ns.path().is_some() => {
-            if !uid.is_empty() || !gid.is_empty() {
-                return Err(invalid(
-                    "linux.uidMappings",
-                    "a user namespace joined by path already has its mappings: leave uidMappings and gidMappings out",
-                ));
-            }
-            return Ok(());
+            let path = ns.path().as_deref().unwrap_or(Path::new(""));
+            return crate::idmap::check_joined(path, uid, gid).map_err(|(f, m)| invalid(f, m));
         }
         Some(_) => {}
     }
