@@ -183,12 +183,14 @@ fn idmap_without_own_maps_uses_the_containers_user_namespace_maps() {
 }
 
 #[test]
-fn features_report_idmap_as_enabled_on_this_kernel() {
+fn features_report_idmap_user_and_time() {
     let c = Case::new("uns_features");
     let out = c.rt.cmd().arg("features").run();
     out.expect_ok("features");
     let f = out.json();
     assert_eq!(f["linux"]["mountExtensions"]["idmap"]["enabled"], json!(true));
+    let opts: Vec<&str> = f["mountOptions"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(opts.contains(&"idmap") && opts.contains(&"ridmap"), "{opts:?}");
     let ns: Vec<&str> = f["linux"]["namespaces"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert!(ns.contains(&"user") && ns.contains(&"time"), "{ns:?}");
 }

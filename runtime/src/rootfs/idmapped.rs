@@ -79,18 +79,6 @@ pub fn prepare(spec: &Spec, bundle: &Path) -> Result<Prepared, RootfsError> {
     Ok(out)
 }
 
-/// Whether this kernel and the root filesystem id-map a mount (for `features`).
-pub fn supported() -> bool {
-    let Ok(one) = oci_spec::runtime::LinuxIdMappingBuilder::default().container_id(0u32).host_id(0u32).size(1u32).build() else {
-        return false;
-    };
-    let map = vec![one];
-    let Ok(root) = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()) else { return false };
-    let Ok(tree) = msys::open_tree_fd(root.as_fd(), false) else { return false };
-    let Ok(userns) = userns_with(&map, &map) else { return false };
-    idmap_tree(&tree, &userns, false).is_ok()
-}
-
 fn idmap_tree(tree: &OwnedFd, userns: &OwnedFd, recursive: bool) -> nix::Result<()> {
     let attr = MountAttr { attr_set: MOUNT_ATTR_IDMAP, userns_fd: userns.as_raw_fd() as u64, ..Default::default() };
     msys::mount_setattr_fd(tree.as_fd(), recursive, &attr)
