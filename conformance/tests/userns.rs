@@ -331,3 +331,15 @@ fn terminal_works_inside_a_user_namespace() {
     assert_eq!(lines[1], "0", "{text:?}");
     c.wait_status(&c.id, "stopped");
 }
+
+#[test]
+fn created_init_in_a_user_namespace_is_not_dumpable() {
+    let mut c = userns_case("uns_dumpable");
+    c.bundle.set_args(&["true"]);
+    c.create().expect_ok("create");
+    let pid = c.state()["pid"].as_i64().unwrap();
+    // The /proc files of a non-dumpable task belong to host root (the root of the user
+    // namespace its memory was created in), those of a dumpable one to its own uid.
+    let meta = std::fs::metadata(format!("/proc/{pid}/environ")).unwrap();
+    assert_eq!(meta.uid(), 0, "a dumpable init's environ would belong to {HOST_ID}");
+}

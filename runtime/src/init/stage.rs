@@ -32,6 +32,8 @@ pub fn enter(spec: &Spec, plan: &Plan, channel: &Channel) -> Res<()> {
             .map_err(|e| format!("linux.gidMappings: becoming gid 0 in the user namespace: {e}"))?;
         setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
             .map_err(|e| format!("linux.uidMappings: becoming uid 0 in the user namespace: {e}"))?;
+        // A credential change resets dumpability to fs.suid_dumpable: set it again.
+        sys::set_non_dumpable().map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
     }
     if !plan.unshare_flags.is_empty() {
         nix::sched::unshare(plan.unshare_flags).map_err(|e| format!("unshare namespaces: {e}"))?;
