@@ -308,24 +308,15 @@ fn hooks_get_the_inits_pid_and_container_hooks_run_in_the_user_namespace() {
 
 #[test]
 fn terminal_works_inside_a_user_namespace() {
-    use std::io::Read;
     let mut c = userns_case("uns_tty");
     c.config()["process"]["terminal"] = true.into();
     c.bundle.set_sh("tty; id -u; echo done");
     let (l, sock) = conformance::console::listen(&c.dir);
     let t = std::thread::spawn(move || conformance::console::recv_fd(&l));
     c.create_with(&["--console-socket", &sock]).expect_ok("create with a console socket");
-    let mut f = std::fs::File::from(t.join().expect("console receiver"));
+    let master = t.join().expect("console receiver");
     c.start().expect_ok("start");
-    let mut all = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !String::from_utf8_lossy(&all).contains("done") {
-        match f.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => all.extend_from_slice(&buf[..n]),
-        }
-    }
-    let text = String::from_utf8_lossy(&all).replace('\r', "");
+    let text = conformance::console::read_until(master, "done");
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("/dev/pts/"), "{text:?}");
     assert_eq!(lines[1], "0", "{text:?}");
