@@ -508,6 +508,19 @@ test_no_leaks() {
 	verdict no_leaks "$p" ""
 }
 
+# userns: a user namespace with a cgroup namespace and a rw cgroup mount; the container's
+# root owns its cgroup (delegation) and can make a sub-cgroup; delete removes both.
+test_userns_cgroup_is_delegated_to_the_container_root() {
+	out=$(berth run -b /bundles/userns userns 2>&1)
+	rc=$?
+	p=""
+	[ "$rc" = 0 ] || p="$p exit=$rc"
+	echo "$out" | grep -qx '0 0' || p="$p cgroup-not-owned-by-root-inside"
+	echo "$out" | grep -qx 'sub-made' || p="$p no-sub-cgroup"
+	[ -e "$PARENT/userns" ] && p="$p cgroup-left"
+	verdict userns_cgroup_is_delegated_to_the_container_root "$p" "rc=$rc out=[$out]"
+}
+
 run_all_tests() {
 	# The parent exists before the first container so every test sees the
 	# same layout; berth enables the controllers down to each leaf.
@@ -537,6 +550,7 @@ run_all_tests() {
 		default_cgroup_path_is_own_cgroup_plus_id \
 		run_without_pid_namespace_kills_leftovers \
 		refusals_leave_the_host_unchanged \
+		userns_cgroup_is_delegated_to_the_container_root \
 		no_leaks; do
 		echo "BERTH-START $t uptime=$(cut -d' ' -f1 /proc/uptime)"
 		"test_$t"

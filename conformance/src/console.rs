@@ -44,3 +44,19 @@ pub fn listen(dir: &Path) -> (UnixListener, String) {
     let l = UnixListener::bind(&path).expect("bind console socket");
     (l, path.to_str().unwrap().to_string())
 }
+
+/// Reads a terminal master until `marker` shows up or the slave side closes; returns
+/// the text without carriage returns.
+pub fn read_until(master: OwnedFd, marker: &str) -> String {
+    use std::io::Read;
+    let mut f = std::fs::File::from(master);
+    let mut all = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&all).contains(marker) {
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&all).replace('\r', "")
+}

@@ -408,6 +408,24 @@ pub fn guest_bundles(base: &Value) -> Result<Vec<(&'static str, Value)>> {
             l.remove("cgroupsPath");
         }
     })?;
+    // A user namespace (root → 100000) with its own cgroup namespace and a writable cgroup
+    // mount: berth hands the cgroup to the container's root, as runc does.
+    add(
+        "userns",
+        sh("stat -c '%u %g' /sys/fs/cgroup; mkdir /sys/fs/cgroup/sub && echo sub-made; id -u"),
+        &|c| {
+            if let Some(ns) = c["linux"]["namespaces"].as_array_mut() {
+                ns.push(json!({"type": "user"}));
+            }
+            c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            if let Some(mounts) = c["mounts"].as_array_mut() {
+                for m in mounts.iter_mut().filter(|m| m["type"] == "cgroup") {
+                    m["options"] = json!(["nosuid", "noexec", "nodev", "relatime", "rw"]);
+                }
+            }
+        },
+    )?;
     Ok(out)
 }
 

@@ -11,7 +11,7 @@ pub const APPLETS: &[&str] = &[
     "wc", "head", "tail", "sed", "test", "kill", "awk", "tr", "find", "cut", "sort", "printf",
     "dd", "chmod", "ln", "rm", "mknod", "uname", "stty", "ip", "realpath", "nproc", "sysctl",
     "xargs", "uniq", "basename", "dirname", "seq", "wait", "timeout", "mkfifo", "setsid", "df",
-    "unshare", "nc", "linux32",
+    "unshare", "nc", "linux32", "ionice", "taskset", "chown",
 ];
 
 pub struct Rootfs {

@@ -274,15 +274,6 @@ fn b16_unified_resources_on_v1_host() {
 }
 
 #[test]
-fn unsupported_user_namespace_mappings_are_an_error_naming_the_field() {
-    let mut c = Case::new("unsup_userns");
-    c.config()["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
-    c.config()["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    c.config()["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    c.expect_create_fails(&["uidMappings", "user namespace", "user"]);
-}
-
-#[test]
 fn b10_mappings_without_user_namespace() {
     let mut c = Case::new("b10_maps_no_userns");
     c.config()["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);

@@ -179,3 +179,8 @@ fn events_stream_reports_oom_on_cgroup_v2() {
 fn systemd_cgroups_path_on_cgroup_v2() {
     assert_guest_pass("systemd_cgroups_path_on_cgroup_v2");
 }
+
+#[test]
+fn userns_cgroup_is_delegated_to_the_container_root() {
+    assert_guest_pass("userns_cgroup_is_delegated_to_the_container_root");
+}

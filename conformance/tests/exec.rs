@@ -5,7 +5,6 @@ use conformance::util::status_field;
 use conformance::{sha256_file, Case, Out};
 use serde_json::json;
 use std::fs;
-use std::io::Read;
 
 const NAMESPACES: [&str; 8] = ["cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"];
 
@@ -306,16 +305,7 @@ fn exec_tty_sends_the_master_to_the_console_socket() {
         ],
     )
     .expect_ok("exec --tty --console-socket");
-    let mut f = fs::File::from(t.join().expect("console receiver"));
-    let mut all = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !String::from_utf8_lossy(&all).contains("done") {
-        match f.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => all.extend_from_slice(&buf[..n]),
-        }
-    }
-    let text = String::from_utf8_lossy(&all).replace('\r', "");
+    let text = conformance::console::read_until(t.join().expect("console receiver"), "done");
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("/dev/pts/"), "{text:?}");
     assert_eq!(lines[1], "88", "stdin is a pts: {text:?}");

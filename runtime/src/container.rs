@@ -192,14 +192,26 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     };
     store.save(&record)?;
     cgroup.apply(&resources)?;
+    if let Some(root) = delegated_root(&spec, &plan) {
+        cgroup.delegate(root.0, root.1)?;
+    }
 
+    let idmapped = rootfs::idmapped::prepare(&spec, &bundle)?;
     let (parent_ch, child_ch) = channel::pair().map_err(|e| Error::io("socketpair", e))?;
+    // When staged the first child joins the pid namespace itself.
     let saved_pidns = match &plan.pid_path {
         Some(p) => Some(namespaces::enter_pid_for_children(p).map_err(|m| Error::Usage(format!("linux.namespaces (pid): {m}")))?),
         None => None,
     };
     let v2_dir = cgroup.open_v2_dir();
+    // execCPUAffinity.initial: the init starts on those CPUs, before it is in the cgroup.
+    let saved_affinity = initial_affinity(process)?;
     let forked = sys::clone3_fork(plan.clone_flags.bits() as u64, v2_dir.as_ref().map(|f| f.as_fd()));
+    if let Some(set) = &saved_affinity {
+        if matches!(forked, Ok(Forked::Parent { .. }) | Err(_)) {
+            let _ = crate::process_attrs::set_affinity(set);
+        }
+    }
     if let (Some(prev), Ok(Forked::Parent { .. }) | Err(_)) = (saved_pidns, &forked) {
         // The child exists (or not); either way this process must leave the container's pid
         // namespace for its own hooks' sake. The child cannot (the host's pid namespace is
@@ -208,7 +220,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
             log::warn(&m);
         }
     }
-    let (pid, pidfd) = match forked.map_err(|e| Error::io("clone3", e))? {
+    let (mut pid, mut pidfd) = match forked.map_err(|e| Error::io("clone3", e))? {
         Forked::Child => {
             drop(parent_ch);
             crate::init::run(crate::init::InitArgs {
@@ -225,11 +237,13 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
                 preserve_fds: opts.preserve_fds,
                 cgroup_mounts,
                 seccomp: seccomp.as_ref(),
+                idmapped,
             })
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     drop(child_ch);
+    drop(idmapped);
     drop(listener);
     drop(opts.console);
     guard.child = Some(pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?);
@@ -242,7 +256,11 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
             .map_err(|e| Error::Usage(format!("process.oomScoreAdj {adj}: {e}")))?;
     }
     let init_err = |msg: String| Error::Init { id: opts.id.clone(), msg };
-    let state = hook_state(&opts.id, Status::Creating, pid, &bundle, &annotations);
+    let net_devices = linux.net_devices().as_ref().filter(|d| !d.is_empty());
+    if let (Some(devices), false) = (net_devices, plan.staged) {
+        crate::netdev::move_all(devices, pid).map_err(Error::Usage)?;
+    }
+    let mut state = hook_state(&opts.id, Status::Creating, pid, &bundle, &annotations);
     parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(format!("sync with init: {e}")))?;
     loop {
         let (msg, fd) = match parent_ch.recv_with_fd().map_err(|e| init_err(format!("sync with init: {e}")))? {
@@ -253,6 +271,27 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
             Some(Msg::SeccompListener) => {
                 let listener = fd.ok_or_else(|| init_err("the seccomp listener message came without its fd".into()))?;
                 send_seccomp_listener(&spec, listener.as_fd(), pid, &state)?;
+            }
+            Some(Msg::MapsPending) if plan.new_user => {
+                let none = Vec::new();
+                let uid = linux.uid_mappings().as_ref().unwrap_or(&none);
+                let gid = linux.gid_mappings().as_ref().unwrap_or(&none);
+                crate::idmap::write(pid, uid, gid).map_err(init_err)?;
+                parent_ch.send(&Msg::MapsDone).map_err(|e| init_err(format!("sync with init: {e}")))?;
+            }
+            Some(Msg::Child { pid: init_pid }) if plan.staged => {
+                // The first child has done its part and exits; the init is our child too
+                // (CLONE_PARENT), so its pid cannot be reused before we reap it.
+                let _ = sys::pidfd_wait_exit(pidfd.as_fd(), 5000);
+                reap(&pidfd);
+                pid = init_pid;
+                pidfd = sys::pidfd_open(pid).map_err(|e| Error::io("pidfd_open of the init", e))?;
+                guard.child = Some(pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?);
+                if let Some(devices) = net_devices {
+                    crate::netdev::move_all(devices, pid).map_err(Error::Usage)?;
+                }
+                state = hook_state(&opts.id, Status::Creating, pid, &bundle, &annotations);
+                parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(format!("sync with init: {e}")))?;
             }
             Some(Msg::HooksPending) => {
                 hooks::run_all(spec.hooks().as_ref(), Kind::Prestart, state.as_bytes())?;
@@ -291,6 +330,38 @@ pub(crate) fn send_seccomp_listener(spec: &Spec, listener: std::os::fd::Borrowed
     log::debug(&format!("sending the seccomp listener to {}", path.display()));
     crate::seccomp::send_to_listener(path, listener, &process_state)?;
     Ok(())
+}
+
+/// The host uid/gid of the container's root when its cgroup is to be handed to it: a new
+/// user namespace and a new cgroup namespace, and a `cgroup` mount that is not read-only
+/// (runc's rule; it only takes effect on cgroup v2).
+fn delegated_root(spec: &Spec, plan: &namespaces::Plan) -> Option<(u32, u32)> {
+    if !plan.new_user || !plan.new_cgroupns {
+        return None;
+    }
+    let rw_cgroup_mount = spec.mounts().iter().flatten().any(|m| {
+        m.typ().as_deref() == Some("cgroup")
+            && !m.options().as_deref().unwrap_or(&[]).iter().any(|o| o == "ro")
+    });
+    if !rw_cgroup_mount {
+        return None;
+    }
+    let linux = spec.linux().as_ref()?;
+    let host_of_root = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.as_deref()?.iter().find(|m| m.container_id() == 0).map(|m| m.host_id())
+    };
+    Some((host_of_root(linux.uid_mappings())?, host_of_root(linux.gid_mappings())?))
+}
+
+/// Pins this process to `execCPUAffinity.initial` (so the init is cloned onto those CPUs)
+/// and returns the affinity to restore afterwards.
+fn initial_affinity(process: &oci_spec::runtime::Process) -> Result<Option<libc::cpu_set_t>> {
+    let Some(list) = process.exec_cpu_affinity().as_ref().and_then(|a| a.initial().clone()) else { return Ok(None) };
+    let field = "process.execCPUAffinity.initial";
+    let set = crate::process_attrs::cpu_set(&list).map_err(|m| Error::Usage(format!("{field}: {m}")))?;
+    let saved = crate::process_attrs::current_affinity().map_err(|e| Error::io(field, e))?;
+    crate::process_attrs::set_affinity(&set).map_err(|e| Error::io(field, e))?;
+    Ok(Some(saved))
 }
 
 pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {

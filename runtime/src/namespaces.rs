@@ -63,16 +63,35 @@ pub fn check_path(t: LinuxNamespaceType, path: &Path) -> Result<(), String> {
 /// The namespaces of a spec split into those to create and those to join.
 pub struct Plan {
     /// CLONE_NEW* flags for clone3 (everything new except cgroup, which is unshared by the
-    /// child once it sits in its cgroup, so that cgroup becomes its root).
+    /// child once it sits in its cgroup, so that cgroup becomes its root). Empty when
+    /// `staged`: the namespaces are then made by the first child with unshare.
     pub clone_flags: CloneFlags,
     pub new_cgroupns: bool,
-    /// Namespaces joined by path, in the order to join them; pid is joined by the parent.
+    /// Namespaces joined by path, in the order to join them (user first, mount last); pid
+    /// is joined by the parent unless `staged`.
     pub join: Vec<(LinuxNamespaceType, PathBuf)>,
     pub pid_path: Option<PathBuf>,
+    /// A user or time namespace is involved: the init is made in two steps (see
+    /// `init::stage`). The first child joins by path, unshares a new user namespace
+    /// alone and waits for the parent to write its id maps, unshares the rest (so they are
+    /// owned by that user namespace) and a time namespace whose offsets must be written
+    /// before any process enters it, then forks the real init as the parent's child.
+    pub staged: bool,
+    /// The flags the first child unshares after the user namespace (staged only).
+    pub unshare_flags: CloneFlags,
+    pub new_user: bool,
 }
 
 pub fn plan(spec: &Spec) -> Plan {
-    let mut p = Plan { clone_flags: CloneFlags::empty(), new_cgroupns: false, join: Vec::new(), pid_path: None };
+    let mut p = Plan {
+        clone_flags: CloneFlags::empty(),
+        new_cgroupns: false,
+        join: Vec::new(),
+        pid_path: None,
+        staged: false,
+        unshare_flags: CloneFlags::empty(),
+        new_user: false,
+    };
     let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
     for ns in namespaces {
         match (ns.typ(), ns.path()) {
@@ -82,8 +101,25 @@ pub fn plan(spec: &Spec) -> Plan {
             (t, None) => p.clone_flags |= clone_flag(t),
         }
     }
-    // Join the mount namespace last: the other paths are resolved in the current one.
-    p.join.sort_by_key(|(t, _)| *t == LinuxNamespaceType::Mount);
+    let user_or_time = CloneFlags::CLONE_NEWUSER | clone_flag(LinuxNamespaceType::Time);
+    p.staged = p.clone_flags.intersects(user_or_time)
+        || p.join.iter().any(|(t, _)| matches!(t, LinuxNamespaceType::User | LinuxNamespaceType::Time));
+    if p.staged {
+        p.new_user = p.clone_flags.contains(CloneFlags::CLONE_NEWUSER);
+        p.unshare_flags = p.clone_flags - CloneFlags::CLONE_NEWUSER;
+        p.clone_flags = CloneFlags::empty();
+        if let Some(path) = p.pid_path.take() {
+            // setns on a pid namespace sets pid_for_children: the forked init lands in it.
+            p.join.push((LinuxNamespaceType::Pid, path));
+        }
+    }
+    // Join the user namespace first, so the others are joined as its root; the mount
+    // namespace last: the other paths are resolved in the current one.
+    p.join.sort_by_key(|(t, _)| match t {
+        LinuxNamespaceType::User => 0,
+        LinuxNamespaceType::Mount => 2,
+        _ => 1,
+    });
     p
 }
 

@@ -192,15 +192,12 @@ fn validate_process(spec: &Spec) -> Result<(), SpecError> {
             return Err(unsupported("process.selinuxLabel"));
         }
     }
-    if process.scheduler().is_some() {
-        return Err(unsupported("process.scheduler"));
+    let field_err = |(field, msg): crate::process_attrs::FieldError| invalid(field, msg);
+    if let Some(s) = process.scheduler() {
+        crate::process_attrs::validate_scheduler(s).map_err(field_err)?;
     }
-    if process.io_priority().is_some() {
-        return Err(unsupported("process.ioPriority"));
-    }
-    if process.exec_cpu_affinity().is_some() {
-        return Err(unsupported("process.execCPUAffinity"));
-    }
+    crate::process_attrs::validate_io_priority(process).map_err(field_err)?;
+    crate::process_attrs::validate_cpu_affinity(process).map_err(field_err)?;
     Ok(())
 }
 
@@ -220,11 +217,6 @@ fn validate_linux(spec: &Spec) -> Result<(), SpecError> {
     for (i, ns) in namespaces.iter().enumerate() {
         if !seen.insert(ns.typ()) {
             return Err(invalid(format!("linux.namespaces[{i}]"), format!("duplicated namespace {}", ns.typ())));
-        }
-        match ns.typ() {
-            LinuxNamespaceType::User => return Err(unsupported(format!("linux.namespaces[{i}] (user)"))),
-            LinuxNamespaceType::Time => return Err(unsupported(format!("linux.namespaces[{i}] (time)"))),
-            _ => {}
         }
         if let Some(path) = ns.path() {
             if path.as_os_str().as_encoded_bytes().contains(&b',') {
@@ -257,29 +249,71 @@ fn validate_linux(spec: &Spec) -> Result<(), SpecError> {
             validate_sysctl(key, &new_ns, &has)?;
         }
     }
-    if linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()) {
-        return Err(unsupported("linux.uidMappings"));
-    }
-    if linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()) {
-        return Err(unsupported("linux.gidMappings"));
+    validate_user_namespace(linux, namespaces)?;
+    if linux.intel_rdt().is_some() && !Path::new("/sys/fs/resctrl").is_dir() {
+        return Err(invalid("linux.intelRdt", "resctrl is not available on this host"));
     }
     if linux.intel_rdt().is_some() {
         return Err(unsupported("linux.intelRdt"));
     }
-    if linux.personality().is_some() {
-        return Err(unsupported("linux.personality"));
+    if let Some(p) = linux.personality() {
+        crate::process_attrs::validate_personality(p).map_err(|(f, m)| invalid(f, m))?;
     }
-    if linux.memory_policy().is_some() {
-        return Err(unsupported("linux.memoryPolicy"));
+    if let Some(p) = linux.memory_policy() {
+        crate::process_attrs::validate_memory_policy(p).map_err(|(f, m)| invalid(f, m))?;
     }
-    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(unsupported("linux.netDevices"));
+    if let Some(devices) = linux.net_devices().as_ref().filter(|d| !d.is_empty()) {
+        if !new_ns(LinuxNamespaceType::Network) {
+            return Err(invalid("linux.netDevices", "moving network devices needs a new network namespace"));
+        }
+        crate::netdev::validate(devices).map_err(|(f, m)| invalid(f, m))?;
     }
-    if linux.time_offsets().as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(invalid("linux.timeOffsets", "time offsets need a time namespace"));
+    if let Some(offsets) = linux.time_offsets().as_ref().filter(|d| !d.is_empty()) {
+        if !new_ns(LinuxNamespaceType::Time) {
+            return Err(invalid("linux.timeOffsets", "time offsets need a new time namespace"));
+        }
+        for (clock, o) in offsets {
+            if clock != "monotonic" && clock != "boottime" {
+                return Err(invalid(format!("linux.timeOffsets[{clock:?}]"), "only monotonic and boottime can be offset"));
+            }
+            if o.nanosecs().unwrap_or(0) >= 1_000_000_000 {
+                return Err(invalid(format!("linux.timeOffsets[{clock:?}].nanosecs"), "must be below 1000000000"));
+            }
+        }
     }
     if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) {
         return Err(unsupported("linux.mountLabel"));
+    }
+    Ok(())
+}
+
+/// A new user namespace needs both maps with root mapped; a joined one takes no maps; maps
+/// without a user namespace are refused (runc ignores them, which hides a mistake).
+fn validate_user_namespace(linux: &oci_spec::runtime::Linux, namespaces: &[oci_spec::runtime::LinuxNamespace]) -> Result<(), SpecError> {
+    let uid = linux.uid_mappings().as_deref().unwrap_or(&[]);
+    let gid = linux.gid_mappings().as_deref().unwrap_or(&[]);
+    let user = namespaces.iter().find(|n| n.typ() == LinuxNamespaceType::User);
+    match user {
+        None if !uid.is_empty() => return Err(invalid("linux.uidMappings", "mappings need a user namespace in linux.namespaces")),
+        None if !gid.is_empty() => return Err(invalid("linux.gidMappings", "mappings need a user namespace in linux.namespaces")),
+        None => return Ok(()),
+        Some(ns) if ns.path().is_some() => {
+            let path = ns.path().as_deref().unwrap_or(Path::new(""));
+            return crate::idmap::check_joined(path, uid, gid).map_err(|(f, m)| invalid(f, m));
+        }
+        Some(_) => {}
+    }
+    for (field, maps) in [("linux.uidMappings", uid), ("linux.gidMappings", gid)] {
+        if maps.is_empty() {
+            return Err(invalid(field, "a new user namespace needs both uidMappings and gidMappings"));
+        }
+        crate::idmap::validate(field, maps).map_err(|m| match m.split_once(": ") {
+            Some((f, msg)) => invalid(f, msg),
+            None => invalid(field, m),
+        })?;
+        if !crate::idmap::maps_id(maps, 0) {
+            return Err(invalid(field, "container id 0 (root) must be mapped"));
+        }
     }
     Ok(())
 }
@@ -320,16 +354,14 @@ fn validate_sysctl(
 }
 
 fn validate_mount_extensions(spec: &Spec) -> Result<(), SpecError> {
+    let container_maps = spec.linux().as_ref().is_some_and(|l| l.uid_mappings().as_ref().is_some_and(|v| !v.is_empty()));
     for (i, m) in spec.mounts().as_deref().unwrap_or(&[]).iter().enumerate() {
-        if m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
-            || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())
-        {
-            return Err(unsupported(format!("mounts[{i}].uidMappings/gidMappings (idmapped mounts)")));
-        }
-        if let Some(opts) = m.options() {
-            if opts.iter().any(|o| o == "idmap" || o == "ridmap") {
-                return Err(unsupported(format!("mounts[{i}].options (idmap)")));
-            }
+        let own = m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty());
+        if crate::rootfs::idmapped::wants(m).is_some() && !own && !container_maps {
+            return Err(invalid(
+                format!("mounts[{i}].options"),
+                "idmap without the mount's own uidMappings/gidMappings needs linux.uidMappings/gidMappings",
+            ));
         }
     }
     Ok(())

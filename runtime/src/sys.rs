@@ -22,6 +22,7 @@ struct CloneArgs {
 }
 
 pub const CLONE_PIDFD: u64 = 0x1000;
+pub const CLONE_PARENT: u64 = 0x8000;
 pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// The outcome of a fork-like clone3: in the parent the child's pid and a pidfd for it.
@@ -40,7 +41,8 @@ pub fn clone3_fork(ns_flags: u64, cgroup: Option<BorrowedFd<'_>>) -> io::Result<
     let mut args = CloneArgs {
         flags: ns_flags | CLONE_PIDFD,
         pidfd: &mut pidfd as *mut RawFd as u64,
-        exit_signal: libc::SIGCHLD as u64,
+        // With CLONE_PARENT clone3 wants 0 here: the child inherits our own exit signal.
+        exit_signal: if ns_flags & CLONE_PARENT != 0 { 0 } else { libc::SIGCHLD as u64 },
         ..Default::default()
     };
     if let Some(cg) = cgroup {

@@ -404,6 +404,28 @@ impl Manager {
         .ok()
     }
 
+    /// Pure v2 only: hands the container's cgroup to `uid`/`gid` (its root in a user
+    /// namespace) so it can manage sub-cgroups of its own: the directory and the files the
+    /// kernel lists in /sys/kernel/cgroup/delegate, as runc does for a container with its
+    /// own user and cgroup namespaces and a writable cgroup mount.
+    pub fn delegate(&self, uid: u32, gid: u32) -> Result<(), CgroupError> {
+        let Some(h) = self.hier.first().filter(|_| self.is_v2()) else { return Ok(()) };
+        let listed = std::fs::read_to_string("/sys/kernel/cgroup/delegate")
+            .unwrap_or_else(|_| "cgroup.procs\ncgroup.threads\ncgroup.subtree_control\n".into());
+        let chown = |p: &Path| {
+            std::os::unix::fs::lchown(p, Some(uid), Some(gid))
+                .map_err(|e| CgroupError::Io { path: p.to_path_buf(), op: "chown to the container's root", source: e })
+        };
+        chown(&h.dir)?;
+        for name in listed.lines().map(str::trim).filter(|n| !n.is_empty()) {
+            let p = h.dir.join(name);
+            if p.exists() {
+                chown(&p)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Every process in the container's cgroup and its sub-cgroups.
     pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
         let dir = if self.is_v2() {

@@ -2,15 +2,18 @@
 //! single-threaded, and reports every failure to the parent over the channel before exiting.
 //!
 //! Order (runc's, where the spec leaves it open): wait for the parent to place us in our
-//! cgroup → join namespaces by path → new cgroup namespace → session keyring → setsid →
+//! cgroup → join namespaces by path (with a user or time namespace: `stage` first) → new
+//! cgroup namespace → session keyring → setsid →
 //! hostname → sysctls → rootfs mounts → prestart/createRuntime hooks (parent) →
-//! createContainer hooks → terminal → pivot_root → masked/read-only paths → rlimits →
-//! seccomp (without noNewPrivileges) → capabilities bounding → uid/gid → capabilities →
+//! createContainer hooks → terminal → pivot_root → masked/read-only paths → memory policy,
+//! personality → rlimits → scheduler, I/O priority, final CPU affinity → seccomp
+//! (without noNewPrivileges) → capabilities bounding → uid/gid → capabilities →
 //! no_new_privs → cwd → seccomp (with noNewPrivileges) → ready → wait for start →
 //! startContainer hooks → execve.
 
 pub(crate) mod exec;
 pub(crate) mod process;
+mod stage;
 mod user;
 
 use std::io::Write;
@@ -23,7 +26,7 @@ use oci_spec::runtime::Spec;
 use crate::hooks::{self, Kind};
 use crate::namespaces::Plan;
 use crate::process::channel::{Channel, Msg};
-use crate::rootfs;
+use crate::{process_attrs, rootfs};
 
 pub struct InitArgs<'a> {
     pub spec: &'a Spec,
@@ -41,6 +44,7 @@ pub struct InitArgs<'a> {
     pub cgroup_mounts: Vec<rootfs::CgroupMount>,
     /// The compiled `linux.seccomp` filter, built by the parent before the clone.
     pub seccomp: Option<&'a crate::seccomp::Filter>,
+    pub idmapped: rootfs::idmapped::Prepared,
 }
 
 /// Never returns: the process either becomes the container's process or exits.
@@ -67,7 +71,17 @@ fn setup(a: &InitArgs) -> Res<exec::Prepared> {
         // The parent died or gave up: nothing to report to.
         _ => unsafe_exit(1),
     };
-    crate::namespaces::join(a.plan)?;
+    let state = if a.plan.staged {
+        stage::enter(spec, a.plan, &a.channel)?;
+        // The parent knows our pid now and sends the state again, with it.
+        match a.channel.recv() {
+            Ok(Some(Msg::Go { state })) => state,
+            _ => unsafe_exit(1),
+        }
+    } else {
+        crate::namespaces::join(a.plan)?;
+        state
+    };
     if a.plan.new_cgroupns {
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| format!("unshare cgroup namespace: {e}"))?;
     }
@@ -100,6 +114,7 @@ fn setup(a: &InitArgs) -> Res<exec::Prepared> {
         bundle: a.bundle,
         cgroup_mounts: a.cgroup_mounts.clone(),
         cgroupns: a.plan.new_cgroupns,
+        idmapped: &a.idmapped,
     };
     let root = rootfs::prepare(&cfg).map_err(|e| e.to_string())?;
 
@@ -147,6 +162,13 @@ fn setup(a: &InitArgs) -> Res<exec::Prepared> {
     drop(tty);
 
     exec::ensure_cwd(process.cwd())?;
+    // The container-wide attributes; the per-process ones are in process::apply.
+    if let Some(p) = linux.memory_policy() {
+        process_attrs::apply_memory_policy(p)?;
+    }
+    if let Some(p) = linux.personality() {
+        process_attrs::apply_personality(p)?;
+    }
     let prepared = process::apply(process, a.preserve_fds, a.seccomp, &a.channel)?;
 
     a.channel.send(&Msg::Ready).map_err(|e| format!("sync with parent: {e}"))?;

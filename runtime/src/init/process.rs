@@ -1,9 +1,10 @@
 //! The process attributes every container process gets, in the same order whether it is
-//! the container's init (`create`) or a process joining it (`exec`): rlimits → seccomp
-//! (without no_new_privs) → capability bounding set → uid/gid/groups → capability sets →
-//! no_new_privs → cwd (checked to be inside the container's root) → executable lookup and
-//! HOME → fds above the preserved range made close-on-exec → seccomp (with no_new_privs).
-//! The caller runs inside the container's namespaces and root.
+//! the container's init (`create`) or a process joining it (`exec`): rlimits → scheduler,
+//! I/O priority, final CPU affinity → seccomp (without no_new_privs) → capability
+//! bounding set → uid/gid/groups → capability sets → no_new_privs → cwd (checked to be
+//! inside the container's root) → executable lookup and HOME → fds above the preserved
+//! range made close-on-exec → seccomp (with no_new_privs). The caller runs inside the
+//! container's namespaces and root.
 
 use std::os::fd::{AsFd, RawFd};
 
@@ -19,6 +20,13 @@ use crate::seccomp::Filter;
 /// filter's notify listener goes to the parent over `channel`.
 pub fn apply(process: &Process, preserve_fds: u32, seccomp: Option<&Filter>, channel: &Channel) -> Result<Prepared, String> {
     user::set_rlimits(process)?;
+    // Before the uid switch, while we still hold CAP_SYS_NICE for real-time policies and
+    // I/O classes; and before seccomp, whose profile need not allow these syscalls.
+    if let Some(s) = process.scheduler() {
+        crate::process_attrs::apply_scheduler(s)?;
+    }
+    crate::process_attrs::apply_io_priority(process)?;
+    crate::process_attrs::apply_final_affinity(process)?;
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we have it.
     if !no_new_privs {

@@ -46,8 +46,11 @@ fn resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
 pub fn switch_user(process: &Process) -> Result<(), String> {
     let user = process.user();
     let groups: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
+    // A user namespace whose setgroups is denied (mapped without CAP_SETGID) keeps the
+    // groups it has; only asking for groups is then an error.
+    let denied = std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
     // SAFETY: the pointer and length describe a valid gid array.
-    if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } < 0 {
+    if !(denied && groups.is_empty()) && unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } < 0 {
         return Err(format!("process.user.additionalGids {groups:?}: {}", std::io::Error::last_os_error()));
     }
     crate::sys::set_keepcaps(true).map_err(|e| format!("prctl(PR_SET_KEEPCAPS): {e}"))?;

@@ -16,6 +16,13 @@ pub enum Msg {
     /// Parent → init: the init sits in its cgroup; go on. Carries the state JSON the init
     /// hands to createContainer hooks (only the parent knows the init's host pid).
     Go { state: String },
+    /// First child → parent: I unshared a user namespace; write my uid/gid maps.
+    MapsPending,
+    /// Parent → first child: the maps are written.
+    MapsDone,
+    /// First child → parent: the real init is forked (as the parent's child) with this
+    /// host pid; the first child exits. The parent answers with a second `Go`.
+    Child { pid: i32 },
     /// Init → parent: mounts are done; run prestart and createRuntime hooks now.
     HooksPending,
     /// Parent → init: hooks ran.

@@ -28,6 +28,7 @@ mod cgroup;
 mod console;
 mod copyup;
 mod devices;
+pub mod idmapped;
 mod masks;
 mod mounts;
 pub mod options;
@@ -102,6 +103,8 @@ pub struct RootfsConfig<'a> {
     /// The container has its own cgroup namespace: mount cgroupfs fresh
     /// instead of binding the host directories.
     pub cgroupns: bool,
+    /// Id-mapped trees `berth create` built for some mounts, by index.
+    pub idmapped: &'a idmapped::Prepared,
 }
 
 /// The prepared root, held by an O_PATH fd of the rootfs bind mount.
@@ -154,6 +157,7 @@ pub fn prepare(cfg: &RootfsConfig) -> Result<Rootfs, RootfsError> {
         bundle: cfg.bundle,
         cgroup_mounts: &cfg.cgroup_mounts,
         cgroupns: cfg.cgroupns,
+        idmapped: cfg.idmapped,
     };
     let mut dev_is_bind = false;
     for (i, m) in cfg.spec.mounts().iter().flatten().enumerate() {

@@ -23,6 +23,7 @@ pub(crate) struct Ctx<'a> {
     pub bundle: &'a Path,
     pub cgroup_mounts: &'a [CgroupMount],
     pub cgroupns: bool,
+    pub idmapped: &'a super::idmapped::Prepared,
 }
 
 pub(crate) struct Outcome {
@@ -149,6 +150,7 @@ fn bind(
     source: &Path,
     dest: &Path,
     opts: &MountOptions,
+    prepared: Option<BorrowedFd>,
 ) -> Result<(), RootfsError> {
     let source = if source.is_absolute() {
         source.to_path_buf()
@@ -172,8 +174,15 @@ fn bind(
     .map_err(super::sys_err(field, "create mount point"))?;
 
     check_not_in_proc(target.as_fd(), dest, "bind", field)?;
-    let tree = sys::open_tree_fd(src.as_fd(), opts.is_rbind())
-        .map_err(super::sys_err(field, "open_tree"))?;
+    // An id-mapped tree was cloned and mapped on the host already (idmapped.rs).
+    let cloned;
+    let tree = match prepared {
+        Some(t) => t,
+        None => {
+            cloned = sys::open_tree_fd(src.as_fd(), opts.is_rbind()).map_err(super::sys_err(field, "open_tree"))?;
+            cloned.as_fd()
+        }
+    };
     let (set, mut clr) = options::attrs_from_flags(opts);
     if set != 0 || clr != 0 {
         let attr = MountAttr {
@@ -181,7 +190,7 @@ fn bind(
             attr_clr: clr,
             ..Default::default()
         };
-        if let Err(e) = sys::mount_setattr_fd(tree.as_fd(), false, &attr) {
+        if let Err(e) = sys::mount_setattr_fd(tree, false, &attr) {
             if e != Errno::EPERM {
                 return Err(RootfsError::sys(field, "set mount flags", e));
             }
@@ -193,7 +202,7 @@ fn bind(
                 attr_clr: clr,
                 ..Default::default()
             };
-            sys::mount_setattr_fd(tree.as_fd(), false, &attr)
+            sys::mount_setattr_fd(tree, false, &attr)
                 .map_err(super::sys_err(field, "set mount flags"))?;
         }
     }
@@ -203,12 +212,12 @@ fn bind(
             attr_clr: opts.rec_clr,
             ..Default::default()
         };
-        sys::mount_setattr_fd(tree.as_fd(), true, &attr)
+        sys::mount_setattr_fd(tree, true, &attr)
             .map_err(super::sys_err(field, "set recursive mount flags"))?;
     }
-    sys::move_mount_fd(tree.as_fd(), target.as_fd())
+    sys::move_mount_fd(tree, target.as_fd())
         .map_err(super::sys_err(field, "move_mount"))?;
-    apply_propagation(tree.as_fd(), &opts.propagation)
+    apply_propagation(tree, &opts.propagation)
         .map_err(super::sys_err(field, "set propagation"))?;
     Ok(())
 }
@@ -315,7 +324,8 @@ pub(crate) fn mount_entry(ctx: &Ctx, i: usize, m: &Mount) -> Result<Outcome, Roo
                 "a bind mount needs a source",
             ));
         };
-        self::bind(ctx, &field, source, &dest, &opts)?;
+        let prepared = ctx.idmapped.get(&i).map(|fd| fd.as_fd());
+        self::bind(ctx, &field, source, &dest, &opts, prepared)?;
     } else if typ == "cgroup" || typ == "cgroup2" {
         cgroup::mount_cgroup(ctx, &field, &dest, &opts)?;
     } else {
@@ -334,7 +344,7 @@ pub(crate) fn mount_entry(ctx: &Ctx, i: usize, m: &Mount) -> Result<Outcome, Roo
                     // along: a read-only /sys must be read-only all the way.
                     o.rec_set |= sys::MOUNT_ATTR_RDONLY;
                 }
-                self::bind(ctx, &field, Path::new("/sys"), &dest, &o)?;
+                self::bind(ctx, &field, Path::new("/sys"), &dest, &o, None)?;
             }
             r => r?,
         }

@@ -121,11 +121,15 @@ fn rootfs_validate_allows_lxcfs_files_and_defers_proc_binds() {
 }
 
 #[test]
-fn rootfs_validate_rejects_idmap() {
+fn rootfs_validate_rejects_idmap_on_tmpfs_and_half_maps() {
     let e = validate_err(&spec_with_mounts(
-        r#"[{"destination":"/x","source":"/y","options":["bind","idmap"]}]"#,
+        r#"[{"destination":"/x","type":"tmpfs","source":"tmpfs","options":["idmap"]}]"#,
     ));
-    assert!(e.contains("not supported"), "{e}");
+    assert!(e.contains("mounts[0].options: idmap needs a bind mount"), "{e}");
+    let e = validate_err(&spec_with_mounts(
+        r#"[{"destination":"/x","source":"/y","options":["bind","idmap"],"uidMappings":[{"containerID":0,"hostID":1,"size":1}]}]"#,
+    ));
+    assert!(e.contains("both uidMappings and gidMappings"), "{e}");
 }
 
 #[test]

@@ -136,12 +136,7 @@ fn validate_mount(i: usize, m: &Mount) -> Result<(), RootfsError> {
             ));
         }
     }
-    if opts.idmap || m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-        return Err(RootfsError::invalid(
-            format!("mounts[{i}].options"),
-            "id-mapped mounts (idmap, uidMappings, gidMappings) are not supported",
-        ));
-    }
+    validate_idmap(i, m, &typ, &opts)?;
     let clean = clean_container_path(dest);
     proc_mount_allowed(&clean, &typ, is_bind(&typ, &opts), None)
         .map_err(|r| RootfsError::invalid(field, r))?;
@@ -240,6 +235,29 @@ pub fn validate_no_pivot(spec: &Spec) -> Result<(), RootfsError> {
             "linux.rootfsPropagation",
             "rootfsPropagation of [r]private is not safe without pivot_root",
         ));
+    }
+    Ok(())
+}
+
+/// B7: id-mapping applies to bind mounts only, per-mount maps come in pairs, and a mount
+/// without its own maps borrows the container's, which then must exist.
+fn validate_idmap(i: usize, m: &Mount, typ: &str, opts: &options::MountOptions) -> Result<(), RootfsError> {
+    let uid = m.uid_mappings().as_deref().unwrap_or(&[]);
+    let gid = m.gid_mappings().as_deref().unwrap_or(&[]);
+    if super::idmapped::wants(m).is_none() && !opts.idmap {
+        return Ok(());
+    }
+    if !is_bind(typ, opts) {
+        return Err(RootfsError::invalid(format!("mounts[{i}].options"), "idmap needs a bind mount"));
+    }
+    if uid.is_empty() != gid.is_empty() {
+        return Err(RootfsError::invalid(
+            format!("mounts[{i}]"),
+            "an id-mapped mount needs both uidMappings and gidMappings",
+        ));
+    }
+    for (field, maps) in [(format!("mounts[{i}].uidMappings"), uid), (format!("mounts[{i}].gidMappings"), gid)] {
+        crate::idmap::validate(&field, maps).map_err(|msg| RootfsError::invalid(field.clone(), msg))?;
     }
     Ok(())
 }

@@ -117,6 +117,8 @@ fn assert_no_host_mounts(fx: &Fixture) {
     );
 }
 
+static NO_IDMAPPED: std::sync::LazyLock<crate::rootfs::idmapped::Prepared> = std::sync::LazyLock::new(Default::default);
+
 fn cfg<'a>(fx: &'a Fixture, spec: &'a Spec) -> RootfsConfig<'a> {
     RootfsConfig {
         spec,
@@ -124,6 +126,7 @@ fn cfg<'a>(fx: &'a Fixture, spec: &'a Spec) -> RootfsConfig<'a> {
         bundle: &fx.bundle,
         cgroup_mounts: vec![],
         cgroupns: false,
+        idmapped: &NO_IDMAPPED,
     }
 }
 

@@ -1,0 +1,336 @@
+//! User namespaces: `linux.uidMappings`/`gidMappings` with a new user namespace, joining
+//! one by path, and the bad-input rules (B10).
+
+use conformance::Case;
+use serde_json::json;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+
+const HOST_ID: u32 = 200_000;
+
+fn chown_tree(path: &Path, id: u32) {
+    let st = Command::new("chown").args(["-R", &format!("{id}:{id}")]).arg(path).status().expect("chown");
+    assert!(st.success(), "chown -R {}", path.display());
+}
+
+/// A case whose container gets a new user namespace mapping 0..65536 to HOST_ID.., with
+/// its rootfs owned by the mapped root.
+fn userns_case(name: &str) -> Case {
+    let mut c = Case::new(name);
+    c.config()["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    c.config()["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
+    c.config()["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
+    chown_tree(&c.bundle.rootfs.path, HOST_ID);
+    c
+}
+
+#[test]
+fn container_root_is_the_mapped_host_uid() {
+    let mut c = userns_case("uns_map");
+    let out = c.sh_ok("cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g");
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(words, ["0", "200000", "65536", "0", "200000", "65536", "0", "0"], "{out}");
+
+    c.bundle.set_args(&["sleep", "100"]);
+    c.create().expect_ok("create");
+    let pid = c.state()["pid"].as_i64().unwrap();
+    c.start().expect_ok("start");
+    let meta = std::fs::metadata(format!("/proc/{pid}")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (HOST_ID, HOST_ID), "the host sees the mapped ids");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains(&format!("Uid:\t{HOST_ID}\t{HOST_ID}")), "{status}");
+}
+
+#[test]
+fn files_created_in_a_bind_mount_belong_to_the_mapped_host_uid() {
+    let mut c = userns_case("uns_bind");
+    let shared = c.dir.join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    chown_tree(&shared, HOST_ID);
+    c.bundle.add_mount(json!({"destination": "/mnt", "type": "bind", "source": shared, "options": ["rbind", "rw"]}));
+    c.sh_ok("touch /mnt/made-inside; mkdir /mnt/dir");
+    for name in ["made-inside", "dir"] {
+        let meta = std::fs::metadata(shared.join(name)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (HOST_ID, HOST_ID), "{name}");
+    }
+}
+
+#[test]
+fn proc_sys_dev_and_hostname_work_inside_a_user_namespace() {
+    let mut c = userns_case("uns_mounts");
+    let out = c.sh_ok(
+        "hostname; grep -c . /proc/self/status >/dev/null && echo proc; ls /sys/class/net; \
+         echo hi > /dev/null && head -c 4 /dev/zero | wc -c; stat -c '%u %g' /; ls -ld /dev/pts >/dev/null && echo pts",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "berth", "{out}");
+    assert!(lines.contains(&"proc"), "{out}");
+    assert!(lines.contains(&"lo"), "sysfs of the container's netns: {out}");
+    assert!(lines.contains(&"4"), "{out}");
+    assert!(lines.contains(&"0 0"), "the rootfs belongs to root inside: {out}");
+    assert!(lines.contains(&"pts"), "{out}");
+}
+
+#[test]
+fn an_existing_user_namespace_is_joined_by_path() {
+    let mut c = userns_case("uns_join");
+    c.bundle.set_args(&["sleep", "100"]);
+    c.create().expect_ok("create of the namespace holder");
+    let pid = c.state()["pid"].as_i64().unwrap();
+    let holder_ns = std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+
+    // Without mappings (the namespace has its own), then with exactly its mappings.
+    for (n, keep_maps) in [(2, false), (3, true)] {
+        let id = c.other_id(n);
+        let mut config = c.bundle.config.clone();
+        let ns = config["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "user");
+        ns.push(json!({"type": "user", "path": format!("/proc/{pid}/ns/user")}));
+        if !keep_maps {
+            config["linux"].as_object_mut().unwrap().remove("uidMappings");
+            config["linux"].as_object_mut().unwrap().remove("gidMappings");
+        }
+        config["process"]["args"] = json!(["sh", "-c", "cat /proc/self/uid_map; id -u; readlink /proc/self/ns/user"]);
+        let saved = std::mem::replace(&mut c.bundle.config, config);
+        c.write();
+        let out = c.rt.run(&id, &c.bundle.dir, &[]);
+        c.bundle.config = saved;
+        out.expect_ok("run joining the user namespace");
+        let words: Vec<&str> = out.stdout.split_whitespace().collect();
+        assert_eq!(&words[..4], ["0", "200000", "65536", "0"], "{}", out.stdout);
+        assert_eq!(words[4], holder_ns.to_str().unwrap(), "same user namespace as the holder");
+    }
+}
+
+// B10: bad mappings fail naming the field and leave nothing behind.
+
+#[test]
+fn b10_user_namespace_without_mappings() {
+    let mut c = Case::new("b10_userns_nomaps");
+    c.config()["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    c.expect_create_fails(&["linux.uidMappings"]);
+    c.config()["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
+    c.expect_create_fails(&["linux.gidMappings"]);
+}
+
+#[test]
+fn b10_bad_mappings_are_refused_naming_the_entry() {
+    for (n, uid, needle) in [
+        ("size0", json!([{"containerID": 0, "hostID": HOST_ID, "size": 0}]), "linux.uidMappings[0].size"),
+        ("overflow", json!([{"containerID": 0, "hostID": 4294967295u32, "size": 2}]), "linux.uidMappings[0]"),
+        (
+            "overlap",
+            json!([{"containerID": 0, "hostID": HOST_ID, "size": 100}, {"containerID": 50, "hostID": 300000, "size": 10}]),
+            "linux.uidMappings[1] overlaps",
+        ),
+        ("noroot", json!([{"containerID": 1, "hostID": HOST_ID, "size": 100}]), "root"),
+    ] {
+        let mut c = Case::new(&format!("b10_{n}"));
+        c.config()["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+        c.config()["linux"]["uidMappings"] = uid;
+        c.config()["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
+        c.expect_create_fails(&[needle]);
+    }
+}
+
+#[test]
+fn b10_mappings_with_a_joined_user_namespace_are_refused() {
+    let mut c = Case::new("b10_join_maps");
+    c.config()["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user", "path": "/proc/self/ns/user"}));
+    c.config()["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
+    c.config()["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
+    c.expect_create_fails(&["linux.uidMappings: do not match those of the user namespace /proc/self/ns/user"]);
+}
+
+// Id-mapped mounts.
+
+fn owned_dir(c: &Case, name: &str, id: u32) -> std::path::PathBuf {
+    let d = c.dir.join(name);
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(d.join("file"), "x").unwrap();
+    chown_tree(&d, id);
+    d
+}
+
+#[test]
+fn idmapped_mount_with_its_own_maps_shows_host_uid_1000_as_root() {
+    let mut c = Case::new("uns_idmap_own");
+    let d = owned_dir(&c, "owned", 1000);
+    // As runc writes them, the entries go into the mapping's user namespace as given: the
+    // inside (containerID) is the id on disk, the outside (hostID) what processes see.
+    c.bundle.add_mount(json!({
+        "destination": "/mnt", "type": "bind", "source": d, "options": ["bind", "idmap"],
+        "uidMappings": [{"containerID": 1000, "hostID": 0, "size": 1}],
+        "gidMappings": [{"containerID": 1000, "hostID": 0, "size": 1}]
+    }));
+    let out = c.sh_ok("stat -c '%u %g' /mnt /mnt/file; touch /mnt/new");
+    assert_eq!(out, "0 0\n0 0\n", "{out}");
+    let meta = std::fs::metadata(d.join("new")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (1000, 1000), "a file root makes lands as host 1000");
+}
+
+#[test]
+fn idmap_without_own_maps_uses_the_containers_user_namespace_maps() {
+    let mut c = userns_case("uns_idmap_ctr");
+    let d = owned_dir(&c, "hostroot", 0);
+    c.bundle.add_mount(json!({"destination": "/mnt", "type": "bind", "source": d, "options": ["rbind", "ridmap"]}));
+    // Host root's files appear owned by root in the container, not by nobody (65534).
+    let out = c.sh_ok("stat -c '%u %g' /mnt/file; touch /mnt/new");
+    assert_eq!(out, "0 0\n");
+    let meta = std::fs::metadata(d.join("new")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (0, 0));
+}
+
+#[test]
+fn features_report_idmap_user_and_time() {
+    let c = Case::new("uns_features");
+    let out = c.rt.cmd().arg("features").run();
+    out.expect_ok("features");
+    let f = out.json();
+    assert_eq!(f["linux"]["mountExtensions"]["idmap"]["enabled"], json!(true));
+    let opts: Vec<&str> = f["mountOptions"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(opts.contains(&"idmap") && opts.contains(&"ridmap"), "{opts:?}");
+    let ns: Vec<&str> = f["linux"]["namespaces"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(ns.contains(&"user") && ns.contains(&"time"), "{ns:?}");
+}
+
+// B7: id-mapped mount errors.
+
+#[test]
+fn b7_idmap_on_a_non_bind_mount_is_refused() {
+    let mut c = Case::new("b7_idmap_tmpfs");
+    c.bundle.add_mount(json!({
+        "destination": "/mnt", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"],
+        "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+        "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]
+    }));
+    c.expect_create_fails(&["idmap needs a bind mount"]);
+}
+
+#[test]
+fn b7_idmap_with_only_uid_mappings_is_refused() {
+    let mut c = Case::new("b7_idmap_half");
+    let d = c.dir.join("half");
+    std::fs::create_dir(&d).unwrap();
+    c.bundle.add_mount(json!({
+        "destination": "/mnt", "type": "bind", "source": d, "options": ["bind", "idmap"],
+        "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]
+    }));
+    c.expect_create_fails(&["uidMappings and gidMappings"]);
+}
+
+#[test]
+fn b7_idmap_without_any_maps_is_refused() {
+    let mut c = Case::new("b7_idmap_none");
+    let d = c.dir.join("none");
+    std::fs::create_dir(&d).unwrap();
+    c.bundle.add_mount(json!({"destination": "/mnt", "type": "bind", "source": d, "options": ["bind", "idmap"]}));
+    c.expect_create_fails(&["mounts[", "idmap"]);
+}
+
+#[test]
+fn exec_joins_the_containers_user_namespace() {
+    let mut c = userns_case("uns_exec");
+    c.bundle.set_args(&["sleep", "100"]);
+    c.create().expect_ok("create");
+    c.start().expect_ok("start");
+    let out = c.rt.exec(&["exec", &c.id, "sh", "-c", "id -u; cat /proc/self/uid_map"]);
+    out.expect_ok("exec");
+    let words: Vec<&str> = out.stdout.split_whitespace().collect();
+    assert_eq!(words, ["0", "0", "200000", "65536"], "{}", out.stdout);
+}
+
+#[test]
+fn without_cap_setgid_setgroups_is_denied_and_a_single_gid_is_mapped() {
+    // As runc does for callers that cannot set groups: "deny" goes to setgroups first,
+    // which the kernel requires to accept a gid map from such a writer.
+    let mut c = Case::new("uns_nosetgid");
+    c.config()["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    c.config()["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
+    c.config()["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 0, "size": 1}]);
+    chown_tree(&c.bundle.rootfs.path, HOST_ID);
+    Command::new("chgrp").args(["-R", "0"]).arg(&c.bundle.rootfs.path).status().unwrap();
+    // Only gid 0 exists inside: devpts cannot take gid=5 (runc's rootless spec drops it too).
+    for m in c.config()["mounts"].as_array_mut().unwrap() {
+        if m["type"] == "devpts" {
+            m["options"] = json!(["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]);
+        }
+    }
+    c.bundle.set_sh("cat /proc/self/setgroups /proc/self/gid_map; id -u; id -g");
+    c.write();
+    let bin = conformance::runtime::runtime_binary();
+    let out = Command::new("capsh")
+        .args(["--drop=cap_setgid", "--"])
+        .arg("-c")
+        .arg(format!(
+            "exec {} --root {} run --bundle {} {}",
+            bin.display(),
+            c.rt.root.display(),
+            c.bundle.dir.display(),
+            c.id
+        ))
+        .output()
+        .expect("capsh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let words: Vec<&str> = stdout.split_whitespace().collect();
+    assert_eq!(words, ["deny", "0", "0", "1", "0", "0"], "{stdout}");
+}
+
+#[test]
+fn hooks_get_the_inits_pid_and_container_hooks_run_in_the_user_namespace() {
+    let mut c = userns_case("uns_hooks");
+    let log_dir = c.dir.join("hooklog");
+    std::fs::create_dir_all(&log_dir).unwrap();
+    chown_tree(&log_dir, HOST_ID);
+    c.bundle.add_mount(json!({"destination": "/hooklog", "type": "bind", "source": log_dir, "options": ["rbind", "rw"]}));
+    let ns = |dir: &str, name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("readlink /proc/self/ns/user > {dir}/{name}")]});
+    let host_dir = log_dir.to_str().unwrap().to_string();
+    c.config()["hooks"] = json!({
+        "createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {host_dir}/state")]}],
+        "createContainer": [ns(&host_dir, "cc")],
+        "startContainer": [ns("/hooklog", "sc")]
+    });
+    c.bundle.set_args(&["sleep", "100"]);
+    c.create().expect_ok("create");
+    c.start().expect_ok("start");
+    let pid = c.state()["pid"].as_i64().unwrap();
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(log_dir.join("state")).unwrap()).unwrap();
+    assert_eq!(state["pid"].as_i64(), Some(pid), "createRuntime sees the init's pid, not the first child's");
+    let init_ns = std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+    for f in ["cc", "sc"] {
+        conformance::poll_until(f, std::time::Duration::from_secs(10), || log_dir.join(f).exists().then_some(()));
+        let text = std::fs::read_to_string(log_dir.join(f)).unwrap();
+        assert_eq!(text.trim(), init_ns.to_str().unwrap(), "{f} hook ran in the container's user namespace");
+    }
+}
+
+#[test]
+fn terminal_works_inside_a_user_namespace() {
+    let mut c = userns_case("uns_tty");
+    c.config()["process"]["terminal"] = true.into();
+    c.bundle.set_sh("tty; id -u; echo done");
+    let (l, sock) = conformance::console::listen(&c.dir);
+    let t = std::thread::spawn(move || conformance::console::recv_fd(&l));
+    c.create_with(&["--console-socket", &sock]).expect_ok("create with a console socket");
+    let master = t.join().expect("console receiver");
+    c.start().expect_ok("start");
+    let text = conformance::console::read_until(master, "done");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("/dev/pts/"), "{text:?}");
+    assert_eq!(lines[1], "0", "{text:?}");
+    c.wait_status(&c.id, "stopped");
+}
+
+#[test]
+fn created_init_in_a_user_namespace_is_not_dumpable() {
+    let mut c = userns_case("uns_dumpable");
+    c.bundle.set_args(&["true"]);
+    c.create().expect_ok("create");
+    let pid = c.state()["pid"].as_i64().unwrap();
+    // The /proc files of a non-dumpable task belong to host root (the root of the user
+    // namespace its memory was created in), those of a dumpable one to its own uid.
+    let meta = std::fs::metadata(format!("/proc/{pid}/environ")).unwrap();
+    assert_eq!(meta.uid(), 0, "a dumpable init's environ would belong to {HOST_ID}");
+}

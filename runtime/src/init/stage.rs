@@ -1,0 +1,69 @@
+//! The first step of a two-step init (`Plan::staged`): runc's order for user and time
+//! namespaces. This process joins namespaces by path (user first), unshares a new user
+//! namespace alone and has the parent write its id maps, becomes root in it, unshares the
+//! other new namespaces (owned by the new user namespace), writes the time offsets of a
+//! new time namespace before anything enters it, and forks the real init with
+//! CLONE_PARENT so that it is `berth create`'s child. Returns in that init; this process
+//! exits.
+
+use nix::sched::CloneFlags;
+use nix::unistd::{setresgid, setresuid, Gid, Uid};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::Res;
+use crate::namespaces::Plan;
+use crate::process::channel::{Channel, Msg};
+use crate::sys::{self, Forked};
+
+pub fn enter(spec: &Spec, plan: &Plan, channel: &Channel) -> Res<()> {
+    crate::namespaces::join(plan)?;
+    if plan.new_user {
+        nix::sched::unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| format!("unshare user namespace: {e}"))?;
+        channel.send(&Msg::MapsPending).map_err(|e| format!("sync with parent: {e}"))?;
+        match channel.recv() {
+            Ok(Some(Msg::MapsDone)) => {}
+            _ => super::unsafe_exit(1),
+        }
+    }
+    if plan.new_user || plan.join.iter().any(|(t, _)| *t == LinuxNamespaceType::User) {
+        // Root inside is the id certain to be mapped (validation checked it for a new
+        // namespace); our host uid 0 is not, and files made as an unmapped id fail.
+        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .map_err(|e| format!("linux.gidMappings: becoming gid 0 in the user namespace: {e}"))?;
+        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .map_err(|e| format!("linux.uidMappings: becoming uid 0 in the user namespace: {e}"))?;
+        // A credential change resets dumpability to fs.suid_dumpable: set it again.
+        sys::set_non_dumpable().map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
+    }
+    if !plan.unshare_flags.is_empty() {
+        nix::sched::unshare(plan.unshare_flags).map_err(|e| format!("unshare namespaces: {e}"))?;
+    }
+    if plan.unshare_flags.contains(crate::namespaces::clone_flag(LinuxNamespaceType::Time)) {
+        write_time_offsets(spec)?;
+    }
+    match sys::clone3_fork(sys::CLONE_PARENT, None).map_err(|e| format!("forking the init: {e}"))? {
+        Forked::Child => Ok(()),
+        Forked::Parent { pid, .. } => {
+            let _ = channel.send(&Msg::Child { pid });
+            super::unsafe_exit(0)
+        }
+    }
+}
+
+/// runtime-spec: `linux.timeOffsets` keys are the clocks (`monotonic`, `boottime`).
+fn write_time_offsets(spec: &Spec) -> Res<()> {
+    let Some(offsets) = spec.linux().as_ref().and_then(|l| l.time_offsets().as_ref()) else { return Ok(()) };
+    let mut text = String::new();
+    let mut clocks: Vec<&String> = offsets.keys().collect();
+    clocks.sort();
+    for clock in clocks {
+        let o = &offsets[clock];
+        text.push_str(&format!("{clock} {} {}\n", o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0)));
+    }
+    // Our own timens_offsets file describes the namespace our children will enter.
+    let rel = format!("{}/timens_offsets", std::process::id());
+    let fd = crate::rootfs::resolve::open_proc_beneath(std::path::Path::new(&rel), nix::fcntl::OFlag::O_WRONLY)
+        .map_err(|e| format!("linux.timeOffsets: opening /proc/{rel}: {e}"))?;
+    let mut f = std::fs::File::from(fd);
+    std::io::Write::write_all(&mut f, text.as_bytes()).map_err(|e| format!("linux.timeOffsets: {e}"))
+}

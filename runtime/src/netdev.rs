@@ -1,0 +1,142 @@
+//! `linux.netDevices`: moving named host interfaces into the container's network
+//! namespace (optionally renamed) with one rtnetlink RTM_NEWLINK request each. On delete
+//! nothing is moved back by hand: when the namespace dies the kernel returns physical
+//! devices to the host and destroys virtual ones (dummy, veth), as with runc.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use oci_spec::runtime::LinuxNetDevice;
+
+const IFLA_IFNAME: u16 = 3;
+const IFLA_NET_NS_FD: u16 = 28;
+const IFNAMSIZ: usize = 16;
+
+/// An interface name the kernel would accept (dev_valid_name).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < IFNAMSIZ
+        && name != "."
+        && name != ".."
+        && !name.bytes().any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0)
+}
+
+pub fn index_of(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: c is a valid NUL-terminated string.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (idx != 0).then_some(idx)
+}
+
+/// Validation before anything is created: names, existence on the host, unique new names.
+pub fn validate(devices: &HashMap<String, LinuxNetDevice>) -> Result<(), (String, String)> {
+    let mut targets = std::collections::HashSet::new();
+    let mut names: Vec<&String> = devices.keys().collect();
+    names.sort();
+    for host in names {
+        let field = format!("linux.netDevices[{host:?}]");
+        if !valid_name(host) {
+            return Err((field, "not a valid interface name".into()));
+        }
+        if index_of(host).is_none() {
+            return Err((field, "no such interface on the host".into()));
+        }
+        let target = devices[host].name().clone().filter(|n| !n.is_empty()).unwrap_or_else(|| host.clone());
+        if !valid_name(&target) {
+            return Err((format!("{field}.name"), format!("{target:?} is not a valid interface name")));
+        }
+        if !targets.insert(target.clone()) {
+            return Err((format!("{field}.name"), format!("{target:?} is used twice")));
+        }
+    }
+    Ok(())
+}
+
+/// Moves every device into the network namespace of `pid`.
+pub fn move_all(devices: &HashMap<String, LinuxNetDevice>, pid: i32) -> Result<(), String> {
+    let ns = File::open(format!("/proc/{pid}/ns/net")).map_err(|e| format!("linux.netDevices: opening the container's netns: {e}"))?;
+    let sock = route_socket().map_err(|e| format!("linux.netDevices: netlink socket: {e}"))?;
+    let mut names: Vec<&String> = devices.keys().collect();
+    names.sort();
+    for (seq, host) in names.into_iter().enumerate() {
+        let field = format!("linux.netDevices[{host:?}]");
+        let index = index_of(host).ok_or_else(|| format!("{field}: no such interface on the host"))?;
+        let target = devices[host].name().clone().filter(|n| !n.is_empty());
+        let msg = newlink(seq as u32 + 1, index, ns.as_raw_fd() as u32, target.as_deref());
+        request(&sock, &msg).map_err(|e| format!("{field}: moving it into the container: {e}"))?;
+    }
+    Ok(())
+}
+
+fn route_socket() -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) with constant arguments.
+    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a new socket that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn push_attr(buf: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    let len = 4 + payload.len();
+    buf.extend_from_slice(&(len as u16).to_ne_bytes());
+    buf.extend_from_slice(&kind.to_ne_bytes());
+    buf.extend_from_slice(payload);
+    while !buf.len().is_multiple_of(4) {
+        buf.push(0);
+    }
+}
+
+/// nlmsghdr + ifinfomsg + IFLA_NET_NS_FD [+ IFLA_IFNAME].
+fn newlink(seq: u32, index: u32, ns_fd: u32, name: Option<&str>) -> Vec<u8> {
+    let mut buf = vec![0u8; 16];
+    // struct ifinfomsg: family, pad, type, index, flags, change.
+    buf.extend_from_slice(&[libc::AF_UNSPEC as u8, 0]);
+    buf.extend_from_slice(&0u16.to_ne_bytes());
+    buf.extend_from_slice(&(index as i32).to_ne_bytes());
+    buf.extend_from_slice(&0u32.to_ne_bytes());
+    buf.extend_from_slice(&0u32.to_ne_bytes());
+    push_attr(&mut buf, IFLA_NET_NS_FD, &ns_fd.to_ne_bytes());
+    if let Some(n) = name {
+        let mut z = n.as_bytes().to_vec();
+        z.push(0);
+        push_attr(&mut buf, IFLA_IFNAME, &z);
+    }
+    let len = buf.len() as u32;
+    buf[0..4].copy_from_slice(&len.to_ne_bytes());
+    buf[4..6].copy_from_slice(&libc::RTM_NEWLINK.to_ne_bytes());
+    buf[6..8].copy_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
+    buf[8..12].copy_from_slice(&seq.to_ne_bytes());
+    buf
+}
+
+/// Sends one request and reads the kernel's ack (an NLMSG_ERROR with error 0).
+fn request(sock: &OwnedFd, msg: &[u8]) -> io::Result<()> {
+    // SAFETY: msg is a valid buffer of msg.len() bytes; the kernel is the default peer.
+    if unsafe { libc::send(sock.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut reply = [0u8; 4096];
+    // SAFETY: reply is writable for its length.
+    let n = unsafe { libc::recv(sock.as_raw_fd(), reply.as_mut_ptr().cast(), reply.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    if n < 20 {
+        return Err(io::Error::other("short netlink reply"));
+    }
+    let kind = u16::from_ne_bytes([reply[4], reply[5]]);
+    if kind != libc::NLMSG_ERROR as u16 {
+        return Err(io::Error::other(format!("unexpected netlink reply type {kind}")));
+    }
+    let err = i32::from_ne_bytes([reply[16], reply[17], reply[18], reply[19]]);
+    if err != 0 {
+        return Err(io::Error::from_raw_os_error(-err));
+    }
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! The per-process kernel attributes of runtime-spec 1.3 that the container's process
+//! inherits through execve: personality, scheduler, I/O priority, CPU affinity and NUMA
+//! memory policy. Validation (runc's validator rules) runs in `berth create` before anything
+//! exists; `apply_*` runs in the init. Errors name the config field.
+
+use oci_spec::runtime::{
+    IOPriorityClass, LinuxMemoryPolicy, LinuxPersonality, LinuxPersonalityDomain, LinuxSchedulerFlag,
+    LinuxSchedulerPolicy, MemoryPolicyFlagType, MemoryPolicyModeType, Process, Scheduler,
+};
+
+/// A field name and what is wrong with it.
+pub type FieldError = (String, String);
+
+fn err<T>(field: &str, msg: impl Into<String>) -> Result<T, FieldError> {
+    Err((field.to_string(), msg.into()))
+}
+
+// ---- personality -------------------------------------------------------------------------
+
+const PER_LINUX: u64 = 0x0000;
+const PER_LINUX32: u64 = 0x0008;
+
+fn personality_flag(name: &str) -> Option<u64> {
+    Some(match name {
+        "UNAME26" => 0x002_0000,
+        "ADDR_NO_RANDOMIZE" => 0x004_0000,
+        "FDPIC_FUNCPTRS" => 0x008_0000,
+        "MMAP_PAGE_ZERO" => 0x010_0000,
+        "ADDR_COMPAT_LAYOUT" => 0x020_0000,
+        "READ_IMPLIES_EXEC" => 0x040_0000,
+        "ADDR_LIMIT_32BIT" => 0x080_0000,
+        "SHORT_INODE" => 0x100_0000,
+        "WHOLE_SECONDS" => 0x200_0000,
+        "STICKY_TIMEOUTS" => 0x400_0000,
+        "ADDR_LIMIT_3GB" => 0x800_0000,
+        _ => return None,
+    })
+}
+
+fn personality_value(p: &LinuxPersonality) -> Result<u64, FieldError> {
+    let mut v = match p.domain() {
+        LinuxPersonalityDomain::PerLinux => PER_LINUX,
+        LinuxPersonalityDomain::PerLinux32 => PER_LINUX32,
+    };
+    for (i, f) in p.flags().as_deref().unwrap_or(&[]).iter().enumerate() {
+        match personality_flag(f) {
+            Some(bit) => v |= bit,
+            None => return err(&format!("linux.personality.flags[{i}]"), format!("unknown personality flag {f:?}")),
+        }
+    }
+    Ok(v)
+}
+
+pub fn validate_personality(p: &LinuxPersonality) -> Result<(), FieldError> {
+    personality_value(p).map(drop)
+}
+
+pub fn apply_personality(p: &LinuxPersonality) -> Result<(), String> {
+    let v = personality_value(p).map_err(|(f, m)| format!("{f}: {m}"))?;
+    // SAFETY: personality(2) takes a plain integer.
+    if unsafe { libc::personality(v as libc::c_ulong) } < 0 {
+        return Err(format!("linux.personality: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+// ---- scheduler ---------------------------------------------------------------------------
+
+/// `struct sched_attr`, SCHED_ATTR_SIZE_VER0.
+#[repr(C)]
+#[derive(Default)]
+struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+}
+
+fn policy_number(p: LinuxSchedulerPolicy) -> u32 {
+    match p {
+        LinuxSchedulerPolicy::SchedOther => 0,
+        LinuxSchedulerPolicy::SchedFifo => 1,
+        LinuxSchedulerPolicy::SchedRr => 2,
+        LinuxSchedulerPolicy::SchedBatch => 3,
+        LinuxSchedulerPolicy::SchedIso => 4,
+        LinuxSchedulerPolicy::SchedIdle => 5,
+        LinuxSchedulerPolicy::SchedDeadline => 6,
+    }
+}
+
+fn flag_bit(f: LinuxSchedulerFlag) -> u64 {
+    match f {
+        LinuxSchedulerFlag::SchedResetOnFork => 0x01,
+        LinuxSchedulerFlag::SchedFlagReclaim => 0x02,
+        LinuxSchedulerFlag::SchedFlagDLOverrun => 0x04,
+        LinuxSchedulerFlag::SchedFlagKeepPolicy => 0x08,
+        LinuxSchedulerFlag::SchedFlagKeepParams => 0x10,
+        LinuxSchedulerFlag::SchedFlagUtilClampMin => 0x20,
+        LinuxSchedulerFlag::SchedFlagUtilClampMax => 0x40,
+    }
+}
+
+pub fn validate_scheduler(s: &Scheduler) -> Result<(), FieldError> {
+    let nice = s.nice().unwrap_or(0);
+    if !(-20..=19).contains(&nice) {
+        return err("process.scheduler.nice", format!("{nice} is outside -20..19"));
+    }
+    let realtime = matches!(s.policy(), LinuxSchedulerPolicy::SchedFifo | LinuxSchedulerPolicy::SchedRr);
+    let priority = s.priority().unwrap_or(0);
+    if priority != 0 && !realtime {
+        return err("process.scheduler.priority", "can only be set for SCHED_FIFO or SCHED_RR");
+    }
+    if realtime && !(1..=99).contains(&priority) {
+        return err("process.scheduler.priority", format!("{priority} is outside 1..99 for a real-time policy"));
+    }
+    let dl = [s.runtime(), s.deadline(), s.period()].iter().any(|v| v.unwrap_or(0) != 0);
+    if dl && *s.policy() != LinuxSchedulerPolicy::SchedDeadline {
+        return err("process.scheduler", "runtime, deadline and period can only be set for SCHED_DEADLINE");
+    }
+    if *s.policy() == LinuxSchedulerPolicy::SchedIso {
+        return err("process.scheduler.policy", "SCHED_ISO does not exist in mainline Linux");
+    }
+    Ok(())
+}
+
+pub fn apply_scheduler(s: &Scheduler) -> Result<(), String> {
+    let mut attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy: policy_number(*s.policy()),
+        nice: s.nice().unwrap_or(0),
+        priority: s.priority().unwrap_or(0) as u32,
+        runtime: s.runtime().unwrap_or(0),
+        deadline: s.deadline().unwrap_or(0),
+        period: s.period().unwrap_or(0),
+        ..Default::default()
+    };
+    for f in s.flags().as_deref().unwrap_or(&[]) {
+        attr.flags |= flag_bit(*f);
+    }
+    // SAFETY: attr is a valid sched_attr whose size field matches its layout; pid 0 is us.
+    if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &mut attr as *mut SchedAttr, 0) } < 0 {
+        return Err(format!("process.scheduler: sched_setattr: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+// ---- I/O priority ------------------------------------------------------------------------
+
+const IOPRIO_WHO_PROCESS: i32 = 1;
+const IOPRIO_CLASS_SHIFT: i32 = 13;
+
+pub fn validate_io_priority(process: &Process) -> Result<(), FieldError> {
+    if let Some(io) = process.io_priority() {
+        if !(0..=7).contains(&io.priority()) {
+            return err("process.ioPriority.priority", format!("{} is outside 0..7", io.priority()));
+        }
+    }
+    Ok(())
+}
+
+pub fn apply_io_priority(process: &Process) -> Result<(), String> {
+    let Some(io) = process.io_priority() else { return Ok(()) };
+    let class = match io.class() {
+        IOPriorityClass::IoprioClassRt => 1,
+        IOPriorityClass::IoprioClassBe => 2,
+        IOPriorityClass::IoprioClassIdle => 3,
+    };
+    let value = (class << IOPRIO_CLASS_SHIFT) | io.priority() as i32;
+    // SAFETY: ioprio_set(2) with integer arguments; who 0 is this process.
+    if unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) } < 0 {
+        return Err(format!("process.ioPriority: ioprio_set: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+// ---- CPU and NUMA node lists -------------------------------------------------------------
+
+/// Parses a kernel list such as "0-3,7" into the sorted set of numbers it names.
+pub fn parse_list(s: &str, limit: usize) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (part, part),
+        };
+        let lo: usize = lo.parse().map_err(|_| format!("{s:?} is not a list like \"0-3,7\""))?;
+        let hi: usize = hi.parse().map_err(|_| format!("{s:?} is not a list like \"0-3,7\""))?;
+        if lo > hi {
+            return Err(format!("{s:?}: range {lo}-{hi} is reversed"));
+        }
+        if hi >= limit {
+            return Err(format!("{s:?}: {hi} is above the limit {}", limit - 1));
+        }
+        out.extend(lo..=hi);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+const MAX_CPUS: usize = libc::CPU_SETSIZE as usize;
+const MAX_NODES: usize = 1024;
+
+pub fn validate_cpu_affinity(process: &Process) -> Result<(), FieldError> {
+    if let Some(a) = process.exec_cpu_affinity() {
+        if let Some(s) = a.initial() {
+            parse_list(s, MAX_CPUS).or_else(|m| err("process.execCPUAffinity.initial", m))?;
+        }
+        if let Some(s) = a.cpu_affinity_final() {
+            parse_list(s, MAX_CPUS).or_else(|m| err("process.execCPUAffinity.final", m))?;
+        }
+    }
+    Ok(())
+}
+
+/// The current thread's CPU affinity, to restore it later.
+pub fn current_affinity() -> std::io::Result<libc::cpu_set_t> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the pointer and size describe `set`.
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(set)
+}
+
+pub fn set_affinity(set: &libc::cpu_set_t) -> std::io::Result<()> {
+    // SAFETY: the pointer and size describe a valid cpu_set_t.
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub fn cpu_set(list: &str) -> Result<libc::cpu_set_t, String> {
+    // SAFETY: cpu_set_t is plain data; all zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for cpu in parse_list(list, MAX_CPUS)? {
+        // SAFETY: parse_list keeps cpu below CPU_SETSIZE.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    Ok(set)
+}
+
+/// Before execve: `final` when given; otherwise, if `initial` pinned the runtime's process,
+/// every CPU, which the kernel narrows to the cgroup's cpuset (runc does the same reset).
+pub fn apply_final_affinity(process: &Process) -> Result<(), String> {
+    let Some(a) = process.exec_cpu_affinity() else { return Ok(()) };
+    let set = match (a.cpu_affinity_final(), a.initial()) {
+        (Some(f), _) => cpu_set(f).map_err(|m| format!("process.execCPUAffinity.final: {m}"))?,
+        (None, Some(_)) => {
+            // SAFETY: cpu_set_t is plain data.
+            let mut all: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            for cpu in 0..MAX_CPUS {
+                // SAFETY: cpu is below CPU_SETSIZE.
+                unsafe { libc::CPU_SET(cpu, &mut all) };
+            }
+            all
+        }
+        (None, None) => return Ok(()),
+    };
+    set_affinity(&set).map_err(|e| format!("process.execCPUAffinity.final: sched_setaffinity: {e}"))
+}
+
+// ---- memory policy -----------------------------------------------------------------------
+
+fn mode_number(m: MemoryPolicyModeType) -> i32 {
+    match m {
+        MemoryPolicyModeType::MpolDefault => 0,
+        MemoryPolicyModeType::MpolPreferred => 1,
+        MemoryPolicyModeType::MpolBind => 2,
+        MemoryPolicyModeType::MpolInterleave => 3,
+        MemoryPolicyModeType::MpolLocal => 4,
+        MemoryPolicyModeType::MpolPreferredMany => 5,
+        MemoryPolicyModeType::MpolWeightedInterleave => 6,
+    }
+}
+
+fn mode_flag(f: MemoryPolicyFlagType) -> i32 {
+    match f {
+        MemoryPolicyFlagType::MpolFNumaBalancing => 1 << 13,
+        MemoryPolicyFlagType::MpolFRelativeNodes => 1 << 14,
+        MemoryPolicyFlagType::MpolFStaticNodes => 1 << 15,
+    }
+}
+
+pub fn validate_memory_policy(p: &LinuxMemoryPolicy) -> Result<(), FieldError> {
+    let nodes = p.nodes().as_deref().map(str::trim).filter(|n| !n.is_empty());
+    if let Some(n) = nodes {
+        parse_list(n, MAX_NODES).or_else(|m| err("linux.memoryPolicy.nodes", m))?;
+    }
+    match (p.mode(), nodes) {
+        (MemoryPolicyModeType::MpolDefault | MemoryPolicyModeType::MpolLocal, Some(_)) => {
+            err("linux.memoryPolicy.nodes", format!("must be empty with mode {}", p.mode()))
+        }
+        (
+            MemoryPolicyModeType::MpolBind
+            | MemoryPolicyModeType::MpolInterleave
+            | MemoryPolicyModeType::MpolPreferredMany
+            | MemoryPolicyModeType::MpolWeightedInterleave,
+            None,
+        ) => err("linux.memoryPolicy.nodes", format!("mode {} needs nodes", p.mode())),
+        _ => Ok(()),
+    }
+}
+
+pub fn apply_memory_policy(p: &LinuxMemoryPolicy) -> Result<(), String> {
+    let mut mask = [0u64; MAX_NODES / 64];
+    if let Some(n) = p.nodes().as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+        for node in parse_list(n, MAX_NODES).map_err(|m| format!("linux.memoryPolicy.nodes: {m}"))? {
+            mask[node / 64] |= 1 << (node % 64);
+        }
+    }
+    let mut mode = mode_number(p.mode());
+    for f in p.flags().as_deref().unwrap_or(&[]) {
+        mode |= mode_flag(*f);
+    }
+    let empty = mask.iter().all(|w| *w == 0);
+    let (ptr, maxnode) = if empty { (std::ptr::null(), 0) } else { (mask.as_ptr(), MAX_NODES as u64 + 1) };
+    // SAFETY: ptr is null or points at MAX_NODES bits of mask, and maxnode says no more.
+    if unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, ptr, maxnode) } < 0 {
+        return Err(format!("linux.memoryPolicy: set_mempolicy: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_parse_ranges_and_refuse_garbage() {
+        assert_eq!(parse_list("0-2,5", 64).unwrap(), vec![0, 1, 2, 5]);
+        assert_eq!(parse_list("3", 64).unwrap(), vec![3]);
+        assert!(parse_list("2-1", 64).is_err());
+        assert!(parse_list("a", 64).is_err());
+        assert!(parse_list("64", 64).is_err());
+        assert!(parse_list("", 64).is_err());
+    }
+}
