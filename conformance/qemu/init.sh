@@ -11,7 +11,11 @@ bb=/bin/busybox
 
 if [ "${BERTH_STAGE:-1}" = 1 ]; then
 	$bb mount -t tmpfs -o mode=0755 newroot /newroot
-	$bb cp -a /bin /bundles /rootfs /init /tests.sh /newroot/
+	# Everything but the mount points: bin, bundles, rootfs, the scripts,
+	# and the host binaries' trees (usr, lib, lib64) when there are any.
+	for f in /*; do
+		case "$f" in /proc | /sys | /dev | /run | /tmp | /newroot) ;; *) $bb cp -a "$f" /newroot/ ;; esac
+	done
 	$bb mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/run /newroot/tmp
 	export BERTH_STAGE=2
 	exec $bb switch_root /newroot /init
@@ -24,6 +28,10 @@ mount -t devtmpfs devtmpfs /dev
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t tmpfs -o mode=0755 run /run
 mount -t tmpfs -o mode=1777 tmp /tmp
+# Kernel modules the host put in the archive (criu's socket diagnostics).
+if [ -f /modules.load ]; then
+	while read -r m; do insmod "$m" || echo "insmod $m failed"; done </modules.load
+fi
 
 echo "BERTH-BOOTED uptime=$(cut -d' ' -f1 /proc/uptime) kernel=$(uname -r) controllers=$(tr ' ' ',' </sys/fs/cgroup/cgroup.controllers)"
 
