@@ -25,9 +25,14 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+# criu stats /dev/pts (its own) before it dumps a container's devpts.
+mkdir -p /dev/pts
+mount -t devpts devpts /dev/pts
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t tmpfs -o mode=0755 run /run
 mount -t tmpfs -o mode=1777 tmp /tmp
+# criu probes TCP repair over loopback before every dump and restore.
+ifconfig lo 127.0.0.1 up
 # Kernel modules the host put in the archive (criu's socket diagnostics).
 if [ -f /modules.load ]; then
 	while read -r m; do insmod "$m" || echo "insmod $m failed"; done </modules.load

@@ -534,8 +534,8 @@ host_pid_of_ns_pid() {
 	done
 }
 
-# criu's error lines of log $1, on one line.
-criu_errors() { grep -h 'Error' "$1" 2>/dev/null | head -4 | tr '\n' ' '; }
+# The end of criu's log $1, on one line (the error and what led to it).
+criu_errors() { tail -n 12 "$1" 2>/dev/null | tr '\n' ' '; }
 
 test_checkpoint_leave_running_keeps_counting() {
 	p=""

@@ -289,9 +289,22 @@ impl Newc {
     }
 }
 
-/// The socket diagnostics criu queries in every network namespace it dumps or restores;
-/// Debian builds them as modules, and a guest without them fails with "Diag module missing".
-const CRIU_MODULES: &[&str] = &["unix_diag", "netlink_diag", "af_packet_diag", "inet_diag", "tcp_diag", "udp_diag"];
+/// What criu 3.17 probes before every dump and restore and Debian builds as modules: the
+/// socket diagnostics ("Diag module missing"), veth (its netns-id probe creates a pair),
+/// tun, and nf_tables (its set-concatenation probe; crc32c for libcrc32c, which the kernel
+/// would otherwise ask modprobe for).
+const CRIU_MODULES: &[&str] = &[
+    "unix_diag",
+    "netlink_diag",
+    "af_packet_diag",
+    "inet_diag",
+    "tcp_diag",
+    "udp_diag",
+    "veth",
+    "tun",
+    "crc32c_generic",
+    "nf_tables",
+];
 
 /// The `.ko` files of `names` for the kernel image `kernel` (vmlinuz-<release>), from
 /// /lib/modules/<release>/modules.dep, each after the modules it depends on.
