@@ -21,7 +21,8 @@ if [ "${BERTH_STAGE:-1}" = 1 ]; then
 	exec $bb switch_root /newroot /init
 fi
 
-export PATH=/bin
+# The host binaries (criu, GNU tar for criu's tmpfs archives) before busybox.
+export PATH=/usr/sbin:/usr/bin:/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev

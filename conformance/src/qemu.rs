@@ -24,6 +24,8 @@ const QEMU: &str = "qemu-system-x86_64";
 const BUSYBOX: &str = "/bin/busybox";
 /// Debian's criu, for the checkpoint/restore tests (the host kernel is too new for it).
 const CRIU: &str = "/usr/sbin/criu";
+/// GNU tar: criu archives tmpfs contents with flags busybox's tar lacks.
+const GNU_TAR: &str = "/usr/bin/tar";
 const KERNEL_CMDLINE: &str = "console=ttyS0 cgroup_no_v1=all quiet loglevel=1 panic=-1";
 /// TCG on two shared cores: the guest normally finishes in well under two
 /// minutes; this only bounds a hung guest.
@@ -133,6 +135,10 @@ impl GuestConfig {
         if !criu.is_file() {
             return err(format!("{CRIU} not found: install Debian's criu (`make deps`)"));
         }
+        let tar = PathBuf::from(GNU_TAR);
+        if !tar.is_file() {
+            return err(format!("{GNU_TAR} not found: install Debian's tar"));
+        }
         let only = std::env::var("BERTH_QEMU_TESTS").ok().filter(|s| !s.is_empty());
         if let Some(o) = &only {
             if !o.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ',') {
@@ -145,7 +151,7 @@ impl GuestConfig {
             ),
             Err(_) => DEFAULT_TIMEOUT,
         };
-        Ok(GuestConfig { berth, kernel, qemu, busybox, host_binaries: vec![criu], only, timeout })
+        Ok(GuestConfig { berth, kernel, qemu, busybox, host_binaries: vec![criu, tar], only, timeout })
     }
 }
 
