@@ -498,11 +498,19 @@ test_default_cgroup_path_is_own_cgroup_plus_id() {
 # and no container process alive.
 # Checkpoint/restore with Debian's criu. The ckpt bundle (qemu.rs) runs
 #     sh -c '<counter loop> & echo $! >/data/loop.pid; wait'
-# where the loop writes 0, 1, 2, ... to /data/count every 0.1 s; /data is
+# where the loop rewrites /data/count with 0, 1, 2, ... every 0.1 s; /data is
 # the guest's $CK. The container's stdio are pipes, as with containerd:
 # criu hands the restored init the restoring berth's own stdio.
 CK=/tmp/ckpt-data
-count() { cat "$CK/count" 2>/dev/null || echo -1; }
+# The counter; the loop truncates before it writes, so an empty read is retried.
+count() {
+	for _ in 1 2 3 4 5; do
+		c=$(cat "$CK/count" 2>/dev/null)
+		[ -n "$c" ] && break
+		sleep 0.02
+	done
+	echo "${c:--1}"
+}
 
 # Polls until the counter is above $1.
 wait_count_above() {

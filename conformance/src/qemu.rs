@@ -554,10 +554,12 @@ pub fn guest_bundles(base: &Value) -> Result<Vec<(&'static str, Value)>> {
     add("occupied", json!(["true"]), &|c| c["linux"]["cgroupsPath"] = json!("/berth-test/busy"))?;
     // Checkpoint/restore: a counter on a bind mount the guest reads, in a child of the init
     // (its pid inside the pid namespace is recorded); no network namespace (criu would
-    // need ip and iptables to dump one).
+    // need ip and iptables to dump one). It rewrites one file in place: a file it held open
+    // at the dump must still exist at the restore (criu does not save files of external
+    // mounts), so no temporary file that a rename makes vanish.
     add(
         "ckpt",
-        sh("sh -c 'i=0; while :; do echo $i >/data/count.tmp; mv /data/count.tmp /data/count; i=$((i + 1)); sleep 0.1; done' &
+        sh("sh -c 'i=0; while :; do echo $i >/data/count; i=$((i + 1)); sleep 0.1; done' &
             echo $! >/data/loop.pid
             wait"),
         &|c| {
