@@ -285,11 +285,11 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
 
     let (loaded, cgroup) = container::load_bundle(id, &opts.bundle, opts.no_pivot, opts.systemd_cgroup)?;
     let (spec, rootfs_path, resources) = (&loaded.spec, loaded.rootfs.clone(), loaded.resources.clone());
-    refuse_terminal(&spec)?;
+    refuse_terminal(spec)?;
     if opts.console.is_some() {
         return Err(Error::Usage("--console-socket: cannot use a console socket if process.terminal is false".into()));
     }
-    let externals = external_namespaces(&spec)?;
+    let externals = external_namespaces(spec)?;
     let binds = rootfs::bind_mounts(spec, &loaded.dir);
     let mut mount_map: Vec<(PathBuf, PathBuf)> = Vec::new();
     for dest in &descriptor.bind_mounts {
@@ -314,7 +314,7 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
     let mut guard = Guard { store, id, dir: true, cgroup: None, child: None };
     mkdir_private(&work, "--work-path")?;
     cgroup.create()?;
-    for (dest, host) in cgroup_binds(&spec, &cgroup) {
+    for (dest, host) in cgroup_binds(spec, &cgroup) {
         if descriptor.cgroup_binds.contains(&dest) {
             mount_map.push((dest, host));
         }
