@@ -11,19 +11,33 @@ bb=/bin/busybox
 
 if [ "${BERTH_STAGE:-1}" = 1 ]; then
 	$bb mount -t tmpfs -o mode=0755 newroot /newroot
-	$bb cp -a /bin /bundles /rootfs /init /tests.sh /newroot/
+	# Everything but the mount points: bin, bundles, rootfs, the scripts,
+	# and the host binaries' trees (usr, lib, lib64) when there are any.
+	for f in /*; do
+		case "$f" in /proc | /sys | /dev | /run | /tmp | /newroot) ;; *) $bb cp -a "$f" /newroot/ ;; esac
+	done
 	$bb mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/run /newroot/tmp
 	export BERTH_STAGE=2
 	exec $bb switch_root /newroot /init
 fi
 
-export PATH=/bin
+# The host binaries (criu, GNU tar for criu's tmpfs archives) before busybox.
+export PATH=/usr/sbin:/usr/bin:/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+# criu stats /dev/pts (its own) before it dumps a container's devpts.
+mkdir -p /dev/pts
+mount -t devpts devpts /dev/pts
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t tmpfs -o mode=0755 run /run
 mount -t tmpfs -o mode=1777 tmp /tmp
+# criu probes TCP repair over loopback before every dump and restore.
+ifconfig lo 127.0.0.1 up
+# Kernel modules the host put in the archive (criu's socket diagnostics).
+if [ -f /modules.load ]; then
+	while read -r m; do insmod "$m" || echo "insmod $m failed"; done </modules.load
+fi
 
 echo "BERTH-BOOTED uptime=$(cut -d' ' -f1 /proc/uptime) kernel=$(uname -r) controllers=$(tr ' ' ',' </sys/fs/cgroup/cgroup.controllers)"
 

@@ -496,6 +496,148 @@ test_default_cgroup_path_is_own_cgroup_plus_id() {
 
 # After everything: nothing left under the parent cgroup or the state root,
 # and no container process alive.
+# Checkpoint/restore with Debian's criu. The ckpt bundle (qemu.rs) runs
+#     sh -c '<counter loop> & echo $! >/data/loop.pid; wait'
+# where the loop rewrites /data/count with 0, 1, 2, ... every 0.1 s; /data is
+# the guest's $CK. The container's stdio are pipes, as with containerd:
+# criu hands the restored init the restoring berth's own stdio.
+CK=/tmp/ckpt-data
+# The counter; the loop truncates before it writes, so an empty read is retried.
+count() {
+	for _ in 1 2 3 4 5; do
+		c=$(cat "$CK/count" 2>/dev/null)
+		[ -n "$c" ] && break
+		sleep 0.02
+	done
+	echo "${c:--1}"
+}
+
+# Polls until the counter is above $1.
+wait_count_above() {
+	i=0
+	while [ "$(count)" -le "$1" ] && [ $i -lt 300 ]; do
+		sleep 0.05
+		i=$((i + 1))
+	done
+	[ "$(count)" -gt "$1" ]
+}
+
+# Polls until file $1 has a line "restore-rc=N"; prints N.
+wait_rc() {
+	i=0
+	while ! grep -q '^restore-rc=' "$1" && [ $i -lt 600 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	sed -n 's/^restore-rc=//p' "$1"
+}
+
+# The pid of host pid $1 inside its innermost pid namespace.
+ns_pid() { sed -n 's/^NSpid:.*[^0-9]\([0-9]*\)$/\1/p' "/proc/$1/status"; }
+
+# The host pid of the process in cgroup $1 whose innermost pid is $2.
+host_pid_of_ns_pid() {
+	for hp in $(cat "$1/cgroup.procs"); do
+		[ "$(ns_pid "$hp")" = "$2" ] && echo "$hp"
+	done
+}
+
+# The end of criu's log $1, on one line (the error and what led to it).
+criu_errors() { tail -n 12 "$1" 2>/dev/null | tr '\n' ' '; }
+
+test_checkpoint_leave_running_keeps_counting() {
+	p=""
+	mkdir -p "$CK"
+	echo | berth run -d -b /bundles/ckpt ckpt 2>&1 | cat >/tmp/ckpt.log &
+	wait_count_above 3 || p="$p not-counting=[$(count) $(cat /tmp/ckpt.log)]"
+	CK_LOOP_NS=$(cat "$CK/loop.pid")
+	out=$(berth checkpoint --image-path /tmp/ck-live --leave-running ckpt 2>&1) ||
+		p="$p checkpoint-failed=[$out $(criu_errors /tmp/ck-live/dump.log)]"
+	[ "$(state_status ckpt)" = running ] || p="$p status=$(state_status ckpt)"
+	c=$(count)
+	wait_count_above "$c" || p="$p stopped-counting-at-$c"
+	ls /tmp/ck-live/*.img >/dev/null 2>&1 || p="$p no-images"
+	[ -f /tmp/ck-live/berth-checkpoint.json ] || p="$p no-descriptor"
+	verdict checkpoint_leave_running_keeps_counting "$p" "count=$(count) loop-ns-pid=$CK_LOOP_NS"
+}
+
+test_checkpoint_stops_container() {
+	p=""
+	out=$(berth checkpoint --image-path /tmp/ck-stop ckpt 2>&1) ||
+		p="$p checkpoint-failed=[$out $(criu_errors /tmp/ck-stop/dump.log)]"
+	wait_status ckpt stopped || p="$p status=$(state_status ckpt)"
+	c1=$(count)
+	sleep 0.5
+	CK_STOPPED_AT=$(count)
+	[ "$c1" = "$CK_STOPPED_AT" ] || p="$p still-counting=$c1->$CK_STOPPED_AT"
+	berth delete ckpt || p="$p delete-failed"
+	[ -e "$PARENT/ckpt" ] && p="$p cgroup-left"
+	verdict checkpoint_stops_container "$p" "stopped-at=$CK_STOPPED_AT"
+}
+
+test_restore_continues_count_with_same_pids() {
+	p=""
+	{
+		echo | berth restore -d --image-path /tmp/ck-stop -b /bundles/ckpt ckpt 2>&1
+		echo "restore-rc=$?"
+	} | cat >/tmp/ckpt-restore.log &
+	rc=$(wait_rc /tmp/ckpt-restore.log)
+	[ "$rc" = 0 ] || p="$p restore-rc=$rc=[$(cat /tmp/ckpt-restore.log) $(criu_errors /tmp/ck-stop/restore.log)]"
+	[ "$(state_status ckpt)" = running ] || p="$p status=$(state_status ckpt)"
+	first=$(count)
+	[ "$first" -ge "$CK_STOPPED_AT" ] || p="$p restarted-at-$first"
+	wait_count_above "$CK_STOPPED_AT" || p="$p not-counting"
+	pid=$(state_pid ckpt)
+	[ "$(ns_pid "$pid")" = 1 ] || p="$p init-ns-pid=$(ns_pid "$pid")"
+	loop=$(host_pid_of_ns_pid "$PARENT/ckpt" "$CK_LOOP_NS")
+	[ -n "$loop" ] && grep -q while "/proc/$loop/cmdline" || p="$p no-loop-at-ns-pid-$CK_LOOP_NS"
+	cg=$(cat "/proc/$pid/cgroup" 2>&1)
+	[ "$cg" = "0::/berth-test/ckpt" ] || p="$p cgroup=[$cg]"
+	berth kill ckpt KILL || p="$p kill-failed"
+	wait_status ckpt stopped || p="$p not-stopped"
+	berth delete ckpt || p="$p delete-failed"
+	[ -e "$PARENT/ckpt" ] && p="$p cgroup-left"
+	[ -e "$STATE/ckpt" ] && p="$p state-left"
+	verdict restore_continues_count_with_same_pids "$p" "stopped-at=$CK_STOPPED_AT first=$first later=$(count) init=$pid loop=$loop"
+}
+
+# Foreground restore (no -d) of the --leave-running images under another id:
+# berth waits, returns the exit status and deletes the container.
+test_restore_foreground_waits_and_cleans_up() {
+	p=""
+	{
+		echo | berth restore --image-path /tmp/ck-live -b /bundles/ckpt ckfg 2>&1
+		echo "restore-rc=$?"
+	} | cat >/tmp/ckfg.log &
+	wait_status ckfg running || p="$p status=$(state_status ckfg)=[$(cat /tmp/ckfg.log) $(criu_errors /tmp/ck-live/restore.log)]"
+	c=$(count)
+	wait_count_above "$c" || p="$p not-counting"
+	berth kill ckfg KILL || p="$p kill-failed"
+	rc=$(wait_rc /tmp/ckfg.log)
+	[ "$rc" = 137 ] || p="$p rc=$rc"
+	[ -e "$STATE/ckfg" ] && p="$p state-left"
+	[ -e "$PARENT/ckpt" ] && p="$p cgroup-left"
+	verdict restore_foreground_waits_and_cleans_up "$p" "rc=$rc"
+}
+
+# A restore that fails (images of another container's bind mount layout
+# missing from the bundle) leaves no state, cgroup or process.
+test_restore_failure_leaves_nothing() {
+	p=""
+	out=$(berth restore -d --image-path /tmp/ck-live -b /bundles/force ckbad 2>&1) && p="$p restore-succeeded"
+	echo "$out" | grep -q '/data' || p="$p error-does-not-name-the-mount"
+	[ -e "$STATE/ckbad" ] && p="$p state-left"
+	[ -e "$PARENT/force" ] && p="$p cgroup-left"
+	# No images next to the descriptor: criu fails after berth made the cgroup.
+	mkdir -p /tmp/ck-empty
+	cp /tmp/ck-live/berth-checkpoint.json /tmp/ck-empty/
+	out2=$(berth restore -d --image-path /tmp/ck-empty -b /bundles/ckpt ckbad 2>&1) && p="$p empty-restore-succeeded"
+	echo "$out2" | grep -q 'criu restore failed' || p="$p no-criu-error"
+	[ -e "$STATE/ckbad" ] && p="$p state-left-after-criu"
+	[ -e "$PARENT/ckpt" ] && p="$p cgroup-left-after-criu"
+	verdict restore_failure_leaves_nothing "$p" "out=[$out] out2=[$out2]"
+}
+
 test_no_leaks() {
 	p=""
 	left=$(find "$PARENT" -mindepth 1 -type d 2>/dev/null | tr '\n' ' ')
@@ -551,7 +693,15 @@ run_all_tests() {
 		run_without_pid_namespace_kills_leftovers \
 		refusals_leave_the_host_unchanged \
 		userns_cgroup_is_delegated_to_the_container_root \
+		checkpoint_leave_running_keeps_counting \
+		checkpoint_stops_container \
+		restore_continues_count_with_same_pids \
+		restore_foreground_waits_and_cleans_up \
+		restore_failure_leaves_nothing \
 		no_leaks; do
+		# berth.tests=a,b on the kernel command line (BERTH_QEMU_TESTS) runs only those.
+		only=$(tr ' ' '\n' </proc/cmdline | sed -n 's/^berth\.tests=//p')
+		case ",$only," in ,,) ;; *",$t,"*) ;; *) continue ;; esac
 		echo "BERTH-START $t uptime=$(cut -d' ' -f1 /proc/uptime)"
 		"test_$t"
 	done

@@ -22,6 +22,10 @@ const TESTS_SH: &str = include_str!("../qemu/tests.sh");
 
 const QEMU: &str = "qemu-system-x86_64";
 const BUSYBOX: &str = "/bin/busybox";
+/// Debian's criu, for the checkpoint/restore tests (the host kernel is too new for it).
+const CRIU: &str = "/usr/sbin/criu";
+/// GNU tar: criu archives tmpfs contents with flags busybox's tar lacks.
+const GNU_TAR: &str = "/usr/bin/tar";
 const KERNEL_CMDLINE: &str = "console=ttyS0 cgroup_no_v1=all quiet loglevel=1 panic=-1";
 /// TCG on two shared cores: the guest normally finishes in well under two
 /// minutes; this only bounds a hung guest.
@@ -86,6 +90,10 @@ pub struct GuestConfig {
     pub kernel: PathBuf,
     pub qemu: PathBuf,
     pub busybox: PathBuf,
+    /// Dynamically linked host binaries copied in with their libraries (criu).
+    pub host_binaries: Vec<PathBuf>,
+    /// Only these guest tests (`BERTH_QEMU_TESTS=a,b`), for iterating on a few; all by default.
+    pub only: Option<String>,
     pub timeout: Duration,
 }
 
@@ -123,13 +131,27 @@ impl GuestConfig {
         if !busybox.is_file() {
             return err(format!("{BUSYBOX} not found: install Debian's busybox-static (`make deps`)"));
         }
+        let criu = PathBuf::from(CRIU);
+        if !criu.is_file() {
+            return err(format!("{CRIU} not found: install Debian's criu (`make deps`)"));
+        }
+        let tar = PathBuf::from(GNU_TAR);
+        if !tar.is_file() {
+            return err(format!("{GNU_TAR} not found: install Debian's tar"));
+        }
+        let only = std::env::var("BERTH_QEMU_TESTS").ok().filter(|s| !s.is_empty());
+        if let Some(o) = &only {
+            if !o.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ',') {
+                return err(format!("BERTH_QEMU_TESTS={o:?}: test names separated by commas"));
+            }
+        }
         let timeout = match std::env::var("BERTH_QEMU_TIMEOUT_SECS") {
             Ok(s) => Duration::from_secs(
                 s.parse().map_err(|_| QemuError(format!("BERTH_QEMU_TIMEOUT_SECS={s:?} is not a number")))?,
             ),
             Err(_) => DEFAULT_TIMEOUT,
         };
-        Ok(GuestConfig { berth, kernel, qemu, busybox, timeout })
+        Ok(GuestConfig { berth, kernel, qemu, busybox, host_binaries: vec![criu, tar], only, timeout })
     }
 }
 
@@ -166,6 +188,8 @@ fn newest_kernel(boot: &Path) -> Result<PathBuf> {
 pub struct Newc {
     buf: Vec<u8>,
     next_ino: u32,
+    /// Names written so far, so `host_file` adds each parent and library once.
+    names: std::collections::BTreeSet<String>,
 }
 
 const S_IFMT: u32 = 0o170000;
@@ -176,10 +200,11 @@ const S_IFCHR: u32 = 0o020000;
 
 impl Newc {
     pub fn new() -> Newc {
-        Newc { buf: Vec::new(), next_ino: 1 }
+        Newc { buf: Vec::new(), next_ino: 1, names: Default::default() }
     }
 
     fn entry(&mut self, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) -> Result<()> {
+        self.names.insert(name.to_string());
         let size = u32::try_from(data.len()).map_err(|_| QemuError(format!("{name}: too big for newc")))?;
         let namesize = u32::try_from(name.len() + 1).map_err(|_| QemuError(format!("{name}: name too long")))?;
         let ino = self.next_ino;
@@ -211,6 +236,47 @@ impl Newc {
         self.entry(name, S_IFDIR | perm, (0, 0), &[])
     }
 
+    /// Every missing parent directory of `name` (0755), outermost first.
+    fn parents(&mut self, name: &str) -> Result<()> {
+        let mut at = String::new();
+        let parts: Vec<&str> = name.split('/').filter(|p| !p.is_empty()).collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            if !at.is_empty() {
+                at.push('/');
+            }
+            at.push_str(part);
+            if !self.names.contains(&at) {
+                let d = at.clone();
+                self.dir(&d, 0o755)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The host file at `path` (symlinks followed), at the same path in the archive.
+    pub fn host_file(&mut self, path: &Path, perm: u32) -> Result<()> {
+        let name = path.to_string_lossy().trim_start_matches('/').to_string();
+        self.parents(&name)?;
+        let data = read(path)?;
+        self.file(&name, perm, &data)
+    }
+
+    /// A dynamically linked host binary at its own path, with every library `ldd` lists
+    /// and the dynamic loader, so it runs in the guest as on the host.
+    pub fn host_binary(&mut self, path: &Path) -> Result<()> {
+        if !self.names.contains(path.to_string_lossy().trim_start_matches('/')) {
+            self.host_file(path, 0o755)?;
+        }
+        for lib in shared_libraries(path)? {
+            let name = lib.to_string_lossy().trim_start_matches('/').to_string();
+            if !self.names.contains(&name) {
+                self.host_file(&lib, 0o755)?;
+            }
+        }
+        Ok(())
+    }
+
+
     pub fn file(&mut self, name: &str, perm: u32, data: &[u8]) -> Result<()> {
         self.entry(name, S_IFREG | perm, (0, 0), data)
     }
@@ -227,6 +293,89 @@ impl Newc {
         self.entry("TRAILER!!!", 0, (0, 0), &[])?;
         Ok(self.buf)
     }
+}
+
+/// What criu 3.17 probes before every dump and restore and Debian builds as modules: the
+/// socket diagnostics ("Diag module missing"), veth (its netns-id probe creates a pair),
+/// tun, and nf_tables (its set-concatenation probe; crc32c for libcrc32c, which the kernel
+/// would otherwise ask modprobe for).
+const CRIU_MODULES: &[&str] = &[
+    "unix_diag",
+    "netlink_diag",
+    "af_packet_diag",
+    "inet_diag",
+    "tcp_diag",
+    "udp_diag",
+    "veth",
+    "tun",
+    "crc32c_generic",
+    "nf_tables",
+];
+
+/// The `.ko` files of `names` for the kernel image `kernel` (vmlinuz-<release>), from
+/// /lib/modules/<release>/modules.dep, each after the modules it depends on.
+pub fn kernel_modules(kernel: &Path, names: &[&str]) -> Result<Vec<PathBuf>> {
+    let release = kernel
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("vmlinuz-"))
+        .ok_or_else(|| QemuError(format!("{}: not named vmlinuz-<release>", kernel.display())))?;
+    let dir = Path::new("/lib/modules").join(release);
+    let dep_text = std::fs::read_to_string(dir.join("modules.dep")).map_err(|e| {
+        QemuError(format!("{}/modules.dep: {e}: install the modules of {release} (linux-image-amd64)", dir.display()))
+    })?;
+    let deps: BTreeMap<&str, Vec<&str>> = dep_text
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(m, d)| (m.trim(), d.split_whitespace().collect()))
+        .collect();
+    let mut order: Vec<PathBuf> = Vec::new();
+    for name in names {
+        let file = format!("/{name}.ko");
+        let Some((m, ds)) = deps.iter().find(|(m, _)| m.ends_with(&file)) else {
+            return err(format!("kernel module {name} not in {}/modules.dep", dir.display()));
+        };
+        for path in ds.iter().rev().chain(std::iter::once(m)) {
+            let p = dir.join(path);
+            if !order.contains(&p) {
+                order.push(p);
+            }
+        }
+    }
+    Ok(order)
+}
+
+/// The libraries `ldd` resolves for `binary` (the loader included), as absolute paths.
+pub fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
+    let out = Command::new("ldd")
+        .arg(binary)
+        .output()
+        .map_err(|e| QemuError(format!("ldd {}: {e}", binary.display())))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return err(format!("ldd {}: {} {}", binary.display(), out.status, text.trim()));
+    }
+    parse_ldd(&text).map_err(|line| QemuError(format!("ldd {}: unresolved library: {line}", binary.display())))
+}
+
+/// `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)` and `/lib64/ld-linux-x86-64.so.2
+/// (0x…)` give paths; the vDSO has none. A library ldd could not find is an error (the line).
+fn parse_ldd(text: &str) -> std::result::Result<Vec<PathBuf>, String> {
+    let mut libs = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let target = match line.split_once("=>") {
+            Some((_, rhs)) => rhs.trim(),
+            None => line,
+        };
+        if target.starts_with("not found") {
+            return Err(line.to_string());
+        }
+        let path = target.split_whitespace().next().unwrap_or("");
+        if path.starts_with('/') {
+            libs.push(PathBuf::from(path));
+        }
+    }
+    Ok(libs)
 }
 
 /// The bundles the guest's tests use, by name, derived from `base` (the
@@ -403,6 +552,25 @@ pub fn guest_bundles(base: &Value) -> Result<Vec<(&'static str, Value)>> {
         c["linux"]["resources"]["memory"] = json!({"limit": 32 * 1024 * 1024});
     })?;
     add("occupied", json!(["true"]), &|c| c["linux"]["cgroupsPath"] = json!("/berth-test/busy"))?;
+    // Checkpoint/restore: a counter on a bind mount the guest reads, in a child of the init
+    // (its pid inside the pid namespace is recorded); no network namespace (criu would
+    // need ip and iptables to dump one). It rewrites one file in place: a file it held open
+    // at the dump must still exist at the restore (criu does not save files of external
+    // mounts), so no temporary file that a rename makes vanish.
+    add(
+        "ckpt",
+        sh("sh -c 'i=0; while :; do echo $i >/data/count; i=$((i + 1)); sleep 0.1; done' &
+            echo $! >/data/loop.pid
+            wait"),
+        &|c| {
+            if let Some(ns) = c["linux"]["namespaces"].as_array_mut() {
+                ns.retain(|n| n["type"] != "network");
+            }
+            if let Some(m) = c["mounts"].as_array_mut() {
+                m.push(json!({"destination": "/data", "type": "bind", "source": "/tmp/ckpt-data", "options": ["rbind", "rw"]}));
+            }
+        },
+    )?;
     add("defaultpath", json!(["sleep", "1000"]), &|c| {
         if let Some(l) = c["linux"].as_object_mut() {
             l.remove("cgroupsPath");
@@ -483,6 +651,17 @@ pub fn build_initramfs(cfg: &GuestConfig) -> Result<Vec<u8>> {
     a.char_dev("dev/console", 0o600, 5, 1)?;
     a.file("bin/busybox", 0o755, &busybox)?;
     a.file("bin/berth", 0o755, &berth)?;
+    for b in &cfg.host_binaries {
+        a.host_binary(b)?;
+    }
+    // /init insmods these in order.
+    let modules = kernel_modules(&cfg.kernel, CRIU_MODULES)?;
+    let mut load = String::new();
+    for m in &modules {
+        a.host_file(m, 0o644)?;
+        load.push_str(&format!("{}\n", m.display()));
+    }
+    a.file("modules.load", 0o644, load.as_bytes())?;
     for ap in &applets {
         a.symlink(&format!("bin/{ap}"), "busybox")?;
     }
@@ -545,7 +724,11 @@ pub fn run_guest(cfg: &GuestConfig) -> Result<GuestRun> {
         .arg(&cfg.kernel)
         .arg("-initrd")
         .arg(&initrd)
-        .args(["-append", KERNEL_CMDLINE])
+        .arg("-append")
+        .arg(match &cfg.only {
+            Some(o) => format!("{KERNEL_CMDLINE} berth.tests={o}"),
+            None => KERNEL_CMDLINE.to_string(),
+        })
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr_file)
@@ -636,6 +819,65 @@ mod tests {
         assert_eq!(r.results["a"], GuestResult { pass: true, detail: "ok".into() });
         assert_eq!(r.results["b"], GuestResult { pass: false, detail: "exit=1 (want 137)".into() });
     }
+
+    #[test]
+    fn ldd_output_gives_library_and_loader_paths() {
+        let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n";
+        assert_eq!(
+            parse_ldd(text).expect("parsed"),
+            [PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"), PathBuf::from("/lib64/ld-linux-x86-64.so.2")]
+        );
+        assert!(parse_ldd("\tlibfoo.so.1 => not found\n").is_err());
+    }
+
+    #[test]
+    fn host_binary_brings_its_libraries_and_each_parent_once() {
+        let mut a = Newc::new();
+        a.dir("bin", 0o755).expect("dir");
+        a.host_binary(Path::new(DYNAMIC_BINARY)).expect("host binary");
+        for lib in shared_libraries(Path::new(DYNAMIC_BINARY)).expect("ldd") {
+            assert!(a.names.contains(lib.to_string_lossy().trim_start_matches('/')), "{} missing", lib.display());
+        }
+        assert!(a.names.contains("usr/bin") && a.names.contains("lib64"), "{:?}", a.names);
+        a.host_binary(Path::new(DYNAMIC_BINARY)).expect("the same binary again");
+        let buf = a.finish().expect("finish");
+        let names = entry_names(&buf);
+        assert_eq!(names.iter().filter(|n| *n == "usr/bin").count(), 1, "the directory usr/bin is written once");
+        assert_eq!(names.iter().filter(|n| *n == "usr/bin/ls").count(), 1, "the binary is written once");
+    }
+
+    #[test]
+    fn kernel_modules_come_after_their_dependencies() {
+        let Ok(kernel) = newest_kernel(Path::new("/boot")) else { panic!("no /boot/vmlinuz-* (make deps)") };
+        let mods = kernel_modules(&kernel, &["tcp_diag", "unix_diag"]).expect("modules");
+        let names: Vec<String> =
+            mods.iter().map(|m| m.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["inet_diag.ko", "tcp_diag.ko", "unix_diag.ko"]);
+        assert!(mods.iter().all(|m| m.is_file()), "{mods:?}");
+    }
+
+    /// The entry names of a newc archive, in order.
+    fn entry_names(buf: &[u8]) -> Vec<String> {
+        let field = |at: usize, i: usize| {
+            u32::from_str_radix(std::str::from_utf8(&buf[at + 6 + 8 * i..at + 14 + 8 * i]).expect("hex"), 16).expect("hex")
+                as usize
+        };
+        let up4 = |n: usize| n.div_ceil(4) * 4;
+        let (mut at, mut names) = (0, Vec::new());
+        while at + 110 <= buf.len() {
+            let (size, namesize) = (field(at, 6), field(at, 11));
+            let name = String::from_utf8_lossy(&buf[at + 110..at + 110 + namesize - 1]).into_owned();
+            at = up4(at + 110 + namesize) + up4(size);
+            if name == "TRAILER!!!" {
+                break;
+            }
+            names.push(name);
+        }
+        names
+    }
+
+    /// Any dynamically linked binary every Debian host has.
+    const DYNAMIC_BINARY: &str = "/usr/bin/ls";
 
     #[test]
     fn newest_kernel_compares_numbers() {

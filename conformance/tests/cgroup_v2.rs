@@ -184,3 +184,28 @@ fn systemd_cgroups_path_on_cgroup_v2() {
 fn userns_cgroup_is_delegated_to_the_container_root() {
     assert_guest_pass("userns_cgroup_is_delegated_to_the_container_root");
 }
+
+#[test]
+fn checkpoint_leave_running_keeps_counting() {
+    assert_guest_pass("checkpoint_leave_running_keeps_counting");
+}
+
+#[test]
+fn checkpoint_stops_container() {
+    assert_guest_pass("checkpoint_stops_container");
+}
+
+#[test]
+fn restore_continues_count_with_same_pids() {
+    assert_guest_pass("restore_continues_count_with_same_pids");
+}
+
+#[test]
+fn restore_foreground_waits_and_cleans_up() {
+    assert_guest_pass("restore_foreground_waits_and_cleans_up");
+}
+
+#[test]
+fn restore_failure_leaves_nothing() {
+    assert_guest_pass("restore_failure_leaves_nothing");
+}

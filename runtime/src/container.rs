@@ -39,16 +39,16 @@ pub struct Created {
 }
 
 /// Undoes a partial create when dropped, unless disarmed.
-struct Guard<'a> {
-    store: &'a Store,
-    id: &'a str,
-    dir: bool,
-    cgroup: Option<Manager>,
-    child: Option<OwnedFd>,
+pub(crate) struct Guard<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) id: &'a str,
+    pub(crate) dir: bool,
+    pub(crate) cgroup: Option<Manager>,
+    pub(crate) child: Option<OwnedFd>,
 }
 
 impl Guard<'_> {
-    fn disarm(mut self) {
+    pub(crate) fn disarm(mut self) {
         self.dir = false;
         self.cgroup = None;
         self.child = None;
@@ -86,7 +86,7 @@ fn reap(pidfd: &OwnedFd) -> Option<i32> {
 
 /// Signals every process in the cgroup. The cgroup is frozen meanwhile (as runc does), so
 /// a process that forks cannot escape between reading the pid list and signalling it.
-fn kill_cgroup(cg: &Manager, sig: i32) {
+pub(crate) fn kill_cgroup(cg: &Manager, sig: i32) {
     let was_frozen = cg.is_frozen().unwrap_or(false);
     let froze = !was_frozen && cg.set_frozen(true).is_ok();
     if let Ok(pids) = cg.pids() {
@@ -115,7 +115,7 @@ pub fn hook_state(id: &str, status: Status, pid: i32, bundle: &Path, annotations
     .to_string()
 }
 
-fn owner() -> String {
+pub(crate) fn owner() -> String {
     // SAFETY: getuid cannot fail.
     let uid = unsafe { libc::getuid() };
     if uid == 0 {
@@ -125,20 +125,63 @@ fn owner() -> String {
     }
 }
 
-pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<Created> {
-    crate::id::validate(&opts.id)?;
-    let bundle = std::fs::canonicalize(&opts.bundle)
-        .map_err(|e| Error::Usage(format!("bundle {}: {e}", opts.bundle.display())))?;
-    let loaded = spec::load(&bundle)?;
+/// A bundle checked for everything that can be checked before the system is touched.
+pub(crate) struct Bundle {
+    pub(crate) dir: PathBuf,
+    pub(crate) spec: Spec,
+    pub(crate) rootfs: PathBuf,
+    pub(crate) resources: oci_spec::runtime::LinuxResources,
+}
+
+/// Loads and validates the bundle of a new container `id` (create and restore), and
+/// resolves where its cgroup goes.
+pub(crate) fn load_bundle(id: &str, bundle: &Path, no_pivot: bool, systemd_cgroup: bool) -> Result<(Bundle, Manager)> {
+    crate::id::validate(id)?;
+    let dir = std::fs::canonicalize(bundle).map_err(|e| Error::Usage(format!("bundle {}: {e}", bundle.display())))?;
+    let loaded = spec::load(&dir)?;
     for w in &loaded.warnings {
         log::warn(w);
     }
     let spec: Spec = loaded.spec;
-    let validated = spec::validate(&spec, &bundle)?;
-    rootfs::validate(&spec, &bundle)?;
-    if opts.no_pivot {
+    let validated = spec::validate(&spec, &dir)?;
+    rootfs::validate(&spec, &dir)?;
+    if no_pivot {
         rootfs::validate_no_pivot(&spec)?;
     }
+    let linux = spec.linux().as_ref().ok_or_else(|| Error::Usage("linux: missing".into()))?;
+    let cgroups_path = linux.cgroups_path().as_ref().map(|p| p.to_string_lossy().into_owned());
+    let cgroup = Manager::new(id, cgroups_path.as_deref(), systemd_cgroup)?;
+    let resources = spec::cgroup_resources(&spec);
+    cgroup.validate(&resources)?;
+    Ok((Bundle { dir, spec, rootfs: validated.rootfs, resources }, cgroup))
+}
+
+/// The record of a container whose cgroup exists but which has no init yet.
+pub(crate) fn initial_record(id: &str, b: &Bundle, cgroup: &Manager) -> Result<Record> {
+    let (bundle, rootfs, spec) = (&b.dir, &b.rootfs, &b.spec);
+    Ok(Record {
+        id: id.to_string(),
+        pid: 0,
+        init_start_time: 0,
+        bundle: bundle.to_path_buf(),
+        rootfs: rootfs.to_path_buf(),
+        created: crate::state::now_rfc3339(),
+        owner: owner(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        cgroup: serde_json::to_value(cgroup.state()).map_err(|e| Error::io("encoding cgroup state", e.into()))?,
+        hooks: spec.hooks().clone(),
+        resources: Some({
+            let mut r = b.resources.clone();
+            r.set_devices(None);
+            r
+        }),
+    })
+}
+
+pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<Created> {
+    let (loaded, cgroup) = load_bundle(&opts.id, &opts.bundle, opts.no_pivot, opts.systemd_cgroup)?;
+    let (bundle, spec, rootfs_path, resources) =
+        (loaded.dir.clone(), loaded.spec.clone(), loaded.rootfs.clone(), loaded.resources.clone());
     let process = spec.process().as_ref().ok_or_else(|| Error::Usage("process: missing".into()))?;
     let terminal = process.terminal().unwrap_or(false);
     match (terminal, opts.console.is_some()) {
@@ -152,16 +195,11 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
         }
         _ => {}
     }
-    let linux = spec.linux().as_ref().ok_or_else(|| Error::Usage("linux: missing".into()))?;
-    let cgroups_path = linux.cgroups_path().as_ref().map(|p| p.to_string_lossy().into_owned());
-    let cgroup = Manager::new(&opts.id, cgroups_path.as_deref(), opts.systemd_cgroup)?;
-    let resources = spec::cgroup_resources(&spec);
-    cgroup.validate(&resources)?;
-    let seccomp = linux.seccomp().as_ref().map(crate::seccomp::Filter::build).transpose()?;
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::Filter::build).transpose()?;
     let plan = namespaces::plan(&spec);
     let annotations: HashMap<String, String> = spec.annotations().clone().unwrap_or_default();
 
-    log::debug(&format!("create {}: bundle {}, rootfs {}", opts.id, bundle.display(), validated.rootfs.display()));
+    log::debug(&format!("create {}: bundle {}, rootfs {}", opts.id, bundle.display(), rootfs_path.display()));
     let dir = store.create_dir(&opts.id)?;
     let mut guard = Guard { store, id: &opts.id, dir: true, cgroup: None, child: None };
     let listener = crate::process::start::listen(&dir, START_SOCKET).map_err(|e| Error::io("creating the start socket", e))?;
@@ -173,23 +211,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     // Recorded at once, with no init yet, so that `delete --force` can still find and
     // remove the cgroup if this process is killed before it finishes (the guard would not
     // run then).
-    let mut record = Record {
-        id: opts.id.clone(),
-        pid: 0,
-        init_start_time: 0,
-        bundle: bundle.clone(),
-        rootfs: validated.rootfs.clone(),
-        created: crate::state::now_rfc3339(),
-        owner: owner(),
-        annotations: annotations.clone(),
-        cgroup: serde_json::to_value(cgroup.state()).map_err(|e| Error::io("encoding cgroup state", e.into()))?,
-        hooks: spec.hooks().clone(),
-        resources: Some({
-            let mut r = resources.clone();
-            r.set_devices(None);
-            r
-        }),
-    };
+    let mut record = initial_record(&opts.id, &loaded, cgroup)?;
     store.save(&record)?;
     cgroup.apply(&resources)?;
     if let Some(root) = delegated_root(&spec, &plan) {
@@ -226,7 +248,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
             crate::init::run(crate::init::InitArgs {
                 spec: &spec,
                 id: &opts.id,
-                rootfs: &validated.rootfs,
+                rootfs: &rootfs_path,
                 bundle: &bundle,
                 channel: child_ch,
                 plan: &plan,

@@ -18,6 +18,8 @@ pub enum Error {
     Hook(#[from] crate::hooks::HookError),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error(transparent)]
+    Criu(#[from] crate::checkpoint::criu::CriuError),
     #[error("container \"{id}\": {msg}")]
     Init { id: String, msg: String },
     #[error("container \"{id}\" is {status}: {msg}")]

@@ -44,6 +44,7 @@ named! {
     TaskExecStarted => "containerd.events.TaskExecStarted",
     TaskPaused => "containerd.events.TaskPaused",
     TaskResumed => "containerd.events.TaskResumed",
+    TaskCheckpointed => "containerd.events.TaskCheckpointed",
     Metrics => "io.containerd.cgroups.v1.Metrics",
     ProcessDetails => "containerd.runc.v1.ProcessDetails",
 }

@@ -179,6 +179,32 @@ pub struct ChildStdio {
     pub stderr: Option<fs::File>,
 }
 
+pub use containerd_shim_protos::shim::oci::CheckpointOptions;
+
+fn checkpoint_args(mut a: Vec<OsString>, id: &str, image_path: &str, o: &CheckpointOptions) -> Vec<OsString> {
+    let image = if o.image_path.is_empty() { image_path } else { o.image_path.as_str() };
+    a.extend(["--image-path".into(), image.into()]);
+    if !o.work_path.is_empty() {
+        a.extend(["--work-path".into(), o.work_path.clone().into()]);
+    }
+    if !o.cgroups_mode.is_empty() {
+        a.extend(["--manage-cgroups-mode".into(), o.cgroups_mode.clone().into()]);
+    }
+    for (on, flag) in [
+        (!o.exit, "--leave-running"),
+        (o.open_tcp, "--tcp-established"),
+        (o.external_unix_sockets, "--ext-unix-sk"),
+        (o.terminal, "--shell-job"),
+        (o.file_locks, "--file-locks"),
+    ] {
+        if on {
+            a.push(flag.into());
+        }
+    }
+    a.push(id.into());
+    a
+}
+
 pub struct Runtime {
     binary: String,
     root: PathBuf,
@@ -294,6 +320,13 @@ impl Runtime {
 
     pub fn resume(&self, id: &str) -> Result<()> {
         self.simple("resume", &[id])
+    }
+
+    /// `checkpoint` with containerd's runc CheckpointOptions mapped to runc's flags (the
+    /// container keeps running unless `exit`).
+    pub fn checkpoint(&self, id: &str, image_path: &str, o: &CheckpointOptions) -> Result<()> {
+        let a = checkpoint_args(self.args("checkpoint"), id, image_path, o);
+        self.run("checkpoint", a, ChildStdio::default(), None).map(drop)
     }
 
     /// `update --resources -` with the LinuxResources JSON on stdin.
@@ -482,6 +515,31 @@ mod tests {
                 "--systemd-cgroup",
                 "create"
             ]
+        );
+    }
+}
+
+#[cfg(test)]
+mod checkpoint_tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_options_map_to_runc_flags() {
+        let strs = |a: Vec<OsString>| a.into_iter().map(|s| s.to_string_lossy().into_owned()).collect::<Vec<_>>();
+        let default = strs(checkpoint_args(vec![], "c1", "/ck", &CheckpointOptions::default()));
+        assert_eq!(default, ["--image-path", "/ck", "--leave-running", "c1"]);
+        let o = CheckpointOptions {
+            exit: true,
+            open_tcp: true,
+            file_locks: true,
+            cgroups_mode: "full".into(),
+            work_path: "/w".into(),
+            ..Default::default()
+        };
+        let all = strs(checkpoint_args(vec![], "c1", "/ck", &o));
+        assert_eq!(
+            all,
+            ["--image-path", "/ck", "--work-path", "/w", "--manage-cgroups-mode", "full", "--tcp-established", "--file-locks", "c1"]
         );
     }
 }

@@ -24,7 +24,7 @@ use containerd_shim_protos::{
     },
     events::task::{
         TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM,
-        TaskPaused, TaskResumed, TaskStart,
+        TaskCheckpointed, TaskPaused, TaskResumed, TaskStart,
     },
     protobuf::MessageField,
     shim::oci::ProcessDetails,
@@ -741,6 +741,30 @@ impl Service {
         })
     }
 
+    /// `berth checkpoint` into `req.path`; the container's exit (with `exit: true`) reaches
+    /// containerd through the reaper like any other.
+    fn do_checkpoint(&self, req: CheckpointTaskRequest) -> Result<Empty> {
+        let _l = self.lifecycle();
+        let opts = match req.options.as_ref() {
+            Some(any) if any.type_url.ends_with("CheckpointOptions") => {
+                use protobuf::Message;
+                crate::runtime::CheckpointOptions::parse_from_bytes(&any.value)?
+            }
+            _ => Default::default(),
+        };
+        let runtime = self.runtime_for(&req.id)?;
+        runtime.checkpoint(&req.id, &req.path, &opts)?;
+        self.events.publish(
+            topics::TASK_CHECKPOINTED_EVENT_TOPIC,
+            TaskCheckpointed {
+                container_id: req.id.clone(),
+                checkpoint: req.path.clone(),
+                ..Default::default()
+            },
+        );
+        Ok(Empty::new())
+    }
+
     fn do_update(&self, req: UpdateTaskRequest) -> Result<Empty> {
         let resources = req
             .resources
@@ -934,13 +958,8 @@ impl Task for Service {
         };
         reply("close_io", r.map(|_| Empty::new()))
     }
-    fn checkpoint(&self, _: &TtrpcContext, _: CheckpointTaskRequest) -> ttrpc::Result<Empty> {
-        reply(
-            "checkpoint",
-            Err(Error::Unimplemented(
-                "checkpoint is not supported by berth yet".into(),
-            )),
-        )
+    fn checkpoint(&self, _: &TtrpcContext, req: CheckpointTaskRequest) -> ttrpc::Result<Empty> {
+        reply("checkpoint", self.do_checkpoint(req))
     }
     fn connect(&self, _: &TtrpcContext, req: ConnectRequest) -> ttrpc::Result<ConnectResponse> {
         reply("connect", self.do_connect(req))

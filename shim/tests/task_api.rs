@@ -95,14 +95,30 @@ fn update_checkpoint_connect_close_io_and_v3_over_ttrpc() {
         "malformed resources are refused, not passed on"
     );
 
-    match task.checkpoint(
+    // Checkpoint runs `berth checkpoint`; criu 3.17 cannot run on this host's kernel, so
+    // the reply carries criu's error (where `criu check` passes, the dump must succeed).
+    let images = std::env::temp_dir().join(format!("berth-api-ck-{}", std::process::id()));
+    let reply = task.checkpoint(
         ctx(),
         &CheckpointTaskRequest {
             id: "api".into(),
+            path: images.display().to_string(),
             ..Default::default()
         },
-    ) {
-        Err(TtrpcError::RpcStatus(s)) => assert_eq!(s.code(), Code::UNIMPLEMENTED),
+    );
+    let criu_runs = std::process::Command::new("/usr/sbin/criu")
+        .arg("check")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    let _ = std::fs::remove_dir_all(&images);
+    match reply {
+        Err(TtrpcError::RpcStatus(s)) if !criu_runs => {
+            // "<runtime> checkpoint failed: …criu…" from berth and runc alike.
+            let m = s.message();
+            assert!(m.contains("checkpoint failed") && m.contains("criu"), "checkpoint: {s:?}")
+        }
+        Ok(_) if criu_runs => {}
         other => panic!("checkpoint: {other:?}"),
     }
     task.close_io(

@@ -1,5 +1,6 @@
 //! runc's command line. Parsing and printing only: the work is in the library.
 
+mod checkpoint;
 mod create;
 mod delete;
 mod exec;
@@ -31,7 +32,7 @@ pub struct Cli {
     /// Root directory for the containers' state
     #[arg(long, global = true, default_value = "/run/berth")]
     root: PathBuf,
-    /// Path to criu (accepted for runc compatibility)
+    /// Path to criu (default: criu on PATH, then /usr/sbin/criu)
     #[arg(long, global = true)]
     criu: Option<String>,
     /// Use the systemd cgroup driver
@@ -232,7 +233,11 @@ enum Command {
     },
     /// Change the resource limits of a running container
     Update(Box<UpdateArgs>),
-    /// Not implemented yet: checkpoint, restore
+    /// Checkpoint a running container with criu
+    Checkpoint(checkpoint::CheckpointArgs),
+    /// Restore a container from a checkpoint with criu
+    Restore(checkpoint::RestoreArgs),
+    /// Any other command: refused as not supported
     #[command(external_subcommand)]
     Other(Vec<String>),
 }
@@ -245,7 +250,9 @@ const LONG_FLAGS: &[&str] = &[
     "ignore-paused", "cgroup", "apparmor", "process-label", "process", "no-subreaper", "resources",
     "stats", "interval", "blkio-weight", "cpu-period", "cpu-quota", "cpu-share", "cpu-shares", "cpu-burst",
     "cpu-rt-period", "cpu-rt-runtime", "cpuset-cpus", "cpuset-mems", "memory", "memory-reservation", "memory-swap",
-    "kernel-memory", "kernel-memory-tcp", "pids-limit", "l3-cache-schema", "mem-bw-schema",
+    "kernel-memory", "kernel-memory-tcp", "pids-limit", "l3-cache-schema", "mem-bw-schema", "image-path",
+    "work-path", "leave-running", "tcp-established", "file-locks", "ext-unix-sk", "shell-job", "pre-dump",
+    "parent-path", "manage-cgroups-mode",
 ];
 
 /// Flags that take a value as the next argument (global ones and exec's): the argument
@@ -372,6 +379,8 @@ pub fn main() -> i32 {
         Command::Resume { id } => berth::container::resume(&store, &id).map(|()| 0).map_err(Into::into),
         Command::Events { stats, interval, id } => ops::events(&store, &id, stats, &interval),
         Command::Update(args) => ops::update(&store, &args.id, args.resources.as_deref(), &args.flags()),
+        Command::Checkpoint(args) => checkpoint::checkpoint(&store, cli.criu.clone().map(PathBuf::from), args),
+        Command::Restore(args) => checkpoint::restore(&store, cli.criu.clone().map(PathBuf::from), cli.systemd_cgroup, args),
         Command::Other(args) => Err(anyhow::anyhow!(
             "{:?}: this command is not supported by berth yet",
             args.first().map(String::as_str).unwrap_or("")
@@ -456,6 +465,9 @@ mod tests {
             "berth --root /r update --resources - id",
             "berth update --memory 1g --memory-swap -1 --cpu-quota -1 --pids-limit 10 id",
             "berth --systemd-cgroup create -b /b id",
+            "berth --criu /usr/sbin/criu checkpoint --image-path /i --work-path /w --leave-running --tcp-established id",
+            "berth checkpoint -pre-dump -parent-path ../p --manage-cgroups-mode full id",
+            "berth restore -d --image-path /i -b /b --pid-file /p --file-locks --ext-unix-sk --shell-job --no-pivot id",
         ] {
             let args = normalize(line.split(' ').map(str::to_string));
             assert!(Cli::try_parse_from(args).is_ok(), "{line}");

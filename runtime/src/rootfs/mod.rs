@@ -255,3 +255,20 @@ pub fn finalize(spec: &Spec) -> Result<(), RootfsError> {
     }
     Ok(())
 }
+
+/// The config's bind mounts as (destination, absolute source): what a checkpoint must
+/// treat as coming from outside the container.
+pub fn bind_mounts(spec: &Spec, bundle: &Path) -> Vec<(PathBuf, PathBuf)> {
+    let mut out = Vec::new();
+    for m in spec.mounts().iter().flatten() {
+        let typ = validate::mount_type(m).unwrap_or_default();
+        let opts: Vec<&str> = m.options().iter().flatten().map(String::as_str).collect();
+        if !validate::is_bind(&typ, &options::parse(&opts)) {
+            continue;
+        }
+        let Some(source) = m.source() else { continue };
+        let source = if source.is_absolute() { source.clone() } else { bundle.join(source) };
+        out.push((resolve::clean_container_path(m.destination()), source));
+    }
+    out
+}
