@@ -182,6 +182,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     let (loaded, cgroup) = load_bundle(&opts.id, &opts.bundle, opts.no_pivot, opts.systemd_cgroup)?;
     let (bundle, spec, rootfs_path, resources) =
         (loaded.dir.clone(), loaded.spec.clone(), loaded.rootfs.clone(), loaded.resources.clone());
+    let linux = spec.linux().as_ref().ok_or_else(|| Error::Usage("linux: missing".into()))?;
     let process = spec.process().as_ref().ok_or_else(|| Error::Usage("process: missing".into()))?;
     let terminal = process.terminal().unwrap_or(false);
     match (terminal, opts.console.is_some()) {
