@@ -203,7 +203,9 @@ impl CriEnv {
         // Short: the shim and ttrpc sockets live below it.
         let dir = PathBuf::from(format!("/tmp/{tag}"));
         fs::create_dir_all(dir.join("cni")).map_err(io("creating the env dir"))?;
-        let rt = tokio::runtime::Builder::new_current_thread()
+        // Multi-threaded so that several test threads can call through one env at once.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
             .enable_all()
             .build()
             .map_err(io("tokio runtime"))?;
@@ -536,6 +538,26 @@ impl CriEnv {
             pods.retain(|p| p != pod);
         }
         Ok(())
+    }
+
+    /// A pod running `containers` busybox containers that sleep; returns the pod and container ids.
+    pub fn sleeping_pod(&self, name: &str, handler: &str, containers: usize) -> Result<(String, Vec<String>)> {
+        let cfg = self.pod_config(name);
+        let pod = self.run_pod(&cfg, handler)?;
+        let mut ids = Vec::new();
+        for i in 0..containers {
+            ids.push(self.run_container(&pod, self.container_config(&format!("c{i}"), "exec sleep 600"), &cfg)?);
+        }
+        Ok((pod, ids))
+    }
+
+    /// Stops (no grace: the sleeps ignore TERM as pid 1) and removes the containers, then the pod.
+    pub fn teardown_pod(&self, pod: &str, containers: &[String]) -> Result<()> {
+        for id in containers {
+            self.stop_container(id, 0)?;
+            self.remove_container(id)?;
+        }
+        self.remove_pod(pod)
     }
 
     /// Shims serving this containerd (their command line carries its address).

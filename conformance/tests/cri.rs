@@ -133,7 +133,11 @@ fn container_config_is_applied(handler: &str) {
 /// Capabilities add/drop, privileged, and seccomp RuntimeDefault as the container sees them.
 fn security_context_is_applied(handler: &str) {
     let env = env();
-    let pod_cfg = env.pod_config("sec");
+    let mut pod_cfg = env.pod_config("sec");
+    // The CRI plugin allows a privileged container only in a privileged sandbox.
+    if let Some(sc) = pod_cfg.linux.as_mut().and_then(|l| l.security_context.as_mut()) {
+        sc.privileged = true;
+    }
     let pod = env.run_pod(&pod_cfg, handler).expect("RunPodSandbox");
     let script = "grep -E '^(CapEff|Seccomp):' /proc/self/status | tr -s '\\t ' ' '";
     let run = |name: &str, sc: cri::LinuxContainerSecurityContext| -> Vec<String> {
