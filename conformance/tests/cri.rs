@@ -130,8 +130,9 @@ fn container_config_is_applied(handler: &str) {
     remove_pod_without_leaks(&env, &pod);
 }
 
-/// Capabilities add/drop, privileged, and seccomp RuntimeDefault as the container sees them.
-fn security_context_is_applied(handler: &str) {
+/// Runs each security context in its own container of a privileged pod and returns the
+/// `CapEff:` and `Seccomp:` lines of /proc/self/status the container printed.
+fn status_lines_under(handler: &str, contexts: Vec<(&str, cri::LinuxContainerSecurityContext)>) -> Vec<Vec<String>> {
     let env = env();
     let mut pod_cfg = env.pod_config("sec");
     // The CRI plugin allows a privileged container only in a privileged sandbox.
@@ -140,54 +141,72 @@ fn security_context_is_applied(handler: &str) {
     }
     let pod = env.run_pod(&pod_cfg, handler).expect("RunPodSandbox");
     let script = "grep -E '^(CapEff|Seccomp):' /proc/self/status | tr -s '\\t ' ' '";
-    let run = |name: &str, sc: cri::LinuxContainerSecurityContext| -> Vec<String> {
+    let mut all = Vec::new();
+    for (name, sc) in contexts {
         let mut c = env.container_config(name, script);
         c.linux.get_or_insert_with(Default::default).security_context = Some(sc);
         let id = env.run_container(&pod, c.clone(), &pod_cfg).expect("create+start");
         let st = env.wait_exited(&id, EXIT_WAIT).expect("exit");
         assert_eq!(st.exit_code, 0, "{name}: {st:?}");
         env.remove_container(&id).expect("RemoveContainer");
-        log_lines(&log_path(&pod_cfg, &c), "stdout")
-    };
-    let caps = run(
-        "caps",
-        cri::LinuxContainerSecurityContext {
-            capabilities: Some(cri::Capability {
-                add_capabilities: vec!["NET_ADMIN".into()],
-                drop_capabilities: vec!["ALL".into()],
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
+        all.push(log_lines(&log_path(&pod_cfg, &c), "stdout"));
+    }
+    remove_pod_without_leaks(&env, &pod);
+    all
+}
+
+/// Capabilities add/drop and privileged as the container sees them.
+fn capabilities_and_privileged_are_applied(handler: &str) {
+    let out = status_lines_under(
+        handler,
+        vec![
+            (
+                "caps",
+                cri::LinuxContainerSecurityContext {
+                    capabilities: Some(cri::Capability {
+                        add_capabilities: vec!["NET_ADMIN".into()],
+                        drop_capabilities: vec!["ALL".into()],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ),
+            (
+                "priv",
+                cri::LinuxContainerSecurityContext {
+                    privileged: true,
+                    ..Default::default()
+                },
+            ),
+        ],
     );
     // CAP_NET_ADMIN alone: bit 12.
-    assert!(caps.contains(&"CapEff: 0000000000001000".to_string()), "{caps:?}");
-    let seccomp = run(
-        "seccomp",
-        cri::LinuxContainerSecurityContext {
-            seccomp: Some(cri::SecurityProfile {
-                profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-    );
-    assert!(seccomp.contains(&"Seccomp: 2".to_string()), "{seccomp:?}");
-    let privileged = run(
-        "priv",
-        cri::LinuxContainerSecurityContext {
-            privileged: true,
-            ..Default::default()
-        },
-    );
-    assert!(privileged.contains(&"Seccomp: 0".to_string()), "{privileged:?}");
-    let full = privileged
+    assert!(out[0].contains(&"CapEff: 0000000000001000".to_string()), "{:?}", out[0]);
+    assert!(out[1].contains(&"Seccomp: 0".to_string()), "{:?}", out[1]);
+    let full = out[1]
         .iter()
         .find_map(|l| l.strip_prefix("CapEff: "))
         .and_then(|h| u64::from_str_radix(h, 16).ok())
         .unwrap_or(0);
     assert!(full.count_ones() >= 38, "privileged CapEff {full:x}");
-    remove_pod_without_leaks(&env, &pod);
+}
+
+/// seccomp RuntimeDefault: the container runs under a filter (mode 2).
+fn seccomp_runtime_default_is_applied(handler: &str) {
+    let out = status_lines_under(
+        handler,
+        vec![(
+            "seccomp",
+            cri::LinuxContainerSecurityContext {
+                seccomp: Some(cri::SecurityProfile {
+                    profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )],
+    );
+    assert!(out[0].contains(&"Seccomp: 2".to_string()), "{:?}", out[0]);
 }
 
 /// ExecSync in a running container, stats, and a live resource update.
@@ -350,7 +369,8 @@ macro_rules! for_handlers {
 
 for_handlers!(
     container_config_is_applied,
-    security_context_is_applied,
+    capabilities_and_privileged_are_applied,
+    seccomp_runtime_default_is_applied,
     exec_stats_update,
     stop_escalates_to_sigkill,
     pod_shares_shim_and_namespaces,
