@@ -669,3 +669,108 @@ impl Drop for CriEnv {
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
+
+/// What an Exec through the streaming server produced: the bytes of each stream and the
+/// final status message of the error channel (JSON `Status`; `Success`, or `Failure` with the
+/// exit code in its details).
+#[derive(Debug, Default)]
+pub struct StreamedExec {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub status: String,
+}
+
+impl CriEnv {
+    /// Exec as kubectl does it: the Exec RPC returns a streaming URL, which is opened as a
+    /// websocket with the `v4.channel.k8s.io` protocol; each binary message starts with its
+    /// channel (1 stdout, 2 stderr, 3 status).
+    pub fn exec_stream(&self, id: &str, cmd: &[&str]) -> Result<StreamedExec> {
+        let mut r = self.runtime.clone();
+        let url = self
+            .block(r.exec(cri::ExecRequest {
+                container_id: id.into(),
+                cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            }))
+            .map_err(|status| CriError::Rpc { call: "Exec", status })?
+            .into_inner()
+            .url;
+        websocket::read_channels(&url).map_err(io(format!("streaming {url}")))
+    }
+}
+
+/// The smallest websocket client the exec stream needs: handshake, then read server frames
+/// (unmasked) until close. Nothing is sent after the handshake: the exec has no stdin.
+mod websocket {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+
+    use super::StreamedExec;
+
+    fn bad(msg: String) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, msg)
+    }
+
+    pub fn read_channels(url: &str) -> std::io::Result<StreamedExec> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| bad(format!("not an http URL: {url}")))?;
+        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let mut s = TcpStream::connect(host)?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n"
+        )?;
+        let mut rd = BufReader::new(s);
+        let mut line = String::new();
+        rd.read_line(&mut line)?;
+        if !line.contains(" 101 ") {
+            return Err(bad(format!("no websocket upgrade: {}", line.trim())));
+        }
+        loop {
+            line.clear();
+            rd.read_line(&mut line)?;
+            if line.trim().is_empty() {
+                break;
+            }
+        }
+        let mut out = StreamedExec::default();
+        loop {
+            let mut h = [0u8; 2];
+            if rd.read_exact(&mut h).is_err() {
+                return Ok(out);
+            }
+            let opcode = h[0] & 0x0f;
+            let mut len = u64::from(h[1] & 0x7f);
+            if len == 126 {
+                let mut b = [0u8; 2];
+                rd.read_exact(&mut b)?;
+                len = u64::from(u16::from_be_bytes(b));
+            } else if len == 127 {
+                let mut b = [0u8; 8];
+                rd.read_exact(&mut b)?;
+                len = u64::from_be_bytes(b);
+            }
+            let mut payload = vec![0u8; usize::try_from(len).map_err(|_| bad("frame too large".into()))?];
+            rd.read_exact(&mut payload)?;
+            match opcode {
+                0x8 => return Ok(out),
+                0x1 | 0x2 => {
+                    let Some((&channel, data)) = payload.split_first() else { continue };
+                    match channel {
+                        1 => out.stdout.extend_from_slice(data),
+                        2 => out.stderr.extend_from_slice(data),
+                        3 => out.status.push_str(&String::from_utf8_lossy(data)),
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}

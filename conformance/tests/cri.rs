@@ -228,6 +228,17 @@ fn exec_stats_update(handler: &str) {
         (3, &b"out\n"[..], &b"err\n"[..])
     );
 
+    let streamed = env
+        .exec_stream(&id, &["sh", "-c", "echo streamed out; echo streamed err >&2; exit 5"])
+        .expect("Exec streaming");
+    assert_eq!(String::from_utf8_lossy(&streamed.stdout), "streamed out\n");
+    assert_eq!(String::from_utf8_lossy(&streamed.stderr), "streamed err\n");
+    assert!(
+        streamed.status.contains("Failure") && streamed.status.contains("\"5\""),
+        "exit code 5 in the status channel: {}",
+        streamed.status
+    );
+
     let mut rs = env.runtime.clone();
     env.block(rs.update_container_resources(cri::UpdateContainerResourcesRequest {
         container_id: id.clone(),
