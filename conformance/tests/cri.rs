@@ -303,7 +303,7 @@ fn stop_escalates_to_sigkill(handler: &str) {
             .ok()
             .filter(|t| t.contains("ready"))
     });
-    env.stop_container(&polite, 10).expect("stop polite");
+    env.stop_container(&polite, 2).expect("stop polite");
     let st = env.wait_exited(&polite, EXIT_WAIT).expect("polite exited");
     // sleep as pid 1 of its pid namespace ignores TERM... unless it is not pid 1; either way
     // it must be gone, by TERM (143) or by KILL (137).

@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let r = env.exec_sync(
         &web,
         &["sh", "-c", "echo \"hostname: $(hostname)\"; echo \"user: $(id)\"; echo processes:; ps; \
-            echo \"pod address: $(grep -A1 '^  *|-- 10\\.' /proc/net/fib_trie | head -1 | tr -d ' |-')\""],
+            echo \"pod address: $(grep -B1 'host LOCAL' /proc/net/fib_trie | grep -o '10\\.[0-9.]*' | head -1)\""],
         10,
     )?;
     println!("== ExecSync into web (exit {}):", r.exit_code);
