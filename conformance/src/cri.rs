@@ -12,9 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use k8s_cri::v1 as cri;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use k8s_cri::v1 as cri;
 use tonic::transport::Channel;
 
 use crate::containerd::{unmount_under, SnapshotterProcess};
@@ -39,7 +39,10 @@ pub enum CriError {
     #[error("{0}")]
     Setup(String),
     #[error("{call}: {status}")]
-    Rpc { call: &'static str, status: tonic::Status },
+    Rpc {
+        call: &'static str,
+        status: tonic::Status,
+    },
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CriError {
@@ -59,7 +62,10 @@ fn run_tag() -> (String, u8) {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     let mix = (std::process::id() << 8) ^ nanos ^ (seq << 20);
-    (format!("bcri{:06x}", mix & 0xff_ffff), (mix % 250) as u8 + 1)
+    (
+        format!("bcri{:06x}", mix & 0xff_ffff),
+        (mix % 250) as u8 + 1,
+    )
 }
 
 /// The pause image: berth-pause as `/pause`, nothing else.
@@ -78,7 +84,9 @@ pub fn write_images(dir: &Path) -> Result<(PathBuf, PathBuf)> {
     let pause = dir.join("pause-oci.tar");
     write_oci_archive(&pause, PAUSE_IMAGE, &[pause_layer()?], &["/pause"]).map_err(img)?;
     let mut bb = busybox_layer().map_err(img)?;
-    for applet in ["grep", "dd", "kill", "touch", "mkdir", "readlink", "tail", "ps", "tr"] {
+    for applet in [
+        "grep", "dd", "kill", "touch", "mkdir", "readlink", "tail", "ps", "tr",
+    ] {
         bb = bb.symlink(&format!("bin/{applet}"), "busybox");
     }
     let busybox = dir.join("busybox-oci.tar");
@@ -209,7 +217,8 @@ impl CriEnv {
             .enable_all()
             .build()
             .map_err(io("tokio runtime"))?;
-        let snapshotter = SnapshotterProcess::start().map_err(|e| CriError::Setup(e.to_string()))?;
+        let snapshotter =
+            SnapshotterProcess::start().map_err(|e| CriError::Setup(e.to_string()))?;
         let berth = berth_runtime_binary();
         let cfg = CriConfig {
             dir: &dir,
@@ -217,7 +226,8 @@ impl CriEnv {
             berth_binary: &berth,
         };
         fs::write(dir.join("config.toml"), cfg.render()).map_err(io("config.toml"))?;
-        fs::write(dir.join("berth-shim.toml"), cfg.shim_options()).map_err(io("berth-shim.toml"))?;
+        fs::write(dir.join("berth-shim.toml"), cfg.shim_options())
+            .map_err(io("berth-shim.toml"))?;
         fs::write(
             dir.join("cni/10-berth.conflist"),
             cni_conflist(&tag, octet, &dir.join("ipam")),
@@ -243,7 +253,8 @@ impl CriEnv {
         let socket = cfg.socket();
         // Placeholders until connect() replaces them; a lazy channel needs the runtime entered.
         let guard = rt.enter();
-        let runtime = RuntimeServiceClient::new(Channel::from_static("http://[::1]:1").connect_lazy());
+        let runtime =
+            RuntimeServiceClient::new(Channel::from_static("http://[::1]:1").connect_lazy());
         let images = ImageServiceClient::new(Channel::from_static("http://[::1]:1").connect_lazy());
         drop(guard);
         let mut env = CriEnv {
@@ -268,16 +279,16 @@ impl CriEnv {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if socket.exists() {
-                let ch = self
-                    .rt
-                    .block_on(berth_snapshotter::client::connect_channel(socket.to_path_buf()));
+                let ch = self.rt.block_on(berth_snapshotter::client::connect_channel(
+                    socket.to_path_buf(),
+                ));
                 if let Ok(ch) = ch {
                     self.runtime = RuntimeServiceClient::new(ch.clone());
                     self.images = ImageServiceClient::new(ch);
                     let mut r = self.runtime.clone();
-                    let v = self
-                        .rt
-                        .block_on(r.version(cri::VersionRequest { version: "v1".into() }));
+                    let v = self.rt.block_on(r.version(cri::VersionRequest {
+                        version: "v1".into(),
+                    }));
                     if v.is_ok() {
                         return Ok(());
                     }
@@ -305,7 +316,14 @@ impl CriEnv {
         let out = Command::new("ctr")
             .arg("--address")
             .arg(self.dir.join("containerd.sock"))
-            .args(["--namespace", K8S_NAMESPACE, "images", "import", "--snapshotter", "berth"])
+            .args([
+                "--namespace",
+                K8S_NAMESPACE,
+                "images",
+                "import",
+                "--snapshotter",
+                "berth",
+            ])
             .arg(archive)
             .output()
             .map_err(io("running ctr"))?;
@@ -387,7 +405,10 @@ impl CriEnv {
                 config: Some(config.clone()),
                 runtime_handler: handler.into(),
             }))
-            .map_err(|status| CriError::Rpc { call: "RunPodSandbox", status })?
+            .map_err(|status| CriError::Rpc {
+                call: "RunPodSandbox",
+                status,
+            })?
             .into_inner()
             .pod_sandbox_id;
         if let Ok(mut pods) = self.pods.lock() {
@@ -409,15 +430,23 @@ impl CriEnv {
                 config: Some(config),
                 sandbox_config: Some(pod_config.clone()),
             }))
-            .map_err(|status| CriError::Rpc { call: "CreateContainer", status })?
+            .map_err(|status| CriError::Rpc {
+                call: "CreateContainer",
+                status,
+            })?
             .into_inner()
             .container_id)
     }
 
     pub fn start_container(&self, id: &str) -> Result<()> {
         let mut r = self.runtime.clone();
-        self.block(r.start_container(cri::StartContainerRequest { container_id: id.into() }))
-            .map_err(|status| CriError::Rpc { call: "StartContainer", status })?;
+        self.block(r.start_container(cri::StartContainerRequest {
+            container_id: id.into(),
+        }))
+        .map_err(|status| CriError::Rpc {
+            call: "StartContainer",
+            status,
+        })?;
         Ok(())
     }
 
@@ -433,14 +462,20 @@ impl CriEnv {
         Ok(id)
     }
 
-    pub fn container_status(&self, id: &str) -> Result<(cri::ContainerStatus, HashMap<String, String>)> {
+    pub fn container_status(
+        &self,
+        id: &str,
+    ) -> Result<(cri::ContainerStatus, HashMap<String, String>)> {
         let mut r = self.runtime.clone();
         let resp = self
             .block(r.container_status(cri::ContainerStatusRequest {
                 container_id: id.into(),
                 verbose: true,
             }))
-            .map_err(|status| CriError::Rpc { call: "ContainerStatus", status })?
+            .map_err(|status| CriError::Rpc {
+                call: "ContainerStatus",
+                status,
+            })?
             .into_inner();
         Ok((resp.status.unwrap_or_default(), resp.info))
     }
@@ -465,7 +500,10 @@ impl CriEnv {
                 return Ok(st);
             }
             if Instant::now() > deadline {
-                return Err(CriError::Setup(format!("{id} still {:?} after {timeout:?}", st.state)));
+                return Err(CriError::Setup(format!(
+                    "{id} still {:?} after {timeout:?}",
+                    st.state
+                )));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -479,7 +517,10 @@ impl CriEnv {
                 cmd: cmd.iter().map(|s| s.to_string()).collect(),
                 timeout,
             }))
-            .map_err(|status| CriError::Rpc { call: "ExecSync", status })?
+            .map_err(|status| CriError::Rpc {
+                call: "ExecSync",
+                status,
+            })?
             .into_inner())
     }
 
@@ -489,14 +530,22 @@ impl CriEnv {
             container_id: id.into(),
             timeout,
         }))
-        .map_err(|status| CriError::Rpc { call: "StopContainer", status })?;
+        .map_err(|status| CriError::Rpc {
+            call: "StopContainer",
+            status,
+        })?;
         Ok(())
     }
 
     pub fn remove_container(&self, id: &str) -> Result<()> {
         let mut r = self.runtime.clone();
-        self.block(r.remove_container(cri::RemoveContainerRequest { container_id: id.into() }))
-            .map_err(|status| CriError::Rpc { call: "RemoveContainer", status })?;
+        self.block(r.remove_container(cri::RemoveContainerRequest {
+            container_id: id.into(),
+        }))
+        .map_err(|status| CriError::Rpc {
+            call: "RemoveContainer",
+            status,
+        })?;
         Ok(())
     }
 
@@ -508,7 +557,10 @@ impl CriEnv {
                 pod_sandbox_id: pod.into(),
                 verbose: true,
             }))
-            .map_err(|status| CriError::Rpc { call: "PodSandboxStatus", status })?
+            .map_err(|status| CriError::Rpc {
+                call: "PodSandboxStatus",
+                status,
+            })?
             .into_inner();
         let info: serde_json::Value = resp
             .info
@@ -528,12 +580,20 @@ impl CriEnv {
     /// StopPodSandbox then RemovePodSandbox.
     pub fn remove_pod(&self, pod: &str) -> Result<()> {
         let mut r = self.runtime.clone();
-        self.block(r.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: pod.into() }))
-            .map_err(|status| CriError::Rpc { call: "StopPodSandbox", status })?;
+        self.block(r.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod.into(),
+        }))
+        .map_err(|status| CriError::Rpc {
+            call: "StopPodSandbox",
+            status,
+        })?;
         self.block(r.remove_pod_sandbox(cri::RemovePodSandboxRequest {
             pod_sandbox_id: pod.into(),
         }))
-        .map_err(|status| CriError::Rpc { call: "RemovePodSandbox", status })?;
+        .map_err(|status| CriError::Rpc {
+            call: "RemovePodSandbox",
+            status,
+        })?;
         if let Ok(mut pods) = self.pods.lock() {
             pods.retain(|p| p != pod);
         }
@@ -541,12 +601,21 @@ impl CriEnv {
     }
 
     /// A pod running `containers` busybox containers that sleep; returns the pod and container ids.
-    pub fn sleeping_pod(&self, name: &str, handler: &str, containers: usize) -> Result<(String, Vec<String>)> {
+    pub fn sleeping_pod(
+        &self,
+        name: &str,
+        handler: &str,
+        containers: usize,
+    ) -> Result<(String, Vec<String>)> {
         let cfg = self.pod_config(name);
         let pod = self.run_pod(&cfg, handler)?;
         let mut ids = Vec::new();
         for i in 0..containers {
-            ids.push(self.run_container(&pod, self.container_config(&format!("c{i}"), "exec sleep 600"), &cfg)?);
+            ids.push(self.run_container(
+                &pod,
+                self.container_config(&format!("c{i}"), "exec sleep 600"),
+                &cfg,
+            )?);
         }
         Ok((pod, ids))
     }
@@ -589,7 +658,10 @@ impl CriEnv {
                 .unwrap_or_default(),
         ];
         for m in mounts.lines().filter_map(|l| l.split(' ').nth(4)) {
-            if dirs.iter().any(|d| !d.is_empty() && m.starts_with(d.as_str())) {
+            if dirs
+                .iter()
+                .any(|d| !d.is_empty() && m.starts_with(d.as_str()))
+            {
                 found.push(format!("mount {m}"));
             }
         }
@@ -608,7 +680,10 @@ impl CriEnv {
                 }
             }
         }
-        let tasks = self.dir.join("state/io.containerd.runtime.v2.task").join(K8S_NAMESPACE);
+        let tasks = self
+            .dir
+            .join("state/io.containerd.runtime.v2.task")
+            .join(K8S_NAMESPACE);
         if let Ok(rd) = fs::read_dir(&tasks) {
             for e in rd.flatten() {
                 found.push(format!("task bundle {}", e.path().display()));
@@ -694,7 +769,10 @@ impl CriEnv {
                 stderr: true,
                 ..Default::default()
             }))
-            .map_err(|status| CriError::Rpc { call: "Exec", status })?
+            .map_err(|status| CriError::Rpc {
+                call: "Exec",
+                status,
+            })?
             .into_inner()
             .url;
         websocket::read_channels(&url).map_err(io(format!("streaming {url}")))
@@ -756,12 +834,15 @@ mod websocket {
                 rd.read_exact(&mut b)?;
                 len = u64::from_be_bytes(b);
             }
-            let mut payload = vec![0u8; usize::try_from(len).map_err(|_| bad("frame too large".into()))?];
+            let mut payload =
+                vec![0u8; usize::try_from(len).map_err(|_| bad("frame too large".into()))?];
             rd.read_exact(&mut payload)?;
             match opcode {
                 0x8 => return Ok(out),
                 0x1 | 0x2 => {
-                    let Some((&channel, data)) = payload.split_first() else { continue };
+                    let Some((&channel, data)) = payload.split_first() else {
+                        continue;
+                    };
                     match channel {
                         1 => out.stdout.extend_from_slice(data),
                         2 => out.stderr.extend_from_slice(data),

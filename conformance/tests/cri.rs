@@ -89,7 +89,11 @@ fn container_config_is_applied(handler: &str) {
     // A writable volume (an emptyDir's stand-in) on the read-only rootfs, writable for uid 1000.
     let tmp_dir = env.dir.join("scratch");
     fs::create_dir_all(&tmp_dir).expect("scratch dir");
-    fs::set_permissions(&tmp_dir, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).expect("chmod");
+    fs::set_permissions(
+        &tmp_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .expect("chmod");
     c.mounts.push(cri::Mount {
         container_path: "/tmp".into(),
         host_path: tmp_dir.to_string_lossy().into_owned(),
@@ -107,7 +111,9 @@ fn container_config_is_applied(handler: &str) {
         readonly_rootfs: true,
         ..Default::default()
     });
-    let id = env.run_container(&pod, c.clone(), &pod_cfg).expect("create+start");
+    let id = env
+        .run_container(&pod, c.clone(), &pod_cfg)
+        .expect("create+start");
     let st = env.wait_exited(&id, EXIT_WAIT).expect("exit");
     assert_eq!(st.exit_code, 0, "container status {st:?}");
     let out = log_lines(&log_path(&pod_cfg, &c), "stdout");
@@ -132,11 +138,18 @@ fn container_config_is_applied(handler: &str) {
 
 /// Runs each security context in its own container of a privileged pod and returns the
 /// `CapEff:` and `Seccomp:` lines of /proc/self/status the container printed.
-fn status_lines_under(handler: &str, contexts: Vec<(&str, cri::LinuxContainerSecurityContext)>) -> Vec<Vec<String>> {
+fn status_lines_under(
+    handler: &str,
+    contexts: Vec<(&str, cri::LinuxContainerSecurityContext)>,
+) -> Vec<Vec<String>> {
     let env = env();
     let mut pod_cfg = env.pod_config("sec");
     // The CRI plugin allows a privileged container only in a privileged sandbox.
-    if let Some(sc) = pod_cfg.linux.as_mut().and_then(|l| l.security_context.as_mut()) {
+    if let Some(sc) = pod_cfg
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+    {
         sc.privileged = true;
     }
     let pod = env.run_pod(&pod_cfg, handler).expect("RunPodSandbox");
@@ -144,8 +157,12 @@ fn status_lines_under(handler: &str, contexts: Vec<(&str, cri::LinuxContainerSec
     let mut all = Vec::new();
     for (name, sc) in contexts {
         let mut c = env.container_config(name, script);
-        c.linux.get_or_insert_with(Default::default).security_context = Some(sc);
-        let id = env.run_container(&pod, c.clone(), &pod_cfg).expect("create+start");
+        c.linux
+            .get_or_insert_with(Default::default)
+            .security_context = Some(sc);
+        let id = env
+            .run_container(&pod, c.clone(), &pod_cfg)
+            .expect("create+start");
         let st = env.wait_exited(&id, EXIT_WAIT).expect("exit");
         assert_eq!(st.exit_code, 0, "{name}: {st:?}");
         env.remove_container(&id).expect("RemoveContainer");
@@ -181,7 +198,11 @@ fn capabilities_and_privileged_are_applied(handler: &str) {
         ],
     );
     // CAP_NET_ADMIN alone: bit 12.
-    assert!(out[0].contains(&"CapEff: 0000000000001000".to_string()), "{:?}", out[0]);
+    assert!(
+        out[0].contains(&"CapEff: 0000000000001000".to_string()),
+        "{:?}",
+        out[0]
+    );
     assert!(out[1].contains(&"Seccomp: 0".to_string()), "{:?}", out[1]);
     let full = out[1]
         .iter()
@@ -229,7 +250,14 @@ fn exec_stats_update(handler: &str) {
     );
 
     let streamed = env
-        .exec_stream(&id, &["sh", "-c", "echo streamed out; echo streamed err >&2; exit 5"])
+        .exec_stream(
+            &id,
+            &[
+                "sh",
+                "-c",
+                "echo streamed out; echo streamed err >&2; exit 5",
+            ],
+        )
         .expect("Exec streaming");
     assert_eq!(String::from_utf8_lossy(&streamed.stdout), "streamed out\n");
     assert_eq!(String::from_utf8_lossy(&streamed.stderr), "streamed err\n");
@@ -240,43 +268,66 @@ fn exec_stats_update(handler: &str) {
     );
 
     let mut rs = env.runtime.clone();
-    env.block(rs.update_container_resources(cri::UpdateContainerResourcesRequest {
-        container_id: id.clone(),
-        linux: Some(cri::LinuxContainerResources {
-            memory_limit_in_bytes: 96 << 20,
-            cpu_shares: 256,
+    env.block(
+        rs.update_container_resources(cri::UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: 96 << 20,
+                cpu_shares: 256,
+                ..Default::default()
+            }),
             ..Default::default()
         }),
-        ..Default::default()
-    }))
+    )
     .expect("UpdateContainerResources");
     let r = env
         .exec_sync(
             &id,
-            &["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.shares"],
+            &[
+                "sh",
+                "-c",
+                "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.shares",
+            ],
             10,
         )
         .expect("ExecSync after update");
-    assert_eq!(String::from_utf8_lossy(&r.stdout), format!("{}\n256\n", 96u64 << 20));
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout),
+        format!("{}\n256\n", 96u64 << 20)
+    );
 
     let stats = env
-        .block(rs.container_stats(cri::ContainerStatsRequest { container_id: id.clone() }))
+        .block(rs.container_stats(cri::ContainerStatsRequest {
+            container_id: id.clone(),
+        }))
         .expect("ContainerStats")
         .into_inner()
         .stats
         .expect("stats");
-    let mem = stats.memory.and_then(|m| m.working_set_bytes).map(|v| v.value).unwrap_or(0);
+    let mem = stats
+        .memory
+        .and_then(|m| m.working_set_bytes)
+        .map(|v| v.value)
+        .unwrap_or(0);
     assert!(mem > 0, "working set of a running sleep: {mem}");
-    assert!(stats.cpu.and_then(|c| c.usage_core_nano_seconds).is_some(), "cpu usage reported");
+    assert!(
+        stats.cpu.and_then(|c| c.usage_core_nano_seconds).is_some(),
+        "cpu usage reported"
+    );
     let pstats = env
-        .block(rs.pod_sandbox_stats(cri::PodSandboxStatsRequest { pod_sandbox_id: pod.clone() }))
+        .block(rs.pod_sandbox_stats(cri::PodSandboxStatsRequest {
+            pod_sandbox_id: pod.clone(),
+        }))
         .expect("PodSandboxStats")
         .into_inner()
         .stats
         .expect("pod stats");
     let linux = pstats.linux.expect("linux pod stats");
     assert!(
-        linux.containers.iter().any(|s| s.attributes.as_ref().map(|a| a.id.as_str()) == Some(id.as_str())),
+        linux
+            .containers
+            .iter()
+            .any(|s| s.attributes.as_ref().map(|a| a.id.as_str()) == Some(id.as_str())),
         "pod stats list the container: {:?}",
         linux.containers
     );
@@ -291,13 +342,19 @@ fn stop_escalates_to_sigkill(handler: &str) {
     let pod_cfg = env.pod_config("stop");
     let pod = env.run_pod(&pod_cfg, handler).expect("RunPodSandbox");
     let polite = env
-        .run_container(&pod, env.container_config("polite", "exec sleep 600"), &pod_cfg)
+        .run_container(
+            &pod,
+            env.container_config("polite", "exec sleep 600"),
+            &pod_cfg,
+        )
         .expect("polite");
     let stubborn_cfg = env.container_config(
         "stubborn",
         "trap 'echo got TERM' TERM; echo ready; while true; do sleep 0.1; done",
     );
-    let stubborn = env.run_container(&pod, stubborn_cfg.clone(), &pod_cfg).expect("stubborn");
+    let stubborn = env
+        .run_container(&pod, stubborn_cfg.clone(), &pod_cfg)
+        .expect("stubborn");
     conformance::util::poll_until("stubborn ready", EXIT_WAIT, || {
         fs::read_to_string(log_path(&pod_cfg, &stubborn_cfg))
             .ok()
@@ -309,7 +366,9 @@ fn stop_escalates_to_sigkill(handler: &str) {
     // it must be gone, by TERM (143) or by KILL (137).
     assert!(st.exit_code == 143 || st.exit_code == 137, "polite: {st:?}");
     env.stop_container(&stubborn, 1).expect("stop stubborn");
-    let st = env.wait_exited(&stubborn, EXIT_WAIT).expect("stubborn exited");
+    let st = env
+        .wait_exited(&stubborn, EXIT_WAIT)
+        .expect("stubborn exited");
     assert_eq!(st.exit_code, 137, "stubborn: {st:?}");
     assert!(
         log_lines(&log_path(&pod_cfg, &stubborn_cfg), "stdout").contains(&"got TERM".to_string()),
@@ -333,16 +392,34 @@ fn pod_shares_shim_and_namespaces(handler: &str) {
         .expect("b");
     let shims: BTreeSet<u32> = env.shim_pids().into_iter().collect();
     assert_eq!(shims.len(), 1, "one shim per pod: {shims:?}");
-    let (pa, pb) = (env.container_pid(&a).expect("pid a"), env.container_pid(&b).expect("pid b"));
+    let (pa, pb) = (
+        env.container_pid(&a).expect("pid a"),
+        env.container_pid(&b).expect("pid b"),
+    );
     for ns in ["net", "ipc", "uts"] {
         assert_eq!(ns_link(pa, ns), ns_link(pb, ns), "{ns} namespace shared");
     }
-    assert_ne!(ns_link(pa, "mnt"), ns_link(pb, "mnt"), "each container has its own rootfs");
+    assert_ne!(
+        ns_link(pa, "mnt"),
+        ns_link(pb, "mnt"),
+        "each container has its own rootfs"
+    );
     let netns = env.pod_netns(&pod).expect("netns");
-    let pod_net = fs::metadata(&netns).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).expect("netns");
-    assert_eq!(ns_link(pa, "net"), format!("net:[{pod_net}]"), "the pod's netns file is the one joined");
-    let r = env.exec_sync(&a, &["cat", "/proc/net/fib_trie"], 10).expect("exec");
-    assert!(String::from_utf8_lossy(&r.stdout).contains("10.231."), "pod address on the private subnet");
+    let pod_net = fs::metadata(&netns)
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .expect("netns");
+    assert_eq!(
+        ns_link(pa, "net"),
+        format!("net:[{pod_net}]"),
+        "the pod's netns file is the one joined"
+    );
+    let r = env
+        .exec_sync(&a, &["cat", "/proc/net/fib_trie"], 10)
+        .expect("exec");
+    assert!(
+        String::from_utf8_lossy(&r.stdout).contains("10.231."),
+        "pod address on the private subnet"
+    );
     for id in [&a, &b] {
         env.stop_container(id, 1).expect("stop");
         env.remove_container(id).expect("rm");
@@ -362,7 +439,11 @@ fn oom_killed_is_reported(handler: &str) {
     });
     let id = env.run_container(&pod, c, &pod_cfg).expect("create+start");
     let st = env.wait_exited(&id, EXIT_WAIT).expect("exit");
-    assert_eq!((st.exit_code, st.reason.as_str()), (137, "OOMKilled"), "{st:?}");
+    assert_eq!(
+        (st.exit_code, st.reason.as_str()),
+        (137, "OOMKilled"),
+        "{st:?}"
+    );
     env.remove_container(&id).expect("rm");
     remove_pod_without_leaks(&env, &pod);
 }

@@ -20,7 +20,12 @@ fn install(sig: libc::c_int, handler: extern "C" fn(libc::c_int)) -> std::io::Re
     // SAFETY: a zeroed sigaction is valid; we set the handler and an empty mask before use.
     let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
     sa.sa_sigaction = handler as usize;
-    sa.sa_flags = libc::SA_RESTART | if sig == libc::SIGCHLD { libc::SA_NOCLDSTOP } else { 0 };
+    sa.sa_flags = libc::SA_RESTART
+        | if sig == libc::SIGCHLD {
+            libc::SA_NOCLDSTOP
+        } else {
+            0
+        };
     // SAFETY: sa_mask is a field of our own struct; sigaction reads sa only during the call.
     unsafe {
         libc::sigemptyset(&mut sa.sa_mask);

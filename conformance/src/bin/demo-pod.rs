@@ -9,9 +9,14 @@ use conformance::cri::{CriEnv, BUSYBOX_IMAGE, PAUSE_IMAGE};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
-    println!("== starting berth-snapshotter and containerd (CRI plugin, handler berth, CNI bridge)");
+    println!(
+        "== starting berth-snapshotter and containerd (CRI plugin, handler berth, CNI bridge)"
+    );
     let env = CriEnv::start()?;
-    println!("   state in {}, images {PAUSE_IMAGE} and {BUSYBOX_IMAGE} imported", env.dir.display());
+    println!(
+        "   state in {}, images {PAUSE_IMAGE} and {BUSYBOX_IMAGE} imported",
+        env.dir.display()
+    );
     let cfg = env.pod_config("demo");
     let pod = env.run_pod(&cfg, "berth")?;
     println!("== RunPodSandbox (handler berth): pod {}", &pod[..12]);
@@ -25,8 +30,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         env.container_config("sidecar", "echo sidecar up; exec sleep 600"),
         &cfg,
     )?;
-    println!("== CreateContainer + StartContainer: web {} and sidecar {}", &web[..12], &side[..12]);
-    println!("   shims serving the pod: {:?} (one per pod)", env.shim_pids());
+    println!(
+        "== CreateContainer + StartContainer: web {} and sidecar {}",
+        &web[..12],
+        &side[..12]
+    );
+    println!(
+        "   shims serving the pod: {:?} (one per pod)",
+        env.shim_pids()
+    );
     let r = env.exec_sync(
         &web,
         &["sh", "-c", "echo \"hostname: $(hostname)\"; echo \"user: $(id)\"; echo processes:; ps; \
@@ -54,6 +66,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let leaks = env.leaks_after(&netns, std::time::Duration::from_secs(10));
     println!("== StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox: left behind {leaks:?}");
     drop(env);
-    println!("== containerd and berth-snapshotter stopped; {:.1} s in all", t.elapsed().as_secs_f64());
+    println!(
+        "== containerd and berth-snapshotter stopped; {:.1} s in all",
+        t.elapsed().as_secs_f64()
+    );
     Ok(())
 }
