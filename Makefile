@@ -6,9 +6,11 @@ RELEASE_DIR := target/x86_64-unknown-linux-gnu/release
 
 # Debian packages the build, the tests and the benchmarks need.
 DEB_PACKAGES := build-essential pkg-config jq busybox-static runc crun containerd docker.io \
-	iptables libseccomp-dev protobuf-compiler hyperfine strace qemu-system-x86 linux-image-amd64
+	iptables libseccomp-dev protobuf-compiler hyperfine strace qemu-system-x86 linux-image-amd64 \
+	containernetworking-plugins iproute2
 
-.PHONY: deps build install demo test unit conformance bench clean
+.PHONY: deps build install demo demo-docker test unit conformance test-load bench clean
+SHARE := $(DESTDIR)$(PREFIX)/share/berth
 
 deps:
 	@if ! dpkg -s $(DEB_PACKAGES) >/dev/null 2>&1; then \
@@ -23,9 +25,22 @@ install: build
 	install -D -m 0755 $(RELEASE_DIR)/berth $(DESTDIR)$(PREFIX)/bin/berth
 	install -D -m 0755 $(RELEASE_DIR)/berth-snapshotter $(DESTDIR)$(PREFIX)/bin/berth-snapshotter
 	install -D -m 0755 $(RELEASE_DIR)/containerd-shim-berth-v2 $(DESTDIR)$(PREFIX)/bin/containerd-shim-berth-v2
+	install -D -m 0755 $(RELEASE_DIR)/berth-pause $(DESTDIR)$(PREFIX)/bin/berth-pause
+	install -D -m 0644 docs/examples/containerd-berth.toml $(SHARE)/containerd-berth.toml
+	install -D -m 0644 docs/examples/shim.toml $(SHARE)/shim.toml
+	install -D -m 0644 docs/examples/runtimeclass-berth.yaml $(SHARE)/runtimeclass-berth.yaml
+	@# A unit for berth-snapshotter where systemd runs; elsewhere docs/operations.md gives the command.
+	@if [ -d /run/systemd/system ]; then \
+		install -D -m 0644 docs/examples/berth-snapshotter.service $(DESTDIR)/etc/systemd/system/berth-snapshotter.service && \
+		systemctl daemon-reload; \
+	else echo "no systemd: start the snapshotter with: berth-snapshotter &  (see docs/operations.md)"; fi
 
 demo: install
 	./scripts/demo.sh
+
+# Registers berth as a runtime of the machine's Docker (daemon.json) and restarts dockerd.
+demo-docker: install
+	./scripts/docker-register.sh
 
 unit: deps
 	$(CARGO) test --workspace --lib --bins
@@ -37,6 +52,10 @@ conformance: build
 
 test: unit conformance
 
+# Not in CI: 50 pods x 2 containers through CRI, 4 at a time, on handler berth; prints latency percentiles.
+test-load: build
+	$(CARGO) test --release -p conformance --test cri_load -- --ignored --nocapture
+
 # Interleaved berth/runc/crun timings; BENCH_N=<iterations> (default 100). The bench
 # binaries run directly, not through `cargo run`, whose extra environment would be copied
 # into every runtime invocation.
@@ -45,6 +64,7 @@ bench: build
 	BERTH=$(CURDIR)/$(RELEASE_DIR)/berth $(RELEASE_DIR)/bench
 	BERTH_SNAPSHOTTER=$(CURDIR)/$(RELEASE_DIR)/berth-snapshotter $(RELEASE_DIR)/bench-snapshotter
 	$(RELEASE_DIR)/bench-shim
+	$(RELEASE_DIR)/bench-pod
 
 clean:
 	$(CARGO) clean

@@ -1,30 +1,13 @@
 #!/usr/bin/env bash
-# End-to-end demo: a busybox container run by berth, from a bundle made here.
+# `make demo`: a Kubernetes pod on berth, end to end, with the installed binaries. The demo
+# program (conformance/src/bin/demo-pod.rs) starts berth-snapshotter and a private containerd
+# with the CRI plugin, runs a pod of two containers on runtime handler berth through the CRI
+# API as kubelet would, execs into it, prints each step and tears everything down.
 set -euo pipefail
-BERTH=${BERTH:-berth}
-work=$(mktemp -d /tmp/berth-demo.XXXXXX)
-root="$work/state"
-cleanup() { "$BERTH" --root "$root" delete --force demo >/dev/null 2>&1 || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-mkdir -p "$work/bundle/rootfs"/{bin,proc,sys,dev,tmp,etc,root}
-cp /bin/busybox "$work/bundle/rootfs/bin/busybox"
-for applet in sh echo id hostname cat ls ps head grep mount; do
-  ln -s busybox "$work/bundle/rootfs/bin/$applet"
-done
-echo 'root:x:0:0:root:/root:/bin/sh' > "$work/bundle/rootfs/etc/passwd"
-echo 'root:x:0:' > "$work/bundle/rootfs/etc/group"
-
-cd "$work/bundle"
-"$BERTH" spec
-# A non-interactive process: the demo must also run where there is no terminal.
-script='echo "hello from a berth container"; echo "hostname: $(hostname)"; echo "user: $(id)"
-echo "pid 1: $(cat /proc/1/comm)"; echo processes:; ps; echo mounts:; cat /proc/mounts'
-jq --arg s "$script" '.process.terminal = false | .process.args = ["sh", "-c", $s]' config.json > config.json.new
-mv config.json.new config.json
-
-echo "== berth run (bundle $work/bundle)"
-code=0
-"$BERTH" --root "$root" run demo || code=$?
-echo "== exit code: $code"
-echo "== state left behind: $(ls -A "$root" 2>/dev/null | wc -l) container(s)"
+PREFIX=${PREFIX:-/usr/local}
+here=$(cd "$(dirname "$0")/.." && pwd)
+demo="$here/target/x86_64-unknown-linux-gnu/release/demo-pod"
+[ -x "$demo" ] || cargo build --release -p conformance --bin demo-pod
+export BERTH="$PREFIX/bin/berth" BERTH_SHIM="$PREFIX/bin/containerd-shim-berth-v2" \
+  BERTH_SNAPSHOTTER="$PREFIX/bin/berth-snapshotter" BERTH_PAUSE="$PREFIX/bin/berth-pause"
+exec "$demo"

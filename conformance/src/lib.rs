@@ -9,6 +9,7 @@ pub mod bundle;
 pub mod case;
 pub mod console;
 pub mod containerd;
+pub mod cri;
 pub mod docker;
 pub mod image;
 pub mod leak;

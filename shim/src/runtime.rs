@@ -380,8 +380,12 @@ impl Runtime {
             (None, Some(f)) => Stdio::from(f),
             (None, None) => Stdio::null(),
         });
-        // Without a container stdio the runtime's own stderr is captured for the error message.
-        let stderr_captured = stdio.stderr.is_none();
+        // create and exec hand their stdio to the container's process, which outlives the
+        // runtime: a capture pipe would never reach EOF, so a container without stdio (a CRI
+        // pod sandbox) gets /dev/null as runc's shim gives it, and errors come from log.json.
+        // Other commands' stderr is captured for the error message.
+        let starts_process = matches!(command, "create" | "exec" | "run");
+        let stderr_captured = stdio.stderr.is_none() && !starts_process;
         cmd.stdout(match (capture, stdio.stdout) {
             (true, _) => Stdio::piped(),
             (false, Some(f)) => Stdio::from(f),
@@ -389,6 +393,7 @@ impl Runtime {
         });
         cmd.stderr(match stdio.stderr {
             Some(f) => Stdio::from(f),
+            None if starts_process => Stdio::null(),
             None => Stdio::piped(),
         });
         let failed = |message: String| Error::Runtime {
