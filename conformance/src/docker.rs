@@ -136,11 +136,31 @@ impl Dockerd {
     /// `docker run --rm --runtime berth --network none <opts> IMAGE <cmd>` (with Docker's
     /// default seccomp profile).
     pub fn run(&self, opts: &[&str], cmd: &[&str]) -> Out {
-        let mut a = vec!["run", "--rm", "--runtime", "berth", "--network", "none"];
+        self.run_on("berth", opts, cmd)
+    }
+
+    /// [`Dockerd::run`] on `runtime`: "berth", or "runc" (dockerd's default) for the
+    /// side-by-side comparison.
+    pub fn run_on(&self, runtime: &str, opts: &[&str], cmd: &[&str]) -> Out {
+        self.docker(&Self::run_args(&["run", "--rm"], runtime, opts, cmd))
+    }
+
+    /// `docker run -d` on `runtime` with the same defaults as [`Dockerd::run`]; returns the id.
+    pub fn run_detached_on(&self, runtime: &str, opts: &[&str], cmd: &[&str]) -> String {
+        let out = self.docker(&Self::run_args(&["run", "-d"], runtime, opts, cmd));
+        out.expect_ok("docker run -d");
+        out.stdout.trim().to_string()
+    }
+
+    /// The arguments of `docker <verb...> --runtime <runtime> --network none <opts> IMAGE
+    /// <cmd>` (with Docker's default seccomp profile).
+    pub fn run_args<'a>(verb: &[&'a str], runtime: &'a str, opts: &[&'a str], cmd: &[&'a str]) -> Vec<&'a str> {
+        let mut a = verb.to_vec();
+        a.extend_from_slice(&["--runtime", runtime, "--network", "none"]);
         a.extend_from_slice(opts);
         a.push(IMAGE);
         a.extend_from_slice(cmd);
-        self.docker(&a)
+        a
     }
 
     /// The full command line of `docker <args>` against this daemon, for callers that run
