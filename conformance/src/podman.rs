@@ -76,7 +76,7 @@ impl Podman {
 
     fn load_image(&self) {
         let mut layer = busybox_layer().expect("busybox layer");
-        for applet in ["grep", "cut", "tr", "kill", "readlink", "hostname", "pwd", "env", "ps", "touch"] {
+        for applet in ["grep", "cut", "tr", "kill", "readlink", "hostname", "pwd", "env", "ps", "touch", "tty", "stty"] {
             layer = layer.symlink(&format!("bin/{applet}"), "busybox");
         }
         let archive = self.dir.join("image.tar");

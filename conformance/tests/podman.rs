@@ -93,3 +93,37 @@ fn podman_stop_sends_sigterm_then_sigkill_and_rm_cleans_up() {
         assert!(argv.contains(needle), "podman never passed {needle:?} to berth:\n{argv}");
     }
 }
+
+#[test]
+fn podman_pause_kill_signal_logs_and_tty() {
+    let p = podman();
+    for rt in RUNTIMES {
+        let id = p.run_detached_on(rt, &[], &["sh", "-c", "trap 'echo got-usr1' USR1; i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done"]);
+        let lines = || p.podman(&["logs", &id]).stdout.lines().filter(|l| !l.starts_with("got")).count();
+        poll_until("the loop to print", Duration::from_secs(30), || (lines() > 2).then_some(()));
+        ok(rt, &p.podman(&["pause", &id]));
+        assert_eq!(state(rt, &id, "{{.State.Status}}"), "paused", "[{rt}]");
+        let at_pause = lines();
+        std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(lines(), at_pause, "[{rt}] printed while paused");
+        ok(rt, &p.podman(&["unpause", &id]));
+        assert_eq!(state(rt, &id, "{{.State.Status}}"), "running", "[{rt}]");
+        poll_until("the loop to print again", Duration::from_secs(30), || (lines() > at_pause).then_some(()));
+
+        ok(rt, &p.podman(&["kill", "-s", "USR1", &id]));
+        poll_until("USR1 handled", Duration::from_secs(30), || p.podman(&["logs", &id]).stdout.contains("got-usr1").then_some(()));
+        ok(rt, &p.podman(&["kill", &id]));
+        poll_until("exited", Duration::from_secs(30), || (state(rt, &id, "{{.State.Status}}") == "exited").then_some(()));
+        assert_eq!(state(rt, &id, "{{.State.ExitCode}}"), "137", "[{rt}]");
+        ok(rt, &p.podman(&["rm", &id]));
+        assert_clean(rt, &id);
+
+        // -t: conmon hands the runtime a console socket and reads the pty.
+        let out = ok(rt, &p.run_on(rt, &["-t"], &["sh", "-c", "tty; stty size >/dev/null && echo sized"])).replace('\r', "");
+        assert!(out.starts_with("/dev/pts/") && out.contains("sized"), "[{rt}] {out:?}");
+    }
+    let argv = p.runtime_argv();
+    for needle in ["pause ", "resume ", "kill ", "--console-socket"] {
+        assert!(argv.contains(needle), "podman never passed {needle:?} to berth:\n{argv}");
+    }
+}
