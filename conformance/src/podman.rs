@@ -70,24 +70,34 @@ impl Podman {
         .expect("cannot write runtime wrapper");
         fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).expect("chmod wrapper");
         let p = Podman { dir, argv_log, wrapper, made_blob_cache: !Path::new(BLOB_CACHE_DIR).exists() };
-        p.load_image();
+        // Nothing is registered for exit yet: a failed load cleans up here.
+        if let Err(e) = p.load_image() {
+            p.stop();
+            panic!("{e}");
+        }
         p
     }
 
-    fn load_image(&self) {
-        let mut layer = busybox_layer().expect("busybox layer");
+    fn load_image(&self) -> Result<(), String> {
+        let mut layer = busybox_layer().map_err(|e| e.to_string())?;
         for applet in ["grep", "cut", "tr", "kill", "readlink", "hostname", "pwd", "env", "ps", "touch", "tty", "stty"] {
             layer = layer.symlink(&format!("bin/{applet}"), "busybox");
         }
         let archive = self.dir.join("image.tar");
-        write_oci_archive(&archive, IMAGE, &[layer], &["sh"]).expect("cannot write the OCI archive");
-        let out = self.podman(&["load", "-i", archive.to_str().expect("archive path is UTF-8")]);
-        out.expect_ok("podman load");
+        write_oci_archive(&archive, IMAGE, &[layer], &["sh"]).map_err(|e| e.to_string())?;
+        let out = self.podman(&["load", "-i", &archive.to_string_lossy()]);
+        if !out.ok() {
+            return Err(format!("podman load failed:\n{out}"));
+        }
         // The archive's ref name is the tag only; give the image its full name.
         let id = out.stdout.lines().last().and_then(|l| l.rsplit(' ').next()).unwrap_or("").to_string();
         if !self.podman(&["image", "exists", IMAGE]).ok() {
-            self.podman(&["tag", &id, IMAGE]).expect_ok("podman tag");
+            let tag = self.podman(&["tag", &id, IMAGE]);
+            if !tag.ok() {
+                return Err(format!("podman tag failed:\n{tag}"));
+            }
         }
+        Ok(())
     }
 
     /// The runtime binary podman is given for `rt`: "berth" (through the recording
