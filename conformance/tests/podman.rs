@@ -43,6 +43,8 @@ fn podman_run_output_exit_code_and_options() {
         assert_eq!(out, "CapEff:\t0000000000000000\n", "[{rt}]");
         let out = ok(rt, &p.run_on(rt, &["--read-only"], &["sh", "-c", "touch /x 2>/dev/null || echo RO"]));
         assert_eq!(out, "RO\n", "[{rt}]");
+        let out = ok(rt, &p.run_on(rt, &[], &["grep", "^Seccomp:", "/proc/self/status"]));
+        assert_eq!(out, "Seccomp:\t2\n", "[{rt}] podman's default seccomp profile is a filter");
         let missing = p.run_on(rt, &[], &["/no/such/binary"]);
         assert_eq!(missing.code, 127, "[{rt}] podman's code for a command that is not found: {missing}");
     }
