@@ -10,8 +10,7 @@ use crate::rootfs::Rootfs;
 use crate::runtime::{runtime_binary, Invocation, Out};
 use crate::util::{kill_pid, pid_alive};
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -65,17 +64,7 @@ impl Dockerd {
         let sock = dir.join("docker.sock");
         let argv_log = dir.join("runtime-argv.log");
         let wrapper = dir.join("berth-wrap");
-        let rt = runtime_binary();
-        fs::write(
-            &wrapper,
-            format!(
-                "#!/bin/sh\n# Records how containerd's shim drives the runtime, then becomes it.\nprintf '%s\\n' \"$*\" >> {log}\nexec {rt} \"$@\"\n",
-                log = argv_log.display(),
-                rt = rt.display()
-            ),
-        )
-        .expect("cannot write runtime wrapper");
-        fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).expect("chmod wrapper");
+        crate::util::write_argv_recording_wrapper(&wrapper, &argv_log, &runtime_binary());
         fs::write(dir.join("daemon.json"), "{}\n").expect("cannot write daemon.json");
         let log = fs::File::create(dir.join("dockerd.log")).expect("cannot create dockerd.log");
         let child = Command::new("dockerd")
@@ -198,21 +187,7 @@ impl Dockerd {
             kill_pid(pid, libc::SIGKILL);
         }
         let _ = poll_until_quiet(&dir_s);
-        let mut mps: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-            .filter(|mp| Path::new(mp).starts_with(&self.dir))
-            .collect();
-        mps.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for mp in mps {
-            if let Ok(c) = std::ffi::CString::new(mp) {
-                // SAFETY: umount2 with a valid C string.
-                unsafe {
-                    libc::umount2(c.as_ptr(), libc::MNT_DETACH);
-                }
-            }
-        }
+        crate::util::unmount_all_under(&self.dir);
         if std::env::var_os("BERTH_KEEP_DOCKER_ARGV").is_some() {
             let _ = fs::copy(&self.argv_log, "/tmp/berth-docker-runtime-argv.log");
         }

@@ -11,7 +11,6 @@ use crate::image::{busybox_layer, write_oci_archive};
 use crate::runtime::{runtime_binary, Invocation, Out};
 use crate::util::kill_pid;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -59,16 +58,7 @@ impl Podman {
         fs::create_dir_all(&dir).expect("cannot create podman dir");
         let argv_log = dir.join("runtime-argv.log");
         let wrapper = dir.join("berth-wrap");
-        fs::write(
-            &wrapper,
-            format!(
-                "#!/bin/sh\n# Records how podman and conmon drive the runtime, then becomes it.\nprintf '%s\\n' \"$*\" >> {log}\nexec {rt} \"$@\"\n",
-                log = argv_log.display(),
-                rt = runtime_binary().display()
-            ),
-        )
-        .expect("cannot write runtime wrapper");
-        fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).expect("chmod wrapper");
+        crate::util::write_argv_recording_wrapper(&wrapper, &argv_log, &runtime_binary());
         let p = Podman { dir, argv_log, wrapper, made_blob_cache: !Path::new(BLOB_CACHE_DIR).exists() };
         // Nothing is registered for exit yet: a failed load cleans up here.
         if let Err(e) = p.load_image() {
@@ -202,21 +192,7 @@ impl Podman {
         for (pid, _) in crate::leak::processes_mentioning(&[&dir_s]) {
             kill_pid(pid, libc::SIGKILL);
         }
-        let mut mps: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-            .filter(|mp| Path::new(mp).starts_with(&self.dir))
-            .collect();
-        mps.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for mp in mps {
-            if let Ok(c) = std::ffi::CString::new(mp) {
-                // SAFETY: umount2 with a valid C string.
-                unsafe {
-                    libc::umount2(c.as_ptr(), libc::MNT_DETACH);
-                }
-            }
-        }
+        crate::util::unmount_all_under(&self.dir);
         if std::env::var_os("BERTH_KEEP_PODMAN_ARGV").is_some() {
             let _ = fs::copy(&self.argv_log, "/tmp/berth-podman-runtime-argv.log");
         }
