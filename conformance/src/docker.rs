@@ -58,7 +58,13 @@ fn docker_cli() -> PathBuf {
 
 impl Dockerd {
     fn start() -> Dockerd {
-        let dir = PathBuf::from(format!("/tmp/bd-{}", std::process::id()));
+        Dockerd::start_with("", &[])
+    }
+
+    /// A second private daemon with extra dockerd flags (e.g. `--userns-remap`), in its own
+    /// dir `/tmp/bd-<pid><tag>`. The caller stops it ([`Dockerd::stop`]).
+    pub fn start_with(tag: &str, extra: &[&str]) -> Dockerd {
+        let dir = PathBuf::from(format!("/tmp/bd-{}{tag}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("cannot create dockerd dir");
         let sock = dir.join("docker.sock");
@@ -76,6 +82,7 @@ impl Dockerd {
             .args(["--bridge=none", "--iptables=false", "--ip-masq=false", "--ip-forward=false", "--ip6tables=false"])
             .args(["--userland-proxy=false", "--log-level=info"])
             .arg("--add-runtime").arg(format!("berth={}", wrapper.display()))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)

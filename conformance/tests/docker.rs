@@ -581,3 +581,76 @@ fn docker_health_check_runs_through_exec() {
         d.docker(&["rm", "-f", &id]).expect_ok("docker rm -f");
     }
 }
+
+/// Undoes what `dockerd --userns-remap=default` adds to the host: the `dockremap` user and
+/// group and their /etc/subuid and /etc/subgid ranges, when they were not there before.
+struct RemapUserCleanup {
+    user_existed: bool,
+    subuid: String,
+    subgid: String,
+}
+
+impl RemapUserCleanup {
+    fn take() -> RemapUserCleanup {
+        RemapUserCleanup {
+            user_existed: conformance::sh("getent passwd dockremap").0 == 0,
+            subuid: fs::read_to_string("/etc/subuid").unwrap_or_default(),
+            subgid: fs::read_to_string("/etc/subgid").unwrap_or_default(),
+        }
+    }
+}
+
+impl Drop for RemapUserCleanup {
+    fn drop(&mut self) {
+        if !self.user_existed {
+            let _ = conformance::sh("userdel dockremap 2>/dev/null; groupdel dockremap 2>/dev/null; true");
+        }
+        for (path, before) in [("/etc/subuid", &self.subuid), ("/etc/subgid", &self.subgid)] {
+            let now = fs::read_to_string(path).unwrap_or_default();
+            let kept: String = now
+                .lines()
+                .filter(|l| !l.starts_with("dockremap:") || before.lines().any(|b| b == *l))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            if kept != now {
+                let _ = fs::write(path, kept);
+            }
+        }
+    }
+}
+
+/// `dockerd --userns-remap=default` on a second private daemon: containers run in a user
+/// namespace whose root is the first subordinate uid of `dockremap`.
+#[test]
+fn docker_userns_remap_runs_containers_as_subordinate_ids() {
+    let _users = RemapUserCleanup::take();
+    let d = conformance::docker::Dockerd::start_with("u", &["--userns-remap=default"]);
+    struct Stop<'a>(&'a conformance::docker::Dockerd);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.stop();
+        }
+    }
+    let _stop = Stop(&d);
+    let subuid = fs::read_to_string("/etc/subuid").unwrap();
+    let start: u64 = subuid
+        .lines()
+        .find_map(|l| l.strip_prefix("dockremap:"))
+        .and_then(|r| r.split(':').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("dockerd added no dockremap range: {subuid}"));
+    for rt in RUNTIMES {
+        let out = d.run_on(rt, &[], &["sh", "-c", "id -u; cat /proc/self/uid_map; touch /root-owned && stat -c %u /root-owned"]);
+        assert!(out.ok(), "[{rt}] {out}");
+        let words: Vec<&str> = out.stdout.split_whitespace().collect();
+        assert_eq!(words, ["0", "0", &start.to_string(), "65536", "0"], "[{rt}] {out}");
+
+        let id = d.run_detached_on(rt, &[], &["sleep", "1000"]);
+        let pid = ok(&d.docker(&["inspect", "--format", "{{.State.Pid}}", &id])).trim().to_string();
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let uid = conformance::util::status_field(&status, "Uid");
+        assert_eq!(uid.split_whitespace().next(), Some(start.to_string().as_str()), "[{rt}] host uid of the container's root: {uid}");
+        d.docker(&["rm", "-f", &id]).expect_ok("docker rm -f");
+        assert!(cgroup_dirs_containing(&id).is_empty(), "[{rt}] cgroup of {id} left behind");
+    }
+}
