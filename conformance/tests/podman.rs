@@ -129,3 +129,14 @@ fn podman_pause_kill_signal_logs_and_tty() {
         assert!(argv.contains(needle), "podman never passed {needle:?} to berth:\n{argv}");
     }
 }
+
+#[test]
+fn podman_uidmap_runs_in_a_user_namespace() {
+    let p = podman();
+    for rt in RUNTIMES {
+        let out = ok(rt, &p.run_on(rt, &["--uidmap", "0:200000:65536", "--gidmap", "0:200000:65536"],
+            &["sh", "-c", "id -u; cat /proc/self/uid_map /proc/self/gid_map; touch /tmp/f && stat -c %u:%g /tmp/f"]));
+        let words: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(words, ["0", "0", "200000", "65536", "0", "200000", "65536", "0:0"], "[{rt}] {out}");
+    }
+}
