@@ -32,6 +32,7 @@ pub struct Podman {
 }
 
 static PODMAN: OnceLock<Podman> = OnceLock::new();
+static BLOB_CACHE_PREEXISTED: OnceLock<bool> = OnceLock::new();
 
 extern "C" fn stop_at_exit() {
     if let Some(p) = PODMAN.get() {
@@ -53,13 +54,23 @@ pub fn podman() -> &'static Podman {
 
 impl Podman {
     fn start() -> Podman {
-        let dir = PathBuf::from(format!("/tmp/bp-{}", std::process::id()));
+        Podman::start_with("")
+    }
+
+    /// A second private store in `/tmp/bp-<pid><tag>`, for a test that must not share one:
+    /// podman chowns the vfs layer dir to the mapped root of a `--uidmap` container, which
+    /// races with containers created in the same store at the same time. The caller stops it
+    /// ([`Podman::stop`]).
+    pub fn start_with(tag: &str) -> Podman {
+        let dir = PathBuf::from(format!("/tmp/bp-{}{tag}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("cannot create podman dir");
         let argv_log = dir.join("runtime-argv.log");
         let wrapper = dir.join("berth-wrap");
         crate::util::write_argv_recording_wrapper(&wrapper, &argv_log, &runtime_binary());
-        let p = Podman { dir, argv_log, wrapper, made_blob_cache: !Path::new(BLOB_CACHE_DIR).exists() };
+        // Decided once per process: a second store must not take the first one's cache for the host's.
+        let made_blob_cache = !*BLOB_CACHE_PREEXISTED.get_or_init(|| Path::new(BLOB_CACHE_DIR).exists());
+        let p = Podman { dir, argv_log, wrapper, made_blob_cache };
         // Nothing is registered for exit yet: a failed load cleans up here.
         if let Err(e) = p.load_image() {
             p.stop();

@@ -132,7 +132,14 @@ fn podman_pause_kill_signal_logs_and_tty() {
 
 #[test]
 fn podman_uidmap_runs_in_a_user_namespace() {
-    let p = podman();
+    let p = conformance::podman::Podman::start_with("u");
+    struct Stop<'a>(&'a conformance::podman::Podman);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.stop();
+        }
+    }
+    let _stop = Stop(&p);
     for rt in RUNTIMES {
         let out = ok(rt, &p.run_on(rt, &["--uidmap", "0:200000:65536", "--gidmap", "0:200000:65536"],
             &["sh", "-c", "id -u; cat /proc/self/uid_map /proc/self/gid_map; touch /tmp/f && stat -c %u:%g /tmp/f"]));
