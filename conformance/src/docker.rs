@@ -10,8 +10,7 @@ use crate::rootfs::Rootfs;
 use crate::runtime::{runtime_binary, Invocation, Out};
 use crate::util::{kill_pid, pid_alive};
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -59,23 +58,19 @@ fn docker_cli() -> PathBuf {
 
 impl Dockerd {
     fn start() -> Dockerd {
-        let dir = PathBuf::from(format!("/tmp/bd-{}", std::process::id()));
+        Dockerd::start_with("", &[])
+    }
+
+    /// A second private daemon with extra dockerd flags (e.g. `--userns-remap`), in its own
+    /// dir `/tmp/bd-<pid><tag>`. The caller stops it ([`Dockerd::stop`]).
+    pub fn start_with(tag: &str, extra: &[&str]) -> Dockerd {
+        let dir = PathBuf::from(format!("/tmp/bd-{}{tag}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("cannot create dockerd dir");
         let sock = dir.join("docker.sock");
         let argv_log = dir.join("runtime-argv.log");
         let wrapper = dir.join("berth-wrap");
-        let rt = runtime_binary();
-        fs::write(
-            &wrapper,
-            format!(
-                "#!/bin/sh\n# Records how containerd's shim drives the runtime, then becomes it.\nprintf '%s\\n' \"$*\" >> {log}\nexec {rt} \"$@\"\n",
-                log = argv_log.display(),
-                rt = rt.display()
-            ),
-        )
-        .expect("cannot write runtime wrapper");
-        fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).expect("chmod wrapper");
+        crate::util::write_argv_recording_wrapper(&wrapper, &argv_log, &runtime_binary());
         fs::write(dir.join("daemon.json"), "{}\n").expect("cannot write daemon.json");
         let log = fs::File::create(dir.join("dockerd.log")).expect("cannot create dockerd.log");
         let child = Command::new("dockerd")
@@ -87,6 +82,7 @@ impl Dockerd {
             .args(["--bridge=none", "--iptables=false", "--ip-masq=false", "--ip-forward=false", "--ip6tables=false"])
             .args(["--userland-proxy=false", "--log-level=info"])
             .arg("--add-runtime").arg(format!("berth={}", wrapper.display()))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)
@@ -136,11 +132,31 @@ impl Dockerd {
     /// `docker run --rm --runtime berth --network none <opts> IMAGE <cmd>` (with Docker's
     /// default seccomp profile).
     pub fn run(&self, opts: &[&str], cmd: &[&str]) -> Out {
-        let mut a = vec!["run", "--rm", "--runtime", "berth", "--network", "none"];
+        self.run_on("berth", opts, cmd)
+    }
+
+    /// [`Dockerd::run`] on `runtime`: "berth", or "runc" (dockerd's default) for the
+    /// side-by-side comparison.
+    pub fn run_on(&self, runtime: &str, opts: &[&str], cmd: &[&str]) -> Out {
+        self.docker(&Self::run_args(&["run", "--rm"], runtime, opts, cmd))
+    }
+
+    /// `docker run -d` on `runtime` with the same defaults as [`Dockerd::run`]; returns the id.
+    pub fn run_detached_on(&self, runtime: &str, opts: &[&str], cmd: &[&str]) -> String {
+        let out = self.docker(&Self::run_args(&["run", "-d"], runtime, opts, cmd));
+        out.expect_ok("docker run -d");
+        out.stdout.trim().to_string()
+    }
+
+    /// The arguments of `docker <verb...> --runtime <runtime> --network none <opts> IMAGE
+    /// <cmd>` (with Docker's default seccomp profile).
+    pub fn run_args<'a>(verb: &[&'a str], runtime: &'a str, opts: &[&'a str], cmd: &[&'a str]) -> Vec<&'a str> {
+        let mut a = verb.to_vec();
+        a.extend_from_slice(&["--runtime", runtime, "--network", "none"]);
         a.extend_from_slice(opts);
         a.push(IMAGE);
         a.extend_from_slice(cmd);
-        self.docker(&a)
+        a
     }
 
     /// The full command line of `docker <args>` against this daemon, for callers that run
@@ -178,21 +194,7 @@ impl Dockerd {
             kill_pid(pid, libc::SIGKILL);
         }
         let _ = poll_until_quiet(&dir_s);
-        let mut mps: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-            .filter(|mp| Path::new(mp).starts_with(&self.dir))
-            .collect();
-        mps.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for mp in mps {
-            if let Ok(c) = std::ffi::CString::new(mp) {
-                // SAFETY: umount2 with a valid C string.
-                unsafe {
-                    libc::umount2(c.as_ptr(), libc::MNT_DETACH);
-                }
-            }
-        }
+        crate::util::unmount_all_under(&self.dir);
         if std::env::var_os("BERTH_KEEP_DOCKER_ARGV").is_some() {
             let _ = fs::copy(&self.argv_log, "/tmp/berth-docker-runtime-argv.log");
         }

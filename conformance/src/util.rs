@@ -104,3 +104,38 @@ pub fn status_field(status: &str, key: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// Writes an executable `wrapper` that appends its arguments as one line to `log`, then
+/// becomes `target`: how a client (containerd's shim, conmon) drives a runtime, recorded.
+pub fn write_argv_recording_wrapper(wrapper: &Path, log: &Path, target: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(
+        wrapper,
+        format!(
+            "#!/bin/sh\n# Records how the client drives the runtime, then becomes it.\nprintf '%s\\n' \"$*\" >> {}\nexec {} \"$@\"\n",
+            log.display(),
+            target.display()
+        ),
+    )
+    .expect("cannot write runtime wrapper");
+    std::fs::set_permissions(wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod wrapper");
+}
+
+/// Lazily unmounts every mount at or below `dir`, deepest first (a daemon's leftovers).
+pub fn unmount_all_under(dir: &Path) {
+    let mut mps: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|mp| Path::new(mp).starts_with(dir))
+        .collect();
+    mps.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for mp in mps {
+        if let Ok(c) = std::ffi::CString::new(mp) {
+            // SAFETY: umount2 with a valid C string.
+            unsafe {
+                libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+            }
+        }
+    }
+}

@@ -313,3 +313,344 @@ fn docker_cpus_and_pids_limit_reach_the_cgroup() {
     assert!(out.stderr.contains("can't fork"), "forks beyond the limit succeeded: {out}");
     assert_eq!(out.code, 2, "{out}");
 }
+
+// ---- Every `docker run` option a user reaches for, each checked on berth and on runc
+// (dockerd's default runtime) with the same assertions, so a difference is berth's.
+
+const RUNTIMES: [&str; 2] = ["berth", "runc"];
+
+/// `docker run --rm` on `rt`, asserting success; returns stdout.
+fn run_ok(rt: &str, opts: &[&str], cmd: &[&str]) -> String {
+    let out = dockerd().run_on(rt, opts, cmd);
+    assert!(out.ok(), "[{rt}] docker run {opts:?} {cmd:?}: {out}");
+    out.stdout
+}
+
+fn effective_caps(status_line: &str) -> u64 {
+    u64::from_str_radix(status_line.trim().rsplit('\t').next().unwrap_or(""), 16).unwrap_or_else(|_| panic!("bad CapEff line {status_line:?}"))
+}
+
+fn host_status_line(key: &str) -> String {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    status.lines().find(|l| l.starts_with(&format!("{key}:"))).unwrap_or_default().to_string()
+}
+
+fn host_cap_last() -> u64 {
+    fs::read_to_string("/proc/sys/kernel/cap_last_cap").unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn docker_logs_json_file_keeps_stdout_and_stderr() {
+    let d = dockerd();
+    for rt in RUNTIMES {
+        let id = d.run_detached_on(rt, &["--log-driver", "json-file"], &["sh", "-c", "echo to-out; echo to-err >&2"]);
+        assert_eq!(ok(&d.docker(&["wait", &id])).trim(), "0", "[{rt}]");
+        let logs = d.docker(&["logs", &id]);
+        assert_eq!((logs.stdout.as_str(), logs.stderr.as_str()), ("to-out\n", "to-err\n"), "[{rt}] {logs}");
+        let file = inspect(&id, "{{.LogPath}}");
+        let json = fs::read_to_string(&file).unwrap_or_else(|e| panic!("[{rt}] {file}: {e}"));
+        assert!(json.contains(r#""log":"to-out\n","stream":"stdout""#), "[{rt}] {json}");
+        assert!(json.contains(r#""log":"to-err\n","stream":"stderr""#), "[{rt}] {json}");
+        d.docker(&["rm", &id]).expect_ok("docker rm");
+    }
+}
+
+/// Runs `docker <args>` under script(1), so the CLI has a terminal as a person's would;
+/// `input` is typed into that terminal.
+fn docker_in_pty(args: &[&str], input: &[u8]) -> Out {
+    let quote = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
+    let cmd = dockerd().docker_argv(args).iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ");
+    conformance::runtime::Invocation::new(std::path::Path::new("script"))
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(input)
+        .timeout(Duration::from_secs(120))
+        .run()
+}
+
+fn pty_text(out: &Out) -> String {
+    out.stdout.replace(['\r', '\0'], "").replace("^@", "")
+}
+
+#[test]
+fn docker_run_it_and_attach_through_a_pty() {
+    let d = dockerd();
+    for rt in RUNTIMES {
+        let args = conformance::docker::Dockerd::run_args(&["run", "--rm", "-it"], rt, &[], &["sh", "-c", "tty; read line; echo got-$line; exit 4"]);
+        let out = docker_in_pty(&args, b"typed\n");
+        let text = pty_text(&out);
+        assert_eq!(out.code, 4, "[{rt}] {out}");
+        assert!(text.lines().any(|l| l.starts_with("/dev/pts/")), "[{rt}] {text:?}");
+        assert!(text.contains("got-typed"), "[{rt}] {text:?}");
+
+        // attach to a detached -it container: what is typed reaches it, its output comes back.
+        let id = d.run_detached_on(rt, &["-it"], &["sh", "-c", "read line; echo attached-$line; exit 5"]);
+        let out = docker_in_pty(&["attach", &id], b"hello\n");
+        assert!(pty_text(&out).contains("attached-hello"), "[{rt}] {out}");
+        assert_eq!(ok(&d.docker(&["wait", &id])).trim(), "5", "[{rt}]");
+        d.docker(&["rm", &id]).expect_ok("docker rm");
+    }
+}
+
+#[test]
+fn docker_cap_add_privileged_and_no_new_privileges() {
+    let all = (1u64 << (host_cap_last() + 1)) - 1;
+    for rt in RUNTIMES {
+        // Without NET_ADMIN, changing a link is refused; with it, it works.
+        let denied = dockerd().run_on(rt, &[], &["ip", "link", "set", "lo", "mtu", "1400"]);
+        assert_ne!(denied.code, 0, "[{rt}] changed a link without NET_ADMIN: {denied}");
+        let out = run_ok(rt, &["--cap-add", "NET_ADMIN"], &["sh", "-c", "ip link set lo mtu 1400 && cat /sys/class/net/lo/mtu"]);
+        assert_eq!(out, "1400\n", "[{rt}]");
+        let out = run_ok(rt, &["--cap-drop", "ALL", "--cap-add", "CHOWN"], &["grep", "CapEff", "/proc/self/status"]);
+        assert_eq!(effective_caps(&out), 1, "[{rt}] {out}");
+
+        // --privileged: every capability, the host's devices, /sys writable. Docker asks for
+        // every capability the kernel knows; where the runtime itself lacks one (this VM's
+        // root has no CAP_SYS_RESOURCE), capset must fail for runc and berth alike.
+        let priv_cmd = ["sh", "-c", "grep CapEff /proc/self/status; ls /dev/kmsg /dev/mem; grep ' /sys ' /proc/mounts"];
+        if effective_caps(&host_status_line("CapBnd")) == all {
+            let out = run_ok(rt, &["--privileged"], &priv_cmd);
+            let mut l = out.lines();
+            assert_eq!(effective_caps(l.next().unwrap()), all, "[{rt}] {out}");
+            assert!(out.contains("/dev/kmsg") && out.contains("/dev/mem"), "[{rt}] {out}");
+            assert!(out.lines().any(|l| l.starts_with("sysfs /sys sysfs rw")), "[{rt}] {out}");
+        } else {
+            let out = dockerd().run_on(rt, &["--privileged"], &priv_cmd);
+            assert_eq!(out.code, 125, "[{rt}] {out}");
+            assert!(out.stderr.contains("caps") || out.stderr.contains("capset"), "[{rt}] {out}");
+        }
+        let out = run_ok(rt, &[], &["sh", "-c", "ls /dev/mem 2>/dev/null; grep ' /sys ' /proc/mounts"]);
+        assert!(out.starts_with("sysfs /sys sysfs ro"), "[{rt}] unprivileged: {out}");
+
+        let out = run_ok(rt, &["--security-opt", "no-new-privileges"], &["grep", "NoNewPrivs", "/proc/self/status"]);
+        assert_eq!(out, "NoNewPrivs:\t1\n", "[{rt}]");
+        let out = run_ok(rt, &[], &["grep", "NoNewPrivs", "/proc/self/status"]);
+        assert_eq!(out, "NoNewPrivs:\t0\n", "[{rt}]");
+    }
+}
+
+#[test]
+fn docker_init_runs_docker_init_as_pid_1() {
+    for rt in RUNTIMES {
+        let out = run_ok(rt, &["--init"], &["sh", "-c", "cat /proc/1/comm; cat /proc/$$/stat | cut -d' ' -f4"]);
+        assert_eq!(out, "docker-init\n1\n", "[{rt}] the command is not the child of docker-init");
+        // tini forwards the exit status.
+        assert_eq!(dockerd().run_on(rt, &["--init"], &["sh", "-c", "exit 9"]).code, 9, "[{rt}]");
+    }
+}
+
+#[test]
+fn docker_restart_policies() {
+    let d = dockerd();
+    for rt in RUNTIMES {
+        let id = d.run_detached_on(rt, &["--restart", "on-failure:2"], &["sh", "-c", "echo run; exit 3"]);
+        poll_until("two restarts then stop", Duration::from_secs(60), || {
+            (inspect(&id, "{{.RestartCount}} {{.State.Status}}") == "2 exited").then_some(())
+        });
+        assert_eq!(inspect(&id, "{{.State.ExitCode}}"), "3", "[{rt}]");
+        assert_eq!(d.docker(&["logs", &id]).stdout, "run\nrun\nrun\n", "[{rt}]");
+        d.docker(&["rm", &id]).expect_ok("docker rm");
+
+        // always: an exiting command comes back; docker stop ends it for good.
+        let id = d.run_detached_on(rt, &["--restart", "always"], &["sh", "-c", "sleep 0.3; exit 1"]);
+        poll_until("a restart", Duration::from_secs(60), || (inspect(&id, "{{.RestartCount}}") != "0").then_some(()));
+        d.docker(&["stop", "-t", "1", &id]).expect_ok("docker stop");
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(inspect(&id, "{{.State.Running}}"), "false", "[{rt}] restarted after docker stop");
+        d.docker(&["rm", &id]).expect_ok("docker rm");
+        assert!(cgroup_dirs_containing(&id).is_empty(), "[{rt}] cgroup of {id} left behind");
+    }
+}
+
+#[test]
+fn docker_wait_rm_force_and_run_rm() {
+    let d = dockerd();
+    for rt in RUNTIMES {
+        for code in ["0", "7", "255"] {
+            let id = d.run_detached_on(rt, &[], &["sh", "-c", &format!("exit {code}")]);
+            assert_eq!(ok(&d.docker(&["wait", &id])).trim(), code, "[{rt}]");
+            d.docker(&["rm", &id]).expect_ok("docker rm");
+        }
+        let id = d.run_detached_on(rt, &[], &["sleep", "1000"]);
+        d.docker(&["kill", &id]).expect_ok("docker kill");
+        assert_eq!(ok(&d.docker(&["wait", &id])).trim(), "137", "[{rt}] killed by SIGKILL");
+        d.docker(&["rm", &id]).expect_ok("docker rm");
+
+        let running = d.run_detached_on(rt, &[], &["sleep", "1000"]);
+        let paused = d.run_detached_on(rt, &[], &["sleep", "1000"]);
+        d.docker(&["pause", &paused]).expect_ok("docker pause");
+        for id in [&running, &paused] {
+            d.docker(&["rm", "-f", id]).expect_ok("docker rm -f");
+            assert_ne!(d.docker(&["inspect", id]).code, 0, "[{rt}] {id} still known");
+            assert!(cgroup_dirs_containing(id).is_empty(), "[{rt}] cgroup of {id} left behind");
+            assert!(conformance::leak::processes_mentioning(&[id.as_str()]).is_empty(), "[{rt}] processes of {id} left behind");
+        }
+
+        let name = format!("rm-{rt}-{}", std::process::id());
+        assert_eq!(run_ok(rt, &["--name", &name], &["echo", "x"]), "x\n");
+        assert_ne!(d.docker(&["inspect", &name]).code, 0, "[{rt}] --rm left {name}");
+    }
+}
+
+#[test]
+fn docker_user_group_add_ulimit_shm_size() {
+    for rt in RUNTIMES {
+        assert_eq!(run_ok(rt, &["--user", "1000:1000", "--group-add", "5", "--group-add", "65534"], &["id", "-G"]), "1000 5 65534\n", "[{rt}]");
+        // Lowering is what root without CAP_SYS_RESOURCE on this host can do.
+        let out = run_ok(rt, &["--ulimit", "nofile=100:200"], &["sh", "-c", "ulimit -n; ulimit -Hn"]);
+        assert_eq!(out, "100\n200\n", "[{rt}]");
+        let out = run_ok(rt, &["--shm-size", "32m"], &["grep", " /dev/shm ", "/proc/mounts"]);
+        assert!(out.contains("size=32768k"), "[{rt}] {out}");
+        let out = run_ok(rt, &["--tmpfs", "/run/t:rw,noexec,size=64k"], &["grep", " /run/t ", "/proc/mounts"]);
+        assert!(out.contains("noexec") && out.contains("size=64k"), "[{rt}] {out}");
+    }
+}
+
+#[test]
+fn docker_named_volume_survives_containers() {
+    let d = dockerd();
+    for rt in RUNTIMES {
+        let vol = format!("vol-{rt}-{}", std::process::id());
+        let spec = format!("{vol}:/data");
+        run_ok(rt, &["-v", &spec], &["sh", "-c", "echo kept > /data/f"]);
+        assert_eq!(run_ok(rt, &["-v", &spec], &["cat", "/data/f"]), "kept\n", "[{rt}]");
+        d.docker(&["volume", "rm", &vol]).expect_ok("docker volume rm");
+    }
+}
+
+#[test]
+fn docker_namespaces_network_none_and_host_sharing() {
+    let host_ns = |ns: &str| fs::read_link(format!("/proc/self/ns/{ns}")).unwrap().to_string_lossy().into_owned();
+    let host_name = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    for rt in RUNTIMES {
+        let out = run_ok(rt, &[], &["sh", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"]);
+        assert_eq!(out, "lo\n", "[{rt}] --network none has only lo");
+        let out = run_ok(rt, &["--pid", "host"], &["cat", "/proc/1/comm"]);
+        assert_eq!(out, fs::read_to_string("/proc/1/comm").unwrap(), "[{rt}] --pid host");
+        assert_eq!(run_ok(rt, &["--ipc", "host"], &["readlink", "/proc/self/ns/ipc"]).trim(), host_ns("ipc"), "[{rt}]");
+        assert_ne!(run_ok(rt, &[], &["readlink", "/proc/self/ns/ipc"]).trim(), host_ns("ipc"), "[{rt}]");
+        assert_eq!(run_ok(rt, &["--uts", "host"], &["hostname"]), host_name, "[{rt}] --uts host");
+        let out = run_ok(rt, &["--sysctl", "net.ipv4.ip_forward=1"], &["cat", "/proc/sys/net/ipv4/ip_forward"]);
+        assert_eq!(out, "1\n", "[{rt}]");
+    }
+}
+
+#[test]
+fn docker_device_and_cgroup_options() {
+    let d = dockerd();
+    for rt in RUNTIMES {
+        let out = run_ok(rt, &["--device", "/dev/null:/dev/xnull"], &["sh", "-c", "stat -c '%t:%T' /dev/xnull; echo x > /dev/xnull && echo wrote"]);
+        assert_eq!(out, "1:3\nwrote\n", "[{rt}]");
+
+        let id = d.run_detached_on(
+            rt,
+            &["--memory", "64m", "--memory-swap", "128m", "--oom-kill-disable", "--cpuset-cpus", "0", "--cpu-shares", "256"],
+            &["sleep", "1000"],
+        );
+        assert_eq!(docker_cgroup_file(&id, "memory", "memory.limit_in_bytes"), (64u64 << 20).to_string(), "[{rt}]");
+        if std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists() {
+            assert_eq!(docker_cgroup_file(&id, "memory", "memory.memsw.limit_in_bytes"), (128u64 << 20).to_string(), "[{rt}]");
+        }
+        assert!(docker_cgroup_file(&id, "memory", "memory.oom_control").contains("oom_kill_disable 1"), "[{rt}]");
+        assert_eq!(docker_cgroup_file(&id, "cpuset", "cpuset.cpus"), "0", "[{rt}]");
+        assert_eq!(docker_cgroup_file(&id, "cpu", "cpu.shares"), "256", "[{rt}]");
+        d.docker(&["rm", "-f", &id]).expect_ok("docker rm -f");
+
+        // Without a blkio weight file (no CFQ/BFQ scheduler) dockerd drops the weight with a
+        // warning before any runtime sees it.
+        let out = d.run_on(rt, &["--blkio-weight", "300"], &["cat", "/sys/fs/cgroup/blkio/blkio.weight"]);
+        if std::path::Path::new("/sys/fs/cgroup/blkio/blkio.weight").exists() {
+            assert_eq!((out.code, out.stdout.as_str()), (0, "300\n"), "[{rt}] {out}");
+        } else {
+            assert!(out.stderr.contains("Weight discarded"), "[{rt}] {out}");
+        }
+    }
+}
+
+#[test]
+fn docker_health_check_runs_through_exec() {
+    let d = dockerd();
+    for rt in RUNTIMES {
+        let id = d.run_detached_on(
+            rt,
+            &["--health-cmd", "test -f /tmp/ok", "--health-interval", "1s", "--health-retries", "1"],
+            &["sh", "-c", "sleep 2; touch /tmp/ok; sleep 1000"],
+        );
+        poll_until("healthy", Duration::from_secs(60), || (inspect(&id, "{{.State.Health.Status}}") == "healthy").then_some(()));
+        d.docker(&["exec", &id, "rm", "/tmp/ok"]).expect_ok("docker exec rm");
+        poll_until("unhealthy", Duration::from_secs(60), || (inspect(&id, "{{.State.Health.Status}}") == "unhealthy").then_some(()));
+        d.docker(&["rm", "-f", &id]).expect_ok("docker rm -f");
+    }
+}
+
+/// Undoes what `dockerd --userns-remap=default` adds to the host: the `dockremap` user and
+/// group and their /etc/subuid and /etc/subgid ranges, when they were not there before.
+struct RemapUserCleanup {
+    user_existed: bool,
+    subuid: String,
+    subgid: String,
+}
+
+impl RemapUserCleanup {
+    fn take() -> RemapUserCleanup {
+        RemapUserCleanup {
+            user_existed: conformance::sh("getent passwd dockremap").0 == 0,
+            subuid: fs::read_to_string("/etc/subuid").unwrap_or_default(),
+            subgid: fs::read_to_string("/etc/subgid").unwrap_or_default(),
+        }
+    }
+}
+
+impl Drop for RemapUserCleanup {
+    fn drop(&mut self) {
+        if !self.user_existed {
+            let _ = conformance::sh("userdel dockremap 2>/dev/null; groupdel dockremap 2>/dev/null; true");
+        }
+        for (path, before) in [("/etc/subuid", &self.subuid), ("/etc/subgid", &self.subgid)] {
+            let now = fs::read_to_string(path).unwrap_or_default();
+            let kept: String = now
+                .lines()
+                .filter(|l| !l.starts_with("dockremap:") || before.lines().any(|b| b == *l))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            if kept != now {
+                let _ = fs::write(path, kept);
+            }
+        }
+    }
+}
+
+/// `dockerd --userns-remap=default` on a second private daemon: containers run in a user
+/// namespace whose root is the first subordinate uid of `dockremap`.
+#[test]
+fn docker_userns_remap_runs_containers_as_subordinate_ids() {
+    let _users = RemapUserCleanup::take();
+    let d = conformance::docker::Dockerd::start_with("u", &["--userns-remap=default"]);
+    struct Stop<'a>(&'a conformance::docker::Dockerd);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.stop();
+        }
+    }
+    let _stop = Stop(&d);
+    let subuid = fs::read_to_string("/etc/subuid").unwrap();
+    let start: u64 = subuid
+        .lines()
+        .find_map(|l| l.strip_prefix("dockremap:"))
+        .and_then(|r| r.split(':').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("dockerd added no dockremap range: {subuid}"));
+    for rt in RUNTIMES {
+        let out = d.run_on(rt, &[], &["sh", "-c", "id -u; cat /proc/self/uid_map; touch /root-owned && stat -c %u /root-owned"]);
+        assert!(out.ok(), "[{rt}] {out}");
+        let words: Vec<&str> = out.stdout.split_whitespace().collect();
+        assert_eq!(words, ["0", "0", &start.to_string(), "65536", "0"], "[{rt}] {out}");
+
+        let id = d.run_detached_on(rt, &[], &["sleep", "1000"]);
+        let pid = ok(&d.docker(&["inspect", "--format", "{{.State.Pid}}", &id])).trim().to_string();
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let uid = conformance::util::status_field(&status, "Uid");
+        assert_eq!(uid.split_whitespace().next(), Some(start.to_string().as_str()), "[{rt}] host uid of the container's root: {uid}");
+        d.docker(&["rm", "-f", &id]).expect_ok("docker rm -f");
+        assert!(cgroup_dirs_containing(&id).is_empty(), "[{rt}] cgroup of {id} left behind");
+    }
+}
