@@ -287,7 +287,7 @@ fn docker_exec_it_through_a_pty() {
     assert!(out.ok(), "{out}");
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.first().is_some_and(|l| l.starts_with("/dev/pts/")), "{text:?}");
-    assert!(lines.iter().any(|l| *l == "done"), "{text:?}");
+    assert!(lines.contains(&"done"), "{text:?}");
     assert!(d.runtime_argv().lines().any(|l| l.contains("exec") && l.contains("--console-socket")), "exec -t used a console socket");
     d.docker(&["rm", "-f", &id]).expect_ok("docker rm -f");
 }

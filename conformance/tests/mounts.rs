@@ -8,8 +8,7 @@ use std::fs;
 fn mount_line<'a>(mounts: &'a str, dest: &str) -> &'a str {
     mounts
         .lines()
-        .filter(|l| l.split(' ').nth(1) == Some(dest))
-        .last()
+        .rfind(|l| l.split(' ').nth(1) == Some(dest))
         .unwrap_or_else(|| panic!("{dest} not mounted:\n{mounts}"))
 }
 
