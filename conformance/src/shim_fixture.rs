@@ -12,7 +12,7 @@ use std::{
 pub use crate::containerd::Containerd;
 use crate::{
     containerd::{FixtureError, Options},
-    image::{busybox_layer, sha256_hex, write_oci_archive},
+    image::{busybox_layer, sha256_hex, write_oci_archive, ImageError},
 };
 
 pub const IMAGE: &str = "docker.io/library/berth-busybox:latest";
@@ -59,16 +59,21 @@ pub fn shim_containerd() -> Result<Containerd, Box<dyn std::error::Error>> {
         env: vec![("BERTH_RUNTIME".into(), runtime_binary())],
         ..Default::default()
     })?;
-    // busybox_layer plus the applets only the shim tests run.
+    write_image(&image_archive(&cd))?;
+    use_namespace(&cd, "default")?;
+    Ok(cd)
+}
+
+/// The shim tests' image (`IMAGE`, also run by containerd in the cgroup v2 guest): busybox_layer
+/// plus the applets only these tests run, as an OCI archive at `out`.
+pub fn write_image(out: &Path) -> Result<(), ImageError> {
     let mut layer = busybox_layer()?;
     for applet in [
-        "echo", "false", "ps", "dd", "kill", "seq", "tty", "stty", "grep", "yes",
+        "echo", "false", "ps", "dd", "kill", "seq", "tty", "stty", "grep", "yes", "tail",
     ] {
         layer = layer.symlink(&format!("bin/{applet}"), "busybox");
     }
-    write_oci_archive(&image_archive(&cd), IMAGE, &[layer], &["sh"])?;
-    use_namespace(&cd, "default")?;
-    Ok(cd)
+    write_oci_archive(out, IMAGE, &[layer], &["sh"])
 }
 
 /// Imports the shim tests' image into another namespace.
