@@ -731,7 +731,7 @@ test_containerd_shim_metrics_and_oom_on_cgroup_v2() {
 	[ -z "$shims" ] || p="$p shims-left=[$shims]"
 	kill "$cpid"
 	wait "$cpid"
-	table=$(grep -E '^(pids|memory\.usage|memory\.usage_limit|cpu\.usage_usec) ' "$C/metrics" | tr -s ' ' | tr '\n' ';')
+	table=$(grep -E '^(pids\.current|memory\.usage|memory\.usage_limit|cpu\.usage_usec) ' "$C/metrics" | tr -s ' ' | tr '\n' ';')
 	oomev=$(grep '/tasks/oom' "$C/events" | cut -c1-120)
 	[ -z "$p" ] || p="$p log=[$(tail -n 5 "$C/log" | cut -c1-200)] out=[$(cat "$C/m.log" "$C/o.log" "$C/metrics" | head -n 20)]"
 	verdict containerd_shim_metrics_and_oom_on_cgroup_v2 "$p" "metrics=[$table] oom-exit=$orc events=[$oomev]"
