@@ -663,6 +663,80 @@ test_userns_cgroup_is_delegated_to_the_container_root() {
 	verdict userns_cgroup_is_delegated_to_the_container_root "$p" "rc=$rc out=[$out]"
 }
 
+# containerd (Debian's, private config and root under /tmp/ctd), containerd-shim-berth-v2 and
+# berth: the shim's Stats gives io.containerd.cgroups.v2.Metrics (ctr prints the v2 table) and
+# a container over its --memory-limit gives a TaskOOM (/tasks/oom in `ctr events`) and 137.
+# The image is the host-built busybox archive /ctd/busybox-oci.tar (native snapshotter: overlay
+# is a module of the guest kernel).
+test_containerd_shim_metrics_and_oom_on_cgroup_v2() {
+	p=""
+	C=/tmp/ctd
+	mkdir -p "$C"
+	cat >"$C/config.toml" <<-EOF
+	version = 2
+	root = "$C/root"
+	state = "$C/state"
+	disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+	[grpc]
+	  address = "$C/c.sock"
+	[ttrpc]
+	  address = "$C/c.sock.ttrpc"
+	EOF
+	PATH=/bin:/usr/bin BERTH_RUNTIME=/bin/berth /usr/bin/containerd --config "$C/config.toml" >"$C/log" 2>&1 &
+	cpid=$!
+	ctr() { timeout 120 /usr/bin/ctr -a "$C/c.sock" -n v2 "$@"; }
+	i=0
+	until ctr version >/dev/null 2>&1 || [ $i -ge 600 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	ctr version >/dev/null 2>&1 || p="$p containerd-not-up"
+	ctr images import --snapshotter native /ctd/busybox-oci.tar >"$C/import.log" 2>&1 || p="$p import-failed"
+	img=docker.io/library/berth-busybox:latest
+	rt="--snapshotter native --runtime io.containerd.berth.v2"
+	ctr run -d $rt --memory-limit 33554432 "$img" m sleep 1000 >"$C/m.log" 2>&1 || p="$p run-failed"
+	i=0
+	until ctr task ls | grep -q '^m .*RUNNING' || [ $i -ge 200 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	ctr task metrics m >"$C/metrics" 2>&1 || p="$p metrics-failed"
+	grep -Eq '^pids\.current +1 *$' "$C/metrics" || p="$p no-pids.current-1"
+	grep -Eq '^memory\.usage_limit +33554432 *$' "$C/metrics" || p="$p no-memory.usage_limit"
+	grep -Eq '^memory\.usage +[1-9][0-9]* *$' "$C/metrics" || p="$p no-memory.usage"
+	grep -Eq '^cpu\.usage_usec +[0-9]+ *$' "$C/metrics" || p="$p no-cpu.usage_usec"
+	ctr events >"$C/events" 2>&1 &
+	epid=$!
+	sleep 1
+	ctr run --rm $rt --memory-limit 16777216 "$img" o tail /dev/zero >"$C/o.log" 2>&1
+	orc=$?
+	[ "$orc" = 137 ] || p="$p oom-exit=$orc(want-137)"
+	i=0
+	until grep -q '/tasks/oom.*"o"' "$C/events" || [ $i -ge 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	grep -q '/tasks/oom.*"o"' "$C/events" || p="$p no-TaskOOM"
+	kill "$epid" 2>/dev/null
+	wait "$epid" 2>/dev/null
+	ctr task kill -s KILL m >/dev/null 2>&1
+	i=0
+	until ctr task ls | grep -q '^m .*STOPPED' || [ $i -ge 200 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	ctr task rm m >/dev/null 2>&1 || p="$p task-rm-failed"
+	ctr container rm m >/dev/null 2>&1 || p="$p container-rm-failed"
+	shims=$(ps -o pid,args | grep containerd-shim-berth | grep -v grep | tr '\n' ' ')
+	[ -z "$shims" ] || p="$p shims-left=[$shims]"
+	kill "$cpid"
+	wait "$cpid"
+	table=$(grep -E '^(pids\.current|memory\.usage|memory\.usage_limit|cpu\.usage_usec) ' "$C/metrics" | tr -s ' ' | tr '\n' ';')
+	oomev=$(grep '/tasks/oom' "$C/events" | cut -c1-120)
+	[ -z "$p" ] || p="$p log=[$(tail -n 5 "$C/log" | cut -c1-200)] out=[$(cat "$C/m.log" "$C/o.log" "$C/metrics" | head -n 20)]"
+	verdict containerd_shim_metrics_and_oom_on_cgroup_v2 "$p" "metrics=[$table] oom-exit=$orc events=[$oomev]"
+}
+
 run_all_tests() {
 	# The parent exists before the first container so every test sees the
 	# same layout; berth enables the controllers down to each leaf.
@@ -698,6 +772,7 @@ run_all_tests() {
 		restore_continues_count_with_same_pids \
 		restore_foreground_waits_and_cleans_up \
 		restore_failure_leaves_nothing \
+		containerd_shim_metrics_and_oom_on_cgroup_v2 \
 		no_leaks; do
 		# berth.tests=a,b on the kernel command line (BERTH_QEMU_TESTS) runs only those.
 		only=$(tr ' ' '\n' </proc/cmdline | sed -n 's/^berth\.tests=//p')

@@ -1,8 +1,11 @@
 //! A private containerd 1.6 for tests: its own root, state, gRPC and ttrpc
 //! sockets, the CRI plugin disabled so it starts fast, proxy snapshotters
-//! configured; and a berth-snapshotter process for it to talk to. Both are
-//! stopped by PID on drop, and everything they mounted under their
-//! directories is unmounted before the directories are removed.
+//! configured, shims found on a PATH of the test's choosing; and a
+//! berth-snapshotter process for it to talk to. Both are stopped by PID on
+//! drop (with every task and shim containerd left), and everything they
+//! mounted under their directories is unmounted before the directories are
+//! removed. The shim tests, the snapshotter tests and both benches use this
+//! one fixture.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -156,18 +159,40 @@ impl Drop for SnapshotterProcess {
     }
 }
 
+/// What a test's containerd runs with beyond the defaults.
+#[derive(Debug, Default, Clone)]
+pub struct Options<'a> {
+    /// `[proxy_plugins.<name>]` snapshot plugins at these sockets.
+    pub proxies: &'a [(&'a str, &'a Path)],
+    /// Put first on containerd's PATH: where it finds `containerd-shim-<name>-v2`.
+    pub shim_dir: Option<PathBuf>,
+    /// Extra environment for containerd and the shims it starts.
+    pub env: Vec<(String, String)>,
+}
+
 pub struct Containerd {
     pub dir: tempfile::TempDir,
     pub address: PathBuf,
     child: Option<Child>,
     /// Namespaces ctr was used in: their cgroup parents are removed at the end.
     namespaces: std::cell::RefCell<std::collections::BTreeSet<String>>,
+    shim_dir: Option<PathBuf>,
+    env: Vec<(String, String)>,
 }
 
 impl Containerd {
     /// Starts containerd with `proxies` as `[proxy_plugins.<name>]` snapshot
     /// plugins, and waits until `ctr version` answers.
     pub fn start(proxies: &[(&str, &Path)]) -> Result<Self, FixtureError> {
+        Self::start_with(Options {
+            proxies,
+            ..Default::default()
+        })
+    }
+
+    /// Starts containerd as `opts` say, and waits until `ctr version` answers.
+    pub fn start_with(opts: Options<'_>) -> Result<Self, FixtureError> {
+        let proxies = opts.proxies;
         let dir = tempfile::Builder::new()
             .prefix("berth-ctd-")
             .tempdir()
@@ -192,26 +217,45 @@ impl Containerd {
         }
         let cfg_path = d.join("config.toml");
         fs::write(&cfg_path, cfg).map_err(io("writing config.toml"))?;
-        let log = fs::File::create(d.join("containerd.log")).map_err(io("creating log"))?;
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(&cfg_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(io("starting containerd"))?;
         let mut c = Containerd {
             dir,
             address,
-            child: Some(child),
+            child: None,
             namespaces: Default::default(),
+            shim_dir: opts.shim_dir,
+            env: opts.env,
         };
-        for _ in 0..500 {
+        c.spawn()?;
+        Ok(c)
+    }
+
+    /// Starts the containerd process on the existing config and state (first start, or a
+    /// restart after `kill9`), appending to its log.
+    fn spawn(&mut self) -> Result<(), FixtureError> {
+        let d = self.dir.path();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("containerd.log"))
+            .map_err(io("opening containerd.log"))?;
+        let mut cmd = Command::new("containerd");
+        cmd.arg("--config")
+            .arg(d.join("config.toml"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(io("containerd.log"))?)
+            .stderr(log);
+        if let Some(shims) = &self.shim_dir {
+            let path = std::env::var("PATH").unwrap_or_default();
+            cmd.env("PATH", format!("{}:{path}", shims.display()));
+        }
+        self.child = Some(cmd.spawn().map_err(io("starting containerd"))?);
+        let c = self;
+        for _ in 0..1500 {
             if c.address.exists() {
                 if let Ok(o) = c.ctr_raw("default", &["version"]) {
                     if o.status.success() {
-                        return Ok(c);
+                        return Ok(());
                     }
                 }
             }
@@ -233,15 +277,21 @@ impl Containerd {
         fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
     }
 
-    pub fn ctr_raw(&self, namespace: &str, args: &[&str]) -> Result<Output, FixtureError> {
+    /// `ctr` against this containerd in `namespace` (remembered for the cleanup).
+    fn ctr_command(&self, namespace: &str, args: &[&str]) -> Command {
         self.namespaces.borrow_mut().insert(namespace.to_string());
-        Command::new("ctr")
-            .arg("--address")
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address")
             .arg(&self.address)
             .arg("--namespace")
             .arg(namespace)
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn ctr_raw(&self, namespace: &str, args: &[&str]) -> Result<Output, FixtureError> {
+        self.ctr_command(namespace, args)
             .output()
             .map_err(io("running ctr"))
     }
@@ -261,6 +311,42 @@ impl Containerd {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
+    }
+
+    /// `ctr` as a child with stdout where the caller wants it (`ctr events`, an attached
+    /// `ctr run`); stderr is piped.
+    pub fn ctr_spawn(
+        &self,
+        namespace: &str,
+        args: &[&str],
+        stdout: Stdio,
+    ) -> Result<Child, FixtureError> {
+        self.ctr_command(namespace, args)
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io("running ctr"))
+    }
+
+    /// `ctr images import` of an OCI archive into `namespace`.
+    pub fn import(&self, namespace: &str, archive: &Path) -> Result<(), FixtureError> {
+        let archive = archive.to_string_lossy();
+        self.ctr(namespace, &["images", "import", &archive])
+            .map(drop)
+    }
+
+    /// Kills containerd with SIGKILL (its shims keep running) and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills containerd with SIGKILL and starts it again on the same state.
+    pub fn restart_after_kill9(&mut self) -> Result<(), FixtureError> {
+        self.kill9();
+        self.spawn()
     }
 }
 

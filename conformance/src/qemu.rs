@@ -24,6 +24,9 @@ const QEMU: &str = "qemu-system-x86_64";
 const BUSYBOX: &str = "/bin/busybox";
 /// Debian's criu, for the checkpoint/restore tests (the host kernel is too new for it).
 const CRIU: &str = "/usr/sbin/criu";
+/// Debian's containerd and ctr, for the shim's cgroup v2 test.
+const CONTAINERD: &str = "/usr/bin/containerd";
+const CTR: &str = "/usr/bin/ctr";
 /// GNU tar: criu archives tmpfs contents with flags busybox's tar lacks.
 const GNU_TAR: &str = "/usr/bin/tar";
 const KERNEL_CMDLINE: &str = "console=ttyS0 cgroup_no_v1=all quiet loglevel=1 panic=-1";
@@ -90,8 +93,10 @@ pub struct GuestConfig {
     pub kernel: PathBuf,
     pub qemu: PathBuf,
     pub busybox: PathBuf,
-    /// Dynamically linked host binaries copied in with their libraries (criu).
+    /// Dynamically linked host binaries copied in with their libraries (criu, containerd, ctr).
     pub host_binaries: Vec<PathBuf>,
+    /// containerd-shim-berth-v2 (static), for the containerd test.
+    pub shim: PathBuf,
     /// Only these guest tests (`BERTH_QEMU_TESTS=a,b`), for iterating on a few; all by default.
     pub only: Option<String>,
     pub timeout: Duration,
@@ -139,6 +144,21 @@ impl GuestConfig {
         if !tar.is_file() {
             return err(format!("{GNU_TAR} not found: install Debian's tar"));
         }
+        let mut host_binaries = vec![criu, tar];
+        for b in [CONTAINERD, CTR] {
+            let b = PathBuf::from(b);
+            if !b.is_file() {
+                return err(format!("{} not found: install Debian's containerd", b.display()));
+            }
+            host_binaries.push(b);
+        }
+        let shim = crate::util::workspace_binary("containerd-shim-berth-v2", "BERTH_SHIM");
+        if !shim.is_file() {
+            return err(format!(
+                "{}: no such file (cargo build --release -p containerd-shim-berth-v2, or set BERTH_SHIM)",
+                shim.display()
+            ));
+        }
         let only = std::env::var("BERTH_QEMU_TESTS").ok().filter(|s| !s.is_empty());
         if let Some(o) = &only {
             if !o.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ',') {
@@ -151,7 +171,7 @@ impl GuestConfig {
             ),
             Err(_) => DEFAULT_TIMEOUT,
         };
-        Ok(GuestConfig { berth, kernel, qemu, busybox, host_binaries: vec![criu, tar], only, timeout })
+        Ok(GuestConfig { berth, kernel, qemu, busybox, host_binaries, shim, only, timeout })
     }
 }
 
@@ -654,6 +674,13 @@ pub fn build_initramfs(cfg: &GuestConfig) -> Result<Vec<u8>> {
     for b in &cfg.host_binaries {
         a.host_binary(b)?;
     }
+    // containerd finds the shim on PATH; the image is the shim tests' busybox archive.
+    a.file("bin/containerd-shim-berth-v2", 0o755, &read(&cfg.shim)?)?;
+    let image_dir = tempfile::tempdir().map_err(|e| QemuError(format!("tempdir: {e}")))?;
+    let image = image_dir.path().join("busybox-oci.tar");
+    crate::shim_fixture::write_image(&image).map_err(|e| QemuError(format!("image: {e}")))?;
+    a.dir("ctd", 0o755)?;
+    a.file("ctd/busybox-oci.tar", 0o644, &read(&image)?)?;
     // /init insmods these in order.
     let modules = kernel_modules(&cfg.kernel, CRIU_MODULES)?;
     let mut load = String::new();

@@ -209,3 +209,10 @@ fn restore_foreground_waits_and_cleans_up() {
 fn restore_failure_leaves_nothing() {
     assert_guest_pass("restore_failure_leaves_nothing");
 }
+
+/// containerd with containerd-shim-berth-v2 on cgroup v2: `ctr task metrics` prints the v2
+/// table (pids, cpu, memory) and an OOM kill gives TaskOOM and 137.
+#[test]
+fn containerd_shim_metrics_and_oom_on_cgroup_v2() {
+    assert_guest_pass("containerd_shim_metrics_and_oom_on_cgroup_v2");
+}

@@ -12,8 +12,8 @@ use std::{
 };
 
 use conformance::shim_fixture::{
-    children_states, container_cgroups, pipe_fds, shim_pids, shim_socket_path, wait_for,
-    Containerd, IMAGE, SHIM_RUNTIME,
+    children_states, container_cgroups, pipe_fds, shim_containerd, shim_pids, shim_socket_path,
+    use_namespace, wait_for, Containerd, IMAGE, SHIM_RUNTIME,
 };
 
 fn text(b: &[u8]) -> String {
@@ -32,7 +32,7 @@ fn run_attached(
     args.extend_from_slice(extra);
     args.extend_from_slice(&[IMAGE, id]);
     args.extend_from_slice(cmd);
-    let out = cd.ctr_in(ns, &args);
+    let out = cd.ctr_raw(ns, &args).expect("ctr");
     (
         out.status.code().unwrap_or(-1),
         text(&out.stdout),
@@ -45,7 +45,7 @@ fn run_detached(cd: &Containerd, ns: &str, id: &str, extra: &[&str], cmd: &[&str
     args.extend_from_slice(extra);
     args.extend_from_slice(&[IMAGE, id]);
     args.extend_from_slice(cmd);
-    let out = cd.ctr_in(ns, &args);
+    let out = cd.ctr_raw(ns, &args).expect("ctr");
     assert!(
         out.status.success(),
         "ctr run -d {id}: {}",
@@ -55,7 +55,7 @@ fn run_detached(cd: &Containerd, ns: &str, id: &str, extra: &[&str], cmd: &[&str
 
 /// (pid, status) of a task from `ctr tasks ls`.
 fn task(cd: &Containerd, ns: &str, id: &str) -> Option<(u32, String)> {
-    let out = cd.ctr_in(ns, &["tasks", "ls"]);
+    let out = cd.ctr_raw(ns, &["tasks", "ls"]).expect("ctr");
     text(&out.stdout).lines().skip(1).find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
         (f.first() == Some(&id)).then(|| (f[1].parse().unwrap_or(0), f[2].to_string()))
@@ -72,10 +72,10 @@ fn wait_status(cd: &Containerd, ns: &str, id: &str, status: &str) -> u32 {
 
 /// Removes a stopped task and its container; returns ctr's stderr (it names a non-zero exit).
 fn remove(cd: &Containerd, ns: &str, id: &str) -> String {
-    let out = cd.ctr_in(ns, &["tasks", "rm", id]);
+    let out = cd.ctr_raw(ns, &["tasks", "rm", id]).expect("ctr");
     let err = text(&out.stderr);
     assert!(out.status.success(), "tasks rm {id}: {err}");
-    let out = cd.ctr_in(ns, &["containers", "rm", id]);
+    let out = cd.ctr_raw(ns, &["containers", "rm", id]).expect("ctr");
     assert!(
         out.status.success(),
         "containers rm {id}: {}",
@@ -91,12 +91,16 @@ struct Events {
 
 impl Events {
     fn start(cd: &Containerd, name: &str) -> Events {
-        let file = cd.dir.join(format!("events-{name}.log"));
+        let file = cd.dir.path().join(format!("events-{name}.log"));
         let f = fs::File::create(&file).expect("events file");
-        let child = cd.ctr_spawn("default", &["events"], Stdio::from(f));
+        let child = cd
+            .ctr_spawn("default", &["events"], Stdio::from(f))
+            .expect("ctr");
         // ctr subscribes asynchronously; a probe event proves the subscription is live.
         wait_for("events subscription", 10, || {
-            let _ = cd.ctr(&["namespaces", "label", "default", "probe=1"]);
+            let _ = cd
+                .ctr_raw("default", &["namespaces", "label", "default", "probe=1"])
+                .expect("ctr");
             fs::read_to_string(&file)
                 .ok()
                 .filter(|s| s.contains("/namespaces/update"))
@@ -160,9 +164,9 @@ fn assert_no_leaks(cd: &Containerd, ns: &str, ids: &[&str]) {
 
 #[test]
 fn shim_runs_busybox_output_and_exit_codes() {
-    let cd = Containerd::start();
+    let cd = shim_containerd().expect("containerd");
     let ev = Events::start(&cd, "run");
-    let pipes = pipe_fds(cd.pid());
+    let pipes = pipe_fds(cd.pid().expect("containerd pid"));
     let (code, out, err) = run_attached(&cd, "default", "out", &[], &["echo", "hello from berth"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "hello from berth");
@@ -195,21 +199,23 @@ fn shim_runs_busybox_output_and_exit_codes() {
     }
     assert_no_leaks(&cd, "default", &["out", "exit1", "exit255"]);
     wait_for("containerd's pipes back at baseline", 10, || {
-        (pipe_fds(cd.pid()) <= pipes).then_some(())
+        (pipe_fds(cd.pid().expect("containerd pid")) <= pipes).then_some(())
     });
 }
 
 #[test]
 fn shim_kill_gives_137_and_exec_sigterm_gives_143() {
-    let cd = Containerd::start();
+    let cd = shim_containerd().expect("containerd");
     let ev = Events::start(&cd, "kill");
     run_detached(&cd, "default", "k", &[], &["sleep", "1000"]);
     let pid = wait_status(&cd, "default", "k", "RUNNING");
-    let mut exec = cd.ctr_spawn(
-        "default",
-        &["tasks", "exec", "--exec-id", "sl", "k", "sleep", "1000"],
-        Stdio::null(),
-    );
+    let mut exec = cd
+        .ctr_spawn(
+            "default",
+            &["tasks", "exec", "--exec-id", "sl", "k", "sleep", "1000"],
+            Stdio::null(),
+        )
+        .expect("ctr");
     // The exec is running once the container's cgroup holds a second process (read on the
     // host: this test is about kill, not about `ps`).
     wait_for("exec running", 30, || {
@@ -221,11 +227,18 @@ fn shim_kill_gives_137_and_exec_sigterm_gives_143() {
             .unwrap_or(0);
         (procs >= 2).then_some(())
     });
-    let out = cd.ctr(&["tasks", "kill", "--exec-id", "sl", "-s", "TERM", "k"]);
+    let out = cd
+        .ctr_raw(
+            "default",
+            &["tasks", "kill", "--exec-id", "sl", "-s", "TERM", "k"],
+        )
+        .expect("ctr");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let st = exec.wait().expect("ctr exec");
     assert_eq!(st.code(), Some(143), "exec killed by SIGTERM");
-    let out = cd.ctr(&["tasks", "kill", "-s", "KILL", "k"]);
+    let out = cd
+        .ctr_raw("default", &["tasks", "kill", "-s", "KILL", "k"])
+        .expect("ctr");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(wait_status(&cd, "default", "k", "STOPPED"), pid);
     let err = remove(&cd, "default", "k");
@@ -245,12 +258,12 @@ fn shim_kill_gives_137_and_exec_sigterm_gives_143() {
 
 #[test]
 fn shim_exec_with_and_without_tty_using_binary_name() {
-    let cd = Containerd::start();
+    let cd = shim_containerd().expect("containerd");
     let ev = Events::start(&cd, "exec");
     // BinaryName through runtime options (runtimeoptions config_path, what ctr can send); it
     // overrides BERTH_RUNTIME; the same binary the rest of the tests use.
     let binary = conformance::shim_fixture::runtime_binary();
-    let cfg = cd.dir.join("berth-runtime.toml");
+    let cfg = cd.dir.path().join("berth-runtime.toml");
     fs::write(&cfg, format!("BinaryName = \"{binary}\"\n")).expect("runtime config");
     let cfg = cfg.to_string_lossy().into_owned();
     run_detached(
@@ -261,23 +274,28 @@ fn shim_exec_with_and_without_tty_using_binary_name() {
         &["sleep", "1000"],
     );
     wait_status(&cd, "default", "ex", "RUNNING");
-    let out = cd.ctr(&[
-        "tasks",
-        "exec",
-        "--exec-id",
-        "plain",
-        "ex",
-        "sh",
-        "-c",
-        "echo exec-out; echo exec-err >&2; exit 4",
-    ]);
+    let out = cd
+        .ctr_raw(
+            "default",
+            &[
+                "tasks",
+                "exec",
+                "--exec-id",
+                "plain",
+                "ex",
+                "sh",
+                "-c",
+                "echo exec-out; echo exec-err >&2; exit 4",
+            ],
+        )
+        .expect("ctr");
     assert_eq!(out.status.code(), Some(4));
     assert_eq!(text(&out.stdout).trim(), "exec-out");
     assert!(text(&out.stderr).contains("exec-err"));
     // ctr wants a terminal for --tty: script(1) provides one.
     let cmd = format!(
         "ctr -a {} tasks exec --tty --exec-id tty ex sh -c 'tty; echo tty-out; exit 5'",
-        cd.address
+        cd.address.display()
     );
     let out = std::process::Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])
@@ -294,7 +312,8 @@ fn shim_exec_with_and_without_tty_using_binary_name() {
         assert_eq!(ev.count("/tasks/exec-added", &needle), 1);
     }
     assert!(cd
-        .ctr(&["tasks", "kill", "-s", "KILL", "ex"])
+        .ctr_raw("default", &["tasks", "kill", "-s", "KILL", "ex"])
+        .expect("ctr")
         .status
         .success());
     wait_status(&cd, "default", "ex", "STOPPED");
@@ -304,7 +323,7 @@ fn shim_exec_with_and_without_tty_using_binary_name() {
 
 #[test]
 fn shim_ps_pause_resume_metrics_kill_all() {
-    let cd = Containerd::start();
+    let cd = shim_containerd().expect("containerd");
     let ev = Events::start(&cd, "ps");
     run_detached(
         &cd,
@@ -314,30 +333,47 @@ fn shim_ps_pause_resume_metrics_kill_all() {
         &["sh", "-c", "sleep 1000 & sleep 1000 & wait"],
     );
     let pid = wait_status(&cd, "default", "p", "RUNNING");
-    let out = cd.ctr(&[
-        "tasks",
-        "exec",
-        "-d",
-        "--exec-id",
-        "bg",
-        "p",
-        "sleep",
-        "1000",
-    ]);
+    let out = cd
+        .ctr_raw(
+            "default",
+            &[
+                "tasks",
+                "exec",
+                "-d",
+                "--exec-id",
+                "bg",
+                "p",
+                "sleep",
+                "1000",
+            ],
+        )
+        .expect("ctr");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let ps = wait_for("4 processes", 30, || {
-        let ps = text(&cd.ctr(&["tasks", "ps", "p"]).stdout);
+        let ps = text(
+            &cd.ctr_raw("default", &["tasks", "ps", "p"])
+                .expect("ctr")
+                .stdout,
+        );
         (ps.lines().count() == 5).then_some(ps)
     });
     assert!(ps.lines().any(|l| l.starts_with(&pid.to_string())), "{ps}");
     assert!(ps.contains("bg"), "exec id shown for the exec's pid: {ps}");
 
-    assert!(cd.ctr(&["tasks", "pause", "p"]).status.success());
+    assert!(cd
+        .ctr_raw("default", &["tasks", "pause", "p"])
+        .expect("ctr")
+        .status
+        .success());
     assert_eq!(
         task(&cd, "default", "p").map(|t| t.1).as_deref(),
         Some("PAUSED")
     );
-    assert!(cd.ctr(&["tasks", "resume", "p"]).status.success());
+    assert!(cd
+        .ctr_raw("default", &["tasks", "resume", "p"])
+        .expect("ctr")
+        .status
+        .success());
     assert_eq!(
         task(&cd, "default", "p").map(|t| t.1).as_deref(),
         Some("RUNNING")
@@ -345,7 +381,11 @@ fn shim_ps_pause_resume_metrics_kill_all() {
     ev.wait_count("/tasks/paused", "\"container_id\":\"p\"", 1);
     ev.wait_count("/tasks/resumed", "\"container_id\":\"p\"", 1);
 
-    let m = text(&cd.ctr(&["tasks", "metrics", "p"]).stdout);
+    let m = text(
+        &cd.ctr_raw("default", &["tasks", "metrics", "p"])
+            .expect("ctr")
+            .stdout,
+    );
     for key in ["memory.usage_in_bytes", "cpuacct.usage", "pids.current"] {
         assert!(m.contains(key), "metrics lack {key}: {m}");
     }
@@ -359,7 +399,8 @@ fn shim_ps_pause_resume_metrics_kill_all() {
     );
 
     assert!(cd
-        .ctr(&["tasks", "kill", "--all", "-s", "KILL", "p"])
+        .ctr_raw("default", &["tasks", "kill", "--all", "-s", "KILL", "p"])
+        .expect("ctr")
         .status
         .success());
     wait_status(&cd, "default", "p", "STOPPED");
@@ -370,7 +411,7 @@ fn shim_ps_pause_resume_metrics_kill_all() {
 
 #[test]
 fn shim_reports_oom_and_137() {
-    let cd = Containerd::start();
+    let cd = shim_containerd().expect("containerd");
     let ev = Events::start(&cd, "oom");
     let (code, _, err) = run_attached(
         &cd,
@@ -387,7 +428,7 @@ fn shim_reports_oom_and_137() {
 
 #[test]
 fn shim_reaps_100_double_forked_children() {
-    let cd = Containerd::start();
+    let cd = shim_containerd().expect("containerd");
     // The container's orphans reparent to its own init (pid namespace); what reaches the shim
     // are inits, execs and the runtime's intermediate processes, all of which must be reaped
     // without being mistaken for the container.
@@ -420,16 +461,21 @@ fn shim_reaps_100_double_forked_children() {
         "orphans' exits are not the container's"
     );
     for i in 0..20 {
-        let out = cd.ctr(&[
-            "tasks",
-            "exec",
-            "--exec-id",
-            &format!("e{i}"),
-            "z",
-            "sh",
-            "-c",
-            "for j in 1 2 3 4 5; do sh -c 'sleep 0.05 &'; done; exit 7",
-        ]);
+        let out = cd
+            .ctr_raw(
+                "default",
+                &[
+                    "tasks",
+                    "exec",
+                    "--exec-id",
+                    &format!("e{i}"),
+                    "z",
+                    "sh",
+                    "-c",
+                    "for j in 1 2 3 4 5; do sh -c 'sleep 0.05 &'; done; exit 7",
+                ],
+            )
+            .expect("ctr");
         assert_eq!(out.status.code(), Some(7));
     }
     wait_for("no zombies under the shim after execs", 5, || {
@@ -440,7 +486,8 @@ fn shim_reaps_100_double_forked_children() {
         (zombies == 0).then_some(())
     });
     assert!(cd
-        .ctr(&["tasks", "kill", "-s", "KILL", "z"])
+        .ctr_raw("default", &["tasks", "kill", "-s", "KILL", "z"])
+        .expect("ctr")
         .status
         .success());
     wait_status(&cd, "default", "z", "STOPPED");
@@ -450,8 +497,8 @@ fn shim_reaps_100_double_forked_children() {
 
 #[test]
 fn shim_survives_containerd_restart() {
-    let mut cd = Containerd::start();
-    let log = cd.dir.join("tick.log");
+    let mut cd = shim_containerd().expect("containerd");
+    let log = cd.dir.path().join("tick.log");
     let uri = format!("file://{}", log.display());
     run_detached(
         &cd,
@@ -470,7 +517,7 @@ fn shim_survives_containerd_restart() {
     wait_for("output while containerd is down", 10, || {
         (fs::read_to_string(&log).unwrap_or_default().lines().count() > before + 2).then_some(())
     });
-    cd.restart_after_kill9();
+    cd.restart_after_kill9().expect("containerd restart");
     assert_eq!(
         task(&cd, "default", "r"),
         Some((pid, "RUNNING".to_string()))
@@ -478,7 +525,7 @@ fn shim_survives_containerd_restart() {
     // The container exits while containerd is down: the real status is reported afterwards.
     cd.kill9();
     nix_kill(pid, libc::SIGKILL);
-    cd.restart_after_kill9();
+    cd.restart_after_kill9().expect("containerd restart");
     wait_status(&cd, "default", "r", "STOPPED");
     let err = remove(&cd, "default", "r");
     assert!(err.contains("137"), "real exit status, not 255: {err}");
@@ -493,7 +540,7 @@ fn nix_kill(pid: u32, sig: i32) {
 
 #[test]
 fn shim_kill9_is_cleaned_up_by_containerd() {
-    let cd = Containerd::start();
+    let cd = shim_containerd().expect("containerd");
     run_detached(&cd, "default", "d", &[], &["sleep", "1000"]);
     let pid = wait_status(&cd, "default", "d", "RUNNING");
     let shims = shim_pids(&cd.address);
@@ -506,18 +553,20 @@ fn shim_kill9_is_cleaned_up_by_containerd() {
     wait_for("container process gone", 30, || {
         (!PathBuf::from(format!("/proc/{pid}")).exists()).then_some(())
     });
-    let out = cd.ctr(&["containers", "rm", "d"]);
+    let out = cd
+        .ctr_raw("default", &["containers", "rm", "d"])
+        .expect("ctr");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_no_leaks(&cd, "default", &["d"]);
 }
 
 #[test]
 fn shim_socket_path_fits_76_char_namespace_and_64_char_id() {
-    let mut cd = Containerd::start();
+    let cd = shim_containerd().expect("containerd");
     let ns = format!("n{}", "s".repeat(75));
     let id = format!("i{}", "d".repeat(63));
     assert_eq!((ns.len(), id.len()), (76, 64));
-    cd.use_namespace(&ns);
+    use_namespace(&cd, &ns).expect("image import");
     let (code, out, err) = run_attached(&cd, &ns, &id, &[], &["echo", "long"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "long");
@@ -526,7 +575,7 @@ fn shim_socket_path_fits_76_char_namespace_and_64_char_id() {
 
 #[test]
 fn shim_socket_is_private_and_oom_score_above_containerd() {
-    let cd = Containerd::start();
+    let cd = shim_containerd().expect("containerd");
     run_detached(&cd, "default", "s", &[], &["sleep", "1000"]);
     wait_status(&cd, "default", "s", "RUNNING");
     let sock = shim_socket_path(&cd.address, "default", "s");
@@ -547,9 +596,13 @@ fn shim_socket_is_private_and_oom_score_above_containerd() {
             .parse()
             .unwrap_or(-9999)
     };
-    assert_eq!(score(shim), (score(cd.pid()) + 1).min(1000));
+    assert_eq!(
+        score(shim),
+        (score(cd.pid().expect("containerd pid")) + 1).min(1000)
+    );
     assert!(cd
-        .ctr(&["tasks", "kill", "-s", "KILL", "s"])
+        .ctr_raw("default", &["tasks", "kill", "-s", "KILL", "s"])
+        .expect("ctr")
         .status
         .success());
     wait_status(&cd, "default", "s", "STOPPED");
@@ -559,7 +612,7 @@ fn shim_socket_is_private_and_oom_score_above_containerd() {
 
 #[test]
 fn shim_one_per_pod_by_sandbox_annotation() {
-    let cd = Containerd::start();
+    let cd = shim_containerd().expect("containerd");
     let ann = "io.kubernetes.cri.sandbox-id=pod1";
     run_detached(
         &cd,
@@ -578,7 +631,8 @@ fn shim_one_per_pod_by_sandbox_annotation() {
     wait_status(&cd, "default", "app", "RUNNING");
     assert_eq!(shim_pids(&cd.address).len(), 1, "one shim for the pod");
     assert!(cd
-        .ctr(&["tasks", "kill", "-s", "KILL", "pod1"])
+        .ctr_raw("default", &["tasks", "kill", "-s", "KILL", "pod1"])
+        .expect("ctr")
         .status
         .success());
     wait_status(&cd, "default", "pod1", "STOPPED");
@@ -593,7 +647,8 @@ fn shim_one_per_pod_by_sandbox_annotation() {
         "shim stays while the pod has containers"
     );
     assert!(cd
-        .ctr(&["tasks", "kill", "-s", "KILL", "app"])
+        .ctr_raw("default", &["tasks", "kill", "-s", "KILL", "app"])
+        .expect("ctr")
         .status
         .success());
     wait_status(&cd, "default", "app", "STOPPED");
@@ -603,7 +658,7 @@ fn shim_one_per_pod_by_sandbox_annotation() {
 
 #[test]
 fn shim_failed_create_leaves_nothing() {
-    let cd = Containerd::start();
+    let cd = shim_containerd().expect("containerd");
     let (code, _, err) = run_attached(&cd, "default", "bad", &[], &["/does/not/exist"]);
     assert_ne!(code, 0);
     assert!(
@@ -614,7 +669,9 @@ fn shim_failed_create_leaves_nothing() {
         task(&cd, "default", "bad").is_none(),
         "no half-created task"
     );
-    let _ = cd.ctr(&["containers", "rm", "bad"]);
+    let _ = cd
+        .ctr_raw("default", &["containers", "rm", "bad"])
+        .expect("ctr");
     assert_no_leaks(&cd, "default", &["bad"]);
 }
 
@@ -632,14 +689,14 @@ fn thread_count(pid: u32) -> usize {
 
 #[test]
 fn shim_fds_and_threads_return_to_baseline_after_execs() {
-    let cd = Containerd::start();
+    let cd = shim_containerd().expect("containerd");
     run_detached(&cd, "default", "fd", &[], &["sleep", "1000"]);
     wait_status(&cd, "default", "fd", "RUNNING");
     let shim = shim_pids(&cd.address)[0];
     let tty_exec = |n: usize| {
         let cmd = format!(
             "ctr -a {} tasks exec --tty --exec-id t{n} fd sh -c 'echo x'",
-            cd.address
+            cd.address.display()
         );
         let out = std::process::Command::new("script")
             .args(["-qec", &cmd, "/dev/null"])
@@ -649,22 +706,29 @@ fn shim_fds_and_threads_return_to_baseline_after_execs() {
         assert!(out.status.success(), "tty exec {n}");
     };
     let exec = |n: usize| {
-        let out = cd.ctr(&[
-            "tasks",
-            "exec",
-            "--exec-id",
-            &format!("p{n}"),
-            "fd",
-            "sh",
-            "-c",
-            "echo x",
-        ]);
+        let out = cd
+            .ctr_raw(
+                "default",
+                &[
+                    "tasks",
+                    "exec",
+                    "--exec-id",
+                    &format!("p{n}"),
+                    "fd",
+                    "sh",
+                    "-c",
+                    "echo x",
+                ],
+            )
+            .expect("ctr");
         assert!(out.status.success(), "exec {n}");
     };
     // Warm-up: the first exec starts the shim's lazily created pieces (thread pool growth).
     exec(0);
     tty_exec(0);
-    let _ = cd.ctr(&["tasks", "metrics", "fd"]);
+    let _ = cd
+        .ctr_raw("default", &["tasks", "metrics", "fd"])
+        .expect("ctr");
     let fds = fd_count(shim);
     let threads = thread_count(shim);
     for n in 1..=30 {
@@ -672,16 +736,25 @@ fn shim_fds_and_threads_return_to_baseline_after_execs() {
         if n % 3 == 0 {
             tty_exec(n);
         }
-        let _ = cd.ctr(&["tasks", "metrics", "fd"]);
-        let _ = cd.ctr(&["tasks", "kill", "-s", "0", "fd"]);
-        let failed = cd.ctr(&[
-            "tasks",
-            "exec",
-            "--exec-id",
-            &format!("missing{n}"),
-            "fd",
-            "/does/not/exist",
-        ]);
+        let _ = cd
+            .ctr_raw("default", &["tasks", "metrics", "fd"])
+            .expect("ctr");
+        let _ = cd
+            .ctr_raw("default", &["tasks", "kill", "-s", "0", "fd"])
+            .expect("ctr");
+        let failed = cd
+            .ctr_raw(
+                "default",
+                &[
+                    "tasks",
+                    "exec",
+                    "--exec-id",
+                    &format!("missing{n}"),
+                    "fd",
+                    "/does/not/exist",
+                ],
+            )
+            .expect("ctr");
         assert!(!failed.status.success());
     }
     wait_for("shim fds back at baseline", 10, || {
@@ -693,7 +766,8 @@ fn shim_fds_and_threads_return_to_baseline_after_execs() {
         (thread_count(shim) <= threads + 1).then_some(())
     });
     assert!(cd
-        .ctr(&["tasks", "kill", "-s", "KILL", "fd"])
+        .ctr_raw("default", &["tasks", "kill", "-s", "KILL", "fd"])
+        .expect("ctr")
         .status
         .success());
     wait_status(&cd, "default", "fd", "STOPPED");
@@ -703,7 +777,7 @@ fn shim_fds_and_threads_return_to_baseline_after_execs() {
 
 #[test]
 fn shim_passes_stdin_and_its_eof() {
-    let cd = Containerd::start();
+    let cd = shim_containerd().expect("containerd");
     run_detached(&cd, "default", "in", &[], &["sleep", "1000"]);
     wait_status(&cd, "default", "in", "RUNNING");
     for (args, id) in [
@@ -725,7 +799,8 @@ fn shim_passes_stdin_and_its_eof() {
         ),
     ] {
         let mut child = std::process::Command::new("ctr")
-            .args(["-a", &cd.address])
+            .arg("-a")
+            .arg(&cd.address)
             .args(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -744,10 +819,77 @@ fn shim_passes_stdin_and_its_eof() {
         assert_eq!(text(&out.stdout), "line one\nline two\n", "{id}");
     }
     assert!(cd
-        .ctr(&["tasks", "kill", "-s", "KILL", "in"])
+        .ctr_raw("default", &["tasks", "kill", "-s", "KILL", "in"])
+        .expect("ctr")
         .status
         .success());
     wait_status(&cd, "default", "in", "STOPPED");
     remove(&cd, "default", "in");
     assert_no_leaks(&cd, "default", &["in", "cat1"]);
+}
+
+/// Names of a process's threads (`/proc/<pid>/task/*/comm`), sorted.
+fn thread_names(pid: u32) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|t| {
+            fs::read_to_string(t.path().join("comm"))
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn shim_pod_threads_do_not_grow_with_its_containers() {
+    let cd = shim_containerd().expect("containerd");
+    let ann = "io.kubernetes.cri.sandbox-id=tpod";
+    let ids = ["tpod", "t1", "t2", "t3", "t4"];
+    run_detached(
+        &cd,
+        "default",
+        ids[0],
+        &["--annotation", ann],
+        &["sleep", "1000"],
+    );
+    wait_status(&cd, "default", ids[0], "RUNNING");
+    let shim = shim_pids(&cd.address)[0];
+    // Idle: containerd's Wait for the task is outstanding, nothing else.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let one = thread_names(shim);
+    for id in &ids[1..] {
+        run_detached(
+            &cd,
+            "default",
+            id,
+            &["--annotation", ann],
+            &["sleep", "1000"],
+        );
+        wait_status(&cd, "default", id, "RUNNING");
+    }
+    assert_eq!(shim_pids(&cd.address), [shim], "one shim for the pod");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let five = thread_names(shim);
+    eprintln!(
+        "shim threads: 1 container {} {one:?}; 5 containers {} {five:?}",
+        one.len(),
+        five.len()
+    );
+    for id in ids {
+        let _ = cd.ctr_raw("default", &["tasks", "kill", "-s", "KILL", id]);
+    }
+    for id in ids {
+        wait_status(&cd, "default", id, "STOPPED");
+        remove(&cd, "default", id);
+    }
+    assert!(
+        five.len() <= one.len(),
+        "idle pod shim grew from {one:?} to {five:?} threads"
+    );
+    assert_no_leaks(&cd, "default", &ids);
 }

@@ -32,7 +32,8 @@ macro_rules! named {
 }
 
 use containerd_shim_protos::{
-    cgroups::metrics::Metrics, events::task::*, shim::oci::ProcessDetails,
+    cgroups::metrics::Metrics, cgroups_v2::metrics::Metrics as MetricsV2, events::task::*,
+    shim::oci::ProcessDetails,
 };
 named! {
     TaskCreate => "containerd.events.TaskCreate",
@@ -46,6 +47,7 @@ named! {
     TaskResumed => "containerd.events.TaskResumed",
     TaskCheckpointed => "containerd.events.TaskCheckpointed",
     Metrics => "io.containerd.cgroups.v1.Metrics",
+    MetricsV2 => "io.containerd.cgroups.v2.Metrics",
     ProcessDetails => "containerd.runc.v1.ProcessDetails",
 }
 

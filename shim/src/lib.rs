@@ -7,6 +7,7 @@ pub mod io;
 pub mod oom;
 pub mod process;
 pub mod runtime;
+pub mod server;
 pub mod service;
 pub mod shim;
 pub mod stats;

@@ -1,23 +1,41 @@
-//! TaskOOM on cgroup v1: an eventfd registered on each container's `memory.oom_control`, all
-//! watched by one epoll thread for the whole shim (started with the first container).
+//! TaskOOM for every container of the shim, from one epoll thread (started with the first
+//! container, never one per container):
+//! - cgroup v1: an eventfd registered on each container's `memory.oom_control`;
+//! - cgroup v2: one inotify instance watching each container's `memory.events`; a TaskOOM is
+//!   published when its `oom_kill` counter grows (the file is modified for every counter, and
+//!   `max`/`high` events are no OOM kill).
 
 use std::{
     collections::HashMap,
     fs::{self, File},
     io::Read,
     os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::{
+    epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout},
+    inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor},
+};
 
-use crate::error::{io, sys, Result};
+use crate::{
+    error::{io, sys, Result},
+    stats::Cgroup,
+};
+
+/// The epoll token of the shared inotify fd; eventfd watches count from 1.
+const INOTIFY_TOKEN: u64 = 0;
+
+enum Source {
+    V1 { eventfd: File },
+    V2 { wd: WatchDescriptor },
+}
 
 struct Watch {
     container_id: String,
-    memory_dir: PathBuf,
-    eventfd: File,
+    dir: PathBuf,
+    source: Source,
     oom_kills: u64,
 }
 
@@ -26,63 +44,90 @@ pub type OnOom = Box<dyn Fn(&str) + Send + Sync>;
 
 pub struct OomWatcher {
     epoll: Arc<Epoll>,
+    inotify: Arc<Inotify>,
     watches: Arc<Mutex<HashMap<u64, Watch>>>,
     next: Mutex<u64>,
     started: std::sync::Once,
     on_oom: Arc<OnOom>,
 }
 
-fn oom_kill_count(dir: &std::path::Path) -> Option<u64> {
+fn v1_oom_kills(dir: &Path) -> Option<u64> {
     let text = fs::read_to_string(dir.join("memory.oom_control")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+    counter(&text, "oom_kill")
+}
+
+fn v2_oom_kills(dir: &Path) -> Option<u64> {
+    let text = fs::read_to_string(dir.join("memory.events")).ok()?;
+    counter(&text, "oom_kill")
+}
+
+/// The value of `key` in a flat-keyed cgroup file ("key value" lines).
+fn counter(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok())?
+    })
 }
 
 impl OomWatcher {
     pub fn new(on_oom: OnOom) -> Result<Self> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(sys("epoll_create"))?;
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+            .map_err(sys("inotify_init"))?;
+        epoll
+            .add(
+                inotify.as_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, INOTIFY_TOKEN),
+            )
+            .map_err(sys("epoll_ctl add inotify"))?;
         Ok(OomWatcher {
             epoll: Arc::new(epoll),
+            inotify: Arc::new(inotify),
             watches: Arc::new(Mutex::new(HashMap::new())),
-            next: Mutex::new(0),
+            next: Mutex::new(INOTIFY_TOKEN),
             started: std::sync::Once::new(),
             on_oom: Arc::new(on_oom),
         })
     }
 
-    pub fn watch(&self, container_id: &str, memory_dir: PathBuf) -> Result<()> {
-        // SAFETY: eventfd has no memory arguments; the result is checked before use.
-        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(io("eventfd")(std::io::Error::last_os_error()));
-        }
-        // SAFETY: raw is a fresh fd owned by nobody else.
-        let eventfd = File::from(unsafe { OwnedFd::from_raw_fd(raw) });
-        let control = File::open(memory_dir.join("memory.oom_control"))
-            .map_err(io("open memory.oom_control"))?;
-        fs::write(
-            memory_dir.join("cgroup.event_control"),
-            format!("{} {}", eventfd.as_raw_fd(), control.as_raw_fd()),
-        )
-        .map_err(io("write cgroup.event_control"))?;
+    pub fn watch(&self, container_id: &str, cgroup: Cgroup) -> Result<()> {
         let token = {
             let mut n = self.next.lock().map_err(|_| poisoned())?;
             *n += 1;
             *n
         };
-        self.epoll
-            .add(eventfd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))
-            .map_err(sys("epoll_ctl add"))?;
-        let oom_kills = oom_kill_count(&memory_dir).unwrap_or(0);
-        self.watches.lock().map_err(|_| poisoned())?.insert(
-            token,
-            Watch {
-                container_id: container_id.to_string(),
-                memory_dir,
-                eventfd,
-                oom_kills,
-            },
-        );
+        let watch = match cgroup {
+            Cgroup::V1Memory(dir) => {
+                let eventfd = register_v1(&dir)?;
+                self.epoll
+                    .add(eventfd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))
+                    .map_err(sys("epoll_ctl add"))?;
+                Watch {
+                    container_id: container_id.to_string(),
+                    oom_kills: v1_oom_kills(&dir).unwrap_or(0),
+                    dir,
+                    source: Source::V1 { eventfd },
+                }
+            }
+            Cgroup::V2(dir) => {
+                // The counter is read after the watch is in place, so a kill between the two
+                // is either in the baseline or produces a later event; none is lost.
+                let wd = self
+                    .inotify
+                    .add_watch(&dir.join("memory.events"), AddWatchFlags::IN_MODIFY)
+                    .map_err(sys("inotify_add_watch memory.events"))?;
+                Watch {
+                    container_id: container_id.to_string(),
+                    oom_kills: v2_oom_kills(&dir).unwrap_or(0),
+                    dir,
+                    source: Source::V2 { wd },
+                }
+            }
+        };
+        self.watches
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(token, watch);
         self.start_thread()
     }
 
@@ -90,7 +135,7 @@ impl OomWatcher {
         if let Ok(mut w) = self.watches.lock() {
             w.retain(|_, watch| {
                 if watch.container_id == container_id {
-                    let _ = self.epoll.delete(watch.eventfd.as_fd());
+                    forget(&self.epoll, &self.inotify, watch);
                     false
                 } else {
                     true
@@ -103,11 +148,12 @@ impl OomWatcher {
         let mut result = Ok(());
         self.started.call_once(|| {
             let epoll = Arc::clone(&self.epoll);
+            let inotify = Arc::clone(&self.inotify);
             let watches = Arc::clone(&self.watches);
             let on_oom = Arc::clone(&self.on_oom);
             result = std::thread::Builder::new()
                 .name("oom".into())
-                .spawn(move || run(&epoll, &watches, &on_oom))
+                .spawn(move || run(&epoll, &inotify, &watches, &on_oom))
                 .map(drop)
                 .map_err(io("spawn oom thread"));
         });
@@ -115,11 +161,42 @@ impl OomWatcher {
     }
 }
 
+/// Arms a v1 OOM notification: an eventfd tied to `memory.oom_control` via `cgroup.event_control`.
+fn register_v1(memory_dir: &Path) -> Result<File> {
+    // SAFETY: eventfd has no memory arguments; the result is checked before use.
+    let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if raw < 0 {
+        return Err(io("eventfd")(std::io::Error::last_os_error()));
+    }
+    // SAFETY: raw is a fresh fd owned by nobody else.
+    let eventfd = File::from(unsafe { OwnedFd::from_raw_fd(raw) });
+    let control =
+        File::open(memory_dir.join("memory.oom_control")).map_err(io("open memory.oom_control"))?;
+    fs::write(
+        memory_dir.join("cgroup.event_control"),
+        format!("{} {}", eventfd.as_raw_fd(), control.as_raw_fd()),
+    )
+    .map_err(io("write cgroup.event_control"))?;
+    Ok(eventfd)
+}
+
+fn forget(epoll: &Epoll, inotify: &Inotify, watch: &Watch) {
+    match &watch.source {
+        Source::V1 { eventfd } => {
+            let _ = epoll.delete(eventfd.as_fd());
+        }
+        // Fails harmlessly when the kernel already dropped the watch with the cgroup.
+        Source::V2 { wd } => {
+            let _ = inotify.rm_watch(*wd);
+        }
+    }
+}
+
 fn poisoned() -> crate::error::Error {
     crate::error::Error::FailedPrecondition("oom watcher lock poisoned".into())
 }
 
-fn run(epoll: &Epoll, watches: &Mutex<HashMap<u64, Watch>>, on_oom: &OnOom) {
+fn run(epoll: &Epoll, inotify: &Inotify, watches: &Mutex<HashMap<u64, Watch>>, on_oom: &OnOom) {
     let mut events = [EpollEvent::empty(); 16];
     loop {
         let n = match epoll.wait(&mut events, EpollTimeout::NONE) {
@@ -133,30 +210,128 @@ fn run(epoll: &Epoll, watches: &Mutex<HashMap<u64, Watch>>, on_oom: &OnOom) {
         let mut fired = Vec::new();
         if let Ok(mut w) = watches.lock() {
             for ev in &events[..n] {
-                let token = ev.data();
-                let Some(watch) = w.get_mut(&token) else {
-                    continue;
-                };
-                let mut buf = [0u8; 8];
-                let _ = (&watch.eventfd).read(&mut buf);
-                // The eventfd also fires when the cgroup is removed (as containerd's v1
-                // watcher does, a vanished cgroup is a removal, anything else an OOM). The
-                // kernel can notify before it bumps oom_kill, so the counter is not a filter.
-                match oom_kill_count(&watch.memory_dir) {
-                    Some(count) => {
-                        watch.oom_kills = count;
-                        fired.push(watch.container_id.clone());
-                    }
-                    None => {
-                        if let Some(gone) = w.remove(&token) {
-                            let _ = epoll.delete(gone.eventfd.as_fd());
-                        }
-                    }
+                if ev.data() == INOTIFY_TOKEN {
+                    v2_events(inotify, &mut w, &mut fired);
+                } else {
+                    v1_event(epoll, inotify, &mut w, ev.data(), &mut fired);
                 }
             }
         }
         for id in fired {
             on_oom(&id);
         }
+    }
+}
+
+fn v1_event(
+    epoll: &Epoll,
+    inotify: &Inotify,
+    w: &mut HashMap<u64, Watch>,
+    token: u64,
+    fired: &mut Vec<String>,
+) {
+    let Some(watch) = w.get_mut(&token) else {
+        return;
+    };
+    if let Source::V1 { eventfd } = &watch.source {
+        let mut buf = [0u8; 8];
+        let _ = (&*eventfd).read(&mut buf);
+    }
+    // The eventfd also fires when the cgroup is removed (as containerd's v1 watcher does, a
+    // vanished cgroup is a removal, anything else an OOM). The kernel can notify before it
+    // bumps oom_kill, so the counter is not a filter.
+    match v1_oom_kills(&watch.dir) {
+        Some(count) => {
+            watch.oom_kills = count;
+            fired.push(watch.container_id.clone());
+        }
+        None => {
+            if let Some(gone) = w.remove(&token) {
+                forget(epoll, inotify, &gone);
+            }
+        }
+    }
+}
+
+fn v2_events(inotify: &Inotify, w: &mut HashMap<u64, Watch>, fired: &mut Vec<String>) {
+    loop {
+        let events = match inotify.read_events() {
+            Ok(events) => events,
+            Err(nix::errno::Errno::EINTR) => continue,
+            // EAGAIN: drained.
+            Err(_) => return,
+        };
+        for ev in events {
+            let Some((&token, watch)) = w
+                .iter_mut()
+                .find(|(_, watch)| matches!(watch.source, Source::V2 { wd } if wd == ev.wd))
+            else {
+                continue;
+            };
+            if ev.mask.contains(AddWatchFlags::IN_IGNORED) {
+                // The cgroup was removed; the kernel has dropped the watch already.
+                w.remove(&token);
+                continue;
+            }
+            if let Some(count) = v2_oom_kills(&watch.dir) {
+                if count > watch.oom_kills {
+                    watch.oom_kills = count;
+                    fired.push(watch.container_id.clone());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `memory.events` of a container the kernel OOM-killed in, as read in the cgroup v2 guest
+    /// (Debian 6.1): `max` also counts, only `oom_kill` is a kill.
+    const MEMORY_EVENTS: &str = "low 0\nhigh 0\nmax 37\noom 1\noom_kill 1\noom_group_kill 0\n";
+
+    #[test]
+    fn oom_kill_counter_is_read_from_memory_events() {
+        assert_eq!(counter(MEMORY_EVENTS, "oom_kill"), Some(1));
+        assert_eq!(counter(MEMORY_EVENTS, "oom"), Some(1));
+        assert_eq!(counter(MEMORY_EVENTS, "max"), Some(37));
+        assert_eq!(
+            counter("oom_kill_disable 0\nunder_oom 0\n", "oom_kill"),
+            None
+        );
+    }
+
+    #[test]
+    fn v2_oom_kill_fires_once_per_increase_from_one_thread() {
+        // A directory stands in for the cgroup: inotify reports writes to memory.events the
+        // same way on a tmpfs as on cgroupfs.
+        let dir = std::env::temp_dir().join(format!("berth-oom-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let events = dir.join("memory.events");
+        fs::write(&events, "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = Mutex::new(tx);
+        let watcher = OomWatcher::new(Box::new(move |id: &str| {
+            tx.lock().unwrap().send(id.to_string()).unwrap();
+        }))
+        .unwrap();
+        watcher.watch("c1", Cgroup::V2(dir.clone())).unwrap();
+        let timeout = std::time::Duration::from_secs(10);
+        // A memory.max hit without a kill is no TaskOOM.
+        fs::write(&events, "low 0\nhigh 0\nmax 5\noom 0\noom_kill 0\n").unwrap();
+        fs::write(&events, "low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\n").unwrap();
+        assert_eq!(rx.recv_timeout(timeout).unwrap(), "c1");
+        fs::write(&events, "low 0\nhigh 0\nmax 12\noom 2\noom_kill 2\n").unwrap();
+        assert_eq!(rx.recv_timeout(timeout).unwrap(), "c1");
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(300))
+            .is_err());
+        watcher.unwatch("c1");
+        fs::write(&events, "low 0\nhigh 0\nmax 12\noom 3\noom_kill 3\n").unwrap();
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(300))
+            .is_err());
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -40,7 +40,7 @@ use crate::{
     oom::OomWatcher,
     process::{validate_id, Process, State},
     runtime::{Runtime, RuntimeConfig},
-    stats::{collect_v1, CgroupPaths},
+    stats::{collect_v1, collect_v2, CgroupPaths},
 };
 
 const INIT_PID_FILE: &str = "init.pid";
@@ -129,6 +129,8 @@ pub struct Service {
     events: Arc<Publisher>,
     oom: OomWatcher,
     request_exit: Box<dyn Fn() + Send + Sync>,
+    /// Tells the ttrpc server that parked Waits may be answerable now.
+    wake: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl Service {
@@ -155,7 +157,37 @@ impl Service {
             events,
             oom,
             request_exit,
+            wake: std::sync::OnceLock::new(),
         })
+    }
+
+    pub fn set_wake(&self, wake: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.wake.set(wake);
+    }
+
+    /// A process stopped or went away: blocked and parked Waits re-check.
+    fn notify_exited(&self) {
+        self.exited.notify_all();
+        if let Some(wake) = self.wake.get() {
+            wake();
+        }
+    }
+
+    /// Whether a Wait (its encoded request) would answer at once: the process has stopped, or
+    /// there is no such process (the answer is the error). A Wait that is not ready is parked
+    /// by the server instead of holding a thread.
+    pub fn wait_ready(&self, payload: &[u8]) -> bool {
+        let Ok(req) = <WaitRequest as protobuf::Message>::parse_from_bytes(payload) else {
+            return true;
+        };
+        let mut t = self.tasks();
+        match t
+            .container(&req.id)
+            .and_then(|c| c.process(&req.exec_id).map(|p| p.state))
+        {
+            Ok(state) => state == State::Stopped,
+            Err(_) => true,
+        }
     }
 
     /// A poisoned lock only means another request panicked mid-update; the bookkeeping is
@@ -215,7 +247,7 @@ impl Service {
                         }
                     }
                 }
-                self.exited.notify_all();
+                self.notify_exited();
             }
             None if t.pending > 0 => t.early_exits.push((pid, status)),
             None => {}
@@ -323,9 +355,9 @@ impl Service {
             );
         }
         // Watch for OOM before the process runs, so an OOM right at start is not missed.
-        match CgroupPaths::of_pid(pid).map(|p| p.get("memory").map(Path::to_path_buf)) {
-            Ok(Some(dir)) => {
-                if let Err(e) = self.oom.watch(&req.id, dir) {
+        match CgroupPaths::of_pid(pid).map(|p| p.memory()) {
+            Ok(Some(cgroup)) => {
+                if let Err(e) = self.oom.watch(&req.id, cgroup) {
                     log::warn!("oom watch {}: {e}", req.id);
                 }
             }
@@ -482,7 +514,7 @@ impl Service {
             Err(e) => {
                 // A failed exec never ran: it is stopped, with the status runc's shim uses.
                 p.set_exited(255);
-                self.exited.notify_all();
+                self.notify_exited();
                 return Err(e);
             }
         };
@@ -507,7 +539,7 @@ impl Service {
         if p.state == State::Stopped {
             let ev = c.exit_event(p);
             self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, ev);
-            self.exited.notify_all();
+            self.notify_exited();
         }
         Ok(StartResponse {
             pid,
@@ -574,7 +606,7 @@ impl Service {
             Self::cleanup_rootfs(&c.bundle);
         }
         let _ = fs::remove_file(c.bundle.join(INIT_PID_FILE));
-        self.exited.notify_all();
+        self.notify_exited();
         self.events.publish(
             topics::TASK_DELETE_EVENT_TOPIC,
             TaskDelete {
@@ -789,9 +821,13 @@ impl Service {
             }
             c.init.pid
         };
-        let metrics = collect_v1(&CgroupPaths::of_pid(pid)?);
+        let paths = CgroupPaths::of_pid(pid)?;
+        let stats = match paths.unified() {
+            Some(dir) => to_any(&collect_v2(dir))?,
+            None => to_any(&collect_v1(&paths))?,
+        };
         Ok(StatsResponse {
-            stats: MessageField::some(to_any(&metrics)?),
+            stats: MessageField::some(stats),
             ..Default::default()
         })
     }

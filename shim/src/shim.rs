@@ -7,7 +7,7 @@ use std::{
     io::Write,
     os::unix::process::CommandExt,
     os::{
-        fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd},
+        fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
         unix::{
             fs::{DirBuilderExt, PermissionsExt},
             net::{UnixListener, UnixStream},
@@ -26,7 +26,6 @@ use containerd_shim_protos::{
     api::DeleteResponse,
     protobuf::{Message, MessageField},
     shim_sync::create_task,
-    ttrpc::Server,
 };
 use nix::{
     errno::Errno,
@@ -42,6 +41,7 @@ use crate::{
     events::Publisher,
     process::now,
     runtime::{Runtime, RuntimeConfig},
+    server::Server,
     service::Service,
 };
 
@@ -349,21 +349,21 @@ fn serve(flags: &Flags) -> Result<()> {
     let task: Arc<dyn containerd_shim_protos::Task + Send + Sync> = service.clone();
     // Task API v3 (containerd 2.x) has the v2 messages under a new service name: the same
     // handlers are registered under both, and the client picks by the name it calls.
-    let v3: std::collections::HashMap<_, _> = create_task(task.clone())
-        .into_iter()
-        .map(|(k, v)| (k.replacen(TASK_V2, TASK_V3, 1), v))
-        .collect();
-    // One connection (containerd's) needs few workers. ttrpc counts only *idle* workers:
-    // it adds one whenever fewer than `min` are idle (a blocked Wait holds its worker), and
-    // idle workers above `max` exit, so the pool shrinks back after a burst.
-    let mut server = Server::new()
-        .set_thread_count_default(2)
-        .set_thread_count_min(1)
-        .set_thread_count_max(3)
-        .add_listener(listener.into_raw_fd())?
-        .register_service(create_task(task))
-        .register_service(v3);
-    server.start()?;
+    let mut methods = create_task(task.clone());
+    methods.extend(
+        create_task(task)
+            .into_iter()
+            .map(|(k, v)| (k.replacen(TASK_V2, TASK_V3, 1), v)),
+    );
+    // A Wait for a running process is parked by the server, not run on a blocked worker.
+    let waits = Arc::clone(&service);
+    let server = Server::new(
+        methods,
+        Box::new(move |path, req| !path.ends_with("/Wait") || waits.wait_ready(&req.payload)),
+    );
+    let woken = Arc::clone(&server);
+    service.set_wake(Box::new(move || woken.wake()));
+    server.start(listener)?;
     log::info!("shim serving on {}", flags.socket);
 
     loop {

@@ -4,7 +4,7 @@
 //! (`cargo build -p containerd-shim-berth-v2`); skipped otherwise.
 
 use conformance::shim_fixture::{
-    shim_pids, shim_socket_path, wait_for, Containerd, IMAGE, SHIM_RUNTIME,
+    shim_containerd, shim_pids, shim_socket_path, wait_for, IMAGE, SHIM_RUNTIME,
 };
 use containerd_shim_protos::{
     api::{
@@ -28,17 +28,22 @@ fn update_checkpoint_connect_close_io_and_v3_over_ttrpc() {
         eprintln!("skipped: needs root and containerd");
         return;
     }
-    let cd = Containerd::start();
-    let out = cd.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        SHIM_RUNTIME,
-        IMAGE,
-        "api",
-        "sleep",
-        "1000",
-    ]);
+    let cd = shim_containerd().expect("containerd");
+    let out = cd
+        .ctr_raw(
+            "default",
+            &[
+                "run",
+                "-d",
+                "--runtime",
+                SHIM_RUNTIME,
+                IMAGE,
+                "api",
+                "sleep",
+                "1000",
+            ],
+        )
+        .expect("ctr");
     assert!(
         out.status.success(),
         "{}",
@@ -172,15 +177,26 @@ fn update_checkpoint_connect_close_io_and_v3_over_ttrpc() {
     drop(raw);
 
     assert!(cd
-        .ctr(&["tasks", "kill", "-s", "KILL", "api"])
+        .ctr_raw("default", &["tasks", "kill", "-s", "KILL", "api"])
+        .expect("ctr")
         .status
         .success());
     wait_for("stopped", 30, || {
-        let ls = String::from_utf8_lossy(&cd.ctr(&["tasks", "ls"]).stdout).into_owned();
+        let ls =
+            String::from_utf8_lossy(&cd.ctr_raw("default", &["tasks", "ls"]).expect("ctr").stdout)
+                .into_owned();
         ls.contains("STOPPED").then_some(())
     });
-    assert!(cd.ctr(&["tasks", "rm", "api"]).status.success());
-    assert!(cd.ctr(&["containers", "rm", "api"]).status.success());
+    assert!(cd
+        .ctr_raw("default", &["tasks", "rm", "api"])
+        .expect("ctr")
+        .status
+        .success());
+    assert!(cd
+        .ctr_raw("default", &["containers", "rm", "api"])
+        .expect("ctr")
+        .status
+        .success());
     wait_for("shim gone", 30, || {
         shim_pids(&cd.address).is_empty().then_some(())
     });
@@ -191,7 +207,9 @@ fn update_checkpoint_connect_close_io_and_v3_over_ttrpc() {
 fn info_reports_the_runtime_features() {
     // berth built next to the shim, unless BERTH_RUNTIME names another runtime (e.g. runc).
     let shim = std::path::Path::new(env!("CARGO_BIN_EXE_containerd-shim-berth-v2"));
-    let runtime = std::env::var_os("BERTH_RUNTIME").map(std::path::PathBuf::from).unwrap_or_else(|| shim.with_file_name("berth"));
+    let runtime = std::env::var_os("BERTH_RUNTIME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| shim.with_file_name("berth"));
     if !runtime.exists() {
         eprintln!("skipped: needs {} (cargo build --bins)", runtime.display());
         return;

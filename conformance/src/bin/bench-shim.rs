@@ -9,7 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use conformance::shim_fixture::{runtime_binary, shim_pids, Containerd, IMAGE, SHIM_RUNTIME};
+use conformance::shim_fixture::{
+    runtime_binary, shim_containerd, shim_pids, shims_of, Containerd, IMAGE, SHIM_RUNTIME,
+};
 
 const RUNC_SHIM: &str = "io.containerd.runc.v2";
 
@@ -18,7 +20,7 @@ const RUNC_SHIM: &str = "io.containerd.runc.v2";
 type R<T> = Result<T, String>;
 
 fn ok(cd: &Containerd, args: &[&str]) -> R<()> {
-    let out = cd.ctr(args);
+    let out = cd.ctr_raw("default", args).map_err(|e| e.to_string())?;
     if out.status.success() {
         Ok(())
     } else {
@@ -95,23 +97,6 @@ fn memory(pid: u32) -> (u64, u64, u64, u64) {
     )
 }
 
-fn runc_shim_pids(address: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmd) = fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let s = String::from_utf8_lossy(&cmd);
-        if s.starts_with("/usr/bin/containerd-shim-runc-v2") && s.contains(address) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
 fn memory_of(cd: &Containerd, runtime: &str, n: usize) -> R<(f64, f64, f64, f64)> {
     let ids: Vec<String> = (0..n).map(|i| format!("mem-{i}")).collect();
     for id in &ids {
@@ -133,7 +118,7 @@ fn memory_of(cd: &Containerd, runtime: &str, n: usize) -> R<(f64, f64, f64, f64)
         let p = if runtime == SHIM_RUNTIME {
             shim_pids(&cd.address)
         } else {
-            runc_shim_pids(&cd.address)
+            shims_of("containerd-shim-runc-v2", &cd.address)
         };
         (p.len() == n).then_some(p)
     })?;
@@ -199,7 +184,13 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(30);
-    let cd = Containerd::start();
+    let cd = match shim_containerd() {
+        Ok(cd) => cd,
+        Err(e) => {
+            eprintln!("bench-shim: {e}");
+            std::process::exit(1);
+        }
+    };
     let result = bench(&cd, iterations);
     drop(cd);
     if let Err(e) = result {

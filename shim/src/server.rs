@@ -1,0 +1,305 @@
+//! The shim's ttrpc server: one epoll thread reads every connection, two workers shared by all
+//! connections run the handlers, and a `Wait` for a process still running is parked (no thread
+//! held) until `wake` finds it answerable.
+//!
+//! ttrpc's own sync server spends three threads per connection plus a worker pool per
+//! connection, and a blocked `Wait` holds one of those workers; containerd opens one connection
+//! per task, so a pod's shim grew by about six threads per container, all idle. Here the
+//! thread count does not depend on how many containers or connections there are.
+//!
+//! Handlers are the ones ttrpc generates (`create_task`); only the transport is ours: the wire
+//! format is ttrpc's (10-byte header: length, stream id, type, flags; a protobuf `Request`, a
+//! protobuf `Response` back with the request's stream id).
+
+use std::{
+    collections::{HashMap, VecDeque},
+    io::Write,
+    os::{
+        fd::{AsFd, AsRawFd},
+        unix::net::{UnixListener, UnixStream},
+    },
+    sync::{Arc, Condvar, Mutex, MutexGuard},
+};
+
+use containerd_shim_protos::ttrpc::{
+    self, context,
+    proto::{Codec, MESSAGE_HEADER_LENGTH, MESSAGE_LENGTH_MAX, MESSAGE_TYPE_REQUEST},
+    Code, MessageHeader, MethodHandler, Request, Response, TtrpcContext,
+};
+use nix::{
+    errno::Errno,
+    sys::{
+        epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout},
+        socket::{recv, MsgFlags},
+    },
+};
+
+use crate::error::{io, sys, Result};
+
+/// Workers shared by all connections. Two, so that one slow call (a `berth create`) does not
+/// hold up a `State` or `Kill` of another container.
+const WORKERS: usize = 2;
+const LISTENER_TOKEN: u64 = 0;
+
+pub type Methods = HashMap<String, Box<dyn MethodHandler + Send + Sync>>;
+/// Whether a request may run now; false parks it until `wake` (used for `Wait`).
+pub type Ready = Box<dyn Fn(&str, &Request) -> bool + Send + Sync>;
+
+struct Conn {
+    id: u64,
+    stream: UnixStream,
+    /// Responses are written whole, one at a time.
+    write: Mutex<()>,
+}
+
+struct Work {
+    conn: Arc<Conn>,
+    header: MessageHeader,
+    path: String,
+    req: Request,
+}
+
+struct State {
+    queue: VecDeque<Work>,
+    parked: Vec<Work>,
+    /// Bumped by every `wake`: a worker that found a request not ready parks it only if no
+    /// wake happened since it took it, so an exit between the check and the parking is seen.
+    wakes: u64,
+}
+
+pub struct Server {
+    methods: Methods,
+    ready: Ready,
+    state: Mutex<State>,
+    work: Condvar,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Server {
+    pub fn new(methods: Methods, ready: Ready) -> Arc<Self> {
+        Arc::new(Server {
+            methods,
+            ready,
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                parked: Vec::new(),
+                wakes: 0,
+            }),
+            work: Condvar::new(),
+        })
+    }
+
+    /// Starts the reader and the workers; they run until the process exits.
+    pub fn start(self: &Arc<Self>, listener: UnixListener) -> Result<()> {
+        listener
+            .set_nonblocking(true)
+            .map_err(io("listener nonblocking"))?;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(sys("epoll_create"))?;
+        epoll
+            .add(
+                listener.as_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, LISTENER_TOKEN),
+            )
+            .map_err(sys("epoll_ctl add listener"))?;
+        for n in 0..WORKERS {
+            let me = Arc::clone(self);
+            std::thread::Builder::new()
+                .name(format!("ttrpc-worker{n}"))
+                .spawn(move || me.worker())
+                .map_err(io("spawn ttrpc worker"))?;
+        }
+        let me = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("ttrpc".into())
+            .spawn(move || me.read_loop(&epoll, &listener))
+            .map_err(io("spawn ttrpc reader"))?;
+        Ok(())
+    }
+
+    /// Re-queues the parked requests to be checked again (call after any process exits or is
+    /// deleted). Only takes the server's lock, so it may be called with the service's held.
+    pub fn wake(&self) {
+        let mut st = lock(&self.state);
+        st.wakes += 1;
+        let parked = std::mem::take(&mut st.parked);
+        if !parked.is_empty() {
+            st.queue.extend(parked);
+            self.work.notify_all();
+        }
+    }
+
+    fn read_loop(&self, epoll: &Epoll, listener: &UnixListener) {
+        let mut conns: HashMap<u64, (Arc<Conn>, Vec<u8>)> = HashMap::new();
+        let mut next = LISTENER_TOKEN;
+        let mut events = [EpollEvent::empty(); 16];
+        loop {
+            let n = match epoll.wait(&mut events, EpollTimeout::NONE) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    log::error!("ttrpc epoll: {e}");
+                    return;
+                }
+            };
+            for ev in &events[..n] {
+                let token = ev.data();
+                if token == LISTENER_TOKEN {
+                    while let Ok((stream, _)) = listener.accept() {
+                        next += 1;
+                        let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP;
+                        if let Err(e) = epoll.add(stream.as_fd(), EpollEvent::new(flags, next)) {
+                            log::warn!("ttrpc: watch connection: {e}");
+                            continue;
+                        }
+                        let conn = Arc::new(Conn {
+                            id: next,
+                            stream,
+                            write: Mutex::new(()),
+                        });
+                        conns.insert(next, (conn, Vec::new()));
+                    }
+                    continue;
+                }
+                let Some((conn, buf)) = conns.get_mut(&token) else {
+                    continue;
+                };
+                let open = fill(&conn.stream, buf);
+                let conn = Arc::clone(conn);
+                let ok = self.dispatch_complete(&conn, buf);
+                if !open || !ok {
+                    let _ = epoll.delete(conn.stream.as_fd());
+                    conns.remove(&token);
+                    // A parked Wait of a closed connection has nobody to answer.
+                    lock(&self.state).parked.retain(|w| w.conn.id != conn.id);
+                }
+            }
+        }
+    }
+
+    /// Queues every complete message in `buf`; false when the peer sent something malformed.
+    fn dispatch_complete(&self, conn: &Arc<Conn>, buf: &mut Vec<u8>) -> bool {
+        let mut used = 0;
+        let mut ok = true;
+        while buf.len() - used >= MESSAGE_HEADER_LENGTH {
+            let header = MessageHeader::from(&buf[used..used + MESSAGE_HEADER_LENGTH]);
+            let len = header.length as usize;
+            if len > MESSAGE_LENGTH_MAX {
+                ok = false;
+                break;
+            }
+            let end = used + MESSAGE_HEADER_LENGTH + len;
+            if buf.len() < end {
+                break;
+            }
+            let body = &buf[used + MESSAGE_HEADER_LENGTH..end];
+            used = end;
+            if header.type_ != MESSAGE_TYPE_REQUEST {
+                continue;
+            }
+            match Request::decode(body) {
+                Ok(req) => self.submit(Work {
+                    conn: Arc::clone(conn),
+                    header,
+                    path: format!("/{}/{}", req.service, req.method),
+                    req,
+                }),
+                Err(e) => respond_error(conn, &header, Code::INVALID_ARGUMENT, e.to_string()),
+            }
+        }
+        buf.drain(..used);
+        ok
+    }
+
+    fn submit(&self, work: Work) {
+        lock(&self.state).queue.push_back(work);
+        self.work.notify_one();
+    }
+
+    fn worker(&self) {
+        loop {
+            let (work, wakes) = {
+                let mut st = lock(&self.state);
+                loop {
+                    if let Some(w) = st.queue.pop_front() {
+                        break (w, st.wakes);
+                    }
+                    st = self.work.wait(st).unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            // Checked without the server's lock: `ready` takes the service's.
+            if !(self.ready)(&work.path, &work.req) {
+                let mut st = lock(&self.state);
+                if st.wakes == wakes {
+                    st.parked.push(work);
+                } else {
+                    st.queue.push_back(work);
+                }
+                continue;
+            }
+            self.run(work);
+        }
+    }
+
+    fn run(&self, work: Work) {
+        let Some(method) = self.methods.get(&work.path) else {
+            let msg = format!("{} does not exist", work.path);
+            respond_error(&work.conn, &work.header, Code::UNIMPLEMENTED, msg);
+            return;
+        };
+        let (res_tx, res_rx) = std::sync::mpsc::channel();
+        let ctx = TtrpcContext {
+            fd: work.conn.stream.as_raw_fd(),
+            // Cancellation is not offered: every handler but Wait returns promptly, and a
+            // parked Wait is dropped with its connection.
+            cancel_rx: crossbeam_channel::never(),
+            mh: work.header,
+            res_tx,
+            metadata: context::from_pb(&work.req.metadata),
+            timeout_nano: work.req.timeout_nano,
+        };
+        if let Err(e) = method.handler(ctx, work.req) {
+            log::warn!("ttrpc {}: {e:?}", work.path);
+        }
+        for (header, body) in res_rx.try_iter() {
+            write_message(&work.conn, header, &body);
+        }
+    }
+}
+
+/// Reads what the socket has without blocking; false once the peer has closed it.
+fn fill(stream: &UnixStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match recv(stream.as_raw_fd(), &mut chunk, MsgFlags::MSG_DONTWAIT) {
+            Ok(0) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+fn write_message(conn: &Conn, header: MessageHeader, body: &[u8]) {
+    let mut msg: Vec<u8> = header.into();
+    msg.extend_from_slice(body);
+    let _guard = lock(&conn.write);
+    // The socket is in blocking mode (reads use MSG_DONTWAIT), so a response is written whole.
+    if let Err(e) = (&conn.stream).write_all(&msg) {
+        log::warn!("ttrpc: write response: {e}");
+    }
+}
+
+fn respond_error(conn: &Conn, req: &MessageHeader, code: Code, msg: String) {
+    let mut res = Response::new();
+    res.set_status(ttrpc::get_status(code, msg));
+    let (tx, rx) = std::sync::mpsc::channel();
+    if ttrpc::response_to_channel(req.stream_id, res, tx).is_ok() {
+        for (header, body) in rx.try_iter() {
+            write_message(conn, header, &body);
+        }
+    }
+}
