@@ -439,11 +439,12 @@ fn oom_killed_is_reported(handler: &str) {
     });
     let id = env.run_container(&pod, c, &pod_cfg).expect("create+start");
     let st = env.wait_exited(&id, EXIT_WAIT).expect("exit");
-    assert_eq!(
-        (st.exit_code, st.reason.as_str()),
-        (137, "OOMKilled"),
-        "{st:?}"
-    );
+    assert_eq!(st.exit_code, 137, "{st:?}");
+    // containerd 1.6's runc shim races its OOM watcher against the reaper, so the reference
+    // handler sometimes reports "Error" (containerd#8180, fixed upstream in #12714). berth's
+    // shim publishes the OOM before the exit it caused, and must always say OOMKilled.
+    let accepted: &[&str] = if handler == "runc" { &["OOMKilled", "Error"] } else { &["OOMKilled"] };
+    assert!(accepted.contains(&st.reason.as_str()), "{handler}: reason {:?}: {st:?}", st.reason);
     env.remove_container(&id).expect("rm");
     remove_pod_without_leaks(&env, &pod);
 }

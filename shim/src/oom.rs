@@ -37,6 +37,8 @@ struct Watch {
     dir: PathBuf,
     source: Source,
     oom_kills: u64,
+    /// `flush` reported the kill at `oom_kills` already; the v1 eventfd for it is not news.
+    flushed: bool,
 }
 
 /// Called with the container id on each OOM kill.
@@ -105,6 +107,7 @@ impl OomWatcher {
                 Watch {
                     container_id: container_id.to_string(),
                     oom_kills: v1_oom_kills(&dir).unwrap_or(0),
+                    flushed: false,
                     dir,
                     source: Source::V1 { eventfd },
                 }
@@ -119,6 +122,7 @@ impl OomWatcher {
                 Watch {
                     container_id: container_id.to_string(),
                     oom_kills: v2_oom_kills(&dir).unwrap_or(0),
+                    flushed: false,
                     dir,
                     source: Source::V2 { wd },
                 }
@@ -129,6 +133,30 @@ impl OomWatcher {
             .map_err(|_| poisoned())?
             .insert(token, watch);
         self.start_thread()
+    }
+
+    /// Reports an OOM kill of `container_id` that the watcher thread has not reported yet.
+    /// Called before its init's TaskExit is published: containerd's CRI plugin only sets the
+    /// reason OOMKilled when TaskOOM arrives first, and the thread races the reaper
+    /// (containerd#8180; the runc shim orders them the same way since containerd#12714).
+    pub fn flush(&self, container_id: &str) {
+        let mut fired = false;
+        if let Ok(mut w) = self.watches.lock() {
+            for watch in w.values_mut().filter(|w| w.container_id == container_id) {
+                let count = match watch.source {
+                    Source::V1 { .. } => v1_oom_kills(&watch.dir),
+                    Source::V2 { .. } => v2_oom_kills(&watch.dir),
+                };
+                if let Some(count) = count.filter(|&c| c > watch.oom_kills) {
+                    watch.oom_kills = count;
+                    watch.flushed = true;
+                    fired = true;
+                }
+            }
+        }
+        if fired {
+            (self.on_oom)(container_id);
+        }
     }
 
     pub fn unwatch(&self, container_id: &str) {
@@ -241,8 +269,10 @@ fn v1_event(
     // vanished cgroup is a removal, anything else an OOM). The kernel can notify before it
     // bumps oom_kill, so the counter is not a filter.
     match v1_oom_kills(&watch.dir) {
+        Some(count) if watch.flushed && count == watch.oom_kills => watch.flushed = false,
         Some(count) => {
             watch.oom_kills = count;
+            watch.flushed = false;
             fired.push(watch.container_id.clone());
         }
         None => {

@@ -241,6 +241,9 @@ impl Service {
                         }
                     }
                     if let Some(exec_id) = event {
+                        if exec_id.is_empty() {
+                            self.oom.flush(&cid);
+                        }
                         if let Ok(p) = c.process(&exec_id) {
                             let ev = c.exit_event(p);
                             self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, ev);
@@ -387,6 +390,7 @@ impl Service {
             let mut t = self.tasks();
             if let Ok(c) = t.container(&req.id) {
                 if c.init.state == State::Stopped {
+                    self.oom.flush(&req.id);
                     let ev = c.exit_event(&c.init);
                     self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, ev);
                 }
@@ -429,6 +433,7 @@ impl Service {
         if let Err(e) = result {
             if c.init.exit_deferred {
                 c.init.exit_deferred = false;
+                self.oom.flush(id);
                 let ev = c.exit_event(&c.init);
                 self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, ev);
             }
@@ -447,6 +452,7 @@ impl Service {
         );
         if c.init.exit_deferred {
             c.init.exit_deferred = false;
+            self.oom.flush(id);
             let ev = c.exit_event(&c.init);
             self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, ev);
         }
