@@ -245,11 +245,15 @@ struct Cleanup {
     children: Vec<Child>,
     /// Children made without std::process (clone3).
     raw: Vec<i32>,
+    /// `cgroup.subtree_control` files of the host and what they held before the test: the
+    /// driver enables controllers from the mount's root down, and a controller left enabled
+    /// in the hybrid host's unified root makes crun refuse every later container.
+    subtree_before: Vec<(PathBuf, String)>,
 }
 
 impl Cleanup {
     fn new(name: &str) -> Cleanup {
-        Cleanup { name: name.to_string(), children: Vec::new(), raw: Vec::new() }
+        Cleanup { name: name.to_string(), children: Vec::new(), raw: Vec::new(), subtree_before: Vec::new() }
     }
     /// Directories left on the host with our name anywhere in any
     /// hierarchy (with their sub-cgroups), deepest first.
@@ -290,6 +294,12 @@ impl Drop for Cleanup {
             // A frozen test cgroup must be thawed before it can go.
             let _ = std::fs::write(d.join("freezer.state"), "THAWED");
             let _ = fsutil::rmdir_retry(&d);
+        }
+        for (file, before) in &self.subtree_before {
+            let now = std::fs::read_to_string(file).unwrap_or_default();
+            for ctl in now.split_whitespace().filter(|c| !before.split_whitespace().any(|b| b == *c)) {
+                let _ = std::fs::write(file, format!("-{ctl}"));
+            }
         }
     }
 }
@@ -559,6 +569,9 @@ fn root_v2_driver_on_the_real_cgroup2_mount() {
     let v2line: String = pc.lines().filter(|l| l.starts_with("0::")).collect();
     let name = unique("v2");
     let mut guard = Cleanup::new(&name);
+    let mount_point = PathBuf::from(line.split(' ').nth(4).unwrap());
+    let root_sc = mount_point.join("cgroup.subtree_control");
+    guard.subtree_before.push((root_sc.clone(), std::fs::read_to_string(&root_sc).unwrap()));
     let m = Manager::from_sources("ctr", Some(&format!("/{name}/ctr")), line, &v2line, true).unwrap();
     assert!(m.is_v2());
     m.create().unwrap();
