@@ -317,8 +317,9 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
                 parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(format!("sync with init: {e}")))?;
             }
             Some(Msg::HooksPending) => {
-                hooks::run_all(spec.hooks().as_ref(), Kind::Prestart, state.as_bytes())?;
-                hooks::run_all(spec.hooks().as_ref(), Kind::CreateRuntime, state.as_bytes())?;
+                // In the bundle, where runc runs them (it chdirs there to create).
+                hooks::run_all(spec.hooks().as_ref(), Kind::Prestart, state.as_bytes(), Some(&bundle))?;
+                hooks::run_all(spec.hooks().as_ref(), Kind::CreateRuntime, state.as_bytes(), Some(&bundle))?;
                 parent_ch.send(&Msg::HooksDone).map_err(|e| init_err(format!("sync with init: {e}")))?;
             }
             Some(Msg::Ready) => break,
@@ -420,7 +421,9 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     }
     log::debug(&format!("start {id}: init {} runs the process", rec.pid));
     let state = hook_state(id, Status::Running, rec.pid, &rec.bundle, &rec.annotations);
-    if let Err(e) = hooks::run_all(rec.hooks.as_ref(), Kind::Poststart, state.as_bytes()) {
+    // runtime.md: a failing poststart hook is a warning, the others still run and start
+    // succeeds (runc instead kills the container and fails `start`).
+    for e in hooks::run_each(rec.hooks.as_ref(), Kind::Poststart, state.as_bytes()) {
         log::warn(&e.to_string());
     }
     Ok(())
@@ -522,7 +525,9 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     cg.destroy()?;
     store.remove(id)?;
     let state = hook_state(id, Status::Stopped, 0, &rec.bundle, &rec.annotations);
-    if let Err(e) = hooks::run_all(rec.hooks.as_ref(), Kind::Poststop, state.as_bytes()) {
+    // runtime.md: a failing poststop hook is a warning, the others still run and delete
+    // succeeds (runc 1.3 runs none after the failing one and exits 1).
+    for e in hooks::run_each(rec.hooks.as_ref(), Kind::Poststop, state.as_bytes()) {
         log::warn(&e.to_string());
     }
     Ok(())
