@@ -115,6 +115,7 @@ fn setup(a: &InitArgs) -> Res<exec::Prepared> {
         cgroup_mounts: a.cgroup_mounts.clone(),
         cgroupns: a.plan.new_cgroupns,
         idmapped: &a.idmapped,
+        shares_mount_ns: a.plan.shares_mount_ns(),
     };
     let root = rootfs::prepare(&cfg).map_err(|e| e.to_string())?;
 

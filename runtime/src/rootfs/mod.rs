@@ -34,6 +34,7 @@ mod mounts;
 pub mod options;
 mod pivot;
 pub mod resolve;
+pub mod shared_ns;
 pub(crate) mod sys;
 mod validate;
 
@@ -105,6 +106,9 @@ pub struct RootfsConfig<'a> {
     pub cgroupns: bool,
     /// Id-mapped trees `berth create` built for some mounts, by index.
     pub idmapped: &'a idmapped::Prepared,
+    /// No mount namespace of its own: set up in the runtime's, enter with chroot
+    /// (see [`shared_ns`]).
+    pub shares_mount_ns: bool,
 }
 
 /// The prepared root, held by an O_PATH fd of the rootfs bind mount.
@@ -115,6 +119,8 @@ pub struct Rootfs {
     path: PathBuf,
     /// `linux.rootfsPropagation` if given, re-applied to `/` after the pivot.
     propagation: Option<MsFlags>,
+    /// Entered with chroot in the runtime's mount namespace (see [`shared_ns`]).
+    shares_mount_ns: bool,
 }
 
 /// Build the container's mount tree. Runs in the child, inside its new mount
@@ -148,7 +154,11 @@ pub fn prepare(cfg: &RootfsConfig) -> Result<Rootfs, RootfsError> {
     resolve::verify_procfs_root(proc.as_fd())
         .map_err(|_| RootfsError::invalid("/proc", "the runtime's /proc is not a procfs root"))?;
     drop(proc);
-    pivot::prepare_root(cfg.rootfs, propagation)?;
+    if cfg.shares_mount_ns {
+        shared_ns::prepare_root(cfg.rootfs, propagation)?;
+    } else {
+        pivot::prepare_root(cfg.rootfs, propagation)?;
+    }
     let root = resolve::open_dir(cfg.rootfs)
         .map_err(|e| RootfsError::sys("root.path", format!("open {}", cfg.rootfs.display()), e))?;
 
@@ -173,6 +183,7 @@ pub fn prepare(cfg: &RootfsConfig) -> Result<Rootfs, RootfsError> {
         root,
         path: cfg.rootfs.to_path_buf(),
         propagation,
+        shares_mount_ns: cfg.shares_mount_ns,
     })
 }
 
@@ -206,6 +217,9 @@ impl Rootfs {
     /// MS_MOVE + chroot. Consumes the root fd, so no fd to a host path is held
     /// afterwards.
     pub fn enter(self, no_pivot: bool) -> Result<(), RootfsError> {
+        if self.shares_mount_ns {
+            return shared_ns::enter(self.root);
+        }
         pivot::enter(self.root, &self.path, no_pivot, self.propagation)
     }
 }
