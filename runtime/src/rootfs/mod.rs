@@ -5,6 +5,8 @@
 //! Call order (from the container init, inside its new mount namespace):
 //! [`validate`] (parent) → [`prepare`] → createContainer hooks, console →
 //! [`Rootfs::enter`] → [`finalize`].
+//! Without a mount namespace of its own the same calls run in the runtime's
+//! mount namespace and enter with chroot ([`shared_ns`]).
 //!
 //! Contract with the caller:
 //! - [`prepare`] needs the runtime's (host) /proc mounted at /proc: it names
