@@ -48,6 +48,22 @@ fn spec_writes_default_config() {
 }
 
 #[test]
+fn spec_adds_a_cgroup_namespace_only_on_a_cgroup_v2_host() {
+    // runc's `spec` adds one only when /sys/fs/cgroup is cgroup2 alone; on a v1 or hybrid
+    // host it would give `exec` a 0::/ view and clash with a test adding its own.
+    let unified = nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+    conformance::each_runtime("spec_cgroupns", |c, rt| {
+        let d = c.dir.join("specdir");
+        fs::create_dir_all(&d).unwrap();
+        c.rt.cmd().arg("spec").cwd(&d).run().expect_ok(rt);
+        let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(d.join("config.json")).unwrap()).unwrap();
+        let has = v["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n["type"] == "cgroup");
+        assert_eq!(has, unified, "{rt}: cgroup namespace in `spec` on a {} host", if unified { "v2" } else { "v1/hybrid" });
+    });
+}
+
+#[test]
 fn spec_bundle_flag_writes_into_bundle() {
     let c = Case::new("spec_bundle");
     let d = c.dir.join("other");

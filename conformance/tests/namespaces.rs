@@ -136,3 +136,84 @@ fn pid_namespace_path_is_joined_without_warnings() {
     assert_eq!(out.stdout, "sleep\u{0}1000\u{0}\n", "pid 1 is the first container's init");
     assert_eq!(out.stderr, "", "no warning from either side of the clone");
 }
+
+#[test]
+fn empty_namespace_path_means_a_new_namespace() {
+    // config-linux.md: without a path the namespace is new; runc reads `""` so (crun 1.8
+    // tries to open "" and fails).
+    conformance::each_runtime_but(&["crun"], "ns_empty_path", |c, rt| {
+        for ty in ["network", "ipc", "uts"] {
+            c.bundle.join_namespace(ty, "");
+        }
+        let out = c.run_sh("readlink /proc/self/ns/net; readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts");
+        out.expect_ok(rt);
+        let l: Vec<&str> = out.stdout.lines().collect();
+        assert_eq!(l.len(), 3, "{rt}: {out}");
+        for (got, kind) in l.iter().zip(["net", "ipc", "uts"]) {
+            assert_ne!(*got, host_ns(kind), "{rt}: {kind} namespace is the host's");
+        }
+    });
+}
+
+/// linux.namespaces without `mount`, and the paths that need one.
+fn without_mount_namespace(c: &mut Case) {
+    c.bundle.remove_namespace("mount");
+    let linux = c.config()["linux"].as_object_mut().unwrap();
+    linux.remove("maskedPaths");
+    linux.remove("readonlyPaths");
+}
+
+fn host_mounts_under(path: &Path) -> Vec<String> {
+    let p = path.to_str().unwrap();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.split(' ').nth(4).is_some_and(|mp| mp == p || mp.starts_with(&format!("{p}/"))))
+        .map(String::from)
+        .collect()
+}
+
+// runc and crun are not run here: without a mount namespace runc makes the host's `/`
+// rslave and its rootfs parent private, and leaves every container mount on the host
+// after delete (seen with runc 1.1.5 in a scratch mount namespace).
+#[test]
+fn absent_mount_namespace_is_the_runtimes_and_leaves_no_mounts() {
+    let mut c = Case::new("ns_no_mnt");
+    without_mount_namespace(&mut c);
+    let root = std::fs::canonicalize(c.bundle.dir.join("rootfs")).unwrap();
+    let out = c.sh_ok("readlink /proc/self/ns/mnt; test -x /bin/busybox && echo in-rootfs; ls /proc/self/fd >/dev/null && echo proc");
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l, vec![host_ns("mnt").as_str(), "in-rootfs", "proc"], "{out}");
+    assert_eq!(host_mounts_under(&root), Vec::<String>::new(), "run left mounts on the host");
+}
+
+#[test]
+fn absent_mount_namespace_exec_and_delete() {
+    let mut c = Case::new("ns_no_mnt_exec");
+    without_mount_namespace(&mut c);
+    let root = std::fs::canonicalize(c.bundle.dir.join("rootfs")).unwrap();
+    c.bundle.set_args(&["sleep", "1000"]);
+    c.create().expect_ok("create without a mount namespace");
+    c.start().expect_ok("start");
+    // The container's mounts live in the host's namespace while it runs (as with runc).
+    assert!(host_mounts_under(&root).iter().any(|l| l.contains(" - proc ")), "no /proc under the rootfs");
+    // exec runs in the container's root, not the host's (runc's exec would not chroot).
+    let out = c.rt.exec(&["exec", &c.id, "sh", "-c", "readlink /proc/self/ns/mnt; test -x /bin/busybox && echo in-rootfs"]);
+    out.expect_ok("exec");
+    assert_eq!(out.stdout.lines().collect::<Vec<_>>(), vec![host_ns("mnt").as_str(), "in-rootfs"], "{out}");
+    c.rt.delete_force(&c.id).expect_ok("delete");
+    assert_eq!(host_mounts_under(&root), Vec::<String>::new(), "delete left mounts on the host");
+}
+
+#[test]
+fn failed_create_without_mount_namespace_leaves_no_mounts() {
+    let mut c = Case::new("ns_no_mnt_fail");
+    without_mount_namespace(&mut c);
+    let root = std::fs::canonicalize(c.bundle.dir.join("rootfs")).unwrap();
+    // Fails after the rootfs mounts, in the createContainer hook.
+    c.config()["hooks"] = serde_json::json!({"createContainer": [{"path": "/bin/false"}]});
+    let out = c.create();
+    out.expect_fail("create with a failing createContainer hook");
+    assert!(out.stderr.contains("createContainer"), "create did not get as far as the hook: {out}");
+    assert_eq!(host_mounts_under(&root), Vec::<String>::new(), "failed create left mounts on the host");
+}

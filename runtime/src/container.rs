@@ -45,6 +45,9 @@ pub(crate) struct Guard<'a> {
     pub(crate) dir: bool,
     pub(crate) cgroup: Option<Manager>,
     pub(crate) child: Option<OwnedFd>,
+    /// Without a mount namespace: the rootfs and the id of the mount on top of it before
+    /// the init started, to detach what the init mounted there.
+    pub(crate) shared_rootfs: Option<(PathBuf, u64)>,
 }
 
 impl Guard<'_> {
@@ -52,6 +55,7 @@ impl Guard<'_> {
         self.dir = false;
         self.cgroup = None;
         self.child = None;
+        self.shared_rootfs = None;
     }
 }
 
@@ -61,6 +65,11 @@ impl Drop for Guard<'_> {
             let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
             let _ = sys::pidfd_wait_exit(pidfd.as_fd(), 5000);
             reap(&pidfd);
+        }
+        if let Some((rootfs, before)) = self.shared_rootfs.take() {
+            if let Err(e) = rootfs::shared_ns::detach(&rootfs, Some(before), None) {
+                log::warn(&format!("cleaning up after a failed create: {e}"));
+            }
         }
         if let Some(cg) = self.cgroup.take() {
             kill_cgroup(&cg, libc::SIGKILL);
@@ -175,6 +184,7 @@ pub(crate) fn initial_record(id: &str, b: &Bundle, cgroup: &Manager) -> Result<R
             r.set_devices(None);
             r
         }),
+        rootfs_mount: None,
     })
 }
 
@@ -202,7 +212,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
 
     log::debug(&format!("create {}: bundle {}, rootfs {}", opts.id, bundle.display(), rootfs_path.display()));
     let dir = store.create_dir(&opts.id)?;
-    let mut guard = Guard { store, id: &opts.id, dir: true, cgroup: None, child: None };
+    let mut guard = Guard { store, id: &opts.id, dir: true, cgroup: None, child: None, shared_rootfs: None };
     let listener = crate::process::start::listen(&dir, START_SOCKET).map_err(|e| Error::io("creating the start socket", e))?;
 
     cgroup.create()?;
@@ -220,6 +230,11 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     }
 
     let idmapped = rootfs::idmapped::prepare(&spec, &bundle)?;
+    if plan.shares_mount_ns() {
+        let before = rootfs::shared_ns::top_mount_id(&rootfs_path)
+            .map_err(|e| Error::io(format!("root.path {}: reading its mount", rootfs_path.display()), e))?;
+        guard.shared_rootfs = Some((rootfs_path.clone(), before));
+    }
     let (parent_ch, child_ch) = channel::pair().map_err(|e| Error::io("socketpair", e))?;
     // When staged the first child joins the pid namespace itself.
     let saved_pidns = match &plan.pid_path {
@@ -317,8 +332,9 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
                 parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(format!("sync with init: {e}")))?;
             }
             Some(Msg::HooksPending) => {
-                hooks::run_all(spec.hooks().as_ref(), Kind::Prestart, state.as_bytes())?;
-                hooks::run_all(spec.hooks().as_ref(), Kind::CreateRuntime, state.as_bytes())?;
+                // In the bundle, where runc runs them (it chdirs there to create).
+                hooks::run_all(spec.hooks().as_ref(), Kind::Prestart, state.as_bytes(), Some(&bundle))?;
+                hooks::run_all(spec.hooks().as_ref(), Kind::CreateRuntime, state.as_bytes(), Some(&bundle))?;
                 parent_ch.send(&Msg::HooksDone).map_err(|e| init_err(format!("sync with init: {e}")))?;
             }
             Some(Msg::Ready) => break,
@@ -330,6 +346,11 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
 
     record.pid = pid;
     record.init_start_time = sys::process_start_time(pid).unwrap_or(0);
+    if let Some((rootfs, before)) = &guard.shared_rootfs {
+        let top = rootfs::shared_ns::top_mount_id(rootfs)
+            .map_err(|e| Error::io(format!("root.path {}: reading its mount", rootfs.display()), e))?;
+        record.rootfs_mount = (top != *before).then_some(top);
+    }
     store.save(&record)?;
     log::debug(&format!("create {}: init {pid} is waiting for start", opts.id));
     if let Some(p) = &opts.pid_file {
@@ -420,7 +441,9 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     }
     log::debug(&format!("start {id}: init {} runs the process", rec.pid));
     let state = hook_state(id, Status::Running, rec.pid, &rec.bundle, &rec.annotations);
-    if let Err(e) = hooks::run_all(rec.hooks.as_ref(), Kind::Poststart, state.as_bytes()) {
+    // runtime.md: a failing poststart hook is a warning, the others still run and start
+    // succeeds (runc instead kills the container and fails `start`).
+    for e in hooks::run_each(rec.hooks.as_ref(), Kind::Poststart, state.as_bytes()) {
         log::warn(&e.to_string());
     }
     Ok(())
@@ -520,9 +543,14 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     // With a shared pid namespace the init's death does not take the others with it.
     kill_cgroup(&cg, libc::SIGKILL);
     cg.destroy()?;
+    if let Some(mount) = rec.rootfs_mount {
+        rootfs::shared_ns::detach(&rec.rootfs, None, Some(mount))?;
+    }
     store.remove(id)?;
     let state = hook_state(id, Status::Stopped, 0, &rec.bundle, &rec.annotations);
-    if let Err(e) = hooks::run_all(rec.hooks.as_ref(), Kind::Poststop, state.as_bytes()) {
+    // runtime.md: a failing poststop hook is a warning, the others still run and delete
+    // succeeds (runc 1.3 runs none after the failing one and exits 1).
+    for e in hooks::run_each(rec.hooks.as_ref(), Kind::Poststop, state.as_bytes()) {
         log::warn(&e.to_string());
     }
     Ok(())

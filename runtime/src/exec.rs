@@ -317,6 +317,19 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
         }
         None => (None, None),
     };
+    // A container without a mount namespace of its own runs chrooted in ours: the new
+    // process goes into the init's root too (runc's exec would leave it in the host's /).
+    let root = if rec.rootfs_mount.is_some() && !ns.contains(CloneFlags::CLONE_NEWNS) {
+        let fd = nix::fcntl::open(
+            format!("/proc/{}/root", rec.pid).as_str(),
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Error::io(format!("container \"{id}\": opening the init's root"), e.into()))?;
+        Some(fd)
+    } else {
+        None
+    };
     let (parent_ch, child_ch) = channel::pair().map_err(|e| Error::io("socketpair", e))?;
     let oom_score_adj = process.oom_score_adj().or(base.oom_score_adj());
 
@@ -352,6 +365,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
                 channel: child_ch,
                 init,
                 join: ns - CloneFlags::CLONE_NEWPID,
+                root,
                 process: &process,
                 console,
                 preserve_fds: opts.preserve_fds,
@@ -445,6 +459,8 @@ struct Child<'a> {
     channel: Channel,
     init: OwnedFd,
     join: CloneFlags,
+    /// The init's root, to chroot into when the container shares our mount namespace.
+    root: Option<OwnedFd>,
     process: &'a Process,
     console: Option<OwnedFd>,
     preserve_fds: u32,
@@ -483,6 +499,11 @@ fn setup(c: &Child) -> std::result::Result<crate::init::exec::Prepared, String> 
     if !c.join.is_empty() {
         nix::sched::setns(&c.init, c.join)
             .map_err(|e| format!("joining the namespaces of the container's init: {e}"))?;
+    }
+    if let Some(root) = &c.root {
+        nix::unistd::fchdir(root).map_err(|e| format!("chdir into the container's root: {e}"))?;
+        nix::unistd::chroot(".").map_err(|e| format!("chroot into the container's root: {e}"))?;
+        nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
     }
     // The container's session keyring, found by name (as runc's exec does).
     let _ = crate::sys::join_session_keyring(c.id);

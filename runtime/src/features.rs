@@ -57,6 +57,14 @@ pub fn default_spec(rootless: bool) -> Value {
             l.remove("resources");
         }
     }
+    // As `runc spec`: a cgroup namespace only on a pure cgroup v2 host. On v1 it would
+    // only hide paths (exec then reads 0::/), and a config that adds its own is refused
+    // as a duplicate.
+    if !crate::cgroups::host_is_unified() {
+        if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
+            ns.retain(|n| n["type"] != "cgroup");
+        }
+    }
     spec
 }
 

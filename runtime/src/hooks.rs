@@ -1,9 +1,19 @@
 //! Runs the spec's lifecycle hooks: the container state as JSON on stdin, `timeout` enforced
 //! through a pidfd, stderr captured for the error message.
+//!
+//! Failure policy (runtime-spec runtime.md): a failing prestart, createRuntime,
+//! createContainer or startContainer hook stops the rest and fails the operation
+//! ([`run_all`]); a failing poststart or poststop hook is only a warning and the remaining
+//! hooks of the list still run ([`run_each`]).
+//!
+//! Working directory, as runc gives it: prestart and createRuntime run in the bundle (runc
+//! chdirs there before creating), createContainer in the container's root after its mounts
+//! (runc 1.3 chdirs to the rootfs before running them), the others where the runtime is.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -53,24 +63,43 @@ impl Kind {
     }
 }
 
-/// Runs every hook of `kind` in order; the first failure stops the rest.
-pub fn run_all(hooks: Option<&oci_spec::runtime::Hooks>, kind: Kind, state: &[u8]) -> Result<(), HookError> {
+/// Runs every hook of `kind` in order with `cwd` as working directory (or ours); the first
+/// failure stops the rest.
+pub fn run_all(
+    hooks: Option<&oci_spec::runtime::Hooks>,
+    kind: Kind,
+    state: &[u8],
+    cwd: Option<&Path>,
+) -> Result<(), HookError> {
     let Some(hooks) = hooks else { return Ok(()) };
     for (index, hook) in kind.select(hooks).iter().enumerate() {
-        run(hook, state).map_err(|msg| HookError::Failed {
-            kind: kind.name(),
-            index,
-            path: hook.path().display().to_string(),
-            msg,
-        })?;
+        run(hook, state, cwd).map_err(|msg| failed(kind, index, hook, msg))?;
     }
     Ok(())
 }
 
+/// Runs every hook of `kind` in order, whatever the earlier ones gave, and returns the
+/// failures (for poststart and poststop, whose failures are warnings).
+pub fn run_each(hooks: Option<&oci_spec::runtime::Hooks>, kind: Kind, state: &[u8]) -> Vec<HookError> {
+    let Some(hooks) = hooks else { return Vec::new() };
+    kind.select(hooks)
+        .iter()
+        .enumerate()
+        .filter_map(|(index, hook)| run(hook, state, None).err().map(|msg| failed(kind, index, hook, msg)))
+        .collect()
+}
+
+fn failed(kind: Kind, index: usize, hook: &Hook, msg: String) -> HookError {
+    HookError::Failed { kind: kind.name(), index, path: hook.path().display().to_string(), msg }
+}
+
 const MAX_STDERR: usize = 4096;
 
-fn run(hook: &Hook, state: &[u8]) -> Result<(), String> {
+fn run(hook: &Hook, state: &[u8], cwd: Option<&Path>) -> Result<(), String> {
     let mut cmd = Command::new(hook.path());
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
     if let Some(args) = hook.args() {
         if let Some((argv0, rest)) = args.split_first() {
             cmd.arg0(argv0).args(rest);
@@ -157,21 +186,46 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         let h = hook(serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}; echo $0 >> {}", out.display(), out.display()), "me"]}));
-        run(&h, b"{\"id\":\"x\"}").unwrap();
+        run(&h, b"{\"id\":\"x\"}", None).unwrap();
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "{\"id\":\"x\"}me\n");
     }
 
     #[test]
     fn failing_hook_reports_status_and_stderr() {
         let h = hook(serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", "echo boom >&2; exit 3"]}));
-        let e = run(&h, b"{}").unwrap_err();
+        let e = run(&h, b"{}", None).unwrap_err();
         assert!(e.contains("exit status: 3") && e.contains("boom"), "{e}");
+    }
+
+    #[test]
+    fn run_each_runs_the_hooks_after_a_failing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let hooks: oci_spec::runtime::Hooks = serde_json::from_value(serde_json::json!({"poststop": [
+            {"path": "/bin/false"},
+            {"path": "/bin/sh", "args": ["sh", "-c", format!("pwd > {}", out.display())]}
+        ]}))
+        .unwrap();
+        let errors = run_each(Some(&hooks), Kind::Poststop, b"{}");
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].to_string().contains("poststop hook #0"), "{}", errors[0]);
+        assert!(out.exists(), "the second hook did not run");
+        assert!(run_all(Some(&hooks), Kind::Poststop, b"{}", None).is_err());
+    }
+
+    #[test]
+    fn hook_runs_in_the_given_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = hook(serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", "pwd > where"]}));
+        run(&h, b"{}", Some(dir.path())).unwrap();
+        let got = std::fs::read_to_string(dir.path().join("where")).unwrap();
+        assert_eq!(got.trim(), dir.path().canonicalize().unwrap().to_str().unwrap());
     }
 
     #[test]
     fn hook_past_its_timeout_is_killed() {
         let h = hook(serde_json::json!({"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}));
-        let e = run(&h, b"{}").unwrap_err();
+        let e = run(&h, b"{}", None).unwrap_err();
         assert!(e.contains("timed out"), "{e}");
     }
 }

@@ -123,6 +123,16 @@ pub fn plan(spec: &Spec) -> Plan {
     p
 }
 
+impl Plan {
+    /// The container stays in the runtime's mount namespace (linux.namespaces has no
+    /// `mount` entry): its rootfs is then set up there and entered with chroot, and the
+    /// mounts made for it must be taken down by `delete`.
+    pub fn shares_mount_ns(&self) -> bool {
+        !(self.clone_flags | self.unshare_flags).contains(CloneFlags::CLONE_NEWNS)
+            && !self.join.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount)
+    }
+}
+
 /// Joins the namespaces of `plan.join` (in the child, before it sets anything up).
 pub fn join(plan: &Plan) -> Result<(), String> {
     for (t, path) in &plan.join {

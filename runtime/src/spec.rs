@@ -59,6 +59,7 @@ pub fn load(bundle: &Path) -> Result<Loaded, SpecError> {
         return Err(SpecError::Null { path });
     }
     let warnings = drop_unknown_capabilities(&mut value);
+    drop_empty_namespace_paths(&mut value);
     if let Some(seccomp) = value.pointer("/linux/seccomp") {
         crate::seccomp::check_names(seccomp)?;
     }
@@ -88,6 +89,17 @@ fn drop_unknown_capabilities(value: &mut Value) -> Vec<String> {
         });
     }
     warnings
+}
+
+/// config-linux.md: without `path` a namespace is new; runc (and runtime-tools' generator)
+/// treat `"path": ""` the same way, so it must not be read as a path to join.
+fn drop_empty_namespace_paths(value: &mut Value) {
+    let Some(list) = value.pointer_mut("/linux/namespaces").and_then(Value::as_array_mut) else { return };
+    for ns in list.iter_mut().filter_map(Value::as_object_mut) {
+        if ns.get("path").and_then(Value::as_str) == Some("") {
+            ns.remove("path");
+        }
+    }
 }
 
 /// What validation resolved from the spec.
@@ -235,6 +247,8 @@ fn validate_linux(spec: &Spec) -> Result<(), SpecError> {
     if spec.domainname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
         return Err(invalid("domainname", "unable to set domainname without a UTS namespace"));
     }
+    // Without a mount namespace the container shares the runtime's (as with runc): its
+    // rootfs is set up there and entered with chroot. Masking would hide host paths.
     if !has(LinuxNamespaceType::Mount) {
         if linux.masked_paths().as_ref().is_some_and(|p| !p.is_empty()) {
             return Err(invalid("linux.maskedPaths", "masked paths need a mount namespace"));
@@ -242,7 +256,6 @@ fn validate_linux(spec: &Spec) -> Result<(), SpecError> {
         if linux.readonly_paths().as_ref().is_some_and(|p| !p.is_empty()) {
             return Err(invalid("linux.readonlyPaths", "read-only paths need a mount namespace"));
         }
-        return Err(invalid("linux.namespaces", "berth needs a mount namespace to set up the rootfs"));
     }
     if let Some(sysctl) = linux.sysctl() {
         for key in sysctl.keys() {
@@ -423,6 +436,13 @@ mod tests {
         assert_eq!(v["process"]["capabilities"]["bounding"], serde_json::json!(["CAP_KILL"]));
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("CAP_FOO"));
+    }
+
+    #[test]
+    fn empty_namespace_path_means_a_new_namespace() {
+        let mut v = serde_json::json!({"linux": {"namespaces": [{"type": "pid", "path": ""}, {"type": "net", "path": "/x"}]}});
+        drop_empty_namespace_paths(&mut v);
+        assert_eq!(v["linux"]["namespaces"], serde_json::json!([{"type": "pid"}, {"type": "net", "path": "/x"}]));
     }
 
     #[test]

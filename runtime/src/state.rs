@@ -77,6 +77,10 @@ pub struct Record {
     /// so that an update changes only what it names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<LinuxResources>,
+    /// Without a mount namespace of its own: the id of the container's rootfs mount in
+    /// the runtime's mount namespace, which `delete` detaches (rootfs::shared_ns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs_mount: Option<u64>,
 }
 
 /// The JSON `state` prints: runtime-spec's state, as runc prints it.

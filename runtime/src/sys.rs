@@ -217,3 +217,29 @@ pub fn process_alive(pid: i32, start_time: u64) -> bool {
     }
     fields.nth(18).and_then(|s| s.parse::<u64>().ok()) == Some(start_time)
 }
+
+/// The id of the mount `path` is on (statx STATX_MNT_ID), without following a final
+/// symlink: tells whether the top mount at a path is still the one recorded earlier.
+pub fn mount_id(path: &std::path::Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: statx is plain data, zeroed is a valid value for it.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: c is a NUL-terminated path and st a valid, writable statx buffer.
+    let r = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT,
+            libc::STATX_MNT_ID,
+            &mut st,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if st.stx_mask & libc::STATX_MNT_ID == 0 {
+        return Err(io::Error::from(io::ErrorKind::Unsupported));
+    }
+    Ok(st.stx_mnt_id)
+}

@@ -45,6 +45,12 @@ use oci_spec::runtime::LinuxResources;
 pub use oom::OomWatch;
 pub use stats::Stats;
 
+/// The host mounts cgroup v2 alone at /sys/fs/cgroup (runc's IsCgroup2UnifiedMode), not
+/// v1 or the hybrid layout.
+pub fn host_is_unified() -> bool {
+    fsutil::is_cgroup2_fs(Path::new("/sys/fs/cgroup"))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
     #[error(

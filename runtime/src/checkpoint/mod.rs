@@ -311,7 +311,7 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
         .collect::<Result<_>>()?;
 
     let dir = store.create_dir(id)?;
-    let mut guard = Guard { store, id, dir: true, cgroup: None, child: None };
+    let mut guard = Guard { store, id, dir: true, cgroup: None, child: None, shared_rootfs: None };
     mkdir_private(&work, "--work-path")?;
     cgroup.create()?;
     for (dest, host) in cgroup_binds(spec, &cgroup) {

@@ -115,6 +115,7 @@ fn setup(a: &InitArgs) -> Res<exec::Prepared> {
         cgroup_mounts: a.cgroup_mounts.clone(),
         cgroupns: a.plan.new_cgroupns,
         idmapped: &a.idmapped,
+        shares_mount_ns: a.plan.shares_mount_ns(),
     };
     let root = rootfs::prepare(&cfg).map_err(|e| e.to_string())?;
 
@@ -130,7 +131,8 @@ fn setup(a: &InitArgs) -> Res<exec::Prepared> {
             _ => unsafe_exit(1),
         }
     }
-    hooks::run_all(hooks, Kind::CreateContainer, state.as_bytes()).map_err(|e| e.to_string())?;
+    // In the container's root, with its mounts in place, as runc runs them.
+    hooks::run_all(hooks, Kind::CreateContainer, state.as_bytes(), Some(a.rootfs)).map_err(|e| e.to_string())?;
 
     let process = spec.process().as_ref().ok_or("process: missing")?;
     let tty = match (&a.console, process.terminal().unwrap_or(false)) {
@@ -185,7 +187,7 @@ fn wait_and_exec(a: &InitArgs, prepared: exec::Prepared) -> String {
         let _ = conn.write_all(msg.as_bytes());
         unsafe_exit(127)
     };
-    if let Err(e) = hooks::run_all(a.spec.hooks().as_ref(), Kind::StartContainer, &state) {
+    if let Err(e) = hooks::run_all(a.spec.hooks().as_ref(), Kind::StartContainer, &state, None) {
         fail(&mut conn, e.to_string());
     }
     let err = prepared.exec();

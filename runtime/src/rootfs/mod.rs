@@ -5,6 +5,8 @@
 //! Call order (from the container init, inside its new mount namespace):
 //! [`validate`] (parent) → [`prepare`] → createContainer hooks, console →
 //! [`Rootfs::enter`] → [`finalize`].
+//! Without a mount namespace of its own the same calls run in the runtime's
+//! mount namespace and enter with chroot ([`shared_ns`]).
 //!
 //! Contract with the caller:
 //! - [`prepare`] needs the runtime's (host) /proc mounted at /proc: it names
@@ -34,6 +36,7 @@ mod mounts;
 pub mod options;
 mod pivot;
 pub mod resolve;
+pub mod shared_ns;
 pub(crate) mod sys;
 mod validate;
 
@@ -105,6 +108,9 @@ pub struct RootfsConfig<'a> {
     pub cgroupns: bool,
     /// Id-mapped trees `berth create` built for some mounts, by index.
     pub idmapped: &'a idmapped::Prepared,
+    /// No mount namespace of its own: set up in the runtime's, enter with chroot
+    /// (see [`shared_ns`]).
+    pub shares_mount_ns: bool,
 }
 
 /// The prepared root, held by an O_PATH fd of the rootfs bind mount.
@@ -115,6 +121,8 @@ pub struct Rootfs {
     path: PathBuf,
     /// `linux.rootfsPropagation` if given, re-applied to `/` after the pivot.
     propagation: Option<MsFlags>,
+    /// Entered with chroot in the runtime's mount namespace (see [`shared_ns`]).
+    shares_mount_ns: bool,
 }
 
 /// Build the container's mount tree. Runs in the child, inside its new mount
@@ -148,7 +156,11 @@ pub fn prepare(cfg: &RootfsConfig) -> Result<Rootfs, RootfsError> {
     resolve::verify_procfs_root(proc.as_fd())
         .map_err(|_| RootfsError::invalid("/proc", "the runtime's /proc is not a procfs root"))?;
     drop(proc);
-    pivot::prepare_root(cfg.rootfs, propagation)?;
+    if cfg.shares_mount_ns {
+        shared_ns::prepare_root(cfg.rootfs, propagation)?;
+    } else {
+        pivot::prepare_root(cfg.rootfs, propagation)?;
+    }
     let root = resolve::open_dir(cfg.rootfs)
         .map_err(|e| RootfsError::sys("root.path", format!("open {}", cfg.rootfs.display()), e))?;
 
@@ -173,6 +185,7 @@ pub fn prepare(cfg: &RootfsConfig) -> Result<Rootfs, RootfsError> {
         root,
         path: cfg.rootfs.to_path_buf(),
         propagation,
+        shares_mount_ns: cfg.shares_mount_ns,
     })
 }
 
@@ -206,6 +219,9 @@ impl Rootfs {
     /// MS_MOVE + chroot. Consumes the root fd, so no fd to a host path is held
     /// afterwards.
     pub fn enter(self, no_pivot: bool) -> Result<(), RootfsError> {
+        if self.shares_mount_ns {
+            return shared_ns::enter(self.root);
+        }
         pivot::enter(self.root, &self.path, no_pivot, self.propagation)
     }
 }
