@@ -13,6 +13,7 @@ pub mod cri;
 pub mod docker;
 pub mod image;
 pub mod leak;
+pub mod oracle;
 pub mod podman;
 pub mod qemu;
 pub mod rootfs;

@@ -1,8 +1,10 @@
 //! config.json `mounts`, `root.readonly`, `rootfsPropagation`, `--no-pivot`.
 
+use conformance::oracle::each_runtime;
 use conformance::Case;
 use serde_json::json;
 use std::fs;
+use std::path::Path;
 
 /// The /proc/mounts line for a mount point inside the container.
 fn mount_line<'a>(mounts: &'a str, dest: &str) -> &'a str {
@@ -199,4 +201,73 @@ fn sysctl_is_applied_in_container_only() {
     let out = c.sh_ok("cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/msgmax");
     assert_eq!(out, "1\n12345\n");
     assert_eq!(fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(), host, "host sysctl changed");
+}
+
+/// Makes `dir` a shared mount point of its own on the host (this host's / is private, so
+/// nothing would propagate otherwise); it is unmounted, with whatever propagated into it,
+/// before the leak check, even if the test fails.
+fn host_shared_mount(c: &mut Case, dir: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    let d = dir.to_str().unwrap().to_string();
+    let undo = d.clone();
+    c.on_cleanup(move || {
+        conformance::sh(&format!("umount -R -l {undo}"));
+    });
+    let (rc, o) = conformance::sh(&format!("mount --bind {d} {d} && mount --make-private {d} && mount --make-shared {d}"));
+    assert_eq!(rc, 0, "cannot make {d} a shared mount: {o}");
+}
+
+fn add_capability(c: &mut Case, cap: &str) {
+    for set in ["bounding", "effective", "permitted"] {
+        c.config()["process"]["capabilities"][set].as_array_mut().unwrap().push(cap.into());
+    }
+}
+
+/// Kubernetes' Bidirectional propagation (what CSI node plugins rely on): a mount the
+/// container makes inside an `rshared` volume appears on the host. containerd's CRI
+/// plugin sets `rootfsPropagation: rshared` along with the volume's `rshared`.
+#[test]
+fn rshared_bind_mount_propagates_back_to_the_host() {
+    each_runtime("mnt_bidi", |c, rt| {
+        let vol = c.dir.join("vol");
+        host_shared_mount(c, &vol);
+        let sub = vol.join("sub");
+        fs::create_dir(&sub).unwrap();
+        c.bundle.add_mount(json!({"destination": "/vol", "type": "bind", "source": vol, "options": ["rbind", "rshared"]}));
+        c.config()["linux"]["rootfsPropagation"] = "rshared".into();
+        add_capability(c, "CAP_SYS_ADMIN");
+        c.sh_ok("mount -t tmpfs -o size=1m tmpfs /vol/sub && echo from-ctr > /vol/sub/f");
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let on_host = mountinfo
+            .lines()
+            .any(|l| l.split(' ').nth(4) == sub.to_str() && l.contains(" - tmpfs "));
+        assert!(on_host, "{rt}: the container's tmpfs on /vol/sub did not reach the host");
+        assert_eq!(fs::read_to_string(sub.join("f")).unwrap(), "from-ctr\n", "{rt}");
+    });
+}
+
+/// The optional fields of `/` in a mountinfo text.
+fn root_optional_fields(mountinfo: &str) -> Vec<String> {
+    let root = mountinfo.lines().find(|l| l.split(' ').nth(4) == Some("/")).expect("/ in mountinfo");
+    root.split(" - ").next().unwrap().split(' ').skip(6).map(str::to_string).collect()
+}
+
+/// `rootfsPropagation: unbindable` (and `runbindable`) leave the container's root
+/// unbindable. runc 1.1 makes the host's `/` unbindable before binding the rootfs onto
+/// itself, which the kernel refuses (EINVAL): it is expected to fail.
+#[test]
+fn rootfs_propagation_unbindable_is_applied() {
+    for prop in ["unbindable", "runbindable"] {
+        each_runtime(&format!("mnt_rootprop_{prop}"), |c, rt| {
+            c.config()["linux"]["rootfsPropagation"] = prop.into();
+            let out = c.run_sh("cat /proc/self/mountinfo");
+            if rt == "runc" {
+                assert!(!out.ok(), "runc 1.1 was expected to fail {prop}: {out}");
+                return;
+            }
+            out.expect_ok(&format!("{rt}: rootfsPropagation {prop}"));
+            let fields = root_optional_fields(&out.stdout);
+            assert!(fields.iter().any(|f| f == "unbindable"), "{rt} {prop}: / has {fields:?}");
+        });
+    }
 }
