@@ -4,6 +4,7 @@ use conformance::oracle::each_runtime;
 use conformance::Case;
 use serde_json::json;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// The /proc/mounts line for a mount point inside the container.
@@ -270,4 +271,39 @@ fn rootfs_propagation_unbindable_is_applied() {
             assert!(fields.iter().any(|f| f == "unbindable"), "{rt} {prop}: / has {fields:?}");
         });
     }
+}
+
+/// A tmpfs without `mode=` takes the mode of the directory it covers (a new directory
+/// gets tmpfs's default 1777).
+#[test]
+fn tmpfs_without_mode_takes_the_mode_of_its_directory() {
+    each_runtime("mnt_tmpfs_dirmode", |c, rt| {
+        for (dest, mode) in [("/m755", 0o755), ("/m700", 0o700), ("/m1770", 0o1770)] {
+            tmpfs_on_dir(c, dest, mode, &[]);
+        }
+        c.bundle.add_mount(json!({"destination": "/made-by-runtime", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
+        let out = c.sh_ok("stat -c %a /m755 /m700 /m1770 /made-by-runtime");
+        assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["755", "700", "1770", "1777"], "{rt}");
+    });
+}
+
+/// A `mode=` option wins over the directory's mode. runc 1.1.5 chmods the tmpfs to the
+/// directory's mode after mounting it, so the option is lost; runc 1.1.15 and 1.3 pass
+/// the directory's mode first in the options, as berth does.
+#[test]
+fn tmpfs_mode_option_wins_over_the_directory_mode() {
+    conformance::oracle::each_runtime_but(&["runc"], "mnt_tmpfs_optmode", |c, rt| {
+        tmpfs_on_dir(c, "/m700", 0o700, &["mode=750"]);
+        assert_eq!(c.sh_ok("stat -c %a /m700"), "750\n", "{rt}");
+    });
+}
+
+/// A tmpfs mount on a directory of the rootfs made with `mode`.
+fn tmpfs_on_dir(c: &mut Case, dest: &str, mode: u32, extra: &[&str]) {
+    let host = c.bundle.rootfs.host_path(dest);
+    fs::create_dir_all(&host).unwrap();
+    fs::set_permissions(&host, fs::Permissions::from_mode(mode)).unwrap();
+    let mut options = vec!["size=1m"];
+    options.extend(extra);
+    c.bundle.add_mount(json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": options}));
 }

@@ -113,6 +113,16 @@ fn current_attrs(src: BorrowedFd) -> u64 {
     a
 }
 
+/// The permission bits (with setuid/setgid/sticky) of `dest` inside the root,
+/// or None if it does not exist yet.
+fn existing_mode(root: BorrowedFd, dest: &Path) -> nix::Result<Option<u32>> {
+    match resolve::open_in_root(root, dest, OFlag::O_PATH, Mode::empty()) {
+        Ok(fd) => Ok(Some(fstat(&fd)?.st_mode & 0o7777)),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// A destination that reaches into procfs through links is judged by where
 /// it lands, not by its spelling (CVE-2019-16884).
 fn check_not_in_proc(
@@ -230,6 +240,13 @@ fn other(
     dest: &Path,
     opts: &MountOptions,
 ) -> Result<(), RootfsError> {
+    // A tmpfs on an existing directory takes that directory's mode (runc):
+    // "mode=" goes first, so one in the options still wins.
+    let inherited_mode = if typ == "tmpfs" {
+        existing_mode(ctx.root, dest).map_err(super::sys_err(field, "stat mount point"))?
+    } else {
+        None
+    };
     let target = dest_dir(ctx.root, dest).map_err(super::sys_err(field, "create mount point"))?;
     check_not_in_proc(target.as_fd(), dest, typ, field)?;
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
@@ -243,7 +260,14 @@ fn other(
     if opts.nosymfollow {
         flags |= MsFlags::from_bits_retain(MS_NOSYMFOLLOW);
     }
-    let data = opts.data_string();
+    let mut data = opts.data_string();
+    if let Some(mode) = inherited_mode {
+        data = if data.is_empty() {
+            format!("mode={mode:04o}")
+        } else {
+            format!("mode={mode:04o},{data}")
+        };
+    }
     mount(
         Some(&source),
         sys::fd_path(target.as_fd()).as_str(),
