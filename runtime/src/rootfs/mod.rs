@@ -34,6 +34,7 @@ mod mounts;
 pub mod options;
 mod pivot;
 pub mod resolve;
+pub mod source;
 pub(crate) mod sys;
 mod validate;
 
@@ -105,6 +106,9 @@ pub struct RootfsConfig<'a> {
     pub cgroupns: bool,
     /// Id-mapped trees `berth create` built for some mounts, by index.
     pub idmapped: &'a idmapped::Prepared,
+    /// In a user namespace: asks `berth create` for a bind source the init cannot open
+    /// (see [`source`]).
+    pub host_open: Option<source::HostOpen<'a>>,
 }
 
 /// The prepared root, held by an O_PATH fd of the rootfs bind mount.
@@ -158,6 +162,7 @@ pub fn prepare(cfg: &RootfsConfig) -> Result<Rootfs, RootfsError> {
         cgroup_mounts: &cfg.cgroup_mounts,
         cgroupns: cfg.cgroupns,
         idmapped: cfg.idmapped,
+        host_open: cfg.host_open,
     };
     let mut dev_is_bind = false;
     for (i, m) in cfg.spec.mounts().iter().flatten().enumerate() {

@@ -24,6 +24,7 @@ pub(crate) struct Ctx<'a> {
     pub cgroup_mounts: &'a [CgroupMount],
     pub cgroupns: bool,
     pub idmapped: &'a super::idmapped::Prepared,
+    pub host_open: Option<super::source::HostOpen<'a>>,
 }
 
 pub(crate) struct Outcome {
@@ -157,6 +158,7 @@ fn apply_propagation(mnt: BorrowedFd, props: &[MsFlags]) -> nix::Result<()> {
 fn bind(
     ctx: &Ctx,
     field: &str,
+    index: Option<usize>,
     source: &Path,
     dest: &Path,
     opts: &MountOptions,
@@ -167,9 +169,22 @@ fn bind(
     } else {
         ctx.bundle.join(source)
     };
-    let src = nix::fcntl::open(&source, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map_err(
-        |e| RootfsError::sys(field, format!("open bind source {}", source.display()), e),
-    )?;
+    let src = match nix::fcntl::open(&source, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(e) => match (ctx.host_open, index) {
+            // Unreachable from our user namespace: `berth create` opens it (source.rs).
+            (Some(host_open), Some(i)) => {
+                host_open(i).map_err(|m| RootfsError::invalid(field, m))?
+            }
+            _ => {
+                return Err(RootfsError::sys(
+                    field,
+                    format!("open bind source {}", source.display()),
+                    e,
+                ))
+            }
+        },
+    };
     let src_is_dir = is_dir(src.as_fd()).map_err(super::sys_err(field, "stat bind source"))?;
     let src_is_proc = fstatfs(&src)
         .map(|s| s.filesystem_type() == PROC_SUPER_MAGIC)
@@ -349,7 +364,7 @@ pub(crate) fn mount_entry(ctx: &Ctx, i: usize, m: &Mount) -> Result<Outcome, Roo
             ));
         };
         let prepared = ctx.idmapped.get(&i).map(|fd| fd.as_fd());
-        self::bind(ctx, &field, source, &dest, &opts, prepared)?;
+        self::bind(ctx, &field, Some(i), source, &dest, &opts, prepared)?;
     } else if typ == "cgroup" || typ == "cgroup2" {
         cgroup::mount_cgroup(ctx, &field, &dest, &opts)?;
     } else {
@@ -368,7 +383,7 @@ pub(crate) fn mount_entry(ctx: &Ctx, i: usize, m: &Mount) -> Result<Outcome, Roo
                     // along: a read-only /sys must be read-only all the way.
                     o.rec_set |= sys::MOUNT_ATTR_RDONLY;
                 }
-                self::bind(ctx, &field, Path::new("/sys"), &dest, &o, None)?;
+                self::bind(ctx, &field, None, Path::new("/sys"), &dest, &o, None)?;
             }
             r => r?,
         }

@@ -127,6 +127,7 @@ fn cfg<'a>(fx: &'a Fixture, spec: &'a Spec) -> RootfsConfig<'a> {
         cgroup_mounts: vec![],
         cgroupns: false,
         idmapped: &NO_IDMAPPED,
+        host_open: None,
     }
 }
 
