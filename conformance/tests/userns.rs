@@ -81,6 +81,19 @@ fn bind_source_below_a_directory_the_mapped_root_cannot_search() {
     });
 }
 
+/// When the host cannot open the source either, the one error line names the mount and
+/// the source, and nothing is left behind.
+#[test]
+fn missing_bind_source_in_a_user_namespace_names_the_mount_and_source() {
+    let mut c = userns_case("uns_bind_missing");
+    let missing = c.dir.join("host-only/missing");
+    std::fs::create_dir(c.dir.join("host-only")).unwrap();
+    std::fs::set_permissions(c.dir.join("host-only"), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    c.bundle.add_mount(json!({"destination": "/mnt", "type": "bind", "source": missing, "options": ["rbind"]}));
+    let out = c.expect_create_fails(&["\"/mnt\""]);
+    assert!(out.stderr.contains(missing.to_str().unwrap()) && out.stderr.contains("ENOENT"), "{out}");
+}
+
 #[test]
 fn proc_sys_dev_and_hostname_work_inside_a_user_namespace() {
     let mut c = userns_case("uns_mounts");

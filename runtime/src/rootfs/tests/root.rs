@@ -809,6 +809,28 @@ fn root_rootfs_rshared_propagation_still_pivots() {
 }
 
 #[test]
+fn root_rootfs_unbindable_propagation_pivots_and_root_is_unbindable() {
+    if !is_root() {
+        return;
+    }
+    for prop in ["unbindable", "runbindable"] {
+        let fx = fixture();
+        let linux = format!(r#"{{"rootfsPropagation":"{prop}"}}"#);
+        let sp = make_spec(false, STD_MOUNTS, &linux);
+        let r = in_child(|| {
+            prepare(&cfg(&fx, &sp))
+                .map_err(s("prepare"))?
+                .enter(false)
+                .map_err(s("enter"))?;
+            let l = mountinfo_line("/").ok_or("no / line")?;
+            check(l.contains(" unbindable "), &l)
+        });
+        assert_no_host_mounts(&fx);
+        r.expect(prop);
+    }
+}
+
+#[test]
 fn root_rootfs_recursive_bind_attrs_apply_to_submounts() {
     if !is_root() {
         return;
