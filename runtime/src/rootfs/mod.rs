@@ -10,6 +10,8 @@
 //! - [`prepare`] needs the runtime's (host) /proc mounted at /proc: it names
 //!   the fds it resolved inside the rootfs as `/proc/self/fd/N` for mount(2),
 //!   and checks first that /proc is a procfs root.
+//! - In a user namespace, [`prepare`] asks `host_open` for a bind source it
+//!   cannot open itself (see [`source`]).
 //! - The only fd held between the calls is the O_PATH, O_CLOEXEC fd of the
 //!   rootfs inside [`Rootfs`]; [`Rootfs::enter`] consumes and closes it, so
 //!   after it returns no fd of ours points at a host path.
