@@ -449,6 +449,63 @@ fn oom_killed_is_reported(handler: &str) {
     remove_pod_without_leaks(&env, &pod);
 }
 
+/// A host directory made a shared mount point of its own (this host's / is private, and
+/// containerd refuses Bidirectional propagation from a source that is not shared); dropping
+/// it unmounts the directory with whatever propagated into it, even if the test fails.
+struct SharedMount(std::path::PathBuf);
+
+impl SharedMount {
+    fn new(dir: &std::path::Path) -> SharedMount {
+        fs::create_dir_all(dir).expect("shared dir");
+        let guard = SharedMount(dir.to_path_buf());
+        let d = dir.display();
+        let (rc, out) = conformance::sh(&format!("mount --bind {d} {d} && mount --make-shared {d}"));
+        assert_eq!(rc, 0, "cannot make {d} a shared mount: {out}");
+        guard
+    }
+}
+
+impl Drop for SharedMount {
+    fn drop(&mut self) {
+        conformance::sh(&format!("umount -R -l {}", self.0.display()));
+    }
+}
+
+/// Kubernetes' Bidirectional mount propagation (what CSI node plugins rely on; critest's
+/// "mount propagation" test): a tmpfs a privileged container mounts inside the volume
+/// shows on the host.
+fn bidirectional_mount_propagation_reaches_the_host(handler: &str) {
+    let env = env();
+    let host_dir = env.dir.join("bidi");
+    let shared = SharedMount::new(&host_dir);
+    fs::create_dir(host_dir.join("sub")).expect("sub dir");
+    let mut pod_cfg = env.pod_config("bidi");
+    if let Some(sc) = pod_cfg.linux.as_mut().and_then(|l| l.security_context.as_mut()) {
+        sc.privileged = true;
+    }
+    let pod = env.run_pod(&pod_cfg, handler).expect("RunPodSandbox");
+    let mut c = env.container_config("bidi", "mount -t tmpfs -o size=1m tmpfs /vol/sub && echo from-ctr > /vol/sub/f");
+    c.mounts = vec![cri::Mount {
+        container_path: "/vol".into(),
+        host_path: host_dir.to_string_lossy().into_owned(),
+        propagation: cri::MountPropagation::PropagationBidirectional as i32,
+        ..Default::default()
+    }];
+    c.linux.get_or_insert_with(Default::default).security_context =
+        Some(cri::LinuxContainerSecurityContext { privileged: true, ..Default::default() });
+    let id = env.run_container(&pod, c, &pod_cfg).expect("create+start");
+    let st = env.wait_exited(&id, EXIT_WAIT).expect("exit");
+    assert_eq!(st.exit_code, 0, "{st:?}");
+    let sub = host_dir.join("sub");
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let on_host = mountinfo.lines().any(|l| l.split(' ').nth(4) == sub.to_str() && l.contains(" - tmpfs "));
+    assert!(on_host, "{handler}: the container's tmpfs on /vol/sub did not reach the host");
+    assert_eq!(fs::read_to_string(sub.join("f")).expect("file"), "from-ctr\n");
+    env.remove_container(&id).expect("RemoveContainer");
+    drop(shared);
+    remove_pod_without_leaks(&env, &pod);
+}
+
 macro_rules! for_handlers {
     ($($name:ident),* $(,)?) => {
         mod berth {
@@ -468,4 +525,5 @@ for_handlers!(
     stop_escalates_to_sigkill,
     pod_shares_shim_and_namespaces,
     oom_killed_is_reported,
+    bidirectional_mount_propagation_reaches_the_host,
 );

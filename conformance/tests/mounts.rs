@@ -1,8 +1,11 @@
 //! config.json `mounts`, `root.readonly`, `rootfsPropagation`, `--no-pivot`.
 
+use conformance::oracle::each_runtime;
 use conformance::Case;
 use serde_json::json;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 /// The /proc/mounts line for a mount point inside the container.
 fn mount_line<'a>(mounts: &'a str, dest: &str) -> &'a str {
@@ -199,4 +202,108 @@ fn sysctl_is_applied_in_container_only() {
     let out = c.sh_ok("cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/msgmax");
     assert_eq!(out, "1\n12345\n");
     assert_eq!(fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(), host, "host sysctl changed");
+}
+
+/// Makes `dir` a shared mount point of its own on the host (this host's / is private, so
+/// nothing would propagate otherwise); it is unmounted, with whatever propagated into it,
+/// before the leak check, even if the test fails.
+fn host_shared_mount(c: &mut Case, dir: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    let d = dir.to_str().unwrap().to_string();
+    let undo = d.clone();
+    c.on_cleanup(move || {
+        conformance::sh(&format!("umount -R -l {undo}"));
+    });
+    let (rc, o) = conformance::sh(&format!("mount --bind {d} {d} && mount --make-private {d} && mount --make-shared {d}"));
+    assert_eq!(rc, 0, "cannot make {d} a shared mount: {o}");
+}
+
+fn add_capability(c: &mut Case, cap: &str) {
+    for set in ["bounding", "effective", "permitted"] {
+        c.config()["process"]["capabilities"][set].as_array_mut().unwrap().push(cap.into());
+    }
+}
+
+/// Kubernetes' Bidirectional propagation (what CSI node plugins rely on): a mount the
+/// container makes inside an `rshared` volume appears on the host. containerd's CRI
+/// plugin sets `rootfsPropagation: rshared` along with the volume's `rshared`.
+#[test]
+fn rshared_bind_mount_propagates_back_to_the_host() {
+    each_runtime("mnt_bidi", |c, rt| {
+        let vol = c.dir.join("vol");
+        host_shared_mount(c, &vol);
+        let sub = vol.join("sub");
+        fs::create_dir(&sub).unwrap();
+        c.bundle.add_mount(json!({"destination": "/vol", "type": "bind", "source": vol, "options": ["rbind", "rshared"]}));
+        c.config()["linux"]["rootfsPropagation"] = "rshared".into();
+        add_capability(c, "CAP_SYS_ADMIN");
+        c.sh_ok("mount -t tmpfs -o size=1m tmpfs /vol/sub && echo from-ctr > /vol/sub/f");
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let on_host = mountinfo
+            .lines()
+            .any(|l| l.split(' ').nth(4) == sub.to_str() && l.contains(" - tmpfs "));
+        assert!(on_host, "{rt}: the container's tmpfs on /vol/sub did not reach the host");
+        assert_eq!(fs::read_to_string(sub.join("f")).unwrap(), "from-ctr\n", "{rt}");
+    });
+}
+
+/// The optional fields of `/` in a mountinfo text.
+fn root_optional_fields(mountinfo: &str) -> Vec<String> {
+    let root = mountinfo.lines().find(|l| l.split(' ').nth(4) == Some("/")).expect("/ in mountinfo");
+    root.split(" - ").next().unwrap().split(' ').skip(6).map(str::to_string).collect()
+}
+
+/// `rootfsPropagation: unbindable` (and `runbindable`) leave the container's root
+/// unbindable. runc 1.1 makes the host's `/` unbindable before binding the rootfs onto
+/// itself, which the kernel refuses (EINVAL): it is expected to fail.
+#[test]
+fn rootfs_propagation_unbindable_is_applied() {
+    for prop in ["unbindable", "runbindable"] {
+        each_runtime(&format!("mnt_rootprop_{prop}"), |c, rt| {
+            c.config()["linux"]["rootfsPropagation"] = prop.into();
+            let out = c.run_sh("cat /proc/self/mountinfo");
+            if rt == "runc" {
+                assert!(!out.ok(), "runc 1.1 was expected to fail {prop}: {out}");
+                return;
+            }
+            out.expect_ok(&format!("{rt}: rootfsPropagation {prop}"));
+            let fields = root_optional_fields(&out.stdout);
+            assert!(fields.iter().any(|f| f == "unbindable"), "{rt} {prop}: / has {fields:?}");
+        });
+    }
+}
+
+/// A tmpfs without `mode=` takes the mode of the directory it covers (a new directory
+/// gets tmpfs's default 1777), as with runc. crun 1.8 leaves every tmpfs at 1777.
+#[test]
+fn tmpfs_without_mode_takes_the_mode_of_its_directory() {
+    conformance::oracle::each_runtime_but(&["crun"], "mnt_tmpfs_dirmode", |c, rt| {
+        for (dest, mode) in [("/m755", 0o755), ("/m700", 0o700), ("/m1770", 0o1770)] {
+            tmpfs_on_dir(c, dest, mode, &[]);
+        }
+        c.bundle.add_mount(json!({"destination": "/made-by-runtime", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
+        let out = c.sh_ok("stat -c %a /m755 /m700 /m1770 /made-by-runtime");
+        assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["755", "700", "1770", "1777"], "{rt}");
+    });
+}
+
+/// A `mode=` option wins over the directory's mode. runc 1.1.5 chmods the tmpfs to the
+/// directory's mode after mounting it, so the option is lost; runc 1.1.15 and 1.3 pass
+/// the directory's mode first in the options, as berth does.
+#[test]
+fn tmpfs_mode_option_wins_over_the_directory_mode() {
+    conformance::oracle::each_runtime_but(&["runc"], "mnt_tmpfs_optmode", |c, rt| {
+        tmpfs_on_dir(c, "/m700", 0o700, &["mode=750"]);
+        assert_eq!(c.sh_ok("stat -c %a /m700"), "750\n", "{rt}");
+    });
+}
+
+/// A tmpfs mount on a directory of the rootfs made with `mode`.
+fn tmpfs_on_dir(c: &mut Case, dest: &str, mode: u32, extra: &[&str]) {
+    let host = c.bundle.rootfs.host_path(dest);
+    fs::create_dir_all(&host).unwrap();
+    fs::set_permissions(&host, fs::Permissions::from_mode(mode)).unwrap();
+    let mut options = vec!["size=1m"];
+    options.extend(extra);
+    c.bundle.add_mount(json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": options}));
 }

@@ -18,11 +18,16 @@ fn chown_tree(path: &Path, id: u32) {
 /// its rootfs owned by the mapped root.
 fn userns_case(name: &str) -> Case {
     let mut c = Case::new(name);
+    make_userns(&mut c);
+    c
+}
+
+/// What `userns_case` does, on an existing case.
+fn make_userns(c: &mut Case) {
     c.config()["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
     c.config()["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
     c.config()["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
     chown_tree(&c.bundle.rootfs.path, HOST_ID);
-    c
 }
 
 #[test]
@@ -54,6 +59,39 @@ fn files_created_in_a_bind_mount_belong_to_the_mapped_host_uid() {
         let meta = std::fs::metadata(shared.join(name)).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (HOST_ID, HOST_ID), "{name}");
     }
+}
+
+/// The runtime opens a bind source with the host's rights: the container's root (host
+/// uid 200000) cannot search the 0700 host directory above it, yet the volume works.
+#[test]
+fn bind_source_below_a_directory_the_mapped_root_cannot_search() {
+    conformance::oracle::each_runtime("uns_bind_0700", |c, rt| {
+        make_userns(c);
+        let hidden = c.dir.join("host-only");
+        let vol = hidden.join("vol");
+        std::fs::create_dir_all(&vol).unwrap();
+        std::fs::set_permissions(&hidden, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        std::fs::write(vol.join("in"), "from-host\n").unwrap();
+        chown_tree(&vol, HOST_ID);
+        c.bundle.add_mount(json!({"destination": "/mnt", "type": "bind", "source": vol, "options": ["rbind", "rw"]}));
+        let out = c.sh_ok("cat /mnt/in; echo from-ctr > /mnt/out");
+        assert_eq!(out, "from-host\n", "{rt}");
+        let meta = std::fs::metadata(vol.join("out")).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (HOST_ID, HOST_ID), "{rt}");
+    });
+}
+
+/// When the host cannot open the source either, the one error line names the mount and
+/// the source, and nothing is left behind.
+#[test]
+fn missing_bind_source_in_a_user_namespace_names_the_mount_and_source() {
+    let mut c = userns_case("uns_bind_missing");
+    let missing = c.dir.join("host-only/missing");
+    std::fs::create_dir(c.dir.join("host-only")).unwrap();
+    std::fs::set_permissions(c.dir.join("host-only"), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    c.bundle.add_mount(json!({"destination": "/mnt", "type": "bind", "source": missing, "options": ["rbind"]}));
+    let out = c.expect_create_fails(&["\"/mnt\""]);
+    assert!(out.stderr.contains(missing.to_str().unwrap()) && out.stderr.contains("ENOENT"), "{out}");
 }
 
 #[test]

@@ -331,6 +331,13 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
                 state = hook_state(&opts.id, Status::Creating, pid, &bundle, &annotations);
                 parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(format!("sync with init: {e}")))?;
             }
+            Some(Msg::MountSourcePending { index }) if plan.in_user_ns() => {
+                let sent = match rootfs::source::open_for_init(pidfd.as_fd(), &spec, &bundle, index) {
+                    Ok(fd) => parent_ch.send_with_fd(&Msg::MountSource, fd.as_fd()),
+                    Err(m) => parent_ch.send(&Msg::Error(m)),
+                };
+                sent.map_err(|e| init_err(format!("sync with init: {e}")))?;
+            }
             Some(Msg::HooksPending) => {
                 // In the bundle, where runc runs them (it chdirs there to create).
                 hooks::run_all(spec.hooks().as_ref(), Kind::Prestart, state.as_bytes(), Some(&bundle))?;

@@ -82,6 +82,13 @@ pub struct Plan {
     pub new_user: bool,
 }
 
+impl Plan {
+    /// The init runs in a user namespace other than the runtime's (new or joined).
+    pub fn in_user_ns(&self) -> bool {
+        self.new_user || self.join.iter().any(|(t, _)| *t == LinuxNamespaceType::User)
+    }
+}
+
 pub fn plan(spec: &Spec) -> Plan {
     let mut p = Plan {
         clone_flags: CloneFlags::empty(),

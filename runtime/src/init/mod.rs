@@ -108,6 +108,15 @@ fn setup(a: &InitArgs) -> Res<exec::Prepared> {
         }
     }
 
+    // In a user namespace a bind source may be out of our reach; the parent opens it.
+    let host_open = |index: usize| -> Res<OwnedFd> {
+        a.channel.send(&Msg::MountSourcePending { index }).map_err(|e| format!("sync with parent: {e}"))?;
+        match a.channel.recv_with_fd() {
+            Ok(Some((Msg::MountSource, Some(fd)))) => Ok(fd),
+            Ok(Some((Msg::Error(m), _))) => Err(m),
+            _ => unsafe_exit(1),
+        }
+    };
     let cfg = rootfs::RootfsConfig {
         spec,
         rootfs: a.rootfs,
@@ -116,6 +125,7 @@ fn setup(a: &InitArgs) -> Res<exec::Prepared> {
         cgroupns: a.plan.new_cgroupns,
         idmapped: &a.idmapped,
         shares_mount_ns: a.plan.shares_mount_ns(),
+        host_open: a.plan.in_user_ns().then_some(&host_open as rootfs::source::HostOpen),
     };
     let root = rootfs::prepare(&cfg).map_err(|e| e.to_string())?;
 

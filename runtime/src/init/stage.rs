@@ -25,7 +25,7 @@ pub fn enter(spec: &Spec, plan: &Plan, channel: &Channel) -> Res<()> {
             _ => super::unsafe_exit(1),
         }
     }
-    if plan.new_user || plan.join.iter().any(|(t, _)| *t == LinuxNamespaceType::User) {
+    if plan.in_user_ns() {
         // Root inside is the id certain to be mapped (validation checked it for a new
         // namespace); our host uid 0 is not, and files made as an unmapped id fail.
         setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))

@@ -23,6 +23,11 @@ pub enum Msg {
     /// First child → parent: the real init is forked (as the parent's child) with this
     /// host pid; the first child exits. The parent answers with a second `Go`.
     Child { pid: i32 },
+    /// Init → parent: I cannot open `mounts[index].source` myself (user namespace);
+    /// open it in my mount namespace with the host's credentials.
+    MountSourcePending { index: usize },
+    /// Parent → init, with the O_PATH fd of the source (or `Error` instead).
+    MountSource,
     /// Init → parent: mounts are done; run prestart and createRuntime hooks now.
     HooksPending,
     /// Parent → init: hooks ran.
@@ -32,7 +37,7 @@ pub enum Msg {
     SeccompListener,
     /// Init → parent: everything is set up; the init waits for `start`.
     Ready,
-    /// Init → parent: set-up failed.
+    /// Init → parent: set-up failed. Parent → init: a request (`MountSourcePending`) failed.
     Error(String),
 }
 

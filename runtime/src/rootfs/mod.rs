@@ -12,6 +12,8 @@
 //! - [`prepare`] needs the runtime's (host) /proc mounted at /proc: it names
 //!   the fds it resolved inside the rootfs as `/proc/self/fd/N` for mount(2),
 //!   and checks first that /proc is a procfs root.
+//! - In a user namespace, [`prepare`] asks `host_open` for a bind source it
+//!   cannot open itself (see [`source`]).
 //! - The only fd held between the calls is the O_PATH, O_CLOEXEC fd of the
 //!   rootfs inside [`Rootfs`]; [`Rootfs::enter`] consumes and closes it, so
 //!   after it returns no fd of ours points at a host path.
@@ -37,6 +39,7 @@ pub mod options;
 mod pivot;
 pub mod resolve;
 pub mod shared_ns;
+pub mod source;
 pub(crate) mod sys;
 mod validate;
 
@@ -111,6 +114,9 @@ pub struct RootfsConfig<'a> {
     /// No mount namespace of its own: set up in the runtime's, enter with chroot
     /// (see [`shared_ns`]).
     pub shares_mount_ns: bool,
+    /// In a user namespace: asks `berth create` for a bind source the init cannot open
+    /// (see [`source`]).
+    pub host_open: Option<source::HostOpen<'a>>,
 }
 
 /// The prepared root, held by an O_PATH fd of the rootfs bind mount.
@@ -170,6 +176,7 @@ pub fn prepare(cfg: &RootfsConfig) -> Result<Rootfs, RootfsError> {
         cgroup_mounts: &cfg.cgroup_mounts,
         cgroupns: cfg.cgroupns,
         idmapped: cfg.idmapped,
+        host_open: cfg.host_open,
     };
     let mut dev_is_bind = false;
     for (i, m) in cfg.spec.mounts().iter().flatten().enumerate() {

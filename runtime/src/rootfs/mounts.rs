@@ -24,6 +24,7 @@ pub(crate) struct Ctx<'a> {
     pub cgroup_mounts: &'a [CgroupMount],
     pub cgroupns: bool,
     pub idmapped: &'a super::idmapped::Prepared,
+    pub host_open: Option<super::source::HostOpen<'a>>,
 }
 
 pub(crate) struct Outcome {
@@ -113,6 +114,16 @@ fn current_attrs(src: BorrowedFd) -> u64 {
     a
 }
 
+/// The permission bits (with setuid/setgid/sticky) of `dest` inside the root,
+/// or None if it does not exist yet.
+fn existing_mode(root: BorrowedFd, dest: &Path) -> nix::Result<Option<u32>> {
+    match resolve::open_in_root(root, dest, OFlag::O_PATH, Mode::empty()) {
+        Ok(fd) => Ok(Some(fstat(&fd)?.st_mode & 0o7777)),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// A destination that reaches into procfs through links is judged by where
 /// it lands, not by its spelling (CVE-2019-16884).
 fn check_not_in_proc(
@@ -147,6 +158,7 @@ fn apply_propagation(mnt: BorrowedFd, props: &[MsFlags]) -> nix::Result<()> {
 fn bind(
     ctx: &Ctx,
     field: &str,
+    index: Option<usize>,
     source: &Path,
     dest: &Path,
     opts: &MountOptions,
@@ -157,9 +169,22 @@ fn bind(
     } else {
         ctx.bundle.join(source)
     };
-    let src = nix::fcntl::open(&source, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map_err(
-        |e| RootfsError::sys(field, format!("open bind source {}", source.display()), e),
-    )?;
+    let src = match nix::fcntl::open(&source, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(e) => match (ctx.host_open, index) {
+            // Unreachable from our user namespace: `berth create` opens it (source.rs).
+            (Some(host_open), Some(i)) => {
+                host_open(i).map_err(|m| RootfsError::invalid(field, m))?
+            }
+            _ => {
+                return Err(RootfsError::sys(
+                    field,
+                    format!("open bind source {}", source.display()),
+                    e,
+                ))
+            }
+        },
+    };
     let src_is_dir = is_dir(src.as_fd()).map_err(super::sys_err(field, "stat bind source"))?;
     let src_is_proc = fstatfs(&src)
         .map(|s| s.filesystem_type() == PROC_SUPER_MAGIC)
@@ -230,6 +255,13 @@ fn other(
     dest: &Path,
     opts: &MountOptions,
 ) -> Result<(), RootfsError> {
+    // A tmpfs on an existing directory takes that directory's mode (runc):
+    // "mode=" goes first, so one in the options still wins.
+    let inherited_mode = if typ == "tmpfs" {
+        existing_mode(ctx.root, dest).map_err(super::sys_err(field, "stat mount point"))?
+    } else {
+        None
+    };
     let target = dest_dir(ctx.root, dest).map_err(super::sys_err(field, "create mount point"))?;
     check_not_in_proc(target.as_fd(), dest, typ, field)?;
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
@@ -243,7 +275,14 @@ fn other(
     if opts.nosymfollow {
         flags |= MsFlags::from_bits_retain(MS_NOSYMFOLLOW);
     }
-    let data = opts.data_string();
+    let mut data = opts.data_string();
+    if let Some(mode) = inherited_mode {
+        data = if data.is_empty() {
+            format!("mode={mode:04o}")
+        } else {
+            format!("mode={mode:04o},{data}")
+        };
+    }
     mount(
         Some(&source),
         sys::fd_path(target.as_fd()).as_str(),
@@ -325,7 +364,7 @@ pub(crate) fn mount_entry(ctx: &Ctx, i: usize, m: &Mount) -> Result<Outcome, Roo
             ));
         };
         let prepared = ctx.idmapped.get(&i).map(|fd| fd.as_fd());
-        self::bind(ctx, &field, source, &dest, &opts, prepared)?;
+        self::bind(ctx, &field, Some(i), source, &dest, &opts, prepared)?;
     } else if typ == "cgroup" || typ == "cgroup2" {
         cgroup::mount_cgroup(ctx, &field, &dest, &opts)?;
     } else {
@@ -344,7 +383,7 @@ pub(crate) fn mount_entry(ctx: &Ctx, i: usize, m: &Mount) -> Result<Outcome, Roo
                     // along: a read-only /sys must be read-only all the way.
                     o.rec_set |= sys::MOUNT_ATTR_RDONLY;
                 }
-                self::bind(ctx, &field, Path::new("/sys"), &dest, &o, None)?;
+                self::bind(ctx, &field, None, Path::new("/sys"), &dest, &o, None)?;
             }
             r => r?,
         }

@@ -8,7 +8,7 @@ use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chdir, chroot, fchdir, pivot_root};
 
-use super::{sys_err, RootfsError};
+use super::{resolve, sys_err, RootfsError};
 
 const NONE: Option<&str> = None;
 
@@ -17,7 +17,7 @@ const NONE: Option<&str> = None;
 /// private when it could still be shared (pivot_root refuses a shared
 /// parent), and bind the rootfs onto itself so it is a mount point.
 pub(crate) fn prepare_root(rootfs: &Path, propagation: Option<MsFlags>) -> Result<(), RootfsError> {
-    let flags = propagation.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    let flags = pre_pivot_propagation(propagation);
     mount(NONE, "/", NONE, flags, NONE)
         .map_err(sys_err("linux.rootfsPropagation", "set propagation of /"))?;
     let all_unshared = flags.contains(MsFlags::MS_REC) && !flags.contains(MsFlags::MS_SHARED);
@@ -33,6 +33,18 @@ pub(crate) fn prepare_root(rootfs: &Path, propagation: Option<MsFlags>) -> Resul
     )
     .map_err(sys_err("root.path", "bind rootfs onto itself"))?;
     Ok(())
+}
+
+/// The propagation `/` gets before the rootfs is bound onto itself. An
+/// unbindable `/` (or rootfs) cannot be the source of that bind (EINVAL, where
+/// runc fails), so `unbindable`/`runbindable` get the default recursive slave
+/// here, which keeps everything we mount from reaching the host, and are
+/// applied to the new `/` after the pivot like every other value.
+fn pre_pivot_propagation(propagation: Option<MsFlags>) -> MsFlags {
+    match propagation {
+        Some(p) if !p.contains(MsFlags::MS_UNBINDABLE) => p,
+        _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+    }
 }
 
 /// Mount points of this namespace with their "is shared" bit, in mountinfo
@@ -153,22 +165,33 @@ pub(crate) fn enter(
     if no_pivot {
         detach_host_mounts(rootfs)?;
     }
+    // pivot_root(".", ".") stacks the old root on top of the new one at ".";
+    // detaching it leaves only the container's tree, with no directory needed
+    // inside the rootfs. It is reached through an fd of the old root: on "."
+    // after the pivot, mount(2) acts on the new root below the stack (only
+    // umount2 follows it), and making that a slave would make the whole
+    // container tree a slave of the host, so `rshared` mounts would no longer
+    // propagate back (runc fchdirs to the old root for the same reason).
+    let oldroot = if no_pivot {
+        None
+    } else {
+        Some(resolve::open_dir(Path::new("/")).map_err(sys_err("root.path", "open old root"))?)
+    };
     fchdir(&root).map_err(sys_err("root.path", "chdir into rootfs"))?;
     drop(root);
-    if no_pivot {
-        // runc's msMoveRoot: move the rootfs over / and chroot into it.
-        mount(Some("."), "/", NONE, MsFlags::MS_MOVE, NONE)
-            .map_err(sys_err("root.path", "move rootfs onto /"))?;
-        chroot(".").map_err(sys_err("root.path", "chroot"))?;
-    } else {
-        // pivot_root(".", ".") stacks the old root on top of the new one at
-        // "."; detaching it leaves only the container's tree, with no
-        // directory needed inside the rootfs.
+    if let Some(oldroot) = oldroot {
         pivot_root(".", ".").map_err(sys_err("root.path", "pivot_root"))?;
+        fchdir(&oldroot).map_err(sys_err("root.path", "chdir into old root"))?;
+        drop(oldroot);
         // The old root must not propagate the unmount to the host.
         mount(NONE, ".", NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE)
             .map_err(sys_err("root.path", "make old root slave"))?;
         umount2(".", MntFlags::MNT_DETACH).map_err(sys_err("root.path", "detach old root"))?;
+    } else {
+        // runc's msMoveRoot: move the rootfs over / and chroot into it.
+        mount(Some("."), "/", NONE, MsFlags::MS_MOVE, NONE)
+            .map_err(sys_err("root.path", "move rootfs onto /"))?;
+        chroot(".").map_err(sys_err("root.path", "chroot"))?;
     }
     chdir("/").map_err(sys_err("root.path", "chdir /"))?;
     if let Some(p) = propagation {

@@ -128,6 +128,7 @@ fn cfg<'a>(fx: &'a Fixture, spec: &'a Spec) -> RootfsConfig<'a> {
         cgroupns: false,
         idmapped: &NO_IDMAPPED,
         shares_mount_ns: false,
+        host_open: None,
     }
 }
 
@@ -806,6 +807,28 @@ fn root_rootfs_rshared_propagation_still_pivots() {
     });
     assert_no_host_mounts(&fx);
     r.expect("child");
+}
+
+#[test]
+fn root_rootfs_unbindable_propagation_pivots_and_root_is_unbindable() {
+    if !is_root() {
+        return;
+    }
+    for prop in ["unbindable", "runbindable"] {
+        let fx = fixture();
+        let linux = format!(r#"{{"rootfsPropagation":"{prop}"}}"#);
+        let sp = make_spec(false, STD_MOUNTS, &linux);
+        let r = in_child(|| {
+            prepare(&cfg(&fx, &sp))
+                .map_err(s("prepare"))?
+                .enter(false)
+                .map_err(s("enter"))?;
+            let l = mountinfo_line("/").ok_or("no / line")?;
+            check(l.contains(" unbindable "), &l)
+        });
+        assert_no_host_mounts(&fx);
+        r.expect(prop);
+    }
 }
 
 #[test]

@@ -1,0 +1,88 @@
+//! Bind sources the init cannot open itself. In a user namespace the init is root only
+//! over the ids it maps, so a source below a host directory it may not search (a 0700
+//! directory of the host's root) fails with EACCES. As runc (1.1's mountFds, 1.3's
+//! mount source thread) does, `berth create` then opens the source for it: a short-lived
+//! helper, still the host's root, joins the init's mount namespace and opens the source
+//! O_PATH there, so the fd names a mount of the init's namespace (one in the host's
+//! namespace could not be bound there: open_tree and MS_BIND refuse foreign mounts), and
+//! the mount keeps the locks the kernel put on it for the less privileged namespace.
+//! Only the init asks, only after its own open failed, and only by index: the parent
+//! takes the path from its own copy of the config.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::stat::Mode;
+use nix::sys::wait::{waitid, Id, WaitPidFlag};
+use oci_spec::runtime::Spec;
+
+use crate::process::channel::{self, Msg};
+use crate::sys::{self, Forked};
+
+/// The init's side: ask the parent for `mounts[index].source`, opened O_PATH in the
+/// init's mount namespace.
+pub type HostOpen<'a> = &'a dyn Fn(usize) -> Result<OwnedFd, String>;
+
+/// `mounts[index].source` as the parent resolves it (relative to the bundle).
+fn source_path(spec: &Spec, bundle: &Path, index: usize) -> Result<PathBuf, String> {
+    let m = spec
+        .mounts()
+        .as_ref()
+        .and_then(|v| v.get(index))
+        .ok_or_else(|| format!("mounts[{index}]: no such mount"))?;
+    let source = m
+        .source()
+        .as_ref()
+        .ok_or_else(|| format!("mounts[{index}].source: missing"))?;
+    Ok(if source.is_absolute() {
+        source.clone()
+    } else {
+        bundle.join(source)
+    })
+}
+
+/// The parent's side: open `mounts[index].source` in the mount namespace of the process
+/// `init` (a pidfd) with this process's (the host's) credentials. Errors do not repeat
+/// the field: the init reports them under the mount's name.
+pub fn open_for_init(
+    init: BorrowedFd,
+    spec: &Spec,
+    bundle: &Path,
+    index: usize,
+) -> Result<OwnedFd, String> {
+    let path = source_path(spec, bundle, index)?;
+    let (ours, theirs) = channel::pair().map_err(|e| format!("socketpair: {e}"))?;
+    // The helper, not this process, changes mount namespace: setns would also move our
+    // root and cwd, which the rest of `create` relies on.
+    let (_, helper) = match sys::clone3_fork(0, None).map_err(|e| format!("fork: {e}"))? {
+        Forked::Child => {
+            drop(ours);
+            let _ = sys::set_non_dumpable();
+            let opened = nix::sched::setns(init, CloneFlags::CLONE_NEWNS)
+                .map_err(|e| format!("joining the container's mount namespace: {e}"))
+                .and_then(|()| {
+                    nix::fcntl::open(&path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+                        .map_err(|e| format!("open bind source {}: {e}", path.display()))
+                });
+            let sent = match opened {
+                Ok(fd) => theirs.send_with_fd(&Msg::MountSource, fd.as_fd()),
+                Err(m) => theirs.send(&Msg::Error(m)),
+            };
+            // SAFETY: _exit ends the helper without running the parent's destructors.
+            unsafe { libc::_exit(i32::from(sent.is_err())) }
+        }
+        Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    drop(theirs);
+    let reply = ours.recv_with_fd();
+    let _ = waitid(Id::PIDFd(helper.as_fd()), WaitPidFlag::WEXITED);
+    match reply {
+        Ok(Some((Msg::MountSource, Some(fd)))) => Ok(fd),
+        Ok(Some((Msg::Error(m), _))) => Err(m),
+        Ok(Some((other, _))) => Err(format!("unexpected reply from the helper: {other:?}")),
+        Ok(None) => Err("the helper opening the bind source died".to_string()),
+        Err(e) => Err(format!("reading the helper's reply: {e}")),
+    }
+}
