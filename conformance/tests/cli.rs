@@ -264,3 +264,14 @@ fn kill_signal_zero_probes_and_kill_all_of_a_stopped_container_succeeds() {
     });
 }
 
+/// `--debug` without `--log`: the debug lines go to stderr (runc's logrus default).
+#[test]
+fn debug_without_log_prints_debug_lines_to_stderr() {
+    // crun prints no debug lines.
+    conformance::each_runtime_but(&["crun"], "debug_stderr", |c, rt| {
+        c.rt.globals = vec!["--debug".into()];
+        let out = c.run_sh("true");
+        out.expect_ok(rt);
+        assert!(out.stderr.lines().any(|l| l.contains("level=debug")), "{rt}: {out}");
+    });
+}
