@@ -2,6 +2,7 @@
 //! SCM_RIGHTS and the container's stdio is the pty slave.
 
 use conformance::Case;
+use serde_json::json;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::OwnedFd;
@@ -99,4 +100,22 @@ fn console_socket_path_over_108_bytes_is_an_error() {
     let long = c.dir.join("d".repeat(120)).join("console.sock");
     let out = c.create_with(&["--console-socket", long.to_str().unwrap()]);
     c.expect_clean_failure(&out, &["console", "socket", "too long"]);
+}
+
+/// runc's fixStdioPermissions: the pty is handed to the process's user, who can then
+/// reopen and use it.
+#[test]
+fn terminal_belongs_to_the_process_user() {
+    conformance::each_runtime("console_owner", |c, rt| {
+        c.config()["process"]["terminal"] = true.into();
+        c.config()["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        c.bundle.set_sh("stat -L -c 'owner %u' /proc/self/fd/0; echo reopened >/proc/self/fd/0; echo done");
+        let (l, sock) = listen(c);
+        let t = std::thread::spawn(move || recv_fd(&l));
+        c.create_with(&["--console-socket", &sock]).expect_ok(rt);
+        let master = t.join().expect("console receiver");
+        c.start().expect_ok(rt);
+        let text = conformance::console::read_until(master, "done");
+        assert!(text.contains("owner 1000\nreopened\ndone"), "{rt}: {text:?}");
+    });
 }

@@ -5,6 +5,7 @@ use conformance::util::status_field;
 use conformance::{sha256_file, Case, Out};
 use serde_json::json;
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 
 const NAMESPACES: [&str; 8] = ["cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"];
 
@@ -495,4 +496,26 @@ fn foreground_exec_tty_proxies_the_terminal() {
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.first().is_some_and(|l| l.starts_with("/dev/pts/")), "{text:?}");
     assert!(lines.contains(&"in-tty"), "{text:?}");
+}
+
+/// Starts `sleep 1000` detached in the case's container (for `each_runtime`).
+fn start_sleeper(c: &mut Case, rt: &str) {
+    c.bundle.set_args(&["sleep", "1000"]);
+    c.create().expect_ok(rt);
+    c.start().expect_ok(rt);
+}
+
+/// As for the init: the exec'd process's stdio becomes its user's, /dev/null excepted.
+#[test]
+fn exec_stdio_is_handed_to_the_process_user() {
+    // Not crun: crun 1.8 chowns the host's /dev/null too when it is the process's stdin.
+    conformance::each_runtime_but(&["crun"], "exec_stdio_owner", |c, rt| {
+        start_sleeper(c, rt);
+        let script = "stat -L -c %u /proc/self/fd/1 /proc/self/fd/2; echo reopened >>/proc/self/fd/1";
+        let out = c.rt.exec(&["exec", "--user", "1000:1000", &c.id, "sh", "-c", script]);
+        out.expect_ok(rt);
+        assert_eq!(out.stdout, "1000\n1000\nreopened\n", "{rt}: {out}");
+        let null = fs::metadata("/dev/null").unwrap();
+        assert_eq!((null.uid(), null.gid()), (0, 0), "{rt}: the host's /dev/null changed owner");
+    });
 }

@@ -1,5 +1,7 @@
 //! The process attributes every container process gets, in the same order whether it is
-//! the container's init (`create`) or a process joining it (`exec`): rlimits → scheduler,
+//! the container's init (`create`) or a process joining it (`exec`): chdir to cwd as root
+//! (again after the uid switch if that was refused) → stdio chowned to the process's uid →
+//! rlimits → scheduler,
 //! I/O priority, final CPU affinity → seccomp (without no_new_privs) → capability
 //! bounding set → uid/gid/groups → capability sets → no_new_privs → cwd (checked to be
 //! inside the container's root) → executable lookup and HOME → fds above the preserved
@@ -19,6 +21,10 @@ use crate::seccomp::Filter;
 /// fds from 3 up are passed on; every other fd above 2 is closed by the execve. A seccomp
 /// filter's notify listener goes to the parent over `channel`.
 pub fn apply(process: &Process, preserve_fds: u32, seccomp: Option<&Filter>, channel: &Channel) -> Result<Prepared, String> {
+    // While still privileged and before any filter (runc's order): the first chdir, and the
+    // stdio (a terminal included) handed to the process's user.
+    let in_cwd = exec::enter_cwd_privileged(process.cwd())?;
+    user::chown_stdio(process.user().uid())?;
     user::set_rlimits(process)?;
     // Before the uid switch, while we still hold CAP_SYS_NICE for real-time policies and
     // I/O classes; and before seccomp, whose profile need not allow these syscalls.
@@ -43,7 +49,7 @@ pub fn apply(process: &Process, preserve_fds: u32, seccomp: Option<&Filter>, cha
     if no_new_privs {
         crate::sys::set_no_new_privs().map_err(|e| format!("process.noNewPrivileges: {e}"))?;
     }
-    exec::enter_cwd(process.cwd())?;
+    exec::enter_cwd(process.cwd(), in_cwd)?;
     let prepared = exec::prepare(process)?;
 
     // Nothing the caller leaked reaches the container (CVE-2024-21626); --preserve-fds are
