@@ -346,6 +346,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
         Forked::Child => {
             drop(parent_ch);
             drop(v2_dir);
+            let own_terminal = own_console.is_some();
             drop(own_console);
             child(Child {
                 id,
@@ -354,6 +355,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
                 join: ns - CloneFlags::CLONE_NEWPID,
                 process: &process,
                 console,
+                own_terminal,
                 preserve_fds: opts.preserve_fds,
                 seccomp: seccomp.as_ref(),
             })
@@ -447,6 +449,8 @@ struct Child<'a> {
     join: CloneFlags,
     process: &'a Process,
     console: Option<OwnedFd>,
+    /// The terminal is berth's own (foreground `exec -t`), not a --console-socket's.
+    own_terminal: bool,
     preserve_fds: u32,
     seccomp: Option<&'a crate::seccomp::Filter>,
 }
@@ -488,14 +492,14 @@ fn setup(c: &Child) -> std::result::Result<crate::init::exec::Prepared, String> 
     let _ = crate::sys::join_session_keyring(c.id);
     nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
     if let Some(sock) = &c.console {
-        terminal(sock, c.process)?;
+        terminal(sock, c.process, c.own_terminal)?;
     }
     crate::init::process::apply(c.process, c.preserve_fds, c.seccomp, &c.channel)
 }
 
 /// A pty from the container's devpts: master to the console socket, peer as stdio and
 /// controlling terminal.
-fn terminal(sock: &OwnedFd, process: &Process) -> std::result::Result<(), String> {
+fn terminal(sock: &OwnedFd, process: &Process, own: bool) -> std::result::Result<(), String> {
     use std::os::fd::AsRawFd;
     let root = nix::fcntl::open(
         "/",
@@ -508,6 +512,10 @@ fn terminal(sock: &OwnedFd, process: &Process) -> std::result::Result<(), String
         crate::console::open_peer(master.as_fd()).map_err(|e| format!("terminal: {e}"))?;
     if let Some(size) = process.console_size() {
         let _ = crate::console::set_size(peer.as_fd(), size.height() as u16, size.width() as u16);
+    }
+    if own {
+        // Here, not in berth after receiving the master: this process may run before that.
+        crate::console::clear_onlcr(peer.as_fd()).map_err(|e| format!("terminal: clearing ONLCR: {e}"))?;
     }
     crate::console::send_fd(sock.as_fd(), master.as_fd(), &name)
         .map_err(|e| format!("sending the terminal to the console socket: {e}"))?;
