@@ -505,6 +505,21 @@ fn start_sleeper(c: &mut Case, rt: &str) {
     c.start().expect_ok(rt);
 }
 
+/// A process JSON without `user` runs as 0:0 (runc decodes it into a zero-valued
+/// struct), not as the container's user, and is not refused.
+#[test]
+fn exec_process_json_without_user_runs_as_root() {
+    conformance::each_runtime("exec_pjson_nouser", |c, rt| {
+        c.config()["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        start_sleeper(c, rt);
+        let p = c.dir.join("process.json");
+        fs::write(&p, json!({"args": ["sh", "-c", "id -u; id -g"], "cwd": "/", "env": ["PATH=/bin"]}).to_string()).unwrap();
+        let out = c.rt.exec(&["exec", "--process", p.to_str().unwrap(), &c.id]);
+        out.expect_ok(rt);
+        assert_eq!(out.stdout, "0\n0\n", "{rt}: {out}");
+    });
+}
+
 /// As for the init: the exec'd process's stdio becomes its user's, /dev/null excepted.
 #[test]
 fn exec_stdio_is_handed_to_the_process_user() {

@@ -165,12 +165,16 @@ pub fn build_process(base: &Process, o: &Overrides) -> std::result::Result<Proce
     Ok(p)
 }
 
-/// Reads runc's `--process` file: an OCI `process` object.
+/// Reads runc's `--process` file: an OCI `process` object. Without `user` the process
+/// runs as 0:0, not as the container's user (runc decodes into a zero-valued struct).
 pub fn load_process(path: &Path) -> Result<Process> {
-    let data = std::fs::read(path)
-        .map_err(|e| Error::Usage(format!("--process {}: {e}", path.display())))?;
-    serde_json::from_slice(&data)
-        .map_err(|e| Error::Usage(format!("--process {}: {e}", path.display())))
+    let bad = |e: &dyn std::fmt::Display| Error::Usage(format!("--process {}: {e}", path.display()));
+    let data = std::fs::read(path).map_err(|e| bad(&e))?;
+    let mut value: serde_json::Value = serde_json::from_slice(&data).map_err(|e| bad(&e))?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.entry("user").or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+    }
+    serde_json::from_value(value).map_err(|e| bad(&e))
 }
 
 fn validate(p: &Process) -> std::result::Result<(), String> {
