@@ -535,6 +535,29 @@ fn exec_stdio_is_handed_to_the_process_user() {
     });
 }
 
+/// runc's exec exits 255 when it cannot run the process, whatever the reason, so that a
+/// caller can tell that from the process's own exit status (runc's exec.bats "exit codes").
+#[test]
+fn exec_setup_failures_exit_255() {
+    // crun 1.8 exits 1 for all of these.
+    conformance::each_runtime_but(&["crun"], "exec_255", |c, rt| {
+        start_sleeper(c, rt);
+        let pid_file = c.dir.join("no/such/dir/pid");
+        let id = c.id.clone();
+        for (what, args) in [
+            ("a binary that is not there", vec!["exec", &id, "no-such-binary"]),
+            ("a cwd that is not there", vec!["exec", "--cwd", "/no/such/dir", &id, "true"]),
+            ("an unknown container", vec!["exec", "no-such-container", "true"]),
+            ("a pid file in a missing directory", vec!["exec", "--pid-file", pid_file.to_str().unwrap(), &id, "true"]),
+        ] {
+            let out = c.rt.exec(&args);
+            assert_eq!(out.code, 255, "{rt}: exec with {what}: {out}");
+        }
+        // The process's own status is still its own.
+        assert_eq!(c.rt.exec(&["exec", &id, "sh", "-c", "exit 254"]).code, 254, "{rt}");
+    });
+}
+
 /// In the foreground with a terminal the runtime itself copies the pty to its stdout:
 /// runc clears ONLCR so "\n" stays "\n" (no "\r\n" in a captured output).
 #[test]
