@@ -3,8 +3,8 @@
 //! (again after the uid switch if that was refused) → stdio chowned to the process's uid →
 //! rlimits → scheduler,
 //! I/O priority, final CPU affinity → seccomp (without no_new_privs) → capability
-//! bounding set → uid/gid/groups → capability sets → no_new_privs → cwd (checked to be
-//! inside the container's root) → executable lookup and HOME → fds above the preserved
+//! bounding set → uid/gid/groups → capability sets → no_new_privs → cwd (entered again
+//! if root was refused; checked to be inside the container's root) → executable lookup and HOME → fds above the preserved
 //! range made close-on-exec → seccomp (with no_new_privs). The caller runs inside the
 //! container's namespaces and root.
 

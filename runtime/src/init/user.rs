@@ -44,8 +44,8 @@ fn resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
 /// Hands fds 0-2 to `uid` (the owner only: a devpts mount may set the group), so a process
 /// that is not root can reopen /dev/stdout or use its terminal: runc's fixStdioPermissions.
 /// Left alone: /dev/null (the real one, 1:3, whatever the container's /dev holds), an fd
-/// that is `uid`'s already, and what may not be changed here (EINVAL: the gid is unmapped in
-/// our user namespace; EPERM: so is the owner; EROFS) — the process can run without it.
+/// that is `uid`'s already, and what may not be changed here (EINVAL: `uid` is not mapped in
+/// our user namespace; EPERM: the fd's owner is not; EROFS) — the process runs without it.
 pub fn chown_stdio(uid: u32) -> Result<(), String> {
     use std::os::fd::AsFd;
     use nix::errno::Errno;
