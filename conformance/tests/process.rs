@@ -220,3 +220,27 @@ fn stdio_is_handed_to_the_process_user_but_dev_null_is_not() {
         assert_eq!((null.uid(), null.gid()), (0, 0), "{rt}: the host's /dev/null changed owner");
     });
 }
+
+/// A terminal the runtime was started from, inherited as the process's stdio without
+/// `terminal`, stays its owner's: a container uid owning it could read it and push input
+/// into it (TIOCSTI). runc puts pipes of its own in between in the foreground.
+#[test]
+fn host_terminal_inherited_as_stdio_is_not_handed_to_the_container_user() {
+    // Not crun: crun 1.8 chowns whatever its stdio is (even the host's /dev/null).
+    conformance::each_runtime_but(&["crun"], "proc_host_tty", |c, rt| {
+        c.config()["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        c.bundle.set_args(&["true"]);
+        c.write();
+        let q = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
+        let run = [c.rt.bin.to_str().unwrap(), "--root", c.rt.root.to_str().unwrap(), "run", "--bundle", c.bundle.dir.to_str().unwrap(), &c.id]
+            .iter()
+            .map(|a| q(a))
+            .collect::<Vec<_>>()
+            .join(" ");
+        // script(1) gives the runtime a terminal of its own as stdin, stdout and stderr.
+        let cmd = format!("{run}; echo rc=$?; stat -L -c 'owner %u' /proc/self/fd/0");
+        let out = conformance::runtime::Invocation::new(std::path::Path::new("script")).args(["-qec", &cmd, "/dev/null"]).run();
+        let text = out.stdout.replace(['\r', '\0'], "").replace("^@", "");
+        assert!(text.contains("rc=0\nowner 0"), "{rt}: {text:?}");
+    });
+}

@@ -24,7 +24,8 @@ pub fn apply(process: &Process, preserve_fds: u32, seccomp: Option<&Filter>, cha
     // While still privileged and before any filter (runc's order): the first chdir, and the
     // stdio (a terminal included) handed to the process's user.
     let in_cwd = exec::enter_cwd_privileged(process.cwd())?;
-    user::chown_stdio(process.user().uid())?;
+    // With `terminal`, fds 0-2 are the pty the caller (init, exec) made for this process.
+    user::chown_stdio(process.user().uid(), process.terminal().unwrap_or(false))?;
     user::set_rlimits(process)?;
     // Before the uid switch, while we still hold CAP_SYS_NICE for real-time policies and
     // I/O classes; and before seccomp, whose profile need not allow these syscalls.

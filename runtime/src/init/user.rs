@@ -43,10 +43,14 @@ fn resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
 
 /// Hands fds 0-2 to `uid` (the owner only: a devpts mount may set the group), so a process
 /// that is not root can reopen /dev/stdout or use its terminal: runc's fixStdioPermissions.
-/// Left alone: /dev/null (the real one, 1:3, whatever the container's /dev holds), an fd
-/// that is `uid`'s already, and what may not be changed here (EINVAL: `uid` is not mapped in
-/// our user namespace; EPERM: the fd's owner is not; EROFS) — the process runs without it.
-pub fn chown_stdio(uid: u32) -> Result<(), String> {
+/// A character device is handed over only when it is the pty made for this process
+/// (`own_pty`): one inherited from the caller is the caller's terminal (or /dev/null), and a
+/// container uid owning it could read it and push input into it (TIOCSTI); runc interposes
+/// pipes in the foreground for the same effect, berth passes its stdio straight through.
+/// Also left alone: an fd that is `uid`'s already, and what may not be changed here
+/// (EINVAL: `uid` is not mapped in our user namespace; EPERM: the fd's owner is not; EROFS)
+/// — the process runs without it.
+pub fn chown_stdio(uid: u32, own_pty: bool) -> Result<(), String> {
     use std::os::fd::AsFd;
     use nix::errno::Errno;
     let null = libc::makedev(1, 3);
@@ -58,8 +62,8 @@ pub fn chown_stdio(uid: u32) -> Result<(), String> {
             Err(Errno::EBADF) => continue,
             Err(e) => return Err(format!("fstat of stdio fd {n}: {e}")),
         };
-        let is_null = st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == null;
-        if st.st_uid == uid || is_null {
+        let chr = st.st_mode & libc::S_IFMT == libc::S_IFCHR;
+        if st.st_uid == uid || (chr && (!own_pty || st.st_rdev == null)) {
             continue;
         }
         match nix::unistd::fchown(fd, Some(nix::unistd::Uid::from_raw(uid)), None) {
