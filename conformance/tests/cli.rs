@@ -254,3 +254,40 @@ fn root_flag_holds_the_state_and_is_private() {
     let other = Runtime::new(&c.dir.join("other-root"));
     assert!(!other.list(&["-q"]).stdout.contains(&c.id));
 }
+
+/// Signal 0 probes the init, with or without --all; once the container has stopped the
+/// probe fails without --all, while `kill --all` (containerd's after an exit) is not an
+/// error: runc 1.1 and 1.3 alike.
+#[test]
+fn kill_signal_zero_probes_and_kill_all_of_a_stopped_container_succeeds() {
+    conformance::each_runtime_but(&["crun"], "kill_probe", |c, rt| {
+        c.bundle.set_args(&["sleep", "1000"]);
+        c.create().expect_ok(rt);
+        c.start().expect_ok(rt);
+        let id = c.id.clone();
+        c.rt.exec(&["kill", &id, "0"]).expect_ok(&format!("{rt}: kill 0"));
+        c.rt.exec(&["kill", "--all", &id, "0"]).expect_ok(&format!("{rt}: kill --all 0"));
+        assert_eq!(c.state()["status"], "running", "{rt}: signal 0 is no signal");
+        c.rt.exec(&["kill", &id, "KILL"]).expect_ok(&format!("{rt}: kill KILL"));
+        c.wait_status(&id, "stopped");
+        c.rt.exec(&["kill", &id, "0"]).expect_fail(&format!("{rt}: kill 0 of a stopped container"));
+        let out = c.rt.exec(&["kill", &id, "KILL"]);
+        out.expect_fail(&format!("{rt}: kill of a stopped container"));
+        assert!(out.stderr.contains("not running"), "{rt}: {out}");
+        for sig in ["0", "KILL", "TERM"] {
+            c.rt.exec(&["kill", "--all", &id, sig]).expect_ok(&format!("{rt}: kill --all {sig} of a stopped container"));
+        }
+    });
+}
+
+/// `--debug` without `--log`: the debug lines go to stderr (runc's logrus default).
+#[test]
+fn debug_without_log_prints_debug_lines_to_stderr() {
+    // crun prints no debug lines.
+    conformance::each_runtime_but(&["crun"], "debug_stderr", |c, rt| {
+        c.rt.globals = vec!["--debug".into()];
+        let out = c.run_sh("true");
+        out.expect_ok(rt);
+        assert!(out.stderr.lines().any(|l| l.contains("level=debug")), "{rt}: {out}");
+    });
+}

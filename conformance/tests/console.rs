@@ -2,6 +2,7 @@
 //! SCM_RIGHTS and the container's stdio is the pty slave.
 
 use conformance::Case;
+use serde_json::json;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::OwnedFd;
@@ -99,4 +100,49 @@ fn console_socket_path_over_108_bytes_is_an_error() {
     let long = c.dir.join("d".repeat(120)).join("console.sock");
     let out = c.create_with(&["--console-socket", long.to_str().unwrap()]);
     c.expect_clean_failure(&out, &["console", "socket", "too long"]);
+}
+
+/// runc's fixStdioPermissions: the pty is handed to the process's user, who can then
+/// reopen and use it.
+#[test]
+fn terminal_belongs_to_the_process_user() {
+    conformance::each_runtime("console_owner", |c, rt| {
+        c.config()["process"]["terminal"] = true.into();
+        c.config()["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        c.bundle.set_sh("stat -L -c 'owner %u' /proc/self/fd/0; echo reopened >/proc/self/fd/0; echo done");
+        let (l, sock) = listen(c);
+        let t = std::thread::spawn(move || recv_fd(&l));
+        c.create_with(&["--console-socket", &sock]).expect_ok(rt);
+        let master = t.join().expect("console receiver");
+        c.start().expect_ok(rt);
+        let text = conformance::console::read_until(master, "done");
+        assert!(text.contains("owner 1000\nreopened\ndone"), "{rt}: {text:?}");
+    });
+}
+
+/// In the foreground with a terminal the runtime copies the pty to its own stdout, and
+/// runc clears ONLCR first: "\n" stays "\n", no "\r\n" in a captured output.
+#[test]
+fn foreground_run_with_terminal_keeps_newlines() {
+    // runc clears ONLCR from a goroutine while the process already runs, so a quick
+    // process's lines still come out as "\r\n" (a race in runc, not a choice); crun 1.8
+    // leaves ONLCR set.
+    conformance::each_runtime_but(&["runc", "crun"], "console_onlcr", |c, rt| {
+        c.config()["process"]["terminal"] = true.into();
+        c.bundle.set_args(&["printf", "a\\nb\\n"]);
+        c.write();
+        let q = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
+        let cmd = [c.rt.bin.to_str().unwrap(), "--root", c.rt.root.to_str().unwrap(), "run", "--bundle", c.bundle.dir.to_str().unwrap(), &c.id]
+            .iter()
+            .map(|a| q(a))
+            .collect::<Vec<_>>()
+            .join(" ");
+        // script(1) gives the runtime a terminal of its own, as a person's would be.
+        let out = conformance::runtime::Invocation::new(std::path::Path::new("script")).args(["-qec", &cmd, "/dev/null"]).run();
+        out.expect_ok(rt);
+        // script(1) echoes a NUL of its own as "^@" while the terminal is not yet raw.
+        let text = out.stdout.replace("^@", "").replace('\0', "");
+        assert!(text.contains("a\nb\n"), "{rt}: {:?}", out.stdout);
+        assert!(!text.contains('\r'), "{rt}: {:?}", out.stdout);
+    });
 }

@@ -5,6 +5,7 @@ use conformance::util::status_field;
 use conformance::{sha256_file, Case, Out};
 use serde_json::json;
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 
 const NAMESPACES: [&str; 8] = ["cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"];
 
@@ -495,4 +496,94 @@ fn foreground_exec_tty_proxies_the_terminal() {
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.first().is_some_and(|l| l.starts_with("/dev/pts/")), "{text:?}");
     assert!(lines.contains(&"in-tty"), "{text:?}");
+}
+
+/// Starts `sleep 1000` detached in the case's container (for `each_runtime`).
+fn start_sleeper(c: &mut Case, rt: &str) {
+    c.bundle.set_args(&["sleep", "1000"]);
+    c.create().expect_ok(rt);
+    c.start().expect_ok(rt);
+}
+
+/// A process JSON without `user` runs as 0:0 (runc decodes it into a zero-valued
+/// struct), not as the container's user, and is not refused.
+#[test]
+fn exec_process_json_without_user_runs_as_root() {
+    conformance::each_runtime("exec_pjson_nouser", |c, rt| {
+        c.config()["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        start_sleeper(c, rt);
+        let p = c.dir.join("process.json");
+        fs::write(&p, json!({"args": ["sh", "-c", "id -u; id -g"], "cwd": "/", "env": ["PATH=/bin"]}).to_string()).unwrap();
+        let out = c.rt.exec(&["exec", "--process", p.to_str().unwrap(), &c.id]);
+        out.expect_ok(rt);
+        assert_eq!(out.stdout, "0\n0\n", "{rt}: {out}");
+    });
+}
+
+/// As for the init: the exec'd process's stdio becomes its user's, /dev/null excepted.
+#[test]
+fn exec_stdio_is_handed_to_the_process_user() {
+    // Not crun: crun 1.8 chowns the host's /dev/null too when it is the process's stdin.
+    conformance::each_runtime_but(&["crun"], "exec_stdio_owner", |c, rt| {
+        start_sleeper(c, rt);
+        let script = "stat -L -c %u /proc/self/fd/1 /proc/self/fd/2; echo reopened >>/proc/self/fd/1";
+        let out = c.rt.exec(&["exec", "--user", "1000:1000", &c.id, "sh", "-c", script]);
+        out.expect_ok(rt);
+        assert_eq!(out.stdout, "1000\n1000\nreopened\n", "{rt}: {out}");
+        let null = fs::metadata("/dev/null").unwrap();
+        assert_eq!((null.uid(), null.gid()), (0, 0), "{rt}: the host's /dev/null changed owner");
+    });
+}
+
+/// runc's exec exits 255 when it cannot run the process, whatever the reason, so that a
+/// caller can tell that from the process's own exit status (runc's exec.bats "exit codes").
+#[test]
+fn exec_setup_failures_exit_255() {
+    // crun 1.8 exits 1 for all of these.
+    conformance::each_runtime_but(&["crun"], "exec_255", |c, rt| {
+        start_sleeper(c, rt);
+        let pid_file = c.dir.join("no/such/dir/pid");
+        let id = c.id.clone();
+        for (what, args) in [
+            ("a binary that is not there", vec!["exec", &id, "no-such-binary"]),
+            ("a cwd that is not there", vec!["exec", "--cwd", "/no/such/dir", &id, "true"]),
+            ("an unknown container", vec!["exec", "no-such-container", "true"]),
+            ("a pid file in a missing directory", vec!["exec", "--pid-file", pid_file.to_str().unwrap(), &id, "true"]),
+        ] {
+            let out = c.rt.exec(&args);
+            assert_eq!(out.code, 255, "{rt}: exec with {what}: {out}");
+        }
+        // The process's own status is still its own.
+        assert_eq!(c.rt.exec(&["exec", &id, "sh", "-c", "exit 254"]).code, 254, "{rt}");
+    });
+}
+
+/// In the foreground with a terminal the runtime itself copies the pty to its stdout:
+/// runc clears ONLCR so "\n" stays "\n" (no "\r\n" in a captured output).
+#[test]
+fn foreground_exec_tty_keeps_newlines() {
+    // runc clears ONLCR from a goroutine while the process already runs, so a quick
+    // process's lines still come out as "\r\n" (a race in runc, not a choice); crun 1.8
+    // leaves ONLCR set.
+    conformance::each_runtime_but(&["runc", "crun"], "exec_fg_onlcr", |c, rt| {
+        start_sleeper(c, rt);
+        let cmd = script_cmd(c, &["exec", "-t", &c.id, "printf", "a\\nb\\n"]);
+        let out = conformance::runtime::Invocation::new(std::path::Path::new("script")).args(["-qec", &cmd, "/dev/null"]).run();
+        out.expect_ok(rt);
+        // script(1) echoes a NUL of its own as "^@" while the terminal is not yet raw.
+        let text = out.stdout.replace("^@", "").replace('\0', "");
+        assert!(text.contains("a\nb\n"), "{rt}: {:?}", out.stdout);
+        assert!(!text.contains('\r'), "{rt}: {:?}", out.stdout);
+    });
+}
+
+/// A shell command line running the case's runtime with `args`, for script(1).
+fn script_cmd(c: &Case, args: &[&str]) -> String {
+    let q = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
+    [c.rt.bin.to_str().unwrap(), "--root", c.rt.root.to_str().unwrap()]
+        .iter()
+        .chain(args)
+        .map(|a| q(a))
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -4,6 +4,7 @@
 use conformance::util::status_field;
 use conformance::Case;
 use serde_json::json;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 fn cap_bit(name: &str) -> u64 {
     let n = match name {
@@ -185,4 +186,61 @@ fn exec_of_missing_binary_fails_with_one_error_line() {
     let out = c.run();
     out.expect_fail("run of a missing binary");
     assert!(out.stderr.contains("/no/such/binary"), "{out}");
+}
+
+/// runc's order: the first chdir to `cwd` happens as root, before the switch to the
+/// process's user, so a cwd under a directory only root may search (0700 root) works.
+#[test]
+fn cwd_under_a_directory_only_root_can_search_works_for_another_user() {
+    conformance::each_runtime("proc_cwd_0700", |c, rt| {
+        let secret = c.bundle.rootfs.host_path("/secret");
+        std::fs::create_dir_all(secret.join("work")).unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o700)).unwrap();
+        c.config()["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        c.config()["process"]["cwd"] = "/secret/work".into();
+        let out = c.run_sh("pwd; id -u; ls /secret >/dev/null 2>&1 || echo no-search");
+        out.expect_ok(rt);
+        assert_eq!(out.stdout, "/secret/work\n1000\nno-search\n", "{rt}: {out}");
+    });
+}
+
+/// runc's fixStdioPermissions: fds 0-2 become the process user's (so it can reopen
+/// /dev/stdout), except /dev/null, which must stay root's on the host.
+#[test]
+fn stdio_is_handed_to_the_process_user_but_dev_null_is_not() {
+    // Not crun: crun 1.8 chowns the host's /dev/null too when it is the process's stdin.
+    conformance::each_runtime_but(&["crun"], "proc_stdio_owner", |c, rt| {
+        c.config()["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        // The harness's stdin is the host's /dev/null (runc puts pipes of its own in
+        // between), stdout and stderr are root's 0600 files.
+        let out = c.run_sh("stat -L -c %u /proc/self/fd/1 /proc/self/fd/2; echo reopened >>/proc/self/fd/1");
+        out.expect_ok(rt);
+        assert_eq!(out.stdout, "1000\n1000\nreopened\n", "{rt}: {out}");
+        let null = std::fs::metadata("/dev/null").unwrap();
+        assert_eq!((null.uid(), null.gid()), (0, 0), "{rt}: the host's /dev/null changed owner");
+    });
+}
+
+/// A terminal the runtime was started from, inherited as the process's stdio without
+/// `terminal`, stays its owner's: a container uid owning it could read it and push input
+/// into it (TIOCSTI). runc puts pipes of its own in between in the foreground.
+#[test]
+fn host_terminal_inherited_as_stdio_is_not_handed_to_the_container_user() {
+    // Not crun: crun 1.8 chowns whatever its stdio is (even the host's /dev/null).
+    conformance::each_runtime_but(&["crun"], "proc_host_tty", |c, rt| {
+        c.config()["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        c.bundle.set_args(&["true"]);
+        c.write();
+        let q = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
+        let run = [c.rt.bin.to_str().unwrap(), "--root", c.rt.root.to_str().unwrap(), "run", "--bundle", c.bundle.dir.to_str().unwrap(), &c.id]
+            .iter()
+            .map(|a| q(a))
+            .collect::<Vec<_>>()
+            .join(" ");
+        // script(1) gives the runtime a terminal of its own as stdin, stdout and stderr.
+        let cmd = format!("{run}; echo rc=$?; stat -L -c 'owner %u' /proc/self/fd/0");
+        let out = conformance::runtime::Invocation::new(std::path::Path::new("script")).args(["-qec", &cmd, "/dev/null"]).run();
+        let text = out.stdout.replace(['\r', '\0'], "").replace("^@", "");
+        assert!(text.contains("rc=0\nowner 0"), "{rt}: {text:?}");
+    });
 }

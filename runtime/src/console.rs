@@ -68,6 +68,19 @@ pub fn recv_fd(socket: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Err(io::Error::new(io::ErrorKind::InvalidData, "no file descriptor received on the console socket"))
 }
 
+/// Clears ONLCR on a terminal (master or peer: they share one termios) that berth itself
+/// copies to and from its own stdio (`run`/`exec` in the foreground), as runc does: the
+/// process's "\n" then reaches our stdout as "\n", not "\r\n" (our own terminal, raw
+/// meanwhile, is left to add what it needs). A master sent on to a --console-socket keeps
+/// the kernel's default. Called before the process runs, so no output escapes it.
+pub fn clear_onlcr(fd: BorrowedFd<'_>) -> io::Result<()> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, OutputFlags, SetArg};
+    let mut t = tcgetattr(fd)?;
+    t.output_flags.remove(OutputFlags::ONLCR);
+    tcsetattr(fd, SetArg::TCSANOW, &t)?;
+    Ok(())
+}
+
 /// Sets the window size of a terminal.
 pub fn set_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
     let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };

@@ -484,20 +484,39 @@ pub fn resume(store: &Store, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// `kill`: `sig` 0 only checks that the init is there. With `all`, a stopped container is
+/// not an error (runc 1.1 and 1.3 alike: containerd kills with --all after the exit):
+/// whatever is left in its cgroup (a shared pid namespace) still gets the signal.
 pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
     let (rec, status) = load_with_status(store, id)?;
+    let not_running = || -> Result<()> {
+        if !all {
+            return Err(Error::WrongState { id: id.into(), status: Status::Stopped, msg: "container not running" });
+        }
+        if sig != 0 {
+            if let Ok(cg) = manager_of(&rec) {
+                kill_cgroup(&cg, sig);
+            }
+        }
+        Ok(())
+    };
     match status {
-        Status::Stopped => return Err(Error::WrongState { id: id.into(), status, msg: "container not running" }),
+        Status::Stopped => return not_running(),
         Status::Creating => return Err(Error::WrongState { id: id.into(), status, msg: "it has no process to signal yet" }),
         _ => {}
     }
     // The pidfd pins the process: check it is still our init before signalling anything.
-    let pidfd = sys::pidfd_open(rec.pid).map_err(|e| Error::io(format!("container \"{id}\": pidfd_open"), e))?;
+    let pidfd = match sys::pidfd_open(rec.pid) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return not_running(),
+        Err(e) => return Err(Error::io(format!("container \"{id}\": pidfd_open"), e)),
+    };
     if !sys::process_alive(rec.pid, rec.init_start_time) {
-        return Err(Error::WrongState { id: id.into(), status: Status::Stopped, msg: "container not running" });
+        return not_running();
     }
     log::debug(&format!("kill {id}: signal {sig}{}", if all { " to every process" } else { "" }));
-    if all {
+    // Signal 0 is a probe of the init: nothing to freeze and signal in the cgroup.
+    if all && sig != 0 {
         kill_cgroup(&manager_of(&rec)?, sig);
         // The init was in the cgroup, so it has the signal already and may be gone.
         return match sys::pidfd_send_signal(pidfd.as_fd(), sig) {

@@ -165,12 +165,16 @@ pub fn build_process(base: &Process, o: &Overrides) -> std::result::Result<Proce
     Ok(p)
 }
 
-/// Reads runc's `--process` file: an OCI `process` object.
+/// Reads runc's `--process` file: an OCI `process` object. Without `user` the process
+/// runs as 0:0, not as the container's user (runc decodes into a zero-valued struct).
 pub fn load_process(path: &Path) -> Result<Process> {
-    let data = std::fs::read(path)
-        .map_err(|e| Error::Usage(format!("--process {}: {e}", path.display())))?;
-    serde_json::from_slice(&data)
-        .map_err(|e| Error::Usage(format!("--process {}: {e}", path.display())))
+    let bad = |e: &dyn std::fmt::Display| Error::Usage(format!("--process {}: {e}", path.display()));
+    let data = std::fs::read(path).map_err(|e| bad(&e))?;
+    let mut value: serde_json::Value = serde_json::from_slice(&data).map_err(|e| bad(&e))?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.entry("user").or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+    }
+    serde_json::from_value(value).map_err(|e| bad(&e))
 }
 
 fn validate(p: &Process) -> std::result::Result<(), String> {
@@ -359,6 +363,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
         Forked::Child => {
             drop(parent_ch);
             drop(v2_dir);
+            let own_terminal = own_console.is_some();
             drop(own_console);
             child(Child {
                 id,
@@ -368,6 +373,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
                 root,
                 process: &process,
                 console,
+                own_terminal,
                 preserve_fds: opts.preserve_fds,
                 seccomp: seccomp.as_ref(),
             })
@@ -463,6 +469,8 @@ struct Child<'a> {
     root: Option<OwnedFd>,
     process: &'a Process,
     console: Option<OwnedFd>,
+    /// The terminal is berth's own (foreground `exec -t`), not a --console-socket's.
+    own_terminal: bool,
     preserve_fds: u32,
     seccomp: Option<&'a crate::seccomp::Filter>,
 }
@@ -509,14 +517,14 @@ fn setup(c: &Child) -> std::result::Result<crate::init::exec::Prepared, String> 
     let _ = crate::sys::join_session_keyring(c.id);
     nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
     if let Some(sock) = &c.console {
-        terminal(sock, c.process)?;
+        terminal(sock, c.process, c.own_terminal)?;
     }
     crate::init::process::apply(c.process, c.preserve_fds, c.seccomp, &c.channel)
 }
 
 /// A pty from the container's devpts: master to the console socket, peer as stdio and
 /// controlling terminal.
-fn terminal(sock: &OwnedFd, process: &Process) -> std::result::Result<(), String> {
+fn terminal(sock: &OwnedFd, process: &Process, own: bool) -> std::result::Result<(), String> {
     use std::os::fd::AsRawFd;
     let root = nix::fcntl::open(
         "/",
@@ -529,6 +537,10 @@ fn terminal(sock: &OwnedFd, process: &Process) -> std::result::Result<(), String
         crate::console::open_peer(master.as_fd()).map_err(|e| format!("terminal: {e}"))?;
     if let Some(size) = process.console_size() {
         let _ = crate::console::set_size(peer.as_fd(), size.height() as u16, size.width() as u16);
+    }
+    if own {
+        // Here, not in berth after receiving the master: this process may run before that.
+        crate::console::clear_onlcr(peer.as_fd()).map_err(|e| format!("terminal: clearing ONLCR: {e}"))?;
     }
     crate::console::send_fd(sock.as_fd(), master.as_fd(), &name)
         .map_err(|e| format!("sending the terminal to the console socket: {e}"))?;

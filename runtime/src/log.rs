@@ -1,6 +1,7 @@
 //! runc-compatible logging: `--log FILE` receives one line per event, as text or, with
 //! `--log-format json`, as `{"level":…,"msg":…,"time":…}` (containerd's shim reads the last
-//! error line from it). Errors and warnings also go to stderr.
+//! error line from it). Errors and warnings also go to stderr, and so do debug lines
+//! (`--debug`) when there is no `--log`.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -30,16 +31,19 @@ pub fn init(file: Option<PathBuf>, format: Format, debug: bool) {
     let _ = CONFIG.set(Config { file, format, debug });
 }
 
+fn line(format: Format, level: &str, msg: &str) -> String {
+    let time = crate::state::now_rfc3339();
+    match format {
+        Format::Json => format!("{}\n", serde_json::json!({"level": level, "msg": msg, "time": time})),
+        Format::Text => format!("time=\"{time}\" level={level} msg={msg:?}\n"),
+    }
+}
+
 fn emit(level: &str, msg: &str) {
     let Some(cfg) = CONFIG.get() else { return };
     let Some(path) = &cfg.file else { return };
-    let time = crate::state::now_rfc3339();
-    let line = match cfg.format {
-        Format::Json => format!("{}\n", serde_json::json!({"level": level, "msg": msg, "time": time})),
-        Format::Text => format!("time=\"{time}\" level={level} msg={msg:?}\n"),
-    };
     if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
-        let _ = f.write_all(line.as_bytes());
+        let _ = f.write_all(line(cfg.format, level, msg).as_bytes());
     }
 }
 
@@ -53,8 +57,13 @@ pub fn warn(msg: &str) {
     eprintln!("berth: warning: {msg}");
 }
 
+/// With `--debug`: to the log file, or without `--log` to stderr (runc's logrus default),
+/// in the `--log-format`.
 pub fn debug(msg: &str) {
-    if CONFIG.get().is_some_and(|c| c.debug) {
+    let Some(cfg) = CONFIG.get().filter(|c| c.debug) else { return };
+    if cfg.file.is_some() {
         emit("debug", msg);
+    } else {
+        let _ = std::io::stderr().write_all(line(cfg.format, "debug", msg).as_bytes());
     }
 }

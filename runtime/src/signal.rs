@@ -1,5 +1,6 @@
 //! Signal names and numbers as `kill` accepts them: "9", "KILL", "SIGKILL", "sigkill",
-//! "SIGRTMIN+3".
+//! "SIGRTMIN+3", and 0 (no signal: `kill ID 0` checks that the process exists, as with
+//! kill(1) and runc).
 
 use std::str::FromStr;
 
@@ -7,7 +8,7 @@ pub fn parse(s: &str) -> Result<i32, String> {
     let bad = || format!("unknown signal {s:?}");
     if let Ok(n) = s.parse::<i32>() {
         let max = libc::SIGRTMAX();
-        return if (1..=max).contains(&n) { Ok(n) } else { Err(bad()) };
+        return if (0..=max).contains(&n) { Ok(n) } else { Err(bad()) };
     }
     let upper = s.to_ascii_uppercase();
     let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
@@ -31,7 +32,8 @@ mod tests {
         assert_eq!(parse("hup"), Ok(1));
         assert!(parse("FOO").is_err());
         assert!(parse("999").is_err());
-        assert!(parse("0").is_err());
+        assert_eq!(parse("0"), Ok(0));
+        assert!(parse("-1").is_err());
         assert!(parse("SIGRTMIN+1").is_ok());
     }
 }

@@ -356,10 +356,14 @@ pub fn main() -> i32 {
         let _ = <Cli as clap::CommandFactory>::command().print_help();
         return 2;
     };
+    // runc's exec exits 255 when it fails to run the process (whatever the reason: no such
+    // container, cwd, binary, pid file), so a caller can tell it from the process's own
+    // exit code; every other command fails with 1.
+    let failure = if matches!(command, Command::Exec(_)) { 255 } else { 1 };
     if matches!(command, Command::Create(_) | Command::Run { .. } | Command::Exec(_)) {
         if let Err(e) = berth::sealed::reexec_protected() {
             berth::log::error(&format!("re-executing from a read-only view of berth: {e}"));
-            return 1;
+            return failure;
         }
     }
     let store = berth::state::Store::new(cli.root.clone());
@@ -390,7 +394,7 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(e) => {
             berth::log::error(&error_line(&e));
-            1
+            failure
         }
     }
 }

@@ -22,7 +22,12 @@ pub fn run(store: &Store, args: CreateArgs, detach: bool, keep: bool, systemd_cg
     }
     let created = container::create(store, opts, terminal_here)?;
     let master = match &own_console {
-        Some(sock) => Some(berth::console::recv_fd(std::os::fd::AsFd::as_fd(sock))?),
+        Some(sock) => {
+            let m = berth::console::recv_fd(std::os::fd::AsFd::as_fd(sock))?;
+            // The init waits for start: nothing has been written yet.
+            berth::console::clear_onlcr(std::os::fd::AsFd::as_fd(&m))?;
+            Some(m)
+        }
         None => None,
     };
     if let Err(e) = container::start(store, &id) {

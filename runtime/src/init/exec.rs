@@ -21,10 +21,25 @@ pub fn ensure_cwd(cwd: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// chdir into the cwd and check that it is inside the container's root: a cwd reached
-/// through a leaked fd would be "(unreachable)" (CVE-2024-21626).
-pub fn enter_cwd(cwd: &Path) -> Result<(), String> {
-    nix::unistd::chdir(cwd).map_err(|e| format!("process.cwd {}: chdir: {e}", cwd.display()))?;
+/// The first chdir into the cwd, while still root: a cwd the runtime can reach but the
+/// process's user cannot search towards (under a 0700 directory) still works, as with runc.
+/// Returns false when that was refused (EACCES, EPERM: a directory root may not enter but
+/// the user may, e.g. on a root-squashing mount): `enter_cwd` tries again as the user.
+pub fn enter_cwd_privileged(cwd: &Path) -> Result<bool, String> {
+    match nix::unistd::chdir(cwd) {
+        Ok(()) => Ok(true),
+        Err(nix::errno::Errno::EACCES | nix::errno::Errno::EPERM) => Ok(false),
+        Err(e) => Err(format!("process.cwd {}: chdir: {e}", cwd.display())),
+    }
+}
+
+/// chdir into the cwd unless `enter_cwd_privileged` did, and check that it is inside the
+/// container's root: a cwd reached through a leaked fd would be "(unreachable)"
+/// (CVE-2024-21626).
+pub fn enter_cwd(cwd: &Path, entered: bool) -> Result<(), String> {
+    if !entered {
+        nix::unistd::chdir(cwd).map_err(|e| format!("process.cwd {}: chdir: {e}", cwd.display()))?;
+    }
     match nix::unistd::getcwd() {
         Ok(p) if p.is_absolute() => Ok(()),
         _ => Err(format!("process.cwd {}: is outside the container's root", cwd.display())),

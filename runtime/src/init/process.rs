@@ -1,8 +1,10 @@
 //! The process attributes every container process gets, in the same order whether it is
-//! the container's init (`create`) or a process joining it (`exec`): rlimits → scheduler,
+//! the container's init (`create`) or a process joining it (`exec`): chdir to cwd as root
+//! (again after the uid switch if that was refused) → stdio chowned to the process's uid →
+//! rlimits → scheduler,
 //! I/O priority, final CPU affinity → seccomp (without no_new_privs) → capability
-//! bounding set → uid/gid/groups → capability sets → no_new_privs → cwd (checked to be
-//! inside the container's root) → executable lookup and HOME → fds above the preserved
+//! bounding set → uid/gid/groups → capability sets → no_new_privs → cwd (entered again
+//! if root was refused; checked to be inside the container's root) → executable lookup and HOME → fds above the preserved
 //! range made close-on-exec → seccomp (with no_new_privs). The caller runs inside the
 //! container's namespaces and root.
 
@@ -19,6 +21,11 @@ use crate::seccomp::Filter;
 /// fds from 3 up are passed on; every other fd above 2 is closed by the execve. A seccomp
 /// filter's notify listener goes to the parent over `channel`.
 pub fn apply(process: &Process, preserve_fds: u32, seccomp: Option<&Filter>, channel: &Channel) -> Result<Prepared, String> {
+    // While still privileged and before any filter (runc's order): the first chdir, and the
+    // stdio (a terminal included) handed to the process's user.
+    let in_cwd = exec::enter_cwd_privileged(process.cwd())?;
+    // With `terminal`, fds 0-2 are the pty the caller (init, exec) made for this process.
+    user::chown_stdio(process.user().uid(), process.terminal().unwrap_or(false))?;
     user::set_rlimits(process)?;
     // Before the uid switch, while we still hold CAP_SYS_NICE for real-time policies and
     // I/O classes; and before seccomp, whose profile need not allow these syscalls.
@@ -43,7 +50,7 @@ pub fn apply(process: &Process, preserve_fds: u32, seccomp: Option<&Filter>, cha
     if no_new_privs {
         crate::sys::set_no_new_privs().map_err(|e| format!("process.noNewPrivileges: {e}"))?;
     }
-    exec::enter_cwd(process.cwd())?;
+    exec::enter_cwd(process.cwd(), in_cwd)?;
     let prepared = exec::prepare(process)?;
 
     // Nothing the caller leaked reaches the container (CVE-2024-21626); --preserve-fds are

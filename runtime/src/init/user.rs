@@ -1,4 +1,4 @@
-//! rlimits and the uid/gid switch of the container process.
+//! rlimits, the owner of the stdio, and the uid/gid switch of the container process.
 
 use oci_spec::runtime::{PosixRlimitType, Process};
 
@@ -39,6 +39,39 @@ fn resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
         PosixRlimitType::RlimitRtprio => libc::RLIMIT_RTPRIO,
         PosixRlimitType::RlimitRttime => libc::RLIMIT_RTTIME,
     }
+}
+
+/// Hands fds 0-2 to `uid` (the owner only: a devpts mount may set the group), so a process
+/// that is not root can reopen /dev/stdout or use its terminal: runc's fixStdioPermissions.
+/// A character device is handed over only when it is the pty made for this process
+/// (`own_pty`): one inherited from the caller is the caller's terminal (or /dev/null), and a
+/// container uid owning it could read it and push input into it (TIOCSTI); runc interposes
+/// pipes in the foreground for the same effect, berth passes its stdio straight through.
+/// Also left alone: an fd that is `uid`'s already, and what may not be changed here
+/// (EINVAL: `uid` is not mapped in our user namespace; EPERM: the fd's owner is not; EROFS)
+/// — the process runs without it.
+pub fn chown_stdio(uid: u32, own_pty: bool) -> Result<(), String> {
+    use std::os::fd::AsFd;
+    use nix::errno::Errno;
+    let null = libc::makedev(1, 3);
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    for (n, fd) in [(0, stdin.as_fd()), (1, stdout.as_fd()), (2, stderr.as_fd())] {
+        let st = match nix::sys::stat::fstat(fd) {
+            Ok(st) => st,
+            // Closed: nothing to hand over (the CLI fills 0-2, but a caller may not).
+            Err(Errno::EBADF) => continue,
+            Err(e) => return Err(format!("fstat of stdio fd {n}: {e}")),
+        };
+        let chr = st.st_mode & libc::S_IFMT == libc::S_IFCHR;
+        if st.st_uid == uid || (chr && (!own_pty || st.st_rdev == null)) {
+            continue;
+        }
+        match nix::unistd::fchown(fd, Some(nix::unistd::Uid::from_raw(uid)), None) {
+            Ok(()) | Err(Errno::EINVAL | Errno::EPERM | Errno::EROFS) => {}
+            Err(e) => return Err(format!("process.user.uid {uid}: chown of stdio fd {n}: {e}")),
+        }
+    }
+    Ok(())
 }
 
 /// setgroups, setresgid, setresuid with PR_SET_KEEPCAPS so the permitted set survives the
