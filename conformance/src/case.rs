@@ -235,28 +235,3 @@ impl Drop for Case {
         }
     }
 }
-
-/// The reference runtimes a behaviour is compared with, where they are installed.
-pub const ORACLES: [(&str, &str); 2] = [("runc", "/usr/sbin/runc"), ("crun", "/usr/bin/crun")];
-
-/// Runs `f` with a fresh case for the runtime under test (berth unless $BERTH says
-/// otherwise), then for runc and crun: the same steps must give the same result.
-pub fn each_runtime(name: &str, f: impl FnMut(&mut Case, &str)) {
-    each_runtime_but(&[], name, f)
-}
-
-/// `each_runtime` without the reference runtimes in `skip` (where they differ for a reason
-/// of their own, given at the call).
-pub fn each_runtime_but(skip: &[&str], name: &str, mut f: impl FnMut(&mut Case, &str)) {
-    let mut c = Case::new(&format!("{name}_berth"));
-    f(&mut c, "berth");
-    drop(c);
-    for (label, bin) in ORACLES {
-        if skip.contains(&label) || !Path::new(bin).exists() {
-            continue;
-        }
-        let mut c = Case::new(&format!("{name}_{label}"));
-        c.rt = Runtime::with_binary(Path::new(bin), &c.dir.join("root"));
-        f(&mut c, label);
-    }
-}

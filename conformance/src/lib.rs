@@ -22,7 +22,7 @@ pub mod shim_fixture;
 pub mod util;
 
 pub use bundle::{default_spec, Bundle};
-pub use case::{each_runtime, each_runtime_but, Case};
+pub use case::Case;
 pub use leak::LeakSnapshot;
 pub use oracle::{each_runtime, each_runtime_but};
 pub use rootfs::Rootfs;

@@ -1,6 +1,6 @@
 //! config.json `mounts`, `root.readonly`, `rootfsPropagation`, `--no-pivot`.
 
-use conformance::oracle::each_runtime;
+use conformance::each_runtime;
 use conformance::Case;
 use serde_json::json;
 use std::fs;
@@ -277,7 +277,7 @@ fn rootfs_propagation_unbindable_is_applied() {
 /// gets tmpfs's default 1777), as with runc. crun 1.8 leaves every tmpfs at 1777.
 #[test]
 fn tmpfs_without_mode_takes_the_mode_of_its_directory() {
-    conformance::oracle::each_runtime_but(&["crun"], "mnt_tmpfs_dirmode", |c, rt| {
+    conformance::each_runtime_but(&["crun"], "mnt_tmpfs_dirmode", |c, rt| {
         for (dest, mode) in [("/m755", 0o755), ("/m700", 0o700), ("/m1770", 0o1770)] {
             tmpfs_on_dir(c, dest, mode, &[]);
         }
@@ -292,7 +292,7 @@ fn tmpfs_without_mode_takes_the_mode_of_its_directory() {
 /// the directory's mode first in the options, as berth does.
 #[test]
 fn tmpfs_mode_option_wins_over_the_directory_mode() {
-    conformance::oracle::each_runtime_but(&["runc"], "mnt_tmpfs_optmode", |c, rt| {
+    conformance::each_runtime_but(&["runc"], "mnt_tmpfs_optmode", |c, rt| {
         tmpfs_on_dir(c, "/m700", 0o700, &["mode=750"]);
         assert_eq!(c.sh_ok("stat -c %a /m700"), "750\n", "{rt}");
     });

@@ -65,7 +65,7 @@ fn files_created_in_a_bind_mount_belong_to_the_mapped_host_uid() {
 /// uid 200000) cannot search the 0700 host directory above it, yet the volume works.
 #[test]
 fn bind_source_below_a_directory_the_mapped_root_cannot_search() {
-    conformance::oracle::each_runtime("uns_bind_0700", |c, rt| {
+    conformance::each_runtime("uns_bind_0700", |c, rt| {
         make_userns(c);
         let hidden = c.dir.join("host-only");
         let vol = hidden.join("vol");
