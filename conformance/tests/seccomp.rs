@@ -296,6 +296,47 @@ fn no_new_privileges_false_still_loads_the_filter_before_dropping_capabilities()
     });
 }
 
+// What the runtime does after loading the filter (issue 10, "seccomp order").
+
+/// A profile like the OCI runtime-tools suite's default (an allow-list without
+/// `close_range`), also without `fcntl` (the fallback for marking fds close-on-exec) and
+/// `getcwd` (the check that the cwd is inside the root): the runtime must not need any of
+/// them once the filter is loaded, with or without no_new_privs.
+#[test]
+fn filter_without_close_range_fcntl_getcwd_does_not_stop_the_runtime() {
+    for nnp in [false, true] {
+        // Debian's runc 1.1.5 (with the CVE-2024-21626 fix) calls getcwd after its filter.
+        each_runtime_but(&["runc"], &format!("sc_order_nnp_{nnp}"), |c, rt| {
+            let allowed: Vec<&str> =
+                BASE_ALLOW.iter().copied().filter(|n| !["close_range", "fcntl", "getcwd"].contains(n)).collect();
+            set_profile(c, json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": allowed, "action": "SCMP_ACT_ALLOW"}]}));
+            c.config()["process"]["noNewPrivileges"] = json!(nnp);
+            c.bundle.set_args(&["echo", "filtered-and-running"]);
+            let out = c.run();
+            out.expect_ok(&format!("{rt} noNewPrivileges={nnp}"));
+            assert_eq!(out.stdout, "filtered-and-running\n", "{rt} noNewPrivileges={nnp}: {out}");
+        });
+    }
+}
+
+/// A profile that only denies `getcwd`: the cwd check must not run under it (berth used to
+/// report "process.cwd /: is outside the container's root").
+#[test]
+fn filter_denying_getcwd_leaves_the_cwd_check_alone() {
+    for nnp in [false, true] {
+        // Debian's runc 1.1.5 (with the CVE-2024-21626 fix) calls getcwd after its filter.
+        each_runtime_but(&["runc"], &format!("sc_getcwd_nnp_{nnp}"), |c, rt| {
+            set_profile(c, allow_except(json!([{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}])));
+            c.config()["process"]["noNewPrivileges"] = json!(nnp);
+            c.config()["process"]["cwd"] = json!("/tmp");
+            c.bundle.set_args(&["readlink", "/proc/self/cwd"]);
+            let out = c.run();
+            out.expect_ok(&format!("{rt} noNewPrivileges={nnp}"));
+            assert_eq!(out.stdout, "/tmp\n", "{rt} noNewPrivileges={nnp}: {out}");
+        });
+    }
+}
+
 // SCMP_ACT_NOTIFY: an agent on listenerPath receives the listener and answers.
 
 struct Agent {

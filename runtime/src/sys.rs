@@ -116,13 +116,49 @@ pub fn pidfd_wait_exit(pidfd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<boo
     }
 }
 
-/// Marks every fd from `first` up CLOEXEC, so nothing the caller leaked reaches the
-/// container (CVE-2024-21626).
-pub fn cloexec_from(first: u32) -> io::Result<()> {
-    const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
-    // SAFETY: plain syscall with integer arguments.
-    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+
+fn close_range(first: u32, last: u32, flags: u32) -> io::Result<()> {
+    // SAFETY: plain syscall with integer arguments; it only acts on this process's fd table.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) };
     if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The fds open in this process, from /proc/self/fd (without the one used to read it).
+fn open_fds() -> io::Result<Vec<RawFd>> {
+    let dir = std::fs::read_dir("/proc/self/fd")?;
+    let mut fds: Vec<RawFd> = dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+    // The directory's own fd was listed too and is closed now.
+    fds.retain(|fd| fd_is_open(*fd));
+    Ok(fds)
+}
+
+/// Marks every fd from `first` up CLOEXEC, so nothing the caller leaked reaches the
+/// container (CVE-2024-21626). close_range(CLOSE_RANGE_CLOEXEC) where the kernel (5.11)
+/// and the host's own seccomp profile allow it, /proc/self/fd and fcntl otherwise.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    if close_range(first, u32::MAX, CLOSE_RANGE_CLOEXEC).is_ok() {
+        return Ok(());
+    }
+    for fd in open_fds()? {
+        if fd as u32 >= first {
+            set_cloexec(fd)?;
+        }
+    }
+    Ok(())
+}
+
+fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an integer fd; an invalid fd just fails with EBADF.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
