@@ -151,6 +151,34 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Closes every fd from `first` up except those in `keep` (close_range over the gaps,
+/// /proc/self/fd and close where close_range is missing or denied). Only for a process
+/// that owns all of them: the forked init, whose other `OwnedFd`s are never dropped.
+pub fn close_from_except(first: u32, keep: &[RawFd]) -> io::Result<()> {
+    let mut keep: Vec<u32> = keep.iter().filter(|fd| **fd >= 0).map(|fd| *fd as u32).filter(|fd| *fd >= first).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut gaps = Vec::new();
+    let mut lo = first;
+    for k in &keep {
+        if *k > lo {
+            gaps.push((lo, k - 1));
+        }
+        lo = k.saturating_add(1);
+    }
+    gaps.push((lo, u32::MAX));
+    if gaps.iter().all(|(a, b)| close_range(*a, *b, 0).is_ok()) {
+        return Ok(());
+    }
+    for fd in open_fds()? {
+        if fd as u32 >= first && keep.binary_search(&(fd as u32)).is_err() {
+            // SAFETY: this process owns the fd, and nothing uses it after this (see above).
+            unsafe { libc::close(fd) };
+        }
+    }
+    Ok(())
+}
+
 fn set_cloexec(fd: RawFd) -> io::Result<()> {
     // SAFETY: fcntl on an integer fd; an invalid fd just fails with EBADF.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
