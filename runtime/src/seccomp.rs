@@ -529,6 +529,20 @@ mod tests {
     }
 
     #[test]
+    fn the_enosys_stub_leads_unless_the_default_action_is_permissive() {
+        let profile = |default: &str| parse(json!({"defaultAction": default, "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]}));
+        let errno = Filter::build(&profile("SCMP_ACT_ERRNO")).unwrap();
+        let log = Filter::build(&profile("SCMP_ACT_LOG")).unwrap();
+        // The stub starts by loading seccomp_data.arch (offset 4); libseccomp's program too,
+        // so compare lengths: the stub adds instructions in front of the same program.
+        assert!(errno.program.len() > log.program.len(), "{} vs {}", errno.program.len(), log.program.len());
+        assert_eq!((errno.program[0].code, errno.program[0].k), (0x20, 4));
+        let enosys = Filter::build(&parse(json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": libc::ENOSYS,
+            "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]}))).unwrap();
+        assert_eq!(enosys.program.len(), log.program.len());
+    }
+
+    #[test]
     fn process_state_has_the_spec_fields() {
         let s: Value = serde_json::from_str(&process_state(42, Some("meta"), json!({"id": "c"}))).unwrap();
         assert_eq!(s["fds"], json!(["seccompFd"]));
