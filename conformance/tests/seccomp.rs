@@ -296,6 +296,156 @@ fn no_new_privileges_false_still_loads_the_filter_before_dropping_capabilities()
     });
 }
 
+// What the runtime does after loading the filter (issue 10, "seccomp order").
+
+/// A profile like the OCI runtime-tools suite's default (an allow-list without
+/// `close_range`), also without `fcntl` (the fallback for marking fds close-on-exec) and
+/// `getcwd` (the check that the cwd is inside the root): the runtime must not need any of
+/// them once the filter is loaded, with or without no_new_privs.
+#[test]
+fn filter_without_close_range_fcntl_getcwd_does_not_stop_the_runtime() {
+    for nnp in [false, true] {
+        // Debian's runc 1.1.5 (with the CVE-2024-21626 fix) calls getcwd after its filter.
+        each_runtime_but(&["runc"], &format!("sc_order_nnp_{nnp}"), |c, rt| {
+            let allowed: Vec<&str> =
+                BASE_ALLOW.iter().copied().filter(|n| !["close_range", "fcntl", "getcwd"].contains(n)).collect();
+            set_profile(c, json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": allowed, "action": "SCMP_ACT_ALLOW"}]}));
+            c.config()["process"]["noNewPrivileges"] = json!(nnp);
+            c.bundle.set_args(&["echo", "filtered-and-running"]);
+            let out = c.run();
+            out.expect_ok(&format!("{rt} noNewPrivileges={nnp}"));
+            assert_eq!(out.stdout, "filtered-and-running\n", "{rt} noNewPrivileges={nnp}: {out}");
+        });
+    }
+}
+
+/// A profile that only denies `getcwd`: the cwd check must not run under it (berth used to
+/// report "process.cwd /: is outside the container's root").
+#[test]
+fn filter_denying_getcwd_leaves_the_cwd_check_alone() {
+    for nnp in [false, true] {
+        // Debian's runc 1.1.5 (with the CVE-2024-21626 fix) calls getcwd after its filter.
+        each_runtime_but(&["runc"], &format!("sc_getcwd_nnp_{nnp}"), |c, rt| {
+            set_profile(c, allow_except(json!([{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}])));
+            c.config()["process"]["noNewPrivileges"] = json!(nnp);
+            c.config()["process"]["cwd"] = json!("/tmp");
+            c.bundle.set_args(&["readlink", "/proc/self/cwd"]);
+            let out = c.run();
+            out.expect_ok(&format!("{rt} noNewPrivileges={nnp}"));
+            assert_eq!(out.stdout, "/tmp\n", "{rt} noNewPrivileges={nnp}: {out}");
+        });
+    }
+}
+
+// ENOSYS for syscalls the profile does not know (issue 10, as runc's patchbpf).
+
+/// `sc NR...` makes each raw syscall with zero arguments and prints `NR=RET`, RET being
+/// -errno on failure. No libc, so it runs in the busybox rootfs.
+const SYSCALL_HELPER: &str = r#"
+static long sys3(long n, long a, long b, long c) {
+    long r;
+    __asm__ volatile("syscall" : "=a"(r) : "a"(n), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory");
+    return r;
+}
+void cmain(long *sp) {
+    long argc = sp[0];
+    char **argv = (char **)(sp + 1);
+    for (long i = 1; i < argc; i++) {
+        char buf[64], digits[24];
+        int k = 0, n = 0;
+        long nr = 0;
+        for (const char *s = argv[i]; *s >= '0' && *s <= '9' && k < 20; s++, k++) {
+            nr = nr * 10 + (*s - '0');
+            buf[k] = *s;
+        }
+        long r = sys3(nr, 0, 0, 0);
+        buf[k++] = '=';
+        if (r < 0) buf[k++] = '-';
+        unsigned long u = r < 0 ? -r : r;
+        do { digits[n++] = '0' + u % 10; u /= 10; } while (u);
+        while (n) buf[k++] = digits[--n];
+        buf[k++] = '\n';
+        sys3(1, 1, (long)buf, k);
+    }
+    sys3(231, 0, 0, 0);
+}
+__asm__(".globl _start\n_start:\n mov %rsp, %rdi\n and $-16, %rsp\n call cmain\n hlt\n");
+"#;
+
+/// Builds the helper into the case's rootfs as /bin/sc.
+fn install_syscall_helper(c: &Case) {
+    let src = c.dir.join("sc.c");
+    std::fs::write(&src, SYSCALL_HELPER).expect("write sc.c");
+    let out = std::process::Command::new("gcc")
+        .args(["-nostdlib", "-static", "-fno-pie", "-no-pie", "-O1", "-fno-builtin", "-fno-stack-protector"])
+        .args(["-fno-asynchronous-unwind-tables", "-o"])
+        .arg(c.bundle.rootfs.host_path("/bin/sc"))
+        .arg(&src)
+        .output()
+        .expect("gcc (build-essential) is needed for the syscall helper");
+    assert!(out.status.success(), "gcc: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Docker's list: x32 and i386 calls are bounded too.
+const DOCKER_ARCHES: [&str; 3] = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"];
+
+#[test]
+fn syscalls_above_the_highest_the_profile_names_get_enosys() {
+    // x86-64 numbers: 1000 and 445 (landlock_add_rule) are above 444
+    // (landlock_create_ruleset), the highest the profile names, which it denies with EIO;
+    // 145 (sched_getscheduler) is named and denied; 140 (getpriority) is not named and
+    // below: the default action; 39 (getpid) is allowed.
+    let check = |c: &mut Case, rt: &str, arches: Option<&[&str]>| {
+        install_syscall_helper(c);
+        let mut profile = json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+            {"names": BASE_ALLOW, "action": "SCMP_ACT_ALLOW"},
+            {"names": ["sched_getscheduler", "landlock_create_ruleset"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EIO},
+        ]});
+        if let Some(a) = arches {
+            profile["architectures"] = json!(a);
+        }
+        set_profile(c, profile);
+        c.bundle.set_args(&["/bin/sc", "1000", "445", "444", "145", "140", "39"]);
+        let out = c.run();
+        out.expect_ok(rt);
+        let got: Vec<&str> = out.stdout.lines().collect();
+        assert_eq!(got[..5], ["1000=-38", "445=-38", "444=-5", "145=-5", "140=-1"], "{rt} {arches:?}: {out}");
+        assert!(got.get(5).is_some_and(|l| l.starts_with("39=") && !l.starts_with("39=-")), "{rt}: {out}");
+    };
+    // crun 1.8 has no such stub: the default action applies.
+    each_runtime_but(&["crun"], "sc_enosys", |c, rt| check(c, rt, Some(&DOCKER_ARCHES)));
+    // Without `architectures` the native one is bounded: runc since 1.1.15 (ccc500c4), not
+    // the 1.1.5 here.
+    each_runtime_but(&["runc", "crun"], "sc_enosys_native", |c, rt| check(c, rt, None));
+}
+
+/// The stub is for the default action only: a KILL default turns into ENOSYS above the
+/// highest named syscall (runc's rule), and with a permissive default (ALLOW) nothing
+/// changes.
+#[test]
+fn enosys_stub_follows_the_default_action() {
+    // crun 1.8 has no such stub: its filter kills the process.
+    each_runtime_but(&["crun"], "sc_enosys_default", |c, rt| {
+        install_syscall_helper(c);
+        set_profile(c, json!({"defaultAction": "SCMP_ACT_KILL_PROCESS", "architectures": DOCKER_ARCHES, "syscalls": [
+            {"names": BASE_ALLOW, "action": "SCMP_ACT_ALLOW"}]}));
+        c.bundle.set_args(&["/bin/sc", "1000"]);
+        let out = c.run();
+        out.expect_ok(rt);
+        assert_eq!(out.stdout, "1000=-38\n", "{rt}: {out}");
+    });
+    each_runtime("sc_enosys_allow", |c, rt| {
+        install_syscall_helper(c);
+        let mut p = allow_except(json!([{"names": ["getpriority"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EIO}]));
+        p["architectures"] = json!(DOCKER_ARCHES);
+        set_profile(c, p);
+        c.bundle.set_args(&["/bin/sc", "140", "1000"]);
+        let out = c.run();
+        out.expect_ok(rt);
+        assert_eq!(out.stdout, "140=-5\n1000=-38\n", "{rt}: {out}");
+    });
+}
+
 // SCMP_ACT_NOTIFY: an agent on listenerPath receives the listener and answers.
 
 struct Agent {

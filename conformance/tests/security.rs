@@ -2,7 +2,7 @@
 //! canaries live under the test's own dir; every test also runs the leak check.
 
 use conformance::util::sha256_file;
-use conformance::Case;
+use conformance::{Case, Runtime};
 use serde_json::json;
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -48,6 +48,43 @@ fn cve_2024_21626_created_init_holds_no_host_fds() {
         }
     }
     assert!(bad.is_empty(), "container process holds extra fds: {bad:?}");
+}
+
+/// Issue 16: between `create` and `start` the init must hold none of the caller's fds (an
+/// exec'd process with CAP_SYS_PTRACE would read host files through /proc/1/fd/N/...), not
+/// merely have them close-on-exec. Allowed: stdio, sockets, pipes and anonymous inodes, and
+/// the runtime's own files under its --root (runc's and crun's exec fifo).
+#[test]
+fn created_init_holds_none_of_the_callers_fds_before_start() {
+    // Not crun 1.8: its created init keeps the caller's fds until it execs.
+    for (label, bin) in [("berth", None), ("runc", Some("/usr/sbin/runc"))] {
+        if bin.is_some_and(|b| !std::path::Path::new(b).exists()) {
+            continue;
+        }
+        let mut c = Case::new(&format!("sec_created_fds_{label}"));
+        let state_root = c.dir.join("root");
+        if let Some(b) = bin {
+            c.rt = Runtime::with_binary(std::path::Path::new(b), &state_root);
+        }
+        let canary = c.canary("hostdir");
+        c.bundle.set_args(&["sleep", "1000"]);
+        c.write();
+        let leaks: Vec<PathBuf> = vec![canary.clone(), "/".into(), "/etc/hostname".into(), c.dir.clone()];
+        let out = c.rt.cmd().args(["create", "--bundle"]).arg(&c.bundle.dir).arg(&c.id).stdio_to(&c.stdio).leak_fds(&leaks).run();
+        out.expect_ok(&format!("{label} create with leaked fds"));
+        let pid = c.state()["pid"].as_i64().expect("state has the init's pid");
+        let mut bad = Vec::new();
+        for e in fs::read_dir(format!("/proc/{pid}/fd")).expect("read the init's fds").flatten() {
+            let n: i32 = e.file_name().to_string_lossy().parse().expect("fd number");
+            let t = fs::read_link(e.path()).map(|p| p.display().to_string()).unwrap_or_default();
+            let internal = ["socket:", "pipe:", "anon_inode:", "/memfd:"].iter().any(|p| t.starts_with(p))
+                || t.starts_with(&state_root.display().to_string());
+            if n > 2 && !internal {
+                bad.push(format!("{n} -> {t}"));
+            }
+        }
+        assert!(bad.is_empty(), "{label}: the created init holds host fds: {bad:?}");
+    }
 }
 
 #[test]

@@ -77,9 +77,21 @@ struct CapData {
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
-/// Sets effective, permitted and inheritable, then ambient. Warnings (ambient caps that are
-/// not inheritable, as runc warns) are returned for the caller to log.
-pub fn apply_sets(caps: Option<&LinuxCapabilities>) -> Result<Vec<String>, CapError> {
+/// What `apply_sets` will leave out, for the caller to warn about (as runc warns): ambient
+/// capabilities that are not both permitted and inheritable. Pure, so it can be reported
+/// before a seccomp filter that might deny the write.
+pub fn ambient_warnings(caps: Option<&LinuxCapabilities>) -> Vec<String> {
+    let pi = mask(caps.and_then(|c| c.permitted().as_ref())) & mask(caps.and_then(|c| c.inheritable().as_ref()));
+    numbers(caps.and_then(|c| c.ambient().as_ref()))
+        .into_iter()
+        .filter(|(cap, _)| pi & (1u64 << cap) == 0)
+        .map(|(_, name)| format!("process.capabilities.ambient: {name} is not in permitted and inheritable: not set"))
+        .collect()
+}
+
+/// Sets effective, permitted and inheritable, then ambient (leaving out what
+/// `ambient_warnings` reports).
+pub fn apply_sets(caps: Option<&LinuxCapabilities>) -> Result<(), CapError> {
     let e = mask(caps.and_then(|c| c.effective().as_ref()));
     let p = mask(caps.and_then(|c| c.permitted().as_ref()));
     let i = mask(caps.and_then(|c| c.inheritable().as_ref()));
@@ -92,12 +104,10 @@ pub fn apply_sets(caps: Option<&LinuxCapabilities>) -> Result<Vec<String>, CapEr
     if unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) } < 0 {
         return Err(CapError::Capset(std::io::Error::last_os_error()));
     }
-    let mut warnings = Vec::new();
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
     for (cap, name) in numbers(caps.and_then(|c| c.ambient().as_ref())) {
         if (p & i) & (1u64 << cap) == 0 {
-            warnings.push(format!("process.capabilities.ambient: {name} is not in permitted and inheritable: not set"));
             continue;
         }
         // SAFETY: prctl with integer arguments.
@@ -105,7 +115,7 @@ pub fn apply_sets(caps: Option<&LinuxCapabilities>) -> Result<Vec<String>, CapEr
             return Err(CapError::Apply { set: "ambient", name, source: std::io::Error::last_os_error() });
         }
     }
-    Ok(warnings)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -499,7 +499,13 @@ fn exit(code: i32) -> ! {
 }
 
 fn setup(c: &Child) -> std::result::Result<crate::init::exec::Prepared, String> {
+    use std::os::fd::AsRawFd;
     crate::sys::set_non_dumpable().map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
+    // Into the container with nothing of the caller's but stdio and --preserve-fds, and
+    // only the fds of berth's it uses.
+    let mut own = vec![c.channel.as_fd().as_raw_fd(), c.init.as_raw_fd()];
+    own.extend(c.console.as_ref().map(|s| s.as_raw_fd()));
+    crate::sys::close_from_except(3 + c.preserve_fds, &own).map_err(|e| format!("closing inherited fds: {e}"))?;
     match c.channel.recv() {
         Ok(Some(Msg::Go { .. })) => {}
         _ => exit(1),

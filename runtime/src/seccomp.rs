@@ -2,9 +2,12 @@
 //! libseccomp as runc, crun and youki do.
 //!
 //! `Filter::build` compiles the profile in `berth create` (and `berth exec`) before anything
-//! exists, so every mistake in it fails naming the field and leaves nothing behind. The
-//! compiled filter reaches the child with the rest of the parent's memory (clone3 copies
-//! it), and the child calls `Filter::load` at runc's point (`init::process::apply`). A
+//! exists, so every mistake in it fails naming the field and leaves nothing behind: libseccomp
+//! generates the BPF program, berth puts the -ENOSYS stub in front of it (`enosys`, as runc
+//! does) and keeps the program and its load flags. The compiled filter reaches the child
+//! with the rest of the parent's memory (clone3 copies it), and the child calls
+//! `Filter::load` (one seccomp(2) call, no libseccomp) at runc's point
+//! (`init::process::apply`). A
 //! filter with SCMP_ACT_NOTIFY rules yields the listener fd, which the child passes to the
 //! parent and the parent hands to the agent at `listenerPath` (`send_to_listener`) with the
 //! container process state (`process_state`).
@@ -18,8 +21,10 @@
 //! SPEC_ALLOW is set when the kernel supports it (runc 1.2); no_new_privs is left to
 //! `process.noNewPrivileges`.
 
-use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+mod enosys;
+
+use std::io::{self, IoSlice, Read, Seek};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixStream};
 use std::path::{Path, PathBuf};
@@ -102,15 +107,19 @@ pub fn check_names(seccomp: &Value) -> Result<(), SeccompError> {
     Ok(())
 }
 
-/// A compiled filter, not yet loaded.
+/// The most instructions the kernel takes in one filter (BPF_MAXINSNS).
+const MAX_INSNS: usize = 4096;
+
+/// A compiled filter, not yet loaded: the BPF program and the seccomp(2) flags to load it with.
 pub struct Filter {
-    ctx: ScmpFilterContext,
+    program: Vec<libc::sock_filter>,
+    flags: u32,
     notify: bool,
 }
 
 impl std::fmt::Debug for Filter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Filter").field("notify", &self.notify).finish_non_exhaustive()
+        f.debug_struct("Filter").field("instructions", &self.program.len()).field("flags", &self.flags).field("notify", &self.notify).finish()
     }
 }
 
@@ -209,6 +218,7 @@ impl Filter {
         {
             return Err(invalid("linux.seccomp.listenerMetadata", "must not be set without listenerPath"));
         }
+        let default_action = default;
         let mut ctx = ScmpFilterContext::new(default).map_err(lib("creating the filter"))?;
         // no_new_privs is process.noNewPrivileges' business, not the filter's (libseccomp
         // would set it on load otherwise).
@@ -281,7 +291,24 @@ impl Filter {
                 added.map_err(|e| invalid(&field, format!("syscall {name:?}: {e}")))?;
             }
         }
-        Ok(Filter { ctx, notify })
+        let mut program = export(&ctx)?;
+        // runc's rule: no stub when unknown syscalls are allowed anyway (ALLOW, LOG, TRACE:
+        // a tracer handles new syscalls itself) or already get ENOSYS.
+        let permissive = matches!(default_action, ScmpAction::Allow | ScmpAction::Log | ScmpAction::Trace(_));
+        if !permissive && default_action != ScmpAction::Errno(libc::ENOSYS) {
+            let arches: Vec<ScmpArch> = cfg.architectures().as_deref().unwrap_or(&[]).iter().map(|a| arch(*a)).collect();
+            let names: Vec<&str> = syscalls.iter().flat_map(|r| r.names().iter().map(String::as_str)).collect();
+            let mut full = enosys::stub(&arches, &names);
+            full.append(&mut program);
+            program = full;
+        }
+        if program.len() > MAX_INSNS {
+            return Err(invalid(
+                "linux.seccomp",
+                format!("the filter compiles to {} BPF instructions, above the kernel's limit of {MAX_INSNS}", program.len()),
+            ));
+        }
+        Ok(Filter { program, flags: load_flags(&ctx, notify), notify })
     }
 
     /// Whether a rule notifies, so that `load` returns a listener fd.
@@ -289,18 +316,61 @@ impl Filter {
         self.notify
     }
 
-    /// Loads the filter into the calling process. Without no_new_privs this needs
-    /// CAP_SYS_ADMIN. Returns the notify listener when a rule uses SCMP_ACT_NOTIFY.
+    /// Loads the filter into the calling process: one seccomp(2) call, nothing else, so
+    /// that no syscall of berth's own follows it but the caller's. Without no_new_privs
+    /// this needs CAP_SYS_ADMIN. Returns the notify listener when a rule uses
+    /// SCMP_ACT_NOTIFY.
     pub fn load(&self) -> Result<Option<OwnedFd>, SeccompError> {
-        self.ctx.load().map_err(lib("loading the filter"))?;
-        if !self.notify {
-            return Ok(None);
-        }
-        let fd = self.ctx.get_notify_fd().map_err(lib("getting the notify fd"))?;
-        // SAFETY: the kernel created this listener for us when the filter was loaded, and
-        // nothing else in this process closes or uses it; we take it over.
-        Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
+        crate::sys::seccomp_set_filter(self.flags, &self.program)
+            .map_err(|e| invalid("linux.seccomp", format!("loading the filter: {e}")))
     }
+}
+
+/// The seccomp(2) flags libseccomp would load `ctx` with (its sys_filter_load): TSYNC is
+/// never needed (see the module doc).
+fn load_flags(ctx: &ScmpFilterContext, notify: bool) -> u32 {
+    use crate::sys::{SECCOMP_FILTER_FLAG_LOG, SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_FILTER_FLAG_SPEC_ALLOW, SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV};
+    let mut flags = 0;
+    if ctx.get_ctl_log().unwrap_or(false) {
+        flags |= SECCOMP_FILTER_FLAG_LOG;
+    }
+    if ctx.get_ctl_ssb().unwrap_or(false) {
+        flags |= SECCOMP_FILTER_FLAG_SPEC_ALLOW;
+    }
+    if notify {
+        flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER;
+        // The kernel takes it only with a listener.
+        if ctx.get_ctl_waitkill().unwrap_or(false) {
+            flags |= SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
+        }
+    }
+    flags
+}
+
+/// libseccomp's BPF program for `ctx`, in the kernel's `struct sock_filter` layout.
+fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompError> {
+    let io_err = |what: &str, e: io::Error| invalid("linux.seccomp", format!("{what}: {e}"));
+    // A memfd, not a pipe: a large program would fill a pipe with nobody reading it.
+    let fd = nix::sys::memfd::memfd_create(c"berth-seccomp-bpf", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+        .map_err(|e| io_err("memfd_create", e.into()))?;
+    ctx.export_bpf(&fd).map_err(lib("exporting the BPF program"))?;
+    let mut f = std::fs::File::from(fd);
+    let mut bytes = Vec::new();
+    f.rewind().and_then(|_| f.read_to_end(&mut bytes)).map_err(|e| io_err("reading the BPF program", e))?;
+    const INSN: usize = std::mem::size_of::<libc::sock_filter>();
+    if bytes.len() % INSN != 0 {
+        return Err(invalid("linux.seccomp", format!("libseccomp exported {} bytes, not whole instructions", bytes.len())));
+    }
+    // libseccomp writes the program in host byte order, as the kernel takes it.
+    Ok(bytes
+        .chunks_exact(INSN)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect())
 }
 
 fn conditions(args: &[oci_spec::runtime::LinuxSeccompArg], field: &str) -> Result<Vec<ScmpArgCompare>, SeccompError> {
@@ -456,6 +526,20 @@ mod tests {
             "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]})))
         .unwrap();
         assert!(!f.notifies());
+    }
+
+    #[test]
+    fn the_enosys_stub_leads_unless_the_default_action_is_permissive() {
+        let profile = |default: &str| parse(json!({"defaultAction": default, "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]}));
+        let errno = Filter::build(&profile("SCMP_ACT_ERRNO")).unwrap();
+        let log = Filter::build(&profile("SCMP_ACT_LOG")).unwrap();
+        // The stub starts by loading seccomp_data.arch (offset 4); libseccomp's program too,
+        // so compare lengths: the stub adds instructions in front of the same program.
+        assert!(errno.program.len() > log.program.len(), "{} vs {}", errno.program.len(), log.program.len());
+        assert_eq!((errno.program[0].code, errno.program[0].k), (0x20, 4));
+        let enosys = Filter::build(&parse(json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": libc::ENOSYS,
+            "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]}))).unwrap();
+        assert_eq!(enosys.program.len(), log.program.len());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Thin wrappers over the syscalls that nix does not cover (clone3, pidfd, close_range,
+//! Thin wrappers over the syscalls that nix does not cover (clone3, pidfd, close_range, seccomp,
 //! keyctl). Every `unsafe` in the crate that is not about a single ioctl lives here.
 
 use std::io;
@@ -116,16 +116,103 @@ pub fn pidfd_wait_exit(pidfd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<boo
     }
 }
 
-/// Marks every fd from `first` up CLOEXEC, so nothing the caller leaked reaches the
-/// container (CVE-2024-21626).
-pub fn cloexec_from(first: u32) -> io::Result<()> {
-    const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
-    // SAFETY: plain syscall with integer arguments.
-    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+
+fn close_range(first: u32, last: u32, flags: u32) -> io::Result<()> {
+    // SAFETY: plain syscall with integer arguments; it only acts on this process's fd table.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) };
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// The fds open in this process, from /proc/self/fd (without the one used to read it).
+fn open_fds() -> io::Result<Vec<RawFd>> {
+    let dir = std::fs::read_dir("/proc/self/fd")?;
+    let mut fds: Vec<RawFd> = dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+    // The directory's own fd was listed too and is closed now.
+    fds.retain(|fd| fd_is_open(*fd));
+    Ok(fds)
+}
+
+/// Marks every fd from `first` up CLOEXEC, so nothing the caller leaked reaches the
+/// container (CVE-2024-21626). close_range(CLOSE_RANGE_CLOEXEC) where the kernel (5.11)
+/// and the host's own seccomp profile allow it, /proc/self/fd and fcntl otherwise.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    if close_range(first, u32::MAX, CLOSE_RANGE_CLOEXEC).is_ok() {
+        return Ok(());
+    }
+    for fd in open_fds()? {
+        if fd as u32 >= first {
+            set_cloexec(fd)?;
+        }
+    }
+    Ok(())
+}
+
+/// Closes every fd from `first` up except those in `keep` (close_range over the gaps,
+/// /proc/self/fd and close where close_range is missing or denied). Only for a process
+/// that owns all of them: the forked init, whose other `OwnedFd`s are never dropped.
+pub fn close_from_except(first: u32, keep: &[RawFd]) -> io::Result<()> {
+    let mut keep: Vec<u32> = keep.iter().filter(|fd| **fd >= 0).map(|fd| *fd as u32).filter(|fd| *fd >= first).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut gaps = Vec::new();
+    let mut lo = first;
+    for k in &keep {
+        if *k > lo {
+            gaps.push((lo, k - 1));
+        }
+        lo = k.saturating_add(1);
+    }
+    gaps.push((lo, u32::MAX));
+    if gaps.iter().all(|(a, b)| close_range(*a, *b, 0).is_ok()) {
+        return Ok(());
+    }
+    for fd in open_fds()? {
+        if fd as u32 >= first && keep.binary_search(&(fd as u32)).is_err() {
+            // SAFETY: this process owns the fd, and nothing uses it after this (see above).
+            unsafe { libc::close(fd) };
+        }
+    }
+    Ok(())
+}
+
+fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an integer fd; an invalid fd just fails with EBADF.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub const SECCOMP_FILTER_FLAG_LOG: u32 = 1 << 1;
+pub const SECCOMP_FILTER_FLAG_SPEC_ALLOW: u32 = 1 << 2;
+pub const SECCOMP_FILTER_FLAG_NEW_LISTENER: u32 = 1 << 3;
+pub const SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: u32 = 1 << 5;
+
+/// seccomp(SECCOMP_SET_MODE_FILTER): installs a classic BPF program as this thread's
+/// filter. With SECCOMP_FILTER_FLAG_NEW_LISTENER returns the notify listener.
+pub fn seccomp_set_filter(flags: u32, program: &[libc::sock_filter]) -> io::Result<Option<OwnedFd>> {
+    const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
+    let len = u16::try_from(program.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let prog = libc::sock_fprog { len, filter: program.as_ptr().cast_mut() };
+    // SAFETY: prog points at `program`, which outlives the call; the kernel copies it.
+    let ret = unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags as libc::c_ulong, &prog as *const libc::sock_fprog) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if flags & SECCOMP_FILTER_FLAG_NEW_LISTENER == 0 {
+        return Ok(None);
+    }
+    // SAFETY: with NEW_LISTENER the kernel returned a new fd that nothing else owns.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(ret as RawFd) }))
 }
 
 /// Clears FD_CLOEXEC so the fd survives execve (for --preserve-fds).

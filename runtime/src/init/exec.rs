@@ -21,28 +21,39 @@ pub fn ensure_cwd(cwd: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The first chdir into the cwd, while still root: a cwd the runtime can reach but the
-/// process's user cannot search towards (under a 0700 directory) still works, as with runc.
-/// Returns false when that was refused (EACCES, EPERM: a directory root may not enter but
-/// the user may, e.g. on a root-squashing mount): `enter_cwd` tries again as the user.
-pub fn enter_cwd_privileged(cwd: &Path) -> Result<bool, String> {
+/// Where `enter_cwd_privileged` left the process.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cwd {
+    Entered,
+    /// chdir as root was refused (EACCES, EPERM: e.g. a root without rights in a user
+    /// namespace or on a root-squashing file system): try again as the process's user.
+    Retry,
+}
+
+/// chdir into the cwd while still privileged (runc 1.3's order), checked to be inside the
+/// container's root. Runs before the seccomp filter, whose profile need not allow chdir
+/// or getcwd.
+pub fn enter_cwd_privileged(cwd: &Path) -> Result<Cwd, String> {
     match nix::unistd::chdir(cwd) {
-        Ok(()) => Ok(true),
-        Err(nix::errno::Errno::EACCES | nix::errno::Errno::EPERM) => Ok(false),
+        Ok(()) => check_cwd(cwd).map(|()| Cwd::Entered),
+        Err(nix::errno::Errno::EACCES | nix::errno::Errno::EPERM) => Ok(Cwd::Retry),
         Err(e) => Err(format!("process.cwd {}: chdir: {e}", cwd.display())),
     }
 }
 
-/// chdir into the cwd unless `enter_cwd_privileged` did, and check that it is inside the
-/// container's root: a cwd reached through a leaked fd would be "(unreachable)"
-/// (CVE-2024-21626).
-pub fn enter_cwd(cwd: &Path, entered: bool) -> Result<(), String> {
-    if !entered {
-        nix::unistd::chdir(cwd).map_err(|e| format!("process.cwd {}: chdir: {e}", cwd.display()))?;
-    }
+/// chdir into the cwd and check that it is inside the container's root.
+pub fn enter_cwd(cwd: &Path) -> Result<(), String> {
+    nix::unistd::chdir(cwd).map_err(|e| format!("process.cwd {}: chdir: {e}", cwd.display()))?;
+    check_cwd(cwd)
+}
+
+/// A cwd reached through a leaked fd would be "(unreachable)" (CVE-2024-21626): glibc's
+/// getcwd fails with ENOENT then, the raw syscall returns a relative path.
+fn check_cwd(cwd: &Path) -> Result<(), String> {
     match nix::unistd::getcwd() {
         Ok(p) if p.is_absolute() => Ok(()),
-        _ => Err(format!("process.cwd {}: is outside the container's root", cwd.display())),
+        Ok(_) | Err(nix::errno::Errno::ENOENT) => Err(format!("process.cwd {}: is outside the container's root", cwd.display())),
+        Err(e) => Err(format!("process.cwd {}: getcwd: {e}", cwd.display())),
     }
 }
 

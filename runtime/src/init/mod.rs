@@ -6,10 +6,10 @@
 //! cgroup namespace → session keyring → setsid →
 //! hostname → sysctls → rootfs mounts → prestart/createRuntime hooks (parent) →
 //! createContainer hooks → terminal → pivot_root → masked/read-only paths → memory policy,
-//! personality → rlimits → scheduler, I/O priority, final CPU affinity → seccomp
-//! (without noNewPrivileges) → capabilities bounding → uid/gid → capabilities →
-//! no_new_privs → cwd → seccomp (with noNewPrivileges) → ready → wait for start →
-//! startContainer hooks → execve.
+//! personality → the process attributes (`process::apply`, which loads the seccomp filter
+//! and says what follows it) → ready → wait for start → startContainer hooks → execve.
+//! Before all of it the init closes every fd it inherited but stdio, --preserve-fds and
+//! its own.
 
 pub(crate) mod exec;
 pub(crate) mod process;
@@ -63,9 +63,23 @@ pub fn run(args: InitArgs) -> ! {
 
 type Res<T> = Result<T, String>;
 
+impl InitArgs<'_> {
+    /// The fds of berth's that the init uses; every other one it inherited is closed.
+    fn own_fds(&self) -> Vec<std::os::fd::RawFd> {
+        let mut fds = vec![self.channel.as_fd().as_raw_fd(), self.start_listener.as_raw_fd()];
+        fds.extend(self.console.as_ref().map(|c| c.as_raw_fd()));
+        fds.extend(self.idmapped.values().map(|f| f.as_raw_fd()));
+        fds
+    }
+}
+
 fn setup(a: &InitArgs) -> Res<exec::Prepared> {
     let spec = a.spec;
     crate::sys::set_non_dumpable().map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
+    // The init lives on until `start`: it holds none of the caller's fds (a host directory
+    // among them would be reachable through /proc/1/fd from the container, CVE-2024-21626)
+    // and none of berth's own but those it needs. Stdio and --preserve-fds stay.
+    crate::sys::close_from_except(3 + a.preserve_fds, &a.own_fds()).map_err(|e| format!("closing inherited fds: {e}"))?;
     let state = match a.channel.recv() {
         Ok(Some(Msg::Go { state })) => state,
         // The parent died or gave up: nothing to report to.

@@ -1,18 +1,25 @@
 //! The process attributes every container process gets, in the same order whether it is
-//! the container's init (`create`) or a process joining it (`exec`): chdir to cwd as root
-//! (again after the uid switch if that was refused) → stdio chowned to the process's uid →
-//! rlimits → scheduler,
-//! I/O priority, final CPU affinity → seccomp (without no_new_privs) → capability
-//! bounding set → uid/gid/groups → capability sets → no_new_privs → cwd (entered again
-//! if root was refused; checked to be inside the container's root) → executable lookup and HOME → fds above the preserved
-//! range made close-on-exec → seccomp (with no_new_privs). The caller runs inside the
-//! container's namespaces and root.
+//! the container's init (`create`) or a process joining it (`exec`): cwd (entered as
+//! root and checked to be inside the container's root) → stdio chowned to the process's uid
+//! → rlimits → scheduler, I/O priority, final CPU affinity → executable lookup and HOME → fds above the preserved range made
+//! close-on-exec → capability bounding set → groups and gid → seccomp (without
+//! no_new_privs) → uid → capability sets → (cwd again, if root was refused it) →
+//! no_new_privs → seccomp (with no_new_privs). The caller runs inside the container's
+//! namespaces and root.
+//!
+//! Nothing berth does after loading the filter may need the profile to allow it (a profile
+//! need not allow close_range, getcwd, fcntl, ...). Without no_new_privs the filter needs
+//! CAP_SYS_ADMIN to load, so it goes in before the uid switch drops it, and only what
+//! cannot precede that follows: setresuid and PR_SET_KEEPCAPS, capset and the ambient
+//! prctls (runc has these and more after its filter). With no_new_privs it is the last
+//! step. What follows `apply` is the caller's: the `Ready` message, for the init the wait
+//! for `start` and the startContainer hooks, the signal resets (errors ignored) and execve.
 
 use std::os::fd::{AsFd, RawFd};
 
 use oci_spec::runtime::Process;
 
-use super::exec::{self, Prepared};
+use super::exec::{self, Cwd, Prepared};
 use super::user;
 use crate::process::channel::{Channel, Msg};
 use crate::seccomp::Filter;
@@ -23,47 +30,47 @@ use crate::seccomp::Filter;
 pub fn apply(process: &Process, preserve_fds: u32, seccomp: Option<&Filter>, channel: &Channel) -> Result<Prepared, String> {
     // While still privileged and before any filter (runc's order): the first chdir, and the
     // stdio (a terminal included) handed to the process's user.
-    let in_cwd = exec::enter_cwd_privileged(process.cwd())?;
+    let cwd = exec::enter_cwd_privileged(process.cwd())?;
     // With `terminal`, fds 0-2 are the pty the caller (init, exec) made for this process.
     user::chown_stdio(process.user().uid(), process.terminal().unwrap_or(false))?;
     user::set_rlimits(process)?;
     // Before the uid switch, while we still hold CAP_SYS_NICE for real-time policies and
-    // I/O classes; and before seccomp, whose profile need not allow these syscalls.
+    // I/O classes.
     if let Some(s) = process.scheduler() {
         crate::process_attrs::apply_scheduler(s)?;
     }
     crate::process_attrs::apply_io_priority(process)?;
     crate::process_attrs::apply_final_affinity(process)?;
-    let no_new_privs = process.no_new_privileges().unwrap_or(false);
-    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we have it.
-    if !no_new_privs {
-        load_seccomp(seccomp, channel)?;
-    }
-    crate::capabilities::apply_bounding(process.capabilities().as_ref())
-        .map_err(|e| e.to_string())?;
-    user::switch_user(process)?;
-    let warnings = crate::capabilities::apply_sets(process.capabilities().as_ref())
-        .map_err(|e| e.to_string())?;
-    for w in warnings {
-        eprintln!("berth: warning: {w}");
-    }
-    if no_new_privs {
-        crate::sys::set_no_new_privs().map_err(|e| format!("process.noNewPrivileges: {e}"))?;
-    }
-    exec::enter_cwd(process.cwd(), in_cwd)?;
     let prepared = exec::prepare(process)?;
 
     // Nothing the caller leaked reaches the container (CVE-2024-21626); --preserve-fds are
     // passed on. The CLI made sure berth's own fds are above that range.
     let first = 3 + preserve_fds;
-    crate::sys::cloexec_from(first).map_err(|e| format!("close_range: {e}"))?;
+    crate::sys::cloexec_from(first).map_err(|e| format!("marking fds from {first} close-on-exec: {e}"))?;
     for fd in 3..first {
         let _ = crate::sys::clear_cloexec(fd as RawFd);
     }
-    // With no_new_privs, as late as possible, so the profile sees as few of berth's own
-    // syscalls as can be (runc's rule). What remains: send Ready, (the init) accept
-    // `start`, read, startContainer hooks, then signal resets and execve.
+    let caps = process.capabilities().as_ref();
+    for w in crate::capabilities::ambient_warnings(caps) {
+        eprintln!("berth: warning: {w}");
+    }
+    crate::capabilities::apply_bounding(caps).map_err(|e| e.to_string())?;
+    user::switch_groups(process)?;
+
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we have it.
+    if !no_new_privs {
+        load_seccomp(seccomp, channel)?;
+    }
+    user::switch_uid(process)?;
+    crate::capabilities::apply_sets(caps).map_err(|e| e.to_string())?;
+    if cwd == Cwd::Retry {
+        exec::enter_cwd(process.cwd())?;
+    }
     if no_new_privs {
+        crate::sys::set_no_new_privs().map_err(|e| format!("process.noNewPrivileges: {e}"))?;
+        // As late as possible, so the profile sees none of berth's own syscalls (runc's
+        // rule).
         load_seccomp(seccomp, channel)?;
     }
     Ok(prepared)

@@ -74,9 +74,9 @@ pub fn chown_stdio(uid: u32, own_pty: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// setgroups, setresgid, setresuid with PR_SET_KEEPCAPS so the permitted set survives the
-/// switch to a non-root uid; capabilities are set right after.
-pub fn switch_user(process: &Process) -> Result<(), String> {
+/// The groups half of the user switch: setgroups, setresgid, umask. It keeps every
+/// capability, so it runs before a filter that needs CAP_SYS_ADMIN to load.
+pub fn switch_groups(process: &Process) -> Result<(), String> {
     let user = process.user();
     let groups: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
     // A user namespace whose setgroups is denied (mapped without CAP_SETGID) keeps the
@@ -86,18 +86,24 @@ pub fn switch_user(process: &Process) -> Result<(), String> {
     if !(denied && groups.is_empty()) && unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } < 0 {
         return Err(format!("process.user.additionalGids {groups:?}: {}", std::io::Error::last_os_error()));
     }
-    crate::sys::set_keepcaps(true).map_err(|e| format!("prctl(PR_SET_KEEPCAPS): {e}"))?;
-    let (uid, gid) = (user.uid(), user.gid());
-    // SAFETY: plain syscalls with integer arguments.
+    let gid = user.gid();
+    // SAFETY: plain syscall with integer arguments.
     if unsafe { libc::setresgid(gid, gid, gid) } < 0 {
         return Err(format!("process.user.gid {gid}: {}", std::io::Error::last_os_error()));
     }
-    // SAFETY: as above.
-    if unsafe { libc::setresuid(uid, uid, uid) } < 0 {
-        return Err(format!("process.user.uid {uid}: {}", std::io::Error::last_os_error()));
-    }
-    crate::sys::set_keepcaps(false).map_err(|e| format!("prctl(PR_SET_KEEPCAPS): {e}"))?;
     let umask = user.umask().unwrap_or(0o022);
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask as libc::mode_t));
     Ok(())
+}
+
+/// setresuid with PR_SET_KEEPCAPS so the permitted set survives the switch to a non-root
+/// uid; capabilities are set right after.
+pub fn switch_uid(process: &Process) -> Result<(), String> {
+    crate::sys::set_keepcaps(true).map_err(|e| format!("prctl(PR_SET_KEEPCAPS): {e}"))?;
+    let uid = process.user().uid();
+    // SAFETY: plain syscall with integer arguments.
+    if unsafe { libc::setresuid(uid, uid, uid) } < 0 {
+        return Err(format!("process.user.uid {uid}: {}", std::io::Error::last_os_error()));
+    }
+    crate::sys::set_keepcaps(false).map_err(|e| format!("prctl(PR_SET_KEEPCAPS): {e}"))
 }
