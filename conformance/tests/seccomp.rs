@@ -3,7 +3,7 @@
 //! agent on `listenerPath`. Each profile is checked by what the container observed; the
 //! `each_runtime` tests run the same profile under berth, runc and crun and expect the same.
 
-use conformance::{Case, Runtime};
+use conformance::{each_runtime, each_runtime_but, Case};
 use libseccomp::{ScmpNotifReq, ScmpNotifResp, ScmpNotifRespFlags};
 use serde_json::{json, Value};
 use std::io::IoSliceMut;
@@ -18,26 +18,6 @@ use std::time::{Duration, Instant};
 /// 128 + SIGSYS: how `run` reports a process the filter killed or trapped.
 const SIGSYS_EXIT: i32 = 159;
 const MKDIR: &str = "mkdir /dev/shm/x";
-
-/// The runtime under test (berth unless $BERTH says otherwise), then runc and crun.
-fn each_runtime(name: &str, f: impl FnMut(&mut Case, &str)) {
-    each_runtime_but(&[], name, f)
-}
-
-/// `each_runtime` without the reference runtimes in `skip` (where they differ for a
-/// reason of their own, given at the call).
-fn each_runtime_but(skip: &[&str], name: &str, mut f: impl FnMut(&mut Case, &str)) {
-    for (label, bin) in [("berth", None), ("runc", Some("/usr/sbin/runc")), ("crun", Some("/usr/bin/crun"))] {
-        if skip.contains(&label) || bin.is_some_and(|b| !Path::new(b).exists()) {
-            continue;
-        }
-        let mut c = Case::new(&format!("{name}_{label}"));
-        if let Some(b) = bin {
-            c.rt = Runtime::with_binary(Path::new(b), &c.dir.join("root"));
-        }
-        f(&mut c, label);
-    }
-}
 
 fn allow_except(rules: Value) -> Value {
     json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules})
