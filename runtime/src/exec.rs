@@ -476,10 +476,7 @@ fn exit(code: i32) -> ! {
 
 fn setup(c: &Child) -> std::result::Result<crate::init::exec::Prepared, String> {
     crate::sys::set_non_dumpable().map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
-    match c.channel.recv() {
-        Ok(Some(Msg::Go { .. })) => {}
-        _ => exit(1),
-    }
+    crate::init::recv_go(&c.channel)?;
     if !c.join.is_empty() {
         nix::sched::setns(&c.init, c.join)
             .map_err(|e| format!("joining the namespaces of the container's init: {e}"))?;

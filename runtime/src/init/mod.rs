@@ -66,18 +66,11 @@ type Res<T> = Result<T, String>;
 fn setup(a: &InitArgs) -> Res<exec::Prepared> {
     let spec = a.spec;
     crate::sys::set_non_dumpable().map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
-    let state = match a.channel.recv() {
-        Ok(Some(Msg::Go { state })) => state,
-        // The parent died or gave up: nothing to report to.
-        _ => unsafe_exit(1),
-    };
+    let state = recv_go(&a.channel)?;
     let state = if a.plan.staged {
         stage::enter(spec, a.plan, &a.channel)?;
         // The parent knows our pid now and sends the state again, with it.
-        match a.channel.recv() {
-            Ok(Some(Msg::Go { state })) => state,
-            _ => unsafe_exit(1),
-        }
+        recv_go(&a.channel)?
     } else {
         crate::namespaces::join(a.plan)?;
         state
@@ -190,6 +183,17 @@ fn wait_and_exec(a: &InitArgs, prepared: exec::Prepared) -> String {
     }
     let err = prepared.exec();
     fail(&mut conn, err)
+}
+
+/// The parent's go-ahead and the state it carries. A failure to read it is reported (the
+/// parent is waiting for our answer); a parent that died or gave up gets no report.
+pub(crate) fn recv_go(channel: &Channel) -> Res<String> {
+    match channel.recv() {
+        Ok(Some(Msg::Go { state })) => Ok(state),
+        Ok(None) => unsafe_exit(1),
+        Ok(Some(other)) => Err(format!("sync with parent: expected the go-ahead, got {other:?}")),
+        Err(e) => Err(format!("sync with parent: receiving the container's state: {e}")),
+    }
 }
 
 fn unsafe_exit(code: i32) -> ! {
