@@ -9,7 +9,9 @@
 //! signals. The binary runs from a read-only view of itself (sealed.rs), so the process
 //! cannot reach it through /proc/<pid>/exe (CVE-2019-5736).
 
+use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -29,13 +31,14 @@ pub enum ProcessSource {
     Args(Overrides),
 }
 
-/// The changes `exec <id> <cmd>...` makes to the container's `process`.
+/// The changes `exec <id> <cmd>...` makes to the container's `process`. The command, its
+/// cwd and environment are bytes, as they came on berth's command line.
 #[derive(Default, Debug, Clone)]
 pub struct Overrides {
-    pub args: Vec<String>,
+    pub args: Vec<OsString>,
     pub tty: bool,
-    pub cwd: Option<String>,
-    pub env: Vec<String>,
+    pub cwd: Option<OsString>,
+    pub env: Vec<OsString>,
     /// `uid[:gid]`, numeric.
     pub user: Option<String>,
     pub additional_gids: Vec<u32>,
@@ -99,28 +102,41 @@ fn capability(name: &str) -> std::result::Result<Capability, String> {
 }
 
 /// Sets `KEY=value` entries, a later one replacing an earlier one with the same key.
-fn merge_env(env: &mut Vec<String>, extra: &[String]) {
+fn merge_env(env: &mut Vec<OsString>, extra: &[OsString]) {
+    let key = |kv: &OsString| kv.as_bytes().split(|b| *b == b'=').next().unwrap_or(b"").to_vec();
     for kv in extra {
-        let key = kv.split('=').next().unwrap_or("");
-        match env.iter_mut().find(|e| e.split('=').next() == Some(key)) {
+        match env.iter_mut().find(|e| key(e) == key(kv)) {
             Some(slot) => *slot = kv.clone(),
             None => env.push(kv.clone()),
         }
     }
 }
 
+/// What execve gets for `exec <id> <cmd>...`: the command line's bytes, and the container's
+/// environment with the command line's entries.
+pub fn command(base: &Process, o: &Overrides) -> crate::init::exec::Command {
+    let mut env = crate::init::exec::Command::of(base).env;
+    merge_env(&mut env, &o.env);
+    crate::init::exec::Command { args: o.args.clone(), env }
+}
+
+fn lossy(v: &[OsString]) -> Vec<String> {
+    v.iter().map(|s| s.to_string_lossy().into_owned()).collect()
+}
+
 /// The container's process with the command line's changes, as runc's `exec` builds it.
 pub fn build_process(base: &Process, o: &Overrides) -> std::result::Result<Process, String> {
     let mut p = base.clone();
-    p.set_args(Some(o.args.clone()));
+    // The strings (for validation and the process state) lose bytes that are not UTF-8;
+    // execve gets the bytes themselves (`command`).
+    let cmd = command(base, o);
+    p.set_args(Some(lossy(&cmd.args)));
     p.set_terminal(Some(o.tty));
     p.set_console_size(None);
     if let Some(cwd) = o.cwd.as_deref().filter(|c| !c.is_empty()) {
         p.set_cwd(PathBuf::from(cwd));
     }
-    let mut env = p.env().clone().unwrap_or_default();
-    merge_env(&mut env, &o.env);
-    p.set_env(Some(env));
+    p.set_env(Some(lossy(&cmd.env)));
     let mut user = p.user().clone();
     if let Some(u) = o.user.as_deref().filter(|u| !u.is_empty()) {
         let (uid, gid) = parse_user(u)?;
@@ -249,9 +265,9 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
         .map(crate::seccomp::Filter::build)
         .transpose()?;
     let base = spec.process().clone().unwrap_or_default();
-    let mut process = match &opts.source {
-        ProcessSource::File(p) => load_process(p)?,
-        ProcessSource::Args(o) => build_process(&base, o).map_err(Error::Usage)?,
+    let (mut process, raw) = match &opts.source {
+        ProcessSource::File(p) => (load_process(p)?, None),
+        ProcessSource::Args(o) => (build_process(&base, o).map_err(Error::Usage)?, Some(command(&base, o))),
     };
     // Like runc: without rlimits of its own the process gets the container's.
     if process.rlimits().as_ref().is_none_or(|r| r.is_empty()) {
@@ -353,6 +369,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
                 init,
                 join: ns - CloneFlags::CLONE_NEWPID,
                 process: &process,
+                command: raw.as_ref(),
                 console,
                 preserve_fds: opts.preserve_fds,
                 seccomp: seccomp.as_ref(),
@@ -446,6 +463,7 @@ struct Child<'a> {
     init: OwnedFd,
     join: CloneFlags,
     process: &'a Process,
+    command: Option<&'a crate::init::exec::Command>,
     console: Option<OwnedFd>,
     preserve_fds: u32,
     seccomp: Option<&'a crate::seccomp::Filter>,
@@ -487,7 +505,7 @@ fn setup(c: &Child) -> std::result::Result<crate::init::exec::Prepared, String> 
     if let Some(sock) = &c.console {
         terminal(sock, c.process)?;
     }
-    crate::init::process::apply(c.process, c.preserve_fds, c.seccomp, &c.channel)
+    crate::init::process::apply(c.process, c.command, c.preserve_fds, c.seccomp, &c.channel)
 }
 
 /// A pty from the container's devpts: master to the console socket, peer as stdio and
@@ -586,7 +604,7 @@ mod tests {
 
     #[test]
     fn env_from_the_command_line_replaces_by_key() {
-        let mut env = vec!["PATH=/bin".to_string(), "A=1".to_string()];
+        let mut env: Vec<OsString> = vec!["PATH=/bin".into(), "A=1".into()];
         merge_env(&mut env, &["A=2".into(), "B=3".into()]);
         assert_eq!(env, ["PATH=/bin", "A=2", "B=3"]);
     }

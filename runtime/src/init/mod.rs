@@ -162,7 +162,7 @@ fn setup(a: &InitArgs) -> Res<exec::Prepared> {
     if let Some(p) = linux.personality() {
         process_attrs::apply_personality(p)?;
     }
-    let prepared = process::apply(process, a.preserve_fds, a.seccomp, &a.channel)?;
+    let prepared = process::apply(process, None, a.preserve_fds, a.seccomp, &a.channel)?;
 
     a.channel.send(&Msg::Ready).map_err(|e| format!("sync with parent: {e}"))?;
     Ok(prepared)

@@ -18,7 +18,14 @@ use crate::seccomp::Filter;
 /// Applies `process` to the calling process and returns what to execve. `preserve_fds`
 /// fds from 3 up are passed on; every other fd above 2 is closed by the execve. A seccomp
 /// filter's notify listener goes to the parent over `channel`.
-pub fn apply(process: &Process, preserve_fds: u32, seccomp: Option<&Filter>, channel: &Channel) -> Result<Prepared, String> {
+/// `command`, when given, is what execve gets instead of the process's args and env.
+pub fn apply(
+    process: &Process,
+    command: Option<&exec::Command>,
+    preserve_fds: u32,
+    seccomp: Option<&Filter>,
+    channel: &Channel,
+) -> Result<Prepared, String> {
     user::set_rlimits(process)?;
     // Before the uid switch, while we still hold CAP_SYS_NICE for real-time policies and
     // I/O classes; and before seccomp, whose profile need not allow these syscalls.
@@ -44,7 +51,7 @@ pub fn apply(process: &Process, preserve_fds: u32, seccomp: Option<&Filter>, cha
         crate::sys::set_no_new_privs().map_err(|e| format!("process.noNewPrivileges: {e}"))?;
     }
     exec::enter_cwd(process.cwd())?;
-    let prepared = exec::prepare(process)?;
+    let prepared = exec::prepare(process, command)?;
 
     // Nothing the caller leaked reaches the container (CVE-2024-21626); --preserve-fds are
     // passed on. The CLI made sure berth's own fds are above that range.
