@@ -247,7 +247,8 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
         }
         _ => {}
     }
-    let cgroup = crate::container::manager_of(&rec)?;
+    // The process joins this cgroup: it must be the one holding the init.
+    let cgroup = crate::container::trusted_manager(&rec, true)?;
     if !opts.ignore_paused && cgroup.is_frozen().unwrap_or(false) {
         return Err(Error::WrongState {
             id: id.into(),
@@ -255,16 +256,20 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
             msg: "cannot exec in a paused container (use --ignore-paused to override)",
         });
     }
-    let spec = crate::spec::load(&rec.bundle)?.spec;
+    // What create recorded, not the bundle's config.json: edits made to it after create
+    // have no effect (runtime-spec; runc keeps its own copy too). Only a record of an older
+    // berth, which lacks them, sends us to the bundle.
+    let (base, seccomp_cfg) = match &rec.process {
+        Some(p) => (p.clone(), rec.seccomp.clone()),
+        None => {
+            let spec = crate::spec::load(&rec.bundle)?.spec;
+            let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+            (spec.process().clone().unwrap_or_default(), seccomp)
+        }
+    };
     // The container's filter binds every process in it (as with runc): compiled here, before
     // the fork, loaded by the child in init::process::apply.
-    let seccomp = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().as_ref())
-        .map(crate::seccomp::Filter::build)
-        .transpose()?;
-    let base = spec.process().clone().unwrap_or_default();
+    let seccomp = seccomp_cfg.as_ref().map(crate::seccomp::Filter::build).transpose()?;
     let (mut process, raw) = match &opts.source {
         ProcessSource::File(p) => (load_process(p)?, None),
         ProcessSource::Args(o) => (build_process(&base, o).map_err(Error::Usage)?, Some(command(&base, o))),
@@ -416,7 +421,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
                 // As runc: the state is the container's (running, the init's pid), the
                 // process state's pid the exec'd process's.
                 let state = crate::container::hook_state(id, Status::Running, rec.pid, &rec.bundle, &rec.annotations);
-                crate::container::send_seccomp_listener(&spec, listener.as_fd(), pid, &state)?;
+                crate::container::send_seccomp_listener(seccomp_cfg.as_ref(), listener.as_fd(), pid, &state)?;
             }
             Some(Msg::Ready) => break,
             Some(Msg::Error(m)) => return Err(fail(m)),
