@@ -286,7 +286,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
         crate::netdev::move_all(devices, pid).map_err(Error::Usage)?;
     }
     let mut state = hook_state(&opts.id, Status::Creating, pid, &bundle, &annotations);
-    parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(format!("sync with init: {e}")))?;
+    parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(send_failed(&parent_ch, e)))?;
     loop {
         let (msg, fd) = match parent_ch.recv_with_fd().map_err(|e| init_err(format!("sync with init: {e}")))? {
             Some((msg, fd)) => (Some(msg), fd),
@@ -302,7 +302,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
                 let uid = linux.uid_mappings().as_ref().unwrap_or(&none);
                 let gid = linux.gid_mappings().as_ref().unwrap_or(&none);
                 crate::idmap::write(pid, uid, gid).map_err(init_err)?;
-                parent_ch.send(&Msg::MapsDone).map_err(|e| init_err(format!("sync with init: {e}")))?;
+                parent_ch.send(&Msg::MapsDone).map_err(|e| init_err(send_failed(&parent_ch, e)))?;
             }
             Some(Msg::Child { pid: init_pid }) if plan.staged => {
                 // The first child has done its part and exits; the init is our child too
@@ -316,12 +316,12 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
                     crate::netdev::move_all(devices, pid).map_err(Error::Usage)?;
                 }
                 state = hook_state(&opts.id, Status::Creating, pid, &bundle, &annotations);
-                parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(format!("sync with init: {e}")))?;
+                parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(send_failed(&parent_ch, e)))?;
             }
             Some(Msg::HooksPending) => {
                 hooks::run_all(spec.hooks().as_ref(), Kind::Prestart, state.as_bytes())?;
                 hooks::run_all(spec.hooks().as_ref(), Kind::CreateRuntime, state.as_bytes())?;
-                parent_ch.send(&Msg::HooksDone).map_err(|e| init_err(format!("sync with init: {e}")))?;
+                parent_ch.send(&Msg::HooksDone).map_err(|e| init_err(send_failed(&parent_ch, e)))?;
             }
             Some(Msg::Ready) => break,
             Some(Msg::Error(m)) => return Err(init_err(m)),
@@ -339,6 +339,18 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     }
     guard.disarm();
     Ok(Created { pid, pidfd })
+}
+
+/// Why a message could not reach the init: when it has gone (EPIPE), its own report of
+/// the failure if it sent one before exiting, else the error.
+fn send_failed(ch: &channel::Channel, e: std::io::Error) -> String {
+    if matches!(e.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) {
+        // The peer closed its end: this reads what it left, then EOF; it cannot block.
+        if let Ok(Some(Msg::Error(m))) = ch.recv() {
+            return m;
+        }
+    }
+    format!("sync with init: {e}")
 }
 
 /// Hands the init's notify listener to the agent at `linux.seccomp.listenerPath`, with the
