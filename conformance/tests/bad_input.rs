@@ -370,3 +370,38 @@ fn b24_bundle_that_does_not_exist() {
     let out = c.rt.create(&c.id, &c.dir.join("nope"), &[], &c.stdio);
     c.expect_clean_failure(&out, &["nope", "bundle", "config.json"]);
 }
+
+#[test]
+fn b13_an_id_that_is_not_utf8_is_refused_cleanly_by_every_command() {
+    // Issue 16 item 5: berth once panicked reading its arguments (exit 134). runc refuses
+    // such an id too ("invalid container ID format"); berth's error shows its bytes.
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let mut c = Case::new("b13_bytes");
+    c.bundle.set_args(&["true"]);
+    c.write();
+    let id = OsStr::from_bytes(b"t-\xff-id");
+    let runc = c.rt.bin.ends_with("runc");
+    let commands: [&[&str]; 6] = [&["create", "--bundle", "BUNDLE"], &["state"], &["start"], &["kill"], &["delete", "--force"], &["exec"]];
+    for args in commands {
+        let mut inv = c.rt.cmd();
+        for a in args {
+            inv = if *a == "BUNDLE" { inv.arg(&c.bundle.dir) } else { inv.arg(*a) };
+        }
+        inv = inv.arg(id);
+        if args[0] == "exec" {
+            inv = inv.arg("true");
+        }
+        let out = inv.run();
+        out.expect_fail(&format!("{} with an id that is not UTF-8", args[0]));
+        assert_eq!(out.stderr_lines().len(), 1, "{out}");
+        let line = out.stderr.to_lowercase();
+        assert!(line.contains("invalid") && line.contains("id"), "{out}");
+        if !runc {
+            assert!(out.stderr.contains(r"t-\xff-id"), "the error should show the id's bytes: {out}");
+        }
+    }
+    c.assert_no_leaks("after the refused ids");
+    let left: Vec<_> = fs::read_dir(&c.rt.root).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "the state root holds {left:?}");
+}

@@ -587,3 +587,32 @@ fn script_cmd(c: &Case, args: &[&str]) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+#[test]
+fn exec_passes_arguments_and_env_that_are_not_utf8_through_as_bytes() {
+    // Issue 16 item 5: arguments are bytes on Linux; berth once panicked on them (exit
+    // 134). runc runs the process but turns each byte that is not UTF-8 into U+FFFD (its
+    // init config travels as JSON): berth passes the bytes through, so the exact-bytes
+    // check is berth's only.
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let c = running("exec_bytes");
+    let out = c
+        .rt
+        .cmd()
+        .arg("exec")
+        .arg("--env")
+        .arg(OsStr::from_bytes(b"X=\xfe"))
+        .arg(&c.id)
+        .args(["sh", "-c", r#"printf %s "$1" | od -An -tx1; printf %s "$X" | od -An -tx1"#, "sh"])
+        .arg(OsStr::from_bytes(b"a\xffb"))
+        .run();
+    out.expect_ok("exec with arguments that are not UTF-8");
+    let words: Vec<&str> = out.stdout.split_whitespace().collect();
+    if c.rt.bin.ends_with("runc") {
+        assert_eq!(words.first(), Some(&"61"), "{out}");
+        assert_eq!(words.get(4), Some(&"62"), "{out}");
+    } else {
+        assert_eq!(words, ["61", "ff", "62", "fe"], "{out}");
+    }
+}

@@ -228,3 +228,38 @@ fn create_killed_part_way_is_cleaned_up_by_delete_force() {
         (!std::path::Path::new(&format!("/proc/{hook}")).exists()).then_some(())
     });
 }
+
+/// berth, then runc as the oracle (crun 1.8 refuses this host's hybrid cgroups).
+fn berth_and_runc(name: &str, mut f: impl FnMut(&mut Case, &str)) {
+    for (label, bin) in [("berth", None), ("runc", Some("/usr/sbin/runc"))] {
+        let mut c = Case::new(&format!("{name}_{label}"));
+        if let Some(b) = bin {
+            c.rt = conformance::Runtime::with_binary(std::path::Path::new(b), &c.dir.join("root"));
+        }
+        f(&mut c, label);
+    }
+}
+
+#[test]
+fn create_and_start_with_one_mib_of_annotations() {
+    // Issue 16 item 3: the state (annotations included) reaches the init through the
+    // create handshake; it once had to fit one 64 KiB datagram. runc takes 1 MiB.
+    berth_and_runc("big_annotations", |c, rt| {
+        let mut annotations = serde_json::Map::new();
+        // One value above the default socket buffer (~208 KiB), the rest in 64 KiB pieces.
+        annotations.insert("org.example.big".into(), "b".repeat(300 << 10).into());
+        for i in 0..12 {
+            annotations.insert(format!("org.example.a{i}"), char::from(b'a' + i as u8).to_string().repeat(64 << 10).into());
+        }
+        c.config()["annotations"] = serde_json::Value::Object(annotations.clone());
+        c.bundle.set_sh("echo started");
+        c.create().expect_ok(&format!("{rt}: create with 1 MiB of annotations"));
+        let st = c.state();
+        assert_eq!(st["status"], "created", "{rt}");
+        assert!(st["annotations"] == serde_json::Value::Object(annotations), "{rt}: the state's annotations differ from the config's");
+        c.start().expect_ok(&format!("{rt}: start"));
+        c.wait_status(&c.id, "stopped");
+        assert_eq!(c.output(), "started\n", "{rt}");
+        c.rt.delete(&c.id).expect_ok(&format!("{rt}: delete"));
+    });
+}

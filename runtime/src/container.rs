@@ -185,6 +185,8 @@ pub(crate) fn initial_record(id: &str, b: &Bundle, cgroup: &Manager) -> Result<R
             r
         }),
         rootfs_mount: None,
+        process: spec.process().clone(),
+        seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
     })
 }
 
@@ -299,7 +301,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
         crate::netdev::move_all(devices, pid).map_err(Error::Usage)?;
     }
     let mut state = hook_state(&opts.id, Status::Creating, pid, &bundle, &annotations);
-    parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(format!("sync with init: {e}")))?;
+    parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(send_failed(&parent_ch, e)))?;
     loop {
         let (msg, fd) = match parent_ch.recv_with_fd().map_err(|e| init_err(format!("sync with init: {e}")))? {
             Some((msg, fd)) => (Some(msg), fd),
@@ -308,14 +310,14 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
         match msg {
             Some(Msg::SeccompListener) => {
                 let listener = fd.ok_or_else(|| init_err("the seccomp listener message came without its fd".into()))?;
-                send_seccomp_listener(&spec, listener.as_fd(), pid, &state)?;
+                send_seccomp_listener(linux.seccomp().as_ref(), listener.as_fd(), pid, &state)?;
             }
             Some(Msg::MapsPending) if plan.new_user => {
                 let none = Vec::new();
                 let uid = linux.uid_mappings().as_ref().unwrap_or(&none);
                 let gid = linux.gid_mappings().as_ref().unwrap_or(&none);
                 crate::idmap::write(pid, uid, gid).map_err(init_err)?;
-                parent_ch.send(&Msg::MapsDone).map_err(|e| init_err(format!("sync with init: {e}")))?;
+                parent_ch.send(&Msg::MapsDone).map_err(|e| init_err(send_failed(&parent_ch, e)))?;
             }
             Some(Msg::Child { pid: init_pid }) if plan.staged => {
                 // The first child has done its part and exits; the init is our child too
@@ -329,7 +331,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
                     crate::netdev::move_all(devices, pid).map_err(Error::Usage)?;
                 }
                 state = hook_state(&opts.id, Status::Creating, pid, &bundle, &annotations);
-                parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(format!("sync with init: {e}")))?;
+                parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(send_failed(&parent_ch, e)))?;
             }
             Some(Msg::MountSourcePending { index }) if plan.in_user_ns() => {
                 let sent = match rootfs::source::open_for_init(pidfd.as_fd(), &spec, &bundle, index) {
@@ -342,7 +344,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
                 // In the bundle, where runc runs them (it chdirs there to create).
                 hooks::run_all(spec.hooks().as_ref(), Kind::Prestart, state.as_bytes(), Some(&bundle))?;
                 hooks::run_all(spec.hooks().as_ref(), Kind::CreateRuntime, state.as_bytes(), Some(&bundle))?;
-                parent_ch.send(&Msg::HooksDone).map_err(|e| init_err(format!("sync with init: {e}")))?;
+                parent_ch.send(&Msg::HooksDone).map_err(|e| init_err(send_failed(&parent_ch, e)))?;
             }
             Some(Msg::Ready) => break,
             Some(Msg::Error(m)) => return Err(init_err(m)),
@@ -367,10 +369,26 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     Ok(Created { pid, pidfd })
 }
 
+/// Why a message could not reach the init: when it has gone (EPIPE), its own report of
+/// the failure if it sent one before exiting, else the error.
+fn send_failed(ch: &channel::Channel, e: std::io::Error) -> String {
+    if matches!(e.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) {
+        // The peer closed its end: this reads what it left, then EOF; it cannot block.
+        if let Ok(Some(Msg::Error(m))) = ch.recv() {
+            return m;
+        }
+    }
+    format!("sync with init: {e}")
+}
+
 /// Hands the init's notify listener to the agent at `linux.seccomp.listenerPath`, with the
 /// container process state (the state as of now: creating).
-pub(crate) fn send_seccomp_listener(spec: &Spec, listener: std::os::fd::BorrowedFd<'_>, pid: i32, state: &str) -> Result<()> {
-    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+pub(crate) fn send_seccomp_listener(
+    seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
+    listener: std::os::fd::BorrowedFd<'_>,
+    pid: i32,
+    state: &str,
+) -> Result<()> {
     let path = seccomp.and_then(|s| s.listener_path().as_ref()).ok_or_else(|| {
         Error::Usage("linux.seccomp.listenerPath: must be set for SCMP_ACT_NOTIFY".into())
     })?;
@@ -469,7 +487,7 @@ pub fn pause(store: &Store, id: &str) -> Result<()> {
     if !matches!(status, Status::Running | Status::Created) {
         return Err(Error::WrongState { id: id.into(), status, msg: "container not running" });
     }
-    manager_of(&rec)?.set_frozen(true)?;
+    trusted_manager(&rec, true)?.set_frozen(true)?;
     Ok(())
 }
 
@@ -480,7 +498,7 @@ pub fn resume(store: &Store, id: &str) -> Result<()> {
     if status != Status::Paused {
         return Err(Error::WrongState { id: id.into(), status, msg: "container not paused" });
     }
-    manager_of(&rec)?.set_frozen(false)?;
+    trusted_manager(&rec, true)?.set_frozen(false)?;
     Ok(())
 }
 
@@ -517,7 +535,8 @@ pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
     log::debug(&format!("kill {id}: signal {sig}{}", if all { " to every process" } else { "" }));
     // Signal 0 is a probe of the init: nothing to freeze and signal in the cgroup.
     if all && sig != 0 {
-        kill_cgroup(&manager_of(&rec)?, sig);
+        // The init is pinned and alive: the recorded cgroup must hold it.
+        kill_cgroup(&trusted_manager(&rec, true)?, sig);
         // The init was in the cgroup, so it has the signal already and may be gone.
         return match sys::pidfd_send_signal(pidfd.as_fd(), sig) {
             Err(e) if e.raw_os_error() != Some(libc::ESRCH) => Err(Error::io(format!("container \"{id}\": kill"), e)),
@@ -527,7 +546,7 @@ pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
     sys::pidfd_send_signal(pidfd.as_fd(), sig).map_err(|e| Error::io(format!("container \"{id}\": kill"), e))?;
     if status == Status::Paused && sig == libc::SIGKILL {
         // Frozen tasks (cgroup v1) act on SIGKILL only once thawed.
-        manager_of(&rec)?.set_frozen(false)?;
+        trusted_manager(&rec, true)?.set_frozen(false)?;
     }
     Ok(())
 }
@@ -543,6 +562,11 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         Ok(r) => r,
         // A directory without a state file is what an interrupted create leaves: remove it.
         Err(crate::state::StateError::NotFound(_)) if force => return store.remove(id).map_err(Into::into),
+        // A state file that cannot be read (truncated, garbage, a FIFO): work from what the
+        // system shows.
+        Err(e @ (crate::state::StateError::Corrupt { .. } | crate::state::StateError::Io { .. })) if force => {
+            return delete_unrecorded(store, id, &e)
+        }
         Err(e) => return Err(e.into()),
     };
     let status = store.status(&rec);
@@ -553,22 +577,35 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         _ => {}
     }
     log::debug(&format!("delete {id}: status {status}, init {}", rec.pid));
-    let cg = manager_of(&rec)?;
-    if status == Status::Paused {
-        // SIGKILL everything and thaw, so the init can die below.
-        kill_cgroup(&cg, libc::SIGKILL);
-    }
-    if status != Status::Stopped {
-        if let Ok(pidfd) = sys::pidfd_open(rec.pid) {
-            if sys::process_alive(rec.pid, rec.init_start_time) {
-                let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
-                let _ = sys::pidfd_wait_exit(pidfd.as_fd(), 10_000);
-            }
+    // Checked while the init is pinned (if it lives): only then is the cgroup proven.
+    let pinned = (status != Status::Stopped && rec.pid > 0)
+        .then(|| sys::pidfd_open(rec.pid).ok())
+        .flatten()
+        .filter(|_| sys::process_alive(rec.pid, rec.init_start_time));
+    let cg = match trusted_manager(&rec, pinned.is_some()) {
+        Ok(cg) => Some(cg),
+        Err(e) if force => {
+            // The record's cgroup is not the container's. The init (checked by its start
+            // time) still dies, and the cgroup berth would have made for this id is used
+            // if it holds that init; nothing else is touched.
+            log::warn(&format!("{e}; ignoring the recorded cgroup"));
+            default_manager(id).filter(|m| pinned.is_some() && holds(&m.state(), rec.pid) && sane(&m.state()))
         }
+        Err(e) => return Err(e),
+    };
+    if let (Status::Paused, Some(cg)) = (status, &cg) {
+        // SIGKILL everything and thaw, so the init can die below.
+        kill_cgroup(cg, libc::SIGKILL);
     }
-    // With a shared pid namespace the init's death does not take the others with it.
-    kill_cgroup(&cg, libc::SIGKILL);
-    cg.destroy()?;
+    if let Some(pidfd) = &pinned {
+        let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+        let _ = sys::pidfd_wait_exit(pidfd.as_fd(), 10_000);
+    }
+    if let Some(cg) = &cg {
+        // With a shared pid namespace the init's death does not take the others with it.
+        kill_cgroup(cg, libc::SIGKILL);
+        cg.destroy()?;
+    }
     if let Some(mount) = rec.rootfs_mount {
         rootfs::shared_ns::detach(&rec.rootfs, None, Some(mount))?;
     }
@@ -580,6 +617,109 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         log::warn(&e.to_string());
     }
     Ok(())
+}
+
+/// `delete --force` of a container whose state file cannot be read: its init and hooks are
+/// unknown. What is known is the cgroup berth makes for an id without `linux.cgroupsPath`;
+/// its processes are the container's, so they are killed and it is removed. A cgroup
+/// elsewhere cannot be found (nor trusted) without the record. Then the state goes.
+fn delete_unrecorded(store: &Store, id: &str, why: &crate::state::StateError) -> Result<()> {
+    log::warn(&format!("{why}; deleting what the system shows"));
+    if let Some(cg) = default_manager(id).filter(|m| !m.state().created.is_empty() && sane(&m.state())) {
+        kill_cgroup(&cg, libc::SIGKILL);
+        wait_empty(&cg);
+        cg.destroy()?;
+    }
+    store.remove(id).map_err(Into::into)
+}
+
+/// Polls until no process is left in the cgroup (SIGKILLed processes take a moment to
+/// leave), for at most a few seconds.
+fn wait_empty(cg: &Manager) {
+    for _ in 0..500 {
+        if cg.pids().map(|p| p.is_empty()).unwrap_or(true) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// The cgroup berth makes for `id` when the config names none, as far as it exists (its
+/// directories are then the container's to remove).
+fn default_manager(id: &str) -> Option<Manager> {
+    let mut st = Manager::new(id, None, false).ok()?.state();
+    st.created = st.hierarchies.iter().map(|h| h.dir.clone()).filter(|d| d.is_dir()).collect();
+    Some(Manager::from_state(&st))
+}
+
+/// The record's cgroup, if it can be trusted with signals and removal. `init_pinned`: the
+/// record's init is alive (and pinned by the caller), so the cgroup must hold it; a state
+/// file rewritten to name another cgroup then fails. Without a live init only the shape is
+/// checked (see `sane`).
+pub(crate) fn trusted_manager(rec: &Record, init_pinned: bool) -> Result<Manager> {
+    let cg = manager_of(rec)?;
+    let st = cg.state();
+    let refuse = |why: String| Error::Init { id: rec.id.clone(), msg: format!("the recorded cgroup {why}: refusing to use it") };
+    if !sane(&st) {
+        return Err(refuse("is a hierarchy's root, holds berth itself, or lists directories outside it".into()));
+    }
+    if init_pinned && !holds(&st, rec.pid) {
+        return Err(refuse(format!("does not hold the container's init (pid {})", rec.pid)));
+    }
+    Ok(cg)
+}
+
+/// The cgroup's shape is one berth makes: every directory strictly below its hierarchy's
+/// mount point, none an ancestor of (or equal to) berth's own cgroup, and every directory
+/// `destroy` removes on the way to one of them.
+fn sane(st: &crate::cgroups::CgroupState) -> bool {
+    let own = cgroups_of(std::process::id() as i32, st);
+    st.hierarchies.iter().zip(&own).all(|(h, own)| {
+        h.dir.starts_with(&h.mount_point)
+            && h.dir != h.mount_point
+            && !h.dir.components().any(|c| matches!(c, std::path::Component::ParentDir))
+            && !own.as_ref().is_some_and(|o| o.starts_with(&h.dir))
+    }) && st.created.iter().all(|c| {
+        st.hierarchies.iter().any(|h| h.dir.starts_with(c) && c.starts_with(&h.mount_point) && *c != h.mount_point)
+    })
+}
+
+/// Whether `pid` sits in every hierarchy's directory (or below: a container that manages
+/// its own cgroup may move its init down).
+fn holds(st: &crate::cgroups::CgroupState, pid: i32) -> bool {
+    cgroups_of(pid, st).iter().zip(&st.hierarchies).all(|(c, h)| c.as_ref().is_some_and(|c| c.starts_with(&h.dir)))
+}
+
+/// The host directory of `pid`'s cgroup in each of the state's hierarchies (from
+/// /proc/<pid>/cgroup; berth runs in the host's cgroup namespace).
+fn cgroups_of(pid: i32, st: &crate::cgroups::CgroupState) -> Vec<Option<PathBuf>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let lines: Vec<(&str, &str)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+            Some((ctrls, path))
+        })
+        .collect();
+    st.hierarchies
+        .iter()
+        .map(|h| {
+            let path = lines.iter().find_map(|(ctrls, path)| {
+                let same = if h.subsystems.is_empty() {
+                    ctrls.is_empty()
+                } else {
+                    let mut a: Vec<&str> = ctrls.split(',').collect();
+                    let mut b: Vec<&str> = h.subsystems.iter().map(String::as_str).collect();
+                    a.sort_unstable();
+                    b.sort_unstable();
+                    a == b
+                };
+                same.then_some(*path)
+            })?;
+            Some(h.mount_point.join(path.trim_start_matches('/')))
+        })
+        .collect()
 }
 
 /// `state`: runtime-spec's state of one container.

@@ -9,7 +9,9 @@
 //! signals. The binary runs from a read-only view of itself (sealed.rs), so the process
 //! cannot reach it through /proc/<pid>/exe (CVE-2019-5736).
 
+use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -29,13 +31,14 @@ pub enum ProcessSource {
     Args(Overrides),
 }
 
-/// The changes `exec <id> <cmd>...` makes to the container's `process`.
+/// The changes `exec <id> <cmd>...` makes to the container's `process`. The command, its
+/// cwd and environment are bytes, as they came on berth's command line.
 #[derive(Default, Debug, Clone)]
 pub struct Overrides {
-    pub args: Vec<String>,
+    pub args: Vec<OsString>,
     pub tty: bool,
-    pub cwd: Option<String>,
-    pub env: Vec<String>,
+    pub cwd: Option<OsString>,
+    pub env: Vec<OsString>,
     /// `uid[:gid]`, numeric.
     pub user: Option<String>,
     pub additional_gids: Vec<u32>,
@@ -99,28 +102,41 @@ fn capability(name: &str) -> std::result::Result<Capability, String> {
 }
 
 /// Sets `KEY=value` entries, a later one replacing an earlier one with the same key.
-fn merge_env(env: &mut Vec<String>, extra: &[String]) {
+fn merge_env(env: &mut Vec<OsString>, extra: &[OsString]) {
+    let key = |kv: &OsString| kv.as_bytes().split(|b| *b == b'=').next().unwrap_or(b"").to_vec();
     for kv in extra {
-        let key = kv.split('=').next().unwrap_or("");
-        match env.iter_mut().find(|e| e.split('=').next() == Some(key)) {
+        match env.iter_mut().find(|e| key(e) == key(kv)) {
             Some(slot) => *slot = kv.clone(),
             None => env.push(kv.clone()),
         }
     }
 }
 
+/// What execve gets for `exec <id> <cmd>...`: the command line's bytes, and the container's
+/// environment with the command line's entries.
+pub fn command(base: &Process, o: &Overrides) -> crate::init::exec::Command {
+    let mut env = crate::init::exec::Command::of(base).env;
+    merge_env(&mut env, &o.env);
+    crate::init::exec::Command { args: o.args.clone(), env }
+}
+
+fn lossy(v: &[OsString]) -> Vec<String> {
+    v.iter().map(|s| s.to_string_lossy().into_owned()).collect()
+}
+
 /// The container's process with the command line's changes, as runc's `exec` builds it.
 pub fn build_process(base: &Process, o: &Overrides) -> std::result::Result<Process, String> {
     let mut p = base.clone();
-    p.set_args(Some(o.args.clone()));
+    // The strings (for validation and the process state) lose bytes that are not UTF-8;
+    // execve gets the bytes themselves (`command`).
+    let cmd = command(base, o);
+    p.set_args(Some(lossy(&cmd.args)));
     p.set_terminal(Some(o.tty));
     p.set_console_size(None);
     if let Some(cwd) = o.cwd.as_deref().filter(|c| !c.is_empty()) {
         p.set_cwd(PathBuf::from(cwd));
     }
-    let mut env = p.env().clone().unwrap_or_default();
-    merge_env(&mut env, &o.env);
-    p.set_env(Some(env));
+    p.set_env(Some(lossy(&cmd.env)));
     let mut user = p.user().clone();
     if let Some(u) = o.user.as_deref().filter(|u| !u.is_empty()) {
         let (uid, gid) = parse_user(u)?;
@@ -235,7 +251,8 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
         }
         _ => {}
     }
-    let cgroup = crate::container::manager_of(&rec)?;
+    // The process joins this cgroup: it must be the one holding the init.
+    let cgroup = crate::container::trusted_manager(&rec, true)?;
     if !opts.ignore_paused && cgroup.is_frozen().unwrap_or(false) {
         return Err(Error::WrongState {
             id: id.into(),
@@ -243,19 +260,23 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
             msg: "cannot exec in a paused container (use --ignore-paused to override)",
         });
     }
-    let spec = crate::spec::load(&rec.bundle)?.spec;
+    // What create recorded, not the bundle's config.json: edits made to it after create
+    // have no effect (runtime-spec; runc keeps its own copy too). Only a record of an older
+    // berth, which lacks them, sends us to the bundle.
+    let (base, seccomp_cfg) = match &rec.process {
+        Some(p) => (p.clone(), rec.seccomp.clone()),
+        None => {
+            let spec = crate::spec::load(&rec.bundle)?.spec;
+            let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+            (spec.process().clone().unwrap_or_default(), seccomp)
+        }
+    };
     // The container's filter binds every process in it (as with runc): compiled here, before
     // the fork, loaded by the child in init::process::apply.
-    let seccomp = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().as_ref())
-        .map(crate::seccomp::Filter::build)
-        .transpose()?;
-    let base = spec.process().clone().unwrap_or_default();
-    let mut process = match &opts.source {
-        ProcessSource::File(p) => load_process(p)?,
-        ProcessSource::Args(o) => build_process(&base, o).map_err(Error::Usage)?,
+    let seccomp = seccomp_cfg.as_ref().map(crate::seccomp::Filter::build).transpose()?;
+    let (mut process, raw) = match &opts.source {
+        ProcessSource::File(p) => (load_process(p)?, None),
+        ProcessSource::Args(o) => (build_process(&base, o).map_err(Error::Usage)?, Some(command(&base, o))),
     };
     // Like runc: without rlimits of its own the process gets the container's.
     if process.rlimits().as_ref().is_none_or(|r| r.is_empty()) {
@@ -372,6 +393,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
                 join: ns - CloneFlags::CLONE_NEWPID,
                 root,
                 process: &process,
+                command: raw.as_ref(),
                 console,
                 own_terminal,
                 preserve_fds: opts.preserve_fds,
@@ -419,7 +441,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
                 // As runc: the state is the container's (running, the init's pid), the
                 // process state's pid the exec'd process's.
                 let state = crate::container::hook_state(id, Status::Running, rec.pid, &rec.bundle, &rec.annotations);
-                crate::container::send_seccomp_listener(&spec, listener.as_fd(), pid, &state)?;
+                crate::container::send_seccomp_listener(seccomp_cfg.as_ref(), listener.as_fd(), pid, &state)?;
             }
             Some(Msg::Ready) => break,
             Some(Msg::Error(m)) => return Err(fail(m)),
@@ -468,6 +490,7 @@ struct Child<'a> {
     /// The init's root, to chroot into when the container shares our mount namespace.
     root: Option<OwnedFd>,
     process: &'a Process,
+    command: Option<&'a crate::init::exec::Command>,
     console: Option<OwnedFd>,
     /// The terminal is berth's own (foreground `exec -t`), not a --console-socket's.
     own_terminal: bool,
@@ -506,10 +529,7 @@ fn setup(c: &Child) -> std::result::Result<crate::init::exec::Prepared, String> 
     let mut own = vec![c.channel.as_fd().as_raw_fd(), c.init.as_raw_fd()];
     own.extend(c.console.as_ref().map(|s| s.as_raw_fd()));
     crate::sys::close_from_except(3 + c.preserve_fds, &own).map_err(|e| format!("closing inherited fds: {e}"))?;
-    match c.channel.recv() {
-        Ok(Some(Msg::Go { .. })) => {}
-        _ => exit(1),
-    }
+    crate::init::recv_go(&c.channel)?;
     if !c.join.is_empty() {
         nix::sched::setns(&c.init, c.join)
             .map_err(|e| format!("joining the namespaces of the container's init: {e}"))?;
@@ -525,7 +545,7 @@ fn setup(c: &Child) -> std::result::Result<crate::init::exec::Prepared, String> 
     if let Some(sock) = &c.console {
         terminal(sock, c.process, c.own_terminal)?;
     }
-    crate::init::process::apply(c.process, c.preserve_fds, c.seccomp, &c.channel)
+    crate::init::process::apply(c.process, c.command, c.preserve_fds, c.seccomp, &c.channel)
 }
 
 /// A pty from the container's devpts: master to the console socket, peer as stdio and
@@ -628,7 +648,7 @@ mod tests {
 
     #[test]
     fn env_from_the_command_line_replaces_by_key() {
-        let mut env = vec!["PATH=/bin".to_string(), "A=1".to_string()];
+        let mut env: Vec<OsString> = vec!["PATH=/bin".into(), "A=1".into()];
         merge_env(&mut env, &["A=2".into(), "B=3".into()]);
         assert_eq!(env, ["PATH=/bin", "A=2", "B=3"]);
     }

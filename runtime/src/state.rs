@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
-use oci_spec::runtime::{Hooks, LinuxResources};
+use oci_spec::runtime::{Hooks, LinuxResources, LinuxSeccomp, Process};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -81,6 +81,13 @@ pub struct Record {
     /// the runtime's mount namespace, which `delete` detaches (rootfs::shared_ns).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rootfs_mount: Option<u64>,
+    /// The config's `process` and `linux.seccomp` as of `create`: what `exec` builds on. The
+    /// bundle's config.json is not read again (runtime-spec: changes after create have no
+    /// effect). Absent in records of an older berth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Process>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<LinuxSeccomp>,
 }
 
 /// The JSON `state` prints: runtime-spec's state, as runc prints it.
@@ -134,7 +141,12 @@ impl Store {
 
     /// Takes the container's lock; held until the returned guard is dropped.
     pub fn lock(&self, id: &str) -> Result<Flock<File>, StateError> {
-        let dir = File::open(self.dir(id)).map_err(|e| match e.kind() {
+        // A directory only: not a FIFO (whose open blocks) or a symlink put in its place.
+        let dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(self.dir(id))
+            .map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => StateError::NotFound(id.to_string()),
             _ => StateError::Io { id: id.to_string(), what: "opening the state directory", source: e },
         })?;
@@ -161,7 +173,7 @@ impl Store {
     pub fn load(&self, id: &str) -> Result<Record, StateError> {
         crate::id::validate(id).map_err(|_| StateError::NotFound(id.to_string()))?;
         let path = self.dir(id).join(STATE_FILE);
-        let data = fs::read(&path).map_err(|e| match e.kind() {
+        let data = read_regular(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => StateError::NotFound(id.to_string()),
             _ => StateError::Io { id: id.to_string(), what: "reading state", source: e },
         })?;
@@ -236,6 +248,24 @@ impl Record {
     }
 }
 
+/// The contents of a regular file at `path`, refusing anything else without blocking on it:
+/// a FIFO or a device put in place of a state file (whose open or read would wait forever),
+/// or a symlink (which could point anywhere).
+pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let ty = f.metadata()?.file_type();
+    if !ty.is_file() {
+        let what = if ty.is_fifo() { "a FIFO" } else if ty.is_symlink() { "a symlink" } else { "not a regular file" };
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} is {what}", path.display())));
+    }
+    let mut data = Vec::new();
+    f.read_to_end(&mut data)?;
+    Ok(data)
+}
+
 /// RFC 3339 UTC time with nanoseconds, as runc's `created`.
 pub fn now_rfc3339() -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
@@ -272,6 +302,19 @@ mod tests {
         assert_eq!(format_rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(format_rfc3339(951_782_400, 5), "2000-02-29T00:00:00.000000005Z");
         assert_eq!(format_rfc3339(1_795_000_000, 0), "2026-11-18T11:06:40.000000000Z");
+    }
+
+    #[test]
+    fn a_fifo_or_a_symlink_in_place_of_the_state_file_is_refused_at_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::new(tmp.path());
+        store.create_dir("f").unwrap();
+        nix::unistd::mkfifo(&store.dir("f").join(STATE_FILE), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let e = store.load("f").unwrap_err().to_string();
+        assert!(e.contains("FIFO"), "{e}");
+        store.create_dir("l").unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", store.dir("l").join(STATE_FILE)).unwrap();
+        assert!(store.load("l").is_err());
     }
 
     #[test]

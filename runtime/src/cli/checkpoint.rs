@@ -46,6 +46,7 @@ pub struct CheckpointArgs {
     #[arg(long = "parent-path")]
     parent_path: Option<PathBuf>,
     /// Container id
+    #[arg(value_parser = super::IdArg)]
     id: String,
 }
 
@@ -69,6 +70,7 @@ pub struct RestoreArgs {
     #[arg(long = "no-pivot")]
     no_pivot: bool,
     /// Container id
+    #[arg(value_parser = super::IdArg)]
     id: String,
 }
 

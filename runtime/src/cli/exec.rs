@@ -18,10 +18,10 @@ pub struct ExecArgs {
     pid_file: Option<std::path::PathBuf>,
     /// Working directory in the container
     #[arg(long)]
-    cwd: Option<String>,
+    cwd: Option<std::ffi::OsString>,
     /// Set an environment variable (KEY=value); repeatable
     #[arg(short = 'e', long)]
-    env: Vec<String>,
+    env: Vec<std::ffi::OsString>,
     /// uid[:gid] to run as
     #[arg(short = 'u', long, allow_hyphen_values = true)]
     user: Option<String>,
@@ -56,10 +56,11 @@ pub struct ExecArgs {
     #[arg(short = 'p', long)]
     process: Option<std::path::PathBuf>,
     /// Container id
+    #[arg(value_parser = super::IdArg)]
     id: String,
-    /// Command and arguments
+    /// Command and arguments (bytes: passed on as they are)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
+    command: Vec<std::ffi::OsString>,
 }
 
 pub fn run(store: &Store, a: ExecArgs) -> anyhow::Result<i32> {

@@ -10,9 +10,23 @@ mod ops;
 mod run;
 mod simple;
 
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+
+/// A container id: the command line's bytes, refused with a message that shows them when
+/// they are not UTF-8 (clap's own error names no argument).
+#[derive(Clone)]
+pub struct IdArg;
+
+impl clap::builder::TypedValueParser for IdArg {
+    type Value = String;
+
+    fn parse_ref(&self, _cmd: &clap::Command, _arg: Option<&clap::Arg>, value: &OsStr) -> Result<String, clap::Error> {
+        berth::id::from_os(value).map_err(|e| clap::Error::raw(clap::error::ErrorKind::InvalidValue, format!("{e}\n")))
+    }
+}
 
 #[derive(Parser)]
 #[command(name = "berth", about = "An OCI container runtime with runc's command line", disable_version_flag = true)]
@@ -66,6 +80,7 @@ pub struct CreateArgs {
     #[arg(long = "preserve-fds", default_value_t = 0)]
     preserve_fds: u32,
     /// Container id
+    #[arg(value_parser = IdArg)]
     id: String,
 }
 
@@ -125,6 +140,7 @@ pub struct UpdateArgs {
     /// Intel RDT memory bandwidth schema (not supported)
     #[arg(long = "mem-bw-schema", allow_hyphen_values = true)]
     mem_bw_schema: Option<String>,
+    #[arg(value_parser = IdArg)]
     id: String,
 }
 
@@ -168,14 +184,21 @@ enum Command {
         keep: bool,
     },
     /// Start the process of a created container
-    Start { id: String },
+    Start {
+        #[arg(value_parser = IdArg)]
+        id: String,
+    },
     /// Print the state of a container as JSON
-    State { id: String },
+    State {
+        #[arg(value_parser = IdArg)]
+        id: String,
+    },
     /// Send a signal to the container's init (or to all its processes)
     Kill {
         /// Signal every process in the container's cgroup
         #[arg(short = 'a', long)]
         all: bool,
+        #[arg(value_parser = IdArg)]
         id: String,
         #[arg(default_value = "SIGTERM")]
         signal: String,
@@ -185,6 +208,7 @@ enum Command {
         /// Kill the container first if it is running
         #[arg(short = 'f', long)]
         force: bool,
+        #[arg(value_parser = IdArg)]
         id: String,
     },
     /// List the containers under --root
@@ -212,15 +236,22 @@ enum Command {
     Ps {
         #[arg(short = 'f', long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
+        #[arg(value_parser = IdArg)]
         id: String,
         /// Arguments for the host's ps (default -ef)
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
     },
     /// Freeze every process of a running container
-    Pause { id: String },
+    Pause {
+        #[arg(value_parser = IdArg)]
+        id: String,
+    },
     /// Thaw a paused container
-    Resume { id: String },
+    Resume {
+        #[arg(value_parser = IdArg)]
+        id: String,
+    },
     /// Print the container's resource usage and OOM events as JSON
     Events {
         /// Print one stats event and exit
@@ -229,6 +260,7 @@ enum Command {
         /// Time between stats events
         #[arg(long, default_value = "5s")]
         interval: String,
+        #[arg(value_parser = IdArg)]
         id: String,
     },
     /// Change the resource limits of a running container
@@ -239,7 +271,7 @@ enum Command {
     Restore(checkpoint::RestoreArgs),
     /// Any other command: refused as not supported
     #[command(external_subcommand)]
-    Other(Vec<String>),
+    Other(Vec<OsString>),
 }
 
 /// Long flags that urfave/cli (runc) also accepts with a single dash.
@@ -263,37 +295,47 @@ const VALUE_FLAGS: &[&str] = &[
     "--process-label", "--process", "-p",
 ];
 
-fn normalize(args: impl Iterator<Item = String>) -> Vec<String> {
-    let mut out = Vec::new();
+/// Arguments are bytes: a flag is matched only where it is UTF-8, and everything else is
+/// passed on untouched (exec's command and its environment may be any bytes).
+fn normalize<A: Into<OsString>>(args: impl Iterator<Item = A>) -> Vec<OsString> {
+    let mut out: Vec<OsString> = Vec::new();
     let mut past_flags = false;
     // exec's command line ends at its container id: what follows is the command's own.
     let mut in_exec = false;
     let mut expect_value = false;
-    for (i, a) in args.enumerate() {
+    for (i, a) in args.map(Into::into).enumerate() {
         if past_flags || a == "--" {
             past_flags = true;
             out.push(a);
             continue;
         }
         let value = std::mem::replace(&mut expect_value, false);
-        if i > 0 && !value && !a.starts_with('-') {
+        let Some(text) = a.to_str() else {
+            // Not a flag: a value, or a positional (an id, which clap refuses by name).
+            if i > 0 && !value && in_exec {
+                past_flags = true;
+            }
+            out.push(a);
+            continue;
+        };
+        if i > 0 && !value && !text.starts_with('-') {
             if in_exec {
                 past_flags = true;
-            } else if a == "exec" {
+            } else if text == "exec" {
                 in_exec = true;
             }
             out.push(a);
             continue;
         }
-        if let Some(rest) = a.strip_prefix('-').filter(|r| !r.starts_with('-')) {
+        if let Some(rest) = text.strip_prefix('-').filter(|r| !r.starts_with('-')) {
             let name = rest.split('=').next().unwrap_or("");
             if LONG_FLAGS.contains(&name) {
-                expect_value = !a.contains('=') && VALUE_FLAGS.contains(&format!("-{a}").as_str());
-                out.push(format!("-{a}"));
+                expect_value = !text.contains('=') && VALUE_FLAGS.contains(&format!("-{text}").as_str());
+                out.push(format!("-{text}").into());
                 continue;
             }
         }
-        expect_value = !a.contains('=') && VALUE_FLAGS.contains(&a.as_str());
+        expect_value = !text.contains('=') && VALUE_FLAGS.contains(&text);
         out.push(a);
     }
     out
@@ -319,19 +361,21 @@ fn reserve_fds(preserve: u32) {
 }
 
 pub fn main() -> i32 {
-    let preserve = std::env::args()
-        .collect::<Vec<_>>()
+    // Bytes, not std::env::args(): that panics on an argument that is not UTF-8.
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let preserve = argv
         .windows(2)
         .find(|w| w[0] == "--preserve-fds" || w[0] == "-preserve-fds")
-        .and_then(|w| w[1].parse().ok())
+        .and_then(|w| w[1].to_str()?.parse().ok())
         .or_else(|| {
-            std::env::args().find_map(|a| {
+            argv.iter().find_map(|a| {
+                let a = a.to_str()?;
                 a.strip_prefix("--preserve-fds=").or_else(|| a.strip_prefix("-preserve-fds=")).and_then(|v| v.parse().ok())
             })
         })
         .unwrap_or(0u32);
     reserve_fds(preserve.min(1 << 16));
-    let cli = match Cli::try_parse_from(normalize(std::env::args())) {
+    let cli = match Cli::try_parse_from(normalize(argv.into_iter())) {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => {
             // --help and friends.
@@ -387,7 +431,7 @@ pub fn main() -> i32 {
         Command::Restore(args) => checkpoint::restore(&store, cli.criu.clone().map(PathBuf::from), cli.systemd_cgroup, args),
         Command::Other(args) => Err(anyhow::anyhow!(
             "{:?}: this command is not supported by berth yet",
-            args.first().map(String::as_str).unwrap_or("")
+            args.first().map(|a| a.to_string_lossy()).unwrap_or_default()
         )),
     };
     match result {

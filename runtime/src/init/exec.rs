@@ -2,8 +2,9 @@
 //! executable looked up in the container's PATH (so a missing binary fails `create`, not
 //! `start`), HOME, default signal dispositions, execve.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr, OsString};
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -63,23 +64,51 @@ pub struct Prepared {
     envp: Vec<CString>,
 }
 
-fn cstring(s: &str, field: &str) -> Result<CString, String> {
-    CString::new(s).map_err(|_| format!("{field}: contains a NUL byte"))
+/// The command line and environment execve gets. Bytes: `exec`'s come from berth's own
+/// command line, where they need not be UTF-8 (a `Process` holds strings).
+#[derive(Debug, Clone, Default)]
+pub struct Command {
+    pub args: Vec<OsString>,
+    pub env: Vec<OsString>,
 }
 
-pub fn prepare(process: &Process) -> Result<Prepared, String> {
-    let args = process.args().as_deref().unwrap_or(&[]);
-    let env: Vec<String> = process.env().clone().unwrap_or_default();
-    let path_var = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
-    let program = args.first().ok_or("process.args: must not be empty")?;
+impl Command {
+    pub fn of(process: &Process) -> Command {
+        let strings = |v: &Option<Vec<String>>| v.iter().flatten().map(OsString::from).collect();
+        Command { args: strings(process.args()), env: strings(process.env()) }
+    }
+}
+
+fn cstring(s: &OsStr, field: &str) -> Result<CString, String> {
+    CString::new(s.as_bytes()).map_err(|_| format!("{field}: contains a NUL byte"))
+}
+
+/// What to execve: `command` (or the process's own args and env), the program looked up
+/// in its PATH, HOME added if missing.
+pub fn prepare(process: &Process, command: Option<&Command>) -> Result<Prepared, String> {
+    let own;
+    let cmd = match command {
+        Some(c) => c,
+        None => {
+            own = Command::of(process);
+            &own
+        }
+    };
+    let path_var = cmd
+        .env
+        .iter()
+        .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
+        .map(OsStr::from_bytes)
+        .unwrap_or(OsStr::new(DEFAULT_PATH));
+    let program = cmd.args.first().ok_or("process.args: must not be empty")?;
     let resolved = lookup(program, path_var)?;
-    let mut envp = env.clone();
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        envp.push(format!("HOME={}", home_of(process.user().uid())));
+    let mut envp = cmd.env.clone();
+    if !envp.iter().any(|e| e.as_bytes().starts_with(b"HOME=")) {
+        envp.push(format!("HOME={}", home_of(process.user().uid())).into());
     }
     Ok(Prepared {
-        path: cstring(&resolved.to_string_lossy(), "process.args[0]")?,
-        argv: args.iter().enumerate().map(|(i, a)| cstring(a, &format!("process.args[{i}]"))).collect::<Result<_, _>>()?,
+        path: cstring(resolved.as_os_str(), "process.args[0]")?,
+        argv: cmd.args.iter().enumerate().map(|(i, a)| cstring(a, &format!("process.args[{i}]"))).collect::<Result<_, _>>()?,
         envp: envp.iter().enumerate().map(|(i, e)| cstring(e, &format!("process.env[{i}]"))).collect::<Result<_, _>>()?,
     })
 }
@@ -88,21 +117,25 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-fn lookup(program: &str, path_var: &str) -> Result<PathBuf, String> {
-    if program.contains('/') {
+fn lookup(program: impl AsRef<OsStr>, path_var: impl AsRef<OsStr>) -> Result<PathBuf, String> {
+    let program = program.as_ref();
+    let name = program.to_string_lossy();
+    if program.as_bytes().contains(&b'/') {
         let p = PathBuf::from(program);
         return match std::fs::metadata(&p) {
-            Ok(m) if m.is_dir() => Err(format!("exec: {program:?}: is a directory")),
+            Ok(m) if m.is_dir() => Err(format!("exec: {name:?}: is a directory")),
             Ok(_) if is_executable(&p) => Ok(p),
-            Ok(_) => Err(format!("exec: {program:?}: permission denied")),
-            Err(e) => Err(format!("exec: {program:?}: stat {program}: {}", errno_text(&e))),
+            Ok(_) => Err(format!("exec: {name:?}: permission denied")),
+            Err(e) => Err(format!("exec: {name:?}: stat {name}: {}", errno_text(&e))),
         };
     }
     path_var
-        .split(':')
-        .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(program))
+        .as_ref()
+        .as_bytes()
+        .split(|b| *b == b':')
+        .map(|dir| Path::new(if dir.is_empty() { OsStr::new(".") } else { OsStr::from_bytes(dir) }).join(program))
         .find(|p| is_executable(p))
-        .ok_or_else(|| format!("exec: {program:?}: executable file not found in $PATH"))
+        .ok_or_else(|| format!("exec: {name:?}: executable file not found in $PATH"))
 }
 
 /// runc's (Go's) wording of an errno, lower case: Docker maps "no such file or directory"

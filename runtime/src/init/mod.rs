@@ -80,18 +80,11 @@ fn setup(a: &InitArgs) -> Res<exec::Prepared> {
     // among them would be reachable through /proc/1/fd from the container, CVE-2024-21626)
     // and none of berth's own but those it needs. Stdio and --preserve-fds stay.
     crate::sys::close_from_except(3 + a.preserve_fds, &a.own_fds()).map_err(|e| format!("closing inherited fds: {e}"))?;
-    let state = match a.channel.recv() {
-        Ok(Some(Msg::Go { state })) => state,
-        // The parent died or gave up: nothing to report to.
-        _ => unsafe_exit(1),
-    };
+    let state = recv_go(&a.channel)?;
     let state = if a.plan.staged {
         stage::enter(spec, a.plan, &a.channel)?;
         // The parent knows our pid now and sends the state again, with it.
-        match a.channel.recv() {
-            Ok(Some(Msg::Go { state })) => state,
-            _ => unsafe_exit(1),
-        }
+        recv_go(&a.channel)?
     } else {
         crate::namespaces::join(a.plan)?;
         state
@@ -195,7 +188,7 @@ fn setup(a: &InitArgs) -> Res<exec::Prepared> {
     if let Some(p) = linux.personality() {
         process_attrs::apply_personality(p)?;
     }
-    let prepared = process::apply(process, a.preserve_fds, a.seccomp, &a.channel)?;
+    let prepared = process::apply(process, None, a.preserve_fds, a.seccomp, &a.channel)?;
 
     a.channel.send(&Msg::Ready).map_err(|e| format!("sync with parent: {e}"))?;
     Ok(prepared)
@@ -216,6 +209,17 @@ fn wait_and_exec(a: &InitArgs, prepared: exec::Prepared) -> String {
     }
     let err = prepared.exec();
     fail(&mut conn, err)
+}
+
+/// The parent's go-ahead and the state it carries. A failure to read it is reported (the
+/// parent is waiting for our answer); a parent that died or gave up gets no report.
+pub(crate) fn recv_go(channel: &Channel) -> Res<String> {
+    match channel.recv() {
+        Ok(Some(Msg::Go { state })) => Ok(state),
+        Ok(None) => unsafe_exit(1),
+        Ok(Some(other)) => Err(format!("sync with parent: expected the go-ahead, got {other:?}")),
+        Err(e) => Err(format!("sync with parent: receiving the container's state: {e}")),
+    }
 }
 
 fn unsafe_exit(code: i32) -> ! {

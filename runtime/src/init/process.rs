@@ -27,7 +27,14 @@ use crate::seccomp::Filter;
 /// Applies `process` to the calling process and returns what to execve. `preserve_fds`
 /// fds from 3 up are passed on; every other fd above 2 is closed by the execve. A seccomp
 /// filter's notify listener goes to the parent over `channel`.
-pub fn apply(process: &Process, preserve_fds: u32, seccomp: Option<&Filter>, channel: &Channel) -> Result<Prepared, String> {
+/// `command`, when given, is what execve gets instead of the process's args and env.
+pub fn apply(
+    process: &Process,
+    command: Option<&exec::Command>,
+    preserve_fds: u32,
+    seccomp: Option<&Filter>,
+    channel: &Channel,
+) -> Result<Prepared, String> {
     // While still privileged and before any filter (runc's order): the first chdir, and the
     // stdio (a terminal included) handed to the process's user.
     let cwd = exec::enter_cwd_privileged(process.cwd())?;
@@ -41,7 +48,7 @@ pub fn apply(process: &Process, preserve_fds: u32, seccomp: Option<&Filter>, cha
     }
     crate::process_attrs::apply_io_priority(process)?;
     crate::process_attrs::apply_final_affinity(process)?;
-    let prepared = exec::prepare(process)?;
+    let prepared = exec::prepare(process, command)?;
 
     // Nothing the caller leaked reaches the container (CVE-2024-21626); --preserve-fds are
     // passed on. The CLI made sure berth's own fds are above that range.

@@ -1,10 +1,16 @@
-//! One typed message enum over a SOCK_SEQPACKET socketpair between `berth create` and the
-//! container's init: each message is one datagram, and EOF means the peer died. A message
-//! may carry one fd (SCM_RIGHTS).
+//! One typed message enum over a SOCK_STREAM socketpair between `berth` and the process it
+//! forks into a container (the init of `create`, the process of `exec`). Each message is a
+//! frame: its length (u32, little-endian) and its JSON. EOF between frames means the peer
+//! died. A message may carry one fd (SCM_RIGHTS), attached to the first bytes of its frame.
+//!
+//! A stream, not datagrams: a datagram must fit the socket's send buffer in one piece
+//! (~208 KiB by default), and `Go` carries the container's state, annotations included,
+//! which the spec does not bound (runc passes 1 MiB of annotations).
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+use nix::errno::Errno;
 use nix::sys::socket::{
     recv, recvmsg, send, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag,
     SockType,
@@ -45,38 +51,57 @@ pub struct Channel {
     fd: OwnedFd,
 }
 
-const MAX_MSG: usize = 64 * 1024;
+/// The frame header: the JSON's length.
+const HEADER: usize = 4;
 
 pub fn pair() -> io::Result<(Channel, Channel)> {
-    let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
+    let (a, b) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)?;
     Ok((Channel { fd: a }, Channel { fd: b }))
+}
+
+/// `msg` as one frame: header and JSON.
+fn frame(msg: &Msg) -> io::Result<Vec<u8>> {
+    let mut data = vec![0u8; HEADER];
+    serde_json::to_writer(&mut data, msg).map_err(io::Error::other)?;
+    let len = u32::try_from(data.len() - HEADER)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("a message of {} bytes is too large", data.len())))?;
+    data[..HEADER].copy_from_slice(&len.to_le_bytes());
+    Ok(data)
 }
 
 impl Channel {
     pub fn send(&self, msg: &Msg) -> io::Result<()> {
-        let data = serde_json::to_vec(msg).map_err(io::Error::other)?;
-        loop {
-            match send(std::os::fd::AsRawFd::as_raw_fd(&self.fd), &data, MsgFlags::MSG_NOSIGNAL) {
-                Ok(_) => return Ok(()),
-                Err(nix::errno::Errno::EINTR) => continue,
+        self.send_all(&frame(msg)?)
+    }
+
+    /// Writes all of `data`, however many writes the socket's buffer takes (the peer reads
+    /// as we write).
+    fn send_all(&self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            match send(self.fd.as_raw_fd(), data, MsgFlags::MSG_NOSIGNAL) {
+                Ok(n) => data = &data[n..],
+                Err(Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
+        Ok(())
     }
 
     /// Sends `msg` with `fd` attached.
     pub fn send_with_fd(&self, msg: &Msg, fd: BorrowedFd<'_>) -> io::Result<()> {
-        let data = serde_json::to_vec(msg).map_err(io::Error::other)?;
+        let data = frame(msg)?;
         let fds = [fd.as_raw_fd()];
         let cmsg = [ControlMessage::ScmRights(&fds)];
         let iov = [IoSlice::new(&data)];
-        loop {
+        let sent = loop {
             match sendmsg::<()>(self.fd.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
-                Ok(_) => return Ok(()),
-                Err(nix::errno::Errno::EINTR) => continue,
+                Ok(n) => break n,
+                Err(Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
             }
-        }
+        };
+        // The fd went with the first bytes; the rest, if the buffer was full, follows.
+        self.send_all(&data[sent..])
     }
 
     /// The next message, or None if the peer closed its end (exited). An fd sent along is
@@ -87,27 +112,17 @@ impl Channel {
 
     /// The next message and the fd sent with it, if any.
     pub fn recv_with_fd(&self) -> io::Result<Option<(Msg, Option<OwnedFd>)>> {
-        // Peek at the datagram's real length (MSG_TRUNC) so the buffer is only as large as
-        // the message: this runs in every create, in the parent and in the init.
-        let len = loop {
-            match recv(self.fd.as_raw_fd(), &mut [0u8; 0], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
-                Ok(n) => break n,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        };
-        if len == 0 {
-            // Drain the EOF (or the empty datagram) and report the peer gone.
-            let _ = recv(self.fd.as_raw_fd(), &mut [0u8; 1], MsgFlags::empty());
-            return Ok(None);
-        }
-        let mut buf = vec![0u8; len.min(MAX_MSG)];
-        let mut space = nix::cmsg_space!([RawFd; 1]);
-        let (n, fd) = loop {
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            match recvmsg::<()>(self.fd.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC) {
+        // The header alone first, with room for an fd: the kernel hands an fd over with the
+        // first bytes of the write that carried it, which is the header of its frame, and
+        // never merges those bytes into an earlier read.
+        let mut header = [0u8; HEADER];
+        let mut got = 0;
+        let mut fd = None;
+        while got < HEADER {
+            let mut space = nix::cmsg_space!([RawFd; 1]);
+            let mut iov = [IoSliceMut::new(&mut header[got..])];
+            let n = match recvmsg::<()>(self.fd.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC) {
                 Ok(m) => {
-                    let mut fd = None;
                     for c in m.cmsgs()? {
                         if let ControlMessageOwned::ScmRights(fds) = c {
                             for raw in fds {
@@ -117,17 +132,83 @@ impl Channel {
                             }
                         }
                     }
-                    break (m.bytes, fd);
+                    m.bytes
                 }
-                Err(nix::errno::Errno::EINTR) => continue,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if n == 0 {
+                if got == 0 {
+                    return Ok(None);
+                }
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the peer exited in the middle of a message"));
+            }
+            got += n;
+        }
+        let len = u32::from_le_bytes(header) as usize;
+        let mut buf = vec![0u8; len];
+        let mut got = 0;
+        while got < len {
+            match recv(self.fd.as_raw_fd(), &mut buf[got..], MsgFlags::empty()) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("the peer exited in the middle of a message ({got} of {len} bytes)"),
+                    ))
+                }
+                Ok(n) => got += n,
+                Err(Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
             }
-        };
-        let msg = serde_json::from_slice(&buf[..n]).map_err(io::Error::other)?;
+        }
+        let msg = serde_json::from_slice(&buf).map_err(io::Error::other)?;
         Ok(Some((msg, fd)))
     }
 
     pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_larger_than_a_socket_buffer_arrive_whole() {
+        let (a, b) = pair().unwrap();
+        let state = "x".repeat(4 << 20);
+        let sent = state.clone();
+        let t = std::thread::spawn(move || {
+            a.send(&Msg::Go { state: sent }).unwrap();
+            a.send(&Msg::Ready).unwrap();
+        });
+        match b.recv().unwrap() {
+            Some(Msg::Go { state: got }) => assert!(got == state, "the state changed in transit"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(b.recv().unwrap(), Some(Msg::Ready)));
+        t.join().unwrap();
+        assert!(b.recv().unwrap().is_none(), "EOF after the peer closed");
+    }
+
+    #[test]
+    fn an_fd_arrives_with_its_message() {
+        let (a, b) = pair().unwrap();
+        // From another thread: a message larger than the socket's buffer blocks its sender
+        // until the receiver reads.
+        let t = std::thread::spawn(move || {
+            let f = std::fs::File::open("/dev/null").unwrap();
+            a.send(&Msg::HooksDone).unwrap();
+            a.send_with_fd(&Msg::SeccompListener, f.as_fd()).unwrap();
+            a.send(&Msg::Error("e".repeat(300_000))).unwrap();
+        });
+        let (m, fd) = b.recv_with_fd().unwrap().unwrap();
+        assert!(matches!(m, Msg::HooksDone) && fd.is_none());
+        let (m, fd) = b.recv_with_fd().unwrap().unwrap();
+        assert!(matches!(m, Msg::SeccompListener) && fd.is_some());
+        let (m, fd) = b.recv_with_fd().unwrap().unwrap();
+        assert!(matches!(m, Msg::Error(ref e) if e.len() == 300_000) && fd.is_none());
+        t.join().unwrap();
     }
 }
