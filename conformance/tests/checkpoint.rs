@@ -10,13 +10,25 @@ use conformance::Case;
 const CRIU: &str = "/usr/sbin/criu";
 
 /// criu's own verdict on this kernel: `None` when `criu check` passes, else its first
-/// error message (without the `Error (file:line):` prefix).
-fn criu_check_problem() -> Option<String> {
-    let out = Command::new(CRIU).arg("check").output().unwrap_or_else(|e| panic!("{CRIU} check: {e} (install criu)"));
+/// error message (without the `Error (file:line):` prefix). The messages are read from a
+/// log file (`-o`): criu 3.17 does not always print them on stderr.
+fn criu_check_problem(dir: &std::path::Path) -> Option<String> {
+    let log = dir.join("criu-check.log");
+    let out = Command::new(CRIU)
+        .arg("check")
+        .arg("-o")
+        .arg(&log)
+        .output()
+        .unwrap_or_else(|e| panic!("{CRIU} check: {e} (install criu)"));
     if out.status.success() {
         return None;
     }
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}{}",
+        std::fs::read_to_string(&log).unwrap_or_default(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let first = text
         .lines()
         .find_map(|l| l.find("Error (").map(|i| &l[i..]))
@@ -38,7 +50,7 @@ fn checkpoint_where_criu_cannot_run_fails_with_criu_error_and_container_keeps_ru
     let pid = start_sleeper(&mut c);
     let images = c.dir.join("images");
     let out = c.rt.exec(&["--criu", CRIU, "checkpoint", "--image-path", images.to_str().expect("utf-8"), &c.id]);
-    match criu_check_problem() {
+    match criu_check_problem(&c.dir) {
         Some(problem) => {
             out.expect_fail("checkpoint where criu check fails");
             let lines = out.stderr_lines();

@@ -106,6 +106,30 @@ fn log_flag_writes_log_file_with_debug() {
     assert!(!text.trim().is_empty(), "--debug must log something to --log");
 }
 
+/// `--debug` names the steps of the init and exec handshakes in runc's words, which
+/// scripts written for runc (and runc's own debug.bats and exec.bats) look for.
+#[test]
+fn debug_log_names_the_handshake_steps_in_runcs_words() {
+    // Not crun: its debug log has words of its own.
+    conformance::each_runtime_but(&["crun"], "log_steps", |c, rt| {
+        let log = c.dir.join("rt.log");
+        c.bundle.set_args(&["sleep", "1000"]);
+        c.rt.globals = vec!["--log".into(), log.to_str().unwrap().into(), "--debug".into()];
+        c.create().expect_ok(rt);
+        c.start().expect_ok(rt);
+        let text = fs::read_to_string(&log).expect("--log file created");
+        for step in ["nsexec container setup", "child process in init()", "init: closing the pipe to signal completion"] {
+            assert!(text.contains(step), "{rt}: create's debug log lacks {step:?}:\n{text}");
+        }
+        fs::write(&log, "").unwrap();
+        c.rt.exec(&["exec", &c.id, "true"]).expect_ok(rt);
+        let text = fs::read_to_string(&log).expect("--log file");
+        for step in ["nsexec container setup", "child process in init()", "setns_init: about to exec"] {
+            assert!(text.contains(step), "{rt}: exec's debug log lacks {step:?}:\n{text}");
+        }
+    });
+}
+
 #[test]
 fn log_format_json_lines_have_level_msg_time() {
     let mut c = Case::new("log_json");

@@ -287,6 +287,9 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     drop(listener);
     drop(opts.console);
     guard.child = Some(pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?);
+    // The debug lines at the steps of the handshake carry runc's words for the same steps
+    // (nsexec, init(), the completion pipe): scripts and runc's own tests look for them.
+    log::debug(&format!("nsexec container setup: init {pid} cloned into the container's namespaces"));
 
     if v2_dir.is_none() {
         cgroup.add_pid(pid)?;
@@ -302,6 +305,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     }
     let mut state = hook_state(&opts.id, Status::Creating, pid, &bundle, &annotations);
     parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(send_failed(&parent_ch, e)))?;
+    log::debug(&format!("child process in init(): init {pid} sets up the container"));
     loop {
         let (msg, fd) = match parent_ch.recv_with_fd().map_err(|e| init_err(format!("sync with init: {e}")))? {
             Some((msg, fd)) => (Some(msg), fd),
@@ -346,7 +350,10 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
                 hooks::run_all(spec.hooks().as_ref(), Kind::CreateRuntime, state.as_bytes(), Some(&bundle))?;
                 parent_ch.send(&Msg::HooksDone).map_err(|e| init_err(send_failed(&parent_ch, e)))?;
             }
-            Some(Msg::Ready) => break,
+            Some(Msg::Ready) => {
+                log::debug(&format!("init: closing the pipe to signal completion: init {pid} is set up"));
+                break;
+            }
             Some(Msg::Error(m)) => return Err(init_err(m)),
             Some(other) => return Err(init_err(format!("unexpected message from init: {other:?}"))),
             None => return Err(init_err("the container's init exited during set-up".into())),

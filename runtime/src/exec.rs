@@ -404,6 +404,8 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
     };
     drop(child_ch);
     drop(console);
+    // runc's words for these steps, as in `create` (container.rs).
+    crate::log::debug(&format!("nsexec container setup: process {pid} cloned into the container's namespaces"));
     let mut guard = ChildGuard(Some(
         pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?,
     ));
@@ -420,6 +422,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
             state: String::new(),
         })
         .map_err(|e| fail(format!("sync with the exec'd process: {e}")))?;
+    crate::log::debug(&format!("child process in init(): process {pid} joins the container"));
     let master = match &own_console {
         Some(sock) => Some(
             crate::console::recv_fd(sock.as_fd())
@@ -443,7 +446,10 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
                 let state = crate::container::hook_state(id, Status::Running, rec.pid, &rec.bundle, &rec.annotations);
                 crate::container::send_seccomp_listener(seccomp_cfg.as_ref(), listener.as_fd(), pid, &state)?;
             }
-            Some(Msg::Ready) => break,
+            Some(Msg::Ready) => {
+                crate::log::debug(&format!("setns_init: about to exec: process {pid} is set up"));
+                break;
+            }
             Some(Msg::Error(m)) => return Err(fail(m)),
             Some(other) => {
                 return Err(fail(format!(
@@ -528,6 +534,7 @@ fn setup(c: &Child) -> std::result::Result<crate::init::exec::Prepared, String> 
     // only the fds of berth's it uses.
     let mut own = vec![c.channel.as_fd().as_raw_fd(), c.init.as_raw_fd()];
     own.extend(c.console.as_ref().map(|s| s.as_raw_fd()));
+    own.extend(c.root.as_ref().map(|r| r.as_raw_fd()));
     crate::sys::close_from_except(3 + c.preserve_fds, &own).map_err(|e| format!("closing inherited fds: {e}"))?;
     crate::init::recv_go(&c.channel)?;
     if !c.join.is_empty() {

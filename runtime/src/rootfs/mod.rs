@@ -276,6 +276,17 @@ pub fn finalize(spec: &Spec) -> Result<(), RootfsError> {
         masks::set_readonly(root.as_fd(), false)
             .map_err(sys_err("root.readonly", "remount / read-only"))?;
     }
+    // `unbindable`/`runbindable` last: the binds above need a bindable tree.
+    let unbindable = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .and_then(options::root_propagation)
+        .filter(|p| p.contains(MsFlags::MS_UNBINDABLE));
+    if let Some(p) = unbindable {
+        nix::mount::mount(None::<&str>, "/", None::<&str>, p, None::<&str>)
+            .map_err(sys_err("linux.rootfsPropagation", "set propagation of new /"))?;
+    }
     Ok(())
 }
 

@@ -39,7 +39,7 @@ pub(crate) fn prepare_root(rootfs: &Path, propagation: Option<MsFlags>) -> Resul
 /// unbindable `/` (or rootfs) cannot be the source of that bind (EINVAL, where
 /// runc fails), so `unbindable`/`runbindable` get the default recursive slave
 /// here, which keeps everything we mount from reaching the host, and are
-/// applied to the new `/` after the pivot like every other value.
+/// applied to the new `/` as the last step of its set-up (`finalize`).
 fn pre_pivot_propagation(propagation: Option<MsFlags>) -> MsFlags {
     match propagation {
         Some(p) if !p.contains(MsFlags::MS_UNBINDABLE) => p,
@@ -194,7 +194,9 @@ pub(crate) fn enter(
         chroot(".").map_err(sys_err("root.path", "chroot"))?;
     }
     chdir("/").map_err(sys_err("root.path", "chdir /"))?;
-    if let Some(p) = propagation {
+    // An unbindable root comes last, in `finalize`: readonlyPaths and maskedPaths bind
+    // paths onto themselves, which an unbindable tree refuses (EINVAL).
+    if let Some(p) = propagation.filter(|p| !p.contains(MsFlags::MS_UNBINDABLE)) {
         mount(NONE, "/", NONE, p, NONE).map_err(sys_err(
             "linux.rootfsPropagation",
             "set propagation of new /",

@@ -823,6 +823,8 @@ fn root_rootfs_unbindable_propagation_pivots_and_root_is_unbindable() {
                 .map_err(s("prepare"))?
                 .enter(false)
                 .map_err(s("enter"))?;
+            // Applied last, after readonlyPaths and maskedPaths have bound theirs.
+            finalize(&sp).map_err(s("finalize"))?;
             let l = mountinfo_line("/").ok_or("no / line")?;
             check(l.contains(" unbindable "), &l)
         });
