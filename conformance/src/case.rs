@@ -235,3 +235,19 @@ impl Drop for Case {
         }
     }
 }
+
+/// Runs `f` once per runtime: the one under test (berth unless $BERTH says otherwise), then
+/// the references runc and crun where installed, except those in `skip` (the caller says
+/// why). Each gets its own [`Case`] named `<name>_<label>`; `f` receives the label.
+pub fn each_runtime_but(skip: &[&str], name: &str, mut f: impl FnMut(&mut Case, &str)) {
+    for (label, bin) in [("berth", None), ("runc", Some("/usr/sbin/runc")), ("crun", Some("/usr/bin/crun"))] {
+        if skip.contains(&label) || bin.is_some_and(|b| !Path::new(b).exists()) {
+            continue;
+        }
+        let mut c = Case::new(&format!("{name}_{label}"));
+        if let Some(b) = bin {
+            c.rt = Runtime::with_binary(Path::new(b), &c.dir.join("root"));
+        }
+        f(&mut c, label);
+    }
+}

@@ -21,7 +21,7 @@ pub mod shim_fixture;
 pub mod util;
 
 pub use bundle::{default_spec, Bundle};
-pub use case::Case;
+pub use case::{each_runtime_but, Case};
 pub use leak::LeakSnapshot;
 pub use rootfs::Rootfs;
 pub use runtime::{Out, Runtime};
