@@ -374,6 +374,9 @@ fn accept(listener: &UnixListener, reserve: &mut Option<std::fs::File>) -> Optio
                 }
                 drop(listener.accept());
                 *reserve = reserve_fd();
+                // Not again at once: at the limit accept fails with EMFILE even when nothing
+                // is pending. Level-triggered epoll reports the next pending connection.
+                return None;
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => return None,
