@@ -3,10 +3,10 @@
 //! kill --all reaches every process.
 
 use conformance::leak::cgroup_dirs_containing;
-use conformance::{poll_until, Case};
+use conformance::{each_runtime_but, poll_until, Case, Out};
 use serde_json::json;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The v1 cgroup path of `pid` for `controller`, from /proc/<pid>/cgroup.
@@ -286,4 +286,169 @@ fn network_class_id_without_a_net_cls_hierarchy_is_refused() {
     c.config()["linux"]["resources"]["network"] = json!({"classID": 1048577});
     let out = c.expect_create_fails(&["linux.resources.network.classID", "net_cls"]);
     assert_eq!(out.stderr_lines().len(), 1, "{out}");
+}
+
+/// Removes `/<top>` and everything below it (deepest first) in every hierarchy.
+fn remove_cgroup_tree(top: &str) {
+    fn rm(d: &Path) {
+        for e in fs::read_dir(d).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                rm(&e.path());
+            }
+        }
+        let _ = fs::remove_dir(d);
+    }
+    for h in fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        let d = h.path().join(top);
+        if d.is_dir() {
+            rm(&d);
+        }
+    }
+}
+
+/// A pre-existing cpuset cgroup on the way to the container's (made by hand, or by a
+/// runtime killed before it filled it) starts with empty cpus and mems; a task cannot join
+/// a cgroup below it (ENOSPC) until they are set. The runtime fills every empty ancestor
+/// on the way down, not only the directories it makes, as runc does.
+#[test]
+fn empty_cpuset_in_a_pre_existing_ancestor_is_filled() {
+    // crun 1.8 refuses a cgroupsPath on this hybrid host ("cgroups in hybrid mode not
+    // supported, drop all controllers from cgroupv2").
+    each_runtime_but(&["crun"], "cg_cpuset_fill", |c, rt| {
+        let top = format!("{}-pre", c.id);
+        c.on_cleanup({
+            let top = top.clone();
+            move || remove_cgroup_tree(&top)
+        });
+        let cpuset = Path::new("/sys/fs/cgroup/cpuset");
+        let mid = cpuset.join(&top).join("mid");
+        fs::create_dir_all(&mid).unwrap_or_else(|e| panic!("mkdir {}: {e}", mid.display()));
+        for d in [cpuset.join(&top), mid.clone()] {
+            assert_eq!(knob("cpuset", &d.strip_prefix(cpuset).unwrap().to_string_lossy(), "cpuset.cpus"), "", "{rt}: a new cpuset starts empty");
+        }
+        let path = format!("/{top}/mid/{}", c.id);
+        c.config()["linux"]["cgroupsPath"] = path.clone().into();
+        let out = c.run_sh("grep Cpus_allowed_list /proc/self/status");
+        out.expect_ok(&format!("{rt}: run under a pre-existing ancestor with an empty cpuset"));
+        let want = knob("cpuset", "/", "cpuset.cpus");
+        for rel in [format!("/{top}"), format!("/{top}/mid")] {
+            assert_eq!(knob("cpuset", &rel, "cpuset.cpus"), want, "{rt}: {rel} cpus");
+            assert_eq!(knob("cpuset", &rel, "cpuset.mems"), knob("cpuset", "/", "cpuset.mems"), "{rt}: {rel} mems");
+        }
+    });
+}
+
+fn rt_knobs(pid: i64) -> (String, String) {
+    let p = cgroup_of(pid, "cpu");
+    (knob("cpu", &p, "cpu.rt_period_us"), knob("cpu", &p, "cpu.rt_runtime_us"))
+}
+
+/// `update --cpu-rt-period/--cpu-rt-runtime`: the kernel checks the two against each other
+/// at every write (runtime <= period), so shrinking both is refused period first and
+/// growing both is refused runtime first; the runtime writes them in the order that works.
+#[test]
+fn update_rt_period_and_runtime_in_the_order_the_kernel_accepts() {
+    assert!(
+        Path::new("/sys/fs/cgroup/cpu/cpu.rt_period_us").exists(),
+        "this kernel has no RT group scheduling (CONFIG_RT_GROUP_SCHED); the test needs it"
+    );
+    // runc 1.1.5 writes the period first and gives up on EINVAL (the retry came in a later
+    // 1.1 release: 1.1.15 and 1.2+ have it); crun 1.8 refuses resources on this hybrid host
+    // ("cgroups in hybrid mode not supported").
+    each_runtime_but(&["runc", "crun"], "cg_rt_update", |c, rt| {
+        c.bundle.set_args(&["sleep", "1000"]);
+        c.config()["linux"]["resources"]["cpu"] = json!({"realtimePeriod": 1000000, "realtimeRuntime": 100000});
+        c.create().expect_ok(rt);
+        c.start().expect_ok(rt);
+        let pid = init_pid(c);
+        assert_eq!(rt_knobs(pid), ("1000000".into(), "100000".into()), "{rt}: after create");
+        // Period first would give runtime 100000 > period 50000: EINVAL.
+        c.rt.exec(&["update", "--cpu-rt-period", "50000", "--cpu-rt-runtime", "20000", &c.id])
+            .expect_ok(&format!("{rt}: update shrinking both"));
+        assert_eq!(rt_knobs(pid), ("50000".into(), "20000".into()), "{rt}: after shrinking");
+        // Runtime first would give runtime 300000 > period 50000: EINVAL.
+        c.rt.exec(&["update", "--cpu-rt-period", "1000000", "--cpu-rt-runtime", "300000", &c.id])
+            .expect_ok(&format!("{rt}: update growing both"));
+        assert_eq!(rt_knobs(pid), ("1000000".into(), "300000".into()), "{rt}: after growing");
+        // The JSON form takes the same path.
+        let out = c
+            .rt
+            .cmd()
+            .args(["update", "-r", "-", &c.id])
+            .stdin(json!({"cpu": {"realtimePeriod": 40000, "realtimeRuntime": 10000}}).to_string().as_bytes())
+            .run();
+        out.expect_ok(&format!("{rt}: update -r - shrinking both"));
+        assert_eq!(rt_knobs(pid), ("40000".into(), "10000".into()), "{rt}: after update -r");
+    });
+}
+
+/// The 1-based positions, among this command's mkdir(2) calls, of those under /sys/fs/cgroup,
+/// from a traced run of `create` (strace's `-o` log).
+fn cgroup_mkdir_positions(log: &str) -> Vec<usize> {
+    log.lines()
+        .filter(|l| l.starts_with("mkdir("))
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("mkdir(\"/sys/fs/cgroup/"))
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+/// `berth create` under strace, SIGKILLed at its `n`th mkdir (None: only traced, log to `log`).
+fn traced_create(c: &Case, n: Option<usize>, log: &Path) -> Out {
+    c.write();
+    let mut strace = conformance::runtime::Invocation::new(Path::new("/usr/bin/strace"))
+        .args(["-qq", "-e", "trace=mkdir,mkdirat", "-o"])
+        .arg(log);
+    if let Some(n) = n {
+        strace = strace.args(["-e", &format!("inject=mkdir:signal=KILL:when={n}")]);
+    }
+    strace
+        .arg(&c.rt.bin)
+        .arg("--root")
+        .arg(&c.rt.root)
+        .args(c.rt.globals.iter().cloned())
+        .args(["create", "--bundle"])
+        .arg(&c.bundle.dir)
+        .arg(&c.id)
+        .stdio_to(&c.stdio)
+        .run()
+}
+
+/// issue 16: `create` killed (SIGKILL) at each of its cgroup mkdirs, in every hierarchy, for
+/// a nested cgroupsPath whose parent it makes too. `delete --force` then removes every
+/// directory it made (the state names them before they exist), and the id is reusable.
+/// berth only: it is a walk over berth's own steps (runc makes its cgroups on other threads
+/// of a Go process, which strace's counting does not single out).
+#[test]
+fn create_killed_at_each_cgroup_mkdir_leaves_nothing_after_delete_force() {
+    assert!(Path::new("/usr/bin/strace").exists(), "strace is missing (make deps installs it)");
+    let mut c = Case::new("cg_kill_mkdir");
+    let parent = format!("{}-p", c.id);
+    c.on_cleanup({
+        let parent = parent.clone();
+        move || remove_cgroup_tree(&parent)
+    });
+    c.config()["linux"]["cgroupsPath"] = format!("/{parent}/{}", c.id).into();
+    let log = c.dir.join("mkdir.log");
+    traced_create(&c, None, &log).expect_ok("traced create");
+    c.rt.delete_force(&c.id).expect_ok("delete of the traced create");
+    assert_eq!(cgroup_dirs_containing(&c.id), Vec::<PathBuf>::new(), "after a complete create and delete");
+    let text = fs::read_to_string(&log).expect("strace log");
+    let positions = cgroup_mkdir_positions(&text);
+    assert!(positions.len() >= 4, "create made fewer cgroup directories than expected:\n{text}");
+    for n in positions {
+        let out = traced_create(&c, Some(n), &c.dir.join("kill.log"));
+        // strace ends itself with the signal that ended its tracee.
+        assert_eq!(out.signal, Some(9), "create was not killed at mkdir #{n}: {out}");
+        c.rt.delete_force(&c.id).expect_ok(&format!("delete --force after a kill at mkdir #{n}"));
+        assert_eq!(
+            cgroup_dirs_containing(&c.id),
+            Vec::<PathBuf>::new(),
+            "cgroup directories left after a kill at mkdir #{n} and delete --force"
+        );
+        assert!(!c.rt.list(&["-q"]).stdout.lines().any(|l| l == c.id), "still listed after a kill at mkdir #{n}");
+        c.create().expect_ok(&format!("re-create after a kill at mkdir #{n}"));
+        c.rt.delete_force(&c.id).expect_ok("delete of the re-create");
+        assert_eq!(cgroup_dirs_containing(&c.id), Vec::<PathBuf>::new(), "after re-create and delete (kill at #{n})");
+    }
 }

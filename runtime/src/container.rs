@@ -217,15 +217,16 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     let mut guard = Guard { store, id: &opts.id, dir: true, cgroup: None, child: None, shared_rootfs: None };
     let listener = crate::process::start::listen(&dir, START_SOCKET).map_err(|e| Error::io("creating the start socket", e))?;
 
-    cgroup.create()?;
+    // Recorded before any cgroup directory exists, with no init yet, naming every
+    // directory create is about to make: if this process is killed from here on (the guard
+    // would not run), `delete --force` finds and removes them all.
+    cgroup.plan()?;
+    let mut record = initial_record(&opts.id, &loaded, &cgroup)?;
+    store.save(&record)?;
     let cgroup_mounts = cgroup.mounts();
     guard.cgroup = Some(cgroup);
     let cgroup = guard.cgroup.as_ref().ok_or_else(|| Error::Usage("cgroup".into()))?;
-    // Recorded at once, with no init yet, so that `delete --force` can still find and
-    // remove the cgroup if this process is killed before it finishes (the guard would not
-    // run then).
-    let mut record = initial_record(&opts.id, &loaded, cgroup)?;
-    store.save(&record)?;
+    cgroup.create()?;
     cgroup.apply(&resources)?;
     if let Some(root) = delegated_root(&spec, &plan) {
         cgroup.delegate(root.0, root.1)?;

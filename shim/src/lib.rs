@@ -4,6 +4,7 @@
 pub mod error;
 pub mod events;
 pub mod io;
+pub mod leftovers;
 pub mod oom;
 pub mod process;
 pub mod runtime;

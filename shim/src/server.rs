@@ -13,7 +13,6 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    io::Write,
     os::{
         fd::{AsFd, AsRawFd},
         unix::net::{UnixListener, UnixStream},
@@ -30,7 +29,7 @@ use nix::{
     errno::Errno,
     sys::{
         epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout},
-        socket::{recv, MsgFlags},
+        socket::{recv, send, shutdown, MsgFlags, Shutdown},
     },
 };
 
@@ -40,6 +39,9 @@ use crate::error::{io, sys, Result};
 /// hold up a `State` or `Kill` of another container.
 const WORKERS: usize = 2;
 const LISTENER_TOKEN: u64 = 0;
+/// What one connection may have waiting to be sent (two messages of the largest size) before
+/// it is dropped: a client that sends requests and never reads the replies costs only itself.
+const MAX_QUEUED: usize = 2 * MESSAGE_LENGTH_MAX;
 
 pub type Methods = HashMap<String, Box<dyn MethodHandler + Send + Sync>>;
 /// Whether a request may run now; false parks it until `wake` (used for `Wait`).
@@ -48,8 +50,72 @@ pub type Ready = Box<dyn Fn(&str, &Request) -> bool + Send + Sync>;
 struct Conn {
     id: u64,
     stream: UnixStream,
-    /// Responses are written whole, one at a time.
-    write: Mutex<()>,
+    epoll: Arc<Epoll>,
+    /// Replies not yet taken by the socket. Writes never block: what the socket does not take
+    /// now waits here, and the reader thread sends it when epoll says the socket is writable.
+    out: Mutex<Outbox>,
+}
+
+#[derive(Default)]
+struct Outbox {
+    buf: Vec<u8>,
+    sent: usize,
+    /// EPOLLOUT is in the connection's interest set.
+    watching_out: bool,
+    /// Over [`MAX_QUEUED`] or broken: shut down, replies are discarded.
+    dropped: bool,
+}
+
+impl Conn {
+    /// Sends what the socket takes without blocking, then watches for writability while
+    /// something is left. A connection over its bound is shut down (the reader then drops it).
+    fn flush(&self, out: &mut Outbox) {
+        while out.sent < out.buf.len() && !out.dropped {
+            match send(
+                self.stream.as_raw_fd(),
+                &out.buf[out.sent..],
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+            ) {
+                Ok(n) => out.sent += n,
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => break,
+                Err(e) => {
+                    log::debug!("ttrpc: write response: {e}");
+                    out.dropped = true;
+                }
+            }
+        }
+        if out.sent == out.buf.len() {
+            out.buf.clear();
+            out.sent = 0;
+        } else if out.sent > out.buf.len() / 2 {
+            out.buf.drain(..out.sent);
+            out.sent = 0;
+        }
+        let pending = out.buf.len() - out.sent;
+        if pending > MAX_QUEUED && !out.dropped {
+            log::warn!("ttrpc: dropping a connection that does not read its replies ({pending} bytes queued)");
+            out.dropped = true;
+        }
+        if out.dropped {
+            out.buf = Vec::new();
+            out.sent = 0;
+            let _ = shutdown(self.stream.as_raw_fd(), Shutdown::Both);
+            return;
+        }
+        let want_out = pending > 0;
+        if want_out != out.watching_out {
+            let mut flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP;
+            if want_out {
+                flags |= EpollFlags::EPOLLOUT;
+            }
+            let mut ev = EpollEvent::new(flags, self.id);
+            match self.epoll.modify(self.stream.as_fd(), &mut ev) {
+                Ok(()) => out.watching_out = want_out,
+                Err(e) => log::warn!("ttrpc: watch connection: {e}"),
+            }
+        }
+    }
 }
 
 struct Work {
@@ -97,7 +163,7 @@ impl Server {
         listener
             .set_nonblocking(true)
             .map_err(io("listener nonblocking"))?;
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(sys("epoll_create"))?;
+        let epoll = Arc::new(Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(sys("epoll_create"))?);
         epoll
             .add(
                 listener.as_fd(),
@@ -131,7 +197,8 @@ impl Server {
         }
     }
 
-    fn read_loop(&self, epoll: &Epoll, listener: &UnixListener) {
+    fn read_loop(&self, epoll: &Arc<Epoll>, listener: &UnixListener) {
+        let mut reserve = reserve_fd();
         let mut conns: HashMap<u64, (Arc<Conn>, Vec<u8>)> = HashMap::new();
         let mut next = LISTENER_TOKEN;
         let mut events = [EpollEvent::empty(); 16];
@@ -147,7 +214,7 @@ impl Server {
             for ev in &events[..n] {
                 let token = ev.data();
                 if token == LISTENER_TOKEN {
-                    while let Ok((stream, _)) = listener.accept() {
+                    while let Some(stream) = accept(listener, &mut reserve) {
                         next += 1;
                         let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP;
                         if let Err(e) = epoll.add(stream.as_fd(), EpollEvent::new(flags, next)) {
@@ -157,7 +224,8 @@ impl Server {
                         let conn = Arc::new(Conn {
                             id: next,
                             stream,
-                            write: Mutex::new(()),
+                            epoll: Arc::clone(epoll),
+                            out: Mutex::new(Outbox::default()),
                         });
                         conns.insert(next, (conn, Vec::new()));
                     }
@@ -166,14 +234,20 @@ impl Server {
                 let Some((conn, buf)) = conns.get_mut(&token) else {
                     continue;
                 };
+                if ev.events().contains(EpollFlags::EPOLLOUT) {
+                    conn.flush(&mut lock(&conn.out));
+                }
                 let open = fill(&conn.stream, buf);
                 let conn = Arc::clone(conn);
                 let ok = self.dispatch_complete(&conn, buf);
                 if !open || !ok {
                     let _ = epoll.delete(conn.stream.as_fd());
                     conns.remove(&token);
-                    // A parked Wait of a closed connection has nobody to answer.
-                    lock(&self.state).parked.retain(|w| w.conn.id != conn.id);
+                    // A parked Wait, or a queued request, of a closed connection has nobody
+                    // to answer.
+                    let mut st = lock(&self.state);
+                    st.parked.retain(|w| w.conn.id != conn.id);
+                    st.queue.retain(|w| w.conn.id != conn.id);
                 }
             }
         }
@@ -269,6 +343,47 @@ impl Server {
     }
 }
 
+/// An fd held in reserve for when the fd table is full.
+fn reserve_fd() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
+}
+
+/// The next pending connection, or None when there is none (or accept failed). At the fd
+/// limit (EMFILE/ENFILE) the listener stays readable while accept fails, and the epoll loop
+/// would spin: the reserve fd is given up to accept the connection and close it at once
+/// (that client sees its connection closed), then taken again. Without a reserve (another
+/// thread took the fd meanwhile) the reader pauses briefly instead of spinning.
+fn accept(listener: &UnixListener, reserve: &mut Option<std::fs::File>) -> Option<UnixStream> {
+    // One warning per episode at the limit, not one per refused connection.
+    static AT_LIMIT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    use std::sync::atomic::Ordering::Relaxed;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                AT_LIMIT.store(false, Relaxed);
+                return Some(stream);
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
+                if !AT_LIMIT.swap(true, Relaxed) {
+                    log::warn!("ttrpc: out of file descriptors ({e}); refusing connections");
+                }
+                if reserve.take().is_none() {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    *reserve = reserve_fd();
+                    return None;
+                }
+                drop(listener.accept());
+                *reserve = reserve_fd();
+                // Not again at once: at the limit accept fails with EMFILE even when nothing
+                // is pending. Level-triggered epoll reports the next pending connection.
+                return None;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+}
+
 /// Reads what the socket has without blocking; false once the peer has closed it.
 fn fill(stream: &UnixStream, buf: &mut Vec<u8>) -> bool {
     let mut chunk = [0u8; 4096];
@@ -283,14 +398,17 @@ fn fill(stream: &UnixStream, buf: &mut Vec<u8>) -> bool {
     }
 }
 
+/// Queues a reply whole and sends what the socket takes now; never blocks (a client that
+/// does not read must not hold a worker or the reader).
 fn write_message(conn: &Conn, header: MessageHeader, body: &[u8]) {
-    let mut msg: Vec<u8> = header.into();
-    msg.extend_from_slice(body);
-    let _guard = lock(&conn.write);
-    // The socket is in blocking mode (reads use MSG_DONTWAIT), so a response is written whole.
-    if let Err(e) = (&conn.stream).write_all(&msg) {
-        log::warn!("ttrpc: write response: {e}");
+    let head: Vec<u8> = header.into();
+    let mut out = lock(&conn.out);
+    if out.dropped {
+        return;
     }
+    out.buf.extend_from_slice(&head);
+    out.buf.extend_from_slice(body);
+    conn.flush(&mut out);
 }
 
 fn respond_error(conn: &Conn, req: &MessageHeader, code: Code, msg: String) {

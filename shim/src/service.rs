@@ -55,6 +55,12 @@ struct Container {
     execs: HashMap<String, Process>,
     paused: bool,
     rootfs_mounted: bool,
+    /// The cgroup to empty when the init exits, before the exit is reported: set when the
+    /// container shares its pid namespace (see leftovers.rs).
+    leftovers: Option<PathBuf>,
+    /// The init has been reaped and its leftovers are being killed: its exit is recorded
+    /// once they are gone.
+    init_reaped: bool,
 }
 
 impl Container {
@@ -208,13 +214,13 @@ impl Service {
     }
 
     /// Called by the reaper for every child it collects.
-    pub fn on_exit(&self, pid: i32, status: i32) {
+    pub fn on_exit(self: &Arc<Self>, pid: i32, status: i32) {
         let Ok(pid) = u32::try_from(pid) else { return };
         let mut t = self.tasks();
         let mut found = None;
         for c in t.containers.values_mut() {
             let matches = |p: &Process| p.pid == pid && p.state != State::Stopped;
-            let exec_id = if matches(&c.init) {
+            let exec_id = if matches(&c.init) && !c.init_reaped {
                 Some(String::new())
             } else {
                 c.execs
@@ -229,9 +235,48 @@ impl Service {
         }
         match found {
             Some((cid, exec_id)) => {
-                if let Ok(c) = t.container(&cid) {
+                let leftovers = match t.container(&cid) {
+                    Ok(c) if exec_id.is_empty() => c.leftovers.clone(),
+                    _ => None,
+                };
+                if let Some(dir) = leftovers {
+                    // Not on the reaper thread: killing waits for the processes to die,
+                    // which only the reaper can see for our own children.
+                    if let Ok(c) = t.container(&cid) {
+                        c.init_reaped = true;
+                    }
+                    let svc = Arc::clone(self);
+                    let (id, dir2) = (cid.clone(), dir.clone());
+                    let spawned = std::thread::Builder::new()
+                        .name("leftovers".into())
+                        .spawn(move || {
+                            if !crate::leftovers::kill_all_and_wait(&dir2) {
+                                log::warn!("{id}: processes left in {} after the init exited", dir2.display());
+                            }
+                            let mut t = svc.tasks();
+                            svc.record_exit(&mut t, &id, "", status);
+                        });
+                    if spawned.is_err() {
+                        crate::leftovers::kill_all_and_wait(&dir);
+                        self.record_exit(&mut t, &cid, &exec_id, status);
+                    }
+                    return;
+                }
+                self.record_exit(&mut t, &cid, &exec_id, status);
+            }
+            None if t.pending > 0 => t.early_exits.push((pid, status)),
+            None => {}
+        }
+    }
+
+    /// Marks a process exited and publishes its TaskExit (deferred while its start is in
+    /// flight), then wakes the waiters.
+    fn record_exit(&self, t: &mut Tasks, cid: &str, exec_id: &str, status: i32) {
+        {
+            {
+                if let Ok(c) = t.container(cid) {
                     let mut event = None;
-                    if let Ok(p) = c.process_mut(&exec_id) {
+                    if let Ok(p) = c.process_mut(exec_id) {
                         if p.set_exited(status) {
                             if p.starting {
                                 p.exit_deferred = true;
@@ -242,7 +287,7 @@ impl Service {
                     }
                     if let Some(exec_id) = event {
                         if exec_id.is_empty() {
-                            self.oom.flush(&cid);
+                            self.oom.flush(cid);
                         }
                         if let Ok(p) = c.process(&exec_id) {
                             let ev = c.exit_event(p);
@@ -252,8 +297,6 @@ impl Service {
                 }
                 self.notify_exited();
             }
-            None if t.pending > 0 => t.early_exits.push((pid, status)),
-            None => {}
         }
     }
 
@@ -335,6 +378,13 @@ impl Service {
                 return Err(e);
             }
         };
+        let cgroups = CgroupPaths::of_pid(pid);
+        let leftovers = match &cgroups {
+            Ok(paths) if !crate::leftovers::has_own_pid_namespace(&bundle) => {
+                crate::leftovers::process_cgroup(paths)
+            }
+            _ => None,
+        };
         let mut init = Process::new("", stdio.clone());
         init.pid = pid;
         init.io = pio;
@@ -354,11 +404,13 @@ impl Service {
                     execs: HashMap::new(),
                     paused: false,
                     rootfs_mounted: mounted,
+                    leftovers,
+                    init_reaped: false,
                 },
             );
         }
         // Watch for OOM before the process runs, so an OOM right at start is not missed.
-        match CgroupPaths::of_pid(pid).map(|p| p.memory()) {
+        match cgroups.map(|p| p.memory()) {
             Ok(Some(cgroup)) => {
                 if let Err(e) = self.oom.watch(&req.id, cgroup) {
                     log::warn!("oom watch {}: {e}", req.id);
@@ -941,7 +993,13 @@ fn read_pid(path: &Path) -> Result<u32> {
 
 fn reply<T>(method: &str, r: Result<T>) -> ttrpc::Result<T> {
     r.map_err(|e| {
-        log::info!("{method}: {e}");
+        // NotFound is the expected answer to what containerd asks after an exit (the
+        // kill-all of every StopContainer, a second Delete): routine, not news.
+        if matches!(e, Error::NotFound(_)) {
+            log::debug!("{method}: {e}");
+        } else {
+            log::info!("{method}: {e}");
+        }
         e.into()
     })
 }

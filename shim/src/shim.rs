@@ -381,7 +381,7 @@ fn serve(flags: &Flags) -> Result<()> {
     std::process::exit(0);
 }
 
-fn reap_all(service: &Service) {
+fn reap_all(service: &Arc<Service>) {
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(pid, code)) => dispatch(service, pid.as_raw(), code),
@@ -399,7 +399,7 @@ fn reap_all(service: &Service) {
     }
 }
 
-fn dispatch(service: &Service, pid: i32, code: i32) {
+fn dispatch(service: &Arc<Service>, pid: i32, code: i32) {
     // Runtime invocations and the rootfs mount helper wait on the library's monitor.
     let _ = containerd_shim::monitor::monitor_notify_by_pid(pid, code);
     service.on_exit(pid, code);

@@ -8,6 +8,7 @@ pub mod crashpoint;
 pub mod error;
 pub mod filters;
 pub mod idmap;
+pub mod incoming;
 pub mod layout;
 pub mod mounts;
 pub mod server;

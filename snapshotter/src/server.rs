@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::error::{Error, Result};
+use crate::incoming::Incoming;
 use crate::proto::snapshots::snapshots_server::SnapshotsServer;
 use crate::service::Service;
 use crate::snapshotter::Snapshotter;
@@ -96,7 +96,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .add_service(SnapshotsServer::new(Service::new(snap)))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+        .serve_with_incoming_shutdown(Incoming::new(listener), async {
             let _ = stop_rx.await;
         });
     tokio::pin!(server);

@@ -10,8 +10,10 @@
 //! How the runtime uses it (create):
 //! 1. `Manager::new(id, linux.cgroupsPath, --systemd-cgroup)` then `validate(resources)`,
 //!    before anything is made, so a bad config changes nothing.
-//! 2. `create()`, then save `state()` in state.json at once: it records
-//!    which directories this container made, and only those are removed.
+//! 2. `plan()`, then save `state()` in state.json, then `create()`: the state names
+//!    every directory this container is about to make before any exists (a runtime
+//!    killed in between leaves a record `delete --force` can act on), and only those
+//!    are removed. Empty cpuset values are filled in every level on the way down.
 //! 3. `apply(resources)`. On error, `destroy()` (nothing half-applied stays).
 //! 4. Pure v2: clone3(CLONE_INTO_CGROUP) with `open_v2_dir()`; otherwise
 //!    `add_pid(child)`, which must happen before the child unshares its
@@ -223,32 +225,55 @@ impl Manager {
         validate::validate(resources, self.is_v2())
     }
 
-    /// Makes the container's directory in every hierarchy.
-    pub fn create(&self) -> Result<(), CgroupError> {
+    /// Decides which directories `create` will make (those missing now) and adds them to
+    /// the record of what this container owns, without touching the host. The caller saves
+    /// [`Manager::state`] after this and before `create`, so a runtime killed while making
+    /// them leaves a state that names every one of them for `delete --force`. Refuses a
+    /// non-empty or frozen existing cgroup (B15). Calling it again adds nothing new.
+    pub fn plan(&self) -> Result<(), CgroupError> {
         // B15 first, before anything is made, so a refusal changes nothing.
         for h in &self.hier {
             if h.dir.is_dir() {
                 self.check_reusable(h)?;
             }
         }
+        let mut all = self.created_list();
+        for h in &self.hier {
+            let mut cur = h.mount_point.clone();
+            for comp in Self::rel_of(h)?.components() {
+                cur.push(comp);
+                if !cur.is_dir() && !all.contains(&cur) {
+                    all.push(cur.clone());
+                }
+            }
+        }
+        self.set_created(all);
+        Ok(())
+    }
+
+    fn rel_of(h: &HierarchyState) -> Result<&Path, CgroupError> {
+        h.dir.strip_prefix(&h.mount_point).map_err(|_| CgroupError::InvalidPath {
+            path: h.dir.display().to_string(),
+            reason: format!("not under the hierarchy mount {}", h.mount_point.display()),
+        })
+    }
+
+    /// Makes the container's directory in every hierarchy ([`Manager::plan`] first, if the
+    /// caller has not). On failure, removes what it made.
+    pub fn create(&self) -> Result<(), CgroupError> {
+        self.plan()?;
         let mut made = Vec::new();
         if let Err(e) = self.create_dirs(&mut made) {
             // Leave the host as if create were never attempted.
             let _ = self.remove_created(&made);
             return Err(e);
         }
-        let mut all = self.created_list();
-        all.extend(made);
-        self.set_created(all);
         Ok(())
     }
 
     fn create_dirs(&self, created: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
         for h in &self.hier {
-            let rel = h.dir.strip_prefix(&h.mount_point).map_err(|_| CgroupError::InvalidPath {
-                path: h.dir.display().to_string(),
-                reason: format!("not under the hierarchy mount {}", h.mount_point.display()),
-            })?;
+            let rel = Self::rel_of(h)?;
             // A shared parent can vanish between our EEXIST and the next
             // mkdir when another container's destroy removes it: walk again.
             let mut attempt = 0;
@@ -267,19 +292,22 @@ impl Manager {
     }
 
     fn mkdir_walk(h: &HierarchyState, rel: &Path, created: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
+        let cpuset = h.subsystems.iter().any(|s| s == "cpuset");
         let mut cur = h.mount_point.clone();
         for comp in rel.components() {
             let parent = cur.clone();
             cur.push(comp);
             match std::fs::create_dir(&cur) {
-                Ok(()) => {
-                    created.push(cur.clone());
-                    if h.subsystems.iter().any(|s| s == "cpuset") {
-                        v1::cpuset_copy_down(&parent, &cur)?;
-                    }
-                }
+                Ok(()) => created.push(cur.clone()),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(CgroupError::Io { path: cur, op: "mkdir", source: e }),
+            }
+            // Every level, not only the ones made here: a pre-existing ancestor with empty
+            // cpus or mems (made by hand, or by a runtime killed before it filled them)
+            // would make joining the container's cgroup fail with ENOSPC. runc fills them
+            // the same way on the way down.
+            if cpuset {
+                v1::cpuset_copy_down(&parent, &cur)?;
             }
         }
         Ok(())

@@ -158,6 +158,30 @@ fn v2_create_and_destroy_remove_only_what_was_made() {
     m2.destroy().unwrap();
 }
 
+/// issue 16: the state saved between plan and create names every directory before it
+/// exists, so a runtime killed while making them leaves a record that removes them all.
+#[test]
+fn plan_names_the_directories_before_they_exist() {
+    let f = FakeV2::new();
+    std::fs::create_dir_all(f.root.join("parent/a")).unwrap();
+    let m = f.manager("c1", Some("a/b/c"));
+    m.plan().unwrap();
+    let planned = vec![f.root.join("parent/a/b"), f.root.join("parent/a/b/c")];
+    assert_eq!(m.state().created, planned, "pre-existing parent/a is not ours");
+    assert!(!f.root.join("parent/a/b").exists(), "plan makes nothing");
+    // Killed half-way: only the first directory was made.
+    std::fs::create_dir(f.root.join("parent/a/b")).unwrap();
+    let after_crash = Manager::from_state(&m.state());
+    after_crash.destroy().unwrap();
+    assert!(!f.root.join("parent/a/b").exists());
+    assert!(f.root.join("parent/a").is_dir());
+    // create after plan adds nothing twice.
+    m.create().unwrap();
+    assert_eq!(m.state().created, planned);
+    m.destroy().unwrap();
+    assert!(!f.root.join("parent/a/b").exists());
+}
+
 #[test]
 fn v2_shared_parent_stays_while_in_use() {
     let f = FakeV2::new();

@@ -249,14 +249,37 @@ fn cpu(m: &Manager, c: &LinuxCpu) -> Result<(), CgroupError> {
     if let Some(b) = c.burst() {
         set("linux.resources.cpu.burst", dir, "cpu.cfs_burst_us", &b.to_string())?;
     }
-    if rt_period != 0 {
-        set("linux.resources.cpu.realtimePeriod", dir, "cpu.rt_period_us", &rt_period.to_string())?;
-    }
-    if rt_runtime != 0 {
-        set("linux.resources.cpu.realtimeRuntime", dir, "cpu.rt_runtime_us", &rt_runtime.to_string())?;
-    }
+    rt_sched(dir, rt_period, rt_runtime)?;
     if idle != 0 {
         set("linux.resources.cpu.idle", dir, "cpu.idle", &idle.to_string())?;
+    }
+    Ok(())
+}
+
+/// cpu.rt_period_us and cpu.rt_runtime_us are checked against each other (runtime <=
+/// period, and the group's share within its parent's) at every write, so either order can
+/// be refused with EINVAL depending on the current values: shrinking both needs runtime
+/// first, growing both needs period first. Period first, and on EINVAL runtime then period,
+/// as runc does.
+pub(crate) fn rt_sched(dir: &Path, rt_period: u64, rt_runtime: i64) -> Result<(), CgroupError> {
+    const PERIOD: (&str, &str) = ("linux.resources.cpu.realtimePeriod", "cpu.rt_period_us");
+    const RUNTIME: (&str, &str) = ("linux.resources.cpu.realtimeRuntime", "cpu.rt_runtime_us");
+    let mut period_pending = false;
+    if rt_period != 0 {
+        if let Err(e) = set(PERIOD.0, dir, PERIOD.1, &rt_period.to_string()) {
+            match &e {
+                CgroupError::Write { source, .. } if source.raw_os_error() == Some(libc::EINVAL) && rt_runtime != 0 => {
+                    period_pending = true;
+                }
+                _ => return Err(e),
+            }
+        }
+    }
+    if rt_runtime != 0 {
+        set(RUNTIME.0, dir, RUNTIME.1, &rt_runtime.to_string())?;
+        if period_pending {
+            set(PERIOD.0, dir, PERIOD.1, &rt_period.to_string())?;
+        }
     }
     Ok(())
 }

@@ -313,17 +313,19 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
     let dir = store.create_dir(id)?;
     let mut guard = Guard { store, id, dir: true, cgroup: None, child: None, shared_rootfs: None };
     mkdir_private(&work, "--work-path")?;
-    cgroup.create()?;
+    // As in create: the record names every cgroup directory before it exists.
+    cgroup.plan()?;
+    let mut record = container::initial_record(id, &loaded, &cgroup)?;
+    store.save(&record)?;
     for (dest, host) in cgroup_binds(spec, &cgroup) {
         if descriptor.cgroup_binds.contains(&dest) {
             mount_map.push((dest, host));
         }
     }
     let cgroup_roots = cgroup_root_args(&cgroup);
-    let mut record = container::initial_record(id, &loaded, &cgroup)?;
     guard.cgroup = Some(cgroup);
-    store.save(&record)?;
     if let Some(cg) = &guard.cgroup {
+        cg.create()?;
         cg.apply(&resources)?;
     }
 
