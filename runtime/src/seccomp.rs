@@ -356,7 +356,8 @@ pub fn send_to_listener(path: &Path, fd: BorrowedFd<'_>, process_state: &str) ->
         Some(name) => SocketAddr::from_abstract_name(name).and_then(|a| UnixStream::connect_addr(&a)),
         None => UnixStream::connect(path),
     }
-    .map_err(|e| err("connecting to the seccomp agent", e))?;
+    // runc's phrase, which scripts written for runc look for.
+    .map_err(|e| err("failed to connect with seccomp agent", e))?;
     let fds = [fd.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let iov = [IoSlice::new(process_state.as_bytes())];

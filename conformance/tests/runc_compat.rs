@@ -1,0 +1,144 @@
+//! Behaviour that runc's own integration tests (tests/integration/*.bats, v1.1.15 and
+//! v1.3) check and that scripts written for runc rely on: the phrases runc's errors carry
+//! (berth's one-line errors name the field or id and also contain runc's words), profiles
+//! and device rules runc accepts or refuses, and what `delete` removes. Each test runs
+//! against berth, then runc and crun where they behave the same.
+
+use conformance::leak::cgroup_dirs_containing;
+use conformance::{each_runtime_but, Case};
+use serde_json::json;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Why crun is left out of most tests here: crun 1.8 refuses every container on this
+/// hybrid host, whose cgroup2 offers a controller (hugetlb) that no v1 hierarchy has:
+/// "cgroups in hybrid mode not supported, drop all controllers from cgroupv2".
+const CRUN_NO_CGROUPS: &[&str] = &["crun"];
+
+fn start_sleeper(c: &mut Case) {
+    c.bundle.set_args(&["sleep", "1000"]);
+    c.create().expect_ok("create");
+    c.start().expect_ok("start");
+}
+
+fn host_is_unified() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+// seccomp-notify.bats "(SCMP_ACT_NOTIFY no seccompagent)"
+#[test]
+fn unreachable_seccomp_agent_error_says_failed_to_connect_with_seccomp_agent() {
+    // crun 1.8 words it differently ("open seccomp receiver: connect socket to ...").
+    each_runtime_but(&["crun"], "rc_agent", |c, rt| {
+        let sock = c.dir.join("no-agent.sock");
+        c.config()["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": sock,
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}],
+        });
+        let out = c.run_sh("true");
+        out.expect_fail("run without a seccomp agent");
+        assert!(
+            out.stderr.contains("failed to connect with seccomp agent"),
+            "{rt}: {out}"
+        );
+        if rt == "berth" {
+            assert!(out.stderr.contains("linux.seccomp.listenerPath"), "{out}");
+        }
+    });
+}
+
+// seccomp.bats "(startContainer hook)": runc reports a hook's death by a signal as Go does.
+#[test]
+fn hook_killed_by_a_signal_is_reported_with_runcs_words() {
+    each_runtime_but(CRUN_NO_CGROUPS, "rc_hook_sig", |c, rt| {
+        c.config()["hooks"] =
+            json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "kill -SYS $$"]}]});
+        c.bundle.set_args(&["true"]);
+        let out = c.create();
+        out.expect_fail("create with a hook killed by SIGSYS");
+        assert!(out.stderr.contains("error running hook"), "{rt}: {out}");
+        assert!(out.stderr.contains("bad system call"), "{rt}: {out}");
+        if rt == "berth" {
+            assert!(
+                out.stderr.contains("error running createRuntime hook #0"),
+                "{out}"
+            );
+        }
+    });
+}
+
+// exec.bats "runc exec --cgroup sub-cgroups [v1]": the error phrases (glob patterns there).
+#[test]
+fn exec_cgroup_errors_carry_runcs_phrases() {
+    each_runtime_but(CRUN_NO_CGROUPS, "rc_exec_cg", |c, rt| {
+        start_sleeper(c);
+        let exec = |sub: &str| c.rt.exec(&["exec", "--cgroup", sub, &c.id, "true"]);
+        let out = exec("..");
+        out.expect_fail("exec --cgroup ..");
+        assert!(
+            out.stderr.contains(" .. is not a sub cgroup path"),
+            "{rt}: {out}"
+        );
+        let out = exec("nonexistent");
+        out.expect_fail("exec --cgroup nonexistent");
+        let line = out
+            .stderr
+            .lines()
+            .find(|l| l.contains(" adding pid "))
+            .unwrap_or_else(|| panic!("{rt}: {out}"));
+        let rest = &line[line.find(" adding pid ").unwrap_or(0)..];
+        assert!(
+            rest.contains("/nonexistent/cgroup.procs: no such file "),
+            "{rt}: {out}"
+        );
+        if !host_is_unified() {
+            let out = exec("whaaat:/");
+            out.expect_fail("exec --cgroup whaaat:/");
+            assert!(out.stderr.contains("unknown controller "), "{rt}: {out}");
+        }
+        if rt == "berth" {
+            assert!(
+                out.stderr.contains("--cgroup"),
+                "the error names the option: {out}"
+            );
+        }
+    });
+}
+
+// cgroups.bats "runc run/create should refuse pre-existing frozen cgroup"
+#[test]
+fn pre_existing_frozen_cgroup_is_refused_with_runcs_phrase() {
+    if host_is_unified() || !Path::new("/sys/fs/cgroup/freezer").is_dir() {
+        panic!("needs a cgroup v1 freezer hierarchy (this project's CI host has one)");
+    }
+    each_runtime_but(CRUN_NO_CGROUPS, "rc_frozen", |c, rt| {
+        let name = format!("{}-frz", c.id);
+        let dir = PathBuf::from(format!("/sys/fs/cgroup/freezer/{name}"));
+        fs::create_dir(&dir).expect("mkdir freezer cgroup");
+        fs::write(dir.join("freezer.state"), "FROZEN").expect("freeze");
+        let n = name.clone();
+        c.on_cleanup(move || {
+            let _ = fs::write(
+                format!("/sys/fs/cgroup/freezer/{n}/freezer.state"),
+                "THAWED",
+            );
+            for d in cgroup_dirs_containing(&n) {
+                let _ = fs::remove_dir(d);
+            }
+        });
+        c.config()["linux"]["cgroupsPath"] = json!(format!("/{name}"));
+        c.bundle.set_args(&["true"]);
+        let out = c.create();
+        out.expect_fail("create in a frozen cgroup");
+        assert!(
+            out.stderr
+                .contains("container's cgroup unexpectedly frozen"),
+            "{rt}: {out}"
+        );
+        assert!(
+            dir.is_dir(),
+            "{rt}: the pre-existing frozen cgroup was removed"
+        );
+    });
+}
