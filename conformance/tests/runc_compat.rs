@@ -48,6 +48,37 @@ fn unreachable_seccomp_agent_error_says_failed_to_connect_with_seccomp_agent() {
     });
 }
 
+// seccomp-notify.bats "(SCMP_ACT_NOTIFY write)"
+#[test]
+fn notify_on_the_write_syscall_is_refused_at_create() {
+    each_runtime_but(CRUN_NO_CGROUPS, "rc_notify_write", |c, rt| {
+        let sock = c.dir.join("agent.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind agent socket");
+        c.config()["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": sock,
+            "syscalls": [{"names": ["write"], "action": "SCMP_ACT_NOTIFY"}],
+        });
+        c.bundle.set_args(&["true"]);
+        if rt == "berth" {
+            let out = c.expect_create_fails(&["linux.seccomp.syscalls[0].names"]);
+            assert!(
+                out.stderr
+                    .contains("SCMP_ACT_NOTIFY cannot be used for the write syscall"),
+                "{out}"
+            );
+        } else {
+            let out = c.create();
+            out.expect_fail("create with SCMP_ACT_NOTIFY on write");
+            assert!(
+                out.stderr
+                    .contains("SCMP_ACT_NOTIFY cannot be used for the write syscall"),
+                "{rt}: {out}"
+            );
+        }
+    });
+}
+
 // seccomp.bats "(startContainer hook)": runc reports a hook's death by a signal as Go does.
 #[test]
 fn hook_killed_by_a_signal_is_reported_with_runcs_words() {

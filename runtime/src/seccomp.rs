@@ -256,6 +256,11 @@ impl Filter {
                         format!("SCMP_ACT_NOTIFY cannot be used for {INIT_SENDS_WITH}: berth's init sends the listener fd with it"),
                     ));
                 }
+                // runc refuses it (its init reports through a pipe after the filter is
+                // loaded), so a profile that runc rejects is rejected here too.
+                if rule.names().iter().any(|n| n == "write") {
+                    return Err(invalid(format!("{field}.names"), "SCMP_ACT_NOTIFY cannot be used for the write syscall"));
+                }
             }
             let args = rule.args().as_deref().unwrap_or(&[]);
             let conds = conditions(args, &field)?;
@@ -430,6 +435,9 @@ mod tests {
              "linux.seccomp.syscalls[0].action"),
             (json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
                     "syscalls": [{"names": ["sendmsg"], "action": "SCMP_ACT_NOTIFY"}]}),
+             "linux.seccomp.syscalls[0].names"),
+            (json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
+                    "syscalls": [{"names": ["mkdir", "write"], "action": "SCMP_ACT_NOTIFY"}]}),
              "linux.seccomp.syscalls[0].names"),
             (json!({"defaultAction": "SCMP_ACT_ALLOW",
                     "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]}]}),
