@@ -173,3 +173,34 @@ fn pre_existing_frozen_cgroup_is_refused_with_runcs_phrase() {
         );
     });
 }
+
+// checkpoint.bats "checkpoint --pre-dump (bad --parent-path)": --parent-path is checked
+// first, and named.
+#[test]
+fn checkpoint_bad_parent_path_is_refused_naming_it() {
+    each_runtime_but(CRUN_NO_CGROUPS, "rc_ckpt_parent", |c, rt| {
+        start_sleeper(c);
+        let image = c.dir.join("image");
+        for parent in [
+            c.dir.join("parent").display().to_string(),
+            "./parent".to_string(),
+        ] {
+            let out = c.rt.exec(&[
+                "checkpoint",
+                "--pre-dump",
+                "--parent-path",
+                &parent,
+                "--image-path",
+                &image.display().to_string(),
+                &c.id,
+            ]);
+            out.expect_fail(&format!("checkpoint --parent-path {parent}"));
+            assert!(out.stderr.contains("--parent-path"), "{rt} {parent}: {out}");
+            assert_eq!(
+                c.rt.status(&c.id).as_deref(),
+                Some("running"),
+                "{rt}: the container kept running"
+            );
+        }
+    });
+}
