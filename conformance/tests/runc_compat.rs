@@ -174,6 +174,27 @@ fn pre_existing_frozen_cgroup_is_refused_with_runcs_phrase() {
     });
 }
 
+// update.bats "update devices [minimal transition rules]": "rwa" is accepted, the "a" ignored.
+#[test]
+fn device_rule_letters_other_than_rwm_are_ignored() {
+    each_runtime_but(CRUN_NO_CGROUPS, "rc_dev_access", |c, rt| {
+        // /dev/kmsg is not among the devices runtimes allow by default; opening it
+        // write-only writes nothing and needs no CAP_SYSLOG.
+        c.config()["linux"]["devices"] =
+            json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]);
+        c.config()["linux"]["resources"]["devices"] = json!([
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "rwa"},
+        ]);
+        let out = c.run_sh(": > /dev/kmsg && echo kmsg-w");
+        out.expect_ok(&format!("{rt}: run with access \"rwa\""));
+        assert!(
+            out.stdout.contains("kmsg-w"),
+            "{rt}: w of \"rwa\" granted: {out}"
+        );
+    });
+}
+
 // checkpoint.bats "checkpoint --pre-dump (bad --parent-path)": --parent-path is checked
 // first, and named.
 #[test]
