@@ -225,3 +225,34 @@ fn checkpoint_bad_parent_path_is_refused_naming_it() {
         }
     });
 }
+
+// runc's delete removes the container's cgroup even when the directory existed before
+// create (fs manager Destroy removes every path); berth does the same.
+#[test]
+fn delete_removes_a_pre_existing_empty_cgroup_directory() {
+    if host_is_unified() {
+        panic!("written for the v1 hierarchies of this project's CI host");
+    }
+    each_runtime_but(CRUN_NO_CGROUPS, "rc_del_pre", |c, rt| {
+        let name = format!("{}-pre", c.id);
+        let dirs: Vec<PathBuf> = ["memory", "pids"]
+            .iter()
+            .map(|h| PathBuf::from(format!("/sys/fs/cgroup/{h}/{name}")))
+            .collect();
+        for d in &dirs {
+            fs::create_dir(d).expect("mkdir pre-existing cgroup");
+        }
+        let n = name.clone();
+        c.on_cleanup(move || {
+            for d in cgroup_dirs_containing(&n) {
+                let _ = fs::remove_dir(d);
+            }
+        });
+        c.config()["linux"]["cgroupsPath"] = json!(format!("/{name}"));
+        start_sleeper(c);
+        c.rt.delete_force(&c.id).expect_ok("delete --force");
+        for d in &dirs {
+            assert!(!d.exists(), "{rt}: {} left behind", d.display());
+        }
+    });
+}

@@ -454,8 +454,10 @@ impl Manager {
         }
     }
 
-    /// Removes what `create` made, children first. Sub-cgroups the container
-    /// made inside its own cgroup go too; pre-existing directories stay.
+    /// Removes the container's cgroup and what `create` made, children first.
+    /// Sub-cgroups the container made inside its own cgroup go too. The container's
+    /// own directory goes even when it existed before create (runc removes it too),
+    /// but only once no process is left in it; parents go only if create made them.
     pub fn destroy(&self) -> Result<(), CgroupError> {
         let created = self.created_list();
         let mut first_err = None;
@@ -471,10 +473,41 @@ impl Manager {
             first_err.get_or_insert(e);
         }
         self.set_created(left);
+        if let Err(e) = self.remove_adopted(&created) {
+            first_err.get_or_insert(e);
+        }
         match first_err {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// The container's directories that existed before create (not in `created`):
+    /// removed with their sub-cgroups when nothing runs in them any more. One with a
+    /// process left (someone else's) stays, as does a hierarchy's root.
+    fn remove_adopted(&self, created: &[PathBuf]) -> Result<(), CgroupError> {
+        let mut first_err = None;
+        for h in &self.hier {
+            if created.contains(&h.dir) || h.dir == h.mount_point || !h.dir.is_dir() {
+                continue;
+            }
+            match fsutil::all_pids(&h.dir) {
+                Ok(pids) if pids.is_empty() => {}
+                Ok(_) => continue,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                    continue;
+                }
+            }
+            let res = fsutil::remove_children(&h.dir).and_then(|()| {
+                let (_, errs) = fsutil::rmdir_all(std::slice::from_ref(&h.dir));
+                errs.into_iter().next().map_or(Ok(()), Err)
+            });
+            if let Err(e) = res {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
     }
 
     /// Freezes or thaws every process of the container (pause/resume, and
