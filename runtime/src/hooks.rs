@@ -168,9 +168,14 @@ fn run(hook: &Hook, state: &[u8], cwd: Option<&Path>) -> Result<(), String> {
     if status.success() {
         return Ok(());
     }
+    // runc's words: "error running hook: signal: bad system call"; its tests grep them.
+    let how = match std::os::unix::process::ExitStatusExt::signal(&status) {
+        Some(sig) => format!("signal: {}", crate::signal::describe(sig)),
+        None => status.to_string(),
+    };
     let text = String::from_utf8_lossy(&captured);
     let text = text.trim();
-    Err(if text.is_empty() { format!("{status}") } else { format!("{status}, stderr: {text}") })
+    Err(if text.is_empty() { format!("error running hook: {how}") } else { format!("error running hook: {how}, stderr: {text}") })
 }
 
 #[cfg(test)]

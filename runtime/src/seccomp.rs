@@ -266,6 +266,11 @@ impl Filter {
                         format!("SCMP_ACT_NOTIFY cannot be used for {INIT_SENDS_WITH}: berth's init sends the listener fd with it"),
                     ));
                 }
+                // runc refuses it (its init reports through a pipe after the filter is
+                // loaded), so a profile that runc rejects is rejected here too.
+                if rule.names().iter().any(|n| n == "write") {
+                    return Err(invalid(format!("{field}.names"), "SCMP_ACT_NOTIFY cannot be used for the write syscall"));
+                }
             }
             let args = rule.args().as_deref().unwrap_or(&[]);
             let conds = conditions(args, &field)?;
@@ -426,7 +431,8 @@ pub fn send_to_listener(path: &Path, fd: BorrowedFd<'_>, process_state: &str) ->
         Some(name) => SocketAddr::from_abstract_name(name).and_then(|a| UnixStream::connect_addr(&a)),
         None => UnixStream::connect(path),
     }
-    .map_err(|e| err("connecting to the seccomp agent", e))?;
+    // runc's phrase, which scripts written for runc look for.
+    .map_err(|e| err("failed to connect with seccomp agent", e))?;
     let fds = [fd.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let iov = [IoSlice::new(process_state.as_bytes())];
@@ -499,6 +505,9 @@ mod tests {
              "linux.seccomp.syscalls[0].action"),
             (json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
                     "syscalls": [{"names": ["sendmsg"], "action": "SCMP_ACT_NOTIFY"}]}),
+             "linux.seccomp.syscalls[0].names"),
+            (json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
+                    "syscalls": [{"names": ["mkdir", "write"], "action": "SCMP_ACT_NOTIFY"}]}),
              "linux.seccomp.syscalls[0].names"),
             (json!({"defaultAction": "SCMP_ACT_ALLOW",
                     "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]}]}),

@@ -37,3 +37,31 @@ mod tests {
         assert!(parse("SIGRTMIN+1").is_ok());
     }
 }
+
+/// What killed a process, in Go's words ("bad system call" for SIGSYS), followed by the
+/// signal's name: runc reports a hook's death this way and scripts grep for the words.
+pub fn describe(sig: i32) -> String {
+    const GO_TEXT: [&str; 31] = [
+        "hangup", "interrupt", "quit", "illegal instruction", "trace/breakpoint trap", "aborted", "bus error",
+        "floating point exception", "killed", "user defined signal 1", "segmentation fault", "user defined signal 2",
+        "broken pipe", "alarm clock", "terminated", "stack fault", "child exited", "continued", "stopped (signal)",
+        "stopped", "stopped (tty input)", "stopped (tty output)", "urgent I/O condition", "CPU time limit exceeded",
+        "file size limit exceeded", "virtual timer expired", "profiling timer expired", "window changed",
+        "I/O possible", "power failure", "bad system call",
+    ];
+    let text = usize::try_from(sig - 1).ok().and_then(|i| GO_TEXT.get(i)).map_or_else(|| format!("signal {sig}"), |t| t.to_string());
+    match nix::sys::signal::Signal::try_from(sig) {
+        Ok(s) => format!("{text} ({})", s.as_str()),
+        Err(_) => text,
+    }
+}
+
+#[cfg(test)]
+mod describe_tests {
+    #[test]
+    fn go_words_and_name() {
+        assert_eq!(super::describe(libc::SIGSYS), "bad system call (SIGSYS)");
+        assert_eq!(super::describe(libc::SIGKILL), "killed (SIGKILL)");
+        assert_eq!(super::describe(40), "signal 40");
+    }
+}

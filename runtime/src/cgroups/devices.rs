@@ -49,28 +49,21 @@ fn num(field: &str, v: Option<i64>) -> Result<Option<u32>, CgroupError> {
     }
 }
 
-fn access_bits(field: &str, access: Option<&str>) -> Result<u8, CgroupError> {
-    let Some(a) = access else {
-        return Ok(ACC_ALL);
-    };
-    if a.is_empty() {
-        return Ok(ACC_ALL);
-    }
-    let mut bits = 0;
-    for c in a.chars() {
-        bits |= match c {
-            'r' => ACC_READ,
-            'w' => ACC_WRITE,
-            'm' => ACC_MKNOD,
-            _ => {
-                return Err(CgroupError::invalid(
-                    field,
-                    format!("{a:?}: access may only contain the letters r, w and m"),
-                ))
+/// The access bits of `access`. Letters other than r, w and m are ignored, as runc (1.1
+/// to 1.3) does: its rule emulator keeps only those three, so `"rwa"` means `"rw"` and
+/// configs written for runc keep working.
+fn access_bits(access: Option<&str>) -> u8 {
+    match access {
+        None | Some("") => ACC_ALL,
+        Some(a) => a.chars().fold(0, |bits, c| {
+            bits | match c {
+                'r' => ACC_READ,
+                'w' => ACC_WRITE,
+                'm' => ACC_MKNOD,
+                _ => 0,
             }
-        };
+        }),
     }
-    Ok(bits)
 }
 
 /// Checks the OCI list and converts it. FIFO rules ("p") are dropped: the
@@ -85,13 +78,13 @@ pub(crate) fn parse_rules(list: &[LinuxDeviceCgroup]) -> Result<Vec<DeviceRule>,
             LinuxDeviceType::C | LinuxDeviceType::U => DevKind::Char,
             LinuxDeviceType::P => continue,
         };
-        out.push(DeviceRule {
-            allow: d.allow(),
-            kind,
-            major: num(&f("major"), d.major())?,
-            minor: num(&f("minor"), d.minor())?,
-            access: access_bits(&f("access"), d.access().as_deref())?,
-        });
+        let (major, minor) = (num(&f("major"), d.major())?, num(&f("minor"), d.minor())?);
+        let access = access_bits(d.access().as_deref());
+        if access == 0 {
+            // Only unknown letters: the rule grants or takes away nothing (runc too).
+            continue;
+        }
+        out.push(DeviceRule { allow: d.allow(), kind, major, minor, access });
     }
     Ok(out)
 }
@@ -311,10 +304,15 @@ mod tests {
     }
 
     #[test]
+    fn unknown_access_letters_are_ignored_as_in_runc() {
+        let rule = |a: &str| LinuxDeviceCgroupBuilder::default().allow(false).typ(LinuxDeviceType::C).major(1i64).minor(11i64).access(a).build().unwrap();
+        let r = parse_rules(&[rule("rwa")]).unwrap();
+        assert_eq!(r[0].access, ACC_READ | ACC_WRITE);
+        assert!(parse_rules(&[rule("xyz")]).unwrap().is_empty());
+    }
+
+    #[test]
     fn bad_rules_name_the_field() {
-        let bad = LinuxDeviceCgroupBuilder::default().allow(true).access("rwx").build().unwrap();
-        let e = parse_rules(&[bad]).unwrap_err().to_string();
-        assert!(e.contains("linux.resources.devices[0].access"), "{e}");
         let bad = LinuxDeviceCgroupBuilder::default().allow(true).major(1i64 << 40).build().unwrap();
         let e = parse_rules(&[bad]).unwrap_err().to_string();
         assert!(e.contains("linux.resources.devices[0].major"), "{e}");

@@ -73,7 +73,8 @@ pub enum CgroupError {
     Io { path: PathBuf, op: &'static str, source: std::io::Error },
     #[error("container's cgroup is not empty: {count} process(es) found in {}", path.display())]
     NotEmpty { path: PathBuf, count: usize },
-    #[error("container's cgroup {} is frozen; refusing to use it", path.display())]
+    // "container's cgroup unexpectedly frozen" is runc's phrase, kept for scripts that grep it.
+    #[error("container's cgroup unexpectedly frozen: {}; refusing to use it", path.display())]
     Frozen { path: PathBuf },
     #[error("linux.resources.devices: eBPF device filter: {op}: {source}")]
     Bpf { op: String, source: std::io::Error },
@@ -387,27 +388,32 @@ impl Manager {
                 Some((c, r)) => (c.split(',').filter(|c| !c.is_empty()).collect::<Vec<_>>(), r),
                 None => (Vec::new(), arg.as_str()),
             };
+            // The reasons carry runc's phrases (" .. is not a sub cgroup path", "adding pid
+            // ... cgroup.procs: no such file", "unknown controller "), which its tests grep.
             let bad = |reason: &str| CgroupError::invalid(format!("--cgroup {arg:?}"), reason);
             let rel_path = Path::new(rel.trim_start_matches('/'));
             if rel.is_empty() || rel_path.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-                return Err(bad("the sub-cgroup must be a path below the container's cgroup, without \"..\""));
+                return Err(bad(&format!(
+                    "{rel} is not a sub cgroup path: it must be a path below the container's cgroup, without \"..\""
+                )));
             }
             if self.is_v2() && !controllers.is_empty() {
                 return Err(bad("controllers can only be named on cgroup v1"));
             }
-            let mut matched = controllers.is_empty();
+            if let Some(c) = controllers.iter().find(|c| !self.hier.iter().any(|h| h.subsystems.iter().any(|s| s == *c))) {
+                return Err(bad(&format!("unknown controller {c:?}: no mounted hierarchy has it")));
+            }
             for (h, dir) in self.hier.iter().zip(dirs.iter_mut()) {
                 if controllers.is_empty() || controllers.iter().any(|c| h.subsystems.iter().any(|s| s == c)) {
-                    matched = true;
                     let d = h.dir.join(rel_path);
                     if !d.is_dir() {
-                        return Err(bad(&format!("{} does not exist", d.display())));
+                        return Err(bad(&format!(
+                            "the sub-cgroup does not exist: adding pid to {}: no such file or directory",
+                            d.join("cgroup.procs").display()
+                        )));
                     }
                     *dir = d;
                 }
-            }
-            if !matched {
-                return Err(bad("no mounted hierarchy has these controllers"));
             }
         }
         Ok(dirs)
@@ -476,8 +482,10 @@ impl Manager {
         }
     }
 
-    /// Removes what `create` made, children first. Sub-cgroups the container
-    /// made inside its own cgroup go too; pre-existing directories stay.
+    /// Removes the container's cgroup and what `create` made, children first.
+    /// Sub-cgroups the container made inside its own cgroup go too. The container's
+    /// own directory goes even when it existed before create (runc removes it too),
+    /// but only once no process is left in it; parents go only if create made them.
     pub fn destroy(&self) -> Result<(), CgroupError> {
         let created = self.created_list();
         let mut first_err = None;
@@ -493,10 +501,41 @@ impl Manager {
             first_err.get_or_insert(e);
         }
         self.set_created(left);
+        if let Err(e) = self.remove_adopted(&created) {
+            first_err.get_or_insert(e);
+        }
         match first_err {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// The container's directories that existed before create (not in `created`):
+    /// removed with their sub-cgroups when nothing runs in them any more. One with a
+    /// process left (someone else's) stays, as does a hierarchy's root.
+    fn remove_adopted(&self, created: &[PathBuf]) -> Result<(), CgroupError> {
+        let mut first_err = None;
+        for h in &self.hier {
+            if created.contains(&h.dir) || h.dir == h.mount_point || !h.dir.is_dir() {
+                continue;
+            }
+            match fsutil::all_pids(&h.dir) {
+                Ok(pids) if pids.is_empty() => {}
+                Ok(_) => continue,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                    continue;
+                }
+            }
+            let res = fsutil::remove_children(&h.dir).and_then(|()| {
+                let (_, errs) = fsutil::rmdir_all(std::slice::from_ref(&h.dir));
+                errs.into_iter().next().map_or(Ok(()), Err)
+            });
+            if let Err(e) = res {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
     }
 
     /// Freezes or thaws every process of the container (pause/resume, and

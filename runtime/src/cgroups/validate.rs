@@ -258,7 +258,7 @@ mod tests {
             .starts_with("linux.resources.hugepageLimits[0].pageSize:"));
         assert!(err(r#"{"network":{"classID":5}}"#, true).starts_with("linux.resources.network:"));
         assert!(err(r#"{"unified":{"../x":"1"}}"#, true).starts_with("linux.resources.unified."));
-        assert!(err(r#"{"devices":[{"allow":true,"access":"q"}]}"#, true).starts_with("linux.resources.devices[0].access:"));
+        assert!(err(r#"{"devices":[{"allow":true,"major":1099511627776}]}"#, true).starts_with("linux.resources.devices[0].major:"));
     }
 
     #[test]

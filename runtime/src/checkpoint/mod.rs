@@ -170,6 +170,21 @@ fn refuse_terminal(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
+/// `--parent-path` names the images of an earlier pre-dump relative to `--image-path`
+/// (criu's --prev-images-dir); it must exist there as a directory.
+fn check_parent_path(image: &Path, parent: Option<&Path>) -> Result<()> {
+    let Some(p) = parent else { return Ok(()) };
+    if p.is_absolute() {
+        return Err(Error::Usage(format!("--parent-path {}: must be relative to --image-path", p.display())));
+    }
+    let full = image.join(p);
+    match std::fs::metadata(&full) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::Usage(format!("--parent-path {}: invalid: {} is not a directory", p.display(), full.display()))),
+        Err(e) => Err(Error::Usage(format!("--parent-path {}: invalid: {}: {e}", p.display(), full.display()))),
+    }
+}
+
 pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> {
     crate::id::validate(id)?;
     manage_cgroups(opts.criu.manage_cgroups_mode.as_deref())?;
@@ -179,6 +194,8 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
     if status != Status::Running {
         return Err(Error::WrongState { id: id.into(), status, msg: "only a running container can be checkpointed" });
     }
+    // Before anything about the container itself, as runc does.
+    check_parent_path(&opts.criu.image_path, opts.parent_path.as_deref())?;
     let criu = criu::locate(opts.criu.criu.as_deref())?;
     let loaded = spec::load(&rec.bundle)?;
     let spec = loaded.spec;

@@ -1,0 +1,259 @@
+//! Behaviour that runc's own integration tests (tests/integration/*.bats, v1.1.15 and
+//! v1.3) check and that scripts written for runc rely on: the phrases runc's errors carry
+//! (berth's one-line errors name the field or id and also contain runc's words), profiles
+//! and device rules runc accepts or refuses, and what `delete` removes. Each test runs
+//! against berth, then runc and crun where they behave the same.
+
+use conformance::leak::cgroup_dirs_containing;
+use conformance::{each_runtime_but, Case};
+use serde_json::json;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// crun is left out of most tests here: they check runc's words and runc's choices, which
+/// crun's messages do not carry (its seccomp agent error reads "open seccomp receiver"),
+/// and they were never run against a crun that can start containers: crun 1.8 refuses
+/// every container on hosts of this VM kind (see `oracle::cannot_run_here`).
+const CRUN_NO_CGROUPS: &[&str] = &["crun"];
+
+fn start_sleeper(c: &mut Case) {
+    c.bundle.set_args(&["sleep", "1000"]);
+    c.create().expect_ok("create");
+    c.start().expect_ok("start");
+}
+
+fn host_is_unified() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+// seccomp-notify.bats "(SCMP_ACT_NOTIFY no seccompagent)"
+#[test]
+fn unreachable_seccomp_agent_error_says_failed_to_connect_with_seccomp_agent() {
+    // crun 1.8 words it differently ("open seccomp receiver: connect socket to ...").
+    each_runtime_but(&["crun"], "rc_agent", |c, rt| {
+        let sock = c.dir.join("no-agent.sock");
+        c.config()["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": sock,
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}],
+        });
+        let out = c.run_sh("true");
+        out.expect_fail("run without a seccomp agent");
+        assert!(
+            out.stderr.contains("failed to connect with seccomp agent"),
+            "{rt}: {out}"
+        );
+        if rt == "berth" {
+            assert!(out.stderr.contains("linux.seccomp.listenerPath"), "{out}");
+        }
+    });
+}
+
+// seccomp-notify.bats "(SCMP_ACT_NOTIFY write)"
+#[test]
+fn notify_on_the_write_syscall_is_refused_at_create() {
+    each_runtime_but(CRUN_NO_CGROUPS, "rc_notify_write", |c, rt| {
+        let sock = c.dir.join("agent.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind agent socket");
+        c.config()["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": sock,
+            "syscalls": [{"names": ["write"], "action": "SCMP_ACT_NOTIFY"}],
+        });
+        c.bundle.set_args(&["true"]);
+        if rt == "berth" {
+            let out = c.expect_create_fails(&["linux.seccomp.syscalls[0].names"]);
+            assert!(
+                out.stderr
+                    .contains("SCMP_ACT_NOTIFY cannot be used for the write syscall"),
+                "{out}"
+            );
+        } else {
+            let out = c.create();
+            out.expect_fail("create with SCMP_ACT_NOTIFY on write");
+            assert!(
+                out.stderr
+                    .contains("SCMP_ACT_NOTIFY cannot be used for the write syscall"),
+                "{rt}: {out}"
+            );
+        }
+    });
+}
+
+// seccomp.bats "(startContainer hook)": runc reports a hook's death by a signal as Go does.
+#[test]
+fn hook_killed_by_a_signal_is_reported_with_runcs_words() {
+    each_runtime_but(CRUN_NO_CGROUPS, "rc_hook_sig", |c, rt| {
+        c.config()["hooks"] =
+            json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "kill -SYS $$"]}]});
+        c.bundle.set_args(&["true"]);
+        let out = c.create();
+        out.expect_fail("create with a hook killed by SIGSYS");
+        assert!(out.stderr.contains("error running hook"), "{rt}: {out}");
+        assert!(out.stderr.contains("bad system call"), "{rt}: {out}");
+        if rt == "berth" {
+            assert!(
+                out.stderr.contains("error running createRuntime hook #0"),
+                "{out}"
+            );
+        }
+    });
+}
+
+// exec.bats "runc exec --cgroup sub-cgroups [v1]": the error phrases (glob patterns there).
+#[test]
+fn exec_cgroup_errors_carry_runcs_phrases() {
+    each_runtime_but(CRUN_NO_CGROUPS, "rc_exec_cg", |c, rt| {
+        start_sleeper(c);
+        let exec = |sub: &str| c.rt.exec(&["exec", "--cgroup", sub, &c.id, "true"]);
+        let out = exec("..");
+        out.expect_fail("exec --cgroup ..");
+        assert!(
+            out.stderr.contains(" .. is not a sub cgroup path"),
+            "{rt}: {out}"
+        );
+        let out = exec("nonexistent");
+        out.expect_fail("exec --cgroup nonexistent");
+        let line = out
+            .stderr
+            .lines()
+            .find(|l| l.contains(" adding pid "))
+            .unwrap_or_else(|| panic!("{rt}: {out}"));
+        let rest = &line[line.find(" adding pid ").unwrap_or(0)..];
+        assert!(
+            rest.contains("/nonexistent/cgroup.procs: no such file "),
+            "{rt}: {out}"
+        );
+        if !host_is_unified() {
+            let out = exec("whaaat:/");
+            out.expect_fail("exec --cgroup whaaat:/");
+            assert!(out.stderr.contains("unknown controller "), "{rt}: {out}");
+        }
+        if rt == "berth" {
+            assert!(
+                out.stderr.contains("--cgroup"),
+                "the error names the option: {out}"
+            );
+        }
+    });
+}
+
+// cgroups.bats "runc run/create should refuse pre-existing frozen cgroup"
+#[test]
+fn pre_existing_frozen_cgroup_is_refused_with_runcs_phrase() {
+    if host_is_unified() || !Path::new("/sys/fs/cgroup/freezer").is_dir() {
+        panic!("needs a cgroup v1 freezer hierarchy (this project's CI host has one)");
+    }
+    each_runtime_but(CRUN_NO_CGROUPS, "rc_frozen", |c, rt| {
+        let name = format!("{}-frz", c.id);
+        let dir = PathBuf::from(format!("/sys/fs/cgroup/freezer/{name}"));
+        fs::create_dir(&dir).expect("mkdir freezer cgroup");
+        fs::write(dir.join("freezer.state"), "FROZEN").expect("freeze");
+        let n = name.clone();
+        c.on_cleanup(move || {
+            let _ = fs::write(
+                format!("/sys/fs/cgroup/freezer/{n}/freezer.state"),
+                "THAWED",
+            );
+            for d in cgroup_dirs_containing(&n) {
+                let _ = fs::remove_dir(d);
+            }
+        });
+        c.config()["linux"]["cgroupsPath"] = json!(format!("/{name}"));
+        c.bundle.set_args(&["true"]);
+        let out = c.create();
+        out.expect_fail("create in a frozen cgroup");
+        assert!(
+            out.stderr
+                .contains("container's cgroup unexpectedly frozen"),
+            "{rt}: {out}"
+        );
+        assert!(
+            dir.is_dir(),
+            "{rt}: the pre-existing frozen cgroup was removed"
+        );
+    });
+}
+
+// update.bats "update devices [minimal transition rules]": "rwa" is accepted, the "a" ignored.
+#[test]
+fn device_rule_letters_other_than_rwm_are_ignored() {
+    each_runtime_but(CRUN_NO_CGROUPS, "rc_dev_access", |c, rt| {
+        // /dev/kmsg is not among the devices runtimes allow by default; opening it
+        // write-only writes nothing and needs no CAP_SYSLOG.
+        c.config()["linux"]["devices"] =
+            json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]);
+        c.config()["linux"]["resources"]["devices"] = json!([
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "rwa"},
+        ]);
+        let out = c.run_sh(": > /dev/kmsg && echo kmsg-w");
+        out.expect_ok(&format!("{rt}: run with access \"rwa\""));
+        assert!(
+            out.stdout.contains("kmsg-w"),
+            "{rt}: w of \"rwa\" granted: {out}"
+        );
+    });
+}
+
+// checkpoint.bats "checkpoint --pre-dump (bad --parent-path)": --parent-path is checked
+// first, and named.
+#[test]
+fn checkpoint_bad_parent_path_is_refused_naming_it() {
+    each_runtime_but(CRUN_NO_CGROUPS, "rc_ckpt_parent", |c, rt| {
+        start_sleeper(c);
+        let image = c.dir.join("image");
+        for parent in [
+            c.dir.join("parent").display().to_string(),
+            "./parent".to_string(),
+        ] {
+            let out = c.rt.exec(&[
+                "checkpoint",
+                "--pre-dump",
+                "--parent-path",
+                &parent,
+                "--image-path",
+                &image.display().to_string(),
+                &c.id,
+            ]);
+            out.expect_fail(&format!("checkpoint --parent-path {parent}"));
+            assert!(out.stderr.contains("--parent-path"), "{rt} {parent}: {out}");
+            assert_eq!(
+                c.rt.status(&c.id).as_deref(),
+                Some("running"),
+                "{rt}: the container kept running"
+            );
+        }
+    });
+}
+
+// runc's delete removes the container's cgroup even when the directory existed before
+// create (fs manager Destroy removes every path); berth does the same.
+#[test]
+fn delete_removes_a_pre_existing_empty_cgroup_directory() {
+    if host_is_unified() {
+        panic!("written for the v1 hierarchies of this project's CI host");
+    }
+    each_runtime_but(CRUN_NO_CGROUPS, "rc_del_pre", |c, rt| {
+        let name = format!("{}-pre", c.id);
+        let dirs: Vec<PathBuf> = ["memory", "pids"]
+            .iter()
+            .map(|h| PathBuf::from(format!("/sys/fs/cgroup/{h}/{name}")))
+            .collect();
+        for d in &dirs {
+            fs::create_dir(d).expect("mkdir pre-existing cgroup");
+        }
+        let n = name.clone();
+        c.on_cleanup(move || {
+            for d in cgroup_dirs_containing(&n) {
+                let _ = fs::remove_dir(d);
+            }
+        });
+        c.config()["linux"]["cgroupsPath"] = json!(format!("/{name}"));
+        start_sleeper(c);
+        c.rt.delete_force(&c.id).expect_ok("delete --force");
+        for d in &dirs {
+            assert!(!d.exists(), "{rt}: {} left behind", d.display());
+        }
+    });
+}
