@@ -372,3 +372,30 @@ fn created_init_in_a_user_namespace_is_not_dumpable() {
     let meta = std::fs::metadata(format!("/proc/{pid}/environ")).unwrap();
     assert_eq!(meta.uid(), 0, "a dumpable init's environ would belong to {HOST_ID}");
 }
+
+/// The cgroup mount is read-only when its options say `ro` (every client's default) and
+/// writable without it, as runc (runc's own tests drop `ro` to make sub-cgroups); but in a
+/// user namespace without a cgroup namespace of its own it stays read-only whatever the
+/// options say (CVE-2023-25809).
+#[test]
+fn cgroup_mount_follows_its_ro_option_but_not_in_a_user_namespace_without_cgroupns() {
+    fn drop_ro(c: &mut Case) {
+        let mounts = c.config()["mounts"].as_array_mut().unwrap();
+        let cg = mounts.iter_mut().find(|m| m["destination"] == "/sys/fs/cgroup").expect("cgroup mount");
+        cg["options"] = json!(["nosuid", "noexec", "nodev", "relatime"]);
+    }
+    let probe = "mkdir /sys/fs/cgroup/pids/sub 2>&1 && rmdir /sys/fs/cgroup/pids/sub && echo writable";
+    conformance::each_runtime("uns_cg_rw", |c, rt| {
+        drop_ro(c);
+        c.bundle.remove_namespace("cgroup");
+        let out = c.sh_ok(probe);
+        assert_eq!(out.trim(), "writable", "{rt}");
+    });
+    let mut c = userns_case("uns_cg_ro");
+    drop_ro(&mut c);
+    c.bundle.remove_namespace("cgroup");
+    let out = c.sh_ok(&format!("{probe}; grep ' /sys/fs/cgroup/pids ' /proc/mounts"));
+    assert!(out.contains("Read-only file system"), "{out}");
+    let opts = out.lines().last().and_then(|l| l.split(' ').nth(3)).unwrap_or_default();
+    assert!(opts.split(',').any(|o| o == "ro"), "{out}");
+}

@@ -202,7 +202,7 @@ pub(crate) fn validate(r: &LinuxResources, v2: bool) -> Result<(), CgroupError> 
         if !u.is_empty() && !v2 {
             return Err(bad(
                 "unified",
-                "cgroup v2 settings cannot be used on this cgroup v1 (or hybrid) host",
+                "invalid configuration: cgroup v2 settings cannot be used on this cgroup v1 (or hybrid) host",
             ));
         }
         for (k, v) in u {

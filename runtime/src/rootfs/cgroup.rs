@@ -22,8 +22,13 @@ const HIERARCHY_FLAGS: MsFlags = MsFlags::MS_NOSUID
     .union(MsFlags::MS_NODEV)
     .union(MsFlags::MS_NOEXEC);
 
-fn readonly(opts: &MountOptions) -> bool {
-    !opts.cleared.contains(MsFlags::MS_RDONLY)
+/// Read-only when the mount's options say `ro`, as runc (every client's default config
+/// says it; runc's own tests drop it to get a writable cgroupfs). Always read-only in a
+/// user namespace without a cgroup namespace of its own: the case of CVE-2023-25809,
+/// where the container's root is not the host's and the mount shows cgroups beyond the
+/// container's own.
+fn readonly(ctx: &Ctx, opts: &MountOptions) -> bool {
+    opts.flags.contains(MsFlags::MS_RDONLY) || (ctx.in_user_ns && !ctx.cgroupns)
 }
 
 /// Bind the host directory of one hierarchy onto `target`, read-only unless `rw`.
@@ -77,7 +82,7 @@ pub(crate) fn mount_cgroup(
     dest: &Path,
     opts: &MountOptions,
 ) -> Result<(), RootfsError> {
-    let ro = readonly(opts);
+    let ro = readonly(ctx, opts);
     let target = dest_dir(ctx.root, dest).map_err(sys_err(field, "create mount point"))?;
     let v2 = match ctx.cgroup_mounts {
         [] => {

@@ -175,6 +175,7 @@ pub fn prepare(cfg: &RootfsConfig) -> Result<Rootfs, RootfsError> {
         bundle: cfg.bundle,
         cgroup_mounts: &cfg.cgroup_mounts,
         cgroupns: cfg.cgroupns,
+        in_user_ns: cfg.host_open.is_some(),
         idmapped: cfg.idmapped,
         host_open: cfg.host_open,
     };

@@ -23,6 +23,8 @@ pub(crate) struct Ctx<'a> {
     pub bundle: &'a Path,
     pub cgroup_mounts: &'a [CgroupMount],
     pub cgroupns: bool,
+    /// The container has a user namespace (new or joined).
+    pub in_user_ns: bool,
     pub idmapped: &'a super::idmapped::Prepared,
     pub host_open: Option<super::source::HostOpen<'a>>,
 }

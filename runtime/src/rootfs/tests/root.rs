@@ -708,7 +708,7 @@ fn root_rootfs_cgroup_v1_mount_is_read_only() {
     let fx = fixture();
     let mounts = format!(
         r#"{STD_MOUNTS},
-        {{"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup","options":["nosuid","noexec","nodev","relatime"]}}"#
+        {{"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup","options":["nosuid","noexec","nodev","relatime","ro"]}}"#
     );
     let sp = make_spec(false, &mounts, "{}");
     let mut c = cfg(&fx, &sp);
@@ -882,7 +882,7 @@ fn cgroup2_mount_check(cgroupns: bool) {
     let fx = fixture();
     let mounts = format!(
         r#"{STD_MOUNTS},
-        {{"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup","options":["nosuid","noexec","nodev"]}}"#
+        {{"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup","options":["nosuid","noexec","nodev","ro"]}}"#
     );
     let sp = make_spec(false, &mounts, "{}");
     let mut c = cfg(&fx, &sp);
