@@ -9,7 +9,7 @@ DEB_PACKAGES := build-essential pkg-config jq busybox-static runc crun container
 	iptables libseccomp-dev protobuf-compiler libprotobuf-dev hyperfine strace qemu-system-x86 linux-image-amd64 \
 	containernetworking-plugins iproute2 criu
 
-.PHONY: deps build install demo demo-docker test unit conformance test-load bench clean
+.PHONY: deps build install demo demo-docker test unit conformance test-load soak bench clean
 SHARE := $(DESTDIR)$(PREFIX)/share/berth
 
 deps:
@@ -45,9 +45,16 @@ demo-docker: install
 unit: deps
 	$(CARGO) test --workspace --lib --bins
 
+# conformance/tests/failpoints.rs walks a debug berth built with the `failpoints` feature, in
+# its own target dir so that no other binary carries them.
+FAILPOINTS_DIR := target/failpoints
+FAILPOINTS_BERTH := $(FAILPOINTS_DIR)/x86_64-unknown-linux-gnu/debug/berth
+
 conformance: build
+	CARGO_TARGET_DIR=$(CURDIR)/$(FAILPOINTS_DIR) $(CARGO) build -p berth --features failpoints --bin berth
 	$(CARGO) test --release --no-fail-fast -p berth-snapshotter -p containerd-shim-berth-v2 -- --test-threads=2
 	BERTH=$(CURDIR)/$(RELEASE_DIR)/berth BERTH_SNAPSHOTTER=$(CURDIR)/$(RELEASE_DIR)/berth-snapshotter \
+		BERTH_FAILPOINTS=$(CURDIR)/$(FAILPOINTS_BERTH) \
 		$(CARGO) test --release --no-fail-fast -p conformance -- --test-threads=2
 
 test: unit conformance
@@ -55,6 +62,12 @@ test: unit conformance
 # Not in CI: 50 pods x 2 containers through CRI, 4 at a time, on handler berth; prints latency percentiles.
 test-load: build
 	$(CARGO) test --release -p conformance --test cri_load -- --ignored --nocapture
+
+# Not in CI: one pod through CRI on handler berth; rounds of 200 containers 32-way for
+# SOAK_MINUTES (default 30), then 1000 execs; 0 failures, the shim's fds/threads/memory flat.
+# SOAK_CONTAINERS, SOAK_THREADS, SOAK_EXECS override the other figures.
+soak: build
+	$(CARGO) test --release -p conformance --test soak -- --ignored --nocapture
 
 # Interleaved berth/runc/crun timings; BENCH_N=<iterations> (default 100). The bench
 # binaries run directly, not through `cargo run`, whose extra environment would be copied

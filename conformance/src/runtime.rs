@@ -77,6 +77,7 @@ pub struct Invocation {
     leak_fds: Vec<PathBuf>,
     timeout: Duration,
     cwd: Option<PathBuf>,
+    envs: Vec<(OsString, OsString)>,
 }
 
 impl Invocation {
@@ -89,6 +90,7 @@ impl Invocation {
             leak_fds: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
             cwd: None,
+            envs: Vec::new(),
         }
     }
 
@@ -133,6 +135,12 @@ impl Invocation {
         self
     }
 
+    /// Sets one variable in the runtime's environment (e.g. BERTH_FAILPOINT).
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.envs.push((key.into(), value.into()));
+        self
+    }
+
     pub fn run(self) -> Out {
         let argv = std::iter::once(self.program.as_os_str().to_owned())
             .chain(self.args.iter().cloned())
@@ -141,6 +149,7 @@ impl Invocation {
             .join(" ");
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args);
+        cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
         if let Some(d) = &self.cwd {
             cmd.current_dir(d);
         }

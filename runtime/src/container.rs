@@ -15,7 +15,7 @@ use crate::hooks::{self, Kind};
 use crate::process::channel::{self, Msg};
 use crate::state::{Record, Status, Store, START_SOCKET};
 use crate::sys::{self, Forked};
-use crate::{log, namespaces, rootfs, spec};
+use crate::{failpoint, log, namespaces, rootfs, spec};
 
 pub struct CreateOpts {
     pub id: String,
@@ -215,6 +215,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     log::debug(&format!("create {}: bundle {}, rootfs {}", opts.id, bundle.display(), rootfs_path.display()));
     let dir = store.create_dir(&opts.id)?;
     let mut guard = Guard { store, id: &opts.id, dir: true, cgroup: None, child: None, shared_rootfs: None };
+    failpoint::hit("create:state-dir-made");
     let listener = crate::process::start::listen(&dir, START_SOCKET).map_err(|e| Error::io("creating the start socket", e))?;
 
     // Recorded before any cgroup directory exists, with no init yet, naming every
@@ -223,11 +224,14 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     cgroup.plan()?;
     let mut record = initial_record(&opts.id, &loaded, &cgroup)?;
     store.save(&record)?;
+    failpoint::hit("create:state-planned");
     let cgroup_mounts = cgroup.mounts();
     guard.cgroup = Some(cgroup);
     let cgroup = guard.cgroup.as_ref().ok_or_else(|| Error::Usage("cgroup".into()))?;
     cgroup.create()?;
+    failpoint::hit("create:cgroup-dirs-made");
     cgroup.apply(&resources)?;
+    failpoint::hit("create:cgroup-applied");
     if let Some(root) = delegated_root(&spec, &plan) {
         cgroup.delegate(root.0, root.1)?;
     }
@@ -291,10 +295,12 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     // The debug lines at the steps of the handshake carry runc's words for the same steps
     // (nsexec, init(), the completion pipe): scripts and runc's own tests look for them.
     log::debug(&format!("nsexec container setup: init {pid} cloned into the container's namespaces"));
+    failpoint::hit("create:cloned");
 
     if v2_dir.is_none() {
         cgroup.add_pid(pid)?;
     }
+    failpoint::hit("create:init-in-cgroup");
     if let Some(adj) = process.oom_score_adj() {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
             .map_err(|e| Error::Usage(format!("process.oomScoreAdj {adj}: {e}")))?;
@@ -306,6 +312,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     }
     let mut state = hook_state(&opts.id, Status::Creating, pid, &bundle, &annotations);
     parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(send_failed(&parent_ch, e)))?;
+    failpoint::hit("create:go-sent");
     log::debug(&format!("child process in init(): init {pid} sets up the container"));
     loop {
         let (msg, fd) = match parent_ch.recv_with_fd().map_err(|e| init_err(format!("sync with init: {e}")))? {
@@ -322,6 +329,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
                 let uid = linux.uid_mappings().as_ref().unwrap_or(&none);
                 let gid = linux.gid_mappings().as_ref().unwrap_or(&none);
                 crate::idmap::write(pid, uid, gid).map_err(init_err)?;
+                failpoint::hit("create:maps-written");
                 parent_ch.send(&Msg::MapsDone).map_err(|e| init_err(send_failed(&parent_ch, e)))?;
             }
             Some(Msg::Child { pid: init_pid }) if plan.staged => {
@@ -349,10 +357,12 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
                 // In the bundle, where runc runs them (it chdirs there to create).
                 hooks::run_all(spec.hooks().as_ref(), Kind::Prestart, state.as_bytes(), Some(&bundle))?;
                 hooks::run_all(spec.hooks().as_ref(), Kind::CreateRuntime, state.as_bytes(), Some(&bundle))?;
+                failpoint::hit("create:hooks-run");
                 parent_ch.send(&Msg::HooksDone).map_err(|e| init_err(send_failed(&parent_ch, e)))?;
             }
             Some(Msg::Ready) => {
                 log::debug(&format!("init: closing the pipe to signal completion: init {pid} is set up"));
+                failpoint::hit("create:ready-received");
                 break;
             }
             Some(Msg::Error(m)) => return Err(init_err(m)),
@@ -369,10 +379,12 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
         record.rootfs_mount = (top != *before).then_some(top);
     }
     store.save(&record)?;
+    failpoint::hit("create:state-saved");
     log::debug(&format!("create {}: init {pid} is waiting for start", opts.id));
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, pid)?;
     }
+    failpoint::hit("create:pid-file-written");
     guard.disarm();
     Ok(Created { pid, pidfd })
 }
@@ -459,6 +471,7 @@ fn load_with_status(store: &Store, id: &str) -> Result<(Record, Status)> {
 
 pub fn start(store: &Store, id: &str) -> Result<()> {
     let _lock = store.lock(id)?;
+    failpoint::hit("start:locked");
     let (rec, status) = load_with_status(store, id)?;
     if status != Status::Created {
         return Err(Error::WrongState { id: id.into(), status, msg: "only a created container can be started" });
@@ -473,12 +486,14 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
         return Err(Error::Init { id: id.into(), msg: reply });
     }
     log::debug(&format!("start {id}: init {} runs the process", rec.pid));
+    failpoint::hit("start:started");
     let state = hook_state(id, Status::Running, rec.pid, &rec.bundle, &rec.annotations);
     // runtime.md: a failing poststart hook is a warning, the others still run and start
     // succeeds (runc instead kills the container and fails `start`).
     for e in hooks::run_each(rec.hooks.as_ref(), Kind::Poststart, state.as_bytes()) {
         log::warn(&e.to_string());
     }
+    failpoint::hit("start:poststart-run");
     Ok(())
 }
 
@@ -566,6 +581,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         Err(crate::state::StateError::NotFound(_)) if force => return Ok(()),
         Err(e) => return Err(e.into()),
     };
+    failpoint::hit("delete:locked");
     let rec = match store.load(id) {
         Ok(r) => r,
         // A directory without a state file is what an interrupted create leaves: remove it.
@@ -609,15 +625,19 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
         let _ = sys::pidfd_wait_exit(pidfd.as_fd(), 10_000);
     }
+    failpoint::hit("delete:init-killed");
     if let Some(cg) = &cg {
         // With a shared pid namespace the init's death does not take the others with it.
         kill_cgroup(cg, libc::SIGKILL);
+        failpoint::hit("delete:before-cgroup-destroy");
         cg.destroy()?;
+        failpoint::hit("delete:after-cgroup-destroy");
     }
     if let Some(mount) = rec.rootfs_mount {
         rootfs::shared_ns::detach(&rec.rootfs, None, Some(mount))?;
     }
     store.remove(id)?;
+    failpoint::hit("delete:state-removed");
     let state = hook_state(id, Status::Stopped, 0, &rec.bundle, &rec.annotations);
     // runtime.md: a failing poststop hook is a warning, the others still run and delete
     // succeeds (runc 1.3 runs none after the failing one and exits 1).

@@ -372,6 +372,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
     } else {
         None
     };
+    crate::failpoint::hit("exec:prepared");
     let forked = sys::clone3_fork(0, v2_dir.as_ref().map(|f| f.as_fd()));
     if let (Some(prev), Ok(Forked::Parent { .. }) | Err(_)) = (saved_pidns, &forked) {
         // Only the parent goes back: the child lives in the container's pid namespace,
@@ -406,12 +407,14 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
     drop(console);
     // runc's words for these steps, as in `create` (container.rs).
     crate::log::debug(&format!("nsexec container setup: process {pid} cloned into the container's namespaces"));
+    crate::failpoint::hit("exec:cloned");
     let mut guard = ChildGuard(Some(
         pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?,
     ));
     if v2_dir.is_none() {
         Manager::add_pid_to(&dirs, pid)?;
     }
+    crate::failpoint::hit("exec:in-cgroup");
     if let Some(adj) = oom_score_adj {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
             .map_err(|e| Error::Usage(format!("process.oomScoreAdj {adj}: {e}")))?;
@@ -422,6 +425,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
             state: String::new(),
         })
         .map_err(|e| fail(format!("sync with the exec'd process: {e}")))?;
+    crate::failpoint::hit("exec:go-sent");
     crate::log::debug(&format!("child process in init(): process {pid} joins the container"));
     let master = match &own_console {
         Some(sock) => Some(
@@ -448,6 +452,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
             }
             Some(Msg::Ready) => {
                 crate::log::debug(&format!("setns_init: about to exec: process {pid} is set up"));
+                crate::failpoint::hit("exec:ready-received");
                 break;
             }
             Some(Msg::Error(m)) => return Err(fail(m)),
@@ -477,6 +482,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
         crate::container::write_pid_file(p, pid)?;
     }
     crate::log::debug(&format!("exec {id}: process {pid} runs"));
+    crate::failpoint::hit("exec:execed");
     guard.0 = None;
     Ok(Execed { pid, pidfd, master })
 }

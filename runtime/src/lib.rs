@@ -10,6 +10,7 @@ pub mod container;
 pub mod error;
 pub mod exec;
 pub mod events;
+pub mod failpoint;
 pub mod features;
 pub mod foreground;
 pub mod hooks;

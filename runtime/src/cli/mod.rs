@@ -361,6 +361,12 @@ fn reserve_fds(preserve: u32) {
 }
 
 pub fn main() -> i32 {
+    if let Some(steps) = berth::failpoint::listing() {
+        for s in steps {
+            println!("{s}");
+        }
+        return 0;
+    }
     // Bytes, not std::env::args(): that panics on an argument that is not UTF-8.
     let argv: Vec<OsString> = std::env::args_os().collect();
     let preserve = argv

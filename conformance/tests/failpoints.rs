@@ -1,0 +1,173 @@
+//! The failpoint walk (issue 16, "Keep it found"): a `berth` built with the `failpoints`
+//! feature dies abruptly (SIGKILL of itself) at a named step of create, start, exec or
+//! delete. For every step it lists, the operation is run with that step selected, berth
+//! must die there, `delete --force` must then remove everything (processes, cgroups in
+//! every hierarchy, mounts, state, netns: Case's leak check), and the id must be reusable.
+//!
+//! The feature build lives in its own target dir (target/failpoints), so the ordinary
+//! binaries never carry failpoints: $BERTH_FAILPOINTS names a prebuilt one (the Makefile's
+//! `conformance` target builds it), else the test builds it once with cargo.
+
+use conformance::{Case, Out, Runtime};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+const HOST_ID: u32 = 200_000;
+
+/// The `berth` binary with failpoints.
+fn failpoint_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("BERTH_FAILPOINTS") {
+            return PathBuf::from(p);
+        }
+        let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let target = ws.join("target/failpoints");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "-p", "berth", "--features", "failpoints", "--bin", "berth"])
+            .env("CARGO_TARGET_DIR", &target)
+            .current_dir(&ws)
+            .status()
+            .expect("cannot run cargo to build berth with failpoints");
+        assert!(st.success(), "cargo build -p berth --features failpoints failed");
+        target.join("x86_64-unknown-linux-gnu/debug/berth")
+    })
+}
+
+/// Every step the binary knows (`BERTH_FAILPOINT=list`).
+fn steps(rt: &Runtime) -> Vec<String> {
+    let out = rt.cmd().env("BERTH_FAILPOINT", "list").run();
+    out.expect_ok("BERTH_FAILPOINT=list");
+    let v: Vec<String> = out.stdout.lines().map(str::to_string).collect();
+    assert!(v.len() > 10, "too few failpoints listed\n{out}");
+    v
+}
+
+/// A case on the failpoint binary. Its config has a createRuntime hook (the hooks step of
+/// the handshake) and, for the steps of the id mappings, a user namespace.
+fn case(n: usize, step: &str) -> Case {
+    let mut c = Case::new(&format!("fp{n}"));
+    c.rt = Runtime::with_binary(failpoint_binary(), &c.dir.join("root"));
+    c.config()["hooks"] = json!({"createRuntime": [{"path": "/bin/true"}]});
+    if step.contains("maps") {
+        c.config()["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c.config()["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
+        c.config()["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
+        let st = Command::new("chown")
+            .args(["-R", &format!("{HOST_ID}:{HOST_ID}")])
+            .arg(&c.bundle.rootfs.path)
+            .status()
+            .expect("chown");
+        assert!(st.success(), "chown of the rootfs");
+    }
+    c.bundle.set_args(&["sleep", "3600"]);
+    c
+}
+
+fn killed_at(out: &Out, step: &str) {
+    assert_eq!(
+        out.signal,
+        Some(libc::SIGKILL),
+        "berth should have died at failpoint {step}\n{out}"
+    );
+}
+
+/// One step: set up what the operation needs, run it with the failpoint, clean up with
+/// `delete --force`, check nothing is left, and reuse the id.
+fn walk_one(n: usize, step: &str) {
+    let c = case(n, step);
+    let op = step.split(':').next().unwrap_or_default();
+    let fp = |inv: conformance::runtime::Invocation| inv.env("BERTH_FAILPOINT", step).run();
+    match op {
+        "create" => {
+            c.write();
+            let out = fp(c
+                .rt
+                .cmd()
+                .args(["create", "--bundle"])
+                .arg(&c.bundle.dir)
+                .arg(&c.id)
+                .stdio_to(&c.stdio));
+            killed_at(&out, step);
+        }
+        "start" => {
+            c.create().expect_ok("create");
+            killed_at(&fp(c.rt.cmd().args(["start", &c.id])), step);
+        }
+        "exec" => {
+            c.create().expect_ok("create");
+            c.start().expect_ok("start");
+            killed_at(&fp(c.rt.cmd().args(["exec", &c.id, "true"])), step);
+            // The container outlives a dead exec: it still runs and takes another one.
+            assert_eq!(
+                c.rt.status(&c.id).as_deref(),
+                Some("running"),
+                "after exec died at {step}"
+            );
+            c.rt.exec(&["exec", &c.id, "true"])
+                .expect_ok(&format!("exec after one that died at {step}"));
+        }
+        "delete" => {
+            c.create().expect_ok("create");
+            c.start().expect_ok("start");
+            killed_at(&fp(c.rt.cmd().args(["delete", "--force", &c.id])), step);
+        }
+        other => panic!("failpoint {step}: unknown operation {other:?}"),
+    }
+    c.rt.delete_force(&c.id)
+        .expect_ok(&format!("delete --force after berth died at {step}"));
+    c.assert_no_leaks(&format!("after berth died at {step} and delete --force"));
+    c.create().expect_ok(&format!("create of the id again after {step}"));
+    c.start().expect_ok(&format!("start of the id again after {step}"));
+    c.rt.delete_force(&c.id)
+        .expect_ok(&format!("delete of the id again after {step}"));
+    c.assert_no_leaks(&format!("after reusing the id ({step})"));
+}
+
+#[test]
+fn every_failpoint_of_create_start_exec_delete_leaves_nothing_after_delete_force() {
+    let probe = Runtime::with_binary(failpoint_binary(), Path::new("/nonexistent"));
+    let all = steps(&probe);
+    for op in ["create:", "start:", "exec:", "delete:"] {
+        assert!(
+            all.iter().any(|s| s.starts_with(op)),
+            "no failpoint of {op} listed: {all:?}"
+        );
+    }
+    let mut failed = Vec::new();
+    for (n, step) in all.iter().enumerate() {
+        eprintln!("failpoint {step}");
+        if let Err(e) = std::panic::catch_unwind(|| walk_one(n, step)) {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            failed.push(format!("{step}: {msg}"));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} failpoints left something:\n{}",
+        failed.len(),
+        all.len(),
+        failed.join("\n")
+    );
+}
+
+#[test]
+fn a_build_without_the_feature_has_no_failpoints() {
+    let c = Case::new("fp-off");
+    let out = c.rt.cmd().env("BERTH_FAILPOINT", "list").arg("list").run();
+    out.expect_ok("list with BERTH_FAILPOINT=list on the ordinary binary");
+    assert!(
+        !out.stdout.contains("create:"),
+        "the ordinary berth lists failpoints\n{out}"
+    );
+}
