@@ -207,7 +207,9 @@ fn checkpoint_bad_parent_path_is_refused_naming_it() {
             c.dir.join("parent").display().to_string(),
             "./parent".to_string(),
         ] {
-            let out = c.rt.exec(&[
+            // In the case's directory: runc leaves criu's log (runc-criu-log-*.log) in
+            // its working directory.
+            let out = c.rt.cmd().cwd(&c.dir).args([
                 "checkpoint",
                 "--pre-dump",
                 "--parent-path",
@@ -215,7 +217,7 @@ fn checkpoint_bad_parent_path_is_refused_naming_it() {
                 "--image-path",
                 &image.display().to_string(),
                 &c.id,
-            ]);
+            ]).run();
             out.expect_fail(&format!("checkpoint --parent-path {parent}"));
             assert!(out.stderr.contains("--parent-path"), "{rt} {parent}: {out}");
             assert_eq!(
