@@ -45,13 +45,17 @@ demo-docker: install
 unit: deps
 	$(CARGO) test --workspace --lib --bins
 
-# conformance/tests/failpoints.rs walks a debug berth built with the `failpoints` feature, in
-# its own target dir so that no other binary carries them.
+# conformance/tests/failpoints.rs walks a debug berth built with the `failpoints` feature,
+# kept under target/failpoints so that no other binary carries them.
 FAILPOINTS_DIR := target/failpoints
-FAILPOINTS_BERTH := $(FAILPOINTS_DIR)/x86_64-unknown-linux-gnu/debug/berth
+FAILPOINTS_BERTH := $(FAILPOINTS_DIR)/berth
 
 conformance: build
-	CARGO_TARGET_DIR=$(CURDIR)/$(FAILPOINTS_DIR) $(CARGO) build -p berth --features failpoints --bin berth
+	@# The failpoints build reuses the debug dependencies `make unit` built; its binary is kept
+	@# apart, and the ordinary debug binary is relinked without the feature right after.
+	$(CARGO) build -p berth --features failpoints --bin berth
+	install -D -m 0755 target/x86_64-unknown-linux-gnu/debug/berth $(FAILPOINTS_BERTH)
+	$(CARGO) build -p berth --bin berth
 	$(CARGO) test --release --no-fail-fast -p berth-snapshotter -p containerd-shim-berth-v2 -- --test-threads=2
 	BERTH=$(CURDIR)/$(RELEASE_DIR)/berth BERTH_SNAPSHOTTER=$(CURDIR)/$(RELEASE_DIR)/berth-snapshotter \
 		BERTH_FAILPOINTS=$(CURDIR)/$(FAILPOINTS_BERTH) \

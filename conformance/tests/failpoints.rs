@@ -4,9 +4,9 @@
 //! must die there, `delete --force` must then remove everything (processes, cgroups in
 //! every hierarchy, mounts, state, netns: Case's leak check), and the id must be reusable.
 //!
-//! The feature build lives in its own target dir (target/failpoints), so the ordinary
-//! binaries never carry failpoints: $BERTH_FAILPOINTS names a prebuilt one (the Makefile's
-//! `conformance` target builds it), else the test builds it once with cargo.
+//! The feature build is kept apart (target/failpoints), so the ordinary binaries never
+//! carry failpoints: $BERTH_FAILPOINTS names a prebuilt one (the Makefile's `conformance`
+//! target builds it), else the test builds it once with cargo in a target dir of its own.
 
 use conformance::{Case, Out, Runtime};
 use serde_json::json;
