@@ -49,9 +49,7 @@ pub fn apply_bounding(caps: Option<&LinuxCapabilities>) -> Result<(), CapError> 
         if keep & (1u64 << cap) != 0 {
             continue;
         }
-        // SAFETY: prctl with integer arguments.
-        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } < 0 {
-            let e = std::io::Error::last_os_error();
+        if let Err(e) = crate::sys::caps::bounding_drop(cap as u32) {
             // EINVAL: the kernel does not know this capability.
             if e.raw_os_error() != Some(libc::EINVAL) {
                 return Err(CapError::Apply { set: "bounding", name: format!("cap {cap}"), source: e });
@@ -60,22 +58,6 @@ pub fn apply_bounding(caps: Option<&LinuxCapabilities>) -> Result<(), CapError> 
     }
     Ok(())
 }
-
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
 /// What `apply_sets` will leave out, for the caller to warn about (as runc warns): ambient
 /// capabilities that are not both permitted and inheritable. Pure, so it can be reported
@@ -95,24 +77,14 @@ pub fn apply_sets(caps: Option<&LinuxCapabilities>) -> Result<(), CapError> {
     let e = mask(caps.and_then(|c| c.effective().as_ref()));
     let p = mask(caps.and_then(|c| c.permitted().as_ref()));
     let i = mask(caps.and_then(|c| c.inheritable().as_ref()));
-    let mut header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
-    let data = [
-        CapData { effective: e as u32, permitted: p as u32, inheritable: i as u32 },
-        CapData { effective: (e >> 32) as u32, permitted: (p >> 32) as u32, inheritable: (i >> 32) as u32 },
-    ];
-    // SAFETY: header and a two-element data array as capset(2) v3 expects.
-    if unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) } < 0 {
-        return Err(CapError::Capset(std::io::Error::last_os_error()));
-    }
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    crate::sys::caps::capset(e, p, i).map_err(CapError::Capset)?;
+    crate::sys::caps::ambient_clear_all();
     for (cap, name) in numbers(caps.and_then(|c| c.ambient().as_ref())) {
         if (p & i) & (1u64 << cap) == 0 {
             continue;
         }
-        // SAFETY: prctl with integer arguments.
-        if unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, cap as libc::c_ulong, 0, 0) } < 0 {
-            return Err(CapError::Apply { set: "ambient", name, source: std::io::Error::last_os_error() });
+        if let Err(source) = crate::sys::caps::ambient_raise(cap as u32) {
+            return Err(CapError::Apply { set: "ambient", name, source });
         }
     }
     Ok(())

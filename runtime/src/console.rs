@@ -3,16 +3,13 @@
 //! TIOCGPTPEER rather than by opening /dev/pts/N by name (CVE-2025-52565).
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
-// From <asm-generic/ioctls.h>.
-const TIOCSPTLCK: libc::c_ulong = 0x4004_5431;
-const TIOCGPTN: libc::c_ulong = 0x8004_5430;
-const TIOCGPTPEER: libc::c_ulong = 0x5441;
+use crate::sys::term;
 
 /// Connects to the console socket given on the command line (in the caller's mount namespace).
 pub fn connect(path: &Path) -> io::Result<OwnedFd> {
@@ -22,23 +19,8 @@ pub fn connect(path: &Path) -> io::Result<OwnedFd> {
 
 /// Unlocks the pty behind `master` and returns its peer, opened O_RDWR|O_NOCTTY, and its name.
 pub fn open_peer(master: BorrowedFd<'_>) -> io::Result<(OwnedFd, String)> {
-    let unlock: libc::c_int = 0;
-    // SAFETY: TIOCSPTLCK reads an int from the pointer.
-    if unsafe { libc::ioctl(master.as_raw_fd(), TIOCSPTLCK, &unlock) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut n: libc::c_uint = 0;
-    // SAFETY: TIOCGPTN writes an unsigned int to the pointer.
-    if unsafe { libc::ioctl(master.as_raw_fd(), TIOCGPTN, &mut n) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: TIOCGPTPEER takes open flags and returns a new fd.
-    let fd = unsafe { libc::ioctl(master.as_raw_fd(), TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the ioctl returned a new fd that nothing else owns.
-    Ok((unsafe { OwnedFd::from_raw_fd(fd as RawFd) }, format!("/dev/pts/{n}")))
+    let (peer, n) = term::open_pty_peer(master)?;
+    Ok((peer, format!("/dev/pts/{n}")))
 }
 
 /// Sends `fd` with `name` as the message body, the format runc and go-runc use.
@@ -52,18 +34,10 @@ pub fn send_fd(socket: BorrowedFd<'_>, fd: BorrowedFd<'_>, name: &str) -> io::Re
 
 /// Receives one fd sent with SCM_RIGHTS (used by `run` when it owns the terminal itself).
 pub fn recv_fd(socket: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned};
     let mut buf = [0u8; 4096];
     let mut iov = [io::IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(socket.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(&fd) = fds.first() {
-                // SAFETY: the kernel installed this fd for us; we own it now.
-                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
-        }
+    if let (_, Some(fd)) = crate::sys::recv_with_fd(socket, &mut iov)? {
+        return Ok(fd);
     }
     Err(io::Error::new(io::ErrorKind::InvalidData, "no file descriptor received on the console socket"))
 }
@@ -84,18 +58,10 @@ pub fn clear_onlcr(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// Sets the window size of a terminal.
 pub fn set_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
     let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
-    // SAFETY: TIOCSWINSZ reads a winsize from the pointer.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    term::set_window_size(fd, &ws)
 }
 
 /// Makes `fd` the controlling terminal of this (session leader) process.
 pub fn set_controlling(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: TIOCSCTTY takes an int argument.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    term::set_controlling_terminal(fd)
 }

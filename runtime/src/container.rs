@@ -100,8 +100,7 @@ pub(crate) fn kill_cgroup(cg: &Manager, sig: i32) {
     let froze = !was_frozen && cg.set_frozen(true).is_ok();
     if let Ok(pids) = cg.pids() {
         for pid in pids {
-            // SAFETY: kill(2) with integer arguments.
-            unsafe { libc::kill(pid, sig) };
+            let _ = crate::sys::kill_pid(pid, sig);
         }
     }
     // A paused container that is SIGKILLed is thawed too: on cgroup v1 frozen tasks only
@@ -125,8 +124,7 @@ pub fn hook_state(id: &str, status: Status, pid: i32, bundle: &Path, annotations
 }
 
 pub(crate) fn owner() -> String {
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
+    let uid = nix::unistd::getuid().as_raw();
     if uid == 0 {
         "root".into()
     } else {
@@ -444,7 +442,7 @@ fn delegated_root(spec: &Spec, plan: &namespaces::Plan) -> Option<(u32, u32)> {
 
 /// Pins this process to `execCPUAffinity.initial` (so the init is cloned onto those CPUs)
 /// and returns the affinity to restore afterwards.
-fn initial_affinity(process: &oci_spec::runtime::Process) -> Result<Option<libc::cpu_set_t>> {
+fn initial_affinity(process: &oci_spec::runtime::Process) -> Result<Option<nix::sched::CpuSet>> {
     let Some(list) = process.exec_cpu_affinity().as_ref().and_then(|a| a.initial().clone()) else { return Ok(None) };
     let field = "process.execCPUAffinity.initial";
     let set = crate::process_attrs::cpu_set(&list).map_err(|m| Error::Usage(format!("{field}: {m}")))?;

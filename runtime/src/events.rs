@@ -2,7 +2,7 @@
 //! object a line: `{"type":"stats","id":..,"data":{..}}` and `{"type":"oom","id":..}`.
 
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -65,21 +65,13 @@ pub fn stream(store: &Store, id: &str, interval: Duration, out: &mut dyn Write) 
     let emit = |out: &mut dyn Write, line: &str| -> bool { writeln!(out, "{line}").and_then(|()| out.flush()).is_ok() };
     loop {
         let wait = next.saturating_duration_since(Instant::now());
-        let mut fds = vec![libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
-        if let Some(w) = &oom {
-            fds.push(libc::pollfd { fd: w.fd().as_raw_fd(), events: libc::POLLIN, revents: 0 });
-        }
         let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: fds is a live array of fds.len() pollfds.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(Error::io("events: poll", e));
-        }
-        if fds.get(1).is_some_and(|p| p.revents != 0) {
+        let fds = match crate::sys::poll_readable(&[Some(pidfd.as_fd()), oom.as_ref().map(|w| w.fd())], ms) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("events: poll", e)),
+        };
+        if fds[1] {
             let kills = oom.as_mut().map(|w| w.take()).unwrap_or(0);
             for _ in 0..kills {
                 let line = serde_json::to_string(&Event { kind: "oom", id, data: None })
@@ -89,7 +81,7 @@ pub fn stream(store: &Store, id: &str, interval: Duration, out: &mut dyn Write) 
                 }
             }
         }
-        if fds[0].revents != 0 || crate::sys::pidfd_wait_exit(pidfd.as_fd(), 0).unwrap_or(true) {
+        if fds[0] || crate::sys::pidfd_wait_exit(pidfd.as_fd(), 0).unwrap_or(true) {
             return Ok(());
         }
         if Instant::now() >= next {

@@ -529,8 +529,8 @@ fn child(c: Child) -> ! {
 }
 
 fn exit(code: i32) -> ! {
-    // SAFETY: _exit skips the destructors and atexit handlers that belong to the parent's copy.
-    unsafe { libc::_exit(code) }
+    // _exit skips the destructors and atexit handlers that belong to the parent's copy.
+    crate::sys::exit_now(code)
 }
 
 fn setup(c: &Child) -> std::result::Result<crate::init::exec::Prepared, String> {
@@ -564,7 +564,6 @@ fn setup(c: &Child) -> std::result::Result<crate::init::exec::Prepared, String> 
 /// A pty from the container's devpts: master to the console socket, peer as stdio and
 /// controlling terminal.
 fn terminal(sock: &OwnedFd, process: &Process, own: bool) -> std::result::Result<(), String> {
-    use std::os::fd::AsRawFd;
     let root = nix::fcntl::open(
         "/",
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
@@ -583,15 +582,7 @@ fn terminal(sock: &OwnedFd, process: &Process, own: bool) -> std::result::Result
     }
     crate::console::send_fd(sock.as_fd(), master.as_fd(), &name)
         .map_err(|e| format!("sending the terminal to the console socket: {e}"))?;
-    for fd in 0..3 {
-        // SAFETY: dup2 onto the standard fds, which this process replaces on purpose.
-        if unsafe { libc::dup2(peer.as_raw_fd(), fd) } < 0 {
-            return Err(format!(
-                "terminal: dup2: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-    }
+    crate::sys::dup_onto_stdio(peer.as_fd()).map_err(|e| format!("terminal: dup2: {e}"))?;
     crate::console::set_controlling(peer.as_fd()).map_err(|e| format!("terminal: TIOCSCTTY: {e}"))
 }
 

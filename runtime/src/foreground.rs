@@ -3,7 +3,7 @@
 //! from our stdio, and the init's exit status becomes ours.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -53,12 +53,8 @@ impl Drop for RawTerminal {
 }
 
 fn copy_size(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
-    let mut ws: libc::winsize = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
-    // SAFETY: TIOCGWINSZ/TIOCSWINSZ read and write a winsize through the pointer.
-    unsafe {
-        if libc::ioctl(from.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) == 0 {
-            libc::ioctl(to.as_raw_fd(), libc::TIOCSWINSZ, &ws);
-        }
+    if let Ok(ws) = crate::sys::term::window_size(from) {
+        let _ = crate::sys::term::set_window_size(to, &ws);
     }
 }
 
@@ -93,28 +89,18 @@ pub fn wait(pidfd: &OwnedFd, master: Option<OwnedFd>) -> io::Result<i32> {
     let mut master_open = master.is_some();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let mut fds = vec![
-            libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: sfd.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        let slots = [
+            Some(pidfd.as_fd()),
+            Some(sfd.as_fd()),
+            master.as_ref().filter(|_| master_open).map(|m| m.as_fd()),
+            stdin_open.then(|| stdin.as_fd()),
         ];
-        if let Some(m) = master.as_ref().filter(|_| master_open) {
-            fds.push(libc::pollfd { fd: m.as_raw_fd(), events: libc::POLLIN, revents: 0 });
-        } else {
-            fds.push(libc::pollfd { fd: -1, events: 0, revents: 0 });
-        }
-        if stdin_open {
-            fds.push(libc::pollfd { fd: stdin.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 });
-        }
-        // SAFETY: fds is a valid pollfd array of the given length.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if fds[1].revents != 0 {
+        let fds = match crate::sys::poll_readable(&slots, -1) {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if fds[1] {
             if let Ok(Some(info)) = sfd.read_signal() {
                 let sig = info.ssi_signo as i32;
                 if sig == libc::SIGWINCH {
@@ -126,13 +112,13 @@ pub fn wait(pidfd: &OwnedFd, master: Option<OwnedFd>) -> io::Result<i32> {
                 }
             }
         }
-        if let (Some(m), true) = (&master, fds[2].revents != 0) {
+        if let (Some(m), true) = (&master, fds[2]) {
             match read_fd(m.as_fd(), &mut buf) {
                 Ok(0) | Err(_) => master_open = false,
                 Ok(n) => write_all(stdout.as_fd(), &buf[..n])?,
             }
         }
-        if stdin_open && fds.len() > 3 && fds[3].revents != 0 {
+        if stdin_open && fds[3] {
             match read_fd(stdin.as_fd(), &mut buf) {
                 Ok(0) | Err(_) => stdin_open = false,
                 Ok(n) => {
@@ -142,10 +128,10 @@ pub fn wait(pidfd: &OwnedFd, master: Option<OwnedFd>) -> io::Result<i32> {
                 }
             }
         }
-        if fds[0].revents != 0 && !master_open {
+        if fds[0] && !master_open {
             break;
         }
-        if fds[0].revents != 0 {
+        if fds[0] {
             // Drain what the container wrote before it exited, then stop.
             if let Some(m) = &master {
                 let _ = nix::fcntl::fcntl(m.as_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));

@@ -11,7 +11,7 @@
 //! (runc 1.3 chdirs to the rootfs before running them), the others where the runtime is.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -137,20 +137,12 @@ fn run(hook: &Hook, state: &[u8], cwd: Option<&Path>) -> Result<(), String> {
             }
             None => -1,
         };
-        let mut fds = vec![libc::pollfd { fd: pidfd.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 }];
-        if let Some(e) = &stderr {
-            fds.push(libc::pollfd { fd: e.as_raw_fd(), events: libc::POLLIN, revents: 0 });
-        }
-        // SAFETY: fds is a valid array of pollfd of the given length.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, remaining) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e.to_string());
-        }
-        if fds.len() > 1 && fds[1].revents != 0 {
+        let fds = match crate::sys::poll_readable(&[Some(pidfd.as_fd()), stderr.as_ref().map(|e| e.as_fd())], remaining) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.to_string()),
+        };
+        if fds[1] {
             let mut buf = [0u8; 1024];
             match stderr.as_mut().map(|e| e.read(&mut buf)) {
                 Some(Ok(0)) | Some(Err(_)) | None => stderr = None,
@@ -160,7 +152,7 @@ fn run(hook: &Hook, state: &[u8], cwd: Option<&Path>) -> Result<(), String> {
                 }
             }
         }
-        if fds[0].revents != 0 {
+        if fds[0] {
             break;
         }
     }

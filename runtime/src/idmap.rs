@@ -108,15 +108,15 @@ fn maps_of(path: &Path) -> Result<(String, String), String> {
     let (pid, pidfd) = match sys::clone3_fork(0, None).map_err(|e| format!("clone3: {e}"))? {
         Forked::Child => {
             drop(rd);
-            // SAFETY: prctl with integer arguments: die with `berth create` if it dies first.
-            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            // Die with `berth create` if it dies first.
+            let _ = sys::kill_with_parent();
             if nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWUSER).is_ok() {
                 let _ = nix::unistd::write(&wr, b"1");
             }
             drop(wr);
             loop {
-                // SAFETY: pause(2) just waits for the SIGKILL that ends this helper.
-                unsafe { libc::pause() };
+                // Wait for the SIGKILL that ends this helper.
+                nix::unistd::pause();
             }
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd),

@@ -1,6 +1,10 @@
 //! berth: an OCI runtime whose command line is runc's.
 //!
 //! The CLI (src/cli) parses and prints; everything else lives here, one concern a module.
+//! `unsafe` lives only in `sys`, the syscall layer.
+
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod capabilities;
 pub mod cgroups;
@@ -29,5 +33,6 @@ pub mod seccomp;
 pub mod signal;
 pub mod spec;
 pub mod state;
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod update;

@@ -1,4 +1,6 @@
 //! The `berth` binary: parse runc's command line, call the library, print.
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 mod cli;
 
 fn main() {

@@ -2,7 +2,7 @@
 //! really is a namespace of the expected type before anything is created (spec: MUST error).
 
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
@@ -10,7 +10,6 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 const NSFS_MAGIC: i64 = 0x6e73_6673;
 // _IO(0xb7, 0x3) from <linux/nsfs.h>.
-const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
 
 pub fn clone_flag(t: LinuxNamespaceType) -> CloneFlags {
     match t {
@@ -45,11 +44,8 @@ pub fn open_checked(t: LinuxNamespaceType, path: &Path) -> Result<OwnedFd, Strin
     if fs.filesystem_type().0 as i64 != NSFS_MAGIC {
         return Err(format!("{} is not a namespace file", path.display()));
     }
-    // SAFETY: NS_GET_NSTYPE takes no argument and returns the CLONE_NEW* type.
-    let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE) };
-    if kind < 0 {
-        return Err(format!("{}: cannot read the namespace type: {}", path.display(), std::io::Error::last_os_error()));
-    }
+    let kind = crate::sys::ns::ns_type(file.as_fd())
+        .map_err(|e| format!("{}: cannot read the namespace type: {e}", path.display()))?;
     if kind != clone_flag(t).bits() {
         return Err(format!("{} is not a namespace of type {}", path.display(), proc_name(t)));
     }

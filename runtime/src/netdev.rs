@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use oci_spec::runtime::LinuxNetDevice;
 
@@ -26,9 +26,7 @@ pub fn valid_name(name: &str) -> bool {
 
 pub fn index_of(name: &str) -> Option<u32> {
     let c = CString::new(name).ok()?;
-    // SAFETY: c is a valid NUL-terminated string.
-    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (idx != 0).then_some(idx)
+    nix::net::if_::if_nametoindex(c.as_c_str()).ok().filter(|idx| *idx != 0)
 }
 
 /// Validation before anything is created: names, existence on the host, unique new names.
@@ -72,13 +70,8 @@ pub fn move_all(devices: &HashMap<String, LinuxNetDevice>, pid: i32) -> Result<(
 }
 
 fn route_socket() -> io::Result<OwnedFd> {
-    // SAFETY: socket(2) with constant arguments.
-    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a new socket that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockProtocol, SockType};
+    Ok(socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkRoute)?)
 }
 
 fn push_attr(buf: &mut Vec<u8>, kind: u16, payload: &[u8]) {
@@ -116,17 +109,11 @@ fn newlink(seq: u32, index: u32, ns_fd: u32, name: Option<&str>) -> Vec<u8> {
 
 /// Sends one request and reads the kernel's ack (an NLMSG_ERROR with error 0).
 fn request(sock: &OwnedFd, msg: &[u8]) -> io::Result<()> {
-    // SAFETY: msg is a valid buffer of msg.len() bytes; the kernel is the default peer.
-    if unsafe { libc::send(sock.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    use nix::sys::socket::{recv, send, MsgFlags};
+    // The kernel is the default peer of a netlink socket.
+    send(sock.as_raw_fd(), msg, MsgFlags::empty())?;
     let mut reply = [0u8; 4096];
-    // SAFETY: reply is writable for its length.
-    let n = unsafe { libc::recv(sock.as_raw_fd(), reply.as_mut_ptr().cast(), reply.len(), 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let n = n as usize;
+    let n = recv(sock.as_raw_fd(), &mut reply, MsgFlags::empty())?;
     if n < 20 {
         return Err(io::Error::other("short netlink reply"));
     }

@@ -7,6 +7,9 @@ use oci_spec::runtime::{
     IOPriorityClass, LinuxMemoryPolicy, LinuxPersonality, LinuxPersonalityDomain, LinuxSchedulerFlag,
     LinuxSchedulerPolicy, MemoryPolicyFlagType, MemoryPolicyModeType, Process, Scheduler,
 };
+use nix::sched::CpuSet;
+
+use crate::sys::sched::{ioprio_set_self, sched_setattr, set_mempolicy, SchedAttr};
 
 /// A field name and what is wrong with it.
 pub type FieldError = (String, String);
@@ -57,28 +60,13 @@ pub fn validate_personality(p: &LinuxPersonality) -> Result<(), FieldError> {
 
 pub fn apply_personality(p: &LinuxPersonality) -> Result<(), String> {
     let v = personality_value(p).map_err(|(f, m)| format!("{f}: {m}"))?;
-    // SAFETY: personality(2) takes a plain integer.
-    if unsafe { libc::personality(v as libc::c_ulong) } < 0 {
-        return Err(format!("linux.personality: {}", std::io::Error::last_os_error()));
-    }
+    // The domain is a number, not a flag: keep every bit as given.
+    let persona = nix::sys::personality::Persona::from_bits_retain(v as libc::c_int);
+    nix::sys::personality::set(persona).map_err(|e| format!("linux.personality: {}", std::io::Error::from(e)))?;
     Ok(())
 }
 
 // ---- scheduler ---------------------------------------------------------------------------
-
-/// `struct sched_attr`, SCHED_ATTR_SIZE_VER0.
-#[repr(C)]
-#[derive(Default)]
-struct SchedAttr {
-    size: u32,
-    policy: u32,
-    flags: u64,
-    nice: i32,
-    priority: u32,
-    runtime: u64,
-    deadline: u64,
-    period: u64,
-}
 
 fn policy_number(p: LinuxSchedulerPolicy) -> u32 {
     match p {
@@ -129,7 +117,6 @@ pub fn validate_scheduler(s: &Scheduler) -> Result<(), FieldError> {
 
 pub fn apply_scheduler(s: &Scheduler) -> Result<(), String> {
     let mut attr = SchedAttr {
-        size: std::mem::size_of::<SchedAttr>() as u32,
         policy: policy_number(*s.policy()),
         nice: s.nice().unwrap_or(0),
         priority: s.priority().unwrap_or(0) as u32,
@@ -141,16 +128,11 @@ pub fn apply_scheduler(s: &Scheduler) -> Result<(), String> {
     for f in s.flags().as_deref().unwrap_or(&[]) {
         attr.flags |= flag_bit(*f);
     }
-    // SAFETY: attr is a valid sched_attr whose size field matches its layout; pid 0 is us.
-    if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &mut attr as *mut SchedAttr, 0) } < 0 {
-        return Err(format!("process.scheduler: sched_setattr: {}", std::io::Error::last_os_error()));
-    }
-    Ok(())
+    sched_setattr(&mut attr).map_err(|e| format!("process.scheduler: sched_setattr: {e}"))
 }
 
 // ---- I/O priority ------------------------------------------------------------------------
 
-const IOPRIO_WHO_PROCESS: i32 = 1;
 const IOPRIO_CLASS_SHIFT: i32 = 13;
 
 pub fn validate_io_priority(process: &Process) -> Result<(), FieldError> {
@@ -170,11 +152,7 @@ pub fn apply_io_priority(process: &Process) -> Result<(), String> {
         IOPriorityClass::IoprioClassIdle => 3,
     };
     let value = (class << IOPRIO_CLASS_SHIFT) | io.priority() as i32;
-    // SAFETY: ioprio_set(2) with integer arguments; who 0 is this process.
-    if unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) } < 0 {
-        return Err(format!("process.ioPriority: ioprio_set: {}", std::io::Error::last_os_error()));
-    }
-    Ok(())
+    ioprio_set_self(value).map_err(|e| format!("process.ioPriority: ioprio_set: {e}"))
 }
 
 // ---- CPU and NUMA node lists -------------------------------------------------------------
@@ -218,30 +196,19 @@ pub fn validate_cpu_affinity(process: &Process) -> Result<(), FieldError> {
 }
 
 /// The current thread's CPU affinity, to restore it later.
-pub fn current_affinity() -> std::io::Result<libc::cpu_set_t> {
-    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: the pointer and size describe `set`.
-    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(set)
+pub fn current_affinity() -> std::io::Result<CpuSet> {
+    Ok(nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))?)
 }
 
-pub fn set_affinity(set: &libc::cpu_set_t) -> std::io::Result<()> {
-    // SAFETY: the pointer and size describe a valid cpu_set_t.
-    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+pub fn set_affinity(set: &CpuSet) -> std::io::Result<()> {
+    Ok(nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), set)?)
 }
 
-pub fn cpu_set(list: &str) -> Result<libc::cpu_set_t, String> {
-    // SAFETY: cpu_set_t is plain data; all zero is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+pub fn cpu_set(list: &str) -> Result<CpuSet, String> {
+    let mut set = CpuSet::new();
     for cpu in parse_list(list, MAX_CPUS)? {
-        // SAFETY: parse_list keeps cpu below CPU_SETSIZE.
-        unsafe { libc::CPU_SET(cpu, &mut set) };
+        // parse_list keeps cpu below CPU_SETSIZE, the size of a CpuSet.
+        set.set(cpu).map_err(|e| format!("{list:?}: cpu {cpu}: {e}"))?;
     }
     Ok(set)
 }
@@ -253,11 +220,10 @@ pub fn apply_final_affinity(process: &Process) -> Result<(), String> {
     let set = match (a.cpu_affinity_final(), a.initial()) {
         (Some(f), _) => cpu_set(f).map_err(|m| format!("process.execCPUAffinity.final: {m}"))?,
         (None, Some(_)) => {
-            // SAFETY: cpu_set_t is plain data.
-            let mut all: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            let mut all = CpuSet::new();
             for cpu in 0..MAX_CPUS {
-                // SAFETY: cpu is below CPU_SETSIZE.
-                unsafe { libc::CPU_SET(cpu, &mut all) };
+                // cpu is below CPU_SETSIZE, the size of a CpuSet.
+                let _ = all.set(cpu);
             }
             all
         }
@@ -320,12 +286,8 @@ pub fn apply_memory_policy(p: &LinuxMemoryPolicy) -> Result<(), String> {
         mode |= mode_flag(*f);
     }
     let empty = mask.iter().all(|w| *w == 0);
-    let (ptr, maxnode) = if empty { (std::ptr::null(), 0) } else { (mask.as_ptr(), MAX_NODES as u64 + 1) };
-    // SAFETY: ptr is null or points at MAX_NODES bits of mask, and maxnode says no more.
-    if unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, ptr, maxnode) } < 0 {
-        return Err(format!("linux.memoryPolicy: set_mempolicy: {}", std::io::Error::last_os_error()));
-    }
-    Ok(())
+    set_mempolicy(mode, if empty { None } else { Some(&mask) })
+        .map_err(|e| format!("linux.memoryPolicy: set_mempolicy: {e}"))
 }
 
 #[cfg(test)]

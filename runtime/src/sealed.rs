@@ -13,7 +13,10 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
+
+use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+use nix::sys::memfd::{memfd_create, MFdFlags};
 use std::os::unix::ffi::OsStrExt;
 
 const F_SEAL_SEAL: i32 = 0x0001;
@@ -25,8 +28,7 @@ const SEALS: i32 = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
 const MFD_EXEC: u32 = 0x0010;
 
 fn seals_of(fd: &OwnedFd) -> i32 {
-    // SAFETY: fcntl on a valid fd.
-    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) }
+    fcntl(fd, FcntlArg::F_GET_SEALS).unwrap_or(-1)
 }
 
 /// Whether this process already runs from a binary nobody can write: a sealed copy, or
@@ -43,7 +45,7 @@ pub fn is_protected() -> bool {
 
 /// A detached, read-only bind mount of our own binary, as an O_PATH fd to exec.
 fn readonly_view() -> io::Result<OwnedFd> {
-    use crate::rootfs::sys::{mount_setattr_fd, open_tree_fd, MountAttr, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+    use crate::sys::mount::{mount_setattr_fd, open_tree_fd, MountAttr, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
     let exe = std::fs::File::open("/proc/self/exe")?;
     let tree = open_tree_fd(std::os::fd::AsFd::as_fd(&exe), false)?;
     let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, ..Default::default() };
@@ -52,13 +54,8 @@ fn readonly_view() -> io::Result<OwnedFd> {
 }
 
 fn memfd(name: &std::ffi::CStr, flags: u32) -> io::Result<OwnedFd> {
-    // SAFETY: memfd_create with a valid C string.
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    // MFD_EXEC is newer than nix's flag list: keep every bit as given.
+    Ok(memfd_create(name, MFdFlags::from_bits_retain(flags))?)
 }
 
 /// Re-executes the current command from an unwritable view of the binary, unless it
@@ -88,23 +85,18 @@ fn sealed_copy() -> io::Result<OwnedFd> {
     // sendfile stays in the kernel; copy_file_range would refuse ext4 → tmpfs (EXDEV).
     let mut off: libc::off_t = 0;
     while (off as u64) < len {
-        // SAFETY: both fds are valid; off is a valid offset the kernel advances.
-        let n = unsafe { libc::sendfile(copy.as_raw_fd(), exe.as_raw_fd(), &mut off, (len - off as u64) as usize) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // The kernel advances off.
+        let count = (len - off as u64) as usize;
+        let n = nix::sys::sendfile::sendfile(&copy, &exe, Some(&mut off), count)?;
         if n == 0 {
             break;
         }
     }
     drop(exe);
-    // SAFETY: fcntl on a valid fd; the seal set is a plain integer.
-    if unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, SEALS | F_SEAL_EXEC) } < 0 {
+    // F_SEAL_EXEC is newer than nix's flag list: keep every bit as given.
+    if fcntl(&copy, FcntlArg::F_ADD_SEALS(SealFlag::from_bits_retain(SEALS | F_SEAL_EXEC))).is_err() {
         // Kernels before 6.3 know no F_SEAL_EXEC.
-        // SAFETY: as above.
-        if unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, SEALS) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        fcntl(&copy, FcntlArg::F_ADD_SEALS(SealFlag::from_bits_retain(SEALS)))?;
     }
     Ok(copy)
 }

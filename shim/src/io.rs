@@ -5,7 +5,7 @@ use std::{
     fs::{File, OpenOptions},
     io::{IoSliceMut, Read, Write},
     os::{
-        fd::{AsRawFd, FromRawFd, OwnedFd},
+        fd::AsFd,
         unix::{
             fs::{DirBuilderExt, OpenOptionsExt},
             net::UnixListener,
@@ -14,11 +14,6 @@ use std::{
     path::{Path, PathBuf},
     sync::atomic::{AtomicU64, Ordering},
     sync::Arc,
-};
-
-use nix::{
-    cmsg_space,
-    sys::socket::{recvmsg, ControlMessageOwned, MsgFlags},
 };
 
 use crate::{
@@ -104,11 +99,9 @@ fn open_input(path: &str) -> Result<File> {
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
         .map_err(io(format!("open {path}")))?;
-    // SAFETY: fcntl on an fd we own, with flags derived from F_GETFL.
-    let flags = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFL) };
-    if flags >= 0 {
-        // SAFETY: as above.
-        unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) };
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    if let Ok(flags) = fcntl(&f, FcntlArg::F_GETFL) {
+        let _ = fcntl(&f, FcntlArg::F_SETFL(OFlag::from_bits_retain(flags) & !OFlag::O_NONBLOCK));
     }
     Ok(f)
 }
@@ -192,25 +185,9 @@ impl ConsoleSocket {
             .map_err(io("console connection blocking"))?;
         let mut buf = [0u8; 4096];
         let mut iov = [IoSliceMut::new(&mut buf)];
-        let mut space = cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )
-        .map_err(sys("receive pty master"))?;
-        for cmsg in msg.cmsgs().map_err(sys("pty master message"))? {
-            if let ControlMessageOwned::ScmRights(fds) = cmsg {
-                if let Some(&fd) = fds.first() {
-                    for &extra in &fds[1..] {
-                        // SAFETY: the kernel just installed these fds for us; close the extras.
-                        drop(unsafe { OwnedFd::from_raw_fd(extra) });
-                    }
-                    // SAFETY: fd was received via SCM_RIGHTS and is owned by nobody else.
-                    return Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }));
-                }
-            }
+        let (_, fd) = berth_sys::fd::recv_with_fd(conn.as_fd(), &mut iov).map_err(sys("receive pty master"))?;
+        if let Some(fd) = fd {
+            return Ok(File::from(fd));
         }
         Err(Error::FailedPrecondition(
             "runtime sent no pty master on the console socket".into(),
@@ -282,12 +259,7 @@ pub fn resize(console: &File, width: u32, height: u32) -> Result<()> {
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
-    // SAFETY: TIOCSWINSZ reads a winsize struct that lives for the duration of the call.
-    let r = unsafe { libc::ioctl(console.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-    if r < 0 {
-        return Err(io("resize pty")(std::io::Error::last_os_error()));
-    }
-    Ok(())
+    berth_sys::term::set_window_size(console.as_fd(), &ws).map_err(io("resize pty"))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! writer closed.
 
 use std::fs;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -66,25 +66,12 @@ fn procs_under(dir: &Path) -> Vec<i32> {
 }
 
 fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
-    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
-    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    berth_sys::pidfd::pidfd_open(pid).ok()
 }
 
 fn pidfd_kill(fd: &OwnedFd) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: pidfd_send_signal on a pidfd we own, no siginfo, no flags.
-    unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            fd.as_raw_fd(),
-            libc::SIGKILL,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
+    use std::os::fd::AsFd;
+    let _ = berth_sys::pidfd::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
 }
 
 /// SIGKILLs every process in `dir` (and below) until none is left, or until [`GIVE_UP`].

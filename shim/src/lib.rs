@@ -1,5 +1,8 @@
 //! containerd-shim-berth-v2: the containerd runtime v2 shim (task API v2) for berth or any
-//! runc-compatible runtime binary.
+//! runc-compatible runtime binary. Syscalls go through nix or berth-sys: no unsafe here.
+
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod error;
 pub mod events;

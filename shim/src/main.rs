@@ -1,3 +1,5 @@
+#![deny(unsafe_code)]
+
 fn main() {
     if let Err(e) = containerd_shim_berth_v2::shim::run() {
         // During `start` containerd reads stderr as part of the address; an error is the one

@@ -9,7 +9,7 @@ use std::{
     collections::HashMap,
     fs::{self, File},
     io::Read,
-    os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
+    os::fd::{AsFd, AsRawFd, OwnedFd},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
@@ -191,13 +191,9 @@ impl OomWatcher {
 
 /// Arms a v1 OOM notification: an eventfd tied to `memory.oom_control` via `cgroup.event_control`.
 fn register_v1(memory_dir: &Path) -> Result<File> {
-    // SAFETY: eventfd has no memory arguments; the result is checked before use.
-    let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-    if raw < 0 {
-        return Err(io("eventfd")(std::io::Error::last_os_error()));
-    }
-    // SAFETY: raw is a fresh fd owned by nobody else.
-    let eventfd = File::from(unsafe { OwnedFd::from_raw_fd(raw) });
+    let efd = nix::sys::eventfd::EventFd::from_value_and_flags(0, nix::sys::eventfd::EfdFlags::EFD_CLOEXEC)
+        .map_err(|e| io("eventfd")(e.into()))?;
+    let eventfd = File::from(OwnedFd::from(efd));
     let control =
         File::open(memory_dir.join("memory.oom_control")).map_err(io("open memory.oom_control"))?;
     fs::write(

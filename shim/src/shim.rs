@@ -7,7 +7,7 @@ use std::{
     io::Write,
     os::unix::process::CommandExt,
     os::{
-        fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+        fd::{AsRawFd, RawFd},
         unix::{
             fs::{DirBuilderExt, PermissionsExt},
             net::{UnixListener, UnixStream},
@@ -218,11 +218,10 @@ fn bind_private(path: &Path) -> Result<UnixListener> {
     if path.exists() {
         let _ = fs::remove_file(path);
     }
-    // SAFETY: umask only swaps the process's file mode mask; start is single-threaded.
-    let old = unsafe { libc::umask(0o177) };
+    // start is single-threaded: nothing else creates files while the mask is narrowed.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
     let bound = UnixListener::bind(path);
-    // SAFETY: as above, restoring the previous mask.
-    unsafe { libc::umask(old) };
+    nix::sys::stat::umask(old);
     let listener = bound.map_err(io(format!("bind {}", path.display())))?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o600))
         .map_err(io("chmod shim socket"))?;
@@ -230,21 +229,7 @@ fn bind_private(path: &Path) -> Result<UnixListener> {
 }
 
 fn set_cloexec(fd: RawFd, on: bool) -> Result<()> {
-    // SAFETY: F_GETFD/F_SETFD on an fd we own; no pointers involved.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    if flags < 0 {
-        return Err(io("fcntl")(std::io::Error::last_os_error()));
-    }
-    let new = if on {
-        flags | libc::FD_CLOEXEC
-    } else {
-        flags & !libc::FD_CLOEXEC
-    };
-    // SAFETY: as above.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, new) } < 0 {
-        return Err(io("fcntl")(std::io::Error::last_os_error()));
-    }
-    Ok(())
+    berth_sys::fd::set_cloexec(fd, on).map_err(io("fcntl"))
 }
 
 /// `delete`: containerd's cleanup after a shim died. Runs with the bundle as cwd; prints a
@@ -298,8 +283,7 @@ static EXIT_REQUESTED: AtomicBool = AtomicBool::new(false);
 fn serve(flags: &Flags) -> Result<()> {
     // One malloc arena: glibc otherwise gives each of the shim's threads its own, and their
     // touched pages are most of an idle shim's private memory. Requests are few and small.
-    // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    berth_sys::alloc::limit_arenas(1);
     let mut set = SigSet::empty();
     for s in [
         Signal::SIGCHLD,
@@ -310,10 +294,8 @@ fn serve(flags: &Flags) -> Result<()> {
         set.add(s);
     }
     set.thread_block().map_err(sys("block signals"))?;
-    // SAFETY: prctl with integer arguments only.
-    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } < 0 {
-        return Err(io("set child subreaper")(std::io::Error::last_os_error()));
-    }
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| io("set child subreaper")(e.into()))?;
     crate::runtime::enable_reaper_mode();
     if let Err(e) = containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id)
     {
@@ -326,15 +308,15 @@ fn serve(flags: &Flags) -> Result<()> {
         .and_then(|v| v.parse::<RawFd>().ok())
     {
         Some(fd) => {
-            // SAFETY: start passed this fd to us and nothing else in this process owns it.
-            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+            // start passed this fd to us and nothing else in this process owns it.
+            let owned = berth_sys::fd::own_inherited(fd).map_err(io("listen fd"))?;
             set_cloexec(owned.as_raw_fd(), true)?;
             UnixListener::from(owned)
         }
         None => bind_private(Path::new(socket_path(&flags.socket)))?,
     };
-    // SAFETY: no other thread exists yet that could read the environment concurrently.
-    unsafe { std::env::remove_var(LISTEN_FD_ENV) };
+    // No other thread exists yet that could read the environment concurrently.
+    std::env::remove_var(LISTEN_FD_ENV);
 
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
     let events = Arc::new(Publisher::start(ttrpc_address, flags.namespace.clone())?);

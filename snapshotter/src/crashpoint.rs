@@ -22,9 +22,6 @@ pub fn hit(name: &str) {
     let armed = POINT.get_or_init(|| std::env::var(ENV).ok());
     if armed.as_deref() == Some(name) {
         tracing::warn!(point = name, "crash point reached, killing self");
-        // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
-        }
+        let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL);
     }
 }

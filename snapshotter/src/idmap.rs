@@ -10,9 +10,8 @@
 //! missing, and unmounted with the snapshot or by Cleanup.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -85,20 +84,6 @@ impl IdMap {
     }
 }
 
-// UAPI values (linux/mount.h, linux/fcntl.h); stable kernel ABI.
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-const AT_RECURSIVE: libc::c_uint = 0x8000;
-const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x0000_0004;
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
 fn cpath(p: &Path) -> Result<CString> {
     CString::new(p.as_os_str().as_bytes())
         .map_err(|_| Error::InvalidArgument(format!("NUL in {}", p.display())))
@@ -114,15 +99,7 @@ fn userns_fd(map: &IdMap) -> Result<OwnedFd> {
     cmd.stdin(std::process::Stdio::piped());
     cmd.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    // SAFETY: unshare(2) is async-signal-safe and touches no memory of ours.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::unshare(libc::CLONE_NEWUSER) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    berth_sys::command::unshare_user_ns(&mut cmd);
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::io("spawning an idmap holder", "cat", e))?;
@@ -149,65 +126,20 @@ fn userns_fd(map: &IdMap) -> Result<OwnedFd> {
 
 /// Bind-mounts `src` at `dst` through `userns`'s mapping.
 fn idmapped_bind(src: &Path, dst: &Path, userns: &OwnedFd) -> Result<()> {
-    let csrc = cpath(src)?;
-    // SAFETY: csrc is a valid C string; the returned fd is owned below.
-    let tree = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            csrc.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE,
-        )
-    };
-    if tree < 0 {
-        return Err(Error::io("open_tree", src, std::io::Error::last_os_error()));
-    }
-    // SAFETY: open_tree returned a fresh fd that nothing else owns.
-    let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
+    use berth_sys::mount::{self as m, MountAttr};
+    // The NUL checks first, as before: they name the path.
+    cpath(src)?;
+    let tree = m::open_tree_path(src, true)
+        .map_err(|e| Error::io("open_tree", src, e.into()))?;
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
+        attr_set: m::MOUNT_ATTR_IDMAP,
         userns_fd: userns.as_raw_fd() as u64,
+        ..Default::default()
     };
-    let empty = CString::default();
-    // SAFETY: attr is a live, correctly sized mount_attr; empty is a valid C string.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc < 0 {
-        return Err(Error::io(
-            "mount_setattr(MOUNT_ATTR_IDMAP)",
-            src,
-            std::io::Error::last_os_error(),
-        ));
-    }
-    let cdst = cpath(dst)?;
-    // SAFETY: both strings are valid; tree is a detached mount fd we own.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_FDCWD,
-            cdst.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if rc < 0 {
-        return Err(Error::io(
-            "move_mount",
-            dst,
-            std::io::Error::last_os_error(),
-        ));
-    }
+    m::mount_setattr_fd(tree.as_fd(), true, &attr)
+        .map_err(|e| Error::io("mount_setattr(MOUNT_ATTR_IDMAP)", src, e.into()))?;
+    cpath(dst)?;
+    m::move_mount_to_path(tree.as_fd(), dst).map_err(|e| Error::io("move_mount", dst, e.into()))?;
     Ok(())
 }
 

@@ -2,6 +2,9 @@
 //! metadata in redb. The binary (`main.rs`) only parses flags and calls
 //! [`server::run`].
 
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod cleanup;
 pub mod client;
 pub mod crashpoint;

@@ -1,3 +1,5 @@
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 use std::path::PathBuf;
 
 use anyhow::Context;

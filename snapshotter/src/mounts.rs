@@ -2,7 +2,7 @@
 //! what containerd's mount package does with them (used by the probe at
 //! start-up, by tests and by the bench).
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -194,39 +194,22 @@ pub fn mount(m: &Mount, target: &Path) -> Result<()> {
     let fstype = cstr(&m.r#type)?;
     let data_c = cstr(&data.join(","))?;
     let ro_bind = flags & libc::MS_BIND != 0 && flags & libc::MS_RDONLY != 0;
-    // SAFETY: all pointers come from live CStrings that outlive the call.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            tgt.as_ptr(),
-            fstype.as_ptr(),
-            flags,
-            data_c.as_ptr().cast(),
-        )
-    };
-    if rc != 0 {
-        return Err(Error::io(
-            "mounting",
-            target,
-            std::io::Error::last_os_error(),
-        ));
+    let ms = nix::mount::MsFlags::from_bits_retain(flags);
+    if let Err(e) = nix::mount::mount(
+        Some(src.as_c_str()),
+        tgt.as_c_str(),
+        Some(fstype.as_c_str()),
+        ms,
+        Some(data_c.as_c_str()),
+    ) {
+        return Err(Error::io("mounting", target, e.into()));
     }
     if ro_bind {
         // A bind mount ignores MS_RDONLY until it is remounted.
-        // SAFETY: as above; null source/fstype/data are allowed for a remount.
-        let rc = unsafe {
-            libc::mount(
-                std::ptr::null(),
-                tgt.as_ptr(),
-                std::ptr::null(),
-                flags | libc::MS_REMOUNT,
-                std::ptr::null(),
-            )
-        };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
+        let remount = ms | nix::mount::MsFlags::MS_REMOUNT;
+        if let Err(e) = nix::mount::mount(None::<&CStr>, tgt.as_c_str(), None::<&CStr>, remount, None::<&CStr>) {
             let _ = unmount(target);
-            return Err(Error::io("remounting read-only", target, err));
+            return Err(Error::io("remounting read-only", target, e.into()));
         }
     }
     Ok(())
@@ -242,14 +225,8 @@ pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<()> {
 pub fn unmount(target: &Path) -> Result<()> {
     let tgt = CString::new(target.to_string_lossy().as_bytes())
         .map_err(|_| Error::InvalidArgument("NUL in path".into()))?;
-    // SAFETY: tgt is a valid C string for the duration of the call.
-    let rc = unsafe { libc::umount2(tgt.as_ptr(), libc::MNT_DETACH) };
-    if rc != 0 {
-        return Err(Error::io(
-            "unmounting",
-            target,
-            std::io::Error::last_os_error(),
-        ));
+    if let Err(e) = nix::mount::umount2(tgt.as_c_str(), nix::mount::MntFlags::MNT_DETACH) {
+        return Err(Error::io("unmounting", target, e.into()));
     }
     Ok(())
 }

@@ -8,22 +8,15 @@
 //! an ordered list on top of "deny all", including partial denies that take
 //! only some bits away from an earlier allow.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
+
+use crate::sys::bpf;
 use std::path::Path;
 
 use super::devices::{DevKind, DeviceRule, ACC_MKNOD, ACC_READ, ACC_WRITE};
 use super::CgroupError;
 
-/// One eBPF instruction as the kernel lays it out.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Insn {
-    pub code: u8,
-    /// dst in the low nibble, src in the high one.
-    pub regs: u8,
-    pub off: i16,
-    pub imm: i32,
-}
+pub(crate) use crate::sys::bpf::Insn;
 
 pub(crate) const LDX_MEM_W: u8 = 0x61;
 pub(crate) const ALU32_AND_K: u8 = 0x54;
@@ -160,77 +153,6 @@ pub(crate) fn device_filter(rules: &[DeviceRule]) -> Result<Vec<Insn>, CgroupErr
     a.finish()
 }
 
-// The parts of union bpf_attr we use; the kernel accepts a shorter struct
-// as long as what it does not know about is absent.
-#[repr(C)]
-#[derive(Default)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    prog_name: [u8; 16],
-    prog_ifindex: u32,
-    expected_attach_type: u32,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct AttachAttr {
-    target_fd: u32,
-    attach_bpf_fd: u32,
-    attach_type: u32,
-    attach_flags: u32,
-    replace_bpf_fd: u32,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct QueryAttr {
-    target_fd: u32,
-    attach_type: u32,
-    query_flags: u32,
-    attach_flags: u32,
-    prog_ids: u64,
-    prog_cnt: u32,
-    _pad: u32,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct GetFdByIdAttr {
-    prog_id: u32,
-    next_id: u32,
-    open_flags: u32,
-}
-
-const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_PROG_ATTACH: libc::c_long = 8;
-const BPF_PROG_DETACH: libc::c_long = 9;
-const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
-const BPF_PROG_QUERY: libc::c_long = 16;
-const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
-const BPF_CGROUP_DEVICE: u32 = 6;
-const BPF_F_ALLOW_MULTI: u32 = 2;
-
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
-    // SAFETY: attr is a live, properly sized repr(C) prefix of union bpf_attr
-    // for this command; pointers inside it point to buffers that outlive the call.
-    let r = unsafe {
-        libc::syscall(libc::SYS_bpf, cmd, attr as *mut T as *mut libc::c_void, std::mem::size_of::<T>())
-    };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
 fn bpf_err(op: &str, dir: &Path, e: std::io::Error) -> CgroupError {
     CgroupError::Bpf { op: format!("{op} ({})", dir.display()), source: e }
 }
@@ -239,23 +161,13 @@ fn load(insns: &[Insn], dir: &Path) -> Result<OwnedFd, CgroupError> {
     let license = c"Apache";
     let mut log = vec![0u8; 0];
     for attempt in 0..2 {
-        let mut attr = ProgLoadAttr {
-            prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
-            insn_cnt: insns.len() as u32,
-            insns: insns.as_ptr() as u64,
-            license: license.as_ptr() as u64,
-            ..Default::default()
-        };
         if attempt == 1 {
             // Only on failure: the verifier log costs time.
             log = vec![0u8; 1 << 16];
-            attr.log_level = 1;
-            attr.log_size = log.len() as u32;
-            attr.log_buf = log.as_mut_ptr() as u64;
         }
-        match bpf(BPF_PROG_LOAD, &mut attr) {
-            // SAFETY: BPF_PROG_LOAD returns a new fd that nothing else owns.
-            Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
+        let verifier_log = if attempt == 1 { Some(&mut log[..]) } else { None };
+        match bpf::prog_load_cgroup_device(insns, license, verifier_log) {
+            Ok(fd) => return Ok(fd),
             Err(e) if attempt == 1 => {
                 let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
                 let text = String::from_utf8_lossy(&log[..end]);
@@ -275,20 +187,11 @@ fn load(insns: &[Insn], dir: &Path) -> Result<OwnedFd, CgroupError> {
 /// them (with ALLOW_MULTI every attached program must allow an access).
 fn attached(cg: &OwnedFd, dir: &Path) -> Result<Vec<OwnedFd>, CgroupError> {
     let mut ids = vec![0u32; 64];
-    let mut q = QueryAttr {
-        target_fd: cg.as_raw_fd() as u32,
-        attach_type: BPF_CGROUP_DEVICE,
-        prog_ids: ids.as_mut_ptr() as u64,
-        prog_cnt: ids.len() as u32,
-        ..Default::default()
-    };
-    bpf(BPF_PROG_QUERY, &mut q).map_err(|e| bpf_err("BPF_PROG_QUERY", dir, e))?;
+    let count = bpf::prog_query_cgroup_device(cg.as_fd(), &mut ids).map_err(|e| bpf_err("BPF_PROG_QUERY", dir, e))?;
     let mut out = Vec::new();
-    for &id in ids.iter().take(q.prog_cnt as usize) {
-        let mut g = GetFdByIdAttr { prog_id: id, ..Default::default() };
-        match bpf(BPF_PROG_GET_FD_BY_ID, &mut g) {
-            // SAFETY: a new fd owned by nobody else.
-            Ok(fd) => out.push(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
+    for &id in ids.iter().take(count) {
+        match bpf::prog_get_fd_by_id(id) {
+            Ok(fd) => out.push(fd),
             // Detached and freed meanwhile: nothing to replace.
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
             Err(e) => return Err(bpf_err("BPF_PROG_GET_FD_BY_ID", dir, e)),
@@ -310,22 +213,9 @@ pub(crate) fn apply_device_filter(dir: &Path, rules: &[DeviceRule]) -> Result<()
     .map_err(|e| CgroupError::Io { path: dir.to_path_buf(), op: "open", source: e.into() })?;
     let old = attached(&cg, dir)?;
     let prog = load(&insns, dir)?;
-    let mut at = AttachAttr {
-        target_fd: cg.as_raw_fd() as u32,
-        attach_bpf_fd: prog.as_raw_fd() as u32,
-        attach_type: BPF_CGROUP_DEVICE,
-        attach_flags: BPF_F_ALLOW_MULTI,
-        ..Default::default()
-    };
-    bpf(BPF_PROG_ATTACH, &mut at).map_err(|e| bpf_err("BPF_PROG_ATTACH", dir, e))?;
+    bpf::prog_attach_cgroup_device(cg.as_fd(), prog.as_fd()).map_err(|e| bpf_err("BPF_PROG_ATTACH", dir, e))?;
     for o in old {
-        let mut d = AttachAttr {
-            target_fd: cg.as_raw_fd() as u32,
-            attach_bpf_fd: o.as_raw_fd() as u32,
-            attach_type: BPF_CGROUP_DEVICE,
-            ..Default::default()
-        };
-        bpf(BPF_PROG_DETACH, &mut d).map_err(|e| bpf_err("BPF_PROG_DETACH", dir, e))?;
+        bpf::prog_detach_cgroup_device(cg.as_fd(), o.as_fd()).map_err(|e| bpf_err("BPF_PROG_DETACH", dir, e))?;
     }
     Ok(())
 }

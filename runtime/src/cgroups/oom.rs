@@ -3,7 +3,7 @@
 //! on v2 an inotify watch on memory.events whose `oom_kill` count grows.
 
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use super::fsutil::write_file;
@@ -24,8 +24,8 @@ enum Kind {
     V2 { events: PathBuf, seen: u64 },
 }
 
-fn os_err(path: PathBuf, op: &'static str) -> CgroupError {
-    CgroupError::Io { path, op, source: std::io::Error::last_os_error() }
+fn os_err(path: PathBuf, op: &'static str, e: nix::errno::Errno) -> CgroupError {
+    CgroupError::Io { path, op, source: e.into() }
 }
 
 fn oom_kills(events: &std::path::Path) -> u64 {
@@ -39,31 +39,27 @@ impl Manager {
             .ok_or_else(|| CgroupError::Discovery("no memory cgroup to watch for OOM kills".into()))?;
         if self.is_v2() {
             let events = dir.join("memory.events");
-            // SAFETY: inotify_init1 takes flags only; the fd is owned below.
-            let ifd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
-            if ifd < 0 {
-                return Err(os_err(events, "inotify_init1"));
-            }
-            // SAFETY: ifd is a fresh fd that nothing else owns.
-            let fd = unsafe { OwnedFd::from_raw_fd(ifd) };
+            use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+            let ino = match Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK) {
+                Ok(i) => i,
+                Err(e) => return Err(os_err(events, "inotify_init1", e)),
+            };
             let c = std::ffi::CString::new(events.as_os_str().as_encoded_bytes())
                 .map_err(|_| CgroupError::Discovery("NUL in cgroup path".into()))?;
-            // SAFETY: a valid fd and a NUL-terminated path that outlives the call.
-            if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), libc::IN_MODIFY) } < 0 {
-                return Err(os_err(events, "inotify_add_watch"));
+            if let Err(e) = ino.add_watch(c.as_c_str(), AddWatchFlags::IN_MODIFY) {
+                return Err(os_err(events, "inotify_add_watch", e));
             }
+            let fd = OwnedFd::from(ino);
             let seen = oom_kills(&events);
             return Ok(OomWatch { fd, kind: Kind::V2 { events, seen } });
         }
         let ctl = dir.join("memory.oom_control");
         let control = File::open(&ctl).map_err(|e| CgroupError::Io { path: ctl.clone(), op: "open", source: e })?;
-        // SAFETY: eventfd takes an initial value and flags only.
-        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if efd < 0 {
-            return Err(os_err(ctl, "eventfd"));
-        }
-        // SAFETY: efd is a fresh fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(efd) };
+        use nix::sys::eventfd::{EfdFlags, EventFd};
+        let fd = match EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK) {
+            Ok(efd) => OwnedFd::from(efd),
+            Err(e) => return Err(os_err(ctl, "eventfd", e)),
+        };
         let reg = dir.join("cgroup.event_control");
         write_file(&reg, &format!("{} {}", fd.as_raw_fd(), control.as_raw_fd()))
             .map_err(|e| CgroupError::Io { path: reg, op: "register OOM notification", source: e })?;

@@ -180,8 +180,7 @@ fn parse_list(s: &str) -> Vec<u16> {
 
 /// Clock ticks (USER_HZ) to nanoseconds.
 fn ticks_to_ns(t: u64) -> u64 {
-    // SAFETY: sysconf with a constant name has no memory effects.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(0);
     let hz = if hz > 0 { hz as u64 } else { 100 };
     t.saturating_mul(1_000_000_000 / hz)
 }

@@ -650,11 +650,8 @@ fn clone_into_cgroup(fd: &std::os::fd::OwnedFd) -> i32 {
     // other threads don't matter.
     match crate::sys::clone3_fork(0, Some(fd.as_fd())).expect("clone3") {
         crate::sys::Forked::Child => {
-            // SAFETY: see above.
-            unsafe {
-                libc::pause();
-                libc::_exit(0);
-            }
+            nix::unistd::pause();
+            crate::sys::exit_now(0)
         }
         crate::sys::Forked::Parent { pid, .. } => pid,
     }

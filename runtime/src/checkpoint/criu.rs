@@ -9,7 +9,6 @@
 use std::ffi::{CString, OsString};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -67,11 +66,7 @@ pub fn run(
     if let Some(m) = mounts {
         let root = CString::new(m.rootfs.as_os_str().as_bytes())
             .map_err(|_| CriuError::Spawn { criu: criu.into(), source: std::io::ErrorKind::InvalidInput.into() })?;
-        // SAFETY: berth is single-threaded; the closure only makes syscalls on data
-        // prepared before the fork.
-        unsafe {
-            cmd.pre_exec(move || private_rootfs_mount(&root));
-        }
+        berth_sys::command::private_mount_ns_with_bind(&mut cmd, root);
     }
     let mut child = cmd.spawn().map_err(|e| CriuError::Spawn { criu: criu.into(), source: e })?;
     let mut stderr = String::new();
@@ -91,14 +86,6 @@ pub fn run(
         problem = stderr.lines().chain(log_text.lines()).rfind(|l| !l.trim().is_empty()).unwrap_or("no error message").trim().to_string();
     }
     Err(CriuError::Failed { id: id.into(), action, status: status.to_string(), problem, log: log.into() })
-}
-
-fn private_rootfs_mount(root: &CString) -> std::io::Result<()> {
-    use nix::mount::{mount, MsFlags};
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)?;
-    mount(Some(root.as_c_str()), root.as_c_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)?;
-    Ok(())
 }
 
 /// criu's `Error (file:line): message` lines, as `message`s joined with "; " (at most

@@ -344,20 +344,7 @@ fn normalize<A: Into<OsString>>(args: impl Iterator<Item = A>) -> Vec<OsString> 
 /// Makes sure fds 0-2 and the --preserve-fds range are occupied before berth opens
 /// anything, so none of berth's own fds can land where the container would inherit it.
 fn reserve_fds(preserve: u32) {
-    for fd in 0..3 + preserve as i32 {
-        if !berth::sys::fd_is_open(fd) {
-            if let Ok(f) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
-                let raw = std::os::fd::IntoRawFd::into_raw_fd(f);
-                if raw != fd {
-                    // SAFETY: dup2 onto a free slot, then close our temporary fd.
-                    unsafe {
-                        libc::dup2(raw, fd);
-                        libc::close(raw);
-                    }
-                }
-            }
-        }
-    }
+    berth::sys::occupy_free_fds(3 + preserve as i32);
 }
 
 pub fn main() -> i32 {

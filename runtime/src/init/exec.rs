@@ -180,14 +180,12 @@ impl Prepared {
 /// The process starts with default dispositions and an empty mask, whatever the runtime
 /// set for itself (Rust ignores SIGPIPE; `run` blocks signals to forward them).
 fn reset_signals() {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    use nix::sys::signal::{SigSet, Signal};
     for sig in Signal::iterator() {
         if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
             continue;
         }
-        // SAFETY: installing SIG_DFL is always sound.
-        let _ = unsafe { sigaction(sig, &dfl) };
+        let _ = crate::sys::set_default_disposition(sig);
     }
     let _ = SigSet::empty().thread_set_mask();
 }

@@ -57,8 +57,8 @@ pub fn run(args: InitArgs) -> ! {
     }));
     let err = outcome.unwrap_or_else(|_| "the container's init panicked".to_string());
     let _ = args.channel.send(&Msg::Error(err));
-    // SAFETY: _exit skips atexit handlers and destructors that belong to the parent's copy.
-    unsafe { libc::_exit(1) }
+    // _exit skips atexit handlers and destructors that belong to the parent's copy.
+    crate::sys::exit_now(1)
 }
 
 type Res<T> = Result<T, String>;
@@ -170,12 +170,7 @@ fn setup(a: &InitArgs) -> Res<exec::Prepared> {
     rootfs::finalize(spec).map_err(|e| e.to_string())?;
 
     if let Some(peer) = &tty {
-        for fd in 0..3 {
-            // SAFETY: dup2 onto the standard fds, which this process owns and replaces on purpose.
-            if unsafe { libc::dup2(peer.as_raw_fd(), fd) } < 0 {
-                return Err(format!("terminal: dup2: {}", std::io::Error::last_os_error()));
-            }
-        }
+        crate::sys::dup_onto_stdio(peer.as_fd()).map_err(|e| format!("terminal: dup2: {e}"))?;
         crate::console::set_controlling(peer.as_fd()).map_err(|e| format!("terminal: TIOCSCTTY: {e}"))?;
     }
     drop(tty);
@@ -223,16 +218,12 @@ pub(crate) fn recv_go(channel: &Channel) -> Res<String> {
 }
 
 fn unsafe_exit(code: i32) -> ! {
-    // SAFETY: _exit ends the process without running the parent's destructors.
-    unsafe { libc::_exit(code) }
+    // _exit ends the process without running the parent's destructors.
+    crate::sys::exit_now(code)
 }
 
 fn set_domainname(name: &str) -> std::io::Result<()> {
-    // SAFETY: the pointer and length describe a valid byte buffer.
-    if unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    crate::sys::set_domainname(name)
 }
 
 fn write_sysctl(key: &str, value: &str) -> Res<()> {

@@ -5,39 +5,38 @@ use oci_spec::runtime::{PosixRlimitType, Process};
 pub fn set_rlimits(process: &Process) -> Result<(), String> {
     for (i, rl) in process.rlimits().as_deref().unwrap_or(&[]).iter().enumerate() {
         let res = resource(rl.typ());
-        let lim = libc::rlimit { rlim_cur: rl.soft(), rlim_max: rl.hard() };
-        // SAFETY: setrlimit with a valid resource number and rlimit struct.
-        if unsafe { libc::setrlimit(res, &lim) } < 0 {
+        if let Err(e) = nix::sys::resource::setrlimit(res, rl.soft(), rl.hard()) {
             return Err(format!(
                 "process.rlimits[{i}] ({:?} soft {} hard {}): {}",
                 rl.typ(),
                 rl.soft(),
                 rl.hard(),
-                std::io::Error::last_os_error()
+                std::io::Error::from(e)
             ));
         }
     }
     Ok(())
 }
 
-fn resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
+fn resource(t: PosixRlimitType) -> nix::sys::resource::Resource {
+    use nix::sys::resource::Resource;
     match t {
-        PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,
-        PosixRlimitType::RlimitFsize => libc::RLIMIT_FSIZE,
-        PosixRlimitType::RlimitData => libc::RLIMIT_DATA,
-        PosixRlimitType::RlimitStack => libc::RLIMIT_STACK,
-        PosixRlimitType::RlimitCore => libc::RLIMIT_CORE,
-        PosixRlimitType::RlimitRss => libc::RLIMIT_RSS,
-        PosixRlimitType::RlimitNproc => libc::RLIMIT_NPROC,
-        PosixRlimitType::RlimitNofile => libc::RLIMIT_NOFILE,
-        PosixRlimitType::RlimitMemlock => libc::RLIMIT_MEMLOCK,
-        PosixRlimitType::RlimitAs => libc::RLIMIT_AS,
-        PosixRlimitType::RlimitLocks => libc::RLIMIT_LOCKS,
-        PosixRlimitType::RlimitSigpending => libc::RLIMIT_SIGPENDING,
-        PosixRlimitType::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
-        PosixRlimitType::RlimitNice => libc::RLIMIT_NICE,
-        PosixRlimitType::RlimitRtprio => libc::RLIMIT_RTPRIO,
-        PosixRlimitType::RlimitRttime => libc::RLIMIT_RTTIME,
+        PosixRlimitType::RlimitCpu => Resource::RLIMIT_CPU,
+        PosixRlimitType::RlimitFsize => Resource::RLIMIT_FSIZE,
+        PosixRlimitType::RlimitData => Resource::RLIMIT_DATA,
+        PosixRlimitType::RlimitStack => Resource::RLIMIT_STACK,
+        PosixRlimitType::RlimitCore => Resource::RLIMIT_CORE,
+        PosixRlimitType::RlimitRss => Resource::RLIMIT_RSS,
+        PosixRlimitType::RlimitNproc => Resource::RLIMIT_NPROC,
+        PosixRlimitType::RlimitNofile => Resource::RLIMIT_NOFILE,
+        PosixRlimitType::RlimitMemlock => Resource::RLIMIT_MEMLOCK,
+        PosixRlimitType::RlimitAs => Resource::RLIMIT_AS,
+        PosixRlimitType::RlimitLocks => Resource::RLIMIT_LOCKS,
+        PosixRlimitType::RlimitSigpending => Resource::RLIMIT_SIGPENDING,
+        PosixRlimitType::RlimitMsgqueue => Resource::RLIMIT_MSGQUEUE,
+        PosixRlimitType::RlimitNice => Resource::RLIMIT_NICE,
+        PosixRlimitType::RlimitRtprio => Resource::RLIMIT_RTPRIO,
+        PosixRlimitType::RlimitRttime => Resource::RLIMIT_RTTIME,
     }
 }
 
@@ -79,17 +78,19 @@ pub fn chown_stdio(uid: u32, own_pty: bool) -> Result<(), String> {
 pub fn switch_groups(process: &Process) -> Result<(), String> {
     let user = process.user();
     let groups: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
+    let gids: Vec<nix::unistd::Gid> = groups.iter().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
     // A user namespace whose setgroups is denied (mapped without CAP_SETGID) keeps the
     // groups it has; only asking for groups is then an error.
     let denied = std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
-    // SAFETY: the pointer and length describe a valid gid array.
-    if !(denied && groups.is_empty()) && unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } < 0 {
-        return Err(format!("process.user.additionalGids {groups:?}: {}", std::io::Error::last_os_error()));
+    if !(denied && groups.is_empty()) {
+        if let Err(e) = nix::unistd::setgroups(&gids) {
+            return Err(format!("process.user.additionalGids {groups:?}: {}", std::io::Error::from(e)));
+        }
     }
     let gid = user.gid();
-    // SAFETY: plain syscall with integer arguments.
-    if unsafe { libc::setresgid(gid, gid, gid) } < 0 {
-        return Err(format!("process.user.gid {gid}: {}", std::io::Error::last_os_error()));
+    let g = nix::unistd::Gid::from_raw(gid);
+    if let Err(e) = nix::unistd::setresgid(g, g, g) {
+        return Err(format!("process.user.gid {gid}: {}", std::io::Error::from(e)));
     }
     let umask = user.umask().unwrap_or(0o022);
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask as libc::mode_t));
@@ -101,9 +102,9 @@ pub fn switch_groups(process: &Process) -> Result<(), String> {
 pub fn switch_uid(process: &Process) -> Result<(), String> {
     crate::sys::set_keepcaps(true).map_err(|e| format!("prctl(PR_SET_KEEPCAPS): {e}"))?;
     let uid = process.user().uid();
-    // SAFETY: plain syscall with integer arguments.
-    if unsafe { libc::setresuid(uid, uid, uid) } < 0 {
-        return Err(format!("process.user.uid {uid}: {}", std::io::Error::last_os_error()));
+    let u = nix::unistd::Uid::from_raw(uid);
+    if let Err(e) = nix::unistd::setresuid(u, u, u) {
+        return Err(format!("process.user.uid {uid}: {}", std::io::Error::from(e)));
     }
     crate::sys::set_keepcaps(false).map_err(|e| format!("prctl(PR_SET_KEEPCAPS): {e}"))
 }

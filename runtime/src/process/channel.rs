@@ -8,11 +8,11 @@
 //! which the spec does not bound (runc passes 1 MiB of annotations).
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    recv, recvmsg, send, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag,
+    recv, send, sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag,
     SockType,
 };
 use serde::{Deserialize, Serialize};
@@ -119,20 +119,13 @@ impl Channel {
         let mut got = 0;
         let mut fd = None;
         while got < HEADER {
-            let mut space = nix::cmsg_space!([RawFd; 1]);
             let mut iov = [IoSliceMut::new(&mut header[got..])];
-            let n = match recvmsg::<()>(self.fd.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC) {
-                Ok(m) => {
-                    for c in m.cmsgs()? {
-                        if let ControlMessageOwned::ScmRights(fds) = c {
-                            for raw in fds {
-                                // SAFETY: the kernel installed these fds for us; we own them.
-                                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-                                fd.get_or_insert(owned);
-                            }
-                        }
+            let n = match crate::sys::recv_with_fd(self.fd.as_fd(), &mut iov) {
+                Ok((n, received)) => {
+                    if let Some(owned) = received {
+                        fd.get_or_insert(owned);
                     }
-                    m.bytes
+                    n
                 }
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),

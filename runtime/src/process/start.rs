@@ -8,7 +8,7 @@
 //! of sun_path.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
@@ -32,15 +32,7 @@ pub fn listen(dir: &Path, name: &str) -> io::Result<OwnedFd> {
 
 /// Init side: wait for `start`, return the connection and the state JSON it sent.
 pub fn accept(listener: &OwnedFd) -> io::Result<(UnixStream, Vec<u8>)> {
-    let fd = loop {
-        match socket::accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
-            Ok(fd) => break fd,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    };
-    // SAFETY: accept4 returned a new fd that nothing else owns.
-    let mut conn = unsafe { UnixStream::from_raw_fd(fd) };
+    let mut conn = UnixStream::from(crate::sys::accept_cloexec(listener.as_fd())?);
     // Unbounded, like the annotations it carries: only root can reach the 0600 socket in
     // the state directory, and `start` sends one state and shuts its side down.
     let mut state = Vec::new();

@@ -15,7 +15,7 @@ use nix::unistd::symlinkat;
 use super::mounts::{dest_dir, Ctx};
 use super::options::MountOptions;
 use super::resolve;
-use super::sys::{self, MountAttr};
+use crate::sys::mount::{self as sys, MountAttr};
 use super::{sys_err, CgroupMount, RootfsError};
 
 const HIERARCHY_FLAGS: MsFlags = MsFlags::MS_NOSUID

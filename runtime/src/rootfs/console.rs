@@ -11,7 +11,7 @@ use nix::sys::statfs::{fstatfs, DEVPTS_SUPER_MAGIC};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use super::resolve;
-use super::sys;
+use crate::sys::mount as sys;
 use super::{sys_err, RootfsError};
 
 const FIELD: &str = "process.terminal";

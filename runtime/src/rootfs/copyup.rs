@@ -12,7 +12,7 @@ use nix::fcntl::{openat, readlinkat, AtFlags, OFlag};
 use nix::sys::stat::{fstatat, mkdirat, mknodat, umask, Mode, SFlag};
 use nix::unistd::{fchownat, symlinkat, Gid, Uid};
 
-use super::sys::fd_path;
+use crate::sys::mount::fd_path;
 
 /// Directory nesting we follow; deeper trees are an error, not a stack overflow.
 const MAX_DEPTH: usize = 128;

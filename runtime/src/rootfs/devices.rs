@@ -13,7 +13,7 @@ use nix::unistd::{fchownat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Spec};
 
 use super::resolve::{self, clean_container_path};
-use super::sys;
+use crate::sys::mount as sys;
 use super::{sys_err, RootfsError};
 
 struct Node<'a> {

@@ -14,11 +14,10 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use oci_spec::runtime::{LinuxIdMapping, Spec};
 
-use super::sys::{self as msys, MountAttr};
+use crate::sys::mount::{self as msys, MountAttr};
 use super::RootfsError;
 use crate::sys::{self, Forked};
 
-const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
 /// The detached, id-mapped trees of `mounts[i]`, by index.
 pub type Prepared = HashMap<usize, OwnedFd>;
@@ -38,11 +37,11 @@ pub fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<Own
     let forked = sys::clone3_fork(libc::CLONE_NEWUSER as u64, None).map_err(|e| format!("clone3: {e}"))?;
     let (pid, pidfd) = match forked {
         Forked::Child => {
-            // SAFETY: prctl with integer arguments: die with `berth create` if it dies first.
-            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            // Die with `berth create` if it dies first.
+            let _ = sys::kill_with_parent();
             loop {
-                // SAFETY: pause(2) just waits for the SIGKILL that ends this helper.
-                unsafe { libc::pause() };
+                // Wait for the SIGKILL that ends this helper.
+                nix::unistd::pause();
             }
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd),
@@ -80,6 +79,6 @@ pub fn prepare(spec: &Spec, bundle: &Path) -> Result<Prepared, RootfsError> {
 }
 
 fn idmap_tree(tree: &OwnedFd, userns: &OwnedFd, recursive: bool) -> nix::Result<()> {
-    let attr = MountAttr { attr_set: MOUNT_ATTR_IDMAP, userns_fd: userns.as_raw_fd() as u64, ..Default::default() };
+    let attr = MountAttr { attr_set: msys::MOUNT_ATTR_IDMAP, userns_fd: userns.as_raw_fd() as u64, ..Default::default() };
     msys::mount_setattr_fd(tree.as_fd(), recursive, &attr)
 }

@@ -9,7 +9,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::{fstat, makedev, Mode};
 
 use super::resolve;
-use super::sys::{self, MountAttr};
+use crate::sys::mount::{self as sys, MountAttr};
 use super::{sys_err, RootfsError};
 
 /// Make the mount `fd` is on read-only (and recursively below it with `recursive`).

@@ -40,7 +40,6 @@ mod pivot;
 pub mod resolve;
 pub mod shared_ns;
 pub mod source;
-pub(crate) mod sys;
 mod validate;
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use oci_spec::runtime::Mount;
 
 use super::options::{self, MountOptions, MS_NOSYMFOLLOW};
 use super::resolve::{self, clean_container_path, Walked};
-use super::sys::{self, MountAttr};
+use crate::sys::mount::{self as sys, MountAttr};
 use super::validate::{is_bind, mount_field, mount_type, proc_mount_allowed, PROC_ALLOWLIST};
 use super::{cgroup, copyup, CgroupMount, RootfsError};
 

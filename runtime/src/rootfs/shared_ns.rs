@@ -46,7 +46,7 @@ pub(crate) fn enter(root: OwnedFd) -> Result<(), RootfsError> {
 /// The id of the mount on top of `rootfs` now, to tell afterwards whether the container's
 /// rootfs mount is (still) there.
 pub fn top_mount_id(rootfs: &Path) -> std::io::Result<u64> {
-    crate::sys::mount_id(rootfs)
+    crate::sys::mount::mount_id(rootfs)
 }
 
 /// Detaches the container's rootfs mount tree from the runtime's mount namespace if the

@@ -70,8 +70,8 @@ pub fn open_for_init(
                 Ok(fd) => theirs.send_with_fd(&Msg::MountSource, fd.as_fd()),
                 Err(m) => theirs.send(&Msg::Error(m)),
             };
-            // SAFETY: _exit ends the helper without running the parent's destructors.
-            unsafe { libc::_exit(i32::from(sent.is_err())) }
+            // _exit ends the helper without running the parent's destructors.
+            crate::sys::exit_now(i32::from(sent.is_err()))
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };

@@ -3,7 +3,6 @@
 
 use std::fs;
 use std::io::Read;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -66,7 +65,9 @@ fn fixture() -> Fixture {
 }
 
 /// Run `f` in a forked child inside a new mount namespace; its error string
-/// (or panic) comes back through a pipe.
+/// (or panic) comes back through a pipe. The one unsafe block outside `sys`: the test
+/// harness is multi-threaded, so this needs glibc's fork (atfork handlers), not clone3.
+#[allow(unsafe_code)]
 fn in_child(f: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
     let (r, w) = nix::unistd::pipe().map_err(|e| e.to_string())?;
     // SAFETY: the child only runs the closure and then _exits; it never
@@ -92,8 +93,8 @@ fn in_child(f: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
                 Err(_) => (2, "child panicked".to_string()),
             };
             let _ = nix::unistd::write(&w, msg.as_bytes());
-            // SAFETY: _exit skips the harness's atexit/unwinding in the child.
-            unsafe { libc::_exit(code) }
+            // _exit skips the harness's atexit/unwinding in the child.
+            crate::sys::exit_now(code)
         }
         ForkResult::Parent { child } => {
             drop(w);
@@ -608,23 +609,7 @@ fn root_rootfs_console_replaces_symlink_with_file_inside_root() {
     let r = in_child(|| {
         let root = prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
         let ptmx = root.open_ptmx().map_err(s("open_ptmx"))?;
-        let zero: libc::c_int = 0;
-        // SAFETY: TIOCSPTLCK reads an int; TIOCGPTPEER returns a new fd.
-        let peer = unsafe {
-            if libc::ioctl(ptmx.as_raw_fd(), libc::TIOCSPTLCK, &zero) < 0 {
-                return Err(format!("unlockpt: {}", Errno::last()));
-            }
-            libc::ioctl(
-                ptmx.as_raw_fd(),
-                libc::TIOCGPTPEER,
-                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-            )
-        };
-        if peer < 0 {
-            return Err(format!("TIOCGPTPEER: {}", Errno::last()));
-        }
-        // SAFETY: peer is a fresh fd we own.
-        let peer = unsafe { std::os::fd::OwnedFd::from_raw_fd(peer) };
+        let (peer, _) = crate::sys::term::open_pty_peer(ptmx.as_fd()).map_err(|e| format!("TIOCGPTPEER: {e}"))?;
         root.mount_console(peer.as_fd())
             .map_err(s("mount_console"))?;
         let md = fs::symlink_metadata(fx.rootfs.join("dev/console")).map_err(s("stat console"))?;
@@ -648,7 +633,7 @@ fn root_rootfs_console_replaces_symlink_with_file_inside_root() {
     fs::remove_file(&hostfile).expect("rm");
 }
 
-use std::os::fd::{AsFd, FromRawFd};
+use std::os::fd::AsFd;
 
 #[test]
 fn root_rootfs_open_ptmx_refuses_non_ptmx() {
@@ -1200,23 +1185,7 @@ fn root_rootfs_console_with_dangling_console_and_pts_symlink() {
     let r = in_child(|| {
         let root = prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
         let ptmx = root.open_ptmx().map_err(s("open_ptmx"))?;
-        let zero: libc::c_int = 0;
-        // SAFETY: TIOCSPTLCK reads an int; TIOCGPTPEER returns a new fd.
-        let peer = unsafe {
-            if libc::ioctl(ptmx.as_raw_fd(), libc::TIOCSPTLCK, &zero) < 0 {
-                return Err(format!("unlockpt: {}", Errno::last()));
-            }
-            libc::ioctl(
-                ptmx.as_raw_fd(),
-                libc::TIOCGPTPEER,
-                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-            )
-        };
-        if peer < 0 {
-            return Err(format!("TIOCGPTPEER: {}", Errno::last()));
-        }
-        // SAFETY: peer is a fresh fd we own.
-        let peer = unsafe { std::os::fd::OwnedFd::from_raw_fd(peer) };
+        let (peer, _) = crate::sys::term::open_pty_peer(ptmx.as_fd()).map_err(|e| format!("TIOCGPTPEER: {e}"))?;
         root.mount_console(peer.as_fd())
             .map_err(s("mount_console"))?;
         root.enter(false).map_err(s("enter"))?;

@@ -3,6 +3,7 @@
 //! syscall numbers, so the flag values are spelled out here from <linux/mount.h>.
 
 use std::ffi::CString;
+use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
@@ -24,6 +25,7 @@ pub const MOUNT_ATTR_RELATIME: u64 = 0x0;
 pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
 pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
 pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x200000;
 
 const FSOPEN_CLOEXEC: u32 = 1;
@@ -58,6 +60,38 @@ pub fn open_tree_fd(fd: BorrowedFd, recursive: bool) -> nix::Result<OwnedFd> {
     // SAFETY: the path is a valid NUL-terminated empty string and fd is a live descriptor.
     let ret = unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), EMPTY.as_ptr(), flags) };
     owned(ret)
+}
+
+/// Clone the mount tree at `path` (resolved from the cwd, following symlinks) as a
+/// detached mount.
+pub fn open_tree_path(path: &std::path::Path, recursive: bool) -> nix::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    let mut flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    // SAFETY: c is a valid NUL-terminated path that outlives the call.
+    let ret = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
+    owned(ret)
+}
+
+/// Attach the detached mount `from` at `path` (resolved from the cwd).
+pub fn move_mount_to_path(from: BorrowedFd, path: &std::path::Path) -> nix::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: both paths are valid C strings that outlive the call; from is a live fd.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from.as_raw_fd(),
+            EMPTY.as_ptr(),
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    Errno::result(ret).map(drop)
 }
 
 /// Attach the detached (or existing) mount `from` onto the object `to` refers to.
@@ -145,3 +179,30 @@ pub fn fs_create(fstype: &str, opts: &[(&str, &str)], attr_flags: u64) -> nix::R
 pub fn fd_path(fd: BorrowedFd) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
+
+/// The id of the mount `path` is on (statx STATX_MNT_ID), without following a final
+/// symlink: tells whether the top mount at a path is still the one recorded earlier.
+pub fn mount_id(path: &std::path::Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: statx is plain data, zeroed is a valid value for it.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: c is a NUL-terminated path and st a valid, writable statx buffer.
+    let r = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT,
+            libc::STATX_MNT_ID,
+            &mut st,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if st.stx_mask & libc::STATX_MNT_ID == 0 {
+        return Err(io::Error::from(io::ErrorKind::Unsupported));
+    }
+    Ok(st.stx_mnt_id)
+}
+

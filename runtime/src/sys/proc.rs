@@ -1,0 +1,179 @@
+//! Processes: clone3 with namespaces and a cgroup, pidfds, prctl flags, the session keyring,
+//! and reading a process's identity from /proc.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+pub use berth_sys::pidfd::{pidfd_open, pidfd_send_signal, pidfd_wait_exit};
+
+/// `struct clone_args` of clone3(2), version 2 (with `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+pub const CLONE_PIDFD: u64 = 0x1000;
+pub const CLONE_PARENT: u64 = 0x8000;
+pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// The outcome of a fork-like clone3: in the parent the child's pid and a pidfd for it.
+pub enum Forked {
+    Parent { pid: i32, pidfd: OwnedFd },
+    Child,
+}
+
+/// Forks like fork(2) but with namespace flags, a pidfd for the child and optionally
+/// placing the child straight into a cgroup v2 directory (no attach afterwards).
+///
+/// Only call this from a single-threaded process: the child runs on a copy of the
+/// caller's stack and memory, as after fork(2), without glibc's atfork handlers.
+pub fn clone3_fork(ns_flags: u64, cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
+    let mut pidfd: RawFd = -1;
+    let mut args = CloneArgs {
+        flags: ns_flags | CLONE_PIDFD,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        // With CLONE_PARENT clone3 wants 0 here: the child inherits our own exit signal.
+        exit_signal: if ns_flags & CLONE_PARENT != 0 { 0 } else { libc::SIGCHLD as u64 },
+        ..Default::default()
+    };
+    if let Some(cg) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = cg.as_raw_fd() as u64;
+    }
+    // SAFETY: args is a valid clone_args of the size passed; a zero stack makes the child
+    // continue on a copy of this stack like fork(2); the process is single-threaded.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent {
+            pid: pid as i32,
+            // SAFETY: with CLONE_PIDFD the kernel stored a new, owned fd in pidfd.
+            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+        }),
+    }
+}
+
+/// Joins a new anonymous session keyring named after the container, as runc does unless
+/// --no-new-keyring, so containers do not share the host's keys.
+pub fn join_session_keyring(name: &str) -> io::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let cname = std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: keyctl with a valid NUL-terminated string.
+    let ret = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, cname.as_ptr()) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes the process non-dumpable, so a container process cannot ptrace it or open its
+/// /proc/<pid>/fd while it still holds host resources (T7). execve resets it.
+pub fn set_non_dumpable() -> io::Result<()> {
+    Ok(nix::sys::prctl::set_dumpable(false)?)
+}
+
+pub fn set_child_subreaper() -> io::Result<()> {
+    Ok(nix::sys::prctl::set_child_subreaper(true)?)
+}
+
+pub fn set_no_new_privs() -> io::Result<()> {
+    Ok(nix::sys::prctl::set_no_new_privs()?)
+}
+
+pub fn set_keepcaps(on: bool) -> io::Result<()> {
+    Ok(nix::sys::prctl::set_keepcaps(on)?)
+}
+
+/// The start time of a process in clock ticks since boot (field 22 of /proc/<pid>/stat):
+/// with the pid it identifies a process across pid reuse.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether the process `pid` is alive (not a zombie) and is the one that started at `start_time`.
+pub fn process_alive(pid: i32, start_time: u64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(close) = stat.rfind(')') else { return false };
+    let mut fields = stat[close + 1..].split_whitespace();
+    let state = fields.next().unwrap_or("X");
+    if state == "Z" || state == "X" {
+        return false;
+    }
+    fields.nth(18).and_then(|s| s.parse::<u64>().ok()) == Some(start_time)
+}
+
+
+/// Ends the process at once, like _exit(2): no atexit handlers, no destructors, no
+/// flushing of buffers that belong to the parent's copy of this memory (after a fork).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions; it never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Restores the default disposition of `sig` (used before exec, where handlers are reset
+/// anyway but ignored signals and the mask would be inherited).
+pub fn set_default_disposition(sig: nix::sys::signal::Signal) -> nix::Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: installing SIG_DFL runs no handler code, so it is always sound.
+    unsafe { sigaction(sig, &dfl) }.map(drop)
+}
+
+/// setdomainname(2), which nix does not wrap (it has sethostname only).
+pub fn set_domainname(name: &str) -> io::Result<()> {
+    // SAFETY: the pointer and length describe a valid byte buffer that outlives the call.
+    if unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Asks the kernel to SIGKILL this process when its parent dies.
+pub fn kill_with_parent() -> io::Result<()> {
+    Ok(nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?)
+}
+
+/// kill(2) with a raw signal number: nix's `Signal` has no real-time signals, which
+/// `berth kill` accepts.
+pub fn kill_pid(pid: i32, sig: i32) -> io::Result<()> {
+    // SAFETY: kill(2) takes integers only.
+    if unsafe { libc::kill(pid, sig) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// poll(2) for readability on the fds given (None: a slot that is skipped), through nix.
+/// Returns, per slot, whether the kernel reported any event (readable, hang-up, error).
+/// EINTR comes back as `ErrorKind::Interrupted`. A negative timeout waits forever.
+pub fn poll_readable(fds: &[Option<BorrowedFd<'_>>], timeout_ms: i32) -> io::Result<Vec<bool>> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut pfds: Vec<PollFd<'_>> = fds.iter().flatten().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
+    let timeout = PollTimeout::try_from(timeout_ms).unwrap_or(PollTimeout::NONE);
+    poll(&mut pfds, timeout)?;
+    let mut ready = pfds.iter().map(|p| p.revents().is_none_or(|r| !r.is_empty()));
+    Ok(fds.iter().map(|fd| fd.is_some() && ready.next().unwrap_or(false)).collect())
+}

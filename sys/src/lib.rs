@@ -1,0 +1,13 @@
+//! berth-sys: the syscall wrappers that the runtime, the shim and the snapshotter share
+//! (the new mount API, pidfds, fd flags, terminal ioctls, pre-exec steps). Each `unsafe`
+//! block here has a `// SAFETY:` comment; the crates that use this one deny unsafe code
+//! outside their own syscall layer. Calls that nix provides are not wrapped here: use nix.
+
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod alloc;
+pub mod command;
+pub mod fd;
+pub mod mount;
+pub mod pidfd;
+pub mod term;
