@@ -12,6 +12,8 @@ pub mod exec;
 pub mod events;
 pub mod features;
 pub mod foreground;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hooks;
 pub mod id;
 pub mod idmap;
