@@ -94,8 +94,15 @@ fuzz_target!(|data: &[u8]| {
 
     let rootfd = open_dir(&root).expect("open root");
     let path = Path::new(OsStr::from_bytes(path));
-    // berth treats "" as the root itself (in_root_relative); the kernel would say ENOENT.
-    let oracle_path = if path.as_os_str().is_empty() { Path::new(".") } else { path };
+    // berth takes paths as Rust's `Path::components` (like runc's filepath.Clean): a trailing
+    // "/" or "/." is dropped, so "link-to-file/" is the file, where the kernel says ENOTDIR;
+    // and "" is the root itself (in_root_relative), where the kernel says ENOENT. The oracle
+    // gets the path as berth reads it.
+    let mut bytes = path.as_os_str().as_bytes();
+    while bytes.len() > 1 && (bytes.ends_with(b"/") || bytes.ends_with(b"/.")) {
+        bytes = bytes.strip_suffix(b"/").or_else(|| bytes.strip_suffix(b"/.")).unwrap_or(bytes);
+    }
+    let oracle_path = if bytes.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(bytes)) };
     let how = OpenHow::new().flags(OFlag::O_PATH | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_IN_ROOT);
     let want = loop {
         match openat2(rootfd.as_fd(), oracle_path, how) {
