@@ -8,11 +8,15 @@ use oci_spec::runtime::LinuxSeccomp;
 use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(value) = serde_json::from_slice::<Value>(data) else { return };
+    let Ok(value) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
     if check_names(&value).is_err() {
         return;
     }
-    let Ok(profile) = serde_json::from_value::<LinuxSeccomp>(value) else { return };
+    let Ok(profile) = serde_json::from_value::<LinuxSeccomp>(value) else {
+        return;
+    };
     if let Ok(filter) = Filter::build(&profile) {
         let _ = filter.notifies();
     }

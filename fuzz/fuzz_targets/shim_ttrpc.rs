@@ -32,7 +32,10 @@ fn payload(method: &str, p: &[u8]) {
                 let _ = validate_id("container", &req.id, MAX_CONTAINER_ID);
                 // runtimeoptions.v1.Options names a file the shim reads: a fuzzer would read
                 // arbitrary host files (and hang on a FIFO); containerd is trusted there.
-                let options = req.options.as_ref().filter(|o| !o.type_url.ends_with("runtimeoptions.v1.Options"));
+                let options = req
+                    .options
+                    .as_ref()
+                    .filter(|o| !o.type_url.ends_with("runtimeoptions.v1.Options"));
                 let _ = RuntimeConfig::from_options(options);
             }
         }
@@ -41,21 +44,51 @@ fn payload(method: &str, p: &[u8]) {
                 let _ = validate_id("exec", &req.exec_id, MAX_EXEC_ID);
             }
         }
-        "State" => { parse!(StateRequest); }
-        "Start" => { parse!(StartRequest); }
-        "Delete" => { parse!(DeleteRequest); }
-        "Pids" => { parse!(PidsRequest); }
-        "Pause" => { parse!(PauseRequest); }
-        "Resume" => { parse!(ResumeRequest); }
-        "Checkpoint" => { parse!(CheckpointTaskRequest); }
-        "Kill" => { parse!(KillRequest); }
-        "ResizePty" => { parse!(ResizePtyRequest); }
-        "CloseIO" => { parse!(CloseIORequest); }
-        "Update" => { parse!(UpdateTaskRequest); }
-        "Wait" => { parse!(WaitRequest); }
-        "Stats" => { parse!(StatsRequest); }
-        "Connect" => { parse!(ConnectRequest); }
-        "Shutdown" => { parse!(ShutdownRequest); }
+        "State" => {
+            parse!(StateRequest);
+        }
+        "Start" => {
+            parse!(StartRequest);
+        }
+        "Delete" => {
+            parse!(DeleteRequest);
+        }
+        "Pids" => {
+            parse!(PidsRequest);
+        }
+        "Pause" => {
+            parse!(PauseRequest);
+        }
+        "Resume" => {
+            parse!(ResumeRequest);
+        }
+        "Checkpoint" => {
+            parse!(CheckpointTaskRequest);
+        }
+        "Kill" => {
+            parse!(KillRequest);
+        }
+        "ResizePty" => {
+            parse!(ResizePtyRequest);
+        }
+        "CloseIO" => {
+            parse!(CloseIORequest);
+        }
+        "Update" => {
+            parse!(UpdateTaskRequest);
+        }
+        "Wait" => {
+            parse!(WaitRequest);
+        }
+        "Stats" => {
+            parse!(StatsRequest);
+        }
+        "Connect" => {
+            parse!(ConnectRequest);
+        }
+        "Shutdown" => {
+            parse!(ShutdownRequest);
+        }
         _ => {}
     }
 }
