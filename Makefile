@@ -9,7 +9,7 @@ DEB_PACKAGES := build-essential pkg-config jq busybox-static runc crun container
 	iptables libseccomp-dev protobuf-compiler libprotobuf-dev hyperfine strace qemu-system-x86 linux-image-amd64 \
 	containernetworking-plugins iproute2 criu
 
-.PHONY: deps build install demo demo-docker test unit conformance test-load soak bench clean
+.PHONY: deps build install demo demo-docker test unit conformance test-load soak bench fuzz fuzz-ci fuzz-deps clean
 SHARE := $(DESTDIR)$(PREFIX)/share/berth
 
 deps:
@@ -82,6 +82,34 @@ bench: build
 	BERTH_SNAPSHOTTER=$(CURDIR)/$(RELEASE_DIR)/berth-snapshotter $(RELEASE_DIR)/bench-snapshotter
 	$(RELEASE_DIR)/bench-shim
 	$(RELEASE_DIR)/bench-pod
+
+# Fuzzing (cargo-fuzz, libFuzzer; see docs/fuzzing.md). Each target starts from its committed
+# seeds in fuzz/corpus/<target> (read only); what the fuzzer adds goes to fuzz/target/corpus.
+# A crash or panic stops the run, saves the input under fuzz/artifacts/<target>/ and fails make.
+FUZZ_TARGETS := config_validate mountinfo resolve_in_root seccomp_build shim_ttrpc snapshotter_filters
+FUZZ_SECONDS ?= 600
+# cargo-fuzz passes nightly-only flags (-Zsanitizer=address); RUSTC_BOOTSTRAP lets the stable
+# toolchain accept them. TMPDIR: the targets' scratch bundles and trees, removed afterwards.
+FUZZ_RUN = RUSTC_BOOTSTRAP=1 TMPDIR=$(CURDIR)/fuzz/target/tmp $(CARGO) fuzz
+
+fuzz-deps: deps
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-fuzz
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build
+
+# CI: each target for 60 s.
+fuzz-ci: FUZZ_SECONDS = 60
+fuzz-ci: fuzz
+
+fuzz: fuzz-deps
+	@failed=; for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/target/corpus/$$t fuzz/target/tmp; \
+		echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+		$(FUZZ_RUN) run $$t fuzz/target/corpus/$$t fuzz/corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
+			|| failed="$$failed $$t"; \
+		rm -rf fuzz/target/tmp; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: crashes in$$failed (inputs in fuzz/artifacts/)"; exit 1; fi
 
 clean:
 	$(CARGO) clean

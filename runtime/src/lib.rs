@@ -17,6 +17,8 @@ pub mod events;
 pub mod failpoint;
 pub mod features;
 pub mod foreground;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hooks;
 pub mod id;
 pub mod idmap;

@@ -257,19 +257,16 @@ impl Server {
     fn dispatch_complete(&self, conn: &Arc<Conn>, buf: &mut Vec<u8>) -> bool {
         let mut used = 0;
         let mut ok = true;
-        while buf.len() - used >= MESSAGE_HEADER_LENGTH {
-            let header = MessageHeader::from(&buf[used..used + MESSAGE_HEADER_LENGTH]);
-            let len = header.length as usize;
-            if len > MESSAGE_LENGTH_MAX {
-                ok = false;
-                break;
-            }
-            let end = used + MESSAGE_HEADER_LENGTH + len;
-            if buf.len() < end {
-                break;
-            }
-            let body = &buf[used + MESSAGE_HEADER_LENGTH..end];
-            used = end;
+        loop {
+            let (header, body) = match next_frame(&buf[used..]) {
+                Frame::Partial => break,
+                Frame::TooLong => {
+                    ok = false;
+                    break;
+                }
+                Frame::Whole { header, body } => (header, body),
+            };
+            used += MESSAGE_HEADER_LENGTH + body.len();
             if header.type_ != MESSAGE_TYPE_REQUEST {
                 continue;
             }
@@ -402,6 +399,33 @@ fn accept(listener: &UnixListener, reserve: &mut Option<std::fs::File>) -> Optio
     }
 }
 
+/// What the front of a connection's read buffer holds.
+pub enum Frame<'a> {
+    /// Not a whole message yet: wait for more bytes.
+    Partial,
+    /// A header announcing a body longer than ttrpc allows: the peer is dropped.
+    TooLong,
+    /// One whole message: its header and its body (`header.length` bytes).
+    Whole { header: MessageHeader, body: &'a [u8] },
+}
+
+/// Splits the first ttrpc message off `buf` (header: length u32, stream id u32, type u8,
+/// flags u8, big-endian), without trusting the announced length.
+pub fn next_frame(buf: &[u8]) -> Frame<'_> {
+    if buf.len() < MESSAGE_HEADER_LENGTH {
+        return Frame::Partial;
+    }
+    let header = MessageHeader::from(&buf[..MESSAGE_HEADER_LENGTH]);
+    let len = header.length as usize;
+    if len > MESSAGE_LENGTH_MAX {
+        return Frame::TooLong;
+    }
+    match buf.get(MESSAGE_HEADER_LENGTH..MESSAGE_HEADER_LENGTH + len) {
+        Some(body) => Frame::Whole { header, body },
+        None => Frame::Partial,
+    }
+}
+
 /// Reads what the socket has without blocking; false once the peer has closed it.
 fn fill(stream: &UnixStream, buf: &mut Vec<u8>) -> bool {
     let mut chunk = [0u8; 4096];
@@ -442,7 +466,7 @@ fn respond_error(conn: &Conn, req: &MessageHeader, code: Code, msg: String) {
 
 #[cfg(test)]
 mod tests {
-    use super::quick;
+    use super::*;
 
     #[test]
     fn reads_of_the_records_go_ahead_of_calls_that_run_the_runtime() {
@@ -454,5 +478,32 @@ mod tests {
             assert!(!quick(&format!("/containerd.task.v2.Task/{m}")), "{m}");
         }
         assert!(!quick("/containerd.services.events.ttrpc.v1.Events/State"));
+    }
+
+    fn frame(len: u32, stream: u32, ty: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = len.to_be_bytes().to_vec();
+        v.extend_from_slice(&stream.to_be_bytes());
+        v.extend_from_slice(&[ty, 0]);
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn next_frame_splits_whole_messages_and_waits_for_partial_ones() {
+        let mut buf = frame(3, 7, MESSAGE_TYPE_REQUEST, b"abc");
+        buf.extend_from_slice(&frame(5, 9, MESSAGE_TYPE_REQUEST, b"de"));
+        let Frame::Whole { header, body } = next_frame(&buf) else { panic!("first frame is whole") };
+        assert_eq!((header.stream_id, body), (7, &b"abc"[..]));
+        let rest = &buf[MESSAGE_HEADER_LENGTH + body.len()..];
+        assert!(matches!(next_frame(rest), Frame::Partial), "second frame lacks 3 body bytes");
+        assert!(matches!(next_frame(&rest[..4]), Frame::Partial), "a partial header");
+    }
+
+    #[test]
+    fn next_frame_refuses_a_length_above_ttrpc_maximum() {
+        let buf = frame(MESSAGE_LENGTH_MAX as u32 + 1, 1, MESSAGE_TYPE_REQUEST, b"");
+        assert!(matches!(next_frame(&buf), Frame::TooLong));
+        let buf = frame(u32::MAX, 1, MESSAGE_TYPE_REQUEST, b"");
+        assert!(matches!(next_frame(&buf), Frame::TooLong));
     }
 }
