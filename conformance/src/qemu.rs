@@ -408,6 +408,14 @@ pub fn guest_bundles(base: &Value) -> Result<Vec<(&'static str, Value)>> {
         if !c["process"].is_object() || !c["linux"].is_object() {
             return err("`berth spec` output has no process or linux object");
         }
+        // `berth spec` ran on this hybrid host, where (as runc's) it adds no cgroup
+        // namespace; the guest is pure cgroup v2, where it does.
+        let Some(ns) = c["linux"]["namespaces"].as_array_mut() else {
+            return err("`berth spec` output has no linux.namespaces");
+        };
+        if !ns.iter().any(|n| n["type"] == "cgroup") {
+            ns.push(json!({"type": "cgroup"}));
+        }
         c["process"]["terminal"] = json!(false);
         c["process"]["args"] = args;
         c["root"] = json!({"path": "/rootfs", "readonly": true});
