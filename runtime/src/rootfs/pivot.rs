@@ -16,6 +16,12 @@ const NONE: Option<&str> = None;
 /// says) so nothing we do reaches the host, make the rootfs's parent mount
 /// private when it could still be shared (pivot_root refuses a shared
 /// parent), and bind the rootfs onto itself so it is a mount point.
+/// Binds the rootfs onto itself (recursively), so it is a mount of its own.
+pub(crate) fn bind_onto_itself(rootfs: &Path) -> Result<(), RootfsError> {
+    mount(Some(rootfs), rootfs, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
+        .map_err(sys_err("root.path", "bind rootfs onto itself"))
+}
+
 pub(crate) fn prepare_root(rootfs: &Path, propagation: Option<MsFlags>) -> Result<(), RootfsError> {
     let flags = pre_pivot_propagation(propagation);
     mount(NONE, "/", NONE, flags, NONE)
@@ -24,14 +30,7 @@ pub(crate) fn prepare_root(rootfs: &Path, propagation: Option<MsFlags>) -> Resul
     if !all_unshared {
         parent_mount_private(rootfs)?;
     }
-    mount(
-        Some(rootfs),
-        rootfs,
-        NONE,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        NONE,
-    )
-    .map_err(sys_err("root.path", "bind rootfs onto itself"))?;
+    bind_onto_itself(rootfs)?;
     Ok(())
 }
 

@@ -20,14 +20,7 @@ const NONE: Option<&str> = None;
 /// rslave unless rootfsPropagation says otherwise, so the container's mounts do not
 /// propagate to the host's peers.
 pub(crate) fn prepare_root(rootfs: &Path, propagation: Option<MsFlags>) -> Result<(), RootfsError> {
-    mount(
-        Some(rootfs),
-        rootfs,
-        NONE,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        NONE,
-    )
-    .map_err(sys_err("root.path", "bind rootfs onto itself"))?;
+    super::pivot::bind_onto_itself(rootfs)?;
     let flags = propagation.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
     mount(NONE, rootfs, NONE, flags, NONE).map_err(sys_err(
         "linux.rootfsPropagation",
