@@ -6,8 +6,14 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod alloc;
+pub mod bpf;
+pub mod caps;
 pub mod command;
 pub mod fd;
 pub mod mount;
+pub mod ns;
 pub mod pidfd;
+pub mod proc;
+pub mod sched;
+pub mod seccomp;
 pub mod term;

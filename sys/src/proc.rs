@@ -4,7 +4,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-pub use berth_sys::pidfd::{pidfd_open, pidfd_send_signal, pidfd_wait_exit};
+pub use crate::pidfd::{pidfd_open, pidfd_send_signal, pidfd_wait_exit};
 
 /// `struct clone_args` of clone3(2), version 2 (with `cgroup`).
 #[repr(C)]
