@@ -3,6 +3,8 @@
 //! reparented to it. SIGINT and SIGTERM end it with status 0, which is how the CRI plugin
 //! stops a sandbox. It sleeps in pause(2) between signals: no threads, no allocation after start.
 
+#![deny(clippy::unwrap_used)]
+
 use std::io::Write;
 
 extern "C" fn on_terminate(_sig: libc::c_int) {

@@ -5,6 +5,7 @@
 
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
+#![deny(clippy::unwrap_used)]
 
 pub mod capabilities;
 pub mod cgroups;

@@ -3,6 +3,7 @@
 
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
+#![deny(clippy::unwrap_used)]
 
 pub mod error;
 pub mod events;

@@ -1,4 +1,5 @@
 #![deny(unsafe_code)]
+#![deny(clippy::unwrap_used)]
 
 fn main() {
     if let Err(e) = containerd_shim_berth_v2::shim::run() {

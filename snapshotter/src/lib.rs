@@ -4,6 +4,7 @@
 
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
+#![deny(clippy::unwrap_used)]
 
 pub mod cleanup;
 pub mod client;

@@ -1,5 +1,6 @@
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
+#![deny(clippy::unwrap_used)]
 use std::path::PathBuf;
 
 use anyhow::Context;

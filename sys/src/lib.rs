@@ -4,6 +4,7 @@
 //! outside their own syscall layer. Calls that nix provides are not wrapped here: use nix.
 
 #![warn(clippy::undocumented_unsafe_blocks)]
+#![deny(clippy::unwrap_used)]
 
 pub mod alloc;
 pub mod bpf;
