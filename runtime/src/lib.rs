@@ -35,6 +35,7 @@ pub mod sealed;
 pub mod seccomp;
 pub mod signal;
 pub mod spec;
+pub mod spec_template;
 pub mod state;
 pub mod sys;
 pub mod update;

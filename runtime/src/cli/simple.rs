@@ -15,7 +15,7 @@ pub fn spec(bundle: &Path, rootless: bool) -> anyhow::Result<i32> {
     if path.exists() {
         anyhow::bail!("File {} exists. Remove it first", path.display());
     }
-    let text = serde_json::to_string_pretty(&berth::features::default_spec(rootless))?;
+    let text = serde_json::to_string_pretty(&berth::spec_template::default_spec(rootless))?;
     std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
     Ok(0)
 }
