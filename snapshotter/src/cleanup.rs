@@ -49,7 +49,7 @@ pub fn release_orphan_idmaps(layout: &Layout, live: &HashSet<u64>) -> Result<usi
             .is_some_and(|id| live.contains(&id));
         if !keep {
             tracing::info!(path = %ent.path().display(), "releasing orphaned idmapped views");
-            crate::idmap::release(&ent.path())?;
+            crate::idmapped_layers::release(&ent.path())?;
             removed += 1;
         }
     }

@@ -71,7 +71,7 @@ impl Layout {
         &self,
         with_work: bool,
         parent: Option<u64>,
-        map: Option<&crate::idmap::IdMap>,
+        map: Option<&crate::idmapped_layers::IdMap>,
     ) -> Result<PathBuf> {
         let seq = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
         let tmp = self

@@ -11,7 +11,7 @@ pub mod client;
 pub mod crashpoint;
 pub mod error;
 pub mod filters;
-pub mod idmap;
+pub mod idmapped_layers;
 pub mod incoming;
 pub mod layout;
 pub mod mounts;

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use crate::crashpoint;
 use crate::error::{Error, Result};
 use crate::filters::Filters;
-use crate::idmap::{self, IdMap};
+use crate::idmapped_layers::{self, IdMap};
 use crate::layout::{disk_usage, Layout};
 use crate::mounts::{self, OverlayOptions};
 use crate::proto::Mount;
@@ -33,7 +33,7 @@ impl Snapshotter {
         let overlay = OverlayOptions::detect();
         mounts::probe_overlay(root, &overlay)?;
         let store = Store::open(&root.join("metadata.redb"))?;
-        let idmap_supported = idmap::probe(root);
+        let idmap_supported = idmapped_layers::probe(root);
         tracing::info!(idmap_supported, "capabilities");
         let s = Snapshotter {
             layout,
@@ -97,8 +97,8 @@ impl Snapshotter {
             // layer directory; a crash leaves them to Cleanup.
             if let (Some(map), false) = (&map, chain.is_empty()) {
                 let dirs: Vec<_> = chain.iter().map(|p| self.layout.fs(*p)).collect();
-                if let Err(e) = idmap::ensure(&self.layout.idmapped(id), &dirs, map) {
-                    let _ = idmap::release(&self.layout.idmapped(id));
+                if let Err(e) = idmapped_layers::ensure(&self.layout.idmapped(id), &dirs, map) {
+                    let _ = idmapped_layers::release(&self.layout.idmapped(id));
                     return Err(e);
                 }
             }
@@ -128,7 +128,7 @@ impl Snapshotter {
         let dirs: Vec<PathBuf> = parents.iter().map(|id| self.layout.fs(*id)).collect();
         match IdMap::from_labels(&rec.labels)? {
             Some(map) if !dirs.is_empty() => {
-                idmap::ensure(&self.layout.idmapped(rec.id), &dirs, &map)
+                idmapped_layers::ensure(&self.layout.idmapped(rec.id), &dirs, &map)
             }
             _ => Ok(dirs),
         }
@@ -167,7 +167,7 @@ impl Snapshotter {
         let rec = self.store.remove(key)?;
         crashpoint::hit(crashpoint::REMOVE_AFTER_TXN_COMMIT);
         // After the commit: a crash here leaves an orphan for Cleanup.
-        if let Err(e) = idmap::release(&self.layout.idmapped(rec.id)) {
+        if let Err(e) = idmapped_layers::release(&self.layout.idmapped(rec.id)) {
             tracing::warn!(key, id = rec.id, error = %e, "idmapped views left for cleanup");
         }
         if let Err(e) = self.layout.remove(rec.id) {
