@@ -259,8 +259,8 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
         // The child exists (or not); either way this process must leave the container's pid
         // namespace for its own hooks' sake. The child cannot (the host's pid namespace is
         // not below its own) and need not.
-        if let Err(m) = namespaces::restore_pid_for_children(prev) {
-            log::warn(&m);
+        if let Err(e) = namespaces::restore_pid_for_children(prev) {
+            log::warn(&e.to_string());
         }
     }
     let (mut pid, mut pidfd) = match forked.map_err(|e| Error::io("clone3", e))? {

@@ -95,7 +95,7 @@ fn maps_of(path: &Path) -> Result<(String, String), String> {
     use crate::sys::{self, Forked};
     use std::os::fd::AsFd;
     use std::os::unix::fs::MetadataExt;
-    let ns = crate::namespaces::open_checked(oci_spec::runtime::LinuxNamespaceType::User, path)?;
+    let ns = crate::namespaces::open_checked(oci_spec::runtime::LinuxNamespaceType::User, path).map_err(|e| e.to_string())?;
     let same = |a: &std::fs::Metadata, b: &std::fs::Metadata| (a.dev(), a.ino()) == (b.dev(), b.ino());
     if let (Ok(theirs), Ok(ours)) = (std::fs::File::from(ns.try_clone().map_err(|e| e.to_string())?).metadata(), std::fs::metadata("/proc/self/ns/user")) {
         // The kernel refuses to "join" the namespace one is already in.

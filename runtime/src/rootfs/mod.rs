@@ -70,6 +70,13 @@ pub enum RootfsError {
         #[source]
         errno: Errno,
     },
+    /// `berth create` could not open the bind source of `field` for the init.
+    #[error("{field}: {source}")]
+    HostOpen {
+        field: String,
+        #[source]
+        source: source::HostOpenError,
+    },
 }
 
 impl RootfsError {
