@@ -418,7 +418,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
     crate::failpoint::hit("exec:in-cgroup");
     if let Some(adj) = oom_score_adj {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
-            .map_err(|e| Error::Usage(format!("process.oomScoreAdj {adj}: {e}")))?;
+            .map_err(|e| Error::io(format!("process.oomScoreAdj {adj}"), e))?;
     }
     let fail = |msg: String| Error::Init { id: id.into(), msg };
     parent_ch
