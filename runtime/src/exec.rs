@@ -512,9 +512,9 @@ struct Child<'a> {
 }
 
 fn child(c: Child) -> ! {
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| setup(&c)));
-    let err = match outcome {
-        Ok(Ok(prepared)) => {
+    let report = crate::init::report_panics(&c.channel, "the exec'd process");
+    let err = match setup(&c, report) {
+        Ok(prepared) => {
             if c.channel.send(&Msg::Ready).is_err() {
                 exit(1);
             }
@@ -522,10 +522,9 @@ fn child(c: Child) -> ! {
             let _ = c.channel.send(&Msg::Error(e.to_string()));
             exit(127)
         }
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => "the exec'd process panicked".to_string(),
+        Err(e) => e,
     };
-    let _ = c.channel.send(&Msg::Error(err));
+    let _ = c.channel.send(&Msg::Error(err.to_string()));
     exit(1)
 }
 
@@ -534,7 +533,7 @@ fn exit(code: i32) -> ! {
     crate::sys::exit_now(code)
 }
 
-fn setup(c: &Child) -> std::result::Result<crate::init::exec::Prepared, InitError> {
+fn setup(c: &Child, panic_report: Option<std::os::fd::RawFd>) -> std::result::Result<crate::init::exec::Prepared, InitError> {
     use std::os::fd::AsRawFd;
     crate::sys::set_non_dumpable().map_err(doing("prctl(PR_SET_DUMPABLE)").io())?;
     // Into the container with nothing of the caller's but stdio and --preserve-fds, and
@@ -542,6 +541,7 @@ fn setup(c: &Child) -> std::result::Result<crate::init::exec::Prepared, InitErro
     let mut own = vec![c.channel.as_fd().as_raw_fd(), c.init.as_raw_fd()];
     own.extend(c.console.as_ref().map(|s| s.as_raw_fd()));
     own.extend(c.root.as_ref().map(|r| r.as_raw_fd()));
+    own.extend(panic_report);
     crate::sys::close_from_except(3 + c.preserve_fds, &own).map_err(doing("closing inherited fds").io())?;
     crate::init::recv_go(&c.channel)?;
     if !c.join.is_empty() {

@@ -53,16 +53,35 @@ pub struct InitArgs<'a> {
 
 /// Never returns: the process either becomes the container's process or exits.
 pub fn run(args: InitArgs) -> ! {
-    // The child shares the parent's stack: a panic must never unwind into create(), whose
-    // cleanup guard would then tear down the container from inside it.
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match setup(&args) {
+    let report = report_panics(&args.channel, "the container's init");
+    let err = match setup(&args, report) {
         Ok(prepared) => wait_and_exec(&args, prepared),
         Err(e) => e,
-    }));
-    let err = outcome.map(|e| e.to_string()).unwrap_or_else(|_| "the container's init panicked".to_string());
-    let _ = args.channel.send(&Msg::Error(err));
+    };
+    let _ = args.channel.send(&Msg::Error(err.to_string()));
     // _exit skips atexit handlers and destructors that belong to the parent's copy.
     crate::sys::exit_now(1)
+}
+
+/// Makes a panic in this forked child (the init, or the process of `exec`) end it at once,
+/// reported to the parent as `who` panicked. The child shares the parent's stack: a panic
+/// must never unwind into create() or exec(), whose cleanup guards would then tear down
+/// the container from inside it. The hook runs before the unwinding (debug builds) or
+/// the abort (the release profile's `panic = "abort"`) alike. It sends over its own copy
+/// of the channel, whose fd is returned for the caller to keep open (None: no copy, a
+/// panic then ends the child unreported and the parent sees its end of the channel close).
+pub(crate) fn report_panics(channel: &Channel, who: &'static str) -> Option<std::os::fd::RawFd> {
+    let copy = channel.try_clone().ok();
+    let fd = copy.as_ref().map(|c| c.as_fd().as_raw_fd());
+    std::panic::set_hook(Box::new(move |info| {
+        if let Some(channel) = &copy {
+            let what = info.payload_as_str().unwrap_or("(no message)");
+            let place = info.location().map(|l| format!(" at {l}")).unwrap_or_default();
+            let _ = channel.send(&Msg::Error(format!("{who} panicked{place}: {what}")));
+        }
+        crate::sys::exit_now(1)
+    }));
+    fd
 }
 
 type Res<T> = Result<T, InitError>;
@@ -77,13 +96,15 @@ impl InitArgs<'_> {
     }
 }
 
-fn setup(a: &InitArgs) -> Res<exec::Prepared> {
+fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<exec::Prepared> {
     let spec = a.spec;
     crate::sys::set_non_dumpable().map_err(doing("prctl(PR_SET_DUMPABLE)").io())?;
     // The init lives on until `start`: it holds none of the caller's fds (a host directory
     // among them would be reachable through /proc/1/fd from the container, CVE-2024-21626)
     // and none of berth's own but those it needs. Stdio and --preserve-fds stay.
-    crate::sys::close_from_except(3 + a.preserve_fds, &a.own_fds()).map_err(doing("closing inherited fds").io())?;
+    let mut own = a.own_fds();
+    own.extend(panic_report);
+    crate::sys::close_from_except(3 + a.preserve_fds, &own).map_err(doing("closing inherited fds").io())?;
     let state = recv_go(&a.channel)?;
     let state = if a.plan.staged {
         stage::enter(spec, a.plan, &a.channel)?;
