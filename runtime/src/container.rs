@@ -326,7 +326,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
                 let none = Vec::new();
                 let uid = linux.uid_mappings().as_ref().unwrap_or(&none);
                 let gid = linux.gid_mappings().as_ref().unwrap_or(&none);
-                crate::idmap::write(pid, uid, gid).map_err(init_err)?;
+                crate::idmap::write(pid, uid, gid).map_err(|e| init_err(e.to_string()))?;
                 failpoint::hit("create:maps-written");
                 parent_ch.send(&Msg::MapsDone).map_err(|e| init_err(send_failed(&parent_ch, e)))?;
             }

@@ -167,7 +167,7 @@ fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<exec::Pr
         h.prestart().as_ref().is_some_and(|v| !v.is_empty()) || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
     });
     if parent_hooks {
-        a.channel.send(&Msg::HooksPending).map_err(|source| InitError::sync_failed(source))?;
+        a.channel.send(&Msg::HooksPending).map_err(InitError::sync_failed)?;
         match a.channel.recv() {
             Ok(Some(Msg::HooksDone)) => {}
             _ => unsafe_exit(1),
@@ -204,7 +204,7 @@ fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<exec::Pr
     }
     let prepared = process::apply(process, None, a.preserve_fds, a.seccomp, &a.channel)?;
 
-    a.channel.send(&Msg::Ready).map_err(|source| InitError::sync_failed(source))?;
+    a.channel.send(&Msg::Ready).map_err(InitError::sync_failed)?;
     Ok(prepared)
 }
 
