@@ -3,6 +3,7 @@
 //! turned into text only to cross the channel to the parent (`Msg::Error`), which reports
 //! it under the container's id.
 
+use std::borrow::Cow;
 use std::ffi::CString;
 use std::fmt::Display;
 use std::io;
@@ -25,16 +26,16 @@ pub enum InitError {
     /// A system call failed, its cause an errno.
     #[error("{}", joined(field, op, source))]
     Sys {
-        field: Option<String>,
-        op: Option<String>,
+        field: Option<Cow<'static, str>>,
+        op: Option<Cow<'static, str>>,
         #[source]
         source: Errno,
     },
     /// A call failed with an io::Error (std, or berth's syscall layer).
     #[error("{}", joined(field, op, source))]
     Io {
-        field: Option<String>,
-        op: Option<String>,
+        field: Option<Cow<'static, str>>,
+        op: Option<Cow<'static, str>>,
         #[source]
         source: io::Error,
     },
@@ -120,25 +121,26 @@ impl InitError {
 
 /// Where a failing call stands: the field it applies and what it does. Built with
 /// [`applying`] and [`doing`], turned into an error by [`Context::errno`] or
-/// [`Context::io`]: `.map_err(applying("process.cwd").doing("chdir").errno())`.
+/// [`Context::io`]: `.map_err(applying("process.cwd").doing("chdir").errno())`. A
+/// literal costs no allocation on the path that succeeds.
 #[derive(Debug, Default)]
 pub struct Context {
-    field: Option<String>,
-    op: Option<String>,
+    field: Option<Cow<'static, str>>,
+    op: Option<Cow<'static, str>>,
 }
 
 /// A call applying `field` of config.json (with the value, where the message shows it).
-pub fn applying(field: impl Into<String>) -> Context {
+pub fn applying(field: impl Into<Cow<'static, str>>) -> Context {
     Context { field: Some(field.into()), op: None }
 }
 
 /// A call doing `op`, for no field in particular.
-pub fn doing(op: impl Into<String>) -> Context {
+pub fn doing(op: impl Into<Cow<'static, str>>) -> Context {
     Context { field: None, op: Some(op.into()) }
 }
 
 impl Context {
-    pub fn doing(mut self, op: impl Into<String>) -> Context {
+    pub fn doing(mut self, op: impl Into<Cow<'static, str>>) -> Context {
         self.op = Some(op.into());
         self
     }
