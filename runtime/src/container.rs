@@ -243,7 +243,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     let (parent_ch, child_ch) = channel::pair().map_err(|e| Error::io("socketpair", e))?;
     // When staged the first child joins the pid namespace itself.
     let saved_pidns = match &plan.pid_path {
-        Some(p) => Some(namespaces::enter_pid_for_children(p).map_err(|m| Error::Usage(format!("linux.namespaces (pid): {m}")))?),
+        Some(p) => Some(namespaces::enter_pid_for_children(p).map_err(Error::namespace("linux.namespaces (pid)"))?),
         None => None,
     };
     let v2_dir = cgroup.open_v2_dir();
@@ -259,8 +259,8 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
         // The child exists (or not); either way this process must leave the container's pid
         // namespace for its own hooks' sake. The child cannot (the host's pid namespace is
         // not below its own) and need not.
-        if let Err(m) = namespaces::restore_pid_for_children(prev) {
-            log::warn(&m);
+        if let Err(e) = namespaces::restore_pid_for_children(prev) {
+            log::warn(&e.to_string());
         }
     }
     let (mut pid, mut pidfd) = match forked.map_err(|e| Error::io("clone3", e))? {
@@ -301,12 +301,12 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     failpoint::hit("create:init-in-cgroup");
     if let Some(adj) = process.oom_score_adj() {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
-            .map_err(|e| Error::Usage(format!("process.oomScoreAdj {adj}: {e}")))?;
+            .map_err(|e| Error::io(format!("process.oomScoreAdj {adj}"), e))?;
     }
     let init_err = |msg: String| Error::Init { id: opts.id.clone(), msg };
     let net_devices = linux.net_devices().as_ref().filter(|d| !d.is_empty());
     if let (Some(devices), false) = (net_devices, plan.staged) {
-        crate::netdev::move_all(devices, pid).map_err(Error::Usage)?;
+        crate::netdev::move_all(devices, pid)?;
     }
     let mut state = hook_state(&opts.id, Status::Creating, pid, &bundle, &annotations);
     parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(send_failed(&parent_ch, e)))?;
@@ -326,7 +326,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
                 let none = Vec::new();
                 let uid = linux.uid_mappings().as_ref().unwrap_or(&none);
                 let gid = linux.gid_mappings().as_ref().unwrap_or(&none);
-                crate::idmap::write(pid, uid, gid).map_err(init_err)?;
+                crate::idmap::write(pid, uid, gid).map_err(|e| init_err(e.to_string()))?;
                 failpoint::hit("create:maps-written");
                 parent_ch.send(&Msg::MapsDone).map_err(|e| init_err(send_failed(&parent_ch, e)))?;
             }
@@ -339,7 +339,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
                 pidfd = sys::pidfd_open(pid).map_err(|e| Error::io("pidfd_open of the init", e))?;
                 guard.child = Some(pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?);
                 if let Some(devices) = net_devices {
-                    crate::netdev::move_all(devices, pid).map_err(Error::Usage)?;
+                    crate::netdev::move_all(devices, pid)?;
                 }
                 state = hook_state(&opts.id, Status::Creating, pid, &bundle, &annotations);
                 parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(send_failed(&parent_ch, e)))?;

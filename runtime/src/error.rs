@@ -20,6 +20,9 @@ pub enum Error {
     Seccomp(#[from] crate::seccomp::SeccompError),
     #[error(transparent)]
     Criu(#[from] crate::checkpoint::criu::CriuError),
+    /// A namespace file the config names cannot be used (its path is in the message).
+    #[error("{field}: {source}")]
+    Namespace { field: String, source: crate::namespaces::NsError },
     #[error("container \"{id}\": {msg}")]
     Init { id: String, msg: String },
     #[error("container \"{id}\" is {status}: {msg}")]
@@ -33,6 +36,11 @@ pub enum Error {
 impl Error {
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io { what: what.into(), source }
+    }
+
+    /// `map_err` helper: `.map_err(Error::namespace("linux.namespaces (pid)"))`.
+    pub fn namespace(field: impl Into<String>) -> impl FnOnce(crate::namespaces::NsError) -> Self {
+        move |source| Error::Namespace { field: field.into(), source }
     }
 }
 

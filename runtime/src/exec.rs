@@ -20,6 +20,7 @@ use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Process};
 
 use crate::cgroups::Manager;
 use crate::error::{Error, Result};
+use crate::init::error::{applying, doing, InitError};
 use crate::process::channel::{self, Channel, Msg};
 use crate::state::{Status, Store};
 use crate::sys::{self, Forked};
@@ -417,7 +418,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
     crate::failpoint::hit("exec:in-cgroup");
     if let Some(adj) = oom_score_adj {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
-            .map_err(|e| Error::Usage(format!("process.oomScoreAdj {adj}: {e}")))?;
+            .map_err(|e| Error::io(format!("process.oomScoreAdj {adj}"), e))?;
     }
     let fail = |msg: String| Error::Init { id: id.into(), msg };
     parent_ch
@@ -511,20 +512,19 @@ struct Child<'a> {
 }
 
 fn child(c: Child) -> ! {
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| setup(&c)));
-    let err = match outcome {
-        Ok(Ok(prepared)) => {
+    let report = crate::init::report_panics(&c.channel, "the exec'd process");
+    let err = match setup(&c, report) {
+        Ok(prepared) => {
             if c.channel.send(&Msg::Ready).is_err() {
                 exit(1);
             }
             let e = prepared.exec();
-            let _ = c.channel.send(&Msg::Error(e));
+            let _ = c.channel.send(&Msg::Error(e.to_string()));
             exit(127)
         }
-        Ok(Err(e)) => e,
-        Err(_) => "the exec'd process panicked".to_string(),
+        Err(e) => e,
     };
-    let _ = c.channel.send(&Msg::Error(err));
+    let _ = c.channel.send(&Msg::Error(err.to_string()));
     exit(1)
 }
 
@@ -533,28 +533,28 @@ fn exit(code: i32) -> ! {
     crate::sys::exit_now(code)
 }
 
-fn setup(c: &Child) -> std::result::Result<crate::init::exec::Prepared, String> {
+fn setup(c: &Child, panic_report: Option<std::os::fd::RawFd>) -> std::result::Result<crate::init::exec::Prepared, InitError> {
     use std::os::fd::AsRawFd;
-    crate::sys::set_non_dumpable().map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
+    crate::sys::set_non_dumpable().map_err(doing("prctl(PR_SET_DUMPABLE)").io())?;
     // Into the container with nothing of the caller's but stdio and --preserve-fds, and
     // only the fds of berth's it uses.
     let mut own = vec![c.channel.as_fd().as_raw_fd(), c.init.as_raw_fd()];
     own.extend(c.console.as_ref().map(|s| s.as_raw_fd()));
     own.extend(c.root.as_ref().map(|r| r.as_raw_fd()));
-    crate::sys::close_from_except(3 + c.preserve_fds, &own).map_err(|e| format!("closing inherited fds: {e}"))?;
+    own.extend(panic_report);
+    crate::sys::close_from_except(3 + c.preserve_fds, &own).map_err(doing("closing inherited fds").io())?;
     crate::init::recv_go(&c.channel)?;
     if !c.join.is_empty() {
-        nix::sched::setns(&c.init, c.join)
-            .map_err(|e| format!("joining the namespaces of the container's init: {e}"))?;
+        nix::sched::setns(&c.init, c.join).map_err(doing("joining the namespaces of the container's init").errno())?;
     }
     if let Some(root) = &c.root {
-        nix::unistd::fchdir(root).map_err(|e| format!("chdir into the container's root: {e}"))?;
-        nix::unistd::chroot(".").map_err(|e| format!("chroot into the container's root: {e}"))?;
-        nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+        nix::unistd::fchdir(root).map_err(doing("chdir into the container's root").errno())?;
+        nix::unistd::chroot(".").map_err(doing("chroot into the container's root").errno())?;
+        nix::unistd::chdir("/").map_err(doing("chdir /").errno())?;
     }
     // The container's session keyring, found by name (as runc's exec does).
     let _ = crate::sys::join_session_keyring(c.id);
-    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    nix::unistd::setsid().map_err(doing("setsid").errno())?;
     if let Some(sock) = &c.console {
         terminal(sock, c.process, c.own_terminal)?;
     }
@@ -563,27 +563,16 @@ fn setup(c: &Child) -> std::result::Result<crate::init::exec::Prepared, String> 
 
 /// A pty from the container's devpts: master to the console socket, peer as stdio and
 /// controlling terminal.
-fn terminal(sock: &OwnedFd, process: &Process, own: bool) -> std::result::Result<(), String> {
+fn terminal(sock: &OwnedFd, process: &Process, own: bool) -> std::result::Result<(), InitError> {
     let root = nix::fcntl::open(
         "/",
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
-    .map_err(|e| format!("terminal: opening /: {e}"))?;
-    let master = crate::rootfs::open_ptmx_in(root.as_fd()).map_err(|e| e.to_string())?;
-    let (peer, name) =
-        crate::console::open_peer(master.as_fd()).map_err(|e| format!("terminal: {e}"))?;
-    if let Some(size) = process.console_size() {
-        let _ = crate::console::set_size(peer.as_fd(), size.height() as u16, size.width() as u16);
-    }
-    if own {
-        // Here, not in berth after receiving the master: this process may run before that.
-        crate::console::clear_onlcr(peer.as_fd()).map_err(|e| format!("terminal: clearing ONLCR: {e}"))?;
-    }
-    crate::console::send_fd(sock.as_fd(), master.as_fd(), &name)
-        .map_err(|e| format!("sending the terminal to the console socket: {e}"))?;
-    crate::sys::dup_onto_stdio(peer.as_fd()).map_err(|e| format!("terminal: dup2: {e}"))?;
-    crate::console::set_controlling(peer.as_fd()).map_err(|e| format!("terminal: TIOCSCTTY: {e}"))
+    .map_err(applying("terminal").doing("opening /").errno())?;
+    let master = crate::rootfs::open_ptmx_in(root.as_fd())?;
+    let peer = crate::init::terminal::hand_over(master, process, sock.as_fd(), own)?;
+    crate::init::terminal::make_stdio(peer)
 }
 
 #[cfg(test)]

@@ -4,8 +4,20 @@
 use std::io::Write;
 use std::path::Path;
 
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use oci_spec::runtime::LinuxIdMapping;
+use thiserror::Error;
+
+/// A map (or setgroups) file of a process that could not be written: a kernel failure,
+/// the maps having been validated before.
+#[derive(Debug, Error)]
+pub enum MapError {
+    #[error("{field}: opening /proc/{path}: {source}")]
+    Open { field: &'static str, path: String, source: Errno },
+    #[error("{field}: writing /proc/{path}: {source}")]
+    Write { field: &'static str, path: String, source: std::io::Error },
+}
 
 /// The kernel accepts at most this many lines in a map.
 const MAX_LINES: usize = 340;
@@ -49,7 +61,7 @@ pub fn format(maps: &[LinuxIdMapping]) -> String {
 /// Writes `<pid>/uid_map` and `<pid>/gid_map` (one write each, as the kernel requires),
 /// opened beneath a verified host procfs. Like runc, `setgroups` is set to "deny" first
 /// only when we lack CAP_SETGID: the kernel then accepts a gid map only that way.
-pub fn write(pid: i32, uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<(), String> {
+pub fn write(pid: i32, uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<(), MapError> {
     let can_setgid = caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SETGID).unwrap_or(false);
     if !can_setgid {
         write_proc(pid, "setgroups", "linux.gidMappings", "deny")?;
@@ -58,13 +70,13 @@ pub fn write(pid: i32, uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result
     write_proc(pid, "gid_map", "linux.gidMappings", &format(gid))
 }
 
-fn write_proc(pid: i32, file: &str, field: &str, text: &str) -> Result<(), String> {
-    let rel = format!("{pid}/{file}");
-    let fd = crate::rootfs::resolve::open_proc_beneath(Path::new(&rel), OFlag::O_WRONLY)
-        .map_err(|e| format!("{field}: opening /proc/{rel}: {e}"))?;
-    std::fs::File::from(fd)
-        .write_all(text.as_bytes())
-        .map_err(|e| format!("{field}: writing /proc/{rel}: {e}"))
+fn write_proc(pid: i32, file: &str, field: &'static str, text: &str) -> Result<(), MapError> {
+    let path = format!("{pid}/{file}");
+    let fd = match crate::rootfs::resolve::open_proc_beneath(Path::new(&path), OFlag::O_WRONLY) {
+        Ok(fd) => fd,
+        Err(source) => return Err(MapError::Open { field, path, source }),
+    };
+    std::fs::File::from(fd).write_all(text.as_bytes()).map_err(|source| MapError::Write { field, path, source })
 }
 
 /// Parses a uid_map/gid_map file into sorted (inside, outside, count) triples.
@@ -95,7 +107,7 @@ fn maps_of(path: &Path) -> Result<(String, String), String> {
     use crate::sys::{self, Forked};
     use std::os::fd::AsFd;
     use std::os::unix::fs::MetadataExt;
-    let ns = crate::namespaces::open_checked(oci_spec::runtime::LinuxNamespaceType::User, path)?;
+    let ns = crate::namespaces::open_checked(oci_spec::runtime::LinuxNamespaceType::User, path).map_err(|e| e.to_string())?;
     let same = |a: &std::fs::Metadata, b: &std::fs::Metadata| (a.dev(), a.ino()) == (b.dev(), b.ino());
     if let (Ok(theirs), Ok(ours)) = (std::fs::File::from(ns.try_clone().map_err(|e| e.to_string())?).metadata(), std::fs::metadata("/proc/self/ns/user")) {
         // The kernel refuses to "join" the namespace one is already in.

@@ -5,8 +5,10 @@ use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use thiserror::Error;
 
 const NSFS_MAGIC: i64 = 0x6e73_6673;
 // _IO(0xb7, 0x3) from <linux/nsfs.h>.
@@ -37,22 +39,43 @@ pub fn proc_name(t: LinuxNamespaceType) -> &'static str {
     }
 }
 
+/// A namespace file that is not what the config says, or a failed setns. Messages name
+/// the path; the caller adds the field.
+#[derive(Debug, Error)]
+pub enum NsError {
+    #[error("cannot open {}: {source}", path.display())]
+    Open { path: PathBuf, source: std::io::Error },
+    #[error("statfs {}: {source}", path.display())]
+    Statfs { path: PathBuf, source: Errno },
+    #[error("{} is not a namespace file", path.display())]
+    NotNamespace { path: PathBuf },
+    #[error("{}: cannot read the namespace type: {source}", path.display())]
+    Type { path: PathBuf, source: std::io::Error },
+    #[error("{} is not a namespace of type {kind}", path.display())]
+    WrongType { path: PathBuf, kind: &'static str },
+    #[error("joining {kind} namespace {}: {source}", path.display())]
+    Join { kind: &'static str, path: PathBuf, source: Errno },
+    #[error("opening /proc/self/ns/pid_for_children: {0}")]
+    OwnPid(#[source] std::io::Error),
+    #[error("restoring the pid namespace: {0}")]
+    RestorePid(#[source] Errno),
+}
+
 /// Opens a namespace file and checks that it is an nsfs inode of type `t`.
-pub fn open_checked(t: LinuxNamespaceType, path: &Path) -> Result<OwnedFd, String> {
-    let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let fs = nix::sys::statfs::fstatfs(file.as_fd()).map_err(|e| format!("statfs {}: {e}", path.display()))?;
+pub fn open_checked(t: LinuxNamespaceType, path: &Path) -> Result<OwnedFd, NsError> {
+    let file = File::open(path).map_err(|source| NsError::Open { path: path.into(), source })?;
+    let fs = nix::sys::statfs::fstatfs(file.as_fd()).map_err(|source| NsError::Statfs { path: path.into(), source })?;
     if fs.filesystem_type().0 as i64 != NSFS_MAGIC {
-        return Err(format!("{} is not a namespace file", path.display()));
+        return Err(NsError::NotNamespace { path: path.into() });
     }
-    let kind = crate::sys::ns::ns_type(file.as_fd())
-        .map_err(|e| format!("{}: cannot read the namespace type: {e}", path.display()))?;
+    let kind = crate::sys::ns::ns_type(file.as_fd()).map_err(|source| NsError::Type { path: path.into(), source })?;
     if kind != clone_flag(t).bits() {
-        return Err(format!("{} is not a namespace of type {}", path.display(), proc_name(t)));
+        return Err(NsError::WrongType { path: path.into(), kind: proc_name(t) });
     }
     Ok(file.into())
 }
 
-pub fn check_path(t: LinuxNamespaceType, path: &Path) -> Result<(), String> {
+pub fn check_path(t: LinuxNamespaceType, path: &Path) -> Result<(), NsError> {
     open_checked(t, path).map(drop)
 }
 
@@ -137,27 +160,26 @@ impl Plan {
 }
 
 /// Joins the namespaces of `plan.join` (in the child, before it sets anything up).
-pub fn join(plan: &Plan) -> Result<(), String> {
+pub fn join(plan: &Plan) -> Result<(), NsError> {
     for (t, path) in &plan.join {
         let fd = open_checked(*t, path)?;
-        nix::sched::setns(fd, clone_flag(*t)).map_err(|e| format!("joining {} namespace {}: {e}", proc_name(*t), path.display()))?;
+        nix::sched::setns(fd, clone_flag(*t)).map_err(|source| NsError::Join { kind: proc_name(*t), path: path.clone(), source })?;
     }
     Ok(())
 }
 
 /// Sets this process's pid_for_children to the namespace at `path` and returns a handle to
 /// the previous one, so the caller can restore it after cloning the container's init.
-pub fn enter_pid_for_children(path: &Path) -> Result<OwnedFd, String> {
-    let previous: OwnedFd = File::open("/proc/self/ns/pid_for_children")
-        .map_err(|e| format!("opening /proc/self/ns/pid_for_children: {e}"))?
-        .into();
+pub fn enter_pid_for_children(path: &Path) -> Result<OwnedFd, NsError> {
+    let previous: OwnedFd = File::open("/proc/self/ns/pid_for_children").map_err(NsError::OwnPid)?.into();
     let target = open_checked(LinuxNamespaceType::Pid, path)?;
-    nix::sched::setns(target, CloneFlags::CLONE_NEWPID).map_err(|e| format!("joining pid namespace {}: {e}", path.display()))?;
+    nix::sched::setns(target, CloneFlags::CLONE_NEWPID)
+        .map_err(|source| NsError::Join { kind: proc_name(LinuxNamespaceType::Pid), path: path.into(), source })?;
     Ok(previous)
 }
 
-pub fn restore_pid_for_children(previous: OwnedFd) -> Result<(), String> {
-    nix::sched::setns(previous, CloneFlags::CLONE_NEWPID).map_err(|e| format!("restoring the pid namespace: {e}"))
+pub fn restore_pid_for_children(previous: OwnedFd) -> Result<(), NsError> {
+    nix::sched::setns(previous, CloneFlags::CLONE_NEWPID).map_err(NsError::RestorePid)
 }
 
 /// The namespaces of process `pid` that differ from ours, as CLONE_NEW* flags: what a

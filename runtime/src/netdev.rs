@@ -11,6 +11,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use oci_spec::runtime::LinuxNetDevice;
 
+use crate::error::Error;
+
 const IFLA_IFNAME: u16 = 3;
 const IFLA_NET_NS_FD: u16 = 28;
 const IFNAMSIZ: usize = 16;
@@ -53,18 +55,21 @@ pub fn validate(devices: &HashMap<String, LinuxNetDevice>) -> Result<(), (String
     Ok(())
 }
 
-/// Moves every device into the network namespace of `pid`.
-pub fn move_all(devices: &HashMap<String, LinuxNetDevice>, pid: i32) -> Result<(), String> {
-    let ns = File::open(format!("/proc/{pid}/ns/net")).map_err(|e| format!("linux.netDevices: opening the container's netns: {e}"))?;
-    let sock = route_socket().map_err(|e| format!("linux.netDevices: netlink socket: {e}"))?;
+/// Moves every device into the network namespace of `pid`. Validation has checked the
+/// names: what fails here is the kernel's (or a device that went away meanwhile).
+pub fn move_all(devices: &HashMap<String, LinuxNetDevice>, pid: i32) -> crate::error::Result<()> {
+    let ns = File::open(format!("/proc/{pid}/ns/net"))
+        .map_err(|e| Error::io("linux.netDevices: opening the container's netns", e))?;
+    let sock = route_socket().map_err(|e| Error::io("linux.netDevices: netlink socket", e))?;
     let mut names: Vec<&String> = devices.keys().collect();
     names.sort();
     for (seq, host) in names.into_iter().enumerate() {
         let field = format!("linux.netDevices[{host:?}]");
-        let index = index_of(host).ok_or_else(|| format!("{field}: no such interface on the host"))?;
+        let gone = || io::Error::new(io::ErrorKind::NotFound, "no such interface on the host");
+        let index = index_of(host).ok_or_else(|| Error::io(&field, gone()))?;
         let target = devices[host].name().clone().filter(|n| !n.is_empty());
         let msg = newlink(seq as u32 + 1, index, ns.as_raw_fd() as u32, target.as_deref());
-        request(&sock, &msg).map_err(|e| format!("{field}: moving it into the container: {e}"))?;
+        request(&sock, &msg).map_err(|e| Error::io(format!("{field}: moving it into the container"), e))?;
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use oci_spec::runtime::{
 };
 use nix::sched::CpuSet;
 
+use crate::init::error::{applying, InitError};
 use crate::sys::sched::{ioprio_set_self, sched_setattr, set_mempolicy, SchedAttr};
 
 /// A field name and what is wrong with it.
@@ -58,11 +59,11 @@ pub fn validate_personality(p: &LinuxPersonality) -> Result<(), FieldError> {
     personality_value(p).map(drop)
 }
 
-pub fn apply_personality(p: &LinuxPersonality) -> Result<(), String> {
-    let v = personality_value(p).map_err(|(f, m)| format!("{f}: {m}"))?;
+pub fn apply_personality(p: &LinuxPersonality) -> Result<(), InitError> {
+    let v = personality_value(p).map_err(|(f, m)| InitError::invalid(f, m))?;
     // The domain is a number, not a flag: keep every bit as given.
     let persona = nix::sys::personality::Persona::from_bits_retain(v as libc::c_int);
-    nix::sys::personality::set(persona).map_err(|e| format!("linux.personality: {}", std::io::Error::from(e)))?;
+    nix::sys::personality::set(persona).map_err(std::io::Error::from).map_err(applying("linux.personality").io())?;
     Ok(())
 }
 
@@ -115,7 +116,7 @@ pub fn validate_scheduler(s: &Scheduler) -> Result<(), FieldError> {
     Ok(())
 }
 
-pub fn apply_scheduler(s: &Scheduler) -> Result<(), String> {
+pub fn apply_scheduler(s: &Scheduler) -> Result<(), InitError> {
     let mut attr = SchedAttr {
         policy: policy_number(*s.policy()),
         nice: s.nice().unwrap_or(0),
@@ -128,7 +129,7 @@ pub fn apply_scheduler(s: &Scheduler) -> Result<(), String> {
     for f in s.flags().as_deref().unwrap_or(&[]) {
         attr.flags |= flag_bit(*f);
     }
-    sched_setattr(&mut attr).map_err(|e| format!("process.scheduler: sched_setattr: {e}"))
+    sched_setattr(&mut attr).map_err(applying("process.scheduler").doing("sched_setattr").io())
 }
 
 // ---- I/O priority ------------------------------------------------------------------------
@@ -144,7 +145,7 @@ pub fn validate_io_priority(process: &Process) -> Result<(), FieldError> {
     Ok(())
 }
 
-pub fn apply_io_priority(process: &Process) -> Result<(), String> {
+pub fn apply_io_priority(process: &Process) -> Result<(), InitError> {
     let Some(io) = process.io_priority() else { return Ok(()) };
     let class = match io.class() {
         IOPriorityClass::IoprioClassRt => 1,
@@ -152,7 +153,7 @@ pub fn apply_io_priority(process: &Process) -> Result<(), String> {
         IOPriorityClass::IoprioClassIdle => 3,
     };
     let value = (class << IOPRIO_CLASS_SHIFT) | io.priority() as i32;
-    ioprio_set_self(value).map_err(|e| format!("process.ioPriority: ioprio_set: {e}"))
+    ioprio_set_self(value).map_err(applying("process.ioPriority").doing("ioprio_set").io())
 }
 
 // ---- CPU and NUMA node lists -------------------------------------------------------------
@@ -215,10 +216,11 @@ pub fn cpu_set(list: &str) -> Result<CpuSet, String> {
 
 /// Before execve: `final` when given; otherwise, if `initial` pinned the runtime's process,
 /// every CPU, which the kernel narrows to the cgroup's cpuset (runc does the same reset).
-pub fn apply_final_affinity(process: &Process) -> Result<(), String> {
+pub fn apply_final_affinity(process: &Process) -> Result<(), InitError> {
+    let field = "process.execCPUAffinity.final";
     let Some(a) = process.exec_cpu_affinity() else { return Ok(()) };
     let set = match (a.cpu_affinity_final(), a.initial()) {
-        (Some(f), _) => cpu_set(f).map_err(|m| format!("process.execCPUAffinity.final: {m}"))?,
+        (Some(f), _) => cpu_set(f).map_err(|m| InitError::invalid(field, m))?,
         (None, Some(_)) => {
             let mut all = CpuSet::new();
             for cpu in 0..MAX_CPUS {
@@ -229,7 +231,7 @@ pub fn apply_final_affinity(process: &Process) -> Result<(), String> {
         }
         (None, None) => return Ok(()),
     };
-    set_affinity(&set).map_err(|e| format!("process.execCPUAffinity.final: sched_setaffinity: {e}"))
+    set_affinity(&set).map_err(applying(field).doing("sched_setaffinity").io())
 }
 
 // ---- memory policy -----------------------------------------------------------------------
@@ -274,10 +276,10 @@ pub fn validate_memory_policy(p: &LinuxMemoryPolicy) -> Result<(), FieldError> {
     }
 }
 
-pub fn apply_memory_policy(p: &LinuxMemoryPolicy) -> Result<(), String> {
+pub fn apply_memory_policy(p: &LinuxMemoryPolicy) -> Result<(), InitError> {
     let mut mask = [0u64; MAX_NODES / 64];
     if let Some(n) = p.nodes().as_deref().map(str::trim).filter(|n| !n.is_empty()) {
-        for node in parse_list(n, MAX_NODES).map_err(|m| format!("linux.memoryPolicy.nodes: {m}"))? {
+        for node in parse_list(n, MAX_NODES).map_err(|m| InitError::invalid("linux.memoryPolicy.nodes", m))? {
             mask[node / 64] |= 1 << (node % 64);
         }
     }
@@ -287,7 +289,7 @@ pub fn apply_memory_policy(p: &LinuxMemoryPolicy) -> Result<(), String> {
     }
     let empty = mask.iter().all(|w| *w == 0);
     set_mempolicy(mode, if empty { None } else { Some(&mask) })
-        .map_err(|e| format!("linux.memoryPolicy: set_mempolicy: {e}"))
+        .map_err(applying("linux.memoryPolicy").doing("set_mempolicy").io())
 }
 
 #[cfg(test)]

@@ -235,7 +235,7 @@ fn validate_linux(spec: &Spec) -> Result<(), SpecError> {
                 return Err(invalid(format!("linux.namespaces[{i}].path"), "must not contain a comma"));
             }
             crate::namespaces::check_path(ns.typ(), path)
-                .map_err(|msg| invalid(format!("linux.namespaces[{i}].path"), msg))?;
+                .map_err(|e| invalid(format!("linux.namespaces[{i}].path"), e.to_string()))?;
         }
     }
     let has = |t: LinuxNamespaceType| seen.contains(&t);

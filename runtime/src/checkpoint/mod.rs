@@ -323,7 +323,7 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
         .map(|(t, key, path)| {
             namespaces::open_checked(*t, path)
                 .map(|fd| (key.to_string(), fd))
-                .map_err(|m| Error::Usage(format!("linux.namespaces ({}): {m}", namespaces::proc_name(*t))))
+                .map_err(Error::namespace(format!("linux.namespaces ({})", namespaces::proc_name(*t))))
         })
         .collect::<Result<_>>()?;
 

@@ -10,14 +10,16 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Process;
 
+use super::error::{applying, InitError, LookupError};
+
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// The most of /etc/passwd we read: the image controls it (CVE-2026-47262).
 const MAX_PASSWD: u64 = 1 << 20;
 
 /// Creates the cwd if it is missing (as runc does), as root, inside the container's root.
-pub fn ensure_cwd(cwd: &Path) -> Result<(), String> {
+pub fn ensure_cwd(cwd: &Path) -> Result<(), InitError> {
     if !cwd.exists() {
-        std::fs::create_dir_all(cwd).map_err(|e| format!("process.cwd {}: {e}", cwd.display()))?;
+        std::fs::create_dir_all(cwd).map_err(applying(cwd_field(cwd)).io())?;
     }
     Ok(())
 }
@@ -34,27 +36,32 @@ pub enum Cwd {
 /// chdir into the cwd while still privileged (runc 1.3's order), checked to be inside the
 /// container's root. Runs before the seccomp filter, whose profile need not allow chdir
 /// or getcwd.
-pub fn enter_cwd_privileged(cwd: &Path) -> Result<Cwd, String> {
+pub fn enter_cwd_privileged(cwd: &Path) -> Result<Cwd, InitError> {
     match nix::unistd::chdir(cwd) {
         Ok(()) => check_cwd(cwd).map(|()| Cwd::Entered),
         Err(nix::errno::Errno::EACCES | nix::errno::Errno::EPERM) => Ok(Cwd::Retry),
-        Err(e) => Err(format!("process.cwd {}: chdir: {e}", cwd.display())),
+        Err(e) => Err(applying(cwd_field(cwd)).doing("chdir").errno()(e)),
     }
 }
 
 /// chdir into the cwd and check that it is inside the container's root.
-pub fn enter_cwd(cwd: &Path) -> Result<(), String> {
-    nix::unistd::chdir(cwd).map_err(|e| format!("process.cwd {}: chdir: {e}", cwd.display()))?;
+pub fn enter_cwd(cwd: &Path) -> Result<(), InitError> {
+    nix::unistd::chdir(cwd).map_err(applying(cwd_field(cwd)).doing("chdir").errno())?;
     check_cwd(cwd)
+}
+
+/// The field and its value, as messages about the cwd name it.
+fn cwd_field(cwd: &Path) -> String {
+    format!("process.cwd {}", cwd.display())
 }
 
 /// A cwd reached through a leaked fd would be "(unreachable)" (CVE-2024-21626): glibc's
 /// getcwd fails with ENOENT then, the raw syscall returns a relative path.
-fn check_cwd(cwd: &Path) -> Result<(), String> {
+fn check_cwd(cwd: &Path) -> Result<(), InitError> {
     match nix::unistd::getcwd() {
         Ok(p) if p.is_absolute() => Ok(()),
-        Ok(_) | Err(nix::errno::Errno::ENOENT) => Err(format!("process.cwd {}: is outside the container's root", cwd.display())),
-        Err(e) => Err(format!("process.cwd {}: getcwd: {e}", cwd.display())),
+        Ok(_) | Err(nix::errno::Errno::ENOENT) => Err(InitError::invalid(cwd_field(cwd), "is outside the container's root")),
+        Err(e) => Err(applying(cwd_field(cwd)).doing("getcwd").errno()(e)),
     }
 }
 
@@ -79,13 +86,13 @@ impl Command {
     }
 }
 
-fn cstring(s: &OsStr, field: &str) -> Result<CString, String> {
-    CString::new(s.as_bytes()).map_err(|_| format!("{field}: contains a NUL byte"))
+fn cstring(s: &OsStr, field: &str) -> Result<CString, InitError> {
+    CString::new(s.as_bytes()).map_err(|_| InitError::invalid(field, "contains a NUL byte"))
 }
 
 /// What to execve: `command` (or the process's own args and env), the program looked up
 /// in its PATH, HOME added if missing.
-pub fn prepare(process: &Process, command: Option<&Command>) -> Result<Prepared, String> {
+pub fn prepare(process: &Process, command: Option<&Command>) -> Result<Prepared, InitError> {
     let own;
     let cmd = match command {
         Some(c) => c,
@@ -100,7 +107,7 @@ pub fn prepare(process: &Process, command: Option<&Command>) -> Result<Prepared,
         .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
         .map(OsStr::from_bytes)
         .unwrap_or(OsStr::new(DEFAULT_PATH));
-    let program = cmd.args.first().ok_or("process.args: must not be empty")?;
+    let program = cmd.args.first().ok_or_else(|| InitError::invalid("process.args", "must not be empty"))?;
     let resolved = lookup(program, path_var)?;
     let mut envp = cmd.env.clone();
     if !envp.iter().any(|e| e.as_bytes().starts_with(b"HOME=")) {
@@ -117,16 +124,17 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-fn lookup(program: impl AsRef<OsStr>, path_var: impl AsRef<OsStr>) -> Result<PathBuf, String> {
+fn lookup(program: impl AsRef<OsStr>, path_var: impl AsRef<OsStr>) -> Result<PathBuf, InitError> {
     let program = program.as_ref();
     let name = program.to_string_lossy();
+    let fail = |problem| InitError::Lookup { program: name.to_string(), problem };
     if program.as_bytes().contains(&b'/') {
         let p = PathBuf::from(program);
         return match std::fs::metadata(&p) {
-            Ok(m) if m.is_dir() => Err(format!("exec: {name:?}: is a directory")),
+            Ok(m) if m.is_dir() => Err(fail(LookupError::Directory)),
             Ok(_) if is_executable(&p) => Ok(p),
-            Ok(_) => Err(format!("exec: {name:?}: permission denied")),
-            Err(e) => Err(format!("exec: {name:?}: stat {name}: {}", errno_text(&e))),
+            Ok(_) => Err(fail(LookupError::NotExecutable)),
+            Err(source) => Err(fail(LookupError::Stat { path: name.to_string(), source })),
         };
     }
     path_var
@@ -135,16 +143,7 @@ fn lookup(program: impl AsRef<OsStr>, path_var: impl AsRef<OsStr>) -> Result<Pat
         .split(|b| *b == b':')
         .map(|dir| Path::new(if dir.is_empty() { OsStr::new(".") } else { OsStr::from_bytes(dir) }).join(program))
         .find(|p| is_executable(p))
-        .ok_or_else(|| format!("exec: {name:?}: executable file not found in $PATH"))
-}
-
-/// runc's (Go's) wording of an errno, lower case: Docker maps "no such file or directory"
-/// and "permission denied" in an exec error to exit codes 127 and 126.
-fn errno_text(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
-        None => e.to_string(),
-    }
+        .ok_or_else(|| fail(LookupError::NotInPath))
 }
 
 /// HOME from the container's /etc/passwd for `uid`, "/" otherwise (runc's rule).
@@ -168,10 +167,10 @@ fn home_of(uid: u32) -> String {
 
 impl Prepared {
     /// Replaces this process; returns only the error.
-    pub fn exec(&self) -> String {
+    pub fn exec(&self) -> InitError {
         reset_signals();
         match nix::unistd::execve(&self.path, &self.argv, &self.envp) {
-            Err(e) => format!("exec {:?}: {}", self.path, e.desc().to_lowercase()),
+            Err(source) => InitError::Exec { path: self.path.clone(), source },
             Ok(never) => match never {},
         }
     }
@@ -197,9 +196,10 @@ mod tests {
     #[test]
     fn lookup_searches_path_and_reports_runc_style() {
         assert_eq!(lookup("sh", "/nonexistent:/bin").unwrap(), PathBuf::from("/bin/sh"));
-        let e = lookup("no-such-binary-xyz", "/bin").unwrap_err();
-        assert!(e.contains("executable file not found in $PATH"), "{e}");
-        assert!(lookup("/etc", "").unwrap_err().contains("is a directory"));
-        assert!(lookup("/no/such/binary", "").unwrap_err().ends_with("stat /no/such/binary: no such file or directory"));
+        let e = lookup("no-such-binary-xyz", "/bin").unwrap_err().to_string();
+        assert_eq!(e, "exec: \"no-such-binary-xyz\": executable file not found in $PATH");
+        assert!(lookup("/etc", "").unwrap_err().to_string().contains("is a directory"));
+        let e = lookup("/no/such/binary", "").unwrap_err().to_string();
+        assert!(e.ends_with("stat /no/such/binary: no such file or directory"), "{e}");
     }
 }

@@ -11,9 +11,11 @@
 //! Before all of it the init closes every fd it inherited but stdio, --preserve-fds and
 //! its own.
 
+pub mod error;
 pub(crate) mod exec;
 pub(crate) mod process;
 mod stage;
+pub(crate) mod terminal;
 mod user;
 
 use std::io::Write;
@@ -23,9 +25,11 @@ use std::path::Path;
 use nix::sched::CloneFlags;
 use oci_spec::runtime::Spec;
 
+use self::error::{applying, doing, InitError};
 use crate::hooks::{self, Kind};
 use crate::namespaces::Plan;
 use crate::process::channel::{Channel, Msg};
+use crate::rootfs::source::HostOpenError;
 use crate::{process_attrs, rootfs};
 
 pub struct InitArgs<'a> {
@@ -49,19 +53,38 @@ pub struct InitArgs<'a> {
 
 /// Never returns: the process either becomes the container's process or exits.
 pub fn run(args: InitArgs) -> ! {
-    // The child shares the parent's stack: a panic must never unwind into create(), whose
-    // cleanup guard would then tear down the container from inside it.
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match setup(&args) {
+    let report = report_panics(&args.channel, "the container's init");
+    let err = match setup(&args, report) {
         Ok(prepared) => wait_and_exec(&args, prepared),
         Err(e) => e,
-    }));
-    let err = outcome.unwrap_or_else(|_| "the container's init panicked".to_string());
-    let _ = args.channel.send(&Msg::Error(err));
+    };
+    let _ = args.channel.send(&Msg::Error(err.to_string()));
     // _exit skips atexit handlers and destructors that belong to the parent's copy.
     crate::sys::exit_now(1)
 }
 
-type Res<T> = Result<T, String>;
+/// Makes a panic in this forked child (the init, or the process of `exec`) end it at once,
+/// reported to the parent as `who` panicked. The child shares the parent's stack: a panic
+/// must never unwind into create() or exec(), whose cleanup guards would then tear down
+/// the container from inside it. The hook runs before the unwinding (debug builds) or
+/// the abort (the release profile's `panic = "abort"`) alike. It sends over its own copy
+/// of the channel, whose fd is returned for the caller to keep open (None: no copy, a
+/// panic then ends the child unreported and the parent sees its end of the channel close).
+pub(crate) fn report_panics(channel: &Channel, who: &'static str) -> Option<std::os::fd::RawFd> {
+    let copy = channel.try_clone().ok();
+    let fd = copy.as_ref().map(|c| c.as_fd().as_raw_fd());
+    std::panic::set_hook(Box::new(move |info| {
+        if let Some(channel) = &copy {
+            let what = info.payload_as_str().unwrap_or("(no message)");
+            let place = info.location().map(|l| format!(" at {l}")).unwrap_or_default();
+            let _ = channel.send(&Msg::Error(format!("{who} panicked{place}: {what}")));
+        }
+        crate::sys::exit_now(1)
+    }));
+    fd
+}
+
+type Res<T> = Result<T, InitError>;
 
 impl InitArgs<'_> {
     /// The fds of berth's that the init uses; every other one it inherited is closed.
@@ -73,13 +96,15 @@ impl InitArgs<'_> {
     }
 }
 
-fn setup(a: &InitArgs) -> Res<exec::Prepared> {
+fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<exec::Prepared> {
     let spec = a.spec;
-    crate::sys::set_non_dumpable().map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
+    crate::sys::set_non_dumpable().map_err(doing("prctl(PR_SET_DUMPABLE)").io())?;
     // The init lives on until `start`: it holds none of the caller's fds (a host directory
     // among them would be reachable through /proc/1/fd from the container, CVE-2024-21626)
     // and none of berth's own but those it needs. Stdio and --preserve-fds stay.
-    crate::sys::close_from_except(3 + a.preserve_fds, &a.own_fds()).map_err(|e| format!("closing inherited fds: {e}"))?;
+    let mut own = a.own_fds();
+    own.extend(panic_report);
+    crate::sys::close_from_except(3 + a.preserve_fds, &own).map_err(doing("closing inherited fds").io())?;
     let state = recv_go(&a.channel)?;
     let state = if a.plan.staged {
         stage::enter(spec, a.plan, &a.channel)?;
@@ -90,20 +115,20 @@ fn setup(a: &InitArgs) -> Res<exec::Prepared> {
         state
     };
     if a.plan.new_cgroupns {
-        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| format!("unshare cgroup namespace: {e}"))?;
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(doing("unshare cgroup namespace").errno())?;
     }
     if !a.no_new_keyring {
         // Like runc, a kernel without keyrings (or a seccomp'd host) is not fatal.
         let _ = crate::sys::join_session_keyring(a.id);
     }
-    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    nix::unistd::setsid().map_err(doing("setsid").errno())?;
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
-        nix::unistd::sethostname(h).map_err(|e| format!("hostname {h:?}: {e}"))?;
+        nix::unistd::sethostname(h).map_err(applying(format!("hostname {h:?}")).errno())?;
     }
     if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
-        set_domainname(d).map_err(|e| format!("domainname {d:?}: {e}"))?;
+        crate::sys::set_domainname(d).map_err(applying(format!("domainname {d:?}")).io())?;
     }
-    let linux = spec.linux().as_ref().ok_or("linux: missing")?;
+    let linux = spec.linux().as_ref().ok_or_else(|| InitError::invalid("linux", "missing"))?;
     // Written through the host's /proc before any container mount exists, so the container
     // cannot redirect the writes (CVE-2025-52881); /proc/sys/net and the IPC sysctls follow
     // the namespaces this process is already in.
@@ -116,11 +141,11 @@ fn setup(a: &InitArgs) -> Res<exec::Prepared> {
     }
 
     // In a user namespace a bind source may be out of our reach; the parent opens it.
-    let host_open = |index: usize| -> Res<OwnedFd> {
-        a.channel.send(&Msg::MountSourcePending { index }).map_err(|e| format!("sync with parent: {e}"))?;
+    let host_open = |index: usize| -> Result<OwnedFd, HostOpenError> {
+        a.channel.send(&Msg::MountSourcePending { index }).map_err(HostOpenError::Sync)?;
         match a.channel.recv_with_fd() {
             Ok(Some((Msg::MountSource, Some(fd)))) => Ok(fd),
-            Ok(Some((Msg::Error(m), _))) => Err(m),
+            Ok(Some((Msg::Error(m), _))) => Err(HostOpenError::Parent(m)),
             _ => unsafe_exit(1),
         }
     };
@@ -134,7 +159,7 @@ fn setup(a: &InitArgs) -> Res<exec::Prepared> {
         shares_mount_ns: a.plan.shares_mount_ns(),
         host_open: a.plan.in_user_ns().then_some(&host_open as rootfs::source::HostOpen),
     };
-    let root = rootfs::prepare(&cfg).map_err(|e| e.to_string())?;
+    let root = rootfs::prepare(&cfg)?;
 
     let hooks = spec.hooks().as_ref();
     #[allow(deprecated)]
@@ -142,38 +167,32 @@ fn setup(a: &InitArgs) -> Res<exec::Prepared> {
         h.prestart().as_ref().is_some_and(|v| !v.is_empty()) || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
     });
     if parent_hooks {
-        a.channel.send(&Msg::HooksPending).map_err(|e| format!("sync with parent: {e}"))?;
+        a.channel.send(&Msg::HooksPending).map_err(InitError::sync_failed)?;
         match a.channel.recv() {
             Ok(Some(Msg::HooksDone)) => {}
             _ => unsafe_exit(1),
         }
     }
     // In the container's root, with its mounts in place, as runc runs them.
-    hooks::run_all(hooks, Kind::CreateContainer, state.as_bytes(), Some(a.rootfs)).map_err(|e| e.to_string())?;
+    hooks::run_all(hooks, Kind::CreateContainer, state.as_bytes(), Some(a.rootfs))?;
 
-    let process = spec.process().as_ref().ok_or("process: missing")?;
+    let process = spec.process().as_ref().ok_or_else(|| InitError::invalid("process", "missing"))?;
     let tty = match (&a.console, process.terminal().unwrap_or(false)) {
         (Some(sock), true) => {
-            let master = root.open_ptmx().map_err(|e| e.to_string())?;
-            let (peer, name) = crate::console::open_peer(master.as_fd()).map_err(|e| format!("terminal: {e}"))?;
-            if let Some(size) = process.console_size() {
-                let _ = crate::console::set_size(peer.as_fd(), size.height() as u16, size.width() as u16);
-            }
-            crate::console::send_fd(sock.as_fd(), master.as_fd(), &name).map_err(|e| format!("sending the terminal to the console socket: {e}"))?;
-            root.mount_console(peer.as_fd()).map_err(|e| e.to_string())?;
+            let master = root.open_ptmx()?;
+            let peer = terminal::hand_over(master, process, sock.as_fd(), false)?;
+            root.mount_console(peer.as_fd())?;
             Some(peer)
         }
         _ => None,
     };
 
-    root.enter(a.no_pivot).map_err(|e| e.to_string())?;
-    rootfs::finalize(spec).map_err(|e| e.to_string())?;
+    root.enter(a.no_pivot)?;
+    rootfs::finalize(spec)?;
 
-    if let Some(peer) = &tty {
-        crate::sys::dup_onto_stdio(peer.as_fd()).map_err(|e| format!("terminal: dup2: {e}"))?;
-        crate::console::set_controlling(peer.as_fd()).map_err(|e| format!("terminal: TIOCSCTTY: {e}"))?;
+    if let Some(peer) = tty {
+        terminal::make_stdio(peer)?;
     }
-    drop(tty);
 
     exec::ensure_cwd(process.cwd())?;
     // The container-wide attributes; the per-process ones are in process::apply.
@@ -185,12 +204,12 @@ fn setup(a: &InitArgs) -> Res<exec::Prepared> {
     }
     let prepared = process::apply(process, None, a.preserve_fds, a.seccomp, &a.channel)?;
 
-    a.channel.send(&Msg::Ready).map_err(|e| format!("sync with parent: {e}"))?;
+    a.channel.send(&Msg::Ready).map_err(InitError::sync_failed)?;
     Ok(prepared)
 }
 
 /// After `Ready`: the parent has gone, errors go back to `berth start` instead.
-fn wait_and_exec(a: &InitArgs, prepared: exec::Prepared) -> String {
+fn wait_and_exec(a: &InitArgs, prepared: exec::Prepared) -> InitError {
     let (mut conn, state) = match crate::process::start::accept(&a.start_listener) {
         Ok(c) => c,
         Err(_) => unsafe_exit(1),
@@ -203,7 +222,7 @@ fn wait_and_exec(a: &InitArgs, prepared: exec::Prepared) -> String {
         fail(&mut conn, e.to_string());
     }
     let err = prepared.exec();
-    fail(&mut conn, err)
+    fail(&mut conn, err.to_string())
 }
 
 /// The parent's go-ahead and the state it carries. A failure to read it is reported (the
@@ -212,8 +231,8 @@ pub(crate) fn recv_go(channel: &Channel) -> Res<String> {
     match channel.recv() {
         Ok(Some(Msg::Go { state })) => Ok(state),
         Ok(None) => unsafe_exit(1),
-        Ok(Some(other)) => Err(format!("sync with parent: expected the go-ahead, got {other:?}")),
-        Err(e) => Err(format!("sync with parent: receiving the container's state: {e}")),
+        Ok(Some(other)) => Err(InitError::Unexpected { expected: "the go-ahead", got: format!("{other:?}") }),
+        Err(e) => Err(InitError::sync("receiving the container's state")(e)),
     }
 }
 
@@ -222,16 +241,10 @@ fn unsafe_exit(code: i32) -> ! {
     crate::sys::exit_now(code)
 }
 
-fn set_domainname(name: &str) -> std::io::Result<()> {
-    crate::sys::set_domainname(name)
-}
-
 fn write_sysctl(key: &str, value: &str) -> Res<()> {
     let rel = format!("sys/{}", key.replace('.', "/"));
     let fd = rootfs::resolve::open_proc_beneath(Path::new(&rel), nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| format!("linux.sysctl[{key:?}]: {e}"))?;
+        .map_err(applying(format!("linux.sysctl[{key:?}]")).errno())?;
     let mut f = std::fs::File::from(fd);
-    f.write_all(value.as_bytes()).map_err(|e| format!("linux.sysctl[{key:?}] = {value:?}: {e}"))?;
-    let _ = f.as_raw_fd();
-    Ok(())
+    f.write_all(value.as_bytes()).map_err(applying(format!("linux.sysctl[{key:?}] = {value:?}")).io())
 }

@@ -19,6 +19,7 @@ use std::os::fd::{AsFd, RawFd};
 
 use oci_spec::runtime::Process;
 
+use super::error::{applying, doing, InitError};
 use super::exec::{self, Cwd, Prepared};
 use super::user;
 use crate::process::channel::{Channel, Msg};
@@ -34,7 +35,7 @@ pub fn apply(
     preserve_fds: u32,
     seccomp: Option<&Filter>,
     channel: &Channel,
-) -> Result<Prepared, String> {
+) -> Result<Prepared, InitError> {
     // While still privileged and before any filter (runc's order): the first chdir, and the
     // stdio (a terminal included) handed to the process's user.
     let cwd = exec::enter_cwd_privileged(process.cwd())?;
@@ -53,7 +54,7 @@ pub fn apply(
     // Nothing the caller leaked reaches the container (CVE-2024-21626); --preserve-fds are
     // passed on. The CLI made sure berth's own fds are above that range.
     let first = 3 + preserve_fds;
-    crate::sys::cloexec_from(first).map_err(|e| format!("marking fds from {first} close-on-exec: {e}"))?;
+    crate::sys::cloexec_from(first).map_err(doing(format!("marking fds from {first} close-on-exec")).io())?;
     for fd in 3..first {
         let _ = crate::sys::clear_cloexec(fd as RawFd);
     }
@@ -61,7 +62,7 @@ pub fn apply(
     for w in crate::capabilities::ambient_warnings(caps) {
         eprintln!("berth: warning: {w}");
     }
-    crate::capabilities::apply_bounding(caps).map_err(|e| e.to_string())?;
+    crate::capabilities::apply_bounding(caps)?;
     user::switch_groups(process)?;
 
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
@@ -70,12 +71,12 @@ pub fn apply(
         load_seccomp(seccomp, channel)?;
     }
     user::switch_uid(process)?;
-    crate::capabilities::apply_sets(caps).map_err(|e| e.to_string())?;
+    crate::capabilities::apply_sets(caps)?;
     if cwd == Cwd::Retry {
         exec::enter_cwd(process.cwd())?;
     }
     if no_new_privs {
-        crate::sys::set_no_new_privs().map_err(|e| format!("process.noNewPrivileges: {e}"))?;
+        crate::sys::set_no_new_privs().map_err(applying("process.noNewPrivileges").io())?;
         // As late as possible, so the profile sees none of berth's own syscalls (runc's
         // rule).
         load_seccomp(seccomp, channel)?;
@@ -89,12 +90,12 @@ pub fn apply(
 /// the container's root), and so nothing in the container ever holds a connection to a
 /// host socket. The parent also knows the process's host pid, which the process state
 /// carries. Our copy of the listener is closed here; the parent's is in flight.
-fn load_seccomp(seccomp: Option<&Filter>, channel: &Channel) -> Result<(), String> {
+fn load_seccomp(seccomp: Option<&Filter>, channel: &Channel) -> Result<(), InitError> {
     let Some(filter) = seccomp else { return Ok(()) };
-    if let Some(listener) = filter.load().map_err(|e| e.to_string())? {
+    if let Some(listener) = filter.load()? {
         channel
             .send_with_fd(&Msg::SeccompListener, listener.as_fd())
-            .map_err(|e| format!("sending the seccomp listener to the parent: {e}"))?;
+            .map_err(doing("sending the seccomp listener to the parent").io())?;
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ use nix::sched::CloneFlags;
 use nix::unistd::{setresgid, setresuid, Gid, Uid};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
+use super::error::{applying, doing, InitError};
 use super::Res;
 use crate::namespaces::Plan;
 use crate::process::channel::{Channel, Msg};
@@ -18,8 +19,8 @@ use crate::sys::{self, Forked};
 pub fn enter(spec: &Spec, plan: &Plan, channel: &Channel) -> Res<()> {
     crate::namespaces::join(plan)?;
     if plan.new_user {
-        nix::sched::unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| format!("unshare user namespace: {e}"))?;
-        channel.send(&Msg::MapsPending).map_err(|e| format!("sync with parent: {e}"))?;
+        nix::sched::unshare(CloneFlags::CLONE_NEWUSER).map_err(doing("unshare user namespace").errno())?;
+        channel.send(&Msg::MapsPending).map_err(InitError::sync_failed)?;
         match channel.recv() {
             Ok(Some(Msg::MapsDone)) => {}
             _ => super::unsafe_exit(1),
@@ -29,19 +30,19 @@ pub fn enter(spec: &Spec, plan: &Plan, channel: &Channel) -> Res<()> {
         // Root inside is the id certain to be mapped (validation checked it for a new
         // namespace); our host uid 0 is not, and files made as an unmapped id fail.
         setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
-            .map_err(|e| format!("linux.gidMappings: becoming gid 0 in the user namespace: {e}"))?;
+            .map_err(applying("linux.gidMappings").doing("becoming gid 0 in the user namespace").errno())?;
         setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
-            .map_err(|e| format!("linux.uidMappings: becoming uid 0 in the user namespace: {e}"))?;
+            .map_err(applying("linux.uidMappings").doing("becoming uid 0 in the user namespace").errno())?;
         // A credential change resets dumpability to fs.suid_dumpable: set it again.
-        sys::set_non_dumpable().map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
+        sys::set_non_dumpable().map_err(doing("prctl(PR_SET_DUMPABLE)").io())?;
     }
     if !plan.unshare_flags.is_empty() {
-        nix::sched::unshare(plan.unshare_flags).map_err(|e| format!("unshare namespaces: {e}"))?;
+        nix::sched::unshare(plan.unshare_flags).map_err(doing("unshare namespaces").errno())?;
     }
     if plan.unshare_flags.contains(crate::namespaces::clone_flag(LinuxNamespaceType::Time)) {
         write_time_offsets(spec)?;
     }
-    match sys::clone3_fork(sys::CLONE_PARENT, None).map_err(|e| format!("forking the init: {e}"))? {
+    match sys::clone3_fork(sys::CLONE_PARENT, None).map_err(doing("forking the init").io())? {
         Forked::Child => Ok(()),
         Forked::Parent { pid, .. } => {
             let _ = channel.send(&Msg::Child { pid });
@@ -63,7 +64,7 @@ fn write_time_offsets(spec: &Spec) -> Res<()> {
     // Our own timens_offsets file describes the namespace our children will enter.
     let rel = format!("{}/timens_offsets", std::process::id());
     let fd = crate::rootfs::resolve::open_proc_beneath(std::path::Path::new(&rel), nix::fcntl::OFlag::O_WRONLY)
-        .map_err(|e| format!("linux.timeOffsets: opening /proc/{rel}: {e}"))?;
+        .map_err(applying("linux.timeOffsets").doing(format!("opening /proc/{rel}")).errno())?;
     let mut f = std::fs::File::from(fd);
-    std::io::Write::write_all(&mut f, text.as_bytes()).map_err(|e| format!("linux.timeOffsets: {e}"))
+    std::io::Write::write_all(&mut f, text.as_bytes()).map_err(applying("linux.timeOffsets").io())
 }

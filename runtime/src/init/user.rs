@@ -2,18 +2,14 @@
 
 use oci_spec::runtime::{PosixRlimitType, Process};
 
-pub fn set_rlimits(process: &Process) -> Result<(), String> {
+use super::error::{applying, doing, InitError};
+
+pub fn set_rlimits(process: &Process) -> Result<(), InitError> {
     for (i, rl) in process.rlimits().as_deref().unwrap_or(&[]).iter().enumerate() {
         let res = resource(rl.typ());
-        if let Err(e) = nix::sys::resource::setrlimit(res, rl.soft(), rl.hard()) {
-            return Err(format!(
-                "process.rlimits[{i}] ({:?} soft {} hard {}): {}",
-                rl.typ(),
-                rl.soft(),
-                rl.hard(),
-                std::io::Error::from(e)
-            ));
-        }
+        nix::sys::resource::setrlimit(res, rl.soft(), rl.hard())
+            .map_err(std::io::Error::from)
+            .map_err(applying(format!("process.rlimits[{i}] ({:?} soft {} hard {})", rl.typ(), rl.soft(), rl.hard())).io())?;
     }
     Ok(())
 }
@@ -49,7 +45,7 @@ fn resource(t: PosixRlimitType) -> nix::sys::resource::Resource {
 /// Also left alone: an fd that is `uid`'s already, and what may not be changed here
 /// (EINVAL: `uid` is not mapped in our user namespace; EPERM: the fd's owner is not; EROFS)
 /// — the process runs without it.
-pub fn chown_stdio(uid: u32, own_pty: bool) -> Result<(), String> {
+pub fn chown_stdio(uid: u32, own_pty: bool) -> Result<(), InitError> {
     use std::os::fd::AsFd;
     use nix::errno::Errno;
     let null = libc::makedev(1, 3);
@@ -59,7 +55,7 @@ pub fn chown_stdio(uid: u32, own_pty: bool) -> Result<(), String> {
             Ok(st) => st,
             // Closed: nothing to hand over (the CLI fills 0-2, but a caller may not).
             Err(Errno::EBADF) => continue,
-            Err(e) => return Err(format!("fstat of stdio fd {n}: {e}")),
+            Err(e) => return Err(doing(format!("fstat of stdio fd {n}")).errno()(e)),
         };
         let chr = st.st_mode & libc::S_IFMT == libc::S_IFCHR;
         if st.st_uid == uid || (chr && (!own_pty || st.st_rdev == null)) {
@@ -67,7 +63,7 @@ pub fn chown_stdio(uid: u32, own_pty: bool) -> Result<(), String> {
         }
         match nix::unistd::fchown(fd, Some(nix::unistd::Uid::from_raw(uid)), None) {
             Ok(()) | Err(Errno::EINVAL | Errno::EPERM | Errno::EROFS) => {}
-            Err(e) => return Err(format!("process.user.uid {uid}: chown of stdio fd {n}: {e}")),
+            Err(e) => return Err(applying(format!("process.user.uid {uid}")).doing(format!("chown of stdio fd {n}")).errno()(e)),
         }
     }
     Ok(())
@@ -75,7 +71,7 @@ pub fn chown_stdio(uid: u32, own_pty: bool) -> Result<(), String> {
 
 /// The groups half of the user switch: setgroups, setresgid, umask. It keeps every
 /// capability, so it runs before a filter that needs CAP_SYS_ADMIN to load.
-pub fn switch_groups(process: &Process) -> Result<(), String> {
+pub fn switch_groups(process: &Process) -> Result<(), InitError> {
     let user = process.user();
     let groups: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
     let gids: Vec<nix::unistd::Gid> = groups.iter().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
@@ -83,15 +79,13 @@ pub fn switch_groups(process: &Process) -> Result<(), String> {
     // groups it has; only asking for groups is then an error.
     let denied = std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
     if !(denied && groups.is_empty()) {
-        if let Err(e) = nix::unistd::setgroups(&gids) {
-            return Err(format!("process.user.additionalGids {groups:?}: {}", std::io::Error::from(e)));
-        }
+        nix::unistd::setgroups(&gids)
+            .map_err(std::io::Error::from)
+            .map_err(applying(format!("process.user.additionalGids {groups:?}")).io())?;
     }
     let gid = user.gid();
     let g = nix::unistd::Gid::from_raw(gid);
-    if let Err(e) = nix::unistd::setresgid(g, g, g) {
-        return Err(format!("process.user.gid {gid}: {}", std::io::Error::from(e)));
-    }
+    nix::unistd::setresgid(g, g, g).map_err(std::io::Error::from).map_err(applying(format!("process.user.gid {gid}")).io())?;
     let umask = user.umask().unwrap_or(0o022);
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask as libc::mode_t));
     Ok(())
@@ -99,12 +93,10 @@ pub fn switch_groups(process: &Process) -> Result<(), String> {
 
 /// setresuid with PR_SET_KEEPCAPS so the permitted set survives the switch to a non-root
 /// uid; capabilities are set right after.
-pub fn switch_uid(process: &Process) -> Result<(), String> {
-    crate::sys::set_keepcaps(true).map_err(|e| format!("prctl(PR_SET_KEEPCAPS): {e}"))?;
+pub fn switch_uid(process: &Process) -> Result<(), InitError> {
+    crate::sys::set_keepcaps(true).map_err(doing("prctl(PR_SET_KEEPCAPS)").io())?;
     let uid = process.user().uid();
     let u = nix::unistd::Uid::from_raw(uid);
-    if let Err(e) = nix::unistd::setresuid(u, u, u) {
-        return Err(format!("process.user.uid {uid}: {}", std::io::Error::from(e)));
-    }
-    crate::sys::set_keepcaps(false).map_err(|e| format!("prctl(PR_SET_KEEPCAPS): {e}"))
+    nix::unistd::setresuid(u, u, u).map_err(std::io::Error::from).map_err(applying(format!("process.user.uid {uid}")).io())?;
+    crate::sys::set_keepcaps(false).map_err(doing("prctl(PR_SET_KEEPCAPS)").io())
 }

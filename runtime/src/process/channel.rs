@@ -161,6 +161,11 @@ impl Channel {
     pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.fd.as_fd()
     }
+
+    /// A second handle on the same socket (a dup, close-on-exec).
+    pub fn try_clone(&self) -> io::Result<Channel> {
+        Ok(Channel { fd: self.fd.try_clone()? })
+    }
 }
 
 #[cfg(test)]

@@ -31,10 +31,21 @@ pub fn wants(m: &oci_spec::runtime::Mount) -> Option<bool> {
     (maps || ridmap || opts.iter().any(|o| o == "idmap")).then_some(ridmap)
 }
 
+/// Why no user namespace with the mount's maps could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum UsernsError {
+    #[error("clone3: {0}")]
+    Clone(#[source] std::io::Error),
+    #[error(transparent)]
+    Maps(#[from] crate::idmap::MapError),
+    #[error("opening its user namespace: {0}")]
+    Open(#[source] std::io::Error),
+}
+
 /// A user namespace carrying `uid`/`gid`: made by a short-lived child we kill once its
 /// namespace file is open.
-pub fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<OwnedFd, String> {
-    let forked = sys::clone3_fork(libc::CLONE_NEWUSER as u64, None).map_err(|e| format!("clone3: {e}"))?;
+pub fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<OwnedFd, UsernsError> {
+    let forked = sys::clone3_fork(libc::CLONE_NEWUSER as u64, None).map_err(UsernsError::Clone)?;
     let (pid, pidfd) = match forked {
         Forked::Child => {
             // Die with `berth create` if it dies first.
@@ -47,7 +58,8 @@ pub fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<Own
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     let result = crate::idmap::write(pid, uid, gid)
-        .and_then(|()| File::open(format!("/proc/{pid}/ns/user")).map_err(|e| format!("opening its user namespace: {e}")));
+        .map_err(UsernsError::from)
+        .and_then(|()| File::open(format!("/proc/{pid}/ns/user")).map_err(UsernsError::Open));
     let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
     let _ = nix::sys::wait::waitid(nix::sys::wait::Id::PIDFd(pidfd.as_fd()), nix::sys::wait::WaitPidFlag::WEXITED);
     result.map(OwnedFd::from)
@@ -70,7 +82,7 @@ pub fn prepare(spec: &Spec, bundle: &Path) -> Result<Prepared, RootfsError> {
             .map_err(|e| RootfsError::sys(&field, format!("open bind source {}", source.display()), e))?;
         let rbind = m.options().as_deref().unwrap_or(&[]).iter().any(|o| o == "rbind") || m.typ().as_deref() == Some("rbind");
         let tree = msys::open_tree_fd(src.as_fd(), rbind).map_err(super::sys_err(&field, "open_tree"))?;
-        let userns = userns_with(&uid, &gid).map_err(|m| RootfsError::invalid(&field, format!("id-mapping user namespace: {m}")))?;
+        let userns = userns_with(&uid, &gid).map_err(|source| RootfsError::Userns { field: field.clone(), source })?;
         idmap_tree(&tree, &userns, recursive)
             .map_err(|e| RootfsError::sys(format!("{field}.options"), "id-map the mount (mount_setattr MOUNT_ATTR_IDMAP)", e))?;
         out.insert(i, tree);

@@ -70,6 +70,20 @@ pub enum RootfsError {
         #[source]
         errno: Errno,
     },
+    /// No user namespace with the id maps of `field` could be made (in `berth create`).
+    #[error("{field}: id-mapping user namespace: {source}")]
+    Userns {
+        field: String,
+        #[source]
+        source: idmapped::UsernsError,
+    },
+    /// `berth create` could not open the bind source of `field` for the init.
+    #[error("{field}: {source}")]
+    HostOpen {
+        field: String,
+        #[source]
+        source: source::HostOpenError,
+    },
 }
 
 impl RootfsError {

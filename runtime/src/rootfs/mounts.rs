@@ -176,7 +176,7 @@ fn bind(
         Err(e) => match (ctx.host_open, index) {
             // Unreachable from our user namespace: `berth create` opens it (source.rs).
             (Some(host_open), Some(i)) => {
-                host_open(i).map_err(|m| RootfsError::invalid(field, m))?
+                host_open(i).map_err(|source| RootfsError::HostOpen { field: field.to_string(), source })?
             }
             _ => {
                 return Err(RootfsError::sys(

@@ -23,7 +23,18 @@ use crate::sys::{self, Forked};
 
 /// The init's side: ask the parent for `mounts[index].source`, opened O_PATH in the
 /// init's mount namespace.
-pub type HostOpen<'a> = &'a dyn Fn(usize) -> Result<OwnedFd, String>;
+pub type HostOpen<'a> = &'a dyn Fn(usize) -> Result<OwnedFd, HostOpenError>;
+
+/// Why the parent did not hand over a bind source.
+#[derive(Debug, thiserror::Error)]
+pub enum HostOpenError {
+    /// The request or its answer did not cross the channel.
+    #[error("sync with parent: {0}")]
+    Sync(#[source] std::io::Error),
+    /// The parent's own report, as the channel carries it: text.
+    #[error("{0}")]
+    Parent(String),
+}
 
 /// `mounts[index].source` as the parent resolves it (relative to the bundle).
 fn source_path(spec: &Spec, bundle: &Path, index: usize) -> Result<PathBuf, String> {
