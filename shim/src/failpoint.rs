@@ -1,4 +1,5 @@
-//! Named steps of the shim's Create, Start and Delete handling (and of an exit's report)
+//! Named steps of the shim's Create, Start and Delete handling (and of its bootstrap and an
+//! exit's report)
 //! where a build with the `failpoints` feature dies abruptly (SIGKILL of itself: no
 //! destructor, no cleanup), as a `kill -9` of the shim from outside would. This is the
 //! shim's side of berth's own failpoint walk (berth's runtime/src/failpoint.rs), and is
@@ -14,6 +15,7 @@
 
 /// Every step, in the order a container passes them: `<operation>:<step>`.
 pub const STEPS: &[&str] = &[
+    "bootstrap:daemon-spawned",
     "create:config-saved",
     "create:rootfs-mounted",
     "create:runtime-created",
@@ -96,7 +98,7 @@ mod tests {
         for s in STEPS {
             assert!(seen.insert(*s), "{s} twice");
             let op = s.split(':').next().unwrap_or_default();
-            assert!(["create", "start", "exit", "delete"].contains(&op), "{s}");
+            assert!(["bootstrap", "create", "start", "exit", "delete"].contains(&op), "{s}");
         }
     }
 
