@@ -31,6 +31,9 @@ use conformance::{
 };
 
 const NS: &str = "shimfp";
+/// berth's root as the shim passes it by default (shim/src/runtime.rs DEFAULT_ROOT); the
+/// namespace is appended.
+const BERTH_ROOT: &str = "/run/containerd/berth";
 
 /// The shim binary with failpoints.
 fn failpoint_shim() -> &'static Path {
@@ -60,7 +63,9 @@ fn failpoint_shim() -> &'static Path {
             st.success(),
             "cargo build -p containerd-shim-berth-v2 --features failpoints failed"
         );
-        target.join("x86_64-unknown-linux-gnu/debug").join(SHIM_BINARY)
+        target
+            .join("x86_64-unknown-linux-gnu/debug")
+            .join(SHIM_BINARY)
     })
 }
 
@@ -189,7 +194,11 @@ impl Walk {
     /// A container's whole life on the disarmed shim: the id is usable.
     fn run_cleanly(&self, id: &str) {
         let out = self.run_detached(id);
-        assert!(out.status.success(), "ctr run -d {id}: {}", text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "ctr run -d {id}: {}",
+            text(&out.stderr)
+        );
         self.wait_status(id, "RUNNING");
         self.ok(&["tasks", "kill", "-s", "KILL", id]);
         self.wait_status(id, "STOPPED");
@@ -228,10 +237,13 @@ impl Walk {
         }
         let d = self.cd.dir.path();
         for dir in [
-            d.join("state/io.containerd.runtime.v2.task").join(NS).join(id),
-            d.join("root/io.containerd.runtime.v2.task").join(NS).join(id),
-            // berth's state: the shim's default root, with the namespace.
-            Path::new(conformance_root()).join(NS).join(id),
+            d.join("state/io.containerd.runtime.v2.task")
+                .join(NS)
+                .join(id),
+            d.join("root/io.containerd.runtime.v2.task")
+                .join(NS)
+                .join(id),
+            Path::new(BERTH_ROOT).join(NS).join(id),
             shim_socket_path(&self.cd.address, NS, id),
         ] {
             if dir.exists() {
@@ -257,11 +269,6 @@ impl Walk {
     }
 }
 
-/// The shim's default runtime root (shim/src/runtime.rs DEFAULT_ROOT).
-fn conformance_root() -> &'static str {
-    "/run/containerd/berth"
-}
-
 /// One step: run a container with the step armed, see the shim die there, remove the
 /// container as a user would, check nothing is left, and run the id again.
 fn walk_one(w: &Walk, n: usize, step: &str) {
@@ -280,7 +287,11 @@ fn walk_one(w: &Walk, n: usize, step: &str) {
         }
         "exit" | "delete" => {
             let out = w.run_detached(&id);
-            assert!(out.status.success(), "ctr run -d {id}: {}", text(&out.stderr));
+            assert!(
+                out.status.success(),
+                "ctr run -d {id}: {}",
+                text(&out.stderr)
+            );
             w.wait_status(&id, "RUNNING");
             if op == "exit" {
                 w.arm(step);
@@ -300,9 +311,11 @@ fn walk_one(w: &Walk, n: usize, step: &str) {
         }
         other => panic!("failpoint {step}: unknown operation {other:?}"),
     }
-    wait_for(&format!("the shim to die at {step} (ctr: {said})"), 30, || {
-        w.hits().lines().any(|l| l == step).then_some(())
-    });
+    wait_for(
+        &format!("the shim to die at {step} (ctr: {said})"),
+        30,
+        || w.hits().lines().any(|l| l == step).then_some(()),
+    );
     w.arm("");
     wait_for("the dead shim to be gone", 30, || {
         shim_pids(&w.cd.address).is_empty().then_some(())
@@ -334,9 +347,9 @@ fn every_shim_failpoint_leaves_nothing_after_removal() {
     let mut failed = Vec::new();
     for (n, step) in all.iter().enumerate() {
         eprintln!("shim failpoint {step}");
-        if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            walk_one(&w, n, step)
-        })) {
+        if let Err(e) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| walk_one(&w, n, step)))
+        {
             let msg = e
                 .downcast_ref::<String>()
                 .cloned()

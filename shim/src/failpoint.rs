@@ -98,7 +98,10 @@ mod tests {
         for s in STEPS {
             assert!(seen.insert(*s), "{s} twice");
             let op = s.split(':').next().unwrap_or_default();
-            assert!(["bootstrap", "create", "start", "exit", "delete"].contains(&op), "{s}");
+            assert!(
+                ["bootstrap", "create", "start", "exit", "delete"].contains(&op),
+                "{s}"
+            );
         }
     }
 
