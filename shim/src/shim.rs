@@ -335,6 +335,9 @@ static EXIT_REQUESTED: AtomicBool = AtomicBool::new(false);
 /// threads (the mask is set before any thread exists) and taken here with sigwait, so there is
 /// no signal handler and no extra thread for it.
 fn serve(flags: &Flags) -> Result<()> {
+    // First: the log FIFO below is opened for writing, which blocks for ever once containerd,
+    // seeing `start` fail, has closed its reading end.
+    await_handover(Path::new(socket_path(&flags.socket)))?;
     // One malloc arena: glibc otherwise gives each of the shim's threads its own, and their
     // touched pages are most of an idle shim's private memory. Requests are few and small.
     berth_sys::alloc::limit_arenas(1);
@@ -369,7 +372,6 @@ fn serve(flags: &Flags) -> Result<()> {
         }
         None => bind_private(Path::new(socket_path(&flags.socket)))?,
     };
-    await_handover(Path::new(socket_path(&flags.socket)))?;
     // No other thread exists yet that could read the environment concurrently.
     std::env::remove_var(LISTEN_FD_ENV);
     std::env::remove_var(READY_FD_ENV);
