@@ -46,9 +46,12 @@ unit: deps
 	$(CARGO) test --workspace --lib --bins
 
 # conformance/tests/failpoints.rs walks a debug berth built with the `failpoints` feature,
-# kept under target/failpoints so that no other binary carries them.
+# conformance/tests/shim_failpoints.rs a debug containerd-shim-berth-v2 built with its own;
+# both kept under target/failpoints so that no other binary carries them. The shim keeps its
+# name (containerd finds it by name on its PATH) in a directory of its own.
 FAILPOINTS_DIR := target/failpoints
 FAILPOINTS_BERTH := $(FAILPOINTS_DIR)/berth
+FAILPOINTS_SHIM := $(FAILPOINTS_DIR)/shim/containerd-shim-berth-v2
 
 conformance: build
 	@# The failpoints build reuses the debug dependencies `make unit` built; its binary is kept
@@ -56,9 +59,12 @@ conformance: build
 	$(CARGO) build -p berth --features failpoints --bin berth
 	install -D -m 0755 target/x86_64-unknown-linux-gnu/debug/berth $(FAILPOINTS_BERTH)
 	$(CARGO) build -p berth --bin berth
+	$(CARGO) build -p containerd-shim-berth-v2 --features failpoints --bin containerd-shim-berth-v2
+	install -D -m 0755 target/x86_64-unknown-linux-gnu/debug/containerd-shim-berth-v2 $(FAILPOINTS_SHIM)
+	$(CARGO) build -p containerd-shim-berth-v2 --bin containerd-shim-berth-v2
 	$(CARGO) test --release --no-fail-fast -p berth-snapshotter -p containerd-shim-berth-v2 -- --test-threads=2
 	BERTH=$(CURDIR)/$(RELEASE_DIR)/berth BERTH_SNAPSHOTTER=$(CURDIR)/$(RELEASE_DIR)/berth-snapshotter \
-		BERTH_FAILPOINTS=$(CURDIR)/$(FAILPOINTS_BERTH) \
+		BERTH_FAILPOINTS=$(CURDIR)/$(FAILPOINTS_BERTH) BERTH_SHIM_FAILPOINTS=$(CURDIR)/$(FAILPOINTS_SHIM) \
 		$(CARGO) test --release --no-fail-fast -p conformance -- --test-threads=2
 
 test: unit conformance

@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod events;
+pub mod failpoint;
 pub mod io;
 pub mod leftovers;
 pub mod oom;

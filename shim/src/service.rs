@@ -36,6 +36,7 @@ use containerd_shim_protos::{
 use crate::{
     error::{io, Error, Result},
     events::{to_any, Publisher},
+    failpoint,
     io::{open_direct, resize, start_console_copy, ConsoleSocket, StdioPaths},
     oom::OomWatcher,
     process::{validate_id, Process, State},
@@ -292,6 +293,9 @@ impl Service {
                         if let Ok(p) = c.process(&exec_id) {
                             let ev = c.exit_event(p);
                             self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, ev);
+                            if exec_id.is_empty() {
+                                failpoint::hit("exit:event-published");
+                            }
                         }
                     }
                 }
@@ -321,6 +325,7 @@ impl Service {
         let bundle = PathBuf::from(&req.bundle);
         let cfg = RuntimeConfig::from_options(req.options.as_ref())?;
         cfg.save(&bundle)?;
+        failpoint::hit("create:config-saved");
         let runtime = Runtime::new(&cfg, &self.namespace, &bundle);
 
         let rootfs = bundle.join("rootfs");
@@ -333,6 +338,7 @@ impl Service {
             }
             mounted = true;
         }
+        failpoint::hit("create:rootfs-mounted");
         let stdio = StdioPaths {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
@@ -356,6 +362,7 @@ impl Service {
                 runtime.create(&req.id, &bundle, &pid_file, None, child)?;
                 (Some(pio), None)
             };
+            failpoint::hit("create:runtime-created");
             let pid = read_pid(&pid_file)?;
             let pio = match (pio, console) {
                 (Some(p), _) => p,
@@ -409,6 +416,7 @@ impl Service {
                 },
             );
         }
+        failpoint::hit("create:registered");
         // Watch for OOM before the process runs, so an OOM right at start is not missed.
         match cgroups.map(|p| p.memory()) {
             Ok(Some(cgroup)) => {
@@ -436,6 +444,7 @@ impl Service {
                 ..Default::default()
             },
         );
+        failpoint::hit("create:event-published");
         // An init that died between the runtime's create and its registration (killed from
         // outside) still gets its one TaskExit, after the TaskCreate.
         {
@@ -491,6 +500,7 @@ impl Service {
             }
             return Err(e);
         }
+        failpoint::hit("start:runtime-started");
         if c.init.state == State::Created {
             c.init.state = State::Running;
         }
@@ -508,6 +518,7 @@ impl Service {
             let ev = c.exit_event(&c.init);
             self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, ev);
         }
+        failpoint::hit("start:event-published");
         Ok(StartResponse {
             pid,
             ..Default::default()
@@ -642,6 +653,7 @@ impl Service {
         let runtime = self.runtime_for(&req.id)?;
         // A created container still has its init parked; --force kills it.
         runtime.delete(&req.id, was_created)?;
+        failpoint::hit("delete:runtime-deleted");
         if was_created {
             // The killed init is reaped by the reaper; wait for it so the exit is reported.
             let t = self.tasks();
@@ -660,9 +672,11 @@ impl Service {
                 .remove(&req.id)
                 .ok_or_else(|| Error::NotFound(format!("container {} not found", req.id)))?
         };
+        failpoint::hit("delete:forgotten");
         if c.rootfs_mounted {
             Self::cleanup_rootfs(&c.bundle);
         }
+        failpoint::hit("delete:rootfs-unmounted");
         let _ = fs::remove_file(c.bundle.join(INIT_PID_FILE));
         self.notify_exited();
         self.events.publish(
@@ -675,6 +689,7 @@ impl Service {
                 ..Default::default()
             },
         );
+        failpoint::hit("delete:event-published");
         Ok(DeleteResponse {
             pid: c.init.pid,
             exit_status: c.init.exit_status,

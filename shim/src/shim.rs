@@ -52,6 +52,9 @@ const TASK_V2: &str = "/containerd.task.v2.Task/";
 const TASK_V3: &str = "/containerd.task.v3.Task/";
 /// The listening socket made by `start`, inherited by the daemon (its fd number).
 const LISTEN_FD_ENV: &str = "BERTH_SHIM_LISTEN_FD";
+/// The read end of a pipe from `start` (its fd number): one byte once containerd has the
+/// address; end of file without it means `start` died first (see `await_handover`).
+const READY_FD_ENV: &str = "BERTH_SHIM_READY_FD";
 
 pub fn run() -> Result<()> {
     let args: Vec<_> = std::env::args_os().collect();
@@ -112,6 +115,11 @@ fn start(flags: &Flags) -> Result<()> {
     let listener = bind_private(&path)?;
     let fd = listener.as_raw_fd();
     set_cloexec(fd, false)?;
+    // Only the read end goes to the daemon: the write end stays close-on-exec, so the daemon
+    // sees end of file as soon as this process is gone.
+    let (ready_r, ready_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
+    set_cloexec(ready_r.as_raw_fd(), false)?;
     let exe = std::env::current_exe().map_err(io("current exe"))?;
     let mut cmd = Command::new(exe);
     cmd.args([
@@ -131,6 +139,7 @@ fn start(flags: &Flags) -> Result<()> {
     }
     // Own process group: a signal to containerd's group must not reach the shim.
     cmd.env(LISTEN_FD_ENV, fd.to_string())
+        .env(READY_FD_ENV, ready_r.as_raw_fd().to_string())
         .current_dir(&cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -144,6 +153,8 @@ fn start(flags: &Flags) -> Result<()> {
         }
     };
     drop(listener);
+    drop(ready_r);
+    crate::failpoint::hit("bootstrap:daemon-spawned");
     containerd_shim::util::write_address(&address)?;
     // containerd's score + 1, so that under memory pressure the shim goes before containerd.
     if let Err(e) = containerd_shim::cgroup::adjust_oom_score(child.id()) {
@@ -152,7 +163,50 @@ fn start(flags: &Flags) -> Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(address.as_bytes())
         .map_err(io("write address"))?;
-    out.flush().map_err(io("write address"))
+    out.flush().map_err(io("write address"))?;
+    // The daemon may serve now. Dying before this line leaves it no client: it exits.
+    fs::File::from(ready_w)
+        .write_all(b"1")
+        .map_err(io("hand over to the shim"))
+}
+
+/// In the daemon `start` spawned: waits for `start` to hand over. containerd learns the
+/// address only from a `start` that exits 0; one killed before (kill -9, OOM) leaves
+/// containerd with an error and no way to reach or clean up this daemon, which would then
+/// serve nobody forever. So without the byte the daemon removes its socket (if it is still
+/// the one `start` bound) and exits.
+fn await_handover(socket: &Path) -> Result<()> {
+    use std::io::Read;
+    let Some(fd) = std::env::var(READY_FD_ENV)
+        .ok()
+        .and_then(|v| v.parse::<RawFd>().ok())
+    else {
+        return Ok(());
+    };
+    let owned = berth_sys::fd::own_inherited(fd).map_err(io("ready fd"))?;
+    // The socket `start` bound, to tell it from one a later shim binds at the same path.
+    let bound = fs::symlink_metadata(socket).ok();
+    let mut ready = fs::File::from(owned);
+    let mut byte = [0u8; 1];
+    let n = loop {
+        match ready.read(&mut byte) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => break r.unwrap_or(0),
+        }
+    };
+    if n == 1 {
+        return Ok(());
+    }
+    use std::os::unix::fs::MetadataExt;
+    let same = |m: &fs::Metadata| {
+        bound
+            .as_ref()
+            .is_some_and(|b| (b.dev(), b.ino()) == (m.dev(), m.ino()))
+    };
+    if fs::symlink_metadata(socket).is_ok_and(|m| same(&m)) {
+        let _ = fs::remove_file(socket);
+    }
+    std::process::exit(0);
 }
 
 /// `-info` (containerd 1.7+; 1.6 never calls it): RuntimeInfo on stdout, with the runtime
@@ -281,6 +335,9 @@ static EXIT_REQUESTED: AtomicBool = AtomicBool::new(false);
 /// threads (the mask is set before any thread exists) and taken here with sigwait, so there is
 /// no signal handler and no extra thread for it.
 fn serve(flags: &Flags) -> Result<()> {
+    // First: the log FIFO below is opened for writing, which blocks for ever once containerd,
+    // seeing `start` fail, has closed its reading end.
+    await_handover(Path::new(socket_path(&flags.socket)))?;
     // One malloc arena: glibc otherwise gives each of the shim's threads its own, and their
     // touched pages are most of an idle shim's private memory. Requests are few and small.
     berth_sys::alloc::limit_arenas(1);
@@ -317,6 +374,7 @@ fn serve(flags: &Flags) -> Result<()> {
     };
     // No other thread exists yet that could read the environment concurrently.
     std::env::remove_var(LISTEN_FD_ENV);
+    std::env::remove_var(READY_FD_ENV);
 
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
     let events = Arc::new(Publisher::start(ttrpc_address, flags.namespace.clone())?);

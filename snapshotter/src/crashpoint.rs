@@ -15,6 +15,12 @@ pub const COMMIT_BEFORE_TXN_COMMIT: &str = "commit-before-txn-commit";
 pub const REMOVE_AFTER_TXN_COMMIT: &str = "remove-after-txn-commit";
 /// Halfway through deleting a removed snapshot's directory.
 pub const REMOVE_MID_DELETE: &str = "remove-mid-delete";
+/// After a prepare's record commits (its directory in place), before the reply.
+pub const PREPARE_BEFORE_REPLY: &str = "prepare-before-reply";
+/// After a commit's transaction commits, before the reply.
+pub const COMMIT_BEFORE_REPLY: &str = "commit-before-reply";
+/// After a removal committed and its directory went, before the reply.
+pub const REMOVE_BEFORE_REPLY: &str = "remove-before-reply";
 
 static POINT: OnceLock<Option<String>> = OnceLock::new();
 

@@ -107,6 +107,7 @@ impl Snapshotter {
         });
         match result {
             Ok((rec, parents)) => {
+                crashpoint::hit(crashpoint::PREPARE_BEFORE_REPLY);
                 let lowers = self.lowers(&rec, &parents)?;
                 Ok(mounts::for_snapshot(
                     &self.layout,
@@ -151,6 +152,12 @@ impl Snapshotter {
     }
 
     pub fn commit(&self, name: &str, key: &str, labels: BTreeMap<String, String>) -> Result<()> {
+        // The name first, as containerd's own snapshotters check it: a retried commit whose
+        // reply was lost (the key is gone, the name is there) is then AlreadyExists, which
+        // containerd takes as done, rather than NotFound, which fails its pull.
+        if !name.is_empty() && self.store.get(name).is_ok() {
+            return Err(Error::AlreadyExists(format!("snapshot {name:?}")));
+        }
         let rec = self.store.get(key)?;
         if rec.kind != Kind::Active {
             return Err(Error::FailedPrecondition(format!(
@@ -159,6 +166,7 @@ impl Snapshotter {
         }
         let usage = disk_usage(&self.layout.fs(rec.id))?;
         self.store.commit(name, key, labels, rec.id, usage)?;
+        crashpoint::hit(crashpoint::COMMIT_BEFORE_REPLY);
         Ok(())
     }
 
@@ -173,6 +181,7 @@ impl Snapshotter {
         if let Err(e) = self.layout.remove(rec.id) {
             tracing::warn!(key, id = rec.id, error = %e, "snapshot removed; its directory is left for cleanup");
         }
+        crashpoint::hit(crashpoint::REMOVE_BEFORE_REPLY);
         Ok(())
     }
 

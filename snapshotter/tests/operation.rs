@@ -211,6 +211,74 @@ async fn kill9_halfway_through_deleting_a_removed_layer() {
     kill9_during_remove(crashpoint::REMOVE_MID_DELETE).await;
 }
 
+// Killed after the metadata committed, before the reply: the client saw an error and
+// retries, as containerd does. The retry gets the answer containerd's own snapshotters give
+// for an operation that already happened (already-exists, not-found), which containerd's
+// callers take as done; the record and the directory agree.
+
+#[tokio::test]
+async fn kill9_before_the_reply_of_prepare_then_retry_finds_it_prepared() {
+    let mut d = Daemon::start_with(crash_env(crashpoint::PREPARE_BEFORE_REPLY)).await;
+    assert!(d.prepare("p", "").await.is_err());
+    assert_eq!(d.wait_crashed().code(), None, "killed by a signal");
+    d.restart(Vec::new()).await;
+    assert_eq!(code(d.prepare("p", "").await), Code::AlreadyExists);
+    assert_eq!(
+        d.stat("p").await.expect("the prepare had committed").kind,
+        berth_snapshotter::proto::snapshots::Kind::Active as i32
+    );
+    assert_consistent(&mut d).await;
+    {
+        let ms = d.mounts("p").await.expect("mounts of the retried key");
+        let m = Mounted::new(&ms, &d.work("p"));
+        fs::write(m.0.join("data"), "x").expect("the snapshot is writable");
+    }
+    d.remove("p").await.expect("remove");
+    assert!(d.dirs().is_empty(), "no orphan directory: {:?}", d.dirs());
+}
+
+#[tokio::test]
+async fn kill9_before_the_reply_of_commit_then_retry_is_already_exists() {
+    let mut d = Daemon::start_with(crash_env(crashpoint::COMMIT_BEFORE_REPLY)).await;
+    let ms = d.prepare("p", "").await.expect("prepare");
+    {
+        let m = Mounted::new(&ms, &d.work("p"));
+        fs::write(m.0.join("data"), "kept").expect("write");
+    }
+    assert!(d.commit("c", "p").await.is_err());
+    assert_eq!(d.wait_crashed().code(), None);
+    d.restart(Vec::new()).await;
+    // containerd's unpacker takes AlreadyExists from a Commit as "this layer is in place".
+    assert_eq!(code(d.commit("c", "p").await), Code::AlreadyExists);
+    assert_eq!(code(d.stat("p").await), Code::NotFound);
+    assert_eq!(
+        d.stat("c").await.expect("committed").kind,
+        berth_snapshotter::proto::snapshots::Kind::Committed as i32
+    );
+    assert_consistent(&mut d).await;
+    let ms = d.view("v", "c").await.expect("view");
+    let m = Mounted::new(&ms, &d.work("v"));
+    assert_eq!(fs::read_to_string(m.0.join("data")).expect("read"), "kept");
+}
+
+#[tokio::test]
+async fn kill9_before_the_reply_of_remove_then_retry_is_not_found() {
+    let mut d = Daemon::start_with(crash_env(crashpoint::REMOVE_BEFORE_REPLY)).await;
+    d.prepare("p", "").await.expect("prepare");
+    d.commit("c", "p").await.expect("commit");
+    d.prepare("other", "").await.expect("prepare");
+    assert!(d.remove("c").await.is_err());
+    assert_eq!(d.wait_crashed().code(), None);
+    d.restart(Vec::new()).await;
+    // containerd's garbage collector takes NotFound from a Remove as removed.
+    assert_eq!(code(d.remove("c").await), Code::NotFound);
+    assert_eq!(code(d.stat("c").await), Code::NotFound);
+    assert_consistent(&mut d).await;
+    assert_eq!(d.dirs().len(), 1, "only the other snapshot's: {:?}", d.dirs());
+    d.prepare("c", "").await.expect("the name is free again");
+    assert_consistent(&mut d).await;
+}
+
 /// kill -9 from outside while a client keeps preparing, committing and
 /// removing: wherever it lands, the restarted service is consistent.
 #[tokio::test]

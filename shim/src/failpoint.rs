@@ -1,0 +1,114 @@
+//! Named steps of the shim's Create, Start and Delete handling (and of its bootstrap and an
+//! exit's report)
+//! where a build with the `failpoints` feature dies abruptly (SIGKILL of itself: no
+//! destructor, no cleanup), as a `kill -9` of the shim from outside would. This is the
+//! shim's side of berth's own failpoint walk (berth's runtime/src/failpoint.rs), and is
+//! walked by conformance/tests/shim_failpoints.rs through a real containerd.
+//!
+//! The step is chosen at run time by `BERTH_SHIM_FAILPOINT=<step>`, or read at each step
+//! from the file `BERTH_SHIM_FAILPOINT_FILE` names (absent or empty: none): containerd
+//! passes its environment to the shims it starts, so one containerd is armed and disarmed
+//! by rewriting the file (and a shim that dies there first appends the step to
+//! `<file>.hits`). `BERTH_SHIM_FAILPOINT=list` makes such a build print every step
+//! and exit. A build without the feature carries none of it: `hit` is empty and `listing`
+//! is `None`.
+
+/// Every step, in the order a container passes them: `<operation>:<step>`.
+pub const STEPS: &[&str] = &[
+    "bootstrap:daemon-spawned",
+    "create:config-saved",
+    "create:rootfs-mounted",
+    "create:runtime-created",
+    "create:registered",
+    "create:event-published",
+    "start:runtime-started",
+    "start:event-published",
+    "exit:event-published",
+    "delete:runtime-deleted",
+    "delete:forgotten",
+    "delete:rootfs-unmounted",
+    "delete:event-published",
+];
+
+/// The variable that selects the step.
+pub const ENV: &str = "BERTH_SHIM_FAILPOINT";
+/// The variable naming a file that holds the step.
+pub const FILE_ENV: &str = "BERTH_SHIM_FAILPOINT_FILE";
+
+/// Dies here if `step` is the selected one.
+#[inline]
+pub fn hit(step: &'static str) {
+    debug_assert!(STEPS.contains(&step), "failpoint {step} is not in STEPS");
+    #[cfg(feature = "failpoints")]
+    if selected().is_some_and(|s| s == step) {
+        record_hit(step);
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
+    #[cfg(not(feature = "failpoints"))]
+    let _ = step;
+}
+
+/// The selected step, read afresh each time: the file may be rewritten between containers.
+#[cfg(feature = "failpoints")]
+fn selected() -> Option<String> {
+    if let Some(v) = std::env::var_os(ENV) {
+        return Some(v.to_string_lossy().into_owned());
+    }
+    let file = std::env::var_os(FILE_ENV)?;
+    std::fs::read_to_string(file)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Appends the step to `<file>.hits` when armed by file: the walk cannot wait for a shim
+/// containerd started, so this is how it learns the shim reached the step and died there.
+#[cfg(feature = "failpoints")]
+fn record_hit(step: &str) {
+    use std::io::Write;
+    let Some(file) = std::env::var_os(FILE_ENV) else {
+        return;
+    };
+    let mut hits = file;
+    hits.push(".hits");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(hits)
+    {
+        let _ = writeln!(f, "{step}");
+    }
+}
+
+/// With the feature and `BERTH_SHIM_FAILPOINT=list`: the steps to print instead of running.
+pub fn listing() -> Option<&'static [&'static str]> {
+    if cfg!(feature = "failpoints") && std::env::var_os(ENV).is_some_and(|v| v == "list") {
+        Some(STEPS)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_unique_and_named_by_operation() {
+        let mut seen = std::collections::BTreeSet::new();
+        for s in STEPS {
+            assert!(seen.insert(*s), "{s} twice");
+            let op = s.split(':').next().unwrap_or_default();
+            assert!(
+                ["bootstrap", "create", "start", "exit", "delete"].contains(&op),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_build_without_the_feature_lists_nothing() {
+        if !cfg!(feature = "failpoints") {
+            assert!(listing().is_none());
+        }
+    }
+}
