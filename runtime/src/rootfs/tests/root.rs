@@ -29,10 +29,6 @@ fn unique(tag: &str) -> String {
     )
 }
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
 struct Fixture {
     _dir: tempfile::TempDir,
     top: PathBuf,
@@ -178,10 +174,8 @@ fn mountinfo_line(mp: &str) -> Option<String> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn root_rootfs_full_cycle_mounts_devices_masks_readonly_paths() {
-    if !is_root() {
-        return;
-    }
     let fx = fixture();
     let sp = make_spec(
         false,
@@ -278,10 +272,8 @@ fn root_rootfs_full_cycle_mounts_devices_masks_readonly_paths() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn root_rootfs_readonly_root_after_finalize() {
-    if !is_root() {
-        return;
-    }
     let fx = fixture();
     let sp = make_spec(true, STD_MOUNTS, "{}");
     let r = in_child(|| {
@@ -302,10 +294,8 @@ fn root_rootfs_readonly_root_after_finalize() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn root_rootfs_dev_readonly_when_dev_mount_has_ro() {
-    if !is_root() {
-        return;
-    }
     let fx = fixture();
     let mounts = STD_MOUNTS.replace(
         r#""strictatime","mode=755""#,
@@ -333,10 +323,8 @@ fn root_rootfs_dev_readonly_when_dev_mount_has_ro() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn root_rootfs_no_pivot_moves_and_chroots() {
-    if !is_root() {
-        return;
-    }
     let fx = fixture();
     let sp = make_spec(false, STD_MOUNTS, "{}");
     let r = in_child(|| {
@@ -358,10 +346,8 @@ fn root_rootfs_no_pivot_moves_and_chroots() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn root_rootfs_bind_mounts_file_and_dir_with_flags() {
-    if !is_root() {
-        return;
-    }
     let fx = fixture();
     fs::write(fx.bundle.join("hostfile"), "hello").expect("hostfile");
     fs::create_dir(fx.bundle.join("hostdir")).expect("hostdir");
@@ -427,10 +413,8 @@ fn assert_canary_empty(p: &Path) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn root_rootfs_dev_symlink_out_of_root_stays_inside() {
-    if !is_root() {
-        return;
-    }
     for relative in [false, true] {
         let fx = fixture();
         let canary = canary_dir();
@@ -468,10 +452,8 @@ fn root_rootfs_dev_symlink_out_of_root_stays_inside() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn root_rootfs_mount_destinations_through_symlinks_stay_inside() {
-    if !is_root() {
-        return;
-    }
     let fx = fixture();
     let canary = canary_dir();
     let name = canary
@@ -514,10 +496,8 @@ fn root_rootfs_mount_destinations_through_symlinks_stay_inside() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn root_rootfs_proc_or_sys_symlink_is_rejected() {
-    if !is_root() {
-        return;
-    }
     for (dir, target) in [("proc", "/tmp"), ("proc", "../../proc"), ("sys", "/tmp")] {
         let fx = fixture();
         fs::remove_dir(fx.rootfs.join(dir)).expect("rm");
@@ -536,10 +516,8 @@ fn root_rootfs_proc_or_sys_symlink_is_rejected() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn root_rootfs_mount_into_proc_through_symlink_is_rejected() {
-    if !is_root() {
-        return;
-    }
     let fx = fixture();
     symlink("/proc", fx.rootfs.join("pp")).expect("pp");
     let mounts = r#"{"destination":"/proc","type":"proc","source":"proc"},
@@ -555,10 +533,8 @@ fn root_rootfs_mount_into_proc_through_symlink_is_rejected() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn root_rootfs_masked_paths_refuse_fake_dev_null() {
-    if !is_root() {
-        return;
-    }
     let hostfile = Path::new("/tmp").join(unique("hostnull"));
     fs::write(&hostfile, "host secret").expect("hostfile");
     for variant in ["regular", "symlink-host", "fifo"] {
@@ -595,10 +571,8 @@ fn root_rootfs_masked_paths_refuse_fake_dev_null() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn root_rootfs_console_replaces_symlink_with_file_inside_root() {
-    if !is_root() {
-        return;
-    }
     let hostfile = Path::new("/tmp").join(unique("hostconsole"));
     fs::write(&hostfile, "host").expect("hostfile");
     let fx = fixture();
@@ -636,10 +610,8 @@ fn root_rootfs_console_replaces_symlink_with_file_inside_root() {
 use std::os::fd::AsFd;
 
 #[test]
+#[ignore = "needs root"]
 fn root_rootfs_open_ptmx_refuses_non_ptmx() {
-    if !is_root() {
-        return;
-    }
     let fx = fixture();
     // /dev from the image, no devpts: /dev/ptmx -> pts/ptmx dangles.
     let sp = make_spec(
@@ -663,10 +635,8 @@ fn root_rootfs_open_ptmx_refuses_non_ptmx() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn root_rootfs_device_mismatch_with_existing_file_errors() {
-    if !is_root() {
-        return;
-    }
     let fx = fixture();
     fs::write(fx.rootfs.join("dev/foo"), "").expect("foo");
     let sp = make_spec(
@@ -686,10 +656,12 @@ fn root_rootfs_device_mismatch_with_existing_file_errors() {
 }
 
 #[test]
+#[ignore = "needs root on a cgroup v1 host (the memory hierarchy at /sys/fs/cgroup/memory)"]
 fn root_rootfs_cgroup_v1_mount_is_read_only() {
-    if !is_root() || !Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists() {
-        return;
-    }
+    assert!(
+        Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists(),
+        "needs the cgroup v1 memory hierarchy at /sys/fs/cgroup/memory"
+    );
     let fx = fixture();
     let mounts = format!(
         r#"{STD_MOUNTS},
@@ -775,10 +747,8 @@ fn rootfs_open_proc_beneath_reads_sysctl_and_refuses_magic_links() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn root_rootfs_rshared_propagation_still_pivots() {
-    if !is_root() {
-        return;
-    }
     let fx = fixture();
     let sp = make_spec(false, STD_MOUNTS, r#"{"rootfsPropagation":"rshared"}"#);
     let r = in_child(|| {
@@ -795,10 +765,8 @@ fn root_rootfs_rshared_propagation_still_pivots() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn root_rootfs_unbindable_propagation_pivots_and_root_is_unbindable() {
-    if !is_root() {
-        return;
-    }
     for prop in ["unbindable", "runbindable"] {
         let fx = fixture();
         let linux = format!(r#"{{"rootfsPropagation":"{prop}"}}"#);
@@ -819,10 +787,8 @@ fn root_rootfs_unbindable_propagation_pivots_and_root_is_unbindable() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn root_rootfs_recursive_bind_attrs_apply_to_submounts() {
-    if !is_root() {
-        return;
-    }
     let fx = fixture();
     let src = fx.bundle.join("tree");
     fs::create_dir_all(src.join("sub")).expect("tree");
@@ -861,9 +827,10 @@ fn root_rootfs_recursive_bind_attrs_apply_to_submounts() {
 }
 
 fn cgroup2_mount_check(cgroupns: bool) {
-    if !is_root() || !Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
-        return;
-    }
+    assert!(
+        Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists(),
+        "needs a hybrid host's cgroup2 hierarchy at /sys/fs/cgroup/unified"
+    );
     let fx = fixture();
     let mounts = format!(
         r#"{STD_MOUNTS},
@@ -900,20 +867,20 @@ fn cgroup2_mount_check(cgroupns: bool) {
 }
 
 #[test]
+#[ignore = "needs root on a cgroup v1 hybrid host (cgroup2 at /sys/fs/cgroup/unified)"]
 fn root_rootfs_cgroup_v2_bind_without_cgroupns_is_read_only() {
     cgroup2_mount_check(false);
 }
 
 #[test]
+#[ignore = "needs root on a cgroup v1 hybrid host (cgroup2 at /sys/fs/cgroup/unified)"]
 fn root_rootfs_cgroup_v2_fresh_mount_with_cgroupns_is_read_only() {
     cgroup2_mount_check(true);
 }
 
 #[test]
+#[ignore = "needs root"]
 fn root_rootfs_bind_through_final_symlink_creates_target_inside() {
-    if !is_root() {
-        return;
-    }
     let fx = fixture();
     // Like Debian's /etc/resolv.conf -> ../run/systemd/resolve/stub-resolv.conf
     symlink(
@@ -952,10 +919,8 @@ fn root_rootfs_bind_through_final_symlink_creates_target_inside() {
 /// swapped with a symlink out of the root, every mount still lands inside
 /// the rootfs and nothing is created on the host.
 #[test]
+#[ignore = "needs root"]
 fn root_rootfs_destination_symlink_swap_race_stays_inside() {
-    if !is_root() {
-        return;
-    }
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
 
@@ -1017,10 +982,8 @@ fn root_rootfs_destination_symlink_swap_race_stays_inside() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn root_rootfs_bind_on_proc_must_be_procfs() {
-    if !is_root() {
-        return;
-    }
     let fx = fixture();
     fs::create_dir(fx.bundle.join("fakeproc")).expect("fakeproc");
     let bad = make_spec(
@@ -1045,13 +1008,12 @@ fn root_rootfs_bind_on_proc_must_be_procfs() {
 }
 
 /// Not a check: prints how long prepare+enter+finalize take for the
-/// standard config (run with `--ignored --nocapture`).
+/// standard config. Not in CI (the `manual-tests` feature): run as root with
+/// `cargo test -p berth --lib --features manual-tests -- --ignored --nocapture timing`.
 #[test]
-#[ignore]
+#[cfg(feature = "manual-tests")]
+#[ignore = "needs root; a timing report, not a check"]
 fn root_rootfs_timing_of_standard_config() {
-    if !is_root() {
-        return;
-    }
     let fx = fixture();
     let sp = make_spec(
         true,
@@ -1095,10 +1057,8 @@ fn enter_own_userns() -> Result<(), String> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn root_rootfs_devices_fall_back_to_bind_when_mknod_is_refused() {
-    if !is_root() {
-        return;
-    }
     let fx = fixture();
     let mounts = r#"{"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","mode=755"]},
       {"destination":"/dev/pts","type":"devpts","source":"devpts","options":["nosuid","noexec","newinstance","ptmxmode=0666","mode=0620"]}"#;
@@ -1137,10 +1097,8 @@ fn root_rootfs_devices_fall_back_to_bind_when_mknod_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn root_rootfs_bind_keeps_locked_flags_of_source_in_userns() {
-    if !is_root() {
-        return;
-    }
     let fx = fixture();
     let src = fx.bundle.join("locked");
     fs::create_dir(&src).expect("src");
@@ -1170,10 +1128,8 @@ fn root_rootfs_bind_keeps_locked_flags_of_source_in_userns() {
 /// of the root. The console is still a pts inside the root; the host
 /// canary stays empty.
 #[test]
+#[ignore = "needs root"]
 fn root_rootfs_console_with_dangling_console_and_pts_symlink() {
-    if !is_root() {
-        return;
-    }
     let fx = fixture();
     let canary = canary_dir();
     let ghost = format!("/{}", unique("ghost-console"));
@@ -1202,10 +1158,8 @@ fn root_rootfs_console_with_dangling_console_and_pts_symlink() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn root_rootfs_sysfs_falls_back_to_read_only_bind_in_userns() {
-    if !is_root() {
-        return;
-    }
     let fx = fixture();
     let sp = make_spec(
         false,
@@ -1234,10 +1188,8 @@ fn root_rootfs_sysfs_falls_back_to_read_only_bind_in_userns() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn root_rootfs_tmpcopyup_fills_tmpfs_with_image_content() {
-    if !is_root() {
-        return;
-    }
     let fx = fixture();
     let run = fx.rootfs.join("run");
     fs::create_dir_all(run.join("sub")).expect("run");
