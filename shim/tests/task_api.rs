@@ -5,7 +5,7 @@
 //! `--include-ignored`; where what they need is missing they fail.
 
 use conformance::shim_fixture::{
-    shim_containerd, shim_pids, shim_socket_path, wait_for, IMAGE, SHIM_RUNTIME,
+    assert_no_leaks, kill_and_remove, run_detached, shim_containerd, shim_pids, shim_socket_path,
 };
 use containerd_shim_protos::{
     api::{
@@ -30,26 +30,7 @@ fn require_root_and_containerd() {
 fn update_checkpoint_connect_close_io_and_v3_over_ttrpc() {
     require_root_and_containerd();
     let cd = shim_containerd().expect("containerd");
-    let out = cd
-        .ctr_raw(
-            "default",
-            &[
-                "run",
-                "-d",
-                "--runtime",
-                SHIM_RUNTIME,
-                IMAGE,
-                "api",
-                "sleep",
-                "1000",
-            ],
-        )
-        .expect("ctr");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_detached(&cd, "default", "api", &[], &["sleep", "1000"]);
     let sock = shim_socket_path(&cd.address, "default", "api");
     let client = Client::connect(&format!("unix://{}", sock.display())).expect("connect shim");
     let task = TaskClient::new(client);
@@ -182,31 +163,8 @@ fn update_checkpoint_connect_close_io_and_v3_over_ttrpc() {
     assert_eq!(c3.task_pid, c.task_pid);
     drop(raw);
 
-    assert!(cd
-        .ctr_raw("default", &["tasks", "kill", "-s", "KILL", "api"])
-        .expect("ctr")
-        .status
-        .success());
-    wait_for("stopped", 30, || {
-        let ls =
-            String::from_utf8_lossy(&cd.ctr_raw("default", &["tasks", "ls"]).expect("ctr").stdout)
-                .into_owned();
-        ls.contains("STOPPED").then_some(())
-    });
-    assert!(cd
-        .ctr_raw("default", &["tasks", "rm", "api"])
-        .expect("ctr")
-        .status
-        .success());
-    assert!(cd
-        .ctr_raw("default", &["containers", "rm", "api"])
-        .expect("ctr")
-        .status
-        .success());
-    wait_for("shim gone", 30, || {
-        shim_pids(&cd.address).is_empty().then_some(())
-    });
-    assert!(!sock.exists());
+    kill_and_remove(&cd, "default", "api");
+    assert_no_leaks(&cd, "default", &["api"]);
 }
 
 #[test]
@@ -249,6 +207,24 @@ fn frame(stream_id: u32, body: &[u8]) -> Vec<u8> {
     f
 }
 
+/// A ttrpc request body: Task v2 State of container `id`.
+fn state_request(id: &str) -> Vec<u8> {
+    containerd_shim_protos::ttrpc::Request {
+        service: "containerd.task.v2.Task".into(),
+        method: "State".into(),
+        payload: StateRequest {
+            id: id.into(),
+            ..Default::default()
+        }
+        .write_to_bytes()
+        .expect("encode"),
+        timeout_nano: 10_000_000_000,
+        ..Default::default()
+    }
+    .write_to_bytes()
+    .expect("encode")
+}
+
 /// issue 16: a client that sends requests (and undecodable frames) and never reads the
 /// replies must not freeze the shim for everyone else: replies never block the shim's threads,
 /// and a connection with too much unread is dropped.
@@ -258,29 +234,10 @@ fn a_client_that_never_reads_its_replies_does_not_stall_the_others() {
     use std::io::Write;
     require_root_and_containerd();
     let cd = shim_containerd().expect("containerd");
-    let out = cd
-        .ctr_raw(
-            "default",
-            &["run", "-d", "--runtime", SHIM_RUNTIME, IMAGE, "slow", "sleep", "1000"],
-        )
-        .expect("ctr");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    run_detached(&cd, "default", "slow", &[], &["sleep", "1000"]);
     let sock = shim_socket_path(&cd.address, "default", "slow");
 
-    let state = containerd_shim_protos::ttrpc::Request {
-        service: "containerd.task.v2.Task".into(),
-        method: "State".into(),
-        payload: StateRequest {
-            id: "slow".into(),
-            ..Default::default()
-        }
-        .write_to_bytes()
-        .expect("encode"),
-        timeout_nano: 10_000_000_000,
-        ..Default::default()
-    }
-    .write_to_bytes()
-    .expect("encode");
+    let state = state_request("slow");
     let garbage = vec![0xffu8; 64];
     let mut flood = std::os::unix::net::UnixStream::connect(&sock).expect("connect shim");
     flood
@@ -314,21 +271,8 @@ fn a_client_that_never_reads_its_replies_does_not_stall_the_others() {
     drop(task);
     drop(flood);
 
-    assert!(cd
-        .ctr_raw("default", &["tasks", "kill", "-s", "KILL", "slow"])
-        .expect("ctr")
-        .status
-        .success());
-    wait_for("stopped", 30, || {
-        let ls =
-            String::from_utf8_lossy(&cd.ctr_raw("default", &["tasks", "ls"]).expect("ctr").stdout)
-                .into_owned();
-        ls.contains("STOPPED").then_some(())
-    });
-    for args in [["tasks", "rm", "slow"], ["containers", "rm", "slow"]] {
-        assert!(cd.ctr_raw("default", &args).expect("ctr").status.success(), "{args:?}");
-    }
-    wait_for("shim gone", 30, || shim_pids(&cd.address).is_empty().then_some(()));
+    kill_and_remove(&cd, "default", "slow");
+    assert_no_leaks(&cd, "default", &["slow"]);
 }
 
 fn cpu_ticks(pid: u32) -> u64 {
@@ -348,13 +292,7 @@ fn at_the_fd_limit_the_shim_refuses_connections_without_spinning() {
     use std::io::{Read, Write};
     require_root_and_containerd();
     let cd = shim_containerd().expect("containerd");
-    let out = cd
-        .ctr_raw(
-            "default",
-            &["run", "-d", "--runtime", SHIM_RUNTIME, IMAGE, "fdlim", "sleep", "1000"],
-        )
-        .expect("ctr");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    run_detached(&cd, "default", "fdlim", &[], &["sleep", "1000"]);
     let sock = shim_socket_path(&cd.address, "default", "fdlim");
     let shim = *shim_pids(&cd.address).first().expect("shim pid");
     let highest = std::fs::read_dir(format!("/proc/{shim}/fd"))
@@ -376,20 +314,7 @@ fn at_the_fd_limit_the_shim_refuses_connections_without_spinning() {
 
     // Connections that are served hold an fd each, until one cannot be accepted: that one is
     // accepted with the reserve fd and closed at once (EOF or reset), not left hanging.
-    let state = containerd_shim_protos::ttrpc::Request {
-        service: "containerd.task.v2.Task".into(),
-        method: "State".into(),
-        payload: StateRequest {
-            id: "fdlim".into(),
-            ..Default::default()
-        }
-        .write_to_bytes()
-        .expect("encode"),
-        timeout_nano: 10_000_000_000,
-        ..Default::default()
-    }
-    .write_to_bytes()
-    .expect("encode");
+    let state = state_request("fdlim");
     let mut served = Vec::new();
     let refused = loop {
         let cap = usize::try_from(highest).expect("fd") + 8;
@@ -433,19 +358,6 @@ fn at_the_fd_limit_the_shim_refuses_connections_without_spinning() {
     assert_eq!(st.status.enum_value(), Ok(Status::RUNNING));
     drop(task);
 
-    assert!(cd
-        .ctr_raw("default", &["tasks", "kill", "-s", "KILL", "fdlim"])
-        .expect("ctr")
-        .status
-        .success());
-    wait_for("stopped", 30, || {
-        let ls =
-            String::from_utf8_lossy(&cd.ctr_raw("default", &["tasks", "ls"]).expect("ctr").stdout)
-                .into_owned();
-        ls.contains("STOPPED").then_some(())
-    });
-    for args in [["tasks", "rm", "fdlim"], ["containers", "rm", "fdlim"]] {
-        assert!(cd.ctr_raw("default", &args).expect("ctr").status.success(), "{args:?}");
-    }
-    wait_for("shim gone", 30, || shim_pids(&cd.address).is_empty().then_some(()));
+    kill_and_remove(&cd, "default", "fdlim");
+    assert_no_leaks(&cd, "default", &["fdlim"]);
 }
