@@ -121,12 +121,14 @@ pub fn write_argv_recording_wrapper(wrapper: &Path, log: &Path, target: &Path) {
     std::fs::set_permissions(wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod wrapper");
 }
 
-/// Lazily unmounts every mount at or below `dir`, deepest first (a daemon's leftovers).
+/// Lazily unmounts every mount at or below `dir`, deepest first (what a daemon or a
+/// snapshotter left behind).
 pub fn unmount_all_under(dir: &Path) {
     let mut mps: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        // mountinfo escapes a space in a mount point as \040.
+        .filter_map(|l| l.split(' ').nth(4).map(|mp| mp.replace("\\040", " ")))
         .filter(|mp| Path::new(mp).starts_with(dir))
         .collect();
     mps.sort_by_key(|m| std::cmp::Reverse(m.len()));

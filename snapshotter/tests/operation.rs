@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 
 use berth_snapshotter::crashpoint;
 use common::*;
+use conformance::util::unmount_all_under;
 use tonic::Code;
 
 #[tokio::test]
@@ -19,7 +20,7 @@ async fn second_instance_on_same_root_is_refused() {
         .arg("--root")
         .arg(&d.root)
         .arg("--socket")
-        .arg(d.tmp.path().join("second.sock"))
+        .arg(d.dir().join("second.sock"))
         .stdin(Stdio::null())
         .output()
         .expect("run second instance");
@@ -30,7 +31,7 @@ async fn second_instance_on_same_root_is_refused() {
         err.contains(&d.pid().to_string()),
         "names the holder's pid: {err}"
     );
-    assert!(!d.tmp.path().join("second.sock").exists());
+    assert!(!d.dir().join("second.sock").exists());
 }
 
 #[test]
@@ -293,7 +294,7 @@ async fn in_a_user_namespace_overlay_mounts_use_userxattr() {
     struct Reap(std::process::Child, std::path::PathBuf);
     impl Drop for Reap {
         fn drop(&mut self) {
-            unmount_under(&self.1);
+            unmount_all_under(&self.1);
             let _ = self.0.kill();
             let _ = self.0.wait();
         }
