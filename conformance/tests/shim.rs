@@ -39,6 +39,20 @@ fn run_attached(
     )
 }
 
+/// `ctr tasks exec --tty` of `sh -c script` in the default namespace; ctr wants a terminal
+/// for --tty, and script(1) gives it one.
+fn tty_exec(cd: &Containerd, id: &str, exec_id: &str, script: &str) -> std::process::Output {
+    let cmd = format!(
+        "ctr -a {} tasks exec --tty --exec-id {exec_id} {id} sh -c '{script}'",
+        cd.address.display()
+    );
+    std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script")
+}
+
 struct Events {
     child: Child,
     file: PathBuf,
@@ -221,16 +235,7 @@ fn shim_exec_with_and_without_tty_using_binary_name() {
     assert_eq!(out.status.code(), Some(4));
     assert_eq!(text(&out.stdout).trim(), "exec-out");
     assert!(text(&out.stderr).contains("exec-err"));
-    // ctr wants a terminal for --tty: script(1) provides one.
-    let cmd = format!(
-        "ctr -a {} tasks exec --tty --exec-id tty ex sh -c 'tty; echo tty-out; exit 5'",
-        cd.address.display()
-    );
-    let out = std::process::Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("script");
+    let out = tty_exec(&cd, "ex", "tty", "tty; echo tty-out; exit 5");
     let o = text(&out.stdout);
     assert!(o.contains("/dev/pts/"), "tty output: {o:?}");
     assert!(o.contains("tty-out"), "tty output: {o:?}");
@@ -593,15 +598,7 @@ fn shim_fds_and_threads_return_to_baseline_after_execs() {
     wait_status(&cd, "default", "fd", "RUNNING");
     let shim = shim_pids(&cd.address)[0];
     let tty_exec = |n: usize| {
-        let cmd = format!(
-            "ctr -a {} tasks exec --tty --exec-id t{n} fd sh -c 'echo x'",
-            cd.address.display()
-        );
-        let out = std::process::Command::new("script")
-            .args(["-qec", &cmd, "/dev/null"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("script");
+        let out = tty_exec(&cd, "fd", &format!("t{n}"), "echo x");
         assert!(out.status.success(), "tty exec {n}");
     };
     let exec = |n: usize| {

@@ -264,27 +264,8 @@ fn ctr_snapshot_commands_work_through_containerd() {
     ctr(&["rm", "v1", "c2", "c1"]);
     // containerd forgets at once and removes from the backend at its next
     // garbage collection; an image removal with --sync runs one.
-    let archive = s.work.path().join("tiny.tar");
     let image = "docker.io/berth/tiny:latest";
-    write_oci_archive(
-        &archive,
-        image,
-        &[busybox_layer().expect("layer")],
-        &["/bin/sh"],
-    )
-    .expect("image");
-    s.ctd
-        .ctr(
-            NS,
-            &[
-                "images",
-                "import",
-                "--snapshotter",
-                "berth",
-                &archive.to_string_lossy(),
-            ],
-        )
-        .expect("import");
+    s.import(image, &[busybox_layer().expect("layer")]);
     s.remove_image_and_check_empty(image);
     teardown_and_check_leaks(s);
 }

@@ -4,6 +4,7 @@
 //! (`cargo build -p containerd-shim-berth-v2`): `#[ignore]`d, run by CI with
 //! `--include-ignored`; where what they need is missing they fail.
 
+use conformance::util::{cpu_ticks, highest_fd, NofileLimit};
 use conformance::shim_fixture::{
     assert_no_leaks, kill_and_remove, run_detached, shim_containerd, shim_pids, shim_socket_path,
 };
@@ -275,14 +276,6 @@ fn a_client_that_never_reads_its_replies_does_not_stall_the_others() {
     assert_no_leaks(&cd, "default", &["slow"]);
 }
 
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let after = &stat[stat.rfind(')').expect("comm") + 2..];
-    let f: Vec<&str> = after.split(' ').collect();
-    // utime and stime: fields 14 and 15 of stat, 12 and 13 after the comm.
-    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
-}
-
 /// issue 16: with its fd table full, the shim's listener stays readable while accept fails
 /// with EMFILE; the shim must not spin on it. It gives up a reserve fd to accept the
 /// connection and close it (the client sees EOF), and serves again once fds are free.
@@ -295,22 +288,9 @@ fn at_the_fd_limit_the_shim_refuses_connections_without_spinning() {
     run_detached(&cd, "default", "fdlim", &[], &["sleep", "1000"]);
     let sock = shim_socket_path(&cd.address, "default", "fdlim");
     let shim = *shim_pids(&cd.address).first().expect("shim pid");
-    let highest = std::fs::read_dir(format!("/proc/{shim}/fd"))
-        .expect("fds")
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
-        .max()
-        .expect("an fd");
-    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: prlimit reading into a valid rlimit struct.
-    let r = unsafe { libc::prlimit(shim as i32, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) };
-    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
-    // A few fds above what it has; only the soft limit (the hard one could not be raised back
-    // without CAP_SYS_RESOURCE).
-    let full = libc::rlimit { rlim_cur: highest + 4, rlim_max: old.rlim_max };
-    // SAFETY: prlimit with a valid rlimit struct that outlives the call.
-    let r = unsafe { libc::prlimit(shim as i32, libc::RLIMIT_NOFILE, &full, std::ptr::null_mut()) };
-    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let highest = highest_fd(shim);
+    // A few fds above what it has.
+    let limit = NofileLimit::lower(shim, highest + 4);
 
     // Connections that are served hold an fd each, until one cannot be accepted: that one is
     // accepted with the reserve fd and closed at once (EOF or reset), not left hanging.
@@ -331,9 +311,7 @@ fn at_the_fd_limit_the_shim_refuses_connections_without_spinning() {
     let before = cpu_ticks(shim);
     std::thread::sleep(std::time::Duration::from_secs(2));
     let spent = cpu_ticks(shim) - before;
-    // SAFETY: as above; restores the limit the shim had.
-    let r = unsafe { libc::prlimit(shim as i32, libc::RLIMIT_NOFILE, &old, std::ptr::null_mut()) };
-    assert_eq!(r, 0, "prlimit restore: {}", std::io::Error::last_os_error());
+    drop(limit);
     drop(served);
     let closed = match &refused {
         Ok(0) => true,
