@@ -251,14 +251,16 @@ fn systemd_path_is_refused() {
 
 // ------------------------------------------------------------ real v1 host
 
-/// What the real-host tests (`#[ignore]`d, run by CI with `--include-ignored`) need: root
-/// on a v1 (hybrid) host. Fails the test where that is missing, rather than passing it.
-fn require_real_v1() {
-    assert!(nix::unistd::geteuid().is_root(), "needs root");
-    assert!(
-        !fsutil::is_cgroup2_fs(Path::new("/sys/fs/cgroup")),
-        "needs a cgroup v1 host: /sys/fs/cgroup is cgroup2"
-    );
+/// Whether the real-host tests can run: root on a v1 (hybrid) host. They are
+/// `#[ignore]`d (CI runs them with `--include-ignored`) and fail where it is not.
+fn real_v1() -> bool {
+    let ok = nix::unistd::geteuid().is_root()
+        && !fsutil::is_cgroup2_fs(Path::new("/sys/fs/cgroup"))
+        && Path::new("/proc/self/mountinfo").exists();
+    if !ok {
+        eprintln!("not a host for this test: it needs root on a cgroup v1 host");
+    }
+    ok
 }
 
 /// Kills what the test started and removes every directory named `name`
@@ -365,7 +367,7 @@ fn probe_report(c: &mut Child) -> (String, String) {
 #[test]
 #[ignore = "needs root on a cgroup v1 host"]
 fn root_v1_lifecycle_apply_add_pids_destroy() {
-    require_real_v1();
+    assert!(real_v1(), "needs root on a cgroup v1 host");
     let name = unique("life");
     let mut guard = Cleanup::new(&name);
     let m = Manager::new("ctr", Some(&format!("/{name}/ctr")), false).unwrap();
@@ -455,7 +457,7 @@ fn root_v1_lifecycle_apply_add_pids_destroy() {
 #[test]
 #[ignore = "needs root on a cgroup v1 host"]
 fn root_v1_docker_defaults_apply() {
-    require_real_v1();
+    assert!(real_v1(), "needs root on a cgroup v1 host");
     let name = unique("dock");
     let guard = Cleanup::new(&name);
     let m = Manager::new(&name, None, false).unwrap();
@@ -477,7 +479,7 @@ fn root_v1_docker_defaults_apply() {
 #[test]
 #[ignore = "needs root on a cgroup v1 host"]
 fn root_v1_b15_non_empty_cgroup_is_refused_and_kept() {
-    require_real_v1();
+    assert!(real_v1(), "needs root on a cgroup v1 host");
     let name = unique("b15");
     let mut guard = Cleanup::new(&name);
     let m = Manager::new("ctr", Some(&format!("/{name}")), false).unwrap();
@@ -499,7 +501,7 @@ fn root_v1_b15_non_empty_cgroup_is_refused_and_kept() {
 #[test]
 #[ignore = "needs root on a cgroup v1 host"]
 fn root_v1_b15_frozen_cgroup_is_refused() {
-    require_real_v1();
+    assert!(real_v1(), "needs root on a cgroup v1 host");
     let name = unique("frz");
     let guard = Cleanup::new(&name);
     let m = Manager::new("ctr", Some(&format!("/{name}")), false).unwrap();
@@ -513,7 +515,7 @@ fn root_v1_b15_frozen_cgroup_is_refused() {
 #[test]
 #[ignore = "needs root on a cgroup v1 host"]
 fn root_v1_pre_existing_empty_leaf_is_reused_then_removed_as_runc_does() {
-    require_real_v1();
+    assert!(real_v1(), "needs root on a cgroup v1 host");
     let name = unique("keep");
     let guard = Cleanup::new(&name);
     let m = Manager::new("ctr", Some(&format!("/{name}")), false).unwrap();
@@ -529,7 +531,7 @@ fn root_v1_pre_existing_empty_leaf_is_reused_then_removed_as_runc_does() {
 #[test]
 #[ignore = "needs root on a cgroup v1 host"]
 fn root_v1_unified_resources_are_refused() {
-    require_real_v1();
+    assert!(real_v1(), "needs root on a cgroup v1 host");
     let name = unique("uni");
     let _guard = Cleanup::new(&name);
     let m = Manager::new("ctr", Some(&format!("/{name}")), false).unwrap();
@@ -543,12 +545,11 @@ fn root_v1_unified_resources_are_refused() {
 #[test]
 #[ignore = "needs root on a cgroup v1 hybrid host (a cgroup2 mount beside v1)"]
 fn root_ebpf_device_filter_enforces_rules() {
-    require_real_v1();
+    assert!(real_v1(), "needs root on a cgroup v1 host");
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let uni = mountinfo::parse_mountinfo(&mi)
-        .into_iter()
-        .find(|m| m.v2 && m.root == "/")
-        .expect("needs a cgroup2 mount (a hybrid host's unified hierarchy)");
+    let Some(uni) = mountinfo::parse_mountinfo(&mi).into_iter().find(|m| m.v2 && m.root == "/") else {
+        panic!("needs a cgroup2 mount (a hybrid host's unified hierarchy)");
+    };
     let name = unique("bpf");
     let mut guard = Cleanup::new(&name);
     let dir = uni.mount_point.join(&name);
@@ -575,12 +576,11 @@ fn root_ebpf_device_filter_enforces_rules() {
 #[test]
 #[ignore = "needs root on a cgroup v1 hybrid host (a cgroup2 mount beside v1)"]
 fn root_v2_driver_on_the_real_cgroup2_mount() {
-    require_real_v1();
+    assert!(real_v1(), "needs root on a cgroup v1 host");
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let line = mi
-        .lines()
-        .find(|l| l.contains(" - cgroup2 ") && l.split(' ').nth(3) == Some("/"))
-        .expect("needs a cgroup2 mount (a hybrid host's unified hierarchy)");
+    let Some(line) = mi.lines().find(|l| l.contains(" - cgroup2 ") && l.split(' ').nth(3) == Some("/")) else {
+        panic!("needs a cgroup2 mount (a hybrid host's unified hierarchy)");
+    };
     let pc = std::fs::read_to_string("/proc/self/cgroup").unwrap();
     let v2line: String = pc.lines().filter(|l| l.starts_with("0::")).collect();
     let name = unique("v2");
