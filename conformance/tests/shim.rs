@@ -39,6 +39,12 @@ fn run_attached(
     )
 }
 
+/// `ctr tasks exec` of `sh -c script` in the default namespace, attached.
+fn exec(cd: &Containerd, id: &str, exec_id: &str, script: &str) -> std::process::Output {
+    let args = ["tasks", "exec", "--exec-id", exec_id, id, "sh", "-c", script];
+    cd.ctr_raw("default", &args).expect("ctr")
+}
+
 /// `ctr tasks exec --tty` of `sh -c script` in the default namespace; ctr wants a terminal
 /// for --tty, and script(1) gives it one.
 fn tty_exec(cd: &Containerd, id: &str, exec_id: &str, script: &str) -> std::process::Output {
@@ -217,21 +223,7 @@ fn shim_exec_with_and_without_tty_using_binary_name() {
         &["sleep", "1000"],
     );
     wait_status(&cd, "default", "ex", "RUNNING");
-    let out = cd
-        .ctr_raw(
-            "default",
-            &[
-                "tasks",
-                "exec",
-                "--exec-id",
-                "plain",
-                "ex",
-                "sh",
-                "-c",
-                "echo exec-out; echo exec-err >&2; exit 4",
-            ],
-        )
-        .expect("ctr");
+    let out = exec(&cd, "ex", "plain", "echo exec-out; echo exec-err >&2; exit 4");
     assert_eq!(out.status.code(), Some(4));
     assert_eq!(text(&out.stdout).trim(), "exec-out");
     assert!(text(&out.stderr).contains("exec-err"));
@@ -389,21 +381,7 @@ fn shim_reaps_100_double_forked_children() {
         "orphans' exits are not the container's"
     );
     for i in 0..20 {
-        let out = cd
-            .ctr_raw(
-                "default",
-                &[
-                    "tasks",
-                    "exec",
-                    "--exec-id",
-                    &format!("e{i}"),
-                    "z",
-                    "sh",
-                    "-c",
-                    "for j in 1 2 3 4 5; do sh -c 'sleep 0.05 &'; done; exit 7",
-                ],
-            )
-            .expect("ctr");
+        let out = exec(&cd, "z", &format!("e{i}"), "for j in 1 2 3 4 5; do sh -c 'sleep 0.05 &'; done; exit 7");
         assert_eq!(out.status.code(), Some(7));
     }
     poll_until("no zombies under the shim after execs", Duration::from_secs(5), || {
@@ -597,40 +575,26 @@ fn shim_fds_and_threads_return_to_baseline_after_execs() {
     run_detached(&cd, "default", "fd", &[], &["sleep", "1000"]);
     wait_status(&cd, "default", "fd", "RUNNING");
     let shim = shim_pids(&cd.address)[0];
-    let tty_exec = |n: usize| {
+    let tty_exec_n = |n: usize| {
         let out = tty_exec(&cd, "fd", &format!("t{n}"), "echo x");
         assert!(out.status.success(), "tty exec {n}");
     };
-    let exec = |n: usize| {
-        let out = cd
-            .ctr_raw(
-                "default",
-                &[
-                    "tasks",
-                    "exec",
-                    "--exec-id",
-                    &format!("p{n}"),
-                    "fd",
-                    "sh",
-                    "-c",
-                    "echo x",
-                ],
-            )
-            .expect("ctr");
-        assert!(out.status.success(), "exec {n}");
+    let exec_n = |n: usize| {
+        let out = exec(&cd, "fd", &format!("p{n}"), "echo x");
+        assert!(out.status.success(), "exec {n}: {}", text(&out.stderr));
     };
     // Warm-up: the first exec starts the shim's lazily created pieces (thread pool growth).
-    exec(0);
-    tty_exec(0);
+    exec_n(0);
+    tty_exec_n(0);
     let _ = cd
         .ctr_raw("default", &["tasks", "metrics", "fd"])
         .expect("ctr");
     let fds = fd_count(shim);
     let threads = thread_count(shim);
     for n in 1..=30 {
-        exec(n);
+        exec_n(n);
         if n % 3 == 0 {
-            tty_exec(n);
+            tty_exec_n(n);
         }
         let _ = cd
             .ctr_raw("default", &["tasks", "metrics", "fd"])
