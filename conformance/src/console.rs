@@ -1,41 +1,20 @@
 //! The caller's side of --console-socket: a listening socket and the pty master the
 //! runtime sends over it (SCM_RIGHTS).
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 
-/// Receives one fd sent with SCM_RIGHTS on an accepted connection.
+/// Receives one fd sent with SCM_RIGHTS on an accepted connection (received CLOEXEC).
 pub fn recv_fd(listener: &UnixListener) -> OwnedFd {
     let (conn, _) = listener
         .accept()
         .expect("runtime never connected to the console socket");
-    use std::os::fd::AsRawFd;
     let mut buf = [0u8; 4096];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let mut cmsg = [0u8; 64];
-    // SAFETY: msghdr points at buffers that outlive the call.
-    let fd = unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cmsg.as_mut_ptr().cast();
-        msg.msg_controllen = cmsg.len();
-        let n = libc::recvmsg(conn.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC);
-        assert!(n >= 0, "recvmsg on console socket failed");
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        assert!(
-            !c.is_null(),
-            "no control message: the pty master was not sent"
-        );
-        assert_eq!((*c).cmsg_type, libc::SCM_RIGHTS);
-        *(libc::CMSG_DATA(c) as *const i32)
-    };
-    // SAFETY: the kernel just installed this fd for us.
-    unsafe { OwnedFd::from_raw_fd(fd) }
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let (_, fd) = berth_sys::fd::recv_with_fd(conn.as_fd(), &mut iov)
+        .expect("recvmsg on console socket failed");
+    fd.expect("no control message: the pty master was not sent")
 }
 
 /// A console socket `console.sock` in `dir`, and its path.

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::util::unmount_all_under;
+
 #[derive(Debug, thiserror::Error)]
 pub enum FixtureError {
     #[error("{context}: {source}")]
@@ -33,27 +35,6 @@ pub enum FixtureError {
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> FixtureError {
     let context = context.into();
     move |source| FixtureError::Io { context, source }
-}
-
-/// Detaches every mount at or below `dir`, deepest first.
-pub fn unmount_under(dir: &Path) {
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let prefix = dir.to_string_lossy().into_owned();
-    let mut targets: Vec<String> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|m| m.starts_with(&prefix))
-        .map(str::to_string)
-        .collect();
-    targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
-    for t in targets {
-        if let Ok(c) = std::ffi::CString::new(t) {
-            // SAFETY: c is a valid NUL-terminated path for the call's duration.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        }
-    }
 }
 
 /// Sends SIGTERM, waits up to `grace`, then SIGKILL.
@@ -80,29 +61,72 @@ pub fn snapshotter_binary() -> PathBuf {
     crate::util::workspace_binary("berth-snapshotter", "BERTH_SNAPSHOTTER")
 }
 
+/// How a [`SnapshotterProcess`] runs beyond its own root and socket.
+#[derive(Debug, Clone)]
+pub struct SnapshotterOptions {
+    /// The berth-snapshotter binary (default: [`snapshotter_binary`]).
+    pub binary: PathBuf,
+    /// Its `--log-level`.
+    pub log_level: String,
+    /// Extra environment (crash points, for one).
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for SnapshotterOptions {
+    fn default() -> Self {
+        SnapshotterOptions {
+            binary: snapshotter_binary(),
+            log_level: "warn".into(),
+            env: Vec::new(),
+        }
+    }
+}
+
+/// A berth-snapshotter process on a private root and socket (for containerd's proxy plugin,
+/// or driven over gRPC by the snapshotter's own tests); it can be stopped, killed and started
+/// again on the same root. Dropping it stops it and unmounts what is left under its directory.
 pub struct SnapshotterProcess {
     pub dir: tempfile::TempDir,
     pub root: PathBuf,
     pub socket: PathBuf,
+    opts: SnapshotterOptions,
     child: Option<Child>,
 }
 
 impl SnapshotterProcess {
     pub fn start() -> Result<Self, FixtureError> {
+        Self::start_with(SnapshotterOptions::default())
+    }
+
+    /// Starts the snapshotter as `opts` say, and waits until its socket is there.
+    pub fn start_with(opts: SnapshotterOptions) -> Result<Self, FixtureError> {
         let dir = tempfile::Builder::new()
             .prefix("berth-snap-")
             .tempdir()
             .map_err(io("tempdir"))?;
         let root = dir.path().join("root");
         let socket = dir.path().join("snapshotter.sock");
-        let bin = snapshotter_binary();
-        let mut child = Command::new(&bin)
+        let mut p = SnapshotterProcess {
+            dir,
+            root,
+            socket,
+            opts,
+            child: None,
+        };
+        p.spawn()?;
+        Ok(p)
+    }
+
+    fn spawn(&mut self) -> Result<(), FixtureError> {
+        let bin = &self.opts.binary;
+        let mut child = Command::new(bin)
             .arg("--root")
-            .arg(&root)
+            .arg(&self.root)
             .arg("--socket")
-            .arg(&socket)
+            .arg(&self.socket)
             .arg("--log-level")
-            .arg("warn")
+            .arg(&self.opts.log_level)
+            .envs(self.opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .spawn()
             .map_err(io(format!(
@@ -110,13 +134,9 @@ impl SnapshotterProcess {
                 bin.display()
             )))?;
         for _ in 0..1000 {
-            if socket.exists() {
-                return Ok(SnapshotterProcess {
-                    dir,
-                    root,
-                    socket,
-                    child: Some(child),
-                });
+            if self.socket.exists() {
+                self.child = Some(child);
+                return Ok(());
             }
             if let Ok(Some(st)) = child.try_wait() {
                 return Err(FixtureError::NotReady(format!(
@@ -132,8 +152,41 @@ impl SnapshotterProcess {
         ))
     }
 
+    /// Starts the snapshotter again on the same root and socket, with `env` as its extra
+    /// environment; it must have been stopped, killed or have died first.
+    pub fn restart(&mut self, env: Vec<(String, String)>) -> Result<(), FixtureError> {
+        if self.child.is_some() {
+            return Err(FixtureError::NotReady(
+                "berth-snapshotter is still running: stop it before restarting it".into(),
+            ));
+        }
+        self.opts.env = env;
+        self.spawn()
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
+    }
+
+    /// SIGTERM, and its exit status once it has exited (None if it was not running).
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().ok()
+    }
+
+    /// SIGKILL, and reaped.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits for a snapshotter that is to die by itself (at a crash point); its exit status.
+    pub fn wait_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.take()?.wait().ok()
     }
 
     /// Entries left in `<root>/snapshots`.
@@ -155,7 +208,7 @@ impl Drop for SnapshotterProcess {
         if let Some(mut c) = self.child.take() {
             stop_child(&mut c, Duration::from_secs(5));
         }
-        unmount_under(self.dir.path());
+        unmount_all_under(self.dir.path());
     }
 }
 
@@ -397,7 +450,7 @@ impl Drop for Containerd {
             // containerd's shims.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
-        unmount_under(self.dir.path());
+        unmount_all_under(self.dir.path());
         for ns in self.namespaces.borrow().iter() {
             crate::leak::remove_empty_cgroup_parent(ns);
         }

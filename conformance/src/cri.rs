@@ -17,7 +17,8 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::Channel;
 
-use crate::containerd::{unmount_under, SnapshotterProcess};
+use crate::containerd::SnapshotterProcess;
+use crate::util::unmount_all_under;
 use crate::image::{busybox_layer, write_oci_archive, Layer};
 
 pub use k8s_cri::v1;
@@ -734,7 +735,7 @@ impl Drop for CriEnv {
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
         self.snapshotter.take();
-        unmount_under(&self.dir);
+        unmount_all_under(&self.dir);
         delete_link(&self.tag);
         let mut cgroups = crate::leak::cgroup_dirs_containing(&self.tag);
         cgroups.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));

@@ -15,7 +15,11 @@ pub fn each_runtime_but(skip: &[&str], name: &str, mut f: impl FnMut(&mut Case, 
     f(&mut c, "berth");
     drop(c);
     for (label, bin) in REFERENCES {
-        if skip.contains(&label) || !Path::new(bin).exists() {
+        if skip.contains(&label) {
+            continue;
+        }
+        if !Path::new(bin).exists() {
+            eprintln!("{name}: not compared with {label}: {bin} is not installed");
             continue;
         }
         if let Some(why) = cannot_run_here(label) {

@@ -1,18 +1,20 @@
-//! Helpers for the shim tests: the shared containerd fixture (`containerd.rs`) set up to find
-//! the built shim, a busybox OCI image for it (`image.rs`), and what the tests inspect of the
-//! shims (pids, sockets, children, cgroups, pipes).
+//! Helpers for the shim tests (conformance/tests/shim.rs, shim/tests/task_api.rs): the shared
+//! containerd fixture (`containerd.rs`) set up to find the built shim, a busybox OCI image for
+//! it (`image.rs`), the `ctr` steps every test takes (run, wait for a status, kill and
+//! remove, assert nothing is left), and what the tests inspect of the shims (pids, sockets,
+//! children, cgroups, pipes).
 
 use std::{
     fs,
     path::{Path, PathBuf},
-    thread::sleep,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 pub use crate::containerd::Containerd;
 use crate::{
     containerd::{FixtureError, Options},
     image::{busybox_layer, sha256_hex, write_oci_archive, ImageError},
+    util::poll_until,
 };
 
 pub const IMAGE: &str = "docker.io/library/berth-busybox:latest";
@@ -158,16 +160,72 @@ pub fn container_cgroups(ns: &str, id: &str) -> Vec<PathBuf> {
     found
 }
 
-/// Polls `f` until it returns Some or the deadline passes (waiting, not timing: the deadline
-/// only bounds a hang).
-pub fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        sleep(Duration::from_millis(50));
+/// Text of a command's output (lossy UTF-8).
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `ctr run -d` of the tests' image as `id` running `cmd`, with `extra` flags before the image.
+pub fn run_detached(cd: &Containerd, ns: &str, id: &str, extra: &[&str], cmd: &[&str]) {
+    let mut args = vec!["run", "-d", "--runtime", SHIM_RUNTIME];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[IMAGE, id]);
+    args.extend_from_slice(cmd);
+    let out = cd.ctr_raw(ns, &args).expect("ctr");
+    assert!(out.status.success(), "ctr run -d {id}: {}", text(&out.stderr));
+}
+
+/// (pid, status) of a task from `ctr tasks ls`.
+pub fn task(cd: &Containerd, ns: &str, id: &str) -> Option<(u32, String)> {
+    let out = cd.ctr_raw(ns, &["tasks", "ls"]).expect("ctr");
+    text(&out.stdout).lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.first() == Some(&id)).then(|| (f[1].parse().unwrap_or(0), f[2].to_string()))
+    })
+}
+
+/// Waits until the task is in `status` ("RUNNING", "STOPPED", ...); returns its pid.
+pub fn wait_status(cd: &Containerd, ns: &str, id: &str, status: &str) -> u32 {
+    poll_until(&format!("{id} {status}"), Duration::from_secs(30), || {
+        task(cd, ns, id).filter(|(_, s)| s == status).map(|(p, _)| p)
+    })
+}
+
+/// Removes a stopped task and its container; returns ctr's stderr (it names a non-zero exit).
+pub fn remove(cd: &Containerd, ns: &str, id: &str) -> String {
+    let out = cd.ctr_raw(ns, &["tasks", "rm", id]).expect("ctr");
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "tasks rm {id}: {err}");
+    let out = cd.ctr_raw(ns, &["containers", "rm", id]).expect("ctr");
+    assert!(out.status.success(), "containers rm {id}: {}", text(&out.stderr));
+    err
+}
+
+/// The end of a test's container: SIGKILL to its init, wait until it is STOPPED, then
+/// [`remove`]; returns what `remove` returns.
+pub fn kill_and_remove(cd: &Containerd, ns: &str, id: &str) -> String {
+    let out = cd.ctr_raw(ns, &["tasks", "kill", "-s", "KILL", id]).expect("ctr");
+    assert!(out.status.success(), "tasks kill {id}: {}", text(&out.stderr));
+    wait_status(cd, ns, id, "STOPPED");
+    remove(cd, ns, id)
+}
+
+/// After a test: no shim of ours left, no socket files, no cgroups, no rootfs mounts.
+pub fn assert_no_leaks(cd: &Containerd, ns: &str, ids: &[&str]) {
+    poll_until("shims to exit", Duration::from_secs(30), || {
+        shim_pids(&cd.address).is_empty().then_some(())
+    });
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for id in ids {
+        let sock = shim_socket_path(&cd.address, ns, id);
+        assert!(!sock.exists(), "socket {} left behind", sock.display());
+        let cg = container_cgroups(ns, id);
+        assert!(cg.is_empty(), "cgroups left: {cg:?}");
+        let leaked: Vec<&str> = mountinfo
+            .lines()
+            .filter(|l| l.contains(&format!("/{ns}/{id}/rootfs")))
+            .collect();
+        assert!(leaked.is_empty(), "mounts left: {leaked:?}");
     }
 }
 

@@ -121,12 +121,14 @@ pub fn write_argv_recording_wrapper(wrapper: &Path, log: &Path, target: &Path) {
     std::fs::set_permissions(wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod wrapper");
 }
 
-/// Lazily unmounts every mount at or below `dir`, deepest first (a daemon's leftovers).
+/// Lazily unmounts every mount at or below `dir`, deepest first (what a daemon or a
+/// snapshotter left behind).
 pub fn unmount_all_under(dir: &Path) {
     let mut mps: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        // mountinfo escapes a space in a mount point as \040.
+        .filter_map(|l| l.split(' ').nth(4).map(|mp| mp.replace("\\040", " ")))
         .filter(|mp| Path::new(mp).starts_with(dir))
         .collect();
     mps.sort_by_key(|m| std::cmp::Reverse(m.len()));
@@ -136,6 +138,57 @@ pub fn unmount_all_under(dir: &Path) {
             unsafe {
                 libc::umount2(c.as_ptr(), libc::MNT_DETACH);
             }
+        }
+    }
+}
+
+/// CPU time a process has used (utime + stime), in clock ticks.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    // utime and stime: fields 14 and 15 of stat, 12 and 13 after the comm.
+    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+}
+
+/// The highest fd number a process has open.
+pub fn highest_fd(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fds")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
+        .max()
+        .expect("an fd")
+}
+
+/// Another process's soft RLIMIT_NOFILE lowered, until this is dropped (which restores it).
+/// Only the soft limit: raising the hard one back would need CAP_SYS_RESOURCE.
+pub struct NofileLimit {
+    pid: i32,
+    old: libc::rlimit,
+}
+
+impl NofileLimit {
+    pub fn lower(pid: u32, soft: u64) -> NofileLimit {
+        let pid = i32::try_from(pid).expect("pid");
+        let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: prlimit reading into a valid rlimit struct.
+        let r = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) };
+        assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+        let new = libc::rlimit { rlim_cur: soft, rlim_max: old.rlim_max };
+        // SAFETY: prlimit with a valid rlimit struct that outlives the call.
+        let r = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) };
+        assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+        NofileLimit { pid, old }
+    }
+}
+
+impl Drop for NofileLimit {
+    fn drop(&mut self) {
+        // SAFETY: as in `lower`; restores the limit the process had.
+        let r = unsafe { libc::prlimit(self.pid, libc::RLIMIT_NOFILE, &self.old, std::ptr::null_mut()) };
+        if r != 0 && !std::thread::panicking() {
+            panic!("prlimit restore: {}", std::io::Error::last_os_error());
         }
     }
 }

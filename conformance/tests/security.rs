@@ -327,8 +327,6 @@ fn cve_2025_52881_bind_over_proc_sys_with_sysctl_is_refused() {
 
 #[test]
 fn cve_2025_52565_dev_console_symlink_is_replaced_by_the_pty() {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::net::UnixListener;
     let mut c = Case::new("sec_console_link");
     rootfs_without_dev_tmpfs(&mut c);
     c.bundle.add_mount(json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}));
@@ -337,43 +335,14 @@ fn cve_2025_52565_dev_console_symlink_is_replaced_by_the_pty() {
     symlink(&trigger, c.bundle.rootfs.host_path("/dev/console")).unwrap();
     c.config()["process"]["terminal"] = true.into();
     c.bundle.set_sh("stat -c '%F %t' /dev/console; echo done");
-    let sock = c.dir.join("c.sock");
-    let l = UnixListener::bind(&sock).unwrap();
-    let t = std::thread::spawn(move || {
-        // Keep the master open so the container's writes do not fail.
-        let (conn, _) = l.accept().expect("no console connection");
-        let mut buf = [0u8; 256];
-        let mut cmsg = [0u8; 64];
-        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-        // SAFETY: buffers outlive the call.
-        unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = cmsg.as_mut_ptr().cast();
-            msg.msg_controllen = cmsg.len();
-            libc::recvmsg(conn.as_raw_fd(), &mut msg, 0);
-            let h = libc::CMSG_FIRSTHDR(&msg);
-            if h.is_null() { -1 } else { *(libc::CMSG_DATA(h) as *const i32) }
-        }
-    });
-    let out = c.create_with(&["--console-socket", sock.to_str().unwrap()]);
+    let (l, sock) = conformance::console::listen(&c.dir);
+    // Keeps the master open so the container's writes do not fail.
+    let t = std::thread::spawn(move || conformance::console::recv_fd(&l));
+    let out = c.create_with(&["--console-socket", &sock]);
     if out.ok() {
         let master = t.join().unwrap();
-        assert!(master >= 0, "no pty master received");
         c.start().expect_ok("start");
-        let mut text = Vec::new();
-        let mut buf = [0u8; 256];
-        loop {
-            // SAFETY: reading into our buffer from the received fd.
-            let n = unsafe { libc::read(master, buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 { break; }
-            text.extend_from_slice(&buf[..n as usize]);
-            if String::from_utf8_lossy(&text).contains("done") { break; }
-        }
-        // SAFETY: closing the fd we own.
-        unsafe { libc::close(master) };
-        let s = String::from_utf8_lossy(&text).replace('\r', "");
+        let s = conformance::console::read_until(master, "done");
         assert_eq!(s.lines().next(), Some("character special file 88"), "{s:?}");
     }
     assert_eq!(fs::read_to_string(&trigger).unwrap(), "canary\n", "write went through the /dev/console symlink");

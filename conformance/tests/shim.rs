@@ -9,16 +9,15 @@ use std::{
     os::unix::fs::{FileTypeExt, PermissionsExt},
     path::PathBuf,
     process::{Child, Stdio},
+    time::Duration,
 };
 
+use conformance::poll_until;
 use conformance::shim_fixture::{
-    children_states, container_cgroups, pipe_fds, shim_containerd, shim_pids, shim_socket_path,
-    use_namespace, wait_for, Containerd, IMAGE, SHIM_RUNTIME,
+    assert_no_leaks, children_states, container_cgroups, kill_and_remove, pipe_fds, remove,
+    run_detached, shim_containerd, shim_pids, shim_socket_path, task, text, use_namespace,
+    wait_status, Containerd, IMAGE, SHIM_RUNTIME,
 };
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// `ctr run --rm` attached; returns (exit code, stdout, stderr).
 fn run_attached(
@@ -40,48 +39,24 @@ fn run_attached(
     )
 }
 
-fn run_detached(cd: &Containerd, ns: &str, id: &str, extra: &[&str], cmd: &[&str]) {
-    let mut args = vec!["run", "-d", "--runtime", SHIM_RUNTIME];
-    args.extend_from_slice(extra);
-    args.extend_from_slice(&[IMAGE, id]);
-    args.extend_from_slice(cmd);
-    let out = cd.ctr_raw(ns, &args).expect("ctr");
-    assert!(
-        out.status.success(),
-        "ctr run -d {id}: {}",
-        text(&out.stderr)
+/// `ctr tasks exec` of `sh -c script` in the default namespace, attached.
+fn exec(cd: &Containerd, id: &str, exec_id: &str, script: &str) -> std::process::Output {
+    let args = ["tasks", "exec", "--exec-id", exec_id, id, "sh", "-c", script];
+    cd.ctr_raw("default", &args).expect("ctr")
+}
+
+/// `ctr tasks exec --tty` of `sh -c script` in the default namespace; ctr wants a terminal
+/// for --tty, and script(1) gives it one.
+fn tty_exec(cd: &Containerd, id: &str, exec_id: &str, script: &str) -> std::process::Output {
+    let cmd = format!(
+        "ctr -a {} tasks exec --tty --exec-id {exec_id} {id} sh -c '{script}'",
+        cd.address.display()
     );
-}
-
-/// (pid, status) of a task from `ctr tasks ls`.
-fn task(cd: &Containerd, ns: &str, id: &str) -> Option<(u32, String)> {
-    let out = cd.ctr_raw(ns, &["tasks", "ls"]).expect("ctr");
-    text(&out.stdout).lines().skip(1).find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.first() == Some(&id)).then(|| (f[1].parse().unwrap_or(0), f[2].to_string()))
-    })
-}
-
-fn wait_status(cd: &Containerd, ns: &str, id: &str, status: &str) -> u32 {
-    wait_for(&format!("{id} {status}"), 30, || {
-        task(cd, ns, id)
-            .filter(|(_, s)| s == status)
-            .map(|(p, _)| p)
-    })
-}
-
-/// Removes a stopped task and its container; returns ctr's stderr (it names a non-zero exit).
-fn remove(cd: &Containerd, ns: &str, id: &str) -> String {
-    let out = cd.ctr_raw(ns, &["tasks", "rm", id]).expect("ctr");
-    let err = text(&out.stderr);
-    assert!(out.status.success(), "tasks rm {id}: {err}");
-    let out = cd.ctr_raw(ns, &["containers", "rm", id]).expect("ctr");
-    assert!(
-        out.status.success(),
-        "containers rm {id}: {}",
-        text(&out.stderr)
-    );
-    err
+    std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script")
 }
 
 struct Events {
@@ -97,7 +72,7 @@ impl Events {
             .ctr_spawn("default", &["events"], Stdio::from(f))
             .expect("ctr");
         // ctr subscribes asynchronously; a probe event proves the subscription is live.
-        wait_for("events subscription", 10, || {
+        poll_until("events subscription", Duration::from_secs(10), || {
             let _ = cd
                 .ctr_raw("default", &["namespaces", "label", "default", "probe=1"])
                 .expect("ctr");
@@ -124,15 +99,8 @@ impl Events {
     }
 
     fn wait_count(&self, topic: &str, needle: &str, n: usize) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while self.count(topic, needle) < n {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no {n} × {topic} {needle} in:\n{}",
-                self.lines().join("\n")
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        let what = format!("{n} × {topic} {needle} in {}", self.file.display());
+        poll_until(&what, Duration::from_secs(30), || (self.count(topic, needle) >= n).then_some(()));
     }
 }
 
@@ -140,25 +108,6 @@ impl Drop for Events {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// After a test: no shim of ours left, no socket files, no cgroups, no rootfs mounts.
-fn assert_no_leaks(cd: &Containerd, ns: &str, ids: &[&str]) {
-    wait_for("shims to exit", 30, || {
-        shim_pids(&cd.address).is_empty().then_some(())
-    });
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for id in ids {
-        let sock = shim_socket_path(&cd.address, ns, id);
-        assert!(!sock.exists(), "socket {} left behind", sock.display());
-        let cg = container_cgroups(ns, id);
-        assert!(cg.is_empty(), "cgroups left: {cg:?}");
-        let leaked: Vec<&str> = mountinfo
-            .lines()
-            .filter(|l| l.contains(&format!("/{ns}/{id}/rootfs")))
-            .collect();
-        assert!(leaked.is_empty(), "mounts left: {leaked:?}");
     }
 }
 
@@ -198,7 +147,7 @@ fn shim_runs_busybox_output_and_exit_codes() {
         );
     }
     assert_no_leaks(&cd, "default", &["out", "exit1", "exit255"]);
-    wait_for("containerd's pipes back at baseline", 10, || {
+    poll_until("containerd's pipes back at baseline", Duration::from_secs(10), || {
         (pipe_fds(cd.pid().expect("containerd pid")) <= pipes).then_some(())
     });
 }
@@ -218,7 +167,7 @@ fn shim_kill_gives_137_and_exec_sigterm_gives_143() {
         .expect("ctr");
     // The exec is running once the container's cgroup holds a second process (read on the
     // host: this test is about kill, not about `ps`).
-    wait_for("exec running", 30, || {
+    poll_until("exec running", Duration::from_secs(30), || {
         let procs = container_cgroups("default", "k")
             .iter()
             .filter_map(|d| fs::read_to_string(d.join("cgroup.procs")).ok())
@@ -274,34 +223,11 @@ fn shim_exec_with_and_without_tty_using_binary_name() {
         &["sleep", "1000"],
     );
     wait_status(&cd, "default", "ex", "RUNNING");
-    let out = cd
-        .ctr_raw(
-            "default",
-            &[
-                "tasks",
-                "exec",
-                "--exec-id",
-                "plain",
-                "ex",
-                "sh",
-                "-c",
-                "echo exec-out; echo exec-err >&2; exit 4",
-            ],
-        )
-        .expect("ctr");
+    let out = exec(&cd, "ex", "plain", "echo exec-out; echo exec-err >&2; exit 4");
     assert_eq!(out.status.code(), Some(4));
     assert_eq!(text(&out.stdout).trim(), "exec-out");
     assert!(text(&out.stderr).contains("exec-err"));
-    // ctr wants a terminal for --tty: script(1) provides one.
-    let cmd = format!(
-        "ctr -a {} tasks exec --tty --exec-id tty ex sh -c 'tty; echo tty-out; exit 5'",
-        cd.address.display()
-    );
-    let out = std::process::Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("script");
+    let out = tty_exec(&cd, "ex", "tty", "tty; echo tty-out; exit 5");
     let o = text(&out.stdout);
     assert!(o.contains("/dev/pts/"), "tty output: {o:?}");
     assert!(o.contains("tty-out"), "tty output: {o:?}");
@@ -311,13 +237,7 @@ fn shim_exec_with_and_without_tty_using_binary_name() {
         ev.wait_count("/tasks/exec-started", &needle, 1);
         assert_eq!(ev.count("/tasks/exec-added", &needle), 1);
     }
-    assert!(cd
-        .ctr_raw("default", &["tasks", "kill", "-s", "KILL", "ex"])
-        .expect("ctr")
-        .status
-        .success());
-    wait_status(&cd, "default", "ex", "STOPPED");
-    remove(&cd, "default", "ex");
+    kill_and_remove(&cd, "default", "ex");
     assert_no_leaks(&cd, "default", &["ex"]);
 }
 
@@ -349,7 +269,7 @@ fn shim_ps_pause_resume_metrics_kill_all() {
         )
         .expect("ctr");
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let ps = wait_for("4 processes", 30, || {
+    let ps = poll_until("4 processes", Duration::from_secs(30), || {
         let ps = text(
             &cd.ctr_raw("default", &["tasks", "ps", "p"])
                 .expect("ctr")
@@ -445,10 +365,10 @@ fn shim_reaps_100_double_forked_children() {
     );
     let pid = wait_status(&cd, "default", "z", "RUNNING");
     let shim = shim_pids(&cd.address)[0];
-    wait_for("loop finished", 60, || {
+    poll_until("loop finished", Duration::from_secs(60), || {
         fs::read_to_string(format!("/proc/{pid}/root/tmp/done")).ok()
     });
-    wait_for("no zombies under the shim", 5, || {
+    poll_until("no zombies under the shim", Duration::from_secs(5), || {
         let zombies = children_states(shim)
             .into_iter()
             .filter(|(_, s)| *s == 'Z')
@@ -461,37 +381,17 @@ fn shim_reaps_100_double_forked_children() {
         "orphans' exits are not the container's"
     );
     for i in 0..20 {
-        let out = cd
-            .ctr_raw(
-                "default",
-                &[
-                    "tasks",
-                    "exec",
-                    "--exec-id",
-                    &format!("e{i}"),
-                    "z",
-                    "sh",
-                    "-c",
-                    "for j in 1 2 3 4 5; do sh -c 'sleep 0.05 &'; done; exit 7",
-                ],
-            )
-            .expect("ctr");
+        let out = exec(&cd, "z", &format!("e{i}"), "for j in 1 2 3 4 5; do sh -c 'sleep 0.05 &'; done; exit 7");
         assert_eq!(out.status.code(), Some(7));
     }
-    wait_for("no zombies under the shim after execs", 5, || {
+    poll_until("no zombies under the shim after execs", Duration::from_secs(5), || {
         let zombies = children_states(shim)
             .into_iter()
             .filter(|(_, s)| *s == 'Z')
             .count();
         (zombies == 0).then_some(())
     });
-    assert!(cd
-        .ctr_raw("default", &["tasks", "kill", "-s", "KILL", "z"])
-        .expect("ctr")
-        .status
-        .success());
-    wait_status(&cd, "default", "z", "STOPPED");
-    remove(&cd, "default", "z");
+    kill_and_remove(&cd, "default", "z");
     assert_no_leaks(&cd, "default", &["z"]);
 }
 
@@ -514,7 +414,7 @@ fn shim_survives_containerd_restart() {
     let pid = wait_status(&cd, "default", "r", "RUNNING");
     cd.kill9();
     let before = fs::read_to_string(&log).unwrap_or_default().lines().count();
-    wait_for("output while containerd is down", 10, || {
+    poll_until("output while containerd is down", Duration::from_secs(10), || {
         (fs::read_to_string(&log).unwrap_or_default().lines().count() > before + 2).then_some(())
     });
     cd.restart_after_kill9().expect("containerd restart");
@@ -547,10 +447,10 @@ fn shim_kill9_is_cleaned_up_by_containerd() {
     assert_eq!(shims.len(), 1);
     // SAFETY: kill(2) of the shim this test started through containerd.
     unsafe { libc::kill(shims[0] as i32, libc::SIGKILL) };
-    wait_for("task gone", 30, || {
+    poll_until("task gone", Duration::from_secs(30), || {
         task(&cd, "default", "d").is_none().then_some(())
     });
-    wait_for("container process gone", 30, || {
+    poll_until("container process gone", Duration::from_secs(30), || {
         (!PathBuf::from(format!("/proc/{pid}")).exists()).then_some(())
     });
     let out = cd
@@ -600,13 +500,7 @@ fn shim_socket_is_private_and_oom_score_above_containerd() {
         score(shim),
         (score(cd.pid().expect("containerd pid")) + 1).min(1000)
     );
-    assert!(cd
-        .ctr_raw("default", &["tasks", "kill", "-s", "KILL", "s"])
-        .expect("ctr")
-        .status
-        .success());
-    wait_status(&cd, "default", "s", "STOPPED");
-    remove(&cd, "default", "s");
+    kill_and_remove(&cd, "default", "s");
     assert_no_leaks(&cd, "default", &["s"]);
 }
 
@@ -630,13 +524,7 @@ fn shim_one_per_pod_by_sandbox_annotation() {
     );
     wait_status(&cd, "default", "app", "RUNNING");
     assert_eq!(shim_pids(&cd.address).len(), 1, "one shim for the pod");
-    assert!(cd
-        .ctr_raw("default", &["tasks", "kill", "-s", "KILL", "pod1"])
-        .expect("ctr")
-        .status
-        .success());
-    wait_status(&cd, "default", "pod1", "STOPPED");
-    remove(&cd, "default", "pod1");
+    kill_and_remove(&cd, "default", "pod1");
     assert_eq!(
         task(&cd, "default", "app").map(|t| t.1).as_deref(),
         Some("RUNNING")
@@ -646,13 +534,7 @@ fn shim_one_per_pod_by_sandbox_annotation() {
         1,
         "shim stays while the pod has containers"
     );
-    assert!(cd
-        .ctr_raw("default", &["tasks", "kill", "-s", "KILL", "app"])
-        .expect("ctr")
-        .status
-        .success());
-    wait_status(&cd, "default", "app", "STOPPED");
-    remove(&cd, "default", "app");
+    kill_and_remove(&cd, "default", "app");
     assert_no_leaks(&cd, "default", &["pod1", "app"]);
 }
 
@@ -693,48 +575,26 @@ fn shim_fds_and_threads_return_to_baseline_after_execs() {
     run_detached(&cd, "default", "fd", &[], &["sleep", "1000"]);
     wait_status(&cd, "default", "fd", "RUNNING");
     let shim = shim_pids(&cd.address)[0];
-    let tty_exec = |n: usize| {
-        let cmd = format!(
-            "ctr -a {} tasks exec --tty --exec-id t{n} fd sh -c 'echo x'",
-            cd.address.display()
-        );
-        let out = std::process::Command::new("script")
-            .args(["-qec", &cmd, "/dev/null"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("script");
+    let tty_exec_n = |n: usize| {
+        let out = tty_exec(&cd, "fd", &format!("t{n}"), "echo x");
         assert!(out.status.success(), "tty exec {n}");
     };
-    let exec = |n: usize| {
-        let out = cd
-            .ctr_raw(
-                "default",
-                &[
-                    "tasks",
-                    "exec",
-                    "--exec-id",
-                    &format!("p{n}"),
-                    "fd",
-                    "sh",
-                    "-c",
-                    "echo x",
-                ],
-            )
-            .expect("ctr");
-        assert!(out.status.success(), "exec {n}");
+    let exec_n = |n: usize| {
+        let out = exec(&cd, "fd", &format!("p{n}"), "echo x");
+        assert!(out.status.success(), "exec {n}: {}", text(&out.stderr));
     };
     // Warm-up: the first exec starts the shim's lazily created pieces (thread pool growth).
-    exec(0);
-    tty_exec(0);
+    exec_n(0);
+    tty_exec_n(0);
     let _ = cd
         .ctr_raw("default", &["tasks", "metrics", "fd"])
         .expect("ctr");
     let fds = fd_count(shim);
     let threads = thread_count(shim);
     for n in 1..=30 {
-        exec(n);
+        exec_n(n);
         if n % 3 == 0 {
-            tty_exec(n);
+            tty_exec_n(n);
         }
         let _ = cd
             .ctr_raw("default", &["tasks", "metrics", "fd"])
@@ -757,21 +617,15 @@ fn shim_fds_and_threads_return_to_baseline_after_execs() {
             .expect("ctr");
         assert!(!failed.status.success());
     }
-    wait_for("shim fds back at baseline", 10, || {
+    poll_until("shim fds back at baseline", Duration::from_secs(10), || {
         (fd_count(shim) == fds).then_some(())
     });
     // The ttrpc worker pool may keep one more idle worker than at the baseline (its max is 3
     // idle); what must not happen is growth with the number of execs.
-    wait_for("shim threads bounded", 10, || {
+    poll_until("shim threads bounded", Duration::from_secs(10), || {
         (thread_count(shim) <= threads + 1).then_some(())
     });
-    assert!(cd
-        .ctr_raw("default", &["tasks", "kill", "-s", "KILL", "fd"])
-        .expect("ctr")
-        .status
-        .success());
-    wait_status(&cd, "default", "fd", "STOPPED");
-    remove(&cd, "default", "fd");
+    kill_and_remove(&cd, "default", "fd");
     assert_no_leaks(&cd, "default", &["fd"]);
 }
 
@@ -818,13 +672,7 @@ fn shim_passes_stdin_and_its_eof() {
         assert_eq!(out.status.code(), Some(0), "{id}: {}", text(&out.stderr));
         assert_eq!(text(&out.stdout), "line one\nline two\n", "{id}");
     }
-    assert!(cd
-        .ctr_raw("default", &["tasks", "kill", "-s", "KILL", "in"])
-        .expect("ctr")
-        .status
-        .success());
-    wait_status(&cd, "default", "in", "STOPPED");
-    remove(&cd, "default", "in");
+    kill_and_remove(&cd, "default", "in");
     assert_no_leaks(&cd, "default", &["in", "cat1"]);
 }
 
@@ -860,7 +708,7 @@ fn shim_pod_threads_do_not_grow_with_its_containers() {
     wait_status(&cd, "default", ids[0], "RUNNING");
     let shim = shim_pids(&cd.address)[0];
     // Idle: containerd's Wait for the task is outstanding, nothing else.
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(500));
     let one = thread_names(shim);
     for id in &ids[1..] {
         run_detached(
@@ -873,7 +721,7 @@ fn shim_pod_threads_do_not_grow_with_its_containers() {
         wait_status(&cd, "default", id, "RUNNING");
     }
     assert_eq!(shim_pids(&cd.address), [shim], "one shim for the pod");
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(500));
     let five = thread_names(shim);
     eprintln!(
         "shim threads: 1 container {} {one:?}; 5 containers {} {five:?}",

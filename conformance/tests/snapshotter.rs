@@ -76,21 +76,16 @@ impl Setup {
     }
 
     fn run(&self, image: &str, id: &str, script: &str) -> String {
+        self.run_with(&[], image, id, script)
+    }
+
+    /// `ctr run --rm` on the berth snapshotter, with `extra` flags before the image.
+    fn run_with(&self, extra: &[&str], image: &str, id: &str, script: &str) -> String {
+        let mut args = vec!["run", "--snapshotter", "berth", "--rm"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[image, id, "/bin/sh", "-c", script]);
         self.ctd
-            .ctr(
-                NS,
-                &[
-                    "run",
-                    "--snapshotter",
-                    "berth",
-                    "--rm",
-                    image,
-                    id,
-                    "/bin/sh",
-                    "-c",
-                    script,
-                ],
-            )
+            .ctr(NS, &args)
             .unwrap_or_else(|e| panic!("run: {e}\ncontainerd log:\n{}", self.ctd.log()))
     }
 
@@ -264,27 +259,8 @@ fn ctr_snapshot_commands_work_through_containerd() {
     ctr(&["rm", "v1", "c2", "c1"]);
     // containerd forgets at once and removes from the backend at its next
     // garbage collection; an image removal with --sync runs one.
-    let archive = s.work.path().join("tiny.tar");
     let image = "docker.io/berth/tiny:latest";
-    write_oci_archive(
-        &archive,
-        image,
-        &[busybox_layer().expect("layer")],
-        &["/bin/sh"],
-    )
-    .expect("image");
-    s.ctd
-        .ctr(
-            NS,
-            &[
-                "images",
-                "import",
-                "--snapshotter",
-                "berth",
-                &archive.to_string_lossy(),
-            ],
-        )
-        .expect("import");
+    s.import(image, &[busybox_layer().expect("layer")]);
     s.remove_image_and_check_empty(image);
     teardown_and_check_leaks(s);
 }
@@ -303,29 +279,13 @@ fn containerd_runs_a_user_namespaced_container_on_idmapped_layers() {
             .expect("busybox layer")
             .file("etc/hello", "hi\n", 0o600)],
     );
-    let out = s
-        .ctd
-        .ctr(
-            NS,
-            &[
-                "run",
-                "--snapshotter",
-                "berth",
-                "--rm",
-                "--remap-labels",
-                "--uidmap",
-                "0:100000:65536",
-                "--gidmap",
-                "0:100000:65536",
-                image,
-                "userns",
-                "/bin/sh",
-                "-c",
-                "cat /proc/self/uid_map; stat -c '%u:%g %a' /root /bin/busybox; \
-                 cat /etc/hello; echo w > /root/x && cat /root/x",
-            ],
-        )
-        .unwrap_or_else(|e| panic!("run: {e}\ncontainerd log:\n{}", s.ctd.log()));
+    let out = s.run_with(
+        &["--remap-labels", "--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536"],
+        image,
+        "userns",
+        "cat /proc/self/uid_map; stat -c '%u:%g %a' /root /bin/busybox; \
+         cat /etc/hello; echo w > /root/x && cat /root/x",
+    );
     assert_eq!(
         out.split_whitespace().collect::<Vec<_>>().join(" "),
         "0 100000 65536 0:0 700 0:0 755 hi w",

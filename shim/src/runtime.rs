@@ -46,6 +46,18 @@ pub struct RuntimeConfig {
     pub no_new_keyring: bool,
 }
 
+/// The options file named by `runtimeoptions.v1.Options`' config_path: top-level keys
+/// with the names of runc's options (docs/examples/shim.toml).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct OptionsFile {
+    binary_name: Option<String>,
+    root: Option<String>,
+    systemd_cgroup: Option<bool>,
+    no_pivot_root: Option<bool>,
+    no_new_keyring: Option<bool>,
+}
+
 impl Default for RuntimeConfig {
     fn default() -> Self {
         let binary = std::env::var(RUNTIME_ENV)
@@ -92,29 +104,25 @@ impl RuntimeConfig {
         Ok(cfg)
     }
 
-    /// The subset of TOML the runc options use: `Key = "string"` or `Key = true|false`.
+    /// Applies the keys of an options file (TOML, the names of runc's options) that it sets;
+    /// keys it does not know are ignored, as containerd-shim-runc-v2 ignores them.
     fn apply_toml(&mut self, text: &str) -> Result<()> {
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') || line.starts_with('[') {
-                continue;
-            }
-            let Some((key, value)) = line.split_once('=') else {
-                return Err(Error::InvalidArgument(format!(
-                    "runtime config: bad line {line:?}"
-                )));
-            };
-            let value = value.trim();
-            let string = value.trim_matches('"').to_string();
-            let boolean = value == "true";
-            match key.trim() {
-                "BinaryName" => self.binary = string,
-                "Root" => self.root = string,
-                "SystemdCgroup" => self.systemd_cgroup = boolean,
-                "NoPivotRoot" => self.no_pivot_root = boolean,
-                "NoNewKeyring" => self.no_new_keyring = boolean,
-                _ => {}
-            }
+        let file: OptionsFile = toml::from_str(text)
+            .map_err(|e| Error::InvalidArgument(format!("runtime config: {e}")))?;
+        if let Some(binary) = file.binary_name {
+            self.binary = binary;
+        }
+        if let Some(root) = file.root {
+            self.root = root;
+        }
+        if let Some(v) = file.systemd_cgroup {
+            self.systemd_cgroup = v;
+        }
+        if let Some(v) = file.no_pivot_root {
+            self.no_pivot_root = v;
+        }
+        if let Some(v) = file.no_new_keyring {
+            self.no_new_keyring = v;
         }
         Ok(())
     }
@@ -486,11 +494,28 @@ mod tests {
     #[test]
     fn toml_options_override_defaults() {
         let mut cfg = RuntimeConfig::default();
-        cfg.apply_toml("# c\n[x]\nBinaryName = \"/usr/sbin/runc\"\nSystemdCgroup = true\n")
+        cfg.apply_toml("# c\nBinaryName = \"/usr/sbin/runc\"\nSystemdCgroup = true\n[x]\nRoot = \"/x\"\n")
             .unwrap();
         assert_eq!(cfg.binary, "/usr/sbin/runc");
         assert!(cfg.systemd_cgroup);
+        assert_eq!(cfg.root, DEFAULT_ROOT, "a key of another table is not an option");
         assert!(cfg.apply_toml("garbage").is_err());
+        assert!(cfg.apply_toml("SystemdCgroup = \"yes\"").is_err());
+    }
+
+    /// The hand-written reader this replaced took `"v" # comment` as the value `v" # comment`.
+    #[test]
+    fn toml_options_with_trailing_comments_and_unknown_keys() {
+        let mut cfg = RuntimeConfig::default();
+        let text = "BinaryName = \"/usr/local/bin/berth\" # the runtime\n\
+                    Root = '/run/b' # literal string\n\
+                    NoPivotRoot = true # for ramdisks\n\
+                    ShimCgroup = \"/x\"\n";
+        cfg.apply_toml(text).unwrap();
+        assert_eq!(cfg.binary, "/usr/local/bin/berth");
+        assert_eq!(cfg.root, "/run/b");
+        assert!(cfg.no_pivot_root);
+        assert!(!cfg.no_new_keyring);
     }
 
     #[test]

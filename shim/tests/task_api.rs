@@ -1,10 +1,12 @@
 //! Task API calls that `ctr` 1.6 cannot make (Update, Checkpoint, Connect, CloseIO, State of
 //! an exec), sent straight to the shim's socket with a ttrpc client, on a container that a
 //! private containerd started through the shim. Needs root, containerd and a built shim
-//! (`cargo build -p containerd-shim-berth-v2`); skipped otherwise.
+//! (`cargo build -p containerd-shim-berth-v2`): `#[ignore]`d, run by CI with
+//! `--include-ignored`; where what they need is missing they fail.
 
+use conformance::util::{cpu_ticks, highest_fd, NofileLimit};
 use conformance::shim_fixture::{
-    shim_containerd, shim_pids, shim_socket_path, wait_for, IMAGE, SHIM_RUNTIME,
+    assert_no_leaks, kill_and_remove, run_detached, shim_containerd, shim_pids, shim_socket_path,
 };
 use containerd_shim_protos::{
     api::{
@@ -16,39 +18,20 @@ use containerd_shim_protos::{
     ttrpc::{context, Code, Error as TtrpcError},
 };
 
-fn root_with_containerd() -> bool {
+/// Fails the test unless it runs as root with containerd installed.
+fn require_root_and_containerd() {
     // SAFETY: geteuid has no arguments and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
-    root && std::path::Path::new("/usr/bin/containerd").exists()
+    assert!(root, "needs root");
+    assert!(std::path::Path::new("/usr/bin/containerd").exists(), "needs containerd");
 }
 
 #[test]
+#[ignore = "needs root and containerd"]
 fn update_checkpoint_connect_close_io_and_v3_over_ttrpc() {
-    if !root_with_containerd() {
-        eprintln!("skipped: needs root and containerd");
-        return;
-    }
+    require_root_and_containerd();
     let cd = shim_containerd().expect("containerd");
-    let out = cd
-        .ctr_raw(
-            "default",
-            &[
-                "run",
-                "-d",
-                "--runtime",
-                SHIM_RUNTIME,
-                IMAGE,
-                "api",
-                "sleep",
-                "1000",
-            ],
-        )
-        .expect("ctr");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_detached(&cd, "default", "api", &[], &["sleep", "1000"]);
     let sock = shim_socket_path(&cd.address, "default", "api");
     let client = Client::connect(&format!("unix://{}", sock.display())).expect("connect shim");
     let task = TaskClient::new(client);
@@ -181,44 +164,19 @@ fn update_checkpoint_connect_close_io_and_v3_over_ttrpc() {
     assert_eq!(c3.task_pid, c.task_pid);
     drop(raw);
 
-    assert!(cd
-        .ctr_raw("default", &["tasks", "kill", "-s", "KILL", "api"])
-        .expect("ctr")
-        .status
-        .success());
-    wait_for("stopped", 30, || {
-        let ls =
-            String::from_utf8_lossy(&cd.ctr_raw("default", &["tasks", "ls"]).expect("ctr").stdout)
-                .into_owned();
-        ls.contains("STOPPED").then_some(())
-    });
-    assert!(cd
-        .ctr_raw("default", &["tasks", "rm", "api"])
-        .expect("ctr")
-        .status
-        .success());
-    assert!(cd
-        .ctr_raw("default", &["containers", "rm", "api"])
-        .expect("ctr")
-        .status
-        .success());
-    wait_for("shim gone", 30, || {
-        shim_pids(&cd.address).is_empty().then_some(())
-    });
-    assert!(!sock.exists());
+    kill_and_remove(&cd, "default", "api");
+    assert_no_leaks(&cd, "default", &["api"]);
 }
 
 #[test]
+#[ignore = "needs the berth binary built beside the shim (cargo build --bins)"]
 fn info_reports_the_runtime_features() {
     // berth built next to the shim, unless BERTH_RUNTIME names another runtime (e.g. runc).
     let shim = std::path::Path::new(env!("CARGO_BIN_EXE_containerd-shim-berth-v2"));
     let runtime = std::env::var_os("BERTH_RUNTIME")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| shim.with_file_name("berth"));
-    if !runtime.exists() {
-        eprintln!("skipped: needs {} (cargo build --bins)", runtime.display());
-        return;
-    }
+    assert!(runtime.exists(), "needs {} (cargo build --bins)", runtime.display());
     let out = std::process::Command::new(shim)
         .arg("-info")
         .env("BERTH_RUNTIME", &runtime)
@@ -250,28 +208,13 @@ fn frame(stream_id: u32, body: &[u8]) -> Vec<u8> {
     f
 }
 
-/// issue 16: a client that sends requests (and undecodable frames) and never reads the
-/// replies must not freeze the shim for everyone else: replies never block the shim's threads,
-/// and a connection with too much unread is dropped.
-#[test]
-fn a_client_that_never_reads_its_replies_does_not_stall_the_others() {
-    use std::io::Write;
-    assert!(root_with_containerd(), "needs root and containerd");
-    let cd = shim_containerd().expect("containerd");
-    let out = cd
-        .ctr_raw(
-            "default",
-            &["run", "-d", "--runtime", SHIM_RUNTIME, IMAGE, "slow", "sleep", "1000"],
-        )
-        .expect("ctr");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let sock = shim_socket_path(&cd.address, "default", "slow");
-
-    let state = containerd_shim_protos::ttrpc::Request {
+/// A ttrpc request body: Task v2 State of container `id`.
+fn state_request(id: &str) -> Vec<u8> {
+    containerd_shim_protos::ttrpc::Request {
         service: "containerd.task.v2.Task".into(),
         method: "State".into(),
         payload: StateRequest {
-            id: "slow".into(),
+            id: id.into(),
             ..Default::default()
         }
         .write_to_bytes()
@@ -280,7 +223,22 @@ fn a_client_that_never_reads_its_replies_does_not_stall_the_others() {
         ..Default::default()
     }
     .write_to_bytes()
-    .expect("encode");
+    .expect("encode")
+}
+
+/// issue 16: a client that sends requests (and undecodable frames) and never reads the
+/// replies must not freeze the shim for everyone else: replies never block the shim's threads,
+/// and a connection with too much unread is dropped.
+#[test]
+#[ignore = "needs root and containerd"]
+fn a_client_that_never_reads_its_replies_does_not_stall_the_others() {
+    use std::io::Write;
+    require_root_and_containerd();
+    let cd = shim_containerd().expect("containerd");
+    run_detached(&cd, "default", "slow", &[], &["sleep", "1000"]);
+    let sock = shim_socket_path(&cd.address, "default", "slow");
+
+    let state = state_request("slow");
     let garbage = vec![0xffu8; 64];
     let mut flood = std::os::unix::net::UnixStream::connect(&sock).expect("connect shim");
     flood
@@ -314,81 +272,29 @@ fn a_client_that_never_reads_its_replies_does_not_stall_the_others() {
     drop(task);
     drop(flood);
 
-    assert!(cd
-        .ctr_raw("default", &["tasks", "kill", "-s", "KILL", "slow"])
-        .expect("ctr")
-        .status
-        .success());
-    wait_for("stopped", 30, || {
-        let ls =
-            String::from_utf8_lossy(&cd.ctr_raw("default", &["tasks", "ls"]).expect("ctr").stdout)
-                .into_owned();
-        ls.contains("STOPPED").then_some(())
-    });
-    for args in [["tasks", "rm", "slow"], ["containers", "rm", "slow"]] {
-        assert!(cd.ctr_raw("default", &args).expect("ctr").status.success(), "{args:?}");
-    }
-    wait_for("shim gone", 30, || shim_pids(&cd.address).is_empty().then_some(()));
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let after = &stat[stat.rfind(')').expect("comm") + 2..];
-    let f: Vec<&str> = after.split(' ').collect();
-    // utime and stime: fields 14 and 15 of stat, 12 and 13 after the comm.
-    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+    kill_and_remove(&cd, "default", "slow");
+    assert_no_leaks(&cd, "default", &["slow"]);
 }
 
 /// issue 16: with its fd table full, the shim's listener stays readable while accept fails
 /// with EMFILE; the shim must not spin on it. It gives up a reserve fd to accept the
 /// connection and close it (the client sees EOF), and serves again once fds are free.
 #[test]
+#[ignore = "needs root and containerd"]
 fn at_the_fd_limit_the_shim_refuses_connections_without_spinning() {
     use std::io::{Read, Write};
-    assert!(root_with_containerd(), "needs root and containerd");
+    require_root_and_containerd();
     let cd = shim_containerd().expect("containerd");
-    let out = cd
-        .ctr_raw(
-            "default",
-            &["run", "-d", "--runtime", SHIM_RUNTIME, IMAGE, "fdlim", "sleep", "1000"],
-        )
-        .expect("ctr");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    run_detached(&cd, "default", "fdlim", &[], &["sleep", "1000"]);
     let sock = shim_socket_path(&cd.address, "default", "fdlim");
     let shim = *shim_pids(&cd.address).first().expect("shim pid");
-    let highest = std::fs::read_dir(format!("/proc/{shim}/fd"))
-        .expect("fds")
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
-        .max()
-        .expect("an fd");
-    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: prlimit reading into a valid rlimit struct.
-    let r = unsafe { libc::prlimit(shim as i32, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) };
-    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
-    // A few fds above what it has; only the soft limit (the hard one could not be raised back
-    // without CAP_SYS_RESOURCE).
-    let full = libc::rlimit { rlim_cur: highest + 4, rlim_max: old.rlim_max };
-    // SAFETY: prlimit with a valid rlimit struct that outlives the call.
-    let r = unsafe { libc::prlimit(shim as i32, libc::RLIMIT_NOFILE, &full, std::ptr::null_mut()) };
-    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let highest = highest_fd(shim);
+    // A few fds above what it has.
+    let limit = NofileLimit::lower(shim, highest + 4);
 
     // Connections that are served hold an fd each, until one cannot be accepted: that one is
     // accepted with the reserve fd and closed at once (EOF or reset), not left hanging.
-    let state = containerd_shim_protos::ttrpc::Request {
-        service: "containerd.task.v2.Task".into(),
-        method: "State".into(),
-        payload: StateRequest {
-            id: "fdlim".into(),
-            ..Default::default()
-        }
-        .write_to_bytes()
-        .expect("encode"),
-        timeout_nano: 10_000_000_000,
-        ..Default::default()
-    }
-    .write_to_bytes()
-    .expect("encode");
+    let state = state_request("fdlim");
     let mut served = Vec::new();
     let refused = loop {
         let cap = usize::try_from(highest).expect("fd") + 8;
@@ -405,9 +311,7 @@ fn at_the_fd_limit_the_shim_refuses_connections_without_spinning() {
     let before = cpu_ticks(shim);
     std::thread::sleep(std::time::Duration::from_secs(2));
     let spent = cpu_ticks(shim) - before;
-    // SAFETY: as above; restores the limit the shim had.
-    let r = unsafe { libc::prlimit(shim as i32, libc::RLIMIT_NOFILE, &old, std::ptr::null_mut()) };
-    assert_eq!(r, 0, "prlimit restore: {}", std::io::Error::last_os_error());
+    drop(limit);
     drop(served);
     let closed = match &refused {
         Ok(0) => true,
@@ -432,19 +336,6 @@ fn at_the_fd_limit_the_shim_refuses_connections_without_spinning() {
     assert_eq!(st.status.enum_value(), Ok(Status::RUNNING));
     drop(task);
 
-    assert!(cd
-        .ctr_raw("default", &["tasks", "kill", "-s", "KILL", "fdlim"])
-        .expect("ctr")
-        .status
-        .success());
-    wait_for("stopped", 30, || {
-        let ls =
-            String::from_utf8_lossy(&cd.ctr_raw("default", &["tasks", "ls"]).expect("ctr").stdout)
-                .into_owned();
-        ls.contains("STOPPED").then_some(())
-    });
-    for args in [["tasks", "rm", "fdlim"], ["containers", "rm", "fdlim"]] {
-        assert!(cd.ctr_raw("default", &args).expect("ctr").status.success(), "{args:?}");
-    }
-    wait_for("shim gone", 30, || shim_pids(&cd.address).is_empty().then_some(()));
+    kill_and_remove(&cd, "default", "fdlim");
+    assert_no_leaks(&cd, "default", &["fdlim"]);
 }

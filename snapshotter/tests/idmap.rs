@@ -11,6 +11,7 @@ use std::os::unix::fs::MetadataExt;
 
 use berth_snapshotter::crashpoint;
 use common::*;
+use conformance::util::unmount_all_under;
 use tonic::Code;
 
 fn remap() -> HashMap<String, String> {
@@ -106,7 +107,7 @@ async fn idmapped_active_and_view_snapshots_shift_ownership() {
     d.prepare_labels("ctr2", "c2", remap())
         .await
         .expect("prepare");
-    unmount_under(&d.root.join("idmapped"));
+    unmount_all_under(&d.root.join("idmapped"));
     assert_eq!(mounts_under(&d.root.join("idmapped")), 0);
     let ms = d.mounts("ctr2").await.expect("mounts");
     let m = Mounted::new(&ms, &d.work("ctr2"));

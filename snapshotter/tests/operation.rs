@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 
 use berth_snapshotter::crashpoint;
 use common::*;
+use conformance::util::{cpu_ticks, highest_fd, unmount_all_under, NofileLimit};
 use tonic::Code;
 
 #[tokio::test]
@@ -19,7 +20,7 @@ async fn second_instance_on_same_root_is_refused() {
         .arg("--root")
         .arg(&d.root)
         .arg("--socket")
-        .arg(d.tmp.path().join("second.sock"))
+        .arg(d.dir().join("second.sock"))
         .stdin(Stdio::null())
         .output()
         .expect("run second instance");
@@ -30,7 +31,7 @@ async fn second_instance_on_same_root_is_refused() {
         err.contains(&d.pid().to_string()),
         "names the holder's pid: {err}"
     );
-    assert!(!d.tmp.path().join("second.sock").exists());
+    assert!(!d.dir().join("second.sock").exists());
 }
 
 #[test]
@@ -361,7 +362,7 @@ async fn in_a_user_namespace_overlay_mounts_use_userxattr() {
     struct Reap(std::process::Child, std::path::PathBuf);
     impl Drop for Reap {
         fn drop(&mut self) {
-            unmount_under(&self.1);
+            unmount_all_under(&self.1);
             let _ = self.0.kill();
             let _ = self.0.wait();
         }
@@ -466,36 +467,15 @@ async fn mounts_racing_remove_see_the_snapshot_or_not_found() {
     }
 }
 
-fn cpu_ticks(pid: i32) -> u64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let after = &stat[stat.rfind(')').expect("comm") + 2..];
-    let f: Vec<&str> = after.split(' ').collect();
-    // utime and stime: fields 14 and 15 of stat, 12 and 13 after the comm.
-    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
-}
-
 /// issue 16: with its fd table full, the listener stays readable while accept fails with
 /// EMFILE; the snapshotter must not spin on it (it accepts and closes with a reserve fd, or
 /// pauses), and it serves again once fds are free.
 #[tokio::test]
 async fn at_the_fd_limit_the_snapshotter_does_not_spin() {
     let mut d = Daemon::start().await;
-    let pid = d.pid();
-    let highest = fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("fds")
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
-        .max()
-        .expect("an fd");
-    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: prlimit reading into a valid rlimit struct.
-    let r = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) };
-    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
-    // Only the soft limit: raising the hard one back would need CAP_SYS_RESOURCE.
-    let full = libc::rlimit { rlim_cur: highest + 4, rlim_max: old.rlim_max };
-    // SAFETY: prlimit with a valid rlimit struct that outlives the call.
-    let r = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &full, std::ptr::null_mut()) };
-    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let pid = u32::try_from(d.pid()).expect("pid");
+    let highest = highest_fd(pid);
+    let limit = NofileLimit::lower(pid, highest + 4);
     // Idle connections fill the table; the ones after them cannot be accepted.
     let conns: Vec<_> = (0..highest + 16)
         .map(|_| std::os::unix::net::UnixStream::connect(&d.socket).expect("connect"))
@@ -504,9 +484,7 @@ async fn at_the_fd_limit_the_snapshotter_does_not_spin() {
     let before = cpu_ticks(pid);
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let spent = cpu_ticks(pid) - before;
-    // SAFETY: as above; restores the limit it had.
-    let r = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &old, std::ptr::null_mut()) };
-    assert_eq!(r, 0, "prlimit restore: {}", std::io::Error::last_os_error());
+    drop(limit);
     drop(conns);
     // A busy loop takes most of a core; idle is ~0 (USER_HZ ticks, 200 in 2 s).
     assert!(spent < 50, "the snapshotter spun at its fd limit: {spent} ticks in 2 s");

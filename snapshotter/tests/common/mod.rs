@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use berth_snapshotter::mounts;
 use berth_snapshotter::proto::snapshots as pb;
@@ -15,34 +15,21 @@ use berth_snapshotter::proto::snapshots::snapshots_client::SnapshotsClient;
 use berth_snapshotter::proto::Mount;
 use tonic::transport::Channel;
 
+pub use conformance::containerd::{SnapshotterOptions, SnapshotterProcess};
+
 pub type Client = SnapshotsClient<Channel>;
 
+/// A berth-snapshotter (conformance's process fixture, on the binary cargo built for these
+/// tests) and a gRPC client connected to it.
 pub struct Daemon {
-    pub tmp: tempfile::TempDir,
+    pub process: SnapshotterProcess,
     pub root: PathBuf,
     pub socket: PathBuf,
-    pub child: Option<Child>,
     pub client: Client,
-    pub env: Vec<(String, String)>,
 }
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_berth-snapshotter")
-}
-
-pub fn spawn(root: &Path, socket: &Path, env: &[(String, String)]) -> Child {
-    let mut cmd = Command::new(bin());
-    cmd.arg("--root")
-        .arg(root)
-        .arg("--socket")
-        .arg(socket)
-        .arg("--log-level")
-        .arg("debug");
-    cmd.stdin(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("spawn berth-snapshotter")
 }
 
 /// Waits until the daemon answers on its socket (or has exited).
@@ -51,14 +38,30 @@ pub async fn connect(child: &mut Child, socket: &Path) -> Client {
         if let Ok(Some(st)) = child.try_wait() {
             panic!("berth-snapshotter exited early: {st}");
         }
-        if socket.exists() {
-            if let Ok(c) = berth_snapshotter::client::connect(socket).await {
-                return c;
-            }
+        if let Some(c) = try_connect(socket).await {
+            return c;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     panic!("berth-snapshotter did not come up on {}", socket.display());
+}
+
+async fn try_connect(socket: &Path) -> Option<Client> {
+    if !socket.exists() {
+        return None;
+    }
+    berth_snapshotter::client::connect(socket).await.ok()
+}
+
+/// Connects to a snapshotter whose socket is there: it may not be listening yet.
+async fn connect_started(socket: &Path) -> Client {
+    for _ in 0..2000 {
+        if let Some(c) = try_connect(socket).await {
+            return c;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("berth-snapshotter does not answer on {}", socket.display());
 }
 
 impl Daemon {
@@ -67,60 +70,53 @@ impl Daemon {
     }
 
     pub async fn start_with(env: Vec<(String, String)>) -> Daemon {
-        let tmp = tempfile::Builder::new()
-            .prefix("berth-snap-test-")
-            .tempdir()
-            .expect("tempdir");
-        let root = tmp.path().join("root");
-        let socket = tmp.path().join("snapshotter.sock");
-        let mut child = spawn(&root, &socket, &env);
-        let client = connect(&mut child, &socket).await;
-        Daemon {
-            tmp,
-            root,
-            socket,
-            child: Some(child),
-            client,
+        let process = SnapshotterProcess::start_with(SnapshotterOptions {
+            binary: bin().into(),
+            log_level: "debug".into(),
             env,
+        })
+        .expect("start berth-snapshotter");
+        let client = connect_started(&process.socket).await;
+        Daemon {
+            root: process.root.clone(),
+            socket: process.socket.clone(),
+            process,
+            client,
         }
     }
 
+    /// The daemon's private directory (its root and socket are in it).
+    pub fn dir(&self) -> &Path {
+        self.process.dir.path()
+    }
+
     pub fn work(&self, name: &str) -> PathBuf {
-        let p = self.tmp.path().join("work").join(name);
+        let p = self.dir().join("work").join(name);
         fs::create_dir_all(&p).expect("mkdir work");
         p
     }
 
     pub fn pid(&self) -> i32 {
-        self.child.as_ref().expect("running").id() as i32
+        self.process.pid().expect("running") as i32
     }
 
     /// SIGTERM and wait; returns the exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        // SAFETY: signalling our own child by pid.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        child.wait().expect("wait")
+        self.process.stop().expect("running")
     }
 
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill9();
     }
 
     /// Waits for a child that is expected to kill itself at a crash point.
     pub fn wait_crashed(&mut self) -> std::process::ExitStatus {
-        self.child.take().expect("running").wait().expect("wait")
+        self.process.wait_exit().expect("running")
     }
 
     pub async fn restart(&mut self, env: Vec<(String, String)>) {
-        assert!(self.child.is_none(), "stop the daemon before restarting it");
-        let mut child = spawn(&self.root, &self.socket, &env);
-        self.client = connect(&mut child, &self.socket).await;
-        self.child = Some(child);
-        self.env = env;
+        self.process.restart(env).expect("restart berth-snapshotter");
+        self.client = connect_started(&self.socket).await;
     }
 
     pub async fn prepare(&mut self, key: &str, parent: &str) -> Result<Vec<Mount>, tonic::Status> {
@@ -270,27 +266,10 @@ impl Daemon {
 }
 
 impl Drop for Daemon {
+    /// SIGKILL rather than the fixture's SIGTERM: the client's connection is still open, and
+    /// a graceful stop would wait for it.
     fn drop(&mut self) {
-        unmount_under(self.tmp.path());
-        self.kill9();
-    }
-}
-
-/// Detaches every mount below `dir`, deepest first.
-pub fn unmount_under(dir: &Path) {
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let prefix = dir.to_string_lossy().into_owned();
-    let mut targets: Vec<String> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|m| m.starts_with(&prefix))
-        .map(str::to_string)
-        .collect();
-    targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
-    for t in targets {
-        let _ = mounts::unmount(Path::new(&t));
+        self.process.kill9();
     }
 }
 
