@@ -19,6 +19,7 @@ use std::{
     path::{Path, PathBuf},
     process::Command,
     sync::OnceLock,
+    time::Duration,
 };
 
 use conformance::{
@@ -26,8 +27,9 @@ use conformance::{
     leak,
     shim_fixture::{
         container_cgroups, runtime_binary, shim_dir, shim_pids, shim_socket_path, use_namespace,
-        wait_for, write_image, Containerd, IMAGE, SHIM_BINARY, SHIM_RUNTIME,
+        write_image, Containerd, IMAGE, SHIM_BINARY, SHIM_RUNTIME,
     },
+    util::poll_until,
 };
 
 const NS: &str = "shimfp";
@@ -180,7 +182,7 @@ impl Walk {
     }
 
     fn wait_status(&self, id: &str, status: &str) {
-        wait_for(&format!("{id} {status}"), 30, || {
+        poll_until(&format!("{id} {status}"), Duration::from_secs(30), || {
             (self.task(id).as_deref() == Some(status)).then_some(())
         });
     }
@@ -311,13 +313,13 @@ fn walk_one(w: &Walk, n: usize, step: &str) {
         }
         other => panic!("failpoint {step}: unknown operation {other:?}"),
     }
-    wait_for(
+    poll_until(
         &format!("the shim to die at {step} (ctr: {said})"),
-        30,
+        Duration::from_secs(30),
         || w.hits().lines().any(|l| l == step).then_some(()),
     );
     w.arm("");
-    wait_for("the dead shim to be gone", 30, || {
+    poll_until("the dead shim to be gone", Duration::from_secs(30), || {
         shim_pids(&w.cd.address).is_empty().then_some(())
     });
     // What a user does with a container whose shim died.
