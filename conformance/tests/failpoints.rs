@@ -19,22 +19,7 @@ const HOST_ID: u32 = 200_000;
 /// The `berth` binary with failpoints.
 fn failpoint_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("BERTH_FAILPOINTS") {
-            return PathBuf::from(p);
-        }
-        let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let target = ws.join("target/failpoints");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "-p", "berth", "--features", "failpoints", "--bin", "berth"])
-            .env("CARGO_TARGET_DIR", &target)
-            .current_dir(&ws)
-            .status()
-            .expect("cannot run cargo to build berth with failpoints");
-        assert!(st.success(), "cargo build -p berth --features failpoints failed");
-        target.join("x86_64-unknown-linux-gnu/debug/berth")
-    })
+    BIN.get_or_init(|| conformance::failpoint_build::failpoint_binary("BERTH_FAILPOINTS", "berth", "berth"))
 }
 
 /// Every step the binary knows (`BERTH_FAILPOINT=list`).

@@ -41,33 +41,7 @@ const BERTH_ROOT: &str = "/run/containerd/berth";
 fn failpoint_shim() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("BERTH_SHIM_FAILPOINTS") {
-            return PathBuf::from(p);
-        }
-        let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let target = ws.join("target/failpoints");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let st = Command::new(cargo)
-            .args([
-                "build",
-                "-p",
-                "containerd-shim-berth-v2",
-                "--features",
-                "failpoints",
-                "--bin",
-                SHIM_BINARY,
-            ])
-            .env("CARGO_TARGET_DIR", &target)
-            .current_dir(&ws)
-            .status()
-            .expect("cannot run cargo to build the shim with failpoints");
-        assert!(
-            st.success(),
-            "cargo build -p containerd-shim-berth-v2 --features failpoints failed"
-        );
-        target
-            .join("x86_64-unknown-linux-gnu/debug")
-            .join(SHIM_BINARY)
+        conformance::failpoint_build::failpoint_binary("BERTH_SHIM_FAILPOINTS", "containerd-shim-berth-v2", SHIM_BINARY)
     })
 }
 
