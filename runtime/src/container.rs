@@ -4,18 +4,18 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use oci_spec::runtime::Spec;
-use serde_json::json;
 
 use crate::cgroups::Manager;
 use crate::error::{Error, Result};
 use crate::hooks::{self, Kind};
 use crate::process::channel::{self, Msg};
+use crate::rollback::{self, Rollback};
 use crate::state::{Record, Status, Store, START_SOCKET};
 use crate::sys::{self, Forked};
-use crate::{failpoint, log, namespaces, rootfs, spec};
+use crate::{bundle, failpoint, log, namespaces, recorded_cgroup, rootfs, signal};
 
 pub struct CreateOpts {
     pub id: String,
@@ -38,158 +38,8 @@ pub struct Created {
     pub pidfd: OwnedFd,
 }
 
-/// Undoes a partial create when dropped, unless disarmed.
-pub(crate) struct Guard<'a> {
-    pub(crate) store: &'a Store,
-    pub(crate) id: &'a str,
-    pub(crate) dir: bool,
-    pub(crate) cgroup: Option<Manager>,
-    pub(crate) child: Option<OwnedFd>,
-    /// Without a mount namespace: the rootfs and the id of the mount on top of it before
-    /// the init started, to detach what the init mounted there.
-    pub(crate) shared_rootfs: Option<(PathBuf, u64)>,
-}
-
-impl Guard<'_> {
-    pub(crate) fn disarm(mut self) {
-        self.dir = false;
-        self.cgroup = None;
-        self.child = None;
-        self.shared_rootfs = None;
-    }
-}
-
-impl Drop for Guard<'_> {
-    fn drop(&mut self) {
-        if let Some(pidfd) = self.child.take() {
-            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
-            let _ = sys::pidfd_wait_exit(pidfd.as_fd(), 5000);
-            reap(&pidfd);
-        }
-        if let Some((rootfs, before)) = self.shared_rootfs.take() {
-            if let Err(e) = rootfs::shared_ns::detach(&rootfs, Some(before), None) {
-                log::warn(&format!("cleaning up after a failed create: {e}"));
-            }
-        }
-        if let Some(cg) = self.cgroup.take() {
-            kill_cgroup(&cg, libc::SIGKILL);
-            if let Err(e) = cg.destroy() {
-                log::warn(&format!("cleaning up after a failed create: {e}"));
-            }
-        }
-        if self.dir {
-            let _ = self.store.remove(self.id);
-        }
-    }
-}
-
-/// Reaps our child behind a pidfd, returning its wait status as an exit code.
-fn reap(pidfd: &OwnedFd) -> Option<i32> {
-    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
-    match waitid(Id::PIDFd(pidfd.as_fd()), WaitPidFlag::WEXITED) {
-        Ok(WaitStatus::Exited(_, code)) => Some(code),
-        Ok(WaitStatus::Signaled(_, sig, _)) => Some(128 + sig as i32),
-        _ => None,
-    }
-}
-
-/// Signals every process in the cgroup. The cgroup is frozen meanwhile (as runc does), so
-/// a process that forks cannot escape between reading the pid list and signalling it.
-pub(crate) fn kill_cgroup(cg: &Manager, sig: i32) {
-    let was_frozen = cg.is_frozen().unwrap_or(false);
-    let froze = !was_frozen && cg.set_frozen(true).is_ok();
-    if let Ok(pids) = cg.pids() {
-        for pid in pids {
-            let _ = crate::sys::kill_pid(pid, sig);
-        }
-    }
-    // A paused container that is SIGKILLed is thawed too: on cgroup v1 frozen tasks only
-    // act on the signal once they run again.
-    if froze || (was_frozen && sig == libc::SIGKILL) {
-        let _ = cg.set_frozen(false);
-    }
-}
-
-/// The state JSON handed to hooks.
-pub fn hook_state(id: &str, status: Status, pid: i32, bundle: &Path, annotations: &HashMap<String, String>) -> String {
-    json!({
-        "ociVersion": crate::state::OCI_VERSION,
-        "id": id,
-        "status": status.to_string(),
-        "pid": pid,
-        "bundle": bundle,
-        "annotations": annotations,
-    })
-    .to_string()
-}
-
-pub(crate) fn owner() -> String {
-    let uid = nix::unistd::getuid().as_raw();
-    if uid == 0 {
-        "root".into()
-    } else {
-        uid.to_string()
-    }
-}
-
-/// A bundle checked for everything that can be checked before the system is touched.
-pub(crate) struct Bundle {
-    pub(crate) dir: PathBuf,
-    pub(crate) spec: Spec,
-    pub(crate) rootfs: PathBuf,
-    pub(crate) resources: oci_spec::runtime::LinuxResources,
-}
-
-/// Loads and validates the bundle of a new container `id` (create and restore), and
-/// resolves where its cgroup goes.
-pub(crate) fn load_bundle(id: &str, bundle: &Path, no_pivot: bool, systemd_cgroup: bool) -> Result<(Bundle, Manager)> {
-    crate::id::validate(id)?;
-    let dir = std::fs::canonicalize(bundle).map_err(|e| Error::Usage(format!("bundle {}: {e}", bundle.display())))?;
-    let loaded = spec::load(&dir)?;
-    for w in &loaded.warnings {
-        log::warn(w);
-    }
-    let spec: Spec = loaded.spec;
-    let validated = spec::validate(&spec, &dir)?;
-    rootfs::validate(&spec, &dir)?;
-    if no_pivot {
-        rootfs::validate_no_pivot(&spec)?;
-    }
-    let linux = spec.linux().as_ref().ok_or_else(|| Error::Usage("linux: missing".into()))?;
-    let cgroups_path = linux.cgroups_path().as_ref().map(|p| p.to_string_lossy().into_owned());
-    let cgroup = Manager::new(id, cgroups_path.as_deref(), systemd_cgroup)?;
-    let resources = spec::cgroup_resources(&spec);
-    cgroup.validate(&resources)?;
-    Ok((Bundle { dir, spec, rootfs: validated.rootfs, resources }, cgroup))
-}
-
-/// The record of a container whose cgroup exists but which has no init yet.
-pub(crate) fn initial_record(id: &str, b: &Bundle, cgroup: &Manager) -> Result<Record> {
-    let (bundle, rootfs, spec) = (&b.dir, &b.rootfs, &b.spec);
-    Ok(Record {
-        id: id.to_string(),
-        pid: 0,
-        init_start_time: 0,
-        bundle: bundle.to_path_buf(),
-        rootfs: rootfs.to_path_buf(),
-        created: crate::state::now_rfc3339(),
-        owner: owner(),
-        annotations: spec.annotations().clone().unwrap_or_default(),
-        cgroup: serde_json::to_value(cgroup.state()).map_err(|e| Error::io("encoding cgroup state", e.into()))?,
-        hooks: spec.hooks().clone(),
-        resources: Some({
-            let mut r = b.resources.clone();
-            r.set_devices(None);
-            r
-        }),
-        rootfs_mount: None,
-        process: spec.process().clone(),
-        seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
-    })
-}
-
 pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<Created> {
-    let (loaded, cgroup) = load_bundle(&opts.id, &opts.bundle, opts.no_pivot, opts.systemd_cgroup)?;
+    let (loaded, cgroup) = bundle::load(&opts.id, &opts.bundle, opts.no_pivot, opts.systemd_cgroup)?;
     let (bundle, spec, rootfs_path, resources) =
         (loaded.dir.clone(), loaded.spec.clone(), loaded.rootfs.clone(), loaded.resources.clone());
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Usage("linux: missing".into()))?;
@@ -212,7 +62,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
 
     log::debug(&format!("create {}: bundle {}, rootfs {}", opts.id, bundle.display(), rootfs_path.display()));
     let dir = store.create_dir(&opts.id)?;
-    let mut guard = Guard { store, id: &opts.id, dir: true, cgroup: None, child: None, shared_rootfs: None };
+    let mut guard = Rollback::new(store, &opts.id);
     failpoint::hit("create:state-dir-made");
     let listener = crate::process::start::listen(&dir, START_SOCKET).map_err(|e| Error::io("creating the start socket", e))?;
 
@@ -220,7 +70,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     // directory create is about to make: if this process is killed from here on (the guard
     // would not run), `delete --force` finds and removes them all.
     cgroup.plan()?;
-    let mut record = initial_record(&opts.id, &loaded, &cgroup)?;
+    let mut record = loaded.initial_record(&opts.id, &cgroup)?;
     store.save(&record)?;
     failpoint::hit("create:state-planned");
     let cgroup_mounts = cgroup.mounts();
@@ -308,7 +158,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     if let (Some(devices), false) = (net_devices, plan.staged) {
         crate::netdev::move_all(devices, pid).map_err(Error::Usage)?;
     }
-    let mut state = hook_state(&opts.id, Status::Creating, pid, &bundle, &annotations);
+    let mut state = hooks::state(&opts.id, Status::Creating, pid, &bundle, &annotations);
     parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(send_failed(&parent_ch, e)))?;
     failpoint::hit("create:go-sent");
     log::debug(&format!("child process in init(): init {pid} sets up the container"));
@@ -320,7 +170,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
         match msg {
             Some(Msg::SeccompListener) => {
                 let listener = fd.ok_or_else(|| init_err("the seccomp listener message came without its fd".into()))?;
-                send_seccomp_listener(linux.seccomp().as_ref(), listener.as_fd(), pid, &state)?;
+                crate::seccomp::send_listener(linux.seccomp().as_ref(), listener.as_fd(), pid, &state)?;
             }
             Some(Msg::MapsPending) if plan.new_user => {
                 let none = Vec::new();
@@ -334,14 +184,14 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
                 // The first child has done its part and exits; the init is our child too
                 // (CLONE_PARENT), so its pid cannot be reused before we reap it.
                 let _ = sys::pidfd_wait_exit(pidfd.as_fd(), 5000);
-                reap(&pidfd);
+                rollback::reap(&pidfd);
                 pid = init_pid;
                 pidfd = sys::pidfd_open(pid).map_err(|e| Error::io("pidfd_open of the init", e))?;
                 guard.child = Some(pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?);
                 if let Some(devices) = net_devices {
                     crate::netdev::move_all(devices, pid).map_err(Error::Usage)?;
                 }
-                state = hook_state(&opts.id, Status::Creating, pid, &bundle, &annotations);
+                state = hooks::state(&opts.id, Status::Creating, pid, &bundle, &annotations);
                 parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(send_failed(&parent_ch, e)))?;
             }
             Some(Msg::MountSourcePending { index }) if plan.in_user_ns() => {
@@ -380,7 +230,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     failpoint::hit("create:state-saved");
     log::debug(&format!("create {}: init {pid} is waiting for start", opts.id));
     if let Some(p) = &opts.pid_file {
-        write_pid_file(p, pid)?;
+        crate::pid_file::write(p, pid)?;
     }
     failpoint::hit("create:pid-file-written");
     guard.disarm();
@@ -397,26 +247,6 @@ fn send_failed(ch: &channel::Channel, e: std::io::Error) -> String {
         }
     }
     format!("sync with init: {e}")
-}
-
-/// Hands the init's notify listener to the agent at `linux.seccomp.listenerPath`, with the
-/// container process state (the state as of now: creating).
-pub(crate) fn send_seccomp_listener(
-    seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
-    listener: std::os::fd::BorrowedFd<'_>,
-    pid: i32,
-    state: &str,
-) -> Result<()> {
-    let path = seccomp.and_then(|s| s.listener_path().as_ref()).ok_or_else(|| {
-        Error::Usage("linux.seccomp.listenerPath: must be set for SCMP_ACT_NOTIFY".into())
-    })?;
-    let state: serde_json::Value =
-        serde_json::from_str(state).map_err(|e| Error::io("encoding the container process state", e.into()))?;
-    let metadata = seccomp.and_then(|s| s.listener_metadata().as_deref());
-    let process_state = crate::seccomp::process_state(pid, metadata, state);
-    log::debug(&format!("sending the seccomp listener to {}", path.display()));
-    crate::seccomp::send_to_listener(path, listener, &process_state)?;
-    Ok(())
 }
 
 /// The host uid/gid of the container's root when its cgroup is to be handed to it: a new
@@ -451,30 +281,14 @@ fn initial_affinity(process: &oci_spec::runtime::Process) -> Result<Option<nix::
     Ok(Some(saved))
 }
 
-pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp",
-        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-    ));
-    std::fs::write(&tmp, pid.to_string())
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| Error::io(format!("--pid-file {}", path.display()), e))
-}
-
-fn load_with_status(store: &Store, id: &str) -> Result<(Record, Status)> {
-    let rec = store.load(id)?;
-    let status = store.status(&rec);
-    Ok((rec, status))
-}
-
 pub fn start(store: &Store, id: &str) -> Result<()> {
     let _lock = store.lock(id)?;
     failpoint::hit("start:locked");
-    let (rec, status) = load_with_status(store, id)?;
+    let (rec, status) = store.load_with_status(id)?;
     if status != Status::Created {
         return Err(Error::WrongState { id: id.into(), status, msg: "only a created container can be started" });
     }
-    let state = hook_state(id, Status::Created, rec.pid, &rec.bundle, &rec.annotations);
+    let state = hooks::state(id, Status::Created, rec.pid, &rec.bundle, &rec.annotations);
     let dir = store.dir(id);
     let reply = crate::process::start::start(&dir, START_SOCKET, state.as_bytes());
     // Whatever happened, the container is no longer "created".
@@ -485,7 +299,7 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     }
     log::debug(&format!("start {id}: init {} runs the process", rec.pid));
     failpoint::hit("start:started");
-    let state = hook_state(id, Status::Running, rec.pid, &rec.bundle, &rec.annotations);
+    let state = hooks::state(id, Status::Running, rec.pid, &rec.bundle, &rec.annotations);
     // runtime.md: a failing poststart hook is a warning, the others still run and start
     // succeeds (runc instead kills the container and fails `start`).
     for e in hooks::run_each(rec.hooks.as_ref(), Kind::Poststart, state.as_bytes()) {
@@ -495,31 +309,25 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn manager_of(rec: &Record) -> Result<Manager> {
-    let st = serde_json::from_value(rec.cgroup.clone())
-        .map_err(|e| Error::io(format!("container \"{}\": cgroup state", rec.id), e.into()))?;
-    Ok(Manager::from_state(&st))
-}
-
 /// `pause`: freezes every process of a running (or, as runc allows, created) container.
 pub fn pause(store: &Store, id: &str) -> Result<()> {
     let _lock = store.lock(id)?;
-    let (rec, status) = load_with_status(store, id)?;
+    let (rec, status) = store.load_with_status(id)?;
     if !matches!(status, Status::Running | Status::Created) {
         return Err(Error::WrongState { id: id.into(), status, msg: "container not running" });
     }
-    trusted_manager(&rec, true)?.set_frozen(true)?;
+    recorded_cgroup::trusted(&rec, true)?.set_frozen(true)?;
     Ok(())
 }
 
 /// `resume`: thaws a paused container.
 pub fn resume(store: &Store, id: &str) -> Result<()> {
     let _lock = store.lock(id)?;
-    let (rec, status) = load_with_status(store, id)?;
+    let (rec, status) = store.load_with_status(id)?;
     if status != Status::Paused {
         return Err(Error::WrongState { id: id.into(), status, msg: "container not paused" });
     }
-    trusted_manager(&rec, true)?.set_frozen(false)?;
+    recorded_cgroup::trusted(&rec, true)?.set_frozen(false)?;
     Ok(())
 }
 
@@ -527,14 +335,14 @@ pub fn resume(store: &Store, id: &str) -> Result<()> {
 /// not an error (runc 1.1 and 1.3 alike: containerd kills with --all after the exit):
 /// whatever is left in its cgroup (a shared pid namespace) still gets the signal.
 pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
-    let (rec, status) = load_with_status(store, id)?;
+    let (rec, status) = store.load_with_status(id)?;
     let not_running = || -> Result<()> {
         if !all {
             return Err(Error::WrongState { id: id.into(), status: Status::Stopped, msg: "container not running" });
         }
         if sig != 0 {
-            if let Ok(cg) = manager_of(&rec) {
-                kill_cgroup(&cg, sig);
+            if let Ok(cg) = recorded_cgroup::manager(&rec) {
+                signal::kill_cgroup(&cg, sig);
             }
         }
         Ok(())
@@ -557,7 +365,7 @@ pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
     // Signal 0 is a probe of the init: nothing to freeze and signal in the cgroup.
     if all && sig != 0 {
         // The init is pinned and alive: the recorded cgroup must hold it.
-        kill_cgroup(&trusted_manager(&rec, true)?, sig);
+        signal::kill_cgroup(&recorded_cgroup::trusted(&rec, true)?, sig);
         // The init was in the cgroup, so it has the signal already and may be gone.
         return match sys::pidfd_send_signal(pidfd.as_fd(), sig) {
             Err(e) if e.raw_os_error() != Some(libc::ESRCH) => Err(Error::io(format!("container \"{id}\": kill"), e)),
@@ -567,7 +375,7 @@ pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
     sys::pidfd_send_signal(pidfd.as_fd(), sig).map_err(|e| Error::io(format!("container \"{id}\": kill"), e))?;
     if status == Status::Paused && sig == libc::SIGKILL {
         // Frozen tasks (cgroup v1) act on SIGKILL only once thawed.
-        trusted_manager(&rec, true)?.set_frozen(false)?;
+        recorded_cgroup::trusted(&rec, true)?.set_frozen(false)?;
     }
     Ok(())
 }
@@ -604,20 +412,20 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         .then(|| sys::pidfd_open(rec.pid).ok())
         .flatten()
         .filter(|_| sys::process_alive(rec.pid, rec.init_start_time));
-    let cg = match trusted_manager(&rec, pinned.is_some()) {
+    let cg = match recorded_cgroup::trusted(&rec, pinned.is_some()) {
         Ok(cg) => Some(cg),
         Err(e) if force => {
             // The record's cgroup is not the container's. The init (checked by its start
             // time) still dies, and the cgroup berth would have made for this id is used
             // if it holds that init; nothing else is touched.
             log::warn(&format!("{e}; ignoring the recorded cgroup"));
-            default_manager(id).filter(|m| pinned.is_some() && holds(&m.state(), rec.pid) && sane(&m.state()))
+            recorded_cgroup::default_for(id).filter(|m| pinned.is_some() && recorded_cgroup::holds(&m.state(), rec.pid) && recorded_cgroup::sane(&m.state()))
         }
         Err(e) => return Err(e),
     };
     if let (Status::Paused, Some(cg)) = (status, &cg) {
         // SIGKILL everything and thaw, so the init can die below.
-        kill_cgroup(cg, libc::SIGKILL);
+        signal::kill_cgroup(cg, libc::SIGKILL);
     }
     if let Some(pidfd) = &pinned {
         let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
@@ -626,7 +434,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     failpoint::hit("delete:init-killed");
     if let Some(cg) = &cg {
         // With a shared pid namespace the init's death does not take the others with it.
-        kill_cgroup(cg, libc::SIGKILL);
+        signal::kill_cgroup(cg, libc::SIGKILL);
         failpoint::hit("delete:before-cgroup-destroy");
         cg.destroy()?;
         failpoint::hit("delete:after-cgroup-destroy");
@@ -636,7 +444,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     }
     store.remove(id)?;
     failpoint::hit("delete:state-removed");
-    let state = hook_state(id, Status::Stopped, 0, &rec.bundle, &rec.annotations);
+    let state = hooks::state(id, Status::Stopped, 0, &rec.bundle, &rec.annotations);
     // runtime.md: a failing poststop hook is a warning, the others still run and delete
     // succeeds (runc 1.3 runs none after the failing one and exits 1).
     for e in hooks::run_each(rec.hooks.as_ref(), Kind::Poststop, state.as_bytes()) {
@@ -651,8 +459,8 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
 /// elsewhere cannot be found (nor trusted) without the record. Then the state goes.
 fn delete_unrecorded(store: &Store, id: &str, why: &crate::state::StateError) -> Result<()> {
     log::warn(&format!("{why}; deleting what the system shows"));
-    if let Some(cg) = default_manager(id).filter(|m| !m.state().created.is_empty() && sane(&m.state())) {
-        kill_cgroup(&cg, libc::SIGKILL);
+    if let Some(cg) = recorded_cgroup::default_for(id).filter(|m| !m.state().created.is_empty() && recorded_cgroup::sane(&m.state())) {
+        signal::kill_cgroup(&cg, libc::SIGKILL);
         wait_empty(&cg);
         cg.destroy()?;
     }
@@ -670,87 +478,9 @@ fn wait_empty(cg: &Manager) {
     }
 }
 
-/// The cgroup berth makes for `id` when the config names none, as far as it exists (its
-/// directories are then the container's to remove).
-fn default_manager(id: &str) -> Option<Manager> {
-    let mut st = Manager::new(id, None, false).ok()?.state();
-    st.created = st.hierarchies.iter().map(|h| h.dir.clone()).filter(|d| d.is_dir()).collect();
-    Some(Manager::from_state(&st))
-}
-
-/// The record's cgroup, if it can be trusted with signals and removal. `init_pinned`: the
-/// record's init is alive (and pinned by the caller), so the cgroup must hold it; a state
-/// file rewritten to name another cgroup then fails. Without a live init only the shape is
-/// checked (see `sane`).
-pub(crate) fn trusted_manager(rec: &Record, init_pinned: bool) -> Result<Manager> {
-    let cg = manager_of(rec)?;
-    let st = cg.state();
-    let refuse = |why: String| Error::Init { id: rec.id.clone(), msg: format!("the recorded cgroup {why}: refusing to use it") };
-    if !sane(&st) {
-        return Err(refuse("is a hierarchy's root, holds berth itself, or lists directories outside it".into()));
-    }
-    if init_pinned && !holds(&st, rec.pid) {
-        return Err(refuse(format!("does not hold the container's init (pid {})", rec.pid)));
-    }
-    Ok(cg)
-}
-
-/// The cgroup's shape is one berth makes: every directory strictly below its hierarchy's
-/// mount point, none an ancestor of (or equal to) berth's own cgroup, and every directory
-/// `destroy` removes on the way to one of them.
-fn sane(st: &crate::cgroups::CgroupState) -> bool {
-    let own = cgroups_of(std::process::id() as i32, st);
-    st.hierarchies.iter().zip(&own).all(|(h, own)| {
-        h.dir.starts_with(&h.mount_point)
-            && h.dir != h.mount_point
-            && !h.dir.components().any(|c| matches!(c, std::path::Component::ParentDir))
-            && !own.as_ref().is_some_and(|o| o.starts_with(&h.dir))
-    }) && st.created.iter().all(|c| {
-        st.hierarchies.iter().any(|h| h.dir.starts_with(c) && c.starts_with(&h.mount_point) && *c != h.mount_point)
-    })
-}
-
-/// Whether `pid` sits in every hierarchy's directory (or below: a container that manages
-/// its own cgroup may move its init down).
-fn holds(st: &crate::cgroups::CgroupState, pid: i32) -> bool {
-    cgroups_of(pid, st).iter().zip(&st.hierarchies).all(|(c, h)| c.as_ref().is_some_and(|c| c.starts_with(&h.dir)))
-}
-
-/// The host directory of `pid`'s cgroup in each of the state's hierarchies (from
-/// /proc/<pid>/cgroup; berth runs in the host's cgroup namespace).
-fn cgroups_of(pid: i32, st: &crate::cgroups::CgroupState) -> Vec<Option<PathBuf>> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-    let lines: Vec<(&str, &str)> = text
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.splitn(3, ':');
-            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-            Some((ctrls, path))
-        })
-        .collect();
-    st.hierarchies
-        .iter()
-        .map(|h| {
-            let path = lines.iter().find_map(|(ctrls, path)| {
-                let same = if h.subsystems.is_empty() {
-                    ctrls.is_empty()
-                } else {
-                    let mut a: Vec<&str> = ctrls.split(',').collect();
-                    let mut b: Vec<&str> = h.subsystems.iter().map(String::as_str).collect();
-                    a.sort_unstable();
-                    b.sort_unstable();
-                    a == b
-                };
-                same.then_some(*path)
-            })?;
-            Some(h.mount_point.join(path.trim_start_matches('/')))
-        })
-        .collect()
-}
-
 /// `state`: runtime-spec's state of one container.
 pub fn state(store: &Store, id: &str) -> Result<String> {
-    let (rec, status) = load_with_status(store, id)?;
+    let (rec, status) = store.load_with_status(id)?;
     serde_json::to_string_pretty(&rec.public(status)).map_err(|e| Error::io("encoding state", e.into()))
 }
 
@@ -758,7 +488,7 @@ pub fn state(store: &Store, id: &str) -> Result<String> {
 pub fn list(store: &Store) -> Result<Vec<(Record, Status)>> {
     let mut out = Vec::new();
     for id in store.ids()? {
-        if let Ok(pair) = load_with_status(store, &id) {
+        if let Ok(pair) = store.load_with_status(&id) {
             out.push(pair);
         }
     }

@@ -252,7 +252,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
         _ => {}
     }
     // The process joins this cgroup: it must be the one holding the init.
-    let cgroup = crate::container::trusted_manager(&rec, true)?;
+    let cgroup = crate::recorded_cgroup::trusted(&rec, true)?;
     if !opts.ignore_paused && cgroup.is_frozen().unwrap_or(false) {
         return Err(Error::WrongState {
             id: id.into(),
@@ -447,8 +447,8 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
                 let listener = fd.ok_or_else(|| fail("the seccomp listener message came without its fd".into()))?;
                 // As runc: the state is the container's (running, the init's pid), the
                 // process state's pid the exec'd process's.
-                let state = crate::container::hook_state(id, Status::Running, rec.pid, &rec.bundle, &rec.annotations);
-                crate::container::send_seccomp_listener(seccomp_cfg.as_ref(), listener.as_fd(), pid, &state)?;
+                let state = crate::hooks::state(id, Status::Running, rec.pid, &rec.bundle, &rec.annotations);
+                crate::seccomp::send_listener(seccomp_cfg.as_ref(), listener.as_fd(), pid, &state)?;
             }
             Some(Msg::Ready) => {
                 crate::log::debug(&format!("setns_init: about to exec: process {pid} is set up"));
@@ -479,7 +479,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
         }
     }
     if let Some(p) = &opts.pid_file {
-        crate::container::write_pid_file(p, pid)?;
+        crate::pid_file::write(p, pid)?;
     }
     crate::log::debug(&format!("exec {id}: process {pid} runs"));
     crate::failpoint::hit("exec:execed");

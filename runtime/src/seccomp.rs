@@ -446,6 +446,28 @@ pub fn send_to_listener(path: &Path, fd: BorrowedFd<'_>, process_state: &str) ->
     Ok(())
 }
 
+/// Hands a child's notify listener to the agent at `linux.seccomp.listenerPath`, with the
+/// container process state: `state` is the container's (as hooks get it), `pid` the
+/// process's host pid.
+pub(crate) fn send_listener(
+    seccomp: Option<&LinuxSeccomp>,
+    listener: BorrowedFd<'_>,
+    pid: i32,
+    state: &str,
+) -> crate::error::Result<()> {
+    use crate::error::Error;
+    let path = seccomp.and_then(|s| s.listener_path().as_ref()).ok_or_else(|| {
+        Error::Usage("linux.seccomp.listenerPath: must be set for SCMP_ACT_NOTIFY".into())
+    })?;
+    let state: serde_json::Value =
+        serde_json::from_str(state).map_err(|e| Error::io("encoding the container process state", e.into()))?;
+    let metadata = seccomp.and_then(|s| s.listener_metadata().as_deref());
+    let process_state = process_state(pid, metadata, state);
+    crate::log::debug(&format!("sending the seccomp listener to {}", path.display()));
+    send_to_listener(path, listener, &process_state)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
