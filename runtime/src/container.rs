@@ -3,19 +3,20 @@
 //! it made is held by a guard that undoes it unless the create completes.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
 
 use crate::cgroups::Manager;
 use crate::error::{Error, Result};
 use crate::hooks::{self, Kind};
-use crate::process::channel::{self, Msg};
-use crate::rollback::{self, Rollback};
+use crate::process::channel;
+use crate::process::handshake::{Handshake, Requests};
+use crate::process::spawn::{spawn, GuardedChild, PidNs, Placement, Spawned, Target};
+use crate::rollback::Rollback;
 use crate::state::{Record, Status, Store, START_SOCKET};
-use crate::sys::{self, Forked};
-use crate::{bundle, failpoint, log, namespaces, recorded_cgroup, rootfs, signal};
+use crate::{bundle, failpoint, log, namespaces, process, recorded_cgroup, rootfs, signal, sys};
 
 pub struct CreateOpts {
     pub id: String,
@@ -91,30 +92,18 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
         guard.shared_rootfs = Some((rootfs_path.clone(), before));
     }
     let (parent_ch, child_ch) = channel::pair().map_err(|e| Error::io("socketpair", e))?;
-    // When staged the first child joins the pid namespace itself.
-    let saved_pidns = match &plan.pid_path {
-        Some(p) => Some(namespaces::enter_pid_for_children(p).map_err(|m| Error::Usage(format!("linux.namespaces (pid): {m}")))?),
-        None => None,
+    let initial_cpus = process.exec_cpu_affinity().as_ref().and_then(|a| a.initial().clone());
+    let target = Target {
+        new_namespaces: plan.clone_flags,
+        // When staged the first child joins the pid namespace itself.
+        pid_ns: plan.pid_path.as_deref().map_or(PidNs::Ours, PidNs::Path),
+        cgroup: Placement::of(cgroup, &[])?,
+        initial_cpus: initial_cpus.as_deref(),
+        oom_score_adj: process.oom_score_adj(),
     };
-    let v2_dir = cgroup.open_v2_dir();
-    // execCPUAffinity.initial: the init starts on those CPUs, before it is in the cgroup.
-    let saved_affinity = initial_affinity(process)?;
-    let forked = sys::clone3_fork(plan.clone_flags.bits() as u64, v2_dir.as_ref().map(|f| f.as_fd()));
-    if let Some(set) = &saved_affinity {
-        if matches!(forked, Ok(Forked::Parent { .. }) | Err(_)) {
-            let _ = crate::process_attrs::set_affinity(set);
-        }
-    }
-    if let (Some(prev), Ok(Forked::Parent { .. }) | Err(_)) = (saved_pidns, &forked) {
-        // The child exists (or not); either way this process must leave the container's pid
-        // namespace for its own hooks' sake. The child cannot (the host's pid namespace is
-        // not below its own) and need not.
-        if let Err(m) = namespaces::restore_pid_for_children(prev) {
-            log::warn(&m);
-        }
-    }
-    let (mut pid, mut pidfd) = match forked.map_err(|e| Error::io("clone3", e))? {
-        Forked::Child => {
+    // Declared after the rollback guard, so dropped before it: the init dies first.
+    let child = match spawn(target, &process::CREATE)? {
+        Spawned::Child => {
             drop(parent_ch);
             crate::init::run(crate::init::InitArgs {
                 spec: &spec,
@@ -133,92 +122,24 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
                 idmapped,
             })
         }
-        Forked::Parent { pid, pidfd } => (pid, pidfd),
+        Spawned::Parent(child) => child,
     };
     drop(child_ch);
     drop(idmapped);
     drop(listener);
     drop(opts.console);
-    guard.child = Some(pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?);
-    // The debug lines at the steps of the handshake carry runc's words for the same steps
-    // (nsexec, init(), the completion pipe): scripts and runc's own tests look for them.
-    log::debug(&format!("nsexec container setup: init {pid} cloned into the container's namespaces"));
-    failpoint::hit("create:cloned");
-
-    if v2_dir.is_none() {
-        cgroup.add_pid(pid)?;
-    }
-    failpoint::hit("create:init-in-cgroup");
-    if let Some(adj) = process.oom_score_adj() {
-        std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
-            .map_err(|e| Error::Usage(format!("process.oomScoreAdj {adj}: {e}")))?;
-    }
-    let init_err = |msg: String| Error::Init { id: opts.id.clone(), msg };
+    let pid = child.pid();
     let net_devices = linux.net_devices().as_ref().filter(|d| !d.is_empty());
     if let (Some(devices), false) = (net_devices, plan.staged) {
         crate::netdev::move_all(devices, pid).map_err(Error::Usage)?;
     }
-    let mut state = hooks::state(&opts.id, Status::Creating, pid, &bundle, &annotations);
-    parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(send_failed(&parent_ch, e)))?;
-    failpoint::hit("create:go-sent");
-    log::debug(&format!("child process in init(): init {pid} sets up the container"));
-    loop {
-        let (msg, fd) = match parent_ch.recv_with_fd().map_err(|e| init_err(format!("sync with init: {e}")))? {
-            Some((msg, fd)) => (Some(msg), fd),
-            None => (None, None),
-        };
-        match msg {
-            Some(Msg::SeccompListener) => {
-                let listener = fd.ok_or_else(|| init_err("the seccomp listener message came without its fd".into()))?;
-                crate::seccomp::send_listener(linux.seccomp().as_ref(), listener.as_fd(), pid, &state)?;
-            }
-            Some(Msg::MapsPending) if plan.new_user => {
-                let none = Vec::new();
-                let uid = linux.uid_mappings().as_ref().unwrap_or(&none);
-                let gid = linux.gid_mappings().as_ref().unwrap_or(&none);
-                crate::idmap::write(pid, uid, gid).map_err(init_err)?;
-                failpoint::hit("create:maps-written");
-                parent_ch.send(&Msg::MapsDone).map_err(|e| init_err(send_failed(&parent_ch, e)))?;
-            }
-            Some(Msg::Child { pid: init_pid }) if plan.staged => {
-                // The first child has done its part and exits; the init is our child too
-                // (CLONE_PARENT), so its pid cannot be reused before we reap it.
-                let _ = sys::pidfd_wait_exit(pidfd.as_fd(), 5000);
-                rollback::reap(&pidfd);
-                pid = init_pid;
-                pidfd = sys::pidfd_open(pid).map_err(|e| Error::io("pidfd_open of the init", e))?;
-                guard.child = Some(pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?);
-                if let Some(devices) = net_devices {
-                    crate::netdev::move_all(devices, pid).map_err(Error::Usage)?;
-                }
-                state = hooks::state(&opts.id, Status::Creating, pid, &bundle, &annotations);
-                parent_ch.send(&Msg::Go { state: state.clone() }).map_err(|e| init_err(send_failed(&parent_ch, e)))?;
-            }
-            Some(Msg::MountSourcePending { index }) if plan.in_user_ns() => {
-                let sent = match rootfs::source::open_for_init(pidfd.as_fd(), &spec, &bundle, index) {
-                    Ok(fd) => parent_ch.send_with_fd(&Msg::MountSource, fd.as_fd()),
-                    Err(m) => parent_ch.send(&Msg::Error(m)),
-                };
-                sent.map_err(|e| init_err(format!("sync with init: {e}")))?;
-            }
-            Some(Msg::HooksPending) => {
-                // In the bundle, where runc runs them (it chdirs there to create).
-                hooks::run_all(spec.hooks().as_ref(), Kind::Prestart, state.as_bytes(), Some(&bundle))?;
-                hooks::run_all(spec.hooks().as_ref(), Kind::CreateRuntime, state.as_bytes(), Some(&bundle))?;
-                failpoint::hit("create:hooks-run");
-                parent_ch.send(&Msg::HooksDone).map_err(|e| init_err(send_failed(&parent_ch, e)))?;
-            }
-            Some(Msg::Ready) => {
-                log::debug(&format!("init: closing the pipe to signal completion: init {pid} is set up"));
-                failpoint::hit("create:ready-received");
-                break;
-            }
-            Some(Msg::Error(m)) => return Err(init_err(m)),
-            Some(other) => return Err(init_err(format!("unexpected message from init: {other:?}"))),
-            None => return Err(init_err("the container's init exited during set-up".into())),
-        }
-    }
+    let mut handshake = Handshake::new(parent_ch, child, &opts.id, &process::CREATE);
+    let state = hooks::state(&opts.id, Status::Creating, pid, &bundle, &annotations);
+    handshake.go(state.clone())?;
+    let mut requests = InitRequests { id: &opts.id, spec: &spec, bundle: &bundle, plan: &plan, annotations: &annotations, state };
+    handshake.serve(&mut requests)?;
 
+    let pid = handshake.pid();
     record.pid = pid;
     record.init_start_time = sys::process_start_time(pid).unwrap_or(0);
     if let Some((rootfs, before)) = &guard.shared_rootfs {
@@ -233,20 +154,77 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
         crate::pid_file::write(p, pid)?;
     }
     failpoint::hit("create:pid-file-written");
+    let (pid, pidfd) = handshake.finish();
     guard.disarm();
     Ok(Created { pid, pidfd })
 }
 
-/// Why a message could not reach the init: when it has gone (EPIPE), its own report of
-/// the failure if it sent one before exiting, else the error.
-fn send_failed(ch: &channel::Channel, e: std::io::Error) -> String {
-    if matches!(e.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) {
-        // The peer closed its end: this reads what it left, then EOF; it cannot block.
-        if let Ok(Some(Msg::Error(m))) = ch.recv() {
-            return m;
-        }
+/// What `create` does for its init's requests.
+struct InitRequests<'a> {
+    id: &'a str,
+    spec: &'a Spec,
+    bundle: &'a Path,
+    plan: &'a namespaces::Plan,
+    annotations: &'a HashMap<String, String>,
+    /// The container's state as of now (creating), with the init's pid.
+    state: String,
+}
+
+impl InitRequests<'_> {
+    fn linux(&self) -> Result<&oci_spec::runtime::Linux> {
+        self.spec.linux().as_ref().ok_or_else(|| Error::Usage("linux: missing".into()))
     }
-    format!("sync with init: {e}")
+
+    fn write_maps_of(&self, pid: i32) -> Result<()> {
+        let linux = self.linux()?;
+        let none = Vec::new();
+        let uid = linux.uid_mappings().as_ref().unwrap_or(&none);
+        let gid = linux.gid_mappings().as_ref().unwrap_or(&none);
+        crate::idmap::write(pid, uid, gid).map_err(|msg| Error::Init { id: self.id.into(), msg })?;
+        failpoint::hit("create:maps-written");
+        Ok(())
+    }
+
+    fn take_over(&mut self, child: &mut GuardedChild, init: i32) -> Result<String> {
+        child.hand_over(init)?;
+        if let Some(devices) = self.linux()?.net_devices().as_ref().filter(|d| !d.is_empty()) {
+            crate::netdev::move_all(devices, init).map_err(Error::Usage)?;
+        }
+        self.state = hooks::state(self.id, Status::Creating, init, self.bundle, self.annotations);
+        Ok(self.state.clone())
+    }
+
+    fn run_runtime_hooks(&self) -> Result<()> {
+        let hooks = self.spec.hooks().as_ref();
+        // In the bundle, where runc runs them (it chdirs there to create).
+        hooks::run_all(hooks, Kind::Prestart, self.state.as_bytes(), Some(self.bundle))?;
+        hooks::run_all(hooks, Kind::CreateRuntime, self.state.as_bytes(), Some(self.bundle))?;
+        failpoint::hit("create:hooks-run");
+        Ok(())
+    }
+}
+
+impl Requests for InitRequests<'_> {
+    fn write_maps(&mut self, pid: i32) -> Option<Result<()>> {
+        self.plan.new_user.then(|| self.write_maps_of(pid))
+    }
+
+    fn init_forked(&mut self, child: &mut GuardedChild, init: i32) -> Option<Result<String>> {
+        self.plan.staged.then(|| self.take_over(child, init))
+    }
+
+    fn open_mount_source(&mut self, pidfd: BorrowedFd<'_>, index: usize) -> Option<Result<std::result::Result<OwnedFd, String>>> {
+        self.plan.in_user_ns().then(|| Ok(rootfs::source::open_for_init(pidfd, self.spec, self.bundle, index)))
+    }
+
+    fn run_hooks(&mut self) -> Option<Result<()>> {
+        Some(self.run_runtime_hooks())
+    }
+
+    fn seccomp_listener(&mut self, listener: OwnedFd, pid: i32) -> Option<Result<()>> {
+        let seccomp = self.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+        Some(crate::seccomp::send_listener(seccomp, listener.as_fd(), pid, &self.state))
+    }
 }
 
 /// The host uid/gid of the container's root when its cgroup is to be handed to it: a new
@@ -268,17 +246,6 @@ fn delegated_root(spec: &Spec, plan: &namespaces::Plan) -> Option<(u32, u32)> {
         maps.as_deref()?.iter().find(|m| m.container_id() == 0).map(|m| m.host_id())
     };
     Some((host_of_root(linux.uid_mappings())?, host_of_root(linux.gid_mappings())?))
-}
-
-/// Pins this process to `execCPUAffinity.initial` (so the init is cloned onto those CPUs)
-/// and returns the affinity to restore afterwards.
-fn initial_affinity(process: &oci_spec::runtime::Process) -> Result<Option<nix::sched::CpuSet>> {
-    let Some(list) = process.exec_cpu_affinity().as_ref().and_then(|a| a.initial().clone()) else { return Ok(None) };
-    let field = "process.execCPUAffinity.initial";
-    let set = crate::process_attrs::cpu_set(&list).map_err(|m| Error::Usage(format!("{field}: {m}")))?;
-    let saved = crate::process_attrs::current_affinity().map_err(|e| Error::io(field, e))?;
-    crate::process_attrs::set_affinity(&set).map_err(|e| Error::io(field, e))?;
-    Ok(Some(saved))
 }
 
 pub fn start(store: &Store, id: &str) -> Result<()> {

@@ -1,10 +1,11 @@
 //! What a failed `create` (or `restore`) undoes: every resource it made is held here until
-//! the operation completes, so a failure at any step leaves nothing behind.
+//! the operation completes, so a failure at any step leaves nothing behind. The init has its
+//! own guard (`process::spawn::GuardedChild`), which the caller declares after this one so
+//! that it is dropped first: the init dies before its cgroup and mounts go.
 //!
 //! If berth itself is killed, nothing here runs: the early record is what lets
 //! `delete --force` find and remove what was made.
 
-use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
 use crate::cgroups::Manager;
@@ -19,8 +20,6 @@ pub(crate) struct Rollback<'a> {
     /// The state directory `<root>/<id>` is ours to remove.
     pub(crate) dir: bool,
     pub(crate) cgroup: Option<Manager>,
-    /// A pidfd of the init (our child), killed and reaped first.
-    pub(crate) child: Option<OwnedFd>,
     /// Without a mount namespace: the rootfs and the id of the mount on top of it before
     /// the init started, to detach what the init mounted there.
     pub(crate) shared_rootfs: Option<(PathBuf, u64)>,
@@ -29,24 +28,18 @@ pub(crate) struct Rollback<'a> {
 impl<'a> Rollback<'a> {
     /// Holds the state directory just made for `id`.
     pub(crate) fn new(store: &'a Store, id: &'a str) -> Self {
-        Rollback { store, id, dir: true, cgroup: None, child: None, shared_rootfs: None }
+        Rollback { store, id, dir: true, cgroup: None, shared_rootfs: None }
     }
 
     pub(crate) fn disarm(mut self) {
         self.dir = false;
         self.cgroup = None;
-        self.child = None;
         self.shared_rootfs = None;
     }
 }
 
 impl Drop for Rollback<'_> {
     fn drop(&mut self) {
-        if let Some(pidfd) = self.child.take() {
-            let _ = crate::sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
-            let _ = crate::sys::pidfd_wait_exit(pidfd.as_fd(), 5000);
-            reap(&pidfd);
-        }
         if let Some((rootfs, before)) = self.shared_rootfs.take() {
             if let Err(e) = rootfs::shared_ns::detach(&rootfs, Some(before), None) {
                 log::warn(&format!("cleaning up after a failed create: {e}"));
@@ -64,12 +57,3 @@ impl Drop for Rollback<'_> {
     }
 }
 
-/// Reaps our child behind a pidfd, returning its wait status as an exit code.
-pub(crate) fn reap(pidfd: &OwnedFd) -> Option<i32> {
-    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
-    match waitid(Id::PIDFd(pidfd.as_fd()), WaitPidFlag::WEXITED) {
-        Ok(WaitStatus::Exited(_, code)) => Some(code),
-        Ok(WaitStatus::Signaled(_, sig, _)) => Some(128 + sig as i32),
-        _ => None,
-    }
-}

@@ -20,6 +20,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use serde::{Deserialize, Serialize};
 
 use crate::cgroups::Manager;
+use crate::process::spawn::GuardedChild;
 use crate::rollback::Rollback;
 use crate::error::{Error, Result};
 use crate::state::{Status, Store};
@@ -383,7 +384,8 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
         .ok_or_else(|| Error::Init { id: id.into(), msg: format!("criu wrote no pid to {}", pidfile.display()) })?;
     let _ = std::fs::remove_file(&pidfile);
     let pidfd = sys::pidfd_open(pid).map_err(|e| Error::io(format!("container \"{id}\": pidfd_open of the restored init"), e))?;
-    guard.child = Some(pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?);
+    // Declared after the rollback guard, so dropped before it: the init dies first.
+    let child = GuardedChild::new(pid, pidfd)?;
     record.pid = pid;
     record.init_start_time = sys::process_start_time(pid).unwrap_or(0);
     store.save(&record)?;
@@ -391,6 +393,7 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
         crate::pid_file::write(p, pid)?;
     }
     log::debug(&format!("restore {id}: init {pid} runs again"));
+    let (pid, pidfd) = child.release();
     guard.disarm();
     Ok(Restored { pid, pidfd })
 }
