@@ -21,9 +21,15 @@ pub(crate) struct Bundle {
 
 /// Loads and validates the bundle of a new container `id` (create and restore), and
 /// resolves where its cgroup goes.
-pub(crate) fn load(id: &str, bundle: &Path, no_pivot: bool, systemd_cgroup: bool) -> Result<(Bundle, Manager)> {
+pub(crate) fn load(
+    id: &str,
+    bundle: &Path,
+    no_pivot: bool,
+    systemd_cgroup: bool,
+) -> Result<(Bundle, Manager)> {
     crate::id::validate(id)?;
-    let dir = std::fs::canonicalize(bundle).map_err(|e| Error::Usage(format!("bundle {}: {e}", bundle.display())))?;
+    let dir = std::fs::canonicalize(bundle)
+        .map_err(|e| Error::Usage(format!("bundle {}: {e}", bundle.display())))?;
     let loaded = spec::load(&dir)?;
     for w in &loaded.warnings {
         log::warn(w);
@@ -34,12 +40,26 @@ pub(crate) fn load(id: &str, bundle: &Path, no_pivot: bool, systemd_cgroup: bool
     if no_pivot {
         rootfs::validate_no_pivot(&spec)?;
     }
-    let linux = spec.linux().as_ref().ok_or_else(|| Error::Usage("linux: missing".into()))?;
-    let cgroups_path = linux.cgroups_path().as_ref().map(|p| p.to_string_lossy().into_owned());
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| Error::Usage("linux: missing".into()))?;
+    let cgroups_path = linux
+        .cgroups_path()
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned());
     let cgroup = Manager::new(id, cgroups_path.as_deref(), systemd_cgroup)?;
     let resources = spec::cgroup_resources(&spec);
     cgroup.validate(&resources)?;
-    Ok((Bundle { dir, spec, rootfs: validated.rootfs, resources }, cgroup))
+    Ok((
+        Bundle {
+            dir,
+            spec,
+            rootfs: validated.rootfs,
+            resources,
+        },
+        cgroup,
+    ))
 }
 
 impl Bundle {
@@ -56,7 +76,8 @@ impl Bundle {
             created: crate::state::now_rfc3339(),
             owner: owner(),
             annotations: spec.annotations().clone().unwrap_or_default(),
-            cgroup: serde_json::to_value(cgroup.state()).map_err(|e| Error::io("encoding cgroup state", e.into()))?,
+            cgroup: serde_json::to_value(cgroup.state())
+                .map_err(|e| Error::io("encoding cgroup state", e.into()))?,
             hooks: spec.hooks().clone(),
             resources: Some({
                 let mut r = self.resources.clone();

@@ -1,6 +1,8 @@
 //! The lifecycle, as runtime-spec's operations: create, start, kill, delete, state, list,
-//! and run (create + start + wait). A failed create leaves nothing behind: every resource
-//! it made is held by a guard that undoes it unless the create completes.
+//! pause, resume, and run (create + start + wait). A failed create leaves nothing behind:
+//! every resource it made is held by a guard that undoes it unless the create completes
+//! (`rollback.rs`; the init by `process::spawn`). The init is forked and driven through its
+//! set-up by `process/`; what create does for each of its requests is `InitRequests`.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -223,7 +225,7 @@ impl Requests for InitRequests<'_> {
 
     fn seccomp_listener(&mut self, listener: OwnedFd, pid: i32) -> Option<Result<()>> {
         let seccomp = self.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-        Some(crate::seccomp::send_listener(seccomp, listener.as_fd(), pid, &self.state))
+        Some(crate::seccomp::send_listener(seccomp, listener.as_fd(), pid, &self.state).map_err(Into::into))
     }
 }
 

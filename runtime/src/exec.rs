@@ -391,7 +391,7 @@ impl Requests for ProcessRequests<'_> {
         // state's pid the exec'd process's.
         let rec = self.rec;
         let state = crate::hooks::state(&rec.id, Status::Running, rec.pid, &rec.bundle, &rec.annotations);
-        Some(crate::seccomp::send_listener(self.seccomp, listener.as_fd(), pid, &state))
+        Some(crate::seccomp::send_listener(self.seccomp, listener.as_fd(), pid, &state).map_err(Into::into))
     }
 }
 

@@ -43,6 +43,8 @@ pub enum SeccompError {
     Libseccomp { what: String, source: libseccomp::error::SeccompError },
     #[error("linux.seccomp.listenerPath {path:?}: {what}: {source}")]
     Listener { path: PathBuf, what: &'static str, source: io::Error },
+    #[error("encoding the container process state: {0}")]
+    ProcessState(serde_json::Error),
 }
 
 fn invalid(field: impl Into<String>, msg: impl Into<String>) -> SeccompError {
@@ -454,18 +456,15 @@ pub(crate) fn send_listener(
     listener: BorrowedFd<'_>,
     pid: i32,
     state: &str,
-) -> crate::error::Result<()> {
-    use crate::error::Error;
-    let path = seccomp.and_then(|s| s.listener_path().as_ref()).ok_or_else(|| {
-        Error::Usage("linux.seccomp.listenerPath: must be set for SCMP_ACT_NOTIFY".into())
-    })?;
-    let state: serde_json::Value =
-        serde_json::from_str(state).map_err(|e| Error::io("encoding the container process state", e.into()))?;
+) -> Result<(), SeccompError> {
+    let path = seccomp
+        .and_then(|s| s.listener_path().as_ref())
+        .ok_or_else(|| invalid("linux.seccomp.listenerPath", "must be set for SCMP_ACT_NOTIFY"))?;
+    let state: Value = serde_json::from_str(state).map_err(SeccompError::ProcessState)?;
     let metadata = seccomp.and_then(|s| s.listener_metadata().as_deref());
     let process_state = process_state(pid, metadata, state);
     crate::log::debug(&format!("sending the seccomp listener to {}", path.display()));
-    send_to_listener(path, listener, &process_state)?;
-    Ok(())
+    send_to_listener(path, listener, &process_state)
 }
 
 #[cfg(test)]

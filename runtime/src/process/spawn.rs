@@ -43,8 +43,12 @@ impl PidNs<'_> {
                 let previous: OwnedFd = std::fs::File::open("/proc/self/ns/pid_for_children")
                     .map_err(|e| Error::io("opening /proc/self/ns/pid_for_children", e))?
                     .into();
-                nix::sched::setns(pidfd, CloneFlags::CLONE_NEWPID)
-                    .map_err(|e| Error::io(format!("container \"{id}\": joining its pid namespace"), e.into()))?;
+                nix::sched::setns(pidfd, CloneFlags::CLONE_NEWPID).map_err(|e| {
+                    Error::io(
+                        format!("container \"{id}\": joining its pid namespace"),
+                        e.into(),
+                    )
+                })?;
                 Ok(Some(previous))
             }
         }
@@ -67,10 +71,14 @@ impl Placement {
         if !cgroup.is_v2() {
             return Ok(Placement::Attach(dirs));
         }
-        let dir = dirs.first().ok_or_else(|| Error::Usage("no cgroup2 directory".into()))?;
+        let dir = dirs
+            .first()
+            .ok_or_else(|| Error::Usage("no cgroup2 directory".into()))?;
         let fd = nix::fcntl::open(
             dir,
-            nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )
         .map_err(|e| Error::io(format!("opening cgroup {}", dir.display()), e.into()))?;
@@ -125,7 +133,10 @@ pub fn spawn(target: Target, op: &Op) -> Result<Spawned> {
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     let child = GuardedChild::new(pid, pidfd)?;
-    log::debug(&format!("nsexec container setup: {} {pid} cloned into the container's namespaces", op.child));
+    log::debug(&format!(
+        "nsexec container setup: {} {pid} cloned into the container's namespaces",
+        op.child
+    ));
     failpoint::hit(op.cloned);
     if let Placement::Attach(dirs) = &target.cgroup {
         Manager::add_pid_to(dirs, pid)?;
@@ -178,7 +189,9 @@ fn reap(pidfd: BorrowedFd<'_>) {
 impl GuardedChild {
     /// Guards our child `pid` behind `pidfd`.
     pub fn new(pid: i32, pidfd: OwnedFd) -> Result<Self> {
-        let guard = KillOnDrop(Some(pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?));
+        let guard = KillOnDrop(Some(
+            pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?,
+        ));
         Ok(GuardedChild { pid, pidfd, guard })
     }
 
@@ -205,7 +218,11 @@ impl GuardedChild {
 
     /// The operation completed: the child lives on.
     pub fn release(self) -> (i32, OwnedFd) {
-        let GuardedChild { pid, pidfd, mut guard } = self;
+        let GuardedChild {
+            pid,
+            pidfd,
+            mut guard,
+        } = self;
         guard.0 = None;
         (pid, pidfd)
     }
