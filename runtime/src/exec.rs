@@ -2,12 +2,13 @@
 //!
 //! berth forks the process straight into the container's pid namespace (its own
 //! pid_for_children is pointed there around the fork) and cgroup (clone3 CLONE_INTO_CGROUP
-//! on v2; cgroup.procs on v1 before the child goes on). The child joins every other
-//! namespace of the init in one setns(pidfd), gets a terminal if asked, and then the same
-//! process attributes as the init (init::process::apply). berth stays the parent: it
-//! reports an execve failure, writes --pid-file, and in the foreground waits and forwards
-//! signals. The binary runs from a read-only view of itself (sealed.rs), so the process
-//! cannot reach it through /proc/<pid>/exe (CVE-2019-5736).
+//! on v2; cgroup.procs on v1 before the child goes on), as `create` forks its init
+//! (`process::spawn`), and drives the same handshake (`process::handshake`). The child
+//! joins every other namespace of the init in one setns(pidfd), gets a terminal if asked,
+//! and then the same process attributes as the init (init::process::apply). berth stays
+//! the parent: it reports an execve failure, writes --pid-file, and in the foreground waits
+//! and forwards signals. The binary runs from a read-only view of itself (sealed.rs), so
+//! the process cannot reach it through /proc/<pid>/exe (CVE-2019-5736).
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
@@ -16,14 +17,15 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use nix::sched::CloneFlags;
-use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Process};
+use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, LinuxSeccomp, Process};
 
-use crate::cgroups::Manager;
 use crate::error::{Error, Result};
 use crate::init::error::{applying, doing, InitError};
 use crate::process::channel::{self, Channel, Msg};
-use crate::state::{Status, Store};
-use crate::sys::{self, Forked};
+use crate::process::handshake::{Handshake, Requests};
+use crate::process::spawn::{spawn, PidNs, Placement, Spawned, Target};
+use crate::state::{Record, Status, Store};
+use crate::{process, sys};
 
 /// What to run: runc's `--process process.json`, or the container's own process with the
 /// command line's changes.
@@ -216,21 +218,6 @@ fn validate(p: &Process) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Kills and reaps the child unless disarmed.
-struct ChildGuard(Option<OwnedFd>);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(pidfd) = self.0.take() {
-            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
-            let _ = nix::sys::wait::waitid(
-                nix::sys::wait::Id::PIDFd(pidfd.as_fd()),
-                nix::sys::wait::WaitPidFlag::WEXITED,
-            );
-        }
-    }
-}
-
 pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
     crate::id::validate(&opts.id)?;
     let id = opts.id.as_str();
@@ -253,7 +240,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
         _ => {}
     }
     // The process joins this cgroup: it must be the one holding the init.
-    let cgroup = crate::container::trusted_manager(&rec, true)?;
+    let cgroup = crate::recorded_cgroup::trusted(&rec, true)?;
     if !opts.ignore_paused && cgroup.is_frozen().unwrap_or(false) {
         return Err(Error::WrongState {
             id: id.into(),
@@ -311,23 +298,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
             e,
         )
     })?;
-    let dirs = cgroup.join_dirs(&opts.cgroup)?;
-    let v2_dir = if cgroup.is_v2() {
-        let d = dirs
-            .first()
-            .ok_or_else(|| Error::Usage("no cgroup2 directory".into()))?;
-        let fd = nix::fcntl::open(
-            d,
-            nix::fcntl::OFlag::O_DIRECTORY
-                | nix::fcntl::OFlag::O_PATH
-                | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map_err(|e| Error::io(format!("opening cgroup {}", d.display()), e.into()))?;
-        Some(fd)
-    } else {
-        None
-    };
+    let placement = Placement::of(&cgroup, &opts.cgroup)?;
     let (own_console, console) = match opts.console {
         Some(c) => (None, Some(c)),
         None if terminal => {
@@ -357,35 +328,17 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
         None
     };
     let (parent_ch, child_ch) = channel::pair().map_err(|e| Error::io("socketpair", e))?;
-    let oom_score_adj = process.oom_score_adj().or(base.oom_score_adj());
-
-    let saved_pidns = if ns.contains(CloneFlags::CLONE_NEWPID) {
-        let prev: OwnedFd = std::fs::File::open("/proc/self/ns/pid_for_children")
-            .map_err(|e| Error::io("opening /proc/self/ns/pid_for_children", e))?
-            .into();
-        nix::sched::setns(&init, CloneFlags::CLONE_NEWPID).map_err(|e| {
-            Error::io(
-                format!("container \"{id}\": joining its pid namespace"),
-                e.into(),
-            )
-        })?;
-        Some(prev)
-    } else {
-        None
-    };
     crate::failpoint::hit("exec:prepared");
-    let forked = sys::clone3_fork(0, v2_dir.as_ref().map(|f| f.as_fd()));
-    if let (Some(prev), Ok(Forked::Parent { .. }) | Err(_)) = (saved_pidns, &forked) {
-        // Only the parent goes back: the child lives in the container's pid namespace,
-        // from where the host's cannot be entered.
-        if let Err(e) = nix::sched::setns(prev, CloneFlags::CLONE_NEWPID) {
-            crate::log::warn(&format!("restoring the pid namespace: {e}"));
-        }
-    }
-    let (pid, pidfd) = match forked.map_err(|e| Error::io("clone3", e))? {
-        Forked::Child => {
+    let target = Target {
+        new_namespaces: CloneFlags::empty(),
+        pid_ns: if ns.contains(CloneFlags::CLONE_NEWPID) { PidNs::Of { pidfd: init.as_fd(), id } } else { PidNs::Ours },
+        cgroup: placement,
+        initial_cpus: None,
+        oom_score_adj: process.oom_score_adj().or(base.oom_score_adj()),
+    };
+    let guarded = match spawn(target, &process::EXEC)? {
+        Spawned::Child => {
             drop(parent_ch);
-            drop(v2_dir);
             let own_terminal = own_console.is_some();
             drop(own_console);
             child(Child {
@@ -402,32 +355,12 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
                 seccomp: seccomp.as_ref(),
             })
         }
-        Forked::Parent { pid, pidfd } => (pid, pidfd),
+        Spawned::Parent(guarded) => guarded,
     };
     drop(child_ch);
     drop(console);
-    // runc's words for these steps, as in `create` (container.rs).
-    crate::log::debug(&format!("nsexec container setup: process {pid} cloned into the container's namespaces"));
-    crate::failpoint::hit("exec:cloned");
-    let mut guard = ChildGuard(Some(
-        pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?,
-    ));
-    if v2_dir.is_none() {
-        Manager::add_pid_to(&dirs, pid)?;
-    }
-    crate::failpoint::hit("exec:in-cgroup");
-    if let Some(adj) = oom_score_adj {
-        std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
-            .map_err(|e| Error::io(format!("process.oomScoreAdj {adj}"), e))?;
-    }
-    let fail = |msg: String| Error::Init { id: id.into(), msg };
-    parent_ch
-        .send(&Msg::Go {
-            state: String::new(),
-        })
-        .map_err(|e| fail(format!("sync with the exec'd process: {e}")))?;
-    crate::failpoint::hit("exec:go-sent");
-    crate::log::debug(&format!("child process in init(): process {pid} joins the container"));
+    let mut handshake = Handshake::new(parent_ch, guarded, id, &process::EXEC);
+    handshake.go(String::new())?;
     let master = match &own_console {
         Some(sock) => Some(
             crate::console::recv_fd(sock.as_fd())
@@ -435,57 +368,32 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
         ),
         None => None,
     };
-    loop {
-        let (msg, fd) = match parent_ch
-            .recv_with_fd()
-            .map_err(|e| fail(format!("sync with the exec'd process: {e}")))?
-        {
-            Some((m, fd)) => (Some(m), fd),
-            None => (None, None),
-        };
-        match msg {
-            Some(Msg::SeccompListener) => {
-                let listener = fd.ok_or_else(|| fail("the seccomp listener message came without its fd".into()))?;
-                // As runc: the state is the container's (running, the init's pid), the
-                // process state's pid the exec'd process's.
-                let state = crate::container::hook_state(id, Status::Running, rec.pid, &rec.bundle, &rec.annotations);
-                crate::container::send_seccomp_listener(seccomp_cfg.as_ref(), listener.as_fd(), pid, &state)?;
-            }
-            Some(Msg::Ready) => {
-                crate::log::debug(&format!("setns_init: about to exec: process {pid} is set up"));
-                crate::failpoint::hit("exec:ready-received");
-                break;
-            }
-            Some(Msg::Error(m)) => return Err(fail(m)),
-            Some(other) => {
-                return Err(fail(format!(
-                    "unexpected message from the exec'd process: {other:?}"
-                )))
-            }
-            None => return Err(fail("the exec'd process exited during set-up".into())),
-        }
-    }
-    // Ready comes right before execve: EOF now means the exec happened (the channel is
-    // close-on-exec); a message means it failed.
-    match parent_ch
-        .recv()
-        .map_err(|e| fail(format!("sync with the exec'd process: {e}")))?
-    {
-        None => {}
-        Some(Msg::Error(m)) => return Err(fail(m)),
-        Some(other) => {
-            return Err(fail(format!(
-                "unexpected message from the exec'd process: {other:?}"
-            )))
-        }
-    }
+    handshake.serve(&mut ProcessRequests { rec: &rec, seccomp: seccomp_cfg.as_ref() })?;
+    handshake.wait_exec()?;
+    let pid = handshake.pid();
     if let Some(p) = &opts.pid_file {
-        crate::container::write_pid_file(p, pid)?;
+        crate::pid_file::write(p, pid)?;
     }
     crate::log::debug(&format!("exec {id}: process {pid} runs"));
     crate::failpoint::hit("exec:execed");
-    guard.0 = None;
+    let (pid, pidfd) = handshake.finish();
     Ok(Execed { pid, pidfd, master })
+}
+
+/// What `exec` does for its process's requests.
+struct ProcessRequests<'a> {
+    rec: &'a Record,
+    seccomp: Option<&'a LinuxSeccomp>,
+}
+
+impl Requests for ProcessRequests<'_> {
+    fn seccomp_listener(&mut self, listener: OwnedFd, pid: i32) -> Option<Result<()>> {
+        // As runc: the state is the container's (running, the init's pid), the process
+        // state's pid the exec'd process's.
+        let rec = self.rec;
+        let state = crate::hooks::state(&rec.id, Status::Running, rec.pid, &rec.bundle, &rec.annotations);
+        Some(crate::seccomp::send_listener(self.seccomp, listener.as_fd(), pid, &state).map_err(Into::into))
+    }
 }
 
 /// Waits for the process (our child) while forwarding signals and, with a terminal held

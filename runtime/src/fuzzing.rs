@@ -11,5 +11,5 @@ pub fn load_bundle(
     no_pivot: bool,
     systemd_cgroup: bool,
 ) -> crate::error::Result<()> {
-    crate::container::load_bundle("fuzz", bundle, no_pivot, systemd_cgroup).map(|_| ())
+    crate::bundle::load("fuzz", bundle, no_pivot, systemd_cgroup).map(|_| ())
 }

@@ -10,6 +10,7 @@
 //! chdirs there before creating), createContainer in the container's root after its mounts
 //! (runc 1.3 chdirs to the rootfs before running them), the others where the runtime is.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
@@ -19,6 +20,20 @@ use std::time::{Duration, Instant};
 
 use oci_spec::runtime::Hook;
 use thiserror::Error;
+
+/// runtime-spec's state of the container as hooks get it on stdin (and the seccomp agent
+/// with the listener, and the init at `start`).
+pub fn state(id: &str, status: crate::state::Status, pid: i32, bundle: &Path, annotations: &HashMap<String, String>) -> String {
+    serde_json::json!({
+        "ociVersion": crate::state::OCI_VERSION,
+        "id": id,
+        "status": status.to_string(),
+        "pid": pid,
+        "bundle": bundle,
+        "annotations": annotations,
+    })
+    .to_string()
+}
 
 #[derive(Debug, Error)]
 pub enum HookError {

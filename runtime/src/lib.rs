@@ -7,6 +7,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![deny(clippy::unwrap_used)]
 
+pub mod bundle;
 pub mod capabilities;
 pub mod cgroups;
 pub mod checkpoint;
@@ -29,7 +30,10 @@ pub mod namespaces;
 pub mod netdev;
 pub mod process;
 pub mod process_attrs;
+pub mod pid_file;
 pub mod ps;
+pub mod recorded_cgroup;
+pub mod rollback;
 pub mod rootfs;
 pub mod sealed;
 pub mod seccomp;

@@ -43,6 +43,8 @@ pub enum SeccompError {
     Libseccomp { what: String, source: libseccomp::error::SeccompError },
     #[error("linux.seccomp.listenerPath {path:?}: {what}: {source}")]
     Listener { path: PathBuf, what: &'static str, source: io::Error },
+    #[error("encoding the container process state: {0}")]
+    ProcessState(serde_json::Error),
 }
 
 fn invalid(field: impl Into<String>, msg: impl Into<String>) -> SeccompError {
@@ -444,6 +446,25 @@ pub fn send_to_listener(path: &Path, fd: BorrowedFd<'_>, process_state: &str) ->
         (&stream).write_all(&process_state.as_bytes()[sent..]).map_err(|e| err("sending the process state", e))?;
     }
     Ok(())
+}
+
+/// Hands a child's notify listener to the agent at `linux.seccomp.listenerPath`, with the
+/// container process state: `state` is the container's (as hooks get it), `pid` the
+/// process's host pid.
+pub(crate) fn send_listener(
+    seccomp: Option<&LinuxSeccomp>,
+    listener: BorrowedFd<'_>,
+    pid: i32,
+    state: &str,
+) -> Result<(), SeccompError> {
+    let path = seccomp
+        .and_then(|s| s.listener_path().as_ref())
+        .ok_or_else(|| invalid("linux.seccomp.listenerPath", "must be set for SCMP_ACT_NOTIFY"))?;
+    let state: Value = serde_json::from_str(state).map_err(SeccompError::ProcessState)?;
+    let metadata = seccomp.and_then(|s| s.listener_metadata().as_deref());
+    let process_state = process_state(pid, metadata, state);
+    crate::log::debug(&format!("sending the seccomp listener to {}", path.display()));
+    send_to_listener(path, listener, &process_state)
 }
 
 #[cfg(test)]

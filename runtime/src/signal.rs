@@ -1,6 +1,7 @@
 //! Signal names and numbers as `kill` accepts them: "9", "KILL", "SIGKILL", "sigkill",
 //! "SIGRTMIN+3", and 0 (no signal: `kill ID 0` checks that the process exists, as with
-//! kill(1) and runc).
+//! kill(1) and runc); and a signal to every process of a cgroup (`kill --all`, `delete`, a
+//! failed create).
 
 use std::str::FromStr;
 
@@ -18,6 +19,23 @@ pub fn parse(s: &str) -> Result<i32, String> {
         return if min + off <= max { Ok(min + off) } else { Err(bad()) };
     }
     nix::sys::signal::Signal::from_str(&name).map(|s| s as i32).map_err(|_| bad())
+}
+
+/// Signals every process in the cgroup. The cgroup is frozen meanwhile (as runc does), so
+/// a process that forks cannot escape between reading the pid list and signalling it.
+pub(crate) fn kill_cgroup(cg: &crate::cgroups::Manager, sig: i32) {
+    let was_frozen = cg.is_frozen().unwrap_or(false);
+    let froze = !was_frozen && cg.set_frozen(true).is_ok();
+    if let Ok(pids) = cg.pids() {
+        for pid in pids {
+            let _ = crate::sys::kill_pid(pid, sig);
+        }
+    }
+    // A paused container that is SIGKILLed is thawed too: on cgroup v1 frozen tasks only
+    // act on the signal once they run again.
+    if froze || (was_frozen && sig == libc::SIGKILL) {
+        let _ = cg.set_frozen(false);
+    }
 }
 
 #[cfg(test)]

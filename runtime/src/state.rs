@@ -180,6 +180,13 @@ impl Store {
         serde_json::from_slice(&data).map_err(|e| StateError::Corrupt { id: id.to_string(), source: e })
     }
 
+    /// The record of `id` and its status as of now.
+    pub fn load_with_status(&self, id: &str) -> Result<(Record, Status), StateError> {
+        let rec = self.load(id)?;
+        let status = self.status(&rec);
+        Ok((rec, status))
+    }
+
     /// Ids of every container under the root, sorted.
     pub fn ids(&self) -> Result<Vec<String>, StateError> {
         let entries = match fs::read_dir(&self.root) {

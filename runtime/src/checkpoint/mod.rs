@@ -20,7 +20,8 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use serde::{Deserialize, Serialize};
 
 use crate::cgroups::Manager;
-use crate::container::{self, Guard};
+use crate::process::spawn::GuardedChild;
+use crate::rollback::Rollback;
 use crate::error::{Error, Result};
 use crate::state::{Status, Store};
 use crate::{log, namespaces, rootfs, spec, sys};
@@ -201,7 +202,7 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
     let spec = loaded.spec;
     refuse_terminal(&spec)?;
     let externals = external_namespaces(&spec)?;
-    let cg = container::manager_of(&rec)?;
+    let cg = crate::recorded_cgroup::manager(&rec)?;
 
     let image = std::path::absolute(&opts.criu.image_path).map_err(|e| Error::io("--image-path", e))?;
     let work = match &opts.criu.work_path {
@@ -300,7 +301,7 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
     };
     let criu = criu::locate(opts.criu.criu.as_deref())?;
 
-    let (loaded, cgroup) = container::load_bundle(id, &opts.bundle, opts.no_pivot, opts.systemd_cgroup)?;
+    let (loaded, cgroup) = crate::bundle::load(id, &opts.bundle, opts.no_pivot, opts.systemd_cgroup)?;
     let (spec, rootfs_path, resources) = (&loaded.spec, loaded.rootfs.clone(), loaded.resources.clone());
     refuse_terminal(spec)?;
     if opts.console.is_some() {
@@ -328,11 +329,11 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
         .collect::<Result<_>>()?;
 
     let dir = store.create_dir(id)?;
-    let mut guard = Guard { store, id, dir: true, cgroup: None, child: None, shared_rootfs: None };
+    let mut guard = Rollback::new(store, id);
     mkdir_private(&work, "--work-path")?;
     // As in create: the record names every cgroup directory before it exists.
     cgroup.plan()?;
-    let mut record = container::initial_record(id, &loaded, &cgroup)?;
+    let mut record = loaded.initial_record(id, &cgroup)?;
     store.save(&record)?;
     for (dest, host) in cgroup_binds(spec, &cgroup) {
         if descriptor.cgroup_binds.contains(&dest) {
@@ -383,14 +384,16 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
         .ok_or_else(|| Error::Init { id: id.into(), msg: format!("criu wrote no pid to {}", pidfile.display()) })?;
     let _ = std::fs::remove_file(&pidfile);
     let pidfd = sys::pidfd_open(pid).map_err(|e| Error::io(format!("container \"{id}\": pidfd_open of the restored init"), e))?;
-    guard.child = Some(pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?);
+    // Declared after the rollback guard, so dropped before it: the init dies first.
+    let child = GuardedChild::new(pid, pidfd)?;
     record.pid = pid;
     record.init_start_time = sys::process_start_time(pid).unwrap_or(0);
     store.save(&record)?;
     if let Some(p) = &opts.pid_file {
-        container::write_pid_file(p, pid)?;
+        crate::pid_file::write(p, pid)?;
     }
     log::debug(&format!("restore {id}: init {pid} runs again"));
+    let (pid, pidfd) = child.release();
     guard.disarm();
     Ok(Restored { pid, pidfd })
 }
