@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::Spec;
 use serde_json::json;
 
-use crate::cgroups::Manager;
+use crate::cgroups::{self, Manager};
 use crate::error::{Error, Result};
 use crate::hooks::{self, Kind};
 use crate::process::channel::{self, Msg};
@@ -43,7 +43,7 @@ pub(crate) struct Guard<'a> {
     pub(crate) store: &'a Store,
     pub(crate) id: &'a str,
     pub(crate) dir: bool,
-    pub(crate) cgroup: Option<Manager>,
+    pub(crate) cgroup: Option<Box<dyn Manager>>,
     pub(crate) child: Option<OwnedFd>,
     /// Without a mount namespace: the rootfs and the id of the mount on top of it before
     /// the init started, to detach what the init mounted there.
@@ -72,7 +72,7 @@ impl Drop for Guard<'_> {
             }
         }
         if let Some(cg) = self.cgroup.take() {
-            kill_cgroup(&cg, libc::SIGKILL);
+            kill_cgroup(&*cg, libc::SIGKILL);
             if let Err(e) = cg.destroy() {
                 log::warn(&format!("cleaning up after a failed create: {e}"));
             }
@@ -95,7 +95,7 @@ fn reap(pidfd: &OwnedFd) -> Option<i32> {
 
 /// Signals every process in the cgroup. The cgroup is frozen meanwhile (as runc does), so
 /// a process that forks cannot escape between reading the pid list and signalling it.
-pub(crate) fn kill_cgroup(cg: &Manager, sig: i32) {
+pub(crate) fn kill_cgroup(cg: &dyn Manager, sig: i32) {
     let was_frozen = cg.is_frozen().unwrap_or(false);
     let froze = !was_frozen && cg.set_frozen(true).is_ok();
     if let Ok(pids) = cg.pids() {
@@ -142,7 +142,7 @@ pub(crate) struct Bundle {
 
 /// Loads and validates the bundle of a new container `id` (create and restore), and
 /// resolves where its cgroup goes.
-pub(crate) fn load_bundle(id: &str, bundle: &Path, no_pivot: bool, systemd_cgroup: bool) -> Result<(Bundle, Manager)> {
+pub(crate) fn load_bundle(id: &str, bundle: &Path, no_pivot: bool, systemd_cgroup: bool) -> Result<(Bundle, Box<dyn Manager>)> {
     crate::id::validate(id)?;
     let dir = std::fs::canonicalize(bundle).map_err(|e| Error::Usage(format!("bundle {}: {e}", bundle.display())))?;
     let loaded = spec::load(&dir)?;
@@ -157,14 +157,14 @@ pub(crate) fn load_bundle(id: &str, bundle: &Path, no_pivot: bool, systemd_cgrou
     }
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Usage("linux: missing".into()))?;
     let cgroups_path = linux.cgroups_path().as_ref().map(|p| p.to_string_lossy().into_owned());
-    let cgroup = Manager::new(id, cgroups_path.as_deref(), systemd_cgroup)?;
+    let cgroup = cgroups::open(id, cgroups_path.as_deref(), systemd_cgroup)?;
     let resources = spec::cgroup_resources(&spec);
     cgroup.validate(&resources)?;
     Ok((Bundle { dir, spec, rootfs: validated.rootfs, resources }, cgroup))
 }
 
 /// The record of a container whose cgroup exists but which has no init yet.
-pub(crate) fn initial_record(id: &str, b: &Bundle, cgroup: &Manager) -> Result<Record> {
+pub(crate) fn initial_record(id: &str, b: &Bundle, cgroup: &dyn Manager) -> Result<Record> {
     let (bundle, rootfs, spec) = (&b.dir, &b.rootfs, &b.spec);
     Ok(Record {
         id: id.to_string(),
@@ -175,7 +175,7 @@ pub(crate) fn initial_record(id: &str, b: &Bundle, cgroup: &Manager) -> Result<R
         created: crate::state::now_rfc3339(),
         owner: owner(),
         annotations: spec.annotations().clone().unwrap_or_default(),
-        cgroup: serde_json::to_value(cgroup.state()).map_err(|e| Error::io("encoding cgroup state", e.into()))?,
+        cgroup: cgroup.state(),
         hooks: spec.hooks().clone(),
         resources: Some({
             let mut r = b.resources.clone();
@@ -220,7 +220,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     // directory create is about to make: if this process is killed from here on (the guard
     // would not run), `delete --force` finds and removes them all.
     cgroup.plan()?;
-    let mut record = initial_record(&opts.id, &loaded, &cgroup)?;
+    let mut record = initial_record(&opts.id, &loaded, &*cgroup)?;
     store.save(&record)?;
     failpoint::hit("create:state-planned");
     let cgroup_mounts = cgroup.mounts();
@@ -495,10 +495,8 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn manager_of(rec: &Record) -> Result<Manager> {
-    let st = serde_json::from_value(rec.cgroup.clone())
-        .map_err(|e| Error::io(format!("container \"{}\": cgroup state", rec.id), e.into()))?;
-    Ok(Manager::from_state(&st))
+pub(crate) fn manager_of(rec: &Record) -> Result<Box<dyn Manager>> {
+    Ok(rec.cgroup_manager())
 }
 
 /// `pause`: freezes every process of a running (or, as runc allows, created) container.
@@ -534,7 +532,7 @@ pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
         }
         if sig != 0 {
             if let Ok(cg) = manager_of(&rec) {
-                kill_cgroup(&cg, sig);
+                kill_cgroup(&*cg, sig);
             }
         }
         Ok(())
@@ -557,7 +555,7 @@ pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
     // Signal 0 is a probe of the init: nothing to freeze and signal in the cgroup.
     if all && sig != 0 {
         // The init is pinned and alive: the recorded cgroup must hold it.
-        kill_cgroup(&trusted_manager(&rec, true)?, sig);
+        kill_cgroup(&*trusted_manager(&rec, true)?, sig);
         // The init was in the cgroup, so it has the signal already and may be gone.
         return match sys::pidfd_send_signal(pidfd.as_fd(), sig) {
             Err(e) if e.raw_os_error() != Some(libc::ESRCH) => Err(Error::io(format!("container \"{id}\": kill"), e)),
@@ -617,7 +615,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     };
     if let (Status::Paused, Some(cg)) = (status, &cg) {
         // SIGKILL everything and thaw, so the init can die below.
-        kill_cgroup(cg, libc::SIGKILL);
+        kill_cgroup(&**cg, libc::SIGKILL);
     }
     if let Some(pidfd) = &pinned {
         let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
@@ -626,7 +624,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     failpoint::hit("delete:init-killed");
     if let Some(cg) = &cg {
         // With a shared pid namespace the init's death does not take the others with it.
-        kill_cgroup(cg, libc::SIGKILL);
+        kill_cgroup(&**cg, libc::SIGKILL);
         failpoint::hit("delete:before-cgroup-destroy");
         cg.destroy()?;
         failpoint::hit("delete:after-cgroup-destroy");
@@ -652,8 +650,8 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
 fn delete_unrecorded(store: &Store, id: &str, why: &crate::state::StateError) -> Result<()> {
     log::warn(&format!("{why}; deleting what the system shows"));
     if let Some(cg) = default_manager(id).filter(|m| !m.state().created.is_empty() && sane(&m.state())) {
-        kill_cgroup(&cg, libc::SIGKILL);
-        wait_empty(&cg);
+        kill_cgroup(&*cg, libc::SIGKILL);
+        wait_empty(&*cg);
         cg.destroy()?;
     }
     store.remove(id).map_err(Into::into)
@@ -661,7 +659,7 @@ fn delete_unrecorded(store: &Store, id: &str, why: &crate::state::StateError) ->
 
 /// Polls until no process is left in the cgroup (SIGKILLed processes take a moment to
 /// leave), for at most a few seconds.
-fn wait_empty(cg: &Manager) {
+fn wait_empty(cg: &dyn Manager) {
     for _ in 0..500 {
         if cg.pids().map(|p| p.is_empty()).unwrap_or(true) {
             return;
@@ -672,17 +670,17 @@ fn wait_empty(cg: &Manager) {
 
 /// The cgroup berth makes for `id` when the config names none, as far as it exists (its
 /// directories are then the container's to remove).
-fn default_manager(id: &str) -> Option<Manager> {
-    let mut st = Manager::new(id, None, false).ok()?.state();
+fn default_manager(id: &str) -> Option<Box<dyn Manager>> {
+    let mut st = cgroups::open(id, None, false).ok()?.state();
     st.created = st.hierarchies.iter().map(|h| h.dir.clone()).filter(|d| d.is_dir()).collect();
-    Some(Manager::from_state(&st))
+    Some(cgroups::from_state(&st))
 }
 
 /// The record's cgroup, if it can be trusted with signals and removal. `init_pinned`: the
 /// record's init is alive (and pinned by the caller), so the cgroup must hold it; a state
 /// file rewritten to name another cgroup then fails. Without a live init only the shape is
 /// checked (see `sane`).
-pub(crate) fn trusted_manager(rec: &Record, init_pinned: bool) -> Result<Manager> {
+pub(crate) fn trusted_manager(rec: &Record, init_pinned: bool) -> Result<Box<dyn Manager>> {
     let cg = manager_of(rec)?;
     let st = cg.state();
     let refuse = |why: String| Error::Init { id: rec.id.clone(), msg: format!("the recorded cgroup {why}: refusing to use it") };

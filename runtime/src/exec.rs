@@ -18,7 +18,6 @@ use std::str::FromStr;
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Process};
 
-use crate::cgroups::Manager;
 use crate::error::{Error, Result};
 use crate::process::channel::{self, Channel, Msg};
 use crate::state::{Status, Store};
@@ -412,7 +411,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
         pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?,
     ));
     if v2_dir.is_none() {
-        Manager::add_pid_to(&dirs, pid)?;
+        crate::cgroups::add_pid_to(&dirs, pid)?;
     }
     crate::failpoint::hit("exec:in-cgroup");
     if let Some(adj) = oom_score_adj {
