@@ -25,3 +25,18 @@ pub(crate) fn flat_keyed(dir: &Path, file: &str) -> BTreeMap<String, u64> {
 pub(crate) fn get(map: &BTreeMap<String, u64>, key: &str) -> u64 {
     map.get(key).copied().unwrap_or(0)
 }
+
+/// One entry per huge page size; `read` is given the name of that size's file `<name>`
+/// ("hugetlb.2MB.<name>").
+pub(crate) fn per_page_size<T>(
+    sizes: Vec<String>,
+    read: impl Fn(&dyn Fn(&str) -> String) -> T,
+) -> BTreeMap<String, T> {
+    sizes
+        .into_iter()
+        .map(|size| {
+            let t = read(&|name: &str| format!("hugetlb.{size}.{name}"));
+            (size, t)
+        })
+        .collect()
+}

@@ -12,6 +12,7 @@
 //! reads as zero (or empty), as runc's and containerd's readers do.
 
 #![deny(unsafe_code)]
+#![deny(clippy::unwrap_used)]
 
 mod file;
 pub mod hierarchy;

@@ -15,15 +15,16 @@ use crate::{file, Error};
 /// The `oom_kill` count of a v1 memory cgroup (memory.oom_control; kernels since 4.13).
 /// `None` when the file cannot be read (the cgroup is gone) or has no such count.
 pub fn v1_oom_kills(memory_dir: &Path) -> Option<u64> {
-    file::text(memory_dir, "memory.oom_control")
-        .and_then(|t| crate::parse::flat_keyed(&t).get("oom_kill").copied())
+    oom_kill_count(memory_dir, "memory.oom_control")
 }
 
-/// The `oom_kill` count of a v2 cgroup (memory.events). `None` when the file cannot be read
-/// (the cgroup is gone) or has no such count.
+/// The `oom_kill` count of a v2 cgroup (memory.events), `None` as for v1.
 pub fn v2_oom_kills(dir: &Path) -> Option<u64> {
-    file::text(dir, "memory.events")
-        .and_then(|t| crate::parse::flat_keyed(&t).get("oom_kill").copied())
+    oom_kill_count(dir, "memory.events")
+}
+
+fn oom_kill_count(dir: &Path, file: &str) -> Option<u64> {
+    file::text(dir, file).and_then(|t| crate::parse::flat_keyed(&t).get("oom_kill").copied())
 }
 
 /// A v1 OOM notification: an eventfd (close-on-exec, non-blocking) registered on
@@ -84,24 +85,19 @@ mod tests {
     #[test]
     fn oom_kill_counts() {
         let d = tempfile::tempdir().unwrap();
+        let write = |f: &str, t: &str| std::fs::write(d.path().join(f), t).unwrap();
         assert_eq!(v2_oom_kills(d.path()), None);
-        std::fs::write(
-            d.path().join("memory.events"),
+        write(
+            "memory.events",
             "low 0\nhigh 0\nmax 37\noom 1\noom_kill 1\n",
-        )
-        .unwrap();
+        );
         assert_eq!(v2_oom_kills(d.path()), Some(1));
-        std::fs::write(
-            d.path().join("memory.oom_control"),
-            "oom_kill_disable 0\nunder_oom 0\n",
-        )
-        .unwrap();
+        write("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\n");
         assert_eq!(v1_oom_kills(d.path()), None);
-        std::fs::write(
-            d.path().join("memory.oom_control"),
+        write(
+            "memory.oom_control",
             "oom_kill_disable 0\nunder_oom 0\noom_kill 4\n",
-        )
-        .unwrap();
+        );
         assert_eq!(v1_oom_kills(d.path()), Some(4));
     }
 }

@@ -246,18 +246,11 @@ pub struct Hugetlb {
 
 /// One entry per huge page size of the host ([`host::hugepage_sizes`]).
 pub fn hugetlb(dir: &Path) -> BTreeMap<String, Hugetlb> {
-    host::hugepage_sizes()
-        .into_iter()
-        .map(|size| {
-            let p = format!("hugetlb.{size}");
-            let h = Hugetlb {
-                usage: file::value(dir, &format!("{p}.usage_in_bytes")),
-                max_usage: file::value(dir, &format!("{p}.max_usage_in_bytes")),
-                failcnt: file::value(dir, &format!("{p}.failcnt")),
-            };
-            (size, h)
-        })
-        .collect()
+    file::per_page_size(host::hugepage_sizes(), |f| Hugetlb {
+        usage: file::value(dir, &f("usage_in_bytes")),
+        max_usage: file::value(dir, &f("max_usage_in_bytes")),
+        failcnt: file::value(dir, &f("failcnt")),
+    })
 }
 
 #[cfg(test)]

@@ -100,24 +100,41 @@ pub struct IoEntry {
 
 /// io.stat: "MAJ:MIN rbytes=.. wbytes=.. rios=.. wios=.. dbytes=.. dios=..", one line per device.
 pub fn io_stat(text: &str) -> Vec<IoEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let (dev, values) = parse::nested_keyed(line)?;
-            let (major, minor) = parse::device(dev)?;
-            let mut e = IoEntry {
+    nested_keyed_lines(
+        text,
+        |dev| {
+            parse::device(dev).map(|(major, minor)| IoEntry {
                 major,
                 minor,
                 ..Default::default()
+            })
+        },
+        |e, k, v| {
+            let slot = match k {
+                "rbytes" => &mut e.rbytes,
+                "wbytes" => &mut e.wbytes,
+                "rios" => &mut e.rios,
+                "wios" => &mut e.wios,
+                _ => return,
             };
+            *slot = v.parse().ok();
+        },
+    )
+}
+
+/// The lines of a nested-keyed file: `first` makes an entry of a line's first word (or skips
+/// the line), `set` gives it each `key=value` after it.
+fn nested_keyed_lines<T>(
+    text: &str,
+    first: impl Fn(&str) -> Option<T>,
+    set: impl Fn(&mut T, &str, &str),
+) -> Vec<T> {
+    text.lines()
+        .filter_map(|line| {
+            let (word, values) = parse::nested_keyed(line)?;
+            let mut e = first(word)?;
             for (k, v) in values {
-                let slot = match k {
-                    "rbytes" => &mut e.rbytes,
-                    "wbytes" => &mut e.wbytes,
-                    "rios" => &mut e.rios,
-                    "wios" => &mut e.wios,
-                    _ => continue,
-                };
-                *slot = v.parse().ok();
+                set(&mut e, k, v);
             }
             Some(e)
         })
@@ -146,28 +163,27 @@ pub struct Rdma {
 
 /// rdma.current / rdma.max: "DEVICE hca_handle=N hca_object=N".
 pub fn rdma_entries(text: &str) -> Vec<RdmaEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let (device, values) = parse::nested_keyed(line)?;
-            let mut e = RdmaEntry {
+    nested_keyed_lines(
+        text,
+        |device| {
+            Some(RdmaEntry {
                 device: device.to_string(),
                 ..Default::default()
+            })
+        },
+        |e, k, v| {
+            let v = match parse::value(v) {
+                Some(u64::MAX) => u32::MAX,
+                Some(n) => u32::try_from(n).unwrap_or(0),
+                None => 0,
             };
-            for (k, v) in values {
-                let v = match parse::value(v) {
-                    Some(u64::MAX) => u32::MAX,
-                    Some(n) => u32::try_from(n).unwrap_or(0),
-                    None => 0,
-                };
-                match k {
-                    "hca_handle" => e.hca_handles = v,
-                    "hca_object" => e.hca_objects = v,
-                    _ => {}
-                }
+            match k {
+                "hca_handle" => e.hca_handles = v,
+                "hca_object" => e.hca_objects = v,
+                _ => {}
             }
-            Some(e)
-        })
-        .collect()
+        },
+    )
 }
 
 pub fn rdma(dir: &Path) -> Rdma {
@@ -201,18 +217,11 @@ pub fn hugetlb(dir: &Path) -> BTreeMap<String, Hugetlb> {
                 .collect()
         })
         .unwrap_or_default();
-    sizes
-        .into_iter()
-        .map(|size| {
-            let p = format!("hugetlb.{size}");
-            let h = Hugetlb {
-                current: file::value(dir, &format!("{p}.current")),
-                max: file::value(dir, &format!("{p}.max")),
-                failcnt: file::get(&file::flat_keyed(dir, &format!("{p}.events")), "max"),
-            };
-            (size, h)
-        })
-        .collect()
+    file::per_page_size(sizes, |f| Hugetlb {
+        current: file::value(dir, &f("current")),
+        max: file::value(dir, &f("max")),
+        failcnt: file::get(&file::flat_keyed(dir, &f("events")), "max"),
+    })
 }
 
 #[cfg(test)]

@@ -718,28 +718,16 @@ fn holds(st: &crate::cgroups::CgroupState, pid: i32) -> bool {
 /// /proc/<pid>/cgroup; berth runs in the host's cgroup namespace).
 fn cgroups_of(pid: i32, st: &crate::cgroups::CgroupState) -> Vec<Option<PathBuf>> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-    let lines: Vec<(&str, &str)> = text
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.splitn(3, ':');
-            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-            Some((ctrls, path))
-        })
-        .collect();
+    let lines = cgroupfs::hierarchy::parse_proc_cgroup(&text);
     st.hierarchies
         .iter()
         .map(|h| {
-            let path = lines.iter().find_map(|(ctrls, path)| {
-                let same = if h.subsystems.is_empty() {
-                    ctrls.is_empty()
-                } else {
-                    let mut a: Vec<&str> = ctrls.split(',').collect();
-                    let mut b: Vec<&str> = h.subsystems.iter().map(String::as_str).collect();
-                    a.sort_unstable();
-                    b.sort_unstable();
-                    a == b
-                };
-                same.then_some(*path)
+            let path = lines.iter().find_map(|l| {
+                let mut a: Vec<&str> = l.controllers.iter().map(String::as_str).collect();
+                let mut b: Vec<&str> = h.subsystems.iter().map(String::as_str).collect();
+                a.sort_unstable();
+                b.sort_unstable();
+                (a == b).then_some(l.path.as_str())
             })?;
             Some(h.mount_point.join(path.trim_start_matches('/')))
         })
