@@ -8,7 +8,7 @@
 use std::{
     collections::HashMap,
     os::fd::AsFd,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
@@ -30,6 +30,16 @@ const INOTIFY_TOKEN: u64 = 0;
 enum Source {
     V1 { eventfd: OomEventFd },
     V2 { wd: WatchDescriptor },
+}
+
+impl Source {
+    /// The cgroup's `oom_kill` count; `None` once the cgroup is gone.
+    fn oom_kills(&self, dir: &Path) -> Option<u64> {
+        match self {
+            Source::V1 { .. } => v1_oom_kills(dir),
+            Source::V2 { .. } => v2_oom_kills(dir),
+        }
+    }
 }
 
 struct Watch {
@@ -80,38 +90,30 @@ impl OomWatcher {
             *n += 1;
             *n
         };
-        let watch = match cgroup {
+        let (dir, source) = match cgroup {
             Cgroup::V1Memory(dir) => {
-                let eventfd = OomEventFd::register(&dir).map_err(|e| match e {
-                    cgroupfs::Error::Io { path, op, source } => io(format!("{op} {}", path.display()))(source),
-                    cgroupfs::Error::Discovery(msg) => crate::error::Error::FailedPrecondition(msg),
-                })?;
+                let eventfd = OomEventFd::register(&dir)?;
                 self.epoll
                     .add(eventfd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))
                     .map_err(sys("epoll_ctl add"))?;
-                Watch {
-                    container_id: container_id.to_string(),
-                    oom_kills: v1_oom_kills(&dir).unwrap_or(0),
-                    flushed: false,
-                    dir,
-                    source: Source::V1 { eventfd },
-                }
+                (dir, Source::V1 { eventfd })
             }
             Cgroup::V2(dir) => {
-                // The counter is read after the watch is in place, so a kill between the two
-                // is either in the baseline or produces a later event; none is lost.
                 let wd = self
                     .inotify
                     .add_watch(&dir.join("memory.events"), AddWatchFlags::IN_MODIFY)
                     .map_err(sys("inotify_add_watch memory.events"))?;
-                Watch {
-                    container_id: container_id.to_string(),
-                    oom_kills: v2_oom_kills(&dir).unwrap_or(0),
-                    flushed: false,
-                    dir,
-                    source: Source::V2 { wd },
-                }
+                (dir, Source::V2 { wd })
             }
+        };
+        // The counter is read after the watch is in place, so a kill between the two is
+        // either in the baseline or produces a later event; none is lost.
+        let watch = Watch {
+            container_id: container_id.to_string(),
+            oom_kills: source.oom_kills(&dir).unwrap_or(0),
+            flushed: false,
+            dir,
+            source,
         };
         self.watches
             .lock()
@@ -128,10 +130,7 @@ impl OomWatcher {
         let mut fired = false;
         if let Ok(mut w) = self.watches.lock() {
             for watch in w.values_mut().filter(|w| w.container_id == container_id) {
-                let count = match watch.source {
-                    Source::V1 { .. } => v1_oom_kills(&watch.dir),
-                    Source::V2 { .. } => v2_oom_kills(&watch.dir),
-                };
+                let count = watch.source.oom_kills(&watch.dir);
                 if let Some(count) = count.filter(|&c| c > watch.oom_kills) {
                     watch.oom_kills = count;
                     watch.flushed = true;

@@ -35,7 +35,7 @@ impl CgroupPaths {
     pub fn of_pid(pid: u32) -> Result<Self> {
         let hs = cgroupfs::hierarchy::of_process(Some(pid)).map_err(|e| match e {
             cgroupfs::Error::Io { source, .. } => Error::Io { context: format!("read cgroups of {pid}"), source },
-            cgroupfs::Error::Discovery(msg) => Error::FailedPrecondition(format!("cgroups of {pid}: {msg}")),
+            e => e.into(),
         })?;
         Ok(Self::from_hierarchies(hs))
     }
