@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
 
-use crate::cgroups::Manager;
+use crate::cgroups::{self, Manager};
 use crate::error::{Error, Result};
 use crate::state::Record;
 use crate::{log, rootfs, spec};
@@ -26,7 +26,7 @@ pub(crate) fn load(
     bundle: &Path,
     no_pivot: bool,
     systemd_cgroup: bool,
-) -> Result<(Bundle, Manager)> {
+) -> Result<(Bundle, Box<dyn Manager>)> {
     crate::id::validate(id)?;
     let dir = std::fs::canonicalize(bundle)
         .map_err(|e| Error::Usage(format!("bundle {}: {e}", bundle.display())))?;
@@ -48,7 +48,7 @@ pub(crate) fn load(
         .cgroups_path()
         .as_ref()
         .map(|p| p.to_string_lossy().into_owned());
-    let cgroup = Manager::new(id, cgroups_path.as_deref(), systemd_cgroup)?;
+    let cgroup = cgroups::open(id, cgroups_path.as_deref(), systemd_cgroup)?;
     let resources = spec::cgroup_resources(&spec);
     cgroup.validate(&resources)?;
     Ok((
@@ -65,7 +65,7 @@ pub(crate) fn load(
 impl Bundle {
     /// The record of container `id` made from this bundle, whose cgroup exists but which
     /// has no init yet.
-    pub(crate) fn initial_record(&self, id: &str, cgroup: &Manager) -> Result<Record> {
+    pub(crate) fn initial_record(&self, id: &str, cgroup: &dyn Manager) -> Result<Record> {
         let spec = &self.spec;
         Ok(Record {
             id: id.to_string(),
@@ -76,8 +76,7 @@ impl Bundle {
             created: crate::state::now_rfc3339(),
             owner: owner(),
             annotations: spec.annotations().clone().unwrap_or_default(),
-            cgroup: serde_json::to_value(cgroup.state())
-                .map_err(|e| Error::io("encoding cgroup state", e.into()))?,
+            cgroup: cgroup.state(),
             hooks: spec.hooks().clone(),
             resources: Some({
                 let mut r = self.resources.clone();

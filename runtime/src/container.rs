@@ -73,7 +73,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     // directory create is about to make: if this process is killed from here on (the guard
     // would not run), `delete --force` finds and removes them all.
     cgroup.plan()?;
-    let mut record = loaded.initial_record(&opts.id, &cgroup)?;
+    let mut record = loaded.initial_record(&opts.id, &*cgroup)?;
     store.save(&record)?;
     failpoint::hit("create:state-planned");
     let cgroup_mounts = cgroup.mounts();
@@ -99,7 +99,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
         new_namespaces: plan.clone_flags,
         // When staged the first child joins the pid namespace itself.
         pid_ns: plan.pid_path.as_deref().map_or(PidNs::Ours, PidNs::Path),
-        cgroup: Placement::of(cgroup, &[])?,
+        cgroup: Placement::of(&**cgroup, &[])?,
         initial_cpus: initial_cpus.as_deref(),
         oom_score_adj: process.oom_score_adj(),
     };
@@ -310,9 +310,7 @@ pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
             return Err(Error::WrongState { id: id.into(), status: Status::Stopped, msg: "container not running" });
         }
         if sig != 0 {
-            if let Ok(cg) = recorded_cgroup::manager(&rec) {
-                signal::kill_cgroup(&cg, sig);
-            }
+            signal::kill_cgroup(&*recorded_cgroup::manager(&rec), sig);
         }
         Ok(())
     };
@@ -334,7 +332,7 @@ pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
     // Signal 0 is a probe of the init: nothing to freeze and signal in the cgroup.
     if all && sig != 0 {
         // The init is pinned and alive: the recorded cgroup must hold it.
-        signal::kill_cgroup(&recorded_cgroup::trusted(&rec, true)?, sig);
+        signal::kill_cgroup(&*recorded_cgroup::trusted(&rec, true)?, sig);
         // The init was in the cgroup, so it has the signal already and may be gone.
         return match sys::pidfd_send_signal(pidfd.as_fd(), sig) {
             Err(e) if e.raw_os_error() != Some(libc::ESRCH) => Err(Error::io(format!("container \"{id}\": kill"), e)),
@@ -394,7 +392,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     };
     if let (Status::Paused, Some(cg)) = (status, &cg) {
         // SIGKILL everything and thaw, so the init can die below.
-        signal::kill_cgroup(cg, libc::SIGKILL);
+        signal::kill_cgroup(&**cg, libc::SIGKILL);
     }
     if let Some(pidfd) = &pinned {
         let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
@@ -403,7 +401,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     failpoint::hit("delete:init-killed");
     if let Some(cg) = &cg {
         // With a shared pid namespace the init's death does not take the others with it.
-        signal::kill_cgroup(cg, libc::SIGKILL);
+        signal::kill_cgroup(&**cg, libc::SIGKILL);
         failpoint::hit("delete:before-cgroup-destroy");
         cg.destroy()?;
         failpoint::hit("delete:after-cgroup-destroy");
@@ -429,8 +427,8 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
 fn delete_unrecorded(store: &Store, id: &str, why: &crate::state::StateError) -> Result<()> {
     log::warn(&format!("{why}; deleting what the system shows"));
     if let Some(cg) = recorded_cgroup::default_for(id).filter(|m| !m.state().created.is_empty() && recorded_cgroup::sane(&m.state())) {
-        signal::kill_cgroup(&cg, libc::SIGKILL);
-        wait_empty(&cg);
+        signal::kill_cgroup(&*cg, libc::SIGKILL);
+        wait_empty(&*cg);
         cg.destroy()?;
     }
     store.remove(id).map_err(Into::into)
@@ -438,7 +436,7 @@ fn delete_unrecorded(store: &Store, id: &str, why: &crate::state::StateError) ->
 
 /// Polls until no process is left in the cgroup (SIGKILLed processes take a moment to
 /// leave), for at most a few seconds.
-fn wait_empty(cg: &Manager) {
+fn wait_empty(cg: &dyn Manager) {
     for _ in 0..500 {
         if cg.pids().map(|p| p.is_empty()).unwrap_or(true) {
             return;

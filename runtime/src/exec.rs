@@ -298,7 +298,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
             e,
         )
     })?;
-    let placement = Placement::of(&cgroup, &opts.cgroup)?;
+    let placement = Placement::of(&*cgroup, &opts.cgroup)?;
     let (own_console, console) = match opts.console {
         Some(c) => (None, Some(c)),
         None if terminal => {

@@ -6,23 +6,21 @@
 
 use std::path::PathBuf;
 
-use crate::cgroups::{CgroupState, Manager};
+use crate::cgroups::{self, CgroupState, Manager};
 use crate::error::{Error, Result};
 use crate::state::Record;
 
 /// The record's cgroup, as recorded (not checked: for reading stats and pids).
-pub(crate) fn manager(rec: &Record) -> Result<Manager> {
-    let st = serde_json::from_value(rec.cgroup.clone())
-        .map_err(|e| Error::io(format!("container \"{}\": cgroup state", rec.id), e.into()))?;
-    Ok(Manager::from_state(&st))
+pub(crate) fn manager(rec: &Record) -> Box<dyn Manager> {
+    rec.cgroup_manager()
 }
 
 /// The record's cgroup, if it can be trusted with signals and removal. `init_pinned`: the
 /// record's init is alive (and pinned by the caller), so the cgroup must hold it; a state
 /// file rewritten to name another cgroup then fails. Without a live init only the shape is
 /// checked (see `sane`).
-pub(crate) fn trusted(rec: &Record, init_pinned: bool) -> Result<Manager> {
-    let cg = manager(rec)?;
+pub(crate) fn trusted(rec: &Record, init_pinned: bool) -> Result<Box<dyn Manager>> {
+    let cg = manager(rec);
     let st = cg.state();
     let refuse = |why: String| Error::Init {
         id: rec.id.clone(),
@@ -44,15 +42,15 @@ pub(crate) fn trusted(rec: &Record, init_pinned: bool) -> Result<Manager> {
 
 /// The cgroup berth makes for `id` when the config names none, as far as it exists (its
 /// directories are then the container's to remove).
-pub(crate) fn default_for(id: &str) -> Option<Manager> {
-    let mut st = Manager::new(id, None, false).ok()?.state();
+pub(crate) fn default_for(id: &str) -> Option<Box<dyn Manager>> {
+    let mut st = cgroups::open(id, None, false).ok()?.state();
     st.created = st
         .hierarchies
         .iter()
         .map(|h| h.dir.clone())
         .filter(|d| d.is_dir())
         .collect();
-    Some(Manager::from_state(&st))
+    Some(cgroups::from_state(&st))
 }
 
 /// The cgroup's shape is one berth makes: every directory strictly below its hierarchy's
@@ -88,28 +86,16 @@ pub(crate) fn holds(st: &CgroupState, pid: i32) -> bool {
 /// /proc/<pid>/cgroup; berth runs in the host's cgroup namespace).
 fn cgroups_of(pid: i32, st: &CgroupState) -> Vec<Option<PathBuf>> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-    let lines: Vec<(&str, &str)> = text
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.splitn(3, ':');
-            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-            Some((ctrls, path))
-        })
-        .collect();
+    let lines = cgroupfs::hierarchy::parse_proc_cgroup(&text);
     st.hierarchies
         .iter()
         .map(|h| {
-            let path = lines.iter().find_map(|(ctrls, path)| {
-                let same = if h.subsystems.is_empty() {
-                    ctrls.is_empty()
-                } else {
-                    let mut a: Vec<&str> = ctrls.split(',').collect();
-                    let mut b: Vec<&str> = h.subsystems.iter().map(String::as_str).collect();
-                    a.sort_unstable();
-                    b.sort_unstable();
-                    a == b
-                };
-                same.then_some(*path)
+            let path = lines.iter().find_map(|l| {
+                let mut a: Vec<&str> = l.controllers.iter().map(String::as_str).collect();
+                let mut b: Vec<&str> = h.subsystems.iter().map(String::as_str).collect();
+                a.sort_unstable();
+                b.sort_unstable();
+                (a == b).then_some(l.path.as_str())
             })?;
             Some(h.mount_point.join(path.trim_start_matches('/')))
         })

@@ -19,7 +19,7 @@ pub(crate) struct Rollback<'a> {
     pub(crate) id: &'a str,
     /// The state directory `<root>/<id>` is ours to remove.
     pub(crate) dir: bool,
-    pub(crate) cgroup: Option<Manager>,
+    pub(crate) cgroup: Option<Box<dyn Manager>>,
     /// Without a mount namespace: the rootfs and the id of the mount on top of it before
     /// the init started, to detach what the init mounted there.
     pub(crate) shared_rootfs: Option<(PathBuf, u64)>,
@@ -52,7 +52,7 @@ impl Drop for Rollback<'_> {
             }
         }
         if let Some(cg) = self.cgroup.take() {
-            crate::signal::kill_cgroup(&cg, libc::SIGKILL);
+            crate::signal::kill_cgroup(&*cg, libc::SIGKILL);
             if let Err(e) = cg.destroy() {
                 log::warn(&format!("cleaning up after a failed create: {e}"));
             }

@@ -23,7 +23,7 @@ pub fn parse(s: &str) -> Result<i32, String> {
 
 /// Signals every process in the cgroup. The cgroup is frozen meanwhile (as runc does), so
 /// a process that forks cannot escape between reading the pid list and signalling it.
-pub(crate) fn kill_cgroup(cg: &crate::cgroups::Manager, sig: i32) {
+pub(crate) fn kill_cgroup(cg: &dyn crate::cgroups::Manager, sig: i32) {
     let was_frozen = cg.is_frozen().unwrap_or(false);
     let froze = !was_frozen && cg.set_frozen(true).is_ok();
     if let Ok(pids) = cg.pids() {

@@ -69,8 +69,8 @@ pub struct Record {
     pub owner: String,
     #[serde(default)]
     pub annotations: HashMap<String, String>,
-    /// The cgroup manager's own record (see cgroups::CgroupState).
-    pub cgroup: serde_json::Value,
+    /// The cgroup manager's own record.
+    pub cgroup: crate::cgroups::CgroupState,
     #[serde(default)]
     pub hooks: Option<Hooks>,
     /// linux.resources as applied (create, then every `update`), without the device rules,
@@ -223,7 +223,7 @@ impl Store {
         }
         // runtime-spec has no "paused"; runc reports it while the freezer holds the cgroup
         // (a created container can be paused too).
-        if rec.cgroup_manager().is_some_and(|m| m.is_frozen().unwrap_or(false)) {
+        if rec.cgroup_manager().is_frozen().unwrap_or(false) {
             return Status::Paused;
         }
         if self.dir(&rec.id).join(START_SOCKET).exists() {
@@ -235,9 +235,8 @@ impl Store {
 
 impl Record {
     /// The container's cgroup, reopened from what create recorded.
-    pub fn cgroup_manager(&self) -> Option<crate::cgroups::Manager> {
-        let st = serde_json::from_value(self.cgroup.clone()).ok()?;
-        Some(crate::cgroups::Manager::from_state(&st))
+    pub fn cgroup_manager(&self) -> Box<dyn crate::cgroups::Manager> {
+        crate::cgroups::from_state(&self.cgroup)
     }
 
     pub fn public(&self, status: Status) -> Public<'_> {
@@ -322,6 +321,24 @@ mod tests {
         store.create_dir("l").unwrap();
         std::os::unix::fs::symlink("/etc/hostname", store.dir("l").join(STATE_FILE)).unwrap();
         assert!(store.load("l").is_err());
+    }
+
+    /// state.json as berth wrote it before `Record.cgroup` was typed (a `serde_json::Value`
+    /// then): a hybrid-host container made by `create`. It must still load, and its cgroup
+    /// record be written back byte for byte (the rest holds sets, in no fixed order).
+    #[test]
+    fn a_state_file_of_an_older_berth_loads_and_is_written_back_the_same() {
+        let old = include_str!("testdata/state-v1-hybrid.json");
+        let rec: Record = serde_json::from_str(old).unwrap();
+        assert_eq!(rec.cgroup.version, crate::cgroups::CgroupVersion::V1);
+        assert_eq!(rec.cgroup.hierarchies.len(), 10);
+        assert_eq!(rec.cgroup.created.len(), 10);
+        let sd = &rec.cgroup.hierarchies[0];
+        assert_eq!((sd.name.as_str(), sd.subsystems.as_slice()), ("systemd", &["name=systemd".to_string()][..]));
+        assert_eq!(sd.dir, Path::new("/sys/fs/cgroup/systemd/c1"));
+        assert!(!rec.cgroup_manager().is_v2());
+        let written = old.split_once(r#""cgroup":"#).and_then(|(_, rest)| rest.split_once(r#","hooks":"#));
+        assert_eq!(serde_json::to_string(&rec.cgroup).unwrap(), written.unwrap().0);
     }
 
     #[test]

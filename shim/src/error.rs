@@ -56,6 +56,18 @@ pub fn sys(context: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> Erro
     move |source| Error::Sys { context, source }
 }
 
+impl From<cgroupfs::Error> for Error {
+    fn from(e: cgroupfs::Error) -> Self {
+        match e {
+            cgroupfs::Error::Io { path, op, source } => Error::Io {
+                context: format!("{op} {}", path.display()),
+                source,
+            },
+            cgroupfs::Error::Discovery(msg) => Error::FailedPrecondition(msg),
+        }
+    }
+}
+
 impl From<Error> for ttrpc::Error {
     fn from(e: Error) -> Self {
         let code = match &e {

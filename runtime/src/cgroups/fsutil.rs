@@ -6,13 +6,6 @@ use std::time::Duration;
 
 use super::CgroupError;
 
-pub(crate) fn is_cgroup2_fs(p: &Path) -> bool {
-    match nix::sys::statfs::statfs(p) {
-        Ok(s) => s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC,
-        Err(_) => false,
-    }
-}
-
 pub(crate) fn read_trim(p: &Path) -> std::io::Result<String> {
     Ok(std::fs::read_to_string(p)?.trim().to_string())
 }

@@ -39,9 +39,9 @@ impl FakeV2 {
         std::fs::write(root.join("parent/cgroup.subtree_control"), "").unwrap();
         FakeV2 { _tmp: tmp, root }
     }
-    fn manager(&self, id: &str, path: Option<&str>) -> Manager {
+    fn manager(&self, id: &str, path: Option<&str>) -> Box<dyn Manager> {
         let mi = format!("30 23 0:26 / {} rw - cgroup2 cgroup2 rw,nsdelegate\n", self.root.display());
-        Manager::from_sources(id, path, &mi, "0::/parent\n", true).unwrap()
+        from_sources(id, path, &mi, "0::/parent\n", true).unwrap()
     }
     /// A leaf with the interface files a real cgroup2 dir would have.
     fn leaf(&self, rel: &str) -> PathBuf {
@@ -149,7 +149,7 @@ fn v2_create_and_destroy_remove_only_what_was_made() {
     let json = serde_json::to_string(&st).unwrap();
     let back: CgroupState = serde_json::from_str(&json).unwrap();
     assert_eq!(back, st);
-    let m2 = Manager::from_state(&back);
+    let m2 = from_state(&back);
     assert!(m2.is_v2());
     m2.destroy().unwrap();
     assert!(!f.root.join("parent/a").exists());
@@ -171,7 +171,7 @@ fn plan_names_the_directories_before_they_exist() {
     assert!(!f.root.join("parent/a/b").exists(), "plan makes nothing");
     // Killed half-way: only the first directory was made.
     std::fs::create_dir(f.root.join("parent/a/b")).unwrap();
-    let after_crash = Manager::from_state(&m.state());
+    let after_crash = from_state(&m.state());
     after_crash.destroy().unwrap();
     assert!(!f.root.join("parent/a/b").exists());
     assert!(f.root.join("parent/a").is_dir());
@@ -242,7 +242,7 @@ fn v2_rejects_v1_only_knobs() {
 fn systemd_path_is_refused() {
     let f = FakeV2::new();
     let mi = format!("30 23 0:26 / {} rw - cgroup2 cgroup2 rw\n", f.root.display());
-    let e = Manager::from_sources("c1", Some("system.slice:docker:c1"), &mi, "0::/\n", true)
+    let e = from_sources("c1", Some("system.slice:docker:c1"), &mi, "0::/\n", true)
         .err()
         .unwrap()
         .to_string();
@@ -255,7 +255,7 @@ fn systemd_path_is_refused() {
 /// `#[ignore]`d (CI runs them with `--include-ignored`) and fail where it is not.
 fn real_v1() -> bool {
     let ok = nix::unistd::geteuid().is_root()
-        && !fsutil::is_cgroup2_fs(Path::new("/sys/fs/cgroup"))
+        && !host_is_unified()
         && Path::new("/proc/self/mountinfo").exists();
     if !ok {
         eprintln!("not a host for this test: it needs root on a cgroup v1 host");
@@ -285,7 +285,7 @@ impl Cleanup {
     fn leftovers(&self) -> Vec<PathBuf> {
         let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let mut out = Vec::new();
-        for m in mountinfo::parse_mountinfo(&mi) {
+        for m in cgroupfs::hierarchy::parse_mountinfo(&mi) {
             let mut stack = vec![(m.mount_point.clone(), false)];
             while let Some((d, ours)) = stack.pop() {
                 let ours = ours || d.file_name().is_some_and(|n| n == self.name.as_str());
@@ -370,7 +370,7 @@ fn root_v1_lifecycle_apply_add_pids_destroy() {
     assert!(real_v1(), "needs root on a cgroup v1 host");
     let name = unique("life");
     let mut guard = Cleanup::new(&name);
-    let m = Manager::new("ctr", Some(&format!("/{name}/ctr")), false).unwrap();
+    let m = open("ctr", Some(&format!("/{name}/ctr")), false).unwrap();
     assert!(!m.is_v2());
     m.create().unwrap();
     let mounts = m.mounts();
@@ -417,7 +417,7 @@ fn root_v1_lifecycle_apply_add_pids_destroy() {
     let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let managed = m.state().hierarchies;
     let mut seen = 0;
-    for e in mountinfo::parse_proc_cgroup(&own) {
+    for e in cgroupfs::hierarchy::parse_proc_cgroup(&own) {
         // Hierarchies not mounted here (another mount namespace may have
         // mounted e.g. hugetlb as v1) are not ours to manage.
         if managed.iter().any(|h| h.subsystems == e.controllers) {
@@ -448,7 +448,7 @@ fn root_v1_lifecycle_apply_add_pids_destroy() {
     }
     guard.children.clear();
     // Reopened from state, as `delete` does.
-    let m2 = Manager::from_state(&m.state());
+    let m2 = from_state(&m.state());
     m2.destroy().unwrap();
     assert!(m2.state().created.is_empty());
     assert_eq!(guard.leftovers(), Vec::<PathBuf>::new());
@@ -460,7 +460,7 @@ fn root_v1_docker_defaults_apply() {
     assert!(real_v1(), "needs root on a cgroup v1 host");
     let name = unique("dock");
     let guard = Cleanup::new(&name);
-    let m = Manager::new(&name, None, false).unwrap();
+    let m = open(&name, None, false).unwrap();
     m.create().unwrap();
     let r = format!(
         r#"{{"devices":{},"memory":{{}},"cpu":{{"shares":0}},"blockIO":{{"weight":0}},"pids":{{"limit":-1}}}}"#,
@@ -482,7 +482,7 @@ fn root_v1_b15_non_empty_cgroup_is_refused_and_kept() {
     assert!(real_v1(), "needs root on a cgroup v1 host");
     let name = unique("b15");
     let mut guard = Cleanup::new(&name);
-    let m = Manager::new("ctr", Some(&format!("/{name}")), false).unwrap();
+    let m = open("ctr", Some(&format!("/{name}")), false).unwrap();
     let mem = m.dir_for("memory").unwrap().to_path_buf();
     std::fs::create_dir(&mem).unwrap();
     let child = Command::new("sleep").arg("100").spawn().unwrap();
@@ -504,7 +504,7 @@ fn root_v1_b15_frozen_cgroup_is_refused() {
     assert!(real_v1(), "needs root on a cgroup v1 host");
     let name = unique("frz");
     let guard = Cleanup::new(&name);
-    let m = Manager::new("ctr", Some(&format!("/{name}")), false).unwrap();
+    let m = open("ctr", Some(&format!("/{name}")), false).unwrap();
     let frz = m.dir_for("freezer").unwrap().to_path_buf();
     std::fs::create_dir(&frz).unwrap();
     std::fs::write(frz.join("freezer.state"), "FROZEN").unwrap();
@@ -518,7 +518,7 @@ fn root_v1_pre_existing_empty_leaf_is_reused_then_removed_as_runc_does() {
     assert!(real_v1(), "needs root on a cgroup v1 host");
     let name = unique("keep");
     let guard = Cleanup::new(&name);
-    let m = Manager::new("ctr", Some(&format!("/{name}")), false).unwrap();
+    let m = open("ctr", Some(&format!("/{name}")), false).unwrap();
     let mem = m.dir_for("memory").unwrap().to_path_buf();
     std::fs::create_dir(&mem).unwrap();
     std::fs::create_dir(mem.join("sub")).unwrap();
@@ -534,7 +534,7 @@ fn root_v1_unified_resources_are_refused() {
     assert!(real_v1(), "needs root on a cgroup v1 host");
     let name = unique("uni");
     let _guard = Cleanup::new(&name);
-    let m = Manager::new("ctr", Some(&format!("/{name}")), false).unwrap();
+    let m = open("ctr", Some(&format!("/{name}")), false).unwrap();
     let e = m.apply(&res(r#"{"unified":{"memory.max":"10M"}}"#)).unwrap_err().to_string();
     assert!(e.starts_with("linux.resources.unified:"), "{e}");
 }
@@ -547,7 +547,7 @@ fn root_v1_unified_resources_are_refused() {
 fn root_ebpf_device_filter_enforces_rules() {
     assert!(real_v1(), "needs root on a cgroup v1 host");
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let Some(uni) = mountinfo::parse_mountinfo(&mi).into_iter().find(|m| m.v2 && m.root == "/") else {
+    let Some(uni) = cgroupfs::hierarchy::parse_mountinfo(&mi).into_iter().find(|m| m.v2 && m.root == "/") else {
         panic!("needs a cgroup2 mount (a hybrid host's unified hierarchy)");
     };
     let name = unique("bpf");
@@ -588,7 +588,7 @@ fn root_v2_driver_on_the_real_cgroup2_mount() {
     let mount_point = PathBuf::from(line.split(' ').nth(4).unwrap());
     let root_sc = mount_point.join("cgroup.subtree_control");
     guard.subtree_before.push((root_sc.clone(), std::fs::read_to_string(&root_sc).unwrap()));
-    let m = Manager::from_sources("ctr", Some(&format!("/{name}/ctr")), line, &v2line, true).unwrap();
+    let m = from_sources("ctr", Some(&format!("/{name}/ctr")), line, &v2line, true).unwrap();
     assert!(m.is_v2());
     m.create().unwrap();
     let dir = m.mounts()[0].host_path.clone();

@@ -123,7 +123,7 @@ fn common_args(o: &CriuOpts, work: &Path, log: &str) -> Result<Vec<OsString>> {
 
 /// Destinations of the hierarchies a container without a cgroup namespace sees bound
 /// from the host, with the host directories.
-fn cgroup_binds(spec: &Spec, cg: &Manager) -> Vec<(PathBuf, PathBuf)> {
+fn cgroup_binds(spec: &Spec, cg: &dyn Manager) -> Vec<(PathBuf, PathBuf)> {
     if spec::namespace_types(spec).contains(&LinuxNamespaceType::Cgroup) {
         return Vec::new();
     }
@@ -202,7 +202,7 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
     let spec = loaded.spec;
     refuse_terminal(&spec)?;
     let externals = external_namespaces(&spec)?;
-    let cg = crate::recorded_cgroup::manager(&rec)?;
+    let cg = crate::recorded_cgroup::manager(&rec);
 
     let image = std::path::absolute(&opts.criu.image_path).map_err(|e| Error::io("--image-path", e))?;
     let work = match &opts.criu.work_path {
@@ -213,7 +213,7 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
     mkdir_private(&work, "--work-path")?;
 
     let binds = rootfs::bind_mounts(&spec, &rec.bundle);
-    let cgroup_binds = cgroup_binds(&spec, &cg);
+    let cgroup_binds = cgroup_binds(&spec, &*cg);
     let stdio = (0..3)
         .map(|fd| std::fs::read_link(format!("/proc/{}/fd/{fd}", rec.pid)).map(|l| l.display().to_string()).unwrap_or_default())
         .collect();
@@ -261,7 +261,7 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
 }
 
 /// The rel path of the container's cgroup per hierarchy, as criu's `--cgroup-root` takes it.
-fn cgroup_root_args(cg: &Manager) -> Vec<OsString> {
+fn cgroup_root_args(cg: &dyn Manager) -> Vec<OsString> {
     let mut out = Vec::new();
     for h in cg.state().hierarchies {
         let rel = h.dir.strip_prefix(&h.mount_point).map(|r| Path::new("/").join(r)).unwrap_or_else(|_| h.dir.clone());
@@ -333,14 +333,14 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
     mkdir_private(&work, "--work-path")?;
     // As in create: the record names every cgroup directory before it exists.
     cgroup.plan()?;
-    let mut record = loaded.initial_record(id, &cgroup)?;
+    let mut record = loaded.initial_record(id, &*cgroup)?;
     store.save(&record)?;
-    for (dest, host) in cgroup_binds(spec, &cgroup) {
+    for (dest, host) in cgroup_binds(spec, &*cgroup) {
         if descriptor.cgroup_binds.contains(&dest) {
             mount_map.push((dest, host));
         }
     }
-    let cgroup_roots = cgroup_root_args(&cgroup);
+    let cgroup_roots = cgroup_root_args(&*cgroup);
     guard.cgroup = Some(cgroup);
     if let Some(cg) = &guard.cgroup {
         cg.create()?;

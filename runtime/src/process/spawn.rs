@@ -66,7 +66,7 @@ pub enum Placement {
 
 impl Placement {
     /// The container's cgroup, or with `sub` (`exec --cgroup`) a sub-cgroup of it.
-    pub fn of(cgroup: &Manager, sub: &[String]) -> Result<Placement> {
+    pub fn of(cgroup: &dyn Manager, sub: &[String]) -> Result<Placement> {
         let dirs = cgroup.join_dirs(sub)?;
         if !cgroup.is_v2() {
             return Ok(Placement::Attach(dirs));
@@ -139,7 +139,7 @@ pub fn spawn(target: Target, op: &Op) -> Result<Spawned> {
     ));
     failpoint::hit(op.cloned);
     if let Placement::Attach(dirs) = &target.cgroup {
-        Manager::add_pid_to(dirs, pid)?;
+        crate::cgroups::add_pid_to(dirs, pid)?;
     }
     failpoint::hit(op.in_cgroup);
     if let Some(adj) = target.oom_score_adj {
