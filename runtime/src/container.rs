@@ -339,10 +339,17 @@ pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
             _ => Ok(()),
         };
     }
+    // Checked before the signal: on cgroup v2 a frozen init dies at once on SIGKILL and may
+    // be reaped before the check could read its /proc/<pid>/cgroup.
+    let to_thaw = if status == Status::Paused && sig == libc::SIGKILL {
+        Some(recorded_cgroup::trusted(&rec, true)?)
+    } else {
+        None
+    };
     sys::pidfd_send_signal(pidfd.as_fd(), sig).map_err(|e| Error::io(format!("container \"{id}\": kill"), e))?;
-    if status == Status::Paused && sig == libc::SIGKILL {
+    if let Some(cg) = to_thaw {
         // Frozen tasks (cgroup v1) act on SIGKILL only once thawed.
-        recorded_cgroup::trusted(&rec, true)?.set_frozen(false)?;
+        cg.set_frozen(false)?;
     }
     Ok(())
 }
