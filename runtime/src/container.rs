@@ -182,7 +182,7 @@ impl InitRequests<'_> {
         let none = Vec::new();
         let uid = linux.uid_mappings().as_ref().unwrap_or(&none);
         let gid = linux.gid_mappings().as_ref().unwrap_or(&none);
-        crate::idmap::write(pid, uid, gid).map_err(|e| Error::Init { id: self.id.into(), msg: e.to_string() })?;
+        crate::id_mappings::write(pid, uid, gid).map_err(|e| Error::Init { id: self.id.into(), msg: e.to_string() })?;
         failpoint::hit("create:maps-written");
         Ok(())
     }

@@ -5,7 +5,7 @@
 //! on v2; cgroup.procs on v1 before the child goes on), as `create` forks its init
 //! (`process::spawn`), and drives the same handshake (`process::handshake`). The child
 //! joins every other namespace of the init in one setns(pidfd), gets a terminal if asked,
-//! and then the same process attributes as the init (init::process::apply). berth stays
+//! and then the same process attributes as the init (init::process_setup::apply). berth stays
 //! the parent: it reports an execve failure, writes --pid-file, and in the foreground waits
 //! and forwards signals. The binary runs from a read-only view of itself (sealed.rs), so
 //! the process cannot reach it through /proc/<pid>/exe (CVE-2019-5736).
@@ -117,10 +117,10 @@ fn merge_env(env: &mut Vec<OsString>, extra: &[OsString]) {
 
 /// What execve gets for `exec <id> <cmd>...`: the command line's bytes, and the container's
 /// environment with the command line's entries.
-pub fn command(base: &Process, o: &Overrides) -> crate::init::exec::Command {
-    let mut env = crate::init::exec::Command::of(base).env;
+pub fn command(base: &Process, o: &Overrides) -> crate::init::execve::Command {
+    let mut env = crate::init::execve::Command::of(base).env;
     merge_env(&mut env, &o.env);
-    crate::init::exec::Command { args: o.args.clone(), env }
+    crate::init::execve::Command { args: o.args.clone(), env }
 }
 
 fn lossy(v: &[OsString]) -> Vec<String> {
@@ -260,7 +260,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
         }
     };
     // The container's filter binds every process in it (as with runc): compiled here, before
-    // the fork, loaded by the child in init::process::apply.
+    // the fork, loaded by the child in init::process_setup::apply.
     let seccomp = seccomp_cfg.as_ref().map(crate::seccomp::Filter::build).transpose()?;
     let (mut process, raw) = match &opts.source {
         ProcessSource::File(p) => (load_process(p)?, None),
@@ -411,7 +411,7 @@ struct Child<'a> {
     /// The init's root, to chroot into when the container shares our mount namespace.
     root: Option<OwnedFd>,
     process: &'a Process,
-    command: Option<&'a crate::init::exec::Command>,
+    command: Option<&'a crate::init::execve::Command>,
     console: Option<OwnedFd>,
     /// The terminal is berth's own (foreground `exec -t`), not a --console-socket's.
     own_terminal: bool,
@@ -441,7 +441,7 @@ fn exit(code: i32) -> ! {
     crate::sys::exit_now(code)
 }
 
-fn setup(c: &Child, panic_report: Option<std::os::fd::RawFd>) -> std::result::Result<crate::init::exec::Prepared, InitError> {
+fn setup(c: &Child, panic_report: Option<std::os::fd::RawFd>) -> std::result::Result<crate::init::execve::Prepared, InitError> {
     use std::os::fd::AsRawFd;
     crate::sys::set_non_dumpable().map_err(doing("prctl(PR_SET_DUMPABLE)").io())?;
     // Into the container with nothing of the caller's but stdio and --preserve-fds, and
@@ -466,7 +466,7 @@ fn setup(c: &Child, panic_report: Option<std::os::fd::RawFd>) -> std::result::Re
     if let Some(sock) = &c.console {
         terminal(sock, c.process, c.own_terminal)?;
     }
-    crate::init::process::apply(c.process, c.command, c.preserve_fds, c.seccomp, &c.channel)
+    crate::init::process_setup::apply(c.process, c.command, c.preserve_fds, c.seccomp, &c.channel)
 }
 
 /// A pty from the container's devpts: master to the console socket, peer as stdio and

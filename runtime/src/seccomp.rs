@@ -7,7 +7,7 @@
 //! does) and keeps the program and its load flags. The compiled filter reaches the child
 //! with the rest of the parent's memory (clone3 copies it), and the child calls
 //! `Filter::load` (one seccomp(2) call, no libseccomp) at runc's point
-//! (`init::process::apply`). A
+//! (`init::process_setup::apply`). A
 //! filter with SCMP_ACT_NOTIFY rules yields the listener fd, which the child passes to the
 //! parent and the parent hands to the agent at `listenerPath` (`send_to_listener`) with the
 //! container process state (`process_state`).

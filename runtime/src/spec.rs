@@ -204,12 +204,12 @@ fn validate_process(spec: &Spec) -> Result<(), SpecError> {
             return Err(unsupported("process.selinuxLabel"));
         }
     }
-    let field_err = |(field, msg): crate::process_attrs::FieldError| invalid(field, msg);
+    let field_err = |(field, msg): crate::kernel_attrs::FieldError| invalid(field, msg);
     if let Some(s) = process.scheduler() {
-        crate::process_attrs::validate_scheduler(s).map_err(field_err)?;
+        crate::kernel_attrs::validate_scheduler(s).map_err(field_err)?;
     }
-    crate::process_attrs::validate_io_priority(process).map_err(field_err)?;
-    crate::process_attrs::validate_cpu_affinity(process).map_err(field_err)?;
+    crate::kernel_attrs::validate_io_priority(process).map_err(field_err)?;
+    crate::kernel_attrs::validate_cpu_affinity(process).map_err(field_err)?;
     Ok(())
 }
 
@@ -270,10 +270,10 @@ fn validate_linux(spec: &Spec) -> Result<(), SpecError> {
         return Err(unsupported("linux.intelRdt"));
     }
     if let Some(p) = linux.personality() {
-        crate::process_attrs::validate_personality(p).map_err(|(f, m)| invalid(f, m))?;
+        crate::kernel_attrs::validate_personality(p).map_err(|(f, m)| invalid(f, m))?;
     }
     if let Some(p) = linux.memory_policy() {
-        crate::process_attrs::validate_memory_policy(p).map_err(|(f, m)| invalid(f, m))?;
+        crate::kernel_attrs::validate_memory_policy(p).map_err(|(f, m)| invalid(f, m))?;
     }
     if let Some(devices) = linux.net_devices().as_ref().filter(|d| !d.is_empty()) {
         if !new_ns(LinuxNamespaceType::Network) {
@@ -312,7 +312,7 @@ fn validate_user_namespace(linux: &oci_spec::runtime::Linux, namespaces: &[oci_s
         None => return Ok(()),
         Some(ns) if ns.path().is_some() => {
             let path = ns.path().as_deref().unwrap_or(Path::new(""));
-            return crate::idmap::check_joined(path, uid, gid).map_err(|(f, m)| invalid(f, m));
+            return crate::id_mappings::check_joined(path, uid, gid).map_err(|(f, m)| invalid(f, m));
         }
         Some(_) => {}
     }
@@ -320,11 +320,11 @@ fn validate_user_namespace(linux: &oci_spec::runtime::Linux, namespaces: &[oci_s
         if maps.is_empty() {
             return Err(invalid(field, "a new user namespace needs both uidMappings and gidMappings"));
         }
-        crate::idmap::validate(field, maps).map_err(|m| match m.split_once(": ") {
+        crate::id_mappings::validate(field, maps).map_err(|m| match m.split_once(": ") {
             Some((f, msg)) => invalid(f, msg),
             None => invalid(field, m),
         })?;
-        if !crate::idmap::maps_id(maps, 0) {
+        if !crate::id_mappings::maps_id(maps, 0) {
             return Err(invalid(field, "container id 0 (root) must be mapped"));
         }
     }

@@ -115,7 +115,7 @@ impl Publisher {
         let queued = Queued {
             topic,
             event,
-            timestamp: crate::process::now(),
+            timestamp: crate::tracked_process::now(),
         };
         if let Ok(tx) = self.tx.lock() {
             if tx

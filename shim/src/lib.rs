@@ -11,7 +11,7 @@ pub mod failpoint;
 pub mod io;
 pub mod leftovers;
 pub mod oom;
-pub mod process;
+pub mod tracked_process;
 pub mod runtime;
 pub mod server;
 pub mod service;

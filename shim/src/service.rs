@@ -39,7 +39,7 @@ use crate::{
     failpoint,
     io::{open_direct, resize, start_console_copy, ConsoleSocket, StdioPaths},
     oom::OomWatcher,
-    process::{validate_id, Process, State},
+    tracked_process::{validate_id, Process, State},
     runtime::{Runtime, RuntimeConfig},
     stats::{collect_v1, collect_v2, CgroupPaths},
 };

@@ -39,7 +39,7 @@ use nix::{
 use crate::{
     error::{io, sys, Error, Result},
     events::Publisher,
-    process::now,
+    tracked_process::now,
     runtime::{Runtime, RuntimeConfig},
     server::Server,
     service::Service,

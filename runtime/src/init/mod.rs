@@ -6,14 +6,14 @@
 //! cgroup namespace → session keyring → setsid →
 //! hostname → sysctls → rootfs mounts → prestart/createRuntime hooks (parent) →
 //! createContainer hooks → terminal → pivot_root → masked/read-only paths → memory policy,
-//! personality → the process attributes (`process::apply`, which loads the seccomp filter
+//! personality → the process attributes (`process_setup::apply`, which loads the seccomp filter
 //! and says what follows it) → ready → wait for start → startContainer hooks → execve.
 //! Before all of it the init closes every fd it inherited but stdio, --preserve-fds and
 //! its own.
 
 pub mod error;
-pub(crate) mod exec;
-pub(crate) mod process;
+pub(crate) mod execve;
+pub(crate) mod process_setup;
 mod stage;
 pub(crate) mod terminal;
 mod user;
@@ -30,7 +30,7 @@ use crate::hooks::{self, Kind};
 use crate::namespaces::Plan;
 use crate::process::channel::{Channel, Msg};
 use crate::rootfs::source::HostOpenError;
-use crate::{process_attrs, rootfs};
+use crate::{kernel_attrs, rootfs};
 
 pub struct InitArgs<'a> {
     pub spec: &'a Spec,
@@ -96,7 +96,7 @@ impl InitArgs<'_> {
     }
 }
 
-fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<exec::Prepared> {
+fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<execve::Prepared> {
     let spec = a.spec;
     crate::sys::set_non_dumpable().map_err(doing("prctl(PR_SET_DUMPABLE)").io())?;
     // The init lives on until `start`: it holds none of the caller's fds (a host directory
@@ -194,22 +194,22 @@ fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<exec::Pr
         terminal::make_stdio(peer)?;
     }
 
-    exec::ensure_cwd(process.cwd())?;
-    // The container-wide attributes; the per-process ones are in process::apply.
+    execve::ensure_cwd(process.cwd())?;
+    // The container-wide attributes; the per-process ones are in process_setup::apply.
     if let Some(p) = linux.memory_policy() {
-        process_attrs::apply_memory_policy(p)?;
+        kernel_attrs::apply_memory_policy(p)?;
     }
     if let Some(p) = linux.personality() {
-        process_attrs::apply_personality(p)?;
+        kernel_attrs::apply_personality(p)?;
     }
-    let prepared = process::apply(process, None, a.preserve_fds, a.seccomp, &a.channel)?;
+    let prepared = process_setup::apply(process, None, a.preserve_fds, a.seccomp, &a.channel)?;
 
     a.channel.send(&Msg::Ready).map_err(InitError::sync_failed)?;
     Ok(prepared)
 }
 
 /// After `Ready`: the parent has gone, errors go back to `berth start` instead.
-fn wait_and_exec(a: &InitArgs, prepared: exec::Prepared) -> InitError {
+fn wait_and_exec(a: &InitArgs, prepared: execve::Prepared) -> InitError {
     let (mut conn, state) = match crate::process::start::accept(&a.start_listener) {
         Ok(c) => c,
         Err(_) => unsafe_exit(1),

@@ -49,7 +49,7 @@
 //!  Go { state }  ─────────────────────────────────────►  joins namespaces by path (user first),
 //!                                                        unshares a user namespace
 //!                ◄───────────────────────────────────── MapsPending   [a new user namespace]
-//!  writes its uid_map and gid_map (idmap.rs)
+//!  writes its uid_map and gid_map (id_mappings.rs)
 //!  MapsDone  ─────────────────────────────────────────►  becomes uid/gid 0, unshares the other
 //!                                                        namespaces, writes time offsets, forks
 //!                                                        the init (CLONE_PARENT)

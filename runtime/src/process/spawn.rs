@@ -18,7 +18,7 @@ use super::Op;
 use crate::cgroups::Manager;
 use crate::error::{Error, Result};
 use crate::sys::{self, Forked};
-use crate::{failpoint, log, namespaces, process_attrs};
+use crate::{failpoint, log, namespaces, kernel_attrs};
 
 /// The pid namespace the child is born in.
 pub enum PidNs<'a> {
@@ -117,7 +117,7 @@ pub fn spawn(target: Target, op: &Op) -> Result<Spawned> {
         };
         let forked = sys::clone3_fork(target.new_namespaces.bits() as u64, into);
         if let (Some(set), Ok(Forked::Parent { .. }) | Err(_)) = (&saved_cpus, &forked) {
-            let _ = process_attrs::set_affinity(set);
+            let _ = kernel_attrs::set_affinity(set);
         }
         forked.map_err(|e| Error::io("clone3", e))
     });
@@ -154,9 +154,9 @@ pub fn spawn(target: Target, op: &Op) -> Result<Spawned> {
 fn pin_cpus(list: Option<&str>) -> Result<Option<CpuSet>> {
     let Some(list) = list else { return Ok(None) };
     let field = "process.execCPUAffinity.initial";
-    let set = process_attrs::cpu_set(list).map_err(|m| Error::Usage(format!("{field}: {m}")))?;
-    let saved = process_attrs::current_affinity().map_err(|e| Error::io(field, e))?;
-    process_attrs::set_affinity(&set).map_err(|e| Error::io(field, e))?;
+    let set = kernel_attrs::cpu_set(list).map_err(|m| Error::Usage(format!("{field}: {m}")))?;
+    let saved = kernel_attrs::current_affinity().map_err(|e| Error::io(field, e))?;
+    kernel_attrs::set_affinity(&set).map_err(|e| Error::io(field, e))?;
     Ok(Some(saved))
 }
 

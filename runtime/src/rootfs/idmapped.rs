@@ -37,7 +37,7 @@ pub enum UsernsError {
     #[error("clone3: {0}")]
     Clone(#[source] std::io::Error),
     #[error(transparent)]
-    Maps(#[from] crate::idmap::MapError),
+    Maps(#[from] crate::id_mappings::MapError),
     #[error("opening its user namespace: {0}")]
     Open(#[source] std::io::Error),
 }
@@ -57,7 +57,7 @@ pub fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<Own
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
-    let result = crate::idmap::write(pid, uid, gid)
+    let result = crate::id_mappings::write(pid, uid, gid)
         .map_err(UsernsError::from)
         .and_then(|()| File::open(format!("/proc/{pid}/ns/user")).map_err(UsernsError::Open));
     let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);

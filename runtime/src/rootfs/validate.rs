@@ -257,7 +257,7 @@ fn validate_idmap(i: usize, m: &Mount, typ: &str, opts: &options::MountOptions) 
         ));
     }
     for (field, maps) in [(format!("mounts[{i}].uidMappings"), uid), (format!("mounts[{i}].gidMappings"), gid)] {
-        crate::idmap::validate(&field, maps).map_err(|msg| RootfsError::invalid(field.clone(), msg))?;
+        crate::id_mappings::validate(&field, maps).map_err(|msg| RootfsError::invalid(field.clone(), msg))?;
     }
     Ok(())
 }
