@@ -16,9 +16,7 @@ pub(crate) fn value(dir: &Path, file: &str) -> u64 {
 }
 
 pub(crate) fn flat_keyed(dir: &Path, file: &str) -> BTreeMap<String, u64> {
-    text(dir, file)
-        .map(|t| parse::flat_keyed(&t))
-        .unwrap_or_default()
+    text(dir, file).map(|t| parse::flat_keyed(&t)).unwrap_or_default()
 }
 
 /// The value of `key` in a flat-keyed map, 0 when absent.
@@ -28,10 +26,7 @@ pub(crate) fn get(map: &BTreeMap<String, u64>, key: &str) -> u64 {
 
 /// One entry per huge page size; `read` is given the name of that size's file `<name>`
 /// ("hugetlb.2MB.<name>").
-pub(crate) fn per_page_size<T>(
-    sizes: Vec<String>,
-    read: impl Fn(&dyn Fn(&str) -> String) -> T,
-) -> BTreeMap<String, T> {
+pub(crate) fn per_page_size<T>(sizes: Vec<String>, read: impl Fn(&dyn Fn(&str) -> String) -> T) -> BTreeMap<String, T> {
     sizes
         .into_iter()
         .map(|size| {

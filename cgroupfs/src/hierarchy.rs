@@ -79,11 +79,7 @@ pub fn is_cgroup2_fs(p: &Path) -> bool {
 /// [`host_is_unified`].
 pub fn of_process(pid: Option<u32>) -> Result<Vec<Hierarchy>, Error> {
     let read = |p: String| {
-        std::fs::read_to_string(&p).map_err(|e| Error::Io {
-            path: PathBuf::from(p),
-            op: "read",
-            source: e,
-        })
+        std::fs::read_to_string(&p).map_err(|e| Error::Io { path: PathBuf::from(p), op: "read", source: e })
     };
     let mountinfo = read("/proc/self/mountinfo".to_string())?;
     let cgroup = match pid {
@@ -102,9 +98,7 @@ fn unescape(field: &str) -> String {
         if b[i] == b'\\' && i + 4 <= b.len() {
             let oct = &b[i + 1..i + 4];
             if oct.iter().all(|c| (b'0'..=b'7').contains(c)) {
-                let v = oct
-                    .iter()
-                    .fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
+                let v = oct.iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
                 if let Ok(v) = u8::try_from(v) {
                     out.push(v);
                     i += 4;
@@ -152,15 +146,8 @@ pub fn parse_proc_cgroup(text: &str) -> Vec<ProcCgroupEntry> {
         let (Some(_id), Some(ctrl), Some(path)) = (it.next(), it.next(), it.next()) else {
             continue;
         };
-        let controllers = if ctrl.is_empty() {
-            Vec::new()
-        } else {
-            ctrl.split(',').map(str::to_string).collect()
-        };
-        out.push(ProcCgroupEntry {
-            controllers,
-            path: path.to_string(),
-        });
+        let controllers = if ctrl.is_empty() { Vec::new() } else { ctrl.split(',').map(str::to_string).collect() };
+        out.push(ProcCgroupEntry { controllers, path: path.to_string() });
     }
     out
 }
@@ -187,13 +174,7 @@ fn pick_mount<'a>(mounts: &[&'a CgroupMountEntry], path: &str) -> Option<&'a Cgr
         .copied()
         .find(|m| m.root == "/" && m.mount_point.starts_with("/sys/fs/cgroup"))
         .or_else(|| mounts.iter().copied().find(|m| m.root == "/"))
-        .or_else(|| {
-            mounts
-                .iter()
-                .copied()
-                .filter(|m| path.starts_with(m.root.as_str()))
-                .max_by_key(|m| m.root.len())
-        })
+        .or_else(|| mounts.iter().copied().filter(|m| path.starts_with(m.root.as_str())).max_by_key(|m| m.root.len()))
         .or_else(|| mounts.first().copied())
 }
 
@@ -201,11 +182,7 @@ fn pick_mount<'a>(mounts: &[&'a CgroupMountEntry], path: &str) -> Option<&'a Cgr
 /// statfs(/sys/fs/cgroup) on a real host ([`host_is_unified`]); tests pass it explicitly.
 /// Pure v2 gives the one cgroup2 hierarchy (named ""); otherwise every v1 hierarchy the
 /// process is in and that is mounted, plus the hybrid cgroup2 one (named "unified").
-pub fn discover(
-    mountinfo: &str,
-    proc_cgroup: &str,
-    pure_v2: bool,
-) -> Result<Vec<Hierarchy>, Error> {
+pub fn discover(mountinfo: &str, proc_cgroup: &str, pure_v2: bool) -> Result<Vec<Hierarchy>, Error> {
     let mounts = parse_mountinfo(mountinfo);
     let own = parse_proc_cgroup(proc_cgroup);
     let mut out: Vec<Hierarchy> = Vec::new();
@@ -214,9 +191,7 @@ pub fn discover(
         let entry = own
             .iter()
             .find(|e| e.controllers.is_empty())
-            .ok_or_else(|| {
-                Error::Discovery("/proc/self/cgroup has no cgroup2 (\"0::\") line".into())
-            })?;
+            .ok_or_else(|| Error::Discovery("/proc/self/cgroup has no cgroup2 (\"0::\") line".into()))?;
         let v2: Vec<&CgroupMountEntry> = mounts.iter().filter(|m| m.v2).collect();
         let m = pick_mount(&v2, &entry.path)
             .ok_or_else(|| Error::Discovery("no cgroup2 mount in /proc/self/mountinfo".into()))?;
@@ -235,13 +210,7 @@ pub fn discover(
         } else {
             mounts
                 .iter()
-                .filter(|m| {
-                    !m.v2
-                        && entry
-                            .controllers
-                            .iter()
-                            .all(|c| m.super_opts.iter().any(|o| o == c))
-                })
+                .filter(|m| !m.v2 && entry.controllers.iter().all(|c| m.super_opts.iter().any(|o| o == c)))
                 .collect()
         };
         // A hierarchy we cannot see (e.g. net_cls not mounted) is simply not used.
@@ -254,12 +223,7 @@ pub fn discover(
         let name = if entry.controllers.is_empty() {
             "unified".to_string()
         } else {
-            entry
-                .controllers
-                .iter()
-                .map(|c| c.strip_prefix("name=").unwrap_or(c))
-                .collect::<Vec<_>>()
-                .join(",")
+            entry.controllers.iter().map(|c| c.strip_prefix("name=").unwrap_or(c)).collect::<Vec<_>>().join(",")
         };
         out.push(Hierarchy {
             name,
@@ -330,10 +294,7 @@ mod tests {
         let h = discover(mi, pc, false).unwrap();
         assert_eq!(h.len(), 2);
         assert_eq!(h[0].name, "cpu,cpuacct");
-        assert_eq!(
-            h[0].mount_point,
-            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")
-        );
+        assert_eq!(h[0].mount_point, PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
         assert_eq!(h[1].mount_point, PathBuf::from("/sys/fs/cgroup/mem ory"));
         assert_eq!(h[1].own_path, "/b/c");
     }

@@ -28,11 +28,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{}: {op}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        op: &'static str,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, op: &'static str, source: std::io::Error },
     /// The hierarchies are not what a cgroup v1, v2 or hybrid host shows.
     #[error("{0}")]
     Discovery(String),

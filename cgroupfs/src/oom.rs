@@ -38,30 +38,16 @@ pub struct OomEventFd {
 impl OomEventFd {
     pub fn register(memory_dir: &Path) -> Result<OomEventFd, Error> {
         let ctl = memory_dir.join("memory.oom_control");
-        let control = File::open(&ctl).map_err(|e| Error::Io {
-            path: ctl.clone(),
-            op: "open",
-            source: e,
-        })?;
+        let control = File::open(&ctl).map_err(|e| Error::Io { path: ctl.clone(), op: "open", source: e })?;
         let fd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-            .map_err(|e| Error::Io {
-            path: ctl,
-            op: "eventfd",
-            source: e.into(),
-        })?;
+            .map_err(|e| Error::Io { path: ctl, op: "eventfd", source: e.into() })?;
         let reg = memory_dir.join("cgroup.event_control");
         // One write(2) to the existing file: no O_CREAT, and the kernel parses the line at once.
         std::fs::OpenOptions::new()
             .write(true)
             .open(&reg)
-            .and_then(|mut f| {
-                f.write_all(format!("{} {}", fd.as_raw_fd(), control.as_raw_fd()).as_bytes())
-            })
-            .map_err(|e| Error::Io {
-                path: reg,
-                op: "register OOM notification",
-                source: e,
-            })?;
+            .and_then(|mut f| f.write_all(format!("{} {}", fd.as_raw_fd(), control.as_raw_fd()).as_bytes()))
+            .map_err(|e| Error::Io { path: reg, op: "register OOM notification", source: e })?;
         // The kernel holds its own reference to memory.oom_control now.
         Ok(OomEventFd { fd })
     }
@@ -87,17 +73,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let write = |f: &str, t: &str| std::fs::write(d.path().join(f), t).unwrap();
         assert_eq!(v2_oom_kills(d.path()), None);
-        write(
-            "memory.events",
-            "low 0\nhigh 0\nmax 37\noom 1\noom_kill 1\n",
-        );
+        write("memory.events", "low 0\nhigh 0\nmax 37\noom 1\noom_kill 1\n");
         assert_eq!(v2_oom_kills(d.path()), Some(1));
         write("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\n");
         assert_eq!(v1_oom_kills(d.path()), None);
-        write(
-            "memory.oom_control",
-            "oom_kill_disable 0\nunder_oom 0\noom_kill 4\n",
-        );
+        write("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 4\n");
         assert_eq!(v1_oom_kills(d.path()), Some(4));
     }
 }

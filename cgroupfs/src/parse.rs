@@ -11,9 +11,7 @@ pub fn value(s: &str) -> Option<u64> {
     if s == "max" {
         return Some(u64::MAX);
     }
-    s.parse::<u64>()
-        .ok()
-        .or_else(|| s.parse::<i64>().ok().map(|v| v.max(0).unsigned_abs()))
+    s.parse::<u64>().ok().or_else(|| s.parse::<i64>().ok().map(|v| v.max(0).unsigned_abs()))
 }
 
 /// A flat-keyed file ("key value" lines: memory.stat, cpu.stat, memory.events,
@@ -79,10 +77,7 @@ mod tests {
     fn nested_keyed_lines() {
         let (first, kv) = nested_keyed("8:0 rbytes=4096 wbytes=0 junk").unwrap();
         assert_eq!(first, "8:0");
-        assert_eq!(
-            kv.collect::<Vec<_>>(),
-            [("rbytes", "4096"), ("wbytes", "0")]
-        );
+        assert_eq!(kv.collect::<Vec<_>>(), [("rbytes", "4096"), ("wbytes", "0")]);
         assert!(nested_keyed("  ").is_none());
     }
 

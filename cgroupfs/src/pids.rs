@@ -13,8 +13,5 @@ pub struct Pids {
 }
 
 pub fn pids(dir: &Path) -> Pids {
-    Pids {
-        current: file::value(dir, "pids.current"),
-        limit: file::value(dir, "pids.max"),
-    }
+    Pids { current: file::value(dir, "pids.current"), limit: file::value(dir, "pids.max") }
 }

@@ -27,21 +27,14 @@ pub fn cpuacct(dir: &Path) -> Cpuacct {
     let mut c = Cpuacct {
         usage: file::value(dir, "cpuacct.usage"),
         usage_percpu: file::text(dir, "cpuacct.usage_percpu")
-            .map(|t| {
-                t.split_whitespace()
-                    .map(|v| parse::value(v).unwrap_or(0))
-                    .collect()
-            })
+            .map(|t| t.split_whitespace().map(|v| parse::value(v).unwrap_or(0)).collect())
             .unwrap_or_default(),
         ..Default::default()
     };
     // "cpu user system" then one line per cpu, in nanoseconds.
     if let Some(t) = file::text(dir, "cpuacct.usage_all") {
         for l in t.lines().skip(1) {
-            let f: Vec<u64> = l
-                .split_whitespace()
-                .map(|v| parse::value(v).unwrap_or(0))
-                .collect();
+            let f: Vec<u64> = l.split_whitespace().map(|v| parse::value(v).unwrap_or(0)).collect();
             if let [_, user, system] = f[..] {
                 c.usage_percpu_user.push(user);
                 c.usage_percpu_system.push(system);
@@ -88,11 +81,7 @@ pub struct Cpuset {
 }
 
 pub fn cpuset(dir: &Path) -> Cpuset {
-    let list = |f: &str| {
-        file::text(dir, f)
-            .map(|t| parse::cpu_list(t.trim()))
-            .unwrap_or_default()
-    };
+    let list = |f: &str| file::text(dir, f).map(|t| parse::cpu_list(t.trim())).unwrap_or_default();
     let v = |f: &str| file::value(dir, f);
     Cpuset {
         cpus: list("cpuset.cpus"),
@@ -147,10 +136,7 @@ pub fn memory(dir: &Path) -> Memory {
     Memory {
         stat: file::flat_keyed(dir, "memory.stat"),
         usage: memory_entry(dir, "memory"),
-        swap: dir
-            .join("memory.memsw.usage_in_bytes")
-            .exists()
-            .then(|| memory_entry(dir, "memory.memsw")),
+        swap: dir.join("memory.memsw.usage_in_bytes").exists().then(|| memory_entry(dir, "memory.memsw")),
         kernel: memory_entry(dir, "memory.kmem"),
         kernel_tcp: memory_entry(dir, "memory.kmem.tcp"),
     }
@@ -196,39 +182,21 @@ pub fn blkio_entries(text: &str) -> Vec<BlkioEntry> {
             let f: Vec<&str> = l.split_whitespace().collect();
             let [dev, op, value] = f[..] else { return None };
             let (major, minor) = parse::device(dev)?;
-            Some(BlkioEntry {
-                major,
-                minor,
-                op: op.to_string(),
-                value: value.parse().ok()?,
-            })
+            Some(BlkioEntry { major, minor, op: op.to_string(), value: value.parse().ok()? })
         })
         .collect()
 }
 
 /// CFQ's recursive files, else BFQ's, else the throttle files every kernel has (runc's order).
 pub fn blkio(dir: &Path) -> Blkio {
-    let read = |f: &str| {
-        file::text(dir, f)
-            .map(|t| blkio_entries(&t))
-            .unwrap_or_default()
-    };
+    let read = |f: &str| file::text(dir, f).map(|t| blkio_entries(&t)).unwrap_or_default();
     for (bytes, ios) in [
-        (
-            "blkio.io_service_bytes_recursive",
-            "blkio.io_serviced_recursive",
-        ),
-        (
-            "blkio.bfq.io_service_bytes_recursive",
-            "blkio.bfq.io_serviced_recursive",
-        ),
+        ("blkio.io_service_bytes_recursive", "blkio.io_serviced_recursive"),
+        ("blkio.bfq.io_service_bytes_recursive", "blkio.bfq.io_serviced_recursive"),
     ] {
         let b = read(bytes);
         if !b.is_empty() {
-            return Blkio {
-                io_service_bytes_recursive: b,
-                io_serviced_recursive: read(ios),
-            };
+            return Blkio { io_service_bytes_recursive: b, io_serviced_recursive: read(ios) };
         }
     }
     Blkio {
@@ -269,15 +237,7 @@ mod tests {
     fn blkio_lines() {
         let v1 = blkio_entries("8:0 Read 10\n8:0 Write 20\nTotal 30\n");
         assert_eq!(v1.len(), 2);
-        assert_eq!(
-            v1[0],
-            BlkioEntry {
-                major: 8,
-                minor: 0,
-                op: "Read".into(),
-                value: 10
-            }
-        );
+        assert_eq!(v1[0], BlkioEntry { major: 8, minor: 0, op: "Read".into(), value: 10 });
     }
 
     #[test]
@@ -286,10 +246,7 @@ mod tests {
             ("memory.stat", "cache 4096\nrss 8192\n"),
             ("memory.limit_in_bytes", "9223372036854771712\n"),
             ("memory.usage_in_bytes", "12288\n"),
-            (
-                "memory.oom_control",
-                "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
-            ),
+            ("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"),
         ]);
         let m = memory(d.path());
         assert_eq!(m.stat.get("rss"), Some(&8192));

@@ -71,10 +71,7 @@ pub fn memory(dir: &Path) -> Memory {
         max: file::value(dir, "memory.max"),
         peak: file::value(dir, "memory.peak"),
         swap_current: file::value(dir, "memory.swap.current"),
-        swap_max: dir
-            .join("memory.swap.max")
-            .exists()
-            .then(|| file::value(dir, "memory.swap.max")),
+        swap_max: dir.join("memory.swap.max").exists().then(|| file::value(dir, "memory.swap.max")),
         swap_peak: file::value(dir, "memory.swap.peak"),
         events: MemoryEvents {
             low: g("low"),
@@ -102,13 +99,7 @@ pub struct IoEntry {
 pub fn io_stat(text: &str) -> Vec<IoEntry> {
     nested_keyed_lines(
         text,
-        |dev| {
-            parse::device(dev).map(|(major, minor)| IoEntry {
-                major,
-                minor,
-                ..Default::default()
-            })
-        },
+        |dev| parse::device(dev).map(|(major, minor)| IoEntry { major, minor, ..Default::default() }),
         |e, k, v| {
             let slot = match k {
                 "rbytes" => &mut e.rbytes,
@@ -124,11 +115,7 @@ pub fn io_stat(text: &str) -> Vec<IoEntry> {
 
 /// The lines of a nested-keyed file: `first` makes an entry of a line's first word (or skips
 /// the line), `set` gives it each `key=value` after it.
-fn nested_keyed_lines<T>(
-    text: &str,
-    first: impl Fn(&str) -> Option<T>,
-    set: impl Fn(&mut T, &str, &str),
-) -> Vec<T> {
+fn nested_keyed_lines<T>(text: &str, first: impl Fn(&str) -> Option<T>, set: impl Fn(&mut T, &str, &str)) -> Vec<T> {
     text.lines()
         .filter_map(|line| {
             let (word, values) = parse::nested_keyed(line)?;
@@ -142,9 +129,7 @@ fn nested_keyed_lines<T>(
 }
 
 pub fn io(dir: &Path) -> Vec<IoEntry> {
-    file::text(dir, "io.stat")
-        .map(|t| io_stat(&t))
-        .unwrap_or_default()
+    file::text(dir, "io.stat").map(|t| io_stat(&t)).unwrap_or_default()
 }
 
 /// One device of rdma.current or rdma.max; "max" is `u32::MAX`.
@@ -165,12 +150,7 @@ pub struct Rdma {
 pub fn rdma_entries(text: &str) -> Vec<RdmaEntry> {
     nested_keyed_lines(
         text,
-        |device| {
-            Some(RdmaEntry {
-                device: device.to_string(),
-                ..Default::default()
-            })
-        },
+        |device| Some(RdmaEntry { device: device.to_string(), ..Default::default() }),
         |e, k, v| {
             let v = match parse::value(v) {
                 Some(u64::MAX) => u32::MAX,
@@ -188,10 +168,7 @@ pub fn rdma_entries(text: &str) -> Vec<RdmaEntry> {
 
 pub fn rdma(dir: &Path) -> Rdma {
     let read = |f: &str| rdma_entries(&file::text(dir, f).unwrap_or_default());
-    Rdma {
-        current: read("rdma.current"),
-        max: read("rdma.max"),
-    }
+    Rdma { current: read("rdma.current"), max: read("rdma.max") }
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -233,28 +210,14 @@ mod tests {
         let v = io_stat("8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\nbad line\n");
         assert_eq!(
             v,
-            [IoEntry {
-                major: 8,
-                minor: 0,
-                rbytes: Some(4096),
-                wbytes: Some(8192),
-                rios: Some(1),
-                wios: Some(2)
-            }]
+            [IoEntry { major: 8, minor: 0, rbytes: Some(4096), wbytes: Some(8192), rios: Some(1), wios: Some(2) }]
         );
     }
 
     #[test]
     fn rdma_lines() {
         let v = rdma_entries("mlx5_0 hca_handle=2 hca_object=max\n");
-        assert_eq!(
-            v,
-            [RdmaEntry {
-                device: "mlx5_0".into(),
-                hca_handles: 2,
-                hca_objects: u32::MAX
-            }]
-        );
+        assert_eq!(v, [RdmaEntry { device: "mlx5_0".into(), hca_handles: 2, hca_objects: u32::MAX }]);
     }
 
     #[test]
@@ -263,10 +226,7 @@ mod tests {
         for (f, t) in [
             ("memory.current", "442368\n"),
             ("memory.max", "max\n"),
-            (
-                "memory.events",
-                "low 0\nhigh 0\nmax 37\noom 1\noom_kill 1\noom_group_kill 0\n",
-            ),
+            ("memory.events", "low 0\nhigh 0\nmax 37\noom 1\noom_kill 1\noom_group_kill 0\n"),
             ("hugetlb.2MB.current", "0\n"),
             ("hugetlb.2MB.max", "max\n"),
             ("hugetlb.2MB.events", "max 3\n"),
@@ -279,13 +239,6 @@ mod tests {
         assert_eq!((m.events.max, m.events.oom_kill), (37, 1));
         let h = hugetlb(d.path());
         assert_eq!(h.len(), 1);
-        assert_eq!(
-            h["2MB"],
-            Hugetlb {
-                current: 0,
-                max: u64::MAX,
-                failcnt: 3
-            }
-        );
+        assert_eq!(h["2MB"], Hugetlb { current: 0, max: u64::MAX, failcnt: 3 });
     }
 }

@@ -28,8 +28,7 @@ pub(crate) fn load(
     systemd_cgroup: bool,
 ) -> Result<(Bundle, Box<dyn Manager>)> {
     crate::id::validate(id)?;
-    let dir = std::fs::canonicalize(bundle)
-        .map_err(|e| Error::Usage(format!("bundle {}: {e}", bundle.display())))?;
+    let dir = std::fs::canonicalize(bundle).map_err(|e| Error::Usage(format!("bundle {}: {e}", bundle.display())))?;
     let loaded = spec::load(&dir)?;
     for w in &loaded.warnings {
         log::warn(w);
@@ -40,26 +39,12 @@ pub(crate) fn load(
     if no_pivot {
         rootfs::validate_no_pivot(&spec)?;
     }
-    let linux = spec
-        .linux()
-        .as_ref()
-        .ok_or_else(|| Error::Usage("linux: missing".into()))?;
-    let cgroups_path = linux
-        .cgroups_path()
-        .as_ref()
-        .map(|p| p.to_string_lossy().into_owned());
+    let linux = spec.linux().as_ref().ok_or_else(|| Error::Usage("linux: missing".into()))?;
+    let cgroups_path = linux.cgroups_path().as_ref().map(|p| p.to_string_lossy().into_owned());
     let cgroup = cgroups::open(id, cgroups_path.as_deref(), systemd_cgroup)?;
     let resources = spec::cgroup_resources(&spec);
     cgroup.validate(&resources)?;
-    Ok((
-        Bundle {
-            dir,
-            spec,
-            rootfs: validated.rootfs,
-            resources,
-        },
-        cgroup,
-    ))
+    Ok((Bundle { dir, spec, rootfs: validated.rootfs, resources }, cgroup))
 }
 
 impl Bundle {

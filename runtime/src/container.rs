@@ -55,11 +55,14 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
             ))
         }
         (false, true) if !foreground_tty => {
-            return Err(Error::Usage("--console-socket: cannot use a console socket if process.terminal is false".into()))
+            return Err(Error::Usage(
+                "--console-socket: cannot use a console socket if process.terminal is false".into(),
+            ))
         }
         _ => {}
     }
-    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::Filter::build).transpose()?;
+    let seccomp =
+        spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::Filter::build).transpose()?;
     let plan = namespaces::plan(&spec);
     let annotations: HashMap<String, String> = spec.annotations().clone().unwrap_or_default();
 
@@ -67,7 +70,8 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     let dir = store.create_dir(&opts.id)?;
     let mut guard = Rollback::new(store, &opts.id);
     failpoint::hit("create:state-dir-made");
-    let listener = crate::process::start::listen(&dir, START_SOCKET).map_err(|e| Error::io("creating the start socket", e))?;
+    let listener =
+        crate::process::start::listen(&dir, START_SOCKET).map_err(|e| Error::io("creating the start socket", e))?;
 
     // Recorded before any cgroup directory exists, with no init yet, naming every
     // directory create is about to make: if this process is killed from here on (the guard
@@ -138,7 +142,8 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     let mut handshake = Handshake::new(parent_ch, child, &opts.id, &process::CREATE);
     let state = hooks::state(&opts.id, Status::Creating, pid, &bundle, &annotations);
     handshake.go(state.clone())?;
-    let mut requests = InitRequests { id: &opts.id, spec: &spec, bundle: &bundle, plan: &plan, annotations: &annotations, state };
+    let mut requests =
+        InitRequests { id: &opts.id, spec: &spec, bundle: &bundle, plan: &plan, annotations: &annotations, state };
     handshake.serve(&mut requests)?;
 
     let pid = handshake.pid();
@@ -215,7 +220,11 @@ impl Requests for InitRequests<'_> {
         self.plan.staged.then(|| self.take_over(child, init))
     }
 
-    fn open_mount_source(&mut self, pidfd: BorrowedFd<'_>, index: usize) -> Option<Result<std::result::Result<OwnedFd, String>>> {
+    fn open_mount_source(
+        &mut self,
+        pidfd: BorrowedFd<'_>,
+        index: usize,
+    ) -> Option<Result<std::result::Result<OwnedFd, String>>> {
         self.plan.in_user_ns().then(|| Ok(rootfs::source::open_for_init(pidfd, self.spec, self.bundle, index)))
     }
 
@@ -237,8 +246,7 @@ fn delegated_root(spec: &Spec, plan: &namespaces::Plan) -> Option<(u32, u32)> {
         return None;
     }
     let rw_cgroup_mount = spec.mounts().iter().flatten().any(|m| {
-        m.typ().as_deref() == Some("cgroup")
-            && !m.options().as_deref().unwrap_or(&[]).iter().any(|o| o == "ro")
+        m.typ().as_deref() == Some("cgroup") && !m.options().as_deref().unwrap_or(&[]).iter().any(|o| o == "ro")
     });
     if !rw_cgroup_mount {
         return None;
@@ -316,7 +324,9 @@ pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
     };
     match status {
         Status::Stopped => return not_running(),
-        Status::Creating => return Err(Error::WrongState { id: id.into(), status, msg: "it has no process to signal yet" }),
+        Status::Creating => {
+            return Err(Error::WrongState { id: id.into(), status, msg: "it has no process to signal yet" })
+        }
         _ => {}
     }
     // The pidfd pins the process: check it is still our init before signalling anything.
@@ -376,7 +386,11 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     let status = store.status(&rec);
     match status {
         Status::Running | Status::Paused if !force => {
-            return Err(Error::WrongState { id: id.into(), status, msg: "cannot delete a running container without --force" })
+            return Err(Error::WrongState {
+                id: id.into(),
+                status,
+                msg: "cannot delete a running container without --force",
+            })
         }
         _ => {}
     }
@@ -393,7 +407,9 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
             // time) still dies, and the cgroup berth would have made for this id is used
             // if it holds that init; nothing else is touched.
             log::warn(&format!("{e}; ignoring the recorded cgroup"));
-            recorded_cgroup::default_for(id).filter(|m| pinned.is_some() && recorded_cgroup::holds(&m.state(), rec.pid) && recorded_cgroup::sane(&m.state()))
+            recorded_cgroup::default_for(id).filter(|m| {
+                pinned.is_some() && recorded_cgroup::holds(&m.state(), rec.pid) && recorded_cgroup::sane(&m.state())
+            })
         }
         Err(e) => return Err(e),
     };
@@ -433,7 +449,9 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
 /// elsewhere cannot be found (nor trusted) without the record. Then the state goes.
 fn delete_unrecorded(store: &Store, id: &str, why: &crate::state::StateError) -> Result<()> {
     log::warn(&format!("{why}; deleting what the system shows"));
-    if let Some(cg) = recorded_cgroup::default_for(id).filter(|m| !m.state().created.is_empty() && recorded_cgroup::sane(&m.state())) {
+    if let Some(cg) =
+        recorded_cgroup::default_for(id).filter(|m| !m.state().created.is_empty() && recorded_cgroup::sane(&m.state()))
+    {
         signal::kill_cgroup(&*cg, libc::SIGKILL);
         wait_empty(&*cg);
         cg.destroy()?;

@@ -79,12 +79,9 @@ pub struct Execed {
 pub fn parse_user(s: &str) -> std::result::Result<(u32, Option<u32>), String> {
     let num = |part: &str, what: &str| -> std::result::Result<u32, String> {
         if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!(
-                "--user {s:?}: the {what} must be a decimal number (uid[:gid])"
-            ));
+            return Err(format!("--user {s:?}: the {what} must be a decimal number (uid[:gid])"));
         }
-        part.parse::<u32>()
-            .map_err(|_| format!("--user {s:?}: the {what} is out of range"))
+        part.parse::<u32>().map_err(|_| format!("--user {s:?}: the {what} is out of range"))
     };
     match s.split_once(':') {
         Some((u, g)) => Ok((num(u, "uid")?, Some(num(g, "gid")?))),
@@ -94,14 +91,9 @@ pub fn parse_user(s: &str) -> std::result::Result<(u32, Option<u32>), String> {
 
 fn capability(name: &str) -> std::result::Result<Capability, String> {
     let upper = name.to_ascii_uppercase();
-    let full = if upper.starts_with("CAP_") {
-        upper
-    } else {
-        format!("CAP_{upper}")
-    };
+    let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
     caps::Capability::from_str(&full).map_err(|_| format!("--cap {name:?}: unknown capability"))?;
-    serde_json::from_value(serde_json::Value::String(full))
-        .map_err(|_| format!("--cap {name:?}: unknown capability"))
+    serde_json::from_value(serde_json::Value::String(full)).map_err(|_| format!("--cap {name:?}: unknown capability"))
 }
 
 /// Sets `KEY=value` entries, a later one replacing an earlier one with the same key.
@@ -161,11 +153,7 @@ pub fn build_process(base: &Process, o: &Overrides) -> std::result::Result<Proce
             s.extend(extra.iter().copied());
             Some(s)
         };
-        let extra: Vec<Capability> = o
-            .caps
-            .iter()
-            .map(|n| capability(n))
-            .collect::<std::result::Result<_, _>>()?;
+        let extra: Vec<Capability> = o.caps.iter().map(|n| capability(n)).collect::<std::result::Result<_, _>>()?;
         c.set_bounding(add(c.bounding(), &extra));
         c.set_effective(add(c.effective(), &extra));
         c.set_permitted(add(c.permitted(), &extra));
@@ -201,15 +189,9 @@ fn validate(p: &Process) -> std::result::Result<(), String> {
         return Err("process.args: the command to execute must not be empty".into());
     }
     if !p.cwd().is_absolute() {
-        return Err(format!(
-            "process.cwd {:?}: must be an absolute path",
-            p.cwd()
-        ));
+        return Err(format!("process.cwd {:?}: must be an absolute path", p.cwd()));
     }
-    if p.apparmor_profile()
-        .as_deref()
-        .is_some_and(|a| !a.is_empty())
-    {
+    if p.apparmor_profile().as_deref().is_some_and(|a| !a.is_empty()) {
         return Err("process.apparmorProfile (--apparmor): berth has no AppArmor support".into());
     }
     if p.selinux_label().as_deref().is_some_and(|l| !l.is_empty()) {
@@ -274,17 +256,17 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
     let terminal = process.terminal().unwrap_or(false);
     if opts.detach && terminal && opts.console.is_none() {
         return Err(Error::Usage(
-            "--tty: cannot allocate a tty if berth will detach without setting --console-socket"
-                .into(),
+            "--tty: cannot allocate a tty if berth will detach without setting --console-socket".into(),
         ));
     }
     if opts.console.is_some() && (!opts.detach || !terminal) {
-        return Err(Error::Usage("--console-socket: cannot use a console socket if berth will not detach or allocate a tty".into()));
+        return Err(Error::Usage(
+            "--console-socket: cannot use a console socket if berth will not detach or allocate a tty".into(),
+        ));
     }
 
     // The pidfd pins the init: check it is still the container's before joining it.
-    let init = sys::pidfd_open(rec.pid)
-        .map_err(|e| Error::io(format!("container \"{id}\": pidfd_open"), e))?;
+    let init = sys::pidfd_open(rec.pid).map_err(|e| Error::io(format!("container \"{id}\": pidfd_open"), e))?;
     if !sys::process_alive(rec.pid, rec.init_start_time) {
         return Err(Error::WrongState {
             id: id.into(),
@@ -292,24 +274,15 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
             msg: "cannot exec in a stopped container",
         });
     }
-    let ns = crate::namespaces::differing_from_self(rec.pid).map_err(|e| {
-        Error::io(
-            format!("container \"{id}\": reading the init's namespaces"),
-            e,
-        )
-    })?;
+    let ns = crate::namespaces::differing_from_self(rec.pid)
+        .map_err(|e| Error::io(format!("container \"{id}\": reading the init's namespaces"), e))?;
     let placement = Placement::of(&*cgroup, &opts.cgroup)?;
     let (own_console, console) = match opts.console {
         Some(c) => (None, Some(c)),
         None if terminal => {
             use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-            let (mine, theirs) = socketpair(
-                AddressFamily::Unix,
-                SockType::Stream,
-                None,
-                SockFlag::SOCK_CLOEXEC,
-            )
-            .map_err(|e| Error::io("socketpair", e.into()))?;
+            let (mine, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
+                .map_err(|e| Error::io("socketpair", e.into()))?;
             (Some(mine), Some(theirs))
         }
         None => (None, None),
@@ -362,10 +335,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
     let mut handshake = Handshake::new(parent_ch, guarded, id, &process::EXEC);
     handshake.go(String::new())?;
     let master = match &own_console {
-        Some(sock) => Some(
-            crate::console::recv_fd(sock.as_fd())
-                .map_err(|e| Error::io("receiving the terminal", e))?,
-        ),
+        Some(sock) => Some(crate::console::recv_fd(sock.as_fd()).map_err(|e| Error::io("receiving the terminal", e))?),
         None => None,
     };
     handshake.serve(&mut ProcessRequests { rec: &rec, seccomp: seccomp_cfg.as_ref() })?;
@@ -399,8 +369,7 @@ impl Requests for ProcessRequests<'_> {
 /// Waits for the process (our child) while forwarding signals and, with a terminal held
 /// by berth, copying between it and our stdio. Returns its exit code (128+signal if killed).
 pub fn wait(execed: Execed) -> Result<i32> {
-    crate::foreground::wait(&execed.pidfd, execed.master)
-        .map_err(|e| Error::io("waiting for the exec'd process", e))
+    crate::foreground::wait(&execed.pidfd, execed.master).map_err(|e| Error::io("waiting for the exec'd process", e))
 }
 
 struct Child<'a> {
@@ -441,7 +410,10 @@ fn exit(code: i32) -> ! {
     crate::sys::exit_now(code)
 }
 
-fn setup(c: &Child, panic_report: Option<std::os::fd::RawFd>) -> std::result::Result<crate::init::execve::Prepared, InitError> {
+fn setup(
+    c: &Child,
+    panic_report: Option<std::os::fd::RawFd>,
+) -> std::result::Result<crate::init::execve::Prepared, InitError> {
     use std::os::fd::AsRawFd;
     crate::sys::set_non_dumpable().map_err(doing("prctl(PR_SET_DUMPABLE)").io())?;
     // Into the container with nothing of the caller's but stdio and --preserve-fds, and
@@ -499,20 +471,7 @@ mod tests {
         for (s, want) in ok {
             assert_eq!(parse_user(s).as_ref(), Ok(want), "{s}");
         }
-        for bad in [
-            "a",
-            "1:",
-            ":1",
-            "-1",
-            "",
-            "+1",
-            " 1",
-            "1:a",
-            "1:2:3",
-            "4294967296",
-            "0x1",
-            "root",
-        ] {
+        for bad in ["a", "1:", ":1", "-1", "", "+1", " 1", "1:a", "1:2:3", "4294967296", "0x1", "root"] {
             let e = parse_user(bad).expect_err(bad);
             assert!(e.starts_with("--user"), "{bad}: {e}");
         }
@@ -532,19 +491,8 @@ mod tests {
             let s = set.clone().unwrap();
             assert!(s.contains(&Capability::SysAdmin) && s.contains(&Capability::NetRaw));
         }
-        assert!(!c
-            .inheritable()
-            .clone()
-            .unwrap_or_default()
-            .contains(&Capability::SysAdmin));
-        assert!(build_process(
-            &base,
-            &Overrides {
-                caps: vec!["CAP_NOPE".into()],
-                ..Default::default()
-            }
-        )
-        .is_err());
+        assert!(!c.inheritable().clone().unwrap_or_default().contains(&Capability::SysAdmin));
+        assert!(build_process(&base, &Overrides { caps: vec!["CAP_NOPE".into()], ..Default::default() }).is_err());
     }
 
     #[test]

@@ -22,20 +22,13 @@ pub(crate) fn manager(rec: &Record) -> Box<dyn Manager> {
 pub(crate) fn trusted(rec: &Record, init_pinned: bool) -> Result<Box<dyn Manager>> {
     let cg = manager(rec);
     let st = cg.state();
-    let refuse = |why: String| Error::Init {
-        id: rec.id.clone(),
-        msg: format!("the recorded cgroup {why}: refusing to use it"),
-    };
+    let refuse =
+        |why: String| Error::Init { id: rec.id.clone(), msg: format!("the recorded cgroup {why}: refusing to use it") };
     if !sane(&st) {
-        return Err(refuse(
-            "is a hierarchy's root, holds berth itself, or lists directories outside it".into(),
-        ));
+        return Err(refuse("is a hierarchy's root, holds berth itself, or lists directories outside it".into()));
     }
     if init_pinned && !holds(&st, rec.pid) {
-        return Err(refuse(format!(
-            "does not hold the container's init (pid {})",
-            rec.pid
-        )));
+        return Err(refuse(format!("does not hold the container's init (pid {})", rec.pid)));
     }
     Ok(cg)
 }
@@ -44,12 +37,7 @@ pub(crate) fn trusted(rec: &Record, init_pinned: bool) -> Result<Box<dyn Manager
 /// directories are then the container's to remove).
 pub(crate) fn default_for(id: &str) -> Option<Box<dyn Manager>> {
     let mut st = cgroups::open(id, None, false).ok()?.state();
-    st.created = st
-        .hierarchies
-        .iter()
-        .map(|h| h.dir.clone())
-        .filter(|d| d.is_dir())
-        .collect();
+    st.created = st.hierarchies.iter().map(|h| h.dir.clone()).filter(|d| d.is_dir()).collect();
     Some(cgroups::from_state(&st))
 }
 
@@ -61,25 +49,17 @@ pub(crate) fn sane(st: &CgroupState) -> bool {
     st.hierarchies.iter().zip(&own).all(|(h, own)| {
         h.dir.starts_with(&h.mount_point)
             && h.dir != h.mount_point
-            && !h
-                .dir
-                .components()
-                .any(|c| matches!(c, std::path::Component::ParentDir))
+            && !h.dir.components().any(|c| matches!(c, std::path::Component::ParentDir))
             && !own.as_ref().is_some_and(|o| o.starts_with(&h.dir))
     }) && st.created.iter().all(|c| {
-        st.hierarchies
-            .iter()
-            .any(|h| h.dir.starts_with(c) && c.starts_with(&h.mount_point) && *c != h.mount_point)
+        st.hierarchies.iter().any(|h| h.dir.starts_with(c) && c.starts_with(&h.mount_point) && *c != h.mount_point)
     })
 }
 
 /// Whether `pid` sits in every hierarchy's directory (or below: a container that manages
 /// its own cgroup may move its init down).
 pub(crate) fn holds(st: &CgroupState, pid: i32) -> bool {
-    cgroups_of(pid, st)
-        .iter()
-        .zip(&st.hierarchies)
-        .all(|(c, h)| c.as_ref().is_some_and(|c| c.starts_with(&h.dir)))
+    cgroups_of(pid, st).iter().zip(&st.hierarchies).all(|(c, h)| c.as_ref().is_some_and(|c| c.starts_with(&h.dir)))
 }
 
 /// The host directory of `pid`'s cgroup in each of the state's hierarchies (from

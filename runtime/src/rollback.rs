@@ -28,13 +28,7 @@ pub(crate) struct Rollback<'a> {
 impl<'a> Rollback<'a> {
     /// Holds the state directory just made for `id`.
     pub(crate) fn new(store: &'a Store, id: &'a str) -> Self {
-        Rollback {
-            store,
-            id,
-            dir: true,
-            cgroup: None,
-            shared_rootfs: None,
-        }
+        Rollback { store, id, dir: true, cgroup: None, shared_rootfs: None }
     }
 
     pub(crate) fn disarm(mut self) {

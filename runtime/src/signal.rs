@@ -15,7 +15,8 @@ pub fn parse(s: &str) -> Result<i32, String> {
     let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
     if let Some(rest) = name.strip_prefix("SIGRTMIN") {
         let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
-        let off: i32 = if rest.is_empty() { 0 } else { rest.strip_prefix('+').and_then(|r| r.parse().ok()).ok_or_else(bad)? };
+        let off: i32 =
+            if rest.is_empty() { 0 } else { rest.strip_prefix('+').and_then(|r| r.parse().ok()).ok_or_else(bad)? };
         return if min + off <= max { Ok(min + off) } else { Err(bad()) };
     }
     nix::sys::signal::Signal::from_str(&name).map(|s| s as i32).map_err(|_| bad())
@@ -60,14 +61,42 @@ mod tests {
 /// signal's name: runc reports a hook's death this way and scripts grep for the words.
 pub fn describe(sig: i32) -> String {
     const GO_TEXT: [&str; 31] = [
-        "hangup", "interrupt", "quit", "illegal instruction", "trace/breakpoint trap", "aborted", "bus error",
-        "floating point exception", "killed", "user defined signal 1", "segmentation fault", "user defined signal 2",
-        "broken pipe", "alarm clock", "terminated", "stack fault", "child exited", "continued", "stopped (signal)",
-        "stopped", "stopped (tty input)", "stopped (tty output)", "urgent I/O condition", "CPU time limit exceeded",
-        "file size limit exceeded", "virtual timer expired", "profiling timer expired", "window changed",
-        "I/O possible", "power failure", "bad system call",
+        "hangup",
+        "interrupt",
+        "quit",
+        "illegal instruction",
+        "trace/breakpoint trap",
+        "aborted",
+        "bus error",
+        "floating point exception",
+        "killed",
+        "user defined signal 1",
+        "segmentation fault",
+        "user defined signal 2",
+        "broken pipe",
+        "alarm clock",
+        "terminated",
+        "stack fault",
+        "child exited",
+        "continued",
+        "stopped (signal)",
+        "stopped",
+        "stopped (tty input)",
+        "stopped (tty output)",
+        "urgent I/O condition",
+        "CPU time limit exceeded",
+        "file size limit exceeded",
+        "virtual timer expired",
+        "profiling timer expired",
+        "window changed",
+        "I/O possible",
+        "power failure",
+        "bad system call",
     ];
-    let text = usize::try_from(sig - 1).ok().and_then(|i| GO_TEXT.get(i)).map_or_else(|| format!("signal {sig}"), |t| t.to_string());
+    let text = usize::try_from(sig - 1)
+        .ok()
+        .and_then(|i| GO_TEXT.get(i))
+        .map_or_else(|| format!("signal {sig}"), |t| t.to_string());
     match nix::sys::signal::Signal::try_from(sig) {
         Ok(s) => format!("{text} ({})", s.as_str()),
         Err(_) => text,

@@ -147,11 +147,14 @@ impl Store {
             .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(self.dir(id))
             .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => StateError::NotFound(id.to_string()),
-            _ => StateError::Io { id: id.to_string(), what: "opening the state directory", source: e },
-        })?;
-        Flock::lock(dir, FlockArg::LockExclusive)
-            .map_err(|(_, e)| StateError::Io { id: id.to_string(), what: "locking", source: e.into() })
+                io::ErrorKind::NotFound => StateError::NotFound(id.to_string()),
+                _ => StateError::Io { id: id.to_string(), what: "opening the state directory", source: e },
+            })?;
+        Flock::lock(dir, FlockArg::LockExclusive).map_err(|(_, e)| StateError::Io {
+            id: id.to_string(),
+            what: "locking",
+            source: e.into(),
+        })
     }
 
     pub fn save(&self, rec: &Record) -> Result<(), StateError> {
@@ -258,13 +261,17 @@ impl Record {
 /// a FIFO or a device put in place of a state file (whose open or read would wait forever),
 /// or a symlink (which could point anywhere).
 pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
-    let mut f = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
+    let mut f =
+        OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY).open(path)?;
     let ty = f.metadata()?.file_type();
     if !ty.is_file() {
-        let what = if ty.is_fifo() { "a FIFO" } else if ty.is_symlink() { "a symlink" } else { "not a regular file" };
+        let what = if ty.is_fifo() {
+            "a FIFO"
+        } else if ty.is_symlink() {
+            "a symlink"
+        } else {
+            "not a regular file"
+        };
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} is {what}", path.display())));
     }
     let mut data = Vec::new();
@@ -291,12 +298,7 @@ pub fn format_rfc3339(secs: i64, nanos: u32) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[cfg(test)]

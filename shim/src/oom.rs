@@ -66,13 +66,9 @@ pub struct OomWatcher {
 impl OomWatcher {
     pub fn new(on_oom: OnOom) -> Result<Self> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(sys("epoll_create"))?;
-        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
-            .map_err(sys("inotify_init"))?;
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).map_err(sys("inotify_init"))?;
         epoll
-            .add(
-                inotify.as_fd(),
-                EpollEvent::new(EpollFlags::EPOLLIN, INOTIFY_TOKEN),
-            )
+            .add(inotify.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, INOTIFY_TOKEN))
             .map_err(sys("epoll_ctl add inotify"))?;
         Ok(OomWatcher {
             epoll: Arc::new(epoll),
@@ -115,10 +111,7 @@ impl OomWatcher {
             dir,
             source,
         };
-        self.watches
-            .lock()
-            .map_err(|_| poisoned())?
-            .insert(token, watch);
+        self.watches.lock().map_err(|_| poisoned())?.insert(token, watch);
         self.start_thread()
     }
 
@@ -216,13 +209,7 @@ fn run(epoll: &Epoll, inotify: &Inotify, watches: &Mutex<HashMap<u64, Watch>>, o
     }
 }
 
-fn v1_event(
-    epoll: &Epoll,
-    inotify: &Inotify,
-    w: &mut HashMap<u64, Watch>,
-    token: u64,
-    fired: &mut Vec<String>,
-) {
+fn v1_event(epoll: &Epoll, inotify: &Inotify, w: &mut HashMap<u64, Watch>, token: u64, fired: &mut Vec<String>) {
     let Some(watch) = w.get_mut(&token) else {
         return;
     };
@@ -256,9 +243,8 @@ fn v2_events(inotify: &Inotify, w: &mut HashMap<u64, Watch>, fired: &mut Vec<Str
             Err(_) => return,
         };
         for ev in events {
-            let Some((&token, watch)) = w
-                .iter_mut()
-                .find(|(_, watch)| matches!(watch.source, Source::V2 { wd } if wd == ev.wd))
+            let Some((&token, watch)) =
+                w.iter_mut().find(|(_, watch)| matches!(watch.source, Source::V2 { wd } if wd == ev.wd))
             else {
                 continue;
             };
@@ -319,14 +305,10 @@ mod tests {
         assert_eq!(rx.recv_timeout(timeout).unwrap(), "c1");
         fs::write(&events, "low 0\nhigh 0\nmax 12\noom 2\noom_kill 2\n").unwrap();
         assert_eq!(rx.recv_timeout(timeout).unwrap(), "c1");
-        assert!(rx
-            .recv_timeout(std::time::Duration::from_millis(300))
-            .is_err());
+        assert!(rx.recv_timeout(std::time::Duration::from_millis(300)).is_err());
         watcher.unwatch("c1");
         fs::write(&events, "low 0\nhigh 0\nmax 12\noom 3\noom_kill 3\n").unwrap();
-        assert!(rx
-            .recv_timeout(std::time::Duration::from_millis(300))
-            .is_err());
+        assert!(rx.recv_timeout(std::time::Duration::from_millis(300)).is_err());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

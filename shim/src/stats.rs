@@ -189,11 +189,7 @@ fn rdma_entries(entries: Vec<cg2::RdmaEntry>) -> Vec<v2::RdmaEntry> {
 pub fn collect_v2(dir: &Path) -> v2::Metrics {
     let mut m = v2::Metrics::new();
     let p = cg2::pids(dir);
-    m.pids = protobuf::MessageField::some(v2::PidsStat {
-        current: p.current,
-        limit: p.limit,
-        ..Default::default()
-    });
+    m.pids = protobuf::MessageField::some(v2::PidsStat { current: p.current, limit: p.limit, ..Default::default() });
     let c = cg2::cpu(dir);
     m.cpu = protobuf::MessageField::some(v2::CPUStat {
         usage_usec: c.usage_usec,
@@ -209,12 +205,8 @@ pub fn collect_v2(dir: &Path) -> v2::Metrics {
     let mem = cg2::memory(dir);
     let g = |k: &str| mem.stat.get(k).copied().unwrap_or(0);
     // Kernels since 5.9 split the workingset counters by anon/file; the proto has one each.
-    let either = |k: &str| {
-        mem.stat
-            .get(k)
-            .copied()
-            .unwrap_or_else(|| g(&format!("{k}_anon")) + g(&format!("{k}_file")))
-    };
+    let either =
+        |k: &str| mem.stat.get(k).copied().unwrap_or_else(|| g(&format!("{k}_anon")) + g(&format!("{k}_file")));
     m.memory = protobuf::MessageField::some(v2::MemoryStat {
         anon: g("anon"),
         file: g("file"),
@@ -368,14 +360,8 @@ nr_periods 12\nnr_throttled 2\nthrottled_usec 4711\nnr_bursts 0\nburst_usec 0\n"
                 ("memory.swap.max", "max\n"),
                 ("memory.peak", "16773120\n"),
                 ("memory.stat", MEMORY_STAT_6_1),
-                (
-                    "memory.events",
-                    "low 0\nhigh 0\nmax 37\noom 1\noom_kill 1\noom_group_kill 0\n",
-                ),
-                (
-                    "io.stat",
-                    "254:0 rbytes=1327104 wbytes=0 rios=31 wios=0 dbytes=0 dios=0\n",
-                ),
+                ("memory.events", "low 0\nhigh 0\nmax 37\noom 1\noom_kill 1\noom_group_kill 0\n"),
+                ("io.stat", "254:0 rbytes=1327104 wbytes=0 rios=31 wios=0 dbytes=0 dios=0\n"),
                 ("rdma.current", ""),
                 ("rdma.max", "mlx5_0 hca_handle=2 hca_object=max\n"),
                 ("hugetlb.2MB.current", "0\n"),
@@ -394,10 +380,7 @@ nr_periods 12\nnr_throttled 2\nthrottled_usec 4711\nnr_bursts 0\nburst_usec 0\n"
         assert_eq!(m.cpu.usage_usec, 20417);
         assert_eq!(m.cpu.user_usec, 6872);
         assert_eq!(m.cpu.system_usec, 13545);
-        assert_eq!(
-            (m.cpu.nr_periods, m.cpu.nr_throttled, m.cpu.throttled_usec),
-            (12, 2, 4711)
-        );
+        assert_eq!((m.cpu.nr_periods, m.cpu.nr_throttled, m.cpu.throttled_usec), (12, 2, 4711));
         assert_eq!(m.memory.usage, 442368);
         assert_eq!(m.memory.usage_limit, 16777216);
         assert_eq!(m.memory.swap_limit, u64::MAX);
@@ -412,21 +395,11 @@ nr_periods 12\nnr_throttled 2\nthrottled_usec 4711\nnr_bursts 0\nburst_usec 0\n"
         assert_eq!(m.memory_events.oom_kill, 1);
         assert_eq!(m.io.usage.len(), 1);
         let io = &m.io.usage[0];
-        assert_eq!(
-            (io.major, io.minor, io.rbytes, io.rios),
-            (254, 0, 1327104, 31)
-        );
+        assert_eq!((io.major, io.minor, io.rbytes, io.rios), (254, 0, 1327104, 31));
         assert!(m.rdma.current.is_empty());
         assert_eq!(m.rdma.limit[0].device, "mlx5_0");
-        assert_eq!(
-            (m.rdma.limit[0].hca_handles, m.rdma.limit[0].hca_objects),
-            (2, u32::MAX)
-        );
-        let pages: Vec<_> = m
-            .hugetlb
-            .iter()
-            .map(|h| (h.pagesize.as_str(), h.max, h.failcnt))
-            .collect();
+        assert_eq!((m.rdma.limit[0].hca_handles, m.rdma.limit[0].hca_objects), (2, u32::MAX));
+        let pages: Vec<_> = m.hugetlb.iter().map(|h| (h.pagesize.as_str(), h.max, h.failcnt)).collect();
         assert_eq!(pages, [("1GB", 0, 2), ("2MB", u64::MAX, 0)]);
     }
 

@@ -106,7 +106,8 @@ impl Dirs {
             let mut attempt = 0;
             while let Err(e) = Self::mkdir_walk(h, rel, created, each_level) {
                 attempt += 1;
-                let vanished = matches!(&e, CgroupError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
+                let vanished =
+                    matches!(&e, CgroupError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
                 if !vanished || attempt > 2 {
                     return Err(e);
                 }

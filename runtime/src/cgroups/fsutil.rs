@@ -103,10 +103,7 @@ pub(crate) fn rmdir_all(dirs: &[PathBuf]) -> (Vec<PathBuf>, Vec<CgroupError>) {
         let only_busy = busy.len() == errs.len();
         if errs.is_empty() || !only_busy || waited >= BUDGET {
             let left = errs.iter().map(|(d, _)| d.clone()).collect();
-            let errs = errs
-                .into_iter()
-                .map(|(path, source)| CgroupError::Io { path, op: "rmdir", source })
-                .collect();
+            let errs = errs.into_iter().map(|(path, source)| CgroupError::Io { path, op: "rmdir", source }).collect();
             return (left, errs);
         }
         pending = busy;

@@ -148,7 +148,6 @@ pub struct CgroupMount {
     pub host_path: PathBuf,
 }
 
-
 /// The container's cgroup, through the driver of this host's cgroup version. What differs
 /// between drivers is required; what only depends on the directories is provided, on top of
 /// [`Manager::dirs`].
@@ -324,8 +323,12 @@ pub fn from_state(state: &CgroupState) -> Box<dyn Manager> {
 pub fn add_pid_to(dirs: &[PathBuf], pid: i32) -> Result<(), CgroupError> {
     for d in dirs {
         let p = d.join("cgroup.procs");
-        fsutil::write_file(&p, &pid.to_string())
-            .map_err(|e| CgroupError::Write { field: "cgroup.procs".into(), path: p, value: pid.to_string(), source: e })?;
+        fsutil::write_file(&p, &pid.to_string()).map_err(|e| CgroupError::Write {
+            field: "cgroup.procs".into(),
+            path: p,
+            value: pid.to_string(),
+            source: e,
+        })?;
     }
     Ok(())
 }

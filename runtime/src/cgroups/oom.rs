@@ -34,7 +34,8 @@ pub(crate) fn watch_v1(dir: &Path) -> Result<OomWatch, CgroupError> {
 pub(crate) fn watch_v2(dir: &Path) -> Result<OomWatch, CgroupError> {
     let events = dir.join("memory.events");
     let os_err = |op, e: nix::errno::Errno| CgroupError::Io { path: events.clone(), op, source: e.into() };
-    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).map_err(|e| os_err("inotify_init1", e))?;
+    let inotify =
+        Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).map_err(|e| os_err("inotify_init1", e))?;
     let c = std::ffi::CString::new(events.as_os_str().as_encoded_bytes())
         .map_err(|_| CgroupError::Discovery("NUL in cgroup path".into()))?;
     inotify.add_watch(c.as_c_str(), AddWatchFlags::IN_MODIFY).map_err(|e| os_err("inotify_add_watch", e))?;

@@ -5,11 +5,7 @@ use super::CgroupError;
 /// The container's cgroup, relative to each hierarchy's root ("/a/b").
 /// runc's cgroupfs rules: absolute → as is; relative → under our own
 /// cgroup; absent → our own cgroup + id.
-pub(crate) fn resolve_rel(
-    own_path: &str,
-    id: &str,
-    cgroups_path: Option<&str>,
-) -> Result<String, CgroupError> {
+pub(crate) fn resolve_rel(own_path: &str, id: &str, cgroups_path: Option<&str>) -> Result<String, CgroupError> {
     let requested = match cgroups_path {
         Some(p) if !p.is_empty() => p,
         _ => {
@@ -32,16 +28,10 @@ pub(crate) fn resolve_rel(
         });
     }
     if requested.split('/').any(|c| c == "..") {
-        return Err(CgroupError::InvalidPath {
-            path: requested.to_string(),
-            reason: "\"..\" is not allowed".into(),
-        });
+        return Err(CgroupError::InvalidPath { path: requested.to_string(), reason: "\"..\" is not allowed".into() });
     }
-    let joined = if requested.starts_with('/') {
-        normalize(requested)
-    } else {
-        normalize(&format!("{own_path}/{requested}"))
-    };
+    let joined =
+        if requested.starts_with('/') { normalize(requested) } else { normalize(&format!("{own_path}/{requested}")) };
     if joined == "/" {
         return Err(CgroupError::InvalidPath {
             path: requested.to_string(),

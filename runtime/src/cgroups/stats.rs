@@ -252,7 +252,8 @@ pub(crate) fn v2(d: &Path) -> Stats {
         max: 0,
         failcnt: 0,
     };
-    s.memory = Memory { cache: m.stat.get("file").copied().unwrap_or(0), usage, swap, raw: m.stat, ..Default::default() };
+    s.memory =
+        Memory { cache: m.stat.get("file").copied().unwrap_or(0), usage, swap, raw: m.stat, ..Default::default() };
     s.pids = pids(cg2::pids(d));
     s.blkio = blkio_v2(cg2::io(d));
     s.hugetlb = cg2::hugetlb(d)
@@ -277,7 +278,10 @@ mod tests {
     #[test]
     fn empty_stats_serialize_like_runc() {
         let j = serde_json::to_string(&Stats::default()).expect("encode");
-        assert!(j.starts_with(r#"{"cpu":{"usage":{"kernel":0,"user":0},"throttling":{}},"cpuset":{"cpu_exclusive":0"#), "{j}");
+        assert!(
+            j.starts_with(r#"{"cpu":{"usage":{"kernel":0,"user":0},"throttling":{}},"cpuset":{"cpu_exclusive":0"#),
+            "{j}"
+        );
         assert!(j.ends_with(r#""pids":{},"blkio":{},"hugetlb":{},"intel_rdt":{},"network_interfaces":null}"#), "{j}");
     }
 }

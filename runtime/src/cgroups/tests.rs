@@ -48,9 +48,22 @@ impl FakeV2 {
         let d = self.root.join(rel);
         std::fs::create_dir_all(&d).unwrap();
         for f in [
-            "cgroup.procs", "cgroup.freeze", "memory.max", "memory.swap.max", "memory.low", "cpu.weight", "cpu.max",
-            "cpu.max.burst", "cpu.idle", "cpuset.cpus", "cpuset.mems", "pids.max", "io.weight", "io.max",
-            "hugetlb.2MB.max", "memory.high",
+            "cgroup.procs",
+            "cgroup.freeze",
+            "memory.max",
+            "memory.swap.max",
+            "memory.low",
+            "cpu.weight",
+            "cpu.max",
+            "cpu.max.burst",
+            "cpu.idle",
+            "cpuset.cpus",
+            "cpuset.mems",
+            "pids.max",
+            "io.weight",
+            "io.max",
+            "hugetlb.2MB.max",
+            "memory.high",
         ] {
             std::fs::write(d.join(f), "").unwrap();
         }
@@ -80,15 +93,13 @@ fn v2_apply_writes_the_files() {
     let leaf = f.leaf("parent/c1");
     let m = f.manager("c1", None);
     m.create().unwrap();
-    m.apply(&res(
-        r#"{"memory":{"limit":104857600,"swap":209715200,"reservation":52428800},
+    m.apply(&res(r#"{"memory":{"limit":104857600,"swap":209715200,"reservation":52428800},
             "cpu":{"shares":1024,"quota":50000,"period":100000,"burst":1000,"idle":1,"cpus":"0-1","mems":"0"},
             "pids":{"limit":0},
             "blockIO":{"weight":500,"throttleReadBpsDevice":[{"major":8,"minor":0,"rate":1048576}]},
             "hugepageLimits":[{"pageSize":"2MB","limit":-1}],
-            "unified":{"memory.high":"80000000"}}"#,
-    ))
-    .unwrap();
+            "unified":{"memory.high":"80000000"}}"#))
+        .unwrap();
     assert_eq!(read(&leaf.join("memory.max")), "104857600");
     assert_eq!(read(&leaf.join("memory.swap.max")), "104857600");
     assert_eq!(read(&leaf.join("memory.low")), "52428800");
@@ -242,10 +253,7 @@ fn v2_rejects_v1_only_knobs() {
 fn systemd_path_is_refused() {
     let f = FakeV2::new();
     let mi = format!("30 23 0:26 / {} rw - cgroup2 cgroup2 rw\n", f.root.display());
-    let e = from_sources("c1", Some("system.slice:docker:c1"), &mi, "0::/\n", true)
-        .err()
-        .unwrap()
-        .to_string();
+    let e = from_sources("c1", Some("system.slice:docker:c1"), &mi, "0::/\n", true).err().unwrap().to_string();
     assert!(e.contains("systemd"), "{e}");
 }
 
@@ -254,9 +262,7 @@ fn systemd_path_is_refused() {
 /// Whether the real-host tests can run: root on a v1 (hybrid) host. They are
 /// `#[ignore]`d (CI runs them with `--include-ignored`) and fail where it is not.
 fn real_v1() -> bool {
-    let ok = nix::unistd::geteuid().is_root()
-        && !host_is_unified()
-        && Path::new("/proc/self/mountinfo").exists();
+    let ok = nix::unistd::geteuid().is_root() && !host_is_unified() && Path::new("/proc/self/mountinfo").exists();
     if !ok {
         eprintln!("not a host for this test: it needs root on a cgroup v1 host");
     }

@@ -7,8 +7,7 @@ use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 
 use super::fsutil::{read_trim, set};
 use super::{
-    convert, devices, oom, stats, validate, CgroupError, CgroupVersion, Dirs, HierarchyState, Manager, OomWatch,
-    Stats,
+    convert, devices, oom, stats, validate, CgroupError, CgroupVersion, Dirs, HierarchyState, Manager, OomWatch, Stats,
 };
 
 #[derive(Debug)]
@@ -109,13 +108,13 @@ fn need<'a>(m: &'a V1, controller: &str, field: &str) -> Result<&'a Path, Cgroup
 /// join it until they are set: inherit the parent's.
 pub(crate) fn cpuset_copy_down(parent: &Path, child: &Path) -> Result<(), CgroupError> {
     for f in ["cpuset.cpus", "cpuset.mems"] {
-        let cur = read_trim(&child.join(f))
-            .map_err(|e| CgroupError::Io { path: child.join(f), op: "read", source: e })?;
+        let cur =
+            read_trim(&child.join(f)).map_err(|e| CgroupError::Io { path: child.join(f), op: "read", source: e })?;
         if !cur.is_empty() {
             continue;
         }
-        let p = read_trim(&parent.join(f))
-            .map_err(|e| CgroupError::Io { path: parent.join(f), op: "read", source: e })?;
+        let p =
+            read_trim(&parent.join(f)).map_err(|e| CgroupError::Io { path: parent.join(f), op: "read", source: e })?;
         if !p.is_empty() {
             set(&format!("{f} (inherited from the parent cgroup)"), child, f, &p)?;
         }
@@ -308,7 +307,8 @@ fn cpu(m: &V1, c: &LinuxCpu) -> Result<(), CgroupError> {
     let rt_period = c.realtime_period().unwrap_or(0);
     let rt_runtime = c.realtime_runtime().unwrap_or(0);
     let idle = c.idle().unwrap_or(0);
-    if shares == 0 && quota == 0 && period == 0 && rt_period == 0 && rt_runtime == 0 && idle == 0 && c.burst().is_none() {
+    if shares == 0 && quota == 0 && period == 0 && rt_period == 0 && rt_runtime == 0 && idle == 0 && c.burst().is_none()
+    {
         return Ok(());
     }
     let dir = need(m, "cpu", "cpu")?;

@@ -106,8 +106,11 @@ impl Manager for V2 {
         let listed = std::fs::read_to_string("/sys/kernel/cgroup/delegate")
             .unwrap_or_else(|_| "cgroup.procs\ncgroup.threads\ncgroup.subtree_control\n".into());
         let chown = |p: &Path| {
-            std::os::unix::fs::lchown(p, Some(uid), Some(gid))
-                .map_err(|e| CgroupError::Io { path: p.to_path_buf(), op: "chown to the container's root", source: e })
+            std::os::unix::fs::lchown(p, Some(uid), Some(gid)).map_err(|e| CgroupError::Io {
+                path: p.to_path_buf(),
+                op: "chown to the container's root",
+                source: e,
+            })
         };
         chown(&h.dir)?;
         for name in listed.lines().map(str::trim).filter(|n| !n.is_empty()) {

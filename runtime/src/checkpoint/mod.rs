@@ -20,9 +20,9 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use serde::{Deserialize, Serialize};
 
 use crate::cgroups::Manager;
+use crate::error::{Error, Result};
 use crate::process::spawn::GuardedChild;
 use crate::rollback::Rollback;
-use crate::error::{Error, Result};
 use crate::state::{Status, Store};
 use crate::{log, namespaces, rootfs, spec, sys};
 
@@ -89,9 +89,9 @@ fn manage_cgroups(mode: Option<&str>) -> Result<String> {
     let mode = mode.unwrap_or("soft");
     match mode {
         "soft" | "full" | "strict" | "ignore" => Ok(format!("--manage-cgroups={mode}")),
-        other => Err(Error::Usage(format!(
-            "--manage-cgroups-mode {other:?}: must be one of soft, full, strict, ignore"
-        ))),
+        other => {
+            Err(Error::Usage(format!("--manage-cgroups-mode {other:?}: must be one of soft, full, strict, ignore")))
+        }
     }
 }
 
@@ -181,7 +181,9 @@ fn check_parent_path(image: &Path, parent: Option<&Path>) -> Result<()> {
     let full = image.join(p);
     match std::fs::metadata(&full) {
         Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(Error::Usage(format!("--parent-path {}: invalid: {} is not a directory", p.display(), full.display()))),
+        Ok(_) => {
+            Err(Error::Usage(format!("--parent-path {}: invalid: {} is not a directory", p.display(), full.display())))
+        }
         Err(e) => Err(Error::Usage(format!("--parent-path {}: invalid: {}: {e}", p.display(), full.display()))),
     }
 }
@@ -215,7 +217,11 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
     let binds = rootfs::bind_mounts(&spec, &rec.bundle);
     let cgroup_binds = cgroup_binds(&spec, &*cg);
     let stdio = (0..3)
-        .map(|fd| std::fs::read_link(format!("/proc/{}/fd/{fd}", rec.pid)).map(|l| l.display().to_string()).unwrap_or_default())
+        .map(|fd| {
+            std::fs::read_link(format!("/proc/{}/fd/{fd}", rec.pid))
+                .map(|l| l.display().to_string())
+                .unwrap_or_default()
+        })
         .collect();
     let descriptor = Descriptor {
         id: id.into(),
@@ -238,8 +244,9 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
         args.push(format!("mnt[{}]:{}", dest.display(), dest.display()).into());
     }
     for (t, key, _) in &externals {
-        let link = std::fs::read_link(format!("/proc/{}/ns/{}", rec.pid, namespaces::proc_name(*t)))
-            .map_err(|e| Error::io(format!("container \"{id}\": reading its {} namespace", namespaces::proc_name(*t)), e))?;
+        let link = std::fs::read_link(format!("/proc/{}/ns/{}", rec.pid, namespaces::proc_name(*t))).map_err(|e| {
+            Error::io(format!("container \"{id}\": reading its {} namespace", namespaces::proc_name(*t)), e)
+        })?;
         // "net:[4026531992]" → the inode.
         let ino = link.to_string_lossy().rsplit('[').next().unwrap_or("").trim_end_matches(']').to_string();
         args.push("--external".into());
@@ -293,8 +300,8 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
     let text = std::fs::read(&descriptor_path).map_err(|e| {
         Error::Usage(format!("--image-path {}: not a berth checkpoint ({DESCRIPTOR}: {e})", image.display()))
     })?;
-    let descriptor: Descriptor = serde_json::from_slice(&text)
-        .map_err(|e| Error::Usage(format!("{}: {e}", descriptor_path.display())))?;
+    let descriptor: Descriptor =
+        serde_json::from_slice(&text).map_err(|e| Error::Usage(format!("{}: {e}", descriptor_path.display())))?;
     let work = match &opts.criu.work_path {
         Some(w) => std::path::absolute(w).map_err(|e| Error::io("--work-path", e))?,
         None => image.clone(),
@@ -383,7 +390,8 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
         .and_then(|s| s.trim().parse().ok())
         .ok_or_else(|| Error::Init { id: id.into(), msg: format!("criu wrote no pid to {}", pidfile.display()) })?;
     let _ = std::fs::remove_file(&pidfile);
-    let pidfd = sys::pidfd_open(pid).map_err(|e| Error::io(format!("container \"{id}\": pidfd_open of the restored init"), e))?;
+    let pidfd = sys::pidfd_open(pid)
+        .map_err(|e| Error::io(format!("container \"{id}\": pidfd_open of the restored init"), e))?;
     // Declared after the rollback guard, so dropped before it: the init dies first.
     let child = GuardedChild::new(pid, pidfd)?;
     record.pid = pid;

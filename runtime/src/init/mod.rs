@@ -164,7 +164,8 @@ fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<execve::
     let hooks = spec.hooks().as_ref();
     #[allow(deprecated)]
     let parent_hooks = hooks.is_some_and(|h| {
-        h.prestart().as_ref().is_some_and(|v| !v.is_empty()) || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+        h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+            || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
     });
     if parent_hooks {
         a.channel.send(&Msg::HooksPending).map_err(InitError::sync_failed)?;
@@ -243,8 +244,9 @@ fn unsafe_exit(code: i32) -> ! {
 
 fn write_sysctl(key: &str, value: &str) -> Res<()> {
     let rel = format!("sys/{}", key.replace('.', "/"));
-    let fd = rootfs::resolve::open_proc_beneath(Path::new(&rel), nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(applying(format!("linux.sysctl[{key:?}]")).errno())?;
+    let fd =
+        rootfs::resolve::open_proc_beneath(Path::new(&rel), nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(applying(format!("linux.sysctl[{key:?}]")).errno())?;
     let mut f = std::fs::File::from(fd);
     f.write_all(value.as_bytes()).map_err(applying(format!("linux.sysctl[{key:?}] = {value:?}")).io())
 }

@@ -90,10 +90,7 @@ use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
-use nix::sys::socket::{
-    recv, send, sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag,
-    SockType,
-};
+use nix::sys::socket::{recv, send, sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -142,8 +139,9 @@ pub fn pair() -> io::Result<(Channel, Channel)> {
 fn frame(msg: &Msg) -> io::Result<Vec<u8>> {
     let mut data = vec![0u8; HEADER];
     serde_json::to_writer(&mut data, msg).map_err(io::Error::other)?;
-    let len = u32::try_from(data.len() - HEADER)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("a message of {} bytes is too large", data.len())))?;
+    let len = u32::try_from(data.len() - HEADER).map_err(|_| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("a message of {} bytes is too large", data.len()))
+    })?;
     data[..HEADER].copy_from_slice(&len.to_le_bytes());
     Ok(data)
 }

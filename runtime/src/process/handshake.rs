@@ -61,12 +61,7 @@ pub struct Handshake<'a> {
 
 impl<'a> Handshake<'a> {
     pub fn new(channel: Channel, child: GuardedChild, id: &'a str, op: &'static Op) -> Self {
-        Handshake {
-            channel,
-            child,
-            id,
-            op,
-        }
+        Handshake { channel, child, id, op }
     }
 
     /// The child's pid (the init's, once a first child has handed over).
@@ -79,30 +74,20 @@ impl<'a> Handshake<'a> {
     pub fn go(&self, state: String) -> Result<()> {
         self.send(&Msg::Go { state })?;
         failpoint::hit(self.op.go_sent);
-        log::debug(&format!(
-            "child process in init(): {} {} {}",
-            self.op.child,
-            self.pid(),
-            self.op.after_go
-        ));
+        log::debug(&format!("child process in init(): {} {} {}", self.op.child, self.pid(), self.op.after_go));
         Ok(())
     }
 
     /// Serves the child's requests until it reports `Ready`.
     pub fn serve(&mut self, requests: &mut impl Requests) -> Result<()> {
         loop {
-            let received = self
-                .channel
-                .recv_with_fd()
-                .map_err(|e| self.sync_failed(e))?;
+            let received = self.channel.recv_with_fd().map_err(|e| self.sync_failed(e))?;
             let Some((msg, fd)) = received else {
                 return Err(self.fail(format!("{} exited during set-up", self.op.peer_in_full)));
             };
             let pid = self.pid();
             let served = match &msg {
-                Msg::MapsPending => requests
-                    .write_maps(pid)
-                    .map(|r| r.and_then(|()| self.send(&Msg::MapsDone))),
+                Msg::MapsPending => requests.write_maps(pid).map(|r| r.and_then(|()| self.send(&Msg::MapsDone))),
                 Msg::Child { pid: init } => {
                     let state = requests.init_forked(&mut self.child, *init);
                     state.map(|r| r.and_then(|state| self.send(&Msg::Go { state })))
@@ -116,20 +101,14 @@ impl<'a> Handshake<'a> {
                         })
                     })
                 }
-                Msg::HooksPending => requests
-                    .run_hooks()
-                    .map(|r| r.and_then(|()| self.send(&Msg::HooksDone))),
+                Msg::HooksPending => requests.run_hooks().map(|r| r.and_then(|()| self.send(&Msg::HooksDone))),
                 Msg::SeccompListener => {
-                    let listener = fd.ok_or_else(|| {
-                        self.fail("the seccomp listener message came without its fd".into())
-                    })?;
+                    let listener =
+                        fd.ok_or_else(|| self.fail("the seccomp listener message came without its fd".into()))?;
                     requests.seccomp_listener(listener, pid)
                 }
                 Msg::Ready => {
-                    log::debug(&format!(
-                        "{}: {} {pid} is set up",
-                        self.op.at_ready, self.op.child
-                    ));
+                    log::debug(&format!("{}: {} {pid} is set up", self.op.at_ready, self.op.child));
                     failpoint::hit(self.op.ready_received);
                     return Ok(());
                 }
@@ -163,9 +142,7 @@ impl<'a> Handshake<'a> {
     }
 
     fn send_with_fd(&self, msg: &Msg, fd: BorrowedFd<'_>) -> Result<()> {
-        self.channel
-            .send_with_fd(msg, fd)
-            .map_err(|e| self.send_failed(e))
+        self.channel.send_with_fd(msg, fd).map_err(|e| self.send_failed(e))
     }
 
     /// Why a message could not reach the child: when it has gone (EPIPE), its own report of
@@ -189,9 +166,6 @@ impl<'a> Handshake<'a> {
     }
 
     fn fail(&self, msg: String) -> Error {
-        Error::Init {
-            id: self.id.to_string(),
-            msg,
-        }
+        Error::Init { id: self.id.to_string(), msg }
     }
 }

@@ -18,7 +18,7 @@ use super::Op;
 use crate::cgroups::Manager;
 use crate::error::{Error, Result};
 use crate::sys::{self, Forked};
-use crate::{failpoint, log, namespaces, kernel_attrs};
+use crate::{failpoint, kernel_attrs, log, namespaces};
 
 /// The pid namespace the child is born in.
 pub enum PidNs<'a> {
@@ -36,19 +36,15 @@ impl PidNs<'_> {
     fn enter(&self) -> Result<Option<OwnedFd>> {
         match self {
             PidNs::Ours => Ok(None),
-            PidNs::Path(p) => namespaces::enter_pid_for_children(p)
-                .map(Some)
-                .map_err(Error::namespace("linux.namespaces (pid)")),
+            PidNs::Path(p) => {
+                namespaces::enter_pid_for_children(p).map(Some).map_err(Error::namespace("linux.namespaces (pid)"))
+            }
             PidNs::Of { pidfd, id } => {
                 let previous: OwnedFd = std::fs::File::open("/proc/self/ns/pid_for_children")
                     .map_err(|e| Error::io("opening /proc/self/ns/pid_for_children", e))?
                     .into();
-                nix::sched::setns(pidfd, CloneFlags::CLONE_NEWPID).map_err(|e| {
-                    Error::io(
-                        format!("container \"{id}\": joining its pid namespace"),
-                        e.into(),
-                    )
-                })?;
+                nix::sched::setns(pidfd, CloneFlags::CLONE_NEWPID)
+                    .map_err(|e| Error::io(format!("container \"{id}\": joining its pid namespace"), e.into()))?;
                 Ok(Some(previous))
             }
         }
@@ -71,14 +67,10 @@ impl Placement {
         if !cgroup.is_v2() {
             return Ok(Placement::Attach(dirs));
         }
-        let dir = dirs
-            .first()
-            .ok_or_else(|| Error::Usage("no cgroup2 directory".into()))?;
+        let dir = dirs.first().ok_or_else(|| Error::Usage("no cgroup2 directory".into()))?;
         let fd = nix::fcntl::open(
             dir,
-            nix::fcntl::OFlag::O_DIRECTORY
-                | nix::fcntl::OFlag::O_PATH
-                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )
         .map_err(|e| Error::io(format!("opening cgroup {}", dir.display()), e.into()))?;
@@ -133,10 +125,7 @@ pub fn spawn(target: Target, op: &Op) -> Result<Spawned> {
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     let child = GuardedChild::new(pid, pidfd)?;
-    log::debug(&format!(
-        "nsexec container setup: {} {pid} cloned into the container's namespaces",
-        op.child
-    ));
+    log::debug(&format!("nsexec container setup: {} {pid} cloned into the container's namespaces", op.child));
     failpoint::hit(op.cloned);
     if let Placement::Attach(dirs) = &target.cgroup {
         crate::cgroups::add_pid_to(dirs, pid)?;
@@ -189,9 +178,7 @@ fn reap(pidfd: BorrowedFd<'_>) {
 impl GuardedChild {
     /// Guards our child `pid` behind `pidfd`.
     pub fn new(pid: i32, pidfd: OwnedFd) -> Result<Self> {
-        let guard = KillOnDrop(Some(
-            pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?,
-        ));
+        let guard = KillOnDrop(Some(pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?));
         Ok(GuardedChild { pid, pidfd, guard })
     }
 
@@ -218,11 +205,7 @@ impl GuardedChild {
 
     /// The operation completed: the child lives on.
     pub fn release(self) -> (i32, OwnedFd) {
-        let GuardedChild {
-            pid,
-            pidfd,
-            mut guard,
-        } = self;
+        let GuardedChild { pid, pidfd, mut guard } = self;
         guard.0 = None;
         (pid, pidfd)
     }
