@@ -9,7 +9,7 @@ DEB_PACKAGES := build-essential pkg-config jq busybox-static runc crun container
 	iptables libseccomp-dev protobuf-compiler libprotobuf-dev hyperfine strace qemu-system-x86 linux-image-amd64 \
 	containernetworking-plugins iproute2 criu
 
-.PHONY: deps build install demo demo-docker test unit conformance test-load soak bench fuzz fuzz-ci fuzz-deps clean
+.PHONY: deps build install demo demo-docker test lint unit conformance test-load soak bench fuzz fuzz-ci fuzz-deps clean
 SHARE := $(DESTDIR)$(PREFIX)/share/berth
 
 deps:
@@ -72,7 +72,13 @@ conformance: build
 		BERTH_FAILPOINTS=$(CURDIR)/$(FAILPOINTS_BERTH) BERTH_SHIM_FAILPOINTS=$(CURDIR)/$(FAILPOINTS_SHIM) \
 		$(CARGO) test --release --no-fail-fast -p conformance -- --include-ignored --test-threads=2
 
-test: unit conformance
+# One format (rustfmt.toml) and no clippy warnings, fuzz targets included.
+lint: deps
+	$(CARGO) fmt --all --check
+	cd fuzz && $(CARGO) fmt --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test: lint unit conformance
 
 # Not in CI: 50 pods x 2 containers through CRI, 4 at a time, on handler berth; prints latency percentiles.
 test-load: build

@@ -96,18 +96,12 @@ impl Bundle {
     }
 
     pub fn add_mount(&mut self, mount: Value) {
-        self.config["mounts"]
-            .as_array_mut()
-            .expect("config.mounts is an array")
-            .push(mount);
+        self.config["mounts"].as_array_mut().expect("config.mounts is an array").push(mount);
     }
 
     /// Removes every mount whose destination is `dest`.
     pub fn remove_mount(&mut self, dest: &str) {
-        self.config["mounts"]
-            .as_array_mut()
-            .expect("config.mounts is an array")
-            .retain(|m| m["destination"] != dest);
+        self.config["mounts"].as_array_mut().expect("config.mounts is an array").retain(|m| m["destination"] != dest);
     }
 
     /// Removes a namespace type from linux.namespaces (the container then shares the host's).

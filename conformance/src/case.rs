@@ -185,10 +185,7 @@ impl Case {
             "error line should name one of {needles:?}\n{out}"
         );
         self.assert_no_leaks("after the failed create");
-        assert!(
-            !self.rt.list(&["-q"]).stdout.lines().any(|l| l == self.id),
-            "failed container still listed"
-        );
+        assert!(!self.rt.list(&["-q"]).stdout.lines().any(|l| l == self.id), "failed container still listed");
         let bad = std::mem::replace(&mut self.bundle.config, default_spec());
         self.bundle.set_args(&["true"]);
         self.create().expect_ok("create of the same id right after the failure");

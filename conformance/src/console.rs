@@ -7,13 +7,10 @@ use std::path::Path;
 
 /// Receives one fd sent with SCM_RIGHTS on an accepted connection (received CLOEXEC).
 pub fn recv_fd(listener: &UnixListener) -> OwnedFd {
-    let (conn, _) = listener
-        .accept()
-        .expect("runtime never connected to the console socket");
+    let (conn, _) = listener.accept().expect("runtime never connected to the console socket");
     let mut buf = [0u8; 4096];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let (_, fd) = berth_sys::fd::recv_with_fd(conn.as_fd(), &mut iov)
-        .expect("recvmsg on console socket failed");
+    let (_, fd) = berth_sys::fd::recv_with_fd(conn.as_fd(), &mut iov).expect("recvmsg on console socket failed");
     fd.expect("no control message: the pty master was not sent")
 }
 

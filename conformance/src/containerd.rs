@@ -25,11 +25,7 @@ pub enum FixtureError {
     #[error("{0}")]
     NotReady(String),
     #[error("`{cmd}` failed ({status}): {stderr}")]
-    Command {
-        cmd: String,
-        status: String,
-        stderr: String,
-    },
+    Command { cmd: String, status: String, stderr: String },
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> FixtureError {
@@ -74,11 +70,7 @@ pub struct SnapshotterOptions {
 
 impl Default for SnapshotterOptions {
     fn default() -> Self {
-        SnapshotterOptions {
-            binary: snapshotter_binary(),
-            log_level: "warn".into(),
-            env: Vec::new(),
-        }
+        SnapshotterOptions { binary: snapshotter_binary(), log_level: "warn".into(), env: Vec::new() }
     }
 }
 
@@ -100,19 +92,10 @@ impl SnapshotterProcess {
 
     /// Starts the snapshotter as `opts` say, and waits until its socket is there.
     pub fn start_with(opts: SnapshotterOptions) -> Result<Self, FixtureError> {
-        let dir = tempfile::Builder::new()
-            .prefix("berth-snap-")
-            .tempdir()
-            .map_err(io("tempdir"))?;
+        let dir = tempfile::Builder::new().prefix("berth-snap-").tempdir().map_err(io("tempdir"))?;
         let root = dir.path().join("root");
         let socket = dir.path().join("snapshotter.sock");
-        let mut p = SnapshotterProcess {
-            dir,
-            root,
-            socket,
-            opts,
-            child: None,
-        };
+        let mut p = SnapshotterProcess { dir, root, socket, opts, child: None };
         p.spawn()?;
         Ok(p)
     }
@@ -129,27 +112,20 @@ impl SnapshotterProcess {
             .envs(self.opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .spawn()
-            .map_err(io(format!(
-                "starting {} (cargo build -p berth-snapshotter)",
-                bin.display()
-            )))?;
+            .map_err(io(format!("starting {} (cargo build -p berth-snapshotter)", bin.display())))?;
         for _ in 0..1000 {
             if self.socket.exists() {
                 self.child = Some(child);
                 return Ok(());
             }
             if let Ok(Some(st)) = child.try_wait() {
-                return Err(FixtureError::NotReady(format!(
-                    "berth-snapshotter exited: {st}"
-                )));
+                return Err(FixtureError::NotReady(format!("berth-snapshotter exited: {st}")));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
         let _ = child.kill();
         let _ = child.wait();
-        Err(FixtureError::NotReady(
-            "berth-snapshotter socket did not appear".into(),
-        ))
+        Err(FixtureError::NotReady("berth-snapshotter socket did not appear".into()))
     }
 
     /// Starts the snapshotter again on the same root and socket, with `env` as its extra
@@ -192,11 +168,7 @@ impl SnapshotterProcess {
     /// Entries left in `<root>/snapshots`.
     pub fn layer_dirs(&self) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(self.root.join("snapshots"))
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
+            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
         v.sort();
         v
@@ -237,19 +209,13 @@ impl Containerd {
     /// Starts containerd with `proxies` as `[proxy_plugins.<name>]` snapshot
     /// plugins, and waits until `ctr version` answers.
     pub fn start(proxies: &[(&str, &Path)]) -> Result<Self, FixtureError> {
-        Self::start_with(Options {
-            proxies,
-            ..Default::default()
-        })
+        Self::start_with(Options { proxies, ..Default::default() })
     }
 
     /// Starts containerd as `opts` say, and waits until `ctr version` answers.
     pub fn start_with(opts: Options<'_>) -> Result<Self, FixtureError> {
         let proxies = opts.proxies;
-        let dir = tempfile::Builder::new()
-            .prefix("berth-ctd-")
-            .tempdir()
-            .map_err(io("tempdir"))?;
+        let dir = tempfile::Builder::new().prefix("berth-ctd-").tempdir().map_err(io("tempdir"))?;
         let d = dir.path();
         let address = d.join("containerd.sock");
         let mut cfg = format!(
@@ -313,17 +279,11 @@ impl Containerd {
                 }
             }
             if let Some(Ok(Some(st))) = c.child.as_mut().map(|ch| ch.try_wait()) {
-                return Err(FixtureError::NotReady(format!(
-                    "containerd exited: {st}; log: {}",
-                    c.log()
-                )));
+                return Err(FixtureError::NotReady(format!("containerd exited: {st}; log: {}", c.log())));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err(FixtureError::NotReady(format!(
-            "containerd did not answer; log: {}",
-            c.log()
-        )))
+        Err(FixtureError::NotReady(format!("containerd did not answer; log: {}", c.log())))
     }
 
     pub fn log(&self) -> String {
@@ -334,19 +294,12 @@ impl Containerd {
     fn ctr_command(&self, namespace: &str, args: &[&str]) -> Command {
         self.namespaces.borrow_mut().insert(namespace.to_string());
         let mut cmd = Command::new("ctr");
-        cmd.arg("--address")
-            .arg(&self.address)
-            .arg("--namespace")
-            .arg(namespace)
-            .args(args)
-            .stdin(Stdio::null());
+        cmd.arg("--address").arg(&self.address).arg("--namespace").arg(namespace).args(args).stdin(Stdio::null());
         cmd
     }
 
     pub fn ctr_raw(&self, namespace: &str, args: &[&str]) -> Result<Output, FixtureError> {
-        self.ctr_command(namespace, args)
-            .output()
-            .map_err(io("running ctr"))
+        self.ctr_command(namespace, args).output().map_err(io("running ctr"))
     }
 
     /// Runs ctr and returns its stdout, or an error with its stderr.
@@ -368,24 +321,14 @@ impl Containerd {
 
     /// `ctr` as a child with stdout where the caller wants it (`ctr events`, an attached
     /// `ctr run`); stderr is piped.
-    pub fn ctr_spawn(
-        &self,
-        namespace: &str,
-        args: &[&str],
-        stdout: Stdio,
-    ) -> Result<Child, FixtureError> {
-        self.ctr_command(namespace, args)
-            .stdout(stdout)
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(io("running ctr"))
+    pub fn ctr_spawn(&self, namespace: &str, args: &[&str], stdout: Stdio) -> Result<Child, FixtureError> {
+        self.ctr_command(namespace, args).stdout(stdout).stderr(Stdio::piped()).spawn().map_err(io("running ctr"))
     }
 
     /// `ctr images import` of an OCI archive into `namespace`.
     pub fn import(&self, namespace: &str, archive: &Path) -> Result<(), FixtureError> {
         let archive = archive.to_string_lossy();
-        self.ctr(namespace, &["images", "import", &archive])
-            .map(drop)
+        self.ctr(namespace, &["images", "import", &archive]).map(drop)
     }
 
     /// Kills containerd with SIGKILL (its shims keep running) and reaps it.

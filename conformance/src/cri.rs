@@ -18,8 +18,8 @@ use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::Channel;
 
 use crate::containerd::SnapshotterProcess;
-use crate::util::unmount_all_under;
 use crate::image::{busybox_layer, write_oci_archive, Layer};
+use crate::util::unmount_all_under;
 
 pub use k8s_cri::v1;
 
@@ -40,10 +40,7 @@ pub enum CriError {
     #[error("{0}")]
     Setup(String),
     #[error("{call}: {status}")]
-    Rpc {
-        call: &'static str,
-        status: tonic::Status,
-    },
+    Rpc { call: &'static str, status: tonic::Status },
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CriError {
@@ -58,24 +55,16 @@ pub type Result<T> = std::result::Result<T, CriError>;
 fn run_tag() -> (String, u8) {
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let seq = SEQ.fetch_add(1, Ordering::SeqCst);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let mix = (std::process::id() << 8) ^ nanos ^ (seq << 20);
-    (
-        format!("bcri{:06x}", mix & 0xff_ffff),
-        (mix % 250) as u8 + 1,
-    )
+    (format!("bcri{:06x}", mix & 0xff_ffff), (mix % 250) as u8 + 1)
 }
 
 /// The pause image: berth-pause as `/pause`, nothing else.
 pub fn pause_layer() -> Result<Layer> {
     let bin = crate::util::workspace_binary("berth-pause", "BERTH_PAUSE");
-    let data = fs::read(&bin).map_err(io(format!(
-        "reading {} (cargo build -p berth-pause)",
-        bin.display()
-    )))?;
+    let data = fs::read(&bin).map_err(io(format!("reading {} (cargo build -p berth-pause)", bin.display())))?;
     Ok(Layer::default().file("pause", data, 0o755))
 }
 
@@ -85,9 +74,7 @@ pub fn write_images(dir: &Path) -> Result<(PathBuf, PathBuf)> {
     let pause = dir.join("pause-oci.tar");
     write_oci_archive(&pause, PAUSE_IMAGE, &[pause_layer()?], &["/pause"]).map_err(img)?;
     let mut bb = busybox_layer().map_err(img)?;
-    for applet in [
-        "grep", "dd", "kill", "touch", "mkdir", "readlink", "tail", "ps", "tr",
-    ] {
+    for applet in ["grep", "dd", "kill", "touch", "mkdir", "readlink", "tail", "ps", "tr"] {
         bb = bb.symlink(&format!("bin/{applet}"), "busybox");
     }
     let busybox = dir.join("busybox-oci.tar");
@@ -152,11 +139,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     /// The berth shim's own options file (containerd 1.6 hands a non-runc runtime type only
     /// `ConfigPath`): the runtime binary and its root.
     pub fn shim_options(&self) -> String {
-        format!(
-            "BinaryName = \"{}\"\nRoot = \"{}/berth-root\"\n",
-            self.berth_binary.display(),
-            self.dir.display()
-        )
+        format!("BinaryName = \"{}\"\nRoot = \"{}/berth-root\"\n", self.berth_binary.display(), self.dir.display())
     }
 }
 
@@ -218,28 +201,16 @@ impl CriEnv {
             .enable_all()
             .build()
             .map_err(io("tokio runtime"))?;
-        let snapshotter =
-            SnapshotterProcess::start().map_err(|e| CriError::Setup(e.to_string()))?;
+        let snapshotter = SnapshotterProcess::start().map_err(|e| CriError::Setup(e.to_string()))?;
         let berth = berth_runtime_binary();
-        let cfg = CriConfig {
-            dir: &dir,
-            snapshotter_socket: &snapshotter.socket,
-            berth_binary: &berth,
-        };
+        let cfg = CriConfig { dir: &dir, snapshotter_socket: &snapshotter.socket, berth_binary: &berth };
         fs::write(dir.join("config.toml"), cfg.render()).map_err(io("config.toml"))?;
-        fs::write(dir.join("berth-shim.toml"), cfg.shim_options())
-            .map_err(io("berth-shim.toml"))?;
-        fs::write(
-            dir.join("cni/10-berth.conflist"),
-            cni_conflist(&tag, octet, &dir.join("ipam")),
-        )
-        .map_err(io("cni conflist"))?;
+        fs::write(dir.join("berth-shim.toml"), cfg.shim_options()).map_err(io("berth-shim.toml"))?;
+        fs::write(dir.join("cni/10-berth.conflist"), cni_conflist(&tag, octet, &dir.join("ipam")))
+            .map_err(io("cni conflist"))?;
         let shim = shim_binary();
         let shim_dir = shim.parent().map(Path::to_path_buf).unwrap_or_default();
-        let path = format!(
-            "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            shim_dir.display()
-        );
+        let path = format!("{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", shim_dir.display());
         let log = fs::File::create(dir.join("containerd.log")).map_err(io("containerd.log"))?;
         let child = Command::new("containerd")
             .arg("--config")
@@ -254,8 +225,7 @@ impl CriEnv {
         let socket = cfg.socket();
         // Placeholders until connect() replaces them; a lazy channel needs the runtime entered.
         let guard = rt.enter();
-        let runtime =
-            RuntimeServiceClient::new(Channel::from_static("http://[::1]:1").connect_lazy());
+        let runtime = RuntimeServiceClient::new(Channel::from_static("http://[::1]:1").connect_lazy());
         let images = ImageServiceClient::new(Channel::from_static("http://[::1]:1").connect_lazy());
         drop(guard);
         let mut env = CriEnv {
@@ -280,32 +250,22 @@ impl CriEnv {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if socket.exists() {
-                let ch = self.rt.block_on(berth_snapshotter::client::connect_channel(
-                    socket.to_path_buf(),
-                ));
+                let ch = self.rt.block_on(berth_snapshotter::client::connect_channel(socket.to_path_buf()));
                 if let Ok(ch) = ch {
                     self.runtime = RuntimeServiceClient::new(ch.clone());
                     self.images = ImageServiceClient::new(ch);
                     let mut r = self.runtime.clone();
-                    let v = self.rt.block_on(r.version(cri::VersionRequest {
-                        version: "v1".into(),
-                    }));
+                    let v = self.rt.block_on(r.version(cri::VersionRequest { version: "v1".into() }));
                     if v.is_ok() {
                         return Ok(());
                     }
                 }
             }
             if let Some(Ok(Some(st))) = self.containerd.as_mut().map(|c| c.try_wait()) {
-                return Err(CriError::Setup(format!(
-                    "containerd exited ({st}); log:\n{}",
-                    self.log()
-                )));
+                return Err(CriError::Setup(format!("containerd exited ({st}); log:\n{}", self.log())));
             }
             if Instant::now() > deadline {
-                return Err(CriError::Setup(format!(
-                    "the CRI plugin did not answer; log:\n{}",
-                    self.log()
-                )));
+                return Err(CriError::Setup(format!("the CRI plugin did not answer; log:\n{}", self.log())));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -317,14 +277,7 @@ impl CriEnv {
         let out = Command::new("ctr")
             .arg("--address")
             .arg(self.dir.join("containerd.sock"))
-            .args([
-                "--namespace",
-                K8S_NAMESPACE,
-                "images",
-                "import",
-                "--snapshotter",
-                "berth",
-            ])
+            .args(["--namespace", K8S_NAMESPACE, "images", "import", "--snapshotter", "berth"])
             .arg(archive)
             .output()
             .map_err(io("running ctr"))?;
@@ -356,12 +309,7 @@ impl CriEnv {
         let log_directory = self.dir.join("logs").join(&uid);
         let _ = fs::create_dir_all(&log_directory);
         cri::PodSandboxConfig {
-            metadata: Some(cri::PodSandboxMetadata {
-                name: name.into(),
-                uid,
-                namespace: "default".into(),
-                attempt: 0,
-            }),
+            metadata: Some(cri::PodSandboxMetadata { name: name.into(), uid, namespace: "default".into(), attempt: 0 }),
             hostname: name.into(),
             log_directory: log_directory.to_string_lossy().into_owned(),
             linux: Some(cri::LinuxPodSandboxConfig {
@@ -384,14 +332,8 @@ impl CriEnv {
     /// A busybox container running `sh -c script`, logging to `<name>.log`.
     pub fn container_config(&self, name: &str, script: &str) -> cri::ContainerConfig {
         cri::ContainerConfig {
-            metadata: Some(cri::ContainerMetadata {
-                name: name.into(),
-                attempt: 0,
-            }),
-            image: Some(cri::ImageSpec {
-                image: BUSYBOX_IMAGE.into(),
-                ..Default::default()
-            }),
+            metadata: Some(cri::ContainerMetadata { name: name.into(), attempt: 0 }),
+            image: Some(cri::ImageSpec { image: BUSYBOX_IMAGE.into(), ..Default::default() }),
             command: vec!["sh".into(), "-c".into(), script.into()],
             log_path: format!("{name}.log"),
             linux: Some(cri::LinuxContainerConfig::default()),
@@ -406,10 +348,7 @@ impl CriEnv {
                 config: Some(config.clone()),
                 runtime_handler: handler.into(),
             }))
-            .map_err(|status| CriError::Rpc {
-                call: "RunPodSandbox",
-                status,
-            })?
+            .map_err(|status| CriError::Rpc { call: "RunPodSandbox", status })?
             .into_inner()
             .pod_sandbox_id;
         if let Ok(mut pods) = self.pods.lock() {
@@ -431,23 +370,15 @@ impl CriEnv {
                 config: Some(config),
                 sandbox_config: Some(pod_config.clone()),
             }))
-            .map_err(|status| CriError::Rpc {
-                call: "CreateContainer",
-                status,
-            })?
+            .map_err(|status| CriError::Rpc { call: "CreateContainer", status })?
             .into_inner()
             .container_id)
     }
 
     pub fn start_container(&self, id: &str) -> Result<()> {
         let mut r = self.runtime.clone();
-        self.block(r.start_container(cri::StartContainerRequest {
-            container_id: id.into(),
-        }))
-        .map_err(|status| CriError::Rpc {
-            call: "StartContainer",
-            status,
-        })?;
+        self.block(r.start_container(cri::StartContainerRequest { container_id: id.into() }))
+            .map_err(|status| CriError::Rpc { call: "StartContainer", status })?;
         Ok(())
     }
 
@@ -463,20 +394,11 @@ impl CriEnv {
         Ok(id)
     }
 
-    pub fn container_status(
-        &self,
-        id: &str,
-    ) -> Result<(cri::ContainerStatus, HashMap<String, String>)> {
+    pub fn container_status(&self, id: &str) -> Result<(cri::ContainerStatus, HashMap<String, String>)> {
         let mut r = self.runtime.clone();
         let resp = self
-            .block(r.container_status(cri::ContainerStatusRequest {
-                container_id: id.into(),
-                verbose: true,
-            }))
-            .map_err(|status| CriError::Rpc {
-                call: "ContainerStatus",
-                status,
-            })?
+            .block(r.container_status(cri::ContainerStatusRequest { container_id: id.into(), verbose: true }))
+            .map_err(|status| CriError::Rpc { call: "ContainerStatus", status })?
             .into_inner();
         Ok((resp.status.unwrap_or_default(), resp.info))
     }
@@ -501,10 +423,7 @@ impl CriEnv {
                 return Ok(st);
             }
             if Instant::now() > deadline {
-                return Err(CriError::Setup(format!(
-                    "{id} still {:?} after {timeout:?}",
-                    st.state
-                )));
+                return Err(CriError::Setup(format!("{id} still {:?} after {timeout:?}", st.state)));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -518,35 +437,21 @@ impl CriEnv {
                 cmd: cmd.iter().map(|s| s.to_string()).collect(),
                 timeout,
             }))
-            .map_err(|status| CriError::Rpc {
-                call: "ExecSync",
-                status,
-            })?
+            .map_err(|status| CriError::Rpc { call: "ExecSync", status })?
             .into_inner())
     }
 
     pub fn stop_container(&self, id: &str, timeout: i64) -> Result<()> {
         let mut r = self.runtime.clone();
-        self.block(r.stop_container(cri::StopContainerRequest {
-            container_id: id.into(),
-            timeout,
-        }))
-        .map_err(|status| CriError::Rpc {
-            call: "StopContainer",
-            status,
-        })?;
+        self.block(r.stop_container(cri::StopContainerRequest { container_id: id.into(), timeout }))
+            .map_err(|status| CriError::Rpc { call: "StopContainer", status })?;
         Ok(())
     }
 
     pub fn remove_container(&self, id: &str) -> Result<()> {
         let mut r = self.runtime.clone();
-        self.block(r.remove_container(cri::RemoveContainerRequest {
-            container_id: id.into(),
-        }))
-        .map_err(|status| CriError::Rpc {
-            call: "RemoveContainer",
-            status,
-        })?;
+        self.block(r.remove_container(cri::RemoveContainerRequest { container_id: id.into() }))
+            .map_err(|status| CriError::Rpc { call: "RemoveContainer", status })?;
         Ok(())
     }
 
@@ -554,26 +459,14 @@ impl CriEnv {
     pub fn pod_netns(&self, pod: &str) -> Result<String> {
         let mut r = self.runtime.clone();
         let resp = self
-            .block(r.pod_sandbox_status(cri::PodSandboxStatusRequest {
-                pod_sandbox_id: pod.into(),
-                verbose: true,
-            }))
-            .map_err(|status| CriError::Rpc {
-                call: "PodSandboxStatus",
-                status,
-            })?
+            .block(r.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: pod.into(), verbose: true }))
+            .map_err(|status| CriError::Rpc { call: "PodSandboxStatus", status })?
             .into_inner();
-        let info: serde_json::Value = resp
-            .info
-            .get("info")
-            .and_then(|i| serde_json::from_str(i).ok())
-            .unwrap_or_default();
+        let info: serde_json::Value =
+            resp.info.get("info").and_then(|i| serde_json::from_str(i).ok()).unwrap_or_default();
         info.pointer("/runtimeSpec/linux/namespaces")
             .and_then(|v| v.as_array())
-            .and_then(|nss| {
-                nss.iter()
-                    .find(|n| n.get("type").and_then(|t| t.as_str()) == Some("network"))
-            })
+            .and_then(|nss| nss.iter().find(|n| n.get("type").and_then(|t| t.as_str()) == Some("network")))
             .and_then(|n| n.get("path")?.as_str().map(str::to_string))
             .ok_or_else(|| CriError::Setup(format!("no network namespace path for pod {pod}")))
     }
@@ -581,20 +474,10 @@ impl CriEnv {
     /// StopPodSandbox then RemovePodSandbox.
     pub fn remove_pod(&self, pod: &str) -> Result<()> {
         let mut r = self.runtime.clone();
-        self.block(r.stop_pod_sandbox(cri::StopPodSandboxRequest {
-            pod_sandbox_id: pod.into(),
-        }))
-        .map_err(|status| CriError::Rpc {
-            call: "StopPodSandbox",
-            status,
-        })?;
-        self.block(r.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: pod.into(),
-        }))
-        .map_err(|status| CriError::Rpc {
-            call: "RemovePodSandbox",
-            status,
-        })?;
+        self.block(r.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: pod.into() }))
+            .map_err(|status| CriError::Rpc { call: "StopPodSandbox", status })?;
+        self.block(r.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod.into() }))
+            .map_err(|status| CriError::Rpc { call: "RemovePodSandbox", status })?;
         if let Ok(mut pods) = self.pods.lock() {
             pods.retain(|p| p != pod);
         }
@@ -602,21 +485,12 @@ impl CriEnv {
     }
 
     /// A pod running `containers` busybox containers that sleep; returns the pod and container ids.
-    pub fn sleeping_pod(
-        &self,
-        name: &str,
-        handler: &str,
-        containers: usize,
-    ) -> Result<(String, Vec<String>)> {
+    pub fn sleeping_pod(&self, name: &str, handler: &str, containers: usize) -> Result<(String, Vec<String>)> {
         let cfg = self.pod_config(name);
         let pod = self.run_pod(&cfg, handler)?;
         let mut ids = Vec::new();
         for i in 0..containers {
-            ids.push(self.run_container(
-                &pod,
-                self.container_config(&format!("c{i}"), "exec sleep 600"),
-                &cfg,
-            )?);
+            ids.push(self.run_container(&pod, self.container_config(&format!("c{i}"), "exec sleep 600"), &cfg)?);
         }
         Ok((pod, ids))
     }
@@ -653,23 +527,15 @@ impl CriEnv {
         let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let dirs = [
             self.dir.to_string_lossy().into_owned(),
-            self.snapshotter
-                .as_ref()
-                .map(|s| s.dir.path().to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            self.snapshotter.as_ref().map(|s| s.dir.path().to_string_lossy().into_owned()).unwrap_or_default(),
         ];
         for m in mounts.lines().filter_map(|l| l.split(' ').nth(4)) {
-            if dirs
-                .iter()
-                .any(|d| !d.is_empty() && m.starts_with(d.as_str()))
-            {
+            if dirs.iter().any(|d| !d.is_empty() && m.starts_with(d.as_str())) {
                 found.push(format!("mount {m}"));
             }
         }
         for cg in crate::leak::cgroup_dirs_containing(&self.tag) {
-            let children = fs::read_dir(&cg)
-                .map(|rd| rd.flatten().filter(|e| e.path().is_dir()).count())
-                .unwrap_or(0);
+            let children = fs::read_dir(&cg).map(|rd| rd.flatten().filter(|e| e.path().is_dir()).count()).unwrap_or(0);
             if children > 0 {
                 found.push(format!("cgroup children under {}", cg.display()));
             }
@@ -681,10 +547,7 @@ impl CriEnv {
                 }
             }
         }
-        let tasks = self
-            .dir
-            .join("state/io.containerd.runtime.v2.task")
-            .join(K8S_NAMESPACE);
+        let tasks = self.dir.join("state/io.containerd.runtime.v2.task").join(K8S_NAMESPACE);
         if let Ok(rd) = fs::read_dir(&tasks) {
             for e in rd.flatten() {
                 found.push(format!("task bundle {}", e.path().display()));
@@ -708,10 +571,7 @@ impl CriEnv {
 }
 
 fn delete_link(name: &str) {
-    let _ = Command::new("ip")
-        .args(["link", "delete", name])
-        .stderr(Stdio::null())
-        .status();
+    let _ = Command::new("ip").args(["link", "delete", name]).stderr(Stdio::null()).status();
 }
 
 impl Drop for CriEnv {
@@ -770,10 +630,7 @@ impl CriEnv {
                 stderr: true,
                 ..Default::default()
             }))
-            .map_err(|status| CriError::Rpc {
-                call: "Exec",
-                status,
-            })?
+            .map_err(|status| CriError::Rpc { call: "Exec", status })?
             .into_inner()
             .url;
         websocket::read_channels(&url).map_err(io(format!("streaming {url}")))
@@ -793,9 +650,7 @@ mod websocket {
     }
 
     pub fn read_channels(url: &str) -> std::io::Result<StreamedExec> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| bad(format!("not an http URL: {url}")))?;
+        let rest = url.strip_prefix("http://").ok_or_else(|| bad(format!("not an http URL: {url}")))?;
         let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let mut s = TcpStream::connect(host)?;
         s.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
@@ -835,8 +690,7 @@ mod websocket {
                 rd.read_exact(&mut b)?;
                 len = u64::from_be_bytes(b);
             }
-            let mut payload =
-                vec![0u8; usize::try_from(len).map_err(|_| bad("frame too large".into()))?];
+            let mut payload = vec![0u8; usize::try_from(len).map_err(|_| bad("frame too large".into()))?];
             rd.read_exact(&mut payload)?;
             match opcode {
                 0x8 => return Ok(out),

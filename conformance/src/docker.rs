@@ -53,7 +53,11 @@ fn docker_cli() -> PathBuf {
     }
     // Debian's CLI matches Debian's 20.10 daemon; a newer CLI may be first on PATH.
     let deb = PathBuf::from("/usr/bin/docker");
-    if deb.exists() { deb } else { PathBuf::from("docker") }
+    if deb.exists() {
+        deb
+    } else {
+        PathBuf::from("docker")
+    }
 }
 
 impl Dockerd {
@@ -74,14 +78,20 @@ impl Dockerd {
         fs::write(dir.join("daemon.json"), "{}\n").expect("cannot write daemon.json");
         let log = fs::File::create(dir.join("dockerd.log")).expect("cannot create dockerd.log");
         let child = Command::new("dockerd")
-            .arg("--config-file").arg(dir.join("daemon.json"))
-            .arg("--data-root").arg(dir.join("data"))
-            .arg("--exec-root").arg(dir.join("x"))
-            .arg("--pidfile").arg(dir.join("dockerd.pid"))
-            .arg("-H").arg(format!("unix://{}", sock.display()))
+            .arg("--config-file")
+            .arg(dir.join("daemon.json"))
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("x"))
+            .arg("--pidfile")
+            .arg(dir.join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
             .args(["--bridge=none", "--iptables=false", "--ip-masq=false", "--ip-forward=false", "--ip6tables=false"])
             .args(["--userland-proxy=false", "--log-level=info"])
-            .arg("--add-runtime").arg(format!("berth={}", wrapper.display()))
+            .arg("--add-runtime")
+            .arg(format!("berth={}", wrapper.display()))
             .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
@@ -94,11 +104,15 @@ impl Dockerd {
             if d.docker(&["version", "--format", "{{.Server.Version}}"]).ok() {
                 break;
             }
-            let exited = d.child.lock().expect("lock").as_mut().map(|c| c.try_wait().ok().flatten().is_some()).unwrap_or(true);
+            let exited =
+                d.child.lock().expect("lock").as_mut().map(|c| c.try_wait().ok().flatten().is_some()).unwrap_or(true);
             if exited || Instant::now() >= deadline {
                 let log = fs::read_to_string(d.dir.join("dockerd.log")).unwrap_or_default();
                 d.stop();
-                panic!("private dockerd did not come up; its log:\n{}", log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
+                panic!(
+                    "private dockerd did not come up; its log:\n{}",
+                    log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -162,7 +176,11 @@ impl Dockerd {
     /// The full command line of `docker <args>` against this daemon, for callers that run
     /// it themselves (e.g. under a pty with `script`).
     pub fn docker_argv(&self, args: &[&str]) -> Vec<String> {
-        let mut v = vec![self.docker_cli.to_string_lossy().into_owned(), "-H".into(), format!("unix://{}", self.sock.display())];
+        let mut v = vec![
+            self.docker_cli.to_string_lossy().into_owned(),
+            "-H".into(),
+            format!("unix://{}", self.sock.display()),
+        ];
         v.extend(args.iter().map(|a| a.to_string()));
         v
     }

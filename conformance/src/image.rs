@@ -53,25 +53,15 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ImageError {
 
 impl Layer {
     pub fn dir(mut self, path: &str, mode: u32) -> Self {
-        self.entries.push(Entry::Dir {
-            path: path.into(),
-            mode,
-        });
+        self.entries.push(Entry::Dir { path: path.into(), mode });
         self
     }
     pub fn file(mut self, path: &str, data: impl Into<Vec<u8>>, mode: u32) -> Self {
-        self.entries.push(Entry::File {
-            path: path.into(),
-            data: data.into(),
-            mode,
-        });
+        self.entries.push(Entry::File { path: path.into(), data: data.into(), mode });
         self
     }
     pub fn symlink(mut self, path: &str, target: &str) -> Self {
-        self.entries.push(Entry::Symlink {
-            path: path.into(),
-            target: target.into(),
-        });
+        self.entries.push(Entry::Symlink { path: path.into(), target: target.into() });
         self
     }
     pub fn whiteout(mut self, path: &str) -> Self {
@@ -96,12 +86,8 @@ impl Layer {
                     h.set_entry_type(tar::EntryType::Directory);
                     h.set_mode(*mode);
                     h.set_size(0);
-                    b.append_data(
-                        &mut h,
-                        format!("{}/", path.trim_matches('/')),
-                        std::io::empty(),
-                    )
-                    .map_err(io(format!("tar dir {path}")))?;
+                    b.append_data(&mut h, format!("{}/", path.trim_matches('/')), std::io::empty())
+                        .map_err(io(format!("tar dir {path}")))?;
                 }
                 Entry::File { path, data, mode } => {
                     h.set_entry_type(tar::EntryType::Regular);
@@ -119,24 +105,19 @@ impl Layer {
                 }
                 Entry::Whiteout { path } => {
                     let p = Path::new(path.trim_start_matches('/'));
-                    let name = p
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
+                    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                     let wh = p.with_file_name(format!(".wh.{name}"));
                     h.set_entry_type(tar::EntryType::Regular);
                     h.set_mode(0o644);
                     h.set_size(0);
-                    b.append_data(&mut h, wh, std::io::empty())
-                        .map_err(io(format!("tar whiteout {path}")))?;
+                    b.append_data(&mut h, wh, std::io::empty()).map_err(io(format!("tar whiteout {path}")))?;
                 }
                 Entry::Opaque { dir } => {
                     h.set_entry_type(tar::EntryType::Regular);
                     h.set_mode(0o644);
                     h.set_size(0);
                     let p = format!("{}/.wh..wh..opq", dir.trim_matches('/'));
-                    b.append_data(&mut h, p, std::io::empty())
-                        .map_err(io(format!("tar opaque {dir}")))?;
+                    b.append_data(&mut h, p, std::io::empty()).map_err(io(format!("tar opaque {dir}")))?;
                 }
             }
         }
@@ -147,8 +128,7 @@ impl Layer {
 /// A base layer with Debian's static busybox as /bin/busybox and the
 /// applets the tests use as symlinks.
 pub fn busybox_layer() -> Result<Layer, ImageError> {
-    let bb = std::fs::read("/bin/busybox")
-        .map_err(io("reading /bin/busybox (apt-get install busybox-static)"))?;
+    let bb = std::fs::read("/bin/busybox").map_err(io("reading /bin/busybox (apt-get install busybox-static)"))?;
     let mut l = Layer::default()
         .dir("bin", 0o755)
         .dir("etc", 0o755)
@@ -160,10 +140,7 @@ pub fn busybox_layer() -> Result<Layer, ImageError> {
         .file("bin/busybox", bb, 0o755)
         .file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644)
         .file("etc/group", "root:x:0:\n", 0o644);
-    for applet in [
-        "sh", "ls", "cat", "echo", "stat", "id", "test", "find", "wc", "true", "sort", "head",
-        "sleep",
-    ] {
+    for applet in ["sh", "ls", "cat", "echo", "stat", "id", "test", "find", "wc", "true", "sort", "head", "sleep"] {
         l = l.symlink(&format!("bin/{applet}"), "busybox");
     }
     Ok(l)
@@ -185,12 +162,7 @@ fn oci_arch() -> &'static str {
 
 /// Writes an OCI image layout archive holding one image named `name`
 /// (a full reference such as `docker.io/berth/test:latest`).
-pub fn write_oci_archive(
-    out: &Path,
-    name: &str,
-    layers: &[Layer],
-    cmd: &[&str],
-) -> Result<(), ImageError> {
+pub fn write_oci_archive(out: &Path, name: &str, layers: &[Layer], cmd: &[&str]) -> Result<(), ImageError> {
     let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
     let mut layer_descs = Vec::new();
     let mut diff_ids = Vec::new();
@@ -211,10 +183,8 @@ pub fn write_oci_archive(
         "config": { "Env": ["PATH=/bin"], "Cmd": cmd, "WorkingDir": "/" },
         "rootfs": { "type": "layers", "diff_ids": diff_ids },
     });
-    let config = serde_json::to_vec(&config).map_err(|e| ImageError::Io {
-        context: "config".into(),
-        source: e.into(),
-    })?;
+    let config =
+        serde_json::to_vec(&config).map_err(|e| ImageError::Io { context: "config".into(), source: e.into() })?;
     let config_digest = format!("sha256:{}", sha256_hex(&config));
     let manifest = serde_json::json!({
         "schemaVersion": 2,
@@ -226,10 +196,8 @@ pub fn write_oci_archive(
         },
         "layers": layer_descs,
     });
-    let manifest = serde_json::to_vec(&manifest).map_err(|e| ImageError::Io {
-        context: "manifest".into(),
-        source: e.into(),
-    })?;
+    let manifest =
+        serde_json::to_vec(&manifest).map_err(|e| ImageError::Io { context: "manifest".into(), source: e.into() })?;
     let manifest_digest = format!("sha256:{}", sha256_hex(&manifest));
     let tag = name.rsplit_once(':').map(|(_, t)| t).unwrap_or("latest");
     let index = serde_json::json!({
@@ -245,10 +213,7 @@ pub fn write_oci_archive(
             },
         }],
     });
-    let index = serde_json::to_vec(&index).map_err(|e| ImageError::Io {
-        context: "index".into(),
-        source: e.into(),
-    })?;
+    let index = serde_json::to_vec(&index).map_err(|e| ImageError::Io { context: "index".into(), source: e.into() })?;
     blobs.push((config_digest, config));
     blobs.push((manifest_digest, manifest));
 
@@ -260,18 +225,14 @@ pub fn write_oci_archive(
         h.set_mode(0o644);
         h.set_size(data.len() as u64);
         h.set_mtime(1_700_000_000);
-        b.append_data(&mut h, path, data)
-            .map_err(io(format!("archive {path}")))
+        b.append_data(&mut h, path, data).map_err(io(format!("archive {path}")))
     };
     add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     add("index.json", &index)?;
     let mut seen = std::collections::HashSet::new();
     for (d, data) in &blobs {
         if seen.insert(d.clone()) {
-            add(
-                &format!("blobs/sha256/{}", d.trim_start_matches("sha256:")),
-                data,
-            )?;
+            add(&format!("blobs/sha256/{}", d.trim_start_matches("sha256:")), data)?;
         }
     }
     b.into_inner().map_err(io("finishing archive"))?;

@@ -105,9 +105,7 @@ impl LeakSnapshot {
         // container does); a change anywhere else (/, /run, /proc, /sys…) is
         // always reported.
         let dir_s = dir.to_string_lossy().into_owned();
-        let relevant = |l: &str| {
-            l.contains(id) || l.contains(&dir_s) || !Path::new(mount_point(l)).starts_with("/tmp")
-        };
+        let relevant = |l: &str| l.contains(id) || l.contains(&dir_s) || !Path::new(mount_point(l)).starts_with("/tmp");
         let now = mountinfo();
         for l in now.difference(&self.mountinfo) {
             if relevant(l) {

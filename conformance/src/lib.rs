@@ -11,6 +11,7 @@ pub mod console;
 pub mod containerd;
 pub mod cri;
 pub mod docker;
+pub mod failpoint_build;
 pub mod image;
 pub mod leak;
 pub mod oracle;
@@ -19,7 +20,6 @@ pub mod qemu;
 pub mod rootfs;
 pub mod runtime;
 pub mod shim_fixture;
-pub mod failpoint_build;
 pub mod util;
 
 pub use bundle::{default_spec, Bundle};

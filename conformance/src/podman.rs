@@ -81,7 +81,8 @@ impl Podman {
 
     fn load_image(&self) -> Result<(), String> {
         let mut layer = busybox_layer().map_err(|e| e.to_string())?;
-        for applet in ["grep", "cut", "tr", "kill", "readlink", "hostname", "pwd", "env", "ps", "touch", "tty", "stty"] {
+        for applet in ["grep", "cut", "tr", "kill", "readlink", "hostname", "pwd", "env", "ps", "touch", "tty", "stty"]
+        {
             layer = layer.symlink(&format!("bin/{applet}"), "busybox");
         }
         let archive = self.dir.join("image.tar");
@@ -115,13 +116,20 @@ impl Podman {
     fn global_args(&self) -> Vec<String> {
         let d = |sub: &str| self.dir.join(sub).to_string_lossy().into_owned();
         vec![
-            "--root".into(), d("root"),
-            "--runroot".into(), d("run"),
-            "--tmpdir".into(), d("tmp"),
-            "--network-config-dir".into(), d("net"),
-            "--storage-driver".into(), "vfs".into(),
-            "--cgroup-manager".into(), "cgroupfs".into(),
-            "--events-backend".into(), "file".into(),
+            "--root".into(),
+            d("root"),
+            "--runroot".into(),
+            d("run"),
+            "--tmpdir".into(),
+            d("tmp"),
+            "--network-config-dir".into(),
+            d("net"),
+            "--storage-driver".into(),
+            "vfs".into(),
+            "--cgroup-manager".into(),
+            "cgroupfs".into(),
+            "--events-backend".into(),
+            "file".into(),
         ]
     }
 

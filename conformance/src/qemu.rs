@@ -195,10 +195,9 @@ fn newest_kernel(boot: &Path) -> Result<PathBuf> {
         .max_by_key(|n| key(n));
     match best {
         Some(n) => Ok(boot.join(n)),
-        None => err(format!(
-            "no kernel {}/vmlinuz-*: install Debian's linux-image-amd64 (`make deps`)",
-            boot.display()
-        )),
+        None => {
+            err(format!("no kernel {}/vmlinuz-*: install Debian's linux-image-amd64 (`make deps`)", boot.display()))
+        }
     }
 }
 
@@ -296,7 +295,6 @@ impl Newc {
         Ok(())
     }
 
-
     pub fn file(&mut self, name: &str, perm: u32, data: &[u8]) -> Result<()> {
         self.entry(name, S_IFREG | perm, (0, 0), data)
     }
@@ -367,10 +365,8 @@ pub fn kernel_modules(kernel: &Path, names: &[&str]) -> Result<Vec<PathBuf>> {
 
 /// The libraries `ldd` resolves for `binary` (the loader included), as absolute paths.
 pub fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
-    let out = Command::new("ldd")
-        .arg(binary)
-        .output()
-        .map_err(|e| QemuError(format!("ldd {}: {e}", binary.display())))?;
+    let out =
+        Command::new("ldd").arg(binary).output().map_err(|e| QemuError(format!("ldd {}: {e}", binary.display())))?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return err(format!("ldd {}: {} {}", binary.display(), out.status, text.trim()));
@@ -606,22 +602,18 @@ pub fn guest_bundles(base: &Value) -> Result<Vec<(&'static str, Value)>> {
     })?;
     // A user namespace (root → 100000) with its own cgroup namespace and a writable cgroup
     // mount: berth hands the cgroup to the container's root, as runc does.
-    add(
-        "userns",
-        sh("stat -c '%u %g' /sys/fs/cgroup; mkdir /sys/fs/cgroup/sub && echo sub-made; id -u"),
-        &|c| {
-            if let Some(ns) = c["linux"]["namespaces"].as_array_mut() {
-                ns.push(json!({"type": "user"}));
+    add("userns", sh("stat -c '%u %g' /sys/fs/cgroup; mkdir /sys/fs/cgroup/sub && echo sub-made; id -u"), &|c| {
+        if let Some(ns) = c["linux"]["namespaces"].as_array_mut() {
+            ns.push(json!({"type": "user"}));
+        }
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        if let Some(mounts) = c["mounts"].as_array_mut() {
+            for m in mounts.iter_mut().filter(|m| m["type"] == "cgroup") {
+                m["options"] = json!(["nosuid", "noexec", "nodev", "relatime", "rw"]);
             }
-            c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-            c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-            if let Some(mounts) = c["mounts"].as_array_mut() {
-                for m in mounts.iter_mut().filter(|m| m["type"] == "cgroup") {
-                    m["options"] = json!(["nosuid", "noexec", "nodev", "relatime", "rw"]);
-                }
-            }
-        },
-    )?;
+        }
+    })?;
     Ok(out)
 }
 
@@ -894,8 +886,8 @@ mod tests {
     /// The entry names of a newc archive, in order.
     fn entry_names(buf: &[u8]) -> Vec<String> {
         let field = |at: usize, i: usize| {
-            u32::from_str_radix(std::str::from_utf8(&buf[at + 6 + 8 * i..at + 14 + 8 * i]).expect("hex"), 16).expect("hex")
-                as usize
+            u32::from_str_radix(std::str::from_utf8(&buf[at + 6 + 8 * i..at + 14 + 8 * i]).expect("hex"), 16)
+                .expect("hex") as usize
         };
         let up4 = |n: usize| n.div_ceil(4) * 4;
         let (mut at, mut names) = (0, Vec::new());

@@ -53,8 +53,7 @@ impl Out {
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e})\n{self}"))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e})\n{self}"))
     }
 }
 
@@ -212,9 +211,7 @@ impl Invocation {
                 });
             }
         }
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {argv}: {e}"));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {argv}: {e}"));
         drop(stdin_file);
         let deadline = Instant::now() + self.timeout;
         let status = loop {
@@ -269,10 +266,7 @@ impl Runtime {
 
     /// A raw invocation with only `--root` set; the caller adds everything else.
     pub fn cmd(&self) -> Invocation {
-        Invocation::new(&self.bin)
-            .arg("--root")
-            .arg(&self.root)
-            .args(self.globals.iter().cloned())
+        Invocation::new(&self.bin).arg("--root").arg(&self.root).args(self.globals.iter().cloned())
     }
 
     /// `<rt> --root R <args...>`
@@ -281,14 +275,7 @@ impl Runtime {
     }
 
     pub fn create(&self, id: &str, bundle: &Path, extra: &[&str], stdio: &Path) -> Out {
-        self.cmd()
-            .arg("create")
-            .arg("--bundle")
-            .arg(bundle)
-            .args(extra.iter().copied())
-            .arg(id)
-            .stdio_to(stdio)
-            .run()
+        self.cmd().arg("create").arg("--bundle").arg(bundle).args(extra.iter().copied()).arg(id).stdio_to(stdio).run()
     }
 
     pub fn start(&self, id: &str) -> Out {
@@ -328,13 +315,7 @@ impl Runtime {
 
     /// Foreground `run`; the container's stdio is captured.
     pub fn run(&self, id: &str, bundle: &Path, extra: &[&str]) -> Out {
-        self.cmd()
-            .arg("run")
-            .arg("--bundle")
-            .arg(bundle)
-            .args(extra.iter().copied())
-            .arg(id)
-            .run()
+        self.cmd().arg("run").arg("--bundle").arg(bundle).args(extra.iter().copied()).arg(id).run()
     }
 
     pub fn list(&self, extra: &[&str]) -> Out {

@@ -41,11 +41,7 @@ pub fn runtime_binary() -> String {
     std::env::var("BERTH_RUNTIME")
         .ok()
         .filter(|b| !b.is_empty())
-        .unwrap_or_else(|| {
-            crate::runtime::runtime_binary()
-                .to_string_lossy()
-                .into_owned()
-        })
+        .unwrap_or_else(|| crate::runtime::runtime_binary().to_string_lossy().into_owned())
 }
 
 /// The busybox image of the shim tests, written into the containerd's directory.
@@ -70,9 +66,7 @@ pub fn shim_containerd() -> Result<Containerd, Box<dyn std::error::Error>> {
 /// plus the applets only these tests run, as an OCI archive at `out`.
 pub fn write_image(out: &Path) -> Result<(), ImageError> {
     let mut layer = busybox_layer()?;
-    for applet in [
-        "echo", "false", "ps", "dd", "kill", "seq", "tty", "stty", "grep", "yes", "tail",
-    ] {
+    for applet in ["echo", "false", "ps", "dd", "kill", "seq", "tty", "stty", "grep", "yes", "tail"] {
         layer = layer.symlink(&format!("bin/{applet}"), "busybox");
     }
     write_oci_archive(out, IMAGE, &[layer], &["sh"])
@@ -85,10 +79,7 @@ pub fn use_namespace(cd: &Containerd, ns: &str) -> Result<(), FixtureError> {
 
 /// The shim socket path containerd's shim library derives for (address, namespace, id).
 pub fn shim_socket_path(address: &Path, ns: &str, id: &str) -> PathBuf {
-    PathBuf::from(format!(
-        "/run/containerd/s/{}",
-        sha256_hex(format!("{}/{ns}/{id}", address.display()).as_bytes())
-    ))
+    PathBuf::from(format!("/run/containerd/s/{}", sha256_hex(format!("{}/{ns}/{id}", address.display()).as_bytes())))
 }
 
 /// Pids of our shims: those serving this containerd.
@@ -108,10 +99,7 @@ pub fn shims_of(binary: &str, address: &Path) -> Vec<u32> {
             let Ok(cmd) = fs::read(format!("/proc/{pid}/cmdline")) else {
                 continue;
             };
-            let args: Vec<String> = cmd
-                .split(|b| *b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
+            let args: Vec<String> = cmd.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
             let is_shim = args.first().is_some_and(|a| a.ends_with(binary));
             if is_shim && args.iter().any(|a| *a == address) {
                 pids.push(pid);
@@ -212,19 +200,14 @@ pub fn kill_and_remove(cd: &Containerd, ns: &str, id: &str) -> String {
 
 /// After a test: no shim of ours left, no socket files, no cgroups, no rootfs mounts.
 pub fn assert_no_leaks(cd: &Containerd, ns: &str, ids: &[&str]) {
-    poll_until("shims to exit", Duration::from_secs(30), || {
-        shim_pids(&cd.address).is_empty().then_some(())
-    });
+    poll_until("shims to exit", Duration::from_secs(30), || shim_pids(&cd.address).is_empty().then_some(()));
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     for id in ids {
         let sock = shim_socket_path(&cd.address, ns, id);
         assert!(!sock.exists(), "socket {} left behind", sock.display());
         let cg = container_cgroups(ns, id);
         assert!(cg.is_empty(), "cgroups left: {cg:?}");
-        let leaked: Vec<&str> = mountinfo
-            .lines()
-            .filter(|l| l.contains(&format!("/{ns}/{id}/rootfs")))
-            .collect();
+        let leaked: Vec<&str> = mountinfo.lines().filter(|l| l.contains(&format!("/{ns}/{id}/rootfs"))).collect();
         assert!(leaked.is_empty(), "mounts left: {leaked:?}");
     }
 }

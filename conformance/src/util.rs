@@ -46,11 +46,7 @@ pub fn sha256_file(path: &Path) -> String {
         .output()
         .unwrap_or_else(|e| panic!("cannot run sha256sum {}: {e}", path.display()));
     assert!(out.status.success(), "sha256sum {} failed", path.display());
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .expect("sha256sum printed nothing")
-        .to_string()
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().expect("sha256sum printed nothing").to_string()
 }
 
 /// True if `pid` names a live (non-zombie) process.

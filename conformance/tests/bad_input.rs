@@ -382,7 +382,8 @@ fn b13_an_id_that_is_not_utf8_is_refused_cleanly_by_every_command() {
     c.write();
     let id = OsStr::from_bytes(b"t-\xff-id");
     let runc = c.rt.bin.ends_with("runc");
-    let commands: [&[&str]; 6] = [&["create", "--bundle", "BUNDLE"], &["state"], &["start"], &["kill"], &["delete", "--force"], &["exec"]];
+    let commands: [&[&str]; 6] =
+        [&["create", "--bundle", "BUNDLE"], &["state"], &["start"], &["kill"], &["delete", "--force"], &["exec"]];
     for args in commands {
         let mut inv = c.rt.cmd();
         for a in args {
@@ -402,6 +403,7 @@ fn b13_an_id_that_is_not_utf8_is_refused_cleanly_by_every_command() {
         }
     }
     c.assert_no_leaks("after the refused ids");
-    let left: Vec<_> = fs::read_dir(&c.rt.root).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    let left: Vec<_> =
+        fs::read_dir(&c.rt.root).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "the state root holds {left:?}");
 }

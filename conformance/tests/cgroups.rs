@@ -108,7 +108,12 @@ fn pids_limit_is_applied_and_enforced() {
     c.rt.delete_force(&c.id).expect_ok("delete");
     // Enforced: the 6th process cannot be forked.
     let out = c.run_sh("for i in 1 2 3 4 5 6 7 8; do sleep 100 & done 2>&1; echo forked");
-    assert!(out.stdout.contains("can't fork") || out.stdout.contains("Resource temporarily unavailable") || out.stderr.contains("fork"), "{out}");
+    assert!(
+        out.stdout.contains("can't fork")
+            || out.stdout.contains("Resource temporarily unavailable")
+            || out.stderr.contains("fork"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -156,7 +161,8 @@ fn kill_all_signals_every_process_in_the_cgroup() {
 fn devices_cgroup_denies_unlisted_devices() {
     let mut c = Case::new("cg_devices");
     c.bundle.remove_mount("/dev");
-    c.config()["linux"]["devices"] = json!([{"path": "/dev/loopx", "type": "b", "major": 7, "minor": 201, "fileMode": 0o600}]);
+    c.config()["linux"]["devices"] =
+        json!([{"path": "/dev/loopx", "type": "b", "major": 7, "minor": 201, "fileMode": 0o600}]);
     c.config()["root"]["readonly"] = false.into();
     let out = c.sh_ok("head -c1 /dev/loopx 2>&1; echo; head -c 1 /dev/zero | wc -c");
     assert!(out.contains("Operation not permitted") || out.contains("No such device"), "{out}");
@@ -174,7 +180,8 @@ fn zero_valued_resources_as_docker_sends_them_are_accepted() {
         "blockIO": {"weight": 0}
     });
     c.config()["process"]["user"]["additionalGids"] = json!([0]);
-    c.config()["linux"]["sysctl"] = json!({"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647"});
+    c.config()["linux"]["sysctl"] =
+        json!({"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647"});
     let out = c.sh_ok("cat /proc/sys/net/ipv4/ip_unprivileged_port_start");
     assert_eq!(out.trim(), "0");
 }
@@ -324,7 +331,11 @@ fn empty_cpuset_in_a_pre_existing_ancestor_is_filled() {
         let mid = cpuset.join(&top).join("mid");
         fs::create_dir_all(&mid).unwrap_or_else(|e| panic!("mkdir {}: {e}", mid.display()));
         for d in [cpuset.join(&top), mid.clone()] {
-            assert_eq!(knob("cpuset", &d.strip_prefix(cpuset).unwrap().to_string_lossy(), "cpuset.cpus"), "", "{rt}: a new cpuset starts empty");
+            assert_eq!(
+                knob("cpuset", &d.strip_prefix(cpuset).unwrap().to_string_lossy(), "cpuset.cpus"),
+                "",
+                "{rt}: a new cpuset starts empty"
+            );
         }
         let path = format!("/{top}/mid/{}", c.id);
         c.config()["linux"]["cgroupsPath"] = path.clone().into();
@@ -371,12 +382,11 @@ fn update_rt_period_and_runtime_in_the_order_the_kernel_accepts() {
             .expect_ok(&format!("{rt}: update growing both"));
         assert_eq!(rt_knobs(pid), ("1000000".into(), "300000".into()), "{rt}: after growing");
         // The JSON form takes the same path.
-        let out = c
-            .rt
-            .cmd()
-            .args(["update", "-r", "-", &c.id])
-            .stdin(json!({"cpu": {"realtimePeriod": 40000, "realtimeRuntime": 10000}}).to_string().as_bytes())
-            .run();
+        let out =
+            c.rt.cmd()
+                .args(["update", "-r", "-", &c.id])
+                .stdin(json!({"cpu": {"realtimePeriod": 40000, "realtimeRuntime": 10000}}).to_string().as_bytes())
+                .run();
         out.expect_ok(&format!("{rt}: update -r - shrinking both"));
         assert_eq!(rt_knobs(pid), ("40000".into(), "10000".into()), "{rt}: after update -r");
     });

@@ -112,15 +112,14 @@ fn restore_without_images_fails_and_leaves_nothing() {
     c.bundle.set_args(&["true"]);
     c.write();
     let missing = c.dir.join("no-images-here");
-    let out = c
-        .rt
-        .cmd()
-        .args(["restore", "-d", "--image-path"])
-        .arg(&missing)
-        .arg("--bundle")
-        .arg(&c.bundle.dir)
-        .arg(&c.id)
-        .run();
+    let out =
+        c.rt.cmd()
+            .args(["restore", "-d", "--image-path"])
+            .arg(&missing)
+            .arg("--bundle")
+            .arg(&c.bundle.dir)
+            .arg(&c.id)
+            .run();
     out.expect_fail("restore from a missing image path");
     let lines = out.stderr_lines();
     assert_eq!(lines.len(), 1, "{out}");

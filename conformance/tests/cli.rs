@@ -35,13 +35,15 @@ fn spec_writes_default_config() {
     let d = c.dir.join("specdir");
     fs::create_dir_all(&d).unwrap();
     c.rt.cmd().arg("spec").cwd(&d).run().expect_ok("spec");
-    let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(d.join("config.json")).expect("config.json written")).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(d.join("config.json")).expect("config.json written")).unwrap();
     assert_eq!(v["process"]["args"], serde_json::json!(["sh"]));
     assert_eq!(v["root"]["path"], "rootfs");
     assert!(v["ociVersion"].as_str().unwrap_or("").starts_with("1."));
     // CVE-2022-29162: the generated spec hands out no inheritable capabilities.
     assert!(v["process"]["capabilities"].get("inheritable").is_none(), "{v}");
-    let ns: Vec<&str> = v["linux"]["namespaces"].as_array().unwrap().iter().filter_map(|n| n["type"].as_str()).collect();
+    let ns: Vec<&str> =
+        v["linux"]["namespaces"].as_array().unwrap().iter().filter_map(|n| n["type"].as_str()).collect();
     for n in ["pid", "network", "ipc", "uts", "mount"] {
         assert!(ns.contains(&n), "{n} missing: {ns:?}");
     }
@@ -59,7 +61,12 @@ fn spec_adds_a_cgroup_namespace_only_on_a_cgroup_v2_host() {
         c.rt.cmd().arg("spec").cwd(&d).run().expect_ok(rt);
         let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(d.join("config.json")).unwrap()).unwrap();
         let has = v["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n["type"] == "cgroup");
-        assert_eq!(has, unified, "{rt}: cgroup namespace in `spec` on a {} host", if unified { "v2" } else { "v1/hybrid" });
+        assert_eq!(
+            has,
+            unified,
+            "{rt}: cgroup namespace in `spec` on a {} host",
+            if unified { "v2" } else { "v1/hybrid" }
+        );
     });
 }
 
@@ -118,7 +125,8 @@ fn debug_log_names_the_handshake_steps_in_runcs_words() {
         c.create().expect_ok(rt);
         c.start().expect_ok(rt);
         let text = fs::read_to_string(&log).expect("--log file created");
-        for step in ["nsexec container setup", "child process in init()", "init: closing the pipe to signal completion"] {
+        for step in ["nsexec container setup", "child process in init()", "init: closing the pipe to signal completion"]
+        {
             assert!(text.contains(step), "{rt}: create's debug log lacks {step:?}:\n{text}");
         }
         fs::write(&log, "").unwrap();
@@ -134,7 +142,8 @@ fn debug_log_names_the_handshake_steps_in_runcs_words() {
 fn log_format_json_lines_have_level_msg_time() {
     let mut c = Case::new("log_json");
     let log = c.dir.join("rt.json.log");
-    c.rt.globals = vec!["--log".into(), log.to_str().unwrap().into(), "--log-format".into(), "json".into(), "--debug".into()];
+    c.rt.globals =
+        vec!["--log".into(), log.to_str().unwrap().into(), "--log-format".into(), "json".into(), "--debug".into()];
     c.run_sh("true").expect_ok("run with --log-format json");
     let text = fs::read_to_string(&log).expect("--log file created");
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -155,7 +164,10 @@ fn errors_go_to_json_log_for_containerd() {
     c.rt.globals = vec!["--log".into(), log.to_str().unwrap().into(), "--log-format".into(), "json".into()];
     c.rt.start("no-such-container").expect_fail("start of unknown id");
     let text = fs::read_to_string(&log).expect("--log file created");
-    let has_error = text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).any(|v| v["level"] == "error" && v["msg"].as_str().map(|m| !m.is_empty()).unwrap_or(false));
+    let has_error = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .any(|v| v["level"] == "error" && v["msg"].as_str().map(|m| !m.is_empty()).unwrap_or(false));
     assert!(has_error, "no level=error line in the json log: {text}");
 }
 
@@ -250,7 +262,8 @@ fn preserve_fds_passes_extra_fd() {
     c.bundle.set_sh("cat <&3");
     c.write();
     // fd 3 in the runtime process = the first leaked path; --preserve-fds 1 keeps it.
-    let out = c.rt.cmd().args(["run", "--preserve-fds", "1", "--bundle"]).arg(&c.bundle.dir).arg(&c.id).leak_fds(&[f]).run();
+    let out =
+        c.rt.cmd().args(["run", "--preserve-fds", "1", "--bundle"]).arg(&c.bundle.dir).arg(&c.id).leak_fds(&[f]).run();
     out.expect_ok("run --preserve-fds 1");
     assert_eq!(out.stdout, "from-fd-3\n", "{out}");
 }
@@ -299,7 +312,8 @@ fn kill_signal_zero_probes_and_kill_all_of_a_stopped_container_succeeds() {
         out.expect_fail(&format!("{rt}: kill of a stopped container"));
         assert!(out.stderr.contains("not running"), "{rt}: {out}");
         for sig in ["0", "KILL", "TERM"] {
-            c.rt.exec(&["kill", "--all", &id, sig]).expect_ok(&format!("{rt}: kill --all {sig} of a stopped container"));
+            c.rt.exec(&["kill", "--all", &id, sig])
+                .expect_ok(&format!("{rt}: kill --all {sig} of a stopped container"));
         }
     });
 }

@@ -50,7 +50,8 @@ fn terminal_master_arrives_over_console_socket() {
 fn dev_console_is_the_pty() {
     let mut c = Case::new("console_dev");
     c.config()["process"]["terminal"] = true.into();
-    c.bundle.set_sh("stat -c '%F %t' /dev/console; grep ' /dev/console ' /proc/self/mountinfo | grep -c devpts; echo done");
+    c.bundle
+        .set_sh("stat -c '%F %t' /dev/console; grep ' /dev/console ' /proc/self/mountinfo | grep -c devpts; echo done");
     let (l, sock) = listen(&c);
     let t = std::thread::spawn(move || recv_fd(&l));
     c.create_with(&["--console-socket", &sock]).expect_ok("create");
@@ -132,13 +133,23 @@ fn foreground_run_with_terminal_keeps_newlines() {
         c.bundle.set_args(&["printf", "a\\nb\\n"]);
         c.write();
         let q = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
-        let cmd = [c.rt.bin.to_str().unwrap(), "--root", c.rt.root.to_str().unwrap(), "run", "--bundle", c.bundle.dir.to_str().unwrap(), &c.id]
-            .iter()
-            .map(|a| q(a))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let cmd = [
+            c.rt.bin.to_str().unwrap(),
+            "--root",
+            c.rt.root.to_str().unwrap(),
+            "run",
+            "--bundle",
+            c.bundle.dir.to_str().unwrap(),
+            &c.id,
+        ]
+        .iter()
+        .map(|a| q(a))
+        .collect::<Vec<_>>()
+        .join(" ");
         // script(1) gives the runtime a terminal of its own, as a person's would be.
-        let out = conformance::runtime::Invocation::new(std::path::Path::new("script")).args(["-qec", &cmd, "/dev/null"]).run();
+        let out = conformance::runtime::Invocation::new(std::path::Path::new("script"))
+            .args(["-qec", &cmd, "/dev/null"])
+            .run();
         out.expect_ok(rt);
         // script(1) echoes a NUL of its own as "^@" while the terminal is not yet raw.
         let text = out.stdout.replace("^@", "").replace('\0', "");

@@ -76,10 +76,7 @@ fn container_config_is_applied(handler: &str) {
          cat /sys/fs/cgroup/memory/memory.limit_in_bytes; cat /sys/fs/cgroup/cpu/cpu.shares; \
          echo to-stderr >&2",
     );
-    c.envs = vec![cri::KeyValue {
-        key: "GREETING".into(),
-        value: "hello berth".into(),
-    }];
+    c.envs = vec![cri::KeyValue { key: "GREETING".into(), value: "hello berth".into() }];
     c.mounts = vec![cri::Mount {
         container_path: "/data".into(),
         host_path: host_dir.to_string_lossy().into_owned(),
@@ -89,31 +86,22 @@ fn container_config_is_applied(handler: &str) {
     // A writable volume (an emptyDir's stand-in) on the read-only rootfs, writable for uid 1000.
     let tmp_dir = env.dir.join("scratch");
     fs::create_dir_all(&tmp_dir).expect("scratch dir");
-    fs::set_permissions(
-        &tmp_dir,
-        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
-    )
-    .expect("chmod");
+    fs::set_permissions(&tmp_dir, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).expect("chmod");
     c.mounts.push(cri::Mount {
         container_path: "/tmp".into(),
         host_path: tmp_dir.to_string_lossy().into_owned(),
         ..Default::default()
     });
     let linux = c.linux.get_or_insert_with(Default::default);
-    linux.resources = Some(cri::LinuxContainerResources {
-        memory_limit_in_bytes: 64 << 20,
-        cpu_shares: 512,
-        ..Default::default()
-    });
+    linux.resources =
+        Some(cri::LinuxContainerResources { memory_limit_in_bytes: 64 << 20, cpu_shares: 512, ..Default::default() });
     linux.security_context = Some(cri::LinuxContainerSecurityContext {
         run_as_user: Some(cri::Int64Value { value: 1000 }),
         run_as_group: Some(cri::Int64Value { value: 1000 }),
         readonly_rootfs: true,
         ..Default::default()
     });
-    let id = env
-        .run_container(&pod, c.clone(), &pod_cfg)
-        .expect("create+start");
+    let id = env.run_container(&pod, c.clone(), &pod_cfg).expect("create+start");
     let st = env.wait_exited(&id, EXIT_WAIT).expect("exit");
     assert_eq!(st.exit_code, 0, "container status {st:?}");
     let out = log_lines(&log_path(&pod_cfg, &c), "stdout");
@@ -138,18 +126,11 @@ fn container_config_is_applied(handler: &str) {
 
 /// Runs each security context in its own container of a privileged pod and returns the
 /// `CapEff:` and `Seccomp:` lines of /proc/self/status the container printed.
-fn status_lines_under(
-    handler: &str,
-    contexts: Vec<(&str, cri::LinuxContainerSecurityContext)>,
-) -> Vec<Vec<String>> {
+fn status_lines_under(handler: &str, contexts: Vec<(&str, cri::LinuxContainerSecurityContext)>) -> Vec<Vec<String>> {
     let env = env();
     let mut pod_cfg = env.pod_config("sec");
     // The CRI plugin allows a privileged container only in a privileged sandbox.
-    if let Some(sc) = pod_cfg
-        .linux
-        .as_mut()
-        .and_then(|l| l.security_context.as_mut())
-    {
+    if let Some(sc) = pod_cfg.linux.as_mut().and_then(|l| l.security_context.as_mut()) {
         sc.privileged = true;
     }
     let pod = env.run_pod(&pod_cfg, handler).expect("RunPodSandbox");
@@ -157,12 +138,8 @@ fn status_lines_under(
     let mut all = Vec::new();
     for (name, sc) in contexts {
         let mut c = env.container_config(name, script);
-        c.linux
-            .get_or_insert_with(Default::default)
-            .security_context = Some(sc);
-        let id = env
-            .run_container(&pod, c.clone(), &pod_cfg)
-            .expect("create+start");
+        c.linux.get_or_insert_with(Default::default).security_context = Some(sc);
+        let id = env.run_container(&pod, c.clone(), &pod_cfg).expect("create+start");
         let st = env.wait_exited(&id, EXIT_WAIT).expect("exit");
         assert_eq!(st.exit_code, 0, "{name}: {st:?}");
         env.remove_container(&id).expect("RemoveContainer");
@@ -188,21 +165,11 @@ fn capabilities_and_privileged_are_applied(handler: &str) {
                     ..Default::default()
                 },
             ),
-            (
-                "priv",
-                cri::LinuxContainerSecurityContext {
-                    privileged: true,
-                    ..Default::default()
-                },
-            ),
+            ("priv", cri::LinuxContainerSecurityContext { privileged: true, ..Default::default() }),
         ],
     );
     // CAP_NET_ADMIN alone: bit 12.
-    assert!(
-        out[0].contains(&"CapEff: 0000000000001000".to_string()),
-        "{:?}",
-        out[0]
-    );
+    assert!(out[0].contains(&"CapEff: 0000000000001000".to_string()), "{:?}", out[0]);
     assert!(out[1].contains(&"Seccomp: 0".to_string()), "{:?}", out[1]);
     let full = out[1]
         .iter()
@@ -236,28 +203,14 @@ fn exec_stats_update(handler: &str) {
     let pod_cfg = env.pod_config("exec");
     let pod = env.run_pod(&pod_cfg, handler).expect("RunPodSandbox");
     let mut c = env.container_config("srv", "echo started; exec sleep 600");
-    c.linux.get_or_insert_with(Default::default).resources = Some(cri::LinuxContainerResources {
-        memory_limit_in_bytes: 64 << 20,
-        ..Default::default()
-    });
+    c.linux.get_or_insert_with(Default::default).resources =
+        Some(cri::LinuxContainerResources { memory_limit_in_bytes: 64 << 20, ..Default::default() });
     let id = env.run_container(&pod, c, &pod_cfg).expect("create+start");
-    let r = env
-        .exec_sync(&id, &["sh", "-c", "echo out; echo err >&2; exit 3"], 10)
-        .expect("ExecSync");
-    assert_eq!(
-        (r.exit_code, r.stdout.as_slice(), r.stderr.as_slice()),
-        (3, &b"out\n"[..], &b"err\n"[..])
-    );
+    let r = env.exec_sync(&id, &["sh", "-c", "echo out; echo err >&2; exit 3"], 10).expect("ExecSync");
+    assert_eq!((r.exit_code, r.stdout.as_slice(), r.stderr.as_slice()), (3, &b"out\n"[..], &b"err\n"[..]));
 
     let streamed = env
-        .exec_stream(
-            &id,
-            &[
-                "sh",
-                "-c",
-                "echo streamed out; echo streamed err >&2; exit 5",
-            ],
-        )
+        .exec_stream(&id, &["sh", "-c", "echo streamed out; echo streamed err >&2; exit 5"])
         .expect("Exec streaming");
     assert_eq!(String::from_utf8_lossy(&streamed.stdout), "streamed out\n");
     assert_eq!(String::from_utf8_lossy(&streamed.stderr), "streamed err\n");
@@ -268,66 +221,43 @@ fn exec_stats_update(handler: &str) {
     );
 
     let mut rs = env.runtime.clone();
-    env.block(
-        rs.update_container_resources(cri::UpdateContainerResourcesRequest {
-            container_id: id.clone(),
-            linux: Some(cri::LinuxContainerResources {
-                memory_limit_in_bytes: 96 << 20,
-                cpu_shares: 256,
-                ..Default::default()
-            }),
+    env.block(rs.update_container_resources(cri::UpdateContainerResourcesRequest {
+        container_id: id.clone(),
+        linux: Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: 96 << 20,
+            cpu_shares: 256,
             ..Default::default()
         }),
-    )
+        ..Default::default()
+    }))
     .expect("UpdateContainerResources");
     let r = env
         .exec_sync(
             &id,
-            &[
-                "sh",
-                "-c",
-                "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.shares",
-            ],
+            &["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.shares"],
             10,
         )
         .expect("ExecSync after update");
-    assert_eq!(
-        String::from_utf8_lossy(&r.stdout),
-        format!("{}\n256\n", 96u64 << 20)
-    );
+    assert_eq!(String::from_utf8_lossy(&r.stdout), format!("{}\n256\n", 96u64 << 20));
 
     let stats = env
-        .block(rs.container_stats(cri::ContainerStatsRequest {
-            container_id: id.clone(),
-        }))
+        .block(rs.container_stats(cri::ContainerStatsRequest { container_id: id.clone() }))
         .expect("ContainerStats")
         .into_inner()
         .stats
         .expect("stats");
-    let mem = stats
-        .memory
-        .and_then(|m| m.working_set_bytes)
-        .map(|v| v.value)
-        .unwrap_or(0);
+    let mem = stats.memory.and_then(|m| m.working_set_bytes).map(|v| v.value).unwrap_or(0);
     assert!(mem > 0, "working set of a running sleep: {mem}");
-    assert!(
-        stats.cpu.and_then(|c| c.usage_core_nano_seconds).is_some(),
-        "cpu usage reported"
-    );
+    assert!(stats.cpu.and_then(|c| c.usage_core_nano_seconds).is_some(), "cpu usage reported");
     let pstats = env
-        .block(rs.pod_sandbox_stats(cri::PodSandboxStatsRequest {
-            pod_sandbox_id: pod.clone(),
-        }))
+        .block(rs.pod_sandbox_stats(cri::PodSandboxStatsRequest { pod_sandbox_id: pod.clone() }))
         .expect("PodSandboxStats")
         .into_inner()
         .stats
         .expect("pod stats");
     let linux = pstats.linux.expect("linux pod stats");
     assert!(
-        linux
-            .containers
-            .iter()
-            .any(|s| s.attributes.as_ref().map(|a| a.id.as_str()) == Some(id.as_str())),
+        linux.containers.iter().any(|s| s.attributes.as_ref().map(|a| a.id.as_str()) == Some(id.as_str())),
         "pod stats list the container: {:?}",
         linux.containers
     );
@@ -341,24 +271,12 @@ fn stop_escalates_to_sigkill(handler: &str) {
     let env = env();
     let pod_cfg = env.pod_config("stop");
     let pod = env.run_pod(&pod_cfg, handler).expect("RunPodSandbox");
-    let polite = env
-        .run_container(
-            &pod,
-            env.container_config("polite", "exec sleep 600"),
-            &pod_cfg,
-        )
-        .expect("polite");
-    let stubborn_cfg = env.container_config(
-        "stubborn",
-        "trap 'echo got TERM' TERM; echo ready; while true; do sleep 0.1; done",
-    );
-    let stubborn = env
-        .run_container(&pod, stubborn_cfg.clone(), &pod_cfg)
-        .expect("stubborn");
+    let polite = env.run_container(&pod, env.container_config("polite", "exec sleep 600"), &pod_cfg).expect("polite");
+    let stubborn_cfg =
+        env.container_config("stubborn", "trap 'echo got TERM' TERM; echo ready; while true; do sleep 0.1; done");
+    let stubborn = env.run_container(&pod, stubborn_cfg.clone(), &pod_cfg).expect("stubborn");
     conformance::util::poll_until("stubborn ready", EXIT_WAIT, || {
-        fs::read_to_string(log_path(&pod_cfg, &stubborn_cfg))
-            .ok()
-            .filter(|t| t.contains("ready"))
+        fs::read_to_string(log_path(&pod_cfg, &stubborn_cfg)).ok().filter(|t| t.contains("ready"))
     });
     env.stop_container(&polite, 2).expect("stop polite");
     let st = env.wait_exited(&polite, EXIT_WAIT).expect("polite exited");
@@ -366,9 +284,7 @@ fn stop_escalates_to_sigkill(handler: &str) {
     // it must be gone, by TERM (143) or by KILL (137).
     assert!(st.exit_code == 143 || st.exit_code == 137, "polite: {st:?}");
     env.stop_container(&stubborn, 1).expect("stop stubborn");
-    let st = env
-        .wait_exited(&stubborn, EXIT_WAIT)
-        .expect("stubborn exited");
+    let st = env.wait_exited(&stubborn, EXIT_WAIT).expect("stubborn exited");
     assert_eq!(st.exit_code, 137, "stubborn: {st:?}");
     assert!(
         log_lines(&log_path(&pod_cfg, &stubborn_cfg), "stdout").contains(&"got TERM".to_string()),
@@ -384,42 +300,20 @@ fn pod_shares_shim_and_namespaces(handler: &str) {
     let env = env();
     let pod_cfg = env.pod_config("two");
     let pod = env.run_pod(&pod_cfg, handler).expect("RunPodSandbox");
-    let a = env
-        .run_container(&pod, env.container_config("a", "exec sleep 600"), &pod_cfg)
-        .expect("a");
-    let b = env
-        .run_container(&pod, env.container_config("b", "exec sleep 600"), &pod_cfg)
-        .expect("b");
+    let a = env.run_container(&pod, env.container_config("a", "exec sleep 600"), &pod_cfg).expect("a");
+    let b = env.run_container(&pod, env.container_config("b", "exec sleep 600"), &pod_cfg).expect("b");
     let shims: BTreeSet<u32> = env.shim_pids().into_iter().collect();
     assert_eq!(shims.len(), 1, "one shim per pod: {shims:?}");
-    let (pa, pb) = (
-        env.container_pid(&a).expect("pid a"),
-        env.container_pid(&b).expect("pid b"),
-    );
+    let (pa, pb) = (env.container_pid(&a).expect("pid a"), env.container_pid(&b).expect("pid b"));
     for ns in ["net", "ipc", "uts"] {
         assert_eq!(ns_link(pa, ns), ns_link(pb, ns), "{ns} namespace shared");
     }
-    assert_ne!(
-        ns_link(pa, "mnt"),
-        ns_link(pb, "mnt"),
-        "each container has its own rootfs"
-    );
+    assert_ne!(ns_link(pa, "mnt"), ns_link(pb, "mnt"), "each container has its own rootfs");
     let netns = env.pod_netns(&pod).expect("netns");
-    let pod_net = fs::metadata(&netns)
-        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-        .expect("netns");
-    assert_eq!(
-        ns_link(pa, "net"),
-        format!("net:[{pod_net}]"),
-        "the pod's netns file is the one joined"
-    );
-    let r = env
-        .exec_sync(&a, &["cat", "/proc/net/fib_trie"], 10)
-        .expect("exec");
-    assert!(
-        String::from_utf8_lossy(&r.stdout).contains("10.231."),
-        "pod address on the private subnet"
-    );
+    let pod_net = fs::metadata(&netns).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).expect("netns");
+    assert_eq!(ns_link(pa, "net"), format!("net:[{pod_net}]"), "the pod's netns file is the one joined");
+    let r = env.exec_sync(&a, &["cat", "/proc/net/fib_trie"], 10).expect("exec");
+    assert!(String::from_utf8_lossy(&r.stdout).contains("10.231."), "pod address on the private subnet");
     for id in [&a, &b] {
         env.stop_container(id, 1).expect("stop");
         env.remove_container(id).expect("rm");
@@ -433,10 +327,8 @@ fn oom_killed_is_reported(handler: &str) {
     let pod_cfg = env.pod_config("oom");
     let pod = env.run_pod(&pod_cfg, handler).expect("RunPodSandbox");
     let mut c = env.container_config("hog", "exec dd if=/dev/zero of=/dev/null bs=128M count=1");
-    c.linux.get_or_insert_with(Default::default).resources = Some(cri::LinuxContainerResources {
-        memory_limit_in_bytes: 32 << 20,
-        ..Default::default()
-    });
+    c.linux.get_or_insert_with(Default::default).resources =
+        Some(cri::LinuxContainerResources { memory_limit_in_bytes: 32 << 20, ..Default::default() });
     let id = env.run_container(&pod, c, &pod_cfg).expect("create+start");
     let st = env.wait_exited(&id, EXIT_WAIT).expect("exit");
     assert_eq!(st.exit_code, 137, "{st:?}");
@@ -530,10 +422,8 @@ fn stop_keeps_stdio_until_the_exit(handler: &str) {
     env.remove_container(&id).expect("RemoveContainer");
     remove_pod_without_leaks(&env, &pod);
     let log = env.log();
-    let bad: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("file already closed") || l.contains("Failed to pipe"))
-        .collect();
+    let bad: Vec<&str> =
+        log.lines().filter(|l| l.contains("file already closed") || l.contains("Failed to pipe")).collect();
     // runc's shim kills what is left (`runc kill --all`) but does not wait for it to die
     // before the TaskExit, so it loses this race now and then (about 1 run in 4 here);
     // berth's shim waits, and must never lose it.
@@ -543,10 +433,8 @@ fn stop_keeps_stdio_until_the_exit(handler: &str) {
         assert!(bad.is_empty(), "{handler}: containerd lost the container's stdio:\n{}", bad.join("\n"));
     }
     if handler == "berth" {
-        let noisy: Vec<&str> = log
-            .lines()
-            .filter(|l| l.contains("level=info") && l.contains("already finished"))
-            .collect();
+        let noisy: Vec<&str> =
+            log.lines().filter(|l| l.contains("level=info") && l.contains("already finished")).collect();
         assert!(noisy.is_empty(), "the shim logs the kill-all NotFound at info:\n{}", noisy.join("\n"));
     }
 }

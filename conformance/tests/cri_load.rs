@@ -49,10 +49,7 @@ fn fifty_pods_four_at_a_time_without_failures_or_leaks() {
                 let (pod, ids) = match env.sleeping_pod(&format!("load{n}"), &handler, 2) {
                     Ok(p) => p,
                     Err(e) => {
-                        failures
-                            .lock()
-                            .expect("lock")
-                            .push(format!("pod {n} start: {e}"));
+                        failures.lock().expect("lock").push(format!("pod {n} start: {e}"));
                         continue;
                     }
                 };
@@ -63,20 +60,13 @@ fn fifty_pods_four_at_a_time_without_failures_or_leaks() {
                 let t1 = Instant::now();
                 match env.teardown_pod(&pod, &ids) {
                     Ok(()) => stops.lock().expect("lock").push(t1.elapsed()),
-                    Err(e) => failures
-                        .lock()
-                        .expect("lock")
-                        .push(format!("pod {n} teardown: {e}")),
+                    Err(e) => failures.lock().expect("lock").push(format!("pod {n} teardown: {e}")),
                 }
             });
         }
     });
     let failures = failures.into_inner().expect("lock");
-    assert!(
-        failures.is_empty(),
-        "{} failures: {failures:#?}",
-        failures.len()
-    );
+    assert!(failures.is_empty(), "{} failures: {failures:#?}", failures.len());
     let mut leaks = Vec::new();
     for ns in netns.into_inner().expect("lock") {
         leaks.extend(env.leaks_after(&ns, Duration::from_secs(10)));
@@ -84,15 +74,7 @@ fn fifty_pods_four_at_a_time_without_failures_or_leaks() {
     leaks.sort();
     leaks.dedup();
     assert!(leaks.is_empty(), "left behind: {leaks:#?}");
-    println!(
-        "handler {handler}: {PODS} pods x 2 containers, {THREADS} at a time, 0 failures, no leaks"
-    );
-    percentiles(
-        "pod start (RunPodSandbox + 2 containers running)",
-        &mut starts.into_inner().expect("lock"),
-    );
-    percentiles(
-        "pod teardown (stop/remove containers, stop/remove pod)",
-        &mut stops.into_inner().expect("lock"),
-    );
+    println!("handler {handler}: {PODS} pods x 2 containers, {THREADS} at a time, 0 failures, no leaks");
+    percentiles("pod start (RunPodSandbox + 2 containers running)", &mut starts.into_inner().expect("lock"));
+    percentiles("pod teardown (stop/remove containers, stop/remove pod)", &mut stops.into_inner().expect("lock"));
 }

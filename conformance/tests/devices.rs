@@ -31,7 +31,13 @@ fn dev_symlinks_exist() {
     let out = c.sh_ok("for l in fd stdin stdout stderr ptmx; do echo $l $(readlink /dev/$l); done");
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
-        vec!["fd /proc/self/fd", "stdin /proc/self/fd/0", "stdout /proc/self/fd/1", "stderr /proc/self/fd/2", "ptmx pts/ptmx"]
+        vec![
+            "fd /proc/self/fd",
+            "stdin /proc/self/fd/0",
+            "stdout /proc/self/fd/1",
+            "stderr /proc/self/fd/2",
+            "ptmx pts/ptmx"
+        ]
     );
 }
 

@@ -68,7 +68,10 @@ fn docker_run_cap_drop() {
 #[test]
 fn docker_run_tmpfs() {
     let d = dockerd();
-    let out = ok(&d.run(&["--tmpfs", "/scratch:size=1m"], &["sh", "-c", "grep ' /scratch ' /proc/mounts; echo x > /scratch/f && cat /scratch/f"]));
+    let out = ok(&d.run(
+        &["--tmpfs", "/scratch:size=1m"],
+        &["sh", "-c", "grep ' /scratch ' /proc/mounts; echo x > /scratch/f && cat /scratch/f"],
+    ));
     assert!(out.starts_with("tmpfs /scratch tmpfs"), "{out}");
     assert!(out.contains("size=1024k"), "{out}");
     assert!(out.ends_with("x\n"));
@@ -95,7 +98,8 @@ fn docker_default_seccomp_profile_is_applied() {
     let out = ok(&d.run(&[], &["grep", "^Seccomp:", "/proc/self/status"]));
     assert_eq!(out, "Seccomp:\t2\n", "Docker's default profile is not in force");
     // Everyday commands still work under it.
-    let out = ok(&d.run(&[], &["sh", "-c", "mkdir /tmp/d && echo hi > /tmp/d/f && cat /tmp/d/f && ls /tmp/d && id -u"]));
+    let out =
+        ok(&d.run(&[], &["sh", "-c", "mkdir /tmp/d && echo hi > /tmp/d/f && cat /tmp/d/f && ls /tmp/d && id -u"]));
     assert_eq!(out, "hi\nf\n0\n");
 }
 
@@ -137,10 +141,22 @@ fn inspect(id: &str, fmt: &str) -> String {
 #[test]
 fn docker_stop_delivers_sigterm_then_container_is_removed() {
     let d = dockerd();
-    let out = d.docker(&["run", "-d", "--runtime", "berth", "--network", "none", IMAGE,
-        "sh", "-c", "trap 'exit 42' TERM; echo ready; while :; do sleep 0.1; done"]);
+    let out = d.docker(&[
+        "run",
+        "-d",
+        "--runtime",
+        "berth",
+        "--network",
+        "none",
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'exit 42' TERM; echo ready; while :; do sleep 0.1; done",
+    ]);
     let id = ok(&out).trim().to_string();
-    poll_until("container ready", Duration::from_secs(30), || d.docker(&["logs", &id]).stdout.contains("ready").then_some(()));
+    poll_until("container ready", Duration::from_secs(30), || {
+        d.docker(&["logs", &id]).stdout.contains("ready").then_some(())
+    });
     d.docker(&["stop", "-t", "30", &id]).expect_ok("docker stop");
     assert_eq!(inspect(&id, "{{.State.ExitCode}}"), "42", "SIGTERM trap did not run");
     d.docker(&["rm", &id]).expect_ok("docker rm");
@@ -150,14 +166,30 @@ fn docker_stop_delivers_sigterm_then_container_is_removed() {
 #[test]
 fn docker_kill_sends_sigkill_and_custom_signals() {
     let d = dockerd();
-    let out = d.docker(&["run", "-d", "--runtime", "berth", "--network", "none", IMAGE,
-        "sh", "-c", "trap 'echo got-usr1' USR1; echo ready; while :; do sleep 0.1; done"]);
+    let out = d.docker(&[
+        "run",
+        "-d",
+        "--runtime",
+        "berth",
+        "--network",
+        "none",
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'echo got-usr1' USR1; echo ready; while :; do sleep 0.1; done",
+    ]);
     let id = ok(&out).trim().to_string();
-    poll_until("container ready", Duration::from_secs(30), || d.docker(&["logs", &id]).stdout.contains("ready").then_some(()));
+    poll_until("container ready", Duration::from_secs(30), || {
+        d.docker(&["logs", &id]).stdout.contains("ready").then_some(())
+    });
     d.docker(&["kill", "-s", "USR1", &id]).expect_ok("docker kill -s USR1");
-    poll_until("USR1 handled", Duration::from_secs(30), || d.docker(&["logs", &id]).stdout.contains("got-usr1").then_some(()));
+    poll_until("USR1 handled", Duration::from_secs(30), || {
+        d.docker(&["logs", &id]).stdout.contains("got-usr1").then_some(())
+    });
     d.docker(&["kill", &id]).expect_ok("docker kill");
-    poll_until("container exited", Duration::from_secs(30), || (inspect(&id, "{{.State.Running}}") == "false").then_some(()));
+    poll_until("container exited", Duration::from_secs(30), || {
+        (inspect(&id, "{{.State.Running}}") == "false").then_some(())
+    });
     assert_eq!(inspect(&id, "{{.State.ExitCode}}"), "137");
     d.docker(&["rm", &id]).expect_ok("docker rm");
     assert!(cgroup_dirs_containing(&id).is_empty(), "cgroup of {id} left behind");
@@ -206,7 +238,10 @@ fn docker_exec_output_exit_code_user_workdir_env() {
     let missing = d.docker(&["exec", &id, "/no/such/binary"]);
     // The CLI turns any exec start failure into 126 and prints the runtime's error.
     assert_eq!(missing.code, 126, "{missing}");
-    assert!(missing.stdout.contains("no such file or directory") || missing.stderr.contains("no such file or directory"), "{missing}");
+    assert!(
+        missing.stdout.contains("no such file or directory") || missing.stderr.contains("no such file or directory"),
+        "{missing}"
+    );
     let argv = d.runtime_argv();
     assert!(argv.contains("exec --process"), "the shim drove `exec --process`:\n{argv}");
     d.docker(&["rm", "-f", &id]).expect_ok("docker rm -f");
@@ -235,7 +270,8 @@ fn docker_cgroup_file(id: &str, controller: &str, file: &str) -> String {
 #[test]
 fn docker_top_pause_update_and_stats() {
     let d = dockerd();
-    let id = run_detached(d, &["--memory", "64m"], &["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done"]);
+    let id =
+        run_detached(d, &["--memory", "64m"], &["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done"]);
     let lines = || d.docker(&["logs", &id]).stdout.lines().count();
     poll_until("the loop to print", Duration::from_secs(30), || (lines() > 2).then_some(()));
 
@@ -252,8 +288,19 @@ fn docker_top_pause_update_and_stats() {
     assert_eq!(inspect(&id, "{{.State.Status}}"), "running");
     poll_until("the loop to print again", Duration::from_secs(30), || (lines() > at_pause).then_some(()));
 
-    d.docker(&["update", "--memory", "100m", "--memory-swap", "200m", "--pids-limit", "50", "--cpu-shares", "512", &id])
-        .expect_ok("docker update");
+    d.docker(&[
+        "update",
+        "--memory",
+        "100m",
+        "--memory-swap",
+        "200m",
+        "--pids-limit",
+        "50",
+        "--cpu-shares",
+        "512",
+        &id,
+    ])
+    .expect_ok("docker update");
     assert_eq!(docker_cgroup_file(&id, "memory", "memory.limit_in_bytes"), (100u64 << 20).to_string());
     assert_eq!(docker_cgroup_file(&id, "pids", "pids.max"), "50");
     assert_eq!(docker_cgroup_file(&id, "cpu", "cpu.shares"), "512");
@@ -288,7 +335,10 @@ fn docker_exec_it_through_a_pty() {
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.first().is_some_and(|l| l.starts_with("/dev/pts/")), "{text:?}");
     assert!(lines.contains(&"done"), "{text:?}");
-    assert!(d.runtime_argv().lines().any(|l| l.contains("exec") && l.contains("--console-socket")), "exec -t used a console socket");
+    assert!(
+        d.runtime_argv().lines().any(|l| l.contains("exec") && l.contains("--console-socket")),
+        "exec -t used a console socket"
+    );
     d.docker(&["rm", "-f", &id]).expect_ok("docker rm -f");
 }
 
@@ -305,8 +355,12 @@ fn docker_cpus_and_pids_limit_reach_the_cgroup() {
     // busybox sh gives up (exit 2, "can't fork") once the pids limit stops a fork.
     let out = d.run(
         &["--cpus", "0.5", "--pids-limit", "6"],
-        &["sh", "-c", "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/pids/pids.max
-            n=0; while [ $n -lt 10 ]; do sleep 5 & n=$((n+1)); done; echo all-forked"],
+        &[
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/pids/pids.max
+            n=0; while [ $n -lt 10 ]; do sleep 5 & n=$((n+1)); done; echo all-forked",
+        ],
     );
     let l: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(l, ["50000", "100000", "6"], "{out}");
@@ -327,7 +381,8 @@ fn run_ok(rt: &str, opts: &[&str], cmd: &[&str]) -> String {
 }
 
 fn effective_caps(status_line: &str) -> u64 {
-    u64::from_str_radix(status_line.trim().rsplit('\t').next().unwrap_or(""), 16).unwrap_or_else(|_| panic!("bad CapEff line {status_line:?}"))
+    u64::from_str_radix(status_line.trim().rsplit('\t').next().unwrap_or(""), 16)
+        .unwrap_or_else(|_| panic!("bad CapEff line {status_line:?}"))
 }
 
 fn host_status_line(key: &str) -> String {
@@ -375,7 +430,12 @@ fn pty_text(out: &Out) -> String {
 fn docker_run_it_and_attach_through_a_pty() {
     let d = dockerd();
     for rt in RUNTIMES {
-        let args = conformance::docker::Dockerd::run_args(&["run", "--rm", "-it"], rt, &[], &["sh", "-c", "tty; read line; echo got-$line; exit 4"]);
+        let args = conformance::docker::Dockerd::run_args(
+            &["run", "--rm", "-it"],
+            rt,
+            &[],
+            &["sh", "-c", "tty; read line; echo got-$line; exit 4"],
+        );
         let out = docker_in_pty(&args, b"typed\n");
         let text = pty_text(&out);
         assert_eq!(out.code, 4, "[{rt}] {out}");
@@ -398,7 +458,11 @@ fn docker_cap_add_privileged_and_no_new_privileges() {
         // Without NET_ADMIN, changing a link is refused; with it, it works.
         let denied = dockerd().run_on(rt, &[], &["ip", "link", "set", "lo", "mtu", "1400"]);
         assert_ne!(denied.code, 0, "[{rt}] changed a link without NET_ADMIN: {denied}");
-        let out = run_ok(rt, &["--cap-add", "NET_ADMIN"], &["sh", "-c", "ip link set lo mtu 1400 && cat /sys/class/net/lo/mtu"]);
+        let out = run_ok(
+            rt,
+            &["--cap-add", "NET_ADMIN"],
+            &["sh", "-c", "ip link set lo mtu 1400 && cat /sys/class/net/lo/mtu"],
+        );
         assert_eq!(out, "1400\n", "[{rt}]");
         let out = run_ok(rt, &["--cap-drop", "ALL", "--cap-add", "CHOWN"], &["grep", "CapEff", "/proc/self/status"]);
         assert_eq!(effective_caps(&out), 1, "[{rt}] {out}");
@@ -482,7 +546,10 @@ fn docker_wait_rm_force_and_run_rm() {
             d.docker(&["rm", "-f", id]).expect_ok("docker rm -f");
             assert_ne!(d.docker(&["inspect", id]).code, 0, "[{rt}] {id} still known");
             assert!(cgroup_dirs_containing(id).is_empty(), "[{rt}] cgroup of {id} left behind");
-            assert!(conformance::leak::processes_mentioning(&[id.as_str()]).is_empty(), "[{rt}] processes of {id} left behind");
+            assert!(
+                conformance::leak::processes_mentioning(&[id.as_str()]).is_empty(),
+                "[{rt}] processes of {id} left behind"
+            );
         }
 
         let name = format!("rm-{rt}-{}", std::process::id());
@@ -494,7 +561,11 @@ fn docker_wait_rm_force_and_run_rm() {
 #[test]
 fn docker_user_group_add_ulimit_shm_size() {
     for rt in RUNTIMES {
-        assert_eq!(run_ok(rt, &["--user", "1000:1000", "--group-add", "5", "--group-add", "65534"], &["id", "-G"]), "1000 5 65534\n", "[{rt}]");
+        assert_eq!(
+            run_ok(rt, &["--user", "1000:1000", "--group-add", "5", "--group-add", "65534"], &["id", "-G"]),
+            "1000 5 65534\n",
+            "[{rt}]"
+        );
         // Lowering is what root without CAP_SYS_RESOURCE on this host can do.
         let out = run_ok(rt, &["--ulimit", "nofile=100:200"], &["sh", "-c", "ulimit -n; ulimit -Hn"]);
         assert_eq!(out, "100\n200\n", "[{rt}]");
@@ -538,17 +609,35 @@ fn docker_namespaces_network_none_and_host_sharing() {
 fn docker_device_and_cgroup_options() {
     let d = dockerd();
     for rt in RUNTIMES {
-        let out = run_ok(rt, &["--device", "/dev/null:/dev/xnull"], &["sh", "-c", "stat -c '%t:%T' /dev/xnull; echo x > /dev/xnull && echo wrote"]);
+        let out = run_ok(
+            rt,
+            &["--device", "/dev/null:/dev/xnull"],
+            &["sh", "-c", "stat -c '%t:%T' /dev/xnull; echo x > /dev/xnull && echo wrote"],
+        );
         assert_eq!(out, "1:3\nwrote\n", "[{rt}]");
 
         let id = d.run_detached_on(
             rt,
-            &["--memory", "64m", "--memory-swap", "128m", "--oom-kill-disable", "--cpuset-cpus", "0", "--cpu-shares", "256"],
+            &[
+                "--memory",
+                "64m",
+                "--memory-swap",
+                "128m",
+                "--oom-kill-disable",
+                "--cpuset-cpus",
+                "0",
+                "--cpu-shares",
+                "256",
+            ],
             &["sleep", "1000"],
         );
         assert_eq!(docker_cgroup_file(&id, "memory", "memory.limit_in_bytes"), (64u64 << 20).to_string(), "[{rt}]");
         if std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists() {
-            assert_eq!(docker_cgroup_file(&id, "memory", "memory.memsw.limit_in_bytes"), (128u64 << 20).to_string(), "[{rt}]");
+            assert_eq!(
+                docker_cgroup_file(&id, "memory", "memory.memsw.limit_in_bytes"),
+                (128u64 << 20).to_string(),
+                "[{rt}]"
+            );
         }
         assert!(docker_cgroup_file(&id, "memory", "memory.oom_control").contains("oom_kill_disable 1"), "[{rt}]");
         assert_eq!(docker_cgroup_file(&id, "cpuset", "cpuset.cpus"), "0", "[{rt}]");
@@ -575,9 +664,13 @@ fn docker_health_check_runs_through_exec() {
             &["--health-cmd", "test -f /tmp/ok", "--health-interval", "1s", "--health-retries", "1"],
             &["sh", "-c", "sleep 2; touch /tmp/ok; sleep 1000"],
         );
-        poll_until("healthy", Duration::from_secs(60), || (inspect(&id, "{{.State.Health.Status}}") == "healthy").then_some(()));
+        poll_until("healthy", Duration::from_secs(60), || {
+            (inspect(&id, "{{.State.Health.Status}}") == "healthy").then_some(())
+        });
         d.docker(&["exec", &id, "rm", "/tmp/ok"]).expect_ok("docker exec rm");
-        poll_until("unhealthy", Duration::from_secs(60), || (inspect(&id, "{{.State.Health.Status}}") == "unhealthy").then_some(()));
+        poll_until("unhealthy", Duration::from_secs(60), || {
+            (inspect(&id, "{{.State.Health.Status}}") == "unhealthy").then_some(())
+        });
         d.docker(&["rm", "-f", &id]).expect_ok("docker rm -f");
     }
 }
@@ -640,7 +733,11 @@ fn docker_userns_remap_runs_containers_as_subordinate_ids() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("dockerd added no dockremap range: {subuid}"));
     for rt in RUNTIMES {
-        let out = d.run_on(rt, &[], &["sh", "-c", "id -u; cat /proc/self/uid_map; touch /root-owned && stat -c %u /root-owned"]);
+        let out = d.run_on(
+            rt,
+            &[],
+            &["sh", "-c", "id -u; cat /proc/self/uid_map; touch /root-owned && stat -c %u /root-owned"],
+        );
         assert!(out.ok(), "[{rt}] {out}");
         let words: Vec<&str> = out.stdout.split_whitespace().collect();
         assert_eq!(words, ["0", "0", &start.to_string(), "65536", "0"], "[{rt}] {out}");
@@ -649,7 +746,11 @@ fn docker_userns_remap_runs_containers_as_subordinate_ids() {
         let pid = ok(&d.docker(&["inspect", "--format", "{{.State.Pid}}", &id])).trim().to_string();
         let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         let uid = conformance::util::status_field(&status, "Uid");
-        assert_eq!(uid.split_whitespace().next(), Some(start.to_string().as_str()), "[{rt}] host uid of the container's root: {uid}");
+        assert_eq!(
+            uid.split_whitespace().next(),
+            Some(start.to_string().as_str()),
+            "[{rt}] host uid of the container's root: {uid}"
+        );
         d.docker(&["rm", "-f", &id]).expect_ok("docker rm -f");
         assert!(cgroup_dirs_containing(&id).is_empty(), "[{rt}] cgroup of {id} left behind");
     }

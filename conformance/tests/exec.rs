@@ -44,57 +44,25 @@ fn ns_links(pid: &str) -> Vec<String> {
 fn exec_joins_every_namespace_of_the_init() {
     let c = running("exec_ns");
     let pid = init_pid(&c);
-    let script = NAMESPACES
-        .iter()
-        .map(|n| format!("readlink /proc/self/ns/{n};"))
-        .collect::<String>();
-    let inside: Vec<String> = exec_ok(&c, &[&c.id, "sh", "-c", &script])
-        .lines()
-        .map(str::to_string)
-        .collect();
-    assert_eq!(
-        inside,
-        ns_links(&pid.to_string()),
-        "namespaces of the exec'd process vs the init's"
-    );
+    let script = NAMESPACES.iter().map(|n| format!("readlink /proc/self/ns/{n};")).collect::<String>();
+    let inside: Vec<String> = exec_ok(&c, &[&c.id, "sh", "-c", &script]).lines().map(str::to_string).collect();
+    assert_eq!(inside, ns_links(&pid.to_string()), "namespaces of the exec'd process vs the init's");
 }
 
 #[test]
 fn detached_exec_writes_the_pid_file_and_shares_cgroup_and_namespaces() {
     let c = running("exec_detach");
     let pidfile = c.dir.join("exec.pid");
-    exec(
-        &c,
-        &[
-            "--detach",
-            "--pid-file",
-            pidfile.to_str().unwrap(),
-            &c.id,
-            "sleep",
-            "1000",
-        ],
-    )
-    .expect_ok("exec --detach");
-    let pid = fs::read_to_string(&pidfile)
-        .expect("pid file written")
-        .trim()
-        .to_string();
+    exec(&c, &["--detach", "--pid-file", pidfile.to_str().unwrap(), &c.id, "sleep", "1000"]).expect_ok("exec --detach");
+    let pid = fs::read_to_string(&pidfile).expect("pid file written").trim().to_string();
     let init = init_pid(&c).to_string();
     assert_eq!(ns_links(&pid), ns_links(&init), "namespaces");
     let cg = |p: &str| fs::read_to_string(format!("/proc/{p}/cgroup")).unwrap();
-    assert_eq!(
-        cg(&pid),
-        cg(&init),
-        "cgroups of the exec'd process vs the init's"
-    );
+    assert_eq!(cg(&pid), cg(&init), "cgroups of the exec'd process vs the init's");
     let st = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let nspid_line = status_field(&st, "NSpid");
     let nspid: Vec<&str> = nspid_line.split_whitespace().collect();
-    assert_eq!(
-        nspid.len(),
-        2,
-        "the process has a pid in the container's pid namespace: {nspid:?}"
-    );
+    assert_eq!(nspid.len(), 2, "the process has a pid in the container's pid namespace: {nspid:?}");
     assert_ne!(nspid[1], "1");
     // The init sees it in its own pid namespace under that pid.
     let seen = exec_ok(&c, &[&c.id, "cat", &format!("/proc/{}/cmdline", nspid[1])]);
@@ -104,26 +72,11 @@ fn detached_exec_writes_the_pid_file_and_shares_cgroup_and_namespaces() {
 #[test]
 fn exec_runs_in_the_container_pid_namespace_and_cgroup_namespace() {
     let c = running("exec_pidns");
-    let out = exec_ok(
-        &c,
-        &[
-            &c.id,
-            "sh",
-            "-c",
-            "cat /proc/1/cmdline; echo; cat /proc/self/cgroup",
-        ],
-    );
+    let out = exec_ok(&c, &[&c.id, "sh", "-c", "cat /proc/1/cmdline; echo; cat /proc/self/cgroup"]);
     let mut lines = out.lines();
-    assert_eq!(
-        lines.next(),
-        Some("sleep\u{0}1000\u{0}"),
-        "pid 1 is the init:\n{out}"
-    );
+    assert_eq!(lines.next(), Some("sleep\u{0}1000\u{0}"), "pid 1 is the init:\n{out}");
     for l in lines {
-        assert!(
-            l.ends_with(":/"),
-            "inside its cgroup namespace the process sits at the root: {l}"
-        );
+        assert!(l.ends_with(":/"), "inside its cgroup namespace the process sits at the root: {l}");
     }
 }
 
@@ -161,24 +114,9 @@ fn exec_user_with_a_uid_only_keeps_the_container_gid() {
     c.bundle.set_args(&["sleep", "1000"]);
     c.create().expect_ok("create");
     c.start().expect_ok("start");
-    assert_eq!(
-        exec_ok(
-            &c,
-            &["-u", "1", &c.id, "sh", "-c", "id -u; id -g; echo $HOME"]
-        ),
-        "1\n42\n/\n"
-    );
-    assert_eq!(
-        exec_ok(&c, &["-u", "0", &c.id, "sh", "-c", "id -u; echo $HOME"]),
-        "0\n/root\n"
-    );
-    assert_eq!(
-        exec_ok(
-            &c,
-            &["-u", "65534:65534", &c.id, "sh", "-c", "id -u; id -g"]
-        ),
-        "65534\n65534\n"
-    );
+    assert_eq!(exec_ok(&c, &["-u", "1", &c.id, "sh", "-c", "id -u; id -g; echo $HOME"]), "1\n42\n/\n");
+    assert_eq!(exec_ok(&c, &["-u", "0", &c.id, "sh", "-c", "id -u; echo $HOME"]), "0\n/root\n");
+    assert_eq!(exec_ok(&c, &["-u", "65534:65534", &c.id, "sh", "-c", "id -u; id -g"]), "65534\n65534\n");
 }
 
 #[test]
@@ -187,14 +125,8 @@ fn bad_user_values_are_refused_and_never_become_root() {
     for bad in ["a", "1:", ":1", "-1", "1:a", "root"] {
         let out = exec(&c, &["-u", bad, &c.id, "id", "-u"]);
         out.expect_fail(&format!("--user {bad}"));
-        assert!(
-            !out.stdout.contains('0'),
-            "--user {bad:?} ran a process:\n{out}"
-        );
-        assert!(
-            out.stderr.to_lowercase().contains("user") || out.stderr.contains("parsing"),
-            "{out}"
-        );
+        assert!(!out.stdout.contains('0'), "--user {bad:?} ran a process:\n{out}");
+        assert!(out.stderr.to_lowercase().contains("user") || out.stderr.contains("parsing"), "{out}");
     }
 }
 
@@ -209,11 +141,7 @@ fn exec_exit_codes_are_the_process_ones() {
 #[test]
 fn exec_stdin_is_passed_through() {
     let c = running("exec_stdin");
-    let out =
-        c.rt.cmd()
-            .args(["exec", &c.id, "sh", "-c", "tr a-z A-Z"])
-            .stdin(b"hello exec\n")
-            .run();
+    let out = c.rt.cmd().args(["exec", &c.id, "sh", "-c", "tr a-z A-Z"]).stdin(b"hello exec\n").run();
     out.expect_ok("exec with stdin");
     assert_eq!(out.stdout, "HELLO EXEC\n");
 }
@@ -221,30 +149,16 @@ fn exec_stdin_is_passed_through() {
 #[test]
 fn exec_cap_adds_no_inheritable_capability() {
     let c = running("exec_caps");
-    let st = exec_ok(
-        &c,
-        &["--cap", "CAP_SYS_ADMIN", &c.id, "cat", "/proc/self/status"],
-    );
+    let st = exec_ok(&c, &["--cap", "CAP_SYS_ADMIN", &c.id, "cat", "/proc/self/status"]);
     let bit = 1u64 << 21;
     let field = |k: &str| u64::from_str_radix(&status_field(&st, k), 16).unwrap();
-    assert_eq!(
-        field("CapInh"),
-        0,
-        "CVE-2022-29162: --cap must not add inheritable caps"
-    );
+    assert_eq!(field("CapInh"), 0, "CVE-2022-29162: --cap must not add inheritable caps");
     assert_ne!(field("CapEff") & bit, 0, "CAP_SYS_ADMIN effective");
     assert_ne!(field("CapPrm") & bit, 0, "CAP_SYS_ADMIN permitted");
-    assert_ne!(
-        field("CapBnd") & bit,
-        0,
-        "CAP_SYS_ADMIN in the bounding set"
-    );
+    assert_ne!(field("CapBnd") & bit, 0, "CAP_SYS_ADMIN in the bounding set");
     // Without --cap, the container's own sets (no CAP_SYS_ADMIN).
     let st = exec_ok(&c, &[&c.id, "cat", "/proc/self/status"]);
-    assert_eq!(
-        u64::from_str_radix(&status_field(&st, "CapBnd"), 16).unwrap() & bit,
-        0
-    );
+    assert_eq!(u64::from_str_radix(&status_field(&st, "CapBnd"), 16).unwrap() & bit, 0);
 }
 
 #[test]
@@ -256,11 +170,7 @@ fn exec_no_new_privs_and_rlimits_follow_the_container() {
     c.start().expect_ok("start");
     let st = exec_ok(&c, &[&c.id, "sh", "-c", "cat /proc/self/status; ulimit -n"]);
     assert_eq!(status_field(&st, "NoNewPrivs"), "0");
-    assert_eq!(
-        st.lines().last(),
-        Some("1024"),
-        "the container's RLIMIT_NOFILE"
-    );
+    assert_eq!(st.lines().last(), Some("1024"), "the container's RLIMIT_NOFILE");
     let st = exec_ok(&c, &["--no-new-privs", &c.id, "cat", "/proc/self/status"]);
     assert_eq!(status_field(&st, "NoNewPrivs"), "1");
 }
@@ -294,16 +204,7 @@ fn exec_tty_sends_the_master_to_the_console_socket() {
     let t = std::thread::spawn(move || conformance::console::recv_fd(&l));
     exec(
         &c,
-        &[
-            "-t",
-            "-d",
-            "--console-socket",
-            &sock,
-            &c.id,
-            "sh",
-            "-c",
-            "tty; stat -L -c '%t' /proc/self/fd/0; echo done",
-        ],
+        &["-t", "-d", "--console-socket", &sock, &c.id, "sh", "-c", "tty; stat -L -c '%t' /proc/self/fd/0; echo done"],
     )
     .expect_ok("exec --tty --console-socket");
     let text = conformance::console::read_until(t.join().expect("console receiver"), "done");
@@ -350,10 +251,7 @@ fn exec_missing_binary_fails_even_detached() {
         args.extend([c.id.as_str(), "/no/such/binary"]);
         let out = exec(&c, &args);
         out.expect_fail("exec of a missing binary");
-        assert!(
-            out.stderr.contains("no such file or directory") || out.stderr.contains("No such file"),
-            "{out}"
-        );
+        assert!(out.stderr.contains("no such file or directory") || out.stderr.contains("No such file"), "{out}");
     }
 }
 
@@ -364,15 +262,8 @@ fn fds_of_detached(c: &Case, extra: &[&str], leak: &[std::path::PathBuf]) -> Vec
     let mut args = vec!["exec", "--detach", "--pid-file", pidfile.to_str().unwrap()];
     args.extend(extra);
     args.extend([c.id.as_str(), "sleep", "1000"]);
-    c.rt.cmd()
-        .args(args)
-        .leak_fds(leak)
-        .run()
-        .expect_ok("exec --detach with leaked fds");
-    let pid = fs::read_to_string(&pidfile)
-        .expect("pid file")
-        .trim()
-        .to_string();
+    c.rt.cmd().args(args).leak_fds(leak).run().expect_ok("exec --detach with leaked fds");
+    let pid = fs::read_to_string(&pidfile).expect("pid file").trim().to_string();
     let mut fds: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .flatten()
@@ -387,10 +278,7 @@ fn exec_closes_fds_the_caller_leaked() {
     let c = running("exec_fds");
     let leak = vec![c.dir.clone(), "/".into(), "/etc/hostname".into()];
     assert_eq!(fds_of_detached(&c, &[], &leak), ["0", "1", "2"]);
-    assert_eq!(
-        fds_of_detached(&c, &["--preserve-fds", "1"], &leak),
-        ["0", "1", "2", "3"]
-    );
+    assert_eq!(fds_of_detached(&c, &["--preserve-fds", "1"], &leak), ["0", "1", "2", "3"]);
 }
 
 #[test]
@@ -402,27 +290,13 @@ fn exec_cwd_through_a_leaked_fd_cannot_reach_the_host() {
         let cwd = format!("/proc/self/fd/{n}");
         let out =
             c.rt.cmd()
-                .args([
-                    "exec",
-                    "--cwd",
-                    &cwd,
-                    &c.id,
-                    "sh",
-                    "-c",
-                    "cat secret ../secret 2>/dev/null; pwd",
-                ])
+                .args(["exec", "--cwd", &cwd, &c.id, "sh", "-c", "cat secret ../secret 2>/dev/null; pwd"])
                 .leak_fds(&[canary.clone(), canary.clone(), "/".into()])
                 .run();
-        assert!(
-            !out.stdout.contains("HOST-SECRET"),
-            "--cwd {cwd} reached the host:\n{out}"
-        );
+        assert!(!out.stdout.contains("HOST-SECRET"), "--cwd {cwd} reached the host:\n{out}");
         if out.ok() {
             let pwd = out.stdout.lines().last().unwrap_or("");
-            assert!(
-                !pwd.contains(canary.to_str().unwrap()) && !pwd.contains("unreachable"),
-                "--cwd {cwd}: {pwd}"
-            );
+            assert!(!pwd.contains(canary.to_str().unwrap()) && !pwd.contains("unreachable"), "--cwd {cwd}: {pwd}");
         }
     }
 }
@@ -442,11 +316,7 @@ fn cve_2019_5736_exec_of_proc_self_exe_leaves_runtime_binary_unchanged() {
     let out = exec(&c, &[&c.id, "/attack"]);
     assert!(!out.stdout.contains("WROTE"), "{out}");
     let _ = exec(&c, &[&c.id, "/entry"]);
-    assert_eq!(
-        sha256_file(&c.rt.bin),
-        before,
-        "the runtime binary was modified"
-    );
+    assert_eq!(sha256_file(&c.rt.bin), before, "the runtime binary was modified");
 }
 
 /// The init's freezer control file and its frozen/thawed values (v1 freezer or v2).
@@ -484,13 +354,24 @@ fn exec_into_a_paused_container_is_refused() {
 fn foreground_exec_tty_proxies_the_terminal() {
     let c = running("exec_fg_tty");
     let q = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
-    let cmd = [c.rt.bin.to_str().unwrap(), "--root", c.rt.root.to_str().unwrap(), "exec", "-t", &c.id, "sh", "-c", "tty; echo in-tty; exit 5"]
-        .iter()
-        .map(|a| q(a))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let cmd = [
+        c.rt.bin.to_str().unwrap(),
+        "--root",
+        c.rt.root.to_str().unwrap(),
+        "exec",
+        "-t",
+        &c.id,
+        "sh",
+        "-c",
+        "tty; echo in-tty; exit 5",
+    ]
+    .iter()
+    .map(|a| q(a))
+    .collect::<Vec<_>>()
+    .join(" ");
     // script(1) gives berth a terminal of its own, as a person's would be.
-    let out = conformance::runtime::Invocation::new(std::path::Path::new("script")).args(["-qec", &cmd, "/dev/null"]).run();
+    let out =
+        conformance::runtime::Invocation::new(std::path::Path::new("script")).args(["-qec", &cmd, "/dev/null"]).run();
     let text = out.stdout.replace(['\r', '\0'], "").replace("^@", "");
     assert_eq!(out.code, 5, "the process's exit code comes back through script: {out}");
     let lines: Vec<&str> = text.lines().collect();
@@ -513,7 +394,8 @@ fn exec_process_json_without_user_runs_as_root() {
         c.config()["process"]["user"] = json!({"uid": 1000, "gid": 1000});
         start_sleeper(c, rt);
         let p = c.dir.join("process.json");
-        fs::write(&p, json!({"args": ["sh", "-c", "id -u; id -g"], "cwd": "/", "env": ["PATH=/bin"]}).to_string()).unwrap();
+        fs::write(&p, json!({"args": ["sh", "-c", "id -u; id -g"], "cwd": "/", "env": ["PATH=/bin"]}).to_string())
+            .unwrap();
         let out = c.rt.exec(&["exec", "--process", p.to_str().unwrap(), &c.id]);
         out.expect_ok(rt);
         assert_eq!(out.stdout, "0\n0\n", "{rt}: {out}");
@@ -568,7 +450,9 @@ fn foreground_exec_tty_keeps_newlines() {
     conformance::each_runtime_but(&["runc", "crun"], "exec_fg_onlcr", |c, rt| {
         start_sleeper(c, rt);
         let cmd = script_cmd(c, &["exec", "-t", &c.id, "printf", "a\\nb\\n"]);
-        let out = conformance::runtime::Invocation::new(std::path::Path::new("script")).args(["-qec", &cmd, "/dev/null"]).run();
+        let out = conformance::runtime::Invocation::new(std::path::Path::new("script"))
+            .args(["-qec", &cmd, "/dev/null"])
+            .run();
         out.expect_ok(rt);
         // script(1) echoes a NUL of its own as "^@" while the terminal is not yet raw.
         let text = out.stdout.replace("^@", "").replace('\0', "");
@@ -597,16 +481,15 @@ fn exec_passes_arguments_and_env_that_are_not_utf8_through_as_bytes() {
     use std::ffi::OsStr;
     use std::os::unix::ffi::OsStrExt;
     let c = running("exec_bytes");
-    let out = c
-        .rt
-        .cmd()
-        .arg("exec")
-        .arg("--env")
-        .arg(OsStr::from_bytes(b"X=\xfe"))
-        .arg(&c.id)
-        .args(["sh", "-c", r#"printf %s "$1" | od -An -tx1; printf %s "$X" | od -An -tx1"#, "sh"])
-        .arg(OsStr::from_bytes(b"a\xffb"))
-        .run();
+    let out =
+        c.rt.cmd()
+            .arg("exec")
+            .arg("--env")
+            .arg(OsStr::from_bytes(b"X=\xfe"))
+            .arg(&c.id)
+            .args(["sh", "-c", r#"printf %s "$1" | od -An -tx1; printf %s "$X" | od -An -tx1"#, "sh"])
+            .arg(OsStr::from_bytes(b"a\xffb"))
+            .run();
     out.expect_ok("exec with arguments that are not UTF-8");
     let words: Vec<&str> = out.stdout.split_whitespace().collect();
     if c.rt.bin.ends_with("runc") {

@@ -38,10 +38,7 @@ fn case(n: usize, step: &str) -> Case {
     c.rt = Runtime::with_binary(failpoint_binary(), &c.dir.join("root"));
     c.config()["hooks"] = json!({"createRuntime": [{"path": "/bin/true"}]});
     if step.contains("maps") {
-        c.config()["linux"]["namespaces"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"type": "user"}));
+        c.config()["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
         c.config()["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
         c.config()["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
         let st = Command::new("chown")
@@ -56,11 +53,7 @@ fn case(n: usize, step: &str) -> Case {
 }
 
 fn killed_at(out: &Out, step: &str) {
-    assert_eq!(
-        out.signal,
-        Some(libc::SIGKILL),
-        "berth should have died at failpoint {step}\n{out}"
-    );
+    assert_eq!(out.signal, Some(libc::SIGKILL), "berth should have died at failpoint {step}\n{out}");
 }
 
 /// One step: set up what the operation needs, run it with the failpoint, clean up with
@@ -72,13 +65,7 @@ fn walk_one(n: usize, step: &str) {
     match op {
         "create" => {
             c.write();
-            let out = fp(c
-                .rt
-                .cmd()
-                .args(["create", "--bundle"])
-                .arg(&c.bundle.dir)
-                .arg(&c.id)
-                .stdio_to(&c.stdio));
+            let out = fp(c.rt.cmd().args(["create", "--bundle"]).arg(&c.bundle.dir).arg(&c.id).stdio_to(&c.stdio));
             killed_at(&out, step);
         }
         "start" => {
@@ -90,13 +77,8 @@ fn walk_one(n: usize, step: &str) {
             c.start().expect_ok("start");
             killed_at(&fp(c.rt.cmd().args(["exec", &c.id, "true"])), step);
             // The container outlives a dead exec: it still runs and takes another one.
-            assert_eq!(
-                c.rt.status(&c.id).as_deref(),
-                Some("running"),
-                "after exec died at {step}"
-            );
-            c.rt.exec(&["exec", &c.id, "true"])
-                .expect_ok(&format!("exec after one that died at {step}"));
+            assert_eq!(c.rt.status(&c.id).as_deref(), Some("running"), "after exec died at {step}");
+            c.rt.exec(&["exec", &c.id, "true"]).expect_ok(&format!("exec after one that died at {step}"));
         }
         "delete" => {
             c.create().expect_ok("create");
@@ -105,13 +87,11 @@ fn walk_one(n: usize, step: &str) {
         }
         other => panic!("failpoint {step}: unknown operation {other:?}"),
     }
-    c.rt.delete_force(&c.id)
-        .expect_ok(&format!("delete --force after berth died at {step}"));
+    c.rt.delete_force(&c.id).expect_ok(&format!("delete --force after berth died at {step}"));
     c.assert_no_leaks(&format!("after berth died at {step} and delete --force"));
     c.create().expect_ok(&format!("create of the id again after {step}"));
     c.start().expect_ok(&format!("start of the id again after {step}"));
-    c.rt.delete_force(&c.id)
-        .expect_ok(&format!("delete of the id again after {step}"));
+    c.rt.delete_force(&c.id).expect_ok(&format!("delete of the id again after {step}"));
     c.assert_no_leaks(&format!("after reusing the id ({step})"));
 }
 
@@ -120,10 +100,7 @@ fn every_failpoint_of_create_start_exec_delete_leaves_nothing_after_delete_force
     let probe = Runtime::with_binary(failpoint_binary(), Path::new("/nonexistent"));
     let all = steps(&probe);
     for op in ["create:", "start:", "exec:", "delete:"] {
-        assert!(
-            all.iter().any(|s| s.starts_with(op)),
-            "no failpoint of {op} listed: {all:?}"
-        );
+        assert!(all.iter().any(|s| s.starts_with(op)), "no failpoint of {op} listed: {all:?}");
     }
     let mut failed = Vec::new();
     for (n, step) in all.iter().enumerate() {
@@ -137,13 +114,7 @@ fn every_failpoint_of_create_start_exec_delete_leaves_nothing_after_delete_force
             failed.push(format!("{step}: {msg}"));
         }
     }
-    assert!(
-        failed.is_empty(),
-        "{} of {} failpoints left something:\n{}",
-        failed.len(),
-        all.len(),
-        failed.join("\n")
-    );
+    assert!(failed.is_empty(), "{} of {} failpoints left something:\n{}", failed.len(), all.len(), failed.join("\n"));
 }
 
 #[test]
@@ -151,8 +122,5 @@ fn a_build_without_the_feature_has_no_failpoints() {
     let c = Case::new("fp-off");
     let out = c.rt.cmd().env("BERTH_FAILPOINT", "list").arg("list").run();
     out.expect_ok("list with BERTH_FAILPOINT=list on the ordinary binary");
-    assert!(
-        !out.stdout.contains("create:"),
-        "the ordinary berth lists failpoints\n{out}"
-    );
+    assert!(!out.stdout.contains("create:"), "the ordinary berth lists failpoints\n{out}");
 }

@@ -14,11 +14,10 @@ fn install_all_hooks(c: &mut Case) -> std::path::PathBuf {
     let log_dir = c.dir.join("hooklog");
     fs::create_dir_all(&log_dir).unwrap();
     let host_log = log_dir.join("log");
-    let hook = |kind: &str, log: &str| {
-        json!({"path": "/bin/sh", "args": ["sh", "-c", format!("printf '%s ' {kind} >> {log}; cat >> {log}; echo >> {log}")]})
-    };
+    let hook = |kind: &str, log: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("printf '%s ' {kind} >> {log}; cat >> {log}; echo >> {log}")]});
     let hl = host_log.to_str().unwrap().to_string();
-    c.bundle.add_mount(json!({"destination": "/hooklog", "type": "bind", "source": log_dir, "options": ["rbind", "rw"]}));
+    c.bundle
+        .add_mount(json!({"destination": "/hooklog", "type": "bind", "source": log_dir, "options": ["rbind", "rw"]}));
     c.config()["hooks"] = json!({
         "prestart": [hook("prestart", &hl)],
         "createRuntime": [hook("createRuntime", &hl)],
@@ -91,11 +90,13 @@ fn container_hooks_run_inside_the_container() {
     let mut c = Case::new("hooks_in_ctr");
     let log_dir = c.dir.join("hooklog");
     fs::create_dir_all(&log_dir).unwrap();
-    c.bundle.add_mount(json!({"destination": "/hooklog", "type": "bind", "source": log_dir, "options": ["rbind", "rw"]}));
+    c.bundle
+        .add_mount(json!({"destination": "/hooklog", "type": "bind", "source": log_dir, "options": ["rbind", "rw"]}));
     let script = |dir: &str, name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("hostname > {dir}/{name}; readlink /proc/self/ns/mnt >> {dir}/{name}")]});
     // createContainer: before pivot_root, so the host path of the log dir.
     let host_dir = log_dir.to_str().unwrap().to_string();
-    c.config()["hooks"] = json!({"createContainer": [script(&host_dir, "cc")], "startContainer": [script("/hooklog", "sc")]});
+    c.config()["hooks"] =
+        json!({"createContainer": [script(&host_dir, "cc")], "startContainer": [script("/hooklog", "sc")]});
     c.config()["hostname"] = "hooked".into();
     c.run_sh("true").expect_ok("run");
     let host_mnt = conformance::util::ns_inode(std::path::Path::new("/proc/self/ns/mnt")).unwrap();
@@ -173,7 +174,11 @@ fn failing_poststop_hook_warns_and_the_others_run() {
         let out = c.rt.delete(&c.id);
         out.expect_ok(&format!("{rt}: delete despite a failing poststop hook"));
         assert!(out.stderr.contains("poststop") || rt != "berth", "{rt}: no warning: {out}");
-        assert_eq!(fs::read_to_string(&log).unwrap_or_default(), "poststop\n", "{rt}: the second poststop hook did not run");
+        assert_eq!(
+            fs::read_to_string(&log).unwrap_or_default(),
+            "poststop\n",
+            "{rt}: the second poststop hook did not run"
+        );
         c.rt.state(&c.id).expect_fail("state after delete");
     });
 }
@@ -191,7 +196,11 @@ fn failing_poststart_hook_warns_and_the_others_run() {
         out.expect_ok(&format!("{rt}: start despite a failing poststart hook"));
         assert!(out.stderr.contains("poststart") || rt != "berth", "{rt}: no warning: {out}");
         c.wait_status(&c.id, "stopped");
-        assert_eq!(fs::read_to_string(&log).unwrap_or_default(), "poststart\n", "{rt}: the second poststart hook did not run");
+        assert_eq!(
+            fs::read_to_string(&log).unwrap_or_default(),
+            "poststart\n",
+            "{rt}: the second poststart hook did not run"
+        );
         assert_eq!(c.output().trim(), "main", "{rt}: the container's process did not run");
     });
 }

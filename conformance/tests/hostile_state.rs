@@ -105,7 +105,8 @@ fn cgroup_paths_rewritten_in_the_state_make_berth_signal_nothing_outside_the_con
     let mut c = Case::new("hostile_cgroup");
     let init = running(&mut c);
     let state = state_file(&c);
-    let mut rec: Value = serde_json::from_slice(&fs::read(&state).expect("read state.json")).expect("state.json is JSON");
+    let mut rec: Value =
+        serde_json::from_slice(&fs::read(&state).expect("read state.json")).expect("state.json is JSON");
     let hierarchies = rec["cgroup"]["hierarchies"].as_array().expect("hierarchies").clone();
     let (victim, dirs) = victim(&mut c, &hierarchies);
     for (h, d) in rec["cgroup"]["hierarchies"].as_array_mut().unwrap().iter_mut().zip(&dirs) {

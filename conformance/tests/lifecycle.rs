@@ -99,7 +99,9 @@ fn pid_file_holds_init_pid() {
 fn kill_by_signal_name_and_number() {
     let mut c = Case::new("kill_signals");
     // The trap proves which signal arrived, not merely that the process died.
-    c.bundle.set_sh("trap 'echo got USR1' USR1; trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 0.05; done");
+    c.bundle.set_sh(
+        "trap 'echo got USR1' USR1; trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 0.05; done",
+    );
     c.create().expect_ok("create");
     c.start().expect_ok("start");
     poll_until("container ready", Duration::from_secs(20), || c.output().contains("ready").then_some(()));
@@ -205,7 +207,14 @@ fn create_killed_part_way_is_cleaned_up_by_delete_force() {
         "args": ["sh", "-c", format!("echo $$ > {}; exec sleep 1", marker.display())]}]});
     c.write();
     let mut create = Command::new(&c.rt.bin)
-        .args(["--root".as_ref(), c.rt.root.as_os_str(), "create".as_ref(), "--bundle".as_ref(), c.bundle.dir.as_os_str(), c.id.as_ref()])
+        .args([
+            "--root".as_ref(),
+            c.rt.root.as_os_str(),
+            "create".as_ref(),
+            "--bundle".as_ref(),
+            c.bundle.dir.as_os_str(),
+            c.id.as_ref(),
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -249,14 +258,18 @@ fn create_and_start_with_one_mib_of_annotations() {
         // One value above the default socket buffer (~208 KiB), the rest in 64 KiB pieces.
         annotations.insert("org.example.big".into(), "b".repeat(300 << 10).into());
         for i in 0..12 {
-            annotations.insert(format!("org.example.a{i}"), char::from(b'a' + i as u8).to_string().repeat(64 << 10).into());
+            annotations
+                .insert(format!("org.example.a{i}"), char::from(b'a' + i as u8).to_string().repeat(64 << 10).into());
         }
         c.config()["annotations"] = serde_json::Value::Object(annotations.clone());
         c.bundle.set_sh("echo started");
         c.create().expect_ok(&format!("{rt}: create with 1 MiB of annotations"));
         let st = c.state();
         assert_eq!(st["status"], "created", "{rt}");
-        assert!(st["annotations"] == serde_json::Value::Object(annotations), "{rt}: the state's annotations differ from the config's");
+        assert!(
+            st["annotations"] == serde_json::Value::Object(annotations),
+            "{rt}: the state's annotations differ from the config's"
+        );
         c.start().expect_ok(&format!("{rt}: start"));
         c.wait_status(&c.id, "stopped");
         assert_eq!(c.output(), "started\n", "{rt}");

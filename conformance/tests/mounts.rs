@@ -52,7 +52,9 @@ fn bind_mount_of_a_file() {
     let mut c = Case::new("mnt_bind_file");
     let src = c.dir.join("hostfile");
     fs::write(&src, "file-content\n").unwrap();
-    c.bundle.add_mount(json!({"destination": "/etc/mounted-file", "type": "bind", "source": src, "options": ["bind", "ro"]}));
+    c.bundle.add_mount(
+        json!({"destination": "/etc/mounted-file", "type": "bind", "source": src, "options": ["bind", "ro"]}),
+    );
     assert_eq!(c.sh_ok("cat /etc/mounted-file"), "file-content\n");
 }
 
@@ -87,12 +89,22 @@ fn tmpfs_mount_with_size_and_mode() {
 fn proc_sysfs_devpts_mqueue_cgroup_are_mounted_with_types() {
     let mut c = Case::new("mnt_types");
     let out = c.sh_ok("cat /proc/mounts");
-    for (dest, ty) in [("/proc", "proc"), ("/sys", "sysfs"), ("/dev", "tmpfs"), ("/dev/pts", "devpts"), ("/dev/mqueue", "mqueue"), ("/dev/shm", "tmpfs")] {
+    for (dest, ty) in [
+        ("/proc", "proc"),
+        ("/sys", "sysfs"),
+        ("/dev", "tmpfs"),
+        ("/dev/pts", "devpts"),
+        ("/dev/mqueue", "mqueue"),
+        ("/dev/shm", "tmpfs"),
+    ] {
         let line = mount_line(&out, dest);
         assert_eq!(line.split(' ').nth(2), Some(ty), "{line}");
     }
     assert!(opts(mount_line(&out, "/sys")).contains(&"ro"), "sysfs must be ro");
-    assert!(out.lines().any(|l| l.split(' ').nth(1).map(|d| d.starts_with("/sys/fs/cgroup")).unwrap_or(false)), "no cgroup mount:\n{out}");
+    assert!(
+        out.lines().any(|l| l.split(' ').nth(1).map(|d| d.starts_with("/sys/fs/cgroup")).unwrap_or(false)),
+        "no cgroup mount:\n{out}"
+    );
 }
 
 #[test]
@@ -161,7 +173,9 @@ fn bind_mount_propagation_option_is_applied() {
     c.bundle.add_mount(json!({"destination": "/vol", "type": "bind", "source": src, "options": ["rbind", "rprivate"]}));
     c.bundle.add_mount(json!({"destination": "/vol2", "type": "bind", "source": src, "options": ["rbind", "rslave"]}));
     let out = c.sh_ok("cat /proc/self/mountinfo");
-    let line = |d: &str| out.lines().find(|l| l.split(' ').nth(4) == Some(d)).unwrap_or_else(|| panic!("{d} missing")).to_string();
+    let line = |d: &str| {
+        out.lines().find(|l| l.split(' ').nth(4) == Some(d)).unwrap_or_else(|| panic!("{d} missing")).to_string()
+    };
     assert!(!line("/vol").contains("shared:") && !line("/vol").contains("master:"), "{}", line("/vol"));
     assert!(!line("/vol2").contains("shared:"), "{}", line("/vol2"));
 }
@@ -214,7 +228,8 @@ fn host_shared_mount(c: &mut Case, dir: &Path) {
     c.on_cleanup(move || {
         conformance::sh(&format!("umount -R -l {undo}"));
     });
-    let (rc, o) = conformance::sh(&format!("mount --bind {d} {d} && mount --make-private {d} && mount --make-shared {d}"));
+    let (rc, o) =
+        conformance::sh(&format!("mount --bind {d} {d} && mount --make-private {d} && mount --make-shared {d}"));
     assert_eq!(rc, 0, "cannot make {d} a shared mount: {o}");
 }
 
@@ -234,14 +249,13 @@ fn rshared_bind_mount_propagates_back_to_the_host() {
         host_shared_mount(c, &vol);
         let sub = vol.join("sub");
         fs::create_dir(&sub).unwrap();
-        c.bundle.add_mount(json!({"destination": "/vol", "type": "bind", "source": vol, "options": ["rbind", "rshared"]}));
+        c.bundle
+            .add_mount(json!({"destination": "/vol", "type": "bind", "source": vol, "options": ["rbind", "rshared"]}));
         c.config()["linux"]["rootfsPropagation"] = "rshared".into();
         add_capability(c, "CAP_SYS_ADMIN");
         c.sh_ok("mount -t tmpfs -o size=1m tmpfs /vol/sub && echo from-ctr > /vol/sub/f");
         let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let on_host = mountinfo
-            .lines()
-            .any(|l| l.split(' ').nth(4) == sub.to_str() && l.contains(" - tmpfs "));
+        let on_host = mountinfo.lines().any(|l| l.split(' ').nth(4) == sub.to_str() && l.contains(" - tmpfs "));
         assert!(on_host, "{rt}: the container's tmpfs on /vol/sub did not reach the host");
         assert_eq!(fs::read_to_string(sub.join("f")).unwrap(), "from-ctr\n", "{rt}");
     });
@@ -281,7 +295,9 @@ fn tmpfs_without_mode_takes_the_mode_of_its_directory() {
         for (dest, mode) in [("/m755", 0o755), ("/m700", 0o700), ("/m1770", 0o1770)] {
             tmpfs_on_dir(c, dest, mode, &[]);
         }
-        c.bundle.add_mount(json!({"destination": "/made-by-runtime", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
+        c.bundle.add_mount(
+            json!({"destination": "/made-by-runtime", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}),
+        );
         let out = c.sh_ok("stat -c %a /m755 /m700 /m1770 /made-by-runtime");
         assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["755", "700", "1770", "1777"], "{rt}");
     });

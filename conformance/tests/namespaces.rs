@@ -106,16 +106,17 @@ fn namespace_path_is_joined() {
     let mut c = Case::new("ns_join");
     let holder = ns_holder(&mut c, &["--net", "--uts", "--ipc"]);
     for kind in ["network", "uts", "ipc"] {
-        let link = match kind { "network" => "net", k => k };
+        let link = match kind {
+            "network" => "net",
+            k => k,
+        };
         c.bundle.join_namespace(kind, &format!("/proc/{holder}/ns/{link}"));
     }
     // Joining a uts ns means the runtime must not be asked to set a hostname.
     c.config().as_object_mut().unwrap().remove("hostname");
     let out = c.sh_ok("readlink /proc/self/ns/net; readlink /proc/self/ns/uts; readlink /proc/self/ns/ipc");
-    let want: Vec<String> = ["net", "uts", "ipc"]
-        .iter()
-        .map(|k| ns_inode(Path::new(&format!("/proc/{holder}/ns/{k}"))).unwrap())
-        .collect();
+    let want: Vec<String> =
+        ["net", "uts", "ipc"].iter().map(|k| ns_inode(Path::new(&format!("/proc/{holder}/ns/{k}"))).unwrap()).collect();
     assert_eq!(out.lines().collect::<Vec<_>>(), want.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(pid_alive(holder));
 }
@@ -181,7 +182,9 @@ fn absent_mount_namespace_is_the_runtimes_and_leaves_no_mounts() {
     let mut c = Case::new("ns_no_mnt");
     without_mount_namespace(&mut c);
     let root = std::fs::canonicalize(c.bundle.dir.join("rootfs")).unwrap();
-    let out = c.sh_ok("readlink /proc/self/ns/mnt; test -x /bin/busybox && echo in-rootfs; ls /proc/self/fd >/dev/null && echo proc");
+    let out = c.sh_ok(
+        "readlink /proc/self/ns/mnt; test -x /bin/busybox && echo in-rootfs; ls /proc/self/fd >/dev/null && echo proc",
+    );
     let l: Vec<&str> = out.lines().collect();
     assert_eq!(l, vec![host_ns("mnt").as_str(), "in-rootfs", "proc"], "{out}");
     assert_eq!(host_mounts_under(&root), Vec::<String>::new(), "run left mounts on the host");
@@ -198,7 +201,8 @@ fn absent_mount_namespace_exec_and_delete() {
     // The container's mounts live in the host's namespace while it runs (as with runc).
     assert!(host_mounts_under(&root).iter().any(|l| l.contains(" - proc ")), "no /proc under the rootfs");
     // exec runs in the container's root, not the host's (runc's exec would not chroot).
-    let out = c.rt.exec(&["exec", &c.id, "sh", "-c", "readlink /proc/self/ns/mnt; test -x /bin/busybox && echo in-rootfs"]);
+    let out =
+        c.rt.exec(&["exec", &c.id, "sh", "-c", "readlink /proc/self/ns/mnt; test -x /bin/busybox && echo in-rootfs"]);
     out.expect_ok("exec");
     assert_eq!(out.stdout.lines().collect::<Vec<_>>(), vec![host_ns("mnt").as_str(), "in-rootfs"], "{out}");
     c.rt.delete_force(&c.id).expect_ok("delete");

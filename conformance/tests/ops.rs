@@ -107,9 +107,7 @@ fn pause_freezes_the_container_and_resume_thaws_it() {
 
     c.rt.exec(&["resume", &c.id]).expect_ok("resume");
     assert_eq!(c.state()["status"], "running");
-    poll_until("the loop to count again", Duration::from_secs(10), || {
-        count().filter(|n| Some(*n) > frozen_at)
-    });
+    poll_until("the loop to count again", Duration::from_secs(10), || count().filter(|n| Some(*n) > frozen_at));
 }
 
 /// The wrong-state errors, for berth and runc alike.
@@ -199,7 +197,9 @@ fn events_stats_reports_memory_and_pids() {
 fn events_stats_has_runcs_shape() {
     fn shape(v: &Value) -> Value {
         match v {
-            Value::Object(m) if m.keys().all(|k| k.chars().next().is_some_and(|c| c.is_ascii_digit())) || m.is_empty() => {
+            Value::Object(m)
+                if m.keys().all(|k| k.chars().next().is_some_and(|c| c.is_ascii_digit())) || m.is_empty() =>
+            {
                 json!("map")
             }
             Value::Object(m) => m
@@ -226,7 +226,12 @@ fn events_stats_has_runcs_shape() {
         out.expect_ok("events --stats");
         let mut d = out.json();
         // Fields that are omitted when zero come and go with the workload.
-        for p in ["/data/cpu/throttling", "/data/memory/cache", "/data/cpu/usage/percpu_kernel", "/data/cpu/usage/percpu_user"] {
+        for p in [
+            "/data/cpu/throttling",
+            "/data/memory/cache",
+            "/data/cpu/usage/percpu_kernel",
+            "/data/cpu/usage/percpu_user",
+        ] {
             if let Some(v) = d.pointer_mut(p) {
                 *v = Value::Null;
             }
@@ -276,8 +281,19 @@ fn update_changes_limits_the_container_lives_under() {
     // A subshell always forks (busybox runs `sleep` itself); sh reports a failed fork on stderr.
     start_sh(&mut c, "exec 2>/obs/err; while true; do sleep 0.1; (exit 0); done");
     let pid = init_pid(&c);
-    c.rt.exec(&["update", "--memory", "100m", "--cpu-share", "512", "--cpu-quota", "50000", "--cpu-period", "200000", &c.id])
-        .expect_ok("update flags");
+    c.rt.exec(&[
+        "update",
+        "--memory",
+        "100m",
+        "--cpu-share",
+        "512",
+        "--cpu-quota",
+        "50000",
+        "--cpu-period",
+        "200000",
+        &c.id,
+    ])
+    .expect_ok("update flags");
     assert_eq!(knob(pid, "memory", "memory.limit_in_bytes"), (100u64 << 20).to_string());
     assert_eq!(knob(pid, "cpu", "cpu.shares"), "512");
     assert_eq!(knob(pid, "cpu", "cpu.cfs_quota_us"), "50000");
@@ -346,12 +362,11 @@ fn update_with_check_before_update_refuses_a_limit_below_usage() {
     poll_until("the tmpfs to be filled", Duration::from_secs(10), || {
         (knob(pid, "memory", "memory.usage_in_bytes").parse::<u64>().unwrap_or(0) > 8_000_000).then_some(())
     });
-    let out = c
-        .rt
-        .cmd()
-        .args(["update", "-r", "-", &c.id])
-        .stdin(br#"{"memory":{"limit":4194304,"checkBeforeUpdate":true}}"#)
-        .run();
+    let out =
+        c.rt.cmd()
+            .args(["update", "-r", "-", &c.id])
+            .stdin(br#"{"memory":{"limit":4194304,"checkBeforeUpdate":true}}"#)
+            .run();
     out.expect_fail("a limit below the usage");
     // berth names the field (linux.resources.memory.limit); runc says "unable to set memory limit".
     assert!(out.stderr.contains("current usage"), "{out}");

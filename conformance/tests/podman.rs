@@ -36,8 +36,14 @@ fn podman_run_output_exit_code_and_options() {
         let out = p.run_on(rt, &[], &["sh", "-c", "echo hello; echo oops >&2; exit 3"]);
         assert_eq!((out.code, out.stdout.as_str()), (3, "hello\n"), "[{rt}] {out}");
         assert!(out.stderr.contains("oops"), "[{rt}] {out}");
-        let out = ok(rt, &p.run_on(rt, &["-e", "FOO=bar baz", "-w", "/tmp", "--hostname", "boxy", "-u", "1000:1000"],
-            &["sh", "-c", "echo $FOO; pwd; hostname; id -u; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"]));
+        let out = ok(
+            rt,
+            &p.run_on(
+                rt,
+                &["-e", "FOO=bar baz", "-w", "/tmp", "--hostname", "boxy", "-u", "1000:1000"],
+                &["sh", "-c", "echo $FOO; pwd; hostname; id -u; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"],
+            ),
+        );
         assert_eq!(out, "bar baz\n/tmp\nboxy\n1000\nlo\n", "[{rt}]");
         let out = ok(rt, &p.run_on(rt, &["--cap-drop", "ALL"], &["grep", "CapEff", "/proc/self/status"]));
         assert_eq!(out, "CapEff:\t0000000000000000\n", "[{rt}]");
@@ -57,12 +63,18 @@ fn podman_exec_into_a_running_container() {
         let id = p.run_detached_on(rt, &[], &["sleep", "1000"]);
         let out = p.podman(&["exec", &id, "sh", "-c", "echo in-exec; cat /proc/1/comm; exit 4"]);
         assert_eq!((out.code, out.stdout.as_str()), (4, "in-exec\nsleep\n"), "[{rt}] {out}");
-        assert_eq!(ok(rt, &p.podman(&["exec", "-u", "1000", "-w", "/tmp", &id, "sh", "-c", "id -u; pwd"])), "1000\n/tmp\n");
+        assert_eq!(
+            ok(rt, &p.podman(&["exec", "-u", "1000", "-w", "/tmp", &id, "sh", "-c", "id -u; pwd"])),
+            "1000\n/tmp\n"
+        );
         ok(rt, &p.podman(&["rm", "-f", "-t", "0", &id]));
         assert_clean(rt, &id);
     }
     let argv = p.runtime_argv();
-    assert!(argv.lines().any(|l| l.starts_with("exec ") && l.contains("--process")), "conmon drove `exec --process`:\n{argv}");
+    assert!(
+        argv.lines().any(|l| l.starts_with("exec ") && l.contains("--process")),
+        "conmon drove `exec --process`:\n{argv}"
+    );
 }
 
 #[test]
@@ -70,8 +82,11 @@ fn podman_stop_sends_sigterm_then_sigkill_and_rm_cleans_up() {
     let p = podman();
     for rt in RUNTIMES {
         // A trap: SIGTERM ends it with the trap's code.
-        let id = p.run_detached_on(rt, &[], &["sh", "-c", "trap 'exit 42' TERM; echo ready; while :; do sleep 0.1; done"]);
-        poll_until("ready", Duration::from_secs(30), || p.podman(&["logs", &id]).stdout.contains("ready").then_some(()));
+        let id =
+            p.run_detached_on(rt, &[], &["sh", "-c", "trap 'exit 42' TERM; echo ready; while :; do sleep 0.1; done"]);
+        poll_until("ready", Duration::from_secs(30), || {
+            p.podman(&["logs", &id]).stdout.contains("ready").then_some(())
+        });
         ok(rt, &p.podman(&["stop", "-t", "30", &id]));
         assert_eq!(state(rt, &id, "{{.State.ExitCode}}"), "42", "[{rt}] the TERM trap did not run");
         ok(rt, &p.podman(&["rm", &id]));
@@ -100,7 +115,11 @@ fn podman_stop_sends_sigterm_then_sigkill_and_rm_cleans_up() {
 fn podman_pause_kill_signal_logs_and_tty() {
     let p = podman();
     for rt in RUNTIMES {
-        let id = p.run_detached_on(rt, &[], &["sh", "-c", "trap 'echo got-usr1' USR1; i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done"]);
+        let id = p.run_detached_on(
+            rt,
+            &[],
+            &["sh", "-c", "trap 'echo got-usr1' USR1; i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done"],
+        );
         let lines = || p.podman(&["logs", &id]).stdout.lines().filter(|l| !l.starts_with("got")).count();
         poll_until("the loop to print", Duration::from_secs(30), || (lines() > 2).then_some(()));
         ok(rt, &p.podman(&["pause", &id]));
@@ -113,15 +132,20 @@ fn podman_pause_kill_signal_logs_and_tty() {
         poll_until("the loop to print again", Duration::from_secs(30), || (lines() > at_pause).then_some(()));
 
         ok(rt, &p.podman(&["kill", "-s", "USR1", &id]));
-        poll_until("USR1 handled", Duration::from_secs(30), || p.podman(&["logs", &id]).stdout.contains("got-usr1").then_some(()));
+        poll_until("USR1 handled", Duration::from_secs(30), || {
+            p.podman(&["logs", &id]).stdout.contains("got-usr1").then_some(())
+        });
         ok(rt, &p.podman(&["kill", &id]));
-        poll_until("exited", Duration::from_secs(30), || (state(rt, &id, "{{.State.Status}}") == "exited").then_some(()));
+        poll_until("exited", Duration::from_secs(30), || {
+            (state(rt, &id, "{{.State.Status}}") == "exited").then_some(())
+        });
         assert_eq!(state(rt, &id, "{{.State.ExitCode}}"), "137", "[{rt}]");
         ok(rt, &p.podman(&["rm", &id]));
         assert_clean(rt, &id);
 
         // -t: conmon hands the runtime a console socket and reads the pty.
-        let out = ok(rt, &p.run_on(rt, &["-t"], &["sh", "-c", "tty; stty size >/dev/null && echo sized"])).replace('\r', "");
+        let out =
+            ok(rt, &p.run_on(rt, &["-t"], &["sh", "-c", "tty; stty size >/dev/null && echo sized"])).replace('\r', "");
         assert!(out.starts_with("/dev/pts/") && out.contains("sized"), "[{rt}] {out:?}");
     }
     let argv = p.runtime_argv();
@@ -141,8 +165,14 @@ fn podman_uidmap_runs_in_a_user_namespace() {
     }
     let _stop = Stop(&p);
     for rt in RUNTIMES {
-        let out = ok(rt, &p.run_on(rt, &["--uidmap", "0:200000:65536", "--gidmap", "0:200000:65536"],
-            &["sh", "-c", "id -u; cat /proc/self/uid_map /proc/self/gid_map; touch /tmp/f && stat -c %u:%g /tmp/f"]));
+        let out = ok(
+            rt,
+            &p.run_on(
+                rt,
+                &["--uidmap", "0:200000:65536", "--gidmap", "0:200000:65536"],
+                &["sh", "-c", "id -u; cat /proc/self/uid_map /proc/self/gid_map; touch /tmp/f && stat -c %u:%g /tmp/f"],
+            ),
+        );
         let words: Vec<&str> = out.split_whitespace().collect();
         assert_eq!(words, ["0", "0", "200000", "65536", "0", "200000", "65536", "0:0"], "[{rt}] {out}");
     }

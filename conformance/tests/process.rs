@@ -142,7 +142,11 @@ fn all_five_capability_sets_are_applied() {
     assert_eq!(status_field(&out, "CapInh"), mask(&["CAP_NET_RAW"]));
     assert_eq!(status_field(&out, "CapAmb"), mask(&["CAP_NET_RAW"]));
     let prm = u64::from_str_radix(&status_field(&out, "CapPrm"), 16).unwrap();
-    assert_eq!(prm & !u64::from_str_radix(&mask(&["CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW", "CAP_SETUID"]), 16).unwrap(), 0, "permitted exceeds bounding");
+    assert_eq!(
+        prm & !u64::from_str_radix(&mask(&["CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW", "CAP_SETUID"]), 16).unwrap(),
+        0,
+        "permitted exceeds bounding"
+    );
     assert_ne!(prm & cap_bit("CAP_CHOWN"), 0);
 }
 
@@ -154,7 +158,8 @@ fn non_root_user_gets_ambient_caps_only_when_asked() {
     assert_eq!(status_field(&out, "CapEff"), "0000000000000000", "uid 1000 without ambient caps has none");
     c.config()["process"]["noNewPrivileges"] = false.into();
     let k = json!(["CAP_KILL"]);
-    c.config()["process"]["capabilities"] = json!({"bounding": k, "permitted": k, "effective": k, "inheritable": k, "ambient": k});
+    c.config()["process"]["capabilities"] =
+        json!({"bounding": k, "permitted": k, "effective": k, "inheritable": k, "ambient": k});
     let out = c.sh_ok("cat /proc/self/status");
     assert_eq!(status_field(&out, "CapEff"), mask(&["CAP_KILL"]));
 }
@@ -232,14 +237,24 @@ fn host_terminal_inherited_as_stdio_is_not_handed_to_the_container_user() {
         c.bundle.set_args(&["true"]);
         c.write();
         let q = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
-        let run = [c.rt.bin.to_str().unwrap(), "--root", c.rt.root.to_str().unwrap(), "run", "--bundle", c.bundle.dir.to_str().unwrap(), &c.id]
-            .iter()
-            .map(|a| q(a))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let run = [
+            c.rt.bin.to_str().unwrap(),
+            "--root",
+            c.rt.root.to_str().unwrap(),
+            "run",
+            "--bundle",
+            c.bundle.dir.to_str().unwrap(),
+            &c.id,
+        ]
+        .iter()
+        .map(|a| q(a))
+        .collect::<Vec<_>>()
+        .join(" ");
         // script(1) gives the runtime a terminal of its own as stdin, stdout and stderr.
         let cmd = format!("{run}; echo rc=$?; stat -L -c 'owner %u' /proc/self/fd/0");
-        let out = conformance::runtime::Invocation::new(std::path::Path::new("script")).args(["-qec", &cmd, "/dev/null"]).run();
+        let out = conformance::runtime::Invocation::new(std::path::Path::new("script"))
+            .args(["-qec", &cmd, "/dev/null"])
+            .run();
         let text = out.stdout.replace(['\r', '\0'], "").replace("^@", "");
         assert!(text.contains("rc=0\nowner 0"), "{rt}: {text:?}");
     });

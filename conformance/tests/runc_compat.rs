@@ -39,10 +39,7 @@ fn unreachable_seccomp_agent_error_says_failed_to_connect_with_seccomp_agent() {
         });
         let out = c.run_sh("true");
         out.expect_fail("run without a seccomp agent");
-        assert!(
-            out.stderr.contains("failed to connect with seccomp agent"),
-            "{rt}: {out}"
-        );
+        assert!(out.stderr.contains("failed to connect with seccomp agent"), "{rt}: {out}");
         if rt == "berth" {
             assert!(out.stderr.contains("linux.seccomp.listenerPath"), "{out}");
         }
@@ -63,19 +60,11 @@ fn notify_on_the_write_syscall_is_refused_at_create() {
         c.bundle.set_args(&["true"]);
         if rt == "berth" {
             let out = c.expect_create_fails(&["linux.seccomp.syscalls[0].names"]);
-            assert!(
-                out.stderr
-                    .contains("SCMP_ACT_NOTIFY cannot be used for the write syscall"),
-                "{out}"
-            );
+            assert!(out.stderr.contains("SCMP_ACT_NOTIFY cannot be used for the write syscall"), "{out}");
         } else {
             let out = c.create();
             out.expect_fail("create with SCMP_ACT_NOTIFY on write");
-            assert!(
-                out.stderr
-                    .contains("SCMP_ACT_NOTIFY cannot be used for the write syscall"),
-                "{rt}: {out}"
-            );
+            assert!(out.stderr.contains("SCMP_ACT_NOTIFY cannot be used for the write syscall"), "{rt}: {out}");
         }
     });
 }
@@ -84,18 +73,14 @@ fn notify_on_the_write_syscall_is_refused_at_create() {
 #[test]
 fn hook_killed_by_a_signal_is_reported_with_runcs_words() {
     each_runtime_but(CRUN_NO_CGROUPS, "rc_hook_sig", |c, rt| {
-        c.config()["hooks"] =
-            json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "kill -SYS $$"]}]});
+        c.config()["hooks"] = json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "kill -SYS $$"]}]});
         c.bundle.set_args(&["true"]);
         let out = c.create();
         out.expect_fail("create with a hook killed by SIGSYS");
         assert!(out.stderr.contains("error running hook"), "{rt}: {out}");
         assert!(out.stderr.contains("bad system call"), "{rt}: {out}");
         if rt == "berth" {
-            assert!(
-                out.stderr.contains("error running createRuntime hook #0"),
-                "{out}"
-            );
+            assert!(out.stderr.contains("error running createRuntime hook #0"), "{out}");
         }
     });
 }
@@ -108,32 +93,19 @@ fn exec_cgroup_errors_carry_runcs_phrases() {
         let exec = |sub: &str| c.rt.exec(&["exec", "--cgroup", sub, &c.id, "true"]);
         let out = exec("..");
         out.expect_fail("exec --cgroup ..");
-        assert!(
-            out.stderr.contains(" .. is not a sub cgroup path"),
-            "{rt}: {out}"
-        );
+        assert!(out.stderr.contains(" .. is not a sub cgroup path"), "{rt}: {out}");
         let out = exec("nonexistent");
         out.expect_fail("exec --cgroup nonexistent");
-        let line = out
-            .stderr
-            .lines()
-            .find(|l| l.contains(" adding pid "))
-            .unwrap_or_else(|| panic!("{rt}: {out}"));
+        let line = out.stderr.lines().find(|l| l.contains(" adding pid ")).unwrap_or_else(|| panic!("{rt}: {out}"));
         let rest = &line[line.find(" adding pid ").unwrap_or(0)..];
-        assert!(
-            rest.contains("/nonexistent/cgroup.procs: no such file "),
-            "{rt}: {out}"
-        );
+        assert!(rest.contains("/nonexistent/cgroup.procs: no such file "), "{rt}: {out}");
         if !host_is_unified() {
             let out = exec("whaaat:/");
             out.expect_fail("exec --cgroup whaaat:/");
             assert!(out.stderr.contains("unknown controller "), "{rt}: {out}");
         }
         if rt == "berth" {
-            assert!(
-                out.stderr.contains("--cgroup"),
-                "the error names the option: {out}"
-            );
+            assert!(out.stderr.contains("--cgroup"), "the error names the option: {out}");
         }
     });
 }
@@ -151,10 +123,7 @@ fn pre_existing_frozen_cgroup_is_refused_with_runcs_phrase() {
         fs::write(dir.join("freezer.state"), "FROZEN").expect("freeze");
         let n = name.clone();
         c.on_cleanup(move || {
-            let _ = fs::write(
-                format!("/sys/fs/cgroup/freezer/{n}/freezer.state"),
-                "THAWED",
-            );
+            let _ = fs::write(format!("/sys/fs/cgroup/freezer/{n}/freezer.state"), "THAWED");
             for d in cgroup_dirs_containing(&n) {
                 let _ = fs::remove_dir(d);
             }
@@ -163,15 +132,8 @@ fn pre_existing_frozen_cgroup_is_refused_with_runcs_phrase() {
         c.bundle.set_args(&["true"]);
         let out = c.create();
         out.expect_fail("create in a frozen cgroup");
-        assert!(
-            out.stderr
-                .contains("container's cgroup unexpectedly frozen"),
-            "{rt}: {out}"
-        );
-        assert!(
-            dir.is_dir(),
-            "{rt}: the pre-existing frozen cgroup was removed"
-        );
+        assert!(out.stderr.contains("container's cgroup unexpectedly frozen"), "{rt}: {out}");
+        assert!(dir.is_dir(), "{rt}: the pre-existing frozen cgroup was removed");
     });
 }
 
@@ -181,18 +143,14 @@ fn device_rule_letters_other_than_rwm_are_ignored() {
     each_runtime_but(CRUN_NO_CGROUPS, "rc_dev_access", |c, rt| {
         // /dev/kmsg is not among the devices runtimes allow by default; opening it
         // write-only writes nothing and needs no CAP_SYSLOG.
-        c.config()["linux"]["devices"] =
-            json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]);
+        c.config()["linux"]["devices"] = json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]);
         c.config()["linux"]["resources"]["devices"] = json!([
             {"allow": false, "access": "rwm"},
             {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "rwa"},
         ]);
         let out = c.run_sh(": > /dev/kmsg && echo kmsg-w");
         out.expect_ok(&format!("{rt}: run with access \"rwa\""));
-        assert!(
-            out.stdout.contains("kmsg-w"),
-            "{rt}: w of \"rwa\" granted: {out}"
-        );
+        assert!(out.stdout.contains("kmsg-w"), "{rt}: w of \"rwa\" granted: {out}");
     });
 }
 
@@ -203,28 +161,25 @@ fn checkpoint_bad_parent_path_is_refused_naming_it() {
     each_runtime_but(CRUN_NO_CGROUPS, "rc_ckpt_parent", |c, rt| {
         start_sleeper(c);
         let image = c.dir.join("image");
-        for parent in [
-            c.dir.join("parent").display().to_string(),
-            "./parent".to_string(),
-        ] {
+        for parent in [c.dir.join("parent").display().to_string(), "./parent".to_string()] {
             // In the case's directory: runc leaves criu's log (runc-criu-log-*.log) in
             // its working directory.
-            let out = c.rt.cmd().cwd(&c.dir).args([
-                "checkpoint",
-                "--pre-dump",
-                "--parent-path",
-                &parent,
-                "--image-path",
-                &image.display().to_string(),
-                &c.id,
-            ]).run();
+            let out =
+                c.rt.cmd()
+                    .cwd(&c.dir)
+                    .args([
+                        "checkpoint",
+                        "--pre-dump",
+                        "--parent-path",
+                        &parent,
+                        "--image-path",
+                        &image.display().to_string(),
+                        &c.id,
+                    ])
+                    .run();
             out.expect_fail(&format!("checkpoint --parent-path {parent}"));
             assert!(out.stderr.contains("--parent-path"), "{rt} {parent}: {out}");
-            assert_eq!(
-                c.rt.status(&c.id).as_deref(),
-                Some("running"),
-                "{rt}: the container kept running"
-            );
+            assert_eq!(c.rt.status(&c.id).as_deref(), Some("running"), "{rt}: the container kept running");
         }
     });
 }
@@ -238,10 +193,8 @@ fn delete_removes_a_pre_existing_empty_cgroup_directory() {
     }
     each_runtime_but(CRUN_NO_CGROUPS, "rc_del_pre", |c, rt| {
         let name = format!("{}-pre", c.id);
-        let dirs: Vec<PathBuf> = ["memory", "pids"]
-            .iter()
-            .map(|h| PathBuf::from(format!("/sys/fs/cgroup/{h}/{name}")))
-            .collect();
+        let dirs: Vec<PathBuf> =
+            ["memory", "pids"].iter().map(|h| PathBuf::from(format!("/sys/fs/cgroup/{h}/{name}"))).collect();
         for d in &dirs {
             fs::create_dir(d).expect("mkdir pre-existing cgroup");
         }

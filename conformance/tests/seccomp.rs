@@ -57,30 +57,142 @@ fn errno_action_without_errno_ret_returns_eperm() {
 /// The syscalls busybox's sh, echo and mkdir need, and what the runtimes' inits still do
 /// after loading the filter, for allow-list profiles.
 const BASE_ALLOW: &[&str] = &[
-    "read", "write", "readv", "writev", "close", "close_range", "fstat", "newfstatat", "stat", "lstat", "statx",
-    "lseek", "mmap", "munmap", "mprotect", "brk", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "ioctl",
-    "access", "faccessat", "faccessat2", "getpid", "getppid", "getuid", "geteuid", "getgid", "getegid",
-    "getpgrp", "getpgid", "setpgid", "getcwd", "chdir", "fchdir", "open", "openat", "execve", "execveat",
-    "exit", "exit_group", "wait4", "waitid", "clone", "clone3", "fork", "vfork", "fcntl", "dup", "dup2",
-    "dup3", "pipe", "pipe2", "arch_prctl", "set_tid_address", "set_robust_list", "rseq", "prlimit64",
-    "getrandom", "uname", "futex", "readlink", "readlinkat", "sendto", "sendmsg", "recvfrom", "recvmsg",
-    "accept", "accept4", "getdents64", "sysinfo", "gettid", "tgkill", "kill", "sched_getaffinity",
-    "sched_yield", "nanosleep", "clock_nanosleep", "clock_gettime", "gettimeofday", "umask", "capget",
-    "capset", "prctl", "setgroups", "setresuid", "setresgid", "setuid", "setgid", "socket", "connect",
-    "poll", "ppoll", "select", "pselect6", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait",
-    "fsync", "fstatfs", "statfs", "getsockname", "getpeername", "setsockopt", "getsockopt", "shutdown",
-    "madvise", "mremap", "sigaltstack", "pidfd_open", "pidfd_send_signal", "keyctl", "setsid",
-    "fchown", "fchmod", "fchmodat", "chown", "fchownat", "unlink", "unlinkat", "openat2", "seccomp",
+    "read",
+    "write",
+    "readv",
+    "writev",
+    "close",
+    "close_range",
+    "fstat",
+    "newfstatat",
+    "stat",
+    "lstat",
+    "statx",
+    "lseek",
+    "mmap",
+    "munmap",
+    "mprotect",
+    "brk",
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "ioctl",
+    "access",
+    "faccessat",
+    "faccessat2",
+    "getpid",
+    "getppid",
+    "getuid",
+    "geteuid",
+    "getgid",
+    "getegid",
+    "getpgrp",
+    "getpgid",
+    "setpgid",
+    "getcwd",
+    "chdir",
+    "fchdir",
+    "open",
+    "openat",
+    "execve",
+    "execveat",
+    "exit",
+    "exit_group",
+    "wait4",
+    "waitid",
+    "clone",
+    "clone3",
+    "fork",
+    "vfork",
+    "fcntl",
+    "dup",
+    "dup2",
+    "dup3",
+    "pipe",
+    "pipe2",
+    "arch_prctl",
+    "set_tid_address",
+    "set_robust_list",
+    "rseq",
+    "prlimit64",
+    "getrandom",
+    "uname",
+    "futex",
+    "readlink",
+    "readlinkat",
+    "sendto",
+    "sendmsg",
+    "recvfrom",
+    "recvmsg",
+    "accept",
+    "accept4",
+    "getdents64",
+    "sysinfo",
+    "gettid",
+    "tgkill",
+    "kill",
+    "sched_getaffinity",
+    "sched_yield",
+    "nanosleep",
+    "clock_nanosleep",
+    "clock_gettime",
+    "gettimeofday",
+    "umask",
+    "capget",
+    "capset",
+    "prctl",
+    "setgroups",
+    "setresuid",
+    "setresgid",
+    "setuid",
+    "setgid",
+    "socket",
+    "connect",
+    "poll",
+    "ppoll",
+    "select",
+    "pselect6",
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_wait",
+    "epoll_pwait",
+    "fsync",
+    "fstatfs",
+    "statfs",
+    "getsockname",
+    "getpeername",
+    "setsockopt",
+    "getsockopt",
+    "shutdown",
+    "madvise",
+    "mremap",
+    "sigaltstack",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "keyctl",
+    "setsid",
+    "fchown",
+    "fchmod",
+    "fchmodat",
+    "chown",
+    "fchownat",
+    "unlink",
+    "unlinkat",
+    "openat2",
+    "seccomp",
 ];
 
 #[test]
 fn allow_list_with_default_errno_ret() {
     each_runtime("sc_allowlist", |c, rt| {
-        set_profile(c, json!({
-            "defaultAction": "SCMP_ACT_ERRNO",
-            "defaultErrnoRet": libc::EROFS,
-            "syscalls": [{"names": BASE_ALLOW, "action": "SCMP_ACT_ALLOW"}]
-        }));
+        set_profile(
+            c,
+            json!({
+                "defaultAction": "SCMP_ACT_ERRNO",
+                "defaultErrnoRet": libc::EROFS,
+                "syscalls": [{"names": BASE_ALLOW, "action": "SCMP_ACT_ALLOW"}]
+            }),
+        );
         let out = c.run_sh(&format!("echo listed-works; {MKDIR} 2>&1"));
         assert!(out.stdout.contains("listed-works"), "{rt}: {out}");
         assert!(out.stdout.contains("Read-only file system"), "{rt}: {out}");
@@ -124,7 +236,10 @@ fn trace_action_without_a_tracer_fails_with_enosys() {
 #[test]
 fn rule_with_the_default_action_is_accepted() {
     each_runtime("sc_redundant", |c, rt| {
-        set_profile(c, allow_except(json!([{"names": ["getpid"], "action": "SCMP_ACT_ALLOW"}, mkdir_rule("SCMP_ACT_ERRNO")])));
+        set_profile(
+            c,
+            allow_except(json!([{"names": ["getpid"], "action": "SCMP_ACT_ALLOW"}, mkdir_rule("SCMP_ACT_ERRNO")])),
+        );
         let out = c.run_sh(&format!("{MKDIR} 2>&1"));
         assert!(out.stdout.contains("Operation not permitted"), "{rt}: {out}");
     });
@@ -174,9 +289,12 @@ fn every_operator_compares_the_argument() {
 fn conditions_on_different_arguments_all_have_to_match() {
     each_runtime("sc_and", |c, rt| {
         // Blocks kill(pid, 18) only for pid 1 (the shell itself, which ignores SIGCONT).
-        set_profile(c, allow_except(json!([{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": [
+        set_profile(
+            c,
+            allow_except(json!([{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": [
             {"index": 0, "value": 1, "op": "SCMP_CMP_EQ"},
-            {"index": 1, "value": 18, "op": "SCMP_CMP_EQ"}]}])));
+            {"index": 1, "value": 18, "op": "SCMP_CMP_EQ"}]}])),
+        );
         let out = c.sh_ok(
             "sleep 100 & p=$!; for t in \"1 18\" \"1 28\" \"$p 18\"; do set -- $t; \
              if kill -$2 $1 2>/dev/null; then echo $1/$2:ok; else echo $1/$2:blocked; fi; done",
@@ -193,9 +311,12 @@ fn several_conditions_on_one_argument_each_match_on_their_own() {
     // runc's rule, which Docker's profile relies on: each becomes a rule (OR), where
     // AND would never match.
     each_runtime("sc_same_arg", |c, rt| {
-        set_profile(c, allow_except(json!([{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": [
+        set_profile(
+            c,
+            allow_except(json!([{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": [
             {"index": 1, "value": 17, "op": "SCMP_CMP_EQ"},
-            {"index": 1, "value": 28, "op": "SCMP_CMP_EQ"}]}])));
+            {"index": 1, "value": 28, "op": "SCMP_CMP_EQ"}]}])),
+        );
         let out = probe_kill(c, &SIGS);
         assert_eq!(blocked(&out), [17, 28], "{rt}: {out}");
     });
@@ -207,9 +328,12 @@ fn masked_eq_on_open_flags_blocks_writes_only() {
     // start under this profile.
     each_runtime_but(&["runc"], "sc_open_wronly", |c, rt| {
         let wronly = |index: u32| json!({"index": index, "value": libc::O_ACCMODE, "valueTwo": libc::O_WRONLY, "op": "SCMP_CMP_MASKED_EQ"});
-        set_profile(c, allow_except(json!([
+        set_profile(
+            c,
+            allow_except(json!([
             {"names": ["open"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EACCES, "args": [wronly(1)]},
-            {"names": ["openat"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EACCES, "args": [wronly(2)]}])));
+            {"names": ["openat"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EACCES, "args": [wronly(2)]}])),
+        );
         let out = c.run_sh("head -c 4 /etc/passwd; echo; echo x > /dev/shm/f 2>&1 || echo write-refused");
         assert!(out.stdout.starts_with("root"), "{rt}: {out}");
         assert!(out.stdout.contains("write-refused") || out.stderr.contains("Permission denied"), "{rt}: {out}");
@@ -220,8 +344,11 @@ fn masked_eq_on_open_flags_blocks_writes_only() {
 #[test]
 fn socket_family_condition_blocks_inet_but_not_netlink() {
     each_runtime("sc_socket", |c, rt| {
-        set_profile(c, allow_except(json!([{"names": ["socket"], "action": "SCMP_ACT_ERRNO",
-            "args": [{"index": 0, "value": libc::AF_INET, "op": "SCMP_CMP_EQ"}]}])));
+        set_profile(
+            c,
+            allow_except(json!([{"names": ["socket"], "action": "SCMP_ACT_ERRNO",
+            "args": [{"index": 0, "value": libc::AF_INET, "op": "SCMP_CMP_EQ"}]}])),
+        );
         let out = c.run_sh("nc 127.0.0.1 1 </dev/null 2>&1; ip link show lo >/dev/null && echo netlink-ok");
         assert!(out.stdout.contains("Operation not permitted"), "{rt}: {out}");
         assert!(out.stdout.contains("netlink-ok"), "{rt}: {out}");
@@ -255,7 +382,10 @@ fn flags_log_tsync_spec_allow_are_accepted() {
 #[test]
 fn unknown_syscall_names_are_skipped() {
     each_runtime("sc_unknown_name", |c, rt| {
-        set_profile(c, allow_except(json!([{"names": ["no_such_syscall_xyz", "mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}])));
+        set_profile(
+            c,
+            allow_except(json!([{"names": ["no_such_syscall_xyz", "mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}])),
+        );
         let out = c.run_sh(&format!("{MKDIR} 2>&1; echo ran"));
         out.expect_ok(rt);
         assert!(out.stdout.contains("Operation not permitted"), "{rt}: {out}");
@@ -289,7 +419,10 @@ fn filter_without_close_range_fcntl_getcwd_does_not_stop_the_runtime() {
         each_runtime_but(&["runc"], &format!("sc_order_nnp_{nnp}"), |c, rt| {
             let allowed: Vec<&str> =
                 BASE_ALLOW.iter().copied().filter(|n| !["close_range", "fcntl", "getcwd"].contains(n)).collect();
-            set_profile(c, json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": allowed, "action": "SCMP_ACT_ALLOW"}]}));
+            set_profile(
+                c,
+                json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": allowed, "action": "SCMP_ACT_ALLOW"}]}),
+            );
             c.config()["process"]["noNewPrivileges"] = json!(nnp);
             c.bundle.set_args(&["echo", "filtered-and-running"]);
             let out = c.run();
@@ -407,8 +540,11 @@ fn enosys_stub_follows_the_default_action() {
     // crun 1.8 has no such stub: its filter kills the process.
     each_runtime_but(&["crun"], "sc_enosys_default", |c, rt| {
         install_syscall_helper(c);
-        set_profile(c, json!({"defaultAction": "SCMP_ACT_KILL_PROCESS", "architectures": DOCKER_ARCHES, "syscalls": [
-            {"names": BASE_ALLOW, "action": "SCMP_ACT_ALLOW"}]}));
+        set_profile(
+            c,
+            json!({"defaultAction": "SCMP_ACT_KILL_PROCESS", "architectures": DOCKER_ARCHES, "syscalls": [
+            {"names": BASE_ALLOW, "action": "SCMP_ACT_ALLOW"}]}),
+        );
         c.bundle.set_args(&["/bin/sc", "1000"]);
         let out = c.run();
         out.expect_ok(rt);
@@ -416,7 +552,8 @@ fn enosys_stub_follows_the_default_action() {
     });
     each_runtime("sc_enosys_allow", |c, rt| {
         install_syscall_helper(c);
-        let mut p = allow_except(json!([{"names": ["getpriority"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EIO}]));
+        let mut p =
+            allow_except(json!([{"names": ["getpriority"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EIO}]));
         p["architectures"] = json!(DOCKER_ARCHES);
         set_profile(c, p);
         c.bundle.set_args(&["/bin/sc", "140", "1000"]);
@@ -479,7 +616,12 @@ fn poll_in(fd: RawFd, ms: i32) -> i16 {
     }
 }
 
-fn serve(listener: UnixListener, stop: &AtomicBool, tx: &mpsc::Sender<Value>, answer: fn(&ScmpNotifReq) -> ScmpNotifResp) -> Vec<String> {
+fn serve(
+    listener: UnixListener,
+    stop: &AtomicBool,
+    tx: &mpsc::Sender<Value>,
+    answer: fn(&ScmpNotifReq) -> ScmpNotifResp,
+) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let conn = loop {
         if stop.load(Ordering::SeqCst) || Instant::now() > deadline {
@@ -494,8 +636,13 @@ fn serve(listener: UnixListener, stop: &AtomicBool, tx: &mpsc::Sender<Value>, an
     let mut buf = vec![0u8; 64 * 1024];
     let mut space = nix::cmsg_space!([RawFd; 1]);
     let mut iov = [IoSliceMut::new(&mut buf)];
-    let msg = nix::sys::socket::recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC)
-        .expect("recvmsg from the runtime");
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .expect("recvmsg from the runtime");
     let mut fd = None;
     for c in msg.cmsgs().expect("cmsgs") {
         if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
@@ -573,7 +720,8 @@ fn notify_sends_listener_and_state_and_the_container_sees_the_agents_fake_succes
 fn notify_agent_error_reaches_the_container() {
     // crun 1.8 never finishes `create` with this profile (it waits in poll).
     each_runtime_but(&["crun"], "sc_notify_err", |c, rt| {
-        let agent = Agent::spawn(&c.dir, |req| ScmpNotifResp::new_error(req.id, -libc::ENOSPC, ScmpNotifRespFlags::empty()));
+        let agent =
+            Agent::spawn(&c.dir, |req| ScmpNotifResp::new_error(req.id, -libc::ENOSPC, ScmpNotifRespFlags::empty()));
         set_profile(c, notify_profile(&agent, ""));
         let out = c.run_sh(&format!("{MKDIR} 2>&1; echo done"));
         assert!(out.stdout.contains("No space left on device"), "{rt}: {out}");
@@ -614,10 +762,17 @@ fn exec_notify_listener_reaches_the_agent_with_the_exec_pid() {
         drop(agent);
         // A second agent on the same path gets the exec'd process's listener.
         let _ = std::fs::remove_file(c.dir.join("agent.sock"));
-        let agent = Agent::spawn(&c.dir, |req| ScmpNotifResp::new_error(req.id, -libc::EXDEV, ScmpNotifRespFlags::empty()));
+        let agent =
+            Agent::spawn(&c.dir, |req| ScmpNotifResp::new_error(req.id, -libc::EXDEV, ScmpNotifRespFlags::empty()));
         let pidfile = c.dir.join("exec.pid");
-        let out = c.rt.cmd().arg("exec").arg("--pid-file").arg(&pidfile).arg(&c.id)
-            .args(["sh", "-c", &format!("{MKDIR} 2>&1; echo done")]).run();
+        let out =
+            c.rt.cmd()
+                .arg("exec")
+                .arg("--pid-file")
+                .arg(&pidfile)
+                .arg(&c.id)
+                .args(["sh", "-c", &format!("{MKDIR} 2>&1; echo done")])
+                .run();
         let state = agent.state();
         assert!(out.stdout.contains("Invalid cross-device link"), "{rt}: {out}");
         let exec_pid: i64 = std::fs::read_to_string(&pidfile).unwrap_or_default().trim().parse().unwrap_or(-1);
@@ -633,20 +788,49 @@ fn exec_notify_listener_reaches_the_agent_with_the_exec_pid() {
 #[test]
 fn b22_unknown_action_operator_arch_flag_name_the_field() {
     let cases = [
-        ("action", allow_except(json!([{"names": ["getpid"], "action": "SCMP_ACT_ALLOW"}, {"names": ["mkdir"], "action": "SCMP_ACT_FOO"}])),
-         "linux.seccomp.syscalls[1].action"),
+        (
+            "action",
+            allow_except(
+                json!([{"names": ["getpid"], "action": "SCMP_ACT_ALLOW"}, {"names": ["mkdir"], "action": "SCMP_ACT_FOO"}]),
+            ),
+            "linux.seccomp.syscalls[1].action",
+        ),
         ("default", json!({"defaultAction": "SCMP_ACT_BAR"}), "linux.seccomp.defaultAction"),
-        ("op", allow_except(json!([{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_XX"}]}])),
-         "linux.seccomp.syscalls[0].args[0].op"),
-        ("arch", json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_Z80"]}),
-         "linux.seccomp.architectures[1]"),
-        ("flag", json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_NOPE"]}), "linux.seccomp.flags[0]"),
-        ("errno_on_allow", allow_except(json!([{"names": ["mkdir"], "action": "SCMP_ACT_ALLOW", "errnoRet": 1}])),
-         "linux.seccomp.syscalls[0].errnoRet"),
-        ("notify_default", json!({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/nonexistent.sock"}), "linux.seccomp.defaultAction"),
+        (
+            "op",
+            allow_except(
+                json!([{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_XX"}]}]),
+            ),
+            "linux.seccomp.syscalls[0].args[0].op",
+        ),
+        (
+            "arch",
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_Z80"]}),
+            "linux.seccomp.architectures[1]",
+        ),
+        (
+            "flag",
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_NOPE"]}),
+            "linux.seccomp.flags[0]",
+        ),
+        (
+            "errno_on_allow",
+            allow_except(json!([{"names": ["mkdir"], "action": "SCMP_ACT_ALLOW", "errnoRet": 1}])),
+            "linux.seccomp.syscalls[0].errnoRet",
+        ),
+        (
+            "notify_default",
+            json!({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/nonexistent.sock"}),
+            "linux.seccomp.defaultAction",
+        ),
         ("notify_no_path", allow_except(json!([mkdir_rule("SCMP_ACT_NOTIFY")])), "linux.seccomp.syscalls[0].action"),
-        ("arg_index", allow_except(json!([{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}])),
-         "linux.seccomp.syscalls[0].args[0].index"),
+        (
+            "arg_index",
+            allow_except(
+                json!([{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]),
+            ),
+            "linux.seccomp.syscalls[0].args[0].index",
+        ),
     ];
     for (name, profile, field) in cases {
         let mut c = Case::new(&format!("b22_{name}"));
@@ -659,7 +843,8 @@ fn b22_unknown_action_operator_arch_flag_name_the_field() {
 #[test]
 fn b22_unsupported_flag_is_an_error_naming_it() {
     // libseccomp 2.5 cannot set WAIT_KILLABLE_RECV (2.6 can); features says which.
-    let features: Value = serde_json::from_str(&Case::new("b22_feat").rt.exec(&["features"]).stdout).expect("features JSON");
+    let features: Value =
+        serde_json::from_str(&Case::new("b22_feat").rt.exec(&["features"]).stdout).expect("features JSON");
     let supported = features["linux"]["seccomp"]["supportedFlags"].as_array().cloned().unwrap_or_default();
     let flag = "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV";
     let mut c = Case::new("b22_waitkill");
@@ -678,8 +863,11 @@ fn b22_listener_path_to_nothing_fails_create_and_leaves_nothing() {
     for (name, path) in [("file", None), ("abstract", Some("@berth-test-nobody-listens"))] {
         let mut c = Case::new(&format!("b22_listener_{name}"));
         let path = path.map(PathBuf::from).unwrap_or_else(|| c.dir.join("nobody.sock"));
-        set_profile(&mut c, json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": path,
-            "syscalls": [mkdir_rule("SCMP_ACT_NOTIFY")]}));
+        set_profile(
+            &mut c,
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": path,
+            "syscalls": [mkdir_rule("SCMP_ACT_NOTIFY")]}),
+        );
         c.expect_create_fails(&["listenerPath", "seccomp agent"]);
     }
 }
@@ -690,8 +878,17 @@ fn features_report_seccomp() {
     let f: Value = serde_json::from_str(&c.rt.exec(&["features"]).stdout).expect("features JSON");
     let s = &f["linux"]["seccomp"];
     assert_eq!(s["enabled"], true, "{s}");
-    for a in ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD",
-              "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"] {
+    for a in [
+        "SCMP_ACT_ALLOW",
+        "SCMP_ACT_ERRNO",
+        "SCMP_ACT_KILL",
+        "SCMP_ACT_KILL_PROCESS",
+        "SCMP_ACT_KILL_THREAD",
+        "SCMP_ACT_LOG",
+        "SCMP_ACT_NOTIFY",
+        "SCMP_ACT_TRACE",
+        "SCMP_ACT_TRAP",
+    ] {
         assert!(s["actions"].as_array().unwrap().iter().any(|x| x == a), "{a}: {s}");
     }
     assert_eq!(s["operators"].as_array().map(Vec::len), Some(7), "{s}");

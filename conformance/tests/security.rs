@@ -17,7 +17,8 @@ fn cve_2024_21626_leaked_host_fds_do_not_reach_the_container() {
     // `; true` keeps sh as pid 1 (no exec of ls) without opening pipes of its own.
     c.bundle.set_sh("ls -l /proc/1/fd/; true");
     c.write();
-    let leaks: Vec<PathBuf> = vec![canary.clone(), "/".into(), "/sys/fs/cgroup".into(), c.dir.clone(), "/etc/hostname".into()];
+    let leaks: Vec<PathBuf> =
+        vec![canary.clone(), "/".into(), "/sys/fs/cgroup".into(), c.dir.clone(), "/etc/hostname".into()];
     let out = c.rt.cmd().args(["run", "--bundle"]).arg(&c.bundle.dir).arg(&c.id).leak_fds(&leaks).run();
     out.expect_ok("run with leaked host fds");
     let fds: Vec<&str> = out
@@ -35,7 +36,14 @@ fn cve_2024_21626_created_init_holds_no_host_fds() {
     let canary = c.canary("hostdir");
     c.bundle.set_args(&["sleep", "1000"]);
     c.write();
-    let out = c.rt.cmd().args(["create", "--bundle"]).arg(&c.bundle.dir).arg(&c.id).stdio_to(&c.stdio).leak_fds(&[canary.clone(), "/".into()]).run();
+    let out =
+        c.rt.cmd()
+            .args(["create", "--bundle"])
+            .arg(&c.bundle.dir)
+            .arg(&c.id)
+            .stdio_to(&c.stdio)
+            .leak_fds(&[canary.clone(), "/".into()])
+            .run();
     out.expect_ok("create");
     c.start().expect_ok("start");
     let pid = c.state()["pid"].as_i64().unwrap();
@@ -70,7 +78,14 @@ fn created_init_holds_none_of_the_callers_fds_before_start() {
         c.bundle.set_args(&["sleep", "1000"]);
         c.write();
         let leaks: Vec<PathBuf> = vec![canary.clone(), "/".into(), "/etc/hostname".into(), c.dir.clone()];
-        let out = c.rt.cmd().args(["create", "--bundle"]).arg(&c.bundle.dir).arg(&c.id).stdio_to(&c.stdio).leak_fds(&leaks).run();
+        let out =
+            c.rt.cmd()
+                .args(["create", "--bundle"])
+                .arg(&c.bundle.dir)
+                .arg(&c.id)
+                .stdio_to(&c.stdio)
+                .leak_fds(&leaks)
+                .run();
         out.expect_ok(&format!("{label} create with leaked fds"));
         let pid = c.state()["pid"].as_i64().expect("state has the init's pid");
         let mut bad = Vec::new();
@@ -96,11 +111,20 @@ fn cve_2024_21626_cwd_proc_self_fd_cannot_reach_host() {
         c.config()["process"]["cwd"] = format!("/proc/self/fd/{n}").into();
         c.bundle.set_sh("cat secret ../secret ../../secret 2>/dev/null; readlink /proc/1/cwd");
         c.write();
-        let out = c.rt.cmd().args(["run", "--bundle"]).arg(&c.bundle.dir).arg(&c.id).leak_fds(&[canary.clone(), canary.clone(), canary.clone(), "/".into()]).run();
+        let out =
+            c.rt.cmd()
+                .args(["run", "--bundle"])
+                .arg(&c.bundle.dir)
+                .arg(&c.id)
+                .leak_fds(&[canary.clone(), canary.clone(), canary.clone(), "/".into()])
+                .run();
         assert!(!out.stdout.contains("HOST-SECRET"), "cwd=/proc/self/fd/{n} reached the host:\n{out}");
         if out.ok() {
             let cwd = out.stdout.lines().last().unwrap_or("");
-            assert!(!cwd.contains(canary.to_str().unwrap()) && !cwd.contains("unreachable"), "fd {n}: cwd outside the rootfs: {cwd}");
+            assert!(
+                !cwd.contains(canary.to_str().unwrap()) && !cwd.contains("unreachable"),
+                "fd {n}: cwd outside the rootfs: {cwd}"
+            );
         }
         c.rt.delete_force(&c.id);
     }
@@ -186,7 +210,10 @@ fn cve_2024_45310_mount_destinations_through_symlinks_stay_in_rootfs() {
     }
     let out = c.run_sh("grep -c tmpfs /proc/mounts");
     if out.ok() {
-        assert!(c.bundle.rootfs.host_path("/real/conf/stack").is_dir(), "absolute symlink not resolved inside the rootfs");
+        assert!(
+            c.bundle.rootfs.host_path("/real/conf/stack").is_dir(),
+            "absolute symlink not resolved inside the rootfs"
+        );
         assert!(c.bundle.rootfs.host_path(&format!("{}/a/b", canary.display())).is_dir());
     }
     c.assert_canary_untouched(&canary);
@@ -266,9 +293,11 @@ fn cve_2026_41579_dev_symlink_does_not_populate_host() {
         let canary = c.canary("hostcanary");
         let r = c.bundle.rootfs.host_path("/dev");
         fs::remove_dir(&r).unwrap();
-        let target = if rel { format!("../../../../../../../..{}", canary.display()) } else { canary.display().to_string() };
+        let target =
+            if rel { format!("../../../../../../../..{}", canary.display()) } else { canary.display().to_string() };
         symlink(&target, &r).unwrap();
-        c.config()["linux"]["devices"] = json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o666}]);
+        c.config()["linux"]["devices"] =
+            json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o666}]);
         let _ = c.run_sh("ls /dev");
         c.assert_canary_untouched(&canary);
         // And once more without the /dev tmpfs, where nodes go straight into the image's /dev.
@@ -314,7 +343,9 @@ fn cve_2023_27561_sys_as_symlink_is_refused() {
 fn cve_2025_52881_bind_over_proc_sys_with_sysctl_is_refused() {
     let mut c = Case::new("sec_proc_sys_bind");
     let canary = c.canary("fake-proc-sys-kernel");
-    c.bundle.add_mount(json!({"destination": "/proc/sys/kernel", "type": "bind", "source": canary, "options": ["rbind", "rw"]}));
+    c.bundle.add_mount(
+        json!({"destination": "/proc/sys/kernel", "type": "bind", "source": canary, "options": ["rbind", "rw"]}),
+    );
     c.config()["linux"]["sysctl"] = json!({"kernel.msgmax": "4242"});
     let out = c.create();
     // First the escape itself: the sysctl write must not land in the host dir.

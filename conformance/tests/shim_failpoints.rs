@@ -26,8 +26,8 @@ use conformance::{
     containerd::Options,
     leak,
     shim_fixture::{
-        container_cgroups, runtime_binary, shim_dir, shim_pids, shim_socket_path, use_namespace,
-        write_image, Containerd, IMAGE, SHIM_BINARY, SHIM_RUNTIME,
+        container_cgroups, runtime_binary, shim_dir, shim_pids, shim_socket_path, use_namespace, write_image,
+        Containerd, IMAGE, SHIM_BINARY, SHIM_RUNTIME,
     },
     util::poll_until,
 };
@@ -47,15 +47,10 @@ fn failpoint_shim() -> &'static Path {
 
 /// Every step the binary knows (`BERTH_SHIM_FAILPOINT=list`).
 fn steps() -> Vec<String> {
-    let out = Command::new(failpoint_shim())
-        .env("BERTH_SHIM_FAILPOINT", "list")
-        .output()
-        .expect("run the failpoint shim");
+    let out =
+        Command::new(failpoint_shim()).env("BERTH_SHIM_FAILPOINT", "list").output().expect("run the failpoint shim");
     assert!(out.status.success(), "BERTH_SHIM_FAILPOINT=list: {out:?}");
-    let v: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let v: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
     assert!(v.len() > 5, "too few failpoints listed: {v:?}");
     v
 }
@@ -80,31 +75,21 @@ impl Walk {
             "containerd finds the shim by this name: {}",
             bin.display()
         );
-        let dir = tempfile::Builder::new()
-            .prefix("berth-shimfp-")
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("berth-shimfp-").tempdir().expect("tempdir");
         let file = dir.path().join("failpoint");
         fs::write(&file, "").expect("failpoint file");
         let cd = Containerd::start_with(Options {
             shim_dir: bin.parent().map(Path::to_path_buf),
             env: vec![
                 ("BERTH_RUNTIME".into(), runtime_binary()),
-                (
-                    "BERTH_SHIM_FAILPOINT_FILE".into(),
-                    file.to_string_lossy().into_owned(),
-                ),
+                ("BERTH_SHIM_FAILPOINT_FILE".into(), file.to_string_lossy().into_owned()),
             ],
             ..Default::default()
         })
         .expect("containerd");
         write_image(&cd.dir.path().join("busybox-oci.tar")).expect("image");
         use_namespace(&cd, NS).expect("image import");
-        Walk {
-            cd,
-            file,
-            _dir: dir,
-        }
+        Walk { cd, file, _dir: dir }
     }
 
     fn arm(&self, step: &str) {
@@ -123,36 +108,19 @@ impl Walk {
 
     fn ok(&self, args: &[&str]) {
         let out = self.ctr(args);
-        assert!(
-            out.status.success(),
-            "ctr {}: {}",
-            args.join(" "),
-            text(&out.stderr)
-        );
+        assert!(out.status.success(), "ctr {}: {}", args.join(" "), text(&out.stderr));
     }
 
     fn run_detached(&self, id: &str) -> std::process::Output {
-        self.ctr(&[
-            "run",
-            "-d",
-            "--runtime",
-            SHIM_RUNTIME,
-            IMAGE,
-            id,
-            "sleep",
-            "1000",
-        ])
+        self.ctr(&["run", "-d", "--runtime", SHIM_RUNTIME, IMAGE, id, "sleep", "1000"])
     }
 
     /// The task's status in `ctr tasks ls`, if it is listed.
     fn task(&self, id: &str) -> Option<String> {
-        text(&self.ctr(&["tasks", "ls"]).stdout)
-            .lines()
-            .skip(1)
-            .find_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                (f.first() == Some(&id)).then(|| f.get(2).unwrap_or(&"").to_string())
-            })
+        text(&self.ctr(&["tasks", "ls"]).stdout).lines().skip(1).find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&id)).then(|| f.get(2).unwrap_or(&"").to_string())
+        })
     }
 
     fn wait_status(&self, id: &str, status: &str) {
@@ -162,19 +130,13 @@ impl Walk {
     }
 
     fn listed(&self, what: &str, id: &str) -> bool {
-        text(&self.ctr(&[what, "ls", "-q"]).stdout)
-            .lines()
-            .any(|l| l.trim() == id)
+        text(&self.ctr(&[what, "ls", "-q"]).stdout).lines().any(|l| l.trim() == id)
     }
 
     /// A container's whole life on the disarmed shim: the id is usable.
     fn run_cleanly(&self, id: &str) {
         let out = self.run_detached(id);
-        assert!(
-            out.status.success(),
-            "ctr run -d {id}: {}",
-            text(&out.stderr)
-        );
+        assert!(out.status.success(), "ctr run -d {id}: {}", text(&out.stderr));
         self.wait_status(id, "RUNNING");
         self.ok(&["tasks", "kill", "-s", "KILL", id]);
         self.wait_status(id, "STOPPED");
@@ -213,12 +175,8 @@ impl Walk {
         }
         let d = self.cd.dir.path();
         for dir in [
-            d.join("state/io.containerd.runtime.v2.task")
-                .join(NS)
-                .join(id),
-            d.join("root/io.containerd.runtime.v2.task")
-                .join(NS)
-                .join(id),
+            d.join("state/io.containerd.runtime.v2.task").join(NS).join(id),
+            d.join("root/io.containerd.runtime.v2.task").join(NS).join(id),
             Path::new(BERTH_ROOT).join(NS).join(id),
             shim_socket_path(&self.cd.address, NS, id),
         ] {
@@ -255,19 +213,12 @@ fn walk_one(w: &Walk, n: usize, step: &str) {
         "bootstrap" | "create" | "start" => {
             w.arm(step);
             let out = w.run_detached(&id);
-            assert!(
-                !out.status.success(),
-                "ctr run -d succeeded although the shim should have died at {step}"
-            );
+            assert!(!out.status.success(), "ctr run -d succeeded although the shim should have died at {step}");
             said = text(&out.stderr);
         }
         "exit" | "delete" => {
             let out = w.run_detached(&id);
-            assert!(
-                out.status.success(),
-                "ctr run -d {id}: {}",
-                text(&out.stderr)
-            );
+            assert!(out.status.success(), "ctr run -d {id}: {}", text(&out.stderr));
             w.wait_status(&id, "RUNNING");
             if op == "exit" {
                 w.arm(step);
@@ -287,11 +238,9 @@ fn walk_one(w: &Walk, n: usize, step: &str) {
         }
         other => panic!("failpoint {step}: unknown operation {other:?}"),
     }
-    poll_until(
-        &format!("the shim to die at {step} (ctr: {said})"),
-        Duration::from_secs(30),
-        || w.hits().lines().any(|l| l == step).then_some(()),
-    );
+    poll_until(&format!("the shim to die at {step} (ctr: {said})"), Duration::from_secs(30), || {
+        w.hits().lines().any(|l| l == step).then_some(())
+    });
     w.arm("");
     poll_until("the dead shim to be gone", Duration::from_secs(30), || {
         shim_pids(&w.cd.address).is_empty().then_some(())
@@ -300,10 +249,7 @@ fn walk_one(w: &Walk, n: usize, step: &str) {
     let _ = w.ctr(&["tasks", "rm", "-f", &id]);
     let out = w.ctr(&["containers", "rm", &id]);
     if !out.status.success() && w.listed("containers", &id) {
-        panic!(
-            "ctr containers rm {id} after the shim died at {step}: {}",
-            text(&out.stderr)
-        );
+        panic!("ctr containers rm {id} after the shim died at {step}: {}", text(&out.stderr));
     }
     w.assert_clean(&id, &format!("after the shim died at {step} and removal"));
     w.run_cleanly(&id);
@@ -314,18 +260,13 @@ fn walk_one(w: &Walk, n: usize, step: &str) {
 fn every_shim_failpoint_leaves_nothing_after_removal() {
     let all = steps();
     for op in ["create:", "start:", "delete:"] {
-        assert!(
-            all.iter().any(|s| s.starts_with(op)),
-            "no failpoint of {op} listed: {all:?}"
-        );
+        assert!(all.iter().any(|s| s.starts_with(op)), "no failpoint of {op} listed: {all:?}");
     }
     let w = Walk::start();
     let mut failed = Vec::new();
     for (n, step) in all.iter().enumerate() {
         eprintln!("shim failpoint {step}");
-        if let Err(e) =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| walk_one(&w, n, step)))
-        {
+        if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| walk_one(&w, n, step))) {
             let msg = e
                 .downcast_ref::<String>()
                 .cloned()
@@ -354,8 +295,5 @@ fn the_ordinary_shim_has_no_failpoints() {
         .output()
         .expect("run the shim");
     let stdout = text(&out.stdout);
-    assert!(
-        out.status.success() && !stdout.contains("create:"),
-        "the ordinary shim lists failpoints: {out:?}"
-    );
+    assert!(out.status.success() && !stdout.contains("create:"), "the ordinary shim lists failpoints: {out:?}");
 }

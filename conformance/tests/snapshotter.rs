@@ -19,36 +19,22 @@ struct Setup {
 fn setup() -> Setup {
     let snap = SnapshotterProcess::start().expect("start berth-snapshotter");
     let ctd = Containerd::start(&[("berth", &snap.socket)]).expect("start containerd");
-    let work = tempfile::Builder::new()
-        .prefix("berth-img-")
-        .tempdir()
-        .expect("tempdir");
+    let work = tempfile::Builder::new().prefix("berth-img-").tempdir().expect("tempdir");
     Setup { snap, ctd, work }
 }
 
 /// Stops both daemons and checks they left no process and no mount.
 fn teardown_and_check_leaks(s: Setup) {
-    let dirs = [
-        s.snap.dir.path().to_path_buf(),
-        s.ctd.dir.path().to_path_buf(),
-        s.work.path().to_path_buf(),
-    ];
+    let dirs = [s.snap.dir.path().to_path_buf(), s.ctd.dir.path().to_path_buf(), s.work.path().to_path_buf()];
     let pids = [s.snap.pid(), s.ctd.pid()];
     drop(s);
     let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     for d in &dirs {
-        assert!(
-            !info.contains(&*d.to_string_lossy()),
-            "mounts left under {}",
-            d.display()
-        );
+        assert!(!info.contains(&*d.to_string_lossy()), "mounts left under {}", d.display());
         assert!(!d.exists(), "{} left behind", d.display());
     }
     for pid in pids.into_iter().flatten() {
-        assert!(
-            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            "process {pid} still running"
-        );
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "process {pid} still running");
     }
 }
 
@@ -58,21 +44,9 @@ impl Setup {
         write_oci_archive(&archive, name, layers, &["/bin/sh"]).expect("build image");
         let out = self
             .ctd
-            .ctr(
-                NS,
-                &[
-                    "images",
-                    "import",
-                    "--snapshotter",
-                    "berth",
-                    &archive.to_string_lossy(),
-                ],
-            )
+            .ctr(NS, &["images", "import", "--snapshotter", "berth", &archive.to_string_lossy()])
             .unwrap_or_else(|e| panic!("import: {e}\ncontainerd log:\n{}", self.ctd.log()));
-        assert!(
-            out.contains(name.trim_start_matches("docker.io/")) || out.contains("unpacking"),
-            "{out}"
-        );
+        assert!(out.contains(name.trim_start_matches("docker.io/")) || out.contains("unpacking"), "{out}");
     }
 
     fn run(&self, image: &str, id: &str, script: &str) -> String {
@@ -84,40 +58,19 @@ impl Setup {
         let mut args = vec!["run", "--snapshotter", "berth", "--rm"];
         args.extend_from_slice(extra);
         args.extend_from_slice(&[image, id, "/bin/sh", "-c", script]);
-        self.ctd
-            .ctr(NS, &args)
-            .unwrap_or_else(|e| panic!("run: {e}\ncontainerd log:\n{}", self.ctd.log()))
+        self.ctd.ctr(NS, &args).unwrap_or_else(|e| panic!("run: {e}\ncontainerd log:\n{}", self.ctd.log()))
     }
 
     fn committed_snapshots(&self) -> usize {
-        let out = self
-            .ctd
-            .ctr(NS, &["snapshots", "--snapshotter", "berth", "ls"])
-            .expect("snapshots ls");
-        out.lines()
-            .skip(1)
-            .filter(|l| l.contains("Committed"))
-            .count()
+        let out = self.ctd.ctr(NS, &["snapshots", "--snapshotter", "berth", "ls"]).expect("snapshots ls");
+        out.lines().skip(1).filter(|l| l.contains("Committed")).count()
     }
 
     fn remove_image_and_check_empty(&self, image: &str) {
-        self.ctd
-            .ctr(NS, &["images", "rm", "--sync", image])
-            .expect("images rm");
-        let left = self
-            .ctd
-            .ctr(NS, &["snapshots", "--snapshotter", "berth", "ls"])
-            .expect("snapshots ls");
-        assert_eq!(
-            left.lines().skip(1).count(),
-            0,
-            "snapshots left in containerd: {left}"
-        );
-        assert!(
-            self.snap.layer_dirs().is_empty(),
-            "layer directories left: {:?}",
-            self.snap.layer_dirs()
-        );
+        self.ctd.ctr(NS, &["images", "rm", "--sync", image]).expect("images rm");
+        let left = self.ctd.ctr(NS, &["snapshots", "--snapshotter", "berth", "ls"]).expect("snapshots ls");
+        assert_eq!(left.lines().skip(1).count(), 0, "snapshots left in containerd: {left}");
+        assert!(self.snap.layer_dirs().is_empty(), "layer directories left: {:?}", self.snap.layer_dirs());
     }
 }
 
@@ -142,16 +95,10 @@ fn containerd_imports_and_runs_an_image_with_whiteouts_on_berth() {
             .whiteout("etc/layer2")
             .opaque("olddir")
             .file("olddir/new.txt", "new\n", 0o640),
-        Layer::default()
-            .file("data/b.txt", "b4\n", 0o644)
-            .symlink("data/link", "a.txt"),
+        Layer::default().file("data/b.txt", "b4\n", 0o644).symlink("data/link", "a.txt"),
     ];
     s.import(image, &layers);
-    assert_eq!(
-        s.committed_snapshots(),
-        4,
-        "one committed snapshot per layer"
-    );
+    assert_eq!(s.committed_snapshots(), 4, "one committed snapshot per layer");
 
     let out = s.run(
         image,
@@ -161,8 +108,7 @@ fn containerd_imports_and_runs_an_image_with_whiteouts_on_berth() {
          echo w > /data/written && cat /data/written; /bin/busybox true && echo ok",
     );
     assert_eq!(
-        out,
-        "a3\na3\nb4\na.txt\nb.txt\nlink\n--\nnew.txt\n--\n640 root\n1777 root\nno-layer2\nw\nok\n",
+        out, "a3\na3\nb4\na.txt\nb.txt\nlink\n--\nnew.txt\n--\n640 root\n1777 root\nno-layer2\nw\nok\n",
         "what the container sees"
     );
     // containerd removes a deleted container's snapshot from the backend
@@ -176,11 +122,11 @@ fn containerd_imports_and_runs_an_image_with_whiteouts_on_berth() {
 fn many_layers(n: usize) -> Vec<Layer> {
     let mut layers = vec![busybox_layer().expect("busybox layer").dir("layers", 0o755)];
     for i in 1..n {
-        layers.push(
-            Layer::default()
-                .file(&format!("layers/{i}"), "", 0o644)
-                .file("layers/top", format!("{i}\n"), 0o644),
-        );
+        layers.push(Layer::default().file(&format!("layers/{i}"), "", 0o644).file(
+            "layers/top",
+            format!("{i}\n"),
+            0o644,
+        ));
     }
     layers
 }
@@ -190,15 +136,8 @@ fn run_on_layers(n: usize) {
     let image = format!("docker.io/berth/layers{n}:latest");
     s.import(&image, &many_layers(n));
     assert_eq!(s.committed_snapshots(), n);
-    let out = s.run(
-        &image,
-        &format!("layers{n}"),
-        "cat /layers/top; ls /layers | wc -l",
-    );
-    assert_eq!(
-        out.split_whitespace().collect::<Vec<_>>(),
-        [format!("{}", n - 1), format!("{n}")]
-    );
+    let out = s.run(&image, &format!("layers{n}"), "cat /layers/top; ls /layers | wc -l");
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), [format!("{}", n - 1), format!("{n}")]);
     s.remove_image_and_check_empty(&image);
     teardown_and_check_leaks(s);
 }
@@ -221,9 +160,7 @@ fn ctr_snapshot_commands_work_through_containerd() {
     let ctr = |args: &[&str]| {
         let mut a = vec!["snapshots", "--snapshotter", "berth"];
         a.extend_from_slice(args);
-        s.ctd
-            .ctr(NS, &a)
-            .unwrap_or_else(|e| panic!("{e}\ncontainerd log:\n{}", s.ctd.log()))
+        s.ctd.ctr(NS, &a).unwrap_or_else(|e| panic!("{e}\ncontainerd log:\n{}", s.ctd.log()))
     };
     ctr(&["prepare", "k1"]);
     let target = s.work.path().join("k1");
@@ -233,29 +170,18 @@ fn ctr_snapshot_commands_work_through_containerd() {
     ctr(&["commit", "c1", "k1"]);
     ctr(&["prepare", "k2", "c1"]);
     let mount_cmd = ctr(&["mounts", &target.to_string_lossy(), "k2"]);
-    assert!(
-        mount_cmd.contains("mount -t overlay") && mount_cmd.contains("upperdir="),
-        "{mount_cmd}"
-    );
+    assert!(mount_cmd.contains("mount -t overlay") && mount_cmd.contains("upperdir="), "{mount_cmd}");
     ctr(&["commit", "c2", "k2"]);
     ctr(&["view", "v1", "c2"]);
     let info = ctr(&["info", "c2"]);
-    assert!(
-        info.contains("\"Parent\": \"c1\"") && info.contains("\"Kind\": \"Committed\""),
-        "{info}"
-    );
+    assert!(info.contains("\"Parent\": \"c1\"") && info.contains("\"Kind\": \"Committed\""), "{info}");
     ctr(&["label", "c2", "team=berth"]);
     assert!(ctr(&["info", "c2"]).contains("\"team\": \"berth\""));
     let usage = ctr(&["usage"]);
     assert!(usage.lines().any(|l| l.starts_with("c2")), "{usage}");
     let ls = ctr(&["ls"]);
     assert_eq!(ls.lines().count(), 4, "header + c1, c2, v1: {ls}");
-    assert!(
-        s.ctd
-            .ctr(NS, &["snapshots", "--snapshotter", "berth", "rm", "c1"])
-            .is_err(),
-        "c1 has a child"
-    );
+    assert!(s.ctd.ctr(NS, &["snapshots", "--snapshotter", "berth", "rm", "c1"]).is_err(), "c1 has a child");
     ctr(&["rm", "v1", "c2", "c1"]);
     // containerd forgets at once and removes from the backend at its next
     // garbage collection; an image removal with --sync runs one.
@@ -273,12 +199,7 @@ fn ctr_snapshot_commands_work_through_containerd() {
 fn containerd_runs_a_user_namespaced_container_on_idmapped_layers() {
     let s = setup();
     let image = "docker.io/berth/userns:latest";
-    s.import(
-        image,
-        &[busybox_layer()
-            .expect("busybox layer")
-            .file("etc/hello", "hi\n", 0o600)],
-    );
+    s.import(image, &[busybox_layer().expect("busybox layer").file("etc/hello", "hi\n", 0o600)]);
     let out = s.run_with(
         &["--remap-labels", "--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536"],
         image,
@@ -286,15 +207,9 @@ fn containerd_runs_a_user_namespaced_container_on_idmapped_layers() {
         "cat /proc/self/uid_map; stat -c '%u:%g %a' /root /bin/busybox; \
          cat /etc/hello; echo w > /root/x && cat /root/x",
     );
-    assert_eq!(
-        out.split_whitespace().collect::<Vec<_>>().join(" "),
-        "0 100000 65536 0:0 700 0:0 755 hi w",
-        "{out}"
-    );
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>().join(" "), "0 100000 65536 0:0 700 0:0 755 hi w", "{out}");
     s.remove_image_and_check_empty(image);
-    let views = std::fs::read_dir(s.snap.root.join("idmapped"))
-        .map(|d| d.count())
-        .unwrap_or(0);
+    let views = std::fs::read_dir(s.snap.root.join("idmapped")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(views, 0, "idmapped views released");
     teardown_and_check_leaks(s);
 }
@@ -308,19 +223,7 @@ fn fixture_cleans_up_a_container_left_running() {
     let image = "docker.io/berth/left:latest";
     s.import(image, &[busybox_layer().expect("busybox layer")]);
     s.ctd
-        .ctr(
-            NS,
-            &[
-                "run",
-                "--snapshotter",
-                "berth",
-                "-d",
-                image,
-                "left",
-                "/bin/sleep",
-                "1000",
-            ],
-        )
+        .ctr(NS, &["run", "--snapshotter", "berth", "-d", image, "left", "/bin/sleep", "1000"])
         .unwrap_or_else(|e| panic!("run -d: {e}\ncontainerd log:\n{}", s.ctd.log()));
     let tasks = s.ctd.ctr(NS, &["tasks", "ls"]).expect("tasks ls");
     assert!(tasks.contains("RUNNING"), "{tasks}");
@@ -336,8 +239,5 @@ fn fixture_cleans_up_a_container_left_running() {
         })
         .map(|e| e.file_name())
         .collect();
-    assert!(
-        left.is_empty(),
-        "processes of the test's containerd left: {left:?}"
-    );
+    assert!(left.is_empty(), "processes of the test's containerd left: {left:?}");
 }

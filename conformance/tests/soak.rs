@@ -27,19 +27,12 @@ struct ShimUse {
 
 impl std::fmt::Display for ShimUse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} fds, {} threads, RSS {} KiB, PSS {} KiB",
-            self.fds, self.threads, self.rss_kib, self.pss_kib
-        )
+        write!(f, "{} fds, {} threads, RSS {} KiB, PSS {} KiB", self.fds, self.threads, self.rss_kib, self.pss_kib)
     }
 }
 
 fn field(text: &str, key: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    text.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
 }
 
 fn shim_use(pid: u32) -> ShimUse {
@@ -96,21 +89,15 @@ fn containers_and_execs_through_one_shim_without_failures_or_growth() {
         let ids = Mutex::new(Vec::new());
         let mut failures = fan_out(n, threads, |i| {
             let id = env
-                .run_container(
-                    &pod,
-                    env.container_config(&format!("r{r}-c{i}"), "exec sleep 600"),
-                    &cfg,
-                )
+                .run_container(&pod, env.container_config(&format!("r{r}-c{i}"), "exec sleep 600"), &cfg)
                 .map_err(|e| format!("round {r} container {i} create/start: {e}"))?;
             ids.lock().expect("lock").push(id);
             Ok(())
         });
         let ids = ids.into_inner().expect("lock");
         failures.extend(fan_out(ids.len(), threads, |i| {
-            env.stop_container(&ids[i], 0)
-                .map_err(|e| format!("round {r} stop {}: {e}", ids[i]))?;
-            env.remove_container(&ids[i])
-                .map_err(|e| format!("round {r} remove {}: {e}", ids[i]))
+            env.stop_container(&ids[i], 0).map_err(|e| format!("round {r} stop {}: {e}", ids[i]))?;
+            env.remove_container(&ids[i]).map_err(|e| format!("round {r} remove {}: {e}", ids[i]))
         }));
         failures
     };
@@ -131,9 +118,8 @@ fn containers_and_execs_through_one_shim_without_failures_or_growth() {
     println!("shim {shim} after the containers: {}", shim_use(shim));
     let t1 = Instant::now();
     failures.extend(fan_out(execs, threads, |i| {
-        let r = env
-            .exec_sync(&target, &["sh", "-c", &format!("echo {i}")], 30)
-            .map_err(|e| format!("exec {i}: {e}"))?;
+        let r =
+            env.exec_sync(&target, &["sh", "-c", &format!("echo {i}")], 30).map_err(|e| format!("exec {i}: {e}"))?;
         let out = String::from_utf8_lossy(&r.stdout);
         if r.exit_code != 0 || out.trim() != i.to_string() {
             return Err(format!(
@@ -173,12 +159,7 @@ fn containers_and_execs_through_one_shim_without_failures_or_growth() {
         }
     }
     assert!(failures.is_empty(), "{} failures: {failures:#?}", failures.len());
-    assert!(
-        end.fds <= start.fds,
-        "the shim's fds grew: {} at start, {} at end",
-        start.fds,
-        end.fds
-    );
+    assert!(end.fds <= start.fds, "the shim's fds grew: {} at start, {} at end", start.fds, end.fds);
     assert!(
         end.threads <= start.threads,
         "the shim's threads grew: {} at start, {} at end",

@@ -175,7 +175,10 @@ fn b10_bad_mappings_are_refused_naming_the_entry() {
 #[test]
 fn b10_mappings_with_a_joined_user_namespace_are_refused() {
     let mut c = Case::new("b10_join_maps");
-    c.config()["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user", "path": "/proc/self/ns/user"}));
+    c.config()["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user", "path": "/proc/self/ns/user"}));
     c.config()["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
     c.config()["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": HOST_ID, "size": 65536}]);
     c.expect_create_fails(&["linux.uidMappings: do not match those of the user namespace /proc/self/ns/user"]);
@@ -322,7 +325,8 @@ fn hooks_get_the_inits_pid_and_container_hooks_run_in_the_user_namespace() {
     let log_dir = c.dir.join("hooklog");
     std::fs::create_dir_all(&log_dir).unwrap();
     chown_tree(&log_dir, HOST_ID);
-    c.bundle.add_mount(json!({"destination": "/hooklog", "type": "bind", "source": log_dir, "options": ["rbind", "rw"]}));
+    c.bundle
+        .add_mount(json!({"destination": "/hooklog", "type": "bind", "source": log_dir, "options": ["rbind", "rw"]}));
     let ns = |dir: &str, name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("readlink /proc/self/ns/user > {dir}/{name}")]});
     let host_dir = log_dir.to_str().unwrap().to_string();
     c.config()["hooks"] = json!({
@@ -334,7 +338,8 @@ fn hooks_get_the_inits_pid_and_container_hooks_run_in_the_user_namespace() {
     c.create().expect_ok("create");
     c.start().expect_ok("start");
     let pid = c.state()["pid"].as_i64().unwrap();
-    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(log_dir.join("state")).unwrap()).unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(log_dir.join("state")).unwrap()).unwrap();
     assert_eq!(state["pid"].as_i64(), Some(pid), "createRuntime sees the init's pid, not the first child's");
     let init_ns = std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
     for f in ["cc", "sc"] {

@@ -26,9 +26,7 @@ const MAX_ENTRIES: usize = 64;
 
 fn base() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        std::env::temp_dir().join(format!("berth-fuzz-resolve-{}", std::process::id()))
-    })
+    DIR.get_or_init(|| std::env::temp_dir().join(format!("berth-fuzz-resolve-{}", std::process::id())))
 }
 
 fn id(fd: &OwnedFd) -> (u64, u64) {
@@ -40,9 +38,7 @@ fn id(fd: &OwnedFd) -> (u64, u64) {
 fn plain(path: &[u8]) -> Option<Vec<&[u8]>> {
     let parts: Vec<&[u8]> = path.split(|b| *b == b'/').collect();
     let ok = !parts.is_empty()
-        && parts.iter().all(|p| {
-            !p.is_empty() && *p != b"." && *p != b".." && p.len() <= 255 && !p.contains(&0)
-        });
+        && parts.iter().all(|p| !p.is_empty() && *p != b"." && *p != b".." && p.len() <= 255 && !p.contains(&0));
     ok.then_some(parts)
 }
 
@@ -108,19 +104,10 @@ fuzz_target!(|data: &[u8]| {
     // gets the path as berth reads it.
     let mut bytes = path.as_os_str().as_bytes();
     while bytes.len() > 1 && (bytes.ends_with(b"/") || bytes.ends_with(b"/.")) {
-        bytes = bytes
-            .strip_suffix(b"/")
-            .or_else(|| bytes.strip_suffix(b"/."))
-            .unwrap_or(bytes);
+        bytes = bytes.strip_suffix(b"/").or_else(|| bytes.strip_suffix(b"/.")).unwrap_or(bytes);
     }
-    let oracle_path = if bytes.is_empty() {
-        Path::new(".")
-    } else {
-        Path::new(OsStr::from_bytes(bytes))
-    };
-    let how = OpenHow::new()
-        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT);
+    let oracle_path = if bytes.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(bytes)) };
+    let how = OpenHow::new().flags(OFlag::O_PATH | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_IN_ROOT);
     let want = loop {
         match openat2(rootfd.as_fd(), oracle_path, how) {
             Err(Errno::EAGAIN) => continue,
@@ -132,19 +119,10 @@ fuzz_target!(|data: &[u8]| {
         Walked::Missing { .. } => None,
     });
     match (want, got) {
-        (Ok(w), Ok(Some(g))) => assert_eq!(
-            w, g,
-            "walk_in_root and openat2 opened different files for {path:?}"
-        ),
+        (Ok(w), Ok(Some(g))) => assert_eq!(w, g, "walk_in_root and openat2 opened different files for {path:?}"),
         // A missing last component: the walk reports where it would go, the kernel ENOENT.
         (Err(Errno::ENOENT), Ok(None) | Err(Errno::ENOENT)) => {}
-        (Err(w), Err(g)) => assert_eq!(
-            w, g,
-            "walk_in_root and openat2 fail differently for {path:?}"
-        ),
-        (w, g) => panic!(
-            "{path:?}: openat2 {w:?} vs walk_in_root {:?}",
-            g.map(|x| x.is_some())
-        ),
+        (Err(w), Err(g)) => assert_eq!(w, g, "walk_in_root and openat2 fail differently for {path:?}"),
+        (w, g) => panic!("{path:?}: openat2 {w:?} vs walk_in_root {:?}", g.map(|x| x.is_some())),
     }
 });

@@ -7,9 +7,9 @@ use containerd_shim_berth_v2::process::validate_id;
 use containerd_shim_berth_v2::runtime::RuntimeConfig;
 use containerd_shim_berth_v2::server::{next_frame, Frame};
 use containerd_shim_protos::api::{
-    CheckpointTaskRequest, CloseIORequest, ConnectRequest, CreateTaskRequest, DeleteRequest,
-    ExecProcessRequest, KillRequest, PauseRequest, PidsRequest, ResizePtyRequest, ResumeRequest,
-    ShutdownRequest, StartRequest, StateRequest, StatsRequest, UpdateTaskRequest, WaitRequest,
+    CheckpointTaskRequest, CloseIORequest, ConnectRequest, CreateTaskRequest, DeleteRequest, ExecProcessRequest,
+    KillRequest, PauseRequest, PidsRequest, ResizePtyRequest, ResumeRequest, ShutdownRequest, StartRequest,
+    StateRequest, StatsRequest, UpdateTaskRequest, WaitRequest,
 };
 use containerd_shim_protos::ttrpc::proto::{Codec, MESSAGE_HEADER_LENGTH, MESSAGE_TYPE_REQUEST};
 use containerd_shim_protos::ttrpc::Request;
@@ -32,10 +32,7 @@ fn payload(method: &str, p: &[u8]) {
                 let _ = validate_id("container", &req.id, MAX_CONTAINER_ID);
                 // runtimeoptions.v1.Options names a file the shim reads: a fuzzer would read
                 // arbitrary host files (and hang on a FIFO); containerd is trusted there.
-                let options = req
-                    .options
-                    .as_ref()
-                    .filter(|o| !o.type_url.ends_with("runtimeoptions.v1.Options"));
+                let options = req.options.as_ref().filter(|o| !o.type_url.ends_with("runtimeoptions.v1.Options"));
                 let _ = RuntimeConfig::from_options(options);
             }
         }

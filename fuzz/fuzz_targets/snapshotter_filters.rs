@@ -13,10 +13,7 @@ fn record(kind: Kind, parent: &str, labels: &[(&str, &str)]) -> Record {
         id: 1,
         kind,
         parent: parent.to_string(),
-        labels: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
+        labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
         created: 0,
         updated: 0,
         size: 0,
@@ -35,11 +32,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let records = [
         record(Kind::Committed, "", &[]),
-        record(
-            Kind::Active,
-            "sha256:abc",
-            &[("containerd.io/snapshot.ref", "x"), ("a.b/c", "ü")],
-        ),
+        record(Kind::Active, "sha256:abc", &[("containerd.io/snapshot.ref", "x"), ("a.b/c", "ü")]),
         record(Kind::View, "p", &[("", ""), ("labels", "labels")]),
     ];
     for (i, r) in records.iter().enumerate() {

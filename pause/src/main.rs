@@ -22,12 +22,7 @@ fn install(sig: libc::c_int, handler: extern "C" fn(libc::c_int)) -> std::io::Re
     // SAFETY: a zeroed sigaction is valid; we set the handler and an empty mask before use.
     let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
     sa.sa_sigaction = handler as usize;
-    sa.sa_flags = libc::SA_RESTART
-        | if sig == libc::SIGCHLD {
-            libc::SA_NOCLDSTOP
-        } else {
-            0
-        };
+    sa.sa_flags = libc::SA_RESTART | if sig == libc::SIGCHLD { libc::SA_NOCLDSTOP } else { 0 };
     // SAFETY: sa_mask is a field of our own struct; sigaction reads sa only during the call.
     unsafe {
         libc::sigemptyset(&mut sa.sa_mask);
@@ -55,10 +50,8 @@ fn main() {
     }
     // SAFETY: getpid has no preconditions.
     if unsafe { libc::getpid() } != 1 {
-        let _ = writeln!(
-            std::io::stderr(),
-            "berth-pause: not pid 1: orphans of this pod are reaped by another process"
-        );
+        let _ =
+            writeln!(std::io::stderr(), "berth-pause: not pid 1: orphans of this pod are reaped by another process");
     }
     loop {
         // SAFETY: pause only suspends the thread until a handler has run.

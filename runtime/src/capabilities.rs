@@ -35,10 +35,7 @@ fn mask(set: Option<&Capabilities>) -> u64 {
 }
 
 fn last_cap() -> u8 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40)
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40)
 }
 
 /// Drops from the bounding set every capability not in `bounding`. Needs CAP_SETPCAP, so
@@ -96,7 +93,8 @@ mod tests {
 
     #[test]
     fn masks_follow_capability_numbers() {
-        let set: Capabilities = serde_json::from_value(serde_json::json!(["CAP_CHOWN", "CAP_KILL", "CAP_SYS_ADMIN"])).unwrap();
+        let set: Capabilities =
+            serde_json::from_value(serde_json::json!(["CAP_CHOWN", "CAP_KILL", "CAP_SYS_ADMIN"])).unwrap();
         assert_eq!(mask(Some(&set)), (1 << 0) | (1 << 5) | (1 << 21));
         assert_eq!(mask(None), 0);
     }

@@ -2,12 +2,13 @@
 //!
 //! berth forks the process straight into the container's pid namespace (its own
 //! pid_for_children is pointed there around the fork) and cgroup (clone3 CLONE_INTO_CGROUP
-//! on v2; cgroup.procs on v1 before the child goes on). The child joins every other
-//! namespace of the init in one setns(pidfd), gets a terminal if asked, and then the same
-//! process attributes as the init (init::process::apply). berth stays the parent: it
-//! reports an execve failure, writes --pid-file, and in the foreground waits and forwards
-//! signals. The binary runs from a read-only view of itself (sealed.rs), so the process
-//! cannot reach it through /proc/<pid>/exe (CVE-2019-5736).
+//! on v2; cgroup.procs on v1 before the child goes on), as `create` forks its init
+//! (`process::spawn`), and drives the same handshake (`process::handshake`). The child
+//! joins every other namespace of the init in one setns(pidfd), gets a terminal if asked,
+//! and then the same process attributes as the init (init::process_setup::apply). berth stays
+//! the parent: it reports an execve failure, writes --pid-file, and in the foreground waits
+//! and forwards signals. The binary runs from a read-only view of itself (sealed.rs), so
+//! the process cannot reach it through /proc/<pid>/exe (CVE-2019-5736).
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
@@ -16,14 +17,15 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use nix::sched::CloneFlags;
-use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Process};
+use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, LinuxSeccomp, Process};
 
-use crate::cgroups::Manager;
 use crate::error::{Error, Result};
 use crate::init::error::{applying, doing, InitError};
 use crate::process::channel::{self, Channel, Msg};
-use crate::state::{Status, Store};
-use crate::sys::{self, Forked};
+use crate::process::handshake::{Handshake, Requests};
+use crate::process::spawn::{spawn, PidNs, Placement, Spawned, Target};
+use crate::state::{Record, Status, Store};
+use crate::{process, sys};
 
 /// What to run: runc's `--process process.json`, or the container's own process with the
 /// command line's changes.
@@ -77,12 +79,9 @@ pub struct Execed {
 pub fn parse_user(s: &str) -> std::result::Result<(u32, Option<u32>), String> {
     let num = |part: &str, what: &str| -> std::result::Result<u32, String> {
         if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!(
-                "--user {s:?}: the {what} must be a decimal number (uid[:gid])"
-            ));
+            return Err(format!("--user {s:?}: the {what} must be a decimal number (uid[:gid])"));
         }
-        part.parse::<u32>()
-            .map_err(|_| format!("--user {s:?}: the {what} is out of range"))
+        part.parse::<u32>().map_err(|_| format!("--user {s:?}: the {what} is out of range"))
     };
     match s.split_once(':') {
         Some((u, g)) => Ok((num(u, "uid")?, Some(num(g, "gid")?))),
@@ -92,14 +91,9 @@ pub fn parse_user(s: &str) -> std::result::Result<(u32, Option<u32>), String> {
 
 fn capability(name: &str) -> std::result::Result<Capability, String> {
     let upper = name.to_ascii_uppercase();
-    let full = if upper.starts_with("CAP_") {
-        upper
-    } else {
-        format!("CAP_{upper}")
-    };
+    let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
     caps::Capability::from_str(&full).map_err(|_| format!("--cap {name:?}: unknown capability"))?;
-    serde_json::from_value(serde_json::Value::String(full))
-        .map_err(|_| format!("--cap {name:?}: unknown capability"))
+    serde_json::from_value(serde_json::Value::String(full)).map_err(|_| format!("--cap {name:?}: unknown capability"))
 }
 
 /// Sets `KEY=value` entries, a later one replacing an earlier one with the same key.
@@ -115,10 +109,10 @@ fn merge_env(env: &mut Vec<OsString>, extra: &[OsString]) {
 
 /// What execve gets for `exec <id> <cmd>...`: the command line's bytes, and the container's
 /// environment with the command line's entries.
-pub fn command(base: &Process, o: &Overrides) -> crate::init::exec::Command {
-    let mut env = crate::init::exec::Command::of(base).env;
+pub fn command(base: &Process, o: &Overrides) -> crate::init::execve::Command {
+    let mut env = crate::init::execve::Command::of(base).env;
     merge_env(&mut env, &o.env);
-    crate::init::exec::Command { args: o.args.clone(), env }
+    crate::init::execve::Command { args: o.args.clone(), env }
 }
 
 fn lossy(v: &[OsString]) -> Vec<String> {
@@ -159,11 +153,7 @@ pub fn build_process(base: &Process, o: &Overrides) -> std::result::Result<Proce
             s.extend(extra.iter().copied());
             Some(s)
         };
-        let extra: Vec<Capability> = o
-            .caps
-            .iter()
-            .map(|n| capability(n))
-            .collect::<std::result::Result<_, _>>()?;
+        let extra: Vec<Capability> = o.caps.iter().map(|n| capability(n)).collect::<std::result::Result<_, _>>()?;
         c.set_bounding(add(c.bounding(), &extra));
         c.set_effective(add(c.effective(), &extra));
         c.set_permitted(add(c.permitted(), &extra));
@@ -199,36 +189,15 @@ fn validate(p: &Process) -> std::result::Result<(), String> {
         return Err("process.args: the command to execute must not be empty".into());
     }
     if !p.cwd().is_absolute() {
-        return Err(format!(
-            "process.cwd {:?}: must be an absolute path",
-            p.cwd()
-        ));
+        return Err(format!("process.cwd {:?}: must be an absolute path", p.cwd()));
     }
-    if p.apparmor_profile()
-        .as_deref()
-        .is_some_and(|a| !a.is_empty())
-    {
+    if p.apparmor_profile().as_deref().is_some_and(|a| !a.is_empty()) {
         return Err("process.apparmorProfile (--apparmor): berth has no AppArmor support".into());
     }
     if p.selinux_label().as_deref().is_some_and(|l| !l.is_empty()) {
         return Err("process.selinuxLabel (--process-label): berth has no SELinux support".into());
     }
     Ok(())
-}
-
-/// Kills and reaps the child unless disarmed.
-struct ChildGuard(Option<OwnedFd>);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(pidfd) = self.0.take() {
-            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
-            let _ = nix::sys::wait::waitid(
-                nix::sys::wait::Id::PIDFd(pidfd.as_fd()),
-                nix::sys::wait::WaitPidFlag::WEXITED,
-            );
-        }
-    }
 }
 
 pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
@@ -253,7 +222,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
         _ => {}
     }
     // The process joins this cgroup: it must be the one holding the init.
-    let cgroup = crate::container::trusted_manager(&rec, true)?;
+    let cgroup = crate::recorded_cgroup::trusted(&rec, true)?;
     if !opts.ignore_paused && cgroup.is_frozen().unwrap_or(false) {
         return Err(Error::WrongState {
             id: id.into(),
@@ -273,7 +242,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
         }
     };
     // The container's filter binds every process in it (as with runc): compiled here, before
-    // the fork, loaded by the child in init::process::apply.
+    // the fork, loaded by the child in init::process_setup::apply.
     let seccomp = seccomp_cfg.as_ref().map(crate::seccomp::Filter::build).transpose()?;
     let (mut process, raw) = match &opts.source {
         ProcessSource::File(p) => (load_process(p)?, None),
@@ -287,17 +256,17 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
     let terminal = process.terminal().unwrap_or(false);
     if opts.detach && terminal && opts.console.is_none() {
         return Err(Error::Usage(
-            "--tty: cannot allocate a tty if berth will detach without setting --console-socket"
-                .into(),
+            "--tty: cannot allocate a tty if berth will detach without setting --console-socket".into(),
         ));
     }
     if opts.console.is_some() && (!opts.detach || !terminal) {
-        return Err(Error::Usage("--console-socket: cannot use a console socket if berth will not detach or allocate a tty".into()));
+        return Err(Error::Usage(
+            "--console-socket: cannot use a console socket if berth will not detach or allocate a tty".into(),
+        ));
     }
 
     // The pidfd pins the init: check it is still the container's before joining it.
-    let init = sys::pidfd_open(rec.pid)
-        .map_err(|e| Error::io(format!("container \"{id}\": pidfd_open"), e))?;
+    let init = sys::pidfd_open(rec.pid).map_err(|e| Error::io(format!("container \"{id}\": pidfd_open"), e))?;
     if !sys::process_alive(rec.pid, rec.init_start_time) {
         return Err(Error::WrongState {
             id: id.into(),
@@ -305,40 +274,15 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
             msg: "cannot exec in a stopped container",
         });
     }
-    let ns = crate::namespaces::differing_from_self(rec.pid).map_err(|e| {
-        Error::io(
-            format!("container \"{id}\": reading the init's namespaces"),
-            e,
-        )
-    })?;
-    let dirs = cgroup.join_dirs(&opts.cgroup)?;
-    let v2_dir = if cgroup.is_v2() {
-        let d = dirs
-            .first()
-            .ok_or_else(|| Error::Usage("no cgroup2 directory".into()))?;
-        let fd = nix::fcntl::open(
-            d,
-            nix::fcntl::OFlag::O_DIRECTORY
-                | nix::fcntl::OFlag::O_PATH
-                | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map_err(|e| Error::io(format!("opening cgroup {}", d.display()), e.into()))?;
-        Some(fd)
-    } else {
-        None
-    };
+    let ns = crate::namespaces::differing_from_self(rec.pid)
+        .map_err(|e| Error::io(format!("container \"{id}\": reading the init's namespaces"), e))?;
+    let placement = Placement::of(&*cgroup, &opts.cgroup)?;
     let (own_console, console) = match opts.console {
         Some(c) => (None, Some(c)),
         None if terminal => {
             use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-            let (mine, theirs) = socketpair(
-                AddressFamily::Unix,
-                SockType::Stream,
-                None,
-                SockFlag::SOCK_CLOEXEC,
-            )
-            .map_err(|e| Error::io("socketpair", e.into()))?;
+            let (mine, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
+                .map_err(|e| Error::io("socketpair", e.into()))?;
             (Some(mine), Some(theirs))
         }
         None => (None, None),
@@ -357,35 +301,17 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
         None
     };
     let (parent_ch, child_ch) = channel::pair().map_err(|e| Error::io("socketpair", e))?;
-    let oom_score_adj = process.oom_score_adj().or(base.oom_score_adj());
-
-    let saved_pidns = if ns.contains(CloneFlags::CLONE_NEWPID) {
-        let prev: OwnedFd = std::fs::File::open("/proc/self/ns/pid_for_children")
-            .map_err(|e| Error::io("opening /proc/self/ns/pid_for_children", e))?
-            .into();
-        nix::sched::setns(&init, CloneFlags::CLONE_NEWPID).map_err(|e| {
-            Error::io(
-                format!("container \"{id}\": joining its pid namespace"),
-                e.into(),
-            )
-        })?;
-        Some(prev)
-    } else {
-        None
-    };
     crate::failpoint::hit("exec:prepared");
-    let forked = sys::clone3_fork(0, v2_dir.as_ref().map(|f| f.as_fd()));
-    if let (Some(prev), Ok(Forked::Parent { .. }) | Err(_)) = (saved_pidns, &forked) {
-        // Only the parent goes back: the child lives in the container's pid namespace,
-        // from where the host's cannot be entered.
-        if let Err(e) = nix::sched::setns(prev, CloneFlags::CLONE_NEWPID) {
-            crate::log::warn(&format!("restoring the pid namespace: {e}"));
-        }
-    }
-    let (pid, pidfd) = match forked.map_err(|e| Error::io("clone3", e))? {
-        Forked::Child => {
+    let target = Target {
+        new_namespaces: CloneFlags::empty(),
+        pid_ns: if ns.contains(CloneFlags::CLONE_NEWPID) { PidNs::Of { pidfd: init.as_fd(), id } } else { PidNs::Ours },
+        cgroup: placement,
+        initial_cpus: None,
+        oom_score_adj: process.oom_score_adj().or(base.oom_score_adj()),
+    };
+    let guarded = match spawn(target, &process::EXEC)? {
+        Spawned::Child => {
             drop(parent_ch);
-            drop(v2_dir);
             let own_terminal = own_console.is_some();
             drop(own_console);
             child(Child {
@@ -402,97 +328,48 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
                 seccomp: seccomp.as_ref(),
             })
         }
-        Forked::Parent { pid, pidfd } => (pid, pidfd),
+        Spawned::Parent(guarded) => guarded,
     };
     drop(child_ch);
     drop(console);
-    // runc's words for these steps, as in `create` (container.rs).
-    crate::log::debug(&format!("nsexec container setup: process {pid} cloned into the container's namespaces"));
-    crate::failpoint::hit("exec:cloned");
-    let mut guard = ChildGuard(Some(
-        pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?,
-    ));
-    if v2_dir.is_none() {
-        Manager::add_pid_to(&dirs, pid)?;
-    }
-    crate::failpoint::hit("exec:in-cgroup");
-    if let Some(adj) = oom_score_adj {
-        std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
-            .map_err(|e| Error::io(format!("process.oomScoreAdj {adj}"), e))?;
-    }
-    let fail = |msg: String| Error::Init { id: id.into(), msg };
-    parent_ch
-        .send(&Msg::Go {
-            state: String::new(),
-        })
-        .map_err(|e| fail(format!("sync with the exec'd process: {e}")))?;
-    crate::failpoint::hit("exec:go-sent");
-    crate::log::debug(&format!("child process in init(): process {pid} joins the container"));
+    let mut handshake = Handshake::new(parent_ch, guarded, id, &process::EXEC);
+    handshake.go(String::new())?;
     let master = match &own_console {
-        Some(sock) => Some(
-            crate::console::recv_fd(sock.as_fd())
-                .map_err(|e| Error::io("receiving the terminal", e))?,
-        ),
+        Some(sock) => Some(crate::console::recv_fd(sock.as_fd()).map_err(|e| Error::io("receiving the terminal", e))?),
         None => None,
     };
-    loop {
-        let (msg, fd) = match parent_ch
-            .recv_with_fd()
-            .map_err(|e| fail(format!("sync with the exec'd process: {e}")))?
-        {
-            Some((m, fd)) => (Some(m), fd),
-            None => (None, None),
-        };
-        match msg {
-            Some(Msg::SeccompListener) => {
-                let listener = fd.ok_or_else(|| fail("the seccomp listener message came without its fd".into()))?;
-                // As runc: the state is the container's (running, the init's pid), the
-                // process state's pid the exec'd process's.
-                let state = crate::container::hook_state(id, Status::Running, rec.pid, &rec.bundle, &rec.annotations);
-                crate::container::send_seccomp_listener(seccomp_cfg.as_ref(), listener.as_fd(), pid, &state)?;
-            }
-            Some(Msg::Ready) => {
-                crate::log::debug(&format!("setns_init: about to exec: process {pid} is set up"));
-                crate::failpoint::hit("exec:ready-received");
-                break;
-            }
-            Some(Msg::Error(m)) => return Err(fail(m)),
-            Some(other) => {
-                return Err(fail(format!(
-                    "unexpected message from the exec'd process: {other:?}"
-                )))
-            }
-            None => return Err(fail("the exec'd process exited during set-up".into())),
-        }
-    }
-    // Ready comes right before execve: EOF now means the exec happened (the channel is
-    // close-on-exec); a message means it failed.
-    match parent_ch
-        .recv()
-        .map_err(|e| fail(format!("sync with the exec'd process: {e}")))?
-    {
-        None => {}
-        Some(Msg::Error(m)) => return Err(fail(m)),
-        Some(other) => {
-            return Err(fail(format!(
-                "unexpected message from the exec'd process: {other:?}"
-            )))
-        }
-    }
+    handshake.serve(&mut ProcessRequests { rec: &rec, seccomp: seccomp_cfg.as_ref() })?;
+    handshake.wait_exec()?;
+    let pid = handshake.pid();
     if let Some(p) = &opts.pid_file {
-        crate::container::write_pid_file(p, pid)?;
+        crate::pid_file::write(p, pid)?;
     }
     crate::log::debug(&format!("exec {id}: process {pid} runs"));
     crate::failpoint::hit("exec:execed");
-    guard.0 = None;
+    let (pid, pidfd) = handshake.finish();
     Ok(Execed { pid, pidfd, master })
+}
+
+/// What `exec` does for its process's requests.
+struct ProcessRequests<'a> {
+    rec: &'a Record,
+    seccomp: Option<&'a LinuxSeccomp>,
+}
+
+impl Requests for ProcessRequests<'_> {
+    fn seccomp_listener(&mut self, listener: OwnedFd, pid: i32) -> Option<Result<()>> {
+        // As runc: the state is the container's (running, the init's pid), the process
+        // state's pid the exec'd process's.
+        let rec = self.rec;
+        let state = crate::hooks::state(&rec.id, Status::Running, rec.pid, &rec.bundle, &rec.annotations);
+        Some(crate::seccomp::send_listener(self.seccomp, listener.as_fd(), pid, &state).map_err(Into::into))
+    }
 }
 
 /// Waits for the process (our child) while forwarding signals and, with a terminal held
 /// by berth, copying between it and our stdio. Returns its exit code (128+signal if killed).
 pub fn wait(execed: Execed) -> Result<i32> {
-    crate::foreground::wait(&execed.pidfd, execed.master)
-        .map_err(|e| Error::io("waiting for the exec'd process", e))
+    crate::foreground::wait(&execed.pidfd, execed.master).map_err(|e| Error::io("waiting for the exec'd process", e))
 }
 
 struct Child<'a> {
@@ -503,7 +380,7 @@ struct Child<'a> {
     /// The init's root, to chroot into when the container shares our mount namespace.
     root: Option<OwnedFd>,
     process: &'a Process,
-    command: Option<&'a crate::init::exec::Command>,
+    command: Option<&'a crate::init::execve::Command>,
     console: Option<OwnedFd>,
     /// The terminal is berth's own (foreground `exec -t`), not a --console-socket's.
     own_terminal: bool,
@@ -533,7 +410,10 @@ fn exit(code: i32) -> ! {
     crate::sys::exit_now(code)
 }
 
-fn setup(c: &Child, panic_report: Option<std::os::fd::RawFd>) -> std::result::Result<crate::init::exec::Prepared, InitError> {
+fn setup(
+    c: &Child,
+    panic_report: Option<std::os::fd::RawFd>,
+) -> std::result::Result<crate::init::execve::Prepared, InitError> {
     use std::os::fd::AsRawFd;
     crate::sys::set_non_dumpable().map_err(doing("prctl(PR_SET_DUMPABLE)").io())?;
     // Into the container with nothing of the caller's but stdio and --preserve-fds, and
@@ -558,7 +438,7 @@ fn setup(c: &Child, panic_report: Option<std::os::fd::RawFd>) -> std::result::Re
     if let Some(sock) = &c.console {
         terminal(sock, c.process, c.own_terminal)?;
     }
-    crate::init::process::apply(c.process, c.command, c.preserve_fds, c.seccomp, &c.channel)
+    crate::init::process_setup::apply(c.process, c.command, c.preserve_fds, c.seccomp, &c.channel)
 }
 
 /// A pty from the container's devpts: master to the console socket, peer as stdio and
@@ -591,20 +471,7 @@ mod tests {
         for (s, want) in ok {
             assert_eq!(parse_user(s).as_ref(), Ok(want), "{s}");
         }
-        for bad in [
-            "a",
-            "1:",
-            ":1",
-            "-1",
-            "",
-            "+1",
-            " 1",
-            "1:a",
-            "1:2:3",
-            "4294967296",
-            "0x1",
-            "root",
-        ] {
+        for bad in ["a", "1:", ":1", "-1", "", "+1", " 1", "1:a", "1:2:3", "4294967296", "0x1", "root"] {
             let e = parse_user(bad).expect_err(bad);
             assert!(e.starts_with("--user"), "{bad}: {e}");
         }
@@ -624,19 +491,8 @@ mod tests {
             let s = set.clone().unwrap();
             assert!(s.contains(&Capability::SysAdmin) && s.contains(&Capability::NetRaw));
         }
-        assert!(!c
-            .inheritable()
-            .clone()
-            .unwrap_or_default()
-            .contains(&Capability::SysAdmin));
-        assert!(build_process(
-            &base,
-            &Overrides {
-                caps: vec!["CAP_NOPE".into()],
-                ..Default::default()
-            }
-        )
-        .is_err());
+        assert!(!c.inheritable().clone().unwrap_or_default().contains(&Capability::SysAdmin));
+        assert!(build_process(&base, &Overrides { caps: vec!["CAP_NOPE".into()], ..Default::default() }).is_err());
     }
 
     #[test]

@@ -6,10 +6,6 @@ use std::path::Path;
 /// What `create` (and `restore`) does with a bundle before touching the system: load and
 /// validate `<bundle>/config.json` and resolve the container's cgroup. Any input must end
 /// in `Ok` or an error, never a panic.
-pub fn load_bundle(
-    bundle: &Path,
-    no_pivot: bool,
-    systemd_cgroup: bool,
-) -> crate::error::Result<()> {
-    crate::container::load_bundle("fuzz", bundle, no_pivot, systemd_cgroup).map(|_| ())
+pub fn load_bundle(bundle: &Path, no_pivot: bool, systemd_cgroup: bool) -> crate::error::Result<()> {
+    crate::bundle::load("fuzz", bundle, no_pivot, systemd_cgroup).map(|_| ())
 }

@@ -10,6 +10,7 @@
 //! chdirs there before creating), createContainer in the container's root after its mounts
 //! (runc 1.3 chdirs to the rootfs before running them), the others where the runtime is.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
@@ -19,6 +20,26 @@ use std::time::{Duration, Instant};
 
 use oci_spec::runtime::Hook;
 use thiserror::Error;
+
+/// runtime-spec's state of the container as hooks get it on stdin (and the seccomp agent
+/// with the listener, and the init at `start`).
+pub fn state(
+    id: &str,
+    status: crate::state::Status,
+    pid: i32,
+    bundle: &Path,
+    annotations: &HashMap<String, String>,
+) -> String {
+    serde_json::json!({
+        "ociVersion": crate::state::OCI_VERSION,
+        "id": id,
+        "status": status.to_string(),
+        "pid": pid,
+        "bundle": bundle,
+        "annotations": annotations,
+    })
+    .to_string()
+}
 
 #[derive(Debug, Error)]
 pub enum HookError {
@@ -137,7 +158,8 @@ fn run(hook: &Hook, state: &[u8], cwd: Option<&Path>) -> Result<(), String> {
             }
             None => -1,
         };
-        let fds = match crate::sys::poll_readable(&[Some(pidfd.as_fd()), stderr.as_ref().map(|e| e.as_fd())], remaining) {
+        let fds = match crate::sys::poll_readable(&[Some(pidfd.as_fd()), stderr.as_ref().map(|e| e.as_fd())], remaining)
+        {
             Ok(r) => r,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e.to_string()),
@@ -167,7 +189,11 @@ fn run(hook: &Hook, state: &[u8], cwd: Option<&Path>) -> Result<(), String> {
     };
     let text = String::from_utf8_lossy(&captured);
     let text = text.trim();
-    Err(if text.is_empty() { format!("error running hook: {how}") } else { format!("error running hook: {how}, stderr: {text}") })
+    Err(if text.is_empty() {
+        format!("error running hook: {how}")
+    } else {
+        format!("error running hook: {how}, stderr: {text}")
+    })
 }
 
 #[cfg(test)]
@@ -182,7 +208,9 @@ mod tests {
     fn hook_gets_state_on_stdin_and_its_args() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
-        let h = hook(serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}; echo $0 >> {}", out.display(), out.display()), "me"]}));
+        let h = hook(
+            serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}; echo $0 >> {}", out.display(), out.display()), "me"]}),
+        );
         run(&h, b"{\"id\":\"x\"}", None).unwrap();
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "{\"id\":\"x\"}me\n");
     }

@@ -8,7 +8,9 @@ use thiserror::Error;
 /// Holds the id as printable text: its bytes, with anything outside printable ASCII
 /// escaped (`\xff`), so that no id can garble the one line of the error.
 #[derive(Debug, Error)]
-#[error("invalid container id \"{0}\": an id is 1 to 1024 characters of A-Z a-z 0-9 _ + . - and is not \".\" or \"..\"")]
+#[error(
+    "invalid container id \"{0}\": an id is 1 to 1024 characters of A-Z a-z 0-9 _ + . - and is not \".\" or \"..\""
+)]
 pub struct InvalidId(pub String);
 
 impl InvalidId {

@@ -7,14 +7,15 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![deny(clippy::unwrap_used)]
 
+pub mod bundle;
 pub mod capabilities;
 pub mod cgroups;
 pub mod checkpoint;
 pub mod console;
 pub mod container;
 pub mod error;
-pub mod exec;
 pub mod events;
+pub mod exec;
 pub mod failpoint;
 pub mod features;
 pub mod foreground;
@@ -22,14 +23,17 @@ pub mod foreground;
 pub mod fuzzing;
 pub mod hooks;
 pub mod id;
-pub mod idmap;
+pub mod id_mappings;
 pub mod init;
+pub mod kernel_attrs;
 pub mod log;
 pub mod namespaces;
 pub mod netdev;
+pub mod pid_file;
 pub mod process;
-pub mod process_attrs;
 pub mod ps;
+pub mod recorded_cgroup;
+pub mod rollback;
 pub mod rootfs;
 pub mod sealed;
 pub mod seccomp;

@@ -163,7 +163,11 @@ impl Plan {
 pub fn join(plan: &Plan) -> Result<(), NsError> {
     for (t, path) in &plan.join {
         let fd = open_checked(*t, path)?;
-        nix::sched::setns(fd, clone_flag(*t)).map_err(|source| NsError::Join { kind: proc_name(*t), path: path.clone(), source })?;
+        nix::sched::setns(fd, clone_flag(*t)).map_err(|source| NsError::Join {
+            kind: proc_name(*t),
+            path: path.clone(),
+            source,
+        })?;
     }
     Ok(())
 }
@@ -173,8 +177,11 @@ pub fn join(plan: &Plan) -> Result<(), NsError> {
 pub fn enter_pid_for_children(path: &Path) -> Result<OwnedFd, NsError> {
     let previous: OwnedFd = File::open("/proc/self/ns/pid_for_children").map_err(NsError::OwnPid)?.into();
     let target = open_checked(LinuxNamespaceType::Pid, path)?;
-    nix::sched::setns(target, CloneFlags::CLONE_NEWPID)
-        .map_err(|source| NsError::Join { kind: proc_name(LinuxNamespaceType::Pid), path: path.into(), source })?;
+    nix::sched::setns(target, CloneFlags::CLONE_NEWPID).map_err(|source| NsError::Join {
+        kind: proc_name(LinuxNamespaceType::Pid),
+        path: path.into(),
+        source,
+    })?;
     Ok(previous)
 }
 

@@ -10,7 +10,7 @@ use crate::state::Store;
 /// cgroup is gone has none.
 pub fn pids(store: &Store, id: &str) -> Result<Vec<i32>> {
     let rec = store.load(id)?;
-    Ok(crate::container::manager_of(&rec)?.pids()?)
+    Ok(crate::recorded_cgroup::manager(&rec).pids()?)
 }
 
 /// The host's `ps <args>` (default `-ef`): its header and the lines of the container's
@@ -19,10 +19,7 @@ pub fn table(store: &Store, id: &str, args: &[String]) -> Result<String> {
     let pids = pids(store, id)?;
     let default = ["-ef".to_string()];
     let args = if args.is_empty() { &default[..] } else { args };
-    let out = Command::new("ps")
-        .args(args)
-        .output()
-        .map_err(|e| Error::io("running ps", e))?;
+    let out = Command::new("ps").args(args).output().map_err(|e| Error::io("running ps", e))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(Error::Usage(format!("ps {}: {}: {}", args.join(" "), out.status, err.trim())));

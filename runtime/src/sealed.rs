@@ -45,7 +45,9 @@ pub fn is_protected() -> bool {
 
 /// A detached, read-only bind mount of our own binary, as an O_PATH fd to exec.
 fn readonly_view() -> io::Result<OwnedFd> {
-    use crate::sys::mount::{mount_setattr_fd, open_tree_fd, MountAttr, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+    use crate::sys::mount::{
+        mount_setattr_fd, open_tree_fd, MountAttr, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY,
+    };
     let exe = std::fs::File::open("/proc/self/exe")?;
     let tree = open_tree_fd(std::os::fd::AsFd::as_fd(&exe), false)?;
     let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, ..Default::default() };
@@ -102,7 +104,8 @@ fn sealed_copy() -> io::Result<OwnedFd> {
 }
 
 fn command_line() -> io::Result<(Vec<CString>, Vec<CString>)> {
-    let to_c = |s: &std::ffi::OsStr| CString::new(s.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+    let to_c =
+        |s: &std::ffi::OsStr| CString::new(s.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
     let argv: Vec<CString> = std::env::args_os().map(|a| to_c(&a)).collect::<io::Result<_>>()?;
     let envp: Vec<CString> = std::env::vars_os()
         .map(|(k, v)| {

@@ -7,7 +7,7 @@
 //! does) and keeps the program and its load flags. The compiled filter reaches the child
 //! with the rest of the parent's memory (clone3 copies it), and the child calls
 //! `Filter::load` (one seccomp(2) call, no libseccomp) at runc's point
-//! (`init::process::apply`). A
+//! (`init::process_setup::apply`). A
 //! filter with SCMP_ACT_NOTIFY rules yields the listener fd, which the child passes to the
 //! parent and the parent hands to the agent at `listenerPath` (`send_to_listener`) with the
 //! container process state (`process_state`).
@@ -31,7 +31,9 @@ use std::path::{Path, PathBuf};
 
 use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction as Action, LinuxSeccompFilterFlag as Flag, LinuxSeccompOperator as Op};
+use oci_spec::runtime::{
+    Arch, LinuxSeccomp, LinuxSeccompAction as Action, LinuxSeccompFilterFlag as Flag, LinuxSeccompOperator as Op,
+};
 use serde_json::{json, Value};
 use thiserror::Error;
 
@@ -43,6 +45,8 @@ pub enum SeccompError {
     Libseccomp { what: String, source: libseccomp::error::SeccompError },
     #[error("linux.seccomp.listenerPath {path:?}: {what}: {source}")]
     Listener { path: PathBuf, what: &'static str, source: io::Error },
+    #[error("encoding the container process state: {0}")]
+    ProcessState(serde_json::Error),
 }
 
 fn invalid(field: impl Into<String>, msg: impl Into<String>) -> SeccompError {
@@ -56,20 +60,47 @@ fn lib(what: impl Into<String>) -> impl FnOnce(libseccomp::error::SeccompError) 
 
 /// The names runtime-spec 1.3 defines, which `features` reports as known.
 pub const ACTIONS: [&str; 9] = [
-    "SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD",
-    "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP",
+    "SCMP_ACT_ALLOW",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_LOG",
+    "SCMP_ACT_NOTIFY",
+    "SCMP_ACT_TRACE",
+    "SCMP_ACT_TRAP",
 ];
 pub const OPERATORS: [&str; 7] =
     ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"];
 const ARCHES: [&str; 23] = [
-    "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM", "SCMP_ARCH_LOONGARCH64", "SCMP_ARCH_M68K", "SCMP_ARCH_MIPS",
-    "SCMP_ARCH_MIPS64", "SCMP_ARCH_MIPS64N32", "SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64", "SCMP_ARCH_MIPSEL64N32",
-    "SCMP_ARCH_PARISC", "SCMP_ARCH_PARISC64", "SCMP_ARCH_PPC", "SCMP_ARCH_PPC64", "SCMP_ARCH_PPC64LE",
-    "SCMP_ARCH_RISCV64", "SCMP_ARCH_S390", "SCMP_ARCH_S390X", "SCMP_ARCH_SH", "SCMP_ARCH_SHEB", "SCMP_ARCH_X32",
-    "SCMP_ARCH_X86", "SCMP_ARCH_X86_64",
+    "SCMP_ARCH_AARCH64",
+    "SCMP_ARCH_ARM",
+    "SCMP_ARCH_LOONGARCH64",
+    "SCMP_ARCH_M68K",
+    "SCMP_ARCH_MIPS",
+    "SCMP_ARCH_MIPS64",
+    "SCMP_ARCH_MIPS64N32",
+    "SCMP_ARCH_MIPSEL",
+    "SCMP_ARCH_MIPSEL64",
+    "SCMP_ARCH_MIPSEL64N32",
+    "SCMP_ARCH_PARISC",
+    "SCMP_ARCH_PARISC64",
+    "SCMP_ARCH_PPC",
+    "SCMP_ARCH_PPC64",
+    "SCMP_ARCH_PPC64LE",
+    "SCMP_ARCH_RISCV64",
+    "SCMP_ARCH_S390",
+    "SCMP_ARCH_S390X",
+    "SCMP_ARCH_SH",
+    "SCMP_ARCH_SHEB",
+    "SCMP_ARCH_X32",
+    "SCMP_ARCH_X86",
+    "SCMP_ARCH_X86_64",
 ];
 pub const FLAGS: [&str; 4] = [
-    "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_LOG",
+    "SECCOMP_FILTER_FLAG_TSYNC",
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+    "SECCOMP_FILTER_FLAG_LOG",
     "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
 ];
 
@@ -119,7 +150,11 @@ pub struct Filter {
 
 impl std::fmt::Debug for Filter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Filter").field("instructions", &self.program.len()).field("flags", &self.flags).field("notify", &self.notify).finish()
+        f.debug_struct("Filter")
+            .field("instructions", &self.program.len())
+            .field("flags", &self.flags)
+            .field("notify", &self.notify)
+            .finish()
     }
 }
 
@@ -228,7 +263,11 @@ impl Filter {
             let scmp = arch(*a);
             if let Err(e) = ctx.add_arch(scmp) {
                 if !ctx.is_arch_present(scmp).unwrap_or(false) {
-                    let why = if arch_known(scmp) { e.to_string() } else { format!("unknown to libseccomp {}", lib_version()) };
+                    let why = if arch_known(scmp) {
+                        e.to_string()
+                    } else {
+                        format!("unknown to libseccomp {}", lib_version())
+                    };
                     return Err(invalid(field, format!("{a}: {why}")));
                 }
             }
@@ -236,7 +275,8 @@ impl Filter {
         match cfg.flags() {
             Some(flags) => {
                 for (i, f) in flags.iter().enumerate() {
-                    set_flag(&mut ctx, *f).map_err(|e| invalid(format!("linux.seccomp.flags[{i}]"), format!("{f}: {e}")))?;
+                    set_flag(&mut ctx, *f)
+                        .map_err(|e| invalid(format!("linux.seccomp.flags[{i}]"), format!("{f}: {e}")))?;
                 }
             }
             None => {
@@ -269,7 +309,10 @@ impl Filter {
                 // runc refuses it (its init reports through a pipe after the filter is
                 // loaded), so a profile that runc rejects is rejected here too.
                 if rule.names().iter().any(|n| n == "write") {
-                    return Err(invalid(format!("{field}.names"), "SCMP_ACT_NOTIFY cannot be used for the write syscall"));
+                    return Err(invalid(
+                        format!("{field}.names"),
+                        "SCMP_ACT_NOTIFY cannot be used for the write syscall",
+                    ));
                 }
             }
             let args = rule.args().as_deref().unwrap_or(&[]);
@@ -301,7 +344,8 @@ impl Filter {
         // a tracer handles new syscalls itself) or already get ENOSYS.
         let permissive = matches!(default_action, ScmpAction::Allow | ScmpAction::Log | ScmpAction::Trace(_));
         if !permissive && default_action != ScmpAction::Errno(libc::ENOSYS) {
-            let arches: Vec<ScmpArch> = cfg.architectures().as_deref().unwrap_or(&[]).iter().map(|a| arch(*a)).collect();
+            let arches: Vec<ScmpArch> =
+                cfg.architectures().as_deref().unwrap_or(&[]).iter().map(|a| arch(*a)).collect();
             let names: Vec<&str> = syscalls.iter().flat_map(|r| r.names().iter().map(String::as_str)).collect();
             let mut full = enosys::stub(&arches, &names);
             full.append(&mut program);
@@ -310,7 +354,10 @@ impl Filter {
         if program.len() > MAX_INSNS {
             return Err(invalid(
                 "linux.seccomp",
-                format!("the filter compiles to {} BPF instructions, above the kernel's limit of {MAX_INSNS}", program.len()),
+                format!(
+                    "the filter compiles to {} BPF instructions, above the kernel's limit of {MAX_INSNS}",
+                    program.len()
+                ),
             ));
         }
         Ok(Filter { program, flags: load_flags(&ctx, notify), notify })
@@ -334,7 +381,10 @@ impl Filter {
 /// The seccomp(2) flags libseccomp would load `ctx` with (its sys_filter_load): TSYNC is
 /// never needed (see the module doc).
 fn load_flags(ctx: &ScmpFilterContext, notify: bool) -> u32 {
-    use crate::sys::{SECCOMP_FILTER_FLAG_LOG, SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_FILTER_FLAG_SPEC_ALLOW, SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV};
+    use crate::sys::{
+        SECCOMP_FILTER_FLAG_LOG, SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+        SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+    };
     let mut flags = 0;
     if ctx.get_ctl_log().unwrap_or(false) {
         flags |= SECCOMP_FILTER_FLAG_LOG;
@@ -364,7 +414,10 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompErro
     f.rewind().and_then(|_| f.read_to_end(&mut bytes)).map_err(|e| io_err("reading the BPF program", e))?;
     const INSN: usize = std::mem::size_of::<libc::sock_filter>();
     if bytes.len() % INSN != 0 {
-        return Err(invalid("linux.seccomp", format!("libseccomp exported {} bytes, not whole instructions", bytes.len())));
+        return Err(invalid(
+            "linux.seccomp",
+            format!("libseccomp exported {} bytes, not whole instructions", bytes.len()),
+        ));
     }
     // libseccomp writes the program in host byte order, as the kernel takes it.
     Ok(bytes
@@ -383,7 +436,10 @@ fn conditions(args: &[oci_spec::runtime::LinuxSeccompArg], field: &str) -> Resul
         .enumerate()
         .map(|(j, a)| {
             if a.index() >= MAX_ARGS {
-                return Err(invalid(format!("{field}.args[{j}].index"), format!("{} is not below {MAX_ARGS}", a.index())));
+                return Err(invalid(
+                    format!("{field}.args[{j}].index"),
+                    format!("{} is not below {MAX_ARGS}", a.index()),
+                ));
             }
             let op = match a.op() {
                 Op::ScmpCmpNe => ScmpCompareOp::NotEqual,
@@ -394,7 +450,11 @@ fn conditions(args: &[oci_spec::runtime::LinuxSeccompArg], field: &str) -> Resul
                 Op::ScmpCmpGt => ScmpCompareOp::Greater,
                 // `value` is the mask, `valueTwo` what the masked argument must equal.
                 Op::ScmpCmpMaskedEq => {
-                    return Ok(ScmpArgCompare::new(a.index() as u32, ScmpCompareOp::MaskedEqual(a.value()), a.value_two().unwrap_or(0)))
+                    return Ok(ScmpArgCompare::new(
+                        a.index() as u32,
+                        ScmpCompareOp::MaskedEqual(a.value()),
+                        a.value_two().unwrap_or(0),
+                    ))
                 }
             };
             Ok(ScmpArgCompare::new(a.index() as u32, op, a.value()))
@@ -446,6 +506,25 @@ pub fn send_to_listener(path: &Path, fd: BorrowedFd<'_>, process_state: &str) ->
     Ok(())
 }
 
+/// Hands a child's notify listener to the agent at `linux.seccomp.listenerPath`, with the
+/// container process state: `state` is the container's (as hooks get it), `pid` the
+/// process's host pid.
+pub(crate) fn send_listener(
+    seccomp: Option<&LinuxSeccomp>,
+    listener: BorrowedFd<'_>,
+    pid: i32,
+    state: &str,
+) -> Result<(), SeccompError> {
+    let path = seccomp
+        .and_then(|s| s.listener_path().as_ref())
+        .ok_or_else(|| invalid("linux.seccomp.listenerPath", "must be set for SCMP_ACT_NOTIFY"))?;
+    let state: Value = serde_json::from_str(state).map_err(SeccompError::ProcessState)?;
+    let metadata = seccomp.and_then(|s| s.listener_metadata().as_deref());
+    let process_state = process_state(pid, metadata, state);
+    crate::log::debug(&format!("sending the seccomp listener to {}", path.display()));
+    send_to_listener(path, listener, &process_state)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,10 +540,13 @@ mod tests {
             {"names": ["getpid"], "action": "SCMP_ACT_FOO"}]}))
         .unwrap_err();
         assert_eq!(e.to_string(), "linux.seccomp.syscalls[1].action: unknown action \"SCMP_ACT_FOO\"");
-        let e = check_names(&json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86", "SCMP_ARCH_Z80"]}))
-            .unwrap_err();
+        let e = check_names(
+            &json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86", "SCMP_ARCH_Z80"]}),
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), "linux.seccomp.architectures[1]: unknown architecture \"SCMP_ARCH_Z80\"");
-        let e = check_names(&json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_NOPE"]})).unwrap_err();
+        let e = check_names(&json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_NOPE"]}))
+            .unwrap_err();
         assert_eq!(e.to_string(), "linux.seccomp.flags[0]: unknown flag \"SECCOMP_FILTER_FLAG_NOPE\"");
         let e = check_names(&json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
             {"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_XX"}]}]}))
@@ -497,21 +579,33 @@ mod tests {
             (json!({"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 1}), "linux.seccomp.defaultErrnoRet"),
             (json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 70000}), "linux.seccomp.defaultErrnoRet"),
             (json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerMetadata": "m"}), "linux.seccomp.listenerMetadata"),
-            (json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": [], "action": "SCMP_ACT_ERRNO"}]}),
-             "linux.seccomp.syscalls[0].names"),
-            (json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_KILL", "errnoRet": 1}]}),
-             "linux.seccomp.syscalls[0].errnoRet"),
-            (json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
-             "linux.seccomp.syscalls[0].action"),
-            (json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
+            (
+                json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": [], "action": "SCMP_ACT_ERRNO"}]}),
+                "linux.seccomp.syscalls[0].names",
+            ),
+            (
+                json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_KILL", "errnoRet": 1}]}),
+                "linux.seccomp.syscalls[0].errnoRet",
+            ),
+            (
+                json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
+                "linux.seccomp.syscalls[0].action",
+            ),
+            (
+                json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
                     "syscalls": [{"names": ["sendmsg"], "action": "SCMP_ACT_NOTIFY"}]}),
-             "linux.seccomp.syscalls[0].names"),
-            (json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
+                "linux.seccomp.syscalls[0].names",
+            ),
+            (
+                json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
                     "syscalls": [{"names": ["mkdir", "write"], "action": "SCMP_ACT_NOTIFY"}]}),
-             "linux.seccomp.syscalls[0].names"),
-            (json!({"defaultAction": "SCMP_ACT_ALLOW",
+                "linux.seccomp.syscalls[0].names",
+            ),
+            (
+                json!({"defaultAction": "SCMP_ACT_ALLOW",
                     "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]}]}),
-             "linux.seccomp.syscalls[0].args[0].index"),
+                "linux.seccomp.syscalls[0].args[0].index",
+            ),
         ];
         for (cfg, field) in cases {
             let e = Filter::build(&parse(cfg.clone())).unwrap_err().to_string();
@@ -539,7 +633,11 @@ mod tests {
 
     #[test]
     fn the_enosys_stub_leads_unless_the_default_action_is_permissive() {
-        let profile = |default: &str| parse(json!({"defaultAction": default, "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]}));
+        let profile = |default: &str| {
+            parse(
+                json!({"defaultAction": default, "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]}),
+            )
+        };
         let errno = Filter::build(&profile("SCMP_ACT_ERRNO")).unwrap();
         let log = Filter::build(&profile("SCMP_ACT_LOG")).unwrap();
         // The stub starts by loading seccomp_data.arch (offset 4); libseccomp's program too,
@@ -547,7 +645,8 @@ mod tests {
         assert!(errno.program.len() > log.program.len(), "{} vs {}", errno.program.len(), log.program.len());
         assert_eq!((errno.program[0].code, errno.program[0].k), (0x20, 4));
         let enosys = Filter::build(&parse(json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": libc::ENOSYS,
-            "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]}))).unwrap();
+            "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]})))
+        .unwrap();
         assert_eq!(enosys.program.len(), log.program.len());
     }
 

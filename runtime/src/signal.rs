@@ -1,6 +1,7 @@
 //! Signal names and numbers as `kill` accepts them: "9", "KILL", "SIGKILL", "sigkill",
 //! "SIGRTMIN+3", and 0 (no signal: `kill ID 0` checks that the process exists, as with
-//! kill(1) and runc).
+//! kill(1) and runc); and a signal to every process of a cgroup (`kill --all`, `delete`, a
+//! failed create).
 
 use std::str::FromStr;
 
@@ -14,10 +15,28 @@ pub fn parse(s: &str) -> Result<i32, String> {
     let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
     if let Some(rest) = name.strip_prefix("SIGRTMIN") {
         let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
-        let off: i32 = if rest.is_empty() { 0 } else { rest.strip_prefix('+').and_then(|r| r.parse().ok()).ok_or_else(bad)? };
+        let off: i32 =
+            if rest.is_empty() { 0 } else { rest.strip_prefix('+').and_then(|r| r.parse().ok()).ok_or_else(bad)? };
         return if min + off <= max { Ok(min + off) } else { Err(bad()) };
     }
     nix::sys::signal::Signal::from_str(&name).map(|s| s as i32).map_err(|_| bad())
+}
+
+/// Signals every process in the cgroup. The cgroup is frozen meanwhile (as runc does), so
+/// a process that forks cannot escape between reading the pid list and signalling it.
+pub(crate) fn kill_cgroup(cg: &dyn crate::cgroups::Manager, sig: i32) {
+    let was_frozen = cg.is_frozen().unwrap_or(false);
+    let froze = !was_frozen && cg.set_frozen(true).is_ok();
+    if let Ok(pids) = cg.pids() {
+        for pid in pids {
+            let _ = crate::sys::kill_pid(pid, sig);
+        }
+    }
+    // A paused container that is SIGKILLed is thawed too: on cgroup v1 frozen tasks only
+    // act on the signal once they run again.
+    if froze || (was_frozen && sig == libc::SIGKILL) {
+        let _ = cg.set_frozen(false);
+    }
 }
 
 #[cfg(test)]
@@ -42,14 +61,42 @@ mod tests {
 /// signal's name: runc reports a hook's death this way and scripts grep for the words.
 pub fn describe(sig: i32) -> String {
     const GO_TEXT: [&str; 31] = [
-        "hangup", "interrupt", "quit", "illegal instruction", "trace/breakpoint trap", "aborted", "bus error",
-        "floating point exception", "killed", "user defined signal 1", "segmentation fault", "user defined signal 2",
-        "broken pipe", "alarm clock", "terminated", "stack fault", "child exited", "continued", "stopped (signal)",
-        "stopped", "stopped (tty input)", "stopped (tty output)", "urgent I/O condition", "CPU time limit exceeded",
-        "file size limit exceeded", "virtual timer expired", "profiling timer expired", "window changed",
-        "I/O possible", "power failure", "bad system call",
+        "hangup",
+        "interrupt",
+        "quit",
+        "illegal instruction",
+        "trace/breakpoint trap",
+        "aborted",
+        "bus error",
+        "floating point exception",
+        "killed",
+        "user defined signal 1",
+        "segmentation fault",
+        "user defined signal 2",
+        "broken pipe",
+        "alarm clock",
+        "terminated",
+        "stack fault",
+        "child exited",
+        "continued",
+        "stopped (signal)",
+        "stopped",
+        "stopped (tty input)",
+        "stopped (tty output)",
+        "urgent I/O condition",
+        "CPU time limit exceeded",
+        "file size limit exceeded",
+        "virtual timer expired",
+        "profiling timer expired",
+        "window changed",
+        "I/O possible",
+        "power failure",
+        "bad system call",
     ];
-    let text = usize::try_from(sig - 1).ok().and_then(|i| GO_TEXT.get(i)).map_or_else(|| format!("signal {sig}"), |t| t.to_string());
+    let text = usize::try_from(sig - 1)
+        .ok()
+        .and_then(|i| GO_TEXT.get(i))
+        .map_or_else(|| format!("signal {sig}"), |t| t.to_string());
     match nix::sys::signal::Signal::try_from(sig) {
         Ok(s) => format!("{text} ({})", s.as_str()),
         Err(_) => text,

@@ -204,12 +204,12 @@ fn validate_process(spec: &Spec) -> Result<(), SpecError> {
             return Err(unsupported("process.selinuxLabel"));
         }
     }
-    let field_err = |(field, msg): crate::process_attrs::FieldError| invalid(field, msg);
+    let field_err = |(field, msg): crate::kernel_attrs::FieldError| invalid(field, msg);
     if let Some(s) = process.scheduler() {
-        crate::process_attrs::validate_scheduler(s).map_err(field_err)?;
+        crate::kernel_attrs::validate_scheduler(s).map_err(field_err)?;
     }
-    crate::process_attrs::validate_io_priority(process).map_err(field_err)?;
-    crate::process_attrs::validate_cpu_affinity(process).map_err(field_err)?;
+    crate::kernel_attrs::validate_io_priority(process).map_err(field_err)?;
+    crate::kernel_attrs::validate_cpu_affinity(process).map_err(field_err)?;
     Ok(())
 }
 
@@ -223,7 +223,8 @@ pub fn namespace_types(spec: &Spec) -> Vec<LinuxNamespaceType> {
 }
 
 fn validate_linux(spec: &Spec) -> Result<(), SpecError> {
-    let linux = spec.linux().as_ref().ok_or_else(|| invalid("linux", "berth runs Linux containers: linux must be present"))?;
+    let linux =
+        spec.linux().as_ref().ok_or_else(|| invalid("linux", "berth runs Linux containers: linux must be present"))?;
     let namespaces = linux.namespaces().as_deref().unwrap_or(&[]);
     let mut seen = HashSet::new();
     for (i, ns) in namespaces.iter().enumerate() {
@@ -270,10 +271,10 @@ fn validate_linux(spec: &Spec) -> Result<(), SpecError> {
         return Err(unsupported("linux.intelRdt"));
     }
     if let Some(p) = linux.personality() {
-        crate::process_attrs::validate_personality(p).map_err(|(f, m)| invalid(f, m))?;
+        crate::kernel_attrs::validate_personality(p).map_err(|(f, m)| invalid(f, m))?;
     }
     if let Some(p) = linux.memory_policy() {
-        crate::process_attrs::validate_memory_policy(p).map_err(|(f, m)| invalid(f, m))?;
+        crate::kernel_attrs::validate_memory_policy(p).map_err(|(f, m)| invalid(f, m))?;
     }
     if let Some(devices) = linux.net_devices().as_ref().filter(|d| !d.is_empty()) {
         if !new_ns(LinuxNamespaceType::Network) {
@@ -287,7 +288,10 @@ fn validate_linux(spec: &Spec) -> Result<(), SpecError> {
         }
         for (clock, o) in offsets {
             if clock != "monotonic" && clock != "boottime" {
-                return Err(invalid(format!("linux.timeOffsets[{clock:?}]"), "only monotonic and boottime can be offset"));
+                return Err(invalid(
+                    format!("linux.timeOffsets[{clock:?}]"),
+                    "only monotonic and boottime can be offset",
+                ));
             }
             if o.nanosecs().unwrap_or(0) >= 1_000_000_000 {
                 return Err(invalid(format!("linux.timeOffsets[{clock:?}].nanosecs"), "must be below 1000000000"));
@@ -302,17 +306,24 @@ fn validate_linux(spec: &Spec) -> Result<(), SpecError> {
 
 /// A new user namespace needs both maps with root mapped; a joined one takes no maps; maps
 /// without a user namespace are refused (runc ignores them, which hides a mistake).
-fn validate_user_namespace(linux: &oci_spec::runtime::Linux, namespaces: &[oci_spec::runtime::LinuxNamespace]) -> Result<(), SpecError> {
+fn validate_user_namespace(
+    linux: &oci_spec::runtime::Linux,
+    namespaces: &[oci_spec::runtime::LinuxNamespace],
+) -> Result<(), SpecError> {
     let uid = linux.uid_mappings().as_deref().unwrap_or(&[]);
     let gid = linux.gid_mappings().as_deref().unwrap_or(&[]);
     let user = namespaces.iter().find(|n| n.typ() == LinuxNamespaceType::User);
     match user {
-        None if !uid.is_empty() => return Err(invalid("linux.uidMappings", "mappings need a user namespace in linux.namespaces")),
-        None if !gid.is_empty() => return Err(invalid("linux.gidMappings", "mappings need a user namespace in linux.namespaces")),
+        None if !uid.is_empty() => {
+            return Err(invalid("linux.uidMappings", "mappings need a user namespace in linux.namespaces"))
+        }
+        None if !gid.is_empty() => {
+            return Err(invalid("linux.gidMappings", "mappings need a user namespace in linux.namespaces"))
+        }
         None => return Ok(()),
         Some(ns) if ns.path().is_some() => {
             let path = ns.path().as_deref().unwrap_or(Path::new(""));
-            return crate::idmap::check_joined(path, uid, gid).map_err(|(f, m)| invalid(f, m));
+            return crate::id_mappings::check_joined(path, uid, gid).map_err(|(f, m)| invalid(f, m));
         }
         Some(_) => {}
     }
@@ -320,11 +331,11 @@ fn validate_user_namespace(linux: &oci_spec::runtime::Linux, namespaces: &[oci_s
         if maps.is_empty() {
             return Err(invalid(field, "a new user namespace needs both uidMappings and gidMappings"));
         }
-        crate::idmap::validate(field, maps).map_err(|m| match m.split_once(": ") {
+        crate::id_mappings::validate(field, maps).map_err(|m| match m.split_once(": ") {
             Some((f, msg)) => invalid(f, msg),
             None => invalid(field, m),
         })?;
-        if !crate::idmap::maps_id(maps, 0) {
+        if !crate::id_mappings::maps_id(maps, 0) {
             return Err(invalid(field, "container id 0 (root) must be mapped"));
         }
     }
@@ -343,8 +354,17 @@ fn validate_sysctl(
         return Err(invalid(field, "not a sysctl name"));
     }
     let ipc = key.starts_with("fs.mqueue.")
-        || matches!(key, "kernel.msgmax" | "kernel.msgmnb" | "kernel.msgmni" | "kernel.sem" | "kernel.shmall"
-            | "kernel.shmmax" | "kernel.shmmni" | "kernel.shm_rmid_forced");
+        || matches!(
+            key,
+            "kernel.msgmax"
+                | "kernel.msgmnb"
+                | "kernel.msgmni"
+                | "kernel.sem"
+                | "kernel.shmall"
+                | "kernel.shmmax"
+                | "kernel.shmmni"
+                | "kernel.shm_rmid_forced"
+        );
     if ipc {
         if !new_ns(LinuxNamespaceType::Ipc) && !has(LinuxNamespaceType::Ipc) {
             return Err(invalid(field, "sysctl is in the IPC namespace, but the container has none of its own"));
@@ -367,7 +387,8 @@ fn validate_sysctl(
 }
 
 fn validate_mount_extensions(spec: &Spec) -> Result<(), SpecError> {
-    let container_maps = spec.linux().as_ref().is_some_and(|l| l.uid_mappings().as_ref().is_some_and(|v| !v.is_empty()));
+    let container_maps =
+        spec.linux().as_ref().is_some_and(|l| l.uid_mappings().as_ref().is_some_and(|v| !v.is_empty()));
     for (i, m) in spec.mounts().as_deref().unwrap_or(&[]).iter().enumerate() {
         let own = m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty());
         if crate::rootfs::idmapped::wants(m).is_some() && !own && !container_maps {
@@ -401,14 +422,14 @@ pub fn cgroup_resources(spec: &Spec) -> oci_spec::runtime::LinuxResources {
     rules.extend([
         rule(T::C, None, None, "m"),
         rule(T::B, None, None, "m"),
-        rule(T::C, Some(1), Some(3), "rwm"),   // /dev/null
-        rule(T::C, Some(1), Some(8), "rwm"),   // /dev/random
-        rule(T::C, Some(1), Some(7), "rwm"),   // /dev/full
-        rule(T::C, Some(5), Some(0), "rwm"),   // /dev/tty
-        rule(T::C, Some(1), Some(5), "rwm"),   // /dev/zero
-        rule(T::C, Some(1), Some(9), "rwm"),   // /dev/urandom
-        rule(T::C, Some(136), None, "rwm"),    // /dev/pts/*
-        rule(T::C, Some(5), Some(2), "rwm"),   // /dev/ptmx
+        rule(T::C, Some(1), Some(3), "rwm"),    // /dev/null
+        rule(T::C, Some(1), Some(8), "rwm"),    // /dev/random
+        rule(T::C, Some(1), Some(7), "rwm"),    // /dev/full
+        rule(T::C, Some(5), Some(0), "rwm"),    // /dev/tty
+        rule(T::C, Some(1), Some(5), "rwm"),    // /dev/zero
+        rule(T::C, Some(1), Some(9), "rwm"),    // /dev/urandom
+        rule(T::C, Some(136), None, "rwm"),     // /dev/pts/*
+        rule(T::C, Some(5), Some(2), "rwm"),    // /dev/ptmx
         rule(T::C, Some(10), Some(200), "rwm"), // /dev/net/tun
     ]);
     res.set_devices(Some(rules));
@@ -440,7 +461,8 @@ mod tests {
 
     #[test]
     fn empty_namespace_path_means_a_new_namespace() {
-        let mut v = serde_json::json!({"linux": {"namespaces": [{"type": "pid", "path": ""}, {"type": "net", "path": "/x"}]}});
+        let mut v =
+            serde_json::json!({"linux": {"namespaces": [{"type": "pid", "path": ""}, {"type": "net", "path": "/x"}]}});
         drop_empty_namespace_paths(&mut v);
         assert_eq!(v["linux"]["namespaces"], serde_json::json!([{"type": "pid"}, {"type": "net", "path": "/x"}]));
     }

@@ -69,8 +69,8 @@ pub struct Record {
     pub owner: String,
     #[serde(default)]
     pub annotations: HashMap<String, String>,
-    /// The cgroup manager's own record (see cgroups::CgroupState).
-    pub cgroup: serde_json::Value,
+    /// The cgroup manager's own record.
+    pub cgroup: crate::cgroups::CgroupState,
     #[serde(default)]
     pub hooks: Option<Hooks>,
     /// linux.resources as applied (create, then every `update`), without the device rules,
@@ -147,11 +147,14 @@ impl Store {
             .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(self.dir(id))
             .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => StateError::NotFound(id.to_string()),
-            _ => StateError::Io { id: id.to_string(), what: "opening the state directory", source: e },
-        })?;
-        Flock::lock(dir, FlockArg::LockExclusive)
-            .map_err(|(_, e)| StateError::Io { id: id.to_string(), what: "locking", source: e.into() })
+                io::ErrorKind::NotFound => StateError::NotFound(id.to_string()),
+                _ => StateError::Io { id: id.to_string(), what: "opening the state directory", source: e },
+            })?;
+        Flock::lock(dir, FlockArg::LockExclusive).map_err(|(_, e)| StateError::Io {
+            id: id.to_string(),
+            what: "locking",
+            source: e.into(),
+        })
     }
 
     pub fn save(&self, rec: &Record) -> Result<(), StateError> {
@@ -178,6 +181,13 @@ impl Store {
             _ => StateError::Io { id: id.to_string(), what: "reading state", source: e },
         })?;
         serde_json::from_slice(&data).map_err(|e| StateError::Corrupt { id: id.to_string(), source: e })
+    }
+
+    /// The record of `id` and its status as of now.
+    pub fn load_with_status(&self, id: &str) -> Result<(Record, Status), StateError> {
+        let rec = self.load(id)?;
+        let status = self.status(&rec);
+        Ok((rec, status))
     }
 
     /// Ids of every container under the root, sorted.
@@ -216,7 +226,7 @@ impl Store {
         }
         // runtime-spec has no "paused"; runc reports it while the freezer holds the cgroup
         // (a created container can be paused too).
-        if rec.cgroup_manager().is_some_and(|m| m.is_frozen().unwrap_or(false)) {
+        if rec.cgroup_manager().is_frozen().unwrap_or(false) {
             return Status::Paused;
         }
         if self.dir(&rec.id).join(START_SOCKET).exists() {
@@ -228,9 +238,8 @@ impl Store {
 
 impl Record {
     /// The container's cgroup, reopened from what create recorded.
-    pub fn cgroup_manager(&self) -> Option<crate::cgroups::Manager> {
-        let st = serde_json::from_value(self.cgroup.clone()).ok()?;
-        Some(crate::cgroups::Manager::from_state(&st))
+    pub fn cgroup_manager(&self) -> Box<dyn crate::cgroups::Manager> {
+        crate::cgroups::from_state(&self.cgroup)
     }
 
     pub fn public(&self, status: Status) -> Public<'_> {
@@ -252,13 +261,17 @@ impl Record {
 /// a FIFO or a device put in place of a state file (whose open or read would wait forever),
 /// or a symlink (which could point anywhere).
 pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
-    let mut f = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
+    let mut f =
+        OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY).open(path)?;
     let ty = f.metadata()?.file_type();
     if !ty.is_file() {
-        let what = if ty.is_fifo() { "a FIFO" } else if ty.is_symlink() { "a symlink" } else { "not a regular file" };
+        let what = if ty.is_fifo() {
+            "a FIFO"
+        } else if ty.is_symlink() {
+            "a symlink"
+        } else {
+            "not a regular file"
+        };
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} is {what}", path.display())));
     }
     let mut data = Vec::new();
@@ -285,12 +298,7 @@ pub fn format_rfc3339(secs: i64, nanos: u32) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[cfg(test)]
@@ -315,6 +323,24 @@ mod tests {
         store.create_dir("l").unwrap();
         std::os::unix::fs::symlink("/etc/hostname", store.dir("l").join(STATE_FILE)).unwrap();
         assert!(store.load("l").is_err());
+    }
+
+    /// state.json as berth wrote it before `Record.cgroup` was typed (a `serde_json::Value`
+    /// then): a hybrid-host container made by `create`. It must still load, and its cgroup
+    /// record be written back byte for byte (the rest holds sets, in no fixed order).
+    #[test]
+    fn a_state_file_of_an_older_berth_loads_and_is_written_back_the_same() {
+        let old = include_str!("testdata/state-v1-hybrid.json");
+        let rec: Record = serde_json::from_str(old).unwrap();
+        assert_eq!(rec.cgroup.version, crate::cgroups::CgroupVersion::V1);
+        assert_eq!(rec.cgroup.hierarchies.len(), 10);
+        assert_eq!(rec.cgroup.created.len(), 10);
+        let sd = &rec.cgroup.hierarchies[0];
+        assert_eq!((sd.name.as_str(), sd.subsystems.as_slice()), ("systemd", &["name=systemd".to_string()][..]));
+        assert_eq!(sd.dir, Path::new("/sys/fs/cgroup/systemd/c1"));
+        assert!(!rec.cgroup_manager().is_v2());
+        let written = old.split_once(r#""cgroup":"#).and_then(|(_, rest)| rest.split_once(r#","hooks":"#));
+        assert_eq!(serde_json::to_string(&rec.cgroup).unwrap(), written.unwrap().0);
     }
 
     #[test]

@@ -76,10 +76,14 @@ fn size(flag: &str, v: &Option<String>) -> Result<Option<i64>> {
 /// The change the flags ask for: only the flags given are set.
 pub fn resources_from_flags(f: &Flags) -> Result<LinuxResources> {
     if f.l3_cache_schema.is_some() {
-        return Err(Error::Usage("Intel RDT/CAT: l3 cache schema is not enabled (linux.intelRdt is not supported)".into()));
+        return Err(Error::Usage(
+            "Intel RDT/CAT: l3 cache schema is not enabled (linux.intelRdt is not supported)".into(),
+        ));
     }
     if f.mem_bw_schema.is_some() {
-        return Err(Error::Usage("Intel RDT/MBA: memory bandwidth schema is not enabled (linux.intelRdt is not supported)".into()));
+        return Err(Error::Usage(
+            "Intel RDT/MBA: memory bandwidth schema is not enabled (linux.intelRdt is not supported)".into(),
+        ));
     }
     let mut r = LinuxResources::default();
     let mut mem = LinuxMemory::default();
@@ -199,7 +203,7 @@ pub fn update(store: &Store, id: &str, change: &LinuxResources) -> Result<()> {
     if matches!(status, Status::Stopped | Status::Creating) {
         return Err(Error::WrongState { id: id.into(), status, msg: "container not running" });
     }
-    let cg = crate::container::manager_of(&rec)?;
+    let cg = crate::recorded_cgroup::manager(&rec);
     let old = rec.resources.clone().unwrap_or_default();
     let new = merge(&old, change);
     cg.validate(&new)?;
@@ -231,9 +235,10 @@ mod tests {
 
     #[test]
     fn merge_keeps_what_the_change_does_not_name() {
-        let cur: LinuxResources =
-            serde_json::from_str(r#"{"memory":{"limit":1000000,"reservation":5000},"cpu":{"shares":512},"pids":{"limit":10}}"#)
-                .expect("cur");
+        let cur: LinuxResources = serde_json::from_str(
+            r#"{"memory":{"limit":1000000,"reservation":5000},"cpu":{"shares":512},"pids":{"limit":10}}"#,
+        )
+        .expect("cur");
         let change = resources_from_flags(&Flags { memory: Some("2m".into()), ..Default::default() }).expect("flags");
         let m = merge(&cur, &change);
         assert_eq!(m.memory().as_ref().and_then(|m| m.limit()), Some(2 << 20));

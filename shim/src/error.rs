@@ -18,11 +18,7 @@ pub enum Error {
         source: nix::errno::Errno,
     },
     #[error("{binary} {command} failed: {message}")]
-    Runtime {
-        binary: String,
-        command: &'static str,
-        message: String,
-    },
+    Runtime { binary: String, command: &'static str, message: String },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -56,6 +52,17 @@ pub fn sys(context: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> Erro
     move |source| Error::Sys { context, source }
 }
 
+impl From<cgroupfs::Error> for Error {
+    fn from(e: cgroupfs::Error) -> Self {
+        match e {
+            cgroupfs::Error::Io { path, op, source } => {
+                Error::Io { context: format!("{op} {}", path.display()), source }
+            }
+            cgroupfs::Error::Discovery(msg) => Error::FailedPrecondition(msg),
+        }
+    }
+}
+
 impl From<Error> for ttrpc::Error {
     fn from(e: Error) -> Self {
         let code = match &e {
@@ -64,9 +71,7 @@ impl From<Error> for ttrpc::Error {
             Error::InvalidArgument(_) => Code::INVALID_ARGUMENT,
             Error::FailedPrecondition(_) => Code::FAILED_PRECONDITION,
             Error::Unimplemented(_) => Code::UNIMPLEMENTED,
-            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                Code::NOT_FOUND
-            }
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Code::NOT_FOUND,
             _ => Code::UNKNOWN,
         };
         ttrpc::Error::RpcStatus(ttrpc::get_status(code, e.to_string()))

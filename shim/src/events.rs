@@ -32,8 +32,7 @@ macro_rules! named {
 }
 
 use containerd_shim_protos::{
-    cgroups::metrics::Metrics, cgroups_v2::metrics::Metrics as MetricsV2, events::task::*,
-    shim::oci::ProcessDetails,
+    cgroups::metrics::Metrics, cgroups_v2::metrics::Metrics as MetricsV2, events::task::*, shim::oci::ProcessDetails,
 };
 named! {
     TaskCreate => "containerd.events.TaskCreate",
@@ -52,11 +51,7 @@ named! {
 }
 
 pub fn to_any<M: Named>(m: &M) -> Result<Any> {
-    Ok(Any {
-        type_url: M::TYPE_URL.to_string(),
-        value: m.write_to_bytes()?,
-        ..Default::default()
-    })
+    Ok(Any { type_url: M::TYPE_URL.to_string(), value: m.write_to_bytes()?, ..Default::default() })
 }
 
 /// How often one event is attempted before it is dropped; with the linear back-off below this
@@ -85,10 +80,7 @@ impl Publisher {
             .name("events".into())
             .spawn(move || worker(rx, &ttrpc_address, &namespace))
             .map_err(io("spawn events thread"))?;
-        Ok(Publisher {
-            tx: Mutex::new(Some(tx)),
-            worker: Mutex::new(Some(handle)),
-        })
+        Ok(Publisher { tx: Mutex::new(Some(tx)), worker: Mutex::new(Some(handle)) })
     }
 
     /// Sends what is queued and stops the worker: the last events of a shim (exit, delete)
@@ -112,17 +104,9 @@ impl Publisher {
                 return;
             }
         };
-        let queued = Queued {
-            topic,
-            event,
-            timestamp: crate::process::now(),
-        };
+        let queued = Queued { topic, event, timestamp: crate::tracked_process::now() };
         if let Ok(tx) = self.tx.lock() {
-            if tx
-                .as_ref()
-                .map(|t| t.send(queued))
-                .is_none_or(|r| r.is_err())
-            {
+            if tx.as_ref().map(|t| t.send(queued)).is_none_or(|r| r.is_err()) {
                 log::error!("events worker is gone; dropped {topic}");
             }
         }
@@ -153,9 +137,7 @@ fn worker(rx: Receiver<Queued>, address: &str, namespace: &str) {
             if client.is_none() {
                 client = connect(address);
             }
-            let sent = client
-                .as_ref()
-                .map(|c| c.forward(context::with_timeout(5_000_000_000), &req));
+            let sent = client.as_ref().map(|c| c.forward(context::with_timeout(5_000_000_000), &req));
             match sent {
                 Some(Ok(_)) => break,
                 other => {

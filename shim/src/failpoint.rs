@@ -55,9 +55,7 @@ fn selected() -> Option<String> {
         return Some(v.to_string_lossy().into_owned());
     }
     let file = std::env::var_os(FILE_ENV)?;
-    std::fs::read_to_string(file)
-        .ok()
-        .map(|s| s.trim().to_string())
+    std::fs::read_to_string(file).ok().map(|s| s.trim().to_string())
 }
 
 /// Appends the step to `<file>.hits` when armed by file: the walk cannot wait for a shim
@@ -70,11 +68,7 @@ fn record_hit(step: &str) {
     };
     let mut hits = file;
     hits.push(".hits");
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(hits)
-    {
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(hits) {
         let _ = writeln!(f, "{step}");
     }
 }
@@ -98,10 +92,7 @@ mod tests {
         for s in STEPS {
             assert!(seen.insert(*s), "{s} twice");
             let op = s.split(':').next().unwrap_or_default();
-            assert!(
-                ["bootstrap", "create", "start", "exit", "delete"].contains(&op),
-                "{s}"
-            );
+            assert!(["bootstrap", "create", "start", "exit", "delete"].contains(&op), "{s}");
         }
     }
 

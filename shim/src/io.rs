@@ -52,18 +52,14 @@ fn strip_scheme(path: &str) -> Result<Option<&str>> {
         return Ok(Some(p));
     }
     if path.contains("://") {
-        return Err(Error::Unimplemented(format!(
-            "stdio uri {path:?} is not supported"
-        )));
+        return Err(Error::Unimplemented(format!("stdio uri {path:?} is not supported")));
     }
     Ok(Some(path))
 }
 
 fn is_fifo(path: &str) -> bool {
     use std::os::unix::fs::FileTypeExt;
-    std::fs::metadata(path)
-        .map(|m| m.file_type().is_fifo())
-        .unwrap_or(false)
+    std::fs::metadata(path).map(|m| m.file_type().is_fifo()).unwrap_or(false)
 }
 
 /// Opens an output path for writing without blocking on a FIFO with no reader yet: a read
@@ -76,11 +72,7 @@ fn open_output(path: &str, keepers: &mut Vec<File>) -> Result<File> {
             .open(path)
             .map_err(io(format!("open {path}")))?;
         keepers.push(keeper);
-        OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)
-            .map_err(io(format!("open {path}")))
+        OpenOptions::new().write(true).custom_flags(libc::O_CLOEXEC).open(path).map_err(io(format!("open {path}")))
     } else {
         OpenOptions::new()
             .append(true)
@@ -121,17 +113,7 @@ pub fn open_direct(paths: &StdioPaths) -> Result<(ProcessIo, ChildStdio)> {
         Some(p) => Some(open_output(p, &mut keepers)?),
         None => None,
     };
-    Ok((
-        ProcessIo {
-            _keepers: keepers,
-            console: None,
-        },
-        ChildStdio {
-            stdin,
-            stdout,
-            stderr,
-        },
-    ))
+    Ok((ProcessIo { _keepers: keepers, console: None }, ChildStdio { stdin, stdout, stderr }))
 }
 
 static CONSOLE_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -148,10 +130,7 @@ impl ConsoleSocket {
     pub fn new() -> Result<Self> {
         let seq = CONSOLE_SEQ.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("berth-pty-{}-{seq}", std::process::id()));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(io(format!("create {}", dir.display())))?;
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(io(format!("create {}", dir.display())))?;
         let path = dir.join("pty.sock");
         let listener = match UnixListener::bind(&path) {
             Ok(l) => l,
@@ -160,11 +139,7 @@ impl ConsoleSocket {
                 return Err(io("bind console socket")(e));
             }
         };
-        Ok(ConsoleSocket {
-            dir,
-            path,
-            listener,
-        })
+        Ok(ConsoleSocket { dir, path, listener })
     }
 
     pub fn path(&self) -> &Path {
@@ -174,24 +149,16 @@ impl ConsoleSocket {
     /// Called after the runtime succeeded, so its connection is already queued; non-blocking
     /// so a runtime that never connected yields an error instead of a hung shim.
     pub fn receive_master(&self) -> Result<File> {
-        self.listener
-            .set_nonblocking(true)
-            .map_err(io("console socket nonblocking"))?;
-        let (conn, _) = self
-            .listener
-            .accept()
-            .map_err(io("runtime did not connect to the console socket"))?;
-        conn.set_nonblocking(false)
-            .map_err(io("console connection blocking"))?;
+        self.listener.set_nonblocking(true).map_err(io("console socket nonblocking"))?;
+        let (conn, _) = self.listener.accept().map_err(io("runtime did not connect to the console socket"))?;
+        conn.set_nonblocking(false).map_err(io("console connection blocking"))?;
         let mut buf = [0u8; 4096];
         let mut iov = [IoSliceMut::new(&mut buf)];
         let (_, fd) = berth_sys::fd::recv_with_fd(conn.as_fd(), &mut iov).map_err(sys("receive pty master"))?;
         if let Some(fd) = fd {
             return Ok(File::from(fd));
         }
-        Err(Error::FailedPrecondition(
-            "runtime sent no pty master on the console socket".into(),
-        ))
+        Err(Error::FailedPrecondition("runtime sent no pty master on the console socket".into()))
     }
 }
 
@@ -246,10 +213,7 @@ pub fn start_console_copy(master: File, paths: &StdioPaths) -> Result<ProcessIo>
             })
             .map_err(io("spawn pty copy"))?;
     }
-    Ok(ProcessIo {
-        _keepers: keepers,
-        console: Some(master),
-    })
+    Ok(ProcessIo { _keepers: keepers, console: Some(master) })
 }
 
 pub fn resize(console: &File, width: u32, height: u32) -> Result<()> {
@@ -268,10 +232,7 @@ mod tests {
 
     #[test]
     fn unsupported_stdio_schemes_are_rejected() {
-        assert!(matches!(
-            strip_scheme("binary:///x"),
-            Err(Error::Unimplemented(_))
-        ));
+        assert!(matches!(strip_scheme("binary:///x"), Err(Error::Unimplemented(_))));
         assert_eq!(strip_scheme("").unwrap(), None);
         assert_eq!(strip_scheme("/a/b").unwrap(), Some("/a/b"));
     }
@@ -281,10 +242,7 @@ mod tests {
         let dir = tempfile_dir();
         let p = dir.join("out");
         nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        let paths = StdioPaths {
-            stdout: p.to_str().unwrap().into(),
-            ..Default::default()
-        };
+        let paths = StdioPaths { stdout: p.to_str().unwrap().into(), ..Default::default() };
         let (pio, mut child) = open_direct(&paths).unwrap();
         let mut w = child.stdout.take().unwrap();
         // containerd's reader; the shim's keeper is not a writer, so EOF follows the data.

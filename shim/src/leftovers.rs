@@ -32,9 +32,7 @@ pub fn has_own_pid_namespace(bundle: &Path) -> bool {
         .as_array()
         .into_iter()
         .flatten()
-        .any(|ns| {
-            ns["type"] == "pid" && ns["path"].as_str().is_none_or(str::is_empty)
-        })
+        .any(|ns| ns["type"] == "pid" && ns["path"].as_str().is_none_or(str::is_empty))
 }
 
 /// The container's cgroup directory that lists all of its processes: the unified one on
@@ -43,10 +41,7 @@ pub fn process_cgroup(paths: &CgroupPaths) -> Option<PathBuf> {
     if let Some(d) = paths.unified() {
         return Some(d.to_path_buf());
     }
-    ["pids", "freezer", "memory", "devices", "cpu"]
-        .iter()
-        .find_map(|c| paths.get(c))
-        .map(Path::to_path_buf)
+    ["pids", "freezer", "memory", "devices", "cpu"].iter().find_map(|c| paths.get(c)).map(Path::to_path_buf)
 }
 
 fn procs_under(dir: &Path) -> Vec<i32> {
@@ -89,10 +84,7 @@ pub fn kill_all_and_wait(dir: &Path) -> bool {
         if Instant::now() > deadline {
             return false;
         }
-        let pinned: Vec<(i32, OwnedFd)> = pids
-            .iter()
-            .filter_map(|&p| pidfd_open(p).map(|fd| (p, fd)))
-            .collect();
+        let pinned: Vec<(i32, OwnedFd)> = pids.iter().filter_map(|&p| pidfd_open(p).map(|fd| (p, fd))).collect();
         let still = procs_under(dir);
         for (pid, fd) in &pinned {
             if still.contains(pid) {
@@ -124,9 +116,7 @@ mod tests {
     fn own_pid_namespace_is_a_pid_entry_without_a_path() {
         let own = bundle_with(r#"{"linux":{"namespaces":[{"type":"mount"},{"type":"pid"}]}}"#);
         let empty = bundle_with(r#"{"linux":{"namespaces":[{"type":"pid","path":""}]}}"#);
-        let pod = bundle_with(
-            r#"{"linux":{"namespaces":[{"type":"pid","path":"/proc/42/ns/pid"}]}}"#,
-        );
+        let pod = bundle_with(r#"{"linux":{"namespaces":[{"type":"pid","path":"/proc/42/ns/pid"}]}}"#);
         let host = bundle_with(r#"{"linux":{"namespaces":[{"type":"mount"}]}}"#);
         let broken = bundle_with("{");
         assert!(has_own_pid_namespace(&own));

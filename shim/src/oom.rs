@@ -1,5 +1,5 @@
 //! TaskOOM for every container of the shim, from one epoll thread (started with the first
-//! container, never one per container):
+//! container, never one per container), on the `cgroupfs` crate's OOM primitives:
 //! - cgroup v1: an eventfd registered on each container's `memory.oom_control`;
 //! - cgroup v2: one inotify instance watching each container's `memory.events`; a TaskOOM is
 //!   published when its `oom_kill` counter grows (the file is modified for every counter, and
@@ -7,12 +7,12 @@
 
 use std::{
     collections::HashMap,
-    fs::{self, File},
-    io::Read,
-    os::fd::{AsFd, AsRawFd, OwnedFd},
+    os::fd::AsFd,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
+
+use cgroupfs::oom::{v1_oom_kills, v2_oom_kills, OomEventFd};
 
 use nix::sys::{
     epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout},
@@ -28,8 +28,18 @@ use crate::{
 const INOTIFY_TOKEN: u64 = 0;
 
 enum Source {
-    V1 { eventfd: File },
+    V1 { eventfd: OomEventFd },
     V2 { wd: WatchDescriptor },
+}
+
+impl Source {
+    /// The cgroup's `oom_kill` count; `None` once the cgroup is gone.
+    fn oom_kills(&self, dir: &Path) -> Option<u64> {
+        match self {
+            Source::V1 { .. } => v1_oom_kills(dir),
+            Source::V2 { .. } => v2_oom_kills(dir),
+        }
+    }
 }
 
 struct Watch {
@@ -53,34 +63,12 @@ pub struct OomWatcher {
     on_oom: Arc<OnOom>,
 }
 
-fn v1_oom_kills(dir: &Path) -> Option<u64> {
-    let text = fs::read_to_string(dir.join("memory.oom_control")).ok()?;
-    counter(&text, "oom_kill")
-}
-
-fn v2_oom_kills(dir: &Path) -> Option<u64> {
-    let text = fs::read_to_string(dir.join("memory.events")).ok()?;
-    counter(&text, "oom_kill")
-}
-
-/// The value of `key` in a flat-keyed cgroup file ("key value" lines).
-fn counter(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        (k == key).then(|| v.trim().parse().ok())?
-    })
-}
-
 impl OomWatcher {
     pub fn new(on_oom: OnOom) -> Result<Self> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(sys("epoll_create"))?;
-        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
-            .map_err(sys("inotify_init"))?;
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).map_err(sys("inotify_init"))?;
         epoll
-            .add(
-                inotify.as_fd(),
-                EpollEvent::new(EpollFlags::EPOLLIN, INOTIFY_TOKEN),
-            )
+            .add(inotify.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, INOTIFY_TOKEN))
             .map_err(sys("epoll_ctl add inotify"))?;
         Ok(OomWatcher {
             epoll: Arc::new(epoll),
@@ -98,40 +86,32 @@ impl OomWatcher {
             *n += 1;
             *n
         };
-        let watch = match cgroup {
+        let (dir, source) = match cgroup {
             Cgroup::V1Memory(dir) => {
-                let eventfd = register_v1(&dir)?;
+                let eventfd = OomEventFd::register(&dir)?;
                 self.epoll
                     .add(eventfd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))
                     .map_err(sys("epoll_ctl add"))?;
-                Watch {
-                    container_id: container_id.to_string(),
-                    oom_kills: v1_oom_kills(&dir).unwrap_or(0),
-                    flushed: false,
-                    dir,
-                    source: Source::V1 { eventfd },
-                }
+                (dir, Source::V1 { eventfd })
             }
             Cgroup::V2(dir) => {
-                // The counter is read after the watch is in place, so a kill between the two
-                // is either in the baseline or produces a later event; none is lost.
                 let wd = self
                     .inotify
                     .add_watch(&dir.join("memory.events"), AddWatchFlags::IN_MODIFY)
                     .map_err(sys("inotify_add_watch memory.events"))?;
-                Watch {
-                    container_id: container_id.to_string(),
-                    oom_kills: v2_oom_kills(&dir).unwrap_or(0),
-                    flushed: false,
-                    dir,
-                    source: Source::V2 { wd },
-                }
+                (dir, Source::V2 { wd })
             }
         };
-        self.watches
-            .lock()
-            .map_err(|_| poisoned())?
-            .insert(token, watch);
+        // The counter is read after the watch is in place, so a kill between the two is
+        // either in the baseline or produces a later event; none is lost.
+        let watch = Watch {
+            container_id: container_id.to_string(),
+            oom_kills: source.oom_kills(&dir).unwrap_or(0),
+            flushed: false,
+            dir,
+            source,
+        };
+        self.watches.lock().map_err(|_| poisoned())?.insert(token, watch);
         self.start_thread()
     }
 
@@ -143,10 +123,7 @@ impl OomWatcher {
         let mut fired = false;
         if let Ok(mut w) = self.watches.lock() {
             for watch in w.values_mut().filter(|w| w.container_id == container_id) {
-                let count = match watch.source {
-                    Source::V1 { .. } => v1_oom_kills(&watch.dir),
-                    Source::V2 { .. } => v2_oom_kills(&watch.dir),
-                };
+                let count = watch.source.oom_kills(&watch.dir);
                 if let Some(count) = count.filter(|&c| c > watch.oom_kills) {
                     watch.oom_kills = count;
                     watch.flushed = true;
@@ -187,21 +164,6 @@ impl OomWatcher {
         });
         result
     }
-}
-
-/// Arms a v1 OOM notification: an eventfd tied to `memory.oom_control` via `cgroup.event_control`.
-fn register_v1(memory_dir: &Path) -> Result<File> {
-    let efd = nix::sys::eventfd::EventFd::from_value_and_flags(0, nix::sys::eventfd::EfdFlags::EFD_CLOEXEC)
-        .map_err(|e| io("eventfd")(e.into()))?;
-    let eventfd = File::from(OwnedFd::from(efd));
-    let control =
-        File::open(memory_dir.join("memory.oom_control")).map_err(io("open memory.oom_control"))?;
-    fs::write(
-        memory_dir.join("cgroup.event_control"),
-        format!("{} {}", eventfd.as_raw_fd(), control.as_raw_fd()),
-    )
-    .map_err(io("write cgroup.event_control"))?;
-    Ok(eventfd)
 }
 
 fn forget(epoll: &Epoll, inotify: &Inotify, watch: &Watch) {
@@ -247,19 +209,12 @@ fn run(epoll: &Epoll, inotify: &Inotify, watches: &Mutex<HashMap<u64, Watch>>, o
     }
 }
 
-fn v1_event(
-    epoll: &Epoll,
-    inotify: &Inotify,
-    w: &mut HashMap<u64, Watch>,
-    token: u64,
-    fired: &mut Vec<String>,
-) {
+fn v1_event(epoll: &Epoll, inotify: &Inotify, w: &mut HashMap<u64, Watch>, token: u64, fired: &mut Vec<String>) {
     let Some(watch) = w.get_mut(&token) else {
         return;
     };
     if let Source::V1 { eventfd } = &watch.source {
-        let mut buf = [0u8; 8];
-        let _ = (&*eventfd).read(&mut buf);
+        eventfd.take();
     }
     // The eventfd also fires when the cgroup is removed (as containerd's v1 watcher does, a
     // vanished cgroup is a removal, anything else an OOM). The kernel can notify before it
@@ -288,9 +243,8 @@ fn v2_events(inotify: &Inotify, w: &mut HashMap<u64, Watch>, fired: &mut Vec<Str
             Err(_) => return,
         };
         for ev in events {
-            let Some((&token, watch)) = w
-                .iter_mut()
-                .find(|(_, watch)| matches!(watch.source, Source::V2 { wd } if wd == ev.wd))
+            let Some((&token, watch)) =
+                w.iter_mut().find(|(_, watch)| matches!(watch.source, Source::V2 { wd } if wd == ev.wd))
             else {
                 continue;
             };
@@ -312,6 +266,7 @@ fn v2_events(inotify: &Inotify, w: &mut HashMap<u64, Watch>, fired: &mut Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     /// `memory.events` of a container the kernel OOM-killed in, as read in the cgroup v2 guest
     /// (Debian 6.1): `max` also counts, only `oom_kill` is a kill.
@@ -319,13 +274,13 @@ mod tests {
 
     #[test]
     fn oom_kill_counter_is_read_from_memory_events() {
-        assert_eq!(counter(MEMORY_EVENTS, "oom_kill"), Some(1));
-        assert_eq!(counter(MEMORY_EVENTS, "oom"), Some(1));
-        assert_eq!(counter(MEMORY_EVENTS, "max"), Some(37));
-        assert_eq!(
-            counter("oom_kill_disable 0\nunder_oom 0\n", "oom_kill"),
-            None
-        );
+        let dir = std::env::temp_dir().join(format!("berth-oom-count-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("memory.events"), MEMORY_EVENTS).unwrap();
+        fs::write(dir.join("memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\n").unwrap();
+        assert_eq!(v2_oom_kills(&dir), Some(1));
+        assert_eq!(v1_oom_kills(&dir), None);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -350,14 +305,10 @@ mod tests {
         assert_eq!(rx.recv_timeout(timeout).unwrap(), "c1");
         fs::write(&events, "low 0\nhigh 0\nmax 12\noom 2\noom_kill 2\n").unwrap();
         assert_eq!(rx.recv_timeout(timeout).unwrap(), "c1");
-        assert!(rx
-            .recv_timeout(std::time::Duration::from_millis(300))
-            .is_err());
+        assert!(rx.recv_timeout(std::time::Duration::from_millis(300)).is_err());
         watcher.unwatch("c1");
         fs::write(&events, "low 0\nhigh 0\nmax 12\noom 3\noom_kill 3\n").unwrap();
-        assert!(rx
-            .recv_timeout(std::time::Duration::from_millis(300))
-            .is_err());
+        assert!(rx.recv_timeout(std::time::Duration::from_millis(300)).is_err());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -60,10 +60,8 @@ struct OptionsFile {
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        let binary = std::env::var(RUNTIME_ENV)
-            .ok()
-            .filter(|b| !b.is_empty())
-            .unwrap_or_else(|| DEFAULT_BINARY.to_string());
+        let binary =
+            std::env::var(RUNTIME_ENV).ok().filter(|b| !b.is_empty()).unwrap_or_else(|| DEFAULT_BINARY.to_string());
         RuntimeConfig {
             binary,
             root: DEFAULT_ROOT.to_string(),
@@ -107,8 +105,8 @@ impl RuntimeConfig {
     /// Applies the keys of an options file (TOML, the names of runc's options) that it sets;
     /// keys it does not know are ignored, as containerd-shim-runc-v2 ignores them.
     fn apply_toml(&mut self, text: &str) -> Result<()> {
-        let file: OptionsFile = toml::from_str(text)
-            .map_err(|e| Error::InvalidArgument(format!("runtime config: {e}")))?;
+        let file: OptionsFile =
+            toml::from_str(text).map_err(|e| Error::InvalidArgument(format!("runtime config: {e}")))?;
         if let Some(binary) = file.binary_name {
             self.binary = binary;
         }
@@ -133,10 +131,7 @@ impl RuntimeConfig {
     }
 
     pub fn load(bundle: &Path) -> Self {
-        fs::read(bundle.join(CONFIG_FILE))
-            .ok()
-            .and_then(|d| serde_json::from_slice(&d).ok())
-            .unwrap_or_default()
+        fs::read(bundle.join(CONFIG_FILE)).ok().and_then(|d| serde_json::from_slice(&d).ok()).unwrap_or_default()
     }
 }
 
@@ -259,12 +254,7 @@ impl Runtime {
         stdio: ChildStdio,
     ) -> Result<()> {
         let mut a = self.args("create");
-        a.extend([
-            "--bundle".into(),
-            bundle.into(),
-            "--pid-file".into(),
-            pid_file.into(),
-        ]);
+        a.extend(["--bundle".into(), bundle.into(), "--pid-file".into(), pid_file.into()]);
         if let Some(s) = console_socket {
             a.extend(["--console-socket".into(), s.into()]);
         }
@@ -287,13 +277,7 @@ impl Runtime {
         stdio: ChildStdio,
     ) -> Result<()> {
         let mut a = self.args("exec");
-        a.extend([
-            "--process".into(),
-            process.into(),
-            "--pid-file".into(),
-            pid_file.into(),
-            "--detach".into(),
-        ]);
+        a.extend(["--process".into(), process.into(), "--pid-file".into(), pid_file.into(), "--detach".into()]);
         if let Some(s) = console_socket {
             a.extend(["--console-socket".into(), s.into()]);
         }
@@ -341,8 +325,7 @@ impl Runtime {
     pub fn update(&self, id: &str, resources_json: &[u8]) -> Result<()> {
         let mut a = self.args("update");
         a.extend(["--resources".into(), "-".into(), id.into()]);
-        self.run("update", a, ChildStdio::default(), Some(resources_json))
-            .map(drop)
+        self.run("update", a, ChildStdio::default(), Some(resources_json)).map(drop)
     }
 
     pub fn ps(&self, id: &str) -> Result<Vec<u32>> {
@@ -404,17 +387,9 @@ impl Runtime {
             None if starts_process => Stdio::null(),
             None => Stdio::piped(),
         });
-        let failed = |message: String| Error::Runtime {
-            binary: self.binary.clone(),
-            command,
-            message,
-        };
+        let failed = |message: String| Error::Runtime { binary: self.binary.clone(), command, message };
         // Subscribe before spawning: the reaper may collect the child before spawn returns.
-        let sub = if REAPER_MODE.load(Ordering::SeqCst) {
-            Some(monitor_subscribe(Topic::Pid)?)
-        } else {
-            None
-        };
+        let sub = if REAPER_MODE.load(Ordering::SeqCst) { Some(monitor_subscribe(Topic::Pid)?) } else { None };
         let mut child = cmd.spawn().map_err(|e| failed(e.to_string()))?;
         // The Command keeps the container's stdio fds until dropped; close our copies now so
         // the only writers left are the runtime and the container.
@@ -454,10 +429,7 @@ fn wait_child(mut child: Child, sub: Option<Subscription>) -> Result<i32> {
         None => {
             let status = child.wait().map_err(io("wait runtime"))?;
             use std::os::unix::process::ExitStatusExt;
-            Ok(status
-                .code()
-                .or_else(|| status.signal().map(|s| 128 + s))
-                .unwrap_or(255))
+            Ok(status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(255))
         }
     }
 }
@@ -494,8 +466,7 @@ mod tests {
     #[test]
     fn toml_options_override_defaults() {
         let mut cfg = RuntimeConfig::default();
-        cfg.apply_toml("# c\nBinaryName = \"/usr/sbin/runc\"\nSystemdCgroup = true\n[x]\nRoot = \"/x\"\n")
-            .unwrap();
+        cfg.apply_toml("# c\nBinaryName = \"/usr/sbin/runc\"\nSystemdCgroup = true\n[x]\nRoot = \"/x\"\n").unwrap();
         assert_eq!(cfg.binary, "/usr/sbin/runc");
         assert!(cfg.systemd_cgroup);
         assert_eq!(cfg.root, DEFAULT_ROOT, "a key of another table is not an option");
@@ -528,23 +499,10 @@ mod tests {
             no_new_keyring: false,
         };
         let rt = Runtime::new(&cfg, "ns", Path::new("/bundle"));
-        let a: Vec<String> = rt
-            .args("create")
-            .into_iter()
-            .map(|s| s.into_string().unwrap())
-            .collect();
+        let a: Vec<String> = rt.args("create").into_iter().map(|s| s.into_string().unwrap()).collect();
         assert_eq!(
             a,
-            [
-                "--root",
-                "/r/ns",
-                "--log",
-                "/bundle/log.json",
-                "--log-format",
-                "json",
-                "--systemd-cgroup",
-                "create"
-            ]
+            ["--root", "/r/ns", "--log", "/bundle/log.json", "--log-format", "json", "--systemd-cgroup", "create"]
         );
     }
 }
@@ -569,7 +527,17 @@ mod checkpoint_tests {
         let all = strs(checkpoint_args(vec![], "c1", "/ck", &o));
         assert_eq!(
             all,
-            ["--image-path", "/ck", "--work-path", "/w", "--manage-cgroups-mode", "full", "--tcp-established", "--file-locks", "c1"]
+            [
+                "--image-path",
+                "/ck",
+                "--work-path",
+                "/w",
+                "--manage-cgroups-mode",
+                "full",
+                "--tcp-established",
+                "--file-locks",
+                "c1"
+            ]
         );
     }
 }

@@ -71,11 +71,7 @@ impl Conn {
     /// something is left. A connection over its bound is shut down (the reader then drops it).
     fn flush(&self, out: &mut Outbox) {
         while out.sent < out.buf.len() && !out.dropped {
-            match send(
-                self.stream.as_raw_fd(),
-                &out.buf[out.sent..],
-                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
-            ) {
+            match send(self.stream.as_raw_fd(), &out.buf[out.sent..], MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL) {
                 Ok(n) => out.sent += n,
                 Err(Errno::EINTR) => {}
                 Err(Errno::EAGAIN) => break,
@@ -149,26 +145,17 @@ impl Server {
         Arc::new(Server {
             methods,
             ready,
-            state: Mutex::new(State {
-                queue: VecDeque::new(),
-                parked: Vec::new(),
-                wakes: 0,
-            }),
+            state: Mutex::new(State { queue: VecDeque::new(), parked: Vec::new(), wakes: 0 }),
             work: Condvar::new(),
         })
     }
 
     /// Starts the reader and the workers; they run until the process exits.
     pub fn start(self: &Arc<Self>, listener: UnixListener) -> Result<()> {
-        listener
-            .set_nonblocking(true)
-            .map_err(io("listener nonblocking"))?;
+        listener.set_nonblocking(true).map_err(io("listener nonblocking"))?;
         let epoll = Arc::new(Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(sys("epoll_create"))?);
         epoll
-            .add(
-                listener.as_fd(),
-                EpollEvent::new(EpollFlags::EPOLLIN, LISTENER_TOKEN),
-            )
+            .add(listener.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, LISTENER_TOKEN))
             .map_err(sys("epoll_ctl add listener"))?;
         for n in 0..WORKERS {
             let me = Arc::clone(self);

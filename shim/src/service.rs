@@ -16,15 +16,14 @@ use std::{
 use containerd_shim::mount::{mount_rootfs, umount_recursive};
 use containerd_shim_protos::{
     api::{
-        CheckpointTaskRequest, CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest,
-        CreateTaskResponse, DeleteRequest, DeleteResponse, Empty, ExecProcessRequest, KillRequest,
-        PauseRequest, PidsRequest, PidsResponse, ProcessInfo, ResizePtyRequest, ResumeRequest,
-        ShutdownRequest, StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest,
-        StatsResponse, UpdateTaskRequest, WaitRequest, WaitResponse,
+        CheckpointTaskRequest, CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
+        DeleteRequest, DeleteResponse, Empty, ExecProcessRequest, KillRequest, PauseRequest, PidsRequest, PidsResponse,
+        ProcessInfo, ResizePtyRequest, ResumeRequest, ShutdownRequest, StartRequest, StartResponse, StateRequest,
+        StateResponse, StatsRequest, StatsResponse, UpdateTaskRequest, WaitRequest, WaitResponse,
     },
     events::task::{
-        TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM,
-        TaskCheckpointed, TaskPaused, TaskResumed, TaskStart,
+        TaskCheckpointed, TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM,
+        TaskPaused, TaskResumed, TaskStart,
     },
     protobuf::MessageField,
     shim::oci::ProcessDetails,
@@ -39,9 +38,9 @@ use crate::{
     failpoint,
     io::{open_direct, resize, start_console_copy, ConsoleSocket, StdioPaths},
     oom::OomWatcher,
-    process::{validate_id, Process, State},
     runtime::{Runtime, RuntimeConfig},
     stats::{collect_v1, collect_v2, CgroupPaths},
+    tracked_process::{validate_id, Process, State},
 };
 
 const INIT_PID_FILE: &str = "init.pid";
@@ -69,28 +68,20 @@ impl Container {
         if exec_id.is_empty() {
             return Ok(&self.init);
         }
-        self.execs
-            .get(exec_id)
-            .ok_or_else(|| Error::NotFound(format!("process {exec_id} not found")))
+        self.execs.get(exec_id).ok_or_else(|| Error::NotFound(format!("process {exec_id} not found")))
     }
 
     fn process_mut(&mut self, exec_id: &str) -> Result<&mut Process> {
         if exec_id.is_empty() {
             return Ok(&mut self.init);
         }
-        self.execs
-            .get_mut(exec_id)
-            .ok_or_else(|| Error::NotFound(format!("process {exec_id} not found")))
+        self.execs.get_mut(exec_id).ok_or_else(|| Error::NotFound(format!("process {exec_id} not found")))
     }
 
     fn exit_event(&self, p: &Process) -> TaskExit {
         TaskExit {
             container_id: self.id.clone(),
-            id: if p.exec_id.is_empty() {
-                self.id.clone()
-            } else {
-                p.exec_id.clone()
-            },
+            id: if p.exec_id.is_empty() { self.id.clone() } else { p.exec_id.clone() },
             pid: p.pid,
             exit_status: p.exit_status,
             exited_at: p.exited_at_field(),
@@ -110,9 +101,7 @@ struct Tasks {
 
 impl Tasks {
     fn container(&mut self, id: &str) -> Result<&mut Container> {
-        self.containers
-            .get_mut(id)
-            .ok_or_else(|| Error::NotFound(format!("container {id} not found")))
+        self.containers.get_mut(id).ok_or_else(|| Error::NotFound(format!("container {id} not found")))
     }
 
     fn take_early_exit(&mut self, pid: u32) -> Option<i32> {
@@ -141,20 +130,10 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn new(
-        namespace: String,
-        events: Arc<Publisher>,
-        request_exit: Box<dyn Fn() + Send + Sync>,
-    ) -> Result<Self> {
+    pub fn new(namespace: String, events: Arc<Publisher>, request_exit: Box<dyn Fn() + Send + Sync>) -> Result<Self> {
         let ev = Arc::clone(&events);
         let oom = OomWatcher::new(Box::new(move |id: &str| {
-            ev.publish(
-                topics::TASK_OOM_EVENT_TOPIC,
-                TaskOOM {
-                    container_id: id.to_string(),
-                    ..Default::default()
-                },
-            );
+            ev.publish(topics::TASK_OOM_EVENT_TOPIC, TaskOOM { container_id: id.to_string(), ..Default::default() });
         }))?;
         Ok(Service {
             namespace,
@@ -188,10 +167,7 @@ impl Service {
             return true;
         };
         let mut t = self.tasks();
-        match t
-            .container(&req.id)
-            .and_then(|c| c.process(&req.exec_id).map(|p| p.state))
-        {
+        match t.container(&req.id).and_then(|c| c.process(&req.exec_id).map(|p| p.state)) {
             Ok(state) => state == State::Stopped,
             Err(_) => true,
         }
@@ -224,10 +200,7 @@ impl Service {
             let exec_id = if matches(&c.init) && !c.init_reaped {
                 Some(String::new())
             } else {
-                c.execs
-                    .values()
-                    .find(|p| matches(p))
-                    .map(|p| p.exec_id.clone())
+                c.execs.values().find(|p| matches(p)).map(|p| p.exec_id.clone())
             };
             if let Some(exec_id) = exec_id {
                 found = Some((c.id.clone(), exec_id));
@@ -248,15 +221,13 @@ impl Service {
                     }
                     let svc = Arc::clone(self);
                     let (id, dir2) = (cid.clone(), dir.clone());
-                    let spawned = std::thread::Builder::new()
-                        .name("leftovers".into())
-                        .spawn(move || {
-                            if !crate::leftovers::kill_all_and_wait(&dir2) {
-                                log::warn!("{id}: processes left in {} after the init exited", dir2.display());
-                            }
-                            let mut t = svc.tasks();
-                            svc.record_exit(&mut t, &id, "", status);
-                        });
+                    let spawned = std::thread::Builder::new().name("leftovers".into()).spawn(move || {
+                        if !crate::leftovers::kill_all_and_wait(&dir2) {
+                            log::warn!("{id}: processes left in {} after the init exited", dir2.display());
+                        }
+                        let mut t = svc.tasks();
+                        svc.record_exit(&mut t, &id, "", status);
+                    });
                     if spawned.is_err() {
                         crate::leftovers::kill_all_and_wait(&dir);
                         self.record_exit(&mut t, &cid, &exec_id, status);
@@ -317,10 +288,7 @@ impl Service {
         validate_id("container", &req.id, MAX_CONTAINER_ID)?;
         let _l = self.lifecycle();
         if self.tasks().containers.contains_key(&req.id) {
-            return Err(Error::AlreadyExists(format!(
-                "container {} already exists",
-                req.id
-            )));
+            return Err(Error::AlreadyExists(format!("container {} already exists", req.id)));
         }
         let bundle = PathBuf::from(&req.bundle);
         let cfg = RuntimeConfig::from_options(req.options.as_ref())?;
@@ -349,13 +317,7 @@ impl Service {
         let result = || -> Result<(u32, crate::io::ProcessIo)> {
             let (pio, console) = if req.terminal {
                 let socket = ConsoleSocket::new()?;
-                runtime.create(
-                    &req.id,
-                    &bundle,
-                    &pid_file,
-                    Some(socket.path()),
-                    Default::default(),
-                )?;
+                runtime.create(&req.id, &bundle, &pid_file, Some(socket.path()), Default::default())?;
                 (None, Some(socket))
             } else {
                 let (pio, child) = open_direct(&stdio)?;
@@ -387,9 +349,7 @@ impl Service {
         };
         let cgroups = CgroupPaths::of_pid(pid);
         let leftovers = match &cgroups {
-            Ok(paths) if !crate::leftovers::has_own_pid_namespace(&bundle) => {
-                crate::leftovers::process_cgroup(paths)
-            }
+            Ok(paths) if !crate::leftovers::has_own_pid_namespace(&bundle) => crate::leftovers::process_cgroup(paths),
             _ => None,
         };
         let mut init = Process::new("", stdio.clone());
@@ -457,10 +417,7 @@ impl Service {
                 }
             }
         }
-        Ok(CreateTaskResponse {
-            pid,
-            ..Default::default()
-        })
+        Ok(CreateTaskResponse { pid, ..Default::default() })
     }
 
     fn do_start(&self, req: StartRequest) -> Result<StartResponse> {
@@ -479,9 +436,7 @@ impl Service {
             let mut t = self.tasks();
             let c = t.container(id)?;
             if c.init.state != State::Created {
-                return Err(Error::FailedPrecondition(format!(
-                    "container {id} is not created"
-                )));
+                return Err(Error::FailedPrecondition(format!("container {id} is not created")));
             }
             c.init.starting = true;
             runtime_id = c.id.clone();
@@ -506,11 +461,7 @@ impl Service {
         }
         self.events.publish(
             topics::TASK_START_EVENT_TOPIC,
-            TaskStart {
-                container_id: id.to_string(),
-                pid,
-                ..Default::default()
-            },
+            TaskStart { container_id: id.to_string(), pid, ..Default::default() },
         );
         if c.init.exit_deferred {
             c.init.exit_deferred = false;
@@ -519,10 +470,7 @@ impl Service {
             self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, ev);
         }
         failpoint::hit("start:event-published");
-        Ok(StartResponse {
-            pid,
-            ..Default::default()
-        })
+        Ok(StartResponse { pid, ..Default::default() })
     }
 
     fn start_exec(&self, id: &str, exec_id: &str) -> Result<StartResponse> {
@@ -530,16 +478,12 @@ impl Service {
             let mut t = self.tasks();
             let c = t.container(id)?;
             if c.init.state == State::Stopped {
-                return Err(Error::FailedPrecondition(format!(
-                    "container {id} is stopped"
-                )));
+                return Err(Error::FailedPrecondition(format!("container {id} is stopped")));
             }
             let bundle = c.bundle.clone();
             let p = c.process_mut(exec_id)?;
             if p.state != State::Created {
-                return Err(Error::FailedPrecondition(format!(
-                    "exec {exec_id} already started"
-                )));
+                return Err(Error::FailedPrecondition(format!("exec {exec_id} already started")));
             }
             p.starting = true;
             (bundle, std::mem::take(&mut p.spec), p.stdio.clone())
@@ -552,13 +496,7 @@ impl Service {
             fs::write(&spec_file, &spec).map_err(io("write exec process spec"))?;
             if stdio.terminal {
                 let socket = ConsoleSocket::new()?;
-                runtime.exec(
-                    id,
-                    &spec_file,
-                    &pid_file,
-                    Some(socket.path()),
-                    Default::default(),
-                )?;
+                runtime.exec(id, &spec_file, &pid_file, Some(socket.path()), Default::default())?;
                 let pid = read_pid(&pid_file)?;
                 Ok((pid, start_console_copy(socket.receive_master()?, &stdio)?))
             } else {
@@ -597,12 +535,7 @@ impl Service {
         }
         self.events.publish(
             topics::TASK_EXEC_STARTED_EVENT_TOPIC,
-            TaskExecStarted {
-                container_id: id.to_string(),
-                exec_id: exec_id.to_string(),
-                pid,
-                ..Default::default()
-            },
+            TaskExecStarted { container_id: id.to_string(), exec_id: exec_id.to_string(), pid, ..Default::default() },
         );
         let p = c.process(exec_id)?;
         if p.state == State::Stopped {
@@ -610,10 +543,7 @@ impl Service {
             self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, ev);
             self.notify_exited();
         }
-        Ok(StartResponse {
-            pid,
-            ..Default::default()
-        })
+        Ok(StartResponse { pid, ..Default::default() })
     }
 
     fn do_delete(&self, req: DeleteRequest) -> Result<DeleteResponse> {
@@ -623,10 +553,7 @@ impl Service {
             let c = t.container(&req.id)?;
             let p = c.process(&req.exec_id)?;
             if p.state == State::Running {
-                return Err(Error::FailedPrecondition(format!(
-                    "exec {} is running",
-                    req.exec_id
-                )));
+                return Err(Error::FailedPrecondition(format!("exec {} is running", req.exec_id)));
             }
             let p = c
                 .execs
@@ -643,10 +570,7 @@ impl Service {
             let mut t = self.tasks();
             let c = t.container(&req.id)?;
             if c.init.state == State::Running {
-                return Err(Error::FailedPrecondition(format!(
-                    "container {} must be stopped before delete",
-                    req.id
-                )));
+                return Err(Error::FailedPrecondition(format!("container {} must be stopped before delete", req.id)));
             }
             c.init.state == State::Created
         };
@@ -657,20 +581,14 @@ impl Service {
         if was_created {
             // The killed init is reaped by the reaper; wait for it so the exit is reported.
             let t = self.tasks();
-            let _ = self
-                .exited
-                .wait_timeout_while(t, Duration::from_secs(5), |t| {
-                    t.containers
-                        .get(&req.id)
-                        .is_some_and(|c| c.init.state != State::Stopped)
-                });
+            let _ = self.exited.wait_timeout_while(t, Duration::from_secs(5), |t| {
+                t.containers.get(&req.id).is_some_and(|c| c.init.state != State::Stopped)
+            });
         }
         self.oom.unwatch(&req.id);
         let c = {
             let mut t = self.tasks();
-            t.containers
-                .remove(&req.id)
-                .ok_or_else(|| Error::NotFound(format!("container {} not found", req.id)))?
+            t.containers.remove(&req.id).ok_or_else(|| Error::NotFound(format!("container {} not found", req.id)))?
         };
         failpoint::hit("delete:forgotten");
         if c.rootfs_mounted {
@@ -703,16 +621,10 @@ impl Service {
         let mut t = self.tasks();
         let c = t.container(&req.id)?;
         if c.init.state == State::Stopped {
-            return Err(Error::FailedPrecondition(format!(
-                "container {} is stopped",
-                req.id
-            )));
+            return Err(Error::FailedPrecondition(format!("container {} is stopped", req.id)));
         }
         if c.execs.contains_key(&req.exec_id) {
-            return Err(Error::AlreadyExists(format!(
-                "exec {} already exists",
-                req.exec_id
-            )));
+            return Err(Error::AlreadyExists(format!("exec {} already exists", req.exec_id)));
         }
         let spec = req
             .spec
@@ -733,11 +645,7 @@ impl Service {
         c.execs.insert(req.exec_id.clone(), p);
         self.events.publish(
             topics::TASK_EXEC_ADDED_EVENT_TOPIC,
-            TaskExecAdded {
-                container_id: req.id.clone(),
-                exec_id: req.exec_id.clone(),
-                ..Default::default()
-            },
+            TaskExecAdded { container_id: req.id.clone(), exec_id: req.exec_id.clone(), ..Default::default() },
         );
         Ok(Empty::new())
     }
@@ -750,36 +658,23 @@ impl Service {
             if p.state == State::Stopped && !req.all {
                 return Err(Error::NotFound(format!(
                     "process {} already finished",
-                    if req.exec_id.is_empty() {
-                        &req.id
-                    } else {
-                        &req.exec_id
-                    }
+                    if req.exec_id.is_empty() { &req.id } else { &req.exec_id }
                 )));
             }
             p.pid
         };
         if !req.exec_id.is_empty() {
             let sig = nix::sys::signal::Signal::try_from(i32::try_from(req.signal).unwrap_or(-1))
-                .map_err(|_| {
-                Error::InvalidArgument(format!("invalid signal {}", req.signal))
-            })?;
-            let pid = i32::try_from(pid)
-                .map_err(|_| Error::FailedPrecondition("exec has no pid".into()))?;
+                .map_err(|_| Error::InvalidArgument(format!("invalid signal {}", req.signal)))?;
+            let pid = i32::try_from(pid).map_err(|_| Error::FailedPrecondition("exec has no pid".into()))?;
             if pid <= 0 {
-                return Err(Error::FailedPrecondition(format!(
-                    "exec {} not started",
-                    req.exec_id
-                )));
+                return Err(Error::FailedPrecondition(format!("exec {} not started", req.exec_id)));
             }
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
-                .map_err(crate::error::sys("kill exec"))?;
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).map_err(crate::error::sys("kill exec"))?;
             return Ok(Empty::new());
         }
         let runtime = self.runtime_for(&req.id)?;
-        runtime
-            .kill(&req.id, req.signal, req.all)
-            .map_err(kill_error)?;
+        runtime.kill(&req.id, req.signal, req.all).map_err(kill_error)?;
         Ok(Empty::new())
     }
 
@@ -795,18 +690,12 @@ impl Service {
         if pause {
             self.events.publish(
                 topics::TASK_PAUSED_EVENT_TOPIC,
-                TaskPaused {
-                    container_id: id.to_string(),
-                    ..Default::default()
-                },
+                TaskPaused { container_id: id.to_string(), ..Default::default() },
             );
         } else {
             self.events.publish(
                 topics::TASK_RESUMED_EVENT_TOPIC,
-                TaskResumed {
-                    container_id: id.to_string(),
-                    ..Default::default()
-                },
+                TaskResumed { container_id: id.to_string(), ..Default::default() },
             );
         }
         Ok(Empty::new())
@@ -816,34 +705,21 @@ impl Service {
         let execs = {
             let mut t = self.tasks();
             let c = t.container(&req.id)?;
-            let execs: HashMap<u32, String> = c
-                .execs
-                .values()
-                .filter(|p| p.pid != 0)
-                .map(|p| (p.pid, p.exec_id.clone()))
-                .collect();
+            let execs: HashMap<u32, String> =
+                c.execs.values().filter(|p| p.pid != 0).map(|p| (p.pid, p.exec_id.clone())).collect();
             execs
         };
         let runtime = self.runtime_for(&req.id)?;
         let mut processes = Vec::new();
         for pid in runtime.ps(&req.id)? {
-            let mut info = ProcessInfo {
-                pid,
-                ..Default::default()
-            };
+            let mut info = ProcessInfo { pid, ..Default::default() };
             if let Some(exec_id) = execs.get(&pid) {
-                let details = ProcessDetails {
-                    exec_id: exec_id.clone(),
-                    ..Default::default()
-                };
+                let details = ProcessDetails { exec_id: exec_id.clone(), ..Default::default() };
                 info.info = MessageField::some(to_any(&details)?);
             }
             processes.push(info);
         }
-        Ok(PidsResponse {
-            processes,
-            ..Default::default()
-        })
+        Ok(PidsResponse { processes, ..Default::default() })
     }
 
     /// `berth checkpoint` into `req.path`; the container's exit (with `exit: true`) reaches
@@ -861,11 +737,7 @@ impl Service {
         runtime.checkpoint(&req.id, &req.path, &opts)?;
         self.events.publish(
             topics::TASK_CHECKPOINTED_EVENT_TOPIC,
-            TaskCheckpointed {
-                container_id: req.id.clone(),
-                checkpoint: req.path.clone(),
-                ..Default::default()
-            },
+            TaskCheckpointed { container_id: req.id.clone(), checkpoint: req.path.clone(), ..Default::default() },
         );
         Ok(Empty::new())
     }
@@ -887,10 +759,7 @@ impl Service {
             let mut t = self.tasks();
             let c = t.container(&req.id)?;
             if c.init.state != State::Running {
-                return Err(Error::FailedPrecondition(format!(
-                    "container {} is not running",
-                    req.id
-                )));
+                return Err(Error::FailedPrecondition(format!("container {} is not running", req.id)));
             }
             c.init.pid
         };
@@ -899,10 +768,7 @@ impl Service {
             Some(dir) => to_any(&collect_v2(dir))?,
             None => to_any(&collect_v1(&paths))?,
         };
-        Ok(StatsResponse {
-            stats: MessageField::some(stats),
-            ..Default::default()
-        })
+        Ok(StatsResponse { stats: MessageField::some(stats), ..Default::default() })
     }
 
     fn do_state(&self, req: StateRequest) -> Result<StateResponse> {
@@ -910,11 +776,7 @@ impl Service {
         let c = t.container(&req.id)?;
         let p = c.process(&req.exec_id)?;
         Ok(StateResponse {
-            id: if req.exec_id.is_empty() {
-                c.id.clone()
-            } else {
-                p.exec_id.clone()
-            },
+            id: if req.exec_id.is_empty() { c.id.clone() } else { p.exec_id.clone() },
             bundle: c.bundle.to_string_lossy().into_owned(),
             pid: p.pid,
             status: p.status(c.paused).into(),
@@ -985,13 +847,7 @@ impl Service {
 /// process as gone), whatever words the runtime used; as runc's shim's checkKillError.
 fn kill_error(e: Error) -> Error {
     let msg = e.to_string().to_lowercase();
-    let gone = [
-        "not running",
-        "not found",
-        "does not exist",
-        "already finished",
-        "no such process",
-    ];
+    let gone = ["not running", "not found", "does not exist", "already finished", "no such process"];
     if gone.iter().any(|g| msg.contains(g)) {
         Error::NotFound(format!("process already finished: {e}"))
     } else {
@@ -1001,9 +857,7 @@ fn kill_error(e: Error) -> Error {
 
 fn read_pid(path: &Path) -> Result<u32> {
     let text = fs::read_to_string(path).map_err(io(format!("read {}", path.display())))?;
-    text.trim().parse().map_err(|_| {
-        Error::FailedPrecondition(format!("bad pid file {}: {text:?}", path.display()))
-    })
+    text.trim().parse().map_err(|_| Error::FailedPrecondition(format!("bad pid file {}: {text:?}", path.display())))
 }
 
 fn reply<T>(method: &str, r: Result<T>) -> ttrpc::Result<T> {
@@ -1020,11 +874,7 @@ fn reply<T>(method: &str, r: Result<T>) -> ttrpc::Result<T> {
 }
 
 impl Task for Service {
-    fn create(
-        &self,
-        _: &TtrpcContext,
-        req: CreateTaskRequest,
-    ) -> ttrpc::Result<CreateTaskResponse> {
+    fn create(&self, _: &TtrpcContext, req: CreateTaskRequest) -> ttrpc::Result<CreateTaskResponse> {
         reply("create", self.do_create(req))
     }
     fn start(&self, _: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
@@ -1068,8 +918,7 @@ impl Task for Service {
         // the shim holds no writer, so closing containerd's end is all it takes for EOF.
         let r = {
             let mut t = self.tasks();
-            t.container(&req.id)
-                .and_then(|c| c.process(&req.exec_id).map(drop))
+            t.container(&req.id).and_then(|c| c.process(&req.exec_id).map(drop))
         };
         reply("close_io", r.map(|_| Empty::new()))
     }
@@ -1096,11 +945,7 @@ mod tests {
             message: "container \"x\" is stopped: container not running".into(),
         };
         assert!(matches!(kill_error(e), Error::NotFound(_)));
-        let e = Error::Runtime {
-            binary: "b".into(),
-            command: "kill",
-            message: "permission denied".into(),
-        };
+        let e = Error::Runtime { binary: "b".into(), command: "kill", message: "permission denied".into() };
         assert!(matches!(kill_error(e), Error::Runtime { .. }));
     }
 }

@@ -39,10 +39,10 @@ use nix::{
 use crate::{
     error::{io, sys, Error, Result},
     events::Publisher,
-    process::now,
     runtime::{Runtime, RuntimeConfig},
     server::Server,
     service::Service,
+    tracked_process::now,
 };
 
 pub const RUNTIME_ID: &str = "io.containerd.berth.v2";
@@ -67,9 +67,7 @@ pub fn run() -> Result<()> {
         return info();
     }
     if flags.namespace.is_empty() {
-        return Err(Error::InvalidArgument(
-            "shim namespace cannot be empty".into(),
-        ));
+        return Err(Error::InvalidArgument("shim namespace cannot be empty".into()));
     }
     match flags.action.as_str() {
         "start" => start(&flags),
@@ -88,12 +86,7 @@ fn grouping(bundle: &Path, id: &str) -> String {
     fs::read(bundle.join("config.json"))
         .ok()
         .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
-        .and_then(|v| {
-            v.get("annotations")?
-                .get(SANDBOX_ANNOTATION)?
-                .as_str()
-                .map(str::to_string)
-        })
+        .and_then(|v| v.get("annotations")?.get(SANDBOX_ANNOTATION)?.as_str().map(str::to_string))
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| id.to_string())
 }
@@ -117,8 +110,7 @@ fn start(flags: &Flags) -> Result<()> {
     set_cloexec(fd, false)?;
     // Only the read end goes to the daemon: the write end stays close-on-exec, so the daemon
     // sees end of file as soon as this process is gone.
-    let (ready_r, ready_w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
+    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
     set_cloexec(ready_r.as_raw_fd(), false)?;
     let exe = std::env::current_exe().map_err(io("current exe"))?;
     let mut cmd = Command::new(exe);
@@ -161,13 +153,10 @@ fn start(flags: &Flags) -> Result<()> {
         log::warn!("oom_score_adj: {e}");
     }
     let mut out = std::io::stdout().lock();
-    out.write_all(address.as_bytes())
-        .map_err(io("write address"))?;
+    out.write_all(address.as_bytes()).map_err(io("write address"))?;
     out.flush().map_err(io("write address"))?;
     // The daemon may serve now. Dying before this line leaves it no client: it exits.
-    fs::File::from(ready_w)
-        .write_all(b"1")
-        .map_err(io("hand over to the shim"))
+    fs::File::from(ready_w).write_all(b"1").map_err(io("hand over to the shim"))
 }
 
 /// In the daemon `start` spawned: waits for `start` to hand over. containerd learns the
@@ -177,10 +166,7 @@ fn start(flags: &Flags) -> Result<()> {
 /// the one `start` bound) and exits.
 fn await_handover(socket: &Path) -> Result<()> {
     use std::io::Read;
-    let Some(fd) = std::env::var(READY_FD_ENV)
-        .ok()
-        .and_then(|v| v.parse::<RawFd>().ok())
-    else {
+    let Some(fd) = std::env::var(READY_FD_ENV).ok().and_then(|v| v.parse::<RawFd>().ok()) else {
         return Ok(());
     };
     let owned = berth_sys::fd::own_inherited(fd).map_err(io("ready fd"))?;
@@ -198,11 +184,7 @@ fn await_handover(socket: &Path) -> Result<()> {
         return Ok(());
     }
     use std::os::unix::fs::MetadataExt;
-    let same = |m: &fs::Metadata| {
-        bound
-            .as_ref()
-            .is_some_and(|b| (b.dev(), b.ino()) == (m.dev(), m.ino()))
-    };
+    let same = |m: &fs::Metadata| bound.as_ref().is_some_and(|b| (b.dev(), b.ino()) == (m.dev(), m.ino()));
     if fs::symlink_metadata(socket).is_ok_and(|m| same(&m)) {
         let _ = fs::remove_file(socket);
     }
@@ -215,16 +197,9 @@ fn info() -> Result<()> {
     use containerd_shim_protos::types::introspection::{RuntimeInfo, RuntimeVersion};
     use std::io::Read;
     let mut input = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut input)
-        .map_err(io("read options"))?;
-    let options = if input.is_empty() {
-        None
-    } else {
-        Some(protobuf::well_known_types::any::Any::parse_from_bytes(
-            &input,
-        )?)
-    };
+    std::io::stdin().read_to_end(&mut input).map_err(io("read options"))?;
+    let options =
+        if input.is_empty() { None } else { Some(protobuf::well_known_types::any::Any::parse_from_bytes(&input)?) };
     let cfg = RuntimeConfig::from_options(options.as_ref())?;
     let out = Command::new(&cfg.binary)
         .arg("features")
@@ -277,8 +252,7 @@ fn bind_private(path: &Path) -> Result<UnixListener> {
     let bound = UnixListener::bind(path);
     nix::sys::stat::umask(old);
     let listener = bound.map_err(io(format!("bind {}", path.display())))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
-        .map_err(io("chmod shim socket"))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(io("chmod shim socket"))?;
     Ok(listener)
 }
 
@@ -304,16 +278,9 @@ fn delete(flags: &Flags) -> Result<()> {
             log::warn!("unmount {rootfs}: {e}");
         }
     }
-    let pid = fs::read_to_string(bundle.join("init.pid"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0);
+    let pid = fs::read_to_string(bundle.join("init.pid")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
     // The dead shim could not remove its socket; a live one (the pod's) answers and stays.
-    let address = socket_address(
-        &flags.address,
-        &flags.namespace,
-        &grouping(&bundle, &flags.id),
-    );
+    let address = socket_address(&flags.address, &flags.namespace, &grouping(&bundle, &flags.id));
     let path = socket_path(&address);
     if Path::new(path).exists() && UnixStream::connect(path).is_err() {
         let _ = fs::remove_file(path);
@@ -342,28 +309,18 @@ fn serve(flags: &Flags) -> Result<()> {
     // touched pages are most of an idle shim's private memory. Requests are few and small.
     berth_sys::alloc::limit_arenas(1);
     let mut set = SigSet::empty();
-    for s in [
-        Signal::SIGCHLD,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGUSR1,
-    ] {
+    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGUSR1] {
         set.add(s);
     }
     set.thread_block().map_err(sys("block signals"))?;
-    nix::sys::prctl::set_child_subreaper(true)
-        .map_err(|e| io("set child subreaper")(e.into()))?;
+    nix::sys::prctl::set_child_subreaper(true).map_err(|e| io("set child subreaper")(e.into()))?;
     crate::runtime::enable_reaper_mode();
-    if let Err(e) = containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id)
-    {
+    if let Err(e) = containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id) {
         // No log FIFO (run by hand): keep going without logs rather than fail.
         let _ = e;
     }
 
-    let listener = match std::env::var(LISTEN_FD_ENV)
-        .ok()
-        .and_then(|v| v.parse::<RawFd>().ok())
-    {
+    let listener = match std::env::var(LISTEN_FD_ENV).ok().and_then(|v| v.parse::<RawFd>().ok()) {
         Some(fd) => {
             // start passed this fd to us and nothing else in this process owns it.
             let owned = berth_sys::fd::own_inherited(fd).map_err(io("listen fd"))?;
@@ -390,17 +347,11 @@ fn serve(flags: &Flags) -> Result<()> {
     // Task API v3 (containerd 2.x) has the v2 messages under a new service name: the same
     // handlers are registered under both, and the client picks by the name it calls.
     let mut methods = create_task(task.clone());
-    methods.extend(
-        create_task(task)
-            .into_iter()
-            .map(|(k, v)| (k.replacen(TASK_V2, TASK_V3, 1), v)),
-    );
+    methods.extend(create_task(task).into_iter().map(|(k, v)| (k.replacen(TASK_V2, TASK_V3, 1), v)));
     // A Wait for a running process is parked by the server, not run on a blocked worker.
     let waits = Arc::clone(&service);
-    let server = Server::new(
-        methods,
-        Box::new(move |path, req| !path.ends_with("/Wait") || waits.wait_ready(&req.payload)),
-    );
+    let server =
+        Server::new(methods, Box::new(move |path, req| !path.ends_with("/Wait") || waits.wait_ready(&req.payload)));
     let woken = Arc::clone(&server);
     service.set_wake(Box::new(move || woken.wake()));
     server.start(listener)?;
@@ -425,9 +376,7 @@ fn reap_all(service: &Arc<Service>) {
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(pid, code)) => dispatch(service, pid.as_raw(), code),
-            Ok(WaitStatus::Signaled(pid, sig, _)) => {
-                dispatch(service, pid.as_raw(), 128 + sig as i32)
-            }
+            Ok(WaitStatus::Signaled(pid, sig, _)) => dispatch(service, pid.as_raw(), 128 + sig as i32),
             Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
             Ok(_) => {}
             Err(Errno::EINTR) => {}

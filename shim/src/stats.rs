@@ -1,30 +1,24 @@
-//! Metrics for `Stats`, read straight from the controller files of the container's cgroups (no
-//! cgroup library: a handful of files, and fewer allocations than a generic one). cgroup v1
-//! gives containerd's `io.containerd.cgroups.v1.Metrics`, the unified hierarchy
-//! `io.containerd.cgroups.v2.Metrics`; which one is decided by `/proc/<pid>/cgroup`.
+//! Metrics for `Stats`: the `cgroupfs` crate finds the container's cgroups (from mountinfo and
+//! `/proc/<pid>/cgroup`) and reads their controllers; this maps the readings to containerd's
+//! `io.containerd.cgroups.v1.Metrics`, or `io.containerd.cgroups.v2.Metrics` when no v1
+//! hierarchy carries a controller.
 
-use std::{
-    collections::HashMap,
-    fs,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
+use cgroupfs::hierarchy::Hierarchy;
+use cgroupfs::{v1 as cg1, v2 as cg2};
 use containerd_shim_protos::cgroups::metrics::{
     CPUStat, CPUUsage, MemoryEntry, MemoryOomControl, MemoryStat, Metrics, PidsStat, Throttle,
 };
 use containerd_shim_protos::cgroups_v2::metrics as v2;
 
-use crate::error::{io, Result};
+use crate::error::{Error, Result};
 
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-/// USER_HZ, the unit of cpuacct.stat; 100 on every Linux ABI the shim runs on.
-const NANOS_PER_TICK: u64 = 1_000_000_000 / 100;
-
-/// Controller name -> directory of the process's cgroup in that hierarchy, and the directory
-/// in the unified hierarchy (`0::` line).
+/// The directories of a process's cgroup: per v1 hierarchy (with its controllers), and in the
+/// unified hierarchy.
 #[derive(Debug, Default, Clone)]
 pub struct CgroupPaths {
-    v1: HashMap<String, PathBuf>,
+    v1: Vec<(Vec<String>, PathBuf)>,
     unified: Option<PathBuf>,
 }
 
@@ -39,50 +33,40 @@ pub enum Cgroup {
 
 impl CgroupPaths {
     pub fn of_pid(pid: u32) -> Result<Self> {
-        let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))
-            .map_err(io(format!("read cgroups of {pid}")))?;
-        Ok(Self::parse(&text, Path::new(CGROUP_ROOT)))
+        let hs = cgroupfs::hierarchy::of_process(Some(pid)).map_err(|e| match e {
+            cgroupfs::Error::Io { source, .. } => Error::Io { context: format!("read cgroups of {pid}"), source },
+            e => e.into(),
+        })?;
+        Ok(Self::from_hierarchies(hs))
     }
 
-    fn parse(text: &str, root: &Path) -> Self {
-        let mut map = HashMap::new();
-        let mut unified = None;
-        for line in text.lines() {
-            let mut parts = line.splitn(3, ':');
-            let (Some(_), Some(controllers), Some(path)) =
-                (parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            let rel = path.trim_start_matches('/');
-            if controllers.is_empty() {
-                unified = Some(root.join(rel));
-                continue;
-            }
-            let joint = root.join(controllers);
-            for c in controllers.split(',') {
-                let c = c.trim_start_matches("name=");
-                // Co-mounted controllers live under their joint directory ("cpu,cpuacct"),
-                // separately mounted ones under their own name.
-                let base = if joint.exists() {
-                    joint.clone()
-                } else {
-                    root.join(c)
-                };
-                map.insert(c.to_string(), base.join(rel));
+    fn from_hierarchies(hs: Vec<Hierarchy>) -> Self {
+        let mut paths = CgroupPaths::default();
+        for h in hs {
+            if h.is_v1() {
+                let dir = h.dir();
+                paths.v1.push((h.subsystems, dir));
+            } else {
+                paths.unified = Some(h.dir());
             }
         }
-        CgroupPaths { v1: map, unified }
+        paths
     }
 
+    /// The directory of the v1 hierarchy carrying `controller` ("memory"; "systemd" for the
+    /// named name=systemd one).
     pub fn get(&self, controller: &str) -> Option<&Path> {
-        self.v1.get(controller).map(PathBuf::as_path)
+        self.v1
+            .iter()
+            .find(|(subsystems, _)| subsystems.iter().any(|s| s.trim_start_matches("name=") == controller))
+            .map(|(_, dir)| dir.as_path())
     }
 
     /// Pure cgroup v2 (no v1 controller hierarchy): the unified directory. On a hybrid host
     /// the unified hierarchy carries no controllers, so v1 is what holds the limits.
     pub fn unified(&self) -> Option<&Path> {
-        if self.v1.keys().any(|c| c != "systemd") {
+        let v1_controllers = self.v1.iter().flat_map(|(s, _)| s).any(|s| s != "name=systemd");
+        if v1_controllers {
             None
         } else {
             self.unified.as_deref()
@@ -93,90 +77,50 @@ impl CgroupPaths {
     pub fn memory(&self) -> Option<Cgroup> {
         match self.unified() {
             Some(dir) => Some(Cgroup::V2(dir.to_path_buf())),
-            None => self
-                .get("memory")
-                .map(|d| Cgroup::V1Memory(d.to_path_buf())),
+            None => self.get("memory").map(|d| Cgroup::V1Memory(d.to_path_buf())),
         }
     }
 }
 
-fn read_u64(dir: &Path, file: &str) -> u64 {
-    fs::read_to_string(dir.join(file))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn read_kv(dir: &Path, file: &str) -> HashMap<String, u64> {
-    fs::read_to_string(dir.join(file))
-        .map(|s| parse_kv(&s))
-        .unwrap_or_default()
-}
-
-fn parse_kv(text: &str) -> HashMap<String, u64> {
-    text.lines()
-        .filter_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            Some((k.to_string(), v.trim().parse().ok()?))
-        })
-        .collect()
-}
-
-fn memory_entry(dir: &Path, prefix: &str) -> MemoryEntry {
-    MemoryEntry {
-        usage: read_u64(dir, &format!("{prefix}.usage_in_bytes")),
-        max: read_u64(dir, &format!("{prefix}.max_usage_in_bytes")),
-        limit: read_u64(dir, &format!("{prefix}.limit_in_bytes")),
-        failcnt: read_u64(dir, &format!("{prefix}.failcnt")),
-        ..Default::default()
-    }
+fn memory_entry(e: cg1::MemoryEntry) -> MemoryEntry {
+    MemoryEntry { usage: e.usage, max: e.max_usage, limit: e.limit, failcnt: e.failcnt, ..Default::default() }
 }
 
 pub fn collect_v1(paths: &CgroupPaths) -> Metrics {
     let mut m = Metrics::new();
     if let Some(dir) = paths.get("pids") {
-        let limit = fs::read_to_string(dir.join("pids.max"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
+        let p = cg1::pids(dir);
         m.pids = protobuf::MessageField::some(PidsStat {
-            current: read_u64(dir, "pids.current"),
-            limit,
+            current: p.current,
+            // containerd's v1 reader: 0 for "max".
+            limit: if p.limit == u64::MAX { 0 } else { p.limit },
             ..Default::default()
         });
     }
     let mut cpu = CPUStat::new();
     if let Some(dir) = paths.get("cpuacct") {
-        let stat = read_kv(dir, "cpuacct.stat");
-        let per_cpu = fs::read_to_string(dir.join("cpuacct.usage_percpu"))
-            .map(|s| {
-                s.split_whitespace()
-                    .filter_map(|v| v.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let c = cg1::cpuacct(dir);
         cpu.usage = protobuf::MessageField::some(CPUUsage {
-            total: read_u64(dir, "cpuacct.usage"),
-            user: stat.get("user").copied().unwrap_or(0) * NANOS_PER_TICK,
-            kernel: stat.get("system").copied().unwrap_or(0) * NANOS_PER_TICK,
-            per_cpu,
+            total: c.usage,
+            user: c.user,
+            kernel: c.system,
+            per_cpu: c.usage_percpu,
             ..Default::default()
         });
     }
     if let Some(dir) = paths.get("cpu") {
-        let stat = read_kv(dir, "cpu.stat");
-        let g = |k: &str| stat.get(k).copied().unwrap_or(0);
+        let c = cg1::cpu(dir);
         cpu.throttling = protobuf::MessageField::some(Throttle {
-            periods: g("nr_periods"),
-            throttled_periods: g("nr_throttled"),
-            throttled_time: g("throttled_time"),
+            periods: c.nr_periods,
+            throttled_periods: c.nr_throttled,
+            throttled_time: c.throttled_time,
             ..Default::default()
         });
     }
     m.cpu = protobuf::MessageField::some(cpu);
     if let Some(dir) = paths.get("memory") {
-        let s = read_kv(dir, "memory.stat");
-        let g = |k: &str| s.get(k).copied().unwrap_or(0);
+        let mem = cg1::memory(dir);
+        let g = |k: &str| mem.stat.get(k).copied().unwrap_or(0);
         m.memory = protobuf::MessageField::some(MemoryStat {
             cache: g("cache"),
             rss: g("rss"),
@@ -210,123 +154,31 @@ pub fn collect_v1(paths: &CgroupPaths) -> Metrics {
             total_inactive_file: g("total_inactive_file"),
             total_active_file: g("total_active_file"),
             total_unevictable: g("total_unevictable"),
-            usage: protobuf::MessageField::some(memory_entry(dir, "memory")),
-            swap: protobuf::MessageField::some(memory_entry(dir, "memory.memsw")),
-            kernel: protobuf::MessageField::some(memory_entry(dir, "memory.kmem")),
-            kernel_tcp: protobuf::MessageField::some(memory_entry(dir, "memory.kmem.tcp")),
+            usage: protobuf::MessageField::some(memory_entry(mem.usage.clone())),
+            // Without swap accounting there are no memsw files: zeros.
+            swap: protobuf::MessageField::some(memory_entry(mem.swap.clone().unwrap_or_default())),
+            kernel: protobuf::MessageField::some(memory_entry(mem.kernel.clone())),
+            kernel_tcp: protobuf::MessageField::some(memory_entry(mem.kernel_tcp.clone())),
             ..Default::default()
         });
-        let oom = read_kv(dir, "memory.oom_control");
-        let g = |k: &str| oom.get(k).copied().unwrap_or(0);
+        let oom = cg1::oom_control(dir);
         m.memory_oom_control = protobuf::MessageField::some(MemoryOomControl {
-            oom_kill_disable: g("oom_kill_disable"),
-            under_oom: g("under_oom"),
-            oom_kill: g("oom_kill"),
+            oom_kill_disable: oom.oom_kill_disable,
+            under_oom: oom.under_oom,
+            oom_kill: oom.oom_kill,
             ..Default::default()
         });
     }
     m
 }
 
-/// A v2 limit file: a number, or "max" for none (containerd reports "max" as u64::MAX).
-fn read_limit(dir: &Path, file: &str) -> u64 {
-    fs::read_to_string(dir.join(file))
-        .ok()
-        .and_then(|s| parse_limit(s.trim()))
-        .unwrap_or(0)
-}
-
-fn parse_limit(s: &str) -> Option<u64> {
-    if s == "max" {
-        Some(u64::MAX)
-    } else {
-        s.parse().ok()
-    }
-}
-
-/// The `key=value` words after a line's first word (`io.stat`, `rdma.*`), with the first word.
-fn keyed_line(line: &str) -> Option<(&str, impl Iterator<Item = (&str, &str)>)> {
-    let mut words = line.split_whitespace();
-    let first = words.next()?;
-    Some((first, words.filter_map(|w| w.split_once('='))))
-}
-
-/// `io.stat`: one line per device, `MAJ:MIN rbytes=.. wbytes=.. rios=.. wios=.. dbytes=.. dios=..`.
-fn parse_io_stat(text: &str) -> Vec<v2::IOEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let (dev, values) = keyed_line(line)?;
-            let (major, minor) = dev.split_once(':')?;
-            let mut e = v2::IOEntry {
-                major: major.parse().ok()?,
-                minor: minor.parse().ok()?,
-                ..Default::default()
-            };
-            for (k, v) in values {
-                let v = v.parse().unwrap_or(0);
-                match k {
-                    "rbytes" => e.rbytes = v,
-                    "wbytes" => e.wbytes = v,
-                    "rios" => e.rios = v,
-                    "wios" => e.wios = v,
-                    _ => {}
-                }
-            }
-            Some(e)
-        })
-        .collect()
-}
-
-/// `rdma.current` / `rdma.max`: `DEVICE hca_handle=N hca_object=N` ("max" counts as u32::MAX).
-fn parse_rdma(text: &str) -> Vec<v2::RdmaEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let (device, values) = keyed_line(line)?;
-            let mut e = v2::RdmaEntry {
-                device: device.to_string(),
-                ..Default::default()
-            };
-            for (k, v) in values {
-                let v = if v == "max" {
-                    u32::MAX
-                } else {
-                    v.parse().unwrap_or(0)
-                };
-                match k {
-                    "hca_handle" => e.hca_handles = v,
-                    "hca_object" => e.hca_objects = v,
-                    _ => {}
-                }
-            }
-            Some(e)
-        })
-        .collect()
-}
-
-/// One entry per huge page size the kernel offers (`hugetlb.<size>.current` files).
-fn hugetlb_v2(dir: &Path) -> Vec<v2::HugeTlbStat> {
-    let mut sizes: Vec<String> = fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| {
-                    let name = e.ok()?.file_name().into_string().ok()?;
-                    let size = name.strip_prefix("hugetlb.")?.strip_suffix(".current")?;
-                    (!size.contains('.')).then(|| size.to_string())
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    sizes.sort();
-    sizes
+fn rdma_entries(entries: Vec<cg2::RdmaEntry>) -> Vec<v2::RdmaEntry> {
+    entries
         .into_iter()
-        .map(|size| v2::HugeTlbStat {
-            current: read_u64(dir, &format!("hugetlb.{size}.current")),
-            max: read_limit(dir, &format!("hugetlb.{size}.max")),
-            failcnt: read_kv(dir, &format!("hugetlb.{size}.events"))
-                .get("max")
-                .copied()
-                .unwrap_or(0),
-            pagesize: size,
+        .map(|e| v2::RdmaEntry {
+            device: e.device,
+            hca_handles: e.hca_handles,
+            hca_objects: e.hca_objects,
             ..Default::default()
         })
         .collect()
@@ -336,32 +188,25 @@ fn hugetlb_v2(dir: &Path) -> Vec<v2::HugeTlbStat> {
 /// fields of pids, cpu and memory without checking them for nil.
 pub fn collect_v2(dir: &Path) -> v2::Metrics {
     let mut m = v2::Metrics::new();
-    m.pids = protobuf::MessageField::some(v2::PidsStat {
-        current: read_u64(dir, "pids.current"),
-        limit: read_limit(dir, "pids.max"),
-        ..Default::default()
-    });
-    let cpu = read_kv(dir, "cpu.stat");
-    let g = |k: &str| cpu.get(k).copied().unwrap_or(0);
+    let p = cg2::pids(dir);
+    m.pids = protobuf::MessageField::some(v2::PidsStat { current: p.current, limit: p.limit, ..Default::default() });
+    let c = cg2::cpu(dir);
     m.cpu = protobuf::MessageField::some(v2::CPUStat {
-        usage_usec: g("usage_usec"),
-        user_usec: g("user_usec"),
-        system_usec: g("system_usec"),
-        nr_periods: g("nr_periods"),
-        nr_throttled: g("nr_throttled"),
-        throttled_usec: g("throttled_usec"),
-        nr_bursts: g("nr_bursts"),
-        burst_usec: g("burst_usec"),
+        usage_usec: c.usage_usec,
+        user_usec: c.user_usec,
+        system_usec: c.system_usec,
+        nr_periods: c.nr_periods,
+        nr_throttled: c.nr_throttled,
+        throttled_usec: c.throttled_usec,
+        nr_bursts: c.nr_bursts,
+        burst_usec: c.burst_usec,
         ..Default::default()
     });
-    let mem = read_kv(dir, "memory.stat");
-    let g = |k: &str| mem.get(k).copied().unwrap_or(0);
+    let mem = cg2::memory(dir);
+    let g = |k: &str| mem.stat.get(k).copied().unwrap_or(0);
     // Kernels since 5.9 split the workingset counters by anon/file; the proto has one each.
-    let either = |k: &str| {
-        mem.get(k)
-            .copied()
-            .unwrap_or_else(|| g(&format!("{k}_anon")) + g(&format!("{k}_file")))
-    };
+    let either =
+        |k: &str| mem.stat.get(k).copied().unwrap_or_else(|| g(&format!("{k}_anon")) + g(&format!("{k}_file")));
     m.memory = protobuf::MessageField::some(v2::MemoryStat {
         anon: g("anon"),
         file: g("file"),
@@ -394,66 +239,85 @@ pub fn collect_v2(dir: &Path) -> v2::Metrics {
         pglazyfreed: g("pglazyfreed"),
         thp_fault_alloc: g("thp_fault_alloc"),
         thp_collapse_alloc: g("thp_collapse_alloc"),
-        usage: read_u64(dir, "memory.current"),
-        usage_limit: read_limit(dir, "memory.max"),
-        swap_usage: read_u64(dir, "memory.swap.current"),
-        swap_limit: read_limit(dir, "memory.swap.max"),
-        max_usage: read_u64(dir, "memory.peak"),
-        swap_max_usage: read_u64(dir, "memory.swap.peak"),
+        usage: mem.current,
+        usage_limit: mem.max,
+        swap_usage: mem.swap_current,
+        swap_limit: mem.swap_max.unwrap_or(0),
+        max_usage: mem.peak,
+        swap_max_usage: mem.swap_peak,
         ..Default::default()
     });
-    let ev = read_kv(dir, "memory.events");
-    let g = |k: &str| ev.get(k).copied().unwrap_or(0);
+    let ev = &mem.events;
     m.memory_events = protobuf::MessageField::some(v2::MemoryEvents {
-        low: g("low"),
-        high: g("high"),
-        max: g("max"),
-        oom: g("oom"),
-        oom_kill: g("oom_kill"),
-        oom_group_kill: g("oom_group_kill"),
+        low: ev.low,
+        high: ev.high,
+        max: ev.max,
+        oom: ev.oom,
+        oom_kill: ev.oom_kill,
+        oom_group_kill: ev.oom_group_kill,
         ..Default::default()
     });
-    let read = |f: &str| fs::read_to_string(dir.join(f)).unwrap_or_default();
+    let rdma = cg2::rdma(dir);
     m.rdma = protobuf::MessageField::some(v2::RdmaStat {
-        current: parse_rdma(&read("rdma.current")),
-        limit: parse_rdma(&read("rdma.max")),
+        current: rdma_entries(rdma.current),
+        limit: rdma_entries(rdma.max),
         ..Default::default()
     });
     m.io = protobuf::MessageField::some(v2::IOStat {
-        usage: parse_io_stat(&read("io.stat")),
+        usage: cg2::io(dir)
+            .into_iter()
+            .map(|e| v2::IOEntry {
+                major: e.major,
+                minor: e.minor,
+                rbytes: e.rbytes.unwrap_or(0),
+                wbytes: e.wbytes.unwrap_or(0),
+                rios: e.rios.unwrap_or(0),
+                wios: e.wios.unwrap_or(0),
+                ..Default::default()
+            })
+            .collect(),
         ..Default::default()
     });
-    m.hugetlb = hugetlb_v2(dir);
+    m.hugetlb = cg2::hugetlb(dir)
+        .into_iter()
+        .map(|(size, h)| v2::HugeTlbStat {
+            current: h.current,
+            max: h.max,
+            failcnt: h.failcnt,
+            pagesize: size,
+            ..Default::default()
+        })
+        .collect();
     m
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
-    #[test]
-    fn proc_cgroup_lines_map_to_controller_dirs() {
-        let p = CgroupPaths::parse(
-            "4:memory:/default/c1\n3:cpu,cpuacct:/default/c1\n9:name=systemd:/x\n0::/\n",
-            Path::new("/nonexistent"),
-        );
-        assert_eq!(
-            p.get("memory"),
-            Some(Path::new("/nonexistent/memory/default/c1"))
-        );
-        assert_eq!(
-            p.get("cpuacct"),
-            Some(Path::new("/nonexistent/cpuacct/default/c1"))
-        );
-        assert_eq!(p.get("systemd"), Some(Path::new("/nonexistent/systemd/x")));
-        assert_eq!(p.get(""), None);
+    /// A host's cgroup mounts under /nonexistent: memory alone, cpu and cpuacct co-mounted,
+    /// name=systemd, and the hybrid cgroup2.
+    const MOUNTINFO: &str = "\
+32 31 0:29 / /nonexistent/memory rw - cgroup cgroup rw,memory
+33 31 0:30 / /nonexistent/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
+34 31 0:31 / /nonexistent/systemd rw - cgroup cgroup rw,name=systemd
+35 31 0:32 / /nonexistent/unified rw - cgroup2 cgroup2 rw
+";
+
+    fn paths(proc_cgroup: &str, pure_v2: bool) -> CgroupPaths {
+        let mi = if pure_v2 { "30 23 0:26 / /nonexistent rw - cgroup2 cgroup2 rw\n" } else { MOUNTINFO };
+        CgroupPaths::from_hierarchies(cgroupfs::hierarchy::discover(mi, proc_cgroup, pure_v2).unwrap())
     }
 
     #[test]
-    fn key_value_files_parse() {
-        let kv = parse_kv("oom_kill_disable 0\nunder_oom 0\noom_kill 3\nbad\n");
-        assert_eq!(kv.get("oom_kill"), Some(&3));
-        assert_eq!(kv.len(), 3);
+    fn proc_cgroup_lines_map_to_controller_dirs() {
+        let p = paths("4:memory:/default/c1\n3:cpu,cpuacct:/default/c1\n9:name=systemd:/x\n0::/\n", false);
+        assert_eq!(p.get("memory"), Some(Path::new("/nonexistent/memory/default/c1")));
+        assert_eq!(p.get("cpuacct"), Some(Path::new("/nonexistent/cpu,cpuacct/default/c1")));
+        assert_eq!(p.get("cpu"), Some(Path::new("/nonexistent/cpu,cpuacct/default/c1")));
+        assert_eq!(p.get("systemd"), Some(Path::new("/nonexistent/systemd/x")));
+        assert_eq!(p.get(""), None);
     }
 
     /// Writes cgroup v2 files as a Debian 6.1 kernel lays them out into a temporary directory.
@@ -496,14 +360,8 @@ nr_periods 12\nnr_throttled 2\nthrottled_usec 4711\nnr_bursts 0\nburst_usec 0\n"
                 ("memory.swap.max", "max\n"),
                 ("memory.peak", "16773120\n"),
                 ("memory.stat", MEMORY_STAT_6_1),
-                (
-                    "memory.events",
-                    "low 0\nhigh 0\nmax 37\noom 1\noom_kill 1\noom_group_kill 0\n",
-                ),
-                (
-                    "io.stat",
-                    "254:0 rbytes=1327104 wbytes=0 rios=31 wios=0 dbytes=0 dios=0\n",
-                ),
+                ("memory.events", "low 0\nhigh 0\nmax 37\noom 1\noom_kill 1\noom_group_kill 0\n"),
+                ("io.stat", "254:0 rbytes=1327104 wbytes=0 rios=31 wios=0 dbytes=0 dios=0\n"),
                 ("rdma.current", ""),
                 ("rdma.max", "mlx5_0 hca_handle=2 hca_object=max\n"),
                 ("hugetlb.2MB.current", "0\n"),
@@ -522,10 +380,7 @@ nr_periods 12\nnr_throttled 2\nthrottled_usec 4711\nnr_bursts 0\nburst_usec 0\n"
         assert_eq!(m.cpu.usage_usec, 20417);
         assert_eq!(m.cpu.user_usec, 6872);
         assert_eq!(m.cpu.system_usec, 13545);
-        assert_eq!(
-            (m.cpu.nr_periods, m.cpu.nr_throttled, m.cpu.throttled_usec),
-            (12, 2, 4711)
-        );
+        assert_eq!((m.cpu.nr_periods, m.cpu.nr_throttled, m.cpu.throttled_usec), (12, 2, 4711));
         assert_eq!(m.memory.usage, 442368);
         assert_eq!(m.memory.usage_limit, 16777216);
         assert_eq!(m.memory.swap_limit, u64::MAX);
@@ -540,21 +395,11 @@ nr_periods 12\nnr_throttled 2\nthrottled_usec 4711\nnr_bursts 0\nburst_usec 0\n"
         assert_eq!(m.memory_events.oom_kill, 1);
         assert_eq!(m.io.usage.len(), 1);
         let io = &m.io.usage[0];
-        assert_eq!(
-            (io.major, io.minor, io.rbytes, io.rios),
-            (254, 0, 1327104, 31)
-        );
+        assert_eq!((io.major, io.minor, io.rbytes, io.rios), (254, 0, 1327104, 31));
         assert!(m.rdma.current.is_empty());
         assert_eq!(m.rdma.limit[0].device, "mlx5_0");
-        assert_eq!(
-            (m.rdma.limit[0].hca_handles, m.rdma.limit[0].hca_objects),
-            (2, u32::MAX)
-        );
-        let pages: Vec<_> = m
-            .hugetlb
-            .iter()
-            .map(|h| (h.pagesize.as_str(), h.max, h.failcnt))
-            .collect();
+        assert_eq!((m.rdma.limit[0].hca_handles, m.rdma.limit[0].hca_objects), (2, u32::MAX));
+        let pages: Vec<_> = m.hugetlb.iter().map(|h| (h.pagesize.as_str(), h.max, h.failcnt)).collect();
         assert_eq!(pages, [("1GB", 0, 2), ("2MB", u64::MAX, 0)]);
     }
 
@@ -571,22 +416,15 @@ nr_periods 12\nnr_throttled 2\nthrottled_usec 4711\nnr_bursts 0\nburst_usec 0\n"
 
     #[test]
     fn pure_v2_is_recognised_and_hybrid_is_not() {
-        let v2 = CgroupPaths::parse("0::/default/c1\n", Path::new("/nonexistent"));
+        let v2 = paths("0::/default/c1\n", true);
         assert_eq!(v2.unified(), Some(Path::new("/nonexistent/default/c1")));
-        assert_eq!(
-            v2.memory(),
-            Some(Cgroup::V2(PathBuf::from("/nonexistent/default/c1")))
-        );
-        let hybrid = CgroupPaths::parse(
-            "4:memory:/default/c1\n1:name=systemd:/x\n0::/x\n",
-            Path::new("/nonexistent"),
-        );
+        assert_eq!(v2.memory(), Some(Cgroup::V2(PathBuf::from("/nonexistent/default/c1"))));
+        let hybrid = paths("4:memory:/default/c1\n1:name=systemd:/x\n0::/x\n", false);
         assert_eq!(hybrid.unified(), None);
-        assert_eq!(
-            hybrid.memory(),
-            Some(Cgroup::V1Memory(PathBuf::from(
-                "/nonexistent/memory/default/c1"
-            )))
-        );
+        assert_eq!(hybrid.memory(), Some(Cgroup::V1Memory(PathBuf::from("/nonexistent/memory/default/c1"))));
+        // Only the named systemd hierarchy on v1 (cgroup_no_v1=all under a hybrid systemd):
+        // the controllers are all on the unified hierarchy.
+        let named_only = paths("1:name=systemd:/x\n0::/default/c1\n", false);
+        assert_eq!(named_only.unified(), Some(Path::new("/nonexistent/unified/default/c1")));
     }
 }

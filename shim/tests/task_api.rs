@@ -4,14 +4,13 @@
 //! (`cargo build -p containerd-shim-berth-v2`): `#[ignore]`d, run by CI with
 //! `--include-ignored`; where what they need is missing they fail.
 
-use conformance::util::{cpu_ticks, highest_fd, NofileLimit};
 use conformance::shim_fixture::{
     assert_no_leaks, kill_and_remove, run_detached, shim_containerd, shim_pids, shim_socket_path,
 };
+use conformance::util::{cpu_ticks, highest_fd, NofileLimit};
 use containerd_shim_protos::{
     api::{
-        CheckpointTaskRequest, CloseIORequest, ConnectRequest, ConnectResponse, StateRequest,
-        Status, UpdateTaskRequest,
+        CheckpointTaskRequest, CloseIORequest, ConnectRequest, ConnectResponse, StateRequest, Status, UpdateTaskRequest,
     },
     protobuf::{well_known_types::any::Any, Message, MessageField},
     shim_sync::{Client, TaskClient},
@@ -37,15 +36,7 @@ fn update_checkpoint_connect_close_io_and_v3_over_ttrpc() {
     let task = TaskClient::new(client);
     let ctx = || context::with_timeout(10_000_000_000);
 
-    let c = task
-        .connect(
-            ctx(),
-            &ConnectRequest {
-                id: "api".into(),
-                ..Default::default()
-            },
-        )
-        .expect("connect");
+    let c = task.connect(ctx(), &ConnectRequest { id: "api".into(), ..Default::default() }).expect("connect");
     assert_eq!(vec![c.shim_pid], shim_pids(&cd.address));
     assert!(c.task_pid > 0);
 
@@ -56,43 +47,28 @@ fn update_checkpoint_connect_close_io_and_v3_over_ttrpc() {
     };
     task.update(
         ctx(),
-        &UpdateTaskRequest {
-            id: "api".into(),
-            resources: MessageField::some(resources),
-            ..Default::default()
-        },
+        &UpdateTaskRequest { id: "api".into(), resources: MessageField::some(resources), ..Default::default() },
     )
     .expect("update");
-    let limit = std::fs::read_to_string("/sys/fs/cgroup/memory/default/api/memory.limit_in_bytes")
-        .unwrap_or_default();
+    let limit = std::fs::read_to_string("/sys/fs/cgroup/memory/default/api/memory.limit_in_bytes").unwrap_or_default();
     assert_eq!(limit.trim(), "33554432");
 
     let bad = task.update(
         ctx(),
         &UpdateTaskRequest {
             id: "api".into(),
-            resources: MessageField::some(Any {
-                value: b"{not json".to_vec(),
-                ..Default::default()
-            }),
+            resources: MessageField::some(Any { value: b"{not json".to_vec(), ..Default::default() }),
             ..Default::default()
         },
     );
-    assert!(
-        bad.is_err(),
-        "malformed resources are refused, not passed on"
-    );
+    assert!(bad.is_err(), "malformed resources are refused, not passed on");
 
     // Checkpoint runs `berth checkpoint`; criu 3.17 cannot run on this host's kernel, so
     // the reply carries criu's error (where `criu check` passes, the dump must succeed).
     let images = std::env::temp_dir().join(format!("berth-api-ck-{}", std::process::id()));
     let reply = task.checkpoint(
         ctx(),
-        &CheckpointTaskRequest {
-            id: "api".into(),
-            path: images.display().to_string(),
-            ..Default::default()
-        },
+        &CheckpointTaskRequest { id: "api".into(), path: images.display().to_string(), ..Default::default() },
     );
     // With a log file of its own: without one, criu 3.17 writes runc-criu-log-*.log into
     // its working directory (here the source tree).
@@ -114,34 +90,12 @@ fn update_checkpoint_connect_close_io_and_v3_over_ttrpc() {
         Ok(_) if criu_runs => {}
         other => panic!("checkpoint: {other:?}"),
     }
-    task.close_io(
-        ctx(),
-        &CloseIORequest {
-            id: "api".into(),
-            stdin: true,
-            ..Default::default()
-        },
-    )
-    .expect("close io");
-    match task.state(
-        ctx(),
-        &StateRequest {
-            id: "nope".into(),
-            ..Default::default()
-        },
-    ) {
+    task.close_io(ctx(), &CloseIORequest { id: "api".into(), stdin: true, ..Default::default() }).expect("close io");
+    match task.state(ctx(), &StateRequest { id: "nope".into(), ..Default::default() }) {
         Err(TtrpcError::RpcStatus(s)) => assert_eq!(s.code(), Code::NOT_FOUND),
         other => panic!("state of unknown: {other:?}"),
     }
-    let st = task
-        .state(
-            ctx(),
-            &StateRequest {
-                id: "api".into(),
-                ..Default::default()
-            },
-        )
-        .expect("state");
+    let st = task.state(ctx(), &StateRequest { id: "api".into(), ..Default::default() }).expect("state");
     assert_eq!(st.status.enum_value(), Ok(Status::RUNNING));
     drop(task);
 
@@ -150,12 +104,7 @@ fn update_checkpoint_connect_close_io_and_v3_over_ttrpc() {
     let req = containerd_shim_protos::ttrpc::Request {
         service: "containerd.task.v3.Task".into(),
         method: "Connect".into(),
-        payload: ConnectRequest {
-            id: "api".into(),
-            ..Default::default()
-        }
-        .write_to_bytes()
-        .expect("encode"),
+        payload: ConnectRequest { id: "api".into(), ..Default::default() }.write_to_bytes().expect("encode"),
         timeout_nano: 10_000_000_000,
         ..Default::default()
     };
@@ -173,9 +122,8 @@ fn update_checkpoint_connect_close_io_and_v3_over_ttrpc() {
 fn info_reports_the_runtime_features() {
     // berth built next to the shim, unless BERTH_RUNTIME names another runtime (e.g. runc).
     let shim = std::path::Path::new(env!("CARGO_BIN_EXE_containerd-shim-berth-v2"));
-    let runtime = std::env::var_os("BERTH_RUNTIME")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| shim.with_file_name("berth"));
+    let runtime =
+        std::env::var_os("BERTH_RUNTIME").map(std::path::PathBuf::from).unwrap_or_else(|| shim.with_file_name("berth"));
     assert!(runtime.exists(), "needs {} (cargo build --bins)", runtime.display());
     let out = std::process::Command::new(shim)
         .arg("-info")
@@ -183,17 +131,11 @@ fn info_reports_the_runtime_features() {
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run shim -info");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let info =
-        containerd_shim_protos::types::introspection::RuntimeInfo::parse_from_bytes(&out.stdout)
-            .expect("RuntimeInfo");
+        containerd_shim_protos::types::introspection::RuntimeInfo::parse_from_bytes(&out.stdout).expect("RuntimeInfo");
     assert_eq!(info.name, "io.containerd.berth.v2");
-    let features: serde_json::Value =
-        serde_json::from_slice(&info.features.value).expect("features JSON");
+    let features: serde_json::Value = serde_json::from_slice(&info.features.value).expect("features JSON");
     assert!(features.get("ociVersionMax").is_some(), "{features}");
 }
 
@@ -213,12 +155,7 @@ fn state_request(id: &str) -> Vec<u8> {
     containerd_shim_protos::ttrpc::Request {
         service: "containerd.task.v2.Task".into(),
         method: "State".into(),
-        payload: StateRequest {
-            id: id.into(),
-            ..Default::default()
-        }
-        .write_to_bytes()
-        .expect("encode"),
+        payload: StateRequest { id: id.into(), ..Default::default() }.write_to_bytes().expect("encode"),
         timeout_nano: 10_000_000_000,
         ..Default::default()
     }
@@ -241,9 +178,7 @@ fn a_client_that_never_reads_its_replies_does_not_stall_the_others() {
     let state = state_request("slow");
     let garbage = vec![0xffu8; 64];
     let mut flood = std::os::unix::net::UnixStream::connect(&sock).expect("connect shim");
-    flood
-        .set_write_timeout(Some(std::time::Duration::from_secs(5)))
-        .expect("timeout");
+    flood.set_write_timeout(Some(std::time::Duration::from_secs(5))).expect("timeout");
     let mut batch = Vec::new();
     for i in 0..2000u32 {
         batch.extend(frame(2 * i + 1, if i % 2 == 0 { &state } else { &garbage }));
@@ -259,13 +194,7 @@ fn a_client_that_never_reads_its_replies_does_not_stall_the_others() {
     let task = TaskClient::new(client);
     for _ in 0..3 {
         let st = task
-            .state(
-                context::with_timeout(5_000_000_000),
-                &StateRequest {
-                    id: "slow".into(),
-                    ..Default::default()
-                },
-            )
+            .state(context::with_timeout(5_000_000_000), &StateRequest { id: "slow".into(), ..Default::default() })
             .expect("State from another client while one never reads");
         assert_eq!(st.status.enum_value(), Ok(Status::RUNNING));
     }
@@ -325,13 +254,7 @@ fn at_the_fd_limit_the_shim_refuses_connections_without_spinning() {
     let client = Client::connect(&format!("unix://{}", sock.display())).expect("connect shim");
     let task = TaskClient::new(client);
     let st = task
-        .state(
-            context::with_timeout(10_000_000_000),
-            &StateRequest {
-                id: "fdlim".into(),
-                ..Default::default()
-            },
-        )
+        .state(context::with_timeout(10_000_000_000), &StateRequest { id: "fdlim".into(), ..Default::default() })
         .expect("State once fds are free again");
     assert_eq!(st.status.enum_value(), Ok(Status::RUNNING));
     drop(task);

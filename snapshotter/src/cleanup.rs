@@ -17,10 +17,7 @@ pub fn remove_orphans(layout: &Layout, live: &HashSet<u64>) -> Result<usize> {
     for ent in rd {
         let ent = ent.map_err(|e| Error::io("reading", dir, e))?;
         let name = ent.file_name();
-        let keep = name
-            .to_str()
-            .and_then(|n| n.parse::<u64>().ok())
-            .is_some_and(|id| live.contains(&id));
+        let keep = name.to_str().and_then(|n| n.parse::<u64>().ok()).is_some_and(|id| live.contains(&id));
         if !keep {
             let p = ent.path();
             tracing::info!(path = %p.display(), "removing orphaned snapshot directory");
@@ -42,11 +39,7 @@ pub fn release_orphan_idmaps(layout: &Layout, live: &HashSet<u64>) -> Result<usi
     let mut removed = 0;
     for ent in rd {
         let ent = ent.map_err(|e| Error::io("reading", &base, e))?;
-        let keep = ent
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u64>().ok())
-            .is_some_and(|id| live.contains(&id));
+        let keep = ent.file_name().to_str().and_then(|n| n.parse::<u64>().ok()).is_some_and(|id| live.contains(&id));
         if !keep {
             tracing::info!(path = %ent.path().display(), "releasing orphaned idmapped views");
             crate::idmapped_layers::release(&ent.path())?;

@@ -16,9 +16,7 @@ pub async fn connect_channel(socket: impl Into<PathBuf>) -> Result<Channel> {
     let ep = Endpoint::try_from("http://[::1]:1").map_err(|e| Error::Other(e.to_string()))?;
     ep.connect_with_connector(tower::service_fn(move |_| {
         let socket = socket.clone();
-        async move {
-            Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(socket).await?))
-        }
+        async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(socket).await?)) }
     }))
     .await
     .map_err(|e| Error::Other(format!("connecting: {e}")))

@@ -112,11 +112,7 @@ impl<'a> Lexer<'a> {
 }
 
 fn parse_one(src: &str) -> Result<Vec<Selector>> {
-    let mut lx = Lexer {
-        s: src.as_bytes(),
-        i: 0,
-        src,
-    };
+    let mut lx = Lexer { s: src.as_bytes(), i: 0, src };
     let mut sels = Vec::new();
     loop {
         let mut path = vec![lx.field()?];
@@ -164,11 +160,7 @@ impl Filters {
     }
 
     pub fn matches(&self, name: &str, rec: &Record) -> bool {
-        self.0.is_empty()
-            || self
-                .0
-                .iter()
-                .any(|sels| sels.iter().all(|s| s.matches(name, rec)))
+        self.0.is_empty() || self.0.iter().any(|sels| sels.iter().all(|s| s.matches(name, rec)))
     }
 }
 
@@ -179,10 +171,7 @@ impl Selector {
             ("name", 1) => Some(name),
             ("parent", 1) => Some(rec.parent.as_str()),
             ("kind", 1) => Some(rec.kind.as_filter_str()),
-            ("labels", n) if n >= 2 => rec
-                .labels
-                .get(&self.path[1..].join("."))
-                .map(String::as_str),
+            ("labels", n) if n >= 2 => rec.labels.get(&self.path[1..].join(".")).map(String::as_str),
             _ => None,
         }
     }
@@ -208,10 +197,7 @@ mod tests {
             id: 1,
             kind,
             parent: parent.into(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             created: 0,
             updated: 0,
             size: 0,
@@ -221,11 +207,7 @@ mod tests {
 
     #[test]
     fn selectors_and_or() {
-        let r = rec(
-            Kind::Committed,
-            "p",
-            &[("containerd.io/snapshot/x", "1"), ("a", "b")],
-        );
+        let r = rec(Kind::Committed, "p", &[("containerd.io/snapshot/x", "1"), ("a", "b")]);
         let m = |f: &[&str]| Filters::parse(f).expect("parse").matches("n", &r);
         assert!(m(&[]));
         assert!(m(&["kind==committed"]));
@@ -244,10 +226,7 @@ mod tests {
     #[test]
     fn arbitrary_input_never_panics() {
         let r = rec(Kind::View, "", &[("é", "ü")]);
-        let pieces = [
-            "é", "==", "!=", "~=", ",", ".", "\"", "`", "/", "\\", " ", "labels", "name", "(", "ü",
-            "x",
-        ];
+        let pieces = ["é", "==", "!=", "~=", ",", ".", "\"", "`", "/", "\\", " ", "labels", "name", "(", "ü", "x"];
         // Every sequence of up to four pieces: a small exhaustive fuzz.
         let mut inputs = vec![String::new()];
         for _ in 0..4 {
@@ -264,18 +243,13 @@ mod tests {
                 let _ = parsed.matches("é", &r);
             }
         }
-        assert!(Filters::parse(&[r#"labels."é"==ü"#])
-            .expect("parse")
-            .matches("n", &r));
+        assert!(Filters::parse(&[r#"labels."é"==ü"#]).expect("parse").matches("n", &r));
     }
 
     #[test]
     fn bad_filters_are_invalid_argument() {
         for f in ["==x", "name==", "name~=(", "labels.\"x", "a b"] {
-            assert!(
-                matches!(Filters::parse(&[f]), Err(Error::InvalidArgument(_))),
-                "{f}"
-            );
+            assert!(matches!(Filters::parse(&[f]), Err(Error::InvalidArgument(_))), "{f}");
         }
     }
 }

@@ -33,11 +33,7 @@ pub struct IdMap {
 }
 
 fn parse_range(label: &str, v: &str) -> Result<Range> {
-    let bad = || {
-        Error::InvalidArgument(format!(
-            "label {label}={v:?}: want one range \"container:host:length\""
-        ))
-    };
+    let bad = || Error::InvalidArgument(format!("label {label}={v:?}: want one range \"container:host:length\""));
     let parts: Vec<&str> = v.split(':').collect();
     let [c, h, l] = parts.as_slice() else {
         return Err(bad());
@@ -47,8 +43,7 @@ fn parse_range(label: &str, v: &str) -> Result<Range> {
         host: h.parse().map_err(|_| bad())?,
         len: l.parse().map_err(|_| bad())?,
     };
-    if r.len == 0 || r.container.checked_add(r.len).is_none() || r.host.checked_add(r.len).is_none()
-    {
+    if r.len == 0 || r.container.checked_add(r.len).is_none() || r.host.checked_add(r.len).is_none() {
         return Err(bad());
     }
     Ok(r)
@@ -56,18 +51,11 @@ fn parse_range(label: &str, v: &str) -> Result<Range> {
 
 impl IdMap {
     /// The mapping a snapshot's labels ask for; both labels or neither.
-    pub fn from_labels(
-        labels: &std::collections::BTreeMap<String, String>,
-    ) -> Result<Option<IdMap>> {
+    pub fn from_labels(labels: &std::collections::BTreeMap<String, String>) -> Result<Option<IdMap>> {
         match (labels.get(UID_LABEL), labels.get(GID_LABEL)) {
             (None, None) => Ok(None),
-            (Some(u), Some(g)) => Ok(Some(IdMap {
-                uid: parse_range(UID_LABEL, u)?,
-                gid: parse_range(GID_LABEL, g)?,
-            })),
-            _ => Err(Error::InvalidArgument(format!(
-                "{UID_LABEL} and {GID_LABEL} must be given together"
-            ))),
+            (Some(u), Some(g)) => Ok(Some(IdMap { uid: parse_range(UID_LABEL, u)?, gid: parse_range(GID_LABEL, g)? })),
+            _ => Err(Error::InvalidArgument(format!("{UID_LABEL} and {GID_LABEL} must be given together"))),
         }
     }
 
@@ -85,8 +73,7 @@ impl IdMap {
 }
 
 fn cpath(p: &Path) -> Result<CString> {
-    CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| Error::InvalidArgument(format!("NUL in {}", p.display())))
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::InvalidArgument(format!("NUL in {}", p.display())))
 }
 
 /// A user namespace with the given mapping, held by an fd: a short-lived
@@ -97,12 +84,9 @@ fn userns_fd(map: &IdMap) -> Result<OwnedFd> {
     // on the stdin we hold and exits when we drop it, even if we crash.
     let mut cmd = std::process::Command::new("cat");
     cmd.stdin(std::process::Stdio::piped());
-    cmd.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
     berth_sys::command::unshare_user_ns(&mut cmd);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Error::io("spawning an idmap holder", "cat", e))?;
+    let mut child = cmd.spawn().map_err(|e| Error::io("spawning an idmap holder", "cat", e))?;
     let pid = child.id();
     let result = (|| {
         let proc_dir = PathBuf::from(format!("/proc/{pid}"));
@@ -114,9 +98,7 @@ fn userns_fd(map: &IdMap) -> Result<OwnedFd> {
         w("uid_map", &map.uid)?;
         w("gid_map", &map.gid)?;
         let ns = proc_dir.join("ns/user");
-        std::fs::File::open(&ns)
-            .map(OwnedFd::from)
-            .map_err(|e| Error::io("opening", ns, e))
+        std::fs::File::open(&ns).map(OwnedFd::from).map_err(|e| Error::io("opening", ns, e))
     })();
     drop(child.stdin.take());
     let _ = child.kill();
@@ -129,13 +111,8 @@ fn idmapped_bind(src: &Path, dst: &Path, userns: &OwnedFd) -> Result<()> {
     use berth_sys::mount::{self as m, MountAttr};
     // The NUL checks first, as before: they name the path.
     cpath(src)?;
-    let tree = m::open_tree_path(src, true)
-        .map_err(|e| Error::io("open_tree", src, e.into()))?;
-    let attr = MountAttr {
-        attr_set: m::MOUNT_ATTR_IDMAP,
-        userns_fd: userns.as_raw_fd() as u64,
-        ..Default::default()
-    };
+    let tree = m::open_tree_path(src, true).map_err(|e| Error::io("open_tree", src, e.into()))?;
+    let attr = MountAttr { attr_set: m::MOUNT_ATTR_IDMAP, userns_fd: userns.as_raw_fd() as u64, ..Default::default() };
     m::mount_setattr_fd(tree.as_fd(), true, &attr)
         .map_err(|e| Error::io("mount_setattr(MOUNT_ATTR_IDMAP)", src, e.into()))?;
     cpath(dst)?;
@@ -180,11 +157,8 @@ pub fn release(dir: &Path) -> Result<()> {
     }
     if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
         let prefix = format!("{}/", dir.to_string_lossy());
-        let mut targets: Vec<&str> = info
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&prefix))
-            .collect();
+        let mut targets: Vec<&str> =
+            info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&prefix)).collect();
         targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
         for t in targets {
             crate::mounts::unmount(Path::new(t))?;
@@ -206,16 +180,8 @@ pub fn release(dir: &Path) -> Result<()> {
 pub fn probe(root: &Path) -> bool {
     let dir = root.join(format!("idmap-probe-{}", std::process::id()));
     let map = IdMap {
-        uid: Range {
-            container: 0,
-            host: 100_000,
-            len: 1,
-        },
-        gid: Range {
-            container: 0,
-            host: 100_000,
-            len: 1,
-        },
+        uid: Range { container: 0, host: 100_000, len: 1 },
+        gid: Range { container: 0, host: 100_000, len: 1 },
     };
     let ok = (|| {
         let src = dir.join("src");

@@ -29,10 +29,7 @@ impl Layout {
             .mode(0o700)
             .create(&snapshots)
             .map_err(|e| Error::io("creating", &snapshots, e))?;
-        Ok(Layout {
-            root: root.to_path_buf(),
-            snapshots,
-        })
+        Ok(Layout { root: root.to_path_buf(), snapshots })
     }
 
     pub fn root(&self) -> &Path {
@@ -74,15 +71,9 @@ impl Layout {
         map: Option<&crate::idmapped_layers::IdMap>,
     ) -> Result<PathBuf> {
         let seq = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
-        let tmp = self
-            .snapshots
-            .join(format!("{TEMP_PREFIX}{}-{seq}", std::process::id()));
-        let mk = |p: &Path, mode: u32| {
-            fs::DirBuilder::new()
-                .mode(mode)
-                .create(p)
-                .map_err(|e| Error::io("creating", p, e))
-        };
+        let tmp = self.snapshots.join(format!("{TEMP_PREFIX}{}-{seq}", std::process::id()));
+        let mk =
+            |p: &Path, mode: u32| fs::DirBuilder::new().mode(mode).create(p).map_err(|e| Error::io("creating", p, e));
         let result = (|| {
             mk(&tmp, 0o700)?;
             let fsdir = tmp.join("fs");
@@ -104,8 +95,7 @@ impl Layout {
                 (uid, gid) = m.to_host(uid, gid);
             }
             if parent.is_some() || map.is_some() {
-                std::os::unix::fs::lchown(&fsdir, Some(uid), Some(gid))
-                    .map_err(|e| Error::io("chown", &fsdir, e))?;
+                std::os::unix::fs::lchown(&fsdir, Some(uid), Some(gid)).map_err(|e| Error::io("chown", &fsdir, e))?;
             }
             Ok(())
         })();
@@ -136,11 +126,7 @@ impl Layout {
 
 pub fn remove_tree(p: &Path) -> Result<()> {
     let is_dir = fs::symlink_metadata(p).map(|m| m.is_dir()).unwrap_or(true);
-    let r = if is_dir {
-        fs::remove_dir_all(p)
-    } else {
-        fs::remove_file(p)
-    };
+    let r = if is_dir { fs::remove_dir_all(p) } else { fs::remove_file(p) };
     match r {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

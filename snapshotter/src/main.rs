@@ -14,11 +14,7 @@ struct Args {
     #[arg(long, default_value = "/var/lib/berth-snapshotter")]
     root: PathBuf,
     /// Unix socket to serve containerd's Snapshots API on.
-    #[arg(
-        long,
-        alias = "address",
-        default_value = "/run/berth-snapshotter/snapshotter.sock"
-    )]
+    #[arg(long, alias = "address", default_value = "/run/berth-snapshotter/snapshotter.sock")]
     socket: PathBuf,
     /// error, warn, info, debug or trace.
     #[arg(long, default_value = "info")]
@@ -36,18 +32,10 @@ fn main() {
 
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_max_level(args.log_level)
-        .with_writer(std::io::stderr)
-        .init();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let cfg = berth_snapshotter::server::Config {
-        root: args.root,
-        socket: args.socket,
-    };
+    tracing_subscriber::fmt().with_max_level(args.log_level).with_writer(std::io::stderr).init();
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    let cfg = berth_snapshotter::server::Config { root: args.root, socket: args.socket };
     rt.block_on(berth_snapshotter::server::run(cfg))?;
     Ok(())
 }

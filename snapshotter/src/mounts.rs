@@ -57,12 +57,7 @@ fn path_str(p: PathBuf) -> String {
 /// first. Paths are absolute; with many layers containerd's mounter shortens
 /// `lowerdir` by moving to their common directory (`<root>/snapshots/`)
 /// first.
-pub fn for_snapshot(
-    layout: &Layout,
-    rec: &Record,
-    parents: &[PathBuf],
-    o: &OverlayOptions,
-) -> Vec<Mount> {
+pub fn for_snapshot(layout: &Layout, rec: &Record, parents: &[PathBuf], o: &OverlayOptions) -> Vec<Mount> {
     let bind = |source: PathBuf, ro: bool| Mount {
         r#type: "bind".into(),
         source: path_str(source),
@@ -81,12 +76,7 @@ pub fn for_snapshot(
             let mut opts = Vec::new();
             o.push(&mut opts);
             opts.push(lower());
-            vec![Mount {
-                r#type: "overlay".into(),
-                source: "overlay".into(),
-                target: String::new(),
-                options: opts,
-            }]
+            vec![Mount { r#type: "overlay".into(), source: "overlay".into(), target: String::new(), options: opts }]
         }
         (Kind::Active, _) => {
             let mut opts = Vec::new();
@@ -94,12 +84,7 @@ pub fn for_snapshot(
             opts.push(format!("workdir={}", path_str(layout.work(rec.id))));
             opts.push(format!("upperdir={}", path_str(layout.fs(rec.id))));
             opts.push(lower());
-            vec![Mount {
-                r#type: "overlay".into(),
-                source: "overlay".into(),
-                target: String::new(),
-                options: opts,
-            }]
+            vec![Mount { r#type: "overlay".into(), source: "overlay".into(), target: String::new(), options: opts }]
         }
     }
 }
@@ -141,19 +126,11 @@ pub fn compact_lowerdir(data: &[String]) -> Option<(PathBuf, Vec<String>)> {
     }
     let min = dirs.iter().min()?;
     let max = dirs.iter().max()?;
-    let common_len = min
-        .bytes()
-        .zip(max.bytes())
-        .take_while(|(a, b)| a == b)
-        .count();
+    let common_len = min.bytes().zip(max.bytes()).take_while(|(a, b)| a == b).count();
     let prefix = &min[..common_len];
     let common = Path::new(prefix);
     // A byte prefix may end inside a name ("snapshots/1" for ids 12 and 13).
-    let common = if prefix.ends_with('/') {
-        common.to_path_buf()
-    } else {
-        common.parent()?.to_path_buf()
-    };
+    let common = if prefix.ends_with('/') { common.to_path_buf() } else { common.parent()?.to_path_buf() };
     let base = format!("{}/", common.to_string_lossy().trim_end_matches('/'));
     if base == "/" {
         return None;
@@ -179,29 +156,21 @@ pub fn mount(m: &Mount, target: &Path) -> Result<()> {
                 .status()
                 .map_err(|e| Error::io("running mount(8) for", target, e))?;
             if !status.success() {
-                return Err(Error::Other(format!(
-                    "mount(8) of overlay on {} failed: {status}",
-                    target.display()
-                )));
+                return Err(Error::Other(format!("mount(8) of overlay on {} failed: {status}", target.display())));
             }
             return Ok(());
         }
     }
-    let cstr =
-        |s: &str| CString::new(s).map_err(|_| Error::InvalidArgument(format!("NUL in {s:?}")));
+    let cstr = |s: &str| CString::new(s).map_err(|_| Error::InvalidArgument(format!("NUL in {s:?}")));
     let src = cstr(&m.source)?;
     let tgt = cstr(&target.to_string_lossy())?;
     let fstype = cstr(&m.r#type)?;
     let data_c = cstr(&data.join(","))?;
     let ro_bind = flags & libc::MS_BIND != 0 && flags & libc::MS_RDONLY != 0;
     let ms = nix::mount::MsFlags::from_bits_retain(flags);
-    if let Err(e) = nix::mount::mount(
-        Some(src.as_c_str()),
-        tgt.as_c_str(),
-        Some(fstype.as_c_str()),
-        ms,
-        Some(data_c.as_c_str()),
-    ) {
+    if let Err(e) =
+        nix::mount::mount(Some(src.as_c_str()), tgt.as_c_str(), Some(fstype.as_c_str()), ms, Some(data_c.as_c_str()))
+    {
         return Err(Error::io("mounting", target, e.into()));
     }
     if ro_bind {
@@ -223,8 +192,8 @@ pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<()> {
 }
 
 pub fn unmount(target: &Path) -> Result<()> {
-    let tgt = CString::new(target.to_string_lossy().as_bytes())
-        .map_err(|_| Error::InvalidArgument("NUL in path".into()))?;
+    let tgt =
+        CString::new(target.to_string_lossy().as_bytes()).map_err(|_| Error::InvalidArgument("NUL in path".into()))?;
     if let Err(e) = nix::mount::umount2(tgt.as_c_str(), nix::mount::MntFlags::MNT_DETACH) {
         return Err(Error::io("unmounting", target, e.into()));
     }
@@ -238,20 +207,14 @@ pub fn probe_overlay(root: &Path, o: &OverlayOptions) -> Result<()> {
     let _ = crate::layout::remove_tree(&dir);
     let result = (|| {
         for d in ["lower", "upper", "work", "merged"] {
-            std::fs::create_dir_all(dir.join(d))
-                .map_err(|e| Error::io("creating", dir.join(d), e))?;
+            std::fs::create_dir_all(dir.join(d)).map_err(|e| Error::io("creating", dir.join(d), e))?;
         }
         let mut opts = Vec::new();
         o.push(&mut opts);
         opts.push(format!("lowerdir={}", dir.join("lower").display()));
         opts.push(format!("upperdir={}", dir.join("upper").display()));
         opts.push(format!("workdir={}", dir.join("work").display()));
-        let m = Mount {
-            r#type: "overlay".into(),
-            source: "overlay".into(),
-            target: String::new(),
-            options: opts,
-        };
+        let m = Mount { r#type: "overlay".into(), source: "overlay".into(), target: String::new(), options: opts };
         let merged = dir.join("merged");
         mount(&m, &merged).map_err(|e| {
             Error::Other(format!(
@@ -262,12 +225,7 @@ pub fn probe_overlay(root: &Path, o: &OverlayOptions) -> Result<()> {
         })?;
         let w = std::fs::write(merged.join("probe"), b"x");
         let _ = unmount(&merged);
-        w.map_err(|e| {
-            Error::Other(format!(
-                "writing through a probe overlay on {}: {e}",
-                root.display()
-            ))
-        })
+        w.map_err(|e| Error::Other(format!("writing through a probe overlay on {}: {e}", root.display())))
     })();
     let _ = crate::layout::remove_tree(&dir);
     result

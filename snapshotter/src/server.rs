@@ -57,10 +57,7 @@ pub fn lock_root(root: &Path) -> Result<RootLock> {
         Err((_, e)) => return Err(Error::io("locking", &path, e.into())),
     };
     let pid = std::process::id().to_string();
-    let w = lock
-        .set_len(0)
-        .and_then(|_| lock.rewind())
-        .and_then(|_| lock.write_all(pid.as_bytes()));
+    let w = lock.set_len(0).and_then(|_| lock.rewind()).and_then(|_| lock.write_all(pid.as_bytes()));
     w.map_err(|e| Error::io("writing", &path, e))?;
     Ok(RootLock { _lock: lock })
 }
@@ -83,8 +80,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         }
         _ => {}
     }
-    let listener =
-        UnixListener::bind(&cfg.socket).map_err(|e| Error::io("binding", &cfg.socket, e))?;
+    let listener = UnixListener::bind(&cfg.socket).map_err(|e| Error::io("binding", &cfg.socket, e))?;
     std::fs::set_permissions(&cfg.socket, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| Error::io("chmod", &cfg.socket, e))?;
     tracing::info!(root = %cfg.root.display(), socket = %cfg.socket.display(), "serving");

@@ -27,10 +27,7 @@ fn labels(m: HashMap<String, String>) -> BTreeMap<String, String> {
 }
 
 fn ts(n: u128) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: (n / 1_000_000_000) as i64,
-        nanos: (n % 1_000_000_000) as i32,
-    }
+    prost_types::Timestamp { seconds: (n / 1_000_000_000) as i64, nanos: (n % 1_000_000_000) as i32 }
 }
 
 pub fn info(name: String, r: Record) -> pb::Info {
@@ -48,8 +45,7 @@ pub fn info(name: String, r: Record) -> pb::Info {
     }
 }
 
-type ListStream =
-    Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::ListSnapshotsResponse, Status>> + Send>>;
+type ListStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::ListSnapshotsResponse, Status>> + Send>>;
 
 /// containerd batches List replies; 100 infos per message keeps each well
 /// under gRPC's default 4 MiB limit even with many labels.
@@ -63,62 +59,41 @@ impl pb::snapshots_server::Snapshots for Service {
     ) -> Result<Response<pb::PrepareSnapshotResponse>, Status> {
         let r = req.into_inner();
         tracing::debug!(key = %r.key, parent = %r.parent, "prepare");
-        let mounts = self
-            .inner
-            .create(Kind::Active, &r.key, &r.parent, labels(r.labels))?;
+        let mounts = self.inner.create(Kind::Active, &r.key, &r.parent, labels(r.labels))?;
         Ok(Response::new(pb::PrepareSnapshotResponse { mounts }))
     }
 
-    async fn view(
-        &self,
-        req: Request<pb::ViewSnapshotRequest>,
-    ) -> Result<Response<pb::ViewSnapshotResponse>, Status> {
+    async fn view(&self, req: Request<pb::ViewSnapshotRequest>) -> Result<Response<pb::ViewSnapshotResponse>, Status> {
         let r = req.into_inner();
         tracing::debug!(key = %r.key, parent = %r.parent, "view");
-        let mounts = self
-            .inner
-            .create(Kind::View, &r.key, &r.parent, labels(r.labels))?;
+        let mounts = self.inner.create(Kind::View, &r.key, &r.parent, labels(r.labels))?;
         Ok(Response::new(pb::ViewSnapshotResponse { mounts }))
     }
 
-    async fn mounts(
-        &self,
-        req: Request<pb::MountsRequest>,
-    ) -> Result<Response<pb::MountsResponse>, Status> {
+    async fn mounts(&self, req: Request<pb::MountsRequest>) -> Result<Response<pb::MountsResponse>, Status> {
         let r = req.into_inner();
         let mounts = self.inner.mounts(&r.key)?;
         Ok(Response::new(pb::MountsResponse { mounts }))
     }
 
-    async fn commit(
-        &self,
-        req: Request<pb::CommitSnapshotRequest>,
-    ) -> Result<Response<()>, Status> {
+    async fn commit(&self, req: Request<pb::CommitSnapshotRequest>) -> Result<Response<()>, Status> {
         let r = req.into_inner();
         tracing::debug!(key = %r.key, name = %r.name, "commit");
         self.inner.commit(&r.name, &r.key, labels(r.labels))?;
         Ok(Response::new(()))
     }
 
-    async fn remove(
-        &self,
-        req: Request<pb::RemoveSnapshotRequest>,
-    ) -> Result<Response<()>, Status> {
+    async fn remove(&self, req: Request<pb::RemoveSnapshotRequest>) -> Result<Response<()>, Status> {
         let r = req.into_inner();
         tracing::debug!(key = %r.key, "remove");
         self.inner.remove(&r.key)?;
         Ok(Response::new(()))
     }
 
-    async fn stat(
-        &self,
-        req: Request<pb::StatSnapshotRequest>,
-    ) -> Result<Response<pb::StatSnapshotResponse>, Status> {
+    async fn stat(&self, req: Request<pb::StatSnapshotRequest>) -> Result<Response<pb::StatSnapshotResponse>, Status> {
         let r = req.into_inner();
         let rec = self.inner.stat(&r.key)?;
-        Ok(Response::new(pb::StatSnapshotResponse {
-            info: Some(info(r.key, rec)),
-        }))
+        Ok(Response::new(pb::StatSnapshotResponse { info: Some(info(r.key, rec)) }))
     }
 
     async fn update(
@@ -126,22 +101,15 @@ impl pb::snapshots_server::Snapshots for Service {
         req: Request<pb::UpdateSnapshotRequest>,
     ) -> Result<Response<pb::UpdateSnapshotResponse>, Status> {
         let r = req.into_inner();
-        let i = r
-            .info
-            .ok_or_else(|| Status::invalid_argument("update without info"))?;
+        let i = r.info.ok_or_else(|| Status::invalid_argument("update without info"))?;
         let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
         let rec = self.inner.update(&i.name, &labels(i.labels), &paths)?;
-        Ok(Response::new(pb::UpdateSnapshotResponse {
-            info: Some(info(i.name, rec)),
-        }))
+        Ok(Response::new(pb::UpdateSnapshotResponse { info: Some(info(i.name, rec)) }))
     }
 
     type ListStream = ListStream;
 
-    async fn list(
-        &self,
-        req: Request<pb::ListSnapshotsRequest>,
-    ) -> Result<Response<Self::ListStream>, Status> {
+    async fn list(&self, req: Request<pb::ListSnapshotsRequest>) -> Result<Response<Self::ListStream>, Status> {
         let r = req.into_inner();
         let all = self.inner.list(&r.filters)?;
         let mut batches = Vec::new();
@@ -149,9 +117,7 @@ impl pb::snapshots_server::Snapshots for Service {
         for (name, rec) in all {
             cur.push(info(name, rec));
             if cur.len() == LIST_BATCH {
-                batches.push(Ok(pb::ListSnapshotsResponse {
-                    info: std::mem::take(&mut cur),
-                }));
+                batches.push(Ok(pb::ListSnapshotsResponse { info: std::mem::take(&mut cur) }));
             }
         }
         if !cur.is_empty() {
@@ -160,10 +126,7 @@ impl pb::snapshots_server::Snapshots for Service {
         Ok(Response::new(Box::pin(tokio_stream::iter(batches))))
     }
 
-    async fn usage(
-        &self,
-        req: Request<pb::UsageRequest>,
-    ) -> Result<Response<pb::UsageResponse>, Status> {
+    async fn usage(&self, req: Request<pb::UsageRequest>) -> Result<Response<pb::UsageResponse>, Status> {
         let r = req.into_inner();
         let (size, inodes) = self.inner.usage(&r.key)?;
         Ok(Response::new(pb::UsageResponse { size, inodes }))

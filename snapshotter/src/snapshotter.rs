@@ -35,13 +35,7 @@ impl Snapshotter {
         let store = Store::open(&root.join("metadata.redb"))?;
         let idmap_supported = idmapped_layers::probe(root);
         tracing::info!(idmap_supported, "capabilities");
-        let s = Snapshotter {
-            layout,
-            store,
-            overlay,
-            idmap_supported,
-            dirs: Mutex::new(()),
-        };
+        let s = Snapshotter { layout, store, overlay, idmap_supported, dirs: Mutex::new(()) };
         let n = s.cleanup()?;
         if n > 0 {
             tracing::info!(removed = n, "start-up cleanup removed orphaned directories");
@@ -63,13 +57,7 @@ impl Snapshotter {
         self.dirs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn create(
-        &self,
-        kind: Kind,
-        key: &str,
-        parent: &str,
-        labels: BTreeMap<String, String>,
-    ) -> Result<Vec<Mount>> {
+    pub fn create(&self, kind: Kind, key: &str, parent: &str, labels: BTreeMap<String, String>) -> Result<Vec<Mount>> {
         let _g = self.lock();
         // Cheap checks first so a doomed request creates no directory.
         if self.store.get(key).is_ok() {
@@ -78,8 +66,7 @@ impl Snapshotter {
         let map = IdMap::from_labels(&labels)?;
         if map.is_some() && !self.idmap_supported {
             return Err(Error::FailedPrecondition(
-                "id-mapped snapshots need idmapped mounts, which this kernel or filesystem lacks"
-                    .into(),
+                "id-mapped snapshots need idmapped mounts, which this kernel or filesystem lacks".into(),
             ));
         }
         let chain: Vec<u64> = if parent.is_empty() {
@@ -88,9 +75,7 @@ impl Snapshotter {
             let (p, rest) = self.store.get_with_parents(parent)?;
             std::iter::once(p.id).chain(rest).collect()
         };
-        let tmp =
-            self.layout
-                .create_temp(kind == Kind::Active, chain.first().copied(), map.as_ref())?;
+        let tmp = self.layout.create_temp(kind == Kind::Active, chain.first().copied(), map.as_ref())?;
         let result = self.store.create(key, parent, kind, labels, |id| {
             self.layout.install(&tmp, id)?;
             // Idmapped views are made before the record commits, like the
@@ -109,12 +94,7 @@ impl Snapshotter {
             Ok((rec, parents)) => {
                 crashpoint::hit(crashpoint::PREPARE_BEFORE_REPLY);
                 let lowers = self.lowers(&rec, &parents)?;
-                Ok(mounts::for_snapshot(
-                    &self.layout,
-                    &rec,
-                    &lowers,
-                    &self.overlay,
-                ))
+                Ok(mounts::for_snapshot(&self.layout, &rec, &lowers, &self.overlay))
             }
             Err(e) => {
                 let _ = crate::layout::remove_tree(&tmp);
@@ -128,9 +108,7 @@ impl Snapshotter {
     fn lowers(&self, rec: &Record, parents: &[u64]) -> Result<Vec<PathBuf>> {
         let dirs: Vec<PathBuf> = parents.iter().map(|id| self.layout.fs(*id)).collect();
         match IdMap::from_labels(&rec.labels)? {
-            Some(map) if !dirs.is_empty() => {
-                idmapped_layers::ensure(&self.layout.idmapped(rec.id), &dirs, &map)
-            }
+            Some(map) if !dirs.is_empty() => idmapped_layers::ensure(&self.layout.idmapped(rec.id), &dirs, &map),
             _ => Ok(dirs),
         }
     }
@@ -138,17 +116,10 @@ impl Snapshotter {
     pub fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
         let (rec, parents) = self.store.get_with_parents(key)?;
         if rec.kind == Kind::Committed {
-            return Err(Error::FailedPrecondition(format!(
-                "snapshot {key:?} is not active or view"
-            )));
+            return Err(Error::FailedPrecondition(format!("snapshot {key:?} is not active or view")));
         }
         let lowers = self.lowers(&rec, &parents)?;
-        Ok(mounts::for_snapshot(
-            &self.layout,
-            &rec,
-            &lowers,
-            &self.overlay,
-        ))
+        Ok(mounts::for_snapshot(&self.layout, &rec, &lowers, &self.overlay))
     }
 
     pub fn commit(&self, name: &str, key: &str, labels: BTreeMap<String, String>) -> Result<()> {
@@ -160,9 +131,7 @@ impl Snapshotter {
         }
         let rec = self.store.get(key)?;
         if rec.kind != Kind::Active {
-            return Err(Error::FailedPrecondition(format!(
-                "snapshot {key:?} is not active"
-            )));
+            return Err(Error::FailedPrecondition(format!("snapshot {key:?} is not active")));
         }
         let usage = disk_usage(&self.layout.fs(rec.id))?;
         self.store.commit(name, key, labels, rec.id, usage)?;
@@ -189,12 +158,7 @@ impl Snapshotter {
         self.store.get(key)
     }
 
-    pub fn update(
-        &self,
-        key: &str,
-        labels: &BTreeMap<String, String>,
-        paths: &[String],
-    ) -> Result<Record> {
+    pub fn update(&self, key: &str, labels: &BTreeMap<String, String>, paths: &[String]) -> Result<Record> {
         if key.is_empty() {
             return Err(Error::InvalidArgument("snapshot name is empty".into()));
         }
@@ -211,12 +175,7 @@ impl Snapshotter {
 
     pub fn list(&self, filters: &[String]) -> Result<Vec<(String, Record)>> {
         let f = Filters::parse(filters)?;
-        Ok(self
-            .store
-            .list()?
-            .into_iter()
-            .filter(|(n, r)| f.matches(n, r))
-            .collect())
+        Ok(self.store.list()?.into_iter().filter(|(n, r)| f.matches(n, r)).collect())
     }
 
     pub fn cleanup(&self) -> Result<usize> {

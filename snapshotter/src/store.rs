@@ -50,10 +50,7 @@ pub struct Record {
 }
 
 pub fn now_nanos() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
 
 pub struct Store {
@@ -82,9 +79,7 @@ impl Store {
     pub fn get(&self, key: &str) -> Result<Record> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(SNAPSHOTS)?;
-        let v = t
-            .get(key)?
-            .ok_or_else(|| Error::NotFound(format!("snapshot {key:?}")))?;
+        let v = t.get(key)?.ok_or_else(|| Error::NotFound(format!("snapshot {key:?}")))?;
         decode(v.value())
     }
 
@@ -93,9 +88,7 @@ impl Store {
     pub fn get_with_parents(&self, key: &str) -> Result<(Record, Vec<u64>)> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(SNAPSHOTS)?;
-        let v = t
-            .get(key)?
-            .ok_or_else(|| Error::NotFound(format!("snapshot {key:?}")))?;
+        let v = t.get(key)?.ok_or_else(|| Error::NotFound(format!("snapshot {key:?}")))?;
         let rec = decode(v.value())?;
         let ids = parent_ids(&t, &rec.parent)?;
         Ok((rec, ids))
@@ -126,14 +119,10 @@ impl Store {
             ids = if parent.is_empty() {
                 Vec::new()
             } else {
-                let pv = t
-                    .get(parent)?
-                    .ok_or_else(|| Error::NotFound(format!("parent snapshot {parent:?}")))?;
+                let pv = t.get(parent)?.ok_or_else(|| Error::NotFound(format!("parent snapshot {parent:?}")))?;
                 let prec = decode(pv.value())?;
                 if prec.kind != Kind::Committed {
-                    return Err(Error::InvalidArgument(format!(
-                        "parent {parent:?} is not a committed snapshot"
-                    )));
+                    return Err(Error::InvalidArgument(format!("parent {parent:?} is not a committed snapshot")));
                 }
                 let mut ids = vec![prec.id];
                 ids.extend(parent_ids(&t, &prec.parent)?);
@@ -143,16 +132,8 @@ impl Store {
             let id = meta.get("next_id")?.map(|v| v.value()).unwrap_or(0) + 1;
             meta.insert("next_id", id)?;
             let now = now_nanos();
-            rec = Record {
-                id,
-                kind,
-                parent: parent.to_string(),
-                labels,
-                created: now,
-                updated: now,
-                size: 0,
-                inodes: 0,
-            };
+            rec =
+                Record { id, kind, parent: parent.to_string(), labels, created: now, updated: now, size: 0, inodes: 0 };
             t.insert(key, encode(&rec)?.as_slice())?;
             if !parent.is_empty() {
                 tx.open_table(CHILDREN)?.insert((parent, key), ())?;
@@ -181,20 +162,14 @@ impl Store {
         {
             let mut t = tx.open_table(SNAPSHOTS)?;
             let old = {
-                let v = t
-                    .get(key)?
-                    .ok_or_else(|| Error::NotFound(format!("active snapshot {key:?}")))?;
+                let v = t.get(key)?.ok_or_else(|| Error::NotFound(format!("active snapshot {key:?}")))?;
                 decode(v.value())?
             };
             if old.kind != Kind::Active {
-                return Err(Error::FailedPrecondition(format!(
-                    "snapshot {key:?} is not active"
-                )));
+                return Err(Error::FailedPrecondition(format!("snapshot {key:?} is not active")));
             }
             if old.id != expected_id {
-                return Err(Error::FailedPrecondition(format!(
-                    "snapshot {key:?} changed during commit"
-                )));
+                return Err(Error::FailedPrecondition(format!("snapshot {key:?} changed during commit")));
             }
             if t.get(name)?.is_some() {
                 return Err(Error::AlreadyExists(format!("snapshot {name:?}")));
@@ -229,21 +204,14 @@ impl Store {
         {
             let mut t = tx.open_table(SNAPSHOTS)?;
             rec = {
-                let v = t
-                    .get(key)?
-                    .ok_or_else(|| Error::NotFound(format!("snapshot {key:?}")))?;
+                let v = t.get(key)?.ok_or_else(|| Error::NotFound(format!("snapshot {key:?}")))?;
                 decode(v.value())?
             };
             let mut c = tx.open_table(CHILDREN)?;
-            let has_child = c
-                .range::<(&str, &str)>((key, "")..)?
-                .next()
-                .transpose()?
-                .is_some_and(|(k, _)| k.value().0 == key);
+            let has_child =
+                c.range::<(&str, &str)>((key, "")..)?.next().transpose()?.is_some_and(|(k, _)| k.value().0 == key);
             if has_child {
-                return Err(Error::FailedPrecondition(format!(
-                    "cannot remove snapshot {key:?} with child"
-                )));
+                return Err(Error::FailedPrecondition(format!("cannot remove snapshot {key:?} with child")));
             }
             t.remove(key)?;
             if !rec.parent.is_empty() {
@@ -257,12 +225,7 @@ impl Store {
     /// Applies containerd's Update semantics: no paths replaces all labels;
     /// `labels` replaces all; `labels.<k>` sets one (an absent or empty
     /// value deletes it); any other path is immutable.
-    pub fn update_labels(
-        &self,
-        key: &str,
-        labels: &BTreeMap<String, String>,
-        paths: &[String],
-    ) -> Result<Record> {
+    pub fn update_labels(&self, key: &str, labels: &BTreeMap<String, String>, paths: &[String]) -> Result<Record> {
         let mut set_all = paths.is_empty();
         let mut single = Vec::new();
         for p in paths {
@@ -271,9 +234,7 @@ impl Store {
             } else if p == "labels" {
                 set_all = true;
             } else {
-                return Err(Error::InvalidArgument(format!(
-                    "cannot update {p:?} field on snapshot {key:?}"
-                )));
+                return Err(Error::InvalidArgument(format!("cannot update {p:?} field on snapshot {key:?}")));
             }
         }
         let tx = self.db.begin_write()?;
@@ -281,9 +242,7 @@ impl Store {
         {
             let mut t = tx.open_table(SNAPSHOTS)?;
             let mut r = {
-                let v = t
-                    .get(key)?
-                    .ok_or_else(|| Error::NotFound(format!("snapshot {key:?}")))?;
+                let v = t.get(key)?.ok_or_else(|| Error::NotFound(format!("snapshot {key:?}")))?;
                 decode(v.value())?
             };
             if set_all {
@@ -323,16 +282,11 @@ impl Store {
     }
 }
 
-fn parent_ids<T: ReadableTable<&'static str, &'static [u8]>>(
-    t: &T,
-    first: &str,
-) -> Result<Vec<u64>> {
+fn parent_ids<T: ReadableTable<&'static str, &'static [u8]>>(t: &T, first: &str) -> Result<Vec<u64>> {
     let mut ids = Vec::new();
     let mut cur = first.to_string();
     while !cur.is_empty() {
-        let v = t
-            .get(cur.as_str())?
-            .ok_or_else(|| Error::Db(format!("snapshot chain broken at {cur:?}")))?;
+        let v = t.get(cur.as_str())?.ok_or_else(|| Error::Db(format!("snapshot chain broken at {cur:?}")))?;
         let r = decode(v.value())?;
         ids.push(r.id);
         // A cycle cannot be written through this API; bound the walk anyway

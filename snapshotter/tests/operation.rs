@@ -27,26 +27,17 @@ async fn second_instance_on_same_root_is_refused() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("already using root"), "{err}");
-    assert!(
-        err.contains(&d.pid().to_string()),
-        "names the holder's pid: {err}"
-    );
+    assert!(err.contains(&d.pid().to_string()), "names the holder's pid: {err}");
     assert!(!d.dir().join("second.sock").exists());
 }
 
 #[test]
 fn root_on_a_filesystem_without_upper_support_is_refused() {
-    let tmp = tempfile::Builder::new()
-        .prefix("berth-snap-badfs-")
-        .tempdir()
-        .expect("tempdir");
+    let tmp = tempfile::Builder::new().prefix("berth-snap-badfs-").tempdir().expect("tempdir");
     for d in ["l", "u", "w", "m"] {
         fs::create_dir(tmp.path().join(d)).expect("mkdir");
     }
-    let opts = format!(
-        "lowerdir={0}/l,upperdir={0}/u,workdir={0}/w",
-        tmp.path().display()
-    );
+    let opts = format!("lowerdir={0}/l,upperdir={0}/u,workdir={0}/w", tmp.path().display());
     let st = Command::new("mount")
         .args(["-t", "overlay", "overlay", "-o", &opts])
         .arg(tmp.path().join("m"))
@@ -66,10 +57,7 @@ fn root_on_a_filesystem_without_upper_support_is_refused() {
     drop(guard);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("cannot host overlayfs upper directories"),
-        "{err}"
-    );
+    assert!(err.contains("cannot host overlayfs upper directories"), "{err}");
     assert!(!tmp.path().join("s.sock").exists());
 }
 
@@ -97,22 +85,11 @@ async fn cleanup_removes_orphans_and_keeps_live_layers() {
 async fn assert_consistent(d: &mut Daemon) {
     let all = d.list(&[]).await.expect("list");
     let n_dirs = d.dirs().len();
-    assert_eq!(
-        n_dirs,
-        all.len(),
-        "one directory per snapshot: dirs {:?}, records {:?}",
-        d.dirs(),
-        all.keys()
-    );
+    assert_eq!(n_dirs, all.len(), "one directory per snapshot: dirs {:?}, records {:?}", d.dirs(), all.keys());
     for (name, info) in &all {
         if !info.parent.is_empty() {
-            let p = all
-                .get(&info.parent)
-                .unwrap_or_else(|| panic!("{name}: parent {} missing", info.parent));
-            assert_eq!(
-                p.kind,
-                berth_snapshotter::proto::snapshots::Kind::Committed as i32
-            );
+            let p = all.get(&info.parent).unwrap_or_else(|| panic!("{name}: parent {} missing", info.parent));
+            assert_eq!(p.kind, berth_snapshotter::proto::snapshots::Kind::Committed as i32);
         }
         if info.kind != berth_snapshotter::proto::snapshots::Kind::Committed as i32 {
             let ms = d.mounts(name).await.expect("mounts");
@@ -120,10 +97,7 @@ async fn assert_consistent(d: &mut Daemon) {
                 for o in m.options.iter().chain(std::iter::once(&m.source)) {
                     for part in o.trim_start_matches(|c: char| c != '/').split(':') {
                         if part.starts_with('/') {
-                            assert!(
-                                std::path::Path::new(part).exists(),
-                                "{name}: {part} missing"
-                            );
+                            assert!(std::path::Path::new(part).exists(), "{name}: {part} missing");
                         }
                     }
                 }
@@ -141,19 +115,10 @@ async fn kill9_during_prepare_leaves_no_record_and_no_directory() {
     let mut d = Daemon::start_with(crash_env(crashpoint::PREPARE_INSTALLED)).await;
     assert!(d.prepare("p", "").await.is_err());
     assert_eq!(d.wait_crashed().code(), None, "killed by a signal");
-    assert_eq!(
-        d.dirs().len(),
-        1,
-        "the layer was in place when it died: {:?}",
-        d.dirs()
-    );
+    assert_eq!(d.dirs().len(), 1, "the layer was in place when it died: {:?}", d.dirs());
     d.restart(Vec::new()).await;
     assert_eq!(code(d.stat("p").await), Code::NotFound);
-    assert!(
-        d.dirs().is_empty(),
-        "start-up cleanup removed the orphan: {:?}",
-        d.dirs()
-    );
+    assert!(d.dirs().is_empty(), "start-up cleanup removed the orphan: {:?}", d.dirs());
     d.prepare("p", "").await.expect("the key is free again");
     assert_consistent(&mut d).await;
 }
@@ -170,10 +135,7 @@ async fn kill9_during_commit_keeps_the_active_snapshot() {
     assert_eq!(d.wait_crashed().code(), None);
     d.restart(Vec::new()).await;
     assert_eq!(code(d.stat("c").await), Code::NotFound);
-    assert_eq!(
-        d.stat("p").await.expect("still active").kind,
-        berth_snapshotter::proto::snapshots::Kind::Active as i32
-    );
+    assert_eq!(d.stat("p").await.expect("still active").kind, berth_snapshotter::proto::snapshots::Kind::Active as i32);
     assert_consistent(&mut d).await;
     d.commit("c", "p").await.expect("commit after restart");
     let ms = d.view("v", "c").await.expect("view");
@@ -193,11 +155,7 @@ async fn kill9_during_remove(point: &str) {
     assert!(d.remove("c").await.is_err());
     assert_eq!(d.wait_crashed().code(), None);
     d.restart(Vec::new()).await;
-    assert_eq!(
-        code(d.stat("c").await),
-        Code::NotFound,
-        "the removal had committed"
-    );
+    assert_eq!(code(d.stat("c").await), Code::NotFound, "the removal had committed");
     assert_consistent(&mut d).await;
     assert_eq!(d.dirs().len(), 1);
 }
@@ -252,10 +210,7 @@ async fn kill9_before_the_reply_of_commit_then_retry_is_already_exists() {
     // containerd's unpacker takes AlreadyExists from a Commit as "this layer is in place".
     assert_eq!(code(d.commit("c", "p").await), Code::AlreadyExists);
     assert_eq!(code(d.stat("p").await), Code::NotFound);
-    assert_eq!(
-        d.stat("c").await.expect("committed").kind,
-        berth_snapshotter::proto::snapshots::Kind::Committed as i32
-    );
+    assert_eq!(d.stat("c").await.expect("committed").kind, berth_snapshotter::proto::snapshots::Kind::Committed as i32);
     assert_consistent(&mut d).await;
     let ms = d.view("v", "c").await.expect("view");
     let m = Mounted::new(&ms, &d.work("v"));
@@ -296,26 +251,16 @@ async fn kill9_under_load_leaves_database_and_directories_in_agreement() {
             use berth_snapshotter::proto::snapshots as pb;
             for i in 0u32.. {
                 let key = format!("r{round}-{i}");
-                let p = pb::PrepareSnapshotRequest {
-                    key: format!("{key}-a"),
-                    ..Default::default()
-                };
+                let p = pb::PrepareSnapshotRequest { key: format!("{key}-a"), ..Default::default() };
                 if c.prepare(p).await.is_err() {
                     return;
                 }
-                let cm = pb::CommitSnapshotRequest {
-                    name: key.clone(),
-                    key: format!("{key}-a"),
-                    ..Default::default()
-                };
+                let cm = pb::CommitSnapshotRequest { name: key.clone(), key: format!("{key}-a"), ..Default::default() };
                 if c.commit(cm).await.is_err() {
                     return;
                 }
                 if i % 2 == 0 {
-                    let r = pb::RemoveSnapshotRequest {
-                        key,
-                        ..Default::default()
-                    };
+                    let r = pb::RemoveSnapshotRequest { key, ..Default::default() };
                     if c.remove(r).await.is_err() {
                         return;
                     }
@@ -343,10 +288,7 @@ async fn kill9_under_load_leaves_database_and_directories_in_agreement() {
 /// mounts must carry `userxattr`; whiteouts then still work.
 #[tokio::test]
 async fn in_a_user_namespace_overlay_mounts_use_userxattr() {
-    let tmp = tempfile::Builder::new()
-        .prefix("berth-snap-userns-")
-        .tempdir()
-        .expect("tempdir");
+    let tmp = tempfile::Builder::new().prefix("berth-snap-userns-").tempdir().expect("tempdir");
     let root = tmp.path().join("root");
     let socket = tmp.path().join("s.sock");
     let mut child = Command::new("unshare")
@@ -375,45 +317,20 @@ async fn in_a_user_namespace_overlay_mounts_use_userxattr() {
         parent: parent.into(),
         ..Default::default()
     };
-    let ms = c
-        .prepare(prep("a", ""))
-        .await
-        .expect("prepare")
-        .into_inner()
-        .mounts;
+    let ms = c.prepare(prep("a", "")).await.expect("prepare").into_inner().mounts;
     {
         let m = Mounted::new(&ms, &tmp.path().join("a"));
         fs::write(m.0.join("gone"), "x").expect("write");
     }
-    let cm = pb::CommitSnapshotRequest {
-        name: "c".into(),
-        key: "a".into(),
-        ..Default::default()
-    };
+    let cm = pb::CommitSnapshotRequest { name: "c".into(), key: "a".into(), ..Default::default() };
     c.commit(cm).await.expect("commit");
-    let ms = c
-        .prepare(prep("b", "c"))
-        .await
-        .expect("prepare")
-        .into_inner()
-        .mounts;
-    assert!(
-        ms[0].options.iter().any(|o| o == "userxattr"),
-        "{:?}",
-        ms[0].options
-    );
+    let ms = c.prepare(prep("b", "c")).await.expect("prepare").into_inner().mounts;
+    assert!(ms[0].options.iter().any(|o| o == "userxattr"), "{:?}", ms[0].options);
     let m = Mounted::new(&ms, &tmp.path().join("b"));
     fs::remove_file(m.0.join("gone")).expect("delete a lower file");
     assert!(!m.0.join("gone").exists());
-    let upper = ms[0]
-        .options
-        .iter()
-        .find_map(|o| o.strip_prefix("upperdir="))
-        .expect("upperdir");
-    assert!(
-        is_whiteout(&std::path::Path::new(upper).join("gone")),
-        "whiteout recorded in the upper dir"
-    );
+    let upper = ms[0].options.iter().find_map(|o| o.strip_prefix("upperdir=")).expect("upperdir");
+    assert!(is_whiteout(&std::path::Path::new(upper).join("gone")), "whiteout recorded in the upper dir");
 }
 
 /// Mounts racing Remove from several connections: every Mounts answer is
@@ -431,15 +348,11 @@ async fn mounts_racing_remove_see_the_snapshot_or_not_found() {
             let socket = d.socket.clone();
             let key = key.clone();
             tasks.push(tokio::spawn(async move {
-                let mut c = berth_snapshotter::client::connect(&socket)
-                    .await
-                    .expect("connect");
+                let mut c = berth_snapshotter::client::connect(&socket).await.expect("connect");
                 let mut codes = Vec::new();
                 for _ in 0..10 {
-                    let r = berth_snapshotter::proto::snapshots::MountsRequest {
-                        key: key.clone(),
-                        ..Default::default()
-                    };
+                    let r =
+                        berth_snapshotter::proto::snapshots::MountsRequest { key: key.clone(), ..Default::default() };
                     codes.push(match c.mounts(r).await {
                         Ok(m) => {
                             assert_eq!(m.into_inner().mounts[0].r#type, "overlay");
@@ -458,12 +371,7 @@ async fn mounts_racing_remove_see_the_snapshot_or_not_found() {
                 assert!(c == Code::Ok || c == Code::NotFound, "{c:?}");
             }
         }
-        assert_eq!(
-            d.dirs().len(),
-            1,
-            "only the base layer is left: {:?}",
-            d.dirs()
-        );
+        assert_eq!(d.dirs().len(), 1, "only the base layer is left: {:?}", d.dirs());
     }
 }
 
@@ -477,9 +385,8 @@ async fn at_the_fd_limit_the_snapshotter_does_not_spin() {
     let highest = highest_fd(pid);
     let limit = NofileLimit::lower(pid, highest + 4);
     // Idle connections fill the table; the ones after them cannot be accepted.
-    let conns: Vec<_> = (0..highest + 16)
-        .map(|_| std::os::unix::net::UnixStream::connect(&d.socket).expect("connect"))
-        .collect();
+    let conns: Vec<_> =
+        (0..highest + 16).map(|_| std::os::unix::net::UnixStream::connect(&d.socket).expect("connect")).collect();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let before = cpu_ticks(pid);
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;

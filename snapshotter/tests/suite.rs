@@ -14,61 +14,34 @@ use common::*;
 use tonic::Code;
 
 fn gc_label() -> HashMap<String, String> {
-    HashMap::from([(
-        "containerd.io/gc.root".to_string(),
-        "2026-01-01T00:00:00Z".to_string(),
-    )])
+    HashMap::from([("containerd.io/gc.root".to_string(), "2026-01-01T00:00:00Z".to_string())])
 }
 
 #[tokio::test]
 async fn basic() {
     let mut d = Daemon::start().await;
-    let ms = d
-        .prepare_labels("preparing", "", gc_label())
-        .await
-        .expect("prepare");
+    let ms = d.prepare_labels("preparing", "", gc_label()).await.expect("prepare");
     assert_eq!(ms.len(), 1);
     {
         let m = Mounted::new(&ms, &d.work("preparing"));
-        seq(vec![
-            write("/foo", "foo\n", 0o777),
-            mkdir("/a", 0o755),
-            mkdir("/a/b", 0o755),
-            mkdir("/a/b/c", 0o755),
-        ])(&m.0);
+        seq(vec![write("/foo", "foo\n", 0o777), mkdir("/a", 0o755), mkdir("/a/b", 0o755), mkdir("/a/b/c", 0o755)])(
+            &m.0,
+        );
     }
-    d.commit_labels("committed", "preparing", gc_label())
-        .await
-        .expect("commit");
+    d.commit_labels("committed", "preparing", gc_label()).await.expect("commit");
     let si = d.stat("committed").await.expect("stat");
     assert_eq!(si.parent, "");
     assert_eq!(si.kind, pb::Kind::Committed as i32);
     assert_eq!(si.labels, gc_label());
-    assert_eq!(
-        code(d.stat("preparing").await),
-        Code::NotFound,
-        "active key gone after commit"
-    );
+    assert_eq!(code(d.stat("preparing").await), Code::NotFound, "active key gone after commit");
 
-    let ms = d
-        .prepare("nextlayer", "committed")
-        .await
-        .expect("prepare child");
+    let ms = d.prepare("nextlayer", "committed").await.expect("prepare child");
     let reference = d.work("ref");
     fs::set_permissions(&reference, fs::Permissions::from_mode(0o755)).expect("chmod");
-    seq(vec![
-        write("/foo", "foo\n", 0o777),
-        mkdir("/a", 0o755),
-        mkdir("/a/b", 0o755),
-        mkdir("/a/b/c", 0o755),
-    ])(&reference);
-    let diff = || {
-        seq(vec![
-            write("/bar", "bar\n", 0o777),
-            write("/foo", "bar\n", 0o777),
-            remove_all("/a/b"),
-        ])
-    };
+    seq(vec![write("/foo", "foo\n", 0o777), mkdir("/a", 0o755), mkdir("/a/b", 0o755), mkdir("/a/b/c", 0o755)])(
+        &reference,
+    );
+    let diff = || seq(vec![write("/bar", "bar\n", 0o777), write("/foo", "bar\n", 0o777), remove_all("/a/b")]);
     {
         let m = Mounted::new(&ms, &d.work("next"));
         assert_same_tree(&m.0, &reference);
@@ -76,18 +49,10 @@ async fn basic() {
     }
     diff()(&reference);
     let ni = d.stat("nextlayer").await.expect("stat");
-    assert_eq!(
-        (ni.parent.as_str(), ni.kind),
-        ("committed", pb::Kind::Active as i32)
-    );
-    d.commit("committed-next", "nextlayer")
-        .await
-        .expect("commit");
+    assert_eq!((ni.parent.as_str(), ni.kind), ("committed", pb::Kind::Active as i32));
+    d.commit("committed-next", "nextlayer").await.expect("commit");
     let si2 = d.stat("committed-next").await.expect("stat");
-    assert_eq!(
-        (si2.parent.as_str(), si2.kind),
-        ("committed", pb::Kind::Committed as i32)
-    );
+    assert_eq!((si2.parent.as_str(), si2.kind), ("committed", pb::Kind::Committed as i32));
 
     let walked = d.list(&[]).await.expect("list");
     assert_eq!(walked.get("committed"), Some(&si));
@@ -105,11 +70,7 @@ async fn basic() {
     assert!(err.message().contains("remove"), "{}", err.message());
     d.remove("committed-next").await.expect("remove");
     d.remove("committed").await.expect("remove");
-    assert!(
-        d.dirs().is_empty(),
-        "layer directories left: {:?}",
-        d.dirs()
-    );
+    assert!(d.dirs().is_empty(), "layer directories left: {:?}", d.dirs());
 }
 
 #[tokio::test]
@@ -119,10 +80,7 @@ async fn stat_active() {
     let m = Mounted::new(&ms, &d.work("preparing"));
     fs::write(m.0.join("foo"), "foo\n").expect("write");
     let si = d.stat("preparing").await.expect("stat");
-    assert_eq!(
-        (si.name.as_str(), si.kind, si.parent.as_str()),
-        ("preparing", pb::Kind::Active as i32, "")
-    );
+    assert_eq!((si.name.as_str(), si.kind, si.parent.as_str()), ("preparing", pb::Kind::Active as i32, ""));
 }
 
 #[tokio::test]
@@ -135,10 +93,7 @@ async fn stat_committed() {
     }
     d.commit("committed", "preparing").await.expect("commit");
     let si = d.stat("committed").await.expect("stat");
-    assert_eq!(
-        (si.name.as_str(), si.kind, si.parent.as_str()),
-        ("committed", pb::Kind::Committed as i32, "")
-    );
+    assert_eq!((si.name.as_str(), si.kind, si.parent.as_str()), ("committed", pb::Kind::Committed as i32, ""));
 }
 
 #[tokio::test]
@@ -159,10 +114,7 @@ async fn transitivity() {
     let a = d.stat("snapA").await.expect("stat");
     let b = d.stat("snapB").await.expect("stat");
     let pb_ = d.stat(&b.parent).await.expect("stat parent");
-    assert_eq!(
-        (a.parent.as_str(), b.parent.as_str(), pb_.parent.as_str()),
-        ("", "snapA", "")
-    );
+    assert_eq!((a.parent.as_str(), b.parent.as_str(), pb_.parent.as_str()), ("", "snapA", ""));
 }
 
 #[tokio::test]
@@ -173,15 +125,9 @@ async fn prepare_view_failing() {
     d.prepare("newlayer", "snapA").await.expect("prepare");
     assert_eq!(code(d.view("newlayer", "snapA").await), Code::AlreadyExists);
     d.prepare("prepLayer", "snapA").await.expect("prepare");
-    assert_eq!(
-        code(d.prepare("prepLayer", "snapA").await),
-        Code::AlreadyExists
-    );
+    assert_eq!(code(d.prepare("prepLayer", "snapA").await), Code::AlreadyExists);
     d.view("viewLayer", "snapA").await.expect("view");
-    assert_eq!(
-        code(d.view("viewLayer", "snapA").await),
-        Code::AlreadyExists
-    );
+    assert_eq!(code(d.view("viewLayer", "snapA").await), Code::AlreadyExists);
     // A failed create leaves no directory behind.
     assert_eq!(d.dirs().len(), 4, "{:?}", d.dirs());
 }
@@ -197,10 +143,7 @@ async fn error_codes_containerd_checks() {
     assert_eq!(code(d.commit("c", "missing").await), Code::NotFound);
     assert_eq!(code(d.usage("missing").await), Code::NotFound);
     d.prepare("a", "").await.expect("prepare");
-    assert_eq!(
-        code(d.prepare("child-of-active", "a").await),
-        Code::InvalidArgument
-    );
+    assert_eq!(code(d.prepare("child-of-active", "a").await), Code::InvalidArgument);
     d.commit("c", "a").await.expect("commit");
     assert_eq!(code(d.mounts("c").await), Code::FailedPrecondition);
     d.view("v", "c").await.expect("view");
@@ -208,10 +151,7 @@ async fn error_codes_containerd_checks() {
     d.prepare("b", "c").await.expect("prepare");
     assert_eq!(code(d.commit("c", "b").await), Code::AlreadyExists);
     assert_eq!(code(d.prepare("", "").await), Code::InvalidArgument);
-    assert!(
-        d.stat("b").await.is_ok(),
-        "a failed commit keeps the active snapshot"
-    );
+    assert!(d.stat("b").await.is_ok(), "a failed commit keeps the active snapshot");
     assert_eq!(code(d.list(&["name=="]).await), Code::InvalidArgument);
     assert_eq!(d.dirs().len(), 3, "{:?}", d.dirs());
 }
@@ -228,9 +168,7 @@ async fn base_snapshots(d: &mut Daemon) {
 }
 
 fn labels(kv: &[(&str, &str)]) -> HashMap<String, String> {
-    kv.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 #[tokio::test]
@@ -247,73 +185,35 @@ async fn update_semantics() {
     ];
     for (name, kind, parent) in cases {
         let mut st = d.stat(name).await.expect("stat");
-        assert_eq!(
-            st.created_at, st.updated_at,
-            "{name}: created == updated before any update"
-        );
-        assert_eq!(
-            (st.kind, st.parent.as_str(), st.name.as_str()),
-            (kind as i32, parent, name)
-        );
+        assert_eq!(st.created_at, st.updated_at, "{name}: created == updated before any update");
+        assert_eq!((st.kind, st.parent.as_str(), st.name.as_str()), (kind as i32, parent, name));
         let created = st.created_at;
 
-        let expected = labels(&[
-            ("l1", "v1"),
-            ("l2", "v2"),
-            ("l3", "v3"),
-            ("containerd.io/gc.root", "t"),
-        ]);
+        let expected = labels(&[("l1", "v1"), ("l2", "v2"), ("l3", "v3"), ("containerd.io/gc.root", "t")]);
         st.parent = "doesnotexist".into();
         st.labels = expected.clone();
         let st2 = d.update(st.clone(), &[]).await.expect("update");
         assert_eq!(st2.created_at, created, "{name}: created kept");
         assert_ne!(st2.updated_at, created, "{name}: updated moves");
-        assert_eq!(
-            (st2.kind, st2.parent.as_str()),
-            (kind as i32, parent),
-            "{name}: immutable fields kept"
-        );
+        assert_eq!((st2.kind, st2.parent.as_str()), (kind as i32, parent), "{name}: immutable fields kept");
         assert_eq!(st2.labels, expected);
 
         let mut st3 = st2.clone();
         st3.labels = labels(&[("l1", "updated"), ("l4", "v4")]);
-        let st3 = d
-            .update(st3, &["labels.l1", "labels.l2"])
-            .await
-            .expect("update paths");
-        assert_eq!(
-            st3.labels,
-            labels(&[
-                ("l1", "updated"),
-                ("l3", "v3"),
-                ("containerd.io/gc.root", "t")
-            ])
-        );
+        let st3 = d.update(st3, &["labels.l1", "labels.l2"]).await.expect("update paths");
+        assert_eq!(st3.labels, labels(&[("l1", "updated"), ("l3", "v3"), ("containerd.io/gc.root", "t")]));
 
         let mut st4 = st3.clone();
         st4.labels = labels(&[("l4", "v4"), ("containerd.io/gc.root", "t")]);
         let st4 = d.update(st4, &["labels"]).await.expect("update labels");
-        assert_eq!(
-            st4.labels,
-            labels(&[("l4", "v4"), ("containerd.io/gc.root", "t")])
-        );
-        assert_eq!(
-            d.stat(name).await.expect("stat").labels,
-            st4.labels,
-            "{name}: persisted"
-        );
+        assert_eq!(st4.labels, labels(&[("l4", "v4"), ("containerd.io/gc.root", "t")]));
+        assert_eq!(d.stat(name).await.expect("stat").labels, st4.labels, "{name}: persisted");
 
         let mut st5 = st4.clone();
         st5.parent = "doesnotexist".into();
-        assert_eq!(
-            code(d.update(st5, &["parent"]).await),
-            Code::InvalidArgument
-        );
+        assert_eq!(code(d.update(st5, &["parent"]).await), Code::InvalidArgument);
     }
-    let missing = pb::Info {
-        name: "missing".into(),
-        ..Default::default()
-    };
+    let missing = pb::Info { name: "missing".into(), ..Default::default() };
     assert_eq!(code(d.update(missing, &[]).await), Code::NotFound);
 }
 
@@ -321,20 +221,14 @@ async fn update_semantics() {
 async fn remove_semantics() {
     let mut d = Daemon::start().await;
     d.prepare("committed-a", "").await.expect("prepare");
-    d.commit("committed-1", "committed-a")
-        .await
-        .expect("commit");
+    d.commit("committed-1", "committed-a").await.expect("commit");
     d.prepare("reuse-1", "committed-1").await.expect("prepare");
     d.remove("reuse-1").await.expect("remove");
-    d.view("reuse-1", "committed-1")
-        .await
-        .expect("view reusing key");
+    d.view("reuse-1", "committed-1").await.expect("view reusing key");
     d.remove("reuse-1").await.expect("remove");
     d.prepare("reuse-1", "").await.expect("prepare reusing key");
     d.remove("committed-1").await.expect("remove");
-    d.commit("committed-1", "reuse-1")
-        .await
-        .expect("commit reusing name");
+    d.commit("committed-1", "reuse-1").await.expect("commit reusing name");
     assert_eq!(d.dirs().len(), 1, "{:?}", d.dirs());
 }
 
@@ -346,51 +240,17 @@ async fn walk_with_filters() {
     st.labels = labels(&[("containerd.io/snapshot/x", "yes"), ("team", "a")]);
     d.update(st, &[]).await.expect("update");
     let names = |m: std::collections::BTreeMap<String, pb::Info>| m.into_keys().collect::<Vec<_>>();
-    assert_eq!(
-        names(d.list(&[]).await.expect("list")),
-        ["a1", "a2", "c1", "c2", "v1", "v2"]
-    );
-    assert_eq!(
-        names(d.list(&["kind==committed"]).await.expect("list")),
-        ["c1", "c2"]
-    );
-    assert_eq!(
-        names(d.list(&["kind==active"]).await.expect("list")),
-        ["a1", "a2"]
-    );
-    assert_eq!(
-        names(d.list(&["kind==view"]).await.expect("list")),
-        ["v1", "v2"]
-    );
-    assert_eq!(
-        names(d.list(&["parent==c2"]).await.expect("list")),
-        ["a1", "v1"]
-    );
-    assert_eq!(
-        names(d.list(&["parent==c2,kind==view"]).await.expect("list")),
-        ["v1"]
-    );
-    assert_eq!(
-        names(d.list(&["kind==view", "name==c1"]).await.expect("list")),
-        ["c1", "v1", "v2"]
-    );
-    assert_eq!(
-        names(
-            d.list(&[r#"labels."containerd.io/snapshot/x"==yes"#])
-                .await
-                .expect("list")
-        ),
-        ["c2"]
-    );
+    assert_eq!(names(d.list(&[]).await.expect("list")), ["a1", "a2", "c1", "c2", "v1", "v2"]);
+    assert_eq!(names(d.list(&["kind==committed"]).await.expect("list")), ["c1", "c2"]);
+    assert_eq!(names(d.list(&["kind==active"]).await.expect("list")), ["a1", "a2"]);
+    assert_eq!(names(d.list(&["kind==view"]).await.expect("list")), ["v1", "v2"]);
+    assert_eq!(names(d.list(&["parent==c2"]).await.expect("list")), ["a1", "v1"]);
+    assert_eq!(names(d.list(&["parent==c2,kind==view"]).await.expect("list")), ["v1"]);
+    assert_eq!(names(d.list(&["kind==view", "name==c1"]).await.expect("list")), ["c1", "v1", "v2"]);
+    assert_eq!(names(d.list(&[r#"labels."containerd.io/snapshot/x"==yes"#]).await.expect("list")), ["c2"]);
     assert_eq!(names(d.list(&["labels.team"]).await.expect("list")), ["c2"]);
-    assert_eq!(
-        names(d.list(&["name~=^c"]).await.expect("list")),
-        ["c1", "c2"]
-    );
-    assert_eq!(
-        names(d.list(&["kind!=committed,parent!=c2"]).await.expect("list")),
-        ["a2", "v2"]
-    );
+    assert_eq!(names(d.list(&["name~=^c"]).await.expect("list")), ["c1", "c2"]);
+    assert_eq!(names(d.list(&["kind!=committed,parent!=c2"]).await.expect("list")), ["a2", "v2"]);
 }
 
 #[tokio::test]
@@ -408,28 +268,13 @@ async fn layer_file_update() {
     check_layers(
         &mut d,
         &[
-            seq(vec![
-                write("/etc/hosts", "mydomain 10.0.0.1", 0o644),
-                write("/etc/profile", "PATH=/usr/bin", 0o644),
-            ]),
-            seq(vec![
-                write("/etc/hosts", "mydomain 10.0.0.2", 0o644),
-                write("/etc/profile", "PATH=/usr/bin", 0o666),
-            ]),
-            seq(vec![
-                write("/etc/hosts", "mydomain 10.0.0.3", 0o644),
-                write("/etc/profile", "PATH=/usr/bin", 0o666),
-            ]),
+            seq(vec![write("/etc/hosts", "mydomain 10.0.0.1", 0o644), write("/etc/profile", "PATH=/usr/bin", 0o644)]),
+            seq(vec![write("/etc/hosts", "mydomain 10.0.0.2", 0o644), write("/etc/profile", "PATH=/usr/bin", 0o666)]),
+            seq(vec![write("/etc/hosts", "mydomain 10.0.0.3", 0o644), write("/etc/profile", "PATH=/usr/bin", 0o666)]),
         ]
         .into_iter()
         .enumerate()
-        .map(|(i, a)| {
-            if i == 0 {
-                seq(vec![mkdir("/etc", 0o755), a])
-            } else {
-                a
-            }
-        })
+        .map(|(i, a)| if i == 0 { seq(vec![mkdir("/etc", 0o755), a]) } else { a })
         .collect::<Vec<_>>(),
     )
     .await;
@@ -448,12 +293,7 @@ async fn remove_directory_in_lower_layer() {
                 write("/lib/keep/foo", "", 0o644),
                 write("/a", "", 0o644),
             ]),
-            seq(vec![
-                remove_all("/lib"),
-                mkdir("/lib", 0o700),
-                write("/lib/newfile", "", 0o644),
-                remove_all("/a"),
-            ]),
+            seq(vec![remove_all("/lib"), mkdir("/lib", 0o700), write("/lib/newfile", "", 0o644), remove_all("/a")]),
         ],
     )
     .await;
@@ -467,15 +307,8 @@ async fn remove_directory_in_lower_layer() {
         .map(|e| e.path().join("fs"))
         .find(|p| p.join("lib/newfile").exists() && !p.join("check").exists())
         .expect("upper layer of committed-1");
-    assert!(
-        is_whiteout(&id.join("a")),
-        "/a is a whiteout in the upper layer"
-    );
-    assert_eq!(
-        xattr(&id.join("lib"), "trusted.overlay.opaque").as_deref(),
-        Some(&b"y"[..]),
-        "/lib is opaque"
-    );
+    assert!(is_whiteout(&id.join("a")), "/a is a whiteout in the upper layer");
+    assert_eq!(xattr(&id.join("lib"), "trusted.overlay.opaque").as_deref(), Some(&b"y"[..]), "/lib is opaque");
 }
 
 #[tokio::test]
@@ -507,12 +340,7 @@ async fn directory_permission_on_commit() {
     check_layers(
         &mut d,
         &[
-            seq(vec![
-                mkdir("/dir1", 0o700),
-                mkdir("/dir2", 0o700),
-                mkdir("/dir3", 0o700),
-                chown_to("/dir3", 1, 1),
-            ]),
+            seq(vec![mkdir("/dir1", 0o700), mkdir("/dir2", 0o700), mkdir("/dir3", 0o700), chown_to("/dir3", 1, 1)]),
             seq(vec![
                 write("/dir1/f", "...", 0o644),
                 mkdir("/dir2/f", 0o700),
@@ -529,19 +357,10 @@ async fn remove_intermediate_snapshot() {
     let mut d = Daemon::start().await;
     d.prepare("base", "").await.expect("prepare");
     d.commit("committed-base", "base").await.expect("commit");
-    d.prepare("intermediate", "committed-base")
-        .await
-        .expect("prepare");
-    d.commit("committed-inter", "intermediate")
-        .await
-        .expect("commit");
-    d.prepare("toplayer", "committed-inter")
-        .await
-        .expect("prepare");
-    assert_eq!(
-        code(d.remove("committed-inter").await),
-        Code::FailedPrecondition
-    );
+    d.prepare("intermediate", "committed-base").await.expect("prepare");
+    d.commit("committed-inter", "intermediate").await.expect("commit");
+    d.prepare("toplayer", "committed-inter").await.expect("prepare");
+    assert_eq!(code(d.remove("committed-inter").await), Code::FailedPrecondition);
     d.remove("toplayer").await.expect("remove");
     d.remove("committed-inter").await.expect("remove");
     d.remove("committed-base").await.expect("remove");
@@ -554,10 +373,7 @@ async fn deleted_files_in_child_snapshot() {
     check_layers(
         &mut d,
         &[
-            seq(vec![
-                write("/foo", "foo\n", 0o777),
-                write("/foobar", "foobar\n", 0o777),
-            ]),
+            seq(vec![write("/foo", "foo\n", 0o777), write("/foobar", "foobar\n", 0o777)]),
             remove_all("/foobar"),
             seq(vec![]),
         ],
@@ -601,10 +417,7 @@ async fn rename() {
                 write("/dir1/f1", "dummy file", 0o644),
                 symlink("f1", "/dir1/l1"),
             ]),
-            seq(vec![
-                rename_to("/dir1", "/dir2"),
-                rename_to("/somefiles", "/dir2/somefiles"),
-            ]),
+            seq(vec![rename_to("/dir1", "/dir2"), rename_to("/somefiles", "/dir2/somefiles")]),
         ],
     )
     .await;
@@ -618,8 +431,7 @@ async fn view_readonly() {
     let ms = d.view("view", "committed").await.expect("view");
     {
         let m = Mounted::new(&ms, &d.work("view-mount"));
-        let err =
-            fs::write(m.0.join("testfile"), "testcontent").expect_err("a view must be read-only");
+        let err = fs::write(m.0.join("testfile"), "testcontent").expect_err("a view must be read-only");
         assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
     }
     // Also for a view over several layers (an overlay without upperdir).
@@ -657,10 +469,7 @@ async fn close_twice() {
     assert!(st.success(), "clean exit on SIGTERM: {st}");
     assert!(!d.socket.exists(), "socket removed on exit");
     d.restart(Vec::new()).await;
-    assert_eq!(
-        d.stat("kept").await.expect("state survives a restart").kind,
-        pb::Kind::Active as i32
-    );
+    assert_eq!(d.stat("kept").await.expect("state survives a restart").kind, pb::Kind::Active as i32);
     let st = d.stop();
     assert!(st.success(), "second stop: {st}");
 }
@@ -669,10 +478,7 @@ async fn close_twice() {
 async fn root_permission() {
     let mut d = Daemon::start().await;
     let ms = d.prepare("preparing", "").await.expect("prepare");
-    assert_eq!(
-        ms[0].r#type, "bind",
-        "an empty active snapshot is a bind mount"
-    );
+    assert_eq!(ms[0].r#type, "bind", "an empty active snapshot is a bind mount");
     let m = Mounted::new(&ms, &d.work("preparing"));
     let mode = fs::metadata(&m.0).expect("stat").mode() & 0o7777;
     assert_eq!(mode, 0o755);
@@ -693,11 +499,7 @@ async fn usage_size_and_inodes() {
     assert!(s1 >= s0 + 64 * 1024, "size grew by the file: {s0} -> {s1}");
     assert_eq!(i1, i0 + 2, "one file (two links) and one dir");
     d.commit("c", "p").await.expect("commit");
-    assert_eq!(
-        d.usage("c").await.expect("usage"),
-        (s1, i1),
-        "committed usage is frozen at commit"
-    );
+    assert_eq!(d.usage("c").await.expect("usage"), (s1, i1), "committed usage is frozen at commit");
 }
 
 async fn layers(n: usize) {
@@ -716,27 +518,13 @@ async fn layers(n: usize) {
         parent = name;
     }
     let ms = d.view("top-view", &parent).await.expect("view");
-    let lower = ms[0]
-        .options
-        .iter()
-        .find(|o| o.starts_with("lowerdir="))
-        .expect("lowerdir");
+    let lower = ms[0].options.iter().find(|o| o.starts_with("lowerdir=")).expect("lowerdir");
     assert_eq!(lower.split(':').count(), n, "lowerdir lists every layer");
-    assert!(
-        lower.len() > 4096 || n < 128,
-        "long enough to need compaction"
-    );
+    assert!(lower.len() > 4096 || n < 128, "long enough to need compaction");
     let m = Mounted::new(&ms, &d.work("view"));
-    assert_eq!(
-        fs::read_to_string(m.0.join("bottom")).expect("read"),
-        format!("{}", n - 1),
-        "newest layer wins"
-    );
+    assert_eq!(fs::read_to_string(m.0.join("bottom")).expect("read"), format!("{}", n - 1), "newest layer wins");
     for i in 0..n {
-        assert!(
-            m.0.join(format!("only-{i}")).exists(),
-            "file of layer {i} visible"
-        );
+        assert!(m.0.join(format!("only-{i}")).exists(), "file of layer {i} visible");
     }
     drop(m);
     let ms = d.prepare("top-active", &parent).await.expect("prepare");

@@ -77,16 +77,13 @@ const BPF_F_ALLOW_MULTI: u32 = 2;
 fn bpf<T: BpfAttr>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
     // SAFETY: attr is a live, properly sized repr(C) prefix of union bpf_attr
     // for this command; pointers inside it point to buffers that outlive the call.
-    let r = unsafe {
-        libc::syscall(libc::SYS_bpf, cmd, attr as *mut T as *mut libc::c_void, std::mem::size_of::<T>())
-    };
+    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T as *mut libc::c_void, std::mem::size_of::<T>()) };
     if r < 0 {
         Err(std::io::Error::last_os_error())
     } else {
         Ok(r)
     }
 }
-
 
 /// The repr(C) prefixes of union bpf_attr above; only they may be passed to `bpf`.
 trait BpfAttr {}

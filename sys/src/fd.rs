@@ -26,7 +26,6 @@ pub fn fd_is_open(fd: RawFd) -> bool {
     unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
 }
 
-
 /// recvmsg(2) with room for one fd sent along (SCM_RIGHTS, received CLOEXEC): the bytes
 /// read and the fd, now owned by the caller. EINTR is returned as is.
 pub fn recv_with_fd(sock: BorrowedFd<'_>, iov: &mut [io::IoSliceMut<'_>]) -> nix::Result<(usize, Option<OwnedFd>)> {
@@ -99,7 +98,8 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
 /// /proc/self/fd and close where close_range is missing or denied). Only for a process
 /// that owns all of them: the forked init, whose other `OwnedFd`s are never dropped.
 pub fn close_from_except(first: u32, keep: &[RawFd]) -> io::Result<()> {
-    let mut keep: Vec<u32> = keep.iter().filter(|fd| **fd >= 0).map(|fd| *fd as u32).filter(|fd| *fd >= first).collect();
+    let mut keep: Vec<u32> =
+        keep.iter().filter(|fd| **fd >= 0).map(|fd| *fd as u32).filter(|fd| *fd >= first).collect();
     keep.sort_unstable();
     keep.dedup();
     let mut gaps = Vec::new();

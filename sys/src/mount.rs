@@ -140,14 +140,7 @@ pub fn fs_create(fstype: &str, opts: &[(&str, &str)], attr_flags: u64) -> nix::R
         let v = CString::new(*v).map_err(|_| Errno::EINVAL)?;
         // SAFETY: key and value are valid C strings; fsfd is live.
         let ret = unsafe {
-            libc::syscall(
-                libc::SYS_fsconfig,
-                fsfd.as_raw_fd(),
-                FSCONFIG_SET_STRING,
-                k.as_ptr(),
-                v.as_ptr(),
-                0,
-            )
+            libc::syscall(libc::SYS_fsconfig, fsfd.as_raw_fd(), FSCONFIG_SET_STRING, k.as_ptr(), v.as_ptr(), 0)
         };
         Errno::result(ret)?;
     }
@@ -164,14 +157,7 @@ pub fn fs_create(fstype: &str, opts: &[(&str, &str)], attr_flags: u64) -> nix::R
     };
     Errno::result(ret)?;
     // SAFETY: fsfd is a configured filesystem context.
-    owned(unsafe {
-        libc::syscall(
-            libc::SYS_fsmount,
-            fsfd.as_raw_fd(),
-            FSMOUNT_CLOEXEC,
-            attr_flags,
-        )
-    })
+    owned(unsafe { libc::syscall(libc::SYS_fsmount, fsfd.as_raw_fd(), FSMOUNT_CLOEXEC, attr_flags) })
 }
 
 /// The magic-link path that names an fd we hold; used as a mount(2) target so
@@ -184,7 +170,8 @@ pub fn fd_path(fd: BorrowedFd) -> String {
 /// symlink: tells whether the top mount at a path is still the one recorded earlier.
 pub fn mount_id(path: &std::path::Path) -> io::Result<u64> {
     use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: statx is plain data, zeroed is a valid value for it.
     let mut st: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: c is a NUL-terminated path and st a valid, writable statx buffer.
@@ -205,4 +192,3 @@ pub fn mount_id(path: &std::path::Path) -> io::Result<u64> {
     }
     Ok(st.stx_mnt_id)
 }
-

@@ -53,13 +53,7 @@ pub fn clone3_fork(ns_flags: u64, cgroup: Option<BorrowedFd<'_>>) -> io::Result<
     }
     // SAFETY: args is a valid clone_args of the size passed; a zero stack makes the child
     // continue on a copy of this stack like fork(2); the process is single-threaded.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
+    let ret = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
     match ret {
         -1 => Err(io::Error::last_os_error()),
         0 => Ok(Forked::Child),
@@ -124,7 +118,6 @@ pub fn process_alive(pid: i32, start_time: u64) -> bool {
     }
     fields.nth(18).and_then(|s| s.parse::<u64>().ok()) == Some(start_time)
 }
-
 
 /// Ends the process at once, like _exit(2): no atexit handlers, no destructors, no
 /// flushing of buffers that belong to the parent's copy of this memory (after a fork).

@@ -15,7 +15,14 @@ pub fn seccomp_set_filter(flags: u32, program: &[libc::sock_filter]) -> io::Resu
     let len = u16::try_from(program.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     let prog = libc::sock_fprog { len, filter: program.as_ptr().cast_mut() };
     // SAFETY: prog points at `program`, which outlives the call; the kernel copies it.
-    let ret = unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags as libc::c_ulong, &prog as *const libc::sock_fprog) };
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            flags as libc::c_ulong,
+            &prog as *const libc::sock_fprog,
+        )
+    };
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -25,4 +32,3 @@ pub fn seccomp_set_filter(flags: u32, program: &[libc::sock_filter]) -> io::Resu
     // SAFETY: with NEW_LISTENER the kernel returned a new fd that nothing else owns.
     Ok(Some(unsafe { OwnedFd::from_raw_fd(ret as RawFd) }))
 }
-

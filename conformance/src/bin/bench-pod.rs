@@ -11,9 +11,7 @@ use conformance::cri::{CriEnv, HANDLERS};
 
 fn median_ms(mut v: Vec<Duration>) -> f64 {
     v.sort();
-    v.get(v.len() / 2)
-        .map(|d| d.as_secs_f64() * 1000.0)
-        .unwrap_or(0.0)
+    v.get(v.len() / 2).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
 }
 
 fn pss_kib(pid: u32) -> u64 {
@@ -26,10 +24,7 @@ fn pss_kib(pid: u32) -> u64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let n: usize = std::env::var("BENCH_POD_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+    let n: usize = std::env::var("BENCH_POD_N").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let env = CriEnv::start()?;
     let mut start: [Vec<Duration>; 2] = Default::default();
     let mut stop: [Vec<Duration>; 2] = Default::default();
@@ -66,11 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for i in 0..PODS {
             pods.push(env.sleeping_pod(&format!("m{handler}{i}"), handler, 1)?);
         }
-        let shims: Vec<u32> = env
-            .shim_pids()
-            .into_iter()
-            .filter(|p| !before.contains(p))
-            .collect();
+        let shims: Vec<u32> = env.shim_pids().into_iter().filter(|p| !before.contains(p)).collect();
         let total: u64 = shims.iter().map(|p| pss_kib(*p)).sum();
         println!(
             "  {handler:6} shim memory: {} shims for {PODS} pods, {:.0} KiB PSS per pod (target <= 1024 for berth)",

@@ -24,10 +24,7 @@ fn ok(cd: &Containerd, args: &[&str]) -> R<()> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "ctr {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ))
+        Err(format!("ctr {args:?}: {}", String::from_utf8_lossy(&out.stderr)))
     }
 }
 
@@ -46,19 +43,7 @@ fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> R<T> {
 
 fn cycle(cd: &Containerd, runtime: &str, id: &str) -> R<Duration> {
     let t = Instant::now();
-    ok(
-        cd,
-        &[
-            "run",
-            "-d",
-            "--runtime",
-            runtime,
-            IMAGE,
-            id,
-            "sleep",
-            "1000",
-        ],
-    )?;
+    ok(cd, &["run", "-d", "--runtime", runtime, IMAGE, id, "sleep", "1000"])?;
     ok(cd, &["tasks", "kill", "-s", "KILL", id])?;
     // --force waits for the exit before deleting.
     ok(cd, &["tasks", "rm", "-f", id])?;
@@ -84,35 +69,15 @@ fn memory(pid: u32) -> (u64, u64, u64, u64) {
             .unwrap_or(0)
     };
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let threads = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    (
-        get("Rss:"),
-        get("Pss:"),
-        get("Private_Clean:") + get("Private_Dirty:"),
-        threads,
-    )
+    let threads =
+        status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+    (get("Rss:"), get("Pss:"), get("Private_Clean:") + get("Private_Dirty:"), threads)
 }
 
 fn memory_of(cd: &Containerd, runtime: &str, n: usize) -> R<(f64, f64, f64, f64)> {
     let ids: Vec<String> = (0..n).map(|i| format!("mem-{i}")).collect();
     for id in &ids {
-        ok(
-            cd,
-            &[
-                "run",
-                "-d",
-                "--runtime",
-                runtime,
-                IMAGE,
-                id,
-                "sleep",
-                "1000",
-            ],
-        )?;
+        ok(cd, &["run", "-d", "--runtime", runtime, IMAGE, id, "sleep", "1000"])?;
     }
     let pids = poll("shims", || {
         let p = if runtime == SHIM_RUNTIME {
@@ -133,12 +98,7 @@ fn memory_of(cd: &Containerd, runtime: &str, n: usize) -> R<(f64, f64, f64, f64)
         ok(cd, &["containers", "rm", id])?;
     }
     let k = pids.len() as f64;
-    Ok((
-        tot.0 as f64 / k,
-        tot.1 as f64 / k,
-        tot.2 as f64 / k,
-        tot.3 as f64 / k,
-    ))
+    Ok((tot.0 as f64 / k, tot.1 as f64 / k, tot.2 as f64 / k, tot.3 as f64 / k))
 }
 
 /// One pod of `n` containers sharing one shim (the sandbox-id annotation): the shim's cost
@@ -164,10 +124,7 @@ fn memory_of_pod(cd: &Containerd, n: usize) -> R<(f64, f64, f64, f64)> {
     }
     let pids = shim_pids(&cd.address);
     if pids.len() != 1 {
-        return Err(format!(
-            "expected one shim for the pod, found {}",
-            pids.len()
-        ));
+        return Err(format!("expected one shim for the pod, found {}", pids.len()));
     }
     let m = memory(pids[0]);
     for id in ids.iter().rev() {
@@ -180,10 +137,7 @@ fn memory_of_pod(cd: &Containerd, n: usize) -> R<(f64, f64, f64, f64)> {
 }
 
 fn main() {
-    let iterations: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(30);
+    let iterations: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(30);
     let cd = match shim_containerd() {
         Ok(cd) => cd,
         Err(e) => {

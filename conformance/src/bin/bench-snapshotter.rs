@@ -46,8 +46,7 @@ fn image_layers() -> Result<Vec<Layer>> {
 
 fn req<T>(msg: T, ns: &'static str) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
-    r.metadata_mut()
-        .insert("containerd-namespace", MetadataValue::from_static(ns));
+    r.metadata_mut().insert("containerd-namespace", MetadataValue::from_static(ns));
     r
 }
 
@@ -75,32 +74,20 @@ async fn chain(
             parent: parent.clone(),
             labels: gc_root(),
         };
-        let mounts = c
-            .prepare(req(prep, "bench"))
-            .await
-            .context("prepare")?
-            .into_inner()
-            .mounts;
+        let mounts = c.prepare(req(prep, "bench")).await.context("prepare")?.into_inner().mounts;
         berth_snapshotter::mounts::mount_all(&mounts, target).context("mount")?;
         let w = std::fs::write(target.join(format!("f{i}")), b"layer");
         berth_snapshotter::mounts::unmount(target).context("unmount")?;
         w.context("write")?;
-        let cm = pb::CommitSnapshotRequest {
-            snapshotter: snapshotter.into(),
-            name: name.clone(),
-            key,
-            labels: gc_root(),
-        };
+        let cm =
+            pb::CommitSnapshotRequest { snapshotter: snapshotter.into(), name: name.clone(), key, labels: gc_root() };
         c.commit(req(cm, "bench")).await.context("commit")?;
         out.push(t0.elapsed());
         names.push(name.clone());
         parent = name;
     }
     for n in names.iter().rev() {
-        let r = pb::RemoveSnapshotRequest {
-            snapshotter: snapshotter.into(),
-            key: n.clone(),
-        };
+        let r = pb::RemoveSnapshotRequest { snapshotter: snapshotter.into(), key: n.clone() };
         c.remove(req(r, "bench")).await.context("remove")?;
     }
     Ok(())
@@ -108,26 +95,14 @@ async fn chain(
 
 fn import(ctd: &Containerd, ns: &str, snapshotter: &str, archive: &Path) -> Result<Duration> {
     let t0 = Instant::now();
-    ctd.ctr(
-        ns,
-        &[
-            "images",
-            "import",
-            "--snapshotter",
-            snapshotter,
-            &archive.to_string_lossy(),
-        ],
-    )?;
+    ctd.ctr(ns, &["images", "import", "--snapshotter", snapshotter, &archive.to_string_lossy()])?;
     let d = t0.elapsed();
     ctd.ctr(ns, &["images", "rm", "--sync", IMAGE])?;
     Ok(d)
 }
 
 fn main() -> Result<()> {
-    let rounds: usize = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
     let snap = SnapshotterProcess::start()?;
     let ctd = Containerd::start(&[("berth", &snap.socket)])?;
     let work = tempfile::Builder::new().prefix("berth-bench-").tempdir()?;
@@ -150,9 +125,7 @@ fn main() -> Result<()> {
         }
     }
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let per_layer = rt.block_on(async {
         let mut c = berth_snapshotter::client::connect(&ctd.address).await?;
         let mut per_layer: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
@@ -189,17 +162,10 @@ fn main() -> Result<()> {
             "  {what:<40} overlayfs {:>9.2} ms   berth {:>9.2} ms   ratio {ratio:.2}x {}",
             o.as_secs_f64() * 1e3,
             b.as_secs_f64() * 1e3,
-            if ratio <= 1.1 {
-                "(ok, target <= 1.1x)"
-            } else {
-                "(over the 1.1x target)"
-            }
+            if ratio <= 1.1 { "(ok, target <= 1.1x)" } else { "(over the 1.1x target)" }
         );
     };
-    report(
-        &format!("unpack of a {LAYERS}-layer image (ctr import)"),
-        &mut unpack,
-    );
+    report(&format!("unpack of a {LAYERS}-layer image (ctr import)"), &mut unpack);
     report("prepare+mount+commit per layer", &mut per_layer);
 
     // containerd removes backend snapshots at garbage collection; a
@@ -207,10 +173,7 @@ fn main() -> Result<()> {
     import(&ctd, "final-gc", "berth", &archive)?;
     let left = snap.layer_dirs();
     if !left.is_empty() {
-        bail!(
-            "berth-snapshotter kept {} layer directories after the bench",
-            left.len()
-        );
+        bail!("berth-snapshotter kept {} layer directories after the bench", left.len());
     }
     Ok(())
 }

@@ -25,11 +25,7 @@ struct Rt {
 }
 
 fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
 }
 
 /// Spawns, waits with wait4, returns (wall time, exit status, ru_maxrss KiB, stderr).
@@ -37,12 +33,7 @@ fn timed(bin: &Path, args: &[&OsStr]) -> (Duration, i32, i64, String) {
     let err = tempfile_path();
     let errf = std::fs::File::create(&err).expect("create stderr capture");
     let t0 = Instant::now();
-    let child = Command::new(bin)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(errf)
-        .spawn();
+    let child = Command::new(bin).args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(errf).spawn();
     let child = match child {
         Ok(c) => c,
         Err(e) => return (t0.elapsed(), -1, 0, format!("spawn {}: {e}", bin.display())),
@@ -142,7 +133,10 @@ fn main() {
     // One trial run each: a runtime that cannot run the bundle is reported, not timed.
     for rt in rts.iter_mut() {
         let id = format!("bench-{}-probe", rt.name);
-        let (_, code, _, err) = timed(&rt.bin, &[os("--root"), rt.root.as_os_str(), os("run"), os("--bundle"), bundle.dir.as_os_str(), os(&id)]);
+        let (_, code, _, err) = timed(
+            &rt.bin,
+            &[os("--root"), rt.root.as_os_str(), os("run"), os("--bundle"), bundle.dir.as_os_str(), os(&id)],
+        );
         if code != 0 {
             rt.broken = Some(format!("`run` exited {code}: {}", err.trim()));
             let _ = timed(&rt.bin, &[os("--root"), rt.root.as_os_str(), os("delete"), os("--force"), os(&id)]);
@@ -168,13 +162,27 @@ fn main() {
     let mut exec_ok: BTreeMap<&str, bool> = BTreeMap::new();
     let mut stats_ok: BTreeMap<&str, bool> = BTreeMap::new();
     for rt in &live {
-        let (_, code, _, err) = timed(&rt.bin, &[os("--root"), exec_root(rt).as_os_str(), os("run"), os("-d"), os("--bundle"), sleeper.dir.as_os_str(), os(&exec_id(rt))]);
+        let (_, code, _, err) = timed(
+            &rt.bin,
+            &[
+                os("--root"),
+                exec_root(rt).as_os_str(),
+                os("run"),
+                os("-d"),
+                os("--bundle"),
+                sleeper.dir.as_os_str(),
+                os(&exec_id(rt)),
+            ],
+        );
         if code != 0 {
             println!("{}: cannot start the container for exec: {}", rt.name, err.trim());
         }
         exec_ok.insert(rt.name, code == 0);
         if code == 0 {
-            let (_, probe, _, perr) = timed(&rt.bin, &[os("--root"), exec_root(rt).as_os_str(), os("events"), os("--stats"), os(&exec_id(rt))]);
+            let (_, probe, _, perr) = timed(
+                &rt.bin,
+                &[os("--root"), exec_root(rt).as_os_str(), os("events"), os("--stats"), os(&exec_id(rt))],
+            );
             if probe == 0 {
                 stats_ok.insert(rt.name, true);
             } else {
@@ -191,7 +199,8 @@ fn main() {
             let r = rt.root.as_os_str();
             let id = format!("bench-{}-{i}", rt.name);
             // run
-            let (dt, code, _, err) = timed(&rt.bin, &[os("--root"), r, os("run"), os("--bundle"), bundle.dir.as_os_str(), os(&id)]);
+            let (dt, code, _, err) =
+                timed(&rt.bin, &[os("--root"), r, os("run"), os("--bundle"), bundle.dir.as_os_str(), os(&id)]);
             if code == 0 {
                 s.push("run", rt.name, dt.as_secs_f64() * 1e3);
             } else {
@@ -203,7 +212,19 @@ fn main() {
             let pf = pidfile(rt);
             let _ = std::fs::remove_file(&pf);
             let t0 = Instant::now();
-            let (_, c1, rss, err) = timed(&rt.bin, &[os("--root"), r, os("create"), os("--bundle"), bundle.dir.as_os_str(), os("--pid-file"), pf.as_os_str(), os(&id)]);
+            let (_, c1, rss, err) = timed(
+                &rt.bin,
+                &[
+                    os("--root"),
+                    r,
+                    os("create"),
+                    os("--bundle"),
+                    bundle.dir.as_os_str(),
+                    os("--pid-file"),
+                    pf.as_os_str(),
+                    os(&id),
+                ],
+            );
             let ok = c1 == 0 && {
                 let pid: i32 = std::fs::read_to_string(&pf).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
                 let (_, c2, _, _) = timed(&rt.bin, &[os("--root"), r, os("start"), os(&id)]);
@@ -218,32 +239,67 @@ fn main() {
                 s.push("create+start+wait+delete", rt.name, dt.as_secs_f64() * 1e3);
                 s.push("create peak RSS (KiB)", rt.name, rss as f64);
             } else {
-                failures.entry(("create+start+wait+delete", rt.name)).or_insert(if err.is_empty() { "start/wait/delete failed".into() } else { err });
+                failures.entry(("create+start+wait+delete", rt.name)).or_insert(if err.is_empty() {
+                    "start/wait/delete failed".into()
+                } else {
+                    err
+                });
                 let _ = timed(&rt.bin, &[os("--root"), r, os("delete"), os("--force"), os(&id)]);
             }
             reap_strays();
             // exec into the running container
             if exec_ok.get(rt.name) == Some(&true) {
-                let (dt, code, _, err) = timed(&rt.bin, &[os("--root"), exec_root(rt).as_os_str(), os("exec"), os(&exec_id(rt)), os("true")]);
-                if code == 0 { s.push("exec true", rt.name, dt.as_secs_f64() * 1e3) } else { failures.entry(("exec true", rt.name)).or_insert(err); }
+                let (dt, code, _, err) = timed(
+                    &rt.bin,
+                    &[os("--root"), exec_root(rt).as_os_str(), os("exec"), os(&exec_id(rt)), os("true")],
+                );
+                if code == 0 {
+                    s.push("exec true", rt.name, dt.as_secs_f64() * 1e3)
+                } else {
+                    failures.entry(("exec true", rt.name)).or_insert(err);
+                }
             }
             if stats_ok.get(rt.name) == Some(&true) {
-                let (dt, code, _, err) = timed(&rt.bin, &[os("--root"), exec_root(rt).as_os_str(), os("events"), os("--stats"), os(&exec_id(rt))]);
-                if code == 0 { s.push("events --stats", rt.name, dt.as_secs_f64() * 1e3) } else { failures.entry(("events --stats", rt.name)).or_insert(err); }
+                let (dt, code, _, err) = timed(
+                    &rt.bin,
+                    &[os("--root"), exec_root(rt).as_os_str(), os("events"), os("--stats"), os(&exec_id(rt))],
+                );
+                if code == 0 {
+                    s.push("events --stats", rt.name, dt.as_secs_f64() * 1e3)
+                } else {
+                    failures.entry(("events --stats", rt.name)).or_insert(err);
+                }
             }
             // do-nothing commands
             let (dt, code, _, err) = timed(&rt.bin, &[os("--root"), r, os("list")]);
-            if code == 0 { s.push("list (empty)", rt.name, dt.as_secs_f64() * 1e3) } else { failures.entry(("list (empty)", rt.name)).or_insert(err); }
+            if code == 0 {
+                s.push("list (empty)", rt.name, dt.as_secs_f64() * 1e3)
+            } else {
+                failures.entry(("list (empty)", rt.name)).or_insert(err);
+            }
             let (dt, code, _, err) = timed(&rt.bin, &[os("--version")]);
-            if code == 0 { s.push("--version", rt.name, dt.as_secs_f64() * 1e3) } else { failures.entry(("--version", rt.name)).or_insert(err); }
+            if code == 0 {
+                s.push("--version", rt.name, dt.as_secs_f64() * 1e3)
+            } else {
+                failures.entry(("--version", rt.name)).or_insert(err);
+            }
         }
     }
 
     for rt in &live {
-        let _ = timed(&rt.bin, &[os("--root"), exec_root(rt).as_os_str(), os("delete"), os("--force"), os(&exec_id(rt))]);
+        let _ =
+            timed(&rt.bin, &[os("--root"), exec_root(rt).as_os_str(), os("delete"), os("--force"), os(&exec_id(rt))]);
     }
     reap_strays();
-    let scenarios = ["run", "create+start+wait+delete", "exec true", "events --stats", "list (empty)", "--version", "create peak RSS (KiB)"];
+    let scenarios = [
+        "run",
+        "create+start+wait+delete",
+        "exec true",
+        "events --stats",
+        "list (empty)",
+        "--version",
+        "create peak RSS (KiB)",
+    ];
     println!("{:<26} {:<6} {:>10} {:>10} {:>5}", "scenario", "rt", "median", "p90", "n");
     for sc in scenarios {
         let unit = if sc.contains("RSS") { "" } else { " ms" };

@@ -125,10 +125,7 @@ pub(crate) fn v1_writes(rules: &[DeviceRule]) -> Vec<(&'static str, String)> {
             DevKind::Char => &["c"],
         };
         for k in kinds {
-            out.push((
-                file,
-                format!("{k} {}:{} {}", numstr(r.major), numstr(r.minor), access_str(r.access)),
-            ));
+            out.push((file, format!("{k} {}:{} {}", numstr(r.major), numstr(r.minor), access_str(r.access))));
         }
     }
     out
@@ -305,7 +302,16 @@ mod tests {
 
     #[test]
     fn unknown_access_letters_are_ignored_as_in_runc() {
-        let rule = |a: &str| LinuxDeviceCgroupBuilder::default().allow(false).typ(LinuxDeviceType::C).major(1i64).minor(11i64).access(a).build().unwrap();
+        let rule = |a: &str| {
+            LinuxDeviceCgroupBuilder::default()
+                .allow(false)
+                .typ(LinuxDeviceType::C)
+                .major(1i64)
+                .minor(11i64)
+                .access(a)
+                .build()
+                .unwrap()
+        };
         let r = parse_rules(&[rule("rwa")]).unwrap();
         assert_eq!(r[0].access, ACC_READ | ACC_WRITE);
         assert!(parse_rules(&[rule("xyz")]).unwrap().is_empty());

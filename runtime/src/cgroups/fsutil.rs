@@ -6,13 +6,6 @@ use std::time::Duration;
 
 use super::CgroupError;
 
-pub(crate) fn is_cgroup2_fs(p: &Path) -> bool {
-    match nix::sys::statfs::statfs(p) {
-        Ok(s) => s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC,
-        Err(_) => false,
-    }
-}
-
 pub(crate) fn read_trim(p: &Path) -> std::io::Result<String> {
     Ok(std::fs::read_to_string(p)?.trim().to_string())
 }
@@ -110,10 +103,7 @@ pub(crate) fn rmdir_all(dirs: &[PathBuf]) -> (Vec<PathBuf>, Vec<CgroupError>) {
         let only_busy = busy.len() == errs.len();
         if errs.is_empty() || !only_busy || waited >= BUDGET {
             let left = errs.iter().map(|(d, _)| d.clone()).collect();
-            let errs = errs
-                .into_iter()
-                .map(|(path, source)| CgroupError::Io { path, op: "rmdir", source })
-                .collect();
+            let errs = errs.into_iter().map(|(path, source)| CgroupError::Io { path, op: "rmdir", source }).collect();
             return (left, errs);
         }
         pending = busy;

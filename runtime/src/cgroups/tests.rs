@@ -39,18 +39,31 @@ impl FakeV2 {
         std::fs::write(root.join("parent/cgroup.subtree_control"), "").unwrap();
         FakeV2 { _tmp: tmp, root }
     }
-    fn manager(&self, id: &str, path: Option<&str>) -> Manager {
+    fn manager(&self, id: &str, path: Option<&str>) -> Box<dyn Manager> {
         let mi = format!("30 23 0:26 / {} rw - cgroup2 cgroup2 rw,nsdelegate\n", self.root.display());
-        Manager::from_sources(id, path, &mi, "0::/parent\n", true).unwrap()
+        from_sources(id, path, &mi, "0::/parent\n", true).unwrap()
     }
     /// A leaf with the interface files a real cgroup2 dir would have.
     fn leaf(&self, rel: &str) -> PathBuf {
         let d = self.root.join(rel);
         std::fs::create_dir_all(&d).unwrap();
         for f in [
-            "cgroup.procs", "cgroup.freeze", "memory.max", "memory.swap.max", "memory.low", "cpu.weight", "cpu.max",
-            "cpu.max.burst", "cpu.idle", "cpuset.cpus", "cpuset.mems", "pids.max", "io.weight", "io.max",
-            "hugetlb.2MB.max", "memory.high",
+            "cgroup.procs",
+            "cgroup.freeze",
+            "memory.max",
+            "memory.swap.max",
+            "memory.low",
+            "cpu.weight",
+            "cpu.max",
+            "cpu.max.burst",
+            "cpu.idle",
+            "cpuset.cpus",
+            "cpuset.mems",
+            "pids.max",
+            "io.weight",
+            "io.max",
+            "hugetlb.2MB.max",
+            "memory.high",
         ] {
             std::fs::write(d.join(f), "").unwrap();
         }
@@ -80,15 +93,13 @@ fn v2_apply_writes_the_files() {
     let leaf = f.leaf("parent/c1");
     let m = f.manager("c1", None);
     m.create().unwrap();
-    m.apply(&res(
-        r#"{"memory":{"limit":104857600,"swap":209715200,"reservation":52428800},
+    m.apply(&res(r#"{"memory":{"limit":104857600,"swap":209715200,"reservation":52428800},
             "cpu":{"shares":1024,"quota":50000,"period":100000,"burst":1000,"idle":1,"cpus":"0-1","mems":"0"},
             "pids":{"limit":0},
             "blockIO":{"weight":500,"throttleReadBpsDevice":[{"major":8,"minor":0,"rate":1048576}]},
             "hugepageLimits":[{"pageSize":"2MB","limit":-1}],
-            "unified":{"memory.high":"80000000"}}"#,
-    ))
-    .unwrap();
+            "unified":{"memory.high":"80000000"}}"#))
+        .unwrap();
     assert_eq!(read(&leaf.join("memory.max")), "104857600");
     assert_eq!(read(&leaf.join("memory.swap.max")), "104857600");
     assert_eq!(read(&leaf.join("memory.low")), "52428800");
@@ -149,7 +160,7 @@ fn v2_create_and_destroy_remove_only_what_was_made() {
     let json = serde_json::to_string(&st).unwrap();
     let back: CgroupState = serde_json::from_str(&json).unwrap();
     assert_eq!(back, st);
-    let m2 = Manager::from_state(&back);
+    let m2 = from_state(&back);
     assert!(m2.is_v2());
     m2.destroy().unwrap();
     assert!(!f.root.join("parent/a").exists());
@@ -171,7 +182,7 @@ fn plan_names_the_directories_before_they_exist() {
     assert!(!f.root.join("parent/a/b").exists(), "plan makes nothing");
     // Killed half-way: only the first directory was made.
     std::fs::create_dir(f.root.join("parent/a/b")).unwrap();
-    let after_crash = Manager::from_state(&m.state());
+    let after_crash = from_state(&m.state());
     after_crash.destroy().unwrap();
     assert!(!f.root.join("parent/a/b").exists());
     assert!(f.root.join("parent/a").is_dir());
@@ -242,10 +253,7 @@ fn v2_rejects_v1_only_knobs() {
 fn systemd_path_is_refused() {
     let f = FakeV2::new();
     let mi = format!("30 23 0:26 / {} rw - cgroup2 cgroup2 rw\n", f.root.display());
-    let e = Manager::from_sources("c1", Some("system.slice:docker:c1"), &mi, "0::/\n", true)
-        .err()
-        .unwrap()
-        .to_string();
+    let e = from_sources("c1", Some("system.slice:docker:c1"), &mi, "0::/\n", true).err().unwrap().to_string();
     assert!(e.contains("systemd"), "{e}");
 }
 
@@ -254,9 +262,7 @@ fn systemd_path_is_refused() {
 /// Whether the real-host tests can run: root on a v1 (hybrid) host. They are
 /// `#[ignore]`d (CI runs them with `--include-ignored`) and fail where it is not.
 fn real_v1() -> bool {
-    let ok = nix::unistd::geteuid().is_root()
-        && !fsutil::is_cgroup2_fs(Path::new("/sys/fs/cgroup"))
-        && Path::new("/proc/self/mountinfo").exists();
+    let ok = nix::unistd::geteuid().is_root() && !host_is_unified() && Path::new("/proc/self/mountinfo").exists();
     if !ok {
         eprintln!("not a host for this test: it needs root on a cgroup v1 host");
     }
@@ -285,7 +291,7 @@ impl Cleanup {
     fn leftovers(&self) -> Vec<PathBuf> {
         let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let mut out = Vec::new();
-        for m in mountinfo::parse_mountinfo(&mi) {
+        for m in cgroupfs::hierarchy::parse_mountinfo(&mi) {
             let mut stack = vec![(m.mount_point.clone(), false)];
             while let Some((d, ours)) = stack.pop() {
                 let ours = ours || d.file_name().is_some_and(|n| n == self.name.as_str());
@@ -370,7 +376,7 @@ fn root_v1_lifecycle_apply_add_pids_destroy() {
     assert!(real_v1(), "needs root on a cgroup v1 host");
     let name = unique("life");
     let mut guard = Cleanup::new(&name);
-    let m = Manager::new("ctr", Some(&format!("/{name}/ctr")), false).unwrap();
+    let m = open("ctr", Some(&format!("/{name}/ctr")), false).unwrap();
     assert!(!m.is_v2());
     m.create().unwrap();
     let mounts = m.mounts();
@@ -417,7 +423,7 @@ fn root_v1_lifecycle_apply_add_pids_destroy() {
     let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let managed = m.state().hierarchies;
     let mut seen = 0;
-    for e in mountinfo::parse_proc_cgroup(&own) {
+    for e in cgroupfs::hierarchy::parse_proc_cgroup(&own) {
         // Hierarchies not mounted here (another mount namespace may have
         // mounted e.g. hugetlb as v1) are not ours to manage.
         if managed.iter().any(|h| h.subsystems == e.controllers) {
@@ -448,7 +454,7 @@ fn root_v1_lifecycle_apply_add_pids_destroy() {
     }
     guard.children.clear();
     // Reopened from state, as `delete` does.
-    let m2 = Manager::from_state(&m.state());
+    let m2 = from_state(&m.state());
     m2.destroy().unwrap();
     assert!(m2.state().created.is_empty());
     assert_eq!(guard.leftovers(), Vec::<PathBuf>::new());
@@ -460,7 +466,7 @@ fn root_v1_docker_defaults_apply() {
     assert!(real_v1(), "needs root on a cgroup v1 host");
     let name = unique("dock");
     let guard = Cleanup::new(&name);
-    let m = Manager::new(&name, None, false).unwrap();
+    let m = open(&name, None, false).unwrap();
     m.create().unwrap();
     let r = format!(
         r#"{{"devices":{},"memory":{{}},"cpu":{{"shares":0}},"blockIO":{{"weight":0}},"pids":{{"limit":-1}}}}"#,
@@ -482,7 +488,7 @@ fn root_v1_b15_non_empty_cgroup_is_refused_and_kept() {
     assert!(real_v1(), "needs root on a cgroup v1 host");
     let name = unique("b15");
     let mut guard = Cleanup::new(&name);
-    let m = Manager::new("ctr", Some(&format!("/{name}")), false).unwrap();
+    let m = open("ctr", Some(&format!("/{name}")), false).unwrap();
     let mem = m.dir_for("memory").unwrap().to_path_buf();
     std::fs::create_dir(&mem).unwrap();
     let child = Command::new("sleep").arg("100").spawn().unwrap();
@@ -504,7 +510,7 @@ fn root_v1_b15_frozen_cgroup_is_refused() {
     assert!(real_v1(), "needs root on a cgroup v1 host");
     let name = unique("frz");
     let guard = Cleanup::new(&name);
-    let m = Manager::new("ctr", Some(&format!("/{name}")), false).unwrap();
+    let m = open("ctr", Some(&format!("/{name}")), false).unwrap();
     let frz = m.dir_for("freezer").unwrap().to_path_buf();
     std::fs::create_dir(&frz).unwrap();
     std::fs::write(frz.join("freezer.state"), "FROZEN").unwrap();
@@ -518,7 +524,7 @@ fn root_v1_pre_existing_empty_leaf_is_reused_then_removed_as_runc_does() {
     assert!(real_v1(), "needs root on a cgroup v1 host");
     let name = unique("keep");
     let guard = Cleanup::new(&name);
-    let m = Manager::new("ctr", Some(&format!("/{name}")), false).unwrap();
+    let m = open("ctr", Some(&format!("/{name}")), false).unwrap();
     let mem = m.dir_for("memory").unwrap().to_path_buf();
     std::fs::create_dir(&mem).unwrap();
     std::fs::create_dir(mem.join("sub")).unwrap();
@@ -534,7 +540,7 @@ fn root_v1_unified_resources_are_refused() {
     assert!(real_v1(), "needs root on a cgroup v1 host");
     let name = unique("uni");
     let _guard = Cleanup::new(&name);
-    let m = Manager::new("ctr", Some(&format!("/{name}")), false).unwrap();
+    let m = open("ctr", Some(&format!("/{name}")), false).unwrap();
     let e = m.apply(&res(r#"{"unified":{"memory.max":"10M"}}"#)).unwrap_err().to_string();
     assert!(e.starts_with("linux.resources.unified:"), "{e}");
 }
@@ -547,7 +553,7 @@ fn root_v1_unified_resources_are_refused() {
 fn root_ebpf_device_filter_enforces_rules() {
     assert!(real_v1(), "needs root on a cgroup v1 host");
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let Some(uni) = mountinfo::parse_mountinfo(&mi).into_iter().find(|m| m.v2 && m.root == "/") else {
+    let Some(uni) = cgroupfs::hierarchy::parse_mountinfo(&mi).into_iter().find(|m| m.v2 && m.root == "/") else {
         panic!("needs a cgroup2 mount (a hybrid host's unified hierarchy)");
     };
     let name = unique("bpf");
@@ -588,7 +594,7 @@ fn root_v2_driver_on_the_real_cgroup2_mount() {
     let mount_point = PathBuf::from(line.split(' ').nth(4).unwrap());
     let root_sc = mount_point.join("cgroup.subtree_control");
     guard.subtree_before.push((root_sc.clone(), std::fs::read_to_string(&root_sc).unwrap()));
-    let m = Manager::from_sources("ctr", Some(&format!("/{name}/ctr")), line, &v2line, true).unwrap();
+    let m = from_sources("ctr", Some(&format!("/{name}/ctr")), line, &v2line, true).unwrap();
     assert!(m.is_v2());
     m.create().unwrap();
     let dir = m.mounts()[0].host_path.clone();

@@ -1,13 +1,101 @@
-//! The cgroup v1 driver: one directory per controller hierarchy.
+//! The cgroup v1 driver: one directory per controller hierarchy (and on a hybrid host the
+//! cgroup2 one next to them, which only holds the processes).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 
 use super::fsutil::{read_trim, set};
-use super::{convert, devices, CgroupError, Manager};
+use super::{
+    convert, devices, oom, stats, validate, CgroupError, CgroupVersion, Dirs, HierarchyState, Manager, OomWatch, Stats,
+};
 
-fn need<'a>(m: &'a Manager, controller: &str, field: &str) -> Result<&'a Path, CgroupError> {
+#[derive(Debug)]
+pub(crate) struct V1 {
+    dirs: Dirs,
+}
+
+impl V1 {
+    pub(crate) fn new(dirs: Dirs) -> V1 {
+        V1 { dirs }
+    }
+}
+
+impl Manager for V1 {
+    fn version(&self) -> CgroupVersion {
+        CgroupVersion::V1
+    }
+
+    fn dirs(&self) -> &Dirs {
+        &self.dirs
+    }
+
+    fn dir_for(&self, controller: &str) -> Option<&Path> {
+        self.dirs.hierarchies().iter().find(|h| h.has(controller)).map(|h| h.dir.as_path())
+    }
+
+    fn validate(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+        validate::validate(resources, false)
+    }
+
+    fn create(&self) -> Result<(), CgroupError> {
+        self.dirs.create(&|h| self.left_frozen(h), &|h, parent, dir| {
+            // Every level, not only the ones made here: a pre-existing ancestor with empty
+            // cpus or mems (made by hand, or by a runtime killed before it filled them)
+            // would make joining the container's cgroup fail with ENOSPC. runc fills them
+            // the same way on the way down.
+            if h.has("cpuset") {
+                cpuset_copy_down(parent, dir)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+        self.validate(resources)?;
+        apply(self, resources)
+    }
+
+    fn join_dirs(&self, sub: &[String]) -> Result<Vec<PathBuf>, CgroupError> {
+        self.dirs.join_dirs(sub, true)
+    }
+
+    fn pids(&self) -> Result<Vec<i32>, CgroupError> {
+        let dir = ["pids", "freezer", "memory", "devices"]
+            .iter()
+            .find_map(|c| self.dir_for(c))
+            .or_else(|| self.dirs.hierarchies().first().map(|h| h.dir.as_path()));
+        Dirs::pids_in(dir)
+    }
+
+    fn is_frozen(&self) -> Result<bool, CgroupError> {
+        let (dir, _, _) = self.freezer(true)?;
+        let p = dir.join("freezer.state");
+        let t = read_trim(&p).map_err(|e| CgroupError::Io { path: p, op: "read", source: e })?;
+        Ok(t == "FROZEN")
+    }
+
+    fn freezer(&self, frozen: bool) -> Result<(PathBuf, &'static str, &'static str), CgroupError> {
+        let d = self
+            .dir_for("freezer")
+            .ok_or_else(|| CgroupError::Discovery("no cgroup v1 freezer hierarchy is mounted".into()))?;
+        Ok((d.to_path_buf(), "freezer.state", if frozen { "FROZEN" } else { "THAWED" }))
+    }
+
+    fn left_frozen(&self, h: &HierarchyState) -> bool {
+        h.has("freezer") && read_trim(&h.dir.join("freezer.state")).is_ok_and(|v| v != "THAWED")
+    }
+
+    fn stats(&self) -> Result<Stats, CgroupError> {
+        Ok(stats::v1(|c| self.dir_for(c)))
+    }
+
+    fn oom_watch(&self) -> Result<OomWatch, CgroupError> {
+        oom::watch_v1(self.dir_for("memory").ok_or_else(oom::no_memory_cgroup)?)
+    }
+}
+
+fn need<'a>(m: &'a V1, controller: &str, field: &str) -> Result<&'a Path, CgroupError> {
     m.dir_for(controller).ok_or_else(|| {
         CgroupError::invalid(
             format!("linux.resources.{field}"),
@@ -20,13 +108,13 @@ fn need<'a>(m: &'a Manager, controller: &str, field: &str) -> Result<&'a Path, C
 /// join it until they are set: inherit the parent's.
 pub(crate) fn cpuset_copy_down(parent: &Path, child: &Path) -> Result<(), CgroupError> {
     for f in ["cpuset.cpus", "cpuset.mems"] {
-        let cur = read_trim(&child.join(f))
-            .map_err(|e| CgroupError::Io { path: child.join(f), op: "read", source: e })?;
+        let cur =
+            read_trim(&child.join(f)).map_err(|e| CgroupError::Io { path: child.join(f), op: "read", source: e })?;
         if !cur.is_empty() {
             continue;
         }
-        let p = read_trim(&parent.join(f))
-            .map_err(|e| CgroupError::Io { path: parent.join(f), op: "read", source: e })?;
+        let p =
+            read_trim(&parent.join(f)).map_err(|e| CgroupError::Io { path: parent.join(f), op: "read", source: e })?;
         if !p.is_empty() {
             set(&format!("{f} (inherited from the parent cgroup)"), child, f, &p)?;
         }
@@ -34,7 +122,7 @@ pub(crate) fn cpuset_copy_down(parent: &Path, child: &Path) -> Result<(), Cgroup
     Ok(())
 }
 
-pub(crate) fn apply(m: &Manager, r: &LinuxResources) -> Result<(), CgroupError> {
+fn apply(m: &V1, r: &LinuxResources) -> Result<(), CgroupError> {
     if let Some(mem) = r.memory() {
         memory(m, mem)?;
     }
@@ -91,7 +179,7 @@ pub(crate) fn apply(m: &Manager, r: &LinuxResources) -> Result<(), CgroupError> 
     Ok(())
 }
 
-fn devices_v1(m: &Manager, list: &[oci_spec::runtime::LinuxDeviceCgroup]) -> Result<(), CgroupError> {
+fn devices_v1(m: &V1, list: &[oci_spec::runtime::LinuxDeviceCgroup]) -> Result<(), CgroupError> {
     let rules = devices::parse_rules(list)?;
     let dir = need(m, "devices", "devices")?;
     let writes = devices::v1_writes(&rules);
@@ -124,7 +212,7 @@ pub(crate) fn rdma_line(dev: &str, handles: Option<u32>, objects: Option<u32>) -
     (handles.is_some() || objects.is_some()).then_some(line)
 }
 
-fn memory(m: &Manager, mem: &LinuxMemory) -> Result<(), CgroupError> {
+fn memory(m: &V1, mem: &LinuxMemory) -> Result<(), CgroupError> {
     if mem.kernel().is_some() {
         eprintln!("berth: warning: linux.resources.memory.kernel is deprecated and ignored");
     }
@@ -212,14 +300,15 @@ pub(crate) fn check_usage_below(dir: &Path, usage_file: &str, limit: i64) -> Res
     Ok(())
 }
 
-fn cpu(m: &Manager, c: &LinuxCpu) -> Result<(), CgroupError> {
+fn cpu(m: &V1, c: &LinuxCpu) -> Result<(), CgroupError> {
     let shares = c.shares().unwrap_or(0);
     let quota = c.quota().unwrap_or(0);
     let period = c.period().unwrap_or(0);
     let rt_period = c.realtime_period().unwrap_or(0);
     let rt_runtime = c.realtime_runtime().unwrap_or(0);
     let idle = c.idle().unwrap_or(0);
-    if shares == 0 && quota == 0 && period == 0 && rt_period == 0 && rt_runtime == 0 && idle == 0 && c.burst().is_none() {
+    if shares == 0 && quota == 0 && period == 0 && rt_period == 0 && rt_runtime == 0 && idle == 0 && c.burst().is_none()
+    {
         return Ok(());
     }
     let dir = need(m, "cpu", "cpu")?;
@@ -284,7 +373,7 @@ pub(crate) fn rt_sched(dir: &Path, rt_period: u64, rt_runtime: i64) -> Result<()
     Ok(())
 }
 
-fn cpuset(m: &Manager, c: &LinuxCpu) -> Result<(), CgroupError> {
+fn cpuset(m: &V1, c: &LinuxCpu) -> Result<(), CgroupError> {
     let cpus = c.cpus().as_deref().filter(|s| !s.is_empty());
     let mems = c.mems().as_deref().filter(|s| !s.is_empty());
     if cpus.is_none() && mems.is_none() {
@@ -300,7 +389,7 @@ fn cpuset(m: &Manager, c: &LinuxCpu) -> Result<(), CgroupError> {
     Ok(())
 }
 
-fn blkio(m: &Manager, b: &LinuxBlockIo) -> Result<(), CgroupError> {
+fn blkio(m: &V1, b: &LinuxBlockIo) -> Result<(), CgroupError> {
     let weight = b.weight().unwrap_or(0);
     let leaf = b.leaf_weight().unwrap_or(0);
     let throttles = [

@@ -1,12 +1,127 @@
 //! The cgroup v2 driver: one directory, controllers enabled from the root
 //! down, devices through an eBPF program.
 
-use std::path::Path;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 
 use super::fsutil::{self, read_trim, write_file};
-use super::{bpf, convert, devices, v1, CgroupError, Manager};
+use super::{
+    bpf, convert, devices, oom, stats, v1, validate, CgroupError, CgroupVersion, Dirs, HierarchyState, Manager,
+    OomWatch, Stats,
+};
+
+#[derive(Debug)]
+pub(crate) struct V2 {
+    dirs: Dirs,
+}
+
+impl V2 {
+    pub(crate) fn new(dirs: Dirs) -> V2 {
+        V2 { dirs }
+    }
+
+    /// The container's one directory.
+    fn dir(&self) -> Result<&Path, CgroupError> {
+        self.dir_for("").ok_or_else(|| CgroupError::Discovery("no cgroup2 directory".into()))
+    }
+}
+
+impl Manager for V2 {
+    fn version(&self) -> CgroupVersion {
+        CgroupVersion::V2
+    }
+
+    fn dirs(&self) -> &Dirs {
+        &self.dirs
+    }
+
+    fn dir_for(&self, _controller: &str) -> Option<&Path> {
+        self.dirs.hierarchies().first().map(|h| h.dir.as_path())
+    }
+
+    fn validate(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+        validate::validate(resources, true)
+    }
+
+    fn create(&self) -> Result<(), CgroupError> {
+        self.dirs.create(&|h| self.left_frozen(h), &|_, _, _| Ok(()))?;
+        for h in self.dirs.hierarchies() {
+            enable_controllers(&h.mount_point, &h.dir);
+        }
+        Ok(())
+    }
+
+    fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+        self.validate(resources)?;
+        apply(self.dir()?, resources)
+    }
+
+    fn join_dirs(&self, sub: &[String]) -> Result<Vec<PathBuf>, CgroupError> {
+        self.dirs.join_dirs(sub, false)
+    }
+
+    fn pids(&self) -> Result<Vec<i32>, CgroupError> {
+        Dirs::pids_in(self.dir_for(""))
+    }
+
+    fn is_frozen(&self) -> Result<bool, CgroupError> {
+        let p = self.dir()?.join("cgroup.events");
+        let t = std::fs::read_to_string(&p).map_err(|e| CgroupError::Io { path: p, op: "read", source: e })?;
+        Ok(t.lines().any(|l| l.trim() == "frozen 1"))
+    }
+
+    fn freezer(&self, frozen: bool) -> Result<(PathBuf, &'static str, &'static str), CgroupError> {
+        Ok((self.dir()?.to_path_buf(), "cgroup.freeze", if frozen { "1" } else { "0" }))
+    }
+
+    fn left_frozen(&self, h: &HierarchyState) -> bool {
+        read_trim(&h.dir.join("cgroup.freeze")).is_ok_and(|v| v == "1")
+    }
+
+    fn stats(&self) -> Result<Stats, CgroupError> {
+        Ok(stats::v2(self.dir()?))
+    }
+
+    fn oom_watch(&self) -> Result<OomWatch, CgroupError> {
+        oom::watch_v2(self.dir_for("memory").ok_or_else(oom::no_memory_cgroup)?)
+    }
+
+    fn open_v2_dir(&self) -> Option<OwnedFd> {
+        let h = self.dirs.hierarchies().first()?;
+        nix::fcntl::open(
+            &h.dir,
+            nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()
+    }
+
+    /// As runc does for a container with its own user and cgroup namespaces and a writable
+    /// cgroup mount: the directory and the files the kernel lists in
+    /// /sys/kernel/cgroup/delegate.
+    fn delegate(&self, uid: u32, gid: u32) -> Result<(), CgroupError> {
+        let Some(h) = self.dirs.hierarchies().first() else { return Ok(()) };
+        let listed = std::fs::read_to_string("/sys/kernel/cgroup/delegate")
+            .unwrap_or_else(|_| "cgroup.procs\ncgroup.threads\ncgroup.subtree_control\n".into());
+        let chown = |p: &Path| {
+            std::os::unix::fs::lchown(p, Some(uid), Some(gid)).map_err(|e| CgroupError::Io {
+                path: p.to_path_buf(),
+                op: "chown to the container's root",
+                source: e,
+            })
+        };
+        chown(&h.dir)?;
+        for name in listed.lines().map(str::trim).filter(|n| !n.is_empty()) {
+            let p = h.dir.join(name);
+            if p.exists() {
+                chown(&p)?;
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Enables in every ancestor of `leaf` the controllers its parent offers,
 /// so the leaf gets their files. Best effort like runc: an ancestor that
@@ -72,12 +187,7 @@ fn set(field: &str, d: &Path, file: &str, value: &str) -> Result<(), CgroupError
     })
 }
 
-fn dir(m: &Manager) -> Result<&Path, CgroupError> {
-    m.dir_for("").ok_or_else(|| CgroupError::Discovery("no cgroup2 directory".into()))
-}
-
-pub(crate) fn apply(m: &Manager, r: &LinuxResources) -> Result<(), CgroupError> {
-    let d = dir(m)?;
+fn apply(d: &Path, r: &LinuxResources) -> Result<(), CgroupError> {
     if let Some(mem) = r.memory() {
         memory(d, mem)?;
     }

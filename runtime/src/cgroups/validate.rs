@@ -152,7 +152,10 @@ pub(crate) fn validate(r: &LinuxResources, v2: bool) -> Result<(), CgroupError> 
         }
         if let Some(w) = b.leaf_weight() {
             if w != 0 && (v2 || !weight_ok(w)) {
-                return Err(bad("blockIO.leafWeight", format!("{w}: not supported ({version}; needs the CFQ scheduler)")));
+                return Err(bad(
+                    "blockIO.leafWeight",
+                    format!("{w}: not supported ({version}; needs the CFQ scheduler)"),
+                ));
             }
         }
         for (i, wd) in b.weight_device().iter().flatten().enumerate() {
@@ -162,7 +165,10 @@ pub(crate) fn validate(r: &LinuxResources, v2: bool) -> Result<(), CgroupError> 
                 }
             }
             if wd.leaf_weight().is_some_and(|w| w != 0) {
-                return Err(bad(&format!("blockIO.weightDevice[{i}].leafWeight"), "not supported (needs the CFQ scheduler)"));
+                return Err(bad(
+                    &format!("blockIO.weightDevice[{i}].leafWeight"),
+                    "not supported (needs the CFQ scheduler)",
+                ));
             }
             if wd.major() < 0 || wd.minor() < 0 {
                 return Err(bad(&format!("blockIO.weightDevice[{i}]"), "negative device number"));
@@ -243,7 +249,8 @@ mod tests {
         assert!(err(r#"{"memory":{"swap":5000}}"#, true).starts_with("linux.resources.memory.swap:"));
         assert!(err(r#"{"memory":{"swappiness":101}}"#, false).starts_with("linux.resources.memory.swappiness:"));
         assert!(err(r#"{"memory":{"swappiness":10}}"#, true).starts_with("linux.resources.memory.swappiness:"));
-        assert!(err(r#"{"memory":{"disableOOMKiller":true}}"#, true).starts_with("linux.resources.memory.disableOOMKiller:"));
+        assert!(err(r#"{"memory":{"disableOOMKiller":true}}"#, true)
+            .starts_with("linux.resources.memory.disableOOMKiller:"));
         assert!(err(r#"{"cpu":{"shares":18446744073709551615}}"#, false).starts_with("linux.resources.cpu.shares:"));
         assert!(err(r#"{"cpu":{"shares":1}}"#, false).starts_with("linux.resources.cpu.shares:"));
         assert!(err(r#"{"cpu":{"quota":10}}"#, false).starts_with("linux.resources.cpu.quota:"));
@@ -258,7 +265,8 @@ mod tests {
             .starts_with("linux.resources.hugepageLimits[0].pageSize:"));
         assert!(err(r#"{"network":{"classID":5}}"#, true).starts_with("linux.resources.network:"));
         assert!(err(r#"{"unified":{"../x":"1"}}"#, true).starts_with("linux.resources.unified."));
-        assert!(err(r#"{"devices":[{"allow":true,"major":1099511627776}]}"#, true).starts_with("linux.resources.devices[0].major:"));
+        assert!(err(r#"{"devices":[{"allow":true,"major":1099511627776}]}"#, true)
+            .starts_with("linux.resources.devices[0].major:"));
     }
 
     #[test]

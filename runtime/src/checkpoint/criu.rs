@@ -83,7 +83,13 @@ pub fn run(
         problem = error_lines(&stderr);
     }
     if problem.is_empty() {
-        problem = stderr.lines().chain(log_text.lines()).rfind(|l| !l.trim().is_empty()).unwrap_or("no error message").trim().to_string();
+        problem = stderr
+            .lines()
+            .chain(log_text.lines())
+            .rfind(|l| !l.trim().is_empty())
+            .unwrap_or("no error message")
+            .trim()
+            .to_string();
     }
     Err(CriuError::Failed { id: id.into(), action, status: status.to_string(), problem, log: log.into() })
 }

@@ -20,8 +20,9 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use serde::{Deserialize, Serialize};
 
 use crate::cgroups::Manager;
-use crate::container::{self, Guard};
 use crate::error::{Error, Result};
+use crate::process::spawn::GuardedChild;
+use crate::rollback::Rollback;
 use crate::state::{Status, Store};
 use crate::{log, namespaces, rootfs, spec, sys};
 
@@ -88,9 +89,9 @@ fn manage_cgroups(mode: Option<&str>) -> Result<String> {
     let mode = mode.unwrap_or("soft");
     match mode {
         "soft" | "full" | "strict" | "ignore" => Ok(format!("--manage-cgroups={mode}")),
-        other => Err(Error::Usage(format!(
-            "--manage-cgroups-mode {other:?}: must be one of soft, full, strict, ignore"
-        ))),
+        other => {
+            Err(Error::Usage(format!("--manage-cgroups-mode {other:?}: must be one of soft, full, strict, ignore")))
+        }
     }
 }
 
@@ -122,7 +123,7 @@ fn common_args(o: &CriuOpts, work: &Path, log: &str) -> Result<Vec<OsString>> {
 
 /// Destinations of the hierarchies a container without a cgroup namespace sees bound
 /// from the host, with the host directories.
-fn cgroup_binds(spec: &Spec, cg: &Manager) -> Vec<(PathBuf, PathBuf)> {
+fn cgroup_binds(spec: &Spec, cg: &dyn Manager) -> Vec<(PathBuf, PathBuf)> {
     if spec::namespace_types(spec).contains(&LinuxNamespaceType::Cgroup) {
         return Vec::new();
     }
@@ -180,7 +181,9 @@ fn check_parent_path(image: &Path, parent: Option<&Path>) -> Result<()> {
     let full = image.join(p);
     match std::fs::metadata(&full) {
         Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(Error::Usage(format!("--parent-path {}: invalid: {} is not a directory", p.display(), full.display()))),
+        Ok(_) => {
+            Err(Error::Usage(format!("--parent-path {}: invalid: {} is not a directory", p.display(), full.display())))
+        }
         Err(e) => Err(Error::Usage(format!("--parent-path {}: invalid: {}: {e}", p.display(), full.display()))),
     }
 }
@@ -201,7 +204,7 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
     let spec = loaded.spec;
     refuse_terminal(&spec)?;
     let externals = external_namespaces(&spec)?;
-    let cg = container::manager_of(&rec)?;
+    let cg = crate::recorded_cgroup::manager(&rec);
 
     let image = std::path::absolute(&opts.criu.image_path).map_err(|e| Error::io("--image-path", e))?;
     let work = match &opts.criu.work_path {
@@ -212,9 +215,13 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
     mkdir_private(&work, "--work-path")?;
 
     let binds = rootfs::bind_mounts(&spec, &rec.bundle);
-    let cgroup_binds = cgroup_binds(&spec, &cg);
+    let cgroup_binds = cgroup_binds(&spec, &*cg);
     let stdio = (0..3)
-        .map(|fd| std::fs::read_link(format!("/proc/{}/fd/{fd}", rec.pid)).map(|l| l.display().to_string()).unwrap_or_default())
+        .map(|fd| {
+            std::fs::read_link(format!("/proc/{}/fd/{fd}", rec.pid))
+                .map(|l| l.display().to_string())
+                .unwrap_or_default()
+        })
         .collect();
     let descriptor = Descriptor {
         id: id.into(),
@@ -237,8 +244,9 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
         args.push(format!("mnt[{}]:{}", dest.display(), dest.display()).into());
     }
     for (t, key, _) in &externals {
-        let link = std::fs::read_link(format!("/proc/{}/ns/{}", rec.pid, namespaces::proc_name(*t)))
-            .map_err(|e| Error::io(format!("container \"{id}\": reading its {} namespace", namespaces::proc_name(*t)), e))?;
+        let link = std::fs::read_link(format!("/proc/{}/ns/{}", rec.pid, namespaces::proc_name(*t))).map_err(|e| {
+            Error::io(format!("container \"{id}\": reading its {} namespace", namespaces::proc_name(*t)), e)
+        })?;
         // "net:[4026531992]" → the inode.
         let ino = link.to_string_lossy().rsplit('[').next().unwrap_or("").trim_end_matches(']').to_string();
         args.push("--external".into());
@@ -260,7 +268,7 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
 }
 
 /// The rel path of the container's cgroup per hierarchy, as criu's `--cgroup-root` takes it.
-fn cgroup_root_args(cg: &Manager) -> Vec<OsString> {
+fn cgroup_root_args(cg: &dyn Manager) -> Vec<OsString> {
     let mut out = Vec::new();
     for h in cg.state().hierarchies {
         let rel = h.dir.strip_prefix(&h.mount_point).map(|r| Path::new("/").join(r)).unwrap_or_else(|_| h.dir.clone());
@@ -292,15 +300,15 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
     let text = std::fs::read(&descriptor_path).map_err(|e| {
         Error::Usage(format!("--image-path {}: not a berth checkpoint ({DESCRIPTOR}: {e})", image.display()))
     })?;
-    let descriptor: Descriptor = serde_json::from_slice(&text)
-        .map_err(|e| Error::Usage(format!("{}: {e}", descriptor_path.display())))?;
+    let descriptor: Descriptor =
+        serde_json::from_slice(&text).map_err(|e| Error::Usage(format!("{}: {e}", descriptor_path.display())))?;
     let work = match &opts.criu.work_path {
         Some(w) => std::path::absolute(w).map_err(|e| Error::io("--work-path", e))?,
         None => image.clone(),
     };
     let criu = criu::locate(opts.criu.criu.as_deref())?;
 
-    let (loaded, cgroup) = container::load_bundle(id, &opts.bundle, opts.no_pivot, opts.systemd_cgroup)?;
+    let (loaded, cgroup) = crate::bundle::load(id, &opts.bundle, opts.no_pivot, opts.systemd_cgroup)?;
     let (spec, rootfs_path, resources) = (&loaded.spec, loaded.rootfs.clone(), loaded.resources.clone());
     refuse_terminal(spec)?;
     if opts.console.is_some() {
@@ -328,18 +336,18 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
         .collect::<Result<_>>()?;
 
     let dir = store.create_dir(id)?;
-    let mut guard = Guard { store, id, dir: true, cgroup: None, child: None, shared_rootfs: None };
+    let mut guard = Rollback::new(store, id);
     mkdir_private(&work, "--work-path")?;
     // As in create: the record names every cgroup directory before it exists.
     cgroup.plan()?;
-    let mut record = container::initial_record(id, &loaded, &cgroup)?;
+    let mut record = loaded.initial_record(id, &*cgroup)?;
     store.save(&record)?;
-    for (dest, host) in cgroup_binds(spec, &cgroup) {
+    for (dest, host) in cgroup_binds(spec, &*cgroup) {
         if descriptor.cgroup_binds.contains(&dest) {
             mount_map.push((dest, host));
         }
     }
-    let cgroup_roots = cgroup_root_args(&cgroup);
+    let cgroup_roots = cgroup_root_args(&*cgroup);
     guard.cgroup = Some(cgroup);
     if let Some(cg) = &guard.cgroup {
         cg.create()?;
@@ -382,15 +390,18 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
         .and_then(|s| s.trim().parse().ok())
         .ok_or_else(|| Error::Init { id: id.into(), msg: format!("criu wrote no pid to {}", pidfile.display()) })?;
     let _ = std::fs::remove_file(&pidfile);
-    let pidfd = sys::pidfd_open(pid).map_err(|e| Error::io(format!("container \"{id}\": pidfd_open of the restored init"), e))?;
-    guard.child = Some(pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?);
+    let pidfd = sys::pidfd_open(pid)
+        .map_err(|e| Error::io(format!("container \"{id}\": pidfd_open of the restored init"), e))?;
+    // Declared after the rollback guard, so dropped before it: the init dies first.
+    let child = GuardedChild::new(pid, pidfd)?;
     record.pid = pid;
     record.init_start_time = sys::process_start_time(pid).unwrap_or(0);
     store.save(&record)?;
     if let Some(p) = &opts.pid_file {
-        container::write_pid_file(p, pid)?;
+        crate::pid_file::write(p, pid)?;
     }
     log::debug(&format!("restore {id}: init {pid} runs again"));
+    let (pid, pidfd) = child.release();
     guard.disarm();
     Ok(Restored { pid, pidfd })
 }

@@ -91,10 +91,7 @@ pub fn run(store: &Store, a: ExecArgs) -> anyhow::Result<i32> {
         }
     };
     let console = match &a.console_socket {
-        Some(p) => Some(
-            berth::console::connect(p)
-                .with_context(|| format!("--console-socket {}", p.display()))?,
-        ),
+        Some(p) => Some(berth::console::connect(p).with_context(|| format!("--console-socket {}", p.display()))?),
         None => None,
     };
     if !a.detach {

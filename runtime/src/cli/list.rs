@@ -16,7 +16,16 @@ pub fn run(store: &Store, format: &str, quiet: bool) -> anyhow::Result<i32> {
         writeln!(out, "{:<12} {:<10} {:<10} {:<40} {:<30} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED")?;
         for (rec, status) in &containers {
             let p = rec.public(*status);
-            writeln!(out, "{:<12} {:<10} {:<10} {:<40} {:<30} {}", p.id, p.pid, status, rec.bundle.display(), rec.created, rec.owner)?;
+            writeln!(
+                out,
+                "{:<12} {:<10} {:<10} {:<40} {:<30} {}",
+                p.id,
+                p.pid,
+                status,
+                rec.bundle.display(),
+                rec.created,
+                rec.owner
+            )?;
         }
     }
     Ok(0)

@@ -276,23 +276,98 @@ enum Command {
 
 /// Long flags that urfave/cli (runc) also accepts with a single dash.
 const LONG_FLAGS: &[&str] = &[
-    "root", "log", "log-format", "debug", "criu", "systemd-cgroup", "rootless", "bundle", "console-socket",
-    "pid-file", "no-pivot", "no-new-keyring", "preserve-fds", "detach", "keep", "all", "force", "format",
-    "quiet", "version", "help", "tty", "cwd", "env", "user", "additional-gids", "cap", "no-new-privs",
-    "ignore-paused", "cgroup", "apparmor", "process-label", "process", "no-subreaper", "resources",
-    "stats", "interval", "blkio-weight", "cpu-period", "cpu-quota", "cpu-share", "cpu-shares", "cpu-burst",
-    "cpu-rt-period", "cpu-rt-runtime", "cpuset-cpus", "cpuset-mems", "memory", "memory-reservation", "memory-swap",
-    "kernel-memory", "kernel-memory-tcp", "pids-limit", "l3-cache-schema", "mem-bw-schema", "image-path",
-    "work-path", "leave-running", "tcp-established", "file-locks", "ext-unix-sk", "shell-job", "pre-dump",
-    "parent-path", "manage-cgroups-mode",
+    "root",
+    "log",
+    "log-format",
+    "debug",
+    "criu",
+    "systemd-cgroup",
+    "rootless",
+    "bundle",
+    "console-socket",
+    "pid-file",
+    "no-pivot",
+    "no-new-keyring",
+    "preserve-fds",
+    "detach",
+    "keep",
+    "all",
+    "force",
+    "format",
+    "quiet",
+    "version",
+    "help",
+    "tty",
+    "cwd",
+    "env",
+    "user",
+    "additional-gids",
+    "cap",
+    "no-new-privs",
+    "ignore-paused",
+    "cgroup",
+    "apparmor",
+    "process-label",
+    "process",
+    "no-subreaper",
+    "resources",
+    "stats",
+    "interval",
+    "blkio-weight",
+    "cpu-period",
+    "cpu-quota",
+    "cpu-share",
+    "cpu-shares",
+    "cpu-burst",
+    "cpu-rt-period",
+    "cpu-rt-runtime",
+    "cpuset-cpus",
+    "cpuset-mems",
+    "memory",
+    "memory-reservation",
+    "memory-swap",
+    "kernel-memory",
+    "kernel-memory-tcp",
+    "pids-limit",
+    "l3-cache-schema",
+    "mem-bw-schema",
+    "image-path",
+    "work-path",
+    "leave-running",
+    "tcp-established",
+    "file-locks",
+    "ext-unix-sk",
+    "shell-job",
+    "pre-dump",
+    "parent-path",
+    "manage-cgroups-mode",
 ];
 
 /// Flags that take a value as the next argument (global ones and exec's): the argument
 /// after one of these is not exec's container id.
 const VALUE_FLAGS: &[&str] = &[
-    "--root", "--log", "--log-format", "--criu", "--rootless", "--console-socket", "--pid-file", "--cwd", "--env",
-    "-e", "--user", "-u", "--additional-gids", "-g", "--cap", "-c", "--preserve-fds", "--cgroup", "--apparmor",
-    "--process-label", "--process", "-p",
+    "--root",
+    "--log",
+    "--log-format",
+    "--criu",
+    "--rootless",
+    "--console-socket",
+    "--pid-file",
+    "--cwd",
+    "--env",
+    "-e",
+    "--user",
+    "-u",
+    "--additional-gids",
+    "-g",
+    "--cap",
+    "-c",
+    "--preserve-fds",
+    "--cgroup",
+    "--apparmor",
+    "--process-label",
+    "--process",
+    "-p",
 ];
 
 /// Arguments are bytes: a flag is matched only where it is UTF-8, and everything else is
@@ -363,7 +438,9 @@ pub fn main() -> i32 {
         .or_else(|| {
             argv.iter().find_map(|a| {
                 let a = a.to_str()?;
-                a.strip_prefix("--preserve-fds=").or_else(|| a.strip_prefix("-preserve-fds=")).and_then(|v| v.parse().ok())
+                a.strip_prefix("--preserve-fds=")
+                    .or_else(|| a.strip_prefix("-preserve-fds="))
+                    .and_then(|v| v.parse().ok())
             })
         })
         .unwrap_or(0u32);
@@ -421,7 +498,9 @@ pub fn main() -> i32 {
         Command::Events { stats, interval, id } => ops::events(&store, &id, stats, &interval),
         Command::Update(args) => ops::update(&store, &args.id, args.resources.as_deref(), &args.flags()),
         Command::Checkpoint(args) => checkpoint::checkpoint(&store, cli.criu.clone().map(PathBuf::from), args),
-        Command::Restore(args) => checkpoint::restore(&store, cli.criu.clone().map(PathBuf::from), cli.systemd_cgroup, args),
+        Command::Restore(args) => {
+            checkpoint::restore(&store, cli.criu.clone().map(PathBuf::from), cli.systemd_cgroup, args)
+        }
         Command::Other(args) => Err(anyhow::anyhow!(
             "{:?}: this command is not supported by berth yet",
             args.first().map(|a| a.to_string_lossy()).unwrap_or_default()
@@ -463,7 +542,11 @@ mod tests {
 
     #[test]
     fn exec_command_arguments_are_not_rewritten() {
-        let v = normalize(["berth", "-root", "/r", "exec", "-e", "A=1", "-cwd", "/", "id", "sh", "-root", "-c"].iter().map(|s| s.to_string()));
+        let v = normalize(
+            ["berth", "-root", "/r", "exec", "-e", "A=1", "-cwd", "/", "id", "sh", "-root", "-c"]
+                .iter()
+                .map(|s| s.to_string()),
+        );
         assert_eq!(v, ["berth", "--root", "/r", "exec", "-e", "A=1", "--cwd", "/", "id", "sh", "-root", "-c"]);
     }
 
@@ -481,7 +564,9 @@ mod tests {
 
     #[test]
     fn single_dash_long_flags_become_double() {
-        let v = normalize(["berth", "-root", "/r", "-log-format=json", "create", "-b", "x", "id"].iter().map(|s| s.to_string()));
+        let v = normalize(
+            ["berth", "-root", "/r", "-log-format=json", "create", "-b", "x", "id"].iter().map(|s| s.to_string()),
+        );
         assert_eq!(v, ["berth", "--root", "/r", "--log-format=json", "create", "-b", "x", "id"]);
     }
 

@@ -6,14 +6,14 @@
 //! cgroup namespace → session keyring → setsid →
 //! hostname → sysctls → rootfs mounts → prestart/createRuntime hooks (parent) →
 //! createContainer hooks → terminal → pivot_root → masked/read-only paths → memory policy,
-//! personality → the process attributes (`process::apply`, which loads the seccomp filter
+//! personality → the process attributes (`process_setup::apply`, which loads the seccomp filter
 //! and says what follows it) → ready → wait for start → startContainer hooks → execve.
 //! Before all of it the init closes every fd it inherited but stdio, --preserve-fds and
 //! its own.
 
 pub mod error;
-pub(crate) mod exec;
-pub(crate) mod process;
+pub(crate) mod execve;
+pub(crate) mod process_setup;
 mod stage;
 pub(crate) mod terminal;
 mod user;
@@ -30,7 +30,7 @@ use crate::hooks::{self, Kind};
 use crate::namespaces::Plan;
 use crate::process::channel::{Channel, Msg};
 use crate::rootfs::source::HostOpenError;
-use crate::{process_attrs, rootfs};
+use crate::{kernel_attrs, rootfs};
 
 pub struct InitArgs<'a> {
     pub spec: &'a Spec,
@@ -96,7 +96,7 @@ impl InitArgs<'_> {
     }
 }
 
-fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<exec::Prepared> {
+fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<execve::Prepared> {
     let spec = a.spec;
     crate::sys::set_non_dumpable().map_err(doing("prctl(PR_SET_DUMPABLE)").io())?;
     // The init lives on until `start`: it holds none of the caller's fds (a host directory
@@ -164,7 +164,8 @@ fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<exec::Pr
     let hooks = spec.hooks().as_ref();
     #[allow(deprecated)]
     let parent_hooks = hooks.is_some_and(|h| {
-        h.prestart().as_ref().is_some_and(|v| !v.is_empty()) || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+        h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+            || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
     });
     if parent_hooks {
         a.channel.send(&Msg::HooksPending).map_err(InitError::sync_failed)?;
@@ -194,22 +195,22 @@ fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<exec::Pr
         terminal::make_stdio(peer)?;
     }
 
-    exec::ensure_cwd(process.cwd())?;
-    // The container-wide attributes; the per-process ones are in process::apply.
+    execve::ensure_cwd(process.cwd())?;
+    // The container-wide attributes; the per-process ones are in process_setup::apply.
     if let Some(p) = linux.memory_policy() {
-        process_attrs::apply_memory_policy(p)?;
+        kernel_attrs::apply_memory_policy(p)?;
     }
     if let Some(p) = linux.personality() {
-        process_attrs::apply_personality(p)?;
+        kernel_attrs::apply_personality(p)?;
     }
-    let prepared = process::apply(process, None, a.preserve_fds, a.seccomp, &a.channel)?;
+    let prepared = process_setup::apply(process, None, a.preserve_fds, a.seccomp, &a.channel)?;
 
     a.channel.send(&Msg::Ready).map_err(InitError::sync_failed)?;
     Ok(prepared)
 }
 
 /// After `Ready`: the parent has gone, errors go back to `berth start` instead.
-fn wait_and_exec(a: &InitArgs, prepared: exec::Prepared) -> InitError {
+fn wait_and_exec(a: &InitArgs, prepared: execve::Prepared) -> InitError {
     let (mut conn, state) = match crate::process::start::accept(&a.start_listener) {
         Ok(c) => c,
         Err(_) => unsafe_exit(1),
@@ -243,8 +244,9 @@ fn unsafe_exit(code: i32) -> ! {
 
 fn write_sysctl(key: &str, value: &str) -> Res<()> {
     let rel = format!("sys/{}", key.replace('.', "/"));
-    let fd = rootfs::resolve::open_proc_beneath(Path::new(&rel), nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(applying(format!("linux.sysctl[{key:?}]")).errno())?;
+    let fd =
+        rootfs::resolve::open_proc_beneath(Path::new(&rel), nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(applying(format!("linux.sysctl[{key:?}]")).errno())?;
     let mut f = std::fs::File::from(fd);
     f.write_all(value.as_bytes()).map_err(applying(format!("linux.sysctl[{key:?}] = {value:?}")).io())
 }

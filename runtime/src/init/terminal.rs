@@ -12,7 +12,12 @@ use super::error::{applying, doing, InitError};
 /// `socket`. `clear_onlcr`: berth itself copies the terminal (foreground `exec -t`), so
 /// ONLCR goes here, before the process can write, not in berth after it received the
 /// master.
-pub fn hand_over(master: OwnedFd, process: &Process, socket: BorrowedFd, clear_onlcr: bool) -> Result<OwnedFd, InitError> {
+pub fn hand_over(
+    master: OwnedFd,
+    process: &Process,
+    socket: BorrowedFd,
+    clear_onlcr: bool,
+) -> Result<OwnedFd, InitError> {
     let (peer, name) = crate::console::open_peer(master.as_fd()).map_err(applying("terminal").io())?;
     if let Some(size) = process.console_size() {
         let _ = crate::console::set_size(peer.as_fd(), size.height() as u16, size.width() as u16);
@@ -20,7 +25,8 @@ pub fn hand_over(master: OwnedFd, process: &Process, socket: BorrowedFd, clear_o
     if clear_onlcr {
         crate::console::clear_onlcr(peer.as_fd()).map_err(applying("terminal").doing("clearing ONLCR").io())?;
     }
-    crate::console::send_fd(socket, master.as_fd(), &name).map_err(doing("sending the terminal to the console socket").io())?;
+    crate::console::send_fd(socket, master.as_fd(), &name)
+        .map_err(doing("sending the terminal to the console socket").io())?;
     Ok(peer)
 }
 

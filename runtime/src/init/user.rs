@@ -7,9 +7,9 @@ use super::error::{applying, doing, InitError};
 pub fn set_rlimits(process: &Process) -> Result<(), InitError> {
     for (i, rl) in process.rlimits().as_deref().unwrap_or(&[]).iter().enumerate() {
         let res = resource(rl.typ());
-        nix::sys::resource::setrlimit(res, rl.soft(), rl.hard())
-            .map_err(std::io::Error::from)
-            .map_err(applying(format!("process.rlimits[{i}] ({:?} soft {} hard {})", rl.typ(), rl.soft(), rl.hard())).io())?;
+        nix::sys::resource::setrlimit(res, rl.soft(), rl.hard()).map_err(std::io::Error::from).map_err(
+            applying(format!("process.rlimits[{i}] ({:?} soft {} hard {})", rl.typ(), rl.soft(), rl.hard())).io(),
+        )?;
     }
     Ok(())
 }
@@ -46,8 +46,8 @@ fn resource(t: PosixRlimitType) -> nix::sys::resource::Resource {
 /// (EINVAL: `uid` is not mapped in our user namespace; EPERM: the fd's owner is not; EROFS)
 /// — the process runs without it.
 pub fn chown_stdio(uid: u32, own_pty: bool) -> Result<(), InitError> {
-    use std::os::fd::AsFd;
     use nix::errno::Errno;
+    use std::os::fd::AsFd;
     let null = libc::makedev(1, 3);
     let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
     for (n, fd) in [(0, stdin.as_fd()), (1, stdout.as_fd()), (2, stderr.as_fd())] {
@@ -63,7 +63,11 @@ pub fn chown_stdio(uid: u32, own_pty: bool) -> Result<(), InitError> {
         }
         match nix::unistd::fchown(fd, Some(nix::unistd::Uid::from_raw(uid)), None) {
             Ok(()) | Err(Errno::EINVAL | Errno::EPERM | Errno::EROFS) => {}
-            Err(e) => return Err(applying(format!("process.user.uid {uid}")).doing(format!("chown of stdio fd {n}")).errno()(e)),
+            Err(e) => {
+                return Err(
+                    applying(format!("process.user.uid {uid}")).doing(format!("chown of stdio fd {n}")).errno()(e),
+                )
+            }
         }
     }
     Ok(())
@@ -85,7 +89,9 @@ pub fn switch_groups(process: &Process) -> Result<(), InitError> {
     }
     let gid = user.gid();
     let g = nix::unistd::Gid::from_raw(gid);
-    nix::unistd::setresgid(g, g, g).map_err(std::io::Error::from).map_err(applying(format!("process.user.gid {gid}")).io())?;
+    nix::unistd::setresgid(g, g, g)
+        .map_err(std::io::Error::from)
+        .map_err(applying(format!("process.user.gid {gid}")).io())?;
     let umask = user.umask().unwrap_or(0o022);
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask as libc::mode_t));
     Ok(())
@@ -97,6 +103,8 @@ pub fn switch_uid(process: &Process) -> Result<(), InitError> {
     crate::sys::set_keepcaps(true).map_err(doing("prctl(PR_SET_KEEPCAPS)").io())?;
     let uid = process.user().uid();
     let u = nix::unistd::Uid::from_raw(uid);
-    nix::unistd::setresuid(u, u, u).map_err(std::io::Error::from).map_err(applying(format!("process.user.uid {uid}")).io())?;
+    nix::unistd::setresuid(u, u, u)
+        .map_err(std::io::Error::from)
+        .map_err(applying(format!("process.user.uid {uid}")).io())?;
     crate::sys::set_keepcaps(false).map_err(doing("prctl(PR_SET_KEEPCAPS)").io())
 }

@@ -6,15 +6,91 @@
 //! A stream, not datagrams: a datagram must fit the socket's send buffer in one piece
 //! (~208 KiB by default), and `Go` carries the container's state, annotations included,
 //! which the spec does not bound (runc passes 1 MiB of annotations).
+//!
+//! # The handshake
+//!
+//! The parent's side is `handshake.rs` (with `spawn.rs` before it), the init's `init/`, the
+//! exec'd process's `exec.rs`. `[…]` says when a message is sent at all.
+//!
+//! `create`, the init made in one step (no user or time namespace):
+//!
+//! ```text
+//!  berth create                                          init
+//!  clone3: new namespaces, into a pid namespace by
+//!  path, into the v2 cgroup  ─────────────────────────►  closes inherited fds, waits
+//!  v1: pid into cgroup.procs; oom_score_adj;
+//!  linux.netDevices moved into its netns
+//!  Go { state }  ─────────────────────────────────────►  joins namespaces by path, new cgroup ns,
+//!                                                        keyring, setsid, hostname, sysctls, mounts
+//!                ◄───────────────────────────────────── MountSourcePending { index }
+//!                                                        [in a user ns: a bind source it cannot open]
+//!  opens it with the host's credentials in the init's
+//!  mount ns (rootfs/source.rs)
+//!  MountSource + fd, or Error(why)  ──────────────────►  mounts it, or fails with `why`
+//!                ◄───────────────────────────────────── HooksPending
+//!                                                        [prestart or createRuntime hooks]
+//!  runs them, in the bundle
+//!  HooksDone  ────────────────────────────────────────►  createContainer hooks, terminal,
+//!                                                        pivot_root, process attributes, seccomp
+//!                ◄───────────────────────────────────── SeccompListener + fd   [NOTIFY rules]
+//!  hands it to linux.seccomp.listenerPath with the
+//!  state; no reply
+//!                ◄───────────────────────────────────── Ready
+//!  saves state.json, writes --pid-file, exits            waits for `berth start` (start.rs)
+//! ```
+//!
+//! `create` with a user or time namespace: a first child makes the namespaces, then forks
+//! the init (`init/stage.rs`):
+//!
+//! ```text
+//!  berth create                                          first child
+//!  clone3: no namespaces, into the v2 cgroup  ────────►  closes inherited fds, waits
+//!  v1: pid into cgroup.procs; oom_score_adj
+//!  Go { state }  ─────────────────────────────────────►  joins namespaces by path (user first),
+//!                                                        unshares a user namespace
+//!                ◄───────────────────────────────────── MapsPending   [a new user namespace]
+//!  writes its uid_map and gid_map (id_mappings.rs)
+//!  MapsDone  ─────────────────────────────────────────►  becomes uid/gid 0, unshares the other
+//!                                                        namespaces, writes time offsets, forks
+//!                                                        the init (CLONE_PARENT)
+//!                ◄───────────────────────────────────── Child { pid }, and exits
+//!  reaps it, guards the init instead, moves
+//!  linux.netDevices into the init's netns
+//!  Go { state with the init's pid }  ─────────────────►  the init: from the cgroup namespace on,
+//!                                                        as above
+//! ```
+//!
+//! `exec`:
+//!
+//! ```text
+//!  berth exec                                            process
+//!  clone3: into the init's pid namespace, into the
+//!  v2 cgroup (or --cgroup's)  ────────────────────────►  closes inherited fds, waits
+//!  v1: pid into cgroup.procs; oom_score_adj
+//!  Go { "" }  ────────────────────────────────────────►  setns(init's pidfd) for every other
+//!                                                        namespace, keyring, setsid, terminal
+//!                                                        (its master over a socket of its own),
+//!                                                        process attributes, seccomp
+//!                ◄───────────────────────────────────── SeccompListener + fd   [NOTIFY rules]
+//!  hands it to listenerPath with the state (running,
+//!  the init's pid); no reply
+//!                ◄───────────────────────────────────── Ready, then execve
+//!  EOF: the execve happened (the channel is CLOEXEC)
+//!                ◄───────────────────────────────────── or Error(why): it failed; exits 127
+//!  writes --pid-file; waits unless --detach
+//! ```
+//!
+//! In every sequence the child may send `Error(why)` instead of its next message and exit:
+//! the parent fails with `why` (and kills the child and undoes what it made). EOF before
+//! `Ready` means the child died. A reply that cannot be sent because the child has gone is
+//! reported with the `Error` it left, if any. Any other message is unexpected and fails the
+//! operation.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
-use nix::sys::socket::{
-    recv, send, sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag,
-    SockType,
-};
+use nix::sys::socket::{recv, send, sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -63,8 +139,9 @@ pub fn pair() -> io::Result<(Channel, Channel)> {
 fn frame(msg: &Msg) -> io::Result<Vec<u8>> {
     let mut data = vec![0u8; HEADER];
     serde_json::to_writer(&mut data, msg).map_err(io::Error::other)?;
-    let len = u32::try_from(data.len() - HEADER)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("a message of {} bytes is too large", data.len())))?;
+    let len = u32::try_from(data.len() - HEADER).map_err(|_| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("a message of {} bytes is too large", data.len()))
+    })?;
     data[..HEADER].copy_from_slice(&len.to_le_bytes());
     Ok(data)
 }

@@ -11,8 +11,8 @@ use nix::sys::statfs::{fstatfs, DEVPTS_SUPER_MAGIC};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use super::resolve;
-use crate::sys::mount as sys;
 use super::{sys_err, RootfsError};
+use crate::sys::mount as sys;
 
 const FIELD: &str = "process.terminal";
 
@@ -22,14 +22,9 @@ pub(crate) fn open_ptmx(root: BorrowedFd) -> Result<OwnedFd, RootfsError> {
     let p = resolve::open_in_root(root, Path::new("/dev/ptmx"), OFlag::O_PATH, Mode::empty())
         .map_err(sys_err(FIELD, "open /dev/ptmx"))?;
     let st = fstat(&p).map_err(sys_err(FIELD, "stat /dev/ptmx"))?;
-    let on_devpts = fstatfs(&p)
-        .map(|s| s.filesystem_type() == DEVPTS_SUPER_MAGIC)
-        .unwrap_or(false);
+    let on_devpts = fstatfs(&p).map(|s| s.filesystem_type() == DEVPTS_SUPER_MAGIC).unwrap_or(false);
     if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != makedev(5, 2) || !on_devpts {
-        return Err(RootfsError::invalid(
-            FIELD,
-            "/dev/ptmx is not the devpts ptmx (char 5:2)",
-        ));
+        return Err(RootfsError::invalid(FIELD, "/dev/ptmx is not the devpts ptmx (char 5:2)"));
     }
     // Re-open the verified inode itself, not the name.
     nix::fcntl::open(
@@ -45,28 +40,18 @@ pub(crate) fn open_ptmx(root: BorrowedFd) -> Result<OwnedFd, RootfsError> {
 pub(crate) fn mount_console(root: BorrowedFd, peer: BorrowedFd) -> Result<(), RootfsError> {
     let st = fstat(peer).map_err(sys_err(FIELD, "stat pty peer"))?;
     if st.st_mode & libc::S_IFMT != libc::S_IFCHR {
-        return Err(RootfsError::invalid(
-            FIELD,
-            "console peer is not a character device",
-        ));
+        return Err(RootfsError::invalid(FIELD, "console peer is not a character device"));
     }
     let dev = resolve::mkdir_all_in_root(root, Path::new("/dev"), Mode::from_bits_truncate(0o755))
         .map_err(sys_err(FIELD, "open /dev"))?;
-    let flags = OFlag::O_CREAT
-        | OFlag::O_NOFOLLOW
-        | OFlag::O_RDONLY
-        | OFlag::O_CLOEXEC
-        | OFlag::O_NOCTTY
-        | OFlag::O_NONBLOCK;
+    let flags =
+        OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK;
     let mut target = None;
     for _ in 0..4 {
         // O_PATH first: a planted fifo or device must not be opened for I/O.
         match resolve::open_beneath(dev.as_fd(), "console".as_ref(), OFlag::O_PATH) {
             Ok(fd) => {
-                let kind = fstat(&fd)
-                    .map_err(sys_err(FIELD, "stat /dev/console"))?
-                    .st_mode
-                    & libc::S_IFMT;
+                let kind = fstat(&fd).map_err(sys_err(FIELD, "stat /dev/console"))?.st_mode & libc::S_IFMT;
                 if kind == libc::S_IFREG || kind == libc::S_IFCHR {
                     target = Some(fd);
                     break;
@@ -79,17 +64,14 @@ pub(crate) fn mount_console(root: BorrowedFd, peer: BorrowedFd) -> Result<(), Ro
                     Err(e) => return Err(RootfsError::sys(FIELD, "remove /dev/console", e)),
                 }
             }
-            Err(Errno::ENOENT) => {
-                match openat(&dev, "console", flags, Mode::from_bits_truncate(0o666)) {
-                    Ok(_) | Err(Errno::EEXIST | Errno::ELOOP) => {}
-                    Err(e) => return Err(RootfsError::sys(FIELD, "create /dev/console", e)),
-                }
-            }
+            Err(Errno::ENOENT) => match openat(&dev, "console", flags, Mode::from_bits_truncate(0o666)) {
+                Ok(_) | Err(Errno::EEXIST | Errno::ELOOP) => {}
+                Err(e) => return Err(RootfsError::sys(FIELD, "create /dev/console", e)),
+            },
             Err(e) => return Err(RootfsError::sys(FIELD, "open /dev/console", e)),
         }
     }
-    let target =
-        target.ok_or_else(|| RootfsError::invalid(FIELD, "/dev/console keeps changing"))?;
+    let target = target.ok_or_else(|| RootfsError::invalid(FIELD, "/dev/console keeps changing"))?;
     mount(
         Some(sys::fd_path(peer).as_str()),
         sys::fd_path(target.as_fd()).as_str(),

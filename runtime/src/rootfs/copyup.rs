@@ -18,12 +18,7 @@ use crate::sys::mount::fd_path;
 const MAX_DEPTH: usize = 128;
 
 fn open_dir_nofollow(dir: BorrowedFd, name: &CStr) -> nix::Result<OwnedFd> {
-    openat(
-        dir,
-        name,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
+    openat(dir, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
 }
 
 fn copy_entry(src: BorrowedFd, dst: BorrowedFd, name: &CStr, depth: usize) -> nix::Result<()> {
@@ -40,22 +35,12 @@ fn copy_entry(src: BorrowedFd, dst: BorrowedFd, name: &CStr, depth: usize) -> ni
             copy_dir(s.as_fd(), d.as_fd(), depth + 1)?;
         }
         SFlag::S_IFREG => {
-            let s = openat(
-                src,
-                name,
-                OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )?;
-            let flags = OFlag::O_WRONLY
-                | OFlag::O_CREAT
-                | OFlag::O_EXCL
-                | OFlag::O_NOFOLLOW
-                | OFlag::O_CLOEXEC;
+            let s = openat(src, name, OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())?;
+            let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
             let d = openat(dst, name, flags, mode)?;
             let mut s = std::fs::File::from(s);
             let mut d = std::fs::File::from(d);
-            std::io::copy(&mut s, &mut d)
-                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+            std::io::copy(&mut s, &mut d).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
         }
         SFlag::S_IFLNK => {
             let target = readlinkat(src, name)?;
@@ -67,13 +52,7 @@ fn copy_entry(src: BorrowedFd, dst: BorrowedFd, name: &CStr, depth: usize) -> ni
         // Sockets are bound to a live process; nothing to copy.
         _ => return Ok(()),
     }
-    fchownat(
-        dst,
-        name,
-        Some(Uid::from_raw(st.st_uid)),
-        Some(Gid::from_raw(st.st_gid)),
-        AtFlags::AT_SYMLINK_NOFOLLOW,
-    )
+    fchownat(dst, name, Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid)), AtFlags::AT_SYMLINK_NOFOLLOW)
 }
 
 fn copy_dir(src: BorrowedFd, dst: BorrowedFd, depth: usize) -> nix::Result<()> {

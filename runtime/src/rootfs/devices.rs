@@ -13,8 +13,8 @@ use nix::unistd::{fchownat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Spec};
 
 use super::resolve::{self, clean_container_path};
-use crate::sys::mount as sys;
 use super::{sys_err, RootfsError};
+use crate::sys::mount as sys;
 
 struct Node<'a> {
     field: String,
@@ -57,37 +57,26 @@ fn matches(st: &FileStat, n: &Node) -> bool {
 
 /// When mknod is refused (a user namespace), bind the host's node instead.
 fn bind_host_node(parent: BorrowedFd, name: &str, n: &Node) -> Result<(), RootfsError> {
-    let host = nix::fcntl::open(
-        n.path,
-        OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
-        Mode::empty(),
-    )
-    .map_err(|e| RootfsError::sys(&n.field, format!("open host {}", n.path.display()), e))?;
+    let host = nix::fcntl::open(n.path, OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
+        .map_err(|e| RootfsError::sys(&n.field, format!("open host {}", n.path.display()), e))?;
     let st = fstat(&host).map_err(sys_err(&n.field, "stat host device"))?;
     if !matches(&st, n) {
-        return Err(RootfsError::invalid(
-            &n.field,
-            "host device to bind does not match type/major/minor",
-        ));
+        return Err(RootfsError::invalid(&n.field, "host device to bind does not match type/major/minor"));
     }
-    let flags =
-        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC;
+    let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC;
     match openat(parent, name, flags, Mode::from_bits_truncate(0o644)) {
         Ok(_) | Err(Errno::EEXIST) => {}
         Err(e) => return Err(RootfsError::sys(&n.field, "create bind target", e)),
     }
-    let target = resolve::open_beneath(parent, name.as_ref(), OFlag::O_PATH)
-        .map_err(sys_err(&n.field, "open bind target"))?;
-    let tree =
-        sys::open_tree_fd(host.as_fd(), false).map_err(sys_err(&n.field, "open_tree device"))?;
+    let target =
+        resolve::open_beneath(parent, name.as_ref(), OFlag::O_PATH).map_err(sys_err(&n.field, "open bind target"))?;
+    let tree = sys::open_tree_fd(host.as_fd(), false).map_err(sys_err(&n.field, "open_tree device"))?;
     sys::move_mount_fd(tree.as_fd(), target.as_fd()).map_err(sys_err(&n.field, "bind device"))
 }
 
 fn create(root: BorrowedFd, n: &Node) -> Result<(), RootfsError> {
     let path = clean_container_path(n.path);
-    let (Some(parent_path), Some(name)) =
-        (path.parent(), path.file_name().and_then(|s| s.to_str()))
-    else {
+    let (Some(parent_path), Some(name)) = (path.parent(), path.file_name().and_then(|s| s.to_str())) else {
         return Err(RootfsError::invalid(&n.field, "bad device path"));
     };
     let parent = resolve::mkdir_all_in_root(root, parent_path, Mode::from_bits_truncate(0o755))
@@ -96,30 +85,21 @@ fn create(root: BorrowedFd, n: &Node) -> Result<(), RootfsError> {
     match mknodat(&parent, name, n.kind, perm, makedev(n.major, n.minor)) {
         Ok(()) => {}
         Err(Errno::EEXIST) => {
-            let st = fstatat(&parent, name, AtFlags::AT_SYMLINK_NOFOLLOW)
-                .map_err(sys_err(&n.field, "stat existing"))?;
+            let st =
+                fstatat(&parent, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(sys_err(&n.field, "stat existing"))?;
             if matches(&st, n) || !n.strict {
                 return Ok(());
             }
             return Err(RootfsError::invalid(
                 &n.field,
-                format!(
-                    "{} already exists with a different type or device number",
-                    n.path.display()
-                ),
+                format!("{} already exists with a different type or device number", n.path.display()),
             ));
         }
         Err(Errno::EPERM) => return bind_host_node(parent.as_fd(), name, n),
         Err(e) => return Err(RootfsError::sys(&n.field, "mknod", e)),
     }
-    fchownat(
-        &parent,
-        name,
-        Some(Uid::from_raw(n.uid)),
-        Some(Gid::from_raw(n.gid)),
-        AtFlags::AT_SYMLINK_NOFOLLOW,
-    )
-    .map_err(sys_err(&n.field, "chown"))
+    fchownat(&parent, name, Some(Uid::from_raw(n.uid)), Some(Gid::from_raw(n.gid)), AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map_err(sys_err(&n.field, "chown"))
 }
 
 fn spec_node(i: usize, d: &LinuxDevice) -> Node<'_> {
@@ -139,11 +119,7 @@ fn spec_node(i: usize, d: &LinuxDevice) -> Node<'_> {
 /// Create the default and configured device nodes, the /dev symlinks and the
 /// /dev/ptmx → pts/ptmx link.
 pub(crate) fn setup_dev(root: BorrowedFd, spec: &Spec) -> Result<(), RootfsError> {
-    let devs: &[LinuxDevice] = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.devices().as_deref())
-        .unwrap_or(&[]);
+    let devs: &[LinuxDevice] = spec.linux().as_ref().and_then(|l| l.devices().as_deref()).unwrap_or(&[]);
     let mut nodes: Vec<Node> = Vec::with_capacity(DEFAULTS.len() + devs.len());
     for (p, major, minor) in DEFAULTS {
         let path = Path::new(p);

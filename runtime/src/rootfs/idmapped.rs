@@ -14,10 +14,9 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use oci_spec::runtime::{LinuxIdMapping, Spec};
 
-use crate::sys::mount::{self as msys, MountAttr};
 use super::RootfsError;
+use crate::sys::mount::{self as msys, MountAttr};
 use crate::sys::{self, Forked};
-
 
 /// The detached, id-mapped trees of `mounts[i]`, by index.
 pub type Prepared = HashMap<usize, OwnedFd>;
@@ -37,7 +36,7 @@ pub enum UsernsError {
     #[error("clone3: {0}")]
     Clone(#[source] std::io::Error),
     #[error(transparent)]
-    Maps(#[from] crate::idmap::MapError),
+    Maps(#[from] crate::id_mappings::MapError),
     #[error("opening its user namespace: {0}")]
     Open(#[source] std::io::Error),
 }
@@ -57,7 +56,7 @@ pub fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<Own
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
-    let result = crate::idmap::write(pid, uid, gid)
+    let result = crate::id_mappings::write(pid, uid, gid)
         .map_err(UsernsError::from)
         .and_then(|()| File::open(format!("/proc/{pid}/ns/user")).map_err(UsernsError::Open));
     let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
@@ -77,20 +76,24 @@ pub fn prepare(spec: &Spec, bundle: &Path) -> Result<Prepared, RootfsError> {
         };
         let uid = pick(m.uid_mappings(), linux.and_then(|l| l.uid_mappings().as_ref()));
         let gid = pick(m.gid_mappings(), linux.and_then(|l| l.gid_mappings().as_ref()));
-        let source = m.source().as_ref().map(|s| if s.is_absolute() { s.clone() } else { bundle.join(s) }).unwrap_or_default();
+        let source =
+            m.source().as_ref().map(|s| if s.is_absolute() { s.clone() } else { bundle.join(s) }).unwrap_or_default();
         let src = nix::fcntl::open(&source, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
             .map_err(|e| RootfsError::sys(&field, format!("open bind source {}", source.display()), e))?;
-        let rbind = m.options().as_deref().unwrap_or(&[]).iter().any(|o| o == "rbind") || m.typ().as_deref() == Some("rbind");
+        let rbind =
+            m.options().as_deref().unwrap_or(&[]).iter().any(|o| o == "rbind") || m.typ().as_deref() == Some("rbind");
         let tree = msys::open_tree_fd(src.as_fd(), rbind).map_err(super::sys_err(&field, "open_tree"))?;
         let userns = userns_with(&uid, &gid).map_err(|source| RootfsError::Userns { field: field.clone(), source })?;
-        idmap_tree(&tree, &userns, recursive)
-            .map_err(|e| RootfsError::sys(format!("{field}.options"), "id-map the mount (mount_setattr MOUNT_ATTR_IDMAP)", e))?;
+        idmap_tree(&tree, &userns, recursive).map_err(|e| {
+            RootfsError::sys(format!("{field}.options"), "id-map the mount (mount_setattr MOUNT_ATTR_IDMAP)", e)
+        })?;
         out.insert(i, tree);
     }
     Ok(out)
 }
 
 fn idmap_tree(tree: &OwnedFd, userns: &OwnedFd, recursive: bool) -> nix::Result<()> {
-    let attr = MountAttr { attr_set: msys::MOUNT_ATTR_IDMAP, userns_fd: userns.as_raw_fd() as u64, ..Default::default() };
+    let attr =
+        MountAttr { attr_set: msys::MOUNT_ATTR_IDMAP, userns_fd: userns.as_raw_fd() as u64, ..Default::default() };
     msys::mount_setattr_fd(tree.as_fd(), recursive, &attr)
 }

@@ -9,15 +9,12 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::{fstat, makedev, Mode};
 
 use super::resolve;
-use crate::sys::mount::{self as sys, MountAttr};
 use super::{sys_err, RootfsError};
+use crate::sys::mount::{self as sys, MountAttr};
 
 /// Make the mount `fd` is on read-only (and recursively below it with `recursive`).
 pub(crate) fn set_readonly(fd: BorrowedFd, recursive: bool) -> nix::Result<()> {
-    let attr = MountAttr {
-        attr_set: sys::MOUNT_ATTR_RDONLY,
-        ..Default::default()
-    };
+    let attr = MountAttr { attr_set: sys::MOUNT_ATTR_RDONLY, ..Default::default() };
     sys::mount_setattr_fd(fd, recursive, &attr)
 }
 
@@ -27,20 +24,11 @@ pub(crate) fn readonly_path(root: BorrowedFd, field: &str, path: &Path) -> Resul
     let fd = match resolve::open_in_root(root, path, OFlag::O_PATH, Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Ok(()),
-        Err(e) => {
-            return Err(RootfsError::sys(
-                field,
-                format!("open {}", path.display()),
-                e,
-            ))
-        }
+        Err(e) => return Err(RootfsError::sys(field, format!("open {}", path.display()), e)),
     };
     let tree = sys::open_tree_fd(fd.as_fd(), true).map_err(sys_err(field, "open_tree"))?;
     let attr = MountAttr {
-        attr_set: sys::MOUNT_ATTR_RDONLY
-            | sys::MOUNT_ATTR_NOSUID
-            | sys::MOUNT_ATTR_NODEV
-            | sys::MOUNT_ATTR_NOEXEC,
+        attr_set: sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC,
         ..Default::default()
     };
     sys::mount_setattr_fd(tree.as_fd(), true, &attr).map_err(sys_err(field, "set read-only"))?;
@@ -50,19 +38,11 @@ pub(crate) fn readonly_path(root: BorrowedFd, field: &str, path: &Path) -> Resul
 /// Cover each masked path: files with the verified /dev/null, directories
 /// with an empty read-only tmpfs. Only a missing destination is skipped.
 pub(crate) fn mask_paths(root: BorrowedFd, paths: &[String]) -> Result<(), RootfsError> {
-    let null = resolve::open_in_root(
-        root,
-        Path::new("/dev/null"),
-        OFlag::O_PATH | OFlag::O_NOFOLLOW,
-        Mode::empty(),
-    )
-    .map_err(|e| RootfsError::invalid("linux.maskedPaths", format!("invalid /dev/null: {e}")))?;
+    let null = resolve::open_in_root(root, Path::new("/dev/null"), OFlag::O_PATH | OFlag::O_NOFOLLOW, Mode::empty())
+        .map_err(|e| RootfsError::invalid("linux.maskedPaths", format!("invalid /dev/null: {e}")))?;
     let st = fstat(&null).map_err(sys_err("linux.maskedPaths", "stat /dev/null"))?;
     if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != makedev(1, 3) {
-        return Err(RootfsError::invalid(
-            "linux.maskedPaths",
-            "invalid /dev/null: not the char device 1:3",
-        ));
+        return Err(RootfsError::invalid("linux.maskedPaths", "invalid /dev/null: not the char device 1:3"));
     }
     for (i, p) in paths.iter().enumerate() {
         let field = format!("linux.maskedPaths[{i}]");
@@ -71,14 +51,11 @@ pub(crate) fn mask_paths(root: BorrowedFd, paths: &[String]) -> Result<(), Rootf
             Err(Errno::ENOENT) => continue,
             Err(e) => return Err(RootfsError::sys(field, format!("open {p}"), e)),
         };
-        let is_dir =
-            fstat(&fd).map_err(sys_err(&field, "stat"))?.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        let is_dir = fstat(&fd).map_err(sys_err(&field, "stat"))?.st_mode & libc::S_IFMT == libc::S_IFDIR;
         let tree = if is_dir {
-            sys::fs_create("tmpfs", &[], sys::MOUNT_ATTR_RDONLY)
-                .map_err(sys_err(&field, "create tmpfs"))?
+            sys::fs_create("tmpfs", &[], sys::MOUNT_ATTR_RDONLY).map_err(sys_err(&field, "create tmpfs"))?
         } else {
-            sys::open_tree_fd(null.as_fd(), false)
-                .map_err(sys_err(&field, "open_tree /dev/null"))?
+            sys::open_tree_fd(null.as_fd(), false).map_err(sys_err(&field, "open_tree /dev/null"))?
         };
         sys::move_mount_fd(tree.as_fd(), fd.as_fd()).map_err(sys_err(&field, "mask"))?;
     }

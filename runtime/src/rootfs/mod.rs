@@ -88,17 +88,10 @@ pub enum RootfsError {
 
 impl RootfsError {
     pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        RootfsError::Invalid {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        RootfsError::Invalid { field: field.into(), reason: reason.into() }
     }
     pub(crate) fn sys(field: impl Into<String>, op: impl Into<String>, errno: Errno) -> Self {
-        RootfsError::Sys {
-            field: field.into(),
-            op: op.into(),
-            errno,
-        }
+        RootfsError::Sys { field: field.into(), op: op.into(), errno }
     }
 }
 
@@ -149,29 +142,17 @@ pub struct Rootfs {
 /// `/proc/self/fd/N` of fds resolved inside the rootfs).
 pub fn prepare(cfg: &RootfsConfig) -> Result<Rootfs, RootfsError> {
     if !cfg.rootfs.is_absolute() {
-        return Err(RootfsError::invalid(
-            "root.path",
-            format!("{} is not absolute", cfg.rootfs.display()),
-        ));
+        return Err(RootfsError::invalid("root.path", format!("{} is not absolute", cfg.rootfs.display())));
     }
-    let propagation = match cfg
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.rootfs_propagation().as_deref())
-    {
+    let propagation = match cfg.spec.linux().as_ref().and_then(|l| l.rootfs_propagation().as_deref()) {
         None | Some("") => None,
         Some(p) => Some(options::root_propagation(p).ok_or_else(|| {
-            RootfsError::invalid(
-                "linux.rootfsPropagation",
-                format!("rootfsPropagation={p} is not supported"),
-            )
+            RootfsError::invalid("linux.rootfsPropagation", format!("rootfsPropagation={p} is not supported"))
         })?),
     };
     // Mount targets are named through /proc/self/fd/N: make sure that /proc
     // is a real procfs before trusting it to name our fds.
-    let proc =
-        resolve::open_dir(Path::new("/proc")).map_err(sys_err("/proc", "open host /proc"))?;
+    let proc = resolve::open_dir(Path::new("/proc")).map_err(sys_err("/proc", "open host /proc"))?;
     resolve::verify_procfs_root(proc.as_fd())
         .map_err(|_| RootfsError::invalid("/proc", "the runtime's /proc is not a procfs root"))?;
     drop(proc);
@@ -202,12 +183,7 @@ pub fn prepare(cfg: &RootfsConfig) -> Result<Rootfs, RootfsError> {
     if !dev_is_bind {
         devices::setup_dev(root.as_fd(), cfg.spec)?;
     }
-    Ok(Rootfs {
-        root,
-        path: cfg.rootfs.to_path_buf(),
-        propagation,
-        shares_mount_ns: cfg.shares_mount_ns,
-    })
+    Ok(Rootfs { root, path: cfg.rootfs.to_path_buf(), propagation, shares_mount_ns: cfg.shares_mount_ns })
 }
 
 /// Opens the devpts ptmx of the root at `root` (for `exec --tty`, which runs inside the
@@ -255,11 +231,7 @@ pub fn finalize(spec: &Spec) -> Result<(), RootfsError> {
     let root = resolve::open_dir(Path::new("/")).map_err(sys_err("root", "open /"))?;
     if let Some(linux) = spec.linux() {
         for (i, p) in linux.readonly_paths().iter().flatten().enumerate() {
-            masks::readonly_path(
-                root.as_fd(),
-                &format!("linux.readonlyPaths[{i}]"),
-                Path::new(p),
-            )?;
+            masks::readonly_path(root.as_fd(), &format!("linux.readonlyPaths[{i}]"), Path::new(p))?;
         }
         let masked = linux.masked_paths().as_deref().unwrap_or(&[]);
         if !masked.is_empty() {
@@ -271,24 +243,13 @@ pub fn finalize(spec: &Spec) -> Result<(), RootfsError> {
             && options::parse(m.options().as_deref().unwrap_or(&[])).readonly()
     });
     if dev_ro {
-        let dev = resolve::open_in_root(
-            root.as_fd(),
-            Path::new("/dev"),
-            OFlag::O_PATH | OFlag::O_DIRECTORY,
-            Mode::empty(),
-        )
-        .map_err(sys_err("mounts \"/dev\"", "open /dev"))?;
-        masks::set_readonly(dev.as_fd(), false)
-            .map_err(sys_err("mounts \"/dev\"", "remount read-only"))?;
+        let dev =
+            resolve::open_in_root(root.as_fd(), Path::new("/dev"), OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())
+                .map_err(sys_err("mounts \"/dev\"", "open /dev"))?;
+        masks::set_readonly(dev.as_fd(), false).map_err(sys_err("mounts \"/dev\"", "remount read-only"))?;
     }
-    if spec
-        .root()
-        .as_ref()
-        .and_then(|r| r.readonly())
-        .unwrap_or(false)
-    {
-        masks::set_readonly(root.as_fd(), false)
-            .map_err(sys_err("root.readonly", "remount / read-only"))?;
+    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+        masks::set_readonly(root.as_fd(), false).map_err(sys_err("root.readonly", "remount / read-only"))?;
     }
     // `unbindable`/`runbindable` last: the binds above need a bindable tree.
     let unbindable = spec

@@ -14,9 +14,9 @@ use oci_spec::runtime::Mount;
 
 use super::options::{self, MountOptions, MS_NOSYMFOLLOW};
 use super::resolve::{self, clean_container_path, Walked};
-use crate::sys::mount::{self as sys, MountAttr};
 use super::validate::{is_bind, mount_field, mount_type, proc_mount_allowed, PROC_ALLOWLIST};
 use super::{cgroup, copyup, CgroupMount, RootfsError};
+use crate::sys::mount::{self as sys, MountAttr};
 
 pub(crate) struct Ctx<'a> {
     pub root: BorrowedFd<'a>,
@@ -54,17 +54,8 @@ pub(crate) fn dest_file(root: BorrowedFd, dest: &Path) -> nix::Result<OwnedFd> {
             Walked::Found { fd, .. } => return Ok(fd),
             Walked::Dir(fd) => return Ok(fd),
             Walked::Missing { parent, name } => {
-                let flags = OFlag::O_CREAT
-                    | OFlag::O_EXCL
-                    | OFlag::O_NOFOLLOW
-                    | OFlag::O_RDONLY
-                    | OFlag::O_CLOEXEC;
-                match openat(
-                    &parent,
-                    Path::new(&name),
-                    flags,
-                    Mode::from_bits_truncate(0o644),
-                ) {
+                let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC;
+                match openat(&parent, Path::new(&name), flags, Mode::from_bits_truncate(0o644)) {
                     // The fd of the file we just created: no second lookup
                     // a racer could redirect.
                     Ok(f) => return Ok(f),
@@ -83,10 +74,7 @@ fn check_ordinary_dir(root: BorrowedFd, dest: &Path, field: &str) -> Result<(), 
     match resolve::open_beneath(root, name.as_os_str(), OFlag::O_PATH) {
         Ok(fd) => {
             if !is_dir(fd.as_fd()).map_err(super::sys_err(field, "stat"))? {
-                return Err(RootfsError::invalid(
-                    field,
-                    "must be mounted on ordinary directory",
-                ));
+                return Err(RootfsError::invalid(field, "must be mounted on ordinary directory"));
             }
             Ok(())
         }
@@ -128,30 +116,17 @@ fn existing_mode(root: BorrowedFd, dest: &Path) -> nix::Result<Option<u32>> {
 
 /// A destination that reaches into procfs through links is judged by where
 /// it lands, not by its spelling (CVE-2019-16884).
-fn check_not_in_proc(
-    target: BorrowedFd,
-    dest: &Path,
-    typ: &str,
-    field: &str,
-) -> Result<(), RootfsError> {
-    let on_proc = fstatfs(target)
-        .map(|s| s.filesystem_type() == PROC_SUPER_MAGIC)
-        .unwrap_or(false);
+fn check_not_in_proc(target: BorrowedFd, dest: &Path, typ: &str, field: &str) -> Result<(), RootfsError> {
+    let on_proc = fstatfs(target).map(|s| s.filesystem_type() == PROC_SUPER_MAGIC).unwrap_or(false);
     if on_proc && typ != "proc" && !PROC_ALLOWLIST.iter().any(|p| dest == Path::new(p)) {
-        return Err(RootfsError::invalid(
-            field,
-            "cannot be mounted because it is inside /proc",
-        ));
+        return Err(RootfsError::invalid(field, "cannot be mounted because it is inside /proc"));
     }
     Ok(())
 }
 
 fn apply_propagation(mnt: BorrowedFd, props: &[MsFlags]) -> nix::Result<()> {
     for p in props {
-        let attr = MountAttr {
-            propagation: (*p & !MsFlags::MS_REC).bits(),
-            ..Default::default()
-        };
+        let attr = MountAttr { propagation: (*p & !MsFlags::MS_REC).bits(), ..Default::default() };
         sys::mount_setattr_fd(mnt, p.contains(MsFlags::MS_REC), &attr)?;
     }
     Ok(())
@@ -166,11 +141,7 @@ fn bind(
     opts: &MountOptions,
     prepared: Option<BorrowedFd>,
 ) -> Result<(), RootfsError> {
-    let source = if source.is_absolute() {
-        source.to_path_buf()
-    } else {
-        ctx.bundle.join(source)
-    };
+    let source = if source.is_absolute() { source.to_path_buf() } else { ctx.bundle.join(source) };
     let src = match nix::fcntl::open(&source, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()) {
         Ok(fd) => fd,
         Err(e) => match (ctx.host_open, index) {
@@ -178,27 +149,14 @@ fn bind(
             (Some(host_open), Some(i)) => {
                 host_open(i).map_err(|source| RootfsError::HostOpen { field: field.to_string(), source })?
             }
-            _ => {
-                return Err(RootfsError::sys(
-                    field,
-                    format!("open bind source {}", source.display()),
-                    e,
-                ))
-            }
+            _ => return Err(RootfsError::sys(field, format!("open bind source {}", source.display()), e)),
         },
     };
     let src_is_dir = is_dir(src.as_fd()).map_err(super::sys_err(field, "stat bind source"))?;
-    let src_is_proc = fstatfs(&src)
-        .map(|s| s.filesystem_type() == PROC_SUPER_MAGIC)
-        .unwrap_or(false);
-    proc_mount_allowed(dest, "bind", true, Some(src_is_proc))
-        .map_err(|r| RootfsError::invalid(field, r))?;
-    let target = if src_is_dir {
-        dest_dir(ctx.root, dest)
-    } else {
-        dest_file(ctx.root, dest)
-    }
-    .map_err(super::sys_err(field, "create mount point"))?;
+    let src_is_proc = fstatfs(&src).map(|s| s.filesystem_type() == PROC_SUPER_MAGIC).unwrap_or(false);
+    proc_mount_allowed(dest, "bind", true, Some(src_is_proc)).map_err(|r| RootfsError::invalid(field, r))?;
+    let target = if src_is_dir { dest_dir(ctx.root, dest) } else { dest_file(ctx.root, dest) }
+        .map_err(super::sys_err(field, "create mount point"))?;
 
     check_not_in_proc(target.as_fd(), dest, "bind", field)?;
     // An id-mapped tree was cloned and mapped on the host already (idmapped.rs).
@@ -212,11 +170,7 @@ fn bind(
     };
     let (set, mut clr) = options::attrs_from_flags(opts);
     if set != 0 || clr != 0 {
-        let attr = MountAttr {
-            attr_set: set,
-            attr_clr: clr,
-            ..Default::default()
-        };
+        let attr = MountAttr { attr_set: set, attr_clr: clr, ..Default::default() };
         if let Err(e) = sys::mount_setattr_fd(tree, false, &attr) {
             if e != Errno::EPERM {
                 return Err(RootfsError::sys(field, "set mount flags", e));
@@ -224,39 +178,20 @@ fn bind(
             // Like runc: keep the flags the source has (they may be locked)
             // rather than failing on an implicit request to clear them.
             clr &= !current_attrs(src.as_fd());
-            let attr = MountAttr {
-                attr_set: set,
-                attr_clr: clr,
-                ..Default::default()
-            };
-            sys::mount_setattr_fd(tree, false, &attr)
-                .map_err(super::sys_err(field, "set mount flags"))?;
+            let attr = MountAttr { attr_set: set, attr_clr: clr, ..Default::default() };
+            sys::mount_setattr_fd(tree, false, &attr).map_err(super::sys_err(field, "set mount flags"))?;
         }
     }
     if opts.rec_set != 0 || opts.rec_clr != 0 {
-        let attr = MountAttr {
-            attr_set: opts.rec_set,
-            attr_clr: opts.rec_clr,
-            ..Default::default()
-        };
-        sys::mount_setattr_fd(tree, true, &attr)
-            .map_err(super::sys_err(field, "set recursive mount flags"))?;
+        let attr = MountAttr { attr_set: opts.rec_set, attr_clr: opts.rec_clr, ..Default::default() };
+        sys::mount_setattr_fd(tree, true, &attr).map_err(super::sys_err(field, "set recursive mount flags"))?;
     }
-    sys::move_mount_fd(tree, target.as_fd())
-        .map_err(super::sys_err(field, "move_mount"))?;
-    apply_propagation(tree, &opts.propagation)
-        .map_err(super::sys_err(field, "set propagation"))?;
+    sys::move_mount_fd(tree, target.as_fd()).map_err(super::sys_err(field, "move_mount"))?;
+    apply_propagation(tree, &opts.propagation).map_err(super::sys_err(field, "set propagation"))?;
     Ok(())
 }
 
-fn other(
-    ctx: &Ctx,
-    field: &str,
-    m: &Mount,
-    typ: &str,
-    dest: &Path,
-    opts: &MountOptions,
-) -> Result<(), RootfsError> {
+fn other(ctx: &Ctx, field: &str, m: &Mount, typ: &str, dest: &Path, opts: &MountOptions) -> Result<(), RootfsError> {
     // A tmpfs on an existing directory takes that directory's mode (runc):
     // "mode=" goes first, so one in the options still wins.
     let inherited_mode = if typ == "tmpfs" {
@@ -279,11 +214,7 @@ fn other(
     }
     let mut data = opts.data_string();
     if let Some(mode) = inherited_mode {
-        data = if data.is_empty() {
-            format!("mode={mode:04o}")
-        } else {
-            format!("mode={mode:04o},{data}")
-        };
+        data = if data.is_empty() { format!("mode={mode:04o}") } else { format!("mode={mode:04o},{data}") };
     }
     mount(
         Some(&source),
@@ -294,54 +225,29 @@ fn other(
     )
     .map_err(|e| RootfsError::sys(field, format!("mount {typ}"), e))?;
     if copyup {
-        let mnt = resolve::open_in_root(
-            ctx.root,
-            dest,
-            OFlag::O_PATH | OFlag::O_DIRECTORY,
-            Mode::empty(),
-        )
-        .map_err(super::sys_err(field, "reopen tmpfs"))?;
-        if fstatfs(&mnt)
-            .map(|s| s.filesystem_type() != TMPFS_MAGIC)
-            .unwrap_or(true)
-        {
-            return Err(RootfsError::invalid(
-                field,
-                "tmpfs moved away while it was being set up",
-            ));
+        let mnt = resolve::open_in_root(ctx.root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())
+            .map_err(super::sys_err(field, "reopen tmpfs"))?;
+        if fstatfs(&mnt).map(|s| s.filesystem_type() != TMPFS_MAGIC).unwrap_or(true) {
+            return Err(RootfsError::invalid(field, "tmpfs moved away while it was being set up"));
         }
         // `target` still names the covered directory: its old content.
         copyup::copy_up(target.as_fd(), mnt.as_fd()).map_err(super::sys_err(field, "tmpcopyup"))?;
         if opts.readonly() {
-            let attr = MountAttr {
-                attr_set: sys::MOUNT_ATTR_RDONLY,
-                ..Default::default()
-            };
-            sys::mount_setattr_fd(mnt.as_fd(), false, &attr)
-                .map_err(super::sys_err(field, "remount read-only"))?;
+            let attr = MountAttr { attr_set: sys::MOUNT_ATTR_RDONLY, ..Default::default() };
+            sys::mount_setattr_fd(mnt.as_fd(), false, &attr).map_err(super::sys_err(field, "remount read-only"))?;
         }
     }
     if opts.rec_set != 0 || opts.rec_clr != 0 || !opts.propagation.is_empty() {
         // The fd we mounted onto names the covered directory; look the path
         // up again (inside the root) to reach the new mount.
-        let mnt = resolve::open_in_root(
-            ctx.root,
-            dest,
-            OFlag::O_PATH | OFlag::O_DIRECTORY,
-            Mode::empty(),
-        )
-        .map_err(super::sys_err(field, "reopen mount"))?;
+        let mnt = resolve::open_in_root(ctx.root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())
+            .map_err(super::sys_err(field, "reopen mount"))?;
         if opts.rec_set != 0 || opts.rec_clr != 0 {
-            let attr = MountAttr {
-                attr_set: opts.rec_set,
-                attr_clr: opts.rec_clr,
-                ..Default::default()
-            };
+            let attr = MountAttr { attr_set: opts.rec_set, attr_clr: opts.rec_clr, ..Default::default() };
             sys::mount_setattr_fd(mnt.as_fd(), true, &attr)
                 .map_err(super::sys_err(field, "set recursive mount flags"))?;
         }
-        apply_propagation(mnt.as_fd(), &opts.propagation)
-            .map_err(super::sys_err(field, "set propagation"))?;
+        apply_propagation(mnt.as_fd(), &opts.propagation).map_err(super::sys_err(field, "set propagation"))?;
     }
     Ok(())
 }
@@ -349,8 +255,7 @@ fn other(
 /// Perform `mounts[i]`.
 pub(crate) fn mount_entry(ctx: &Ctx, i: usize, m: &Mount) -> Result<Outcome, RootfsError> {
     let field = mount_field(i, m);
-    let typ = mount_type(m)
-        .ok_or_else(|| RootfsError::invalid(format!("mounts[{i}].type"), "missing"))?;
+    let typ = mount_type(m).ok_or_else(|| RootfsError::invalid(format!("mounts[{i}].type"), "missing"))?;
     let opts = options::parse(m.options().as_deref().unwrap_or(&[]));
     let dest = clean_container_path(m.destination());
     let bind = is_bind(&typ, &opts);
@@ -360,10 +265,7 @@ pub(crate) fn mount_entry(ctx: &Ctx, i: usize, m: &Mount) -> Result<Outcome, Roo
     }
     if bind {
         let Some(source) = m.source() else {
-            return Err(RootfsError::invalid(
-                format!("mounts[{i}].source"),
-                "a bind mount needs a source",
-            ));
+            return Err(RootfsError::invalid(format!("mounts[{i}].source"), "a bind mount needs a source"));
         };
         let prepared = ctx.idmapped.get(&i).map(|fd| fd.as_fd());
         self::bind(ctx, &field, Some(i), source, &dest, &opts, prepared)?;
@@ -374,10 +276,7 @@ pub(crate) fn mount_entry(ctx: &Ctx, i: usize, m: &Mount) -> Result<Outcome, Roo
             // Without a network namespace of its own (e.g. in a user
             // namespace) the kernel refuses a fresh sysfs; like runc, bind
             // the runtime's /sys instead, with the same flags.
-            Err(RootfsError::Sys {
-                errno: Errno::EPERM | Errno::EBUSY,
-                ..
-            }) if typ == "sysfs" => {
+            Err(RootfsError::Sys { errno: Errno::EPERM | Errno::EBUSY, .. }) if typ == "sysfs" => {
                 let mut o = opts.clone();
                 o.flags.insert(MsFlags::MS_BIND | MsFlags::MS_REC);
                 if o.readonly() {

@@ -4,9 +4,8 @@
 use nix::mount::MsFlags;
 
 use crate::sys::mount::{
-    MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOEXEC,
-    MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY, MOUNT_ATTR_RELATIME,
-    MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME,
+    MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID,
+    MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY, MOUNT_ATTR_RELATIME, MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME,
 };
 
 /// MS_NOSYMFOLLOW (Linux 5.10); not in nix's MsFlags.
@@ -228,9 +227,7 @@ mod tests {
     fn rootfs_options_bind_ro_nosuid_sets_flags() {
         let o = parse(&["rbind", "ro", "nosuid", "nodev"]);
         assert!(o.is_bind() && o.is_rbind());
-        assert!(o
-            .flags
-            .contains(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV));
+        assert!(o.flags.contains(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV));
         assert!(o.data.is_empty());
     }
 
@@ -254,20 +251,14 @@ mod tests {
     #[test]
     fn rootfs_options_propagation_in_order() {
         let o = parse(&["rprivate", "shared"]);
-        assert_eq!(
-            o.propagation,
-            vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC, MsFlags::MS_SHARED]
-        );
+        assert_eq!(o.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC, MsFlags::MS_SHARED]);
         assert!(o.data.is_empty());
     }
 
     #[test]
     fn rootfs_options_recursive_attrs() {
         let o = parse(&["rbind", "rro", "rnosuid", "rnoatime"]);
-        assert_eq!(
-            o.rec_set,
-            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOATIME
-        );
+        assert_eq!(o.rec_set, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOATIME);
         assert_eq!(o.rec_clr, MOUNT_ATTR__ATIME);
         let o = parse(&["rro", "rrw"]);
         assert_eq!(o.rec_set, 0);
@@ -278,10 +269,7 @@ mod tests {
     fn rootfs_options_attrs_from_flags_maps_set_and_clear() {
         let o = parse(&["bind", "ro", "nosuid", "dev", "noatime"]);
         let (set, clr) = attrs_from_flags(&o);
-        assert_eq!(
-            set,
-            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOATIME
-        );
+        assert_eq!(set, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOATIME);
         assert_eq!(clr, MOUNT_ATTR_NODEV | MOUNT_ATTR__ATIME);
         let (set, clr) = attrs_from_flags(&parse(&["bind"]));
         assert_eq!((set, clr), (0, 0));
@@ -295,10 +283,7 @@ mod tests {
 
     #[test]
     fn rootfs_root_propagation_values() {
-        assert_eq!(
-            root_propagation("rslave"),
-            Some(MsFlags::MS_SLAVE | MsFlags::MS_REC)
-        );
+        assert_eq!(root_propagation("rslave"), Some(MsFlags::MS_SLAVE | MsFlags::MS_REC));
         assert_eq!(root_propagation("bogus"), None);
     }
 }

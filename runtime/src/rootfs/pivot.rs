@@ -24,8 +24,7 @@ pub(crate) fn bind_onto_itself(rootfs: &Path) -> Result<(), RootfsError> {
 
 pub(crate) fn prepare_root(rootfs: &Path, propagation: Option<MsFlags>) -> Result<(), RootfsError> {
     let flags = pre_pivot_propagation(propagation);
-    mount(NONE, "/", NONE, flags, NONE)
-        .map_err(sys_err("linux.rootfsPropagation", "set propagation of /"))?;
+    mount(NONE, "/", NONE, flags, NONE).map_err(sys_err("linux.rootfsPropagation", "set propagation of /"))?;
     let all_unshared = flags.contains(MsFlags::MS_REC) && !flags.contains(MsFlags::MS_SHARED);
     if !all_unshared {
         parent_mount_private(rootfs)?;
@@ -50,24 +49,14 @@ fn pre_pivot_propagation(propagation: Option<MsFlags>) -> MsFlags {
 /// order (parents before children).
 fn mount_points() -> Result<Vec<(PathBuf, bool)>, RootfsError> {
     let f = std::fs::File::open("/proc/self/mountinfo").map_err(|e| {
-        RootfsError::sys(
-            "root.path",
-            "read mountinfo",
-            Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-        )
+        RootfsError::sys("root.path", "read mountinfo", Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
     })?;
     let mut out = Vec::new();
     for line in BufReader::new(f).lines().map_while(Result::ok) {
         let Some(mp) = line.split(' ').nth(4) else {
             continue;
         };
-        let shared = line
-            .split(" - ")
-            .next()
-            .unwrap_or("")
-            .split(' ')
-            .skip(6)
-            .any(|f| f.starts_with("shared:"));
+        let shared = line.split(" - ").next().unwrap_or("").split(' ').skip(6).any(|f| f.starts_with("shared:"));
         out.push((PathBuf::from(unescape(mp)), shared));
     }
     Ok(out)
@@ -79,17 +68,12 @@ fn mount_points() -> Result<Vec<(PathBuf, bool)>, RootfsError> {
 fn parent_mount_private(rootfs: &Path) -> Result<(), RootfsError> {
     let mut best: Option<(PathBuf, bool)> = None;
     for (mp, shared) in mount_points()? {
-        if rootfs.starts_with(&mp)
-            && best
-                .as_ref()
-                .is_none_or(|(b, _)| mp.as_os_str().len() >= b.as_os_str().len())
-        {
+        if rootfs.starts_with(&mp) && best.as_ref().is_none_or(|(b, _)| mp.as_os_str().len() >= b.as_os_str().len()) {
             best = Some((mp, shared));
         }
     }
     if let Some((mp, true)) = best {
-        mount(NONE, &mp, NONE, MsFlags::MS_PRIVATE, NONE)
-            .map_err(sys_err("root.path", "make parent mount private"))?;
+        mount(NONE, &mp, NONE, MsFlags::MS_PRIVATE, NONE).map_err(sys_err("root.path", "make parent mount private"))?;
     }
     Ok(())
 }
@@ -107,13 +91,7 @@ fn detach_host_mounts(rootfs: &Path) -> Result<(), RootfsError> {
             Ok(()) => {}
             // Already gone with a detached parent.
             Err(Errno::ENOENT | Errno::EINVAL) => continue,
-            Err(e) => {
-                return Err(RootfsError::sys(
-                    "root.path",
-                    format!("make {} slave", mp.display()),
-                    e,
-                ))
-            }
+            Err(e) => return Err(RootfsError::sys("root.path", format!("make {} slave", mp.display()), e)),
         }
         match umount2(&mp, MntFlags::MNT_DETACH) {
             Ok(()) | Err(Errno::EINVAL | Errno::ENOENT) => {}
@@ -122,13 +100,7 @@ fn detach_host_mounts(rootfs: &Path) -> Result<(), RootfsError> {
                 mount(Some("tmpfs"), &mp, Some("tmpfs"), MsFlags::empty(), NONE)
                     .map_err(sys_err("root.path", "cover host mount"))?;
             }
-            Err(e) => {
-                return Err(RootfsError::sys(
-                    "root.path",
-                    format!("detach {}", mp.display()),
-                    e,
-                ))
-            }
+            Err(e) => return Err(RootfsError::sys("root.path", format!("detach {}", mp.display()), e)),
         }
     }
     Ok(())
@@ -140,10 +112,7 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -188,18 +157,14 @@ pub(crate) fn enter(
         umount2(".", MntFlags::MNT_DETACH).map_err(sys_err("root.path", "detach old root"))?;
     } else {
         // runc's msMoveRoot: move the rootfs over / and chroot into it.
-        mount(Some("."), "/", NONE, MsFlags::MS_MOVE, NONE)
-            .map_err(sys_err("root.path", "move rootfs onto /"))?;
+        mount(Some("."), "/", NONE, MsFlags::MS_MOVE, NONE).map_err(sys_err("root.path", "move rootfs onto /"))?;
         chroot(".").map_err(sys_err("root.path", "chroot"))?;
     }
     chdir("/").map_err(sys_err("root.path", "chdir /"))?;
     // An unbindable root comes last, in `finalize`: readonlyPaths and maskedPaths bind
     // paths onto themselves, which an unbindable tree refuses (EINVAL).
     if let Some(p) = propagation.filter(|p| !p.contains(MsFlags::MS_UNBINDABLE)) {
-        mount(NONE, "/", NONE, p, NONE).map_err(sys_err(
-            "linux.rootfsPropagation",
-            "set propagation of new /",
-        ))?;
+        mount(NONE, "/", NONE, p, NONE).map_err(sys_err("linux.rootfsPropagation", "set propagation of new /"))?;
     }
     Ok(())
 }

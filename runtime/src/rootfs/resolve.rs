@@ -34,10 +34,7 @@ fn relative_components(path: &Path) -> VecDeque<OsString> {
 
 /// `path` made relative to the root (leading `/` stripped); `.` for the root itself.
 pub fn in_root_relative(path: &Path) -> PathBuf {
-    let rel: PathBuf = path
-        .components()
-        .filter(|c| !matches!(c, Component::RootDir | Component::Prefix(_)))
-        .collect();
+    let rel: PathBuf = path.components().filter(|c| !matches!(c, Component::RootDir | Component::Prefix(_))).collect();
     if rel.as_os_str().is_empty() {
         PathBuf::from(".")
     } else {
@@ -77,12 +74,7 @@ fn openat2_retry(dir: BorrowedFd, path: &Path, how: OpenHow) -> nix::Result<Owne
 
 /// Open `path` inside `root`: absolute symlinks and `..` are clamped to `root`
 /// (openat2 RESOLVE_IN_ROOT), magic links are refused.
-pub fn open_in_root(
-    root: BorrowedFd,
-    path: &Path,
-    flags: OFlag,
-    mode: Mode,
-) -> nix::Result<OwnedFd> {
+pub fn open_in_root(root: BorrowedFd, path: &Path, flags: OFlag, mode: Mode) -> nix::Result<OwnedFd> {
     let how = OpenHow::new()
         .flags(flags | OFlag::O_CLOEXEC)
         .mode(mode)
@@ -101,11 +93,7 @@ fn open_one(dir: BorrowedFd, name: &OsStr, flags: OFlag) -> nix::Result<OwnedFd>
 /// Where a walk inside the root ended.
 pub enum Walked {
     /// The final component exists and is not a symlink: its O_PATH fd.
-    Found {
-        parent: OwnedFd,
-        name: OsString,
-        fd: OwnedFd,
-    },
+    Found { parent: OwnedFd, name: OsString, fd: OwnedFd },
     /// The final component does not exist (or is a dangling link target's
     /// last name); its would-be parent dir fd and name.
     Missing { parent: OwnedFd, name: OsString },
@@ -118,11 +106,7 @@ pub enum Walked {
 /// but one component at a time, so intermediate directories can be created
 /// (with `mkdir`) by fd, including those a dangling link points at.
 pub fn walk_in_root(root: BorrowedFd, path: &Path, mkdir: Option<Mode>) -> nix::Result<Walked> {
-    let mut stack: Vec<OwnedFd> = vec![open_one(
-        root,
-        OsStr::new("."),
-        OFlag::O_PATH | OFlag::O_DIRECTORY,
-    )?];
+    let mut stack: Vec<OwnedFd> = vec![open_one(root, OsStr::new("."), OFlag::O_PATH | OFlag::O_DIRECTORY)?];
     let mut rest = relative_components(path);
     let mut links = 0usize;
     // Bounds the mkdir/re-walk retries a racing process could otherwise
@@ -164,11 +148,7 @@ pub fn walk_in_root(root: BorrowedFd, path: &Path, mkdir: Option<Mode>) -> nix::
                 }
                 if last {
                     let parent = stack.pop().ok_or(Errno::EINVAL)?;
-                    return Ok(Walked::Found {
-                        parent,
-                        name: comp,
-                        fd,
-                    });
+                    return Ok(Walked::Found { parent, name: comp, fd });
                 }
                 if kind != SFlag::S_IFDIR {
                     return Err(Errno::ENOTDIR);
@@ -240,11 +220,9 @@ pub fn open_proc_beneath(path: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
         Mode::empty(),
     )?;
     verify_procfs_root(proc_root.as_fd())?;
-    let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC).resolve(
-        ResolveFlag::RESOLVE_BENEATH
-            | ResolveFlag::RESOLVE_NO_MAGICLINKS
-            | ResolveFlag::RESOLVE_NO_XDEV,
-    );
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS | ResolveFlag::RESOLVE_NO_XDEV);
     let rel = path.strip_prefix("/proc").unwrap_or(path);
     openat2_retry(proc_root.as_fd(), &in_root_relative(rel), how)
 }
@@ -268,11 +246,7 @@ pub fn has_nul(p: &Path) -> bool {
 
 /// O_PATH fd of a directory named by a trusted (host-side or already-rooted) path.
 pub fn open_dir(path: &Path) -> nix::Result<OwnedFd> {
-    nix::fcntl::open(
-        path,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
+    nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
 }
 
 /// Open one name in `dir`, never following a link (a link yields ELOOP,

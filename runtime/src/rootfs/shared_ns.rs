@@ -22,10 +22,7 @@ const NONE: Option<&str> = None;
 pub(crate) fn prepare_root(rootfs: &Path, propagation: Option<MsFlags>) -> Result<(), RootfsError> {
     super::pivot::bind_onto_itself(rootfs)?;
     let flags = propagation.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
-    mount(NONE, rootfs, NONE, flags, NONE).map_err(sys_err(
-        "linux.rootfsPropagation",
-        "set propagation of the rootfs",
-    ))
+    mount(NONE, rootfs, NONE, flags, NONE).map_err(sys_err("linux.rootfsPropagation", "set propagation of the rootfs"))
 }
 
 /// chroot into the rootfs mount held by `root` (pivot_root would swap the host's root).
@@ -55,8 +52,7 @@ pub fn detach(rootfs: &Path, before: Option<u64>, ours: Option<u64>) -> Result<(
         (None, None) => false,
     };
     if is_ours {
-        umount2(rootfs, MntFlags::MNT_DETACH)
-            .map_err(sys_err("root.path", "detach the rootfs mounts"))?;
+        umount2(rootfs, MntFlags::MNT_DETACH).map_err(sys_err("root.path", "detach the rootfs mounts"))?;
     }
     Ok(())
 }

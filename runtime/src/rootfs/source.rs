@@ -38,31 +38,16 @@ pub enum HostOpenError {
 
 /// `mounts[index].source` as the parent resolves it (relative to the bundle).
 fn source_path(spec: &Spec, bundle: &Path, index: usize) -> Result<PathBuf, String> {
-    let m = spec
-        .mounts()
-        .as_ref()
-        .and_then(|v| v.get(index))
-        .ok_or_else(|| format!("mounts[{index}]: no such mount"))?;
-    let source = m
-        .source()
-        .as_ref()
-        .ok_or_else(|| format!("mounts[{index}].source: missing"))?;
-    Ok(if source.is_absolute() {
-        source.clone()
-    } else {
-        bundle.join(source)
-    })
+    let m =
+        spec.mounts().as_ref().and_then(|v| v.get(index)).ok_or_else(|| format!("mounts[{index}]: no such mount"))?;
+    let source = m.source().as_ref().ok_or_else(|| format!("mounts[{index}].source: missing"))?;
+    Ok(if source.is_absolute() { source.clone() } else { bundle.join(source) })
 }
 
 /// The parent's side: open `mounts[index].source` in the mount namespace of the process
 /// `init` (a pidfd) with this process's (the host's) credentials. Errors do not repeat
 /// the field: the init reports them under the mount's name.
-pub fn open_for_init(
-    init: BorrowedFd,
-    spec: &Spec,
-    bundle: &Path,
-    index: usize,
-) -> Result<OwnedFd, String> {
+pub fn open_for_init(init: BorrowedFd, spec: &Spec, bundle: &Path, index: usize) -> Result<OwnedFd, String> {
     let path = source_path(spec, bundle, index)?;
     let (ours, theirs) = channel::pair().map_err(|e| format!("socketpair: {e}"))?;
     // The helper, not this process, changes mount namespace: setns would also move our

@@ -16,15 +16,11 @@ fn spec(json: &str) -> Spec {
 }
 
 fn spec_with_mounts(mounts: &str) -> Spec {
-    spec(&format!(
-        r#"{{"ociVersion":"1.3.0","root":{{"path":"rootfs"}},"mounts":{mounts}}}"#
-    ))
+    spec(&format!(r#"{{"ociVersion":"1.3.0","root":{{"path":"rootfs"}},"mounts":{mounts}}}"#))
 }
 
 fn spec_with_linux(linux: &str) -> Spec {
-    spec(&format!(
-        r#"{{"ociVersion":"1.3.0","root":{{"path":"rootfs"}},"linux":{linux}}}"#
-    ))
+    spec(&format!(r#"{{"ociVersion":"1.3.0","root":{{"path":"rootfs"}},"linux":{linux}}}"#))
 }
 
 fn validate_err(s: &Spec) -> String {
@@ -48,28 +44,18 @@ fn rootfs_validate_accepts_default_like_config() {
 #[test]
 fn rootfs_validate_rejects_empty_destination() {
     let e = validate_err(&spec_with_mounts(r#"[{"destination":"","type":"tmpfs"}]"#));
-    assert!(
-        e.contains("mounts[0].destination") && e.contains("empty"),
-        "{e}"
-    );
+    assert!(e.contains("mounts[0].destination") && e.contains("empty"), "{e}");
 }
 
 #[test]
 fn rootfs_validate_rejects_nul_in_destination() {
-    let e = validate_err(&spec_with_mounts(
-        r#"[{"destination":"/a\u0000b","type":"tmpfs"}]"#,
-    ));
-    assert!(
-        e.contains("mounts[0].destination") && e.contains("null byte"),
-        "{e}"
-    );
+    let e = validate_err(&spec_with_mounts(r#"[{"destination":"/a\u0000b","type":"tmpfs"}]"#));
+    assert!(e.contains("mounts[0].destination") && e.contains("null byte"), "{e}");
 }
 
 #[test]
 fn rootfs_validate_rejects_missing_type_without_bind() {
-    let e = validate_err(&spec_with_mounts(
-        r#"[{"destination":"/x","source":"/y","options":["ro"]}]"#,
-    ));
+    let e = validate_err(&spec_with_mounts(r#"[{"destination":"/x","source":"/y","options":["ro"]}]"#));
     assert!(e.contains("mounts[0].type"), "{e}");
 }
 
@@ -81,32 +67,19 @@ fn rootfs_validate_infers_bind_from_options() {
 
 #[test]
 fn rootfs_validate_rejects_bind_with_fs_data() {
-    let e = validate_err(&spec_with_mounts(
-        r#"[{"destination":"/x","source":"/y","options":["bind","size=10k"]}]"#,
-    ));
-    assert!(
-        e.contains("mounts[0].options") && e.contains("filesystem-specific"),
-        "{e}"
-    );
+    let e = validate_err(&spec_with_mounts(r#"[{"destination":"/x","source":"/y","options":["bind","size=10k"]}]"#));
+    assert!(e.contains("mounts[0].options") && e.contains("filesystem-specific"), "{e}");
 }
 
 #[test]
 fn rootfs_validate_rejects_non_proc_on_proc() {
-    let e = validate_err(&spec_with_mounts(
-        r#"[{"destination":"/proc","type":"tmpfs","source":"tmpfs"}]"#,
-    ));
+    let e = validate_err(&spec_with_mounts(r#"[{"destination":"/proc","type":"tmpfs","source":"tmpfs"}]"#));
     assert!(e.contains("not of type proc"), "{e}");
-    let e = validate_err(&spec_with_mounts(
-        r#"[{"destination":"/proc/self/attr","type":"tmpfs","source":"t"}]"#,
-    ));
+    let e = validate_err(&spec_with_mounts(r#"[{"destination":"/proc/self/attr","type":"tmpfs","source":"t"}]"#));
     assert!(e.contains("inside /proc"), "{e}");
-    let e = validate_err(&spec_with_mounts(
-        r#"[{"destination":"/x/../proc/sys","type":"tmpfs","source":"t"}]"#,
-    ));
+    let e = validate_err(&spec_with_mounts(r#"[{"destination":"/x/../proc/sys","type":"tmpfs","source":"t"}]"#));
     assert!(e.contains("inside /proc"), "{e}");
-    let e = validate_err(&spec_with_mounts(
-        r#"[{"destination":"/proc/sys","type":"proc","source":"proc"}]"#,
-    ));
+    let e = validate_err(&spec_with_mounts(r#"[{"destination":"/proc/sys","type":"proc","source":"proc"}]"#));
     assert!(e.contains("inside /proc"), "{e}");
 }
 
@@ -135,30 +108,21 @@ fn rootfs_validate_rejects_idmap_on_tmpfs_and_half_maps() {
 #[test]
 fn rootfs_validate_rejects_unknown_root_propagation() {
     let e = validate_err(&spec_with_linux(r#"{"rootfsPropagation":"bogus"}"#));
-    assert!(
-        e.contains("rootfsPropagation=bogus is not supported"),
-        "{e}"
-    );
+    assert!(e.contains("rootfsPropagation=bogus is not supported"), "{e}");
 }
 
 #[test]
 fn rootfs_validate_no_pivot_rejects_private_propagation() {
     let s = spec_with_linux(r#"{"rootfsPropagation":"rprivate"}"#);
     assert!(validate(&s, Path::new("/b")).is_ok());
-    let e = validate_no_pivot(&s)
-        .map(|_| ())
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let e = validate_no_pivot(&s).map(|_| ()).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(e.contains("not safe without pivot_root"), "{e}");
     assert!(validate_no_pivot(&spec_with_linux(r#"{"rootfsPropagation":"rslave"}"#)).is_ok());
 }
 
 #[test]
 fn rootfs_validate_rejects_device_type_a() {
-    let e = validate_err(&spec_with_linux(
-        r#"{"devices":[{"path":"/dev/x","type":"a","major":1,"minor":3}]}"#,
-    ));
+    let e = validate_err(&spec_with_linux(r#"{"devices":[{"path":"/dev/x","type":"a","major":1,"minor":3}]}"#));
     assert!(e.contains("linux.devices[0].type"), "{e}");
 }
 
@@ -240,8 +204,7 @@ fn rootfs_walk_in_root_agrees_with_openat2_in_root() {
         "abs/../../../etc",
     ];
     for p in paths {
-        let want =
-            open_in_root(root.as_fd(), Path::new(p), OFlag::O_PATH, Mode::empty()).map(|f| id(&f));
+        let want = open_in_root(root.as_fd(), Path::new(p), OFlag::O_PATH, Mode::empty()).map(|f| id(&f));
         let got = walk_in_root(root.as_fd(), Path::new(p), None).map(|w| match w {
             Walked::Found { fd, .. } | Walked::Dir(fd) => Some(id(&fd)),
             Walked::Missing { .. } => None,
@@ -289,22 +252,13 @@ fn rootfs_walk_in_root_agrees_with_openat2_on_random_trees() {
 
     let mut agreed_found = 0;
     let mut agreed_err = 0;
-    for seed in [
-        0x9e3779b97f4a7c15u64,
-        0xdeadbeefcafef00d,
-        0x1234567,
-        42,
-        7777777,
-    ] {
+    for seed in [0x9e3779b97f4a7c15u64, 0xdeadbeefcafef00d, 0x1234567, 42, 7777777] {
         let mut rng = Rng(seed);
         let dir = tempfile::tempdir().expect("tempdir");
         let r = dir.path().to_path_buf();
         let rel = |rng: &mut Rng, n: u64| -> String {
             let k = 1 + rng.next() % n;
-            (0..k)
-                .map(|_| rng.pick(PARTS))
-                .collect::<Vec<_>>()
-                .join("/")
+            (0..k).map(|_| rng.pick(PARTS)).collect::<Vec<_>>().join("/")
         };
         // Build: a few levels of entries, each a dir, file or link.
         let mut dirs = vec![r.clone()];
@@ -322,28 +276,18 @@ fn rootfs_walk_in_root_agrees_with_openat2_on_random_trees() {
                 2 => std::fs::write(&p, "f").expect("file"),
                 _ => {
                     let t = rel(&mut rng, 4);
-                    let t = if rng.next().is_multiple_of(2) {
-                        format!("/{t}")
-                    } else {
-                        t
-                    };
+                    let t = if rng.next().is_multiple_of(2) { format!("/{t}") } else { t };
                     symlink(t, &p).expect("symlink");
                 }
             }
         }
         let root = open_dir(&r).expect("root");
-        let id =
-            |fd: &std::os::fd::OwnedFd| fstat(fd).map(|s| (s.st_dev, s.st_ino)).expect("fstat");
+        let id = |fd: &std::os::fd::OwnedFd| fstat(fd).map(|s| (s.st_dev, s.st_ino)).expect("fstat");
         for _ in 0..400 {
             let p = rel(&mut rng, 6);
-            let p = if rng.next().is_multiple_of(2) {
-                format!("/{p}")
-            } else {
-                p
-            };
+            let p = if rng.next().is_multiple_of(2) { format!("/{p}") } else { p };
             let path = Path::new(&p);
-            let want =
-                open_in_root(root.as_fd(), path, OFlag::O_PATH, Mode::empty()).map(|f| id(&f));
+            let want = open_in_root(root.as_fd(), path, OFlag::O_PATH, Mode::empty()).map(|f| id(&f));
             let got = walk_in_root(root.as_fd(), path, None).map(|w| match w {
                 Walked::Found { fd, .. } | Walked::Dir(fd) => Some(id(&fd)),
                 Walked::Missing { .. } => None,
@@ -358,16 +302,10 @@ fn rootfs_walk_in_root_agrees_with_openat2_on_random_trees() {
                     assert_eq!(w, g, "seed {seed:#x} path {p}");
                     agreed_err += 1;
                 }
-                (w, g) => panic!(
-                    "seed {seed:#x} path {p}: openat2 {w:?} vs walk {:?}",
-                    g.map(|x| x.is_some())
-                ),
+                (w, g) => panic!("seed {seed:#x} path {p}: openat2 {w:?} vs walk {:?}", g.map(|x| x.is_some())),
             }
         }
     }
     // The trees must exercise both outcomes for the comparison to mean anything.
-    assert!(
-        agreed_found > 200 && agreed_err > 200,
-        "found {agreed_found}, errors {agreed_err}"
-    );
+    assert!(agreed_found > 200 && agreed_err > 200, "found {agreed_found}, errors {agreed_err}");
 }

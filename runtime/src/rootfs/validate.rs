@@ -31,11 +31,7 @@ pub(crate) fn mount_type(m: &Mount) -> Option<String> {
     match m.typ().as_deref() {
         Some(t) if !t.is_empty() => Some(t.to_string()),
         _ => {
-            let bind = m
-                .options()
-                .iter()
-                .flatten()
-                .any(|o| o == "bind" || o == "rbind");
+            let bind = m.options().iter().flatten().any(|o| o == "bind" || o == "rbind");
             bind.then(|| "bind".to_string())
         }
     }
@@ -61,11 +57,7 @@ pub(crate) fn proc_mount_allowed(
 ) -> Result<(), String> {
     if dest == Path::new("/proc") {
         let ok = typ == "proc" || (bind && bind_src_is_proc != Some(false));
-        return if ok {
-            Ok(())
-        } else {
-            Err("cannot be mounted because it is not of type proc".into())
-        };
+        return if ok { Ok(()) } else { Err("cannot be mounted because it is not of type proc".into()) };
     }
     if !dest.starts_with("/proc") || PROC_ALLOWLIST.iter().any(|p| dest == Path::new(p)) {
         return Ok(());
@@ -77,69 +69,42 @@ fn validate_mount(i: usize, m: &Mount) -> Result<(), RootfsError> {
     let field = mount_field(i, m);
     let dest = m.destination();
     if dest.as_os_str().is_empty() {
-        return Err(RootfsError::invalid(
-            format!("mounts[{i}].destination"),
-            "must not be empty",
-        ));
+        return Err(RootfsError::invalid(format!("mounts[{i}].destination"), "must not be empty"));
     }
     if has_nul(dest) {
-        return Err(RootfsError::invalid(
-            format!("mounts[{i}].destination"),
-            "mount field contains null byte",
-        ));
+        return Err(RootfsError::invalid(format!("mounts[{i}].destination"), "mount field contains null byte"));
     }
     if m.source().as_deref().is_some_and(has_nul) {
-        return Err(RootfsError::invalid(
-            format!("mounts[{i}].source"),
-            "mount field contains null byte",
-        ));
+        return Err(RootfsError::invalid(format!("mounts[{i}].source"), "mount field contains null byte"));
     }
     let opts_raw = m.options().as_deref().unwrap_or(&[]);
     if let Some(j) = opts_raw.iter().position(|o| o.contains('\0')) {
-        return Err(RootfsError::invalid(
-            format!("mounts[{i}].options[{j}]"),
-            "mount field contains null byte",
-        ));
+        return Err(RootfsError::invalid(format!("mounts[{i}].options[{j}]"), "mount field contains null byte"));
     }
     let Some(typ) = mount_type(m) else {
         return Err(RootfsError::invalid(
             format!("mounts[{i}].type"),
-            format!(
-                "missing for destination {dest:?}, and the options do not make it a bind mount"
-            ),
+            format!("missing for destination {dest:?}, and the options do not make it a bind mount"),
         ));
     };
     if typ.contains('\0') {
-        return Err(RootfsError::invalid(
-            format!("mounts[{i}].type"),
-            "mount field contains null byte",
-        ));
+        return Err(RootfsError::invalid(format!("mounts[{i}].type"), "mount field contains null byte"));
     }
     let opts = options::parse(opts_raw);
     if is_bind(&typ, &opts) {
         if !opts.data.is_empty() {
             return Err(RootfsError::invalid(
                 format!("mounts[{i}].options"),
-                format!(
-                    "bind mounts cannot have any filesystem-specific options applied: {}",
-                    opts.data_string()
-                ),
+                format!("bind mounts cannot have any filesystem-specific options applied: {}", opts.data_string()),
             ));
         }
-        if m.source()
-            .as_deref()
-            .is_none_or(|s| s.as_os_str().is_empty())
-        {
-            return Err(RootfsError::invalid(
-                format!("mounts[{i}].source"),
-                "a bind mount needs a source",
-            ));
+        if m.source().as_deref().is_none_or(|s| s.as_os_str().is_empty()) {
+            return Err(RootfsError::invalid(format!("mounts[{i}].source"), "a bind mount needs a source"));
         }
     }
     validate_idmap(i, m, &typ, &opts)?;
     let clean = clean_container_path(dest);
-    proc_mount_allowed(&clean, &typ, is_bind(&typ, &opts), None)
-        .map_err(|r| RootfsError::invalid(field, r))?;
+    proc_mount_allowed(&clean, &typ, is_bind(&typ, &opts), None).map_err(|r| RootfsError::invalid(field, r))?;
     Ok(())
 }
 
@@ -148,23 +113,14 @@ fn validate_device_path(field: &str, path: &Path) -> Result<(), RootfsError> {
         return Err(RootfsError::invalid(field, "contains a null byte"));
     }
     if !path.is_absolute() {
-        return Err(RootfsError::invalid(
-            field,
-            format!("{path:?} is not an absolute path"),
-        ));
+        return Err(RootfsError::invalid(field, format!("{path:?} is not an absolute path")));
     }
     if path.components().any(|c| c == Component::ParentDir) {
-        return Err(RootfsError::invalid(
-            field,
-            format!("{path:?} must not contain \"..\""),
-        ));
+        return Err(RootfsError::invalid(field, format!("{path:?} must not contain \"..\"")));
     }
     let clean = clean_container_path(path);
     if !clean.starts_with("/dev") || clean == Path::new("/dev") {
-        return Err(RootfsError::invalid(
-            field,
-            format!("{path:?} is not under /dev"),
-        ));
+        return Err(RootfsError::invalid(field, format!("{path:?} is not under /dev")));
     }
     Ok(())
 }
@@ -195,8 +151,7 @@ pub fn validate(spec: &Spec, _bundle: &Path) -> Result<(), RootfsError> {
             ));
         }
         validate_device_path(&format!("linux.devices[{i}].path"), d.path())?;
-        if d.typ() != LinuxDeviceType::P
-            && (d.major() < 0 || d.minor() < 0 || d.major() > 0xfff || d.minor() > 0xfffff)
+        if d.typ() != LinuxDeviceType::P && (d.major() < 0 || d.minor() < 0 || d.major() > 0xfff || d.minor() > 0xfffff)
         {
             return Err(RootfsError::invalid(
                 format!("linux.devices[{i}]"),
@@ -204,10 +159,7 @@ pub fn validate(spec: &Spec, _bundle: &Path) -> Result<(), RootfsError> {
             ));
         }
     }
-    for (name, list) in [
-        ("maskedPaths", linux.masked_paths()),
-        ("readonlyPaths", linux.readonly_paths()),
-    ] {
+    for (name, list) in [("maskedPaths", linux.masked_paths()), ("readonlyPaths", linux.readonly_paths())] {
         for (i, p) in list.iter().flatten().enumerate() {
             if p.contains('\0') || !p.starts_with('/') {
                 return Err(RootfsError::invalid(
@@ -225,11 +177,7 @@ pub fn validate(spec: &Spec, _bundle: &Path) -> Result<(), RootfsError> {
 /// unmounts from reaching the container's copies), and so do we. The CLI
 /// calls this when `--no-pivot` is given.
 pub fn validate_no_pivot(spec: &Spec) -> Result<(), RootfsError> {
-    let p = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.rootfs_propagation().clone())
-        .unwrap_or_default();
+    let p = spec.linux().as_ref().and_then(|l| l.rootfs_propagation().clone()).unwrap_or_default();
     if p == "private" || p == "rprivate" {
         return Err(RootfsError::invalid(
             "linux.rootfsPropagation",
@@ -257,7 +205,7 @@ fn validate_idmap(i: usize, m: &Mount, typ: &str, opts: &options::MountOptions) 
         ));
     }
     for (field, maps) in [(format!("mounts[{i}].uidMappings"), uid), (format!("mounts[{i}].gidMappings"), gid)] {
-        crate::idmap::validate(&field, maps).map_err(|msg| RootfsError::invalid(field.clone(), msg))?;
+        crate::id_mappings::validate(&field, maps).map_err(|msg| RootfsError::invalid(field.clone(), msg))?;
     }
     Ok(())
 }

@@ -88,7 +88,8 @@ struct Bounds {
 /// The highest number among `names` for each of `arches` (the native architecture is
 /// always included, as the filter always has it), grouped by audit architecture.
 fn bounds(arches: &[ScmpArch], names: &[&str]) -> Vec<Bounds> {
-    let mut all: Vec<ScmpArch> = arches.iter().map(|a| if *a == ScmpArch::Native { ScmpArch::native() } else { *a }).collect();
+    let mut all: Vec<ScmpArch> =
+        arches.iter().map(|a| if *a == ScmpArch::Native { ScmpArch::native() } else { *a }).collect();
     all.push(ScmpArch::native());
     let mut out: Vec<Bounds> = Vec::new();
     for arch in all {

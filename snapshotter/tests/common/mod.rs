@@ -70,19 +70,11 @@ impl Daemon {
     }
 
     pub async fn start_with(env: Vec<(String, String)>) -> Daemon {
-        let process = SnapshotterProcess::start_with(SnapshotterOptions {
-            binary: bin().into(),
-            log_level: "debug".into(),
-            env,
-        })
-        .expect("start berth-snapshotter");
+        let process =
+            SnapshotterProcess::start_with(SnapshotterOptions { binary: bin().into(), log_level: "debug".into(), env })
+                .expect("start berth-snapshotter");
         let client = connect_started(&process.socket).await;
-        Daemon {
-            root: process.root.clone(),
-            socket: process.socket.clone(),
-            process,
-            client,
-        }
+        Daemon { root: process.root.clone(), socket: process.socket.clone(), process, client }
     }
 
     /// The daemon's private directory (its root and socket are in it).
@@ -129,12 +121,8 @@ impl Daemon {
         parent: &str,
         labels: HashMap<String, String>,
     ) -> Result<Vec<Mount>, tonic::Status> {
-        let r = pb::PrepareSnapshotRequest {
-            snapshotter: "berth".into(),
-            key: key.into(),
-            parent: parent.into(),
-            labels,
-        };
+        let r =
+            pb::PrepareSnapshotRequest { snapshotter: "berth".into(), key: key.into(), parent: parent.into(), labels };
         Ok(self.client.prepare(r).await?.into_inner().mounts)
     }
 
@@ -149,10 +137,7 @@ impl Daemon {
     }
 
     pub async fn mounts(&mut self, key: &str) -> Result<Vec<Mount>, tonic::Status> {
-        let r = pb::MountsRequest {
-            snapshotter: "berth".into(),
-            key: key.into(),
-        };
+        let r = pb::MountsRequest { snapshotter: "berth".into(), key: key.into() };
         Ok(self.client.mounts(r).await?.into_inner().mounts)
     }
 
@@ -166,62 +151,36 @@ impl Daemon {
         key: &str,
         labels: HashMap<String, String>,
     ) -> Result<(), tonic::Status> {
-        let r = pb::CommitSnapshotRequest {
-            snapshotter: "berth".into(),
-            name: name.into(),
-            key: key.into(),
-            labels,
-        };
+        let r = pb::CommitSnapshotRequest { snapshotter: "berth".into(), name: name.into(), key: key.into(), labels };
         self.client.commit(r).await?;
         Ok(())
     }
 
     pub async fn remove(&mut self, key: &str) -> Result<(), tonic::Status> {
-        let r = pb::RemoveSnapshotRequest {
-            snapshotter: "berth".into(),
-            key: key.into(),
-        };
+        let r = pb::RemoveSnapshotRequest { snapshotter: "berth".into(), key: key.into() };
         self.client.remove(r).await?;
         Ok(())
     }
 
     pub async fn stat(&mut self, key: &str) -> Result<pb::Info, tonic::Status> {
-        let r = pb::StatSnapshotRequest {
-            snapshotter: "berth".into(),
-            key: key.into(),
-        };
+        let r = pb::StatSnapshotRequest { snapshotter: "berth".into(), key: key.into() };
         Ok(self.client.stat(r).await?.into_inner().info.expect("info"))
     }
 
-    pub async fn update(
-        &mut self,
-        info: pb::Info,
-        paths: &[&str],
-    ) -> Result<pb::Info, tonic::Status> {
+    pub async fn update(&mut self, info: pb::Info, paths: &[&str]) -> Result<pb::Info, tonic::Status> {
         let r = pb::UpdateSnapshotRequest {
             snapshotter: "berth".into(),
             info: Some(info),
             update_mask: if paths.is_empty() {
                 None
             } else {
-                Some(prost_types::FieldMask {
-                    paths: paths.iter().map(|s| s.to_string()).collect(),
-                })
+                Some(prost_types::FieldMask { paths: paths.iter().map(|s| s.to_string()).collect() })
             },
         };
-        Ok(self
-            .client
-            .update(r)
-            .await?
-            .into_inner()
-            .info
-            .expect("info"))
+        Ok(self.client.update(r).await?.into_inner().info.expect("info"))
     }
 
-    pub async fn list(
-        &mut self,
-        filters: &[&str],
-    ) -> Result<BTreeMap<String, pb::Info>, tonic::Status> {
+    pub async fn list(&mut self, filters: &[&str]) -> Result<BTreeMap<String, pb::Info>, tonic::Status> {
         let r = pb::ListSnapshotsRequest {
             snapshotter: "berth".into(),
             filters: filters.iter().map(|s| s.to_string()).collect(),
@@ -237,20 +196,13 @@ impl Daemon {
     }
 
     pub async fn usage(&mut self, key: &str) -> Result<(i64, i64), tonic::Status> {
-        let r = pb::UsageRequest {
-            snapshotter: "berth".into(),
-            key: key.into(),
-        };
+        let r = pb::UsageRequest { snapshotter: "berth".into(), key: key.into() };
         let u = self.client.usage(r).await?.into_inner();
         Ok((u.size, u.inodes))
     }
 
     pub async fn cleanup(&mut self) -> Result<(), tonic::Status> {
-        self.client
-            .cleanup(pb::CleanupRequest {
-                snapshotter: "berth".into(),
-            })
-            .await?;
+        self.client.cleanup(pb::CleanupRequest { snapshotter: "berth".into() }).await?;
         Ok(())
     }
 
@@ -279,8 +231,7 @@ pub struct Mounted(pub PathBuf);
 impl Mounted {
     pub fn new(ms: &[Mount], target: &Path) -> Mounted {
         fs::create_dir_all(target).expect("mkdir target");
-        mounts::mount_all(ms, target)
-            .unwrap_or_else(|e| panic!("mounting {}: {e}", target.display()));
+        mounts::mount_all(ms, target).unwrap_or_else(|e| panic!("mounting {}: {e}", target.display()));
         Mounted(target.to_path_buf())
     }
 }
@@ -325,39 +276,27 @@ pub fn remove_all(p: &str) -> Applier {
     Box::new(move |root| {
         let t = root.join(p.trim_start_matches('/'));
         let md = fs::symlink_metadata(&t).expect("stat for removal");
-        if md.is_dir() {
-            fs::remove_dir_all(&t)
-        } else {
-            fs::remove_file(&t)
-        }
-        .expect("remove");
+        if md.is_dir() { fs::remove_dir_all(&t) } else { fs::remove_file(&t) }.expect("remove");
     })
 }
 
 pub fn chown_to(p: &str, uid: u32, gid: u32) -> Applier {
     let p = p.to_string();
     Box::new(move |root| {
-        std::os::unix::fs::lchown(root.join(p.trim_start_matches('/')), Some(uid), Some(gid))
-            .expect("chown")
+        std::os::unix::fs::lchown(root.join(p.trim_start_matches('/')), Some(uid), Some(gid)).expect("chown")
     })
 }
 
 pub fn hardlink(old: &str, new: &str) -> Applier {
     let (o, n) = (old.to_string(), new.to_string());
     Box::new(move |root| {
-        fs::hard_link(
-            root.join(o.trim_start_matches('/')),
-            root.join(n.trim_start_matches('/')),
-        )
-        .expect("link")
+        fs::hard_link(root.join(o.trim_start_matches('/')), root.join(n.trim_start_matches('/'))).expect("link")
     })
 }
 
 pub fn symlink(target: &str, p: &str) -> Applier {
     let (t, p) = (target.to_string(), p.to_string());
-    Box::new(move |root| {
-        std::os::unix::fs::symlink(&t, root.join(p.trim_start_matches('/'))).expect("symlink")
-    })
+    Box::new(move |root| std::os::unix::fs::symlink(&t, root.join(p.trim_start_matches('/'))).expect("symlink"))
 }
 
 /// Renames with mv(1), which copies when overlayfs answers EXDEV for a
@@ -388,10 +327,7 @@ pub fn tree(root: &Path) -> BTreeMap<String, String> {
         let md = fs::symlink_metadata(&p).expect("lstat");
         let ft = md.file_type();
         let what = if ft.is_dir() {
-            let mut names: Vec<_> = fs::read_dir(&p)
-                .expect("readdir")
-                .map(|e| e.expect("entry").file_name())
-                .collect();
+            let mut names: Vec<_> = fs::read_dir(&p).expect("readdir").map(|e| e.expect("entry").file_name()).collect();
             names.sort();
             for n in names {
                 stack.push(rel.join(n));
@@ -400,29 +336,14 @@ pub fn tree(root: &Path) -> BTreeMap<String, String> {
         } else if ft.is_symlink() {
             format!("link->{}", fs::read_link(&p).expect("readlink").display())
         } else if ft.is_file() {
-            format!(
-                "file:{}",
-                String::from_utf8_lossy(&fs::read(&p).expect("read"))
-            )
+            format!("file:{}", String::from_utf8_lossy(&fs::read(&p).expect("read")))
         } else if ft.is_char_device() {
             format!("chr:{}", md.rdev())
         } else {
             "other".to_string()
         };
-        let name = if rel.as_os_str().is_empty() {
-            "/".to_string()
-        } else {
-            format!("/{}", rel.display())
-        };
-        out.insert(
-            name,
-            format!(
-                "{what} mode={:o} {}:{}",
-                md.mode() & 0o7777,
-                md.uid(),
-                md.gid()
-            ),
-        );
+        let name = if rel.as_os_str().is_empty() { "/".to_string() } else { format!("/{}", rel.display()) };
+        out.insert(name, format!("{what} mode={:o} {}:{}", md.mode() & 0o7777, md.uid(), md.gid()));
     }
     out
 }
@@ -441,11 +362,7 @@ pub fn assert_same_tree(got: &Path, want: &Path) {
                 diff.push_str(&format!("  {k}: unexpected {v}\n"));
             }
         }
-        panic!(
-            "trees differ ({} vs {}):\n{diff}",
-            got.display(),
-            want.display()
-        );
+        panic!("trees differ ({} vs {}):\n{diff}", got.display(), want.display());
     }
 }
 
@@ -477,9 +394,7 @@ pub async fn check_layers(d: &mut Daemon, appliers: &[Applier]) {
 }
 
 pub fn is_whiteout(p: &Path) -> bool {
-    fs::symlink_metadata(p)
-        .map(|m| m.file_type().is_char_device() && m.rdev() == 0)
-        .unwrap_or(false)
+    fs::symlink_metadata(p).map(|m| m.file_type().is_char_device() && m.rdev() == 0).unwrap_or(false)
 }
 
 pub fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
@@ -489,8 +404,7 @@ pub fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
     let cn = CString::new(OsStr::new(name).as_bytes()).ok()?;
     let mut buf = vec![0u8; 256];
     // SAFETY: valid C strings and a buffer of the length passed.
-    let n =
-        unsafe { libc::lgetxattr(cp.as_ptr(), cn.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let n = unsafe { libc::lgetxattr(cp.as_ptr(), cn.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     if n < 0 {
         return None;
     }

@@ -22,11 +22,7 @@ use super::spec;
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 fn unique(tag: &str) -> String {
-    format!(
-        "berth-{tag}-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::SeqCst)
-    )
+    format!("berth-{tag}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst))
 }
 
 struct Fixture {
@@ -37,10 +33,7 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let dir = tempfile::Builder::new()
-        .prefix("berth-rootfs-test")
-        .tempdir()
-        .expect("tempdir");
+    let dir = tempfile::Builder::new().prefix("berth-rootfs-test").tempdir().expect("tempdir");
     let top = dir.path().canonicalize().expect("canon");
     let bundle = top.join("bundle");
     let rootfs = bundle.join("rootfs");
@@ -52,12 +45,7 @@ fn fixture() -> Fixture {
         symlink("busybox", rootfs.join("bin").join(l)).expect("symlink");
     }
     fs::write(rootfs.join("etc/hostname"), "container\n").expect("hostname");
-    Fixture {
-        _dir: dir,
-        top,
-        bundle,
-        rootfs,
-    }
+    Fixture { _dir: dir, top, bundle, rootfs }
 }
 
 /// Run `f` in a forked child inside a new mount namespace; its error string
@@ -73,14 +61,8 @@ fn in_child(f: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
             drop(r);
             let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare: {e}"))?;
-                mount(
-                    None::<&str>,
-                    "/",
-                    None::<&str>,
-                    MsFlags::MS_REC | MsFlags::MS_SLAVE,
-                    None::<&str>,
-                )
-                .map_err(|e| format!("rslave: {e}"))?;
+                mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
+                    .map_err(|e| format!("rslave: {e}"))?;
                 f()
             }));
             let (code, msg) = match res {
@@ -120,10 +102,7 @@ fn prepare_and_enter(c: &RootfsConfig) -> Result<(), String> {
 fn assert_no_host_mounts(fx: &Fixture) {
     let mi = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     let top = fx.top.to_string_lossy();
-    assert!(
-        !mi.contains(top.as_ref()),
-        "host mountinfo mentions {top}:\n{mi}"
-    );
+    assert!(!mi.contains(top.as_ref()), "host mountinfo mentions {top}:\n{mi}");
 }
 
 static NO_IDMAPPED: std::sync::LazyLock<crate::rootfs::idmapped::Prepared> = std::sync::LazyLock::new(Default::default);
@@ -180,9 +159,7 @@ fn check(cond: bool, what: &str) -> Result<(), String> {
 
 fn mountinfo_line(mp: &str) -> Option<String> {
     let mi = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    mi.lines()
-        .rfind(|l| l.split(' ').nth(4) == Some(mp))
-        .map(str::to_string)
+    mi.lines().rfind(|l| l.split(' ').nth(4) == Some(mp)).map(str::to_string)
 }
 
 #[test]
@@ -200,83 +177,32 @@ fn root_rootfs_full_cycle_mounts_devices_masks_readonly_paths() {
         let root = prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
         root.enter(false).map_err(s("enter"))?;
         finalize(&sp).map_err(s("finalize"))?;
-        check(
-            std::env::current_dir().map_err(s("cwd"))? == Path::new("/"),
-            "cwd is /",
-        )?;
+        check(std::env::current_dir().map_err(s("cwd"))? == Path::new("/"), "cwd is /")?;
         check(Path::new("/bin/busybox").exists(), "busybox visible")?;
         let md = fs::metadata("/dev/null").map_err(s("stat /dev/null"))?;
-        check(
-            md.file_type().is_char_device() && md.rdev() == makedev(1, 3),
-            "/dev/null is 1:3",
-        )?;
-        check(
-            md.permissions().mode() & 0o777 == 0o666,
-            "/dev/null mode 0666",
-        )?;
-        for (n, maj, min) in [
-            ("zero", 1, 5),
-            ("full", 1, 7),
-            ("random", 1, 8),
-            ("urandom", 1, 9),
-            ("tty", 5, 0),
-        ] {
+        check(md.file_type().is_char_device() && md.rdev() == makedev(1, 3), "/dev/null is 1:3")?;
+        check(md.permissions().mode() & 0o777 == 0o666, "/dev/null mode 0666")?;
+        for (n, maj, min) in [("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
             let md = fs::metadata(format!("/dev/{n}")).map_err(s(n))?;
             check(major(md.rdev()) == maj && minor(md.rdev()) == min, n)?;
         }
-        check(
-            fs::read_link("/dev/ptmx").map_err(s("ptmx"))? == Path::new("pts/ptmx"),
-            "/dev/ptmx -> pts/ptmx",
-        )?;
-        check(
-            fs::read_link("/dev/fd").map_err(s("fd"))? == Path::new("/proc/self/fd"),
-            "/dev/fd link",
-        )?;
-        check(
-            fs::read_link("/dev/stderr").map_err(s("stderr"))? == Path::new("/proc/self/fd/2"),
-            "/dev/stderr link",
-        )?;
-        fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/ptmx")
-            .map_err(s("open ptmx"))?;
+        check(fs::read_link("/dev/ptmx").map_err(s("ptmx"))? == Path::new("pts/ptmx"), "/dev/ptmx -> pts/ptmx")?;
+        check(fs::read_link("/dev/fd").map_err(s("fd"))? == Path::new("/proc/self/fd"), "/dev/fd link")?;
+        check(fs::read_link("/dev/stderr").map_err(s("stderr"))? == Path::new("/proc/self/fd/2"), "/dev/stderr link")?;
+        fs::OpenOptions::new().read(true).write(true).open("/dev/ptmx").map_err(s("open ptmx"))?;
         // masked file reads empty, masked dir is an empty read-only tmpfs
-        check(
-            fs::read("/proc/version")
-                .map_err(s("read version"))?
-                .is_empty(),
-            "/proc/version masked",
-        )?;
-        check(
-            fs::read_dir("/sys/firmware")
-                .map_err(s("ls firmware"))?
-                .next()
-                .is_none(),
-            "/sys/firmware empty",
-        )?;
-        check(
-            errno_of(fs::write("/sys/firmware/x", "x")) == Some(libc::EROFS),
-            "/sys/firmware read-only",
-        )?;
+        check(fs::read("/proc/version").map_err(s("read version"))?.is_empty(), "/proc/version masked")?;
+        check(fs::read_dir("/sys/firmware").map_err(s("ls firmware"))?.next().is_none(), "/sys/firmware empty")?;
+        check(errno_of(fs::write("/sys/firmware/x", "x")) == Some(libc::EROFS), "/sys/firmware read-only")?;
         // readonly paths
-        let w = fs::OpenOptions::new()
-            .write(true)
-            .open("/proc/sys/kernel/hostname");
+        let w = fs::OpenOptions::new().write(true).open("/proc/sys/kernel/hostname");
         check(errno_of(w) == Some(libc::EROFS), "/proc/sys read-only")?;
-        check(
-            mountinfo_line("/sys").is_some_and(|l| l.contains(" ro,")),
-            "/sys ro",
-        )?;
+        check(mountinfo_line("/sys").is_some_and(|l| l.contains(" ro,")), "/sys ro")?;
         check(mountinfo_line("/").is_some(), "/ is a mount")?;
         // the rest of the rootfs stays writable
         fs::write("/tmp/probe", "ok").map_err(s("write /tmp"))?;
         let mi = fs::read_to_string("/proc/self/mountinfo").map_err(s("mountinfo"))?;
-        check(
-            !mi.lines()
-                .any(|l| l.split(' ').nth(4) == Some("/proc/self/mountinfo")),
-            "sanity",
-        )?;
+        check(!mi.lines().any(|l| l.split(' ').nth(4) == Some("/proc/self/mountinfo")), "sanity")?;
         Ok(())
     });
 }
@@ -289,10 +215,7 @@ fn root_rootfs_readonly_root_after_finalize() {
     in_child_leaving_no_host_mounts(&fx, || {
         prepare_and_enter(&cfg(&fx, &sp))?;
         finalize(&sp).map_err(s("finalize"))?;
-        check(
-            errno_of(fs::write("/tmp/x", "x")) == Some(libc::EROFS),
-            "/ read-only",
-        )?;
+        check(errno_of(fs::write("/tmp/x", "x")) == Some(libc::EROFS), "/ read-only")?;
         fs::write("/dev/shm/x", "x").map_err(s("/dev/shm stays writable"))?;
         Ok(())
     });
@@ -302,22 +225,13 @@ fn root_rootfs_readonly_root_after_finalize() {
 #[ignore = "needs root"]
 fn root_rootfs_dev_readonly_when_dev_mount_has_ro() {
     let fx = fixture();
-    let mounts = STD_MOUNTS.replace(
-        r#""strictatime","mode=755""#,
-        r#""strictatime","ro","mode=755""#,
-    );
+    let mounts = STD_MOUNTS.replace(r#""strictatime","mode=755""#, r#""strictatime","ro","mode=755""#);
     let sp = make_spec(false, &mounts, "{}");
     in_child_leaving_no_host_mounts(&fx, || {
         prepare_and_enter(&cfg(&fx, &sp))?;
         finalize(&sp).map_err(s("finalize"))?;
-        check(
-            mountinfo_line("/dev").is_some_and(|l| l.contains(" ro,")),
-            "/dev ro",
-        )?;
-        check(
-            Path::new("/dev/null").exists(),
-            "devices created before the remount",
-        )?;
+        check(mountinfo_line("/dev").is_some_and(|l| l.contains(" ro,")), "/dev ro")?;
+        check(Path::new("/dev/null").exists(), "devices created before the remount")?;
         Ok(())
     });
 }
@@ -328,16 +242,10 @@ fn root_rootfs_no_pivot_moves_and_chroots() {
     let fx = fixture();
     let sp = make_spec(false, STD_MOUNTS, "{}");
     in_child_leaving_no_host_mounts(&fx, || {
-        prepare(&cfg(&fx, &sp))
-            .map_err(s("prepare"))?
-            .enter(true)
-            .map_err(s("enter"))?;
+        prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?.enter(true).map_err(s("enter"))?;
         finalize(&sp).map_err(s("finalize"))?;
         check(Path::new("/bin/busybox").exists(), "busybox at /bin")?;
-        check(
-            fs::read_to_string("/etc/hostname").map_err(s("hostname"))? == "container\n",
-            "container /etc",
-        )?;
+        check(fs::read_to_string("/etc/hostname").map_err(s("hostname"))? == "container\n", "container /etc")?;
         check(Path::new("/proc/self").exists(), "/proc mounted")?;
         Ok(())
     });
@@ -361,36 +269,16 @@ fn root_rootfs_bind_mounts_file_and_dir_with_flags() {
     in_child_leaving_no_host_mounts(&fx, || {
         prepare_and_enter(&cfg(&fx, &sp))?;
         finalize(&sp).map_err(s("finalize"))?;
-        check(
-            fs::read_to_string("/etc/greeting").map_err(s("read"))? == "hello",
-            "file bind content",
-        )?;
-        check(
-            errno_of(fs::OpenOptions::new().write(true).open("/etc/greeting")) == Some(libc::EROFS),
-            "ro bind",
-        )?;
-        check(
-            fs::read_to_string("/mnt/data/inner").map_err(s("inner"))? == "in",
-            "dir bind content",
-        )?;
+        check(fs::read_to_string("/etc/greeting").map_err(s("read"))? == "hello", "file bind content")?;
+        check(errno_of(fs::OpenOptions::new().write(true).open("/etc/greeting")) == Some(libc::EROFS), "ro bind")?;
+        check(fs::read_to_string("/mnt/data/inner").map_err(s("inner"))? == "in", "dir bind content")?;
         fs::write("/mnt/data/new", "n").map_err(s("rw bind"))?;
         let l = mountinfo_line("/mnt/data").ok_or("no /mnt/data mount")?;
-        check(
-            l.contains("nosuid") && !l.contains("shared:"),
-            "nosuid, private",
-        )?;
+        check(l.contains("nosuid") && !l.contains("shared:"), "nosuid, private")?;
         Ok(())
     });
-    assert_eq!(
-        fs::read_to_string(fx.bundle.join("hostdir/new")).expect("new"),
-        "n"
-    );
-    assert!(fx
-        .rootfs
-        .join("etc/greeting")
-        .metadata()
-        .expect("created")
-        .is_file());
+    assert_eq!(fs::read_to_string(fx.bundle.join("hostdir/new")).expect("new"), "n");
+    assert!(fx.rootfs.join("etc/greeting").metadata().expect("created").is_file());
 }
 
 fn canary_dir() -> PathBuf {
@@ -411,17 +299,9 @@ fn root_rootfs_dev_symlink_out_of_root_stays_inside() {
     for relative in [false, true] {
         let fx = fixture();
         let canary = canary_dir();
-        let name = canary
-            .file_name()
-            .expect("name")
-            .to_string_lossy()
-            .into_owned();
+        let name = canary.file_name().expect("name").to_string_lossy().into_owned();
         fs::remove_dir(fx.rootfs.join("dev")).expect("rm dev");
-        let target = if relative {
-            format!("../../../../../../tmp/{name}")
-        } else {
-            format!("/tmp/{name}")
-        };
+        let target = if relative { format!("../../../../../../tmp/{name}") } else { format!("/tmp/{name}") };
         symlink(&target, fx.rootfs.join("dev")).expect("dev link");
         let sp = make_spec(
             false,
@@ -437,10 +317,7 @@ fn root_rootfs_dev_symlink_out_of_root_stays_inside() {
         let null = fs::metadata(inside.join("null")).expect("null inside root");
         assert_eq!(null.rdev(), makedev(1, 3));
         let tun = fs::metadata(inside.join("net/tun")).expect("tun inside root");
-        assert_eq!(
-            (tun.rdev(), tun.permissions().mode() & 0o7777),
-            (makedev(10, 200), 0o600)
-        );
+        assert_eq!((tun.rdev(), tun.permissions().mode() & 0o7777), (makedev(10, 200), 0o600));
     }
 }
 
@@ -449,11 +326,7 @@ fn root_rootfs_dev_symlink_out_of_root_stays_inside() {
 fn root_rootfs_mount_destinations_through_symlinks_stay_inside() {
     let fx = fixture();
     let canary = canary_dir();
-    let name = canary
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned();
+    let name = canary.file_name().expect("name").to_string_lossy().into_owned();
     let ghost = format!("/{}", unique("nonexistent"));
     symlink("/real/conf", fx.rootfs.join("conf")).expect("conf");
     symlink(format!("../../../../tmp/{name}"), fx.rootfs.join("up")).expect("up");
@@ -468,21 +341,14 @@ fn root_rootfs_mount_destinations_through_symlinks_stay_inside() {
     in_child_leaving_no_host_mounts(&fx, || {
         prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
         let l = mountinfo_line(&format!("{}/real/conf/stack", fx.rootfs.display()));
-        check(
-            l.is_some_and(|l| l.contains("tmpfs")),
-            "tmpfs at rootfs/real/conf/stack",
-        )?;
+        check(l.is_some_and(|l| l.contains("tmpfs")), "tmpfs at rootfs/real/conf/stack")?;
         Ok(())
     });
     assert_canary_empty(&canary);
     assert!(!Path::new(&ghost).exists(), "{ghost} created on the host");
     assert!(fx.rootfs.join("real/conf/stack").is_dir());
     assert!(fx.rootfs.join("tmp").join(&name).join("a/b").is_dir());
-    assert!(fx
-        .rootfs
-        .join(ghost.trim_start_matches('/'))
-        .join("x/c")
-        .is_dir());
+    assert!(fx.rootfs.join(ghost.trim_start_matches('/')).join("x/c").is_dir());
     assert!(fx.rootfs.join("file").is_file());
 }
 
@@ -496,10 +362,7 @@ fn root_rootfs_proc_or_sys_symlink_is_rejected() {
         let sp = make_spec(false, STD_MOUNTS, "{}");
         let r = in_child(|| {
             let e = err_of(prepare(&cfg(&fx, &sp)))?;
-            check(
-                e.contains("must be mounted on ordinary directory") && e.contains(dir),
-                &e,
-            )
+            check(e.contains("must be mounted on ordinary directory") && e.contains(dir), &e)
         });
         assert_no_host_mounts(&fx);
         r.expect("child");
@@ -544,10 +407,7 @@ fn root_rootfs_masked_paths_refuse_fake_dev_null() {
             prepare_and_enter(&cfg(&fx, &sp))?;
             let e = err_of(finalize(&sp))?;
             check(e.contains("invalid /dev/null"), &e)?;
-            check(
-                fs::read_to_string("/etc/hostname").map_err(s("hostname"))? == "container\n",
-                "not masked",
-            )
+            check(fs::read_to_string("/etc/hostname").map_err(s("hostname"))? == "container\n", "not masked")
         });
         assert_no_host_mounts(&fx);
         r.unwrap_or_else(|e| panic!("{variant}: {e}"));
@@ -570,24 +430,15 @@ fn root_rootfs_console_replaces_symlink_with_file_inside_root() {
         let root = prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
         let ptmx = root.open_ptmx().map_err(s("open_ptmx"))?;
         let (peer, _) = crate::sys::term::open_pty_peer(ptmx.as_fd()).map_err(|e| format!("TIOCGPTPEER: {e}"))?;
-        root.mount_console(peer.as_fd())
-            .map_err(s("mount_console"))?;
+        root.mount_console(peer.as_fd()).map_err(s("mount_console"))?;
         let md = fs::symlink_metadata(fx.rootfs.join("dev/console")).map_err(s("stat console"))?;
-        check(
-            md.file_type().is_char_device() && major(md.rdev()) == 136,
-            "console is a pts",
-        )?;
+        check(md.file_type().is_char_device() && major(md.rdev()) == 136, "console is a pts")?;
         root.enter(false).map_err(s("enter"))?;
         let md = fs::metadata("/dev/console").map_err(s("stat console inside"))?;
-        check(
-            md.file_type().is_char_device() && major(md.rdev()) == 136,
-            "console inside is a pts",
-        )
+        check(md.file_type().is_char_device() && major(md.rdev()) == 136, "console inside is a pts")
     });
     assert_eq!(fs::read_to_string(&hostfile).expect("read"), "host");
-    assert!(fs::symlink_metadata(fx.rootfs.join("dev/console"))
-        .expect("console")
-        .is_file());
+    assert!(fs::symlink_metadata(fx.rootfs.join("dev/console")).expect("console").is_file());
     fs::remove_file(&hostfile).expect("rm");
 }
 
@@ -598,19 +449,11 @@ use std::os::fd::AsFd;
 fn root_rootfs_open_ptmx_refuses_non_ptmx() {
     let fx = fixture();
     // /dev from the image, no devpts: /dev/ptmx -> pts/ptmx dangles.
-    let sp = make_spec(
-        false,
-        r#"{"destination":"/proc","type":"proc","source":"proc"}"#,
-        "{}",
-    );
+    let sp = make_spec(false, r#"{"destination":"/proc","type":"proc","source":"proc"}"#, "{}");
     in_child_leaving_no_host_mounts(&fx, || {
         let root = prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
         fs::create_dir_all(fx.rootfs.join("dev/pts")).map_err(s("mkdir pts"))?;
-        nix::unistd::mkfifo(
-            &fx.rootfs.join("dev/pts/ptmx"),
-            Mode::from_bits_truncate(0o666),
-        )
-        .map_err(s("fifo"))?;
+        nix::unistd::mkfifo(&fx.rootfs.join("dev/pts/ptmx"), Mode::from_bits_truncate(0o666)).map_err(s("fifo"))?;
         let e = err_of(root.open_ptmx())?;
         check(e.contains("not the devpts ptmx"), &e)
     });
@@ -628,10 +471,7 @@ fn root_rootfs_device_mismatch_with_existing_file_errors() {
     );
     in_child_leaving_no_host_mounts(&fx, || {
         let e = err_of(prepare(&cfg(&fx, &sp)))?;
-        check(
-            e.contains("linux.devices[0]") && e.contains("already exists"),
-            &e,
-        )
+        check(e.contains("linux.devices[0]") && e.contains("already exists"), &e)
     });
 }
 
@@ -650,53 +490,22 @@ fn root_rootfs_cgroup_v1_mount_is_read_only() {
     let sp = make_spec(false, &mounts, "{}");
     let mut c = cfg(&fx, &sp);
     c.cgroup_mounts = vec![
-        CgroupMount {
-            name: "memory".into(),
-            host_path: "/sys/fs/cgroup/memory".into(),
-        },
-        CgroupMount {
-            name: "cpu,cpuacct".into(),
-            host_path: "/sys/fs/cgroup/cpu".into(),
-        },
-        CgroupMount {
-            name: "name=systemd".into(),
-            host_path: "/sys/fs/cgroup/systemd".into(),
-        },
-        CgroupMount {
-            name: "unified".into(),
-            host_path: "/sys/fs/cgroup/unified".into(),
-        },
+        CgroupMount { name: "memory".into(), host_path: "/sys/fs/cgroup/memory".into() },
+        CgroupMount { name: "cpu,cpuacct".into(), host_path: "/sys/fs/cgroup/cpu".into() },
+        CgroupMount { name: "name=systemd".into(), host_path: "/sys/fs/cgroup/systemd".into() },
+        CgroupMount { name: "unified".into(), host_path: "/sys/fs/cgroup/unified".into() },
     ];
     in_child_leaving_no_host_mounts(&fx, || {
         prepare_and_enter(&c)?;
         finalize(&sp).map_err(s("finalize"))?;
-        check(
-            Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists(),
-            "memory hierarchy",
-        )?;
-        check(
-            fs::read_link("/sys/fs/cgroup/cpu").map_err(s("cpu link"))? == Path::new("cpu,cpuacct"),
-            "cpu link",
-        )?;
+        check(Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists(), "memory hierarchy")?;
+        check(fs::read_link("/sys/fs/cgroup/cpu").map_err(s("cpu link"))? == Path::new("cpu,cpuacct"), "cpu link")?;
         check(Path::new("/sys/fs/cgroup/systemd").is_dir(), "systemd dir")?;
-        check(
-            Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists(),
-            "unified",
-        )?;
-        check(
-            errno_of(fs::create_dir("/sys/fs/cgroup/memory/x")) == Some(libc::EROFS),
-            "memory ro",
-        )?;
-        check(
-            errno_of(fs::create_dir("/sys/fs/cgroup/x")) == Some(libc::EROFS),
-            "tmpfs ro",
-        )?;
+        check(Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists(), "unified")?;
+        check(errno_of(fs::create_dir("/sys/fs/cgroup/memory/x")) == Some(libc::EROFS), "memory ro")?;
+        check(errno_of(fs::create_dir("/sys/fs/cgroup/x")) == Some(libc::EROFS), "tmpfs ro")?;
         let mi = fs::read_to_string("/proc/self/mountinfo").map_err(s("mi"))?;
-        for l in mi.lines().filter(|l| {
-            l.split(' ')
-                .nth(4)
-                .is_some_and(|m| m.starts_with("/sys/fs/cgroup"))
-        }) {
+        for l in mi.lines().filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with("/sys/fs/cgroup"))) {
             check(l.split(' ').nth(5).is_some_and(|o| o.starts_with("ro")), l)?;
         }
         Ok(())
@@ -705,18 +514,12 @@ fn root_rootfs_cgroup_v1_mount_is_read_only() {
 
 #[test]
 fn rootfs_open_proc_beneath_reads_sysctl_and_refuses_magic_links() {
-    let fd =
-        super::super::resolve::open_proc_beneath(Path::new("sys/kernel/ostype"), OFlag::O_RDONLY)
-            .expect("open");
+    let fd = super::super::resolve::open_proc_beneath(Path::new("sys/kernel/ostype"), OFlag::O_RDONLY).expect("open");
     let mut s = String::new();
     fs::File::from(fd).read_to_string(&mut s).expect("read");
     assert_eq!(s, "Linux\n");
     assert_eq!(
-        super::super::resolve::open_proc_beneath(
-            Path::new("self/root/etc/passwd"),
-            OFlag::O_RDONLY
-        )
-        .err(),
+        super::super::resolve::open_proc_beneath(Path::new("self/root/etc/passwd"), OFlag::O_RDONLY).err(),
         Some(Errno::ELOOP)
     );
 }
@@ -767,24 +570,14 @@ fn root_rootfs_recursive_bind_attrs_apply_to_submounts() {
     let sp = make_spec(false, &mounts, "{}");
     in_child_leaving_no_host_mounts(&fx, || {
         // A submount inside the bind source, only in this namespace.
-        mount(
-            Some("tmpfs"),
-            &src.join("sub"),
-            Some("tmpfs"),
-            MsFlags::empty(),
-            None::<&str>,
-        )
-        .map_err(s("sub"))?;
+        mount(Some("tmpfs"), &src.join("sub"), Some("tmpfs"), MsFlags::empty(), None::<&str>).map_err(s("sub"))?;
         prepare_and_enter(&cfg(&fx, &sp))?;
         for mp in ["/mnt/tree", "/mnt/tree/sub"] {
             let l = mountinfo_line(mp).ok_or(format!("no {mp}"))?;
             let opts = l.split(' ').nth(5).unwrap_or("");
             check(opts.starts_with("ro") && opts.contains("nosuid"), &l)?;
         }
-        check(
-            errno_of(fs::write("/mnt/tree/sub/x", "x")) == Some(libc::EROFS),
-            "sub read-only",
-        )
+        check(errno_of(fs::write("/mnt/tree/sub/x", "x")) == Some(libc::EROFS), "sub read-only")
     });
 }
 
@@ -801,25 +594,13 @@ fn cgroup2_mount_check(cgroupns: bool) {
     let sp = make_spec(false, &mounts, "{}");
     let mut c = cfg(&fx, &sp);
     c.cgroupns = cgroupns;
-    c.cgroup_mounts = vec![CgroupMount {
-        name: String::new(),
-        host_path: "/sys/fs/cgroup/unified".into(),
-    }];
+    c.cgroup_mounts = vec![CgroupMount { name: String::new(), host_path: "/sys/fs/cgroup/unified".into() }];
     in_child_leaving_no_host_mounts(&fx, || {
         prepare_and_enter(&c)?;
-        check(
-            Path::new("/sys/fs/cgroup/cgroup.procs").exists(),
-            "cgroup2 at /sys/fs/cgroup",
-        )?;
-        check(
-            errno_of(fs::create_dir("/sys/fs/cgroup/x")) == Some(libc::EROFS),
-            "cgroup2 ro",
-        )?;
+        check(Path::new("/sys/fs/cgroup/cgroup.procs").exists(), "cgroup2 at /sys/fs/cgroup")?;
+        check(errno_of(fs::create_dir("/sys/fs/cgroup/x")) == Some(libc::EROFS), "cgroup2 ro")?;
         let l = mountinfo_line("/sys/fs/cgroup").ok_or("no cgroup line")?;
-        check(
-            l.contains(" - cgroup2 ") && l.split(' ').nth(5).is_some_and(|o| o.starts_with("ro")),
-            &l,
-        )
+        check(l.contains(" - cgroup2 ") && l.split(' ').nth(5).is_some_and(|o| o.starts_with("ro")), &l)
     });
 }
 
@@ -840,11 +621,7 @@ fn root_rootfs_cgroup_v2_fresh_mount_with_cgroupns_is_read_only() {
 fn root_rootfs_bind_through_final_symlink_creates_target_inside() {
     let fx = fixture();
     // Like Debian's /etc/resolv.conf -> ../run/systemd/resolve/stub-resolv.conf
-    symlink(
-        "../run/systemd/resolve/stub-resolv.conf",
-        fx.rootfs.join("etc/resolv.conf"),
-    )
-    .expect("link");
+    symlink("../run/systemd/resolve/stub-resolv.conf", fx.rootfs.join("etc/resolv.conf")).expect("link");
     fs::write(fx.bundle.join("resolv.conf"), "nameserver 10.0.0.1\n").expect("resolv");
     let mounts = format!(
         r#"{STD_MOUNTS},
@@ -856,15 +633,9 @@ fn root_rootfs_bind_through_final_symlink_creates_target_inside() {
         prepare_and_enter(&cfg(&fx, &sp))?;
         let got = fs::read_to_string("/etc/resolv.conf").map_err(s("read"))?;
         check(got == "nameserver 10.0.0.1\n", &got)?;
-        check(
-            mountinfo_line("/tmp/relative").is_some(),
-            "relative destination mounted under /",
-        )
+        check(mountinfo_line("/tmp/relative").is_some(), "relative destination mounted under /")
     });
-    assert!(fx
-        .rootfs
-        .join("run/systemd/resolve/stub-resolv.conf")
-        .is_file());
+    assert!(fx.rootfs.join("run/systemd/resolve/stub-resolv.conf").is_file());
 }
 
 /// CVE-2021-30465 shape: while the destination's directory keeps being
@@ -906,19 +677,14 @@ fn root_rootfs_destination_symlink_swap_race_stays_inside() {
     for _ in 0..100 {
         let r = in_child(|| {
             let points = |mi: &str| -> Vec<String> {
-                mi.lines()
-                    .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-                    .collect()
+                mi.lines().filter_map(|l| l.split(' ').nth(4).map(str::to_string)).collect()
             };
             let before = points(&fs::read_to_string("/proc/self/mountinfo").map_err(s("mi"))?);
             // A clean error is acceptable; an escape is not.
             let _ = prepare(&cfg(&fx, &sp));
             let after = points(&fs::read_to_string("/proc/self/mountinfo").map_err(s("mi"))?);
             for p in after.iter().filter(|p| !before.contains(p)) {
-                check(
-                    p.starts_with(&rootfs),
-                    &format!("mount outside the rootfs: {p}"),
-                )?;
+                check(p.starts_with(&rootfs), &format!("mount outside the rootfs: {p}"))?;
             }
             Ok(())
         });
@@ -938,16 +704,8 @@ fn root_rootfs_destination_symlink_swap_race_stays_inside() {
 fn root_rootfs_bind_on_proc_must_be_procfs() {
     let fx = fixture();
     fs::create_dir(fx.bundle.join("fakeproc")).expect("fakeproc");
-    let bad = make_spec(
-        false,
-        r#"{"destination":"/proc","source":"fakeproc","options":["rbind"]}"#,
-        "{}",
-    );
-    let good = make_spec(
-        false,
-        r#"{"destination":"/proc","source":"/proc","options":["rbind"]}"#,
-        "{}",
-    );
+    let bad = make_spec(false, r#"{"destination":"/proc","source":"fakeproc","options":["rbind"]}"#, "{}");
+    let good = make_spec(false, r#"{"destination":"/proc","source":"/proc","options":["rbind"]}"#, "{}");
     validate(&bad, &fx.bundle).expect("deferred to prepare");
     let r = in_child(|| {
         let e = err_of(prepare(&cfg(&fx, &bad)))?;
@@ -988,8 +746,7 @@ fn root_rootfs_timing_of_standard_config() {
             root.enter(false).map_err(s("enter"))?;
             finalize(&sp).map_err(s("finalize"))?;
             let t2 = t.elapsed();
-            nix::unistd::write(&out_fd, format!("prepare {t1:?} total {t2:?}\n").as_bytes())
-                .map_err(s("write"))?;
+            nix::unistd::write(&out_fd, format!("prepare {t1:?} total {t2:?}\n").as_bytes()).map_err(s("write"))?;
             Ok(())
         });
         r.expect("child");
@@ -1014,34 +771,21 @@ fn root_rootfs_devices_fall_back_to_bind_when_mknod_is_refused() {
     let fx = fixture();
     let mounts = r#"{"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","mode=755"]},
       {"destination":"/dev/pts","type":"devpts","source":"devpts","options":["nosuid","noexec","newinstance","ptmxmode=0666","mode=0620"]}"#;
-    let sp = make_spec(
-        false,
-        mounts,
-        r#"{"devices":[{"path":"/dev/fuse","type":"c","major":10,"minor":229}]}"#,
-    );
+    let sp = make_spec(false, mounts, r#"{"devices":[{"path":"/dev/fuse","type":"c","major":10,"minor":229}]}"#);
     in_child_leaving_no_host_mounts(&fx, || {
         enter_own_userns()?;
         let root = prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
         let null_mp = format!("{}/dev/null", fx.rootfs.display());
-        check(
-            mountinfo_line(&null_mp).is_some(),
-            "/dev/null is a bind mount",
-        )?;
+        check(mountinfo_line(&null_mp).is_some(), "/dev/null is a bind mount")?;
         root.enter(false).map_err(s("enter"))?;
         finalize(&sp).map_err(s("finalize"))?;
         let md = fs::metadata("/dev/null").map_err(s("stat null"))?;
-        check(
-            md.file_type().is_char_device() && md.rdev() == makedev(1, 3),
-            "/dev/null bound from host",
-        )?;
+        check(md.file_type().is_char_device() && md.rdev() == makedev(1, 3), "/dev/null bound from host")?;
         if Path::new("/dev/fuse").exists() {
             let md = fs::metadata("/dev/fuse").map_err(s("stat fuse"))?;
             check(md.rdev() == makedev(10, 229), "/dev/fuse bound from host")?;
         }
-        fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/null")
-            .map_err(s("write /dev/null"))?;
+        fs::OpenOptions::new().write(true).open("/dev/null").map_err(s("write /dev/null"))?;
         Ok(())
     });
 }
@@ -1052,10 +796,8 @@ fn root_rootfs_bind_keeps_locked_flags_of_source_in_userns() {
     let fx = fixture();
     let src = fx.bundle.join("locked");
     fs::create_dir(&src).expect("src");
-    let mounts = format!(
-        r#"{{"destination":"/mnt/locked","source":"{}","options":["bind","suid","dev","rw"]}}"#,
-        src.display()
-    );
+    let mounts =
+        format!(r#"{{"destination":"/mnt/locked","source":"{}","options":["bind","suid","dev","rw"]}}"#, src.display());
     let sp = make_spec(false, &mounts, "{}");
     in_child_leaving_no_host_mounts(&fx, || {
         let fl = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_RDONLY;
@@ -1065,10 +807,7 @@ fn root_rootfs_bind_keeps_locked_flags_of_source_in_userns() {
         prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
         let l = mountinfo_line(&format!("{}/mnt/locked", fx.rootfs.display())).ok_or("no mount")?;
         let opts = l.split(' ').nth(5).unwrap_or("");
-        check(
-            opts.starts_with("ro") && opts.contains("nosuid") && opts.contains("nodev"),
-            &l,
-        )
+        check(opts.starts_with("ro") && opts.contains("nosuid") && opts.contains("nodev"), &l)
     });
 }
 
@@ -1090,14 +829,10 @@ fn root_rootfs_console_with_dangling_console_and_pts_symlink() {
         let root = prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
         let ptmx = root.open_ptmx().map_err(s("open_ptmx"))?;
         let (peer, _) = crate::sys::term::open_pty_peer(ptmx.as_fd()).map_err(|e| format!("TIOCGPTPEER: {e}"))?;
-        root.mount_console(peer.as_fd())
-            .map_err(s("mount_console"))?;
+        root.mount_console(peer.as_fd()).map_err(s("mount_console"))?;
         root.enter(false).map_err(s("enter"))?;
         let md = fs::metadata("/dev/console").map_err(s("stat console"))?;
-        check(
-            md.file_type().is_char_device() && major(md.rdev()) == 136,
-            "console is a pts",
-        )
+        check(md.file_type().is_char_device() && major(md.rdev()) == 136, "console is a pts")
     });
     assert_canary_empty(&canary);
     assert!(!Path::new(&ghost).exists(), "{ghost} created on the host");
@@ -1116,16 +851,12 @@ fn root_rootfs_sysfs_falls_back_to_read_only_bind_in_userns() {
         enter_own_userns()?;
         prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
         let l = mountinfo_line(&format!("{}/sys", fx.rootfs.display())).ok_or("no /sys mount")?;
-        check(
-            l.contains(" - sysfs ") && l.split(' ').nth(5).is_some_and(|o| o.starts_with("ro")),
-            &l,
-        )?;
+        check(l.contains(" - sysfs ") && l.split(' ').nth(5).is_some_and(|o| o.starts_with("ro")), &l)?;
         check(fx.rootfs.join("sys/kernel").is_dir(), "sysfs content")?;
         // Submounts came along: it is the host's /sys, recursively bound.
         let sub = mountinfo_line(&format!("{}/sys/fs/cgroup", fx.rootfs.display()));
         check(
-            sub.as_ref()
-                .is_some_and(|l| l.split(' ').nth(5).is_some_and(|o| o.starts_with("ro"))),
+            sub.as_ref().is_some_and(|l| l.split(' ').nth(5).is_some_and(|o| o.starts_with("ro"))),
             "submounts read-only",
         )
     });
@@ -1151,35 +882,14 @@ fn root_rootfs_tmpcopyup_fills_tmpfs_with_image_content() {
     in_child_leaving_no_host_mounts(&fx, || {
         prepare_and_enter(&cfg(&fx, &sp))?;
         let l = mountinfo_line("/run").ok_or("no /run")?;
-        check(
-            l.contains(" - tmpfs ") && l.split(' ').nth(5).is_some_and(|o| o.starts_with("ro")),
-            &l,
-        )?;
-        check(
-            fs::read_to_string("/run/a").map_err(s("a"))? == "aaa",
-            "a copied",
-        )?;
+        check(l.contains(" - tmpfs ") && l.split(' ').nth(5).is_some_and(|o| o.starts_with("ro")), &l)?;
+        check(fs::read_to_string("/run/a").map_err(s("a"))? == "aaa", "a copied")?;
         let md = fs::metadata("/run/a").map_err(s("stat a"))?;
         check(md.permissions().mode() & 0o7777 == 0o640, "a mode kept")?;
-        check(
-            fs::read_to_string("/run/sub/b").map_err(s("b"))? == "bbb",
-            "sub/b copied",
-        )?;
-        check(
-            fs::read_link("/run/link").map_err(s("link"))? == Path::new("/etc/hostname"),
-            "link copied as link",
-        )?;
-        check(
-            fs::symlink_metadata("/run/fifo")
-                .map_err(s("fifo"))?
-                .file_type()
-                .is_fifo(),
-            "fifo copied",
-        )?;
-        check(
-            errno_of(fs::write("/run/new", "x")) == Some(libc::EROFS),
-            "ro after copy",
-        )
+        check(fs::read_to_string("/run/sub/b").map_err(s("b"))? == "bbb", "sub/b copied")?;
+        check(fs::read_link("/run/link").map_err(s("link"))? == Path::new("/etc/hostname"), "link copied as link")?;
+        check(fs::symlink_metadata("/run/fifo").map_err(s("fifo"))?.file_type().is_fifo(), "fifo copied")?;
+        check(errno_of(fs::write("/run/new", "x")) == Some(libc::EROFS), "ro after copy")
     });
     assert!(!fx.rootfs.join("run/new").exists());
 }

@@ -20,7 +20,7 @@ use std::os::fd::{AsFd, RawFd};
 use oci_spec::runtime::Process;
 
 use super::error::{applying, doing, InitError};
-use super::exec::{self, Cwd, Prepared};
+use super::execve::{self, Cwd, Prepared};
 use super::user;
 use crate::process::channel::{Channel, Msg};
 use crate::seccomp::Filter;
@@ -31,25 +31,25 @@ use crate::seccomp::Filter;
 /// `command`, when given, is what execve gets instead of the process's args and env.
 pub fn apply(
     process: &Process,
-    command: Option<&exec::Command>,
+    command: Option<&execve::Command>,
     preserve_fds: u32,
     seccomp: Option<&Filter>,
     channel: &Channel,
 ) -> Result<Prepared, InitError> {
     // While still privileged and before any filter (runc's order): the first chdir, and the
     // stdio (a terminal included) handed to the process's user.
-    let cwd = exec::enter_cwd_privileged(process.cwd())?;
+    let cwd = execve::enter_cwd_privileged(process.cwd())?;
     // With `terminal`, fds 0-2 are the pty the caller (init, exec) made for this process.
     user::chown_stdio(process.user().uid(), process.terminal().unwrap_or(false))?;
     user::set_rlimits(process)?;
     // Before the uid switch, while we still hold CAP_SYS_NICE for real-time policies and
     // I/O classes.
     if let Some(s) = process.scheduler() {
-        crate::process_attrs::apply_scheduler(s)?;
+        crate::kernel_attrs::apply_scheduler(s)?;
     }
-    crate::process_attrs::apply_io_priority(process)?;
-    crate::process_attrs::apply_final_affinity(process)?;
-    let prepared = exec::prepare(process, command)?;
+    crate::kernel_attrs::apply_io_priority(process)?;
+    crate::kernel_attrs::apply_final_affinity(process)?;
+    let prepared = execve::prepare(process, command)?;
 
     // Nothing the caller leaked reaches the container (CVE-2024-21626); --preserve-fds are
     // passed on. The CLI made sure berth's own fds are above that range.
@@ -73,7 +73,7 @@ pub fn apply(
     user::switch_uid(process)?;
     crate::capabilities::apply_sets(caps)?;
     if cwd == Cwd::Retry {
-        exec::enter_cwd(process.cwd())?;
+        execve::enter_cwd(process.cwd())?;
     }
     if no_new_privs {
         crate::sys::set_no_new_privs().map_err(applying("process.noNewPrivileges").io())?;

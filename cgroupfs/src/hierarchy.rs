@@ -1,16 +1,17 @@
-//! Hierarchy discovery: which cgroup filesystems are mounted where, and
-//! which cgroup this process sits in on each of them.
+//! Hierarchy discovery: which cgroup filesystems are mounted where (cgroup v1 one mount per
+//! controller hierarchy, cgroup v2 the unified one, or both on a hybrid host), and which
+//! cgroup a process sits in on each of them.
 //!
-//! Everything here is a function of the text of `/proc/self/mountinfo` and
-//! `/proc/self/cgroup`, so it can be tested without a real host.
+//! [`discover`] is a function of the text of `/proc/self/mountinfo` and
+//! `/proc/<pid>/cgroup`, so it can be tested without a real host; [`of_process`] reads them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use super::CgroupError;
+use crate::Error;
 
 /// One cgroup or cgroup2 line of mountinfo.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CgroupMountEntry {
+pub struct CgroupMountEntry {
     /// `major:minor` of the superblock: identical for bind mounts of one hierarchy.
     pub dev: String,
     /// The path inside the hierarchy that is mounted (not "/" under a cgroup
@@ -23,7 +24,7 @@ pub(crate) struct CgroupMountEntry {
 
 /// One line of /proc/<pid>/cgroup.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ProcCgroupEntry {
+pub struct ProcCgroupEntry {
     /// Empty for the cgroup2 line ("0::/path").
     pub controllers: Vec<String>,
     pub path: String,
@@ -31,15 +32,61 @@ pub(crate) struct ProcCgroupEntry {
 
 /// A hierarchy the container will get a directory in.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Hierarchy {
+pub struct Hierarchy {
     /// "memory", "cpu,cpuacct", "systemd", "unified" (cgroup2 on a hybrid
     /// host) or "" (pure v2).
     pub name: String,
     /// Controllers of a v1 hierarchy, with "name=" ones included verbatim.
     pub subsystems: Vec<String>,
     pub mount_point: PathBuf,
-    /// This process's cgroup, relative to `mount_point`, starting with "/".
+    /// The process's cgroup, relative to `mount_point`, starting with "/".
     pub own_path: String,
+}
+
+impl Hierarchy {
+    /// The process's cgroup directory in this hierarchy.
+    pub fn dir(&self) -> PathBuf {
+        self.mount_point.join(self.own_path.trim_start_matches('/'))
+    }
+
+    /// A cgroup v1 hierarchy (the hybrid host's cgroup2 one and pure v2 carry no subsystems).
+    pub fn is_v1(&self) -> bool {
+        !self.subsystems.is_empty()
+    }
+
+    /// Whether this v1 hierarchy carries `controller` ("memory"; "name=systemd" for a named one).
+    pub fn has(&self, controller: &str) -> bool {
+        self.subsystems.iter().any(|s| s == controller)
+    }
+}
+
+/// The host mounts cgroup v2 alone at /sys/fs/cgroup (runc's IsCgroup2UnifiedMode), not v1
+/// or the hybrid layout.
+pub fn host_is_unified() -> bool {
+    is_cgroup2_fs(Path::new("/sys/fs/cgroup"))
+}
+
+/// `p` is a cgroup2 filesystem.
+pub fn is_cgroup2_fs(p: &Path) -> bool {
+    match nix::sys::statfs::statfs(p) {
+        Ok(s) => s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC,
+        Err(_) => false,
+    }
+}
+
+/// The hierarchies of process `pid` (this process for `None`) on this host, as seen from this
+/// process's mount namespace: [`discover`] over the two files, pure v2 when
+/// [`host_is_unified`].
+pub fn of_process(pid: Option<u32>) -> Result<Vec<Hierarchy>, Error> {
+    let read = |p: String| {
+        std::fs::read_to_string(&p).map_err(|e| Error::Io { path: PathBuf::from(p), op: "read", source: e })
+    };
+    let mountinfo = read("/proc/self/mountinfo".to_string())?;
+    let cgroup = match pid {
+        Some(pid) => read(format!("/proc/{pid}/cgroup"))?,
+        None => read("/proc/self/cgroup".to_string())?,
+    };
+    discover(&mountinfo, &cgroup, host_is_unified())
 }
 
 /// mountinfo escapes space, tab, newline and backslash as \ooo.
@@ -65,7 +112,7 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-pub(crate) fn parse_mountinfo(text: &str) -> Vec<CgroupMountEntry> {
+pub fn parse_mountinfo(text: &str) -> Vec<CgroupMountEntry> {
     let mut out = Vec::new();
     for line in text.lines() {
         let Some((pre, post)) = line.split_once(" - ") else {
@@ -92,22 +139,15 @@ pub(crate) fn parse_mountinfo(text: &str) -> Vec<CgroupMountEntry> {
     out
 }
 
-pub(crate) fn parse_proc_cgroup(text: &str) -> Vec<ProcCgroupEntry> {
+pub fn parse_proc_cgroup(text: &str) -> Vec<ProcCgroupEntry> {
     let mut out = Vec::new();
     for line in text.lines() {
         let mut it = line.splitn(3, ':');
         let (Some(_id), Some(ctrl), Some(path)) = (it.next(), it.next(), it.next()) else {
             continue;
         };
-        let controllers = if ctrl.is_empty() {
-            Vec::new()
-        } else {
-            ctrl.split(',').map(str::to_string).collect()
-        };
-        out.push(ProcCgroupEntry {
-            controllers,
-            path: path.to_string(),
-        });
+        let controllers = if ctrl.is_empty() { Vec::new() } else { ctrl.split(',').map(str::to_string).collect() };
+        out.push(ProcCgroupEntry { controllers, path: path.to_string() });
     }
     out
 }
@@ -128,43 +168,33 @@ fn relative_to_mount(path: &str, root: &str) -> String {
 
 /// Choose, among the mounts of one hierarchy, the one through which our
 /// own cgroup is reachable: a mount of the whole tree wins.
-fn pick_mount<'a>(
-    mounts: &[&'a CgroupMountEntry],
-    path: &str,
-) -> Option<&'a CgroupMountEntry> {
+fn pick_mount<'a>(mounts: &[&'a CgroupMountEntry], path: &str) -> Option<&'a CgroupMountEntry> {
     mounts
         .iter()
         .copied()
         .find(|m| m.root == "/" && m.mount_point.starts_with("/sys/fs/cgroup"))
         .or_else(|| mounts.iter().copied().find(|m| m.root == "/"))
-        .or_else(|| {
-            mounts
-                .iter()
-                .copied()
-                .filter(|m| path.starts_with(m.root.as_str()))
-                .max_by_key(|m| m.root.len())
-        })
+        .or_else(|| mounts.iter().copied().filter(|m| path.starts_with(m.root.as_str())).max_by_key(|m| m.root.len()))
         .or_else(|| mounts.first().copied())
 }
 
 /// Works out the hierarchies from the two texts. `pure_v2` comes from
-/// statfs(/sys/fs/cgroup) on a real host; tests pass it explicitly.
-pub(crate) fn discover(
-    mountinfo: &str,
-    proc_cgroup: &str,
-    pure_v2: bool,
-) -> Result<Vec<Hierarchy>, CgroupError> {
+/// statfs(/sys/fs/cgroup) on a real host ([`host_is_unified`]); tests pass it explicitly.
+/// Pure v2 gives the one cgroup2 hierarchy (named ""); otherwise every v1 hierarchy the
+/// process is in and that is mounted, plus the hybrid cgroup2 one (named "unified").
+pub fn discover(mountinfo: &str, proc_cgroup: &str, pure_v2: bool) -> Result<Vec<Hierarchy>, Error> {
     let mounts = parse_mountinfo(mountinfo);
     let own = parse_proc_cgroup(proc_cgroup);
     let mut out: Vec<Hierarchy> = Vec::new();
 
     if pure_v2 {
-        let entry = own.iter().find(|e| e.controllers.is_empty()).ok_or_else(|| {
-            CgroupError::Discovery("/proc/self/cgroup has no cgroup2 (\"0::\") line".into())
-        })?;
+        let entry = own
+            .iter()
+            .find(|e| e.controllers.is_empty())
+            .ok_or_else(|| Error::Discovery("/proc/self/cgroup has no cgroup2 (\"0::\") line".into()))?;
         let v2: Vec<&CgroupMountEntry> = mounts.iter().filter(|m| m.v2).collect();
         let m = pick_mount(&v2, &entry.path)
-            .ok_or_else(|| CgroupError::Discovery("no cgroup2 mount in /proc/self/mountinfo".into()))?;
+            .ok_or_else(|| Error::Discovery("no cgroup2 mount in /proc/self/mountinfo".into()))?;
         out.push(Hierarchy {
             name: String::new(),
             subsystems: Vec::new(),
@@ -180,9 +210,7 @@ pub(crate) fn discover(
         } else {
             mounts
                 .iter()
-                .filter(|m| {
-                    !m.v2 && entry.controllers.iter().all(|c| m.super_opts.iter().any(|o| o == c))
-                })
+                .filter(|m| !m.v2 && entry.controllers.iter().all(|c| m.super_opts.iter().any(|o| o == c)))
                 .collect()
         };
         // A hierarchy we cannot see (e.g. net_cls not mounted) is simply not used.
@@ -195,12 +223,7 @@ pub(crate) fn discover(
         let name = if entry.controllers.is_empty() {
             "unified".to_string()
         } else {
-            entry
-                .controllers
-                .iter()
-                .map(|c| c.strip_prefix("name=").unwrap_or(c))
-                .collect::<Vec<_>>()
-                .join(",")
+            entry.controllers.iter().map(|c| c.strip_prefix("name=").unwrap_or(c)).collect::<Vec<_>>().join(",")
         };
         out.push(Hierarchy {
             name,
@@ -210,66 +233,11 @@ pub(crate) fn discover(
         });
     }
     if !out.iter().any(|h| !h.subsystems.is_empty()) {
-        return Err(CgroupError::Discovery(
+        return Err(Error::Discovery(
             "no cgroup v1 hierarchy found in /proc/self/mountinfo and /proc/self/cgroup".into(),
         ));
     }
     Ok(out)
-}
-
-/// The container's cgroup, relative to each hierarchy's root ("/a/b").
-/// runc's cgroupfs rules: absolute → as is; relative → under our own
-/// cgroup; absent → our own cgroup + id.
-pub(crate) fn resolve_rel(
-    own_path: &str,
-    id: &str,
-    cgroups_path: Option<&str>,
-) -> Result<String, CgroupError> {
-    let requested = match cgroups_path {
-        Some(p) if !p.is_empty() => p,
-        _ => {
-            if id.is_empty() || id.contains('/') || id == "." || id == ".." || id.contains('\0') {
-                return Err(CgroupError::InvalidPath {
-                    path: id.to_string(),
-                    reason: "container id is not usable as a cgroup name".into(),
-                });
-            }
-            return Ok(normalize(&format!("{own_path}/{id}")));
-        }
-    };
-    if !requested.starts_with('/') && requested.split(':').count() == 3 {
-        return Err(CgroupError::SystemdPathUnsupported(requested.to_string()));
-    }
-    if requested.contains('\0') {
-        return Err(CgroupError::InvalidPath {
-            path: requested.escape_debug().to_string(),
-            reason: "contains a NUL byte".into(),
-        });
-    }
-    if requested.split('/').any(|c| c == "..") {
-        return Err(CgroupError::InvalidPath {
-            path: requested.to_string(),
-            reason: "\"..\" is not allowed".into(),
-        });
-    }
-    let joined = if requested.starts_with('/') {
-        normalize(requested)
-    } else {
-        normalize(&format!("{own_path}/{requested}"))
-    };
-    if joined == "/" {
-        return Err(CgroupError::InvalidPath {
-            path: requested.to_string(),
-            reason: "resolves to the root cgroup".into(),
-        });
-    }
-    Ok(joined)
-}
-
-/// Collapses "//" and "." (".." is rejected before we get here).
-fn normalize(p: &str) -> String {
-    let parts: Vec<&str> = p.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
-    format!("/{}", parts.join("/"))
 }
 
 #[cfg(test)]
@@ -345,24 +313,5 @@ mod tests {
     fn no_hierarchy_is_an_error() {
         assert!(discover("", "0::/\n", true).is_err());
         assert!(discover("", "", false).is_err());
-    }
-
-    #[test]
-    fn path_rules() {
-        assert_eq!(resolve_rel("/user/x", "c1", None).unwrap(), "/user/x/c1");
-        assert_eq!(resolve_rel("/", "c1", None).unwrap(), "/c1");
-        assert_eq!(resolve_rel("/", "c1", Some("")).unwrap(), "/c1");
-        assert_eq!(resolve_rel("/own", "c1", Some("/abs/p")).unwrap(), "/abs/p");
-        assert_eq!(resolve_rel("/own", "c1", Some("rel/./p")).unwrap(), "/own/rel/p");
-        assert_eq!(resolve_rel("/own", "c1", Some("//a//b/")).unwrap(), "/a/b");
-        assert!(matches!(
-            resolve_rel("/", "c1", Some("system.slice:docker:abc")),
-            Err(CgroupError::SystemdPathUnsupported(_))
-        ));
-        assert!(resolve_rel("/", "c1", Some("/a/../b")).is_err());
-        assert!(resolve_rel("/", "c1", Some("a/\0b")).is_err());
-        assert!(resolve_rel("/", "c1", Some("/")).is_err());
-        assert!(resolve_rel("/", "..", None).is_err());
-        assert!(resolve_rel("/", "a/b", None).is_err());
     }
 }

@@ -60,7 +60,9 @@ fn cwd_field(cwd: &Path) -> String {
 fn check_cwd(cwd: &Path) -> Result<(), InitError> {
     match nix::unistd::getcwd() {
         Ok(p) if p.is_absolute() => Ok(()),
-        Ok(_) | Err(nix::errno::Errno::ENOENT) => Err(InitError::invalid(cwd_field(cwd), "is outside the container's root")),
+        Ok(_) | Err(nix::errno::Errno::ENOENT) => {
+            Err(InitError::invalid(cwd_field(cwd), "is outside the container's root"))
+        }
         Err(e) => Err(applying(cwd_field(cwd)).doing("getcwd").errno()(e)),
     }
 }
@@ -115,8 +117,17 @@ pub fn prepare(process: &Process, command: Option<&Command>) -> Result<Prepared,
     }
     Ok(Prepared {
         path: cstring(resolved.as_os_str(), "process.args[0]")?,
-        argv: cmd.args.iter().enumerate().map(|(i, a)| cstring(a, &format!("process.args[{i}]"))).collect::<Result<_, _>>()?,
-        envp: envp.iter().enumerate().map(|(i, e)| cstring(e, &format!("process.env[{i}]"))).collect::<Result<_, _>>()?,
+        argv: cmd
+            .args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| cstring(a, &format!("process.args[{i}]")))
+            .collect::<Result<_, _>>()?,
+        envp: envp
+            .iter()
+            .enumerate()
+            .map(|(i, e)| cstring(e, &format!("process.env[{i}]")))
+            .collect::<Result<_, _>>()?,
     })
 }
 

@@ -3,11 +3,11 @@
 //! memory policy. Validation (runc's validator rules) runs in `berth create` before anything
 //! exists; `apply_*` runs in the init. Errors name the config field.
 
+use nix::sched::CpuSet;
 use oci_spec::runtime::{
     IOPriorityClass, LinuxMemoryPolicy, LinuxPersonality, LinuxPersonalityDomain, LinuxSchedulerFlag,
     LinuxSchedulerPolicy, MemoryPolicyFlagType, MemoryPolicyModeType, Process, Scheduler,
 };
-use nix::sched::CpuSet;
 
 use crate::init::error::{applying, InitError};
 use crate::sys::sched::{ioprio_set_self, sched_setattr, set_mempolicy, SchedAttr};

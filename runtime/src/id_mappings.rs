@@ -33,7 +33,11 @@ pub fn validate(field: &str, maps: &[LinuxIdMapping]) -> Result<(), String> {
             return Err(format!("{field}[{i}].size: must not be 0"));
         }
         if m.container_id().checked_add(m.size() - 1).is_none() {
-            return Err(format!("{field}[{i}]: containerID {} + size {} overflows 32 bits", m.container_id(), m.size()));
+            return Err(format!(
+                "{field}[{i}]: containerID {} + size {} overflows 32 bits",
+                m.container_id(),
+                m.size()
+            ));
         }
         if m.host_id().checked_add(m.size() - 1).is_none() {
             return Err(format!("{field}[{i}]: hostID {} + size {} overflows 32 bits", m.host_id(), m.size()));
@@ -107,12 +111,17 @@ fn maps_of(path: &Path) -> Result<(String, String), String> {
     use crate::sys::{self, Forked};
     use std::os::fd::AsFd;
     use std::os::unix::fs::MetadataExt;
-    let ns = crate::namespaces::open_checked(oci_spec::runtime::LinuxNamespaceType::User, path).map_err(|e| e.to_string())?;
+    let ns = crate::namespaces::open_checked(oci_spec::runtime::LinuxNamespaceType::User, path)
+        .map_err(|e| e.to_string())?;
     let same = |a: &std::fs::Metadata, b: &std::fs::Metadata| (a.dev(), a.ino()) == (b.dev(), b.ino());
-    if let (Ok(theirs), Ok(ours)) = (std::fs::File::from(ns.try_clone().map_err(|e| e.to_string())?).metadata(), std::fs::metadata("/proc/self/ns/user")) {
+    if let (Ok(theirs), Ok(ours)) = (
+        std::fs::File::from(ns.try_clone().map_err(|e| e.to_string())?).metadata(),
+        std::fs::metadata("/proc/self/ns/user"),
+    ) {
         // The kernel refuses to "join" the namespace one is already in.
         if same(&theirs, &ours) {
-            let read = |f: &str| std::fs::read_to_string(format!("/proc/self/{f}")).map_err(|e| format!("reading {f}: {e}"));
+            let read =
+                |f: &str| std::fs::read_to_string(format!("/proc/self/{f}")).map_err(|e| format!("reading {f}: {e}"));
             return Ok((read("uid_map")?, read("gid_map")?));
         }
     }
@@ -136,7 +145,8 @@ fn maps_of(path: &Path) -> Result<(String, String), String> {
     drop(wr);
     let mut byte = [0u8; 1];
     let joined = matches!(nix::unistd::read(&rd, &mut byte), Ok(1));
-    let read = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).map_err(|e| format!("reading its {f}: {e}"));
+    let read =
+        |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).map_err(|e| format!("reading its {f}: {e}"));
     let result = if joined {
         read("uid_map").and_then(|u| read("gid_map").map(|g| (u, g)))
     } else {
@@ -158,7 +168,11 @@ pub fn check_joined(path: &Path, uid: &[LinuxIdMapping], gid: &[LinuxIdMapping])
         if triples(given) != parse_map(&actual) {
             return Err((
                 field.to_string(),
-                format!("do not match those of the user namespace {} ({})", path.display(), actual.split_whitespace().collect::<Vec<_>>().join(" ")),
+                format!(
+                    "do not match those of the user namespace {} ({})",
+                    path.display(),
+                    actual.split_whitespace().collect::<Vec<_>>().join(" ")
+                ),
             ));
         }
     }

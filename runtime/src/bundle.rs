@@ -1,0 +1,85 @@
+//! A new container's bundle (`create`, `restore`): its config.json loaded and checked for
+//! everything that can be checked before the system is touched, where its cgroup goes, and
+//! the first record of a container made from it.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+
+use crate::cgroups::{self, Manager};
+use crate::error::{Error, Result};
+use crate::state::Record;
+use crate::{log, rootfs, spec};
+
+/// A bundle checked for everything that can be checked before the system is touched.
+pub(crate) struct Bundle {
+    pub(crate) dir: PathBuf,
+    pub(crate) spec: Spec,
+    pub(crate) rootfs: PathBuf,
+    pub(crate) resources: oci_spec::runtime::LinuxResources,
+}
+
+/// Loads and validates the bundle of a new container `id` (create and restore), and
+/// resolves where its cgroup goes.
+pub(crate) fn load(
+    id: &str,
+    bundle: &Path,
+    no_pivot: bool,
+    systemd_cgroup: bool,
+) -> Result<(Bundle, Box<dyn Manager>)> {
+    crate::id::validate(id)?;
+    let dir = std::fs::canonicalize(bundle).map_err(|e| Error::Usage(format!("bundle {}: {e}", bundle.display())))?;
+    let loaded = spec::load(&dir)?;
+    for w in &loaded.warnings {
+        log::warn(w);
+    }
+    let spec: Spec = loaded.spec;
+    let validated = spec::validate(&spec, &dir)?;
+    rootfs::validate(&spec, &dir)?;
+    if no_pivot {
+        rootfs::validate_no_pivot(&spec)?;
+    }
+    let linux = spec.linux().as_ref().ok_or_else(|| Error::Usage("linux: missing".into()))?;
+    let cgroups_path = linux.cgroups_path().as_ref().map(|p| p.to_string_lossy().into_owned());
+    let cgroup = cgroups::open(id, cgroups_path.as_deref(), systemd_cgroup)?;
+    let resources = spec::cgroup_resources(&spec);
+    cgroup.validate(&resources)?;
+    Ok((Bundle { dir, spec, rootfs: validated.rootfs, resources }, cgroup))
+}
+
+impl Bundle {
+    /// The record of container `id` made from this bundle, whose cgroup exists but which
+    /// has no init yet.
+    pub(crate) fn initial_record(&self, id: &str, cgroup: &dyn Manager) -> Result<Record> {
+        let spec = &self.spec;
+        Ok(Record {
+            id: id.to_string(),
+            pid: 0,
+            init_start_time: 0,
+            bundle: self.dir.clone(),
+            rootfs: self.rootfs.clone(),
+            created: crate::state::now_rfc3339(),
+            owner: owner(),
+            annotations: spec.annotations().clone().unwrap_or_default(),
+            cgroup: cgroup.state(),
+            hooks: spec.hooks().clone(),
+            resources: Some({
+                let mut r = self.resources.clone();
+                r.set_devices(None);
+                r
+            }),
+            rootfs_mount: None,
+            process: spec.process().clone(),
+            seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+        })
+    }
+}
+
+fn owner() -> String {
+    let uid = nix::unistd::getuid().as_raw();
+    if uid == 0 {
+        "root".into()
+    } else {
+        uid.to_string()
+    }
+}

@@ -1,0 +1,212 @@
+//! Forking a child into a container's namespaces and cgroup, guarded from the clone on.
+//!
+//! clone3 makes the child with the namespaces it creates. A pid namespace that exists
+//! already (create: `linux.namespaces` by path; exec: the init's) is entered by pointing
+//! berth's own `pid_for_children` at it just around the clone, the only way into a pid
+//! namespace; only the parent goes back (the child cannot: the host's pid namespace is not
+//! below its own). On cgroup v2 the child is born in its cgroup (CLONE_INTO_CGROUP); on v1
+//! the parent writes its pid into every hierarchy while the child waits for `Go`. Then the
+//! parent sets `oom_score_adj`. Whatever fails after the clone takes the child with it: it
+//! is a [`GuardedChild`] until the operation completes.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::sched::{CloneFlags, CpuSet};
+
+use super::Op;
+use crate::cgroups::Manager;
+use crate::error::{Error, Result};
+use crate::sys::{self, Forked};
+use crate::{failpoint, kernel_attrs, log, namespaces};
+
+/// The pid namespace the child is born in.
+pub enum PidNs<'a> {
+    /// Ours, or a new one (CLONE_NEWPID among the target's namespaces).
+    Ours,
+    /// The one at this path (create: a pid entry of `linux.namespaces` with a path).
+    Path(&'a Path),
+    /// The one of the process behind `pidfd` (exec: the container's init) of container `id`.
+    Of { pidfd: BorrowedFd<'a>, id: &'a str },
+}
+
+impl PidNs<'_> {
+    /// Points this process's `pid_for_children` at the namespace, returning the one to go
+    /// back to.
+    fn enter(&self) -> Result<Option<OwnedFd>> {
+        match self {
+            PidNs::Ours => Ok(None),
+            PidNs::Path(p) => {
+                namespaces::enter_pid_for_children(p).map(Some).map_err(Error::namespace("linux.namespaces (pid)"))
+            }
+            PidNs::Of { pidfd, id } => {
+                let previous: OwnedFd = std::fs::File::open("/proc/self/ns/pid_for_children")
+                    .map_err(|e| Error::io("opening /proc/self/ns/pid_for_children", e))?
+                    .into();
+                nix::sched::setns(pidfd, CloneFlags::CLONE_NEWPID)
+                    .map_err(|e| Error::io(format!("container \"{id}\": joining its pid namespace"), e.into()))?;
+                Ok(Some(previous))
+            }
+        }
+    }
+}
+
+/// The cgroup the child is born in.
+pub enum Placement {
+    /// cgroup v2: the directory (O_PATH), for clone3's CLONE_INTO_CGROUP.
+    Into(OwnedFd),
+    /// cgroup v1 and hybrid: a directory a hierarchy, whose `cgroup.procs` the parent
+    /// writes the child's pid into.
+    Attach(Vec<PathBuf>),
+}
+
+impl Placement {
+    /// The container's cgroup, or with `sub` (`exec --cgroup`) a sub-cgroup of it.
+    pub fn of(cgroup: &dyn Manager, sub: &[String]) -> Result<Placement> {
+        let dirs = cgroup.join_dirs(sub)?;
+        if !cgroup.is_v2() {
+            return Ok(Placement::Attach(dirs));
+        }
+        let dir = dirs.first().ok_or_else(|| Error::Usage("no cgroup2 directory".into()))?;
+        let fd = nix::fcntl::open(
+            dir,
+            nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Error::io(format!("opening cgroup {}", dir.display()), e.into()))?;
+        Ok(Placement::Into(fd))
+    }
+}
+
+/// Where and how the child is born.
+pub struct Target<'a> {
+    /// The namespaces clone3 makes (CLONE_NEW*).
+    pub new_namespaces: CloneFlags,
+    pub pid_ns: PidNs<'a>,
+    pub cgroup: Placement,
+    /// `process.execCPUAffinity.initial`: the CPUs the child starts on, before it is in its
+    /// cgroup (this process is pinned to them around the clone).
+    pub initial_cpus: Option<&'a str>,
+    /// `process.oomScoreAdj`.
+    pub oom_score_adj: Option<i32>,
+}
+
+pub enum Spawned {
+    /// This is the child: it sets itself up and never returns.
+    Child,
+    /// This is the parent, with the child in its namespaces and cgroup.
+    Parent(GuardedChild),
+}
+
+/// Forks the child `target` describes. Only from a single-threaded process: the child runs
+/// on a copy of the caller's stack and memory, as after fork(2).
+pub fn spawn(target: Target, op: &Op) -> Result<Spawned> {
+    let saved_pidns = target.pid_ns.enter()?;
+    let forked = pin_cpus(target.initial_cpus).and_then(|saved_cpus| {
+        let into = match &target.cgroup {
+            Placement::Into(dir) => Some(dir.as_fd()),
+            Placement::Attach(_) => None,
+        };
+        let forked = sys::clone3_fork(target.new_namespaces.bits() as u64, into);
+        if let (Some(set), Ok(Forked::Parent { .. }) | Err(_)) = (&saved_cpus, &forked) {
+            let _ = kernel_attrs::set_affinity(set);
+        }
+        forked.map_err(|e| Error::io("clone3", e))
+    });
+    if let (Some(previous), Ok(Forked::Parent { .. }) | Err(_)) = (saved_pidns, &forked) {
+        // The child exists (or not); either way this process must leave the container's pid
+        // namespace, for its own hooks' sake.
+        if let Err(m) = namespaces::restore_pid_for_children(previous) {
+            log::warn(&m.to_string());
+        }
+    }
+    let (pid, pidfd) = match forked? {
+        Forked::Child => return Ok(Spawned::Child),
+        Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    let child = GuardedChild::new(pid, pidfd)?;
+    log::debug(&format!("nsexec container setup: {} {pid} cloned into the container's namespaces", op.child));
+    failpoint::hit(op.cloned);
+    if let Placement::Attach(dirs) = &target.cgroup {
+        crate::cgroups::add_pid_to(dirs, pid)?;
+    }
+    failpoint::hit(op.in_cgroup);
+    if let Some(adj) = target.oom_score_adj {
+        std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
+            .map_err(|e| Error::io(format!("process.oomScoreAdj {adj}"), e))?;
+    }
+    Ok(Spawned::Parent(child))
+}
+
+/// Pins this process to the CPUs of `list` (so the child is cloned onto them) and returns
+/// the affinity to restore afterwards.
+fn pin_cpus(list: Option<&str>) -> Result<Option<CpuSet>> {
+    let Some(list) = list else { return Ok(None) };
+    let field = "process.execCPUAffinity.initial";
+    let set = kernel_attrs::cpu_set(list).map_err(|m| Error::Usage(format!("{field}: {m}")))?;
+    let saved = kernel_attrs::current_affinity().map_err(|e| Error::io(field, e))?;
+    kernel_attrs::set_affinity(&set).map_err(|e| Error::io(field, e))?;
+    Ok(Some(saved))
+}
+
+/// A child of ours that is killed and reaped if dropped before [`GuardedChild::release`].
+pub struct GuardedChild {
+    pid: i32,
+    pidfd: OwnedFd,
+    guard: KillOnDrop,
+}
+
+/// Its own copy of the pidfd, so that `release` can hand the child's out.
+struct KillOnDrop(Option<OwnedFd>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pidfd) = self.0.take() {
+            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+            let _ = sys::pidfd_wait_exit(pidfd.as_fd(), 5000);
+            reap(pidfd.as_fd());
+        }
+    }
+}
+
+/// Reaps our child behind a pidfd.
+fn reap(pidfd: BorrowedFd<'_>) {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag};
+    let _ = waitid(Id::PIDFd(pidfd), WaitPidFlag::WEXITED);
+}
+
+impl GuardedChild {
+    /// Guards our child `pid` behind `pidfd`.
+    pub fn new(pid: i32, pidfd: OwnedFd) -> Result<Self> {
+        let guard = KillOnDrop(Some(pidfd.try_clone().map_err(|e| Error::io("dup pidfd", e))?));
+        Ok(GuardedChild { pid, pidfd, guard })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    pub fn pidfd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    /// The first child of a two-step init has forked the init, `init`, with CLONE_PARENT
+    /// and exits. It is reaped, and the init, our child too (so its pid cannot be reused
+    /// before we reap it), is guarded in its place.
+    pub fn hand_over(&mut self, init: i32) -> Result<()> {
+        let _ = sys::pidfd_wait_exit(self.pidfd.as_fd(), 5000);
+        reap(self.pidfd.as_fd());
+        // Reaped: nothing of it is left to kill.
+        self.guard.0 = None;
+        let pidfd = sys::pidfd_open(init).map_err(|e| Error::io("pidfd_open of the init", e))?;
+        *self = GuardedChild::new(init, pidfd)?;
+        Ok(())
+    }
+
+    /// The operation completed: the child lives on.
+    pub fn release(self) -> (i32, OwnedFd) {
+        let GuardedChild { pid, pidfd, mut guard } = self;
+        guard.0 = None;
+        (pid, pidfd)
+    }
+}
