@@ -27,6 +27,8 @@ pub(crate) struct Ctx<'a> {
     pub in_user_ns: bool,
     pub idmapped: &'a super::idmapped::Prepared,
     pub host_open: Option<super::source::HostOpen<'a>>,
+    /// `linux.mountLabel` (validation made sure SELinux is enabled when it is set).
+    pub mount_label: Option<&'a str>,
 }
 
 pub(crate) struct Outcome {
@@ -215,6 +217,9 @@ fn other(ctx: &Ctx, field: &str, m: &Mount, typ: &str, dest: &Path, opts: &Mount
     let mut data = opts.data_string();
     if let Some(mode) = inherited_mode {
         data = if data.is_empty() { format!("mode={mode:04o}") } else { format!("mode={mode:04o},{data}") };
+    }
+    if let Some(label) = ctx.mount_label.filter(|_| crate::lsm::takes_mount_label(typ)) {
+        data = crate::lsm::with_mount_label(&data, label);
     }
     mount(
         Some(&source),
