@@ -18,6 +18,9 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use oci_spec::runtime::Spec;
 
+/// The extended attribute holding a file's SELinux context.
+pub const SELINUX_XATTR: &str = "security.selinux";
+
 /// selinuxfs's magic (linux/magic.h); nix does not name it.
 const SELINUX_MAGIC: u64 = 0xf97c_ff8c;
 
@@ -96,7 +99,7 @@ fn check_with(
 
 /// Whether a filesystem of type `typ` from `mounts` gets the mount label as `context=`
 /// mount data: runc labels every type but proc and sysfs (whose labels the kernel
-/// fixes) and mqueue (which it labels by xattr after the mount instead). Bind mounts and
+/// fixes) and mqueue (whose root it labels by xattr after the mount instead). Bind mounts and
 /// cgroupfs take no data of this kind and are not mounted through here.
 pub fn takes_mount_label(typ: &str) -> bool {
     !matches!(typ, "proc" | "sysfs" | "mqueue")

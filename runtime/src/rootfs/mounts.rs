@@ -229,6 +229,13 @@ fn other(ctx: &Ctx, field: &str, m: &Mount, typ: &str, dest: &Path, opts: &Mount
         (!data.is_empty()).then_some(data.as_str()),
     )
     .map_err(|e| RootfsError::sys(field, format!("mount {typ}"), e))?;
+    if let Some(label) = ctx.mount_label.filter(|_| typ == "mqueue") {
+        // mqueue takes no context= option: runc labels its root by xattr instead.
+        let mnt = resolve::open_in_root(ctx.root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())
+            .map_err(super::sys_err(field, "reopen mqueue"))?;
+        sys::set_xattr_fd(mnt.as_fd(), crate::lsm::SELINUX_XATTR, label.as_bytes())
+            .map_err(super::sys_err(field, "label mqueue (linux.mountLabel)"))?;
+    }
     if copyup {
         let mnt = resolve::open_in_root(ctx.root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())
             .map_err(super::sys_err(field, "reopen tmpfs"))?;
