@@ -191,6 +191,16 @@ mod tests {
         assert!(check_with(&None, &s("a:b:c:s0"), &s("a:b:c:s0:c1,c2"), off, on).is_ok());
     }
 
+    /// The writes reach the kernel (this thread's own attrs through the host's procfs):
+    /// where no module takes them they fail instead of landing in some file.
+    #[test]
+    fn attr_writes_fail_where_no_module_takes_them() {
+        if !apparmor_enabled() && !selinux_enabled() {
+            assert!(apparmor_exec("unconfined").is_err());
+            assert!(selinux_exec("system_u:system_r:container_t:s0").is_err());
+        }
+    }
+
     #[test]
     fn values_that_would_break_the_write_or_the_mount_data_are_refused() {
         let on = || true;
