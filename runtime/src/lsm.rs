@@ -118,7 +118,13 @@ pub fn with_mount_label(data: &str, label: &str) -> String {
 /// Writes one attribute of the calling thread, in one write(2).
 fn write_attr(name: &str, value: &[u8]) -> io::Result<()> {
     let path = format!("thread-self/attr/{name}");
-    let fd = crate::rootfs::resolve::open_proc_beneath(Path::new(&path), OFlag::O_WRONLY)?;
+    let fd = crate::rootfs::resolve::open_proc_beneath(Path::new(&path), OFlag::O_WRONLY).map_err(|e| match e {
+        // The procfs check or RESOLVE_NO_XDEV refused the path: say which way it is wrong.
+        Errno::EXDEV => io::Error::other(format!(
+            "/proc/{path} is not procfs's own file (no procfs mounted at /proc, or a mount over part of the path)"
+        )),
+        e => io::Error::from(e),
+    })?;
     let n = nix::unistd::write(&fd, value)?;
     if n != value.len() {
         return Err(io::Error::new(io::ErrorKind::WriteZero, format!("short write to /proc/{path}")));
