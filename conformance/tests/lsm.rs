@@ -8,8 +8,9 @@
 //! refuses the `context=` mount data runc adds for a mount label (EINVAL). berth refuses
 //! all three before creating anything, naming the field.
 //!
-//! The tests of the applied paths need the module and are #[ignore]d: run them where it
-//! is enabled (the Debian 13 guest boots with AppArmor, and with SELinux permissive).
+//! The applied paths need the module: they are in lsm_applied.rs, built only with the
+//! `lsm-host` feature, for a host where it is enabled (the Debian 13 guest boots with
+//! AppArmor, and with SELinux permissive).
 
 use conformance::{Case, Out};
 use serde_json::json;
@@ -38,10 +39,7 @@ fn create_fails(c: &mut Case, rt: &str, field: &str) {
 
 #[test]
 fn apparmor_profile_where_apparmor_is_off_fails_create() {
-    if apparmor_enabled() {
-        eprintln!("skipped: AppArmor is enabled on this host");
-        return;
-    }
+    assert!(!apparmor_enabled(), "a test for a host without AppArmor (lsm_applied.rs covers it enabled)");
     conformance::each_runtime("lsm_aa_off", |c, rt| {
         c.config()["process"]["apparmorProfile"] = "unconfined".into();
         c.bundle.set_args(&["true"]);
@@ -51,10 +49,7 @@ fn apparmor_profile_where_apparmor_is_off_fails_create() {
 
 #[test]
 fn selinux_label_where_selinux_is_off_fails_create() {
-    if selinux_enabled() {
-        eprintln!("skipped: SELinux is enabled on this host");
-        return;
-    }
+    assert!(!selinux_enabled(), "a test for a host without SELinux (lsm_applied.rs covers it enabled)");
     conformance::each_runtime("lsm_se_off", |c, rt| {
         c.config()["process"]["selinuxLabel"] = "system_u:system_r:container_t:s0:c1,c2".into();
         c.bundle.set_args(&["true"]);
@@ -64,10 +59,7 @@ fn selinux_label_where_selinux_is_off_fails_create() {
 
 #[test]
 fn mount_label_where_selinux_is_off_fails_create() {
-    if selinux_enabled() {
-        eprintln!("skipped: SELinux is enabled on this host");
-        return;
-    }
+    assert!(!selinux_enabled(), "a test for a host without SELinux (lsm_applied.rs covers it enabled)");
     conformance::each_runtime("lsm_ml_off", |c, rt| {
         c.config()["linux"]["mountLabel"] = "system_u:object_r:container_file_t:s0:c1,c2".into();
         c.bundle.set_args(&["true"]);
@@ -104,10 +96,7 @@ fn exec_apparmor_and_process_label_where_the_module_is_off_fail() {
             (!selinux_enabled(), "--process-label", "system_u:system_r:container_t:s0", "process.selinuxLabel"),
         ];
         for (off, flag, value, field) in cases {
-            if !off {
-                eprintln!("{rt}: {flag} not tried: the module is enabled on this host");
-                continue;
-            }
+            assert!(off, "a test for a host without AppArmor and SELinux: {flag}'s module is enabled here");
             let out = exec(c, &[flag, value, &id, "true"]);
             out.expect_fail(&format!("{rt} exec {flag}"));
             if rt == "berth" {
@@ -134,93 +123,4 @@ fn features_report_apparmor_and_selinux_as_runc_does() {
         assert_eq!(aa, &json!({"enabled": true}), "{rt}: linux.apparmor");
         assert_eq!(se, &json!({"enabled": true}), "{rt}: linux.selinux");
     }
-}
-
-// ---- The applied paths: only where the module is enabled. ----
-
-/// A profile that allows everything, loaded for the test; a container entering it shows
-/// its name in /proc/self/attr/current.
-const TEST_PROFILE: &str = "berth-conformance-test";
-
-fn load_test_profile(c: &Case) {
-    let text = format!(
-        "abi <abi/3.0>,\nprofile {TEST_PROFILE} flags=(attach_disconnected,mediate_deleted) {{\n  file,\n  \
-         capability,\n  network,\n  mount,\n  umount,\n  pivot_root,\n  signal,\n  ptrace,\n  unix,\n  dbus,\n}}\n"
-    );
-    let path = c.dir.join("profile");
-    fs::write(&path, text).unwrap();
-    let out = conformance::runtime::Invocation::new(Path::new("apparmor_parser"))
-        .args(["-r", "-W", path.to_str().unwrap()])
-        .run();
-    out.expect_ok("apparmor_parser -r");
-}
-
-#[test]
-#[ignore = "needs AppArmor (the trixie guest)"]
-fn apparmor_profile_is_entered_at_execve() {
-    assert!(apparmor_enabled(), "AppArmor is not enabled on this host");
-    conformance::each_runtime("lsm_aa_on", |c, rt| {
-        load_test_profile(c);
-        c.config()["process"]["apparmorProfile"] = TEST_PROFILE.into();
-        let out = c.run_sh("cat /proc/self/attr/current");
-        out.expect_ok(rt);
-        assert_eq!(out.stdout.trim_end_matches(['\n', '\0']), format!("{TEST_PROFILE} (enforce)"), "{rt}: {out}");
-    });
-}
-
-#[test]
-#[ignore = "needs AppArmor (the trixie guest)"]
-fn exec_apparmor_enters_the_profile_and_defaults_to_the_containers() {
-    assert!(apparmor_enabled(), "AppArmor is not enabled on this host");
-    conformance::each_runtime("lsm_aa_exec", |c, rt| {
-        load_test_profile(c);
-        c.bundle.set_args(&["sleep", "1000"]);
-        c.create().expect_ok(rt);
-        c.start().expect_ok(rt);
-        let id = c.id.clone();
-        let out = exec(c, &["--apparmor", TEST_PROFILE, &id, "cat", "/proc/self/attr/current"]);
-        out.expect_ok(rt);
-        assert_eq!(out.stdout.trim_end_matches(['\n', '\0']), format!("{TEST_PROFILE} (enforce)"), "{rt}: {out}");
-        let out = exec(c, &[&id, "cat", "/proc/self/attr/current"]);
-        out.expect_ok(rt);
-        assert_eq!(out.stdout.trim_end_matches(['\n', '\0']), "unconfined", "{rt}: no profile asked: {out}");
-    });
-}
-
-/// The context this test runs in: a label the loaded policy surely knows.
-fn own_context() -> String {
-    let raw = fs::read("/proc/self/attr/current").expect("read /proc/self/attr/current");
-    String::from_utf8_lossy(&raw).trim_end_matches(['\n', '\0']).to_string()
-}
-
-#[test]
-#[ignore = "needs SELinux, permissive will do (the trixie guest's second boot)"]
-fn selinux_label_is_entered_at_execve() {
-    assert!(selinux_enabled(), "SELinux is not enabled on this host");
-    let label = own_context();
-    conformance::each_runtime("lsm_se_on", |c, rt| {
-        c.config()["process"]["selinuxLabel"] = label.clone().into();
-        let out = c.run_sh("cat /proc/self/attr/current");
-        out.expect_ok(rt);
-        assert_eq!(out.stdout.trim_end_matches(['\n', '\0']), label, "{rt}: {out}");
-    });
-}
-
-#[test]
-#[ignore = "needs SELinux, permissive will do (the trixie guest's second boot)"]
-fn mount_label_is_the_context_of_the_tmpfs_mounts() {
-    assert!(selinux_enabled(), "SELinux is not enabled on this host");
-    // A file type every reference policy has.
-    let label = "system_u:object_r:tmp_t:s0";
-    conformance::each_runtime("lsm_ml_on", |c, rt| {
-        c.config()["linux"]["mountLabel"] = label.into();
-        c.bundle.add_mount(json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs"}));
-        let out = c.run_sh("grep -E ' /(dev|dev/shm|scratch) ' /proc/self/mountinfo");
-        out.expect_ok(rt);
-        let lines: Vec<&str> = out.stdout.lines().collect();
-        assert_eq!(lines.len(), 3, "{rt}: {out}");
-        for l in lines {
-            assert!(l.contains("context=") && l.contains("tmp_t"), "{rt}: no mount label on {l:?}\n{out}");
-        }
-    });
 }
