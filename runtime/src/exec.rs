@@ -191,13 +191,10 @@ fn validate(p: &Process) -> std::result::Result<(), String> {
     if !p.cwd().is_absolute() {
         return Err(format!("process.cwd {:?}: must be an absolute path", p.cwd()));
     }
-    if p.apparmor_profile().as_deref().is_some_and(|a| !a.is_empty()) {
-        return Err("process.apparmorProfile (--apparmor): berth has no AppArmor support".into());
-    }
-    if p.selinux_label().as_deref().is_some_and(|l| !l.is_empty()) {
-        return Err("process.selinuxLabel (--process-label): berth has no SELinux support".into());
-    }
-    Ok(())
+    crate::lsm::check(p.apparmor_profile(), p.selinux_label(), &None).map_err(|(field, why)| {
+        let flag = if field == "process.apparmorProfile" { "--apparmor" } else { "--process-label" };
+        format!("{field} ({flag}): {why}")
+    })
 }
 
 pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
@@ -251,6 +248,14 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
     // Like runc: without rlimits of its own the process gets the container's.
     if process.rlimits().as_ref().is_none_or(|r| r.is_empty()) {
         process.set_rlimits(base.rlimits().clone());
+    }
+    // And the container's AppArmor profile and SELinux label unless it names its own
+    // (runc's newInitConfig), so a process.json cannot leave them off by omission.
+    if process.apparmor_profile().as_ref().is_none_or(|a| a.is_empty()) {
+        process.set_apparmor_profile(base.apparmor_profile().clone());
+    }
+    if process.selinux_label().as_ref().is_none_or(|l| l.is_empty()) {
+        process.set_selinux_label(base.selinux_label().clone());
     }
     validate(&process).map_err(Error::Usage)?;
     let terminal = process.terminal().unwrap_or(false);
@@ -433,7 +438,7 @@ fn setup(
         nix::unistd::chdir("/").map_err(doing("chdir /").errno())?;
     }
     // The container's session keyring, found by name (as runc's exec does).
-    let _ = crate::sys::join_session_keyring(c.id);
+    crate::init::join_session_keyring(c.id, c.process)?;
     nix::unistd::setsid().map_err(doing("setsid").errno())?;
     if let Some(sock) = &c.console {
         terminal(sock, c.process, c.own_terminal)?;

@@ -93,8 +93,10 @@ pub fn features() -> Value {
                 "knownFlags": crate::seccomp::FLAGS,
                 "supportedFlags": crate::seccomp::supported_flags()
             },
-            "apparmor": {"enabled": false},
-            "selinux": {"enabled": false},
+            // As runc: berth can apply them, whether or not this host has the module
+            // enabled (a config asking for one where it is off fails validation).
+            "apparmor": {"enabled": true},
+            "selinux": {"enabled": true},
             "intelRdt": {"enabled": false},
             // features-linux.md: whether berth implements id-mapped mounts, irrespective of
             // the host (a kernel without them fails the create naming the mount).

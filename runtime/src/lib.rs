@@ -27,6 +27,7 @@ pub mod id_mappings;
 pub mod init;
 pub mod kernel_attrs;
 pub mod log;
+pub mod lsm;
 pub mod namespaces;
 pub mod netdev;
 pub mod pid_file;

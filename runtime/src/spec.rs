@@ -194,16 +194,9 @@ fn validate_process(spec: &Spec) -> Result<(), SpecError> {
             }
         }
     }
-    if let Some(p) = process.apparmor_profile() {
-        if !p.is_empty() {
-            return Err(unsupported("process.apparmorProfile"));
-        }
-    }
-    if let Some(l) = process.selinux_label() {
-        if !l.is_empty() {
-            return Err(unsupported("process.selinuxLabel"));
-        }
-    }
+    let mount_label = spec.linux().as_ref().and_then(|l| l.mount_label().clone());
+    crate::lsm::check(process.apparmor_profile(), process.selinux_label(), &mount_label)
+        .map_err(|(f, m)| invalid(f, m))?;
     let field_err = |(field, msg): crate::kernel_attrs::FieldError| invalid(field, msg);
     if let Some(s) = process.scheduler() {
         crate::kernel_attrs::validate_scheduler(s).map_err(field_err)?;
@@ -297,9 +290,6 @@ fn validate_linux(spec: &Spec) -> Result<(), SpecError> {
                 return Err(invalid(format!("linux.timeOffsets[{clock:?}].nanosecs"), "must be below 1000000000"));
             }
         }
-    }
-    if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) {
-        return Err(unsupported("linux.mountLabel"));
     }
     Ok(())
 }

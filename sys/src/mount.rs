@@ -166,6 +166,16 @@ pub fn fd_path(fd: BorrowedFd) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
 
+/// Sets the extended attribute `name` of the file an fd we hold names (an O_PATH fd,
+/// which fsetxattr refuses, so through its magic link, like a mount target).
+pub fn set_xattr_fd(fd: BorrowedFd, name: &str, value: &[u8]) -> nix::Result<()> {
+    let path = CString::new(fd_path(fd)).map_err(|_| Errno::EINVAL)?;
+    let name = CString::new(name).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: path and name are valid C strings; value points to value.len() live bytes.
+    let ret = unsafe { libc::setxattr(path.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    Errno::result(ret).map(drop)
+}
+
 /// The id of the mount `path` is on (statx STATX_MNT_ID), without following a final
 /// symlink: tells whether the top mount at a path is still the one recorded earlier.
 pub fn mount_id(path: &std::path::Path) -> io::Result<u64> {

@@ -43,10 +43,10 @@ pub struct ExecArgs {
     /// Run in a sub-cgroup: path, or controller[,controller]:path on cgroup v1; repeatable
     #[arg(long)]
     cgroup: Vec<String>,
-    /// AppArmor profile (berth has no AppArmor support: must be empty)
+    /// AppArmor profile to run the process under (default: the container's)
     #[arg(long)]
     apparmor: Option<String>,
-    /// SELinux label (berth has no SELinux support: must be empty)
+    /// SELinux label to run the process with (default: the container's)
     #[arg(long = "process-label")]
     process_label: Option<String>,
     /// Accepted for runc compatibility: berth waits for its child itself

@@ -118,8 +118,8 @@ fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<execve::
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(doing("unshare cgroup namespace").errno())?;
     }
     if !a.no_new_keyring {
-        // Like runc, a kernel without keyrings (or a seccomp'd host) is not fatal.
-        let _ = crate::sys::join_session_keyring(a.id);
+        let process = spec.process().as_ref().ok_or_else(|| InitError::invalid("process", "missing"))?;
+        join_session_keyring(a.id, process)?;
     }
     nix::unistd::setsid().map_err(doing("setsid").errno())?;
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
@@ -235,6 +235,24 @@ pub(crate) fn recv_go(channel: &Channel) -> Res<String> {
         Ok(Some(other)) => Err(InitError::Unexpected { expected: "the go-ahead", got: format!("{other:?}") }),
         Err(e) => Err(InitError::sync("receiving the container's state")(e)),
     }
+}
+
+/// A new session keyring named after the container, created under the process's SELinux
+/// label when it has one (runc's order: keycreate, join, keycreate reset). Like runc, a
+/// kernel without keyrings (or a seccomp'd host) is not fatal; a label that cannot be
+/// set is.
+pub(crate) fn join_session_keyring(id: &str, process: &oci_spec::runtime::Process) -> Res<()> {
+    let label = process.selinux_label().as_deref().filter(|l| !l.is_empty());
+    if let Some(l) = label {
+        crate::lsm::selinux_keycreate(l)
+            .map_err(applying(format!("process.selinuxLabel {l:?}")).doing("write attr/keycreate").io())?;
+    }
+    let _ = crate::sys::join_session_keyring(id);
+    if label.is_some() {
+        crate::lsm::selinux_keycreate("")
+            .map_err(applying("process.selinuxLabel").doing("reset attr/keycreate").io())?;
+    }
+    Ok(())
 }
 
 fn unsafe_exit(code: i32) -> ! {

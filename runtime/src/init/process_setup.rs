@@ -2,10 +2,14 @@
 //! the container's init (`create`) or a process joining it (`exec`): cwd (entered as
 //! root and checked to be inside the container's root) → stdio chowned to the process's uid
 //! → rlimits → scheduler, I/O priority, final CPU affinity → executable lookup and HOME → fds above the preserved range made
-//! close-on-exec → capability bounding set → groups and gid → seccomp (without
-//! no_new_privs) → uid → capability sets → (cwd again, if root was refused it) →
-//! no_new_privs → seccomp (with no_new_privs). The caller runs inside the container's
-//! namespaces and root.
+//! close-on-exec → capability bounding set → groups and gid → AppArmor profile and SELinux
+//! label for the execve → seccomp (without no_new_privs) → uid → capability sets → (cwd
+//! again, if root was refused it) → no_new_privs → seccomp (with no_new_privs). The caller
+//! runs inside the container's namespaces and root.
+//!
+//! The LSM writes come before any filter (they open and write /proc files a profile need
+//! not allow) and while the process is still root without no_new_privs, as in runc's
+//! init; they take effect only at the execve.
 //!
 //! Nothing berth does after loading the filter may need the profile to allow it (a profile
 //! need not allow close_range, getcwd, fcntl, ...). Without no_new_privs the filter needs
@@ -65,6 +69,8 @@ pub fn apply(
     crate::capabilities::apply_bounding(caps)?;
     user::switch_groups(process)?;
 
+    apply_lsm(process)?;
+
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we have it.
     if !no_new_privs {
@@ -82,6 +88,20 @@ pub fn apply(
         load_seccomp(seccomp, channel)?;
     }
     Ok(prepared)
+}
+
+/// The AppArmor profile and SELinux label the execve enters. Validation refused either
+/// where its module is not enabled.
+fn apply_lsm(process: &Process) -> Result<(), InitError> {
+    if let Some(profile) = process.apparmor_profile().as_deref().filter(|p| !p.is_empty()) {
+        crate::lsm::apparmor_exec(profile)
+            .map_err(applying(format!("process.apparmorProfile {profile:?}")).doing("write attr/apparmor/exec").io())?;
+    }
+    if let Some(label) = process.selinux_label().as_deref().filter(|l| !l.is_empty()) {
+        crate::lsm::selinux_exec(label)
+            .map_err(applying(format!("process.selinuxLabel {label:?}")).doing("write attr/exec").io())?;
+    }
+    Ok(())
 }
 
 /// Loads the filter and passes a notify listener to the parent. The parent, not this

@@ -73,7 +73,12 @@ pub(crate) fn mount_cgroup(ctx: &Ctx, field: &str, dest: &Path, opts: &MountOpti
 
 /// v1: a tmpfs holding one directory per hierarchy, like runc.
 fn mount_v1(ctx: &Ctx, field: &str, dest: &Path, target: BorrowedFd, ro: bool) -> Result<(), RootfsError> {
-    mount(Some("tmpfs"), sys::fd_path(target).as_str(), Some("tmpfs"), HIERARCHY_FLAGS, Some("mode=755"))
+    // A tmpfs like any other: it gets the mount label (runc mounts it as one).
+    let data = match ctx.mount_label {
+        Some(label) => crate::lsm::with_mount_label("mode=755", label),
+        None => "mode=755".to_string(),
+    };
+    mount(Some("tmpfs"), sys::fd_path(target).as_str(), Some("tmpfs"), HIERARCHY_FLAGS, Some(data.as_str()))
         .map_err(sys_err(field, "mount cgroup tmpfs"))?;
     let tmpfs = resolve::open_in_root(ctx.root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())
         .map_err(sys_err(field, "reopen cgroup tmpfs"))?;

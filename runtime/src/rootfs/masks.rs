@@ -36,8 +36,11 @@ pub(crate) fn readonly_path(root: BorrowedFd, field: &str, path: &Path) -> Resul
 }
 
 /// Cover each masked path: files with the verified /dev/null, directories
-/// with an empty read-only tmpfs. Only a missing destination is skipped.
-pub(crate) fn mask_paths(root: BorrowedFd, paths: &[String]) -> Result<(), RootfsError> {
+/// with an empty read-only tmpfs (under the mount label, as runc's). Only a missing
+/// destination is skipped.
+pub(crate) fn mask_paths(root: BorrowedFd, paths: &[String], mount_label: Option<&str>) -> Result<(), RootfsError> {
+    // fsconfig takes the label as the option's value: no quoting, unlike mount(2) data.
+    let tmpfs_opts: Vec<(&str, &str)> = mount_label.map(|l| ("context", l)).into_iter().collect();
     let null = resolve::open_in_root(root, Path::new("/dev/null"), OFlag::O_PATH | OFlag::O_NOFOLLOW, Mode::empty())
         .map_err(|e| RootfsError::invalid("linux.maskedPaths", format!("invalid /dev/null: {e}")))?;
     let st = fstat(&null).map_err(sys_err("linux.maskedPaths", "stat /dev/null"))?;
@@ -53,7 +56,7 @@ pub(crate) fn mask_paths(root: BorrowedFd, paths: &[String]) -> Result<(), Rootf
         };
         let is_dir = fstat(&fd).map_err(sys_err(&field, "stat"))?.st_mode & libc::S_IFMT == libc::S_IFDIR;
         let tree = if is_dir {
-            sys::fs_create("tmpfs", &[], sys::MOUNT_ATTR_RDONLY).map_err(sys_err(&field, "create tmpfs"))?
+            sys::fs_create("tmpfs", &tmpfs_opts, sys::MOUNT_ATTR_RDONLY).map_err(sys_err(&field, "create tmpfs"))?
         } else {
             sys::open_tree_fd(null.as_fd(), false).map_err(sys_err(&field, "open_tree /dev/null"))?
         };

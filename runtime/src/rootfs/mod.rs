@@ -172,6 +172,7 @@ pub fn prepare(cfg: &RootfsConfig) -> Result<Rootfs, RootfsError> {
         in_user_ns: cfg.host_open.is_some(),
         idmapped: cfg.idmapped,
         host_open: cfg.host_open,
+        mount_label: crate::lsm::mount_label(cfg.spec),
     };
     let mut dev_is_bind = false;
     for (i, m) in cfg.spec.mounts().iter().flatten().enumerate() {
@@ -235,7 +236,7 @@ pub fn finalize(spec: &Spec) -> Result<(), RootfsError> {
         }
         let masked = linux.masked_paths().as_deref().unwrap_or(&[]);
         if !masked.is_empty() {
-            masks::mask_paths(root.as_fd(), masked)?;
+            masks::mask_paths(root.as_fd(), masked, crate::lsm::mount_label(spec))?;
         }
     }
     let dev_ro = spec.mounts().iter().flatten().any(|m| {

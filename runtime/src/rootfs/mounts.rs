@@ -27,6 +27,8 @@ pub(crate) struct Ctx<'a> {
     pub in_user_ns: bool,
     pub idmapped: &'a super::idmapped::Prepared,
     pub host_open: Option<super::source::HostOpen<'a>>,
+    /// `linux.mountLabel` (validation made sure SELinux is enabled when it is set).
+    pub mount_label: Option<&'a str>,
 }
 
 pub(crate) struct Outcome {
@@ -216,6 +218,9 @@ fn other(ctx: &Ctx, field: &str, m: &Mount, typ: &str, dest: &Path, opts: &Mount
     if let Some(mode) = inherited_mode {
         data = if data.is_empty() { format!("mode={mode:04o}") } else { format!("mode={mode:04o},{data}") };
     }
+    if let Some(label) = ctx.mount_label.filter(|_| crate::lsm::takes_mount_label(typ)) {
+        data = crate::lsm::with_mount_label(&data, label);
+    }
     mount(
         Some(&source),
         sys::fd_path(target.as_fd()).as_str(),
@@ -224,6 +229,13 @@ fn other(ctx: &Ctx, field: &str, m: &Mount, typ: &str, dest: &Path, opts: &Mount
         (!data.is_empty()).then_some(data.as_str()),
     )
     .map_err(|e| RootfsError::sys(field, format!("mount {typ}"), e))?;
+    if let Some(label) = ctx.mount_label.filter(|_| typ == "mqueue") {
+        // mqueue takes no context= option: runc labels its root by xattr instead.
+        let mnt = resolve::open_in_root(ctx.root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())
+            .map_err(super::sys_err(field, "reopen mqueue"))?;
+        sys::set_xattr_fd(mnt.as_fd(), crate::lsm::SELINUX_XATTR, label.as_bytes())
+            .map_err(super::sys_err(field, "label mqueue (linux.mountLabel)"))?;
+    }
     if copyup {
         let mnt = resolve::open_in_root(ctx.root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())
             .map_err(super::sys_err(field, "reopen tmpfs"))?;
