@@ -26,9 +26,10 @@ pub(crate) const SYSTEM_BUS_SOCKET: &str = "/run/dbus/system_bus_socket";
 #[derive(Debug, thiserror::Error)]
 pub enum DbusError {
     #[error("connecting to the system bus: {0}")]
-    Connect(zbus::Error),
+    // Boxed: zbus's error is large, and CgroupError travels in every Result of the driver.
+    Connect(Box<zbus::Error>),
     #[error("{method} {unit}: {source}")]
-    Call { method: &'static str, unit: String, source: zbus::Error },
+    Call { method: &'static str, unit: String, source: Box<zbus::Error> },
     #[error("{method} {unit}: the job ended with {result:?}")]
     Job { method: &'static str, unit: String, result: String },
     #[error("{method} {unit}: no answer from systemd within {}s", JOB_TIMEOUT.as_secs())]
@@ -48,7 +49,10 @@ impl DbusError {
 
     fn error_name(&self) -> Option<&str> {
         match self {
-            DbusError::Call { source: zbus::Error::MethodError(name, _, _), .. } => Some(name.as_str()),
+            DbusError::Call { source, .. } => match &**source {
+                zbus::Error::MethodError(name, _, _) => Some(name.as_str()),
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -83,7 +87,7 @@ pub(crate) struct Systemd {
 
 impl Systemd {
     pub(crate) fn connect() -> Result<Systemd, DbusError> {
-        Ok(Systemd { conn: Connection::system().map_err(DbusError::Connect)? })
+        Ok(Systemd { conn: Connection::system().map_err(|e| DbusError::Connect(Box::new(e)))? })
     }
 
     fn manager(&self, method: &'static str, unit: &str) -> Result<Proxy<'_>, DbusError> {
@@ -155,7 +159,7 @@ impl Systemd {
 }
 
 fn call_err(method: &'static str, unit: &str, source: zbus::Error) -> DbusError {
-    DbusError::Call { method, unit: unit.to_string(), source }
+    DbusError::Call { method, unit: unit.to_string(), source: Box::new(source) }
 }
 
 #[cfg(test)]
