@@ -47,6 +47,11 @@ impl DbusError {
         self.error_name() == Some("org.freedesktop.systemd1.NoSuchUnit")
     }
 
+    /// Whether systemd took the request (it queued a job) before this error.
+    pub(crate) fn job_queued(&self) -> bool {
+        matches!(self, DbusError::Job { .. } | DbusError::Timeout { .. })
+    }
+
     fn error_name(&self) -> Option<&str> {
         match self {
             DbusError::Call { source, .. } => match &**source {

@@ -133,16 +133,19 @@ impl Systemd {
         if let Some(r) = &resources {
             props.extend(properties::resources(r, &device_group)?);
         }
-        match bus.start_transient_unit(&path.unit, &props) {
+        let started = match bus.start_transient_unit(&path.unit, &props) {
             // A unit of that name left failed by an earlier container: runc resets it and
             // tries once more.
             Err(e) if e.unit_exists() => {
                 let _ = bus.reset_failed_unit(&path.unit);
-                bus.start_transient_unit(&path.unit, &props)?;
+                bus.start_transient_unit(&path.unit, &props)
             }
-            r => r?,
-        }
-        self.lock().started = true;
+            r => r,
+        };
+        // A job that was queued (even one that failed or timed out) may have left a unit:
+        // `destroy` must then stop and reset it.
+        self.lock().started = started.as_ref().map_or_else(DbusError::job_queued, |()| true);
+        started?;
         let dir = self.dir()?;
         if let Some(r) = &resources {
             v2::apply(dir, r)?;
@@ -173,6 +176,24 @@ impl Systemd {
 
     fn started(&self) -> bool {
         self.lock().started
+    }
+
+    /// The recorded unit is the one whose cgroup the record names: a scope (or slice)
+    /// named like the directory, in the recorded slice. state.json is only a file, and one
+    /// rewritten to name another unit ("ssh.service") must not make `delete` stop it.
+    fn check_recorded_unit(&self) -> Result<(), CgroupError> {
+        let path = self.unit_path();
+        let named_like_dir = Path::new(&path.cgroup).file_name().is_some_and(|n| n == path.unit.as_str());
+        let parent = path.cgroup.rsplit_once('/').map(|(p, _)| p);
+        let in_slice = path.is_slice() || path.slice_cgroup().is_ok_and(|s| parent == Some(s.as_str()));
+        let kind_ok = path.unit.ends_with(".scope") || path.unit.ends_with(".slice");
+        if named_like_dir && in_slice && kind_ok {
+            return Ok(());
+        }
+        Err(CgroupError::invalid(
+            "the recorded systemd unit",
+            format!("{:?} in {:?} is not the unit of {}: refusing to use it", path.unit, path.slice, path.cgroup),
+        ))
     }
 }
 
@@ -212,6 +233,7 @@ impl Manager for Systemd {
             self.lock().resources = Some(resources.clone());
             return Ok(());
         }
+        self.check_recorded_unit()?;
         let bus = dbus::Systemd::connect()?;
         let props = properties::resources(resources, &device_group)?;
         if !props.is_empty() {
@@ -295,6 +317,7 @@ impl Manager for Systemd {
     /// cgroupfs.
     fn destroy(&self) -> Result<(), CgroupError> {
         if self.started() {
+            self.check_recorded_unit()?;
             let bus = dbus::Systemd::connect()?;
             match bus.stop_unit(&self.unit.unit) {
                 // Gone already: a scope ends by itself once its last process has exited.
@@ -344,6 +367,22 @@ mod tests {
         assert!(!reopened.starts_with_init(), "a recorded unit was started by its create");
         assert_eq!(reopened.state(), st);
         assert_eq!(m.unit_path().cgroup, "/kubepods.slice/kubepods-pod1.slice/cri-c1.scope");
+        m.check_recorded_unit().expect("the unit of its directory");
+        let mut forged = st.clone();
+        forged.systemd = Some(UnitState { slice: "kubepods-pod1.slice".into(), unit: "ssh.service".into() });
+        let e = from_state(&forged).destroy().expect_err("a forged unit is not stopped").to_string();
+        assert!(e.contains("refusing"), "{e}");
+        let mut elsewhere = st.clone();
+        elsewhere.systemd = Some(UnitState { slice: "system.slice".into(), unit: "cri-c1.scope".into() });
+        assert!(from_state(&elsewhere).destroy().is_err(), "a unit in another slice than the directory");
+        let root = parse("c1", Some("-.slice::n")).expect("root slice");
+        let h = HierarchyState {
+            dir: PathBuf::from("/sys/fs/cgroup/n.scope"),
+            mount_point: PathBuf::from("/sys/fs/cgroup"),
+            name: String::new(),
+            subsystems: Vec::new(),
+        };
+        Systemd::new("c1", &root, h).check_recorded_unit().expect("a scope in the root slice");
     }
 
     #[test]
