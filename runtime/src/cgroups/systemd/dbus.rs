@@ -14,8 +14,8 @@ use zbus::zvariant::{OwnedObjectPath, Value as DbusValue};
 
 use super::properties::{Property, Value};
 
-const DESTINATION: &str = "org.freedesktop.systemd1";
-const PATH: &str = "/org/freedesktop/systemd1";
+pub(crate) const DESTINATION: &str = "org.freedesktop.systemd1";
+pub(crate) const PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 /// How long a job may take: runc's 30 s.
 const JOB_TIMEOUT: Duration = Duration::from_secs(30);
@@ -210,191 +210,47 @@ mod tests {
         assert!(args.3.is_empty());
     }
 
-    /// A fake systemd manager on a private bus (dbus-daemon): the calls as a real bus
-    /// carries them, the JobRemoved wait, and systemd's UnitExists / NoSuchUnit answers.
-    mod fake_systemd {
-        use std::collections::BTreeSet;
-        use std::process::{Child, Command, Stdio};
-        use std::sync::{Arc, Mutex};
-
-        use zbus::object_server::SignalEmitter;
-        use zbus::zvariant::{ObjectPath, OwnedValue};
-
-        use super::super::super::properties::unit;
-        use super::*;
-
-        #[derive(Debug, zbus::DBusError)]
-        #[zbus(prefix = "org.freedesktop.systemd1")]
-        enum SdError {
-            #[zbus(error)]
-            ZBus(zbus::Error),
-            UnitExists(String),
-            NoSuchUnit(String),
+    #[test]
+    fn start_wait_exists_stop_reset_and_set_against_a_fake_systemd() {
+        use zbus::zvariant::OwnedValue;
+        let Some(fake) = super::super::fake_bus::FakeSystemd::start(None) else {
+            eprintln!("skipped: no dbus-daemon to run a private bus with");
+            return;
+        };
+        let bus = Systemd::connect_at(&fake.address).expect("connect");
+        let mut props = super::super::properties::unit("berth container c1".into(), "system.slice", false, Some(4242));
+        props.push(Property { name: "MemoryMax", value: Value::U64(64 << 20) });
+        bus.start_transient_unit("berth-c1.scope", &props).expect("started, job done");
+        {
+            let s = fake.seen.lock().expect("lock");
+            assert_eq!(s.calls, ["start berth-c1.scope replace"]);
+            assert_eq!(s.prop("PIDs"), Some(OwnedValue::try_from(DbusValue::from(vec![4242u32])).expect("v")));
+            assert_eq!(s.prop("MemoryMax"), Some(OwnedValue::from(64u64 << 20)));
+            assert_eq!(s.prop("Delegate"), Some(OwnedValue::from(true)));
         }
-
-        #[derive(Default)]
-        struct Seen {
-            calls: Vec<String>,
-            units: BTreeSet<String>,
-            failed: BTreeSet<String>,
-            props: Vec<(String, OwnedValue)>,
-            job: u32,
+        let e = bus.start_transient_unit("berth-c1.scope", &props).expect_err("a second unit of that name");
+        assert!(e.unit_exists(), "{e}");
+        bus.set_unit_properties("berth-c1.scope", &props).expect("set");
+        bus.stop_unit("berth-c1.scope").expect("stopped, job done");
+        let e = bus.stop_unit("berth-c1.scope").expect_err("gone");
+        assert!(e.no_such_unit(), "{e}");
+        assert!(bus.reset_failed_unit("berth-c1.scope").is_err(), "nothing failed to reset");
+        {
+            let mut s = fake.seen.lock().expect("lock");
+            s.failed.insert("left.scope".into());
+            s.units.insert("left.scope".into());
         }
-
-        struct Manager(Arc<Mutex<Seen>>);
-
-        impl Manager {
-            fn job(&self, call: String) -> (u32, OwnedObjectPath) {
-                let mut s = self.0.lock().expect("lock");
-                s.calls.push(call);
-                s.job += 1;
-                let path = ObjectPath::try_from(format!("/org/freedesktop/systemd1/job/{}", s.job)).expect("path");
-                (s.job, path.into())
-            }
-        }
-
-        #[zbus::interface(name = "org.freedesktop.systemd1.Manager")]
-        impl Manager {
-            fn subscribe(&self) {}
-
-            async fn start_transient_unit(
-                &self,
-                #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
-                name: String,
-                mode: String,
-                props: Vec<(String, OwnedValue)>,
-                _aux: Vec<(String, Vec<(String, OwnedValue)>)>,
-            ) -> Result<OwnedObjectPath, SdError> {
-                {
-                    let mut s = self.0.lock().expect("lock");
-                    if s.units.contains(&name) {
-                        s.calls.push(format!("start {name}: exists"));
-                        return Err(SdError::UnitExists(format!("Unit {name} was already loaded")));
-                    }
-                    s.units.insert(name.clone());
-                    s.props = props;
-                }
-                let (id, path) = self.job(format!("start {name} {mode}"));
-                Self::job_removed(&emitter, id, path.as_ref(), &name, "done").await?;
-                Ok(path)
-            }
-
-            async fn stop_unit(
-                &self,
-                #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
-                name: String,
-                mode: String,
-            ) -> Result<OwnedObjectPath, SdError> {
-                if !self.0.lock().expect("lock").units.remove(&name) {
-                    return Err(SdError::NoSuchUnit(format!("Unit {name} not loaded.")));
-                }
-                let (id, path) = self.job(format!("stop {name} {mode}"));
-                Self::job_removed(&emitter, id, path.as_ref(), &name, "done").await?;
-                Ok(path)
-            }
-
-            fn reset_failed_unit(&self, name: String) -> Result<(), SdError> {
-                let mut s = self.0.lock().expect("lock");
-                s.calls.push(format!("reset-failed {name}"));
-                if s.failed.remove(&name) {
-                    s.units.remove(&name);
-                    return Ok(());
-                }
-                Err(SdError::NoSuchUnit(name))
-            }
-
-            fn set_unit_properties(&self, name: String, runtime: bool, props: Vec<(String, OwnedValue)>) {
-                let mut s = self.0.lock().expect("lock");
-                s.calls.push(format!("set {name} runtime={runtime}"));
-                s.props = props;
-            }
-
-            #[zbus(signal)]
-            async fn job_removed(
-                emitter: &SignalEmitter<'_>,
-                id: u32,
-                job: ObjectPath<'_>,
-                unit: &str,
-                result: &str,
-            ) -> zbus::Result<()>;
-        }
-
-        struct Daemon(Child, tempfile::TempDir);
-
-        impl Drop for Daemon {
-            fn drop(&mut self) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
-        }
-
-        fn private_bus() -> Option<(Daemon, String)> {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let address = format!("unix:path={}", dir.path().join("bus").display());
-            let child = Command::new("dbus-daemon")
-                .args(["--session", "--nofork", "--nopidfile", &format!("--address={address}")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .ok()?;
-            let daemon = Daemon(child, dir);
-            for _ in 0..200 {
-                if daemon.1.path().join("bus").exists() {
-                    return Some((daemon, address));
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            None
-        }
-
-        #[test]
-        fn start_wait_exists_stop_reset_and_set_against_a_fake_systemd() {
-            let Some((_daemon, address)) = private_bus() else {
-                eprintln!("skipped: no dbus-daemon to run a private bus with");
-                return;
-            };
-            let seen = Arc::new(Mutex::new(Seen::default()));
-            let _server = zbus::blocking::connection::Builder::address(address.as_str())
-                .and_then(|b| b.name(DESTINATION))
-                .and_then(|b| b.serve_at(PATH, Manager(seen.clone())))
-                .and_then(|b| b.build())
-                .expect("fake systemd on the private bus");
-
-            let bus = Systemd::connect_at(&address).expect("connect");
-            let mut props = unit("berth container c1".into(), "system.slice", false, Some(4242));
-            props.push(Property { name: "MemoryMax", value: Value::U64(64 << 20) });
-            bus.start_transient_unit("berth-c1.scope", &props).expect("started, job done");
-            {
-                let s = seen.lock().expect("lock");
-                assert_eq!(s.calls, ["start berth-c1.scope replace"]);
-                let get = |n: &str| s.props.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-                assert_eq!(get("PIDs"), Some(OwnedValue::try_from(DbusValue::from(vec![4242u32])).expect("v")));
-                assert_eq!(get("MemoryMax"), Some(OwnedValue::from(64u64 << 20)));
-                assert_eq!(get("Delegate"), Some(OwnedValue::from(true)));
-            }
-
-            let e = bus.start_transient_unit("berth-c1.scope", &props).expect_err("a second unit of that name");
-            assert!(e.unit_exists(), "{e}");
-            bus.set_unit_properties("berth-c1.scope", &props).expect("set");
-            bus.stop_unit("berth-c1.scope").expect("stopped, job done");
-            let e = bus.stop_unit("berth-c1.scope").expect_err("gone");
-            assert!(e.no_such_unit(), "{e}");
-            assert!(bus.reset_failed_unit("berth-c1.scope").is_err(), "nothing failed to reset");
-            seen.lock().expect("lock").failed.insert("left.scope".into());
-            seen.lock().expect("lock").units.insert("left.scope".into());
-            bus.reset_failed_unit("left.scope").expect("a failed unit is reset");
-            let calls = seen.lock().expect("lock").calls.clone();
-            assert_eq!(
-                calls,
-                [
-                    "start berth-c1.scope replace",
-                    "start berth-c1.scope: exists",
-                    "set berth-c1.scope runtime=true",
-                    "stop berth-c1.scope replace",
-                    "reset-failed berth-c1.scope",
-                    "reset-failed left.scope",
-                ]
-            );
-        }
+        bus.reset_failed_unit("left.scope").expect("a failed unit is reset");
+        assert_eq!(
+            fake.calls(),
+            [
+                "start berth-c1.scope replace",
+                "start berth-c1.scope: exists",
+                "set berth-c1.scope runtime=true",
+                "stop berth-c1.scope replace",
+                "reset-failed berth-c1.scope",
+                "reset-failed left.scope",
+            ]
+        );
     }
 }

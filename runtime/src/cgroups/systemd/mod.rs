@@ -13,6 +13,8 @@
 //! if it failed, so its name can be used again.
 
 mod dbus;
+#[cfg(test)]
+mod fake_bus;
 mod properties;
 mod unit_name;
 
@@ -418,5 +420,69 @@ mod tests {
         // A malformed path is reported as such first, naming the field.
         let e = open("c1", Some("/plain"), true).expect_err("bad path").to_string();
         assert!(e.contains("linux.cgroupsPath") && e.contains("slice:prefix:name"), "{e}");
+    }
+
+    #[test]
+    fn create_update_delete_through_a_fake_systemd() {
+        use zbus::zvariant::{OwnedValue, Value as DbusValue};
+        let root = tempfile::tempdir().expect("tempdir");
+        let Some(fake) = super::fake_bus::FakeSystemd::start(Some(root.path().to_path_buf())) else {
+            eprintln!("skipped: no dbus-daemon to run a private bus with");
+            return;
+        };
+        // The driver connects to "the system bus": this one. No other test connects.
+        std::env::set_var("DBUS_SYSTEM_BUS_ADDRESS", &fake.address);
+        let unit = parse("c1", Some("bt-pod1.slice:cri:c1")).expect("path");
+        let dir = root.path().join("bt.slice/bt-pod1.slice/cri-c1.scope");
+        let hierarchy = |dir: &Path| HierarchyState {
+            dir: dir.to_path_buf(),
+            mount_point: root.path().to_path_buf(),
+            name: String::new(),
+            subsystems: Vec::new(),
+        };
+        let m = Systemd::new("c1", &unit, hierarchy(&dir));
+        m.plan().expect("plan");
+        m.create().expect("create");
+        let r: LinuxResources = serde_json::from_str(r#"{"pids":{"limit":5}}"#).expect("resources");
+        m.apply(&r).expect("kept for the start");
+        assert!(fake.calls().is_empty(), "nothing asked before the init exists");
+        assert!(m.starts_with_init());
+
+        let pid = std::process::id() as i32;
+        m.add_pid(pid).expect("the unit starts with the init");
+        assert_eq!(
+            fake.calls(),
+            ["start bt-pod1.slice replace", "start cri-c1.scope replace"],
+            "the missing slice first"
+        );
+        {
+            let s = fake.seen.lock().expect("lock");
+            assert_eq!(s.prop("TasksMax"), Some(OwnedValue::from(5u64)));
+            let slice = OwnedValue::try_from(DbusValue::from("bt-pod1.slice")).expect("value");
+            assert_eq!(s.prop("Slice"), Some(slice));
+            let pids = OwnedValue::try_from(DbusValue::from(vec![pid as u32])).expect("value");
+            assert_eq!(s.prop("PIDs"), Some(pids));
+        }
+        assert_eq!(std::fs::read_to_string(dir.join("pids.max")).expect("pids.max"), "5", "the files too");
+        assert!(!m.starts_with_init(), "started");
+
+        // A later command: reopened from the record, update sets properties and files.
+        let reopened = from_state(&m.state());
+        let r2: LinuxResources = serde_json::from_str(r#"{"pids":{"limit":7}}"#).expect("resources");
+        reopened.apply(&r2).expect("update");
+        assert_eq!(std::fs::read_to_string(dir.join("pids.max")).expect("pids.max"), "7");
+        assert_eq!(fake.calls().last().map(String::as_str), Some("set cri-c1.scope runtime=true"));
+
+        reopened.destroy().expect("delete");
+        let calls = fake.calls();
+        assert_eq!(&calls[calls.len() - 2..], ["stop cri-c1.scope replace", "reset-failed cri-c1.scope"]);
+        assert!(!dir.exists(), "systemd removed the unit's cgroup");
+
+        // The same name again: a fresh create starts a unit of that name; the slice exists.
+        let again = Systemd::new("c1", &unit, hierarchy(&dir));
+        again.add_pid(pid).expect("re-create");
+        assert_eq!(fake.calls().last().map(String::as_str), Some("start cri-c1.scope replace"));
+        again.destroy().expect("delete again");
+        std::env::remove_var("DBUS_SYSTEM_BUS_ADDRESS");
     }
 }
