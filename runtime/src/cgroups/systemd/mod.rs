@@ -74,7 +74,7 @@ pub(crate) struct Systemd {
 }
 
 impl Systemd {
-    /// A new container's unit (not started yet) at `dir`, on the cgroup2 hierarchy `h`.
+    /// A new container's unit, not started yet, whose cgroup will be `h.dir` (cgroup2).
     pub(crate) fn new(id: &str, unit: &UnitPath, h: HierarchyState) -> Systemd {
         let state = UnitState { slice: unit.slice.clone(), unit: unit.unit.clone() };
         let mut s = Systemd::reopen(&state, Dirs::new(vec![h], Vec::new()));
