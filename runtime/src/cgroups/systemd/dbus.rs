@@ -147,8 +147,12 @@ impl Systemd {
         call: impl FnOnce(&Proxy<'_>) -> zbus::Result<OwnedObjectPath>,
     ) -> Result<(), DbusError> {
         let signals = mgr.receive_signal("JobRemoved").map_err(|e| call_err(method, unit, e))?;
-        // systemd sends job signals to subscribed clients; Subscribe is idempotent.
-        mgr.call::<_, _, ()>("Subscribe", &()).map_err(|e| call_err(method, unit, e))?;
+        // systemd sends job signals to subscribed clients. A second Subscribe on the same
+        // connection (a slice started before the scope) is refused with AlreadySubscribed.
+        match mgr.call::<_, _, ()>("Subscribe", &()).map_err(|e| call_err(method, unit, e)) {
+            Err(e) if e.error_name() == Some("org.freedesktop.systemd1.AlreadySubscribed") => {}
+            r => r?,
+        }
         let job = call(mgr).map_err(|e| call_err(method, unit, e))?;
         // The iterator blocks without a deadline: a thread of its own waits on it.
         let (tx, rx) = mpsc::channel();

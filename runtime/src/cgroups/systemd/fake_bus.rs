@@ -26,6 +26,7 @@ enum SdError {
     ZBus(zbus::Error),
     UnitExists(String),
     NoSuchUnit(String),
+    AlreadySubscribed(String),
 }
 
 /// What the fake systemd was asked, and its units.
@@ -39,6 +40,8 @@ pub(crate) struct Seen {
     /// The properties of the last start or set.
     pub props: Vec<(String, OwnedValue)>,
     job: u32,
+    /// Clients that called Subscribe.
+    subscribed: BTreeSet<String>,
     /// The directory made for each started unit.
     dirs: BTreeMap<String, PathBuf>,
     /// Where unit directories are made ("/sys/fs/cgroup" for systemd), if anywhere.
@@ -77,7 +80,14 @@ impl Manager {
 
 #[zbus::interface(name = "org.freedesktop.systemd1.Manager")]
 impl Manager {
-    fn subscribe(&self) {}
+    /// As systemd: once per client.
+    fn subscribe(&self, #[zbus(header)] hdr: zbus::message::Header<'_>) -> Result<(), SdError> {
+        let sender = hdr.sender().map(|s| s.to_string()).unwrap_or_default();
+        if !self.0.lock().expect("lock").subscribed.insert(sender) {
+            return Err(SdError::AlreadySubscribed("Client is already subscribed.".into()));
+        }
+        Ok(())
+    }
 
     async fn start_transient_unit(
         &self,
