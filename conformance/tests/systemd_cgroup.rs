@@ -1,9 +1,10 @@
 //! The systemd cgroup driver (`--systemd-cgroup`) against a real systemd: the container's
 //! cgroup is a transient scope systemd knows, with the resources as its properties, and
 //! `delete` leaves no unit behind. Needs systemd as PID 1 on pure cgroup v2, a system bus and
-//! root, so it is ignored on the lab host (no systemd, cgroup v1 hybrid; under CI's
-//! `--include-ignored` each test prints a note and returns there); it runs as is inside the
-//! trixie guest (docs/production-guest.md) with `--include-ignored`, or on any systemd host. Hosts without systemd are covered by
+//! root, which CI's host (no systemd, cgroup v1 hybrid) lacks: this file is built only with
+//! the `systemd-host` feature, for the trixie guest (docs/production-guest.md) or any systemd
+//! host: `cargo test -p conformance --features systemd-host --test systemd_cgroup`. Hosts
+//! without systemd are covered by
 //! `cgroups::systemd_cgroup_without_systemd_is_refused_leaving_nothing`.
 
 use std::path::Path;
@@ -26,22 +27,14 @@ fn cgroup_file(dir: &str, file: &str) -> String {
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).trim().to_string()
 }
 
-/// Whether this host can run the driver. CI runs ignored tests too (`--include-ignored`)
-/// on the lab host, which has no systemd: there they are skipped with a note, as crun is.
+/// Whether this host can run the driver: systemd as PID 1 on pure cgroup v2.
 fn has_systemd() -> bool {
-    let ok = Path::new("/run/systemd/system").is_dir() && Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-    if !ok {
-        eprintln!("skipped: needs systemd as PID 1 on pure cgroup v2 (the trixie guest)");
-    }
-    ok
+    Path::new("/run/systemd/system").is_dir() && Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
 #[test]
-#[ignore = "needs systemd as PID 1 (the trixie guest)"]
 fn the_container_is_a_scope_systemd_knows() {
-    if !has_systemd() {
-        return;
-    }
+    assert!(has_systemd(), "needs systemd as PID 1 on pure cgroup v2 (the trixie guest)");
     let mut c = Case::new("sd_scope");
     let unit = format!("berth-{}.scope", c.id);
     let dir = format!("/system.slice/{unit}");
@@ -93,11 +86,8 @@ fn the_container_is_a_scope_systemd_knows() {
 /// A slice that does not exist yet (as kubelet names pod slices) is made, nested by its
 /// name, and the scope goes in it.
 #[test]
-#[ignore = "needs systemd as PID 1 (the trixie guest)"]
 fn a_missing_nested_slice_is_made() {
-    if !has_systemd() {
-        return;
-    }
+    assert!(has_systemd(), "needs systemd as PID 1 on pure cgroup v2 (the trixie guest)");
     let mut c = Case::new("sd_slice");
     let top = format!("bt{}", std::process::id());
     let slice = format!("{top}-pod1.slice");
@@ -122,11 +112,8 @@ fn a_missing_nested_slice_is_made() {
 /// A container whose init has exited: its scope is gone or failed; delete leaves no unit
 /// (a failed one is reset) and the name can be used again.
 #[test]
-#[ignore = "needs systemd as PID 1 (the trixie guest)"]
 fn a_container_that_died_leaves_a_reusable_name() {
-    if !has_systemd() {
-        return;
-    }
+    assert!(has_systemd(), "needs systemd as PID 1 on pure cgroup v2 (the trixie guest)");
     let mut c = Case::new("sd_dead");
     let unit = format!("berth-{}.scope", c.id);
     c.bundle.set_args(&["true"]);
