@@ -385,16 +385,15 @@ test_kill_and_delete_of_paused_on_cgroup_v2() {
 	verdict kill_and_delete_of_paused_on_cgroup_v2 "$p" "log=[$(cat /tmp/opskill.log)]"
 }
 
-# sdpath: with --systemd-cgroup, bt-sd.slice:pfx:sdpath is /bt.slice/bt-sd.slice/pfx-sdpath.scope.
+# sdpath: this guest has no systemd (busybox init): --systemd-cgroup with bt-sd.slice:pfx:sdpath
+# is refused in one line naming the flag, and nothing is made (no slice, no state).
 test_systemd_cgroups_path_on_cgroup_v2() {
 	p=""
-	d=/sys/fs/cgroup/bt.slice/bt-sd.slice/pfx-sdpath.scope
-	berth --systemd-cgroup create -b /bundles/sdpath sdpath >/tmp/sdpath.log 2>&1 || p="$p create-failed"
-	pid=$(state_pid sdpath)
-	grep -q "^0::/bt.slice/bt-sd.slice/pfx-sdpath.scope$" /proc/$pid/cgroup || p="$p cgroup=[$(cat /proc/$pid/cgroup)]"
-	[ "$(cat $d/pids.max)" = 7 ] || p="$p pids.max=$(cat $d/pids.max)"
-	berth delete --force sdpath || p="$p delete-failed"
-	[ -e /sys/fs/cgroup/bt.slice ] && p="$p slices-left"
+	berth --systemd-cgroup create -b /bundles/sdpath sdpath >/tmp/sdpath.log 2>&1 && p="$p create-succeeded"
+	grep -q -- "--systemd-cgroup" /tmp/sdpath.log || p="$p flag-not-named"
+	[ "$(wc -l </tmp/sdpath.log)" = 1 ] || p="$p not-one-line"
+	[ -e /sys/fs/cgroup/bt.slice ] && p="$p slices-made"
+	[ -e "$STATE/sdpath" ] && p="$p state-left"
 	verdict systemd_cgroups_path_on_cgroup_v2 "$p" "log=[$(cat /tmp/sdpath.log)]"
 }
 

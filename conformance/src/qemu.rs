@@ -557,7 +557,7 @@ pub fn guest_bundles(base: &Value) -> Result<Vec<(&'static str, Value)>> {
         }
     })?;
     add("opskill", sh("sleep 1000 & wait"), &none)?;
-    // --systemd-cgroup: a systemd "slice:prefix:name" path, managed through cgroupfs.
+    // --systemd-cgroup in a guest without systemd: refused naming the flag.
     add("sdpath", json!(["sleep", "1000"]), &|c| {
         c["linux"]["cgroupsPath"] = json!("bt-sd.slice:pfx:sdpath");
         c["linux"]["resources"]["pids"] = json!({"limit": 7});

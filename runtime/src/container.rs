@@ -103,7 +103,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
         new_namespaces: plan.clone_flags,
         // When staged the first child joins the pid namespace itself.
         pid_ns: plan.pid_path.as_deref().map_or(PidNs::Ours, PidNs::Path),
-        cgroup: Placement::of(&**cgroup, &[])?,
+        cgroup: Placement::for_init(&**cgroup)?,
         initial_cpus: initial_cpus.as_deref(),
         oom_score_adj: process.oom_score_adj(),
     };

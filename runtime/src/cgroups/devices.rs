@@ -89,7 +89,7 @@ pub(crate) fn parse_rules(list: &[LinuxDeviceCgroup]) -> Result<Vec<DeviceRule>,
     Ok(out)
 }
 
-fn access_str(bits: u8) -> String {
+pub(crate) fn access_str(bits: u8) -> String {
     let mut s = String::new();
     if bits & ACC_READ != 0 {
         s.push('r');

@@ -25,7 +25,7 @@ impl Dirs {
     }
 
     pub(crate) fn state(&self, version: CgroupVersion) -> CgroupState {
-        CgroupState { version, hierarchies: self.hier.clone(), created: self.created_list() }
+        CgroupState { version, hierarchies: self.hier.clone(), created: self.created_list(), systemd: None }
     }
 
     /// The container's own directory on every hierarchy.

@@ -8,9 +8,9 @@
 //! making, removing them, placing processes) is `dirs.rs`. The layout is read once from
 //! /proc/self/mountinfo and /proc/self/cgroup by the `cgroupfs` crate, which also reads the
 //! stats (`stats.rs` maps them to runc's `events` JSON) and gives the OOM primitives
-//! (`oom.rs`). With `--systemd-cgroup` a "slice:prefix:name" path is converted to the
-//! directory systemd would use (systemd.rs), then driven through cgroupfs like any other
-//! path; a driver that asks systemd over D-Bus would be a third implementation of the trait.
+//! (`oom.rs`). With `--systemd-cgroup` the cgroup is a transient systemd unit
+//! ("slice:prefix:name"): `systemd/`, a third driver for cgroup v2, which asks systemd over
+//! D-Bus for the unit and leaves the rest to the v2 driver's code.
 //!
 //! How the runtime uses it (create):
 //! 1. `open(id, linux.cgroupsPath, --systemd-cgroup)` then `validate(resources)`,
@@ -22,7 +22,8 @@
 //! 3. `apply(resources)`. On error, `destroy()` (nothing half-applied stays).
 //! 4. Pure v2: clone3(CLONE_INTO_CGROUP) with `open_v2_dir()`; otherwise
 //!    `add_pid(child)`, which must happen before the child unshares its
-//!    cgroup namespace (the namespace root is the cgroup it is in then).
+//!    cgroup namespace (the namespace root is the cgroup it is in then). The systemd
+//!    driver ([`Manager::starts_with_init`]) starts its unit there, with the child's pid.
 //!
 //! Later commands reopen it with `from_state`: `pids()` for
 //! `kill --all` and `ps`, `set_frozen` for pause/resume, `destroy()` for
@@ -53,6 +54,7 @@ pub use cgroupfs::hierarchy::host_is_unified;
 pub use dirs::Dirs;
 pub use oom::OomWatch;
 pub use stats::Stats;
+pub use systemd::{DbusError, UnitState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
@@ -79,6 +81,11 @@ pub enum CgroupError {
     Frozen { path: PathBuf },
     #[error("linux.resources.devices: eBPF device filter: {op}: {source}")]
     Bpf { op: String, source: std::io::Error },
+    /// `--systemd-cgroup` where the systemd driver cannot work.
+    #[error("--systemd-cgroup: {0}")]
+    NoSystemd(String),
+    #[error("--systemd-cgroup: systemd: {0}")]
+    Systemd(#[from] DbusError),
 }
 
 impl From<cgroupfs::Error> for CgroupError {
@@ -133,6 +140,10 @@ pub struct CgroupState {
     #[serde(default)]
     pub created: Vec<PathBuf>,
     pub hierarchies: Vec<HierarchyState>,
+    /// The systemd unit the cgroup is (`--systemd-cgroup`); absent for cgroupfs, and in
+    /// records of an older berth, which then load as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<UnitState>,
     pub version: CgroupVersion,
 }
 
@@ -196,6 +207,13 @@ pub trait Manager: std::fmt::Debug {
     /// Pure v2 only: an O_PATH fd of the container's cgroup for clone3(CLONE_INTO_CGROUP).
     fn open_v2_dir(&self) -> Option<OwnedFd> {
         None
+    }
+
+    /// Whether the cgroup only comes into being with the init in it (systemd: a scope needs
+    /// a process to start). The init is then cloned outside it and placed by `add_pid`
+    /// before it goes on, instead of being cloned into the directory.
+    fn starts_with_init(&self) -> bool {
+        false
     }
 
     /// Pure v2 only: hands the container's cgroup to `uid`/`gid` (its root in a user
@@ -267,17 +285,36 @@ pub trait Manager: std::fmt::Debug {
 }
 
 /// Resolves where the container's cgroup is on this host and picks the driver. No fs change.
-/// With `systemd`, `cgroups_path` is systemd's "slice:prefix:name" (see systemd.rs).
+/// With `systemd`, `cgroups_path` is systemd's "slice:prefix:name" (see systemd/), and a host
+/// without systemd, a system bus or pure cgroup v2 is refused here, before anything is made.
 pub fn open(id: &str, cgroups_path: Option<&str>, systemd: bool) -> Result<Box<dyn Manager>, CgroupError> {
-    let expanded;
-    let cgroups_path = if systemd {
-        expanded = systemd::to_path(id, cgroups_path)?;
-        Some(expanded.as_str())
-    } else {
-        cgroups_path
-    };
+    if systemd {
+        return open_systemd(id, cgroups_path);
+    }
     let hs = cgroupfs::hierarchy::of_process(None)?;
     for_hierarchies(id, cgroups_path, hs)
+}
+
+fn open_systemd(id: &str, cgroups_path: Option<&str>) -> Result<Box<dyn Manager>, CgroupError> {
+    let unit = systemd::parse(id, cgroups_path)?;
+    systemd::check_host()?;
+    let hs = cgroupfs::hierarchy::of_process(None)?;
+    let [h] = &hs[..] else {
+        return Err(CgroupError::NoSystemd(
+            "berth's systemd driver needs a pure cgroup v2 host; this one has cgroup v1 hierarchies".into(),
+        ));
+    };
+    if h.is_v1() {
+        return Err(CgroupError::NoSystemd("berth's systemd driver needs cgroup v2; this host has cgroup v1".into()));
+    }
+    let dir = h.mount_point.join(unit.cgroup.trim_start_matches('/'));
+    let state = HierarchyState {
+        name: h.name.clone(),
+        subsystems: h.subsystems.clone(),
+        mount_point: h.mount_point.clone(),
+        dir,
+    };
+    Ok(Box::new(systemd::Systemd::new(id, &unit, state)))
 }
 
 /// `open` with the host described by text, for tests and for callers that already read
@@ -307,15 +344,16 @@ fn for_hierarchies(
         let dir = h.mount_point.join(rel.trim_start_matches('/'));
         hier.push(HierarchyState { name: h.name, subsystems: h.subsystems, mount_point: h.mount_point, dir });
     }
-    Ok(from_state(&CgroupState { version, hierarchies: hier, created: Vec::new() }))
+    Ok(from_state(&CgroupState { version, hierarchies: hier, created: Vec::new(), systemd: None }))
 }
 
 /// Reopens the manager of a recorded cgroup.
 pub fn from_state(state: &CgroupState) -> Box<dyn Manager> {
     let dirs = Dirs::new(state.hierarchies.clone(), state.created.clone());
-    match state.version {
-        CgroupVersion::V1 => Box::new(v1::V1::new(dirs)),
-        CgroupVersion::V2 => Box::new(v2::V2::new(dirs)),
+    match (state.version, &state.systemd) {
+        (_, Some(unit)) => Box::new(systemd::Systemd::reopen(unit, dirs)),
+        (CgroupVersion::V1, None) => Box::new(v1::V1::new(dirs)),
+        (CgroupVersion::V2, None) => Box::new(v2::V2::new(dirs)),
     }
 }
 

@@ -187,7 +187,8 @@ fn set(field: &str, d: &Path, file: &str, value: &str) -> Result<(), CgroupError
     })
 }
 
-fn apply(d: &Path, r: &LinuxResources) -> Result<(), CgroupError> {
+/// Writes `resources` into directory `d` (the systemd driver's unit directory too).
+pub(crate) fn apply(d: &Path, r: &LinuxResources) -> Result<(), CgroupError> {
     if let Some(mem) = r.memory() {
         memory(d, mem)?;
     }

@@ -310,6 +310,11 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
 
     let (loaded, cgroup) = crate::bundle::load(id, &opts.bundle, opts.no_pivot, opts.systemd_cgroup)?;
     let (spec, rootfs_path, resources) = (&loaded.spec, loaded.rootfs.clone(), loaded.resources.clone());
+    if cgroup.starts_with_init() {
+        // criu restores into an existing cgroup (--cgroup-root); a systemd unit only starts
+        // with a process in it.
+        return Err(Error::Usage("--systemd-cgroup: restore with the systemd cgroup driver is not supported".into()));
+    }
     refuse_terminal(spec)?;
     if opts.console.is_some() {
         return Err(Error::Usage("--console-socket: cannot use a console socket if process.terminal is false".into()));

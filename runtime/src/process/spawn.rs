@@ -52,17 +52,30 @@ impl PidNs<'_> {
 }
 
 /// The cgroup the child is born in.
-pub enum Placement {
+pub enum Placement<'a> {
     /// cgroup v2: the directory (O_PATH), for clone3's CLONE_INTO_CGROUP.
     Into(OwnedFd),
     /// cgroup v1 and hybrid: a directory a hierarchy, whose `cgroup.procs` the parent
     /// writes the child's pid into.
     Attach(Vec<PathBuf>),
+    /// A cgroup that only comes into being with the child in it (the systemd driver starts
+    /// its unit with the child's pid): the driver places the child after the clone, before
+    /// it goes on.
+    Start(&'a dyn Manager),
 }
 
-impl Placement {
+impl<'a> Placement<'a> {
+    /// Where a new container's init goes: its cgroup, made now by the driver if it only
+    /// comes into being with the init ([`Manager::starts_with_init`]).
+    pub fn for_init(cgroup: &'a dyn Manager) -> Result<Placement<'a>> {
+        if cgroup.starts_with_init() {
+            return Ok(Placement::Start(cgroup));
+        }
+        Placement::of(cgroup, &[])
+    }
+
     /// The container's cgroup, or with `sub` (`exec --cgroup`) a sub-cgroup of it.
-    pub fn of(cgroup: &dyn Manager, sub: &[String]) -> Result<Placement> {
+    pub fn of(cgroup: &dyn Manager, sub: &[String]) -> Result<Placement<'a>> {
         let dirs = cgroup.join_dirs(sub)?;
         if !cgroup.is_v2() {
             return Ok(Placement::Attach(dirs));
@@ -83,7 +96,7 @@ pub struct Target<'a> {
     /// The namespaces clone3 makes (CLONE_NEW*).
     pub new_namespaces: CloneFlags,
     pub pid_ns: PidNs<'a>,
-    pub cgroup: Placement,
+    pub cgroup: Placement<'a>,
     /// `process.execCPUAffinity.initial`: the CPUs the child starts on, before it is in its
     /// cgroup (this process is pinned to them around the clone).
     pub initial_cpus: Option<&'a str>,
@@ -105,7 +118,7 @@ pub fn spawn(target: Target, op: &Op) -> Result<Spawned> {
     let forked = pin_cpus(target.initial_cpus).and_then(|saved_cpus| {
         let into = match &target.cgroup {
             Placement::Into(dir) => Some(dir.as_fd()),
-            Placement::Attach(_) => None,
+            Placement::Attach(_) | Placement::Start(_) => None,
         };
         let forked = sys::clone3_fork(target.new_namespaces.bits() as u64, into);
         if let (Some(set), Ok(Forked::Parent { .. }) | Err(_)) = (&saved_cpus, &forked) {
@@ -127,8 +140,10 @@ pub fn spawn(target: Target, op: &Op) -> Result<Spawned> {
     let child = GuardedChild::new(pid, pidfd)?;
     log::debug(&format!("nsexec container setup: {} {pid} cloned into the container's namespaces", op.child));
     failpoint::hit(op.cloned);
-    if let Placement::Attach(dirs) = &target.cgroup {
-        crate::cgroups::add_pid_to(dirs, pid)?;
+    match &target.cgroup {
+        Placement::Into(_) => {}
+        Placement::Attach(dirs) => crate::cgroups::add_pid_to(dirs, pid)?,
+        Placement::Start(cgroup) => cgroup.add_pid(pid)?,
     }
     failpoint::hit(op.in_cgroup);
     if let Some(adj) = target.oom_score_adj {
