@@ -40,6 +40,8 @@ pub const PACKAGES: &[&str] = &[
     "initramfs-tools",
     "zstd",
     "docker.io",
+    // trixie splits the client out of docker.io.
+    "docker-cli",
     "containerd",
     "podman",
     "runc",
