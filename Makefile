@@ -7,7 +7,7 @@ RELEASE_DIR := target/x86_64-unknown-linux-gnu/release
 # Debian packages the build, the tests and the benchmarks need.
 DEB_PACKAGES := build-essential pkg-config jq busybox-static runc crun containerd docker.io tini podman conmon \
 	iptables libseccomp-dev protobuf-compiler libprotobuf-dev hyperfine strace qemu-system-x86 linux-image-amd64 \
-	containernetworking-plugins iproute2 criu
+	containernetworking-plugins iproute2 criu debootstrap
 
 .PHONY: deps build install demo demo-docker test lint unit conformance test-load soak bench fuzz fuzz-ci fuzz-deps clean
 SHARE := $(DESTDIR)$(PREFIX)/share/berth
@@ -68,6 +68,8 @@ conformance: build
 	install -D -m 0755 target/x86_64-unknown-linux-gnu/debug/containerd-shim-berth-v2 $(FAILPOINTS_SHIM)
 	$(CARGO) build -p containerd-shim-berth-v2 --bin containerd-shim-berth-v2
 	$(CARGO) test --release --no-fail-fast -p berth-snapshotter -p containerd-shim-berth-v2 -- --include-ignored --test-threads=2
+	@# conformance/tests/systemd_guest*.rs boot the Debian 13 guest (built with debootstrap on
+	@# first use, ~3 min, cached in /var/cache/berth/guests; docs/production-guest.md).
 	BERTH=$(CURDIR)/$(RELEASE_DIR)/berth BERTH_SNAPSHOTTER=$(CURDIR)/$(RELEASE_DIR)/berth-snapshotter \
 		BERTH_FAILPOINTS=$(CURDIR)/$(FAILPOINTS_BERTH) BERTH_SHIM_FAILPOINTS=$(CURDIR)/$(FAILPOINTS_SHIM) \
 		$(CARGO) test --release --no-fail-fast -p conformance -- --include-ignored --test-threads=2

@@ -20,6 +20,7 @@ pub mod qemu;
 pub mod rootfs;
 pub mod runtime;
 pub mod shim_fixture;
+pub mod systemd_guest;
 pub mod util;
 
 pub use bundle::{default_spec, Bundle};
