@@ -73,8 +73,7 @@ pub const SHARE_MOUNT: &str = "/mnt/host";
 /// loglevel=3: kernel messages are slow on an emulated serial port, systemd's unit status
 /// lines are few and say where a boot hangs; fsck.mode=skip: the image is pristine at every
 /// boot (snapshot mode); panic=-1 with -no-reboot: a kernel panic ends qemu at once.
-const CMDLINE: &str =
-    "root=/dev/vda rw console=ttyS0 loglevel=3 fsck.mode=skip panic=-1 systemd.show_status=1";
+const CMDLINE: &str = "root=/dev/vda rw console=ttyS0 loglevel=3 fsck.mode=skip panic=-1 systemd.show_status=1";
 
 /// How [`Guest::boot`] tells a guest that died before its agent ran.
 const EARLY: &str = "died before its agent started";
@@ -124,31 +123,18 @@ pub fn image_name() -> String {
         h.update(part.len().to_le_bytes());
         h.update(part.as_bytes());
     }
-    let hex: String = h
-        .finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex: String = h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
     format!("trixie-{hex}")
 }
 
 /// The cache directory: `BERTH_GUEST_CACHE` or /var/cache/berth/guests.
 pub fn cache_dir() -> PathBuf {
-    std::env::var_os("BERTH_GUEST_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE))
+    std::env::var_os("BERTH_GUEST_CACHE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE))
 }
 
 impl GuestImage {
     fn at(dir: PathBuf, built_in: Option<Duration>) -> GuestImage {
-        GuestImage {
-            image: dir.join(IMAGE),
-            kernel: dir.join(KERNEL),
-            initrd: dir.join(INITRD),
-            dir,
-            built_in,
-        }
+        GuestImage { image: dir.join(IMAGE), kernel: dir.join(KERNEL), initrd: dir.join(INITRD), dir, built_in }
     }
 
     /// The cached image if it exists (a directory of that name is only ever made by rename
@@ -171,9 +157,7 @@ pub fn ensure_image() -> Result<GuestImage> {
     let name = image_name();
     for tool in ["debootstrap", "mkfs.ext4", "chroot"] {
         if find_in_path(tool).is_none() && !Path::new("/usr/sbin").join(tool).is_file() {
-            return Err(GuestError::Missing(format!(
-                "{tool} not found: install Debian's {tool} (`make deps`)"
-            )));
+            return Err(GuestError::Missing(format!("{tool} not found: install Debian's {tool} (`make deps`)")));
         }
     }
     std::fs::create_dir_all(&cache).map_err(io(format!("creating {}", cache.display())))?;
@@ -194,10 +178,7 @@ pub fn ensure_image() -> Result<GuestImage> {
         Err(_) if final_dir.join(IMAGE).is_file() => remove_build_dir(&work)?,
         Err(e) => {
             let _ = remove_build_dir(&work);
-            return Err(GuestError::Io {
-                what: format!("renaming {} into place", work.display()),
-                source: e,
-            });
+            return Err(GuestError::Io { what: format!("renaming {} into place", work.display()), source: e });
         }
     }
     remove_older_images(&cache, &name)?;
@@ -211,16 +192,11 @@ fn build_into(work: &Path) -> Result<Duration> {
     std::fs::write(&agent, AGENT_SH).map_err(io(format!("writing {}", agent.display())))?;
     std::fs::write(&unit, AGENT_UNIT).map_err(io(format!("writing {}", unit.display())))?;
     let log_path = work.join("build.log");
-    let log =
-        std::fs::File::create(&log_path).map_err(io(format!("creating {}", log_path.display())))?;
+    let log = std::fs::File::create(&log_path).map_err(io(format!("creating {}", log_path.display())))?;
     let log2 = log.try_clone().map_err(io("cloning the log's fd"))?;
     let mirror = std::env::var("BERTH_GUEST_MIRROR").unwrap_or_else(|_| DEFAULT_MIRROR.to_string());
     let start = Instant::now();
-    eprintln!(
-        "building the trixie guest image in {} (log: {})",
-        work.display(),
-        log_path.display()
-    );
+    eprintln!("building the trixie guest image in {} (log: {})", work.display(), log_path.display());
     let status = Command::new("bash")
         .arg("-c")
         .arg(BUILD_SH)
@@ -229,10 +205,7 @@ fn build_into(work: &Path) -> Result<Duration> {
         .env("PACKAGES", PACKAGES.join(" "))
         .env("AGENT", &agent)
         .env("AGENT_UNIT", &unit)
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2)
@@ -242,10 +215,7 @@ fn build_into(work: &Path) -> Result<Duration> {
     if !status.success() {
         let tail: Vec<&str> = text.lines().rev().take(40).collect();
         let log = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
-        return Err(GuestError::Build {
-            status: status.to_string(),
-            log,
-        });
+        return Err(GuestError::Build { status: status.to_string(), log });
     }
     let took = start.elapsed();
     for line in text.lines().filter(|l| l.starts_with("[trixie-build")) {
@@ -277,10 +247,7 @@ fn remove_stale_builds(cache: &Path) -> Result<()> {
     let entries = std::fs::read_dir(cache).map_err(io(format!("reading {}", cache.display())))?;
     for e in entries.filter_map(|e| e.ok()) {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(".build-")
-            .and_then(|r| r.rsplit('-').next())
-        else {
+        let Some(pid) = name.strip_prefix(".build-").and_then(|r| r.rsplit('-').next()) else {
             continue;
         };
         let Ok(pid) = pid.parse::<i32>() else {
@@ -297,8 +264,7 @@ fn remove_stale_builds(cache: &Path) -> Result<()> {
 /// Unmounts whatever an interrupted build left mounted below `dir` (the chroot's /proc),
 /// then removes it without crossing into any other filesystem.
 fn remove_build_dir(dir: &Path) -> Result<()> {
-    let mountinfo =
-        std::fs::read_to_string("/proc/self/mountinfo").map_err(io("reading mountinfo"))?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(io("reading mountinfo"))?;
     let prefix = dir.to_string_lossy().into_owned();
     let mut below: Vec<&str> = mountinfo
         .lines()
@@ -329,9 +295,7 @@ fn remove_build_dir(dir: &Path) -> Result<()> {
 
 fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
 /// Which LSM the kernel starts with.
@@ -356,12 +320,7 @@ pub struct BootOptions {
 
 impl Default for BootOptions {
     fn default() -> BootOptions {
-        BootOptions {
-            lsm: Lsm::AppArmor,
-            share: None,
-            memory_mib: 2048,
-            boot_timeout: Duration::from_secs(600),
-        }
+        BootOptions { lsm: Lsm::AppArmor, share: None, memory_mib: 2048, boot_timeout: Duration::from_secs(600) }
     }
 }
 
@@ -405,9 +364,7 @@ impl Guest {
     pub fn boot(img: &GuestImage, opts: &BootOptions) -> Result<Guest> {
         match Guest::boot_once(img, opts) {
             Err(GuestError::Guest { what, console }) if what.starts_with(EARLY) => {
-                eprintln!(
-                    "the trixie guest {what}; console tail:\n{console}\nbooting it once more"
-                );
+                eprintln!("the trixie guest {what}; console tail:\n{console}\nbooting it once more");
                 Guest::boot_once(img, opts)
             }
             r => r,
@@ -416,9 +373,7 @@ impl Guest {
 
     fn boot_once(img: &GuestImage, opts: &BootOptions) -> Result<Guest> {
         let qemu = find_in_path(QEMU).ok_or_else(|| {
-            GuestError::Missing(format!(
-                "{QEMU} not found in PATH: install Debian's qemu-system-x86 (`make deps`)"
-            ))
+            GuestError::Missing(format!("{QEMU} not found in PATH: install Debian's qemu-system-x86 (`make deps`)"))
         })?;
         // Under /tmp: the socket's path must stay under 108 bytes.
         let work = tempfile::Builder::new()
@@ -428,60 +383,33 @@ impl Guest {
         let sock = work.path().join("cmd.sock");
         let console = work.path().join("console.log");
         let stderr_path = work.path().join("qemu.stderr");
-        let stderr = std::fs::File::create(&stderr_path)
-            .map_err(io(format!("creating {}", stderr_path.display())))?;
+        let stderr = std::fs::File::create(&stderr_path).map_err(io(format!("creating {}", stderr_path.display())))?;
         let mut cmdline = CMDLINE.to_string();
         if opts.lsm == Lsm::SelinuxPermissive {
             cmdline.push_str(" security=selinux selinux=1 enforcing=0");
         }
         let mut cmd = Command::new(qemu);
-        cmd.args([
-            "-accel",
-            "tcg",
-            "-cpu",
-            "max",
-            "-smp",
-            "2",
-            "-m",
-            &opts.memory_mib.to_string(),
-        ])
-        .args([
-            "-nodefaults",
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-no-reboot",
-            "-nic",
-            "none",
-        ])
-        .arg("-serial")
-        .arg(format!("file:{}", console.display()))
-        .arg("-kernel")
-        .arg(&img.kernel)
-        .arg("-initrd")
-        .arg(&img.initrd)
-        .arg("-append")
-        .arg(&cmdline)
-        // snapshot=on: the guest's writes go to a temporary overlay qemu deletes; the
-        // cached image is never changed.
-        .arg("-drive")
-        .arg(format!(
-            "file={},if=virtio,format=raw,snapshot=on",
-            img.image.display()
-        ))
-        .args(["-device", "virtio-rng-pci", "-device", "virtio-serial-pci"])
-        .arg("-chardev")
-        .arg(format!(
-            "socket,id=cmd,path={},server=on,wait=off",
-            sock.display()
-        ))
-        .args(["-device", "virtserialport,chardev=cmd,name=berth.cmd"]);
+        cmd.args(["-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", &opts.memory_mib.to_string()])
+            .args(["-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot", "-nic", "none"])
+            .arg("-serial")
+            .arg(format!("file:{}", console.display()))
+            .arg("-kernel")
+            .arg(&img.kernel)
+            .arg("-initrd")
+            .arg(&img.initrd)
+            .arg("-append")
+            .arg(&cmdline)
+            // snapshot=on: the guest's writes go to a temporary overlay qemu deletes; the
+            // cached image is never changed.
+            .arg("-drive")
+            .arg(format!("file={},if=virtio,format=raw,snapshot=on", img.image.display()))
+            .args(["-device", "virtio-rng-pci", "-device", "virtio-serial-pci"])
+            .arg("-chardev")
+            .arg(format!("socket,id=cmd,path={},server=on,wait=off", sock.display()))
+            .args(["-device", "virtserialport,chardev=cmd,name=berth.cmd"]);
         if let Some(share) = &opts.share {
-            cmd.arg("-virtfs").arg(format!(
-                "local,path={},mount_tag={SHARE_TAG},security_model=none,readonly=on",
-                share.display()
-            ));
+            cmd.arg("-virtfs")
+                .arg(format!("local,path={},mount_tag={SHARE_TAG},security_model=none,readonly=on", share.display()));
         }
         let start = Instant::now();
         let child = cmd
@@ -503,16 +431,9 @@ impl Guest {
         };
         guest.work = Some(work);
         guest.stream = guest.connect(&sock, start + Duration::from_secs(30))?;
-        if let Err(e) = guest.read_line_starting(
-            "BERTH-AGENT-READY",
-            start + opts.boot_timeout,
-            "start its agent",
-        ) {
+        if let Err(e) = guest.read_line_starting("BERTH-AGENT-READY", start + opts.boot_timeout, "start its agent") {
             return Err(match e {
-                GuestError::Guest { what, console } => GuestError::Guest {
-                    what: format!("{EARLY} ({what})"),
-                    console,
-                },
+                GuestError::Guest { what, console } => GuestError::Guest { what: format!("{EARLY} ({what})"), console },
                 e => e,
             });
         }
@@ -525,10 +446,7 @@ impl Guest {
             Ok(s) if s.code != 124 => s,
             other => {
                 let jobs = guest
-                    .run(
-                        "systemctl list-jobs --no-pager; systemctl --failed --no-pager",
-                        Duration::from_secs(60),
-                    )
+                    .run("systemctl list-jobs --no-pager; systemctl --failed --no-pager", Duration::from_secs(60))
                     .map(|j| j.stdout)
                     .unwrap_or_else(|e| format!("(no answer: {e})"));
                 return Err(guest.failed(format!(
@@ -549,10 +467,7 @@ impl Guest {
                 Duration::from_secs(60),
             )?;
             if m.code != 0 {
-                return Err(guest.failed(format!(
-                    "could not mount the host share: {}",
-                    m.stderr.trim()
-                )));
+                return Err(guest.failed(format!("could not mount the host share: {}", m.stderr.trim())));
             }
         }
         Ok(guest)
@@ -583,18 +498,12 @@ impl Guest {
                     .unwrap_or_default();
                 Err(self.failed(format!("'s qemu exited ({st}); stderr: {}", stderr.trim())))
             }
-            Err(e) => Err(GuestError::Io {
-                what: "waiting for qemu".into(),
-                source: e,
-            }),
+            Err(e) => Err(GuestError::Io { what: "waiting for qemu".into(), source: e }),
         }
     }
 
     fn failed(&self, what: String) -> GuestError {
-        GuestError::Guest {
-            what,
-            console: self.console_tail(60),
-        }
+        GuestError::Guest { what, console: self.console_tail(60) }
     }
 
     /// The whole serial console so far.
@@ -618,29 +527,16 @@ impl Guest {
         let b64 = base64::engine::general_purpose::STANDARD.encode(script);
         let secs = timeout.as_secs().max(1);
         let line = format!("{id} {secs} {b64}\n");
-        self.stream
-            .write_all(line.as_bytes())
-            .map_err(io("writing to the guest's command port"))?;
+        self.stream.write_all(line.as_bytes()).map_err(io("writing to the guest's command port"))?;
         let deadline = Instant::now() + timeout + Duration::from_secs(15);
-        let rest = self.read_line_starting(
-            &format!("BERTH-DONE {id} "),
-            deadline,
-            &format!("answer {script:?}"),
-        )?;
+        let rest = self.read_line_starting(&format!("BERTH-DONE {id} "), deadline, &format!("answer {script:?}"))?;
         parse_answer(&rest)
     }
 
     /// Reads lines from the command port until one starts with `prefix` and returns the
     /// rest of it; other lines (answers to commands the host gave up on) are skipped.
-    fn read_line_starting(
-        &mut self,
-        prefix: &str,
-        deadline: Instant,
-        what: &str,
-    ) -> Result<String> {
-        self.stream
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .map_err(io("set_read_timeout"))?;
+    fn read_line_starting(&mut self, prefix: &str, deadline: Instant, what: &str) -> Result<String> {
+        self.stream.set_read_timeout(Some(Duration::from_millis(200))).map_err(io("set_read_timeout"))?;
         loop {
             while let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=nl).collect();
@@ -653,26 +549,13 @@ impl Guest {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Err(self.failed("closed the command port".into())),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                     self.check_alive()?;
                     if Instant::now() >= deadline {
-                        return Err(GuestError::Timeout {
-                            what: what.to_string(),
-                            console: self.console_tail(60),
-                        });
+                        return Err(GuestError::Timeout { what: what.to_string(), console: self.console_tail(60) });
                     }
                 }
-                Err(e) => {
-                    return Err(GuestError::Io {
-                        what: "reading the guest's command port".into(),
-                        source: e,
-                    })
-                }
+                Err(e) => return Err(GuestError::Io { what: "reading the guest's command port".into(), source: e }),
             }
         }
     }
@@ -712,21 +595,13 @@ fn parse_answer(rest: &str) -> Result<CmdOutput> {
     };
     let stdout = dec(it.next())?;
     let stderr = dec(it.next())?;
-    Ok(CmdOutput {
-        code,
-        stdout,
-        stderr,
-    })
+    Ok(CmdOutput { code, stdout, stderr })
 }
 
 /// Copies `from` into the share directory as `name`.
 pub fn copy_into(share: &Path, name: &str, from: &Path) -> Result<()> {
     let to = share.join(name);
-    std::fs::copy(from, &to).map_err(io(format!(
-        "copying {} to {}",
-        from.display(),
-        to.display()
-    )))?;
+    std::fs::copy(from, &to).map_err(io(format!("copying {} to {}", from.display(), to.display())))?;
     Ok(())
 }
 
@@ -737,10 +612,7 @@ mod tests {
     #[test]
     fn answers_are_decoded() {
         let o = parse_answer("3 aGkK ").expect("answer");
-        assert_eq!(
-            (o.code, o.stdout.as_str(), o.stderr.as_str()),
-            (3, "hi\n", "")
-        );
+        assert_eq!((o.code, o.stdout.as_str(), o.stderr.as_str()), (3, "hi\n", ""));
         assert!(parse_answer("x aGk= aGk=").is_err());
         assert!(parse_answer("0 !!! ").is_err());
     }
@@ -749,9 +621,6 @@ mod tests {
     fn image_name_is_stable_and_short() {
         let n = image_name();
         assert_eq!(n, image_name());
-        assert!(
-            n.starts_with("trixie-") && n.len() == "trixie-".len() + 16,
-            "{n}"
-        );
+        assert!(n.starts_with("trixie-") && n.len() == "trixie-".len() + 16, "{n}");
     }
 }

@@ -34,10 +34,7 @@ fn berth_binary() -> Result<PathBuf, String> {
          (target/x86_64-unknown-linux-gnu/release/berth)",
     )?);
     if !b.is_file() {
-        return Err(format!(
-            "BERTH={}: no such file (cargo build --release -p berth)",
-            b.display()
-        ));
+        return Err(format!("BERTH={}: no such file (cargo build --release -p berth)", b.display()));
     }
     Ok(b)
 }
@@ -45,14 +42,9 @@ fn berth_binary() -> Result<PathBuf, String> {
 /// The share: berth, the shim (and the snapshotter when built), and a busybox bundle's
 /// config.json from `berth spec` on the host.
 fn make_share(berth: &std::path::Path) -> Result<tempfile::TempDir, String> {
-    let share = tempfile::Builder::new()
-        .prefix("berth-trixie-share-")
-        .tempdir()
-        .map_err(|e| e.to_string())?;
+    let share = tempfile::Builder::new().prefix("berth-trixie-share-").tempdir().map_err(|e| e.to_string())?;
     let copy = |from: &std::path::Path, name: &str| {
-        std::fs::copy(from, share.path().join(name))
-            .map(|_| ())
-            .map_err(|e| format!("{}: {e}", from.display()))
+        std::fs::copy(from, share.path().join(name)).map(|_| ()).map_err(|e| format!("{}: {e}", from.display()))
     };
     copy(berth, "berth")?;
     // The shim and snapshotter of the same build as BERTH (the release ones under `make
@@ -61,41 +53,26 @@ fn make_share(berth: &std::path::Path) -> Result<tempfile::TempDir, String> {
         Some(p) if p.is_file() && std::env::var_os(env).is_none() => p,
         _ => conformance::util::workspace_binary(name, env),
     };
-    copy(
-        &sibling("containerd-shim-berth-v2", "BERTH_SHIM"),
-        "containerd-shim-berth-v2",
-    )?;
+    copy(&sibling("containerd-shim-berth-v2", "BERTH_SHIM"), "containerd-shim-berth-v2")?;
     let snap = sibling("berth-snapshotter", "BERTH_SNAPSHOTTER");
     if snap.is_file() {
         copy(&snap, "berth-snapshotter")?;
     }
     let spec_dir = share.path().join("bundle");
     std::fs::create_dir(&spec_dir).map_err(|e| e.to_string())?;
-    let st = std::process::Command::new(berth)
-        .args(["spec", "-b"])
-        .arg(&spec_dir)
-        .status()
-        .map_err(|e| e.to_string())?;
+    let st =
+        std::process::Command::new(berth).args(["spec", "-b"]).arg(&spec_dir).status().map_err(|e| e.to_string())?;
     if !st.success() {
         return Err(format!("berth spec: {st}"));
     }
     let path = spec_dir.join("config.json");
     let mut c: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
+        serde_json::from_str(&std::fs::read_to_string(&path).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     c["process"]["terminal"] = json!(false);
-    c["process"]["args"] = json!([
-        "sh",
-        "-c",
-        "echo hello from berth; cat /proc/self/cgroup; exit 3"
-    ]);
+    c["process"]["args"] = json!(["sh", "-c", "echo hello from berth; cat /proc/self/cgroup; exit 3"]);
     c["root"] = json!({"path": "rootfs", "readonly": true});
     c["linux"]["cgroupsPath"] = json!("/berth-test/hello");
-    std::fs::write(
-        &path,
-        serde_json::to_vec_pretty(&c).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
+    std::fs::write(&path, serde_json::to_vec_pretty(&c).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     Ok(share)
 }
 
@@ -104,26 +81,13 @@ fn boot() -> Result<Fixture, String> {
     let t = Instant::now();
     let img = ensure_image().map_err(|e| e.to_string())?;
     match img.built_in {
-        Some(d) => eprintln!(
-            "trixie image built from scratch in {d:.1?}: {}",
-            img.dir.display()
-        ),
-        None => eprintln!(
-            "trixie image cached: {} ({:.1?})",
-            img.dir.display(),
-            t.elapsed()
-        ),
+        Some(d) => eprintln!("trixie image built from scratch in {d:.1?}: {}", img.dir.display()),
+        None => eprintln!("trixie image cached: {} ({:.1?})", img.dir.display(), t.elapsed()),
     }
     let share = make_share(&berth)?;
-    let opts = BootOptions {
-        share: Some(share.path().to_path_buf()),
-        ..BootOptions::default()
-    };
+    let opts = BootOptions { share: Some(share.path().to_path_buf()), ..BootOptions::default() };
     let mut guest = Guest::boot(&img, &opts).map_err(|e| e.to_string())?;
-    eprintln!(
-        "trixie guest ready in {:.1?}: systemd says {:?}",
-        guest.boot_to_ready, guest.system_state
-    );
+    eprintln!("trixie guest ready in {:.1?}: systemd says {:?}", guest.boot_to_ready, guest.system_state);
     // berth's binaries, and the containers' busybox root (imported as an image into docker
     // and podman by their tests: no registry is reachable, so images are made locally).
     let setup = guest
@@ -141,15 +105,9 @@ fn boot() -> Result<Fixture, String> {
         )
         .map_err(|e| e.to_string())?;
     if setup.code != 0 {
-        return Err(format!(
-            "guest setup failed ({}): {}\n{}",
-            setup.code, setup.stdout, setup.stderr
-        ));
+        return Err(format!("guest setup failed ({}): {}\n{}", setup.code, setup.stdout, setup.stderr));
     }
-    Ok(Fixture {
-        guest,
-        _share: share,
-    })
+    Ok(Fixture { guest, _share: share })
 }
 
 fn fixture() -> MutexGuard<'static, Option<Fixture>> {
@@ -173,17 +131,9 @@ fn run(script: &str) -> CmdOutput {
 
 fn run_for(script: &str, timeout: Duration) -> CmdOutput {
     let mut f = fixture();
-    let Some(f) = f.as_mut() else {
-        panic!("the guest is gone")
-    };
-    let o = f
-        .guest
-        .run(script, timeout)
-        .unwrap_or_else(|e| panic!("{script}: {e}"));
-    eprintln!(
-        "guest$ {script}\n  -> {} stdout={:?} stderr={:?}",
-        o.code, o.stdout, o.stderr
-    );
+    let Some(f) = f.as_mut() else { panic!("the guest is gone") };
+    let o = f.guest.run(script, timeout).unwrap_or_else(|e| panic!("{script}: {e}"));
+    eprintln!("guest$ {script}\n  -> {} stdout={:?} stderr={:?}", o.code, o.stdout, o.stderr);
     o
 }
 
@@ -197,19 +147,14 @@ fn ok(script: &str) -> String {
 fn pid1_is_systemd_257_and_the_system_is_up() {
     let state = {
         let f = fixture();
-        f.as_ref()
-            .map(|f| f.guest.system_state.clone())
-            .unwrap_or_default()
+        f.as_ref().map(|f| f.guest.system_state.clone()).unwrap_or_default()
     };
     assert_eq!(ok("readlink /proc/1/exe"), "/usr/lib/systemd/systemd");
     let v = ok("systemctl --version | head -1");
     assert!(v.starts_with("systemd 257 "), "{v}");
     let failed = ok("systemctl list-units --failed --no-legend --plain");
     eprintln!("system state {state:?}; failed units: {failed:?}");
-    assert!(
-        state == "running" || state == "degraded",
-        "is-system-running: {state:?}; failed: {failed}"
-    );
+    assert!(state == "running" || state == "degraded", "is-system-running: {state:?}; failed: {failed}");
 }
 
 #[test]
@@ -219,10 +164,7 @@ fn cgroup_v2_is_the_only_hierarchy() {
     assert_eq!(mounts, "/sys/fs/cgroup cgroup2", "{mounts}");
     let controllers = ok("cat /sys/fs/cgroup/cgroup.controllers");
     for c in ["cpu", "memory", "pids", "io"] {
-        assert!(
-            controllers.split(' ').any(|x| x == c),
-            "{c} missing: {controllers}"
-        );
+        assert!(controllers.split(' ').any(|x| x == c), "{c} missing: {controllers}");
     }
 }
 
@@ -250,13 +192,9 @@ fn clients_are_trixies_and_running() {
     assert!(podman.starts_with("podman version 5."), "{podman}");
     assert!(ok("runc --version").starts_with("runc version 1.1."));
     assert!(ok("crun --version").starts_with("crun version 1."));
-    assert_eq!(
-        ok("systemctl is-active docker.service containerd.service"),
-        "active\nactive"
-    );
+    assert_eq!(ok("systemctl is-active docker.service containerd.service"), "active\nactive");
     // Docker's own view of the host: what it puts in every spec follows from this.
-    let info =
-        ok("docker info --format '{{.CgroupDriver}} {{.CgroupVersion}} {{json .SecurityOptions}}'");
+    let info = ok("docker info --format '{{.CgroupDriver}} {{.CgroupVersion}} {{json .SecurityOptions}}'");
     assert!(info.starts_with("systemd 2 "), "{info}");
     assert!(info.contains("name=apparmor"), "{info}");
 }
@@ -297,16 +235,8 @@ fn berth_runs_a_busybox_bundle_with_the_cgroupfs_driver() {
     let v = ok("berth --version");
     assert!(v.starts_with("berth"), "{v}");
     let o = run("cd /root/bundle && berth --root /run/berth-test run hello-guest");
-    assert_eq!(
-        o.code, 3,
-        "the container's exit code; stdout {:?} stderr {:?}",
-        o.stdout, o.stderr
-    );
-    assert_eq!(
-        o.stdout, "hello from berth\n0::/berth-test/hello\n",
-        "stderr: {}",
-        o.stderr
-    );
+    assert_eq!(o.code, 3, "the container's exit code; stdout {:?} stderr {:?}", o.stdout, o.stderr);
+    assert_eq!(o.stdout, "hello from berth\n0::/berth-test/hello\n", "stderr: {}", o.stderr);
     // The container's cgroup and state went with it.
     assert_eq!(ok("test -e /sys/fs/cgroup/berth-test/hello && echo left || echo gone"), "gone");
     assert_eq!(ok("ls /run/berth-test"), "");
