@@ -242,18 +242,25 @@ fn berth_runs_a_busybox_bundle_with_the_cgroupfs_driver() {
     assert_eq!(ok("ls /run/berth-test"), "");
 }
 
-/// Docker with berth registered by path in daemon.json. Today berth refuses dockerd's
-/// `process.apparmorProfile` ("docker-default"), so this fails at create; it is kept out
-/// of CI until issue 14 item 3 lands (enable with `--features manual-tests`).
-#[cfg(feature = "manual-tests")]
+/// Docker with its defaults on this host (the systemd cgroup driver, the docker-default
+/// AppArmor profile) and berth registered by path in daemon.json: the container runs under
+/// the profile, in a scope systemd knows.
 #[test]
-#[ignore = "needs apparmor support (issue 14 item 3)"]
-fn docker_runs_on_berth() {
+fn docker_runs_on_berth_under_docker_default_in_a_systemd_scope() {
     import_busybox("docker");
     ok(
         r#"printf '{"runtimes":{"berth":{"path":"/usr/local/bin/berth"}}}\n' >/etc/docker/daemon.json && systemctl reload docker"#,
     );
-    let o = run("docker run --rm --runtime berth busybox:local echo hello from berth under docker");
+    let o = run("docker run --rm --runtime berth busybox:local sh -c 'echo hello from berth; cat /proc/self/attr/current; echo; cat /proc/self/cgroup'");
     assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
-    assert_eq!(o.stdout.trim(), "hello from berth under docker");
+    let lines: Vec<&str> = o.stdout.lines().map(|l| l.trim_end_matches('\0')).filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.first().copied(), Some("hello from berth"), "{}", o.stdout);
+    assert_eq!(lines.get(1).copied(), Some("docker-default (enforce)"), "{}", o.stdout);
+    // Docker's default cgroupns is private on cgroup v2: the container sees its scope as /.
+    assert_eq!(lines.get(2).copied(), Some("0::/"), "{}", o.stdout);
+    // What the profile denies is denied.
+    let o = run("docker run --rm --runtime berth busybox:local sh -c 'echo h > /proc/sysrq-trigger'");
+    assert_ne!(o.code, 0, "writing /proc/sysrq-trigger under docker-default: {}\n{}", o.stdout, o.stderr);
+    // No scope is left once the container is gone.
+    assert_eq!(ok("systemctl list-units --all --no-legend 'docker-*.scope' | wc -l"), "0");
 }
