@@ -6,8 +6,7 @@
 # pids.limit 42: config.json (args sleep 1000, cgroupsPath system.slice:berth:sdt),
 # config2.json (the same, cgroupsPath bt-pod1.slice:cri:sdn: a slice that does not exist),
 # config3.json (args true, cgroupsPath system.slice:berth:sdd). Prints "RESULT: ok" or
-# "RESULT:" and what failed. Run once by hand on branch systemd (13:40 UTC, 2026-12-04):
-# RESULT: ok; to be wired into the trixie guest's test binary when that lands.
+# "RESULT:" and what failed. conformance/tests/systemd_guest.rs fills the share and runs it.
 S=$1
 p=""
 install -m0755 $S/berth /usr/local/bin/berth

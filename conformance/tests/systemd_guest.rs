@@ -73,8 +73,28 @@ fn make_share(berth: &std::path::Path) -> Result<tempfile::TempDir, String> {
     c["root"] = json!({"path": "rootfs", "readonly": true});
     c["linux"]["cgroupsPath"] = json!("/berth-test/hello");
     std::fs::write(&path, serde_json::to_vec_pretty(&c).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    // The systemd cgroup driver's checks (conformance/qemu/trixie-systemd-cgroup.sh says what
+    // it expects here): three bundles' configs beside the script.
+    let sd = |args: &[&str], cgroups_path: &str| {
+        let mut c = c.clone();
+        c["process"]["args"] = json!(args);
+        c["linux"]["cgroupsPath"] = json!(cgroups_path);
+        c["linux"]["resources"] = json!({"memory": {"limit": 67108864}, "pids": {"limit": 42}});
+        serde_json::to_vec_pretty(&c).map_err(|e| e.to_string())
+    };
+    for (name, args, cgroups_path) in [
+        ("config.json", &["sleep", "1000"][..], "system.slice:berth:sdt"),
+        ("config2.json", &["sleep", "1000"][..], "bt-pod1.slice:cri:sdn"),
+        ("config3.json", &["true"][..], "system.slice:berth:sdd"),
+    ] {
+        std::fs::write(share.path().join(name), sd(args, cgroups_path)?).map_err(|e| e.to_string())?;
+    }
+    std::fs::write(share.path().join("trixie-systemd-cgroup.sh"), SYSTEMD_CGROUP_SH).map_err(|e| e.to_string())?;
     Ok(share)
 }
+
+/// Run in the guest by `the_systemd_driver_makes_scopes_systemd_knows`.
+const SYSTEMD_CGROUP_SH: &str = include_str!("../qemu/trixie-systemd-cgroup.sh");
 
 fn boot() -> Result<Fixture, String> {
     let berth = berth_binary()?;
@@ -263,4 +283,21 @@ fn docker_runs_on_berth_under_docker_default_in_a_systemd_scope() {
     assert_ne!(o.code, 0, "writing /proc/sysrq-trigger under docker-default: {}\n{}", o.stdout, o.stderr);
     // No scope is left once the container is gone.
     assert_eq!(ok("systemctl list-units --all --no-legend 'docker-*.scope' | wc -l"), "0");
+}
+
+/// `berth --systemd-cgroup` against systemd 257: the container is a transient scope in its
+/// slice with the resources as unit properties (and the same values in the cgroup files),
+/// `update` and `daemon-reload` keep them, a missing nested slice is made, `delete` leaves no
+/// unit, and the name of a container whose init died can be reused.
+#[test]
+fn the_systemd_driver_makes_scopes_systemd_knows() {
+    let o =
+        run_for(&format!("sh {share}/trixie-systemd-cgroup.sh {share}", share = SHARE_MOUNT), Duration::from_secs(300));
+    assert!(
+        o.stdout.lines().any(|l| l == "RESULT: ok"),
+        "code {}\nstdout:\n{}\nstderr:\n{}",
+        o.code,
+        o.stdout,
+        o.stderr
+    );
 }
