@@ -301,3 +301,47 @@ fn the_systemd_driver_makes_scopes_systemd_knows() {
         o.stderr
     );
 }
+
+/// podman 5 with its systemd cgroup manager and `--runtime` given berth's path, next to
+/// runc: run, a memory limit the container sees, exec into a detached container, stop, rm.
+#[test]
+fn podman_runs_on_berth_as_on_runc() {
+    import_busybox("podman");
+    for rt in ["runc", "/usr/local/bin/berth"] {
+        let p = format!("podman --runtime {rt}");
+        let out = ok(&format!(
+            "{p} run --rm --network none --memory 64m busybox:local sh -c 'echo hello; cat /sys/fs/cgroup/memory.max'"
+        ));
+        assert_eq!(out, "hello\n67108864", "{rt}: {out}");
+        let id = ok(&format!("{p} run -d --network none --name pb busybox:local sleep 1000"));
+        assert!(!id.is_empty(), "{rt}: no id");
+        let out = ok(&format!("{p} exec pb sh -c 'echo in; id -u'"));
+        assert_eq!(out, "in\n0", "{rt}: {out}");
+        ok(&format!("{p} stop -t 1 pb >/dev/null && {p} rm pb >/dev/null"));
+        assert_eq!(ok(&format!("{p} ps -a --filter name=pb --format '{{{{.Names}}}}'")), "", "{rt}");
+    }
+}
+
+/// Docker's everyday commands on berth, as on runc: a detached container, exec, pause and
+/// unpause, a memory limit that OOM-kills (exit 137), stop and rm.
+#[test]
+fn docker_exec_pause_oom_stop_on_berth_as_on_runc() {
+    import_busybox("docker");
+    ok(
+        r#"printf '{"runtimes":{"berth":{"path":"/usr/local/bin/berth"}}}\n' >/etc/docker/daemon.json && systemctl reload docker"#,
+    );
+    for rt in ["runc", "berth"] {
+        ok(&format!("docker run -d --runtime {rt} --name db busybox:local sleep 1000 >/dev/null"));
+        assert_eq!(ok("docker exec db sh -c 'echo in'"), "in", "{rt}");
+        ok("docker pause db >/dev/null");
+        assert_eq!(ok("docker inspect -f '{{.State.Status}}' db"), "paused", "{rt}");
+        ok("docker unpause db >/dev/null");
+        assert_eq!(ok("docker exec db echo back"), "back", "{rt}");
+        ok("docker stop -t 1 db >/dev/null && docker rm db >/dev/null");
+        // A tail of /dev/zero grows until the 16 MiB limit kills it.
+        let o = run(&format!(
+            "docker run --rm --runtime {rt} --memory 16m --memory-swap 16m busybox:local sh -c 'tail /dev/zero'"
+        ));
+        assert_eq!(o.code, 137, "{rt}: OOM kill; stdout {:?} stderr {:?}", o.stdout, o.stderr);
+    }
+}
