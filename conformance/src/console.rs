@@ -36,3 +36,21 @@ pub fn read_until(master: OwnedFd, marker: &str) -> String {
     }
     String::from_utf8_lossy(&all).replace('\r', "")
 }
+
+/// The runtime's command line for `args` (with its `--root`), each word single-quoted for a
+/// shell: what [`under_script`] runs.
+pub fn runtime_cmdline(c: &crate::Case, args: &[&str]) -> String {
+    let q = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
+    [c.rt.bin.to_str().unwrap_or_default(), "--root", c.rt.root.to_str().unwrap_or_default()]
+        .iter()
+        .chain(args)
+        .map(|a| q(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs the shell command line `cmd` under script(1), which gives it a terminal of its own
+/// as stdin, stdout and stderr, as a person's would be.
+pub fn under_script(cmd: &str) -> crate::Out {
+    crate::runtime::Invocation::new(Path::new("script")).args(["-qec", cmd, "/dev/null"]).run()
+}

@@ -1,6 +1,7 @@
 //! `terminal: true` with `--console-socket`: the pty master comes back over
 //! SCM_RIGHTS and the container's stdio is the pty slave.
 
+use conformance::console::{runtime_cmdline, under_script};
 use conformance::Case;
 use serde_json::json;
 use std::fs::File;
@@ -132,24 +133,8 @@ fn foreground_run_with_terminal_keeps_newlines() {
         c.config()["process"]["terminal"] = true.into();
         c.bundle.set_args(&["printf", "a\\nb\\n"]);
         c.write();
-        let q = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
-        let cmd = [
-            c.rt.bin.to_str().unwrap(),
-            "--root",
-            c.rt.root.to_str().unwrap(),
-            "run",
-            "--bundle",
-            c.bundle.dir.to_str().unwrap(),
-            &c.id,
-        ]
-        .iter()
-        .map(|a| q(a))
-        .collect::<Vec<_>>()
-        .join(" ");
-        // script(1) gives the runtime a terminal of its own, as a person's would be.
-        let out = conformance::runtime::Invocation::new(std::path::Path::new("script"))
-            .args(["-qec", &cmd, "/dev/null"])
-            .run();
+        let cmd = runtime_cmdline(c, &["run", "--bundle", c.bundle.dir.to_str().unwrap(), &c.id]);
+        let out = under_script(&cmd);
         out.expect_ok(rt);
         // script(1) echoes a NUL of its own as "^@" while the terminal is not yet raw.
         let text = out.stdout.replace("^@", "").replace('\0', "");

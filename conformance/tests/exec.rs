@@ -1,6 +1,7 @@
 //! `exec`: a process joining a running (or created) container, with runc's command line.
 //! Everything here also runs against runc (BERTH=/usr/sbin/runc).
 
+use conformance::console::{runtime_cmdline, under_script};
 use conformance::util::status_field;
 use conformance::{sha256_file, Case, Out};
 use serde_json::json;
@@ -353,25 +354,7 @@ fn exec_into_a_paused_container_is_refused() {
 #[test]
 fn foreground_exec_tty_proxies_the_terminal() {
     let c = running("exec_fg_tty");
-    let q = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
-    let cmd = [
-        c.rt.bin.to_str().unwrap(),
-        "--root",
-        c.rt.root.to_str().unwrap(),
-        "exec",
-        "-t",
-        &c.id,
-        "sh",
-        "-c",
-        "tty; echo in-tty; exit 5",
-    ]
-    .iter()
-    .map(|a| q(a))
-    .collect::<Vec<_>>()
-    .join(" ");
-    // script(1) gives berth a terminal of its own, as a person's would be.
-    let out =
-        conformance::runtime::Invocation::new(std::path::Path::new("script")).args(["-qec", &cmd, "/dev/null"]).run();
+    let out = under_script(&runtime_cmdline(&c, &["exec", "-t", &c.id, "sh", "-c", "tty; echo in-tty; exit 5"]));
     let text = out.stdout.replace(['\r', '\0'], "").replace("^@", "");
     assert_eq!(out.code, 5, "the process's exit code comes back through script: {out}");
     let lines: Vec<&str> = text.lines().collect();
@@ -449,27 +432,13 @@ fn foreground_exec_tty_keeps_newlines() {
     // leaves ONLCR set.
     conformance::each_runtime_but(&["runc", "crun"], "exec_fg_onlcr", |c, rt| {
         start_sleeper(c, rt);
-        let cmd = script_cmd(c, &["exec", "-t", &c.id, "printf", "a\\nb\\n"]);
-        let out = conformance::runtime::Invocation::new(std::path::Path::new("script"))
-            .args(["-qec", &cmd, "/dev/null"])
-            .run();
+        let out = under_script(&runtime_cmdline(c, &["exec", "-t", &c.id, "printf", "a\\nb\\n"]));
         out.expect_ok(rt);
         // script(1) echoes a NUL of its own as "^@" while the terminal is not yet raw.
         let text = out.stdout.replace("^@", "").replace('\0', "");
         assert!(text.contains("a\nb\n"), "{rt}: {:?}", out.stdout);
         assert!(!text.contains('\r'), "{rt}: {:?}", out.stdout);
     });
-}
-
-/// A shell command line running the case's runtime with `args`, for script(1).
-fn script_cmd(c: &Case, args: &[&str]) -> String {
-    let q = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
-    [c.rt.bin.to_str().unwrap(), "--root", c.rt.root.to_str().unwrap()]
-        .iter()
-        .chain(args)
-        .map(|a| q(a))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! config.json `process`: args, env, cwd, user, umask, rlimits, capabilities,
 //! noNewPrivileges, oomScoreAdj.
 
+use conformance::console::{runtime_cmdline, under_script};
 use conformance::util::status_field;
 use conformance::Case;
 use serde_json::json;
@@ -236,25 +237,8 @@ fn host_terminal_inherited_as_stdio_is_not_handed_to_the_container_user() {
         c.config()["process"]["user"] = json!({"uid": 1000, "gid": 1000});
         c.bundle.set_args(&["true"]);
         c.write();
-        let q = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
-        let run = [
-            c.rt.bin.to_str().unwrap(),
-            "--root",
-            c.rt.root.to_str().unwrap(),
-            "run",
-            "--bundle",
-            c.bundle.dir.to_str().unwrap(),
-            &c.id,
-        ]
-        .iter()
-        .map(|a| q(a))
-        .collect::<Vec<_>>()
-        .join(" ");
-        // script(1) gives the runtime a terminal of its own as stdin, stdout and stderr.
-        let cmd = format!("{run}; echo rc=$?; stat -L -c 'owner %u' /proc/self/fd/0");
-        let out = conformance::runtime::Invocation::new(std::path::Path::new("script"))
-            .args(["-qec", &cmd, "/dev/null"])
-            .run();
+        let run = runtime_cmdline(c, &["run", "--bundle", c.bundle.dir.to_str().unwrap(), &c.id]);
+        let out = under_script(&format!("{run}; echo rc=$?; stat -L -c 'owner %u' /proc/self/fd/0"));
         let text = out.stdout.replace(['\r', '\0'], "").replace("^@", "");
         assert!(text.contains("rc=0\nowner 0"), "{rt}: {text:?}");
     });
