@@ -318,7 +318,7 @@ pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
             return Err(Error::WrongState { id: id.into(), status: Status::Stopped, msg: "container not running" });
         }
         if sig != 0 {
-            signal::kill_cgroup(&*recorded_cgroup::manager(&rec), sig);
+            signal::kill_cgroup(&*rec.cgroup_manager(), sig);
         }
         Ok(())
     };

@@ -33,7 +33,7 @@ fn live_record(store: &Store, id: &str) -> Result<Record> {
 }
 
 fn stats_line(rec: &Record) -> Result<String> {
-    let stats = crate::recorded_cgroup::manager(rec).stats()?;
+    let stats = rec.cgroup_manager().stats()?;
     let ev = Event { kind: "stats", id: &rec.id, data: Some(stats) };
     serde_json::to_string(&ev).map_err(|e| Error::io("encoding stats", e.into()))
 }
@@ -47,7 +47,7 @@ pub fn stats(store: &Store, id: &str) -> Result<String> {
 /// cgroup, until the container's init exits (or `out` is closed).
 pub fn stream(store: &Store, id: &str, interval: Duration, out: &mut dyn Write) -> Result<()> {
     let rec = live_record(store, id)?;
-    let cg = crate::recorded_cgroup::manager(&rec);
+    let cg = rec.cgroup_manager();
     let pidfd = crate::sys::pidfd_open(rec.pid).map_err(|_| not_running(id))?;
     if !crate::sys::process_alive(rec.pid, rec.init_start_time) {
         return Err(not_running(id));

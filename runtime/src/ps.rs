@@ -10,7 +10,7 @@ use crate::state::Store;
 /// cgroup is gone has none.
 pub fn pids(store: &Store, id: &str) -> Result<Vec<i32>> {
     let rec = store.load(id)?;
-    Ok(crate::recorded_cgroup::manager(&rec).pids()?)
+    Ok(rec.cgroup_manager().pids()?)
 }
 
 /// The host's `ps <args>` (default `-ef`): its header and the lines of the container's

@@ -10,17 +10,12 @@ use crate::cgroups::{self, CgroupState, Manager};
 use crate::error::{Error, Result};
 use crate::state::Record;
 
-/// The record's cgroup, as recorded (not checked: for reading stats and pids).
-pub(crate) fn manager(rec: &Record) -> Box<dyn Manager> {
-    rec.cgroup_manager()
-}
-
 /// The record's cgroup, if it can be trusted with signals and removal. `init_pinned`: the
 /// record's init is alive (and pinned by the caller), so the cgroup must hold it; a state
 /// file rewritten to name another cgroup then fails. Without a live init only the shape is
 /// checked (see `sane`).
 pub(crate) fn trusted(rec: &Record, init_pinned: bool) -> Result<Box<dyn Manager>> {
-    let cg = manager(rec);
+    let cg = rec.cgroup_manager();
     let st = cg.state();
     let refuse =
         |why: String| Error::Init { id: rec.id.clone(), msg: format!("the recorded cgroup {why}: refusing to use it") };

@@ -203,7 +203,7 @@ pub fn update(store: &Store, id: &str, change: &LinuxResources) -> Result<()> {
     if matches!(status, Status::Stopped | Status::Creating) {
         return Err(Error::WrongState { id: id.into(), status, msg: "container not running" });
     }
-    let cg = crate::recorded_cgroup::manager(&rec);
+    let cg = rec.cgroup_manager();
     let old = rec.resources.clone().unwrap_or_default();
     let new = merge(&old, change);
     cg.validate(&new)?;

@@ -204,7 +204,7 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
     let spec = loaded.spec;
     refuse_terminal(&spec)?;
     let externals = external_namespaces(&spec)?;
-    let cg = crate::recorded_cgroup::manager(&rec);
+    let cg = rec.cgroup_manager();
 
     let image = std::path::absolute(&opts.criu.image_path).map_err(|e| Error::io("--image-path", e))?;
     let work = match &opts.criu.work_path {
