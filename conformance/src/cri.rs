@@ -82,12 +82,24 @@ pub fn write_images(dir: &Path) -> Result<(PathBuf, PathBuf)> {
     Ok((pause, busybox))
 }
 
+/// How the CRI plugin runs pods, beyond what every env shares.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CriOptions {
+    /// `SystemdCgroup = true` for both handlers, as on a node whose kubelet uses the systemd
+    /// cgroup driver: the shims pass `--systemd-cgroup` and pods' cgroup parents are slices.
+    pub systemd_cgroup: bool,
+    /// Let the CRI plugin apply its default AppArmor profile (where AppArmor is enabled);
+    /// off by default, as this lab host has no AppArmor.
+    pub apparmor: bool,
+}
+
 /// The containerd config: CRI with both handlers, the berth snapshotter, private CNI.
 pub struct CriConfig<'a> {
     pub dir: &'a Path,
     pub snapshotter_socket: &'a Path,
     /// The runtime binary containerd-shim-berth-v2 runs (written to its options file).
     pub berth_binary: &'a Path,
+    pub options: CriOptions,
 }
 
 impl CriConfig<'_> {
@@ -112,7 +124,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{PAUSE_IMAGE}"
   restrict_oom_score_adj = true
-  disable_apparmor = true
+  disable_apparmor = {no_apparmor}
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   [plugins."io.containerd.grpc.v1.cri".containerd]
@@ -126,6 +138,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         BinaryName = "/usr/sbin/runc"
+        SystemdCgroup = {systemd}
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{d}/cni"
@@ -133,13 +146,20 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 "#,
             sock = self.socket().display(),
             snap = self.snapshotter_socket.display(),
+            no_apparmor = !self.options.apparmor,
+            systemd = self.options.systemd_cgroup,
         )
     }
 
     /// The berth shim's own options file (containerd 1.6 hands a non-runc runtime type only
-    /// `ConfigPath`): the runtime binary and its root.
+    /// `ConfigPath`): the runtime binary, its root and the cgroup driver.
     pub fn shim_options(&self) -> String {
-        format!("BinaryName = \"{}\"\nRoot = \"{}/berth-root\"\n", self.berth_binary.display(), self.dir.display())
+        format!(
+            "BinaryName = \"{}\"\nRoot = \"{}/berth-root\"\nSystemdCgroup = {}\n",
+            self.berth_binary.display(),
+            self.dir.display(),
+            self.options.systemd_cgroup
+        )
     }
 }
 
@@ -180,7 +200,10 @@ pub fn shim_binary() -> PathBuf {
 pub struct CriEnv {
     pub dir: PathBuf,
     pub tag: String,
+    /// The pods' cgroup parent: a directory under the env's tag, or with the systemd driver
+    /// a pod slice as kubelet names it (`kubepods-burstable-pod<tag>.slice`).
     pub cgroup_parent: String,
+    pub options: CriOptions,
     pub rt: tokio::runtime::Runtime,
     pub runtime: RuntimeServiceClient<Channel>,
     pub images: ImageServiceClient<Channel>,
@@ -191,6 +214,10 @@ pub struct CriEnv {
 
 impl CriEnv {
     pub fn start() -> Result<CriEnv> {
+        CriEnv::start_with(CriOptions::default())
+    }
+
+    pub fn start_with(options: CriOptions) -> Result<CriEnv> {
         let (tag, octet) = run_tag();
         // Short: the shim and ttrpc sockets live below it.
         let dir = PathBuf::from(format!("/tmp/{tag}"));
@@ -203,7 +230,7 @@ impl CriEnv {
             .map_err(io("tokio runtime"))?;
         let snapshotter = SnapshotterProcess::start().map_err(|e| CriError::Setup(e.to_string()))?;
         let berth = berth_runtime_binary();
-        let cfg = CriConfig { dir: &dir, snapshotter_socket: &snapshotter.socket, berth_binary: &berth };
+        let cfg = CriConfig { dir: &dir, snapshotter_socket: &snapshotter.socket, berth_binary: &berth, options };
         fs::write(dir.join("config.toml"), cfg.render()).map_err(io("config.toml"))?;
         fs::write(dir.join("berth-shim.toml"), cfg.shim_options()).map_err(io("berth-shim.toml"))?;
         fs::write(dir.join("cni/10-berth.conflist"), cni_conflist(&tag, octet, &dir.join("ipam")))
@@ -228,8 +255,11 @@ impl CriEnv {
         let runtime = RuntimeServiceClient::new(Channel::from_static("http://[::1]:1").connect_lazy());
         let images = ImageServiceClient::new(Channel::from_static("http://[::1]:1").connect_lazy());
         drop(guard);
+        let cgroup_parent =
+            if options.systemd_cgroup { format!("kubepods-burstable-pod{tag}.slice") } else { format!("/{tag}") };
         let mut env = CriEnv {
-            cgroup_parent: format!("/{tag}"),
+            cgroup_parent,
+            options,
             dir,
             tag,
             rt,
@@ -597,6 +627,10 @@ impl Drop for CriEnv {
         self.snapshotter.take();
         unmount_all_under(&self.dir);
         delete_link(&self.tag);
+        if self.options.systemd_cgroup {
+            // kubelet stops a pod's slice when the pod is gone; systemd then removes its cgroup.
+            let _ = Command::new("systemctl").args(["stop", &self.cgroup_parent]).stderr(Stdio::null()).status();
+        }
         let mut cgroups = crate::leak::cgroup_dirs_containing(&self.tag);
         cgroups.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
         for cg in cgroups {

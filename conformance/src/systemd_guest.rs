@@ -28,7 +28,7 @@ const AGENT_UNIT: &str = include_str!("../qemu/berth-agent.service");
 
 /// What the image holds beyond debootstrap's minbase. `--no-install-recommends`, so every
 /// helper a client needs at run time is named: netavark and catatonit for podman, iptables
-/// for dockerd's bridge, policycoreutils for labelling, initramfs-tools and zstd for the
+/// for dockerd's bridge, containernetworking-plugins for CRI pods, policycoreutils for labelling, initramfs-tools and zstd for the
 /// kernel's initrd.
 pub const PACKAGES: &[&str] = &[
     "systemd",
@@ -51,6 +51,8 @@ pub const PACKAGES: &[&str] = &[
     "selinux-utils",
     "policycoreutils",
     "iproute2",
+    // The CRI plugin's pod network (the bridge, host-local and loopback plugins).
+    "containernetworking-plugins",
     "busybox-static",
     "criu",
     "iptables",

@@ -54,10 +54,11 @@ fn make_share(berth: &std::path::Path) -> Result<tempfile::TempDir, String> {
         _ => conformance::util::workspace_binary(name, env),
     };
     copy(&sibling("containerd-shim-berth-v2", "BERTH_SHIM"), "containerd-shim-berth-v2")?;
-    let snap = sibling("berth-snapshotter", "BERTH_SNAPSHOTTER");
-    if snap.is_file() {
-        copy(&snap, "berth-snapshotter")?;
-    }
+    // The CRI test's pod: the snapshotter and pause image of the same build, and the CRI
+    // client that drives containerd from inside the guest.
+    copy(&sibling("berth-snapshotter", "BERTH_SNAPSHOTTER"), "berth-snapshotter")?;
+    copy(&sibling("berth-pause", "BERTH_PAUSE"), "berth-pause")?;
+    copy(std::path::Path::new(env!("CARGO_BIN_EXE_cri-systemd-pod")), "cri-systemd-pod")?;
     let spec_dir = share.path().join("bundle");
     std::fs::create_dir(&spec_dir).map_err(|e| e.to_string())?;
     let st =
@@ -344,4 +345,106 @@ fn docker_exec_pause_oom_stop_on_berth_as_on_runc() {
         ));
         assert_eq!(o.code, 137, "{rt}: OOM kill; stdout {:?} stderr {:?}", o.stdout, o.stderr);
     }
+}
+
+/// The rest of Docker's everyday commands on berth, as on runc: `-it` gives the container a
+/// terminal; `--cpus` and `--pids-limit` become the scope's properties and the cgroup's files;
+/// `update` changes both while the container runs; `stats` reads the container's usage; and
+/// `systemctl` shows the container's scope as active.
+#[test]
+fn docker_tty_cpus_pids_update_stats_on_berth_as_on_runc() {
+    import_busybox("docker");
+    ok(
+        r#"printf '{"runtimes":{"berth":{"path":"/usr/local/bin/berth"}}}\n' >/etc/docker/daemon.json && systemctl reload docker"#,
+    );
+    for rt in ["runc", "berth"] {
+        // script(1) gives docker a terminal, as a person at a shell has. Its stdin is the
+        // agent's /dev/null: the NUL it then writes comes back echoed as "^@" (with runc too).
+        let tty = ok(&format!(
+            "script -qec \"docker run -it --rm --runtime {rt} busybox:local sh -c \
+             'test -t 0 && echo stdin-tty; test -t 1 && echo stdout-tty; tty; echo done'\" /dev/null \
+             | tr -d '\\r' | sed 's/^\\^@//'"
+        ));
+        assert_eq!(tty, "stdin-tty\nstdout-tty\n/dev/pts/0\ndone", "{rt}: docker run -it");
+        let id = ok(&format!(
+            "docker run -d --runtime {rt} --name dl --cpus 0.5 --pids-limit 42 --memory 64m --memory-swap 64m \
+             busybox:local sleep 1000"
+        ));
+        let unit = format!("docker-{id}.scope");
+        assert_eq!(ok(&format!("systemctl is-active {unit}")), "active", "{rt}");
+        let files = ok("docker exec dl sh -c 'cd /sys/fs/cgroup; cat cpu.max pids.max memory.max'");
+        assert_eq!(files, "50000 100000\n42\n67108864", "{rt}: the container's cgroup files");
+        let props = ok(&format!("systemctl show {unit} -p CPUQuotaPerSecUSec -p TasksMax -p MemoryMax | sort"));
+        assert_eq!(props, "CPUQuotaPerSecUSec=500ms\nMemoryMax=67108864\nTasksMax=42", "{rt}: {unit}");
+
+        ok("docker update --memory 32m --memory-swap 32m --pids-limit 50 dl >/dev/null");
+        let files = ok("docker exec dl sh -c 'cd /sys/fs/cgroup; cat pids.max memory.max'");
+        assert_eq!(files, "50\n33554432", "{rt}: after docker update");
+        let props = ok(&format!("systemctl show {unit} -p TasksMax -p MemoryMax | sort"));
+        assert_eq!(props, "MemoryMax=33554432\nTasksMax=50", "{rt}: {unit} after docker update");
+
+        let stats = ok("docker stats --no-stream --format '{{.PIDs}} {{.MemUsage}}' dl");
+        let (pids, mem) = stats.split_once(' ').unwrap_or_default();
+        assert_eq!(pids, "1", "{rt}: docker stats: {stats}");
+        assert!(mem.ends_with("/ 32MiB") && !mem.starts_with("0B"), "{rt}: docker stats: {stats}");
+        ok("docker rm -f dl >/dev/null");
+        assert_eq!(ok(&format!("systemctl list-units --all --no-legend {unit} | wc -l")), "0", "{rt}: {unit} left");
+    }
+}
+
+/// containerd 1.7's CRI plugin as a kubelet with the systemd cgroup driver uses it
+/// (`SystemdCgroup = true`, its default AppArmor profile) through containerd-shim-berth-v2,
+/// next to runc: a two-container pod in `kubepods-burstable-pod<uid>.slice`, each container a
+/// delegated `cri-containerd-<id>.scope` with its limits as unit properties and cgroup files,
+/// exec, logs, stats, a container OOM-killed (`OOMKilled`, 137), and a teardown that leaves
+/// no unit, cgroup, mount, shim or netns. The guest runs the CRI client
+/// (src/bin/cri-systemd-pod.rs), which prints what it saw.
+#[test]
+fn cri_pods_with_systemd_cgroup_on_berth_as_on_runc() {
+    let bins = "/usr/local/bin";
+    let o = run_for(
+        &format!(
+            "BERTH={bins}/berth BERTH_SHIM={bins}/containerd-shim-berth-v2 BERTH_SNAPSHOTTER={bins}/berth-snapshotter \
+             BERTH_PAUSE={bins}/berth-pause {SHARE_MOUNT}/cri-systemd-pod"
+        ),
+        Duration::from_secs(900),
+    );
+    assert_eq!(o.code, 0, "cri-systemd-pod failed:\n{}\n{}", o.stdout, o.stderr);
+    let facts: Vec<serde_json::Value> = o
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("CRI-FACTS "))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert_eq!(facts.len(), 2, "one line per handler: {}", o.stdout);
+    let berth = &facts[0];
+    assert_eq!(berth["handler"], "berth");
+    let has = |field: &str, line: &str| {
+        let v = berth[field].as_array().cloned().unwrap_or_default();
+        assert!(v.iter().any(|l| l == line), "berth: {field} lacks {line:?}: {v:?}");
+    };
+    let slice = "kubepods-burstable-pod<uid>.slice";
+    for (field, id) in [("web_unit", "<web>"), ("side_unit", "<side>"), ("pod_unit", "<pod>")] {
+        has(field, "ActiveState=active");
+        has(field, &format!("Slice={slice}"));
+        has(field, &format!("ControlGroup=/kubepods.slice/kubepods-burstable.slice/{slice}/cri-containerd-{id}.scope"));
+    }
+    has("web_unit", "Delegate=yes");
+    has("side_unit", "MemoryMax=67108864");
+    has("side_unit", "CPUQuotaPerSecUSec=500ms");
+    assert_eq!(berth["side_files"], "67108864\n50000 100000", "berth: the side container's cgroup files");
+    assert_eq!(berth["exec_exit"], 0);
+    assert_eq!(berth["exec_stdout"], json!(["in", "0::/", "cri-containerd.apparmor.d (enforce)"]));
+    assert_eq!(berth["web_log"], json!(["web up"]));
+    assert_eq!(berth["side_log"], json!(["side up"]));
+    assert_eq!(berth["stats_working_set_nonzero"], true);
+    assert_eq!(berth["stats_cpu_nonzero"], true);
+    assert_eq!((&berth["hog_exit"], &berth["hog_reason"]), (&json!(137), &json!("OOMKilled")));
+    assert_eq!(berth["leaks"], json!([]), "berth: left after RemovePodSandbox");
+    assert_eq!(berth["units_left"], json!([]), "berth: units left after the teardown");
+    assert_eq!((&berth["slice_stop"], &berth["slice_dir_left"]), (&json!("stopped"), &json!(false)));
+    let (mut b, mut r) = (facts[0].clone(), facts[1].clone());
+    b["handler"] = json!(null);
+    r["handler"] = json!(null);
+    assert_eq!(b, r, "berth and runc saw different things");
 }
