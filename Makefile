@@ -101,6 +101,9 @@ bench: build
 	BERTH_SNAPSHOTTER=$(CURDIR)/$(RELEASE_DIR)/berth-snapshotter $(RELEASE_DIR)/bench-snapshotter
 	$(RELEASE_DIR)/bench-shim
 	$(RELEASE_DIR)/bench-pod
+	@# The same scenarios on a systemd host: the Debian 13 guest (emulated, so ratios only),
+	@# with the cgroupfs driver and with --systemd-cgroup. BENCH_GUEST_N (default 20).
+	BERTH=$(CURDIR)/$(RELEASE_DIR)/berth $(RELEASE_DIR)/bench-guest
 
 # Fuzzing (cargo-fuzz, libFuzzer; see docs/fuzzing.md). Each target starts from its committed
 # seeds in fuzz/corpus/<target> (read only); what the fuzzer adds goes to fuzz/target/corpus.

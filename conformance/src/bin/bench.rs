@@ -8,6 +8,8 @@
 //! N iterations: `BENCH_N` (default 100).
 //! Binaries: `BERTH` (default: the workspace's newest build), `RUNC`, `CRUN` (default
 //! from PATH). A runtime that is missing or fails is reported and skipped.
+//! `BENCH_GLOBAL_ARGS` (space-separated, e.g. `--systemd-cgroup`) go before every
+//! container command of every runtime: all three take runc's global flags.
 
 use conformance::Bundle;
 use std::collections::BTreeMap;
@@ -30,10 +32,17 @@ fn which(name: &str) -> Option<PathBuf> {
 
 /// Spawns, waits with wait4, returns (wall time, exit status, ru_maxrss KiB, stderr).
 fn timed(bin: &Path, args: &[&OsStr]) -> (Duration, i32, i64, String) {
+    static GLOBAL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let global = GLOBAL.get_or_init(|| {
+        std::env::var("BENCH_GLOBAL_ARGS").unwrap_or_default().split_whitespace().map(str::to_string).collect()
+    });
+    // Global flags go with container commands (they all start with --root), not --version.
+    let global: &[String] = if args.first() == Some(&os("--root")) { global } else { &[] };
     let err = tempfile_path();
     let errf = std::fs::File::create(&err).expect("create stderr capture");
     let t0 = Instant::now();
-    let child = Command::new(bin).args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(errf).spawn();
+    let child =
+        Command::new(bin).args(global).args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(errf).spawn();
     let child = match child {
         Ok(c) => c,
         Err(e) => return (t0.elapsed(), -1, 0, format!("spawn {}: {e}", bin.display())),
