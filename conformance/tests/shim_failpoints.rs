@@ -260,6 +260,13 @@ fn exec_processes(id: &str) -> Vec<i32> {
         .collect()
 }
 
+impl Drop for Walk {
+    /// berth's root for the namespace, left empty by the walk's last removal.
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(Path::new(BERTH_ROOT).join(self.ns));
+    }
+}
+
 /// Waits for a process the walk started, killing it after `secs`; whether it exited 0.
 fn wait_bounded(mut child: std::process::Child, secs: u64) -> bool {
     let done = std::time::Instant::now() + Duration::from_secs(secs);
