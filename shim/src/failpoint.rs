@@ -1,6 +1,5 @@
-//! Named steps of the shim's Create, Start and Delete handling (and of its bootstrap and an
-//! exit's report)
-//! where a build with the `failpoints` feature dies abruptly (SIGKILL of itself: no
+//! Named steps of the shim's Create, Start, Exec and Delete handling (and of its bootstrap, an
+//! exit's report and the `delete` subcommand containerd runs after a shim died) where a build with the `failpoints` feature dies abruptly (SIGKILL of itself: no
 //! destructor, no cleanup), as a `kill -9` of the shim from outside would. This is the
 //! shim's side of berth's own failpoint walk (berth's runtime/src/failpoint.rs), and is
 //! walked by conformance/tests/shim_failpoints.rs through a real containerd.
@@ -9,8 +8,11 @@
 //! from the file `BERTH_SHIM_FAILPOINT_FILE` names (absent or empty: none): containerd
 //! passes its environment to the shims it starts, so one containerd is armed and disarmed
 //! by rewriting the file (and a shim that dies there first appends the step to
-//! `<file>.hits`). `BERTH_SHIM_FAILPOINT=list` makes such a build print every step
-//! and exit. A build without the feature carries none of it: `hit` is empty and `listing`
+//! `<file>.hits`). A step followed by ` stop` (`create:registered stop`) stops the process
+//! (SIGSTOP) there instead of killing it, so that a test can first kill containerd and then
+//! the shim: a shim that dies while containerd is down is cleaned up by containerd's recovery
+//! when it starts again, not by its reaction to the shim's connection closing.
+//! `BERTH_SHIM_FAILPOINT=list` makes such a build print every step and exit. A build without the feature carries none of it: `hit` is empty and `listing`
 //! is `None`.
 
 /// Every step, in the order a container passes them: `<operation>:<step>`.
@@ -23,11 +25,23 @@ pub const STEPS: &[&str] = &[
     "create:event-published",
     "start:runtime-started",
     "start:event-published",
+    // The Exec request, then the Start of that exec process.
+    "exec:registered",
+    "exec:added-event-published",
+    "exec:spec-written",
+    "exec:runtime-execed",
+    "exec:started",
+    "exec:event-published",
     "exit:event-published",
     "delete:runtime-deleted",
     "delete:forgotten",
     "delete:rootfs-unmounted",
     "delete:event-published",
+    // The `delete` subcommand (shim.rs), run by containerd for a shim that is gone.
+    "cleanup:runtime-deleted",
+    "cleanup:rootfs-unmounted",
+    "cleanup:socket-removed",
+    "cleanup:response-written",
 ];
 
 /// The variable that selects the step.
@@ -40,12 +54,28 @@ pub const FILE_ENV: &str = "BERTH_SHIM_FAILPOINT_FILE";
 pub fn hit(step: &'static str) {
     debug_assert!(STEPS.contains(&step), "failpoint {step} is not in STEPS");
     #[cfg(feature = "failpoints")]
-    if selected().is_some_and(|s| s == step) {
-        record_hit(step);
-        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    if let Some(selected) = selected() {
+        let (name, stop) = parse(&selected);
+        if name == step {
+            record_hit(step);
+            if stop {
+                // Resumed (SIGCONT) rather than killed: die as if it had not stopped.
+                let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
+            }
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        }
     }
     #[cfg(not(feature = "failpoints"))]
     let _ = step;
+}
+
+/// The step of a selection and whether it says ` stop`.
+#[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+fn parse(selected: &str) -> (&str, bool) {
+    match selected.trim().split_once(char::is_whitespace) {
+        Some((step, mode)) => (step, mode.trim() == "stop"),
+        None => (selected.trim(), false),
+    }
 }
 
 /// The selected step, read afresh each time: the file may be rewritten between containers.
@@ -92,8 +122,16 @@ mod tests {
         for s in STEPS {
             assert!(seen.insert(*s), "{s} twice");
             let op = s.split(':').next().unwrap_or_default();
-            assert!(["bootstrap", "create", "start", "exit", "delete"].contains(&op), "{s}");
+            assert!(["bootstrap", "create", "start", "exec", "exit", "delete", "cleanup"].contains(&op), "{s}");
         }
+    }
+
+    #[test]
+    fn a_selection_names_a_step_and_may_say_stop() {
+        assert_eq!(parse("create:registered"), ("create:registered", false));
+        assert_eq!(parse("create:registered stop\n"), ("create:registered", true));
+        assert_eq!(parse(" exec:started  stop "), ("exec:started", true));
+        assert_eq!(parse(""), ("", false));
     }
 
     #[test]

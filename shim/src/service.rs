@@ -494,14 +494,17 @@ impl Service {
         self.tasks().pending += 1;
         let result = (|| -> Result<(u32, crate::io::ProcessIo)> {
             fs::write(&spec_file, &spec).map_err(io("write exec process spec"))?;
+            failpoint::hit("exec:spec-written");
             if stdio.terminal {
                 let socket = ConsoleSocket::new()?;
                 runtime.exec(id, &spec_file, &pid_file, Some(socket.path()), Default::default())?;
+                failpoint::hit("exec:runtime-execed");
                 let pid = read_pid(&pid_file)?;
                 Ok((pid, start_console_copy(socket.receive_master()?, &stdio)?))
             } else {
                 let (pio, child) = open_direct(&stdio)?;
                 runtime.exec(id, &spec_file, &pid_file, None, child)?;
+                failpoint::hit("exec:runtime-execed");
                 Ok((read_pid(&pid_file)?, pio))
             }
         })();
@@ -533,10 +536,12 @@ impl Service {
         if let Some(status) = early {
             p.set_exited(status);
         }
+        failpoint::hit("exec:started");
         self.events.publish(
             topics::TASK_EXEC_STARTED_EVENT_TOPIC,
             TaskExecStarted { container_id: id.to_string(), exec_id: exec_id.to_string(), pid, ..Default::default() },
         );
+        failpoint::hit("exec:event-published");
         let p = c.process(exec_id)?;
         if p.state == State::Stopped {
             let ev = c.exit_event(p);
@@ -643,10 +648,12 @@ impl Service {
         );
         p.spec = spec;
         c.execs.insert(req.exec_id.clone(), p);
+        failpoint::hit("exec:registered");
         self.events.publish(
             topics::TASK_EXEC_ADDED_EVENT_TOPIC,
             TaskExecAdded { container_id: req.id.clone(), exec_id: req.exec_id.clone(), ..Default::default() },
         );
+        failpoint::hit("exec:added-event-published");
         Ok(Empty::new())
     }
 

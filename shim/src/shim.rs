@@ -273,11 +273,13 @@ fn delete(flags: &Flags) -> Result<()> {
     if let Err(e) = runtime.delete(&flags.id, true) {
         log::warn!("delete {}: {e}", flags.id);
     }
+    crate::failpoint::hit("cleanup:runtime-deleted");
     if let Some(rootfs) = bundle.join("rootfs").to_str() {
         if let Err(e) = containerd_shim::mount::umount_recursive(Some(rootfs), 0) {
             log::warn!("unmount {rootfs}: {e}");
         }
     }
+    crate::failpoint::hit("cleanup:rootfs-unmounted");
     let pid = fs::read_to_string(bundle.join("init.pid")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
     // The dead shim could not remove its socket; a live one (the pod's) answers and stays.
     let address = socket_address(&flags.address, &flags.namespace, &grouping(&bundle, &flags.id));
@@ -285,6 +287,7 @@ fn delete(flags: &Flags) -> Result<()> {
     if Path::new(path).exists() && UnixStream::connect(path).is_err() {
         let _ = fs::remove_file(path);
     }
+    crate::failpoint::hit("cleanup:socket-removed");
     let resp = DeleteResponse {
         pid,
         exit_status: 128 + libc::SIGKILL as u32,
@@ -293,7 +296,9 @@ fn delete(flags: &Flags) -> Result<()> {
     };
     let mut out = std::io::stdout().lock();
     resp.write_to_writer(&mut out)?;
-    out.flush().map_err(io("write delete response"))
+    out.flush().map_err(io("write delete response"))?;
+    crate::failpoint::hit("cleanup:response-written");
+    Ok(())
 }
 
 static EXIT_REQUESTED: AtomicBool = AtomicBool::new(false);
