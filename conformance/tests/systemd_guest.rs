@@ -272,7 +272,9 @@ fn docker_runs_on_berth_under_docker_default_in_a_systemd_scope() {
     ok(
         r#"printf '{"runtimes":{"berth":{"path":"/usr/local/bin/berth"}}}\n' >/etc/docker/daemon.json && systemctl reload docker"#,
     );
-    let o = run("docker run --rm --runtime berth busybox:local sh -c 'echo hello from berth; cat /proc/self/attr/current; echo; cat /proc/self/cgroup'");
+    // --cidfile: the id names the scope, checked after --rm removed the container (other
+    // tests' containers run at the same time in this guest).
+    let o = run("rm -f /run/bdd.cid; docker run --rm --cidfile /run/bdd.cid --runtime berth busybox:local sh -c 'echo hello from berth; cat /proc/self/attr/current; echo; cat /proc/self/cgroup'");
     assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
     let lines: Vec<&str> = o.stdout.lines().map(|l| l.trim_end_matches('\0')).filter(|l| !l.is_empty()).collect();
     assert_eq!(lines.first().copied(), Some("hello from berth"), "{}", o.stdout);
@@ -283,7 +285,7 @@ fn docker_runs_on_berth_under_docker_default_in_a_systemd_scope() {
     let o = run("docker run --rm --runtime berth busybox:local sh -c 'echo h > /proc/sysrq-trigger'");
     assert_ne!(o.code, 0, "writing /proc/sysrq-trigger under docker-default: {}\n{}", o.stdout, o.stderr);
     // No scope is left once the container is gone.
-    assert_eq!(ok("systemctl list-units --all --no-legend 'docker-*.scope' | wc -l"), "0");
+    assert_eq!(ok("systemctl list-units --all --no-legend docker-$(cat /run/bdd.cid).scope | wc -l"), "0");
 }
 
 /// `berth --systemd-cgroup` against systemd 257: the container is a transient scope in its
@@ -444,7 +446,12 @@ fn cri_pods_with_systemd_cgroup_on_berth_as_on_runc() {
     assert_eq!(berth["units_left"], json!([]), "berth: units left after the teardown");
     assert_eq!((&berth["slice_stop"], &berth["slice_dir_left"]), (&json!("stopped"), &json!(false)));
     let (mut b, mut r) = (facts[0].clone(), facts[1].clone());
-    b["handler"] = json!(null);
-    r["handler"] = json!(null);
+    // containerd-shim-runc-v2 reports an OOM kill as an event that can lose the race with
+    // the exit under load (the CRI plugin then says "Error"; seen once in three runs); the
+    // exit code 137 is compared, the reason asserted for berth above.
+    for f in ["handler", "hog_reason"] {
+        b[f] = json!(null);
+        r[f] = json!(null);
+    }
     assert_eq!(b, r, "berth and runc saw different things");
 }
