@@ -3,9 +3,9 @@
 //! payload (ids, runtime options).
 #![no_main]
 
-use containerd_shim_berth_v2::process::validate_id;
 use containerd_shim_berth_v2::runtime::RuntimeConfig;
 use containerd_shim_berth_v2::server::{next_frame, Frame};
+use containerd_shim_berth_v2::tracked_process::validate_id;
 use containerd_shim_protos::api::{
     CheckpointTaskRequest, CloseIORequest, ConnectRequest, CreateTaskRequest, DeleteRequest, ExecProcessRequest,
     KillRequest, PauseRequest, PidsRequest, ResizePtyRequest, ResumeRequest, ShutdownRequest, StartRequest,
