@@ -43,6 +43,16 @@ fn wrapper(dir: &Path, bin: &Path, xdg: Option<&Path>) -> PathBuf {
     );
     fs::write(&w, body).expect("write wrapper");
     fs::set_permissions(&w, fs::Permissions::from_mode(0o755)).expect("chmod wrapper");
+    // Another test thread may fork while the file is open for writing here; until that
+    // child has exec'd, running the file fails with ETXTBSY. Wait for that to pass.
+    for _ in 0..200 {
+        match Command::new(&w).arg("--version").output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            _ => break,
+        }
+    }
     w
 }
 
@@ -460,4 +470,18 @@ fn rootless_features_and_spec_agree() {
     assert_eq!(spec["linux"]["uidMappings"][0]["hostID"], uid, "spec --rootless maps root to the user");
     assert!(spec["linux"]["namespaces"].as_array().expect("ns").iter().any(|n| n["type"] == "user"));
     assert!(spec["linux"].get("resources").is_none(), "spec --rootless requests no limits");
+}
+
+#[test]
+fn rootless_delete_force_of_a_running_container_leaves_nothing() {
+    each_runtime("rl_delrun", |c, rt| {
+        make_rootless(c);
+        c.bundle.set_sh("sleep 1000 & sleep 1000");
+        c.create().expect_ok("create");
+        c.start().expect_ok("start");
+        c.wait_status(&c.id, "running");
+        c.rt.delete_force(&c.id).expect_ok(&format!("{rt}: delete --force of a running container"));
+        assert!(state_entries(&c.rt.root).is_empty(), "{rt}: state left behind");
+        c.assert_no_leaks("after delete --force");
+    });
 }
