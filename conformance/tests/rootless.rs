@@ -462,7 +462,9 @@ fn rootless_proc_self_exe_protections_hold() {
 #[test]
 fn rootless_features_and_spec_agree() {
     let c = berth_rootless_case("rl_features");
-    let out = c.rt.exec(&["features"]);
+    // features and spec keep no state: they work without XDG_RUNTIME_DIR too.
+    let no_xdg = wrapper(&c.dir, &conformance::runtime::runtime_binary(), None);
+    let out = conformance::runtime::Invocation::new(&no_xdg).arg("features").run();
     out.expect_ok("features as the user");
     assert_eq!(out.json()["annotations"]["io.github.berth.rootless"], "true", "{out}");
     let spec = &c.bundle.config;
