@@ -42,8 +42,14 @@ pub(crate) fn load(
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Usage("linux: missing".into()))?;
     let cgroups_path = linux.cgroups_path().as_ref().map(|p| p.to_string_lossy().into_owned());
     let cgroup = cgroups::open(id, cgroups_path.as_deref(), systemd_cgroup)?;
-    let resources = spec::cgroup_resources(&spec);
+    let mut resources = spec::cgroup_resources(&spec);
     cgroup.validate(&resources)?;
+    if crate::rootless::active() {
+        resources = crate::rootless::check_resources(&resources, &|c| cgroup.dir_for(c).is_some())?;
+        if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+            crate::rootless::check_oom_score_adj(adj).map_err(Error::Usage)?;
+        }
+    }
     Ok((Bundle { dir, spec, rootfs: validated.rootfs, resources }, cgroup))
 }
 

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::init::error::{applying, doing, InitError};
 use crate::process::channel::{self, Channel, Msg};
 use crate::process::handshake::{Handshake, Requests};
-use crate::process::spawn::{spawn, PidNs, Placement, Spawned, Target};
+use crate::process::spawn::{spawn, GuardedChild, PidNs, Placement, Spawned, Target};
 use crate::state::{Record, Status, Store};
 use crate::{process, sys};
 
@@ -305,11 +305,21 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
     } else {
         None
     };
+    // Rootless, berth may not point its own pid_for_children into a pid namespace of the
+    // container's user namespace (that takes CAP_SYS_ADMIN in berth's own): the child then
+    // joins the user namespace and the pid namespace together and forks the process into
+    // it with CLONE_PARENT, as create's two-step init does (and runc's nsexec).
+    let staged =
+        crate::rootless::active() && ns.contains(CloneFlags::CLONE_NEWPID) && ns.contains(CloneFlags::CLONE_NEWUSER);
     let (parent_ch, child_ch) = channel::pair().map_err(|e| Error::io("socketpair", e))?;
     crate::failpoint::hit("exec:prepared");
     let target = Target {
         new_namespaces: CloneFlags::empty(),
-        pid_ns: if ns.contains(CloneFlags::CLONE_NEWPID) { PidNs::Of { pidfd: init.as_fd(), id } } else { PidNs::Ours },
+        pid_ns: if ns.contains(CloneFlags::CLONE_NEWPID) && !staged {
+            PidNs::Of { pidfd: init.as_fd(), id }
+        } else {
+            PidNs::Ours
+        },
         cgroup: placement,
         initial_cpus: None,
         oom_score_adj: process.oom_score_adj().or(base.oom_score_adj()),
@@ -323,7 +333,8 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
                 id,
                 channel: child_ch,
                 init,
-                join: ns - CloneFlags::CLONE_NEWPID,
+                join: if staged { ns } else { ns - CloneFlags::CLONE_NEWPID },
+                staged,
                 root,
                 process: &process,
                 command: raw.as_ref(),
@@ -343,7 +354,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
         Some(sock) => Some(crate::console::recv_fd(sock.as_fd()).map_err(|e| Error::io("receiving the terminal", e))?),
         None => None,
     };
-    handshake.serve(&mut ProcessRequests { rec: &rec, seccomp: seccomp_cfg.as_ref() })?;
+    handshake.serve(&mut ProcessRequests { rec: &rec, seccomp: seccomp_cfg.as_ref(), staged })?;
     handshake.wait_exec()?;
     let pid = handshake.pid();
     if let Some(p) = &opts.pid_file {
@@ -359,9 +370,15 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
 struct ProcessRequests<'a> {
     rec: &'a Record,
     seccomp: Option<&'a LinuxSeccomp>,
+    /// The first child forks the process (rootless, see `exec`).
+    staged: bool,
 }
 
 impl Requests for ProcessRequests<'_> {
+    fn init_forked(&mut self, child: &mut GuardedChild, pid: i32) -> Option<Result<String>> {
+        self.staged.then(|| child.hand_over(pid).map(|()| String::new()))
+    }
+
     fn seccomp_listener(&mut self, listener: OwnedFd, pid: i32) -> Option<Result<()>> {
         // As runc: the state is the container's (running, the init's pid), the process
         // state's pid the exec'd process's.
@@ -382,6 +399,8 @@ struct Child<'a> {
     channel: Channel,
     init: OwnedFd,
     join: CloneFlags,
+    /// `join` holds the pid namespace: fork into it after joining (rootless).
+    staged: bool,
     /// The init's root, to chroot into when the container shares our mount namespace.
     root: Option<OwnedFd>,
     process: &'a Process,
@@ -431,6 +450,19 @@ fn setup(
     crate::init::recv_go(&c.channel)?;
     if !c.join.is_empty() {
         nix::sched::setns(&c.init, c.join).map_err(doing("joining the namespaces of the container's init").errno())?;
+    }
+    if c.staged {
+        match crate::sys::clone3_fork(crate::sys::CLONE_PARENT, None)
+            .map_err(doing("forking into the pid namespace").io())?
+        {
+            crate::sys::Forked::Child => {
+                crate::init::recv_go(&c.channel)?;
+            }
+            crate::sys::Forked::Parent { pid, .. } => {
+                let _ = c.channel.send(&Msg::Child { pid });
+                exit(0)
+            }
+        }
     }
     if let Some(root) = &c.root {
         nix::unistd::fchdir(root).map_err(doing("chdir into the container's root").errno())?;

@@ -104,7 +104,10 @@ pub fn features() -> Value {
         },
         "annotations": {
             "org.opencontainers.runtime-spec.features.version": crate::state::OCI_VERSION,
-            "io.github.berth.version": env!("CARGO_PKG_VERSION")
+            "io.github.berth.version": env!("CARGO_PKG_VERSION"),
+            // Runs for an unprivileged user (state in $XDG_RUNTIME_DIR/berth, `--rootless`
+            // true/false/auto); cgroups only where that user may write them.
+            "io.github.berth.rootless": "true"
         }
     })
 }

@@ -36,6 +36,7 @@ pub mod ps;
 pub mod recorded_cgroup;
 pub mod rollback;
 pub mod rootfs;
+pub mod rootless;
 pub mod sealed;
 pub mod seccomp;
 pub mod signal;

@@ -44,13 +44,19 @@ pub fn default_spec(rootless: bool) -> Value {
         }
     });
     if rootless {
-        // The user-namespace form, as `runc spec --rootless` writes it.
-        spec["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
-        spec["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+        // The user-namespace form, as `runc spec --rootless` writes it: root inside is the
+        // user who asked for the spec.
+        let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        spec["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
+        spec["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
         spec["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}, {"type": "user"}]);
         spec["linux"]["resources"] = Value::Null;
         if let Some(m) = spec["mounts"].as_array_mut() {
             m.retain(|m| m["destination"] != "/sys/fs/cgroup" && m["destination"] != "/sys");
+            // Only the one id is mapped: no gid=/uid= options (devpts' gid=5 would fail).
+            for o in m.iter_mut().filter_map(|m| m["options"].as_array_mut()) {
+                o.retain(|o| o.as_str().is_none_or(|o| !o.starts_with("gid=") && !o.starts_with("uid=")));
+            }
             m.push(json!({"destination": "/sys", "type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}));
         }
         if let Some(l) = spec["linux"].as_object_mut() {

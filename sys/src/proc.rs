@@ -84,6 +84,12 @@ pub fn set_non_dumpable() -> io::Result<()> {
     Ok(nix::sys::prctl::set_dumpable(false)?)
 }
 
+/// Makes the process dumpable again: only while an unprivileged parent writes its id
+/// maps, which /proc hands to root alone for a non-dumpable process (runc does the same).
+pub fn set_dumpable() -> io::Result<()> {
+    Ok(nix::sys::prctl::set_dumpable(true)?)
+}
+
 pub fn set_child_subreaper() -> io::Result<()> {
     Ok(nix::sys::prctl::set_child_subreaper(true)?)
 }

@@ -121,3 +121,12 @@ pub(crate) fn remove_children(d: &Path) -> Result<(), CgroupError> {
     }
     Ok(())
 }
+
+/// Whether this process may make `dir` (or, if it exists, move processes into it): the
+/// nearest existing directory on the way is writable for it (access(2): the real ids, which
+/// are the effective ones for berth).
+pub(crate) fn user_may_create(dir: &Path) -> bool {
+    let Some(existing) = dir.ancestors().find(|a| a.exists()) else { return false };
+    let target = if existing == dir { dir.join("cgroup.procs") } else { existing.to_path_buf() };
+    nix::unistd::access(&target, nix::unistd::AccessFlags::W_OK).is_ok()
+}

@@ -292,7 +292,16 @@ pub fn open(id: &str, cgroups_path: Option<&str>, systemd: bool) -> Result<Box<d
         return open_systemd(id, cgroups_path);
     }
     let hs = cgroupfs::hierarchy::of_process(None)?;
-    for_hierarchies(id, cgroups_path, hs)
+    let m = for_hierarchies(id, cgroups_path, hs)?;
+    if !crate::rootless::active() {
+        return Ok(m);
+    }
+    // Rootless: only the hierarchies where this user may make (or use) the container's
+    // directory; on a cgroup v1 host that is usually none, and the container runs without
+    // cgroups (as runc and podman do there). Limits then fail by name (rootless.rs).
+    let mut st = m.state();
+    st.hierarchies.retain(|h| fsutil::user_may_create(&h.dir));
+    Ok(from_state(&st))
 }
 
 fn open_systemd(id: &str, cgroups_path: Option<&str>) -> Result<Box<dyn Manager>, CgroupError> {

@@ -43,16 +43,18 @@ pub struct Cli {
     /// Log format: text or json
     #[arg(long = "log-format", global = true, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
-    /// Root directory for the containers' state
-    #[arg(long, global = true, default_value = "/run/berth")]
-    root: PathBuf,
+    /// Root directory for the containers' state (default: /run/berth, or
+    /// $XDG_RUNTIME_DIR/berth when not root)
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
     /// Path to criu (default: criu on PATH, then /usr/sbin/criu)
     #[arg(long, global = true)]
     criu: Option<String>,
     /// Use the systemd cgroup driver
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
-    /// Rootless mode (accepted for runc compatibility: true, false or auto)
+    /// Rootless mode: true, false or auto (auto: when not root, or in a user namespace
+    /// that does not map every id)
     #[arg(long)]
     rootless: Option<String>,
     #[command(subcommand)]
@@ -480,7 +482,28 @@ pub fn main() -> i32 {
             return failure;
         }
     }
-    let store = berth::state::Store::new(cli.root.clone());
+    let rootless = match berth::rootless::parse_flag(cli.rootless.as_deref().unwrap_or("auto")) {
+        Ok(r) => r,
+        Err(e) => {
+            berth::log::error(&e.to_string());
+            return failure;
+        }
+    };
+    berth::rootless::set(rootless);
+    // spec and features keep no state: they work without a state root.
+    let command = match command {
+        Command::Spec { bundle, rootless } => return finish(simple::spec(&bundle, rootless), failure),
+        Command::Features => return finish(simple::features(), failure),
+        c => c,
+    };
+    let root = match cli.root.clone().map_or_else(berth::rootless::default_state_root, Ok) {
+        Ok(r) => r,
+        Err(e) => {
+            berth::log::error(&e.to_string());
+            return failure;
+        }
+    };
+    let store = berth::state::Store::new(root);
     let result = match command {
         Command::Create(args) => create::run(&store, args, cli.systemd_cgroup),
         Command::Run { create, detach, keep } => run::run(&store, create, detach, keep, cli.systemd_cgroup),
@@ -489,9 +512,7 @@ pub fn main() -> i32 {
         Command::Kill { all, id, signal } => kill::run(&store, &id, &signal, all),
         Command::Delete { force, id } => delete::run(&store, &id, force),
         Command::List { format, quiet } => list::run(&store, &format, quiet),
-        Command::Spec { bundle, rootless } => simple::spec(&bundle, rootless),
         Command::Exec(args) => exec::run(&store, *args),
-        Command::Features => simple::features(),
         Command::Ps { format, id, ps_args } => ops::ps(&store, &id, &format, &ps_args),
         Command::Pause { id } => berth::container::pause(&store, &id).map(|()| 0).map_err(Into::into),
         Command::Resume { id } => berth::container::resume(&store, &id).map(|()| 0).map_err(Into::into),
@@ -505,7 +526,13 @@ pub fn main() -> i32 {
             "{:?}: this command is not supported by berth yet",
             args.first().map(|a| a.to_string_lossy()).unwrap_or_default()
         )),
+        Command::Spec { .. } | Command::Features => Ok(0),
     };
+    finish(result, failure)
+}
+
+/// The exit code of a command's result, its error logged.
+fn finish(result: anyhow::Result<i32>, failure: i32) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -19,11 +19,21 @@ use crate::sys::{self, Forked};
 pub fn enter(spec: &Spec, plan: &Plan, channel: &Channel) -> Res<()> {
     crate::namespaces::join(plan)?;
     if plan.new_user {
+        // A rootless parent cannot open the map files of a non-dumpable child (/proc gives
+        // them to the host's root): dumpable until the maps are written, as runc does. The
+        // only other process that may then ptrace this one is the same user's.
+        let rootless = crate::rootless::active();
+        if rootless {
+            sys::set_dumpable().map_err(doing("prctl(PR_SET_DUMPABLE) for the id maps").io())?;
+        }
         nix::sched::unshare(CloneFlags::CLONE_NEWUSER).map_err(doing("unshare user namespace").errno())?;
         channel.send(&Msg::MapsPending).map_err(InitError::sync_failed)?;
         match channel.recv() {
             Ok(Some(Msg::MapsDone)) => {}
             _ => super::unsafe_exit(1),
+        }
+        if rootless {
+            sys::set_non_dumpable().map_err(doing("prctl(PR_SET_DUMPABLE)").io())?;
         }
     }
     if plan.in_user_ns() {

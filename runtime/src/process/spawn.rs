@@ -133,8 +133,17 @@ pub fn spawn(target: Target, op: &Op) -> Result<Spawned> {
             log::warn(&m.to_string());
         }
     }
+    let rootless = crate::rootless::active();
     let (pid, pidfd) = match forked? {
-        Forked::Child => return Ok(Spawned::Child),
+        Forked::Child => {
+            if let Some(adj) = target.oom_score_adj.filter(|_| rootless) {
+                // Rootless: the parent may not open the file of a child that made itself
+                // non-dumpable (/proc gives it to the host's root), so the child writes its
+                // own while it still is dumpable; the parent checks the result below.
+                let _ = std::fs::write("/proc/self/oom_score_adj", adj.to_string());
+            }
+            return Ok(Spawned::Child);
+        }
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     let child = GuardedChild::new(pid, pidfd)?;
@@ -146,11 +155,33 @@ pub fn spawn(target: Target, op: &Op) -> Result<Spawned> {
         Placement::Start(cgroup) => cgroup.add_pid(pid)?,
     }
     failpoint::hit(op.in_cgroup);
-    if let Some(adj) = target.oom_score_adj {
-        std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
-            .map_err(|e| Error::io(format!("process.oomScoreAdj {adj}"), e))?;
+    match target.oom_score_adj {
+        Some(adj) if rootless => wait_oom_score_adj(pid, adj)?,
+        Some(adj) => std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
+            .map_err(|e| Error::io(format!("process.oomScoreAdj {adj}"), e))?,
+        None => {}
     }
     Ok(Spawned::Parent(child))
+}
+
+/// Waits (briefly) until the rootless child has set its own oom_score_adj to `adj`; the
+/// file stays readable to everyone when the child is no longer dumpable.
+fn wait_oom_score_adj(pid: i32, adj: i32) -> Result<()> {
+    let path = format!("/proc/{pid}/oom_score_adj");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let now = std::fs::read_to_string(&path).map_err(|e| Error::io(format!("process.oomScoreAdj {adj}"), e))?;
+        if now.trim() == adj.to_string() {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Usage(format!(
+                "process.oomScoreAdj {adj}: rootless: the container's process could not set it (it is {})",
+                now.trim()
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
 }
 
 /// Pins this process to the CPUs of `list` (so the child is cloned onto them) and returns

@@ -280,7 +280,17 @@ pub(crate) fn mount_entry(ctx: &Ctx, i: usize, m: &Mount) -> Result<Outcome, Roo
             return Err(RootfsError::invalid(format!("mounts[{i}].source"), "a bind mount needs a source"));
         };
         let prepared = ctx.idmapped.get(&i).map(|fd| fd.as_fd());
-        self::bind(ctx, &field, Some(i), source, &dest, &opts, prepared)?;
+        if dest == Path::new("/sys") && opts.readonly() && opts.flags.contains(MsFlags::MS_REC) {
+            // The rootless form of /sys (`spec --rootless`: rbind of the host's /sys, ro)
+            // brings the host's cgroupfs along: read-only all the way, as the sysfs
+            // fallback below, or a user's delegated cgroup would be writable from inside
+            // (CVE-2023-25809).
+            let mut o = opts.clone();
+            o.rec_set |= sys::MOUNT_ATTR_RDONLY;
+            self::bind(ctx, &field, Some(i), source, &dest, &o, prepared)?;
+        } else {
+            self::bind(ctx, &field, Some(i), source, &dest, &opts, prepared)?;
+        }
     } else if typ == "cgroup" || typ == "cgroup2" {
         cgroup::mount_cgroup(ctx, &field, &dest, &opts)?;
     } else {

@@ -1,0 +1,489 @@
+//! berth as an unprivileged user (issue 12, part 1), side by side with runc. The tests run
+//! as root and drop to the test user (`berthrl`, made with `useradd -m` when missing) for
+//! every runtime call through `setpriv`, with a clean environment whose XDG_RUNTIME_DIR is a
+//! directory of that user under the case's dir. Configs come from `berth spec --rootless`
+//! run as that user (root inside is the user). This host is cgroup v1 hybrid: no cgroup is
+//! writable for the user, so rootless containers run without cgroups.
+
+use conformance::util::sha256_file;
+use conformance::{each_runtime, Case, Runtime};
+use serde_json::{json, Value};
+use std::fs;
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const USER: &str = "berthrl";
+
+/// The test user's uid and gid, made if missing.
+fn user() -> (u32, u32) {
+    let id = |flag: &str| Command::new("id").args([flag, USER]).output().ok().filter(|o| o.status.success());
+    if id("-u").is_none() {
+        let ok = Command::new("useradd").args(["-m", USER]).status().is_ok_and(|s| s.success());
+        assert!(ok, "cannot create the test user {USER}");
+    }
+    let num = |flag: &str| -> u32 {
+        let o = id(flag).unwrap_or_else(|| panic!("id {flag} {USER} failed"));
+        String::from_utf8_lossy(&o.stdout).trim().parse().expect("numeric id")
+    };
+    (num("-u"), num("-g"))
+}
+
+/// The wrapper that runs `bin` as the test user: setpriv drops root (and with it every
+/// capability), env -i leaves only what a login would give.
+fn wrapper(dir: &Path, bin: &Path, xdg: Option<&Path>) -> PathBuf {
+    let (uid, gid) = user();
+    let w = dir.join(if xdg.is_some() { "as-user" } else { "as-user-no-xdg" });
+    let xdg = xdg.map(|x| format!("XDG_RUNTIME_DIR={} ", x.display())).unwrap_or_default();
+    let body = format!(
+        "#!/bin/sh\nexec setpriv --reuid={uid} --regid={gid} --clear-groups --inh-caps=-all \
+         env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME=/home/{USER} USER={USER} LOGNAME={USER} \
+         {xdg}{} \"$@\"\n",
+        bin.display()
+    );
+    fs::write(&w, body).expect("write wrapper");
+    fs::set_permissions(&w, fs::Permissions::from_mode(0o755)).expect("chmod wrapper");
+    // Another test thread may fork while the file is open for writing here; until that
+    // child has exec'd, running the file fails with ETXTBSY. Wait for that to pass.
+    for _ in 0..200 {
+        match Command::new(&w).arg("--version").output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            _ => break,
+        }
+    }
+    w
+}
+
+/// A directory of the test user (mode 0700).
+fn user_dir(path: &Path) -> PathBuf {
+    let (uid, gid) = user();
+    fs::create_dir_all(path).expect("mkdir user dir");
+    chown(path, Some(uid), Some(gid)).expect("chown user dir");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700)).expect("chmod user dir");
+    path.to_path_buf()
+}
+
+/// Turns `c` into a rootless case: its runtime runs as the test user with a state root of
+/// that user, and its config is `berth spec --rootless` as that user wrote it, with the
+/// test's own adjustments (no terminal, the test id in the environment).
+fn make_rootless(c: &mut Case) {
+    let real = c.rt.bin.clone();
+    let xdg = user_dir(&c.dir.join("xdg"));
+    let root = user_dir(&c.dir.join("rootless-root"));
+    c.rt = Runtime::with_binary(&wrapper(&c.dir, &real, Some(&xdg)), &root);
+    c.bundle.config = rootless_spec(c);
+    c.bundle.config["process"]["terminal"] = false.into();
+    c.bundle.config["process"]["env"].as_array_mut().expect("env").push(json!(format!("BERTH_TEST_ID={}", c.id)));
+    // The rootfs and bundle are root's: readable and traversable by everyone.
+    for d in [&c.dir, &c.bundle.dir] {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+}
+
+/// `berth spec --rootless` run as the test user, whatever runtime the case tests: the
+/// config under test is always the one berth generates.
+fn rootless_spec(c: &Case) -> Value {
+    let berth = conformance::runtime::runtime_binary();
+    let d = user_dir(&c.dir.join("spec"));
+    let out = conformance::runtime::Invocation::new(&wrapper(&c.dir, &berth, None))
+        .args(["spec", "--rootless"])
+        .cwd(&d)
+        .run();
+    out.expect_ok("berth spec --rootless as the test user");
+    let v: Value = serde_json::from_slice(&fs::read(d.join("config.json")).expect("config.json")).expect("json");
+    fs::remove_dir_all(&d).expect("rm spec dir");
+    v
+}
+
+fn berth_rootless_case(name: &str) -> Case {
+    let mut c = Case::new(name);
+    make_rootless(&mut c);
+    c
+}
+
+/// Everything the user's runtime left in its state root.
+fn state_entries(root: &Path) -> Vec<String> {
+    fs::read_dir(root)
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
+
+// 1. State root ---------------------------------------------------------------
+
+#[test]
+fn rootless_state_root_defaults_to_xdg_runtime_dir() {
+    each_runtime("rl_xdg_root", |c, rt| {
+        let real = c.rt.bin.clone();
+        let xdg = user_dir(&c.dir.join("xdg"));
+        make_rootless(c);
+        c.bundle.set_args(&["sleep", "100"]);
+        c.write();
+        // No --root: the runtime picks its default.
+        let w = wrapper(&c.dir, &real, Some(&xdg));
+        let inv = || conformance::runtime::Invocation::new(&w);
+        inv().args(["create", "--bundle"]).arg(&c.bundle.dir).arg(&c.id).stdio_to(&c.stdio).run().expect_ok("create");
+        let name = if rt == "berth" { "berth" } else { "runc" };
+        let root = xdg.join(name);
+        assert_eq!(state_entries(&root), vec![c.id.clone()], "{rt}: the state is not in $XDG_RUNTIME_DIR/{name}");
+        let mode = fs::metadata(&root).expect("stat root").permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o1700, "{rt}: $XDG_RUNTIME_DIR/{name} mode {mode:o}");
+        let list = inv().args(["list", "-q"]).run();
+        assert_eq!(list.stdout.trim(), c.id, "{rt}: list as the user\n{list}");
+        inv().args(["delete", "--force"]).arg(&c.id).run().expect_ok("delete --force");
+        assert!(state_entries(&root).is_empty(), "{rt}: state left in {}", root.display());
+    });
+}
+
+#[test]
+fn rootless_without_xdg_runtime_dir_fails_naming_it() {
+    each_runtime("rl_no_xdg", |c, rt| {
+        make_rootless(c);
+        let real = if rt == "berth" { conformance::runtime::runtime_binary() } else { "/usr/sbin/runc".into() };
+        let out = conformance::runtime::Invocation::new(&wrapper(&c.dir, &real, None)).args(["list"]).run();
+        out.expect_fail("list without XDG_RUNTIME_DIR");
+        if rt == "berth" {
+            assert!(out.stderr.contains("XDG_RUNTIME_DIR"), "berth should name XDG_RUNTIME_DIR:\n{out}");
+            assert_eq!(out.stderr_lines().len(), 1, "{out}");
+        } else {
+            // runc falls back to /run/runc, which is root's.
+            assert!(out.stderr.contains("/run/runc"), "{out}");
+        }
+        // A runtime dir the user cannot write.
+        let bad = c.dir.join("not-the-users");
+        fs::create_dir_all(&bad).expect("mkdir");
+        let out = conformance::runtime::Invocation::new(&wrapper(&c.dir, &real, Some(&bad))).args(["list"]).run();
+        out.expect_fail("list with an unwritable XDG_RUNTIME_DIR");
+        assert!(out.stderr.contains("XDG_RUNTIME_DIR"), "{rt} should name XDG_RUNTIME_DIR:\n{out}");
+        assert!(state_entries(&bad).is_empty());
+    });
+}
+
+// 2. Detection ---------------------------------------------------------------------
+
+#[test]
+fn rootless_flag_takes_true_false_auto() {
+    let mut c = berth_rootless_case("rl_flag");
+    c.bundle.set_args(&["true"]);
+    c.write();
+    let run = |flag: &str| {
+        c.rt.cmd().arg(format!("--rootless={flag}")).args(["run", "--bundle"]).arg(&c.bundle.dir).arg(&c.id).run()
+    };
+    let out = run("maybe");
+    out.expect_fail("--rootless=maybe");
+    assert!(out.stderr.contains("--rootless"), "{out}");
+    run("auto").expect_ok("--rootless=auto as the user");
+    run("true").expect_ok("--rootless=true as the user");
+    // Not rootless: berth then wants its cgroups, which only root may make here.
+    let out = run("false");
+    out.expect_fail("--rootless=false as the user");
+    assert!(out.stderr.contains("cgroup") || out.stderr.contains("ermission"), "{out}");
+    c.assert_no_leaks("after the failed run");
+}
+
+/// podman's case: uid 0 in a user namespace that maps only the user. berth detects
+/// rootless there too: a memory limit is refused by name instead of failing on the
+/// cgroup, and a container without limits runs (its root is the namespace's root).
+#[test]
+fn rootless_detected_as_uid_0_in_a_partial_user_namespace() {
+    let mut c = berth_rootless_case("rl_userns");
+    c.bundle.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 0, "size": 1}]);
+    c.bundle.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 0, "size": 1}]);
+    c.bundle.set_sh("id -u; cat /proc/self/uid_map");
+    c.write();
+    let real = conformance::runtime::runtime_binary();
+    let xdg = c.dir.join("xdg");
+    let w = wrapper(&c.dir, Path::new("/usr/bin/unshare"), Some(&xdg));
+    let run = |c: &Case| {
+        conformance::runtime::Invocation::new(&w)
+            .args(["--user", "--map-root-user", "--"])
+            .arg(&real)
+            .arg("--root")
+            .arg(&c.rt.root)
+            .args(["run", "--bundle"])
+            .arg(&c.bundle.dir)
+            .arg(&c.id)
+            .run()
+    };
+    let out = run(&c);
+    out.expect_ok("run as uid 0 of a user namespace");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.first().copied(), Some("0"), "{out}");
+    let map: Vec<&str> = lines.get(1).map(|l| l.split_whitespace().collect()).unwrap_or_default();
+    // The map as the container sees it: root inside is root of the namespace berth ran
+    // in, which is the user on the host.
+    assert_eq!(map, ["0", "0", "1"], "{out}");
+    c.bundle.config["linux"]["resources"] = json!({"memory": {"limit": 67108864}});
+    c.write();
+    let out = run(&c);
+    out.expect_fail("a memory limit without a writable cgroup");
+    assert!(out.stderr.contains("linux.resources.memory.limit"), "{out}");
+    c.assert_no_leaks("after the refused run");
+}
+
+// 3. The rootless config runs as is ---------------------------------------------------
+
+#[test]
+fn rootless_spec_config_runs_as_root_mapped_to_the_user() {
+    let (uid, gid) = user();
+    each_runtime("rl_run", |c, rt| {
+        make_rootless(c);
+        c.bundle
+            .set_sh("id; cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups; grep ' /sys' /proc/mounts");
+        let out = c.run();
+        out.expect_ok(&format!("{rt}: run of the spec --rootless config"));
+        assert!(out.stdout.starts_with("uid=0(root) gid=0(root)"), "{rt}: {out}");
+        let maps: Vec<Vec<&str>> = out.stdout.lines().skip(1).take(2).map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(maps, [["0", &uid.to_string(), "1"], ["0", &gid.to_string(), "1"]], "{rt}: {out}");
+        assert!(out.stdout.contains("\ndeny\n"), "{rt}: setgroups must be denied\n{out}");
+        let sys = out.stdout.lines().find(|l| l.contains(" /sys ")).unwrap_or_default();
+        assert!(sys.contains(" ro,"), "{rt}: /sys is a read-only bind: {sys:?}");
+        // The rbind brings the host's cgroupfs along. berth makes all of it read-only
+        // (CVE-2023-25809); runc 1.1.5 leaves the submounts of /sys read-write.
+        if rt == "berth" {
+            let rw: Vec<&str> = out.stdout.lines().filter(|l| l.contains(" /sys") && !l.contains(" ro,")).collect();
+            assert!(rw.is_empty(), "writable mounts under /sys:\n{}", rw.join("\n"));
+        }
+        assert!(conformance::leak::cgroup_dirs_containing(&c.id).is_empty(), "{rt}: made a cgroup");
+    });
+}
+
+#[test]
+fn rootless_default_devices_and_sysfs_fall_back_to_binds() {
+    // The root config's devices (mknod) and sysfs (needs an owned network namespace)
+    // with the rootless namespaces: devices are bound from the host, /sys is bound.
+    each_runtime("rl_dev", |c, rt| {
+        make_rootless(c);
+        c.bundle.config["mounts"] = conformance::default_spec()["mounts"].clone();
+        c.bundle.remove_mount("/sys/fs/cgroup");
+        c.bundle.config["mounts"].as_array_mut().expect("mounts").iter_mut().for_each(|m| {
+            if m["destination"] == "/dev/pts" {
+                m["options"] = json!(["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]);
+            }
+        });
+        c.bundle.set_sh("echo hi > /dev/null && head -c 4 /dev/zero | wc -c && ls /sys/kernel >/dev/null && echo ok");
+        let out = c.run();
+        if rt == "runc" {
+            // runc 1.1.5 has no sysfs fallback: a rootless config must bind /sys itself.
+            out.expect_fail("runc with sysfs and no network namespace");
+            assert!(out.stderr.contains("sysfs"), "{out}");
+            return;
+        }
+        out.expect_ok(&format!("{rt}: run with /dev nodes and sysfs"));
+        assert_eq!(out.stdout.split_whitespace().collect::<Vec<_>>(), ["4", "ok"], "{rt}: {out}");
+    });
+}
+
+#[test]
+fn rootless_limits_without_a_cgroup_fail_naming_linux_resources() {
+    each_runtime("rl_limits", |c, rt| {
+        make_rootless(c);
+        c.bundle.set_args(&["true"]);
+        // Device rules alone (every root config has them) are no limit: the run works.
+        c.bundle.config["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
+        c.run().expect_ok(&format!("{rt}: run with device rules only"));
+        c.bundle.config["linux"]["resources"] = json!({"memory": {"limit": 67108864}});
+        let out = c.run();
+        out.expect_fail("a memory limit without a writable cgroup");
+        if rt == "berth" {
+            assert!(out.stderr.contains("linux.resources.memory.limit"), "{out}");
+            assert_eq!(out.stderr_lines().len(), 1, "{out}");
+        } else {
+            assert!(out.stderr.contains("memory"), "{rt}: {out}");
+        }
+        c.bundle.config["linux"]["resources"] = json!({"pids": {"limit": 10}});
+        let out = c.run();
+        out.expect_fail("a pids limit without a writable cgroup");
+        if rt == "berth" {
+            assert!(out.stderr.contains("linux.resources.pids.limit"), "{out}");
+        }
+        c.assert_no_leaks("after the refused runs");
+        assert!(state_entries(&c.rt.root).is_empty(), "{rt}: state left behind");
+    });
+}
+
+#[test]
+fn rootless_oom_score_adj_cannot_go_below_the_current_value() {
+    each_runtime("rl_oom", |c, rt| {
+        make_rootless(c);
+        c.bundle.config["process"]["oomScoreAdj"] = 500.into();
+        let out = c.run_sh("cat /proc/self/oom_score_adj");
+        out.expect_ok(&format!("{rt}: raising oom_score_adj"));
+        assert_eq!(out.stdout.trim(), "500", "{rt}");
+        c.bundle.config["process"]["oomScoreAdj"] = (-500).into();
+        let out = c.run();
+        out.expect_fail("lowering oom_score_adj as the user");
+        if rt == "berth" {
+            assert!(out.stderr.contains("process.oomScoreAdj"), "{out}");
+        } else {
+            assert!(out.stderr.contains("oom_score_adj"), "{rt}: {out}");
+        }
+        c.assert_no_leaks("after the refused run");
+    });
+}
+
+// 4. The lifecycle as the user ---------------------------------------------------------
+
+#[test]
+fn rootless_lifecycle_create_start_state_list_exec_kill_delete() {
+    each_runtime("rl_life", |c, rt| {
+        make_rootless(c);
+        c.bundle.set_args(&["sleep", "1000"]);
+        c.create().expect_ok(&format!("{rt}: create"));
+        let st = c.state();
+        assert_eq!(st["status"], "created", "{rt}: {st}");
+        let pid = st["pid"].as_i64().expect("pid");
+        let (uid, _) = user();
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("init status");
+        let host_uid = conformance::util::status_field(&status, "Uid");
+        assert_eq!(host_uid.split_whitespace().next(), Some(&*uid.to_string()), "{rt}: the init runs as the user");
+        c.start().expect_ok("start");
+        c.wait_status(&c.id, "running");
+        let list = c.rt.list(&["-q"]);
+        assert_eq!(list.stdout.trim(), c.id, "{rt}: {list}");
+        let ex = c.rt.exec(&["exec", &c.id, "id", "-u"]);
+        ex.expect_ok("exec");
+        assert_eq!(ex.stdout.trim(), "0", "{rt}: {ex}");
+        c.rt.kill(&c.id, "KILL").expect_ok("kill");
+        c.wait_status(&c.id, "stopped");
+        c.rt.delete(&c.id).expect_ok("delete");
+        assert!(state_entries(&c.rt.root).is_empty(), "{rt}: state left behind");
+        assert!(!conformance::util::pid_alive(pid as i32), "{rt}: the init outlived delete");
+        c.assert_no_leaks("after delete");
+    });
+}
+
+#[test]
+fn rootless_kill_all_and_delete_force_leave_nothing() {
+    each_runtime("rl_force", |c, rt| {
+        make_rootless(c);
+        c.bundle.set_sh("sleep 1000 & sleep 1000");
+        c.create().expect_ok("create");
+        c.start().expect_ok("start");
+        c.wait_status(&c.id, "running");
+        let out = c.rt.exec(&["kill", "--all", &c.id, "KILL"]);
+        if rt == "runc" {
+            // runc 1.1.5 cannot kill --all without a cgroup ("lstat : no such file or
+            // directory"); the init's SIGKILL takes its pid namespace along.
+            out.expect_fail("runc kill --all without cgroups");
+            c.rt.kill(&c.id, "KILL").expect_ok("runc kill");
+        } else {
+            out.expect_ok("kill --all");
+        }
+        c.wait_status(&c.id, "stopped");
+        c.rt.delete_force(&c.id).expect_ok("delete --force");
+        assert!(state_entries(&c.rt.root).is_empty(), "{rt}: state left behind");
+        c.assert_no_leaks("after delete --force");
+    });
+}
+
+// 5. Security --------------------------------------------------------------------------
+
+#[test]
+fn rootless_cannot_write_a_root_owned_host_file_through_a_bind_mount() {
+    each_runtime("rl_bind", |c, rt| {
+        make_rootless(c);
+        let canary = c.canary("hostfiles");
+        fs::set_permissions(&canary, fs::Permissions::from_mode(0o755)).expect("chmod canary");
+        c.bundle
+            .add_mount(json!({"destination": "/mnt", "type": "bind", "source": canary, "options": ["rbind", "rw"]}));
+        let out = c.run_sh(
+            "cat /mnt/canary; echo pwned >> /mnt/canary && echo WROTE; touch /mnt/new && echo MADE; \
+             chmod 666 /mnt/canary && echo CHMOD; true",
+        );
+        out.expect_ok(&format!("{rt}: run"));
+        assert!(out.stdout.starts_with("untouched"), "{rt}: the file is readable\n{out}");
+        assert!(!out.stdout.contains("WROTE") && !out.stdout.contains("MADE"), "{rt}: wrote the host\n{out}");
+        assert!(!out.stdout.contains("CHMOD"), "{rt}: changed the host file\n{out}");
+        c.assert_canary_untouched(&canary);
+    });
+}
+
+#[test]
+fn rootless_user_namespace_cannot_be_left() {
+    // The harness (root) hands the container a handle on the host's user namespace; even
+    // with it, setns back into it fails (it needs CAP_SYS_ADMIN there), and so does
+    // joining pid 1's other namespaces through it.
+    each_runtime("rl_setns", |c, rt| {
+        make_rootless(c);
+        c.bundle.set_sh(
+            "echo FD3=$(readlink /proc/self/fd/3); echo SELF=$(readlink /proc/self/ns/user); \
+             busybox nsenter --user=/proc/self/fd/3 true && echo LEFT; \
+             busybox nsenter --mount=/proc/self/fd/4 true && echo MOUNT; true",
+        );
+        c.write();
+        let leaks: Vec<PathBuf> = vec!["/proc/self/ns/user".into(), "/proc/self/ns/mnt".into()];
+        let out =
+            c.rt.cmd()
+                .args(["run", "--preserve-fds", "2", "--bundle"])
+                .arg(&c.bundle.dir)
+                .arg(&c.id)
+                .leak_fds(&leaks)
+                .run();
+        out.expect_ok(&format!("{rt}: run"));
+        assert!(!out.stdout.contains("LEFT"), "{rt}: entered the host user namespace\n{out}");
+        assert!(!out.stdout.contains("MOUNT"), "{rt}: entered the host mount namespace\n{out}");
+        let host = fs::read_link("/proc/self/ns/user").expect("host userns").to_string_lossy().into_owned();
+        assert!(out.stdout.contains(&format!("FD3={host}\n")), "{rt}: the handle did not reach the container\n{out}");
+        assert!(!out.stdout.contains(&format!("SELF={host}\n")), "{rt}: still in the host user namespace\n{out}");
+    });
+}
+
+#[test]
+fn rootless_proc_self_exe_protections_hold() {
+    // As for root (security.rs, CVE-2019-5736): the parked init is not the host binary, its
+    // image cannot be opened for writing, and a #!/proc/self/exe entrypoint changes nothing.
+    let mut c = berth_rootless_case("rl_exe");
+    let bin = conformance::runtime::runtime_binary();
+    let before = sha256_file(&bin);
+    c.bundle.set_args(&["sleep", "1000"]);
+    c.create().expect_ok("create");
+    let pid = c.state()["pid"].as_i64().expect("pid");
+    let exe = fs::read_link(format!("/proc/{pid}/exe")).expect("readlink init exe");
+    assert_ne!(exe, fs::canonicalize(&bin).expect("canonical"), "the parked init runs the host binary");
+    assert!(fs::OpenOptions::new().write(true).open(format!("/proc/{pid}/exe")).is_err(), "init's exe is writable");
+    c.rt.delete_force(&c.id).expect_ok("delete --force");
+    c.bundle.rootfs.write_script("/entry", "#!/proc/self/exe\n");
+    c.bundle.rootfs.write_script(
+        "/attack",
+        "#!/bin/sh\nfor p in /proc/self/exe /proc/1/exe; do echo pwned >> $p 2>/dev/null && echo WROTE $p; done\nexec /entry\n",
+    );
+    c.bundle.set_args(&["/attack"]);
+    let out = c.run();
+    assert!(!out.stdout.contains("WROTE"), "{out}");
+    c.bundle.set_args(&["/entry"]);
+    let _ = c.run();
+    assert_eq!(sha256_file(&bin), before, "the runtime binary {} was modified", bin.display());
+}
+
+// 6. features -----------------------------------------------------------------------
+
+#[test]
+fn rootless_features_and_spec_agree() {
+    let c = berth_rootless_case("rl_features");
+    // features and spec keep no state: they work without XDG_RUNTIME_DIR too.
+    let no_xdg = wrapper(&c.dir, &conformance::runtime::runtime_binary(), None);
+    let out = conformance::runtime::Invocation::new(&no_xdg).arg("features").run();
+    out.expect_ok("features as the user");
+    assert_eq!(out.json()["annotations"]["io.github.berth.rootless"], "true", "{out}");
+    let spec = &c.bundle.config;
+    let (uid, _) = user();
+    assert_eq!(spec["linux"]["uidMappings"][0]["hostID"], uid, "spec --rootless maps root to the user");
+    assert!(spec["linux"]["namespaces"].as_array().expect("ns").iter().any(|n| n["type"] == "user"));
+    assert!(spec["linux"].get("resources").is_none(), "spec --rootless requests no limits");
+}
+
+#[test]
+fn rootless_delete_force_of_a_running_container_leaves_nothing() {
+    each_runtime("rl_delrun", |c, rt| {
+        make_rootless(c);
+        c.bundle.set_sh("sleep 1000 & sleep 1000");
+        c.create().expect_ok("create");
+        c.start().expect_ok("start");
+        c.wait_status(&c.id, "running");
+        c.rt.delete_force(&c.id).expect_ok(&format!("{rt}: delete --force of a running container"));
+        assert!(state_entries(&c.rt.root).is_empty(), "{rt}: state left behind");
+        c.assert_no_leaks("after delete --force");
+    });
+}
