@@ -354,14 +354,19 @@ fn rootless_lifecycle_create_start_state_list_exec_kill_delete() {
     });
 }
 
+/// A rootless container whose init has a child: both sleep.
+fn start_rootless_sleepers(c: &mut Case) {
+    make_rootless(c);
+    c.bundle.set_sh("sleep 1000 & sleep 1000");
+    c.create().expect_ok("create");
+    c.start().expect_ok("start");
+    c.wait_status(&c.id, "running");
+}
+
 #[test]
 fn rootless_kill_all_and_delete_force_leave_nothing() {
     each_runtime("rl_force", |c, rt| {
-        make_rootless(c);
-        c.bundle.set_sh("sleep 1000 & sleep 1000");
-        c.create().expect_ok("create");
-        c.start().expect_ok("start");
-        c.wait_status(&c.id, "running");
+        start_rootless_sleepers(c);
         let out = c.rt.exec(&["kill", "--all", &c.id, "KILL"]);
         if rt == "runc" {
             // runc 1.1.5 cannot kill --all without a cgroup ("lstat : no such file or
@@ -477,11 +482,7 @@ fn rootless_features_and_spec_agree() {
 #[test]
 fn rootless_delete_force_of_a_running_container_leaves_nothing() {
     each_runtime("rl_delrun", |c, rt| {
-        make_rootless(c);
-        c.bundle.set_sh("sleep 1000 & sleep 1000");
-        c.create().expect_ok("create");
-        c.start().expect_ok("start");
-        c.wait_status(&c.id, "running");
+        start_rootless_sleepers(c);
         c.rt.delete_force(&c.id).expect_ok(&format!("{rt}: delete --force of a running container"));
         assert!(state_entries(&c.rt.root).is_empty(), "{rt}: state left behind");
         c.assert_no_leaks("after delete --force");

@@ -229,6 +229,13 @@ fn import_busybox(client: &str) {
     ));
 }
 
+/// berth registered by path in dockerd's daemon.json, as docs/operations.md says.
+fn register_berth_in_docker() {
+    ok(
+        r#"printf '{"runtimes":{"berth":{"path":"/usr/local/bin/berth"}}}\n' >/etc/docker/daemon.json && systemctl reload docker"#,
+    );
+}
+
 #[test]
 fn docker_runs_a_local_busybox_image_on_runc() {
     import_busybox("docker");
@@ -269,9 +276,7 @@ fn berth_runs_a_busybox_bundle_with_the_cgroupfs_driver() {
 #[test]
 fn docker_runs_on_berth_under_docker_default_in_a_systemd_scope() {
     import_busybox("docker");
-    ok(
-        r#"printf '{"runtimes":{"berth":{"path":"/usr/local/bin/berth"}}}\n' >/etc/docker/daemon.json && systemctl reload docker"#,
-    );
+    register_berth_in_docker();
     // --cidfile: the id names the scope, checked after --rm removed the container (other
     // tests' containers run at the same time in this guest).
     let o = run("rm -f /run/bdd.cid; docker run --rm --cidfile /run/bdd.cid --runtime berth busybox:local sh -c 'echo hello from berth; cat /proc/self/attr/current; echo; cat /proc/self/cgroup'");
@@ -330,9 +335,7 @@ fn podman_runs_on_berth_as_on_runc() {
 #[test]
 fn docker_exec_pause_oom_stop_on_berth_as_on_runc() {
     import_busybox("docker");
-    ok(
-        r#"printf '{"runtimes":{"berth":{"path":"/usr/local/bin/berth"}}}\n' >/etc/docker/daemon.json && systemctl reload docker"#,
-    );
+    register_berth_in_docker();
     for rt in ["runc", "berth"] {
         ok(&format!("docker run -d --runtime {rt} --name db busybox:local sleep 1000 >/dev/null"));
         assert_eq!(ok("docker exec db sh -c 'echo in'"), "in", "{rt}");
@@ -356,9 +359,7 @@ fn docker_exec_pause_oom_stop_on_berth_as_on_runc() {
 #[test]
 fn docker_tty_cpus_pids_update_stats_on_berth_as_on_runc() {
     import_busybox("docker");
-    ok(
-        r#"printf '{"runtimes":{"berth":{"path":"/usr/local/bin/berth"}}}\n' >/etc/docker/daemon.json && systemctl reload docker"#,
-    );
+    register_berth_in_docker();
     for rt in ["runc", "berth"] {
         // script(1) gives docker a terminal, as a person at a shell has. Its stdin is the
         // agent's /dev/null: the NUL it then writes comes back echoed as "^@" (with runc too).
