@@ -124,3 +124,46 @@ fn a_build_without_the_feature_has_no_failpoints() {
     out.expect_ok("list with BERTH_FAILPOINT=list on the ordinary binary");
     assert!(!out.stdout.contains("create:"), "the ordinary berth lists failpoints\n{out}");
 }
+
+/// Whether process `pid` is stopped (state T in /proc/<pid>/stat).
+fn is_stopped(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// The race CI met: the container's process exits (and is reaped) while `delete --force`
+/// runs, after delete found it alive. Its cgroup can no longer be proven by the init in it;
+/// it must still be removed, as a stopped container's is.
+#[test]
+fn delete_force_removes_the_cgroup_of_an_init_reaped_while_it_runs() {
+    // Its own number: the walk uses 0 up, in parallel with this test.
+    let c = case(usize::MAX, "delete:init-pinned");
+    c.create().expect_ok("create");
+    c.start().expect_ok("start");
+    let pid = c.rt.state_json(&c.id)["pid"].as_i64().expect("state has the init's pid");
+    let mut delete = Command::new(&c.rt.bin)
+        .arg("--root")
+        .arg(&c.rt.root)
+        .args(["delete", "--force", &c.id])
+        .env("BERTH_FAILPOINT", "delete:init-pinned pause")
+        .spawn()
+        .expect("spawn delete");
+    let berth = delete.id();
+    wait_for("delete to pause at delete:init-pinned", || is_stopped(berth));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL)
+        .expect("kill the init");
+    wait_for("the init to be reaped", || !Path::new(&format!("/proc/{pid}")).exists());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(berth as i32), nix::sys::signal::Signal::SIGCONT)
+        .expect("resume delete");
+    let status = delete.wait().expect("wait for delete");
+    assert!(status.success(), "delete --force after the init was reaped: {status}");
+    c.assert_no_leaks("after delete --force raced the init's exit");
+}

@@ -400,6 +400,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         .then(|| sys::pidfd_open(rec.pid).ok())
         .flatten()
         .filter(|_| sys::process_alive(rec.pid, rec.init_start_time));
+    failpoint::hit("delete:init-pinned");
     let cg = match recorded_cgroup::trusted(&rec, pinned.is_some()) {
         Ok(cg) => Some(cg),
         Err(e) if force => {

@@ -1,6 +1,9 @@
 //! Named steps of create, start, exec and delete where a build with the `failpoints`
 //! feature dies abruptly (SIGKILL of itself: no destructor, no guard, no cleanup), as a
 //! `kill -9` from outside would. `BERTH_FAILPOINT=<step>` selects the step at run time;
+//! `<step> stop` stops berth there first (it dies once resumed) and `<step> pause` stops
+//! it and lets it carry on when resumed, so that a test can put the other side of a race
+//! exactly at that step;
 //! `BERTH_FAILPOINT=list` makes such a build print every step and exit, so a test walks
 //! them all without a copy of this list. A build without the feature carries none of it:
 //! `hit` is empty and `listing` is `None`.
@@ -29,6 +32,7 @@ pub const STEPS: &[&str] = &[
     "exec:ready-received",
     "exec:execed",
     "delete:locked",
+    "delete:init-pinned",
     "delete:init-killed",
     "delete:before-cgroup-destroy",
     "delete:after-cgroup-destroy",
@@ -43,8 +47,12 @@ pub const ENV: &str = "BERTH_FAILPOINT";
 pub fn hit(step: &'static str) {
     debug_assert!(STEPS.contains(&step), "failpoint {step} is not in STEPS");
     #[cfg(feature = "failpoints")]
-    if std::env::var_os(ENV).is_some_and(|v| v == step) {
-        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    if let Some(selected) = std::env::var_os(ENV) {
+        let selected = selected.to_string_lossy();
+        let (name, mode) = berth_sys::failpoint::parse(&selected);
+        if name == step {
+            berth_sys::failpoint::act(mode);
+        }
     }
     #[cfg(not(feature = "failpoints"))]
     let _ = step;

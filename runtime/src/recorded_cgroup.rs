@@ -12,8 +12,8 @@ use crate::state::Record;
 
 /// The record's cgroup, if it can be trusted with signals and removal. `init_pinned`: the
 /// record's init is alive (and pinned by the caller), so the cgroup must hold it; a state
-/// file rewritten to name another cgroup then fails. Without a live init only the shape is
-/// checked (see `sane`).
+/// file rewritten to name another cgroup then fails. Without a live init (or once it has
+/// died) only the shape is checked (see `sane`).
 pub(crate) fn trusted(rec: &Record, init_pinned: bool) -> Result<Box<dyn Manager>> {
     let cg = rec.cgroup_manager();
     let st = cg.state();
@@ -22,7 +22,10 @@ pub(crate) fn trusted(rec: &Record, init_pinned: bool) -> Result<Box<dyn Manager
     if !sane(&st) {
         return Err(refuse("is a hierarchy's root, holds berth itself, or lists directories outside it".into()));
     }
-    if init_pinned && !holds(&st, rec.pid) {
+    // An init that died since the caller pinned it (a container whose process exits as it
+    // is deleted) may be reaped already: its /proc entry is gone, and its cgroup is then
+    // judged as a stopped container's is, by its shape.
+    if init_pinned && !holds(&st, rec.pid) && crate::sys::process_alive(rec.pid, rec.init_start_time) {
         return Err(refuse(format!("does not hold the container's init (pid {})", rec.pid)));
     }
     Ok(cg)

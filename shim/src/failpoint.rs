@@ -55,27 +55,14 @@ pub fn hit(step: &'static str) {
     debug_assert!(STEPS.contains(&step), "failpoint {step} is not in STEPS");
     #[cfg(feature = "failpoints")]
     if let Some(selected) = selected() {
-        let (name, stop) = parse(&selected);
+        let (name, mode) = berth_sys::failpoint::parse(&selected);
         if name == step {
             record_hit(step);
-            if stop {
-                // Resumed (SIGCONT) rather than killed: die as if it had not stopped.
-                let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
-            }
-            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+            berth_sys::failpoint::act(mode);
         }
     }
     #[cfg(not(feature = "failpoints"))]
     let _ = step;
-}
-
-/// The step of a selection and whether it says ` stop`.
-#[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
-fn parse(selected: &str) -> (&str, bool) {
-    match selected.trim().split_once(char::is_whitespace) {
-        Some((step, mode)) => (step, mode.trim() == "stop"),
-        None => (selected.trim(), false),
-    }
 }
 
 /// The selected step, read afresh each time: the file may be rewritten between containers.
@@ -124,14 +111,6 @@ mod tests {
             let op = s.split(':').next().unwrap_or_default();
             assert!(["bootstrap", "create", "start", "exec", "exit", "delete", "cleanup"].contains(&op), "{s}");
         }
-    }
-
-    #[test]
-    fn a_selection_names_a_step_and_may_say_stop() {
-        assert_eq!(parse("create:registered"), ("create:registered", false));
-        assert_eq!(parse("create:registered stop\n"), ("create:registered", true));
-        assert_eq!(parse(" exec:started  stop "), ("exec:started", true));
-        assert_eq!(parse(""), ("", false));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod alloc;
 pub mod bpf;
 pub mod caps;
 pub mod command;
+pub mod failpoint;
 pub mod fd;
 pub mod mount;
 pub mod ns;
