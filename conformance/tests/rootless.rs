@@ -276,6 +276,34 @@ fn rootless_default_devices_and_sysfs_fall_back_to_binds() {
 }
 
 #[test]
+fn rootless_cgroup_mount_without_a_cgroup_shows_the_users_own_read_only() {
+    // podman's rootless configs keep the `type: "cgroup"` mount. With no cgroup the user may
+    // write (every v1 host), the init stays in the runtime's own cgroup, and the mount
+    // shows that cgroup in each hierarchy, read-only.
+    each_runtime("rl_cgmount", |c, rt| {
+        make_rootless(c);
+        c.bundle.add_mount(json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}));
+        c.bundle.set_sh(
+            "for l in $(cat /proc/self/cgroup); do c=${l#*:}; c=${c%%:*}; [ -n \"$c\" ] || continue; \
+             d=/sys/fs/cgroup/${c#name=}; [ -d $d ] && echo dir $c; touch $d/x 2>/dev/null || echo ro $c; done",
+        );
+        let out = c.run();
+        out.expect_ok(&format!("{rt}: run with a cgroup mount, rootless"));
+        let own = fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
+        let v1: Vec<&str> = own.lines().filter_map(|l| l.split(':').nth(1)).filter(|c| !c.is_empty()).collect();
+        assert!(!v1.is_empty(), "this host has v1 hierarchies");
+        for c in v1 {
+            // A hierarchy of several controllers is one line ("cpu,cpuacct"): its directory
+            // is that name.
+            assert!(out.stdout.contains(&format!("dir {c}\n")), "{rt}: {c} not mounted\n{out}");
+            assert!(out.stdout.contains(&format!("ro {c}\n")), "{rt}: {c} writable\n{out}");
+        }
+        assert!(conformance::leak::cgroup_dirs_containing(&c.id).is_empty(), "{rt}: made a cgroup");
+    });
+}
+
+#[test]
 fn rootless_limits_without_a_cgroup_fail_naming_linux_resources() {
     each_runtime("rl_limits", |c, rt| {
         make_rootless(c);

@@ -80,7 +80,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     let mut record = loaded.initial_record(&opts.id, &*cgroup)?;
     store.save(&record)?;
     failpoint::hit("create:state-planned");
-    let cgroup_mounts = cgroup.mounts();
+    let cgroup_mounts = crate::cgroups::container_mounts(&*cgroup)?;
     guard.cgroup = Some(cgroup);
     let cgroup = guard.cgroup.as_ref().ok_or_else(|| Error::Usage("cgroup".into()))?;
     cgroup.create()?;

@@ -304,6 +304,26 @@ pub fn open(id: &str, cgroups_path: Option<&str>, systemd: bool) -> Result<Box<d
     Ok(from_state(&st))
 }
 
+/// What a `type: "cgroup"` mount shows the container: its own directory in each hierarchy
+/// the driver uses and, rootless, berth's own cgroup in each hierarchy where the user could
+/// not make one, since the init stays there (runc's rootless mounts show the same). Without
+/// that, a rootless container on a host with no delegation (every v1 host) could not mount
+/// cgroups at all, and podman's rootless configs always ask for the mount.
+pub fn container_mounts(m: &dyn Manager) -> Result<Vec<CgroupMount>, CgroupError> {
+    let used = m.mounts();
+    if !crate::rootless::active() || m.state().systemd.is_some() {
+        return Ok(used);
+    }
+    let own = cgroupfs::hierarchy::of_process(None)?;
+    Ok(own
+        .iter()
+        .map(|h| {
+            let name = if h.subsystems.is_empty() { h.name.clone() } else { h.subsystems.join(",") };
+            used.iter().find(|u| u.name == name).cloned().unwrap_or_else(|| CgroupMount { name, host_path: h.dir() })
+        })
+        .collect())
+}
+
 fn open_systemd(id: &str, cgroups_path: Option<&str>) -> Result<Box<dyn Manager>, CgroupError> {
     let unit = systemd::parse(id, cgroups_path)?;
     systemd::check_host()?;
