@@ -306,11 +306,13 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
         None
     };
     // Rootless, berth may not point its own pid_for_children into a pid namespace of the
-    // container's user namespace (that takes CAP_SYS_ADMIN in berth's own): the child then
-    // joins the user namespace and the pid namespace together and forks the process into
-    // it with CLONE_PARENT, as create's two-step init does (and runc's nsexec).
-    let staged =
-        crate::rootless::active() && ns.contains(CloneFlags::CLONE_NEWPID) && ns.contains(CloneFlags::CLONE_NEWUSER);
+    // container's user namespace (that takes CAP_SYS_ADMIN in berth's own), nor back to
+    // its own pid namespace afterwards when that belongs to a user namespace above berth's
+    // (podman's: berth is root in podman's user namespace, the host's pid namespace is
+    // not). The child then joins the container's namespaces and forks the process into
+    // them with CLONE_PARENT, as create's two-step init does (and runc's nsexec), and berth's
+    // own pid_for_children never changes.
+    let staged = crate::rootless::active() && ns.contains(CloneFlags::CLONE_NEWPID);
     let (parent_ch, child_ch) = channel::pair().map_err(|e| Error::io("socketpair", e))?;
     crate::failpoint::hit("exec:prepared");
     let target = Target {

@@ -128,8 +128,13 @@ pub fn plan(spec: &Spec) -> Plan {
         }
     }
     let user_or_time = CloneFlags::CLONE_NEWUSER | clone_flag(LinuxNamespaceType::Time);
+    // Rootless, a pid namespace joined by path is joined by the first child too: berth
+    // could enter it (it owns its user namespace) but not come back to its own pid
+    // namespace when that belongs to a user namespace above (podman's), and every later
+    // child of berth (the hooks) would be born in the container's.
     p.staged = p.clone_flags.intersects(user_or_time)
-        || p.join.iter().any(|(t, _)| matches!(t, LinuxNamespaceType::User | LinuxNamespaceType::Time));
+        || p.join.iter().any(|(t, _)| matches!(t, LinuxNamespaceType::User | LinuxNamespaceType::Time))
+        || (p.pid_path.is_some() && crate::rootless::active());
     if p.staged {
         p.new_user = p.clone_flags.contains(CloneFlags::CLONE_NEWUSER);
         p.unshare_flags = p.clone_flags - CloneFlags::CLONE_NEWUSER;
