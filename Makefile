@@ -7,7 +7,7 @@ RELEASE_DIR := target/x86_64-unknown-linux-gnu/release
 # Debian packages the build, the tests and the benchmarks need.
 DEB_PACKAGES := build-essential pkg-config jq busybox-static runc crun containerd docker.io tini podman conmon \
 	iptables libseccomp-dev protobuf-compiler libprotobuf-dev hyperfine strace qemu-system-x86 linux-image-amd64 \
-	containernetworking-plugins iproute2 criu debootstrap
+	containernetworking-plugins iproute2 criu debootstrap uidmap slirp4netns catatonit
 
 .PHONY: deps build install demo demo-docker test lint unit conformance test-load soak bench fuzz fuzz-ci fuzz-build-ci fuzz-deps clean
 SHARE := $(DESTDIR)$(PREFIX)/share/berth

@@ -21,6 +21,7 @@ pub mod rootfs;
 pub mod runtime;
 pub mod shim_fixture;
 pub mod systemd_guest;
+pub mod test_user;
 pub mod util;
 
 pub use bundle::{default_spec, Bundle};

@@ -6,6 +6,12 @@
 //!
 //! One store per test binary ([`podman`]), emptied and removed at process exit (an
 //! `atexit` hook), even when tests failed.
+//!
+//! [`rootless_podman`] is the same for rootless podman: podman runs as the test user
+//! (`test_user`) with its own HOME and XDG_RUNTIME_DIR under the store's dir, makes its user
+//! namespace from the user's subordinate ids with newuidmap, and runs conmon and the runtime
+//! in it; the default rootless network (slirp4netns) is kept. At exit its pause process
+//! (which holds that user namespace) is killed with the rest.
 
 use crate::image::{busybox_layer, write_oci_archive};
 use crate::runtime::{runtime_binary, Invocation, Out};
@@ -29,15 +35,30 @@ pub struct Podman {
     pub argv_log: PathBuf,
     wrapper: PathBuf,
     made_blob_cache: bool,
+    /// Rootless: the `setpriv` arguments that run podman as the test user.
+    as_user: Option<Vec<String>>,
 }
 
 static PODMAN: OnceLock<Podman> = OnceLock::new();
+static ROOTLESS: OnceLock<Podman> = OnceLock::new();
 static BLOB_CACHE_PREEXISTED: OnceLock<bool> = OnceLock::new();
 
 extern "C" fn stop_at_exit() {
-    if let Some(p) = PODMAN.get() {
+    for p in [PODMAN.get(), ROOTLESS.get()].into_iter().flatten() {
         p.stop();
     }
+}
+
+/// The shared rootless store, set up on first use.
+pub fn rootless_podman() -> &'static Podman {
+    ROOTLESS.get_or_init(|| {
+        let p = Podman::start_rootless();
+        // SAFETY: registering a plain extern "C" fn.
+        unsafe {
+            libc::atexit(stop_at_exit);
+        }
+        p
+    })
 }
 
 /// The shared store, set up on first use.
@@ -70,13 +91,52 @@ impl Podman {
         crate::util::write_argv_recording_wrapper(&wrapper, &argv_log, &runtime_binary());
         // Decided once per process: a second store must not take the first one's cache for the host's.
         let made_blob_cache = !*BLOB_CACHE_PREEXISTED.get_or_init(|| Path::new(BLOB_CACHE_DIR).exists());
-        let p = Podman { dir, argv_log, wrapper, made_blob_cache };
-        // Nothing is registered for exit yet: a failed load cleans up here.
-        if let Err(e) = p.load_image() {
-            p.stop();
+        let p = Podman { dir, argv_log, wrapper, made_blob_cache, as_user: None };
+        p.loaded()
+    }
+
+    /// A store of the test user's in `/tmp/bpr-<pid>`: podman as that user, rootless.
+    fn start_rootless() -> Podman {
+        use std::os::unix::fs::{chown, PermissionsExt};
+        let dir = PathBuf::from(format!("/tmp/bpr-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("cannot create podman dir");
+        // The user reaches its own dirs, the image archive and the runtime wrapper in here.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod podman dir");
+        let home = crate::test_user::owned_dir(&dir.join("home"));
+        let xdg = crate::test_user::owned_dir(&dir.join("xdg"));
+        for sub in ["root", "run", "tmp", "net"] {
+            crate::test_user::owned_dir(&dir.join(sub));
+        }
+        let argv_log = dir.join("runtime-argv.log");
+        fs::write(&argv_log, "").expect("create argv log");
+        let (uid, gid) = crate::test_user::ids();
+        // The runtime runs as root of podman's user namespace, which is the user here.
+        chown(&argv_log, Some(uid), Some(gid)).expect("chown argv log");
+        // A copy the user can execute wherever the checkout is (a home dir may be 0700).
+        let berth = dir.join("berth");
+        fs::copy(runtime_binary(), &berth).expect("copy berth");
+        let wrapper = dir.join("berth-wrap");
+        crate::util::write_argv_recording_wrapper(&wrapper, &argv_log, &berth);
+        let as_user = Some(crate::test_user::setpriv_args(&home, Some(&xdg)));
+        Podman { dir, argv_log, wrapper, made_blob_cache: false, as_user }.loaded()
+    }
+
+    /// Loads the test image; a failed load cleans up here (nothing is registered for exit yet).
+    fn loaded(self) -> Podman {
+        if let Err(e) = self.load_image() {
+            self.stop();
             panic!("{e}");
         }
-        p
+        self
+    }
+
+    /// `podman` itself, as the test user when rootless.
+    fn command(&self) -> Invocation {
+        match &self.as_user {
+            None => Invocation::new(Path::new("podman")),
+            Some(args) => Invocation::new(Path::new("setpriv")).args(args.iter().map(String::as_str)).arg("podman"),
+        }
     }
 
     fn load_image(&self) -> Result<(), String> {
@@ -108,6 +168,7 @@ impl Podman {
         match rt {
             "berth" => self.wrapper.clone(),
             "runc" => PathBuf::from("/usr/sbin/runc"),
+            "crun" => PathBuf::from("/usr/bin/crun"),
             other => PathBuf::from(other),
         }
     }
@@ -135,16 +196,12 @@ impl Podman {
 
     /// `podman <global flags> <args>` with podman's default runtime.
     pub fn podman(&self, args: &[&str]) -> Out {
-        Invocation::new(Path::new("podman"))
-            .args(self.global_args())
-            .args(args.iter().copied())
-            .timeout(Duration::from_secs(120))
-            .run()
+        self.command().args(self.global_args()).args(args.iter().copied()).timeout(Duration::from_secs(120)).run()
     }
 
     /// `podman <global flags> --runtime <rt> <args>`.
     pub fn podman_on(&self, rt: &str, args: &[&str]) -> Out {
-        Invocation::new(Path::new("podman"))
+        self.command()
             .args(self.global_args())
             .arg("--runtime")
             .arg(self.runtime_path(rt))
@@ -208,6 +265,13 @@ impl Podman {
         let dir_s = self.dir.to_string_lossy().into_owned();
         let _ = self.podman(&["rm", "-af", "-t", "0"]);
         let _ = self.podman(&["rmi", "-af"]);
+        // Rootless: the pause process podman leaves to hold its user namespace.
+        if let Some(pid) = fs::read_to_string(self.dir.join("xdg/libpod/tmp/pause.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            kill_pid(pid, libc::SIGKILL);
+        }
         for (pid, _) in crate::leak::processes_mentioning(&[&dir_s]) {
             kill_pid(pid, libc::SIGKILL);
         }

@@ -9,38 +9,23 @@ use conformance::util::sha256_file;
 use conformance::{each_runtime, Case, Runtime};
 use serde_json::{json, Value};
 use std::fs;
-use std::os::unix::fs::{chown, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const USER: &str = "berthrl";
+use conformance::test_user::{self, owned_dir as user_dir};
 
-/// The test user's uid and gid, made if missing.
 fn user() -> (u32, u32) {
-    let id = |flag: &str| Command::new("id").args([flag, USER]).output().ok().filter(|o| o.status.success());
-    if id("-u").is_none() {
-        let ok = Command::new("useradd").args(["-m", USER]).status().is_ok_and(|s| s.success());
-        assert!(ok, "cannot create the test user {USER}");
-    }
-    let num = |flag: &str| -> u32 {
-        let o = id(flag).unwrap_or_else(|| panic!("id {flag} {USER} failed"));
-        String::from_utf8_lossy(&o.stdout).trim().parse().expect("numeric id")
-    };
-    (num("-u"), num("-g"))
+    test_user::ids()
 }
 
 /// The wrapper that runs `bin` as the test user: setpriv drops root (and with it every
 /// capability), env -i leaves only what a login would give.
 fn wrapper(dir: &Path, bin: &Path, xdg: Option<&Path>) -> PathBuf {
-    let (uid, gid) = user();
     let w = dir.join(if xdg.is_some() { "as-user" } else { "as-user-no-xdg" });
-    let xdg = xdg.map(|x| format!("XDG_RUNTIME_DIR={} ", x.display())).unwrap_or_default();
-    let body = format!(
-        "#!/bin/sh\nexec setpriv --reuid={uid} --regid={gid} --clear-groups --inh-caps=-all \
-         env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME=/home/{USER} USER={USER} LOGNAME={USER} \
-         {xdg}{} \"$@\"\n",
-        bin.display()
-    );
+    let home = PathBuf::from(format!("/home/{}", test_user::NAME));
+    let body =
+        format!("#!/bin/sh\nexec setpriv {} {} \"$@\"\n", test_user::setpriv_args(&home, xdg).join(" "), bin.display());
     fs::write(&w, body).expect("write wrapper");
     fs::set_permissions(&w, fs::Permissions::from_mode(0o755)).expect("chmod wrapper");
     // Another test thread may fork while the file is open for writing here; until that
@@ -54,15 +39,6 @@ fn wrapper(dir: &Path, bin: &Path, xdg: Option<&Path>) -> PathBuf {
         }
     }
     w
-}
-
-/// A directory of the test user (mode 0700).
-fn user_dir(path: &Path) -> PathBuf {
-    let (uid, gid) = user();
-    fs::create_dir_all(path).expect("mkdir user dir");
-    chown(path, Some(uid), Some(gid)).expect("chown user dir");
-    fs::set_permissions(path, fs::Permissions::from_mode(0o700)).expect("chmod user dir");
-    path.to_path_buf()
 }
 
 /// Turns `c` into a rootless case: its runtime runs as the test user with a state root of
