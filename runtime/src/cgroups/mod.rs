@@ -336,14 +336,25 @@ fn open_systemd(id: &str, cgroups_path: Option<&str>) -> Result<Box<dyn Manager>
     if h.is_v1() {
         return Err(CgroupError::NoSystemd("berth's systemd driver needs cgroup v2; this host has cgroup v1".into()));
     }
-    let dir = h.mount_point.join(unit.cgroup.trim_start_matches('/'));
+    // Rootless, the unit is the user manager's: its cgroup is below that manager's.
+    let manager = if crate::rootless::active() {
+        let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| CgroupError::Io {
+            path: "/proc/self/cgroup".into(),
+            op: "read",
+            source: e,
+        })?;
+        systemd::user_manager_cgroup(&own)?
+    } else {
+        String::new()
+    };
+    let dir = h.mount_point.join(manager.trim_start_matches('/')).join(unit.cgroup.trim_start_matches('/'));
     let state = HierarchyState {
         name: h.name.clone(),
         subsystems: h.subsystems.clone(),
         mount_point: h.mount_point.clone(),
         dir,
     };
-    Ok(Box::new(systemd::Systemd::new(id, &unit, state)))
+    Ok(Box::new(systemd::Systemd::new(id, &unit, manager, state)))
 }
 
 /// `open` with the host described by text, for tests and for callers that already read

@@ -1,5 +1,6 @@
 //! The few calls of systemd's D-Bus API (org.freedesktop.systemd1.Manager) the driver
-//! makes, over the system bus with zbus's blocking API: start a transient unit and wait
+//! makes, over the system bus (rootless: the user's bus, to the user's own manager) with
+//! zbus's blocking API: start a transient unit and wait
 //! for its job, set unit properties, stop a unit and wait, reset a failed unit.
 //!
 //! Only the systemd driver connects; nothing here runs on the cgroupfs path. The
@@ -23,11 +24,40 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 /// Where the system bus listens when DBUS_SYSTEM_BUS_ADDRESS does not say otherwise.
 pub(crate) const SYSTEM_BUS_SOCKET: &str = "/run/dbus/system_bus_socket";
 
+/// The user's bus (rootless): DBUS_SESSION_BUS_ADDRESS, else `$XDG_RUNTIME_DIR/bus` where
+/// the user's systemd instance listens.
+pub(crate) fn user_bus_address() -> Option<String> {
+    if let Some(a) = std::env::var("DBUS_SESSION_BUS_ADDRESS").ok().filter(|a| !a.is_empty()) {
+        return Some(a);
+    }
+    let dir = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty())?;
+    let sock = std::path::Path::new(&dir).join("bus");
+    sock.exists().then(|| format!("unix:path={}", sock.display()))
+}
+
+/// This process's effective uid as the host sees it (through /proc/self/uid_map).
+fn host_uid() -> u32 {
+    let euid = nix::unistd::geteuid().as_raw();
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    host_id_in(&map, euid).unwrap_or(euid)
+}
+
+/// `id` of this namespace in the parent's, per a uid_map's text.
+pub(crate) fn host_id_in(map: &str, id: u32) -> Option<u32> {
+    map.lines().find_map(|l| {
+        let v: Vec<u32> = l.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        let [inside, outside, count] = v[..] else { return None };
+        (id >= inside && u64::from(id) < u64::from(inside) + u64::from(count)).then(|| outside + (id - inside))
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DbusError {
-    #[error("connecting to the system bus: {0}")]
+    #[error("connecting to systemd's bus: {0}")]
     // Boxed: zbus's error is large, and CgroupError travels in every Result of the driver.
     Connect(Box<zbus::Error>),
+    #[error("rootless: no user bus (DBUS_SESSION_BUS_ADDRESS is unset and $XDG_RUNTIME_DIR/bus does not exist)")]
+    NoUserBus,
     #[error("{method} {unit}: {source}")]
     Call { method: &'static str, unit: String, source: Box<zbus::Error> },
     #[error("{method} {unit}: the job ended with {result:?}")]
@@ -91,8 +121,21 @@ pub(crate) struct Systemd {
 }
 
 impl Systemd {
-    pub(crate) fn connect() -> Result<Systemd, DbusError> {
-        Ok(Systemd { conn: Connection::system().map_err(|e| DbusError::Connect(Box::new(e)))? })
+    /// The system manager on the system bus or, with `user`, the user's own manager on the
+    /// user's bus (rootless).
+    pub(crate) fn connect(user: bool) -> Result<Systemd, DbusError> {
+        if !user {
+            return Ok(Systemd { conn: Connection::system().map_err(|e| DbusError::Connect(Box::new(e)))? });
+        }
+        let address = user_bus_address().ok_or(DbusError::NoUserBus)?;
+        // EXTERNAL authentication sends our uid, which the bus compares with the uid the
+        // kernel reports for the socket: the host's. In podman's user namespace berth is
+        // uid 0, so it sends the id that maps to (as runc and crun do).
+        let conn = zbus::blocking::connection::Builder::address(address.as_str())
+            .map(|b| b.auth_mechanism(zbus::AuthMechanism::External).user_id(host_uid()))
+            .and_then(|b| b.build())
+            .map_err(|e| DbusError::Connect(Box::new(e)))?;
+        Ok(Systemd { conn })
     }
 
     /// A connection to the bus at `address` (tests: a private bus with a fake systemd).

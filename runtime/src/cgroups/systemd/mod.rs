@@ -38,6 +38,38 @@ pub struct UnitState {
     pub slice: String,
     /// "prefix-name.scope" (or a slice).
     pub unit: String,
+    /// Rootless: the cgroup of the user's own systemd instance that owns the unit
+    /// ("/user.slice/user-1000.slice/user@1000.service"), reached on the user's bus. Empty
+    /// for the system manager (and in records of an older berth).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub manager: String,
+}
+
+impl UnitState {
+    /// Whether the unit is the user manager's (rootless) rather than the system's.
+    fn user(&self) -> bool {
+        !self.manager.is_empty()
+    }
+}
+
+/// Rootless: the cgroup of the user manager this process runs under, from its own cgroup
+/// (".../user@1000.service/app.slice/..." → ".../user@1000.service"); the units berth
+/// starts there sit below it. berth runs in that tree whenever the user's session, podman
+/// or conmon started it there.
+pub(crate) fn user_manager_cgroup(proc_self_cgroup: &str) -> Result<String, CgroupError> {
+    let path = proc_self_cgroup.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or_default();
+    let mut out = String::new();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        out.push('/');
+        out.push_str(part);
+        if part.starts_with("user@") && part.ends_with(".service") {
+            return Ok(out);
+        }
+    }
+    Err(CgroupError::NoSystemd(format!(
+        "rootless: berth's cgroup {path:?} is not under a user's systemd instance (user@<uid>.service), \
+         which would own the container's unit"
+    )))
 }
 
 /// Refuses `--systemd-cgroup` where there is no systemd to ask, before anything is made.
@@ -45,6 +77,15 @@ pub(crate) fn check_host() -> Result<(), CgroupError> {
     // sd_booted(3)'s test, runc's IsRunningSystemd.
     if !Path::new("/run/systemd/system").is_dir() {
         return Err(CgroupError::NoSystemd("systemd is not running on this host (no /run/systemd/system)".into()));
+    }
+    if crate::rootless::active() {
+        return dbus::user_bus_address().map(|_| ()).ok_or_else(|| {
+            CgroupError::NoSystemd(
+                "rootless: no user bus to reach the user's systemd instance (DBUS_SESSION_BUS_ADDRESS is \
+                 unset and $XDG_RUNTIME_DIR/bus does not exist)"
+                    .into(),
+            )
+        });
     }
     let bus_from_env = std::env::var_os("DBUS_SYSTEM_BUS_ADDRESS").is_some_and(|a| !a.is_empty());
     if !bus_from_env && !Path::new(dbus::SYSTEM_BUS_SOCKET).exists() {
@@ -75,8 +116,9 @@ pub(crate) struct Systemd {
 
 impl Systemd {
     /// A new container's unit, not started yet, whose cgroup will be `h.dir` (cgroup2).
-    pub(crate) fn new(id: &str, unit: &UnitPath, h: HierarchyState) -> Systemd {
-        let state = UnitState { slice: unit.slice.clone(), unit: unit.unit.clone() };
+    /// `manager`: see [`UnitState::manager`].
+    pub(crate) fn new(id: &str, unit: &UnitPath, manager: String, h: HierarchyState) -> Systemd {
+        let state = UnitState { slice: unit.slice.clone(), unit: unit.unit.clone(), manager };
         let mut s = Systemd::reopen(&state, Dirs::new(vec![h], Vec::new()));
         s.description = format!("berth container {id}");
         s.lock().started = false;
@@ -104,8 +146,14 @@ impl Systemd {
         self.v2.dir_for("").ok_or_else(|| CgroupError::Discovery("no cgroup2 directory".into()))
     }
 
-    fn mount_point(&self) -> Option<&Path> {
-        self.v2.dirs().hierarchies().first().map(|h| h.mount_point.as_path())
+    /// The root of the manager's cgroup tree: the hierarchy's, or the user manager's cgroup.
+    fn mount_point(&self) -> Option<PathBuf> {
+        let m = self.v2.dirs().hierarchies().first().map(|h| h.mount_point.as_path())?;
+        Some(m.join(self.unit.manager.trim_start_matches('/')))
+    }
+
+    fn connect(&self) -> Result<dbus::Systemd, DbusError> {
+        dbus::Systemd::connect(self.unit.user())
     }
 
     fn unit_path(&self) -> UnitPath {
@@ -113,7 +161,7 @@ impl Systemd {
             .dir()
             .ok()
             .zip(self.mount_point())
-            .and_then(|(d, m)| d.strip_prefix(m).ok())
+            .and_then(|(d, m)| d.strip_prefix(&m).ok())
             .map(|r| format!("/{}", r.display()))
             .unwrap_or_default();
         UnitPath { unit: self.unit.unit.clone(), slice: self.unit.slice.clone(), cgroup }
@@ -126,7 +174,7 @@ impl Systemd {
             let p = self.lock();
             (p.resources.clone(), p.owner)
         };
-        let bus = dbus::Systemd::connect()?;
+        let bus = self.connect()?;
         let path = self.unit_path();
         if !path.is_slice() {
             self.make_slice(&bus, &path)?;
@@ -236,7 +284,7 @@ impl Manager for Systemd {
             return Ok(());
         }
         self.check_recorded_unit()?;
-        let bus = dbus::Systemd::connect()?;
+        let bus = self.connect()?;
         let props = properties::resources(resources, &device_group)?;
         if !props.is_empty() {
             bus.set_unit_properties(&self.unit.unit, &props)?;
@@ -320,7 +368,7 @@ impl Manager for Systemd {
     fn destroy(&self) -> Result<(), CgroupError> {
         if self.started() {
             self.check_recorded_unit()?;
-            let bus = dbus::Systemd::connect()?;
+            let bus = self.connect()?;
             match bus.stop_unit(&self.unit.unit) {
                 // Gone already: a scope ends by itself once its last process has exited.
                 Err(e) if e.no_such_unit() => {}
@@ -349,6 +397,43 @@ mod tests {
     }
 
     #[test]
+    fn rootless_units_are_the_user_managers_and_checked_below_it() {
+        let own = "0::/user.slice/user-1001.slice/user@1001.service/user.slice/libpod-conmon-ab.scope\n";
+        let manager = user_manager_cgroup(own).expect("under user@1001.service");
+        assert_eq!(manager, "/user.slice/user-1001.slice/user@1001.service");
+        let e = user_manager_cgroup("0::/system.slice/docker.service\n").expect_err("no user manager");
+        assert!(e.to_string().contains("user@<uid>.service"), "{e}");
+        let unit = parse("ab", Some("user.slice:libpod:ab")).expect("podman's path");
+        let h = HierarchyState {
+            dir: PathBuf::from(format!("/sys/fs/cgroup{manager}/user.slice/libpod-ab.scope")),
+            mount_point: PathBuf::from("/sys/fs/cgroup"),
+            name: String::new(),
+            subsystems: Vec::new(),
+        };
+        let m = Systemd::new("ab", &unit, manager.clone(), h);
+        assert_eq!(m.unit_path().cgroup, "/user.slice/libpod-ab.scope");
+        m.check_recorded_unit().expect("the unit of its directory, below the user manager");
+        let st = m.state();
+        let json = serde_json::to_string(&st).expect("json");
+        assert!(json.contains(&format!(r#""manager":"{manager}""#)), "{json}");
+        assert_eq!(from_state(&serde_json::from_str(&json).expect("loads")).state(), st);
+    }
+
+    #[test]
+    fn the_host_uid_comes_from_the_uid_map() {
+        assert_eq!(
+            dbus::host_id_in("         0       1001          1\n         1     100000      65536\n", 0),
+            Some(1001)
+        );
+        assert_eq!(
+            dbus::host_id_in("         0       1001          1\n         1     100000      65536\n", 5),
+            Some(100004)
+        );
+        assert_eq!(dbus::host_id_in("         0          0 4294967295\n", 1001), Some(1001));
+        assert_eq!(dbus::host_id_in("         0       1001          1\n", 7), None);
+    }
+
+    #[test]
     fn a_unit_is_recorded_and_reopened() {
         let unit = parse("c1", Some("kubepods-pod1.slice:cri:c1")).expect("path");
         let h = HierarchyState {
@@ -357,10 +442,17 @@ mod tests {
             name: String::new(),
             subsystems: Vec::new(),
         };
-        let m = Systemd::new("c1", &unit, h);
+        let m = Systemd::new("c1", &unit, String::new(), h);
         assert!(m.starts_with_init(), "a new unit starts with the init");
         let st = m.state();
-        assert_eq!(st.systemd, Some(UnitState { slice: "kubepods-pod1.slice".into(), unit: "cri-c1.scope".into() }));
+        assert_eq!(
+            st.systemd,
+            Some(UnitState {
+                slice: "kubepods-pod1.slice".into(),
+                unit: "cri-c1.scope".into(),
+                manager: String::new()
+            })
+        );
         assert!(st.created.is_empty(), "the unit's directories are systemd's");
         let json = serde_json::to_string(&st).expect("json");
         assert!(json.contains(r#""systemd":{"slice":"kubepods-pod1.slice","unit":"cri-c1.scope"}"#), "{json}");
@@ -371,11 +463,13 @@ mod tests {
         assert_eq!(m.unit_path().cgroup, "/kubepods.slice/kubepods-pod1.slice/cri-c1.scope");
         m.check_recorded_unit().expect("the unit of its directory");
         let mut forged = st.clone();
-        forged.systemd = Some(UnitState { slice: "kubepods-pod1.slice".into(), unit: "ssh.service".into() });
+        forged.systemd =
+            Some(UnitState { slice: "kubepods-pod1.slice".into(), unit: "ssh.service".into(), manager: String::new() });
         let e = from_state(&forged).destroy().expect_err("a forged unit is not stopped").to_string();
         assert!(e.contains("refusing"), "{e}");
         let mut elsewhere = st.clone();
-        elsewhere.systemd = Some(UnitState { slice: "system.slice".into(), unit: "cri-c1.scope".into() });
+        elsewhere.systemd =
+            Some(UnitState { slice: "system.slice".into(), unit: "cri-c1.scope".into(), manager: String::new() });
         assert!(from_state(&elsewhere).destroy().is_err(), "a unit in another slice than the directory");
         let root = parse("c1", Some("-.slice::n")).expect("root slice");
         let h = HierarchyState {
@@ -384,7 +478,7 @@ mod tests {
             name: String::new(),
             subsystems: Vec::new(),
         };
-        Systemd::new("c1", &root, h).check_recorded_unit().expect("a scope in the root slice");
+        Systemd::new("c1", &root, String::new(), h).check_recorded_unit().expect("a scope in the root slice");
     }
 
     #[test]
@@ -396,7 +490,7 @@ mod tests {
             name: String::new(),
             subsystems: Vec::new(),
         };
-        let m = Systemd::new("c1", &unit, h);
+        let m = Systemd::new("c1", &unit, String::new(), h);
         let r: LinuxResources = serde_json::from_str(r#"{"pids":{"limit":5}}"#).expect("resources");
         // Nothing to write yet and no bus asked: kept for the unit's start.
         m.create().expect("create");
@@ -440,7 +534,7 @@ mod tests {
             name: String::new(),
             subsystems: Vec::new(),
         };
-        let m = Systemd::new("c1", &unit, hierarchy(&dir));
+        let m = Systemd::new("c1", &unit, String::new(), hierarchy(&dir));
         m.plan().expect("plan");
         m.create().expect("create");
         let r: LinuxResources = serde_json::from_str(r#"{"pids":{"limit":5}}"#).expect("resources");
@@ -479,7 +573,7 @@ mod tests {
         assert!(!dir.exists(), "systemd removed the unit's cgroup");
 
         // The same name again: a fresh create starts a unit of that name; the slice exists.
-        let again = Systemd::new("c1", &unit, hierarchy(&dir));
+        let again = Systemd::new("c1", &unit, String::new(), hierarchy(&dir));
         again.add_pid(pid).expect("re-create");
         assert_eq!(fake.calls().last().map(String::as_str), Some("start cri-c1.scope replace"));
         again.destroy().expect("delete again");
