@@ -26,19 +26,24 @@ fn wrapper(dir: &Path, bin: &Path, xdg: Option<&Path>) -> PathBuf {
     let home = PathBuf::from(format!("/home/{}", test_user::NAME));
     let body =
         format!("#!/bin/sh\nexec setpriv {} {} \"$@\"\n", test_user::setpriv_args(&home, xdg).join(" "), bin.display());
-    fs::write(&w, body).expect("write wrapper");
-    fs::set_permissions(&w, fs::Permissions::from_mode(0o755)).expect("chmod wrapper");
+    write_script(&w, &body);
+    w
+}
+
+/// Writes an executable script.
+fn write_script(w: &Path, body: &str) {
+    fs::write(w, body).expect("write wrapper");
+    fs::set_permissions(w, fs::Permissions::from_mode(0o755)).expect("chmod wrapper");
     // Another test thread may fork while the file is open for writing here; until that
     // child has exec'd, running the file fails with ETXTBSY. Wait for that to pass.
     for _ in 0..200 {
-        match Command::new(&w).arg("--version").output() {
+        match Command::new(w).arg("--version").output() {
             Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
                 std::thread::sleep(std::time::Duration::from_millis(10))
             }
             _ => break,
         }
     }
-    w
 }
 
 /// Turns `c` into a rootless case: its runtime runs as the test user with a state root of
@@ -308,13 +313,35 @@ fn rootless_limits_without_a_cgroup_fail_naming_linux_resources() {
 }
 
 #[test]
-fn rootless_oom_score_adj_cannot_go_below_the_current_value() {
+fn rootless_oom_score_adj_goes_down_only_to_what_a_privileged_process_set() {
+    // The kernel lets an unprivileged process lower its oom_score_adj down to the value a
+    // privileged process last set (this test's, as root); lower takes CAP_SYS_RESOURCE.
+    let own: i32 = fs::read_to_string("/proc/self/oom_score_adj").expect("own").trim().parse().expect("number");
+    let (raised, allowed) = (own + 300, own + 200);
     each_runtime("rl_oom", |c, rt| {
+        let real = c.rt.bin.clone();
         make_rootless(c);
         c.bundle.config["process"]["oomScoreAdj"] = 500.into();
         let out = c.run_sh("cat /proc/self/oom_score_adj");
         out.expect_ok(&format!("{rt}: raising oom_score_adj"));
         assert_eq!(out.stdout.trim(), "500", "{rt}");
+        // The runtime raised its own value as the user first (as a containerd shim does,
+        // one above dockerd's): a container may still go below that, down to the root's.
+        let user_rt = c.rt.clone();
+        let raising = c.dir.join("as-user-raised");
+        let home = PathBuf::from(format!("/home/{}", test_user::NAME));
+        let body = format!(
+            "#!/bin/sh\nexec setpriv {} sh -c 'echo {raised} >/proc/self/oom_score_adj && exec \"$0\" \"$@\"' {} \"$@\"\n",
+            test_user::setpriv_args(&home, Some(&c.dir.join("xdg"))).join(" "),
+            real.display()
+        );
+        write_script(&raising, &body);
+        c.rt = Runtime::with_binary(&raising, &user_rt.root);
+        c.bundle.config["process"]["oomScoreAdj"] = allowed.into();
+        let out = c.run_sh("cat /proc/self/oom_score_adj");
+        out.expect_ok(&format!("{rt}: below the runtime's own value, not below root's"));
+        assert_eq!(out.stdout.trim(), allowed.to_string(), "{rt}");
+        c.rt = user_rt;
         c.bundle.config["process"]["oomScoreAdj"] = (-500).into();
         let out = c.run();
         out.expect_fail("lowering oom_score_adj as the user");

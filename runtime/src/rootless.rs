@@ -120,9 +120,8 @@ fn controller_of(member: &str, inner: &str) -> &'static str {
 
 /// Checks, in rootless mode, that every limit `linux.resources` requests has a cgroup to go
 /// to (`has_controller`: the driver kept a writable directory for it), and returns the
-/// resources to apply. Device rules are dropped when no devices cgroup is writable: runc
-/// ignores them rootless too, and the user namespace already forbids mknod. An empty or
-/// absent member requests nothing, so the config of `spec --rootless` passes.
+/// resources to apply, without device rules (see below). An empty or absent member requests
+/// nothing, so the config of `spec --rootless` passes.
 pub fn check_resources(
     resources: &LinuxResources,
     has_controller: &dyn Fn(&str) -> bool,
@@ -144,10 +143,12 @@ pub fn check_resources(
             return Err(RootlessError::NoCgroup { field, controller, uid });
         }
     }
+    // Device rules are dropped whatever the cgroup: an unprivileged user may neither attach
+    // the eBPF device program of cgroup v2 nor write a v1 devices cgroup, and runc and crun
+    // ignore them rootless too; the user namespace already forbids mknod, and the device
+    // nodes' own permissions decide access.
     let mut out = resources.clone();
-    if !has_controller("devices") {
-        out.set_devices(None);
-    }
+    out.set_devices(None);
     Ok(out)
 }
 
@@ -162,21 +163,30 @@ fn requests(v: &serde_json::Value) -> bool {
     }
 }
 
-/// In rootless mode a user cannot lower its oom_score_adj (that needs CAP_SYS_RESOURCE):
-/// a requested value below berth's own is refused up front, naming the field, instead of
-/// failing on the write (runc: "failed to update /proc/self/oom_score_adj").
+/// In rootless mode a process may lower its oom_score_adj only down to the lowest value a
+/// privileged process last set for it (the kernel's oom_score_adj_min, inherited, and not
+/// shown in /proc): below that takes CAP_SYS_RESOURCE. A containerd shim raises its own
+/// value by one above dockerd's, so a rootless Docker container asks for a value below
+/// berth's own that the kernel still allows. Whether it does is found out on berth itself
+/// (the value set, then put back: raising it is always allowed), so a value the kernel would
+/// refuse is refused up front, naming the field, instead of failing in the container's
+/// process (runc: "failed to update /proc/self/oom_score_adj").
 pub fn check_oom_score_adj(requested: i32) -> Result<(), String> {
-    let current = std::fs::read_to_string("/proc/self/oom_score_adj")
-        .ok()
-        .and_then(|t| t.trim().parse::<i32>().ok())
-        .unwrap_or(0);
-    if requested < current {
-        return Err(format!(
-            "process.oomScoreAdj {requested}: rootless: below the current value {current}, which only a \
-             process with CAP_SYS_RESOURCE may lower"
-        ));
+    const OWN: &str = "/proc/self/oom_score_adj";
+    let current = std::fs::read_to_string(OWN).ok().and_then(|t| t.trim().parse::<i32>().ok()).unwrap_or(0);
+    if requested >= current {
+        return Ok(());
     }
-    Ok(())
+    match std::fs::write(OWN, requested.to_string()) {
+        Ok(()) => {
+            let _ = std::fs::write(OWN, current.to_string());
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "process.oomScoreAdj {requested}: rootless: below the lowest value this user may set (berth's is \
+             {current}; lowering it further takes CAP_SYS_RESOURCE): {e}"
+        )),
+    }
 }
 
 #[cfg(test)]
