@@ -59,6 +59,12 @@ pub const PACKAGES: &[&str] = &[
     "netavark",
     "catatonit",
     "uidmap",
+    // Rootless podman's user bus: the user's systemd instance with its own D-Bus.
+    "dbus-user-session",
+    "libpam-systemd",
+    // Rootless Docker: dockerd-rootless.sh runs dockerd under rootlesskit with slirp4netns.
+    "rootlesskit",
+    "slirp4netns",
     "e2fsprogs",
     "procps",
 ];

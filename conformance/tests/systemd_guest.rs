@@ -91,8 +91,15 @@ fn make_share(berth: &std::path::Path) -> Result<tempfile::TempDir, String> {
         std::fs::write(share.path().join(name), sd(args, cgroups_path)?).map_err(|e| e.to_string())?;
     }
     std::fs::write(share.path().join("trixie-systemd-cgroup.sh"), SYSTEMD_CGROUP_SH).map_err(|e| e.to_string())?;
+    std::fs::write(share.path().join("trixie-podman-rootless.sh"), PODMAN_ROOTLESS_SH).map_err(|e| e.to_string())?;
+    std::fs::write(share.path().join("trixie-docker-rootless.sh"), DOCKER_ROOTLESS_SH).map_err(|e| e.to_string())?;
     Ok(share)
 }
+
+/// Run in the guest by `rootless_podman_with_limits_on_berth_as_on_runc_and_crun`.
+const PODMAN_ROOTLESS_SH: &str = include_str!("../qemu/trixie-podman-rootless.sh");
+/// Run in the guest by `rootless_docker_runs_on_berth_as_on_runc`.
+const DOCKER_ROOTLESS_SH: &str = include_str!("../qemu/trixie-docker-rootless.sh");
 
 /// Run in the guest by `the_systemd_driver_makes_scopes_systemd_knows`.
 const SYSTEMD_CGROUP_SH: &str = include_str!("../qemu/trixie-systemd-cgroup.sh");
@@ -455,4 +462,62 @@ fn cri_pods_with_systemd_cgroup_on_berth_as_on_runc() {
         r[f] = json!(null);
     }
     assert_eq!(b, r, "berth and runc saw different things");
+}
+
+/// Rootless podman 5 as a user with a lingering systemd instance (issue 12, item 2): its
+/// systemd cgroup manager puts each container in a `libpod-<id>.scope` of the user's own
+/// manager, reached on the user's bus, in the cgroup v2 subtree systemd delegates to the
+/// user. On runc, crun and berth alike: the limits are in the container's files, enforced
+/// (OOM kill, refused forks), a detached container's scope is active with its MemoryMax and
+/// gone after rm.
+#[test]
+fn rootless_podman_with_limits_on_berth_as_on_runc_and_crun() {
+    import_busybox("podman");
+    let (get, all) = report(run_for(&format!("sh {SHARE_MOUNT}/trixie-podman-rootless.sh"), Duration::from_secs(900)));
+    assert!(get("host", "delegated").split(',').any(|c| c == "memory"), "memory is delegated to the user\n{all}");
+    for rt in ["runc", "crun", "berth"] {
+        assert_eq!(get(rt, "limits"), "0,67108864,42", "{rt}: root inside, the limits in the files\n{all}");
+        assert_eq!(get(rt, "oom"), "137", "{rt}: the 16m container is OOM-killed\n{all}");
+        assert_ne!(get(rt, "refused_forks"), "0", "{rt}: pids.max 5 refuses forks\n{all}");
+        assert_eq!(get(rt, "exec"), "0", "{rt}: podman exec\n{all}");
+        assert_eq!(get(rt, "scope"), "active,33554432", "{rt}: the user manager's scope\n{all}");
+        assert_eq!(get(rt, "units_left"), "0", "{rt}: no unit after rm\n{all}");
+    }
+    assert_eq!(get("host", "containers_left"), "0", "{all}");
+}
+
+/// A guest script's "<runtime> <what>=<value>" report: a lookup (panicking with the whole
+/// output when a line is missing) and that output.
+fn report(o: CmdOutput) -> (impl Fn(&str, &str) -> String, String) {
+    let all = format!("code {}\nstdout:\n{}\nstderr:\n{}", o.code, o.stdout, o.stderr);
+    let shown = all.clone();
+    let get = move |rt: &str, key: &str| -> String {
+        o.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{rt} {key}=")))
+            .unwrap_or_else(|| panic!("no {rt} {key} in the report\n{shown}"))
+            .to_string()
+    };
+    (get, all)
+}
+
+/// Rootless Docker (issue 12, item 3): trixie's dockerd-rootless.sh (rootlesskit,
+/// slirp4netns) as a user with a lingering systemd instance, berth added by path; Docker
+/// uses the systemd cgroup driver of the user's manager. On runc and berth: root inside is
+/// the user, the limits are in the files, exec, stop with SIGTERM, no unit left.
+#[test]
+fn rootless_docker_runs_on_berth_as_on_runc() {
+    let (get, all) = report(run_for(&format!("sh {SHARE_MOUNT}/trixie-docker-rootless.sh"), Duration::from_secs(900)));
+    assert_eq!(get("host", "rootless"), "1,systemd", "dockerd runs rootless with the systemd driver\n{all}");
+    let runc_run = get("runc", "run");
+    assert!(runc_run.starts_with("0,"), "root inside\n{all}");
+    for rt in ["runc", "berth"] {
+        assert_eq!(get(rt, "run"), runc_run, "{rt}: root inside is the user, the same map\n{all}");
+        assert_eq!(get(rt, "limits"), "67108864,42", "{rt}\n{all}");
+        assert_eq!(get(rt, "exec"), "0", "{rt}\n{all}");
+        assert_eq!(get(rt, "stopped"), "exited,0", "{rt}: SIGTERM reached the container\n{all}");
+        assert_eq!(get(rt, "units_left"), "0", "{rt}\n{all}");
+    }
+    assert_eq!(get("host", "containers_left"), "0", "{all}");
+    assert_eq!(get("host", "dockerd_stopped"), "yes", "{all}");
 }

@@ -343,7 +343,14 @@ fn open_systemd(id: &str, cgroups_path: Option<&str>) -> Result<Box<dyn Manager>
             op: "read",
             source: e,
         })?;
-        systemd::user_manager_cgroup(&own)?
+        let manager = systemd::user_manager_cgroup(&own, systemd::host_uid());
+        if !h.mount_point.join(manager.trim_start_matches('/')).is_dir() {
+            return Err(CgroupError::NoSystemd(format!(
+                "rootless: no cgroup of the user's systemd instance at {manager}: is the user's \
+                 systemd running (a login session, or loginctl enable-linger)?"
+            )));
+        }
+        manager
     } else {
         String::new()
     };

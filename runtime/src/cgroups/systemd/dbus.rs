@@ -36,7 +36,7 @@ pub(crate) fn user_bus_address() -> Option<String> {
 }
 
 /// This process's effective uid as the host sees it (through /proc/self/uid_map).
-fn host_uid() -> u32 {
+pub(crate) fn host_uid() -> u32 {
     let euid = nix::unistd::geteuid().as_raw();
     let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
     host_id_in(&map, euid).unwrap_or(euid)

@@ -52,24 +52,28 @@ impl UnitState {
     }
 }
 
-/// Rootless: the cgroup of the user manager this process runs under, from its own cgroup
-/// (".../user@1000.service/app.slice/..." → ".../user@1000.service"); the units berth
-/// starts there sit below it. berth runs in that tree whenever the user's session, podman
-/// or conmon started it there.
-pub(crate) fn user_manager_cgroup(proc_self_cgroup: &str) -> Result<String, CgroupError> {
+/// Rootless: the cgroup of the user's own systemd instance, which owns the units berth
+/// starts there. That is the user manager berth runs under when it does (a login session's
+/// podman moves itself there: ".../user@1000.service/app.slice/..." → ".../user@1000.service"),
+/// else the one systemd gives every user, `user@<uid>.service` in `user-<uid>.slice` (rootless
+/// Docker's daemon may run elsewhere, as a service of root's). `uid`: the user, as the host
+/// sees it.
+pub(crate) fn user_manager_cgroup(proc_self_cgroup: &str, uid: u32) -> String {
     let path = proc_self_cgroup.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or_default();
     let mut out = String::new();
     for part in path.split('/').filter(|p| !p.is_empty()) {
         out.push('/');
         out.push_str(part);
-        if part.starts_with("user@") && part.ends_with(".service") {
-            return Ok(out);
+        if part == format!("user@{uid}.service") {
+            return out;
         }
     }
-    Err(CgroupError::NoSystemd(format!(
-        "rootless: berth's cgroup {path:?} is not under a user's systemd instance (user@<uid>.service), \
-         which would own the container's unit"
-    )))
+    format!("/user.slice/user-{uid}.slice/user@{uid}.service")
+}
+
+/// The uid the host knows this process by (the user's, in podman's user namespace).
+pub(crate) fn host_uid() -> u32 {
+    dbus::host_uid()
 }
 
 /// Refuses `--systemd-cgroup` where there is no systemd to ask, before anything is made.
@@ -399,10 +403,11 @@ mod tests {
     #[test]
     fn rootless_units_are_the_user_managers_and_checked_below_it() {
         let own = "0::/user.slice/user-1001.slice/user@1001.service/user.slice/libpod-conmon-ab.scope\n";
-        let manager = user_manager_cgroup(own).expect("under user@1001.service");
+        let manager = user_manager_cgroup(own, 1001);
         assert_eq!(manager, "/user.slice/user-1001.slice/user@1001.service");
-        let e = user_manager_cgroup("0::/system.slice/docker.service\n").expect_err("no user manager");
-        assert!(e.to_string().contains("user@<uid>.service"), "{e}");
+        // Run from a service of root's (rootless Docker started by root's agent): the
+        // manager systemd gives the user.
+        assert_eq!(user_manager_cgroup("0::/system.slice/agent.service\n", 1001), manager);
         let unit = parse("ab", Some("user.slice:libpod:ab")).expect("podman's path");
         let h = HierarchyState {
             dir: PathBuf::from(format!("/sys/fs/cgroup{manager}/user.slice/libpod-ab.scope")),
