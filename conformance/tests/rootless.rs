@@ -230,6 +230,69 @@ fn rootless_spec_config_runs_as_root_mapped_to_the_user() {
     });
 }
 
+/// The user's first subordinate range in /etc/subuid or /etc/subgid: (start, count).
+fn sub_range(file: &str) -> (u32, u32) {
+    let text = fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            (f.next() == Some(test_user::NAME)).then(|| {
+                let start = f.next().and_then(|v| v.parse().ok());
+                let count = f.next().and_then(|v| v.parse().ok());
+                start.zip(count)
+            })?
+        })
+        .unwrap_or_else(|| panic!("no range for {} in {file}", test_user::NAME))
+}
+
+#[test]
+fn rootless_maps_with_subordinate_ids_go_through_newuidmap() {
+    // Root inside is the user, ids 1.. are the user's subordinate range: more than one id,
+    // which only the setuid helpers may map for an unprivileged user.
+    let (uid, gid) = user();
+    let (su, sun) = sub_range("/etc/subuid");
+    let (sg, sgn) = sub_range("/etc/subgid");
+    each_runtime("rl_subids", |c, rt| {
+        make_rootless(c);
+        c.bundle.config["linux"]["uidMappings"] =
+            json!([{"containerID": 0, "hostID": uid, "size": 1}, {"containerID": 1, "hostID": su, "size": sun}]);
+        c.bundle.config["linux"]["gidMappings"] =
+            json!([{"containerID": 0, "hostID": gid, "size": 1}, {"containerID": 1, "hostID": sg, "size": sgn}]);
+        c.bundle.config["process"]["capabilities"] =
+            json!({"bounding": ["CAP_CHOWN"], "effective": ["CAP_CHOWN"], "permitted": ["CAP_CHOWN"]});
+        c.bundle.add_mount(
+            json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]}),
+        );
+        let out = c.run_sh(
+            "cat /proc/self/uid_map /proc/self/gid_map; touch /tmp/f && chown 1000:1000 /tmp/f && stat -c %u:%g /tmp/f",
+        );
+        out.expect_ok(&format!("{rt}: a map of the user's subordinate ids"));
+        let lines: Vec<Vec<&str>> = out.stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+        let (u, g, su_s, sun_s, sg_s, sgn_s) =
+            (uid.to_string(), gid.to_string(), su.to_string(), sun.to_string(), sg.to_string(), sgn.to_string());
+        assert_eq!(
+            lines,
+            [
+                vec!["0", u.as_str(), "1"],
+                vec!["1", su_s.as_str(), sun_s.as_str()],
+                vec!["0", g.as_str(), "1"],
+                vec!["1", sg_s.as_str(), sgn_s.as_str()],
+                vec!["1000:1000"],
+            ],
+            "{rt}: {out}"
+        );
+        // A range that is not the user's is refused by the helper, naming the field.
+        c.bundle.config["linux"]["uidMappings"] =
+            json!([{"containerID": 0, "hostID": uid, "size": 1}, {"containerID": 1, "hostID": 1, "size": 10}]);
+        let out = c.run();
+        out.expect_fail(&format!("{rt}: host ids that are not the user's"));
+        if rt == "berth" {
+            assert!(out.stderr.contains("linux.uidMappings") && out.stderr.contains("newuidmap"), "{out}");
+        }
+        c.assert_no_leaks("after the refused map");
+    });
+}
+
 #[test]
 fn rootless_default_devices_and_sysfs_fall_back_to_binds() {
     // The root config's devices (mknod) and sysfs (needs an owned network namespace)

@@ -17,6 +17,13 @@ pub enum MapError {
     Open { field: &'static str, path: String, source: Errno },
     #[error("{field}: writing /proc/{path}: {source}")]
     Write { field: &'static str, path: String, source: std::io::Error },
+    #[error(
+        "{field}: rootless: mapping ids other than your own needs {helper} (Debian: uidmap) and ranges \
+         for you in /etc/sub{kind}: running it: {source}"
+    )]
+    HelperMissing { field: &'static str, helper: &'static str, kind: &'static str, source: std::io::Error },
+    #[error("{field}: {helper} refused the map (are these ids yours in /etc/sub{kind}?): {stderr}")]
+    Helper { field: &'static str, helper: &'static str, kind: &'static str, stderr: String },
 }
 
 /// The kernel accepts at most this many lines in a map.
@@ -65,13 +72,50 @@ pub fn format(maps: &[LinuxIdMapping]) -> String {
 /// Writes `<pid>/uid_map` and `<pid>/gid_map` (one write each, as the kernel requires),
 /// opened beneath a verified host procfs. Like runc, `setgroups` is set to "deny" first
 /// only when we lack CAP_SETGID: the kernel then accepts a gid map only that way.
+///
+/// Without CAP_SETUID (CAP_SETGID) a process may only map its own id, once: a map with more
+/// (a rootless config with the user's subordinate ids) is handed to the setuid helpers
+/// newuidmap and newgidmap, which check it against /etc/subuid and /etc/subgid, as runc
+/// does. newgidmap leaves setgroups allowed.
 pub fn write(pid: i32, uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<(), MapError> {
-    let can_setgid = caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SETGID).unwrap_or(false);
-    if !can_setgid {
+    let has = |c| caps::has_cap(None, caps::CapSet::Effective, c).unwrap_or(false);
+    let only_own = |maps: &[LinuxIdMapping], own: u32| matches!(maps, [m] if m.size() == 1 && m.host_id() == own);
+    let gid_helper = !has(caps::Capability::CAP_SETGID) && !only_own(gid, nix::unistd::getegid().as_raw());
+    let uid_helper = !has(caps::Capability::CAP_SETUID) && !only_own(uid, nix::unistd::geteuid().as_raw());
+    if !has(caps::Capability::CAP_SETGID) && !gid_helper {
         write_proc(pid, "setgroups", "linux.gidMappings", "deny")?;
     }
-    write_proc(pid, "uid_map", "linux.uidMappings", &format(uid))?;
-    write_proc(pid, "gid_map", "linux.gidMappings", &format(gid))
+    if uid_helper {
+        run_helper(pid, "newuidmap", "uid", "linux.uidMappings", uid)?;
+    } else {
+        write_proc(pid, "uid_map", "linux.uidMappings", &format(uid))?;
+    }
+    if gid_helper {
+        run_helper(pid, "newgidmap", "gid", "linux.gidMappings", gid)
+    } else {
+        write_proc(pid, "gid_map", "linux.gidMappings", &format(gid))
+    }
+}
+
+/// `newuidmap <pid> <inside> <outside> <count>...` (or newgidmap), found in PATH.
+fn run_helper(
+    pid: i32,
+    helper: &'static str,
+    kind: &'static str,
+    field: &'static str,
+    maps: &[LinuxIdMapping],
+) -> Result<(), MapError> {
+    let mut cmd = std::process::Command::new(helper);
+    cmd.arg(pid.to_string());
+    for m in maps {
+        cmd.args([m.container_id().to_string(), m.host_id().to_string(), m.size().to_string()]);
+    }
+    let out = cmd.output().map_err(|source| MapError::HelperMissing { field, helper, kind, source })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    Err(MapError::Helper { field, helper, kind, stderr: format!("{} ({stderr})", out.status) })
 }
 
 fn write_proc(pid: i32, file: &str, field: &'static str, text: &str) -> Result<(), MapError> {
