@@ -566,6 +566,8 @@ fn rootless_features_and_spec_agree() {
     let out = conformance::runtime::Invocation::new(&no_xdg).arg("features").run();
     out.expect_ok("features as the user");
     assert_eq!(out.json()["annotations"]["io.github.berth.rootless"], "true", "{out}");
+    // The user's systemd instance drives rootless --systemd-cgroup (runc reports the same).
+    assert_eq!(out.json()["linux"]["cgroup"]["systemdUser"], true, "{out}");
     let spec = &c.bundle.config;
     let (uid, _) = user();
     assert_eq!(spec["linux"]["uidMappings"][0]["hostID"], uid, "spec --rootless maps root to the user");
