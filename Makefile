@@ -96,10 +96,10 @@ soak: build
 # binaries run directly, not through `cargo run`, whose extra environment would be copied
 # into every runtime invocation.
 bench: build
-	./scripts/bench-host.sh
-	BERTH=$(CURDIR)/$(RELEASE_DIR)/berth $(RELEASE_DIR)/bench
-	BERTH_SNAPSHOTTER=$(CURDIR)/$(RELEASE_DIR)/berth-snapshotter $(RELEASE_DIR)/bench-snapshotter
-	$(RELEASE_DIR)/bench-shim
+	./scripts/bench-host.sh; trap './scripts/bench-host.sh restore' EXIT; \
+	BERTH=$(CURDIR)/$(RELEASE_DIR)/berth $(RELEASE_DIR)/bench && \
+	BERTH_SNAPSHOTTER=$(CURDIR)/$(RELEASE_DIR)/berth-snapshotter $(RELEASE_DIR)/bench-snapshotter && \
+	$(RELEASE_DIR)/bench-shim && \
 	$(RELEASE_DIR)/bench-pod
 	@# The same scenarios on a systemd host: the Debian 13 guest (emulated, so ratios only),
 	@# with the cgroupfs driver and with --systemd-cgroup. BENCH_GUEST_N (default 20).

@@ -3,12 +3,24 @@
 # crun 1.8 refuses a hybrid host where any controller sits on the cgroup2 hierarchy, and on
 # a fresh VM of this project hugetlb does. Binding hugetlb to a v1 hierarchy of its own
 # (possible while no cgroup2 group uses it) gives the all-v1 layout runc and crun expect.
-# It lasts until reboot; berth works with either layout.
+# berth works with either layout. `bench-host.sh restore` undoes it (make bench runs that at
+# the end, also when a step failed): left bound, crun would run on this host, and the tests
+# that compare with crun where it can run would meet crun 1.8's gaps.
 set -euo pipefail
 unified=/sys/fs/cgroup/unified
+marker=/run/berth-bench-hugetlb
+if [ "${1:-}" = restore ]; then
+  if [ -e "$marker" ] && grep -q ' /sys/fs/cgroup/hugetlb ' /proc/self/mountinfo; then
+    echo "bench: giving hugetlb back to the cgroup2 hierarchy"
+    umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb
+  fi
+  rm -f "$marker"
+  exit 0
+fi
 if [ -f "$unified/cgroup.controllers" ] && grep -qw hugetlb "$unified/cgroup.controllers" \
    && ! grep -q ' /sys/fs/cgroup/hugetlb ' /proc/self/mountinfo; then
-  echo "bench: binding hugetlb to a cgroup v1 hierarchy so crun can run on this host (until reboot)"
+  echo "bench: binding hugetlb to a cgroup v1 hierarchy so crun can run on this host (until the bench ends)"
   mkdir -p /sys/fs/cgroup/hugetlb
   mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
+  touch "$marker"
 fi
