@@ -206,10 +206,13 @@ impl Case {
 impl Drop for Case {
     fn drop(&mut self) {
         let ids: Vec<String> = std::iter::once(self.id.clone()).chain(self.extra_ids.clone()).collect();
+        let mut deletes = Vec::new();
         for id in &ids {
             // The runtime's own cleanup is part of what is under test, so it
-            // goes first; the leak check judges it.
-            let _ = std::panic::catch_unwind(|| self.rt.delete_force(id));
+            // goes first; the leak check judges it (and shows what delete said).
+            if let Ok(out) = std::panic::catch_unwind(|| self.rt.delete_force(id)) {
+                deletes.push(out);
+            }
         }
         for f in self.cleanups.drain(..) {
             f();
@@ -223,7 +226,8 @@ impl Drop for Case {
         }
         let _ = fs::remove_dir_all(&self.dir);
         if !problems.is_empty() {
-            let msg = format!("{}: left behind on the host:\n  {}", self.id, problems.join("\n  "));
+            let said: String = deletes.iter().map(|o| format!("\n{o}")).collect();
+            let msg = format!("{}: left behind on the host:\n  {}{said}", self.id, problems.join("\n  "));
             if std::thread::panicking() {
                 eprintln!("{msg}");
             } else {

@@ -24,8 +24,14 @@ pub(crate) fn trusted(rec: &Record, init_pinned: bool) -> Result<Box<dyn Manager
     }
     // An init that died since the caller pinned it (a container whose process exits as it
     // is deleted) may be reaped already: its /proc entry is gone, and its cgroup is then
-    // judged as a stopped container's is, by its shape.
-    if init_pinned && !holds(&st, rec.pid) && crate::sys::process_alive(rec.pid, rec.init_start_time) {
+    // judged as a stopped container's is, by its shape. One still exiting (checked after
+    // the cgroups were read, so it was exiting then or is gone now) shows the root of every
+    // v1 hierarchy in /proc/<pid>/cgroup: it is judged the same way.
+    if init_pinned
+        && !holds(&st, rec.pid)
+        && crate::sys::process_alive(rec.pid, rec.init_start_time)
+        && !crate::sys::process_exiting(rec.pid, rec.init_start_time)
+    {
         return Err(refuse(format!("does not hold the container's init (pid {})", rec.pid)));
     }
     Ok(cg)

@@ -102,27 +102,49 @@ pub fn set_keepcaps(on: bool) -> io::Result<()> {
     Ok(nix::sys::prctl::set_keepcaps(on)?)
 }
 
+/// What berth reads of /proc/<pid>/stat.
+#[derive(Debug, PartialEq, Eq)]
+struct Stat {
+    state: char,
+    flags: u64,
+    start_time: u64,
+}
+
+/// The kernel sets PF_EXITING when a task starts to exit (include/linux/sched.h); from then
+/// on cgroup v1 shows it in every v1 hierarchy's root, while its state is still R, S or D.
+const PF_EXITING: u64 = 0x4;
+
+fn parse_stat(text: &str) -> Option<Stat> {
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let fields: Vec<&str> = text[text.rfind(')')? + 1..].split_whitespace().collect();
+    // After the name: state (3), ppid, pgrp, session, tty_nr, tpgid, flags (9), …,
+    // starttime (22).
+    Some(Stat {
+        state: fields.first()?.chars().next()?,
+        flags: fields.get(6)?.parse().ok()?,
+        start_time: fields.get(19)?.parse().ok()?,
+    })
+}
+
+fn stat(pid: i32) -> Option<Stat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
 /// The start time of a process in clock ticks since boot (field 22 of /proc/<pid>/stat):
 /// with the pid it identifies a process across pid reuse.
 pub fn process_start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    stat(pid).map(|s| s.start_time)
 }
 
 /// Whether the process `pid` is alive (not a zombie) and is the one that started at `start_time`.
 pub fn process_alive(pid: i32, start_time: u64) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let Some(close) = stat.rfind(')') else { return false };
-    let mut fields = stat[close + 1..].split_whitespace();
-    let state = fields.next().unwrap_or("X");
-    if state == "Z" || state == "X" {
-        return false;
-    }
-    fields.nth(18).and_then(|s| s.parse::<u64>().ok()) == Some(start_time)
+    stat(pid).is_some_and(|s| s.state != 'Z' && s.state != 'X' && s.start_time == start_time)
+}
+
+/// Whether the process `pid` (the one that started at `start_time`) has begun to exit: still
+/// alive by its state, but on its way out, and no longer shown in its v1 cgroups.
+pub fn process_exiting(pid: i32, start_time: u64) -> bool {
+    stat(pid).is_some_and(|s| s.start_time == start_time && s.flags & PF_EXITING != 0)
 }
 
 /// Ends the process at once, like _exit(2): no atexit handlers, no destructors, no
@@ -175,4 +197,28 @@ pub fn poll_readable(fds: &[Option<BorrowedFd<'_>>], timeout_ms: i32) -> io::Res
     poll(&mut pfds, timeout)?;
     let mut ready = pfds.iter().map(|p| p.revents().is_none_or(|r| !r.is_empty()));
     Ok(fds.iter().map(|fd| fd.is_some() && ready.next().unwrap_or(false)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_is_read_after_the_last_parenthesis_of_the_name() {
+        let line = "4242 (a) (b c) S 1 4242 4242 0 -1 4194564 93 0 0 0 0 0 0 0 20 0 1 0 987654 2457600 200 \
+                    18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        let s = parse_stat(line).expect("parsed");
+        assert_eq!(s, Stat { state: 'S', flags: 4194564, start_time: 987654 });
+        assert_ne!(s.flags & PF_EXITING, 0, "0x400104 has PF_EXITING (0x4)");
+        assert!(parse_stat("12 (truncated) S 1").is_none());
+    }
+
+    #[test]
+    fn a_running_process_is_alive_and_not_exiting() {
+        let me = std::process::id() as i32;
+        let start = process_start_time(me).expect("own start time");
+        assert!(process_alive(me, start));
+        assert!(!process_exiting(me, start));
+        assert!(!process_alive(me, start + 1), "another start time is another process");
+    }
 }
