@@ -102,7 +102,7 @@ fn start(flags: &Flags) -> Result<()> {
     if UnixStream::connect(&path).is_ok() {
         // The pod's shim is already serving.
         containerd_shim::util::write_address(&address)?;
-        print!("{address}");
+        print!("{}", crate::bootstrap::reply(&address, &flags.publish_binary));
         return Ok(());
     }
     let listener = bind_private(&path)?;
@@ -152,8 +152,9 @@ fn start(flags: &Flags) -> Result<()> {
     if let Err(e) = containerd_shim::cgroup::adjust_oom_score(child.id()) {
         log::warn!("oom_score_adj: {e}");
     }
+    let reply = crate::bootstrap::reply(&address, &flags.publish_binary);
     let mut out = std::io::stdout().lock();
-    out.write_all(address.as_bytes()).map_err(io("write address"))?;
+    out.write_all(reply.as_bytes()).map_err(io("write address"))?;
     out.flush().map_err(io("write address"))?;
     // The daemon may serve now. Dying before this line leaves it no client: it exits.
     fs::File::from(ready_w).write_all(b"1").map_err(io("hand over to the shim"))
