@@ -460,7 +460,7 @@ fn main() {
         ("PSS of a created init", "created init PSS (KiB)", "crun", 1.0),
         ("run vs the kernel floor", "run", "floor", 2.0),
     ];
-    println!("{:<28} {:>12} {:>8} {:>6} {}", "goal", "berth/", "ratio", "max", "");
+    println!("{:<28} {:>12} {:>8} {:>6} verdict", "goal", "berth/", "ratio", "max");
     for (what, sc, other, max) in goals {
         let r = ratio(sc, "berth", other);
         let verdict = match r {
