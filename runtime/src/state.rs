@@ -197,9 +197,11 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(StateError::Root { path: self.root.clone(), source: e }),
         };
+        // Every directory: one without a state file (a create in progress, or interrupted)
+        // fails to load, and the callers skip it; asking here first would cost a statx each.
         let mut ids: Vec<String> = entries
             .filter_map(Result::ok)
-            .filter(|e| e.path().join(STATE_FILE).exists())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .filter_map(|e| e.file_name().into_string().ok())
             .collect();
         ids.sort();
@@ -263,7 +265,8 @@ impl Record {
 pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
     let mut f =
         OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY).open(path)?;
-    let ty = f.metadata()?.file_type();
+    let meta = f.metadata()?;
+    let (ty, meta_len) = (meta.file_type(), meta.len());
     if !ty.is_file() {
         let what = if ty.is_fifo() {
             "a FIFO"
@@ -274,8 +277,10 @@ pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
         };
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} is {what}", path.display())));
     }
-    let mut data = Vec::new();
-    f.read_to_end(&mut data)?;
+    // Sized from the metadata just read, and through `take` so that std does not ask the
+    // file for its size again (`list` reads one of these per container).
+    let mut data = Vec::with_capacity(usize::try_from(meta_len).unwrap_or(0).saturating_add(1));
+    (&mut f).take(u64::MAX).read_to_end(&mut data)?;
     Ok(data)
 }
 

@@ -19,4 +19,5 @@ pub mod pidfd;
 pub mod proc;
 pub mod sched;
 pub mod seccomp;
+pub mod small_file;
 pub mod term;

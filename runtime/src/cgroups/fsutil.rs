@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::CgroupError;
 
 pub(crate) fn read_trim(p: &Path) -> std::io::Result<String> {
-    Ok(std::fs::read_to_string(p)?.trim().to_string())
+    Ok(crate::sys::small_file::read_to_string(p)?.trim().to_string())
 }
 
 /// One write(2) of `value` to an existing file: cgroupfs files are never

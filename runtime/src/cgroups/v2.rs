@@ -68,7 +68,11 @@ impl Manager for V2 {
 
     fn is_frozen(&self) -> Result<bool, CgroupError> {
         let p = self.dir()?.join("cgroup.events");
-        let t = std::fs::read_to_string(&p).map_err(|e| CgroupError::Io { path: p, op: "read", source: e })?;
+        let t = crate::sys::small_file::read_to_string(&p).map_err(|e| CgroupError::Io {
+            path: p,
+            op: "read",
+            source: e,
+        })?;
         Ok(t.lines().any(|l| l.trim() == "frozen 1"))
     }
 

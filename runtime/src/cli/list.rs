@@ -4,7 +4,8 @@ use berth::state::Store;
 
 pub fn run(store: &Store, format: &str, quiet: bool) -> anyhow::Result<i32> {
     let containers = berth::container::list(store)?;
-    let mut out = std::io::stdout().lock();
+    // One write for the whole table, not one per line.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if quiet {
         for (rec, _) in &containers {
             writeln!(out, "{}", rec.id)?;
@@ -28,5 +29,6 @@ pub fn run(store: &Store, format: &str, quiet: bool) -> anyhow::Result<i32> {
             )?;
         }
     }
+    out.flush()?;
     Ok(0)
 }
