@@ -22,6 +22,7 @@
 //! `process.noNewPrivileges`.
 
 mod enosys;
+mod eval;
 
 use std::io::{self, IoSlice, Read, Seek};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
@@ -363,6 +364,18 @@ impl Filter {
         Ok(Filter { program, flags: load_flags(&ctx, notify), notify })
     }
 
+    /// Whether this filter, once loaded, certainly lets the native-arch system call `nr`
+    /// with `args` through (SECCOMP_RET_ALLOW). Worked out in user space; anything the
+    /// evaluator cannot follow is a no.
+    pub fn allows(&self, nr: libc::c_long, args: [u64; 6]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        const AUDIT_ARCH: u32 = 0xc000_003e;
+        #[cfg(target_arch = "aarch64")]
+        const AUDIT_ARCH: u32 = 0xc000_00b7;
+        let Ok(nr) = u32::try_from(nr) else { return false };
+        eval::allows(&self.program, &eval::Call { nr, arch: AUDIT_ARCH, args })
+    }
+
     /// Whether a rule notifies, so that `load` returns a listener fd.
     pub fn notifies(&self) -> bool {
         self.notify
@@ -554,6 +567,72 @@ mod tests {
         assert_eq!(e.to_string(), "linux.seccomp.syscalls[0].args[0].op: unknown operator \"SCMP_CMP_XX\"");
         let e = check_names(&json!({"defaultAction": "KILL"})).unwrap_err();
         assert_eq!(e.to_string(), "linux.seccomp.defaultAction: unknown action \"KILL\"");
+    }
+
+    #[test]
+    fn the_user_space_evaluation_answers_as_the_profile_says() {
+        let madvise = |advice: u64| (libc::SYS_madvise, [0x7f00_0000_0000, 4096, advice, 0, 0, 0]);
+        let cases = [
+            // (profile, call, allowed)
+            (json!({"defaultAction": "SCMP_ACT_ALLOW"}), madvise(4), true),
+            (json!({"defaultAction": "SCMP_ACT_ERRNO"}), madvise(4), false),
+            (json!({"defaultAction": "SCMP_ACT_LOG"}), madvise(4), false),
+            (
+                json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["madvise"], "action": "SCMP_ACT_ALLOW"}]}),
+                madvise(4),
+                true,
+            ),
+            (
+                json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["madvise"], "action": "SCMP_ACT_KILL"}]}),
+                madvise(4),
+                false,
+            ),
+            // Argument conditions, 64-bit compares as libseccomp emits them (two words).
+            (
+                json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["madvise"], "action": "SCMP_ACT_ALLOW",
+                    "args": [{"index": 2, "value": 4, "op": "SCMP_CMP_EQ"}]}]}),
+                madvise(4),
+                true,
+            ),
+            (
+                json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["madvise"], "action": "SCMP_ACT_ALLOW",
+                    "args": [{"index": 2, "value": 4, "op": "SCMP_CMP_EQ"}]}]}),
+                madvise(3),
+                false,
+            ),
+            (
+                json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["madvise"], "action": "SCMP_ACT_ERRNO",
+                    "args": [{"index": 0, "value": 0x7f00_0000_0000u64, "op": "SCMP_CMP_GE"}]}]}),
+                madvise(4),
+                false,
+            ),
+            (
+                json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["madvise"], "action": "SCMP_ACT_ERRNO",
+                    "args": [{"index": 1, "value": 0xf000, "valueTwo": 0x1000, "op": "SCMP_CMP_MASKED_EQ"}]}]}),
+                madvise(4),
+                false,
+            ),
+            // Another call's rule does not matter; a long (binary tree) profile still answers.
+            (
+                json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}),
+                madvise(4),
+                true,
+            ),
+            (
+                json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": [
+                    "read", "write", "openat", "close", "fstat", "mmap", "mprotect", "munmap", "brk", "rt_sigaction",
+                    "rt_sigprocmask", "ioctl", "pread64", "pwrite64", "readv", "writev", "access", "pipe", "select",
+                    "sched_yield", "mremap", "msync", "mincore", "madvise", "shmget", "shmat", "shmctl", "dup", "dup2",
+                    "pause", "nanosleep", "getitimer", "alarm", "setitimer", "getpid", "sendfile", "socket", "connect"],
+                    "action": "SCMP_ACT_ALLOW"}]}),
+                madvise(4),
+                true,
+            ),
+        ];
+        for (i, (profile, (nr, args), want)) in cases.into_iter().enumerate() {
+            let f = Filter::build(&parse(profile.clone())).unwrap();
+            assert_eq!(f.allows(nr, args), want, "case {i}: {profile}");
+        }
     }
 
     #[test]

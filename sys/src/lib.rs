@@ -12,6 +12,7 @@ pub mod caps;
 pub mod command;
 pub mod failpoint;
 pub mod fd;
+pub mod mem;
 pub mod mount;
 pub mod ns;
 pub mod pidfd;

@@ -1,14 +1,19 @@
-//! `make bench`: berth vs runc vs crun, side by side in one run, interleaved
-//! (A B C A B C …) so drift on this shared machine hits every runtime alike.
+//! `make bench`: berth vs runc vs crun, side by side in one run, as medians and ratios.
 //!
-//! Scenarios on a busybox bundle running /bin/true: `run`; create + start +
-//! wait + delete; `exec true` into a running container; `events --stats` of that
-//! container (runtimes without an `events` command are reported and left out); `list`
-//! with no containers; `--version`; and the peak RSS of `create` (ru_maxrss from wait4).
-//! N iterations: `BENCH_N` (default 100).
-//! Binaries: `BERTH` (default: the workspace's newest build), `RUNC`, `CRUN` (default
-//! from PATH). A runtime that is missing or fails is reported and skipped.
-//! `BENCH_GLOBAL_ARGS` (space-separated, e.g. `--systemd-cgroup`) go before every
+//! Scenarios on a busybox bundle running /bin/true, strictly interleaved (A B C A B C …, so
+//! drift on this shared machine hits every runtime alike): `run`; create + start + wait +
+//! delete, with the peak RSS of `create` (ru_maxrss from wait4) and the PSS of the created
+//! init before `start`; `exec true` into a running container; `events --stats` of that
+//! container (runtimes without it are reported and left out); `list` with no containers;
+//! `--version`; and the kernel floor (`bench-floor`: namespaces, mounts, pivot_root, exec
+//! and nothing else). Then `run` again in blocks of 10 per runtime, the first 2 of each
+//! block dropped (warm caches, as a burst of starts sees them), and `list` with 10 and 100
+//! created containers. Last, a table of the issue's goals, each met or not.
+//!
+//! N iterations: `BENCH_N` (default 100); `--quick` (or `BENCH_QUICK=1`): N = 15 and two
+//! blocks, about two minutes. Binaries: `BERTH` (default: the workspace's newest build),
+//! `RUNC`, `CRUN` (default from PATH). A runtime that is missing or fails is reported and
+//! skipped. `BENCH_GLOBAL_ARGS` (space-separated, e.g. `--systemd-cgroup`) go before every
 //! container command of every runtime: all three take runc's global flags.
 
 use conformance::Bundle;
@@ -84,6 +89,13 @@ fn reap_strays() {
     }
 }
 
+/// Proportional set size of `pid` (smaps_rollup), in KiB.
+fn pss_kib(pid: i32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("Pss:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn os(s: &str) -> &OsStr {
     OsStr::new(s)
 }
@@ -113,7 +125,11 @@ impl Samples {
 }
 
 fn main() {
-    let n: usize = std::env::var("BENCH_N").ok().and_then(|s| s.parse().ok()).unwrap_or(100);
+    let quick = std::env::args().any(|a| a == "--quick") || std::env::var_os("BENCH_QUICK").is_some_and(|v| v == "1");
+    let n: usize = std::env::var("BENCH_N").ok().and_then(|s| s.parse().ok()).unwrap_or(if quick { 15 } else { 100 });
+    let blocks = if quick { 2 } else { (n / 10).max(2) };
+    let floor =
+        std::env::current_exe().ok().and_then(|e| Some(e.parent()?.join("bench-floor"))).filter(|p| p.is_file());
     // SAFETY: prctl with constant arguments.
     unsafe {
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
@@ -234,8 +250,10 @@ fn main() {
                     os(&id),
                 ],
             );
+            let mut pss = None;
             let ok = c1 == 0 && {
                 let pid: i32 = std::fs::read_to_string(&pf).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
+                pss = pss_kib(pid);
                 let (_, c2, _, _) = timed(&rt.bin, &[os("--root"), r, os("start"), os(&id)]);
                 let mut st = 0;
                 // SAFETY: the init was re-parented to us (subreaper) when create exited.
@@ -247,6 +265,9 @@ fn main() {
             if ok {
                 s.push("create+start+wait+delete", rt.name, dt.as_secs_f64() * 1e3);
                 s.push("create peak RSS (KiB)", rt.name, rss as f64);
+                if let Some(k) = pss {
+                    s.push("created init PSS (KiB)", rt.name, k);
+                }
             } else {
                 failures.entry(("create+start+wait+delete", rt.name)).or_insert(if err.is_empty() {
                     "start/wait/delete failed".into()
@@ -293,6 +314,92 @@ fn main() {
                 failures.entry(("--version", rt.name)).or_insert(err);
             }
         }
+        if let Some(f) = &floor {
+            let (dt, code, _, err) = timed(f, &[bundle.rootfs.path.as_os_str(), os("/bin/true")]);
+            if code == 0 {
+                s.push("run", "floor", dt.as_secs_f64() * 1e3);
+            } else {
+                failures.entry(("run", "floor")).or_insert(err);
+            }
+            reap_strays();
+        }
+    }
+
+    // `run` in blocks: each runtime starts 10 in a row, the first 2 are dropped.
+    for b in 0..blocks {
+        for rt in &live {
+            let r = rt.root.as_os_str();
+            for j in 0..10 {
+                let id = format!("bench-{}-b{b}-{j}", rt.name);
+                let (dt, code, _, err) =
+                    timed(&rt.bin, &[os("--root"), r, os("run"), os("--bundle"), bundle.dir.as_os_str(), os(&id)]);
+                if code == 0 {
+                    if j >= 2 {
+                        s.push("run (blocks of 10)", rt.name, dt.as_secs_f64() * 1e3);
+                    }
+                } else {
+                    failures.entry(("run (blocks of 10)", rt.name)).or_insert(err);
+                    let _ = timed(&rt.bin, &[os("--root"), r, os("delete"), os("--force"), os(&id)]);
+                }
+                reap_strays();
+            }
+        }
+        if let Some(f) = &floor {
+            for j in 0..10 {
+                let (dt, code, _, _) = timed(f, &[bundle.rootfs.path.as_os_str(), os("/bin/true")]);
+                if code == 0 && j >= 2 {
+                    s.push("run (blocks of 10)", "floor", dt.as_secs_f64() * 1e3);
+                }
+                reap_strays();
+            }
+        }
+    }
+
+    // `list` with 10, then 100 created containers (each runtime under a root of its own).
+    let list_root = |rt: &Rt| work.join(format!("root-{}-list", rt.name));
+    let mut listed: BTreeMap<&str, usize> = BTreeMap::new();
+    for (count, scenario) in [(10usize, "list (10 created)"), (100, "list (100 created)")] {
+        for rt in &live {
+            let have = listed.entry(rt.name).or_insert(0);
+            while *have < count {
+                let id = format!("bench-{}-list-{have}", rt.name);
+                let (_, code, _, err) = timed(
+                    &rt.bin,
+                    &[
+                        os("--root"),
+                        list_root(rt).as_os_str(),
+                        os("create"),
+                        os("--bundle"),
+                        bundle.dir.as_os_str(),
+                        os(&id),
+                    ],
+                );
+                if code != 0 {
+                    failures.entry((scenario, rt.name)).or_insert(err);
+                    break;
+                }
+                *have += 1;
+            }
+        }
+        for _ in 0..n {
+            for rt in &live {
+                if listed.get(rt.name) != Some(&count) {
+                    continue;
+                }
+                let (dt, code, _, err) = timed(&rt.bin, &[os("--root"), list_root(rt).as_os_str(), os("list")]);
+                if code == 0 {
+                    s.push(scenario, rt.name, dt.as_secs_f64() * 1e3)
+                } else {
+                    failures.entry((scenario, rt.name)).or_insert(err);
+                }
+            }
+        }
+    }
+    for rt in &live {
+        for k in 0..listed.get(rt.name).copied().unwrap_or(0) {
+            let id = format!("bench-{}-list-{k}", rt.name);
+            let _ = timed(&rt.bin, &[os("--root"), list_root(rt).as_os_str(), os("delete"), os("--force"), os(&id)]);
+        }
     }
 
     for rt in &live {
@@ -302,32 +409,68 @@ fn main() {
     reap_strays();
     let scenarios = [
         "run",
+        "run (blocks of 10)",
         "create+start+wait+delete",
         "exec true",
         "events --stats",
         "list (empty)",
+        "list (10 created)",
+        "list (100 created)",
         "--version",
         "create peak RSS (KiB)",
+        "created init PSS (KiB)",
     ];
+    let med = |sc: &'static str, name: &'static str| s.stats(sc, name).map(|x| x.0);
+    let ratio = |sc, a, b| match (med(sc, a), med(sc, b)) {
+        (Some(x), Some(y)) if y > 0.0 => Some(x / y),
+        _ => None,
+    };
+    let fmt_ratio = |r: Option<f64>| r.map(|r| format!("{r:.2}")).unwrap_or_else(|| "n/a".into());
     println!("{:<26} {:<6} {:>10} {:>10} {:>5}", "scenario", "rt", "median", "p90", "n");
     for sc in scenarios {
-        let unit = if sc.contains("RSS") { "" } else { " ms" };
-        for rt in &live {
-            match s.stats(sc, rt.name) {
-                Some((m, p, k)) => println!("{sc:<26} {:<6} {:>7.2}{unit:<3} {:>7.2}{unit:<3} {k:>5}", rt.name, m, p),
-                None if sc == "events --stats" && !stats_ok.contains_key(rt.name) => {
-                    println!("{sc:<26} {:<6} {:>10}", rt.name, "n/a")
+        let unit = if sc.contains("KiB") { "" } else { " ms" };
+        let mut names: Vec<&'static str> = live.iter().map(|r| r.name).collect();
+        if sc.starts_with("run") && floor.is_some() {
+            names.push("floor");
+        }
+        for name in names {
+            match s.stats(sc, name) {
+                Some((m, p, k)) => println!("{sc:<26} {name:<6} {m:>7.2}{unit:<3} {p:>7.2}{unit:<3} {k:>5}"),
+                None if sc == "events --stats" && !stats_ok.contains_key(name) => {
+                    println!("{sc:<26} {name:<6} {:>10}", "n/a")
                 }
-                None => println!("{sc:<26} {:<6} {:>10}", rt.name, "failed"),
+                None => println!("{sc:<26} {name:<6} {:>10}", "failed"),
             }
         }
-        let med = |name| s.stats(sc, name).map(|x| x.0);
-        let ratio = |other| match (med("berth"), med(other)) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
-            _ => "n/a".into(),
-        };
-        println!("{:<26} berth/runc = {}   berth/crun = {}\n", "", ratio("runc"), ratio("crun"));
+        println!(
+            "{:<26} berth/runc = {}   berth/crun = {}\n",
+            "",
+            fmt_ratio(ratio(sc, "berth", "runc")),
+            fmt_ratio(ratio(sc, "berth", "crun"))
+        );
     }
+
+    // The goals of issue 13, each as a ratio of medians from this run.
+    let goals: [(&str, &'static str, &'static str, f64); 7] = [
+        ("run, strictly interleaved", "run", "crun", 0.7),
+        ("run, blocks of 10", "run (blocks of 10)", "crun", 0.7),
+        ("create+start+wait+delete", "create+start+wait+delete", "crun", 0.8),
+        ("list, 100 containers", "list (100 created)", "crun", 0.8),
+        ("peak RSS of create", "create peak RSS (KiB)", "crun", 1.0),
+        ("PSS of a created init", "created init PSS (KiB)", "crun", 1.0),
+        ("run vs the kernel floor", "run", "floor", 2.0),
+    ];
+    println!("{:<28} {:>12} {:>8} {:>6} verdict", "goal", "berth/", "ratio", "max");
+    for (what, sc, other, max) in goals {
+        let r = ratio(sc, "berth", other);
+        let verdict = match r {
+            Some(r) if r <= max => "met",
+            Some(_) => "NOT met",
+            None => "not measured",
+        };
+        println!("{what:<28} {other:>12} {:>8} {max:>6.2} {verdict}", fmt_ratio(r));
+    }
+    println!();
     for ((sc, rt), err) in &failures {
         println!("FAILED {rt} {sc}: {}", err.lines().last().unwrap_or("").trim());
     }
