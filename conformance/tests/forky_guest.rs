@@ -156,6 +156,8 @@ fn forky_holds_todays_clients() {
 struct CtrReport {
     run_stdout: String,
     run_code: i32,
+    /// The binary of the shim serving the detached task.
+    shim: String,
     exec_stdout: String,
     exec_code: i32,
     status_before_restart: String,
@@ -181,6 +183,10 @@ fn ctr_scenario(runtime: &str, tag: &str) -> (CtrReport, serde_json::Value) {
     ok(&format!(
         "{ctr} run -d --runtime {runtime} {CTR_IMAGE} {c} sh -c 'trap \"echo got TERM; exit 7\" TERM; \
          while :; do sleep 0.2; done' >/dev/null"
+    ));
+    let shim = ok(&format!(
+        "for p in $(pgrep -f containerd-shim); do tr '\\0' ' ' </proc/$p/cmdline | grep -q -- ' -id {c} ' && \
+         basename \"$(readlink /proc/$p/exe)\"; done | grep '^containerd-shim' | sort -u"
     ));
     let bootstrap = ok(&format!("cat /run/containerd/io.containerd.runtime.v2.task/forky/{c}/bootstrap.json"));
     let bootstrap: serde_json::Value =
@@ -208,6 +214,7 @@ fn ctr_scenario(runtime: &str, tag: &str) -> (CtrReport, serde_json::Value) {
     let report = CtrReport {
         run_stdout,
         run_code,
+        shim,
         exec_stdout,
         exec_code,
         status_before_restart,
@@ -228,6 +235,7 @@ fn containerd_2_1_runs_ctr_tasks_on_berth_as_on_runc() {
     let (berth, berth_boot) = ctr_scenario("io.containerd.berth.v2", "berth");
     eprintln!("BOOTSTRAP versions: berth {} runc {}", berth_boot["version"], runc_boot["version"]);
     for (name, r) in [("runc", &runc), ("berth", &berth)] {
+        assert_eq!(r.shim, format!("containerd-shim-{name}-v2"), "{name}: the task's shim");
         // ctr's own namespace puts the task in /forky/<id>; the container has no cgroup
         // namespace of its own there.
         assert_eq!(r.run_stdout, format!("hello from ctr\n0::/forky/fk-{name}-once\n"), "{name}: {r:?}");
@@ -253,7 +261,11 @@ fn containerd_2_1_runs_ctr_tasks_on_berth_as_on_runc() {
     // containerd then speaks containerd.task.v3.Task to it.
     assert_eq!(runc_boot["version"], 3, "runc: {runc_boot}");
     assert_eq!(berth_boot["version"], 3, "berth: {berth_boot}");
-    let strip = |r: &CtrReport, name: &str| CtrReport { run_stdout: r.run_stdout.replace(name, "X"), ..r.clone() };
+    let strip = |r: &CtrReport, name: &str| CtrReport {
+        run_stdout: r.run_stdout.replace(name, "X"),
+        shim: String::new(),
+        ..r.clone()
+    };
     assert_eq!(strip(&berth, "berth"), strip(&runc, "runc"), "berth and runc showed different things");
 }
 
