@@ -68,8 +68,9 @@ conformance: build
 	install -D -m 0755 target/x86_64-unknown-linux-gnu/debug/containerd-shim-berth-v2 $(FAILPOINTS_SHIM)
 	$(CARGO) build -p containerd-shim-berth-v2 --bin containerd-shim-berth-v2
 	$(CARGO) test --release --no-fail-fast -p berth-snapshotter -p containerd-shim-berth-v2 -- --include-ignored --test-threads=2
-	@# conformance/tests/systemd_guest*.rs boot the Debian 13 guest (built with debootstrap on
-	@# first use, ~3 min, cached in /var/cache/berth/guests; docs/production-guest.md).
+	@# conformance/tests/systemd_guest*.rs boot the Debian 13 guest, conformance/tests/forky_guest.rs
+	@# the Debian forky one (each built with debootstrap on first use, ~3 and ~7 min, cached in
+	@# /var/cache/berth/guests; docs/production-guest.md).
 	BERTH=$(CURDIR)/$(RELEASE_DIR)/berth BERTH_SNAPSHOTTER=$(CURDIR)/$(RELEASE_DIR)/berth-snapshotter \
 		BERTH_FAILPOINTS=$(CURDIR)/$(FAILPOINTS_BERTH) BERTH_SHIM_FAILPOINTS=$(CURDIR)/$(FAILPOINTS_SHIM) \
 		$(CARGO) test --release --no-fail-fast -p conformance -- --include-ignored --test-threads=2

@@ -1,10 +1,11 @@
-//! A production-like Debian 13 (trixie) guest under qemu (software emulation): systemd as
-//! PID 1, pure cgroup v2, AppArmor on (or SELinux, permissive), with trixie's docker.io,
-//! containerd, podman, runc and crun; see docs/production-guest.md.
+//! Production-like Debian guests under qemu (software emulation): systemd as PID 1, pure
+//! cgroup v2, AppArmor on (or SELinux, permissive). [`Suite::Trixie`] (Debian 13) holds
+//! trixie's docker.io, containerd, podman, runc and crun; [`Suite::Forky`] (Debian testing)
+//! today's clients: containerd 2.1, Docker 28, runc 1.3; see docs/production-guest.md.
 //!
-//! [`ensure_image`] builds the root with debootstrap (conformance/qemu/trixie-build.sh) into a
-//! raw ext4 image, cached under /var/cache/berth/guests/trixie-<hash>/ and rebuilt only when
-//! the package list or a guest-side file changes. [`Guest::boot`] boots it with the guest's
+//! [`ensure_image`] builds a suite's root with debootstrap (conformance/qemu/<suite>-build.sh)
+//! into a raw ext4 image, cached under /var/cache/berth/guests/<suite>-<hash>/ and rebuilt
+//! only when the package list or a guest-side file changes. [`Guest::boot`] boots it with the guest's
 //! own kernel and initrd, the disk in snapshot mode (every boot starts clean), a read-only 9p
 //! share of host files, and a virtio-serial port on which a small agent (a systemd unit baked
 //! into the image) runs the host's commands: [`Guest::run`] returns their exit code, stdout
@@ -20,13 +21,14 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-/// The image build, the command agent and its unit; compiled in, and hashed into the cache
+/// The image builds, the command agent and its unit; compiled in, and hashed into the cache
 /// directory's name, so a changed guest-side file means a rebuilt image.
 const BUILD_SH: &str = include_str!("../qemu/trixie-build.sh");
+const FORKY_BUILD_SH: &str = include_str!("../qemu/forky-build.sh");
 const AGENT_SH: &str = include_str!("../qemu/trixie-agent.sh");
 const AGENT_UNIT: &str = include_str!("../qemu/berth-agent.service");
 
-/// What the image holds beyond debootstrap's minbase. `--no-install-recommends`, so every
+/// What the trixie image holds beyond debootstrap's minbase. `--no-install-recommends`, so every
 /// helper a client needs at run time is named: netavark and catatonit for podman, iptables
 /// for dockerd's bridge, containernetworking-plugins for CRI pods, policycoreutils for labelling, initramfs-tools and zstd for the
 /// kernel's initrd.
@@ -69,6 +71,66 @@ pub const PACKAGES: &[&str] = &[
     "procps",
 ];
 
+/// What the forky image holds beyond debootstrap's minbase: the clients of today's hosts
+/// (containerd 2.1, Docker 28, runc 1.3, crun 1.2x) and what they need at run time; no
+/// podman or SELinux (the trixie guest tests those), criu for checkpoint/restore.
+pub const FORKY_PACKAGES: &[&str] = &[
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "udev",
+    "kmod",
+    "linux-image-amd64",
+    "initramfs-tools",
+    "zstd",
+    "docker.io",
+    "docker-cli",
+    "containerd",
+    "runc",
+    "crun",
+    "apparmor",
+    "iproute2",
+    "containernetworking-plugins",
+    "busybox-static",
+    "criu",
+    "iptables",
+    "e2fsprogs",
+    "procps",
+];
+
+/// Which Debian release a guest image is built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suite {
+    /// Debian 13: systemd 257, kernel 6.12, containerd 1.7, Docker 26.1, runc 1.1.
+    Trixie,
+    /// Debian testing: containerd 2.1, Docker 28, runc 1.3, crun 1.2x.
+    Forky,
+}
+
+impl Suite {
+    /// The codename: the cache directory's prefix and what messages call the guest.
+    pub fn name(self) -> &'static str {
+        match self {
+            Suite::Trixie => "trixie",
+            Suite::Forky => "forky",
+        }
+    }
+
+    pub fn packages(self) -> &'static [&'static str] {
+        match self {
+            Suite::Trixie => PACKAGES,
+            Suite::Forky => FORKY_PACKAGES,
+        }
+    }
+
+    fn build_script(self) -> &'static str {
+        match self {
+            Suite::Trixie => BUILD_SH,
+            Suite::Forky => FORKY_BUILD_SH,
+        }
+    }
+}
+
 const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 const DEFAULT_CACHE: &str = "/var/cache/berth/guests";
 const QEMU: &str = "qemu-system-x86_64";
@@ -96,8 +158,8 @@ pub enum GuestError {
     },
     #[error("{0}")]
     Missing(String),
-    #[error("building the trixie image failed ({status}); the end of its log:\n{log}")]
-    Build { status: String, log: String },
+    #[error("building the {suite} image failed ({status}); the end of its log:\n{log}")]
+    Build { suite: &'static str, status: String, log: String },
     #[error("the guest {what}; console tail:\n{console}")]
     Guest { what: String, console: String },
     #[error("the guest did not {what} in time; console tail:\n{console}")]
@@ -116,6 +178,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> GuestError {
 /// A built image in the cache.
 #[derive(Debug, Clone)]
 pub struct GuestImage {
+    pub suite: Suite,
     pub dir: PathBuf,
     pub image: PathBuf,
     pub kernel: PathBuf,
@@ -124,15 +187,17 @@ pub struct GuestImage {
     pub built_in: Option<Duration>,
 }
 
-/// `trixie-<16 hex digits>`: the hash of everything that decides the image's contents.
-pub fn image_name() -> String {
+/// `<suite>-<16 hex digits>`: the hash of everything that decides the image's contents
+/// (the suite's package list and build script, the agent and its unit; for trixie exactly
+/// what it was before forky existed, so its cached image stays valid).
+pub fn image_name(suite: Suite) -> String {
     let mut h = Sha256::new();
-    for part in [PACKAGES.join(" ").as_str(), BUILD_SH, AGENT_SH, AGENT_UNIT] {
+    for part in [suite.packages().join(" ").as_str(), suite.build_script(), AGENT_SH, AGENT_UNIT] {
         h.update(part.len().to_le_bytes());
         h.update(part.as_bytes());
     }
     let hex: String = h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("trixie-{hex}")
+    format!("{}-{hex}", suite.name())
 }
 
 /// The cache directory: `BERTH_GUEST_CACHE` or /var/cache/berth/guests.
@@ -141,28 +206,28 @@ pub fn cache_dir() -> PathBuf {
 }
 
 impl GuestImage {
-    fn at(dir: PathBuf, built_in: Option<Duration>) -> GuestImage {
-        GuestImage { image: dir.join(IMAGE), kernel: dir.join(KERNEL), initrd: dir.join(INITRD), dir, built_in }
+    fn at(suite: Suite, dir: PathBuf, built_in: Option<Duration>) -> GuestImage {
+        GuestImage { suite, image: dir.join(IMAGE), kernel: dir.join(KERNEL), initrd: dir.join(INITRD), dir, built_in }
     }
 
-    /// The cached image if it exists (a directory of that name is only ever made by rename
-    /// of a finished build).
-    pub fn cached() -> Option<GuestImage> {
-        let dir = cache_dir().join(image_name());
-        dir.join(IMAGE).is_file().then(|| GuestImage::at(dir, None))
+    /// The suite's cached image if it exists (a directory of that name is only ever made by
+    /// rename of a finished build).
+    pub fn cached(suite: Suite) -> Option<GuestImage> {
+        let dir = cache_dir().join(image_name(suite));
+        dir.join(IMAGE).is_file().then(|| GuestImage::at(suite, dir, None))
     }
 }
 
-/// The cached image, built first if its hash is not in the cache. The build runs in
+/// The suite's cached image, built first if its hash is not in the cache. The build runs in
 /// `<cache>/.build-<name>-<pid>` and is renamed into place only when finished; builds of
 /// processes that died are removed first. Needs root, debootstrap and e2fsprogs, and
 /// Debian's archive (`BERTH_GUEST_MIRROR` overrides it). The build's log goes to stderr.
-pub fn ensure_image() -> Result<GuestImage> {
-    if let Some(img) = GuestImage::cached() {
+pub fn ensure_image(suite: Suite) -> Result<GuestImage> {
+    if let Some(img) = GuestImage::cached(suite) {
         return Ok(img);
     }
     let cache = cache_dir();
-    let name = image_name();
+    let name = image_name(suite);
     for tool in ["debootstrap", "mkfs.ext4", "chroot"] {
         if find_in_path(tool).is_none() && !Path::new("/usr/sbin").join(tool).is_file() {
             return Err(GuestError::Missing(format!("{tool} not found: install Debian's {tool} (`make deps`)")));
@@ -172,7 +237,7 @@ pub fn ensure_image() -> Result<GuestImage> {
     remove_stale_builds(&cache)?;
     let work = cache.join(format!(".build-{name}-{}", std::process::id()));
     std::fs::create_dir(&work).map_err(io(format!("creating {}", work.display())))?;
-    let built_in = match build_into(&work) {
+    let built_in = match build_into(suite, &work) {
         Ok(took) => took,
         Err(e) => {
             let _ = remove_build_dir(&work);
@@ -189,12 +254,12 @@ pub fn ensure_image() -> Result<GuestImage> {
             return Err(GuestError::Io { what: format!("renaming {} into place", work.display()), source: e });
         }
     }
-    remove_older_images(&cache, &name)?;
-    Ok(GuestImage::at(final_dir, Some(built_in)))
+    remove_older_images(suite, &cache, &name)?;
+    Ok(GuestImage::at(suite, final_dir, Some(built_in)))
 }
 
 /// Runs the build script in `work`; on success only the image, kernel and initrd remain.
-fn build_into(work: &Path) -> Result<Duration> {
+fn build_into(suite: Suite, work: &Path) -> Result<Duration> {
     let agent = work.join("berth-agent");
     let unit = work.join("berth-agent.service");
     std::fs::write(&agent, AGENT_SH).map_err(io(format!("writing {}", agent.display())))?;
@@ -204,13 +269,14 @@ fn build_into(work: &Path) -> Result<Duration> {
     let log2 = log.try_clone().map_err(io("cloning the log's fd"))?;
     let mirror = std::env::var("BERTH_GUEST_MIRROR").unwrap_or_else(|_| DEFAULT_MIRROR.to_string());
     let start = Instant::now();
-    eprintln!("building the trixie guest image in {} (log: {})", work.display(), log_path.display());
+    let suite_name = suite.name();
+    eprintln!("building the {suite_name} guest image in {} (log: {})", work.display(), log_path.display());
     let status = Command::new("bash")
         .arg("-c")
-        .arg(BUILD_SH)
+        .arg(suite.build_script())
         .env("WORK", work)
         .env("MIRROR", &mirror)
-        .env("PACKAGES", PACKAGES.join(" "))
+        .env("PACKAGES", suite.packages().join(" "))
         .env("AGENT", &agent)
         .env("AGENT_UNIT", &unit)
         .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
@@ -223,13 +289,14 @@ fn build_into(work: &Path) -> Result<Duration> {
     if !status.success() {
         let tail: Vec<&str> = text.lines().rev().take(40).collect();
         let log = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
-        return Err(GuestError::Build { status: status.to_string(), log });
+        return Err(GuestError::Build { suite: suite_name, status: status.to_string(), log });
     }
     let took = start.elapsed();
-    for line in text.lines().filter(|l| l.starts_with("[trixie-build")) {
+    let marker = format!("[{suite_name}-build");
+    for line in text.lines().filter(|l| l.starts_with(&marker)) {
         eprintln!("{line}");
     }
-    eprintln!("trixie guest image built in {took:.1?}");
+    eprintln!("{suite_name} guest image built in {took:.1?}");
     remove_build_dir(&work.join("root"))?;
     for f in [&agent, &unit] {
         std::fs::remove_file(f).map_err(io(format!("removing {}", f.display())))?;
@@ -237,12 +304,14 @@ fn build_into(work: &Path) -> Result<Duration> {
     Ok(took)
 }
 
-/// Removes the images of other hashes (each ~800 MB on disk): only the current one is used.
-fn remove_older_images(cache: &Path, current: &str) -> Result<()> {
+/// Removes the suite's images of other hashes (each ~800 MB on disk): only the current one
+/// is used. Other suites' images stay.
+fn remove_older_images(suite: Suite, cache: &Path, current: &str) -> Result<()> {
+    let prefix = format!("{}-", suite.name());
     let entries = std::fs::read_dir(cache).map_err(io(format!("reading {}", cache.display())))?;
     for e in entries.filter_map(|e| e.ok()) {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with("trixie-") && name != current {
+        if name.starts_with(&prefix) && name != current {
             eprintln!("removing the outdated guest image {}", e.path().display());
             remove_build_dir(&e.path())?;
         }
@@ -372,7 +441,7 @@ impl Guest {
     pub fn boot(img: &GuestImage, opts: &BootOptions) -> Result<Guest> {
         match Guest::boot_once(img, opts) {
             Err(GuestError::Guest { what, console }) if what.starts_with(EARLY) => {
-                eprintln!("the trixie guest {what}; console tail:\n{console}\nbooting it once more");
+                eprintln!("the {} guest {what}; console tail:\n{console}\nbooting it once more", img.suite.name());
                 Guest::boot_once(img, opts)
             }
             r => r,
@@ -385,7 +454,7 @@ impl Guest {
         })?;
         // Under /tmp: the socket's path must stay under 108 bytes.
         let work = tempfile::Builder::new()
-            .prefix("berth-trixie-")
+            .prefix(&format!("berth-{}-", img.suite.name()))
             .tempdir_in("/tmp")
             .map_err(io("creating a temporary directory"))?;
         let sock = work.path().join("cmd.sock");
@@ -627,8 +696,12 @@ mod tests {
 
     #[test]
     fn image_name_is_stable_and_short() {
-        let n = image_name();
-        assert_eq!(n, image_name());
-        assert!(n.starts_with("trixie-") && n.len() == "trixie-".len() + 16, "{n}");
+        for suite in [Suite::Trixie, Suite::Forky] {
+            let n = image_name(suite);
+            assert_eq!(n, image_name(suite));
+            let prefix = format!("{}-", suite.name());
+            assert!(n.starts_with(&prefix) && n.len() == prefix.len() + 16, "{n}");
+        }
+        assert_ne!(image_name(Suite::Trixie)[7..], image_name(Suite::Forky)[6..]);
     }
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use conformance::systemd_guest::{ensure_image, BootOptions, CmdOutput, Guest, SHARE_MOUNT};
+use conformance::systemd_guest::{ensure_image, BootOptions, CmdOutput, Guest, Suite, SHARE_MOUNT};
 use serde_json::json;
 
 /// The booted guest and the share it reads berth's binaries from; taken and dropped at exit
@@ -107,7 +107,7 @@ const SYSTEMD_CGROUP_SH: &str = include_str!("../qemu/trixie-systemd-cgroup.sh")
 fn boot() -> Result<Fixture, String> {
     let berth = berth_binary()?;
     let t = Instant::now();
-    let img = ensure_image().map_err(|e| e.to_string())?;
+    let img = ensure_image(Suite::Trixie).map_err(|e| e.to_string())?;
     match img.built_in {
         Some(d) => eprintln!("trixie image built from scratch in {d:.1?}: {}", img.dir.display()),
         None => eprintln!("trixie image cached: {} ({:.1?})", img.dir.display(), t.elapsed()),

@@ -6,7 +6,7 @@
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use conformance::systemd_guest::{ensure_image, BootOptions, Guest, Lsm, SHARE_MOUNT};
+use conformance::systemd_guest::{ensure_image, BootOptions, Guest, Lsm, Suite, SHARE_MOUNT};
 
 /// The booted guest and the share holding berth; dropped together at exit.
 struct Fixture {
@@ -29,7 +29,7 @@ fn boot() -> Result<Fixture, String> {
         .ok_or("BERTH is not set: run `make conformance`, or set BERTH to the static release binary")?;
     let share = tempfile::Builder::new().prefix("berth-selinux-share-").tempdir().map_err(|e| e.to_string())?;
     std::fs::copy(&berth, share.path().join("berth")).map_err(|e| format!("{berth:?}: {e}"))?;
-    let img = ensure_image().map_err(|e| e.to_string())?;
+    let img = ensure_image(Suite::Trixie).map_err(|e| e.to_string())?;
     let opts =
         BootOptions { lsm: Lsm::SelinuxPermissive, share: Some(share.path().to_path_buf()), ..BootOptions::default() };
     let mut guest = Guest::boot(&img, &opts).map_err(|e| e.to_string())?;

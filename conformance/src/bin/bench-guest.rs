@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use conformance::systemd_guest::{ensure_image, BootOptions, Guest, SHARE_MOUNT};
+use conformance::systemd_guest::{ensure_image, BootOptions, Guest, Suite, SHARE_MOUNT};
 
 fn main() -> anyhow::Result<()> {
     let n: usize = std::env::var("BENCH_GUEST_N").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
@@ -24,7 +24,7 @@ fn main() -> anyhow::Result<()> {
     for (from, name) in [(&berth, "berth"), (&bench, "bench")] {
         std::fs::copy(from, share.path().join(name)).map_err(|e| anyhow::anyhow!("{}: {e}", from.display()))?;
     }
-    let img = ensure_image()?;
+    let img = ensure_image(Suite::Trixie)?;
     let opts = BootOptions { share: Some(PathBuf::from(share.path())), ..BootOptions::default() };
     let mut guest = Guest::boot(&img, &opts)?;
     println!("== trixie guest (systemd 257, cgroup v2, emulated): ready in {:.1?}", guest.boot_to_ready);

@@ -1,0 +1,356 @@
+//! berth with today's clients: a Debian forky (testing) guest with systemd as PID 1, pure
+//! cgroup v2, AppArmor on, containerd 2.1, Docker 28, runc 1.3 and crun 1.2x (issue 15; see
+//! docs/production-guest.md). Each scenario runs on berth and on runc 1.3 side by side and
+//! asserts what the client printed and what the container saw. One boot serves every test
+//! here; the tests take turns (a containerd restart must not meet another test's dockerd).
+//! The image is built on first use and cached under /var/cache/berth/guests. Needs root,
+//! qemu-system-x86, debootstrap and BERTH (the static release binary, as `make conformance`
+//! sets it); without them every test fails.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use conformance::systemd_guest::{ensure_image, BootOptions, CmdOutput, Guest, Suite, SHARE_MOUNT};
+
+/// The booted guest and the share it reads berth's binaries from; taken and dropped at exit
+/// (statics are never dropped), which kills qemu and removes the share.
+struct Fixture {
+    guest: Guest,
+    _share: tempfile::TempDir,
+}
+
+static FIXTURE: OnceLock<Result<Mutex<Option<Fixture>>, String>> = OnceLock::new();
+/// Held by each test for its whole run: one scenario at a time in the guest.
+static TURN: Mutex<()> = Mutex::new(());
+
+extern "C" fn stop_at_exit() {
+    if let Some(Ok(m)) = FIXTURE.get() {
+        let taken = m.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(taken);
+    }
+}
+
+fn turn() -> MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn berth_binary() -> Result<PathBuf, String> {
+    let b = PathBuf::from(std::env::var_os("BERTH").ok_or(
+        "BERTH is not set: run `make conformance`, or set BERTH to the static release binary \
+         (target/x86_64-unknown-linux-gnu/release/berth)",
+    )?);
+    if !b.is_file() {
+        return Err(format!("BERTH={}: no such file (cargo build --release -p berth)", b.display()));
+    }
+    Ok(b)
+}
+
+/// The share: berth and the shim of the same build (the release ones under `make
+/// conformance`), else the newest built.
+fn make_share(berth: &Path) -> Result<tempfile::TempDir, String> {
+    let share = tempfile::Builder::new().prefix("berth-forky-share-").tempdir().map_err(|e| e.to_string())?;
+    let copy = |from: &Path, name: &str| {
+        std::fs::copy(from, share.path().join(name)).map(|_| ()).map_err(|e| format!("{}: {e}", from.display()))
+    };
+    copy(berth, "berth")?;
+    let shim = match berth.parent().map(|d| d.join("containerd-shim-berth-v2")) {
+        Some(p) if p.is_file() && std::env::var_os("BERTH_SHIM").is_none() => p,
+        _ => conformance::util::workspace_binary("containerd-shim-berth-v2", "BERTH_SHIM"),
+    };
+    copy(&shim, "containerd-shim-berth-v2")?;
+    Ok(share)
+}
+
+fn boot() -> Result<Fixture, String> {
+    let berth = berth_binary()?;
+    let t = Instant::now();
+    let img = ensure_image(Suite::Forky).map_err(|e| e.to_string())?;
+    match img.built_in {
+        Some(d) => eprintln!("forky image built from scratch in {d:.1?}: {}", img.dir.display()),
+        None => eprintln!("forky image cached: {} ({:.1?})", img.dir.display(), t.elapsed()),
+    }
+    let share = make_share(&berth)?;
+    let opts = BootOptions { share: Some(share.path().to_path_buf()), ..BootOptions::default() };
+    let mut guest = Guest::boot(&img, &opts).map_err(|e| e.to_string())?;
+    eprintln!("forky guest ready in {:.1?}: systemd says {:?}", guest.boot_to_ready, guest.system_state);
+    // berth's binaries; a busybox root, imported as busybox:local into docker, and from
+    // docker's archive of it into containerd (no registry is reachable from the guest).
+    let setup = guest
+        .run(
+            &format!(
+                "set -e
+                install -m 0755 {SHARE_MOUNT}/berth {SHARE_MOUNT}/containerd-shim-berth-v2 /usr/local/bin/
+                r=/root/rootfs
+                mkdir -p $r/bin $r/dev $r/proc $r/sys $r/tmp $r/etc $r/run
+                cp /bin/busybox $r/bin/
+                for a in $(busybox --list); do [ $a = busybox ] || ln -s busybox $r/bin/$a; done
+                tar -C $r -c . | docker import - busybox:local >/dev/null
+                docker save busybox:local | ctr -n forky image import - >/dev/null
+                ctr -n forky image ls -q"
+            ),
+            Duration::from_secs(600),
+        )
+        .map_err(|e| e.to_string())?;
+    if setup.code != 0 {
+        return Err(format!("guest setup failed ({}): {}\n{}", setup.code, setup.stdout, setup.stderr));
+    }
+    eprintln!("containerd's images: {}", setup.stdout.trim());
+    Ok(Fixture { guest, _share: share })
+}
+
+fn fixture() -> MutexGuard<'static, Option<Fixture>> {
+    let f = FIXTURE.get_or_init(|| {
+        // SAFETY: registering a plain extern "C" fn.
+        unsafe {
+            libc::atexit(stop_at_exit);
+        }
+        boot().map(|f| Mutex::new(Some(f)))
+    });
+    match f {
+        Ok(m) => m.lock().unwrap_or_else(|p| p.into_inner()),
+        Err(e) => panic!("cannot run the forky guest: {e}"),
+    }
+}
+
+/// Runs `script` in the guest and prints it with what it returned.
+fn run(script: &str) -> CmdOutput {
+    let mut f = fixture();
+    let Some(f) = f.as_mut() else { panic!("the guest is gone") };
+    let o = f.guest.run(script, Duration::from_secs(180)).unwrap_or_else(|e| panic!("{script}: {e}"));
+    eprintln!("guest$ {script}\n  -> {} stdout={:?} stderr={:?}", o.code, o.stdout, o.stderr);
+    o
+}
+
+fn ok(script: &str) -> String {
+    let o = run(script);
+    assert_eq!(o.code, 0, "{script} failed: {}\n{}", o.stdout, o.stderr);
+    o.stdout.trim().to_string()
+}
+
+/// The image `boot` imported into containerd's `forky` namespace.
+const CTR_IMAGE: &str = "docker.io/library/busybox:local";
+
+#[test]
+fn forky_holds_todays_clients() {
+    let _t = turn();
+    assert_eq!(ok("readlink /proc/1/exe"), "/usr/lib/systemd/systemd");
+    assert_eq!(ok("stat -f -c %T /sys/fs/cgroup"), "cgroup2fs");
+    assert_eq!(ok("cat /sys/module/apparmor/parameters/enabled"), "Y");
+    let versions = ok("uname -r; systemctl --version | head -1; containerd --version; dockerd --version; \
+         runc --version | head -1; crun --version | head -1");
+    eprintln!("forky guest versions:\n{versions}");
+    let v: Vec<&str> = versions.lines().collect();
+    assert!(v[0].ends_with("-amd64"), "{versions}");
+    assert!(v[2].contains(" 2.1."), "containerd 2.1: {versions}");
+    assert!(v[3].starts_with("Docker version 28."), "Docker 28: {versions}");
+    assert!(v[4].starts_with("runc version 1.3."), "runc 1.3: {versions}");
+    assert!(v[5].starts_with("crun version 1."), "crun: {versions}");
+    assert_eq!(ok("systemctl is-active docker.service containerd.service"), "active\nactive");
+    let info = ok("docker info --format '{{.CgroupDriver}} {{.CgroupVersion}}'");
+    assert_eq!(info, "systemd 2");
+}
+
+/// What `ctr` showed for one runtime; compared between berth and runc.
+#[derive(Debug, Clone, PartialEq)]
+struct CtrReport {
+    run_stdout: String,
+    run_code: i32,
+    /// The binary of the shim serving the detached task.
+    shim: String,
+    exec_stdout: String,
+    exec_code: i32,
+    status_before_restart: String,
+    status_after_restart: String,
+    exec_after_restart: String,
+    status_after_kill: String,
+    containers_left: String,
+    tasks_left: String,
+}
+
+/// containerd 2.1 with `ctr` through a runtime's shim: `ctr run --rm` (its output and exit
+/// code), a detached task, `ctr task exec`, a containerd restart while the task runs (it
+/// survives and is exec'd into after), `ctr task kill` (SIGTERM, which the task traps),
+/// `ctr task delete` and `ctr container rm`. Also the bootstrap parameters containerd wrote
+/// into the task's bundle: the version of the task API it speaks to that shim.
+fn ctr_scenario(runtime: &str, tag: &str) -> (CtrReport, serde_json::Value) {
+    let ctr = "ctr -n forky";
+    let c = format!("fk-{tag}");
+    let o = run(&format!(
+        "{ctr} run --rm --runtime {runtime} {CTR_IMAGE} {c}-once sh -c 'echo hello from ctr; cat /proc/self/cgroup; exit 3'"
+    ));
+    let (run_stdout, run_code) = (o.stdout.replace('\r', ""), o.code);
+    ok(&format!(
+        "{ctr} run -d --runtime {runtime} {CTR_IMAGE} {c} sh -c 'trap \"echo got TERM; exit 7\" TERM; \
+         while :; do sleep 0.2; done' >/dev/null"
+    ));
+    let shim = ok(&format!(
+        "for p in $(pgrep -f containerd-shim); do tr '\\0' ' ' </proc/$p/cmdline | grep -q -- ' -id {c} ' && \
+         basename \"$(readlink /proc/$p/exe)\"; done | grep '^containerd-shim' | sort -u"
+    ));
+    let bootstrap = ok(&format!("cat /run/containerd/io.containerd.runtime.v2.task/forky/{c}/bootstrap.json"));
+    let bootstrap: serde_json::Value =
+        serde_json::from_str(&bootstrap).unwrap_or_else(|e| panic!("{runtime}: bootstrap.json {bootstrap:?}: {e}"));
+    let o = run(&format!(
+        "{ctr} task exec --exec-id e1 {c} sh -c 'echo in $(cat /proc/1/cmdline | tr \"\\0\" \" \"); exit 5'"
+    ));
+    let (exec_stdout, exec_code) = (o.stdout.trim().to_string(), o.code);
+    let status = |c: &str| ok(&format!("{ctr} task ls | awk '$1 == \"{c}\" {{print $3}}'"));
+    let status_before_restart = status(&c);
+    // containerd.service's KillMode=process: the shim and its task outlive containerd.
+    ok("systemctl restart containerd && until ctr version >/dev/null 2>&1; do sleep 0.2; done");
+    let status_after_restart = status(&c);
+    let exec_after_restart = ok(&format!("{ctr} task exec --exec-id e2 {c} echo still here"));
+    ok(&format!("{ctr} task kill {c}"));
+    // The trap ends the task within a loop turn.
+    ok(&format!(
+        "for i in $(seq 100); do [ \"$({ctr} task ls | awk '$1 == \"{c}\" {{print $3}}')\" = STOPPED ] && break; sleep 0.1; done"
+    ));
+    let status_after_kill = status(&c);
+    ok(&format!("{ctr} task delete {c} >/dev/null"));
+    ok(&format!("{ctr} container rm {c}"));
+    let containers_left = ok(&format!("{ctr} container ls -q | grep -c '^{c}' || true"));
+    let tasks_left = ok(&format!("{ctr} task ls -q | grep -c '^{c}' || true"));
+    let report = CtrReport {
+        run_stdout,
+        run_code,
+        shim,
+        exec_stdout,
+        exec_code,
+        status_before_restart,
+        status_after_restart,
+        exec_after_restart,
+        status_after_kill,
+        containers_left,
+        tasks_left,
+    };
+    eprintln!("CTR-REPORT {runtime}: {report:?}; bootstrap.json {bootstrap}");
+    (report, bootstrap)
+}
+
+#[test]
+fn containerd_2_1_runs_ctr_tasks_on_berth_as_on_runc() {
+    let _t = turn();
+    let (runc, runc_boot) = ctr_scenario("io.containerd.runc.v2", "runc");
+    let (berth, berth_boot) = ctr_scenario("io.containerd.berth.v2", "berth");
+    eprintln!("BOOTSTRAP versions: berth {} runc {}", berth_boot["version"], runc_boot["version"]);
+    for (name, r) in [("runc", &runc), ("berth", &berth)] {
+        assert_eq!(r.shim, format!("containerd-shim-{name}-v2"), "{name}: the task's shim");
+        // ctr's own namespace puts the task in /forky/<id>; the container has no cgroup
+        // namespace of its own there.
+        assert_eq!(r.run_stdout, format!("hello from ctr\n0::/forky/fk-{name}-once\n"), "{name}: {r:?}");
+        assert_eq!(r.run_code, 3, "{name}: ctr run returns the task's exit code");
+        assert_eq!(
+            r.exec_stdout, "in sh -c trap \"echo got TERM; exit 7\" TERM; while :; do sleep 0.2; done",
+            "{name}"
+        );
+        assert_eq!(r.exec_code, 5, "{name}: ctr task exec returns the process's exit code");
+        assert_eq!(r.status_before_restart, "RUNNING", "{name}");
+        assert_eq!(r.status_after_restart, "RUNNING", "{name}: the task survives a containerd restart");
+        assert_eq!(r.exec_after_restart, "still here", "{name}");
+        assert_eq!(r.status_after_kill, "STOPPED", "{name}");
+        assert_eq!((r.containers_left.as_str(), r.tasks_left.as_str()), ("0", "0"), "{name}");
+    }
+    for (name, b) in [("runc", &runc_boot), ("berth", &berth_boot)] {
+        assert_eq!(b["protocol"], "ttrpc", "{name}: {b}");
+        let addr = b["address"].as_str().unwrap_or_default();
+        assert!(addr.starts_with("unix:///"), "{name}: {b}");
+    }
+    // containerd-shim-runc-v2 of containerd 2.1 prints its bootstrap as JSON with task API
+    // version 3; berth's shim does the same for a containerd 2.x (shim/src/bootstrap.rs), and
+    // containerd then speaks containerd.task.v3.Task to it.
+    assert_eq!(runc_boot["version"], 3, "runc: {runc_boot}");
+    assert_eq!(berth_boot["version"], 3, "berth: {berth_boot}");
+    let strip = |r: &CtrReport, name: &str| CtrReport {
+        run_stdout: r.run_stdout.replace(name, "X"),
+        shim: String::new(),
+        ..r.clone()
+    };
+    assert_eq!(strip(&berth, "berth"), strip(&runc, "runc"), "berth and runc showed different things");
+}
+
+/// Registers the runtimes of the Docker tests in daemon.json: berth by path (dockerd runs it
+/// under containerd-shim-runc-v2 with its own options, SystemdCgroup among them), and the
+/// berth shim by `runtimeType`, next to runc's shim registered the same way.
+fn register_runtimes(daemon_json: &str) {
+    ok(&format!(
+        "mkdir -p /etc/berth && printf 'SystemdCgroup = true\\n' >/etc/berth/shim-systemd.toml
+         cat >/etc/docker/daemon.json <<'EOF'\n{daemon_json}\nEOF
+         systemctl reload docker"
+    ));
+}
+
+const DAEMON_JSON: &str = r#"{"runtimes":{
+ "berth":{"path":"/usr/local/bin/berth"},
+ "berth-shim":{"runtimeType":"io.containerd.berth.v2","options":{"ConfigPath":"/etc/berth/shim-systemd.toml"}},
+ "berth-shim-bare":{"runtimeType":"io.containerd.berth.v2"},
+ "berth-shim-sdopt":{"runtimeType":"io.containerd.berth.v2","options":{"SystemdCgroup":true}},
+ "runc-shim-bare":{"runtimeType":"io.containerd.runc.v2"},
+ "runc-shim":{"runtimeType":"io.containerd.runc.v2","options":{"SystemdCgroup":true}}
+}}"#;
+
+/// Docker 28's everyday commands through each runtime: `docker run --rm` (its output and
+/// exit code), `run -d`, `exec`, `stop` (SIGTERM reaches the container), `rm`.
+fn docker_scenario(rt: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let o = run(&format!(
+        "docker run --rm --runtime {rt} busybox:local sh -c 'echo hello from docker; cat /proc/self/cgroup; exit 3'"
+    ));
+    seen.push(format!("run: {} {:?}", o.code, o.stdout));
+    let o = run(&format!(
+        "docker run -d --runtime {rt} --name fd busybox:local sh -c 'trap \"exit 7\" TERM; while :; do sleep 0.2; done'"
+    ));
+    seen.push(format!("run -d: {}", o.code));
+    if o.code == 0 {
+        let o = run("docker exec fd sh -c 'echo in; cat /proc/1/cmdline | tr \"\\0\" \" \"; exit 4'");
+        seen.push(format!("exec: {} {:?}", o.code, o.stdout));
+        let o = run("docker stop -t 10 fd && docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' fd");
+        seen.push(format!("stop: {} {:?}", o.code, o.stdout.trim()));
+    }
+    let o = run("docker rm -f fd >/dev/null 2>&1; docker ps -aq --filter name=fd | wc -l");
+    seen.push(format!("left: {}", o.stdout.trim()));
+    eprintln!("DOCKER-REPORT {rt}: {seen:?}");
+    seen
+}
+
+/// Docker 28 with berth registered in daemon.json by path and by `runtimeType` with
+/// options, next to runc: the same output, exit codes and states on each.
+#[test]
+fn docker_28_runs_on_berth_as_on_runc() {
+    let _t = turn();
+    register_runtimes(DAEMON_JSON);
+    let runc = docker_scenario("runc");
+    assert_eq!(
+        runc,
+        [
+            "run: 3 \"hello from docker\\n0::/\\n\"",
+            "run -d: 0",
+            "exec: 4 \"in\\nsh -c trap \\\"exit 7\\\" TERM; while :; do sleep 0.2; done \"",
+            "stop: 0 \"fd\\nexited 7\"",
+            "left: 0",
+        ],
+        "runc"
+    );
+    for rt in ["berth", "berth-shim", "runc-shim"] {
+        assert_eq!(docker_scenario(rt), runc, "{rt} differs from runc");
+    }
+    // Without options a shim registered by runtimeType gets no SystemdCgroup, while dockerd
+    // (systemd cgroup driver) still gives a `system.slice:docker:<id>` cgroups path. runc
+    // then takes it as a relative cgroupfs path, a directory named so below the parent of
+    // its own cgroup, outside any unit systemd knows; berth refuses the systemd form without
+    // --systemd-cgroup, naming it (docs/spec-conformance.md). SystemdCgroup among the options
+    // of a runtimeType other than runc's is dropped by dockerd, which decodes them as
+    // runtimeoptions.v1.Options (TypeUrl, ConfigPath, ConfigBody): berth's shim takes it from
+    // the ConfigPath file, as `berth-shim` above does.
+    let cg = ok("docker run -d --runtime runc-shim-bare --name fb busybox:local sleep 100 >/dev/null && \
+         cat /proc/$(docker inspect -f '{{.State.Pid}}' fb)/cgroup; docker rm -f fb >/dev/null");
+    eprintln!("runc-shim-bare: the container's cgroup is {cg}");
+    assert!(cg.starts_with("0::/"), "{cg}");
+    assert!(cg.contains("/system.slice:docker:"), "runc took the systemd form as a cgroupfs path: {cg}");
+    for rt in ["berth-shim-bare", "berth-shim-sdopt"] {
+        let o = run(&format!("docker run --rm --runtime {rt} busybox:local true"));
+        eprintln!("{rt}: {} {}", o.code, o.stderr.trim());
+        assert_eq!(o.code, 125, "{rt}: {}", o.stderr);
+        assert!(o.stderr.contains("needs --systemd-cgroup"), "{rt}: {}", o.stderr);
+    }
+}
