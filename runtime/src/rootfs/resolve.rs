@@ -117,6 +117,10 @@ pub fn walk_in_root(root: BorrowedFd, path: &Path, mkdir: Option<Mode>) -> nix::
         if steps > MAX_STEPS {
             return Err(Errno::ELOOP);
         }
+        if comp == "." {
+            // Only kept after a symlink's target (above): the directory on top stays.
+            continue;
+        }
         if comp == ".." {
             if stack.len() > 1 {
                 stack.pop();
@@ -140,6 +144,13 @@ pub fn walk_in_root(root: BorrowedFd, path: &Path, mkdir: Option<Mode>) -> nix::
                         stack.truncate(1);
                     }
                     let mut new_rest = relative_components(target);
+                    // A target ending in "/" or "/." names a directory (the kernel says
+                    // ENOTDIR where its last component is not one): a "." kept after it
+                    // makes that component an intermediate one, which must be a directory.
+                    let raw = target.as_os_str().as_encoded_bytes();
+                    if raw.ends_with(b"/") || raw.ends_with(b"/.") {
+                        new_rest.push_back(OsString::from("."));
+                    }
                     new_rest.extend(rest.drain(..));
                     rest = new_rest;
                     // A link to "/" or "." leaves nothing to walk: the result

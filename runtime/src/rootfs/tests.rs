@@ -179,6 +179,11 @@ fn rootfs_walk_in_root_agrees_with_openat2_in_root() {
     symlink("../../etc/passwd", r.join("a/b/pw")).expect("pw");
     symlink("/etc/passwd", r.join("a/b/c/abspw")).expect("abspw");
     symlink("/a/up/a/rel/file", r.join("chain")).expect("chain");
+    // Targets that name a directory ("/" or "/." at the end): ENOTDIR on a file, as the
+    // kernel says (found by fuzz-ci: "f/." was taken as "f").
+    symlink("file/.", r.join("a/b/c/filedot")).expect("filedot");
+    symlink("file/", r.join("a/b/c/fileslash")).expect("fileslash");
+    symlink("c/.", r.join("a/b/cdot")).expect("cdot");
 
     let root = open_dir(r).expect("root");
     let id = |fd: &std::os::fd::OwnedFd| fstat(fd).map(|s| (s.st_dev, s.st_ino)).expect("fstat");
@@ -202,6 +207,11 @@ fn rootfs_walk_in_root_agrees_with_openat2_in_root() {
         "a/missing",
         "a/b/c/file/x",
         "abs/../../../etc",
+        "a/b/c/filedot",
+        "a/b/c/fileslash",
+        "/a/b/c/filedot/x",
+        "a/b/cdot",
+        "a/b/cdot/file",
     ];
     for p in paths {
         let want = open_in_root(root.as_fd(), Path::new(p), OFlag::O_PATH, Mode::empty()).map(|f| id(&f));
