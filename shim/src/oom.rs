@@ -12,7 +12,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use cgroupfs::oom::{v1_oom_kills, v2_oom_kills, OomEventFd};
+use cgroupfs::oom::{v1_oom_kills, v2_oom_invocations, v2_oom_kills, OomEventFd};
 
 use nix::sys::{
     epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout},
@@ -49,7 +49,15 @@ struct Watch {
     oom_kills: u64,
     /// `flush` reported the kill at `oom_kills` already; the v1 eventfd for it is not news.
     flushed: bool,
+    /// v2: the cgroup's `oom` count (OOM killer invocations) as `flush` last saw it.
+    ooms: u64,
 }
+
+/// How long `flush` waits for a v2 `oom_kill` count that an invocation of the OOM killer
+/// announced: the kernel sends the victim SIGKILL first and counts the kill after (with
+/// its report to the console in between, slow on a serial console), so the victim's exit
+/// can be reaped before the count moves.
+const OOM_KILL_COUNT_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Called with the container id on each OOM kill.
 pub type OnOom = Box<dyn Fn(&str) + Send + Sync>;
@@ -108,6 +116,10 @@ impl OomWatcher {
             container_id: container_id.to_string(),
             oom_kills: source.oom_kills(&dir).unwrap_or(0),
             flushed: false,
+            ooms: match source {
+                Source::V2 { .. } => v2_oom_invocations(&dir).unwrap_or(0),
+                Source::V1 { .. } => 0,
+            },
             dir,
             source,
         };
@@ -123,7 +135,18 @@ impl OomWatcher {
         let mut fired = false;
         if let Ok(mut w) = self.watches.lock() {
             for watch in w.values_mut().filter(|w| w.container_id == container_id) {
-                let count = watch.source.oom_kills(&watch.dir);
+                let mut count = watch.source.oom_kills(&watch.dir);
+                if let Source::V2 { .. } = watch.source {
+                    // The OOM killer was invoked since the last look but no kill is counted
+                    // yet: the exit being flushed may be its victim's, ahead of the count.
+                    let invoked = v2_oom_invocations(&watch.dir).is_some_and(|n| n > watch.ooms);
+                    let deadline = std::time::Instant::now() + OOM_KILL_COUNT_WAIT;
+                    while invoked && count == Some(watch.oom_kills) && std::time::Instant::now() < deadline {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        count = watch.source.oom_kills(&watch.dir);
+                    }
+                    watch.ooms = v2_oom_invocations(&watch.dir).unwrap_or(watch.ooms);
+                }
                 if let Some(count) = count.filter(|&c| c > watch.oom_kills) {
                     watch.oom_kills = count;
                     watch.flushed = true;
