@@ -98,9 +98,9 @@ impl InitArgs<'_> {
 
 /// What `setup` leaves for the wait: the prepared execve, and the binary's clean file
 /// mappings (read before the seccomp filter, which need not allow reading /proc).
-type Prepared = (execve::Prepared, Vec<crate::sys::mem::Mapping>);
+type SetUp = (execve::Prepared, Vec<crate::sys::mem::Mapping>);
 
-fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<Prepared> {
+fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<SetUp> {
     let spec = a.spec;
     crate::sys::set_non_dumpable().map_err(doing("prctl(PR_SET_DUMPABLE)").io())?;
     // The init lives on until `start`: it holds none of the caller's fds (a host directory
@@ -207,9 +207,9 @@ fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<Prepared
     if let Some(p) = linux.personality() {
         kernel_attrs::apply_personality(p)?;
     }
-    // The init may now wait for `start` for as long as its client likes: the pages of
-    // berth's binary that setting up touched go back to the page cache, and the heap's free
-    // memory to the kernel (before the seccomp filter, which need not allow madvise).
+    // Before the seccomp filter, which need not allow what these call: the heap's free
+    // memory goes back to the kernel now, and the binary's clean mappings are listed for
+    // `wait_and_exec` to release right before the wait.
     crate::sys::mem::trim_heap();
     let text = crate::sys::mem::clean_file_mappings().unwrap_or_default();
     let prepared = process_setup::apply(process, None, a.preserve_fds, a.seccomp, &a.channel)?;
