@@ -305,11 +305,12 @@ fn field<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
 fn cri_on_containerd_2_1_with_a_snapshotter_per_handler_on_berth_as_on_runc() {
     let _t = turn();
     let bins = "/usr/local/bin";
-    let t = Instant::now();
-    let o = {
+    let (o, took) = {
         let mut f = fixture();
         let Some(f) = f.as_mut() else { panic!("the guest is gone") };
-        f.guest
+        let t = Instant::now();
+        let o = f
+            .guest
             .run(
                 &format!(
                     "BERTH={bins}/berth BERTH_SHIM={bins}/containerd-shim-berth-v2 \
@@ -318,9 +319,10 @@ fn cri_on_containerd_2_1_with_a_snapshotter_per_handler_on_berth_as_on_runc() {
                 ),
                 Duration::from_secs(900),
             )
-            .unwrap_or_else(|e| panic!("cri-systemd-pod: {e}"))
+            .unwrap_or_else(|e| panic!("cri-systemd-pod: {e}"));
+        (o, t.elapsed())
     };
-    eprintln!("cri-systemd-pod --containerd2 took {:.1?}\nstdout:\n{}\nstderr:\n{}", t.elapsed(), o.stdout, o.stderr);
+    eprintln!("cri-systemd-pod --containerd2 took {took:.1?}\nstdout:\n{}\nstderr:\n{}", o.stdout, o.stderr);
     assert_eq!(o.code, 0, "cri-systemd-pod failed:\n{}\n{}", o.stdout, o.stderr);
     let line = |prefix: &str| -> Vec<serde_json::Value> {
         o.stdout
@@ -389,6 +391,23 @@ fn cri_on_containerd_2_1_with_a_snapshotter_per_handler_on_berth_as_on_runc() {
         r[f] = json!(null);
     }
     assert_eq!(b, r, "berth and runc saw different things");
+
+    // The registration CRI introspects (runc's type, berth's shim by runtime_path) runs pods
+    // on berth's shim and berth-snapshotter like handler berth.
+    let runc_type = line("CRI-RUNC-TYPE ");
+    assert_eq!(runc_type.len(), 1, "{}", o.stdout);
+    assert_eq!(
+        runc_type[0],
+        json!({
+            "shims": ["containerd-shim-berth-v2"],
+            "exec_exit": 0,
+            "exec_stdout": ["in", "0::/"],
+            "log": ["c up"],
+            "rootfs": {"snapshotter": "berth", "key_held": true, "fstype": "overlay", "upperdir_of": "berth-snapshotter"},
+            "leaks": 0,
+        }),
+        "a pod on berth-runc-type"
+    );
 
     let features = line("CRI-FEATURES ");
     assert_eq!(features.len(), 1, "{}", o.stdout);

@@ -12,15 +12,16 @@
 //! With `--containerd2` (the forky guest, conformance/tests/forky_guest.rs) the containerd is
 //! a 2.x with config version 3, a snapshotter per handler (berth's own for handler berth,
 //! overlayfs for runc); each handler's facts then also say where its containers' rootfs came
-//! from, and two more lines follow: `CRI-FEATURES <json>` (the runtime handlers' features in
-//! CRI's status, and `ctr plugins inspect-runtime` of each shim, i.e. its `-info`) and
+//! from, and three more lines follow: `CRI-FEATURES <json>` (the runtime handlers' features in
+//! CRI's status, and `ctr plugins inspect-runtime` of each shim, i.e. its `-info`),
+//! `CRI-RUNC-TYPE <json>` (a pod on berth's shim registered with runc's runtime type) and
 //! `CRI-CLEANUP <json>` (the snapshots and mounts left once the images are removed).
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use conformance::cri::{v1 as cri, CriEnv, CriOptions};
+use conformance::cri::{v1 as cri, CriEnv, CriOptions, BERTH_RUNC_TYPE};
 use serde_json::{json, Value};
 
 type Error = Box<dyn std::error::Error>;
@@ -36,6 +37,7 @@ fn main() -> Result<(), Error> {
         eprintln!("{handler}: the pod's lifecycle took {:.1?}", t.elapsed());
     }
     if containerd2 {
+        println!("CRI-RUNC-TYPE {}", runc_type_pod(&env)?);
         println!("CRI-FEATURES {}", features(&env)?);
         println!("CRI-CLEANUP {}", cleanup(&env)?);
     }
@@ -72,6 +74,34 @@ fn features(env: &CriEnv) -> Result<Value, Error> {
         "cri_handlers": handlers,
         "inspect_berth": inspect(&["--runtime", "io.containerd.berth.v2", "--runtime-config-path", &berth_opts]),
         "inspect_runc": inspect(&["--runtime", "io.containerd.runc.v2", "--runc-binary", "/usr/sbin/runc"]),
+    }))
+}
+
+/// A pod on handler [`BERTH_RUNC_TYPE`] (berth's shim registered with runc's runtime type, as
+/// a node needs it for CRI to report berth's features): which shim serves it, an exec, where
+/// the rootfs came from, and nothing left after the teardown.
+fn runc_type_pod(env: &CriEnv) -> Result<Value, Error> {
+    let cfg = env.pod_config("prunctype");
+    let pod = env.run_pod(&cfg, BERTH_RUNC_TYPE)?;
+    let c = env.run_container(&pod, env.container_config("c", "echo c up; exec sleep 600"), &cfg)?;
+    let shims: std::collections::BTreeSet<String> = env
+        .shim_pids()
+        .into_iter()
+        .filter_map(|p| std::fs::read_link(format!("/proc/{p}/exe")).ok())
+        .filter_map(|e| e.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    let exec = env.exec_sync(&c, &["sh", "-c", "echo in; cat /proc/self/cgroup"], 20)?;
+    let rootfs = rootfs_facts(env, &c)?;
+    let netns = env.pod_netns(&pod)?;
+    env.teardown_pod(&pod, std::slice::from_ref(&c))?;
+    let leaks = env.leaks_after(&netns, Duration::from_secs(20));
+    Ok(json!({
+        "shims": shims,
+        "exec_exit": exec.exit_code,
+        "exec_stdout": String::from_utf8_lossy(&exec.stdout).lines().collect::<Vec<_>>(),
+        "log": log_messages(&cfg.log_directory, "c.log"),
+        "rootfs": rootfs,
+        "leaks": leaks.len(),
     }))
 }
 
