@@ -1,9 +1,10 @@
 //! Kubernetes' view of berth: a private containerd 1.6 with its CRI plugin enabled, the berth
 //! snapshotter as a proxy plugin, runtime handlers `berth` (containerd-shim-berth-v2) and `runc`
 //! (containerd-shim-runc-v2), CNI loopback + bridge on a private subnet, and a CRI v1 client
-//! that calls it exactly as kubelet does. Dropping a [`CriEnv`] removes every pod it still
-//! knows, stops containerd and the snapshotter, and removes the bridge, the cgroup parent and
-//! the state directories.
+//! that calls it exactly as kubelet does (with [`CriOptions::containerd2`], a containerd 2.x
+//! with config version 3 and a snapshotter per handler instead). Dropping a [`CriEnv`]
+//! removes every pod it still knows, stops containerd and the snapshotter, and removes the
+//! bridge, the cgroup parent and the state directories.
 
 use std::collections::HashMap;
 use std::fs;
