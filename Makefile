@@ -27,6 +27,7 @@ install: build
 	install -D -m 0755 $(RELEASE_DIR)/containerd-shim-berth-v2 $(DESTDIR)$(PREFIX)/bin/containerd-shim-berth-v2
 	install -D -m 0755 $(RELEASE_DIR)/berth-pause $(DESTDIR)$(PREFIX)/bin/berth-pause
 	install -D -m 0644 docs/examples/containerd-berth.toml $(SHARE)/containerd-berth.toml
+	install -D -m 0644 docs/examples/containerd2-berth.toml $(SHARE)/containerd2-berth.toml
 	install -D -m 0644 docs/examples/shim.toml $(SHARE)/shim.toml
 	install -D -m 0644 docs/examples/runtimeclass-berth.yaml $(SHARE)/runtimeclass-berth.yaml
 	@# A unit for berth-snapshotter where systemd runs; elsewhere docs/operations.md gives the command.

@@ -1,9 +1,10 @@
 //! Kubernetes' view of berth: a private containerd 1.6 with its CRI plugin enabled, the berth
 //! snapshotter as a proxy plugin, runtime handlers `berth` (containerd-shim-berth-v2) and `runc`
 //! (containerd-shim-runc-v2), CNI loopback + bridge on a private subnet, and a CRI v1 client
-//! that calls it exactly as kubelet does. Dropping a [`CriEnv`] removes every pod it still
-//! knows, stops containerd and the snapshotter, and removes the bridge, the cgroup parent and
-//! the state directories.
+//! that calls it exactly as kubelet does (with [`CriOptions::containerd2`], a containerd 2.x
+//! with config version 3 and a snapshotter per handler instead). Dropping a [`CriEnv`]
+//! removes every pod it still knows, stops containerd and the snapshotter, and removes the
+//! bridge, the cgroup parent and the state directories.
 
 use std::collections::HashMap;
 use std::fs;
@@ -91,7 +92,16 @@ pub struct CriOptions {
     /// Let the CRI plugin apply its default AppArmor profile (where AppArmor is enabled);
     /// off by default, as this lab host has no AppArmor.
     pub apparmor: bool,
+    /// A containerd 2.x (config version 3, [`CriConfig::render_v3`]): handler berth keeps
+    /// its options inline and has the berth snapshotter as its own (`snapshotter = "berth"`),
+    /// handler runc the default overlayfs; plus handler [`BERTH_RUNC_TYPE`].
+    pub containerd2: bool,
 }
+
+/// With [`CriOptions::containerd2`]: berth's shim registered with runc's runtime type and
+/// its own path (`runtime_path`), the only way a non-runc shim's features (`-info`) reach
+/// CRI's status in containerd 2.1, which introspects only `io.containerd.runc.v2` handlers.
+pub const BERTH_RUNC_TYPE: &str = "berth-runc-type";
 
 /// The containerd config: CRI with both handlers, the berth snapshotter, private CNI.
 pub struct CriConfig<'a> {
@@ -108,6 +118,9 @@ impl CriConfig<'_> {
     }
 
     pub fn render(&self) -> String {
+        if self.options.containerd2 {
+            return self.render_v3();
+        }
         let d = self.dir.display();
         format!(
             r#"version = 2
@@ -148,6 +161,83 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             snap = self.snapshotter_socket.display(),
             no_apparmor = !self.options.apparmor,
             systemd = self.options.systemd_cgroup,
+        )
+    }
+
+    /// containerd 2.x's config (version 3), as docs/production-guest.md shows it to users:
+    /// the CRI plugin split into images and runtime, the options of handler berth inline
+    /// (containerd hands them to the shim as TOML in `runtimeoptions.v1.Options`'
+    /// config_body), a snapshotter per handler, NRI off (its socket is the host's). The
+    /// transfer service (`ctr images import/pull`, and the CRI plugin's pulls in 2.1)
+    /// unpacks only for the snapshotters of its `unpack_config`, overlayfs alone by default:
+    /// berth is added there, else importing for it fails "no unpack platforms defined".
+    pub fn render_v3(&self) -> String {
+        let d = self.dir.display();
+        let cri = "plugins.'io.containerd.cri.v1.runtime'";
+        let rt = format!("{cri}.containerd.runtimes");
+        format!(
+            r#"version = 3
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.blockfile", "io.containerd.snapshotter.v1.erofs"]
+[grpc]
+  address = "{sock}"
+[ttrpc]
+  address = "{sock}.ttrpc"
+[proxy_plugins.berth]
+  type = "snapshot"
+  address = "{snap}"
+[plugins.'io.containerd.nri.v1.nri']
+  disable = true
+[[plugins.'io.containerd.transfer.v1.local'.unpack_config]]
+  platform = "linux/amd64"
+  snapshotter = "overlayfs"
+[[plugins.'io.containerd.transfer.v1.local'.unpack_config]]
+  platform = "linux/amd64"
+  snapshotter = "berth"
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "overlayfs"
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = "{PAUSE_IMAGE}"
+[plugins.'io.containerd.grpc.v1.cri']
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+[{cri}]
+  restrict_oom_score_adj = true
+  disable_apparmor = {no_apparmor}
+  [{cri}.containerd]
+    default_runtime_name = "runc"
+    [{rt}.berth]
+      runtime_type = "io.containerd.berth.v2"
+      snapshotter = "berth"
+      [{rt}.berth.options]
+        BinaryName = "{berth}"
+        Root = "{d}/berth-root"
+        SystemdCgroup = {systemd}
+    [{rt}.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [{rt}.runc.options]
+        BinaryName = "/usr/sbin/runc"
+        SystemdCgroup = {systemd}
+    [{rt}.{BERTH_RUNC_TYPE}]
+      runtime_type = "io.containerd.runc.v2"
+      runtime_path = "{shim}"
+      snapshotter = "berth"
+      [{rt}.{BERTH_RUNC_TYPE}.options]
+        BinaryName = "{berth}"
+        Root = "{d}/berth-root"
+        SystemdCgroup = {systemd}
+  [{cri}.cni]
+    bin_dirs = ["/usr/lib/cni"]
+    conf_dir = "{d}/cni"
+    max_conf_num = 1
+"#,
+            sock = self.socket().display(),
+            snap = self.snapshotter_socket.display(),
+            no_apparmor = !self.options.apparmor,
+            systemd = self.options.systemd_cgroup,
+            berth = self.berth_binary.display(),
+            shim = shim_binary().display(),
         )
     }
 
@@ -271,8 +361,13 @@ impl CriEnv {
         };
         env.connect(&socket)?;
         let (pause, busybox) = write_images(&env.dir)?;
-        env.import(&pause)?;
-        env.import(&busybox)?;
+        // containerd 2.x: unpacked for both handlers' snapshotters (the CRI plugin would
+        // also unpack on first use), else for berth's, the only one.
+        let snapshotters: &[Option<&str>] = if options.containerd2 { &[None, Some("berth")] } else { &[Some("berth")] };
+        for s in snapshotters {
+            env.import(&pause, *s)?;
+            env.import(&busybox, *s)?;
+        }
         Ok(env)
     }
 
@@ -301,16 +396,15 @@ impl CriEnv {
         }
     }
 
-    /// Imports an archive into the k8s.io namespace, unpacked for the berth snapshotter, and
-    /// waits until the CRI plugin lists it.
-    fn import(&self, archive: &Path) -> Result<()> {
-        let out = Command::new("ctr")
-            .arg("--address")
-            .arg(self.dir.join("containerd.sock"))
-            .args(["--namespace", K8S_NAMESPACE, "images", "import", "--snapshotter", "berth"])
-            .arg(archive)
-            .output()
-            .map_err(io("running ctr"))?;
+    /// Imports an archive into the k8s.io namespace, unpacked for `snapshotter` (containerd's
+    /// default without one).
+    fn import(&self, archive: &Path, snapshotter: Option<&str>) -> Result<()> {
+        let mut cmd = self.ctr();
+        cmd.args(["images", "import"]);
+        if let Some(s) = snapshotter {
+            cmd.args(["--snapshotter", s]);
+        }
+        let out = cmd.arg(archive).output().map_err(io("running ctr"))?;
         if !out.status.success() {
             return Err(CriError::Setup(format!(
                 "ctr images import {}: {}",
@@ -319,6 +413,18 @@ impl CriEnv {
             )));
         }
         Ok(())
+    }
+
+    /// `ctr` on this containerd, in the k8s.io namespace.
+    pub fn ctr(&self) -> Command {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address").arg(self.dir.join("containerd.sock")).args(["--namespace", K8S_NAMESPACE]);
+        cmd
+    }
+
+    /// The berth snapshotter's root directory (where its layers live).
+    pub fn snapshotter_dir(&self) -> Option<PathBuf> {
+        self.snapshotter.as_ref().map(|s| s.root.clone())
     }
 
     pub fn log(&self) -> String {
@@ -482,6 +588,26 @@ impl CriEnv {
         let mut r = self.runtime.clone();
         self.block(r.remove_container(cri::RemoveContainerRequest { container_id: id.into() }))
             .map_err(|status| CriError::Rpc { call: "RemoveContainer", status })?;
+        Ok(())
+    }
+
+    /// The runtime handlers and their features as the CRI status reports them (kubelet reads
+    /// these to allow recursive read-only mounts and user namespaces).
+    pub fn runtime_handlers(&self) -> Result<Vec<cri::RuntimeHandler>> {
+        let mut r = self.runtime.clone();
+        Ok(self
+            .block(r.status(cri::StatusRequest { verbose: false }))
+            .map_err(|status| CriError::Rpc { call: "Status", status })?
+            .into_inner()
+            .runtime_handlers)
+    }
+
+    pub fn remove_image(&self, image: &str) -> Result<()> {
+        let mut i = self.images.clone();
+        self.block(i.remove_image(cri::RemoveImageRequest {
+            image: Some(cri::ImageSpec { image: image.into(), ..Default::default() }),
+        }))
+        .map_err(|status| CriError::Rpc { call: "RemoveImage", status })?;
         Ok(())
     }
 

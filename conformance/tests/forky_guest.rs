@@ -12,6 +12,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use conformance::systemd_guest::{ensure_image, BootOptions, CmdOutput, Guest, Suite, SHARE_MOUNT};
+use serde_json::json;
 
 /// The booted guest and the share it reads berth's binaries from; taken and dropped at exit
 /// (statics are never dropped), which kills qemu and removes the share.
@@ -59,6 +60,15 @@ fn make_share(berth: &Path) -> Result<tempfile::TempDir, String> {
         _ => conformance::util::workspace_binary("containerd-shim-berth-v2", "BERTH_SHIM"),
     };
     copy(&shim, "containerd-shim-berth-v2")?;
+    // The CRI test's pod: the snapshotter and pause image of the same build, and the CRI
+    // client that drives a private containerd 2.1 from inside the guest.
+    let sibling = |name: &str, env: &str| match berth.parent().map(|d| d.join(name)) {
+        Some(p) if p.is_file() && std::env::var_os(env).is_none() => p,
+        _ => conformance::util::workspace_binary(name, env),
+    };
+    copy(&sibling("berth-snapshotter", "BERTH_SNAPSHOTTER"), "berth-snapshotter")?;
+    copy(&sibling("berth-pause", "BERTH_PAUSE"), "berth-pause")?;
+    copy(Path::new(env!("CARGO_BIN_EXE_cri-systemd-pod")), "cri-systemd-pod")?;
     Ok(share)
 }
 
@@ -80,7 +90,8 @@ fn boot() -> Result<Fixture, String> {
         .run(
             &format!(
                 "set -e
-                install -m 0755 {SHARE_MOUNT}/berth {SHARE_MOUNT}/containerd-shim-berth-v2 /usr/local/bin/
+                install -m 0755 {SHARE_MOUNT}/berth {SHARE_MOUNT}/containerd-shim-berth-v2 \
+                    {SHARE_MOUNT}/berth-snapshotter {SHARE_MOUNT}/berth-pause /usr/local/bin/
                 r=/root/rootfs
                 mkdir -p $r/bin $r/dev $r/proc $r/sys $r/tmp $r/etc $r/run
                 cp /bin/busybox $r/bin/
@@ -267,6 +278,179 @@ fn containerd_2_1_runs_ctr_tasks_on_berth_as_on_runc() {
         ..r.clone()
     };
     assert_eq!(strip(&berth, "berth"), strip(&runc, "runc"), "berth and runc showed different things");
+}
+
+/// A field of `ctr plugins inspect-runtime`'s JSON, whichever case ctr gives its keys.
+fn field<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    let upper = format!("{}{}", name[..1].to_uppercase(), &name[1..]);
+    if v[name].is_null() {
+        &v[upper.as_str()]
+    } else {
+        &v[name]
+    }
+}
+
+/// containerd 2.1's CRI plugin (config version 3) as a kubelet with the systemd cgroup
+/// driver uses it, handler `berth` (containerd-shim-berth-v2, its options inline with
+/// `SystemdCgroup = true`, `snapshotter = "berth"`: berth-snapshotter as a proxy plugin)
+/// beside handler `runc` (runc 1.3, the default overlayfs snapshotter): a pod with two
+/// containers in their scopes, exec, logs, stats, an OOM kill reported as OOMKilled, stop and
+/// remove, the same on both; each container's rootfs from its handler's snapshotter; no
+/// unit, mount, shim or netns left, and no snapshot in either snapshotter once the images are
+/// removed. Also the shims' `-info` as containerd 2.1 gets it: through its introspection API
+/// (`ctr plugins inspect-runtime`), and the handlers' features in CRI's status. The guest runs
+/// the repo's CRI client (src/bin/cri-systemd-pod.rs, as the trixie guest does): Debian forky
+/// has no crictl.
+#[test]
+fn cri_on_containerd_2_1_with_a_snapshotter_per_handler_on_berth_as_on_runc() {
+    let _t = turn();
+    let bins = "/usr/local/bin";
+    let (o, took) = {
+        let mut f = fixture();
+        let Some(f) = f.as_mut() else { panic!("the guest is gone") };
+        let t = Instant::now();
+        let o = f
+            .guest
+            .run(
+                &format!(
+                    "BERTH={bins}/berth BERTH_SHIM={bins}/containerd-shim-berth-v2 \
+                     BERTH_SNAPSHOTTER={bins}/berth-snapshotter BERTH_PAUSE={bins}/berth-pause \
+                     {SHARE_MOUNT}/cri-systemd-pod --containerd2"
+                ),
+                Duration::from_secs(900),
+            )
+            .unwrap_or_else(|e| panic!("cri-systemd-pod: {e}"));
+        (o, t.elapsed())
+    };
+    eprintln!("cri-systemd-pod --containerd2 took {took:.1?}\nstdout:\n{}\nstderr:\n{}", o.stdout, o.stderr);
+    assert_eq!(o.code, 0, "cri-systemd-pod failed:\n{}\n{}", o.stdout, o.stderr);
+    let line = |prefix: &str| -> Vec<serde_json::Value> {
+        o.stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect()
+    };
+    let facts = line("CRI-FACTS ");
+    assert_eq!(facts.len(), 2, "one line per handler: {}", o.stdout);
+    let slice = "kubepods-burstable-pod<uid>.slice";
+    for (f, name) in [(&facts[0], "berth"), (&facts[1], "runc")] {
+        assert_eq!(f["handler"], name);
+        let has = |field: &str, line: &str| {
+            let v = f[field].as_array().cloned().unwrap_or_default();
+            assert!(v.iter().any(|l| l == line), "{name}: {field} lacks {line:?}: {v:?}");
+        };
+        for (field, id) in [("web_unit", "<web>"), ("side_unit", "<side>"), ("pod_unit", "<pod>")] {
+            has(field, "ActiveState=active");
+            has(field, &format!("Slice={slice}"));
+            has(
+                field,
+                &format!("ControlGroup=/kubepods.slice/kubepods-burstable.slice/{slice}/cri-containerd-{id}.scope"),
+            );
+        }
+        has("web_unit", "Delegate=yes");
+        has("side_unit", "MemoryMax=67108864");
+        has("side_unit", "CPUQuotaPerSecUSec=500ms");
+        assert_eq!(f["side_files"], "67108864\n50000 100000", "{name}: the side container's cgroup files");
+        assert_eq!(f["exec_exit"], 0, "{name}");
+        assert_eq!(f["exec_stdout"], json!(["in", "0::/", "cri-containerd.apparmor.d (enforce)"]), "{name}");
+        assert_eq!(f["web_log"], json!(["web up"]), "{name}");
+        assert_eq!(f["side_log"], json!(["side up"]), "{name}");
+        assert_eq!(f["stats_working_set_nonzero"], true, "{name}");
+        assert_eq!(f["stats_cpu_nonzero"], true, "{name}");
+        assert_eq!(f["hog_exit"], 137, "{name}: the OOM-killed container's exit code");
+        assert_eq!(f["leaks"], json!([]), "{name}: left after RemovePodSandbox");
+        assert_eq!(f["units_left"], json!([]), "{name}: units left after the teardown");
+        assert_eq!((&f["slice_stop"], &f["slice_dir_left"]), (&json!("stopped"), &json!(false)), "{name}");
+    }
+    assert_eq!(facts[0]["hog_reason"], "OOMKilled", "berth: the OOM kill's reason");
+    // Each handler's containers on its own snapshotter: containerd's record (the verbose
+    // status), the snapshotter holding the key, and the rootfs mount's upper layer.
+    assert_eq!(
+        facts[0]["rootfs"],
+        json!({"snapshotter": "berth", "key_held": true, "fstype": "overlay", "upperdir_of": "berth-snapshotter"}),
+        "berth: the rootfs comes from berth-snapshotter"
+    );
+    assert_eq!(
+        facts[1]["rootfs"],
+        json!({"snapshotter": "overlayfs", "key_held": true, "fstype": "overlay",
+               "upperdir_of": "io.containerd.snapshotter.v1.overlayfs"}),
+        "runc: the rootfs comes from containerd's overlayfs snapshotter"
+    );
+    let (mut b, mut r) = (facts[0].clone(), facts[1].clone());
+    let mut skip = vec!["handler", "rootfs"];
+    // containerd-shim-runc-v2's OOM event can lose the race with the exit under emulation
+    // (the CRI plugin then says "Error"; seen in the trixie guest): then only berth's reason
+    // is asserted, above.
+    if r["hog_reason"] != "OOMKilled" {
+        eprintln!("NOTE: runc's OOM-killed container was reported as {}", r["hog_reason"]);
+        skip.push("hog_reason");
+    }
+    for f in skip {
+        b[f] = json!(null);
+        r[f] = json!(null);
+    }
+    assert_eq!(b, r, "berth and runc saw different things");
+
+    // The registration CRI introspects (runc's type, berth's shim by runtime_path) runs pods
+    // on berth's shim and berth-snapshotter like handler berth.
+    let runc_type = line("CRI-RUNC-TYPE ");
+    assert_eq!(runc_type.len(), 1, "{}", o.stdout);
+    assert_eq!(
+        runc_type[0],
+        json!({
+            "shims": ["containerd-shim-berth-v2"],
+            "exec_exit": 0,
+            "exec_stdout": ["in", "0::/"],
+            "log": ["c up"],
+            "rootfs": {"snapshotter": "berth", "key_held": true, "fstype": "overlay", "upperdir_of": "berth-snapshotter"},
+            "leaks": 0,
+        }),
+        "a pod on berth-runc-type"
+    );
+
+    let features = line("CRI-FEATURES ");
+    assert_eq!(features.len(), 1, "{}", o.stdout);
+    let features = &features[0];
+    // `-info` through containerd 2.1's introspection API: each shim's RuntimeInfo with its
+    // runtime's features (berth's `berth features`, runc's `runc features`).
+    for (name, key) in [("berth", "inspect_berth"), ("runc", "inspect_runc")] {
+        let info = &features[key];
+        assert!(info.get("error").is_none(), "{name}: ctr plugins inspect-runtime: {info}");
+        assert_eq!(field(info, "name"), &json!(format!("io.containerd.{name}.v2")), "{name}: {info}");
+        let feat = field(info, "features");
+        let has = |list: &serde_json::Value, item: &str| list.as_array().is_some_and(|a| a.iter().any(|v| v == item));
+        assert!(has(&feat["mountOptions"], "rro"), "{name}: rro among the mount options: {feat}");
+        assert!(has(&feat["linux"]["namespaces"], "user"), "{name}: {feat}");
+        assert_eq!(feat["linux"]["mountExtensions"]["idmap"]["enabled"], true, "{name}: {feat}");
+        assert_eq!(feat["linux"]["cgroup"]["systemd"], true, "{name}: {feat}");
+    }
+    // CRI's status: containerd 2.1 introspects only handlers of runtime type
+    // io.containerd.runc.v2 (internal/cri/server/status.go), so handler berth shows no
+    // features, and berth's shim registered with that type and its own runtime_path shows
+    // exactly runc's.
+    let handlers = &features["cri_handlers"];
+    let runc_features = &handlers["runc"];
+    eprintln!("CRI's runtime handlers: {handlers}");
+    assert_eq!(runc_features["recursive_read_only_mounts"], true, "runc: {handlers}");
+    assert_eq!(
+        handlers["berth-runc-type"],
+        json!({"recursive_read_only_mounts": true, "user_namespaces": true}),
+        "berth's shim as runc's type: {handlers}"
+    );
+    assert_eq!(handlers["berth"], json!(null), "handler berth (io.containerd.berth.v2): {handlers}");
+    assert_eq!(&handlers["<default>"], runc_features, "the default handler is runc: {handlers}");
+
+    let cleanup = line("CRI-CLEANUP ");
+    assert_eq!(cleanup.len(), 1, "{}", o.stdout);
+    let c = &cleanup[0];
+    for s in ["berth", "overlayfs"] {
+        assert!(c["snapshots_before_rmi"][s].as_u64().unwrap_or(0) > 0, "{s}: the images' layers: {c}");
+    }
+    assert_eq!(c["berth_snapshots_left"], json!([]), "berth-snapshotter after rmi: {c}");
+    assert_eq!(c["overlayfs_snapshots_left"], json!([]), "overlayfs after rmi: {c}");
+    assert_eq!(c["mounts_left"], json!([]), "{c}");
+    assert_eq!(c["images_left"], "", "{c}");
 }
 
 /// Registers the runtimes of the Docker tests in daemon.json: berth by path (dockerd runs it

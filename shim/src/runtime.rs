@@ -75,7 +75,10 @@ impl Default for RuntimeConfig {
 impl RuntimeConfig {
     /// Reads the task options containerd passes: runc-style `containerd.runc.v1.Options`
     /// (BinaryName, Root, SystemdCgroup, ...) or `runtimeoptions.v1.Options` whose
-    /// `config_path` names a TOML file with the same keys. Anything else gives the defaults.
+    /// `config_path` names a TOML file with the same keys, or, without a path, whose
+    /// `config_body` holds that TOML itself: containerd's CRI plugin sends a non-runc
+    /// runtime's `options` table so (`GenerateRuntimeOptions`), and in containerd 2.x that is
+    /// where a handler's `SystemdCgroup = true` arrives. Anything else gives the defaults.
     pub fn from_options(options: Option<&Any>) -> Result<Self> {
         let mut cfg = RuntimeConfig::default();
         let Some(any) = options else {
@@ -94,8 +97,14 @@ impl RuntimeConfig {
             cfg.no_pivot_root = o.no_pivot_root;
             cfg.no_new_keyring = o.no_new_keyring;
         } else if any.type_url.ends_with("runtimeoptions.v1.Options") {
-            if let Some(path) = config_path_field(&any.value) {
-                let text = fs::read_to_string(&path).map_err(io(format!("read {path}")))?;
+            let o = RuntimeOptions::decode(&any.value)
+                .ok_or_else(|| Error::InvalidArgument("malformed runtimeoptions.v1.Options".into()))?;
+            if !o.config_path.is_empty() {
+                let text = fs::read_to_string(&o.config_path).map_err(io(format!("read {}", o.config_path)))?;
+                cfg.apply_toml(&text)?;
+            } else if !o.config_body.is_empty() {
+                let text = String::from_utf8(o.config_body)
+                    .map_err(|_| Error::InvalidArgument("runtime config body is not UTF-8".into()))?;
                 cfg.apply_toml(&text)?;
             }
         }
@@ -135,43 +144,55 @@ impl RuntimeConfig {
     }
 }
 
-/// `runtimeoptions.v1.Options` is `{ string type_url = 1; string config_path = 2; }`; decoding
-/// it by hand avoids generating a proto for one string.
-fn config_path_field(mut buf: &[u8]) -> Option<String> {
-    fn varint(buf: &mut &[u8]) -> Option<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&b, rest) = buf.split_first()?;
-            *buf = rest;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-        None
-    }
-    while !buf.is_empty() {
-        let key = varint(&mut buf)?;
-        let (field, wire) = (key >> 3, key & 7);
-        match wire {
-            0 => {
-                varint(&mut buf)?;
-            }
-            2 => {
-                let len = usize::try_from(varint(&mut buf)?).ok()?;
-                if len > buf.len() {
-                    return None;
-                }
-                let (val, rest) = buf.split_at(len);
-                buf = rest;
-                if field == 2 {
-                    return String::from_utf8(val.to_vec()).ok();
+/// `runtimeoptions.v1.Options`: `{ string type_url = 1; string config_path = 2; bytes
+/// config_body = 3; }`; decoding it by hand avoids generating a proto for two fields.
+#[derive(Debug, Default, PartialEq)]
+struct RuntimeOptions {
+    config_path: String,
+    config_body: Vec<u8>,
+}
+
+impl RuntimeOptions {
+    /// None when the bytes are not a well-formed message of that shape.
+    fn decode(mut buf: &[u8]) -> Option<RuntimeOptions> {
+        fn varint(buf: &mut &[u8]) -> Option<u64> {
+            let mut v = 0u64;
+            for shift in (0..64).step_by(7) {
+                let (&b, rest) = buf.split_first()?;
+                *buf = rest;
+                v |= u64::from(b & 0x7f) << shift;
+                if b & 0x80 == 0 {
+                    return Some(v);
                 }
             }
-            _ => return None,
+            None
         }
+        let mut o = RuntimeOptions::default();
+        while !buf.is_empty() {
+            let key = varint(&mut buf)?;
+            let (field, wire) = (key >> 3, key & 7);
+            match wire {
+                0 => {
+                    varint(&mut buf)?;
+                }
+                2 => {
+                    let len = usize::try_from(varint(&mut buf)?).ok()?;
+                    if len > buf.len() {
+                        return None;
+                    }
+                    let (val, rest) = buf.split_at(len);
+                    buf = rest;
+                    match field {
+                        2 => o.config_path = String::from_utf8(val.to_vec()).ok()?,
+                        3 => o.config_body = val.to_vec(),
+                        _ => {}
+                    }
+                }
+                _ => return None,
+            }
+        }
+        Some(o)
     }
-    None
 }
 
 /// What the runtime process gets as stdio; `None` is /dev/null.
@@ -459,8 +480,39 @@ mod tests {
         // type_url = "x" (field 1), config_path = "/etc/b.toml" (field 2)
         let mut buf = vec![0x0a, 1, b'x', 0x12, 11];
         buf.extend_from_slice(b"/etc/b.toml");
-        assert_eq!(config_path_field(&buf).as_deref(), Some("/etc/b.toml"));
-        assert_eq!(config_path_field(&[0x12, 200]), None);
+        let o = RuntimeOptions::decode(&buf).unwrap();
+        assert_eq!((o.config_path.as_str(), o.config_body.len()), ("/etc/b.toml", 0));
+        assert_eq!(RuntimeOptions::decode(&[0x12, 200]), None);
+    }
+
+    /// containerd 2.x's CRI plugin sends a non-runc handler's `options` table as TOML in
+    /// config_body (field 3), as go-toml v2 writes it (single-quoted strings).
+    #[test]
+    fn runtimeoptions_config_body_gives_the_options() {
+        let body = b"BinaryName = '/usr/local/bin/berth'\nSystemdCgroup = true\n";
+        let mut value = vec![0x1a, body.len() as u8];
+        value.extend_from_slice(body);
+        let any = Any {
+            type_url: "type.googleapis.com/runtimeoptions.v1.Options".into(),
+            value: value.clone(),
+            ..Default::default()
+        };
+        let cfg = RuntimeConfig::from_options(Some(&any)).unwrap();
+        assert_eq!(cfg.binary, "/usr/local/bin/berth");
+        assert!(cfg.systemd_cgroup);
+        assert_eq!(cfg.root, DEFAULT_ROOT);
+        // A path wins over a body, as in containerd (it sets the body only without a path).
+        let file = std::env::temp_dir().join(format!("berth-shim-opts-{}.toml", std::process::id()));
+        fs::write(&file, "Root = '/r'\n").unwrap();
+        let path = file.to_str().unwrap().as_bytes();
+        let mut both = vec![0x12, path.len() as u8];
+        both.extend_from_slice(path);
+        both.extend_from_slice(&value);
+        let cfg = RuntimeConfig::from_options(Some(&Any { value: both, ..any.clone() })).unwrap();
+        let _ = fs::remove_file(&file);
+        assert_eq!((cfg.root.as_str(), cfg.systemd_cgroup), ("/r", false));
+        let bad = Any { value: vec![0x1a, 2, 0xff, 0xfe], ..any };
+        assert!(RuntimeConfig::from_options(Some(&bad)).is_err());
     }
 
     #[test]
