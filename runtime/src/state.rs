@@ -277,10 +277,24 @@ pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
         };
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} is {what}", path.display())));
     }
-    // Sized from the metadata just read, and through `take` so that std does not ask the
-    // file for its size again (`list` reads one of these per container).
-    let mut data = Vec::with_capacity(usize::try_from(meta_len).unwrap_or(0).saturating_add(1));
-    (&mut f).take(u64::MAX).read_to_end(&mut data)?;
+    // Sized from the metadata just read, one byte over: a regular file's read comes back
+    // short only at its end, so a read that does not fill the buffer was the last one
+    // (`list` reads one of these per container; std's read_to_end would read once more).
+    let mut data = vec![0u8; usize::try_from(meta_len).unwrap_or(0).saturating_add(1)];
+    let mut len = 0;
+    loop {
+        let n = match f.read(&mut data[len..]) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => r?,
+        };
+        len += n;
+        if len < data.len() {
+            break;
+        }
+        // It grew since the metadata was read: read on.
+        data.resize(data.len() * 2, 0);
+    }
+    data.truncate(len);
     Ok(data)
 }
 

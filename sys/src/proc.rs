@@ -127,7 +127,7 @@ fn parse_stat(text: &str) -> Option<Stat> {
 }
 
 fn stat(pid: i32) -> Option<Stat> {
-    parse_stat(&crate::small_file::read_to_string(std::path::Path::new(&format!("/proc/{pid}/stat"))).ok()?)
+    parse_stat(&crate::small_file::read_record(std::path::Path::new(&format!("/proc/{pid}/stat"))).ok()?)
 }
 
 /// The start time of a process in clock ticks since boot (field 22 of /proc/<pid>/stat):

@@ -71,8 +71,10 @@ impl Manager for V1 {
     fn is_frozen(&self) -> Result<bool, CgroupError> {
         let (dir, _, _) = self.freezer(true)?;
         let p = dir.join("freezer.state");
-        let t = read_trim(&p).map_err(|e| CgroupError::Io { path: p, op: "read", source: e })?;
-        Ok(t == "FROZEN")
+        // One read: `list` asks this of every container.
+        let t =
+            crate::sys::small_file::read_record(&p).map_err(|e| CgroupError::Io { path: p, op: "read", source: e })?;
+        Ok(t.trim() == "FROZEN")
     }
 
     fn freezer(&self, frozen: bool) -> Result<(PathBuf, &'static str, &'static str), CgroupError> {
