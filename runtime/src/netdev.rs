@@ -74,6 +74,26 @@ pub fn move_all(devices: &HashMap<String, LinuxNetDevice>, pid: i32) -> crate::e
     Ok(())
 }
 
+/// Sets the loopback of the caller's (new) network namespace up, as runc does for a
+/// container with a network namespace of its own: without it nothing in the container can
+/// reach 127.0.0.1. In a new namespace `lo` is always interface 1.
+pub fn loopback_up() -> io::Result<()> {
+    let sock = route_socket()?;
+    let mut buf = vec![0u8; 16];
+    // struct ifinfomsg: family, pad, type, index 1, flags IFF_UP, change IFF_UP.
+    buf.extend_from_slice(&[libc::AF_UNSPEC as u8, 0]);
+    buf.extend_from_slice(&0u16.to_ne_bytes());
+    buf.extend_from_slice(&1i32.to_ne_bytes());
+    buf.extend_from_slice(&(libc::IFF_UP as u32).to_ne_bytes());
+    buf.extend_from_slice(&(libc::IFF_UP as u32).to_ne_bytes());
+    let len = buf.len() as u32;
+    buf[0..4].copy_from_slice(&len.to_ne_bytes());
+    buf[4..6].copy_from_slice(&libc::RTM_NEWLINK.to_ne_bytes());
+    buf[6..8].copy_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
+    buf[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    request(&sock, &buf)
+}
+
 fn route_socket() -> io::Result<OwnedFd> {
     use nix::sys::socket::{socket, AddressFamily, SockFlag, SockProtocol, SockType};
     Ok(socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkRoute)?)

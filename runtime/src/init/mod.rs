@@ -142,6 +142,9 @@ fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<SetUp> {
     if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
         crate::sys::set_domainname(d).map_err(applying(format!("domainname {d:?}")).io())?;
     }
+    if (a.plan.clone_flags | a.plan.unshare_flags).contains(CloneFlags::CLONE_NEWNET) {
+        crate::netdev::loopback_up().map_err(doing("setting the network namespace's loopback up").io())?;
+    }
     let linux = spec.linux().as_ref().ok_or_else(|| InitError::invalid("linux", "missing"))?;
     // Written through the host's /proc before any container mount exists, so the container
     // cannot redirect the writes (CVE-2025-52881); /proc/sys/net and the IPC sysctls follow
