@@ -57,6 +57,16 @@ fn network_namespace_has_only_loopback() {
     assert_eq!(&l[1..], &["lo"], "{out}");
 }
 
+/// runc brings `lo` up in a container's new network namespace (its "loopback" network);
+/// without it nothing in the container reaches 127.0.0.1.
+#[test]
+fn a_new_network_namespace_has_its_loopback_up() {
+    let mut c = Case::new("ns_lo");
+    let flags = c.sh_ok("cat /sys/class/net/lo/flags");
+    let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).expect("lo's flags");
+    assert_eq!(flags & libc::IFF_UP as u32, libc::IFF_UP as u32, "lo flags {flags:#x}");
+}
+
 #[test]
 fn cgroup_namespace_hides_host_cgroup_path() {
     let mut c = Case::new("ns_cgroup");
