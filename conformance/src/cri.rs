@@ -124,17 +124,8 @@ impl CriConfig<'_> {
         let d = self.dir.display();
         format!(
             r#"version = 2
-root = "{d}/root"
-state = "{d}/state"
 disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
-[grpc]
-  address = "{sock}"
-[ttrpc]
-  address = "{sock}.ttrpc"
-[proxy_plugins.berth]
-  type = "snapshot"
-  address = "{snap}"
-[plugins."io.containerd.grpc.v1.cri"]
+{daemon}[plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{PAUSE_IMAGE}"
   restrict_oom_score_adj = true
   disable_apparmor = {no_apparmor}
@@ -157,10 +148,29 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     conf_dir = "{d}/cni"
     max_conf_num = 1
 "#,
-            sock = self.socket().display(),
-            snap = self.snapshotter_socket.display(),
+            daemon = self.daemon_sections(),
             no_apparmor = !self.options.apparmor,
             systemd = self.options.systemd_cgroup,
+        )
+    }
+
+    /// What both config versions say alike: containerd's own directories and sockets, and
+    /// berth-snapshotter as a proxy plugin.
+    fn daemon_sections(&self) -> String {
+        format!(
+            r#"root = "{d}/root"
+state = "{d}/state"
+[grpc]
+  address = "{sock}"
+[ttrpc]
+  address = "{sock}.ttrpc"
+[proxy_plugins.berth]
+  type = "snapshot"
+  address = "{snap}"
+"#,
+            d = self.dir.display(),
+            sock = self.socket().display(),
+            snap = self.snapshotter_socket.display(),
         )
     }
 
@@ -177,17 +187,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         let rt = format!("{cri}.containerd.runtimes");
         format!(
             r#"version = 3
-root = "{d}/root"
-state = "{d}/state"
 disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.blockfile", "io.containerd.snapshotter.v1.erofs"]
-[grpc]
-  address = "{sock}"
-[ttrpc]
-  address = "{sock}.ttrpc"
-[proxy_plugins.berth]
-  type = "snapshot"
-  address = "{snap}"
-[plugins.'io.containerd.nri.v1.nri']
+{daemon}[plugins.'io.containerd.nri.v1.nri']
   disable = true
 [[plugins.'io.containerd.transfer.v1.local'.unpack_config]]
   platform = "linux/amd64"
@@ -232,8 +233,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     conf_dir = "{d}/cni"
     max_conf_num = 1
 "#,
-            sock = self.socket().display(),
-            snap = self.snapshotter_socket.display(),
+            daemon = self.daemon_sections(),
             no_apparmor = !self.options.apparmor,
             systemd = self.options.systemd_cgroup,
             berth = self.berth_binary.display(),
