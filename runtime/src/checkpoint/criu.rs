@@ -8,6 +8,7 @@
 //! over SCM_RIGHTS), which berth passes on to `--console-socket`.
 
 use std::ffi::CString;
+use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -25,6 +26,8 @@ pub enum CriuError {
     NotFound(String),
     #[error("running {criu}: {source}")]
     Spawn { criu: PathBuf, source: std::io::Error },
+    #[error("{what} {path}: {source}")]
+    Dir { what: &'static str, path: PathBuf, source: std::io::Error },
     /// `problem` is criu's own error lines, joined; the log has the rest.
     #[error("container \"{id}\": criu {action} failed ({status}): {problem} (log: {log})")]
     Failed { id: String, action: &'static str, status: String, problem: String, log: PathBuf },
@@ -87,6 +90,16 @@ pub enum Stdio3 {
     Inherit,
 }
 
+/// The images and work directories (absolute paths). criu takes them as fds of ours and
+/// opens /proc/<our pid>/fd/<n>, which leads to the mount the fd was opened on: for a
+/// restore, whose criu runs in a mount namespace of its own, they are opened through
+/// criu's root (/proc/<criu>/root), so that criu's cwd, the work directory, is on a mount
+/// of its namespace (mounting its cgroup yard there fails with EINVAL otherwise).
+pub struct Dirs<'a> {
+    pub images: &'a Path,
+    pub work: &'a Path,
+}
+
 /// The answer to a notification; `Err` fails the dump or restore.
 pub type OnNotify<'a> = dyn FnMut(&Notify, Option<OwnedFd>) -> io::Result<()> + 'a;
 
@@ -98,7 +111,8 @@ pub fn run(
     criu: &Path,
     id: &str,
     action: &'static str,
-    req: &Req,
+    mut req: Req,
+    dirs: &Dirs<'_>,
     log: &Path,
     mounts: Option<&RestoreMounts>,
     stdio: Stdio3,
@@ -106,7 +120,6 @@ pub fn run(
 ) -> Result<Resp, CriuError> {
     let rpc_err =
         |source: RpcError, problem: String| CriuError::Rpc { id: id.into(), action, source, problem, log: log.into() };
-    let encoded = req.encode().map_err(|e| rpc_err(RpcError::Encode(e), String::new()))?;
     let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
         .map_err(|e| rpc_err(RpcError::Socketpair(e), String::new()))?;
     // criu's end is inherited by criu alone: we are single-threaded and it is closed
@@ -130,7 +143,16 @@ pub fn run(
     let spawned = cmd.spawn();
     drop(theirs);
     let mut child = spawned.map_err(|e| CriuError::Spawn { criu: criu.into(), source: e })?;
-    let talk = converse(ours.as_fd(), req.typ, &encoded, on_notify);
+    let root = mounts.map(|_| PathBuf::from(format!("/proc/{}/root", child.id())));
+    let talk = open_dirs(dirs, root.as_deref()).and_then(|(images, work)| {
+        if let Some(o) = req.opts.as_mut() {
+            o.images_dir_fd = images.as_raw_fd();
+            o.work_dir_fd = Some(work.as_raw_fd());
+        }
+        let encoded = req.encode().map_err(|e| rpc_err(RpcError::Encode(e), String::new()))?;
+        // The directories stay open until criu has answered.
+        Ok(converse(ours.as_fd(), req.typ, &encoded, on_notify))
+    });
     // Closing our end ends criu's service loop (a pre-dump's waits for a dump otherwise).
     drop(ours);
     let mut stderr = String::new();
@@ -138,6 +160,7 @@ pub fn run(
         let _ = s.read_to_string(&mut stderr);
     }
     let status = child.wait().map_err(|e| CriuError::Spawn { criu: criu.into(), source: e })?;
+    let talk = talk?;
     let problem = || {
         let log_text = std::fs::read_to_string(log).unwrap_or_default();
         let mut p = error_lines(&log_text);
@@ -193,6 +216,17 @@ pub fn run(
         });
     }
     Ok(resp)
+}
+
+fn open_dirs(dirs: &Dirs<'_>, root: Option<&Path>) -> Result<(File, File), CriuError> {
+    let open = |p: &Path, what: &'static str| {
+        let full = match root {
+            Some(r) => r.join(p.strip_prefix("/").unwrap_or(p)),
+            None => p.to_path_buf(),
+        };
+        File::open(&full).map_err(|source| CriuError::Dir { what, path: p.into(), source })
+    };
+    Ok((open(dirs.images, "--image-path")?, open(dirs.work, "--work-path")?))
 }
 
 fn last_line(text: &str) -> String {
@@ -429,7 +463,9 @@ mod tests {
         std::fs::write(&log, "(00.001) Error (criu/kerndat.c:1): kerndat failed\n").unwrap();
         let req = Req::new(ReqType::Dump, Opts::default());
         let mut ok = |_: &Notify, _: Option<OwnedFd>| -> io::Result<()> { Ok(()) };
-        let e = run(Path::new("/bin/false"), "c1", "dump", &req, &log, None, Stdio3::Capture, &mut ok).unwrap_err();
+        let dirs = Dirs { images: dir.path(), work: dir.path() };
+        let e =
+            run(Path::new("/bin/false"), "c1", "dump", req, &dirs, &log, None, Stdio3::Capture, &mut ok).unwrap_err();
         let text = e.to_string();
         assert!(matches!(e, CriuError::Failed { .. }), "{text}");
         assert!(text.starts_with("container \"c1\": criu dump failed (criu closed its socket"), "{text}");

@@ -17,7 +17,6 @@
 pub mod criu;
 pub mod rpc;
 
-use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
@@ -108,23 +107,10 @@ fn mkdir_private(path: &Path, what: &str) -> Result<()> {
         .map_err(|e| Error::io(format!("{what} {}", path.display()), e))
 }
 
-/// The images and work directories, opened: criu opens them again through
-/// /proc/<our pid>/fd/<n>, so they stay open for the whole request.
-struct Dirs {
-    images: File,
-    work: File,
-}
-
-fn open_dirs(image: &Path, work: &Path) -> Result<Dirs> {
-    let open = |p: &Path, what: &str| File::open(p).map_err(|e| Error::io(format!("{what} {}", p.display()), e));
-    Ok(Dirs { images: open(image, "--image-path")?, work: open(work, "--work-path")? })
-}
-
-/// The options common to dump and restore (criu's flags of the same names).
-fn common_opts(o: &CriuOpts, dirs: &Dirs, log: &str, terminal: bool) -> Result<rpc::Opts> {
+/// The options common to dump and restore (criu's flags of the same names; the
+/// directories' fds are filled in by criu::run).
+fn common_opts(o: &CriuOpts, log: &str, terminal: bool) -> Result<rpc::Opts> {
     Ok(rpc::Opts {
-        images_dir_fd: dirs.images.as_raw_fd(),
-        work_dir_fd: Some(dirs.work.as_raw_fd()),
         log_file: log.into(),
         log_level: 4,
         manage_cgroups: true,
@@ -248,8 +234,7 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
 
     let (action, typ) = if opts.pre_dump { ("pre-dump", rpc::ReqType::PreDump) } else { ("dump", rpc::ReqType::Dump) };
     let log_name = format!("{action}.log");
-    let dirs = open_dirs(&image, &work)?;
-    let mut o = common_opts(&opts.criu, &dirs, &log_name, has_terminal(&spec))?;
+    let mut o = common_opts(&opts.criu, &log_name, has_terminal(&spec))?;
     o.pid = Some(rec.pid);
     o.root = Some(rec.rootfs.display().to_string());
     for dest in descriptor.bind_mounts.iter().chain(&descriptor.cgroup_binds) {
@@ -273,8 +258,8 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
         log::debug(&format!("checkpoint {id}: criu notifies {:?}", n.script));
         Ok(())
     };
-    criu::run(&criu, id, action, &req, &work.join(&log_name), None, criu::Stdio3::Capture, &mut on_notify)?;
-    drop(dirs);
+    let dirs = criu::Dirs { images: &image, work: &work };
+    criu::run(&criu, id, action, req, &dirs, &work.join(&log_name), None, criu::Stdio3::Capture, &mut on_notify)?;
     log::debug(&format!("checkpoint {id}: images in {}", image.display()));
     Ok(())
 }
@@ -377,8 +362,7 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
     }
 
     let log_name = "restore.log";
-    let dirs = open_dirs(&image, &work)?;
-    let mut o = common_opts(&opts.criu, &dirs, log_name, terminal)?;
+    let mut o = common_opts(&opts.criu, log_name, terminal)?;
     o.root = Some(rootfs_path.display().to_string());
     // The restored init becomes our child (the pidfd and the foreground wait need that);
     // a swrk restore is always detached from criu.
@@ -417,14 +401,14 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
         &criu,
         id,
         "restore",
-        &req,
+        req,
+        &criu::Dirs { images: &image, work: &work },
         &work.join(log_name),
         Some(&mounts),
         criu::Stdio3::Inherit,
         &mut on_notify,
     )?;
     drop(ns_files);
-    drop(dirs);
     if terminal && !pts_sent {
         log::debug(&format!("restore {id}: criu restored no orphan pty: nothing sent to --console-socket"));
     }
