@@ -126,6 +126,14 @@ fn common_opts(o: &CriuOpts, log: &str, terminal: bool) -> Result<rpc::Opts> {
     })
 }
 
+/// A path as criu's RPC takes it: protobuf strings are UTF-8, and a lossy conversion
+/// would name another file.
+fn rpc_path(p: &Path, what: &str) -> Result<String> {
+    p.to_str()
+        .map(String::from)
+        .ok_or_else(|| Error::Usage(format!("{what} {}: criu's RPC takes UTF-8 paths only", p.display())))
+}
+
 fn has_terminal(spec: &Spec) -> bool {
     spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false)
 }
@@ -236,9 +244,10 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
     let log_name = format!("{action}.log");
     let mut o = common_opts(&opts.criu, &log_name, has_terminal(&spec))?;
     o.pid = Some(rec.pid);
-    o.root = Some(rec.rootfs.display().to_string());
+    o.root = Some(rpc_path(&rec.rootfs, "root.path")?);
     for dest in descriptor.bind_mounts.iter().chain(&descriptor.cgroup_binds) {
-        o.external.push(format!("mnt[{}]:{}", dest.display(), dest.display()));
+        let d = rpc_path(dest, "mounts: destination")?;
+        o.external.push(format!("mnt[{d}]:{d}"));
     }
     for (t, key, _) in &externals {
         let link = std::fs::read_link(format!("/proc/{}/ns/{}", rec.pid, namespaces::proc_name(*t))).map_err(|e| {
@@ -250,7 +259,7 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
     }
     o.leave_running = opts.leave_running && !opts.pre_dump;
     o.track_mem = opts.pre_dump || opts.parent_path.is_some();
-    o.parent_img = opts.parent_path.as_ref().map(|p| p.display().to_string());
+    o.parent_img = opts.parent_path.as_deref().map(|p| rpc_path(p, "--parent-path")).transpose()?;
     log::debug(&format!("checkpoint {id}: {} swrk {action} {o:?}", criu.display()));
     let req = rpc::Req::new(typ, o);
     let mut on_notify = |n: &rpc::Notify, _fd: Option<OwnedFd>| -> io::Result<()> {
@@ -363,13 +372,17 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
 
     let log_name = "restore.log";
     let mut o = common_opts(&opts.criu, log_name, terminal)?;
-    o.root = Some(rootfs_path.display().to_string());
+    o.root = Some(rpc_path(&rootfs_path, "root.path")?);
     // The restored init becomes our child (the pidfd and the foreground wait need that);
     // a swrk restore is always detached from criu.
     o.rst_sibling = true;
     o.cg_root = cgroup_roots;
     for (dest, source) in &mount_map {
-        o.external.push(format!("mnt[{}]:{}", dest.display(), source.display()));
+        o.external.push(format!(
+            "mnt[{}]:{}",
+            rpc_path(dest, "mounts: destination")?,
+            rpc_path(source, "mounts: source")?
+        ));
     }
     for (key, fd) in &ns_files {
         sys::clear_cloexec(fd.as_raw_fd()).map_err(|e| Error::io("passing a namespace to criu", e))?;
