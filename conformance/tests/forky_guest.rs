@@ -538,3 +538,108 @@ fn docker_28_runs_on_berth_as_on_runc() {
         assert!(o.stderr.contains("needs --systemd-cgroup"), "{rt}: {}", o.stderr);
     }
 }
+
+/// A container with `process.terminal: true` checkpointed and restored through one runtime,
+/// with recvtty (conformance/src/bin/recvtty.rs) on the console sockets: a busybox shell
+/// sets a variable before the dump, and after `restore --console-socket` the new pty master
+/// the runtime sent (criu's `orphan-pts-master`) reaches the same shell, which answers with
+/// that variable. What each step showed, for comparison between runtimes.
+fn tty_checkpoint_scenario(rt: &str) -> Vec<String> {
+    let id = format!("tty-{rt}");
+    let d = format!("/root/ttyck-{rt}");
+    let wait_for = |file: &str, what: &str| {
+        format!(
+            "i=0; until grep -q '{what}' {file} 2>/dev/null; do i=$((i + 1)); \
+             [ $i -lt 600 ] || {{ echo timeout waiting for {what} in {file}; cat {file}; exit 1; }}; sleep 0.1; done"
+        )
+    };
+    let mut seen = Vec::new();
+    let o = run(&format!(
+        "set -e
+         rm -rf {d}; mkdir -p {d}/bundle; cp -a /root/rootfs {d}/bundle/rootfs
+         cd {d}/bundle && runc spec && grep -q '\"terminal\": true' config.json
+         setsid recvtty {d}/c.sock 'X=kept-$$; echo before-$((6*7))' before-42 hold >{d}/c.out 2>&1 </dev/null &
+         echo $! >{d}/c.pid
+         {}
+         {rt} create --bundle {d}/bundle --console-socket {d}/c.sock {id}
+         {rt} start {id}
+         {}
+         {rt} state {id} | grep -o '\"status\": *\"[a-z]*\"' | tr -d ' '",
+        wait_for_socket(&format!("{d}/c.sock")),
+        wait_for(&format!("{d}/c.out"), "recvtty: marker")
+    ));
+    seen.push(format!("create: {} {}", o.code, o.stdout.trim()));
+    let o = run(&format!("grep -x before-42 {d}/c.out"));
+    seen.push(format!("before: {}", o.stdout.trim()));
+    let o = run(&format!(
+        "{rt} checkpoint --image-path {d}/img {id} 2>&1; rc=$?; echo checkpoint-rc=$rc
+         [ $rc = 0 ] || grep -h 'Error' {d}/img/*.log | head -5
+         {rt} delete {id} 2>/dev/null; kill $(cat {d}/c.pid); {rt} list -q | grep -cx {id}"
+    ));
+    eprintln!("{rt} checkpoint: {}", o.stdout);
+    seen.push(format!("checkpoint: {}", o.stdout.lines().find(|l| l.starts_with("checkpoint-rc=")).unwrap_or("?")));
+    seen.push(format!("after checkpoint, listed: {}", o.stdout.lines().last().unwrap_or("?")));
+    let o = run(&format!(
+        "setsid recvtty {d}/r.sock 'echo after-$X' after-kept-1 hold >{d}/r.out 2>&1 </dev/null &
+         echo $! >{d}/r.pid
+         {}
+         {rt} restore -d --image-path {d}/img --bundle {d}/bundle --console-socket {d}/r.sock {id} 2>&1
+         rc=$?; echo restore-rc=$rc
+         [ $rc = 0 ] || grep -h 'Error' {d}/img/restore.log | head -5
+         {}
+         cat {d}/r.out",
+        wait_for_socket(&format!("{d}/r.sock")),
+        wait_for(&format!("{d}/r.out"), "recvtty: marker")
+    ));
+    eprintln!("{rt} restore: {}", o.stdout);
+    seen.push(format!("restore: {}", o.stdout.lines().find(|l| l.starts_with("restore-rc=")).unwrap_or("?")));
+    seen.push(format!("answer: {}", o.stdout.lines().any(|l| l == "after-kept-1")));
+    let o = run(&format!(
+        "{rt} state {id} | grep -o '\"status\": *\"[a-z]*\"' | tr -d ' '
+         pid=$({rt} state {id} | grep -o '\"pid\": *[0-9]*' | grep -o '[0-9]*$')
+         readlink /proc/$pid/fd/0 | sed 's/[0-9]*$/N/'"
+    ));
+    seen.push(format!("restored: {}", o.stdout.trim().replace('\n', " ")));
+    let o = run(&format!(
+        "kill $(cat {d}/r.pid); {rt} kill {id} KILL; sleep 1; {rt} delete -f {id}; {rt} list -q | grep -cx {id}; rm -rf {d}"
+    ));
+    seen.push(format!("left: {}", o.stdout.trim()));
+    eprintln!("TTY-CHECKPOINT-REPORT {rt}: {seen:?}");
+    seen
+}
+
+fn wait_for_socket(path: &str) -> String {
+    format!("i=0; until [ -S {path} ]; do i=$((i + 1)); [ $i -lt 300 ] || {{ echo no socket {path}; exit 1; }}; sleep 0.1; done")
+}
+
+/// process.terminal: true through checkpoint and `restore --console-socket`, on berth as on
+/// runc 1.3 (both with the guest's criu 4): the restored pty's master reaches the console
+/// socket and the same shell answers on it.
+#[test]
+fn terminal_container_checkpoint_and_restore_with_console_socket_on_berth_as_on_runc() {
+    let _t = turn();
+    {
+        let f = fixture();
+        let Some(f) = f.as_ref() else { panic!("the guest is gone") };
+        conformance::systemd_guest::copy_into(f._share.path(), "recvtty", Path::new(env!("CARGO_BIN_EXE_recvtty")))
+            .unwrap_or_else(|e| panic!("recvtty into the share: {e}"));
+    }
+    ok(&format!("install -m 0755 {SHARE_MOUNT}/recvtty /usr/local/bin/"));
+    eprintln!("criu: {}", run("criu --version | head -1").stdout.trim());
+    let runc = tty_checkpoint_scenario("runc");
+    assert_eq!(
+        runc,
+        [
+            "create: 0 \"status\":\"running\"",
+            "before: before-42",
+            "checkpoint: checkpoint-rc=0",
+            "after checkpoint, listed: 0",
+            "restore: restore-rc=0",
+            "answer: true",
+            "restored: \"status\":\"running\" /dev/pts/N",
+            "left: 0",
+        ],
+        "runc"
+    );
+    assert_eq!(tty_checkpoint_scenario("berth"), runc, "berth differs from runc");
+}

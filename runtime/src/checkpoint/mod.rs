@@ -8,11 +8,17 @@
 //! without a cgroup namespace, namespaces joined by path, and the stdio pipes the init
 //! inherited. Next to the images, `berth-checkpoint.json` records those keys and the
 //! config the container ran with.
+//!
+//! criu runs as a service worker (criu.rs, rpc.rs). A container with a terminal is dumped
+//! with `orphan_pts_master` (its pty's master is outside, with whoever holds the console);
+//! at restore criu makes a new master, sends it to berth in the `orphan-pts-master`
+//! notification, and berth passes it on to `--console-socket`, as runc does.
 
 pub mod criu;
+pub mod rpc;
 
-use std::ffi::OsString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -60,7 +66,8 @@ pub struct RestoreOpts {
     pub id: String,
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
-    /// A connected console socket; refused (terminals cannot be restored yet).
+    /// A connected console socket: the restored terminal's new master goes there
+    /// (required when process.terminal is true, refused otherwise).
     pub console: Option<OwnedFd>,
     pub no_pivot: bool,
     /// `--systemd-cgroup`: linux.cgroupsPath in systemd's slice:prefix:name form.
@@ -85,14 +92,11 @@ struct Descriptor {
 const NET_KEY: &str = "berth-netns";
 const PID_KEY: &str = "berth-pidns";
 
-fn manage_cgroups(mode: Option<&str>) -> Result<String> {
+fn manage_cgroups(mode: Option<&str>) -> Result<rpc::CgMode> {
     let mode = mode.unwrap_or("soft");
-    match mode {
-        "soft" | "full" | "strict" | "ignore" => Ok(format!("--manage-cgroups={mode}")),
-        other => {
-            Err(Error::Usage(format!("--manage-cgroups-mode {other:?}: must be one of soft, full, strict, ignore")))
-        }
-    }
+    rpc::CgMode::parse(mode).ok_or_else(|| {
+        Error::Usage(format!("--manage-cgroups-mode {mode:?}: must be one of soft, full, strict, ignore"))
+    })
 }
 
 fn mkdir_private(path: &Path, what: &str) -> Result<()> {
@@ -103,22 +107,35 @@ fn mkdir_private(path: &Path, what: &str) -> Result<()> {
         .map_err(|e| Error::io(format!("{what} {}", path.display()), e))
 }
 
-/// The flags common to dump and restore.
-fn common_args(o: &CriuOpts, work: &Path, log: &str) -> Result<Vec<OsString>> {
-    let mut a: Vec<OsString> = vec!["--images-dir".into(), o.image_path.clone().into()];
-    a.extend(["--work-dir".into(), work.into(), "--log-file".into(), log.into(), "-v4".into()]);
-    a.push(manage_cgroups(o.manage_cgroups_mode.as_deref())?.into());
-    for (on, flag) in [
-        (o.tcp_established, "--tcp-established"),
-        (o.file_locks, "--file-locks"),
-        (o.ext_unix_sk, "--ext-unix-sk"),
-        (o.shell_job, "--shell-job"),
-    ] {
-        if on {
-            a.push(flag.into());
-        }
-    }
-    Ok(a)
+/// The options common to dump and restore (criu's flags of the same names; the
+/// directories' fds are filled in by criu::run).
+fn common_opts(o: &CriuOpts, log: &str, terminal: bool) -> Result<rpc::Opts> {
+    Ok(rpc::Opts {
+        log_file: log.into(),
+        log_level: 4,
+        manage_cgroups: true,
+        manage_cgroups_mode: Some(manage_cgroups(o.manage_cgroups_mode.as_deref())?),
+        tcp_established: o.tcp_established,
+        file_locks: o.file_locks,
+        ext_unix_sk: o.ext_unix_sk,
+        shell_job: o.shell_job,
+        // Every notification comes to us and is answered (criu.rs); none needs a script.
+        notify_scripts: true,
+        orphan_pts_master: terminal,
+        ..rpc::Opts::default()
+    })
+}
+
+/// A path as criu's RPC takes it: protobuf strings are UTF-8, and a lossy conversion
+/// would name another file.
+fn rpc_path(p: &Path, what: &str) -> Result<String> {
+    p.to_str()
+        .map(String::from)
+        .ok_or_else(|| Error::Usage(format!("{what} {}: criu's RPC takes UTF-8 paths only", p.display())))
+}
+
+fn has_terminal(spec: &Spec) -> bool {
+    spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false)
 }
 
 /// Destinations of the hierarchies a container without a cgroup namespace sees bound
@@ -162,15 +179,6 @@ fn external_namespaces(spec: &Spec) -> Result<Vec<(LinuxNamespaceType, &'static 
     Ok(out)
 }
 
-fn refuse_terminal(spec: &Spec) -> Result<()> {
-    if spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false) {
-        return Err(Error::Usage(
-            "process.terminal: checkpoint/restore of a container with a terminal is not supported by berth yet".into(),
-        ));
-    }
-    Ok(())
-}
-
 /// `--parent-path` names the images of an earlier pre-dump relative to `--image-path`
 /// (criu's --prev-images-dir); it must exist there as a directory.
 fn check_parent_path(image: &Path, parent: Option<&Path>) -> Result<()> {
@@ -202,7 +210,6 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
     let criu = criu::locate(opts.criu.criu.as_deref())?;
     let loaded = spec::load(&rec.bundle)?;
     let spec = loaded.spec;
-    refuse_terminal(&spec)?;
     let externals = external_namespaces(&spec)?;
     let cg = rec.cgroup_manager();
 
@@ -233,15 +240,14 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
     let text = serde_json::to_vec_pretty(&descriptor).map_err(|e| Error::io("encoding the descriptor", e.into()))?;
     std::fs::write(image.join(DESCRIPTOR), text).map_err(|e| Error::io(format!("writing {DESCRIPTOR}"), e))?;
 
-    let action = if opts.pre_dump { "pre-dump" } else { "dump" };
+    let (action, typ) = if opts.pre_dump { ("pre-dump", rpc::ReqType::PreDump) } else { ("dump", rpc::ReqType::Dump) };
     let log_name = format!("{action}.log");
-    let o = CriuOpts { image_path: image.clone(), ..opts.criu.clone() };
-    let mut args: Vec<OsString> = vec![action.into(), "--tree".into(), rec.pid.to_string().into()];
-    args.extend(common_args(&o, &work, &log_name)?);
-    args.extend(["--root".into(), rec.rootfs.clone().into_os_string()]);
+    let mut o = common_opts(&opts.criu, &log_name, has_terminal(&spec))?;
+    o.pid = Some(rec.pid);
+    o.root = Some(rpc_path(&rec.rootfs, "root.path")?);
     for dest in descriptor.bind_mounts.iter().chain(&descriptor.cgroup_binds) {
-        args.push("--external".into());
-        args.push(format!("mnt[{}]:{}", dest.display(), dest.display()).into());
+        let d = rpc_path(dest, "mounts: destination")?;
+        o.external.push(format!("mnt[{d}]:{d}"));
     }
     for (t, key, _) in &externals {
         let link = std::fs::read_link(format!("/proc/{}/ns/{}", rec.pid, namespaces::proc_name(*t))).map_err(|e| {
@@ -249,37 +255,32 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
         })?;
         // "net:[4026531992]" → the inode.
         let ino = link.to_string_lossy().rsplit('[').next().unwrap_or("").trim_end_matches(']').to_string();
-        args.push("--external".into());
-        args.push(format!("{}[{ino}]:{key}", namespaces::proc_name(*t)).into());
+        o.external.push(format!("{}[{ino}]:{key}", namespaces::proc_name(*t)));
     }
-    if opts.leave_running && !opts.pre_dump {
-        args.push("--leave-running".into());
-    }
-    if opts.pre_dump || opts.parent_path.is_some() {
-        args.push("--track-mem".into());
-    }
-    if let Some(p) = &opts.parent_path {
-        args.extend(["--prev-images-dir".into(), p.clone().into_os_string()]);
-    }
-    log::debug(&format!("checkpoint {id}: {} {:?}", criu.display(), args));
-    criu::run(&criu, id, action, &args, &work.join(&log_name), None)?;
+    o.leave_running = opts.leave_running && !opts.pre_dump;
+    o.track_mem = opts.pre_dump || opts.parent_path.is_some();
+    o.parent_img = opts.parent_path.as_deref().map(|p| rpc_path(p, "--parent-path")).transpose()?;
+    log::debug(&format!("checkpoint {id}: {} swrk {action} {o:?}", criu.display()));
+    let req = rpc::Req::new(typ, o);
+    let mut on_notify = |n: &rpc::Notify, _fd: Option<OwnedFd>| -> io::Result<()> {
+        // pre-dump, network-lock, post-dump, …: nothing for berth to do but go on.
+        log::debug(&format!("checkpoint {id}: criu notifies {:?}", n.script));
+        Ok(())
+    };
+    let dirs = criu::Dirs { images: &image, work: &work };
+    criu::run(&criu, id, action, req, &dirs, &work.join(&log_name), None, criu::Stdio3::Capture, &mut on_notify)?;
     log::debug(&format!("checkpoint {id}: images in {}", image.display()));
     Ok(())
 }
 
-/// The rel path of the container's cgroup per hierarchy, as criu's `--cgroup-root` takes it.
-fn cgroup_root_args(cg: &dyn Manager) -> Vec<OsString> {
+/// The rel path of the container's cgroup per hierarchy, as criu's `--cgroup-root` takes
+/// it: (controllers, path), no controllers for cgroup v2's single hierarchy.
+fn cgroup_roots(cg: &dyn Manager) -> Vec<(Option<String>, String)> {
     let mut out = Vec::new();
     for h in cg.state().hierarchies {
         let rel = h.dir.strip_prefix(&h.mount_point).map(|r| Path::new("/").join(r)).unwrap_or_else(|_| h.dir.clone());
-        out.push("--cgroup-root".into());
-        if h.subsystems.is_empty() {
-            out.push(rel.into_os_string());
-        } else {
-            let mut s = OsString::from(format!("{}:", h.subsystems.join(",")));
-            s.push(rel);
-            out.push(s);
-        }
+        let ctrl = (!h.subsystems.is_empty()).then(|| h.subsystems.join(","));
+        out.push((ctrl, rel.display().to_string()));
     }
     out
 }
@@ -315,9 +316,19 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
         // with a process in it.
         return Err(Error::Usage("--systemd-cgroup: restore with the systemd cgroup driver is not supported".into()));
     }
-    refuse_terminal(spec)?;
-    if opts.console.is_some() {
-        return Err(Error::Usage("--console-socket: cannot use a console socket if process.terminal is false".into()));
+    let terminal = has_terminal(spec);
+    match (terminal, &opts.console) {
+        (false, Some(_)) => {
+            return Err(Error::Usage(
+                "--console-socket: cannot use a console socket if process.terminal is false".into(),
+            ))
+        }
+        (true, None) => {
+            return Err(Error::Usage(
+                "process.terminal: --console-socket is required: the restored terminal's master is sent there".into(),
+            ))
+        }
+        _ => {}
     }
     let externals = external_namespaces(spec)?;
     let binds = rootfs::bind_mounts(spec, &loaded.dir);
@@ -340,7 +351,7 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
         })
         .collect::<Result<_>>()?;
 
-    let dir = store.create_dir(id)?;
+    store.create_dir(id)?;
     let mut guard = Rollback::new(store, id);
     mkdir_private(&work, "--work-path")?;
     // As in create: the record names every cgroup directory before it exists.
@@ -352,49 +363,73 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
             mount_map.push((dest, host));
         }
     }
-    let cgroup_roots = cgroup_root_args(&*cgroup);
+    let cgroup_roots = cgroup_roots(&*cgroup);
     guard.cgroup = Some(cgroup);
     if let Some(cg) = &guard.cgroup {
         cg.create()?;
         cg.apply(&resources)?;
     }
 
-    let pidfile = dir.join("restore.pid");
     let log_name = "restore.log";
-    let o = CriuOpts { image_path: image.clone(), ..opts.criu.clone() };
-    let mut args: Vec<OsString> = vec!["restore".into()];
-    args.extend(common_args(&o, &work, log_name)?);
-    args.extend(["--root".into(), rootfs_path.clone().into_os_string()]);
-    args.extend(["--restore-detached".into(), "--restore-sibling".into(), "--pidfile".into(), pidfile.clone().into()]);
-    args.extend(cgroup_roots);
+    let mut o = common_opts(&opts.criu, log_name, terminal)?;
+    o.root = Some(rpc_path(&rootfs_path, "root.path")?);
+    // The restored init becomes our child (the pidfd and the foreground wait need that);
+    // a swrk restore is always detached from criu.
+    o.rst_sibling = true;
+    o.cg_root = cgroup_roots;
     for (dest, source) in &mount_map {
-        args.push("--external".into());
-        args.push(format!("mnt[{}]:{}", dest.display(), source.display()).into());
+        o.external.push(format!(
+            "mnt[{}]:{}",
+            rpc_path(dest, "mounts: destination")?,
+            rpc_path(source, "mounts: source")?
+        ));
     }
     for (key, fd) in &ns_files {
         sys::clear_cloexec(fd.as_raw_fd()).map_err(|e| Error::io("passing a namespace to criu", e))?;
-        args.push("--inherit-fd".into());
-        args.push(format!("fd[{}]:{key}", fd.as_raw_fd()).into());
+        o.inherit_fd.push((key.clone(), fd.as_raw_fd()));
     }
-    // The init's stdio pipes lead outside the container: criu connects them to ours.
+    // The init's stdio pipes lead outside the container: criu connects them to its own
+    // stdio, which is ours.
     let mut seen = Vec::new();
     for (fd, what) in descriptor.stdio.iter().enumerate() {
         if what.starts_with("pipe:") && !seen.contains(what) {
             seen.push(what.clone());
-            args.push("--inherit-fd".into());
-            args.push(format!("fd[{fd}]:{what}").into());
+            o.inherit_fd.push((what.clone(), fd as i32));
         }
     }
-    log::debug(&format!("restore {id}: {} {:?}", criu.display(), args));
+    log::debug(&format!("restore {id}: {} swrk restore {o:?}", criu.display()));
+    let req = rpc::Req::new(rpc::ReqType::Restore, o);
+    let console = opts.console.as_ref().map(|c| c.as_fd());
+    let mut pts_sent = false;
+    let mut on_notify = |n: &rpc::Notify, fd: Option<OwnedFd>| -> io::Result<()> {
+        log::debug(&format!("restore {id}: criu notifies {:?} (pid {:?})", n.script, n.pid));
+        if n.script == "orphan-pts-master" {
+            pts_sent = true;
+            return send_pts_master(console, fd);
+        }
+        Ok(())
+    };
     let mounts = criu::RestoreMounts { rootfs: rootfs_path.clone() };
-    criu::run(&criu, id, "restore", &args, &work.join(log_name), Some(&mounts))?;
+    let resp = criu::run(
+        &criu,
+        id,
+        "restore",
+        req,
+        &criu::Dirs { images: &image, work: &work },
+        &work.join(log_name),
+        Some(&mounts),
+        criu::Stdio3::Inherit,
+        &mut on_notify,
+    )?;
     drop(ns_files);
+    if terminal && !pts_sent {
+        log::debug(&format!("restore {id}: criu restored no orphan pty: nothing sent to --console-socket"));
+    }
 
-    let pid: i32 = std::fs::read_to_string(&pidfile)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| Error::Init { id: id.into(), msg: format!("criu wrote no pid to {}", pidfile.display()) })?;
-    let _ = std::fs::remove_file(&pidfile);
+    let pid: i32 = resp
+        .restored_pid
+        .filter(|p| *p > 0)
+        .ok_or_else(|| Error::Init { id: id.into(), msg: "criu's restore answer has no pid".into() })?;
     let pidfd = sys::pidfd_open(pid)
         .map_err(|e| Error::io(format!("container \"{id}\": pidfd_open of the restored init"), e))?;
     // Declared after the rollback guard, so dropped before it: the init dies first.
@@ -411,14 +446,22 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
     Ok(Restored { pid, pidfd })
 }
 
+/// `orphan-pts-master`: the restored terminal's new master, passed on to the console
+/// socket the way create sends one (runc names it after the notification too).
+fn send_pts_master(console: Option<std::os::fd::BorrowedFd<'_>>, fd: Option<OwnedFd>) -> io::Result<()> {
+    let master = fd.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "criu sent no pty master"))?;
+    let socket = console.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no --console-socket"))?;
+    crate::console::send_fd(socket, master.as_fd(), "orphan-pts-master")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn manage_cgroups_mode_is_checked() {
-        assert_eq!(manage_cgroups(None).unwrap(), "--manage-cgroups=soft");
-        assert_eq!(manage_cgroups(Some("full")).unwrap(), "--manage-cgroups=full");
+        assert_eq!(manage_cgroups(None).unwrap(), rpc::CgMode::Soft);
+        assert_eq!(manage_cgroups(Some("full")).unwrap(), rpc::CgMode::Full);
         let e = manage_cgroups(Some("bogus")).unwrap_err().to_string();
         assert!(e.contains("--manage-cgroups-mode") && e.contains("bogus"), "{e}");
     }

@@ -63,7 +63,7 @@ pub struct RestoreArgs {
     /// File to write the restored init's pid to
     #[arg(long = "pid-file")]
     pid_file: Option<PathBuf>,
-    /// Unix socket for a terminal's master (terminals cannot be restored yet)
+    /// Unix socket the restored terminal's master is sent to (process.terminal true)
     #[arg(long = "console-socket")]
     console_socket: Option<PathBuf>,
     /// Do not use pivot_root
