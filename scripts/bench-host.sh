@@ -13,6 +13,19 @@ if [ "${1:-}" = restore ]; then
   if [ -e "$marker" ] && grep -q ' /sys/fs/cgroup/hugetlb ' /proc/self/mountinfo; then
     echo "bench: giving hugetlb back to the cgroup2 hierarchy"
     umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb
+    # The kernel frees an unmounted v1 hierarchy only once nothing holds it; seen kept
+    # after a bench (hugetlb still on its v1 hierarchy in /proc/cgroups, so crun would
+    # run on this host and the crun-oracle tests see it). A fresh mount and umount of the
+    # same hierarchy lets it go.
+    for _ in 1 2 3 4 5; do
+      awk '$1 == "hugetlb" && $2 == 0 { found = 1 } END { exit !found }' /proc/cgroups && break
+      tmp=$(mktemp -d)
+      mount -t cgroup -o hugetlb cgroup "$tmp" && umount "$tmp"
+      rmdir "$tmp"
+      sleep 0.2
+    done
+    awk '$1 == "hugetlb" && $2 == 0 { found = 1 } END { exit !found }' /proc/cgroups \
+      || echo "bench: hugetlb is still on a cgroup v1 hierarchy (see /proc/cgroups)" >&2
   fi
   rm -f "$marker"
   exit 0
