@@ -84,8 +84,6 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     guard.cgroup = Some(cgroup);
     let cgroup = guard.cgroup.as_ref().ok_or_else(|| Error::Usage("cgroup".into()))?;
     cgroup.create()?;
-    // Now that no mkdir waits behind it: starts the v1 attach's wait (cgroups/warmup.rs).
-    let warmup = crate::cgroups::AttachWarmup::start();
     failpoint::hit("create:cgroup-dirs-made");
     cgroup.apply(&resources)?;
     failpoint::hit("create:cgroup-applied");
@@ -101,18 +99,11 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     }
     let (parent_ch, child_ch) = channel::pair().map_err(|e| Error::io("socketpair", e))?;
     let initial_cpus = process.exec_cpu_affinity().as_ref().and_then(|a| a.initial().clone());
-    // cgroup v1, an init made in one step: attached after `Go`, while it mounts, so that
-    // the attach's wait overlaps its set-up. A first child (user or time namespace) forks
-    // the init, which must inherit the cgroup: attached before `Go`.
-    let (placement, attach_during_setup) = match Placement::for_init(&**cgroup)? {
-        Placement::Attach(dirs) if !plan.staged && !plan.in_user_ns() => (Placement::Deferred, Some(dirs)),
-        placement => (placement, None),
-    };
     let target = Target {
         new_namespaces: plan.clone_flags,
         // When staged the first child joins the pid namespace itself.
         pid_ns: plan.pid_path.as_deref().map_or(PidNs::Ours, PidNs::Path),
-        cgroup: placement,
+        cgroup: Placement::for_init(&**cgroup)?,
         initial_cpus: initial_cpus.as_deref(),
         oom_score_adj: process.oom_score_adj(),
     };
@@ -135,7 +126,6 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
                 cgroup_mounts,
                 seccomp: seccomp.as_ref(),
                 idmapped,
-                attached_during_setup: attach_during_setup.is_some(),
             })
         }
         Spawned::Parent(child) => child,
@@ -152,12 +142,6 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     let mut handshake = Handshake::new(parent_ch, child, &opts.id, &process::CREATE);
     let state = hooks::state(&opts.id, Status::Creating, pid, &bundle, &annotations);
     handshake.go(state.clone())?;
-    if let Some(dirs) = &attach_during_setup {
-        handshake.attach_during_setup(dirs)?;
-    }
-    if warmup.finish() {
-        log::debug(&format!("create {}: the cgroup v1 attach was started early", opts.id));
-    }
     let mut requests =
         InitRequests { id: &opts.id, spec: &spec, bundle: &bundle, plan: &plan, annotations: &annotations, state };
     handshake.serve(&mut requests)?;

@@ -199,8 +199,6 @@ fn validate(p: &Process) -> std::result::Result<(), String> {
 
 pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
     crate::id::validate(&opts.id)?;
-    // Starts the v1 attach's wait now, beside the checks below (cgroups/warmup.rs).
-    let warmup = crate::cgroups::AttachWarmup::start();
     let id = opts.id.as_str();
     let rec = store.load(id)?;
     match store.status(&rec) {
@@ -352,9 +350,6 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
     };
     drop(child_ch);
     drop(console);
-    if warmup.finish() {
-        crate::log::debug(&format!("exec {id}: the cgroup v1 attach was started early"));
-    }
     let mut handshake = Handshake::new(parent_ch, guarded, id, &process::EXEC);
     handshake.go(String::new())?;
     let master = match &own_console {

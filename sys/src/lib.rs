@@ -7,7 +7,6 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod alloc;
-pub mod background_write;
 pub mod bpf;
 pub mod caps;
 pub mod command;

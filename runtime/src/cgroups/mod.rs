@@ -41,7 +41,6 @@ mod systemd;
 mod v1;
 mod v2;
 mod validate;
-mod warmup;
 
 #[cfg(test)]
 mod tests;
@@ -56,7 +55,6 @@ pub use dirs::Dirs;
 pub use oom::OomWatch;
 pub use stats::Stats;
 pub use systemd::{DbusError, UnitState};
-pub use warmup::AttachWarmup;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {

@@ -1,17 +1,15 @@
 //! The container's init, from clone to execve. It runs in the child of `berth create`,
 //! single-threaded, and reports every failure to the parent over the channel before exiting.
 //!
-//! Order (runc's, where the spec leaves it open): wait for the parent's go-ahead → join
-//! namespaces by path (with a user or time namespace: `stage` first) → new cgroup namespace
-//! → session keyring → setsid → hostname → sysctls → rootfs mounts → prestart/createRuntime
-//! hooks (parent) →
+//! Order (runc's, where the spec leaves it open): wait for the parent to place us in our
+//! cgroup → join namespaces by path (with a user or time namespace: `stage` first) → new
+//! cgroup namespace → session keyring → setsid →
+//! hostname → sysctls → rootfs mounts → prestart/createRuntime hooks (parent) →
 //! createContainer hooks → terminal → pivot_root → masked/read-only paths → memory policy,
 //! personality → the process attributes (`process_setup::apply`, which loads the seccomp filter
 //! and says what follows it) → ready → wait for start → startContainer hooks → execve.
 //! Before all of it the init closes every fd it inherited but stdio, --preserve-fds and
-//! its own. The init is in its cgroup before the cgroup namespace and the hooks: on v2 and
-//! with a first child from the clone on, on v1 otherwise from the parent's `InCgroup`,
-//! which it awaits there (the parent attaches it while it joins and mounts).
+//! its own.
 
 pub mod error;
 pub(crate) mod execve;
@@ -51,10 +49,6 @@ pub struct InitArgs<'a> {
     /// The compiled `linux.seccomp` filter, built by the parent before the clone.
     pub seccomp: Option<&'a crate::seccomp::Filter>,
     pub idmapped: rootfs::idmapped::Prepared,
-    /// cgroup v1: the parent attaches this init after `Go` and says `InCgroup` when done
-    /// (process/channel.rs); the init waits for that before it makes a cgroup namespace or
-    /// runs anything that forks.
-    pub attached_during_setup: bool,
 }
 
 /// Never returns: the process either becomes the container's process or exits.
@@ -124,11 +118,7 @@ fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<SetUp> {
         crate::namespaces::join(a.plan)?;
         state
     };
-    // Whether the init still has to wait for the parent's `InCgroup`.
-    let mut placement_pending = a.attached_during_setup;
     if a.plan.new_cgroupns {
-        // The namespace's root is the cgroup this process is in when it unshares.
-        await_cgroup(&a.channel, &mut placement_pending)?;
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(doing("unshare cgroup namespace").errno())?;
     }
     if !a.no_new_keyring {
@@ -177,8 +167,6 @@ fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<SetUp> {
         host_open: a.plan.in_user_ns().then_some(&host_open as rootfs::source::HostOpen),
     };
     let root = rootfs::prepare(&cfg)?;
-    // Hooks fork, and nothing of the container may run outside its cgroup.
-    await_cgroup(&a.channel, &mut placement_pending)?;
 
     let hooks = spec.hooks().as_ref();
     #[allow(deprecated)]
@@ -258,19 +246,6 @@ fn wait_and_exec(a: &InitArgs, prepared: execve::Prepared, text: &[crate::sys::m
     }
     let err = prepared.exec();
     fail(&mut conn, err.to_string())
-}
-
-/// The parent's `InCgroup`, once, when it attaches the init during set-up (`pending`).
-fn await_cgroup(channel: &Channel, pending: &mut bool) -> Res<()> {
-    if !std::mem::take(pending) {
-        return Ok(());
-    }
-    match channel.recv() {
-        Ok(Some(Msg::InCgroup)) => Ok(()),
-        Ok(None) => unsafe_exit(1),
-        Ok(Some(other)) => Err(InitError::Unexpected { expected: "the cgroup attach", got: format!("{other:?}") }),
-        Err(e) => Err(InitError::sync("waiting for the cgroup attach")(e)),
-    }
 }
 
 /// The parent's go-ahead and the state it carries. A failure to read it is reported (the

@@ -18,14 +18,10 @@
 //!  berth create                                          init
 //!  clone3: new namespaces, into a pid namespace by
 //!  path, into the v2 cgroup  ─────────────────────────►  closes inherited fds, waits
-//!  oom_score_adj; linux.netDevices moved into its
-//!  netns
-//!  Go { state }  ─────────────────────────────────────►  joins namespaces by path
-//!  v1: pid into cgroup.procs, while the init goes on
-//!  InCgroup   [v1]  ──────────────────────────────────►  [v1] waits for it here if it makes a
-//!                                                        cgroup ns, else after the mounts
-//!                                                        new cgroup ns, keyring, setsid, hostname,
-//!                                                        sysctls, mounts
+//!  v1: pid into cgroup.procs; oom_score_adj;
+//!  linux.netDevices moved into its netns
+//!  Go { state }  ─────────────────────────────────────►  joins namespaces by path, new cgroup ns,
+//!                                                        keyring, setsid, hostname, sysctls, mounts
 //!                ◄───────────────────────────────────── MountSourcePending { index }
 //!                                                        [in a user ns: a bind source it cannot open]
 //!  opens it with the host's credentials in the init's
@@ -102,9 +98,6 @@ pub enum Msg {
     /// Parent → init: the init sits in its cgroup; go on. Carries the state JSON the init
     /// hands to createContainer hooks (only the parent knows the init's host pid).
     Go { state: String },
-    /// Parent → init, on cgroup v1 for an init made in one step: `Go` came before the
-    /// attach, which is done now.
-    InCgroup,
     /// First child → parent: I unshared a user namespace; write my uid/gid maps.
     MapsPending,
     /// Parent → first child: the maps are written.

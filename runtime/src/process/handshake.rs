@@ -78,31 +78,6 @@ impl<'a> Handshake<'a> {
         Ok(())
     }
 
-    /// Attaches the child to its v1 cgroup `dirs` after `Go`, while it sets up, then tells it
-    /// `InCgroup`: it waits for that before it unshares its cgroup namespace or runs
-    /// anything that forks (channel.rs). A child that failed in the meantime has its own
-    /// report taken over the attach's error (its pid is gone by then).
-    pub fn attach_during_setup(&self, dirs: &[std::path::PathBuf]) -> Result<()> {
-        if let Err(e) = crate::cgroups::add_pid_to(dirs, self.pid()) {
-            return Err(self.report_of_failed_child().unwrap_or_else(|| e.into()));
-        }
-        failpoint::hit(self.op.in_cgroup);
-        self.send(&Msg::InCgroup)
-    }
-
-    /// The `Error` a child sent before it exited, if one is waiting on the channel.
-    fn report_of_failed_child(&self) -> Option<Error> {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let mut ready = [PollFd::new(self.channel.as_fd(), PollFlags::POLLIN)];
-        if !matches!(poll(&mut ready, PollTimeout::ZERO), Ok(n) if n > 0) {
-            return None;
-        }
-        match self.channel.recv() {
-            Ok(Some(Msg::Error(m))) => Some(self.fail(m)),
-            _ => None,
-        }
-    }
-
     /// Serves the child's requests until it reports `Ready`.
     pub fn serve(&mut self, requests: &mut impl Requests) -> Result<()> {
         loop {
@@ -138,7 +113,7 @@ impl<'a> Handshake<'a> {
                     return Ok(());
                 }
                 Msg::Error(m) => return Err(self.fail(m.clone())),
-                Msg::Go { .. } | Msg::InCgroup | Msg::MapsDone | Msg::MountSource | Msg::HooksDone => None,
+                Msg::Go { .. } | Msg::MapsDone | Msg::MountSource | Msg::HooksDone => None,
             };
             match served {
                 Some(done) => done?,

@@ -5,9 +5,8 @@
 //! berth's own `pid_for_children` at it just around the clone, the only way into a pid
 //! namespace; only the parent goes back (the child cannot: the host's pid namespace is not
 //! below its own). On cgroup v2 the child is born in its cgroup (CLONE_INTO_CGROUP); on v1
-//! the parent writes its pid into every hierarchy while the child waits for `Go`, or, for
-//! create's one-step init, after `Go` while the init sets up ([`Placement::Deferred`]). Then
-//! the parent sets `oom_score_adj`. Whatever fails after the clone takes the child with it: it
+//! the parent writes its pid into every hierarchy while the child waits for `Go`. Then the
+//! parent sets `oom_score_adj`. Whatever fails after the clone takes the child with it: it
 //! is a [`GuardedChild`] until the operation completes.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -63,9 +62,6 @@ pub enum Placement<'a> {
     /// its unit with the child's pid): the driver places the child after the clone, before
     /// it goes on.
     Start(&'a dyn Manager),
-    /// Placed by the caller later: create's init made in one step on cgroup v1 is attached
-    /// after `Go`, while it mounts ([`super::handshake::Handshake::attach_during_setup`]).
-    Deferred,
 }
 
 impl<'a> Placement<'a> {
@@ -122,7 +118,7 @@ pub fn spawn(target: Target, op: &Op) -> Result<Spawned> {
     let forked = pin_cpus(target.initial_cpus).and_then(|saved_cpus| {
         let into = match &target.cgroup {
             Placement::Into(dir) => Some(dir.as_fd()),
-            Placement::Attach(_) | Placement::Start(_) | Placement::Deferred => None,
+            Placement::Attach(_) | Placement::Start(_) => None,
         };
         let forked = sys::clone3_fork(target.new_namespaces.bits() as u64, into);
         if let (Some(set), Ok(Forked::Parent { .. }) | Err(_)) = (&saved_cpus, &forked) {
@@ -154,7 +150,7 @@ pub fn spawn(target: Target, op: &Op) -> Result<Spawned> {
     log::debug(&format!("nsexec container setup: {} {pid} cloned into the container's namespaces", op.child));
     failpoint::hit(op.cloned);
     match &target.cgroup {
-        Placement::Into(_) | Placement::Deferred => {}
+        Placement::Into(_) => {}
         Placement::Attach(dirs) => crate::cgroups::add_pid_to(dirs, pid)?,
         Placement::Start(cgroup) => cgroup.add_pid(pid)?,
     }
