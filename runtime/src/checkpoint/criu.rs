@@ -169,51 +169,34 @@ pub fn run(
         }
         p
     };
+    // criu's own Error lines when it left any, else what `fallback` says.
+    let failed = |status: String, fallback: &dyn Fn() -> String| {
+        let mut p = problem();
+        if p.is_empty() {
+            p = fallback();
+        }
+        CriuError::Failed { id: id.into(), action, status, problem: p, log: log.into() }
+    };
     let resp = match talk {
         Ok(r) => r,
-        Err(e @ RpcError::Closed) => {
-            let mut p = problem();
-            if p.is_empty() {
-                p = last_line(&stderr);
-            }
-            return Err(CriuError::Failed {
-                id: id.into(),
-                action,
-                status: format!("{e}, {status}"),
-                problem: p,
-                log: log.into(),
-            });
-        }
+        Err(e @ RpcError::Closed) => return Err(failed(format!("{e}, {status}"), &|| last_line(&stderr))),
         Err(e) => {
             let p = problem();
             return Err(rpc_err(e, if p.is_empty() { p } else { format!(": {p}") }));
         }
     };
     if !resp.success {
-        let mut p = problem();
-        if p.is_empty() {
-            p = resp.cr_errmsg.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| last_line(&stderr));
-        }
         let status = match resp.cr_errno.filter(|e| *e != 0) {
             Some(e) => format!("{}", io::Error::from_raw_os_error(e)),
             None => "unsuccessful".into(),
         };
-        return Err(CriuError::Failed { id: id.into(), action, status, problem: p, log: log.into() });
+        let errmsg = || resp.cr_errmsg.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| last_line(&stderr));
+        return Err(failed(status, &errmsg));
     }
     // A pre-dump leaves criu waiting for the final dump, which never comes: its exit
     // status after our socket closes says nothing (runc ignores it too).
     if !status.success() && req.typ != ReqType::PreDump {
-        let mut p = problem();
-        if p.is_empty() {
-            p = last_line(&stderr);
-        }
-        return Err(CriuError::Failed {
-            id: id.into(),
-            action,
-            status: status.to_string(),
-            problem: p,
-            log: log.into(),
-        });
+        return Err(failed(status.to_string(), &|| last_line(&stderr)));
     }
     Ok(resp)
 }
