@@ -108,7 +108,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
         oom_score_adj: process.oom_score_adj(),
     };
     // Declared after the rollback guard, so dropped before it: the init dies first.
-    let child = match spawn(target, &process::CREATE)? {
+    let child = match spawn(target, &process::CREATE, &child_ch)? {
         Spawned::Child => {
             drop(parent_ch);
             crate::init::run(crate::init::InitArgs {
