@@ -67,13 +67,7 @@ impl Manager for V2 {
     }
 
     fn is_frozen(&self) -> Result<bool, CgroupError> {
-        let p = self.dir()?.join("cgroup.events");
-        let t = crate::sys::small_file::read_to_string(&p).map_err(|e| CgroupError::Io {
-            path: p,
-            op: "read",
-            source: e,
-        })?;
-        Ok(t.lines().any(|l| l.trim() == "frozen 1"))
+        events_frozen(self.dir()?)
     }
 
     fn freezer(&self, frozen: bool) -> Result<(PathBuf, &'static str, &'static str), CgroupError> {
@@ -347,6 +341,14 @@ fn io(d: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
         }
     }
     Ok(())
+}
+
+/// Whether the cgroup2 directory `dir` is frozen, by its `cgroup.events`.
+pub(super) fn events_frozen(dir: &Path) -> Result<bool, CgroupError> {
+    let p = dir.join("cgroup.events");
+    let t =
+        crate::sys::small_file::read_to_string(&p).map_err(|e| CgroupError::Io { path: p, op: "read", source: e })?;
+    Ok(t.lines().any(|l| l.trim() == "frozen 1"))
 }
 
 #[cfg(test)]
