@@ -55,7 +55,15 @@ impl Manager for V2 {
 
     fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
         self.validate(resources)?;
-        apply(self.dir()?, resources)
+        match self.dir_for("") {
+            Some(d) => apply(d, resources),
+            // Rootless without a cgroup the user may write (no delegation): the container
+            // runs in berth's own, as runc's does; a limit has nowhere to go and is refused
+            // by name.
+            None => crate::rootless::check_resources(resources, &|_| false)
+                .map(drop)
+                .map_err(|e| CgroupError::Discovery(e.to_string())),
+        }
     }
 
     fn join_dirs(&self, sub: &[String]) -> Result<Vec<PathBuf>, CgroupError> {

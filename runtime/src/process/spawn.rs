@@ -79,10 +79,11 @@ impl<'a> Placement<'a> {
     /// The container's cgroup, or with `sub` (`exec --cgroup`) a sub-cgroup of it.
     pub fn of(cgroup: &dyn Manager, sub: &[String]) -> Result<Placement<'a>> {
         let dirs = cgroup.join_dirs(sub)?;
-        if !cgroup.is_v2() {
+        // On cgroup v2 no directory means rootless without a cgroup the user may write (no
+        // delegation): the child stays in berth's own, as runc's does.
+        let Some(dir) = dirs.first().filter(|_| cgroup.is_v2()) else {
             return Ok(Placement::Attach(SelfAttach::open(&dirs)?));
-        }
-        let dir = dirs.first().ok_or_else(|| Error::Usage("no cgroup2 directory".into()))?;
+        };
         let fd = nix::fcntl::open(
             dir,
             nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
