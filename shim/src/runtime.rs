@@ -342,6 +342,34 @@ impl Runtime {
         self.run("checkpoint", a, ChildStdio::default(), None).map(drop)
     }
 
+    /// `restore --detach` of the checkpoint containerd unpacked into `image_path` (a task
+    /// created with `CreateTaskRequest.checkpoint`), in place of `create`: the init runs again
+    /// and its pid is written to `pid_file`. criu connects the init's stdio pipes to `stdio`.
+    /// The flags are those containerd-shim-runc-v2 gives runc for the same request.
+    pub fn restore(
+        &self,
+        id: &str,
+        bundle: &Path,
+        pid_file: &Path,
+        image_path: &str,
+        parent_path: &str,
+        stdio: ChildStdio,
+    ) -> Result<()> {
+        let mut a = self.args("restore");
+        a.extend(["--image-path".into(), image_path.into()]);
+        // criu's log and work files beside the bundle, not in containerd's image directory.
+        a.extend(["--work-path".into(), bundle.join("criu-work").into()]);
+        if !parent_path.is_empty() {
+            a.extend(["--parent-path".into(), parent_path.into()]);
+        }
+        a.extend(["--detach".into(), "--pid-file".into(), pid_file.into(), "--bundle".into(), bundle.into()]);
+        if self.no_pivot_root {
+            a.push("--no-pivot".into());
+        }
+        a.push(id.into());
+        self.run("restore", a, stdio, None).map(drop)
+    }
+
     /// `update --resources -` with the LinuxResources JSON on stdin.
     pub fn update(&self, id: &str, resources_json: &[u8]) -> Result<()> {
         let mut a = self.args("update");

@@ -61,6 +61,9 @@ struct Container {
     /// The init has been reaped and its leftovers are being killed: its exit is recorded
     /// once they are gone.
     init_reaped: bool,
+    /// The init was restored from a checkpoint at Create: it runs already, and Start only
+    /// reports it started.
+    restored: bool,
 }
 
 impl Container {
@@ -314,14 +317,22 @@ impl Service {
             terminal: req.terminal,
         };
         let pid_file = bundle.join(INIT_PID_FILE);
+        // A checkpoint to restore (ctr c restore --live, docker start --checkpoint): the init
+        // is restored now, where runc's shim restores it at Start; either way the task runs
+        // once Start returns. berth refuses terminals in checkpoints, so only direct stdio.
+        let restoring = !req.checkpoint.is_empty();
         let result = || -> Result<(u32, crate::io::ProcessIo)> {
-            let (pio, console) = if req.terminal {
+            let (pio, console) = if req.terminal && !restoring {
                 let socket = ConsoleSocket::new()?;
                 runtime.create(&req.id, &bundle, &pid_file, Some(socket.path()), Default::default())?;
                 (None, Some(socket))
             } else {
                 let (pio, child) = open_direct(&stdio)?;
-                runtime.create(&req.id, &bundle, &pid_file, None, child)?;
+                if restoring {
+                    runtime.restore(&req.id, &bundle, &pid_file, &req.checkpoint, &req.parent_checkpoint, child)?;
+                } else {
+                    runtime.create(&req.id, &bundle, &pid_file, None, child)?;
+                }
                 (Some(pio), None)
             };
             failpoint::hit("create:runtime-created");
@@ -373,6 +384,7 @@ impl Service {
                     rootfs_mounted: mounted,
                     leftovers,
                     init_reaped: false,
+                    restored: restoring,
                 },
             );
         }
@@ -432,6 +444,7 @@ impl Service {
     fn start_init(&self, id: &str) -> Result<StartResponse> {
         let runtime_id;
         let pid;
+        let restored;
         {
             let mut t = self.tasks();
             let c = t.container(id)?;
@@ -441,8 +454,9 @@ impl Service {
             c.init.starting = true;
             runtime_id = c.id.clone();
             pid = c.init.pid;
+            restored = c.restored;
         }
-        let result = self.runtime_for(id).and_then(|rt| rt.start(&runtime_id));
+        let result = if restored { Ok(()) } else { self.runtime_for(id).and_then(|rt| rt.start(&runtime_id)) };
         let mut t = self.tasks();
         let c = t.container(id)?;
         c.init.starting = false;
@@ -580,8 +594,13 @@ impl Service {
             c.init.state == State::Created
         };
         let runtime = self.runtime_for(&req.id)?;
-        // A created container still has its init parked; --force kills it.
-        runtime.delete(&req.id, was_created)?;
+        // A created container still has its init parked; --force kills it. A container the
+        // runtime removed itself (a checkpoint that stopped it) is deleted already, as for
+        // runc's shim.
+        match runtime.delete(&req.id, was_created) {
+            Err(e) if e.to_string().contains("does not exist") => {}
+            r => r?,
+        }
         failpoint::hit("delete:runtime-deleted");
         if was_created {
             // The killed init is reaped by the reaper; wait for it so the exit is reported.
