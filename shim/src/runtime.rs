@@ -345,7 +345,9 @@ impl Runtime {
     /// `restore --detach` of the checkpoint containerd unpacked into `image_path` (a task
     /// created with `CreateTaskRequest.checkpoint`), in place of `create`: the init runs again
     /// and its pid is written to `pid_file`. criu connects the init's stdio pipes to `stdio`.
-    /// The flags are those containerd-shim-runc-v2 gives runc for the same request.
+    /// The flags are those containerd-shim-runc-v2 gives runc for the same request; a
+    /// terminal's new master is sent to `console_socket`.
+    #[allow(clippy::too_many_arguments)]
     pub fn restore(
         &self,
         id: &str,
@@ -353,6 +355,7 @@ impl Runtime {
         pid_file: &Path,
         image_path: &str,
         parent_path: &str,
+        console_socket: Option<&Path>,
         stdio: ChildStdio,
     ) -> Result<()> {
         let mut a = self.args("restore");
@@ -363,6 +366,9 @@ impl Runtime {
             a.extend(["--parent-path".into(), parent_path.into()]);
         }
         a.extend(["--detach".into(), "--pid-file".into(), pid_file.into(), "--bundle".into(), bundle.into()]);
+        if let Some(s) = console_socket {
+            a.extend(["--console-socket".into(), s.into()]);
+        }
         if self.no_pivot_root {
             a.push("--no-pivot".into());
         }
@@ -423,8 +429,10 @@ impl Runtime {
         // create and exec hand their stdio to the container's process, which outlives the
         // runtime: a capture pipe would never reach EOF, so a container without stdio (a CRI
         // pod sandbox) gets /dev/null as runc's shim gives it, and errors come from log.json.
-        // Other commands' stderr is captured for the error message.
-        let starts_process = matches!(command, "create" | "exec" | "run");
+        // restore too: criu hands its own stdio (the runtime's) to the restored init where
+        // the checkpointed one had stdio from outside. Other commands' stderr is captured for
+        // the error message.
+        let starts_process = matches!(command, "create" | "exec" | "run" | "restore");
         let stderr_captured = stdio.stderr.is_none() && !starts_process;
         cmd.stdout(match (capture, stdio.stdout) {
             (true, _) => Stdio::piped(),

@@ -319,17 +319,25 @@ impl Service {
         let pid_file = bundle.join(INIT_PID_FILE);
         // A checkpoint to restore (ctr c restore --live, docker start --checkpoint): the init
         // is restored now, where runc's shim restores it at Start; either way the task runs
-        // once Start returns. berth refuses terminals in checkpoints, so only direct stdio.
+        // once Start returns. A restored terminal's new master comes over the console socket
+        // as a created one's does.
         let restoring = !req.checkpoint.is_empty();
         let result = || -> Result<(u32, crate::io::ProcessIo)> {
-            let (pio, console) = if req.terminal && !restoring {
+            let restore = |socket: Option<&Path>, child| {
+                runtime.restore(&req.id, &bundle, &pid_file, &req.checkpoint, &req.parent_checkpoint, socket, child)
+            };
+            let (pio, console) = if req.terminal {
                 let socket = ConsoleSocket::new()?;
-                runtime.create(&req.id, &bundle, &pid_file, Some(socket.path()), Default::default())?;
+                if restoring {
+                    restore(Some(socket.path()), Default::default())?;
+                } else {
+                    runtime.create(&req.id, &bundle, &pid_file, Some(socket.path()), Default::default())?;
+                }
                 (None, Some(socket))
             } else {
                 let (pio, child) = open_direct(&stdio)?;
                 if restoring {
-                    runtime.restore(&req.id, &bundle, &pid_file, &req.checkpoint, &req.parent_checkpoint, child)?;
+                    restore(None, child)?;
                 } else {
                     runtime.create(&req.id, &bundle, &pid_file, None, child)?;
                 }
