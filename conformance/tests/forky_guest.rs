@@ -819,6 +819,21 @@ fn criu_4_checkpoint_restore_on_the_berth_cli_as_on_runc() {
     assert!(differ.is_empty() && runc.len() == berth.len(), "berth differs from runc: {differ:#?}\n{berth:#?}");
 }
 
+/// Shell helper of the containerd and Docker scenarios: `hung STEP` prints, as `diag:` lines
+/// (which no correct run has), where the runtimes, criu and the shims are blocked and the end
+/// of the newest criu restore log, for a restore that `timeout` had to stop.
+const HUNG: &str = r#"hung() {
+  echo "diag: $1 timed out"
+  for p in $(pgrep -f 'berth|criu|runc|containerd-shim'); do
+    echo "diag: $(ps -o pid=,ppid=,stat=,wchan:24=,args= -p $p | cut -c1-200)"
+    echo "diag:   stack $(tr '\n' ' ' </proc/$p/stack 2>/dev/null | cut -c1-300)"
+    echo "diag:   fds $(for f in /proc/$p/fd/*; do printf '%s=%s ' ${f##*/} "$(readlink $f)"; done | cut -c1-400)"
+  done
+  l=$(ls -t $(find /run/containerd /var/lib/docker /run/docker /tmp -name 'restore.log' 2>/dev/null) 2>/dev/null | head -1)
+  [ -n "$l" ] && tail -n 15 "$l" | sed "s|^|diag: $l: |"
+  journalctl -q -n 10 --no-pager -u docker -u containerd 2>/dev/null | sed 's/^/diag: journal: /'
+}"#;
+
 /// The counter of the containerd and Docker scenarios, written to /count in the image's
 /// root; `$c ... cat /count` reads it through an exec.
 fn counter_at(path: &str) -> String {
@@ -837,6 +852,7 @@ fn ctr_criu_scenario(runtime: &str, tag: &str) -> Vec<String> {
     let o = run(&format!(
         r#"ctr="ctr -n forky"; c={c}; ref=berth.test/ck/{c}:1
 out() {{ echo "$1: $2"; }}
+{HUNG}
 count() {{ $ctr task exec --exec-id r$RANDOM $c cat /count 2>/dev/null || echo 0; }}
 status() {{ s=$($ctr task ls | awk -v c=$c '$1 == c {{print $3}}'); echo ${{s:-none}}; }}
 shim() {{ for p in $(pgrep -f containerd-shim); do tr '\0' ' ' </proc/$p/cmdline | grep -q -- " -id $c " && basename "$(readlink /proc/$p/exe)"; done | sort -u | tr '\n' ' '; }}
@@ -848,7 +864,7 @@ $ctr container checkpoint --task $c $ref 2>&1; out checkpoint $?
 out after-checkpoint "$(status)"
 $ctr task kill -s KILL $c; for _ in $(seq 100); do [ "$(status)" = STOPPED ] && break; sleep 0.1; done
 $ctr task delete $c >/dev/null; $ctr container rm $c; out removed $?
-$ctr container restore --live $c $ref 2>&1; out restore $?
+timeout 100 $ctr container restore --live $c $ref 2>&1; r=$?; [ $r = 124 ] && hung restore; out restore $r
 out after-restore "$(status)"
 after=$(count)
 out counter "$([ "$after" -ge "$before" ] 2>/dev/null && echo continues || echo "from-zero($before->$after)")"
@@ -911,6 +927,7 @@ fn docker_criu_scenario(rt: &str) -> Vec<String> {
     let o = run(&format!(
         r#"c=ckd
 out() {{ echo "$1: $2"; }}
+{HUNG}
 count() {{ docker exec $c cat /count 2>/dev/null || echo 0; }}
 state() {{ docker inspect -f '{{{{.State.Status}}}}' $c 2>/dev/null || echo none; }}
 docker run -d --runtime {rt} --network host --name $c busybox:local sh -c '{counter}' >/dev/null; out run $?
@@ -919,7 +936,7 @@ before=$(count)
 docker checkpoint create $c cp1 2>&1; out checkpoint $?
 out after-checkpoint "$(state)"
 out checkpoints "$(docker checkpoint ls $c 2>&1 | awk 'NR > 1 {{print $1}}' | tr '\n' ' ')"
-docker start --checkpoint cp1 $c 2>&1; out restore $?
+timeout 100 docker start --checkpoint cp1 $c 2>&1; r=$?; [ $r = 124 ] && hung restore; out restore $r
 out after-restore "$(state)"
 after=$(count)
 out counter "$([ "$after" -ge "$before" ] 2>/dev/null && echo continues || echo "from-zero($before->$after)")"
