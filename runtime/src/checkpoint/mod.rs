@@ -180,13 +180,14 @@ fn external_namespaces(spec: &Spec) -> Result<Vec<(LinuxNamespaceType, &'static 
 }
 
 /// `--parent-path` names the images of an earlier pre-dump relative to `--image-path`
-/// (criu's --prev-images-dir); it must exist there as a directory.
+/// (criu's --prev-images-dir); it must exist there as a directory. The two are joined
+/// lexically, as runc joins them: `../pre` beside an image directory not made yet is fine.
 fn check_parent_path(image: &Path, parent: Option<&Path>) -> Result<()> {
     let Some(p) = parent else { return Ok(()) };
     if p.is_absolute() {
         return Err(Error::Usage(format!("--parent-path {}: must be relative to --image-path", p.display())));
     }
-    let full = image.join(p);
+    let full = lexical_join(image, p);
     match std::fs::metadata(&full) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => {
@@ -194,6 +195,27 @@ fn check_parent_path(image: &Path, parent: Option<&Path>) -> Result<()> {
         }
         Err(e) => Err(Error::Usage(format!("--parent-path {}: invalid: {}: {e}", p.display(), full.display()))),
     }
+}
+
+/// `base` joined with `rel`, each `..` taking away the component before it (never above
+/// the root), `.` dropped: no lookup, so the directories need not exist.
+fn lexical_join(base: &Path, rel: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in base.components().chain(rel.components()) {
+        match c {
+            Component::ParentDir => {
+                if out.parent().is_some() {
+                    out.pop();
+                } else if !out.has_root() {
+                    out.push("..");
+                }
+            }
+            Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> {
@@ -534,6 +556,19 @@ fn send_pts_master(console: Option<std::os::fd::BorrowedFd<'_>>, fd: Option<Owne
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parent_path_is_joined_lexically() {
+        assert_eq!(lexical_join(Path::new("/r/img3"), Path::new("../pre")), Path::new("/r/pre"));
+        assert_eq!(lexical_join(Path::new("/r/img"), Path::new("./a/../b")), Path::new("/r/img/b"));
+        assert_eq!(lexical_join(Path::new("/"), Path::new("../../x")), Path::new("/x"));
+        assert_eq!(lexical_join(Path::new("img"), Path::new("../../x")), Path::new("../x"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("pre")).unwrap();
+        // The image directory does not exist yet: a dump makes it.
+        check_parent_path(&dir.path().join("img3"), Some(Path::new("../pre"))).unwrap();
+        assert!(check_parent_path(&dir.path().join("img3"), Some(Path::new("../none"))).is_err());
+    }
 
     #[test]
     fn manage_cgroups_mode_is_checked() {
