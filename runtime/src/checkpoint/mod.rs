@@ -87,6 +87,10 @@ struct Descriptor {
     cgroup_binds: Vec<PathBuf>,
     /// What the init's fds 0, 1 and 2 were (`pipe:[N]` ones are re-supplied at restore).
     stdio: Vec<String>,
+    /// The paths those fds had (`/dev/null`, a FIFO's path; empty for pipes and
+    /// sockets); absent from checkpoints of older berths.
+    #[serde(default)]
+    stdio_paths: Vec<String>,
 }
 
 const NET_KEY: &str = "berth-netns";
@@ -247,12 +251,24 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
     let binds = rootfs::bind_mounts(&spec, &rec.bundle);
     let cgroup_binds = cgroup_binds(&spec, &*cg);
     let stdio: Vec<String> = (0..3).map(|fd| stdio_key(rec.pid, fd)).collect();
+    let stdio_paths: Vec<String> = (0..3)
+        .map(|fd| {
+            let link = std::fs::read_link(format!("/proc/{}/fd/{fd}", rec.pid)).unwrap_or_default();
+            let text = link.display().to_string();
+            if text.starts_with('/') {
+                text
+            } else {
+                String::new()
+            }
+        })
+        .collect();
     let descriptor = Descriptor {
         id: id.into(),
         config: serde_json::to_value(&spec).map_err(|e| Error::io("encoding the config", e.into()))?,
         bind_mounts: binds.iter().map(|(d, _)| d.clone()).collect(),
         cgroup_binds: cgroup_binds.iter().map(|(d, _)| d.clone()).collect(),
         stdio,
+        stdio_paths,
     };
     let text = serde_json::to_vec_pretty(&descriptor).map_err(|e| Error::io("encoding the descriptor", e.into()))?;
     std::fs::write(image.join(DESCRIPTOR), text).map_err(|e| Error::io(format!("writing {DESCRIPTOR}"), e))?;
@@ -336,6 +352,20 @@ fn stdio_key(pid: i32, fd: i32) -> String {
         (Some(m), Ok(i)) => format!("file[{m:x}:{i:x}]"),
         _ => link,
     }
+}
+
+/// /dev/null for criu to reopen (inherited: no CLOEXEC), checked to be the null device.
+fn open_dev_null() -> Result<OwnedFd> {
+    use std::os::unix::fs::FileTypeExt;
+    let f =
+        std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").map_err(|e| Error::io("/dev/null", e))?;
+    let m = f.metadata().map_err(|e| Error::io("/dev/null", e))?;
+    if !m.file_type().is_char_device() || std::os::unix::fs::MetadataExt::rdev(&m) != nix::sys::stat::makedev(1, 3) {
+        return Err(Error::io("/dev/null", io::Error::other("not the null device (1:3)")));
+    }
+    let fd = OwnedFd::from(f);
+    sys::clear_cloexec(fd.as_raw_fd()).map_err(|e| Error::io("passing /dev/null to criu", e))?;
+    Ok(fd)
 }
 
 /// The prestart and createRuntime hooks of a container being restored, run at criu's
@@ -465,11 +495,26 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
         o.inherit_fd.push((key.clone(), fd.as_raw_fd()));
     }
     // The init's stdio pipes and files lead outside the container: criu connects them to
-    // its own stdio, which is ours.
+    // its own stdio, which is ours. A file criu reopens through /proc/self/fd/<n> with the
+    // flags it was dumped with, so what was /dev/null is /dev/null again: reopening the
+    // FIFO a shim gives restore in its place (`ctr c restore --live` of a task that ran
+    // with --null-io) for reading blocks until some writer opens it, and the restore with
+    // it.
     let mut seen = Vec::new();
+    let mut null = None;
     for (fd, what) in descriptor.stdio.iter().enumerate() {
-        if (what.starts_with("pipe:") || what.starts_with("file[")) && !seen.contains(what) {
-            seen.push(what.clone());
+        if !(what.starts_with("pipe:") || what.starts_with("file[")) || seen.contains(what) {
+            continue;
+        }
+        seen.push(what.clone());
+        let was_null = descriptor.stdio_paths.get(fd).is_some_and(|p| p == "/dev/null");
+        if was_null && what.starts_with("file[") {
+            let n = match &null {
+                Some(n) => n,
+                None => null.insert(open_dev_null()?),
+            };
+            o.inherit_fd.push((what.clone(), n.as_raw_fd()));
+        } else {
             o.inherit_fd.push((what.clone(), fd as i32));
         }
     }
@@ -521,6 +566,7 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
     }
     let resp = restored?;
     drop(ns_files);
+    drop(null);
     if terminal && !pts_sent {
         log::debug(&format!("restore {id}: criu restored no orphan pty: nothing sent to --console-socket"));
     }
