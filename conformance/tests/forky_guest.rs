@@ -848,7 +848,7 @@ const HUNG: &str = r#"hung() {
   for l in $(find /run/containerd /var/lib/docker /run/docker -name 'restore.log' 2>/dev/null); do
     grep -E 'Error|Warn|fifo|bad mode|inherit' "$l" | tail -n 12 | sed "s|^|diag: $l: |"; tail -n 6 "$l" | sed "s|^|diag: $l: |"
   done
-  journalctl -q -n 10 --no-pager -u docker -u containerd 2>/dev/null | sed 's/^/diag: journal: /'
+  journalctl -q -n 14 --no-pager -u docker -u containerd 2>/dev/null | sed 's/^/diag: journal: /'
 }"#;
 
 /// The counter of the containerd and Docker scenarios, written to /count in the image's
@@ -951,9 +951,9 @@ docker run -d --runtime {rt} --network host --name $c busybox:local sh -c '{coun
 for _ in $(seq 200); do [ "$(count)" -ge 20 ] && break; sleep 0.1; done
 before=$(count)
 docker checkpoint create $c cp1 2>&1; out checkpoint $?
-out after-checkpoint "$(state)"
+s=$(state); [ "$s" = exited ] || hung checkpoint; out after-checkpoint "$s"
 out checkpoints "$(docker checkpoint ls $c 2>&1 | awk 'NR > 1 {{print $1}}' | tr '\n' ' ')"
-timeout 100 docker start --checkpoint cp1 $c 2>&1; r=$?; [ $r = 124 ] && hung restore; out restore $r
+timeout 100 docker start --checkpoint cp1 $c 2>&1; r=$?; [ $r != 0 ] && hung restore; out restore $r
 out after-restore "$(state)"
 after=$(count)
 out counter "$([ "$after" -ge "$before" ] 2>/dev/null && echo continues || echo "from-zero($before->$after)")"
