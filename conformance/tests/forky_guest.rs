@@ -849,6 +849,7 @@ const HUNG: &str = r#"hung() {
     grep -E 'Error|Warn|fifo|bad mode|inherit' "$l" | tail -n 12 | sed "s|^|diag: $l: |"; tail -n 6 "$l" | sed "s|^|diag: $l: |"
   done
   journalctl -q -n 14 --no-pager -u docker -u containerd 2>/dev/null | sed 's/^/diag: journal: /'
+  journalctl -q --no-pager -u containerd 2>/dev/null | grep 'checkpoint .*exit' | tail -n 2 | sed 's/^/diag: shim said: /'
 }"#;
 
 /// The counter of the containerd and Docker scenarios, written to /count in the image's

@@ -767,6 +767,12 @@ impl Service {
             }
             _ => Default::default(),
         };
+        log::info!(
+            "checkpoint {}: options {:?}, exit {}",
+            req.id,
+            req.options.as_ref().map(|a| a.type_url.as_str()),
+            opts.exit
+        );
         let runtime = self.runtime_for(&req.id)?;
         runtime.checkpoint(&req.id, &req.path, &opts)?;
         self.events.publish(
