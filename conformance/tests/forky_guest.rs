@@ -853,7 +853,8 @@ const HUNG: &str = r#"hung() {
 }"#;
 
 /// The counter of the containerd and Docker scenarios, written to /count in the image's
-/// root; `$c ... cat /count` reads it through an exec.
+/// root; `$c ... cat /count` reads it through an exec (again when it read the file between
+/// the shell's truncation and its write: runc's Docker run once saw it empty).
 fn counter_at(path: &str) -> String {
     COUNTER.replace("/data/count", path)
 }
@@ -871,7 +872,7 @@ fn ctr_criu_scenario(runtime: &str, tag: &str) -> Vec<String> {
         r#"ctr="ctr -n forky"; c={c}; ref=berth.test/ck/{c}:1
 out() {{ echo "$1: $2"; }}
 {HUNG}
-count() {{ $ctr task exec --exec-id r$RANDOM $c cat /count 2>/dev/null || echo 0; }}
+count() {{ for _ in 1 2 3 4 5; do v=$($ctr task exec --exec-id r$RANDOM $c cat /count 2>/dev/null); [ -n "$v" ] && {{ echo $v; return; }}; sleep 0.1; done; echo 0; }}
 status() {{ s=$($ctr task ls | awk -v c=$c '$1 == c {{print $3}}'); echo ${{s:-none}}; }}
 shim() {{ for p in $(pgrep -f containerd-shim); do tr '\0' ' ' </proc/$p/cmdline | grep -q -- " -id $c " && basename "$(readlink /proc/$p/exe)"; done | sort -u | tr '\n' ' '; }}
 $ctr run -d --null-io --runtime {runtime} {CTR_IMAGE} $c sh -c '{counter}' >/dev/null; out run $?
@@ -946,7 +947,7 @@ fn docker_criu_scenario(rt: &str) -> Vec<String> {
         r#"c=ckd
 out() {{ echo "$1: $2"; }}
 {HUNG}
-count() {{ docker exec $c cat /count 2>/dev/null || echo 0; }}
+count() {{ for _ in 1 2 3 4 5; do v=$(docker exec $c cat /count 2>/dev/null); [ -n "$v" ] && {{ echo $v; return; }}; sleep 0.1; done; echo 0; }}
 state() {{ docker inspect -f '{{{{.State.Status}}}}' $c 2>/dev/null || echo none; }}
 docker run -d --runtime {rt} --network host --name $c busybox:local sh -c '{counter}' >/dev/null; out run $?
 for _ in $(seq 200); do [ "$(count)" -ge 20 ] && break; sleep 0.1; done
