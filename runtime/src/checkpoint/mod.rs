@@ -339,9 +339,12 @@ fn cgroup_roots(cg: &dyn Manager) -> Vec<(Option<String>, String)> {
 /// containerd gives a shim, /dev/null, a log file), `file[<mnt_id>:<inode>]` in hex: such a
 /// file lies outside the container's mounts, where criu cannot dump it ("Can't lookup
 /// mount"), so it is dumped as external under that key and supplied again at restore.
+/// A pty slave (`/dev/pts/N`, a terminal container's stdio) is left to criu, which dumps it
+/// as a tty with its master orphaned (`orphan_pts_master`); as an external file its restore
+/// trips criu's tty code (criu 4.2: "BUG at criu/tty.c:519").
 fn stdio_key(pid: i32, fd: i32) -> String {
     let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).map(|l| l.display().to_string()).unwrap_or_default();
-    if !link.starts_with('/') {
+    if !link.starts_with('/') || link.starts_with("/dev/pts/") {
         return link;
     }
     let mnt_id = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
