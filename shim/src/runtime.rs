@@ -44,6 +44,12 @@ pub struct RuntimeConfig {
     pub no_pivot_root: bool,
     #[serde(default)]
     pub no_new_keyring: bool,
+    /// A Checkpoint request without runc's CheckpointOptions stops the task, as `Exit:
+    /// true` does. Docker 28 sends those options only to a runtime of type
+    /// `io.containerd.runc.v2` (docs/shim.md, "Checkpoint and restore"), so on berth's shim
+    /// `docker checkpoint create` would otherwise leave the container running.
+    #[serde(default)]
+    pub checkpoint_exit_without_options: bool,
 }
 
 /// The options file named by `runtimeoptions.v1.Options`' config_path: top-level keys
@@ -56,6 +62,7 @@ struct OptionsFile {
     systemd_cgroup: Option<bool>,
     no_pivot_root: Option<bool>,
     no_new_keyring: Option<bool>,
+    checkpoint_exit_without_options: Option<bool>,
 }
 
 impl Default for RuntimeConfig {
@@ -68,6 +75,7 @@ impl Default for RuntimeConfig {
             systemd_cgroup: false,
             no_pivot_root: false,
             no_new_keyring: false,
+            checkpoint_exit_without_options: false,
         }
     }
 }
@@ -130,6 +138,9 @@ impl RuntimeConfig {
         }
         if let Some(v) = file.no_new_keyring {
             self.no_new_keyring = v;
+        }
+        if let Some(v) = file.checkpoint_exit_without_options {
+            self.checkpoint_exit_without_options = v;
         }
         Ok(())
     }
@@ -521,6 +532,19 @@ mod tests {
         assert_eq!(RuntimeOptions::decode(&[0x12, 200]), None);
     }
 
+    /// Docker gives berth's shim no checkpoint options; the options file decides what a
+    /// checkpoint without them does (docs/shim.md).
+    #[test]
+    fn checkpoint_exit_without_options_is_read_from_the_options_file() {
+        let mut cfg = RuntimeConfig::default();
+        assert!(!cfg.checkpoint_exit_without_options);
+        cfg.apply_toml("SystemdCgroup = true\nCheckpointExitWithoutOptions = true\n").unwrap();
+        assert!(cfg.checkpoint_exit_without_options && cfg.systemd_cgroup);
+        // A bundle's config written before the key existed still loads.
+        let old: RuntimeConfig = serde_json::from_str(r#"{"binary":"b","root":"/r"}"#).unwrap();
+        assert!(!old.checkpoint_exit_without_options);
+    }
+
     /// containerd 2.x's CRI plugin sends a non-runc handler's `options` table as TOML in
     /// config_body (field 3), as go-toml v2 writes it (single-quoted strings).
     #[test]
@@ -585,6 +609,7 @@ mod tests {
             systemd_cgroup: true,
             no_pivot_root: false,
             no_new_keyring: false,
+            checkpoint_exit_without_options: false,
         };
         let rt = Runtime::new(&cfg, "ns", Path::new("/bundle"));
         let a: Vec<String> = rt.args("create").into_iter().map(|s| s.into_string().unwrap()).collect();

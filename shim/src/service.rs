@@ -765,7 +765,12 @@ impl Service {
                 use protobuf::Message;
                 crate::runtime::CheckpointOptions::parse_from_bytes(&any.value)?
             }
-            _ => Default::default(),
+            // No runc options: leave the task running, as runc's shim does, unless the
+            // runtime's options file asks for Docker's default (see RuntimeConfig).
+            _ => {
+                let exit = self.tasks().container(&req.id)?.config.checkpoint_exit_without_options;
+                crate::runtime::CheckpointOptions { exit, ..Default::default() }
+            }
         };
         log::info!(
             "checkpoint {}: options {:?}, exit {}",
