@@ -564,12 +564,12 @@ test_checkpoint_stops_container() {
 	p=""
 	out=$(berth checkpoint --image-path /tmp/ck-stop ckpt 2>&1) ||
 		p="$p checkpoint-failed=[$out $(criu_errors /tmp/ck-stop/dump.log)]"
-	wait_status ckpt stopped || p="$p status=$(state_status ckpt)"
+	# As runc, the checkpointed container is destroyed (state, cgroup) by checkpoint itself.
+	[ -e "$STATE/ckpt" ] && p="$p state-left=$(state_status ckpt)"
 	c1=$(count)
 	sleep 0.5
 	CK_STOPPED_AT=$(count)
 	[ "$c1" = "$CK_STOPPED_AT" ] || p="$p still-counting=$c1->$CK_STOPPED_AT"
-	berth delete ckpt || p="$p delete-failed"
 	[ -e "$PARENT/ckpt" ] && p="$p cgroup-left"
 	verdict checkpoint_stops_container "$p" "stopped-at=$CK_STOPPED_AT"
 }

@@ -44,6 +44,12 @@ pub struct RuntimeConfig {
     pub no_pivot_root: bool,
     #[serde(default)]
     pub no_new_keyring: bool,
+    /// A Checkpoint request without runc's CheckpointOptions stops the task, as `Exit:
+    /// true` does. Docker 28 sends those options only to a runtime of type
+    /// `io.containerd.runc.v2` (docs/shim.md, "Checkpoint and restore"), so on berth's shim
+    /// `docker checkpoint create` would otherwise leave the container running.
+    #[serde(default)]
+    pub checkpoint_exit_without_options: bool,
 }
 
 /// The options file named by `runtimeoptions.v1.Options`' config_path: top-level keys
@@ -56,6 +62,7 @@ struct OptionsFile {
     systemd_cgroup: Option<bool>,
     no_pivot_root: Option<bool>,
     no_new_keyring: Option<bool>,
+    checkpoint_exit_without_options: Option<bool>,
 }
 
 impl Default for RuntimeConfig {
@@ -68,6 +75,7 @@ impl Default for RuntimeConfig {
             systemd_cgroup: false,
             no_pivot_root: false,
             no_new_keyring: false,
+            checkpoint_exit_without_options: false,
         }
     }
 }
@@ -130,6 +138,9 @@ impl RuntimeConfig {
         }
         if let Some(v) = file.no_new_keyring {
             self.no_new_keyring = v;
+        }
+        if let Some(v) = file.checkpoint_exit_without_options {
+            self.checkpoint_exit_without_options = v;
         }
         Ok(())
     }
@@ -342,6 +353,40 @@ impl Runtime {
         self.run("checkpoint", a, ChildStdio::default(), None).map(drop)
     }
 
+    /// `restore --detach` of the checkpoint containerd unpacked into `image_path` (a task
+    /// created with `CreateTaskRequest.checkpoint`), in place of `create`: the init runs again
+    /// and its pid is written to `pid_file`. criu connects the init's stdio pipes to `stdio`.
+    /// The flags are those containerd-shim-runc-v2 gives runc for the same request; a
+    /// terminal's new master is sent to `console_socket`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn restore(
+        &self,
+        id: &str,
+        bundle: &Path,
+        pid_file: &Path,
+        image_path: &str,
+        parent_path: &str,
+        console_socket: Option<&Path>,
+        stdio: ChildStdio,
+    ) -> Result<()> {
+        let mut a = self.args("restore");
+        a.extend(["--image-path".into(), image_path.into()]);
+        // criu's log and work files beside the bundle, not in containerd's image directory.
+        a.extend(["--work-path".into(), bundle.join("criu-work").into()]);
+        if !parent_path.is_empty() {
+            a.extend(["--parent-path".into(), parent_path.into()]);
+        }
+        a.extend(["--detach".into(), "--pid-file".into(), pid_file.into(), "--bundle".into(), bundle.into()]);
+        if let Some(s) = console_socket {
+            a.extend(["--console-socket".into(), s.into()]);
+        }
+        if self.no_pivot_root {
+            a.push("--no-pivot".into());
+        }
+        a.push(id.into());
+        self.run("restore", a, stdio, None).map(drop)
+    }
+
     /// `update --resources -` with the LinuxResources JSON on stdin.
     pub fn update(&self, id: &str, resources_json: &[u8]) -> Result<()> {
         let mut a = self.args("update");
@@ -395,8 +440,10 @@ impl Runtime {
         // create and exec hand their stdio to the container's process, which outlives the
         // runtime: a capture pipe would never reach EOF, so a container without stdio (a CRI
         // pod sandbox) gets /dev/null as runc's shim gives it, and errors come from log.json.
-        // Other commands' stderr is captured for the error message.
-        let starts_process = matches!(command, "create" | "exec" | "run");
+        // restore too: criu hands its own stdio (the runtime's) to the restored init where
+        // the checkpointed one had stdio from outside. Other commands' stderr is captured for
+        // the error message.
+        let starts_process = matches!(command, "create" | "exec" | "run" | "restore");
         let stderr_captured = stdio.stderr.is_none() && !starts_process;
         cmd.stdout(match (capture, stdio.stdout) {
             (true, _) => Stdio::piped(),
@@ -485,6 +532,19 @@ mod tests {
         assert_eq!(RuntimeOptions::decode(&[0x12, 200]), None);
     }
 
+    /// Docker gives berth's shim no checkpoint options; the options file decides what a
+    /// checkpoint without them does (docs/shim.md).
+    #[test]
+    fn checkpoint_exit_without_options_is_read_from_the_options_file() {
+        let mut cfg = RuntimeConfig::default();
+        assert!(!cfg.checkpoint_exit_without_options);
+        cfg.apply_toml("SystemdCgroup = true\nCheckpointExitWithoutOptions = true\n").unwrap();
+        assert!(cfg.checkpoint_exit_without_options && cfg.systemd_cgroup);
+        // A bundle's config written before the key existed still loads.
+        let old: RuntimeConfig = serde_json::from_str(r#"{"binary":"b","root":"/r"}"#).unwrap();
+        assert!(!old.checkpoint_exit_without_options);
+    }
+
     /// containerd 2.x's CRI plugin sends a non-runc handler's `options` table as TOML in
     /// config_body (field 3), as go-toml v2 writes it (single-quoted strings).
     #[test]
@@ -549,6 +609,7 @@ mod tests {
             systemd_cgroup: true,
             no_pivot_root: false,
             no_new_keyring: false,
+            checkpoint_exit_without_options: false,
         };
         let rt = Runtime::new(&cfg, "ns", Path::new("/bundle"));
         let a: Vec<String> = rt.args("create").into_iter().map(|s| s.into_string().unwrap()).collect();

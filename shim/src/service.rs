@@ -61,6 +61,9 @@ struct Container {
     /// The init has been reaped and its leftovers are being killed: its exit is recorded
     /// once they are gone.
     init_reaped: bool,
+    /// The init was restored from a checkpoint at Create: it runs already, and Start only
+    /// reports it started.
+    restored: bool,
 }
 
 impl Container {
@@ -314,14 +317,30 @@ impl Service {
             terminal: req.terminal,
         };
         let pid_file = bundle.join(INIT_PID_FILE);
+        // A checkpoint to restore (ctr c restore --live, docker start --checkpoint): the init
+        // is restored now, where runc's shim restores it at Start; either way the task runs
+        // once Start returns. A restored terminal's new master comes over the console socket
+        // as a created one's does.
+        let restoring = !req.checkpoint.is_empty();
         let result = || -> Result<(u32, crate::io::ProcessIo)> {
+            let restore = |socket: Option<&Path>, child| {
+                runtime.restore(&req.id, &bundle, &pid_file, &req.checkpoint, &req.parent_checkpoint, socket, child)
+            };
             let (pio, console) = if req.terminal {
                 let socket = ConsoleSocket::new()?;
-                runtime.create(&req.id, &bundle, &pid_file, Some(socket.path()), Default::default())?;
+                if restoring {
+                    restore(Some(socket.path()), Default::default())?;
+                } else {
+                    runtime.create(&req.id, &bundle, &pid_file, Some(socket.path()), Default::default())?;
+                }
                 (None, Some(socket))
             } else {
                 let (pio, child) = open_direct(&stdio)?;
-                runtime.create(&req.id, &bundle, &pid_file, None, child)?;
+                if restoring {
+                    restore(None, child)?;
+                } else {
+                    runtime.create(&req.id, &bundle, &pid_file, None, child)?;
+                }
                 (Some(pio), None)
             };
             failpoint::hit("create:runtime-created");
@@ -373,6 +392,7 @@ impl Service {
                     rootfs_mounted: mounted,
                     leftovers,
                     init_reaped: false,
+                    restored: restoring,
                 },
             );
         }
@@ -432,6 +452,7 @@ impl Service {
     fn start_init(&self, id: &str) -> Result<StartResponse> {
         let runtime_id;
         let pid;
+        let restored;
         {
             let mut t = self.tasks();
             let c = t.container(id)?;
@@ -441,8 +462,9 @@ impl Service {
             c.init.starting = true;
             runtime_id = c.id.clone();
             pid = c.init.pid;
+            restored = c.restored;
         }
-        let result = self.runtime_for(id).and_then(|rt| rt.start(&runtime_id));
+        let result = if restored { Ok(()) } else { self.runtime_for(id).and_then(|rt| rt.start(&runtime_id)) };
         let mut t = self.tasks();
         let c = t.container(id)?;
         c.init.starting = false;
@@ -580,8 +602,13 @@ impl Service {
             c.init.state == State::Created
         };
         let runtime = self.runtime_for(&req.id)?;
-        // A created container still has its init parked; --force kills it.
-        runtime.delete(&req.id, was_created)?;
+        // A created container still has its init parked; --force kills it. A container the
+        // runtime removed itself (a checkpoint that stopped it) is deleted already, as for
+        // runc's shim.
+        match runtime.delete(&req.id, was_created) {
+            Err(e) if e.to_string().contains("does not exist") => {}
+            r => r?,
+        }
         failpoint::hit("delete:runtime-deleted");
         if was_created {
             // The killed init is reaped by the reaper; wait for it so the exit is reported.
@@ -738,8 +765,19 @@ impl Service {
                 use protobuf::Message;
                 crate::runtime::CheckpointOptions::parse_from_bytes(&any.value)?
             }
-            _ => Default::default(),
+            // No runc options: leave the task running, as runc's shim does, unless the
+            // runtime's options file asks for Docker's default (see RuntimeConfig).
+            _ => {
+                let exit = self.tasks().container(&req.id)?.config.checkpoint_exit_without_options;
+                crate::runtime::CheckpointOptions { exit, ..Default::default() }
+            }
         };
+        log::info!(
+            "checkpoint {}: options {:?}, exit {}",
+            req.id,
+            req.options.as_ref().map(|a| a.type_url.as_str()),
+            opts.exit
+        );
         let runtime = self.runtime_for(&req.id)?;
         runtime.checkpoint(&req.id, &req.path, &opts)?;
         self.events.publish(

@@ -204,7 +204,15 @@ pub fn run(
 fn open_dirs(dirs: &Dirs<'_>, root: Option<&Path>) -> Result<(File, File), CriuError> {
     let open = |p: &Path, what: &'static str| {
         let full = match root {
-            Some(r) => r.join(p.strip_prefix("/").unwrap_or(p)),
+            // Every symlink resolved here first: under /proc/<criu>/root an absolute link is
+            // followed from our root, not criu's, and lands on a mount of our namespace
+            // (containerd's `<bundle>/work` is a link to /var/lib/containerd/…: criu's cgroup
+            // yard then failed with EINVAL for docker start --checkpoint through runc's shim).
+            Some(r) => {
+                let real =
+                    std::fs::canonicalize(p).map_err(|source| CriuError::Dir { what, path: p.into(), source })?;
+                r.join(real.strip_prefix("/").unwrap_or(&real))
+            }
             None => p.to_path_buf(),
         };
         File::open(&full).map_err(|source| CriuError::Dir { what, path: p.into(), source })

@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::process::spawn::GuardedChild;
 use crate::rollback::Rollback;
 use crate::state::{Status, Store};
-use crate::{log, namespaces, rootfs, spec, sys};
+use crate::{hooks, log, namespaces, rootfs, spec, sys};
 
 /// The file berth writes next to criu's images.
 pub const DESCRIPTOR: &str = "berth-checkpoint.json";
@@ -87,6 +87,10 @@ struct Descriptor {
     cgroup_binds: Vec<PathBuf>,
     /// What the init's fds 0, 1 and 2 were (`pipe:[N]` ones are re-supplied at restore).
     stdio: Vec<String>,
+    /// The paths those fds had (`/dev/null`, a FIFO's path; empty for pipes and
+    /// sockets); absent from checkpoints of older berths.
+    #[serde(default)]
+    stdio_paths: Vec<String>,
 }
 
 const NET_KEY: &str = "berth-netns";
@@ -180,13 +184,14 @@ fn external_namespaces(spec: &Spec) -> Result<Vec<(LinuxNamespaceType, &'static 
 }
 
 /// `--parent-path` names the images of an earlier pre-dump relative to `--image-path`
-/// (criu's --prev-images-dir); it must exist there as a directory.
+/// (criu's --prev-images-dir); it must exist there as a directory. The two are joined
+/// lexically, as runc joins them: `../pre` beside an image directory not made yet is fine.
 fn check_parent_path(image: &Path, parent: Option<&Path>) -> Result<()> {
     let Some(p) = parent else { return Ok(()) };
     if p.is_absolute() {
         return Err(Error::Usage(format!("--parent-path {}: must be relative to --image-path", p.display())));
     }
-    let full = image.join(p);
+    let full = lexical_join(image, p);
     match std::fs::metadata(&full) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => {
@@ -196,13 +201,35 @@ fn check_parent_path(image: &Path, parent: Option<&Path>) -> Result<()> {
     }
 }
 
+/// `base` joined with `rel`, each `..` taking away the component before it (never above
+/// the root), `.` dropped: no lookup, so the directories need not exist.
+fn lexical_join(base: &Path, rel: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in base.components().chain(rel.components()) {
+        match c {
+            Component::ParentDir => {
+                if out.parent().is_some() {
+                    out.pop();
+                } else if !out.has_root() {
+                    out.push("..");
+                }
+            }
+            Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> {
     crate::id::validate(id)?;
     manage_cgroups(opts.criu.manage_cgroups_mode.as_deref())?;
-    let _lock = store.lock(id)?;
+    let lock = store.lock(id)?;
     let rec = store.load(id)?;
     let status = store.status(&rec);
-    if status != Status::Running {
+    // A paused container too, as runc: containerd pauses a task around its checkpoint.
+    if status != Status::Running && status != Status::Paused {
         return Err(Error::WrongState { id: id.into(), status, msg: "only a running container can be checkpointed" });
     }
     // Before anything about the container itself, as runc does.
@@ -223,11 +250,16 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
 
     let binds = rootfs::bind_mounts(&spec, &rec.bundle);
     let cgroup_binds = cgroup_binds(&spec, &*cg);
-    let stdio = (0..3)
+    let stdio: Vec<String> = (0..3).map(|fd| stdio_key(rec.pid, fd)).collect();
+    let stdio_paths: Vec<String> = (0..3)
         .map(|fd| {
-            std::fs::read_link(format!("/proc/{}/fd/{fd}", rec.pid))
-                .map(|l| l.display().to_string())
-                .unwrap_or_default()
+            let link = std::fs::read_link(format!("/proc/{}/fd/{fd}", rec.pid)).unwrap_or_default();
+            let text = link.display().to_string();
+            if text.starts_with('/') {
+                text
+            } else {
+                String::new()
+            }
         })
         .collect();
     let descriptor = Descriptor {
@@ -236,6 +268,7 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
         bind_mounts: binds.iter().map(|(d, _)| d.clone()).collect(),
         cgroup_binds: cgroup_binds.iter().map(|(d, _)| d.clone()).collect(),
         stdio,
+        stdio_paths,
     };
     let text = serde_json::to_vec_pretty(&descriptor).map_err(|e| Error::io("encoding the descriptor", e.into()))?;
     std::fs::write(image.join(DESCRIPTOR), text).map_err(|e| Error::io(format!("writing {DESCRIPTOR}"), e))?;
@@ -249,6 +282,9 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
         let d = rpc_path(dest, "mounts: destination")?;
         o.external.push(format!("mnt[{d}]:{d}"));
     }
+    for key in descriptor.stdio.iter().filter(|k| k.starts_with("file[")) {
+        o.external.push(key.clone());
+    }
     for (t, key, _) in &externals {
         let link = std::fs::read_link(format!("/proc/{}/ns/{}", rec.pid, namespaces::proc_name(*t))).map_err(|e| {
             Error::io(format!("container \"{id}\": reading its {} namespace", namespaces::proc_name(*t)), e)
@@ -256,6 +292,12 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
         // "net:[4026531992]" → the inode.
         let ino = link.to_string_lossy().rsplit('[').next().unwrap_or("").trim_end_matches(']').to_string();
         o.external.push(format!("{}[{ino}]:{key}", namespaces::proc_name(*t)));
+    }
+    if status == Status::Paused {
+        // Frozen tasks cannot be seized by ptrace: criu takes them through the freezer (and
+        // leaves the cgroup frozen after a leave-running dump, as it found it).
+        let (dir, _, _) = cg.freezer(true)?;
+        o.freeze_cgroup = Some(rpc_path(&dir, "the container's freezer")?);
     }
     o.leave_running = opts.leave_running && !opts.pre_dump;
     o.track_mem = opts.pre_dump || opts.parent_path.is_some();
@@ -270,6 +312,13 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
     let dirs = criu::Dirs { images: &image, work: &work };
     criu::run(&criu, id, action, req, &dirs, &work.join(&log_name), None, criu::Stdio3::Capture, &mut on_notify)?;
     log::debug(&format!("checkpoint {id}: images in {}", image.display()));
+    if !opts.leave_running && !opts.pre_dump {
+        // criu killed the tree: as runc (1.1 to 1.3) does, the container is then destroyed,
+        // cgroup, state and poststop hooks included, so that `restore` can take its id again
+        // (containerd's shims take "does not exist" from the delete that follows as done).
+        drop(lock);
+        crate::container::delete(store, id, true)?;
+    }
     Ok(())
 }
 
@@ -283,6 +332,71 @@ fn cgroup_roots(cg: &dyn Manager) -> Vec<(Option<String>, String)> {
         out.push((ctrl, rel.display().to_string()));
     }
     out
+}
+
+/// What the init's stdio fd `fd` is, as criu names it: `pipe:[N]` (criu takes a pipe to the
+/// outside as external by itself), `socket:[N]`, or, for anything opened by path (the FIFOs
+/// containerd gives a shim, /dev/null, a log file), `file[<mnt_id>:<inode>]` in hex: such a
+/// file lies outside the container's mounts, where criu cannot dump it ("Can't lookup
+/// mount"), so it is dumped as external under that key and supplied again at restore.
+/// A pty slave (`/dev/pts/N`, a terminal container's stdio) is left to criu, which dumps it
+/// as a tty with its master orphaned (`orphan_pts_master`); as an external file its restore
+/// trips criu's tty code (criu 4.2: "BUG at criu/tty.c:519").
+fn stdio_key(pid: i32, fd: i32) -> String {
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).map(|l| l.display().to_string()).unwrap_or_default();
+    if !link.starts_with('/') || link.starts_with("/dev/pts/") {
+        return link;
+    }
+    let mnt_id = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("mnt_id:")).and_then(|v| v.trim().parse::<u64>().ok()));
+    let ino = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    match (mnt_id, ino) {
+        (Some(m), Ok(i)) => format!("file[{m:x}:{i:x}]"),
+        _ => link,
+    }
+}
+
+/// /dev/null for criu to reopen (inherited: no CLOEXEC), checked to be the null device.
+fn open_dev_null() -> Result<OwnedFd> {
+    use std::os::unix::fs::FileTypeExt;
+    let f =
+        std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").map_err(|e| Error::io("/dev/null", e))?;
+    let m = f.metadata().map_err(|e| Error::io("/dev/null", e))?;
+    if !m.file_type().is_char_device() || std::os::unix::fs::MetadataExt::rdev(&m) != nix::sys::stat::makedev(1, 3) {
+        return Err(Error::io("/dev/null", io::Error::other("not the null device (1:3)")));
+    }
+    let fd = OwnedFd::from(f);
+    sys::clear_cloexec(fd.as_raw_fd()).map_err(|e| Error::io("passing /dev/null to criu", e))?;
+    Ok(fd)
+}
+
+/// The prestart and createRuntime hooks of a container being restored, run at criu's
+/// `setup-namespaces` notification (the restored tree's namespaces exist, nothing of it
+/// runs yet) with the state of a container being created and the restored init's pid, as
+/// runc runs them; a failing hook fails the restore.
+fn restore_hooks(hooks: Option<&oci_spec::runtime::Hooks>, state: &str, bundle: &Path) -> io::Result<()> {
+    for kind in [hooks::Kind::Prestart, hooks::Kind::CreateRuntime] {
+        hooks::run_all(hooks, kind, state.as_bytes(), Some(bundle)).map_err(io::Error::other)?;
+    }
+    Ok(())
+}
+
+/// berth's own cgroup directory (pure cgroup v2, the systemd driver's only kind).
+fn own_v2_cgroup() -> Result<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| Error::io("reading /proc/self/cgroup", e))?;
+    let rel = text
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or_else(|| Error::io("/proc/self/cgroup", std::io::Error::other("no cgroup v2 entry")))?;
+    Ok(Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/')))
+}
+
+/// Moves berth back into `dir` (where it was before it started the container's unit).
+fn leave_to(dir: &Path) -> Result<()> {
+    let procs = dir.join("cgroup.procs");
+    std::fs::write(&procs, std::process::id().to_string())
+        .map_err(|e| Error::io(format!("moving berth back to {}", procs.display()), e))
 }
 
 /// A restored container, as the restoring process sees it.
@@ -311,11 +425,6 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
 
     let (loaded, cgroup) = crate::bundle::load(id, &opts.bundle, opts.no_pivot, opts.systemd_cgroup)?;
     let (spec, rootfs_path, resources) = (&loaded.spec, loaded.rootfs.clone(), loaded.resources.clone());
-    if cgroup.starts_with_init() {
-        // criu restores into an existing cgroup (--cgroup-root); a systemd unit only starts
-        // with a process in it.
-        return Err(Error::Usage("--systemd-cgroup: restore with the systemd cgroup driver is not supported".into()));
-    }
     let terminal = has_terminal(spec);
     match (terminal, &opts.console) {
         (false, Some(_)) => {
@@ -388,12 +497,27 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
         sys::clear_cloexec(fd.as_raw_fd()).map_err(|e| Error::io("passing a namespace to criu", e))?;
         o.inherit_fd.push((key.clone(), fd.as_raw_fd()));
     }
-    // The init's stdio pipes lead outside the container: criu connects them to its own
-    // stdio, which is ours.
+    // The init's stdio pipes and files lead outside the container: criu connects them to
+    // its own stdio, which is ours. A file criu reopens through /proc/self/fd/<n> with the
+    // flags it was dumped with, so what was /dev/null is /dev/null again: reopening the
+    // FIFO a shim gives restore in its place (`ctr c restore --live` of a task that ran
+    // with --null-io) for reading blocks until some writer opens it, and the restore with
+    // it.
     let mut seen = Vec::new();
+    let mut null = None;
     for (fd, what) in descriptor.stdio.iter().enumerate() {
-        if what.starts_with("pipe:") && !seen.contains(what) {
-            seen.push(what.clone());
+        if !(what.starts_with("pipe:") || what.starts_with("file[")) || seen.contains(what) {
+            continue;
+        }
+        seen.push(what.clone());
+        let was_null = descriptor.stdio_paths.get(fd).is_some_and(|p| p == "/dev/null");
+        if was_null && what.starts_with("file[") {
+            let n = match &null {
+                Some(n) => n,
+                None => null.insert(open_dev_null()?),
+            };
+            o.inherit_fd.push((what.clone(), n.as_raw_fd()));
+        } else {
             o.inherit_fd.push((what.clone(), fd as i32));
         }
     }
@@ -403,14 +527,32 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
     let mut pts_sent = false;
     let mut on_notify = |n: &rpc::Notify, fd: Option<OwnedFd>| -> io::Result<()> {
         log::debug(&format!("restore {id}: criu notifies {:?} (pid {:?})", n.script, n.pid));
-        if n.script == "orphan-pts-master" {
-            pts_sent = true;
-            return send_pts_master(console, fd);
+        match n.script.as_str() {
+            "orphan-pts-master" => {
+                pts_sent = true;
+                send_pts_master(console, fd)
+            }
+            "setup-namespaces" => {
+                let pid = n.pid.filter(|p| *p > 0).ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidData, "criu named no restored init for the hooks")
+                })?;
+                let state = hooks::state(id, Status::Creating, pid, &loaded.dir, &record.annotations);
+                restore_hooks(spec.hooks().as_ref(), &state, &loaded.dir)
+            }
+            _ => Ok(()),
         }
-        Ok(())
     };
     let mounts = criu::RestoreMounts { rootfs: rootfs_path.clone() };
-    let resp = criu::run(
+    // A systemd unit starts only with a process in it, and criu restores into an existing
+    // cgroup (cg_root): as runc starts the unit with criu in it, berth starts it with
+    // itself, so criu, its child, runs there; berth leaves as soon as criu is done.
+    let mut unit_entered = None;
+    if let Some(cg) = guard.cgroup.as_ref().filter(|cg| cg.starts_with_init()) {
+        let own = own_v2_cgroup()?;
+        cg.add_pid(std::process::id() as i32)?;
+        unit_entered = Some(own);
+    }
+    let restored = criu::run(
         &criu,
         id,
         "restore",
@@ -420,8 +562,14 @@ pub fn restore(store: &Store, opts: RestoreOpts) -> Result<Restored> {
         Some(&mounts),
         criu::Stdio3::Inherit,
         &mut on_notify,
-    )?;
+    );
+    if let Some(own) = &unit_entered {
+        // Out of the unit before anything else: a rollback stops it, with all in it.
+        leave_to(own)?;
+    }
+    let resp = restored?;
     drop(ns_files);
+    drop(null);
     if terminal && !pts_sent {
         log::debug(&format!("restore {id}: criu restored no orphan pty: nothing sent to --console-socket"));
     }
@@ -457,6 +605,19 @@ fn send_pts_master(console: Option<std::os::fd::BorrowedFd<'_>>, fd: Option<Owne
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parent_path_is_joined_lexically() {
+        assert_eq!(lexical_join(Path::new("/r/img3"), Path::new("../pre")), Path::new("/r/pre"));
+        assert_eq!(lexical_join(Path::new("/r/img"), Path::new("./a/../b")), Path::new("/r/img/b"));
+        assert_eq!(lexical_join(Path::new("/"), Path::new("../../x")), Path::new("/x"));
+        assert_eq!(lexical_join(Path::new("img"), Path::new("../../x")), Path::new("../x"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("pre")).unwrap();
+        // The image directory does not exist yet: a dump makes it.
+        check_parent_path(&dir.path().join("img3"), Some(Path::new("../pre"))).unwrap();
+        assert!(check_parent_path(&dir.path().join("img3"), Some(Path::new("../none"))).is_err());
+    }
 
     #[test]
     fn manage_cgroups_mode_is_checked() {

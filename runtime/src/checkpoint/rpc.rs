@@ -93,6 +93,9 @@ pub struct Opts {
     pub manage_cgroups_mode: Option<CgMode>,
     /// `--external` values.
     pub external: Vec<String>,
+    /// `--freeze-cgroup`: the freezer of a paused container, through which criu takes its
+    /// tasks (frozen ones cannot be seized by ptrace).
+    pub freeze_cgroup: Option<String>,
     /// A pty slave whose master is outside the dumped tree is dumped as such, and at restore
     /// a new master is made and sent to us (`orphan-pts-master`).
     pub orphan_pts_master: bool,
@@ -196,6 +199,9 @@ impl Opts {
             }
             for e in &self.external {
                 os.write_string(37, e)?;
+            }
+            if let Some(f) = &self.freeze_cgroup {
+                os.write_string(44, f)?;
             }
             write_flag(os, 50, self.orphan_pts_master)
         })
@@ -349,6 +355,7 @@ pub(crate) mod tests {
             inherit_fd: vec![("k".into(), 7)],
             manage_cgroups_mode: Some(CgMode::Soft),
             external: vec!["mnt[/d]:/d".into()],
+            freeze_cgroup: Some("/f".into()),
             orphan_pts_master: true,
             ..Opts::default()
         };
@@ -365,6 +372,8 @@ pub(crate) mod tests {
         // external (37)
         want.extend_from_slice(&[0xaa, 0x02, 10]);
         want.extend_from_slice(b"mnt[/d]:/d");
+        // freeze_cgroup (44)
+        want.extend_from_slice(&[0xe2, 0x02, 2, b'/', b'f']);
         // orphan_pts_master (50)
         want.extend_from_slice(&[0x90, 0x03, 1]);
         assert_eq!(b, want);

@@ -69,6 +69,11 @@ pub struct RestoreArgs {
     /// Do not use pivot_root
     #[arg(long = "no-pivot")]
     no_pivot: bool,
+    /// Accepted for runc's flag set: containerd-shim-runc-v2 passes it on every restore
+    /// (`docker start --checkpoint`); the restored init is reparented to the caller's
+    /// subreaper either way, berth itself reaping nothing once detached.
+    #[arg(long = "no-subreaper")]
+    no_subreaper: bool,
     /// Container id
     #[arg(value_parser = super::IdArg)]
     id: String,
@@ -106,6 +111,7 @@ pub fn restore(store: &Store, criu: Option<PathBuf>, systemd_cgroup: bool, a: Re
     if !a.detach {
         berth::foreground::block_signals()?;
     }
+    let _ = a.no_subreaper;
     let id = a.id.clone();
     let restored = checkpoint::restore(
         store,

@@ -621,6 +621,9 @@ mod tests {
             "berth --criu /usr/sbin/criu checkpoint --image-path /i --work-path /w --leave-running --tcp-established id",
             "berth checkpoint -pre-dump -parent-path ../p --manage-cgroups-mode full id",
             "berth restore -d --image-path /i -b /b --pid-file /p --file-locks --ext-unix-sk --shell-job --no-pivot id",
+            // containerd-shim-runc-v2's restore (docker start --checkpoint), go-runc's order.
+            "berth --root /r --log /l --log-format json --systemd-cgroup restore --image-path /i --work-path /w \
+             --detach --pid-file /p -no-subreaper --bundle /b id",
         ] {
             let args = normalize(line.split(' ').map(str::to_string));
             assert!(Cli::try_parse_from(args).is_ok(), "{line}");
