@@ -106,11 +106,14 @@ fn record(name: &str, label: &str, ok: bool) {
     }
 }
 
+/// (major, minor, patch).
+pub type Version = (u32, u32, u32);
+
 /// A reference runtime's version as (major, minor, patch), from the first line of
 /// `<bin> --version` ("runc version 1.3.6", "crun version 1.28"); None when not installed.
 /// Tests use it where runc 1.1 and 1.3 (or crun 1.8 and 1.28) differ, and say so.
-pub fn version(label: &str) -> Option<(u32, u32, u32)> {
-    static VERSIONS: OnceLock<Vec<(&'static str, Option<(u32, u32, u32)>)>> = OnceLock::new();
+pub fn version(label: &str) -> Option<Version> {
+    static VERSIONS: OnceLock<Vec<(&'static str, Option<Version>)>> = OnceLock::new();
     let all = VERSIONS.get_or_init(|| {
         REFERENCES
             .iter()
@@ -125,7 +128,7 @@ pub fn version(label: &str) -> Option<(u32, u32, u32)> {
 
 /// The version in the first line of `--version`'s output: its third word, dotted numbers,
 /// a missing patch level read as 0.
-fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
+fn parse_version(text: &str) -> Option<Version> {
     let word = text.lines().next()?.split_whitespace().nth(2)?;
     let mut it = word.split(['.', '-', '+', '~']).map(|n| n.parse::<u32>());
     let major = it.next()?.ok()?;
