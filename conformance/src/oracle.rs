@@ -11,12 +11,21 @@ use crate::case::Case;
 use crate::runtime::Runtime;
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
 /// The reference runtimes installed on this host.
 pub const REFERENCES: [(&str, &str); 2] = [("runc", "/usr/sbin/runc"), ("crun", "/usr/bin/crun")];
+
+/// A reference runtime's binary: `$BERTH_ORACLE_RUNC` (`…_CRUN`) if set, so that another
+/// build (e.g. runc 1.3.6 taken from the forky image) can be compared on this host, else
+/// its installed path.
+pub fn reference_binary(label: &str, installed: &str) -> PathBuf {
+    std::env::var_os(format!("BERTH_ORACLE_{}", label.to_uppercase()))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(installed))
+}
 
 /// The file each runtime's outcome is appended to, when set.
 pub const LOG_ENV: &str = "BERTH_ORACLE_LOG";
@@ -46,19 +55,20 @@ pub fn each_runtime_but(skip: &[&str], name: &str, mut f: impl FnMut(&mut Case, 
         }
     };
     one("berth", None);
-    for (label, bin) in REFERENCES {
+    for (label, installed) in REFERENCES {
         if skips(skip, label) && std::env::var_os(NO_SKIP_ENV).is_none() {
             continue;
         }
-        if !Path::new(bin).exists() {
-            eprintln!("{name}: not compared with {label}: {bin} is not installed");
+        let bin = reference_binary(label, installed);
+        if !bin.exists() {
+            eprintln!("{name}: not compared with {label}: {} is not installed", bin.display());
             continue;
         }
         if let Some(why) = cannot_run_here(label) {
             eprintln!("{name}: not compared with {label}: {why}");
             continue;
         }
-        one(label, Some(Path::new(bin)));
+        one(label, Some(&bin));
     }
     if !failed.is_empty() {
         panic!("{name} failed on {}", failed.join("\n  and on "));
@@ -117,8 +127,8 @@ pub fn version(label: &str) -> Option<Version> {
     let all = VERSIONS.get_or_init(|| {
         REFERENCES
             .iter()
-            .map(|(l, bin)| {
-                let out = Command::new(bin).arg("--version").output().ok();
+            .map(|(l, installed)| {
+                let out = Command::new(reference_binary(l, installed)).arg("--version").output().ok();
                 (*l, out.and_then(|o| parse_version(&String::from_utf8_lossy(&o.stdout))))
             })
             .collect()
