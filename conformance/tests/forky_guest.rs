@@ -712,7 +712,7 @@ fn comparison_tests_pass_on_berth_and_on_runc_1_3_and_crun_1_28() {
     let runs = {
         let mut f = fixture();
         let Some(f) = f.as_mut() else { panic!("the guest is gone") };
-        guest_tests::run_all(&mut f.guest, dir, &env, &bins, Duration::from_secs(900)).unwrap_or_else(|e| panic!("{e}"))
+        guest_tests::run_all(&mut f.guest, dir, &env, &bins, Duration::from_secs(300)).unwrap_or_else(|e| panic!("{e}"))
     };
     eprintln!(
         "the comparison tests in the forky guest ({}), {:.1?}:\n{}",
