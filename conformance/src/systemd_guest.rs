@@ -145,6 +145,19 @@ pub const SHARE_MOUNT: &str = "/mnt/host";
 /// boot (snapshot mode); panic=-1 with -no-reboot: a kernel panic ends qemu at once.
 const CMDLINE: &str = "root=/dev/vda rw console=ttyS0 loglevel=3 fsck.mode=skip panic=-1 systemd.show_status=1";
 
+/// What the guest kernel prints when something went wrong below the test: stalls, hung
+/// tasks, oopses, the OOM killer, a panic.
+const KERNEL_TROUBLE: [&str; 8] = [
+    "rcu: INFO",
+    "detected stall",
+    "blocked for more than",
+    "BUG:",
+    "Oops",
+    "Kernel panic",
+    "Out of memory",
+    "watchdog:",
+];
+
 /// How [`Guest::boot`] tells a guest that died before its agent ran.
 const EARLY: &str = "died before its agent started";
 
@@ -393,11 +406,20 @@ pub struct BootOptions {
     pub memory_mib: u32,
     /// Bounds the boot until `systemctl is-system-running --wait` returns.
     pub boot_timeout: Duration,
+    /// `NAME=value` pairs systemd puts in the environment of every unit it starts (the
+    /// agent, containerd, dockerd), passed as `systemd.setenv=` on the kernel command line.
+    pub manager_env: Vec<String>,
 }
 
 impl Default for BootOptions {
     fn default() -> BootOptions {
-        BootOptions { lsm: Lsm::AppArmor, share: None, memory_mib: 2048, boot_timeout: Duration::from_secs(600) }
+        BootOptions {
+            lsm: Lsm::AppArmor,
+            share: None,
+            memory_mib: 2048,
+            boot_timeout: Duration::from_secs(600),
+            manager_env: Vec::new(),
+        }
     }
 }
 
@@ -464,6 +486,9 @@ impl Guest {
         let mut cmdline = CMDLINE.to_string();
         if opts.lsm == Lsm::SelinuxPermissive {
             cmdline.push_str(" security=selinux selinux=1 enforcing=0");
+        }
+        for env in &opts.manager_env {
+            cmdline.push_str(&format!(" systemd.setenv={env}"));
         }
         let mut cmd = Command::new(qemu);
         cmd.args(["-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", &opts.memory_mib.to_string()])
@@ -589,10 +614,31 @@ impl Guest {
         String::from_utf8_lossy(&raw).replace('\r', "")
     }
 
+    /// The kernel's first reports of trouble (each with the lines after it), then the last
+    /// `lines` lines: a hung task's trace alone, in the tail, does not say which CPU stalled
+    /// or why the guest went away.
     fn console_tail(&self, lines: usize) -> String {
         let c = self.console();
         let v: Vec<&str> = c.lines().collect();
-        v[v.len().saturating_sub(lines)..].join("\n")
+        let tail_from = v.len().saturating_sub(lines);
+        let mut out = String::new();
+        let mut shown = 0;
+        let mut i = 0;
+        while i < tail_from && shown < 4 {
+            if KERNEL_TROUBLE.iter().any(|t| v[i].contains(t)) {
+                let end = (i + 25).min(tail_from);
+                out.push_str(&format!("[console lines {}..{}]\n{}\n", i + 1, end, v[i..end].join("\n")));
+                shown += 1;
+                i = end;
+            } else {
+                i += 1;
+            }
+        }
+        if !out.is_empty() {
+            out.push_str("[console tail]\n");
+        }
+        out.push_str(&v[tail_from..].join("\n"));
+        out
     }
 
     /// Runs `script` with bash in the guest, as root, in berth-agent.service's cgroup, stdin
@@ -624,7 +670,16 @@ impl Guest {
             }
             let mut chunk = [0u8; 65536];
             match self.stream.read(&mut chunk) {
-                Ok(0) => return Err(self.failed("closed the command port".into())),
+                Ok(0) => {
+                    // qemu closes the port when it exits (a panic or a reboot ends it, as
+                    // -no-reboot says): give it a moment so its status and stderr are told.
+                    let until = Instant::now() + Duration::from_secs(5);
+                    while Instant::now() < until {
+                        self.check_alive()?;
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    return Err(self.failed("closed the command port (qemu still runs)".into()));
+                }
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                     self.check_alive()?;

@@ -77,6 +77,43 @@ fn cgroups_path_is_used() {
     }
 }
 
+/// The init and an exec'd process are in the container's cgroup on every hierarchy the host
+/// mounts: each v1 one, the named systemd one, and the hybrid host's cgroup2 one (berth's
+/// child moves itself into the v1 ones and is cloned into the cgroup2 one; runc writes
+/// pids into cgroup.procs), all while the init was single-threaded.
+#[test]
+fn init_and_exec_are_in_the_cgroup_on_every_hierarchy() {
+    // crun 1.8 refuses a cgroupsPath on this hybrid host.
+    each_runtime_but(&["crun"], "cg_every_hier", |c, rt| {
+        let path = format!("/{}", c.id);
+        c.config()["linux"]["cgroupsPath"] = path.clone().into();
+        c.config()["process"]["args"] = json!(["sleep", "1000"]);
+        c.create().expect_ok("create");
+        c.start().expect_ok("start");
+        let init = init_pid(c);
+        let pidfile = c.dir.join("exec.pid");
+        c.rt.exec(&["exec", "--detach", "--pid-file", pidfile.to_str().unwrap(), &c.id, "sleep", "1000"])
+            .expect_ok("exec --detach");
+        let exec_pid: i64 = fs::read_to_string(&pidfile).expect("pid file").trim().parse().expect("pid");
+        let mounted: usize = fs::read_to_string("/proc/self/cgroup")
+            .expect("/proc/self/cgroup")
+            .lines()
+            .filter(|l| !l.is_empty())
+            .count();
+        for pid in [init, exec_pid] {
+            let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("/proc/<pid>/cgroup");
+            let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+            assert_eq!(lines.len(), mounted, "{rt}: pid {pid}: one line per hierarchy:\n{text}");
+            for l in lines {
+                assert!(
+                    l.ends_with(&format!(":{path}")),
+                    "{rt}: pid {pid} is not in {path} on every hierarchy: {l}\n{text}"
+                );
+            }
+        }
+    });
+}
+
 #[test]
 fn memory_limit_is_applied() {
     let mut c = Case::new("cg_memory");

@@ -82,7 +82,15 @@ fn boot() -> Result<Fixture, String> {
         None => eprintln!("forky image cached: {} ({:.1?})", img.dir.display(), t.elapsed()),
     }
     let share = make_share(&berth)?;
-    let opts = BootOptions { share: Some(share.path().to_path_buf()), ..BootOptions::default() };
+    // CRIU_FAULT=130 (criu's FI_NO_BREAKPOINTS): criu stops restored tasks by tracing their
+    // syscalls instead of with a hardware breakpoint. Under emulation the breakpoint's
+    // perf event once hung criu's restore in synchronize_rcu until the guest died; that is
+    // qemu's and the kernel's, not the runtime's, and runc and berth both get the setting.
+    let opts = BootOptions {
+        share: Some(share.path().to_path_buf()),
+        manager_env: vec!["CRIU_FAULT=130".to_string()],
+        ..BootOptions::default()
+    };
     let mut guest = Guest::boot(&img, &opts).map_err(|e| e.to_string())?;
     eprintln!("forky guest ready in {:.1?}: systemd says {:?}", guest.boot_to_ready, guest.system_state);
     // berth's binaries; a busybox root, imported as busybox:local into docker, and from

@@ -17,7 +17,7 @@ use crate::process::channel;
 use crate::process::handshake::{Handshake, Requests};
 use crate::process::spawn::{spawn, GuardedChild, PidNs, Placement, Spawned, Target};
 use crate::rollback::Rollback;
-use crate::state::{Record, Status, Store, START_SOCKET};
+use crate::state::{Status, Store, START_SOCKET};
 use crate::{bundle, failpoint, log, namespaces, process, recorded_cgroup, rootfs, signal, sys};
 
 pub struct CreateOpts {
@@ -108,7 +108,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
         oom_score_adj: process.oom_score_adj(),
     };
     // Declared after the rollback guard, so dropped before it: the init dies first.
-    let child = match spawn(target, &process::CREATE)? {
+    let child = match spawn(target, &process::CREATE, &child_ch)? {
         Spawned::Child => {
             drop(parent_ch);
             crate::init::run(crate::init::InitArgs {
@@ -473,19 +473,9 @@ fn wait_empty(cg: &dyn Manager) {
 
 /// `state`: runtime-spec's state of one container.
 pub fn state(store: &Store, id: &str) -> Result<String> {
-    let (rec, status) = store.load_with_status(id)?;
-    serde_json::to_string_pretty(&rec.public(status)).map_err(|e| Error::io("encoding state", e.into()))
-}
-
-/// Every container under the root with its status.
-pub fn list(store: &Store) -> Result<Vec<(Record, Status)>> {
-    let mut out = Vec::new();
-    for id in store.ids()? {
-        if let Ok(pair) = store.load_with_status(&id) {
-            out.push(pair);
-        }
-    }
-    Ok(out)
+    store.with_summary(id, |sum, status| {
+        serde_json::to_string_pretty(&sum.public(status)).map_err(|e| Error::io("encoding state", e.into()))
+    })
 }
 
 /// Waits for the init (our child) while forwarding signals to it, and, with a terminal,

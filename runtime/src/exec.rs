@@ -2,7 +2,7 @@
 //!
 //! berth forks the process straight into the container's pid namespace (its own
 //! pid_for_children is pointed there around the fork) and cgroup (clone3 CLONE_INTO_CGROUP
-//! on v2; cgroup.procs on v1 before the child goes on), as `create` forks its init
+//! on v2; on v1 the child moves itself into each hierarchy before it goes on), as `create` forks its init
 //! (`process::spawn`), and drives the same handshake (`process::handshake`). The child
 //! joins every other namespace of the init in one setns(pidfd), gets a terminal if asked,
 //! and then the same process attributes as the init (init::process_setup::apply). berth stays
@@ -326,7 +326,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
         initial_cpus: None,
         oom_score_adj: process.oom_score_adj().or(base.oom_score_adj()),
     };
-    let guarded = match spawn(target, &process::EXEC)? {
+    let guarded = match spawn(target, &process::EXEC, &child_ch)? {
         Spawned::Child => {
             drop(parent_ch);
             let own_terminal = own_console.is_some();

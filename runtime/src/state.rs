@@ -1,9 +1,11 @@
 //! The state store: `<root>/<id>/state.json`, written atomically (temp file + rename) and
 //! guarded by an flock on the container's directory for commands that change it.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -90,6 +92,33 @@ pub struct Record {
     pub seccomp: Option<LinuxSeccomp>,
 }
 
+/// What `state` and `list` print of a container, and what its status is derived from,
+/// borrowed from its state file's bytes: the fields of a [`Record`] without the config it
+/// keeps for `exec` and `update` (process, seccomp, resources, hooks), which serde then
+/// skips without building them (a seccomp profile alone, Docker's default, is ~20 KiB of
+/// JSON), and of its cgroup only where the freezer is. `list` reads every container's.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary<'a> {
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
+    pub pid: i32,
+    pub init_start_time: u64,
+    #[serde(borrow)]
+    pub bundle: Cow<'a, str>,
+    #[serde(borrow)]
+    pub rootfs: Cow<'a, str>,
+    #[serde(borrow)]
+    pub created: Cow<'a, str>,
+    #[serde(borrow)]
+    pub owner: Cow<'a, str>,
+    /// Sorted, as runc (Go's encoding/json) prints them.
+    #[serde(default, borrow)]
+    pub annotations: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
+    #[serde(borrow)]
+    cgroup: crate::cgroups::RecordedFreezer<'a>,
+}
+
 /// The JSON `state` prints: runtime-spec's state, as runc prints it.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -98,12 +127,12 @@ pub struct Public<'a> {
     pub id: &'a str,
     pub pid: i32,
     pub status: Status,
-    pub bundle: &'a Path,
-    pub rootfs: &'a Path,
+    pub bundle: &'a str,
+    pub rootfs: &'a str,
     pub created: &'a str,
     pub owner: &'a str,
-    #[serde(skip_serializing_if = "HashMap::is_empty")]
-    pub annotations: &'a HashMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: &'a BTreeMap<Cow<'a, str>, Cow<'a, str>>,
 }
 
 /// The state root (`--root`).
@@ -175,11 +204,7 @@ impl Store {
 
     pub fn load(&self, id: &str) -> Result<Record, StateError> {
         crate::id::validate(id).map_err(|_| StateError::NotFound(id.to_string()))?;
-        let path = self.dir(id).join(STATE_FILE);
-        let data = read_regular(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => StateError::NotFound(id.to_string()),
-            _ => StateError::Io { id: id.to_string(), what: "reading state", source: e },
-        })?;
+        let data = self.read_state(None, id)?;
         serde_json::from_slice(&data).map_err(|e| StateError::Corrupt { id: id.to_string(), source: e })
     }
 
@@ -188,6 +213,66 @@ impl Store {
         let rec = self.load(id)?;
         let status = self.status(&rec);
         Ok((rec, status))
+    }
+
+    /// `f` with what `state` prints of `id` and its status.
+    pub fn with_summary<T, E: From<StateError>>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&Summary<'_>, Status) -> Result<T, E>,
+    ) -> Result<T, E> {
+        crate::id::validate(id).map_err(|_| StateError::NotFound(id.to_string()))?;
+        let data = self.read_state(None, id)?;
+        let (sum, status) = self.summary_of(None, id, &data)?;
+        f(&sum, status)
+    }
+
+    /// `f` with the summary and status of every container under the root, sorted by id;
+    /// those whose state cannot be read (a create in progress or interrupted) are left out.
+    /// Their files are opened relative to the root, opened once: `list` reads two of each.
+    pub fn each_summary<E: From<StateError>>(
+        &self,
+        mut f: impl FnMut(&Summary<'_>, Status) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let ids = self.ids()?;
+        let root: OwnedFd = match File::open(&self.root) {
+            Ok(f) => f.into(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StateError::Root { path: self.root.clone(), source: e }.into()),
+        };
+        for id in ids.iter().filter(|id| crate::id::validate(id).is_ok()) {
+            let Ok(data) = self.read_state(Some(root.as_fd()), id) else { continue };
+            if let Ok((sum, status)) = self.summary_of(Some(root.as_fd()), id, &data) {
+                f(&sum, status)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `id`'s summary in `data` and its status (its files relative to `root`, if given).
+    fn summary_of<'a>(
+        &self,
+        root: Option<BorrowedFd<'_>>,
+        id: &str,
+        data: &'a [u8],
+    ) -> Result<(Summary<'a>, Status), StateError> {
+        let sum: Summary =
+            serde_json::from_slice(data).map_err(|e| StateError::Corrupt { id: id.to_string(), source: e })?;
+        let status = self.status_of(root, &sum.id, sum.pid, sum.init_start_time, || sum.cgroup.is_frozen());
+        Ok((sum, status))
+    }
+
+    /// The bytes of `id`'s state file (relative to `root`, the root's fd, if given).
+    fn read_state(&self, root: Option<BorrowedFd<'_>>, id: &str) -> Result<Vec<u8>, StateError> {
+        let rel = format!("{id}/{STATE_FILE}");
+        let read = match root {
+            Some(fd) => open_regular_at(fd, &rel).and_then(|f| read_regular_file(f, &rel)),
+            None => read_regular(&self.root.join(&rel)),
+        };
+        read.map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StateError::NotFound(id.to_string()),
+            _ => StateError::Io { id: id.to_string(), what: "reading state", source: e },
+        })
     }
 
     /// Ids of every container under the root, sorted.
@@ -219,31 +304,46 @@ impl Store {
     /// The container's status, derived from the live system rather than stored, so it is
     /// right even after the init died behind our back.
     pub fn status(&self, rec: &Record) -> Status {
+        self.status_of(None, &rec.id, rec.pid, rec.init_start_time, || rec.cgroup_manager().is_frozen())
+    }
+
+    fn status_of(
+        &self,
+        root: Option<BorrowedFd<'_>>,
+        id: &str,
+        pid: i32,
+        init_start_time: u64,
+        is_frozen: impl FnOnce() -> Result<bool, crate::cgroups::CgroupError>,
+    ) -> Status {
         // No init yet: a create in progress, or one that was killed (delete --force cleans up).
-        if rec.pid == 0 {
+        if pid == 0 {
             return Status::Creating;
         }
-        if !crate::sys::process_alive(rec.pid, rec.init_start_time) {
+        if !crate::sys::process_alive(pid, init_start_time) {
             return Status::Stopped;
         }
         // runtime-spec has no "paused"; runc reports it while the freezer holds the cgroup
         // (a created container can be paused too).
-        if rec.cgroup_manager().is_frozen().unwrap_or(false) {
+        if is_frozen().unwrap_or(false) {
             return Status::Paused;
         }
-        if self.dir(&rec.id).join(START_SOCKET).exists() {
+        let start_socket = match root {
+            Some(fd) => nix::sys::stat::fstatat(
+                fd,
+                format!("{id}/{START_SOCKET}").as_str(),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .is_ok(),
+            None => self.dir(id).join(START_SOCKET).exists(),
+        };
+        if start_socket {
             return Status::Created;
         }
         Status::Running
     }
 }
 
-impl Record {
-    /// The container's cgroup, reopened from what create recorded.
-    pub fn cgroup_manager(&self) -> Box<dyn crate::cgroups::Manager> {
-        crate::cgroups::from_state(&self.cgroup)
-    }
-
+impl Summary<'_> {
     pub fn public(&self, status: Status) -> Public<'_> {
         Public {
             oci_version: OCI_VERSION,
@@ -259,12 +359,37 @@ impl Record {
     }
 }
 
+impl Record {
+    /// The container's cgroup, reopened from what create recorded.
+    pub fn cgroup_manager(&self) -> Box<dyn crate::cgroups::Manager> {
+        crate::cgroups::from_state(&self.cgroup)
+    }
+}
+
 /// The contents of a regular file at `path`, refusing anything else without blocking on it:
 /// a FIFO or a device put in place of a state file (whose open or read would wait forever),
 /// or a symlink (which could point anywhere).
 pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
-    let mut f =
+    let f =
         OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY).open(path)?;
+    read_regular_file(f, path)
+}
+
+/// Opens `rel` below the directory `dir` as [`read_regular`] opens its path.
+fn open_regular_at(dir: BorrowedFd<'_>, rel: &str) -> io::Result<File> {
+    use nix::fcntl::OFlag;
+    let fd = nix::fcntl::openat(
+        dir,
+        rel,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    Ok(File::from(fd))
+}
+
+/// The contents of `f`, opened from `path` as in [`read_regular`], if it is a regular file.
+fn read_regular_file(mut f: File, path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
+    let path = path.as_ref();
     let meta = f.metadata()?;
     let (ty, meta_len) = (meta.file_type(), meta.len());
     if !ty.is_file() {
@@ -360,6 +485,44 @@ mod tests {
         assert!(!rec.cgroup_manager().is_v2());
         let written = old.split_once(r#""cgroup":"#).and_then(|(_, rest)| rest.split_once(r#","hooks":"#));
         assert_eq!(serde_json::to_string(&rec.cgroup).unwrap(), written.unwrap().0);
+    }
+
+    /// `list` and `state` read a summary of the record: the same fields as the whole record,
+    /// and a dead init reads as stopped with pid 0; an unreadable container is left out.
+    #[test]
+    fn the_summary_of_a_record_is_what_state_and_list_print_of_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::new(tmp.path());
+        let old = include_str!("testdata/state-v1-hybrid.json");
+        let mut v: serde_json::Value = serde_json::from_str(old).unwrap();
+        v["annotations"] = serde_json::json!({"z": "last", "a": "first \"quoted\""});
+        for id in ["c1", "c2"] {
+            v["id"] = id.into();
+            store.create_dir(id).unwrap();
+            fs::write(store.dir(id).join(STATE_FILE), v.to_string()).unwrap();
+        }
+        store.create_dir("creating").unwrap();
+        let rec = store.load("c1").unwrap();
+        let mut seen = Vec::new();
+        store
+            .each_summary(|sum, status| -> Result<(), StateError> {
+                assert_eq!(status, Status::Stopped, "the record's init is long gone");
+                let p = serde_json::to_value(sum.public(status)).unwrap();
+                assert_eq!(p["pid"], 0);
+                assert_eq!(p["bundle"], rec.bundle.to_str().unwrap());
+                assert_eq!(p["rootfs"], rec.rootfs.to_str().unwrap());
+                assert_eq!((p["created"].as_str(), p["owner"].as_str()), (Some(&*rec.created), Some(&*rec.owner)));
+                let keys: Vec<&String> = p["annotations"].as_object().unwrap().keys().collect();
+                assert_eq!(keys, ["a", "z"], "sorted, as runc prints them");
+                assert_eq!(p["annotations"]["a"], "first \"quoted\"");
+                seen.push(sum.id.to_string());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen, ["c1", "c2"]);
+        let state = store.with_summary("c2", |sum, status| Ok::<_, StateError>((sum.id.to_string(), status))).unwrap();
+        assert_eq!(state, ("c2".to_string(), Status::Stopped));
+        assert!(matches!(store.with_summary("creating", |_, _| Ok::<_, StateError>(())), Err(StateError::NotFound(_))));
     }
 
     #[test]

@@ -116,14 +116,13 @@ const PF_EXITING: u64 = 0x4;
 
 fn parse_stat(text: &str) -> Option<Stat> {
     // The command name may contain spaces and parentheses: fields start after the last ')'.
-    let fields: Vec<&str> = text[text.rfind(')')? + 1..].split_whitespace().collect();
+    let mut fields = text[text.rfind(')')? + 1..].split_ascii_whitespace();
     // After the name: state (3), ppid, pgrp, session, tty_nr, tpgid, flags (9), …,
-    // starttime (22).
-    Some(Stat {
-        state: fields.first()?.chars().next()?,
-        flags: fields.get(6)?.parse().ok()?,
-        start_time: fields.get(19)?.parse().ok()?,
-    })
+    // starttime (22). Walked, not collected: `list` reads one per container.
+    let state = fields.next()?.chars().next()?;
+    let flags = fields.nth(5)?.parse().ok()?;
+    let start_time = fields.nth(12)?.parse().ok()?;
+    Some(Stat { state, flags, start_time })
 }
 
 fn stat(pid: i32) -> Option<Stat> {

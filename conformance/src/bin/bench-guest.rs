@@ -15,13 +15,17 @@ use conformance::systemd_guest::{ensure_image, BootOptions, Guest, Suite, SHARE_
 fn main() -> anyhow::Result<()> {
     let n: usize = std::env::var("BENCH_GUEST_N").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
     let berth = conformance::util::workspace_binary("berth", "BERTH");
-    let bench = std::env::current_exe()?
-        .parent()
-        .map(|d| d.join("bench"))
-        .filter(|p| p.is_file())
-        .ok_or_else(|| anyhow::anyhow!("no `bench` beside this binary (cargo build --release -p conformance)"))?;
+    let beside = |name: &str| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|e| Some(e.parent()?.join(name)))
+            .filter(|p| p.is_file())
+            .ok_or_else(|| anyhow::anyhow!("no `{name}` beside this binary (cargo build --release -p conformance)"))
+    };
+    // bench-floor too: `bench` takes it from beside itself for the floor's rows.
+    let (bench, floor) = (beside("bench")?, beside("bench-floor")?);
     let share = tempfile::Builder::new().prefix("berth-bench-guest-").tempdir()?;
-    for (from, name) in [(&berth, "berth"), (&bench, "bench")] {
+    for (from, name) in [(&berth, "berth"), (&bench, "bench"), (&floor, "bench-floor")] {
         std::fs::copy(from, share.path().join(name)).map_err(|e| anyhow::anyhow!("{}: {e}", from.display()))?;
     }
     let img = ensure_image(Suite::Trixie)?;
@@ -33,7 +37,7 @@ fn main() -> anyhow::Result<()> {
     // From the guest's own disk, as runc and crun are: executing from the 9p share re-reads
     // the binary over virtio at every exec.
     let o = guest.run(
-        &format!("install -m 0755 {SHARE_MOUNT}/berth {SHARE_MOUNT}/bench /usr/local/bin/"),
+        &format!("install -m 0755 {SHARE_MOUNT}/berth {SHARE_MOUNT}/bench {SHARE_MOUNT}/bench-floor /usr/local/bin/"),
         Duration::from_secs(120),
     )?;
     if o.code != 0 {

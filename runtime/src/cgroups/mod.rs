@@ -36,6 +36,8 @@ mod dirs;
 mod fsutil;
 mod oom;
 mod path;
+mod recorded_freezer;
+mod self_attach;
 mod stats;
 mod systemd;
 mod v1;
@@ -53,6 +55,8 @@ use oci_spec::runtime::LinuxResources;
 pub use cgroupfs::hierarchy::host_is_unified;
 pub use dirs::Dirs;
 pub use oom::OomWatch;
+pub use recorded_freezer::RecordedFreezer;
+pub use self_attach::SelfAttach;
 pub use stats::Stats;
 pub use systemd::{DbusError, UnitState};
 

@@ -127,6 +127,22 @@ fn v2_open_dir_only_on_v2() {
     assert!(gone.open_v2_dir().is_none());
 }
 
+/// Rootless on cgroup v2 without delegation: the driver keeps no directory (open() drops
+/// every one the user may not write). The container then runs in berth's own cgroup, as
+/// runc's does: nothing to apply without limits, a limit refused by name.
+#[test]
+fn v2_rootless_without_a_cgroup_applies_nothing_and_refuses_limits_by_name() {
+    let f = FakeV2::new();
+    let mut st = f.manager("c1", None).state();
+    st.hierarchies.clear();
+    let m = from_state(&st);
+    m.apply(&res(r#"{}"#)).expect("no limits, nothing to write");
+    m.apply(&res(r#"{"memory":{},"cpu":{}}"#)).expect("empty members ask for nothing");
+    let e = m.apply(&res(r#"{"memory":{"limit":1048576}}"#)).unwrap_err().to_string();
+    assert!(e.contains("linux.resources.memory.limit"), "{e}");
+    assert!(m.join_dirs(&[]).unwrap().is_empty());
+}
+
 #[test]
 fn v2_docker_defaults_touch_nothing() {
     let f = FakeV2::new();

@@ -70,11 +70,7 @@ impl Manager for V1 {
 
     fn is_frozen(&self) -> Result<bool, CgroupError> {
         let (dir, _, _) = self.freezer(true)?;
-        let p = dir.join("freezer.state");
-        // One read: `list` asks this of every container.
-        let t =
-            crate::sys::small_file::read_record(&p).map_err(|e| CgroupError::Io { path: p, op: "read", source: e })?;
-        Ok(t.trim() == "FROZEN")
+        state_frozen(&dir)
     }
 
     fn freezer(&self, frozen: bool) -> Result<(PathBuf, &'static str, &'static str), CgroupError> {
@@ -439,4 +435,12 @@ fn blkio(m: &V1, b: &LinuxBlockIo) -> Result<(), CgroupError> {
         }
     }
     Ok(())
+}
+
+/// Whether the v1 freezer cgroup `dir` is frozen (or freezing).
+pub(super) fn state_frozen(dir: &Path) -> Result<bool, CgroupError> {
+    let p = dir.join("freezer.state");
+    // One read: `list` asks this of every container.
+    let t = crate::sys::small_file::read_record(&p).map_err(|e| CgroupError::Io { path: p, op: "read", source: e })?;
+    Ok(t.trim() == "FROZEN")
 }

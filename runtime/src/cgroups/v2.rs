@@ -55,7 +55,15 @@ impl Manager for V2 {
 
     fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
         self.validate(resources)?;
-        apply(self.dir()?, resources)
+        match self.dir_for("") {
+            Some(d) => apply(d, resources),
+            // Rootless without a cgroup the user may write (no delegation): the container
+            // runs in berth's own, as runc's does; a limit has nowhere to go and is refused
+            // by name.
+            None => crate::rootless::check_resources(resources, &|_| false)
+                .map(drop)
+                .map_err(|e| CgroupError::Discovery(e.to_string())),
+        }
     }
 
     fn join_dirs(&self, sub: &[String]) -> Result<Vec<PathBuf>, CgroupError> {
@@ -67,13 +75,7 @@ impl Manager for V2 {
     }
 
     fn is_frozen(&self) -> Result<bool, CgroupError> {
-        let p = self.dir()?.join("cgroup.events");
-        let t = crate::sys::small_file::read_to_string(&p).map_err(|e| CgroupError::Io {
-            path: p,
-            op: "read",
-            source: e,
-        })?;
-        Ok(t.lines().any(|l| l.trim() == "frozen 1"))
+        events_frozen(self.dir()?)
     }
 
     fn freezer(&self, frozen: bool) -> Result<(PathBuf, &'static str, &'static str), CgroupError> {
@@ -347,6 +349,14 @@ fn io(d: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
         }
     }
     Ok(())
+}
+
+/// Whether the cgroup2 directory `dir` is frozen, by its `cgroup.events`.
+pub(super) fn events_frozen(dir: &Path) -> Result<bool, CgroupError> {
+    let p = dir.join("cgroup.events");
+    let t =
+        crate::sys::small_file::read_to_string(&p).map_err(|e| CgroupError::Io { path: p, op: "read", source: e })?;
+    Ok(t.lines().any(|l| l.trim() == "frozen 1"))
 }
 
 #[cfg(test)]

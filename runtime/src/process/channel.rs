@@ -17,8 +17,10 @@
 //! ```text
 //!  berth create                                          init
 //!  clone3: new namespaces, into a pid namespace by
-//!  path, into the v2 cgroup  ─────────────────────────►  closes inherited fds, waits
-//!  v1: pid into cgroup.procs; oom_score_adj;
+//!  path, into the v2 cgroup  ─────────────────────────►  v1: moves itself into its cgroups
+//!                                                        (the `tasks` files berth opened);
+//!                                                        closes inherited fds, waits
+//!  oom_score_adj;
 //!  linux.netDevices moved into its netns
 //!  Go { state }  ─────────────────────────────────────►  joins namespaces by path, new cgroup ns,
 //!                                                        keyring, setsid, hostname, sysctls, mounts
@@ -44,8 +46,9 @@
 //!
 //! ```text
 //!  berth create                                          first child
-//!  clone3: no namespaces, into the v2 cgroup  ────────►  closes inherited fds, waits
-//!  v1: pid into cgroup.procs; oom_score_adj
+//!  clone3: no namespaces, into the v2 cgroup  ────────►  v1: moves itself into its cgroups;
+//!                                                        closes inherited fds, waits
+//!  oom_score_adj
 //!  Go { state }  ─────────────────────────────────────►  joins namespaces by path (user first),
 //!                                                        unshares a user namespace
 //!                ◄───────────────────────────────────── MapsPending   [a new user namespace]
@@ -65,8 +68,9 @@
 //! ```text
 //!  berth exec                                            process
 //!  clone3: into the init's pid namespace, into the
-//!  v2 cgroup (or --cgroup's)  ────────────────────────►  closes inherited fds, waits
-//!  v1: pid into cgroup.procs; oom_score_adj
+//!  v2 cgroup (or --cgroup's)  ────────────────────────►  v1: moves itself into its cgroups;
+//!                                                        closes inherited fds, waits
+//!  oom_score_adj
 //!  Go { "" }  ────────────────────────────────────────►  setns(init's pidfd) for every other
 //!                                                        namespace, keyring, setsid, terminal
 //!                                                        (its master over a socket of its own),

@@ -5,18 +5,20 @@
 //! berth's own `pid_for_children` at it just around the clone, the only way into a pid
 //! namespace; only the parent goes back (the child cannot: the host's pid namespace is not
 //! below its own). On cgroup v2 the child is born in its cgroup (CLONE_INTO_CGROUP); on v1
-//! the parent writes its pid into every hierarchy while the child waits for `Go`. Then the
-//! parent sets `oom_score_adj`. Whatever fails after the clone takes the child with it: it
+//! it moves itself into every hierarchy first thing, before it waits for `Go`
+//! ([`crate::cgroups::SelfAttach`] says why not the parent). Then the parent sets
+//! `oom_score_adj`. Whatever fails after the clone takes the child with it: it
 //! is a [`GuardedChild`] until the operation completes.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::sched::{CloneFlags, CpuSet};
 
 use super::Op;
-use crate::cgroups::Manager;
+use crate::cgroups::{Manager, SelfAttach};
 use crate::error::{Error, Result};
+use crate::process::channel::{Channel, Msg};
 use crate::sys::{self, Forked};
 use crate::{failpoint, kernel_attrs, log, namespaces};
 
@@ -55,9 +57,9 @@ impl PidNs<'_> {
 pub enum Placement<'a> {
     /// cgroup v2: the directory (O_PATH), for clone3's CLONE_INTO_CGROUP.
     Into(OwnedFd),
-    /// cgroup v1 and hybrid: a directory a hierarchy, whose `cgroup.procs` the parent
-    /// writes the child's pid into.
-    Attach(Vec<PathBuf>),
+    /// cgroup v1 and hybrid: the child moves itself into the v1 hierarchies (and is
+    /// cloned into a hybrid host's cgroup2 one).
+    Attach(SelfAttach),
     /// A cgroup that only comes into being with the child in it (the systemd driver starts
     /// its unit with the child's pid): the driver places the child after the clone, before
     /// it goes on.
@@ -77,10 +79,11 @@ impl<'a> Placement<'a> {
     /// The container's cgroup, or with `sub` (`exec --cgroup`) a sub-cgroup of it.
     pub fn of(cgroup: &dyn Manager, sub: &[String]) -> Result<Placement<'a>> {
         let dirs = cgroup.join_dirs(sub)?;
-        if !cgroup.is_v2() {
-            return Ok(Placement::Attach(dirs));
-        }
-        let dir = dirs.first().ok_or_else(|| Error::Usage("no cgroup2 directory".into()))?;
+        // On cgroup v2 no directory means rootless without a cgroup the user may write (no
+        // delegation): the child stays in berth's own, as runc's does.
+        let Some(dir) = dirs.first().filter(|_| cgroup.is_v2()) else {
+            return Ok(Placement::Attach(SelfAttach::open(&dirs)?));
+        };
         let fd = nix::fcntl::open(
             dir,
             nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
@@ -112,13 +115,15 @@ pub enum Spawned {
 }
 
 /// Forks the child `target` describes. Only from a single-threaded process: the child runs
-/// on a copy of the caller's stack and memory, as after fork(2).
-pub fn spawn(target: Target, op: &Op) -> Result<Spawned> {
+/// on a copy of the caller's stack and memory, as after fork(2). `report` is the child's
+/// end of its channel, for a failure of the child before it goes on.
+pub fn spawn(target: Target, op: &Op, report: &Channel) -> Result<Spawned> {
     let saved_pidns = target.pid_ns.enter()?;
     let forked = pin_cpus(target.initial_cpus).and_then(|saved_cpus| {
         let into = match &target.cgroup {
             Placement::Into(dir) => Some(dir.as_fd()),
-            Placement::Attach(_) | Placement::Start(_) => None,
+            Placement::Attach(a) => a.clone_into(),
+            Placement::Start(_) => None,
         };
         let forked = sys::clone3_fork(target.new_namespaces.bits() as u64, into);
         if let (Some(set), Ok(Forked::Parent { .. }) | Err(_)) = (&saved_cpus, &forked) {
@@ -136,6 +141,13 @@ pub fn spawn(target: Target, op: &Op) -> Result<Spawned> {
     let rootless = crate::rootless::active();
     let (pid, pidfd) = match forked? {
         Forked::Child => {
+            if let Placement::Attach(a) = &target.cgroup {
+                if let Err(e) = a.join() {
+                    // Before `Go`: the parent reads this instead of the child's next message.
+                    let _ = report.send(&Msg::Error(e.to_string()));
+                    sys::exit_now(1);
+                }
+            }
             if let Some(adj) = target.oom_score_adj.filter(|_| rootless) {
                 // Rootless: the parent may not open the file of a child that made itself
                 // non-dumpable (/proc gives it to the host's root), so the child writes its
@@ -150,8 +162,7 @@ pub fn spawn(target: Target, op: &Op) -> Result<Spawned> {
     log::debug(&format!("nsexec container setup: {} {pid} cloned into the container's namespaces", op.child));
     failpoint::hit(op.cloned);
     match &target.cgroup {
-        Placement::Into(_) => {}
-        Placement::Attach(dirs) => crate::cgroups::add_pid_to(dirs, pid)?,
+        Placement::Into(_) | Placement::Attach(_) => {}
         Placement::Start(cgroup) => cgroup.add_pid(pid)?,
     }
     failpoint::hit(op.in_cgroup);
