@@ -700,11 +700,27 @@ const COMPARISON_BINARIES: &[TestBinary] = &[
         // gone), which the leak check of the test beside it reported.
         skip: &[("cgroup_mount_follows_its_ro_option_but_not_in_a_user_namespace_without_cgroupns", "v1 paths")],
     },
-    // Not rootless.rs: in this guest berth refuses every rootless container ("cgroup
-    // discovery: no cgroup2 directory": the unprivileged user has no delegated cgroup, where
-    // runc 1.3 goes on without one; 12 of its 13 comparisons fail on berth), an open bug to
-    // fix in the runtime before it joins this list. Not lsm.rs: it is for hosts with
-    // AppArmor and SELinux off (lsm_applied.rs is for this guest's kind).
+    TestBinary {
+        name: "rootless",
+        source: include_str!("rootless.rs"),
+        // The guest's unprivileged user has no delegated cgroup: the rootless containers run
+        // in the runtime's own cgroup, as on the v1 host.
+        skip: &[
+            ("rootless_maps_with_subordinate_ids_go_through_newuidmap", "newuidmap (uidmap is not in the image)"),
+            ("rootless_cgroup_mount_without_a_cgroup_shows_the_users_own_read_only", "v1 hierarchies"),
+        ],
+    },
+    TestBinary {
+        name: "lsm",
+        source: include_str!("lsm.rs"),
+        // The guest boots with AppArmor on (and SELinux off): the tests of a config asking
+        // for AppArmor where it is off cannot apply; lsm_applied.rs tests it applied. The
+        // SELinux ones, the empty labels and `features` compare here as on the host.
+        skip: &[
+            ("apparmor_profile_where_apparmor_is_off_fails_create", "AppArmor is on"),
+            ("exec_apparmor_and_process_label_where_the_module_is_off_fail", "AppArmor is on"),
+        ],
+    },
 ];
 
 /// Modern oracles (issue 15): the comparison tests run in the guest, where runc 1.3.6 and
