@@ -169,6 +169,9 @@ fn forky_holds_todays_clients() {
     assert_eq!(ok("systemctl is-active docker.service containerd.service"), "active\nactive");
     let info = ok("docker info --format '{{.CgroupDriver}} {{.CgroupVersion}}'");
     assert_eq!(info, "systemd 2");
+    // The criu setting of `boot` reaches the units that start criu (see there).
+    let env = ok("for p in $(systemctl show -p MainPID --value containerd docker); do tr '\\0' '\\n' </proc/$p/environ | grep -x CRIU_FAULT=130; done");
+    assert_eq!(env, "CRIU_FAULT=130\nCRIU_FAULT=130", "containerd's and dockerd's environment");
 }
 
 /// What `ctr` showed for one runtime; compared between berth and runc.

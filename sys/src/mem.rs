@@ -13,6 +13,59 @@ pub fn clean_file_mappings() -> io::Result<Vec<Mapping>> {
     Ok(parse_clean_file_mappings(&std::fs::read_to_string("/proc/self/smaps")?))
 }
 
+/// What a process about to wait long can give back, read from one /proc/self/smaps: the
+/// clean file mappings ([`clean_file_mappings`]) and the stack it runs on.
+#[derive(Debug, Default)]
+pub struct Idle {
+    pub clean: Vec<Mapping>,
+    /// The private writable mapping holding the calling thread's stack, if found.
+    pub stack: Option<Mapping>,
+}
+
+/// Reads [`Idle`] for the calling thread. The stack's bounds do not change while it runs
+/// no deeper than now, so this can be read early and used by [`release_dead_stack`] later.
+pub fn idle() -> io::Result<Idle> {
+    let here = 0u8;
+    let sp = std::hint::black_box(&here) as *const u8 as usize;
+    let smaps = std::fs::read_to_string("/proc/self/smaps")?;
+    Ok(Idle { clean: parse_clean_file_mappings(&smaps), stack: parse_mapping_holding(&smaps, sp) })
+}
+
+/// Bytes kept below the caller's stack pointer: the frames of this function, of the check
+/// the caller passes and of libc's madvise live there during the call.
+const LIVE_STACK_MARGIN: usize = 16 * 1024;
+const PAGE: usize = 4096;
+
+/// Drops the pages of `stack` below the calling frame (minus a margin): stack that no live
+/// frame uses, dirtied by the deeper calls that ran before (a created init's set-up). They
+/// come back as zero-filled pages if the stack grows there again, as fresh stack does.
+/// `allowed` sees madvise's arguments first (a loaded seccomp filter may deny the call).
+/// Returns the bytes of the range released, 0 when `stack` is not the caller's stack.
+#[inline(never)]
+pub fn release_dead_stack(stack: &Mapping, allowed: impl FnOnce([u64; 6]) -> bool) -> io::Result<usize> {
+    let here = 0u8;
+    let sp = std::hint::black_box(&here) as *const u8 as usize;
+    let end = (sp & !(PAGE - 1)).saturating_sub(LIVE_STACK_MARGIN);
+    if sp < stack.start || sp >= stack.start + stack.len || end <= stack.start {
+        return Ok(0);
+    }
+    let len = end - stack.start;
+    if !allowed([stack.start as u64, len as u64, libc::MADV_DONTNEED as u64, 0, 0, 0]) {
+        return Ok(0);
+    }
+    // SAFETY: [stack.start, end) is part of this thread's private anonymous stack mapping
+    // and lies at least LIVE_STACK_MARGIN below the frame of this function, which is
+    // deeper than every frame still in use but the ones this call makes (far smaller than
+    // the margin); nothing holds a pointer below the stack pointer, so the pages hold no
+    // live data, and MADV_DONTNEED leaves the mapping in place (later use faults in zeroes).
+    let r = unsafe { libc::madvise(stack.start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
+    if r == 0 {
+        Ok(len)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Drops this process's page-table entries for `m`: its pages stay in the page cache, and
 /// the few the process runs next fault back in from there. Returns the bytes that were
 /// resident when the mappings were read.
@@ -40,6 +93,31 @@ pub struct Mapping {
     pub start: usize,
     pub len: usize,
     pub rss_kib: u64,
+}
+
+/// The private, readable and writable mapping of an smaps text that holds `addr`.
+fn parse_mapping_holding(smaps: &str, addr: usize) -> Option<Mapping> {
+    let mut found: Option<Mapping> = None;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+            if found.is_some() {
+                break;
+            }
+            let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
+                continue;
+            };
+            if (start..end).contains(&addr) && words.next() == Some("rw-p") {
+                found = Some(Mapping { start, len: end - start, rss_kib: 0 });
+            }
+        } else if let Some(m) = found.as_mut() {
+            if first == "Rss:" {
+                m.rss_kib = words.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            }
+        }
+    }
+    found
 }
 
 /// The mappings of an smaps text that are file-backed (an inode), readable, not writable,
@@ -121,6 +199,56 @@ Anonymous:             0 kB
             ],
             "text and rodata only: not RELRO (relocated copies), data, heap or the vdso"
         );
+    }
+
+    #[test]
+    fn the_mapping_holding_an_address_is_found_with_its_rss() {
+        let smaps = format!("{SMAPS}7ffc5256f000-7ffc52590000 rw-p 00000000 00:00 0      [stack]\nRss:  116 kB\n");
+        assert_eq!(
+            parse_mapping_holding(&smaps, 0x7ffc5258f123),
+            Some(Mapping { start: 0x7ffc5256f000, len: 0x21000, rss_kib: 116 })
+        );
+        assert_eq!(parse_mapping_holding(&smaps, 0x7f46ada59010), None, "text is not writable");
+        assert_eq!(parse_mapping_holding(&smaps, 0x1000), None);
+    }
+
+    /// Dirties `depth` KiB of stack below the caller and returns a value computed from it.
+    #[inline(never)]
+    fn deep(depth: usize) -> u64 {
+        let mut frame = [0u8; 1024];
+        for (i, b) in frame.iter_mut().enumerate() {
+            *b = (i ^ depth) as u8;
+        }
+        let below = if depth > 1 { deep(depth - 1) } else { 0 };
+        std::hint::black_box(&frame).iter().map(|&b| u64::from(b)).sum::<u64>() + below
+    }
+
+    fn resident_kib(m: &Mapping) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+        parse_mapping_holding(&smaps, m.start).expect("the stack is still mapped").rss_kib
+    }
+
+    #[test]
+    fn the_dead_stack_goes_back_and_the_live_one_stays_intact() {
+        let first = deep(512);
+        let live = std::hint::black_box([7u64; 64]);
+        let stack = idle().expect("smaps").stack.expect("the test thread's stack is found");
+        let dirty = resident_kib(&stack);
+        assert!(dirty >= 512, "512 KiB of stack were dirtied, {dirty} KiB resident");
+        let mut seen = None;
+        let released = release_dead_stack(&stack, |args| {
+            seen = Some(args);
+            true
+        })
+        .expect("madvise");
+        assert!(released >= 480 * 1024, "released {released} bytes");
+        let args = seen.expect("the check saw madvise's arguments");
+        assert_eq!((args[0], args[1], args[2]), (stack.start as u64, released as u64, libc::MADV_DONTNEED as u64));
+        let after = resident_kib(&stack);
+        assert!(after + 400 <= dirty, "resident {dirty} KiB -> {after} KiB");
+        assert_eq!(live, [7u64; 64], "the caller's frame kept its data");
+        assert_eq!(deep(512), first, "the stack works as before below the caller");
+        assert_eq!(release_dead_stack(&stack, |_| false).expect("refused"), 0, "a refused call releases nothing");
     }
 
     #[test]

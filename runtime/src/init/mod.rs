@@ -55,7 +55,7 @@ pub struct InitArgs<'a> {
 pub fn run(args: InitArgs) -> ! {
     let report = report_panics(&args.channel, "the container's init");
     let err = match setup(&args, report) {
-        Ok((prepared, text)) => wait_and_exec(&args, prepared, &text),
+        Ok((prepared, idle)) => wait_and_exec(&args, prepared, &idle),
         Err(e) => e,
     };
     let _ = args.channel.send(&Msg::Error(err.to_string()));
@@ -97,8 +97,9 @@ impl InitArgs<'_> {
 }
 
 /// What `setup` leaves for the wait: the prepared execve, and the binary's clean file
-/// mappings (read before the seccomp filter, which need not allow reading /proc).
-type SetUp = (execve::Prepared, Vec<crate::sys::mem::Mapping>);
+/// mappings and the stack's bounds (read before the seccomp filter, which need not allow
+/// reading /proc).
+type SetUp = (execve::Prepared, crate::sys::mem::Idle);
 
 fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<SetUp> {
     let spec = a.spec;
@@ -211,27 +212,32 @@ fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<SetUp> {
         kernel_attrs::apply_personality(p)?;
     }
     // Before the seccomp filter, which need not allow what these call: the heap's free
-    // memory goes back to the kernel now, and the binary's clean mappings are listed for
-    // `wait_and_exec` to release right before the wait.
+    // memory goes back to the kernel now, and the binary's clean mappings and the stack
+    // are listed for `wait_and_exec` to release right before the wait.
     crate::sys::mem::trim_heap();
-    let text = crate::sys::mem::clean_file_mappings().unwrap_or_default();
+    let idle = crate::sys::mem::idle().unwrap_or_default();
     let prepared = process_setup::apply(process, None, a.preserve_fds, a.seccomp, &a.channel)?;
 
     a.channel.send(&Msg::Ready).map_err(InitError::sync_failed)?;
-    Ok((prepared, text))
+    Ok((prepared, idle))
 }
 
 /// After `Ready`: the parent has gone, errors go back to `berth start` instead.
-fn wait_and_exec(a: &InitArgs, prepared: execve::Prepared, text: &[crate::sys::mem::Mapping]) -> InitError {
+fn wait_and_exec(a: &InitArgs, prepared: execve::Prepared, idle: &crate::sys::mem::Idle) -> InitError {
     // The init may wait for `start` for as long as its client likes: the pages of berth's
     // binary that setting up touched go back to the page cache (a created init then holds
-    // ~0.6 MiB instead of ~3 MiB). The container's seccomp filter is loaded already, so
-    // each madvise is made only if the filter certainly allows it.
-    for m in text {
+    // ~0.6 MiB instead of ~3 MiB), and so does the stack the set-up dirtied below this
+    // frame (~0.1 MiB). The container's seccomp filter is loaded already, so each madvise
+    // is made only if the filter certainly allows it.
+    let allowed = |args: [u64; 6]| a.seccomp.is_none_or(|f| f.allows(libc::SYS_madvise, args));
+    for m in &idle.clean {
         let args = [m.start as u64, m.len as u64, libc::MADV_DONTNEED as u64, 0, 0, 0];
-        if a.seccomp.is_none_or(|f| f.allows(libc::SYS_madvise, args)) {
+        if allowed(args) {
             let _ = crate::sys::mem::release(m);
         }
+    }
+    if let Some(stack) = &idle.stack {
+        let _ = crate::sys::mem::release_dead_stack(stack, allowed);
     }
     let (mut conn, state) = match crate::process::start::accept(&a.start_listener) {
         Ok(c) => c,
