@@ -12,6 +12,7 @@ pub mod containerd;
 pub mod cri;
 pub mod docker;
 pub mod failpoint_build;
+pub mod guest_tests;
 pub mod image;
 pub mod leak;
 pub mod oracle;
