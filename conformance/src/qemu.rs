@@ -117,7 +117,7 @@ impl GuestConfig {
             }
         };
         if !berth.is_file() {
-            return err(format!("BERTH={}: no such file (run `cargo build --release -p berth`)", berth.display()));
+            return err(format!("BERTH={}: no such file (run `make build`)", berth.display()));
         }
         let kernel = match std::env::var_os("BERTH_QEMU_KERNEL") {
             Some(k) => PathBuf::from(k),
