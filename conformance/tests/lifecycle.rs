@@ -24,6 +24,18 @@ fn run_exit_code_of_signalled_container_is_128_plus_signal() {
 }
 
 #[test]
+fn run_without_a_pid_namespace_kills_what_the_init_left_behind() {
+    // Sharing the host's pid namespace, the init's death takes nothing with it: `run` finds
+    // the sleep in the container's cgroup, kills it, and only then can remove the cgroup.
+    let mut c = Case::new("run_nopidns_leftover");
+    c.bundle.remove_namespace("pid");
+    let out = c.run_sh("sleep 1000 >/dev/null 2>&1 & echo started");
+    out.expect_ok("run");
+    assert_eq!(out.stdout, "started\n", "{out}");
+    c.assert_no_leaks("after run returned");
+}
+
+#[test]
 fn run_detach_returns_while_container_runs() {
     let mut c = Case::new("run_detach");
     c.bundle.set_args(&["sleep", "1000"]);

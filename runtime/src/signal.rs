@@ -25,6 +25,14 @@ pub fn parse(s: &str) -> Result<i32, String> {
 /// Signals every process in the cgroup. The cgroup is frozen meanwhile (as runc does), so
 /// a process that forks cannot escape between reading the pid list and signalling it.
 pub(crate) fn kill_cgroup(cg: &dyn crate::cgroups::Manager, sig: i32) {
+    // An empty cgroup has nothing to freeze or signal: the usual case in `delete` once a
+    // container with its own pid namespace has exited (the kernel killed the rest with its
+    // init). A v1 freeze and thaw costs far more than the read: each flips the freezer's
+    // static key, which patches the kernel's text on every CPU. Anyone who adds a process
+    // after this read could as well have added it after a freeze's read of the list.
+    if cg.pids().is_ok_and(|p| p.is_empty()) {
+        return;
+    }
     let was_frozen = cg.is_frozen().unwrap_or(false);
     let froze = !was_frozen && cg.set_frozen(true).is_ok();
     if let Ok(pids) = cg.pids() {
