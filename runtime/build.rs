@@ -14,6 +14,16 @@ fn main() {
         // are skipped; scripts/text-order.sh --check counts them.
         println!("cargo:rustc-link-arg-bin=berth=-Wl,--no-warn-symbol-ordering");
     }
+    // berth starts at berth_sys::early_exec: a command that enters a container re-executes
+    // from a read-only view of the binary before the C library's start-up runs for nothing.
+    // That code runs before the binary has relocated itself, so it may call nothing; only
+    // the optimized build (one LTO unit, no call left in it) keeps that promise: a debug
+    // build would call core's helpers through the unrelocated GOT.
+    if std::env::var("PROFILE").as_deref() == Ok("release")
+        && std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64")
+    {
+        println!("cargo:rustc-link-arg-bin=berth=-Wl,-e,berth_entry");
+    }
     // scripts/text-order.sh asks for the link map to name the code a trace ran.
     if let Ok(map) = std::env::var("BERTH_LINK_MAP") {
         println!("cargo:rustc-link-arg-bin=berth=-Wl,-Map={map}");

@@ -152,6 +152,46 @@ fn cve_2019_5736_shebang_proc_self_exe_leaves_runtime_binary_unchanged() {
 }
 
 #[test]
+fn create_re_executes_from_a_read_only_view_before_its_c_library_starts() {
+    // berth_sys::early_exec: the host binary's image makes four system calls (open of
+    // /proc/self/exe, open_tree, mount_setattr, execveat) and nothing of the C library's
+    // start-up (its first call, arch_prctl, comes only in the protected image).
+    let c = Case::new("sec_early_exec");
+    c.write();
+    let trace = c.dir.join("strace.out");
+    let out = std::process::Command::new("strace")
+        .arg("-o")
+        .arg(&trace)
+        .args(["-e", "trace=execve,execveat,arch_prctl,open,openat,open_tree,mount_setattr"])
+        .arg(&c.rt.bin)
+        .arg("--root")
+        .arg(&c.rt.root)
+        .args(["create", "--bundle"])
+        .arg(&c.bundle.dir)
+        .arg(&c.id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run strace (Debian package strace)");
+    assert!(out.success(), "create under strace: {out}");
+    let text = fs::read_to_string(&trace).expect("read the trace");
+    let calls: Vec<&str> = text.lines().filter_map(|l| l.split('(').next()).filter(|n| !n.starts_with("+++")).collect();
+    let first_image: Vec<&str> = calls.iter().copied().take_while(|n| *n != "execveat").collect();
+    assert_eq!(
+        first_image,
+        ["execve", "open", "open_tree", "mount_setattr"],
+        "{} is not a release build with the early re-exec (make build), or the host image did \
+         more than re-execute:\n{text}",
+        c.rt.bin.display()
+    );
+    let after: Vec<&str> = calls.iter().copied().skip_while(|n| *n != "execveat").collect();
+    assert_eq!(after.get(1).copied(), Some("open"), "the protected image checks /proc/self/exe first:\n{text}");
+    assert!(after.contains(&"arch_prctl"), "the protected image's C library never started:\n{text}");
+    assert!(!after[1..].contains(&"execveat"), "the protected image re-executed again:\n{text}");
+}
+
+#[test]
 fn cve_2019_5736_created_init_is_not_the_host_binary() {
     let c = Case::new("sec_init_exe");
     c.create().expect_ok("create");

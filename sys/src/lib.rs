@@ -10,6 +10,7 @@ pub mod alloc;
 pub mod bpf;
 pub mod caps;
 pub mod command;
+pub mod early_exec;
 pub mod failpoint;
 pub mod fd;
 pub mod mem;
