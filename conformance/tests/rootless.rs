@@ -437,6 +437,14 @@ fn rootless_oom_score_adj_goes_down_only_to_what_a_privileged_process_set() {
         out.expect_fail("lowering oom_score_adj as the user");
         if rt == "berth" {
             assert!(out.stderr.contains("process.oomScoreAdj"), "{out}");
+        } else if rt == "runc" {
+            // runc's init dies on the write and logs why; whether that line reaches stderr
+            // before runc gives up on the pipe ("can't get final child's PID from pipe:
+            // EOF") is a race in runc 1.3 (seen 1 CI run in 2 in the forky guest).
+            assert!(
+                out.stderr.contains("oom_score_adj") || out.stderr.contains("final child's PID from pipe"),
+                "{rt}: {out}"
+            );
         } else {
             assert!(out.stderr.contains("oom_score_adj"), "{rt}: {out}");
         }
