@@ -839,11 +839,11 @@ fn criu_4_checkpoint_restore_on_the_berth_cli_as_on_runc() {
     assert!(differ.is_empty() && runc.len() == berth.len(), "berth differs from runc: {differ:#?}\n{berth:#?}");
 }
 
-/// Shell helper of the containerd and Docker scenarios: `hung STEP` prints, as `diag:` lines
-/// (which no correct run has), where the runtimes, criu and the shims are blocked and the end
-/// of the newest criu restore log, for a restore that `timeout` had to stop.
-const HUNG: &str = r#"hung() {
-  echo "diag: $1 timed out"
+/// Shell helper of the containerd and Docker scenarios: `diagnose STEP` prints, as `diag:`
+/// lines (which no correct run has), where the runtimes, criu and the shims are blocked and
+/// the end of each criu restore log, for a step that failed or that `timeout` had to stop.
+const DIAGNOSE: &str = r#"diagnose() {
+  echo "diag: $1 failed or timed out"
   for p in $(pgrep -f 'berth|criu|runc|containerd-shim'); do
     echo "diag: $(ps -o pid=,ppid=,stat=,wchan:24=,args= -p $p | cut -c1-200)"
     echo "diag:   stack $(tr '\n' ' ' </proc/$p/stack 2>/dev/null | cut -c1-300)"
@@ -878,7 +878,7 @@ fn ctr_criu_scenario(runtime: &str, tag: &str) -> Vec<String> {
     let o = run(&format!(
         r#"ctr="ctr -n forky"; c={c}; ref=berth.test/ck/{c}:1
 out() {{ echo "$1: $2"; printf '%s@%ss ' "$1" $SECONDS >&2; }}
-{HUNG}
+{DIAGNOSE}
 count() {{ for _ in 1 2 3 4 5; do v=$($ctr task exec --exec-id r$RANDOM $c cat /count 2>/dev/null); [ -n "$v" ] && {{ echo $v; return; }}; sleep 0.1; done; echo 0; }}
 status() {{ s=$($ctr task ls | awk -v c=$c '$1 == c {{print $3}}'); echo ${{s:-none}}; }}
 shim() {{ for p in $(pgrep -f containerd-shim); do tr '\0' ' ' </proc/$p/cmdline | grep -q -- " -id $c " && basename "$(readlink /proc/$p/exe)"; done | sort -u | tr '\n' ' '; }}
@@ -890,7 +890,7 @@ $ctr container checkpoint --task $c $ref 2>&1; out checkpoint $?
 out after-checkpoint "$(status)"
 $ctr task kill -s KILL $c; for _ in $(seq 100); do [ "$(status)" = STOPPED ] && break; sleep 0.1; done
 $ctr task delete $c >/dev/null; $ctr container rm $c; out removed $?
-timeout 100 $ctr container restore --live $c $ref 2>&1; r=$?; [ $r = 124 ] && hung restore; out restore $r
+timeout 100 $ctr container restore --live $c $ref 2>&1; r=$?; [ $r != 0 ] && diagnose restore; out restore $r
 out after-restore "$(status)"
 after=$(count)
 out counter "$([ "$after" -ge "$before" ] 2>/dev/null && echo continues || echo "from-zero($before->$after)")"
@@ -915,7 +915,15 @@ true"#,
 fn criu_4_checkpoint_restore_through_containerd_2_1_on_berths_shim_as_on_runcs() {
     let _t = turn();
     let t = Instant::now();
-    let runc = ctr_criu_scenario("io.containerd.runc.v2", "runc");
+    // The oracle gets a second try when its restore failed: runc 1.3.6's restore through its
+    // shim failed once in CI with "criu failed: type RESTORE errno 0" (the diag lines of the
+    // report show criu's log), and passed 10 runs of 10 in a row on its own. berth's shim
+    // gets one try.
+    let mut runc = ctr_criu_scenario("io.containerd.runc.v2", "runc");
+    if step(&runc, "restore") != "0" {
+        eprintln!("runc's restore failed; its scenario runs once more: {runc:#?}");
+        runc = ctr_criu_scenario("io.containerd.runc.v2", "runc-again");
+    }
     let berth = ctr_criu_scenario("io.containerd.berth.v2", "berth");
     eprintln!("CRIU-CTR timing: {:.1?} for both", t.elapsed());
     for (name, r) in [("runc", &runc), ("berth", &berth)] {
@@ -959,16 +967,16 @@ fn docker_criu_scenario(rt: &str) -> Vec<String> {
     let o = run(&format!(
         r#"c=ckd
 out() {{ echo "$1: $2"; printf '%s@%ss ' "$1" $SECONDS >&2; }}
-{HUNG}
+{DIAGNOSE}
 count() {{ for _ in 1 2 3 4 5; do v=$(docker exec $c cat /count 2>/dev/null); [ -n "$v" ] && {{ echo $v; return; }}; sleep 0.1; done; echo 0; }}
 state() {{ docker inspect -f '{{{{.State.Status}}}}' $c 2>/dev/null || echo none; }}
 docker run -d --runtime {rt} --network host --name $c busybox:local sh -c '{counter}' >/dev/null; out run $?
 for _ in $(seq 200); do [ "$(count)" -ge 20 ] && break; sleep 0.1; done
 before=$(count)
 docker checkpoint create $c cp1 2>&1; out checkpoint $?
-s=$(state); [ "$s" = exited ] || hung checkpoint; out after-checkpoint "$s"
+s=$(state); [ "$s" = exited ] || diagnose checkpoint; out after-checkpoint "$s"
 out checkpoints "$(docker checkpoint ls $c 2>&1 | awk 'NR > 1 {{print $1}}' | tr '\n' ' ')"
-timeout 100 docker start --checkpoint cp1 $c 2>&1; r=$?; [ $r != 0 ] && hung restore; out restore $r
+timeout 100 docker start --checkpoint cp1 $c 2>&1; r=$?; [ $r != 0 ] && diagnose restore; out restore $r
 out after-restore "$(state)"
 after=$(count)
 out counter "$([ "$after" -ge "$before" ] 2>/dev/null && echo continues || echo "from-zero($before->$after)")"
@@ -1145,3 +1153,4 @@ fn comparison_tests_pass_on_berth_and_on_runc_1_3_and_crun_1_28() {
         assert!(n > 0, "no comparison ran on the guest's {label}");
     }
 }
+
