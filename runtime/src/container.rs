@@ -39,15 +39,22 @@ pub struct Created {
     pub pid: i32,
     /// A pidfd of the init, which is our child.
     pub pidfd: OwnedFd,
+    /// process.terminal: the init sent the terminal's master over `console`.
+    pub terminal: bool,
 }
 
-pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<Created> {
+/// Creates container `opts.id`. `foreground_tty`: `console` is `run`'s own socket, offered
+/// in case process.terminal asks for a terminal, and dropped unused when it does not
+/// (`run` thus decodes config.json once, here).
+pub fn create(store: &Store, mut opts: CreateOpts, foreground_tty: bool) -> Result<Created> {
     let (loaded, cgroup) = bundle::load(&opts.id, &opts.bundle, opts.no_pivot, opts.systemd_cgroup)?;
-    let (bundle, spec, rootfs_path, resources) =
-        (loaded.dir.clone(), loaded.spec.clone(), loaded.rootfs.clone(), loaded.resources.clone());
+    let (bundle, spec, rootfs_path, resources) = (&loaded.dir, &loaded.spec, &loaded.rootfs, &loaded.resources);
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Usage("linux: missing".into()))?;
     let process = spec.process().as_ref().ok_or_else(|| Error::Usage("process: missing".into()))?;
     let terminal = process.terminal().unwrap_or(false);
+    if foreground_tty && !terminal {
+        opts.console = None;
+    }
     match (terminal, opts.console.is_some()) {
         (true, false) => {
             return Err(Error::Usage(
@@ -63,7 +70,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     }
     let seccomp =
         spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::Filter::build).transpose()?;
-    let plan = namespaces::plan(&spec);
+    let plan = namespaces::plan(spec);
     let annotations: HashMap<String, String> = spec.annotations().clone().unwrap_or_default();
 
     log::debug(&format!("create {}: bundle {}, rootfs {}", opts.id, bundle.display(), rootfs_path.display()));
@@ -85,15 +92,15 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     let cgroup = guard.cgroup.as_ref().ok_or_else(|| Error::Usage("cgroup".into()))?;
     cgroup.create()?;
     failpoint::hit("create:cgroup-dirs-made");
-    cgroup.apply(&resources)?;
+    cgroup.apply(resources)?;
     failpoint::hit("create:cgroup-applied");
-    if let Some(root) = delegated_root(&spec, &plan) {
+    if let Some(root) = delegated_root(spec, &plan) {
         cgroup.delegate(root.0, root.1)?;
     }
 
-    let idmapped = rootfs::idmapped::prepare(&spec, &bundle)?;
+    let idmapped = rootfs::idmapped::prepare(spec, bundle)?;
     if plan.shares_mount_ns() {
-        let before = rootfs::shared_ns::top_mount_id(&rootfs_path)
+        let before = rootfs::shared_ns::top_mount_id(rootfs_path)
             .map_err(|e| Error::io(format!("root.path {}: reading its mount", rootfs_path.display()), e))?;
         guard.shared_rootfs = Some((rootfs_path.clone(), before));
     }
@@ -112,10 +119,10 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
         Spawned::Child => {
             drop(parent_ch);
             crate::init::run(crate::init::InitArgs {
-                spec: &spec,
+                spec,
                 id: &opts.id,
-                rootfs: &rootfs_path,
-                bundle: &bundle,
+                rootfs: rootfs_path,
+                bundle,
                 channel: child_ch,
                 plan: &plan,
                 console: opts.console,
@@ -140,10 +147,10 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
         crate::netdev::move_all(devices, pid)?;
     }
     let mut handshake = Handshake::new(parent_ch, child, &opts.id, &process::CREATE);
-    let state = hooks::state(&opts.id, Status::Creating, pid, &bundle, &annotations);
+    let state = hooks::state(&opts.id, Status::Creating, pid, bundle, &annotations);
     handshake.go(state.clone())?;
     let mut requests =
-        InitRequests { id: &opts.id, spec: &spec, bundle: &bundle, plan: &plan, annotations: &annotations, state };
+        InitRequests { id: &opts.id, spec, bundle, plan: &plan, annotations: &annotations, state };
     handshake.serve(&mut requests)?;
 
     let pid = handshake.pid();
@@ -163,7 +170,7 @@ pub fn create(store: &Store, opts: CreateOpts, foreground_tty: bool) -> Result<C
     failpoint::hit("create:pid-file-written");
     let (pid, pidfd) = handshake.finish();
     guard.disarm();
-    Ok(Created { pid, pidfd })
+    Ok(Created { pid, pidfd, terminal })
 }
 
 /// What `create` does for its init's requests.

@@ -8,11 +8,12 @@ use super::CreateArgs;
 
 pub fn run(store: &Store, args: CreateArgs, detach: bool, keep: bool, systemd_cgroup: bool) -> anyhow::Result<i32> {
     let id = args.id.clone();
-    let terminal_here = !detach && args.console_socket.is_none() && wants_terminal(&args.bundle);
+    // In the foreground, berth itself receives the pty master if process.terminal asks for
+    // one (create decides, having decoded config.json).
+    let offer_terminal = !detach && args.console_socket.is_none();
     let mut opts = super::create::opts(args, systemd_cgroup)?;
-    // In the foreground with a terminal, berth itself receives the pty master.
     let mut own_console: Option<OwnedFd> = None;
-    if terminal_here {
+    if offer_terminal {
         let (mine, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)?;
         own_console = Some(mine);
         opts.console = Some(theirs);
@@ -20,8 +21,8 @@ pub fn run(store: &Store, args: CreateArgs, detach: bool, keep: bool, systemd_cg
     if !detach {
         berth::foreground::block_signals()?;
     }
-    let created = container::create(store, opts, terminal_here)?;
-    let master = match &own_console {
+    let created = container::create(store, opts, offer_terminal)?;
+    let master = match own_console.as_ref().filter(|_| created.terminal) {
         Some(sock) => {
             let m = berth::console::recv_fd(std::os::fd::AsFd::as_fd(sock))?;
             // The init waits for start: nothing has been written yet.
@@ -42,12 +43,4 @@ pub fn run(store: &Store, args: CreateArgs, detach: bool, keep: bool, systemd_cg
         container::delete(store, &id, true)?;
     }
     Ok(code)
-}
-
-fn wants_terminal(bundle: &std::path::Path) -> bool {
-    std::fs::read(bundle.join("config.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v.pointer("/process/terminal").and_then(|t| t.as_bool()))
-        .unwrap_or(false)
 }
