@@ -1153,4 +1153,3 @@ fn comparison_tests_pass_on_berth_and_on_runc_1_3_and_crun_1_28() {
         assert!(n > 0, "no comparison ran on the guest's {label}");
     }
 }
-

@@ -149,8 +149,7 @@ pub fn create(store: &Store, mut opts: CreateOpts, foreground_tty: bool) -> Resu
     let mut handshake = Handshake::new(parent_ch, child, &opts.id, &process::CREATE);
     let state = hooks::state(&opts.id, Status::Creating, pid, bundle, &annotations);
     handshake.go(state.clone())?;
-    let mut requests =
-        InitRequests { id: &opts.id, spec, bundle, plan: &plan, annotations: &annotations, state };
+    let mut requests = InitRequests { id: &opts.id, spec, bundle, plan: &plan, annotations: &annotations, state };
     handshake.serve(&mut requests)?;
 
     let pid = handshake.pid();
