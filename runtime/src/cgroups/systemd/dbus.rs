@@ -1,28 +1,37 @@
 //! The few calls of systemd's D-Bus API (org.freedesktop.systemd1.Manager) the driver
 //! makes, over the system bus (rootless: the user's bus, to the user's own manager) with
-//! zbus's blocking API: start a transient unit and wait
-//! for its job, set unit properties, stop a unit and wait, reset a failed unit.
+//! berth's own blocking client (`bus.rs`): start a transient unit and wait for its job, set
+//! unit properties, stop a unit and wait, reset a failed unit.
 //!
-//! Only the systemd driver connects; nothing here runs on the cgroupfs path. The
-//! connection has a thread of zbus's, so it is made after the container's init is cloned
-//! (clone3 wants a single-threaded caller) and dropped when the driver is done.
+//! Only the systemd driver connects; nothing here runs on the cgroupfs path. The client has
+//! no thread, but the connection is still made after the container's init is cloned: the
+//! unit starts with the init's pid in it.
 
-use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use zbus::blocking::{Connection, Proxy};
-use zbus::zvariant::{OwnedObjectPath, Value as DbusValue};
-
+use super::bus::{Bus, BusError, Call, Encoder, Message, SIGNAL};
 use super::properties::{Property, Value};
 
 pub(crate) const DESTINATION: &str = "org.freedesktop.systemd1";
 pub(crate) const PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
-/// How long a job may take: runc's 30 s.
+/// How long a call or a job may take: runc's 30 s.
 const JOB_TIMEOUT: Duration = Duration::from_secs(30);
+/// The signal a job's end is told by. systemd sends it to the client that queued the job
+/// whether or not that client subscribed (as crun and runc rely on).
+const JOB_REMOVED_RULE: &str = "type='signal',sender='org.freedesktop.systemd1',path='/org/freedesktop/systemd1',\
+interface='org.freedesktop.systemd1.Manager',member='JobRemoved'";
 
 /// Where the system bus listens when DBUS_SYSTEM_BUS_ADDRESS does not say otherwise.
 pub(crate) const SYSTEM_BUS_SOCKET: &str = "/run/dbus/system_bus_socket";
+
+/// The system bus: DBUS_SYSTEM_BUS_ADDRESS, else the standard socket.
+fn system_bus_address() -> String {
+    std::env::var("DBUS_SYSTEM_BUS_ADDRESS")
+        .ok()
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| format!("unix:path={SYSTEM_BUS_SOCKET}"))
+}
 
 /// The user's bus (rootless): DBUS_SESSION_BUS_ADDRESS, else `$XDG_RUNTIME_DIR/bus` where
 /// the user's systemd instance listens.
@@ -54,12 +63,11 @@ pub(crate) fn host_id_in(map: &str, id: u32) -> Option<u32> {
 #[derive(Debug, thiserror::Error)]
 pub enum DbusError {
     #[error("connecting to systemd's bus: {0}")]
-    // Boxed: zbus's error is large, and CgroupError travels in every Result of the driver.
-    Connect(Box<zbus::Error>),
+    Connect(Box<BusError>),
     #[error("rootless: no user bus (DBUS_SESSION_BUS_ADDRESS is unset and $XDG_RUNTIME_DIR/bus does not exist)")]
     NoUserBus,
     #[error("{method} {unit}: {source}")]
-    Call { method: &'static str, unit: String, source: Box<zbus::Error> },
+    Call { method: &'static str, unit: String, source: Box<BusError> },
     #[error("{method} {unit}: the job ended with {result:?}")]
     Job { method: &'static str, unit: String, result: String },
     #[error("{method} {unit}: no answer from systemd within {}s", JOB_TIMEOUT.as_secs())]
@@ -77,15 +85,20 @@ impl DbusError {
         self.error_name() == Some("org.freedesktop.systemd1.NoSuchUnit")
     }
 
-    /// Whether systemd took the request (it queued a job) before this error.
+    /// Whether systemd may have taken the request (queued a job) before this error: it
+    /// did, or its answer never came.
     pub(crate) fn job_queued(&self) -> bool {
-        matches!(self, DbusError::Job { .. } | DbusError::Timeout { .. })
+        match self {
+            DbusError::Job { .. } | DbusError::Timeout { .. } => true,
+            DbusError::Call { source, .. } => matches!(**source, BusError::Timeout(_) | BusError::Closed),
+            _ => false,
+        }
     }
 
     fn error_name(&self) -> Option<&str> {
         match self {
             DbusError::Call { source, .. } => match &**source {
-                zbus::Error::MethodError(name, _, _) => Some(name.as_str()),
+                BusError::Remote { name, .. } => Some(name.as_str()),
                 _ => None,
             },
             _ => None,
@@ -93,168 +106,217 @@ impl DbusError {
     }
 }
 
-/// A property in its D-Bus encoding (a variant of the type systemd expects for it).
-pub(crate) fn encode(p: &Property) -> (&'static str, DbusValue<'static>) {
-    let v = match &p.value {
-        Value::Str(s) => DbusValue::from(s.clone()),
-        Value::Bool(b) => DbusValue::from(*b),
-        Value::U64(n) => DbusValue::from(*n),
-        Value::U32s(v) => DbusValue::from(v.clone()),
-        Value::Bytes(v) => DbusValue::from(v.clone()),
-        Value::Strs(v) => DbusValue::from(v.clone()),
-        Value::Pairs(v) => DbusValue::from(v.clone()),
-    };
-    (p.name, v)
+/// The D-Bus signature of a property's value.
+fn signature(v: &Value) -> &'static str {
+    match v {
+        Value::Str(_) => "s",
+        Value::Bool(_) => "b",
+        Value::U64(_) => "t",
+        Value::U32s(_) => "au",
+        Value::Bytes(_) => "ay",
+        Value::Strs(_) => "as",
+        Value::Pairs(_) => "a(ss)",
+    }
 }
 
-/// StartTransientUnit's arguments: (name, mode, properties a(sv), auxiliary units a(sa(sv))).
-type StartArgs<'a> =
-    (&'a str, &'a str, Vec<(&'static str, DbusValue<'static>)>, Vec<(&'a str, Vec<(&'a str, DbusValue<'static>)>)>);
+/// Appends `props` as an a(sv): each a struct of its name and a variant of its value.
+fn encode_properties(e: &mut Encoder, props: &[Property]) {
+    e.array(8, |a| {
+        for p in props {
+            a.align(8);
+            a.string(p.name);
+            a.signature(signature(&p.value));
+            match &p.value {
+                Value::Str(s) => a.string(s),
+                Value::Bool(b) => a.bool(*b),
+                Value::U64(n) => a.u64(*n),
+                Value::U32s(v) => a.array(4, |a| v.iter().for_each(|n| a.u32(*n))),
+                Value::Bytes(v) => a.array(1, |a| v.iter().for_each(|b| a.u8(*b))),
+                Value::Strs(v) => a.array(4, |a| v.iter().for_each(|s| a.string(s))),
+                Value::Pairs(v) => a.array(8, |a| {
+                    for (x, y) in v {
+                        a.align(8);
+                        a.string(x);
+                        a.string(y);
+                    }
+                }),
+            }
+        }
+    });
+}
 
-pub(crate) fn start_args<'a>(unit: &'a str, props: &[Property]) -> StartArgs<'a> {
-    // "replace": as runc, a queued conflicting job (a stop of a unit of that name) gives way.
-    (unit, "replace", props.iter().map(encode).collect(), Vec::new())
+/// StartTransientUnit's body, (ssa(sv)a(sa(sv))): name, mode, properties, no auxiliary
+/// units. "replace": as runc, a queued conflicting job (a stop of a unit of that name)
+/// gives way.
+pub(crate) fn start_body(unit: &str, props: &[Property]) -> Vec<u8> {
+    let mut e = Encoder::default();
+    e.string(unit);
+    e.string("replace");
+    encode_properties(&mut e, props);
+    e.array(8, |_| {});
+    e.buf
+}
+
+/// A JobRemoved signal's job path and result, if `m` is one.
+fn job_removed(m: &Message) -> Option<(String, String)> {
+    if m.kind != SIGNAL || m.member.as_deref() != Some("JobRemoved") || m.interface.as_deref() != Some(MANAGER) {
+        return None;
+    }
+    let mut r = m.body();
+    let _id = r.u32().ok()?;
+    let path = r.string().ok()?;
+    let _unit = r.string().ok()?;
+    let result = r.string().ok()?;
+    Some((path, result))
 }
 
 pub(crate) struct Systemd {
-    conn: Connection,
+    bus: Bus,
 }
 
 impl Systemd {
     /// The system manager on the system bus or, with `user`, the user's own manager on the
-    /// user's bus (rootless).
+    /// user's bus (rootless). EXTERNAL authentication sends our uid, which the bus compares
+    /// with the uid the kernel reports for the socket: the host's. In podman's user
+    /// namespace berth is uid 0, so it sends the id that maps to (as runc and crun do).
     pub(crate) fn connect(user: bool) -> Result<Systemd, DbusError> {
-        if !user {
-            return Ok(Systemd { conn: Connection::system().map_err(|e| DbusError::Connect(Box::new(e)))? });
-        }
-        let address = user_bus_address().ok_or(DbusError::NoUserBus)?;
-        // EXTERNAL authentication sends our uid, which the bus compares with the uid the
-        // kernel reports for the socket: the host's. In podman's user namespace berth is
-        // uid 0, so it sends the id that maps to (as runc and crun do).
-        let conn = zbus::blocking::connection::Builder::address(address.as_str())
-            .map(|b| b.auth_mechanism(zbus::AuthMechanism::External).user_id(host_uid()))
-            .and_then(|b| b.build())
-            .map_err(|e| DbusError::Connect(Box::new(e)))?;
-        Ok(Systemd { conn })
+        let address = if user { user_bus_address().ok_or(DbusError::NoUserBus)? } else { system_bus_address() };
+        Self::connect_at(&address)
     }
 
     /// A connection to the bus at `address` (tests: a private bus with a fake systemd).
-    #[cfg(test)]
     pub(crate) fn connect_at(address: &str) -> Result<Systemd, DbusError> {
-        let conn = zbus::blocking::connection::Builder::address(address)
-            .and_then(|b| b.build())
-            .map_err(|e| DbusError::Connect(Box::new(e)))?;
-        Ok(Systemd { conn })
-    }
-
-    fn manager(&self, method: &'static str, unit: &str) -> Result<Proxy<'_>, DbusError> {
-        Proxy::new(&self.conn, DESTINATION, PATH, MANAGER).map_err(|e| call_err(method, unit, e))
+        let bus =
+            Bus::connect(address, host_uid(), &[JOB_REMOVED_RULE]).map_err(|e| DbusError::Connect(Box::new(e)))?;
+        Ok(Systemd { bus })
     }
 
     /// Starts transient unit `unit` and waits for its job to finish ("done").
-    pub(crate) fn start_transient_unit(&self, unit: &str, props: &[Property]) -> Result<(), DbusError> {
-        const M: &str = "StartTransientUnit";
-        let mgr = self.manager(M, unit)?;
-        self.run_job(&mgr, M, unit, |m| m.call(M, &start_args(unit, props)))
+    pub(crate) fn start_transient_unit(&mut self, unit: &str, props: &[Property]) -> Result<(), DbusError> {
+        self.run_job("StartTransientUnit", unit, "ssa(sv)a(sa(sv))", &start_body(unit, props))
     }
 
     /// Stops `unit` and waits for the job.
-    pub(crate) fn stop_unit(&self, unit: &str) -> Result<(), DbusError> {
-        const M: &str = "StopUnit";
-        let mgr = self.manager(M, unit)?;
-        self.run_job(&mgr, M, unit, |m| m.call(M, &(unit, "replace")))
+    pub(crate) fn stop_unit(&mut self, unit: &str) -> Result<(), DbusError> {
+        let mut e = Encoder::default();
+        e.string(unit);
+        e.string("replace");
+        self.run_job("StopUnit", unit, "ss", &e.buf)
     }
 
     /// Forgets a failed unit, so that its name can be used again.
-    pub(crate) fn reset_failed_unit(&self, unit: &str) -> Result<(), DbusError> {
-        const M: &str = "ResetFailedUnit";
-        let mgr = self.manager(M, unit)?;
-        mgr.call::<_, _, ()>(M, &(unit,)).map_err(|e| call_err(M, unit, e))
+    pub(crate) fn reset_failed_unit(&mut self, unit: &str) -> Result<(), DbusError> {
+        let mut e = Encoder::default();
+        e.string(unit);
+        self.call("ResetFailedUnit", unit, "s", &e.buf, &mut |_| {}).map(drop)
     }
 
     /// Changes properties of a running unit (runtime only: nothing is written to /etc).
-    pub(crate) fn set_unit_properties(&self, unit: &str, props: &[Property]) -> Result<(), DbusError> {
-        const M: &str = "SetUnitProperties";
-        let mgr = self.manager(M, unit)?;
-        let encoded: Vec<(&str, DbusValue<'_>)> = props.iter().map(encode).collect();
-        mgr.call::<_, _, ()>(M, &(unit, true, encoded)).map_err(|e| call_err(M, unit, e))
+    pub(crate) fn set_unit_properties(&mut self, unit: &str, props: &[Property]) -> Result<(), DbusError> {
+        let mut e = Encoder::default();
+        e.string(unit);
+        e.bool(true);
+        encode_properties(&mut e, props);
+        self.call("SetUnitProperties", unit, "sba(sv)", &e.buf, &mut |_| {}).map(drop)
+    }
+
+    fn call(
+        &mut self,
+        method: &'static str,
+        unit: &str,
+        signature: &str,
+        body: &[u8],
+        on_signal: &mut dyn FnMut(&Message),
+    ) -> Result<Message, DbusError> {
+        let c = Call { destination: DESTINATION, path: PATH, interface: MANAGER, member: method, signature, body };
+        let deadline = Instant::now() + JOB_TIMEOUT;
+        self.bus.call(&c, deadline, on_signal).map_err(|e| call_err(method, unit, e))
     }
 
     /// Calls `method` (which queues a job and returns its path) and waits for the job's
-    /// JobRemoved signal, subscribed to before the call so it cannot be missed.
-    fn run_job(
-        &self,
-        mgr: &Proxy<'_>,
-        method: &'static str,
-        unit: &str,
-        call: impl FnOnce(&Proxy<'_>) -> zbus::Result<OwnedObjectPath>,
-    ) -> Result<(), DbusError> {
-        let signals = mgr.receive_signal("JobRemoved").map_err(|e| call_err(method, unit, e))?;
-        // systemd sends job signals to subscribed clients. A second Subscribe on the same
-        // connection (a slice started before the scope) is refused with AlreadySubscribed.
-        match mgr.call::<_, _, ()>("Subscribe", &()).map_err(|e| call_err(method, unit, e)) {
-            Err(e) if e.error_name() == Some("org.freedesktop.systemd1.AlreadySubscribed") => {}
-            r => r?,
-        }
-        let job = call(mgr).map_err(|e| call_err(method, unit, e))?;
-        // The iterator blocks without a deadline: a thread of its own waits on it.
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for msg in signals {
-                let Ok((_id, path, _unit, result)) = msg.body().deserialize::<(u32, OwnedObjectPath, String, String)>()
-                else {
-                    continue;
-                };
-                if path == job {
-                    let _ = tx.send(result);
-                    return;
-                }
+    /// JobRemoved signal, matched since the connection was made so it cannot be missed:
+    /// it may even come before the reply.
+    fn run_job(&mut self, method: &'static str, unit: &str, signature: &str, body: &[u8]) -> Result<(), DbusError> {
+        let mut ended: Vec<(String, String)> = Vec::new();
+        let reply = self.call(method, unit, signature, body, &mut |m| ended.extend(job_removed(m)))?;
+        let job = reply.body().string().map_err(|e| call_err(method, unit, e))?;
+        let deadline = Instant::now() + JOB_TIMEOUT;
+        let result = loop {
+            if let Some((_, result)) = ended.iter().find(|(path, _)| *path == job) {
+                break result.clone();
             }
-        });
-        match rx.recv_timeout(JOB_TIMEOUT) {
-            Ok(result) if result == "done" => Ok(()),
-            Ok(result) => Err(DbusError::Job { method, unit: unit.to_string(), result }),
-            Err(_) => Err(DbusError::Timeout { method, unit: unit.to_string() }),
+            match self.bus.next_signal(deadline) {
+                Ok(m) => ended.extend(job_removed(&m)),
+                Err(BusError::Timeout(_)) => return Err(DbusError::Timeout { method, unit: unit.to_string() }),
+                Err(e) => return Err(call_err(method, unit, e)),
+            }
+        };
+        match result.as_str() {
+            "done" => Ok(()),
+            _ => Err(DbusError::Job { method, unit: unit.to_string(), result }),
         }
     }
 }
 
-fn call_err(method: &'static str, unit: &str, source: zbus::Error) -> DbusError {
+fn call_err(method: &'static str, unit: &str, source: BusError) -> DbusError {
     DbusError::Call { method, unit: unit.to_string(), source: Box::new(source) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zbus::zvariant::DynamicType;
+    use zbus::zvariant::{self, Value as ZValue};
+
+    /// A property as zbus encodes it: the reference the hand marshalling is checked against.
+    fn zbus_property(p: &Property) -> (&'static str, ZValue<'static>) {
+        let v = match &p.value {
+            Value::Str(s) => ZValue::from(s.clone()),
+            Value::Bool(b) => ZValue::from(*b),
+            Value::U64(n) => ZValue::from(*n),
+            Value::U32s(v) => ZValue::from(v.clone()),
+            Value::Bytes(v) => ZValue::from(v.clone()),
+            Value::Strs(v) => ZValue::from(v.clone()),
+            Value::Pairs(v) => ZValue::from(v.clone()),
+        };
+        (p.name, v)
+    }
+
+    fn zbus_bytes<T: serde::Serialize + zvariant::DynamicType>(v: &T) -> Vec<u8> {
+        let ctxt = zvariant::serialized::Context::new_dbus(zvariant::LE, 0);
+        zvariant::to_bytes(ctxt, v).expect("zbus encodes it").to_vec()
+    }
 
     #[test]
-    fn properties_have_systemds_signatures() {
-        let cases = [
-            (Value::Str("x".into()), "s"),
-            (Value::Bool(true), "b"),
-            (Value::U64(1), "t"),
-            (Value::U32s(vec![7]), "au"),
-            (Value::Bytes(vec![1]), "ay"),
-            (Value::Strs(vec!["a.slice".into()]), "as"),
-            (Value::Pairs(vec![("char-pts".into(), "rwm".into())]), "a(ss)"),
-            (Value::Pairs(Vec::new()), "a(ss)"),
+    fn every_property_type_is_marshalled_as_zbus_marshals_it() {
+        let values = [
+            Value::Str("x".into()),
+            Value::Bool(true),
+            Value::U64(1 << 40),
+            Value::U32s(vec![7, 8]),
+            Value::Bytes(vec![1, 2, 3]),
+            Value::Strs(vec!["a.slice".into(), "b".into()]),
+            Value::Pairs(vec![("char-pts".into(), "rwm".into()), ("/dev/null".into(), "rw".into())]),
+            Value::Pairs(Vec::new()),
+            Value::U32s(Vec::new()),
         ];
-        for (v, sig) in cases {
-            let (_, enc) = encode(&Property { name: "X", value: v });
-            assert_eq!(enc.value_signature().to_string(), sig);
+        for v in values {
+            let props = [Property { name: "Xy", value: v.clone() }];
+            let mut ours = Encoder::default();
+            encode_properties(&mut ours, &props);
+            let theirs: Vec<(&str, ZValue<'_>)> = props.iter().map(zbus_property).collect();
+            assert_eq!(ours.buf, zbus_bytes(&theirs), "{v:?}");
         }
     }
 
     #[test]
-    fn start_transient_unit_message() {
-        let props = super::super::properties::unit("berth container c1".into(), "system.slice", false, Some(42));
-        let args = start_args("berth-c1.scope", &props);
-        assert_eq!(DynamicType::signature(&args).to_string(), "(ssa(sv)a(sa(sv)))");
-        assert_eq!((args.0, args.1), ("berth-c1.scope", "replace"));
-        let pids = args.2.iter().find(|(n, _)| *n == "PIDs").expect("PIDs");
-        assert_eq!(pids.1, DbusValue::from(vec![42u32]));
-        assert!(args.3.is_empty());
+    fn start_transient_unit_body_is_marshalled_as_zbus_marshals_it() {
+        let mut props = super::super::properties::unit("berth container c1".into(), "system.slice", false, Some(42));
+        props.push(Property { name: "MemoryMax", value: Value::U64(64 << 20) });
+        type Props<'a> = Vec<(&'a str, ZValue<'a>)>;
+        let theirs: (&str, &str, Props<'_>, Vec<(&str, Props<'_>)>) =
+            ("berth-c1.scope", "replace", props.iter().map(zbus_property).collect(), Vec::new());
+        assert_eq!(zvariant::DynamicType::signature(&theirs).to_string(), "(ssa(sv)a(sa(sv)))");
+        assert_eq!(start_body("berth-c1.scope", &props), zbus_bytes(&theirs));
     }
 
     #[test]
@@ -264,14 +326,14 @@ mod tests {
             eprintln!("skipped: no dbus-daemon to run a private bus with");
             return;
         };
-        let bus = Systemd::connect_at(&fake.address).expect("connect");
+        let mut bus = Systemd::connect_at(&fake.address).expect("connect");
         let mut props = super::super::properties::unit("berth container c1".into(), "system.slice", false, Some(4242));
         props.push(Property { name: "MemoryMax", value: Value::U64(64 << 20) });
         bus.start_transient_unit("berth-c1.scope", &props).expect("started, job done");
         {
             let s = fake.seen.lock().expect("lock");
             assert_eq!(s.calls, ["start berth-c1.scope replace"]);
-            assert_eq!(s.prop("PIDs"), Some(OwnedValue::try_from(DbusValue::from(vec![4242u32])).expect("v")));
+            assert_eq!(s.prop("PIDs"), Some(OwnedValue::try_from(ZValue::from(vec![4242u32])).expect("v")));
             assert_eq!(s.prop("MemoryMax"), Some(OwnedValue::from(64u64 << 20)));
             assert_eq!(s.prop("Delegate"), Some(OwnedValue::from(true)));
         }

@@ -12,6 +12,7 @@
 //! the init goes on ([`Manager::starts_with_init`]). `delete` stops the unit and resets it
 //! if it failed, so its name can be used again.
 
+mod bus;
 mod dbus;
 #[cfg(test)]
 mod fake_bus;
@@ -178,10 +179,10 @@ impl Systemd {
             let p = self.lock();
             (p.resources.clone(), p.owner)
         };
-        let bus = self.connect()?;
+        let mut bus = self.connect()?;
         let path = self.unit_path();
         if !path.is_slice() {
-            self.make_slice(&bus, &path)?;
+            self.make_slice(&mut bus, &path)?;
         }
         let mut props = properties::unit(self.description.clone(), &path.slice, path.is_slice(), Some(pid));
         if let Some(r) = &resources {
@@ -212,7 +213,7 @@ impl Systemd {
 
     /// A slice that does not exist yet is started as a transient unit of its own (runc's
     /// way for kubelet's pod slices); systemd nests it by its name.
-    fn make_slice(&self, bus: &dbus::Systemd, path: &UnitPath) -> Result<(), CgroupError> {
+    fn make_slice(&self, bus: &mut dbus::Systemd, path: &UnitPath) -> Result<(), CgroupError> {
         let slice_dir = path.slice_cgroup()?;
         let exists = self.mount_point().is_none_or(|m| m.join(slice_dir.trim_start_matches('/')).is_dir());
         if path.slice == "-.slice" || exists {
@@ -288,7 +289,7 @@ impl Manager for Systemd {
             return Ok(());
         }
         self.check_recorded_unit()?;
-        let bus = self.connect()?;
+        let mut bus = self.connect()?;
         let props = properties::resources(resources, &device_group)?;
         if !props.is_empty() {
             bus.set_unit_properties(&self.unit.unit, &props)?;
@@ -372,7 +373,7 @@ impl Manager for Systemd {
     fn destroy(&self) -> Result<(), CgroupError> {
         if self.started() {
             self.check_recorded_unit()?;
-            let bus = self.connect()?;
+            let mut bus = self.connect()?;
             match bus.stop_unit(&self.unit.unit) {
                 // Gone already: a scope ends by itself once its last process has exited.
                 Err(e) if e.no_such_unit() => {}
