@@ -117,7 +117,7 @@ bench: build
 #   fuzz: each target FUZZ_SECONDS (default 600) s, built by cargo-fuzz with AddressSanitizer.
 # Both builds are release with debug assertions and overflow checks (fuzz/Cargo.toml), each
 # in a target directory of its own so that neither rebuilds the other.
-FUZZ_TARGETS := config_validate mountinfo resolve_in_root seccomp_build shim_ttrpc snapshotter_filters
+FUZZ_TARGETS := config_validate dbus_messages mountinfo resolve_in_root seccomp_build shim_ttrpc snapshotter_filters
 FUZZ_SECONDS ?= 600
 FUZZ_TRIPLE := x86_64-unknown-linux-gnu
 # The flags cargo-fuzz 0.13 gives rustc (its src/project.rs) minus the sanitizer: libFuzzer's

@@ -58,6 +58,7 @@ pub use oom::OomWatch;
 pub use recorded_freezer::RecordedFreezer;
 pub use self_attach::SelfAttach;
 pub use stats::Stats;
+pub(crate) use systemd::decode_bus_messages;
 pub use systemd::{DbusError, UnitState};
 
 #[derive(Debug, thiserror::Error)]

@@ -63,7 +63,7 @@ impl Message {
     }
 
     /// The text of an error reply (its body's first string, if it has one).
-    fn error_text(&self) -> String {
+    pub(crate) fn error_text(&self) -> String {
         if self.signature.starts_with('s') {
             self.body().string().unwrap_or_default()
         } else {
@@ -199,58 +199,82 @@ impl Bus {
     }
 
     fn read_message(&mut self, deadline: Instant) -> Result<Message, BusError> {
-        self.fill(16, deadline)?;
-        let big_endian = match self.rbuf[0] {
-            b'l' => false,
-            b'B' => true,
-            _ => return Err(BusError::Protocol("unknown byte order")),
-        };
-        let fixed = Reader { buf: &self.rbuf[..16], pos: 4, big_endian };
-        let mut r = fixed;
-        let body_len = r.u32()? as usize;
-        let _serial = r.u32()?;
-        let fields_len = r.u32()? as usize;
-        if body_len > MAX_MESSAGE || fields_len > MAX_MESSAGE {
-            return Err(BusError::Protocol("a message too large"));
-        }
-        let header_end = (16 + fields_len).next_multiple_of(8);
-        let total = header_end + body_len;
-        self.fill(total, deadline)?;
-        let mut m = Message { kind: self.rbuf[1], big_endian, ..Message::default() };
-        let mut fields = Reader { buf: &self.rbuf[..16 + fields_len], pos: 16, big_endian };
-        while fields.pos < 16 + fields_len {
-            fields.align(8)?;
-            let code = fields.u8()?;
-            let sig = fields.signature()?;
-            match sig.as_str() {
-                "s" | "o" => {
-                    let v = fields.string()?;
-                    match code {
-                        2 => m.interface = Some(v),
-                        3 => m.member = Some(v),
-                        4 => m.error_name = Some(v),
-                        _ => {}
-                    }
+        loop {
+            match parse_message(&self.rbuf)? {
+                Parsed::Message(m, n) => {
+                    self.rbuf.drain(..n);
+                    return Ok(m);
                 }
-                "u" => {
-                    let v = fields.u32()?;
-                    if code == 5 {
-                        m.reply_serial = Some(v);
-                    }
-                }
-                "g" => {
-                    let v = fields.signature()?;
-                    if code == 8 {
-                        m.signature = v;
-                    }
-                }
-                _ => return Err(BusError::Protocol("a header field of an unknown type")),
+                Parsed::Need(n) => self.fill(n, deadline)?,
             }
         }
-        m.body = self.rbuf[header_end..total].to_vec();
-        self.rbuf.drain(..total);
-        Ok(m)
     }
+}
+
+/// What the start of a buffer read from the bus holds.
+pub(crate) enum Parsed {
+    /// A whole message, and how many bytes it took.
+    Message(Message, usize),
+    /// Not yet a whole message: the buffer must grow to this many bytes.
+    Need(usize),
+}
+
+/// The message at the start of `buf`: its header fields decoded, its body kept as bytes.
+/// Whatever the bytes, the answer is a message, a wish for more, or an error.
+pub(crate) fn parse_message(buf: &[u8]) -> Result<Parsed, BusError> {
+    if buf.len() < 16 {
+        return Ok(Parsed::Need(16));
+    }
+    let big_endian = match buf[0] {
+        b'l' => false,
+        b'B' => true,
+        _ => return Err(BusError::Protocol("unknown byte order")),
+    };
+    let mut r = Reader { buf: &buf[..16], pos: 4, big_endian };
+    let body_len = r.u32()? as usize;
+    let _serial = r.u32()?;
+    let fields_len = r.u32()? as usize;
+    if body_len > MAX_MESSAGE || fields_len > MAX_MESSAGE {
+        return Err(BusError::Protocol("a message too large"));
+    }
+    let header_end = (16 + fields_len).next_multiple_of(8);
+    let total = header_end + body_len;
+    if buf.len() < total {
+        return Ok(Parsed::Need(total));
+    }
+    let mut m = Message { kind: buf[1], big_endian, ..Message::default() };
+    let mut fields = Reader { buf: &buf[..16 + fields_len], pos: 16, big_endian };
+    while fields.pos < 16 + fields_len {
+        fields.align(8)?;
+        let code = fields.u8()?;
+        let sig = fields.signature()?;
+        match sig.as_str() {
+            "s" | "o" => {
+                let v = fields.string()?;
+                match code {
+                    2 => m.interface = Some(v),
+                    3 => m.member = Some(v),
+                    4 => m.error_name = Some(v),
+                    _ => {}
+                }
+            }
+            "u" => {
+                let v = fields.u32()?;
+                if code == 5 {
+                    m.reply_serial = Some(v);
+                }
+            }
+            "g" => {
+                let v = fields.signature()?;
+                if code == 8 {
+                    m.signature = v;
+                }
+            }
+            _ => return Err(BusError::Protocol("a header field of an unknown type")),
+        }
+    }
+    m.body = buf[header_end..total].to_vec();
+    Ok(Parsed::Message(m, total))
 }
 
 /// A method call: where it goes, and its body marshalled (`signature` says its types).

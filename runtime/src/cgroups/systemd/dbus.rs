@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::bus::{Bus, BusError, Call, Encoder, Message, SIGNAL};
+use super::bus::{parse_message, Bus, BusError, Call, Encoder, Message, Parsed, SIGNAL};
 use super::properties::{Property, Value};
 
 pub(crate) const DESTINATION: &str = "org.freedesktop.systemd1";
@@ -170,6 +170,21 @@ fn job_removed(m: &Message) -> Option<(String, String)> {
     Some((path, result))
 }
 
+/// Fuzzing (`berth::fuzzing::dbus_messages`): reads `bytes` as the bus would deliver them,
+/// message after message, and decodes of each what the driver decodes. Returns how many
+/// whole messages there were.
+pub(crate) fn decode_all(bytes: &[u8]) -> usize {
+    let (mut rest, mut n) = (bytes, 0);
+    while let Ok(Parsed::Message(m, used)) = parse_message(rest) {
+        let _ = job_removed(&m);
+        let _ = m.error_text();
+        let _ = m.body().string();
+        rest = rest.get(used..).unwrap_or_default();
+        n += 1;
+    }
+    n
+}
+
 pub(crate) struct Systemd {
     bus: Bus,
 }
@@ -317,6 +332,35 @@ mod tests {
             ("berth-c1.scope", "replace", props.iter().map(zbus_property).collect(), Vec::new());
         assert_eq!(zvariant::DynamicType::signature(&theirs).to_string(), "(ssa(sv)a(sa(sv)))");
         assert_eq!(start_body("berth-c1.scope", &props), zbus_bytes(&theirs));
+    }
+
+    /// The fuzz target's seeds (fuzz/corpus/dbus_messages): what systemd and the bus send.
+    fn seed(name: &str) -> Vec<u8> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/dbus_messages");
+        std::fs::read(dir.join(name)).expect("seed")
+    }
+
+    #[test]
+    fn replies_signals_and_errors_as_systemd_sends_them_are_decoded() {
+        assert_eq!(decode_all(&seed("hello-reply-and-name-acquired")), 2);
+        let bytes = seed("job-removed-before-the-reply");
+        let Ok(Parsed::Message(signal, used)) = parse_message(&bytes) else { panic!("a message") };
+        let job = "/org/freedesktop/systemd1/job/1234".to_string();
+        assert_eq!(job_removed(&signal), Some((job.clone(), "done".into())));
+        let Ok(Parsed::Message(reply, _)) = parse_message(&bytes[used..]) else { panic!("a second message") };
+        assert_eq!((reply.kind, reply.reply_serial), (2, Some(3)));
+        assert_eq!(reply.body().string().expect("the job's path"), job);
+        let Ok(Parsed::Message(err, _)) = parse_message(&seed("unit-exists-error")) else { panic!("a message") };
+        assert_eq!(err.error_name.as_deref(), Some("org.freedesktop.systemd1.UnitExists"));
+        assert!(err.error_text().contains("already loaded"), "{}", err.error_text());
+        // Cut anywhere, a message asks for more bytes and is not misread.
+        for cut in 0..bytes.len() {
+            match parse_message(&bytes[..cut]) {
+                Ok(Parsed::Need(n)) => assert!(n > cut),
+                Ok(Parsed::Message(_, used)) => assert!(used <= cut),
+                Err(e) => panic!("cut at {cut}: {e}"),
+            }
+        }
     }
 
     #[test]

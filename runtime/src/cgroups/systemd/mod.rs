@@ -29,6 +29,7 @@ use super::devices::DevKind;
 use super::v2::{self, V2};
 use super::{fsutil, CgroupError, CgroupState, CgroupVersion, Dirs, HierarchyState, Manager, OomWatch, Stats};
 
+pub(crate) use dbus::decode_all as decode_bus_messages;
 pub use dbus::DbusError;
 pub(crate) use unit_name::{parse, UnitPath};
 
