@@ -61,7 +61,8 @@ pub fn create(store: &Store, mut opts: CreateOpts, foreground_tty: bool) -> Resu
                 "process.terminal: cannot allocate a tty if berth will detach without setting --console-socket".into(),
             ))
         }
-        (false, true) if !foreground_tty => {
+        // run's own offer was withdrawn above: this is --console-socket.
+        (false, true) => {
             return Err(Error::Usage(
                 "--console-socket: cannot use a console socket if process.terminal is false".into(),
             ))

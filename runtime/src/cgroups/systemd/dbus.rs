@@ -7,16 +7,14 @@
 //! no thread, but the connection is still made after the container's init is cloned: the
 //! unit starts with the init's pid in it.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::bus::{parse_message, Bus, BusError, Call, Encoder, Message, Parsed, SIGNAL};
+use super::bus::{parse_message, Bus, BusError, Call, Encoder, Message, Parsed, SIGNAL, TIMEOUT};
 use super::properties::{Property, Value};
 
 pub(crate) const DESTINATION: &str = "org.freedesktop.systemd1";
 pub(crate) const PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
-/// How long a call or a job may take: runc's 30 s.
-const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 /// The signal a job's end is told by. systemd sends it to the client that queued the job
 /// whether or not that client subscribed (as crun and runc rely on).
 const JOB_REMOVED_RULE: &str = "type='signal',sender='org.freedesktop.systemd1',path='/org/freedesktop/systemd1',\
@@ -70,7 +68,7 @@ pub enum DbusError {
     Call { method: &'static str, unit: String, source: Box<BusError> },
     #[error("{method} {unit}: the job ended with {result:?}")]
     Job { method: &'static str, unit: String, result: String },
-    #[error("{method} {unit}: no answer from systemd within {}s", JOB_TIMEOUT.as_secs())]
+    #[error("{method} {unit}: no answer from systemd within {}s", TIMEOUT.as_secs())]
     Timeout { method: &'static str, unit: String },
 }
 
@@ -90,7 +88,7 @@ impl DbusError {
     pub(crate) fn job_queued(&self) -> bool {
         match self {
             DbusError::Job { .. } | DbusError::Timeout { .. } => true,
-            DbusError::Call { source, .. } => matches!(**source, BusError::Timeout(_) | BusError::Closed),
+            DbusError::Call { source, .. } => matches!(**source, BusError::Timeout | BusError::Closed),
             _ => false,
         }
     }
@@ -244,7 +242,7 @@ impl Systemd {
         on_signal: &mut dyn FnMut(&Message),
     ) -> Result<Message, DbusError> {
         let c = Call { destination: DESTINATION, path: PATH, interface: MANAGER, member: method, signature, body };
-        let deadline = Instant::now() + JOB_TIMEOUT;
+        let deadline = Instant::now() + TIMEOUT;
         self.bus.call(&c, deadline, on_signal).map_err(|e| call_err(method, unit, e))
     }
 
@@ -255,14 +253,14 @@ impl Systemd {
         let mut ended: Vec<(String, String)> = Vec::new();
         let reply = self.call(method, unit, signature, body, &mut |m| ended.extend(job_removed(m)))?;
         let job = reply.body().string().map_err(|e| call_err(method, unit, e))?;
-        let deadline = Instant::now() + JOB_TIMEOUT;
+        let deadline = Instant::now() + TIMEOUT;
         let result = loop {
             if let Some((_, result)) = ended.iter().find(|(path, _)| *path == job) {
                 break result.clone();
             }
             match self.bus.next_signal(deadline) {
                 Ok(m) => ended.extend(job_removed(&m)),
-                Err(BusError::Timeout(_)) => return Err(DbusError::Timeout { method, unit: unit.to_string() }),
+                Err(BusError::Timeout) => return Err(DbusError::Timeout { method, unit: unit.to_string() }),
                 Err(e) => return Err(call_err(method, unit, e)),
             }
         };
