@@ -23,13 +23,6 @@ pub fn v2_oom_kills(dir: &Path) -> Option<u64> {
     oom_kill_count(dir, "memory.events")
 }
 
-/// The `oom` count of a v2 cgroup (memory.events): how often its OOM killer was invoked.
-/// The kernel counts it before it picks and kills a victim, and counts `oom_kill` only
-/// after the victim has been sent SIGKILL.
-pub fn v2_oom_invocations(dir: &Path) -> Option<u64> {
-    file::text(dir, "memory.events").and_then(|t| crate::parse::flat_keyed(&t).get("oom").copied())
-}
-
 fn oom_kill_count(dir: &Path, file: &str) -> Option<u64> {
     file::text(dir, file).and_then(|t| crate::parse::flat_keyed(&t).get("oom_kill").copied())
 }

@@ -12,7 +12,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use cgroupfs::oom::{v1_oom_kills, v2_oom_invocations, v2_oom_kills, OomEventFd};
+use cgroupfs::oom::{v1_oom_kills, v2_oom_kills, OomEventFd};
 
 use nix::sys::{
     epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout},
@@ -49,15 +49,7 @@ struct Watch {
     oom_kills: u64,
     /// `flush` reported the kill at `oom_kills` already; the v1 eventfd for it is not news.
     flushed: bool,
-    /// v2: the cgroup's `oom` count (OOM killer invocations) as `flush` last saw it.
-    ooms: u64,
 }
-
-/// How long `flush` waits for a v2 `oom_kill` count that an invocation of the OOM killer
-/// announced: the kernel sends the victim SIGKILL first and counts the kill after (with
-/// its report to the console in between, slow on a serial console), so the victim's exit
-/// can be reaped before the count moves.
-const OOM_KILL_COUNT_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Called with the container id on each OOM kill.
 pub type OnOom = Box<dyn Fn(&str) + Send + Sync>;
@@ -116,10 +108,6 @@ impl OomWatcher {
             container_id: container_id.to_string(),
             oom_kills: source.oom_kills(&dir).unwrap_or(0),
             flushed: false,
-            ooms: match source {
-                Source::V2 { .. } => v2_oom_invocations(&dir).unwrap_or(0),
-                Source::V1 { .. } => 0,
-            },
             dir,
             source,
         };
@@ -129,25 +117,16 @@ impl OomWatcher {
 
     /// Reports an OOM kill of `container_id` that the watcher thread has not reported yet.
     /// Called before its init's TaskExit is published: containerd's CRI plugin only sets the
-    /// reason OOMKilled when TaskOOM arrives first, and the thread races the reaper
-    /// (containerd#8180; the runc shim orders them the same way since containerd#12714).
+    /// reason OOMKilled when TaskOOM arrives first (containerd#8180; the runc shim orders
+    /// them the same way since containerd#12714). The kernel counts `oom_kill` before it
+    /// sends the victim SIGKILL, so the count has moved by the time the exit is reaped; and
+    /// a kill the thread took off the counter first was published before the thread let go
+    /// of the lock this takes.
     pub fn flush(&self, container_id: &str) {
         let mut fired = false;
         if let Ok(mut w) = self.watches.lock() {
             for watch in w.values_mut().filter(|w| w.container_id == container_id) {
-                let mut count = watch.source.oom_kills(&watch.dir);
-                if let Source::V2 { .. } = watch.source {
-                    // The OOM killer was invoked since the last look but no kill is counted
-                    // yet: the exit being flushed may be its victim's, ahead of the count.
-                    let invoked = v2_oom_invocations(&watch.dir).is_some_and(|n| n > watch.ooms);
-                    let deadline = std::time::Instant::now() + OOM_KILL_COUNT_WAIT;
-                    while invoked && count == Some(watch.oom_kills) && std::time::Instant::now() < deadline {
-                        std::thread::sleep(std::time::Duration::from_millis(5));
-                        count = watch.source.oom_kills(&watch.dir);
-                    }
-                    watch.ooms = v2_oom_invocations(&watch.dir).unwrap_or(watch.ooms);
-                }
-                if let Some(count) = count.filter(|&c| c > watch.oom_kills) {
+                if let Some(count) = watch.source.oom_kills(&watch.dir).filter(|&c| c > watch.oom_kills) {
                     watch.oom_kills = count;
                     watch.flushed = true;
                     fired = true;
@@ -216,8 +195,8 @@ fn run(epoll: &Epoll, inotify: &Inotify, watches: &Mutex<HashMap<u64, Watch>>, o
                 return;
             }
         };
-        let mut fired = Vec::new();
         if let Ok(mut w) = watches.lock() {
+            let mut fired = Vec::new();
             for ev in &events[..n] {
                 if ev.data() == INOTIFY_TOKEN {
                     v2_events(inotify, &mut w, &mut fired);
@@ -225,9 +204,12 @@ fn run(epoll: &Epoll, inotify: &Inotify, watches: &Mutex<HashMap<u64, Watch>>, o
                     v1_event(epoll, inotify, &mut w, ev.data(), &mut fired);
                 }
             }
-        }
-        for id in fired {
-            on_oom(&id);
+            // Published before the lock is let go: `flush` takes it before the victim's
+            // TaskExit goes out, so a kill this thread took off the counter is never
+            // published after that exit (publishing only queues the event).
+            for id in fired {
+                on_oom(&id);
+            }
         }
     }
 }
@@ -332,6 +314,35 @@ mod tests {
         watcher.unwatch("c1");
         fs::write(&events, "low 0\nhigh 0\nmax 12\noom 3\noom_kill 3\n").unwrap();
         assert!(rx.recv_timeout(std::time::Duration::from_millis(300)).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_kill_the_thread_took_is_published_before_flush_lets_the_exit_out() {
+        // The watcher thread reads the count and then stalls in publishing (as a thread of a
+        // loaded guest can); the reaper's flush must not return, and its TaskExit go out,
+        // before that TaskOOM is published.
+        let dir = std::env::temp_dir().join(format!("berth-oom-order-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let events = dir.join("memory.events");
+        fs::write(&events, "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n").unwrap();
+        let published = Arc::new(Mutex::new(Vec::<&str>::new()));
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let entered_tx = Mutex::new(entered_tx);
+        let log = Arc::clone(&published);
+        let watcher = OomWatcher::new(Box::new(move |_id: &str| {
+            entered_tx.lock().unwrap().send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            log.lock().unwrap().push("TaskOOM");
+        }))
+        .unwrap();
+        watcher.watch("c1", Cgroup::V2(dir.clone())).unwrap();
+        fs::write(&events, "low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\n").unwrap();
+        entered.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+        watcher.flush("c1");
+        published.lock().unwrap().push("TaskExit");
+        assert_eq!(*published.lock().unwrap(), ["TaskOOM", "TaskExit"]);
+        watcher.unwatch("c1");
         fs::remove_dir_all(&dir).unwrap();
     }
 }
