@@ -49,10 +49,14 @@ struct Watch {
     oom_kills: u64,
     /// `flush` reported the kill at `oom_kills` already; the v1 eventfd for it is not news.
     flushed: bool,
+    /// The number of the last TaskOOM published for this cgroup that `flush` has not yet
+    /// handed out to wait for (0: none).
+    unawaited: u64,
 }
 
-/// Called with the container id on each OOM kill.
-pub type OnOom = Box<dyn Fn(&str) + Send + Sync>;
+/// Called with the container id on each OOM kill; returns the number of the event it
+/// queued (see `Publisher::publish`).
+pub type OnOom = Box<dyn Fn(&str) -> u64 + Send + Sync>;
 
 pub struct OomWatcher {
     epoll: Arc<Epoll>,
@@ -108,6 +112,7 @@ impl OomWatcher {
             container_id: container_id.to_string(),
             oom_kills: source.oom_kills(&dir).unwrap_or(0),
             flushed: false,
+            unawaited: 0,
             dir,
             source,
         };
@@ -115,27 +120,28 @@ impl OomWatcher {
         self.start_thread()
     }
 
-    /// Reports an OOM kill of `container_id` that the watcher thread has not reported yet.
-    /// Called before its init's TaskExit is published: containerd's CRI plugin only sets the
-    /// reason OOMKilled when TaskOOM arrives first (containerd#8180; the runc shim orders
-    /// them the same way since containerd#12714). The kernel counts `oom_kill` before it
-    /// sends the victim SIGKILL, so the count has moved by the time the exit is reaped; and
-    /// a kill the thread took off the counter first was published before the thread let go
-    /// of the lock this takes.
-    pub fn flush(&self, container_id: &str) {
-        let mut fired = false;
+    /// Reports an OOM kill of `container_id` that the watcher thread has not reported yet,
+    /// and returns the number of the container's last TaskOOM that nobody has waited for
+    /// (0: none). Called when its init exits, before the exit is visible: containerd 1.x's
+    /// CRI plugin takes the exit from its Wait call and the OOM from the event stream, and
+    /// reports OOMKilled only when the OOM was handled first (containerd#8180, #12714), so
+    /// the caller holds the exit until that event is forwarded. The kernel counts `oom_kill`
+    /// before it sends the victim SIGKILL, so the count has moved by the time the exit is
+    /// reaped; a kill the thread took off the counter first was published, and its number
+    /// kept, before the thread let go of the lock this takes.
+    pub fn flush(&self, container_id: &str) -> u64 {
+        let mut last = 0;
         if let Ok(mut w) = self.watches.lock() {
             for watch in w.values_mut().filter(|w| w.container_id == container_id) {
                 if let Some(count) = watch.source.oom_kills(&watch.dir).filter(|&c| c > watch.oom_kills) {
                     watch.oom_kills = count;
                     watch.flushed = true;
-                    fired = true;
+                    watch.unawaited = (self.on_oom)(container_id);
                 }
+                last = last.max(std::mem::take(&mut watch.unawaited));
             }
         }
-        if fired {
-            (self.on_oom)(container_id);
-        }
+        last
     }
 
     pub fn unwatch(&self, container_id: &str) {
@@ -204,17 +210,20 @@ fn run(epoll: &Epoll, inotify: &Inotify, watches: &Mutex<HashMap<u64, Watch>>, o
                     v1_event(epoll, inotify, &mut w, ev.data(), &mut fired);
                 }
             }
-            // Published before the lock is let go: `flush` takes it before the victim's
-            // TaskExit goes out, so a kill this thread took off the counter is never
-            // published after that exit (publishing only queues the event).
-            for id in fired {
-                on_oom(&id);
+            // Published, and the number kept, before the lock is let go: `flush` takes it
+            // before the victim's exit is let out, and so always learns of this TaskOOM
+            // (publishing only queues the event).
+            for (token, id) in fired {
+                let number = on_oom(&id);
+                if let Some(watch) = w.get_mut(&token) {
+                    watch.unawaited = number;
+                }
             }
         }
     }
 }
 
-fn v1_event(epoll: &Epoll, inotify: &Inotify, w: &mut HashMap<u64, Watch>, token: u64, fired: &mut Vec<String>) {
+fn v1_event(epoll: &Epoll, inotify: &Inotify, w: &mut HashMap<u64, Watch>, token: u64, fired: &mut Vec<(u64, String)>) {
     let Some(watch) = w.get_mut(&token) else {
         return;
     };
@@ -229,7 +238,7 @@ fn v1_event(epoll: &Epoll, inotify: &Inotify, w: &mut HashMap<u64, Watch>, token
         Some(count) => {
             watch.oom_kills = count;
             watch.flushed = false;
-            fired.push(watch.container_id.clone());
+            fired.push((token, watch.container_id.clone()));
         }
         None => {
             if let Some(gone) = w.remove(&token) {
@@ -239,7 +248,7 @@ fn v1_event(epoll: &Epoll, inotify: &Inotify, w: &mut HashMap<u64, Watch>, token
     }
 }
 
-fn v2_events(inotify: &Inotify, w: &mut HashMap<u64, Watch>, fired: &mut Vec<String>) {
+fn v2_events(inotify: &Inotify, w: &mut HashMap<u64, Watch>, fired: &mut Vec<(u64, String)>) {
     loop {
         let events = match inotify.read_events() {
             Ok(events) => events,
@@ -261,7 +270,7 @@ fn v2_events(inotify: &Inotify, w: &mut HashMap<u64, Watch>, fired: &mut Vec<Str
             if let Some(count) = v2_oom_kills(&watch.dir) {
                 if count > watch.oom_kills {
                     watch.oom_kills = count;
-                    fired.push(watch.container_id.clone());
+                    fired.push((token, watch.container_id.clone()));
                 }
             }
         }
@@ -300,6 +309,7 @@ mod tests {
         let tx = Mutex::new(tx);
         let watcher = OomWatcher::new(Box::new(move |id: &str| {
             tx.lock().unwrap().send(id.to_string()).unwrap();
+            0
         }))
         .unwrap();
         watcher.watch("c1", Cgroup::V2(dir.clone())).unwrap();
@@ -318,7 +328,7 @@ mod tests {
     }
 
     #[test]
-    fn a_kill_the_thread_took_is_published_before_flush_lets_the_exit_out() {
+    fn a_kill_the_thread_took_is_published_and_handed_to_flush_before_the_exit_goes_out() {
         // The watcher thread reads the count and then stalls in publishing (as a thread of a
         // loaded guest can); the reaper's flush must not return, and its TaskExit go out,
         // before that TaskOOM is published.
@@ -334,14 +344,16 @@ mod tests {
             entered_tx.lock().unwrap().send(()).unwrap();
             std::thread::sleep(std::time::Duration::from_millis(300));
             log.lock().unwrap().push("TaskOOM");
+            7
         }))
         .unwrap();
         watcher.watch("c1", Cgroup::V2(dir.clone())).unwrap();
         fs::write(&events, "low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\n").unwrap();
         entered.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
-        watcher.flush("c1");
+        assert_eq!(watcher.flush("c1"), 7, "flush hands out the number of the thread's TaskOOM");
         published.lock().unwrap().push("TaskExit");
         assert_eq!(*published.lock().unwrap(), ["TaskOOM", "TaskExit"]);
+        assert_eq!(watcher.flush("c1"), 0, "and only once");
         watcher.unwatch("c1");
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -120,6 +120,11 @@ impl Tasks {
     }
 }
 
+/// How long an OOM-killed init's exit is held for its TaskOOM to reach containerd: a
+/// forward takes milliseconds, and a containerd that is away (restarting) must not stall
+/// the shim's bookkeeping for longer.
+const OOM_DELIVERY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct Service {
     namespace: String,
     tasks: Mutex<Tasks>,
@@ -136,7 +141,7 @@ impl Service {
     pub fn new(namespace: String, events: Arc<Publisher>, request_exit: Box<dyn Fn() + Send + Sync>) -> Result<Self> {
         let ev = Arc::clone(&events);
         let oom = OomWatcher::new(Box::new(move |id: &str| {
-            ev.publish(topics::TASK_OOM_EVENT_TOPIC, TaskOOM { container_id: id.to_string(), ..Default::default() });
+            ev.publish(topics::TASK_OOM_EVENT_TOPIC, TaskOOM { container_id: id.to_string(), ..Default::default() })
         }))?;
         Ok(Service {
             namespace,
@@ -244,6 +249,18 @@ impl Service {
         }
     }
 
+    /// Called with the tasks locked when an init has exited, before anyone can see it: any
+    /// TaskOOM of the container not yet published is, and the exit waits (at most
+    /// [`OOM_DELIVERY_WAIT`]) until containerd has taken it. containerd 1.x's CRI plugin
+    /// learns of the exit from its Wait call, not from TaskExit, and reports OOMKilled only
+    /// when the OOM event was handled first.
+    fn hold_exit_for_oom(&self, cid: &str) {
+        let number = self.oom.flush(cid);
+        if number > 0 && !self.events.wait_done(number, OOM_DELIVERY_WAIT) {
+            log::warn!("{cid}: its TaskOOM was not forwarded within {OOM_DELIVERY_WAIT:?}; the exit goes out first");
+        }
+    }
+
     /// Marks a process exited and publishes its TaskExit (deferred while its start is in
     /// flight), then wakes the waiters.
     fn record_exit(&self, t: &mut Tasks, cid: &str, exec_id: &str, status: i32) {
@@ -253,6 +270,9 @@ impl Service {
                     let mut event = None;
                     if let Ok(p) = c.process_mut(exec_id) {
                         if p.set_exited(status) {
+                            if p.exec_id.is_empty() {
+                                self.hold_exit_for_oom(cid);
+                            }
                             if p.starting {
                                 p.exit_deferred = true;
                             } else {
@@ -261,9 +281,6 @@ impl Service {
                         }
                     }
                     if let Some(exec_id) = event {
-                        if exec_id.is_empty() {
-                            self.oom.flush(cid);
-                        }
                         if let Ok(p) = c.process(&exec_id) {
                             let ev = c.exit_event(p);
                             self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, ev);
@@ -431,7 +448,7 @@ impl Service {
             let mut t = self.tasks();
             if let Ok(c) = t.container(&req.id) {
                 if c.init.state == State::Stopped {
-                    self.oom.flush(&req.id);
+                    self.hold_exit_for_oom(&req.id);
                     let ev = c.exit_event(&c.init);
                     self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, ev);
                 }
@@ -471,7 +488,6 @@ impl Service {
         if let Err(e) = result {
             if c.init.exit_deferred {
                 c.init.exit_deferred = false;
-                self.oom.flush(id);
                 let ev = c.exit_event(&c.init);
                 self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, ev);
             }
@@ -487,7 +503,6 @@ impl Service {
         );
         if c.init.exit_deferred {
             c.init.exit_deferred = false;
-            self.oom.flush(id);
             let ev = c.exit_event(&c.init);
             self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, ev);
         }
