@@ -300,6 +300,40 @@ pub struct CriEnv {
     containerd: Option<Child>,
     snapshotter: Option<SnapshotterProcess>,
     pods: std::sync::Mutex<Vec<String>>,
+    /// Dropped after [`CriEnv`]'s own drop has stopped containerd and its pods.
+    _ip_forward: IpForwardHold,
+}
+
+const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+
+/// The envs of this process alive, and the host's net.ipv4.ip_forward as the first of them
+/// found it: the CNI bridge plugin turns forwarding on for every pod it gives an address,
+/// and the setting goes back when the last env is gone (envs of parallel tests overlap).
+static IP_FORWARD_HOLDERS: std::sync::Mutex<(usize, Option<String>)> = std::sync::Mutex::new((0, None));
+
+struct IpForwardHold;
+
+impl IpForwardHold {
+    fn take() -> IpForwardHold {
+        let mut h = IP_FORWARD_HOLDERS.lock().unwrap_or_else(|p| p.into_inner());
+        if h.0 == 0 {
+            h.1 = fs::read_to_string(IP_FORWARD).ok();
+        }
+        h.0 += 1;
+        IpForwardHold
+    }
+}
+
+impl Drop for IpForwardHold {
+    fn drop(&mut self) {
+        let mut h = IP_FORWARD_HOLDERS.lock().unwrap_or_else(|p| p.into_inner());
+        h.0 = h.0.saturating_sub(1);
+        if h.0 == 0 {
+            if let Some(host) = h.1.take() {
+                let _ = fs::write(IP_FORWARD, host);
+            }
+        }
+    }
 }
 
 impl CriEnv {
@@ -358,6 +392,7 @@ impl CriEnv {
             containerd: Some(child),
             snapshotter: Some(snapshotter),
             pods: Default::default(),
+            _ip_forward: IpForwardHold::take(),
         };
         env.connect(&socket)?;
         let (pause, busybox) = write_images(&env.dir)?;
