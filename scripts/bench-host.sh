@@ -12,7 +12,12 @@ marker=/run/berth-bench-hugetlb
 if [ "${1:-}" = restore ]; then
   if [ -e "$marker" ] && grep -q ' /sys/fs/cgroup/hugetlb ' /proc/self/mountinfo; then
     echo "bench: giving hugetlb back to the cgroup2 hierarchy"
-    umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb
+    umount /sys/fs/cgroup/hugetlb
+    # What stays is a directory of /sys/fs/cgroup's tmpfs. podman 4.3 on a v1 host makes its
+    # conmon groups under every directory it finds there, as plain tmpfs directories and files
+    # once the hierarchy is gone (found: libpod_parent/conmon/tasks, which made this rmdir
+    # fail and left hugetlb bound). Nothing under it is a cgroup any more.
+    if [ "$(stat -f -c %T /sys/fs/cgroup/hugetlb)" = tmpfs ]; then rm -rf /sys/fs/cgroup/hugetlb; fi
     # The kernel frees an unmounted v1 hierarchy only once nothing holds it; seen kept
     # after a bench (hugetlb still on its v1 hierarchy in /proc/cgroups, so crun would
     # run on this host and the crun-oracle tests see it). A fresh mount and umount of the
@@ -34,6 +39,6 @@ if [ -f "$unified/cgroup.controllers" ] && grep -qw hugetlb "$unified/cgroup.con
    && ! grep -q ' /sys/fs/cgroup/hugetlb ' /proc/self/mountinfo; then
   echo "bench: binding hugetlb to a cgroup v1 hierarchy so crun can run on this host (until the bench ends)"
   mkdir -p /sys/fs/cgroup/hugetlb
-  mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
+  mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb || { rmdir /sys/fs/cgroup/hugetlb; exit 1; }
   touch "$marker"
 fi
