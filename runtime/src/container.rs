@@ -17,7 +17,7 @@ use crate::process::channel;
 use crate::process::handshake::{Handshake, Requests};
 use crate::process::spawn::{spawn, GuardedChild, PidNs, Placement, Spawned, Target};
 use crate::rollback::Rollback;
-use crate::state::{Status, Store, START_SOCKET};
+use crate::state::{Record, Status, Store, START_SOCKET};
 use crate::{bundle, failpoint, log, namespaces, process, recorded_cgroup, rootfs, signal, sys};
 
 pub struct CreateOpts {
@@ -41,6 +41,8 @@ pub struct Created {
     pub pidfd: OwnedFd,
     /// process.terminal: the init sent the terminal's master over `console`.
     pub terminal: bool,
+    /// The record `create` saved, which `run` starts the container from.
+    record: Record,
 }
 
 /// Creates container `opts.id`. `foreground_tty`: `console` is `run`'s own socket, offered
@@ -170,7 +172,7 @@ pub fn create(store: &Store, mut opts: CreateOpts, foreground_tty: bool) -> Resu
     failpoint::hit("create:pid-file-written");
     let (pid, pidfd) = handshake.finish();
     guard.disarm();
-    Ok(Created { pid, pidfd, terminal })
+    Ok(Created { pid, pidfd, terminal, record })
 }
 
 /// What `create` does for its init's requests.
@@ -272,6 +274,19 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     if status != Status::Created {
         return Err(Error::WrongState { id: id.into(), status, msg: "only a created container can be started" });
     }
+    start_recorded(store, &rec)
+}
+
+/// `run`'s start of the container this process has just created, from the record `create`
+/// saved, without reading it back: `create` returned only once the init was waiting for
+/// start, and if a `delete` came in between, the init is gone and the start fails as it
+/// would after the reading. runc's `run` starts its container in memory likewise.
+pub fn start_created(store: &Store, created: &Created) -> Result<()> {
+    start_recorded(store, &created.record)
+}
+
+fn start_recorded(store: &Store, rec: &Record) -> Result<()> {
+    let id = rec.id.as_str();
     let state = hooks::state(id, Status::Created, rec.pid, &rec.bundle, &rec.annotations);
     let dir = store.dir(id);
     let reply = crate::process::start::start(&dir, START_SOCKET, state.as_bytes());

@@ -31,7 +31,7 @@ pub fn run(store: &Store, args: CreateArgs, detach: bool, keep: bool, systemd_cg
         }
         None => None,
     };
-    if let Err(e) = container::start(store, &id) {
+    if let Err(e) = container::start_created(store, &created) {
         let _ = container::delete(store, &id, true);
         return Err(e.into());
     }
