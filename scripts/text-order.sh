@@ -6,7 +6,7 @@
 # (BERTH_LINK_MAP, read by runtime/build.rs): the order names symbols, whose hashes follow the
 # features cargo unifies over the packages it builds, so a `-p berth` build has other names
 # for a third of them and is not the binary we ship. Then it
-# traces create, start and delete of a busybox bundle one instruction at a time
+# traces create, start, delete and run of a busybox bundle one instruction at a time
 # (conformance/src/bin/text-order.rs, as root; a few minutes). docs/performance.md, memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."

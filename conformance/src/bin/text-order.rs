@@ -176,7 +176,7 @@ fn trace(exe: &Path, args: &[&OsStr]) -> HashSet<u64> {
     ran
 }
 
-/// The sections each command ran, in command order: create, start, delete.
+/// The sections each command ran, in command order: create, start, delete, run.
 fn traced_sections(berth: &Path, sections: &[Section]) -> Vec<(&'static str, BTreeSet<usize>)> {
     let work = std::env::temp_dir().join(format!("berth-text-order-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
@@ -190,8 +190,10 @@ fn traced_sections(berth: &Path, sections: &[Section]) -> Vec<(&'static str, BTr
     let log: OsString = work.join("log.json").into();
     let pid: OsString = work.join("pid").into();
     // create as `make bench` runs it, then as containerd's runc shim does (a JSON log and a
-    // pid file), each followed by what ends it; start and delete add theirs after.
-    let commands: [(&'static str, Vec<&OsStr>); 5] = [
+    // pid file), each followed by what ends it; start and delete add theirs after, and `run`
+    // (create, start, the wait and delete in one process, as Docker's and podman's
+    // foreground runs and the bench's `run` rows use it) what it adds to them.
+    let commands: [(&'static str, Vec<&OsStr>); 6] = [
         ("create", vec![s("--root"), &r, s("create"), s("--bundle"), &b, s("t")]),
         ("delete", vec![s("--root"), &r, s("delete"), s("--force"), s("t")]),
         (
@@ -213,9 +215,10 @@ fn traced_sections(berth: &Path, sections: &[Section]) -> Vec<(&'static str, BTr
         ),
         ("start", vec![s("--root"), &r, s("start"), s("u")]),
         ("delete", vec![s("--root"), &r, s("--log"), &log, s("--log-format"), s("json"), s("delete"), s("u")]),
+        ("run", vec![s("--root"), &r, s("run"), s("--bundle"), &b, s("v")]),
     ];
     let mut by_name: Vec<(&'static str, BTreeSet<usize>)> =
-        ["create", "start", "delete"].into_iter().map(|n| (n, BTreeSet::new())).collect();
+        ["create", "start", "delete", "run"].into_iter().map(|n| (n, BTreeSet::new())).collect();
     for (name, args) in commands {
         let ran = trace(berth, &args);
         if let Some((_, set)) = by_name.iter_mut().find(|(n, _)| *n == name) {
@@ -268,7 +271,7 @@ fn main() {
             };
             let mut text = String::from(
                 "# Written by scripts/text-order.sh (conformance/src/bin/text-order.rs) from a trace\n\
-                 # of create, start and delete: lld places these functions first, in this order.\n",
+                 # of create, start, delete and run: lld places these functions first, in this order.\n",
             );
             let mut placed: BTreeSet<usize> = BTreeSet::new();
             for (name, set) in &traced {
