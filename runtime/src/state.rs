@@ -1,5 +1,6 @@
-//! The state store: `<root>/<id>/state.json`, written atomically (temp file + rename) and
-//! guarded by an flock on the container's directory for commands that change it.
+//! The state store: `<root>/<id>/state.json`, written atomically (temp file, then an exchange
+//! or a rename: `replace`) and guarded by an flock on the container's directory for
+//! commands that change it.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -451,8 +452,10 @@ pub fn format_rfc3339(secs: i64, nanos: u32) -> String {
 /// instead of renaming over it: ext4 (its default `auto_da_alloc`) writes out a file renamed
 /// over another at once, and the blocks so allocated are freed when the container is deleted
 /// moments later, which on a filesystem mounted with `discard` waits for a discard request
-/// to the disk (seen on this project's VM: two synchronous discards per `run`). The first
-/// record, and a filesystem without RENAME_EXCHANGE, take a plain rename.
+/// to the disk (seen on this project's VM, whose state roots are on such a filesystem). If
+/// berth dies between the two steps, `.state.json.tmp` keeps the old record until the next
+/// save or the delete. The first record, and a filesystem without RENAME_EXCHANGE, take a
+/// plain rename.
 fn replace(new: &Path, target: &Path) -> io::Result<()> {
     use nix::errno::Errno;
     use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
