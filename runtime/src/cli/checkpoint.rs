@@ -8,6 +8,7 @@ use berth::state::Store;
 
 /// Flags checkpoint and restore share.
 #[derive(clap::Args)]
+#[cfg_attr(test, derive(Debug))]
 pub struct CriuArgs {
     /// Directory for criu's image files
     #[arg(long = "image-path", default_value = "checkpoint")]
@@ -33,6 +34,7 @@ pub struct CriuArgs {
 }
 
 #[derive(clap::Args)]
+#[cfg_attr(test, derive(Debug))]
 pub struct CheckpointArgs {
     #[command(flatten)]
     criu: CriuArgs,
@@ -51,6 +53,7 @@ pub struct CheckpointArgs {
 }
 
 #[derive(clap::Args)]
+#[cfg_attr(test, derive(Debug))]
 pub struct RestoreArgs {
     #[command(flatten)]
     criu: CriuArgs,

@@ -3,6 +3,7 @@ use berth::exec::{self, ExecOpts, Overrides, ProcessSource};
 use berth::state::Store;
 
 #[derive(clap::Args)]
+#[cfg_attr(test, derive(Debug))]
 pub struct ExecArgs {
     /// Allocate a pseudo-TTY
     #[arg(short = 't', long)]

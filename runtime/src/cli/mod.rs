@@ -7,6 +7,7 @@ mod exec;
 mod kill;
 mod list;
 mod ops;
+mod parse;
 mod run;
 mod simple;
 
@@ -29,8 +30,19 @@ impl clap::builder::TypedValueParser for IdArg {
 }
 
 #[derive(Parser)]
+#[cfg_attr(test, derive(Debug))]
 #[command(name = "berth", about = "An OCI container runtime with runc's command line", disable_version_flag = true)]
 pub struct Cli {
+    #[command(flatten)]
+    globals: Globals,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// The flags that come before the command (and, where global, after it too).
+#[derive(clap::Args)]
+#[cfg_attr(test, derive(Debug))]
+pub struct Globals {
     /// Print the version
     #[arg(short = 'v', long = "version")]
     version: bool,
@@ -57,11 +69,10 @@ pub struct Cli {
     /// that does not map every id)
     #[arg(long)]
     rootless: Option<String>,
-    #[command(subcommand)]
-    command: Option<Command>,
 }
 
 #[derive(clap::Args)]
+#[cfg_attr(test, derive(Debug))]
 pub struct CreateArgs {
     /// Path to the bundle directory
     #[arg(short = 'b', long, default_value = ".")]
@@ -87,6 +98,7 @@ pub struct CreateArgs {
 }
 
 #[derive(clap::Args)]
+#[cfg_attr(test, derive(Debug))]
 pub struct UpdateArgs {
     /// File with a LinuxResources JSON, or - for stdin (the other flags are then ignored)
     #[arg(short = 'r', long)]
@@ -170,49 +182,65 @@ impl UpdateArgs {
     }
 }
 
+// The commands a container's life goes through (create, start, state, kill, delete, run,
+// exec) take their arguments from a struct of their own, which `parse` builds alone.
+#[derive(clap::Args)]
+#[cfg_attr(test, derive(Debug))]
+pub struct RunArgs {
+    #[command(flatten)]
+    create: CreateArgs,
+    /// Detach from the container's process
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Do not delete the container after it exits
+    #[arg(long)]
+    keep: bool,
+}
+
+#[derive(clap::Args)]
+#[cfg_attr(test, derive(Debug))]
+pub struct IdArgs {
+    #[arg(value_parser = IdArg)]
+    id: String,
+}
+
+#[derive(clap::Args)]
+#[cfg_attr(test, derive(Debug))]
+pub struct KillArgs {
+    /// Signal every process in the container's cgroup
+    #[arg(short = 'a', long)]
+    all: bool,
+    #[arg(value_parser = IdArg)]
+    id: String,
+    #[arg(default_value = "SIGTERM")]
+    signal: String,
+}
+
+#[derive(clap::Args)]
+#[cfg_attr(test, derive(Debug))]
+pub struct DeleteArgs {
+    /// Kill the container first if it is running
+    #[arg(short = 'f', long)]
+    force: bool,
+    #[arg(value_parser = IdArg)]
+    id: String,
+}
+
 #[derive(Subcommand)]
+#[cfg_attr(test, derive(Debug))]
 enum Command {
     /// Create a container
     Create(CreateArgs),
     /// Create and start a container, and wait for it unless --detach
-    Run {
-        #[command(flatten)]
-        create: CreateArgs,
-        /// Detach from the container's process
-        #[arg(short = 'd', long)]
-        detach: bool,
-        /// Do not delete the container after it exits
-        #[arg(long)]
-        keep: bool,
-    },
+    Run(RunArgs),
     /// Start the process of a created container
-    Start {
-        #[arg(value_parser = IdArg)]
-        id: String,
-    },
+    Start(IdArgs),
     /// Print the state of a container as JSON
-    State {
-        #[arg(value_parser = IdArg)]
-        id: String,
-    },
+    State(IdArgs),
     /// Send a signal to the container's init (or to all its processes)
-    Kill {
-        /// Signal every process in the container's cgroup
-        #[arg(short = 'a', long)]
-        all: bool,
-        #[arg(value_parser = IdArg)]
-        id: String,
-        #[arg(default_value = "SIGTERM")]
-        signal: String,
-    },
+    Kill(KillArgs),
     /// Delete a container and what create made for it
-    Delete {
-        /// Kill the container first if it is running
-        #[arg(short = 'f', long)]
-        force: bool,
-        #[arg(value_parser = IdArg)]
-        id: String,
-    },
+    Delete(DeleteArgs),
     /// List the containers under --root
     #[command(alias = "ls")]
     List {
@@ -447,7 +475,7 @@ pub fn main() -> i32 {
         })
         .unwrap_or(0u32);
     reserve_fds(preserve.min(1 << 16));
-    let cli = match Cli::try_parse_from(normalize(argv.into_iter())) {
+    let Cli { globals: cli, command } = match parse::parse(normalize(argv.into_iter())) {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => {
             // --help and friends.
@@ -468,7 +496,7 @@ pub fn main() -> i32 {
         println!("berth version {}\nspec: {}", env!("CARGO_PKG_VERSION"), berth::state::OCI_VERSION);
         return 0;
     }
-    let Some(command) = cli.command else {
+    let Some(command) = command else {
         let _ = <Cli as clap::CommandFactory>::command().print_help();
         return 2;
     };
@@ -476,7 +504,7 @@ pub fn main() -> i32 {
     // container, cwd, binary, pid file), so a caller can tell it from the process's own
     // exit code; every other command fails with 1.
     let failure = if matches!(command, Command::Exec(_)) { 255 } else { 1 };
-    if matches!(command, Command::Create(_) | Command::Run { .. } | Command::Exec(_)) {
+    if matches!(command, Command::Create(_) | Command::Run(_) | Command::Exec(_)) {
         if let Err(e) = berth::sealed::reexec_protected() {
             berth::log::error(&format!("re-executing from a read-only view of berth: {e}"));
             return failure;
@@ -506,11 +534,11 @@ pub fn main() -> i32 {
     let store = berth::state::Store::new(root);
     let result = match command {
         Command::Create(args) => create::run(&store, args, cli.systemd_cgroup),
-        Command::Run { create, detach, keep } => run::run(&store, create, detach, keep, cli.systemd_cgroup),
-        Command::Start { id } => berth::container::start(&store, &id).map(|()| 0).map_err(Into::into),
-        Command::State { id } => simple::state(&store, &id),
-        Command::Kill { all, id, signal } => kill::run(&store, &id, &signal, all),
-        Command::Delete { force, id } => delete::run(&store, &id, force),
+        Command::Run(RunArgs { create, detach, keep }) => run::run(&store, create, detach, keep, cli.systemd_cgroup),
+        Command::Start(IdArgs { id }) => berth::container::start(&store, &id).map(|()| 0).map_err(Into::into),
+        Command::State(IdArgs { id }) => simple::state(&store, &id),
+        Command::Kill(KillArgs { all, id, signal }) => kill::run(&store, &id, &signal, all),
+        Command::Delete(DeleteArgs { force, id }) => delete::run(&store, &id, force),
         Command::List { format, quiet } => list::run(&store, &format, quiet),
         Command::Exec(args) => exec::run(&store, *args),
         Command::Ps { format, id, ps_args } => ops::ps(&store, &id, &format, &ps_args),
