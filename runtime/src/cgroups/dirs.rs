@@ -50,18 +50,37 @@ impl Dirs {
     /// See [`super::Manager::plan`]; `left_frozen` tells a frozen existing directory.
     pub(crate) fn plan(&self, left_frozen: &dyn Fn(&HierarchyState) -> bool) -> Result<(), CgroupError> {
         // B15 first, before anything is made, so a refusal changes nothing.
+        let mut exists = Vec::with_capacity(self.hier.len());
         for h in &self.hier {
-            if h.dir.is_dir() {
+            let is_dir = h.dir.is_dir();
+            if is_dir {
                 Self::check_reusable(h, left_frozen)?;
             }
+            exists.push(is_dir);
         }
         let mut all = self.created_list();
-        for h in &self.hier {
-            let mut cur = h.mount_point.clone();
-            for comp in Self::rel_of(h)?.components() {
-                cur.push(comp);
-                if !cur.is_dir() && !all.contains(&cur) {
-                    all.push(cur.clone());
+        for (h, exists) in self.hier.iter().zip(exists) {
+            let rel = Self::rel_of(h)?;
+            if exists {
+                continue;
+            }
+            // Every level from the mount point down, the leaf last. The leaf is missing,
+            // and so is each level above it up to the first that exists: one stat each,
+            // from the bottom up.
+            let levels: Vec<PathBuf> = rel
+                .components()
+                .scan(h.mount_point.clone(), |p, c| {
+                    p.push(c);
+                    Some(p.clone())
+                })
+                .collect();
+            let mut first_missing = levels.len().saturating_sub(1);
+            while first_missing > 0 && !levels[first_missing - 1].is_dir() {
+                first_missing -= 1;
+            }
+            for dir in levels.into_iter().skip(first_missing) {
+                if !all.contains(&dir) {
+                    all.push(dir);
                 }
             }
         }

@@ -29,6 +29,30 @@ pub(crate) fn set(field: &str, dir: &Path, file: &str, value: &str) -> Result<()
     })
 }
 
+/// Writes `(file, value)` pairs in order, one write(2) each, like [`set`] for every pair,
+/// but through one open file for consecutive pairs that name the same file (the device
+/// rules of v1, a dozen lines into `devices.allow`: each write is one rule).
+pub(crate) fn set_each(field: &str, dir: &Path, writes: &[(&str, String)]) -> Result<(), CgroupError> {
+    let mut open: Option<(&str, std::fs::File)> = None;
+    for (file, value) in writes {
+        let err = |source| CgroupError::Write {
+            field: field.to_string(),
+            path: dir.join(file),
+            value: value.clone(),
+            source,
+        };
+        let f = match &mut open {
+            Some((name, f)) if name == file => f,
+            _ => {
+                let f = std::fs::OpenOptions::new().write(true).open(dir.join(file)).map_err(err)?;
+                &mut open.insert((*file, f)).1
+            }
+        };
+        f.write_all(value.as_bytes()).map_err(err)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn parse_pids(text: &str) -> Vec<i32> {
     text.lines().filter_map(|l| l.trim().parse().ok()).collect()
 }

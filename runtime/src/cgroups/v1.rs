@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 
-use super::fsutil::{read_trim, set};
+use super::fsutil::{read_trim, set, set_each};
 use super::{
     convert, devices, oom, stats, validate, CgroupError, CgroupVersion, Dirs, HierarchyState, Manager, OomWatch, Stats,
 };
@@ -193,10 +193,7 @@ fn devices_v1(m: &V1, list: &[oci_spec::runtime::LinuxDeviceCgroup]) -> Result<(
             return Ok(());
         }
     }
-    for (file, line) in writes {
-        set("linux.resources.devices", dir, file, &line)?;
-    }
-    Ok(())
+    set_each("linux.resources.devices", dir, &writes)
 }
 
 pub(crate) fn rdma_line(dev: &str, handles: Option<u32>, objects: Option<u32>) -> Option<String> {
