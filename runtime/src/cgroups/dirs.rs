@@ -246,14 +246,21 @@ impl Dirs {
     pub(crate) fn destroy(&self) -> Result<(), CgroupError> {
         let created = self.created_list();
         let mut first_err = None;
+        let mut removed = Vec::new();
         for h in &self.hier {
             if created.iter().any(|c| c == &h.dir) {
-                if let Err(e) = fsutil::remove_children(&h.dir) {
+                // The kernel refuses to remove a cgroup with a process or a sub-cgroup in
+                // it (EBUSY), so a leaf that one rmdir removes had neither: no need to
+                // read its directory for sub-cgroups first.
+                if fsutil::rmdir_once(&h.dir) {
+                    removed.push(h.dir.clone());
+                } else if let Err(e) = fsutil::remove_children(&h.dir) {
                     first_err.get_or_insert(e);
                 }
             }
         }
-        let (left, err) = self.remove_created(&created);
+        let pending: Vec<PathBuf> = created.iter().filter(|c| !removed.contains(c)).cloned().collect();
+        let (left, err) = self.remove_created(&pending);
         if let Some(e) = err {
             first_err.get_or_insert(e);
         }

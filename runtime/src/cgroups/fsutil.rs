@@ -91,6 +91,14 @@ fn subdirs(d: &Path) -> Result<Vec<PathBuf>, CgroupError> {
     Ok(out)
 }
 
+/// One rmdir of `d`: whether it is gone now (removed, or not there).
+pub(crate) fn rmdir_once(d: &Path) -> bool {
+    match std::fs::remove_dir(d) {
+        Ok(()) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
 /// rmdir, waiting a little for processes that were just killed to leave
 /// (the cgroup stays busy until they are reaped). Gone already is fine.
 pub(crate) fn rmdir_retry(d: &Path) -> Result<(), CgroupError> {

@@ -483,10 +483,15 @@ fn root_v1_lifecycle_apply_add_pids_destroy() {
         c.wait().unwrap();
     }
     guard.children.clear();
+    // Sub-cgroups made inside the container's cgroup go with it: the kernel refuses the
+    // leaf's own rmdir while they are there.
+    std::fs::create_dir_all(d("pids").join("sub/deeper")).unwrap();
+    std::fs::create_dir(d("memory").join("sub")).unwrap();
     // Reopened from state, as `delete` does.
     let m2 = from_state(&m.state());
     m2.destroy().unwrap();
     assert!(m2.state().created.is_empty());
+    assert!(!d("pids").exists() && !d("memory").exists());
     assert_eq!(guard.leftovers(), Vec::<PathBuf>::new());
 }
 
