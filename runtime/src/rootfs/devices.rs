@@ -3,8 +3,8 @@
 //! inside the root, so a `dev` symlink in the image cannot aim mknod at the
 //! host (CVE-2026-41579, CVE-2026-47766).
 
-use std::os::fd::{AsFd, BorrowedFd};
-use std::path::Path;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, AtFlags, OFlag};
@@ -74,19 +74,36 @@ fn bind_host_node(parent: BorrowedFd, name: &str, n: &Node) -> Result<(), Rootfs
     sys::move_mount_fd(tree.as_fd(), target.as_fd()).map_err(sys_err(&n.field, "bind device"))
 }
 
-fn create(root: BorrowedFd, n: &Node) -> Result<(), RootfsError> {
+/// The directories nodes go into, each resolved (and made) inside the root once: most
+/// nodes share /dev.
+#[derive(Default)]
+struct Parents(Vec<(PathBuf, OwnedFd)>);
+
+impl Parents {
+    fn get(&mut self, root: BorrowedFd, path: &Path) -> nix::Result<BorrowedFd<'_>> {
+        let i = match self.0.iter().position(|(p, _)| p == path) {
+            Some(i) => i,
+            None => {
+                let fd = resolve::mkdir_all_in_root(root, path, Mode::from_bits_truncate(0o755))?;
+                self.0.push((path.to_path_buf(), fd));
+                self.0.len() - 1
+            }
+        };
+        Ok(self.0[i].1.as_fd())
+    }
+}
+
+fn create(root: BorrowedFd, parents: &mut Parents, n: &Node) -> Result<(), RootfsError> {
     let path = clean_container_path(n.path);
     let (Some(parent_path), Some(name)) = (path.parent(), path.file_name().and_then(|s| s.to_str())) else {
         return Err(RootfsError::invalid(&n.field, "bad device path"));
     };
-    let parent = resolve::mkdir_all_in_root(root, parent_path, Mode::from_bits_truncate(0o755))
-        .map_err(sys_err(&n.field, "create parent directory"))?;
+    let parent = parents.get(root, parent_path).map_err(sys_err(&n.field, "create parent directory"))?;
     let perm = Mode::from_bits_truncate(n.mode & 0o7777);
-    match mknodat(&parent, name, n.kind, perm, makedev(n.major, n.minor)) {
+    match mknodat(parent, name, n.kind, perm, makedev(n.major, n.minor)) {
         Ok(()) => {}
         Err(Errno::EEXIST) => {
-            let st =
-                fstatat(&parent, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(sys_err(&n.field, "stat existing"))?;
+            let st = fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(sys_err(&n.field, "stat existing"))?;
             if matches(&st, n) || !n.strict {
                 return Ok(());
             }
@@ -95,10 +112,10 @@ fn create(root: BorrowedFd, n: &Node) -> Result<(), RootfsError> {
                 format!("{} already exists with a different type or device number", n.path.display()),
             ));
         }
-        Err(Errno::EPERM) => return bind_host_node(parent.as_fd(), name, n),
+        Err(Errno::EPERM) => return bind_host_node(parent, name, n),
         Err(e) => return Err(RootfsError::sys(&n.field, "mknod", e)),
     }
-    fchownat(&parent, name, Some(Uid::from_raw(n.uid)), Some(Gid::from_raw(n.gid)), AtFlags::AT_SYMLINK_NOFOLLOW)
+    fchownat(parent, name, Some(Uid::from_raw(n.uid)), Some(Gid::from_raw(n.gid)), AtFlags::AT_SYMLINK_NOFOLLOW)
         .map_err(sys_err(&n.field, "chown"))
 }
 
@@ -142,12 +159,12 @@ pub(crate) fn setup_dev(root: BorrowedFd, spec: &Spec) -> Result<(), RootfsError
 
     // fileMode must land exactly, not filtered by the runtime's umask.
     let old = umask(Mode::empty());
-    let result = nodes.iter().try_for_each(|n| create(root, n));
+    let mut parents = Parents::default();
+    let result = nodes.iter().try_for_each(|n| create(root, &mut parents, n));
     umask(old);
     result?;
 
-    let dev = resolve::mkdir_all_in_root(root, Path::new("/dev"), Mode::from_bits_truncate(0o755))
-        .map_err(sys_err("/dev", "create /dev"))?;
+    let dev = parents.get(root, Path::new("/dev")).map_err(sys_err("/dev", "create /dev"))?;
     let mut links = vec![
         ("/proc/self/fd", "fd"),
         ("/proc/self/fd/0", "stdin"),
@@ -158,15 +175,15 @@ pub(crate) fn setup_dev(root: BorrowedFd, spec: &Spec) -> Result<(), RootfsError
         links.push(("/proc/kcore", "core"));
     }
     for (target, name) in links {
-        match symlinkat(target, &dev, name) {
+        match symlinkat(target, dev, name) {
             Ok(()) | Err(Errno::EEXIST) => {}
             Err(e) => return Err(RootfsError::sys(format!("/dev/{name}"), "symlink", e)),
         }
     }
-    match unlinkat(&dev, "ptmx", UnlinkatFlags::NoRemoveDir) {
+    match unlinkat(dev, "ptmx", UnlinkatFlags::NoRemoveDir) {
         Ok(()) | Err(Errno::ENOENT) => {}
         Err(e) => return Err(RootfsError::sys("/dev/ptmx", "remove", e)),
     }
-    symlinkat("pts/ptmx", &dev, "ptmx").map_err(sys_err("/dev/ptmx", "symlink"))?;
+    symlinkat("pts/ptmx", dev, "ptmx").map_err(sys_err("/dev/ptmx", "symlink"))?;
     Ok(())
 }
