@@ -373,14 +373,11 @@ const LONG_FLAGS: &[&str] = &[
     "manage-cgroups-mode",
 ];
 
-/// Flags that take a value as the next argument (global ones and exec's): the argument
-/// after one of these is not exec's container id.
+/// The global flags that take their value from the next argument.
+const GLOBAL_VALUE_FLAGS: &[&str] = &["--root", "--log", "--log-format", "--criu", "--rootless"];
+
+/// The other flags that take a value as the next argument (create's and exec's).
 const VALUE_FLAGS: &[&str] = &[
-    "--root",
-    "--log",
-    "--log-format",
-    "--criu",
-    "--rootless",
     "--console-socket",
     "--pid-file",
     "--cwd",
@@ -399,6 +396,12 @@ const VALUE_FLAGS: &[&str] = &[
     "--process",
     "-p",
 ];
+
+/// Whether `flag` takes the next argument as its value: that argument is not exec's container
+/// id.
+fn takes_value(flag: &str) -> bool {
+    GLOBAL_VALUE_FLAGS.contains(&flag) || VALUE_FLAGS.contains(&flag)
+}
 
 /// Arguments are bytes: a flag is matched only where it is UTF-8, and everything else is
 /// passed on untouched (exec's command and its environment may be any bytes).
@@ -435,12 +438,12 @@ fn normalize<A: Into<OsString>>(args: impl Iterator<Item = A>) -> Vec<OsString> 
         if let Some(rest) = text.strip_prefix('-').filter(|r| !r.starts_with('-')) {
             let name = rest.split('=').next().unwrap_or("");
             if LONG_FLAGS.contains(&name) {
-                expect_value = !text.contains('=') && VALUE_FLAGS.contains(&format!("-{text}").as_str());
+                expect_value = !text.contains('=') && takes_value(&format!("-{text}"));
                 out.push(format!("-{text}").into());
                 continue;
             }
         }
-        expect_value = !text.contains('=') && VALUE_FLAGS.contains(&text);
+        expect_value = !text.contains('=') && takes_value(text);
         out.push(a);
     }
     out

@@ -12,10 +12,7 @@ use std::ffi::OsString;
 
 use clap::{Args, FromArgMatches, Parser};
 
-use super::{exec::ExecArgs, Cli, CreateArgs, DeleteArgs, Globals, IdArgs, KillArgs, RunArgs};
-
-/// The global flags that take their value from the next argument.
-const GLOBAL_VALUE_FLAGS: &[&str] = &["--root", "--log", "--log-format", "--criu", "--rootless"];
+use super::{exec::ExecArgs, Cli, CreateArgs, DeleteArgs, Globals, IdArgs, KillArgs, RunArgs, GLOBAL_VALUE_FLAGS};
 
 pub(super) fn parse(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
     match narrowed(&argv) {
