@@ -205,7 +205,7 @@ pub struct Containerd {
     pub address: PathBuf,
     child: Option<Child>,
     /// Namespaces ctr was used in: their cgroup parents are removed at the end.
-    namespaces: std::cell::RefCell<std::collections::BTreeSet<String>>,
+    namespaces: std::cell::RefCell<std::collections::BTreeMap<String, crate::leak::CgroupParentHold>>,
     shim_dir: Option<PathBuf>,
     env: Vec<(String, String)>,
 }
@@ -300,7 +300,10 @@ impl Containerd {
 
     /// `ctr` against this containerd in `namespace` (remembered for the cleanup).
     fn ctr_command(&self, namespace: &str, args: &[&str]) -> Command {
-        self.namespaces.borrow_mut().insert(namespace.to_string());
+        self.namespaces
+            .borrow_mut()
+            .entry(namespace.to_string())
+            .or_insert_with(|| crate::leak::CgroupParentHold::new(namespace));
         let mut cmd = Command::new("ctr");
         cmd.arg("--address").arg(&self.address).arg("--namespace").arg(namespace).args(args).stdin(Stdio::null());
         cmd
@@ -402,8 +405,8 @@ impl Drop for Containerd {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         unmount_all_under(self.dir.path());
-        for ns in self.namespaces.borrow().iter() {
-            crate::leak::remove_empty_cgroup_parent(ns);
+        for hold in self.namespaces.borrow().values() {
+            hold.release();
         }
     }
 }

@@ -25,6 +25,8 @@ pub struct Dockerd {
     pub argv_log: PathBuf,
     pub docker_cli: PathBuf,
     child: Mutex<Option<Child>>,
+    /// dockerd's containers share /docker with every other private dockerd of this process.
+    cgroup_parent: crate::leak::CgroupParentHold,
 }
 
 static DOCKERD: OnceLock<Dockerd> = OnceLock::new();
@@ -98,7 +100,14 @@ impl Dockerd {
             .stderr(log)
             .spawn()
             .expect("cannot spawn dockerd");
-        let d = Dockerd { dir, sock, argv_log, docker_cli: docker_cli(), child: Mutex::new(Some(child)) };
+        let d = Dockerd {
+            dir,
+            sock,
+            argv_log,
+            docker_cli: docker_cli(),
+            child: Mutex::new(Some(child)),
+            cgroup_parent: crate::leak::CgroupParentHold::new("docker"),
+        };
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if d.docker(&["version", "--format", "{{.Server.Version}}"]).ok() {
@@ -217,7 +226,7 @@ impl Dockerd {
             let _ = fs::copy(&self.argv_log, "/tmp/berth-docker-runtime-argv.log");
         }
         // dockerd's containers share /docker; the runtime leaves it behind when it empties.
-        crate::leak::remove_empty_cgroup_parent("docker");
+        self.cgroup_parent.release();
         let _ = fs::remove_dir_all(&self.dir);
     }
 }

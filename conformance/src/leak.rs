@@ -1,7 +1,7 @@
 //! "Nothing left behind" (SECURITY.md §2): a snapshot of the host taken before
 //! a test and compared after it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -189,20 +189,161 @@ pub fn scrub(id: &str, dir: &Path, baseline: &LeakSnapshot) {
     }
 }
 
-/// Removes `/<name>` from every cgroup hierarchy where it is left empty: the parent that a
-/// daemon's containers shared (containerd's namespace, dockerd's "docker"), which runtimes
-/// leave behind by design: they remove only the container's own cgroup. rmdir succeeds only
-/// on an empty cgroup, so this never touches one in use.
-pub fn remove_empty_cgroup_parent(name: &str) {
-    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+/// How many daemons of this test process hold each shared cgroup parent (dockerd's
+/// "docker", podman's "libpod_parent", a containerd namespace). Tests run in parallel, and a
+/// second daemon that removed the parent as it stopped would pull it from under the first
+/// daemon's runtime between its two mkdirs (seen: runc's "mkdir
+/// /sys/fs/cgroup/freezer/docker/<id>: no such file or directory").
+static CGROUP_PARENT_HOLDERS: std::sync::Mutex<BTreeMap<String, Holders>> = std::sync::Mutex::new(BTreeMap::new());
+
+struct Holders {
+    count: usize,
+    /// What /sys/fs/cgroup held when the first holder came: a directory a client made in
+    /// its tmpfs since (podman's for a controller that is not mounted) goes with the last.
+    cgroup_root_before: BTreeSet<std::ffi::OsString>,
+}
+
+fn cgroup_root_entries() -> BTreeSet<std::ffi::OsString> {
+    fs::read_dir("/sys/fs/cgroup").map(|rd| rd.flatten().map(|e| e.file_name()).collect()).unwrap_or_default()
+}
+
+/// One daemon's hold on a shared cgroup parent; [`CgroupParentHold::release`] removes the
+/// parent once the last holder in this process lets go.
+pub struct CgroupParentHold {
+    name: String,
+    children: &'static [&'static str],
+    released: std::sync::atomic::AtomicBool,
+}
+
+impl CgroupParentHold {
+    pub fn new(name: &str) -> CgroupParentHold {
+        CgroupParentHold::with_children(name, &[])
+    }
+
+    /// A parent the daemon itself puts cgroups under (podman: conmon's), removed before it.
+    pub fn with_children(name: &str, children: &'static [&'static str]) -> CgroupParentHold {
+        let mut holders = CGROUP_PARENT_HOLDERS.lock().unwrap_or_else(|e| e.into_inner());
+        holders
+            .entry(name.to_string())
+            .or_insert_with(|| Holders { count: 0, cgroup_root_before: cgroup_root_entries() })
+            .count += 1;
+        CgroupParentHold { name: name.to_string(), children, released: std::sync::atomic::AtomicBool::new(false) }
+    }
+
+    /// Idempotent: a daemon's stop may run from a test and again at exit.
+    pub fn release(&self) {
+        if self.released.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        // The lock is held across the rmdirs so that a daemon starting meanwhile takes its
+        // hold either before (and the parent stays) or after (and its runtime makes it anew).
+        let mut holders = CGROUP_PARENT_HOLDERS.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(h) = holders.get_mut(&self.name) else { return };
+        h.count = h.count.saturating_sub(1);
+        if h.count > 0 {
+            return;
+        }
+        let before = std::mem::take(&mut h.cgroup_root_before);
+        holders.remove(&self.name);
+        remove_empty_cgroup_parent(&self.name, self.children);
+        let root = Path::new("/sys/fs/cgroup");
+        if is_tmpfs(root) {
+            for new in cgroup_root_entries().difference(&before) {
+                let dir = root.join(new);
+                // On the tmpfs itself, so not a hierarchy's mount point; rmdir keeps it if
+                // anything is left in it.
+                if is_tmpfs(&dir) {
+                    let _ = fs::remove_dir(&dir);
+                }
+            }
+        }
+    }
+}
+
+/// Removes `/<name>` (its `children` first) from every cgroup hierarchy where it is left
+/// empty: the parent that a daemon's containers shared (containerd's namespace, dockerd's
+/// "docker", podman's "libpod_parent" with conmon's cgroup below it), which runtimes leave
+/// behind by design: they remove only the container's own cgroup. rmdir succeeds only on an
+/// empty cgroup, so this never touches one in use.
+fn remove_empty_cgroup_parent(name: &str, children: &[&str]) {
+    if [name].iter().chain(children).any(|n| n.is_empty() || n.contains('/') || *n == "." || *n == "..") {
         return;
     }
     let root = Path::new("/sys/fs/cgroup");
     // Pure cgroup v2 keeps it at the top; v1 and hybrid in every hierarchy.
-    let _ = fs::remove_dir(root.join(name));
+    let mut dirs = vec![root.join(name)];
     if let Ok(entries) = fs::read_dir(root) {
-        for e in entries.flatten() {
-            let _ = fs::remove_dir(e.path().join(name));
+        dirs.extend(entries.flatten().map(|e| e.path().join(name)));
+    }
+    for dir in dirs {
+        if is_tmpfs(&dir) {
+            // Not a cgroup: podman (containers/common) makes conmon's "cgroup" in every v1
+            // controller it knows of, mounted or not, and where one is not mounted it makes
+            // plain directories on /sys/fs/cgroup's tmpfs and a plain `tasks` file in them.
+            let _ = fs::remove_dir_all(&dir);
+            continue;
+        }
+        for child in children {
+            let _ = fs::remove_dir(dir.join(child));
+        }
+        let _ = fs::remove_dir(&dir);
+    }
+}
+
+fn is_tmpfs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path).map(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two daemons share a parent: the first to stop leaves it (the other's runtime may be
+    /// between its mkdirs), the last removes it from every hierarchy, conmon's plain
+    /// directories on a tmpfs included; a second release changes nothing.
+    #[test]
+    #[ignore = "needs root: makes and removes cgroups under /sys/fs/cgroup"]
+    fn a_shared_cgroup_parent_goes_with_its_last_holder() {
+        let name = format!("berth-leak-test-{}", std::process::id());
+        let root = Path::new("/sys/fs/cgroup");
+        let first = CgroupParentHold::with_children(&name, &["conmon"]);
+        let second = CgroupParentHold::with_children(&name, &["conmon"]);
+        let mut made = Vec::new();
+        let mut controller_dir = None;
+        if is_tmpfs(root) {
+            // v1 or hybrid: a cgroup in each mounted hierarchy, and what podman leaves in
+            // the tmpfs itself.
+            for e in fs::read_dir(root).expect("list /sys/fs/cgroup").flatten() {
+                let p = e.path();
+                if fs::symlink_metadata(&p).map(|m| m.is_dir()).unwrap_or(false) && !is_tmpfs(&p) {
+                    made.push(p.join(&name).join("conmon"));
+                }
+            }
+            assert!(!made.is_empty(), "/sys/fs/cgroup is a tmpfs with no hierarchy mounted in it");
+            // A controller podman knows and this host does not mount: it makes the
+            // controller's directory too.
+            let unmounted = root.join(format!("{name}-ctl"));
+            for plain in [root.join(&name).join("conmon"), unmounted.join(&name).join("conmon")] {
+                fs::create_dir_all(&plain).expect("mkdir on the tmpfs");
+                fs::write(plain.join("tasks"), "1\n").expect("write a plain tasks file");
+                made.push(plain);
+            }
+            controller_dir = Some(unmounted);
+        } else {
+            made.push(root.join(&name).join("conmon"));
+        }
+        for d in &made {
+            fs::create_dir_all(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+        }
+        first.release();
+        let left: Vec<_> = made.iter().filter(|d| d.exists()).collect();
+        assert_eq!(left.len(), made.len(), "the first release removed a parent still held");
+        second.release();
+        first.release();
+        let left: Vec<_> = made.iter().filter_map(|d| d.parent()).filter(|d| d.exists()).collect();
+        assert!(left.is_empty(), "left after the last release: {left:?}");
+        if let Some(d) = controller_dir {
+            assert!(!d.exists(), "{} was made after the first hold and is left", d.display());
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct Podman {
     made_blob_cache: bool,
     /// Rootless: the `setpriv` arguments that run podman as the test user.
     as_user: Option<Vec<String>>,
+    /// Shared with every other podman store of this process.
+    cgroup_parent: crate::leak::CgroupParentHold,
 }
 
 static PODMAN: OnceLock<Podman> = OnceLock::new();
@@ -91,7 +93,14 @@ impl Podman {
         crate::util::write_argv_recording_wrapper(&wrapper, &argv_log, &runtime_binary());
         // Decided once per process: a second store must not take the first one's cache for the host's.
         let made_blob_cache = !*BLOB_CACHE_PREEXISTED.get_or_init(|| Path::new(BLOB_CACHE_DIR).exists());
-        let p = Podman { dir, argv_log, wrapper, made_blob_cache, as_user: None };
+        let p = Podman {
+            dir,
+            argv_log,
+            wrapper,
+            made_blob_cache,
+            as_user: None,
+            cgroup_parent: crate::leak::CgroupParentHold::with_children(CGROUP_PARENT, &["conmon"]),
+        };
         p.loaded()
     }
 
@@ -119,7 +128,15 @@ impl Podman {
         let wrapper = dir.join("berth-wrap");
         crate::util::write_argv_recording_wrapper(&wrapper, &argv_log, &berth);
         let as_user = Some(crate::test_user::setpriv_args(&home, Some(&xdg)));
-        Podman { dir, argv_log, wrapper, made_blob_cache: false, as_user }.loaded()
+        Podman {
+            dir,
+            argv_log,
+            wrapper,
+            made_blob_cache: false,
+            as_user,
+            cgroup_parent: crate::leak::CgroupParentHold::with_children(CGROUP_PARENT, &["conmon"]),
+        }
+        .loaded()
     }
 
     /// Loads the test image; a failed load cleans up here (nothing is registered for exit yet).
@@ -280,13 +297,7 @@ impl Podman {
             let _ = fs::copy(&self.argv_log, "/tmp/berth-podman-runtime-argv.log");
         }
         // conmon's own cgroup sits under the parent; both stay behind once empty.
-        let _ = fs::remove_dir(Path::new("/sys/fs/cgroup").join(CGROUP_PARENT).join("conmon"));
-        if let Ok(entries) = fs::read_dir("/sys/fs/cgroup") {
-            for e in entries.flatten() {
-                let _ = fs::remove_dir(e.path().join(CGROUP_PARENT).join("conmon"));
-            }
-        }
-        crate::leak::remove_empty_cgroup_parent(CGROUP_PARENT);
+        self.cgroup_parent.release();
         if self.made_blob_cache {
             let _ = fs::remove_dir_all(BLOB_CACHE_DIR);
         }
