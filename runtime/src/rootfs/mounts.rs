@@ -50,6 +50,9 @@ pub(crate) fn dest_dir(root: BorrowedFd, dest: &Path) -> nix::Result<OwnedFd> {
 /// Destination file for a bind of a non-directory: created as an empty
 /// regular file if missing, never through a link out of the root.
 pub(crate) fn dest_file(root: BorrowedFd, dest: &Path) -> nix::Result<OwnedFd> {
+    if let Some(fd) = resolve::existing_in_root(root, dest, OFlag::O_PATH) {
+        return Ok(fd);
+    }
     let mut tries = 0;
     loop {
         match resolve::walk_in_root(root, dest, Some(Mode::from_bits_truncate(DIR_MODE)))? {

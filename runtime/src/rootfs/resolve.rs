@@ -82,6 +82,15 @@ pub fn open_in_root(root: BorrowedFd, path: &Path, flags: OFlag, mode: Mode) -> 
     openat2_retry(root, &in_root_relative(path), how)
 }
 
+/// `path` inside `root` if it is there already, in one call: most mount points exist in the
+/// image (/proc, /dev, /sys). The kernel's RESOLVE_IN_ROOT is what [`walk_in_root`] mirrors
+/// one component at a time (the rootfs tests hold the two to the same inode), so its answer
+/// is the walk's. None on any error: the walk then creates what is missing, or fails with
+/// its own error as before.
+pub(crate) fn existing_in_root(root: BorrowedFd, path: &Path, flags: OFlag) -> Option<OwnedFd> {
+    open_in_root(root, path, flags, Mode::empty()).ok()
+}
+
 /// Open exactly one name in `dir` without following anything.
 fn open_one(dir: BorrowedFd, name: &OsStr, flags: OFlag) -> nix::Result<OwnedFd> {
     let how = OpenHow::new()
@@ -194,6 +203,9 @@ pub fn walk_in_root(root: BorrowedFd, path: &Path, mkdir: Option<Mode>) -> nix::
 /// (CVE-2024-45310): links are resolved inside it, dangling ones by creating
 /// their target inside the root.
 pub fn mkdir_all_in_root(root: BorrowedFd, path: &Path, mode: Mode) -> nix::Result<OwnedFd> {
+    if let Some(fd) = existing_in_root(root, path, OFlag::O_PATH | OFlag::O_DIRECTORY) {
+        return Ok(fd);
+    }
     let mut tries = 0;
     loop {
         match walk_in_root(root, path, Some(mode))? {
