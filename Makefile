@@ -71,10 +71,11 @@ conformance: build
 	$(CARGO) test --release --no-fail-fast -p berth-snapshotter -p containerd-shim-berth-v2 -- --include-ignored --test-threads=2
 	@# conformance/tests/systemd_guest*.rs boot the Debian 13 guest, conformance/tests/forky_guest.rs
 	@# the Debian forky one (each built with debootstrap on first use, ~3 and ~7 min, cached in
-	@# /var/cache/berth/guests; docs/production-guest.md).
+	@# /var/cache/berth/guests; docs/production-guest.md). The script runs the host's binaries,
+	@# then the two guests side by side.
 	BERTH=$(CURDIR)/$(RELEASE_DIR)/berth BERTH_SNAPSHOTTER=$(CURDIR)/$(RELEASE_DIR)/berth-snapshotter \
 		BERTH_FAILPOINTS=$(CURDIR)/$(FAILPOINTS_BERTH) BERTH_SHIM_FAILPOINTS=$(CURDIR)/$(FAILPOINTS_SHIM) \
-		$(CARGO) test --release --no-fail-fast -p conformance -- --include-ignored --test-threads=2
+		CARGO="$(CARGO)" ./scripts/conformance.sh
 
 # One format (rustfmt.toml) and no clippy warnings, fuzz targets included.
 lint: deps
