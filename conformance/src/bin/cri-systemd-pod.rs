@@ -283,7 +283,16 @@ fn pod_facts(env: &CriEnv, handler: &str) -> Result<Value, Error> {
         ..Default::default()
     });
     let hog = env.run_container(&pod, hog, &cfg)?;
-    let hog_status = env.wait_exited(&hog, Duration::from_secs(120))?;
+    let mut hog_status = env.wait_exited(&hog, Duration::from_secs(120))?;
+    // The CRI plugin takes the exit from its Wait call and the OOM from the event stream, in
+    // two goroutines; a status read between the two says "Error", a later one "OOMKilled".
+    // Read it as kubelet does, on a relist (every second) after the exit: berth's shim has
+    // handed containerd the TaskOOM before the exit by then (docs/shim.md).
+    let settle = std::time::Instant::now() + Duration::from_secs(3);
+    while hog_status.exit_code == 137 && hog_status.reason != "OOMKilled" && std::time::Instant::now() < settle {
+        std::thread::sleep(Duration::from_millis(100));
+        hog_status = env.container_status(&hog)?.0;
+    }
 
     // Teardown as kubelet does it: containers, the pod, then the pod's slice.
     let netns = env.pod_netns(&pod)?;
