@@ -243,8 +243,7 @@ impl CgroupParentHold {
         if h.count > 0 {
             return;
         }
-        let before = std::mem::take(&mut h.cgroup_root_before);
-        holders.remove(&self.name);
+        let before = holders.remove(&self.name).map(|h| h.cgroup_root_before).unwrap_or_default();
         remove_empty_cgroup_parent(&self.name, self.children);
         let root = Path::new("/sys/fs/cgroup");
         if is_tmpfs(root) {

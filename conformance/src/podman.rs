@@ -42,6 +42,11 @@ pub struct Podman {
 }
 
 static PODMAN: OnceLock<Podman> = OnceLock::new();
+
+/// Every store's containers, and conmon's own cgroup, go under `CGROUP_PARENT`.
+fn cgroup_parent_hold() -> crate::leak::CgroupParentHold {
+    crate::leak::CgroupParentHold::with_children(CGROUP_PARENT, &["conmon"])
+}
 static ROOTLESS: OnceLock<Podman> = OnceLock::new();
 static BLOB_CACHE_PREEXISTED: OnceLock<bool> = OnceLock::new();
 
@@ -93,14 +98,7 @@ impl Podman {
         crate::util::write_argv_recording_wrapper(&wrapper, &argv_log, &runtime_binary());
         // Decided once per process: a second store must not take the first one's cache for the host's.
         let made_blob_cache = !*BLOB_CACHE_PREEXISTED.get_or_init(|| Path::new(BLOB_CACHE_DIR).exists());
-        let p = Podman {
-            dir,
-            argv_log,
-            wrapper,
-            made_blob_cache,
-            as_user: None,
-            cgroup_parent: crate::leak::CgroupParentHold::with_children(CGROUP_PARENT, &["conmon"]),
-        };
+        let p = Podman { dir, argv_log, wrapper, made_blob_cache, as_user: None, cgroup_parent: cgroup_parent_hold() };
         p.loaded()
     }
 
@@ -128,15 +126,7 @@ impl Podman {
         let wrapper = dir.join("berth-wrap");
         crate::util::write_argv_recording_wrapper(&wrapper, &argv_log, &berth);
         let as_user = Some(crate::test_user::setpriv_args(&home, Some(&xdg)));
-        Podman {
-            dir,
-            argv_log,
-            wrapper,
-            made_blob_cache: false,
-            as_user,
-            cgroup_parent: crate::leak::CgroupParentHold::with_children(CGROUP_PARENT, &["conmon"]),
-        }
-        .loaded()
+        Podman { dir, argv_log, wrapper, made_blob_cache: false, as_user, cgroup_parent: cgroup_parent_hold() }.loaded()
     }
 
     /// Loads the test image; a failed load cleans up here (nothing is registered for exit yet).
@@ -296,7 +286,7 @@ impl Podman {
         if std::env::var_os("BERTH_KEEP_PODMAN_ARGV").is_some() {
             let _ = fs::copy(&self.argv_log, "/tmp/berth-podman-runtime-argv.log");
         }
-        // conmon's own cgroup sits under the parent; both stay behind once empty.
+        // Runtimes leave the parent (and conmon's cgroup in it) behind once empty.
         self.cgroup_parent.release();
         if self.made_blob_cache {
             let _ = fs::remove_dir_all(BLOB_CACHE_DIR);
