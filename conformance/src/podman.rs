@@ -42,13 +42,13 @@ pub struct Podman {
 }
 
 static PODMAN: OnceLock<Podman> = OnceLock::new();
+static ROOTLESS: OnceLock<Podman> = OnceLock::new();
+static BLOB_CACHE_PREEXISTED: OnceLock<bool> = OnceLock::new();
 
 /// Every store's containers, and conmon's own cgroup, go under `CGROUP_PARENT`.
 fn cgroup_parent_hold() -> crate::leak::CgroupParentHold {
     crate::leak::CgroupParentHold::with_children(CGROUP_PARENT, &["conmon"])
 }
-static ROOTLESS: OnceLock<Podman> = OnceLock::new();
-static BLOB_CACHE_PREEXISTED: OnceLock<bool> = OnceLock::new();
 
 extern "C" fn stop_at_exit() {
     for p in [PODMAN.get(), ROOTLESS.get()].into_iter().flatten() {
