@@ -716,6 +716,7 @@ test_containerd_shim_metrics_and_oom_on_cgroup_v2() {
 		i=$((i + 1))
 	done
 	grep -q '/tasks/oom.*"o"' "$C/events" || p="$p no-TaskOOM"
+	oom_of_a_cgroup_removed_before_the_shim_read_it
 	kill "$epid" 2>/dev/null
 	wait "$epid" 2>/dev/null
 	ctr task kill -s KILL m >/dev/null 2>&1
@@ -734,6 +735,57 @@ test_containerd_shim_metrics_and_oom_on_cgroup_v2() {
 	oomev=$(grep '/tasks/oom' "$C/events" | cut -c1-120)
 	[ -z "$p" ] || p="$p log=[$(tail -n 5 "$C/log" | cut -c1-200)] out=[$(cat "$C/m.log" "$C/o.log" "$C/metrics" | head -n 20)]"
 	verdict containerd_shim_metrics_and_oom_on_cgroup_v2 "$p" "metrics=[$table] oom-exit=$orc events=[$oomev]"
+}
+
+# Run by test_containerd_shim_metrics_and_oom_on_cgroup_v2, with its containerd ($C, ctr, $rt,
+# $img) and its `ctr events` (in $C/events). With the systemd cgroup driver, systemd removes a
+# scope's cgroup as soon as it is empty, which can be before the shim has read the OOM-killed
+# init's count. Here the shim is stopped (SIGSTOP) while its container is OOM-killed and the
+# emptied cgroup removed, as systemd does, then let go: the shim must still publish /tasks/oom,
+# and before /tasks/exit (from the parent cgroup's count, which has every kill below it).
+oom_of_a_cgroup_removed_before_the_shim_read_it() {
+	q=""
+	mkdir -p /tmp/oomtrig
+	rm -f /tmp/oomtrig/go
+	ctr run -d $rt --memory-limit 16777216 --mount type=bind,src=/tmp/oomtrig,dst=/trig,options=rbind:ro \
+		"$img" g sh -c 'until [ -e /trig/go ]; do sleep 0.1; done; exec tail /dev/zero' >"$C/g.log" 2>&1 || q="$q run-failed"
+	i=0
+	until ctr task ls | grep -q '^g .*RUNNING' || [ $i -ge 200 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	gpid=$(ctr task ls | awk '$1 == "g" { print $2 }')
+	gcg=/sys/fs/cgroup$(sed -n 's/^0:://p' "/proc/$gpid/cgroup" 2>/dev/null)
+	shim=$(awk '{ print $4 }' "/proc/$gpid/stat" 2>/dev/null)
+	case "$(cat "/proc/$shim/comm" 2>/dev/null)" in containerd-shim*) ;; *) q="$q init-parent-is-not-the-shim=[$shim]" ;; esac
+	[ "$gcg" != /sys/fs/cgroup ] && [ -d "$gcg" ] || q="$q no-cgroup=[$gcg]"
+	if [ -z "$q" ]; then
+		kill -STOP "$shim"
+		touch /tmp/oomtrig/go
+		i=0
+		until grep -qx 'populated 0' "$gcg/cgroup.events" || [ $i -ge 600 ]; do
+			sleep 0.1
+			i=$((i + 1))
+		done
+		rmdir "$gcg" || q="$q rmdir-failed"
+		kill -CONT "$shim"
+	fi
+	i=0
+	until grep -q '/tasks/exit.*"g"' "$C/events" || [ $i -ge 300 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	oom_at=$(grep -n '/tasks/oom.*"g"' "$C/events" | head -n 1 | cut -d: -f1)
+	exit_at=$(grep -n '/tasks/exit.*"g"' "$C/events" | head -n 1 | cut -d: -f1)
+	[ -n "$exit_at" ] || q="$q no-TaskExit"
+	[ -n "$oom_at" ] || q="$q no-TaskOOM"
+	[ -n "$oom_at" ] && [ -n "$exit_at" ] && [ "$oom_at" -gt "$exit_at" ] && q="$q TaskOOM-after-TaskExit"
+	ctr task rm g >/dev/null 2>&1 || q="$q task-rm-failed"
+	ctr container rm g >/dev/null 2>&1 || q="$q container-rm-failed"
+	[ -d "$gcg" ] && q="$q cgroup-left"
+	rm -rf /tmp/oomtrig
+	verdict containerd_shim_reports_oom_of_a_cgroup_removed_before_it_was_read "$q" \
+		"events=[$(grep '"g"' "$C/events" | cut -c1-100 | tr '\n' '|')]"
 }
 
 run_all_tests() {

@@ -216,3 +216,12 @@ fn restore_failure_leaves_nothing() {
 fn containerd_shim_metrics_and_oom_on_cgroup_v2() {
     assert_guest_pass("containerd_shim_metrics_and_oom_on_cgroup_v2");
 }
+
+/// The container's cgroup removed before the shim read its OOM kill (as systemd removes an
+/// emptied scope): the shim is stopped while its container is OOM-killed and the cgroup
+/// removed, then let go; `ctr events` still shows TaskOOM, before TaskExit. Run inside
+/// `containerd_shim_metrics_and_oom_on_cgroup_v2` (to select it alone, name that one).
+#[test]
+fn containerd_shim_reports_oom_of_a_cgroup_removed_before_it_was_read() {
+    assert_guest_pass("containerd_shim_reports_oom_of_a_cgroup_removed_before_it_was_read");
+}

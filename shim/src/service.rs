@@ -253,9 +253,10 @@ impl Service {
     /// TaskOOM of the container not yet published is, and the exit waits (at most
     /// [`OOM_DELIVERY_WAIT`]) until containerd has taken it. containerd 1.x's CRI plugin
     /// learns of the exit from its Wait call, not from TaskExit, and reports OOMKilled only
-    /// when the OOM event was handled first.
-    fn hold_exit_for_oom(&self, cid: &str) {
-        let number = self.oom.flush(cid);
+    /// when the OOM event was handled first. `status` is the init's exit status (128 + SIGKILL
+    /// when killed, by the OOM killer among others).
+    fn hold_exit_for_oom(&self, cid: &str, status: i32) {
+        let number = self.oom.flush(cid, status == 128 + libc::SIGKILL);
         if number > 0 && !self.events.wait_done(number, OOM_DELIVERY_WAIT) {
             log::warn!("{cid}: its TaskOOM was not forwarded within {OOM_DELIVERY_WAIT:?}; the exit goes out first");
         }
@@ -271,7 +272,7 @@ impl Service {
                     if let Ok(p) = c.process_mut(exec_id) {
                         if p.set_exited(status) {
                             if p.exec_id.is_empty() {
-                                self.hold_exit_for_oom(cid);
+                                self.hold_exit_for_oom(cid, status);
                             }
                             if p.starting {
                                 p.exit_deferred = true;
@@ -448,7 +449,7 @@ impl Service {
             let mut t = self.tasks();
             if let Ok(c) = t.container(&req.id) {
                 if c.init.state == State::Stopped {
-                    self.hold_exit_for_oom(&req.id);
+                    self.hold_exit_for_oom(&req.id, i32::try_from(c.init.exit_status).unwrap_or(255));
                     let ev = c.exit_event(&c.init);
                     self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, ev);
                 }
