@@ -105,7 +105,8 @@ bench: build
 	$(RELEASE_DIR)/bench-shim && \
 	$(RELEASE_DIR)/bench-pod
 	@# The same scenarios on a systemd host: the Debian 13 guest (emulated, so ratios only),
-	@# with the cgroupfs driver and with --systemd-cgroup. BENCH_GUEST_N (default 20).
+	@# with the cgroupfs driver and with --systemd-cgroup, each also without address randomisation
+	@# (TCG translates code at a new address afresh: docs/performance.md). BENCH_GUEST_N (default 20).
 	BERTH=$(CURDIR)/$(RELEASE_DIR)/berth $(RELEASE_DIR)/bench-guest
 
 # Fuzzing (libFuzzer through libfuzzer-sys; see docs/fuzzing.md). Each target starts from its

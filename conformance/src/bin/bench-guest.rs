@@ -4,6 +4,13 @@
 //! every container is a transient scope made over D-Bus. The guest is emulated (TCG): only
 //! the ratios between runtimes of one run mean anything, not the times.
 //!
+//! Each pass runs twice: as a host runs it, and under `setarch -R` (no address-space
+//! randomisation for bench and every runtime it starts). QEMU 7.2's TCG keys the code it
+//! has translated by virtual address, so code mapped at a new random address is translated
+//! again in every process, which on hardware costs nothing: berth, one large static PIE,
+//! pays that for each of its two images, crun for its loader and libraries
+//! (docs/performance.md). The second pass compares the runtimes' own work.
+//!
 //! `BERTH`: the static release berth (default: the workspace's newest build); `bench` is
 //! taken from beside this binary. `BENCH_GUEST_N` iterations per scenario (default 20).
 
@@ -43,15 +50,19 @@ fn main() -> anyhow::Result<()> {
     if o.code != 0 {
         anyhow::bail!("installing berth in the guest: {}", o.stderr);
     }
-    for (title, global) in
-        [("cgroupfs driver", ""), ("--systemd-cgroup (a transient scope per container)", "--systemd-cgroup")]
-    {
+    let passes = [
+        ("cgroupfs driver", "", ""),
+        ("cgroupfs driver, no address randomisation", "", "setarch -R"),
+        ("--systemd-cgroup (a transient scope per container)", "--systemd-cgroup", ""),
+        ("--systemd-cgroup, no address randomisation", "--systemd-cgroup", "setarch -R"),
+    ];
+    for (title, global, wrapper) in passes {
         println!("\n== {title}, N = {n}");
         // The bench's temp files on the guest's disk, not the read-only share.
         let o = guest.run(
             &format!(
                 "cd /root && TMPDIR=/var/tmp BENCH_N={n} BENCH_GLOBAL_ARGS='{global}' BERTH=/usr/local/bin/berth \
-                 RUNC=/usr/sbin/runc CRUN=/usr/bin/crun /usr/local/bin/bench"
+                 RUNC=/usr/sbin/runc CRUN=/usr/bin/crun {wrapper} /usr/local/bin/bench"
             ),
             Duration::from_secs(3600),
         )?;
