@@ -485,13 +485,7 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let events = dir.join("memory.events");
         fs::write(&events, "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n").unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let tx = Mutex::new(tx);
-        let watcher = OomWatcher::new(Box::new(move |id: &str| {
-            tx.lock().unwrap().send(id.to_string()).unwrap();
-            0
-        }))
-        .unwrap();
+        let (watcher, rx) = recording();
         watcher.watch("c1", Cgroup::V2(dir.clone())).unwrap();
         let timeout = std::time::Duration::from_secs(10);
         // A memory.max hit without a kill is no TaskOOM.
