@@ -826,19 +826,19 @@ fn criu_4_checkpoint_restore_on_the_berth_cli_as_on_runc() {
     eprintln!("criu in forky: {}", check.stdout.trim());
     assert!(check.stdout.contains("Version: 4."), "criu 4: {check:?}");
     assert!(check.stdout.contains("Looks good."), "criu check: {check:?}");
-    // Each runtime gets a second try when a criu step failed (criu_report says why).
-    let mut runc_took = Duration::ZERO;
-    let runc = criu_report("runc", CLI_CRIU_STEPS, |_| {
-        let (r, took) = criu_cli_scenario("runc");
-        runc_took = took;
-        r
-    });
-    let mut berth_took = Duration::ZERO;
-    let berth = criu_report("berth", CLI_CRIU_STEPS, |_| {
-        let (r, took) = criu_cli_scenario("berth");
-        berth_took = took;
-        r
-    });
+    // Each runtime gets a second try when a criu step failed (criu_report says why); the
+    // time is that of the try reported.
+    let report = |runtime: &str| {
+        let mut took = Duration::ZERO;
+        let r = criu_report(runtime, CLI_CRIU_STEPS, |_| {
+            let (r, t) = criu_cli_scenario(runtime);
+            took = t;
+            r
+        });
+        (r, took)
+    };
+    let (runc, runc_took) = report("runc");
+    let (berth, berth_took) = report("berth");
     eprintln!("CRIU-CLI timings: runc {runc_took:.1?}, berth {berth_took:.1?}");
     // runc 1.3.6 is the reference: its key facts first, then berth must show the same.
     for (k, v) in [
@@ -960,12 +960,14 @@ fn criu_4_checkpoint_restore_through_containerd_2_1_on_berths_shim_as_on_runcs()
     let t = Instant::now();
     // Each shim gets a second try when a criu step failed (criu_report says why), under a
     // new container name.
-    let runc = criu_report("runc", CLIENT_CRIU_STEPS, |n| {
-        ctr_criu_scenario("io.containerd.runc.v2", if n == 1 { "runc" } else { "runc-again" })
-    });
-    let berth = criu_report("berth", CLIENT_CRIU_STEPS, |n| {
-        ctr_criu_scenario("io.containerd.berth.v2", if n == 1 { "berth" } else { "berth-again" })
-    });
+    let report = |name: &str| {
+        let shim = format!("io.containerd.{name}.v2");
+        criu_report(name, CLIENT_CRIU_STEPS, |n| {
+            let tag = if n == 1 { name.to_string() } else { format!("{name}-again") };
+            ctr_criu_scenario(&shim, &tag)
+        })
+    };
+    let (runc, berth) = (report("runc"), report("berth"));
     eprintln!("CRIU-CTR timing: {:.1?} for both", t.elapsed());
     for (name, r) in [("runc", &runc), ("berth", &berth)] {
         let shim = format!("containerd-shim-{name}-v2 ");
