@@ -47,6 +47,21 @@ fn container_root_is_the_mapped_host_uid() {
     assert!(status.contains(&format!("Uid:\t{HOST_ID}\t{HOST_ID}")), "{status}");
 }
 
+// runc's timens.bats "simple timens + userns": the first child writes the offsets once it
+// is root of the new user namespace, whose root may not open the file /proc gives it.
+#[test]
+fn time_offsets_apply_in_a_new_user_namespace() {
+    let mut c = userns_case("uns_timens");
+    c.config()["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "time"}));
+    c.config()["linux"]["timeOffsets"] = json!({
+        "monotonic": {"secs": 7881, "nanosecs": 2718281},
+        "boottime": {"secs": 1337, "nanosecs": 3141519}
+    });
+    let out = c.sh_ok("cat /proc/self/timens_offsets");
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows, [["monotonic", "7881", "2718281"], ["boottime", "1337", "3141519"]], "{out}");
+}
+
 #[test]
 fn files_created_in_a_bind_mount_belong_to_the_mapped_host_uid() {
     let mut c = userns_case("uns_bind");

@@ -17,6 +17,12 @@ use crate::process::channel::{Channel, Msg};
 use crate::sys::{self, Forked};
 
 pub fn enter(spec: &Spec, plan: &Plan, channel: &Channel) -> Res<()> {
+    let new_time = plan.unshare_flags.contains(crate::namespaces::clone_flag(LinuxNamespaceType::Time));
+    // Opened now, with the runtime's credentials: once this process is root of a new user
+    // namespace its /proc files still belong to the host's root, which that root may not
+    // open for writing. The write is checked against the opener (CAP_SYS_TIME over the new
+    // time namespace's owner, which the runtime has) and finds the namespace that exists then.
+    let offsets = if new_time { time_offsets_file(spec)? } else { None };
     crate::namespaces::join(plan)?;
     if plan.new_user {
         // A rootless parent cannot open the map files of a non-dumpable child (/proc gives
@@ -49,8 +55,8 @@ pub fn enter(spec: &Spec, plan: &Plan, channel: &Channel) -> Res<()> {
     if !plan.unshare_flags.is_empty() {
         nix::sched::unshare(plan.unshare_flags).map_err(doing("unshare namespaces").errno())?;
     }
-    if plan.unshare_flags.contains(crate::namespaces::clone_flag(LinuxNamespaceType::Time)) {
-        write_time_offsets(spec)?;
+    if let Some((file, text)) = offsets {
+        write_time_offsets(file, &text)?;
     }
     match sys::clone3_fork(sys::CLONE_PARENT, None).map_err(doing("forking the init").io())? {
         Forked::Child => Ok(()),
@@ -61,9 +67,11 @@ pub fn enter(spec: &Spec, plan: &Plan, channel: &Channel) -> Res<()> {
     }
 }
 
-/// runtime-spec: `linux.timeOffsets` keys are the clocks (`monotonic`, `boottime`).
-fn write_time_offsets(spec: &Spec) -> Res<()> {
-    let Some(offsets) = spec.linux().as_ref().and_then(|l| l.time_offsets().as_ref()) else { return Ok(()) };
+/// runtime-spec: `linux.timeOffsets` keys are the clocks (`monotonic`, `boottime`). Our own
+/// timens_offsets file, which describes the namespace our children will enter, and what
+/// to write there; `None` without offsets.
+fn time_offsets_file(spec: &Spec) -> Res<Option<(std::fs::File, String)>> {
+    let Some(offsets) = spec.linux().as_ref().and_then(|l| l.time_offsets().as_ref()) else { return Ok(None) };
     let mut text = String::new();
     let mut clocks: Vec<&String> = offsets.keys().collect();
     clocks.sort();
@@ -71,10 +79,15 @@ fn write_time_offsets(spec: &Spec) -> Res<()> {
         let o = &offsets[clock];
         text.push_str(&format!("{clock} {} {}\n", o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0)));
     }
-    // Our own timens_offsets file describes the namespace our children will enter.
     let rel = format!("{}/timens_offsets", std::process::id());
     let fd = crate::rootfs::resolve::open_proc_beneath(std::path::Path::new(&rel), nix::fcntl::OFlag::O_WRONLY)
         .map_err(applying("linux.timeOffsets").doing(format!("opening /proc/{rel}")).errno())?;
-    let mut f = std::fs::File::from(fd);
-    std::io::Write::write_all(&mut f, text.as_bytes()).map_err(applying("linux.timeOffsets").io())
+    Ok(Some((std::fs::File::from(fd), text)))
+}
+
+/// Written after the unshare and before anything enters the new time namespace (the
+/// kernel freezes the offsets then).
+fn write_time_offsets(mut file: std::fs::File, text: &str) -> Res<()> {
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .map_err(applying("linux.timeOffsets").doing("writing timens_offsets").io())
 }
