@@ -26,6 +26,21 @@ fn host_is_unified() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
+// env.bats (runc 1.3): a variable given twice appears once, with its last value, and an
+// empty HOME is replaced by the user's home.
+#[test]
+fn env_variables_given_twice_appear_once_and_an_empty_home_is_the_users() {
+    each_runtime_but(&["runc<1.3", "crun"], "rc_env_once", |c, rt| {
+        c.config()["process"]["env"] = json!(["ONE=two", "ONE=", "PATH=/usr/bin:/bin", "HOME=/override", "HOME="]);
+        c.bundle.set_args(&["env"]);
+        let out = c.run();
+        out.expect_ok("run env");
+        let mut vars: Vec<&str> = out.stdout.lines().collect();
+        vars.sort();
+        assert_eq!(vars, ["HOME=/root", "ONE=", "PATH=/usr/bin:/bin"], "{rt}: {out}");
+    });
+}
+
 // seccomp-notify.bats "(SCMP_ACT_NOTIFY no seccompagent)"
 #[test]
 fn unreachable_seccomp_agent_error_says_failed_to_connect_with_seccomp_agent() {

@@ -92,8 +92,8 @@ fn cstring(s: &OsStr, field: &str) -> Result<CString, InitError> {
     CString::new(s.as_bytes()).map_err(|_| InitError::invalid(field, "contains a NUL byte"))
 }
 
-/// What to execve: `command` (or the process's own args and env), the program looked up
-/// in its PATH, HOME added if missing.
+/// What to execve: `command` (or the process's own args and env) with each variable once
+/// (see [`dedup_env`]), the program looked up in its PATH, HOME added if missing or empty.
 pub fn prepare(process: &Process, command: Option<&Command>) -> Result<Prepared, InitError> {
     let own;
     let cmd = match command {
@@ -103,15 +103,14 @@ pub fn prepare(process: &Process, command: Option<&Command>) -> Result<Prepared,
             &own
         }
     };
-    let path_var = cmd
-        .env
+    let mut envp = dedup_env(&cmd.env);
+    let path_var = envp
         .iter()
         .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
         .map(OsStr::from_bytes)
         .unwrap_or(OsStr::new(DEFAULT_PATH));
     let program = cmd.args.first().ok_or_else(|| InitError::invalid("process.args", "must not be empty"))?;
     let resolved = lookup(program, path_var)?;
-    let mut envp = cmd.env.clone();
     if !envp.iter().any(|e| e.as_bytes().starts_with(b"HOME=")) {
         envp.push(format!("HOME={}", home_of(process.user().uid())).into());
     }
@@ -129,6 +128,25 @@ pub fn prepare(process: &Process, command: Option<&Command>) -> Result<Prepared,
             .map(|(i, e)| cstring(e, &format!("process.env[{i}]")))
             .collect::<Result<_, _>>()?,
     })
+}
+
+/// runc's rules (1.2 on): a variable given more than once takes its last value, at the
+/// place of its last occurrence, and appears once; an empty HOME is dropped, so that the
+/// user's home replaces it.
+fn dedup_env(env: &[OsString]) -> Vec<OsString> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<OsString> = env
+        .iter()
+        .rev()
+        .filter(|kv| {
+            let b = kv.as_bytes();
+            let name = b.iter().position(|c| *c == b'=').map_or(b, |i| &b[..i]);
+            seen.insert(name) && b != b"HOME="
+        })
+        .cloned()
+        .collect();
+    out.reverse();
+    out
 }
 
 fn is_executable(p: &Path) -> bool {
@@ -203,6 +221,19 @@ fn reset_signals() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn env(vars: &[&str]) -> Vec<OsString> {
+        vars.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn a_variable_given_twice_keeps_its_last_value_once_and_an_empty_home_goes() {
+        assert_eq!(dedup_env(&env(&["ONE=two", "ONE=", "PATH=/bin"])), env(&["ONE=", "PATH=/bin"]));
+        assert_eq!(dedup_env(&env(&["A=1", "B=2", "A=3"])), env(&["B=2", "A=3"]));
+        assert_eq!(dedup_env(&env(&["HOME=/override", "HOME="])), env(&[]));
+        assert_eq!(dedup_env(&env(&["HOME=", "HOME=/h"])), env(&["HOME=/h"]));
+        assert_eq!(dedup_env(&env(&["PATH=/a", "PATH=/b"])), env(&["PATH=/b"]));
+    }
 
     #[test]
     fn lookup_searches_path_and_reports_runc_style() {
