@@ -41,6 +41,38 @@ fn env_variables_given_twice_appear_once_and_an_empty_home_is_the_users() {
     });
 }
 
+// kill.bats "kill KILL [host pidns]" and "[host pidns + init gone]" (runc 1.2 on): SIGKILL
+// to a container without a pid namespace of its own reaches every process of its cgroup,
+// and still does once the init is gone.
+#[test]
+fn sigkill_without_a_pid_namespace_reaches_every_process_even_after_the_init() {
+    use conformance::util::{pid_alive, poll_until};
+    use std::time::Duration;
+    for init_gone in [false, true] {
+        each_runtime_but(&["runc<1.3", "crun"], "rc_kill_hostpid", |c, rt| {
+            c.bundle.remove_namespace("pid");
+            // The host's pid namespace: $! is the host's pid of each sleep.
+            c.bundle.set_sh("for i in 1 2 3; do sleep 1000 & echo $!; done; exec sleep 1000");
+            c.create().expect_ok("create");
+            c.start().expect_ok("start");
+            let pids: Vec<i32> = poll_until("the three sleeps", Duration::from_secs(10), || {
+                let pids: Vec<i32> = c.output().lines().filter_map(|l| l.trim().parse().ok()).collect();
+                (pids.len() == 3).then_some(pids)
+            });
+            if init_gone {
+                let init = c.state()["pid"].as_i64().unwrap() as i32;
+                conformance::util::kill_pid(init, libc::SIGKILL);
+                c.wait_status(&c.id, "stopped");
+            }
+            c.rt.kill(&c.id, "KILL").expect_ok(&format!("{rt}: kill KILL, init gone: {init_gone}"));
+            poll_until("every process of the container gone", Duration::from_secs(10), || {
+                pids.iter().all(|p| !pid_alive(*p)).then_some(())
+            });
+            c.rt.delete(&c.id).expect_ok("delete");
+        });
+    }
+}
+
 // seccomp-notify.bats "(SCMP_ACT_NOTIFY no seccompagent)"
 #[test]
 fn unreachable_seccomp_agent_error_says_failed_to_connect_with_seccomp_agent() {

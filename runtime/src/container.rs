@@ -332,9 +332,12 @@ pub fn resume(store: &Store, id: &str) -> Result<()> {
 
 /// `kill`: `sig` 0 only checks that the init is there. With `all`, a stopped container is
 /// not an error (runc 1.1 and 1.3 alike: containerd kills with --all after the exit):
-/// whatever is left in its cgroup (a shared pid namespace) still gets the signal.
+/// whatever is left in its cgroup (a shared pid namespace) still gets the signal. SIGKILL
+/// to a container without a pid namespace of its own goes to every process of its cgroup,
+/// as `all` does (runc 1.2 on): the init's death would leave the others running.
 pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
     let (rec, status) = store.load_with_status(id)?;
+    let all = all || (sig == libc::SIGKILL && rec.shared_pid_ns);
     let not_running = || -> Result<()> {
         if !all {
             return Err(Error::WrongState { id: id.into(), status: Status::Stopped, msg: "container not running" });

@@ -91,6 +91,11 @@ pub struct Record {
     pub process: Option<Process>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<LinuxSeccomp>,
+    /// The init has no pid namespace of its own (none in the config, or one joined by
+    /// path): its death takes no other process with it, so `kill` with SIGKILL signals the
+    /// whole cgroup (runc 1.2 on). False in records of an older berth.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared_pid_ns: bool,
 }
 
 /// What `state` and `list` print of a container, and what its status is derived from,
