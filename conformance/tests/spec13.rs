@@ -41,22 +41,84 @@ fn io_priority_class_and_level_are_applied() {
     assert_eq!(c.sh_ok("ionice -p $$").trim(), "best-effort: prio 6");
 }
 
-#[test]
-fn exec_cpu_affinity_final_pins_the_process() {
-    let mut c = Case::new("s13_affinity");
-    c.config()["process"]["execCPUAffinity"] = json!({"initial": "0", "final": "1"});
-    let out = c.sh_ok("grep Cpus_allowed_list /proc/self/status");
-    assert_eq!(out.trim(), "Cpus_allowed_list:\t1");
+fn cpus_allowed(status: &str) -> String {
+    status.lines().find(|l| l.starts_with("Cpus_allowed_list")).unwrap().to_string()
+}
+
+/// A running `sleep` container with `process.execCPUAffinity` set to `affinity`.
+fn sleeper_with_exec_affinity(name: &str, affinity: serde_json::Value) -> Case {
+    let mut c = Case::new(name);
+    c.config()["process"]["execCPUAffinity"] = affinity;
+    c.bundle.set_args(&["sleep", "1000"]);
+    c.create().expect_ok("create");
+    c.start().expect_ok("start");
+    c
+}
+
+fn exec_ok(c: &Case, args: &[&str]) -> String {
+    let mut all = vec!["exec", c.id.as_str()];
+    all.extend_from_slice(args);
+    let out = c.rt.exec(&all);
+    out.expect_ok(&format!("exec {args:?}"));
+    out.stdout
 }
 
 #[test]
-fn exec_cpu_affinity_initial_alone_does_not_stick_to_the_process() {
-    let mut c = Case::new("s13_affinity_init");
-    c.config()["process"]["execCPUAffinity"] = json!({"initial": "1"});
-    let host = std::fs::read_to_string("/proc/self/status").unwrap();
-    let host_line = host.lines().find(|l| l.starts_with("Cpus_allowed_list")).unwrap().to_string();
+fn exec_cpu_affinity_final_pins_an_exec_process_and_not_the_init() {
+    let host = cpus_allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
+    let c = sleeper_with_exec_affinity("s13_affinity", json!({"initial": "0", "final": "1"}));
+    let exec = exec_ok(&c, &["grep", "Cpus_allowed_list", "/proc/self/status"]);
+    assert_eq!(exec.trim(), "Cpus_allowed_list:\t1", "the exec'd process");
+    let init = exec_ok(&c, &["grep", "Cpus_allowed_list", "/proc/1/status"]);
+    assert_eq!(init.trim(), host, "runtime-spec: execCPUAffinity does not apply to the init");
+}
+
+#[test]
+fn exec_cpu_affinity_initial_alone_stays_with_an_exec_process() {
+    // runtime-spec: without `final` the runtime does not change the affinity after the move
+    // into the cgroup (runc 1.3 leaves `initial`).
+    let c = sleeper_with_exec_affinity("s13_affinity_init", json!({"initial": "1"}));
+    let exec = exec_ok(&c, &["grep", "Cpus_allowed_list", "/proc/self/status"]);
+    assert_eq!(exec.trim(), "Cpus_allowed_list:\t1");
+}
+
+/// Pins the calling thread, and so the runtime it spawns, to CPU 0 until dropped.
+struct PinnedToCpu0(nix::sched::CpuSet);
+
+impl PinnedToCpu0 {
+    fn new() -> PinnedToCpu0 {
+        use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+        let this_thread = nix::unistd::Pid::from_raw(0);
+        let saved = sched_getaffinity(this_thread).expect("sched_getaffinity");
+        let mut cpu0 = CpuSet::new();
+        cpu0.set(0).unwrap();
+        sched_setaffinity(this_thread, &cpu0).expect("sched_setaffinity");
+        PinnedToCpu0(saved)
+    }
+}
+
+impl Drop for PinnedToCpu0 {
+    fn drop(&mut self) {
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &self.0);
+    }
+}
+
+// runc 1.3's cpu_affinity.bats "CPU affinity should reset" and "default CPU affinity
+// should reset": without execCPUAffinity, neither the init's process nor an exec'd one
+// keeps the CPUs the runtime was started on (a pinned shim, `taskset`).
+#[test]
+fn without_exec_cpu_affinity_processes_do_not_keep_the_runtimes_cpus() {
+    let host = cpus_allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
+    assert_ne!(host, "Cpus_allowed_list:\t0", "this test needs a second CPU to tell the two apart");
+    let mut c = Case::new("s13_affinity_reset");
+    let _pinned = PinnedToCpu0::new();
     let out = c.sh_ok("grep Cpus_allowed_list /proc/self/status");
-    assert_eq!(out.trim(), host_line, "without final the process may use every CPU again");
+    assert_eq!(out.trim(), host, "run under taskset -c 0");
+    c.bundle.set_args(&["sleep", "1000"]);
+    c.create().expect_ok("create");
+    c.start().expect_ok("start");
+    let exec = exec_ok(&c, &["grep", "Cpus_allowed_list", "/proc/self/status"]);
+    assert_eq!(exec.trim(), host, "exec under taskset -c 0");
 }
 
 #[test]

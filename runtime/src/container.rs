@@ -108,13 +108,13 @@ pub fn create(store: &Store, mut opts: CreateOpts, foreground_tty: bool) -> Resu
         guard.shared_rootfs = Some((rootfs_path.clone(), before));
     }
     let (parent_ch, child_ch) = channel::pair().map_err(|e| Error::io("socketpair", e))?;
-    let initial_cpus = process.exec_cpu_affinity().as_ref().and_then(|a| a.initial().clone());
     let target = Target {
         new_namespaces: plan.clone_flags,
         // When staged the first child joins the pid namespace itself.
         pid_ns: plan.pid_path.as_deref().map_or(PidNs::Ours, PidNs::Path),
         cgroup: Placement::for_init(&**cgroup)?,
-        initial_cpus: initial_cpus.as_deref(),
+        // runtime-spec: execCPUAffinity is not applied to the init.
+        initial_cpus: None,
         oom_score_adj: process.oom_score_adj(),
     };
     // Declared after the rollback guard, so dropped before it: the init dies first.

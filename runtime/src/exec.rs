@@ -191,6 +191,7 @@ fn validate(p: &Process) -> std::result::Result<(), String> {
     if !p.cwd().is_absolute() {
         return Err(format!("process.cwd {:?}: must be an absolute path", p.cwd()));
     }
+    crate::kernel_attrs::validate_cpu_affinity(p).map_err(|(field, why)| format!("{field}: {why}"))?;
     crate::lsm::check(p.apparmor_profile(), p.selinux_label(), &None).map_err(|(field, why)| {
         let flag = if field == "process.apparmorProfile" { "--apparmor" } else { "--process-label" };
         format!("{field} ({flag}): {why}")
@@ -248,6 +249,10 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
     // Like runc: without rlimits of its own the process gets the container's.
     if process.rlimits().as_ref().is_none_or(|r| r.is_empty()) {
         process.set_rlimits(base.rlimits().clone());
+    }
+    // And the config's execCPUAffinity (runc's: the process's own wins).
+    if process.exec_cpu_affinity().is_none() {
+        process.set_exec_cpu_affinity(base.exec_cpu_affinity().clone());
     }
     // And the container's AppArmor profile and SELinux label unless it names its own
     // (runc's newInitConfig), so a process.json cannot leave them off by omission.
@@ -323,7 +328,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
             PidNs::Ours
         },
         cgroup: placement,
-        initial_cpus: None,
+        initial_cpus: process.exec_cpu_affinity().as_ref().and_then(|a| a.initial().as_deref()),
         oom_score_adj: process.oom_score_adj().or(base.oom_score_adj()),
     };
     let guarded = match spawn(target, &process::EXEC, &child_ch)? {
@@ -477,7 +482,8 @@ fn setup(
     if let Some(sock) = &c.console {
         terminal(sock, c.process, c.own_terminal)?;
     }
-    crate::init::process_setup::apply(c.process, c.command, c.preserve_fds, c.seccomp, &c.channel)
+    let affinity = c.process.exec_cpu_affinity().as_ref();
+    crate::init::process_setup::apply(c.process, c.command, c.preserve_fds, affinity, c.seccomp, &c.channel)
 }
 
 /// A pty from the container's devpts: master to the console socket, peer as stdio and

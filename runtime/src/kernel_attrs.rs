@@ -5,7 +5,7 @@
 
 use nix::sched::CpuSet;
 use oci_spec::runtime::{
-    IOPriorityClass, LinuxMemoryPolicy, LinuxPersonality, LinuxPersonalityDomain, LinuxSchedulerFlag,
+    ExecCPUAffinity, IOPriorityClass, LinuxMemoryPolicy, LinuxPersonality, LinuxPersonalityDomain, LinuxSchedulerFlag,
     LinuxSchedulerPolicy, MemoryPolicyFlagType, MemoryPolicyModeType, Process, Scheduler,
 };
 
@@ -214,24 +214,46 @@ pub fn cpu_set(list: &str) -> Result<CpuSet, String> {
     Ok(set)
 }
 
-/// Before execve: `final` when given; otherwise, if `initial` pinned the runtime's process,
-/// every CPU, which the kernel narrows to the cgroup's cpuset (runc does the same reset).
-pub fn apply_final_affinity(process: &Process) -> Result<(), InitError> {
+/// Before execve, once the process is in its cgroup. `exec_affinity` is the
+/// `execCPUAffinity` of a process joining the container, `None` for the init (runtime-spec:
+/// it does not apply to the init). `final` when given; with only `initial`, nothing (the
+/// spec: the runtime SHOULD NOT change it after the move into the cgroup); otherwise every
+/// CPU, which the kernel narrows to the cgroup's cpuset, so that the process does not keep
+/// the affinity the runtime was started with (a pinned shim, `taskset`): runc 1.2 on resets
+/// it the same way. Only a `final` that cannot be applied is an error: a failed reset
+/// leaves the affinity the process has, with a warning, as in runc.
+pub fn apply_final_affinity(exec_affinity: Option<&ExecCPUAffinity>) -> Result<(), InitError> {
     let field = "process.execCPUAffinity.final";
-    let Some(a) = process.exec_cpu_affinity() else { return Ok(()) };
-    let set = match (a.cpu_affinity_final(), a.initial()) {
-        (Some(f), _) => cpu_set(f).map_err(|m| InitError::invalid(field, m))?,
-        (None, Some(_)) => {
-            let mut all = CpuSet::new();
-            for cpu in 0..MAX_CPUS {
-                // cpu is below CPU_SETSIZE, the size of a CpuSet.
-                let _ = all.set(cpu);
-            }
-            all
+    match exec_affinity.map(|a| (a.cpu_affinity_final(), a.initial())) {
+        Some((Some(f), _)) => {
+            let set = cpu_set(f).map_err(|m| InitError::invalid(field, m))?;
+            return set_affinity(&set).map_err(applying(field).doing("sched_setaffinity").io());
         }
-        (None, None) => return Ok(()),
-    };
-    set_affinity(&set).map_err(applying(field).doing("sched_setaffinity").io())
+        Some((None, Some(_))) => return Ok(()),
+        _ => {}
+    }
+    let mut all = CpuSet::new();
+    for cpu in 0..MAX_CPUS {
+        // cpu is below CPU_SETSIZE, the size of a CpuSet.
+        let _ = all.set(cpu);
+    }
+    if let Err(e) = set_affinity(&all) {
+        eprintln!("berth: warning: resetting the CPU affinity failed, the process keeps the runtime's: {e}");
+    }
+    Ok(())
+}
+
+/// `set` as a hexadecimal mask, CPU 0 the lowest bit (as runc's debug log prints it).
+pub fn mask_hex(set: &CpuSet) -> String {
+    let words: Vec<u64> = (0..MAX_CPUS / 64)
+        .map(|w| (0..64).filter(|b| set.is_set(w * 64 + b).unwrap_or(false)).fold(0u64, |m, b| m | 1 << b))
+        .collect();
+    let top = words.iter().rposition(|w| *w != 0).unwrap_or(0);
+    let mut text = format!("0x{:x}", words[top]);
+    for w in words[..top].iter().rev() {
+        text.push_str(&format!("{w:016x}"));
+    }
+    text
 }
 
 // ---- memory policy -----------------------------------------------------------------------
@@ -304,5 +326,14 @@ mod tests {
         assert!(parse_list("a", 64).is_err());
         assert!(parse_list("64", 64).is_err());
         assert!(parse_list("", 64).is_err());
+    }
+
+    #[test]
+    fn masks_print_cpu_zero_as_the_lowest_bit() {
+        assert_eq!(mask_hex(&cpu_set("1").unwrap()), "0x2");
+        assert_eq!(mask_hex(&cpu_set("0-1").unwrap()), "0x3");
+        assert_eq!(mask_hex(&cpu_set("0,4").unwrap()), "0x11");
+        assert_eq!(mask_hex(&cpu_set("64").unwrap()), "0x10000000000000000");
+        assert_eq!(mask_hex(&CpuSet::new()), "0x0");
     }
 }

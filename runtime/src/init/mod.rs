@@ -216,7 +216,8 @@ fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<SetUp> {
     // are listed for `wait_and_exec` to release right before the wait.
     crate::sys::mem::trim_heap();
     let idle = crate::sys::mem::idle().unwrap_or_default();
-    let prepared = process_setup::apply(process, None, a.preserve_fds, a.seccomp, &a.channel)?;
+    // runtime-spec: execCPUAffinity is not applied to the init.
+    let prepared = process_setup::apply(process, None, a.preserve_fds, None, a.seccomp, &a.channel)?;
 
     a.channel.send(&Msg::Ready).map_err(InitError::sync_failed)?;
     Ok((prepared, idle))

@@ -21,7 +21,7 @@
 
 use std::os::fd::{AsFd, RawFd};
 
-use oci_spec::runtime::Process;
+use oci_spec::runtime::{ExecCPUAffinity, Process};
 
 use super::error::{applying, doing, InitError};
 use super::execve::{self, Cwd, Prepared};
@@ -30,13 +30,16 @@ use crate::process::channel::{Channel, Msg};
 use crate::seccomp::Filter;
 
 /// Applies `process` to the calling process and returns what to execve. `preserve_fds`
-/// fds from 3 up are passed on; every other fd above 2 is closed by the execve. A seccomp
+/// fds from 3 up are passed on; every other fd above 2 is closed by the execve.
+/// `exec_affinity` is the `execCPUAffinity` of a process that joins the container (`None`
+/// for the init, to which it does not apply). A seccomp
 /// filter's notify listener goes to the parent over `channel`.
 /// `command`, when given, is what execve gets instead of the process's args and env.
 pub fn apply(
     process: &Process,
     command: Option<&execve::Command>,
     preserve_fds: u32,
+    exec_affinity: Option<&ExecCPUAffinity>,
     seccomp: Option<&Filter>,
     channel: &Channel,
 ) -> Result<Prepared, InitError> {
@@ -52,7 +55,7 @@ pub fn apply(
         crate::kernel_attrs::apply_scheduler(s)?;
     }
     crate::kernel_attrs::apply_io_priority(process)?;
-    crate::kernel_attrs::apply_final_affinity(process)?;
+    crate::kernel_attrs::apply_final_affinity(exec_affinity)?;
     let prepared = execve::prepare(process, command)?;
 
     // Nothing the caller leaked reaches the container (CVE-2024-21626); --preserve-fds are

@@ -203,6 +203,7 @@ fn pin_cpus(list: Option<&str>) -> Result<Option<CpuSet>> {
     let set = kernel_attrs::cpu_set(list).map_err(|m| Error::Usage(format!("{field}: {m}")))?;
     let saved = kernel_attrs::current_affinity().map_err(|e| Error::io(field, e))?;
     kernel_attrs::set_affinity(&set).map_err(|e| Error::io(field, e))?;
+    log::debug(&format!("nsexec: affinity: {} ({field} {list:?}) for the clone", kernel_attrs::mask_hex(&set)));
     Ok(Some(saved))
 }
 
