@@ -14,6 +14,19 @@ fn personality_linux32_makes_uname_report_i686() {
     assert_eq!(c.sh_ok("uname -m").trim(), "x86_64");
 }
 
+// runc 1.3's personality.bats "with exec for i686".
+#[test]
+fn personality_applies_to_an_exec_process_too() {
+    let mut c = Case::new("s13_pers_exec");
+    c.config()["linux"]["personality"] = json!({"domain": "LINUX32"});
+    c.bundle.set_args(&["sleep", "1000"]);
+    c.create().expect_ok("create");
+    c.start().expect_ok("start");
+    let out = c.rt.exec(&["exec", &c.id, "uname", "-m"]);
+    out.expect_ok("exec uname -m");
+    assert_eq!(out.stdout.trim(), "i686");
+}
+
 #[test]
 fn scheduler_batch_policy_and_nice_are_applied() {
     let mut c = Case::new("s13_sched");

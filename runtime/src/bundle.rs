@@ -77,6 +77,7 @@ impl Bundle {
             rootfs_mount: None,
             process: spec.process().clone(),
             seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+            personality: spec.linux().as_ref().and_then(|l| l.personality().clone()),
             shared_pid_ns: !spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).is_some_and(|nss| {
                 nss.iter().any(|ns| ns.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && ns.path().is_none())
             }),

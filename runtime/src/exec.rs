@@ -231,12 +231,13 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
     // What create recorded, not the bundle's config.json: edits made to it after create
     // have no effect (runtime-spec; runc keeps its own copy too). Only a record of an older
     // berth, which lacks them, sends us to the bundle.
-    let (base, seccomp_cfg) = match &rec.process {
-        Some(p) => (p.clone(), rec.seccomp.clone()),
+    let (base, seccomp_cfg, personality) = match &rec.process {
+        Some(p) => (p.clone(), rec.seccomp.clone(), rec.personality.clone()),
         None => {
             let spec = crate::spec::load(&rec.bundle)?.spec;
             let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
-            (spec.process().clone().unwrap_or_default(), seccomp)
+            let personality = spec.linux().as_ref().and_then(|l| l.personality().clone());
+            (spec.process().clone().unwrap_or_default(), seccomp, personality)
         }
     };
     // The container's filter binds every process in it (as with runc): compiled here, before
@@ -349,6 +350,7 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
                 own_terminal,
                 preserve_fds: opts.preserve_fds,
                 seccomp: seccomp.as_ref(),
+                personality: personality.as_ref(),
             })
         }
         Spawned::Parent(guarded) => guarded,
@@ -417,6 +419,8 @@ struct Child<'a> {
     own_terminal: bool,
     preserve_fds: u32,
     seccomp: Option<&'a crate::seccomp::Filter>,
+    /// The container's `linux.personality`.
+    personality: Option<&'a oci_spec::runtime::LinuxPersonality>,
 }
 
 fn child(c: Child) -> ! {
@@ -481,6 +485,9 @@ fn setup(
     nix::unistd::setsid().map_err(doing("setsid").errno())?;
     if let Some(sock) = &c.console {
         terminal(sock, c.process, c.own_terminal)?;
+    }
+    if let Some(p) = c.personality {
+        crate::kernel_attrs::apply_personality(p)?;
     }
     let affinity = c.process.exec_cpu_affinity().as_ref();
     crate::init::process_setup::apply(c.process, c.command, c.preserve_fds, affinity, c.seccomp, &c.channel)

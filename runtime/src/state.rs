@@ -96,6 +96,10 @@ pub struct Record {
     /// whole cgroup (runc 1.2 on). False in records of an older berth.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shared_pid_ns: bool,
+    /// `linux.personality` as of `create`: every process of the container gets it, an
+    /// exec'd one too (runc 1.2 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personality: Option<oci_spec::runtime::LinuxPersonality>,
 }
 
 /// What `state` and `list` print of a container, and what its status is derived from,
