@@ -126,14 +126,31 @@ fn hook_killed_by_a_signal_is_reported_with_runcs_words() {
         out.expect_fail("create with a hook killed by SIGSYS");
         assert!(out.stderr.contains("bad system call"), "{rt}: {out}");
         // runc 1.1: "error running hook #0: error running hook: signal: bad system call";
-        // 1.3: "error running createRuntime hook #0: signal: bad system call". berth's
-        // carries both phrases (and the hook's path), so either version's grep finds it.
+        // 1.3: "error running createRuntime hook #0: signal: bad system call" (its
+        // hooks.bats greps "error running createRuntime hook #1:"). berth's carries 1.3's
+        // phrase, then the hook's path and 1.1's "error running hook".
         if rt == "berth" || conformance::oracle::is_runc_1_3(rt) {
-            assert!(out.stderr.contains("error running createRuntime hook #0"), "{rt}: {out}");
+            assert!(out.stderr.contains("error running createRuntime hook #0:"), "{rt}: {out}");
         }
         if rt == "berth" || (rt == "runc" && !conformance::oracle::is_runc_1_3(rt)) {
             assert!(out.stderr.contains("error running hook"), "{rt}: {out}");
         }
+    });
+}
+
+// hooks.bats "startContainer hook should inherit process environment": a startContainer
+// hook without `env` of its own runs with the container process's environment.
+#[test]
+fn start_container_hook_without_env_gets_the_process_environment() {
+    each_runtime_but(CRUN_NO_CGROUPS, "rc_hook_env", |c, rt| {
+        let script = c.bundle.rootfs.path.join("check-env.sh");
+        fs::write(&script, "#!/bin/sh\n[ \"$ONE\" = two ] && [ \"$FOO\" = bar ] && [ -n \"$HOME\" ] || exit 3\n")
+            .unwrap();
+        fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        c.config()["process"]["env"] = json!(["ONE=two", "FOO=bar", "PATH=/usr/bin:/bin"]);
+        c.config()["hooks"] = json!({"startContainer": [{"path": "/check-env.sh"}]});
+        c.bundle.set_args(&["true"]);
+        c.run().expect_ok(&format!("{rt}: run with a startContainer hook that checks its env"));
     });
 }
 

@@ -213,8 +213,8 @@ impl InitRequests<'_> {
     fn run_runtime_hooks(&self) -> Result<()> {
         let hooks = self.spec.hooks().as_ref();
         // In the bundle, where runc runs them (it chdirs there to create).
-        hooks::run_all(hooks, Kind::Prestart, self.state.as_bytes(), Some(self.bundle))?;
-        hooks::run_all(hooks, Kind::CreateRuntime, self.state.as_bytes(), Some(self.bundle))?;
+        hooks::run_all(hooks, Kind::Prestart, self.state.as_bytes(), Some(self.bundle), None)?;
+        hooks::run_all(hooks, Kind::CreateRuntime, self.state.as_bytes(), Some(self.bundle), None)?;
         failpoint::hit("create:hooks-run");
         Ok(())
     }

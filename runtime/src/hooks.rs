@@ -11,8 +11,10 @@
 //! (runc 1.3 chdirs to the rootfs before running them), the others where the runtime is.
 
 use std::collections::HashMap;
+use std::ffi::{CString, OsStr};
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -43,7 +45,7 @@ pub fn state(
 
 #[derive(Debug, Error)]
 pub enum HookError {
-    #[error("error running {kind} hook #{index} {path}: {msg}")]
+    #[error("error running {kind} hook #{index}: {path}: {msg}")]
     Failed { kind: &'static str, index: usize, path: String, msg: String },
 }
 
@@ -85,16 +87,18 @@ impl Kind {
 }
 
 /// Runs every hook of `kind` in order with `cwd` as working directory (or ours); the first
-/// failure stops the rest.
+/// failure stops the rest. A hook without `env` gets `default_env` when given (the
+/// startContainer hooks get the container process's, as with runc), else ours.
 pub fn run_all(
     hooks: Option<&oci_spec::runtime::Hooks>,
     kind: Kind,
     state: &[u8],
     cwd: Option<&Path>,
+    default_env: Option<&[CString]>,
 ) -> Result<(), HookError> {
     let Some(hooks) = hooks else { return Ok(()) };
     for (index, hook) in kind.select(hooks).iter().enumerate() {
-        run(hook, state, cwd).map_err(|msg| failed(kind, index, hook, msg))?;
+        run(hook, state, cwd, default_env).map_err(|msg| failed(kind, index, hook, msg))?;
     }
     Ok(())
 }
@@ -106,7 +110,7 @@ pub fn run_each(hooks: Option<&oci_spec::runtime::Hooks>, kind: Kind, state: &[u
     kind.select(hooks)
         .iter()
         .enumerate()
-        .filter_map(|(index, hook)| run(hook, state, None).err().map(|msg| failed(kind, index, hook, msg)))
+        .filter_map(|(index, hook)| run(hook, state, None, None).err().map(|msg| failed(kind, index, hook, msg)))
         .collect()
 }
 
@@ -116,7 +120,7 @@ fn failed(kind: Kind, index: usize, hook: &Hook, msg: String) -> HookError {
 
 const MAX_STDERR: usize = 4096;
 
-fn run(hook: &Hook, state: &[u8], cwd: Option<&Path>) -> Result<(), String> {
+fn run(hook: &Hook, state: &[u8], cwd: Option<&Path>, default_env: Option<&[CString]>) -> Result<(), String> {
     let mut cmd = Command::new(hook.path());
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
@@ -126,12 +130,19 @@ fn run(hook: &Hook, state: &[u8], cwd: Option<&Path>) -> Result<(), String> {
             cmd.arg0(argv0).args(rest);
         }
     }
-    // As runc: no env in the hook means the runtime's own environment.
+    // As runc: no env in the hook means `default_env`, else the runtime's own environment.
     if let Some(env) = hook.env() {
         cmd.env_clear();
         for kv in env {
             if let Some((k, v)) = kv.split_once('=') {
                 cmd.env(k, v);
+            }
+        }
+    } else if let Some(env) = default_env {
+        cmd.env_clear();
+        for kv in env.iter().map(|kv| kv.as_bytes()) {
+            if let Some(i) = kv.iter().position(|b| *b == b'=') {
+                cmd.env(OsStr::from_bytes(&kv[..i]), OsStr::from_bytes(&kv[i + 1..]));
             }
         }
     }
@@ -211,14 +222,14 @@ mod tests {
         let h = hook(
             serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}; echo $0 >> {}", out.display(), out.display()), "me"]}),
         );
-        run(&h, b"{\"id\":\"x\"}", None).unwrap();
+        run(&h, b"{\"id\":\"x\"}", None, None).unwrap();
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "{\"id\":\"x\"}me\n");
     }
 
     #[test]
     fn failing_hook_reports_status_and_stderr() {
         let h = hook(serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", "echo boom >&2; exit 3"]}));
-        let e = run(&h, b"{}", None).unwrap_err();
+        let e = run(&h, b"{}", None, None).unwrap_err();
         assert!(e.contains("exit status: 3") && e.contains("boom"), "{e}");
     }
 
@@ -235,14 +246,14 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert!(errors[0].to_string().contains("poststop hook #0"), "{}", errors[0]);
         assert!(out.exists(), "the second hook did not run");
-        assert!(run_all(Some(&hooks), Kind::Poststop, b"{}", None).is_err());
+        assert!(run_all(Some(&hooks), Kind::Poststop, b"{}", None, None).is_err());
     }
 
     #[test]
     fn hook_runs_in_the_given_directory() {
         let dir = tempfile::tempdir().unwrap();
         let h = hook(serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", "pwd > where"]}));
-        run(&h, b"{}", Some(dir.path())).unwrap();
+        run(&h, b"{}", Some(dir.path()), None).unwrap();
         let got = std::fs::read_to_string(dir.path().join("where")).unwrap();
         assert_eq!(got.trim(), dir.path().canonicalize().unwrap().to_str().unwrap());
     }
@@ -250,7 +261,7 @@ mod tests {
     #[test]
     fn hook_past_its_timeout_is_killed() {
         let h = hook(serde_json::json!({"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}));
-        let e = run(&h, b"{}", None).unwrap_err();
+        let e = run(&h, b"{}", None, None).unwrap_err();
         assert!(e.contains("timed out"), "{e}");
     }
 }

@@ -377,7 +377,7 @@ fn open_dev_null() -> Result<OwnedFd> {
 /// runc runs them; a failing hook fails the restore.
 fn restore_hooks(hooks: Option<&oci_spec::runtime::Hooks>, state: &str, bundle: &Path) -> io::Result<()> {
     for kind in [hooks::Kind::Prestart, hooks::Kind::CreateRuntime] {
-        hooks::run_all(hooks, kind, state.as_bytes(), Some(bundle)).map_err(io::Error::other)?;
+        hooks::run_all(hooks, kind, state.as_bytes(), Some(bundle), None).map_err(io::Error::other)?;
     }
     Ok(())
 }

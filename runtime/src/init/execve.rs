@@ -195,6 +195,11 @@ fn home_of(uid: u32) -> String {
 }
 
 impl Prepared {
+    /// The environment the process will get.
+    pub fn env(&self) -> &[CString] {
+        &self.envp
+    }
+
     /// Replaces this process; returns only the error.
     pub fn exec(&self) -> InitError {
         reset_signals();

@@ -183,7 +183,7 @@ fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<SetUp> {
         }
     }
     // In the container's root, with its mounts in place, as runc runs them.
-    hooks::run_all(hooks, Kind::CreateContainer, state.as_bytes(), Some(a.rootfs))?;
+    hooks::run_all(hooks, Kind::CreateContainer, state.as_bytes(), Some(a.rootfs), None)?;
 
     let process = spec.process().as_ref().ok_or_else(|| InitError::invalid("process", "missing"))?;
     let tty = match (&a.console, process.terminal().unwrap_or(false)) {
@@ -248,7 +248,9 @@ fn wait_and_exec(a: &InitArgs, prepared: execve::Prepared, idle: &crate::sys::me
         let _ = conn.write_all(msg.as_bytes());
         unsafe_exit(127)
     };
-    if let Err(e) = hooks::run_all(a.spec.hooks().as_ref(), Kind::StartContainer, &state, None) {
+    // runc's: a startContainer hook without env of its own gets the container process's.
+    let env = Some(prepared.env());
+    if let Err(e) = hooks::run_all(a.spec.hooks().as_ref(), Kind::StartContainer, &state, None, env) {
         fail(&mut conn, e.to_string());
     }
     let err = prepared.exec();
