@@ -154,6 +154,33 @@ fn start_container_hook_without_env_gets_the_process_environment() {
     });
 }
 
+// run.bats and exec.bats "[execve error]": the failed execve in Go's words, once.
+#[test]
+fn failed_execve_is_reported_in_runcs_words() {
+    each_runtime_but(&["runc<1.3", "crun"], "rc_execve", |c, rt| {
+        let script = c.bundle.rootfs.path.join("run.sh");
+        fs::write(&script, "#!/mmnnttbb foo bar\nsh\n").unwrap();
+        fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        c.bundle.set_args(&["/run.sh"]);
+        let out = c.run();
+        out.expect_fail("run of a script whose interpreter is missing");
+        assert_eq!(out.stderr.matches("exec /run.sh: no such file or directory").count(), 1, "{rt}: {out}");
+    });
+}
+
+// capabilities.bats "ambient caps not set in inheritable result in a warning".
+#[test]
+fn ambient_capability_not_inheritable_is_warned_about_in_runcs_words() {
+    each_runtime_but(&["runc<1.3", "crun"], "rc_ambient", |c, rt| {
+        c.config()["process"]["capabilities"]["inheritable"] = json!(["CAP_KILL"]);
+        c.config()["process"]["capabilities"]["ambient"] = json!(["CAP_KILL", "CAP_CHOWN"]);
+        let out = c.run_sh("grep CapAmb /proc/self/status");
+        out.expect_ok("run with CAP_CHOWN ambient but not inheritable");
+        assert!(out.stderr.contains("can't raise ambient capability CAP_CHOWN: "), "{rt}: {out}");
+        assert!(out.stdout.contains("CapAmb:\t0000000000000020"), "{rt}: only CAP_KILL is ambient: {out}");
+    });
+}
+
 // exec.bats "runc exec --cgroup sub-cgroups [v1]": the error phrases (glob patterns there).
 #[test]
 fn exec_cgroup_errors_carry_runcs_phrases() {

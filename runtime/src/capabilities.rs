@@ -56,15 +56,18 @@ pub fn apply_bounding(caps: Option<&LinuxCapabilities>) -> Result<(), CapError> 
     Ok(())
 }
 
-/// What `apply_sets` will leave out, for the caller to warn about (as runc warns): ambient
-/// capabilities that are not both permitted and inheritable. Pure, so it can be reported
+/// What `apply_sets` will leave out, for the caller to warn about in runc's words ("can't
+/// raise ambient capability CAP_X: "): ambient capabilities that are not both permitted
+/// and inheritable. Pure, so it can be reported
 /// before a seccomp filter that might deny the write.
 pub fn ambient_warnings(caps: Option<&LinuxCapabilities>) -> Vec<String> {
     let pi = mask(caps.and_then(|c| c.permitted().as_ref())) & mask(caps.and_then(|c| c.inheritable().as_ref()));
     numbers(caps.and_then(|c| c.ambient().as_ref()))
         .into_iter()
         .filter(|(cap, _)| pi & (1u64 << cap) == 0)
-        .map(|(_, name)| format!("process.capabilities.ambient: {name} is not in permitted and inheritable: not set"))
+        .map(|(_, name)| {
+            format!("process.capabilities.ambient: can't raise ambient capability {name}: it is not both permitted and inheritable")
+        })
         .collect()
 }
 

@@ -52,8 +52,9 @@ pub enum InitError {
     /// `process.args[0]` cannot be run (runc's wording).
     #[error("exec: {program:?}: {problem}")]
     Lookup { program: String, problem: LookupError },
-    /// execve itself failed.
-    #[error("exec {path:?}: {}", source.desc().to_lowercase())]
+    /// execve itself failed, in Go's words as runc prints them ("exec /run.sh: no such file
+    /// or directory"), which scripts and runc's tests grep.
+    #[error("exec {}: {}", path.to_string_lossy(), source.desc().to_lowercase())]
     Exec {
         path: CString,
         #[source]
