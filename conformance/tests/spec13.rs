@@ -36,6 +36,32 @@ fn scheduler_batch_policy_and_nice_are_applied() {
     assert_eq!(out.trim(), "7 3", "nice 7, SCHED_BATCH (3)");
 }
 
+// runc 1.3's scheduler.bats: the flags under runtime-spec's names, seen by the host's chrt.
+#[test]
+fn scheduler_flags_are_read_under_runtime_specs_names() {
+    let mut c = Case::new("s13_sched_flags");
+    c.config()["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "flags": ["SCHED_FLAG_RESET_ON_FORK"]});
+    c.bundle.set_args(&["sleep", "1000"]);
+    c.create().expect_ok("create with SCHED_FLAG_RESET_ON_FORK");
+    c.start().expect_ok("start");
+    let pid = c.state()["pid"].as_i64().unwrap().to_string();
+    let out = std::process::Command::new("chrt").args(["-p", &pid]).output().expect("chrt");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("scheduling policy: SCHED_BATCH|SCHED_RESET_ON_FORK"), "{text}");
+}
+
+// scheduler.bats "scheduler vs cpus": SCHED_DEADLINE in a cpuset of fewer CPUs than the
+// host's fails in runc's words.
+#[test]
+fn deadline_scheduler_with_a_cpuset_fails_in_runcs_words() {
+    let mut c = Case::new("s13_sched_cpus");
+    c.config()["linux"]["resources"]["cpu"] = json!({"cpus": "0", "mems": "0"});
+    c.config()["process"]["scheduler"] =
+        json!({"policy": "SCHED_DEADLINE", "runtime": 42000, "deadline": 1000000, "period": 1000000});
+    let out = c.expect_create_fails(&["process.scheduler"]);
+    assert!(out.stderr.contains("process scheduler can't be used together with AllowedCPUs"), "{out}");
+}
+
 #[test]
 fn real_time_policy_without_rt_runtime_in_the_cgroup_fails_naming_the_field() {
     // On cgroup v1 a new cpu cgroup has cpu.rt_runtime_us = 0, so the kernel refuses

@@ -181,6 +181,7 @@ pub fn load_process(path: &Path) -> Result<Process> {
     if let Some(obj) = value.as_object_mut() {
         obj.entry("user").or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
     }
+    crate::spec::accept_spec_scheduler_flags(&mut value);
     serde_json::from_value(value).map_err(|e| bad(&e))
 }
 

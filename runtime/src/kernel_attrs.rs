@@ -129,7 +129,23 @@ pub fn apply_scheduler(s: &Scheduler) -> Result<(), InitError> {
     for f in s.flags().as_deref().unwrap_or(&[]) {
         attr.flags |= flag_bit(*f);
     }
-    sched_setattr(&mut attr).map_err(applying("process.scheduler").doing("sched_setattr").io())
+    sched_setattr(&mut attr).map_err(|e| {
+        // sched_setattr(2): SCHED_DEADLINE wants every CPU of the system in the thread's
+        // affinity, which a cpuset (linux.resources.cpu.cpus) narrows. runc's words.
+        let deadline = attr.policy == policy_number(LinuxSchedulerPolicy::SchedDeadline);
+        let op = if e.raw_os_error() == Some(libc::EPERM) && deadline && !has_every_online_cpu() {
+            "sched_setattr: process scheduler can't be used together with AllowedCPUs (linux.resources.cpu.cpus)"
+        } else {
+            "sched_setattr"
+        };
+        applying("process.scheduler").doing(op).io()(e)
+    })
+}
+
+fn has_every_online_cpu() -> bool {
+    let online = nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN).ok().flatten().unwrap_or(0);
+    current_affinity()
+        .is_ok_and(|set| (0..MAX_CPUS).filter(|c| set.is_set(*c).unwrap_or(false)).count() as i64 >= online)
 }
 
 // ---- I/O priority ------------------------------------------------------------------------

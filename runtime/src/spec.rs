@@ -60,6 +60,9 @@ pub fn load(bundle: &Path) -> Result<Loaded, SpecError> {
     }
     let warnings = drop_unknown_capabilities(&mut value);
     drop_empty_namespace_paths(&mut value);
+    if let Some(process) = value.get_mut("process") {
+        accept_spec_scheduler_flags(process);
+    }
     if let Some(seccomp) = value.pointer("/linux/seccomp") {
         crate::seccomp::check_names(seccomp)?;
     }
@@ -69,6 +72,21 @@ pub fn load(bundle: &Path) -> Result<Loaded, SpecError> {
         msg: e.inner().to_string(),
     })?;
     Ok(Loaded { spec, warnings })
+}
+
+/// runtime-spec names two of the scheduler flags `SCHED_FLAG_RESET_ON_FORK` and
+/// `SCHED_FLAG_DL_OVERRUN`, which oci-spec's types know as `SCHED_RESET_ON_FORK` and
+/// `SCHED_FLAG_D_L_OVERRUN`: `process.scheduler.flags` is read under either name.
+pub(crate) fn accept_spec_scheduler_flags(process: &mut Value) {
+    let Some(flags) = process.pointer_mut("/scheduler/flags").and_then(Value::as_array_mut) else { return };
+    for flag in flags {
+        let typed = match flag.as_str() {
+            Some("SCHED_FLAG_RESET_ON_FORK") => "SCHED_RESET_ON_FORK",
+            Some("SCHED_FLAG_DL_OVERRUN") => "SCHED_FLAG_D_L_OVERRUN",
+            _ => continue,
+        };
+        *flag = Value::from(typed);
+    }
 }
 
 /// runtime-spec config.md: an unknown capability SHOULD be logged as a warning and MUST NOT
