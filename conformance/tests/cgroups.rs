@@ -437,6 +437,43 @@ fn update_rt_period_and_runtime_in_the_order_the_kernel_accepts() {
     });
 }
 
+/// update.bats "update cgroup cpu.idle": an idle group refuses cpu.shares, so turning
+/// idle off, and updating anything else of a container with shares while it is idle, must
+/// not write the shares into an idle group.
+#[test]
+fn update_cpu_idle_on_and_off_with_shares_set() {
+    // v1 here, pure v2 in the forky guest, where this test is compared with runc 1.3 too.
+    let pid_cpu_idle = |c: &Case| {
+        let pid = init_pid(c);
+        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("/proc/<pid>/cgroup");
+            let path = text.lines().find_map(|l| l.strip_prefix("0::")).expect("a cgroup v2 line");
+            knob("", path, "cpu.idle")
+        } else {
+            knob("cpu", &cgroup_of(pid, "cpu"), "cpu.idle")
+        }
+    };
+    each_runtime_but(&["runc<1.3", "crun"], "cg_idle_update", |c, rt| {
+        c.bundle.set_args(&["sleep", "1000"]);
+        c.config()["linux"]["resources"]["cpu"] = json!({"shares": 100, "quota": 500000, "period": 1000000});
+        c.create().expect_ok(rt);
+        c.start().expect_ok(rt);
+        assert_eq!(pid_cpu_idle(c), "0", "{rt}: after create");
+        for idle in [1, 0, 1] {
+            let out =
+                c.rt.cmd()
+                    .args(["update", "-r", "-", &c.id])
+                    .stdin(json!({"cpu": {"idle": idle}}).to_string().as_bytes())
+                    .run();
+            out.expect_ok(&format!("{rt}: update cpu.idle to {idle}"));
+            assert_eq!(pid_cpu_idle(c), idle.to_string(), "{rt}: after the update to {idle}");
+        }
+        c.rt.exec(&["update", "--cpu-period", "900000", &c.id])
+            .expect_ok(&format!("{rt}: update of the period while idle"));
+        assert_eq!(pid_cpu_idle(c), "1", "{rt}: another field's update leaves cpu.idle");
+    });
+}
+
 /// The 1-based positions, among this command's mkdir(2) calls, of those under /sys/fs/cgroup,
 /// from a traced run of `create` (strace's `-o` log).
 fn cgroup_mkdir_positions(log: &str) -> Vec<usize> {

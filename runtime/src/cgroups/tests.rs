@@ -88,13 +88,28 @@ fn v2_paths_and_mounts() {
 }
 
 #[test]
+fn v2_an_idle_group_gets_no_weight_and_leaves_idle_before_one() {
+    // The kernel refuses cpu.weight for an idle group (EINVAL).
+    let f = FakeV2::new();
+    let leaf = f.leaf("parent/c1");
+    let m = f.manager("c1", None);
+    m.create().unwrap();
+    m.apply(&res(r#"{"cpu":{"shares":1024,"idle":1}}"#)).unwrap();
+    assert_eq!(read(&leaf.join("cpu.idle")), "1");
+    assert_eq!(read(&leaf.join("cpu.weight")), "", "no weight while idle");
+    m.apply(&res(r#"{"cpu":{"shares":1024,"idle":0}}"#)).unwrap();
+    assert_eq!(read(&leaf.join("cpu.idle")), "0");
+    assert_eq!(read(&leaf.join("cpu.weight")), "39");
+}
+
+#[test]
 fn v2_apply_writes_the_files() {
     let f = FakeV2::new();
     let leaf = f.leaf("parent/c1");
     let m = f.manager("c1", None);
     m.create().unwrap();
     m.apply(&res(r#"{"memory":{"limit":104857600,"swap":209715200,"reservation":52428800},
-            "cpu":{"shares":1024,"quota":50000,"period":100000,"burst":1000,"idle":1,"cpus":"0-1","mems":"0"},
+            "cpu":{"shares":1024,"quota":50000,"period":100000,"burst":1000,"idle":0,"cpus":"0-1","mems":"0"},
             "pids":{"limit":0},
             "blockIO":{"weight":500,"throttleReadBpsDevice":[{"major":8,"minor":0,"rate":1048576}]},
             "hugepageLimits":[{"pageSize":"2MB","limit":-1}],
@@ -106,7 +121,7 @@ fn v2_apply_writes_the_files() {
     assert_eq!(read(&leaf.join("cpu.weight")), "39");
     assert_eq!(read(&leaf.join("cpu.max")), "50000 100000");
     assert_eq!(read(&leaf.join("cpu.max.burst")), "1000");
-    assert_eq!(read(&leaf.join("cpu.idle")), "1");
+    assert_eq!(read(&leaf.join("cpu.idle")), "0");
     assert_eq!(read(&leaf.join("cpuset.cpus")), "0-1");
     assert_eq!(read(&leaf.join("pids.max")), "1");
     assert_eq!(read(&leaf.join("io.weight")), "default 4950");

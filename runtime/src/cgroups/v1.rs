@@ -301,13 +301,24 @@ fn cpu(m: &V1, c: &LinuxCpu) -> Result<(), CgroupError> {
     let period = c.period().unwrap_or(0);
     let rt_period = c.realtime_period().unwrap_or(0);
     let rt_runtime = c.realtime_runtime().unwrap_or(0);
-    let idle = c.idle().unwrap_or(0);
-    if shares == 0 && quota == 0 && period == 0 && rt_period == 0 && rt_runtime == 0 && idle == 0 && c.burst().is_none()
+    let idle = c.idle();
+    if shares == 0
+        && quota == 0
+        && period == 0
+        && rt_period == 0
+        && rt_runtime == 0
+        && idle.is_none()
+        && c.burst().is_none()
     {
         return Ok(());
     }
     let dir = need(m, "cpu", "cpu")?;
-    if shares != 0 {
+    // An idle group has the kernel's own weight and refuses cpu.shares (EINVAL): it leaves
+    // idle before the shares are written, and while idle no shares are written.
+    if idle == Some(0) {
+        set("linux.resources.cpu.idle", dir, "cpu.idle", "0")?;
+    }
+    if shares != 0 && idle != Some(1) {
         set("linux.resources.cpu.shares", dir, "cpu.shares", &shares.to_string())?;
     }
     let mut period_pending = false;
@@ -334,8 +345,8 @@ fn cpu(m: &V1, c: &LinuxCpu) -> Result<(), CgroupError> {
         set("linux.resources.cpu.burst", dir, "cpu.cfs_burst_us", &b.to_string())?;
     }
     rt_sched(dir, rt_period, rt_runtime)?;
-    if idle != 0 {
-        set("linux.resources.cpu.idle", dir, "cpu.idle", &idle.to_string())?;
+    if idle == Some(1) {
+        set("linux.resources.cpu.idle", dir, "cpu.idle", "1")?;
     }
     Ok(())
 }

@@ -287,8 +287,14 @@ pub(crate) fn cpu_max(quota: i64, period: u64) -> Option<String> {
 }
 
 fn cpu(d: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
+    // An idle group has the kernel's own weight and refuses cpu.weight (EINVAL): it leaves
+    // idle before the weight is written, and while idle no weight is written.
+    let idle = c.idle();
+    if idle == Some(0) {
+        set("linux.resources.cpu.idle", d, "cpu.idle", "0")?;
+    }
     let w = convert::shares_to_weight(c.shares().unwrap_or(0));
-    if w != 0 {
+    if w != 0 && idle != Some(1) {
         set("linux.resources.cpu.shares", d, "cpu.weight", &w.to_string())?;
     }
     if let Some(v) = cpu_max(c.quota().unwrap_or(0), c.period().unwrap_or(0)) {
@@ -297,8 +303,8 @@ fn cpu(d: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
     if let Some(b) = c.burst() {
         set("linux.resources.cpu.burst", d, "cpu.max.burst", &b.to_string())?;
     }
-    if let Some(i) = c.idle().filter(|i| *i != 0) {
-        set("linux.resources.cpu.idle", d, "cpu.idle", &i.to_string())?;
+    if idle == Some(1) {
+        set("linux.resources.cpu.idle", d, "cpu.idle", "1")?;
     }
     if let Some(s) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
         set("linux.resources.cpu.cpus", d, "cpuset.cpus", s)?;
