@@ -43,6 +43,13 @@ impl FakeV2 {
         let mi = format!("30 23 0:26 / {} rw - cgroup2 cgroup2 rw,nsdelegate\n", self.root.display());
         from_sources(id, path, &mi, "0::/parent\n", true).unwrap()
     }
+    /// Container c1's manager, created, and its leaf.
+    fn created_c1(&self) -> (PathBuf, Box<dyn Manager>) {
+        let leaf = self.leaf("parent/c1");
+        let m = self.manager("c1", None);
+        m.create().unwrap();
+        (leaf, m)
+    }
     /// A leaf with the interface files a real cgroup2 dir would have.
     fn leaf(&self, rel: &str) -> PathBuf {
         let d = self.root.join(rel);
@@ -91,9 +98,7 @@ fn v2_paths_and_mounts() {
 fn v2_an_idle_group_gets_no_weight_and_leaves_idle_before_one() {
     // The kernel refuses cpu.weight for an idle group (EINVAL).
     let f = FakeV2::new();
-    let leaf = f.leaf("parent/c1");
-    let m = f.manager("c1", None);
-    m.create().unwrap();
+    let (leaf, m) = f.created_c1();
     m.apply(&res(r#"{"cpu":{"shares":1024,"idle":1}}"#)).unwrap();
     assert_eq!(read(&leaf.join("cpu.idle")), "1");
     assert_eq!(read(&leaf.join("cpu.weight")), "", "no weight while idle");
@@ -105,9 +110,7 @@ fn v2_an_idle_group_gets_no_weight_and_leaves_idle_before_one() {
 #[test]
 fn v2_apply_writes_the_files() {
     let f = FakeV2::new();
-    let leaf = f.leaf("parent/c1");
-    let m = f.manager("c1", None);
-    m.create().unwrap();
+    let (leaf, m) = f.created_c1();
     m.apply(&res(r#"{"memory":{"limit":104857600,"swap":209715200,"reservation":52428800},
             "cpu":{"shares":1024,"quota":50000,"period":100000,"burst":1000,"idle":0,"cpus":"0-1","mems":"0"},
             "pids":{"limit":0},
