@@ -474,6 +474,63 @@ fn update_cpu_idle_on_and_off_with_shares_set() {
     });
 }
 
+/// The `major:minor` of a whole disk of this machine (blkio throttles take no partition).
+fn a_disk() -> String {
+    let mut disks: Vec<String> = fs::read_dir("/sys/block")
+        .expect("/sys/block")
+        .flatten()
+        .filter(|e| {
+            !["loop", "ram", "zram", "dm-", "nbd"].iter().any(|p| e.file_name().to_string_lossy().starts_with(p))
+        })
+        .filter_map(|e| fs::read_to_string(e.path().join("dev")).ok())
+        .map(|d| d.trim().to_string())
+        .collect();
+    disks.sort();
+    disks.into_iter().next().expect("this test needs a disk in /sys/block (vd*, sd*, nvme*)")
+}
+
+/// update.bats "update per-device iops/bps values": a device named by `update` gets its
+/// rates, the one the config listed twice included.
+#[test]
+fn update_block_io_throttles_per_device() {
+    let dev = a_disk();
+    let (major, minor) = dev.split_once(':').unwrap();
+    let (major, minor): (i64, i64) = (major.parse().unwrap(), minor.parse().unwrap());
+    let unified = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    each_runtime_but(&["runc<1.3", "crun"], "cg_blkio_update", |c, rt| {
+        c.bundle.set_args(&["sleep", "1000"]);
+        let twice =
+            json!([{"major": major, "minor": minor, "rate": 485760}, {"major": major, "minor": minor, "rate": 485760}]);
+        c.config()["linux"]["resources"]["blockIO"] = json!({"throttleReadBpsDevice": twice});
+        c.create().expect_ok(rt);
+        c.start().expect_ok(rt);
+        let one = |rate: u64| json!([{"major": major, "minor": minor, "rate": rate}]);
+        let change = json!({"blockIO": {
+            "throttleReadBpsDevice": one(10485760), "throttleWriteBpsDevice": one(9437184),
+            "throttleReadIOPSDevice": one(1000), "throttleWriteIOPSDevice": one(900)}});
+        let out = c.rt.cmd().args(["update", "-r", "-", &c.id]).stdin(change.to_string().as_bytes()).run();
+        out.expect_ok(&format!("{rt}: update of the throttles"));
+        let pid = init_pid(c);
+        if unified {
+            let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("/proc/<pid>/cgroup");
+            let path = text.lines().find_map(|l| l.strip_prefix("0::")).expect("a cgroup v2 line");
+            let max = knob("", path, "io.max");
+            assert!(
+                max.lines().any(|l| l == format!("{dev} rbps=10485760 wbps=9437184 riops=1000 wiops=900")),
+                "{rt}: io.max:\n{max}"
+            );
+        } else {
+            let blkio = cgroup_of(pid, "blkio");
+            for (file, rate) in
+                [("read_bps", 10485760), ("write_bps", 9437184), ("read_iops", 1000), ("write_iops", 900)]
+            {
+                let text = knob("blkio", &blkio, &format!("blkio.throttle.{file}_device"));
+                assert_eq!(text, format!("{dev} {rate}"), "{rt}: blkio.throttle.{file}_device");
+            }
+        }
+    });
+}
+
 /// The 1-based positions, among this command's mkdir(2) calls, of those under /sys/fs/cgroup,
 /// from a traced run of `create` (strace's `-o` log).
 fn cgroup_mkdir_positions(log: &str) -> Vec<usize> {

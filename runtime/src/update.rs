@@ -2,7 +2,10 @@
 //! a LinuxResources JSON) is merged into the resources create applied, checked as a
 //! whole, written to the cgroup, and kept in state.json so later updates start from it.
 
-use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+use oci_spec::runtime::{
+    LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources, LinuxThrottleDevice, LinuxWeightDevice,
+    LinuxWeightDeviceBuilder,
+};
 
 use crate::error::{Error, Result};
 use crate::state::{Status, Store};
@@ -125,8 +128,10 @@ pub fn resources_from_json(bytes: &[u8]) -> Result<LinuxResources> {
     })
 }
 
-/// `cur` with what `change` sets, as runc's update merges: memory, cpu, blockIO.weight,
-/// pids and unified. Kernel memory is ignored (with a warning, like runc).
+/// `cur` with what `change` sets, as runc's update merges: memory, cpu, blockIO, pids and
+/// unified. A device in a blockIO list of `change` replaces the values of the same device
+/// (its last entry, if listed twice) or is added. Kernel memory is ignored (with a
+/// warning, like runc).
 pub fn merge(cur: &LinuxResources, change: &LinuxResources) -> LinuxResources {
     let mut out = cur.clone();
     if let Some(m) = change.memory() {
@@ -176,9 +181,31 @@ pub fn merge(cur: &LinuxResources, change: &LinuxResources) -> LinuxResources {
         take!(idle, set_idle);
         out.set_cpu(Some(cpu));
     }
-    if let Some(w) = change.block_io().as_ref().and_then(|b| b.weight()) {
+    if let Some(c) = change.block_io() {
         let mut b = out.block_io().clone().unwrap_or_default();
-        b.set_weight(Some(w));
+        if c.weight().is_some() {
+            b.set_weight(c.weight());
+        }
+        if c.leaf_weight().is_some() {
+            b.set_leaf_weight(c.leaf_weight());
+        }
+        if let Some(changed) = c.weight_device() {
+            let mut devices = b.weight_device().clone().unwrap_or_default();
+            for wd in changed {
+                match devices.iter_mut().rev().find(|d| (d.major(), d.minor()) == (wd.major(), wd.minor())) {
+                    Some(d) => *d = weight_device(wd, d),
+                    None => devices.push(*wd),
+                }
+            }
+            b.set_weight_device(Some(devices));
+        }
+        b.set_throttle_read_bps_device(upsert_throttle(b.throttle_read_bps_device(), c.throttle_read_bps_device()));
+        b.set_throttle_write_bps_device(upsert_throttle(b.throttle_write_bps_device(), c.throttle_write_bps_device()));
+        b.set_throttle_read_iops_device(upsert_throttle(b.throttle_read_iops_device(), c.throttle_read_iops_device()));
+        b.set_throttle_write_iops_device(upsert_throttle(
+            b.throttle_write_iops_device(),
+            c.throttle_write_iops_device(),
+        ));
         out.set_block_io(Some(b));
     }
     if let Some(p) = change.pids() {
@@ -191,6 +218,36 @@ pub fn merge(cur: &LinuxResources, change: &LinuxResources) -> LinuxResources {
     }
     out.set_devices(None);
     out
+}
+
+/// The device `change` names with its weights, or `old`'s where it names none.
+fn weight_device(change: &LinuxWeightDevice, old: &LinuxWeightDevice) -> LinuxWeightDevice {
+    let mut b = LinuxWeightDeviceBuilder::default().major(change.major()).minor(change.minor());
+    if let Some(w) = change.weight().or(old.weight()) {
+        b = b.weight(w);
+    }
+    if let Some(w) = change.leaf_weight().or(old.leaf_weight()) {
+        b = b.leaf_weight(w);
+    }
+    // Every field has a value or is optional: the builder cannot fail.
+    b.build().unwrap_or(*change)
+}
+
+/// `cur` with each device of `change` at its rate: the last entry of the same device is
+/// updated, a new device is added.
+fn upsert_throttle(
+    cur: &Option<Vec<LinuxThrottleDevice>>,
+    change: &Option<Vec<LinuxThrottleDevice>>,
+) -> Option<Vec<LinuxThrottleDevice>> {
+    let Some(change) = change else { return cur.clone() };
+    let mut devices = cur.clone().unwrap_or_default();
+    for td in change {
+        match devices.iter_mut().rev().find(|d| (d.major(), d.minor()) == (td.major(), td.minor())) {
+            Some(d) => *d = *td,
+            None => devices.push(*td),
+        }
+    }
+    Some(devices)
 }
 
 /// Applies `change` to the running (or created, or paused) container `id`. Nothing is
@@ -245,6 +302,33 @@ mod tests {
         assert_eq!(m.memory().as_ref().and_then(|m| m.reservation()), Some(5000));
         assert_eq!(m.cpu().as_ref().and_then(|c| c.shares()), Some(512));
         assert_eq!(m.pids().as_ref().map(|p| p.limit()), Some(10));
+    }
+
+    #[test]
+    fn block_io_devices_are_updated_in_place_or_added() {
+        let cur: LinuxResources = serde_json::from_str(
+            r#"{"blockIO":{"weight":300,"weightDevice":[{"major":8,"minor":0,"weight":100,"leafWeight":50}],
+                "throttleReadBpsDevice":[{"major":8,"minor":0,"rate":1},{"major":8,"minor":0,"rate":2}]}}"#,
+        )
+        .expect("cur");
+        let change: LinuxResources = serde_json::from_str(
+            r#"{"blockIO":{"weightDevice":[{"major":8,"minor":0,"weight":200},{"major":8,"minor":16,"weight":10}],
+                "throttleReadBpsDevice":[{"major":8,"minor":0,"rate":30},{"major":8,"minor":16,"rate":40}],
+                "throttleWriteIOPSDevice":[{"major":8,"minor":0,"rate":900}]}}"#,
+        )
+        .expect("change");
+        let b = merge(&cur, &change).block_io().clone().expect("blockIO");
+        assert_eq!(b.weight(), Some(300), "the weight the change does not name stays");
+        let wd: Vec<_> =
+            b.weight_device().iter().flatten().map(|d| (d.major(), d.minor(), d.weight(), d.leaf_weight())).collect();
+        assert_eq!(wd, [(8, 0, Some(200), Some(50)), (8, 16, Some(10), None)]);
+        let rates = |l: &Option<Vec<LinuxThrottleDevice>>| -> Vec<(i64, i64, u64)> {
+            l.iter().flatten().map(|d| (d.major(), d.minor(), d.rate())).collect()
+        };
+        // The last entry of a device listed twice is the one updated (it is written last).
+        assert_eq!(rates(b.throttle_read_bps_device()), [(8, 0, 1), (8, 0, 30), (8, 16, 40)]);
+        assert_eq!(rates(b.throttle_write_iops_device()), [(8, 0, 900)]);
+        assert_eq!(rates(b.throttle_write_bps_device()), []);
     }
 
     #[test]
