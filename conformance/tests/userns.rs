@@ -156,6 +156,53 @@ fn an_existing_user_namespace_is_joined_by_path() {
     }
 }
 
+// runc 1.3's userns.bats "userns join external namespaces [wrong userns owner]": a joined
+// user namespace and a network namespace it does not own (made on the host, as the CRI
+// plugin makes a pod's): the network namespace is joined with the runtime's privileges.
+#[test]
+fn a_network_namespace_the_joined_user_namespace_does_not_own_is_joined_too() {
+    let mut c = userns_case("uns_join_net");
+    c.bundle.set_args(&["sleep", "100"]);
+    c.create().expect_ok("create of the user namespace holder");
+    let pid = c.state()["pid"].as_i64().unwrap();
+    let holder_ns = std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+    // A network namespace of the host's user namespace, held by a process of its own.
+    let mut net_holder = Command::new("unshare").args(["-n", "sleep", "100"]).spawn().expect("unshare -n sleep");
+    let net_pid = net_holder.id();
+    c.on_cleanup(move || {
+        let _ = net_holder.kill();
+        let _ = net_holder.wait();
+    });
+    let net_ns =
+        conformance::util::poll_until("the holder's network namespace", std::time::Duration::from_secs(10), || {
+            let ns = std::fs::read_link(format!("/proc/{net_pid}/ns/net")).ok()?;
+            (ns != std::fs::read_link("/proc/self/ns/net").unwrap()).then_some(ns)
+        });
+
+    let id = c.other_id(2);
+    let mut config = c.bundle.config.clone();
+    let ns = config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.retain(|n| n["type"] != "user" && n["type"] != "network");
+    ns.push(json!({"type": "user", "path": format!("/proc/{pid}/ns/user")}));
+    ns.push(json!({"type": "network", "path": format!("/proc/{net_pid}/ns/net")}));
+    config["linux"].as_object_mut().unwrap().remove("uidMappings");
+    config["linux"].as_object_mut().unwrap().remove("gidMappings");
+    // Without privileges over that network namespace, sysfs cannot be mounted: the host's.
+    for m in config["mounts"].as_array_mut().unwrap() {
+        if m["type"] == "sysfs" {
+            *m = json!({"destination": m["destination"], "type": "bind", "source": "/sys", "options": ["rbind", "ro"]});
+        }
+    }
+    config["process"]["args"] = json!(["sh", "-c", "readlink /proc/self/ns/user; readlink /proc/self/ns/net"]);
+    let saved = std::mem::replace(&mut c.bundle.config, config);
+    c.write();
+    let out = c.rt.run(&id, &c.bundle.dir, &[]);
+    c.bundle.config = saved;
+    out.expect_ok("run joining the user namespace and a host network namespace");
+    let seen: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(seen, [holder_ns.to_str().unwrap(), net_ns.to_str().unwrap()], "{out}");
+}
+
 // B10: bad mappings fail naming the field and leave nothing behind.
 
 #[test]

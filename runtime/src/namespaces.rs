@@ -144,8 +144,8 @@ pub fn plan(spec: &Spec) -> Plan {
             p.join.push((LinuxNamespaceType::Pid, path));
         }
     }
-    // Join the user namespace first, so the others are joined as its root; the mount
-    // namespace last: the other paths are resolved in the current one.
+    // The order `join` keeps among the others: the user namespace apart (see there), the
+    // mount namespace last, so the process leaves the runtime's mounts last.
     p.join.sort_by_key(|(t, _)| match t {
         LinuxNamespaceType::User => 0,
         LinuxNamespaceType::Mount => 2,
@@ -166,15 +166,44 @@ impl Plan {
 
 /// Joins the namespaces of `plan.join` (in the child, before it sets anything up).
 pub fn join(plan: &Plan) -> Result<(), NsError> {
+    // Every path is opened first, in the runtime's own mount namespace.
+    let mut user = None;
+    let mut others = Vec::new();
     for (t, path) in &plan.join {
         let fd = open_checked(*t, path)?;
-        nix::sched::setns(fd, clone_flag(*t)).map_err(|source| NsError::Join {
-            kind: proc_name(*t),
+        if *t == LinuxNamespaceType::User {
+            user = Some((*t, path, fd));
+        } else {
+            others.push((*t, path, fd));
+        }
+    }
+    let enter = |(t, path, fd): (LinuxNamespaceType, &PathBuf, OwnedFd)| {
+        nix::sched::setns(fd, clone_flag(t)).map_err(|source| NsError::Join {
+            kind: proc_name(t),
             path: path.clone(),
             source,
-        })?;
+        })
+    };
+    // runc's order: what the runtime may join as it is goes first, so that a namespace the
+    // joined user namespace does not own (a network namespace made on the host, as for a
+    // Kubernetes pod with its own user namespace) is joined with the runtime's privileges;
+    // then the user namespace; then what needed it (a rootless runtime's).
+    let mut later = Vec::new();
+    for ns in others {
+        if user.is_none() {
+            enter(ns)?;
+            continue;
+        }
+        match nix::sched::setns(&ns.2, clone_flag(ns.0)) {
+            Ok(()) => {}
+            Err(Errno::EPERM) => later.push(ns),
+            Err(source) => return Err(NsError::Join { kind: proc_name(ns.0), path: ns.1.clone(), source }),
+        }
     }
-    Ok(())
+    if let Some(ns) = user {
+        enter(ns)?;
+    }
+    later.into_iter().try_for_each(enter)
 }
 
 /// Sets this process's pid_for_children to the namespace at `path` and returns a handle to
