@@ -125,13 +125,20 @@ fn proc_sys_dev_and_hostname_work_inside_a_user_namespace() {
     assert!(lines.contains(&"pts"), "{out}");
 }
 
-#[test]
-fn an_existing_user_namespace_is_joined_by_path() {
-    let mut c = userns_case("uns_join");
+/// A created container holding a new user namespace: the case, its init's pid and the
+/// namespace's /proc link.
+fn user_namespace_holder(name: &str) -> (Case, i64, std::path::PathBuf) {
+    let mut c = userns_case(name);
     c.bundle.set_args(&["sleep", "100"]);
-    c.create().expect_ok("create of the namespace holder");
+    c.create().expect_ok("create of the user namespace holder");
     let pid = c.state()["pid"].as_i64().unwrap();
     let holder_ns = std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+    (c, pid, holder_ns)
+}
+
+#[test]
+fn an_existing_user_namespace_is_joined_by_path() {
+    let (mut c, pid, holder_ns) = user_namespace_holder("uns_join");
 
     // Without mappings (the namespace has its own), then with exactly its mappings.
     for (n, keep_maps) in [(2, false), (3, true)] {
@@ -161,11 +168,7 @@ fn an_existing_user_namespace_is_joined_by_path() {
 // plugin makes a pod's): the network namespace is joined with the runtime's privileges.
 #[test]
 fn a_network_namespace_the_joined_user_namespace_does_not_own_is_joined_too() {
-    let mut c = userns_case("uns_join_net");
-    c.bundle.set_args(&["sleep", "100"]);
-    c.create().expect_ok("create of the user namespace holder");
-    let pid = c.state()["pid"].as_i64().unwrap();
-    let holder_ns = std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+    let (mut c, pid, holder_ns) = user_namespace_holder("uns_join_net");
     // A network namespace of the host's user namespace, held by a process of its own.
     let mut net_holder = Command::new("unshare").args(["-n", "sleep", "100"]).spawn().expect("unshare -n sleep");
     let net_pid = net_holder.id();
