@@ -200,6 +200,24 @@ fn masked_paths_read_empty() {
     assert_eq!(out.lines().map(str::trim).collect::<Vec<_>>(), vec!["0", "0", "1:3"]);
 }
 
+// runc 1.3's mask.bats "directories share tmpfs": the masked directories are one empty
+// read-only tmpfs.
+#[test]
+fn masked_directories_share_one_read_only_tmpfs() {
+    let mut c = Case::new("mnt_masked_dirs");
+    for d in ["testdir", "testdir2", "testdir3"] {
+        fs::create_dir_all(c.bundle.rootfs.path.join(d)).unwrap();
+    }
+    let masked = c.config()["linux"]["maskedPaths"].as_array_mut().expect("the default spec's maskedPaths");
+    masked.extend([json!("/testdir"), json!("/testdir2"), json!("/testdir3")]);
+    let out =
+        c.sh_ok("stat -c %d /testdir /testdir2 /testdir3; ls -A /testdir2 | wc -l; touch /testdir2/f 2>&1 || echo RO");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0] == lines[1] && lines[1] == lines[2], "one filesystem: {out}");
+    assert_eq!(lines[3].trim(), "0", "empty: {out}");
+    assert!(out.contains("Read-only file system") && out.trim_end().ends_with("RO"), "{out}");
+}
+
 #[test]
 fn readonly_paths_are_read_only() {
     let mut c = Case::new("mnt_readonly_paths");

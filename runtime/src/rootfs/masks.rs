@@ -37,7 +37,9 @@ pub(crate) fn readonly_path(root: BorrowedFd, field: &str, path: &Path) -> Resul
 
 /// Cover each masked path: files with the verified /dev/null, directories
 /// with an empty read-only tmpfs (under the mount label, as runc's). Only a missing
-/// destination is skipped.
+/// destination is skipped. The directories share one tmpfs (runc 1.3's): it is made at the
+/// first and bound at the others, one superblock and one open_tree each instead of a new
+/// filesystem each.
 pub(crate) fn mask_paths(root: BorrowedFd, paths: &[String], mount_label: Option<&str>) -> Result<(), RootfsError> {
     // fsconfig takes the label as the option's value: no quoting, unlike mount(2) data.
     let tmpfs_opts: Vec<(&str, &str)> = mount_label.map(|l| ("context", l)).into_iter().collect();
@@ -47,6 +49,7 @@ pub(crate) fn mask_paths(root: BorrowedFd, paths: &[String], mount_label: Option
     if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != makedev(1, 3) {
         return Err(RootfsError::invalid("linux.maskedPaths", "invalid /dev/null: not the char device 1:3"));
     }
+    let mut shared_tmpfs: Option<std::os::fd::OwnedFd> = None;
     for (i, p) in paths.iter().enumerate() {
         let field = format!("linux.maskedPaths[{i}]");
         let fd = match resolve::open_in_root(root, Path::new(p), OFlag::O_PATH, Mode::empty()) {
@@ -55,12 +58,21 @@ pub(crate) fn mask_paths(root: BorrowedFd, paths: &[String], mount_label: Option
             Err(e) => return Err(RootfsError::sys(field, format!("open {p}"), e)),
         };
         let is_dir = fstat(&fd).map_err(sys_err(&field, "stat"))?.st_mode & libc::S_IFMT == libc::S_IFDIR;
-        let tree = if is_dir {
-            sys::fs_create("tmpfs", &tmpfs_opts, sys::MOUNT_ATTR_RDONLY).map_err(sys_err(&field, "create tmpfs"))?
-        } else {
-            sys::open_tree_fd(null.as_fd(), false).map_err(sys_err(&field, "open_tree /dev/null"))?
+        let tree = match (is_dir, &shared_tmpfs) {
+            (true, Some(first)) => {
+                sys::open_tree_fd(first.as_fd(), false).map_err(sys_err(&field, "open_tree tmpfs"))?
+            }
+            (true, None) => {
+                sys::fs_create("tmpfs", &tmpfs_opts, sys::MOUNT_ATTR_RDONLY).map_err(sys_err(&field, "create tmpfs"))?
+            }
+            (false, _) => sys::open_tree_fd(null.as_fd(), false).map_err(sys_err(&field, "open_tree /dev/null"))?,
         };
         sys::move_mount_fd(tree.as_fd(), fd.as_fd()).map_err(sys_err(&field, "mask"))?;
+        // Once moved, the new tmpfs's fd is its root where it is mounted: what the next
+        // directories get a clone of.
+        if is_dir && shared_tmpfs.is_none() {
+            shared_tmpfs = Some(tree);
+        }
     }
     Ok(())
 }
