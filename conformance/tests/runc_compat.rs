@@ -181,6 +181,61 @@ fn ambient_capability_not_inheritable_is_warned_about_in_runcs_words() {
     });
 }
 
+/// Accepts the runtime's connection on `listener` and receives the fd it sent, with the
+/// message that came with it.
+fn recv_fd(listener: &std::os::unix::net::UnixListener) -> (String, std::os::fd::OwnedFd) {
+    use std::os::fd::AsFd;
+    let (conn, _) = listener.accept().expect("accept the runtime's connection");
+    let mut buf = [0u8; 64];
+    let (len, fd) =
+        berth_sys::fd::recv_with_fd(conn.as_fd(), &mut [std::io::IoSliceMut::new(&mut buf)]).expect("recvmsg");
+    (String::from_utf8_lossy(&buf[..len]).into_owned(), fd.expect("an fd sent along"))
+}
+
+/// The pid a pidfd refers to, from its fdinfo.
+fn pid_of_pidfd(fd: &std::os::fd::OwnedFd) -> String {
+    use std::os::fd::AsRawFd;
+    let info = fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).expect("fdinfo");
+    info.lines().find_map(|l| l.strip_prefix("Pid:")).expect("a pidfd's fdinfo has Pid:").trim().to_string()
+}
+
+// pidfd-socket.bats: `--pidfd-socket` receives a pidfd of the init (create) and of an
+// exec'd process, with runc's messages "standard" and "setns".
+#[test]
+fn pidfd_socket_receives_a_pidfd_of_the_init_and_of_an_exec_process() {
+    each_runtime_but(&["runc<1.3", "crun"], "rc_pidfd", |c, rt| {
+        let sock = c.dir.join("pidfd.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind the pidfd socket");
+        let sock = sock.to_str().unwrap().to_string();
+        c.bundle.set_args(&["sleep", "1000"]);
+        c.create_with(&["--pidfd-socket", &sock]).expect_ok(&format!("{rt}: create --pidfd-socket"));
+        let (name, pidfd) = recv_fd(&listener);
+        assert_eq!(name, "standard", "{rt}");
+        assert_eq!(pid_of_pidfd(&pidfd), c.state()["pid"].to_string(), "{rt}: the init's pidfd");
+        c.start().expect_ok("start");
+        let pid_file = c.dir.join("exec.pid");
+        let out = c.rt.exec(&[
+            "exec",
+            "-d",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "--pidfd-socket",
+            &sock,
+            &c.id,
+            "sleep",
+            "1000",
+        ]);
+        out.expect_ok(&format!("{rt}: exec --pidfd-socket"));
+        let (name, pidfd) = recv_fd(&listener);
+        assert_eq!(name, "setns", "{rt}");
+        assert_eq!(
+            pid_of_pidfd(&pidfd),
+            fs::read_to_string(&pid_file).unwrap().trim(),
+            "{rt}: the exec'd process's pidfd"
+        );
+    });
+}
+
 // exec.bats "runc exec --cgroup sub-cgroups [v1]": the error phrases (glob patterns there).
 #[test]
 fn exec_cgroup_errors_carry_runcs_phrases() {

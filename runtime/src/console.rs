@@ -23,7 +23,8 @@ pub fn open_peer(master: BorrowedFd<'_>) -> io::Result<(OwnedFd, String)> {
     Ok((peer, format!("/dev/pts/{n}")))
 }
 
-/// Sends `fd` with `name` as the message body, the format runc and go-runc use.
+/// Sends `fd` with `name` as the message body, the format runc and go-runc use (for the
+/// terminal's master, and for --pidfd-socket's pidfd).
 pub fn send_fd(socket: BorrowedFd<'_>, fd: BorrowedFd<'_>, name: &str) -> io::Result<()> {
     let fds = [fd.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];

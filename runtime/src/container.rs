@@ -27,6 +27,9 @@ pub struct CreateOpts {
     /// A connected socket that receives the terminal's master (from --console-socket, or
     /// `run`'s own socketpair).
     pub console: Option<OwnedFd>,
+    /// A connected --pidfd-socket, which gets a pidfd of the init (runc's message:
+    /// "standard").
+    pub pidfd_socket: Option<OwnedFd>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
@@ -155,6 +158,11 @@ pub fn create(store: &Store, mut opts: CreateOpts, foreground_tty: bool) -> Resu
     let mut requests = InitRequests { id: &opts.id, spec, bundle, plan: &plan, annotations: &annotations, state };
     handshake.serve(&mut requests)?;
 
+    if let Some(sock) = &opts.pidfd_socket {
+        crate::console::send_fd(sock.as_fd(), handshake.pidfd(), "standard").map_err(|e| {
+            Error::io(format!("--pidfd-socket: sending the init's pidfd of container \"{}\"", opts.id), e)
+        })?;
+    }
     let pid = handshake.pid();
     record.pid = pid;
     record.init_start_time = sys::process_start_time(pid).unwrap_or(0);

@@ -58,6 +58,9 @@ pub struct ExecOpts {
     pub source: ProcessSource,
     /// A connected --console-socket.
     pub console: Option<OwnedFd>,
+    /// A connected --pidfd-socket, which gets a pidfd of the process (runc's message:
+    /// "setns").
+    pub pidfd_socket: Option<OwnedFd>,
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
@@ -366,6 +369,10 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
     };
     handshake.serve(&mut ProcessRequests { rec: &rec, seccomp: seccomp_cfg.as_ref(), staged })?;
     handshake.wait_exec()?;
+    if let Some(sock) = &opts.pidfd_socket {
+        crate::console::send_fd(sock.as_fd(), handshake.pidfd(), "setns")
+            .map_err(|e| Error::io(format!("--pidfd-socket: sending the pidfd of container \"{id}\"'s process"), e))?;
+    }
     let pid = handshake.pid();
     if let Some(p) = &opts.pid_file {
         crate::pid_file::write(p, pid)?;

@@ -9,11 +9,16 @@ pub fn opts(args: CreateArgs, systemd_cgroup: bool) -> anyhow::Result<CreateOpts
         Some(p) => Some(berth::console::connect(p).with_context(|| format!("--console-socket {}", p.display()))?),
         None => None,
     };
+    let pidfd_socket = match &args.pidfd_socket {
+        Some(p) => Some(berth::console::connect(p).with_context(|| format!("--pidfd-socket {}", p.display()))?),
+        None => None,
+    };
     Ok(CreateOpts {
         id: args.id,
         bundle: args.bundle,
         pid_file: args.pid_file.map(|p| std::path::absolute(&p).unwrap_or(p)),
         console,
+        pidfd_socket,
         no_pivot: args.no_pivot,
         no_new_keyring: args.no_new_keyring,
         preserve_fds: args.preserve_fds,

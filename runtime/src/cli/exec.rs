@@ -11,6 +11,9 @@ pub struct ExecArgs {
     /// Unix socket that receives the pty master (with --tty and --detach)
     #[arg(long = "console-socket")]
     console_socket: Option<std::path::PathBuf>,
+    /// Unix socket that receives a pidfd of the process
+    #[arg(long = "pidfd-socket")]
+    pidfd_socket: Option<std::path::PathBuf>,
     /// Detach from the process
     #[arg(short = 'd', long)]
     detach: bool,
@@ -95,6 +98,10 @@ pub fn run(store: &Store, a: ExecArgs) -> anyhow::Result<i32> {
         Some(p) => Some(berth::console::connect(p).with_context(|| format!("--console-socket {}", p.display()))?),
         None => None,
     };
+    let pidfd_socket = match &a.pidfd_socket {
+        Some(p) => Some(berth::console::connect(p).with_context(|| format!("--pidfd-socket {}", p.display()))?),
+        None => None,
+    };
     if !a.detach {
         berth::foreground::block_signals()?;
     }
@@ -104,6 +111,7 @@ pub fn run(store: &Store, a: ExecArgs) -> anyhow::Result<i32> {
             id: a.id,
             source,
             console,
+            pidfd_socket,
             detach: a.detach,
             pid_file: a.pid_file.map(|p| std::path::absolute(&p).unwrap_or(p)),
             preserve_fds: a.preserve_fds,

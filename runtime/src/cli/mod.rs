@@ -80,6 +80,9 @@ pub struct CreateArgs {
     /// Unix socket that receives the pty master when process.terminal is true
     #[arg(long = "console-socket")]
     console_socket: Option<PathBuf>,
+    /// Unix socket that receives a pidfd of the container's init
+    #[arg(long = "pidfd-socket")]
+    pidfd_socket: Option<PathBuf>,
     /// File to write the init's pid to
     #[arg(long = "pid-file")]
     pid_file: Option<PathBuf>,

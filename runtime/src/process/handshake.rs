@@ -133,6 +133,11 @@ impl<'a> Handshake<'a> {
     }
 
     /// The operation completed: the child lives on, unguarded.
+    /// A pidfd of the child (the init once a two-step init has handed it over).
+    pub fn pidfd(&self) -> BorrowedFd<'_> {
+        self.child.pidfd()
+    }
+
     pub fn finish(self) -> (i32, OwnedFd) {
         self.child.release()
     }
