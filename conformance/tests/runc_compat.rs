@@ -236,6 +236,24 @@ fn pidfd_socket_receives_a_pidfd_of_the_init_and_of_an_exec_process() {
     });
 }
 
+// pidfd-socket.bats "runc create [ --pidfd-socket ]" kills a created container with
+// SIGTERM: runc's created init handles it and exits, though it is its pid namespace's init.
+#[test]
+fn sigterm_stops_a_created_container() {
+    each_runtime_but(CRUN_NO_CGROUPS, "rc_term_created", |c, rt| {
+        c.bundle.set_args(&["sleep", "1000"]);
+        c.create().expect_ok(rt);
+        for sig in ["TERM", "HUP"] {
+            if sig == "HUP" {
+                c.rt.delete(&c.id).expect_ok(&format!("{rt}: delete"));
+                c.create().expect_ok(rt);
+            }
+            c.rt.kill(&c.id, sig).expect_ok(&format!("{rt}: kill {sig}"));
+            c.wait_status(&c.id, "stopped");
+        }
+    });
+}
+
 // exec.bats "runc exec --cgroup sub-cgroups [v1]": the error phrases (glob patterns there).
 #[test]
 fn exec_cgroup_errors_carry_runcs_phrases() {

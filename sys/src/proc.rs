@@ -162,6 +162,25 @@ pub fn set_default_disposition(sig: nix::sys::signal::Signal) -> nix::Result<()>
     unsafe { sigaction(sig, &dfl) }.map(drop)
 }
 
+/// Makes each of `sigs` end the process at once, with `_exit(128 + sig)`. For the init of
+/// a pid namespace, which the kernel gives no signal from outside that it leaves at the
+/// default action (SIGKILL and SIGSTOP aside): with a handler, `kill <id> TERM` of a
+/// created container stops it, as runc's init (whose Go runtime handles them) does. The
+/// execve of the container's process resets the handlers.
+pub fn exit_on(sigs: &[nix::sys::signal::Signal]) -> nix::Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+    extern "C" fn exit_with(sig: libc::c_int) {
+        // SAFETY: _exit is async-signal-safe and touches no state of this process.
+        unsafe { libc::_exit(128 + sig) }
+    }
+    let act = SigAction::new(SigHandler::Handler(exit_with), SaFlags::empty(), SigSet::empty());
+    for sig in sigs {
+        // SAFETY: the handler only calls _exit, which is async-signal-safe.
+        unsafe { sigaction(*sig, &act) }?;
+    }
+    Ok(())
+}
+
 /// setdomainname(2), which nix does not wrap (it has sethostname only).
 pub fn set_domainname(name: &str) -> io::Result<()> {
     // SAFETY: the pointer and length describe a valid byte buffer that outlives the call.

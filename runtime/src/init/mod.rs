@@ -211,6 +211,13 @@ fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<SetUp> {
     if let Some(p) = linux.personality() {
         kernel_attrs::apply_personality(p)?;
     }
+    // The signals a client sends to stop a process end the waiting init too (see
+    // `exit_on`); set before the seccomp filter, which need not allow rt_sigaction.
+    {
+        use nix::sys::signal::Signal::*;
+        crate::sys::exit_on(&[SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2])
+            .map_err(doing("setting the init's signal handlers").errno())?;
+    }
     // Before the seccomp filter, which need not allow what these call: the heap's free
     // memory goes back to the kernel now, and the binary's clean mappings and the stack
     // are listed for `wait_and_exec` to release right before the wait.
