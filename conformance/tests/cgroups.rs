@@ -468,6 +468,11 @@ fn update_cpu_idle_on_and_off_with_shares_set() {
             out.expect_ok(&format!("{rt}: update cpu.idle to {idle}"));
             assert_eq!(pid_cpu_idle(c), idle.to_string(), "{rt}: after the update to {idle}");
         }
+        for idle in ["0", "1"] {
+            c.rt.exec(&["update", "--cpu-idle", idle, &c.id]).expect_ok(&format!("{rt}: update --cpu-idle {idle}"));
+            assert_eq!(pid_cpu_idle(c), idle, "{rt}: after --cpu-idle {idle}");
+        }
+        c.rt.exec(&["update", "--cpu-idle", "2", &c.id]).expect_fail(&format!("{rt}: update --cpu-idle 2"));
         c.rt.exec(&["update", "--cpu-period", "900000", &c.id])
             .expect_ok(&format!("{rt}: update of the period while idle"));
         assert_eq!(pid_cpu_idle(c), "1", "{rt}: another field's update leaves cpu.idle");

@@ -18,6 +18,7 @@ pub struct Flags {
     pub cpu_quota: Option<String>,
     pub cpu_share: Option<String>,
     pub cpu_burst: Option<String>,
+    pub cpu_idle: Option<String>,
     pub cpu_rt_period: Option<String>,
     pub cpu_rt_runtime: Option<String>,
     pub cpuset_cpus: Option<String>,
@@ -101,6 +102,7 @@ pub fn resources_from_flags(f: &Flags) -> Result<LinuxResources> {
     cpu.set_quota(num("cpu-quota", &f.cpu_quota)?);
     cpu.set_period(num("cpu-period", &f.cpu_period)?);
     cpu.set_burst(num("cpu-burst", &f.cpu_burst)?);
+    cpu.set_idle(num("cpu-idle", &f.cpu_idle)?);
     cpu.set_realtime_period(num("cpu-rt-period", &f.cpu_rt_period)?);
     cpu.set_realtime_runtime(num("cpu-rt-runtime", &f.cpu_rt_runtime)?);
     cpu.set_cpus(f.cpuset_cpus.clone());

@@ -121,6 +121,9 @@ pub struct UpdateArgs {
     /// CPU CFS burst (µs)
     #[arg(long = "cpu-burst", allow_hyphen_values = true)]
     cpu_burst: Option<String>,
+    /// CPU idle (1: the cgroup's tasks run as SCHED_IDLE; 0: not)
+    #[arg(long = "cpu-idle", allow_hyphen_values = true)]
+    cpu_idle: Option<String>,
     /// CPU realtime period (µs)
     #[arg(long = "cpu-rt-period", allow_hyphen_values = true)]
     cpu_rt_period: Option<String>,
@@ -169,6 +172,7 @@ impl UpdateArgs {
             cpu_quota: self.cpu_quota.clone(),
             cpu_share: self.cpu_share.clone(),
             cpu_burst: self.cpu_burst.clone(),
+            cpu_idle: self.cpu_idle.clone(),
             cpu_rt_period: self.cpu_rt_period.clone(),
             cpu_rt_runtime: self.cpu_rt_runtime.clone(),
             cpuset_cpus: self.cpuset_cpus.clone(),
@@ -352,6 +356,7 @@ const LONG_FLAGS: &[&str] = &[
     "cpu-share",
     "cpu-shares",
     "cpu-burst",
+    "cpu-idle",
     "cpu-rt-period",
     "cpu-rt-runtime",
     "cpuset-cpus",
