@@ -454,6 +454,7 @@ fn update_cpu_idle_on_and_off_with_shares_set() {
         }
     };
     each_runtime_but(&["runc<1.3", "crun"], "cg_idle_update", |c, rt| {
+        in_a_cgroup_of_the_root(c);
         c.bundle.set_args(&["sleep", "1000"]);
         c.config()["linux"]["resources"]["cpu"] = json!({"shares": 100, "quota": 500000, "period": 1000000});
         c.create().expect_ok(rt);
@@ -477,6 +478,14 @@ fn update_cpu_idle_on_and_off_with_shares_set() {
             .expect_ok(&format!("{rt}: update of the period while idle"));
         assert_eq!(pid_cpu_idle(c), "1", "{rt}: another field's update leaves cpu.idle");
     });
+}
+
+/// An absolute `linux.cgroupsPath` named after the case: a cgroup of the hierarchy's root,
+/// where the controllers are delegated on a systemd host too (in the forky guest the tests
+/// run inside a service, whose own cgroup holds processes and delegates nothing).
+fn in_a_cgroup_of_the_root(c: &mut Case) {
+    let path = format!("/{}", c.id);
+    c.config()["linux"]["cgroupsPath"] = json!(path);
 }
 
 /// The `major:minor` of a whole disk of this machine (blkio throttles take no partition).
@@ -503,6 +512,7 @@ fn update_block_io_throttles_per_device() {
     let (major, minor): (i64, i64) = (major.parse().unwrap(), minor.parse().unwrap());
     let unified = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     each_runtime_but(&["runc<1.3", "crun"], "cg_blkio_update", |c, rt| {
+        in_a_cgroup_of_the_root(c);
         c.bundle.set_args(&["sleep", "1000"]);
         let twice =
             json!([{"major": major, "minor": minor, "rate": 485760}, {"major": major, "minor": minor, "rate": 485760}]);
