@@ -142,25 +142,39 @@ fn an_existing_user_namespace_is_joined_by_path() {
 
     // Without mappings (the namespace has its own), then with exactly its mappings.
     for (n, keep_maps) in [(2, false), (3, true)] {
-        let id = c.other_id(n);
-        let mut config = c.bundle.config.clone();
-        let ns = config["linux"]["namespaces"].as_array_mut().unwrap();
-        ns.retain(|n| n["type"] != "user");
-        ns.push(json!({"type": "user", "path": format!("/proc/{pid}/ns/user")}));
-        if !keep_maps {
-            config["linux"].as_object_mut().unwrap().remove("uidMappings");
-            config["linux"].as_object_mut().unwrap().remove("gidMappings");
+        let mut config = joining_config(&c, pid);
+        if keep_maps {
+            config["linux"]["uidMappings"] = c.bundle.config["linux"]["uidMappings"].clone();
+            config["linux"]["gidMappings"] = c.bundle.config["linux"]["gidMappings"].clone();
         }
         config["process"]["args"] = json!(["sh", "-c", "cat /proc/self/uid_map; id -u; readlink /proc/self/ns/user"]);
-        let saved = std::mem::replace(&mut c.bundle.config, config);
-        c.write();
-        let out = c.rt.run(&id, &c.bundle.dir, &[]);
-        c.bundle.config = saved;
+        let out = run_with_config(&mut c, n, config);
         out.expect_ok("run joining the user namespace");
         let words: Vec<&str> = out.stdout.split_whitespace().collect();
         assert_eq!(&words[..4], ["0", "200000", "65536", "0"], "{}", out.stdout);
         assert_eq!(words[4], holder_ns.to_str().unwrap(), "same user namespace as the holder");
     }
+}
+
+/// `c`'s config made to join the user namespace of process `pid` by path, without maps.
+fn joining_config(c: &Case, pid: i64) -> serde_json::Value {
+    let mut config = c.bundle.config.clone();
+    let ns = config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.retain(|n| n["type"] != "user");
+    ns.push(json!({"type": "user", "path": format!("/proc/{pid}/ns/user")}));
+    config["linux"].as_object_mut().unwrap().remove("uidMappings");
+    config["linux"].as_object_mut().unwrap().remove("gidMappings");
+    config
+}
+
+/// Runs container `n` of `c`'s bundle with `config` in place of its own, which is put back.
+fn run_with_config(c: &mut Case, n: u32, config: serde_json::Value) -> conformance::Out {
+    let id = c.other_id(n);
+    let saved = std::mem::replace(&mut c.bundle.config, config);
+    c.write();
+    let out = c.rt.run(&id, &c.bundle.dir, &[]);
+    c.bundle.config = saved;
+    out
 }
 
 // runc 1.3's userns.bats "userns join external namespaces [wrong userns owner]": a joined
@@ -182,14 +196,10 @@ fn a_network_namespace_the_joined_user_namespace_does_not_own_is_joined_too() {
             (ns != std::fs::read_link("/proc/self/ns/net").unwrap()).then_some(ns)
         });
 
-    let id = c.other_id(2);
-    let mut config = c.bundle.config.clone();
+    let mut config = joining_config(&c, pid);
     let ns = config["linux"]["namespaces"].as_array_mut().unwrap();
-    ns.retain(|n| n["type"] != "user" && n["type"] != "network");
-    ns.push(json!({"type": "user", "path": format!("/proc/{pid}/ns/user")}));
+    ns.retain(|n| n["type"] != "network");
     ns.push(json!({"type": "network", "path": format!("/proc/{net_pid}/ns/net")}));
-    config["linux"].as_object_mut().unwrap().remove("uidMappings");
-    config["linux"].as_object_mut().unwrap().remove("gidMappings");
     // Without privileges over that network namespace, sysfs cannot be mounted: the host's.
     for m in config["mounts"].as_array_mut().unwrap() {
         if m["type"] == "sysfs" {
@@ -197,10 +207,7 @@ fn a_network_namespace_the_joined_user_namespace_does_not_own_is_joined_too() {
         }
     }
     config["process"]["args"] = json!(["sh", "-c", "readlink /proc/self/ns/user; readlink /proc/self/ns/net"]);
-    let saved = std::mem::replace(&mut c.bundle.config, config);
-    c.write();
-    let out = c.rt.run(&id, &c.bundle.dir, &[]);
-    c.bundle.config = saved;
+    let out = run_with_config(&mut c, 2, config);
     out.expect_ok("run joining the user namespace and a host network namespace");
     let seen: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(seen, [holder_ns.to_str().unwrap(), net_ns.to_str().unwrap()], "{out}");
