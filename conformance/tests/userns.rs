@@ -295,6 +295,44 @@ fn idmap_without_own_maps_uses_the_containers_user_namespace_maps() {
     assert_eq!((meta.uid(), meta.gid()), (0, 0));
 }
 
+/// runc 1.3's mounts.bats "mount order, container bind-mount source": a tree of binds,
+/// then binds whose sources and destinations are spelled as host paths under the rootfs,
+/// each source seeing the mounts made before it.
+fn mount_order(c: &mut Case, idmap: bool) {
+    let src = c.dir.join("bind-src");
+    for sub in ["a/x", "b/y", "c/z"] {
+        std::fs::create_dir_all(src.join(sub)).unwrap();
+        std::fs::write(src.join(sub).join("file"), format!("{sub}\n")).unwrap();
+        let top = &sub[..1];
+        std::os::unix::fs::symlink(top, src.join(format!("sym-{top}"))).unwrap();
+    }
+    // Out of reach of a user namespace's root: `berth create` opens these.
+    std::fs::set_permissions(&src, std::os::unix::fs::PermissionsExt::from_mode(0o750)).unwrap();
+    let root = c.bundle.rootfs.path.clone();
+    let ctr_opts: &[&str] = if idmap { &["rbind", "idmap"] } else { &["rbind"] };
+    for (source, dest, opts) in [
+        (src.join("a"), "/mnt".into(), &["rbind"][..]),
+        (src.join("sym-b"), "/mnt/x".into(), &["rbind"]),
+        (src.join("c"), "/mnt/x/y".into(), &["rbind"]),
+        (src.join("sym-a"), "/mnt/x/y/z".into(), &["rbind"]),
+        (root.join("mnt/x"), root.join("mnt/x/y/z/x"), ctr_opts),
+        (root.join("mnt/x/y"), root.join("mnt/x/y/z"), ctr_opts),
+        (root.join("mnt"), root.join("final"), ctr_opts),
+    ] {
+        let dest: std::path::PathBuf = dest;
+        c.bundle.add_mount(json!({"destination": dest, "type": "bind", "source": source, "options": opts}));
+    }
+    c.bundle.set_args(&["cat", "/final/x/y/z/z/x/y/z/x/file"]);
+    let out = c.run();
+    out.expect_ok("run with binds of sources under the rootfs");
+    assert_eq!(out.stdout, "a/x\n", "the last file comes from a/x");
+}
+
+#[test]
+fn bind_sources_under_the_rootfs_see_the_mounts_made_before_them() {
+    mount_order(&mut Case::new("mnt_order"), false);
+}
+
 #[test]
 fn features_report_idmap_user_and_time() {
     let c = Case::new("uns_features");

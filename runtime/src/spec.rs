@@ -66,12 +66,31 @@ pub fn load(bundle: &Path) -> Result<Loaded, SpecError> {
     if let Some(seccomp) = value.pointer("/linux/seccomp") {
         crate::seccomp::check_names(seccomp)?;
     }
-    let spec: Spec = serde_path_to_error::deserialize(value).map_err(|e| SpecError::Decode {
+    let mut spec: Spec = serde_path_to_error::deserialize(value).map_err(|e| SpecError::Decode {
         path: path.clone(),
         field: e.path().to_string(),
         msg: e.inner().to_string(),
     })?;
+    destinations_in_container(&mut spec, bundle);
     Ok(Loaded { spec, warnings })
+}
+
+/// runc (1.2 on) reads a mount destination spelled as a path under the rootfs on the host,
+/// `<bundle>/<root.path>/mnt`, as that path in the container, `/mnt`; configs written
+/// against a runc bundle (its bats suite's mount tests among them) name destinations so.
+/// The comparison is lexical, against the bundle joined with `root.path`, as runc's.
+fn destinations_in_container(spec: &mut Spec, bundle: &Path) {
+    let Some(root) = spec.root().as_ref().map(|r| bundle.join(r.path())) else { return };
+    let root = crate::rootfs::resolve::clean_container_path(&root);
+    if root == Path::new("/") {
+        return;
+    }
+    for m in spec.mounts_mut().iter_mut().flatten() {
+        let dest = crate::rootfs::resolve::clean_container_path(m.destination());
+        if let Ok(inside) = dest.strip_prefix(&root) {
+            m.set_destination(Path::new("/").join(inside));
+        }
+    }
 }
 
 /// runtime-spec names two of the scheduler flags `SCHED_FLAG_RESET_ON_FORK` and
@@ -473,6 +492,26 @@ mod tests {
             serde_json::json!({"linux": {"namespaces": [{"type": "pid", "path": ""}, {"type": "net", "path": "/x"}]}});
         drop_empty_namespace_paths(&mut v);
         assert_eq!(v["linux"]["namespaces"], serde_json::json!([{"type": "pid"}, {"type": "net", "path": "/x"}]));
+    }
+
+    #[test]
+    fn a_destination_spelled_under_the_host_rootfs_is_that_path_in_the_container() {
+        let mut spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "mounts": [
+                {"destination": "/b/rootfs/mnt/x", "type": "bind", "source": "/s"},
+                {"destination": "/b/rootfs/../rootfs/final/", "type": "bind", "source": "/s"},
+                {"destination": "/b/rootfs", "type": "tmpfs"},
+                {"destination": "/b/rootfs2/mnt", "type": "tmpfs"},
+                {"destination": "/tmp", "type": "tmpfs"}
+            ]
+        }))
+        .unwrap();
+        destinations_in_container(&mut spec, Path::new("/b"));
+        let dests: Vec<_> = spec.mounts().iter().flatten().map(|m| m.destination().clone()).collect();
+        let want = ["/mnt/x", "/final", "/", "/b/rootfs2/mnt", "/tmp"];
+        assert_eq!(dests, want.iter().map(PathBuf::from).collect::<Vec<_>>());
     }
 
     #[test]
