@@ -295,9 +295,27 @@ fn idmap_without_own_maps_uses_the_containers_user_namespace_maps() {
     assert_eq!((meta.uid(), meta.gid()), (0, 0));
 }
 
+// runc 1.3's idmap.bats "idmap mount (idmap flag, implied mapping, userns join)": without
+// maps of its own the mount takes those of the user namespace the container joins.
+#[test]
+fn idmap_without_own_maps_in_a_joined_user_namespace_takes_its_maps() {
+    let (mut c, pid, _) = user_namespace_holder("uns_idmap_join");
+    let d = owned_dir(&c, "hostroot", 0);
+    let mut config = joining_config(&c, pid);
+    config["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/mnt", "type": "bind", "source": d, "options": ["rbind", "idmap"]
+    }));
+    config["process"]["args"] = json!(["stat", "-c", "%u %g", "/mnt/file"]);
+    let out = run_with_config(&mut c, 2, config);
+    out.expect_ok("run with an id-mapped mount in a joined user namespace");
+    // Host root's file is root's in the container, not nobody's (65534) as a plain bind.
+    assert_eq!(out.stdout, "0 0\n");
+}
+
 /// runc 1.3's mounts.bats "mount order, container bind-mount source": a tree of binds,
 /// then binds whose sources and destinations are spelled as host paths under the rootfs,
-/// each source seeing the mounts made before it.
+/// each source seeing the mounts made before it. With `idmap` those go through `berth
+/// create`, which maps them when their turn comes.
 fn mount_order(c: &mut Case, idmap: bool) {
     let src = c.dir.join("bind-src");
     for sub in ["a/x", "b/y", "c/z"] {
@@ -331,6 +349,11 @@ fn mount_order(c: &mut Case, idmap: bool) {
 #[test]
 fn bind_sources_under_the_rootfs_see_the_mounts_made_before_them() {
     mount_order(&mut Case::new("mnt_order"), false);
+}
+
+#[test]
+fn idmapped_sources_under_the_rootfs_see_the_mounts_made_before_them_in_a_user_namespace() {
+    mount_order(&mut userns_case("uns_mnt_order_idmap"), true);
 }
 
 #[test]

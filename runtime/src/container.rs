@@ -104,7 +104,6 @@ pub fn create(store: &Store, mut opts: CreateOpts, foreground_tty: bool) -> Resu
         cgroup.delegate(root.0, root.1)?;
     }
 
-    let idmapped = rootfs::idmapped::prepare(spec, bundle)?;
     if plan.shares_mount_ns() {
         let before = rootfs::shared_ns::top_mount_id(rootfs_path)
             .map_err(|e| Error::io(format!("root.path {}: reading its mount", rootfs_path.display()), e))?;
@@ -138,13 +137,11 @@ pub fn create(store: &Store, mut opts: CreateOpts, foreground_tty: bool) -> Resu
                 preserve_fds: opts.preserve_fds,
                 cgroup_mounts,
                 seccomp: seccomp.as_ref(),
-                idmapped,
             })
         }
         Spawned::Parent(child) => child,
     };
     drop(child_ch);
-    drop(idmapped);
     drop(listener);
     drop(opts.console);
     let pid = child.pid();
@@ -242,7 +239,10 @@ impl Requests for InitRequests<'_> {
         pidfd: BorrowedFd<'_>,
         index: usize,
     ) -> Option<Result<std::result::Result<OwnedFd, String>>> {
-        self.plan.in_user_ns().then(|| Ok(rootfs::source::open_for_init(pidfd, self.spec, self.bundle, index)))
+        // The init asks in a user namespace, and for every id-mapped mount.
+        let idmapped = self.spec.mounts().as_ref().and_then(|v| v.get(index)).and_then(rootfs::idmapped::wants);
+        (self.plan.in_user_ns() || idmapped.is_some())
+            .then(|| Ok(rootfs::source::open_for_init(pidfd, self.spec, self.bundle, index)))
     }
 
     fn run_hooks(&mut self) -> Option<Result<()>> {

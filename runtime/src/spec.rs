@@ -414,14 +414,19 @@ fn validate_sysctl(
 }
 
 fn validate_mount_extensions(spec: &Spec) -> Result<(), SpecError> {
+    let linux = spec.linux().as_ref();
+    let joins_userns = linux
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_some()));
+    // Without maps of its own the mount takes the joined user namespace's, or these.
     let container_maps =
-        spec.linux().as_ref().is_some_and(|l| l.uid_mappings().as_ref().is_some_and(|v| !v.is_empty()));
+        joins_userns || linux.is_some_and(|l| l.uid_mappings().as_ref().is_some_and(|v| !v.is_empty()));
     for (i, m) in spec.mounts().as_deref().unwrap_or(&[]).iter().enumerate() {
         let own = m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty());
         if crate::rootfs::idmapped::wants(m).is_some() && !own && !container_maps {
             return Err(invalid(
                 format!("mounts[{i}].options"),
-                "idmap without the mount's own uidMappings/gidMappings needs linux.uidMappings/gidMappings",
+                "idmap without the mount's own uidMappings/gidMappings needs linux.uidMappings/gidMappings or a user namespace to join",
             ));
         }
     }

@@ -48,7 +48,6 @@ pub struct InitArgs<'a> {
     pub cgroup_mounts: Vec<rootfs::CgroupMount>,
     /// The compiled `linux.seccomp` filter, built by the parent before the clone.
     pub seccomp: Option<&'a crate::seccomp::Filter>,
-    pub idmapped: rootfs::idmapped::Prepared,
 }
 
 /// Never returns: the process either becomes the container's process or exits.
@@ -91,7 +90,6 @@ impl InitArgs<'_> {
     fn own_fds(&self) -> Vec<std::os::fd::RawFd> {
         let mut fds = vec![self.channel.as_fd().as_raw_fd(), self.start_listener.as_raw_fd()];
         fds.extend(self.console.as_ref().map(|c| c.as_raw_fd()));
-        fds.extend(self.idmapped.values().map(|f| f.as_raw_fd()));
         fds
     }
 }
@@ -148,7 +146,8 @@ fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<SetUp> {
         }
     }
 
-    // In a user namespace a bind source may be out of our reach; the parent opens it.
+    // The parent opens a bind source out of our reach in a user namespace, and maps each
+    // id-mapped one.
     let host_open = |index: usize| -> Result<OwnedFd, HostOpenError> {
         a.channel.send(&Msg::MountSourcePending { index }).map_err(HostOpenError::Sync)?;
         match a.channel.recv_with_fd() {
@@ -163,9 +162,9 @@ fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<SetUp> {
         bundle: a.bundle,
         cgroup_mounts: a.cgroup_mounts.clone(),
         cgroupns: a.plan.new_cgroupns,
-        idmapped: &a.idmapped,
         shares_mount_ns: a.plan.shares_mount_ns(),
-        host_open: a.plan.in_user_ns().then_some(&host_open as rootfs::source::HostOpen),
+        in_user_ns: a.plan.in_user_ns(),
+        host_open: Some(&host_open as rootfs::source::HostOpen),
     };
     let root = rootfs::prepare(&cfg)?;
 

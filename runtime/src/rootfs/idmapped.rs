@@ -1,25 +1,17 @@
 //! Id-mapped bind mounts (`idmap`/`ridmap`, per-mount `uidMappings`/`gidMappings`).
 //! The kernel only id-maps a mount for a caller privileged over the filesystem's own user
-//! namespace, which the init is not once it is in a user namespace; so, as runc does,
-//! `berth create` builds each id-mapped tree in the host (open_tree clone +
-//! mount_setattr(MOUNT_ATTR_IDMAP)) before cloning the init, which inherits the detached
-//! trees and move_mounts them into place.
+//! namespace, which the init is not once it is in a user namespace; so, as runc 1.3 does,
+//! `berth create` builds each id-mapped tree when the init reaches the mount (open_tree
+//! clone + mount_setattr(MOUNT_ATTR_IDMAP), in the init's mount namespace: see
+//! [`super::source`]), and the init move_mounts it into place.
 
-use std::collections::HashMap;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::Path;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
-use oci_spec::runtime::{LinuxIdMapping, Spec};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Mount, Spec};
 
-use super::RootfsError;
 use crate::sys::mount::{self as msys, MountAttr};
 use crate::sys::{self, Forked};
-
-/// The detached, id-mapped trees of `mounts[i]`, by index.
-pub type Prepared = HashMap<usize, OwnedFd>;
 
 /// Whether a mount asks to be id-mapped, and recursively (`ridmap`).
 pub fn wants(m: &oci_spec::runtime::Mount) -> Option<bool> {
@@ -39,6 +31,12 @@ pub enum UsernsError {
     Maps(#[from] crate::id_mappings::MapError),
     #[error("opening its user namespace: {0}")]
     Open(#[source] std::io::Error),
+    #[error("opening the user namespace the container joins, {}: {source}", path.display())]
+    Join {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A user namespace carrying `uid`/`gid`: made by a short-lived child we kill once its
@@ -64,36 +62,39 @@ pub fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<Own
     result.map(OwnedFd::from)
 }
 
-/// Builds the id-mapped trees of the spec's mounts (in `berth create`, on the host).
-pub fn prepare(spec: &Spec, bundle: &Path) -> Result<Prepared, RootfsError> {
-    let mut out = Prepared::new();
+/// The user namespace whose maps an id-mapped `m` takes: the mount's own maps; without
+/// them the user namespace the container joins (`linux.namespaces[].path`, as runc), or
+/// one carrying the container's `linux.uidMappings`/`gidMappings`.
+pub fn userns_for(spec: &Spec, m: &Mount) -> Result<OwnedFd, UsernsError> {
+    let own = |v: &Option<Vec<LinuxIdMapping>>| v.clone().filter(|v| !v.is_empty());
     let linux = spec.linux().as_ref();
-    for (i, m) in spec.mounts().iter().flatten().enumerate() {
-        let Some(recursive) = wants(m) else { continue };
-        let field = format!("mounts[{i}]");
-        let pick = |own: &Option<Vec<LinuxIdMapping>>, ctr: Option<&Vec<LinuxIdMapping>>| {
-            own.clone().filter(|v| !v.is_empty()).or_else(|| ctr.cloned()).unwrap_or_default()
-        };
-        let uid = pick(m.uid_mappings(), linux.and_then(|l| l.uid_mappings().as_ref()));
-        let gid = pick(m.gid_mappings(), linux.and_then(|l| l.gid_mappings().as_ref()));
-        let source =
-            m.source().as_ref().map(|s| if s.is_absolute() { s.clone() } else { bundle.join(s) }).unwrap_or_default();
-        let src = nix::fcntl::open(&source, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(|e| RootfsError::sys(&field, format!("open bind source {}", source.display()), e))?;
-        let rbind =
-            m.options().as_deref().unwrap_or(&[]).iter().any(|o| o == "rbind") || m.typ().as_deref() == Some("rbind");
-        let tree = msys::open_tree_fd(src.as_fd(), rbind).map_err(super::sys_err(&field, "open_tree"))?;
-        let userns = userns_with(&uid, &gid).map_err(|source| RootfsError::Userns { field: field.clone(), source })?;
-        idmap_tree(&tree, &userns, recursive).map_err(|e| {
-            RootfsError::sys(format!("{field}.options"), "id-map the mount (mount_setattr MOUNT_ATTR_IDMAP)", e)
-        })?;
-        out.insert(i, tree);
-    }
-    Ok(out)
+    let (uid, gid) = match (own(m.uid_mappings()), own(m.gid_mappings())) {
+        (Some(uid), Some(gid)) => (uid, gid),
+        _ => {
+            let joined = linux
+                .and_then(|l| l.namespaces().as_ref())
+                .and_then(|ns| ns.iter().find(|n| n.typ() == LinuxNamespaceType::User))
+                .and_then(|n| n.path().clone());
+            if let Some(path) = joined {
+                return File::open(&path).map(OwnedFd::from).map_err(|source| UsernsError::Join { path, source });
+            }
+            let ctr = |v: Option<&Vec<LinuxIdMapping>>| v.cloned().unwrap_or_default();
+            (ctr(linux.and_then(|l| l.uid_mappings().as_ref())), ctr(linux.and_then(|l| l.gid_mappings().as_ref())))
+        }
+    };
+    userns_with(&uid, &gid)
 }
 
-fn idmap_tree(tree: &OwnedFd, userns: &OwnedFd, recursive: bool) -> nix::Result<()> {
+/// A detached clone of the mount at `src` (recursive for `rbind`), id-mapped with the maps
+/// of `userns`, only its top mount or (`ridmap`) all of it. Errors read as the init
+/// reports them under the mount's name.
+pub fn mapped_tree(src: BorrowedFd, m: &Mount, userns: &OwnedFd, recursive: bool) -> Result<OwnedFd, String> {
+    let rbind =
+        m.options().as_deref().unwrap_or(&[]).iter().any(|o| o == "rbind") || m.typ().as_deref() == Some("rbind");
+    let tree = msys::open_tree_fd(src, rbind).map_err(|e| format!("open_tree: {e}"))?;
     let attr =
         MountAttr { attr_set: msys::MOUNT_ATTR_IDMAP, userns_fd: userns.as_raw_fd() as u64, ..Default::default() };
     msys::mount_setattr_fd(tree.as_fd(), recursive, &attr)
+        .map_err(|e| format!("id-map the mount (mount_setattr MOUNT_ATTR_IDMAP): {e}"))?;
+    Ok(tree)
 }

@@ -12,8 +12,8 @@
 //! - [`prepare`] needs the runtime's (host) /proc mounted at /proc: it names
 //!   the fds it resolved inside the rootfs as `/proc/self/fd/N` for mount(2),
 //!   and checks first that /proc is a procfs root.
-//! - In a user namespace, [`prepare`] asks `host_open` for a bind source it
-//!   cannot open itself (see [`source`]).
+//! - [`prepare`] asks `host_open` for each id-mapped tree and, in a user
+//!   namespace, for a bind source it cannot open itself (see [`source`]).
 //! - The only fd held between the calls is the O_PATH, O_CLOEXEC fd of the
 //!   rootfs inside [`Rootfs`]; [`Rootfs::enter`] consumes and closes it, so
 //!   after it returns no fd of ours points at a host path.
@@ -24,9 +24,6 @@
 //!   mount's nosuid/nodev/noexec/ro unless an option clears them (`suid`,
 //!   `dev`, `exec`, `rw`); runc's remount drops flags it was not given.
 //! - A `cgroup` mount is read-only unless its options say `rw` explicitly.
-//! - Not implemented: id-mapped mounts (`idmap`/`ridmap`, mount
-//!   `uidMappings`/`gidMappings`: refused by [`validate`]) and
-//!   `linux.mountLabel` (SELinux `context=`; ignored).
 
 mod cgroup;
 mod console;
@@ -70,13 +67,6 @@ pub enum RootfsError {
         #[source]
         errno: Errno,
     },
-    /// No user namespace with the id maps of `field` could be made (in `berth create`).
-    #[error("{field}: id-mapping user namespace: {source}")]
-    Userns {
-        field: String,
-        #[source]
-        source: idmapped::UsernsError,
-    },
     /// `berth create` could not open the bind source of `field` for the init.
     #[error("{field}: {source}")]
     HostOpen {
@@ -115,13 +105,13 @@ pub struct RootfsConfig<'a> {
     /// The container has its own cgroup namespace: mount cgroupfs fresh
     /// instead of binding the host directories.
     pub cgroupns: bool,
-    /// Id-mapped trees `berth create` built for some mounts, by index.
-    pub idmapped: &'a idmapped::Prepared,
     /// No mount namespace of its own: set up in the runtime's, enter with chroot
     /// (see [`shared_ns`]).
     pub shares_mount_ns: bool,
-    /// In a user namespace: asks `berth create` for a bind source the init cannot open
-    /// (see [`source`]).
+    /// The container has a user namespace (new or joined).
+    pub in_user_ns: bool,
+    /// Asks `berth create` for a bind source: one the init cannot open in a user namespace,
+    /// and every id-mapped one (see [`source`]).
     pub host_open: Option<source::HostOpen<'a>>,
 }
 
@@ -169,8 +159,7 @@ pub fn prepare(cfg: &RootfsConfig) -> Result<Rootfs, RootfsError> {
         bundle: cfg.bundle,
         cgroup_mounts: &cfg.cgroup_mounts,
         cgroupns: cfg.cgroupns,
-        in_user_ns: cfg.host_open.is_some(),
-        idmapped: cfg.idmapped,
+        in_user_ns: cfg.in_user_ns,
         host_open: cfg.host_open,
         mount_label: crate::lsm::mount_label(cfg.spec),
     };

@@ -25,7 +25,7 @@ pub(crate) struct Ctx<'a> {
     pub cgroupns: bool,
     /// The container has a user namespace (new or joined).
     pub in_user_ns: bool,
-    pub idmapped: &'a super::idmapped::Prepared,
+    /// Asks `berth create` for a bind source (see [`super::source`]).
     pub host_open: Option<super::source::HostOpen<'a>>,
     /// `linux.mountLabel` (validation made sure SELinux is enabled when it is set).
     pub mount_label: Option<&'a str>,
@@ -144,18 +144,28 @@ fn bind(
     source: &Path,
     dest: &Path,
     opts: &MountOptions,
-    prepared: Option<BorrowedFd>,
+    idmap: bool,
 ) -> Result<(), RootfsError> {
     let source = if source.is_absolute() { source.to_path_buf() } else { ctx.bundle.join(source) };
-    let src = match nix::fcntl::open(&source, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(e) => match (ctx.host_open, index) {
+    let from_host = |why: Option<Errno>| match (ctx.host_open, index) {
+        (Some(host_open), Some(i)) => {
+            host_open(i).map_err(|source| RootfsError::HostOpen { field: field.to_string(), source })
+        }
+        _ => Err(match why {
+            Some(e) => RootfsError::sys(field, format!("open bind source {}", source.display()), e),
+            None => RootfsError::invalid(field, "an id-mapped mount needs `berth create` to map it"),
+        }),
+    };
+    // An id-mapped tree comes whole from `berth create` (idmapped.rs).
+    let src = if idmap {
+        from_host(None)?
+    } else {
+        match nix::fcntl::open(&source, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()) {
+            Ok(fd) => fd,
             // Unreachable from our user namespace: `berth create` opens it (source.rs).
-            (Some(host_open), Some(i)) => {
-                host_open(i).map_err(|source| RootfsError::HostOpen { field: field.to_string(), source })?
-            }
-            _ => return Err(RootfsError::sys(field, format!("open bind source {}", source.display()), e)),
-        },
+            Err(e) if ctx.in_user_ns => from_host(Some(e))?,
+            Err(e) => return Err(RootfsError::sys(field, format!("open bind source {}", source.display()), e)),
+        }
     };
     let src_is_dir = is_dir(src.as_fd()).map_err(super::sys_err(field, "stat bind source"))?;
     let src_is_proc = fstatfs(&src).map(|s| s.filesystem_type() == PROC_SUPER_MAGIC).unwrap_or(false);
@@ -164,14 +174,13 @@ fn bind(
         .map_err(super::sys_err(field, "create mount point"))?;
 
     check_not_in_proc(target.as_fd(), dest, "bind", field)?;
-    // An id-mapped tree was cloned and mapped on the host already (idmapped.rs).
+    // An id-mapped source is a detached tree already.
     let cloned;
-    let tree = match prepared {
-        Some(t) => t,
-        None => {
-            cloned = sys::open_tree_fd(src.as_fd(), opts.is_rbind()).map_err(super::sys_err(field, "open_tree"))?;
-            cloned.as_fd()
-        }
+    let tree = if idmap {
+        src.as_fd()
+    } else {
+        cloned = sys::open_tree_fd(src.as_fd(), opts.is_rbind()).map_err(super::sys_err(field, "open_tree"))?;
+        cloned.as_fd()
     };
     let (set, mut clr) = options::attrs_from_flags(opts);
     if set != 0 || clr != 0 {
@@ -282,7 +291,7 @@ pub(crate) fn mount_entry(ctx: &Ctx, i: usize, m: &Mount) -> Result<Outcome, Roo
         let Some(source) = m.source() else {
             return Err(RootfsError::invalid(format!("mounts[{i}].source"), "a bind mount needs a source"));
         };
-        let prepared = ctx.idmapped.get(&i).map(|fd| fd.as_fd());
+        let idmap = super::idmapped::wants(m).is_some();
         if dest == Path::new("/sys") && opts.readonly() && opts.flags.contains(MsFlags::MS_REC) {
             // The rootless form of /sys (`spec --rootless`: rbind of the host's /sys, ro)
             // brings the host's cgroupfs along: read-only all the way, as the sysfs
@@ -290,9 +299,9 @@ pub(crate) fn mount_entry(ctx: &Ctx, i: usize, m: &Mount) -> Result<Outcome, Roo
             // (CVE-2023-25809).
             let mut o = opts.clone();
             o.rec_set |= sys::MOUNT_ATTR_RDONLY;
-            self::bind(ctx, &field, Some(i), source, &dest, &o, prepared)?;
+            self::bind(ctx, &field, Some(i), source, &dest, &o, idmap)?;
         } else {
-            self::bind(ctx, &field, Some(i), source, &dest, &opts, prepared)?;
+            self::bind(ctx, &field, Some(i), source, &dest, &opts, idmap)?;
         }
     } else if typ == "cgroup" || typ == "cgroup2" {
         cgroup::mount_cgroup(ctx, &field, &dest, &opts)?;
@@ -309,7 +318,7 @@ pub(crate) fn mount_entry(ctx: &Ctx, i: usize, m: &Mount) -> Result<Outcome, Roo
                     // along: a read-only /sys must be read-only all the way.
                     o.rec_set |= sys::MOUNT_ATTR_RDONLY;
                 }
-                self::bind(ctx, &field, None, Path::new("/sys"), &dest, &o, None)?;
+                self::bind(ctx, &field, None, Path::new("/sys"), &dest, &o, false)?;
             }
             r => r?,
         }

@@ -105,8 +105,6 @@ fn assert_no_host_mounts(fx: &Fixture) {
     assert!(!mi.contains(top.as_ref()), "host mountinfo mentions {top}:\n{mi}");
 }
 
-static NO_IDMAPPED: std::sync::LazyLock<crate::rootfs::idmapped::Prepared> = std::sync::LazyLock::new(Default::default);
-
 fn cfg<'a>(fx: &'a Fixture, spec: &'a Spec) -> RootfsConfig<'a> {
     RootfsConfig {
         spec,
@@ -114,8 +112,8 @@ fn cfg<'a>(fx: &'a Fixture, spec: &'a Spec) -> RootfsConfig<'a> {
         bundle: &fx.bundle,
         cgroup_mounts: vec![],
         cgroupns: false,
-        idmapped: &NO_IDMAPPED,
         shares_mount_ns: false,
+        in_user_ns: false,
         host_open: None,
     }
 }
