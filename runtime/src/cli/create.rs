@@ -1,18 +1,11 @@
-use anyhow::Context;
 use berth::container::{self, CreateOpts};
 use berth::state::Store;
 
 use super::CreateArgs;
 
 pub fn opts(args: CreateArgs, systemd_cgroup: bool) -> anyhow::Result<CreateOpts> {
-    let console = match &args.console_socket {
-        Some(p) => Some(berth::console::connect(p).with_context(|| format!("--console-socket {}", p.display()))?),
-        None => None,
-    };
-    let pidfd_socket = match &args.pidfd_socket {
-        Some(p) => Some(berth::console::connect(p).with_context(|| format!("--pidfd-socket {}", p.display()))?),
-        None => None,
-    };
+    let console = super::connect_socket("--console-socket", args.console_socket.as_deref())?;
+    let pidfd_socket = super::connect_socket("--pidfd-socket", args.pidfd_socket.as_deref())?;
     Ok(CreateOpts {
         id: args.id,
         bundle: args.bundle,

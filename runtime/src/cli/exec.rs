@@ -1,4 +1,3 @@
-use anyhow::Context;
 use berth::exec::{self, ExecOpts, Overrides, ProcessSource};
 use berth::state::Store;
 
@@ -94,14 +93,8 @@ pub fn run(store: &Store, a: ExecArgs) -> anyhow::Result<i32> {
             })
         }
     };
-    let console = match &a.console_socket {
-        Some(p) => Some(berth::console::connect(p).with_context(|| format!("--console-socket {}", p.display()))?),
-        None => None,
-    };
-    let pidfd_socket = match &a.pidfd_socket {
-        Some(p) => Some(berth::console::connect(p).with_context(|| format!("--pidfd-socket {}", p.display()))?),
-        None => None,
-    };
+    let console = super::connect_socket("--console-socket", a.console_socket.as_deref())?;
+    let pidfd_socket = super::connect_socket("--pidfd-socket", a.pidfd_socket.as_deref())?;
     if !a.detach {
         berth::foreground::block_signals()?;
     }

@@ -16,6 +16,13 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// The unix socket a flag names (`--console-socket`, `--pidfd-socket`), connected; a
+/// failure names the flag and the path.
+fn connect_socket(flag: &str, path: Option<&std::path::Path>) -> anyhow::Result<Option<std::os::fd::OwnedFd>> {
+    use anyhow::Context;
+    path.map(|p| berth::console::connect(p).with_context(|| format!("{flag} {}", p.display()))).transpose()
+}
+
 /// A container id: the command line's bytes, refused with a message that shows them when
 /// they are not UTF-8 (clap's own error names no argument).
 #[derive(Clone)]
