@@ -379,6 +379,35 @@ fn flags_log_tsync_spec_allow_are_accepted() {
     }
 }
 
+// runc 1.3's seccomp.bats "SECCOMP_FILTER_FLAG_*": the flags a config's `flags` gives,
+// read from the debug line both runtimes print. TSYNC adds nothing (the processes are
+// single-threaded); without `flags` SPEC_ALLOW is set where the kernel has it (runc 1.2).
+#[test]
+fn seccomp_flags_loaded_are_the_configs_as_the_debug_line_says() {
+    each_runtime_but(&["runc<1.3", "crun"], "sc_flags_debug", |c, rt| {
+        let features: Value = serde_json::from_str(&c.rt.exec(&["features"]).stdout).expect("features JSON");
+        let spec_allow = features["linux"]["seccomp"]["supportedFlags"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f == "SECCOMP_FILTER_FLAG_SPEC_ALLOW"));
+        c.rt.globals = vec!["--debug".into()];
+        for (flags, want) in [
+            (None, if spec_allow { 4 } else { 0 }),
+            (Some(json!([])), 0),
+            (Some(json!(["SECCOMP_FILTER_FLAG_LOG"])), 2),
+            (Some(json!(["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG"])), 2),
+        ] {
+            let mut p = allow_except(json!([mkdir_rule("SCMP_ACT_ERRNO")]));
+            if let Some(f) = &flags {
+                p["flags"] = f.clone();
+            }
+            set_profile(c, p);
+            let out = c.run_sh(&format!("{MKDIR} 2>&1"));
+            assert!(out.stdout.contains("Operation not permitted"), "{rt} {flags:?}: {out}");
+            assert!(out.stderr.contains(&format!("seccomp filter flags: {want}\"")), "{rt} {flags:?}: {out}");
+        }
+    });
+}
+
 #[test]
 fn unknown_syscall_names_are_skipped() {
     each_runtime("sc_unknown_name", |c, rt| {

@@ -361,7 +361,10 @@ impl Filter {
                 ),
             ));
         }
-        Ok(Filter { program, flags: load_flags(&ctx, notify), notify })
+        let flags = load_flags(&ctx, notify);
+        // runc's debug line, by which its tests check the flags a config gives.
+        crate::log::debug(&format!("seccomp filter flags: {flags}"));
+        Ok(Filter { program, flags, notify })
     }
 
     /// Whether this filter, once loaded, certainly lets the native-arch system call `nr`
