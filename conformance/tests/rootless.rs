@@ -492,6 +492,23 @@ fn start_rootless_sleepers(c: &mut Case) {
     c.wait_status(&c.id, "running");
 }
 
+// Found by runc 1.3's exec.bats run rootless: a foreground `exec -t` into a container with
+// its own pid namespace hung. Rootless, the exec's first child forks the process into that
+// namespace and waits for berth's second `Go`, while berth waited for the terminal the
+// process had not made yet.
+#[test]
+fn rootless_foreground_exec_tty_into_a_container_with_its_own_pid_namespace() {
+    let mut c = Case::new("rl_exec_tty");
+    start_rootless_sleepers(&mut c);
+    let cmd = conformance::console::runtime_cmdline(&c, &["exec", "-t", &c.id, "sh", "-c", "tty; echo in-tty; exit 5"]);
+    let out = conformance::console::under_script(&cmd);
+    let text = out.stdout.replace(['\r', '\0'], "").replace("^@", "");
+    assert_eq!(out.code, 5, "the process's exit code comes back through script: {out}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.first().is_some_and(|l| l.starts_with("/dev/pts/")), "{text:?}");
+    assert!(lines.contains(&"in-tty"), "{text:?}");
+}
+
 #[test]
 fn rootless_kill_all_and_delete_force_leave_nothing() {
     each_runtime("rl_force", |c, rt| {

@@ -363,11 +363,14 @@ pub fn exec(store: &Store, opts: ExecOpts) -> Result<Execed> {
     drop(console);
     let mut handshake = Handshake::new(parent_ch, guarded, id, &process::EXEC);
     handshake.go(String::new())?;
+    // The terminal was sent before `Ready`, so it waits in the socket. Taken only after the
+    // set-up is served: a staged child forks the process and waits for the second `Go`
+    // before the process makes the terminal.
+    handshake.serve(&mut ProcessRequests { rec: &rec, seccomp: seccomp_cfg.as_ref(), staged })?;
     let master = match &own_console {
         Some(sock) => Some(crate::console::recv_fd(sock.as_fd()).map_err(|e| Error::io("receiving the terminal", e))?),
         None => None,
     };
-    handshake.serve(&mut ProcessRequests { rec: &rec, seccomp: seccomp_cfg.as_ref(), staged })?;
     handshake.wait_exec()?;
     if let Some(sock) = &opts.pidfd_socket {
         crate::console::send_fd(sock.as_fd(), handshake.pidfd(), "setns")
