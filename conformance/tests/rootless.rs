@@ -243,6 +243,23 @@ fn rootless_spec_config_runs_as_root_mapped_to_the_user() {
     });
 }
 
+// Found by runc 1.3's timens.bats run rootless: berth failed with EACCES opening
+// timens_offsets, which /proc gave to the host's root while berth was not dumpable.
+#[test]
+fn rootless_time_offsets_apply_in_a_new_time_namespace() {
+    // runc 1.1 has no time namespaces; crun 1.8 (this host's) none either.
+    conformance::each_runtime_but(&["runc<1.3", "crun"], "rl_timens", |c, rt| {
+        make_rootless(c);
+        c.bundle.config["linux"]["namespaces"].as_array_mut().expect("namespaces").push(json!({"type": "time"}));
+        c.bundle.config["linux"]["timeOffsets"] = json!({"monotonic": {"secs": 7881, "nanosecs": 2718281}});
+        c.bundle.set_sh("cat /proc/self/timens_offsets");
+        let out = c.run();
+        out.expect_ok(&format!("{rt}: run with time offsets"));
+        let monotonic = out.stdout.lines().find(|l| l.starts_with("monotonic")).unwrap_or_default();
+        assert_eq!(monotonic.split_whitespace().collect::<Vec<_>>(), ["monotonic", "7881", "2718281"], "{rt}: {out}");
+    });
+}
+
 /// The user's first subordinate range in /etc/subuid or /etc/subgid: (start, count).
 fn sub_range(file: &str) -> (u32, u32) {
     let text = fs::read_to_string(file).unwrap_or_default();

@@ -80,8 +80,18 @@ fn time_offsets_file(spec: &Spec) -> Res<Option<(std::fs::File, String)>> {
         text.push_str(&format!("{clock} {} {}\n", o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0)));
     }
     let rel = format!("{}/timens_offsets", std::process::id());
-    let fd = crate::rootfs::resolve::open_proc_beneath(std::path::Path::new(&rel), nix::fcntl::OFlag::O_WRONLY)
-        .map_err(applying("linux.timeOffsets").doing(format!("opening /proc/{rel}")).errno())?;
+    // Rootless, /proc gives the files of a non-dumpable process to the host's root, which
+    // the runtime's user may not open: dumpable for the open, still in the runtime's own
+    // namespaces, as for the id maps below.
+    let rootless = crate::rootless::active();
+    if rootless {
+        sys::set_dumpable().map_err(doing("prctl(PR_SET_DUMPABLE) for the time offsets").io())?;
+    }
+    let opened = crate::rootfs::resolve::open_proc_beneath(std::path::Path::new(&rel), nix::fcntl::OFlag::O_WRONLY);
+    if rootless {
+        sys::set_non_dumpable().map_err(doing("prctl(PR_SET_DUMPABLE)").io())?;
+    }
+    let fd = opened.map_err(applying("linux.timeOffsets").doing(format!("opening /proc/{rel}")).errno())?;
     Ok(Some((std::fs::File::from(fd), text)))
 }
 
