@@ -323,6 +323,21 @@ fn rootless_maps_with_subordinate_ids_go_through_newuidmap() {
     });
 }
 
+// Found by runc 1.3's dev.bats run rootless ("redundant default /dev/ptmx"): berth bound
+// the host's ptmx at /dev/ptmx and could not replace the bind with the pts/ptmx link.
+#[test]
+fn rootless_dev_ptmx_in_linux_devices_is_still_the_link_to_pts_ptmx() {
+    each_runtime("rl_ptmx", |c, rt| {
+        make_rootless(c);
+        let ptmx = json!({"path": "/dev/ptmx", "type": "c", "major": 5, "minor": 2});
+        c.bundle.config["linux"]["devices"] = json!([ptmx]);
+        c.bundle.set_sh("readlink /dev/ptmx; stat -L -c '%t:%T' /dev/ptmx");
+        let out = c.run();
+        out.expect_ok(&format!("{rt}: run with /dev/ptmx among linux.devices"));
+        assert_eq!(out.stdout, "pts/ptmx\n5:2\n", "{rt}: {out}");
+    });
+}
+
 #[test]
 fn rootless_default_devices_and_sysfs_fall_back_to_binds() {
     // The root config's devices (mknod) and sysfs (needs an owned network namespace)

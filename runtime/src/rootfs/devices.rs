@@ -155,7 +155,12 @@ pub(crate) fn setup_dev(root: BorrowedFd, spec: &Spec) -> Result<(), RootfsError
             strict: false,
         });
     }
-    nodes.extend(devs.iter().enumerate().map(|(i, d)| spec_node(i, d)));
+    // /dev/ptmx is always the link to pts/ptmx made below, as runc makes it: a node asked
+    // for there is not made (rootless, a bind there could not be replaced by the link).
+    let ptmx = Path::new("/dev/ptmx");
+    nodes.extend(
+        devs.iter().enumerate().filter(|(_, d)| clean_container_path(d.path()) != ptmx).map(|(i, d)| spec_node(i, d)),
+    );
 
     // fileMode must land exactly, not filtered by the runtime's umask.
     let old = umask(Mode::empty());
