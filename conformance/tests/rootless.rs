@@ -524,6 +524,26 @@ fn start_rootless_sleepers(c: &mut Case) {
     c.wait_status(&c.id, "running");
 }
 
+// runc 1.3's create.bats "shared pidns + rootless": with neither a cgroup nor a pid
+// namespace of its own, nothing holds the container's processes together; runc warns.
+#[test]
+fn rootless_without_a_cgroup_or_a_pid_namespace_warns() {
+    let mut c = berth_rootless_case("rl_hostpid");
+    c.bundle.config["linux"]["namespaces"].as_array_mut().expect("namespaces").retain(|n| n["type"] != "pid");
+    // A fresh procfs needs a pid namespace of its own: the host's /proc, bound.
+    for m in c.bundle.config["mounts"].as_array_mut().expect("mounts") {
+        if m["type"] == "proc" {
+            *m = json!({"destination": "/proc", "type": "bind", "source": "/proc", "options": ["rbind", "nosuid", "nodev", "noexec"]});
+        }
+    }
+    c.bundle.set_args(&["sleep", "1000"]);
+    let out = c.create();
+    out.expect_ok("create with the host's pid namespace");
+    let warned = out.stderr.contains("Such configuration is strongly discouraged");
+    let no_cgroup = conformance::leak::cgroup_dirs_containing(&c.id).is_empty();
+    assert_eq!(warned, no_cgroup, "warns exactly when the user got no cgroup: {out}");
+}
+
 // Found by runc 1.3's exec.bats run rootless: a foreground `exec -t` into a container with
 // its own pid namespace hung. Rootless, the exec's first child forks the process into that
 // namespace and waits for berth's second `Go`, while berth waited for the terminal the

@@ -49,6 +49,15 @@ pub(crate) fn load(
         if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
             crate::rootless::check_oom_score_adj(adj).map_err(Error::Usage)?;
         }
+        // Neither a cgroup nor a pid namespace holds the container's processes together:
+        // `kill --all` and `delete --force` reach only those berth can name (runc warns too).
+        let own_pid_ns = spec::namespace_types(&spec).contains(&oci_spec::runtime::LinuxNamespaceType::Pid);
+        if cgroup.dirs().hierarchies().is_empty() && !own_pid_ns {
+            log::warn(
+                "Creating a rootless container with no cgroup and no private pid namespace. Such configuration is \
+                 strongly discouraged (as it is impossible to properly kill all container's processes)",
+            );
+        }
     }
     Ok((Bundle { dir, spec, rootfs: validated.rootfs, resources }, cgroup))
 }
