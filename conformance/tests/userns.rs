@@ -283,6 +283,33 @@ fn idmapped_mount_with_its_own_maps_shows_host_uid_1000_as_root() {
     assert_eq!((meta.uid(), meta.gid()), (1000, 1000), "a file root makes lands as host 1000");
 }
 
+// An id-mapped bind takes the mounts below its source along only with the `rbind` option,
+// as a bind without idmap does; a `type` of "rbind" says nothing (runc reads only options).
+#[test]
+fn idmapped_bind_is_recursive_only_with_the_rbind_option() {
+    let mut c = Case::new("uns_idmap_rec");
+    let root = c.bundle.rootfs.path.clone();
+    // A tmpfs on <rootfs>/src/sub, made by the container's own mounts, under the sources.
+    c.bundle.add_mount(json!({"destination": "/src/sub", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
+    let maps = json!([{"containerID": 0, "hostID": 0, "size": 65536}]);
+    for (dest, typ, opts) in
+        [("/rec", "bind", &["rbind", "idmap"][..]), ("/top", "bind", &["bind", "idmap"]), ("/typ", "rbind", &["idmap"])]
+    {
+        c.bundle.add_mount(json!({
+            "destination": dest, "type": typ, "source": root.join("src"), "options": opts,
+            "uidMappings": maps, "gidMappings": maps
+        }));
+    }
+    let out = c.sh_ok("cut -d' ' -f2,3 /proc/mounts");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.contains(&"/rec/sub tmpfs"), "rbind + idmap brings the tmpfs along:\n{out}");
+    assert!(!lines.iter().any(|l| l.starts_with("/top/sub ")), "bind + idmap is one mount:\n{out}");
+    assert!(!lines.iter().any(|l| l.starts_with("/typ/sub ")), "type rbind without the option is one mount:\n{out}");
+    for dest in ["/rec ", "/top ", "/typ "] {
+        assert!(lines.iter().any(|l| l.starts_with(dest)), "{dest}is mounted:\n{out}");
+    }
+}
+
 #[test]
 fn idmap_without_own_maps_uses_the_containers_user_namespace_maps() {
     let mut c = userns_case("uns_idmap_ctr");

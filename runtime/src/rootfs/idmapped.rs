@@ -89,8 +89,8 @@ pub fn userns_for(spec: &Spec, m: &Mount) -> Result<OwnedFd, UsernsError> {
 /// of `userns`, only its top mount or (`ridmap`) all of it. Errors read as the init
 /// reports them under the mount's name.
 pub fn mapped_tree(src: BorrowedFd, m: &Mount, userns: &OwnedFd, recursive: bool) -> Result<OwnedFd, String> {
-    let rbind =
-        m.options().as_deref().unwrap_or(&[]).iter().any(|o| o == "rbind") || m.typ().as_deref() == Some("rbind");
+    // Recursive as the init's own binds decide it (mounts.rs), from the options only, as runc.
+    let rbind = super::options::parse(m.options().as_deref().unwrap_or(&[])).is_rbind();
     let tree = msys::open_tree_fd(src, rbind).map_err(|e| format!("open_tree: {e}"))?;
     let attr =
         MountAttr { attr_set: msys::MOUNT_ATTR_IDMAP, userns_fd: userns.as_raw_fd() as u64, ..Default::default() };
