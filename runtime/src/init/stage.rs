@@ -25,22 +25,16 @@ pub fn enter(spec: &Spec, plan: &Plan, channel: &Channel) -> Res<()> {
     let offsets = if new_time { time_offsets_file(spec)? } else { None };
     crate::namespaces::join(plan)?;
     if plan.new_user {
-        // A rootless parent cannot open the map files of a non-dumpable child (/proc gives
-        // them to the host's root): dumpable until the maps are written, as runc does. The
-        // only other process that may then ptrace this one is the same user's.
-        let rootless = crate::rootless::active();
-        if rootless {
-            sys::set_dumpable().map_err(doing("prctl(PR_SET_DUMPABLE) for the id maps").io())?;
-        }
-        nix::sched::unshare(CloneFlags::CLONE_NEWUSER).map_err(doing("unshare user namespace").errno())?;
-        channel.send(&Msg::MapsPending).map_err(InitError::sync_failed)?;
-        match channel.recv() {
-            Ok(Some(Msg::MapsDone)) => {}
-            _ => super::unsafe_exit(1),
-        }
-        if rootless {
-            sys::set_non_dumpable().map_err(doing("prctl(PR_SET_DUMPABLE)").io())?;
-        }
+        // A rootless parent cannot open the map files of a non-dumpable child: dumpable
+        // until the maps are written, as runc does.
+        dumpable_if_rootless("the id maps", || {
+            nix::sched::unshare(CloneFlags::CLONE_NEWUSER).map_err(doing("unshare user namespace").errno())?;
+            channel.send(&Msg::MapsPending).map_err(InitError::sync_failed)?;
+            match channel.recv() {
+                Ok(Some(Msg::MapsDone)) => Ok(()),
+                _ => super::unsafe_exit(1),
+            }
+        })?;
     }
     if plan.in_user_ns() {
         // Root inside is the id certain to be mapped (validation checked it for a new
@@ -80,19 +74,26 @@ fn time_offsets_file(spec: &Spec) -> Res<Option<(std::fs::File, String)>> {
         text.push_str(&format!("{clock} {} {}\n", o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0)));
     }
     let rel = format!("{}/timens_offsets", std::process::id());
-    // Rootless, /proc gives the files of a non-dumpable process to the host's root, which
-    // the runtime's user may not open: dumpable for the open, still in the runtime's own
-    // namespaces, as for the id maps below.
-    let rootless = crate::rootless::active();
-    if rootless {
-        sys::set_dumpable().map_err(doing("prctl(PR_SET_DUMPABLE) for the time offsets").io())?;
-    }
-    let opened = crate::rootfs::resolve::open_proc_beneath(std::path::Path::new(&rel), nix::fcntl::OFlag::O_WRONLY);
-    if rootless {
-        sys::set_non_dumpable().map_err(doing("prctl(PR_SET_DUMPABLE)").io())?;
-    }
-    let fd = opened.map_err(applying("linux.timeOffsets").doing(format!("opening /proc/{rel}")).errno())?;
+    // Dumpable for the open only, still in the runtime's own namespaces.
+    let fd = dumpable_if_rootless("the time offsets", || {
+        crate::rootfs::resolve::open_proc_beneath(std::path::Path::new(&rel), nix::fcntl::OFlag::O_WRONLY)
+            .map_err(applying("linux.timeOffsets").doing(format!("opening /proc/{rel}")).errno())
+    })?;
     Ok(Some((std::fs::File::from(fd), text)))
+}
+
+/// Runs `f` dumpable when rootless, non-dumpable again afterwards, whatever `f` returned.
+/// /proc gives a non-dumpable process's files to the host's root, which the rootless
+/// runtime's user may not open. The only other process that may ptrace this one meanwhile
+/// is the same user's.
+fn dumpable_if_rootless<T>(what: &'static str, f: impl FnOnce() -> Res<T>) -> Res<T> {
+    if !crate::rootless::active() {
+        return f();
+    }
+    sys::set_dumpable().map_err(doing(format!("prctl(PR_SET_DUMPABLE) for {what}")).io())?;
+    let result = f();
+    sys::set_non_dumpable().map_err(doing("prctl(PR_SET_DUMPABLE)").io())?;
+    result
 }
 
 /// Written after the unshare and before anything enters the new time namespace (the
