@@ -515,6 +515,136 @@ fn rootless_lifecycle_create_start_state_list_exec_kill_delete() {
     });
 }
 
+// runc 1.3's create.bats "runc create exec", rootless: `exec` reads the created init's
+// namespaces through /proc as the user, which /proc refuses for a non-dumpable process.
+#[test]
+fn rootless_exec_into_a_created_container_runs_in_its_namespaces() {
+    each_runtime("rl_crexec", |c, rt| {
+        make_rootless(c);
+        c.bundle.set_args(&["sleep", "1000"]);
+        c.create().expect_ok(&format!("{rt}: create"));
+        let pid = c.state()["pid"].as_i64().expect("pid");
+        let ex = c.rt.exec(&[
+            "exec",
+            &c.id,
+            "sh",
+            "-c",
+            "id -u; for n in mnt pid user; do readlink /proc/self/ns/$n; done; \
+             for f in /proc/1/fd/*; do n=${f##*/}; [ $n -gt 2 ] && echo \"fd $n $(readlink $f)\"; done; true",
+        ]);
+        ex.expect_ok(&format!("{rt}: exec into the created container"));
+        let lines: Vec<&str> = ex.stdout.lines().collect();
+        assert_eq!(lines.first(), Some(&"0"), "{rt}: root in the container\n{ex}");
+        for (i, ns) in ["mnt", "pid", "user"].iter().enumerate() {
+            let init = fs::read_link(format!("/proc/{pid}/ns/{ns}")).expect("init's namespace");
+            assert_eq!(lines.get(i + 1).copied(), init.to_str(), "{rt}: not in the init's {ns} namespace\n{ex}");
+        }
+        if rt == "berth" {
+            // What the waiting init holds beyond stdio is berth's sockets to `start` and to
+            // the runtime: nothing that opens a host path (runc's holds its exec.fifo).
+            for l in lines.iter().filter(|l| l.starts_with("fd ")) {
+                let target = l.split_whitespace().nth(2).unwrap_or("");
+                assert!(target.starts_with("socket:"), "{rt}: the created init holds {l}\n{ex}");
+            }
+        }
+        assert_eq!(c.state()["status"], "created", "{rt}: exec started the container");
+        c.start().expect_ok(&format!("{rt}: start after the exec"));
+        c.wait_status(&c.id, "running");
+        let ex = c.rt.exec(&["exec", &c.id, "id", "-u"]);
+        ex.expect_ok(&format!("{rt}: exec into the running container"));
+        c.rt.delete_force(&c.id).expect_ok("delete --force");
+        assert!(state_entries(&c.rt.root).is_empty(), "{rt}: state left behind");
+        c.assert_no_leaks("after delete");
+    });
+}
+
+/// A process of the test user's, killed when dropped.
+struct UserProcess(std::process::Child);
+
+impl Drop for UserProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+// /proc gives a non-dumpable process's files to the host's root: the owner of
+// /proc/<pid>/fd tells whether the created init is dumpable.
+fn proc_owner(pid: i64) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(format!("/proc/{pid}/fd")).expect("stat /proc/<pid>/fd").uid()
+}
+
+// runc's nsexec.c: the init is made non-dumpable when it joins a namespace by path, where
+// a process of that namespace could otherwise reach it before it is in the container.
+#[test]
+fn rootless_created_init_joining_a_namespace_by_path_stays_non_dumpable() {
+    each_runtime("rl_crjoin", |c, rt| {
+        make_rootless(c);
+        c.bundle.set_args(&["sleep", "1000"]);
+        c.create().expect_ok(&format!("{rt}: create"));
+        let (uid, _) = user();
+        let pid = c.state()["pid"].as_i64().expect("pid");
+        assert_eq!(proc_owner(pid), uid, "{rt}: the created init joining nothing is dumpable");
+        c.rt.delete_force(&c.id).expect_ok("delete --force");
+
+        // A user and an IPC namespace of the user's own, to join by path (setns into an IPC
+        // namespace takes CAP_SYS_ADMIN in the joiner's own user namespace too).
+        let home = PathBuf::from(format!("/home/{}", test_user::NAME));
+        let holder = UserProcess(
+            Command::new("setpriv")
+                .args(test_user::setpriv_args(&home, None))
+                .args(["unshare", "--user", "--map-root-user", "--ipc", "sleep", "1000"])
+                .spawn()
+                .expect("spawn the namespace's holder"),
+        );
+        let hpid = holder.0.id();
+        let own_ipc = fs::read_link("/proc/self/ns/ipc").expect("own ipc namespace");
+        let mut joined = None;
+        for _ in 0..500 {
+            match fs::read_link(format!("/proc/{hpid}/ns/ipc")) {
+                Ok(ns) if ns != own_ipc => {
+                    joined = Some(ns);
+                    break;
+                }
+                _ => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
+        let joined = joined.expect("the holder's ipc namespace");
+        c.bundle.join_namespace("user", &format!("/proc/{hpid}/ns/user"));
+        c.bundle.join_namespace("ipc", &format!("/proc/{hpid}/ns/ipc"));
+        c.create().expect_ok(&format!("{rt}: create joining a user and an ipc namespace by path"));
+        let pid = c.state()["pid"].as_i64().expect("pid");
+        assert_eq!(fs::read_link(format!("/proc/{pid}/ns/ipc")).expect("init's ipc"), joined, "{rt}");
+        assert_eq!(proc_owner(pid), 0, "{rt}: the created init that joined a namespace is dumpable");
+        c.rt.delete_force(&c.id).expect_ok("delete --force");
+        drop(holder);
+        assert!(state_entries(&c.rt.root).is_empty(), "{rt}: state left behind");
+        c.assert_no_leaks("after delete");
+    });
+}
+
+// berth's created init has its seccomp filter already: it calls prctl only where the
+// filter certainly lets it through (runc's init loads its filter after the wait).
+#[test]
+fn rootless_created_init_stays_non_dumpable_where_the_filter_refuses_the_prctl() {
+    let mut c = berth_rootless_case("rl_crsecc");
+    c.bundle.set_args(&["sleep", "1000"]);
+    c.bundle.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["prctl"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+                      "args": [{"index": 0, "value": libc::PR_SET_DUMPABLE, "op": "SCMP_CMP_EQ"}]}]
+    });
+    c.create().expect_ok("create");
+    let pid = c.state()["pid"].as_i64().expect("pid");
+    assert_eq!(proc_owner(pid), 0, "the created init is dumpable");
+    c.start().expect_ok("start");
+    c.wait_status(&c.id, "running");
+    c.rt.delete_force(&c.id).expect_ok("delete --force");
+    c.assert_no_leaks("after delete");
+}
+
 /// A rootless container whose init has a child: both sleep.
 fn start_rootless_sleepers(c: &mut Case) {
     make_rootless(c);

@@ -106,6 +106,12 @@ impl Plan {
     pub fn in_user_ns(&self) -> bool {
         self.new_user || self.join.iter().any(|(t, _)| *t == LinuxNamespaceType::User)
     }
+
+    /// linux.namespaces names a namespace to join by path (the pid namespace included,
+    /// which the parent may join instead of the init).
+    pub fn joins_by_path(&self) -> bool {
+        !self.join.is_empty() || self.pid_path.is_some()
+    }
 }
 
 pub fn plan(spec: &Spec) -> Plan {

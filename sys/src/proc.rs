@@ -84,8 +84,9 @@ pub fn set_non_dumpable() -> io::Result<()> {
     Ok(nix::sys::prctl::set_dumpable(false)?)
 }
 
-/// Makes the process dumpable again: only while an unprivileged parent writes its id
-/// maps, which /proc hands to root alone for a non-dumpable process (runc does the same).
+/// Makes the process dumpable again, rootless only: while an unprivileged parent writes its
+/// id maps, and while a created init waits for `start` (`exec` reads its namespaces), which
+/// /proc hands to root alone for a non-dumpable process (runc does the same).
 pub fn set_dumpable() -> io::Result<()> {
     Ok(nix::sys::prctl::set_dumpable(true)?)
 }

@@ -224,9 +224,29 @@ fn setup(a: &InitArgs, panic_report: Option<std::os::fd::RawFd>) -> Res<SetUp> {
     let idle = crate::sys::mem::idle().unwrap_or_default();
     // runtime-spec: execCPUAffinity is not applied to the init.
     let prepared = process_setup::apply(process, None, a.preserve_fds, None, a.seccomp, &a.channel)?;
+    dumpable_while_created(a)?;
 
     a.channel.send(&Msg::Ready).map_err(InitError::sync_failed)?;
     Ok((prepared, idle))
+}
+
+/// Rootless, `berth exec` into the created container opens this process's namespaces
+/// through /proc, which gives a non-dumpable process's files to the host's root alone (its
+/// memory belongs to the host's user namespace until the exec). runc's init stays
+/// dumpable when it joins no namespace by path, and so does this one, rootless only: the
+/// process already has the container process's credentials, capabilities and seccomp
+/// filter, and holds nothing of the host's but the start socket and the channel to the
+/// runtime (SECURITY.md, T7). Joining a namespace by path, it stays non-dumpable, as
+/// runc's does; so does it where the filter may refuse the prctl.
+fn dumpable_while_created(a: &InitArgs) -> Res<()> {
+    if !crate::rootless::active() || a.plan.joins_by_path() {
+        return Ok(());
+    }
+    let args = [libc::PR_SET_DUMPABLE as u64, 1, 0, 0, 0, 0];
+    if a.seccomp.is_some_and(|f| !f.allows(libc::SYS_prctl, args)) {
+        return Ok(());
+    }
+    crate::sys::set_dumpable().map_err(doing("prctl(PR_SET_DUMPABLE) while created").io())
 }
 
 /// After `Ready`: the parent has gone, errors go back to `berth start` instead.
