@@ -7,7 +7,9 @@
 //! time (the commands themselves, not the container's init), and names each function
 //! they ran from the link map of that very binary (`-Wl,-Map`, which runtime/build.rs
 //! adds when `BERTH_LINK_MAP` is set). lld places the functions a `--symbol-ordering-file`
-//! names first, in its order: create's, then those start and delete add.
+//! names first, in its order: create's, then those start and delete add, then the few
+//! the created init runs while it waits ([`INIT_WAIT`], named here since the init is not
+//! traced).
 //!
 //! Usage (as root; scripts/text-order.sh builds the binary and the map first):
 //!   text-order write <berth> <link map> <order file>
@@ -25,6 +27,28 @@ const WINDOW: u64 = 64 * 1024;
 /// Windows `check` tolerates beyond a fresh layout: the first and last of the ordered
 /// block are shared with other code, and the C library's objects are placed whole.
 const MARGIN: usize = 4;
+
+/// What the created init runs from the moment it drops its text mappings (berth_sys::mem)
+/// until it blocks for `start`: faulted back in while it waits, so kept in as few windows
+/// as can be. The tracer follows the commands, not the init, so these are named here: C
+/// functions by the first symbol of their object's section, Rust ones by the path in their
+/// legacy mangled name (its hash changes with the build). Left unordered, lld's placement
+/// decided it: a reorder elsewhere moved glibc's madvise into a window of its own, one
+/// more 64 KiB in every created init.
+const INIT_WAIT: &[&str] = &[
+    "_ZN5berth4init3run17h",
+    "_ZN5berth4init13wait_and_exec",
+    "_ZN9berth_sys3mem18release_dead_stack17h",
+    "_ZN9berth_sys3mem7release17h",
+    "_ZN5berth7process5start6accept17h",
+    "__madvise",
+    "accept4",
+];
+
+/// Whether a section's first symbol is one of [`INIT_WAIT`]'s.
+fn in_init_wait(symbol: &str) -> bool {
+    INIT_WAIT.iter().any(|w| if w.starts_with("_ZN") { symbol.starts_with(w) } else { symbol == *w })
+}
 
 /// One input section of the output .text, from the link map: where, how big, and the
 /// first symbol defined in it (the name the ordering file uses).
@@ -286,6 +310,15 @@ fn main() {
                     }
                 }
             }
+            text.push_str("# the created init's wait (named in text-order.rs, not traced)\n");
+            for (i, sec) in sections.iter().enumerate() {
+                if let Some(sym) = sec.symbol.as_deref().filter(|s| in_init_wait(s)) {
+                    if placed.insert(i) {
+                        text.push_str(sym);
+                        text.push('\n');
+                    }
+                }
+            }
             std::fs::write(out, text).expect("write the order file");
             println!("wrote {out}: {} functions", placed.len());
         }
@@ -330,5 +363,15 @@ mod tests {
         assert_eq!(section_of(&s, 0x2192d5), Some(0));
         assert_eq!(section_of(&s, 0x219400), Some(1));
         assert_eq!(section_of(&s, 0x219500), None);
+    }
+
+    #[test]
+    fn the_init_wait_names_match_by_mangled_path_or_exact_c_name() {
+        assert!(in_init_wait("_ZN5berth7process5start6accept17hc3087701aee7f7d9E"));
+        assert!(in_init_wait("_ZN5berth4init13wait_and_exec28_$u7b$$u7b$closure$u7d$$u7d$17h69daaa5a6f84755bE"));
+        assert!(in_init_wait("_ZN9berth_sys3mem7release17h0123456789abcdefE"));
+        assert!(!in_init_wait("_ZN9berth_sys3mem7release_all17h0123456789abcdefE"), "another function's prefix");
+        assert!(in_init_wait("accept4"));
+        assert!(!in_init_wait("accept"));
     }
 }
