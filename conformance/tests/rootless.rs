@@ -529,6 +529,16 @@ fn rootless_exec_into_a_created_container_runs_in_its_namespaces() {
         c.bundle.set_args(&["sleep", "1000"]);
         c.create().expect_ok(&format!("{rt}: create"));
         let pid = c.state()["pid"].as_i64().expect("pid");
+        if rt == "crun" {
+            // crun 1.28 (the forky guest's) keeps its created init non-dumpable: its exec
+            // cannot open the namespaces until `start`, as berth's could not before.
+            let ex = c.rt.exec(&["exec", &c.id, "true"]);
+            ex.expect_fail("crun: exec into the created container");
+            assert!(ex.stderr.contains("Permission denied"), "{rt}: {ex}");
+            c.rt.delete_force(&c.id).expect_ok("delete --force");
+            c.assert_no_leaks("after delete");
+            return;
+        }
         let ex = c.rt.exec(&[
             "exec",
             &c.id,
@@ -590,7 +600,9 @@ fn rootless_created_init_joining_a_namespace_by_path_stays_non_dumpable() {
         c.create().expect_ok(&format!("{rt}: create"));
         let (uid, _) = user();
         let pid = c.state()["pid"].as_i64().expect("pid");
-        assert_eq!(proc_owner(pid), uid, "{rt}: the created init joining nothing is dumpable");
+        // crun 1.28 keeps its created init non-dumpable either way.
+        let expected = if rt == "crun" { 0 } else { uid };
+        assert_eq!(proc_owner(pid), expected, "{rt}: the created init joining nothing");
         c.rt.delete_force(&c.id).expect_ok("delete --force");
 
         // A user and an IPC namespace of the user's own, to join by path (setns into an IPC
