@@ -72,6 +72,22 @@ impl Case {
         self.cleanups.push(Box::new(f));
     }
 
+    /// Makes `dir` (created if missing) a bind mount of its own on the host carrying the
+    /// per-mount flags `flags` (`mount -o remount,bind,<flags>`), as a bind source whose
+    /// flags a container's mount inherits or not. Unmounted before the leak check, even if
+    /// the test fails.
+    pub fn host_mount_with_flags(&mut self, dir: &Path, flags: &str) {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let d = dir.to_str().expect("a UTF-8 path").to_string();
+        let undo = d.clone();
+        self.on_cleanup(move || {
+            crate::sh(&format!("umount -R -l {undo}"));
+        });
+        self.snapshot.own_mount_point(dir);
+        let (rc, o) = crate::sh(&format!("mount --bind {d} {d} && mount -o remount,bind,{flags} {d}"));
+        assert_eq!(rc, 0, "cannot mount {d} with {flags}: {o}");
+    }
+
     pub fn config(&mut self) -> &mut Value {
         &mut self.bundle.config
     }

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 pub struct LeakSnapshot {
     mountinfo: BTreeSet<String>,
     netns: BTreeSet<String>,
+    /// Mount points the test mounts on the host itself (and unmounts in its cleanup).
+    own_mount_points: Vec<String>,
 }
 
 /// Whole lines: a mount that changed flags or propagation shows up as a
@@ -92,7 +94,17 @@ pub fn processes_mentioning(needles: &[&str]) -> Vec<(i32, String)> {
 
 impl LeakSnapshot {
     pub fn take() -> LeakSnapshot {
-        LeakSnapshot { mountinfo: mountinfo(), netns: netns_holders().into_keys().collect() }
+        LeakSnapshot {
+            mountinfo: mountinfo(),
+            netns: netns_holders().into_keys().collect(),
+            own_mount_points: Vec::new(),
+        }
+    }
+
+    /// The test mounts `dir` on the host itself, as a fixture: a mount there is not the
+    /// runtime's leak (one propagated below it still is).
+    pub fn own_mount_point(&mut self, dir: &Path) {
+        self.own_mount_points.push(dir.to_string_lossy().into_owned());
     }
 
     /// Everything the test with container ids containing `id`, state root
@@ -105,7 +117,10 @@ impl LeakSnapshot {
         // container does); a change anywhere else (/, /run, /proc, /sys…) is
         // always reported.
         let dir_s = dir.to_string_lossy().into_owned();
-        let relevant = |l: &str| l.contains(id) || l.contains(&dir_s) || !Path::new(mount_point(l)).starts_with("/tmp");
+        let relevant = |l: &str| {
+            !self.own_mount_points.iter().any(|p| p == mount_point(l))
+                && (l.contains(id) || l.contains(&dir_s) || !Path::new(mount_point(l)).starts_with("/tmp"))
+        };
         let now = mountinfo();
         for l in now.difference(&self.mountinfo) {
             if relevant(l) {

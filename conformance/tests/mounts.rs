@@ -1,7 +1,7 @@
 //! config.json `mounts`, `root.readonly`, `rootfsPropagation`, `--no-pivot`.
 
-use conformance::each_runtime;
 use conformance::Case;
+use conformance::{each_runtime, each_runtime_but};
 use serde_json::json;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -45,6 +45,49 @@ fn bind_mount_ro_nosuid_nodev_noexec_flags_apply() {
     }
     assert!(out.trim_end().ends_with("ROFS"), "{out}");
     assert!(!src.join("x").exists());
+}
+
+/// A bind whose options name a flag carries the flags named and no other: the source's
+/// nosuid, nodev and noexec are not inherited by a `ro` bind (runc remounts it with exactly
+/// the flags given). One that names none keeps the source's flags. crun 1.28 keeps the
+/// source's flags the options do not name (`ro,nosuid,nodev,noexec`): not compared.
+#[test]
+fn bind_naming_a_flag_carries_only_the_flags_named() {
+    each_runtime_but(&["crun"], "mnt_bind_named", |c, rt| {
+        let src = c.dir.join("vol");
+        c.host_mount_with_flags(&src, "nosuid,nodev,noexec");
+        c.bundle.add_mount(json!({"destination": "/named", "type": "bind", "source": src, "options": ["bind", "ro"]}));
+        c.bundle.add_mount(
+            json!({"destination": "/unnamed", "type": "bind", "source": src, "options": ["rbind", "rprivate"]}),
+        );
+        let out = c.sh_ok("cat /proc/mounts");
+        let named = opts(mount_line(&out, "/named"));
+        assert!(named.contains(&"ro"), "{rt}: /named: {named:?}");
+        for f in ["nosuid", "nodev", "noexec"] {
+            assert!(!named.contains(&f), "{rt}: /named inherited {f} from its source: {named:?}");
+        }
+        let unnamed = opts(mount_line(&out, "/unnamed"));
+        for f in ["rw", "nosuid", "nodev", "noexec"] {
+            assert!(unnamed.contains(&f), "{rt}: /unnamed lost the source's {f}: {unnamed:?}");
+        }
+    });
+}
+
+/// An option that only clears a flag (`dev`) is a flag named too: the bind of a read-only,
+/// noexec source comes out read-write and exec, except the atime setting, which a bind
+/// keeps unless an option sets one (runc 1.2 and later; 1.1 kept every source flag).
+#[test]
+fn bind_naming_only_a_clearing_flag_clears_the_source_flags_but_atime() {
+    each_runtime_but(&["runc<1.3"], "mnt_bind_clearing", |c, rt| {
+        let src = c.dir.join("vol");
+        c.host_mount_with_flags(&src, "ro,noexec,noatime");
+        c.bundle.add_mount(json!({"destination": "/vol", "type": "bind", "source": src, "options": ["bind", "dev"]}));
+        let out = c.sh_ok("cat /proc/mounts; touch /vol/x && echo WROTE");
+        let o = opts(mount_line(&out, "/vol"));
+        assert!(o.contains(&"rw") && !o.contains(&"noexec"), "{rt}: /vol: {o:?}");
+        assert!(o.contains(&"noatime"), "{rt}: /vol did not keep the source's noatime: {o:?}");
+        assert!(out.trim_end().ends_with("WROTE"), "{rt}: {out}");
+    });
 }
 
 #[test]

@@ -96,6 +96,41 @@ fn bind_source_below_a_directory_the_mapped_root_cannot_search() {
     });
 }
 
+/// In a user namespace the kernel locks the flags of the host's mounts: a bind whose
+/// options name a flag keeps the source's locked ones the options do not name (its
+/// read-only and nodev here) rather than failing, and one whose options clear a locked
+/// flag (`rw` of a read-only source) fails naming the mount, as runc 1.2 and later do.
+/// crun 1.28 binds the source without its locked flags (`rw,nosuid` here): not compared.
+#[test]
+fn bind_in_a_user_namespace_keeps_the_source_locked_flags_and_refuses_to_clear_one() {
+    conformance::each_runtime_but(&["runc<1.3", "crun"], "uns_bind_locked", |c, rt| {
+        make_userns(c);
+        let vol = c.dir.join("vol");
+        std::fs::create_dir_all(&vol).unwrap();
+        chown_tree(&vol, HOST_ID);
+        c.host_mount_with_flags(&vol, "ro,nodev");
+        c.bundle
+            .add_mount(json!({"destination": "/mnt", "type": "bind", "source": vol, "options": ["bind", "nosuid"]}));
+        let out = c.sh_ok("cat /proc/mounts");
+        let line = out.lines().rfind(|l| l.split(' ').nth(1) == Some("/mnt")).unwrap_or_else(|| panic!("{rt}: {out}"));
+        let flags: Vec<&str> = line.split(' ').nth(3).unwrap_or("").split(',').collect();
+        for f in ["ro", "nodev", "nosuid"] {
+            assert!(flags.contains(&f), "{rt}: {f} missing on /mnt: {flags:?}");
+        }
+
+        c.bundle.config["mounts"].as_array_mut().unwrap().pop();
+        c.bundle.add_mount(json!({"destination": "/mnt", "type": "bind", "source": vol, "options": ["bind", "rw"]}));
+        c.bundle.set_sh("true");
+        let out = c.create();
+        if rt == "berth" {
+            c.expect_clean_failure(&out, &["\"/mnt\"", "cannot clear ro locked on the source's mount"]);
+        } else {
+            out.expect_fail(&format!("{rt}: a read-write bind of a locked read-only source"));
+            c.assert_no_leaks("after the failed create");
+        }
+    });
+}
+
 /// When the host cannot open the source either, the one error line names the mount and
 /// the source, and nothing is left behind.
 #[test]

@@ -9,7 +9,7 @@ use nix::fcntl::{openat, OFlag};
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::{fstat, Mode};
 use nix::sys::statfs::{fstatfs, PROC_SUPER_MAGIC, TMPFS_MAGIC};
-use nix::sys::statvfs::{fstatvfs, FsFlags};
+use nix::sys::statvfs::fstatvfs;
 use oci_spec::runtime::Mount;
 
 use super::options::{self, MountOptions, MS_NOSYMFOLLOW};
@@ -88,27 +88,6 @@ fn check_ordinary_dir(root: BorrowedFd, dest: &Path, field: &str) -> Result<(), 
     }
 }
 
-/// mount_setattr flags matching a statvfs of the source: the flags the
-/// kernel may have locked on it (in a user namespace they cannot be cleared).
-fn current_attrs(src: BorrowedFd) -> u64 {
-    let Ok(st) = fstatvfs(src) else { return 0 };
-    let f = st.flags();
-    let mut a = 0;
-    if f.contains(FsFlags::ST_RDONLY) {
-        a |= sys::MOUNT_ATTR_RDONLY;
-    }
-    if f.contains(FsFlags::ST_NOSUID) {
-        a |= sys::MOUNT_ATTR_NOSUID;
-    }
-    if f.contains(FsFlags::ST_NODEV) {
-        a |= sys::MOUNT_ATTR_NODEV;
-    }
-    if f.contains(FsFlags::ST_NOEXEC) {
-        a |= sys::MOUNT_ATTR_NOEXEC;
-    }
-    a
-}
-
 /// The permission bits (with setuid/setgid/sticky) of `dest` inside the root,
 /// or None if it does not exist yet.
 fn existing_mode(root: BorrowedFd, dest: &Path) -> nix::Result<Option<u32>> {
@@ -182,16 +161,28 @@ fn bind(
         cloned = sys::open_tree_fd(src.as_fd(), opts.is_rbind()).map_err(super::sys_err(field, "open_tree"))?;
         cloned.as_fd()
     };
-    let (set, mut clr) = options::attrs_from_flags(opts);
-    if set != 0 || clr != 0 {
+    if let Some((set, clr)) = options::bind_attrs(opts) {
         let attr = MountAttr { attr_set: set, attr_clr: clr, ..Default::default() };
         if let Err(e) = sys::mount_setattr_fd(tree, false, &attr) {
             if e != Errno::EPERM {
                 return Err(RootfsError::sys(field, "set mount flags", e));
             }
-            // Like runc: keep the flags the source has (they may be locked)
-            // rather than failing on an implicit request to clear them.
-            clr &= !current_attrs(src.as_fd());
+            // The source's mount has flags locked (it comes from a mount namespace more
+            // privileged than the container's user namespace): like runc, keep those the
+            // options do not name, and refuse to pretend to clear one they do.
+            let src_flags = fstatvfs(&src).map_err(super::sys_err(field, "statvfs bind source"))?;
+            let src_flags = options::flags_of_mount(src_flags.flags());
+            let (set, clr) = options::keep_source_locked(opts, (set, clr), src_flags).map_err(|l| {
+                let what = match l {
+                    options::LockedFlags::Cleared(f) => {
+                        format!("cannot clear {} locked on the source's mount", options::flag_names(f))
+                    }
+                    options::LockedFlags::Atime(f) => {
+                        format!("cannot change the atime flags {} locked on the source's mount", options::flag_names(f))
+                    }
+                };
+                RootfsError::sys(field, what, e)
+            })?;
             let attr = MountAttr { attr_set: set, attr_clr: clr, ..Default::default() };
             sys::mount_setattr_fd(tree, false, &attr).map_err(super::sys_err(field, "set mount flags"))?;
         }

@@ -163,8 +163,10 @@ pub fn parse<S: AsRef<str>>(opts: &[S]) -> MountOptions {
             o.rec_set = (o.rec_set & !clr) | set;
         } else if opt == "nosymfollow" {
             o.nosymfollow = true;
+            o.cleared.remove(nosymfollow_flag());
         } else if opt == "symfollow" {
             o.nosymfollow = false;
+            o.cleared.insert(nosymfollow_flag());
         } else if opt == "idmap" || opt == "ridmap" {
             o.idmap = true;
         } else if opt == "tmpcopyup" {
@@ -176,42 +178,138 @@ pub fn parse<S: AsRef<str>>(opts: &[S]) -> MountOptions {
     o
 }
 
-/// Map mount(2) flags to mount_setattr attributes (for binds made with open_tree).
-pub fn attrs_from_flags(o: &MountOptions) -> (u64, u64) {
-    let mut set = 0u64;
-    let mut clr = 0u64;
-    let pairs = [
-        (MsFlags::MS_RDONLY, MOUNT_ATTR_RDONLY),
-        (MsFlags::MS_NOSUID, MOUNT_ATTR_NOSUID),
-        (MsFlags::MS_NODEV, MOUNT_ATTR_NODEV),
-        (MsFlags::MS_NOEXEC, MOUNT_ATTR_NOEXEC),
-        (MsFlags::MS_NODIRATIME, MOUNT_ATTR_NODIRATIME),
-    ];
-    for (f, a) in pairs {
+/// MS_NOSYMFOLLOW as an `MsFlags` (in [`MountOptions::cleared`] when `symfollow` is named).
+fn nosymfollow_flag() -> MsFlags {
+    MsFlags::from_bits_retain(MS_NOSYMFOLLOW)
+}
+
+/// The per-mount flags other than the atime ones, and their mount_setattr attributes.
+const PLAIN: [(MsFlags, u64); 4] = [
+    (MsFlags::MS_RDONLY, MOUNT_ATTR_RDONLY),
+    (MsFlags::MS_NOSUID, MOUNT_ATTR_NOSUID),
+    (MsFlags::MS_NODEV, MOUNT_ATTR_NODEV),
+    (MsFlags::MS_NOEXEC, MOUNT_ATTR_NOEXEC),
+];
+
+/// The atime flags: one of noatime, relatime and strictatime, with nodiratime on top.
+const ATIME: MsFlags =
+    MsFlags::MS_NOATIME.union(MsFlags::MS_RELATIME).union(MsFlags::MS_STRICTATIME).union(MsFlags::MS_NODIRATIME);
+
+/// The flags the kernel locks on the mounts a less privileged user namespace sees.
+const LOCKABLE: MsFlags =
+    MsFlags::MS_RDONLY.union(MsFlags::MS_NOSUID).union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC).union(ATIME);
+
+/// What a bind's options ask of its mount's flags, as (set, clear) for mount_setattr on
+/// the top of the bound tree, by runc's rule (1.2 and later). Options that name no flag
+/// (only `bind` or `rbind`, propagation, the recursive `r*` attributes) leave the source's
+/// flags as they are: None. Any flag named, even one that only clears (`rw`, `dev`), gives
+/// the mount the flags named and no other, as `mount -o remount,bind,<flags>` does:
+/// read-write, suid, dev, exec and symlinks followed unless named. The atime setting is the
+/// exception, as with mount(8): it stays the source's unless an option sets one (`noatime`,
+/// `relatime`, `strictatime`, `nodiratime`), and is then what the kernel makes of them:
+/// relatime unless noatime or strictatime, with nodiratime on top. So an option that only
+/// clears an atime flag (`atime`, `norelatime`) changes nothing of it.
+pub fn bind_attrs(o: &MountOptions) -> Option<(u64, u64)> {
+    let named = o.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+    if named.is_empty() && o.cleared.is_empty() && !o.nosymfollow {
+        return None;
+    }
+    let (mut set, mut clr) = (0u64, 0u64);
+    for (f, a) in PLAIN {
         if o.flags.contains(f) {
             set |= a;
-        } else if o.cleared.contains(f) {
+        } else {
             clr |= a;
         }
     }
     if o.nosymfollow {
         set |= MOUNT_ATTR_NOSYMFOLLOW;
-    }
-    // Atime is one field: only touch it when an option named it.
-    let atime = if o.flags.contains(MsFlags::MS_NOATIME) {
-        Some(MOUNT_ATTR_NOATIME)
-    } else if o.flags.contains(MsFlags::MS_STRICTATIME) {
-        Some(MOUNT_ATTR_STRICTATIME)
-    } else if o.flags.contains(MsFlags::MS_RELATIME) {
-        Some(MOUNT_ATTR_RELATIME)
     } else {
-        None
-    };
-    if let Some(a) = atime {
-        clr |= MOUNT_ATTR__ATIME;
-        set |= a;
+        clr |= MOUNT_ATTR_NOSYMFOLLOW;
     }
-    (set, clr)
+    if o.flags.intersects(ATIME) {
+        clr |= MOUNT_ATTR__ATIME | MOUNT_ATTR_NODIRATIME;
+        set |= if o.flags.contains(MsFlags::MS_STRICTATIME) {
+            MOUNT_ATTR_STRICTATIME
+        } else if o.flags.contains(MsFlags::MS_NOATIME) {
+            MOUNT_ATTR_NOATIME
+        } else {
+            MOUNT_ATTR_RELATIME
+        };
+        if o.flags.contains(MsFlags::MS_NODIRATIME) {
+            set |= MOUNT_ATTR_NODIRATIME;
+        }
+    }
+    Some((set, clr))
+}
+
+/// A mount's flags as mount(2) flags, from its statvfs `f_flag`. statvfs has no
+/// strictatime: a mount with neither noatime nor relatime has it.
+pub fn flags_of_mount(f: nix::sys::statvfs::FsFlags) -> MsFlags {
+    use nix::sys::statvfs::FsFlags as S;
+    let pairs = [
+        (S::ST_RDONLY, MsFlags::MS_RDONLY),
+        (S::ST_NOSUID, MsFlags::MS_NOSUID),
+        (S::ST_NODEV, MsFlags::MS_NODEV),
+        (S::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (S::ST_NOATIME, MsFlags::MS_NOATIME),
+        (S::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (S::ST_RELATIME, MsFlags::MS_RELATIME),
+    ];
+    let mut out = pairs.iter().filter(|(s, _)| f.contains(*s)).fold(MsFlags::empty(), |acc, (_, m)| acc | *m);
+    if !out.intersects(MsFlags::MS_NOATIME | MsFlags::MS_RELATIME) {
+        out |= MsFlags::MS_STRICTATIME;
+    }
+    out
+}
+
+/// The option names of `f`'s lockable flags, for messages ("ro,nodev").
+pub fn flag_names(f: MsFlags) -> String {
+    let names = [
+        (MsFlags::MS_RDONLY, "ro"),
+        (MsFlags::MS_NOSUID, "nosuid"),
+        (MsFlags::MS_NODEV, "nodev"),
+        (MsFlags::MS_NOEXEC, "noexec"),
+        (MsFlags::MS_NOATIME, "noatime"),
+        (MsFlags::MS_RELATIME, "relatime"),
+        (MsFlags::MS_STRICTATIME, "strictatime"),
+        (MsFlags::MS_NODIRATIME, "nodiratime"),
+    ];
+    names.iter().filter(|(m, _)| f.contains(*m)).map(|(_, n)| *n).collect::<Vec<_>>().join(",")
+}
+
+/// Why a bind cannot have the flags its options name on a source whose flags the kernel
+/// has locked (the container's user namespace is less privileged than the source's mount).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockedFlags {
+    /// An option clears these flags, which the source has locked.
+    Cleared(MsFlags),
+    /// The options set an atime other than the source's locked one (this is the source's).
+    Atime(MsFlags),
+}
+
+/// runc's second try after the kernel refused [`bind_attrs`]'s flags (EPERM): `src` (the
+/// source mount's flags, [`flags_of_mount`]) may have flags locked, and the lockable ones
+/// the options did not name are kept. A mount that would not be what the options ask is
+/// refused instead: an option clears a flag the source has, or sets an atime other than
+/// the source's.
+pub fn keep_source_locked(o: &MountOptions, attrs: (u64, u64), src: MsFlags) -> Result<(u64, u64), LockedFlags> {
+    let cannot_clear = src & o.cleared & LOCKABLE;
+    if !cannot_clear.is_empty() {
+        return Err(LockedFlags::Cleared(cannot_clear));
+    }
+    let asked = o.flags & ATIME;
+    if !asked.is_empty() && asked != src & ATIME {
+        return Err(LockedFlags::Atime(src & ATIME));
+    }
+    let (mut set, mut clr) = attrs;
+    for (f, a) in PLAIN {
+        if src.contains(f) {
+            set |= a;
+            clr &= !a;
+        }
+    }
+    Ok((set, clr))
 }
 
 /// Parse a `linux.rootfsPropagation` value.
@@ -266,13 +364,66 @@ mod tests {
     }
 
     #[test]
-    fn rootfs_options_attrs_from_flags_maps_set_and_clear() {
-        let o = parse(&["bind", "ro", "nosuid", "dev", "noatime"]);
-        let (set, clr) = attrs_from_flags(&o);
-        assert_eq!(set, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOATIME);
-        assert_eq!(clr, MOUNT_ATTR_NODEV | MOUNT_ATTR__ATIME);
-        let (set, clr) = attrs_from_flags(&parse(&["bind"]));
-        assert_eq!((set, clr), (0, 0));
+    fn bind_options_naming_no_flag_keep_the_source_flags() {
+        for opts in [&["bind"][..], &["rbind", "rprivate"], &["rbind", "rro", "rnosuid"], &["bind", "remount"]] {
+            assert_eq!(bind_attrs(&parse(opts)), None, "{opts:?}");
+        }
+    }
+
+    #[test]
+    fn bind_options_naming_a_flag_clear_every_flag_not_named_but_atime() {
+        let (set, clr) = bind_attrs(&parse(&["bind", "ro"])).unwrap();
+        assert_eq!(set, MOUNT_ATTR_RDONLY);
+        assert_eq!(clr, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC | MOUNT_ATTR_NOSYMFOLLOW);
+        // Only a clearing option named: still exactly what is named.
+        let all_plain = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+        assert_eq!(bind_attrs(&parse(&["bind", "dev"])), Some((0, all_plain | MOUNT_ATTR_NOSYMFOLLOW)));
+        assert_eq!(bind_attrs(&parse(&["bind", "symfollow"])), Some((0, all_plain | MOUNT_ATTR_NOSYMFOLLOW)));
+        assert_eq!(bind_attrs(&parse(&["bind", "nosymfollow"])), Some((MOUNT_ATTR_NOSYMFOLLOW, all_plain)));
+        // Clearing an atime flag does not touch the atime setting (mount(8) does the same).
+        assert_eq!(bind_attrs(&parse(&["bind", "atime"])), Some((0, all_plain | MOUNT_ATTR_NOSYMFOLLOW)));
+    }
+
+    #[test]
+    fn bind_atime_options_set_what_the_kernel_makes_of_them() {
+        let atime = |opts: &[&str]| {
+            let (set, clr) = bind_attrs(&parse(opts)).unwrap();
+            assert_eq!(clr & (MOUNT_ATTR__ATIME | MOUNT_ATTR_NODIRATIME), MOUNT_ATTR__ATIME | MOUNT_ATTR_NODIRATIME);
+            set & (MOUNT_ATTR__ATIME | MOUNT_ATTR_NODIRATIME)
+        };
+        assert_eq!(atime(&["bind", "relatime"]), MOUNT_ATTR_RELATIME);
+        assert_eq!(atime(&["bind", "noatime"]), MOUNT_ATTR_NOATIME);
+        assert_eq!(atime(&["bind", "strictatime", "noatime"]), MOUNT_ATTR_STRICTATIME);
+        // nodiratime implies relatime, even with norelatime (as the kernel: runc's FIXME).
+        assert_eq!(atime(&["bind", "nodiratime"]), MOUNT_ATTR_RELATIME | MOUNT_ATTR_NODIRATIME);
+        assert_eq!(atime(&["bind", "nodiratime", "norelatime"]), MOUNT_ATTR_RELATIME | MOUNT_ATTR_NODIRATIME);
+        assert_eq!(atime(&["bind", "nodiratime", "strictatime"]), MOUNT_ATTR_STRICTATIME | MOUNT_ATTR_NODIRATIME);
+    }
+
+    #[test]
+    fn bind_on_a_locked_source_keeps_its_flags_unless_an_option_clears_one() {
+        use nix::sys::statvfs::FsFlags as S;
+        let src = flags_of_mount(S::ST_RDONLY | S::ST_NODEV | S::ST_NOATIME);
+        assert_eq!(src, MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOATIME);
+        assert_eq!(flags_of_mount(S::empty()), MsFlags::MS_STRICTATIME);
+
+        let o = parse(&["bind", "nosuid"]);
+        let kept = keep_source_locked(&o, bind_attrs(&o).unwrap(), src).unwrap();
+        assert_eq!(
+            kept,
+            (MOUNT_ATTR_NOSUID | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC | MOUNT_ATTR_NOSYMFOLLOW)
+        );
+
+        let o = parse(&["bind", "rw", "nosuid"]);
+        assert_eq!(keep_source_locked(&o, bind_attrs(&o).unwrap(), src), Err(LockedFlags::Cleared(MsFlags::MS_RDONLY)));
+        let o = parse(&["bind", "dev", "atime"]);
+        let err = keep_source_locked(&o, bind_attrs(&o).unwrap(), src);
+        assert_eq!(err, Err(LockedFlags::Cleared(MsFlags::MS_NODEV | MsFlags::MS_NOATIME)));
+        let o = parse(&["bind", "relatime"]);
+        assert_eq!(keep_source_locked(&o, bind_attrs(&o).unwrap(), src), Err(LockedFlags::Atime(MsFlags::MS_NOATIME)));
+        let o = parse(&["bind", "noatime"]);
+        assert!(keep_source_locked(&o, bind_attrs(&o).unwrap(), src).is_ok());
+        assert_eq!(flag_names(MsFlags::MS_RDONLY | MsFlags::MS_NODEV), "ro,nodev");
     }
 
     #[test]

@@ -788,24 +788,33 @@ fn root_rootfs_devices_fall_back_to_bind_when_mknod_is_refused() {
     });
 }
 
+/// A bind in a user namespace keeps the flags locked on its source that its options do not
+/// name, and refuses options that clear one (runc 1.2 and later).
 #[test]
 #[ignore = "needs root"]
-fn root_rootfs_bind_keeps_locked_flags_of_source_in_userns() {
+fn root_rootfs_bind_in_userns_keeps_locked_flags_not_named_and_refuses_to_clear_one() {
     let fx = fixture();
     let src = fx.bundle.join("locked");
     fs::create_dir(&src).expect("src");
-    let mounts =
-        format!(r#"{{"destination":"/mnt/locked","source":"{}","options":["bind","suid","dev","rw"]}}"#, src.display());
-    let sp = make_spec(false, &mounts, "{}");
+    let spec_with = |options: &str| {
+        let mounts = format!(r#"{{"destination":"/mnt/locked","source":"{}","options":{options}}}"#, src.display());
+        make_spec(false, &mounts, "{}")
+    };
+    let (keeps, clears) = (spec_with(r#"["bind","noexec"]"#), spec_with(r#"["bind","suid","dev","rw"]"#));
     in_child_leaving_no_host_mounts(&fx, || {
         let fl = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_RDONLY;
         mount(Some("tmpfs"), &src, Some("tmpfs"), fl, None::<&str>).map_err(s("tmpfs"))?;
         // The flags of a mount inherited into a less privileged namespace are locked.
         enter_own_userns()?;
-        prepare(&cfg(&fx, &sp)).map_err(s("prepare"))?;
+        let refused = match prepare(&cfg(&fx, &clears)) {
+            Err(e) => e.to_string(),
+            Ok(_) => return Err("a bind clearing locked flags was made".into()),
+        };
+        check(refused.contains("cannot clear ro,nosuid,nodev locked on the source's mount"), &refused)?;
+        prepare(&cfg(&fx, &keeps)).map_err(s("prepare"))?;
         let l = mountinfo_line(&format!("{}/mnt/locked", fx.rootfs.display())).ok_or("no mount")?;
         let opts = l.split(' ').nth(5).unwrap_or("");
-        check(opts.starts_with("ro") && opts.contains("nosuid") && opts.contains("nodev"), &l)
+        check(opts.starts_with("ro") && ["nosuid", "nodev", "noexec"].iter().all(|f| opts.contains(f)), &l)
     });
 }
 
