@@ -392,6 +392,31 @@ fn rootless_cgroup_mount_without_a_cgroup_shows_the_users_own_read_only() {
     });
 }
 
+/// A cgroupsPath is a request for that cgroup: rootless, where the user may not make it,
+/// the container is refused, naming the field, rather than run without it (runc's cgroup
+/// managers ignore the permission error only when no path was given).
+#[test]
+fn rootless_cgroups_path_without_permission_fails_naming_it() {
+    each_runtime("rl_cgpath", |c, rt| {
+        make_rootless(c);
+        c.bundle.set_args(&["true"]);
+        let path = format!("/{}", c.id);
+        c.bundle.config["linux"]["cgroupsPath"] = path.clone().into();
+        let out = c.run();
+        out.expect_fail(&format!("{rt}: a cgroupsPath the user may not make"));
+        if rt == "berth" {
+            assert!(out.stderr.contains(&format!("linux.cgroupsPath {path:?}")), "{out}");
+            assert!(out.stderr.contains("permission denied"), "{out}");
+            assert_eq!(out.stderr_lines().len(), 1, "{out}");
+        } else {
+            assert!(out.stderr.to_lowercase().contains("permission denied"), "{rt}: {out}");
+        }
+        c.assert_no_leaks("after the refused run");
+        assert!(conformance::leak::cgroup_dirs_containing(&c.id).is_empty(), "{rt}: made a cgroup");
+        assert!(state_entries(&c.rt.root).is_empty(), "{rt}: state left behind");
+    });
+}
+
 #[test]
 fn rootless_limits_without_a_cgroup_fail_naming_linux_resources() {
     each_runtime("rl_limits", |c, rt| {

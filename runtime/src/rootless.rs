@@ -28,8 +28,9 @@ pub enum RootlessError {
     RuntimeDir { path: PathBuf, uid: u32, source: std::io::Error },
     /// A `linux.resources` limit without a cgroup this user may write.
     #[error(
-        "{field}: rootless (uid {uid}): no writable \"{controller}\" cgroup to set this limit in \
-         (on this host only root can write that cgroup hierarchy and none is delegated): remove the limit"
+        "{field}: rootless (uid {uid}): cannot set {controller} limit: container could not join or create cgroup \
+         (no writable \"{controller}\" cgroup: on this host only root can write that cgroup hierarchy and none \
+         is delegated): remove the limit"
     )]
     NoCgroup { field: String, controller: &'static str, uid: u32 },
 }

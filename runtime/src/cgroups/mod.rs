@@ -305,7 +305,21 @@ pub fn open(id: &str, cgroups_path: Option<&str>, systemd: bool) -> Result<Box<d
     // directory; on a cgroup v1 host that is usually none, and the container runs without
     // cgroups (as runc and podman do there). Limits then fail by name (rootless.rs).
     let mut st = m.state();
-    st.hierarchies.retain(|h| fsutil::user_may_create(&h.dir));
+    let (usable, refused): (Vec<_>, Vec<_>) = st.hierarchies.into_iter().partition(|h| fsutil::user_may_create(&h.dir));
+    // A cgroupsPath asks for that cgroup: as with runc, rootless without the permission to
+    // make it fails, rather than running the container without it.
+    if let (Some(path), Some(h)) = (cgroups_path.filter(|p| !p.is_empty()), refused.first()) {
+        return Err(CgroupError::InvalidPath {
+            path: path.to_string(),
+            reason: format!(
+                "rootless (uid {}): unable to apply cgroup configuration: permission denied to make {} \
+                 (without a cgroupsPath the container runs without a cgroup of its own)",
+                nix::unistd::geteuid(),
+                h.dir.display()
+            ),
+        });
+    }
+    st.hierarchies = usable;
     Ok(from_state(&st))
 }
 
