@@ -72,11 +72,12 @@ impl Case {
         self.cleanups.push(Box::new(f));
     }
 
-    /// Makes `dir` (created if missing) a bind mount of its own on the host carrying the
-    /// per-mount flags `flags` (`mount -o remount,bind,<flags>`), as a bind source whose
-    /// flags a container's mount inherits or not. Unmounted before the leak check, even if
-    /// the test fails.
-    pub fn host_mount_with_flags(&mut self, dir: &Path, flags: &str) {
+    /// Makes `dir` (created if missing) a bind mount of its own on the host, then runs
+    /// `mount <setting> <dir>` for each of `settings` (`-o remount,bind,nosuid` for the flags
+    /// a bind source carries, `--make-shared` for its propagation). A fixture of the test's,
+    /// not the runtime's: the leak check leaves that mount point alone, and it is unmounted
+    /// with whatever is below it before the check, even if the test fails.
+    pub fn host_mount(&mut self, dir: &Path, settings: &[&str]) {
         std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         let d = dir.to_str().expect("a UTF-8 path").to_string();
         let undo = d.clone();
@@ -84,8 +85,12 @@ impl Case {
             crate::sh(&format!("umount -R -l {undo}"));
         });
         self.snapshot.own_mount_point(dir);
-        let (rc, o) = crate::sh(&format!("mount --bind {d} {d} && mount -o remount,bind,{flags} {d}"));
-        assert_eq!(rc, 0, "cannot mount {d} with {flags}: {o}");
+        let script = std::iter::once(format!("mount --bind {d} {d}"))
+            .chain(settings.iter().map(|s| format!("mount {s} {d}")))
+            .collect::<Vec<_>>()
+            .join(" && ");
+        let (rc, o) = crate::sh(&script);
+        assert_eq!(rc, 0, "cannot mount {d} ({script}): {o}");
     }
 
     pub fn config(&mut self) -> &mut Value {

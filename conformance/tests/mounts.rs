@@ -5,7 +5,6 @@ use conformance::{each_runtime, each_runtime_but};
 use serde_json::json;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 
 /// The /proc/mounts line for a mount point inside the container.
 fn mount_line<'a>(mounts: &'a str, dest: &str) -> &'a str {
@@ -55,7 +54,7 @@ fn bind_mount_ro_nosuid_nodev_noexec_flags_apply() {
 fn bind_naming_a_flag_carries_only_the_flags_named() {
     each_runtime_but(&["crun"], "mnt_bind_named", |c, rt| {
         let src = c.dir.join("vol");
-        c.host_mount_with_flags(&src, "nosuid,nodev,noexec");
+        c.host_mount(&src, &["-o remount,bind,nosuid,nodev,noexec"]);
         c.bundle.add_mount(json!({"destination": "/named", "type": "bind", "source": src, "options": ["bind", "ro"]}));
         c.bundle.add_mount(
             json!({"destination": "/unnamed", "type": "bind", "source": src, "options": ["rbind", "rprivate"]}),
@@ -80,7 +79,7 @@ fn bind_naming_a_flag_carries_only_the_flags_named() {
 fn bind_naming_only_a_clearing_flag_clears_the_source_flags_but_atime() {
     each_runtime_but(&["runc<1.3"], "mnt_bind_clearing", |c, rt| {
         let src = c.dir.join("vol");
-        c.host_mount_with_flags(&src, "ro,noexec,noatime");
+        c.host_mount(&src, &["-o remount,bind,ro,noexec,noatime"]);
         c.bundle.add_mount(json!({"destination": "/vol", "type": "bind", "source": src, "options": ["bind", "dev"]}));
         let out = c.sh_ok("cat /proc/mounts; touch /vol/x && echo WROTE");
         let o = opts(mount_line(&out, "/vol"));
@@ -190,12 +189,8 @@ fn rootfs_propagation_is_applied() {
         let mut c = Case::new(&format!("mnt_rootprop_{prop}"));
         // This host's / is private, and a slave of a private mount is just
         // private: give the bundle a shared mount of its own to be a slave of.
-        let d = c.bundle.dir.to_str().unwrap().to_string();
-        let (rc, o) = conformance::sh(&format!("mount --bind {d} {d} && mount --make-shared {d}"));
-        assert_eq!(rc, 0, "cannot make the bundle a shared mount: {o}");
-        c.on_cleanup(move || {
-            conformance::sh(&format!("umount -l {d}"));
-        });
+        let bundle = c.bundle.dir.clone();
+        c.host_mount(&bundle, &["--make-shared"]);
         c.config()["linux"]["rootfsPropagation"] = prop.into();
         let out = c.sh_ok("cat /proc/self/mountinfo");
         let root = out.lines().find(|l| l.split(' ').nth(4) == Some("/")).expect("root in mountinfo");
@@ -279,21 +274,6 @@ fn sysctl_is_applied_in_container_only() {
     assert_eq!(fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(), host, "host sysctl changed");
 }
 
-/// Makes `dir` a shared mount point of its own on the host (this host's / is private, so
-/// nothing would propagate otherwise); it is unmounted, with whatever propagated into it,
-/// before the leak check, even if the test fails.
-fn host_shared_mount(c: &mut Case, dir: &Path) {
-    fs::create_dir_all(dir).unwrap();
-    let d = dir.to_str().unwrap().to_string();
-    let undo = d.clone();
-    c.on_cleanup(move || {
-        conformance::sh(&format!("umount -R -l {undo}"));
-    });
-    let (rc, o) =
-        conformance::sh(&format!("mount --bind {d} {d} && mount --make-private {d} && mount --make-shared {d}"));
-    assert_eq!(rc, 0, "cannot make {d} a shared mount: {o}");
-}
-
 fn add_capability(c: &mut Case, cap: &str) {
     for set in ["bounding", "effective", "permitted"] {
         c.config()["process"]["capabilities"][set].as_array_mut().unwrap().push(cap.into());
@@ -307,7 +287,7 @@ fn add_capability(c: &mut Case, cap: &str) {
 fn rshared_bind_mount_propagates_back_to_the_host() {
     each_runtime("mnt_bidi", |c, rt| {
         let vol = c.dir.join("vol");
-        host_shared_mount(c, &vol);
+        c.host_mount(&vol, &["--make-private", "--make-shared"]);
         let sub = vol.join("sub");
         fs::create_dir(&sub).unwrap();
         c.bundle

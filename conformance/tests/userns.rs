@@ -108,7 +108,7 @@ fn bind_in_a_user_namespace_keeps_the_source_locked_flags_and_refuses_to_clear_o
         let vol = c.dir.join("vol");
         std::fs::create_dir_all(&vol).unwrap();
         chown_tree(&vol, HOST_ID);
-        c.host_mount_with_flags(&vol, "ro,nodev");
+        c.host_mount(&vol, &["-o remount,bind,ro,nodev"]);
         c.bundle
             .add_mount(json!({"destination": "/mnt", "type": "bind", "source": vol, "options": ["bind", "nosuid"]}));
         let out = c.sh_ok("cat /proc/mounts");

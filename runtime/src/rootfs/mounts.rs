@@ -172,17 +172,8 @@ fn bind(
             // options do not name, and refuse to pretend to clear one they do.
             let src_flags = fstatvfs(&src).map_err(super::sys_err(field, "statvfs bind source"))?;
             let src_flags = options::flags_of_mount(src_flags.flags());
-            let (set, clr) = options::keep_source_locked(opts, (set, clr), src_flags).map_err(|l| {
-                let what = match l {
-                    options::LockedFlags::Cleared(f) => {
-                        format!("cannot clear {} locked on the source's mount", options::flag_names(f))
-                    }
-                    options::LockedFlags::Atime(f) => {
-                        format!("cannot change the atime flags {} locked on the source's mount", options::flag_names(f))
-                    }
-                };
-                RootfsError::sys(field, what, e)
-            })?;
+            let (set, clr) = options::keep_source_locked(opts, (set, clr), src_flags)
+                .map_err(|l| RootfsError::sys(field, l.to_string(), e))?;
             let attr = MountAttr { attr_set: set, attr_clr: clr, ..Default::default() };
             sys::mount_setattr_fd(tree, false, &attr).map_err(super::sys_err(field, "set mount flags"))?;
         }

@@ -263,28 +263,21 @@ pub fn flags_of_mount(f: nix::sys::statvfs::FsFlags) -> MsFlags {
     out
 }
 
-/// The option names of `f`'s lockable flags, for messages ("ro,nodev").
-pub fn flag_names(f: MsFlags) -> String {
-    let names = [
-        (MsFlags::MS_RDONLY, "ro"),
-        (MsFlags::MS_NOSUID, "nosuid"),
-        (MsFlags::MS_NODEV, "nodev"),
-        (MsFlags::MS_NOEXEC, "noexec"),
-        (MsFlags::MS_NOATIME, "noatime"),
-        (MsFlags::MS_RELATIME, "relatime"),
-        (MsFlags::MS_STRICTATIME, "strictatime"),
-        (MsFlags::MS_NODIRATIME, "nodiratime"),
-    ];
-    names.iter().filter(|(m, _)| f.contains(*m)).map(|(_, n)| *n).collect::<Vec<_>>().join(",")
+/// The option names that set `f`'s lockable flags, for messages ("ro,nodev").
+fn flag_names(f: &MsFlags) -> String {
+    let names = ["ro", "nosuid", "nodev", "noexec", "noatime", "relatime", "strictatime", "nodiratime"];
+    names.into_iter().filter(|n| flag(n).is_some_and(|(sets, m)| sets && f.contains(m))).collect::<Vec<_>>().join(",")
 }
 
 /// Why a bind cannot have the flags its options name on a source whose flags the kernel
 /// has locked (the container's user namespace is less privileged than the source's mount).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LockedFlags {
     /// An option clears these flags, which the source has locked.
+    #[error("cannot clear {} locked on the source's mount", flag_names(.0))]
     Cleared(MsFlags),
     /// The options set an atime other than the source's locked one (this is the source's).
+    #[error("cannot change the atime flags {} locked on the source's mount", flag_names(.0))]
     Atime(MsFlags),
 }
 
@@ -423,7 +416,10 @@ mod tests {
         assert_eq!(keep_source_locked(&o, bind_attrs(&o).unwrap(), src), Err(LockedFlags::Atime(MsFlags::MS_NOATIME)));
         let o = parse(&["bind", "noatime"]);
         assert!(keep_source_locked(&o, bind_attrs(&o).unwrap(), src).is_ok());
-        assert_eq!(flag_names(MsFlags::MS_RDONLY | MsFlags::MS_NODEV), "ro,nodev");
+        assert_eq!(
+            LockedFlags::Cleared(MsFlags::MS_RDONLY | MsFlags::MS_NODEV).to_string(),
+            "cannot clear ro,nodev locked on the source's mount"
+        );
     }
 
     #[test]
