@@ -73,6 +73,7 @@ pub struct Invocation {
     args: Vec<OsString>,
     stdin: Option<Vec<u8>>,
     stdout_file: Option<PathBuf>,
+    stderr_file: Option<PathBuf>,
     leak_fds: Vec<PathBuf>,
     timeout: Duration,
     cwd: Option<PathBuf>,
@@ -86,6 +87,7 @@ impl Invocation {
             args: Vec::new(),
             stdin: None,
             stdout_file: None,
+            stderr_file: None,
             leak_fds: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
             cwd: None,
@@ -114,6 +116,13 @@ impl Invocation {
     /// so a pipe would never reach EOF.
     pub fn stdio_to(mut self, path: &Path) -> Self {
         self.stdout_file = Some(path.to_path_buf());
+        self
+    }
+
+    /// stderr to the file at `path` (appended to), for a detached init's stderr after the
+    /// runtime has exited; the result's `stderr` is what the file held when it did.
+    pub fn stderr_to(mut self, path: &Path) -> Self {
+        self.stderr_file = Some(path.to_path_buf());
         self
     }
 
@@ -154,7 +163,15 @@ impl Invocation {
         }
         // Files, not pipes: see `stdio_to`. The capture files are anonymous.
         // stderr is always captured so the runtime's own errors are visible.
-        let err_capture = tempfile::tempfile().expect("cannot create capture file");
+        let err_capture = match &self.stderr_file {
+            Some(p) => File::options()
+                .create(true)
+                .append(true)
+                .read(true)
+                .open(p)
+                .unwrap_or_else(|e| panic!("cannot open {}: {e}", p.display())),
+            None => tempfile::tempfile().expect("cannot create capture file"),
+        };
         cmd.stderr(err_capture.try_clone().expect("cannot dup stderr capture"));
         let mut err_f = Some(err_capture);
         let mut out_f = match &self.stdout_file {

@@ -341,6 +341,35 @@ fn oom_killed_is_reported(handler: &str) {
     remove_pod_without_leaks(&env, &pod);
 }
 
+/// A container whose command the kernel will not exec (an image for another architecture)
+/// starts and exits, as under runc: kubelet sees it exited with reason Error, the reason in
+/// its log (`kubectl logs`), and restarts it by its policy; not a StartContainer error.
+fn command_the_kernel_cannot_exec_exits_with_the_reason_in_its_log(handler: &str) {
+    let env = env();
+    let bad = env.dir.join("not-for-this-arch");
+    fs::write(&bad, b"\x7fELF\x02\x01\x01 not for any machine\n").expect("write the file");
+    fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let pod_cfg = env.pod_config("noexec");
+    let pod = env.run_pod(&pod_cfg, handler).expect("RunPodSandbox");
+    let mut c = env.container_config("noexec", "");
+    c.command = vec!["/entry".into()];
+    c.mounts = vec![cri::Mount {
+        container_path: "/entry".into(),
+        host_path: bad.to_string_lossy().into_owned(),
+        readonly: true,
+        ..Default::default()
+    }];
+    let id = env.run_container(&pod, c.clone(), &pod_cfg).expect("CreateContainer and StartContainer");
+    let st = env.wait_exited(&id, EXIT_WAIT).expect("exit");
+    // runc 1.1 (the reference handler here) exits 1; runc 1.2 and later 255, as berth.
+    let codes: &[i32] = if handler == "runc" { &[1, 255] } else { &[255] };
+    assert!(codes.contains(&st.exit_code), "{handler}: exit code {}: {st:?}", st.exit_code);
+    assert_eq!(st.reason, "Error", "{handler}: {st:?}");
+    assert_eq!(log_lines(&log_path(&pod_cfg, &c), "stderr"), ["exec /entry: exec format error"], "{handler}");
+    env.remove_container(&id).expect("RemoveContainer");
+    remove_pod_without_leaks(&env, &pod);
+}
+
 /// A host directory made a shared mount point of its own (this host's / is private, and
 /// containerd refuses Bidirectional propagation from a source that is not shared); dropping
 /// it unmounts the directory with whatever propagated into it, even if the test fails.
@@ -458,6 +487,7 @@ for_handlers!(
     stop_escalates_to_sigkill,
     pod_shares_shim_and_namespaces,
     oom_killed_is_reported,
+    command_the_kernel_cannot_exec_exits_with_the_reason_in_its_log,
     bidirectional_mount_propagation_reaches_the_host,
     stop_keeps_stdio_until_the_exit,
 );

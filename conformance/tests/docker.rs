@@ -410,6 +410,36 @@ fn docker_logs_json_file_keeps_stdout_and_stderr() {
     }
 }
 
+// An entrypoint the kernel will not exec (a binary for another architecture, a script with
+// a CRLF after its interpreter) is the container's own failure under runc: the container
+// starts, its process says why on stderr and exits (255 from runc 1.2 on, 1 before), so
+// `docker run` prints the reason and exits with that code, `docker logs` keeps the line
+// and restart policies apply. A failed start would instead be Docker's error 127.
+#[test]
+fn docker_entrypoint_the_kernel_cannot_exec_runs_and_exits_with_the_reason() {
+    let d = dockerd();
+    let bad = d.dir.join("not-for-this-arch");
+    fs::write(&bad, b"\x7fELF\x02\x01\x01 not for any machine\n").unwrap();
+    fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let vol = format!("{}:/entry:ro", bad.display());
+    let mut codes = Vec::new();
+    for rt in RUNTIMES {
+        let out = d.run_on(rt, &["-v", &vol], &["/entry"]);
+        assert_eq!(out.stderr.matches("exec /entry: exec format error").count(), 1, "[{rt}] {out}");
+        assert!(!out.stderr.contains("Error response from daemon"), "[{rt}] the container did not start: {out}");
+        codes.push(out.code);
+
+        let id = d.run_detached_on(rt, &["-v", &vol], &["/entry"]);
+        assert_eq!(ok(&d.docker(&["wait", &id])).trim(), out.code.to_string(), "[{rt}]");
+        let logs = d.docker(&["logs", &id]);
+        assert_eq!(logs.stderr, "exec /entry: exec format error\n", "[{rt}] {logs}");
+        d.docker(&["rm", &id]).expect_ok("docker rm");
+    }
+    // runc 1.1 (dockerd's here) exits 1, runc 1.2 and later 255, as berth.
+    assert_eq!(codes[0], 255, "berth: {codes:?}");
+    assert!(codes[1] == 1 || codes[1] == 255, "runc: {codes:?}");
+}
+
 /// Runs `docker <args>` under script(1), so the CLI has a terminal as a person's would;
 /// `input` is typed into that terminal.
 fn docker_in_pty(args: &[&str], input: &[u8]) -> Out {

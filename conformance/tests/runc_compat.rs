@@ -163,8 +163,34 @@ fn failed_execve_is_reported_in_runcs_words() {
         fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         c.bundle.set_args(&["/run.sh"]);
         let out = c.run();
-        out.expect_fail("run of a script whose interpreter is missing");
+        assert_eq!(out.code, 255, "{rt}: the process's exit code, as runc's init gives it: {out}");
         assert_eq!(out.stderr.matches("exec /run.sh: no such file or directory").count(), 1, "{rt}: {out}");
+    });
+}
+
+// runc (1.1 and 1.3) reports a failed execve from the init, after the start: `start`
+// succeeds, the reason goes to the container's stderr and the process exits (runc 1.3:
+// 255, 1.1: 1), so a client sees a container that ran and exited, as with a
+// wrong-architecture image under Docker.
+#[test]
+fn start_succeeds_and_the_container_reports_a_failed_execve_on_its_stderr() {
+    each_runtime_but(CRUN_NO_CGROUPS, "rc_execve_start", |c, rt| {
+        let script = c.bundle.rootfs.path.join("run.sh");
+        fs::write(&script, "#!/mmnnttbb foo bar\nsh\n").unwrap();
+        fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        c.bundle.set_args(&["/run.sh"]);
+        c.write();
+        let stderr = c.dir.join("ctr.err");
+        let bundle = c.bundle.dir.to_str().unwrap();
+        let create = c.rt.cmd().args(["create", "--bundle", bundle, &c.id]).stdio_to(&c.stdio).stderr_to(&stderr).run();
+        create.expect_ok(&format!("{rt}: create (the script exists and is executable)"));
+        let start = c.start();
+        start.expect_ok(&format!("{rt}: start"));
+        assert_eq!(start.stderr, "", "{rt}: start reports nothing of the container's failure: {start}");
+        c.wait_status(&c.id, "stopped");
+        let said = fs::read_to_string(&stderr).unwrap();
+        assert_eq!(said, "exec /run.sh: no such file or directory\n", "{rt}: the container's stderr");
+        c.rt.delete(&c.id).expect_ok("delete");
     });
 }
 

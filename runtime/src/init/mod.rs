@@ -270,17 +270,25 @@ fn wait_and_exec(a: &InitArgs, prepared: execve::Prepared, idle: &crate::sys::me
         Ok(c) => c,
         Err(_) => unsafe_exit(1),
     };
-    let fail = |conn: &mut std::os::unix::net::UnixStream, msg: String| -> ! {
-        let _ = conn.write_all(msg.as_bytes());
-        unsafe_exit(127)
-    };
     // runc's: a startContainer hook without env of its own gets the container process's.
     let env = Some(prepared.env());
     if let Err(e) = hooks::run_all(a.spec.hooks().as_ref(), Kind::StartContainer, &state, None, env) {
-        fail(&mut conn, e.to_string());
+        // runtime.md: a failing startContainer hook is an error of `start`.
+        let _ = conn.write_all(e.to_string().as_bytes());
+        unsafe_exit(127)
     }
     let err = prepared.exec();
-    fail(&mut conn, err.to_string())
+    // The start has happened: as runc's init (1.2 on), a failed execve is the container
+    // process's own failure, told on its stderr, and it exits 255. `start` reads EOF when
+    // this process ends and succeeds, so Docker and kubelet see a container that ran and
+    // exited (`exec /bin/sh: exec format error` in its log), not a failed start.
+    let msg = format!("{err}\n");
+    let args = [libc::STDERR_FILENO as u64, 0, msg.len() as u64, 0, 0, 0];
+    if a.seccomp.is_none_or(|f| f.allows(libc::SYS_write, args)) {
+        let _ = std::io::stderr().write_all(msg.as_bytes());
+    }
+    drop(conn);
+    unsafe_exit(255)
 }
 
 /// The parent's go-ahead and the state it carries. A failure to read it is reported (the
