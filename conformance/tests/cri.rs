@@ -344,6 +344,8 @@ fn oom_killed_is_reported(handler: &str) {
 /// A container whose command the kernel will not exec (an image for another architecture)
 /// starts and exits, as under runc: kubelet sees it exited with reason Error, the reason in
 /// its log (`kubectl logs`), and restarts it by its policy; not a StartContainer error.
+/// An ExecSync of such a file (an exec probe) likewise gets the process's exit code and
+/// its stderr, not an error of the call.
 fn command_the_kernel_cannot_exec_exits_with_the_reason_in_its_log(handler: &str) {
     let env = env();
     let bad = env.dir.join("not-for-this-arch");
@@ -367,6 +369,20 @@ fn command_the_kernel_cannot_exec_exits_with_the_reason_in_its_log(handler: &str
     assert_eq!(st.reason, "Error", "{handler}: {st:?}");
     assert_eq!(log_lines(&log_path(&pod_cfg, &c), "stderr"), ["exec /entry: exec format error"], "{handler}");
     env.remove_container(&id).expect("RemoveContainer");
+
+    let mut c = env.container_config("sleeper", "exec sleep 600");
+    c.mounts = vec![cri::Mount {
+        container_path: "/entry".into(),
+        host_path: bad.to_string_lossy().into_owned(),
+        readonly: true,
+        ..Default::default()
+    }];
+    let sleeper = env.run_container(&pod, c, &pod_cfg).expect("the sleeper");
+    let r = env.exec_sync(&sleeper, &["/entry"], 10).expect("ExecSync of a file the kernel cannot exec");
+    assert!(codes.contains(&r.exit_code), "{handler}: ExecSync exit code {}", r.exit_code);
+    assert_eq!(String::from_utf8_lossy(&r.stderr), "exec /entry: exec format error\n", "{handler}: ExecSync stderr");
+    env.stop_container(&sleeper, 1).expect("stop");
+    env.remove_container(&sleeper).expect("rm");
     remove_pod_without_leaks(&env, &pod);
 }
 

@@ -414,7 +414,8 @@ fn docker_logs_json_file_keeps_stdout_and_stderr() {
 // a CRLF after its interpreter) is the container's own failure under runc: the container
 // starts, its process says why on stderr and exits (255 from runc 1.2 on, 1 before), so
 // `docker run` prints the reason and exits with that code, `docker logs` keeps the line
-// and restart policies apply. A failed start would instead be Docker's error 127.
+// and restart policies apply. A failed start would instead be Docker's error 127. The
+// same for `docker exec` of such a file: the exec'd process says why and exits.
 #[test]
 fn docker_entrypoint_the_kernel_cannot_exec_runs_and_exits_with_the_reason() {
     let d = dockerd();
@@ -434,6 +435,12 @@ fn docker_entrypoint_the_kernel_cannot_exec_runs_and_exits_with_the_reason() {
         let logs = d.docker(&["logs", &id]);
         assert_eq!(logs.stderr, "exec /entry: exec format error\n", "[{rt}] {logs}");
         d.docker(&["rm", &id]).expect_ok("docker rm");
+
+        let id = d.run_detached_on(rt, &["-v", &vol], &["sleep", "1000"]);
+        let exec = d.docker(&["exec", &id, "/entry"]);
+        assert_eq!(exec.code, out.code, "[{rt}] docker exec: {exec}");
+        assert_eq!(exec.stderr, "exec /entry: exec format error\n", "[{rt}] docker exec: {exec}");
+        d.docker(&["rm", "-f", &id]).expect_ok("docker rm -f");
     }
     // runc 1.1 (dockerd's here) exits 1, runc 1.2 and later 255, as berth.
     assert_eq!(codes[0], 255, "berth: {codes:?}");

@@ -154,17 +154,45 @@ fn start_container_hook_without_env_gets_the_process_environment() {
     });
 }
 
+/// `/run.sh` in the container: executable, so the PATH lookup finds it, but its `#!`
+/// names an interpreter that is not there, so the execve fails (ENOENT), as in runc's tests.
+fn add_script_with_a_missing_interpreter(c: &conformance::Case) {
+    let script = c.bundle.rootfs.path.join("run.sh");
+    fs::write(&script, "#!/mmnnttbb foo bar\nsh\n").unwrap();
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
 // run.bats and exec.bats "[execve error]": the failed execve in Go's words, once.
 #[test]
 fn failed_execve_is_reported_in_runcs_words() {
     each_runtime_but(&["runc<1.3", "crun"], "rc_execve", |c, rt| {
-        let script = c.bundle.rootfs.path.join("run.sh");
-        fs::write(&script, "#!/mmnnttbb foo bar\nsh\n").unwrap();
-        fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        add_script_with_a_missing_interpreter(c);
         c.bundle.set_args(&["/run.sh"]);
         let out = c.run();
         assert_eq!(out.code, 255, "{rt}: the process's exit code, as runc's init gives it: {out}");
         assert_eq!(out.stderr.matches("exec /run.sh: no such file or directory").count(), 1, "{rt}: {out}");
+    });
+}
+
+// exec.bats "runc exec [execve error]": as for the init, a failed execve is the exec'd
+// process's own under runc (1.1 and 1.3): it says why on its stderr and exits (1.3: 255),
+// and `exec --detach` succeeds, as containerd's shim runs it.
+#[test]
+fn failed_execve_of_an_exec_is_the_processs_own() {
+    each_runtime_but(&["runc<1.3", "crun"], "rc_exec_execve", |c, rt| {
+        add_script_with_a_missing_interpreter(c);
+        c.bundle.set_args(&["sleep", "1000"]);
+        c.create().expect_ok("create");
+        c.start().expect_ok("start");
+        let out = c.rt.exec(&["exec", &c.id, "/run.sh"]);
+        assert_eq!(out.code, 255, "{rt}: the process's exit code: {out}");
+        assert_eq!(out.stderr, "exec /run.sh: no such file or directory\n", "{rt}: {out}");
+        let pid_file = c.dir.join("exec.pid");
+        let pid_arg = pid_file.to_str().unwrap();
+        let out = c.rt.exec(&["exec", "--detach", "--pid-file", pid_arg, &c.id, "/run.sh"]);
+        out.expect_ok(&format!("{rt}: exec --detach"));
+        assert!(fs::read_to_string(&pid_file).is_ok_and(|p| p.trim().parse::<u32>().is_ok()), "{rt}: the pid file");
+        c.rt.delete_force(&c.id);
     });
 }
 
@@ -175,9 +203,7 @@ fn failed_execve_is_reported_in_runcs_words() {
 #[test]
 fn start_succeeds_and_the_container_reports_a_failed_execve_on_its_stderr() {
     each_runtime_but(CRUN_NO_CGROUPS, "rc_execve_start", |c, rt| {
-        let script = c.bundle.rootfs.path.join("run.sh");
-        fs::write(&script, "#!/mmnnttbb foo bar\nsh\n").unwrap();
-        fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        add_script_with_a_missing_interpreter(c);
         c.bundle.set_args(&["/run.sh"]);
         c.write();
         let stderr = c.dir.join("ctr.err");

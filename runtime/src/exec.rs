@@ -441,9 +441,9 @@ fn child(c: Child) -> ! {
             if c.channel.send(&Msg::Ready).is_err() {
                 exit(1);
             }
-            let e = prepared.exec();
-            let _ = c.channel.send(&Msg::Error(e.to_string()));
-            exit(127)
+            // Past `Ready` a failed execve is the process's own (execve.rs): `exec` reads
+            // EOF and goes on as if it ran.
+            prepared.exec_or_exit(c.seccomp)
         }
         Err(e) => e,
     };

@@ -200,13 +200,25 @@ impl Prepared {
         &self.envp
     }
 
-    /// Replaces this process; returns only the error.
-    pub fn exec(&self) -> InitError {
+    /// Replaces this process. If the kernel refuses (a binary for another architecture, a
+    /// script whose interpreter is missing), the start or exec has happened, and as with
+    /// runc (1.1 and 1.3, init and exec alike) the failure is the process's own: the reason
+    /// goes to its stderr in Go's words (`exec /bin/sh: exec format error`) and it exits
+    /// 255 (runc 1.2 on). A client sees a process that ran and exited: Docker's log and
+    /// exit code, kubelet's Error, not a failed start. The seccomp filter is loaded by now,
+    /// so the `write` is made only if the filter certainly allows it.
+    pub fn exec_or_exit(&self, seccomp: Option<&crate::seccomp::Filter>) -> ! {
         reset_signals();
-        match nix::unistd::execve(&self.path, &self.argv, &self.envp) {
+        let err = match nix::unistd::execve(&self.path, &self.argv, &self.envp) {
             Err(source) => InitError::Exec { path: self.path.clone(), source },
             Ok(never) => match never {},
+        };
+        let msg = format!("{err}\n");
+        let args = [libc::STDERR_FILENO as u64, 0, msg.len() as u64, 0, 0, 0];
+        if seccomp.is_none_or(|f| f.allows(libc::SYS_write, args)) {
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), msg.as_bytes());
         }
+        crate::sys::exit_now(255)
     }
 }
 

@@ -57,6 +57,7 @@ pub fn run(args: InitArgs) -> ! {
         Ok((prepared, idle)) => wait_and_exec(&args, prepared, &idle),
         Err(e) => e,
     };
+    // Set-up failed before `Ready`: `create` is waiting and reports it.
     let _ = args.channel.send(&Msg::Error(err.to_string()));
     // _exit skips atexit handlers and destructors that belong to the parent's copy.
     crate::sys::exit_now(1)
@@ -249,8 +250,9 @@ fn dumpable_while_created(a: &InitArgs) -> Res<()> {
     crate::sys::set_dumpable().map_err(doing("prctl(PR_SET_DUMPABLE) while created").io())
 }
 
-/// After `Ready`: the parent has gone, errors go back to `berth start` instead.
-fn wait_and_exec(a: &InitArgs, prepared: execve::Prepared, idle: &crate::sys::mem::Idle) -> InitError {
+/// After `Ready`: the parent has gone; a startContainer hook's failure goes back to `berth start`,
+/// a failed execve is the process's own (`exec_or_exit`).
+fn wait_and_exec(a: &InitArgs, prepared: execve::Prepared, idle: &crate::sys::mem::Idle) -> ! {
     // The init may wait for `start` for as long as its client likes: the pages of berth's
     // binary that setting up touched go back to the page cache (a created init then holds
     // ~0.6 MiB instead of ~3 MiB), and so does the stack the set-up dirtied below this
@@ -277,18 +279,10 @@ fn wait_and_exec(a: &InitArgs, prepared: execve::Prepared, idle: &crate::sys::me
         let _ = conn.write_all(e.to_string().as_bytes());
         unsafe_exit(127)
     }
-    let err = prepared.exec();
-    // The start has happened: as runc's init (1.2 on), a failed execve is the container
-    // process's own failure, told on its stderr, and it exits 255. `start` reads EOF when
-    // this process ends and succeeds, so Docker and kubelet see a container that ran and
-    // exited (`exec /bin/sh: exec format error` in its log), not a failed start.
-    let msg = format!("{err}\n");
-    let args = [libc::STDERR_FILENO as u64, 0, msg.len() as u64, 0, 0, 0];
-    if a.seccomp.is_none_or(|f| f.allows(libc::SYS_write, args)) {
-        let _ = std::io::stderr().write_all(msg.as_bytes());
-    }
-    drop(conn);
-    unsafe_exit(255)
+    // The start has happened: from here a failed execve is the process's own (execve.rs).
+    // `conn` stays open until the execve (close-on-exec) or the exit: `start` runs the
+    // poststart hooks only once the process is past it.
+    prepared.exec_or_exit(a.seccomp)
 }
 
 /// The parent's go-ahead and the state it carries. A failure to read it is reported (the
