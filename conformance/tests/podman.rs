@@ -56,6 +56,32 @@ fn podman_run_output_exit_code_and_options() {
     }
 }
 
+// A command the kernel will not exec (a binary for another architecture) starts and exits
+// with the reason on its stderr, for `podman run` and `podman exec` alike: conmon reports the
+// process's exit code (runc 1.1: 1; runc 1.2 on and berth: 255), not a runtime error.
+#[test]
+fn podman_command_the_kernel_cannot_exec_runs_and_exits_with_the_reason() {
+    let p = podman();
+    let bad = p.dir.join("not-for-this-arch");
+    std::fs::write(&bad, b"\x7fELF\x02\x01\x01 not for any machine\n").unwrap();
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let vol = format!("{}:/entry:ro", bad.display());
+    for rt in RUNTIMES {
+        let codes: &[i32] = if rt == "runc" { &[1, 255] } else { &[255] };
+        let out = p.run_on(rt, &["-v", &vol], &["/entry"]);
+        assert!(codes.contains(&out.code), "[{rt}] podman run: {out}");
+        assert_eq!(out.stderr.matches("exec /entry: exec format error").count(), 1, "[{rt}] {out}");
+        assert!(!out.stderr.contains("OCI runtime"), "[{rt}] the container did not start: {out}");
+
+        let id = p.run_detached_on(rt, &["-v", &vol], &["sleep", "1000"]);
+        let exec = p.podman(&["exec", &id, "/entry"]);
+        assert!(codes.contains(&exec.code), "[{rt}] podman exec: {exec}");
+        assert_eq!(exec.stderr.matches("exec /entry: exec format error").count(), 1, "[{rt}] podman exec: {exec}");
+        ok(rt, &p.podman(&["rm", "-f", "-t", "0", &id]));
+        assert_clean(rt, &id);
+    }
+}
+
 #[test]
 fn podman_exec_into_a_running_container() {
     let p = podman();
