@@ -414,7 +414,8 @@ fn docker_logs_json_file_keeps_stdout_and_stderr() {
 // a CRLF after its interpreter) is the container's own failure under runc: the container
 // starts, its process says why on stderr and exits (255 from runc 1.2 on, 1 before), so
 // `docker run` prints the reason and exits with that code, `docker logs` keeps the line
-// and restart policies apply. A failed start would instead be Docker's error 127. The
+// and restart policies apply. A failed start would instead be Docker's error 125 (127 when
+// the error says "no such file or directory", as for a missing interpreter). The
 // same for `docker exec` of such a file: the exec'd process says why and exits.
 #[test]
 fn docker_entrypoint_the_kernel_cannot_exec_runs_and_exits_with_the_reason() {
