@@ -101,6 +101,16 @@ pub fn status_field(status: &str, key: &str) -> String {
         .to_string()
 }
 
+/// Writes an executable file at `path` that the kernel refuses to exec with ENOEXEC ("exec
+/// format error"): an ELF header for no machine, as a binary built for another architecture
+/// is refused. Its PATH lookup succeeds, so only the execve itself fails.
+pub fn write_binary_for_no_machine(path: &Path) {
+    std::fs::write(path, b"\x7fELF\x02\x01\x01 not for any machine\n")
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
 /// Writes an executable `wrapper` that appends its arguments as one line to `log`, then
 /// becomes `target`: how a client (containerd's shim, conmon) drives a runtime, recorded.
 pub fn write_argv_recording_wrapper(wrapper: &Path, log: &Path, target: &Path) {

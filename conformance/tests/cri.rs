@@ -349,18 +349,18 @@ fn oom_killed_is_reported(handler: &str) {
 fn command_the_kernel_cannot_exec_exits_with_the_reason_in_its_log(handler: &str) {
     let env = env();
     let bad = env.dir.join("not-for-this-arch");
-    fs::write(&bad, b"\x7fELF\x02\x01\x01 not for any machine\n").expect("write the file");
-    fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
-    let pod_cfg = env.pod_config("noexec");
-    let pod = env.run_pod(&pod_cfg, handler).expect("RunPodSandbox");
-    let mut c = env.container_config("noexec", "");
-    c.command = vec!["/entry".into()];
-    c.mounts = vec![cri::Mount {
+    conformance::util::write_binary_for_no_machine(&bad);
+    let entry = cri::Mount {
         container_path: "/entry".into(),
         host_path: bad.to_string_lossy().into_owned(),
         readonly: true,
         ..Default::default()
-    }];
+    };
+    let pod_cfg = env.pod_config("noexec");
+    let pod = env.run_pod(&pod_cfg, handler).expect("RunPodSandbox");
+    let mut c = env.container_config("noexec", "");
+    c.command = vec!["/entry".into()];
+    c.mounts = vec![entry.clone()];
     let id = env.run_container(&pod, c.clone(), &pod_cfg).expect("CreateContainer and StartContainer");
     let st = env.wait_exited(&id, EXIT_WAIT).expect("exit");
     // runc 1.1 (the reference handler here) exits 1; runc 1.2 and later 255, as berth.
@@ -371,12 +371,7 @@ fn command_the_kernel_cannot_exec_exits_with_the_reason_in_its_log(handler: &str
     env.remove_container(&id).expect("RemoveContainer");
 
     let mut c = env.container_config("sleeper", "exec sleep 600");
-    c.mounts = vec![cri::Mount {
-        container_path: "/entry".into(),
-        host_path: bad.to_string_lossy().into_owned(),
-        readonly: true,
-        ..Default::default()
-    }];
+    c.mounts = vec![entry];
     let sleeper = env.run_container(&pod, c, &pod_cfg).expect("the sleeper");
     let r = env.exec_sync(&sleeper, &["/entry"], 10).expect("ExecSync of a file the kernel cannot exec");
     assert!(codes.contains(&r.exit_code), "{handler}: ExecSync exit code {}", r.exit_code);

@@ -421,8 +421,7 @@ fn docker_logs_json_file_keeps_stdout_and_stderr() {
 fn docker_entrypoint_the_kernel_cannot_exec_runs_and_exits_with_the_reason() {
     let d = dockerd();
     let bad = d.dir.join("not-for-this-arch");
-    fs::write(&bad, b"\x7fELF\x02\x01\x01 not for any machine\n").unwrap();
-    fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    conformance::util::write_binary_for_no_machine(&bad);
     let vol = format!("{}:/entry:ro", bad.display());
     let mut codes = Vec::new();
     for rt in RUNTIMES {

@@ -63,8 +63,7 @@ fn podman_run_output_exit_code_and_options() {
 fn podman_command_the_kernel_cannot_exec_runs_and_exits_with_the_reason() {
     let p = podman();
     let bad = p.dir.join("not-for-this-arch");
-    std::fs::write(&bad, b"\x7fELF\x02\x01\x01 not for any machine\n").unwrap();
-    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    conformance::util::write_binary_for_no_machine(&bad);
     let vol = format!("{}:/entry:ro", bad.display());
     for rt in RUNTIMES {
         let codes: &[i32] = if rt == "runc" { &[1, 255] } else { &[255] };

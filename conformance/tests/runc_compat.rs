@@ -154,19 +154,15 @@ fn start_container_hook_without_env_gets_the_process_environment() {
     });
 }
 
-/// `/run.sh` in the container: executable, so the PATH lookup finds it, but its `#!`
-/// names an interpreter that is not there, so the execve fails (ENOENT), as in runc's tests.
-fn add_script_with_a_missing_interpreter(c: &conformance::Case) {
-    let script = c.bundle.rootfs.path.join("run.sh");
-    fs::write(&script, "#!/mmnnttbb foo bar\nsh\n").unwrap();
-    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-}
+/// `/run.sh` of runc's tests: executable, so the PATH lookup finds it, but its `#!` names an
+/// interpreter that is not there, so the execve fails (ENOENT).
+const SCRIPT_WITH_A_MISSING_INTERPRETER: &str = "#!/mmnnttbb foo bar\nsh\n";
 
 // run.bats and exec.bats "[execve error]": the failed execve in Go's words, once.
 #[test]
 fn failed_execve_is_reported_in_runcs_words() {
     each_runtime_but(&["runc<1.3", "crun"], "rc_execve", |c, rt| {
-        add_script_with_a_missing_interpreter(c);
+        c.bundle.rootfs.write_script("/run.sh", SCRIPT_WITH_A_MISSING_INTERPRETER);
         c.bundle.set_args(&["/run.sh"]);
         let out = c.run();
         assert_eq!(out.code, 255, "{rt}: the process's exit code, as runc's init gives it: {out}");
@@ -180,7 +176,7 @@ fn failed_execve_is_reported_in_runcs_words() {
 #[test]
 fn failed_execve_of_an_exec_is_the_processs_own() {
     each_runtime_but(&["runc<1.3", "crun"], "rc_exec_execve", |c, rt| {
-        add_script_with_a_missing_interpreter(c);
+        c.bundle.rootfs.write_script("/run.sh", SCRIPT_WITH_A_MISSING_INTERPRETER);
         c.bundle.set_args(&["sleep", "1000"]);
         c.create().expect_ok("create");
         c.start().expect_ok("start");
@@ -203,7 +199,7 @@ fn failed_execve_of_an_exec_is_the_processs_own() {
 #[test]
 fn start_succeeds_and_the_container_reports_a_failed_execve_on_its_stderr() {
     each_runtime_but(CRUN_NO_CGROUPS, "rc_execve_start", |c, rt| {
-        add_script_with_a_missing_interpreter(c);
+        c.bundle.rootfs.write_script("/run.sh", SCRIPT_WITH_A_MISSING_INTERPRETER);
         c.bundle.set_args(&["/run.sh"]);
         c.write();
         let stderr = c.dir.join("ctr.err");
