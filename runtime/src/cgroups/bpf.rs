@@ -94,37 +94,43 @@ impl Key {
             Key::All3 => t << 40 | ma << 20 | mi,
         }
     }
-    /// Emits the computation of this key from the request (ctx in r1), after the keys it
-    /// is built from.
-    fn emit(self, a: &mut Asm) {
-        let (hi, lo) = match self {
-            Key::Type => {
-                a.insn(LDX_MEM_W, self.reg(), R1, 0, 0);
-                a.insn(ALU32_AND_K, self.reg(), 0, 0, 0xffff);
-                return;
-            }
-            Key::Major => return a.insn(LDX_MEM_W, self.reg(), R1, 4, 0),
-            Key::Minor => return a.insn(LDX_MEM_W, self.reg(), R1, 8, 0),
-            Key::TypeMajor => (Key::Type, Key::Major),
-            Key::TypeMinor => (Key::Type, Key::Minor),
-            Key::MajorMinor => (Key::Major, Key::Minor),
-            Key::All3 => (Key::TypeMajor, Key::Minor),
-        };
-        a.insn(ALU64_MOV_X, self.reg(), hi.reg(), 0, 0);
-        a.insn(ALU64_LSH_K, self.reg(), 0, 0, 20);
-        a.insn(ALU64_OR_X, self.reg(), lo.reg(), 0, 0);
-    }
-    /// The keys this one is computed from, itself last.
-    fn with_parts(self) -> &'static [Key] {
+    /// The two keys this one packs, the higher field first; None for a field of the request.
+    fn parts(self) -> Option<(Key, Key)> {
         match self {
-            Key::Type => &[Key::Type],
-            Key::Major => &[Key::Major],
-            Key::Minor => &[Key::Minor],
-            Key::TypeMajor => &[Key::Type, Key::Major, Key::TypeMajor],
-            Key::TypeMinor => &[Key::Type, Key::Minor, Key::TypeMinor],
-            Key::MajorMinor => &[Key::Major, Key::Minor, Key::MajorMinor],
-            Key::All3 => &[Key::Type, Key::Major, Key::TypeMajor, Key::Minor, Key::All3],
+            Key::Type | Key::Major | Key::Minor => None,
+            Key::TypeMajor => Some((Key::Type, Key::Major)),
+            Key::TypeMinor => Some((Key::Type, Key::Minor)),
+            Key::MajorMinor => Some((Key::Major, Key::Minor)),
+            Key::All3 => Some((Key::TypeMajor, Key::Minor)),
         }
+    }
+    /// Emits the computation of this key from the request (ctx in r1) unless `computed`
+    /// has it, after the keys it is built from.
+    fn emit(self, a: &mut Asm, computed: &mut Vec<Key>) {
+        if computed.contains(&self) {
+            return;
+        }
+        match self.parts() {
+            None => {
+                let offset = match self {
+                    Key::Type => 0,
+                    Key::Major => 4,
+                    _ => 8,
+                };
+                a.insn(LDX_MEM_W, self.reg(), R1, offset, 0);
+                if self == Key::Type {
+                    a.insn(ALU32_AND_K, self.reg(), 0, 0, 0xffff);
+                }
+            }
+            Some((hi, lo)) => {
+                hi.emit(a, computed);
+                lo.emit(a, computed);
+                a.insn(ALU64_MOV_X, self.reg(), hi.reg(), 0, 0);
+                a.insn(ALU64_LSH_K, self.reg(), 0, 0, 20);
+                a.insn(ALU64_OR_X, self.reg(), lo.reg(), 0, 0);
+            }
+        }
+        computed.push(self);
     }
 }
 
@@ -235,12 +241,7 @@ pub(crate) fn device_filter(rules: &[DeviceRule]) -> Result<Vec<Insn>, CgroupErr
     a.jump(JMP_JEQ_K, R_PENDING, 0, allow);
     let mut computed: Vec<Key> = Vec::new();
     for k in used.iter().filter_map(|r| Key::of(r)) {
-        for &part in k.with_parts() {
-            if !computed.contains(&part) {
-                part.emit(&mut a);
-                computed.push(part);
-            }
-        }
+        k.emit(&mut a, &mut computed);
     }
     for r in used {
         let access = i32::from(r.access & ACC_ALL);
