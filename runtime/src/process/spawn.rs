@@ -6,8 +6,8 @@
 //! namespace; only the parent goes back (the child cannot: the host's pid namespace is not
 //! below its own). On cgroup v2 the child is born in its cgroup (CLONE_INTO_CGROUP); on v1
 //! it moves itself into every hierarchy first thing, before it waits for `Go`
-//! ([`crate::cgroups::SelfAttach`] says why not the parent). Then the parent sets
-//! `oom_score_adj`. Whatever fails after the clone takes the child with it: it
+//! ([`crate::cgroups::SelfAttach`] says why not the parent). The child is born on the CPU
+//! the parent runs on ([`pin_here`]). Then the parent sets `oom_score_adj`. Whatever fails after the clone takes the child with it: it
 //! is a [`GuardedChild`] until the operation completes.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -119,15 +119,23 @@ pub enum Spawned {
 /// end of its channel, for a failure of the child before it goes on.
 pub fn spawn(target: Target, op: &Op, report: &Channel) -> Result<Spawned> {
     let saved_pidns = target.pid_ns.enter()?;
-    let forked = pin_cpus(target.initial_cpus).and_then(|saved_cpus| {
+    let forked = pin_cpus(target.initial_cpus).and_then(|pin| {
         let into = match &target.cgroup {
             Placement::Into(dir) => Some(dir.as_fd()),
             Placement::Attach(a) => a.clone_into(),
             Placement::Start(_) => None,
         };
         let forked = sys::clone3_fork(target.new_namespaces.bits() as u64, into);
-        if let (Some(set), Ok(Forked::Parent { .. }) | Err(_)) = (&saved_cpus, &forked) {
-            let _ = kernel_attrs::set_affinity(set);
+        match (&pin, &forked) {
+            (Pin::Initial(saved) | Pin::Here(saved), Ok(Forked::Parent { .. }) | Err(_)) => {
+                let _ = kernel_attrs::set_affinity(saved);
+            }
+            // Born where it should be, the child goes on with the affinity it would have
+            // inherited, before it does anything else.
+            (Pin::Here(saved), Ok(Forked::Child)) => {
+                let _ = kernel_attrs::set_affinity(saved);
+            }
+            _ => {}
         }
         forked.map_err(|e| Error::io("clone3", e))
     });
@@ -195,16 +203,41 @@ fn wait_oom_score_adj(pid: i32, adj: i32) -> Result<()> {
     }
 }
 
-/// Pins this process to the CPUs of `list` (so the child is cloned onto them) and returns
-/// the affinity to restore afterwards.
-fn pin_cpus(list: Option<&str>) -> Result<Option<CpuSet>> {
-    let Some(list) = list else { return Ok(None) };
+/// How this process is pinned around the clone, with the affinity to go back to.
+enum Pin {
+    None,
+    /// To `process.execCPUAffinity.initial`, which the child keeps.
+    Initial(CpuSet),
+    /// To the CPU this process runs on, only for the child to be born there ([`pin_here`]).
+    Here(CpuSet),
+}
+
+/// Pins this process to the CPUs of `list` (so the child is cloned onto them); without a
+/// list, to the CPU it runs on.
+fn pin_cpus(list: Option<&str>) -> Result<Pin> {
+    let Some(list) = list else { return Ok(pin_here().map_or(Pin::None, Pin::Here)) };
     let field = "process.execCPUAffinity.initial";
     let set = kernel_attrs::cpu_set(list).map_err(|m| Error::Usage(format!("{field}: {m}")))?;
     let saved = kernel_attrs::current_affinity().map_err(|e| Error::io(field, e))?;
     kernel_attrs::set_affinity(&set).map_err(|e| Error::io(field, e))?;
     log::debug(&format!("nsexec: affinity: {} ({field} {list:?}) for the clone", kernel_attrs::mask_hex(&set)));
-    Ok(Some(saved))
+    Ok(Pin::Initial(saved))
+}
+
+/// Pins this process to the CPU it runs on, so that the child is born there, and returns the
+/// affinity both go back to right after the clone (None: nothing was changed). The parent
+/// only hands the child its work and waits for it, so the two run in turn; a child the
+/// scheduler starts on an idle CPU is woken across CPUs at every exchange with its parent
+/// (in a VM, an interrupt between virtual CPUs), and starts away from the caches its copy
+/// of the parent's memory is warm in. Best effort: without the CPU, the child is placed by
+/// the scheduler, as before.
+fn pin_here() -> Option<CpuSet> {
+    let here = nix::sched::sched_getcpu().ok()?;
+    let saved = kernel_attrs::current_affinity().ok()?;
+    let mut one = CpuSet::new();
+    one.set(here).ok()?;
+    kernel_attrs::set_affinity(&one).ok()?;
+    Some(saved)
 }
 
 /// A child of ours that is killed and reaped if dropped before [`GuardedChild::release`].
@@ -266,5 +299,50 @@ impl GuardedChild {
         let GuardedChild { pid, pidfd, mut guard } = self;
         guard.0 = None;
         (pid, pidfd)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    fn mask(set: &CpuSet) -> u64 {
+        (0..64).filter(|&cpu| set.is_set(cpu).unwrap_or(false)).fold(0, |m, cpu| m | 1 << cpu)
+    }
+
+    /// The child is born on its parent's CPU (`pin_here`) and keeps nothing of the pin: it
+    /// goes on with the affinity the parent had, which is what the init's createContainer
+    /// hooks inherit before the process's own affinity is set. The parent gets its own back.
+    #[test]
+    fn a_child_keeps_the_parents_affinity_not_the_pin_it_is_born_under() {
+        let before = mask(&kernel_attrs::current_affinity().unwrap());
+        assert!(before.count_ones() >= 2, "needs two CPUs to tell the pin from no pin: {before:#x}");
+        let (_parent_ch, child_ch) = crate::process::channel::pair().unwrap();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let target = Target {
+            new_namespaces: CloneFlags::empty(),
+            pid_ns: PidNs::Ours,
+            cgroup: Placement::Attach(SelfAttach::open(&[]).unwrap()),
+            initial_cpus: None,
+            oom_score_adj: None,
+        };
+        match spawn(target, &crate::process::EXEC, &child_ch).unwrap() {
+            Spawned::Child => {
+                // Nothing that allocates: the test process has other threads.
+                let seen = kernel_attrs::current_affinity().map(|s| mask(&s)).unwrap_or(0);
+                let _ = nix::unistd::write(&w, &seen.to_ne_bytes());
+                sys::exit_now(0)
+            }
+            Spawned::Parent(child) => {
+                drop(w);
+                let mut buf = [0u8; 8];
+                assert_eq!(nix::unistd::read(r.as_fd(), &mut buf).unwrap(), 8, "the child's report");
+                assert_eq!(u64::from_ne_bytes(buf), before, "the child's affinity");
+                drop(child);
+            }
+        }
+        assert_eq!(mask(&kernel_attrs::current_affinity().unwrap()), before, "the parent's affinity");
     }
 }
