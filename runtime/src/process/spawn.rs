@@ -7,8 +7,9 @@
 //! below its own). On cgroup v2 the child is born in its cgroup (CLONE_INTO_CGROUP); on v1
 //! it moves itself into every hierarchy first thing, before it waits for `Go`
 //! ([`crate::cgroups::SelfAttach`] says why not the parent). The child is born on the CPU
-//! the parent runs on ([`pin_here`]). Then the parent sets `oom_score_adj`. Whatever fails after the clone takes the child with it: it
-//! is a [`GuardedChild`] until the operation completes.
+//! the parent runs on ([`pin_here`]). Then the parent sets `oom_score_adj`. Whatever fails
+//! after the clone takes the child with it: it is a [`GuardedChild`] until the operation
+//! completes.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -126,16 +127,11 @@ pub fn spawn(target: Target, op: &Op, report: &Channel) -> Result<Spawned> {
             Placement::Start(_) => None,
         };
         let forked = sys::clone3_fork(target.new_namespaces.bits() as u64, into);
-        match (&pin, &forked) {
-            (Pin::Initial(saved) | Pin::Here(saved), Ok(Forked::Parent { .. }) | Err(_)) => {
-                let _ = kernel_attrs::set_affinity(saved);
-            }
-            // Born where it should be, the child goes on with the affinity it would have
-            // inherited, before it does anything else.
-            (Pin::Here(saved), Ok(Forked::Child)) => {
-                let _ = kernel_attrs::set_affinity(saved);
-            }
-            _ => {}
+        // The parent goes back in every case; the child keeps an `initial` affinity, and
+        // drops the pin that only chose where it is born before it does anything else.
+        let child = matches!(forked, Ok(Forked::Child));
+        if let (Pin::Here(saved), _) | (Pin::Initial(saved), false) = (&pin, child) {
+            let _ = kernel_attrs::set_affinity(saved);
         }
         forked.map_err(|e| Error::io("clone3", e))
     });
